@@ -1,0 +1,235 @@
+/* graph.c: evaluation. Collect the pending nodes under the roots in
+ * topological order, run each node's kernel, then detach it from its inputs
+ * so finished work frees memory as it goes.
+ *
+ * Several threads (dirty schedulers, normal schedulers running tiny graphs)
+ * may evaluate overlapping graphs. Graph structure (in[], state changes) is
+ * guarded by one lock held only for bookkeeping, never while a kernel runs;
+ * a thread needing a node another thread is computing waits for it. Waiting
+ * cannot deadlock: a thread claims a node only after all its inputs are ready. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mx.h"
+
+static pthread_mutex_t glock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gdone = PTHREAD_COND_INITIALIZER;
+static uint64_t epoch;
+
+typedef struct {
+  mx_array **v;
+  size_t n, cap;
+} vec;
+
+static int vec_push(vec *s, mx_array *a) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? 2 * s->cap : 64;
+    mx_array **v = realloc(s->v, cap * sizeof *v);
+    if (!v) return 0;
+    s->v = v;
+    s->cap = cap;
+  }
+  s->v[s->n++] = a;
+  return 1;
+}
+
+/* Post-order DFS over not-ready nodes, under glock. With `order`, appends and
+ * retains each node; otherwise just sums costs up to `limit`. */
+static mx_status collect(mx_array *const *roots, int n, vec *order, int64_t *cost, int64_t limit) {
+  uint64_t mark = ++epoch;
+  vec stack = {0};
+  mx_status st = MX_OK;
+  for (int r = 0; r < n && st == MX_OK; r++) {
+    mx_array *root = roots[r];
+    if (root->mark == mark) continue;
+    int state = atomic_load(&root->state);
+    if (state == MX_READY) continue;
+    if (state == MX_DISPOSED) {
+      st = mx_error(MX_EDISPOSED, "[eval] the array was disposed; it cannot be evaluated or read");
+      break;
+    }
+    root->mark = mark;
+    if (!vec_push(&stack, root)) st = mx_error(MX_ENOMEM, "[eval] out of memory");
+    /* Iterative DFS: a node is emitted after its inputs; `mark` keeps each node once. */
+    while (st == MX_OK && stack.n > 0) {
+      mx_array *x = stack.v[stack.n - 1];
+      int pushed = 0;
+      for (int i = 0; i < x->n_in; i++) {
+        mx_array *p = x->in[i];
+        if (p->mark == mark) continue;
+        int ps = atomic_load(&p->state);
+        if (ps == MX_READY) continue;
+        if (ps == MX_DISPOSED) {
+          st = mx_error(MX_EDISPOSED, "[%s] input %d was disposed; build the graph again from live arrays",
+                        mx_ops[x->op].name, i);
+          break;
+        }
+        p->mark = mark;
+        if (!vec_push(&stack, p)) {
+          st = mx_error(MX_ENOMEM, "[eval] out of memory");
+          break;
+        }
+        pushed = 1;
+        break;
+      }
+      if (st != MX_OK || pushed) continue;
+      stack.n--;
+      if (order) {
+        if (!vec_push(order, x)) {
+          st = mx_error(MX_ENOMEM, "[eval] out of memory");
+          break;
+        }
+        mx_retain(x);
+      } else {
+        *cost += x->cost;
+        if (*cost > limit) break;
+      }
+    }
+    if (!order && *cost > limit) break;
+  }
+  free(stack.v);
+  return st;
+}
+
+int64_t mx_pending_cost(mx_array *const *roots, int n, int64_t limit) {
+  int64_t cost = 0;
+  pthread_mutex_lock(&glock);
+  collect(roots, n, NULL, &cost, limit);
+  pthread_mutex_unlock(&glock);
+  return cost;
+}
+
+/* Output storage: reshape shares its input's buffer; everything else gets a new one. */
+static mx_status prepare_output(mx_array *x, mx_array *const *in) {
+  if (x->op == MX_OP_RESHAPE) {
+    mx_buffer_retain(in[0]->buf);
+    x->buf = in[0]->buf;
+    return MX_OK;
+  }
+  if (x->buf) return MX_OK; /* constants */
+  return mx_buffer_alloc(mx_nbytes(x), &x->buf);
+}
+
+/* Kernels read private copies of their inputs whose buffers are retained
+ * under the lock, so a concurrent dispose of an input cannot pull a buffer
+ * out from under a running kernel. */
+typedef struct {
+  mx_array local[8];
+  mx_array *local_ptrs[8];
+  mx_array *views;
+  mx_array **ptrs;
+  int n;
+} input_views;
+
+static mx_status views_take(input_views *v, mx_array *x) {
+  v->n = x->n_in;
+  v->views = v->local;
+  v->ptrs = v->local_ptrs;
+  if (v->n > 8) {
+    v->views = malloc(sizeof(mx_array) * (size_t)v->n);
+    v->ptrs = malloc(sizeof(mx_array *) * (size_t)v->n);
+    if (!v->views || !v->ptrs) {
+      free(v->views);
+      free(v->ptrs);
+      v->n = 0;
+      return mx_error(MX_ENOMEM, "[%s] out of memory", mx_ops[x->op].name);
+    }
+  }
+  for (int i = 0; i < v->n; i++) {
+    v->views[i] = *x->in[i];
+    v->views[i].in = NULL;
+    mx_buffer_retain(v->views[i].buf);
+    v->ptrs[i] = &v->views[i];
+  }
+  return MX_OK;
+}
+
+static void views_drop(input_views *v) {
+  for (int i = 0; i < v->n; i++) mx_buffer_release(v->views[i].buf);
+  if (v->views != v->local) {
+    free(v->views);
+    free(v->ptrs);
+  }
+}
+
+mx_status mx_eval(mx_array *const *roots, int n) {
+  vec order = {0};
+  int64_t unused = 0;
+  pthread_mutex_lock(&glock);
+  mx_status st = collect(roots, n, &order, &unused, 0);
+  pthread_mutex_unlock(&glock);
+
+  for (size_t k = 0; k < order.n && st == MX_OK; k++) {
+    mx_array *x = order.v[k];
+    pthread_mutex_lock(&glock);
+    while (atomic_load(&x->state) == MX_RUNNING) pthread_cond_wait(&gdone, &glock);
+    int state = atomic_load(&x->state);
+    if (state != MX_PENDING) {
+      pthread_mutex_unlock(&glock);
+      if (state == MX_DISPOSED)
+        st = mx_error(MX_EDISPOSED, "[%s] the array was disposed while being evaluated", mx_ops[x->op].name);
+      continue;
+    }
+    for (int i = 0; i < x->n_in && st == MX_OK; i++)
+      if (atomic_load(&x->in[i]->state) != MX_READY)
+        st = mx_error(MX_EDISPOSED, "[%s] input %d was disposed; build the graph again from live arrays",
+                      mx_ops[x->op].name, i);
+    input_views v;
+    if (st == MX_OK) st = views_take(&v, x);
+    if (st != MX_OK) {
+      pthread_mutex_unlock(&glock);
+      break;
+    }
+    atomic_store(&x->state, MX_RUNNING);
+    pthread_mutex_unlock(&glock);
+
+    st = prepare_output(x, v.ptrs);
+    if (st == MX_OK) st = mx_ops[x->op].kernel(x, v.ptrs);
+    if (st != MX_OK) {
+      mx_buffer_release(x->buf);
+      x->buf = NULL;
+    }
+    views_drop(&v);
+
+    pthread_mutex_lock(&glock);
+    mx_array **detached = NULL;
+    int n_in = x->n_in;
+    if (st == MX_OK) {
+      detached = x->in;
+      x->in = NULL;
+      x->n_in = 0;
+      atomic_store(&x->state, MX_READY);
+    } else {
+      atomic_store(&x->state, MX_PENDING); /* a later eval raises again */
+    }
+    pthread_cond_broadcast(&gdone);
+    pthread_mutex_unlock(&glock);
+    if (detached) {
+      for (int i = 0; i < n_in; i++) mx_release(detached[i]);
+      free(detached);
+    }
+  }
+  for (size_t k = 0; k < order.n; k++) mx_release(order.v[k]);
+  free(order.v);
+  return st;
+}
+
+void mx_graph_detach(mx_array *a, int dispose) {
+  pthread_mutex_lock(&glock);
+  while (atomic_load(&a->state) == MX_RUNNING) pthread_cond_wait(&gdone, &glock);
+  mx_array **in = a->in;
+  int n_in = a->n_in;
+  mx_buffer *buf = NULL;
+  a->in = NULL;
+  a->n_in = 0;
+  if (dispose) {
+    buf = a->buf;
+    a->buf = NULL;
+    atomic_store(&a->state, MX_DISPOSED);
+  }
+  pthread_mutex_unlock(&glock);
+  mx_buffer_release(buf);
+  for (int i = 0; i < n_in; i++) mx_release(in[i]);
+  free(in);
+}

@@ -1,0 +1,259 @@
+/* mx.h: the Mx engine's public C interface. Plain C11; nothing here knows the BEAM.
+ *
+ * An mx_array is a refcounted graph node. Op constructors (ops.c, ops_shape.c)
+ * validate inputs, infer shape and dtype, and return a PENDING node; mx_eval
+ * (graph.c) runs pending nodes in topological order with the kernels of the
+ * primitive table (ops.def), then detaches each finished node from its inputs.
+ * Every function that can fail returns an mx_status and leaves a message
+ * retrievable with mx_last_error(); nothing here aborts. */
+#ifndef MX_H
+#define MX_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MX_MAX_RANK 8
+#define MX_MAX_INPUTS 4096 /* concatenate/stack of many arrays */
+
+/* ---- status ---------------------------------------------------------------- */
+typedef enum {
+  MX_OK = 0,
+  MX_EINVAL,    /* bad argument: shape, dtype, axis, parameter */
+  MX_ENOMEM,    /* allocation failed or the memory limit was hit */
+  MX_EDISPOSED, /* the array (or an input) was disposed */
+  MX_ECOMPUTE,  /* a kernel failed (e.g. a LAPACK error) */
+} mx_status;
+
+/* Sets the thread-local error message (printf-style) and returns code. */
+mx_status mx_error(mx_status code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *mx_last_error(void);
+
+/* ---- dtypes --------------------------------------------------------------- */
+/* X(ID, name, C storage type, bytes, kind) ; kind: 'b' bool, 'u', 's', 'f'.
+ * f16/bf16 are storage types: as_type converts; compute ops run in f32. */
+#define MX_DTYPES(X)                   \
+  X(BOOL, "bool", uint8_t, 1, 'b')     \
+  X(U8, "u8", uint8_t, 1, 'u')         \
+  X(U16, "u16", uint16_t, 2, 'u')      \
+  X(U32, "u32", uint32_t, 4, 'u')      \
+  X(U64, "u64", uint64_t, 8, 'u')      \
+  X(S8, "s8", int8_t, 1, 's')          \
+  X(S16, "s16", int16_t, 2, 's')       \
+  X(S32, "s32", int32_t, 4, 's')       \
+  X(S64, "s64", int64_t, 8, 's')       \
+  X(F16, "f16", uint16_t, 2, 'h')      \
+  X(BF16, "bf16", uint16_t, 2, 'h')    \
+  X(F32, "f32", float, 4, 'f')         \
+  X(F64, "f64", double, 8, 'f')
+
+typedef enum {
+#define X(id, name, ctype, bytes, kind) MX_##id,
+  MX_DTYPES(X)
+#undef X
+  MX_DTYPE_COUNT
+} mx_dtype;
+
+int mx_dtype_size(mx_dtype t);
+const char *mx_dtype_name(mx_dtype t);
+int mx_dtype_from_name(const char *name); /* -1 if unknown */
+int mx_is_float(mx_dtype t);               /* f16, bf16, f32, f64 */
+int mx_is_int(mx_dtype t);                 /* u*, s* (not bool) */
+int mx_is_unsigned(mx_dtype t);            /* bool, u* */
+int mx_dtype_bits(mx_dtype t);
+/* Nx's promotion rules (see lib/mx/type.ex for the documented table). */
+mx_dtype mx_promote(mx_dtype a, mx_dtype b);
+
+/* Expands X(ID, ctype) over the dtypes kernels compute in (not f16/bf16). */
+#define MX_COMPUTE_TYPES(X) \
+  X(BOOL, uint8_t)          \
+  X(U8, uint8_t)            \
+  X(U16, uint16_t)          \
+  X(U32, uint32_t)          \
+  X(U64, uint64_t)          \
+  X(S8, int8_t)             \
+  X(S16, int16_t)           \
+  X(S32, int32_t)           \
+  X(S64, int64_t)           \
+  X(F32, float)             \
+  X(F64, double)
+#define MX_INT_TYPES(X) \
+  X(U8, uint8_t)        \
+  X(U16, uint16_t)      \
+  X(U32, uint32_t)      \
+  X(U64, uint64_t)      \
+  X(S8, int8_t)         \
+  X(S16, int16_t)       \
+  X(S32, int32_t)       \
+  X(S64, int64_t)
+#define MX_FLOAT_TYPES(X) \
+  X(F32, float)           \
+  X(F64, double)
+
+/* ---- primitives --------------------------------------------------------- */
+typedef enum {
+#define MX_OP(id, name, family, rule, kernel, vjp, jvp, batch) MX_OP_##id,
+#include "ops.def"
+#undef MX_OP
+  MX_OP_COUNT
+} mx_op;
+
+/* Families choose the generic NIF and constructor; rules choose the dtype. */
+typedef enum { MX_FAM_SOURCE, MX_FAM_UNARY, MX_FAM_BINARY, MX_FAM_REDUCE, MX_FAM_SCAN, MX_FAM_SHAPE, MX_FAM_INDEX, MX_FAM_SORT, MX_FAM_LINALG, MX_FAM_OTHER } mx_family;
+typedef enum {
+  MX_RULE_SAME,  /* out dtype = input dtype */
+  MX_RULE_FLOAT, /* ints and bool become f32; floats stay */
+  MX_RULE_BOOL,  /* out is bool */
+  MX_RULE_ARITH, /* binary: promoted dtype (bool becomes u8) */
+  MX_RULE_CMP,   /* binary: inputs promoted, out bool */
+  MX_RULE_LOGIC, /* inputs read as truthy, out bool */
+  MX_RULE_AGG,   /* reduce: ints widen to s64/u64, bool to s64 */
+  MX_RULE_INDEX, /* out s64 */
+  MX_RULE_OWN,   /* the constructor decides */
+} mx_rule;
+
+typedef struct mx_array mx_array;
+typedef mx_status (*mx_kernel)(mx_array *out, mx_array *const *in);
+/* Rows for autodiff and batching; filled in by autodiff.c / vmap.c. */
+typedef mx_status (*mx_vjp_rule)(mx_array *node, mx_array *cotangent, mx_array **input_cotangents);
+typedef mx_status (*mx_jvp_rule)(mx_array *node, mx_array *const *tangents, mx_array **out_tangent);
+typedef mx_status (*mx_batch_rule)(mx_array *node, mx_array *const *inputs, const int *in_axes, mx_array **out, int *out_axis);
+
+typedef struct {
+  const char *name;
+  mx_family family;
+  mx_rule rule;
+  mx_kernel kernel;
+  mx_vjp_rule vjp;
+  mx_jvp_rule jvp;
+  mx_batch_rule batch;
+} mx_op_info;
+
+extern const mx_op_info mx_ops[MX_OP_COUNT];
+int mx_op_from_name(const char *name); /* -1 if unknown */
+
+/* ---- buffers (alloc.c) ------------------------------------------------------ */
+typedef struct mx_buffer {
+  _Atomic int32_t refs;
+  size_t nbytes;   /* bytes requested */
+  size_t capacity; /* bytes of the size class */
+  void *data;      /* 64-byte aligned */
+} mx_buffer;
+
+mx_status mx_buffer_alloc(size_t nbytes, mx_buffer **out);
+void mx_buffer_retain(mx_buffer *b);
+void mx_buffer_release(mx_buffer *b);
+
+typedef struct {
+  int64_t active_bytes, peak_bytes, cache_bytes, live_arrays, live_buffers;
+  int64_t cache_limit, memory_limit; /* -1: no limit */
+  int64_t alloc_count, cache_hits;
+} mx_memory_stats;
+void mx_memory_stats_get(mx_memory_stats *s);
+void mx_memory_reset_peak(void);
+void mx_memory_set_cache_limit(int64_t bytes); /* -1 = unlimited */
+void mx_memory_set_memory_limit(int64_t bytes); /* -1 = unlimited */
+void mx_memory_clear_cache(void);
+
+/* ---- arrays (array.c) ------------------------------------------------------- */
+typedef enum { MX_PENDING = 0, MX_RUNNING, MX_READY, MX_DISPOSED } mx_state;
+
+/* Per-op parameters. Integer parameters (axes, starts/stops/strides, pads,
+ * permutation) live in ip[]; scalars in f[]; axis and flags for the rest. */
+typedef struct {
+  int64_t ip[3 * MX_MAX_RANK];
+  int32_t nip;
+  int32_t axis;
+  int32_t flags;
+  double f[2];
+} mx_params;
+
+/* Flags used by several ops. */
+enum { MX_F_KEEP = 1, MX_F_DESC = 2, MX_F_REVERSE = 4, MX_F_EXCLUSIVE = 8 };
+
+struct mx_array {
+  _Atomic int32_t refs;
+  _Atomic int32_t state; /* mx_state */
+  int16_t op;            /* mx_op; MX_OP_CONSTANT for data leaves */
+  int8_t dtype;
+  int8_t ndim;
+  int32_t n_in;
+  int64_t shape[MX_MAX_RANK];
+  int64_t size;          /* product of shape */
+  mx_array **in;         /* retained inputs; NULL once detached */
+  mx_params *params;     /* NULL for ops without parameters */
+  mx_buffer *buf;        /* data once READY */
+  int64_t cost;          /* estimated work, elements touched (for scheduling) */
+  uint64_t mark;         /* graph traversal epoch (graph.c, under its lock) */
+};
+
+static inline void *mx_data(const mx_array *a) { return a->buf ? a->buf->data : NULL; }
+static inline size_t mx_nbytes(const mx_array *a) { return (size_t)a->size * (size_t)mx_dtype_size((mx_dtype)a->dtype); }
+
+void mx_retain(mx_array *a);
+void mx_release(mx_array *a); /* iterative: safe on 10^6-node chains */
+/* A new PENDING node; takes new references to inputs. */
+mx_status mx_node_new(mx_op op, mx_dtype dtype, int ndim, const int64_t *shape, int n_in, mx_array *const *in,
+                      const mx_params *params, mx_array **out);
+/* A READY leaf whose buffer holds a copy of data (nbytes must match). */
+mx_status mx_from_data(mx_dtype dtype, int ndim, const int64_t *shape, const void *data, size_t nbytes, mx_array **out);
+/* Frees the buffer now; later reads fail with MX_EDISPOSED. */
+void mx_dispose(mx_array *a);
+int mx_is_ready(const mx_array *a);
+int64_t mx_live_arrays(void);
+/* "f32[2][3]" into dst; returns dst. */
+char *mx_describe(const mx_array *a, char *dst, size_t cap);
+char *mx_describe_shape(int ndim, const int64_t *shape, char *dst, size_t cap);
+mx_status mx_check_shape(const char *op, int ndim, const int64_t *shape, int64_t *size_out);
+
+/* ---- evaluation (graph.c) -------------------------------------------------- */
+mx_status mx_eval(mx_array *const *roots, int n);
+/* Work pending under these roots (elements touched), to choose a scheduler;
+ * stops counting once past `limit`. */
+int64_t mx_pending_cost(mx_array *const *roots, int n, int64_t limit);
+/* Drops a's inputs; with dispose, also its buffer (a later read fails). */
+void mx_graph_detach(mx_array *a, int dispose);
+
+/* ---- threads (pool.c): large kernels split across cores ---------------------- */
+typedef void (*mx_range_fn)(void *ctx, int64_t lo, int64_t hi);
+/* Runs fn over [0, n) in chunks; serial when n < grain or the pool is busy. */
+void mx_parallel_for(int64_t n, int64_t grain, mx_range_fn fn, void *ctx);
+int mx_num_threads(void);
+
+/* ---- op constructors (ops.c, ops_shape.c) ------------------------------------ */
+/* All return MX_OK and a new reference in *out, or a status with a message. */
+mx_status mx_as_type(mx_array *a, mx_dtype t, mx_array **out);
+mx_status mx_full(mx_dtype t, int ndim, const int64_t *shape, double value, mx_array **out);
+mx_status mx_iota(mx_dtype t, int ndim, const int64_t *shape, int axis, mx_array **out);
+mx_status mx_arange(mx_dtype t, double start, double step, int64_t n, mx_array **out);
+mx_status mx_linspace(mx_dtype t, double start, double stop, int64_t n, int endpoint, mx_array **out);
+mx_status mx_eye(mx_dtype t, int64_t n, int64_t m, mx_array **out);
+mx_status mx_unary(mx_op op, mx_array *a, mx_array **out);
+mx_status mx_binary(mx_op op, mx_array *a, mx_array *b, mx_array **out);
+mx_status mx_select(mx_array *pred, mx_array *on_true, mx_array *on_false, mx_array **out);
+mx_status mx_clip(mx_array *a, mx_array *lo, mx_array *hi, mx_array **out);
+/* axes: NULL/naxes<0 means all axes. */
+mx_status mx_reduce(mx_op op, mx_array *a, const int *axes, int naxes, int keep, mx_array **out);
+mx_status mx_scan(mx_op op, mx_array *a, int axis, int reverse, mx_array **out);
+mx_status mx_reshape(mx_array *a, int ndim, const int64_t *shape, mx_array **out);
+mx_status mx_transpose(mx_array *a, const int *perm, mx_array **out);
+mx_status mx_broadcast_to(mx_array *a, int ndim, const int64_t *shape, mx_array **out);
+mx_status mx_squeeze(mx_array *a, const int *axes, int naxes, mx_array **out);
+mx_status mx_new_axis(mx_array *a, int axis, mx_array **out);
+mx_status mx_concatenate(mx_array *const *arrays, int n, int axis, mx_array **out);
+mx_status mx_stack(mx_array *const *arrays, int n, int axis, mx_array **out);
+mx_status mx_slice(mx_array *a, const int64_t *start, const int64_t *stop, const int64_t *stride, mx_array **out);
+mx_status mx_take(mx_array *a, mx_array *indices, int axis, mx_array **out);
+mx_status mx_take_along_axis(mx_array *a, mx_array *indices, int axis, mx_array **out);
+mx_status mx_gather(mx_array *a, mx_array *indices, mx_array **out);
+mx_status mx_indexed_add(mx_array *a, mx_array *indices, mx_array *updates, mx_array **out);
+mx_status mx_indexed_put(mx_array *a, mx_array *indices, mx_array *updates, mx_array **out);
+mx_status mx_pad(mx_array *a, mx_array *value, const int64_t *lo, const int64_t *hi, const int64_t *interior,
+                 mx_array **out);
+mx_status mx_reverse(mx_array *a, const int *axes, int naxes, mx_array **out);
+mx_status mx_sort(mx_array *a, int axis, int descending, mx_array **out);
+mx_status mx_argsort(mx_array *a, int axis, int descending, mx_array **out);
+mx_status mx_matmul(mx_array *a, mx_array *b, mx_array **out);
+
+#endif

@@ -1,0 +1,790 @@
+/* mx_nif.c: the only code that knows the BEAM. It decodes and validates
+ * every argument, calls the engine, and turns a failed status into an
+ * exception (Mx.Error for engine errors, ArgumentError for malformed Elixir
+ * terms). Nothing here may crash the VM on any input.
+ *
+ * Array terms are resource binaries whose size is the array's byte size, so
+ * the bytes an array holds count against the owning process's binary heap
+ * and the BEAM's garbage collector runs when a process holds much array
+ * memory (DESIGN.md decision 3). The binary's bytes are a shared read-only
+ * zero page mapping: the data itself lives in the engine's buffers. */
+#include <erl_nif.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "../mx.h"
+
+typedef struct {
+  mx_array *a;
+} array_res;
+
+static ErlNifResourceType *ARRAY;
+static ERL_NIF_TERM atom_ok, atom_nil, atom_true, atom_false, atom_error;
+static ERL_NIF_TERM atom_struct, atom_exception, atom_message, atom_mx_error, atom_argument_error;
+static ERL_NIF_TERM dtype_atoms[MX_DTYPE_COUNT];
+static ERL_NIF_TERM op_atoms[MX_OP_COUNT];
+
+#define ZERO_REGION_BYTES ((size_t)1 << 36) /* 64 GiB reserved, never touched: reads see zeros */
+static const unsigned char *zero_region;
+static size_t zero_region_bytes;
+
+/* Below this much pending work (elements touched) eval runs inline on the
+ * calling scheduler; above it, on a dirty CPU scheduler. See bench/RESULTS.md. */
+static _Atomic int64_t dirty_threshold = 65536;
+
+/* ---- errors ---------------------------------------------------------------- */
+
+static ERL_NIF_TERM raise_with(ErlNifEnv *env, ERL_NIF_TERM module, const char *msg) {
+  ErlNifBinary bin;
+  size_t n = strlen(msg);
+  if (!enif_alloc_binary(n, &bin)) return enif_raise_exception(env, atom_error);
+  memcpy(bin.data, msg, n);
+  ERL_NIF_TERM keys[3] = {atom_struct, atom_exception, atom_message};
+  ERL_NIF_TERM vals[3] = {module, atom_true, enif_make_binary(env, &bin)};
+  ERL_NIF_TERM map;
+  if (!enif_make_map_from_arrays(env, keys, vals, 3, &map)) return enif_raise_exception(env, atom_error);
+  return enif_raise_exception(env, map);
+}
+
+static ERL_NIF_TERM raise_mx(ErlNifEnv *env) { return raise_with(env, atom_mx_error, mx_last_error()); }
+
+static ERL_NIF_TERM badarg(ErlNifEnv *env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static ERL_NIF_TERM badarg(ErlNifEnv *env, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return raise_with(env, atom_argument_error, msg);
+}
+
+/* ---- decoding ---------------------------------------------------------------- */
+
+static int get_array(ErlNifEnv *env, ERL_NIF_TERM t, mx_array **a) {
+  array_res *r;
+  if (!enif_get_resource(env, t, ARRAY, (void **)&r) || !r->a) return 0;
+  *a = r->a;
+  return 1;
+}
+
+static int get_dtype(ERL_NIF_TERM t, mx_dtype *d) {
+  for (int i = 0; i < MX_DTYPE_COUNT; i++)
+    if (enif_is_identical(t, dtype_atoms[i])) {
+      *d = (mx_dtype)i;
+      return 1;
+    }
+  return 0;
+}
+
+static int get_op(ERL_NIF_TERM t, mx_op *op) {
+  for (int i = 0; i < MX_OP_COUNT; i++)
+    if (t == op_atoms[i]) {
+      *op = (mx_op)i;
+      return 1;
+    }
+  return 0;
+}
+
+/* A tuple (or list) of at most MX_MAX_RANK integers. */
+static int get_ints(ErlNifEnv *env, ERL_NIF_TERM t, int64_t *out, int *n) {
+  const ERL_NIF_TERM *elems;
+  int arity;
+  if (enif_get_tuple(env, t, &arity, &elems)) {
+    if (arity > MX_MAX_RANK) return 0;
+    for (int i = 0; i < arity; i++) {
+      ErlNifSInt64 v;
+      if (!enif_get_int64(env, elems[i], &v)) return 0;
+      out[i] = v;
+    }
+    *n = arity;
+    return 1;
+  }
+  unsigned len;
+  if (!enif_get_list_length(env, t, &len) || len > MX_MAX_RANK) return 0;
+  ERL_NIF_TERM head, tail = t;
+  for (unsigned i = 0; i < len; i++) {
+    ErlNifSInt64 v;
+    if (!enif_get_list_cell(env, tail, &head, &tail) || !enif_get_int64(env, head, &v)) return 0;
+    out[i] = v;
+  }
+  *n = (int)len;
+  return 1;
+}
+
+static int get_axes(ErlNifEnv *env, ERL_NIF_TERM t, int *axes, int *n) {
+  int64_t v[MX_MAX_RANK];
+  if (enif_is_identical(t, atom_nil)) {
+    *n = -1;
+    return 1;
+  }
+  if (!get_ints(env, t, v, n)) return 0;
+  for (int i = 0; i < *n; i++) {
+    if (v[i] < -MX_MAX_RANK - 1 || v[i] > MX_MAX_RANK) return 0;
+    axes[i] = (int)v[i];
+  }
+  return 1;
+}
+
+static int get_int(ErlNifEnv *env, ERL_NIF_TERM t, int *out) {
+  ErlNifSInt64 v;
+  if (!enif_get_int64(env, t, &v) || v < INT32_MIN || v > INT32_MAX) return 0;
+  *out = (int)v;
+  return 1;
+}
+
+static int get_bool(ERL_NIF_TERM t, int *out) {
+  if (enif_is_identical(t, atom_true)) *out = 1;
+  else if (enif_is_identical(t, atom_false)) *out = 0;
+  else return 0;
+  return 1;
+}
+
+/* A number, or :nan / :infinity / :neg_infinity. */
+static int get_number(ErlNifEnv *env, ERL_NIF_TERM t, double *out) {
+  ErlNifSInt64 i;
+  char atom[16];
+  if (enif_get_double(env, t, out)) return 1;
+  if (enif_get_int64(env, t, &i)) {
+    *out = (double)i;
+    return 1;
+  }
+  if (enif_get_atom(env, t, atom, sizeof atom, ERL_NIF_LATIN1)) {
+    if (!strcmp(atom, "nan")) *out = NAN;
+    else if (!strcmp(atom, "infinity")) *out = INFINITY;
+    else if (!strcmp(atom, "neg_infinity")) *out = -INFINITY;
+    else return 0;
+    return 1;
+  }
+  return 0;
+}
+
+/* ---- encoding ---------------------------------------------------------------- */
+
+static ERL_NIF_TERM shape_term(ErlNifEnv *env, const mx_array *a) {
+  ERL_NIF_TERM dims[MX_MAX_RANK];
+  for (int i = 0; i < a->ndim; i++) dims[i] = enif_make_int64(env, a->shape[i]);
+  return enif_make_tuple_from_array(env, dims, (unsigned)a->ndim);
+}
+
+/* {ref, shape, dtype}; takes ownership of the reference `a`. */
+static ERL_NIF_TERM wrap(ErlNifEnv *env, mx_array *a) {
+  array_res *r = enif_alloc_resource(ARRAY, sizeof *r);
+  if (!r) {
+    mx_release(a);
+    return raise_with(env, atom_mx_error, "out of memory allocating an array handle");
+  }
+  r->a = a;
+  size_t bytes = mx_nbytes(a);
+  if (bytes > zero_region_bytes) bytes = zero_region_bytes;
+  ERL_NIF_TERM ref = enif_make_resource_binary(env, r, zero_region ? zero_region : (const void *)"", zero_region ? bytes : 0);
+  enif_release_resource(r);
+  return enif_make_tuple3(env, ref, shape_term(env, a), dtype_atoms[a->dtype]);
+}
+
+/* Takes &out so the status is computed before *out is read. */
+static ERL_NIF_TERM result(ErlNifEnv *env, mx_status st, mx_array **out) {
+  if (st != MX_OK) return raise_mx(env);
+  return wrap(env, *out);
+}
+
+static void array_dtor(ErlNifEnv *env, void *obj) {
+  (void)env;
+  array_res *r = obj;
+  mx_release(r->a);
+  r->a = NULL;
+}
+
+#define ARG_ARRAY(i, name, op)                                                                          \
+  mx_array *name;                                                                                       \
+  if (!get_array(env, argv[i], &name))                                                                  \
+    return badarg(env, "[%s] argument %d must be an Mx array reference (got another term)", op, i + 1);
+
+/* ---- creation ------------------------------------------------------------------ */
+
+static ERL_NIF_TERM from_binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ErlNifBinary bin;
+  mx_dtype t;
+  int64_t shape[MX_MAX_RANK];
+  int nd;
+  if (!enif_inspect_binary(env, argv[0], &bin)) return badarg(env, "[from_binary] data must be a binary");
+  if (!get_dtype(argv[1], &t)) return badarg(env, "[from_binary] unknown dtype; use one of Mx.Type.names()");
+  if (!get_ints(env, argv[2], shape, &nd)) return badarg(env, "[from_binary] shape must be a tuple of at most %d integers", MX_MAX_RANK);
+  mx_array *out;
+  return result(env, mx_from_data(t, nd, shape, bin.data, bin.size, &out), &out);
+}
+
+static ERL_NIF_TERM full(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_dtype t;
+  int64_t shape[MX_MAX_RANK];
+  int nd;
+  double v;
+  if (!get_dtype(argv[0], &t)) return badarg(env, "[full] unknown dtype");
+  if (!get_ints(env, argv[1], shape, &nd)) return badarg(env, "[full] shape must be a tuple of at most %d integers", MX_MAX_RANK);
+  if (!get_number(env, argv[2], &v)) return badarg(env, "[full] value must be a number, :nan, :infinity or :neg_infinity");
+  mx_array *out;
+  return result(env, mx_full(t, nd, shape, v, &out), &out);
+}
+
+static ERL_NIF_TERM iota(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_dtype t;
+  int64_t shape[MX_MAX_RANK];
+  int nd, axis = -1;
+  if (!get_dtype(argv[0], &t)) return badarg(env, "[iota] unknown dtype");
+  if (!get_ints(env, argv[1], shape, &nd)) return badarg(env, "[iota] shape must be a tuple of at most %d integers", MX_MAX_RANK);
+  if (!enif_is_identical(argv[2], atom_nil) && (!get_int(env, argv[2], &axis) || axis < 0))
+    return badarg(env, "[iota] axis must be nil or a non-negative integer");
+  mx_array *out;
+  return result(env, mx_iota(t, nd, shape, axis, &out), &out);
+}
+
+static ERL_NIF_TERM arange(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_dtype t;
+  double start, step;
+  ErlNifSInt64 n;
+  if (!get_dtype(argv[0], &t)) return badarg(env, "[arange] unknown dtype");
+  if (!get_number(env, argv[1], &start) || !get_number(env, argv[2], &step)) return badarg(env, "[arange] start and step must be numbers");
+  if (!enif_get_int64(env, argv[3], &n) || n < 0) return badarg(env, "[arange] count must be a non-negative integer");
+  mx_array *out;
+  return result(env, mx_arange(t, start, step, n, &out), &out);
+}
+
+static ERL_NIF_TERM linspace(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_dtype t;
+  double start, stop;
+  ErlNifSInt64 n;
+  int endpoint;
+  if (!get_dtype(argv[0], &t)) return badarg(env, "[linspace] unknown dtype");
+  if (!get_number(env, argv[1], &start) || !get_number(env, argv[2], &stop)) return badarg(env, "[linspace] start and stop must be numbers");
+  if (!enif_get_int64(env, argv[3], &n) || n < 0) return badarg(env, "[linspace] count must be a non-negative integer");
+  if (!get_bool(argv[4], &endpoint)) return badarg(env, "[linspace] endpoint must be a boolean");
+  mx_array *out;
+  return result(env, mx_linspace(t, start, stop, n, endpoint, &out), &out);
+}
+
+static ERL_NIF_TERM eye(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_dtype t;
+  ErlNifSInt64 n, m;
+  if (!get_dtype(argv[0], &t)) return badarg(env, "[eye] unknown dtype");
+  if (!enif_get_int64(env, argv[1], &n) || !enif_get_int64(env, argv[2], &m) || n < 0 || m < 0)
+    return badarg(env, "[eye] sizes must be non-negative integers");
+  mx_array *out;
+  return result(env, mx_eye(t, n, m, &out), &out);
+}
+
+/* ---- generic op NIFs: one per family, keyed by the op atom --------------------- */
+
+static ERL_NIF_TERM unary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_op op;
+  if (!get_op(argv[0], &op)) return badarg(env, "[unary] unknown op; see Mx.Op.names()");
+  ARG_ARRAY(1, a, mx_ops[op].name);
+  mx_array *out;
+  return result(env, mx_unary(op, a, &out), &out);
+}
+
+static ERL_NIF_TERM binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_op op;
+  if (!get_op(argv[0], &op)) return badarg(env, "[binary] unknown op; see Mx.Op.names()");
+  ARG_ARRAY(1, a, mx_ops[op].name);
+  ARG_ARRAY(2, b, mx_ops[op].name);
+  mx_array *out;
+  return result(env, mx_binary(op, a, b, &out), &out);
+}
+
+static ERL_NIF_TERM as_type(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "as_type");
+  mx_dtype t;
+  if (!get_dtype(argv[1], &t)) return badarg(env, "[as_type] unknown dtype");
+  mx_array *out;
+  return result(env, mx_as_type(a, t, &out), &out);
+}
+
+static ERL_NIF_TERM select_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, p, "select");
+  ARG_ARRAY(1, a, "select");
+  ARG_ARRAY(2, b, "select");
+  mx_array *out;
+  return result(env, mx_select(p, a, b, &out), &out);
+}
+
+static ERL_NIF_TERM clip(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "clip");
+  ARG_ARRAY(1, lo, "clip");
+  ARG_ARRAY(2, hi, "clip");
+  mx_array *out;
+  return result(env, mx_clip(a, lo, hi, &out), &out);
+}
+
+static ERL_NIF_TERM reduce(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_op op;
+  int axes[MX_MAX_RANK], n, keep;
+  if (!get_op(argv[0], &op)) return badarg(env, "[reduce] unknown op");
+  ARG_ARRAY(1, a, mx_ops[op].name);
+  if (!get_axes(env, argv[2], axes, &n)) return badarg(env, "[%s] axes must be nil or a list of at most %d integers", mx_ops[op].name, MX_MAX_RANK);
+  if (!get_bool(argv[3], &keep)) return badarg(env, "[%s] keep_axes must be a boolean", mx_ops[op].name);
+  mx_array *out;
+  return result(env, mx_reduce(op, a, n < 0 ? NULL : axes, n, keep, &out), &out);
+}
+
+static ERL_NIF_TERM scan(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_op op;
+  int axis, rev;
+  if (!get_op(argv[0], &op)) return badarg(env, "[scan] unknown op");
+  ARG_ARRAY(1, a, mx_ops[op].name);
+  if (!get_int(env, argv[2], &axis)) return badarg(env, "[%s] axis must be an integer", mx_ops[op].name);
+  if (!get_bool(argv[3], &rev)) return badarg(env, "[%s] reverse must be a boolean", mx_ops[op].name);
+  mx_array *out;
+  return result(env, mx_scan(op, a, axis, rev, &out), &out);
+}
+
+static ERL_NIF_TERM sort(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_op op;
+  int axis, desc;
+  if (!get_op(argv[0], &op) || (op != MX_OP_SORT && op != MX_OP_ARGSORT)) return badarg(env, "[sort] op must be :sort or :argsort");
+  ARG_ARRAY(1, a, mx_ops[op].name);
+  if (!get_int(env, argv[2], &axis)) return badarg(env, "[%s] axis must be an integer", mx_ops[op].name);
+  if (!get_bool(argv[3], &desc)) return badarg(env, "[%s] descending must be a boolean", mx_ops[op].name);
+  mx_array *out;
+  mx_status st = op == MX_OP_SORT ? mx_sort(a, axis, desc, &out) : mx_argsort(a, axis, desc, &out);
+  return result(env, st, &out);
+}
+
+static ERL_NIF_TERM matmul(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "matmul");
+  ARG_ARRAY(1, b, "matmul");
+  mx_array *out;
+  return result(env, mx_matmul(a, b, &out), &out);
+}
+
+/* ---- shape and indexing --------------------------------------------------------- */
+
+static ERL_NIF_TERM reshape(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "reshape");
+  int64_t shape[MX_MAX_RANK];
+  int nd;
+  if (!get_ints(env, argv[1], shape, &nd)) return badarg(env, "[reshape] shape must be a tuple of at most %d integers", MX_MAX_RANK);
+  mx_array *out;
+  return result(env, mx_reshape(a, nd, shape, &out), &out);
+}
+
+static ERL_NIF_TERM broadcast(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "broadcast");
+  int64_t shape[MX_MAX_RANK];
+  int nd;
+  if (!get_ints(env, argv[1], shape, &nd)) return badarg(env, "[broadcast] shape must be a tuple of at most %d integers", MX_MAX_RANK);
+  mx_array *out;
+  return result(env, mx_broadcast_to(a, nd, shape, &out), &out);
+}
+
+static ERL_NIF_TERM transpose(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "transpose");
+  int axes[MX_MAX_RANK], n;
+  if (!get_axes(env, argv[1], axes, &n)) return badarg(env, "[transpose] axes must be nil or a list of integers");
+  if (n >= 0 && n != a->ndim) {
+    char b[128];
+    return raise_with(env, atom_mx_error, (snprintf(b, sizeof b, "[transpose] %d axes given for a rank-%d array; give a permutation of all axes", n, a->ndim), b));
+  }
+  mx_array *out;
+  return result(env, mx_transpose(a, n < 0 ? NULL : axes, &out), &out);
+}
+
+static ERL_NIF_TERM squeeze(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "squeeze");
+  int axes[MX_MAX_RANK], n;
+  if (!get_axes(env, argv[1], axes, &n)) return badarg(env, "[squeeze] axes must be nil or a list of integers");
+  mx_array *out;
+  return result(env, mx_squeeze(a, n < 0 ? NULL : axes, n, &out), &out);
+}
+
+static ERL_NIF_TERM new_axis(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "new_axis");
+  int axis;
+  if (!get_int(env, argv[1], &axis)) return badarg(env, "[new_axis] axis must be an integer");
+  mx_array *out;
+  return result(env, mx_new_axis(a, axis, &out), &out);
+}
+
+static ERL_NIF_TERM reverse(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "reverse");
+  int axes[MX_MAX_RANK], n;
+  if (!get_axes(env, argv[1], axes, &n)) return badarg(env, "[reverse] axes must be nil or a list of integers");
+  mx_array *out;
+  return result(env, mx_reverse(a, n < 0 ? NULL : axes, n, &out), &out);
+}
+
+/* concatenate/stack: a list of arrays and an axis. */
+static ERL_NIF_TERM join(ErlNifEnv *env, const ERL_NIF_TERM argv[], int stack) {
+  const char *name = stack ? "stack" : "concatenate";
+  unsigned len;
+  int axis;
+  if (!enif_get_list_length(env, argv[0], &len) || len == 0 || len > MX_MAX_INPUTS)
+    return badarg(env, "[%s] expects a non-empty list of at most %d arrays", name, MX_MAX_INPUTS);
+  if (!get_int(env, argv[1], &axis)) return badarg(env, "[%s] axis must be an integer", name);
+  mx_array **arrays = enif_alloc(sizeof(mx_array *) * len);
+  if (!arrays) return raise_with(env, atom_mx_error, "out of memory");
+  ERL_NIF_TERM head, tail = argv[0];
+  for (unsigned i = 0; i < len; i++) {
+    if (!enif_get_list_cell(env, tail, &head, &tail) || !get_array(env, head, &arrays[i])) {
+      enif_free(arrays);
+      return badarg(env, "[%s] element %u of the list is not an Mx array", name, i);
+    }
+  }
+  mx_array *out;
+  mx_status st = stack ? mx_stack(arrays, (int)len, axis, &out) : mx_concatenate(arrays, (int)len, axis, &out);
+  enif_free(arrays);
+  return result(env, st, &out);
+}
+
+static ERL_NIF_TERM concatenate(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  return join(env, argv, 0);
+}
+
+static ERL_NIF_TERM stack(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  return join(env, argv, 1);
+}
+
+static ERL_NIF_TERM slice(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "slice");
+  int64_t start[MX_MAX_RANK], stop[MX_MAX_RANK], stride[MX_MAX_RANK];
+  int n1, n2, n3;
+  if (!get_ints(env, argv[1], start, &n1) || !get_ints(env, argv[2], stop, &n2) || !get_ints(env, argv[3], stride, &n3))
+    return badarg(env, "[slice] start, stop and strides must be lists of integers");
+  if (n1 != a->ndim || n2 != a->ndim || n3 != a->ndim)
+    return badarg(env, "[slice] start, stop and strides need one entry per axis (%d)", a->ndim);
+  mx_array *out;
+  return result(env, mx_slice(a, start, stop, stride, &out), &out);
+}
+
+static ERL_NIF_TERM pad(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "pad");
+  ARG_ARRAY(1, v, "pad");
+  int64_t lo[MX_MAX_RANK], hi[MX_MAX_RANK], in[MX_MAX_RANK];
+  int n1, n2, n3;
+  if (!get_ints(env, argv[2], lo, &n1) || !get_ints(env, argv[3], hi, &n2) || !get_ints(env, argv[4], in, &n3))
+    return badarg(env, "[pad] padding must be lists of integers");
+  if (n1 != a->ndim || n2 != a->ndim || n3 != a->ndim) return badarg(env, "[pad] padding needs one {lo, hi, interior} per axis (%d)", a->ndim);
+  for (int i = 0; i < a->ndim; i++)
+    if (llabs(lo[i]) > ((int64_t)1 << 40) || llabs(hi[i]) > ((int64_t)1 << 40) || in[i] > ((int64_t)1 << 40))
+      return badarg(env, "[pad] padding on axis %d is too large", i);
+  mx_array *out;
+  return result(env, mx_pad(a, v, lo, hi, in, &out), &out);
+}
+
+static ERL_NIF_TERM take(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "take");
+  ARG_ARRAY(1, idx, "take");
+  int axis;
+  if (!get_int(env, argv[2], &axis)) return badarg(env, "[take] axis must be an integer");
+  mx_array *out;
+  return result(env, mx_take(a, idx, axis, &out), &out);
+}
+
+static ERL_NIF_TERM take_along_axis(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "take_along_axis");
+  ARG_ARRAY(1, idx, "take_along_axis");
+  int axis;
+  if (!get_int(env, argv[2], &axis)) return badarg(env, "[take_along_axis] axis must be an integer");
+  mx_array *out;
+  return result(env, mx_take_along_axis(a, idx, axis, &out), &out);
+}
+
+static ERL_NIF_TERM gather(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "gather");
+  ARG_ARRAY(1, idx, "gather");
+  mx_array *out;
+  return result(env, mx_gather(a, idx, &out), &out);
+}
+
+static ERL_NIF_TERM indexed(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  int put;
+  if (!get_bool(argv[0], &put)) return badarg(env, "[indexed] mode must be a boolean");
+  const char *name = put ? "indexed_put" : "indexed_add";
+  ARG_ARRAY(1, a, name);
+  ARG_ARRAY(2, idx, name);
+  ARG_ARRAY(3, upd, name);
+  mx_array *out;
+  return result(env, put ? mx_indexed_put(a, idx, upd, &out) : mx_indexed_add(a, idx, upd, &out), &out);
+}
+
+/* ---- evaluation and reading ----------------------------------------------------- */
+
+/* Decodes a list of arrays into roots (enif_alloc'd). */
+static int get_roots(ErlNifEnv *env, ERL_NIF_TERM list, mx_array ***roots, unsigned *n) {
+  if (!enif_get_list_length(env, list, n)) return 0;
+  *roots = enif_alloc(sizeof(mx_array *) * (*n ? *n : 1));
+  if (!*roots) return 0;
+  ERL_NIF_TERM head, tail = list;
+  for (unsigned i = 0; i < *n; i++) {
+    if (!enif_get_list_cell(env, tail, &head, &tail) || !get_array(env, head, &(*roots)[i])) {
+      enif_free(*roots);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static ERL_NIF_TERM eval_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_array **roots;
+  unsigned n;
+  if (!get_roots(env, argv[0], &roots, &n)) return badarg(env, "[eval] expects a list of Mx arrays");
+  mx_status st = mx_eval(roots, (int)n);
+  enif_free(roots);
+  return st ? raise_mx(env) : atom_ok;
+}
+
+/* Tiny graphs (the common case in a probabilistic program) run inline: a
+ * dirty-scheduler round trip costs microseconds. Large ones go dirty. */
+static ERL_NIF_TERM eval(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  mx_array **roots;
+  unsigned n;
+  if (!get_roots(env, argv[0], &roots, &n)) return badarg(env, "[eval] expects a list of Mx arrays");
+  int64_t limit = atomic_load(&dirty_threshold);
+  int64_t cost = mx_pending_cost(roots, (int)n, limit);
+  enif_free(roots);
+  if (cost > limit) return enif_schedule_nif(env, "eval_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, eval_now, argc, argv);
+  return eval_now(env, argc, argv);
+}
+
+static ERL_NIF_TERM to_binary_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "to_binary");
+  if (mx_eval(&a, 1)) return raise_mx(env);
+  ErlNifBinary bin;
+  size_t n = mx_nbytes(a);
+  if (!enif_alloc_binary(n, &bin)) return raise_with(env, atom_mx_error, "[to_binary] out of memory");
+  /* Read under a buffer reference: a concurrent dispose cannot free it. */
+  mx_buffer *buf = NULL;
+  if (atomic_load(&a->state) == MX_READY) buf = a->buf;
+  if (buf) mx_buffer_retain(buf);
+  if (!buf || atomic_load(&a->state) != MX_READY) {
+    if (buf) mx_buffer_release(buf);
+    enif_release_binary(&bin);
+    return raise_with(env, atom_mx_error, "[to_binary] the array was disposed; it cannot be read");
+  }
+  if (n) memcpy(bin.data, buf->data, n);
+  mx_buffer_release(buf);
+  return enif_make_binary(env, &bin);
+}
+
+static ERL_NIF_TERM to_binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  ARG_ARRAY(0, a, "to_binary");
+  int64_t limit = atomic_load(&dirty_threshold);
+  int64_t cost = mx_pending_cost(&a, 1, limit) + a->size / 8; /* a copy is cheaper than a kernel */
+  if (cost > limit) return enif_schedule_nif(env, "to_binary_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, to_binary_now, argc, argv);
+  return to_binary_now(env, argc, argv);
+}
+
+static ERL_NIF_TERM is_evaluated(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "evaluated?");
+  return mx_is_ready(a) ? atom_true : atom_false;
+}
+
+static ERL_NIF_TERM state(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "state");
+  static const char *names[] = {"pending", "pending", "evaluated", "disposed"};
+  return enif_make_atom(env, names[atomic_load(&a->state) & 3]);
+}
+
+static ERL_NIF_TERM dispose(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "dispose");
+  mx_dispose(a);
+  return atom_ok;
+}
+
+/* ---- memory ---------------------------------------------------------------------- */
+
+static ERL_NIF_TERM memory_report(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  (void)argv;
+  mx_memory_stats s;
+  mx_memory_stats_get(&s);
+  const char *names[] = {"active_bytes", "peak_bytes", "cache_bytes", "live_arrays", "live_buffers",
+                         "cache_limit",  "memory_limit", "alloc_count", "cache_hits"};
+  int64_t vals[] = {s.active_bytes, s.peak_bytes, s.cache_bytes, s.live_arrays, s.live_buffers,
+                    s.cache_limit, s.memory_limit, s.alloc_count, s.cache_hits};
+  ERL_NIF_TERM keys[9], values[9], map;
+  for (int i = 0; i < 9; i++) {
+    keys[i] = enif_make_atom(env, names[i]);
+    values[i] = (i == 5 || i == 6) && vals[i] < 0 ? enif_make_atom(env, "infinity") : enif_make_int64(env, vals[i]);
+  }
+  enif_make_map_from_arrays(env, keys, values, 9, &map);
+  return map;
+}
+
+static int get_limit(ErlNifEnv *env, ERL_NIF_TERM t, int64_t *out) {
+  char atom[16];
+  ErlNifSInt64 v;
+  if (enif_get_atom(env, t, atom, sizeof atom, ERL_NIF_LATIN1) && !strcmp(atom, "infinity")) {
+    *out = -1;
+    return 1;
+  }
+  if (!enif_get_int64(env, t, &v) || v < 0) return 0;
+  *out = v;
+  return 1;
+}
+
+static ERL_NIF_TERM set_cache_limit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  int64_t v;
+  if (!get_limit(env, argv[0], &v)) return badarg(env, "[set_cache_limit] expects a non-negative integer or :infinity");
+  mx_memory_set_cache_limit(v);
+  return atom_ok;
+}
+
+static ERL_NIF_TERM set_memory_limit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  int64_t v;
+  if (!get_limit(env, argv[0], &v)) return badarg(env, "[set_memory_limit] expects a non-negative integer or :infinity");
+  mx_memory_set_memory_limit(v);
+  return atom_ok;
+}
+
+static ERL_NIF_TERM reset_peak(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)env, (void)argc, (void)argv;
+  mx_memory_reset_peak();
+  return atom_ok;
+}
+
+static ERL_NIF_TERM clear_cache(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)env, (void)argc, (void)argv;
+  mx_memory_clear_cache();
+  return atom_ok;
+}
+
+static ERL_NIF_TERM set_dirty_threshold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ErlNifSInt64 v;
+  if (!enif_get_int64(env, argv[0], &v) || v < 0) return badarg(env, "[set_dirty_threshold] expects a non-negative integer");
+  int64_t old = atomic_exchange(&dirty_threshold, v);
+  return enif_make_int64(env, old);
+}
+
+static ERL_NIF_TERM op_names(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc, (void)argv;
+  return enif_make_list_from_array(env, op_atoms, MX_OP_COUNT);
+}
+
+static ERL_NIF_TERM noop(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)env, (void)argc, (void)argv;
+  return atom_ok;
+}
+
+/* ---- registration: scheduler per NIF in one table ------------------------------ */
+
+static ErlNifFunc funcs[] = {
+    /* graph building: normal schedulers, well under a millisecond */
+    {"from_binary", 3, from_binary, 0},
+    {"full", 3, full, 0},
+    {"iota", 3, iota, 0},
+    {"arange", 4, arange, 0},
+    {"linspace", 5, linspace, 0},
+    {"eye", 3, eye, 0},
+    {"unary", 2, unary, 0},
+    {"binary", 3, binary, 0},
+    {"as_type", 2, as_type, 0},
+    {"select", 3, select_nif, 0},
+    {"clip", 3, clip, 0},
+    {"reduce", 4, reduce, 0},
+    {"scan", 4, scan, 0},
+    {"sort", 4, sort, 0},
+    {"matmul", 2, matmul, 0},
+    {"reshape", 2, reshape, 0},
+    {"broadcast", 2, broadcast, 0},
+    {"transpose", 2, transpose, 0},
+    {"squeeze", 2, squeeze, 0},
+    {"new_axis", 2, new_axis, 0},
+    {"reverse", 2, reverse, 0},
+    {"concatenate", 2, concatenate, 0},
+    {"stack", 2, stack, 0},
+    {"slice", 4, slice, 0},
+    {"pad", 5, pad, 0},
+    {"take", 3, take, 0},
+    {"take_along_axis", 3, take_along_axis, 0},
+    {"gather", 2, gather, 0},
+    {"indexed", 4, indexed, 0},
+    /* data: inline when tiny, rescheduled to a dirty CPU scheduler when large */
+    {"eval", 1, eval, 0},
+    {"to_binary", 1, to_binary, 0},
+    /* always dirty: for benchmarks and callers that know the work is large */
+    {"eval_dirty", 1, eval_now, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"noop_dirty", 0, noop, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    /* bookkeeping */
+    {"evaluated?", 1, is_evaluated, 0},
+    {"state", 1, state, 0},
+    {"dispose", 1, dispose, 0},
+    {"memory_report", 0, memory_report, 0},
+    {"set_cache_limit", 1, set_cache_limit, 0},
+    {"set_memory_limit", 1, set_memory_limit, 0},
+    {"reset_peak", 0, reset_peak, 0},
+    {"clear_cache", 0, clear_cache, 0},
+    {"set_dirty_threshold", 1, set_dirty_threshold, 0},
+    {"op_names", 0, op_names, 0},
+    {"noop", 0, noop, 0},
+};
+
+static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
+  (void)priv, (void)info;
+  ARRAY = enif_open_resource_type(env, NULL, "mx_array", array_dtor, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
+  if (!ARRAY) return 1;
+  atom_ok = enif_make_atom(env, "ok");
+  atom_nil = enif_make_atom(env, "nil");
+  atom_true = enif_make_atom(env, "true");
+  atom_false = enif_make_atom(env, "false");
+  atom_error = enif_make_atom(env, "error");
+  atom_struct = enif_make_atom(env, "__struct__");
+  atom_exception = enif_make_atom(env, "__exception__");
+  atom_message = enif_make_atom(env, "message");
+  atom_mx_error = enif_make_atom(env, "Elixir.Mx.Error");
+  atom_argument_error = enif_make_atom(env, "Elixir.ArgumentError");
+  for (int i = 0; i < MX_DTYPE_COUNT; i++) dtype_atoms[i] = enif_make_atom(env, mx_dtype_name((mx_dtype)i));
+  for (int i = 0; i < MX_OP_COUNT; i++) op_atoms[i] = enif_make_atom(env, mx_ops[i].name);
+  void *z = mmap(NULL, ZERO_REGION_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (z != MAP_FAILED) {
+    zero_region = z;
+    zero_region_bytes = ZERO_REGION_BYTES;
+  }
+  return 0;
+}
+
+static int upgrade(ErlNifEnv *env, void **priv, void **old, ERL_NIF_TERM info) {
+  (void)old;
+  return load(env, priv, info);
+}
+
+ERL_NIF_INIT(Elixir.Mx.NIF, funcs, load, NULL, upgrade, NULL)

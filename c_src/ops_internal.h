@@ -1,0 +1,16 @@
+/* ops_internal.h: helpers shared by the op constructors (ops.c, ops_shape.c). */
+#ifndef MX_OPS_INTERNAL_H
+#define MX_OPS_INTERNAL_H
+
+#include "mx.h"
+
+/* a itself (retained) when it already has dtype t, else an as_type node. */
+mx_status mx_cast(mx_array *a, mx_dtype t, mx_array **out);
+/* The dtype kernels compute in: f16/bf16 compute in f32. */
+mx_dtype mx_compute_type(mx_dtype t);
+/* Negative axes count from the end; out-of-range axes are an error naming op. */
+mx_status mx_normalize_axis(const char *op, const mx_array *a, int64_t axis, int rank, int *out);
+/* numpy broadcasting of n arrays' shapes. */
+mx_status mx_broadcast_shape(const char *op, int n, mx_array *const *arrays, int *ndim, int64_t *shape);
+
+#endif

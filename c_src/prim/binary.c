@@ -1,0 +1,372 @@
+/* binary.c: elementwise kernels of two inputs (the BINARY family) and SELECT.
+ *
+ * One driver serves every op. It collapses the broadcast iteration space to
+ * the fewest dims (same-shape contiguous inputs become one flat row, a scalar
+ * side becomes stride 0), splits large outputs across cores, and hands each
+ * innermost row to a per-dtype row function whose loops are specialised for
+ * strides 0 and 1 so the compiler vectorizes them. An op is one table line. */
+#include <math.h>
+
+#include "kernels.h"
+
+/* ---- scalar semantics ------------------------------------------------------- */
+
+/* Integer arithmetic runs in an unsigned type at least as wide as int, so
+ * overflow wraps instead of being UB (u16 * u16 would otherwise promote to int). */
+#define W(x) _Generic((x), uint64_t: (uint64_t)(x), int64_t: (uint64_t)(x), default: (uint32_t)(x))
+#define IS_SIGNED(T) _Generic((T)0, int8_t: 1, int16_t: 1, int32_t: 1, int64_t: 1, default: 0)
+/* Integer helpers work in 64 bits; the result always fits T (or wraps to it). */
+#define INT_CALL(f, a, b) (IS_SIGNED(T) ? (T)f##_s(a, b) : (T)f##_u(a, b))
+#define FCALL(fn, a, b) _Generic((a), float: fn##f, default: fn)(a, b)
+
+/* Division and remainder never trap (SIGFPE would kill the VM): x / 0 and
+ * x % 0 give 0, INT_MIN / -1 wraps, INT_MIN % -1 is 0. */
+static inline int64_t idiv_s(int64_t a, int64_t b) {
+  return b == 0 ? 0 : b == -1 ? (int64_t)(0 - (uint64_t)a) : a / b;
+}
+static inline uint64_t idiv_u(uint64_t a, uint64_t b) { return b == 0 ? 0 : a / b; }
+static inline int64_t irem_s(int64_t a, int64_t b) { return b == 0 || b == -1 ? 0 : a % b; }
+static inline uint64_t irem_u(uint64_t a, uint64_t b) { return b == 0 ? 0 : a % b; }
+
+/* Repeated squaring mod 2^64; truncating to a narrower T gives its wrapped power. */
+static inline uint64_t ipow_u(uint64_t a, uint64_t e) {
+  uint64_t r = 1;
+  for (; e; e >>= 1, a *= a)
+    if (e & 1) r *= a;
+  return r;
+}
+/* Negative exponent: 1 for base 1, +-1 for base -1 (by parity), 0 otherwise (truncated 1/a^n). */
+static inline int64_t ipow_s(int64_t a, int64_t e) {
+  if (e < 0) return a == 1 ? 1 : a == -1 ? ((e & 1) ? -1 : 1) : 0;
+  return (int64_t)ipow_u((uint64_t)a, (uint64_t)e);
+}
+
+/* log(exp(a) + exp(b)) without overflow; equal infinities return themselves. */
+static inline double mx_logaddexp(double a, double b) {
+  if (a == b) return a + M_LN2;
+  double d = a - b;
+  if (d > 0) return a + log1p(exp(-d));
+  if (d <= 0) return b + log1p(exp(d));
+  return d; /* NaN */
+}
+static inline float mx_logaddexpf(float a, float b) {
+  if (a == b) return a + (float)M_LN2;
+  float d = a - b;
+  if (d > 0) return a + log1pf(expf(-d));
+  if (d <= 0) return b + log1pf(expf(d));
+  return d; /* NaN */
+}
+
+/* ---- the op tables: a and b are operands of type T -------------------------- */
+
+/* X(OP, kernel, integer expression, float expression); out dtype = input dtype.
+ * Float max/min propagate NaN; remainder takes the sign of the dividend (C fmod). */
+#define ARITH_OPS(X)                                                  \
+  X(ADD, add, (T)(W(a) + W(b)), a + b)                                \
+  X(SUBTRACT, subtract, (T)(W(a) - W(b)), a - b)                      \
+  X(MULTIPLY, multiply, (T)(W(a) * W(b)), a * b)                      \
+  X(DIVIDE, divide, INT_CALL(idiv, a, b), a / b)                      \
+  X(POW, pow, INT_CALL(ipow, a, b), FCALL(pow, a, b))                 \
+  X(MAX, max, a > b ? a : b, a > b || a != a ? a : b)                 \
+  X(MIN, min, a < b ? a : b, a < b || a != a ? a : b)                 \
+  X(REMAINDER, remainder, INT_CALL(irem, a, b), FCALL(fmod, a, b))
+
+/* X(OP, kernel, float expression): the constructor casts integer inputs to float. */
+#define FLOAT_OPS(X)                 \
+  X(ATAN2, atan2, FCALL(atan2, a, b)) \
+  X(LOGADDEXP, logaddexp, FCALL(mx_logaddexp, a, b))
+
+/* X(OP, kernel, expression): any input dtype, out bool; truthy means != 0 (NaN is truthy). */
+#define CMP_OPS(X)                                        \
+  X(EQUAL, equal, a == b)                                 \
+  X(NOT_EQUAL, not_equal, a != b)                         \
+  X(LESS, less, a < b)                                    \
+  X(LESS_EQUAL, less_equal, a <= b)                       \
+  X(GREATER, greater, a > b)                              \
+  X(GREATER_EQUAL, greater_equal, a >= b)                 \
+  X(LOGICAL_AND, logical_and, (a != 0) & (b != 0))        \
+  X(LOGICAL_OR, logical_or, (a != 0) | (b != 0))
+
+/* ---- the driver --------------------------------------------------------------- */
+
+typedef struct bctx bctx;
+/* Computes m rows of n contiguous outputs at o; input k starts at p[k] and
+ * steps c->inner[k] along a row, c->outer[k] from row to row. */
+typedef void (*row_fn)(const bctx *c, void *o, const void *const *p, int64_t n, int64_t m);
+
+struct bctx {
+  mx_op op;
+  mx_dtype pdtype; /* SELECT: the predicate's dtype */
+  int nin, ndim;   /* ndim >= 1 after collapsing */
+  int64_t shape[MX_MAX_RANK];
+  int64_t st[3][MX_MAX_RANK]; /* element strides of each input */
+  int64_t inner[3], outer[3]; /* st[k][ndim - 1], st[k][ndim - 2] */
+  const char *src[3];
+  int isz[3];
+  char *dst;
+  int osz;
+  row_fn row;
+};
+
+/* Computes the flat output range [lo, hi) with an index counter. Whole rows
+ * go to the row function in blocks along the next-to-last dim, so short rows
+ * ([N,1] + [1,4]) do not pay a call per row. */
+static void run_range(void *ctx, int64_t lo, int64_t hi) {
+  const bctx *c = ctx;
+  const int last = c->ndim - 1;
+  const int64_t len = c->shape[last];
+  int64_t idx[MX_MAX_RANK], off[3] = {0, 0, 0}, r = lo;
+  for (int i = last; i >= 0; i--) {
+    idx[i] = r % c->shape[i];
+    r /= c->shape[i];
+    for (int k = 0; k < c->nin; k++) off[k] += idx[i] * c->st[k][i];
+  }
+  for (int64_t pos = lo; pos < hi;) {
+    int64_t n = len - idx[last], m = 1;
+    if (n > hi - pos) {
+      n = hi - pos;
+    } else if (idx[last] == 0 && last > 0) {
+      m = c->shape[last - 1] - idx[last - 1];
+      if (m > (hi - pos) / len) m = (hi - pos) / len;
+    }
+    const void *p[3] = {0, 0, 0};
+    for (int k = 0; k < c->nin; k++) p[k] = c->src[k] + off[k] * c->isz[k];
+    c->row(c, c->dst + pos * c->osz, p, n, m);
+    pos += n * m;
+    int i = last;
+    if (m == 1) {
+      idx[last] += n;
+      for (int k = 0; k < c->nin; k++) off[k] += n * c->st[k][last];
+    } else {
+      i = last - 1;
+      idx[i] += m;
+      for (int k = 0; k < c->nin; k++) off[k] += m * c->st[k][i];
+    }
+    for (; i > 0 && idx[i] == c->shape[i]; i--) {
+      idx[i] = 0;
+      idx[i - 1]++;
+      for (int k = 0; k < c->nin; k++) off[k] += c->st[k][i - 1] - c->shape[i] * c->st[k][i];
+    }
+  }
+}
+
+/* Validates shapes, collapses dims, and runs c->row over the output. */
+static mx_status run(bctx *c, const char *name, mx_array *out, mx_array *const *in) {
+  char s1[96], s2[96];
+  for (int k = 0; k < c->nin; k++) {
+    const mx_array *a = in[k];
+    int ok = a->ndim <= out->ndim;
+    for (int i = 0; ok && i < a->ndim; i++) {
+      int64_t d = a->shape[a->ndim - 1 - i];
+      ok = d == 1 || d == out->shape[out->ndim - 1 - i];
+    }
+    if (!ok)
+      return mx_error(MX_EINVAL, "[%s] input %s does not broadcast to the output %s; broadcast the inputs first", name,
+                      mx_describe(a, s1, sizeof s1), mx_describe(out, s2, sizeof s2));
+  }
+  if (out->size == 0) return MX_OK;
+  c->dst = mx_data(out);
+  c->osz = mx_dtype_size((mx_dtype)out->dtype);
+  for (int k = 0; k < c->nin; k++) {
+    c->src[k] = mx_data(in[k]);
+    c->isz[k] = mx_dtype_size((mx_dtype)in[k]->dtype);
+    if (!c->src[k]) return mx_error(MX_EINVAL, "[%s] input %d has no data; evaluate it first", name, k);
+  }
+  if (!c->dst) return mx_error(MX_EINVAL, "[%s] the output has no buffer", name);
+
+  /* Drop size-1 dims and merge neighbours that every input walks contiguously. */
+  int64_t bs[3][MX_MAX_RANK];
+  for (int k = 0; k < c->nin; k++) mx_broadcast_strides(in[k], out, bs[k]);
+  int d = 0;
+  for (int i = 0; i < out->ndim; i++) {
+    int64_t len = out->shape[i];
+    if (len == 1) continue;
+    int merge = d > 0;
+    for (int k = 0; merge && k < c->nin; k++) merge = c->st[k][d - 1] == bs[k][i] * len;
+    if (merge) {
+      c->shape[d - 1] *= len;
+      for (int k = 0; k < c->nin; k++) c->st[k][d - 1] = bs[k][i];
+    } else {
+      c->shape[d] = len;
+      for (int k = 0; k < c->nin; k++) c->st[k][d] = bs[k][i];
+      d++;
+    }
+  }
+  if (d == 0) { /* rank 0 or all dims 1: one element */
+    c->shape[0] = 1;
+    for (int k = 0; k < c->nin; k++) c->st[k][0] = 0;
+    d = 1;
+  }
+  c->ndim = d;
+  for (int k = 0; k < c->nin; k++) {
+    c->inner[k] = c->st[k][d - 1];
+    c->outer[k] = d > 1 ? c->st[k][d - 2] : 0;
+  }
+
+  if (out->size >= MX_PARALLEL_GRAIN)
+    mx_parallel_for(out->size, MX_PARALLEL_GRAIN, run_range, c);
+  else
+    run_range(c, 0, out->size);
+  return MX_OK;
+}
+
+/* ---- binary rows ---------------------------------------------------------------- */
+
+/* One op over m rows; the stride-1 and scalar-side loops are the ones that vectorize. */
+#define ROW_LOOP(O, EXPR)                                                                \
+  do {                                                                                   \
+    O *o = o_;                                                                           \
+    const T *pa = p[0], *pb = p[1];                                                      \
+    for (int64_t r = 0; r < m; r++, o += n, pa += c->outer[0], pb += c->outer[1]) {     \
+      if (sa == 1 && sb == 1) {                                                          \
+        for (int64_t i = 0; i < n; i++) {                                                \
+          T a = pa[i], b = pb[i];                                                        \
+          o[i] = (O)(EXPR);                                                              \
+        }                                                                                \
+      } else if (sa == 0 && sb == 1) {                                                   \
+        const T a = pa[0];                                                               \
+        for (int64_t i = 0; i < n; i++) {                                                \
+          T b = pb[i];                                                                   \
+          o[i] = (O)(EXPR);                                                              \
+        }                                                                                \
+      } else if (sa == 1 && sb == 0) {                                                   \
+        const T b = pb[0];                                                               \
+        for (int64_t i = 0; i < n; i++) {                                                \
+          T a = pa[i];                                                                   \
+          o[i] = (O)(EXPR);                                                              \
+        }                                                                                \
+      } else { /* both 0: a single element (strides are 0 or 1 after collapsing) */      \
+        const T a = pa[0], b = pb[0];                                                    \
+        const O v = (O)(EXPR);                                                           \
+        for (int64_t i = 0; i < n; i++) o[i] = v;                                        \
+      }                                                                                  \
+    }                                                                                    \
+  } while (0)
+
+#define INT_CASE(OP, name, iexpr, fexpr) \
+  case MX_OP_##OP: ROW_LOOP(T, iexpr); break;
+#define FLOAT_CASE(OP, name, iexpr, fexpr) \
+  case MX_OP_##OP: ROW_LOOP(T, fexpr); break;
+#define FLOAT_ONLY_CASE(OP, name, fexpr) \
+  case MX_OP_##OP: ROW_LOOP(T, fexpr); break;
+#define CMP_CASE(OP, name, expr) \
+  case MX_OP_##OP: ROW_LOOP(uint8_t, expr); break;
+
+/* row_<ID>: every op for one input dtype (T is a typedef so the tables can name it). */
+#define INT_ROW(ID, CT)                                                                \
+  static void row_##ID(const bctx *c, void *o_, const void *const *p, int64_t n,       \
+                       int64_t m) {                                                    \
+    typedef CT T;                                                                      \
+    const int64_t sa = c->inner[0], sb = c->inner[1];                                  \
+    switch (c->op) {                                                                   \
+      ARITH_OPS(INT_CASE)                                                              \
+      CMP_OPS(CMP_CASE)                                                                \
+      default: break;                                                                  \
+    }                                                                                  \
+  }
+#define FLOAT_ROW(ID, CT)                                                              \
+  static void row_##ID(const bctx *c, void *o_, const void *const *p, int64_t n,       \
+                       int64_t m) {                                                    \
+    typedef CT T;                                                                      \
+    const int64_t sa = c->inner[0], sb = c->inner[1];                                  \
+    switch (c->op) {                                                                   \
+      ARITH_OPS(FLOAT_CASE)                                                            \
+      FLOAT_OPS(FLOAT_ONLY_CASE)                                                       \
+      CMP_OPS(CMP_CASE)                                                                \
+      default: break;                                                                  \
+    }                                                                                  \
+  }
+MX_INT_TYPES(INT_ROW)
+MX_FLOAT_TYPES(FLOAT_ROW)
+
+static row_fn binary_row(mx_dtype t) {
+  switch (t) {
+    case MX_BOOL: return row_U8; /* same storage; arithmetic on bool wraps like u8 */
+#define ROW_CASE(ID, CT) \
+    case MX_##ID: return row_##ID;
+    MX_INT_TYPES(ROW_CASE)
+    MX_FLOAT_TYPES(ROW_CASE)
+#undef ROW_CASE
+    default: return NULL;
+  }
+}
+
+enum { K_ARITH, K_FLOAT, K_CMP };
+
+static mx_status binary_kernel(mx_op op, int kind, mx_array *out, mx_array *const *in) {
+  const char *name = mx_ops[op].name;
+  mx_dtype t = (mx_dtype)in[0]->dtype, ot = (mx_dtype)out->dtype;
+  if ((mx_dtype)in[1]->dtype != t)
+    return mx_error(MX_EINVAL, "[%s] input dtypes differ (%s vs %s); cast both to the promoted dtype first", name,
+                    mx_dtype_name(t), mx_dtype_name((mx_dtype)in[1]->dtype));
+  bctx c = {.op = op, .nin = 2, .row = binary_row(t)};
+  if (!c.row)
+    return mx_error(MX_EINVAL, "[%s] dtype %s is storage only; cast to f32 first", name, mx_dtype_name(t));
+  if (kind == K_FLOAT && !mx_is_float(t))
+    return mx_error(MX_EINVAL, "[%s] expects float inputs, got %s; cast to a float dtype first", name,
+                    mx_dtype_name(t));
+  mx_dtype want = kind == K_CMP ? MX_BOOL : t;
+  if (ot != want)
+    return mx_error(MX_EINVAL, "[%s] output dtype %s should be %s for %s inputs", name, mx_dtype_name(ot),
+                    mx_dtype_name(want), mx_dtype_name(t));
+  return run(&c, name, out, in);
+}
+
+#define ARITH_KERNEL(OP, name, iexpr, fexpr) \
+  mx_status mx_k_##name(mx_array *out, mx_array *const *in) { return binary_kernel(MX_OP_##OP, K_ARITH, out, in); }
+#define FLOAT_KERNEL(OP, name, fexpr) \
+  mx_status mx_k_##name(mx_array *out, mx_array *const *in) { return binary_kernel(MX_OP_##OP, K_FLOAT, out, in); }
+#define CMP_KERNEL(OP, name, expr) \
+  mx_status mx_k_##name(mx_array *out, mx_array *const *in) { return binary_kernel(MX_OP_##OP, K_CMP, out, in); }
+ARITH_OPS(ARITH_KERNEL)
+FLOAT_OPS(FLOAT_KERNEL)
+CMP_OPS(CMP_KERNEL)
+
+/* ---- select ------------------------------------------------------------------------ */
+
+/* Select only moves bits, so values are copied by width; the predicate keeps its
+ * dtype because truthiness is not bitwise for floats (-0.0 is false, NaN true). */
+#define SEL_CASE(ID, P)                                                                        \
+  case MX_##ID: {                                                                              \
+    const P *pp = p[0];                                                                        \
+    const V *pa = p[1], *pb = p[2];                                                            \
+    V *o = o_;                                                                                 \
+    for (int64_t r = 0; r < m; r++, o += n, pp += c->outer[0], pa += c->outer[1], pb += c->outer[2]) { \
+      if (s0 == 1 && s1 == 1 && s2 == 1)                                                       \
+        for (int64_t i = 0; i < n; i++) o[i] = pp[i] != 0 ? pa[i] : pb[i];                     \
+      else                                                                                     \
+        for (int64_t i = 0; i < n; i++) o[i] = pp[i * s0] != 0 ? pa[i * s1] : pb[i * s2];      \
+    }                                                                                          \
+    break;                                                                                     \
+  }
+#define SEL_ROW(BITS)                                                                          \
+  static void sel_row_##BITS(const bctx *c, void *o_, const void *const *p, int64_t n, int64_t m) { \
+    typedef uint##BITS##_t V;                                                                  \
+    const int64_t s0 = c->inner[0], s1 = c->inner[1], s2 = c->inner[2];                        \
+    switch (c->pdtype) {                                                                       \
+      MX_COMPUTE_TYPES(SEL_CASE)                                                               \
+      default: break;                                                                          \
+    }                                                                                          \
+  }
+SEL_ROW(8)
+SEL_ROW(16)
+SEL_ROW(32)
+SEL_ROW(64)
+
+mx_status mx_k_select(mx_array *out, mx_array *const *in) {
+  mx_dtype pt = (mx_dtype)in[0]->dtype, ot = (mx_dtype)out->dtype;
+  if ((mx_dtype)in[1]->dtype != ot || (mx_dtype)in[2]->dtype != ot)
+    return mx_error(MX_EINVAL, "[select] branch dtypes (%s, %s) must equal the output dtype %s; cast them first",
+                    mx_dtype_name((mx_dtype)in[1]->dtype), mx_dtype_name((mx_dtype)in[2]->dtype), mx_dtype_name(ot));
+  if (!binary_row(pt))
+    return mx_error(MX_EINVAL, "[select] predicate dtype %s is storage only; cast it to bool first", mx_dtype_name(pt));
+  bctx c = {.op = MX_OP_SELECT, .pdtype = pt, .nin = 3};
+  switch (mx_dtype_size(ot)) {
+    case 1: c.row = sel_row_8; break;
+    case 2: c.row = sel_row_16; break;
+    case 4: c.row = sel_row_32; break;
+    case 8: c.row = sel_row_64; break;
+    default: return mx_error(MX_EINVAL, "[select] unsupported output dtype %s", mx_dtype_name(ot));
+  }
+  return run(&c, "select", out, in);
+}

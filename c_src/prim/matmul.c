@@ -1,0 +1,173 @@
+/* matmul.c: numpy matmul. in[0] [..., m, k] @ in[1] [..., k, n] -> [..., m, n]
+ * with the batch dims right-aligned and broadcast. f32/f64 go to BLAS on the
+ * caller's buffers (no copies); integers and bool use a plain loop. */
+#include <string.h>
+
+#include "blas.h"
+#include "kernels.h"
+
+typedef struct {
+  int nb;                         /* batch rank (out->ndim - 2) */
+  int64_t shape[MX_MAX_RANK];     /* out's batch dims */
+  int64_t astr[MX_MAX_RANK], bstr[MX_MAX_RANK]; /* batch strides in matrices; 0 where broadcast */
+  int64_t batch, m, k, n;
+  const void *a, *b;
+  void *c;
+} mm_plan;
+
+/* Matrix offsets (in matrices) of a and b for batch index t. */
+static void batch_offsets(const mm_plan *P, int64_t t, int64_t *ao, int64_t *bo) {
+  *ao = *bo = 0;
+  for (int d = P->nb - 1; d >= 0; d--) {
+    int64_t i = t % P->shape[d];
+    t /= P->shape[d];
+    *ao += i * P->astr[d];
+    *bo += i * P->bstr[d];
+  }
+}
+
+/* Batch strides of x's leading dims seen through out's batch dims; returns x's batch count. */
+static int64_t batch_strides(const mx_array *x, int nb, int64_t *str) {
+  int64_t s = 1;
+  for (int i = nb - 1, j = x->ndim - 3; i >= 0; i--, j--) {
+    if (j >= 0) {
+      str[i] = x->shape[j] == 1 ? 0 : s;
+      s *= x->shape[j];
+    } else {
+      str[i] = 0;
+    }
+  }
+  return s;
+}
+
+/* ---- integer and bool: one output row per unit, i-k-j order ---------------------- */
+
+/* The products and sums are formed in uint64_t: their low bits, kept by the
+ * cast back to T, are the wrapped result for every integer width. */
+#define MM_INT(ID, T)                                                                    \
+  static void mm_rows_##ID(void *ctx, int64_t lo, int64_t hi) {                          \
+    const mm_plan *P = ctx;                                                              \
+    for (int64_t u = lo; u < hi; u++) {                                                  \
+      int64_t t = u / P->m, i = u % P->m, ao, bo;                                        \
+      batch_offsets(P, t, &ao, &bo);                                                     \
+      const T *ar = (const T *)P->a + ao * P->m * P->k + i * P->k;                       \
+      const T *bm = (const T *)P->b + bo * P->k * P->n;                                  \
+      T *cr = (T *)P->c + u * P->n;                                                      \
+      memset(cr, 0, sizeof(T) * (size_t)P->n);                                           \
+      for (int64_t p = 0; p < P->k; p++) {                                               \
+        uint64_t av = (uint64_t)ar[p];                                                   \
+        if (av == 0) continue;                                                           \
+        const T *br = bm + p * P->n;                                                     \
+        for (int64_t j = 0; j < P->n; j++) cr[j] = (T)((uint64_t)cr[j] + av * (uint64_t)br[j]); \
+      }                                                                                  \
+    }                                                                                    \
+  }
+MX_INT_TYPES(MM_INT)
+#undef MM_INT
+
+/* bool: out is true where any a[i, p] && b[p, j]. */
+static void mm_rows_BOOL(void *ctx, int64_t lo, int64_t hi) {
+  const mm_plan *P = ctx;
+  for (int64_t u = lo; u < hi; u++) {
+    int64_t t = u / P->m, i = u % P->m, ao, bo;
+    batch_offsets(P, t, &ao, &bo);
+    const uint8_t *ar = (const uint8_t *)P->a + ao * P->m * P->k + i * P->k;
+    const uint8_t *bm = (const uint8_t *)P->b + bo * P->k * P->n;
+    uint8_t *cr = (uint8_t *)P->c + u * P->n;
+    memset(cr, 0, (size_t)P->n);
+    for (int64_t p = 0; p < P->k; p++) {
+      if (!ar[p]) continue;
+      const uint8_t *br = bm + p * P->n;
+      for (int64_t j = 0; j < P->n; j++) cr[j] |= br[j] != 0;
+    }
+  }
+}
+
+/* ---- floats: BLAS per batch matrix ------------------------------------------------- */
+
+/* One product C[m, n] = A[m, k] @ B[k, n]; matrix-vector shapes go to gemv. */
+#define MM_BLAS(T, gemm, gemv)                                                             \
+  static void mm_one_##T(int64_t m, int64_t n, int64_t k, const T *a, const T *b, T *c) {  \
+    if (n == 1)                                                                            \
+      gemv(/* trans_a = */ 0, m, k, 1, a, k, b, 1, 0, c, 1);                               \
+    else if (m == 1)                                                                       \
+      gemv(/* trans_a = */ 1, k, n, 1, b, n, a, 1, 0, c, 1);                               \
+    else                                                                                   \
+      gemm(/* trans_a = */ 0, /* trans_b = */ 0, m, n, k, 1, a, k, b, n, 0, c, n);         \
+  }                                                                                        \
+  static void mm_blas_##T(const mm_plan *P) {                                              \
+    for (int64_t t = 0; t < P->batch; t++) {                                               \
+      int64_t ao, bo;                                                                      \
+      batch_offsets(P, t, &ao, &bo);                                                       \
+      mm_one_##T(P->m, P->n, P->k, (const T *)P->a + ao * P->m * P->k,                     \
+                 (const T *)P->b + bo * P->k * P->n, (T *)P->c + t * P->m * P->n);         \
+    }                                                                                      \
+  }
+MM_BLAS(float, mx_sgemm, mx_sgemv)
+MM_BLAS(double, mx_dgemm, mx_dgemv)
+#undef MM_BLAS
+
+mx_status mx_k_matmul(mx_array *out, mx_array *const *in) {
+  const mx_array *a = in[0], *b = in[1];
+  if (a->ndim < 2 || b->ndim < 2 || out->ndim < 2)
+    return mx_error(MX_EINVAL, "[matmul] inputs and output need rank >= 2 (got %d, %d -> %d); add axes with new_axis",
+                    a->ndim, b->ndim, out->ndim);
+  if (a->dtype != out->dtype || b->dtype != out->dtype)
+    return mx_error(MX_EINVAL, "[matmul] input dtypes %s and %s must equal the output dtype %s; cast with as_type",
+                    mx_dtype_name((mx_dtype)a->dtype), mx_dtype_name((mx_dtype)b->dtype),
+                    mx_dtype_name((mx_dtype)out->dtype));
+  mm_plan P = {.nb = out->ndim - 2, .m = a->shape[a->ndim - 2], .k = a->shape[a->ndim - 1], .n = b->shape[b->ndim - 1],
+               .a = mx_data(a), .b = mx_data(b), .c = mx_data(out)};
+  if (b->shape[b->ndim - 2] != P.k || out->shape[P.nb] != P.m || out->shape[P.nb + 1] != P.n ||
+      a->ndim > out->ndim || b->ndim > out->ndim)
+    return mx_error(MX_EINVAL, "[matmul] shapes do not chain: a [..., %lld, %lld], b [..., %lld, %lld], out [..., %lld, %lld]",
+                    (long long)P.m, (long long)P.k, (long long)b->shape[b->ndim - 2], (long long)P.n,
+                    (long long)out->shape[P.nb], (long long)out->shape[P.nb + 1]);
+  P.batch = 1;
+  for (int d = 0; d < P.nb; d++) {
+    P.shape[d] = out->shape[d];
+    P.batch *= out->shape[d];
+  }
+  int64_t a_count = batch_strides(a, P.nb, P.astr), b_count = batch_strides(b, P.nb, P.bstr);
+  for (int d = 0; d < P.nb; d++)
+    if ((P.astr[d] && a->shape[a->ndim - 2 - P.nb + d] != P.shape[d]) ||
+        (P.bstr[d] && b->shape[b->ndim - 2 - P.nb + d] != P.shape[d]))
+      return mx_error(MX_EINVAL, "[matmul] batch axis %d does not broadcast to the output's size %lld", d,
+                      (long long)P.shape[d]);
+  if (out->size == 0) return MX_OK;
+  if (P.k == 0) { /* empty sums: all-zero bytes are 0 in every dtype */
+    memset(P.c, 0, mx_nbytes(out));
+    return MX_OK;
+  }
+
+  switch ((mx_dtype)out->dtype) {
+  case MX_F32:
+  case MX_F64:
+    /* a full stack of A against one B is a single [batch * m, k] @ [k, n] product */
+    if (b_count == 1 && a_count == P.batch) {
+      P.m *= P.batch;
+      P.batch = 1;
+      P.nb = 0;
+    }
+    if (!mx_blas_fits(P.m) || !mx_blas_fits(P.n) || !mx_blas_fits(P.k))
+      return mx_error(MX_EINVAL, "[matmul] dims m=%lld, n=%lld, k=%lld exceed BLAS's integer range", (long long)P.m,
+                      (long long)P.n, (long long)P.k);
+    if (out->dtype == MX_F32)
+      mm_blas_float(&P);
+    else
+      mm_blas_double(&P);
+    return MX_OK;
+#define CASE_INT(ID, T)                                                          \
+  case MX_##ID: {                                                                \
+    int64_t grain = MX_PARALLEL_GRAIN / (P.k * P.n);                             \
+    mx_parallel_for(P.batch * P.m, grain > 0 ? grain : 1, mm_rows_##ID, &P);     \
+    return MX_OK;                                                                \
+  }
+    MX_INT_TYPES(CASE_INT)
+    CASE_INT(BOOL, uint8_t)
+#undef CASE_INT
+  default:
+    return mx_error(MX_EINVAL, "[matmul] dtype %s is storage only; cast to f32 with as_type first",
+                    mx_dtype_name((mx_dtype)out->dtype));
+  }
+}

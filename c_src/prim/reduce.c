@@ -1,0 +1,525 @@
+/* reduce.c: reductions (sum, product, max, min, argmax, argmin, all, any) and
+ * scans (cumulative sum, product, max, min).
+ *
+ * A reduction views its input as [outer, R, inner] when the reduced axes form
+ * one contiguous block; other layouts are first transposed into a scratch
+ * buffer with the reduced axes last. inner == 1 folds contiguous rows
+ * (pairwise, several accumulators); inner > 1 folds blocks of COLS columns row
+ * by row, which vectorizes over the columns. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define LANES 16       /* independent accumulators per row: lets gcc vectorize */
+#define BLOCK 256      /* leaf of the pairwise row fold */
+#define COLS 64        /* columns folded together when inner > 1 */
+#define ROWS 32        /* leaf of the pairwise column fold */
+#define CHUNK 65536    /* long rows split into chunks of at least this many... */
+#define MAX_CHUNKS 64  /* ...and at most this many, folded in parallel */
+
+/* Sums and products of ints accumulate in uint64 (wraps without UB, and the
+ * low bits are the right wrapped result for every narrower width). */
+#define ACC(T) __typeof__(_Generic((T)0, float: 0.0f, double: 0.0, default: (uint64_t)0))
+/* Scans accumulate f32 in double: a running sum has no blocking to save it. */
+#define SACC(T) __typeof__(_Generic((T)0, float: 0.0, double: 0.0, default: (uint64_t)0))
+#define ISNAN(x) _Generic((x), float: isnan((float)(x)), double: isnan((double)(x)), default: 0)
+
+#define STEP_SUM(a, b) ((a) + (b))
+#define STEP_PROD(a, b) ((a) * (b))
+/* max/min propagate NaN: once the accumulator is NaN nothing replaces it. */
+#define STEP_MAX(a, b) ((b) > (a) || ISNAN(b) ? (b) : (a))
+#define STEP_MIN(a, b) ((b) < (a) || ISNAN(b) ? (b) : (a))
+/* argmax/argmin: v replaces the best b when strictly better or NaN. */
+#define BETTER_MAX(v, b) (!((v) <= (b)))
+#define BETTER_MIN(v, b) (!((v) >= (b)))
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Items per thread so that each thread gets at least MX_PARALLEL_GRAIN elements. */
+static inline int64_t grain_for(int64_t per_item) { return max64(1, MX_PARALLEL_GRAIN / max64(1, per_item)); }
+
+/* A long row folds as chunk partials, then the partials; the split depends on
+ * n only, so serial and parallel runs give the same bits. */
+static inline int64_t chunk_count(int64_t n) { return n < 2 * CHUNK ? 1 : min64(MAX_CHUNKS, n / CHUNK); }
+static inline int64_t chunk_lo(int64_t n, int64_t nc, int64_t c) { return c * n / nc; }
+
+/* ---- per-dtype row and column folds ----------------------------------------------- */
+
+/* One reduction for one dtype:
+ *   rows(x, n, out, lo, hi): out[k] = fold of row k (n >= 1 contiguous elements), k in [lo, hi)
+ *   part(x, n, out):         out[0] = fold of one chunk; NULL when partials can't be refolded
+ *   cols(x, n, stride, w, out): out[c] = fold of column c over n rows `stride` apart, c < w <= COLS */
+typedef struct {
+  void (*rows)(const void *x, int64_t n, void *out, int64_t lo, int64_t hi);
+  void (*part)(const void *x, int64_t n, void *out);
+  void (*cols)(const void *x, int64_t n, int64_t stride, int64_t w, void *out);
+} reducer;
+
+/* sum, product, max, min: in dtype T, accumulator A; INIT may read x[0]. */
+#define DEF_FOLD(OP, ID, T, A, INIT, STEP)                                                 \
+  static A OP##_leaf_##ID(const T *x, int64_t n) {                                         \
+    A acc[LANES];                                                                          \
+    for (int j = 0; j < LANES; j++) acc[j] = (A)(INIT);                                    \
+    int64_t i = 0;                                                                         \
+    for (; i + LANES <= n; i += LANES)                                                     \
+      for (int j = 0; j < LANES; j++) acc[j] = STEP(acc[j], (A)x[i + j]);                  \
+    A r = acc[0];                                                                          \
+    for (int j = 1; j < LANES; j++) r = STEP(r, acc[j]);                                   \
+    for (; i < n; i++) r = STEP(r, (A)x[i]);                                               \
+    return r;                                                                              \
+  }                                                                                        \
+  static A OP##_pw_##ID(const T *x, int64_t n) {                                           \
+    if (n <= BLOCK) return OP##_leaf_##ID(x, n);                                           \
+    int64_t h = (n / 2 + BLOCK - 1) / BLOCK * BLOCK;                                       \
+    A a = OP##_pw_##ID(x, h), b = OP##_pw_##ID(x + h, n - h);                              \
+    return STEP(a, b);                                                                     \
+  }                                                                                        \
+  static void OP##_part_##ID(const void *xv, int64_t n, void *out) {                       \
+    *(T *)out = (T)OP##_pw_##ID((const T *)xv, n);                                         \
+  }                                                                                        \
+  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) { \
+    const T *x = xv;                                                                       \
+    T *o = ov;                                                                             \
+    int64_t nc = chunk_count(n);                                                           \
+    for (int64_t k = lo; k < hi; k++) {                                                    \
+      const T *row = x + k * n;                                                            \
+      if (nc == 1) {                                                                       \
+        o[k] = (T)OP##_pw_##ID(row, n);                                                    \
+        continue;                                                                          \
+      }                                                                                    \
+      T parts[MAX_CHUNKS];                                                                 \
+      for (int64_t c = 0; c < nc; c++) {                                                   \
+        int64_t a = chunk_lo(n, nc, c), b = chunk_lo(n, nc, c + 1);                        \
+        OP##_part_##ID(row + a, b - a, &parts[c]);                                         \
+      }                                                                                    \
+      OP##_part_##ID(parts, nc, &o[k]);                                                    \
+    }                                                                                      \
+  }                                                                                        \
+  /* pairwise over rows too, so long columns of f32 stay accurate */                       \
+  static void OP##_colacc_##ID(const T *x, int64_t n, int64_t stride, int64_t w, A *acc) { \
+    if (n <= ROWS) {                                                                       \
+      for (int64_t c = 0; c < w; c++) acc[c] = (A)x[c];                                    \
+      for (int64_t r = 1; r < n; r++) {                                                    \
+        const T *row = x + r * stride;                                                     \
+        for (int64_t c = 0; c < w; c++) acc[c] = STEP(acc[c], (A)row[c]);                  \
+      }                                                                                    \
+      return;                                                                              \
+    }                                                                                      \
+    int64_t h = n / 2;                                                                     \
+    A tmp[COLS];                                                                           \
+    OP##_colacc_##ID(x, h, stride, w, acc);                                                \
+    OP##_colacc_##ID(x + h * stride, n - h, stride, w, tmp);                               \
+    for (int64_t c = 0; c < w; c++) acc[c] = STEP(acc[c], tmp[c]);                         \
+  }                                                                                        \
+  static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) { \
+    A acc[COLS];                                                                           \
+    OP##_colacc_##ID((const T *)xv, n, stride, w, acc);                                    \
+    for (int64_t c = 0; c < w; c++) ((T *)ov)[c] = (T)acc[c];                              \
+  }
+
+#define DEF_SUM(ID, T) DEF_FOLD(sum, ID, T, ACC(T), 0, STEP_SUM)
+#define DEF_PROD(ID, T) DEF_FOLD(prod, ID, T, ACC(T), 1, STEP_PROD)
+#define DEF_MAX(ID, T) DEF_FOLD(max, ID, T, T, x[0], STEP_MAX)
+#define DEF_MIN(ID, T) DEF_FOLD(min, ID, T, T, x[0], STEP_MIN)
+MX_COMPUTE_TYPES(DEF_SUM)
+MX_COMPUTE_TYPES(DEF_PROD)
+MX_COMPUTE_TYPES(DEF_MAX)
+MX_COMPUTE_TYPES(DEF_MIN)
+
+/* argmax, argmin: int64 index of the first best element; the first NaN wins. */
+#define DEF_ARG(OP, ID, T, BETTER)                                                          \
+  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) {  \
+    int64_t *o = ov;                                                                        \
+    for (int64_t k = lo; k < hi; k++) {                                                     \
+      const T *x = (const T *)xv + k * n;                                                   \
+      T b = x[0];                                                                           \
+      int64_t bi = 0;                                                                       \
+      for (int64_t i = 1; i < n && !ISNAN(b); i++)                                          \
+        if (BETTER(x[i], b)) b = x[i], bi = i;                                              \
+      o[k] = bi;                                                                            \
+    }                                                                                       \
+  }                                                                                         \
+  static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) { \
+    const T *x = xv;                                                                        \
+    T b[COLS];                                                                              \
+    int64_t bi[COLS];                                                                       \
+    for (int64_t c = 0; c < w; c++) b[c] = x[c], bi[c] = 0;                                 \
+    for (int64_t r = 1; r < n; r++) {                                                       \
+      const T *row = x + r * stride;                                                        \
+      for (int64_t c = 0; c < w; c++)                                                       \
+        if (BETTER(row[c], b[c]) && !ISNAN(b[c])) b[c] = row[c], bi[c] = r;                 \
+    }                                                                                       \
+    memcpy(ov, bi, (size_t)w * sizeof(int64_t));                                            \
+  }
+
+#define DEF_ARGMAX(ID, T) DEF_ARG(argmax, ID, T, BETTER_MAX)
+#define DEF_ARGMIN(ID, T) DEF_ARG(argmin, ID, T, BETTER_MIN)
+MX_COMPUTE_TYPES(DEF_ARGMAX)
+MX_COMPUTE_TYPES(DEF_ARGMIN)
+
+/* all, any: read any dtype as truthy (NaN is true; -0.0 is false), write bool. */
+#define DEF_TRUTHY(ID, T) \
+  static inline int truthy_##ID(T v) { return v != 0; }
+MX_COMPUTE_TYPES(DEF_TRUTHY)
+static inline int truthy_F16(uint16_t v) { return (v & 0x7fff) != 0; }
+static inline int truthy_BF16(uint16_t v) { return (v & 0x7fff) != 0; }
+#define LOGIC_TYPES(X) MX_COMPUTE_TYPES(X) X(F16, uint16_t) X(BF16, uint16_t)
+
+/* all: stop at the first false; any (ALL = 0): at the first true. */
+#define DEF_LOGIC(OP, ID, T, ALL)                                                           \
+  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) {  \
+    uint8_t *o = ov;                                                                        \
+    for (int64_t k = lo; k < hi; k++) {                                                     \
+      const T *x = (const T *)xv + k * n;                                                   \
+      int64_t i = 0;                                                                        \
+      while (i < n && truthy_##ID(x[i]) == ALL) i++;                                        \
+      o[k] = (uint8_t)(i == n ? ALL : !ALL);                                                \
+    }                                                                                       \
+  }                                                                                         \
+  static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) { \
+    const T *x = xv;                                                                        \
+    uint8_t *o = ov;                                                                        \
+    for (int64_t c = 0; c < w; c++) o[c] = ALL;                                             \
+    for (int64_t r = 0; r < n; r++) {                                                       \
+      const T *row = x + r * stride;                                                        \
+      for (int64_t c = 0; c < w; c++)                                                       \
+        o[c] = ALL ? (o[c] & truthy_##ID(row[c])) : (o[c] | truthy_##ID(row[c]));           \
+    }                                                                                       \
+  }
+
+#define DEF_ALL(ID, T) DEF_LOGIC(all, ID, T, 1)
+#define DEF_ANY(ID, T) DEF_LOGIC(any, ID, T, 0)
+LOGIC_TYPES(DEF_ALL)
+LOGIC_TYPES(DEF_ANY)
+
+/* Tables indexed by the input dtype; a missing entry is an unsupported dtype. */
+#define FOLD_ENTRY(OP, ID) [MX_##ID] = {OP##_rows_##ID, OP##_part_##ID, OP##_cols_##ID},
+#define NOPART_ENTRY(OP, ID) [MX_##ID] = {OP##_rows_##ID, NULL, OP##_cols_##ID},
+#define SUM_ENTRY(ID, T) FOLD_ENTRY(sum, ID)
+#define PROD_ENTRY(ID, T) FOLD_ENTRY(prod, ID)
+#define MAX_ENTRY(ID, T) FOLD_ENTRY(max, ID)
+#define MIN_ENTRY(ID, T) FOLD_ENTRY(min, ID)
+#define ARGMAX_ENTRY(ID, T) NOPART_ENTRY(argmax, ID)
+#define ARGMIN_ENTRY(ID, T) NOPART_ENTRY(argmin, ID)
+#define ALL_ENTRY(ID, T) NOPART_ENTRY(all, ID)
+#define ANY_ENTRY(ID, T) NOPART_ENTRY(any, ID)
+static const reducer sum_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(SUM_ENTRY)};
+static const reducer prod_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(PROD_ENTRY)};
+static const reducer max_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(MAX_ENTRY)};
+static const reducer min_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(MIN_ENTRY)};
+static const reducer argmax_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(ARGMAX_ENTRY)};
+static const reducer argmin_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(ARGMIN_ENTRY)};
+static const reducer all_tab[MX_DTYPE_COUNT] = {LOGIC_TYPES(ALL_ENTRY)};
+static const reducer any_tab[MX_DTYPE_COUNT] = {LOGIC_TYPES(ANY_ENTRY)};
+
+/* ---- layout-generic drivers ------------------------------------------------------- */
+
+typedef struct {
+  const reducer *r;
+  const char *x;
+  char *o;
+  int ies, oes; /* element sizes of input and output */
+  int64_t n, inner, nblocks;
+  void *parts;
+} reduce_ctx;
+
+static void rows_task(void *vc, int64_t lo, int64_t hi) {
+  reduce_ctx *c = vc;
+  c->r->rows(c->x, c->n, c->o, lo, hi);
+}
+
+static void chunks_task(void *vc, int64_t lo, int64_t hi) {
+  reduce_ctx *c = vc;
+  int64_t nc = chunk_count(c->n);
+  for (int64_t k = lo; k < hi; k++) {
+    int64_t a = chunk_lo(c->n, nc, k), b = chunk_lo(c->n, nc, k + 1);
+    c->r->part(c->x + a * c->ies, b - a, (char *)c->parts + k * c->oes);
+  }
+}
+
+static void cols_task(void *vc, int64_t lo, int64_t hi) {
+  reduce_ctx *c = vc;
+  for (int64_t k = lo; k < hi; k++) {
+    int64_t o = k / c->nblocks, c0 = k % c->nblocks * COLS;
+    int64_t w = min64(COLS, c->inner - c0);
+    c->r->cols(c->x + (o * c->n * c->inner + c0) * c->ies, c->n, c->inner, w, c->o + (o * c->inner + c0) * c->oes);
+  }
+}
+
+/* Folds x viewed as [outer, n, inner] (n >= 1) into o[outer, inner]. */
+static void reduce_view(const reducer *r, const void *x, int ies, void *o, int oes, int64_t outer, int64_t n,
+                        int64_t inner) {
+  reduce_ctx c = {.r = r, .x = x, .o = o, .ies = ies, .oes = oes, .n = n, .inner = inner};
+  if (inner > 1) {
+    c.nblocks = (inner + COLS - 1) / COLS;
+    mx_parallel_for(outer * c.nblocks, grain_for(n * min64(inner, COLS)), cols_task, &c);
+  } else if (outer == 1 && r->part && chunk_count(n) > 1) {
+#define PART_MEMBER(ID, T) T ID[MAX_CHUNKS];
+    union { MX_COMPUTE_TYPES(PART_MEMBER) } parts; /* MAX_CHUNKS partials of any dtype */
+#undef PART_MEMBER
+    int64_t nc = chunk_count(n);
+    c.parts = &parts;
+    mx_parallel_for(nc, 1, chunks_task, &c);
+    r->part(&parts, nc, o);
+  } else {
+    mx_parallel_for(outer, grain_for(n), rows_task, &c);
+  }
+}
+
+/* Strided copy of a view (shape, element strides into src) into contiguous dst. */
+typedef struct {
+  const char *src;
+  char *dst;
+  int es, nd;
+  int64_t shape[MX_MAX_RANK], stride[MX_MAX_RANK];
+} gather_ctx;
+
+#define COPY_RUN(T)                                                             \
+  for (int64_t j = 0; j < run; j++) ((T *)d)[j] = ((const T *)s)[j * st];
+
+static void gather_task(void *vc, int64_t lo, int64_t hi) {
+  gather_ctx *g = vc;
+  int last = g->nd - 1;
+  int64_t idx[MX_MAX_RANK], off = 0, rem = lo;
+  for (int d = last; d >= 0; d--) {
+    idx[d] = rem % g->shape[d];
+    rem /= g->shape[d];
+    off += idx[d] * g->stride[d];
+  }
+  for (int64_t k = lo; k < hi;) {
+    int64_t run = min64(g->shape[last] - idx[last], hi - k), st = g->stride[last];
+    const char *s = g->src + off * g->es;
+    char *d = g->dst + k * g->es;
+    switch (g->es) {
+    case 1: COPY_RUN(uint8_t) break;
+    case 2: COPY_RUN(uint16_t) break;
+    case 4: COPY_RUN(uint32_t) break;
+    default: COPY_RUN(uint64_t) break;
+    }
+    k += run;
+    off += run * st;
+    idx[last] += run;
+    for (int d = last; d > 0 && idx[d] == g->shape[d]; d--) {
+      off += g->stride[d - 1] - idx[d] * g->stride[d];
+      idx[d] = 0;
+      idx[d - 1]++;
+    }
+  }
+}
+
+static void fill(void *o, mx_dtype t, int64_t n, double v) {
+  switch (t) {
+#define FILL(ID, T) \
+  case MX_##ID:     \
+    for (int64_t i = 0; i < n; i++) ((T *)o)[i] = (T)v; \
+    break;
+    MX_COMPUTE_TYPES(FILL)
+#undef FILL
+  default:
+    break;
+  }
+}
+
+/* out_t: the required output dtype, or -1 for the input's. empty: the result
+ * of an empty reduction, NAN when it has none. */
+static mx_status reduce(const char *name, const reducer *tab, int out_t, double empty, mx_array *out,
+                        mx_array *const *in) {
+  const mx_array *a = in[0];
+  const mx_params *p = out->params;
+  mx_dtype it = (mx_dtype)a->dtype, ot = (mx_dtype)out->dtype;
+  if (a->dtype < 0 || a->dtype >= MX_DTYPE_COUNT || !tab[a->dtype].rows)
+    return mx_error(MX_EINVAL, "[%s] dtype %s is not supported; cast to f32 first", name, mx_dtype_name(it));
+  if ((int)ot != (out_t < 0 ? (int)it : out_t))
+    return mx_error(MX_EINVAL, "[%s] output dtype %s does not match input dtype %s", name, mx_dtype_name(ot),
+                    mx_dtype_name(it));
+  int reduced[MX_MAX_RANK] = {0};
+  int nip = p ? p->nip : 0;
+  for (int k = 0; k < nip; k++) {
+    int64_t ax = p->ip[k];
+    if (ax < 0 || ax >= a->ndim || (k > 0 && ax <= p->ip[k - 1]))
+      return mx_error(MX_EINVAL, "[%s] reduced axes must be sorted, distinct and in [0, %d)", name, a->ndim);
+    reduced[ax] = 1;
+  }
+  if (out->size == 0) return MX_OK;
+  if (a->size == 0) {
+    if (isnan(empty))
+      return mx_error(MX_EINVAL, "[%s] cannot reduce over an empty axis; use a non-empty array", name);
+    fill(mx_data(out), ot, out->size, empty);
+    return MX_OK;
+  }
+
+  /* Drop unit axes and merge neighbours of the same kind: kept/reduced groups alternate. */
+  int64_t dims[MX_MAX_RANK];
+  int red[MX_MAX_RANK], m = 0, groups = 0;
+  for (int d = 0; d < a->ndim; d++) {
+    if (a->shape[d] == 1) continue;
+    if (m > 0 && red[m - 1] == reduced[d]) {
+      dims[m - 1] *= a->shape[d];
+    } else {
+      dims[m] = a->shape[d];
+      red[m++] = reduced[d];
+      groups += reduced[d];
+    }
+  }
+  int ies = mx_dtype_size(it), oes = mx_dtype_size(ot);
+  if (groups <= 1) {
+    int64_t outer = 1, n = 1, inner = 1;
+    for (int k = 0, seen = 0; k < m; k++) {
+      if (red[k]) n = dims[k], seen = 1;
+      else if (seen) inner *= dims[k];
+      else outer *= dims[k];
+    }
+    reduce_view(&tab[it], mx_data(a), ies, mx_data(out), oes, outer, n, inner);
+    return MX_OK;
+  }
+
+  /* Several reduced groups: copy with kept axes first, reduced axes last. */
+  gather_ctx g = {.src = mx_data(a), .es = ies, .nd = m};
+  int64_t strides[MX_MAX_RANK], outer = 1, n = 1;
+  mx_contiguous_strides(m, dims, strides);
+  for (int pass = 0, j = 0; pass < 2; pass++)
+    for (int k = 0; k < m; k++)
+      if (red[k] == pass) {
+        g.shape[j] = dims[k];
+        g.stride[j++] = strides[k];
+        if (pass) n *= dims[k];
+        else outer *= dims[k];
+      }
+  g.dst = malloc((size_t)a->size * (size_t)ies);
+  if (!g.dst) return mx_error(MX_ENOMEM, "[%s] out of memory for a %lld-element scratch copy", name, (long long)a->size);
+  mx_parallel_for(a->size, MX_PARALLEL_GRAIN, gather_task, &g);
+  reduce_view(&tab[it], g.dst, ies, mx_data(out), oes, outer, n, 1);
+  free(g.dst);
+  return MX_OK;
+}
+
+mx_status mx_k_sum(mx_array *out, mx_array *const *in) { return reduce("sum", sum_tab, -1, 0.0, out, in); }
+mx_status mx_k_product(mx_array *out, mx_array *const *in) { return reduce("product", prod_tab, -1, 1.0, out, in); }
+mx_status mx_k_reduce_max(mx_array *out, mx_array *const *in) { return reduce("reduce_max", max_tab, -1, NAN, out, in); }
+mx_status mx_k_reduce_min(mx_array *out, mx_array *const *in) { return reduce("reduce_min", min_tab, -1, NAN, out, in); }
+mx_status mx_k_argmax(mx_array *out, mx_array *const *in) { return reduce("argmax", argmax_tab, MX_S64, NAN, out, in); }
+mx_status mx_k_argmin(mx_array *out, mx_array *const *in) { return reduce("argmin", argmin_tab, MX_S64, NAN, out, in); }
+mx_status mx_k_all(mx_array *out, mx_array *const *in) { return reduce("all", all_tab, MX_BOOL, 1.0, out, in); }
+mx_status mx_k_any(mx_array *out, mx_array *const *in) { return reduce("any", any_tab, MX_BOOL, 0.0, out, in); }
+
+/* ---- scans ------------------------------------------------------------------------ */
+
+/* One scan for one dtype; step is +-1 (rows) or +-stride (cols) so that a
+ * reverse scan walks from the end:
+ *   row(x, n, step, out):     out[i*step] = fold of x[0], ..., x[i*step]
+ *   cols(x, n, step, w, out): the same for w <= COLS adjacent columns */
+typedef struct {
+  void (*row)(const void *x, int64_t n, int64_t step, void *out);
+  void (*cols)(const void *x, int64_t n, int64_t step, int64_t w, void *out);
+} scanner;
+
+#define DEF_SCAN(OP, ID, T, A, STEP)                                                       \
+  static void OP##_srow_##ID(const void *xv, int64_t n, int64_t step, void *ov) {          \
+    const T *x = xv;                                                                       \
+    T *o = ov;                                                                             \
+    A acc = (A)x[0];                                                                       \
+    o[0] = (T)acc;                                                                         \
+    for (int64_t i = 1; i < n; i++) {                                                      \
+      acc = STEP(acc, (A)x[i * step]);                                                     \
+      o[i * step] = (T)acc;                                                                \
+    }                                                                                      \
+  }                                                                                        \
+  static void OP##_scols_##ID(const void *xv, int64_t n, int64_t step, int64_t w, void *ov) { \
+    const T *x = xv;                                                                       \
+    T *o = ov;                                                                             \
+    A acc[COLS];                                                                           \
+    for (int64_t c = 0; c < w; c++) acc[c] = (A)x[c], o[c] = (T)acc[c];                    \
+    for (int64_t r = 1; r < n; r++) {                                                      \
+      const T *xr = x + r * step;                                                          \
+      T *orow = o + r * step;                                                              \
+      for (int64_t c = 0; c < w; c++) {                                                    \
+        acc[c] = STEP(acc[c], (A)xr[c]);                                                   \
+        orow[c] = (T)acc[c];                                                               \
+      }                                                                                    \
+    }                                                                                      \
+  }
+
+#define DEF_CUMSUM(ID, T) DEF_SCAN(cumsum, ID, T, SACC(T), STEP_SUM)
+#define DEF_CUMPROD(ID, T) DEF_SCAN(cumprod, ID, T, SACC(T), STEP_PROD)
+#define DEF_CUMMAX(ID, T) DEF_SCAN(cummax, ID, T, T, STEP_MAX)
+#define DEF_CUMMIN(ID, T) DEF_SCAN(cummin, ID, T, T, STEP_MIN)
+MX_COMPUTE_TYPES(DEF_CUMSUM)
+MX_COMPUTE_TYPES(DEF_CUMPROD)
+MX_COMPUTE_TYPES(DEF_CUMMAX)
+MX_COMPUTE_TYPES(DEF_CUMMIN)
+
+#define SCAN_ENTRY(OP, ID) [MX_##ID] = {OP##_srow_##ID, OP##_scols_##ID},
+#define CUMSUM_ENTRY(ID, T) SCAN_ENTRY(cumsum, ID)
+#define CUMPROD_ENTRY(ID, T) SCAN_ENTRY(cumprod, ID)
+#define CUMMAX_ENTRY(ID, T) SCAN_ENTRY(cummax, ID)
+#define CUMMIN_ENTRY(ID, T) SCAN_ENTRY(cummin, ID)
+static const scanner cumsum_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(CUMSUM_ENTRY)};
+static const scanner cumprod_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(CUMPROD_ENTRY)};
+static const scanner cummax_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(CUMMAX_ENTRY)};
+static const scanner cummin_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(CUMMIN_ENTRY)};
+
+typedef struct {
+  const scanner *s;
+  const char *x;
+  char *o;
+  int es, reverse;
+  int64_t n, inner, nblocks;
+} scan_ctx;
+
+static void scan_rows_task(void *vc, int64_t lo, int64_t hi) {
+  scan_ctx *c = vc;
+  int64_t start = c->reverse ? c->n - 1 : 0, step = c->reverse ? -1 : 1;
+  for (int64_t k = lo; k < hi; k++) {
+    int64_t off = (k * c->n + start) * c->es;
+    c->s->row(c->x + off, c->n, step, c->o + off);
+  }
+}
+
+static void scan_cols_task(void *vc, int64_t lo, int64_t hi) {
+  scan_ctx *c = vc;
+  int64_t start = c->reverse ? c->n - 1 : 0, step = c->reverse ? -c->inner : c->inner;
+  for (int64_t k = lo; k < hi; k++) {
+    int64_t o = k / c->nblocks, c0 = k % c->nblocks * COLS;
+    int64_t off = ((o * c->n + start) * c->inner + c0) * c->es;
+    c->s->cols(c->x + off, c->n, step, min64(COLS, c->inner - c0), c->o + off);
+  }
+}
+
+static mx_status scan(const char *name, const scanner *tab, mx_array *out, mx_array *const *in) {
+  const mx_array *a = in[0];
+  const mx_params *p = out->params;
+  mx_dtype t = (mx_dtype)a->dtype;
+  if (a->dtype < 0 || a->dtype >= MX_DTYPE_COUNT || !tab[a->dtype].row)
+    return mx_error(MX_EINVAL, "[%s] dtype %s is not supported; cast to f32 first", name, mx_dtype_name(t));
+  if (out->dtype != a->dtype || out->size != a->size)
+    return mx_error(MX_EINVAL, "[%s] output must match the input's dtype and shape", name);
+  int axis = p ? p->axis : 0;
+  if (a->ndim > 0 && (axis < 0 || axis >= a->ndim))
+    return mx_error(MX_EINVAL, "[%s] axis %d is out of range for rank %d", name, axis, a->ndim);
+  if (out->size == 0) return MX_OK;
+  scan_ctx c = {.s = &tab[t], .x = mx_data(a), .o = mx_data(out), .es = mx_dtype_size(t),
+                .reverse = p && (p->flags & MX_F_REVERSE), .n = 1, .inner = 1};
+  int64_t outer = 1;
+  for (int d = 0; d < a->ndim; d++) {
+    if (d < axis) outer *= a->shape[d];
+    else if (d == axis) c.n = a->shape[d];
+    else c.inner *= a->shape[d];
+  }
+  if (c.inner > 1) {
+    c.nblocks = (c.inner + COLS - 1) / COLS;
+    mx_parallel_for(outer * c.nblocks, grain_for(c.n * min64(c.inner, COLS)), scan_cols_task, &c);
+  } else {
+    mx_parallel_for(outer, grain_for(c.n), scan_rows_task, &c);
+  }
+  return MX_OK;
+}
+
+mx_status mx_k_cumulative_sum(mx_array *out, mx_array *const *in) { return scan("cumulative_sum", cumsum_tab, out, in); }
+mx_status mx_k_cumulative_product(mx_array *out, mx_array *const *in) {
+  return scan("cumulative_product", cumprod_tab, out, in);
+}
+mx_status mx_k_cumulative_max(mx_array *out, mx_array *const *in) { return scan("cumulative_max", cummax_tab, out, in); }
+mx_status mx_k_cumulative_min(mx_array *out, mx_array *const *in) { return scan("cumulative_min", cummin_tab, out, in); }

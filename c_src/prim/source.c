@@ -1,0 +1,273 @@
+/* source.c: kernels that make data (constant, full, iota, arange, linspace)
+ * and as_type, which converts between any two dtypes.
+ *
+ * Conversions go through a canonical chunk: values are loaded as double
+ * (floats, f16, bf16), int64 (signed, bool) or uint64 (unsigned), then stored
+ * into the target type. That keeps 13 x 13 conversions at 13 + 13 loops and
+ * every int64/uint64 value exact. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "special.h"
+
+#define CHUNK 256
+
+typedef enum { CANON_F64, CANON_S64, CANON_U64 } canon_kind;
+typedef union {
+  double f[CHUNK];
+  int64_t s[CHUNK];
+  uint64_t u[CHUNK];
+} canon;
+
+#define IS_SIGNED(T) ((T)-1 < (T)1)
+
+/* Float -> integer saturates (out-of-range C casts are undefined) and maps NaN to 0. */
+static inline int64_t sat_s64(double x, int bits) {
+  double hi = (double)(UINT64_C(1) << (bits - 1)); /* exclusive bound, exact */
+  int64_t max = (int64_t)((UINT64_C(1) << (bits - 1)) - 1);
+  if (x != x) return 0;
+  if (x >= hi) return max;
+  if (x <= -hi) return -max - 1;
+  return (int64_t)x;
+}
+
+static inline uint64_t sat_u64(double x, int bits) {
+  double hi = bits == 64 ? 18446744073709551616.0 : (double)(UINT64_C(1) << bits);
+  if (!(x > 0)) return 0; /* NaN too */
+  if (x >= hi) return bits == 64 ? UINT64_MAX : (UINT64_C(1) << bits) - 1;
+  return (uint64_t)x;
+}
+
+#define SAT(T, x) (IS_SIGNED(T) ? (T)sat_s64((x), 8 * (int)sizeof(T)) : (T)sat_u64((x), 8 * (int)sizeof(T)))
+
+/* Reads n elements of src (dtype t) from index lo into c; returns the canonical kind. */
+static canon_kind load_chunk(const void *src, mx_dtype t, int64_t lo, int64_t n, canon *c) {
+  switch (t) {
+#define LOAD(ID, name, T, bytes, kind)                                                     \
+  case MX_##ID: {                                                                          \
+    const T *p = (const T *)src + lo;                                                      \
+    if (kind == 'f') {                                                                     \
+      for (int64_t i = 0; i < n; i++) c->f[i] = (double)p[i];                              \
+      return CANON_F64;                                                                    \
+    } else if (kind == 'h') {                                                              \
+      for (int64_t i = 0; i < n; i++)                                                      \
+        c->f[i] = MX_##ID == MX_F16 ? mx_f16_to_f64((uint16_t)p[i]) : mx_bf16_to_f64((uint16_t)p[i]); \
+      return CANON_F64;                                                                    \
+    } else if (kind == 'u') {                                                              \
+      for (int64_t i = 0; i < n; i++) c->u[i] = (uint64_t)p[i];                            \
+      return CANON_U64;                                                                    \
+    } else if (kind == 's') {                                                              \
+      for (int64_t i = 0; i < n; i++) c->s[i] = (int64_t)p[i];                             \
+      return CANON_S64;                                                                    \
+    } else {                                                                               \
+      for (int64_t i = 0; i < n; i++) c->s[i] = p[i] != 0;                                 \
+      return CANON_S64;                                                                    \
+    }                                                                                      \
+  }
+    MX_DTYPES(LOAD)
+#undef LOAD
+  default:
+    break;
+  }
+  return CANON_S64;
+}
+
+/* Writes n canonical values of kind k into dst (dtype t) from index lo. */
+static void store_chunk(void *dst, mx_dtype t, int64_t lo, int64_t n, const canon *c, canon_kind k) {
+/* q[i] = expr, with v the i-th canonical value in its own type. */
+#define EACH(expr)                                                                 \
+  do {                                                                             \
+    if (k == CANON_F64)                                                            \
+      for (int64_t i = 0; i < n; i++) {                                            \
+        double v = c->f[i];                                                        \
+        q[i] = (expr);                                                             \
+      }                                                                            \
+    else if (k == CANON_S64)                                                       \
+      for (int64_t i = 0; i < n; i++) {                                            \
+        int64_t v = c->s[i];                                                       \
+        q[i] = (expr);                                                             \
+      }                                                                            \
+    else                                                                           \
+      for (int64_t i = 0; i < n; i++) {                                            \
+        uint64_t v = c->u[i];                                                      \
+        q[i] = (expr);                                                             \
+      }                                                                            \
+  } while (0)
+#define TO_HALF(ID, d) (MX_##ID == MX_F16 ? mx_f64_to_f16(d) : mx_f64_to_bf16(d))
+  switch (t) {
+#define STORE(ID, name, T, bytes, kind)                                    \
+  case MX_##ID: {                                                          \
+    T *q = (T *)dst + lo;                                                  \
+    if (kind == 'b')                                                       \
+      EACH(v != 0);                                                        \
+    else if (kind == 'h')                                                  \
+      EACH((T)TO_HALF(ID, (double)v));                                     \
+    else if (kind == 'f')                                                  \
+      EACH((T)v);                                                          \
+    else if (k == CANON_F64) /* float -> int saturates */                  \
+      for (int64_t i = 0; i < n; i++) q[i] = SAT(T, c->f[i]);              \
+    else /* int -> int wraps, like numpy and Nx */                         \
+      EACH((T)v);                                                          \
+    return;                                                                \
+  }
+    MX_DTYPES(STORE)
+#undef STORE
+#undef TO_HALF
+#undef EACH
+  default:
+    break;
+  }
+}
+
+/* ---- as_type ------------------------------------------------------------------ */
+
+typedef struct {
+  const void *src;
+  void *dst;
+  mx_dtype from, to;
+} cast_ctx;
+
+static void cast_range(void *vctx, int64_t lo, int64_t hi) {
+  const cast_ctx *ctx = vctx;
+  canon c;
+  for (int64_t i = lo; i < hi; i += CHUNK) {
+    int64_t n = hi - i < CHUNK ? hi - i : CHUNK;
+    canon_kind k = load_chunk(ctx->src, ctx->from, i, n, &c);
+    store_chunk(ctx->dst, ctx->to, i, n, &c, k);
+  }
+}
+
+mx_status mx_k_as_type(mx_array *out, mx_array *const *in) {
+  mx_dtype from = (mx_dtype)in[0]->dtype, to = (mx_dtype)out->dtype;
+  if (in[0]->size != out->size)
+    return mx_error(MX_EINVAL, "[as_type] input has %lld elements but output %lld; build it with mx_as_type",
+                    (long long)in[0]->size, (long long)out->size);
+  if (out->size == 0) return MX_OK;
+  if (from == to) {
+    memcpy(mx_data(out), mx_data(in[0]), mx_nbytes(out));
+    return MX_OK;
+  }
+  cast_ctx ctx = {mx_data(in[0]), mx_data(out), from, to};
+  mx_parallel_for(out->size, MX_PARALLEL_GRAIN, cast_range, &ctx);
+  return MX_OK;
+}
+
+/* ---- sources ------------------------------------------------------------------ */
+
+mx_status mx_k_constant(mx_array *out, mx_array *const *in) {
+  (void)out;
+  (void)in;
+  return MX_OK; /* a leaf: its buffer was filled when it was made */
+}
+
+static mx_status need_params(const mx_array *out, const char *op) {
+  if (!out->params) return mx_error(MX_EINVAL, "[%s] node has no parameters; build it with mx_%s", op, op);
+  return MX_OK;
+}
+
+mx_status mx_k_full(mx_array *out, mx_array *const *in) {
+  (void)in;
+  mx_status st = need_params(out, "full");
+  if (st || out->size == 0) return st;
+  /* Convert the value once, then replicate its bytes. */
+  canon c;
+  c.f[0] = out->params->f[0];
+  unsigned char v[8];
+  store_chunk(v, (mx_dtype)out->dtype, 0, 1, &c, CANON_F64);
+  int64_t n = out->size;
+  switch (mx_dtype_size((mx_dtype)out->dtype)) {
+  case 1:
+    memset(mx_data(out), v[0], (size_t)n);
+    break;
+  case 2: {
+    uint16_t x, *q = mx_data(out);
+    memcpy(&x, v, 2);
+    for (int64_t i = 0; i < n; i++) q[i] = x;
+    break;
+  }
+  case 4: {
+    uint32_t x, *q = mx_data(out);
+    memcpy(&x, v, 4);
+    for (int64_t i = 0; i < n; i++) q[i] = x;
+    break;
+  }
+  default: {
+    uint64_t x, *q = mx_data(out);
+    memcpy(&x, v, 8);
+    for (int64_t i = 0; i < n; i++) q[i] = x;
+    break;
+  }
+  }
+  return MX_OK;
+}
+
+/* iota, arange and linspace: element i's value computed in double, then stored. */
+typedef enum { GEN_IOTA, GEN_ARANGE, GEN_LINSPACE } gen_kind;
+typedef struct {
+  gen_kind kind;
+  void *dst;
+  mx_dtype t;
+  int64_t n;
+  int64_t inner, dim; /* iota: value = (i / inner) % dim */
+  double start, step, stop;
+  int endpoint;
+} gen_ctx;
+
+static void gen_range(void *vctx, int64_t lo, int64_t hi) {
+  const gen_ctx *g = vctx;
+  canon c;
+  for (int64_t i0 = lo; i0 < hi; i0 += CHUNK) {
+    int64_t n = hi - i0 < CHUNK ? hi - i0 : CHUNK;
+    if (g->kind == GEN_IOTA) {
+      for (int64_t i = 0; i < n; i++) c.f[i] = (double)(((i0 + i) / g->inner) % g->dim);
+    } else {
+      for (int64_t i = 0; i < n; i++) c.f[i] = g->start + (double)(i0 + i) * g->step;
+      if (g->kind == GEN_LINSPACE && g->endpoint && g->n > 1 && i0 + n == g->n) c.f[n - 1] = g->stop;
+    }
+    store_chunk(g->dst, g->t, i0, n, &c, CANON_F64);
+  }
+}
+
+static mx_status generate(mx_array *out, gen_ctx *g) {
+  g->dst = mx_data(out);
+  g->t = (mx_dtype)out->dtype;
+  g->n = out->size;
+  mx_parallel_for(out->size, MX_PARALLEL_GRAIN, gen_range, g);
+  return MX_OK;
+}
+
+mx_status mx_k_iota(mx_array *out, mx_array *const *in) {
+  (void)in;
+  gen_ctx g = {.kind = GEN_IOTA, .inner = 1, .dim = out->size > 0 ? out->size : 1};
+  int axis = out->params ? out->params->axis : -1;
+  if (axis >= out->ndim) return mx_error(MX_EINVAL, "[iota] axis %d is out of range for rank %d", axis, out->ndim);
+  if (axis >= 0) {
+    g.dim = out->shape[axis];
+    for (int d = axis + 1; d < out->ndim; d++) g.inner *= out->shape[d];
+    if (g.dim == 0 || g.inner == 0) return MX_OK; /* empty */
+  }
+  return generate(out, &g);
+}
+
+mx_status mx_k_arange(mx_array *out, mx_array *const *in) {
+  (void)in;
+  mx_status st = need_params(out, "arange");
+  if (st) return st;
+  gen_ctx g = {.kind = GEN_ARANGE, .start = out->params->f[0], .step = out->params->f[1]};
+  return generate(out, &g);
+}
+
+/* numpy's linspace: step = (stop - start) / (n - 1) with the endpoint, else / n;
+ * the last element is exactly stop when the endpoint is included. */
+mx_status mx_k_linspace(mx_array *out, mx_array *const *in) {
+  (void)in;
+  mx_status st = need_params(out, "linspace");
+  if (st) return st;
+  double start = out->params->f[0], stop = out->params->f[1];
+  int endpoint = out->params->flags & 1;
+  int64_t n = out->size, div = endpoint ? n - 1 : n;
+  gen_ctx g = {.kind = GEN_LINSPACE, .start = start, .stop = stop, .endpoint = endpoint};
+  g.step = div > 0 ? (stop - start) / (double)div : 0;
+  return generate(out, &g);
+}

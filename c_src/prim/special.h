@@ -1,0 +1,103 @@
+/* special.h: scalar special functions and f16/bf16 storage conversions shared
+ * by the kernels (unary.c, source.c, and later random, distributions, io).
+ * All are pure and thread-safe. The float versions compute in double and round. */
+#ifndef MX_SPECIAL_H
+#define MX_SPECIAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* Inverse error function on [-1, 1]: +-inf at +-1, NaN outside or for NaN. */
+double mx_erf_inv(double y);
+float mx_erf_invf(float y);
+
+/* Digamma (psi), scipy's conventions: psi(+0) = -inf, psi(-0) = +inf,
+ * NaN at negative integers and -inf, +inf at +inf. */
+double mx_digamma(double x);
+float mx_digammaf(float x);
+
+/* log|gamma(x)| via lgamma_r (lgamma's global signgam is not thread-safe);
+ * +inf at the poles and at +-inf. */
+double mx_lgamma(double x);
+float mx_lgammaf(float x);
+
+/* ---- f16 / bf16 storage ---------------------------------------------------
+ * Round-to-nearest-even from double (one rounding, so no double rounding via
+ * f32), NaN kept quiet with its sign, overflow to inf, gradual underflow. */
+static inline uint64_t mx_bits_f64(double d) {
+  uint64_t b;
+  memcpy(&b, &d, sizeof b);
+  return b;
+}
+
+static inline double mx_f64_from_bits(uint64_t b) {
+  double d;
+  memcpy(&d, &b, sizeof d);
+  return d;
+}
+
+/* A float with ebits exponent bits and mbits mantissa bits (f16: 5, 10; bf16: 8, 7). */
+static inline uint16_t mx_f64_to_small(double d, int ebits, int mbits) {
+  uint64_t b = mx_bits_f64(d);
+  uint16_t sign = (uint16_t)((b >> 63) << (ebits + mbits));
+  uint16_t inf = (uint16_t)(((1u << ebits) - 1) << mbits);
+  int bias = (1 << (ebits - 1)) - 1;
+  int efield = (int)((b >> 52) & 0x7ff);
+  uint64_t mant = b & ((UINT64_C(1) << 52) - 1);
+  if (efield == 0x7ff) /* inf, or NaN made quiet */
+    return sign | inf | (mant ? (uint16_t)((1u << (mbits - 1)) | (mant >> (52 - mbits))) : 0);
+  int e = efield - 1023;
+  if (e > bias) return sign | inf;
+  uint64_t value, rem, halfway;
+  int shift;
+  if (e >= 1 - bias) { /* normal: keep the top mbits of the mantissa */
+    shift = 52 - mbits;
+    value = ((uint64_t)(e + bias) << mbits) | (mant >> shift);
+  } else { /* subnormal target: shift the full significand further right */
+    shift = 52 - mbits + (1 - bias - e);
+    if (shift > 53) return sign; /* below half the smallest subnormal */
+    mant |= UINT64_C(1) << 52;
+    value = mant >> shift;
+  }
+  rem = mant & ((UINT64_C(1) << shift) - 1);
+  halfway = UINT64_C(1) << (shift - 1);
+  if (rem > halfway || (rem == halfway && (value & 1))) value++; /* a carry may reach inf: right */
+  return sign | (uint16_t)value;
+}
+
+static inline double mx_small_to_f64(uint16_t h, int ebits, int mbits) {
+  uint64_t sign = (uint64_t)(h >> (ebits + mbits)) << 63;
+  int bias = (1 << (ebits - 1)) - 1;
+  unsigned efield = (h >> mbits) & ((1u << ebits) - 1);
+  uint64_t mant = h & ((1u << mbits) - 1);
+  if (efield == (1u << ebits) - 1) return mx_f64_from_bits(sign | (UINT64_C(0x7ff) << 52) | (mant << (52 - mbits)));
+  if (efield == 0) { /* zero or subnormal: mant * 2^(1 - bias - mbits), exact */
+    double v = (double)mant * mx_f64_from_bits((uint64_t)(1023 + 1 - bias - mbits) << 52);
+    return sign ? -v : v;
+  }
+  return mx_f64_from_bits(sign | ((uint64_t)(efield - bias + 1023) << 52) | (mant << (52 - mbits)));
+}
+
+static inline uint16_t mx_f64_to_f16(double d) { return mx_f64_to_small(d, 5, 10); }
+static inline uint16_t mx_f64_to_bf16(double d) { return mx_f64_to_small(d, 8, 7); }
+static inline double mx_f16_to_f64(uint16_t h) { return mx_small_to_f64(h, 5, 10); }
+static inline double mx_bf16_to_f64(uint16_t h) { return mx_small_to_f64(h, 8, 7); }
+static inline float mx_f16_to_f32(uint16_t h) { return (float)mx_f16_to_f64(h); } /* exact */
+static inline uint16_t mx_f32_to_f16(float f) { return mx_f64_to_f16(f); }     /* f32 -> f64 is exact */
+
+/* bf16 is the top half of an f32: the fast paths for the common case. */
+static inline float mx_bf16_to_f32(uint16_t h) {
+  uint32_t b = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+static inline uint16_t mx_f32_to_bf16(float f) {
+  uint32_t b;
+  memcpy(&b, &f, sizeof b);
+  if ((b & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((b >> 16) | 0x40); /* quiet NaN */
+  return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1)) >> 16);
+}
+
+#endif

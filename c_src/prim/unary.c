@@ -1,0 +1,193 @@
+/* unary.c: elementwise kernels of one input (as_type lives in source.c).
+ * Each op is one line below; the macros turn it into simple loops over
+ * contiguous arrays (one per dtype) that large inputs split across cores. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "special.h"
+
+typedef void (*unary_fn)(const void *a, void *o, int64_t n);
+
+typedef struct {
+  unary_fn fn;
+  const char *a;
+  char *o;
+  size_t asz, osz;
+} unary_ctx;
+
+static void unary_range(void *vctx, int64_t lo, int64_t hi) {
+  const unary_ctx *c = vctx;
+  c->fn(c->a + (size_t)lo * c->asz, c->o + (size_t)lo * c->osz, hi - lo);
+}
+
+static mx_status run(mx_array *out, mx_array *const *in, const char *op, unary_fn fn) {
+  if (!fn)
+    return mx_error(MX_EINVAL, "[%s] has no kernel for %s input; build it with mx_unary, which casts to a computable dtype",
+                    op, mx_dtype_name((mx_dtype)in[0]->dtype));
+  if (in[0]->size != out->size)
+    return mx_error(MX_EINVAL, "[%s] input has %lld elements but output %lld; build it with mx_unary", op,
+                    (long long)in[0]->size, (long long)out->size);
+  if (out->size == 0) return MX_OK;
+  unary_ctx c = {fn, mx_data(in[0]), mx_data(out), (size_t)mx_dtype_size((mx_dtype)in[0]->dtype),
+                 (size_t)mx_dtype_size((mx_dtype)out->dtype)};
+  mx_parallel_for(out->size, MX_PARALLEL_GRAIN, unary_range, &c);
+  return MX_OK;
+}
+
+/* The kernel for in[0]'s dtype from a per-dtype table; out must have `want` (or in's dtype if want < 0). */
+static mx_status dispatch(mx_array *out, mx_array *const *in, const char *op, const unary_fn *fns, int want) {
+  mx_dtype t = (mx_dtype)in[0]->dtype;
+  mx_dtype o = want < 0 ? t : (mx_dtype)want;
+  if ((mx_dtype)out->dtype != o)
+    return mx_error(MX_EINVAL, "[%s] output dtype %s does not match the expected %s; build it with mx_unary", op,
+                    mx_dtype_name((mx_dtype)out->dtype), mx_dtype_name(o));
+  return run(out, in, op, (unsigned)t < MX_DTYPE_COUNT ? fns[t] : NULL);
+}
+
+static void copy_u8(const void *a, void *o, int64_t n) { memcpy(o, a, (size_t)n); }
+
+/* x < 0 for any integer type; through a function so unsigned types don't warn. */
+static inline int neg_i64(int64_t v) { return v < 0; }
+#define IS_NEG(T, x) ((T)-1 < (T)1 && neg_i64((int64_t)(x)))
+/* The float or double libm function for x's type. */
+#define FN(fn, x) _Generic((x), float: fn##f, default: fn)(x)
+
+/* ---- SAME ops: every integer and float dtype; bool (never built by mx_unary,
+ * which computes bool as u8) is the identity. Integer arithmetic runs in
+ * uint64 so it wraps modulo 2^n like numpy instead of overflowing. Float sign
+ * passes NaN and +-0 through.
+ *
+ *      name    integer expression (type T, value x)            float expression */
+#define SAME_OPS(X, ID, T)                                                        \
+  X(negate, ID, T, (T)(0 - (uint64_t)x),                           -x)            \
+  X(abs,    ID, T, IS_NEG(T, x) ? (T)(0 - (uint64_t)x) : x,        FN(fabs, x))   \
+  X(sign,   ID, T, (T)((x > 0) - IS_NEG(T, x)),                    x > 0 ? 1 : x < 0 ? -1 : x) \
+  X(square, ID, T, (T)((uint64_t)x * (uint64_t)x),                 x * x)         \
+  X(floor,  ID, T, x,                                              FN(floor, x))  \
+  X(ceil,   ID, T, x,                                              FN(ceil, x))   \
+  X(round,  ID, T, x,                                              FN(round, x)) /* half away from zero, as Nx */
+
+/* One loop per (op, dtype): integers take the integer expression, floats the float one. */
+#define SAME_LOOP(name, ID, T, expr)                             \
+  static void name##_##ID(const void *va, void *vo, int64_t n) { \
+    const T *a = va;                                             \
+    T *o = vo;                                                   \
+    for (int64_t i = 0; i < n; i++) {                            \
+      T x = a[i];                                                \
+      o[i] = (T)(expr);                                          \
+    }                                                            \
+  }
+#define SAME_INT(name, ID, T, iexpr, fexpr) SAME_LOOP(name, ID, T, iexpr)
+#define SAME_FLOAT(name, ID, T, iexpr, fexpr) SAME_LOOP(name, ID, T, fexpr)
+#define SAME_INT_LOOPS(ID, T) SAME_OPS(SAME_INT, ID, T)
+#define SAME_FLOAT_LOOPS(ID, T) SAME_OPS(SAME_FLOAT, ID, T)
+MX_INT_TYPES(SAME_INT_LOOPS)
+MX_FLOAT_TYPES(SAME_FLOAT_LOOPS)
+
+#define SAME_ENUM(name, ID, T, iexpr, fexpr) SAME_##name,
+enum { SAME_OPS(SAME_ENUM, _, _) N_SAME };
+
+#define SAME_ENTRY(name, ID, T, iexpr, fexpr) [SAME_##name][MX_##ID] = name##_##ID,
+#define SAME_ROW(ID, T) SAME_OPS(SAME_ENTRY, ID, T)
+#define SAME_BOOL(name, ID, T, iexpr, fexpr) [SAME_##name][MX_BOOL] = copy_u8,
+static const unary_fn same_fns[N_SAME][MX_DTYPE_COUNT] = {
+    MX_INT_TYPES(SAME_ROW) MX_FLOAT_TYPES(SAME_ROW) SAME_OPS(SAME_BOOL, _, _)};
+
+#define SAME_KERNEL(name, ID, T, iexpr, fexpr) \
+  mx_status mx_k_##name(mx_array *out, mx_array *const *in) { return dispatch(out, in, #name, same_fns[SAME_##name], -1); }
+SAME_OPS(SAME_KERNEL, _, _)
+
+/* ---- bool-valued ops: any compute dtype in, bool (0/1) out (isinf may return -1).
+ *      name          integer/bool expression   float expression */
+#define BOOL_OPS(X, ID, T)                                   \
+  X(is_nan,      ID, T, 0,                      isnan(x) != 0) \
+  X(is_infinity, ID, T, 0,                      isinf(x) != 0) \
+  X(logical_not, ID, T, x == 0,                 x == 0)
+
+#define BOOL_LOOP(name, ID, T, expr)                             \
+  static void name##_##ID(const void *va, void *vo, int64_t n) { \
+    const T *a = va;                                             \
+    uint8_t *o = vo;                                             \
+    for (int64_t i = 0; i < n; i++) {                            \
+      T x = a[i];                                                \
+      (void)x;                                                   \
+      o[i] = (uint8_t)(expr);                                    \
+    }                                                            \
+  }
+#define BOOL_INT(name, ID, T, iexpr, fexpr) BOOL_LOOP(name, ID, T, iexpr)
+#define BOOL_FLOAT(name, ID, T, iexpr, fexpr) BOOL_LOOP(name, ID, T, fexpr)
+#define BOOL_INT_LOOPS(ID, T) BOOL_OPS(BOOL_INT, ID, T)
+#define BOOL_FLOAT_LOOPS(ID, T) BOOL_OPS(BOOL_FLOAT, ID, T)
+BOOL_INT_LOOPS(BOOL, uint8_t)
+MX_INT_TYPES(BOOL_INT_LOOPS)
+MX_FLOAT_TYPES(BOOL_FLOAT_LOOPS)
+
+#define BOOL_ENUM(name, ID, T, iexpr, fexpr) BOOL_##name,
+enum { BOOL_OPS(BOOL_ENUM, _, _) N_BOOL };
+
+#define BOOL_ENTRY(name, ID, T, iexpr, fexpr) [BOOL_##name][MX_##ID] = name##_##ID,
+#define BOOL_ROW(ID, T) BOOL_OPS(BOOL_ENTRY, ID, T)
+static const unary_fn bool_fns[N_BOOL][MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(BOOL_ROW)};
+
+#define BOOL_KERNEL(name, ID, T, iexpr, fexpr) \
+  mx_status mx_k_##name(mx_array *out, mx_array *const *in) { return dispatch(out, in, #name, bool_fns[BOOL_##name], MX_BOOL); }
+BOOL_OPS(BOOL_KERNEL, _, _)
+
+/* ---- FLOAT ops: f32 and f64 only (mx_unary casts integers to f32). f32 uses
+ * the float libm functions so results match numpy's float32 within an ulp or two. */
+
+/* Stable for large |x|: exp only of -|x|, so it never overflows. */
+static inline float logistic_f(float x) {
+  float e = expf(-fabsf(x)), r = 1 / (1 + e);
+  return x >= 0 ? r : e * r;
+}
+
+static inline double logistic_d(double x) {
+  double e = exp(-fabs(x)), r = 1 / (1 + e);
+  return x >= 0 ? r : e * r;
+}
+
+#define UNARY_FLOAT(name, f32_expr, f64_expr)                                       \
+  static void name##_F32(const void *va, void *vo, int64_t n) {                     \
+    const float *a = va;                                                            \
+    float *o = vo;                                                                  \
+    for (int64_t i = 0; i < n; i++) {                                               \
+      float x = a[i];                                                               \
+      o[i] = f32_expr;                                                              \
+    }                                                                               \
+  }                                                                                 \
+  static void name##_F64(const void *va, void *vo, int64_t n) {                     \
+    const double *a = va;                                                           \
+    double *o = vo;                                                                 \
+    for (int64_t i = 0; i < n; i++) {                                               \
+      double x = a[i];                                                              \
+      o[i] = f64_expr;                                                              \
+    }                                                                               \
+  }                                                                                 \
+  mx_status mx_k_##name(mx_array *out, mx_array *const *in) {                       \
+    static const unary_fn fns[MX_DTYPE_COUNT] = {[MX_F32] = name##_F32, [MX_F64] = name##_F64}; \
+    return dispatch(out, in, #name, fns, -1);                                       \
+  }
+
+UNARY_FLOAT(exp, expf(x), exp(x))
+UNARY_FLOAT(expm1, expm1f(x), expm1(x))
+UNARY_FLOAT(log, logf(x), log(x))
+UNARY_FLOAT(log1p, log1pf(x), log1p(x))
+UNARY_FLOAT(sqrt, sqrtf(x), sqrt(x))
+UNARY_FLOAT(rsqrt, 1 / sqrtf(x), 1 / sqrt(x))
+UNARY_FLOAT(reciprocal, 1 / x, 1 / x)
+UNARY_FLOAT(sin, sinf(x), sin(x))
+UNARY_FLOAT(cos, cosf(x), cos(x))
+UNARY_FLOAT(tan, tanf(x), tan(x))
+UNARY_FLOAT(asin, asinf(x), asin(x))
+UNARY_FLOAT(acos, acosf(x), acos(x))
+UNARY_FLOAT(atan, atanf(x), atan(x))
+UNARY_FLOAT(sinh, sinhf(x), sinh(x))
+UNARY_FLOAT(cosh, coshf(x), cosh(x))
+UNARY_FLOAT(tanh, tanhf(x), tanh(x))
+UNARY_FLOAT(sigmoid, logistic_f(x), logistic_d(x))
+UNARY_FLOAT(erf, erff(x), erf(x))
+UNARY_FLOAT(erf_inv, mx_erf_invf(x), mx_erf_inv(x))
+UNARY_FLOAT(lgamma, mx_lgammaf(x), mx_lgamma(x))
+UNARY_FLOAT(digamma, mx_digammaf(x), mx_digamma(x))

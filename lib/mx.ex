@@ -1,0 +1,935 @@
+defmodule Mx do
+  @moduledoc """
+  Mx: lazy arrays computed by a C engine, with an Nx-style API.
+
+  Every op returns at once with a node of a computation graph; nothing is
+  computed until `eval/1` or a reader (`to_list/1`, `to_number/1`,
+  `to_binary/1`) needs the values. Evaluation runs the pending graph in C,
+  inline for tiny graphs and on a dirty scheduler for large ones, and frees
+  intermediate results as it goes.
+
+      iex> a = Mx.tensor([[1.0, 2.0], [3.0, 4.0]])
+      iex> b = a |> Mx.multiply(2) |> Mx.add(Mx.tensor([10.0, 20.0]))
+      iex> Mx.evaluated?(b)
+      false
+      iex> Mx.to_list(b)
+      [[12.0, 24.0], [16.0, 28.0]]
+      iex> Mx.sum(b, axes: [1]) |> Mx.to_list()
+      [36.0, 44.0]
+
+  ## Where things are
+
+    * `Mx` — creation, elementwise, reductions, shape and indexing ops, matmul
+    * `Mx.Array` — the array struct, `Access` indexing, `Inspect`
+    * `Mx.Type` — dtypes and the promotion rules
+    * `Mx.Memory` — the engine's memory accounting and limits
+    * `Mx.Error` — the exception engine errors raise
+
+  Shapes are tuples, types are atoms such as `:f32` (Nx tuples like
+  `{:f, 32}` are accepted). Defaults follow Nx: float data is `f32`, integer
+  data `s64`.
+  """
+
+  import Kernel, except: [max: 2, min: 2, abs: 1, round: 1, floor: 1, ceil: 1]
+  import Bitwise, only: [>>>: 2, &&&: 2]
+  alias Mx.{Array, NIF, Type}
+
+  @type t :: Array.t()
+  @type tensor_like :: t() | number() | :nan | :infinity | :neg_infinity
+  @type shape :: tuple()
+  @type axes :: [integer()] | nil
+
+  # ---- creation ------------------------------------------------------------------
+
+  @doc """
+  Builds an array from a number, a (nested) list of numbers, or an array.
+
+  Options: `:type` (default `:f32` if any element is a float, `:s64` for
+  integers, `:bool` for booleans). `:nan`, `:infinity` and `:neg_infinity`
+  are accepted as elements.
+
+      iex> Mx.tensor([[1, 2], [3, 4]]) |> Mx.shape()
+      {2, 2}
+      iex> Mx.tensor(1.5, type: :f64) |> Mx.to_number()
+      1.5
+      iex> Mx.tensor([1, 2], type: {:f, 32}).type
+      :f32
+  """
+  @spec tensor(tensor_like() | list(), keyword()) :: t()
+  def tensor(data, opts \\ [])
+
+  def tensor(%Array{} = a, opts) do
+    case opts[:type] do
+      nil -> a
+      t -> as_type(a, t)
+    end
+  end
+
+  def tensor(data, opts) when is_number(data) or data in [:nan, :infinity, :neg_infinity] do
+    type = if t = opts[:type], do: Type.normalize!(t), else: infer_type([data])
+    NIF.full(type, {}, data) |> Array.wrap()
+  end
+
+  def tensor(data, opts) when is_boolean(data), do: tensor([data], opts) |> reshape({})
+
+  def tensor(data, opts) when is_list(data) do
+    shape = list_shape(data, [])
+    flat = List.flatten(data)
+    type = if t = opts[:type], do: Type.normalize!(t), else: infer_type(flat)
+    flat |> encode(type) |> from_binary(type, shape: shape)
+  end
+
+  def tensor(other, _opts) do
+    raise ArgumentError, "Mx.tensor/2 expects a number, a nested list of numbers or an Mx array, got #{inspect(other)}"
+  end
+
+  defp list_shape([], acc), do: List.to_tuple(Enum.reverse([0 | acc]))
+
+  defp list_shape([first | _] = list, acc) when is_list(first) do
+    shapes = Enum.map(list, &list_shape(&1, []))
+
+    if Enum.uniq(shapes) != [hd(shapes)] do
+      raise ArgumentError, "Mx.tensor/2 expects a rectangular nested list; rows have shapes #{inspect(Enum.uniq(shapes))}"
+    end
+
+    List.to_tuple(Enum.reverse(acc) ++ [length(list) | Tuple.to_list(hd(shapes))])
+  end
+
+  defp list_shape(list, acc) do
+    if Enum.any?(list, &is_list/1), do: raise(ArgumentError, "Mx.tensor/2 expects a rectangular nested list")
+    List.to_tuple(Enum.reverse([length(list) | acc]))
+  end
+
+  defp infer_type(flat) do
+    cond do
+      flat != [] and Enum.all?(flat, &is_boolean/1) -> :bool
+      Enum.all?(flat, &is_integer/1) -> :s64
+      Enum.all?(flat, &(is_number(&1) or &1 in [:nan, :infinity, :neg_infinity])) -> :f32
+      true -> raise ArgumentError, "Mx.tensor/2 expects numbers, got #{inspect(Enum.find(flat, &(not is_number(&1))))}"
+    end
+  end
+
+  defp encode(flat, type) when type in [:f16, :bf16] do
+    # Half types are written as f32 and converted by the engine.
+    flat |> encode(:f32) |> from_binary(:f32, shape: {length(flat)}) |> as_type(type) |> to_binary()
+  end
+
+  defp encode(flat, type) do
+    {kind, bits} = Type.to_nx(type)
+    for x <- flat, into: <<>>, do: encode_one(x, kind, bits)
+  end
+
+  defp encode_one(true, _kind, _bits), do: <<1>>
+  defp encode_one(false, _kind, _bits), do: <<0>>
+  defp encode_one(x, :pred, _), do: <<if(x == 0, do: 0, else: 1)>>
+  defp encode_one(x, :f, bits) when is_number(x), do: <<x::float-size(bits)-native>>
+  defp encode_one(:nan, :f, 32), do: <<0x7FC00000::32-native>>
+  defp encode_one(:nan, :f, 64), do: <<0x7FF8000000000000::64-native>>
+  defp encode_one(:infinity, :f, 32), do: <<0x7F800000::32-native>>
+  defp encode_one(:infinity, :f, 64), do: <<0x7FF0000000000000::64-native>>
+  defp encode_one(:neg_infinity, :f, 32), do: <<0xFF800000::32-native>>
+  defp encode_one(:neg_infinity, :f, 64), do: <<0xFFF0000000000000::64-native>>
+  defp encode_one(x, :s, bits) when is_integer(x), do: <<x::signed-size(bits)-native>>
+  defp encode_one(x, :u, bits) when is_integer(x), do: <<x::unsigned-size(bits)-native>>
+
+  defp encode_one(x, kind, bits) do
+    raise ArgumentError, "cannot store #{inspect(x)} in an array of type #{Type.normalize!({kind, bits})}"
+  end
+
+  @doc """
+  Builds an array from a binary of native-endian elements.
+
+      iex> Mx.from_binary(<<1.0::float-32-native, 2.0::float-32-native>>, :f32) |> Mx.to_list()
+      [1.0, 2.0]
+  """
+  @spec from_binary(binary(), Type.spec(), keyword()) :: t()
+  def from_binary(binary, type, opts \\ []) when is_binary(binary) do
+    type = Type.normalize!(type)
+    shape = opts[:shape] || {div(byte_size(binary), Type.byte_size(type))}
+    NIF.from_binary(binary, type, shape) |> Array.wrap()
+  end
+
+  @doc """
+  An array of zeros. `type:` defaults to `:f32`.
+
+      iex> Mx.zeros({2}) |> Mx.to_list()
+      [0.0, 0.0]
+  """
+  @spec zeros(shape(), keyword()) :: t()
+  def zeros(shape, opts \\ []), do: full(shape, 0, opts)
+
+  @doc """
+  An array of ones.
+
+      iex> Mx.ones({2}, type: :s32) |> Mx.to_list()
+      [1, 1]
+  """
+  @spec ones(shape(), keyword()) :: t()
+  def ones(shape, opts \\ []), do: full(shape, 1, opts)
+
+  @doc """
+  An array filled with `value`. `type:` defaults to `:f32`.
+
+      iex> Mx.full({2, 1}, 7, type: :u8) |> Mx.to_list()
+      [[7], [7]]
+  """
+  @spec full(shape(), number() | atom(), keyword()) :: t()
+  def full(shape, value, opts \\ []), do: NIF.full(type_opt(opts, :f32), shape, value) |> Array.wrap()
+
+  @doc """
+  Counts along `axis:` (default: across the whole array, row-major).
+  `type:` defaults to `:s64`.
+
+      iex> Mx.iota({2, 3}, axis: 1) |> Mx.to_list()
+      [[0, 1, 2], [0, 1, 2]]
+      iex> Mx.iota({2, 2}) |> Mx.to_list()
+      [[0, 1], [2, 3]]
+  """
+  @spec iota(shape(), keyword()) :: t()
+  def iota(shape, opts \\ []) do
+    axis = opts[:axis]
+    axis = if is_integer(axis) and axis < 0, do: tuple_size(shape) + axis, else: axis
+    NIF.iota(type_opt(opts, :s64), shape, axis) |> Array.wrap()
+  end
+
+  @doc """
+  Evenly spaced values in `[start, stop)` with `step` (numpy's arange).
+  `type:` defaults to `:s64` for integer arguments and `:f32` otherwise.
+
+      iex> Mx.arange(5) |> Mx.to_list()
+      [0, 1, 2, 3, 4]
+      iex> Mx.arange(1, 2, 0.25, type: :f64) |> Mx.to_list()
+      [1.0, 1.25, 1.5, 1.75]
+  """
+  @spec arange(number(), number() | nil, number(), keyword()) :: t()
+  def arange(start_or_stop, stop \\ nil, step \\ 1, opts \\ [])
+
+  def arange(stop, nil, step, opts), do: arange(0, stop, step, opts)
+
+  def arange(start, stop, step, opts) do
+    if step == 0, do: raise(ArgumentError, "[arange] step must be nonzero")
+    default = if Enum.all?([start, stop, step], &is_integer/1), do: :s64, else: :f32
+    n = Kernel.max(0, Kernel.ceil((stop - start) / step))
+    NIF.arange(type_opt(opts, default), start, step, n) |> Array.wrap()
+  end
+
+  @doc """
+  `n:` values from `start` to `stop` (included unless `endpoint: false`).
+  `type:` defaults to `:f32`.
+
+      iex> Mx.linspace(0, 1, n: 5) |> Mx.to_list()
+      [0.0, 0.25, 0.5, 0.75, 1.0]
+  """
+  @spec linspace(number(), number(), keyword()) :: t()
+  def linspace(start, stop, opts) do
+    n = Keyword.fetch!(opts, :n)
+    NIF.linspace(type_opt(opts, :f32), start, stop, n, Keyword.get(opts, :endpoint, true)) |> Array.wrap()
+  end
+
+  @doc """
+  The identity matrix of size `n` (or `n × m` with `m:`). `type:` defaults to `:f32`.
+
+      iex> Mx.eye(2, type: :s64) |> Mx.to_list()
+      [[1, 0], [0, 1]]
+  """
+  @spec eye(non_neg_integer(), keyword()) :: t()
+  def eye(n, opts \\ []), do: NIF.eye(type_opt(opts, :f32), n, opts[:m] || n) |> Array.wrap()
+
+  defp type_opt(opts, default), do: Type.normalize!(opts[:type] || default)
+
+  # ---- reading ------------------------------------------------------------------------
+
+  @doc """
+  Evaluates every array in `x`: an array, or tuples, lists and maps holding
+  arrays (other terms pass through). Returns `x`. One call evaluates the
+  union of the graphs, so shared work runs once.
+
+      iex> {a, b} = Mx.eval({Mx.add(1, 2), [Mx.negate(Mx.tensor(1.0))]})
+      iex> Mx.evaluated?(a) and Mx.evaluated?(hd(b))
+      true
+  """
+  @spec eval(x) :: x when x: term()
+  def eval(x) do
+    case collect(x, []) do
+      [] -> x
+      refs -> NIF.eval(refs)
+    end
+
+    x
+  end
+
+  defp collect(%Array{ref: ref}, acc), do: [ref | acc]
+  defp collect(t, acc) when is_tuple(t), do: t |> Tuple.to_list() |> collect(acc)
+  defp collect(l, acc) when is_list(l), do: Enum.reduce(l, acc, &collect/2)
+  defp collect(%_{}, acc), do: acc
+  defp collect(m, acc) when is_map(m), do: m |> Map.values() |> collect(acc)
+  defp collect(_, acc), do: acc
+
+  @doc """
+  The array's data as a binary of native-endian elements (evaluates first).
+
+      iex> Mx.tensor([1, 2], type: :u8) |> Mx.to_binary()
+      <<1, 2>>
+  """
+  @spec to_binary(t()) :: binary()
+  def to_binary(%Array{ref: ref}), do: NIF.to_binary(ref)
+
+  @doc """
+  The array's values as nested lists (evaluates first). Floats that are not
+  finite come back as `:nan`, `:infinity` and `:neg_infinity`; bools as
+  `true`/`false`.
+
+      iex> Mx.tensor([[1, 2], [3, 4]]) |> Mx.to_list()
+      [[1, 2], [3, 4]]
+      iex> Mx.tensor([1.0, :nan]) |> Mx.to_list()
+      [1.0, :nan]
+  """
+  @spec to_list(t()) :: list() | number() | atom()
+  def to_list(%Array{shape: shape} = a) do
+    flat = to_flat_list(a)
+
+    case shape do
+      {} -> hd(flat)
+      _ -> chunk(flat, Tuple.to_list(shape))
+    end
+  end
+
+  @doc """
+  The single value of a rank-0 (or one-element) array.
+
+      iex> Mx.tensor([[3.5]]) |> Mx.to_number()
+      3.5
+  """
+  @spec to_number(t()) :: number() | atom()
+  def to_number(%Array{} = a) do
+    if size(a) != 1 do
+      raise ArgumentError, "to_number/1 needs an array with one element, got #{describe(a)}"
+    end
+
+    hd(to_flat_list(a))
+  end
+
+  @doc false
+  def to_flat_list(%Array{type: type} = a, limit \\ :infinity) do
+    a = if type in [:f16, :bf16], do: as_type(a, :f32), else: a
+    bin = to_binary(a)
+    bin = if limit == :infinity, do: bin, else: binary_part(bin, 0, Kernel.min(byte_size(bin), limit * Type.byte_size(a.type)))
+    decode(bin, a.type)
+  end
+
+  defp decode(bin, :bool), do: for(<<x::8 <- bin>>, do: x != 0)
+  defp decode(bin, :f32), do: for(<<x::binary-size(4) <- bin>>, do: decode_f32(x))
+  defp decode(bin, :f64), do: for(<<x::binary-size(8) <- bin>>, do: decode_f64(x))
+
+  defp decode(bin, type) do
+    case Type.to_nx(type) do
+      {:s, bits} -> for <<x::signed-size(bits)-native <- bin>>, do: x
+      {:u, bits} -> for <<x::unsigned-size(bits)-native <- bin>>, do: x
+    end
+  end
+
+  defp decode_f32(<<x::float-32-native>>), do: x
+  defp decode_f32(<<bits::32-native>>), do: special(bits >>> 31, bits &&& 0x7FFFFF)
+  defp decode_f64(<<x::float-64-native>>), do: x
+  defp decode_f64(<<bits::64-native>>), do: special(bits >>> 63, bits &&& 0xFFFFFFFFFFFFF)
+
+  defp special(_sign, mantissa) when mantissa != 0, do: :nan
+  defp special(0, 0), do: :infinity
+  defp special(1, 0), do: :neg_infinity
+
+  defp chunk(flat, [_]), do: flat
+  defp chunk(flat, [n | rest]) do
+    inner = Enum.reduce(rest, 1, &(&1 * &2))
+    if inner == 0, do: List.duplicate(chunk([], rest), n), else: flat |> Enum.chunk_every(inner) |> Enum.map(&chunk(&1, rest))
+  end
+
+  # ---- metadata --------------------------------------------------------------------
+
+  @doc """
+  The shape tuple.
+
+      iex> Mx.zeros({2, 3}) |> Mx.shape()
+      {2, 3}
+  """
+  @spec shape(t()) :: shape()
+  def shape(%Array{shape: s}), do: s
+
+  @doc "The type atom, e.g. `:f32`."
+  @spec type(t()) :: Type.t()
+  def type(%Array{type: t}), do: t
+
+  @doc "The number of axes."
+  @spec rank(t()) :: non_neg_integer()
+  def rank(%Array{shape: s}), do: tuple_size(s)
+
+  @doc """
+  The number of elements.
+
+      iex> Mx.zeros({2, 3}) |> Mx.size()
+      6
+  """
+  @spec size(t()) :: non_neg_integer()
+  def size(%Array{shape: s}), do: s |> Tuple.to_list() |> Enum.reduce(1, &*/2)
+
+  @doc """
+  The type and shape as text, e.g. `"f32[2][3]"`.
+
+      iex> Mx.zeros({2, 3}) |> Mx.describe()
+      "f32[2][3]"
+  """
+  @spec describe(t()) :: String.t()
+  def describe(%Array{shape: s, type: t}), do: "#{t}" <> Enum.map_join(Tuple.to_list(s), &"[#{&1}]")
+
+  @doc """
+  Whether the array has been computed.
+
+      iex> a = Mx.add(Mx.tensor(1), 1)
+      iex> Mx.evaluated?(a)
+      false
+      iex> Mx.evaluated?(Mx.eval(a))
+      true
+  """
+  @spec evaluated?(t()) :: boolean()
+  def evaluated?(%Array{ref: ref}), do: NIF.evaluated?(ref)
+
+  @doc """
+  Frees the array's buffer now instead of when the term is garbage
+  collected. Later use of the array (or of lazy arrays built on it that were
+  not evaluated yet) raises `Mx.Error`.
+
+      iex> a = Mx.tensor([1.0])
+      iex> Mx.dispose(a)
+      :ok
+      iex> Mx.to_list(a)
+      ** (Mx.Error) [to_binary] the array was disposed; it cannot be read
+  """
+  @spec dispose(t()) :: :ok
+  def dispose(%Array{ref: ref}), do: NIF.dispose(ref)
+
+  @doc """
+  Converts to another type. Float to integer truncates toward zero and
+  saturates at the type's range (NaN becomes 0); to bool is `x != 0`.
+
+      iex> Mx.tensor([1.7, -1.7, 300.0]) |> Mx.as_type(:u8) |> Mx.to_list()
+      [1, 0, 255]
+  """
+  @spec as_type(t(), Type.spec()) :: t()
+  def as_type(%Array{} = a, type), do: NIF.as_type(a.ref, Type.normalize!(type)) |> Array.wrap()
+
+  # ---- elementwise ------------------------------------------------------------------
+
+  # {name, what it computes, doctest input, doctest output}
+  @unary [
+    {:negate, "-x", [1, -2], [-1, 2]},
+    {:abs, "|x|", [-1.5, 2.0], [1.5, 2.0]},
+    {:sign, "-1, 0 or 1 by the sign of x", [-3, 0, 2], [-1, 0, 1]},
+    {:square, "x * x", [3, -2], [9, 4]},
+    {:floor, "the largest integer <= x", [1.5, -1.5], [1.0, -2.0]},
+    {:ceil, "the smallest integer >= x", [1.5, -1.5], [2.0, -1.0]},
+    {:round, "the nearest integer, halves away from zero", [0.5, 1.5, -2.5], [1.0, 2.0, -3.0]},
+    {:exp, "e^x", [0.0], [1.0]},
+    {:expm1, "e^x - 1, accurate near 0", [0.0], [0.0]},
+    {:log, "the natural logarithm", [1.0], [0.0]},
+    {:log1p, "log(1 + x), accurate near 0", [0.0], [0.0]},
+    {:sqrt, "the square root", [4.0, 9.0], [2.0, 3.0]},
+    {:rsqrt, "1 / sqrt(x)", [4.0], [0.5]},
+    {:reciprocal, "1 / x", [2.0, 4.0], [0.5, 0.25]},
+    {:sin, "the sine", [0.0], [0.0]},
+    {:cos, "the cosine", [0.0], [1.0]},
+    {:tan, "the tangent", [0.0], [0.0]},
+    {:asin, "the inverse sine", [0.0], [0.0]},
+    {:acos, "the inverse cosine", [1.0], [0.0]},
+    {:atan, "the inverse tangent", [0.0], [0.0]},
+    {:sinh, "the hyperbolic sine", [0.0], [0.0]},
+    {:cosh, "the hyperbolic cosine", [0.0], [1.0]},
+    {:tanh, "the hyperbolic tangent", [0.0], [0.0]},
+    {:sigmoid, "1 / (1 + e^-x), stable for large |x|", [0.0], [0.5]},
+    {:erf, "the error function", [0.0], [0.0]},
+    {:erf_inv, "the inverse error function", [0.0], [0.0]},
+    {:lgamma, "log |Γ(x)|", [1.0, 2.0], [0.0, 0.0]},
+    {:digamma, "ψ(x), the derivative of lgamma", [1.0], [-0.5772156649015329]},
+    {:is_nan, "whether x is NaN (bool)", [1.0, :nan], [false, true]},
+    {:is_infinity, "whether x is ±infinity (bool)", [1.0, :neg_infinity], [false, true]},
+    {:logical_not, "whether x is zero (bool)", [0, 2], [true, false]}
+  ]
+
+  @float_ops [:exp, :expm1, :log, :log1p, :sqrt, :rsqrt, :reciprocal, :sin, :cos, :tan, :asin, :acos, :atan, :sinh, :cosh,
+              :tanh, :sigmoid, :erf, :erf_inv, :lgamma, :digamma]
+
+  for {name, what, input, output} <- @unary do
+    type = if name == :digamma, do: ", type: :f64", else: ""
+
+    note =
+      cond do
+        name in @float_ops -> " Integer input computes in `f32`."
+        name in [:is_nan, :is_infinity, :logical_not] -> ""
+        true -> " Keeps the input type."
+      end
+
+    @doc """
+    Elementwise #{what}.#{note}
+
+        iex> Mx.#{name}(Mx.tensor(#{inspect(input)}#{type})) |> Mx.to_list()
+        #{inspect(output)}
+    """
+    @spec unquote(name)(tensor_like()) :: t()
+    def unquote(name)(a), do: NIF.unary(unquote(name), to_array(a).ref) |> Array.wrap()
+  end
+
+  @doc false
+  def unary_ops, do: Enum.map(@unary, &elem(&1, 0))
+
+  @binary [
+    {:add, "a + b", [1, 2], [10, 20], [11, 22]},
+    {:subtract, "a - b", [1, 2], [10, 20], [-9, -18]},
+    {:multiply, "a * b", [1, 2], [10, 20], [10, 40]},
+    {:divide, "a / b, always a float", [1, 3], [2, 4], [0.5, 0.75]},
+    {:pow, "a raised to b", [2, 3], [3, 2], [8, 9]},
+    {:max, "the larger of a and b (NaN wins)", [1, 5], [3, 2], [3, 5]},
+    {:min, "the smaller of a and b (NaN wins)", [1, 5], [3, 2], [1, 2]},
+    {:remainder, "the remainder of a / b, with the sign of a (like `rem/2`)", [7, -7], [3, 3], [1, -1]},
+    {:atan2, "the angle of the point (b, a)", [0.0, 1.0], [1.0, 0.0], [0.0, 1.5707963705062866]},
+    {:logaddexp, "log(e^a + e^b), stable", [0.0], [0.0], [0.6931471824645996]},
+    {:equal, "a == b (bool)", [1, 2], [1, 3], [true, false]},
+    {:not_equal, "a != b (bool)", [1, 2], [1, 3], [false, true]},
+    {:less, "a < b (bool)", [1, 2], [2, 2], [true, false]},
+    {:less_equal, "a <= b (bool)", [1, 3], [2, 2], [true, false]},
+    {:greater, "a > b (bool)", [1, 3], [2, 2], [false, true]},
+    {:greater_equal, "a >= b (bool)", [1, 2], [2, 2], [false, true]},
+    {:logical_and, "a and b, read as truthy (bool)", [1, 0], [1, 1], [true, false]},
+    {:logical_or, "a or b, read as truthy (bool)", [1, 0], [0, 0], [true, false]}
+  ]
+
+  for {name, what, a, b, out} <- @binary do
+    @doc """
+    Elementwise #{what}, with numpy/Nx broadcasting and type promotion
+    (see `Mx.Type`). Either side may be an Elixir number.
+
+        iex> Mx.#{name}(Mx.tensor(#{inspect(a)}), Mx.tensor(#{inspect(b)})) |> Mx.to_list()
+        #{inspect(out)}
+    """
+    @spec unquote(name)(tensor_like(), tensor_like()) :: t()
+    def unquote(name)(a, b) do
+      {a, b} = to_pair(a, b)
+      NIF.binary(unquote(name), a.ref, b.ref) |> Array.wrap()
+    end
+  end
+
+  @doc false
+  def binary_ops, do: Enum.map(@binary, &elem(&1, 0))
+
+  # Elixir numbers are weak: they take the other side's type where they fit.
+  defp to_pair(%Array{} = a, %Array{} = b), do: {a, b}
+  defp to_pair(%Array{} = a, b), do: {a, scalar(b, a.type)}
+  defp to_pair(a, %Array{} = b), do: {scalar(a, b.type), b}
+  defp to_pair(a, b), do: {to_array(a), to_array(b)}
+
+  defp scalar(x, type) when is_integer(x) and type != :bool, do: tensor(x, type: type)
+  defp scalar(x, type) when is_float(x) or x in [:nan, :infinity, :neg_infinity] do
+    tensor(x, type: if(Type.float?(type), do: type, else: :f32))
+  end
+
+  defp scalar(x, _type), do: to_array(x)
+
+  defp to_array(%Array{} = a), do: a
+  defp to_array(x), do: tensor(x)
+
+  @doc """
+  Picks `on_true` where `pred` is truthy and `on_false` elsewhere; all three
+  broadcast.
+
+      iex> Mx.select(Mx.tensor([1, 0, 1]), Mx.tensor([1.0, 2.0, 3.0]), 0.0) |> Mx.to_list()
+      [1.0, 0.0, 3.0]
+  """
+  @spec select(tensor_like(), tensor_like(), tensor_like()) :: t()
+  def select(pred, on_true, on_false) do
+    {t, f} = to_pair(on_true, on_false)
+    NIF.select(to_array(pred).ref, t.ref, f.ref) |> Array.wrap()
+  end
+
+  @doc "Same as `select/3` (numpy's name)."
+  @spec where(tensor_like(), tensor_like(), tensor_like()) :: t()
+  def where(pred, on_true, on_false), do: select(pred, on_true, on_false)
+
+  @doc """
+  Limits values to `[lo, hi]`.
+
+      iex> Mx.clip(Mx.tensor([-2, 0, 5]), -1, 3) |> Mx.to_list()
+      [-1, 0, 3]
+  """
+  @spec clip(tensor_like(), tensor_like(), tensor_like()) :: t()
+  def clip(a, lo, hi) do
+    a = to_array(a)
+    {_, lo} = to_pair(a, lo)
+    {_, hi} = to_pair(a, hi)
+    NIF.clip(a.ref, lo.ref, hi.ref) |> Array.wrap()
+  end
+
+  # ---- reductions -----------------------------------------------------------------
+
+  @reductions [
+    {:sum, "the sum", [[1, 2], [3, 4]], 10, [4, 6]},
+    {:product, "the product", [[1, 2], [3, 4]], 24, [3, 8]},
+    {:reduce_max, "the maximum (NaN wins)", [[1, 5], [3, 4]], 5, [3, 5]},
+    {:reduce_min, "the minimum (NaN wins)", [[1, 5], [3, 4]], 1, [1, 4]},
+    {:all, "whether all elements are truthy", [[1, 1], [0, 1]], false, [false, true]},
+    {:any, "whether any element is truthy", [[1, 0], [0, 0]], true, [true, false]}
+  ]
+
+  for {name, what, input, total, by_axis0} <- @reductions do
+    @doc """
+    Reduces to #{what} over `axes:` (default: all), keeping reduced axes as
+    size 1 with `keep_axes: true`. Integer sums and products widen to `s64`/`u64`.
+
+        iex> Mx.#{name}(Mx.tensor(#{inspect(input)})) |> Mx.to_number()
+        #{inspect(total)}
+        iex> Mx.#{name}(Mx.tensor(#{inspect(input)}), axes: [0]) |> Mx.to_list()
+        #{inspect(by_axis0)}
+    """
+    @spec unquote(name)(tensor_like(), keyword()) :: t()
+    def unquote(name)(a, opts \\ []) do
+      NIF.reduce(unquote(name), to_array(a).ref, opts[:axes], opts[:keep_axes] || false) |> Array.wrap()
+    end
+  end
+
+  @doc """
+  The index of the largest element along `axis:` (default: over the
+  flattened array), as `s64`; the first occurrence wins and NaN counts as
+  largest. `keep_axis: true` keeps the axis with size 1.
+
+      iex> Mx.argmax(Mx.tensor([[1, 9, 3], [7, 2, 7]]), axis: 1) |> Mx.to_list()
+      [1, 0]
+  """
+  @spec argmax(tensor_like(), keyword()) :: t()
+  def argmax(a, opts \\ []), do: arg_reduce(:argmax, a, opts)
+
+  @doc """
+  The index of the smallest element along `axis:` (see `argmax/2`).
+
+      iex> Mx.argmin(Mx.tensor([3, 1, 2])) |> Mx.to_number()
+      1
+  """
+  @spec argmin(tensor_like(), keyword()) :: t()
+  def argmin(a, opts \\ []), do: arg_reduce(:argmin, a, opts)
+
+  defp arg_reduce(op, a, opts) do
+    axes = if axis = opts[:axis], do: [axis], else: nil
+    NIF.reduce(op, to_array(a).ref, axes, opts[:keep_axis] || false) |> Array.wrap()
+  end
+
+  @doc """
+  The mean over `axes:` (default: all); always a float.
+
+      iex> Mx.mean(Mx.tensor([[1, 2], [3, 4]]), axes: [1]) |> Mx.to_list()
+      [1.5, 3.5]
+  """
+  @spec mean(tensor_like(), keyword()) :: t()
+  def mean(a, opts \\ []) do
+    a = to_array(a)
+    a = if Type.float?(a.type), do: a, else: as_type(a, :f32)
+    s = sum(a, opts)
+    n = div(size(a), Kernel.max(size(s), 1))
+    divide(s, n * 1.0)
+  end
+
+  @doc """
+  `log(sum(exp(a)))` over `axes:`, computed stably (the maximum is
+  subtracted first, so large values do not overflow).
+
+      iex> Mx.logsumexp(Mx.tensor([1000.0, 1000.0])) |> Mx.to_number()
+      1000.6931762695312
+  """
+  @spec logsumexp(tensor_like(), keyword()) :: t()
+  def logsumexp(a, opts \\ []) do
+    a = to_array(a)
+    m = reduce_max(a, axes: opts[:axes], keep_axes: true)
+    # A row that is all -inf has max -inf: shift by 0 there so it stays -inf, not NaN.
+    m = select(is_infinity(m), 0.0, m)
+    s = a |> subtract(m) |> exp() |> sum(axes: opts[:axes], keep_axes: true) |> log() |> add(m)
+    if opts[:keep_axes], do: s, else: squeeze(s, axes: reduced_axes(a, opts[:axes]))
+  end
+
+  defp reduced_axes(a, nil), do: Enum.to_list(0..(rank(a) - 1)//1)
+  defp reduced_axes(a, axes), do: Enum.map(axes, &if(&1 < 0, do: &1 + rank(a), else: &1))
+
+  @scans [
+    {:cumulative_sum, "running sum", [1, 2, 3], [1, 3, 6]},
+    {:cumulative_product, "running product", [1, 2, 3], [1, 2, 6]},
+    {:cumulative_max, "running maximum", [1, 3, 2], [1, 3, 3]},
+    {:cumulative_min, "running minimum", [3, 1, 2], [3, 1, 1]}
+  ]
+
+  for {name, what, input, output} <- @scans do
+    @doc """
+    The #{what} along `axis:` (default 0); `reverse: true` runs from the end.
+
+        iex> Mx.#{name}(Mx.tensor(#{inspect(input)})) |> Mx.to_list()
+        #{inspect(output)}
+    """
+    @spec unquote(name)(tensor_like(), keyword()) :: t()
+    def unquote(name)(a, opts \\ []) do
+      NIF.scan(unquote(name), to_array(a).ref, opts[:axis] || 0, opts[:reverse] || false) |> Array.wrap()
+    end
+  end
+
+  # ---- shape -------------------------------------------------------------------------
+
+  @doc """
+  The same elements in a new shape; one dimension may be `:auto` (or -1).
+  Free: the result shares the input's buffer.
+
+      iex> Mx.iota({6}) |> Mx.reshape({2, :auto}) |> Mx.to_list()
+      [[0, 1, 2], [3, 4, 5]]
+  """
+  @spec reshape(tensor_like(), shape()) :: t()
+  def reshape(a, shape) do
+    shape = shape |> Tuple.to_list() |> Enum.map(&if(&1 == :auto, do: -1, else: &1)) |> List.to_tuple()
+    NIF.reshape(to_array(a).ref, shape) |> Array.wrap()
+  end
+
+  @doc """
+  Permutes axes (`axes:`, default: reversed).
+
+      iex> Mx.tensor([[1, 2, 3]]) |> Mx.transpose() |> Mx.to_list()
+      [[1], [2], [3]]
+  """
+  @spec transpose(tensor_like(), keyword()) :: t()
+  def transpose(a, opts \\ []), do: NIF.transpose(to_array(a).ref, opts[:axes]) |> Array.wrap()
+
+  @doc """
+  Broadcasts to `shape` (numpy rules: trailing dimensions match or are 1).
+
+      iex> Mx.broadcast(Mx.tensor([1, 2]), {2, 2}) |> Mx.to_list()
+      [[1, 2], [1, 2]]
+  """
+  @spec broadcast(tensor_like(), shape()) :: t()
+  def broadcast(a, shape), do: NIF.broadcast(to_array(a).ref, shape) |> Array.wrap()
+
+  @doc """
+  Inserts an axis of size 1 at `axis`.
+
+      iex> Mx.new_axis(Mx.tensor([1, 2]), 0) |> Mx.shape()
+      {1, 2}
+  """
+  @spec new_axis(tensor_like(), integer()) :: t()
+  def new_axis(a, axis), do: NIF.new_axis(to_array(a).ref, axis) |> Array.wrap()
+
+  @doc """
+  Removes axes of size 1 (`axes:`, default: all of them).
+
+      iex> Mx.zeros({1, 2, 1}) |> Mx.squeeze() |> Mx.shape()
+      {2}
+  """
+  @spec squeeze(tensor_like(), keyword()) :: t()
+  def squeeze(a, opts \\ []), do: NIF.squeeze(to_array(a).ref, opts[:axes]) |> Array.wrap()
+
+  @doc """
+  Joins arrays along an existing `axis:` (default 0); types promote.
+
+      iex> Mx.concatenate([Mx.tensor([1, 2]), Mx.tensor([3])]) |> Mx.to_list()
+      [1, 2, 3]
+  """
+  @spec concatenate([tensor_like()], keyword()) :: t()
+  def concatenate(arrays, opts \\ []) when is_list(arrays) do
+    NIF.concatenate(Enum.map(arrays, &to_array(&1).ref), opts[:axis] || 0) |> Array.wrap()
+  end
+
+  @doc """
+  Joins arrays of one shape along a new `axis:` (default 0).
+
+      iex> Mx.stack([Mx.tensor([1, 2]), Mx.tensor([3, 4])], axis: 1) |> Mx.to_list()
+      [[1, 3], [2, 4]]
+  """
+  @spec stack([tensor_like()], keyword()) :: t()
+  def stack(arrays, opts \\ []) when is_list(arrays) do
+    NIF.stack(Enum.map(arrays, &to_array(&1).ref), opts[:axis] || 0) |> Array.wrap()
+  end
+
+  @doc """
+  A slice: `lengths` elements from `start_indices` on each axis, every
+  `strides:`-th one (default 1). Negative starts count from the end.
+
+      iex> Mx.iota({5}) |> Mx.slice([1], [2]) |> Mx.to_list()
+      [1, 2]
+      iex> Mx.iota({2, 6}) |> Mx.slice([0, 0], [2, 3], strides: [1, 2]) |> Mx.to_list()
+      [[0, 2, 4], [6, 8, 10]]
+  """
+  @spec slice(tensor_like(), [integer()], [non_neg_integer()], keyword()) :: t()
+  def slice(a, start_indices, lengths, opts \\ []) do
+    a = to_array(a)
+    dims = Tuple.to_list(a.shape)
+    strides = opts[:strides] || List.duplicate(1, length(dims))
+
+    unless length(start_indices) == length(dims) and length(lengths) == length(dims) and length(strides) == length(dims) do
+      raise ArgumentError, "[slice] start_indices, lengths and strides need one entry per axis of #{describe(a)}"
+    end
+
+    starts = Enum.zip_with(start_indices, dims, fn s, d -> if s < 0, do: s + d, else: s end)
+
+    stops =
+      Enum.zip_with([starts, lengths, strides], fn [s, l, k] ->
+        if l == 0, do: s, else: s + (l - 1) * k + 1
+      end)
+
+    NIF.slice(a.ref, starts, stops, strides) |> Array.wrap()
+  end
+
+  @doc false
+  # One axis of a slice; used by Access.
+  def slice_axis(%Array{} = a, start, len, axis, stride \\ 1) do
+    r = rank(a)
+    starts = for i <- 0..(r - 1)//1, do: if(i == axis, do: start, else: 0)
+    lengths = for i <- 0..(r - 1)//1, do: if(i == axis, do: len, else: elem(a.shape, i))
+    strides = for i <- 0..(r - 1)//1, do: if(i == axis, do: stride, else: 1)
+    slice(a, starts, lengths, strides: strides)
+  end
+
+  @doc """
+  Pads with `value`; `config` has one `{low, high, interior}` per axis
+  (negative low/high crop).
+
+      iex> Mx.pad(Mx.tensor([1, 2]), 0, [{1, 2, 1}]) |> Mx.to_list()
+      [0, 1, 0, 2, 0, 0]
+  """
+  @spec pad(tensor_like(), tensor_like(), [{integer(), integer(), non_neg_integer()}]) :: t()
+  def pad(a, value, config) do
+    a = to_array(a)
+    {_, v} = to_pair(a, value)
+    {lo, hi, interior} = config |> Enum.map(&Tuple.to_list/1) |> Enum.zip() |> List.to_tuple() |> unzip3(tuple_size(a.shape))
+    NIF.pad(a.ref, v.ref, lo, hi, interior) |> Array.wrap()
+  end
+
+  defp unzip3({}, 0), do: {[], [], []}
+  defp unzip3({lo, hi, interior}, _), do: {Tuple.to_list(lo), Tuple.to_list(hi), Tuple.to_list(interior)}
+  defp unzip3(_, _), do: raise(ArgumentError, "[pad] config must be a list of {low, high, interior} tuples")
+
+  @doc """
+  Reverses the order along `axes:` (default: all).
+
+      iex> Mx.reverse(Mx.tensor([[1, 2], [3, 4]]), axes: [1]) |> Mx.to_list()
+      [[2, 1], [4, 3]]
+  """
+  @spec reverse(tensor_like(), keyword()) :: t()
+  def reverse(a, opts \\ []), do: NIF.reverse(to_array(a).ref, opts[:axes]) |> Array.wrap()
+
+  # ---- indexing -------------------------------------------------------------------------
+
+  @doc """
+  Takes positions `indices` (an integer array of any shape) along `axis:`
+  (default 0). Out-of-bounds indices raise `Mx.Error` when evaluated.
+
+      iex> Mx.take(Mx.tensor([10, 20, 30]), Mx.tensor([[2, 0]])) |> Mx.to_list()
+      [[30, 10]]
+  """
+  @spec take(tensor_like(), t() | list(), keyword()) :: t()
+  def take(a, indices, opts \\ []) do
+    NIF.take(to_array(a).ref, index_array(indices).ref, opts[:axis] || 0) |> Array.wrap()
+  end
+
+  @doc """
+  Picks, along `axis:`, the positions in `indices` (same rank as `a`, same
+  sizes but along the axis), as numpy's `take_along_axis`.
+
+      iex> a = Mx.tensor([[10, 30, 20], [60, 40, 50]])
+      iex> Mx.take_along_axis(a, Mx.argsort(a, axis: 1), axis: 1) |> Mx.to_list()
+      [[10, 20, 30], [40, 50, 60]]
+  """
+  @spec take_along_axis(tensor_like(), t() | list(), keyword()) :: t()
+  def take_along_axis(a, indices, opts \\ []) do
+    NIF.take_along_axis(to_array(a).ref, index_array(indices).ref, opts[:axis] || 0) |> Array.wrap()
+  end
+
+  @doc """
+  Gathers slices: each row of `indices` (last axis of size k) indexes the
+  first k axes of `a`.
+
+      iex> Mx.gather(Mx.tensor([[1, 2], [3, 4]]), Mx.tensor([[1, 0], [0, 1]])) |> Mx.to_list()
+      [3, 2]
+  """
+  @spec gather(tensor_like(), t() | list()) :: t()
+  def gather(a, indices), do: NIF.gather(to_array(a).ref, index_array(indices).ref) |> Array.wrap()
+
+  @doc """
+  Adds `updates` into `a` at `indices` (shape `{n, k}`); repeated indices
+  accumulate.
+
+      iex> Mx.indexed_add(Mx.zeros({3}, type: :s64), Mx.tensor([[0], [2], [0]]), Mx.tensor([1, 2, 3])) |> Mx.to_list()
+      [4, 0, 2]
+  """
+  @spec indexed_add(tensor_like(), t() | list(), tensor_like()) :: t()
+  def indexed_add(a, indices, updates), do: indexed(false, a, indices, updates)
+
+  @doc """
+  Writes `updates` into `a` at `indices` (shape `{n, k}`); for a repeated
+  index the last update wins.
+
+      iex> Mx.indexed_put(Mx.zeros({3}, type: :s64), Mx.tensor([[1]]), Mx.tensor([9])) |> Mx.to_list()
+      [0, 9, 0]
+  """
+  @spec indexed_put(tensor_like(), t() | list(), tensor_like()) :: t()
+  def indexed_put(a, indices, updates), do: indexed(true, a, indices, updates)
+
+  defp indexed(put?, a, indices, updates) do
+    {a, u} = to_pair(a, updates)
+    NIF.indexed(put?, a.ref, index_array(indices).ref, u.ref) |> Array.wrap()
+  end
+
+  defp index_array(%Array{} = a), do: a
+  defp index_array(list) when is_list(list), do: tensor(list, type: :s64)
+  defp index_array(i) when is_integer(i), do: tensor(i, type: :s64)
+
+  @doc """
+  Sorts along `axis:` (default: the last axis), stably; `direction: :desc`
+  for descending. NaN sorts last ascending and first descending.
+
+      iex> Mx.sort(Mx.tensor([3, 1, 2])) |> Mx.to_list()
+      [1, 2, 3]
+      iex> Mx.sort(Mx.tensor([3, 1, 2]), direction: :desc) |> Mx.to_list()
+      [3, 2, 1]
+  """
+  @spec sort(tensor_like(), keyword()) :: t()
+  def sort(a, opts \\ []), do: sort_op(:sort, a, opts)
+
+  @doc """
+  The indices that sort `a` along `axis:` (default: the last axis), as `s64`.
+
+      iex> Mx.argsort(Mx.tensor([3, 1, 2])) |> Mx.to_list()
+      [1, 2, 0]
+  """
+  @spec argsort(tensor_like(), keyword()) :: t()
+  def argsort(a, opts \\ []), do: sort_op(:argsort, a, opts)
+
+  defp sort_op(op, a, opts) do
+    desc =
+      case opts[:direction] || :asc do
+        :asc -> false
+        :desc -> true
+        other -> raise ArgumentError, "[#{op}] direction must be :asc or :desc, got #{inspect(other)}"
+      end
+
+    NIF.sort(op, to_array(a).ref, opts[:axis] || -1, desc) |> Array.wrap()
+  end
+
+  # ---- linear algebra ------------------------------------------------------------------
+
+  @doc """
+  Matrix product with numpy's `matmul` rules: the last axis of `a` meets
+  the second-to-last of `b`, leading (batch) axes broadcast, and a 1-d
+  operand acts as a row or column vector. Floats go through OpenBLAS.
+
+      iex> Mx.matmul(Mx.tensor([[1.0, 2.0], [3.0, 4.0]]), Mx.tensor([1.0, 1.0])) |> Mx.to_list()
+      [3.0, 7.0]
+  """
+  @spec matmul(tensor_like(), tensor_like()) :: t()
+  def matmul(a, b), do: NIF.matmul(to_array(a).ref, to_array(b).ref) |> Array.wrap()
+
+  @doc """
+  The dot product: for vectors the inner product, for matrices the matrix
+  product (the same as `matmul/2` for ranks 1 and 2).
+
+      iex> Mx.dot(Mx.tensor([1, 2, 3]), Mx.tensor([4, 5, 6])) |> Mx.to_number()
+      32
+  """
+  @spec dot(tensor_like(), tensor_like()) :: t()
+  def dot(a, b), do: matmul(a, b)
+end

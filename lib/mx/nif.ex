@@ -1,0 +1,58 @@
+defmodule Mx.NIF do
+  @moduledoc false
+  # The engine's NIFs (c_src/nif/mx_nif.c). Every function validates its
+  # arguments in C; these Elixir bodies only run if the library failed to load.
+  @on_load :load
+
+  def load do
+    path = System.get_env("MX_NIF_PATH") || Path.join(:code.priv_dir(:genmx), "mx_nif")
+    :erlang.load_nif(String.to_charlist(path), 0)
+  end
+
+  defp nif_not_loaded, do: :erlang.nif_error(:mx_nif_not_loaded)
+
+  def from_binary(_bin, _type, _shape), do: nif_not_loaded()
+  def full(_type, _shape, _value), do: nif_not_loaded()
+  def iota(_type, _shape, _axis), do: nif_not_loaded()
+  def arange(_type, _start, _step, _n), do: nif_not_loaded()
+  def linspace(_type, _start, _stop, _n, _endpoint), do: nif_not_loaded()
+  def eye(_type, _n, _m), do: nif_not_loaded()
+  def unary(_op, _a), do: nif_not_loaded()
+  def binary(_op, _a, _b), do: nif_not_loaded()
+  def as_type(_a, _type), do: nif_not_loaded()
+  def select(_p, _a, _b), do: nif_not_loaded()
+  def clip(_a, _lo, _hi), do: nif_not_loaded()
+  def reduce(_op, _a, _axes, _keep), do: nif_not_loaded()
+  def scan(_op, _a, _axis, _reverse), do: nif_not_loaded()
+  def sort(_op, _a, _axis, _desc), do: nif_not_loaded()
+  def matmul(_a, _b), do: nif_not_loaded()
+  def reshape(_a, _shape), do: nif_not_loaded()
+  def broadcast(_a, _shape), do: nif_not_loaded()
+  def transpose(_a, _axes), do: nif_not_loaded()
+  def squeeze(_a, _axes), do: nif_not_loaded()
+  def new_axis(_a, _axis), do: nif_not_loaded()
+  def reverse(_a, _axes), do: nif_not_loaded()
+  def concatenate(_list, _axis), do: nif_not_loaded()
+  def stack(_list, _axis), do: nif_not_loaded()
+  def slice(_a, _start, _stop, _strides), do: nif_not_loaded()
+  def pad(_a, _value, _lo, _hi, _interior), do: nif_not_loaded()
+  def take(_a, _idx, _axis), do: nif_not_loaded()
+  def take_along_axis(_a, _idx, _axis), do: nif_not_loaded()
+  def gather(_a, _idx), do: nif_not_loaded()
+  def indexed(_put?, _a, _idx, _updates), do: nif_not_loaded()
+  def eval(_refs), do: nif_not_loaded()
+  def to_binary(_a), do: nif_not_loaded()
+  def eval_dirty(_refs), do: nif_not_loaded()
+  def noop_dirty, do: nif_not_loaded()
+  def evaluated?(_a), do: nif_not_loaded()
+  def state(_a), do: nif_not_loaded()
+  def dispose(_a), do: nif_not_loaded()
+  def memory_report, do: nif_not_loaded()
+  def set_cache_limit(_bytes), do: nif_not_loaded()
+  def set_memory_limit(_bytes), do: nif_not_loaded()
+  def reset_peak, do: nif_not_loaded()
+  def clear_cache, do: nif_not_loaded()
+  def set_dirty_threshold(_elements), do: nif_not_loaded()
+  def op_names, do: nif_not_loaded()
+  def noop, do: nif_not_loaded()
+end
