@@ -1,19 +1,23 @@
 # GenMX build. `make demo` and `make test` do all setup on a fresh Debian/Ubuntu
 # machine: install missing system packages, build the NIF, run.
 SHELL := /bin/bash
-ERL_INCLUDE := $(shell erl -noshell -eval 'io:format("~s/erts-~s/include", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)
+ERL_INCLUDE = $(shell erl -noshell -eval 'io:format("~s/erts-~s/include", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)
 CC ?= gcc
-CFLAGS ?= -O3 -march=x86-64-v2 -fno-math-errno
-CFLAGS += -std=gnu11 -Wall -Wextra -fPIC -fvisibility=hidden -pthread -Ic_src
+OPT ?= -O3 -march=x86-64-v2 -fno-math-errno
+CFLAGS = $(OPT) -std=gnu11 -Wall -Wextra -fPIC -fvisibility=hidden -pthread -Ic_src
 LDLIBS := -lopenblas -llapacke -lm -pthread
 
+# One build directory per flavour (release, asan), so objects never mix.
+BUILD ?= _build/release
 ENGINE_SRC := $(wildcard c_src/*.c c_src/prim/*.c)
+ENGINE_OBJ := $(patsubst c_src/%.c,$(BUILD)/obj/%.o,$(ENGINE_SRC))
+ENGINE_LIB := $(BUILD)/libmx.a
 NIF_SRC := $(wildcard c_src/nif/*.c)
 HEADERS := $(wildcard c_src/*.h c_src/*.def c_src/prim/*.h)
-C_TESTS := $(patsubst c_src/test/%.c,_build/c_test/%,$(wildcard c_src/test/test_*.c))
+C_TESTS := $(patsubst c_src/test/%.c,$(BUILD)/c_test/%,$(wildcard c_src/test/test_*.c))
 
 NIF := priv/mx_nif.so
-ASAN_NIF := _build/asan/mx_nif.so
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 APT_PACKAGES := erlang-dev erlang-eunit erlang-tools elixir libopenblas-dev liblapacke-dev python3-numpy python3-scipy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -30,40 +34,47 @@ deps:
 
 nif: $(NIF)
 
-$(NIF): $(ENGINE_SRC) $(NIF_SRC) $(HEADERS)
-	@mkdir -p priv
-	$(CC) $(CFLAGS) -I$(ERL_INCLUDE) -shared -o $@ $(ENGINE_SRC) $(NIF_SRC) $(LDLIBS)
+$(BUILD)/obj/%.o: c_src/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
 
-_build/c_test/%: c_src/test/%.c $(ENGINE_SRC) $(HEADERS)
-	@mkdir -p _build/c_test
-	$(CC) $(CFLAGS) -o $@ $< $(ENGINE_SRC) $(LDLIBS)
+$(ENGINE_LIB): $(ENGINE_OBJ)
+	ar rcs $@ $^
+
+# The engine is compiled once into a static library shared by the NIF, the C tests and bench/.
+$(NIF): $(ENGINE_LIB) $(NIF_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(ERL_INCLUDE) -shared -o $@ $(NIF_SRC) $(ENGINE_LIB) $(LDLIBS)
+
+$(BUILD)/c_test/%: c_src/test/%.c $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(ENGINE_LIB) $(LDLIBS)
 
 # Plain C tests of the engine (no BEAM involved).
 test-c: deps $(C_TESTS)
 	@set -e; for t in $(C_TESTS); do echo "== $$t"; $$t; done
 
 test-elixir: deps nif
-	mix test
+	mix test --include slow
 
 test: deps test-c test-elixir
 
 demo: deps nif
 	mix run examples/demo.exs
 
-# The engine and NIF under AddressSanitizer + UBSan, then the whole suite.
+# The engine and NIF under AddressSanitizer + UBSan: the C tests, then the Elixir suite.
 asan: deps
-	@mkdir -p _build/asan
-	$(CC) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-	  -std=gnu11 -Wall -Wextra -fPIC -pthread -Ic_src -I$(ERL_INCLUDE) -shared -o $(ASAN_NIF) $(ENGINE_SRC) $(NIF_SRC) $(LDLIBS)
-	$(MAKE) test-c CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined"
-	MX_NIF_PATH=$(abspath _build/asan/mx_nif) LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(MAKE) test-c BUILD=_build/asan OPT="$(ASAN_FLAGS)"
+	$(MAKE) _build/asan/mx_nif.so NIF=_build/asan/mx_nif.so BUILD=_build/asan OPT="$(ASAN_FLAGS)"
+	MX_NIF_PATH=$(abspath _build/asan/mx_nif) \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  mix test --exclude slow
 
-bench: deps nif
+bench: deps nif $(ENGINE_LIB)
 	$(MAKE) -C bench
 
-# Regenerates test/reference/*.exs from Debian's numpy/scipy (needs /usr/bin/python3).
+# Regenerates the reference data in test/reference/ from Debian's numpy/scipy.
 reference:
 	/usr/bin/python3 test/reference/generate.py
 

@@ -401,7 +401,7 @@ defmodule Mx do
       iex> Mx.dispose(a)
       :ok
       iex> Mx.to_list(a)
-      ** (Mx.Error) [to_binary] the array was disposed; it cannot be read
+      ** (Mx.Error) [eval] the array was disposed; it cannot be evaluated or read
   """
   @spec dispose(t()) :: :ok
   def dispose(%Array{ref: ref}), do: NIF.dispose(ref)

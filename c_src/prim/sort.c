@@ -41,11 +41,13 @@
         int64_t i = lo, j = mid, k = lo;                                                  \
         /* runs already in order merge by copying */                                      \
         if (mid < hi && LESS(s[mid], s[mid - 1]))                                         \
-          while (i < mid && j < hi) {                                                     \
-            int64_t src = LESS(s[j], s[i]) ? j++ : i++;                                   \
+          for (; i < mid && j < hi; k++) { /* branch-free: random data mispredicts */     \
+            int right = LESS(s[j], s[i]);                                                 \
+            int64_t src = right ? j : i;                                                  \
             d[k] = s[src];                                                                \
             if (PAIRS) di[k] = si[src];                                                   \
-            k++;                                                                          \
+            j += right;                                                                   \
+            i += !right;                                                                  \
           }                                                                               \
         for (; i < mid; i++, k++) {                                                       \
           d[k] = s[i];                                                                    \

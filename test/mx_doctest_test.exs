@@ -1,0 +1,8 @@
+defmodule MxDoctestTest do
+  use ExUnit.Case, async: true
+  # Docs are tests: every example in the public modules' docs runs here.
+  doctest Mx
+  doctest Mx.Array
+  doctest Mx.Type
+  doctest Mx.Memory
+end
