@@ -99,8 +99,7 @@ static mx_status check_dtype(const char *op, mx_dtype t) {
 static mx_status source(mx_op op, mx_dtype t, int ndim, const int64_t *shape, const mx_params *p, mx_array **out) {
   mx_status st = check_dtype(mx_ops[op].name, t);
   if (st) return st;
-  /* Sources write f16/bf16 through an f32 node and a cast. */
-  return node_then_cast(op, mx_compute_type(t), t, ndim, shape, 0, NULL, p, out);
+  return mx_node_new(op, t, ndim, shape, 0, NULL, p, out); /* source kernels write every dtype, f16/bf16 too */
 }
 
 mx_status mx_full(mx_dtype t, int ndim, const int64_t *shape, double value, mx_array **out) {

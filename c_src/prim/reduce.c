@@ -7,7 +7,7 @@
  * (pairwise, several accumulators); inner > 1 folds blocks of COLS columns row
  * by row, which vectorizes over the columns. */
 #include <math.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -388,11 +388,16 @@ static mx_status reduce(const char *name, const reducer *tab, int out_t, double 
         if (pass) n *= dims[k];
         else outer *= dims[k];
       }
-  g.dst = malloc((size_t)a->size * (size_t)ies);
-  if (!g.dst) return mx_error(MX_ENOMEM, "[%s] out of memory for a %lld-element scratch copy", name, (long long)a->size);
+  mx_buffer *scratch; /* from the engine's allocator: counted, cached, under the memory limit */
+  if (mx_buffer_alloc((size_t)a->size * (size_t)ies, &scratch)) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", mx_last_error());
+    return mx_error(MX_ENOMEM, "[%s] scratch copy of %lld elements: %s", name, (long long)a->size, why);
+  }
+  g.dst = scratch->data;
   mx_parallel_for(a->size, MX_PARALLEL_GRAIN, gather_task, &g);
   reduce_view(&tab[it], g.dst, ies, mx_data(out), oes, outer, n, 1);
-  free(g.dst);
+  mx_buffer_release(scratch);
   return MX_OK;
 }
 

@@ -82,8 +82,40 @@ static inline uint16_t mx_f64_to_f16(double d) { return mx_f64_to_small(d, 5, 10
 static inline uint16_t mx_f64_to_bf16(double d) { return mx_f64_to_small(d, 8, 7); }
 static inline double mx_f16_to_f64(uint16_t h) { return mx_small_to_f64(h, 5, 10); }
 static inline double mx_bf16_to_f64(uint16_t h) { return mx_small_to_f64(h, 8, 7); }
-static inline float mx_f16_to_f32(uint16_t h) { return (float)mx_f16_to_f64(h); } /* exact */
-static inline uint16_t mx_f32_to_f16(float f) { return mx_f64_to_f16(f); }     /* f32 -> f64 is exact */
+/* f32 <-> f16 directly on the bits: the hot path, since f16 arrays compute in f32. */
+static inline float mx_f32_from_bits(uint32_t b) {
+  float f;
+  memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+static inline float mx_f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e == 0x1f) return mx_f32_from_bits(sign | 0x7f800000u | (m << 13));
+  if (e == 0) { /* zero or subnormal: m * 2^-24, exact */
+    float v = (float)m * 0x1p-24f;
+    return sign ? -v : v;
+  }
+  return mx_f32_from_bits(sign | ((e + 112) << 23) | (m << 13)); /* rebias 15 -> 127 */
+}
+
+static inline uint16_t mx_f32_to_f16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+  u &= 0x7fffffffu;
+  if (u > 0x7f800000u) return sign | 0x7e00 | (uint16_t)((u >> 13) & 0x3ff); /* quiet NaN */
+  if (u >= 0x477ff000u) return sign | 0x7c00;                                /* >= 65520 rounds to inf */
+  if (u < 0x38800000u) { /* below 2^-14: f16 subnormal; adding 0.5 makes the FPU round at 2^-24 */
+    float t = mx_f32_from_bits(u) + 0.5f;
+    uint32_t tb;
+    memcpy(&tb, &t, sizeof tb);
+    return sign | (uint16_t)(tb - 0x3f000000u);
+  }
+  /* normal: rebias and round the 13 dropped bits to nearest even */
+  u += ((uint32_t)(15 - 127) << 23) + 0xfffu + ((u >> 13) & 1);
+  return sign | (uint16_t)(u >> 13);
+}
 
 /* bf16 is the top half of an f32: the fast paths for the common case. */
 static inline float mx_bf16_to_f32(uint16_t h) {

@@ -364,6 +364,8 @@ static void test_half_roundtrip(void) {
     if (isnan(a) ? (ra & 0x7fff) <= 0x7c00 || (ra >> 15) != (h >> 15) : ra != h) bad16++;
     if (isnan(b) ? (rb & 0x7fff) <= 0x7f80 || (rb32 & 0x7fff) <= 0x7f80 : rb != h || rb32 != h) badb++;
     if (!isnan(b) && (double)mx_bf16_to_f32((uint16_t)h) != b) badb++;
+    float af = mx_f16_to_f32((uint16_t)h);
+    if (isnan(a) ? !isnan(af) : (double)af != a || mx_f32_to_f16(af) != h) bad16++;
   }
   CHECK(bad16 == 0, "f16 round trip: %d encodings differ", bad16);
   CHECK(badb == 0, "bf16 round trip: %d encodings differ", badb);
