@@ -256,4 +256,8 @@ mx_status mx_sort(mx_array *a, int axis, int descending, mx_array **out);
 mx_status mx_argsort(mx_array *a, int axis, int descending, mx_array **out);
 mx_status mx_matmul(mx_array *a, mx_array *b, mx_array **out);
 
+/* ---- random (ops_random.c) ---- */
+
+/* ---- linalg (ops_linalg.c) ---- */
+
 #endif

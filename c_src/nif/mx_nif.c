@@ -738,6 +738,8 @@ static ErlNifFunc funcs[] = {
     {"take_along_axis", 3, take_along_axis, 0},
     {"gather", 2, gather, 0},
     {"indexed", 4, indexed, 0},
+    /* random */
+    /* linalg */
     /* data: inline when tiny, rescheduled to a dirty CPU scheduler when large */
     {"eval", 1, eval, 0},
     {"to_binary", 1, to_binary, 0},

@@ -29,8 +29,8 @@
 #define STEP_SUM(a, b) ((a) + (b))
 #define STEP_PROD(a, b) ((a) * (b))
 /* max/min propagate NaN: once the accumulator is NaN nothing replaces it. */
-#define STEP_MAX(a, b) ((b) > (a) || ISNAN(b) ? (b) : (a))
-#define STEP_MIN(a, b) ((b) < (a) || ISNAN(b) ? (b) : (a))
+#define STEP_MAX(a, b) (((b) > (a)) | ISNAN(b) ? (b) : (a)) /* | not ||: no branch, so it vectorizes */
+#define STEP_MIN(a, b) (((b) < (a)) | ISNAN(b) ? (b) : (a))
 /* argmax/argmin: v replaces the best b when strictly better or NaN. */
 #define BETTER_MAX(v, b) (!((v) <= (b)))
 #define BETTER_MIN(v, b) (!((v) >= (b)))

@@ -40,6 +40,8 @@ defmodule Mx.NIF do
   def take_along_axis(_a, _idx, _axis), do: nif_not_loaded()
   def gather(_a, _idx), do: nif_not_loaded()
   def indexed(_put?, _a, _idx, _updates), do: nif_not_loaded()
+  # random
+  # linalg
   def eval(_refs), do: nif_not_loaded()
   def to_binary(_a), do: nif_not_loaded()
   def eval_dirty(_refs), do: nif_not_loaded()
