@@ -133,7 +133,9 @@ mx_status mx_node_new(mx_op op, mx_dtype dtype, int ndim, const int64_t *shape, 
   for (int i = 0; i < n_in; i++) {
     mx_retain(in[i]);
     a->in[i] = in[i];
+    a->traced |= in[i]->traced;
   }
+  if (op == MX_OP_STOP_GRADIENT) a->traced = 0;
   atomic_fetch_add(&live_arrays, 1);
   *out = a;
   return MX_OK;

@@ -92,6 +92,9 @@ static mx_status collect(mx_array *const *roots, int n, vec *order, int64_t *cos
   return st;
 }
 
+void mx_graph_lock(void) { pthread_mutex_lock(&glock); }
+void mx_graph_unlock(void) { pthread_mutex_unlock(&glock); }
+
 int64_t mx_pending_cost(mx_array *const *roots, int n, int64_t limit) {
   int64_t cost = 0;
   pthread_mutex_lock(&glock);
@@ -100,9 +103,9 @@ int64_t mx_pending_cost(mx_array *const *roots, int n, int64_t limit) {
   return cost;
 }
 
-/* Output storage: reshape shares its input's buffer; everything else gets a new one. */
+/* Output storage: reshape and stop_gradient share their input's buffer; the rest get a new one. */
 static mx_status prepare_output(mx_array *x, mx_array *const *in) {
-  if (x->op == MX_OP_RESHAPE) {
+  if (x->op == MX_OP_RESHAPE || x->op == MX_OP_STOP_GRADIENT) {
     mx_buffer_retain(in[0]->buf);
     x->buf = in[0]->buf;
     return MX_OK;
@@ -195,7 +198,9 @@ mx_status mx_eval(mx_array *const *roots, int n) {
     pthread_mutex_lock(&glock);
     mx_array **detached = NULL;
     int n_in = x->n_in;
-    if (st == MX_OK) {
+    if (st == MX_OK && x->traced) {
+      atomic_store(&x->state, MX_READY); /* gradients will walk back through it */
+    } else if (st == MX_OK) {
       detached = x->in;
       x->in = NULL;
       x->n_in = 0;

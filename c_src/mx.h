@@ -115,19 +115,18 @@ typedef enum {
 
 typedef struct mx_array mx_array;
 typedef mx_status (*mx_kernel)(mx_array *out, mx_array *const *in);
-/* Rows for autodiff and batching; filled in by autodiff.c / vmap.c. */
-typedef mx_status (*mx_vjp_rule)(mx_array *node, mx_array *cotangent, mx_array **input_cotangents);
-typedef mx_status (*mx_jvp_rule)(mx_array *node, mx_array *const *tangents, mx_array **out_tangent);
-typedef mx_status (*mx_batch_rule)(mx_array *node, mx_array *const *inputs, const int *in_axes, mx_array **out, int *out_axis);
+/* A vjp rule: given the node, its inputs and the cotangent of its output, the
+ * cotangents of its inputs (NULL where an input gets none). Built from ops, so
+ * rules are themselves differentiable (grad of grad, jvp by transposition). */
+typedef mx_status (*mx_vjp_rule)(mx_array *node, mx_array *const *in, mx_array *cot, mx_array **in_cots);
 
 typedef struct {
   const char *name;
   mx_family family;
   mx_rule rule;
   mx_kernel kernel;
-  mx_vjp_rule vjp;
-  mx_jvp_rule jvp;
-  mx_batch_rule batch;
+  mx_vjp_rule vjp; /* NULL unless grad == 'D' */
+  char grad;       /* ops.def vjp column: 'D', 'Z' or 'N' */
 } mx_op_info;
 
 extern const mx_op_info mx_ops[MX_OP_COUNT];
@@ -186,6 +185,7 @@ struct mx_array {
   mx_buffer *buf;        /* data once READY */
   int64_t cost;          /* estimated work, elements touched (for scheduling) */
   uint64_t mark;         /* graph traversal epoch (graph.c, under its lock) */
+  uint8_t traced;        /* depends on an input being differentiated: kept attached after eval */
 };
 
 static inline void *mx_data(const mx_array *a) { return a->buf ? a->buf->data : NULL; }
@@ -214,6 +214,9 @@ mx_status mx_eval(mx_array *const *roots, int n);
 int64_t mx_pending_cost(mx_array *const *roots, int n, int64_t limit);
 /* Drops a's inputs; with dispose, also its buffer (a later read fails). */
 void mx_graph_detach(mx_array *a, int dispose);
+/* Guards graph structure (in[], state) for walks outside graph.c. */
+void mx_graph_lock(void);
+void mx_graph_unlock(void);
 
 /* ---- threads (pool.c): large kernels split across cores ---------------------- */
 typedef void (*mx_range_fn)(void *ctx, int64_t lo, int64_t hi);
@@ -256,8 +259,49 @@ mx_status mx_sort(mx_array *a, int axis, int descending, mx_array **out);
 mx_status mx_argsort(mx_array *a, int axis, int descending, mx_array **out);
 mx_status mx_matmul(mx_array *a, mx_array *b, mx_array **out);
 
+/* ---- transforms (autodiff.c) ---- */
+/* A traced alias of a: the variable a gradient is taken with respect to. */
+mx_status mx_trace_input(mx_array *a, mx_array **out);
+/* An untraced alias: no gradient flows through it. */
+mx_status mx_stop_gradient(mx_array *a, mx_array **out);
+/* Cotangents of wrt[] given outputs and their cotangents (reverse mode). */
+mx_status mx_vjp(mx_array *const *outs, mx_array *const *cots, int n_out, mx_array *const *wrt, int n_wrt,
+                 mx_array **grads);
+
 /* ---- random (ops_random.c) ---- */
+/* A draw of shape `shape` and dtype t from key (u32[2]) by one of the RANDOM_* ops;
+ * params broadcast to shape: BITS [offset u32[2]] (optional block offset), NORMAL none,
+ * TRUNCATED_NORMAL lower, upper; GAMMA alpha; POISSON rate; RANDINT low, high (integers).
+ * Flags: MX_RANDOM_OPEN (BITS as floats in (0, 1)), MX_RANDOM_LOG (GAMMA: log of the draw). */
+enum { MX_RANDOM_OPEN = 1, MX_RANDOM_LOG = 2 };
+mx_status mx_random(mx_op op, mx_array *key, int n_params, mx_array *const *params, mx_dtype t, int flags, int ndim,
+                    const int64_t *shape, mx_array **out);
 
 /* ---- linalg (ops_linalg.c) ---- */
+/* Matrices are the last two axes; leading axes are a batch. Ints and bool
+ * compute in f32. LAPACK failures (not positive definite, singular, no
+ * convergence) are MX_ECOMPUTE at eval, naming the matrix in the batch. */
+mx_status mx_cholesky(mx_array *a, mx_array **out); /* lower L, a = L L^T; reads a's lower triangle */
+/* a x = b; b is [..., n] (vectors) when its rank is a's minus 1, else [..., n, k]; batch axes broadcast. */
+mx_status mx_solve(mx_array *a, mx_array *b, mx_array **out);
+/* op(a) x = b (left_side) or x op(a) = b, a triangular; only its lower or upper triangle is read. */
+mx_status mx_triangular_solve(mx_array *a, mx_array *b, int lower, int left_side, int transpose_a, int unit_diagonal,
+                              mx_array **out);
+mx_status mx_inv(mx_array *a, mx_array **out);
+mx_status mx_det(mx_array *a, mx_array **out);
+mx_status mx_slogdet(mx_array *a, mx_array **sign, mx_array **logabsdet);
+mx_status mx_qr(mx_array *a, mx_array **q, mx_array **r); /* reduced: q [..., m, k], r [..., k, n] */
+mx_status mx_svd(mx_array *a, int full_matrices, mx_array **u, mx_array **s, mx_array **vt);
+mx_status mx_svdvals(mx_array *a, mx_array **s); /* descending */
+mx_status mx_eigh(mx_array *a, mx_array **w, mx_array **v); /* ascending w; reads a's lower triangle */
+mx_status mx_eigvalsh(mx_array *a, mx_array **w);
+/* numpy.linalg.norm: kind DEFAULT (2-norm / Frobenius), FRO, NUC, or P with order p (may be +-INFINITY). */
+typedef enum { MX_NORM_DEFAULT = 0, MX_NORM_FRO, MX_NORM_NUC, MX_NORM_P } mx_norm_kind;
+mx_status mx_norm(mx_array *a, mx_norm_kind kind, double p, const int *axes, int naxes, int keep, mx_array **out);
+mx_status mx_cross(mx_array *a, mx_array *b, int axis, mx_array **out);
+mx_status mx_outer(mx_array *a, mx_array *b, mx_array **out); /* of the flattened inputs */
+mx_status mx_trace(mx_array *a, int64_t offset, mx_array **out);
+mx_status mx_diagonal(mx_array *a, int64_t offset, mx_array **out); /* [..., m, n] -> [..., d] */
+mx_status mx_diag(mx_array *v, int64_t k, mx_array **out);           /* [..., n] -> [..., n + |k|, n + |k|] */
 
 #endif

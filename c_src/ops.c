@@ -7,12 +7,21 @@
 #include <string.h>
 
 #include "mx.h"
+#include "autodiff.h"
 #include "ops_internal.h"
 #include "prim/kernels.h"
 
+#define VJP_D(id) mx_vjp_##id
+#define VJP_Z(id) 0
+#define VJP_N(id) 0
+#define VJP_0(id) 0
+#define GRAD_D 'D'
+#define GRAD_Z 'Z'
+#define GRAD_N 'N'
+#define GRAD_0 'N'
 const mx_op_info mx_ops[MX_OP_COUNT] = {
 #define MX_OP(id, name, family, rule, kernel, vjp, jvp, batch) \
-  [MX_OP_##id] = {name, MX_FAM_##family, MX_RULE_##rule, kernel, vjp, jvp, batch},
+  [MX_OP_##id] = {name, MX_FAM_##family, MX_RULE_##rule, kernel, VJP_##vjp(id), GRAD_##vjp},
 #include "ops.def"
 #undef MX_OP
 };

@@ -910,6 +910,28 @@ defmodule Mx do
     NIF.sort(op, to_array(a).ref, opts[:axis] || -1, desc) |> Array.wrap()
   end
 
+  # ---- transforms ------------------------------------------------------------------------
+
+  @doc "See `Mx.Transforms.grad/2`."
+  @spec grad(function(), non_neg_integer() | [non_neg_integer()]) :: function()
+  defdelegate grad(f, argnums \\ 0), to: Mx.Transforms
+
+  @doc "See `Mx.Transforms.value_and_grad/2`."
+  @spec value_and_grad(function(), non_neg_integer() | [non_neg_integer()]) :: function()
+  defdelegate value_and_grad(f, argnums \\ 0), to: Mx.Transforms
+
+  @doc "See `Mx.Transforms.vjp/3`."
+  @spec vjp(function(), list(), term()) :: {term(), list()}
+  defdelegate vjp(f, primals, cotangents), to: Mx.Transforms
+
+  @doc "See `Mx.Transforms.jvp/3`."
+  @spec jvp(function(), list(), list()) :: {term(), term()}
+  defdelegate jvp(f, primals, tangents), to: Mx.Transforms
+
+  @doc "See `Mx.Transforms.stop_gradient/1`."
+  @spec stop_gradient(t()) :: t()
+  defdelegate stop_gradient(a), to: Mx.Transforms
+
   # ---- linear algebra ------------------------------------------------------------------
 
   @doc """

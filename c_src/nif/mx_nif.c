@@ -538,6 +538,58 @@ static ERL_NIF_TERM indexed(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
   return result(env, put ? mx_indexed_put(a, idx, upd, &out) : mx_indexed_add(a, idx, upd, &out), &out);
 }
 
+/* ---- transforms ------------------------------------------------------------------ */
+
+static ERL_NIF_TERM trace_input(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "trace_input");
+  mx_array *out;
+  return result(env, mx_trace_input(a, &out), &out);
+}
+
+static ERL_NIF_TERM stop_gradient(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "stop_gradient");
+  mx_array *out;
+  return result(env, mx_stop_gradient(a, &out), &out);
+}
+
+static int get_roots(ErlNifEnv *env, ERL_NIF_TERM list, mx_array ***roots, unsigned *n);
+
+/* vjp(outputs, cotangents, wrt) -> a list of gradients, one per wrt. */
+static ERL_NIF_TERM vjp(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_array **outs, **cots, **wrt;
+  unsigned n_out, n_cot, n_wrt;
+  if (!get_roots(env, argv[0], &outs, &n_out)) return badarg(env, "[vjp] outputs must be a list of Mx arrays");
+  if (!get_roots(env, argv[1], &cots, &n_cot)) {
+    enif_free(outs);
+    return badarg(env, "[vjp] cotangents must be a list of Mx arrays");
+  }
+  if (!get_roots(env, argv[2], &wrt, &n_wrt)) {
+    enif_free(outs);
+    enif_free(cots);
+    return badarg(env, "[vjp] inputs must be a list of Mx arrays");
+  }
+  ERL_NIF_TERM res;
+  mx_array **grads = enif_alloc(sizeof(mx_array *) * (n_wrt ? n_wrt : 1));
+  if (n_out != n_cot) {
+    res = badarg(env, "[vjp] %u outputs but %u cotangents; give one cotangent per output", n_out, n_cot);
+  } else if (!grads) {
+    res = raise_with(env, atom_mx_error, "[vjp] out of memory");
+  } else if (mx_vjp(outs, cots, (int)n_out, wrt, (int)n_wrt, grads)) {
+    res = raise_mx(env);
+  } else {
+    res = enif_make_list(env, 0);
+    for (unsigned i = n_wrt; i-- > 0;) res = enif_make_list_cell(env, wrap(env, grads[i]), res);
+  }
+  enif_free(grads);
+  enif_free(outs);
+  enif_free(cots);
+  enif_free(wrt);
+  return res;
+}
+
 /* ---- evaluation and reading ----------------------------------------------------- */
 
 /* Decodes a list of arrays into roots (enif_alloc'd). */
@@ -705,6 +757,42 @@ static ERL_NIF_TERM noop(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   return atom_ok;
 }
 
+/* random(op, key, params, type, shape, flags): any RANDOM_* node (ops_random.c); flags: [:open | :log]. */
+static ERL_NIF_TERM random_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_op op;
+  if (!get_op(argv[0], &op) || strncmp(mx_ops[op].name, "random_", 7) != 0)
+    return badarg(env, "[random] op must be one of the random_* primitives");
+  const char *name = mx_ops[op].name;
+  ARG_ARRAY(1, key, name);
+  unsigned np;
+  mx_array *params[2];
+  if (!enif_get_list_length(env, argv[2], &np) || np > 2)
+    return badarg(env, "[%s] parameters must be a list of at most 2 Mx arrays", name);
+  ERL_NIF_TERM head, tail = argv[2];
+  for (unsigned i = 0; i < np; i++)
+    if (!enif_get_list_cell(env, tail, &head, &tail) || !get_array(env, head, &params[i]))
+      return badarg(env, "[%s] parameter %u is not an Mx array", name, i + 1);
+  mx_dtype t;
+  if (!get_dtype(argv[3], &t)) return badarg(env, "[%s] unknown dtype; use one of Mx.Type.names()", name);
+  int64_t shape[MX_MAX_RANK];
+  int nd, flags = 0;
+  if (!get_ints(env, argv[4], shape, &nd)) return badarg(env, "[%s] shape must be a tuple of at most %d integers", name, MX_MAX_RANK);
+  unsigned nf;
+  char atom[8];
+  if (!enif_get_list_length(env, argv[5], &nf) || nf > 2) return badarg(env, "[%s] flags must be a list of :open or :log", name);
+  tail = argv[5];
+  for (unsigned i = 0; i < nf; i++) {
+    if (!enif_get_list_cell(env, tail, &head, &tail) || !enif_get_atom(env, head, atom, sizeof atom, ERL_NIF_LATIN1))
+      return badarg(env, "[%s] flags must be a list of :open or :log", name);
+    if (!strcmp(atom, "open")) flags |= MX_RANDOM_OPEN;
+    else if (!strcmp(atom, "log")) flags |= MX_RANDOM_LOG;
+    else return badarg(env, "[%s] unknown flag :%s; flags are :open and :log", name, atom);
+  }
+  mx_array *out;
+  return result(env, mx_random(op, key, (int)np, params, t, flags, nd, shape, &out), &out);
+}
+
 /* ---- registration: scheduler per NIF in one table ------------------------------ */
 
 static ErlNifFunc funcs[] = {
@@ -738,7 +826,12 @@ static ErlNifFunc funcs[] = {
     {"take_along_axis", 3, take_along_axis, 0},
     {"gather", 2, gather, 0},
     {"indexed", 4, indexed, 0},
+    /* transforms */
+    {"trace_input", 1, trace_input, 0},
+    {"stop_gradient", 1, stop_gradient, 0},
+    {"vjp", 3, vjp, 0},
     /* random */
+    {"random", 6, random_nif, 0},
     /* linalg */
     /* data: inline when tiny, rescheduled to a dirty CPU scheduler when large */
     {"eval", 1, eval, 0},

@@ -286,6 +286,9 @@ mx_status mx_k_reshape(mx_array *out, mx_array *const *in) {
   return MX_OK;
 }
 
+/* stop_gradient is the identity on values: it shares its input's buffer like reshape. */
+mx_status mx_k_stop_gradient(mx_array *out, mx_array *const *in) { return mx_k_reshape(out, in); }
+
 mx_status mx_k_transpose(mx_array *out, mx_array *const *in) {
   const mx_array *a = in[0];
   TRY(check_params("transpose", out));

@@ -13,27 +13,31 @@
 #include "kernels.h"
 
 #define LANES 16       /* independent accumulators per row: lets gcc vectorize */
+#define VBYTES 16      /* vector width for max/min (SSE; gcc splits or widens as needed) */
 #define BLOCK 256      /* leaf of the pairwise row fold */
-#define COLS 64        /* columns folded together when inner > 1 */
-#define ROWS 32        /* leaf of the pairwise column fold */
+#define COLS 2048      /* columns folded together when inner > 1 */
 #define CHUNK 65536    /* long rows split into chunks of at least this many... */
 #define MAX_CHUNKS 64  /* ...and at most this many, folded in parallel */
 
 /* Sums and products of ints accumulate in uint64 (wraps without UB, and the
  * low bits are the right wrapped result for every narrower width). */
 #define ACC(T) __typeof__(_Generic((T)0, float: 0.0f, double: 0.0, default: (uint64_t)0))
-/* Scans accumulate f32 in double: a running sum has no blocking to save it. */
-#define SACC(T) __typeof__(_Generic((T)0, float: 0.0, double: 0.0, default: (uint64_t)0))
+/* Column folds and scans have no pairwise blocking: f32 accumulates in double. */
+#define WIDE(T) __typeof__(_Generic((T)0, float: 0.0, double: 0.0, default: (uint64_t)0))
 #define ISNAN(x) _Generic((x), float: isnan((float)(x)), double: isnan((double)(x)), default: 0)
 
 #define STEP_SUM(a, b) ((a) + (b))
 #define STEP_PROD(a, b) ((a) * (b))
 /* max/min propagate NaN: once the accumulator is NaN nothing replaces it. */
-#define STEP_MAX(a, b) (((b) > (a)) | ISNAN(b) ? (b) : (a)) /* | not ||: no branch, so it vectorizes */
-#define STEP_MIN(a, b) (((b) < (a)) | ISNAN(b) ? (b) : (a))
-/* argmax/argmin: v replaces the best b when strictly better or NaN. */
+#define STEP_MAX(a, b) ((b) > (a) || ISNAN(b) ? (b) : (a))
+#define STEP_MIN(a, b) ((b) < (a) || ISNAN(b) ? (b) : (a))
+/* The same on gcc vectors (lane masks, since C has no vector ?:). */
+/* argmax/argmin columns: v replaces the best b when strictly better or NaN. */
 #define BETTER_MAX(v, b) (!((v) <= (b)))
 #define BETTER_MIN(v, b) (!((v) >= (b)))
+#define VSELECT(m, b, a) ((__typeof__(a))(((m) & (__typeof__(m))(b)) | (~(m) & (__typeof__(m))(a))))
+#define VSTEP_MAX(a, b) VSELECT(((b) > (a)) | ((b) != (b)), b, a)
+#define VSTEP_MIN(a, b) VSELECT(((b) < (a)) | ((b) != (b)), b, a)
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -58,8 +62,9 @@ typedef struct {
   void (*cols)(const void *x, int64_t n, int64_t stride, int64_t w, void *out);
 } reducer;
 
-/* sum, product, max, min: in dtype T, accumulator A; INIT may read x[0]. */
-#define DEF_FOLD(OP, ID, T, A, INIT, STEP)                                                 \
+/* Leaf of a row fold (n <= BLOCK) for sum and product: LANES accumulators of
+ * type A, which gcc turns into vector adds. */
+#define LANES_LEAF(OP, ID, T, A, INIT, STEP)                                               \
   static A OP##_leaf_##ID(const T *x, int64_t n) {                                         \
     A acc[LANES];                                                                          \
     for (int j = 0; j < LANES; j++) acc[j] = (A)(INIT);                                    \
@@ -70,7 +75,32 @@ typedef struct {
     for (int j = 1; j < LANES; j++) r = STEP(r, acc[j]);                                   \
     for (; i < n; i++) r = STEP(r, (A)x[i]);                                               \
     return r;                                                                              \
-  }                                                                                        \
+  }
+
+/* Leaf for max and min: gcc won't vectorize a NaN-aware select by itself, so
+ * it is written on gcc vectors (4 of them, for independent chains). */
+#define VEC_LEAF(OP, ID, T, A, INIT, STEP)                                                 \
+  typedef T OP##_vec_##ID __attribute__((vector_size(VBYTES)));                            \
+  static T OP##_leaf_##ID(const T *x, int64_t n) {                                         \
+    enum { W = VBYTES / sizeof(T) };                                                       \
+    OP##_vec_##ID acc[4], b;                                                               \
+    for (int j = 0; j < 4; j++) acc[j] = (OP##_vec_##ID){0} + x[0];                        \
+    int64_t i = 0;                                                                         \
+    for (; i + 4 * W <= n; i += 4 * W)                                                     \
+      for (int j = 0; j < 4; j++) {                                                        \
+        memcpy(&b, x + i + j * W, sizeof b);                                               \
+        acc[j] = V##STEP(acc[j], b);                                                       \
+      }                                                                                    \
+    T r = x[0];                                                                            \
+    for (int j = 0; j < 4; j++)                                                            \
+      for (int l = 0; l < W; l++) r = STEP(r, acc[j][l]);                                  \
+    for (; i < n; i++) r = STEP(r, x[i]);                                                  \
+    return r;                                                                              \
+  }
+
+/* sum, product, max, min: in dtype T, row accumulator A, column accumulator CA. */
+#define DEF_FOLD(OP, ID, T, A, CA, INIT, STEP, LEAF, NEST)                                       \
+  LEAF(OP, ID, T, A, INIT, STEP)                                                           \
   static A OP##_pw_##ID(const T *x, int64_t n) {                                           \
     if (n <= BLOCK) return OP##_leaf_##ID(x, n);                                           \
     int64_t h = (n / 2 + BLOCK - 1) / BLOCK * BLOCK;                                       \
@@ -80,67 +110,72 @@ typedef struct {
   static void OP##_part_##ID(const void *xv, int64_t n, void *out) {                       \
     *(T *)out = (T)OP##_pw_##ID((const T *)xv, n);                                         \
   }                                                                                        \
-  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) { \
-    const T *x = xv;                                                                       \
-    T *o = ov;                                                                             \
+  static T OP##_fold_##ID(const T *x, int64_t n) {                                         \
     int64_t nc = chunk_count(n);                                                           \
-    for (int64_t k = lo; k < hi; k++) {                                                    \
-      const T *row = x + k * n;                                                            \
-      if (nc == 1) {                                                                       \
-        o[k] = (T)OP##_pw_##ID(row, n);                                                    \
-        continue;                                                                          \
-      }                                                                                    \
-      T parts[MAX_CHUNKS];                                                                 \
-      for (int64_t c = 0; c < nc; c++) {                                                   \
-        int64_t a = chunk_lo(n, nc, c), b = chunk_lo(n, nc, c + 1);                        \
-        OP##_part_##ID(row + a, b - a, &parts[c]);                                         \
-      }                                                                                    \
-      OP##_part_##ID(parts, nc, &o[k]);                                                    \
+    if (nc == 1) return (T)OP##_pw_##ID(x, n);                                             \
+    T parts[MAX_CHUNKS], r;                                                                \
+    for (int64_t c = 0; c < nc; c++) {                                                     \
+      int64_t lo = chunk_lo(n, nc, c);                                                     \
+      OP##_part_##ID(x + lo, chunk_lo(n, nc, c + 1) - lo, &parts[c]);                      \
     }                                                                                      \
+    OP##_part_##ID(parts, nc, &r);                                                         \
+    return r;                                                                              \
   }                                                                                        \
-  /* pairwise over rows too, so long columns of f32 stay accurate */                       \
-  static void OP##_colacc_##ID(const T *x, int64_t n, int64_t stride, int64_t w, A *acc) { \
-    if (n <= ROWS) {                                                                       \
-      for (int64_t c = 0; c < w; c++) acc[c] = (A)x[c];                                    \
-      for (int64_t r = 1; r < n; r++) {                                                    \
-        const T *row = x + r * stride;                                                     \
-        for (int64_t c = 0; c < w; c++) acc[c] = STEP(acc[c], (A)row[c]);                  \
-      }                                                                                    \
-      return;                                                                              \
-    }                                                                                      \
-    int64_t h = n / 2;                                                                     \
-    A tmp[COLS];                                                                           \
-    OP##_colacc_##ID(x, h, stride, w, acc);                                                \
-    OP##_colacc_##ID(x + h * stride, n - h, stride, w, tmp);                               \
-    for (int64_t c = 0; c < w; c++) acc[c] = STEP(acc[c], tmp[c]);                         \
+  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) { \
+    for (int64_t k = lo; k < hi; k++) ((T *)ov)[k] = OP##_fold_##ID((const T *)xv + k * n, n); \
   }                                                                                        \
   static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) { \
-    A acc[COLS];                                                                           \
-    OP##_colacc_##ID((const T *)xv, n, stride, w, acc);                                    \
+    const T *x = xv;                                                                       \
+    CA acc[COLS];                                                                          \
+    for (int64_t c = 0; c < w; c++) acc[c] = (CA)x[c];                                     \
+    int64_t r = 1;                                                                         \
+    /* four rows per pass over acc: a quarter of the loads and stores of acc (sum and    \
+     * product; gcc won't vectorize the nested NaN-aware max/min selects) */              \
+    for (; NEST && r + 4 <= n; r += 4) {                                                   \
+      const T *p0 = x + r * stride, *p1 = p0 + stride, *p2 = p1 + stride, *p3 = p2 + stride; \
+      for (int64_t c = 0; c < w; c++)                                                      \
+        acc[c] = STEP(acc[c], STEP(STEP((CA)p0[c], (CA)p1[c]), STEP((CA)p2[c], (CA)p3[c]))); \
+    }                                                                                      \
+    for (; r < n; r++) {                                                                   \
+      const T *row = x + r * stride;                                                       \
+      for (int64_t c = 0; c < w; c++) acc[c] = STEP(acc[c], (CA)row[c]);                   \
+    }                                                                                      \
     for (int64_t c = 0; c < w; c++) ((T *)ov)[c] = (T)acc[c];                              \
   }
 
-#define DEF_SUM(ID, T) DEF_FOLD(sum, ID, T, ACC(T), 0, STEP_SUM)
-#define DEF_PROD(ID, T) DEF_FOLD(prod, ID, T, ACC(T), 1, STEP_PROD)
-#define DEF_MAX(ID, T) DEF_FOLD(max, ID, T, T, x[0], STEP_MAX)
-#define DEF_MIN(ID, T) DEF_FOLD(min, ID, T, T, x[0], STEP_MIN)
+#define DEF_SUM(ID, T) DEF_FOLD(sum, ID, T, ACC(T), WIDE(T), 0, STEP_SUM, LANES_LEAF, 1)
+#define DEF_PROD(ID, T) DEF_FOLD(prod, ID, T, ACC(T), WIDE(T), 1, STEP_PROD, LANES_LEAF, 1)
+#define DEF_MAX(ID, T) DEF_FOLD(max, ID, T, T, T, x[0], STEP_MAX, VEC_LEAF, 0)
+#define DEF_MIN(ID, T) DEF_FOLD(min, ID, T, T, T, x[0], STEP_MIN, VEC_LEAF, 0)
 MX_COMPUTE_TYPES(DEF_SUM)
 MX_COMPUTE_TYPES(DEF_PROD)
 MX_COMPUTE_TYPES(DEF_MAX)
 MX_COMPUTE_TYPES(DEF_MIN)
 
-/* argmax, argmin: int64 index of the first best element; the first NaN wins. */
-#define DEF_ARG(OP, ID, T, BETTER)                                                          \
-  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) {  \
-    int64_t *o = ov;                                                                        \
-    for (int64_t k = lo; k < hi; k++) {                                                     \
-      const T *x = (const T *)xv + k * n;                                                   \
-      T b = x[0];                                                                           \
-      int64_t bi = 0;                                                                       \
-      for (int64_t i = 1; i < n && !ISNAN(b); i++)                                          \
-        if (BETTER(x[i], b)) b = x[i], bi = i;                                              \
-      o[k] = bi;                                                                            \
+/* argmax, argmin: int64 index of the first best element; the first NaN wins.
+ * Rows take the max (min) with the vectorized fold, then find its first
+ * occurrence, testing blocks of 64 at a time so that the test vectorizes too. */
+#define FIND_FIRST(x, n, COND)                                                              \
+  for (int64_t i0 = 0; i0 < (n); i0 += 64) {                                                \
+    int64_t e = min64((n), i0 + 64);                                                        \
+    int hit = 0;                                                                            \
+    for (int64_t i = i0; i < e; i++) hit |= (COND(x[i]));                                   \
+    if (hit)                                                                                \
+      for (int64_t i = i0; i < e; i++)                                                      \
+        if (COND(x[i])) return i;                                                           \
+  }
+#define DEF_ARG(OP, ID, T, FOLD, BETTER)                                                      \
+  static int64_t OP##_index_##ID(const T *x, int64_t n) {                                   \
+    T m = FOLD##_fold_##ID(x, n);                                                           \
+    if (ISNAN(m)) {                                                                         \
+      FIND_FIRST(x, n, ISNAN)                                                               \
+    } else {                                                                                \
+      FIND_FIRST(x, n, m ==)                                                                \
     }                                                                                       \
+    return 0;                                                                               \
+  }                                                                                         \
+  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) {  \
+    for (int64_t k = lo; k < hi; k++) ((int64_t *)ov)[k] = OP##_index_##ID((const T *)xv + k * n, n); \
   }                                                                                         \
   static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) { \
     const T *x = xv;                                                                        \
@@ -155,8 +190,8 @@ MX_COMPUTE_TYPES(DEF_MIN)
     memcpy(ov, bi, (size_t)w * sizeof(int64_t));                                            \
   }
 
-#define DEF_ARGMAX(ID, T) DEF_ARG(argmax, ID, T, BETTER_MAX)
-#define DEF_ARGMIN(ID, T) DEF_ARG(argmin, ID, T, BETTER_MIN)
+#define DEF_ARGMAX(ID, T) DEF_ARG(argmax, ID, T, max, BETTER_MAX)
+#define DEF_ARGMIN(ID, T) DEF_ARG(argmin, ID, T, min, BETTER_MIN)
 MX_COMPUTE_TYPES(DEF_ARGMAX)
 MX_COMPUTE_TYPES(DEF_ARGMIN)
 
@@ -323,9 +358,18 @@ static void fill(void *o, mx_dtype t, int64_t n, double v) {
   }
 }
 
+/* Scratch from the engine's allocator: counted, cached, under the memory limit. */
+static mx_status scratch(const char *name, int64_t n, int es, mx_buffer **out) {
+  if (mx_buffer_alloc((size_t)n * (size_t)es, out) == MX_OK) return MX_OK;
+  char why[256];
+  snprintf(why, sizeof why, "%s", mx_last_error());
+  return mx_error(MX_ENOMEM, "[%s] scratch of %lld elements: %s", name, (long long)n, why);
+}
+
 /* out_t: the required output dtype, or -1 for the input's. empty: the result
- * of an empty reduction, NAN when it has none. */
-static mx_status reduce(const char *name, const reducer *tab, int out_t, double empty, mx_array *out,
+ * of an empty reduction, NAN when it has none. arg: argmax/argmin, whose
+ * reduced axes must be folded together. */
+static mx_status reduce(const char *name, const reducer *tab, int out_t, double empty, int arg, mx_array *out,
                         mx_array *const *in) {
   const mx_array *a = in[0];
   const mx_params *p = out->params;
@@ -364,60 +408,95 @@ static mx_status reduce(const char *name, const reducer *tab, int out_t, double 
       groups += reduced[d];
     }
   }
-  int ies = mx_dtype_size(it), oes = mx_dtype_size(ot);
-  if (groups <= 1) {
+  int oes = mx_dtype_size(ot);
+  const void *src = mx_data(a);
+  mx_dtype st = it; /* dtype of src */
+  mx_buffer *prev = NULL;
+  mx_status status = MX_OK;
+
+  if (groups > 1 && arg) {
+    /* argmax/argmin over several groups: copy with kept axes first, reduced axes last */
+    gather_ctx g = {.src = src, .es = mx_dtype_size(it), .nd = m};
+    int64_t strides[MX_MAX_RANK], kept = 1, n = 1;
+    mx_contiguous_strides(m, dims, strides);
+    for (int pass = 0, j = 0; pass < 2; pass++)
+      for (int k = 0; k < m; k++)
+        if (red[k] == pass) {
+          g.shape[j] = dims[k];
+          g.stride[j++] = strides[k];
+          if (pass) n *= dims[k];
+          else kept *= dims[k];
+        }
+    if ((status = scratch(name, a->size, g.es, &prev))) return status;
+    g.dst = prev->data;
+    mx_parallel_for(a->size, MX_PARALLEL_GRAIN, gather_task, &g);
+    src = prev->data;
+    dims[0] = kept, dims[1] = n, red[0] = 0, red[1] = 1, m = 2, groups = 1;
+  }
+  /* Otherwise fold the last reduced group at a time (each pass shrinks the data)
+   * until one group is left. */
+  while (groups > 1) {
+    int j = m - 1;
+    while (!red[j]) j--;
+    int64_t outer = 1, inner = 1;
+    for (int k = 0; k < j; k++) outer *= dims[k];
+    for (int k = j + 1; k < m; k++) inner *= dims[k];
+    mx_buffer *next;
+    if ((status = scratch(name, outer * inner, oes, &next))) break;
+    reduce_view(&tab[st], src, mx_dtype_size(st), next->data, oes, outer, dims[j], inner);
+    if (prev) mx_buffer_release(prev);
+    prev = next, src = next->data, st = ot;
+    /* drop group j; the kept groups around it become neighbours */
+    if (j + 1 < m) {
+      dims[j - 1] *= dims[j + 1];
+      for (int k = j + 2; k < m; k++) dims[k - 2] = dims[k], red[k - 2] = red[k];
+      m -= 2;
+    } else {
+      m -= 1;
+    }
+    groups--;
+  }
+  if (status == MX_OK) {
     int64_t outer = 1, n = 1, inner = 1;
     for (int k = 0, seen = 0; k < m; k++) {
       if (red[k]) n = dims[k], seen = 1;
       else if (seen) inner *= dims[k];
       else outer *= dims[k];
     }
-    reduce_view(&tab[it], mx_data(a), ies, mx_data(out), oes, outer, n, inner);
-    return MX_OK;
+    reduce_view(&tab[st], src, mx_dtype_size(st), mx_data(out), oes, outer, n, inner);
   }
-
-  /* Several reduced groups: copy with kept axes first, reduced axes last. */
-  gather_ctx g = {.src = mx_data(a), .es = ies, .nd = m};
-  int64_t strides[MX_MAX_RANK], outer = 1, n = 1;
-  mx_contiguous_strides(m, dims, strides);
-  for (int pass = 0, j = 0; pass < 2; pass++)
-    for (int k = 0; k < m; k++)
-      if (red[k] == pass) {
-        g.shape[j] = dims[k];
-        g.stride[j++] = strides[k];
-        if (pass) n *= dims[k];
-        else outer *= dims[k];
-      }
-  mx_buffer *scratch; /* from the engine's allocator: counted, cached, under the memory limit */
-  if (mx_buffer_alloc((size_t)a->size * (size_t)ies, &scratch)) {
-    char why[256];
-    snprintf(why, sizeof why, "%s", mx_last_error());
-    return mx_error(MX_ENOMEM, "[%s] scratch copy of %lld elements: %s", name, (long long)a->size, why);
-  }
-  g.dst = scratch->data;
-  mx_parallel_for(a->size, MX_PARALLEL_GRAIN, gather_task, &g);
-  reduce_view(&tab[it], g.dst, ies, mx_data(out), oes, outer, n, 1);
-  mx_buffer_release(scratch);
-  return MX_OK;
+  if (prev) mx_buffer_release(prev);
+  return status;
 }
 
-mx_status mx_k_sum(mx_array *out, mx_array *const *in) { return reduce("sum", sum_tab, -1, 0.0, out, in); }
-mx_status mx_k_product(mx_array *out, mx_array *const *in) { return reduce("product", prod_tab, -1, 1.0, out, in); }
-mx_status mx_k_reduce_max(mx_array *out, mx_array *const *in) { return reduce("reduce_max", max_tab, -1, NAN, out, in); }
-mx_status mx_k_reduce_min(mx_array *out, mx_array *const *in) { return reduce("reduce_min", min_tab, -1, NAN, out, in); }
-mx_status mx_k_argmax(mx_array *out, mx_array *const *in) { return reduce("argmax", argmax_tab, MX_S64, NAN, out, in); }
-mx_status mx_k_argmin(mx_array *out, mx_array *const *in) { return reduce("argmin", argmin_tab, MX_S64, NAN, out, in); }
-mx_status mx_k_all(mx_array *out, mx_array *const *in) { return reduce("all", all_tab, MX_BOOL, 1.0, out, in); }
-mx_status mx_k_any(mx_array *out, mx_array *const *in) { return reduce("any", any_tab, MX_BOOL, 0.0, out, in); }
+mx_status mx_k_sum(mx_array *out, mx_array *const *in) { return reduce("sum", sum_tab, -1, 0.0, 0, out, in); }
+mx_status mx_k_product(mx_array *out, mx_array *const *in) { return reduce("product", prod_tab, -1, 1.0, 0, out, in); }
+mx_status mx_k_reduce_max(mx_array *out, mx_array *const *in) {
+  return reduce("reduce_max", max_tab, -1, NAN, 0, out, in);
+}
+mx_status mx_k_reduce_min(mx_array *out, mx_array *const *in) {
+  return reduce("reduce_min", min_tab, -1, NAN, 0, out, in);
+}
+mx_status mx_k_argmax(mx_array *out, mx_array *const *in) {
+  return reduce("argmax", argmax_tab, MX_S64, NAN, 1, out, in);
+}
+mx_status mx_k_argmin(mx_array *out, mx_array *const *in) {
+  return reduce("argmin", argmin_tab, MX_S64, NAN, 1, out, in);
+}
+mx_status mx_k_all(mx_array *out, mx_array *const *in) { return reduce("all", all_tab, MX_BOOL, 1.0, 0, out, in); }
+mx_status mx_k_any(mx_array *out, mx_array *const *in) { return reduce("any", any_tab, MX_BOOL, 0.0, 0, out, in); }
 
 /* ---- scans ------------------------------------------------------------------------ */
 
 /* One scan for one dtype; step is +-1 (rows) or +-stride (cols) so that a
  * reverse scan walks from the end:
- *   row(x, n, step, out):     out[i*step] = fold of x[0], ..., x[i*step]
- *   cols(x, n, step, w, out): the same for w <= COLS adjacent columns */
+ *   row(x, n, step, out):      out[i*step] = fold of x[0], ..., x[i*step]
+ *   row4(x, n, step, rs, out): the same for 4 rows rs elements apart, whose
+ *                              independent chains hide the latency of each step
+ *   cols(x, n, step, w, out):  the same for w <= COLS adjacent columns */
 typedef struct {
   void (*row)(const void *x, int64_t n, int64_t step, void *out);
+  void (*row4)(const void *x, int64_t n, int64_t step, int64_t rs, void *out);
   void (*cols)(const void *x, int64_t n, int64_t step, int64_t w, void *out);
 } scanner;
 
@@ -431,6 +510,17 @@ typedef struct {
       acc = STEP(acc, (A)x[i * step]);                                                     \
       o[i * step] = (T)acc;                                                                \
     }                                                                                      \
+  }                                                                                        \
+  static void OP##_srow4_##ID(const void *xv, int64_t n, int64_t step, int64_t rs, void *ov) { \
+    const T *x = xv;                                                                       \
+    T *o = ov;                                                                             \
+    A acc[4];                                                                              \
+    for (int j = 0; j < 4; j++) acc[j] = (A)x[j * rs], o[j * rs] = (T)acc[j];              \
+    for (int64_t i = 1; i < n; i++)                                                        \
+      for (int j = 0; j < 4; j++) {                                                        \
+        acc[j] = STEP(acc[j], (A)x[j * rs + i * step]);                                    \
+        o[j * rs + i * step] = (T)acc[j];                                                  \
+      }                                                                                    \
   }                                                                                        \
   static void OP##_scols_##ID(const void *xv, int64_t n, int64_t step, int64_t w, void *ov) { \
     const T *x = xv;                                                                       \
@@ -447,8 +537,8 @@ typedef struct {
     }                                                                                      \
   }
 
-#define DEF_CUMSUM(ID, T) DEF_SCAN(cumsum, ID, T, SACC(T), STEP_SUM)
-#define DEF_CUMPROD(ID, T) DEF_SCAN(cumprod, ID, T, SACC(T), STEP_PROD)
+#define DEF_CUMSUM(ID, T) DEF_SCAN(cumsum, ID, T, WIDE(T), STEP_SUM)
+#define DEF_CUMPROD(ID, T) DEF_SCAN(cumprod, ID, T, WIDE(T), STEP_PROD)
 #define DEF_CUMMAX(ID, T) DEF_SCAN(cummax, ID, T, T, STEP_MAX)
 #define DEF_CUMMIN(ID, T) DEF_SCAN(cummin, ID, T, T, STEP_MIN)
 MX_COMPUTE_TYPES(DEF_CUMSUM)
@@ -456,7 +546,7 @@ MX_COMPUTE_TYPES(DEF_CUMPROD)
 MX_COMPUTE_TYPES(DEF_CUMMAX)
 MX_COMPUTE_TYPES(DEF_CUMMIN)
 
-#define SCAN_ENTRY(OP, ID) [MX_##ID] = {OP##_srow_##ID, OP##_scols_##ID},
+#define SCAN_ENTRY(OP, ID) [MX_##ID] = {OP##_srow_##ID, OP##_srow4_##ID, OP##_scols_##ID},
 #define CUMSUM_ENTRY(ID, T) SCAN_ENTRY(cumsum, ID)
 #define CUMPROD_ENTRY(ID, T) SCAN_ENTRY(cumprod, ID)
 #define CUMMAX_ENTRY(ID, T) SCAN_ENTRY(cummax, ID)
@@ -477,9 +567,15 @@ typedef struct {
 static void scan_rows_task(void *vc, int64_t lo, int64_t hi) {
   scan_ctx *c = vc;
   int64_t start = c->reverse ? c->n - 1 : 0, step = c->reverse ? -1 : 1;
-  for (int64_t k = lo; k < hi; k++) {
+  for (int64_t k = lo; k < hi;) {
     int64_t off = (k * c->n + start) * c->es;
-    c->s->row(c->x + off, c->n, step, c->o + off);
+    if (k + 4 <= hi) {
+      c->s->row4(c->x + off, c->n, step, c->n, c->o + off);
+      k += 4;
+    } else {
+      c->s->row(c->x + off, c->n, step, c->o + off);
+      k++;
+    }
   }
 }
 

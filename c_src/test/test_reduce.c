@@ -175,9 +175,10 @@ static void check_reduce(mx_op op, mx_dtype t, int ndim, const int64_t *shape, c
 
 /* Every subset of axes, with and without keep, for each op and several dtypes. */
 static void test_reduce_axes(void) {
-  const int64_t shapes[][4] = {{2, 3, 4}, {3, 1, 4, 5}, {5, 70}, {2, 3, 67, 2}, {300, 3}, {7}};
-  const int ranks[] = {3, 4, 2, 4, 2, 1};
-  for (int s = 0; s < 6; s++) {
+  const int64_t shapes[][5] = {{2, 3, 4}, {3, 1, 4, 5}, {5, 70}, {2, 3, 67, 2}, {300, 3}, {7}, {2, 3, 2, 3, 2},
+                               {3, 1000, 5}};
+  const int ranks[] = {3, 4, 2, 4, 2, 1, 5, 3};
+  for (int s = 0; s < 8; s++) {
     int ndim = ranks[s];
     int64_t n = numel(ndim, shapes[s]);
     double *small = malloc(sizeof(double) * n), *pm = malloc(sizeof(double) * n), *ties = malloc(sizeof(double) * n),

@@ -40,7 +40,11 @@ defmodule Mx.NIF do
   def take_along_axis(_a, _idx, _axis), do: nif_not_loaded()
   def gather(_a, _idx), do: nif_not_loaded()
   def indexed(_put?, _a, _idx, _updates), do: nif_not_loaded()
+  def trace_input(_a), do: nif_not_loaded()
+  def stop_gradient(_a), do: nif_not_loaded()
+  def vjp(_outs, _cots, _wrt), do: nif_not_loaded()
   # random
+  def random(_op, _key, _params, _type, _shape, _flags), do: nif_not_loaded()
   # linalg
   def eval(_refs), do: nif_not_loaded()
   def to_binary(_a), do: nif_not_loaded()

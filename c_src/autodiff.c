@@ -1,0 +1,738 @@
+/* autodiff.c: reverse mode on the lazy graph. mx_vjp walks back from the
+ * outputs to the traced inputs and applies one rule per primitive (the vjp
+ * column of ops.def). Rules build ordinary nodes, so a gradient is itself a
+ * graph: lazy, differentiable again (grad of grad), and linear in its
+ * cotangent (jvp is the vjp of the vjp, see lib/mx/transforms.ex). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autodiff.h"
+#include "ops_internal.h"
+
+/* ---- a builder: ops with a sticky status, temporaries released at the end ---- */
+
+#define MAX_TMP 48
+typedef struct {
+  mx_status st;
+  int n;
+  mx_array *tmp[MAX_TMP];
+} bld;
+
+/* Takes &result so the status is computed before the result is read. */
+static mx_array *keep(bld *b, mx_status st, mx_array **ap) {
+  mx_array *a = *ap;
+  if (st) {
+    b->st = st;
+    return NULL;
+  }
+  if (b->n == MAX_TMP) {
+    mx_release(a);
+    b->st = mx_error(MX_ENOMEM, "[vjp] a gradient rule built too many temporaries");
+    return NULL;
+  }
+  b->tmp[b->n++] = a;
+  return a;
+}
+
+static mx_array *un(bld *b, mx_op op, mx_array *x) {
+  mx_array *o = NULL;
+  if (b->st || !x) return NULL;
+  return keep(b, mx_unary(op, x, &o), &o);
+}
+
+static mx_array *bin(bld *b, mx_op op, mx_array *x, mx_array *y) {
+  mx_array *o = NULL;
+  if (b->st || !x || !y) return NULL;
+  return keep(b, mx_binary(op, x, y, &o), &o);
+}
+
+#define ADD(x, y) bin(b, MX_OP_ADD, x, y)
+#define SUB(x, y) bin(b, MX_OP_SUBTRACT, x, y)
+#define MUL(x, y) bin(b, MX_OP_MULTIPLY, x, y)
+#define DIV(x, y) bin(b, MX_OP_DIVIDE, x, y)
+
+/* A rank-0 constant of a's dtype. */
+static mx_array *scalar(bld *b, double v, const mx_array *like) {
+  mx_array *o = NULL;
+  if (b->st || !like) return NULL;
+  return keep(b, mx_full((mx_dtype)like->dtype, 0, NULL, v, &o), &o);
+}
+
+static mx_array *zeros_like(bld *b, const mx_array *like) {
+  mx_array *o = NULL;
+  if (b->st) return NULL;
+  return keep(b, mx_full((mx_dtype)like->dtype, like->ndim, like->shape, 0, &o), &o);
+}
+
+static mx_array *cast(bld *b, mx_array *x, mx_dtype t) {
+  mx_array *o = NULL;
+  if (b->st || !x) return NULL;
+  return keep(b, mx_cast(x, t, &o), &o);
+}
+
+static mx_array *reshape(bld *b, mx_array *x, int ndim, const int64_t *shape) {
+  mx_array *o = NULL;
+  if (b->st || !x) return NULL;
+  return keep(b, mx_reshape(x, ndim, shape, &o), &o);
+}
+
+static mx_array *transpose(bld *b, mx_array *x, const int *perm) {
+  mx_array *o = NULL;
+  if (b->st || !x) return NULL;
+  return keep(b, mx_transpose(x, perm, &o), &o);
+}
+
+static mx_array *sum(bld *b, mx_array *x, const int *axes, int n, int keep_axes) {
+  mx_array *o = NULL;
+  if (b->st || !x) return NULL;
+  return keep(b, mx_reduce(MX_OP_SUM, x, axes, n, keep_axes, &o), &o);
+}
+
+static mx_array *broadcast(bld *b, mx_array *x, const mx_array *like) {
+  mx_array *o = NULL;
+  if (b->st || !x) return NULL;
+  return keep(b, mx_broadcast_to(x, like->ndim, like->shape, &o), &o);
+}
+
+static mx_array *select3(bld *b, mx_array *p, mx_array *x, mx_array *y) {
+  mx_array *o = NULL;
+  if (b->st || !p || !x || !y) return NULL;
+  return keep(b, mx_select(p, x, y, &o), &o);
+}
+
+/* Hands a result to the caller (one new reference). */
+static mx_array *out(bld *b, mx_array *x) {
+  if (b->st || !x) return NULL;
+  mx_retain(x);
+  return x;
+}
+
+static mx_status finish(bld *b) {
+  for (int i = 0; i < b->n; i++) mx_release(b->tmp[i]);
+  return b->st;
+}
+
+/* Sums g over the axes that broadcasting added or stretched, back to like's shape. */
+static mx_array *unbroadcast(bld *b, mx_array *g, const mx_array *like) {
+  if (b->st || !g) return NULL;
+  if (g->ndim == like->ndim && !memcmp(g->shape, like->shape, sizeof(int64_t) * (size_t)g->ndim)) return g;
+  int axes[MX_MAX_RANK], n = 0, lead = g->ndim - like->ndim;
+  for (int i = 0; i < g->ndim; i++)
+    if (i < lead || (like->shape[i - lead] == 1 && g->shape[i] != 1)) axes[n++] = i;
+  return reshape(b, sum(b, g, axes, n, 1), like->ndim, like->shape);
+}
+
+/* A reduced cotangent with the reduced axes put back as size 1, then broadcast to like. */
+static mx_array *expand_reduced(bld *b, mx_array *g, const mx_array *node, const mx_array *like) {
+  if (b->st || !g) return NULL;
+  int64_t shape[MX_MAX_RANK];
+  int reduced[MX_MAX_RANK] = {0};
+  for (int i = 0; i < node->params->nip; i++) reduced[node->params->ip[i]] = 1;
+  for (int i = 0; i < like->ndim; i++) shape[i] = reduced[i] ? 1 : like->shape[i];
+  return reshape(b, g, like->ndim, shape);
+}
+
+/* ---- unary rules --------------------------------------------------------------- */
+
+#define RULE(ID) mx_status mx_vjp_##ID(mx_array *node, mx_array *const *in, mx_array *g, mx_array **gin)
+#define BEGIN \
+  bld bb = {0}, *b = &bb; \
+  (void)node, (void)in, (void)b
+#define END return finish(b)
+
+RULE(AS_TYPE) {
+  BEGIN;
+  if (mx_is_float((mx_dtype)in[0]->dtype)) gin[0] = out(b, cast(b, g, (mx_dtype)in[0]->dtype));
+  END;
+}
+RULE(NEGATE) { BEGIN; gin[0] = out(b, un(b, MX_OP_NEGATE, g)); END; }
+RULE(ABS) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_SIGN, in[0]))); END; }
+RULE(SQUARE) { BEGIN; gin[0] = out(b, MUL(g, MUL(scalar(b, 2, node), in[0]))); END; }
+RULE(EXP) { BEGIN; gin[0] = out(b, MUL(g, node)); END; }
+RULE(EXPM1) { BEGIN; gin[0] = out(b, MUL(g, ADD(node, scalar(b, 1, node)))); END; }
+RULE(LOG) { BEGIN; gin[0] = out(b, DIV(g, in[0])); END; }
+RULE(LOG1P) { BEGIN; gin[0] = out(b, DIV(g, ADD(in[0], scalar(b, 1, node)))); END; }
+RULE(SQRT) { BEGIN; gin[0] = out(b, DIV(MUL(g, scalar(b, 0.5, node)), node)); END; }
+RULE(RSQRT) { BEGIN; gin[0] = out(b, MUL(MUL(g, scalar(b, -0.5, node)), DIV(node, in[0]))); END; }
+RULE(RECIPROCAL) { BEGIN; gin[0] = out(b, un(b, MX_OP_NEGATE, MUL(g, un(b, MX_OP_SQUARE, node)))); END; }
+RULE(SIN) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_COS, in[0]))); END; }
+RULE(COS) { BEGIN; gin[0] = out(b, un(b, MX_OP_NEGATE, MUL(g, un(b, MX_OP_SIN, in[0])))); END; }
+RULE(TAN) { BEGIN; gin[0] = out(b, MUL(g, ADD(scalar(b, 1, node), un(b, MX_OP_SQUARE, node)))); END; }
+/* d asin = 1/sqrt(1 - x^2); d acos is its negation. */
+RULE(ASIN) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_RSQRT, SUB(scalar(b, 1, node), un(b, MX_OP_SQUARE, in[0]))))); END; }
+RULE(ACOS) {
+  BEGIN;
+  gin[0] = out(b, un(b, MX_OP_NEGATE, MUL(g, un(b, MX_OP_RSQRT, SUB(scalar(b, 1, node), un(b, MX_OP_SQUARE, in[0]))))));
+  END;
+}
+RULE(ATAN) { BEGIN; gin[0] = out(b, DIV(g, ADD(scalar(b, 1, node), un(b, MX_OP_SQUARE, in[0])))); END; }
+RULE(SINH) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_COSH, in[0]))); END; }
+RULE(COSH) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_SINH, in[0]))); END; }
+RULE(TANH) { BEGIN; gin[0] = out(b, MUL(g, SUB(scalar(b, 1, node), un(b, MX_OP_SQUARE, node)))); END; }
+RULE(SIGMOID) { BEGIN; gin[0] = out(b, MUL(g, MUL(node, SUB(scalar(b, 1, node), node)))); END; }
+RULE(ERF) {
+  BEGIN;
+  mx_array *e = un(b, MX_OP_EXP, un(b, MX_OP_NEGATE, un(b, MX_OP_SQUARE, in[0])));
+  gin[0] = out(b, MUL(g, MUL(scalar(b, 2 / sqrt(M_PI), node), e)));
+  END;
+}
+RULE(ERF_INV) {
+  BEGIN;
+  mx_array *e = un(b, MX_OP_EXP, un(b, MX_OP_SQUARE, node));
+  gin[0] = out(b, MUL(g, MUL(scalar(b, sqrt(M_PI) / 2, node), e)));
+  END;
+}
+RULE(LGAMMA) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_DIGAMMA, in[0]))); END; }
+
+/* ---- binary rules ---------------------------------------------------------------- */
+
+RULE(ADD) {
+  BEGIN;
+  gin[0] = out(b, unbroadcast(b, g, in[0]));
+  gin[1] = out(b, unbroadcast(b, g, in[1]));
+  END;
+}
+RULE(SUBTRACT) {
+  BEGIN;
+  gin[0] = out(b, unbroadcast(b, g, in[0]));
+  gin[1] = out(b, unbroadcast(b, un(b, MX_OP_NEGATE, g), in[1]));
+  END;
+}
+RULE(MULTIPLY) {
+  BEGIN;
+  gin[0] = out(b, unbroadcast(b, MUL(g, in[1]), in[0]));
+  gin[1] = out(b, unbroadcast(b, MUL(g, in[0]), in[1]));
+  END;
+}
+RULE(DIVIDE) {
+  BEGIN;
+  mx_array *ga = DIV(g, in[1]);
+  gin[0] = out(b, unbroadcast(b, ga, in[0]));
+  gin[1] = out(b, unbroadcast(b, un(b, MX_OP_NEGATE, MUL(ga, node)), in[1]));
+  END;
+}
+/* d/da a^b = b a^(b-1); d/db a^b = a^b log a, taken as 0 where a <= 0. */
+RULE(POW) {
+  BEGIN;
+  mx_array *one = scalar(b, 1, node), *zero = scalar(b, 0, node);
+  mx_array *ga = MUL(g, MUL(in[1], bin(b, MX_OP_POW, in[0], SUB(in[1], one))));
+  mx_array *pos = bin(b, MX_OP_GREATER, in[0], zero);
+  mx_array *safe = select3(b, pos, in[0], one);
+  mx_array *gb = select3(b, pos, MUL(g, MUL(node, un(b, MX_OP_LOG, safe))), zero);
+  gin[0] = out(b, unbroadcast(b, ga, in[0]));
+  gin[1] = out(b, unbroadcast(b, gb, in[1]));
+  END;
+}
+/* Ties send the gradient to the first argument. */
+static mx_status minmax(mx_array *const *in, mx_array *g, mx_array **gin, mx_op cmp) {
+  bld bb = {0}, *b = &bb;
+  mx_array *first = bin(b, cmp, in[0], in[1]);
+  mx_array *zero = scalar(b, 0, g);
+  gin[0] = out(b, unbroadcast(b, select3(b, first, g, zero), in[0]));
+  gin[1] = out(b, unbroadcast(b, select3(b, first, zero, g), in[1]));
+  return finish(b);
+}
+RULE(MAX) { (void)node; return minmax(in, g, gin, MX_OP_GREATER_EQUAL); }
+RULE(MIN) { (void)node; return minmax(in, g, gin, MX_OP_LESS_EQUAL); }
+/* a rem b = a - trunc(a/b) b, so d/db = -trunc(a/b) = -(a - out)/b. */
+RULE(REMAINDER) {
+  BEGIN;
+  gin[0] = out(b, unbroadcast(b, g, in[0]));
+  gin[1] = out(b, unbroadcast(b, un(b, MX_OP_NEGATE, MUL(g, DIV(SUB(in[0], node), in[1]))), in[1]));
+  END;
+}
+RULE(ATAN2) {
+  BEGIN;
+  mx_array *d = DIV(g, ADD(un(b, MX_OP_SQUARE, in[0]), un(b, MX_OP_SQUARE, in[1])));
+  gin[0] = out(b, unbroadcast(b, MUL(d, in[1]), in[0]));
+  gin[1] = out(b, unbroadcast(b, un(b, MX_OP_NEGATE, MUL(d, in[0])), in[1]));
+  END;
+}
+RULE(LOGADDEXP) {
+  BEGIN;
+  gin[0] = out(b, unbroadcast(b, MUL(g, un(b, MX_OP_EXP, SUB(in[0], node))), in[0]));
+  gin[1] = out(b, unbroadcast(b, MUL(g, un(b, MX_OP_EXP, SUB(in[1], node))), in[1]));
+  END;
+}
+RULE(SELECT) {
+  BEGIN;
+  mx_array *zero = scalar(b, 0, node);
+  gin[1] = out(b, unbroadcast(b, select3(b, in[0], g, zero), in[1]));
+  gin[2] = out(b, unbroadcast(b, select3(b, in[0], zero, g), in[2]));
+  END;
+}
+
+/* ---- reductions and scans ------------------------------------------------------- */
+
+RULE(SUM) { BEGIN; gin[0] = out(b, broadcast(b, expand_reduced(b, g, node, in[0]), in[0])); END; }
+/* d prod / d x_i = prod / x_i (inputs equal to 0 give NaN/inf: a documented limitation). */
+RULE(PRODUCT) {
+  BEGIN;
+  mx_array *gk = expand_reduced(b, g, node, in[0]), *pk = expand_reduced(b, node, node, in[0]);
+  gin[0] = out(b, DIV(MUL(gk, pk), in[0]));
+  END;
+}
+/* Ties share the gradient equally. */
+static mx_status extreme(mx_array *node, mx_array *const *in, mx_array *g, mx_array **gin) {
+  bld bb = {0}, *b = &bb;
+  mx_array *hit = cast(b, bin(b, MX_OP_EQUAL, in[0], expand_reduced(b, node, node, in[0])), (mx_dtype)node->dtype);
+  int axes[MX_MAX_RANK];
+  for (int i = 0; i < node->params->nip; i++) axes[i] = (int)node->params->ip[i];
+  mx_array *count = sum(b, hit, axes, node->params->nip, 1);
+  gin[0] = out(b, MUL(DIV(hit, count), expand_reduced(b, g, node, in[0])));
+  return finish(b);
+}
+RULE(REDUCE_MAX) { return extreme(node, in, g, gin); }
+RULE(REDUCE_MIN) { return extreme(node, in, g, gin); }
+
+static mx_array *scan(bld *b, mx_op op, mx_array *x, int axis, int reverse) {
+  mx_array *o = NULL;
+  if (b->st || !x) return NULL;
+  return keep(b, mx_scan(op, x, axis, reverse, &o), &o);
+}
+RULE(CUMULATIVE_SUM) {
+  BEGIN;
+  int rev = node->params->flags & MX_F_REVERSE;
+  gin[0] = out(b, scan(b, MX_OP_CUMULATIVE_SUM, g, node->params->axis, !rev));
+  END;
+}
+/* d out_j / d x_i = out_j / x_i for j >= i (zeros in x give NaN/inf, as for product). */
+RULE(CUMULATIVE_PRODUCT) {
+  BEGIN;
+  int rev = node->params->flags & MX_F_REVERSE;
+  gin[0] = out(b, DIV(scan(b, MX_OP_CUMULATIVE_SUM, MUL(g, node), node->params->axis, !rev), in[0]));
+  END;
+}
+
+/* ---- shape and indexing ----------------------------------------------------------- */
+
+RULE(RESHAPE) { BEGIN; gin[0] = out(b, reshape(b, g, in[0]->ndim, in[0]->shape)); END; }
+RULE(TRANSPOSE) {
+  BEGIN;
+  int inv[MX_MAX_RANK];
+  for (int i = 0; i < node->ndim; i++) inv[node->params->ip[i]] = i;
+  gin[0] = out(b, transpose(b, g, inv));
+  END;
+}
+RULE(BROADCAST) { BEGIN; gin[0] = out(b, unbroadcast(b, g, in[0])); END; }
+
+static mx_array *slice(bld *b, mx_array *x, const int64_t *start, const int64_t *stop, const int64_t *stride) {
+  mx_array *o = NULL;
+  if (b->st || !x) return NULL;
+  return keep(b, mx_slice(x, start, stop, stride, &o), &o);
+}
+static mx_array *pad(bld *b, mx_array *x, const int64_t *lo, const int64_t *hi, const int64_t *interior) {
+  mx_array *o = NULL;
+  if (b->st || !x) return NULL;
+  mx_array *z = scalar(b, 0, x);
+  if (!z) return NULL;
+  return keep(b, mx_pad(x, z, lo, hi, interior, &o), &o);
+}
+
+RULE(CONCATENATE) {
+  BEGIN;
+  int ax = node->params->axis;
+  int64_t start[MX_MAX_RANK] = {0}, stop[MX_MAX_RANK], stride[MX_MAX_RANK];
+  for (int d = 0; d < node->ndim; d++) {
+    stop[d] = node->shape[d];
+    stride[d] = 1;
+  }
+  for (int i = 0; i < node->n_in && !b->st; i++) {
+    stop[ax] = start[ax] + in[i]->shape[ax];
+    gin[i] = out(b, slice(b, g, start, stop, stride));
+    start[ax] = stop[ax];
+  }
+  END;
+}
+/* The slice's cotangent lands back in place: zeros around it and between strides. */
+RULE(SLICE) {
+  BEGIN;
+  const mx_array *a = in[0];
+  int r = a->ndim, empty = 0;
+  int64_t lo[MX_MAX_RANK], hi[MX_MAX_RANK], interior[MX_MAX_RANK];
+  for (int d = 0; d < r; d++) {
+    int64_t s = node->params->ip[d], k = node->params->ip[r + d], n = node->shape[d];
+    empty |= n == 0;
+    lo[d] = s;
+    interior[d] = k - 1;
+    hi[d] = n > 0 ? a->shape[d] - (s + (n - 1) * k + 1) : 0;
+  }
+  gin[0] = out(b, empty ? zeros_like(b, a) : pad(b, g, lo, hi, interior));
+  END;
+}
+/* Undo the crop (negative lo/hi) with zeros, then take every (interior+1)-th element. */
+RULE(PAD) {
+  BEGIN;
+  const mx_array *a = in[0];
+  int r = a->ndim, empty = 0;
+  int64_t glo[MX_MAX_RANK], ghi[MX_MAX_RANK], zero[MX_MAX_RANK] = {0};
+  int64_t start[MX_MAX_RANK], stop[MX_MAX_RANK], stride[MX_MAX_RANK];
+  for (int d = 0; d < r; d++) {
+    int64_t lo = node->params->ip[d], hi = node->params->ip[r + d], in_ = node->params->ip[2 * r + d];
+    glo[d] = lo < 0 ? -lo : 0;
+    ghi[d] = hi < 0 ? -hi : 0;
+    start[d] = lo > 0 ? lo : 0;
+    stride[d] = in_ + 1;
+    stop[d] = a->shape[d] > 0 ? start[d] + (a->shape[d] - 1) * stride[d] + 1 : start[d];
+    empty |= a->shape[d] == 0;
+  }
+  mx_array *full = pad(b, g, glo, ghi, zero);
+  gin[0] = out(b, empty ? zeros_like(b, a) : slice(b, full, start, stop, stride));
+  /* The pad value receives the rest of the cotangent. */
+  mx_array *total = sum(b, g, NULL, -1, 0);
+  gin[1] = out(b, empty ? total : SUB(total, sum(b, gin[0], NULL, -1, 0)));
+  END;
+}
+RULE(REVERSE) {
+  BEGIN;
+  int axes[MX_MAX_RANK];
+  for (int i = 0; i < node->params->nip; i++) axes[i] = (int)node->params->ip[i];
+  mx_array *o = NULL;
+  if (!b->st) gin[0] = out(b, keep(b, mx_reverse(g, axes, node->params->nip, &o), &o));
+  END;
+}
+
+static mx_array *indexed_add(bld *b, mx_array *a, mx_array *idx, mx_array *upd) {
+  mx_array *o = NULL;
+  if (b->st || !a || !idx || !upd) return NULL;
+  return keep(b, mx_indexed_add(a, idx, upd, &o), &o);
+}
+static mx_array *gather(bld *b, mx_array *a, mx_array *idx) {
+  mx_array *o = NULL;
+  if (b->st || !a || !idx) return NULL;
+  return keep(b, mx_gather(a, idx, &o), &o);
+}
+
+/* Move the axis to the front, scatter-add the rows of g there, move it back. */
+RULE(TAKE) {
+  BEGIN;
+  const mx_array *a = in[0], *idx = in[1];
+  int ax = node->params->axis, r = a->ndim, q = idx->ndim;
+  int perm[MX_MAX_RANK], k = 0;
+  int64_t zshape[MX_MAX_RANK], gshape[MX_MAX_RANK], n = idx->size;
+  zshape[0] = a->shape[ax];
+  gshape[0] = n;
+  for (int d = 0, j = 1; d < r; d++)
+    if (d != ax) zshape[j] = gshape[j] = a->shape[d], j++;
+  for (int d = 0; d < q; d++) perm[k++] = ax + d;
+  for (int d = 0; d < ax; d++) perm[k++] = d;
+  for (int d = ax + q; d < node->ndim; d++) perm[k++] = d;
+  mx_array *zero = NULL;
+  if (!b->st) zero = keep(b, mx_full((mx_dtype)a->dtype, r, zshape, 0, &zero), &zero);
+  int64_t col[2] = {n, 1};
+  mx_array *rows = reshape(b, transpose(b, g, perm), r, gshape);
+  mx_array *scattered = indexed_add(b, zero, reshape(b, in[1], 2, col), rows);
+  int back[MX_MAX_RANK];
+  for (int d = 0; d < r; d++) back[d] = d < ax ? d + 1 : d == ax ? 0 : d;
+  gin[0] = out(b, transpose(b, scattered, back));
+  END;
+}
+/* Full coordinates of every element of g (iota on the other axes), then a scatter-add. */
+RULE(TAKE_ALONG_AXIS) {
+  BEGIN;
+  const mx_array *a = in[0], *idx = in[1];
+  int ax = node->params->axis, r = a->ndim;
+  mx_array *coords[MX_MAX_RANK] = {0};
+  for (int d = 0; d < r; d++) {
+    if (d == ax) {
+      coords[d] = in[1];
+    } else {
+      mx_array *o = NULL;
+      coords[d] = b->st ? NULL : keep(b, mx_iota(MX_S64, idx->ndim, idx->shape, d, &o), &o);
+    }
+  }
+  mx_array *stacked = NULL;
+  if (!b->st) stacked = keep(b, mx_stack(coords, r, -1, &stacked), &stacked);
+  int64_t ishape[2] = {idx->size, r}, gshape[1] = {idx->size};
+  gin[0] = out(b, indexed_add(b, zeros_like(b, a), reshape(b, stacked, 2, ishape), reshape(b, g, 1, gshape)));
+  END;
+}
+RULE(GATHER) {
+  BEGIN;
+  const mx_array *a = in[0], *idx = in[1];
+  int k = (int)idx->shape[idx->ndim - 1];
+  int64_t n = k > 0 ? idx->size / k : 0;
+  int64_t ishape[2] = {n, k}, gshape[MX_MAX_RANK];
+  gshape[0] = n;
+  for (int d = k; d < a->ndim; d++) gshape[1 + d - k] = a->shape[d];
+  gin[0] = out(b, indexed_add(b, zeros_like(b, a), reshape(b, in[1], 2, ishape), reshape(b, g, 1 + a->ndim - k, gshape)));
+  END;
+}
+RULE(INDEXED_ADD) {
+  BEGIN;
+  gin[0] = out(b, g);
+  gin[2] = out(b, gather(b, g, in[1]));
+  END;
+}
+/* Overwritten positions get no gradient from a; with repeated indices the last update wins. */
+RULE(INDEXED_PUT) {
+  BEGIN;
+  mx_array *o = NULL, *z = zeros_like(b, in[2]);
+  if (!b->st && z) gin[0] = out(b, keep(b, mx_indexed_put(g, in[1], z, &o), &o));
+  gin[2] = out(b, gather(b, g, in[1]));
+  END;
+}
+/* The inverse permutation of the sort sends each cotangent back to its element. */
+RULE(SORT) {
+  BEGIN;
+  int ax = node->params->axis, desc = !!(node->params->flags & MX_F_DESC);
+  mx_array *perm = NULL, *inv = NULL, *o = NULL;
+  if (!b->st) perm = keep(b, mx_argsort(in[0], ax, desc, &perm), &perm);
+  if (!b->st) inv = keep(b, mx_argsort(perm, ax, 0, &inv), &inv);
+  if (!b->st) gin[0] = out(b, keep(b, mx_take_along_axis(g, inv, ax, &o), &o));
+  END;
+}
+
+static mx_array *swap_last(bld *b, mx_array *x) {
+  if (b->st || !x) return NULL;
+  int perm[MX_MAX_RANK];
+  for (int d = 0; d < x->ndim; d++) perm[d] = d;
+  perm[x->ndim - 2] = x->ndim - 1;
+  perm[x->ndim - 1] = x->ndim - 2;
+  return transpose(b, x, perm);
+}
+static mx_array *matmul(bld *b, mx_array *x, mx_array *y) {
+  mx_array *o = NULL;
+  if (b->st || !x || !y) return NULL;
+  return keep(b, mx_matmul(x, y, &o), &o);
+}
+RULE(MATMUL) {
+  BEGIN;
+  gin[0] = out(b, unbroadcast(b, matmul(b, g, swap_last(b, in[1])), in[0]));
+  gin[1] = out(b, unbroadcast(b, matmul(b, swap_last(b, in[0]), g), in[1]));
+  END;
+}
+
+/* ---- the driver -------------------------------------------------------------------- */
+
+mx_status mx_trace_input(mx_array *a, mx_array **out_) {
+  mx_status st = mx_reshape(a, a->ndim, a->shape, out_);
+  if (!st) (*out_)->traced = 1;
+  return st;
+}
+
+mx_status mx_stop_gradient(mx_array *a, mx_array **out_) {
+  mx_status st = mx_node_new(MX_OP_STOP_GRADIENT, (mx_dtype)a->dtype, a->ndim, a->shape, 1, &a, NULL, out_);
+  if (!st) (*out_)->cost = 0;
+  return st;
+}
+
+typedef struct {
+  mx_array *node;
+  mx_array **in; /* retained copies: the graph may change under us */
+  int n_in;
+  int depends;   /* reaches a wrt node */
+  mx_array *cot;
+} entry;
+
+typedef struct {
+  entry *v;      /* in discovery order */
+  size_t n, cap;
+  size_t *post;  /* entry indices in post-order: inputs before consumers */
+  size_t npost;
+  size_t *slots; /* open addressing: index + 1, 0 = empty */
+  size_t nslots;
+} tape;
+
+static size_t hash_ptr(const void *p, size_t nslots) { return ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull & (nslots - 1); }
+
+static int64_t find(const tape *t, const mx_array *a) {
+  if (!t->nslots) return -1;
+  for (size_t h = hash_ptr(a, t->nslots);; h = (h + 1) & (t->nslots - 1)) {
+    if (!t->slots[h]) return -1;
+    if (t->v[t->slots[h] - 1].node == a) return (int64_t)t->slots[h] - 1;
+  }
+}
+
+static int rehash(tape *t, size_t nslots) {
+  size_t *slots = calloc(nslots, sizeof *slots);
+  if (!slots) return 0;
+  for (size_t i = 0; i < t->n; i++) {
+    size_t h = hash_ptr(t->v[i].node, nslots);
+    while (slots[h]) h = (h + 1) & (nslots - 1);
+    slots[h] = i + 1;
+  }
+  free(t->slots);
+  t->slots = slots;
+  t->nslots = nslots;
+  return 1;
+}
+
+static int64_t add_entry(tape *t, mx_array *a) {
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? 2 * t->cap : 64;
+    entry *v = realloc(t->v, cap * sizeof *v);
+    if (v) t->v = v;
+    size_t *post = realloc(t->post, cap * sizeof *post);
+    if (post) t->post = post;
+    if (!v || !post) return -1;
+    t->cap = cap;
+  }
+  if (2 * (t->n + 1) > t->nslots && !rehash(t, t->nslots ? 2 * t->nslots : 128)) return -1;
+  entry *e = &t->v[t->n];
+  memset(e, 0, sizeof *e);
+  mx_retain(a);
+  e->node = a;
+  size_t h = hash_ptr(a, t->nslots);
+  while (t->slots[h]) h = (h + 1) & (t->nslots - 1);
+  t->slots[h] = ++t->n;
+  return (int64_t)t->n - 1;
+}
+
+static void tape_free(tape *t) {
+  for (size_t i = 0; i < t->n; i++) {
+    for (int j = 0; j < t->v[i].n_in; j++) mx_release(t->v[i].in[j]);
+    free(t->v[i].in);
+    mx_release(t->v[i].node);
+    mx_release(t->v[i].cot);
+  }
+  free(t->v);
+  free(t->slots);
+  free(t->post);
+}
+
+static int is_wrt(mx_array *a, mx_array *const *wrt, int n) {
+  for (int i = 0; i < n; i++)
+    if (wrt[i] == a) return 1;
+  return 0;
+}
+
+/* Post-order over traced nodes from the outputs; wrt nodes are leaves. */
+static mx_status record(tape *t, mx_array *const *outs, int n_out, mx_array *const *wrt, int n_wrt) {
+  int64_t *stack = NULL, *next = NULL;
+  size_t sn = 0, scap = 0;
+  mx_status st = MX_OK;
+  for (int r = 0; r < n_out && !st; r++) {
+    if (find(t, outs[r]) >= 0) continue;
+    int64_t root = add_entry(t, outs[r]);
+    if (root < 0) return mx_error(MX_ENOMEM, "[vjp] out of memory");
+    /* stack of entry indices with the next input to visit */
+#define PUSH(i)                                                                   \
+  do {                                                                            \
+    if (sn == scap) {                                                             \
+      scap = scap ? 2 * scap : 64;                                                \
+      int64_t *s2 = realloc(stack, scap * sizeof *s2), *n2 = realloc(next, scap * sizeof *n2); \
+      if (s2) stack = s2;                                                         \
+      if (n2) next = n2;                                                          \
+      if (!s2 || !n2) { st = mx_error(MX_ENOMEM, "[vjp] out of memory"); break; } \
+    }                                                                             \
+    stack[sn] = (i);                                                              \
+    next[sn++] = 0;                                                               \
+  } while (0)
+    PUSH(root);
+    while (sn > 0 && !st) {
+      entry *e = &t->v[stack[sn - 1]];
+      mx_array *x = e->node;
+      int leaf = is_wrt(x, wrt, n_wrt) || !x->traced;
+      if (next[sn - 1] == 0 && !leaf && !e->in) {
+        /* First visit: copy the inputs (a dispose could detach them later). */
+        mx_graph_lock();
+        e->n_in = x->n_in;
+        e->in = e->n_in ? malloc(sizeof(mx_array *) * (size_t)e->n_in) : NULL;
+        if (e->n_in && !e->in) e->n_in = 0;
+        for (int i = 0; i < e->n_in; i++) {
+          e->in[i] = x->in[i];
+          mx_retain(e->in[i]);
+        }
+        mx_graph_unlock();
+      }
+      if (!leaf && next[sn - 1] < e->n_in) {
+        mx_array *p = e->in[next[sn - 1]++];
+        if (find(t, p) < 0) {
+          int64_t j = add_entry(t, p);
+          if (j < 0) {
+            st = mx_error(MX_ENOMEM, "[vjp] out of memory");
+            break;
+          }
+          PUSH(j);
+        }
+        continue;
+      }
+      /* All inputs done: this node depends on wrt if it is one or an input does. */
+      e = &t->v[stack[sn - 1]];
+      e->depends = is_wrt(x, wrt, n_wrt);
+      for (int i = 0; i < e->n_in && !e->depends; i++) e->depends = t->v[find(t, e->in[i])].depends;
+      t->post[t->npost++] = (size_t)stack[--sn];
+    }
+#undef PUSH
+  }
+  free(stack);
+  free(next);
+  return st;
+}
+
+static mx_status accumulate(entry *e, mx_array *c) {
+  if (!e->cot) {
+    e->cot = c;
+    return MX_OK;
+  }
+  mx_array *s;
+  mx_status st = mx_binary(MX_OP_ADD, e->cot, c, &s);
+  mx_release(c);
+  if (st) return st;
+  mx_release(e->cot);
+  e->cot = s;
+  return MX_OK;
+}
+
+mx_status mx_vjp(mx_array *const *outs, mx_array *const *cots, int n_out, mx_array *const *wrt, int n_wrt,
+                 mx_array **grads) {
+  char b1[128], b2[128];
+  for (int i = 0; i < n_out; i++)
+    if (cots[i]->ndim != outs[i]->ndim || memcmp(cots[i]->shape, outs[i]->shape, sizeof(int64_t) * (size_t)outs[i]->ndim))
+      return mx_error(MX_EINVAL, "[vjp] cotangent %d is %s but its output is %s; they must have the same shape", i,
+                      mx_describe(cots[i], b1, sizeof b1), mx_describe(outs[i], b2, sizeof b2));
+  tape t = {0};
+  mx_status st = record(&t, outs, n_out, wrt, n_wrt);
+  for (int i = 0; i < n_out && !st; i++) {
+    entry *e = &t.v[find(&t, outs[i])];
+    if (!e->depends || !mx_is_float((mx_dtype)outs[i]->dtype)) continue;
+    mx_array *c;
+    st = mx_cast(cots[i], (mx_dtype)outs[i]->dtype, &c);
+    if (!st) st = accumulate(e, c);
+  }
+  /* Reverse post-order: every consumer is done before its inputs. */
+  for (size_t k = t.npost; k-- > 0 && !st;) {
+    entry *e = &t.v[t.post[k]];
+    if (!e->cot || !e->depends || is_wrt(e->node, wrt, n_wrt)) continue;
+    mx_array *x = e->node;
+    const mx_op_info *info = &mx_ops[x->op];
+    if (info->grad == 'N') {
+      st = mx_error(MX_EINVAL, "[%s] has no gradient yet; wrap its input in Mx.stop_gradient/1 if it needs none", info->name);
+      break;
+    }
+    if (info->grad == 'D') {
+      mx_array *local[8] = {0}, **gin = e->n_in <= 8 ? local : calloc((size_t)e->n_in, sizeof *gin);
+      if (!gin) {
+        st = mx_error(MX_ENOMEM, "[vjp] out of memory");
+        break;
+      }
+      st = info->vjp(x, e->in, e->cot, gin);
+      for (int i = 0; i < e->n_in; i++) {
+        if (!gin[i]) continue;
+        entry *p = &t.v[find(&t, e->in[i])];
+        if (!st && p->depends && mx_is_float((mx_dtype)p->node->dtype)) st = accumulate(p, gin[i]);
+        else mx_release(gin[i]);
+      }
+      if (gin != local) free(gin);
+    }
+    mx_release(e->cot); /* done with it: frees memory as the walk goes */
+    e->cot = NULL;
+  }
+  int made = 0;
+  for (; made < n_wrt && !st; made++) {
+    int64_t i = find(&t, wrt[made]);
+    if (i >= 0 && t.v[i].cot) {
+      grads[made] = t.v[i].cot;
+      mx_retain(grads[made]);
+    } else {
+      st = mx_full((mx_dtype)wrt[made]->dtype, wrt[made]->ndim, wrt[made]->shape, 0, &grads[made]);
+      if (st) break;
+    }
+  }
+  if (st)
+    for (int i = 0; i < made; i++) mx_release(grads[i]);
+  tape_free(&t);
+  return st;
+}

@@ -1,0 +1,264 @@
+defmodule Mx.Transforms do
+  @moduledoc """
+  Function transforms on the lazy graph: `grad/2`, `value_and_grad/2`,
+  `vjp/3`, `jvp/3` and `stop_gradient/1` (also available as `Mx.grad/2` and
+  friends).
+
+  A transform runs the function once on *traced* inputs: arrays built from
+  them are graph nodes that stay attached to their inputs even after
+  evaluation. The gradient is then built in C by walking back from the
+  output with one rule per primitive (`c_src/autodiff.c`). The result is an
+  ordinary lazy graph, so gradients compose: the gradient of a gradient
+  works, and `jvp/3` is computed as the vjp of the vjp (which is linear in
+  its cotangent).
+
+  Functions take and return arrays, numbers, or tuples, lists and maps of
+  them; gradients come back in the same shape of container as the inputs
+  they belong to.
+
+      iex> f = fn x -> Mx.sum(Mx.multiply(x, x)) end
+      iex> Mx.grad(f).(Mx.tensor([1.0, 2.0, 3.0])) |> Mx.to_list()
+      [2.0, 4.0, 6.0]
+  """
+
+  alias Mx.{Array, NIF}
+
+  @type container :: Array.t() | number() | tuple() | list() | map()
+
+  @doc """
+  Returns a function with `f`'s arity that computes `{f(args), gradient}`.
+  `f` must return a one-element array (the value being differentiated).
+  `argnums` picks the arguments to differentiate: an integer (the gradient
+  has that argument's shape of container) or a list of integers (a list of
+  gradients).
+
+      iex> f = fn x, y -> Mx.sum(Mx.multiply(x, y)) end
+      iex> {value, {gx, gy}} = Mx.value_and_grad(f, [0, 1]).(Mx.tensor([1.0, 2.0]), Mx.tensor([3.0, 4.0])) |> then(fn {v, [a, b]} -> {v, {a, b}} end)
+      iex> {Mx.to_number(value), Mx.to_list(gx), Mx.to_list(gy)}
+      {11.0, [3.0, 4.0], [1.0, 2.0]}
+  """
+  @spec value_and_grad(function(), non_neg_integer() | [non_neg_integer()]) :: function()
+  def value_and_grad(f, argnums \\ 0) when is_function(f) do
+    {:arity, arity} = Function.info(f, :arity)
+    nums = List.wrap(argnums)
+
+    if Enum.any?(nums, &(not is_integer(&1) or &1 < 0 or &1 >= arity)) do
+      raise ArgumentError, "argnums #{inspect(argnums)} must name arguments of a function of arity #{arity}"
+    end
+
+    with_arity(arity, fn args ->
+      {value, grads} = value_and_grad_apply(f, args, nums)
+      {value, if(is_integer(argnums), do: hd(grads), else: grads)}
+    end)
+  end
+
+  @doc """
+  Returns a function with `f`'s arity that computes the gradient of `f`
+  with respect to the `argnums` arguments (see `value_and_grad/2`).
+
+      iex> Mx.grad(fn x -> Mx.sum(Mx.exp(x)) end).(Mx.tensor([0.0])) |> Mx.to_list()
+      [1.0]
+  """
+  @spec grad(function(), non_neg_integer() | [non_neg_integer()]) :: function()
+  def grad(f, argnums \\ 0) do
+    vg = value_and_grad(f, argnums)
+    {:arity, arity} = Function.info(f, :arity)
+    with_arity(arity, fn args -> elem(apply(vg, args), 1) end)
+  end
+
+  @doc """
+  Reverse mode: `{f(primals...), cotangents pulled back to each primal}`.
+  `primals` is the list of `f`'s arguments and `cotangents` has the shape of
+  `f`'s output.
+
+      iex> {y, [g]} = Mx.vjp(fn x -> Mx.multiply(x, 3.0) end, [Mx.tensor([1.0, 2.0])], Mx.tensor([1.0, 10.0]))
+      iex> {Mx.to_list(y), Mx.to_list(g)}
+      {[3.0, 6.0], [3.0, 30.0]}
+  """
+  @spec vjp(function(), [container()], container()) :: {container(), [container()]}
+  def vjp(f, primals, cotangents) when is_function(f) and is_list(primals) do
+    traced(fn ->
+      {args, wrt} = mark_all(primals)
+      y = apply(f, args)
+      y_leaves = leaves(y)
+      cot_leaves = cotangents |> leaves() |> Enum.map(&Mx.tensor/1)
+
+      if length(cot_leaves) != length(y_leaves) do
+        raise ArgumentError, "vjp: #{length(y_leaves)} output arrays but #{length(cot_leaves)} cotangents"
+      end
+
+      grads = pull_back(y_leaves, cot_leaves, wrt)
+      {y, rebuild_each(primals, grads)}
+    end)
+  end
+
+  @doc """
+  Forward mode: `{f(primals...), the directional derivative along tangents}`,
+  where `tangents` has one entry per primal and the result has the shape of
+  `f`'s output.
+
+      iex> {y, t} = Mx.jvp(fn x -> Mx.square(x) end, [Mx.tensor([3.0])], [Mx.tensor([1.0])])
+      iex> {Mx.to_list(y), Mx.to_list(t)}
+      {[9.0], [6.0]}
+  """
+  @spec jvp(function(), [container()], [container()]) :: {container(), container()}
+  def jvp(f, primals, tangents) when is_function(f) and is_list(primals) and is_list(tangents) do
+    traced(fn ->
+      {args, wrt} = mark_all(primals)
+      y = apply(f, args)
+      y_leaves = leaves(y)
+      t_leaves = tangents |> leaves() |> Enum.map(&Mx.tensor/1)
+
+      if length(t_leaves) != length(wrt) do
+        raise ArgumentError, "jvp: #{length(wrt)} primal arrays but #{length(t_leaves)} tangents"
+      end
+
+      # u stands for the output cotangent; J^T u is linear in u, so its vjp along t is J t.
+      us = Enum.map(y_leaves, fn y -> NIF.trace_input(Mx.zeros(y.shape, type: y.type).ref) |> Array.wrap() end)
+      jtu = pull_back(y_leaves, us, wrt)
+      jt = pull_back(jtu, t_leaves, us)
+      {y, rebuild(y, jt) |> elem(0)}
+    end)
+  end
+
+  @doc """
+  The identity on values that blocks gradients: nothing flows back through it.
+
+      iex> Mx.grad(fn x -> Mx.sum(Mx.multiply(x, Mx.stop_gradient(x))) end).(Mx.tensor([2.0])) |> Mx.to_list()
+      [2.0]
+  """
+  @spec stop_gradient(Array.t()) :: Array.t()
+  def stop_gradient(%Array{ref: ref}), do: NIF.stop_gradient(ref) |> Array.wrap()
+
+  # ---- machinery ---------------------------------------------------------------------
+
+  defp value_and_grad_apply(f, args, nums) do
+    traced(fn ->
+      {args, wrt_by_arg} =
+        args
+        |> Enum.with_index()
+        |> Enum.map_reduce(%{}, fn {arg, i}, acc ->
+          if i in nums do
+            {marked, wrt} = mark(arg)
+            {marked, Map.put(acc, i, {arg, wrt})}
+          else
+            {arg, acc}
+          end
+        end)
+
+      value = apply(f, args)
+
+      unless match?(%Array{}, value) and Mx.size(value) == 1 do
+        raise ArgumentError,
+              "grad needs a function returning a one-element array, got #{inspect_value(value)}; " <>
+                "reduce it (e.g. Mx.sum/1) or use Mx.vjp/3"
+      end
+
+      wrt = Enum.flat_map(nums, fn i -> elem(wrt_by_arg[i], 1) end)
+      grads = pull_back([value], [Mx.ones(value.shape, type: value.type)], wrt)
+
+      {per_arg, []} =
+        Enum.map_reduce(nums, grads, fn i, rest -> rebuild(elem(wrt_by_arg[i], 0), rest) end)
+
+      {value, per_arg}
+    end)
+  end
+
+  defp inspect_value(%Array{} = a), do: Mx.describe(a)
+  defp inspect_value(other), do: inspect(other, limit: 5)
+
+  # Runs fun with the trace depth raised; at depth 0 the results are cut loose
+  # from the traced graph so loops do not keep every iteration's graph alive.
+  defp traced(fun) do
+    depth = Process.get(:mx_trace_depth, 0)
+    Process.put(:mx_trace_depth, depth + 1)
+
+    result =
+      try do
+        fun.()
+      after
+        Process.put(:mx_trace_depth, depth)
+      end
+
+    if depth == 0, do: untrace(result), else: result
+  end
+
+  defp untrace(%Array{} = a), do: stop_gradient(a)
+  defp untrace(t) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.map(&untrace/1) |> List.to_tuple()
+  defp untrace(l) when is_list(l), do: Enum.map(l, &untrace/1)
+  defp untrace(%_{} = s), do: s
+  defp untrace(m) when is_map(m), do: Map.new(m, fn {k, v} -> {k, untrace(v)} end)
+  defp untrace(other), do: other
+
+  defp pull_back(outs, cots, wrt) do
+    NIF.vjp(Enum.map(outs, & &1.ref), Enum.map(cots, & &1.ref), Enum.map(wrt, & &1.ref))
+    |> Enum.map(&Array.wrap/1)
+  end
+
+  defp mark_all(primals) do
+    {args, wrts} = Enum.map(primals, &mark/1) |> Enum.unzip()
+    {args, Enum.concat(wrts)}
+  end
+
+  # Replaces every leaf with a traced alias; returns the new container and its leaves.
+  defp mark(container) do
+    marked = map_leaves(container, fn a -> NIF.trace_input(a.ref) |> Array.wrap() end)
+    {marked, leaves(marked)}
+  end
+
+  defp map_leaves(%Array{} = a, fun), do: fun.(a)
+  defp map_leaves(x, fun) when is_number(x), do: fun.(Mx.tensor(x * 1.0))
+  defp map_leaves(t, fun) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.map(&map_leaves(&1, fun)) |> List.to_tuple()
+  defp map_leaves(l, fun) when is_list(l), do: Enum.map(l, &map_leaves(&1, fun))
+  defp map_leaves(m, fun) when is_map(m) and not is_struct(m), do: Map.new(m, fn {k, v} -> {k, map_leaves(v, fun)} end)
+
+  defp map_leaves(other, _fun) do
+    raise ArgumentError, "cannot differentiate with respect to #{inspect(other)}; use arrays, numbers or containers of them"
+  end
+
+  defp leaves(%Array{} = a), do: [a]
+  defp leaves(x) when is_number(x), do: [x]
+  defp leaves(t) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.flat_map(&leaves/1)
+  defp leaves(l) when is_list(l), do: Enum.flat_map(l, &leaves/1)
+  defp leaves(m) when is_map(m) and not is_struct(m), do: m |> Enum.sort() |> Enum.flat_map(fn {_k, v} -> leaves(v) end)
+  defp leaves(_other), do: []
+
+  # Fills template's leaf positions from `values` in order: {container, rest}.
+  defp rebuild(%Array{}, [v | rest]), do: {v, rest}
+  defp rebuild(x, [v | rest]) when is_number(x), do: {v, rest}
+
+  defp rebuild(t, values) when is_tuple(t) do
+    {items, rest} = t |> Tuple.to_list() |> Enum.map_reduce(values, &rebuild/2)
+    {List.to_tuple(items), rest}
+  end
+
+  defp rebuild(l, values) when is_list(l), do: Enum.map_reduce(l, values, &rebuild/2)
+
+  defp rebuild(m, values) when is_map(m) and not is_struct(m) do
+    {pairs, rest} = m |> Enum.sort() |> Enum.map_reduce(values, fn {k, v}, acc ->
+      {v2, acc} = rebuild(v, acc)
+      {{k, v2}, acc}
+    end)
+
+    {Map.new(pairs), rest}
+  end
+
+  defp rebuild(other, values), do: {other, values}
+
+  defp rebuild_each(primals, grads) do
+    {rebuilt, []} = Enum.map_reduce(primals, grads, &rebuild/2)
+    rebuilt
+  end
+
+  defp with_arity(0, g), do: fn -> g.([]) end
+  defp with_arity(1, g), do: fn a -> g.([a]) end
+  defp with_arity(2, g), do: fn a, b -> g.([a, b]) end
+  defp with_arity(3, g), do: fn a, b, c -> g.([a, b, c]) end
+  defp with_arity(4, g), do: fn a, b, c, d -> g.([a, b, c, d]) end
+  defp with_arity(5, g), do: fn a, b, c, d, e -> g.([a, b, c, d, e]) end
+  defp with_arity(6, g), do: fn a, b, c, d, e, f -> g.([a, b, c, d, e, f]) end
+
+  defp with_arity(n, _g) do
+    raise ArgumentError, "transforms support functions of up to 6 arguments, got arity #{n}; pass a tuple or map instead"
+  end
+end

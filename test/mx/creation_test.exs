@@ -1,0 +1,10 @@
+defmodule Mx.CreationTest do
+  # Reference cases from numpy/scipy (test/reference/creation.exs): one test per case, named by op, dtype and shapes.
+  use ExUnit.Case, async: true
+  alias Mx.ReferenceCase
+
+  for c <- ReferenceCase.load!(["creation"]) do
+    @c c
+    test c.name, do: ReferenceCase.check!(@c)
+  end
+end
