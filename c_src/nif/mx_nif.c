@@ -752,6 +752,17 @@ static ERL_NIF_TERM op_names(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
   return enif_make_list_from_array(env, op_atoms, MX_OP_COUNT);
 }
 
+/* [{name, grad}] with grad :D (vjp rule), :Z (zero gradient) or :N (none yet): the tests iterate it. */
+static ERL_NIF_TERM op_grads(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc, (void)argv;
+  ERL_NIF_TERM list = enif_make_list(env, 0);
+  for (int i = MX_OP_COUNT; i-- > 0;) {
+    char kind[2] = {mx_ops[i].grad, 0};
+    list = enif_make_list_cell(env, enif_make_tuple2(env, op_atoms[i], enif_make_atom(env, kind)), list);
+  }
+  return list;
+}
+
 static ERL_NIF_TERM noop(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)env, (void)argc, (void)argv;
   return atom_ok;
@@ -791,6 +802,109 @@ static ERL_NIF_TERM random_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
   }
   mx_array *out;
   return result(env, mx_random(op, key, (int)np, params, t, flags, nd, shape, &out), &out);
+}
+
+/* ---- linalg: Mx.Linalg's functions behind one NIF, keyed by name ------------------ */
+
+/* linalg(name, [arrays], [numbers]) -> an array or a tuple of arrays. */
+static const struct {
+  const char *name;
+  int n_in, n_par, max_par; /* array count; number count (up to max_par) */
+} linalg_funs[] = {
+    {"cholesky", 1, 0, 0}, {"solve", 2, 0, 0},    {"triangular_solve", 2, 4, 4}, {"inv", 1, 0, 0},
+    {"det", 1, 0, 0},      {"slogdet", 1, 0, 0},  {"qr", 1, 0, 0},               {"svd", 1, 1, 1},
+    {"svdvals", 1, 0, 0},  {"eigh", 1, 0, 0},     {"eigvalsh", 1, 0, 0},         {"norm", 1, 3, 5},
+    {"cross", 2, 1, 1},    {"outer", 2, 0, 0},    {"trace", 1, 1, 1},            {"diag", 1, 1, 1},
+    {"diagonal", 1, 1, 1},
+};
+
+/* An integral parameter within [lo, hi]. */
+static int linalg_int(double v, double lo, double hi, int64_t *out) {
+  if (!(v >= lo && v <= hi) || v != floor(v)) return 0;
+  *out = (int64_t)v;
+  return 1;
+}
+
+static ERL_NIF_TERM linalg(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  char name[24];
+  int f = -1, nf = (int)(sizeof linalg_funs / sizeof linalg_funs[0]);
+  if (enif_get_atom(env, argv[0], name, sizeof name, ERL_NIF_LATIN1))
+    for (int i = 0; i < nf; i++)
+      if (!strcmp(name, linalg_funs[i].name)) f = i;
+  if (f < 0) return badarg(env, "[linalg] unknown function; use one of Mx.Linalg's");
+  mx_array *in[2] = {NULL, NULL};
+  unsigned len;
+  ERL_NIF_TERM head, tail = argv[1];
+  if (!enif_get_list_length(env, argv[1], &len) || len != (unsigned)linalg_funs[f].n_in)
+    return badarg(env, "[%s] expects a list of %d Mx arrays", name, linalg_funs[f].n_in);
+  for (unsigned i = 0; i < len; i++)
+    if (!enif_get_list_cell(env, tail, &head, &tail) || !get_array(env, head, &in[i]))
+      return badarg(env, "[%s] element %u of the array list is not an Mx array", name, i);
+  double par[5] = {0, 0, 0, 0, 0};
+  tail = argv[2];
+  if (!enif_get_list_length(env, argv[2], &len) || len < (unsigned)linalg_funs[f].n_par ||
+      len > (unsigned)linalg_funs[f].max_par)
+    return badarg(env, "[%s] expects %d to %d numeric parameters", name, linalg_funs[f].n_par, linalg_funs[f].max_par);
+  for (unsigned i = 0; i < len; i++)
+    if (!enif_get_list_cell(env, tail, &head, &tail) || !get_number(env, head, &par[i]))
+      return badarg(env, "[%s] parameter %u must be a number, :infinity or :neg_infinity", name, i + 1);
+  int64_t iv[5] = {0};
+  mx_array *o[3] = {NULL, NULL, NULL};
+  int nout = 1;
+  mx_status st;
+  const double big = (double)((int64_t)1 << 53);
+  switch (f) {
+  case 0: st = mx_cholesky(in[0], &o[0]); break;
+  case 1: st = mx_solve(in[0], in[1], &o[0]); break;
+  case 2:
+    for (int i = 0; i < 4; i++)
+      if (!linalg_int(par[i], 0, 1, &iv[i])) return badarg(env, "[triangular_solve] flags must be 0 or 1");
+    st = mx_triangular_solve(in[0], in[1], (int)iv[0], (int)iv[1], (int)iv[2], (int)iv[3], &o[0]);
+    break;
+  case 3: st = mx_inv(in[0], &o[0]); break;
+  case 4: st = mx_det(in[0], &o[0]); break;
+  case 5: st = mx_slogdet(in[0], &o[0], &o[1]), nout = 2; break;
+  case 6: st = mx_qr(in[0], &o[0], &o[1]), nout = 2; break;
+  case 7:
+    if (!linalg_int(par[0], 0, 1, &iv[0])) return badarg(env, "[svd] full_matrices must be 0 or 1");
+    st = mx_svd(in[0], (int)iv[0], &o[0], &o[1], &o[2]), nout = 3;
+    break;
+  case 8: st = mx_svdvals(in[0], &o[0]); break;
+  case 9: st = mx_eigh(in[0], &o[0], &o[1]), nout = 2; break;
+  case 10: st = mx_eigvalsh(in[0], &o[0]); break;
+  case 11: { /* [kind, p, keep | axes] */
+    int axes[2], naxes = (int)len - 3;
+    if (!linalg_int(par[0], MX_NORM_DEFAULT, MX_NORM_P, &iv[0]) || isnan(par[1]) || !linalg_int(par[2], 0, 1, &iv[2]))
+      return badarg(env, "[norm] expects [kind, order, keep | axes]");
+    for (int i = 0; i < naxes; i++) {
+      if (!linalg_int(par[3 + i], -MX_MAX_RANK - 1, MX_MAX_RANK, &iv[3 + i])) return badarg(env, "[norm] axes must be small integers");
+      axes[i] = (int)iv[3 + i];
+    }
+    st = mx_norm(in[0], (mx_norm_kind)iv[0], par[1], naxes ? axes : NULL, naxes ? naxes : -1, (int)iv[2], &o[0]);
+    break;
+  }
+  case 12:
+    if (!linalg_int(par[0], -MX_MAX_RANK - 1, MX_MAX_RANK, &iv[0])) return badarg(env, "[cross] axis must be a small integer");
+    st = mx_cross(in[0], in[1], (int)iv[0], &o[0]);
+    break;
+  case 13: st = mx_outer(in[0], in[1], &o[0]); break;
+  default: /* trace, diag, diagonal: an offset */
+    if (!linalg_int(par[0], -big, big, &iv[0])) return badarg(env, "[%s] offset must be an integer", name);
+    st = f == 14 ? mx_trace(in[0], iv[0], &o[0]) : f == 15 ? mx_diag(in[0], iv[0], &o[0]) : mx_diagonal(in[0], iv[0], &o[0]);
+    break;
+  }
+  if (st) return raise_mx(env);
+  if (nout == 1) return wrap(env, o[0]);
+  ERL_NIF_TERM t[3];
+  for (int i = 0; i < nout; i++) {
+    t[i] = wrap(env, o[i]); /* takes o[i]; a failed wrap is an exception term to return as is */
+    if (enif_is_exception(env, t[i])) {
+      for (int j = i + 1; j < nout; j++) mx_release(o[j]);
+      return t[i];
+    }
+  }
+  return enif_make_tuple_from_array(env, t, (unsigned)nout);
 }
 
 /* ---- registration: scheduler per NIF in one table ------------------------------ */
@@ -850,6 +964,7 @@ static ErlNifFunc funcs[] = {
     {"clear_cache", 0, clear_cache, 0},
     {"set_dirty_threshold", 1, set_dirty_threshold, 0},
     {"op_names", 0, op_names, 0},
+    {"op_grads", 0, op_grads, 0},
     {"noop", 0, noop, 0},
 };
 

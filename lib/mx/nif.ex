@@ -60,5 +60,6 @@ defmodule Mx.NIF do
   def clear_cache, do: nif_not_loaded()
   def set_dirty_threshold(_elements), do: nif_not_loaded()
   def op_names, do: nif_not_loaded()
+  def op_grads, do: nif_not_loaded()
   def noop, do: nif_not_loaded()
 end
