@@ -268,6 +268,12 @@ mx_status mx_stop_gradient(mx_array *a, mx_array **out);
 mx_status mx_vjp(mx_array *const *outs, mx_array *const *cots, int n_out, mx_array *const *wrt, int n_wrt,
                  mx_array **grads);
 
+/* Replays the graph from placeholders holders[] (traced, per-example shapes) to
+ * outs[] on inputs[] (the same with a leading batch axis of size B). results[i]
+ * carries the batch axis first when out_batched[i] is set. */
+mx_status mx_vmap(mx_array *const *outs, int n_out, mx_array *const *holders, mx_array *const *inputs, int n_in,
+                  int64_t B, mx_array **results, int *out_batched);
+
 /* ---- random (ops_random.c) ---- */
 /* A draw of shape `shape` and dtype t from key (u32[2]) by one of the RANDOM_* ops;
  * params broadcast to shape: BITS [offset u32[2]] (optional block offset), NORMAL none,
@@ -282,7 +288,7 @@ mx_status mx_random(mx_op op, mx_array *key, int n_params, mx_array *const *para
  * compute in f32. LAPACK failures (not positive definite, singular, no
  * convergence) are MX_ECOMPUTE at eval, naming the matrix in the batch. */
 mx_status mx_cholesky(mx_array *a, mx_array **out); /* lower L, a = L L^T; reads a's lower triangle */
-/* a x = b; b is [..., n] (vectors) when its rank is a's minus 1, else [..., n, k]; batch axes broadcast. */
+/* a x = b; b is a vector [n], a batch of vectors of a's shape minus the last axis, or [..., n, k]; batch axes broadcast. */
 mx_status mx_solve(mx_array *a, mx_array *b, mx_array **out);
 /* op(a) x = b (left_side) or x op(a) = b, a triangular; only its lower or upper triangle is read. */
 mx_status mx_triangular_solve(mx_array *a, mx_array *b, int lower, int left_side, int transpose_a, int unit_diagonal,

@@ -103,7 +103,8 @@ mx_status mx_cholesky(mx_array *a, mx_array **out) {
 /* ---- solve, inv, triangular_solve ------------------------------------------------------ */
 
 /* a [..., n, n] with b [..., n] / [..., n, k] (left) or [..., k, n] (right), batch axes
- * broadcast. b is a (batch of) vector(s) when vectors is set and its rank is 1 or a's - 1. */
+ * broadcast. With vectors set, b is a vector when it is 1-d, and a batch of vectors
+ * when its shape is a's without the last axis (as torch.linalg.solve decides). */
 static mx_status solve_like(const char *op, mx_op prim, int flags, int left, int vectors, mx_array *a, mx_array *b,
                             mx_array **out) {
   char b1[128], b2[128];
@@ -111,7 +112,7 @@ static mx_status solve_like(const char *op, mx_op prim, int flags, int left, int
     return mx_error(MX_EINVAL, "[%s] a must be a square matrix or a batch of them [..., n, n], got %s", op,
                     mx_describe(a, b1, sizeof b1));
   int64_t n = a->shape[a->ndim - 1];
-  int vector = vectors && b->ndim >= 1 && (b->ndim == 1 || b->ndim == a->ndim - 1);
+  int vector = vectors && (b->ndim == 1 || (b->ndim == a->ndim - 1 && !memcmp(b->shape, a->shape, sizeof(int64_t) * (size_t)b->ndim)));
   if (!vector && b->ndim < 2)
     return mx_error(MX_EINVAL, "[%s] b must be [..., n] or [..., n, k] (a is %s), got %s", op,
                     mx_describe(a, b1, sizeof b1), mx_describe(b, b2, sizeof b2));

@@ -928,6 +928,10 @@ defmodule Mx do
   @spec jvp(function(), list(), list()) :: {term(), term()}
   defdelegate jvp(f, primals, tangents), to: Mx.Transforms
 
+  @doc "See `Mx.Transforms.vmap/3`."
+  @spec vmap(function(), integer() | [integer() | nil], integer()) :: function()
+  defdelegate vmap(f, in_axes \\ 0, out_axes \\ 0), to: Mx.Transforms
+
   @doc "See `Mx.Transforms.stop_gradient/1`."
   @spec stop_gradient(t()) :: t()
   defdelegate stop_gradient(a), to: Mx.Transforms

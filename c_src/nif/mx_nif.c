@@ -590,6 +590,45 @@ static ERL_NIF_TERM vjp(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   return res;
 }
 
+/* vmap(outputs, placeholders, batched_inputs, batch_size) -> [{array, batched?}] */
+static ERL_NIF_TERM vmap(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_array **outs, **holders, **inputs;
+  unsigned n_out, n_h, n_in;
+  ErlNifSInt64 B;
+  if (!enif_get_int64(env, argv[3], &B) || B < 0) return badarg(env, "[vmap] batch size must be a non-negative integer");
+  if (!get_roots(env, argv[0], &outs, &n_out)) return badarg(env, "[vmap] outputs must be a list of Mx arrays");
+  if (!get_roots(env, argv[1], &holders, &n_h)) {
+    enif_free(outs);
+    return badarg(env, "[vmap] placeholders must be a list of Mx arrays");
+  }
+  if (!get_roots(env, argv[2], &inputs, &n_in)) {
+    enif_free(outs);
+    enif_free(holders);
+    return badarg(env, "[vmap] inputs must be a list of Mx arrays");
+  }
+  ERL_NIF_TERM res;
+  mx_array **results = enif_alloc(sizeof(mx_array *) * (n_out ? n_out : 1));
+  int *batched = enif_alloc(sizeof(int) * (n_out ? n_out : 1));
+  if (n_h != n_in) {
+    res = badarg(env, "[vmap] %u placeholders but %u inputs", n_h, n_in);
+  } else if (!results || !batched) {
+    res = raise_with(env, atom_mx_error, "[vmap] out of memory");
+  } else if (mx_vmap(outs, (int)n_out, holders, inputs, (int)n_in, B, results, batched)) {
+    res = raise_mx(env);
+  } else {
+    res = enif_make_list(env, 0);
+    for (unsigned i = n_out; i-- > 0;)
+      res = enif_make_list_cell(env, enif_make_tuple2(env, wrap(env, results[i]), batched[i] ? atom_true : atom_false), res);
+  }
+  if (results) enif_free(results);
+  if (batched) enif_free(batched);
+  enif_free(outs);
+  enif_free(holders);
+  enif_free(inputs);
+  return res;
+}
+
 /* ---- evaluation and reading ----------------------------------------------------- */
 
 /* Decodes a list of arrays into roots (enif_alloc'd). */
@@ -944,9 +983,11 @@ static ErlNifFunc funcs[] = {
     {"trace_input", 1, trace_input, 0},
     {"stop_gradient", 1, stop_gradient, 0},
     {"vjp", 3, vjp, 0},
+    {"vmap", 4, vmap, 0},
     /* random */
     {"random", 6, random_nif, 0},
     /* linalg */
+    {"linalg", 3, linalg, 0},
     /* data: inline when tiny, rescheduled to a dirty CPU scheduler when large */
     {"eval", 1, eval, 0},
     {"to_binary", 1, to_binary, 0},

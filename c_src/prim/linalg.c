@@ -467,7 +467,7 @@ mx_status mx_k_solve(mx_array *out, mx_array *const *in) {
   long long z = (long long)J.fail.info - 1;
   return mx_error(MX_ECOMPUTE,
                   "[%s] %s is singular (U[%lld][%lld] of its LU factorization is exactly zero); "
-                  "a must be invertible: check the input, or use lstsq-style methods (svd) for singular systems",
+                  "a must be invertible: check the input for linearly dependent rows or columns",
                   op, which_matrix(in[0], J.fail.which, w, sizeof w), z, z);
 }
 

@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "kernels.h"
 #include "special.h"
@@ -79,30 +80,65 @@ static inline uint64_t stream_u64(const rctx *c, int64_t idx, uint32_t t) {
   return mx_threefry_u64(c->k0, c->k1, (uint64_t)t | ((uint64_t)(uint32_t)idx << 32));
 }
 
+/* ---- batches of consecutive blocks ------------------------------------------------ */
+
+/* Threefry's rounds form one long dependency chain; running LANES blocks side by
+ * side in plain loops lets the compiler keep them in vector registers. */
+#define LANES 8
+
+static inline void blocks(const rctx *c, uint64_t first, uint32_t w0[LANES], uint32_t w1[LANES]) {
+  uint32_t k0 = c->k0, k1 = c->k1, k2 = 0x1BD11BDAu ^ k0 ^ k1;
+  uint32_t x0[LANES], x1[LANES];
+  for (int l = 0; l < LANES; l++) {
+    uint64_t b = first + (uint64_t)l;
+    x0[l] = (uint32_t)b + k0;
+    x1[l] = (uint32_t)(b >> 32) + k1;
+  }
+#define R(r) \
+  for (int l = 0; l < LANES; l++) x0[l] += x1[l], x1[l] = mx_rotl32(x1[l], r) ^ x0[l];
+#define INJECT(a, b, s) \
+  for (int l = 0; l < LANES; l++) x0[l] += a, x1[l] += b + s;
+  R(13) R(15) R(26) R(6) INJECT(k1, k2, 1u)
+  R(17) R(29) R(16) R(24) INJECT(k2, k0, 2u)
+  R(13) R(15) R(26) R(6) INJECT(k0, k1, 3u)
+  R(17) R(29) R(16) R(24) INJECT(k1, k2, 4u)
+  R(13) R(15) R(26) R(6) INJECT(k2, k0, 5u)
+#undef R
+#undef INJECT
+  for (int l = 0; l < LANES; l++) w0[l] = x0[l], w1[l] = x1[l];
+}
+
 /* ---- RANDOM_BITS ------------------------------------------------------------------ */
 
 static void bits_range(void *ctx, int64_t lo, int64_t hi) {
   rctx *c = ctx;
   mx_dtype t = (mx_dtype)c->out->dtype;
   void *o = mx_data(c->out);
-  int open = c->flags & MX_RANDOM_OPEN;
-  if (t == MX_U64 || t == MX_F64) {
-    for (int64_t i = lo; i < hi; i++) {
-      uint64_t x = mx_threefry_u64(c->k0, c->k1, c->base + (uint64_t)i);
-      if (t == MX_U64) ((uint64_t *)o)[i] = x;
-      else ((double *)o)[i] = open ? mx_u64_to_open_unit(x) : mx_u64_to_unit(x);
+  int open = c->flags & MX_RANDOM_OPEN, wide = t == MX_U64 || t == MX_F64;
+  /* wide: element i is block i; narrow: elements 2j, 2j + 1 are the words of block j */
+  int64_t first = wide ? lo : lo >> 1, last = wide ? hi - 1 : (hi - 1) >> 1;
+  for (int64_t j = first; j <= last; j += LANES) {
+    uint32_t w0[LANES], w1[LANES];
+    blocks(c, c->base + (uint64_t)j, w0, w1);
+    if (t == MX_U32 && 2 * j >= lo && 2 * (j + LANES) <= hi) { /* the common case, straight stores */
+      for (int l = 0; l < LANES; l++) ((uint32_t *)o)[2 * (j + l)] = w0[l], ((uint32_t *)o)[2 * (j + l) + 1] = w1[l];
+      continue;
     }
-    return;
-  }
-  for (int64_t j = lo >> 1; j <= (hi - 1) >> 1; j++) {
-    uint32_t w[2];
-    uint64_t b = c->base + (uint64_t)j;
-    mx_threefry2x32(c->k0, c->k1, (uint32_t)b, (uint32_t)(b >> 32), w);
-    for (int h = 0; h < 2; h++) {
-      int64_t i = 2 * j + h;
-      if (i < lo || i >= hi) continue;
-      if (t == MX_U32) ((uint32_t *)o)[i] = w[h];
-      else ((float *)o)[i] = open ? mx_u32_to_open_unitf(w[h]) : mx_u32_to_unitf(w[h]);
+    for (int l = 0; l < LANES && j + l <= last; l++) {
+      if (wide) {
+        int64_t i = j + l;
+        uint64_t x = (uint64_t)w0[l] | ((uint64_t)w1[l] << 32);
+        if (t == MX_U64) ((uint64_t *)o)[i] = x;
+        else ((double *)o)[i] = open ? mx_u64_to_open_unit(x) : mx_u64_to_unit(x);
+        continue;
+      }
+      for (int h = 0; h < 2; h++) {
+        int64_t i = 2 * (j + l) + h;
+        uint32_t w = h ? w1[l] : w0[l];
+        if (i < lo || i >= hi) continue;
+        if (t == MX_U32) ((uint32_t *)o)[i] = w;
+        else ((float *)o)[i] = open ? mx_u32_to_open_unitf(w) : mx_u32_to_unitf(w);
+      }
     }
   }
 }
@@ -120,30 +156,79 @@ mx_status mx_k_random_bits(mx_array *out, mx_array *const *in) {
 
 /* ---- RANDOM_NORMAL: Box-Muller on pairs ---------------------------------------------- */
 
+/* f32 pairs in vectorizable single precision. The radius takes all 32 bits of word 0,
+ * u = (w0 + 1) 2^-32 in (0, 1], so the tail reaches 6.66 sigma; log u is computed from
+ * u's own exponent and mantissa, so it stays accurate as u -> 1. The angle 2 pi w1 / 2^32
+ * is reduced exactly in integers to a quadrant and |x| <= pi/4, where short Taylor
+ * polynomials are good to a few f32 ulps. */
+static inline void box_muller_f32(uint32_t w0, uint32_t w1, float *z0, float *z1) {
+  float v = (float)w0 + 1.0f; /* in [1, 2^32]; u = v 2^-32 */
+  uint32_t vb;
+  memcpy(&vb, &v, 4);
+  int32_t e = (int32_t)(vb >> 23) - 127 - 32;
+  uint32_t mb = (vb & 0x7fffffu) | 0x3f800000u;
+  float m;
+  memcpy(&m, &mb, 4);
+  int32_t big = mb > 0x3fb504f3u; /* m > sqrt(2): halve it, one more in the exponent */
+  mb -= (uint32_t)big << 23;
+  memcpy(&m, &mb, 4);
+  e += big;
+  float s = (m - 1.0f) / (m + 1.0f), z = s * s;
+  float lnm = 2.0f * s * (1.0f + z * (1.0f / 3 + z * (1.0f / 5 + z * (1.0f / 7 + z * (1.0f / 9)))));
+  float lnu = (float)e * 0.693145751953125f + ((float)e * 1.428606765330187e-06f + lnm); /* ln 2 split hi + lo */
+  float r = sqrtf(-2.0f * lnu);
+  uint32_t q = (w1 + 0x20000000u) >> 30;
+  float x = (float)(int32_t)(w1 - (q << 30)) * (float)(TWO_PI * 0x1p-32);
+  float x2 = x * x;
+  float sn = x * (1.0f - x2 * (1.0f / 6 - x2 * (1.0f / 120 - x2 * (1.0f / 5040 - x2 * (1.0f / 362880)))));
+  float cs = 1.0f - x2 * (0.5f - x2 * (1.0f / 24 - x2 * (1.0f / 720 - x2 * (1.0f / 40320 - x2 * (1.0f / 3628800)))));
+  /* quadrant q: (sin, cos) = (s, c), (c, -s), (-s, -c), (-c, s), by masks so it vectorizes */
+  uint32_t sb, cb, swap = 0u - (q & 1);
+  memcpy(&sb, &sn, 4);
+  memcpy(&cb, &cs, 4);
+  uint32_t sin_b = ((sb & ~swap) | (cb & swap)) ^ ((q & 2) << 30);
+  uint32_t cos_b = ((cb & ~swap) | (sb & swap)) ^ (((q + 1) & 2) << 30);
+  float sin_t, cos_t;
+  memcpy(&sin_t, &sin_b, 4);
+  memcpy(&cos_t, &cos_b, 4);
+  *z0 = r * cos_t;
+  *z1 = r * sin_t;
+}
+
 static void normal_range(void *ctx, int64_t lo, int64_t hi) {
   rctx *c = ctx;
+  int64_t first = lo >> 1, last = (hi - 1) >> 1; /* pairs */
   if ((mx_dtype)c->out->dtype == MX_F32) {
     float *o = mx_data(c->out);
-    for (int64_t j = lo >> 1; j <= (hi - 1) >> 1; j++) {
-      uint32_t w[2];
-      mx_threefry2x32(c->k0, c->k1, (uint32_t)j, (uint32_t)((uint64_t)j >> 32), w);
-      /* radius from all 32 bits, u in (0, 1], so the tail reaches 6.66 sigma; angle in f32 */
-      float r = (float)sqrt(-2.0 * log(((double)w[0] + 1.0) * 0x1p-32));
-      float th = (float)w[1] * (float)(TWO_PI * 0x1p-32);
-      int64_t i = 2 * j;
-      if (i >= lo) o[i] = r * cosf(th);
-      if (i + 1 < hi) o[i + 1] = r * sinf(th);
+    for (int64_t j = first; j <= last; j += LANES) {
+      uint32_t w0[LANES], w1[LANES];
+      float z0[LANES], z1[LANES];
+      blocks(c, (uint64_t)j, w0, w1);
+      for (int l = 0; l < LANES; l++) box_muller_f32(w0[l], w1[l], &z0[l], &z1[l]);
+      if (2 * j >= lo && 2 * (j + LANES) <= hi) { /* interior: every pair lands whole */
+        for (int l = 0; l < LANES; l++) o[2 * (j + l)] = z0[l], o[2 * (j + l) + 1] = z1[l];
+        continue;
+      }
+      for (int l = 0; l < LANES && j + l <= last; l++) {
+        int64_t i = 2 * (j + l);
+        if (i >= lo) o[i] = z0[l];
+        if (i + 1 < hi) o[i + 1] = z1[l];
+      }
     }
   } else {
     double *o = mx_data(c->out);
-    for (int64_t j = lo >> 1; j <= (hi - 1) >> 1; j++) {
-      uint64_t x1 = mx_threefry_u64(c->k0, c->k1, 2 * (uint64_t)j);
-      uint64_t x2 = mx_threefry_u64(c->k0, c->k1, 2 * (uint64_t)j + 1);
-      double r = sqrt(-2.0 * log(((double)(x1 >> 11) + 1.0) * 0x1p-53)); /* u in (0, 1] */
-      double th = TWO_PI * mx_u64_to_unit(x2);
-      int64_t i = 2 * j;
-      if (i >= lo) o[i] = r * cos(th);
-      if (i + 1 < hi) o[i + 1] = r * sin(th);
+    for (int64_t j = first; j <= last; j += LANES / 2) {
+      uint32_t w0[LANES], w1[LANES];
+      blocks(c, 2 * (uint64_t)j, w0, w1); /* pair j + l reads blocks 2(j + l) and 2(j + l) + 1 */
+      for (int l = 0; l < LANES / 2 && j + l <= last; l++) {
+        uint64_t x1 = (uint64_t)w0[2 * l] | ((uint64_t)w1[2 * l] << 32);
+        uint64_t x2 = (uint64_t)w0[2 * l + 1] | ((uint64_t)w1[2 * l + 1] << 32);
+        double r = sqrt(-2.0 * log(((double)(x1 >> 11) + 1.0) * 0x1p-53)); /* u in (0, 1] */
+        double th = TWO_PI * mx_u64_to_unit(x2);
+        int64_t i = 2 * (j + l);
+        if (i >= lo) o[i] = r * cos(th);
+        if (i + 1 < hi) o[i + 1] = r * sin(th);
+      }
     }
   }
 }

@@ -1,11 +1,13 @@
 /* reduce.c: reductions (sum, product, max, min, argmax, argmin, all, any) and
  * scans (cumulative sum, product, max, min).
  *
- * A reduction views its input as [outer, R, inner] when the reduced axes form
- * one contiguous block; other layouts are first transposed into a scratch
- * buffer with the reduced axes last. inner == 1 folds contiguous rows
- * (pairwise, several accumulators); inner > 1 folds blocks of COLS columns row
- * by row, which vectorizes over the columns. */
+ * A reduction views its input as [outer, R, inner] with R the reduced axes
+ * (after dropping unit axes and merging neighbours). inner == 1 folds
+ * contiguous rows: pairwise, with several accumulators, long rows in chunks
+ * across cores. inner > 1 folds blocks of COLS columns row by row, which
+ * vectorizes over the columns. Reduced axes that are not one block are folded
+ * one block at a time, last first (each pass shrinks the data), except for
+ * argmax/argmin, which copy the reduced axes to the end first. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +17,7 @@
 #define LANES 16       /* independent accumulators per row: lets gcc vectorize */
 #define VBYTES 16      /* vector width for max/min (SSE; gcc splits or widens as needed) */
 #define BLOCK 256      /* leaf of the pairwise row fold */
-#define COLS 2048      /* columns folded together when inner > 1 */
+#define COLS 1024      /* columns folded together when inner > 1 (stack arrays: <= 16 KiB) */
 #define CHUNK 65536    /* long rows split into chunks of at least this many... */
 #define MAX_CHUNKS 64  /* ...and at most this many, folded in parallel */
 
@@ -28,13 +30,13 @@
 
 #define STEP_SUM(a, b) ((a) + (b))
 #define STEP_PROD(a, b) ((a) * (b))
-/* max/min propagate NaN: once the accumulator is NaN nothing replaces it. */
+/* max/min propagate NaN: once the accumulator is NaN it stays NaN. */
 #define STEP_MAX(a, b) ((b) > (a) || ISNAN(b) ? (b) : (a))
 #define STEP_MIN(a, b) ((b) < (a) || ISNAN(b) ? (b) : (a))
-/* The same on gcc vectors (lane masks, since C has no vector ?:). */
 /* argmax/argmin columns: v replaces the best b when strictly better or NaN. */
 #define BETTER_MAX(v, b) (!((v) <= (b)))
 #define BETTER_MIN(v, b) (!((v) >= (b)))
+/* STEP_MAX/MIN on gcc vectors (lane masks, since C has no vector ?:). */
 #define VSELECT(m, b, a) ((__typeof__(a))(((m) & (__typeof__(m))(b)) | (~(m) & (__typeof__(m))(a))))
 #define VSTEP_MAX(a, b) VSELECT(((b) > (a)) | ((b) != (b)), b, a)
 #define VSTEP_MIN(a, b) VSELECT(((b) < (a)) | ((b) != (b)), b, a)
@@ -64,83 +66,83 @@ typedef struct {
 
 /* Leaf of a row fold (n <= BLOCK) for sum and product: LANES accumulators of
  * type A, which gcc turns into vector adds. */
-#define LANES_LEAF(OP, ID, T, A, INIT, STEP)                                               \
-  static A OP##_leaf_##ID(const T *x, int64_t n) {                                         \
-    A acc[LANES];                                                                          \
-    for (int j = 0; j < LANES; j++) acc[j] = (A)(INIT);                                    \
-    int64_t i = 0;                                                                         \
-    for (; i + LANES <= n; i += LANES)                                                     \
-      for (int j = 0; j < LANES; j++) acc[j] = STEP(acc[j], (A)x[i + j]);                  \
-    A r = acc[0];                                                                          \
-    for (int j = 1; j < LANES; j++) r = STEP(r, acc[j]);                                   \
-    for (; i < n; i++) r = STEP(r, (A)x[i]);                                               \
-    return r;                                                                              \
+#define LANES_LEAF(OP, ID, T, A, INIT, STEP)                                                       \
+  static A OP##_leaf_##ID(const T *x, int64_t n) {                                                 \
+    A acc[LANES];                                                                                  \
+    for (int j = 0; j < LANES; j++) acc[j] = (A)(INIT);                                            \
+    int64_t i = 0;                                                                                 \
+    for (; i + LANES <= n; i += LANES)                                                             \
+      for (int j = 0; j < LANES; j++) acc[j] = STEP(acc[j], (A)x[i + j]);                          \
+    A r = acc[0];                                                                                  \
+    for (int j = 1; j < LANES; j++) r = STEP(r, acc[j]);                                           \
+    for (; i < n; i++) r = STEP(r, (A)x[i]);                                                       \
+    return r;                                                                                      \
   }
 
 /* Leaf for max and min: gcc won't vectorize a NaN-aware select by itself, so
  * it is written on gcc vectors (4 of them, for independent chains). */
-#define VEC_LEAF(OP, ID, T, A, INIT, STEP)                                                 \
-  typedef T OP##_vec_##ID __attribute__((vector_size(VBYTES)));                            \
-  static T OP##_leaf_##ID(const T *x, int64_t n) {                                         \
-    enum { W = VBYTES / sizeof(T) };                                                       \
-    OP##_vec_##ID acc[4], b;                                                               \
-    for (int j = 0; j < 4; j++) acc[j] = (OP##_vec_##ID){0} + x[0];                        \
-    int64_t i = 0;                                                                         \
-    for (; i + 4 * W <= n; i += 4 * W)                                                     \
-      for (int j = 0; j < 4; j++) {                                                        \
-        memcpy(&b, x + i + j * W, sizeof b);                                               \
-        acc[j] = V##STEP(acc[j], b);                                                       \
-      }                                                                                    \
-    T r = x[0];                                                                            \
-    for (int j = 0; j < 4; j++)                                                            \
-      for (int l = 0; l < W; l++) r = STEP(r, acc[j][l]);                                  \
-    for (; i < n; i++) r = STEP(r, x[i]);                                                  \
-    return r;                                                                              \
+#define VEC_LEAF(OP, ID, T, A, INIT, STEP)                                                         \
+  typedef T OP##_vec_##ID __attribute__((vector_size(VBYTES)));                                    \
+  static T OP##_leaf_##ID(const T *x, int64_t n) {                                                 \
+    enum { W = VBYTES / sizeof(T) };                                                               \
+    OP##_vec_##ID acc[4], b;                                                                       \
+    for (int j = 0; j < 4; j++) acc[j] = (OP##_vec_##ID){0} + x[0];                                \
+    int64_t i = 0;                                                                                 \
+    for (; i + 4 * W <= n; i += 4 * W)                                                             \
+      for (int j = 0; j < 4; j++) {                                                                \
+        memcpy(&b, x + i + j * W, sizeof b);                                                       \
+        acc[j] = V##STEP(acc[j], b);                                                               \
+      }                                                                                            \
+    T r = x[0];                                                                                    \
+    for (int j = 0; j < 4; j++)                                                                    \
+      for (int l = 0; l < W; l++) r = STEP(r, acc[j][l]);                                          \
+    for (; i < n; i++) r = STEP(r, x[i]);                                                          \
+    return r;                                                                                      \
   }
 
 /* sum, product, max, min: in dtype T, row accumulator A, column accumulator CA. */
-#define DEF_FOLD(OP, ID, T, A, CA, INIT, STEP, LEAF, NEST)                                       \
-  LEAF(OP, ID, T, A, INIT, STEP)                                                           \
-  static A OP##_pw_##ID(const T *x, int64_t n) {                                           \
-    if (n <= BLOCK) return OP##_leaf_##ID(x, n);                                           \
-    int64_t h = (n / 2 + BLOCK - 1) / BLOCK * BLOCK;                                       \
-    A a = OP##_pw_##ID(x, h), b = OP##_pw_##ID(x + h, n - h);                              \
-    return STEP(a, b);                                                                     \
-  }                                                                                        \
-  static void OP##_part_##ID(const void *xv, int64_t n, void *out) {                       \
-    *(T *)out = (T)OP##_pw_##ID((const T *)xv, n);                                         \
-  }                                                                                        \
-  static T OP##_fold_##ID(const T *x, int64_t n) {                                         \
-    int64_t nc = chunk_count(n);                                                           \
-    if (nc == 1) return (T)OP##_pw_##ID(x, n);                                             \
-    T parts[MAX_CHUNKS], r;                                                                \
-    for (int64_t c = 0; c < nc; c++) {                                                     \
-      int64_t lo = chunk_lo(n, nc, c);                                                     \
-      OP##_part_##ID(x + lo, chunk_lo(n, nc, c + 1) - lo, &parts[c]);                      \
-    }                                                                                      \
-    OP##_part_##ID(parts, nc, &r);                                                         \
-    return r;                                                                              \
-  }                                                                                        \
-  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) { \
-    for (int64_t k = lo; k < hi; k++) ((T *)ov)[k] = OP##_fold_##ID((const T *)xv + k * n, n); \
-  }                                                                                        \
-  static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) { \
-    const T *x = xv;                                                                       \
-    CA acc[COLS];                                                                          \
-    for (int64_t c = 0; c < w; c++) acc[c] = (CA)x[c];                                     \
-    int64_t r = 1;                                                                         \
-    /* four rows per pass over acc: a quarter of the loads and stores of acc (sum and    \
-     * product; gcc won't vectorize the nested NaN-aware max/min selects) */              \
-    for (; NEST && r + 4 <= n; r += 4) {                                                   \
-      const T *p0 = x + r * stride, *p1 = p0 + stride, *p2 = p1 + stride, *p3 = p2 + stride; \
-      for (int64_t c = 0; c < w; c++)                                                      \
-        acc[c] = STEP(acc[c], STEP(STEP((CA)p0[c], (CA)p1[c]), STEP((CA)p2[c], (CA)p3[c]))); \
-    }                                                                                      \
-    for (; r < n; r++) {                                                                   \
-      const T *row = x + r * stride;                                                       \
-      for (int64_t c = 0; c < w; c++) acc[c] = STEP(acc[c], (CA)row[c]);                   \
-    }                                                                                      \
-    for (int64_t c = 0; c < w; c++) ((T *)ov)[c] = (T)acc[c];                              \
+#define DEF_FOLD(OP, ID, T, A, CA, INIT, STEP, LEAF, NEST)                                         \
+  LEAF(OP, ID, T, A, INIT, STEP)                                                                   \
+  static A OP##_pw_##ID(const T *x, int64_t n) {                                                   \
+    if (n <= BLOCK) return OP##_leaf_##ID(x, n);                                                   \
+    int64_t h = (n / 2 + BLOCK - 1) / BLOCK * BLOCK;                                               \
+    A a = OP##_pw_##ID(x, h), b = OP##_pw_##ID(x + h, n - h);                                      \
+    return STEP(a, b);                                                                             \
+  }                                                                                                \
+  static void OP##_part_##ID(const void *xv, int64_t n, void *out) {                               \
+    *(T *)out = (T)OP##_pw_##ID((const T *)xv, n);                                                 \
+  }                                                                                                \
+  static T OP##_fold_##ID(const T *x, int64_t n) {                                                 \
+    int64_t nc = chunk_count(n);                                                                   \
+    if (nc == 1) return (T)OP##_pw_##ID(x, n);                                                     \
+    T parts[MAX_CHUNKS], r;                                                                        \
+    for (int64_t c = 0; c < nc; c++) {                                                             \
+      int64_t lo = chunk_lo(n, nc, c);                                                             \
+      OP##_part_##ID(x + lo, chunk_lo(n, nc, c + 1) - lo, &parts[c]);                              \
+    }                                                                                              \
+    OP##_part_##ID(parts, nc, &r);                                                                 \
+    return r;                                                                                      \
+  }                                                                                                \
+  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) {        \
+    for (int64_t k = lo; k < hi; k++) ((T *)ov)[k] = OP##_fold_##ID((const T *)xv + k * n, n);     \
+  }                                                                                                \
+  static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) {     \
+    const T *x = xv;                                                                               \
+    CA acc[COLS];                                                                                  \
+    for (int64_t c = 0; c < w; c++) acc[c] = (CA)x[c];                                             \
+    int64_t r = 1;                                                                                 \
+    /* four rows per pass over acc: a quarter of the loads and stores of acc (sum and              \
+     * product; gcc won't vectorize the nested NaN-aware max/min selects) */                       \
+    for (; NEST && r + 4 <= n; r += 4) {                                                           \
+      const T *p0 = x + r * stride, *p1 = p0 + stride, *p2 = p1 + stride, *p3 = p2 + stride;       \
+      for (int64_t c = 0; c < w; c++)                                                              \
+        acc[c] = STEP(acc[c], STEP(STEP((CA)p0[c], (CA)p1[c]), STEP((CA)p2[c], (CA)p3[c])));       \
+    }                                                                                              \
+    for (; r < n; r++) {                                                                           \
+      const T *row = x + r * stride;                                                               \
+      for (int64_t c = 0; c < w; c++) acc[c] = STEP(acc[c], (CA)row[c]);                           \
+    }                                                                                              \
+    for (int64_t c = 0; c < w; c++) ((T *)ov)[c] = (T)acc[c];                                      \
   }
 
 #define DEF_SUM(ID, T) DEF_FOLD(sum, ID, T, ACC(T), WIDE(T), 0, STEP_SUM, LANES_LEAF, 1)
@@ -155,39 +157,39 @@ MX_COMPUTE_TYPES(DEF_MIN)
 /* argmax, argmin: int64 index of the first best element; the first NaN wins.
  * Rows take the max (min) with the vectorized fold, then find its first
  * occurrence, testing blocks of 64 at a time so that the test vectorizes too. */
-#define FIND_FIRST(x, n, COND)                                                              \
-  for (int64_t i0 = 0; i0 < (n); i0 += 64) {                                                \
-    int64_t e = min64((n), i0 + 64);                                                        \
-    int hit = 0;                                                                            \
-    for (int64_t i = i0; i < e; i++) hit |= (COND(x[i]));                                   \
-    if (hit)                                                                                \
-      for (int64_t i = i0; i < e; i++)                                                      \
-        if (COND(x[i])) return i;                                                           \
+#define FIND_FIRST(x, n, COND)                                                                     \
+  for (int64_t i0 = 0; i0 < (n); i0 += 64) {                                                       \
+    int64_t e = min64((n), i0 + 64);                                                               \
+    int hit = 0;                                                                                   \
+    for (int64_t i = i0; i < e; i++) hit |= (COND(x[i]));                                          \
+    if (hit)                                                                                       \
+      for (int64_t i = i0; i < e; i++)                                                             \
+        if (COND(x[i])) return i;                                                                  \
   }
-#define DEF_ARG(OP, ID, T, FOLD, BETTER)                                                      \
-  static int64_t OP##_index_##ID(const T *x, int64_t n) {                                   \
-    T m = FOLD##_fold_##ID(x, n);                                                           \
-    if (ISNAN(m)) {                                                                         \
-      FIND_FIRST(x, n, ISNAN)                                                               \
-    } else {                                                                                \
-      FIND_FIRST(x, n, m ==)                                                                \
-    }                                                                                       \
-    return 0;                                                                               \
-  }                                                                                         \
-  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) {  \
+#define DEF_ARG(OP, ID, T, FOLD, BETTER)                                                           \
+  static int64_t OP##_index_##ID(const T *x, int64_t n) {                                          \
+    T m = FOLD##_fold_##ID(x, n);                                                                  \
+    if (ISNAN(m)) {                                                                                \
+      FIND_FIRST(x, n, ISNAN)                                                                      \
+    } else {                                                                                       \
+      FIND_FIRST(x, n, m ==)                                                                       \
+    }                                                                                              \
+    return 0;                                                                                      \
+  }                                                                                                \
+  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) {        \
     for (int64_t k = lo; k < hi; k++) ((int64_t *)ov)[k] = OP##_index_##ID((const T *)xv + k * n, n); \
-  }                                                                                         \
-  static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) { \
-    const T *x = xv;                                                                        \
-    T b[COLS];                                                                              \
-    int64_t bi[COLS];                                                                       \
-    for (int64_t c = 0; c < w; c++) b[c] = x[c], bi[c] = 0;                                 \
-    for (int64_t r = 1; r < n; r++) {                                                       \
-      const T *row = x + r * stride;                                                        \
-      for (int64_t c = 0; c < w; c++)                                                       \
-        if (BETTER(row[c], b[c]) && !ISNAN(b[c])) b[c] = row[c], bi[c] = r;                 \
-    }                                                                                       \
-    memcpy(ov, bi, (size_t)w * sizeof(int64_t));                                            \
+  }                                                                                                \
+  static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) {     \
+    const T *x = xv;                                                                               \
+    T b[COLS];                                                                                     \
+    int64_t bi[COLS];                                                                              \
+    for (int64_t c = 0; c < w; c++) b[c] = x[c], bi[c] = 0;                                        \
+    for (int64_t r = 1; r < n; r++) {                                                              \
+      const T *row = x + r * stride;                                                               \
+      for (int64_t c = 0; c < w; c++)                                                              \
+        if (BETTER(row[c], b[c]) && !ISNAN(b[c])) b[c] = row[c], bi[c] = r;                        \
+    }                                                                                              \
+    memcpy(ov, bi, (size_t)w * sizeof(int64_t));                                                   \
   }
 
 #define DEF_ARGMAX(ID, T) DEF_ARG(argmax, ID, T, max, BETTER_MAX)
@@ -196,7 +198,7 @@ MX_COMPUTE_TYPES(DEF_ARGMAX)
 MX_COMPUTE_TYPES(DEF_ARGMIN)
 
 /* all, any: read any dtype as truthy (NaN is true; -0.0 is false), write bool. */
-#define DEF_TRUTHY(ID, T) \
+#define DEF_TRUTHY(ID, T)                                                                          \
   static inline int truthy_##ID(T v) { return v != 0; }
 MX_COMPUTE_TYPES(DEF_TRUTHY)
 static inline int truthy_F16(uint16_t v) { return (v & 0x7fff) != 0; }
@@ -204,25 +206,25 @@ static inline int truthy_BF16(uint16_t v) { return (v & 0x7fff) != 0; }
 #define LOGIC_TYPES(X) MX_COMPUTE_TYPES(X) X(F16, uint16_t) X(BF16, uint16_t)
 
 /* all: stop at the first false; any (ALL = 0): at the first true. */
-#define DEF_LOGIC(OP, ID, T, ALL)                                                           \
-  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) {  \
-    uint8_t *o = ov;                                                                        \
-    for (int64_t k = lo; k < hi; k++) {                                                     \
-      const T *x = (const T *)xv + k * n;                                                   \
-      int64_t i = 0;                                                                        \
-      while (i < n && truthy_##ID(x[i]) == ALL) i++;                                        \
-      o[k] = (uint8_t)(i == n ? ALL : !ALL);                                                \
-    }                                                                                       \
-  }                                                                                         \
-  static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) { \
-    const T *x = xv;                                                                        \
-    uint8_t *o = ov;                                                                        \
-    for (int64_t c = 0; c < w; c++) o[c] = ALL;                                             \
-    for (int64_t r = 0; r < n; r++) {                                                       \
-      const T *row = x + r * stride;                                                        \
-      for (int64_t c = 0; c < w; c++)                                                       \
-        o[c] = ALL ? (o[c] & truthy_##ID(row[c])) : (o[c] | truthy_##ID(row[c]));           \
-    }                                                                                       \
+#define DEF_LOGIC(OP, ID, T, ALL)                                                                  \
+  static void OP##_rows_##ID(const void *xv, int64_t n, void *ov, int64_t lo, int64_t hi) {        \
+    uint8_t *o = ov;                                                                               \
+    for (int64_t k = lo; k < hi; k++) {                                                            \
+      const T *x = (const T *)xv + k * n;                                                          \
+      int64_t i = 0;                                                                               \
+      while (i < n && truthy_##ID(x[i]) == ALL) i++;                                               \
+      o[k] = (uint8_t)(i == n ? ALL : !ALL);                                                       \
+    }                                                                                              \
+  }                                                                                                \
+  static void OP##_cols_##ID(const void *xv, int64_t n, int64_t stride, int64_t w, void *ov) {     \
+    const T *x = xv;                                                                               \
+    uint8_t *o = ov;                                                                               \
+    for (int64_t c = 0; c < w; c++) o[c] = ALL;                                                    \
+    for (int64_t r = 0; r < n; r++) {                                                              \
+      const T *row = x + r * stride;                                                               \
+      for (int64_t c = 0; c < w; c++)                                                              \
+        o[c] = ALL ? (o[c] & truthy_##ID(row[c])) : (o[c] | truthy_##ID(row[c]));                  \
+    }                                                                                              \
   }
 
 #define DEF_ALL(ID, T) DEF_LOGIC(all, ID, T, 1)
@@ -312,7 +314,7 @@ typedef struct {
   int64_t shape[MX_MAX_RANK], stride[MX_MAX_RANK];
 } gather_ctx;
 
-#define COPY_RUN(T)                                                             \
+#define COPY_RUN(T)                                                                                \
   for (int64_t j = 0; j < run; j++) ((T *)d)[j] = ((const T *)s)[j * st];
 
 static void gather_task(void *vc, int64_t lo, int64_t hi) {
@@ -347,9 +349,9 @@ static void gather_task(void *vc, int64_t lo, int64_t hi) {
 
 static void fill(void *o, mx_dtype t, int64_t n, double v) {
   switch (t) {
-#define FILL(ID, T) \
-  case MX_##ID:     \
-    for (int64_t i = 0; i < n; i++) ((T *)o)[i] = (T)v; \
+#define FILL(ID, T)                                                                                \
+  case MX_##ID:                                                                                    \
+    for (int64_t i = 0; i < n; i++) ((T *)o)[i] = (T)v;                                            \
     break;
     MX_COMPUTE_TYPES(FILL)
 #undef FILL
@@ -500,41 +502,41 @@ typedef struct {
   void (*cols)(const void *x, int64_t n, int64_t step, int64_t w, void *out);
 } scanner;
 
-#define DEF_SCAN(OP, ID, T, A, STEP)                                                       \
-  static void OP##_srow_##ID(const void *xv, int64_t n, int64_t step, void *ov) {          \
-    const T *x = xv;                                                                       \
-    T *o = ov;                                                                             \
-    A acc = (A)x[0];                                                                       \
-    o[0] = (T)acc;                                                                         \
-    for (int64_t i = 1; i < n; i++) {                                                      \
-      acc = STEP(acc, (A)x[i * step]);                                                     \
-      o[i * step] = (T)acc;                                                                \
-    }                                                                                      \
-  }                                                                                        \
-  static void OP##_srow4_##ID(const void *xv, int64_t n, int64_t step, int64_t rs, void *ov) { \
-    const T *x = xv;                                                                       \
-    T *o = ov;                                                                             \
-    A acc[4];                                                                              \
-    for (int j = 0; j < 4; j++) acc[j] = (A)x[j * rs], o[j * rs] = (T)acc[j];              \
-    for (int64_t i = 1; i < n; i++)                                                        \
-      for (int j = 0; j < 4; j++) {                                                        \
-        acc[j] = STEP(acc[j], (A)x[j * rs + i * step]);                                    \
-        o[j * rs + i * step] = (T)acc[j];                                                  \
-      }                                                                                    \
-  }                                                                                        \
-  static void OP##_scols_##ID(const void *xv, int64_t n, int64_t step, int64_t w, void *ov) { \
-    const T *x = xv;                                                                       \
-    T *o = ov;                                                                             \
-    A acc[COLS];                                                                           \
-    for (int64_t c = 0; c < w; c++) acc[c] = (A)x[c], o[c] = (T)acc[c];                    \
-    for (int64_t r = 1; r < n; r++) {                                                      \
-      const T *xr = x + r * step;                                                          \
-      T *orow = o + r * step;                                                              \
-      for (int64_t c = 0; c < w; c++) {                                                    \
-        acc[c] = STEP(acc[c], (A)xr[c]);                                                   \
-        orow[c] = (T)acc[c];                                                               \
-      }                                                                                    \
-    }                                                                                      \
+#define DEF_SCAN(OP, ID, T, A, STEP)                                                               \
+  static void OP##_srow_##ID(const void *xv, int64_t n, int64_t step, void *ov) {                  \
+    const T *x = xv;                                                                               \
+    T *o = ov;                                                                                     \
+    A acc = (A)x[0];                                                                               \
+    o[0] = (T)acc;                                                                                 \
+    for (int64_t i = 1; i < n; i++) {                                                              \
+      acc = STEP(acc, (A)x[i * step]);                                                             \
+      o[i * step] = (T)acc;                                                                        \
+    }                                                                                              \
+  }                                                                                                \
+  static void OP##_srow4_##ID(const void *xv, int64_t n, int64_t step, int64_t rs, void *ov) {     \
+    const T *x = xv;                                                                               \
+    T *o = ov;                                                                                     \
+    A acc[4];                                                                                      \
+    for (int j = 0; j < 4; j++) acc[j] = (A)x[j * rs], o[j * rs] = (T)acc[j];                      \
+    for (int64_t i = 1; i < n; i++)                                                                \
+      for (int j = 0; j < 4; j++) {                                                                \
+        acc[j] = STEP(acc[j], (A)x[j * rs + i * step]);                                            \
+        o[j * rs + i * step] = (T)acc[j];                                                          \
+      }                                                                                            \
+  }                                                                                                \
+  static void OP##_scols_##ID(const void *xv, int64_t n, int64_t step, int64_t w, void *ov) {      \
+    const T *x = xv;                                                                               \
+    T *o = ov;                                                                                     \
+    A acc[COLS];                                                                                   \
+    for (int64_t c = 0; c < w; c++) acc[c] = (A)x[c], o[c] = (T)acc[c];                            \
+    for (int64_t r = 1; r < n; r++) {                                                              \
+      const T *xr = x + r * step;                                                                  \
+      T *orow = o + r * step;                                                                      \
+      for (int64_t c = 0; c < w; c++) {                                                            \
+        acc[c] = STEP(acc[c], (A)xr[c]);                                                           \
+        orow[c] = (T)acc[c];                                                                       \
+      }                                                                                            \
+    }                                                                                              \
   }
 
 #define DEF_CUMSUM(ID, T) DEF_SCAN(cumsum, ID, T, WIDE(T), STEP_SUM)
@@ -618,9 +620,15 @@ static mx_status scan(const char *name, const scanner *tab, mx_array *out, mx_ar
   return MX_OK;
 }
 
-mx_status mx_k_cumulative_sum(mx_array *out, mx_array *const *in) { return scan("cumulative_sum", cumsum_tab, out, in); }
+mx_status mx_k_cumulative_sum(mx_array *out, mx_array *const *in) {
+  return scan("cumulative_sum", cumsum_tab, out, in);
+}
 mx_status mx_k_cumulative_product(mx_array *out, mx_array *const *in) {
   return scan("cumulative_product", cumprod_tab, out, in);
 }
-mx_status mx_k_cumulative_max(mx_array *out, mx_array *const *in) { return scan("cumulative_max", cummax_tab, out, in); }
-mx_status mx_k_cumulative_min(mx_array *out, mx_array *const *in) { return scan("cumulative_min", cummin_tab, out, in); }
+mx_status mx_k_cumulative_max(mx_array *out, mx_array *const *in) {
+  return scan("cumulative_max", cummax_tab, out, in);
+}
+mx_status mx_k_cumulative_min(mx_array *out, mx_array *const *in) {
+  return scan("cumulative_min", cummin_tab, out, in);
+}

@@ -74,6 +74,21 @@ static canon_kind load_chunk(const void *src, mx_dtype t, int64_t lo, int64_t n,
 }
 
 /* Writes n canonical values of kind k into dst (dtype t) from index lo. */
+/* An integer as a double rounded to odd (bits lost past 53 set the last bit),
+ * so rounding that double again to f16/bf16 gives the correctly rounded result. */
+static inline double u64_to_double_odd(uint64_t u) {
+  if (u < (UINT64_C(1) << 53)) return (double)u;
+  int shift = 64 - __builtin_clzll(u) - 53;
+  uint64_t keep = u >> shift;
+  if (u & ((UINT64_C(1) << shift) - 1)) keep |= 1;
+  return ldexp((double)keep, shift);
+}
+static inline double s64_to_double_odd(int64_t s) {
+  return s < 0 ? -u64_to_double_odd(0 - (uint64_t)s) : u64_to_double_odd((uint64_t)s);
+}
+static inline double same_double(double d) { return d; }
+#define TO_DOUBLE_ODD(v) _Generic((v), double: same_double, int64_t: s64_to_double_odd, uint64_t: u64_to_double_odd)(v)
+
 static void store_chunk(void *dst, mx_dtype t, int64_t lo, int64_t n, const canon *c, canon_kind k) {
 /* q[i] = expr, with v the i-th canonical value in its own type. */
 #define EACH(expr)                                                                 \
@@ -102,7 +117,7 @@ static void store_chunk(void *dst, mx_dtype t, int64_t lo, int64_t n, const cano
     if (kind == 'b')                                                       \
       EACH(v != 0);                                                        \
     else if (kind == 'h')                                                  \
-      EACH((T)TO_HALF(ID, (double)v));                                     \
+      EACH((T)TO_HALF(ID, TO_DOUBLE_ODD(v)));                                     \
     else if (kind == 'f')                                                  \
       EACH((T)v);                                                          \
     else if (k == CANON_F64) /* float -> int saturates */                  \

@@ -84,7 +84,8 @@ double mx_digamma(double x) {
     if (isinf(x)) return NAN;
     double r = x - nearbyint(x);
     if (r == 0) return NAN; /* poles at the negative integers */
-    return mx_digamma(1 - x) - M_PI / tan(M_PI * r);
+    /* pi cot(pi r) as pi cos / sin with cos(pi r) = sin(pi (1/2 - |r|)): exact zero at half-integers. */
+    return mx_digamma(1 - x) - M_PI * sin(M_PI * (0.5 - fabs(r))) / sin(M_PI * r);
   }
   if (x < 1) return psi_near_root((x - (PSI_ROOT_HI - 1)) - PSI_ROOT_LO) - 1 / x; /* x + 1 - x0, without rounding x + 1 */
   if (x >= 10) {

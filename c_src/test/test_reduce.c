@@ -115,8 +115,10 @@ static void ref_reduce(mx_op op, int ndim, const int64_t *shape, const double *x
     switch (op) {
     case MX_OP_SUM: out[o] += v; break;
     case MX_OP_PRODUCT: out[o] *= v; break;
-    case MX_OP_REDUCE_MAX: out[o] = first || isnan(v) || v > out[o] ? (isnan(out[o]) && !first ? out[o] : v) : out[o]; break;
-    case MX_OP_REDUCE_MIN: out[o] = first || isnan(v) || v < out[o] ? (isnan(out[o]) && !first ? out[o] : v) : out[o]; break;
+    case MX_OP_REDUCE_MAX:
+    case MX_OP_REDUCE_MIN: /* NaN sticks */
+      if (first || (!isnan(out[o]) && (isnan(v) || (op == MX_OP_REDUCE_MAX ? v > out[o] : v < out[o])))) out[o] = v;
+      break;
     case MX_OP_ARGMAX:
     case MX_OP_ARGMIN:
       if (first || (!isnan(best[o]) && (isnan(v) || (op == MX_OP_ARGMAX ? v > best[o] : v < best[o]))))

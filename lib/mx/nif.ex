@@ -43,9 +43,11 @@ defmodule Mx.NIF do
   def trace_input(_a), do: nif_not_loaded()
   def stop_gradient(_a), do: nif_not_loaded()
   def vjp(_outs, _cots, _wrt), do: nif_not_loaded()
+  def vmap(_outs, _holders, _inputs, _batch), do: nif_not_loaded()
   # random
   def random(_op, _key, _params, _type, _shape, _flags), do: nif_not_loaded()
   # linalg
+  def linalg(_fun, _arrays, _params), do: nif_not_loaded()
   def eval(_refs), do: nif_not_loaded()
   def to_binary(_a), do: nif_not_loaded()
   def eval_dirty(_refs), do: nif_not_loaded()

@@ -130,6 +130,107 @@ defmodule Mx.Transforms do
   @spec stop_gradient(Array.t()) :: Array.t()
   def stop_gradient(%Array{ref: ref}), do: NIF.stop_gradient(ref) |> Array.wrap()
 
+  @doc """
+  Vectorizes `f` over a batch axis: returns a function with `f`'s arity that
+  applies `f` to every slice along `in_axes` of its arguments, as one graph.
+
+  `in_axes` is an integer for all arguments or a list with one entry per
+  argument (`nil` for arguments shared by every example); every array in a
+  batched argument is split along that axis. `out_axes` places the batch axis
+  in the results. `f` runs once on per-example placeholders and the graph it
+  builds is replayed on the whole batch with one batching rule per primitive
+  family (`c_src/vmap.c`), so `f` must not branch on array values.
+
+      iex> f = fn x, y -> Mx.sum(Mx.multiply(x, y)) end
+      iex> Mx.vmap(f, [0, nil]).(Mx.tensor([[1.0, 2.0], [3.0, 4.0]]), Mx.tensor([10.0, 1.0])) |> Mx.to_list()
+      [12.0, 34.0]
+  """
+  @spec vmap(function(), integer() | [integer() | nil], integer()) :: function()
+  def vmap(f, in_axes \\ 0, out_axes \\ 0) when is_function(f) do
+    {:arity, arity} = Function.info(f, :arity)
+    axes = if is_list(in_axes), do: in_axes, else: List.duplicate(in_axes, arity)
+
+    if length(axes) != arity do
+      raise ArgumentError, "vmap: in_axes #{inspect(in_axes)} needs one entry per argument of a function of arity #{arity}"
+    end
+
+    with_arity(arity, fn args -> traced(fn -> vmap_apply(f, args, axes, out_axes) end) end)
+  end
+
+  defp vmap_apply(f, args, axes, out_axes) do
+    {holder_args, pairs} =
+      args
+      |> Enum.zip(axes)
+      |> Enum.map_reduce([], fn
+        {arg, nil}, acc ->
+          {arg, acc}
+
+        {arg, axis}, acc ->
+          map_arrays(arg, acc, fn a, acc ->
+            moved = move_axis(a, axis, 0)
+            [b | rest] = Tuple.to_list(moved.shape)
+            holder = NIF.trace_input(Mx.zeros(List.to_tuple(rest), type: a.type).ref) |> Array.wrap()
+            {holder, [{holder, moved, b} | acc]}
+          end)
+      end)
+
+    pairs = Enum.reverse(pairs)
+
+    batch =
+      case pairs |> Enum.map(&elem(&1, 2)) |> Enum.uniq() do
+        [b] -> b
+        [] -> raise ArgumentError, "vmap: no argument is batched; give in_axes for at least one array argument"
+        sizes -> raise ArgumentError, "vmap: batched arguments have different batch sizes #{inspect(sizes)}"
+      end
+
+    out = apply(f, holder_args)
+    out_leaves = leaves(out) |> Enum.map(&Mx.tensor/1)
+
+    results =
+      NIF.vmap(Enum.map(out_leaves, & &1.ref), Enum.map(pairs, &elem(&1, 0).ref), Enum.map(pairs, &elem(&1, 1).ref), batch)
+      |> Enum.map(fn {r, batched?} ->
+        r = Array.wrap(r)
+        r = if batched?, do: r, else: Mx.broadcast(Mx.new_axis(r, 0), List.to_tuple([batch | Tuple.to_list(r.shape)]))
+        move_axis(r, 0, out_axes)
+      end)
+
+    {rebuilt, []} = rebuild(out, results)
+    rebuilt
+  end
+
+  defp move_axis(a, from, to) do
+    r = tuple_size(a.shape)
+    from = if from < 0, do: from + r, else: from
+    to = if to < 0, do: to + r, else: to
+
+    if from == to do
+      a
+    else
+      perm = Enum.to_list(0..(r - 1)) |> List.delete(from) |> List.insert_at(to, from)
+      Mx.transpose(a, axes: perm)
+    end
+  end
+
+  defp map_arrays(%Array{} = a, acc, fun), do: fun.(a, acc)
+
+  defp map_arrays(t, acc, fun) when is_tuple(t) do
+    {items, acc} = t |> Tuple.to_list() |> Enum.map_reduce(acc, &map_arrays(&1, &2, fun))
+    {List.to_tuple(items), acc}
+  end
+
+  defp map_arrays(l, acc, fun) when is_list(l), do: Enum.map_reduce(l, acc, &map_arrays(&1, &2, fun))
+
+  defp map_arrays(m, acc, fun) when is_map(m) and not is_struct(m) do
+    {pairs, acc} = m |> Enum.sort() |> Enum.map_reduce(acc, fn {k, v}, acc ->
+      {v, acc} = map_arrays(v, acc, fun)
+      {{k, v}, acc}
+    end)
+
+    {Map.new(pairs), acc}
+  end
+
+  defp map_arrays(other, acc, _fun), do: {other, acc}
+
   # ---- machinery ---------------------------------------------------------------------
 
   defp value_and_grad_apply(f, args, nums) do

@@ -2,75 +2,7 @@ defmodule Mx.TransformsTest do
   use ExUnit.Case, async: true
   import Mx.GradCheck
 
-  # Inputs: r(shape, seed) in [-1, 1); pos(shape, seed) in [0.5, 2); all f64.
-  defp r(shape, seed), do: random_f64(shape, seed)
-  defp pos(shape, seed), do: random_f64(shape, seed, 0.5, 2.0)
-  defp small(shape, seed), do: random_f64(shape, seed, -0.8, 0.8)
-  defp idx(list), do: Mx.tensor(list, type: :s64)
-
-  # One entry per differentiable primitive (vjp column D in c_src/ops.def):
-  # {primitive, [{description, f, inputs}]}. Domains avoid kinks and poles.
-  defp cases do
-    [
-      as_type: [{"f64 -> f64", &Mx.as_type(&1, :f64), [r({3}, 1)]}],
-      negate: [{"", &Mx.negate/1, [r({2, 3}, 1)]}],
-      abs: [{"away from 0", &Mx.abs/1, [pos({4}, 2)]}, {"negative", &Mx.abs/1, [Mx.negate(pos({3}, 3))]}],
-      square: [{"", &Mx.square/1, [r({3}, 4)]}],
-      exp: [{"", &Mx.exp/1, [r({3}, 5)]}],
-      expm1: [{"", &Mx.expm1/1, [r({3}, 6)]}],
-      log: [{"", &Mx.log/1, [pos({3}, 7)]}],
-      log1p: [{"", &Mx.log1p/1, [small({3}, 8)]}],
-      sqrt: [{"", &Mx.sqrt/1, [pos({3}, 9)]}],
-      rsqrt: [{"", &Mx.rsqrt/1, [pos({3}, 10)]}],
-      reciprocal: [{"", &Mx.reciprocal/1, [pos({3}, 11)]}],
-      sin: [{"", &Mx.sin/1, [r({3}, 12)]}],
-      cos: [{"", &Mx.cos/1, [r({3}, 13)]}],
-      tan: [{"", &Mx.tan/1, [small({3}, 14)]}],
-      asin: [{"", &Mx.asin/1, [small({3}, 15)]}],
-      acos: [{"", &Mx.acos/1, [small({3}, 16)]}],
-      atan: [{"", &Mx.atan/1, [r({3}, 17)]}],
-      sinh: [{"", &Mx.sinh/1, [r({3}, 18)]}],
-      cosh: [{"", &Mx.cosh/1, [r({3}, 19)]}],
-      tanh: [{"", &Mx.tanh/1, [r({3}, 20)]}],
-      sigmoid: [{"", &Mx.sigmoid/1, [r({3}, 21)]}],
-      erf: [{"", &Mx.erf/1, [r({3}, 22)]}],
-      erf_inv: [{"", &Mx.erf_inv/1, [small({3}, 23)]}],
-      lgamma: [{"", &Mx.lgamma/1, [pos({3}, 24)]}],
-      add: [{"broadcast", &Mx.add/2, [r({2, 3}, 25), r({3}, 26)]}],
-      subtract: [{"broadcast", &Mx.subtract/2, [r({2, 1}, 27), r({1, 3}, 28)]}],
-      multiply: [{"broadcast", &Mx.multiply/2, [r({2, 3}, 29), r({}, 30)]}],
-      divide: [{"broadcast", &Mx.divide/2, [r({2, 3}, 31), pos({3}, 32)]}],
-      pow: [{"", &Mx.pow/2, [pos({3}, 33), r({3}, 34)]}],
-      max: [{"", &Mx.max/2, [r({4}, 35), r({4}, 36)]}],
-      min: [{"", &Mx.min/2, [r({4}, 37), r({4}, 38)]}],
-      remainder: [{"", &Mx.remainder/2, [Mx.tensor([2.5, -2.5, 0.7], type: :f64), Mx.tensor([1.0, 1.0, 0.4], type: :f64)]}],
-      atan2: [{"", &Mx.atan2/2, [r({3}, 39), pos({3}, 40)]}],
-      logaddexp: [{"", &Mx.logaddexp/2, [r({3}, 41), r({3}, 42)]}],
-      select: [{"", &Mx.select(Mx.tensor([1, 0, 1]), &1, &2), [r({3}, 43), r({2, 3}, 44)]}],
-      sum: [{"axis 1", &Mx.sum(&1, axes: [1]), [r({2, 3}, 45)]}, {"all", &Mx.sum/1, [r({2, 3}, 46)]}],
-      product: [{"axis 0", &Mx.product(&1, axes: [0]), [pos({3, 2}, 47)]}],
-      reduce_max: [{"", &Mx.reduce_max(&1, axes: [1]), [r({2, 4}, 48)]}],
-      reduce_min: [{"", &Mx.reduce_min(&1, axes: [0], keep_axes: true), [r({3, 2}, 49)]}],
-      cumulative_sum: [{"", &Mx.cumulative_sum(&1, axis: 1), [r({2, 3}, 50)]},
-                       {"reverse", &Mx.cumulative_sum(&1, reverse: true), [r({4}, 51)]}],
-      cumulative_product: [{"", &Mx.cumulative_product(&1, axis: 0), [pos({3, 2}, 52)]}],
-      reshape: [{"", &Mx.reshape(&1, {3, 2}), [r({2, 3}, 53)]}],
-      transpose: [{"", &Mx.transpose(&1, axes: [1, 2, 0]), [r({2, 3, 2}, 54)]}],
-      broadcast: [{"", &Mx.broadcast(&1, {2, 3}), [r({3}, 55)]}],
-      concatenate: [{"", &Mx.concatenate([&1, &2], axis: 1), [r({2, 2}, 56), r({2, 1}, 57)]}],
-      slice: [{"strided", &Mx.slice(&1, [0, 1], [2, 2], strides: [1, 2]), [r({3, 5}, 58)]}],
-      pad: [{"interior and crop", &Mx.pad(&1, &2, [{1, -1, 1}, {0, 2, 0}]), [r({3, 2}, 59), r({}, 60)]}],
-      reverse: [{"", &Mx.reverse(&1, axes: [0]), [r({3, 2}, 61)]}],
-      take: [{"axis 1, repeats", &Mx.take(&1, idx([[2, 0], [2, 2]]), axis: 1), [r({2, 3}, 62)]}],
-      take_along_axis: [{"", &Mx.take_along_axis(&1, idx([[1, 1], [0, 2]]), axis: 1), [r({2, 3}, 63)]}],
-      gather: [{"", &Mx.gather(&1, idx([[1, 0], [1, 0], [0, 2]])), [r({2, 3}, 64)]}],
-      indexed_add: [{"", &Mx.indexed_add(&1, idx([[0], [2], [0]]), &2), [r({3, 2}, 65), r({3, 2}, 66)]}],
-      indexed_put: [{"", &Mx.indexed_put(&1, idx([[1], [2]]), &2), [r({3, 2}, 67), r({2, 2}, 68)]}],
-      sort: [{"desc", &Mx.sort(&1, axis: 1, direction: :desc), [r({2, 4}, 69)]}],
-      matmul: [{"batched, broadcast", &Mx.matmul/2, [r({2, 2, 3}, 70), r({3, 4}, 71)]},
-               {"vector", &Mx.matmul/2, [r({3}, 72), r({3, 2}, 73)]}]
-    ]
-  end
+  import Mx.OpCases, only: [cases: 0]
 
   for {op, list} <- [
         as_type: 1, negate: 1, abs: 2, square: 1, exp: 1, expm1: 1, log: 1, log1p: 1, sqrt: 1, rsqrt: 1,

@@ -57,16 +57,59 @@ defmodule Mx.ReferenceCase do
 
   # These copy elements (or build exact integers); they must not change a bit,
   # not even the sign of a zero or a NaN's payload.
-  @moving [:reshape, :transpose, :broadcast, :concatenate, :stack, :slice, :pad, :reverse, :squeeze, :new_axis, :take,
-           :take_along_axis, :gather, :indexed_put, :sort, :argsort, :select, :full, :iota, :eye]
+  @moving [
+    :reshape,
+    :transpose,
+    :broadcast,
+    :concatenate,
+    :stack,
+    :slice,
+    :pad,
+    :reverse,
+    :squeeze,
+    :new_axis,
+    :take,
+    :take_along_axis,
+    :gather,
+    :indexed_put,
+    :sort,
+    :argsort,
+    :select,
+    :full,
+    :iota,
+    :eye,
+    :stop_gradient
+  ]
 
   # Correctly rounded in IEEE arithmetic (+ - * /, sqrt, fmod, floor, max,
   # conversions are exact or rounded once), exactly as numpy computes them in
   # the same dtype: 0 ulp. indexed_add's cases add multiples of 1/8 whose
   # sums are exact in any order; max/min reductions and scans pick an input.
-  @exact [:negate, :abs, :sign, :square, :floor, :ceil, :round, :sqrt, :reciprocal, :add, :subtract, :multiply,
-          :divide, :max, :min, :remainder, :clip, :reduce_max, :reduce_min, :cumulative_max, :cumulative_min,
-          :as_type, :indexed_add]
+  @exact [
+    :negate,
+    :abs,
+    :sign,
+    :square,
+    :floor,
+    :ceil,
+    :round,
+    :sqrt,
+    :reciprocal,
+    :add,
+    :subtract,
+    :multiply,
+    :divide,
+    :max,
+    :min,
+    :remainder,
+    :clip,
+    :reduce_max,
+    :reduce_min,
+    :cumulative_max,
+    :cumulative_min,
+    :as_type,
+    :indexed_add
+  ]
 
   # glibc's libm (which the kernels call) documents at most 1 ulp of error
   # for these (libm-test-ulps, x86_64) and the reference is the exact value
@@ -170,7 +213,8 @@ defmodule Mx.ReferenceCase do
   defp float_tolerance(fun, _type, _c) when fun in [:arange, :linspace], do: {:float, 1, nil}
 
   defp float_tolerance(fun, type, c) do
-    raise ArgumentError, "no float tolerance for #{fun} (#{type}) in case #{inspect(c.name)}; add one with its justification"
+    raise ArgumentError,
+          "no float tolerance for #{fun} (#{type}) in case #{inspect(c.name)}; add one with its justification"
   end
 
   # k ulps of max(|reference|, aux.scale) as an absolute bound per element.
@@ -258,7 +302,7 @@ defmodule Mx.ReferenceCase do
       bad
       |> Enum.take(8)
       |> Enum.map(fn {i, g, w, a} ->
-        at = shape |> Tuple.to_list() |> unravel(i) |> inspect()
+        at = shape |> Tuple.to_list() |> unravel(i) |> inspect(charlists: :as_lists)
         ins = inputs_at(inputs, shape, i)
         "  at #{at}#{ins}: got #{show(g)}, expected #{show(w)}#{distance(g, w, a)}"
       end)
@@ -272,7 +316,9 @@ defmodule Mx.ReferenceCase do
   # The inputs' elements at the same position, where an input has the output's shape.
   defp inputs_at(inputs, shape, i) do
     vals =
-      for %Mx.Array{} = a <- inputs, Mx.shape(a) == shape, do: a |> Mx.to_binary() |> elements(Mx.type(a)) |> Enum.at(i) |> show()
+      for %Mx.Array{} = a <- inputs,
+          Mx.shape(a) == shape,
+          do: a |> Mx.to_binary() |> elements(Mx.type(a)) |> Enum.at(i) |> show()
 
     if vals == [], do: "", else: " (inputs #{Enum.join(vals, ", ")})"
   end
