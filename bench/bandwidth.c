@@ -10,6 +10,7 @@
  *
  * Usage: bandwidth [reps]          human-readable table
  *        bandwidth [reps] --kv     also key=value lines (read by bandwidth.exs) */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,17 @@ static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The 1-minute load average: how busy the shared machine was. */
+static void print_load(void) {
+  FILE *f = fopen("/proc/loadavg", "r");
+  double l = -1;
+  if (f) {
+    if (fscanf(f, "%lf", &l) != 1) l = -1;
+    fclose(f);
+  }
+  printf("  load average (1 min): %.2f\n", l);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -62,6 +74,15 @@ static void *triad_part(void *arg) {
   const float *restrict b = p->b, *restrict c = p->c;
   const float s = p->s;
   for (int64_t i = p->lo; i < p->hi; i++) a[i] = b[i] + s * c[i];
+  return NULL;
+}
+
+/* The compute-bound counterpart: expf costs ~2 ns/elem, far above memory traffic. */
+static void *exp_part(void *arg) {
+  part *p = arg;
+  float *restrict a = p->a;
+  const float *restrict b = p->b;
+  for (int64_t i = p->lo; i < p->hi; i++) a[i] = expf(b[i]);
   return NULL;
 }
 
@@ -143,22 +164,24 @@ int main(int argc, char **argv) {
   check(mx_from_data(MX_F32, 1, shape, b, (size_t)N * 4, &x), "mx_from_data");
   check(mx_from_data(MX_F32, 1, shape, c, (size_t)N * 4, &y), "mx_from_data");
 
-  enum { MEMCPY, TRIAD, CSUM, ADD, SUM, NK };
+  enum { MEMCPY, TRIAD, CSUM, ADD, SUM, NMEM, CEXP1 = NMEM, CEXP2, EXP, NK };
   static const char *names[NK] = {"memcpy (1 thread)", "STREAM triad (2 threads)", "C sum (2 threads)",
-                                  "engine add f32", "engine sum f32"};
-  static const char *keys[NK] = {"memcpy", "triad", "csum", "add", "sum"};
-  static const double bytes_per_elem[NK] = {8, 12, 4, 12, 4};
+                                  "engine add f32",    "engine sum f32",           "C expf loop (1 thread)",
+                                  "C expf loop (2 threads)", "engine exp f32"};
+  static const char *keys[NK] = {"memcpy", "triad", "csum", "add", "sum", "cexp1", "cexp2", "exp"};
+  static const double bytes_per_elem[NK] = {8, 12, 4, 12, 4, 8, 8, 8};
   double *t[NK];
   for (int k = 0; k < NK; k++) t[k] = calloc((size_t)reps, sizeof(double));
-  double *ratio[3];
-  for (int k = 0; k < 3; k++) ratio[k] = calloc((size_t)reps, sizeof(double));
+  double *ratio[5];
+  for (int k = 0; k < 5; k++) ratio[k] = calloc((size_t)reps, sizeof(double));
   volatile double sink = 0;
 
   /* One untimed round warms pages, the engine's thread pool and its buffer cache.
    * Each engine kernel runs next to its reference, in an order that flips every
    * rep, so a ratio within one rep compares kernels under the same load and
    * neither side owns a slot; the medians of those ratios are reported. */
-  static const int order[2][NK] = {{TRIAD, ADD, CSUM, SUM, MEMCPY}, {ADD, TRIAD, SUM, CSUM, MEMCPY}};
+  static const int order[2][NK] = {{TRIAD, ADD, CSUM, SUM, MEMCPY, CEXP2, EXP, CEXP1},
+                                   {ADD, TRIAD, SUM, CSUM, MEMCPY, EXP, CEXP2, CEXP1}};
   for (int r = -1; r < reps; r++) {
     double dt[NK];
     for (int i = 0; i < NK; i++) {
@@ -169,6 +192,8 @@ int main(int argc, char **argv) {
       case MEMCPY: memcpy(a, b, (size_t)N * 4); break;
       case TRIAD: run_threads(triad_part, a, b, c); break;
       case CSUM: sink += run_threads(sum_part, a, b, c); break;
+      case CEXP1: parts[0] = (part){.a = a, .b = c, .lo = 0, .hi = N}; exp_part(&parts[0]); break;
+      case CEXP2: run_threads(exp_part, a, c, c); break;
       case ADD:
         check(mx_binary(MX_OP_ADD, x, y, &out), "mx_binary");
         check(mx_eval(&out, 1), "mx_eval add");
@@ -176,6 +201,10 @@ int main(int argc, char **argv) {
       case SUM:
         check(mx_reduce(MX_OP_SUM, x, NULL, -1, 0, &out), "mx_reduce");
         check(mx_eval(&out, 1), "mx_eval sum");
+        break;
+      case EXP:
+        check(mx_unary(MX_OP_EXP, y, &out), "mx_unary");
+        check(mx_eval(&out, 1), "mx_eval exp");
         break;
       }
       dt[k] = now() - t0;
@@ -187,20 +216,27 @@ int main(int argc, char **argv) {
     ratio[0][r] = (12 / dt[ADD]) / (12 / dt[TRIAD]);
     ratio[1][r] = (4 / dt[SUM]) / (12 / dt[TRIAD]);
     ratio[2][r] = dt[CSUM] / dt[SUM];
+    ratio[3][r] = dt[CEXP2] / dt[EXP];
+    ratio[4][r] = dt[CEXP1] / dt[CEXP2];
   }
 
   double gbs[NK];
   for (int k = 0; k < NK; k++) gbs[k] = bytes_per_elem[k] * (double)N / median(t[k], reps) / 1e9;
   printf("bandwidth: %lld f32 elements (%.0f MiB per array), %d reps, %d engine threads, median of reps\n",
          (long long)N, (double)N * 4 / (1 << 20), reps, mx_num_threads());
+  print_load();
   printf("  %-26s %8s %10s %10s\n", "kernel", "B/elem", "GB/s", "vs triad");
-  for (int k = 0; k < NK; k++)
+  for (int k = 0; k < NMEM; k++)
     printf("  %-26s %8.0f %10.2f %9.1f%%\n", names[k], bytes_per_elem[k], gbs[k], 100 * gbs[k] / gbs[TRIAD]);
   double r_add = median(ratio[0], reps), r_sum = median(ratio[1], reps), r_csum = median(ratio[2], reps);
   printf("  median of per-rep ratios: engine add / triad = %.1f%% (target >= 70%%: %s)\n", 100 * r_add,
          r_add >= 0.7 ? "met" : "NOT met");
   printf("                            engine sum / triad = %.1f%%, engine sum / C sum = %.1f%%\n", 100 * r_sum,
          100 * r_csum);
+  printf("  compute-bound, does the pool split pay? (ns per element)\n");
+  for (int k = NMEM; k < NK; k++) printf("  %-26s %8.2f\n", names[k], 1e9 * median(t[k], reps) / (double)N);
+  printf("  median of per-rep ratios: engine exp / C 2-thread expf = %.1f%%; C 2 threads / 1 thread = %.2fx\n",
+         100 * median(ratio[3], reps), median(ratio[4], reps));
   if (kv) {
     for (int k = 0; k < NK; k++) printf("kv %s_gbs=%.4f\n", keys[k], gbs[k]);
     for (int k = 0; k < NK; k++) printf("kv %s_ms=%.4f\n", keys[k], 1e3 * bytes_per_elem[k] * (double)N / gbs[k] / 1e9);
@@ -211,7 +247,7 @@ int main(int argc, char **argv) {
   mx_release(x);
   mx_release(y);
   for (int k = 0; k < NK; k++) free(t[k]);
-  for (int k = 0; k < 3; k++) free(ratio[k]);
+  for (int k = 0; k < 5; k++) free(ratio[k]);
   free(a);
   free(b);
   free(c);

@@ -41,8 +41,9 @@ x1 = Mx.tensor([1.0])
 overhead_us = fn ->
   ts =
     for _ <- 1..1000 do
-      {us, _} = :timer.tc(fn -> Mx.NIF.eval_dirty([Mx.add(x1, x1).ref]) end)
-      us
+      t0 = Bench.now_ns()
+      Mx.NIF.eval_dirty([Mx.add(x1, x1).ref])
+      (Bench.now_ns() - t0) / 1000
     end
 
   Bench.median(ts)
@@ -54,7 +55,8 @@ time_ms.(fn -> Mx.sum(a) end)
 
 {adds, sums, overs} =
   Enum.reduce(1..reps, {[], [], []}, fn _, {adds, sums, overs} ->
-    {[time_ms.(fn -> Mx.add(a, b) end) | adds], [time_ms.(fn -> Mx.sum(a) end) | sums], [overhead_us.() | overs]}
+    {[time_ms.(fn -> Mx.add(a, b) end) | adds], [time_ms.(fn -> Mx.sum(a) end) | sums],
+     [overhead_us.() | overs]}
   end)
 
 add_ms = Bench.median(adds)
@@ -63,20 +65,41 @@ over_us = Bench.median(overs)
 gbs = fn bytes_per_elem, ms -> bytes_per_elem * n / (ms / 1000) / 1.0e9 end
 pct = fn x -> :erlang.float_to_binary(100 * x, decimals: 1) <> "%" end
 
-IO.puts("bandwidth.exs: #{n} f32 elements, #{reps} reps, median; C figures from #{Path.basename(exe)} in this run")
-IO.puts("  " <> Bench.pad("kernel", 34) <> Bench.lpad("ms", 8) <> Bench.lpad("GB/s", 8) <> Bench.lpad("vs C", 9) <> Bench.lpad("vs triad", 10))
+IO.puts(
+  "bandwidth.exs: #{n} f32 elements, #{reps} reps, median; C figures from #{Path.basename(exe)} in this run"
+)
+
+IO.puts(
+  "  " <>
+    Bench.pad("kernel", 34) <>
+    Bench.lpad("ms", 8) <>
+    Bench.lpad("GB/s", 8) <> Bench.lpad("vs C", 9) <> Bench.lpad("vs triad", 10)
+)
 
 for {name, ms, bpe, cms} <- [
       {"Elixir Mx.add + Mx.eval", add_ms, 12, c["add_ms"]},
       {"Elixir Mx.sum + Mx.eval", sum_ms, 4, c["sum_ms"]}
     ] do
-  IO.puts("  " <> Bench.pad(name, 34) <> Bench.lpad(Bench.fmt(ms * 1.0), 8) <> Bench.lpad(Bench.fmt(gbs.(bpe, ms)), 8) <>
-            Bench.lpad(pct.(cms / ms), 9) <> Bench.lpad(pct.(gbs.(bpe, ms) / c["triad_gbs"]), 10))
+  IO.puts(
+    "  " <>
+      Bench.pad(name, 34) <>
+      Bench.lpad(Bench.fmt(ms * 1.0), 8) <>
+      Bench.lpad(Bench.fmt(gbs.(bpe, ms)), 8) <>
+      Bench.lpad(pct.(cms / ms), 9) <> Bench.lpad(pct.(gbs.(bpe, ms) / c["triad_gbs"]), 10)
+  )
 end
 
-IO.puts("  (C in the same run: triad #{Bench.fmt(c["triad_gbs"])} GB/s, engine add #{Bench.fmt(c["add_gbs"])} GB/s " <>
-          "= #{pct.(c["add_over_triad"])} of triad, engine sum #{Bench.fmt(c["sum_gbs"])} GB/s)")
-IO.puts("  Elixir - C: add #{Bench.fmt((add_ms - c["add_ms"]) * 1000)} us, sum #{Bench.fmt((sum_ms - c["sum_ms"]) * 1000)} us " <>
-          "(separate phases of the run, so this includes the machine's drift)")
-IO.puts("  fixed cost of build + dirty eval (1-element add, measured between reps): #{Bench.fmt(over_us * 1.0)} us = " <>
-          "#{pct.(over_us / 1000 / add_ms)} of the 16M add, #{pct.(over_us / 1000 / sum_ms)} of the 16M sum")
+IO.puts(
+  "  (C in the same run: triad #{Bench.fmt(c["triad_gbs"])} GB/s, engine add #{Bench.fmt(c["add_gbs"])} GB/s " <>
+    "= #{pct.(c["add_over_triad"])} of triad, engine sum #{Bench.fmt(c["sum_gbs"])} GB/s)"
+)
+
+IO.puts(
+  "  Elixir - C: add #{Bench.fmt((add_ms - c["add_ms"]) * 1000)} us, sum #{Bench.fmt((sum_ms - c["sum_ms"]) * 1000)} us " <>
+    "(separate phases of the run, so this includes the machine's drift)"
+)
+
+IO.puts(
+  "  fixed cost of build + dirty eval (1-element add, measured between reps): #{Bench.fmt(over_us * 1.0)} us = " <>
+    "#{pct.(over_us / 1000 / add_ms)} of the 16M add, #{pct.(over_us / 1000 / sum_ms)} of the 16M sum"
+)

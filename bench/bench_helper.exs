@@ -10,10 +10,21 @@ defmodule Bench do
     sorted = Enum.sort(list)
     n = length(sorted)
     mid = div(n, 2)
-    if rem(n, 2) == 1, do: Enum.at(sorted, mid), else: (Enum.at(sorted, mid - 1) + Enum.at(sorted, mid)) / 2
+
+    if rem(n, 2) == 1,
+      do: Enum.at(sorted, mid),
+      else: (Enum.at(sorted, mid - 1) + Enum.at(sorted, mid)) / 2
   end
 
   def now_ns, do: :erlang.monotonic_time(:nanosecond)
+
+  @doc "The 1-minute load average: how busy the shared machine was when a figure was taken."
+  def load do
+    case File.read("/proc/loadavg") do
+      {:ok, s} -> s |> String.split() |> hd()
+      _ -> "?"
+    end
+  end
 
   @doc "Mean ns per call of `fun` over one batch of `n` calls."
   def batch_ns(fun, n) do

@@ -17,6 +17,17 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* The 1-minute load average: how busy the shared machine was. */
+static void print_load(void) {
+  FILE *f = fopen("/proc/loadavg", "r");
+  double l = -1;
+  if (f) {
+    if (fscanf(f, "%lf", &l) != 1) l = -1;
+    fclose(f);
+  }
+  printf("  load average (1 min): %.2f\n", l);
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -122,6 +133,7 @@ int main(int argc, char **argv) {
   const char *core = getenv("OPENBLAS_CORETYPE");
   printf("matmul: %dx%d @ %dx%d, %d reps, median; %s, %d threads, OPENBLAS_CORETYPE=%s\n", n, n, n, n,
          reps, openblas_get_config(), openblas_get_num_threads(), core ? core : "(unset)");
+  print_load();
   printf("  %-6s %12s %12s %18s\n", "dtype", "engine GF/s", "cblas GF/s", "median paired ratio");
   mx_dtype types[2] = {MX_F32, MX_F64};
   for (int i = 0; i < 2; i++) {

@@ -33,21 +33,41 @@ cases = [
   {"build tiny + Mx.NIF.eval_dirty", fn -> Mx.NIF.eval_dirty([tiny.().ref]) end}
 ]
 
-IO.puts("op_build: #{batches} batches of #{n} calls per case, round-robin; median of batch means (ns per call)")
-IO.puts("  OTP #{System.otp_release()}, Elixir #{System.version()}, #{System.schedulers_online()} schedulers, " <>
-          "#{:erlang.system_info(:dirty_cpu_schedulers_online)} dirty CPU schedulers")
+IO.puts(
+  "op_build: #{batches} batches of #{n} calls per case, round-robin; median of batch means (ns per call)"
+)
+
+IO.puts(
+  "  OTP #{System.otp_release()}, Elixir #{System.version()}, #{System.schedulers_online()} schedulers, " <>
+    "#{:erlang.system_info(:dirty_cpu_schedulers_online)} dirty CPU schedulers; load average #{Bench.load()}"
+)
 
 res = Bench.round_robin(cases, n, batches)
 med = Map.new(res, fn {k, v} -> {k, Bench.median(v)} end)
+best = Map.new(res, fn {k, v} -> {k, Enum.min(v)} end)
 nif = med["Mx.NIF.noop/0 (empty NIF)"]
 dirty = med["Mx.NIF.noop_dirty/0 (empty dirty NIF)"]
 
-IO.puts("  " <> Bench.pad("case", 40) <> Bench.lpad("ns/call", 10) <> Bench.lpad("/ NIF", 9) <> Bench.lpad("/ dirty", 9))
+IO.puts(
+  "  " <>
+    Bench.pad("case", 40) <>
+    Bench.lpad("ns/call", 10) <>
+    Bench.lpad("/ NIF", 9) <>
+    Bench.lpad("/ dirty", 9) <>
+    Bench.lpad("best batch", 12)
+)
 
 for {name, _} <- cases do
   m = med[name]
-  IO.puts("  " <> Bench.pad(name, 40) <> Bench.lpad(Bench.fmt(m), 10) <>
-            Bench.lpad(Bench.fmt(m / nif), 9) <> Bench.lpad(:erlang.float_to_binary(m / dirty, decimals: 2), 9))
+
+  IO.puts(
+    "  " <>
+      Bench.pad(name, 40) <>
+      Bench.lpad(Bench.fmt(m), 10) <>
+      Bench.lpad(Bench.fmt(m / nif), 9) <>
+      Bench.lpad(:erlang.float_to_binary(m / dirty, decimals: 2), 9) <>
+      Bench.lpad(Bench.fmt(best[name]), 12)
+  )
 end
 
 add = med["Mx.add(a, b), f32[4]"]
@@ -57,7 +77,7 @@ inline_eval = med["build tiny + Mx.eval (inline)"] - build
 dirty_eval = med["build tiny + Mx.NIF.eval_dirty"] - build
 
 IO.puts("""
-  Mx.add(a, b): #{Bench.fmt(add)} ns per op = #{Bench.fmt(add / nif)}x an empty NIF call (target <= 500 ns: #{if add <= 500, do: "met", else: "NOT met"})
+  Mx.add(a, b): #{Bench.fmt(add)} ns per op (median; best batch #{Bench.fmt(best["Mx.add(a, b), f32[4]"])} ns) = #{Bench.fmt(add / nif)}x an empty NIF call (target <= 500 ns: #{if add <= 500, do: "met", else: "NOT met"})
   Mx.NIF.binary(:add, ...): #{Bench.fmt(raw)} ns; the Elixir wrapper adds #{Bench.fmt(add - raw)} ns
   tiny graph eval (3 scalar ops), net of building: inline #{Bench.fmt(inline_eval)} ns, dirty #{Bench.fmt(dirty_eval)} ns
     inline / empty dirty NIF round trip = #{:erlang.float_to_binary(inline_eval / dirty, decimals: 2)}; inline / dirty eval = #{:erlang.float_to_binary(inline_eval / dirty_eval, decimals: 2)}

@@ -169,7 +169,7 @@ typedef struct {
 } mx_params;
 
 /* Flags used by several ops. */
-enum { MX_F_KEEP = 1, MX_F_DESC = 2, MX_F_REVERSE = 4, MX_F_EXCLUSIVE = 8 };
+enum { MX_F_KEEP = 1, MX_F_DESC = 2, MX_F_REVERSE = 4 };
 
 struct mx_array {
   _Atomic int32_t refs;

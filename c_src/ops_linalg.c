@@ -429,7 +429,7 @@ mx_status mx_diagonal(mx_array *a, int64_t offset, mx_array **out) {
   if (offset >= 0 && offset < n) {
     d = n - offset < m ? n - offset : m;
     first = offset;
-  } else if (offset < 0 && -offset < m) {
+  } else if (offset < 0 && offset > -m) {
     d = m + offset < n ? m + offset : n;
     first = -offset * n;
   }

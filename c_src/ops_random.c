@@ -8,6 +8,7 @@
 
 #include "mx.h"
 #include "ops_internal.h"
+#include "prim/random.h"
 
 /* Elements whose sampler runs its own counter stream (index in the high word). */
 #define MAX_STREAM_ELEMENTS ((int64_t)1 << 32)
@@ -99,13 +100,16 @@ mx_status mx_random(mx_op op, mx_array *key, int n_params, mx_array *const *para
     return mx_error(MX_EINVAL, "[%s] takes %d parameter array(s), got %d", name, want_hi, n_params);
   if ((flags & ~(MX_RANDOM_OPEN | MX_RANDOM_LOG)) || ((flags & MX_RANDOM_OPEN) && op != MX_OP_RANDOM_BITS) ||
       ((flags & MX_RANDOM_LOG) && op != MX_OP_RANDOM_GAMMA))
-    return mx_error(MX_EINVAL, "[%s] flags %d are not supported: open applies to random_bits floats, log to random_gamma",
-                    name, flags);
+    return mx_error(MX_EINVAL,
+                    "[%s] flags %d are not supported: open applies to random_bits floats, log to random_gamma", name,
+                    flags);
   int kt = kernel_dtype(op, t, flags);
   if (kt < 0) return bad_dtype(name, t, allowed_dtypes(op));
   if (op != MX_OP_RANDOM_BITS && op != MX_OP_RANDOM_NORMAL && size > MAX_STREAM_ELEMENTS) {
     char buf[128];
-    return mx_error(MX_EINVAL, "[%s] shape %s has more than 2^32 elements, the most one key can draw here; split the key and draw in parts",
+    return mx_error(MX_EINVAL,
+                    "[%s] shape %s has more than 2^32 elements, the most one key can draw here; split the key and "
+                    "draw in parts",
                     name, mx_describe_shape(ndim, shape, buf, sizeof buf));
   }
 
@@ -134,7 +138,7 @@ mx_status mx_random(mx_op op, mx_array *key, int n_params, mx_array *const *para
     if (!pst) n_in++;
   }
   mx_array *node = NULL;
-  mx_params prm = {.flags = flags};
+  mx_params prm = {.flags = flags | (op == MX_OP_RANDOM_BITS && n_in > 1 ? MX_RANDOM_HAS_OFFSET : 0)};
   if (!pst) pst = mx_node_new(op, (mx_dtype)kt, ndim, shape, n_in, in, &prm, &node);
   for (int i = 1; i < n_in; i++) mx_release(in[i]);
   if (pst) return pst;

@@ -52,29 +52,57 @@ static inline void set_el(int f64, void *p, int64_t i, double v) {
 static inline char *at(int f64, const void *p, int64_t i) { return (char *)p + i * (f64 ? 8 : 4); }
 
 /* dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: the row-major
- * [rows, cols] src becomes its transpose, i.e. src in column-major order. */
+ * [rows, cols] src becomes its transpose, i.e. src in column-major order.
+ * 32 x 32 tiles keep both sides in cache (a plain loop misses on every write). */
+#define TILE 32
 static void transpose_copy(int f64, int64_t rows, int64_t cols, const void *src, int64_t lds, void *dst, int64_t ldd) {
+  for (int64_t i0 = 0; i0 < rows; i0 += TILE)
+    for (int64_t j0 = 0; j0 < cols; j0 += TILE) {
+      int64_t i1 = i0 + TILE < rows ? i0 + TILE : rows, j1 = j0 + TILE < cols ? j0 + TILE : cols;
+      if (f64) {
+        const double *s = src;
+        double *d = dst;
+        for (int64_t i = i0; i < i1; i++)
+          for (int64_t j = j0; j < j1; j++) d[j * ldd + i] = s[i * lds + j];
+      } else {
+        const float *s = src;
+        float *d = dst;
+        for (int64_t i = i0; i < i1; i++)
+          for (int64_t j = j0; j < j1; j++) d[j * ldd + i] = s[i * lds + j];
+      }
+    }
+}
+
+/* Whether n elements are finite: x - x is 0 for finite x, NaN otherwise (a loop that vectorizes). */
+static int finite_run(int f64, const void *p, int64_t n) {
+  int bad = 0;
   if (f64) {
-    const double *s = src;
-    double *d = dst;
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++) d[j * ldd + i] = s[i * lds + j];
+    const double *x = p;
+    for (int64_t i = 0; i < n; i++) bad |= (x[i] - x[i]) != 0;
   } else {
-    const float *s = src;
-    float *d = dst;
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++) d[j * ldd + i] = s[i * lds + j];
+    const float *x = p;
+    for (int64_t i = 0; i < n; i++) bad |= (x[i] - x[i]) != 0;
   }
+  return !bad;
 }
 
 /* Whether a row-major [rows, cols] matrix is finite: all of it, or (lower) its lower triangle. */
 static int finite_matrix(int f64, const void *p, int64_t rows, int64_t cols, int lower) {
+  int ok = 1;
+  for (int64_t i = 0; i < rows; i++)
+    ok &= finite_run(f64, at(f64, p, i * cols), lower && i + 1 < cols ? i + 1 : cols);
+  return ok;
+}
+
+/* dst = src, row by row, checking each row while it is in cache; returns finite_matrix(src). */
+static int copy_finite(int f64, void *dst, const void *src, int64_t rows, int64_t cols, int lower) {
+  int ok = 1;
+  size_t row = (size_t)cols * (f64 ? 8 : 4);
   for (int64_t i = 0; i < rows; i++) {
-    int64_t end = lower && i + 1 < cols ? i + 1 : cols;
-    for (int64_t j = 0; j < end; j++)
-      if (!isfinite(get_el(f64, p, i * cols + j))) return 0;
+    memcpy(at(f64, dst, i * cols), at(f64, src, i * cols), row);
+    ok &= finite_run(f64, at(f64, dst, i * cols), lower && i + 1 < cols ? i + 1 : cols);
   }
-  return 1;
+  return ok;
 }
 
 static void fill_nan(int f64, void *p, int64_t n) {
@@ -255,11 +283,9 @@ typedef struct {
 static void chol_range(void *ctx, int64_t lo, int64_t hi) {
   chol_job *J = ctx;
   int64_t n = J->n, nn = n * n;
-  size_t es = J->f64 ? 8 : 4;
   for (int64_t t = lo; t < hi; t++) {
     void *o = at(J->f64, J->out, t * nn);
-    memcpy(o, at(J->f64, J->a, t * nn), (size_t)nn * es);
-    if (!finite_matrix(J->f64, o, n, n, 1)) {
+    if (!copy_finite(J->f64, o, at(J->f64, J->a, t * nn), n, n, 1)) {
       fill_nan(J->f64, o, nn);
       continue;
     }
@@ -388,7 +414,7 @@ static mx_status solve_plan(const char *op, mx_array *out, mx_array *const *in, 
   return MX_OK;
 }
 
-/* Row swaps of a row-major [n, k] block: forward applies P (as getrf's ipiv), backward P^T. */
+/* Row swaps of a row-major [n, k] block by getrf's ipiv, in order (forward) or in reverse. */
 static void swap_rows(int f64, void *x, int64_t n, int64_t k, const mx_lapack_int *ipiv, int backward) {
   size_t row = (size_t)k * (f64 ? 8 : 4);
   char tmp[256];
@@ -418,12 +444,10 @@ static void solve_range(void *ctx, int64_t lo, int64_t hi) {
     void *o = at(f64, J->out, t * n * k);
     memcpy(o, at(f64, J->b, bo * n * k), (size_t)(n * k * es));
     if (ao != have) {
-      const void *a = at(f64, J->a, ao * nn);
       have = ao;
-      bad = !finite_matrix(f64, a, n, n, 0);
+      /* w = a row-major, i.e. A^T column-major: getrf gives A^T = P L U with no transposed copy. */
+      bad = !copy_finite(f64, w, at(f64, J->a, ao * nn), n, n, 0);
       if (!bad) {
-        /* w holds P A = L U column-major; read row-major it is (L\U)^T: U^T below, L^T above. */
-        transpose_copy(f64, n, n, a, n, w, n);
         int64_t info = mx_getrf(f64, n, n, w, n, ipiv);
         if (info != 0) {
           fail_at(&J->fail, t, ao, info, 0);
@@ -431,16 +455,17 @@ static void solve_range(void *ctx, int64_t lo, int64_t hi) {
         }
       }
     }
+    /* Read row-major, w is (L\U)^T: U^T on and below the diagonal, L^T (unit) above it. */
     if (bad) {
       fill_nan(f64, o, n * k);
-    } else if (!(J->flags & 1)) { /* A X = B: X = U^-1 L^-1 P B */
-      swap_rows(f64, o, n, k, ipiv, 0);
-      mx_trsm(f64, /* left = */ 1, /* lower = */ 0, /* trans_a = */ 1, /* unit = */ 1, n, k, w, n, o, k);
-      mx_trsm(f64, /* left = */ 1, /* lower = */ 1, /* trans_a = */ 1, /* unit = */ 0, n, k, w, n, o, k);
-    } else { /* A^T X = B: X = P^T L^-T U^-T B */
+    } else if (!(J->flags & 1)) { /* A X = B with A = U^T L^T P^T: X = P L^-T U^-T B */
       mx_trsm(f64, /* left = */ 1, /* lower = */ 1, /* trans_a = */ 0, /* unit = */ 0, n, k, w, n, o, k);
       mx_trsm(f64, /* left = */ 1, /* lower = */ 0, /* trans_a = */ 0, /* unit = */ 1, n, k, w, n, o, k);
-      swap_rows(f64, o, n, k, ipiv, 1);
+      swap_rows(f64, o, n, k, ipiv, /* backward = */ 1);
+    } else { /* A^T X = B with A^T = P L U: X = U^-1 L^-1 P^T B */
+      swap_rows(f64, o, n, k, ipiv, /* backward = */ 0);
+      mx_trsm(f64, /* left = */ 1, /* lower = */ 0, /* trans_a = */ 1, /* unit = */ 1, n, k, w, n, o, k);
+      mx_trsm(f64, /* left = */ 1, /* lower = */ 1, /* trans_a = */ 1, /* unit = */ 0, n, k, w, n, o, k);
     }
   }
   free(w);
@@ -466,9 +491,9 @@ mx_status mx_k_solve(mx_array *out, mx_array *const *in) {
   char w[256];
   long long z = (long long)J.fail.info - 1;
   return mx_error(MX_ECOMPUTE,
-                  "[%s] %s is singular (U[%lld][%lld] of its LU factorization is exactly zero); "
+                  "[%s] %s is singular (pivot %lld of its LU factorization is exactly zero); "
                   "a must be invertible: check the input for linearly dependent rows or columns",
-                  op, which_matrix(in[0], J.fail.which, w, sizeof w), z, z);
+                  op, which_matrix(in[0], J.fail.which, w, sizeof w), z);
 }
 
 static void trsolve_range(void *ctx, int64_t lo, int64_t hi) {

@@ -146,7 +146,7 @@ static void bits_range(void *ctx, int64_t lo, int64_t hi) {
 mx_status mx_k_random_bits(mx_array *out, mx_array *const *in) {
   rctx c;
   ctx_init(&c, out, in, 0);
-  if (out->n_in > 1) {
+  if (c.flags & MX_RANDOM_HAS_OFFSET) {
     const uint32_t *off = (const uint32_t *)mx_data(in[1]);
     c.base = (uint64_t)off[0] | ((uint64_t)off[1] << 32);
   }
@@ -488,10 +488,12 @@ mx_status mx_k_random_randint(mx_array *out, mx_array *const *in) {
   if (bad != INT64_MAX) {
     int64_t ol = poff(&c, 0, bad), oh = poff(&c, 1, bad);
     if ((mx_dtype)out->dtype == MX_U64)
-      return mx_error(MX_EINVAL, "[random_randint] empty range at element %lld: low %llu, high %llu; high must exceed low",
+      return mx_error(MX_EINVAL,
+                      "[random_randint] empty range at element %lld: low %llu, high %llu; high must exceed low",
                       (long long)bad, (unsigned long long)((const uint64_t *)c.p[0])[ol],
                       (unsigned long long)((const uint64_t *)c.p[1])[oh]);
-    return mx_error(MX_EINVAL, "[random_randint] empty range at element %lld: low %lld, high %lld; high must exceed low",
+    return mx_error(MX_EINVAL,
+                    "[random_randint] empty range at element %lld: low %lld, high %lld; high must exceed low",
                     (long long)bad, (long long)((const int64_t *)c.p[0])[ol], (long long)((const int64_t *)c.p[1])[oh]);
   }
   return MX_OK;

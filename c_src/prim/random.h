@@ -7,6 +7,10 @@
 
 #include <stdint.h>
 
+/* Node flag set by the constructor when RANDOM_BITS has a counter offset in in[1]
+ * (beside MX_RANDOM_OPEN and MX_RANDOM_LOG from mx.h). */
+#define MX_RANDOM_HAS_OFFSET 4
+
 static inline uint32_t mx_rotl32(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
 
 /* One block: key (k0, k1), counter (c0, c1) -> out[0..1]. Rotations and key

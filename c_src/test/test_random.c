@@ -158,7 +158,8 @@ out:
  * one (of any shape), however the large one was split across threads. */
 static void test_prefix(void) {
   mx_array *key = key_of(1, 2);
-  mx_array *alpha = scalar(MX_F64, 2.5), *rate = scalar(MX_F64, 30), *lo = scalar(MX_S64, -5), *hi = scalar(MX_S64, 1000);
+  mx_array *alpha = scalar(MX_F64, 2.5), *rate = scalar(MX_F64, 30);
+  mx_array *lo = scalar(MX_S64, -5), *hi = scalar(MX_S64, 1000);
   mx_array *tl = scalar(MX_F64, -1), *tu = scalar(MX_F64, 2);
   mx_array *lohi[2] = {lo, hi}, *tb[2] = {tl, tu};
   struct {
@@ -324,7 +325,8 @@ static void test_randint(void) {
     }
     double se = sqrt(60000 * (1.0 / 3) * (2.0 / 3));
     CHECK(other == 0, "randint values outside [-1, 2): %lld", (long long)other);
-    for (int k = 0; k < 3; k++) CHECK(fabs(count[k] - 20000.0) < 5 * se, "randint count[%d] = %lld", k, (long long)count[k]);
+    for (int k = 0; k < 3; k++)
+      CHECK(fabs(count[k] - 20000.0) < 5 * se, "randint count[%d] = %lld", k, (long long)count[k]);
   }
   mx_release(x), mx_release(lo), mx_release(hi);
   /* The full s64 range and a range just above 2^63, where half the draws are rejected. */

@@ -21,9 +21,9 @@ defmodule Mx.Linalg do
       iex> try do
       ...>   Mx.Linalg.cholesky(a) |> Mx.eval()
       ...> rescue
-      ...>   e in Mx.Error -> String.slice(e.message, 0, 82)
+      ...>   e in Mx.Error -> e.message |> String.split(";") |> hd()
       ...> end
-      "[cholesky] the matrix f32[2][2] is not positive definite (its leading minor of order"
+      "[cholesky] the matrix f32[2][2] is not positive definite (its leading minor of order 2 is not positive)"
 
   A matrix that holds NaN or an infinity gives an all-NaN result instead
   (LAPACK's iterations are unspecified on them). `det/1` and `slogdet/1`
@@ -52,7 +52,9 @@ defmodule Mx.Linalg do
   defp flag(false), do: 0
 
   defp flag(other, name, fun) do
-    if is_boolean(other), do: flag(other), else: raise(ArgumentError, "[#{fun}] #{name} must be a boolean, got #{inspect(other)}")
+    if is_boolean(other),
+      do: flag(other),
+      else: raise(ArgumentError, "[#{fun}] #{name} must be a boolean, got #{inspect(other)}")
   end
 
   # ---- factorizations ------------------------------------------------------------------
@@ -151,7 +153,7 @@ defmodule Mx.Linalg do
 
       iex> a = Mx.tensor([[2.0, 1.0], [1.0, 3.0]])
       iex> Mx.Linalg.solve(a, Mx.tensor([3.0, 5.0])) |> Mx.to_list()
-      [0.8000000715255737, 1.399999976158142]
+      [0.800000011920929, 1.399999976158142]
   """
   @spec solve(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def solve(a, b), do: call(:solve, [a, b])
@@ -177,9 +179,14 @@ defmodule Mx.Linalg do
 
     trans =
       case opts[:transform_a] do
-        :none -> 0
-        :transpose -> 1
-        other -> raise ArgumentError, "[triangular_solve] transform_a must be :none or :transpose, got #{inspect(other)}"
+        :none ->
+          0
+
+        :transpose ->
+          1
+
+        other ->
+          raise ArgumentError, "[triangular_solve] transform_a must be :none or :transpose, got #{inspect(other)}"
       end
 
     params = [
@@ -208,8 +215,8 @@ defmodule Mx.Linalg do
   diagonal of `U` in `P a = L U`, with the permutation's sign. 0 for a
   singular matrix. For large matrices `slogdet/1` avoids overflow.
 
-      iex> Mx.Linalg.det(Mx.tensor([[1.0, 2.0], [3.0, 4.0]])) |> Mx.to_number()
-      -2.0
+      iex> Mx.Linalg.det(Mx.tensor([[1.0, 3.0], [2.0, 1.0]])) |> Mx.to_number()
+      -5.0
   """
   @spec det(Mx.tensor_like()) :: t()
   def det(a), do: call(:det, [a])
@@ -256,11 +263,21 @@ defmodule Mx.Linalg do
 
     {kind, p} =
       case opts[:ord] do
-        nil -> {0, 2}
-        :fro -> {1, 2}
-        :nuc -> {2, 2}
-        x when is_number(x) or x in [:infinity, :neg_infinity] -> {3, x}
-        other -> raise ArgumentError, "[norm] ord must be nil, :fro, :nuc, a number, :infinity or :neg_infinity, got #{inspect(other)}"
+        nil ->
+          {0, 2}
+
+        :fro ->
+          {1, 2}
+
+        :nuc ->
+          {2, 2}
+
+        x when is_number(x) or x in [:infinity, :neg_infinity] ->
+          {3, x}
+
+        other ->
+          raise ArgumentError,
+                "[norm] ord must be nil, :fro, :nuc, a number, :infinity or :neg_infinity, got #{inspect(other)}"
       end
 
     axes =

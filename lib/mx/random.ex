@@ -33,11 +33,20 @@ defmodule Mx.Random do
       53 of a `:u64` block, so values lie in `[0, 1)`.
     * `split(key, n)`: key `i` is block `i`.
     * `normal/4`: Box–Muller on pairs of elements.
+    * `truncated_normal/4`: element `i` inverts the CDF at a uniform from block `i`.
     * `gamma/4`, `poisson/3`, `randint/4` run rejection loops: element `i`
       reads blocks `t + i·2³²` for tries `t = 0, 1, …`, its own stream.
 
   Samplers of different kinds read overlapping blocks, so draw each with its
   own key.
+
+  ## Samplers
+
+  Continuous: `uniform/4`, `normal/4`, `truncated_normal/4`, `gamma/4`,
+  `beta/4`, `dirichlet/3`, `exponential/3`, `laplace/4`, `cauchy/4`,
+  `gumbel/4`, `multivariate_normal/4` (`type:` default `:f32`; `:f64`,
+  `:f16` and `:bf16` too). Discrete: `bernoulli/3`, `categorical/3`,
+  `randint/4`, `poisson/3`, `permutation/3`; raw words: `bits/2`.
 
   ## Where the work happens
 
@@ -153,7 +162,8 @@ defmodule Mx.Random do
     type = Type.normalize!(opts[:type] || :u32)
 
     unless type in [:u32, :u64] do
-      raise ArgumentError, "Mx.Random.bits/2: type: must be :u32 or :u64, got #{inspect(type)}; use uniform/4 for floats"
+      raise ArgumentError,
+            "Mx.Random.bits/2: type: must be :u32 or :u64, got #{inspect(type)}; use uniform/4 for floats"
     end
 
     draw(:random_bits, key, [], type, shape_opt!(opts, [], "bits/2"))
@@ -177,12 +187,27 @@ defmodule Mx.Random do
 
   def uniform(key, min, max, opts \\ []) do
     {type, shape, [lo, hi]} = setup!(key, [min, max], opts, "uniform/4")
-    u = draw(:random_bits, key, [], type, shape)
+    u = unit_draw(key, type, shape)
     if unit?(min, 0) and unit?(max, 1), do: u, else: Mx.add(lo, Mx.multiply(Mx.subtract(hi, lo), u))
   end
 
-  # Unit draws in (0, 1), symmetric about 1/2, for inverse-CDF samplers.
-  defp open_uniform(key, type, shape), do: draw(:random_bits, key, [], type, shape, [:open])
+  # Half types hold fewer bits than f32's 24: round down to their grid, so [0, 1) survives the cast.
+  defp unit_draw(key, type, shape) when type in [:f16, :bf16] do
+    scale = if type == :f16, do: 2048.0, else: 256.0
+    draw(:random_bits, key, [], :f32, shape) |> Mx.multiply(scale) |> Mx.floor() |> Mx.divide(scale) |> Mx.as_type(type)
+  end
+
+  defp unit_draw(key, type, shape), do: draw(:random_bits, key, [], type, shape)
+
+  # Unit draws in (0, 1), symmetric about 1/2, for inverse-CDF samplers; half types
+  # compute in f32 (their own grid would reach 1) and round the result once.
+  defp open_uniform(key, type, shape), do: draw(:random_bits, key, [], compute_type(type), shape, [:open])
+
+  defp compute_type(type) when type in [:f16, :bf16], do: :f32
+  defp compute_type(type), do: type
+
+  defp finish(%Array{type: type} = x, type), do: x
+  defp finish(x, type), do: Mx.as_type(x, type)
 
   @doc """
   Bernoulli draws: `true` with probability `p` (default 0.5), compared
@@ -245,7 +270,9 @@ defmodule Mx.Random do
   defp int_param!(x, bound, shape, fun, name) when is_integer(x), do: param!(x, bound, shape, fun, name)
 
   defp int_param!(%Array{type: t} = x, bound, shape, fun, name) do
-    unless Type.integer?(t), do: raise(ArgumentError, "Mx.Random.#{fun}: #{name} must be integers, got an array of type #{t}")
+    unless Type.integer?(t),
+      do: raise(ArgumentError, "Mx.Random.#{fun}: #{name} must be integers, got an array of type #{t}")
+
     param!(x, bound, shape, fun, name)
   end
 
@@ -351,7 +378,8 @@ defmodule Mx.Random do
     alpha = if is_list(alpha), do: Mx.tensor(alpha), else: alpha
 
     unless match?(%Array{}, alpha) and tuple_size(alpha.shape) >= 1 do
-      raise ArgumentError, "Mx.Random.#{fun}: alpha must be an array with the categories on its last axis, got #{inspect(alpha)}"
+      raise ArgumentError,
+            "Mx.Random.#{fun}: alpha must be an array with the categories on its last axis, got #{inspect(alpha)}"
     end
 
     k = elem(alpha.shape, tuple_size(alpha.shape) - 1)
@@ -378,7 +406,7 @@ defmodule Mx.Random do
   def exponential(key, rate, opts) do
     {type, shape, [r]} = setup!(key, [rate], opts, "exponential/3")
     e = key |> open_uniform(type, shape) |> Mx.log() |> Mx.negate()
-    if unit?(rate, 1), do: e, else: Mx.divide(e, r)
+    finish(if(unit?(rate, 1), do: e, else: Mx.divide(e, r)), type)
   end
 
   @doc """
@@ -397,7 +425,7 @@ defmodule Mx.Random do
     # v in (-1/2, 1/2), never 0; 1 - 2|v| is exact, so the tails reach the uniform's resolution.
     v = key |> open_uniform(type, shape) |> Mx.subtract(0.5)
     x = Mx.multiply(Mx.negate(Mx.sign(v)), Mx.log(Mx.subtract(1.0, Mx.multiply(2.0, Mx.abs(v)))))
-    locate(x, loc, scale, l, s)
+    x |> locate(loc, scale, l, s) |> finish(type)
   end
 
   @doc """
@@ -414,8 +442,8 @@ defmodule Mx.Random do
 
   def cauchy(key, loc, scale, opts \\ []) do
     {type, shape, [l, s]} = setup!(key, [loc, scale], opts, "cauchy/4")
-    x = key |> open_uniform(:f64, shape) |> Mx.subtract(0.5) |> Mx.multiply(:math.pi()) |> Mx.tan() |> Mx.as_type(type)
-    locate(x, loc, scale, l, s)
+    x = key |> open_uniform(:f64, shape) |> Mx.subtract(0.5) |> Mx.multiply(:math.pi()) |> Mx.tan()
+    x |> finish(compute_type(type)) |> locate(loc, scale, l, s) |> finish(type)
   end
 
   @doc """
@@ -432,7 +460,7 @@ defmodule Mx.Random do
   def gumbel(key, loc, scale, opts \\ []) do
     {type, shape, [l, s]} = setup!(key, [loc, scale], opts, "gumbel/4")
     x = key |> open_uniform(type, shape) |> Mx.log() |> Mx.negate() |> Mx.log() |> Mx.negate()
-    locate(x, loc, scale, l, s)
+    x |> locate(loc, scale, l, s) |> finish(type)
   end
 
   defp locate(x, loc, scale, l, s) do
@@ -459,8 +487,12 @@ defmodule Mx.Random do
 
     d =
       case {mean, cov} do
-        {%Array{shape: ms}, %Array{shape: {d, d}}} when tuple_size(ms) >= 1 and elem(ms, tuple_size(ms) - 1) == d -> d
-        _ -> raise ArgumentError, "Mx.Random.#{fun}: expects mean {..., d} and cov {d, d}, got #{desc(mean)} and #{desc(cov)}"
+        {%Array{shape: ms}, %Array{shape: {d, d}}} when tuple_size(ms) >= 1 and elem(ms, tuple_size(ms) - 1) == d ->
+          d
+
+        _ ->
+          raise ArgumentError,
+                "Mx.Random.#{fun}: expects mean {..., d} and cov {d, d}, got #{desc(mean)} and #{desc(cov)}"
       end
 
     type = float_type!([mean, cov], opts, fun)
@@ -520,7 +552,10 @@ defmodule Mx.Random do
     rank = tuple_size(logits.shape)
     axis = opts[:axis] || -1
     axis = if axis < 0, do: axis + rank, else: axis
-    unless axis in 0..(rank - 1), do: raise(ArgumentError, "Mx.Random.#{fun}: axis #{opts[:axis]} is out of range for rank #{rank}")
+
+    unless axis in 0..(rank - 1),
+      do: raise(ArgumentError, "Mx.Random.#{fun}: axis #{opts[:axis]} is out of range for rank #{rank}")
+
     k = elem(logits.shape, axis)
     batch = Tuple.delete_at(logits.shape, axis)
 
@@ -582,7 +617,8 @@ defmodule Mx.Random do
   end
 
   def permutation(_key, other, _opts) do
-    raise ArgumentError, "Mx.Random.permutation/3 expects a non-negative integer or an array of rank >= 1, got #{inspect(other)}"
+    raise ArgumentError,
+          "Mx.Random.permutation/3 expects a non-negative integer or an array of rank >= 1, got #{inspect(other)}"
   end
 
   # ---- helpers ------------------------------------------------------------------------
@@ -595,7 +631,8 @@ defmodule Mx.Random do
 
   defp check_key!(other, fun) do
     raise ArgumentError,
-          "Mx.Random.#{fun}: the key must be a u32 array of shape {2} (from Mx.Random.key/1, split/2 or fold_in/2), got #{desc(other)}"
+          "Mx.Random.#{fun}: the key must be a u32 array of shape {2} " <>
+            "(from Mx.Random.key/1, split/2 or fold_in/2), got #{desc(other)}"
   end
 
   defp desc(%Array{} = a), do: Mx.describe(a)
@@ -657,10 +694,18 @@ defmodule Mx.Random do
     pad = fn l -> List.duplicate(1, n - length(l)) ++ l end
 
     Enum.zip_with(pad.(la), pad.(lb), fn
-      x, x -> x
-      1, y -> y
-      x, 1 -> x
-      _, _ -> raise ArgumentError, "Mx.Random.#{fun}: parameter shapes #{inspect(a)} and #{inspect(b)} do not broadcast together"
+      x, x ->
+        x
+
+      1, y ->
+        y
+
+      x, 1 ->
+        x
+
+      _, _ ->
+        raise ArgumentError,
+              "Mx.Random.#{fun}: parameter shapes #{inspect(a)} and #{inspect(b)} do not broadcast together"
     end)
     |> List.to_tuple()
   end
@@ -670,6 +715,8 @@ defmodule Mx.Random do
     a =
       case x do
         %Array{} -> if x.type == type, do: x, else: Mx.as_type(x, type)
+        # Through a list, so u64 values past 2^63 encode exactly.
+        n when is_integer(n) -> [n] |> Mx.tensor(type: type) |> Mx.reshape({})
         n when is_number(n) or n in [:nan, :infinity, :neg_infinity] -> Mx.tensor(n, type: type)
         list when is_list(list) -> Mx.tensor(list, type: type)
         other -> raise ArgumentError, "Mx.Random.#{fun}: #{name} must be a number or an array, got #{inspect(other)}"
@@ -683,7 +730,8 @@ defmodule Mx.Random do
 
     unless ok do
       raise ArgumentError,
-            "Mx.Random.#{fun}: #{name} has shape #{inspect(a.shape)}, which does not broadcast to shape: #{inspect(shape)}"
+            "Mx.Random.#{fun}: #{name} has shape #{inspect(a.shape)}, " <>
+              "which does not broadcast to shape: #{inspect(shape)}"
     end
 
     a

@@ -1,0 +1,83 @@
+/* fft.c: speed of the engine's FFT component (c_src/prim/fft.c) on complex
+ * doubles: one transform at a time (serial), for n = 1024, 4096, 65536 and the
+ * prime 4099 (Bluestein), plus the real forward transform (r2c) at the same n.
+ * Reports the median ns per transform over the runs and "5 n log2 n / t"
+ * GFLOP/s (the conventional FFT figure; r2c is counted as half of that).
+ *
+ * Usage: fft [runs] */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "mx.h"
+#include "prim/fft.h"
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void check(mx_status st, const char *what) {
+  if (st != MX_OK) {
+    fprintf(stderr, "%s failed: %s\n", what, mx_last_error());
+    exit(1);
+  }
+}
+
+/* Median seconds per transform: each run repeats the transform for ~20 ms. */
+static double time_one(const mx_fft_plan *p, int64_t n, int real, const double *x, double *y, int runs) {
+  double *t = malloc((size_t)runs * sizeof *t);
+  int reps = 1;
+  for (;;) { /* calibrate the repetitions per run */
+    double t0 = now();
+    for (int r = 0; r < reps; r++)
+      check(real ? mx_fft_r2c(p, x, y, 1, 1, n, 1.0) : mx_fft_c2c(p, x, y, 1, 1, n, 0, 1.0), "fft");
+    if (now() - t0 > 0.02 || reps > (1 << 24)) break;
+    reps *= 2;
+  }
+  for (int i = 0; i < runs; i++) {
+    double t0 = now();
+    for (int r = 0; r < reps; r++)
+      check(real ? mx_fft_r2c(p, x, y, 1, 1, n, 1.0) : mx_fft_c2c(p, x, y, 1, 1, n, 0, 1.0), "fft");
+    t[i] = (now() - t0) / reps;
+  }
+  double m = median(t, runs);
+  free(t);
+  return m;
+}
+
+int main(int argc, char **argv) {
+  int runs = argc > 1 ? atoi(argv[1]) : 15;
+  if (runs < 1) runs = 1;
+  const int64_t sizes[] = {1024, 4096, 65536, 4099};
+  printf("FFT, complex double, one transform per call (serial), median of %d runs\n", runs);
+  printf("%8s %10s %12s %10s %12s %10s\n", "n", "algorithm", "c2c ns", "GFLOP/s", "r2c ns", "GFLOP/s");
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    int64_t n = sizes[i];
+    mx_fft_plan *p = NULL;
+    check(mx_fft_plan_get(n, &p), "plan");
+    double *x = malloc((size_t)(2 * n) * sizeof *x), *y = malloc((size_t)(2 * n + 2) * sizeof *y);
+    for (int64_t k = 0; k < 2 * n; k++) x[k] = sin(0.37 * (double)k) + 0.25 * cos(1.3 * (double)k);
+    double tc = time_one(p, n, 0, x, y, runs);
+    double tr = time_one(p, n, 1, x, y, runs);
+    double flops = 5.0 * (double)n * log2((double)n);
+    printf("%8lld %10s %12.0f %10.2f %12.0f %10.2f\n", (long long)n, mx_fft_plan_is_bluestein(p) ? "bluestein" : "mixed",
+           tc * 1e9, flops / tc * 1e-9, tr * 1e9, 0.5 * flops / tr * 1e-9);
+    mx_fft_plan_release(p);
+    free(x);
+    free(y);
+  }
+  return 0;
+}
