@@ -8,6 +8,7 @@
  * a thread needing a node another thread is computing waits for it. Waiting
  * cannot deadlock: a thread claims a node only after all its inputs are ready. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,6 +189,11 @@ mx_status mx_eval(mx_array *const *roots, int n) {
     pthread_mutex_unlock(&glock);
 
     st = prepare_output(x, v.ptrs);
+    if (st) {
+      char why[512]; /* name the op whose output could not be allocated */
+      snprintf(why, sizeof why, "%s", mx_last_error());
+      st = mx_error(st, "[%s] %s", mx_ops[x->op].name, why);
+    }
     if (st == MX_OK) st = mx_ops[x->op].kernel(x, v.ptrs);
     if (st != MX_OK) {
       mx_buffer_release(x->buf);

@@ -43,6 +43,13 @@ mx_status mx_cast(mx_array *a, mx_dtype t, mx_array **out) {
   return mx_as_type(a, t, out);
 }
 
+mx_status mx_check_live(const char *op, int n, mx_array *const *arrays) {
+  for (int i = 0; i < n; i++)
+    if (atomic_load(&arrays[i]->state) == MX_DISPOSED)
+      return mx_error(MX_EDISPOSED, "[%s] input %d was disposed; it cannot be used again", op, i);
+  return MX_OK;
+}
+
 /* Kernels compute in these dtypes; f16/bf16 are storage and compute in f32. */
 mx_dtype mx_compute_type(mx_dtype t) { return (t == MX_F16 || t == MX_BF16) ? MX_F32 : t; }
 
@@ -137,7 +144,9 @@ mx_status mx_linspace(mx_dtype t, double start, double stop, int64_t n, int endp
 }
 
 mx_status mx_eye(mx_dtype t, int64_t n, int64_t m, mx_array **out) {
-  int64_t shape[2] = {n, m};
+  int64_t shape[2] = {n, m}, size;
+  mx_status st0 = mx_check_shape("eye", 2, shape, &size);
+  if (st0) return st0;
   mx_array *r = NULL, *c = NULL, *eq = NULL;
   mx_status st = mx_iota(MX_S64, 2, shape, 0, &r);
   if (!st) st = mx_iota(MX_S64, 2, shape, 1, &c);
@@ -165,6 +174,8 @@ static mx_status wrong_family(mx_op op, const char *want) {
 mx_status mx_unary(mx_op op, mx_array *a, mx_array **out) {
   if ((unsigned)op >= MX_OP_COUNT || mx_ops[op].family != MX_FAM_UNARY || op == MX_OP_AS_TYPE)
     return wrong_family(op, "unary");
+  mx_status live = mx_check_live(mx_ops[op].name, 1, &a);
+  if (live) return live;
   mx_dtype in = (mx_dtype)a->dtype, storage, compute;
   switch (mx_ops[op].rule) {
   case MX_RULE_FLOAT:
@@ -195,7 +206,8 @@ mx_status mx_binary(mx_op op, mx_array *a, mx_array *b, mx_array **out) {
   mx_array *ab[2] = {a, b};
   int ndim = 0;
   int64_t shape[MX_MAX_RANK];
-  mx_status st = mx_broadcast_shape(mx_ops[op].name, 2, ab, &ndim, shape);
+  mx_status st = mx_check_live(mx_ops[op].name, 2, ab);
+  if (!st) st = mx_broadcast_shape(mx_ops[op].name, 2, ab, &ndim, shape);
   if (st) return st;
   mx_dtype t = mx_promote((mx_dtype)a->dtype, (mx_dtype)b->dtype), storage, compute;
   switch (mx_ops[op].rule) {
@@ -230,7 +242,8 @@ mx_status mx_select(mx_array *pred, mx_array *on_true, mx_array *on_false, mx_ar
   mx_array *all[3] = {pred, on_true, on_false};
   int ndim = 0;
   int64_t shape[MX_MAX_RANK];
-  mx_status st = mx_broadcast_shape("select", 3, all, &ndim, shape);
+  mx_status st = mx_check_live("select", 3, all);
+  if (!st) st = mx_broadcast_shape("select", 3, all, &ndim, shape);
   if (st) return st;
   mx_dtype storage = mx_promote((mx_dtype)on_true->dtype, (mx_dtype)on_false->dtype);
   mx_dtype compute = mx_compute_type(storage);
@@ -266,6 +279,8 @@ static mx_dtype aggregate_type(mx_dtype t) {
 mx_status mx_reduce(mx_op op, mx_array *a, const int *axes, int naxes, int keep, mx_array **out) {
   if ((unsigned)op >= MX_OP_COUNT || mx_ops[op].family != MX_FAM_REDUCE) return wrong_family(op, "reduction");
   const char *name = mx_ops[op].name;
+  mx_status live = mx_check_live(name, 1, &a);
+  if (live) return live;
   int reduced[MX_MAX_RANK] = {0};
   mx_params p = {.flags = keep ? MX_F_KEEP : 0};
   if (axes == NULL || naxes < 0) {
@@ -334,7 +349,8 @@ mx_status mx_reduce(mx_op op, mx_array *a, const int *axes, int naxes, int keep,
 mx_status mx_scan(mx_op op, mx_array *a, int axis, int reverse, mx_array **out) {
   if ((unsigned)op >= MX_OP_COUNT || mx_ops[op].family != MX_FAM_SCAN) return wrong_family(op, "scan");
   int ax = 0;
-  mx_status st = mx_normalize_axis(mx_ops[op].name, a, axis, a->ndim, &ax);
+  mx_status st = mx_check_live(mx_ops[op].name, 1, &a);
+  if (!st) st = mx_normalize_axis(mx_ops[op].name, a, axis, a->ndim, &ax);
   if (st) return st;
   mx_params p = {.axis = ax, .flags = reverse ? MX_F_REVERSE : 0};
   mx_dtype storage = mx_ops[op].rule == MX_RULE_AGG ? aggregate_type((mx_dtype)a->dtype) : (mx_dtype)a->dtype;
@@ -349,7 +365,8 @@ mx_status mx_scan(mx_op op, mx_array *a, int axis, int reverse, mx_array **out) 
 
 static mx_status sort_node(mx_op op, mx_array *a, int axis, int descending, mx_array **out) {
   int ax = 0;
-  mx_status st = mx_normalize_axis(mx_ops[op].name, a, axis, a->ndim, &ax);
+  mx_status st = mx_check_live(mx_ops[op].name, 1, &a);
+  if (!st) st = mx_normalize_axis(mx_ops[op].name, a, axis, a->ndim, &ax);
   if (st) return st;
   mx_params p = {.axis = ax, .flags = descending ? MX_F_DESC : 0};
   mx_dtype in = mx_compute_type((mx_dtype)a->dtype);
@@ -381,7 +398,9 @@ mx_status mx_matmul(mx_array *a, mx_array *b, mx_array **out) {
     return mx_error(MX_EINVAL, "[matmul] operands must have rank >= 1, got %s and %s; use multiply for scalars",
                     mx_describe(a, b1, sizeof b1), mx_describe(b, b2, sizeof b2));
   mx_array *x = NULL, *y = NULL, *node = NULL, *cast = NULL;
-  mx_status st = MX_OK;
+  mx_array *ab[2] = {a, b};
+  mx_status st = mx_check_live("matmul", 2, ab);
+  if (st) return st;
   if (a->ndim == 1) {
     int64_t s[2] = {1, a->shape[0]};
     st = mx_reshape(a, 2, s, &x);

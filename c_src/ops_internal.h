@@ -6,6 +6,8 @@
 
 /* a itself (retained) when it already has dtype t, else an as_type node. */
 mx_status mx_cast(mx_array *a, mx_dtype t, mx_array **out);
+/* Fails naming op if an input was disposed (before any internal cast names itself). */
+mx_status mx_check_live(const char *op, int n, mx_array *const *arrays);
 /* The dtype kernels compute in: f16/bf16 compute in f32. */
 mx_dtype mx_compute_type(mx_dtype t);
 /* Negative axes count from the end; out-of-range axes are an error naming op. */

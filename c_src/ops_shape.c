@@ -51,7 +51,11 @@ mx_status mx_transpose(mx_array *a, const int *perm, mx_array **out) {
       mx_status st = mx_normalize_axis("transpose", a, ax, a->ndim, &ax);
       if (st) return st;
     }
-    if (seen[ax]) return mx_error(MX_EINVAL, "[transpose] axis %d appears twice; axes must be a permutation of 0..%d", ax, a->ndim - 1);
+    if (seen[ax]) {
+      char b1[128];
+      return mx_error(MX_EINVAL, "[transpose] axis %d appears twice for %s; axes must be a permutation of 0..%d", ax,
+                      mx_describe(a, b1, sizeof b1), a->ndim - 1);
+    }
     seen[ax] = 1;
     p.ip[i] = ax;
     shape[i] = a->shape[ax];
@@ -305,8 +309,12 @@ mx_status mx_pad(mx_array *a, mx_array *value, const int64_t *lo, const int64_t 
   for (int i = 0; i < a->ndim; i++) {
     int64_t in = interior ? interior[i] : 0, n = a->shape[i];
     if (in < 0) return mx_error(MX_EINVAL, "[pad] interior padding on axis %d is %lld; it must be >= 0", i, (long long)in);
-    int64_t grown = n + (n > 0 ? (n - 1) * in : 0);
-    shape[i] = lo[i] + hi[i] + grown;
+    int64_t grown = 0;
+    int overflow = n > 0 && (__builtin_mul_overflow(n - 1, in, &grown) || __builtin_add_overflow(grown, n, &grown));
+    overflow = overflow || __builtin_add_overflow(grown, lo[i], &shape[i]) || __builtin_add_overflow(shape[i], hi[i], &shape[i]);
+    if (overflow)
+      return mx_error(MX_EINVAL, "[pad] padding (%lld, %lld, %lld) on axis %d of %s gives more elements than memory can hold",
+                      (long long)lo[i], (long long)hi[i], (long long)in, i, mx_describe(a, b1, sizeof b1));
     if (shape[i] < 0)
       return mx_error(MX_EINVAL, "[pad] padding (%lld, %lld) on axis %d of %s leaves a negative size", (long long)lo[i],
                       (long long)hi[i], i, mx_describe(a, b1, sizeof b1));

@@ -200,6 +200,7 @@ INLINE cx cx_sub(cx a, cx b) { return _mm_sub_pd(a, b); }
 INLINE cx cx_scale(cx a, double s) { return _mm_mul_pd(a, _mm_set1_pd(s)); }
 INLINE cx cx_zero(void) { return _mm_setzero_pd(); }
 INLINE cx cx_conj(cx a) { return _mm_xor_pd(a, _mm_set_pd(-0.0, 0.0)); }
+INLINE cx cx_real(cx a) { return _mm_move_sd(_mm_setzero_pd(), a); }
 INLINE cx cx_mul(cx a, cx w) {
   cx wr = _mm_movedup_pd(w), wi = _mm_unpackhi_pd(w, w);
   return _mm_addsub_pd(_mm_mul_pd(a, wr), _mm_mul_pd(_mm_shuffle_pd(a, a, 1), wi));
@@ -218,6 +219,7 @@ INLINE cx cx_sub(cx a, cx b) { return (cx){a.re - b.re, a.im - b.im}; }
 INLINE cx cx_scale(cx a, double s) { return (cx){a.re * s, a.im * s}; }
 INLINE cx cx_zero(void) { return (cx){0, 0}; }
 INLINE cx cx_conj(cx a) { return (cx){a.re, -a.im}; }
+INLINE cx cx_real(cx a) { return (cx){a.re, 0}; }
 INLINE cx cx_mul(cx a, cx w) { return (cx){a.re * w.re - a.im * w.im, a.im * w.re + a.re * w.im}; }
 INLINE cx cx_mul_negi(cx a) { return (cx){a.im, -a.re}; }
 INLINE cx cx_mul_posi(cx a) { return (cx){-a.im, a.re}; }
@@ -690,11 +692,9 @@ static void r2c_range(void *ctx, int64_t lo, int64_t hi) {
       y[2 * h] = (Z[0] - Z[1]) * sc;
       y[2 * h + 1] = 0;
       for (int64_t k = 1; k < h; k++) {
-        double zr = Z[2 * k], zi = Z[2 * k + 1], cr = Z[2 * (h - k)], ci = -Z[2 * (h - k) + 1];
-        double er = 0.5 * (zr + cr), ei = 0.5 * (zi + ci);
-        double orr = 0.5 * (zi - ci), oi = -0.5 * (zr - cr); /* (Z - conj Z')/(2i) */
-        y[2 * k] = (er + orr * w[2 * k] - oi * w[2 * k + 1]) * sc;
-        y[2 * k + 1] = (ei + orr * w[2 * k + 1] + oi * w[2 * k]) * sc;
+        cx zk = cx_load(Z + 2 * k), zc = cx_conj(cx_load(Z + 2 * (h - k)));
+        cx e = cx_scale(cx_add(zk, zc), 0.5), o = cx_mul_negi(cx_scale(cx_sub(zk, zc), 0.5));
+        cx_store(y + 2 * k, cx_scale(cx_add(e, cx_mul(o, cx_load(w + 2 * k))), sc));
       }
     } else {
       for (int64_t t = 0; t < n; t++) {
@@ -729,12 +729,10 @@ static void c2r_range(void *ctx, int64_t lo, int64_t hi) {
        * z = ifft_h(Z) holds x_2t + i x_2t+1. Stored conjugated for the forward run. */
       const double *w = J->rp->tw;
       for (int64_t k = 0; k < h; k++) {
-        double xr = X[2 * k * st], xi = k ? X[2 * k * st + 1] : 0;
-        double cr = X[2 * (h - k) * st], ci = k ? -X[2 * (h - k) * st + 1] : 0;
-        double er = xr + cr, ei = xi + ci, dr = xr - cr, di = xi - ci;
-        double orr = dr * w[2 * k] + di * w[2 * k + 1], oi = di * w[2 * k] - dr * w[2 * k + 1];
-        buf[2 * k] = er - oi;
-        buf[2 * k + 1] = -(ei + orr);
+        cx xk = cx_load(X + 2 * k * st), xc = cx_conj(cx_load(X + 2 * (h - k) * st));
+        if (k == 0) xk = cx_real(xk), xc = cx_real(xc);
+        cx e = cx_add(xk, xc), o = cx_mul(cx_sub(xk, xc), cx_conj(cx_load(w + 2 * k)));
+        cx_store(buf + 2 * k, cx_conj(cx_add(e, cx_mul_posi(o))));
       }
       const double *z = forward(J->rp->half, buf, buf + 2 * h);
       for (int64_t t = 0; t < h; t++) {

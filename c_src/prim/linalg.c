@@ -283,9 +283,17 @@ typedef struct {
 static void chol_range(void *ctx, int64_t lo, int64_t hi) {
   chol_job *J = ctx;
   int64_t n = J->n, nn = n * n;
+  size_t es = J->f64 ? 8 : 4;
   for (int64_t t = lo; t < hi; t++) {
     void *o = at(J->f64, J->out, t * nn);
-    if (!copy_finite(J->f64, o, at(J->f64, J->a, t * nn), n, n, 1)) {
+    /* The lower triangle (all potrf reads and writes) and zeros above it, in one pass. */
+    int ok = 1;
+    for (int64_t i = 0; i < n; i++) {
+      memcpy(at(J->f64, o, i * n), at(J->f64, J->a, t * nn + i * n), (size_t)(i + 1) * es);
+      memset(at(J->f64, o, i * n + i + 1), 0, (size_t)(n - i - 1) * es);
+      ok &= finite_run(J->f64, at(J->f64, o, i * n), i + 1);
+    }
+    if (!ok) {
       fill_nan(J->f64, o, nn);
       continue;
     }
@@ -295,7 +303,6 @@ static void chol_range(void *ctx, int64_t lo, int64_t hi) {
       fail_at(&J->fail, t, t, info, 0);
       return;
     }
-    zero_triangle(J->f64, o, n, n, /* upper = */ 1);
   }
 }
 
