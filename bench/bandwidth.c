@@ -6,7 +6,8 @@
  * add 12 B/elem, sum 4 B/elem. References: one-thread memcpy, a 2-thread
  * STREAM triad and a 2-thread C sum (the same thread count as the engine's pool).
  * Reps are interleaved, and ratios are taken within each rep, so drift on the
- * shared machine hits both sides of a ratio alike.
+ * shared machine hits both sides of a ratio alike. A compute-bound line (expf,
+ * 1 and 2 threads, against the engine's exp) shows whether the split pays.
  *
  * Usage: bandwidth [reps]          human-readable table
  *        bandwidth [reps] --kv     also key=value lines (read by bandwidth.exs) */

@@ -169,27 +169,24 @@ void mx_retain(mx_array *a) { atomic_fetch_add_explicit(&a->refs, 1, memory_orde
  * the C stack; the stack of nodes to free grows on the heap. */
 void mx_release(mx_array *a) {
   if (!a || atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1) return;
-  size_t cap = 64, n = 0;
-  mx_array **stack = malloc(cap * sizeof *stack);
-  mx_array *local[1];
-  if (!stack) {
-    stack = local; /* degrade: free this node; its inputs leak rather than crash */
-    cap = 1;
-  }
+  /* Most releases free a few nodes: start on the C stack, grow on the heap. */
+  mx_array *local[32], **stack = local;
+  size_t cap = 32, n = 0;
   stack[n++] = a;
   while (n > 0) {
     mx_array *x = stack[--n];
     for (int i = 0; i < x->n_in; i++) {
       mx_array *p = x->in[i];
       if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1) continue;
-      if (n == cap && stack != local) {
-        mx_array **bigger = realloc(stack, 2 * cap * sizeof *stack);
+      if (n == cap) {
+        mx_array **bigger = stack == local ? malloc(2 * cap * sizeof *stack) : realloc(stack, 2 * cap * sizeof *stack);
+        if (bigger && stack == local) memcpy(bigger, local, sizeof local);
         if (bigger) {
           stack = bigger;
           cap *= 2;
         }
       }
-      if (n < cap) stack[n++] = p;
+      if (n < cap) stack[n++] = p; /* out of memory: the node leaks rather than crash */
     }
     free(x->in);
     free(x->params);

@@ -105,6 +105,22 @@ static mx_status node_then_cast(mx_op op, mx_dtype compute, mx_dtype storage, in
   return st;
 }
 
+/* Relative cost per element, so scheduling (inline or dirty) sees the work, not
+ * just the size: measured in bench/RESULTS.md (add ~0.1 ns, exp ~2 ns, lgamma ~8 ns). */
+static int64_t op_weight(mx_op op) {
+  switch (op) {
+  case MX_OP_LGAMMA: case MX_OP_DIGAMMA: case MX_OP_ERF_INV:
+    return 96;
+  case MX_OP_EXP: case MX_OP_EXPM1: case MX_OP_LOG: case MX_OP_LOG1P: case MX_OP_SIN: case MX_OP_COS:
+  case MX_OP_TAN: case MX_OP_ASIN: case MX_OP_ACOS: case MX_OP_ATAN: case MX_OP_SINH: case MX_OP_COSH:
+  case MX_OP_TANH: case MX_OP_SIGMOID: case MX_OP_ERF: case MX_OP_POW: case MX_OP_ATAN2: case MX_OP_LOGADDEXP:
+  case MX_OP_REMAINDER:
+    return 24;
+  default:
+    return 1;
+  }
+}
+
 /* ---- sources ------------------------------------------------------------------ */
 
 static mx_status check_dtype(const char *op, mx_dtype t) {
@@ -196,8 +212,13 @@ mx_status mx_unary(mx_op op, mx_array *a, mx_array **out) {
   mx_array *x;
   mx_status st = mx_cast(a, in_compute, &x);
   if (st) return st;
-  st = node_then_cast(op, compute, storage, a->ndim, a->shape, 1, &x, NULL, out);
+  mx_array *node = NULL;
+  st = mx_node_new(op, compute, a->ndim, a->shape, 1, &x, NULL, &node);
   mx_release(x);
+  if (st) return st;
+  node->cost = node->size * op_weight(op);
+  st = mx_cast(node, storage, out);
+  mx_release(node);
   return st;
 }
 
@@ -231,6 +252,7 @@ mx_status mx_binary(mx_op op, mx_array *a, mx_array *b, mx_array **out) {
   mx_array *xy[2] = {x, y};
   mx_dtype node_type = storage == MX_BOOL ? MX_BOOL : compute;
   if (!st) st = mx_node_new(op, node_type, ndim, shape, 2, xy, NULL, &node);
+  if (!st) node->cost = node->size * op_weight(op);
   if (!st) st = mx_cast(node, storage, out);
   mx_release(x);
   mx_release(y);
@@ -372,11 +394,15 @@ static mx_status sort_node(mx_op op, mx_array *a, int axis, int descending, mx_a
   mx_dtype in = mx_compute_type((mx_dtype)a->dtype);
   mx_dtype storage = op == MX_OP_SORT ? (mx_dtype)a->dtype : MX_S64;
   mx_dtype compute = op == MX_OP_SORT ? in : MX_S64;
-  mx_array *x;
+  mx_array *x, *node = NULL;
   st = mx_cast(a, in, &x);
   if (st) return st;
-  st = node_then_cast(op, compute, storage, a->ndim, a->shape, 1, &x, &p, out);
+  st = mx_node_new(op, compute, a->ndim, a->shape, 1, &x, &p, &node);
   mx_release(x);
+  if (st) return st;
+  node->cost = node->size * 24; /* a merge sort: ~log2(n) passes */
+  st = mx_cast(node, storage, out);
+  mx_release(node);
   return st;
 }
 
@@ -452,7 +478,7 @@ mx_status mx_matmul(mx_array *a, mx_array *b, mx_array **out) {
   mx_release(cx);
   mx_release(cy);
   if (st) goto done;
-  node->cost = batch * m * n * (k > 0 ? k : 1);
+  node->cost = batch * m * n * (k > 0 ? k : 1) / 4; /* ~0.02 ns a multiply-add through BLAS */
   st = mx_cast(node, storage, &cast);
   if (st) goto done;
   /* Drop the unit axes added for 1-d operands. */

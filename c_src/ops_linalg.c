@@ -112,7 +112,8 @@ static mx_status solve_like(const char *op, mx_op prim, int flags, int left, int
     return mx_error(MX_EINVAL, "[%s] a must be a square matrix or a batch of them [..., n, n], got %s", op,
                     mx_describe(a, b1, sizeof b1));
   int64_t n = a->shape[a->ndim - 1];
-  int vector = vectors && (b->ndim == 1 || (b->ndim == a->ndim - 1 && !memcmp(b->shape, a->shape, sizeof(int64_t) * (size_t)b->ndim)));
+  int vector = vectors && (b->ndim == 1 ||
+                           (b->ndim == a->ndim - 1 && !memcmp(b->shape, a->shape, sizeof(int64_t) * (size_t)b->ndim)));
   if (!vector && b->ndim < 2)
     return mx_error(MX_EINVAL, "[%s] b must be [..., n] or [..., n, k] (a is %s), got %s", op,
                     mx_describe(a, b1, sizeof b1), mx_describe(b, b2, sizeof b2));
@@ -129,7 +130,8 @@ static mx_status solve_like(const char *op, mx_op prim, int flags, int left, int
                     left ? " or [..., n, k]" : " or [..., k, n]");
   /* Broadcast the batch axes (all but the last two), right-aligned. */
   int bx = a->ndim - 2, by = vector ? b->ndim - 1 : b->ndim - 2, nb = bx > by ? bx : by;
-  if (nb + 2 > MX_MAX_RANK) return mx_error(MX_EINVAL, "[%s] the result would have rank %d; ranks go up to %d", op, nb + 2, MX_MAX_RANK);
+  if (nb + 2 > MX_MAX_RANK)
+    return mx_error(MX_EINVAL, "[%s] the result would have rank %d; ranks go up to %d", op, nb + 2, MX_MAX_RANK);
   int64_t shape[MX_MAX_RANK], batch = 1;
   for (int d = 0; d < nb; d++) {
     int i = bx - nb + d, j = by - nb + d;
@@ -144,9 +146,9 @@ static mx_status solve_like(const char *op, mx_op prim, int flags, int left, int
   }
   shape[nb] = rows;
   shape[nb + 1] = cols;
-  int64_t rc;
+  int64_t rc, nn;
   if (__builtin_mul_overflow(rows, cols, &rc) || rc > MX_LAPACK_INT_MAX || rc > MX_BLAS_INT_MAX ||
-      n * n > MX_LAPACK_INT_MAX || n * n > MX_BLAS_INT_MAX)
+      __builtin_mul_overflow(n, n, &nn) || nn > MX_LAPACK_INT_MAX || nn > MX_BLAS_INT_MAX)
     return mx_error(MX_EINVAL, "[%s] a %s and b %s exceed LAPACK's integer range (%lld elements per matrix at most)",
                     op, mx_describe(a, b1, sizeof b1), mx_describe(b, b2, sizeof b2), (long long)MX_LAPACK_INT_MAX);
   mx_dtype storage = float_storage(mx_promote((mx_dtype)a->dtype, (mx_dtype)b->dtype));
@@ -419,13 +421,15 @@ mx_status mx_eigvalsh(mx_array *a, mx_array **w) {
 
 /* ---- diagonal, trace, diag: strided views of the flattened matrix ------------------------------- */
 
-mx_status mx_diagonal(mx_array *a, int64_t offset, mx_array **out) {
+static mx_status diagonal_of(const char *op, mx_array *a, int64_t offset, mx_array **out) {
   char b1[128];
   if (a->ndim < 2)
-    return mx_error(MX_EINVAL, "[diagonal] expects a matrix or a batch of matrices [..., m, n], got %s",
+    return mx_error(MX_EINVAL, "[%s] expects a matrix or a batch of matrices [..., m, n], got %s", op,
                     mx_describe(a, b1, sizeof b1));
   int r = a->ndim;
-  int64_t m = a->shape[r - 2], n = a->shape[r - 1], d = 0, first = 0;
+  int64_t m = a->shape[r - 2], n = a->shape[r - 1], d = 0, first = 0, mn;
+  if (__builtin_mul_overflow(m, n, &mn))
+    return mx_error(MX_EINVAL, "[%s] the matrices of %s are too large to index", op, mx_describe(a, b1, sizeof b1));
   if (offset >= 0 && offset < n) {
     d = n - offset < m ? n - offset : m;
     first = offset;
@@ -440,7 +444,7 @@ mx_status mx_diagonal(mx_array *a, int64_t offset, mx_array **out) {
     start[i] = 0;
     stride[i] = 1;
   }
-  flat[r - 2] = m * n;
+  flat[r - 2] = mn;
   stop[r - 2] = flat[r - 2];
   start[r - 2] = d > 0 ? first : 0;
   stop[r - 2] = d > 0 ? first + (d - 1) * (n + 1) + 1 : 0;
@@ -452,13 +456,11 @@ mx_status mx_diagonal(mx_array *a, int64_t offset, mx_array **out) {
   return st;
 }
 
+mx_status mx_diagonal(mx_array *a, int64_t offset, mx_array **out) { return diagonal_of("diagonal", a, offset, out); }
+
 mx_status mx_trace(mx_array *a, int64_t offset, mx_array **out) {
-  char b1[128];
-  if (a->ndim < 2)
-    return mx_error(MX_EINVAL, "[trace] expects a matrix or a batch of matrices [..., m, n], got %s",
-                    mx_describe(a, b1, sizeof b1));
   mx_array *d = NULL;
-  mx_status st = mx_diagonal(a, offset, &d);
+  mx_status st = diagonal_of("trace", a, offset, &d);
   if (!st) st = reduce1(MX_OP_SUM, d, -1, 0, out);
   mx_release(d);
   return st;

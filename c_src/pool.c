@@ -1,12 +1,16 @@
 /* pool.c: a tiny thread pool for splitting large kernels across cores.
- * One caller at a time owns the workers; a second concurrent caller (another
- * dirty scheduler) runs its range serially rather than queueing behind. */
+ * Work is cut into chunks handed out through an atomic counter: the caller
+ * starts on them at once and never waits for a worker that has not woken
+ * up yet (on a loaded machine it may not), only for chunks already taken.
+ * One caller at a time owns the workers; a concurrent caller (another dirty
+ * scheduler) runs its range serially rather than queueing behind. */
 #include <pthread.h>
 #include <unistd.h>
 
 #include "mx.h"
 
 #define MAX_WORKERS 64
+#define CHUNKS_PER_THREAD 4
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* held by the caller that owns the workers */
 static pthread_mutex_t job_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -15,29 +19,51 @@ static pthread_cond_t job_done = PTHREAD_COND_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int nworkers; /* threads besides the caller */
 
+/* The job being run. `next` packs the job's generation (high 32 bits) with
+ * the next chunk index, so a worker that wakes late can never take a chunk
+ * of a later job with the previous job's function. */
 static struct {
   mx_range_fn fn;
   void *ctx;
-  int64_t n, chunk;
-  uint64_t generation;
-  int pending; /* workers yet to finish this job */
+  int64_t n, chunk, nchunks;
+  uint32_t generation;
+  _Atomic uint64_t next;
+  _Atomic int64_t finished; /* chunks completed */
 } job;
 
+typedef struct {
+  mx_range_fn fn;
+  void *ctx;
+  int64_t n, chunk, nchunks;
+  uint32_t generation;
+} job_view;
+
+static void run_chunks(const job_view *j) {
+  for (;;) {
+    uint64_t v = atomic_load(&job.next);
+    if ((uint32_t)(v >> 32) != j->generation || (int64_t)(v & 0xFFFFFFFFu) >= j->nchunks) return;
+    if (!atomic_compare_exchange_weak(&job.next, &v, v + 1)) continue;
+    int64_t lo = (int64_t)(v & 0xFFFFFFFFu) * j->chunk, hi = lo + j->chunk < j->n ? lo + j->chunk : j->n;
+    j->fn(j->ctx, lo, hi);
+    if (atomic_fetch_add(&job.finished, 1) + 1 == j->nchunks) {
+      pthread_mutex_lock(&job_lock);
+      pthread_cond_signal(&job_done);
+      pthread_mutex_unlock(&job_lock);
+    }
+  }
+}
+
 static void *worker_main(void *arg) {
-  int id = (int)(intptr_t)arg; /* 1..nworkers; the caller takes chunk 0 */
-  uint64_t seen = 0;
+  (void)arg;
+  uint32_t seen = 0;
   pthread_mutex_lock(&job_lock);
   for (;;) {
     while (job.generation == seen) pthread_cond_wait(&job_ready, &job_lock);
     seen = job.generation;
-    mx_range_fn fn = job.fn;
-    void *ctx = job.ctx;
-    int64_t lo = id * job.chunk, hi = lo + job.chunk;
-    if (hi > job.n) hi = job.n;
+    job_view j = {job.fn, job.ctx, job.n, job.chunk, job.nchunks, job.generation};
     pthread_mutex_unlock(&job_lock);
-    if (lo < hi) fn(ctx, lo, hi);
+    run_chunks(&j);
     pthread_mutex_lock(&job_lock);
-    if (--job.pending == 0) pthread_cond_signal(&job_done);
   }
   return NULL;
 }
@@ -51,7 +77,7 @@ static void start_pool(void) {
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   for (int i = 0; i < want; i++) {
     pthread_t t;
-    if (pthread_create(&t, &attr, worker_main, (void *)(intptr_t)(i + 1)) != 0) break;
+    if (pthread_create(&t, &attr, worker_main, NULL) != 0) break;
     nworkers++;
   }
   pthread_attr_destroy(&attr);
@@ -64,23 +90,32 @@ int mx_num_threads(void) {
 
 void mx_parallel_for(int64_t n, int64_t grain, mx_range_fn fn, void *ctx) {
   if (n <= 0) return;
+  if (grain < 1) grain = 1;
   if (n < 2 * grain || mx_num_threads() == 1 || pthread_mutex_trylock(&pool_lock) != 0) {
     fn(ctx, 0, n);
     return;
   }
-  int64_t chunk = (n + nworkers) / (nworkers + 1);
+  int64_t nchunks = (int64_t)(nworkers + 1) * CHUNKS_PER_THREAD;
+  if (nchunks > n / grain) nchunks = n / grain;
+  int64_t chunk = (n + nchunks - 1) / nchunks;
   pthread_mutex_lock(&job_lock);
+  uint32_t gen = job.generation + 1;
+  if (gen == 0) gen = 1; /* 0 is what a new worker has seen */
+  job_view j = {fn, ctx, n, chunk, (n + chunk - 1) / chunk, gen};
   job.fn = fn;
   job.ctx = ctx;
   job.n = n;
   job.chunk = chunk;
-  job.pending = nworkers;
-  job.generation++;
+  job.nchunks = j.nchunks;
+  atomic_store(&job.finished, 0);
+  atomic_store(&job.next, (uint64_t)gen << 32);
+  job.generation = gen;
   pthread_cond_broadcast(&job_ready);
   pthread_mutex_unlock(&job_lock);
-  fn(ctx, 0, chunk < n ? chunk : n);
+  run_chunks(&j);
+  /* Wait only for chunks a worker took and is still running. */
   pthread_mutex_lock(&job_lock);
-  while (job.pending > 0) pthread_cond_wait(&job_done, &job_lock);
+  while (atomic_load(&job.finished) < j.nchunks) pthread_cond_wait(&job_done, &job_lock);
   pthread_mutex_unlock(&job_lock);
   pthread_mutex_unlock(&pool_lock);
 }

@@ -509,14 +509,16 @@ defmodule Mx do
         #{inspect(out)}
     """
     @spec unquote(name)(tensor_like(), tensor_like()) :: t()
-    def unquote(name)(a, b) do
-      {a, b} = to_pair(a, b)
-      NIF.binary(unquote(name), a.ref, b.ref) |> Array.wrap()
-    end
+    def unquote(name)(a, b), do: NIF.binary(unquote(name), operand(a, b), operand(b, a)) |> Array.wrap()
   end
 
   @doc false
   def binary_ops, do: Enum.map(@binary, &elem(&1, 0))
+
+  # A number next to an array goes to the NIF as is (typed there, weakly); two numbers make arrays.
+  defp operand(%Array{ref: ref}, _other), do: ref
+  defp operand(x, %Array{}) when is_number(x) or x in [:nan, :infinity, :neg_infinity], do: x
+  defp operand(x, _other), do: to_array(x).ref
 
   # Elixir numbers are weak: they take the other side's type where they fit.
   defp to_pair(%Array{} = a, %Array{} = b), do: {a, b}

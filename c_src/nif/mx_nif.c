@@ -32,9 +32,10 @@ static ERL_NIF_TERM op_atoms[MX_OP_COUNT];
 static const unsigned char *zero_region;
 static size_t zero_region_bytes;
 
-/* Below this much pending work (elements touched) eval runs inline on the
- * calling scheduler; above it, on a dirty CPU scheduler. See bench/RESULTS.md. */
-static _Atomic int64_t dirty_threshold = 65536;
+/* Below this much pending work (elements touched, weighted by op cost: one unit
+ * is ~0.1 ns) eval runs inline on the calling scheduler, ~200 us at most; above
+ * it, on a dirty CPU scheduler, whose ~11 us round trip is then < 5%. See bench/RESULTS.md. */
+static _Atomic int64_t dirty_threshold = 1 << 21;
 
 /* ---- errors ---------------------------------------------------------------- */
 
@@ -182,6 +183,9 @@ static ERL_NIF_TERM wrap(ErlNifEnv *env, mx_array *a) {
   if (bytes > zero_region_bytes) bytes = zero_region_bytes;
   ERL_NIF_TERM ref = enif_make_resource_binary(env, r, zero_region ? zero_region : (const void *)"", zero_region ? bytes : 0);
   enif_release_resource(r);
+  /* A process holding much array memory must get to its GC, which runs when it is
+   * scheduled out: charge big arrays against the timeslice (1% per 64 KiB). */
+  if (bytes >= 65536) enif_consume_timeslice(env, bytes >= ((size_t)100 << 16) ? 100 : (int)(bytes >> 16));
   return enif_make_tuple3(env, ref, shape_term(env, a), dtype_atoms[a->dtype]);
 }
 
@@ -292,14 +296,32 @@ static ERL_NIF_TERM unary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   return result(env, mx_unary(op, a, &out), &out);
 }
 
+/* A number operand as a rank-0 array, typed by Nx's weak-scalar rule against
+ * the other operand: an integer takes its type (s64 against bool), a float its
+ * float type or f32. Saves a NIF call and a term per scalar operand. */
+static mx_status scalar_operand(ErlNifEnv *env, ERL_NIF_TERM t, const mx_array *other, mx_array **out) {
+  double v;
+  ErlNifSInt64 i;
+  mx_dtype ot = (mx_dtype)other->dtype;
+  int is_int = enif_get_int64(env, t, &i);
+  if (!get_number(env, t, &v)) return mx_error(MX_EINVAL, "operand is not a number");
+  mx_dtype type = is_int ? (ot == MX_BOOL ? MX_S64 : ot) : (mx_is_float(ot) ? ot : MX_F32);
+  return mx_full(type, 0, NULL, v, out);
+}
+
 static ERL_NIF_TERM binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   mx_op op;
-  if (!get_op(argv[0], &op)) return badarg(env, "[binary] unknown op; see Mx.Op.names()");
-  ARG_ARRAY(1, a, mx_ops[op].name);
-  ARG_ARRAY(2, b, mx_ops[op].name);
+  if (!get_op(argv[0], &op)) return badarg(env, "[binary] unknown op; see Mx.NIF.op_names()");
+  mx_array *a = NULL, *b = NULL, *tmp = NULL;
+  int ga = get_array(env, argv[1], &a), gb = get_array(env, argv[2], &b);
+  if (!ga && !gb) return badarg(env, "[%s] needs at least one Mx array operand", mx_ops[op].name);
+  if (!ga && scalar_operand(env, argv[1], b, &tmp)) return badarg(env, "[%s] operand 1 must be an Mx array or a number", mx_ops[op].name);
+  if (!gb && scalar_operand(env, argv[2], a, &tmp)) return badarg(env, "[%s] operand 2 must be an Mx array or a number", mx_ops[op].name);
   mx_array *out;
-  return result(env, mx_binary(op, a, b, &out), &out);
+  mx_status st = mx_binary(op, ga ? a : tmp, gb ? b : tmp, &out);
+  mx_release(tmp);
+  return result(env, st, &out);
 }
 
 static ERL_NIF_TERM as_type(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -666,6 +688,7 @@ static ERL_NIF_TERM eval(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   int64_t cost = mx_pending_cost(roots, (int)n, limit);
   enif_free(roots);
   if (cost > limit) return enif_schedule_nif(env, "eval_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, eval_now, argc, argv);
+  if (limit > 0 && cost > limit / 100) enif_consume_timeslice(env, (int)(cost * 100 / limit)); /* inline work counts */
   return eval_now(env, argc, argv);
 }
 

@@ -76,6 +76,21 @@ static inline void mx_trsm(int f64, int left, int lower, int trans_a, int unit, 
                 /* ldb = */ (mx_blas_int)ldb);
 }
 
+/* x = op(A)^-1 x for one vector x (stride incx), A triangular [n, n] row-major: trsm's one-column case. */
+static inline void mx_trsv(int f64, int lower, int trans_a, int unit, int64_t n, const void *a, int64_t lda, void *x,
+                           int64_t incx) {
+  enum CBLAS_UPLO uplo = lower ? CblasLower : CblasUpper;
+  enum CBLAS_DIAG diag = unit ? CblasUnit : CblasNonUnit;
+  if (f64)
+    cblas_dtrsv(/* layout = */ CblasRowMajor, /* uplo = */ uplo, /* transa = */ mx_blas_trans(trans_a), /* diag = */ diag,
+                /* n = */ (mx_blas_int)n, /* a = */ (const double *)a, /* lda = */ (mx_blas_int)lda, /* x = */ (double *)x,
+                /* incx = */ (mx_blas_int)incx);
+  else
+    cblas_strsv(/* layout = */ CblasRowMajor, /* uplo = */ uplo, /* transa = */ mx_blas_trans(trans_a), /* diag = */ diag,
+                /* n = */ (mx_blas_int)n, /* a = */ (const float *)a, /* lda = */ (mx_blas_int)lda, /* x = */ (float *)x,
+                /* incx = */ (mx_blas_int)incx);
+}
+
 /* ---- LAPACK through LAPACKE ----------------------------------------------------------
  * Always column-major (LAPACK's own layout) and always the _work entry points:
  * no hidden transposed copies, no hidden allocation, no NaN scan. A row-major

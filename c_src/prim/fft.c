@@ -98,7 +98,9 @@ static int factorize(int64_t n, int *r) {
   return n == 1 ? k : -1;
 }
 
-/* Rough flops per element of one stage, plus memory traffic. */
+/* Cost per element of one stage, in units of ~0.06 ns measured on x86-64
+ * (SSE3): the butterflies' flops plus memory traffic. The generic radix's
+ * O(r) sums measure about twice their flop count. */
 static double stage_cost(int r) {
   switch (r) {
   case 2: return 5 + 4;
@@ -106,7 +108,7 @@ static double stage_cost(int r) {
   case 4: return 8.5 + 4;
   case 5: return 14.4 + 4;
   case 8: return 12.25 + 4;
-  default: return 2.0 * r + 8 + 4;
+  default: return 4.5 * r + 4;
   }
 }
 
@@ -625,6 +627,9 @@ static mx_status check_args(const char *fn, const mx_fft_plan *p, const void *in
   return MX_OK;
 }
 
+/* Small transforms take their scratch (complex elements) from the stack. */
+#define STACK_SCRATCH 256
+
 typedef struct {
   const mx_fft_plan *p;
   const real_part *rp;
@@ -642,7 +647,8 @@ static void c2c_range(void *ctx, int64_t lo, int64_t hi) {
   const int64_t n = p->n, st = J->stride;
   const double sc = J->scale, isc = J->inverse ? -sc : sc, sgn = J->inverse ? -1.0 : 1.0;
   const int odd = !p->bluestein && (p->core.nstages & 1);
-  double *scr = malloc((size_t)J->scratch * 2 * sizeof(double));
+  double stack[2 * STACK_SCRATCH];
+  double *scr = J->scratch <= STACK_SCRATCH ? stack : malloc((size_t)J->scratch * 2 * sizeof(double));
   if (!scr) {
     atomic_store(&J->failed, 1);
     return;
@@ -663,7 +669,7 @@ static void c2c_range(void *ctx, int64_t lo, int64_t hi) {
         y[2 * k + 1] *= isc;
       }
   }
-  free(scr);
+  if (scr != stack) free(scr);
 }
 
 static void r2c_range(void *ctx, int64_t lo, int64_t hi) {
@@ -671,7 +677,8 @@ static void r2c_range(void *ctx, int64_t lo, int64_t hi) {
   const mx_fft_plan *p = J->p;
   const int64_t n = p->n, h = n / 2, st = J->stride;
   const double sc = J->scale;
-  double *buf = malloc((size_t)J->scratch * 2 * sizeof(double));
+  double stack[2 * STACK_SCRATCH];
+  double *buf = J->scratch <= STACK_SCRATCH ? stack : malloc((size_t)J->scratch * 2 * sizeof(double));
   if (!buf) {
     atomic_store(&J->failed, 1);
     return;
@@ -708,7 +715,7 @@ static void r2c_range(void *ctx, int64_t lo, int64_t hi) {
       }
     }
   }
-  free(buf);
+  if (buf != stack) free(buf);
 }
 
 static void c2r_range(void *ctx, int64_t lo, int64_t hi) {
@@ -716,7 +723,8 @@ static void c2r_range(void *ctx, int64_t lo, int64_t hi) {
   const mx_fft_plan *p = J->p;
   const int64_t n = p->n, h = n / 2, st = J->stride;
   const double sc = J->scale;
-  double *buf = malloc((size_t)J->scratch * 2 * sizeof(double));
+  double stack[2 * STACK_SCRATCH];
+  double *buf = J->scratch <= STACK_SCRATCH ? stack : malloc((size_t)J->scratch * 2 * sizeof(double));
   if (!buf) {
     atomic_store(&J->failed, 1);
     return;
@@ -754,7 +762,7 @@ static void c2r_range(void *ctx, int64_t lo, int64_t hi) {
       for (int64_t t = 0; t < n; t++) y[t] = z[2 * t] * sc;
     }
   }
-  free(buf);
+  if (buf != stack) free(buf);
 }
 
 /* Runs howmany transforms, split across threads when there is enough work. */

@@ -114,13 +114,9 @@ static void set_identity(int f64, void *p, int64_t n) {
   for (int64_t i = 0; i < n; i++) set_el(f64, p, i * n + i, 1.0);
 }
 
-/* Row-major [rows, cols] with ld cols: zero the strict upper (upper) or strict lower triangle. */
-static void zero_triangle(int f64, void *p, int64_t rows, int64_t cols, int upper) {
-  size_t es = f64 ? 8 : 4;
-  for (int64_t i = 0; i < rows; i++) {
-    int64_t lo = upper ? i + 1 : 0, hi = upper ? cols : (i < cols ? i : cols);
-    if (hi > lo) memset(at(f64, p, i * cols + lo), 0, (size_t)(hi - lo) * es);
-  }
+/* Zeros below the diagonal of a row-major [rows, cols] matrix. */
+static void zero_below_diagonal(int f64, void *p, int64_t rows, int64_t cols) {
+  for (int64_t i = 1; i < rows; i++) memset(at(f64, p, i * cols), 0, (size_t)(i < cols ? i : cols) * (f64 ? 8 : 4));
 }
 
 /* ---- failures and batch plumbing --------------------------------------------------------- */
@@ -417,8 +413,19 @@ static mx_status solve_plan(const char *op, mx_array *out, mx_array *const *in, 
   J->a = mx_data(a);
   J->b = mx_data(b);
   J->out = mx_data(out);
-  fail_init(&J->fail);
   return MX_OK;
+}
+
+/* trsm, or trsv for a single right-hand side (a vector's case is much faster there).
+ * x op(A) = b with one row is op(A)^T x^T = b^T. */
+static void tri_solve(int f64, int left, int lower, int trans, int unit, int64_t m, int64_t k, const void *a, int64_t lda,
+                      void *b) {
+  if (left && k == 1)
+    mx_trsv(f64, lower, trans, unit, m, a, lda, b, 1);
+  else if (!left && m == 1)
+    mx_trsv(f64, lower, !trans, unit, k, a, lda, b, 1);
+  else
+    mx_trsm(f64, left, lower, trans, unit, m, k, a, lda, b, k);
 }
 
 /* Row swaps of a row-major [n, k] block by getrf's ipiv, in order (forward) or in reverse. */
@@ -466,13 +473,13 @@ static void solve_range(void *ctx, int64_t lo, int64_t hi) {
     if (bad) {
       fill_nan(f64, o, n * k);
     } else if (!(J->flags & 1)) { /* A X = B with A = U^T L^T P^T: X = P L^-T U^-T B */
-      mx_trsm(f64, /* left = */ 1, /* lower = */ 1, /* trans_a = */ 0, /* unit = */ 0, n, k, w, n, o, k);
-      mx_trsm(f64, /* left = */ 1, /* lower = */ 0, /* trans_a = */ 0, /* unit = */ 1, n, k, w, n, o, k);
+      tri_solve(f64, /* left = */ 1, /* lower = */ 1, /* trans_a = */ 0, /* unit = */ 0, n, k, w, n, o);
+      tri_solve(f64, /* left = */ 1, /* lower = */ 0, /* trans_a = */ 0, /* unit = */ 1, n, k, w, n, o);
       swap_rows(f64, o, n, k, ipiv, /* backward = */ 1);
     } else { /* A^T X = B with A^T = P L U: X = U^-1 L^-1 P^T B */
       swap_rows(f64, o, n, k, ipiv, /* backward = */ 0);
-      mx_trsm(f64, /* left = */ 1, /* lower = */ 0, /* trans_a = */ 1, /* unit = */ 1, n, k, w, n, o, k);
-      mx_trsm(f64, /* left = */ 1, /* lower = */ 1, /* trans_a = */ 1, /* unit = */ 0, n, k, w, n, o, k);
+      tri_solve(f64, /* left = */ 1, /* lower = */ 0, /* trans_a = */ 1, /* unit = */ 1, n, k, w, n, o);
+      tri_solve(f64, /* left = */ 1, /* lower = */ 1, /* trans_a = */ 1, /* unit = */ 0, n, k, w, n, o);
     }
   }
   free(w);
@@ -486,10 +493,8 @@ mx_status mx_k_solve(mx_array *out, mx_array *const *in) {
   mx_status st = solve_plan(op, out, in, &J);
   if (st) return st;
   if (J.m != J.n) return mx_error(MX_EINVAL, "[%s] kernel needs b with n rows", op);
-  if (out->size == 0) {
-    pthread_mutex_destroy(&J.fail.lock);
-    return MX_OK;
-  }
+  if (out->size == 0) return MX_OK;
+  fail_init(&J.fail);
   int64_t batch = out->size / (J.n * J.k);
   run_batch(batch, J.n > J.k ? J.n : J.k, 2.0 * J.n * J.n * J.n / 3 + 2.0 * J.n * J.n * J.k, solve_range, &J);
   pthread_mutex_destroy(&J.fail.lock);
@@ -519,7 +524,7 @@ static void trsolve_range(void *ctx, int64_t lo, int64_t hi) {
           return;
         }
     memcpy(o, at(f64, J->b, bo * m * k), (size_t)(m * k * es));
-    mx_trsm(f64, left, lower, trans, unit, m, k, a, n, o, k);
+    tri_solve(f64, left, lower, trans, unit, m, k, a, n, o);
   }
 }
 
@@ -529,10 +534,8 @@ mx_status mx_k_triangular_solve(mx_array *out, mx_array *const *in) {
   mx_status st = solve_plan("triangular_solve", out, in, &J);
   if (st) return st;
   if ((flags & 2 ? J.m : J.k) != J.n) return mx_error(MX_EINVAL, "[triangular_solve] kernel needs b to match a's order");
-  if (out->size == 0 || J.n == 0) {
-    pthread_mutex_destroy(&J.fail.lock);
-    return MX_OK;
-  }
+  if (out->size == 0 || J.n == 0) return MX_OK;
+  fail_init(&J.fail);
   int64_t batch = out->size / (J.m * J.k);
   run_batch(batch, J.n, (double)J.n * J.n * (flags & 2 ? J.k : J.m), trsolve_range, &J);
   pthread_mutex_destroy(&J.fail.lock);
@@ -572,7 +575,7 @@ static void qr_range(void *ctx, int64_t lo, int64_t hi) {
     int64_t info = mx_geqrf(f64, m, n, w, m, tau, work, J->lwork);
     if (info == 0) {
       transpose_copy(f64, n, k, w, m, r, n); /* r[i][j] = w(i, j) for the first k rows */
-      zero_triangle(f64, r, k, n, /* upper = */ 0);
+      zero_below_diagonal(f64, r, k, n);
       info = mx_orgqr(f64, m, k, k, w, m, tau, work, J->lwork);
     }
     if (info != 0) {

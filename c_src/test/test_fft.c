@@ -312,6 +312,60 @@ static void test_direct(void) {
   CHECK(bad == 0, "%d direct-DFT comparisons failed", bad);
 }
 
+/* Large lengths (mixed 2^20, Bluestein at the prime 1000003): round trip and
+ * Parseval normwise, plus a few bins against direct sums (long double
+ * accumulation; twiddles from exactly reduced angles). A single
+ * bin's error is at most the normwise error, so |dX_k| <= tol ||X||_2 holds,
+ * while an indexing bug would be of the order of the RMS bin ||X||_2 / sqrt n. */
+static void test_large(void) {
+  const int64_t ns[] = {1 << 20, 1000003};
+  for (int ni = 0; ni < 2; ni++) {
+    int64_t n = ns[ni];
+    mx_fft_plan *p = NULL;
+    if (mx_fft_plan_get(n, &p) != MX_OK) {
+      CHECK(0, "plan %lld: %s", (long long)n, mx_last_error());
+      continue;
+    }
+    int blue = mx_fft_plan_is_bluestein(p);
+    double tol = tol_for(n, blue);
+    double *x = xmalloc((size_t)(2 * n) * 8), *X = xmalloc((size_t)(2 * n) * 8), *b = xmalloc((size_t)(2 * n) * 8);
+    rng g = {n};
+    rng_fill(&g, x, 2 * n);
+    CHECK(mx_fft_c2c(p, x, X, 1, 1, n, 0, 1.0) == MX_OK, "large c2c: %s", mx_last_error());
+    CHECK(mx_fft_c2c(p, X, b, 1, 1, n, 1, 1.0 / (double)n) == MX_OK, "large inverse: %s", mx_last_error());
+    double e_rt = rel_err(b, x, 2 * n);
+    CHECK(e_rt <= 2 * tol, "large round trip n=%lld: %.3g > %.3g", (long long)n, e_rt, 2 * tol);
+    long double ex = 0, eX = 0;
+    for (int64_t i = 0; i < 2 * n; i++) ex += (long double)x[i] * x[i], eX += (long double)X[i] * X[i];
+    double e_p = (double)fabsl(eX / (ex * n) - 1);
+    CHECK(e_p <= 2 * tol, "large parseval n=%lld: %.3g > %.3g", (long long)n, e_p, 2 * tol);
+    const long double pi = 3.141592653589793238462643383279502884L;
+    const int64_t bins[] = {0, 1, n / 2 + 1, n - 3};
+    double worst = 0;
+    for (int bi = 0; bi < 4; bi++) {
+      int64_t k = bins[bi], idx = 0;
+      long double re = 0, im = 0;
+      for (int64_t t = 0; t < n; t++) {
+        double a = (double)(2 * pi * (long double)idx / (long double)n), c = cos(a), s = -sin(a);
+        re += x[2 * t] * c - x[2 * t + 1] * s;
+        im += x[2 * t] * s + x[2 * t + 1] * c;
+        idx += k;
+        if (idx >= n) idx -= n;
+      }
+      double d = (double)sqrtl((X[2 * k] - re) * (X[2 * k] - re) + (X[2 * k + 1] - im) * (X[2 * k + 1] - im));
+      if (d > worst) worst = d;
+    }
+    double normX = (double)sqrtl(eX);
+    CHECK(worst <= tol * normX, "large n=%lld: bin error %.3g > %.3g", (long long)n, worst, tol * normX);
+    printf("large n=%lld (%s): err / (eps log2 n): round trip %.3f, parseval %.3f; worst of 4 bins: %.2f eps times "
+           "the RMS bin\n",
+           (long long)n, blue ? "bluestein" : "mixed", e_rt / (DBL_EPSILON * log2n(n)), e_p / (DBL_EPSILON * log2n(n)),
+           worst / (normX / sqrt((double)n)) / DBL_EPSILON);
+    mx_fft_plan_release(p);
+    free(x), free(X), free(b);
+  }
+}
+
 /* Batched, strided, scaled and in-place calls equal one contiguous call per transform. */
 static void test_layouts(void) {
   const int64_t ns[] = {1, 6, 16, 45, 97, 128, 134, 1000};
@@ -503,6 +557,7 @@ static void test_errors(void) {
 int main(void) {
   test_numpy();
   test_direct();
+  test_large();
   test_layouts();
   test_parallel_batch();
   test_threads();

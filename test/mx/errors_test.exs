@@ -45,7 +45,7 @@ defmodule Mx.ErrorsTest do
       assert_error(ArgumentError, nil, fn -> Mx.tensor("12") end, ["expects a number, a nested list of numbers or an Mx array"])
     end
 
-    # Engine defect: mx_eye is composed of iota nodes, so a too-large eye is reported as "[iota] shape ...".
+    # eye is composed of iota nodes; the error must still name the op the caller used.
     test "eye names itself when too large" do
       assert_error(Mx.Error, "eye", fn -> Mx.eye(1 <<< 30) end, ["more elements than memory can hold"])
     end
@@ -71,7 +71,7 @@ defmodule Mx.ErrorsTest do
       assert_error(Mx.Error, "negate", fn -> Mx.negate(d) end, ["input 0 was disposed"])
     end
 
-    # Engine defect: an integer input is cast to f32 first, so the error names the internal cast: "[as_type] input 0 was disposed".
+    # An integer input is cast to f32 first; the error must name exp, not the internal cast.
     test "float unary ops name themselves on a disposed integer input" do
       d = Mx.tensor([1])
       Mx.dispose(d)
@@ -118,7 +118,6 @@ defmodule Mx.ErrorsTest do
       assert_error(Mx.Error, "transpose", fn -> Mx.transpose(a, axes: [0, 2]) end, ["axis 2 is out of range for s32[2][3]"])
     end
 
-    # Message gap: "[transpose] axis 0 appears twice" does not show the array being transposed.
     test "a repeated transpose axis shows the array", %{a: a} do
       assert_error(Mx.Error, "transpose", fn -> Mx.transpose(a, axes: [0, 0]) end, ["s32[2][3]"])
     end
@@ -155,11 +154,19 @@ defmodule Mx.ErrorsTest do
       assert_error(ArgumentError, "pad", fn -> Mx.pad(a, 0, [{0, 0, 0}]) end, ["one {lo, hi, interior} per axis (2)"])
     end
 
-    # Engine bug: mx_pad computes n + (n - 1) * interior in int64 without an overflow check;
-    # 16777216 * 2^40 = 2^64 wraps to 0, so the result silently gets shape {16777217}.
+    # 16777216 * 2^40 = 2^64 wraps to 0 in int64: the size must be checked, not wrapped to {16777217}.
     test "pad whose result would exceed int64 raises instead of wrapping" do
       a = Mx.zeros({(1 <<< 24) + 1}, type: :u8)
       assert_error(Mx.Error, "pad", fn -> Mx.pad(a, 0, [{0, 0, 1 <<< 40}]) end, ["u8[16777217]"])
+    end
+  end
+
+  describe "size overflow" do
+    @tag :skip
+    # Engine bug: mx_concatenate sums the joined axis in int64 unchecked; four {0, 2^62} arrays wrap to {0, 0}.
+    test "concatenate whose joined axis exceeds int64 raises instead of wrapping" do
+      z = Mx.zeros({0, 1 <<< 62})
+      assert_error(Mx.Error, "concatenate", fn -> Mx.concatenate([z, z, z, z], axis: 1) end, ["f32[0][4611686018427387904]"])
     end
   end
 
@@ -235,11 +242,18 @@ defmodule Mx.ErrorsTest do
       assert_error(ArgumentError, "set_cache_limit", fn -> Mx.Memory.set_cache_limit(:lots) end, ["non-negative integer or :infinity"])
     end
 
-    # Message gap: the allocator's "memory limit reached: ..." names no op, unlike every other engine error.
     test "the memory limit error names the op that allocated" do
       big = Mx.zeros({1 <<< 20})
       Mx.Memory.set_memory_limit(1 <<< 20)
       assert_error(Mx.Error, "full", fn -> Mx.eval(big) end, ["memory limit reached"])
+    end
+
+    @tag :skip
+    # Engine defect: mx_from_data's allocation failure is raised without the op: "memory limit reached: ...".
+    test "the memory limit error names from_binary when the data itself does not fit" do
+      Mx.Memory.set_memory_limit(1 <<< 20)
+      data = :binary.copy(<<0>>, 4 <<< 20)
+      assert_error(Mx.Error, "from_binary", fn -> Mx.from_binary(data, :u8) end, ["memory limit reached"])
     end
   end
 

@@ -12,8 +12,8 @@ defmodule Mx.FuzzTest do
   @calls_per_function 300
   # Under this limit huge shapes fail with Mx.Error at eval instead of asking the OS for terabytes.
   @memory_limit 64 <<< 20
-  # Evaluate only results this small: the fuzz is about arguments, not about long kernels.
-  @max_eval_elements 200_000
+  # Every result is evaluated; only results this small are also read back.
+  @max_read_elements 200_000
 
   @unary_ops Mx.unary_ops()
   @binary_ops Mx.binary_ops()
@@ -21,7 +21,8 @@ defmodule Mx.FuzzTest do
   @scan_ops [:cumulative_sum, :cumulative_product, :cumulative_max, :cumulative_min]
   @array_builders [:from_binary, :full, :iota, :arange, :linspace, :eye, :unary, :binary, :as_type, :select, :clip,
                    :reduce, :scan, :sort, :matmul, :reshape, :broadcast, :transpose, :squeeze, :new_axis, :reverse,
-                   :concatenate, :stack, :slice, :pad, :take, :take_along_axis, :gather, :indexed]
+                   :concatenate, :stack, :slice, :pad, :take, :take_along_axis, :gather, :indexed, :trace_input,
+                   :stop_gradient, :vjp, :vmap, :random, :linalg]
 
   setup do
     before = Mx.Memory.report()
@@ -43,15 +44,22 @@ defmodule Mx.FuzzTest do
     funs = NIF.__info__(:functions)
     assert length(funs) > 40
 
+    # Each result is evaluated: most at once, the rest lazily used by later calls
+    # for a round and then evaluated together.
     {_pool, outcomes, messages} =
-      Enum.reduce(1..@calls_per_function, {seed_pool(), %{}, []}, fn _, acc ->
-        Enum.reduce(Enum.shuffle(funs), acc, fn {name, arity}, {pool, outcomes, messages} ->
-          args = name |> plausible_args(arity, pool) |> corrupt(pool)
-          assert length(args) == arity
-          {outcome, pool, msg} = call(name, args, pool, globals)
-          messages = if msg, do: [msg | messages], else: messages
-          {pool, Map.update(outcomes, {name, outcome}, 1, &(&1 + 1)), messages}
-        end)
+      Enum.reduce(1..@calls_per_function, {seed_pool(), %{}, []}, fn _, {pool, outcomes, messages} ->
+        {pool, outcomes, messages, deferred} =
+          Enum.reduce(Enum.shuffle(funs), {pool, outcomes, messages, []}, fn {name, arity}, {pool, outcomes, messages, deferred} ->
+            args = name |> plausible_args(arity, pool) |> corrupt(pool)
+            assert length(args) == arity
+            {outcome, produced, msg} = call(name, args, globals)
+            {now, later} = Enum.split_with(produced, fn _ -> chance(0.7) end)
+            messages = Enum.reject([msg | Enum.map(now, &check_eval(name, &1))], &is_nil/1) ++ messages
+            pool = Enum.reduce(produced, pool, &add_to_pool(&2, &1))
+            {pool, Map.update(outcomes, {name, outcome}, 1, &(&1 + 1)), messages, Enum.map(later, &{name, &1}) ++ deferred}
+          end)
+
+        {pool, outcomes, check_deferred(deferred) ++ messages}
       end)
 
     if System.get_env("FUZZ_STATS"), do: IO.inspect(Enum.sort(outcomes), limit: :infinity)
@@ -61,9 +69,8 @@ defmodule Mx.FuzzTest do
       assert outcomes[{name, :raised}], "Mx.NIF.#{name} never raised under the fuzz"
     end
 
-    # Every engine error names an op in brackets ("[add] ..."), except the allocator's,
-    # which has no op to name (reported as an engine defect; see errors_test.exs).
-    unnamed = messages |> Enum.uniq() |> Enum.reject(&(&1 =~ ~r/^\[[a-z0-9_?]+\] / or &1 =~ "memory limit reached"))
+    # Every engine error names an op in brackets ("[add] ...").
+    unnamed = messages |> Enum.uniq() |> Enum.reject(&(&1 =~ ~r/^\[[a-z0-9_?]+\] /))
     assert unnamed == []
   end
 
@@ -82,6 +89,60 @@ defmodule Mx.FuzzTest do
 
     for family <- Keyword.keys(families), op <- [:bogus, "add", nil, 3] do
       assert_raise ArgumentError, ~r/^\[#{family}\] (unknown op|op must be)/, fn -> family_call(family, op, a) end
+    end
+  end
+
+  test "Mx.Error messages name the op in brackets, for every op family" do
+    f = Mx.tensor([1.0, 2.0]).ref
+    m = Mx.zeros({2, 3}).ref
+    i = Mx.tensor([0]).ref
+    key = Mx.Random.key(1).ref
+    gone = Mx.tensor([1.0, 2.0]).ref
+    NIF.dispose(gone)
+
+    cases =
+      Enum.map(@unary_ops, &{&1, fn -> NIF.unary(&1, gone) end}) ++
+        Enum.map(@binary_ops, &{&1, fn -> NIF.binary(&1, m, f) end}) ++
+        Enum.map(@reduce_ops, &{&1, fn -> NIF.reduce(&1, f, [1], false) end}) ++
+        Enum.map(@scan_ops, &{&1, fn -> NIF.scan(&1, f, 1, false) end}) ++
+        Enum.map([:sort, :argsort], &{&1, fn -> NIF.sort(&1, f, 1, false) end}) ++
+        Enum.map([:cholesky, :inv, :det, :slogdet, :eigh, :eigvalsh], &{&1, fn -> NIF.linalg(&1, [m], []) end}) ++
+        [
+          full: fn -> NIF.full(:f32, {-1}, 0) end,
+          iota: fn -> NIF.iota(:f32, {2}, 1) end,
+          arange: fn -> NIF.arange(:f32, 0, 0, 3) end,
+          linspace: fn -> NIF.linspace(:f32, 0, 1, 1 <<< 50, true) end,
+          from_binary: fn -> NIF.from_binary(<<0>>, :f32, {1}) end,
+          as_type: fn -> NIF.as_type(gone, :f64) end,
+          select: fn -> NIF.select(m, f, f) end,
+          matmul: fn -> NIF.matmul(m, m) end,
+          reshape: fn -> NIF.reshape(m, {5}) end,
+          broadcast: fn -> NIF.broadcast(m, {3, 3}) end,
+          transpose: fn -> NIF.transpose(m, [0, 0]) end,
+          squeeze: fn -> NIF.squeeze(m, [0]) end,
+          new_axis: fn -> NIF.new_axis(m, 5) end,
+          reverse: fn -> NIF.reverse(m, [3]) end,
+          concatenate: fn -> NIF.concatenate([m, f], 0) end,
+          stack: fn -> NIF.stack([m, f], 0) end,
+          slice: fn -> NIF.slice(f, [0], [3], [1]) end,
+          pad: fn -> NIF.pad(f, f, [0], [0], [0]) end,
+          take: fn -> NIF.take(f, f, 0) end,
+          take_along_axis: fn -> NIF.take_along_axis(m, i, 0) end,
+          gather: fn -> NIF.gather(f, Mx.tensor([[0, 0]]).ref) end,
+          indexed_add: fn -> NIF.indexed(false, f, i, f) end,
+          indexed_put: fn -> NIF.indexed(true, f, i, f) end,
+          random_normal: fn -> NIF.random(:random_normal, key, [f], :f32, {2}, []) end,
+          random_gamma: fn -> NIF.random(:random_gamma, key, [f], :s64, {2}, []) end,
+          solve: fn -> NIF.linalg(:solve, [m, f], []) end,
+          trace: fn -> NIF.linalg(:trace, [f], [0]) end,
+          cross: fn -> NIF.linalg(:cross, [m, m], [0]) end,
+          vjp: fn -> NIF.vjp([f], [m], [f]) end,
+          eval: fn -> NIF.eval([gone]) end
+        ]
+
+    for {op, fun} <- cases do
+      e = assert_raise(Mx.Error, fun)
+      assert String.starts_with?(e.message, "[#{op}] "), "#{op}: #{e.message}"
     end
   end
 
@@ -209,9 +270,17 @@ defmodule Mx.FuzzTest do
     assert_raise Mx.Error, ~r/memory limit reached/, fn -> Mx.to_binary(Mx.sum(big)) end
   end
 
+  @tag :skip
+  # Engine bug: mx_slice sizes an axis as (stop - start + stride - 1) / stride, which overflows int64 for
+  # strides near 2^63, so this valid one-element slice raises "[slice] shape [-1] has a negative dimension".
+  test "a slice with a stride near 2^63 takes one element" do
+    a = Mx.iota({4})
+    assert Mx.to_list(Mx.Array.wrap(NIF.slice(a.ref, [1], [4], [(1 <<< 63) - 1]))) == [1]
+  end
+
   # ---- calling -------------------------------------------------------------------------
 
-  defp call(name, args, pool, globals) do
+  defp call(name, args, globals) do
     result =
       try do
         {:ok, apply(NIF, name, args)}
@@ -225,37 +294,51 @@ defmodule Mx.FuzzTest do
     restore_globals(name, globals)
 
     case result do
-      {:ok, {ref, shape, type} = arr} when is_binary(ref) ->
-        assert is_tuple(shape) and tuple_size(shape) <= 8 and type in @dtypes
-        msg = if :rand.uniform() < 0.7, do: check_eval(name, arr)
-        {:ok, add_to_pool(pool, arr), msg}
+      {:ok, value} ->
+        arrays = arrays_in(value)
+        for {_ref, shape, type} <- arrays, do: assert(is_tuple(shape) and tuple_size(shape) <= 8 and type in @dtypes)
+        {:ok, arrays, nil}
 
-      {:ok, _other} ->
-        {:ok, pool, nil}
-
-      {:raised, %Mx.Error{message: m}} ->
+      {:raised, %{message: m} = e} ->
         assert is_binary(m) and m != ""
-        {:raised, pool, m}
-
-      {:raised, %ArgumentError{message: m}} ->
-        assert is_binary(m) and m != ""
-        {:raised, pool, nil}
+        {:raised, [], if(is_struct(e, Mx.Error), do: m)}
     end
   end
 
-  # Evaluates a fresh result: it must succeed with the right byte count or raise Mx.Error.
+  # The arrays in a NIF's result: one, a tuple of them (linalg), or a list (vjp, vmap's {array, batched?}).
+  defp arrays_in({ref, shape, type} = arr) when is_binary(ref) and is_tuple(shape) and is_atom(type), do: [arr]
+  defp arrays_in({arr, batched}) when is_boolean(batched), do: arrays_in(arr)
+  defp arrays_in(list) when is_list(list), do: Enum.flat_map(list, &arrays_in/1)
+  defp arrays_in(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> Enum.flat_map(&arrays_in/1)
+  defp arrays_in(_), do: []
+
+  # Evaluates a result: it must succeed with the right byte count or raise Mx.Error,
+  # whose message is returned.
   defp check_eval(name, {ref, shape, type}) do
-    if elements(shape) <= @max_eval_elements do
-      try do
-        assert NIF.eval([ref]) == :ok
+    try do
+      assert NIF.eval([ref]) == :ok
+      assert NIF.state(ref) == :evaluated
+
+      if elements(shape) <= @max_read_elements do
         bin = NIF.to_binary(ref)
         assert byte_size(bin) == elements(shape) * Mx.Type.byte_size(type), "Mx.NIF.#{name} gave a wrong-sized buffer"
-        assert NIF.state(ref) == :evaluated
-        nil
-      rescue
-        e in Mx.Error -> e.message
       end
+
+      nil
+    rescue
+      e in Mx.Error -> e.message
     end
+  end
+
+  # Deferred results: one eval over all of them (a failing root fails it), then each alone.
+  defp check_deferred(deferred) do
+    try do
+      NIF.eval(Enum.map(deferred, fn {_, {ref, _, _}} -> ref end))
+    rescue
+      _ in Mx.Error -> :ok
+    end
+
+    deferred |> Enum.map(fn {name, arr} -> check_eval(name, arr) end) |> Enum.reject(&is_nil/1)
   end
 
   defp restore_globals(name, {cache_limit, threshold}) do
@@ -332,7 +415,9 @@ defmodule Mx.FuzzTest do
     {ref, _, _} = pool |> Enum.filter(fn {_, s, _} -> elements(s) <= 64 end) |> pick()
 
     pick([
-      fn -> pick([:foo, nil, true, false, :nan, :infinity, :f32, :add]) end,
+      fn -> pick([:foo, nil, true, false, :nan, :infinity, :f32, :add, :"日本語", String.to_atom(String.duplicate("x", 255))]) end,
+      fn -> pick([<<1::size(3)>>, <<0, 1::size(9)>>]) end,
+      fn -> pick([[ref | ref], [[ref]], List.duplicate(ref, 9)]) end,
       fn -> self() end,
       fn -> make_ref() end,
       fn -> %{a: 1} end,
@@ -512,7 +597,8 @@ defmodule Mx.FuzzTest do
     b = small(3)
     holder = elem(NIF.trace_input(elem(NIF.full(t, s, 0), 0)), 0)
     out = if chance(0.5), do: NIF.unary(pick(@unary_ops), holder), else: NIF.binary(pick(@binary_ops), holder, arr(pool))
-    input = if chance(0.8), do: elem(random_array(t, bounded(List.to_tuple([b | Tuple.to_list(s)]))), 0), else: arr(pool)
+    lead = if chance(0.9), do: b, else: b + 1
+    input = if chance(0.8), do: elem(random_array(t, bounded(List.to_tuple([lead | Tuple.to_list(s)]))), 0), else: arr(pool)
     [[elem(out, 0)], if(chance(0.9), do: [holder], else: []), [input], if(chance(0.9), do: b, else: pick([-1, 1 <<< 40]))]
   end
 

@@ -185,7 +185,8 @@ for t in ["f32", "f64"]:
                                             ((4, 4), (3, 4), True, False, "none", False),
                                             ((2, 4, 4), (2, 3, 4), False, False, "transpose", True),
                                             ((3, 4, 4), (4, 2), True, True, "transpose", True),
-                                            ((3, 5, 5), (3, 5), True, True, "none", False)]:
+                                            ((3, 5, 5), (3, 5), True, True, "none", False),
+                                            ((4, 4), (4,), True, False, "transpose", False)]:
         n = sa[-1]
         full = rng.standard_normal(sa) * 0.5
         full += np.eye(n) * (1.5 + rng.random(sa[:-1])[..., None])  # a diagonal away from zero
