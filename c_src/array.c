@@ -154,8 +154,10 @@ mx_status mx_from_data(mx_dtype dtype, int ndim, const int64_t *shape, const voi
   }
   st = mx_buffer_alloc(nbytes, &a->buf);
   if (st) {
+    char why[1024];
+    snprintf(why, sizeof why, "%s", mx_last_error());
     mx_release(a);
-    return st;
+    return mx_error(st, "[from_binary] %.900s", why);
   }
   if (nbytes) memcpy(a->buf->data, data, nbytes);
   atomic_store(&a->state, MX_READY);

@@ -190,9 +190,9 @@ mx_status mx_eval(mx_array *const *roots, int n) {
 
     st = prepare_output(x, v.ptrs);
     if (st) {
-      char why[512]; /* name the op whose output could not be allocated */
+      char why[1024]; /* name the op whose output could not be allocated */
       snprintf(why, sizeof why, "%s", mx_last_error());
-      st = mx_error(st, "[%s] %s", mx_ops[x->op].name, why);
+      st = mx_error(st, "[%s] %.900s", mx_ops[x->op].name, why);
     }
     if (st == MX_OK) st = mx_ops[x->op].kernel(x, v.ptrs);
     if (st != MX_OK) {

@@ -140,7 +140,9 @@ mx_status mx_concatenate(mx_array *const *arrays, int n, int axis, mx_array **ou
     if (!ok)
       return mx_error(MX_EINVAL, "[concatenate] array %d is %s but array 0 is %s; all shapes must match except axis %d", i,
                       mx_describe(x, b1, sizeof b1), mx_describe(first, b2, sizeof b2), ax);
-    shape[ax] += x->shape[ax];
+    if (__builtin_add_overflow(shape[ax], x->shape[ax], &shape[ax]))
+      return mx_error(MX_EINVAL, "[concatenate] joining %d arrays like %s along axis %d gives more elements than memory can hold", n,
+                      mx_describe(first, b1, sizeof b1), ax);
     t = mx_promote(t, (mx_dtype)x->dtype);
   }
   mx_array *local[16], **cast = n <= 16 ? local : malloc(sizeof(mx_array *) * (size_t)n);
@@ -188,7 +190,7 @@ mx_status mx_slice(mx_array *a, const int64_t *start, const int64_t *stop, const
     if (s < 0 || e < s || e > a->shape[i])
       return mx_error(MX_EINVAL, "[slice] range %lld..%lld on axis %d is outside %s; need 0 <= start <= stop <= %lld",
                       (long long)s, (long long)e, i, mx_describe(a, b1, sizeof b1), (long long)a->shape[i]);
-    shape[i] = (e - s + k - 1) / k;
+    shape[i] = e == s ? 0 : (e - s - 1) / k + 1; /* no stop - start + stride overflow */
     p.ip[i] = s;
     p.ip[a->ndim + i] = k;
   }

@@ -162,7 +162,6 @@ defmodule Mx.ErrorsTest do
   end
 
   describe "size overflow" do
-    @tag :skip
     # Engine bug: mx_concatenate sums the joined axis in int64 unchecked; four {0, 2^62} arrays wrap to {0, 0}.
     test "concatenate whose joined axis exceeds int64 raises instead of wrapping" do
       z = Mx.zeros({0, 1 <<< 62})
@@ -248,7 +247,6 @@ defmodule Mx.ErrorsTest do
       assert_error(Mx.Error, "full", fn -> Mx.eval(big) end, ["memory limit reached"])
     end
 
-    @tag :skip
     # Engine defect: mx_from_data's allocation failure is raised without the op: "memory limit reached: ...".
     test "the memory limit error names from_binary when the data itself does not fit" do
       Mx.Memory.set_memory_limit(1 <<< 20)
