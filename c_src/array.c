@@ -36,6 +36,7 @@ int mx_dtype_bits(mx_dtype t) { return t == MX_BOOL ? 1 : 8 * dtypes[t].bytes; }
 int mx_is_float(mx_dtype t) { return dtypes[t].kind == 'f' || dtypes[t].kind == 'h'; }
 int mx_is_int(mx_dtype t) { return dtypes[t].kind == 'u' || dtypes[t].kind == 's'; }
 int mx_is_unsigned(mx_dtype t) { return dtypes[t].kind == 'u' || dtypes[t].kind == 'b'; }
+int mx_is_complex(mx_dtype t) { return (unsigned)t < MX_DTYPE_COUNT && dtypes[t].kind == 'c'; }
 
 int mx_dtype_from_name(const char *name) {
   for (int i = 0; i < MX_DTYPE_COUNT; i++)
@@ -56,6 +57,8 @@ mx_dtype mx_promote(mx_dtype a, mx_dtype b) {
   if (a == MX_BOOL) return b;
   if (b == MX_BOOL) return a;
   char ka = dtypes[a].kind, kb = dtypes[b].kind;
+  /* Complex beats float and int; its parts are as wide as the wider float (c64 with f64 is c128). */
+  if (ka == 'c' || kb == 'c') return a == MX_C128 || b == MX_C128 || a == MX_F64 || b == MX_F64 ? MX_C128 : MX_C64;
   int fa = ka == 'f' || ka == 'h', fb = kb == 'f' || kb == 'h';
   if (fa && fb) {
     if ((a == MX_F16 && b == MX_BF16) || (a == MX_BF16 && b == MX_F16)) return MX_F32;

@@ -203,8 +203,18 @@ mx_status mx_eval(mx_array *const *roots, int n) {
 
     pthread_mutex_lock(&glock);
     mx_array **detached = NULL;
+    mx_buffer *drop = NULL;
     int n_in = x->n_in;
-    if (st == MX_OK && x->traced) {
+    if (x->dispose_pending) { /* disposed while running: finish the job of mx_dispose */
+      x->dispose_pending = 0;
+      drop = x->buf;
+      x->buf = NULL;
+      detached = x->in;
+      x->in = NULL;
+      x->n_in = 0;
+      atomic_store(&x->state, MX_DISPOSED);
+      if (st == MX_OK) st = mx_error(MX_EDISPOSED, "[%s] the array was disposed while being evaluated", mx_ops[x->op].name);
+    } else if (st == MX_OK && x->traced) {
       atomic_store(&x->state, MX_READY); /* gradients will walk back through it */
     } else if (st == MX_OK) {
       detached = x->in;
@@ -216,6 +226,7 @@ mx_status mx_eval(mx_array *const *roots, int n) {
     }
     pthread_cond_broadcast(&gdone);
     pthread_mutex_unlock(&glock);
+    mx_buffer_release(drop);
     if (detached) {
       for (int i = 0; i < n_in; i++) mx_release(detached[i]);
       free(detached);
@@ -226,8 +237,23 @@ mx_status mx_eval(mx_array *const *roots, int n) {
   return st;
 }
 
+mx_buffer *mx_acquire_buffer(mx_array *a) {
+  pthread_mutex_lock(&glock);
+  mx_buffer *b = atomic_load(&a->state) == MX_READY ? a->buf : NULL;
+  if (b) mx_buffer_retain(b);
+  pthread_mutex_unlock(&glock);
+  return b;
+}
+
 void mx_graph_detach(mx_array *a, int dispose) {
   pthread_mutex_lock(&glock);
+  if (dispose && atomic_load(&a->state) == MX_RUNNING) {
+    /* Do not block the caller (a normal scheduler) for a whole kernel: the
+     * evaluating thread disposes the node when it finishes. */
+    a->dispose_pending = 1;
+    pthread_mutex_unlock(&glock);
+    return;
+  }
   while (atomic_load(&a->state) == MX_RUNNING) pthread_cond_wait(&gdone, &glock);
   mx_array **in = a->in;
   int n_in = a->n_in;

@@ -31,7 +31,8 @@ mx_status mx_error(mx_status code, const char *fmt, ...)
 const char *mx_last_error(void);
 
 /* ---- dtypes --------------------------------------------------------------- */
-/* X(ID, name, C storage type, bytes, kind) ; kind: 'b' bool, 'u', 's', 'f'.
+/* X(ID, name, C storage type, bytes, kind) ; kind: 'b' bool, 'u', 's', 'f',
+ * 'h' (f16/bf16), 'c' complex (interleaved re, im: C99 float/double _Complex).
  * f16/bf16 are storage types: as_type converts; compute ops run in f32. */
 #define MX_DTYPES(X)                   \
   X(BOOL, "bool", uint8_t, 1, 'b')     \
@@ -46,7 +47,9 @@ const char *mx_last_error(void);
   X(F16, "f16", uint16_t, 2, 'h')      \
   X(BF16, "bf16", uint16_t, 2, 'h')    \
   X(F32, "f32", float, 4, 'f')         \
-  X(F64, "f64", double, 8, 'f')
+  X(F64, "f64", double, 8, 'f')        \
+  X(C64, "c64", float _Complex, 8, 'c') \
+  X(C128, "c128", double _Complex, 16, 'c')
 
 typedef enum {
 #define X(id, name, ctype, bytes, kind) MX_##id,
@@ -58,7 +61,8 @@ typedef enum {
 int mx_dtype_size(mx_dtype t);
 const char *mx_dtype_name(mx_dtype t);
 int mx_dtype_from_name(const char *name); /* -1 if unknown */
-int mx_is_float(mx_dtype t);               /* f16, bf16, f32, f64 */
+int mx_is_float(mx_dtype t);               /* f16, bf16, f32, f64 (not complex) */
+int mx_is_complex(mx_dtype t);             /* c64, c128 */
 int mx_is_int(mx_dtype t);                 /* u*, s* (not bool) */
 int mx_is_unsigned(mx_dtype t);            /* bool, u* */
 int mx_dtype_bits(mx_dtype t);
@@ -90,6 +94,10 @@ mx_dtype mx_promote(mx_dtype a, mx_dtype b);
 #define MX_FLOAT_TYPES(X) \
   X(F32, float)           \
   X(F64, double)
+/* Complex dtypes are not in MX_COMPUTE_TYPES: kernels that support them say so. */
+#define MX_COMPLEX_TYPES(X) \
+  X(C64, float _Complex)    \
+  X(C128, double _Complex)
 
 /* ---- primitives --------------------------------------------------------- */
 typedef enum {
@@ -186,6 +194,7 @@ struct mx_array {
   int64_t cost;          /* estimated work, elements touched (for scheduling) */
   uint64_t mark;         /* graph traversal epoch (graph.c, under its lock) */
   uint8_t traced;        /* depends on an input being differentiated: kept attached after eval */
+  uint8_t dispose_pending; /* disposed while RUNNING: the evaluating thread frees it (graph.c) */
 };
 
 static inline void *mx_data(const mx_array *a) { return a->buf ? a->buf->data : NULL; }
@@ -214,6 +223,8 @@ mx_status mx_eval(mx_array *const *roots, int n);
 int64_t mx_pending_cost(mx_array *const *roots, int n, int64_t limit);
 /* Drops a's inputs; with dispose, also its buffer (a later read fails). */
 void mx_graph_detach(mx_array *a, int dispose);
+/* a's buffer, retained, if a is READY; NULL if it was disposed. */
+mx_buffer *mx_acquire_buffer(mx_array *a);
 /* Guards graph structure (in[], state) for walks outside graph.c. */
 void mx_graph_lock(void);
 void mx_graph_unlock(void);
@@ -309,5 +320,19 @@ mx_status mx_outer(mx_array *a, mx_array *b, mx_array **out); /* of the flattene
 mx_status mx_trace(mx_array *a, int64_t offset, mx_array **out);
 mx_status mx_diagonal(mx_array *a, int64_t offset, mx_array **out); /* [..., m, n] -> [..., d] */
 mx_status mx_diag(mx_array *v, int64_t k, mx_array **out);           /* [..., n] -> [..., n + |k|, n + |k|] */
+
+/* ---- complex and fft (ops_complex.c, ops_fft.c, prim/complex.c, prim/fft_kernels.c) ---- */
+/* Along one axis (numpy's np.fft): n is the transform length (the input is cropped or
+ * zero-padded to it; n <= 0 means the input's length, for irfft 2 (m - 1)); norm is
+ * numpy's: BACKWARD scales the inverse by 1/n, ORTHO both by 1/sqrt(n), FORWARD the
+ * forward by 1/n. fft: real inputs become complex (f64 -> c128, others c64); rfft: real
+ * in, n/2 + 1 complex out; irfft: n/2 + 1 complex in (cropped or padded), n real out. */
+typedef enum { MX_FFT_BACKWARD = 0, MX_FFT_ORTHO, MX_FFT_FORWARD } mx_fft_norm;
+mx_status mx_fft(mx_array *a, int axis, int64_t n, int inverse, mx_fft_norm norm, mx_array **out);
+mx_status mx_rfft(mx_array *a, int axis, int64_t n, mx_fft_norm norm, mx_array **out);
+mx_status mx_irfft(mx_array *a, int axis, int64_t n, mx_fft_norm norm, mx_array **out);
+/* An FFT node on an input that already has the transform's length along axis, with an
+ * explicit scale (op FFT, RFFT or IRFFT; n is the real length for RFFT/IRFFT): the vjp rules use it. */
+mx_status mx_fft_node(mx_op op, mx_array *x, int axis, int64_t n, int inverse, double scale, mx_array **out);
 
 #endif

@@ -58,8 +58,8 @@ static mx_dtype float_type(mx_dtype t) { return mx_is_float(t) ? t : MX_F32; }
 mx_status mx_normalize_axis(const char *op, const mx_array *a, int64_t axis, int rank, int *out) {
   char buf[128];
   if (axis < -rank || axis >= rank)
-    return mx_error(MX_EINVAL, "[%s] axis %lld is out of range for %s (rank %d); axes must be in [%d, %d)", op,
-                    (long long)axis, mx_describe(a, buf, sizeof buf), rank, -rank, rank);
+    return mx_error(MX_EINVAL, "[%s] axis %lld is out of range for %s; axes must be in [%d, %d)", op,
+                    (long long)axis, mx_describe(a, buf, sizeof buf), -rank, rank);
   *out = (int)(axis < 0 ? axis + rank : axis);
   return MX_OK;
 }

@@ -81,6 +81,15 @@ static int get_dtype(ERL_NIF_TERM t, mx_dtype *d) {
   return 0;
 }
 
+static ERL_NIF_TERM badarg(ErlNifEnv *env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* "[unary] unknown op :foo; Mx.NIF.op_names() lists the primitives" */
+static ERL_NIF_TERM unknown_op(ErlNifEnv *env, const char *family, ERL_NIF_TERM t) {
+  char name[64] = "?";
+  if (!enif_get_atom(env, t, name, sizeof name, ERL_NIF_LATIN1)) snprintf(name, sizeof name, "(not an atom)");
+  return badarg(env, "[%s] unknown op :%s; Mx.NIF.op_names() lists the primitives", family, name);
+}
+
 static int get_op(ERL_NIF_TERM t, mx_op *op) {
   for (int i = 0; i < MX_OP_COUNT; i++)
     if (t == op_atoms[i]) {
@@ -290,7 +299,7 @@ static ERL_NIF_TERM eye(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
 static ERL_NIF_TERM unary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   mx_op op;
-  if (!get_op(argv[0], &op)) return badarg(env, "[unary] unknown op; see Mx.Op.names()");
+  if (!get_op(argv[0], &op)) return unknown_op(env, "unary", argv[0]);
   ARG_ARRAY(1, a, mx_ops[op].name);
   mx_array *out;
   return result(env, mx_unary(op, a, &out), &out);
@@ -312,7 +321,7 @@ static mx_status scalar_operand(ErlNifEnv *env, ERL_NIF_TERM t, const mx_array *
 static ERL_NIF_TERM binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   mx_op op;
-  if (!get_op(argv[0], &op)) return badarg(env, "[binary] unknown op; see Mx.NIF.op_names()");
+  if (!get_op(argv[0], &op)) return unknown_op(env, "binary", argv[0]);
   mx_array *a = NULL, *b = NULL, *tmp = NULL;
   int ga = get_array(env, argv[1], &a), gb = get_array(env, argv[2], &b);
   if (!ga && !gb) return badarg(env, "[%s] needs at least one Mx array operand", mx_ops[op].name);
@@ -355,7 +364,7 @@ static ERL_NIF_TERM reduce(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) 
   (void)argc;
   mx_op op;
   int axes[MX_MAX_RANK], n, keep;
-  if (!get_op(argv[0], &op)) return badarg(env, "[reduce] unknown op");
+  if (!get_op(argv[0], &op)) return unknown_op(env, "reduce", argv[0]);
   ARG_ARRAY(1, a, mx_ops[op].name);
   if (!get_axes(env, argv[2], axes, &n)) return badarg(env, "[%s] axes must be nil or a list of at most %d integers", mx_ops[op].name, MX_MAX_RANK);
   if (!get_bool(argv[3], &keep)) return badarg(env, "[%s] keep_axes must be a boolean", mx_ops[op].name);
@@ -367,7 +376,7 @@ static ERL_NIF_TERM scan(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   mx_op op;
   int axis, rev;
-  if (!get_op(argv[0], &op)) return badarg(env, "[scan] unknown op");
+  if (!get_op(argv[0], &op)) return unknown_op(env, "scan", argv[0]);
   ARG_ARRAY(1, a, mx_ops[op].name);
   if (!get_int(env, argv[2], &axis)) return badarg(env, "[%s] axis must be an integer", mx_ops[op].name);
   if (!get_bool(argv[3], &rev)) return badarg(env, "[%s] reverse must be a boolean", mx_ops[op].name);
@@ -699,12 +708,9 @@ static ERL_NIF_TERM to_binary_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
   ErlNifBinary bin;
   size_t n = mx_nbytes(a);
   if (!enif_alloc_binary(n, &bin)) return raise_with(env, atom_mx_error, "[to_binary] out of memory");
-  /* Read under a buffer reference: a concurrent dispose cannot free it. */
-  mx_buffer *buf = NULL;
-  if (atomic_load(&a->state) == MX_READY) buf = a->buf;
-  if (buf) mx_buffer_retain(buf);
-  if (!buf || atomic_load(&a->state) != MX_READY) {
-    if (buf) mx_buffer_release(buf);
+  /* Read under a buffer reference taken under the graph lock: a concurrent dispose cannot free it. */
+  mx_buffer *buf = mx_acquire_buffer(a);
+  if (!buf) {
     enif_release_binary(&bin);
     return raise_with(env, atom_mx_error, "[to_binary] the array was disposed; it cannot be read");
   }

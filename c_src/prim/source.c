@@ -20,7 +20,8 @@ typedef union {
   uint64_t u[CHUNK];
 } canon;
 
-#define IS_SIGNED(T) ((T)-1 < (T)1)
+/* A constant per type, so it compiles for complex T too (the X-macros instantiate every dtype). */
+#define IS_SIGNED(T) _Generic((T)0, int8_t: 1, int16_t: 1, int32_t: 1, int64_t: 1, default: 0)
 
 /* Float -> integer saturates (out-of-range C casts are undefined) and maps NaN to 0. */
 static inline int64_t sat_s64(double x, int bits) {
@@ -47,7 +48,7 @@ static canon_kind load_chunk(const void *src, mx_dtype t, int64_t lo, int64_t n,
 #define LOAD(ID, name, T, bytes, kind)                                                     \
   case MX_##ID: {                                                                          \
     const T *p = (const T *)src + lo;                                                      \
-    if (kind == 'f') {                                                                     \
+    if (kind == 'f' || kind == 'c') { /* complex -> real keeps the real part, as numpy */ \
       for (int64_t i = 0; i < n; i++) c->f[i] = (double)p[i];                              \
       return CANON_F64;                                                                    \
     } else if (kind == 'h') {                                                              \
@@ -118,7 +119,7 @@ static void store_chunk(void *dst, mx_dtype t, int64_t lo, int64_t n, const cano
       EACH(v != 0);                                                        \
     else if (kind == 'h')                                                  \
       EACH((T)TO_HALF(ID, TO_DOUBLE_ODD(v)));                                     \
-    else if (kind == 'f')                                                  \
+    else if (kind == 'f' || kind == 'c') /* real -> complex: imaginary 0 */ \
       EACH((T)v);                                                          \
     else if (k == CANON_F64) /* float -> int saturates */                  \
       for (int64_t i = 0; i < n; i++) q[i] = SAT(T, c->f[i]);              \
@@ -149,12 +150,19 @@ DIRECT(f32_to_f16, float, uint16_t, mx_f32_to_f16)
 DIRECT(f32_to_bf16, float, uint16_t, mx_f32_to_bf16)
 DIRECT(f16_to_f32, uint16_t, float, mx_f16_to_f32)
 DIRECT(bf16_to_f32, uint16_t, float, mx_bf16_to_f32)
+/* Complex to complex keeps both parts (the canonical chunk holds one real value). */
+static inline double _Complex widen_c(float _Complex z) { return (double _Complex)z; }
+static inline float _Complex narrow_c(double _Complex z) { return (float _Complex)z; }
+DIRECT(c64_to_c128, float _Complex, double _Complex, widen_c)
+DIRECT(c128_to_c64, double _Complex, float _Complex, narrow_c)
 
 static direct_fn direct_cast(mx_dtype from, mx_dtype to) {
   if (from == MX_F32 && to == MX_F16) return f32_to_f16;
   if (from == MX_F32 && to == MX_BF16) return f32_to_bf16;
   if (from == MX_F16 && to == MX_F32) return f16_to_f32;
   if (from == MX_BF16 && to == MX_F32) return bf16_to_f32;
+  if (from == MX_C64 && to == MX_C128) return c64_to_c128;
+  if (from == MX_C128 && to == MX_C64) return c128_to_c64;
   return NULL;
 }
 
@@ -216,7 +224,7 @@ mx_status mx_k_full(mx_array *out, mx_array *const *in) {
   /* Convert the value once, then replicate its bytes. */
   canon c;
   c.f[0] = out->params->f[0];
-  unsigned char v[8];
+  unsigned char v[16];
   store_chunk(v, (mx_dtype)out->dtype, 0, 1, &c, CANON_F64);
   int64_t n = out->size;
   switch (mx_dtype_size((mx_dtype)out->dtype)) {
@@ -235,10 +243,16 @@ mx_status mx_k_full(mx_array *out, mx_array *const *in) {
     for (int64_t i = 0; i < n; i++) q[i] = x;
     break;
   }
-  default: {
+  case 8: {
     uint64_t x, *q = mx_data(out);
     memcpy(&x, v, 8);
     for (int64_t i = 0; i < n; i++) q[i] = x;
+    break;
+  }
+  default: { /* c128: value in the real part, 0 in the imaginary */
+    uint64_t x[2], *q = mx_data(out);
+    memcpy(x, v, 16);
+    for (int64_t i = 0; i < n; i++) q[2 * i] = x[0], q[2 * i + 1] = x[1];
     break;
   }
   }
