@@ -141,13 +141,28 @@ static mx_array *expand_reduced(bld *b, mx_array *g, const mx_array *node, const
   (void)node, (void)in, (void)b
 #define END return finish(b)
 
+/* Complex -> real keeps the real part, whose transpose is real -> complex and back
+ * (hence as_type, not the implicit cast, which refuses to drop an imaginary part). */
 RULE(AS_TYPE) {
   BEGIN;
-  if (mx_is_float((mx_dtype)in[0]->dtype)) gin[0] = out(b, cast(b, g, (mx_dtype)in[0]->dtype));
+  mx_dtype t = (mx_dtype)in[0]->dtype;
+  mx_array *o = NULL;
+  if ((mx_is_float(t) || mx_is_complex(t)) && !b->st) gin[0] = out(b, keep(b, mx_as_type(g, t, &o), &o));
   END;
 }
 RULE(NEGATE) { BEGIN; gin[0] = out(b, un(b, MX_OP_NEGATE, g)); END; }
-RULE(ABS) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_SIGN, in[0]))); END; }
+/* Complex: d|z| = Re(conj(z)/|z| dz), so the cotangent is g conj(z)/|z| (0 at z = 0). */
+RULE(ABS) {
+  BEGIN;
+  if (mx_is_complex((mx_dtype)in[0]->dtype)) {
+    mx_array *zero = scalar(b, 0, node), *at0 = bin(b, MX_OP_EQUAL, node, zero);
+    mx_array *unit = DIV(un(b, MX_OP_CONJUGATE, in[0]), select3(b, at0, scalar(b, 1, node), node));
+    gin[0] = out(b, MUL(g, select3(b, at0, scalar(b, 0, in[0]), unit)));
+  } else {
+    gin[0] = out(b, MUL(g, un(b, MX_OP_SIGN, in[0])));
+  }
+  END;
+}
 RULE(SQUARE) { BEGIN; gin[0] = out(b, MUL(g, MUL(scalar(b, 2, node), in[0]))); END; }
 RULE(EXP) { BEGIN; gin[0] = out(b, MUL(g, node)); END; }
 RULE(EXPM1) { BEGIN; gin[0] = out(b, MUL(g, ADD(node, scalar(b, 1, node)))); END; }
@@ -184,6 +199,68 @@ RULE(ERF_INV) {
   END;
 }
 RULE(LGAMMA) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_DIGAMMA, in[0]))); END; }
+
+/* ---- special functions ------------------------------------------------------------ */
+
+/* Bit i set: input i of the node being differentiated needs a cotangent (set by mx_vjp).
+ * Lets a rule that covers only some inputs raise instead of returning a silent zero. */
+static _Thread_local uint32_t vjp_needs;
+
+/* u log v (log1p v with log1p), 0 where u == 0: a density's x^(a-1) at a = 1, x = 0 is 1, not NaN. */
+static mx_array *xlog_(bld *b, mx_op log_op, mx_array *u, mx_array *v) {
+  mx_array *is0 = bin(b, MX_OP_EQUAL, u, scalar(b, 0, u));
+  return MUL(u, un(b, log_op, select3(b, is0, scalar(b, log_op == MX_OP_LOG ? 1 : 0, v), v)));
+}
+
+static mx_status no_shape_grad(const char *op, const char *params) {
+  return mx_error(MX_EINVAL,
+                  "[%s] has no gradient with respect to its shape parameter%s %s yet, only x; wrap %s in "
+                  "Mx.stop_gradient/1 if it needs none",
+                  op, params[1] ? "s" : "", params[1] ? "a and b" : "a", params[1] ? "them" : "it");
+}
+
+RULE(DIGAMMA) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_TRIGAMMA, in[0]))); END; }
+RULE(ERFC) {
+  BEGIN;
+  mx_array *e = un(b, MX_OP_EXP, un(b, MX_OP_NEGATE, un(b, MX_OP_SQUARE, in[0])));
+  gin[0] = out(b, MUL(g, MUL(scalar(b, -2 / sqrt(M_PI), node), e)));
+  END;
+}
+/* d log Phi = phi / Phi = exp(log phi - log Phi): finite where Phi underflows. */
+RULE(LOG_NDTR) {
+  BEGIN;
+  mx_array *log_phi = SUB(MUL(un(b, MX_OP_SQUARE, in[0]), scalar(b, -0.5, node)), scalar(b, 0.5 * log(2 * M_PI), node));
+  gin[0] = out(b, MUL(g, un(b, MX_OP_EXP, SUB(log_phi, node))));
+  END;
+}
+RULE(NDTRI) {
+  BEGIN;
+  mx_array *e = un(b, MX_OP_EXP, MUL(un(b, MX_OP_SQUARE, node), scalar(b, 0.5, node)));
+  gin[0] = out(b, MUL(g, MUL(scalar(b, sqrt(2 * M_PI), node), e)));
+  END;
+}
+/* dP/dx = x^(a-1) e^-x / Gamma(a) = -dQ/dx. */
+static mx_status igamma_vjp(mx_array *node, mx_array *const *in, mx_array *g, mx_array **gin, double sign) {
+  if (vjp_needs & 1) return no_shape_grad(mx_ops[node->op].name, "a");
+  bld bb = {0}, *b = &bb;
+  mx_array *am1 = SUB(in[0], scalar(b, 1, node));
+  mx_array *log_dens = SUB(SUB(xlog_(b, MX_OP_LOG, am1, in[1]), in[1]), un(b, MX_OP_LGAMMA, in[0]));
+  gin[1] = out(b, unbroadcast(b, MUL(g, MUL(scalar(b, sign, node), un(b, MX_OP_EXP, log_dens))), in[1]));
+  return finish(b);
+}
+RULE(IGAMMA) { return igamma_vjp(node, in, g, gin, 1); }
+RULE(IGAMMAC) { return igamma_vjp(node, in, g, gin, -1); }
+/* dI/dx = x^(a-1) (1-x)^(b-1) / B(a, b). */
+RULE(BETAINC) {
+  if (vjp_needs & 3) return no_shape_grad("betainc", "ab");
+  BEGIN;
+  mx_array *one = scalar(b, 1, node);
+  mx_array *lbeta = SUB(ADD(un(b, MX_OP_LGAMMA, in[0]), un(b, MX_OP_LGAMMA, in[1])), un(b, MX_OP_LGAMMA, ADD(in[0], in[1])));
+  mx_array *log_dens = SUB(ADD(xlog_(b, MX_OP_LOG, SUB(in[0], one), in[2]),
+                               xlog_(b, MX_OP_LOG1P, SUB(in[1], one), un(b, MX_OP_NEGATE, in[2]))), lbeta);
+  gin[2] = out(b, unbroadcast(b, MUL(g, un(b, MX_OP_EXP, log_dens)), in[2]));
+  END;
+}
 
 /* ---- binary rules ---------------------------------------------------------------- */
 
@@ -504,6 +581,192 @@ RULE(MATMUL) {
   END;
 }
 
+/* ---- linear algebra ----------------------------------------------------------------- */
+
+/* Masks over the last two axes of like: 1 where row > col (strict lower), row == col. */
+static mx_array *rowcol(bld *b, const mx_array *like, mx_op cmp) {
+  if (b->st) return NULL;
+  int64_t shape[2] = {like->shape[like->ndim - 2], like->shape[like->ndim - 1]};
+  mx_array *r = NULL, *c = NULL;
+  r = keep(b, mx_iota(MX_S64, 2, shape, 0, &r), &r);
+  if (!b->st) c = keep(b, mx_iota(MX_S64, 2, shape, 1, &c), &c);
+  return bin(b, cmp, r, c);
+}
+
+/* A kernel that reads only the lower triangle of a symmetric matrix: a gradient S with
+ * respect to the full symmetric matrix lands on the entries read, A_ij (i > j) standing
+ * for both S_ij and S_ji. */
+static mx_array *lower_of_symmetric(bld *b, mx_array *s) {
+  mx_array *st = swap_last(b, s), *zero = scalar(b, 0, s);
+  mx_array *below = rowcol(b, s, MX_OP_GREATER), *diag = rowcol(b, s, MX_OP_EQUAL);
+  return select3(b, below, ADD(s, st), select3(b, diag, s, zero));
+}
+
+static mx_array *tri_solve(bld *b, mx_array *a, mx_array *x, int lower, int left, int transpose) {
+  mx_array *o = NULL;
+  if (b->st || !a || !x) return NULL;
+  return keep(b, mx_triangular_solve(a, x, lower, left, transpose, 0, &o), &o);
+}
+
+/* L = chol(A): S = L^-T Phi(L^T G) L^-1 with Phi the lower triangle, diagonal halved. */
+RULE(CHOLESKY) {
+  BEGIN;
+  mx_array *phi_mask = select3(b, rowcol(b, node, MX_OP_GREATER), scalar(b, 1, node),
+                               select3(b, rowcol(b, node, MX_OP_EQUAL), scalar(b, 0.5, node), scalar(b, 0, node)));
+  mx_array *phi = MUL(matmul(b, swap_last(b, node), g), phi_mask);
+  mx_array *y = tri_solve(b, node, phi, 1, 1, 1); /* L^T Y = Phi */
+  mx_array *s = tri_solve(b, node, y, 1, 0, 0);   /* S L = Y */
+  gin[0] = out(b, lower_of_symmetric(b, s));
+  END;
+}
+
+/* op(A) X = B (left) or X op(A) = B: B's cotangent solves with op(A)^T; A's is -Bbar X^T
+ * (or -X^T Bbar), transposed back if op transposes, on the triangle the kernel reads. */
+RULE(TRIANGULAR_SOLVE) {
+  BEGIN;
+  int f = node->params->flags, lower = f & 1, left = !!(f & 2), trans = !!(f & 4), unit = !!(f & 8);
+  mx_array *o = NULL, *bbar = NULL;
+  if (!b->st) bbar = keep(b, mx_triangular_solve(in[0], g, lower, left, !trans, unit, &o), &o);
+  mx_array *gop = un(b, MX_OP_NEGATE, left ? matmul(b, bbar, swap_last(b, node)) : matmul(b, swap_last(b, node), bbar));
+  mx_array *ga = trans ? swap_last(b, gop) : gop;
+  mx_array *keep_mask = rowcol(b, in[0], lower ? MX_OP_GREATER : MX_OP_LESS);
+  if (!unit) keep_mask = bin(b, MX_OP_LOGICAL_OR, keep_mask, rowcol(b, in[0], MX_OP_EQUAL));
+  gin[0] = out(b, unbroadcast(b, select3(b, keep_mask, ga, scalar(b, 0, node)), in[0]));
+  gin[1] = out(b, unbroadcast(b, bbar, in[1]));
+  END;
+}
+
+/* op(A) X = B: Bbar = op(A)^-T Xbar (the same solve with the transpose flag flipped), Abar = -Bbar X^T. */
+RULE(SOLVE) {
+  BEGIN;
+  mx_params p = *node->params;
+  p.flags ^= 1;
+  mx_array *pair[2] = {in[0], g}, *bbar = NULL;
+  if (!b->st) bbar = keep(b, mx_node_new(MX_OP_SOLVE, (mx_dtype)node->dtype, g->ndim, g->shape, 2, pair, &p, &bbar), &bbar);
+  if (bbar) bbar->cost = node->cost;
+  mx_array *gop = un(b, MX_OP_NEGATE, matmul(b, bbar, swap_last(b, node)));
+  gin[0] = out(b, unbroadcast(b, (node->params->flags & 1) ? swap_last(b, gop) : gop, in[0]));
+  gin[1] = out(b, unbroadcast(b, bbar, in[1]));
+  END;
+}
+
+/* A = V diag(w) V^T: S = V (diag(wbar) + F o (V^T Vbar)) V^T, F_ij = 1 / (w_j - w_i) off the
+ * diagonal (repeated eigenvalues make it infinite: their eigenvectors are not unique). */
+RULE(EIGH) {
+  BEGIN;
+  const mx_array *a = in[0];
+  int r = a->ndim;
+  int64_t n = a->shape[r - 1];
+  int values_only = node->params->flags & 1;
+  mx_array *full = node;
+  if (values_only && !b->st) { /* the vectors are needed: factor again with them */
+    mx_params p = *node->params;
+    p.flags &= ~1;
+    int64_t shape[MX_MAX_RANK];
+    memcpy(shape, node->shape, sizeof shape);
+    shape[node->ndim - 1] = n + n * n;
+    full = keep(b, mx_node_new(MX_OP_EIGH, (mx_dtype)node->dtype, node->ndim, shape, 1, in, &p, &full), &full);
+    if (full) full->cost = node->cost;
+  }
+  /* Unpack [..., n + n*n] into w [..., n] and V [..., n, n], and the cotangent likewise. */
+  int64_t start[MX_MAX_RANK] = {0}, stop[MX_MAX_RANK], stride[MX_MAX_RANK], vshape[MX_MAX_RANK];
+  int pr = node->ndim;
+  for (int d = 0; d < pr; d++) stop[d] = full ? full->shape[d] : 0, stride[d] = 1;
+  for (int d = 0; d < pr - 1; d++) vshape[d] = node->shape[d];
+  vshape[pr - 1] = n;
+  vshape[pr] = n;
+  stop[pr - 1] = n;
+  mx_array *w = slice(b, full, start, stop, stride), *gw = values_only ? g : slice(b, g, start, stop, stride);
+  start[pr - 1] = n;
+  stop[pr - 1] = n + n * n;
+  mx_array *v = reshape(b, slice(b, full, start, stop, stride), pr + 1, vshape);
+  mx_array *gv = values_only ? NULL : reshape(b, slice(b, g, start, stop, stride), pr + 1, vshape);
+  /* F_ij = 1 / (w_j - w_i), 0 on the diagonal */
+  mx_array *wi = NULL, *wj = NULL;
+  if (!b->st) wi = keep(b, mx_new_axis(w, -1, &wi), &wi);
+  if (!b->st) wj = keep(b, mx_new_axis(w, -2, &wj), &wj);
+  mx_array *diag = rowcol(b, v, MX_OP_EQUAL), *zero = scalar(b, 0, node);
+  mx_array *f = select3(b, diag, zero, un(b, MX_OP_RECIPROCAL, select3(b, diag, scalar(b, 1, node), SUB(wj, wi))));
+  mx_array *gwi = NULL;
+  if (!b->st) gwi = keep(b, mx_new_axis(gw, -1, &gwi), &gwi);
+  mx_array *inner = select3(b, diag, gwi, zero); /* diag(wbar) */
+  if (gv) inner = ADD(inner, MUL(f, matmul(b, swap_last(b, v), gv)));
+  mx_array *s = matmul(b, matmul(b, v, inner), swap_last(b, v));
+  gin[0] = out(b, lower_of_symmetric(b, s));
+  END;
+}
+
+/* ---- complex and fft -------------------------------------------------------------
+ * JAX's convention: a cotangent c of a complex value w pairs with a change dw as
+ * Re(c dw) (no conjugate), so holomorphic rules (add .. divide, exp, log, sqrt) are the
+ * real ones, and grad of a real f(z) is df/dx - i df/dy (conjugate it to ascend). */
+
+static mx_array *cpack(bld *b, mx_array *re, mx_array *im) { return bin(b, MX_OP_COMPLEX, re, im); }
+
+/* w = Re z: Re(c dz) with c = g + 0i. */
+RULE(REAL) { BEGIN; gin[0] = out(b, cpack(b, g, scalar(b, 0, g))); END; }
+/* w = Im z: g dy = Re(-i g dz). */
+RULE(IMAG) { BEGIN; gin[0] = out(b, cpack(b, scalar(b, 0, g), un(b, MX_OP_NEGATE, g))); END; }
+/* Re(c conj(dz)) = Re(conj(c) dz). */
+RULE(CONJUGATE) { BEGIN; gin[0] = out(b, un(b, MX_OP_CONJUGATE, g)); END; }
+/* d atan2(y, x) = (x dy - y dx)/|z|^2 = Re(-i dz / z); constant (no gradient) for real input. */
+RULE(ANGLE) {
+  BEGIN;
+  if (mx_is_complex((mx_dtype)in[0]->dtype))
+    gin[0] = out(b, DIV(cpack(b, scalar(b, 0, g), un(b, MX_OP_NEGATE, g)), in[0]));
+  END;
+}
+/* w = x + i y: Re(c dw) = Re(c) dx - Im(c) dy. */
+RULE(COMPLEX) {
+  BEGIN;
+  gin[0] = out(b, unbroadcast(b, un(b, MX_OP_REAL, g), in[0]));
+  gin[1] = out(b, unbroadcast(b, un(b, MX_OP_NEGATE, un(b, MX_OP_IMAG, g)), in[1]));
+  END;
+}
+
+static mx_array *fft_node(bld *b, mx_op op, mx_array *x, const mx_array *node, int inverse) {
+  mx_array *o = NULL;
+  if (b->st || !x) return NULL;
+  const mx_params *p = node->params;
+  return keep(b, mx_fft_node(op, x, p->axis, p->ip[0], inverse, p->f[0], &o), &o);
+}
+
+/* The DFT matrix is symmetric, so under the bilinear pairing the transpose of a
+ * scaled transform is the same transform. */
+RULE(FFT) { BEGIN; gin[0] = out(b, fft_node(b, MX_OP_FFT, g, node, node->params->flags & 1)); END; }
+/* y_k = s sum_t x_t w^tk (k <= n/2): x_t's cotangent is Re sum_k c_k s w^tk, a full
+ * forward transform of c zero-padded to n, real part. */
+RULE(RFFT) {
+  BEGIN;
+  int ax = node->params->axis;
+  int64_t n = node->params->ip[0], lo[MX_MAX_RANK] = {0}, hi[MX_MAX_RANK] = {0};
+  hi[ax] = n - node->shape[ax];
+  mx_array *padded = hi[ax] ? pad(b, g, lo, hi, NULL) : g;
+  gin[0] = out(b, un(b, MX_OP_REAL, fft_node(b, MX_OP_FFT, padded, node, 0)));
+  END;
+}
+/* x_t = s sum_k w_k Re(y_k e^(2 pi i t k / n)) with w_k = 2 but w_0 = 1 (and w_(n/2) = 1 for
+ * even n): y_k's cotangent is s w_k conj(rfft(g))_k. (The imaginary parts of bins 0 and
+ * n/2 are ignored by irfft and get no gradient: those cotangents are real.) */
+RULE(IRFFT) {
+  BEGIN;
+  int ax = node->params->axis, r = node->ndim;
+  int64_t n = node->params->ip[0], m = n / 2 + 1, wshape[MX_MAX_RANK];
+  for (int d = 0; d < r - ax; d++) wshape[d] = d == 0 ? m : 1; /* along axis, broadcast after it */
+  double *wv = malloc(sizeof(double) * (size_t)m);
+  mx_array *w = NULL;
+  if (!wv) {
+    b->st = mx_error(MX_ENOMEM, "[irfft] out of memory for the gradient's %lld weights", (long long)m);
+  } else {
+    for (int64_t k = 0; k < m; k++) wv[k] = k == 0 || (n % 2 == 0 && k == n / 2) ? 1 : 2;
+    if (!b->st) w = keep(b, mx_from_data(MX_F64, r - ax, wshape, wv, sizeof(double) * (size_t)m, &w), &w);
+    free(wv);
+  }
+  w = cast(b, w, (mx_dtype)node->dtype); /* the parts' dtype: f32 or f64 */
+  gin[0] = out(b, MUL(un(b, MX_OP_CONJUGATE, fft_node(b, MX_OP_RFFT, g, node, 0)), w));
+  END;
+}
+
 /* ---- the driver -------------------------------------------------------------------- */
 
 mx_status mx_trace_input(mx_array *a, mx_array **out_) {
@@ -687,7 +950,7 @@ mx_status mx_vjp(mx_array *const *outs, mx_array *const *cots, int n_out, mx_arr
   mx_status st = record(&t, outs, n_out, wrt, n_wrt);
   for (int i = 0; i < n_out && !st; i++) {
     entry *e = &t.v[find(&t, outs[i])];
-    if (!e->depends || !mx_is_float((mx_dtype)outs[i]->dtype)) continue;
+    if (!e->depends || !(mx_is_float((mx_dtype)outs[i]->dtype) || mx_is_complex((mx_dtype)outs[i]->dtype))) continue;
     mx_array *c;
     st = mx_cast(cots[i], (mx_dtype)outs[i]->dtype, &c);
     if (!st) st = accumulate(e, c);
@@ -708,11 +971,15 @@ mx_status mx_vjp(mx_array *const *outs, mx_array *const *cots, int n_out, mx_arr
         st = mx_error(MX_ENOMEM, "[vjp] out of memory");
         break;
       }
+      vjp_needs = 0;
+      for (int i = 0; i < e->n_in && i < 32; i++)
+        if (t.v[find(&t, e->in[i])].depends) vjp_needs |= 1u << i;
       st = info->vjp(x, e->in, e->cot, gin);
       for (int i = 0; i < e->n_in; i++) {
         if (!gin[i]) continue;
         entry *p = &t.v[find(&t, e->in[i])];
-        if (!st && p->depends && mx_is_float((mx_dtype)p->node->dtype)) st = accumulate(p, gin[i]);
+        mx_dtype pt = (mx_dtype)p->node->dtype;
+        if (!st && p->depends && (mx_is_float(pt) || mx_is_complex(pt))) st = accumulate(p, gin[i]);
         else mx_release(gin[i]);
       }
       if (gin != local) free(gin);

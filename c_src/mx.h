@@ -321,6 +321,10 @@ mx_status mx_trace(mx_array *a, int64_t offset, mx_array **out);
 mx_status mx_diagonal(mx_array *a, int64_t offset, mx_array **out); /* [..., m, n] -> [..., d] */
 mx_status mx_diag(mx_array *v, int64_t k, mx_array **out);           /* [..., n] -> [..., n + |k|, n + |k|] */
 
+/* ---- special (ops_special.c) ---- */
+/* Regularized incomplete beta I_x(a, b), elementwise; a, b, x broadcast and promote to float. */
+mx_status mx_betainc(mx_array *a, mx_array *b, mx_array *x, mx_array **out);
+
 /* ---- complex and fft (ops_complex.c, ops_fft.c, prim/complex.c, prim/fft_kernels.c) ---- */
 /* Along one axis (numpy's np.fft): n is the transform length (the input is cropped or
  * zero-padded to it; n <= 0 means the input's length, for irfft 2 (m - 1)); norm is

@@ -40,6 +40,14 @@ mx_status mx_cast(mx_array *a, mx_dtype t, mx_array **out) {
     *out = a;
     return MX_OK;
   }
+  /* Implicit casts never drop an imaginary part (explicit as_type may: it takes the real part). */
+  if (mx_is_complex((mx_dtype)a->dtype) && !mx_is_complex(t)) {
+    char b[128];
+    return mx_error(MX_EINVAL,
+                    "[as_type] an op needs %s where %s was given and would drop the imaginary part; take "
+                    "Mx.real/1 or Mx.abs/1 first, or convert explicitly with as_type",
+                    mx_dtype_name(t), mx_describe(a, b, sizeof b));
+  }
   return mx_as_type(a, t, out);
 }
 
@@ -109,12 +117,17 @@ static mx_status node_then_cast(mx_op op, mx_dtype compute, mx_dtype storage, in
  * just the size: measured in bench/RESULTS.md (add ~0.1 ns, exp ~2 ns, lgamma ~8 ns). */
 static int64_t op_weight(mx_op op) {
   switch (op) {
+  case MX_OP_IGAMMA: case MX_OP_IGAMMAC: /* a series or continued fraction of tens of steps */
+    return 384;
+  case MX_OP_NDTRI:
+    return 192;
+  case MX_OP_TRIGAMMA: case MX_OP_LOG_NDTR:
   case MX_OP_LGAMMA: case MX_OP_DIGAMMA: case MX_OP_ERF_INV:
     return 96;
   case MX_OP_EXP: case MX_OP_EXPM1: case MX_OP_LOG: case MX_OP_LOG1P: case MX_OP_SIN: case MX_OP_COS:
   case MX_OP_TAN: case MX_OP_ASIN: case MX_OP_ACOS: case MX_OP_ATAN: case MX_OP_SINH: case MX_OP_COSH:
   case MX_OP_TANH: case MX_OP_SIGMOID: case MX_OP_ERF: case MX_OP_POW: case MX_OP_ATAN2: case MX_OP_LOGADDEXP:
-  case MX_OP_REMAINDER:
+  case MX_OP_REMAINDER: case MX_OP_ERFC:
     return 24;
   default:
     return 1;
@@ -192,6 +205,9 @@ mx_status mx_unary(mx_op op, mx_array *a, mx_array **out) {
     return wrong_family(op, "unary");
   mx_status live = mx_check_live(mx_ops[op].name, 1, &a);
   if (live) return live;
+  if (mx_is_complex((mx_dtype)a->dtype) || op == MX_OP_REAL || op == MX_OP_IMAG || op == MX_OP_CONJUGATE ||
+      op == MX_OP_ANGLE)
+    return mx_unary_complex(op, a, out); /* ops_complex.c */
   mx_dtype in = (mx_dtype)a->dtype, storage, compute;
   switch (mx_ops[op].rule) {
   case MX_RULE_FLOAT:
@@ -231,6 +247,7 @@ mx_status mx_binary(mx_op op, mx_array *a, mx_array *b, mx_array **out) {
   if (!st) st = mx_broadcast_shape(mx_ops[op].name, 2, ab, &ndim, shape);
   if (st) return st;
   mx_dtype t = mx_promote((mx_dtype)a->dtype, (mx_dtype)b->dtype), storage, compute;
+  if (mx_is_complex(t) || op == MX_OP_COMPLEX) return mx_binary_complex(op, a, b, ndim, shape, out); /* ops_complex.c */
   switch (mx_ops[op].rule) {
   case MX_RULE_FLOAT:
     storage = float_type(t);
@@ -303,6 +320,8 @@ mx_status mx_reduce(mx_op op, mx_array *a, const int *axes, int naxes, int keep,
   const char *name = mx_ops[op].name;
   mx_status live = mx_check_live(name, 1, &a);
   if (live) return live;
+  if (mx_is_complex((mx_dtype)a->dtype) && mx_ops[op].rule != MX_RULE_AGG && mx_ops[op].rule != MX_RULE_BOOL)
+    return mx_complex_unsupported(op, a); /* max, min, argmax, argmin need an order */
   int reduced[MX_MAX_RANK] = {0};
   mx_params p = {.flags = keep ? MX_F_KEEP : 0};
   if (axes == NULL || naxes < 0) {
@@ -372,6 +391,7 @@ mx_status mx_scan(mx_op op, mx_array *a, int axis, int reverse, mx_array **out) 
   if ((unsigned)op >= MX_OP_COUNT || mx_ops[op].family != MX_FAM_SCAN) return wrong_family(op, "scan");
   int ax = 0;
   mx_status st = mx_check_live(mx_ops[op].name, 1, &a);
+  if (!st && mx_is_complex((mx_dtype)a->dtype) && mx_ops[op].rule != MX_RULE_AGG) st = mx_complex_unsupported(op, a);
   if (!st) st = mx_normalize_axis(mx_ops[op].name, a, axis, a->ndim, &ax);
   if (st) return st;
   mx_params p = {.axis = ax, .flags = reverse ? MX_F_REVERSE : 0};
@@ -388,6 +408,7 @@ mx_status mx_scan(mx_op op, mx_array *a, int axis, int reverse, mx_array **out) 
 static mx_status sort_node(mx_op op, mx_array *a, int axis, int descending, mx_array **out) {
   int ax = 0;
   mx_status st = mx_check_live(mx_ops[op].name, 1, &a);
+  if (!st && mx_is_complex((mx_dtype)a->dtype)) st = mx_complex_unsupported(op, a);
   if (!st) st = mx_normalize_axis(mx_ops[op].name, a, axis, a->ndim, &ax);
   if (st) return st;
   mx_params p = {.axis = ax, .flags = descending ? MX_F_DESC : 0};

@@ -15,4 +15,10 @@ mx_status mx_normalize_axis(const char *op, const mx_array *a, int64_t axis, int
 /* numpy broadcasting of n arrays' shapes. */
 mx_status mx_broadcast_shape(const char *op, int n, mx_array *const *arrays, int *ndim, int64_t *shape);
 
+/* Complex operands (ops_complex.c): mx_unary/mx_binary hand them over; the
+ * error for an op that complex numbers do not support, naming op and dtype. */
+mx_status mx_unary_complex(mx_op op, mx_array *a, mx_array **out);
+mx_status mx_binary_complex(mx_op op, mx_array *a, mx_array *b, int ndim, const int64_t *shape, mx_array **out);
+mx_status mx_complex_unsupported(mx_op op, const mx_array *a);
+
 #endif

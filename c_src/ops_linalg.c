@@ -13,6 +13,14 @@
 
 static mx_dtype float_storage(mx_dtype t) { return mx_is_float(t) ? t : MX_F32; }
 
+/* The LAPACK-backed functions and norm are real-only for now: complex input fails here, not in a cast. */
+static mx_status no_complex(const char *op, const mx_array *a) {
+  char b[128];
+  if (!mx_is_complex((mx_dtype)a->dtype)) return MX_OK;
+  return mx_error(MX_EINVAL, "[%s] does not support complex matrices yet, got %s; Mx.Linalg works on real arrays", op,
+                  mx_describe(a, b, sizeof b));
+}
+
 static int64_t batch_count(const mx_array *a, int trailing) {
   int64_t b = 1;
   for (int i = 0; i < a->ndim - trailing; i++) b *= a->shape[i];
@@ -29,6 +37,8 @@ static void set_cost(mx_array *node, int64_t batch, double flops) {
  * square if asked, each matrix within LAPACK's integer range. */
 static mx_status as_matrices(const char *op, mx_array *a, int square, mx_dtype storage, mx_array **x) {
   char b1[128];
+  mx_status cx = no_complex(op, a);
+  if (cx) return cx;
   if (a->ndim < 2)
     return mx_error(MX_EINVAL,
                     "[%s] expects a matrix or a batch of matrices [..., m, n], got %s; reshape a vector to "
@@ -108,6 +118,9 @@ mx_status mx_cholesky(mx_array *a, mx_array **out) {
 static mx_status solve_like(const char *op, mx_op prim, int flags, int left, int vectors, mx_array *a, mx_array *b,
                             mx_array **out) {
   char b1[128], b2[128];
+  mx_status cx = no_complex(op, a);
+  if (!cx) cx = no_complex(op, b);
+  if (cx) return cx;
   if (a->ndim < 2 || a->shape[a->ndim - 1] != a->shape[a->ndim - 2])
     return mx_error(MX_EINVAL, "[%s] a must be a square matrix or a batch of them [..., n, n], got %s", op,
                     mx_describe(a, b1, sizeof b1));
@@ -659,6 +672,8 @@ mx_status mx_norm(mx_array *a, mx_norm_kind kind, double p, const int *axes, int
   char b1[128];
   if ((unsigned)kind > MX_NORM_P || (kind == MX_NORM_P && isnan(p)))
     return mx_error(MX_EINVAL, "[norm] unknown norm order; use nil, :fro, :nuc or a number");
+  mx_status cx = no_complex("norm", a);
+  if (cx) return cx;
   int ax[2] = {0, 0}, nax;
   mx_status st = MX_OK;
   if (axes == NULL || naxes < 0) {

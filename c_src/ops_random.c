@@ -29,6 +29,9 @@ static mx_status check_key(const char *op, const mx_array *key, const char *what
 /* A parameter may have fewer axes or size-1 axes, but never makes the output larger. */
 static mx_status check_param(const char *op, const mx_array *p, int i, int ndim, const int64_t *shape) {
   char b1[128], b2[128];
+  if (mx_is_complex((mx_dtype)p->dtype))
+    return mx_error(MX_EINVAL, "[%s] parameter %d is complex (%s); distribution parameters are real", op, i + 1,
+                    mx_describe(p, b1, sizeof b1));
   int ok = p->ndim <= ndim;
   for (int d = 0; ok && d < p->ndim; d++) {
     int64_t s = p->shape[p->ndim - 1 - d];

@@ -325,6 +325,11 @@ mx_status mx_pad(mx_array *a, mx_array *value, const int64_t *lo, const int64_t 
     p.ip[2 * a->ndim + i] = in;
   }
   mx_dtype t = (mx_dtype)a->dtype;
+  if (mx_is_complex((mx_dtype)value->dtype) && !mx_is_complex(t)) {
+    char b2[128];
+    return mx_error(MX_EINVAL, "[pad] the pad value is complex (%s) but the array %s is real; pad with a real value "
+                    "or convert the array to complex first", mx_describe(value, b1, sizeof b1), mx_describe(a, b2, sizeof b2));
+  }
   mx_array *v;
   mx_status st = mx_cast(value, t, &v);
   if (st) return st;

@@ -105,11 +105,11 @@ static mx_status batch_node(mx_array *node, mx_array *const *in, const int *batc
 
   switch (info->family) {
   case MX_FAM_OTHER:
-    if (op != MX_OP_SELECT) {
+    if (op != MX_OP_SELECT && op != MX_OP_BETAINC) {
       use_rule = 0;
       break;
     }
-    __attribute__((fallthrough)); /* select is elementwise */
+    __attribute__((fallthrough)); /* select and betainc are elementwise */
   case MX_FAM_UNARY:
   case MX_FAM_BINARY:
     /* Elementwise: align ranks after the batch axis, then the same op broadcasts. */

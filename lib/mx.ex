@@ -23,6 +23,7 @@ defmodule Mx do
     * `Mx.Array` — the array struct, `Access` indexing, `Inspect`
     * `Mx.Type` — dtypes and the promotion rules
     * `Mx.Memory` — the engine's memory accounting and limits
+    * `Mx.Special` — special functions: incomplete gamma and beta, log Φ and Φ⁻¹, betaln, xlogy
     * `Mx.Error` — the exception engine errors raise
 
   Shapes are tuples, types are atoms such as `:f32` (Nx tuples like
@@ -46,7 +47,9 @@ defmodule Mx do
 
   Options: `:type` (default `:f32` if any element is a float, `:s64` for
   integers, `:bool` for booleans). `:nan`, `:infinity` and `:neg_infinity`
-  are accepted as elements.
+  are accepted as elements. With `type: :c64` or `:c128` the numbers become
+  the real parts (imaginary parts 0); build complex values from real and
+  imaginary parts with `complex/2`.
 
       iex> Mx.tensor([[1, 2], [3, 4]]) |> Mx.shape()
       {2, 2}
@@ -105,6 +108,7 @@ defmodule Mx do
       flat != [] and Enum.all?(flat, &is_boolean/1) -> :bool
       Enum.all?(flat, &is_integer/1) -> :s64
       Enum.all?(flat, &(is_number(&1) or &1 in [:nan, :infinity, :neg_infinity])) -> :f32
+      Enum.any?(flat, &is_tuple/1) -> raise ArgumentError, "Mx.tensor/2 takes real numbers; build complex arrays with Mx.complex(re, im)"
       true -> raise ArgumentError, "Mx.tensor/2 expects numbers, got #{inspect(Enum.find(flat, &(not is_number(&1))))}"
     end
   end
@@ -129,6 +133,11 @@ defmodule Mx do
   defp encode_one(:infinity, :f, 64), do: <<0x7FF0000000000000::64-native>>
   defp encode_one(:neg_infinity, :f, 32), do: <<0xFF800000::32-native>>
   defp encode_one(:neg_infinity, :f, 64), do: <<0xFFF0000000000000::64-native>>
+  # Complex: the number is the real part, the imaginary part is 0.
+  defp encode_one(x, :c, bits) when is_number(x) or x in [:nan, :infinity, :neg_infinity] do
+    encode_one(x, :f, div(bits, 2)) <> encode_one(0.0, :f, div(bits, 2))
+  end
+
   defp encode_one(x, :s, bits) when is_integer(x), do: <<x::signed-size(bits)-native>>
   defp encode_one(x, :u, bits) when is_integer(x), do: <<x::unsigned-size(bits)-native>>
 
@@ -277,7 +286,7 @@ defmodule Mx do
   @doc """
   The array's values as nested lists (evaluates first). Floats that are not
   finite come back as `:nan`, `:infinity` and `:neg_infinity`; bools as
-  `true`/`false`.
+  `true`/`false`; complex numbers as `{re, im}` tuples.
 
       iex> Mx.tensor([[1, 2], [3, 4]]) |> Mx.to_list()
       [[1, 2], [3, 4]]
@@ -320,6 +329,8 @@ defmodule Mx do
   defp decode(bin, :bool), do: for(<<x::8 <- bin>>, do: x != 0)
   defp decode(bin, :f32), do: for(<<x::binary-size(4) <- bin>>, do: decode_f32(x))
   defp decode(bin, :f64), do: for(<<x::binary-size(8) <- bin>>, do: decode_f64(x))
+  defp decode(bin, :c64), do: for(<<re::binary-size(4), im::binary-size(4) <- bin>>, do: {decode_f32(re), decode_f32(im)})
+  defp decode(bin, :c128), do: for(<<re::binary-size(8), im::binary-size(8) <- bin>>, do: {decode_f64(re), decode_f64(im)})
 
   defp decode(bin, type) do
     case Type.to_nx(type) do
@@ -409,6 +420,11 @@ defmodule Mx do
   @doc """
   Converts to another type. Float to integer truncates toward zero and
   saturates at the type's range (NaN becomes 0); to bool is `x != 0`.
+  Real to complex sets the imaginary part to 0. Complex to a real type
+  keeps the real part and drops the imaginary part, as numpy's `astype`
+  (which also emits a `ComplexWarning`; Mx does not warn): say `real/1` to
+  make that explicit. Ops never convert complex to real implicitly: they
+  raise instead.
 
       iex> Mx.tensor([1.7, -1.7, 300.0]) |> Mx.as_type(:u8) |> Mx.to_list()
       [1, 0, 255]
@@ -448,13 +464,19 @@ defmodule Mx do
     {:erf_inv, "the inverse error function", [0.0], [0.0]},
     {:lgamma, "log |Γ(x)|", [1.0, 2.0], [0.0, 0.0]},
     {:digamma, "ψ(x), the derivative of lgamma", [1.0], [-0.5772156649015329]},
+    {:trigamma, "ψ′(x) = polygamma(1, x), the derivative of digamma (see `Mx.Special`)", [1.0], [1.644934058189392]},
+    {:erfc, "1 - erf(x), without the cancellation for large x", [0.0, 1.0], [1.0, 0.15729920566082]},
+    {:log_ndtr, "log Φ(x), the log of the standard normal CDF, accurate far into both tails (see `Mx.Special`)",
+     [0.0, -40.0], [-0.6931471824645996, -804.6084594726562]},
+    {:ndtri, "Φ⁻¹(p), the inverse of the standard normal CDF, accurate in both tails (see `Mx.Special`)",
+     [0.5, 0.975], [0.0, 1.959964394569397]},
     {:is_nan, "whether x is NaN (bool)", [1.0, :nan], [false, true]},
     {:is_infinity, "whether x is ±infinity (bool)", [1.0, :neg_infinity], [false, true]},
     {:logical_not, "whether x is zero (bool)", [0, 2], [true, false]}
   ]
 
   @float_ops [:exp, :expm1, :log, :log1p, :sqrt, :rsqrt, :reciprocal, :sin, :cos, :tan, :asin, :acos, :atan, :sinh, :cosh,
-              :tanh, :sigmoid, :erf, :erf_inv, :lgamma, :digamma]
+              :tanh, :sigmoid, :erf, :erf_inv, :lgamma, :digamma, :trigamma, :erfc, :log_ndtr, :ndtri]
 
   for {name, what, input, output} <- @unary do
     type = if name == :digamma, do: ", type: :f64", else: ""
@@ -477,7 +499,7 @@ defmodule Mx do
   end
 
   @doc false
-  def unary_ops, do: Enum.map(@unary, &elem(&1, 0))
+  def unary_ops, do: Enum.map(@unary, &elem(&1, 0)) ++ [:real, :imag, :conjugate, :angle]
 
   @binary [
     {:add, "a + b", [1, 2], [10, 20], [11, 22]},
@@ -490,6 +512,10 @@ defmodule Mx do
     {:remainder, "the remainder of a / b, with the sign of a (like `rem/2`)", [7, -7], [3, 3], [1, -1]},
     {:atan2, "the angle of the point (b, a)", [0.0, 1.0], [1.0, 0.0], [0.0, 1.5707963705062866]},
     {:logaddexp, "log(e^a + e^b), stable", [0.0], [0.0], [0.6931471824645996]},
+    {:igamma, "P(a, x) = γ(a, x)/Γ(a), the regularized lower incomplete gamma function (see `Mx.Special`)",
+     [1.0, 3.0], [1.0, 3.0], [0.6321205496788025, 0.5768099427223206]},
+    {:igammac, "Q(a, x) = 1 - P(a, x), the regularized upper incomplete gamma function (see `Mx.Special`)",
+     [1.0, 3.0], [1.0, 3.0], [0.3678794503211975, 0.42319008708000183]},
     {:equal, "a == b (bool)", [1, 2], [1, 3], [true, false]},
     {:not_equal, "a != b (bool)", [1, 2], [1, 3], [false, true]},
     {:less, "a < b (bool)", [1, 2], [2, 2], [true, false]},
@@ -513,7 +539,63 @@ defmodule Mx do
   end
 
   @doc false
-  def binary_ops, do: Enum.map(@binary, &elem(&1, 0))
+  def binary_ops, do: Enum.map(@binary, &elem(&1, 0)) ++ [:complex]
+
+  # ---- complex ------------------------------------------------------------------------
+
+  @doc """
+  A complex array from real parts `re` and imaginary parts `im` (arrays or
+  numbers; they broadcast). Parts of type `f64` give `c128`; other real
+  types give `c64`. Complex values read back as `{re, im}` tuples.
+
+      iex> z = Mx.complex(Mx.tensor([1.0, 0.0]), Mx.tensor([2.0, -1.0]))
+      iex> z.type
+      :c64
+      iex> Mx.to_list(z)
+      [{1.0, 2.0}, {0.0, -1.0}]
+      iex> Mx.multiply(z, z) |> Mx.to_list()
+      [{-3.0, 4.0}, {-1.0, -0.0}]
+  """
+  @spec complex(tensor_like(), tensor_like()) :: t()
+  def complex(re, im), do: NIF.binary(:complex, operand(re, im), operand(im, re)) |> Array.wrap()
+
+  @doc """
+  The real part: `f32` for `c64`, `f64` for `c128`. Real input comes back
+  as a float array (integers as `f32`).
+
+      iex> Mx.complex(Mx.tensor([1.5]), Mx.tensor([2.0])) |> Mx.real() |> Mx.to_list()
+      [1.5]
+  """
+  @spec real(tensor_like()) :: t()
+  def real(a), do: NIF.unary(:real, to_array(a).ref) |> Array.wrap()
+
+  @doc """
+  The imaginary part (0 for real input), as `real/1` types it.
+
+      iex> Mx.complex(Mx.tensor([1.5]), Mx.tensor([2.0])) |> Mx.imag() |> Mx.to_list()
+      [2.0]
+  """
+  @spec imag(tensor_like()) :: t()
+  def imag(a), do: NIF.unary(:imag, to_array(a).ref) |> Array.wrap()
+
+  @doc """
+  The complex conjugate `re - i im`; real input is returned unchanged.
+
+      iex> Mx.complex(Mx.tensor([1.0]), Mx.tensor([2.0])) |> Mx.conjugate() |> Mx.to_list()
+      [{1.0, -2.0}]
+  """
+  @spec conjugate(tensor_like()) :: t()
+  def conjugate(a), do: NIF.unary(:conjugate, to_array(a).ref) |> Array.wrap()
+
+  @doc """
+  The argument `atan2(im, re)` in `[-π, π]`, as a float (0 or π for real
+  input, by its sign).
+
+      iex> Mx.complex(Mx.tensor([0.0], type: :f64), Mx.tensor([1.0], type: :f64)) |> Mx.angle() |> Mx.to_list()
+      [1.5707963267948966]
+  """
+  @spec angle(tensor_like()) :: t()
+  def angle(a), do: NIF.unary(:angle, to_array(a).ref) |> Array.wrap()
 
   # A number next to an array goes to the NIF as is (typed there, weakly); two numbers make arrays.
   defp operand(%Array{ref: ref}, _other), do: ref
@@ -628,7 +710,7 @@ defmodule Mx do
   @spec mean(tensor_like(), keyword()) :: t()
   def mean(a, opts \\ []) do
     a = to_array(a)
-    a = if Type.float?(a.type), do: a, else: as_type(a, :f32)
+    a = if Type.float?(a.type) or Type.complex?(a.type), do: a, else: as_type(a, :f32)
     s = sum(a, opts)
     n = div(size(a), Kernel.max(size(s), 1))
     divide(s, n * 1.0)
@@ -937,6 +1019,32 @@ defmodule Mx do
   @doc "See `Mx.Transforms.stop_gradient/1`."
   @spec stop_gradient(t()) :: t()
   defdelegate stop_gradient(a), to: Mx.Transforms
+
+  # ---- special functions (Mx.Special) ---------------------------------------------------
+
+  @doc "See `Mx.Special.polygamma/2`."
+  @spec polygamma(non_neg_integer(), tensor_like()) :: t()
+  defdelegate polygamma(n, x), to: Mx.Special
+
+  @doc "See `Mx.Special.betaln/2`."
+  @spec betaln(tensor_like(), tensor_like()) :: t()
+  defdelegate betaln(a, b), to: Mx.Special
+
+  @doc "See `Mx.Special.betainc/3`."
+  @spec betainc(tensor_like(), tensor_like(), tensor_like()) :: t()
+  defdelegate betainc(a, b, x), to: Mx.Special
+
+  @doc "See `Mx.Special.log1mexp/1`."
+  @spec log1mexp(tensor_like()) :: t()
+  defdelegate log1mexp(x), to: Mx.Special
+
+  @doc "See `Mx.Special.xlogy/2`."
+  @spec xlogy(tensor_like(), tensor_like()) :: t()
+  defdelegate xlogy(x, y), to: Mx.Special
+
+  @doc "See `Mx.Special.xlog1py/2`."
+  @spec xlog1py(tensor_like(), tensor_like()) :: t()
+  defdelegate xlog1py(x, y), to: Mx.Special
 
   # ---- linear algebra ------------------------------------------------------------------
 

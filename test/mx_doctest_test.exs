@@ -5,4 +5,5 @@ defmodule MxDoctestTest do
   doctest Mx.Array
   doctest Mx.Type
   doctest Mx.Memory
+  doctest Mx.FFT
 end

@@ -351,6 +351,16 @@ static ERL_NIF_TERM select_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
   return result(env, mx_select(p, a, b, &out), &out);
 }
 
+/* betainc(a, b, x): the regularized incomplete beta I_x(a, b); the three broadcast. */
+static ERL_NIF_TERM betainc_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "betainc");
+  ARG_ARRAY(1, b, "betainc");
+  ARG_ARRAY(2, x, "betainc");
+  mx_array *out;
+  return result(env, mx_betainc(a, b, x, &out), &out);
+}
+
 static ERL_NIF_TERM clip(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   ARG_ARRAY(0, a, "clip");
@@ -975,6 +985,34 @@ static ERL_NIF_TERM linalg(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) 
   return enif_make_tuple_from_array(env, t, (unsigned)nout);
 }
 
+/* ---- fft ------------------------------------------------------------------------- */
+
+/* fft(op, a, axis, n | nil, norm): op :fft, :ifft, :rfft or :irfft; norm :backward, :ortho or :forward. */
+static ERL_NIF_TERM fft_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  static const char *ops[] = {"fft", "ifft", "rfft", "irfft"}, *norms[] = {"backward", "ortho", "forward"};
+  char name[16];
+  int op = -1, norm = -1, axis;
+  if (enif_get_atom(env, argv[0], name, sizeof name, ERL_NIF_LATIN1))
+    for (int i = 0; i < 4; i++)
+      if (!strcmp(name, ops[i])) op = i;
+  if (op < 0) return badarg(env, "[fft] op must be :fft, :ifft, :rfft or :irfft");
+  ARG_ARRAY(1, a, ops[op]);
+  if (!get_int(env, argv[2], &axis)) return badarg(env, "[%s] axis must be an integer", ops[op]);
+  ErlNifSInt64 n = 0;
+  if (!enif_is_identical(argv[3], atom_nil) && (!enif_get_int64(env, argv[3], &n) || n < 1))
+    return badarg(env, "[%s] n must be nil or a positive integer", ops[op]);
+  if (enif_get_atom(env, argv[4], name, sizeof name, ERL_NIF_LATIN1))
+    for (int i = 0; i < 3; i++)
+      if (!strcmp(name, norms[i])) norm = i;
+  if (norm < 0) return badarg(env, "[%s] norm must be :backward, :ortho or :forward", ops[op]);
+  mx_array *out;
+  mx_status st = op <= 1 ? mx_fft(a, axis, n, op == 1, (mx_fft_norm)norm, &out)
+                 : op == 2 ? mx_rfft(a, axis, n, (mx_fft_norm)norm, &out)
+                           : mx_irfft(a, axis, n, (mx_fft_norm)norm, &out);
+  return result(env, st, &out);
+}
+
 /* ---- registration: scheduler per NIF in one table ------------------------------ */
 
 static ErlNifFunc funcs[] = {
@@ -1017,6 +1055,10 @@ static ErlNifFunc funcs[] = {
     {"random", 6, random_nif, 0},
     /* linalg */
     {"linalg", 3, linalg, 0},
+    /* fft */
+    {"fft", 5, fft_nif, 0},
+    /* special */
+    {"betainc", 3, betainc_nif, 0},
     /* data: inline when tiny, rescheduled to a dirty CPU scheduler when large */
     {"eval", 1, eval, 0},
     {"to_binary", 1, to_binary, 0},

@@ -7,7 +7,9 @@
  * strides 0 and 1 so the compiler vectorizes them. An op is one table line. */
 #include <math.h>
 
+#include "complex.h"
 #include "kernels.h"
+#include "special.h"
 
 /* ---- scalar semantics ------------------------------------------------------- */
 
@@ -74,7 +76,9 @@ static inline float mx_logaddexpf(float a, float b) {
 /* X(OP, kernel, float expression): the constructor casts integer inputs to float. */
 #define FLOAT_OPS(X)                 \
   X(ATAN2, atan2, FCALL(atan2, a, b)) \
-  X(LOGADDEXP, logaddexp, FCALL(mx_logaddexp, a, b))
+  X(LOGADDEXP, logaddexp, FCALL(mx_logaddexp, a, b)) \
+  X(IGAMMA, igamma, FCALL(mx_igamma, a, b))           \
+  X(IGAMMAC, igammac, FCALL(mx_igammac, a, b))
 
 /* X(OP, kernel, expression): any input dtype, out bool; truthy means != 0 (NaN is truthy). */
 #define CMP_OPS(X)                                        \
@@ -279,6 +283,32 @@ static mx_status run(bctx *c, const char *name, mx_array *out, mx_array *const *
 MX_INT_TYPES(INT_ROW)
 MX_FLOAT_TYPES(FLOAT_ROW)
 
+/* Complex operands: the ops that are defined for them (ops_complex.c rejects the rest
+ * when the graph is built). Truthy means either part is nonzero. */
+#define COMPLEX_ROW(ID, CT)                                                            \
+  static void row_##ID(const bctx *c, void *o_, const void *const *p, int64_t n,       \
+                       int64_t m) {                                                    \
+    typedef CT T;                                                                      \
+    const int64_t sa = c->inner[0], sb = c->inner[1];                                  \
+    switch (c->op) {                                                                   \
+      case MX_OP_ADD: ROW_LOOP(T, a + b); break;                                       \
+      case MX_OP_SUBTRACT: ROW_LOOP(T, a - b); break;                                  \
+      case MX_OP_MULTIPLY: ROW_LOOP(T, MX_CMUL(a, b)); break;                          \
+      case MX_OP_DIVIDE: ROW_LOOP(T, MX_CDIV(a, b)); break;                            \
+      case MX_OP_EQUAL: ROW_LOOP(uint8_t, a == b); break;                              \
+      case MX_OP_NOT_EQUAL: ROW_LOOP(uint8_t, a != b); break;                          \
+      case MX_OP_LOGICAL_AND: ROW_LOOP(uint8_t, (a != 0) & (b != 0)); break;           \
+      case MX_OP_LOGICAL_OR: ROW_LOOP(uint8_t, (a != 0) | (b != 0)); break;            \
+      default: break;                                                                  \
+    }                                                                                  \
+  }
+MX_COMPLEX_TYPES(COMPLEX_ROW)
+
+static int complex_op(mx_op op) {
+  return op == MX_OP_ADD || op == MX_OP_SUBTRACT || op == MX_OP_MULTIPLY || op == MX_OP_DIVIDE || op == MX_OP_EQUAL ||
+         op == MX_OP_NOT_EQUAL || op == MX_OP_LOGICAL_AND || op == MX_OP_LOGICAL_OR;
+}
+
 static row_fn binary_row(mx_dtype t) {
   switch (t) {
     case MX_BOOL: return row_U8; /* same storage; arithmetic on bool wraps like u8 */
@@ -286,6 +316,7 @@ static row_fn binary_row(mx_dtype t) {
     case MX_##ID: return row_##ID;
     MX_INT_TYPES(ROW_CASE)
     MX_FLOAT_TYPES(ROW_CASE)
+    MX_COMPLEX_TYPES(ROW_CASE)
 #undef ROW_CASE
     default: return NULL;
   }
@@ -302,7 +333,9 @@ static mx_status binary_kernel(mx_op op, int kind, mx_array *out, mx_array *cons
   bctx c = {.op = op, .nin = 2, .row = binary_row(t)};
   if (!c.row)
     return mx_error(MX_EINVAL, "[%s] dtype %s is storage only; cast to f32 first", name, mx_dtype_name(t));
-  if (kind == K_FLOAT && !mx_is_float(t))
+  if (mx_is_complex(t) && !complex_op(op))
+    return mx_error(MX_EINVAL, "[%s] is not defined for complex inputs (%s)", name, mx_dtype_name(t));
+  if (kind == K_FLOAT && !mx_is_float(t) && !(mx_is_complex(t) && op == MX_OP_DIVIDE))
     return mx_error(MX_EINVAL, "[%s] expects float inputs, got %s; cast to a float dtype first", name,
                     mx_dtype_name(t));
   mx_dtype want = kind == K_CMP ? MX_BOOL : t;
@@ -322,6 +355,29 @@ ARITH_OPS(ARITH_KERNEL)
 FLOAT_OPS(FLOAT_KERNEL)
 CMP_OPS(CMP_KERNEL)
 
+/* complex(re, im): two real parts of one float dtype make the complex dtype of that width. */
+#define PACK_ROW(ID, RT, CT, PACK)                                                                  \
+  static void pack_row_##ID(const bctx *c, void *o_, const void *const *p, int64_t n, int64_t m) { \
+    typedef RT T;                                                                                   \
+    const int64_t sa = c->inner[0], sb = c->inner[1];                                               \
+    ROW_LOOP(CT, PACK(a, b));                                                                       \
+  }
+PACK_ROW(F32, float, float _Complex, mx_cpackf)
+PACK_ROW(F64, double, double _Complex, mx_cpack)
+
+mx_status mx_k_complex(mx_array *out, mx_array *const *in) {
+  mx_dtype t = (mx_dtype)in[0]->dtype, ot = (mx_dtype)out->dtype;
+  if ((mx_dtype)in[1]->dtype != t || (t != MX_F32 && t != MX_F64))
+    return mx_error(MX_EINVAL, "[complex] expects two f32 or two f64 parts, got %s and %s; build it with mx_binary",
+                    mx_dtype_name(t), mx_dtype_name((mx_dtype)in[1]->dtype));
+  mx_dtype want = t == MX_F32 ? MX_C64 : MX_C128;
+  if (ot != want)
+    return mx_error(MX_EINVAL, "[complex] output dtype %s should be %s for %s parts", mx_dtype_name(ot),
+                    mx_dtype_name(want), mx_dtype_name(t));
+  bctx c = {.op = MX_OP_COMPLEX, .nin = 2, .row = t == MX_F32 ? pack_row_F32 : pack_row_F64};
+  return run(&c, "complex", out, in);
+}
+
 /* ---- select ------------------------------------------------------------------------ */
 
 /* Select only moves bits, so values are copied by width; the predicate keeps its
@@ -339,19 +395,23 @@ CMP_OPS(CMP_KERNEL)
     }                                                                                          \
     break;                                                                                     \
   }
-#define SEL_ROW(BITS)                                                                          \
+#define SEL_ROW_V(BITS, VT)                                                                    \
   static void sel_row_##BITS(const bctx *c, void *o_, const void *const *p, int64_t n, int64_t m) { \
-    typedef uint##BITS##_t V;                                                                  \
+    typedef VT V;                                                                              \
     const int64_t s0 = c->inner[0], s1 = c->inner[1], s2 = c->inner[2];                        \
     switch (c->pdtype) {                                                                       \
       MX_COMPUTE_TYPES(SEL_CASE)                                                               \
+      MX_COMPLEX_TYPES(SEL_CASE)                                                               \
       default: break;                                                                          \
     }                                                                                          \
   }
+#define SEL_ROW(BITS) SEL_ROW_V(BITS, uint##BITS##_t)
+typedef struct { uint64_t lo, hi; } sel_u128; /* c128 values */
 SEL_ROW(8)
 SEL_ROW(16)
 SEL_ROW(32)
 SEL_ROW(64)
+SEL_ROW_V(128, sel_u128)
 
 mx_status mx_k_select(mx_array *out, mx_array *const *in) {
   mx_dtype pt = (mx_dtype)in[0]->dtype, ot = (mx_dtype)out->dtype;
@@ -366,6 +426,7 @@ mx_status mx_k_select(mx_array *out, mx_array *const *in) {
     case 2: c.row = sel_row_16; break;
     case 4: c.row = sel_row_32; break;
     case 8: c.row = sel_row_64; break;
+    case 16: c.row = sel_row_128; break;
     default: return mx_error(MX_EINVAL, "[select] unsupported output dtype %s", mx_dtype_name(ot));
   }
   return run(&c, "select", out, in);

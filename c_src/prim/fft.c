@@ -641,6 +641,19 @@ typedef struct {
   atomic_int failed;
 } fft_job;
 
+/* A chunk's scratch: the stack for small transforms, else the engine's
+ * allocator (its size-class cache reuses large blocks instead of faulting
+ * fresh pages in every call, and its memory limit applies). NULL: failed. */
+static double *scratch_get(fft_job *J, double *stack, mx_buffer **b) {
+  *b = NULL;
+  if (J->scratch <= STACK_SCRATCH) return stack;
+  if (mx_buffer_alloc((size_t)J->scratch * 2 * sizeof(double), b) != MX_OK) {
+    atomic_store(&J->failed, 1);
+    return NULL;
+  }
+  return (*b)->data;
+}
+
 static void c2c_range(void *ctx, int64_t lo, int64_t hi) {
   fft_job *J = ctx;
   const mx_fft_plan *p = J->p;
@@ -648,11 +661,9 @@ static void c2c_range(void *ctx, int64_t lo, int64_t hi) {
   const double sc = J->scale, isc = J->inverse ? -sc : sc, sgn = J->inverse ? -1.0 : 1.0;
   const int odd = !p->bluestein && (p->core.nstages & 1);
   double stack[2 * STACK_SCRATCH];
-  double *scr = J->scratch <= STACK_SCRATCH ? stack : malloc((size_t)J->scratch * 2 * sizeof(double));
-  if (!scr) {
-    atomic_store(&J->failed, 1);
-    return;
-  }
+  mx_buffer *sb = NULL;
+  double *scr = scratch_get(J, stack, &sb);
+  if (!scr) return;
   for (int64_t j = lo; j < hi; j++) {
     const double *x = J->in + 2 * j * J->dist;
     double *y = J->out + 2 * j * n;
@@ -669,7 +680,7 @@ static void c2c_range(void *ctx, int64_t lo, int64_t hi) {
         y[2 * k + 1] *= isc;
       }
   }
-  if (scr != stack) free(scr);
+  mx_buffer_release(sb);
 }
 
 static void r2c_range(void *ctx, int64_t lo, int64_t hi) {
@@ -678,11 +689,9 @@ static void r2c_range(void *ctx, int64_t lo, int64_t hi) {
   const int64_t n = p->n, h = n / 2, st = J->stride;
   const double sc = J->scale;
   double stack[2 * STACK_SCRATCH];
-  double *buf = J->scratch <= STACK_SCRATCH ? stack : malloc((size_t)J->scratch * 2 * sizeof(double));
-  if (!buf) {
-    atomic_store(&J->failed, 1);
-    return;
-  }
+  mx_buffer *sb = NULL;
+  double *buf = scratch_get(J, stack, &sb);
+  if (!buf) return;
   for (int64_t j = lo; j < hi; j++) {
     const double *x = J->in + j * J->dist;
     double *y = J->out + 2 * j * (h + 1);
@@ -715,7 +724,7 @@ static void r2c_range(void *ctx, int64_t lo, int64_t hi) {
       }
     }
   }
-  if (buf != stack) free(buf);
+  mx_buffer_release(sb);
 }
 
 static void c2r_range(void *ctx, int64_t lo, int64_t hi) {
@@ -724,11 +733,9 @@ static void c2r_range(void *ctx, int64_t lo, int64_t hi) {
   const int64_t n = p->n, h = n / 2, st = J->stride;
   const double sc = J->scale;
   double stack[2 * STACK_SCRATCH];
-  double *buf = J->scratch <= STACK_SCRATCH ? stack : malloc((size_t)J->scratch * 2 * sizeof(double));
-  if (!buf) {
-    atomic_store(&J->failed, 1);
-    return;
-  }
+  mx_buffer *sb = NULL;
+  double *buf = scratch_get(J, stack, &sb);
+  if (!buf) return;
   for (int64_t j = lo; j < hi; j++) {
     const double *X = J->in + 2 * j * J->dist;
     double *y = J->out + j * n;
@@ -762,7 +769,7 @@ static void c2r_range(void *ctx, int64_t lo, int64_t hi) {
       for (int64_t t = 0; t < n; t++) y[t] = z[2 * t] * sc;
     }
   }
-  if (buf != stack) free(buf);
+  mx_buffer_release(sb);
 }
 
 /* Runs howmany transforms, split across threads when there is enough work. */
@@ -771,7 +778,9 @@ static mx_status run_job(const char *fn, fft_job *J, int64_t howmany, mx_range_f
   int64_t grain = 32768 / (J->p->n + 1) + 1;
   mx_parallel_for(howmany, grain, range, J);
   if (atomic_load(&J->failed))
-    return mx_error(MX_ENOMEM, "[fft] %s: out of memory allocating %lld bytes of scratch for a length-%lld transform",
+    return mx_error(MX_ENOMEM,
+                    "[fft] %s: cannot allocate %lld bytes of scratch for a length-%lld transform (out of memory or "
+                    "over the memory limit; free arrays or raise Mx.Memory.set_memory_limit/1)",
                     fn, (long long)J->scratch * 16, (long long)J->p->n);
   return MX_OK;
 }

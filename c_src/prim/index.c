@@ -6,6 +6,11 @@
 
 #include "kernels.h"
 
+/* 16-byte elements (c128) move as one struct of two words. */
+typedef struct {
+  uint64_t lo, hi;
+} elem16;
+
 #define TILE 64     /* transpose tile edge; 8 x 8 blocks inside keep the working set in L1 */
 #define CHUNK 65536 /* long rows are cut into chunks so that 1-d copies still use every core */
 
@@ -79,6 +84,7 @@ static void copy_run(char *dst, int64_t ds, const char *src, int64_t ss, int64_t
   case 2: RUN(uint16_t)
   case 4: RUN(uint32_t)
   case 8: RUN(uint64_t)
+  case 16: RUN(elem16)
   }
 #undef RUN
   for (int64_t i = 0; i < n; i++) memcpy(dst + i * ds * es, src + i * ss * es, (size_t)es);
@@ -108,6 +114,7 @@ static void copy_tile(char *dst, int64_t dp, const char *src, int64_t sq, int64_
   case 2: TILE_LOOP(uint16_t)
   case 4: TILE_LOOP(uint32_t)
   case 8: TILE_LOOP(uint64_t)
+  case 16: TILE_LOOP(elem16)
   }
   for (int64_t i = 0; i < ni; i++) copy_run(dst + i * dp * es, 1, src + i * es, sq, nj, es);
 }
@@ -486,6 +493,7 @@ static inline void copy_row_or_elem(char *dst, const char *src, int64_t inner, i
   case 2: *(uint16_t *)dst = *(const uint16_t *)src; return;
   case 4: *(uint32_t *)dst = *(const uint32_t *)src; return;
   case 8: *(uint64_t *)dst = *(const uint64_t *)src; return;
+  case 16: *(elem16 *)dst = *(const elem16 *)src; return;
   }
   memcpy(dst, src, (size_t)es);
 }
@@ -680,6 +688,7 @@ mx_status mx_k_indexed_add(mx_array *out, mx_array *const *in) {
     return MX_OK;
     MX_INT_TYPES(ADD_INT)
     MX_FLOAT_TYPES(ADD_FLOAT)
+    MX_COMPLEX_TYPES(ADD_FLOAT)
   default:
     return mx_error(MX_EINVAL, "[indexed_add] dtype %s is storage only; cast to f32 with as_type first",
                     mx_dtype_name((mx_dtype)out->dtype));

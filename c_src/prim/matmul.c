@@ -1,6 +1,6 @@
 /* matmul.c: numpy matmul. in[0] [..., m, k] @ in[1] [..., k, n] -> [..., m, n]
  * with the batch dims right-aligned and broadcast. f32/f64 go to BLAS on the
- * caller's buffers (no copies); integers and bool use a plain loop. */
+ * caller's buffers (no copies), c64/c128 to cgemm/zgemm; integers and bool use a plain loop. */
 #include <string.h>
 
 #include "blas.h"
@@ -107,6 +107,18 @@ MM_BLAS(float, mx_sgemm, mx_sgemv)
 MM_BLAS(double, mx_dgemm, mx_dgemv)
 #undef MM_BLAS
 
+/* c64/c128: cgemm/zgemm per batch matrix (es: bytes per element). */
+static void mm_blas_complex(const mm_plan *P, int f64) {
+  size_t es = f64 ? 16 : 8;
+  for (int64_t t = 0; t < P->batch; t++) {
+    int64_t ao, bo;
+    batch_offsets(P, t, &ao, &bo);
+    mx_cxgemm(f64, P->m, P->n, P->k, (const char *)P->a + (size_t)(ao * P->m * P->k) * es, P->k,
+              (const char *)P->b + (size_t)(bo * P->k * P->n) * es, P->n, (char *)P->c + (size_t)(t * P->m * P->n) * es,
+              P->n);
+  }
+}
+
 mx_status mx_k_matmul(mx_array *out, mx_array *const *in) {
   const mx_array *a = in[0], *b = in[1];
   if (a->ndim < 2 || b->ndim < 2 || out->ndim < 2)
@@ -143,6 +155,8 @@ mx_status mx_k_matmul(mx_array *out, mx_array *const *in) {
   switch ((mx_dtype)out->dtype) {
   case MX_F32:
   case MX_F64:
+  case MX_C64:
+  case MX_C128:
     /* a full stack of A against one B is a single [batch * m, k] @ [k, n] product */
     if (b_count == 1 && a_count == P.batch) {
       P.m *= P.batch;
@@ -154,8 +168,10 @@ mx_status mx_k_matmul(mx_array *out, mx_array *const *in) {
                       (long long)P.n, (long long)P.k);
     if (out->dtype == MX_F32)
       mm_blas_float(&P);
-    else
+    else if (out->dtype == MX_F64)
       mm_blas_double(&P);
+    else
+      mm_blas_complex(&P, out->dtype == MX_C128);
     return MX_OK;
 #define CASE_INT(ID, T)                                                          \
   case MX_##ID: {                                                                \

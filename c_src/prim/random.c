@@ -242,7 +242,7 @@ mx_status mx_k_random_normal(mx_array *out, mx_array *const *in) {
 
 /* ---- the normal CDF in log space, and its inverse --------------------------------- */
 
-double mx_log_ndtr(double x) {
+double mx_random_log_ndtr(double x) {
   if (isnan(x)) return x;
   if (x > 0) return log1p(-0.5 * erfc(x * M_SQRT1_2)); /* 1 - Phi(-x), exact in the complement */
   if (x > -37) return log(0.5 * erfc(-x * M_SQRT1_2)); /* erfc keeps relative accuracy to 1e-300 */
@@ -270,7 +270,7 @@ double mx_ndtri_log(double L) {
     x = g > 0.25 ? -sqrt(g) : -0.5;
   }
   for (int it = 0; it < 100; it++) {
-    double lp = mx_log_ndtr(x);
+    double lp = mx_random_log_ndtr(x);
     double slope = exp(-0.5 * x * x - LOG_SQRT_2PI - lp); /* phi(x) / Phi(x) */
     double dx = (lp - L) / slope;
     if (!isfinite(dx)) break;
@@ -287,11 +287,11 @@ double mx_sample_truncated_normal(double u, double a, double b) {
   if (a >= 0) return -mx_sample_truncated_normal(u, -b, -a); /* work on the side where Phi is small */
   double x;
   if (b <= 0) {
-    double la = mx_log_ndtr(a), lb = mx_log_ndtr(b);
+    double la = mx_random_log_ndtr(a), lb = mx_random_log_ndtr(b);
     double r = exp(la - lb), one_minus_r = -expm1(la - lb);
     x = mx_ndtri_log(lb + log(r + u * one_minus_r));
   } else {
-    double pa = exp(mx_log_ndtr(a)), qb = exp(mx_log_ndtr(-b));
+    double pa = exp(mx_random_log_ndtr(a)), qb = exp(mx_random_log_ndtr(-b));
     double m = 1 - pa - qb, p = pa + u * m;
     if (p <= 0.5) x = mx_ndtri_log(log(p));
     else x = -mx_ndtri_log(log(qb + (1 - u) * m)); /* the upper tail, measured from above */

@@ -58,7 +58,7 @@ double mx_sample_gamma(uint32_t k0, uint32_t k1, uint32_t idx, double alpha, int
 double mx_sample_poisson(uint32_t k0, uint32_t k1, uint32_t idx, double rate);
 double mx_sample_truncated_normal(double u, double lower, double upper);
 /* log Phi(x), the standard normal log-CDF, accurate for all x; its inverse for L <= log(1/2). */
-double mx_log_ndtr(double x);
+double mx_random_log_ndtr(double x);
 double mx_ndtri_log(double L);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "complex.h"
 #include "kernels.h"
 
 #define LANES 16       /* independent accumulators per row: lets gcc vectorize */
@@ -23,13 +24,17 @@
 
 /* Sums and products of ints accumulate in uint64 (wraps without UB, and the
  * low bits are the right wrapped result for every narrower width). */
-#define ACC(T) __typeof__(_Generic((T)0, float: 0.0f, double: 0.0, default: (uint64_t)0))
-/* Column folds and scans have no pairwise blocking: f32 accumulates in double. */
-#define WIDE(T) __typeof__(_Generic((T)0, float: 0.0, double: 0.0, default: (uint64_t)0))
+#define ACC(T) __typeof__(_Generic((T)0, float: 0.0f, double: 0.0, float _Complex: (float _Complex)0, \
+                                   double _Complex: (double _Complex)0, default: (uint64_t)0))
+/* Column folds and scans have no pairwise blocking: f32 (and c64) accumulate in double. */
+#define WIDE(T) __typeof__(_Generic((T)0, float: 0.0, double: 0.0, float _Complex: (double _Complex)0, \
+                                    double _Complex: (double _Complex)0, default: (uint64_t)0))
 #define ISNAN(x) _Generic((x), float: isnan((float)(x)), double: isnan((double)(x)), default: 0)
 
 #define STEP_SUM(a, b) ((a) + (b))
 #define STEP_PROD(a, b) ((a) * (b))
+/* Complex products by the textbook formula, as the elementwise multiply (complex.h). */
+#define STEP_CPROD(a, b) MX_CMUL(a, b)
 /* max/min propagate NaN: once the accumulator is NaN it stays NaN. */
 #define STEP_MAX(a, b) ((b) > (a) || ISNAN(b) ? (b) : (a))
 #define STEP_MIN(a, b) ((b) < (a) || ISNAN(b) ? (b) : (a))
@@ -151,6 +156,9 @@ typedef struct {
 #define DEF_MIN(ID, T) DEF_FOLD(min, ID, T, T, T, x[0], STEP_MIN, VEC_LEAF, 0)
 MX_COMPUTE_TYPES(DEF_SUM)
 MX_COMPUTE_TYPES(DEF_PROD)
+#define DEF_CPROD(ID, T) DEF_FOLD(prod, ID, T, ACC(T), WIDE(T), 1, STEP_CPROD, LANES_LEAF, 1)
+MX_COMPLEX_TYPES(DEF_SUM)
+MX_COMPLEX_TYPES(DEF_CPROD)
 MX_COMPUTE_TYPES(DEF_MAX)
 MX_COMPUTE_TYPES(DEF_MIN)
 
@@ -203,7 +211,8 @@ MX_COMPUTE_TYPES(DEF_ARGMIN)
 MX_COMPUTE_TYPES(DEF_TRUTHY)
 static inline int truthy_F16(uint16_t v) { return (v & 0x7fff) != 0; }
 static inline int truthy_BF16(uint16_t v) { return (v & 0x7fff) != 0; }
-#define LOGIC_TYPES(X) MX_COMPUTE_TYPES(X) X(F16, uint16_t) X(BF16, uint16_t)
+MX_COMPLEX_TYPES(DEF_TRUTHY)
+#define LOGIC_TYPES(X) MX_COMPUTE_TYPES(X) X(F16, uint16_t) X(BF16, uint16_t) MX_COMPLEX_TYPES(X)
 
 /* all: stop at the first false; any (ALL = 0): at the first true. */
 #define DEF_LOGIC(OP, ID, T, ALL)                                                                  \
@@ -243,8 +252,8 @@ LOGIC_TYPES(DEF_ANY)
 #define ARGMIN_ENTRY(ID, T) NOPART_ENTRY(argmin, ID)
 #define ALL_ENTRY(ID, T) NOPART_ENTRY(all, ID)
 #define ANY_ENTRY(ID, T) NOPART_ENTRY(any, ID)
-static const reducer sum_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(SUM_ENTRY)};
-static const reducer prod_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(PROD_ENTRY)};
+static const reducer sum_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(SUM_ENTRY) MX_COMPLEX_TYPES(SUM_ENTRY)};
+static const reducer prod_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(PROD_ENTRY) MX_COMPLEX_TYPES(PROD_ENTRY)};
 static const reducer max_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(MAX_ENTRY)};
 static const reducer min_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(MIN_ENTRY)};
 static const reducer argmax_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(ARGMAX_ENTRY)};
@@ -295,7 +304,7 @@ static void reduce_view(const reducer *r, const void *x, int ies, void *o, int o
     mx_parallel_for(outer * c.nblocks, grain_for(n * min64(inner, COLS)), cols_task, &c);
   } else if (outer == 1 && r->part && chunk_count(n) > 1) {
 #define PART_MEMBER(ID, T) T ID[MAX_CHUNKS];
-    union { MX_COMPUTE_TYPES(PART_MEMBER) } parts; /* MAX_CHUNKS partials of any dtype */
+    union { MX_COMPUTE_TYPES(PART_MEMBER) MX_COMPLEX_TYPES(PART_MEMBER) } parts; /* MAX_CHUNKS partials of any dtype */
 #undef PART_MEMBER
     int64_t nc = chunk_count(n);
     c.parts = &parts;
@@ -354,6 +363,7 @@ static void fill(void *o, mx_dtype t, int64_t n, double v) {
     for (int64_t i = 0; i < n; i++) ((T *)o)[i] = (T)v;                                            \
     break;
     MX_COMPUTE_TYPES(FILL)
+    MX_COMPLEX_TYPES(FILL)
 #undef FILL
   default:
     break;
@@ -545,6 +555,9 @@ typedef struct {
 #define DEF_CUMMIN(ID, T) DEF_SCAN(cummin, ID, T, T, STEP_MIN)
 MX_COMPUTE_TYPES(DEF_CUMSUM)
 MX_COMPUTE_TYPES(DEF_CUMPROD)
+#define DEF_CCUMPROD(ID, T) DEF_SCAN(cumprod, ID, T, WIDE(T), STEP_CPROD)
+MX_COMPLEX_TYPES(DEF_CUMSUM)
+MX_COMPLEX_TYPES(DEF_CCUMPROD)
 MX_COMPUTE_TYPES(DEF_CUMMAX)
 MX_COMPUTE_TYPES(DEF_CUMMIN)
 
@@ -553,8 +566,8 @@ MX_COMPUTE_TYPES(DEF_CUMMIN)
 #define CUMPROD_ENTRY(ID, T) SCAN_ENTRY(cumprod, ID)
 #define CUMMAX_ENTRY(ID, T) SCAN_ENTRY(cummax, ID)
 #define CUMMIN_ENTRY(ID, T) SCAN_ENTRY(cummin, ID)
-static const scanner cumsum_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(CUMSUM_ENTRY)};
-static const scanner cumprod_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(CUMPROD_ENTRY)};
+static const scanner cumsum_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(CUMSUM_ENTRY) MX_COMPLEX_TYPES(CUMSUM_ENTRY)};
+static const scanner cumprod_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(CUMPROD_ENTRY) MX_COMPLEX_TYPES(CUMPROD_ENTRY)};
 static const scanner cummax_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(CUMMAX_ENTRY)};
 static const scanner cummin_tab[MX_DTYPE_COUNT] = {MX_COMPUTE_TYPES(CUMMIN_ENTRY)};
 

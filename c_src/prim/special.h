@@ -21,6 +21,34 @@ float mx_digammaf(float x);
 double mx_lgamma(double x);
 float mx_lgammaf(float x);
 
+/* Trigamma psi'(x): +inf at 0 and the negative integers (as scipy), NaN at -inf, 0 at +inf. */
+double mx_trigamma(double x);
+float mx_trigammaf(float x);
+
+/* erfc(x) = 1 - erf(x) without the cancellation (glibc's double erfc for both). */
+double mx_erfc(double x);
+float mx_erfcf(float x);
+
+/* log Phi(x), Phi the standard normal CDF: accurate as x -> -inf (asymptotic
+ * series below -20) and near 0 as x -> +inf (log1p). */
+double mx_log_ndtr(double x);
+float mx_log_ndtrf(float x);
+
+/* Phi^-1(p): -inf at 0, +inf at 1, NaN outside [0, 1]; relative accuracy in both tails. */
+double mx_ndtri(double p);
+float mx_ndtrif(float p);
+
+/* Regularized incomplete gamma P(a, x) = gamma(a, x)/Gamma(a) and Q = 1 - P, with
+ * scipy's special values (NaN for a < 0 or x < 0; P(0, x > 0) = 1). */
+double mx_igamma(double a, double x);
+float mx_igammaf(float a, float x);
+double mx_igammac(double a, double x);
+float mx_igammacf(float a, float x);
+
+/* Regularized incomplete beta I_x(a, b) (the scalar of the betainc op); NaN outside 0 <= x <= 1 and for a or b <= 0 or infinite. */
+double mx_ibeta(double a, double b, double x);
+float mx_ibetaf(float a, float b, float x);
+
 /* ---- f16 / bf16 storage ---------------------------------------------------
  * Round-to-nearest-even from double (one rounding, so no double rounding via
  * f32), NaN kept quiet with its sign, overflow to inf, gradual underflow. */

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "complex.h"
 #include "kernels.h"
 #include "special.h"
 
@@ -38,6 +39,7 @@ static mx_status run(mx_array *out, mx_array *const *in, const char *op, unary_f
 /* The kernel for in[0]'s dtype from a per-dtype table; out must have `want` (or in's dtype if want < 0). */
 static mx_status dispatch(mx_array *out, mx_array *const *in, const char *op, const unary_fn *fns, int want) {
   mx_dtype t = (mx_dtype)in[0]->dtype;
+  if (mx_is_complex(t)) return mx_complex_unary(out, in, op); /* complex kernels live in complex.c */
   mx_dtype o = want < 0 ? t : (mx_dtype)want;
   if ((mx_dtype)out->dtype != o)
     return mx_error(MX_EINVAL, "[%s] output dtype %s does not match the expected %s; build it with mx_unary", op,
@@ -191,3 +193,7 @@ UNARY_FLOAT(erf, erff(x), erf(x))
 UNARY_FLOAT(erf_inv, mx_erf_invf(x), mx_erf_inv(x))
 UNARY_FLOAT(lgamma, mx_lgammaf(x), mx_lgamma(x))
 UNARY_FLOAT(digamma, mx_digammaf(x), mx_digamma(x))
+UNARY_FLOAT(trigamma, mx_trigammaf(x), mx_trigamma(x))
+UNARY_FLOAT(erfc, mx_erfcf(x), mx_erfc(x))
+UNARY_FLOAT(log_ndtr, mx_log_ndtrf(x), mx_log_ndtr(x))
+UNARY_FLOAT(ndtri, mx_ndtrif(x), mx_ndtri(x))

@@ -199,7 +199,7 @@ static void test_log_ndtr(void) {
       {3, -0.001350809964748193},  {10, -7.619853024160473e-24},
   };
   for (size_t i = 0; i < sizeof ref / sizeof ref[0]; i++) {
-    double g = mx_log_ndtr(ref[i][0]);
+    double g = mx_random_log_ndtr(ref[i][0]);
     CHECK(fabs(g - ref[i][1]) <= 1e-13 * fabs(ref[i][1]), "log_ndtr(%g) = %.17g, want %.17g", ref[i][0], g, ref[i][1]);
   }
   static const double inv[][2] = {
@@ -212,7 +212,7 @@ static void test_log_ndtr(void) {
           inv[i][1]);
   }
   /* Far past where p underflows: log Phi(-200) and back. */
-  double x = mx_ndtri_log(mx_log_ndtr(-200));
+  double x = mx_ndtri_log(mx_random_log_ndtr(-200));
   CHECK(fabs(x + 200) < 1e-11, "ndtri_log(log_ndtr(-200)) = %.17g", x);
 }
 

@@ -48,6 +48,10 @@ defmodule Mx.NIF do
   def random(_op, _key, _params, _type, _shape, _flags), do: nif_not_loaded()
   # linalg
   def linalg(_fun, _arrays, _params), do: nif_not_loaded()
+  # fft
+  def fft(_op, _a, _axis, _n, _norm), do: nif_not_loaded()
+  # special
+  def betainc(_a, _b, _x), do: nif_not_loaded()
   def eval(_refs), do: nif_not_loaded()
   def to_binary(_a), do: nif_not_loaded()
   def eval_dirty(_refs), do: nif_not_loaded()

@@ -12,6 +12,7 @@ defmodule Mx.Type do
   | `:s8` `:s16` `:s32` `:s64` | `{:s, n}` | signed integers   |
   | `:f16` `:bf16` | `{:f, 16}` `{:bf, 16}` | storage: ops compute in f32 and round back |
   | `:f32` `:f64` | `{:f, n}` | IEEE floats                        |
+  | `:c64` `:c128` | `{:c, 64}` `{:c, 128}` | complex: a pair (re, im) of f32 or f64 |
 
   ## Promotion (Nx's rules)
 
@@ -23,7 +24,14 @@ defmodule Mx.Type do
     * signed with unsigned gives a signed type wide enough for both
       (`u8 + s8 -> s16`, `u32 + s32 -> s64`, `u64 + s* -> s64`);
     * bool with anything gives the other type; arithmetic on two bools
-      computes in `u8`.
+      computes in `u8`;
+    * complex beats floats and integers, with parts as wide as the wider
+      float (`c64 + f32 -> c64`, `c64 + f64 -> c128`, `s64 + c64 -> c64`).
+
+  Complex arrays support arithmetic, `exp`/`log`/`sqrt`, `abs`, the parts
+  (`Mx.real/1`, `Mx.imag/1`, `Mx.conjugate/1`, `Mx.angle/1`), equality,
+  sums, products, matmul and `Mx.FFT`; ops that need an order (`less`,
+  `max`, `sort`, `floor`, ...) raise `Mx.Error` for them.
 
   Elixir numbers are "weak": an integer takes the array's type, a float
   takes a float array's type or `f32` with an integer array.
@@ -36,13 +44,15 @@ defmodule Mx.Type do
       :f32
       iex> Mx.Type.merge({:u, 8}, {:s, 8})
       :s16
+      iex> Mx.Type.merge(:c64, :f64)
+      :c128
   """
 
   import Kernel, except: [byte_size: 1]
 
-  @types [:bool, :u8, :u16, :u32, :u64, :s8, :s16, :s32, :s64, :f16, :bf16, :f32, :f64]
-  @type t :: :bool | :u8 | :u16 | :u32 | :u64 | :s8 | :s16 | :s32 | :s64 | :f16 | :bf16 | :f32 | :f64
-  @type spec :: t() | {:f | :bf | :s | :u | :pred, pos_integer()}
+  @types [:bool, :u8, :u16, :u32, :u64, :s8, :s16, :s32, :s64, :f16, :bf16, :f32, :f64, :c64, :c128]
+  @type t :: :bool | :u8 | :u16 | :u32 | :u64 | :s8 | :s16 | :s32 | :s64 | :f16 | :bf16 | :f32 | :f64 | :c64 | :c128
+  @type spec :: t() | {:f | :bf | :s | :u | :c | :pred, pos_integer()}
 
   @doc """
   All dtype names.
@@ -67,7 +77,7 @@ defmodule Mx.Type do
   def normalize!({:pred, 1}), do: :bool
   def normalize!({:bf, 16}), do: :bf16
 
-  def normalize!({kind, bits} = spec) when kind in [:f, :s, :u] and is_integer(bits) do
+  def normalize!({kind, bits} = spec) when kind in [:f, :s, :u, :c] and is_integer(bits) do
     name = :"#{kind}#{bits}"
     if name in @types, do: name, else: unknown(spec)
   end
@@ -99,9 +109,32 @@ defmodule Mx.Type do
   def byte_size(:bool), do: 1
   def byte_size(t), do: div(elem(to_nx(t), 1), 8)
 
-  @doc "Whether the type is a float type (including f16 and bf16)."
+  @doc "Whether the type is a float type (including f16 and bf16; not complex)."
   @spec float?(t()) :: boolean()
   def float?(t), do: t in [:f16, :bf16, :f32, :f64]
+
+  @doc """
+  Whether the type is complex.
+
+      iex> Mx.Type.complex?(:c64)
+      true
+      iex> Mx.Type.complex?(:f64)
+      false
+  """
+  @spec complex?(t()) :: boolean()
+  def complex?(t), do: t in [:c64, :c128]
+
+  @doc """
+  The float type of a complex type's parts (and of `Mx.real/1`, `Mx.abs/1`
+  of it); other types map to themselves.
+
+      iex> Mx.Type.real_part(:c128)
+      :f64
+  """
+  @spec real_part(t()) :: t()
+  def real_part(:c64), do: :f32
+  def real_part(:c128), do: :f64
+  def real_part(t), do: t
 
   @doc "Whether the type is an integer type (not bool)."
   @spec integer?(t()) :: boolean()
@@ -124,6 +157,7 @@ defmodule Mx.Type do
       a == b -> a
       a == :bool -> b
       b == :bool -> a
+      complex?(a) or complex?(b) -> if(:c128 in [a, b] or :f64 in [a, b], do: :c128, else: :c64)
       float?(a) and float?(b) -> merge_floats(a, b)
       float?(a) -> a
       float?(b) -> b

@@ -1,6 +1,6 @@
 defmodule Mx.TypeTest do
   # Type promotion: Mx.Type.merge/2 is the documented rule (Nx's), and the
-  # engine's C promotion (mx_promote) must agree with it for all 13 x 13 pairs.
+  # engine's C promotion (mx_promote) must agree with it for all 15 x 15 pairs.
   use ExUnit.Case, async: true
 
   @types Mx.Type.names()
@@ -36,7 +36,15 @@ defmodule Mx.TypeTest do
     {:bool, :u8, :u8},
     {:bool, :s8, :s8},
     {:bool, :f16, :f16},
-    {:bool, :bool, :bool}
+    {:bool, :bool, :bool},
+    # complex beats floats and integers; its parts are as wide as the wider float
+    {:c64, :f32, :c64},
+    {:c64, :f16, :c64},
+    {:c64, :f64, :c128},
+    {:c64, :c128, :c128},
+    {:s64, :c64, :c64},
+    {:u8, :c128, :c128},
+    {:bool, :c64, :c64}
   ]
 
   test "merge follows the documented table, in both orders" do
@@ -51,17 +59,22 @@ defmodule Mx.TypeTest do
     assert Mx.Type.merge({:u, 8}, {:s, 8}) == :s16
     assert Mx.Type.merge({:pred, 1}, {:bf, 16}) == :bf16
     assert_raise ArgumentError, ~r/unknown type \{:f, 8\}/, fn -> Mx.Type.merge({:f, 8}, :f32) end
-    assert_raise ArgumentError, ~r/unknown type :c64/, fn -> Mx.Type.merge(:f32, :c64) end
+    assert Mx.Type.merge({:c, 64}, {:f, 64}) == :c128
+    assert_raise ArgumentError, ~r/unknown type :c32/, fn -> Mx.Type.merge(:f32, :c32) end
   end
 
-  test "merge is symmetric, idempotent and closed over the 13 types" do
+  test "merge is symmetric, idempotent and closed over the 15 types" do
     for a <- @types, b <- @types do
       m = Mx.Type.merge(a, b)
       assert m in @types
       assert Mx.Type.merge(b, a) == m
       assert Mx.Type.merge(m, m) == m
-      # the promoted type is a float if either is
-      if Mx.Type.float?(a) or Mx.Type.float?(b), do: assert(Mx.Type.float?(m))
+      # the promoted type is complex if either is, else a float if either is
+      cond do
+        Mx.Type.complex?(a) or Mx.Type.complex?(b) -> assert Mx.Type.complex?(m)
+        Mx.Type.float?(a) or Mx.Type.float?(b) -> assert Mx.Type.float?(m)
+        true -> :ok
+      end
     end
   end
 
@@ -79,7 +92,13 @@ defmodule Mx.TypeTest do
       sum = Mx.add(x, y)
       assert sum.type == if(want == :bool, do: :u8, else: want), "add #{a} #{b}"
       assert byte_size(Mx.to_binary(sum)) == 2 * Mx.Type.byte_size(sum.type)
-      assert Mx.to_list(sum) == if(Mx.Type.float?(sum.type), do: [2.0, 2.0], else: [2, 2]), "add #{a} #{b}"
+      two = cond do
+        Mx.Type.complex?(sum.type) -> {2.0, 0.0}
+        Mx.Type.float?(sum.type) -> 2.0
+        true -> 2
+      end
+
+      assert Mx.to_list(sum) == [two, two], "add #{a} #{b}"
     end
   end
 

@@ -11,6 +11,13 @@ defmodule Mx.OpCases do
   defp pos(shape, seed), do: random_f64(shape, seed, 0.5, 2.0)
   defp small(shape, seed), do: random_f64(shape, seed, -0.8, 0.8)
   defp idx(list), do: Mx.tensor(list, type: :s64)
+  # Symmetric positive definite with well separated eigenvalues: M M^T + diag(1, 2, ...) * n.
+  defp spd(shape, seed) do
+    m = r(shape, seed)
+    n = elem(shape, tuple_size(shape) - 1)
+    Mx.add(Mx.matmul(m, Mx.transpose(m, axes: Enum.to_list(0..(tuple_size(shape) - 3)//1) ++ [tuple_size(shape) - 1, tuple_size(shape) - 2])),
+           Mx.multiply(Mx.eye(n, type: :f64), Mx.multiply(Mx.add(Mx.iota({n}, type: :f64), 1.0), n * 1.0)))
+  end
 
   # One entry per differentiable primitive (vjp column D in c_src/ops.def):
   # {primitive, [{description, f, inputs}]}. Domains avoid kinks and poles.
@@ -72,7 +79,15 @@ defmodule Mx.OpCases do
       indexed_put: [{"", &Mx.indexed_put(&1, idx([[1], [2]]), &2), [r({3, 2}, 67), r({2, 2}, 68)]}],
       sort: [{"desc", &Mx.sort(&1, axis: 1, direction: :desc), [r({2, 4}, 69)]}],
       matmul: [{"batched, broadcast", &Mx.matmul/2, [r({2, 2, 3}, 70), r({3, 4}, 71)]},
-               {"vector", &Mx.matmul/2, [r({3}, 72), r({3, 2}, 73)]}]
+               {"vector", &Mx.matmul/2, [r({3}, 72), r({3, 2}, 73)]}],
+      cholesky: [{"batched", &Mx.Linalg.cholesky/1, [spd({2, 3, 3}, 74)]}],
+      solve: [{"matrix rhs, broadcast", &Mx.Linalg.solve/2, [spd({2, 3, 3}, 75), r({3, 2}, 76)]},
+              {"vector rhs", &Mx.Linalg.solve/2, [spd({3, 3}, 77), r({3}, 78)]}],
+      triangular_solve: [{"lower left", &Mx.Linalg.triangular_solve(&1, &2), [spd({3, 3}, 79), r({3, 2}, 80)]},
+                         {"upper right transposed", &Mx.Linalg.triangular_solve(&1, &2, lower: false, left_side: false, transform_a: :transpose),
+                          [spd({3, 3}, 81), r({2, 3}, 82)]}],
+      eigh: [{"values and vectors", fn a -> {w, v} = Mx.Linalg.eigh(a); Mx.concatenate([Mx.new_axis(w, 0), Mx.multiply(v, Mx.sign(v[0]))]) end, [spd({3, 3}, 83)]},
+             {"values only", &Mx.Linalg.eigvalsh/1, [spd({2, 3, 3}, 84)]}]
     ]
   end
 end
