@@ -767,6 +767,43 @@ RULE(IRFFT) {
   END;
 }
 
+/* P A = L U, packed [..., n*n + n] (the L\U factors, then pivots). With Lbar, Ubar the parts of
+ * the factors' cotangent: Xbar = tril(L^T Lbar, -1) + triu(Ubar U^T), Abar = P^T L^-T Xbar U^-T.
+ * The pivots are piecewise constant: no gradient. */
+RULE(LU) {
+  BEGIN;
+  const mx_array *a = in[0];
+  int r = a->ndim, pr = node->ndim;
+  int64_t n = a->shape[r - 1];
+  int64_t start[MX_MAX_RANK] = {0}, stop[MX_MAX_RANK], stride[MX_MAX_RANK];
+  for (int d = 0; d < pr; d++) stop[d] = node->shape[d], stride[d] = 1;
+  stop[pr - 1] = n * n;
+  mx_array *f = reshape(b, slice(b, node, start, stop, stride), r, a->shape);
+  mx_array *gf = reshape(b, slice(b, g, start, stop, stride), r, a->shape);
+  start[pr - 1] = n * n;
+  stop[pr - 1] = n * n + n;
+  mx_array *piv = slice(b, node, start, stop, stride);
+  mx_array *zero = scalar(b, 0, node), *one = scalar(b, 1, node);
+  mx_array *below = rowcol(b, a, MX_OP_GREATER), *above_or_diag = rowcol(b, a, MX_OP_LESS_EQUAL);
+  mx_array *l = select3(b, below, f, select3(b, rowcol(b, a, MX_OP_EQUAL), one, zero));
+  mx_array *u = select3(b, above_or_diag, f, zero);
+  mx_array *gl = select3(b, below, gf, zero), *gu = select3(b, above_or_diag, gf, zero);
+  mx_array *xbar = ADD(select3(b, below, matmul(b, swap_last(b, l), gl), zero),
+                       select3(b, above_or_diag, matmul(b, gu, swap_last(b, u)), zero));
+  mx_array *o = NULL, *y = NULL, *m = NULL;
+  if (!b->st && xbar) y = keep(b, mx_triangular_solve(l, xbar, 1, 1, 1, 1, &y), &y); /* L^T Y = Xbar */
+  if (!b->st && y) m = keep(b, mx_triangular_solve(u, y, 0, 0, 1, 0, &m), &m);        /* M U^T = Y */
+  /* P^T M: row perm[i] of the result is row i of M, i.e. result = M[argsort(perm)]. */
+  mx_array *perm = NULL, *inv = NULL, *rows = NULL;
+  if (!b->st && piv) perm = keep(b, mx_node_new(MX_OP_LU_PERMUTATION, MX_S64, piv->ndim, piv->shape, 1, &piv, NULL, &perm), &perm);
+  if (!b->st && perm) inv = keep(b, mx_argsort(perm, -1, 0, &inv), &inv);
+  if (!b->st && inv) rows = keep(b, mx_new_axis(inv, -1, &rows), &rows);
+  mx_array *idx = NULL;
+  if (!b->st && rows && m) idx = keep(b, mx_broadcast_to(rows, m->ndim, m->shape, &idx), &idx);
+  if (!b->st && idx) gin[0] = out(b, keep(b, mx_take_along_axis(m, idx, -2, &o), &o));
+  END;
+}
+
 /* ---- the driver -------------------------------------------------------------------- */
 
 mx_status mx_trace_input(mx_array *a, mx_array **out_) {

@@ -5,5 +5,6 @@ defmodule MxDoctestTest do
   doctest Mx.Array
   doctest Mx.Type
   doctest Mx.Memory
+  doctest Mx.Special
   doctest Mx.FFT
 end

@@ -291,30 +291,32 @@ INLINE void bfly8(const cx *a, cx *y) {
 
 /* ---- stages --------------------------------------------------------------- */
 
-/* A radix-R stage: for each k, twiddles w_{LR}^{pk} (ones at k = 0, skipped). */
-#define DEFINE_STAGE(R)                                                               \
-  static void stage##R(const fft_stage *s, const double *restrict x, double *restrict y) { \
-    const int64_t L = s->L, m = s->m, ys = L * m;                                     \
-    for (int64_t k = 0; k < L; k++) {                                                 \
-      const double *xk = x + 2 * (k * m * (R));                                       \
-      double *yk = y + 2 * (k * m);                                                   \
-      cx a[R], o[R], w[R];                                                            \
-      if (k == 0) {                                                                   \
-        for (int64_t t = 0; t < m; t++) {                                             \
-          for (int p = 0; p < (R); p++) a[p] = cx_load(xk + 2 * (t + p * m));         \
-          bfly##R(a, o);                                                              \
-          for (int q = 0; q < (R); q++) cx_store(yk + 2 * (t + q * ys), o[q]);        \
-        }                                                                             \
-        continue;                                                                     \
-      }                                                                               \
-      for (int p = 1; p < (R); p++) w[p] = cx_load(s->tw + 2 * (((R)-1) * k + p - 1)); \
-      for (int64_t t = 0; t < m; t++) {                                               \
-        a[0] = cx_load(xk + 2 * t);                                                   \
-        for (int p = 1; p < (R); p++) a[p] = cx_mul(cx_load(xk + 2 * (t + p * m)), w[p]); \
-        bfly##R(a, o);                                                                \
-        for (int q = 0; q < (R); q++) cx_store(yk + 2 * (t + q * ys), o[q]);          \
-      }                                                                               \
-    }                                                                                 \
+/* A radix-R stage over k in [k0, k1), t in [t0, t1): for each k, twiddles
+ * w_{LR}^{pk} (ones at k = 0, skipped). */
+#define DEFINE_STAGE(R)                                                                               \
+  static void stage##R(const fft_stage *s, const double *restrict x, double *restrict y, int64_t k0, \
+                       int64_t k1, int64_t t0, int64_t t1) {                                          \
+    const int64_t m = s->m, ys = s->L * m;                                                            \
+    for (int64_t k = k0; k < k1; k++) {                                                               \
+      const double *xk = x + 2 * (k * m * (R));                                                       \
+      double *yk = y + 2 * (k * m);                                                                   \
+      cx a[R], o[R], w[R];                                                                            \
+      if (k == 0) {                                                                                   \
+        for (int64_t t = t0; t < t1; t++) {                                                           \
+          for (int p = 0; p < (R); p++) a[p] = cx_load(xk + 2 * (t + p * m));                         \
+          bfly##R(a, o);                                                                              \
+          for (int q = 0; q < (R); q++) cx_store(yk + 2 * (t + q * ys), o[q]);                        \
+        }                                                                                             \
+        continue;                                                                                     \
+      }                                                                                               \
+      for (int p = 1; p < (R); p++) w[p] = cx_load(s->tw + 2 * (((R)-1) * k + p - 1));                 \
+      for (int64_t t = t0; t < t1; t++) {                                                             \
+        a[0] = cx_load(xk + 2 * t);                                                                   \
+        for (int p = 1; p < (R); p++) a[p] = cx_mul(cx_load(xk + 2 * (t + p * m)), w[p]);             \
+        bfly##R(a, o);                                                                                \
+        for (int q = 0; q < (R); q++) cx_store(yk + 2 * (t + q * ys), o[q]);                          \
+      }                                                                                               \
+    }                                                                                                 \
   }
 
 DEFINE_STAGE(2)
@@ -326,14 +328,15 @@ DEFINE_STAGE(8)
 /* Odd radix r: outputs q and r-q share the sums over pairs (j, r-j):
  * y_q = A - iB, y_{r-q} = A + iB with A = a0 + sum cos(.) (a_j + a_{r-j}),
  * B = sum sin(.) (a_j - a_{r-j}). */
-static void stage_generic(const fft_stage *s, const double *restrict x, double *restrict y) {
+static void stage_generic(const fft_stage *s, const double *restrict x, double *restrict y, int64_t k0, int64_t k1,
+                          int64_t t0, int64_t t1) {
   const int r = s->radix, h = (r - 1) / 2;
-  const int64_t L = s->L, m = s->m, ys = L * m;
+  const int64_t m = s->m, ys = s->L * m;
   const double *cs = s->root;
   cx a[MAX_GENERIC], sm[MAX_GENERIC], df[MAX_GENERIC];
-  for (int64_t k = 0; k < L; k++) {
+  for (int64_t k = k0; k < k1; k++) {
     const double *w = s->tw + 2 * (r - 1) * k;
-    for (int64_t t = 0; t < m; t++) {
+    for (int64_t t = t0; t < t1; t++) {
       const double *xt = x + 2 * (k * m * r + t);
       a[0] = cx_load(xt);
       for (int p = 1; p < r; p++) a[p] = cx_mul(cx_load(xt + 2 * p * m), cx_load(w + 2 * (p - 1)));
@@ -362,21 +365,50 @@ static void stage_generic(const fft_stage *s, const double *restrict x, double *
   }
 }
 
-static void run_stage(const fft_stage *s, const double *restrict x, double *restrict y) {
+static void run_stage(const fft_stage *s, const double *restrict x, double *restrict y, int64_t k0, int64_t k1,
+                      int64_t t0, int64_t t1) {
   switch (s->radix) {
-  case 2: stage2(s, x, y); break;
-  case 3: stage3(s, x, y); break;
-  case 4: stage4(s, x, y); break;
-  case 5: stage5(s, x, y); break;
-  case 8: stage8(s, x, y); break;
-  default: stage_generic(s, x, y); break;
+  case 2: stage2(s, x, y, k0, k1, t0, t1); break;
+  case 3: stage3(s, x, y, k0, k1, t0, t1); break;
+  case 4: stage4(s, x, y, k0, k1, t0, t1); break;
+  case 5: stage5(s, x, y, k0, k1, t0, t1); break;
+  case 8: stage8(s, x, y, k0, k1, t0, t1); break;
+  default: stage_generic(s, x, y, k0, k1, t0, t1); break;
   }
 }
 
-/* Forward transform of x by the stages; returns x or y, whichever holds it. */
+/* Lengths from which one transform's stages are split across threads (a
+ * stage then takes ~30 us or more, well above the pool's hand-off). */
+#define PAR_MIN_N ((int64_t)1 << 15)
+
+typedef struct {
+  const fft_stage *s;
+  const double *x;
+  double *y;
+  int by_k;
+} stage_job;
+
+static void stage_range(void *ctx, int64_t lo, int64_t hi) {
+  const stage_job *j = ctx;
+  if (j->by_k)
+    run_stage(j->s, j->x, j->y, lo, hi, 0, j->s->m);
+  else
+    run_stage(j->s, j->x, j->y, 0, j->s->L, lo, hi);
+}
+
+/* Forward transform of x by the stages; returns x or y, whichever holds it.
+ * A stage's outputs are disjoint across k and t, so either splits; when the
+ * pool is already busy (a batch split over transforms) this runs serially. */
 static double *core_run(const fft_core *c, double *x, double *y) {
   for (int s = 0; s < c->nstages; s++) {
-    run_stage(&c->st[s], x, y);
+    const fft_stage *st = &c->st[s];
+    if (c->n >= PAR_MIN_N) {
+      stage_job j = {st, x, y, st->L >= st->m};
+      int64_t count = j.by_k ? st->L : st->m, per = c->n / count;
+      mx_parallel_for(count, 8192 / per + 1, stage_range, &j);
+    } else {
+      run_stage(st, x, y, 0, st->L, 0, st->m);
+    }
     double *t = x;
     x = y;
     y = t;

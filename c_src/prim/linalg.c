@@ -765,3 +765,27 @@ mx_status mx_k_eigh(mx_array *out, mx_array *const *in) {
                   "for values of extreme range, or rescale it",
                   which_matrix(in[0], J.fail.which, w, sizeof w), (long long)J.fail.info);
 }
+
+/* LU_PERMUTATION: the row swaps "row i with row piv[i]" (pivots as floats, as LU packs
+ * them) composed into perm, with (P A)[i] = A[perm[i]]: the LU vjp needs P as a gather. */
+mx_status mx_k_lu_permutation(mx_array *out, mx_array *const *in) {
+  const mx_array *piv = in[0];
+  int f64 = piv->dtype == MX_F64;
+  if ((piv->dtype != MX_F32 && !f64) || out->dtype != MX_S64 || out->size != piv->size || piv->ndim < 1)
+    return mx_error(MX_EINVAL, "[lu_permutation] expects f32/f64 pivots and an s64 output of the same shape");
+  int64_t n = piv->shape[piv->ndim - 1], batch = n ? piv->size / n : 0;
+  int64_t *perm = mx_data(out);
+  for (int64_t b = 0; b < batch; b++) {
+    int64_t *p = perm + b * n;
+    for (int64_t i = 0; i < n; i++) p[i] = i;
+    for (int64_t i = 0; i < n; i++) {
+      double v = get_el(f64, mx_data(piv), b * n + i);
+      if (!(v >= 0 && v < (double)n))
+        return mx_error(MX_EINVAL, "[lu_permutation] pivot %g of row %lld is outside [0, %lld)", v, (long long)i, (long long)n);
+      int64_t j = (int64_t)v, t = p[i];
+      p[i] = p[j];
+      p[j] = t;
+    }
+  }
+  return MX_OK;
+}

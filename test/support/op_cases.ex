@@ -81,6 +81,9 @@ defmodule Mx.OpCases do
       matmul: [{"batched, broadcast", &Mx.matmul/2, [r({2, 2, 3}, 70), r({3, 4}, 71)]},
                {"vector", &Mx.matmul/2, [r({3}, 72), r({3, 2}, 73)]}],
       cholesky: [{"batched", &Mx.Linalg.cholesky/1, [spd({2, 3, 3}, 74)]}],
+      lu: [{"det, pivoting", &Mx.Linalg.det/1, [r({2, 4, 4}, 85)]},
+           {"slogdet", fn a -> elem(Mx.Linalg.slogdet(a), 1) end, [r({3, 3}, 86)]},
+           {"inv", &Mx.Linalg.inv/1, [spd({3, 3}, 87)]}],
       solve: [{"matrix rhs, broadcast", &Mx.Linalg.solve/2, [spd({2, 3, 3}, 75), r({3, 2}, 76)]},
               {"vector rhs", &Mx.Linalg.solve/2, [spd({3, 3}, 77), r({3}, 78)]}],
       triangular_solve: [{"lower left", &Mx.Linalg.triangular_solve(&1, &2), [spd({3, 3}, 79), r({3, 2}, 80)]},
@@ -88,6 +91,31 @@ defmodule Mx.OpCases do
                           [spd({3, 3}, 81), r({2, 3}, 82)]}],
       eigh: [{"values and vectors", fn a -> {w, v} = Mx.Linalg.eigh(a); Mx.concatenate([Mx.new_axis(w, 0), Mx.multiply(v, Mx.sign(v[0]))]) end, [spd({3, 3}, 83)]},
              {"values only", &Mx.Linalg.eigvalsh/1, [spd({2, 3, 3}, 84)]}]
+    ] ++ complex_cases()
+  end
+
+  # Complex values inside f64 -> f64 functions: built with complex/2 and read out
+  # with real/imag/abs/angle, so every complex rule is checked through real inputs.
+  defp cx(x, y), do: Mx.complex(x, y)
+  defp parts(z), do: Mx.add(Mx.real(z), Mx.multiply(Mx.imag(z), 0.7))
+
+  defp complex_cases do
+    [
+      complex: [{"broadcast", fn x, y -> parts(Mx.multiply(cx(x, y), cx(y, x))) end, [r({2, 3}, 90), r({3}, 91)]}],
+      real: [{"of z^2", fn x, y -> Mx.real(Mx.square(cx(x, y))) end, [r({3}, 92), r({3}, 93)]}],
+      imag: [{"of exp z", fn x, y -> Mx.imag(Mx.exp(cx(x, y))) end, [r({3}, 94), r({3}, 95)]}],
+      conjugate: [{"", fn x, y -> parts(Mx.multiply(Mx.conjugate(cx(x, y)), cx(y, 0.5))) end, [r({3}, 96), r({3}, 97)]}],
+      angle: [{"away from 0", fn x, y -> Mx.angle(cx(x, y)) end, [pos({3}, 98), r({3}, 99)]}],
+      fft: [{"last axis", fn x, y -> parts(Mx.FFT.fft(cx(x, y))) end, [r({2, 5}, 100), r({2, 5}, 101)]},
+            {"axis 0, padded, ortho", fn x -> parts(Mx.FFT.ifft(x, axis: 0, n: 4, norm: :ortho)) end, [r({3, 2}, 102)]}],
+      rfft: [{"even n, cropped", fn x -> parts(Mx.FFT.rfft(x, n: 4)) end, [r({2, 5}, 103)]},
+             {"odd n, axis 0", fn x -> parts(Mx.FFT.rfft(x, axis: 0)) end, [r({5, 2}, 104)]}],
+      irfft: [{"even n", fn x, y -> Mx.FFT.irfft(cx(x, y)) end, [r({2, 4}, 105), r({2, 4}, 106)]},
+              {"odd n, padded, forward", fn x, y -> Mx.FFT.irfft(cx(x, y), n: 7, axis: 0, norm: :forward) end,
+               [r({3, 2}, 107), r({3, 2}, 108)]}],
+      abs_complex: [{"abs of complex", fn x, y -> Mx.abs(cx(x, y)) end, [pos({3}, 109), r({3}, 110)]},
+                    {"sqrt, log, divide", fn x, y -> parts(Mx.divide(Mx.log(cx(x, y)), Mx.sqrt(cx(y, x)))) end,
+                     [pos({3}, 111), pos({3}, 112)]}]
     ]
   end
 end
