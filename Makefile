@@ -76,7 +76,8 @@ bench: deps nif $(ENGINE_LIB)
 
 # Regenerates the reference data in test/reference/ from Debian's numpy/scipy.
 reference:
-	/usr/bin/python3 test/reference/generate.py
+	@set -e; for g in test/reference/generate*.py; do echo "$$g"; /usr/bin/python3 $$g; done
+	/usr/bin/python3 test/reference/generate_special.py
 
 clean:
 	rm -rf _build priv/mx_nif.so

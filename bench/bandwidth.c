@@ -13,51 +13,12 @@
  *        bandwidth [reps] --kv     also key=value lines (read by bandwidth.exs) */
 #include <math.h>
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "mx.h"
+#include "bench_util.h"
 
 #define N ((int64_t)1 << 24) /* 16M elements */
 #define NTHREADS 2
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* The 1-minute load average: how busy the shared machine was. */
-static void print_load(void) {
-  FILE *f = fopen("/proc/loadavg", "r");
-  double l = -1;
-  if (f) {
-    if (fscanf(f, "%lf", &l) != 1) l = -1;
-    fclose(f);
-  }
-  printf("  load average (1 min): %.2f\n", l);
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static float *xalloc(void) {
-  void *p = NULL;
-  if (posix_memalign(&p, 64, (size_t)N * sizeof(float)) != 0) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
-  return p;
-}
 
 /* ---- C references: each thread takes one contiguous half ------------------------ */
 
@@ -141,19 +102,13 @@ static double run_threads(void *(*fn)(void *), float *a, const float *b, const f
   return s;
 }
 
-static void check(mx_status st, const char *what) {
-  if (st != MX_OK) {
-    fprintf(stderr, "%s failed: %s\n", what, mx_last_error());
-    exit(1);
-  }
-}
-
 int main(int argc, char **argv) {
   int reps = argc > 1 ? atoi(argv[1]) : 20;
   int kv = argc > 2 && strcmp(argv[2], "--kv") == 0;
   if (reps < 1) reps = 20;
 
-  float *a = xalloc(), *b = xalloc(), *c = xalloc();
+  const size_t bytes = (size_t)N * sizeof(float);
+  float *a = xalloc(bytes), *b = xalloc(bytes), *c = xalloc(bytes);
   team_start();
   for (int64_t i = 0; i < N; i++) {
     a[i] = 0.0f;

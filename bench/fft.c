@@ -3,7 +3,8 @@
  * prime 4099 (Bluestein), plus the real forward transform (r2c) at the same n.
  * Reports ns per transform, best and median over the runs (the machine is
  * shared, so the best run is the better estimate of the code's own speed), and
- * "5 n log2 n / t" GFLOP/s from the best run (r2c counted as half of that).
+ * "5 n log2 n / t" GFLOP/s from the best run (r2c counted as half of that);
+ * then the same with work split across threads (a batch; one 2^20 transform).
  *
  * Usage: fft [runs] */
 #include <math.h>
@@ -79,6 +80,29 @@ int main(int argc, char **argv) {
     printf("%8lld %10s %8.0f /%8.0f %8.2f %8.0f /%8.0f %8.2f\n", (long long)n,
            mx_fft_plan_is_bluestein(p) ? "bluestein" : "mixed", tc * 1e9, tcm * 1e9, flops / tc * 1e-9, tr * 1e9,
            trm * 1e9, 0.5 * flops / tr * 1e-9);
+    mx_fft_plan_release(p);
+    free(x);
+    free(y);
+  }
+  /* Work split across threads: a batch of transforms, and one long transform
+   * whose stages split (from 2^18). Best of the runs, wall time. */
+  printf("threads: %d\n", mx_num_threads());
+  const int64_t bn[] = {1024, 1 << 20}, bh[] = {256, 1};
+  for (int i = 0; i < 2; i++) {
+    int64_t n = bn[i], hm = bh[i];
+    mx_fft_plan *p = NULL;
+    check(mx_fft_plan_get(n, &p), "plan");
+    double *x = malloc((size_t)(2 * n * hm) * sizeof *x), *y = malloc((size_t)(2 * n * hm) * sizeof *y);
+    for (int64_t k = 0; k < 2 * n * hm; k++) x[k] = sin(0.37 * (double)k);
+    double best = 1e30;
+    for (int r = 0; r < runs / 4 + 3; r++) {
+      double t0 = now();
+      check(mx_fft_c2c(p, x, y, hm, 1, n, 0, 1.0), "fft");
+      double t = (now() - t0) / (double)hm;
+      if (t < best) best = t;
+    }
+    printf("%8lld x %-5lld c2c: %10.0f ns per transform, %6.2f GFLOP/s\n", (long long)n, (long long)hm, best * 1e9,
+           5.0 * (double)n * log2((double)n) / best * 1e-9);
     mx_fft_plan_release(p);
     free(x);
     free(y);

@@ -12,54 +12,9 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "mx.h"
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void print_load(void) {
-  FILE *f = fopen("/proc/loadavg", "r");
-  double l = -1;
-  if (f) {
-    if (fscanf(f, "%lf", &l) != 1) l = -1;
-    fclose(f);
-  }
-  printf("  load average (1 min): %.2f\n", l);
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static void check(mx_status st, const char *what) {
-  if (st != MX_OK) {
-    fprintf(stderr, "%s failed: %s\n", what, mx_last_error());
-    exit(1);
-  }
-}
-
-static void *xalloc(size_t bytes) {
-  void *p = NULL;
-  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
-  return p;
-}
+#include "bench_util.h"
 
 /* One op at one size: median GFLOP/s of both paths, the median paired ratio, and the
  * largest difference between their results relative to the largest entry. */

@@ -162,6 +162,7 @@ void mx_memory_reset_peak(void);
 void mx_memory_set_cache_limit(int64_t bytes); /* -1 = unlimited */
 void mx_memory_set_memory_limit(int64_t bytes); /* -1 = unlimited */
 void mx_memory_clear_cache(void);
+void mx_fft_cache_clear(void); /* FFT plans (prim/fft.c): twiddles kept for reuse */
 
 /* ---- arrays (array.c) ------------------------------------------------------- */
 typedef enum { MX_PENDING = 0, MX_RUNNING, MX_READY, MX_DISPOSED } mx_state;

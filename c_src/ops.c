@@ -118,7 +118,7 @@ static mx_status node_then_cast(mx_op op, mx_dtype compute, mx_dtype storage, in
 static int64_t op_weight(mx_op op) {
   switch (op) {
   case MX_OP_IGAMMA: case MX_OP_IGAMMAC: /* a series or continued fraction of tens of steps */
-    return 384;
+    return 160;
   case MX_OP_NDTRI:
     return 192;
   case MX_OP_TRIGAMMA: case MX_OP_LOG_NDTR:

@@ -10,6 +10,7 @@
 #include "mx.h"
 #include "ops_internal.h"
 #include "prim/blas.h"
+#include "prim/layout.h"
 
 static mx_dtype float_storage(mx_dtype t) { return mx_is_float(t) ? t : MX_F32; }
 
@@ -19,12 +20,6 @@ static mx_status no_complex(const char *op, const mx_array *a) {
   if (!mx_is_complex((mx_dtype)a->dtype)) return MX_OK;
   return mx_error(MX_EINVAL, "[%s] does not support complex matrices yet, got %s; Mx.Linalg works on real arrays", op,
                   mx_describe(a, b, sizeof b));
-}
-
-static int64_t batch_count(const mx_array *a, int trailing) {
-  int64_t b = 1;
-  for (int i = 0; i < a->ndim - trailing; i++) b *= a->shape[i];
-  return b;
 }
 
 /* Work estimate (flops) so eval picks a dirty scheduler for large factorizations. */
@@ -64,7 +59,7 @@ static mx_status packed_node(mx_op op, mx_array *x, int64_t len, int flags, doub
   shape[r - 1] = len;
   mx_params p = {.flags = flags};
   mx_status st = mx_node_new(op, (mx_dtype)x->dtype, r, shape, 1, &x, &p, out);
-  if (!st) set_cost(*out, batch_count(x, 2), flops);
+  if (!st) set_cost(*out, mx_batch_count(x, 2), flops);
   return st;
 }
 
@@ -89,6 +84,26 @@ static mx_status unpack(mx_array *packed, int64_t off, int nd, const int64_t *sh
   return st;
 }
 
+/* One part of a packed node: nd axes of shape at offset off, written to *out. */
+typedef struct {
+  int64_t off;
+  int nd;
+  int64_t shape[2];
+  mx_array **out;
+} packed_part;
+
+/* All n parts of packed in storage, or none (and the first error). */
+static mx_status unpack_parts(mx_array *packed, mx_dtype storage, int n, const packed_part *parts) {
+  mx_array *got[3] = {NULL, NULL, NULL};
+  mx_status st = n <= 3 ? MX_OK : mx_error(MX_EINVAL, "[unpack] at most 3 parts, got %d", n);
+  for (int i = 0; i < n && !st; i++) st = unpack(packed, parts[i].off, parts[i].nd, parts[i].shape, storage, &got[i]);
+  for (int i = 0; i < n && i < 3; i++) {
+    if (st) mx_release(got[i]);
+    else *parts[i].out = got[i];
+  }
+  return st;
+}
+
 static mx_status reduce1(mx_op op, mx_array *a, int axis, int keep, mx_array **out) {
   return mx_reduce(op, a, &axis, 1, keep, out);
 }
@@ -102,7 +117,7 @@ mx_status mx_cholesky(mx_array *a, mx_array **out) {
   if (!st) st = mx_node_new(MX_OP_CHOLESKY, (mx_dtype)x->dtype, x->ndim, x->shape, 1, &x, NULL, &node);
   if (!st) {
     double n = (double)a->shape[a->ndim - 1];
-    set_cost(node, batch_count(a, 2), n * n * n / 3);
+    set_cost(node, mx_batch_count(a, 2), n * n * n / 3);
     st = mx_cast(node, storage, out);
   }
   mx_release(x);
@@ -332,19 +347,12 @@ mx_status mx_slogdet(mx_array *a, mx_array **sign, mx_array **logabsdet) {
 
 mx_status mx_qr(mx_array *a, mx_array **q, mx_array **r) {
   mx_dtype storage = float_storage((mx_dtype)a->dtype);
-  mx_array *x = NULL, *node = NULL, *qq = NULL;
+  mx_array *x = NULL, *node = NULL;
   mx_status st = as_matrices("qr", a, 0, storage, &x);
   if (st) return st;
   int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n;
-  int64_t qs[2] = {m, k}, rs[2] = {k, n};
   st = packed_node(MX_OP_QR, x, m * k + k * n, 0, 4.0 * (double)m * n * k, &node);
-  if (!st) st = unpack(node, 0, 2, qs, storage, &qq);
-  if (!st) st = unpack(node, m * k, 2, rs, storage, r);
-  if (!st) {
-    *q = qq;
-    qq = NULL;
-  }
-  mx_release(qq);
+  if (!st) st = unpack_parts(node, storage, 2, (packed_part[]){{0, 2, {m, k}, q}, {m * k, 2, {k, n}, r}});
   mx_release(x);
   mx_release(node);
   return st;
@@ -370,22 +378,13 @@ static mx_status svd_node(const char *op, mx_array *a, int flags, mx_dtype stora
 
 mx_status mx_svd(mx_array *a, int full_matrices, mx_array **u, mx_array **s, mx_array **vt) {
   mx_dtype storage = float_storage((mx_dtype)a->dtype);
-  mx_array *node = NULL, *uu = NULL, *ss = NULL;
+  mx_array *node = NULL;
   mx_status st = svd_node("svd", a, full_matrices ? 1 : 0, storage, &node);
   if (st) return st;
   int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n;
   int64_t p = full_matrices ? m : k, q = full_matrices ? n : k;
-  int64_t us[2] = {m, p}, ks[1] = {k}, vs[2] = {q, n};
-  st = unpack(node, 0, 2, us, storage, &uu);
-  if (!st) st = unpack(node, m * p, 1, ks, storage, &ss);
-  if (!st) st = unpack(node, m * p + k, 2, vs, storage, vt);
-  if (!st) {
-    *u = uu;
-    *s = ss;
-    uu = ss = NULL;
-  }
-  mx_release(uu);
-  mx_release(ss);
+  st = unpack_parts(node, storage, 3,
+                    (packed_part[]){{0, 2, {m, p}, u}, {m * p, 1, {k}, s}, {m * p + k, 2, {q, n}, vt}});
   mx_release(node);
   return st;
 }
@@ -401,19 +400,12 @@ mx_status mx_svdvals(mx_array *a, mx_array **s) {
 
 mx_status mx_eigh(mx_array *a, mx_array **w, mx_array **v) {
   mx_dtype storage = float_storage((mx_dtype)a->dtype);
-  mx_array *x = NULL, *node = NULL, *ww = NULL;
+  mx_array *x = NULL, *node = NULL;
   mx_status st = as_matrices("eigh", a, 1, storage, &x);
   if (st) return st;
   int64_t n = a->shape[a->ndim - 1];
-  int64_t ws[1] = {n}, vs[2] = {n, n};
   st = packed_node(MX_OP_EIGH, x, n + n * n, 0, 9.0 * (double)n * n * n, &node);
-  if (!st) st = unpack(node, 0, 1, ws, storage, &ww);
-  if (!st) st = unpack(node, n, 2, vs, storage, v);
-  if (!st) {
-    *w = ww;
-    ww = NULL;
-  }
-  mx_release(ww);
+  if (!st) st = unpack_parts(node, storage, 2, (packed_part[]){{0, 1, {n}, w}, {n, 2, {n, n}, v}});
   mx_release(x);
   mx_release(node);
   return st;

@@ -105,6 +105,15 @@ static mx_status batch_node(mx_array *node, mx_array *const *in, const int *batc
 
   switch (info->family) {
   case MX_FAM_OTHER:
+    if (op == MX_OP_FFT || op == MX_OP_RFFT || op == MX_OP_IRFFT) {
+      /* One input, transformed along an axis: the batch axis shifts it by one. */
+      p.axis += 1;
+      shape[0] = B;
+      memcpy(shape + 1, node->shape, sizeof(int64_t) * (size_t)r);
+      st = mx_node_new(op, (mx_dtype)node->dtype, r + 1, shape, 1, in, &p, out);
+      if (!st) (*out)->cost = node->cost * (B ? B : 1);
+      break;
+    }
     if (op != MX_OP_SELECT && op != MX_OP_BETAINC) {
       use_rule = 0;
       break;

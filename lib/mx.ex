@@ -21,7 +21,8 @@ defmodule Mx do
 
     * `Mx` — creation, elementwise, reductions, shape and indexing ops, matmul
     * `Mx.Array` — the array struct, `Access` indexing, `Inspect`
-    * `Mx.Type` — dtypes and the promotion rules
+    * `Mx.Type` — dtypes (complex `c64`/`c128` too) and the promotion rules
+    * `Mx.FFT` — discrete Fourier transforms (numpy's `np.fft`)
     * `Mx.Memory` — the engine's memory accounting and limits
     * `Mx.Special` — special functions: incomplete gamma and beta, log Φ and Φ⁻¹, betaln, xlogy
     * `Mx.Error` — the exception engine errors raise

@@ -814,6 +814,7 @@ static ERL_NIF_TERM reset_peak(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
 static ERL_NIF_TERM clear_cache(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)env, (void)argc, (void)argv;
   mx_memory_clear_cache();
+  mx_fft_cache_clear();
   return atom_ok;
 }
 

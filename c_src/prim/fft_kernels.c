@@ -75,6 +75,14 @@ static mx_status scratch(const char *op, int64_t doubles, mx_buffer **b) {
                   (long long)doubles * (long long)sizeof(double));
 }
 
+/* fft.h's message ("[fft] ...") under this primitive's name. */
+static mx_status renamed(const char *op, mx_status st) {
+  char why[512];
+  const char *m = mx_last_error();
+  snprintf(why, sizeof why, "%s", strncmp(m, "[fft] ", 6) == 0 ? m + 6 : m);
+  return mx_error(st, "[%s] %s", op, why);
+}
+
 typedef enum { K_C2C, K_R2C, K_C2R } fft_kind;
 
 /* Shared driver: checks the node, views it as [outer, n_in / n_out, inner], and runs the transform. */
@@ -112,11 +120,7 @@ static mx_status run_fft(const char *op, fft_kind kind, mx_array *out, mx_array 
 
   mx_fft_plan *plan = NULL;
   mx_status st = mx_fft_plan_get(n, &plan);
-  if (st) {
-    char why[512];
-    snprintf(why, sizeof why, "%s", mx_last_error());
-    return mx_error(st, "[%s] %s", op, why);
-  }
+  if (st) return renamed(op, st);
   int64_t rows = outer * inner;
   /* Direct when both sides are double and rows are contiguous. */
   int direct_in = li.dbl && inner == 1, direct_out = lo.dbl && inner == 1;
@@ -143,11 +147,7 @@ static mx_status run_fft(const char *op, fft_kind kind, mx_array *out, mx_array 
     if (kind == K_C2C) st = mx_fft_c2c(plan, src, dst, rows, 1, n, inverse, scale);
     else if (kind == K_R2C) st = mx_fft_r2c(plan, src, dst, rows, 1, n, scale);
     else st = mx_fft_c2r(plan, src, dst, rows, 1, half, scale);
-    if (st) {
-      char why[512];
-      snprintf(why, sizeof why, "%s", mx_last_error());
-      st = mx_error(st, "[%s] %s", op, why);
-    }
+    if (st) st = renamed(op, st);
   }
   if (!st && !direct_out) move(lo, mx_data(out), dst, rows, m_out, inner, 0);
   if (bin) mx_buffer_release(bin);

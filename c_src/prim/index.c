@@ -386,7 +386,7 @@ mx_status mx_k_slice(mx_array *out, mx_array *const *in) {
       return mx_error(MX_EINVAL, "[slice] axis %d reads indices %lld..%lld of a size %lld axis; start and stop must be in bounds",
                       d, (long long)start[d], (long long)last, (long long)a->shape[d]);
     base += start[d] * astr[d];
-    sstr[d] = astr[d] * stride[d];
+    sstr[d] = out->shape[d] > 1 ? astr[d] * stride[d] : 0; /* a huge stride over one element would overflow */
   }
   if (out->size == 0) return MX_OK;
   int es = mx_dtype_size((mx_dtype)out->dtype);
@@ -654,23 +654,22 @@ mx_status mx_k_indexed_put(mx_array *out, mx_array *const *in) {
   return MX_OK;
 }
 
+/* o[i] = COMBINE(T, o[i], u[i]) along each indexed row of out and its row of updates. */
+#define ADD_ROWS(T, COMBINE)                                                 \
+  for (int64_t j = 0; j < n; j++) {                                          \
+    T *o = (T *)mx_data(out) + row_offset(idx + j * k, k, astr);             \
+    const T *u = (const T *)mx_data(in[2]) + j * inner;                      \
+    for (int64_t i = 0; i < inner; i++) o[i] = COMBINE(T, o[i], u[i]);      \
+  }                                                                          \
+  return MX_OK;
 /* Integers wrap (the sum is formed in uint64_t, whose low bits are exact); bool ORs. */
-#define ADD_INT(ID, T)                                                                                       \
-  case MX_##ID:                                                                                             \
-    for (int64_t j = 0; j < n; j++) {                                                                        \
-      T *o = (T *)mx_data(out) + row_offset(idx + j * k, k, astr);                                           \
-      const T *u = (const T *)mx_data(in[2]) + j * inner;                                                    \
-      for (int64_t i = 0; i < inner; i++) o[i] = (T)((uint64_t)o[i] + (uint64_t)u[i]);                       \
-    }                                                                                                        \
-    return MX_OK;
-#define ADD_FLOAT(ID, T)                                                                                     \
-  case MX_##ID:                                                                                             \
-    for (int64_t j = 0; j < n; j++) {                                                                        \
-      T *o = (T *)mx_data(out) + row_offset(idx + j * k, k, astr);                                           \
-      const T *u = (const T *)mx_data(in[2]) + j * inner;                                                    \
-      for (int64_t i = 0; i < inner; i++) o[i] += u[i];                                                      \
-    }                                                                                                        \
-    return MX_OK;
+#define WRAP_ADD(T, x, y) (T)((uint64_t)(x) + (uint64_t)(y))
+#define PLUS(T, x, y) ((x) + (y))
+#define OR(T, x, y) ((x) || (y))
+#define ADD_INT(ID, T) \
+  case MX_##ID: ADD_ROWS(T, WRAP_ADD)
+#define ADD_FLOAT(ID, T) \
+  case MX_##ID: ADD_ROWS(T, PLUS)
 
 mx_status mx_k_indexed_add(mx_array *out, mx_array *const *in) {
   int64_t n, inner, astr[MX_MAX_RANK];
@@ -680,12 +679,7 @@ mx_status mx_k_indexed_add(mx_array *out, mx_array *const *in) {
   const int64_t *idx = mx_data(in[1]);
   switch ((mx_dtype)out->dtype) {
   case MX_BOOL:
-    for (int64_t j = 0; j < n; j++) {
-      uint8_t *o = (uint8_t *)mx_data(out) + row_offset(idx + j * k, k, astr);
-      const uint8_t *u = (const uint8_t *)mx_data(in[2]) + j * inner;
-      for (int64_t i = 0; i < inner; i++) o[i] = o[i] || u[i];
-    }
-    return MX_OK;
+    ADD_ROWS(uint8_t, OR)
     MX_INT_TYPES(ADD_INT)
     MX_FLOAT_TYPES(ADD_FLOAT)
     MX_COMPLEX_TYPES(ADD_FLOAT)
@@ -694,5 +688,9 @@ mx_status mx_k_indexed_add(mx_array *out, mx_array *const *in) {
                     mx_dtype_name((mx_dtype)out->dtype));
   }
 }
+#undef ADD_ROWS
+#undef WRAP_ADD
+#undef PLUS
+#undef OR
 #undef ADD_INT
 #undef ADD_FLOAT

@@ -30,6 +30,10 @@
  *   INDEXED_ADD/PUT in[1] s64 indices [n, k], in[2] updates [n] ++ a.shape[k:] of out.dtype
  *   SORT/ARGSORT  axis; flags & MX_F_DESC; stable; NaN last ascending, first descending
  *   MATMUL        in[0] [..., m, k], in[1] [..., k, n] of out.dtype, batch dims broadcast
+ *   complex       c64/c128 inputs reach only the ops ops_complex.c allows; abs/real/imag/angle
+ *                 write the parts' float dtype; COMPLEX packs two f32 (f64) parts into c64 (c128)
+ *   FFT/RFFT/IRFFT axis; f[0] scale; flags & 1 inverse (FFT); ip[0] the real length n;
+ *                 the input already has the transform's length along axis (ops_fft.c crops/pads)
  *
  * Index kernels report out-of-bounds indices as MX_EINVAL naming the op. */
 #ifndef MX_KERNELS_H

@@ -35,6 +35,7 @@
 
 #include "blas.h"
 #include "kernels.h"
+#include "layout.h"
 
 /* ---- element helpers: f64 picks double, else float ------------------------------- */
 
@@ -178,7 +179,8 @@ static const char *which_matrix(const mx_array *a, int64_t t, char *dst, size_t 
   return dst;
 }
 
-/* Errors common to every kernel: no memory, a rejected argument (a bug here). */
+/* Errors common to every kernel, those with info < 0 (INFO_NOMEM included): no memory,
+ * a rejected argument (a bug here). */
 static mx_status common_failure(const char *op, const la_fail *f) {
   if (f->info == INFO_NOMEM)
     return mx_error(MX_ENOMEM, "[%s] out of memory allocating a %lld-byte LAPACK workspace", op, (long long)f->bytes);
@@ -203,26 +205,12 @@ static void run_batch(int64_t batch, int64_t dim, double flops, mx_range_fn fn, 
   mx_parallel_for(batch, grain, fn, ctx);
 }
 
-/* Batch strides of x's leading axes seen through out's nb batch axes (0 where broadcast). */
-static void batch_strides(const mx_array *x, int nb, int64_t *str) {
-  int64_t s = 1;
-  for (int i = nb - 1, j = x->ndim - 3; i >= 0; i--, j--) {
-    if (j >= 0) {
-      str[i] = x->shape[j] == 1 ? 0 : s;
-      s *= x->shape[j];
-    } else {
-      str[i] = 0;
-    }
-  }
-}
-
-static int64_t batch_offset(int nb, const int64_t *shape, const int64_t *str, int64_t t) {
-  int64_t o = 0;
-  for (int d = nb - 1; d >= 0; d--) {
-    o += (t % shape[d]) * str[d];
-    t /= shape[d];
-  }
-  return o;
+/* Runs fn over the batch with *fail (inside ctx) fresh; whether any matrix failed. */
+static int batch_failed(la_fail *fail, int64_t batch, int64_t dim, double flops, mx_range_fn fn, void *ctx) {
+  fail_init(fail);
+  run_batch(batch, dim, flops, fn, ctx);
+  pthread_mutex_destroy(&fail->lock);
+  return fail->index >= 0;
 }
 
 /* Dtype and LAPACK-range checks every kernel makes before touching data. */
@@ -247,12 +235,6 @@ static mx_status check_range(const char *op, int64_t rows, int64_t cols) {
   return MX_OK;
 }
 
-static int64_t batch_of(const mx_array *a, int trailing) {
-  int64_t b = 1;
-  for (int i = 0; i < a->ndim - trailing; i++) b *= a->shape[i];
-  return b;
-}
-
 static mx_status workspace_too_large(const char *op, int64_t m, int64_t n) {
   return mx_error(MX_EINVAL, "[%s] LAPACK's workspace for a %lld x %lld matrix exceeds its integer range; use smaller matrices",
                   op, (long long)m, (long long)n);
@@ -268,16 +250,17 @@ static int64_t queried(int f64, const void *w) {
 
 /* ---- CHOLESKY ------------------------------------------------------------------------- */
 
+/* One square matrix in, one result out per batch index (CHOLESKY, LU). */
 typedef struct {
   int f64;
   int64_t n;
   const void *a;
   void *out;
   la_fail fail;
-} chol_job;
+} square_job;
 
 static void chol_range(void *ctx, int64_t lo, int64_t hi) {
-  chol_job *J = ctx;
+  square_job *J = ctx;
   int64_t n = J->n, nn = n * n;
   size_t es = J->f64 ? 8 : 4;
   for (int64_t t = lo; t < hi; t++) {
@@ -310,11 +293,8 @@ mx_status mx_k_cholesky(mx_array *out, mx_array *const *in) {
     return mx_error(MX_EINVAL, "[cholesky] kernel needs square matrices and an output of the input's shape");
   if ((st = check_range("cholesky", n, n))) return st;
   if (out->size == 0) return MX_OK;
-  chol_job J = {.f64 = out->dtype == MX_F64, .n = n, .a = mx_data(in[0]), .out = mx_data(out)};
-  fail_init(&J.fail);
-  run_batch(batch_of(in[0], 2), n, (double)n * n * n / 3, chol_range, &J);
-  pthread_mutex_destroy(&J.fail.lock);
-  if (J.fail.index < 0) return MX_OK;
+  square_job J = {.f64 = out->dtype == MX_F64, .n = n, .a = mx_data(in[0]), .out = mx_data(out)};
+  if (!batch_failed(&J.fail, mx_batch_count(in[0], 2), n, (double)n * n * n / 3, chol_range, &J)) return MX_OK;
   if (J.fail.info < 0) return common_failure("cholesky", &J.fail);
   char w[256];
   return mx_error(MX_ECOMPUTE,
@@ -326,16 +306,8 @@ mx_status mx_k_cholesky(mx_array *out, mx_array *const *in) {
 
 /* ---- LU --------------------------------------------------------------------------------- */
 
-typedef struct {
-  int f64;
-  int64_t n;
-  const void *a;
-  void *out;
-  la_fail fail;
-} lu_job;
-
 static void lu_range(void *ctx, int64_t lo, int64_t hi) {
-  lu_job *J = ctx;
+  square_job *J = ctx;
   int f64 = J->f64;
   int64_t n = J->n, nn = n * n, es = f64 ? 8 : 4;
   void *w = work_alloc(&J->fail, lo, nn * es);
@@ -369,19 +341,17 @@ mx_status mx_k_lu(mx_array *out, mx_array *const *in) {
     return mx_error(MX_EINVAL, "[lu] kernel needs square matrices and a packed output [..., n*n + n]");
   if ((st = check_range("lu", n, n))) return st;
   if (out->size == 0) return MX_OK;
-  lu_job J = {.f64 = out->dtype == MX_F64, .n = n, .a = mx_data(in[0]), .out = mx_data(out)};
-  fail_init(&J.fail);
-  run_batch(batch_of(in[0], 2), n, 2.0 * n * n * n / 3, lu_range, &J);
-  pthread_mutex_destroy(&J.fail.lock);
-  return J.fail.index < 0 ? MX_OK : common_failure("lu", &J.fail);
+  square_job J = {.f64 = out->dtype == MX_F64, .n = n, .a = mx_data(in[0]), .out = mx_data(out)};
+  return batch_failed(&J.fail, mx_batch_count(in[0], 2), n, 2.0 * n * n * n / 3, lu_range, &J)
+             ? common_failure("lu", &J.fail)
+             : MX_OK;
 }
 
 /* ---- SOLVE and TRIANGULAR_SOLVE: batch axes of a and b broadcast ------------------------------ */
 
 typedef struct {
   int f64, flags;
-  int nb;
-  int64_t shape[MX_MAX_RANK], astr[MX_MAX_RANK], bstr[MX_MAX_RANK];
+  mx_batch2 bt;    /* out's batch axes, with a's and b's strides */
   int64_t n, m, k; /* a [n, n]; b and out [m, k] */
   const void *a, *b;
   void *out;
@@ -393,22 +363,16 @@ static mx_status solve_plan(const char *op, mx_array *out, mx_array *const *in, 
   if (st) return st;
   const mx_array *a = in[0], *b = in[1];
   J->f64 = out->dtype == MX_F64;
-  J->nb = out->ndim - 2;
   J->n = a->shape[a->ndim - 1];
   J->m = out->shape[out->ndim - 2];
   J->k = out->shape[out->ndim - 1];
   if (a->shape[a->ndim - 2] != J->n || b->shape[b->ndim - 2] != J->m || b->shape[b->ndim - 1] != J->k ||
       a->ndim > out->ndim || b->ndim > out->ndim)
     return mx_error(MX_EINVAL, "[%s] kernel shapes do not fit: a needs [..., n, n], b and out [..., m, k]", op);
-  for (int d = 0; d < J->nb; d++) J->shape[d] = out->shape[d];
-  batch_strides(a, J->nb, J->astr);
-  batch_strides(b, J->nb, J->bstr);
-  for (int d = 0; d < J->nb; d++) {
-    int ia = a->ndim - 2 - J->nb + d, ib = b->ndim - 2 - J->nb + d;
-    if ((J->astr[d] && a->shape[ia] != J->shape[d]) || (J->bstr[d] && b->shape[ib] != J->shape[d]))
-      return mx_error(MX_EINVAL, "[%s] batch axis %d does not broadcast to the output's size %lld", op, d,
-                      (long long)J->shape[d]);
-  }
+  int bad = mx_batch2_plan(out, a, b, &J->bt);
+  if (bad >= 0)
+    return mx_error(MX_EINVAL, "[%s] batch axis %d does not broadcast to the output's size %lld", op, bad,
+                    (long long)J->bt.shape[bad]);
   if ((st = check_range(op, J->n, J->n)) || (st = check_range(op, J->m, J->k))) return st;
   J->a = mx_data(a);
   J->b = mx_data(b);
@@ -454,7 +418,8 @@ static void solve_range(void *ctx, int64_t lo, int64_t hi) {
   int64_t have = -1; /* the a matrix factored in w: a broadcast a is factored once per chunk */
   int bad = 0;
   for (int64_t t = lo; t < hi && w && ipiv; t++) {
-    int64_t ao = batch_offset(J->nb, J->shape, J->astr, t), bo = batch_offset(J->nb, J->shape, J->bstr, t);
+    int64_t ao, bo;
+    mx_batch2_offsets(&J->bt, t, &ao, &bo);
     void *o = at(f64, J->out, t * n * k);
     memcpy(o, at(f64, J->b, bo * n * k), (size_t)(n * k * es));
     if (ao != have) {
@@ -494,12 +459,10 @@ mx_status mx_k_solve(mx_array *out, mx_array *const *in) {
   if (st) return st;
   if (J.m != J.n) return mx_error(MX_EINVAL, "[%s] kernel needs b with n rows", op);
   if (out->size == 0) return MX_OK;
-  fail_init(&J.fail);
-  int64_t batch = out->size / (J.n * J.k);
-  run_batch(batch, J.n > J.k ? J.n : J.k, 2.0 * J.n * J.n * J.n / 3 + 2.0 * J.n * J.n * J.k, solve_range, &J);
-  pthread_mutex_destroy(&J.fail.lock);
-  if (J.fail.index < 0) return MX_OK;
-  if (J.fail.info < 0 || J.fail.info == INFO_NOMEM) return common_failure(op, &J.fail);
+  if (!batch_failed(&J.fail, J.bt.batch, J.n > J.k ? J.n : J.k, 2.0 * J.n * J.n * J.n / 3 + 2.0 * J.n * J.n * J.k,
+                    solve_range, &J))
+    return MX_OK;
+  if (J.fail.info < 0) return common_failure(op, &J.fail);
   char w[256];
   long long z = (long long)J.fail.info - 1;
   return mx_error(MX_ECOMPUTE,
@@ -514,7 +477,8 @@ static void trsolve_range(void *ctx, int64_t lo, int64_t hi) {
       unit = (J->flags & 8) != 0;
   int64_t n = J->n, m = J->m, k = J->k, es = f64 ? 8 : 4;
   for (int64_t t = lo; t < hi; t++) {
-    int64_t ao = batch_offset(J->nb, J->shape, J->astr, t), bo = batch_offset(J->nb, J->shape, J->bstr, t);
+    int64_t ao, bo;
+    mx_batch2_offsets(&J->bt, t, &ao, &bo);
     const void *a = at(f64, J->a, ao * n * n);
     void *o = at(f64, J->out, t * m * k);
     if (!unit)
@@ -535,11 +499,8 @@ mx_status mx_k_triangular_solve(mx_array *out, mx_array *const *in) {
   if (st) return st;
   if ((flags & 2 ? J.m : J.k) != J.n) return mx_error(MX_EINVAL, "[triangular_solve] kernel needs b to match a's order");
   if (out->size == 0 || J.n == 0) return MX_OK;
-  fail_init(&J.fail);
-  int64_t batch = out->size / (J.m * J.k);
-  run_batch(batch, J.n, (double)J.n * J.n * (flags & 2 ? J.k : J.m), trsolve_range, &J);
-  pthread_mutex_destroy(&J.fail.lock);
-  if (J.fail.index < 0) return MX_OK;
+  if (!batch_failed(&J.fail, J.bt.batch, J.n, (double)J.n * J.n * (flags & 2 ? J.k : J.m), trsolve_range, &J))
+    return MX_OK;
   char w[256];
   long long z = (long long)J.fail.info - 1;
   return mx_error(MX_ECOMPUTE,
@@ -603,10 +564,9 @@ mx_status mx_k_qr(mx_array *out, mx_array *const *in) {
   int64_t l1 = queried(f64, &q1), l2 = queried(f64, &q2);
   if (l1 < 0 || l2 < 0) return workspace_too_large("qr", m, n);
   qr_job J = {.f64 = f64, .m = m, .n = n, .k = k, .lwork = l1 > l2 ? l1 : l2, .a = mx_data(in[0]), .out = mx_data(out)};
-  fail_init(&J.fail);
-  run_batch(batch_of(in[0], 2), m > n ? m : n, 4.0 * m * n * k, qr_range, &J);
-  pthread_mutex_destroy(&J.fail.lock);
-  return J.fail.index < 0 ? MX_OK : common_failure("qr", &J.fail);
+  return batch_failed(&J.fail, mx_batch_count(in[0], 2), m > n ? m : n, 4.0 * m * n * k, qr_range, &J)
+             ? common_failure("qr", &J.fail)
+             : MX_OK;
 }
 
 /* ---- SVD: of A^T, whose column-major factors are A's row-major ones -------------------------
@@ -685,12 +645,9 @@ mx_status mx_k_svd(mx_array *out, mx_array *const *in) {
   }
   J.a = mx_data(in[0]);
   J.out = mx_data(out);
-  fail_init(&J.fail);
-  int64_t big = J.m > J.n ? J.m : J.n;
-  run_batch(batch_of(in[0], 2), big, 12.0 * J.m * J.n * J.k, svd_range, &J);
-  pthread_mutex_destroy(&J.fail.lock);
-  if (J.fail.index < 0) return MX_OK;
-  if (J.fail.info < 0 || J.fail.info == INFO_NOMEM) return common_failure("svd", &J.fail);
+  if (!batch_failed(&J.fail, mx_batch_count(in[0], 2), J.m > J.n ? J.m : J.n, 12.0 * J.m * J.n * J.k, svd_range, &J))
+    return MX_OK;
+  if (J.fail.info < 0) return common_failure("svd", &J.fail);
   char w[256];
   return mx_error(MX_ECOMPUTE,
                   "[svd] the SVD of %s did not converge (LAPACK gesdd info %lld); check the input for values "
@@ -754,11 +711,8 @@ mx_status mx_k_eigh(mx_array *out, mx_array *const *in) {
   J.liwork = iq > 1 ? iq : 1;
   J.a = mx_data(in[0]);
   J.out = mx_data(out);
-  fail_init(&J.fail);
-  run_batch(batch_of(in[0], 2), J.n, 9.0 * J.n * J.n * J.n, eigh_range, &J);
-  pthread_mutex_destroy(&J.fail.lock);
-  if (J.fail.index < 0) return MX_OK;
-  if (J.fail.info < 0 || J.fail.info == INFO_NOMEM) return common_failure("eigh", &J.fail);
+  if (!batch_failed(&J.fail, mx_batch_count(in[0], 2), J.n, 9.0 * J.n * J.n * J.n, eigh_range, &J)) return MX_OK;
+  if (J.fail.info < 0) return common_failure("eigh", &J.fail);
   char w[256];
   return mx_error(MX_ECOMPUTE,
                   "[eigh] the eigensolver did not converge for %s (LAPACK syevd info %lld); check the input "

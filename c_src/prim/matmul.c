@@ -5,40 +5,14 @@
 
 #include "blas.h"
 #include "kernels.h"
+#include "layout.h"
 
 typedef struct {
-  int nb;                         /* batch rank (out->ndim - 2) */
-  int64_t shape[MX_MAX_RANK];     /* out's batch dims */
-  int64_t astr[MX_MAX_RANK], bstr[MX_MAX_RANK]; /* batch strides in matrices; 0 where broadcast */
-  int64_t batch, m, k, n;
+  mx_batch2 bt; /* out's batch axes, with a's and b's strides */
+  int64_t m, k, n;
   const void *a, *b;
   void *c;
 } mm_plan;
-
-/* Matrix offsets (in matrices) of a and b for batch index t. */
-static void batch_offsets(const mm_plan *P, int64_t t, int64_t *ao, int64_t *bo) {
-  *ao = *bo = 0;
-  for (int d = P->nb - 1; d >= 0; d--) {
-    int64_t i = t % P->shape[d];
-    t /= P->shape[d];
-    *ao += i * P->astr[d];
-    *bo += i * P->bstr[d];
-  }
-}
-
-/* Batch strides of x's leading dims seen through out's batch dims; returns x's batch count. */
-static int64_t batch_strides(const mx_array *x, int nb, int64_t *str) {
-  int64_t s = 1;
-  for (int i = nb - 1, j = x->ndim - 3; i >= 0; i--, j--) {
-    if (j >= 0) {
-      str[i] = x->shape[j] == 1 ? 0 : s;
-      s *= x->shape[j];
-    } else {
-      str[i] = 0;
-    }
-  }
-  return s;
-}
 
 /* ---- integer and bool: one output row per unit, i-k-j order ---------------------- */
 
@@ -49,7 +23,7 @@ static int64_t batch_strides(const mx_array *x, int nb, int64_t *str) {
     const mm_plan *P = ctx;                                                              \
     for (int64_t u = lo; u < hi; u++) {                                                  \
       int64_t t = u / P->m, i = u % P->m, ao, bo;                                        \
-      batch_offsets(P, t, &ao, &bo);                                                     \
+      mx_batch2_offsets(&P->bt, t, &ao, &bo);                                            \
       const T *ar = (const T *)P->a + ao * P->m * P->k + i * P->k;                       \
       const T *bm = (const T *)P->b + bo * P->k * P->n;                                  \
       T *cr = (T *)P->c + u * P->n;                                                      \
@@ -70,7 +44,7 @@ static void mm_rows_BOOL(void *ctx, int64_t lo, int64_t hi) {
   const mm_plan *P = ctx;
   for (int64_t u = lo; u < hi; u++) {
     int64_t t = u / P->m, i = u % P->m, ao, bo;
-    batch_offsets(P, t, &ao, &bo);
+    mx_batch2_offsets(&P->bt, t, &ao, &bo);
     const uint8_t *ar = (const uint8_t *)P->a + ao * P->m * P->k + i * P->k;
     const uint8_t *bm = (const uint8_t *)P->b + bo * P->k * P->n;
     uint8_t *cr = (uint8_t *)P->c + u * P->n;
@@ -96,9 +70,9 @@ static void mm_rows_BOOL(void *ctx, int64_t lo, int64_t hi) {
       gemm(/* trans_a = */ 0, /* trans_b = */ 0, m, n, k, 1, a, k, b, n, 0, c, n);         \
   }                                                                                        \
   static void mm_blas_##T(const mm_plan *P) {                                              \
-    for (int64_t t = 0; t < P->batch; t++) {                                               \
+    for (int64_t t = 0; t < P->bt.batch; t++) {                                            \
       int64_t ao, bo;                                                                      \
-      batch_offsets(P, t, &ao, &bo);                                                       \
+      mx_batch2_offsets(&P->bt, t, &ao, &bo);                                              \
       mm_one_##T(P->m, P->n, P->k, (const T *)P->a + ao * P->m * P->k,                     \
                  (const T *)P->b + bo * P->k * P->n, (T *)P->c + t * P->m * P->n);         \
     }                                                                                      \
@@ -110,9 +84,9 @@ MM_BLAS(double, mx_dgemm, mx_dgemv)
 /* c64/c128: cgemm/zgemm per batch matrix (es: bytes per element). */
 static void mm_blas_complex(const mm_plan *P, int f64) {
   size_t es = f64 ? 16 : 8;
-  for (int64_t t = 0; t < P->batch; t++) {
+  for (int64_t t = 0; t < P->bt.batch; t++) {
     int64_t ao, bo;
-    batch_offsets(P, t, &ao, &bo);
+    mx_batch2_offsets(&P->bt, t, &ao, &bo);
     mx_cxgemm(f64, P->m, P->n, P->k, (const char *)P->a + (size_t)(ao * P->m * P->k) * es, P->k,
               (const char *)P->b + (size_t)(bo * P->k * P->n) * es, P->n, (char *)P->c + (size_t)(t * P->m * P->n) * es,
               P->n);
@@ -128,24 +102,18 @@ mx_status mx_k_matmul(mx_array *out, mx_array *const *in) {
     return mx_error(MX_EINVAL, "[matmul] input dtypes %s and %s must equal the output dtype %s; cast with as_type",
                     mx_dtype_name((mx_dtype)a->dtype), mx_dtype_name((mx_dtype)b->dtype),
                     mx_dtype_name((mx_dtype)out->dtype));
-  mm_plan P = {.nb = out->ndim - 2, .m = a->shape[a->ndim - 2], .k = a->shape[a->ndim - 1], .n = b->shape[b->ndim - 1],
+  int nb = out->ndim - 2;
+  mm_plan P = {.m = a->shape[a->ndim - 2], .k = a->shape[a->ndim - 1], .n = b->shape[b->ndim - 1],
                .a = mx_data(a), .b = mx_data(b), .c = mx_data(out)};
-  if (b->shape[b->ndim - 2] != P.k || out->shape[P.nb] != P.m || out->shape[P.nb + 1] != P.n ||
+  if (b->shape[b->ndim - 2] != P.k || out->shape[nb] != P.m || out->shape[nb + 1] != P.n ||
       a->ndim > out->ndim || b->ndim > out->ndim)
     return mx_error(MX_EINVAL, "[matmul] shapes do not chain: a [..., %lld, %lld], b [..., %lld, %lld], out [..., %lld, %lld]",
                     (long long)P.m, (long long)P.k, (long long)b->shape[b->ndim - 2], (long long)P.n,
-                    (long long)out->shape[P.nb], (long long)out->shape[P.nb + 1]);
-  P.batch = 1;
-  for (int d = 0; d < P.nb; d++) {
-    P.shape[d] = out->shape[d];
-    P.batch *= out->shape[d];
-  }
-  int64_t a_count = batch_strides(a, P.nb, P.astr), b_count = batch_strides(b, P.nb, P.bstr);
-  for (int d = 0; d < P.nb; d++)
-    if ((P.astr[d] && a->shape[a->ndim - 2 - P.nb + d] != P.shape[d]) ||
-        (P.bstr[d] && b->shape[b->ndim - 2 - P.nb + d] != P.shape[d]))
-      return mx_error(MX_EINVAL, "[matmul] batch axis %d does not broadcast to the output's size %lld", d,
-                      (long long)P.shape[d]);
+                    (long long)out->shape[nb], (long long)out->shape[nb + 1]);
+  int bad = mx_batch2_plan(out, a, b, &P.bt);
+  if (bad >= 0)
+    return mx_error(MX_EINVAL, "[matmul] batch axis %d does not broadcast to the output's size %lld", bad,
+                    (long long)P.bt.shape[bad]);
   if (out->size == 0) return MX_OK;
   if (P.k == 0) { /* empty sums: all-zero bytes are 0 in every dtype */
     memset(P.c, 0, mx_nbytes(out));
@@ -158,10 +126,10 @@ mx_status mx_k_matmul(mx_array *out, mx_array *const *in) {
   case MX_C64:
   case MX_C128:
     /* a full stack of A against one B is a single [batch * m, k] @ [k, n] product */
-    if (b_count == 1 && a_count == P.batch) {
-      P.m *= P.batch;
-      P.batch = 1;
-      P.nb = 0;
+    if (P.bt.bcount == 1 && P.bt.acount == P.bt.batch) {
+      P.m *= P.bt.batch;
+      P.bt.batch = 1;
+      P.bt.nb = 0;
     }
     if (!mx_blas_fits(P.m) || !mx_blas_fits(P.n) || !mx_blas_fits(P.k))
       return mx_error(MX_EINVAL, "[matmul] dims m=%lld, n=%lld, k=%lld exceed BLAS's integer range", (long long)P.m,
@@ -176,7 +144,7 @@ mx_status mx_k_matmul(mx_array *out, mx_array *const *in) {
 #define CASE_INT(ID, T)                                                          \
   case MX_##ID: {                                                                \
     int64_t grain = MX_PARALLEL_GRAIN / (P.k * P.n);                             \
-    mx_parallel_for(P.batch * P.m, grain > 0 ? grain : 1, mm_rows_##ID, &P);     \
+    mx_parallel_for(P.bt.batch * P.m, grain > 0 ? grain : 1, mm_rows_##ID, &P);  \
     return MX_OK;                                                                \
   }
     MX_INT_TYPES(CASE_INT)

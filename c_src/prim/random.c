@@ -70,6 +70,17 @@ static inline int64_t poff(const rctx *c, int k, int64_t i) {
   return off;
 }
 
+/* Float draws: parameter k at output element i, and the store of element i, in the output's dtype. */
+static inline double fparam(const rctx *c, int f32, int k, int64_t i) {
+  int64_t o = poff(c, k, i);
+  return f32 ? ((const float *)c->p[k])[o] : ((const double *)c->p[k])[o];
+}
+
+static inline void fstore(const rctx *c, int f32, int64_t i, double x) {
+  if (f32) ((float *)mx_data(c->out))[i] = (float)x;
+  else ((double *)mx_data(c->out))[i] = x;
+}
+
 static void note_bad(rctx *c, int64_t i) {
   int64_t cur = atomic_load(&c->bad);
   while (i < cur && !atomic_compare_exchange_weak(&c->bad, &cur, i)) {
@@ -306,12 +317,7 @@ static void truncated_range(void *ctx, int64_t lo, int64_t hi) {
   int f32 = (mx_dtype)c->out->dtype == MX_F32;
   for (int64_t i = lo; i < hi; i++) {
     double u = mx_u64_to_open_unit(mx_threefry_u64(c->k0, c->k1, (uint64_t)i));
-    int64_t oa = poff(c, 0, i), ob = poff(c, 1, i);
-    double a = f32 ? ((const float *)c->p[0])[oa] : ((const double *)c->p[0])[oa];
-    double b = f32 ? ((const float *)c->p[1])[ob] : ((const double *)c->p[1])[ob];
-    double x = mx_sample_truncated_normal(u, a, b);
-    if (f32) ((float *)mx_data(c->out))[i] = (float)x;
-    else ((double *)mx_data(c->out))[i] = x;
+    fstore(c, f32, i, mx_sample_truncated_normal(u, fparam(c, f32, 0, i), fparam(c, f32, 1, i)));
   }
 }
 
@@ -361,11 +367,7 @@ static void gamma_range(void *ctx, int64_t lo, int64_t hi) {
   rctx *c = ctx;
   int f32 = (mx_dtype)c->out->dtype == MX_F32, log_space = c->flags & MX_RANDOM_LOG;
   for (int64_t i = lo; i < hi; i++) {
-    int64_t k = poff(c, 0, i);
-    double alpha = f32 ? ((const float *)c->p[0])[k] : ((const double *)c->p[0])[k];
-    double x = mx_sample_gamma(c->k0, c->k1, (uint32_t)i, alpha, log_space);
-    if (f32) ((float *)mx_data(c->out))[i] = (float)x;
-    else ((double *)mx_data(c->out))[i] = x;
+    fstore(c, f32, i, mx_sample_gamma(c->k0, c->k1, (uint32_t)i, fparam(c, f32, 0, i), log_space));
   }
 }
 

@@ -14,6 +14,7 @@
 
 #include "complex.h"
 #include "kernels.h"
+#include "layout.h"
 
 #define LANES 16       /* independent accumulators per row: lets gcc vectorize */
 #define VBYTES 16      /* vector width for max/min (SSE; gcc splits or widens as needed) */
@@ -450,12 +451,11 @@ static mx_status reduce(const char *name, const reducer *tab, int out_t, double 
   while (groups > 1) {
     int j = m - 1;
     while (!red[j]) j--;
-    int64_t outer = 1, inner = 1;
-    for (int k = 0; k < j; k++) outer *= dims[k];
-    for (int k = j + 1; k < m; k++) inner *= dims[k];
+    int64_t outer, len, inner;
+    mx_axis_split(m, dims, j, &outer, &len, &inner);
     mx_buffer *next;
     if ((status = scratch(name, outer * inner, oes, &next))) break;
-    reduce_view(&tab[st], src, mx_dtype_size(st), next->data, oes, outer, dims[j], inner);
+    reduce_view(&tab[st], src, mx_dtype_size(st), next->data, oes, outer, len, inner);
     if (prev) mx_buffer_release(prev);
     prev = next, src = next->data, st = ot;
     /* drop group j; the kept groups around it become neighbours */
@@ -617,13 +617,9 @@ static mx_status scan(const char *name, const scanner *tab, mx_array *out, mx_ar
     return mx_error(MX_EINVAL, "[%s] axis %d is out of range for rank %d", name, axis, a->ndim);
   if (out->size == 0) return MX_OK;
   scan_ctx c = {.s = &tab[t], .x = mx_data(a), .o = mx_data(out), .es = mx_dtype_size(t),
-                .reverse = p && (p->flags & MX_F_REVERSE), .n = 1, .inner = 1};
-  int64_t outer = 1;
-  for (int d = 0; d < a->ndim; d++) {
-    if (d < axis) outer *= a->shape[d];
-    else if (d == axis) c.n = a->shape[d];
-    else c.inner *= a->shape[d];
-  }
+                .reverse = p && (p->flags & MX_F_REVERSE)};
+  int64_t outer;
+  mx_axis_split(a->ndim, a->shape, axis, &outer, &c.n, &c.inner);
   if (c.inner > 1) {
     c.nblocks = (c.inner + COLS - 1) / COLS;
     mx_parallel_for(outer * c.nblocks, grain_for(c.n * min64(c.inner, COLS)), scan_cols_task, &c);

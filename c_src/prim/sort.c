@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "layout.h"
 
 #define RUN 16 /* insertion-sorted runs before merging */
 #define ISNAN(x) _Generic((x), float: isnan((float)(x)), double: isnan((double)(x)), default: 0)
@@ -146,14 +147,9 @@ static mx_status sort_axis(const char *name, int arg, mx_array *out, mx_array *c
   if (a->ndim > 0 && (axis < 0 || axis >= a->ndim))
     return mx_error(MX_EINVAL, "[%s] axis %d is out of range for rank %d", name, axis, a->ndim);
   if (out->size == 0) return MX_OK;
-  sort_ctx c = {.x = mx_data(a), .o = mx_data(out), .n = 1, .inner = 1, .desc = p && (p->flags & MX_F_DESC),
-                .arg = arg};
-  int64_t outer = 1;
-  for (int d = 0; d < a->ndim; d++) {
-    if (d < axis) outer *= a->shape[d];
-    else if (d == axis) c.n = a->shape[d];
-    else c.inner *= a->shape[d];
-  }
+  sort_ctx c = {.x = mx_data(a), .o = mx_data(out), .desc = p && (p->flags & MX_F_DESC), .arg = arg};
+  int64_t outer;
+  mx_axis_split(a->ndim, a->shape, axis, &outer, &c.n, &c.inner);
   atomic_init(&c.failed, 0);
   int64_t rows = outer * c.inner, grain = MX_PARALLEL_GRAIN / c.n + 1;
   mx_parallel_for(rows, grain, sort_tab[t], &c);

@@ -155,6 +155,11 @@ static inline double _Complex widen_c(float _Complex z) { return (double _Comple
 static inline float _Complex narrow_c(double _Complex z) { return (float _Complex)z; }
 DIRECT(c64_to_c128, float _Complex, double _Complex, widen_c)
 DIRECT(c128_to_c64, double _Complex, float _Complex, narrow_c)
+/* Complex -> bool is true when either part is nonzero (the canonical chunk sees only the real part). */
+static inline uint8_t nonzero_cf(float _Complex z) { return z != 0; }
+static inline uint8_t nonzero_c(double _Complex z) { return z != 0; }
+DIRECT(c64_to_bool, float _Complex, uint8_t, nonzero_cf)
+DIRECT(c128_to_bool, double _Complex, uint8_t, nonzero_c)
 
 static direct_fn direct_cast(mx_dtype from, mx_dtype to) {
   if (from == MX_F32 && to == MX_F16) return f32_to_f16;
@@ -163,6 +168,8 @@ static direct_fn direct_cast(mx_dtype from, mx_dtype to) {
   if (from == MX_BF16 && to == MX_F32) return bf16_to_f32;
   if (from == MX_C64 && to == MX_C128) return c64_to_c128;
   if (from == MX_C128 && to == MX_C64) return c128_to_c64;
+  if (from == MX_C64 && to == MX_BOOL) return c64_to_bool;
+  if (from == MX_C128 && to == MX_BOOL) return c128_to_bool;
   return NULL;
 }
 

@@ -292,9 +292,9 @@ double mx_erfc(double x) { return erfc(x); }
 float mx_erfcf(float x) { return (float)erfc(x); }
 
 /* ---- log_ndtr ------------------------------------------------------------------
- * x > 0: log1p(-Q(x)) keeps the digits of log Phi near 0. -20 < x <= 0: log of
- * erfc, whose relative error (a few ulp, plus the x/sqrt(2) rounding scaled by
- * x^2) is divided by |log Phi| ~ x^2/2. x <= -20: Phi(x) = phi(x)/|x| *
+ * x > 0: log1p(-Q(x)) keeps the digits of log Phi near 0 (Q = erfc(x/sqrt 2)/2 is
+ * taken to full relative precision, so log Phi ~ -Q is too). -20 < x <= 0: log of
+ * erfc, whose relative error is divided by |log Phi| ~ x^2/2. x <= -20: Phi(x) = phi(x)/|x| *
  * (1 - 1/x^2 + 3/x^4 - ...), an asymptotic series whose terms (2k-1)!!/x^2k
  * fall below 1e-17 long before they start to grow (k ~ x^2/2 = 200). */
 #define SQRT1_2_LO (-4.833646656726457e-17) /* 1/sqrt(2) - M_SQRT1_2 */
@@ -308,9 +308,9 @@ static double erfc_sqrt1_2(double x) {
 
 double mx_log_ndtr(double x) {
   if (isnan(x)) return x;
+  if (isinf(x)) return x > 0 ? -0.0 : -INFINITY;
   if (x > 0) return log1p(-0.5 * erfc_sqrt1_2(x));
   if (x > -20) return log(0.5 * erfc_sqrt1_2(-x));
-  if (isinf(x)) return -INFINITY;
   double t = 1 / (x * x), term = 1, s = 0;
   for (int k = 1; k < 30; k++) {
     term *= -(2 * k - 1) * t;

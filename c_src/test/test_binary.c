@@ -1,71 +1,31 @@
 /* test_binary.c: binary-family kernels and select, end to end through
  * mx_binary / mx_select + mx_eval. Prints "N passed, M failed". */
-#include <math.h>
-#include <stdio.h>
-#include <string.h>
-
-#include "../mx.h"
 #include "../prim/kernels.h"
+#include "test_util.h"
 
-static int npass, nfail;
 static const int64_t SCALAR[1] = {1}; /* shape pointer for rank 0 (never read) */
-
-#define CHECK(cond, ...)                             \
-  do {                                               \
-    if (cond) {                                      \
-      npass++;                                       \
-    } else {                                         \
-      nfail++;                                       \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-      printf(__VA_ARGS__);                           \
-      printf("\n");                                  \
-    }                                                \
-  } while (0)
-
-static mx_array *arr(mx_dtype t, int ndim, const int64_t *shape, const void *data) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= shape[i];
-  mx_array *a = NULL;
-  if (mx_from_data(t, ndim, shape, data, (size_t)n * (size_t)mx_dtype_size(t), &a) != MX_OK)
-    printf("mx_from_data: %s\n", mx_last_error());
-  return a;
-}
 
 /* Builds and evaluates op(a, b); releases a and b. NULL (and a failed check) on error. */
 static mx_array *bin(mx_op op, mx_array *a, mx_array *b) {
   mx_array *out = NULL;
   mx_status st = mx_binary(op, a, b, &out);
-  if (st == MX_OK) st = mx_eval(&out, 1);
-  CHECK(st == MX_OK, "[%s] %s", mx_ops[op].name, mx_last_error());
   mx_release(a);
   mx_release(b);
-  if (st != MX_OK && out) {
-    mx_release(out);
-    out = NULL;
-  }
-  return out;
+  return run_check(st, &out, mx_ops[op].name);
 }
 
 static mx_array *sel(mx_array *p, mx_array *a, mx_array *b) {
   mx_array *out = NULL;
   mx_status st = mx_select(p, a, b, &out);
-  if (st == MX_OK) st = mx_eval(&out, 1);
-  CHECK(st == MX_OK, "[select] %s", mx_last_error());
   mx_release(p);
   mx_release(a);
   mx_release(b);
-  if (st != MX_OK && out) {
-    mx_release(out);
-    out = NULL;
-  }
-  return out;
+  return run_check(st, &out, "select");
 }
 
 static void check_shape(const char *what, const mx_array *x, int ndim, const int64_t *shape) {
-  int ok = x && x->ndim == ndim;
-  for (int i = 0; ok && i < ndim; i++) ok = x->shape[i] == shape[i];
   char got[96];
-  CHECK(ok, "%s: shape %s", what, x ? mx_describe(x, got, sizeof got) : "(null)");
+  CHECK(x && same_shape(x, ndim, shape), "%s: shape %s", what, x ? mx_describe(x, got, sizeof got) : "(null)");
 }
 
 /* Exact values; NaN matches any NaN. */
@@ -89,14 +49,6 @@ static void check_f32(const char *what, mx_array *x, const float *want, int64_t 
     if (!((isnan(want[i]) && isnan(g[i])) || g[i] == want[i])) bad = i;
   CHECK(bad < 0, "%s[%ld]: got %.9g want %.9g", what, (long)bad, bad < 0 ? 0 : (double)g[bad],
         bad < 0 ? 0 : (double)want[bad]);
-  mx_release(x);
-}
-
-static void check_bytes(const char *what, mx_array *x, mx_dtype t, const void *want, int64_t n) {
-  if (!x) return;
-  CHECK(x->size == n && (mx_dtype)x->dtype == t, "%s: size %ld dtype %s", what, (long)x->size, mx_dtype_name((mx_dtype)x->dtype));
-  if (x->size == n && n > 0)
-    CHECK(memcmp(mx_data(x), want, (size_t)n * (size_t)mx_dtype_size(t)) == 0, "%s: values differ", what);
   mx_release(x);
 }
 
@@ -368,6 +320,5 @@ int main(void) {
   test_compare_logic();
   test_select();
   test_large();
-  printf("test_binary: %d passed, %d failed\n", npass, nfail);
-  return nfail != 0;
+  return test_summary("test_binary: ");
 }

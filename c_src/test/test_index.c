@@ -1,60 +1,6 @@
 /* test_index.c: the index and matmul kernels end to end, through the op
  * constructors in mx.h and mx_eval, against naive loops. */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "../mx.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                              \
-  do {                                                \
-    if (cond) {                                       \
-      passed++;                                       \
-    } else {                                          \
-      failed++;                                       \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
-      printf(__VA_ARGS__);                            \
-      printf("\n");                                   \
-    }                                                 \
-  } while (0)
-
-static int64_t numel(int ndim, const int64_t *shape) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= shape[i];
-  return n;
-}
-
-static mx_array *arr(mx_dtype t, int ndim, const int64_t *shape, const void *data) {
-  mx_array *a = NULL;
-  size_t nbytes = (size_t)numel(ndim, shape) * (size_t)mx_dtype_size(t);
-  if (mx_from_data(t, ndim, shape, data, nbytes, &a) != MX_OK) {
-    printf("mx_from_data failed: %s\n", mx_last_error());
-    exit(2);
-  }
-  return a;
-}
-
-/* Evaluates the result of a constructor; NULL (and a failure) if either fails. */
-static mx_array *run(mx_status st, mx_array **x, const char *what) {
-  if (st == MX_OK) st = mx_eval(x, 1);
-  if (st != MX_OK) {
-    failed++;
-    printf("FAIL %s: %s\n", what, mx_last_error());
-    if (*x) mx_release(*x);
-    return *x = NULL;
-  }
-  return *x;
-}
-
-static int same_shape(const mx_array *x, int ndim, const int64_t *shape) {
-  if (x->ndim != ndim) return 0;
-  for (int i = 0; i < ndim; i++)
-    if (x->shape[i] != shape[i]) return 0;
-  return 1;
-}
+#include "test_util.h"
 
 /* Pseudo-random values that are exact in every dtype used here. */
 static void fill_f32(float *x, int64_t n, int seed) {
@@ -639,6 +585,5 @@ int main(void) {
   test_matmul();
   test_zero_size();
   CHECK(mx_live_arrays() == 0, "all arrays released (%lld live)", (long long)mx_live_arrays());
-  printf("test_index: %d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return test_summary("test_index: ");
 }

@@ -5,60 +5,13 @@
  * bit), and the failure paths: messages that name the op and the first
  * failing matrix. Tolerances: backward-stable factorizations reproduce A to
  * c·n·u·|A| (u = 2^-24 or 2^-53); we allow 64·n·u·max|A| (solves: times κ). */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "../mx.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                          \
-  do {                                            \
-    if (cond) {                                   \
-      passed++;                                   \
-    } else {                                      \
-      failed++;                                   \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      printf(__VA_ARGS__);                        \
-      printf("\n");                               \
-    }                                             \
-  } while (0)
+#include "test_util.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static double uniform(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (double)(rng >> 11) * 0x1p-53 * 2 - 1; /* [-1, 1) */
-}
+/* Uniform on [-1, 1). */
+static double uniform(void) { return (double)(xorshift64(&rng) >> 11) * 0x1p-53 * 2 - 1; }
 
 static double unit_roundoff(mx_dtype t) { return t == MX_F64 ? 0x1p-53 : 0x1p-24; }
-
-static int64_t numel(int ndim, const int64_t *shape) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= shape[i];
-  return n;
-}
-
-static mx_array *arr(mx_dtype t, int ndim, const int64_t *shape, const double *v) {
-  int64_t n = numel(ndim, shape);
-  size_t es = (size_t)mx_dtype_size(t);
-  char *buf = malloc(n ? (size_t)n * es : 1);
-  for (int64_t i = 0; i < n; i++) {
-    if (t == MX_F64) ((double *)buf)[i] = v[i];
-    else if (t == MX_F32) ((float *)buf)[i] = (float)v[i];
-    else if (t == MX_S64) ((int64_t *)buf)[i] = (int64_t)v[i];
-  }
-  mx_array *a = NULL;
-  if (mx_from_data(t, ndim, shape, buf, (size_t)n * es, &a) != MX_OK) {
-    printf("mx_from_data failed: %s\n", mx_last_error());
-    exit(2);
-  }
-  free(buf);
-  return a;
-}
 
 /* The values of an evaluated array as doubles (malloc'd); NULL and a failure if eval fails. */
 static double *values(mx_array *a, const char *what) {
@@ -68,8 +21,7 @@ static double *values(mx_array *a, const char *what) {
     return NULL;
   }
   double *v = malloc(sizeof(double) * (size_t)(a->size ? a->size : 1));
-  for (int64_t i = 0; i < a->size; i++)
-    v[i] = a->dtype == MX_F64 ? ((double *)mx_data(a))[i] : ((float *)mx_data(a))[i];
+  for (int64_t i = 0; i < a->size; i++) v[i] = value_at(a, i);
   return v;
 }
 
@@ -159,7 +111,7 @@ static void test_cholesky(void) {
       for (int b = 0; b < batch; b++)
         for (int i = 0; i < n; i++)
           for (int j = i + 1; j < n; j++) a[b * n * n + i * n + j] = 1e3 * uniform();
-      mx_array *x = arr(t, 3, shape, a), *l = NULL;
+      mx_array *x = arr_values(t, 3, shape, a), *l = NULL;
       CHECK(mx_cholesky(x, &l) == MX_OK, "cholesky build: %s", mx_last_error());
       double *lv = l ? values(l, "cholesky") : NULL;
       if (lv) {
@@ -183,7 +135,7 @@ static void test_cholesky(void) {
         int same = 1;
         for (int b = 0; b < batch && same; b += 9) {
           int64_t s2[2] = {n, n};
-          mx_array *one = arr(t, 2, s2, a + b * n * n), *l1 = NULL;
+          mx_array *one = arr_values(t, 2, s2, a + b * n * n), *l1 = NULL;
           mx_cholesky(one, &l1);
           double *v1 = values(l1, "cholesky single");
           same = v1 && memcmp(v1, lv + b * n * n, sizeof(double) * (size_t)(n * n)) == 0;
@@ -204,7 +156,7 @@ static void test_cholesky(void) {
   /* The input is not modified, and ints compute in f32. */
   double a[4] = {4, 2, 2, 2};
   int64_t s2[2] = {2, 2};
-  mx_array *x = arr(MX_S64, 2, s2, a), *l = NULL;
+  mx_array *x = arr_values(MX_S64, 2, s2, a), *l = NULL;
   CHECK(mx_cholesky(x, &l) == MX_OK && l->dtype == MX_F32, "cholesky of s64 gives f32");
   double *lv = values(l, "cholesky s64");
   CHECK(lv && lv[0] == 2 && lv[1] == 0 && lv[2] == 1 && lv[3] == 1, "cholesky [[4,2],[2,2]] = [[2,0],[1,1]]");
@@ -220,7 +172,7 @@ static void test_cholesky(void) {
   m[57 * n * n + 1 * n + 1] = -100; /* leading minor of order 2 fails */
   m[150 * n * n] = -1;
   for (int ti = 0; ti < 2; ti++) {
-    mx_array *bad = arr(types[ti], 3, shape, m), *out = NULL;
+    mx_array *bad = arr_values(types[ti], 3, shape, m), *out = NULL;
     mx_status st = mx_cholesky(bad, &out);
     expect_error(eval_status(st, out), MX_ECOMPUTE,
                  "matrix 57 of the batch f", "cholesky names the first non-PD matrix");
@@ -234,12 +186,12 @@ static void test_cholesky(void) {
   for (int i = 0; i < 4; i++) memcpy(quad + 4 * i, eye, sizeof eye);
   quad[12] = -1;
   int64_t s4[4] = {2, 2, 2, 2};
-  mx_array *q = arr(MX_F64, 4, s4, quad), *qo = NULL;
+  mx_array *q = arr_values(MX_F64, 4, s4, quad), *qo = NULL;
   mx_status st = mx_cholesky(q, &qo);
   expect_error(eval_status(st, qo), MX_ECOMPUTE, "matrix 3 [1][1] of the batch f64[2][2][2][2]", "deep batch index");
   mx_release(q);
   double nan_m[4] = {NAN, 0, 0, 1};
-  mx_array *nm = arr(MX_F64, 2, s2, nan_m), *no = NULL;
+  mx_array *nm = arr_values(MX_F64, 2, s2, nan_m), *no = NULL;
   mx_cholesky(nm, &no);
   double *nv = values(no, "cholesky nan");
   CHECK(nv && isnan(nv[0]) && isnan(nv[3]), "cholesky of a NaN matrix is NaN");
@@ -250,7 +202,7 @@ static void test_cholesky(void) {
   /* Shape errors at construction. */
   int64_t s23[2] = {2, 3}, s1[1] = {3};
   double z[6] = {0};
-  mx_array *r = arr(MX_F32, 2, s23, z), *v = arr(MX_F32, 1, s1, z), *o = NULL;
+  mx_array *r = arr_values(MX_F32, 2, s23, z), *v = arr_values(MX_F32, 1, s1, z), *o = NULL;
   expect_error(mx_cholesky(r, &o), MX_EINVAL, "[cholesky] expects square matrices [..., n, n], got f32[2][3]", "non-square");
   expect_error(mx_cholesky(v, &o), MX_EINVAL, "[cholesky] expects a matrix or a batch", "rank 1");
   mx_release(r);
@@ -258,6 +210,19 @@ static void test_cholesky(void) {
 }
 
 /* ---- solve, inv, triangular_solve ----------------------------------------------------------------- */
+
+/* The largest |op(A_i) X_ij - B_j| / (max|A_i| max|X|) of x [3, 4, n, k] solving a [3, n, n]
+ * (op = transpose if trans) against b [4, n, k]. */
+static double broadcast_residual(const double *a, int trans, const double *x, const double *b, int n, int k) {
+  double err = 0, *r = malloc(sizeof(double) * (size_t)(n * k));
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 4; j++) {
+      mm(n, k, n, a + i * n * n, trans, x + (i * 4 + j) * n * k, 0, r);
+      err = fmax(err, max_diff(r, b + j * n * k, n * k) / (max_abs(a + i * n * n, n * n) * max_abs(x, 12 * n * k)));
+    }
+  free(r);
+  return err;
+}
 
 static void test_solve(void) {
   for (int ti = 0; ti < 2; ti++) {
@@ -270,20 +235,14 @@ static void test_solve(void) {
       double *a = malloc(sizeof(double) * (size_t)(3 * n * n)), *b = malloc(sizeof(double) * (size_t)(4 * n * k));
       general(a, 3, n);
       random_fill(b, 4 * n * k);
-      mx_array *xa = arr(t, 4, sa, a), *xb = arr(t, 3, sb, b), *x = NULL;
+      mx_array *xa = arr_values(t, 4, sa, a), *xb = arr_values(t, 3, sb, b), *x = NULL;
       CHECK(mx_solve(xa, xb, &x) == MX_OK && x->ndim == 4 && x->shape[0] == 3 && x->shape[1] == 4,
             "solve broadcast shape");
       double *xv = x ? values(x, "solve") : NULL;
       if (xv) {
-        double err = 0, *r = malloc(sizeof(double) * (size_t)(n * k));
-        for (int i = 0; i < 3; i++)
-          for (int j = 0; j < 4; j++) {
-            mm(n, k, n, a + i * n * n, 0, xv + (i * 4 + j) * n * k, 0, r);
-            err = fmax(err, max_diff(r, b + j * n * k, n * k) / (max_abs(a + i * n * n, n * n) * max_abs(xv, 12 * n * k)));
-          }
+        double err = broadcast_residual(a, 0, xv, b, n, k);
         /* LU with partial pivoting is backward stable: the residual is c·n·u·|A||x|. */
         CHECK(err <= 64 * n * u, "solve %s n=%d: residual %g", mx_dtype_name(t), n, err);
-        free(r);
       }
       free(xv);
       mx_release(x);
@@ -295,14 +254,8 @@ static void test_solve(void) {
       CHECK(mx_node_new(MX_OP_SOLVE, t, 4, so, 2, in, &p, &xt) == MX_OK, "solve^T node");
       double *tv = values(xt, "solve^T");
       if (tv) {
-        double err = 0, *r = malloc(sizeof(double) * (size_t)(n * k));
-        for (int i = 0; i < 3; i++)
-          for (int j = 0; j < 4; j++) {
-            mm(n, k, n, a + i * n * n, 1, tv + (i * 4 + j) * n * k, 0, r);
-            err = fmax(err, max_diff(r, b + j * n * k, n * k) / (max_abs(a + i * n * n, n * n) * max_abs(tv, 12 * n * k)));
-          }
+        double err = broadcast_residual(a, 1, tv, b, n, k);
         CHECK(err <= 64 * n * u, "solve^T %s n=%d: residual %g", mx_dtype_name(t), n, err);
-        free(r);
       }
       free(tv);
       mx_release(xt);
@@ -332,7 +285,8 @@ static void test_solve(void) {
   /* Vectors: b [n] and a batch of vectors b [B, n] for a [B, n, n]. */
   double a2[8] = {2, 1, 1, 3, 4, 0, 0, 2}, b1[2] = {3, 5}, b2[4] = {3, 5, 8, 2};
   int64_t sa[3] = {2, 2, 2}, sv[1] = {2}, sbv[2] = {2, 2};
-  mx_array *xa = arr(MX_F64, 3, sa, a2), *v1 = arr(MX_F64, 1, sv, b1), *v2 = arr(MX_F64, 2, sbv, b2), *x1 = NULL, *x2 = NULL;
+  mx_array *xa = arr_values(MX_F64, 3, sa, a2), *v1 = arr_values(MX_F64, 1, sv, b1),
+           *v2 = arr_values(MX_F64, 2, sbv, b2), *x1 = NULL, *x2 = NULL;
   CHECK(mx_solve(xa, v1, &x1) == MX_OK && x1->ndim == 2 && x1->shape[1] == 2, "solve with a 1-d b broadcasts");
   CHECK(mx_solve(xa, v2, &x2) == MX_OK && x2->ndim == 2 && x2->shape[0] == 2, "solve with a batch of vectors");
   double *r1 = values(x1, "solve vec"), *r2 = values(x2, "solve vecs");
@@ -350,7 +304,7 @@ static void test_solve(void) {
   double sing[12] = {1, 0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 4};
   int64_t s3[3] = {3, 2, 2}, sb[4] = {2, 1, 2, 1};
   double bb[4] = {1, 2, 3, 4};
-  mx_array *sa3 = arr(MX_F32, 3, s3, sing), *sb4 = arr(MX_F32, 4, sb, bb), *o = NULL;
+  mx_array *sa3 = arr_values(MX_F32, 3, s3, sing), *sb4 = arr_values(MX_F32, 4, sb, bb), *o = NULL;
   mx_status st = mx_solve(sa3, sb4, &o);
   expect_error(eval_status(st, o), MX_ECOMPUTE, "[solve] matrix 2 of the batch f32[3][2][2] is singular (pivot 1 of its LU",
                "solve names the singular matrix");
@@ -362,7 +316,8 @@ static void test_solve(void) {
   /* Shape errors. */
   int64_t s32[2] = {3, 2}, s4v[1] = {4}, s23[3] = {2, 2, 2};
   double z[16] = {0};
-  mx_array *rect = arr(MX_F32, 2, s32, z), *v4 = arr(MX_F32, 1, s4v, z), *b22 = arr(MX_F32, 3, s23, z);
+  mx_array *rect = arr_values(MX_F32, 2, s32, z), *v4 = arr_values(MX_F32, 1, s4v, z),
+           *b22 = arr_values(MX_F32, 3, s23, z);
   expect_error(mx_solve(rect, v4, &o), MX_EINVAL, "[solve] a must be a square matrix", "solve non-square");
   expect_error(mx_solve(sa3, v4, &o), MX_EINVAL, "[solve] b f32[4] does not fit a f32[3][2][2]", "solve mismatch");
   expect_error(mx_solve(sa3, b22, &o), MX_EINVAL, "cannot be broadcast (3 vs 2)", "solve batch mismatch");
@@ -381,7 +336,7 @@ static void test_triangular_solve(void) {
     for (int i = 0; i < n; i++) a[i * n + i] = 2 + i; /* well conditioned */
     random_fill(b, 15);
     int64_t sa[2] = {n, n}, sl[2] = {n, k}, sr[2] = {k, n};
-    mx_array *xa = arr(t, 2, sa, a), *bl = arr(t, 2, sl, b), *br = arr(t, 2, sr, b);
+    mx_array *xa = arr_values(t, 2, sa, a), *bl = arr_values(t, 2, sl, b), *br = arr_values(t, 2, sr, b);
     for (int flags = 0; flags < 16; flags++) {
       int lower = flags & 1, left = flags >> 1 & 1, trans = flags >> 2 & 1, unit = flags >> 3 & 1;
       /* The matrix the solve uses: one triangle, maybe a unit diagonal, maybe transposed. */
@@ -410,7 +365,7 @@ static void test_triangular_solve(void) {
   /* A zero on the diagonal fails unless the diagonal is taken as ones. */
   double a[8] = {1, 0, 0, 1, 3, 0, 1, 0}, b[2] = {1, 1};
   int64_t sa[3] = {2, 2, 2}, sb[1] = {2};
-  mx_array *xa = arr(MX_F64, 3, sa, a), *xb = arr(MX_F64, 1, sb, b), *x = NULL;
+  mx_array *xa = arr_values(MX_F64, 3, sa, a), *xb = arr_values(MX_F64, 1, sb, b), *x = NULL;
   mx_status st = mx_triangular_solve(xa, xb, 1, 1, 0, 0, &x);
   expect_error(eval_status(st, x), MX_ECOMPUTE, "[triangular_solve] matrix 1 of the batch f64[2][2][2] is singular (a[1][1]",
                "triangular zero diagonal");
@@ -432,7 +387,7 @@ static void test_det(void) {
   double want[4] = {1, -1, -24, 0};
   int64_t s[3] = {4, 3, 3};
   for (int ti = 0; ti < 2; ti++) {
-    mx_array *a = arr(types[ti], 3, s, &m[0][0]), *d = NULL, *sg = NULL, *ld = NULL;
+    mx_array *a = arr_values(types[ti], 3, s, &m[0][0]), *d = NULL, *sg = NULL, *ld = NULL;
     CHECK(mx_det(a, &d) == MX_OK && mx_slogdet(a, &sg, &ld) == MX_OK, "det build");
     double *dv = values(d, "det"), *sv = values(sg, "slogdet sign"), *lv = values(ld, "slogdet log");
     if (dv && sv && lv) {
@@ -455,8 +410,8 @@ static void test_det(void) {
   /* Exactly singular: 0 and (0, -inf). The empty matrix: 1 and (1, 0). */
   double z[4] = {1, 2, 2, 4};
   int64_t s2[2] = {2, 2}, s0[2] = {0, 0};
-  mx_array *a = arr(MX_F64, 2, s2, z), *e = arr(MX_F64, 2, s0, z), *d = NULL, *sg = NULL, *ld = NULL, *de = NULL,
-           *se = NULL, *le = NULL;
+  mx_array *a = arr_values(MX_F64, 2, s2, z), *e = arr_values(MX_F64, 2, s0, z), *d = NULL, *sg = NULL, *ld = NULL,
+           *de = NULL, *se = NULL, *le = NULL;
   mx_det(a, &d);
   mx_slogdet(a, &sg, &ld);
   mx_det(e, &de);
@@ -482,7 +437,7 @@ static void test_qr(void) {
       int64_t s[3] = {batch, m, n};
       double *a = malloc(sizeof(double) * (size_t)(batch * m * n));
       random_fill(a, batch * m * n);
-      mx_array *x = arr(t, 3, s, a), *q = NULL, *r = NULL;
+      mx_array *x = arr_values(t, 3, s, a), *q = NULL, *r = NULL;
       CHECK(mx_qr(x, &q, &r) == MX_OK && q->shape[2] == k && r->shape[1] == k, "qr shapes %dx%d", m, n);
       double *qv = values(q, "qr q"), *rv = values(r, "qr r");
       if (qv && rv) {
@@ -519,7 +474,7 @@ static void test_svd(void) {
         int64_t s[3] = {batch, m, n};
         double *a = malloc(sizeof(double) * (size_t)(batch * m * n));
         random_fill(a, batch * m * n);
-        mx_array *x = arr(t, 3, s, a), *uu = NULL, *ss = NULL, *vt = NULL, *sv = NULL;
+        mx_array *x = arr_values(t, 3, s, a), *uu = NULL, *ss = NULL, *vt = NULL, *sv = NULL;
         CHECK(mx_svd(x, full, &uu, &ss, &vt) == MX_OK && uu->shape[2] == p && vt->shape[1] == q, "svd shapes");
         CHECK(mx_svdvals(x, &sv) == MX_OK, "svdvals build");
         double *U = values(uu, "svd u"), *S = values(ss, "svd s"), *V = values(vt, "svd vt"), *S2 = values(sv, "svdvals");
@@ -550,7 +505,7 @@ static void test_svd(void) {
   /* Empty: full U and Vt are identities, S is empty. */
   int64_t s30[2] = {3, 0};
   double z[1] = {0};
-  mx_array *e = arr(MX_F64, 2, s30, z), *uu = NULL, *ss = NULL, *vt = NULL;
+  mx_array *e = arr_values(MX_F64, 2, s30, z), *uu = NULL, *ss = NULL, *vt = NULL;
   CHECK(mx_svd(e, 1, &uu, &ss, &vt) == MX_OK && uu->shape[1] == 3 && ss->shape[0] == 0 && vt->shape[0] == 0, "empty svd");
   double *U = values(uu, "empty svd u");
   CHECK(U && U[0] == 1 && U[1] == 0 && U[4] == 1 && U[8] == 1, "empty svd: U = I");
@@ -575,7 +530,7 @@ static void test_eigh(void) {
             sym[b * n * n + i * n + j] = v;
             if (j > i) a[b * n * n + i * n + j] = 100;
           }
-      mx_array *x = arr(t, 3, s, a), *w = NULL, *v = NULL, *w2 = NULL;
+      mx_array *x = arr_values(t, 3, s, a), *w = NULL, *v = NULL, *w2 = NULL;
       CHECK(mx_eigh(x, &w, &v) == MX_OK && mx_eigvalsh(x, &w2) == MX_OK, "eigh build");
       double *W = values(w, "eigh w"), *V = values(v, "eigh v"), *W2 = values(w2, "eigvalsh");
       if (W && V && W2) {
@@ -605,7 +560,7 @@ static void test_eigh(void) {
   /* A NaN in the lower triangle gives NaN; one in the (unread) upper triangle does not. */
   double m[8] = {1, 0, NAN, 1, 2, NAN, 0, 3};
   int64_t s[3] = {2, 2, 2};
-  mx_array *x = arr(MX_F64, 3, s, m), *w = NULL;
+  mx_array *x = arr_values(MX_F64, 3, s, m), *w = NULL;
   mx_eigvalsh(x, &w);
   double *W = values(w, "eigvalsh nan");
   CHECK(W && isnan(W[0]) && isnan(W[1]) && W[2] == 2 && W[3] == 3, "eigvalsh NaN handling");
@@ -618,7 +573,7 @@ static void test_eigh(void) {
 static void test_composites(void) {
   double m[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
   int64_t s34[2] = {3, 4}, s3[1] = {3}, s23[2] = {2, 3};
-  mx_array *a = arr(MX_S64, 2, s34, m), *d = NULL, *tr = NULL;
+  mx_array *a = arr_values(MX_S64, 2, s34, m), *d = NULL, *tr = NULL;
   int64_t offs[5] = {0, 1, 3, -2, 7};
   double want_d[5][3] = {{0, 5, 10}, {1, 6, 11}, {3}, {8}, {0}};
   int want_n[5] = {3, 3, 1, 1, 0};
@@ -638,7 +593,7 @@ static void test_composites(void) {
     mx_release(tr);
   }
   /* diag of a batch of vectors, with offsets. */
-  mx_array *v = arr(MX_F32, 2, s23, m), *dg = NULL;
+  mx_array *v = arr_values(MX_F32, 2, s23, m), *dg = NULL;
   CHECK(mx_diag(v, -1, &dg) == MX_OK && dg->ndim == 3 && dg->shape[1] == 4 && dg->shape[2] == 4, "diag shape");
   double *dgv = values(dg, "diag");
   CHECK(dgv && dgv[4] == 0 && dgv[9] == 1 && dgv[14] == 2 && dgv[16 + 4] == 3 && dgv[16 + 14] == 5 && dgv[0] == 0 &&
@@ -649,7 +604,7 @@ static void test_composites(void) {
   /* cross with broadcasting; outer flattens. */
   double x3[3] = {1, 2, 3}, y3[6] = {4, 5, 6, 1, 0, 0};
   int64_t s23b[2] = {2, 3};
-  mx_array *cx = arr(MX_F64, 1, s3, x3), *cy = arr(MX_F64, 2, s23b, y3), *c = NULL, *o = NULL;
+  mx_array *cx = arr_values(MX_F64, 1, s3, x3), *cy = arr_values(MX_F64, 2, s23b, y3), *c = NULL, *o = NULL;
   CHECK(mx_cross(cx, cy, -1, &c) == MX_OK && c->ndim == 2, "cross build");
   double *cv = values(c, "cross");
   CHECK(cv && cv[0] == -3 && cv[1] == 6 && cv[2] == -3 && cv[3] == 0 && cv[4] == 3 && cv[5] == -2, "cross values");
@@ -664,7 +619,7 @@ static void test_composites(void) {
   /* norms */
   double nv[4] = {3, -4, 0, 0};
   int64_t s4[1] = {4}, s22[2] = {2, 2};
-  mx_array *vec = arr(MX_F64, 1, s4, nv), *mat = arr(MX_F64, 2, s22, nv), *r = NULL;
+  mx_array *vec = arr_values(MX_F64, 1, s4, nv), *mat = arr_values(MX_F64, 2, s22, nv), *r = NULL;
   struct {
     mx_array *x;
     mx_norm_kind kind;
@@ -696,6 +651,5 @@ int main(void) {
   test_svd();
   test_eigh();
   test_composites();
-  printf("test_linalg: %d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return test_summary("test_linalg: ");
 }

@@ -3,34 +3,13 @@
  * results from threading, the normal log-CDF and its inverse against scipy,
  * moments of each sampler within Monte-Carlo standard errors, and the error
  * paths. Prints "N passed, M failed". */
-#include <math.h>
-#include <stdio.h>
-#include <string.h>
-
-#include "../mx.h"
 #include "../prim/kernels.h"
 #include "../prim/random.h"
-
-static int npass, nfail;
-
-#define CHECK(cond, ...)                          \
-  do {                                            \
-    if (cond) {                                   \
-      npass++;                                    \
-    } else {                                      \
-      nfail++;                                    \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      printf(__VA_ARGS__);                        \
-      printf("\n");                               \
-    }                                             \
-  } while (0)
+#include "test_util.h"
 
 static mx_array *key_of(uint32_t k0, uint32_t k1) {
   uint32_t k[2] = {k0, k1};
-  int64_t shape[1] = {2};
-  mx_array *a = NULL;
-  if (mx_from_data(MX_U32, 1, shape, k, sizeof k, &a) != MX_OK) printf("mx_from_data: %s\n", mx_last_error());
-  return a;
+  return arr(MX_U32, 1, (int64_t[]){2}, k);
 }
 
 static mx_array *scalar(mx_dtype t, double v) {
@@ -44,31 +23,14 @@ static mx_array *draw(mx_op op, mx_array *key, int np, mx_array *const *params, 
                       const int64_t *shape) {
   mx_array *out = NULL;
   mx_status st = mx_random(op, key, np, params, t, flags, ndim, shape, &out);
-  if (st == MX_OK) st = mx_eval(&out, 1);
-  CHECK(st == MX_OK, "%s: %s", mx_ops[op].name, mx_last_error());
-  if (st != MX_OK) {
-    mx_release(out);
-    return NULL;
-  }
-  return out;
-}
-
-static double at(const mx_array *a, int64_t i) {
-  switch ((mx_dtype)a->dtype) {
-  case MX_F32: return ((const float *)mx_data(a))[i];
-  case MX_F64: return ((const double *)mx_data(a))[i];
-  case MX_S64: return (double)((const int64_t *)mx_data(a))[i];
-  case MX_U32: return ((const uint32_t *)mx_data(a))[i];
-  case MX_S32: return ((const int32_t *)mx_data(a))[i];
-  default: return NAN;
-  }
+  return run_check(st, &out, mx_ops[op].name);
 }
 
 static void moments(const mx_array *a, double *mean, double *var) {
   double s = 0, s2 = 0;
-  for (int64_t i = 0; i < a->size; i++) s += at(a, i);
+  for (int64_t i = 0; i < a->size; i++) s += value_at(a, i);
   *mean = s / (double)a->size;
-  for (int64_t i = 0; i < a->size; i++) s2 += (at(a, i) - *mean) * (at(a, i) - *mean);
+  for (int64_t i = 0; i < a->size; i++) s2 += (value_at(a, i) - *mean) * (value_at(a, i) - *mean);
   *var = s2 / (double)(a->size - 1);
 }
 
@@ -178,7 +140,7 @@ static void test_prefix(void) {
     mx_array *b = draw(cases[c].op, key, cases[c].np, cases[c].p, cases[c].t, 0, 2, small);
     if (a && b) {
       int same = 1;
-      for (int64_t i = 0; i < 21; i++) same &= at(a, i) == at(b, i);
+      for (int64_t i = 0; i < 21; i++) same &= value_at(a, i) == value_at(b, i);
       CHECK(same, "%s %s: a draw of 21 elements is the prefix of one of 200001", mx_ops[cases[c].op].name,
             mx_dtype_name(cases[c].t));
     }
@@ -245,7 +207,7 @@ static void test_truncated_normal(void) {
     mx_array *x = draw(MX_OP_RANDOM_TRUNCATED_NORMAL, key, 2, p, MX_F64, 0, 1, shape);
     if (x) {
       int inside = 1;
-      for (int64_t j = 0; j < x->size; j++) inside &= at(x, j) >= ref[i][0] && at(x, j) <= ref[i][1];
+      for (int64_t j = 0; j < x->size; j++) inside &= value_at(x, j) >= ref[i][0] && value_at(x, j) <= ref[i][1];
       CHECK(inside, "truncated_normal [%g, %g]: a draw outside the interval", ref[i][0], ref[i][1]);
       /* log-concave laws have m4 <= 9 var^2 (the exponential's): a conservative standard error. */
       char what[64];
@@ -275,7 +237,7 @@ static void test_gamma_moments(void) {
     mx_array *x2 = draw(MX_OP_RANDOM_GAMMA, key, 1, &al, MX_F64, 0, 1, shape);
     if (lx && x2) {
       int ok = 1;
-      for (int64_t j = 0; j < 1000; j++) ok &= fabs(exp(at(lx, j)) - at(x2, j)) <= 1e-12 * at(x2, j);
+      for (int64_t j = 0; j < 1000; j++) ok &= fabs(exp(value_at(lx, j)) - value_at(x2, j)) <= 1e-12 * value_at(x2, j);
       CHECK(ok, "%s: log flag gives log of the draw", what);
     }
     mx_release(lx), mx_release(x2), mx_release(al);
@@ -319,7 +281,7 @@ static void test_randint(void) {
     CHECK((mx_dtype)x->dtype == MX_S32, "randint s32 dtype");
     int64_t count[3] = {0, 0, 0}, other = 0;
     for (int64_t i = 0; i < x->size; i++) {
-      int64_t v = (int64_t)at(x, i);
+      int64_t v = (int64_t)value_at(x, i);
       if (v >= -1 && v <= 1) count[v + 1]++;
       else other++;
     }
@@ -389,7 +351,7 @@ static void test_errors(void) {
     mx_release(out);
   }
   mx_array *nan_draw = draw(MX_OP_RANDOM_POISSON, key, 1, &neg, MX_F32, 0, 1, shape);
-  if (nan_draw) CHECK(isnan(at(nan_draw, 0)), "negative poisson rate as f32 is NaN");
+  if (nan_draw) CHECK(isnan(value_at(nan_draw, 0)), "negative poisson rate as f32 is NaN");
   mx_release(nan_draw);
   mx_release(lo), mx_release(hi), mx_release(neg), mx_release(one), mx_release(f), mx_release(key);
 }
@@ -415,6 +377,5 @@ int main(void) {
   test_randint();
   test_errors();
   test_half();
-  printf("test_random: %d passed, %d failed\n", npass, nfail);
-  return nfail != 0;
+  return test_summary("test_random: ");
 }

@@ -1,80 +1,8 @@
 /* test_reduce.c: reductions, scans, sort and argsort end to end through the op
  * constructors in mx.h and mx_eval, against naive double-precision loops. */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
-#include "../mx.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                          \
-  do {                                            \
-    if (cond) {                                   \
-      passed++;                                   \
-    } else {                                      \
-      failed++;                                   \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      printf(__VA_ARGS__);                        \
-      printf("\n");                               \
-    }                                             \
-  } while (0)
-
-static int64_t numel(int ndim, const int64_t *shape) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= shape[i];
-  return n;
-}
-
-/* An array of dtype t holding the values v (converted). */
-static mx_array *arr(mx_dtype t, int ndim, const int64_t *shape, const double *v) {
-  int64_t n = numel(ndim, shape);
-  size_t es = (size_t)mx_dtype_size(t);
-  char *buf = malloc(n ? (size_t)n * es : 1);
-  for (int64_t i = 0; i < n; i++) {
-    switch (t) {
-#define SET(ID, T) \
-  case MX_##ID: ((T *)buf)[i] = (T)v[i]; break;
-      MX_COMPUTE_TYPES(SET)
-#undef SET
-    default: break;
-    }
-  }
-  mx_array *a = NULL;
-  if (mx_from_data(t, ndim, shape, buf, (size_t)n * es, &a) != MX_OK) {
-    printf("mx_from_data failed: %s\n", mx_last_error());
-    exit(2);
-  }
-  free(buf);
-  return a;
-}
-
-static double get(const mx_array *a, int64_t i) {
-  const void *d = mx_data(a);
-  switch ((mx_dtype)a->dtype) {
-#define GET(ID, T) \
-  case MX_##ID: return (double)((const T *)d)[i];
-    MX_COMPUTE_TYPES(GET)
-#undef GET
-  default: return NAN;
-  }
-}
-
-/* Evaluates the result of a constructor; NULL (and a failure) if either fails.
- * Takes &x so x is read after the constructor has set it. */
-static mx_array *run(mx_status st, mx_array **xp, const char *what) {
-  mx_array *x = st == MX_OK ? *xp : NULL;
-  if (st == MX_OK) st = mx_eval(&x, 1);
-  if (st != MX_OK) {
-    failed++;
-    printf("FAIL %s: %s\n", what, mx_last_error());
-    if (st == MX_OK && x) mx_release(x);
-    return NULL;
-  }
-  return x;
-}
+#include "test_util.h"
 
 static int same(double a, double b, double tol) {
   if (isnan(a) || isnan(b)) return isnan(a) && isnan(b);
@@ -82,12 +10,7 @@ static int same(double a, double b, double tol) {
 }
 
 static uint64_t rng = 88172645463325252ull;
-static uint64_t next(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
+static uint64_t next(void) { return xorshift64(&rng); }
 static double uniform(void) { return (double)(next() >> 11) * 0x1p-53; }
 
 /* ---- reference reduction ------------------------------------------------------- */
@@ -151,8 +74,8 @@ static void check_reduce(mx_op op, mx_dtype t, int ndim, const int64_t *shape, c
   /* the reference sees the values as stored in dtype t */
   int64_t n = numel(ndim, shape);
   double *xs = malloc(sizeof(double) * (size_t)(n ? n : 1));
-  mx_array *a = arr(t, ndim, shape, x);
-  for (int64_t i = 0; i < n; i++) xs[i] = get(a, i);
+  mx_array *a = arr_values(t, ndim, shape, x);
+  for (int64_t i = 0; i < n; i++) xs[i] = value_at(a, i);
   ref_reduce(op, ndim, shape, xs, mask, want, nout);
   char what[160];
   snprintf(what, sizeof what, "%s %s rank %d mask %#x keep %d", mx_ops[op].name, mx_dtype_name(t), ndim, mask, keep);
@@ -165,9 +88,9 @@ static void check_reduce(mx_op op, mx_dtype t, int ndim, const int64_t *shape, c
     int bad = 0;
     int64_t first_bad = -1;
     for (int64_t i = 0; shape_ok && i < nout; i++)
-      if (!same(get(o, i), want[i], tol)) bad++, first_bad = first_bad < 0 ? i : first_bad;
+      if (!same(value_at(o, i), want[i], tol)) bad++, first_bad = first_bad < 0 ? i : first_bad;
     CHECK(bad == 0, "%s: %d of %lld wrong, first at %lld: got %g want %g", what, bad, (long long)nout,
-          (long long)first_bad, first_bad >= 0 ? get(o, first_bad) : 0.0, first_bad >= 0 ? want[first_bad] : 0.0);
+          (long long)first_bad, first_bad >= 0 ? value_at(o, first_bad) : 0.0, first_bad >= 0 ? want[first_bad] : 0.0);
     mx_release(o);
   }
   mx_release(a);
@@ -241,7 +164,7 @@ static void test_reduce_edge(void) {
       check_reduce(MX_OP_ANY, MX_U8, 2, shape, NULL, mask, keep, 0);
     }
   check_reduce(MX_OP_REDUCE_MAX, MX_F32, 2, shape, NULL, 2, 0, 0); /* [0] result: fine */
-  mx_array *a = arr(MX_F32, 2, shape, NULL), *o = NULL;
+  mx_array *a = arr_values(MX_F32, 2, shape, NULL), *o = NULL;
   int ax = 0;
   CHECK(mx_reduce(MX_OP_REDUCE_MAX, a, &ax, 1, 0, &o) != MX_OK, "max over an empty axis must be rejected");
   CHECK(mx_reduce(MX_OP_ARGMIN, a, NULL, -1, 0, &o) != MX_OK, "argmin of an empty array must be rejected");
@@ -250,12 +173,12 @@ static void test_reduce_edge(void) {
   /* NaN: max/min propagate, arg ops return the first NaN */
   double x[6] = {1, NAN, 7, NAN, -3, 2};
   int64_t s6[1] = {6};
-  mx_array *b = arr(MX_F32, 1, s6, x);
+  mx_array *b = arr_values(MX_F32, 1, s6, x);
   mx_op ops[4] = {MX_OP_REDUCE_MAX, MX_OP_REDUCE_MIN, MX_OP_ARGMAX, MX_OP_ARGMIN};
   for (int k = 0; k < 4; k++) {
     o = run(mx_reduce(ops[k], b, NULL, -1, 0, &o), &o, "nan reduce");
     if (!o) continue;
-    double got = get(o, 0);
+    double got = value_at(o, 0);
     CHECK(k < 2 ? isnan(got) : got == 1, "%s with NaN: got %g", mx_ops[ops[k]].name, got);
     mx_release(o);
   }
@@ -264,7 +187,7 @@ static void test_reduce_edge(void) {
   /* integer sums wrap like the dtype */
   double big[3] = {9.0e18, 9.0e18, 1};
   int64_t s3[1] = {3};
-  mx_array *c = arr(MX_S64, 1, s3, big);
+  mx_array *c = arr_values(MX_S64, 1, s3, big);
   o = run(mx_reduce(MX_OP_SUM, c, NULL, -1, 0, &o), &o, "s64 wrap");
   if (o) {
     int64_t want = (int64_t)((uint64_t)9000000000000000000ll * 2 + 1);
@@ -289,8 +212,7 @@ static void test_reduce_large(void) {
     x[i] = (float)uniform();
     exact += x[i];
   }
-  mx_array *a = NULL, *o = NULL;
-  if (mx_from_data(MX_F32, 1, &n, x, sizeof(float) * n, &a) != MX_OK) exit(2);
+  mx_array *a = arr(MX_F32, 1, &n, x), *o = NULL;
   double best = 1e9, rel = 0;
   for (int rep = 0; rep < 5; rep++) {
     double t0 = now();
@@ -362,14 +284,14 @@ static void check_scan(mx_op op, mx_dtype t, int ndim, const int64_t *shape, con
   int64_t n = numel(ndim, shape), outer = 1, len = shape[axis], inner = 1;
   for (int d = 0; d < axis; d++) outer *= shape[d];
   for (int d = axis + 1; d < ndim; d++) inner *= shape[d];
-  mx_array *a = arr(t, ndim, shape, x);
+  mx_array *a = arr_values(t, ndim, shape, x);
   double *want = malloc(sizeof(double) * n);
   for (int64_t o = 0; o < outer; o++)
     for (int64_t i = 0; i < inner; i++) {
       double acc = 0;
       for (int64_t k = 0; k < len; k++) {
         int64_t r = reverse ? len - 1 - k : k, at = (o * len + r) * inner + i;
-        double v = get(a, at);
+        double v = value_at(a, at);
         if (k == 0) acc = v;
         else if (op == MX_OP_CUMULATIVE_SUM) acc += v;
         else if (op == MX_OP_CUMULATIVE_PRODUCT) acc *= v;
@@ -385,7 +307,7 @@ static void check_scan(mx_op op, mx_dtype t, int ndim, const int64_t *shape, con
   o = run(mx_scan(op, a, axis, reverse, &o), &o, what);
   if (o) {
     int bad = 0;
-    for (int64_t i = 0; i < n; i++) bad += !same(get(o, i), want[i], 0);
+    for (int64_t i = 0; i < n; i++) bad += !same(value_at(o, i), want[i], 0);
     CHECK(bad == 0 && o->size == n, "%s: %d wrong", what, bad);
     mx_release(o);
   }
@@ -436,15 +358,15 @@ static void check_sort(mx_dtype t, int ndim, const int64_t *shape, const double 
   int64_t n = numel(ndim, shape), outer = 1, len = shape[axis], inner = 1;
   for (int d = 0; d < axis; d++) outer *= shape[d];
   for (int d = axis + 1; d < ndim; d++) inner *= shape[d];
-  mx_array *a = arr(t, ndim, shape, x);
+  mx_array *a = arr_values(t, ndim, shape, x);
   /* reference: stable insertion sort of indices */
   int64_t *want = malloc(sizeof(int64_t) * (n ? n : 1)), *perm = malloc(sizeof(int64_t) * (len ? len : 1));
   for (int64_t o = 0; o < outer; o++)
     for (int64_t i = 0; i < inner; i++) {
       for (int64_t k = 0; k < len; k++) {
         int64_t j = k;
-        double v = get(a, (o * len + k) * inner + i);
-        for (; j > 0 && before(v, get(a, (o * len + perm[j - 1]) * inner + i), desc); j--) perm[j] = perm[j - 1];
+        double v = value_at(a, (o * len + k) * inner + i);
+        for (; j > 0 && before(v, value_at(a, (o * len + perm[j - 1]) * inner + i), desc); j--) perm[j] = perm[j - 1];
         perm[j] = k;
       }
       for (int64_t k = 0; k < len; k++) want[(o * len + k) * inner + i] = perm[k];
@@ -461,7 +383,7 @@ static void check_sort(mx_dtype t, int ndim, const int64_t *shape, const double 
       for (int64_t k = 0; k < len; k++)
         for (int64_t i = 0; i < inner; i++) {
           int64_t at = (o * len + k) * inner + i, src = (o * len + want[at]) * inner + i;
-          bad_s += !same(get(s, at), get(a, src), 0);
+          bad_s += !same(value_at(s, at), value_at(a, src), 0);
           bad_g += ((int64_t *)mx_data(g))[at] != want[at];
         }
     CHECK(bad_s == 0 && s->dtype == a->dtype, "%s: %d values wrong", what, bad_s);
@@ -500,7 +422,7 @@ static void test_sort(void) {
   int64_t n = 1 << 20;
   double *x = malloc(sizeof(double) * n);
   for (int64_t i = 0; i < n; i++) x[i] = next() % 1000 == 0 ? NAN : uniform() - 0.5;
-  mx_array *a = arr(MX_F64, 1, &n, x), *s = NULL, *g = NULL;
+  mx_array *a = arr_values(MX_F64, 1, &n, x), *s = NULL, *g = NULL;
   double ts = 1e9, tg = 1e9;
   for (int rep = 0; rep < 3; rep++) {
     if (s) mx_release(s);
@@ -535,6 +457,5 @@ int main(void) {
   test_reduce_large();
   test_scans();
   test_sort();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return test_summary("");
 }

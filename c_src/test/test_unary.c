@@ -1,73 +1,22 @@
 /* test_unary.c: unary kernels, sources and as_type, end to end through the
  * constructors + mx_eval, plus the scalar special functions and f16/bf16
  * conversions. Prints "N passed, M failed". */
-#include <math.h>
-#include <stdio.h>
-#include <string.h>
-
-#include "../mx.h"
 #include "../prim/kernels.h"
 #include "../prim/special.h"
-
-static int npass, nfail;
-
-#define CHECK(cond, ...)                          \
-  do {                                            \
-    if (cond) {                                   \
-      npass++;                                    \
-    } else {                                      \
-      nfail++;                                    \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      printf(__VA_ARGS__);                        \
-      printf("\n");                               \
-    }                                             \
-  } while (0)
-
-static mx_array *arr(mx_dtype t, int ndim, const int64_t *shape, const void *data) {
-  int64_t n = 1;
-  for (int i = 0; i < ndim; i++) n *= shape[i];
-  mx_array *a = NULL;
-  if (mx_from_data(t, ndim, shape, data, (size_t)n * (size_t)mx_dtype_size(t), &a) != MX_OK)
-    printf("mx_from_data: %s\n", mx_last_error());
-  return a;
-}
-
-/* Evaluates a freshly built node *outp (or reports why it could not be built). A
- * pointer, because C leaves the order of evaluating arguments unspecified. */
-static mx_array *done(const char *what, mx_status st, mx_array **outp) {
-  mx_array *out = st == MX_OK ? *outp : NULL;
-  *outp = NULL;
-  if (st == MX_OK) st = mx_eval(&out, 1);
-  CHECK(st == MX_OK, "%s: %s", what, mx_last_error());
-  if (st != MX_OK && out) {
-    mx_release(out);
-    out = NULL;
-  }
-  return out;
-}
+#include "test_util.h"
 
 static mx_array *un(mx_op op, mx_array *a) {
   mx_array *out = NULL;
   mx_status st = a ? mx_unary(op, a, &out) : MX_EINVAL;
   mx_release(a);
-  return done(mx_ops[op].name, st, &out);
+  return run_check(st, &out, mx_ops[op].name);
 }
 
 static mx_array *cast(mx_array *a, mx_dtype t) {
   mx_array *out = NULL;
   mx_status st = mx_as_type(a, t, &out);
   mx_release(a);
-  return done("as_type", st, &out);
-}
-
-/* Bytes equal to want (so NaN patterns and signed zeros count); releases x. */
-static void check_bytes(const char *what, mx_array *x, mx_dtype t, const void *want, int64_t n) {
-  if (!x) return;
-  CHECK(x->size == n && (mx_dtype)x->dtype == t, "%s: size %ld dtype %s", what, (long)x->size,
-        mx_dtype_name((mx_dtype)x->dtype));
-  if (x->size == n && (mx_dtype)x->dtype == t && n > 0)
-    CHECK(memcmp(mx_data(x), want, (size_t)n * (size_t)mx_dtype_size(t)) == 0, "%s: values differ", what);
-  mx_release(x);
+  return run_check(st, &out, "as_type");
 }
 
 /* Within rel relative error (or abs for |want| < 1); NaN matches NaN, infinities must be equal. */
@@ -253,46 +202,46 @@ static void test_shapes(void) {
 
 static void test_sources(void) {
   mx_array *out = NULL;
-  check_bytes("full s8 saturates", done("full", mx_full(MX_S8, 1, (int64_t[]){2}, 300, &out), &out), MX_S8,
+  check_bytes("full s8 saturates", run_check(mx_full(MX_S8, 1, (int64_t[]){2}, 300, &out), &out, "full"), MX_S8,
               (int8_t[]){127, 127}, 2);
-  check_bytes("full u8 negative", done("full", mx_full(MX_U8, 1, (int64_t[]){3}, -5, &out), &out), MX_U8,
+  check_bytes("full u8 negative", run_check(mx_full(MX_U8, 1, (int64_t[]){3}, -5, &out), &out, "full"), MX_U8,
               (uint8_t[]){0, 0, 0}, 3);
-  check_bytes("full s32 NaN", done("full", mx_full(MX_S32, 0, NULL, NAN, &out), &out), MX_S32, (int32_t[]){0}, 1);
-  check_bytes("full f64", done("full", mx_full(MX_F64, 2, (int64_t[]){2, 2}, -1.5, &out), &out), MX_F64,
+  check_bytes("full s32 NaN", run_check(mx_full(MX_S32, 0, NULL, NAN, &out), &out, "full"), MX_S32, (int32_t[]){0}, 1);
+  check_bytes("full f64", run_check(mx_full(MX_F64, 2, (int64_t[]){2, 2}, -1.5, &out), &out, "full"), MX_F64,
               (double[]){-1.5, -1.5, -1.5, -1.5}, 4);
-  check_bytes("full bool", done("full", mx_full(MX_BOOL, 1, (int64_t[]){2}, 0.25, &out), &out), MX_BOOL,
+  check_bytes("full bool", run_check(mx_full(MX_BOOL, 1, (int64_t[]){2}, 0.25, &out), &out, "full"), MX_BOOL,
               (uint8_t[]){1, 1}, 2);
-  check_bytes("full f16", done("full", mx_full(MX_F16, 1, (int64_t[]){2}, 65504, &out), &out), MX_F16,
+  check_bytes("full f16", run_check(mx_full(MX_F16, 1, (int64_t[]){2}, 65504, &out), &out, "full"), MX_F16,
               (uint16_t[]){0x7bff, 0x7bff}, 2);
-  check_bytes("full u16[0]", done("full", mx_full(MX_U16, 1, (int64_t[]){0}, 1, &out), &out), MX_U16, NULL, 0);
+  check_bytes("full u16[0]", run_check(mx_full(MX_U16, 1, (int64_t[]){0}, 1, &out), &out, "full"), MX_U16, NULL, 0);
 
-  check_bytes("iota axis 1", done("iota", mx_iota(MX_S32, 2, (int64_t[]){2, 3}, 1, &out), &out), MX_S32,
+  check_bytes("iota axis 1", run_check(mx_iota(MX_S32, 2, (int64_t[]){2, 3}, 1, &out), &out, "iota"), MX_S32,
               (int32_t[]){0, 1, 2, 0, 1, 2}, 6);
-  check_bytes("iota axis 0", done("iota", mx_iota(MX_F32, 2, (int64_t[]){2, 3}, 0, &out), &out), MX_F32,
+  check_bytes("iota axis 0", run_check(mx_iota(MX_F32, 2, (int64_t[]){2, 3}, 0, &out), &out, "iota"), MX_F32,
               (float[]){0, 0, 0, 1, 1, 1}, 6);
-  check_bytes("iota flat", done("iota", mx_iota(MX_U8, 2, (int64_t[]){2, 2}, -1, &out), &out), MX_U8,
+  check_bytes("iota flat", run_check(mx_iota(MX_U8, 2, (int64_t[]){2, 2}, -1, &out), &out, "iota"), MX_U8,
               (uint8_t[]){0, 1, 2, 3}, 4);
-  check_bytes("iota rank 0", done("iota", mx_iota(MX_S64, 0, NULL, -1, &out), &out), MX_S64, (int64_t[]){0}, 1);
-  check_bytes("iota [3,0]", done("iota", mx_iota(MX_S64, 2, (int64_t[]){3, 0}, 0, &out), &out), MX_S64, NULL, 0);
+  check_bytes("iota rank 0", run_check(mx_iota(MX_S64, 0, NULL, -1, &out), &out, "iota"), MX_S64, (int64_t[]){0}, 1);
+  check_bytes("iota [3,0]", run_check(mx_iota(MX_S64, 2, (int64_t[]){3, 0}, 0, &out), &out, "iota"), MX_S64, NULL, 0);
 
-  check_bytes("arange f64", done("arange", mx_arange(MX_F64, 0, 0.1, 4, &out), &out), MX_F64,
+  check_bytes("arange f64", run_check(mx_arange(MX_F64, 0, 0.1, 4, &out), &out, "arange"), MX_F64,
               (double[]){0, 0.1, 0.2, 0 + 3 * 0.1}, 4);
-  check_bytes("arange s32", done("arange", mx_arange(MX_S32, 5, -2, 4, &out), &out), MX_S32,
+  check_bytes("arange s32", run_check(mx_arange(MX_S32, 5, -2, 4, &out), &out, "arange"), MX_S32,
               (int32_t[]){5, 3, 1, -1}, 4);
-  check_bytes("arange empty", done("arange", mx_arange(MX_F32, 0, 1, 0, &out), &out), MX_F32, NULL, 0);
+  check_bytes("arange empty", run_check(mx_arange(MX_F32, 0, 1, 0, &out), &out, "arange"), MX_F32, NULL, 0);
 
-  check_bytes("linspace endpoint", done("linspace", mx_linspace(MX_F64, 0, 1, 7, 1, &out), &out), MX_F64,
+  check_bytes("linspace endpoint", run_check(mx_linspace(MX_F64, 0, 1, 7, 1, &out), &out, "linspace"), MX_F64,
               (double[]){0, 1.0 / 6, 2 * (1.0 / 6), 3 * (1.0 / 6), 4 * (1.0 / 6), 5 * (1.0 / 6), 1}, 7);
-  check_bytes("linspace no endpoint", done("linspace", mx_linspace(MX_F64, 0, 1, 4, 0, &out), &out), MX_F64,
+  check_bytes("linspace no endpoint", run_check(mx_linspace(MX_F64, 0, 1, 4, 0, &out), &out, "linspace"), MX_F64,
               (double[]){0, 0.25, 0.5, 0.75}, 4);
-  check_bytes("linspace n=1", done("linspace", mx_linspace(MX_F64, 2, 5, 1, 1, &out), &out), MX_F64, (double[]){2},
+  check_bytes("linspace n=1", run_check(mx_linspace(MX_F64, 2, 5, 1, 1, &out), &out, "linspace"), MX_F64, (double[]){2},
               1);
-  check_bytes("linspace s32", done("linspace", mx_linspace(MX_S32, 0, 10, 4, 1, &out), &out), MX_S32,
+  check_bytes("linspace s32", run_check(mx_linspace(MX_S32, 0, 10, 4, 1, &out), &out, "linspace"), MX_S32,
               (int32_t[]){0, 3, 6, 10}, 4);
 
   /* Large enough to split across threads: the endpoint lands in the last chunk only. */
   enum { N = 100003 };
-  mx_array *l = done("linspace", mx_linspace(MX_F64, -1, 3, N, 1, &out), &out);
+  mx_array *l = run_check(mx_linspace(MX_F64, -1, 3, N, 1, &out), &out, "linspace");
   if (l) {
     const double *v = mx_data(l);
     double step = 4.0 / (N - 1);
@@ -301,7 +250,7 @@ static void test_sources(void) {
     CHECK(bad == 0 && v[N - 1] == 3, "big linspace: %d wrong, last %.17g", bad, v[N - 1]);
   }
   mx_release(l);
-  mx_array *io = done("iota", mx_iota(MX_S64, 2, (int64_t[]){N, 3}, 0, &out), &out);
+  mx_array *io = run_check(mx_iota(MX_S64, 2, (int64_t[]){N, 3}, 0, &out), &out, "iota");
   if (io) {
     const int64_t *v = mx_data(io);
     int bad = 0;
@@ -379,6 +328,5 @@ int main(void) {
   test_sources();
   test_as_type();
   test_half_roundtrip();
-  printf("test_unary: %d passed, %d failed\n", npass, nfail);
-  return nfail != 0;
+  return test_summary("test_unary: ");
 }

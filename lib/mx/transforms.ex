@@ -16,6 +16,11 @@ defmodule Mx.Transforms do
   them; gradients come back in the same shape of container as the inputs
   they belong to.
 
+  Complex values follow JAX's convention: a cotangent `c` of a complex value
+  pairs with a change `dw` as `Re(c dw)`, so the gradient of a real-valued
+  `f(z)` is `∂f/∂x - i ∂f/∂y`, the conjugate of the steepest-ascent
+  direction (conjugate it, with `Mx.conjugate/1`, before a gradient step).
+
       iex> f = fn x -> Mx.sum(Mx.multiply(x, x)) end
       iex> Mx.grad(f).(Mx.tensor([1.0, 2.0, 3.0])) |> Mx.to_list()
       [2.0, 4.0, 6.0]

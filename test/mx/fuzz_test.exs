@@ -22,7 +22,7 @@ defmodule Mx.FuzzTest do
   @array_builders [:from_binary, :full, :iota, :arange, :linspace, :eye, :unary, :binary, :as_type, :select, :clip,
                    :reduce, :scan, :sort, :matmul, :reshape, :broadcast, :transpose, :squeeze, :new_axis, :reverse,
                    :concatenate, :stack, :slice, :pad, :take, :take_along_axis, :gather, :indexed, :trace_input,
-                   :stop_gradient, :vjp, :vmap, :random, :linalg]
+                   :stop_gradient, :vjp, :vmap, :random, :linalg, :betainc, :fft]
 
   setup do
     before = Mx.Memory.report()
@@ -136,6 +136,7 @@ defmodule Mx.FuzzTest do
           solve: fn -> NIF.linalg(:solve, [m, f], []) end,
           trace: fn -> NIF.linalg(:trace, [f], [0]) end,
           cross: fn -> NIF.linalg(:cross, [m, m], [0]) end,
+          betainc: fn -> NIF.betainc(m, f, f) end,
           vjp: fn -> NIF.vjp([f], [m], [f]) end,
           eval: fn -> NIF.eval([gone]) end
         ]
@@ -190,6 +191,7 @@ defmodule Mx.FuzzTest do
       fn -> NIF.binary(:add, r, r) end,
       fn -> NIF.as_type(r, :f64) end,
       fn -> NIF.select(r, r, r) end,
+      fn -> NIF.betainc(r, r, r) end,
       fn -> NIF.clip(r, r, r) end,
       fn -> NIF.reduce(:sum, r, nil, false) end,
       fn -> NIF.scan(:cumulative_sum, r, 0, false) end,
@@ -576,6 +578,9 @@ defmodule Mx.FuzzTest do
       :vmap -> vmap_args(pool)
       :random -> random_args(pool)
       :linalg -> linalg_args(pool)
+      :fft -> [op([:fft, :ifft, :rfft, :irfft]), a, axis(r), pick([nil, nil, 1, small(9), 0, -1, 1 <<< 41, 2.0]),
+               pick([:backward, :ortho, :forward, :forward, :bogus])]
+      :betainc -> [a, arr(pool), arr(pool)]
       zero when zero in [:memory_report, :reset_peak, :clear_cache, :op_names, :op_grads, :noop, :noop_dirty, :load] -> []
     end
   end

@@ -14,7 +14,9 @@ defmodule Mx.ReferenceCoverageTest do
     random_poisson: "statistical tests",
     random_randint: "statistical tests",
     # No public API of its own: det and slogdet are built on it and have cases.
-    lu: "covered by det/slogdet"
+    lu: "covered by det/slogdet",
+    # Internal to the LU gradient (the pivots as a permutation): checked by the det/slogdet gradient checks.
+    lu_permutation: "transforms tests"
   }
 
   test "every primitive in the engine's op table has reference cases" do
@@ -34,7 +36,7 @@ defmodule Mx.ReferenceCoverageTest do
   end
 
   test "every reference file is run by a test module" do
-    used = ~w(creation unary binary select_clip as_type reduce reduce_long scan shape index sort matmul linalg)
+    used = ~w(creation unary binary select_clip as_type reduce reduce_long scan shape index sort matmul linalg special complex fft)
     assert Enum.sort(used) == ReferenceCase.files()
   end
 end

@@ -7,7 +7,8 @@ defmodule Mx.TransformsTest do
   for {op, list} <- [
         as_type: 1, negate: 1, abs: 2, square: 1, exp: 1, expm1: 1, log: 1, log1p: 1, sqrt: 1, rsqrt: 1,
         reciprocal: 1, sin: 1, cos: 1, tan: 1, asin: 1, acos: 1, atan: 1, sinh: 1, cosh: 1, tanh: 1, sigmoid: 1,
-        erf: 1, erf_inv: 1, lgamma: 1, add: 1, subtract: 1, multiply: 1, divide: 1, pow: 1, max: 1, min: 1,
+        erf: 1, erf_inv: 1, lgamma: 1, digamma: 1, erfc: 1, log_ndtr: 1, ndtri: 1, igamma: 1, igammac: 1,
+        betainc: 1, add: 1, subtract: 1, multiply: 1, divide: 1, pow: 1, max: 1, min: 1,
         remainder: 1, atan2: 1, logaddexp: 1, select: 1, sum: 2, product: 1, reduce_max: 1, reduce_min: 1,
         cumulative_sum: 2, cumulative_product: 1, reshape: 1, transpose: 1, broadcast: 1, concatenate: 1,
         slice: 1, pad: 1, reverse: 1, take: 1, take_along_axis: 1, gather: 1, indexed_add: 1, indexed_put: 1,

@@ -8,7 +8,7 @@ defmodule Mx.VmapTest do
     x = random_f64({2, 3}, 90, -2.0, 2.0)
 
     [
-      sign: &Mx.sign/1, floor: &Mx.floor/1, ceil: &Mx.ceil/1, round: &Mx.round/1, digamma: &Mx.digamma/1,
+      sign: &Mx.sign/1, floor: &Mx.floor/1, ceil: &Mx.ceil/1, round: &Mx.round/1, trigamma: &Mx.trigamma/1,
       is_nan: &Mx.is_nan/1, is_infinity: &Mx.is_infinity/1, logical_not: &Mx.logical_not/1,
       equal: &Mx.equal(&1, 0.5), less: &Mx.less(&1, Mx.tensor([0.0, 1.0, -1.0], type: :f64)),
       logical_and: &Mx.logical_and(&1, Mx.greater(&1, 0.0)),
@@ -25,7 +25,7 @@ defmodule Mx.VmapTest do
   defp batch(x), do: Mx.stack([x, Mx.add(Mx.multiply(x, 0.5), 0.1), Mx.add(Mx.multiply(x, 0.75), 0.05)])
 
   for {op, n} <- Enum.map(Mx.OpCases.cases(), fn {op, l} -> {op, length(l)} end) ++
-                   [sign: 1, floor: 1, ceil: 1, round: 1, digamma: 1, is_nan: 1, is_infinity: 1, logical_not: 1,
+                   [sign: 1, floor: 1, ceil: 1, round: 1, trigamma: 1, is_nan: 1, is_infinity: 1, logical_not: 1,
                     equal: 1, less: 1, logical_and: 1, argmax: 1, argmin: 1, all: 1, any: 1, cumulative_max: 1,
                     cumulative_min: 1, argsort: 1, iota_plus: 1, gather_two: 1],
       k <- 0..(n - 1) do

@@ -44,7 +44,8 @@ defmodule Mx.ReferenceCase do
   @doc "Runs a case through the public Mx API and compares the result with the reference."
   def check!(%{fun: fun, args: args, opts: opts, expected: expected} = c) do
     inputs = Enum.map(args, &decode/1)
-    result = apply(Mx, fun, if(opts == [], do: inputs, else: inputs ++ [opts]))
+    # A case may name another module (module: Mx.FFT); Mx by default.
+    result = apply(Map.get(c, :module, Mx), fun, if(opts == [], do: inputs, else: inputs ++ [opts]))
     compare!(c, result, expected, inputs, tolerance(c))
   end
 
@@ -78,7 +79,11 @@ defmodule Mx.ReferenceCase do
     :full,
     :iota,
     :eye,
-    :stop_gradient
+    :stop_gradient,
+    :real,
+    :imag,
+    :conjugate,
+    :complex
   ]
 
   # Correctly rounded in IEEE arithmetic (+ - * /, sqrt, fmod, floor, max,
@@ -115,7 +120,7 @@ defmodule Mx.ReferenceCase do
   # for these (libm-test-ulps, x86_64) and the reference is the exact value
   # rounded (≤ 1/2 ulp), so they are at most 2 ulp apart. rsqrt is 1/sqrt(x):
   # two correct roundings, ≤ 1 ulp from the exact value, so 2 as well.
-  @libm_1 [:exp, :expm1, :log, :log1p, :sin, :cos, :tan, :asin, :acos, :atan, :erf, :pow, :atan2, :rsqrt]
+  @libm_1 [:exp, :expm1, :log, :log1p, :sin, :cos, :tan, :asin, :acos, :atan, :erf, :pow, :atan2, :rsqrt, :angle]
   # glibc documents up to 2 ulp for the hyperbolic functions: 3 apart.
   @libm_2 [:sinh, :cosh, :tanh]
 
@@ -127,7 +132,11 @@ defmodule Mx.ReferenceCase do
   """
   def tolerance(%{fun: fun, expected: {:array, type, _, _}} = c) do
     cond do
+      type in [:c64, :c128] and fun not in @moving -> complex_tolerance(fun, type, c)
       type not in [:f16, :bf16, :f32, :f64] or fun in @moving -> :bits
+      # |z| of complex z is hypot(re, im): glibc's is within 1 ulp, so 2 from the rounded exact value.
+      fun == :abs and complex_args?(c) -> {:float, 2, nil}
+      fun == :irfft -> {:float, fft_ulps(type), fft_atol(c, type)}
       fun in @exact -> {:float, 0, nil}
       # Storage types compute in f32 and round back: the f32 result is within a
       # few f32 ulps of the exact value, 2^13 (f16) or 2^16 (bf16) times finer,
@@ -212,10 +221,131 @@ defmodule Mx.ReferenceCase do
   # contraction of the double multiply-add.
   defp float_tolerance(fun, _type, _c) when fun in [:arange, :linspace], do: {:float, 1, nil}
 
+  # Special functions (c_src/prim/special.c against mpmath, test/reference/generate_special.py):
+  # the issue's bar, 1e-12 relative in f64 and 1e-5 in f32 (computed in double and rounded
+  # once); the measured worst cases are ~3e-14 and half an f32 ulp. A result near underflow
+  # is e^t with t known only to an ulp of t, so the bound grows with max(1, |log r|); where
+  # the terms a result is formed from cancel (betaln near its zeros: aux.scale) it is relative
+  # to their magnitude; subnormal results get the bar times the smallest normal.
+  @special [:trigamma, :polygamma, :erfc, :log_ndtr, :ndtri, :igamma, :igammac, :betainc, :betaln, :log1mexp,
+            :xlogy, :xlog1py]
+  defp float_tolerance(fun, type, c) when fun in @special do
+    {rel, tiny} = if type == :f64, do: {1.0e-12, 2.2250738585072014e-308}, else: {1.0e-5, 1.1754943508222875e-38}
+    expected = expected_floats(c)
+    scales = if Map.has_key?(c.aux, :scale), do: floats(c.aux.scale), else: Enum.map(expected, fn _ -> 0.0 end)
+
+    atol =
+      Enum.zip_with(expected, scales, fn r, s ->
+        log_r = if r == 0, do: 0.0, else: abs(:math.log(abs(r)))
+        rel * Kernel.max(Kernel.max(abs(r) * Kernel.max(1.0, log_r), s), tiny)
+      end)
+
+    {:float, 0, atol}
+  end
+
   defp float_tolerance(fun, type, c) do
     raise ArgumentError,
           "no float tolerance for #{fun} (#{type}) in case #{inspect(c.name)}; add one with its justification"
   end
+
+  # ---- complex results --------------------------------------------------------------
+  # {:complex, ulps, atol}: each finite part (re, im) of an element passes if it is
+  # within `ulps` ulps of the reference's part or within that element's absolute
+  # bound ({re_bound, im_bound}); non-finite parts must match exactly.
+
+  defp complex_args?(%{args: args}), do: Enum.any?(args, &match?({:array, t, _, _} when t in [:c64, :c128], &1))
+
+  # Each part is one IEEE operation (or a conversion), rounded once like the reference.
+  # (indexed_add's cases add multiples of 1/8, exact in any order.)
+  defp complex_tolerance(fun, _type, _c) when fun in [:add, :subtract, :negate, :as_type, :indexed_add], do: :bits
+
+  # Textbook multiplication: Higham (ASNA 2nd ed., §3.6) bounds it normwise by
+  # √2·γ(2)·|a||b| = √2·γ(2)·|ab|; the reference's rounding adds √2·u|ab|: 5u|w|.
+  defp complex_tolerance(fun, type, c) when fun in [:multiply, :square] do
+    {:complex, 0, normwise(c, type, 5)}
+  end
+
+  # Smith's division: with |c| >= |d| the denominator c + d(d/c) has no cancellation
+  # (relative error ≤ 3u), each part's numerator errs by ≤ 3u(|a| + |b||d/c|) ≤ 3√2u|a, b|,
+  # and |c + d(d/c)| ≥ |c, d|: ≤ (3√2 + 4)u|z| per part, ≤ 12u|z| normwise; the
+  # reference's rounding adds √2u|z|: 14u|w|.
+  defp complex_tolerance(fun, type, c) when fun in [:divide, :reciprocal] do
+    {:complex, 0, normwise(c, type, 14)}
+  end
+
+  # glibc's cexp, clog and csqrt are within 3 ulps per part (libm-test-ulps, x86_64,
+  # float and double); with the reference's rounding, 4. A part far below |w| (a
+  # zero of cos y, log|z| at |z| ≈ 1) is held to 4u|w| instead.
+  defp complex_tolerance(fun, type, c) when fun in [:exp, :log, :sqrt], do: {:complex, 4, normwise(c, type, 4)}
+
+  # Each part is a real sum of n terms: γ(n)·Σ|part| as for real sums (aux.abs_re, abs_im).
+  defp complex_tolerance(:sum, type, %{aux: %{abs_re: re, abs_im: im, n: n}}) do
+    {:complex, 0, Enum.zip_with(floats(re), floats(im), &{gamma(n, type) * &1, gamma(n, type) * &2})}
+  end
+
+  # The sum's bound, then division by n + 0i (Smith: 1/n and a product, 2 roundings), over n.
+  defp complex_tolerance(:mean, type, %{aux: %{abs_re: re, abs_im: im, n: n}}) do
+    g = gamma(n + 2, type) / Kernel.max(n, 1)
+    {:complex, 0, Enum.zip_with(floats(re), floats(im), &{g * &1, g * &2})}
+  end
+
+  # n - 1 textbook multiplications, each ≤ √2·γ(2) normwise and relative to the
+  # product's modulus (|Π z| = Π|z|): ≤ 3(n - 1)u|w|, plus the reference's rounding.
+  defp complex_tolerance(:product, type, %{aux: %{n: n}} = c) do
+    {:complex, 0, normwise(c, type, 3 * Kernel.max(n - 1, 0) + 2)}
+  end
+
+  # Each output part is a sum of 2k real products (cgemm/zgemm, any order, FMA or
+  # not): γ(2k + 1)·Σ|terms| (aux.abs_re, abs_im), plus the reference's rounding.
+  defp complex_tolerance(:matmul, type, %{aux: %{abs_re: re, abs_im: im, k: k}}) do
+    g = gamma(2 * k + 2, type)
+    {:complex, 0, Enum.zip_with(floats(re), floats(im), &{g * &1, g * &2})}
+  end
+
+  defp complex_tolerance(fun, type, c) when fun in [:fft, :ifft, :rfft, :fft2, :ifft2, :fftn, :ifftn] do
+    {:complex, fft_ulps(type), Enum.map(fft_atol(c, type), &{&1, &1})}
+  end
+
+  defp complex_tolerance(fun, type, c) do
+    raise ArgumentError,
+          "no complex tolerance for #{fun} (#{type}) in case #{inspect(c.name)}; add one with its justification"
+  end
+
+  # k·u·|w| for both parts of each element.
+  defp normwise(c, type, k) do
+    u = unit(type)
+    Enum.map(expected_complex(c), fn {re, im} -> b = k * u * modulus(re, im); {b, b} end)
+  end
+
+  # |re + i im| without overflow for parts near the float range.
+  defp modulus(re, im) do
+    {hi, lo} = {Kernel.max(abs(re), abs(im)), Kernel.min(abs(re), abs(im))}
+    if hi == 0, do: 0.0, else: hi * :math.sqrt(1 + lo / hi * (lo / hi))
+  end
+
+  defp expected_complex(%{expected: {:array, type, _, hex}}) do
+    hex |> Base.decode16!() |> elements(type) |> Enum.map(fn {re, im} -> {finite_or_zero(re), finite_or_zero(im)} end)
+  end
+
+  # FFTs compute in double: ||ŷ - y||₂ ≤ 8·ε·(3·log2 n + 6)·||y||₂ per transform
+  # (ε = 2^-52) covers both the mixed-radix bound ε·log2 n·η (Higham, ASNA 2nd ed.,
+  # Thm 24.2: η ≈ 3.4ε with accurate twiddles) and Bluestein's three transforms of
+  # length < 4n, for our result and numpy's alike (as in c_src/test/test_fft.c).
+  # Transforms along several axes add their bounds (the maps are scaled unitary).
+  # An element differs by at most the norm of the error, so the bound scales
+  # aux.norm, the 2-norm of the transform the element belongs to. f32/c64 results
+  # are those double values rounded once, on both sides: also 1 ulp apart. With
+  # several axes, every pass but the last rounds to the dtype (normwise < 2u of
+  # its output), which the later scaled-unitary passes carry along: 2u per pass.
+  defp fft_atol(%{aux: %{norm: norm, lengths: lengths}}, type) do
+    eps = :math.pow(2, -52)
+    factor = Enum.reduce(lengths, 0, fn n, acc -> acc + 3 * Kernel.max(:math.log2(Kernel.max(n, 1)), 1) + 6 end)
+    rel = 8 * eps * factor + 2 * unit(type) * (length(lengths) - 1)
+    Enum.map(floats(norm), &(rel * &1))
+  end
+
+  defp fft_ulps(type) when type in [:f64, :c128], do: 0
+  defp fft_ulps(_type), do: 1
 
   # k ulps of max(|reference|, aux.scale) as an absolute bound per element.
   defp scaled(%{aux: %{scale: scale}} = c, k, type) do
@@ -227,6 +357,8 @@ defmodule Mx.ReferenceCase do
   defp unit(:f32), do: :math.pow(2, -24)
   defp unit(:f64), do: :math.pow(2, -53)
   defp unit(t) when t in [:f16, :bf16], do: unit(:f32)
+  defp unit(:c64), do: unit(:f32)
+  defp unit(:c128), do: unit(:f64)
 
   defp gamma(n, type) do
     nu = Kernel.max(n, 0) * unit(type)
@@ -268,6 +400,14 @@ defmodule Mx.ReferenceCase do
       case tol do
         :bits ->
           if got == want, do: [], else: mismatches(elements(got, type), elements(want, type), fn g, w -> g == w end)
+
+        {:complex, ulps, atol} ->
+          part = fn g, w, a -> close?(g, w, ulps, a) end
+
+          Enum.zip([elements(got, type), elements(want, type), atol])
+          |> Enum.with_index()
+          |> Enum.reject(fn {{{gr, gi}, {wr, wi}, {ar, ai}}, _i} -> part.(gr, wr, ar) and part.(gi, wi, ai) end)
+          |> Enum.map(fn {{g, w, a}, i} -> {i, g, w, a} end)
 
         {:float, ulps, atol} ->
           atol = atol || Stream.cycle([0.0])
@@ -327,8 +467,13 @@ defmodule Mx.ReferenceCase do
     " (#{abs(og - ow)} ulp, |diff| #{abs(g - w)}#{if is_number(a) and a > 0, do: ", allowed #{a}", else: ""})"
   end
 
+  defp distance({gr, gi}, {wr, wi}, {ar, ai}) when is_tuple(gr) do
+    " (parts:#{distance(gr, wr, ar)}#{distance(gi, wi, ai)})"
+  end
+
   defp distance(_, _, _), do: ""
 
+  defp show({re, im}) when is_tuple(re), do: "(#{show(re)}, #{show(im)})"
   defp show({:finite, _, v}), do: inspect(v)
   defp show({kind, _, _}), do: inspect(kind)
   defp show(v), do: inspect(v)
@@ -336,6 +481,7 @@ defmodule Mx.ReferenceCase do
   defp show_tol(:bits), do: "bit-exact"
   defp show_tol({:float, u, nil}), do: "≤ #{u} ulp"
   defp show_tol({:float, u, _}), do: "≤ #{u} ulp or the per-element error bound"
+  defp show_tol({:complex, u, _}), do: "each part ≤ #{u} ulp or the per-element error bound"
 
   defp unravel([], _i), do: []
 
@@ -369,6 +515,12 @@ defmodule Mx.ReferenceCase do
   end
 
   def elements(bin, :bool), do: for(<<x::8 <- bin>>, do: x)
+
+  # Complex: {re, im} pairs of float elements.
+  def elements(bin, type) when type in [:c64, :c128] do
+    part = if type == :c64, do: :f32, else: :f64
+    bin |> elements(part) |> Enum.chunk_every(2) |> Enum.map(fn [re, im] -> {re, im} end)
+  end
 
   def elements(bin, type) do
     {kind, bits} = Mx.Type.to_nx(type)
