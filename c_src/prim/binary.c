@@ -207,8 +207,8 @@ static mx_status run(bctx *c, const char *name, mx_array *out, mx_array *const *
     c->outer[k] = d > 1 ? c->st[k][d - 2] : 0;
   }
 
-  if (out->size >= MX_PARALLEL_GRAIN)
-    mx_parallel_for(out->size, MX_PARALLEL_GRAIN, run_range, c);
+  if (out->size >= 2 * mx_grain(out))
+    mx_parallel_for(out->size, mx_grain(out), run_range, c);
   else
     run_range(c, 0, out->size);
   return MX_OK;

@@ -71,4 +71,12 @@ static inline void mx_contiguous_strides(int ndim, const int64_t *shape, int64_t
 /* Work below this many elements stays on the calling thread. */
 #define MX_PARALLEL_GRAIN 32768
 
+/* Elementwise chunks sized by the node's weighted cost (elements x op weight, a unit
+ * ~0.1 ns, see op_weight in ops.c): ~100 us of work per chunk, since waking a worker
+ * costs a few us and memory-bound ops (add) gain from a second core only on large arrays. */
+static inline int64_t mx_grain(const mx_array *out) {
+  int64_t w = out->size > 0 ? out->cost / out->size : 1, g = ((int64_t)1 << 20) / (w > 0 ? w : 1);
+  return g < 4096 ? 4096 : g;
+}
+
 #endif

@@ -32,7 +32,7 @@ static mx_status run(mx_array *out, mx_array *const *in, const char *op, unary_f
   if (out->size == 0) return MX_OK;
   unary_ctx c = {fn, mx_data(in[0]), mx_data(out), (size_t)mx_dtype_size((mx_dtype)in[0]->dtype),
                  (size_t)mx_dtype_size((mx_dtype)out->dtype)};
-  mx_parallel_for(out->size, MX_PARALLEL_GRAIN, unary_range, &c);
+  mx_parallel_for(out->size, mx_grain(out), unary_range, &c);
   return MX_OK;
 }
 
