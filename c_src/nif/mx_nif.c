@@ -180,7 +180,7 @@ static ERL_NIF_TERM shape_term(ErlNifEnv *env, const mx_array *a) {
   return enif_make_tuple_from_array(env, dims, (unsigned)a->ndim);
 }
 
-/* {ref, shape, dtype}; takes ownership of the reference `a`. */
+/* {ref, shape, dtype, id}; takes ownership of the reference `a`. */
 static ERL_NIF_TERM wrap(ErlNifEnv *env, mx_array *a) {
   array_res *r = enif_alloc_resource(ARRAY, sizeof *r);
   if (!r) {
@@ -195,7 +195,9 @@ static ERL_NIF_TERM wrap(ErlNifEnv *env, mx_array *a) {
   /* A process holding much array memory must get to its GC, which runs when it is
    * scheduled out: charge big arrays against the timeslice (1% per 64 KiB). */
   if (bytes >= 65536) enif_consume_timeslice(env, bytes >= ((size_t)100 << 16) ? 100 : (int)(bytes >> 16));
-  return enif_make_tuple3(env, ref, shape_term(env, a), dtype_atoms[a->dtype]);
+  /* The node's address as an id: array terms compare equal only when they are the same array
+   * (the resource binary's bytes are the shared zero mapping, equal for every array). */
+  return enif_make_tuple4(env, ref, shape_term(env, a), dtype_atoms[a->dtype], enif_make_uint64(env, (uint64_t)(uintptr_t)a));
 }
 
 /* Takes &out so the status is computed before *out is read. */

@@ -22,13 +22,14 @@ defmodule Mx.Array do
   axis, and an integer `Mx.Array` takes those positions along the axis.
   """
 
-  @enforce_keys [:ref, :shape, :type]
-  defstruct [:ref, :shape, :type]
+  # `id` names the graph node: two array terms are == exactly when they are the same array.
+  @enforce_keys [:ref, :shape, :type, :id]
+  defstruct [:ref, :shape, :type, :id]
 
-  @type t :: %__MODULE__{ref: binary(), shape: tuple(), type: Mx.Type.t()}
+  @type t :: %__MODULE__{ref: binary(), shape: tuple(), type: Mx.Type.t(), id: non_neg_integer()}
 
   @doc false
-  def wrap({ref, shape, type}), do: %__MODULE__{ref: ref, shape: shape, type: type}
+  def wrap({ref, shape, type, id}), do: %__MODULE__{ref: ref, shape: shape, type: type, id: id}
 
   @behaviour Access
 

@@ -172,7 +172,6 @@ defmodule Gen.DistDiscreteTest do
   ]
 
   for {{name, dist, support}, i} <- Enum.with_index(@chi_cases) do
-    @dist dist
     @support Enum.to_list(support)
     @seed 100 + i
     test "sample_n: chi-square goodness of fit, #{name}" do

@@ -306,7 +306,7 @@ defmodule Mx.FuzzTest do
   end
 
   # The arrays in a NIF's result: one, a tuple of them (linalg), or a list (vjp, vmap's {array, batched?}).
-  defp arrays_in({ref, shape, type} = arr) when is_binary(ref) and is_tuple(shape) and is_atom(type), do: [arr]
+  defp arrays_in({ref, shape, type, _id} = arr) when is_binary(ref) and is_tuple(shape) and is_atom(type), do: [arr]
   defp arrays_in({arr, batched}) when is_boolean(batched), do: arrays_in(arr)
   defp arrays_in(list) when is_list(list), do: Enum.flat_map(list, &arrays_in/1)
   defp arrays_in(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> Enum.flat_map(&arrays_in/1)
@@ -314,7 +314,7 @@ defmodule Mx.FuzzTest do
 
   # Evaluates a result: it must succeed with the right byte count or raise Mx.Error,
   # whose message is returned.
-  defp check_eval(name, {ref, shape, type}) do
+  defp check_eval(name, {ref, shape, type, _id}) do
     try do
       assert NIF.eval([ref]) == :ok
       assert NIF.state(ref) == :evaluated
@@ -333,7 +333,7 @@ defmodule Mx.FuzzTest do
   # Deferred results: one eval over all of them (a failing root fails it), then each alone.
   defp check_deferred(deferred) do
     try do
-      NIF.eval(Enum.map(deferred, fn {_, {ref, _, _}} -> ref end))
+      NIF.eval(Enum.map(deferred, fn {_, {ref, _, _, _}} -> ref end))
     rescue
       _ in Mx.Error -> :ok
     end
@@ -381,7 +381,7 @@ defmodule Mx.FuzzTest do
 
     orphaned =
       for t <- [:f64, :u8] do
-        {r, _, _} = x = random_array(t, {2, 2})
+        {r, _, _, _} = x = random_array(t, {2, 2})
         y = NIF.binary(:add, r, r)
         NIF.dispose(r)
         [x, y]
@@ -412,7 +412,7 @@ defmodule Mx.FuzzTest do
   defp corrupt(args, pool), do: Enum.map(args, &if(chance(0.1), do: junk(pool), else: &1))
 
   defp junk(pool) do
-    {ref, _, _} = pool |> Enum.filter(fn {_, s, _} -> elements(s) <= 64 end) |> pick()
+    {ref, _, _, _} = pool |> Enum.filter(fn {_, s, _, _} -> elements(s) <= 64 end) |> pick()
 
     pick([
       fn -> pick([:foo, nil, true, false, :nan, :infinity, :f32, :add, :"日本語", String.to_atom(String.duplicate("x", 255))]) end,
@@ -430,7 +430,7 @@ defmodule Mx.FuzzTest do
       fn -> binary_part(ref, 0, div(byte_size(ref), 2)) end,
       fn -> :binary.copy(ref) end,
       fn -> :erlang.binary_to_term(:erlang.term_to_binary(ref)) end,
-      fn -> %Mx.Array{ref: ref, shape: {}, type: :f32} end,
+      fn -> %Mx.Array{ref: ref, shape: {}, type: :f32, id: 0} end,
       fn -> {ref, {}, :f32} end
     ]).()
   end
@@ -498,7 +498,7 @@ defmodule Mx.FuzzTest do
   end
 
   defp same_shape_arrays(pool) do
-    {_, s, _} = arr_entry(pool)
+    {_, s, _, _} = arr_entry(pool)
     for _ <- 1..(1 + small(3)), do: elem(NIF.full(pick(@dtypes), s, 1), 0)
   end
 
@@ -521,7 +521,7 @@ defmodule Mx.FuzzTest do
   end
 
   defp args_for(name, pool) do
-    {a, s, t} = arr_entry(pool)
+    {a, s, t, _} = arr_entry(pool)
     r = if is_tuple(s), do: tuple_size(s), else: 0
 
     case name do
@@ -588,7 +588,7 @@ defmodule Mx.FuzzTest do
   defp vjp_args(a, pool) do
     x = elem(NIF.trace_input(a), 0)
     out = if chance(0.5), do: NIF.unary(pick(@unary_ops), x), else: NIF.reduce(pick(@reduce_ops), x, nil, false)
-    {o, os, ot} = out
+    {o, os, ot, _} = out
     cot = if chance(0.8), do: elem(NIF.full(ot, os, 1), 0), else: arr(pool)
     wrt = pick([[x], [x, x], [arr(pool)], []])
     cots = if chance(0.9), do: [cot], else: [cot, cot]
@@ -596,7 +596,7 @@ defmodule Mx.FuzzTest do
   end
 
   defp vmap_args(pool) do
-    {_, s, t} = arr_entry(pool)
+    {_, s, t, _} = arr_entry(pool)
     b = small(3)
     holder = elem(NIF.trace_input(elem(NIF.full(t, s, 0), 0)), 0)
     out = if chance(0.5), do: NIF.unary(pick(@unary_ops), holder), else: NIF.binary(pick(@binary_ops), holder, arr(pool))

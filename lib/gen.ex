@@ -1,0 +1,406 @@
+defmodule Gen do
+  @moduledoc """
+  Gen: probabilistic programming on Mx arrays, with the Generative Function
+  Interface (GFI) of Gen.jl.
+
+  ## Modelling
+
+      import Gen
+
+      model = gen fn xs ->
+        slope = trace(:slope, Gen.Dist.normal(0.0, 10.0))
+        intercept = trace(:intercept, Gen.Dist.normal(0.0, 10.0))
+        for {x, j} <- Enum.with_index(xs) do
+          trace({:y, j}, Gen.Dist.normal(Mx.add(Mx.multiply(slope, x), intercept), 1.0))
+        end
+        slope
+      end
+
+  With every choice constrained, generate's weight is the log joint
+  density, here log N(1; 0, 10) + log N(0; 0, 10) + log N(1; 1, 1) +
+  log N(2.5; 2, 1); with only the observations constrained, slope and
+  intercept are drawn with the key:
+
+      iex> import Gen
+      iex> model = gen fn xs ->
+      ...>   slope = trace(:slope, Gen.Dist.normal(0.0, 10.0))
+      ...>   intercept = trace(:intercept, Gen.Dist.normal(0.0, 10.0))
+      ...>   for {x, j} <- Enum.with_index(xs) do
+      ...>     trace({:y, j}, Gen.Dist.normal(Mx.add(Mx.multiply(slope, x), intercept), 1.0))
+      ...>   end
+      ...>   slope
+      ...> end
+      iex> all = Gen.choicemap(%{:slope => 1.0, :intercept => 0.0, {:y, 0} => 1.0, {:y, 1} => 2.5})
+      iex> {trace, weight} = Gen.generate(model, [[1.0, 2.0]], all)
+      iex> Mx.to_number(weight) |> Float.round(10)
+      -8.4109243188
+      iex> Mx.to_number(Gen.get_score(trace)) == Mx.to_number(weight)
+      true
+      iex> ys = Gen.choicemap(%{{:y, 0} => 1.0, {:y, 1} => 2.5})
+      iex> {t1, _} = Gen.generate(model, [[1.0, 2.0]], ys, key: Mx.Random.key(7))
+      iex> {t2, _} = Gen.generate(model, [[1.0, 2.0]], ys, key: Mx.Random.key(7))
+      iex> Mx.to_number(t1[:slope]) == Mx.to_number(t2[:slope])
+      true
+
+  `gen fn ... end` makes an anonymous generative function, `defgen name(args)
+  do ... end` a named one. In a body, `trace(addr, dist)` makes a random
+  choice, `trace(addr, gen_fn, args)` calls a generative function under a
+  nested address, and `splice(gen_fn, args)` calls one at the current level.
+  Addresses are any term but a list; a list is a path (`[:sub, :x]`).
+  Visiting an address twice in one call raises at once.
+
+  ## The GFI (weights are f64 Mx scalars, log space)
+
+    * `simulate/3` → trace
+    * `generate/4` → `{trace, weight}`
+    * `update/5` (and `update/3`) → `{trace, weight, retdiff, discard}`
+    * `regenerate/5` (and `regenerate/3`) → `{trace, weight, retdiff}`
+    * `assess/3` → `{weight, retval}`
+    * `project/2` → weight
+    * `propose/3` → `{choices, weight, retval}`
+    * trace accessors `get_choices/1`, `get_score/1`, `get_retval/1`,
+      `get_args/1`, `get_gen_fn/1`, and `trace[addr]`
+
+  Every function that draws takes an optional `key:`; without one, a
+  per-process key (set by `seed/1`, or from the system at first use) is
+  split.
+
+  ## Where things are
+
+    * `Gen.GenerativeFunction` — the GFI as a protocol (dynamic functions and distributions fill it)
+    * `Gen.DynamicFunction` — functions written with `gen`/`defgen`
+    * `Gen.Handlers` — one handler per GFI method; per-process state
+    * `Gen.Trace`, `Gen.Choicemap`, `Gen.Selection` — the data
+    * `Gen.Distribution`, `Gen.Dist` — the distribution contract and the distributions
+  """
+
+  alias Gen.{Choicemap, GenerativeFunction, Handlers, Selection, Trace}
+
+  @type gen_fn :: GenerativeFunction.t()
+  @type weight :: Mx.t()
+  @type argdiff :: :no_change | :unknown_change | term()
+
+  # ---- the DSL --------------------------------------------------------------------
+
+  @doc """
+  An anonymous generative function from `fn args -> body end`.
+
+      iex> import Gen
+      iex> coin = gen fn p -> trace(:flip, Gen.Dist.bernoulli(p)) end
+      iex> Gen.get_choices(Gen.simulate(coin, [0.5], key: Mx.Random.key(1))) |> Enum.count()
+      1
+  """
+  defmacro gen({:fn, _, _} = fun) do
+    quote do: Gen.DynamicFunction.new(unquote(fun))
+  end
+
+  defmacro gen(other) do
+    raise ArgumentError, "gen expects an anonymous function, gen fn args -> ... end, got: #{Macro.to_string(other)}"
+  end
+
+  @doc """
+  Defines a named generative function: `defgen model(xs) do ... end` makes
+  `model/0` return the `Gen.DynamicFunction` (so a body can call itself
+  recursively with `trace(addr, model(), args)`). Guards are allowed.
+  """
+  defmacro defgen(head, do: body) do
+    {call, guard} =
+      case head do
+        {:when, _, [call, guard]} -> {call, guard}
+        call -> {call, nil}
+      end
+
+    {name, meta, params} = call
+    params = if is_list(params), do: params, else: []
+    impl = :"__gen_#{name}__"
+    n = length(params)
+    impl_head = if guard, do: {:when, meta, [{impl, meta, params}, guard]}, else: {impl, meta, params}
+
+    quote do
+      def unquote(name)(), do: Gen.DynamicFunction.new(Function.capture(__MODULE__, unquote(impl), unquote(n)), {__MODULE__, unquote(name)})
+      @doc false
+      def unquote(impl_head), do: unquote(body)
+    end
+  end
+
+  @doc """
+  At a trace site: `trace(addr, dist)` makes the random choice `addr` from a
+  distribution (sampled, constrained or reused, as the running GFI method
+  decides) and returns its value; `trace(addr, gen_fn)` calls a generative
+  function of no arguments under `addr`. Only valid inside a `gen` body.
+  """
+  @spec trace(Choicemap.path(), gen_fn()) :: term()
+  def trace(addr, gf), do: Handlers.visit(addr, gf, [])
+
+  @doc """
+  Calls generative function `gf` on `args` with its choices under the
+  address `addr`; returns its return value. Only valid inside a `gen` body.
+
+      iex> import Gen
+      iex> inner = gen fn mu -> trace(:x, Gen.Dist.normal(mu, 1.0)) end
+      iex> outer = gen fn -> trace(:sub, inner, [3.0]) end
+      iex> t = Gen.simulate(outer, [], key: Mx.Random.key(0))
+      iex> Gen.Choicemap.has_value?(t.choices, [:sub, :x])
+      true
+  """
+  @spec trace(Choicemap.path(), gen_fn(), [term()]) :: term()
+  def trace(addr, gf, args), do: Handlers.visit(addr, gf, args)
+
+  @doc """
+  Calls the dynamic generative function `gf` on `args` with its choices at
+  the current level (Gen.jl's splice); returns its return value.
+
+      iex> import Gen
+      iex> inner = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> outer = gen fn -> splice(inner, []) end
+      iex> Gen.simulate(outer, [], key: Mx.Random.key(0)).choices |> Gen.Choicemap.has_value?(:x)
+      true
+  """
+  @spec splice(Gen.DynamicFunction.t(), [term()]) :: term()
+  def splice(gf, args), do: Handlers.splice(gf, args)
+
+  # ---- data -----------------------------------------------------------------------
+
+  @doc """
+  A choicemap (see `Gen.Choicemap.new/1`).
+
+      iex> Gen.choicemap([{:a, 1.0}, {[:b, :c], 2}]) |> Gen.Choicemap.get([:b, :c]) |> Mx.to_number()
+      2
+  """
+  @spec choicemap(map() | list() | Choicemap.t()) :: Choicemap.t()
+  def choicemap(spec \\ []), do: Choicemap.new(spec)
+
+  @doc """
+  A selection of addresses and paths (see `Gen.Selection.new/1`).
+
+      iex> Gen.select([:a, [:b, :c]]) |> Gen.Selection.member?([:b, :c])
+      true
+  """
+  @spec select(Choicemap.path() | [Choicemap.path()]) :: Selection.t()
+  def select(addrs), do: Selection.new(addrs)
+
+  @doc """
+  Seeds this process's key, used by GFI calls without `key:`.
+
+      iex> Gen.seed(3)
+      iex> a = Gen.next_key() |> Mx.to_list()
+      iex> Gen.seed(3)
+      iex> a == Mx.to_list(Gen.next_key())
+      true
+  """
+  @spec seed(integer()) :: :ok
+  def seed(seed) do
+    Process.put(:gen_key, Mx.Random.key(seed))
+    :ok
+  end
+
+  @doc """
+  A fresh key split from this process's key (seeded from the system at
+  first use unless `seed/1` was called).
+  """
+  @spec next_key() :: Mx.t()
+  def next_key do
+    k = Process.get(:gen_key) || Mx.Random.key(:rand.uniform(0xFFFF_FFFF_FFFF_FFF) - 1)
+    keys = Mx.Random.split(k)
+    # Evaluated now, so the process key never grows a chain of pending splits.
+    Process.put(:gen_key, Mx.eval(keys[0]))
+    keys[1]
+  end
+
+  defp key(opts) do
+    case Keyword.fetch(opts, :key) do
+      {:ok, k} -> k
+      :error -> next_key()
+    end
+  end
+
+  # ---- the GFI --------------------------------------------------------------------
+
+  @doc """
+  Runs `gf` on `args`, sampling every choice; returns a `Gen.Trace` whose
+  score is the log joint density of its choices. Options: `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(5))
+      iex> x = Mx.to_number(t[:x])
+      iex> abs(Mx.to_number(t.score) - (-0.5 * x * x - 0.5 * :math.log(2 * :math.pi()))) < 1.0e-12
+      true
+  """
+  @spec simulate(gen_fn(), [term()], keyword()) :: Trace.t()
+  def simulate(gf, args, opts \\ []), do: GenerativeFunction.simulate(gf, args, key(opts))
+
+  @doc """
+  A trace of `gf` on `args` whose choices agree with `constraints` (a
+  choicemap, or a map or list for `choicemap/1`); the other choices are
+  sampled from the prior. Returns `{trace, weight}` with
+
+      weight = log p(constrained choices | sampled choices; args)
+
+  the sum of the log-densities of the constrained choices (Gen.jl's
+  generate with the internal proposal). A constraint at an address the run
+  never visits raises. Options: `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> {_t, w} = Gen.generate(m, [], %{x: 0.0})
+      iex> Mx.to_number(w) |> Float.round(10)
+      -0.9189385332
+  """
+  @spec generate(gen_fn(), [term()], Choicemap.t() | map() | list(), keyword()) :: {Trace.t(), weight()}
+  def generate(gf, args, constraints \\ Choicemap.new(), opts \\ []) do
+    GenerativeFunction.generate(gf, args, Choicemap.new(constraints), key(opts))
+  end
+
+  @doc """
+  Moves `trace` to new `args` and `constraints` (Gen.jl's update). Returns
+  `{new_trace, weight, retdiff, discard}` where
+
+      weight = new score − old score − Σ log p(choices newly sampled)
+
+  the choices newly sampled being those the new run made at addresses that
+  neither the old trace nor the constraints hold (so a constrained choice
+  counts with its new log-density, a kept one with the change of its
+  log-density, a removed one with minus its old log-density). `discard`
+  holds the old values of the constrained (replaced) and removed choices.
+  `argdiffs` (one per argument, `:no_change` or `:unknown_change`; or one
+  atom for all) say which arguments changed: with all `:no_change` and no
+  constraints the trace is returned as it is; unchanged sub-calls (same
+  callee, same args, no constraints under them) are kept without running
+  them again. Constraints at addresses the new run never visits raise.
+  Options: `key:`.
+  """
+  @spec update(Trace.t(), [term()], [argdiff()] | argdiff(), Choicemap.t() | map() | list(), keyword()) ::
+          {Trace.t(), weight(), argdiff(), Choicemap.t()}
+  def update(%Trace{} = trace, args, argdiffs, constraints, opts \\ []) do
+    cm = Choicemap.new(constraints)
+    diffs = argdiffs!(args, argdiffs, "Gen.update/5")
+
+    if Enum.all?(diffs, &(&1 == :no_change)) and Choicemap.empty?(cm) do
+      {trace, Handlers.zero(), :no_change, Choicemap.new()}
+    else
+      GenerativeFunction.update(trace.gen_fn, trace, args, diffs, cm, key(opts))
+    end
+  end
+
+  @doc """
+  `update/5` with the trace's own arguments, all unchanged.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{x: 1.0})
+      iex> {t2, w, _, discard} = Gen.update(t, %{x: 0.0})
+      iex> {Float.round(Mx.to_number(w), 12), Mx.to_number(t2[:x]), Mx.to_number(discard[:x])}
+      {0.5, 0.0, 1.0}
+  """
+  @spec update(Trace.t(), Choicemap.t() | map() | list(), keyword()) :: {Trace.t(), weight(), argdiff(), Choicemap.t()}
+  def update(%Trace{} = trace, constraints, opts \\ []) when is_list(opts) do
+    update(trace, trace.args, :no_change, constraints, opts)
+  end
+
+  @doc """
+  Resamples the selected choices of `trace` from their prior under new
+  `args` (Gen.jl's regenerate). Returns `{new_trace, weight, retdiff}` with
+
+      weight = Σ over kept, unselected choices (new log-density − old log-density)
+
+  that is, log p(new trace) − log p(old trace) minus the log-densities of
+  the resampled and newly sampled choices plus those of the removed ones
+  (the Metropolis–Hastings ratio of the move). Options: `key:`.
+  """
+  @spec regenerate(Trace.t(), [term()], [argdiff()] | argdiff(), Selection.t(), keyword()) :: {Trace.t(), weight(), argdiff()}
+  def regenerate(%Trace{} = trace, args, argdiffs, %Selection{} = selection, opts \\ []) do
+    diffs = argdiffs!(args, argdiffs, "Gen.regenerate/5")
+
+    if Enum.all?(diffs, &(&1 == :no_change)) and Selection.empty?(selection) do
+      {trace, Handlers.zero(), :no_change}
+    else
+      GenerativeFunction.regenerate(trace.gen_fn, trace, args, diffs, selection, key(opts))
+    end
+  end
+
+  @doc """
+  `regenerate/5` with the trace's own arguments, all unchanged.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(1))
+      iex> {t2, w, _} = Gen.regenerate(t, Gen.select(:x), key: Mx.Random.key(2))
+      iex> {Mx.to_number(w), Mx.to_number(t2[:x]) != Mx.to_number(t[:x])}
+      {0.0, true}
+  """
+  @spec regenerate(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), weight(), argdiff()}
+  def regenerate(%Trace{} = trace, %Selection{} = selection, opts \\ []) do
+    regenerate(trace, trace.args, :no_change, selection, opts)
+  end
+
+  @doc """
+  `{weight, retval}`: the log joint density of `choices` (every choice the
+  run visits must be given, and every given choice visited) and the return
+  value.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> {w, x} = Gen.assess(m, [], %{x: 0.0})
+      iex> {Float.round(Mx.to_number(w), 10), Mx.to_number(x)}
+      {-0.9189385332, 0.0}
+  """
+  @spec assess(gen_fn(), [term()], Choicemap.t() | map() | list()) :: {weight(), term()}
+  def assess(gf, args, choices), do: GenerativeFunction.assess(gf, args, Choicemap.new(choices))
+
+  @doc """
+  The sum of the log-densities of the selected choices of `trace`;
+  `project(trace, Gen.Selection.all())` is the score.
+
+      iex> import Gen
+      iex> m = gen fn -> {trace(:x, Gen.Dist.normal(0.0, 1.0)), trace(:y, Gen.Dist.normal(0.0, 1.0))} end
+      iex> {t, _} = Gen.generate(m, [], %{x: 0.0, y: 0.0})
+      iex> Gen.project(t, Gen.select(:x)) |> Mx.to_number() |> Float.round(10)
+      -0.9189385332
+  """
+  @spec project(Trace.t(), Selection.t()) :: weight()
+  def project(%Trace{} = trace, %Selection{} = selection), do: GenerativeFunction.project(trace.gen_fn, trace, selection)
+
+  @doc """
+  Samples `gf` on `args`: `{choices, weight, retval}`, with weight the log
+  joint density of the choices (the score). Options: `key:`.
+  """
+  @spec propose(gen_fn(), [term()], keyword()) :: {Choicemap.t(), weight(), term()}
+  def propose(gf, args, opts \\ []), do: GenerativeFunction.propose(gf, args, key(opts))
+
+  # ---- trace accessors ------------------------------------------------------------
+
+  @doc "The choices of a trace, a `Gen.Choicemap`."
+  @spec get_choices(Trace.t()) :: Choicemap.t()
+  def get_choices(%Trace{choices: c}), do: c
+
+  @doc "The score of a trace: the log joint density of its choices (f64 scalar)."
+  @spec get_score(Trace.t()) :: Mx.t()
+  def get_score(%Trace{score: s}), do: s
+
+  @doc "The return value of a trace."
+  @spec get_retval(Trace.t()) :: term()
+  def get_retval(%Trace{retval: r}), do: r
+
+  @doc "The arguments of a trace."
+  @spec get_args(Trace.t()) :: [term()]
+  def get_args(%Trace{args: a}), do: a
+
+  @doc "The generative function of a trace."
+  @spec get_gen_fn(Trace.t()) :: gen_fn()
+  def get_gen_fn(%Trace{gen_fn: g}), do: g
+
+  defp argdiffs!(args, diff, _where) when is_atom(diff) and is_list(args), do: Enum.map(args, fn _ -> diff end)
+
+  defp argdiffs!(args, diffs, where) when is_list(args) and is_list(diffs) do
+    if length(args) != length(diffs) do
+      raise ArgumentError, "#{where}: #{length(args)} argument(s) but #{length(diffs)} argdiff(s): give one per argument"
+    end
+
+    diffs
+  end
+
+  defp argdiffs!(args, diffs, where) do
+    raise ArgumentError, "#{where}: args must be a list and argdiffs a list or an atom, got #{inspect(args)} and #{inspect(diffs)}"
+  end
+end
