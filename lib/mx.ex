@@ -782,6 +782,31 @@ defmodule Mx do
   def transpose(a, opts \\ []), do: NIF.transpose(to_array(a).ref, opts[:axes]) |> Array.wrap()
 
   @doc """
+  The shape two shapes broadcast to (numpy rules), or `nil` if they do not.
+
+      iex> Mx.broadcast_shape({2, 1}, {3})
+      {2, 3}
+      iex> Mx.broadcast_shape({2}, {3})
+      nil
+  """
+  @spec broadcast_shape(shape(), shape()) :: shape() | nil
+  def broadcast_shape(a, b) do
+    {la, lb} = {Tuple.to_list(a), Tuple.to_list(b)}
+    n = Kernel.max(length(la), length(lb))
+    pad = fn l -> List.duplicate(1, n - length(l)) ++ l end
+
+    dims =
+      Enum.zip_with(pad.(la), pad.(lb), fn
+        x, x -> x
+        1, y -> y
+        x, 1 -> x
+        _, _ -> nil
+      end)
+
+    if nil in dims, do: nil, else: List.to_tuple(dims)
+  end
+
+  @doc """
   Broadcasts to `shape` (numpy rules: trailing dimensions match or are 1).
 
       iex> Mx.broadcast(Mx.tensor([1, 2]), {2, 2}) |> Mx.to_list()

@@ -245,24 +245,8 @@ defmodule Gen.Dist do
   end
 
   defp broadcast_shape!(a, b, dist, all) do
-    {la, lb} = {Tuple.to_list(a), Tuple.to_list(b)}
-    n = max(length(la), length(lb))
-    pad = fn l -> List.duplicate(1, n - length(l)) ++ l end
-
-    Enum.zip_with(pad.(la), pad.(lb), fn
-      x, x ->
-        x
-
-      1, y ->
-        y
-
-      x, 1 ->
-        x
-
-      _, _ ->
-        raise ArgumentError, "Gen.Dist.#{dist}: parameter shapes #{inspect(all)} do not broadcast"
-    end)
-    |> List.to_tuple()
+    Mx.broadcast_shape(a, b) ||
+      raise ArgumentError, "Gen.Dist.#{dist}: parameter shapes #{inspect(all)} do not broadcast"
   end
 
   @doc false

@@ -689,25 +689,9 @@ defmodule Mx.Random do
   end
 
   defp broadcast_shapes!(a, b, fun) do
-    {la, lb} = {Tuple.to_list(a), Tuple.to_list(b)}
-    n = max(length(la), length(lb))
-    pad = fn l -> List.duplicate(1, n - length(l)) ++ l end
-
-    Enum.zip_with(pad.(la), pad.(lb), fn
-      x, x ->
-        x
-
-      1, y ->
-        y
-
-      x, 1 ->
-        x
-
-      _, _ ->
-        raise ArgumentError,
-              "Mx.Random.#{fun}: parameter shapes #{inspect(a)} and #{inspect(b)} do not broadcast together"
-    end)
-    |> List.to_tuple()
+    Mx.broadcast_shape(a, b) ||
+      raise ArgumentError,
+            "Mx.Random.#{fun}: parameter shapes #{inspect(a)} and #{inspect(b)} do not broadcast together"
   end
 
   # A parameter as an array of `type` that broadcasts to `shape`.
