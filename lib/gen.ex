@@ -58,6 +58,7 @@ defmodule Gen do
     * `assess/3` → `{weight, retval}`
     * `project/2` → weight
     * `propose/3` → `{choices, weight, retval}`
+    * `edit/3` → `{trace, weight, discard}` for GenJAX-style requests (`Gen.Edit`)
     * trace accessors `get_choices/1`, `get_score/1`, `get_retval/1`,
       `get_args/1`, `get_gen_fn/1`, and `trace[addr]`
 
@@ -71,6 +72,7 @@ defmodule Gen do
     * `Gen.DynamicFunction` — functions written with `gen`/`defgen`
     * `Gen.Handlers` — one handler per GFI method; per-process state
     * `Gen.Trace`, `Gen.Choicemap`, `Gen.Selection` — the data
+    * `Gen.Edit` — edit requests: constraint, selection, proposal
     * `Gen.Distribution`, `Gen.Dist` — the distribution contract and the distributions
   """
 
@@ -367,6 +369,23 @@ defmodule Gen do
   """
   @spec propose(gen_fn(), [term()], keyword()) :: {Choicemap.t(), weight(), term()}
   def propose(gf, args, opts \\ []), do: GenerativeFunction.propose(gf, args, key(opts))
+
+  @doc """
+  Edits `trace` with a GenJAX-style request (see `Gen.Edit`): returns
+  `{new_trace, weight, discard}`. `Gen.Edit.constraint(cm)` is `update/3`,
+  `Gen.Edit.selection(sel)` is `regenerate/3`, `Gen.Edit.proposal(q, args)`
+  a Metropolis–Hastings move whose weight is the log acceptance ratio.
+  Options: `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{x: 1.0})
+      iex> {t2, w, discard} = Gen.edit(t, Gen.Edit.constraint(%{x: 0.0}))
+      iex> {Float.round(Mx.to_number(w), 12), Mx.to_number(t2[:x]), Mx.to_number(discard[:x])}
+      {0.5, 0.0, 1.0}
+  """
+  @spec edit(Trace.t(), Gen.Edit.request(), keyword()) :: {Trace.t(), weight(), Choicemap.t()}
+  def edit(%Trace{} = trace, request, opts \\ []), do: Gen.Edit.run(trace, request, opts)
 
   # ---- trace accessors ------------------------------------------------------------
 
