@@ -170,6 +170,14 @@ defmodule Gen.Dist do
   @spec multivariate_normal(Mx.tensor_like(), Mx.tensor_like()) :: Dist.MultivariateNormal.t()
   def multivariate_normal(mean, cov), do: Dist.MultivariateNormal.new(mean, cov)
 
+  @doc "Wishart with `df` degrees of freedom and scale `scale` (`{p, p}`); see `Gen.Dist.Wishart`."
+  @spec wishart(Mx.tensor_like(), Mx.tensor_like()) :: Dist.Wishart.t()
+  def wishart(df, scale), do: Dist.Wishart.new(df, scale)
+
+  @doc "Inverse Wishart with `df` degrees of freedom and scale `scale` (`{p, p}`); see `Gen.Dist.InvWishart`."
+  @spec inv_wishart(Mx.tensor_like(), Mx.tensor_like()) :: Dist.InvWishart.t()
+  def inv_wishart(df, scale), do: Dist.InvWishart.new(df, scale)
+
   @doc "A mixture of `components` (one kind) with `log_weights`; see `Gen.Dist.Mixture`."
   @spec mixture([Distribution.t()], Mx.tensor_like()) :: Dist.Mixture.t()
   def mixture(components, log_weights), do: Dist.Mixture.new(components, log_weights)
