@@ -19,8 +19,12 @@ C_TESTS := $(patsubst c_src/test/%.c,$(BUILD)/c_test/%,$(wildcard c_src/test/tes
 NIF := priv/mx_nif.so
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-APT_PACKAGES := erlang-dev erlang-eunit erlang-tools elixir libopenblas-dev liblapacke-dev python3-numpy python3-scipy
+APT_PACKAGES := erlang-dev erlang-eunit erlang-tools elixir libopenblas-dev liblapacke-dev
+# Only `make reference` needs these (the tests read the committed data).
+REFERENCE_PACKAGES := python3-numpy python3-scipy python3-mpmath
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+PACKAGES ?= $(APT_PACKAGES)
 
 .PHONY: all deps nif test test-c test-elixir demo asan bench clean reference
 
@@ -28,7 +32,7 @@ all: nif
 
 # Installs only what is missing, so repeated runs are quick.
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
@@ -76,6 +80,7 @@ bench: deps nif $(ENGINE_LIB)
 
 # Regenerates the reference data in test/reference/ from Debian's numpy/scipy.
 reference:
+	$(MAKE) deps PACKAGES="$(REFERENCE_PACKAGES)"
 	@set -e; for g in test/reference/generate*.py; do echo "$$g"; /usr/bin/python3 $$g; done
 	/usr/bin/python3 test/reference/generate_special.py
 
