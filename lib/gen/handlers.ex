@@ -208,9 +208,20 @@ defmodule Gen.Handlers do
   end
 
   @doc false
-  # Mx arrays compare equal as terms whatever their values, so a sub-call's
-  # arguments cannot be compared: they are taken as changed.
-  def argdiffs(args), do: Enum.map(args, fn _ -> :unknown_change end)
+  # An argument is unchanged when it is the same term (Mx arrays are == exactly
+  # when they are the same graph node), so a recomputed value counts as changed.
+  def argdiffs(old_args, args) when length(old_args) == length(args) do
+    Enum.zip_with(old_args, args, fn o, n -> if o === n, do: :no_change, else: :unknown_change end)
+  end
+
+  def argdiffs(_old_args, args), do: Enum.map(args, fn _ -> :unknown_change end)
+
+  @doc false
+  # Gen.jl's incremental computation: a sub-call with the same generative function,
+  # unchanged arguments and nothing asked of it is kept as it was (weight 0).
+  def unchanged?(%Gen.Trace{} = old, gf, diffs, nothing_asked?) do
+    nothing_asked? and old.gen_fn === gf and Enum.all?(diffs, &(&1 == :no_change))
+  end
 
   @doc false
   # project(trace, selection) of a dynamic trace: the selected parts of each site.
@@ -288,10 +299,15 @@ defmodule Gen.Handlers.Update do
 
       {:ok, old} ->
         H.compatible!(state, path, old, gf, dist?)
+        diffs = H.argdiffs(old.args, args)
 
-        {sub, w, _retdiff, d} = Gen.GenerativeFunction.update(gf, old, args, H.argdiffs(args), sub_cm, key)
-        state = %{state | discard: Choicemap.put_submap(state.discard, path, d)}
-        {sub.retval, state |> H.add_subtrace(path, sub) |> H.add_weight(w)}
+        if H.unchanged?(old, gf, diffs, Choicemap.empty?(sub_cm)) do
+          {old.retval, H.add_subtrace(state, path, old)}
+        else
+          {sub, w, _retdiff, d} = Gen.GenerativeFunction.update(gf, old, args, diffs, sub_cm, key)
+          state = %{state | discard: Choicemap.put_submap(state.discard, path, d)}
+          {sub.retval, state |> H.add_subtrace(path, sub) |> H.add_weight(w)}
+        end
     end
   end
 end
@@ -317,9 +333,14 @@ defmodule Gen.Handlers.Regenerate do
 
       {:ok, old} ->
         H.compatible!(state, path, old, gf, dist?)
+        diffs = H.argdiffs(old.args, args)
 
-        {sub, w, _} = Gen.GenerativeFunction.regenerate(gf, old, args, H.argdiffs(args), sub_sel, key)
-        {sub.retval, state |> H.add_subtrace(path, sub) |> H.add_weight(w)}
+        if H.unchanged?(old, gf, diffs, Selection.empty?(sub_sel)) do
+          {old.retval, H.add_subtrace(state, path, old)}
+        else
+          {sub, w, _} = Gen.GenerativeFunction.regenerate(gf, old, args, diffs, sub_sel, key)
+          {sub.retval, state |> H.add_subtrace(path, sub) |> H.add_weight(w)}
+        end
     end
   end
 end

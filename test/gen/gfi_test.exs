@@ -331,4 +331,33 @@ defmodule Gen.GFITest do
       assert Process.get(:gen_handler_state) == nil
     end
   end
+
+  describe "incremental computation" do
+    test "update keeps a sub-call whose arguments are the same terms and skips running it" do
+      me = self()
+      x0 = Mx.tensor(1.0, type: :f64)
+
+      sub = gen fn mu ->
+        send(me, :sub_ran)
+        trace(:v, Gen.Dist.normal(mu, 1.0))
+      end
+
+      model = gen fn ->
+        a = trace(:a, sub, [x0])
+        trace(:b, Gen.Dist.normal(a, 1.0))
+      end
+
+      tr = Gen.simulate(model, [], key: Mx.Random.key(3))
+      assert_received :sub_ran
+      {tr2, w, _, discard} = Gen.update(tr, Gen.choicemap(%{b: 0.25}))
+      refute_received :sub_ran
+      assert Mx.to_number(tr2[[:a, :v]]) == Mx.to_number(tr[[:a, :v]])
+      # Only :b changed: the weight is its log-density change, the discard its old value.
+      a = Mx.to_number(tr[[:a, :v]])
+      old_b = Mx.to_number(tr[:b])
+      lp = fn x -> -0.5 * :math.log(2 * :math.pi()) - 0.5 * (x - a) * (x - a) end
+      assert_in_delta Mx.to_number(w), lp.(0.25) - lp.(old_b), 1.0e-12
+      assert Mx.to_number(discard[:b]) == old_b
+    end
+  end
 end
