@@ -1,0 +1,133 @@
+defmodule Gen.Combinators do
+  @moduledoc """
+  Generative function combinators (Gen.jl's modeling library): each takes a
+  generative function (the kernel) and returns a new generative function
+  with the full GFI, so it can be run with `Gen.simulate/3` and friends or
+  traced inside a `gen` body with `Gen.trace/3`.
+
+    * `map/1` — `Gen.Combinators.Map`: the kernel on each element of its
+      argument lists; choices under `0, 1, ...`; returns the list of
+      return values.
+    * `unfold/1` — `Gen.Combinators.Unfold`: `kernel(t, state, params...)`
+      gives the next state, for `t = 0..n-1`; choices under `0..n-1`;
+      returns the list of states.
+
+  Their traces are `Gen.Trace`s whose `subtraces` map the path `[i]` to the
+  kernel's trace at element or step `i`, as a dynamic function's trace maps
+  its trace sites. Element `i` draws with `Mx.Random.fold_in(key, i)`.
+  Update and regenerate are incremental: an element whose arguments are
+  unchanged and that has nothing constrained or selected under it is kept
+  without calling the kernel.
+  """
+
+  alias Gen.{Choicemap, Trace}
+  alias Gen.Handlers, as: H
+
+  @doc """
+  Gen.jl's `Map(kernel)`: a generative function of `k` lists of equal length
+  `n` that calls `kernel` on the `i`-th element of each, for `i = 0..n-1`,
+  with its choices under address `i`, and returns the list of return values.
+
+      iex> import Gen
+      iex> kernel = gen fn mu, sigma -> trace(:y, Gen.Dist.normal(mu, sigma)) end
+      iex> m = Gen.Combinators.map(kernel)
+      iex> {t, w} = Gen.generate(m, [[0.0, 1.0], [1.0, 2.0]], %{0 => %{y: 0.0}, 1 => %{y: 1.0}})
+      iex> Mx.to_number(w) |> Float.round(10)
+      -2.5310242470
+      iex> Enum.map(Gen.get_retval(t), &Mx.to_number/1)
+      [0.0, 1.0]
+  """
+  @spec map(Gen.GenerativeFunction.t()) :: Gen.Combinators.Map.t()
+  def map(kernel), do: %Gen.Combinators.Map{kernel: kernel!(kernel, "map")}
+
+  @doc """
+  Gen.jl's `Unfold(kernel)`: a generative function of `(n, init_state,
+  params...)` that runs `state_t = kernel(t, state_{t-1}, params...)` for
+  `t = 0..n-1` starting from `init_state`, with step `t`'s choices under
+  address `t`, and returns the list `[state_0, ..., state_{n-1}]`.
+
+      iex> import Gen
+      iex> step = gen fn _t, x, s -> trace(:x, Gen.Dist.normal(x, s)) end
+      iex> u = Gen.Combinators.unfold(step)
+      iex> {t, w} = Gen.generate(u, [2, 0.0, 1.0], %{0 => %{x: 1.0}, 1 => %{x: 1.0}})
+      iex> Mx.to_number(w) |> Float.round(10)
+      -2.3378770664
+      iex> Enum.map(Gen.get_retval(t), &Mx.to_number/1)
+      [1.0, 1.0]
+  """
+  @spec unfold(Gen.GenerativeFunction.t()) :: Gen.Combinators.Unfold.t()
+  def unfold(kernel), do: %Gen.Combinators.Unfold{kernel: kernel!(kernel, "unfold")}
+
+  defp kernel!(kernel, name) do
+    dist? = Gen.Distribution.impl_for(kernel) != nil
+
+    if not dist? and Gen.GenerativeFunction.impl_for(kernel) == Gen.GenerativeFunction.Any do
+      raise ArgumentError,
+            "Gen.Combinators.#{name}: the kernel must be a generative function (gen/defgen, a distribution, " <>
+              "or a type implementing Gen.GenerativeFunction), got #{inspect(kernel)}"
+    end
+
+    kernel
+  end
+
+  # ---- shared by the combinators --------------------------------------------------
+
+  @doc false
+  # Checks a DynamicFunction kernel's arity against the arguments it will get.
+  def kernel_arity!(%Gen.DynamicFunction{arity: a} = k, n, who, what) when a != n do
+    raise ArgumentError, "#{who}: the kernel #{inspect(k)} takes #{a} argument(s) but #{what} give #{n}"
+  end
+
+  def kernel_arity!(_kernel, _n, _who, _what), do: :ok
+
+  @doc false
+  # Constraints may only name elements 0..n-1 (Gen.jl raises on the others).
+  def check_constraints!(%Choicemap{} = cm, n, gf, method) do
+    if cm.value != nil do
+      raise ArgumentError, "#{method}: a value at the root address [] constrains #{inspect(gf)}, whose choices lie under 0..#{n - 1}"
+    end
+
+    Enum.each(Map.keys(cm.subs), fn k ->
+      if not (is_integer(k) and k >= 0 and k < n) do
+        raise ArgumentError,
+              "#{method}: the constraint at address #{inspect(k)} names no element of #{inspect(gf)}: " <>
+                "its choices lie under the integer addresses 0..#{n - 1}"
+      end
+    end)
+  end
+
+  @doc false
+  # A trace from the subtraces %{[i] => trace}, i = 0..n-1; the retval is the list of their retvals.
+  def to_trace(gf, args, subs, n) do
+    subtraces = for i <- range(n), into: %{}, do: {[i], Map.fetch!(subs, i)}
+    choices = Enum.reduce(subtraces, Choicemap.new(), fn {p, t}, cm -> Choicemap.put_submap(cm, p, t.choices) end)
+    score = Enum.reduce(range(n), H.zero(), fn i, acc -> Mx.add(acc, subs[i].score) end)
+    retval = for i <- range(n), do: subs[i].retval
+    %Trace{gen_fn: gf, args: args, choices: choices, retval: retval, score: score, subtraces: subtraces}
+  end
+
+  @doc false
+  def range(n), do: 0..(n - 1)//1
+
+  @doc false
+  def key(key, i), do: Mx.Random.fold_in(key, i)
+
+  @doc false
+  # An argument is unchanged if its argdiff says so or it is the same term.
+  def changed?(diff, old, new), do: not (diff == :no_change or old === new)
+
+  @doc false
+  def diff(true), do: :unknown_change
+  def diff(false), do: :no_change
+
+  @doc false
+  # The old subtraces past the new length: removed, their choices discarded.
+  def removed(prev, n), do: for({[i], t} <- prev.subtraces, i >= n, do: {i, t})
+
+  @doc false
+  def retdiff(prev, subs, n) do
+    if map_size(prev.subtraces) == n and Enum.all?(range(n), fn i -> subs[i].retval === prev.subtraces[[i]].retval end),
+      do: :no_change,
+      else: :unknown_change
+  end
+end
