@@ -1,0 +1,218 @@
+defmodule Gen.Inference do
+  @moduledoc """
+  The inference library: kernels on traces and drivers that collect
+  samples, written on the GFI of `Gen` alone (generate, update, regenerate,
+  assess, propose, edit and the trace accessors), so they work for every
+  generative function.
+
+  ## Where things are
+
+    * `importance_sampling/5`, `importance_resampling/5` — `Gen.Inference.Importance`
+    * `mh/3` (selection, via regenerate), `mh/4` (custom proposal) — `Gen.Inference.MH`
+    * kernels as values and their composition: `Gen.Inference.Kernel`
+      (`mh`, `chain`, `cycle`, `mix`, `repeat`)
+    * `run/3` — the MCMC driver: burn-in, thinning, selected values, a
+      callback, flat memory
+
+  Every function that draws takes `key:`; without one, `Gen.next_key/0`.
+  """
+
+  alias Gen.{Choicemap, Selection, Trace}
+  alias Gen.Inference.{Importance, Kernel, MH}
+
+  @doc """
+  Importance sampling with `n` particles. Returns `{traces,
+  log_normalized_weights, log_ml_estimate}`: the weights an f64 `[n]` array
+  whose `exp` sums to one, the estimate of log p(observations) an f64
+  scalar, log((1/n) Σ wᵢ).
+
+  Options: `key:` (split into one key per particle); `proposal:
+  {proposal_gen_fn, proposal_args}`, whose choices (addresses of the model)
+  are merged with the observations, each weight then being the model's
+  generate weight minus the proposal's score. Without a proposal the prior
+  is the proposal (`Gen.generate/4`).
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {traces, lnw, lml} = Gen.Inference.importance_sampling(m, [], %{y: 0.0}, 4, key: Mx.Random.key(0))
+      iex> {length(traces), Mx.describe(lnw), Mx.describe(lml)}
+      {4, "f64[4]", "f64"}
+      iex> abs(Mx.to_number(Mx.logsumexp(lnw))) < 1.0e-12
+      true
+      iex> # With the exact posterior N(0, 1/2) as proposal every weight is p(y = 0) = N(0; 0, 2).
+      iex> q = gen fn -> trace(:mu, Gen.Dist.normal(0.0, :math.sqrt(0.5))) end
+      iex> {_, _, lml} = Gen.Inference.importance_sampling(m, [], %{y: 0.0}, 3, key: Mx.Random.key(1), proposal: {q, []})
+      iex> Float.round(Mx.to_number(lml), 10) == Float.round(-0.5 * :math.log(2 * :math.pi() * 2), 10)
+      true
+  """
+  @spec importance_sampling(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          pos_integer(),
+          keyword()
+        ) ::
+          {[Trace.t()], Mx.t(), Mx.t()}
+  def importance_sampling(gf, args, observations, n, opts \\ []),
+    do: Importance.importance_sampling(gf, args, observations, n, opts)
+
+  @doc """
+  Importance resampling: `importance_sampling/5`, then one trace drawn with
+  probability proportional to its weight. Returns `{trace,
+  log_ml_estimate}`. Same options.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, lml} = Gen.Inference.importance_resampling(m, [], %{y: 1.0}, 10, key: Mx.Random.key(0))
+      iex> {Mx.to_number(t[:y]), Mx.describe(lml)}
+      {1.0, "f64"}
+  """
+  @spec importance_resampling(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          pos_integer(),
+          keyword()
+        ) ::
+          {Trace.t(), Mx.t()}
+  def importance_resampling(gf, args, observations, n, opts \\ []),
+    do: Importance.importance_resampling(gf, args, observations, n, opts)
+
+  @doc """
+  One Metropolis–Hastings step resampling the `selection` from its prior
+  (`Gen.regenerate/3`), accepted with probability min(1, exp(weight)).
+  Returns `{new_trace, accepted?}`. Options: `key:`. (`mh(trace, q,
+  q_args)` with a generative function `q` is `mh/4` without options.)
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 0.5}, key: Mx.Random.key(0))
+      iex> {t2, acc} = Gen.Inference.mh(t, Gen.select(:mu), key: Mx.Random.key(1))
+      iex> {is_boolean(acc), Mx.to_number(t2[:y])}
+      {true, 0.5}
+  """
+  @spec mh(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
+  def mh(trace, selection, opts \\ [])
+
+  def mh(%Trace{} = trace, %Selection{} = sel, opts) when is_list(opts),
+    do: MH.mh_selection(trace, sel, opts)
+
+  def mh(%Trace{} = trace, q, q_args) when is_list(q_args),
+    do: MH.mh_proposal(trace, q, q_args, [])
+
+  def mh(trace, sel, _opts) do
+    raise ArgumentError,
+          "Gen.Inference.mh: expected a Gen.Trace and a Gen.Selection (or a proposal and its argument list), got #{inspect(trace)} and #{inspect(sel)}"
+  end
+
+  @doc """
+  One Metropolis–Hastings step with the custom proposal `q`, a generative
+  function called on `[trace | q_args]` whose choices are addresses of the
+  model (Gen.jl's `metropolis_hastings(trace, proposal, args)`, here
+  `Gen.edit/3` with `Gen.Edit.proposal/2`: propose, update, assess
+  backward). Returns `{new_trace, accepted?}`. Options: `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> q = gen fn t, s -> trace(:mu, Gen.Dist.normal(t[:mu], s)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 0.5}, key: Mx.Random.key(0))
+      iex> {_t2, acc} = Gen.Inference.mh(t, q, [0.3], key: Mx.Random.key(1))
+      iex> is_boolean(acc)
+      true
+  """
+  @spec mh(Trace.t(), Gen.gen_fn(), [term()], keyword()) :: {Trace.t(), boolean()}
+  def mh(%Trace{} = trace, q, q_args, opts) when is_list(opts),
+    do: MH.mh_proposal(trace, q, q_args, opts)
+
+  @doc """
+  Runs `kernel` (a `Gen.Inference.Kernel.t()`) from `trace` for `burn +
+  samples * thin` iterations and returns the `samples` values kept after
+  burn-in, every `thin`-th: the traces, or `select.(trace)` with `select:`.
+
+  Options: `samples:` (required), `burn:` (0), `thin:` (1), `key:`
+  (iteration i uses `Mx.Random.fold_in(key, i)`), `select:` (a function of
+  the trace, or nil), `callback:` (called after every iteration with
+  `%{iteration: i, trace: t, accepted: acc?}`, or nil).
+
+  Memory stays flat: each iteration's trace is evaluated and only the
+  current trace and the kept values are held, so keep small values with
+  `select:` for long runs.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 0.5}, key: Mx.Random.key(0))
+      iex> k = Gen.Inference.Kernel.mh(Gen.select(:mu))
+      iex> xs = Gen.Inference.run(k, t, samples: 5, burn: 3, thin: 2, key: Mx.Random.key(1), select: &Mx.to_number(&1[:mu]))
+      iex> {length(xs), Enum.all?(xs, &is_float/1)}
+      {5, true}
+  """
+  @spec run(Kernel.t(), Trace.t(), keyword()) :: [term()]
+  def run(kernel, %Trace{} = trace, opts) do
+    unless is_function(kernel, 2) do
+      raise ArgumentError,
+            "Gen.Inference.run: expected a kernel, fn trace, opts -> {trace, accepted?} end, got #{inspect(kernel)}"
+    end
+
+    samples = count!(opts, :samples, nil, 0)
+    burn = count!(opts, :burn, 0, 0)
+    thin = count!(opts, :thin, 1, 1)
+    select = fun!(opts, :select, 1)
+    callback = fun!(opts, :callback, 1)
+    key = Keyword.get(opts, :key)
+    total = burn + samples * thin
+
+    {_t, kept} =
+      Enum.reduce(0..(total - 1)//1, {force(trace), []}, fn i, {t, kept} ->
+        k_opts = if key, do: [key: Mx.Random.fold_in(key, i)], else: []
+        {t2, acc} = Kernel.call!(kernel, t, k_opts)
+        t2 = force(t2)
+        if callback, do: callback.(%{iteration: i, trace: t2, accepted: acc})
+
+        kept =
+          if i >= burn and rem(i - burn + 1, thin) == 0,
+            do: [keep(t2, select) | kept],
+            else: kept
+
+        {t2, kept}
+      end)
+
+    Enum.reverse(kept)
+  end
+
+  defp keep(t, nil), do: t
+  defp keep(t, select), do: t |> select.() |> Mx.eval()
+
+  @doc false
+  # Evaluates a trace's arrays (score, choices, return value) so no pending graph chains it to older traces.
+  @spec force(Trace.t()) :: Trace.t()
+  def force(%Trace{} = t) do
+    values = t |> Gen.get_choices() |> Enum.map(&elem(&1, 1))
+    Mx.eval([Gen.get_score(t), Gen.get_retval(t) | values])
+    t
+  end
+
+  defp count!(opts, name, default, min) do
+    case Keyword.get(opts, name, default) do
+      n when is_integer(n) and n >= min ->
+        n
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.run: #{name}: must be an integer >= #{min}#{if default == nil, do: " (required)", else: ""}, got #{inspect(other)}"
+    end
+  end
+
+  defp fun!(opts, name, arity) do
+    case Keyword.get(opts, name) do
+      nil ->
+        nil
+
+      f when is_function(f, arity) ->
+        f
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.run: #{name}: must be a function of #{arity} argument or nil, got #{inspect(other)}"
+    end
+  end
+end

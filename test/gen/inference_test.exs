@@ -1,0 +1,344 @@
+defmodule Gen.InferenceTest do
+  # Not async: the memory test reads Mx.Memory.live_arrays, a global count.
+  use ExUnit.Case, async: false
+  import Gen
+  alias Gen.Inference
+  alias Gen.Inference.Kernel
+
+  doctest Gen.Inference
+  doctest Gen.Inference.Kernel
+
+  # ---- normal–normal: mu ~ N(0, 2²), y_i ~ N(mu, 1), i = 1..5 -------------------------
+
+  @ys [0.8, 1.9, 1.1, 2.4, 1.5]
+  @prior_var 4.0
+  # Conjugacy: posterior precision 1/4 + 5, mean (Σy)/precision.
+  @post_var 1.0 / (1.0 / 4.0 + 5)
+  @post_mean Enum.sum([0.8, 1.9, 1.1, 2.4, 1.5]) * (1.0 / (1.0 / 4.0 + 5))
+
+  defp normal_model do
+    gen(fn ys ->
+      mu = trace(:mu, Gen.Dist.normal(0.0, 2.0))
+      for i <- 0..(length(ys) - 1), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
+      mu
+    end)
+  end
+
+  defp observations(ys),
+    do: Gen.choicemap(for({y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}))
+
+  # y ~ N(0, I + 4·11ᵀ): det = 1 + 5·4 (determinant lemma), inverse I − 4/(1 + 20)·11ᵀ (Sherman–Morrison).
+  defp exact_log_ml(ys) do
+    n = length(ys)
+    s = Enum.sum(ys)
+    quad = Enum.sum(Enum.map(ys, &(&1 * &1))) - @prior_var / (1 + n * @prior_var) * s * s
+    -0.5 * n * :math.log(2 * :math.pi()) - 0.5 * :math.log(1 + n * @prior_var) - 0.5 * quad
+  end
+
+  # Self-normalized mean, Kish's ESS = 1/Σw̄², and the log-ML standard error by the delta
+  # method: Var(log Ẑ) ≈ Var(w)/(n·E[w]²) = (n·Σw̄² − 1)/n.
+  defp weighted_stats(traces, lnw) do
+    w = lnw |> Mx.exp() |> Mx.to_list()
+    xs = Enum.map(traces, &Mx.to_number(&1[:mu]))
+    n = length(w)
+    sum_sq = Enum.sum(Enum.map(w, &(&1 * &1)))
+    mean = Enum.zip(w, xs) |> Enum.map(fn {wi, x} -> wi * x end) |> Enum.sum()
+    %{mean: mean, ess: 1.0 / sum_sq, lml_se: :math.sqrt((n * sum_sq - 1) / n)}
+  end
+
+  # Batch means (batches of √n): the Monte-Carlo standard error of the mean of a correlated chain.
+  defp batch_means(xs) do
+    n = length(xs)
+    b = trunc(:math.sqrt(n))
+    means = xs |> Enum.take(div(n, b) * b) |> Enum.chunk_every(b) |> Enum.map(&(Enum.sum(&1) / b))
+    var_bm = b * sample_var(means)
+    %{mean: Enum.sum(xs) / n, se: :math.sqrt(var_bm / n), ess: n * sample_var(xs) / var_bm}
+  end
+
+  defp sample_var(xs) do
+    m = Enum.sum(xs) / length(xs)
+    Enum.sum(Enum.map(xs, &((&1 - m) * (&1 - m)))) / (length(xs) - 1)
+  end
+
+  # Mean within 4 MC standard errors; variance as the mean of (x − x̄)², whose own batch-means
+  # standard error gives the tolerance (4 of them). Four standard errors: a two-sided 6e-5 level.
+  defp assert_posterior(xs, mean, var) do
+    bm = batch_means(xs)
+    assert bm.ess > 100, "chain mixes too slowly: ESS #{bm.ess}"
+    assert abs(bm.mean - mean) <= 4 * bm.se, "mean #{bm.mean} vs #{mean}, 4 SE = #{4 * bm.se}"
+    sq = Enum.map(xs, &((&1 - bm.mean) * (&1 - bm.mean)))
+    bv = batch_means(sq)
+    assert abs(bv.mean - var) <= 4 * bv.se, "variance #{bv.mean} vs #{var}, 4 SE = #{4 * bv.se}"
+  end
+
+  # The VM runs resource destructors shortly after the GC that dropped the last reference
+  # (see test/mx/memory_test.exs), so read the count once two reads 20 ms apart agree.
+  defp settled_live(tries \\ 50) do
+    :erlang.garbage_collect()
+    a = Mx.Memory.live_arrays()
+    Process.sleep(20)
+    b = Mx.Memory.live_arrays()
+    if a == b or tries == 0, do: b, else: settled_live(tries - 1)
+  end
+
+  describe "importance sampling" do
+    test "prior proposal: posterior mean within 4 standard errors (ESS of the weights)" do
+      {traces, lnw, lml} =
+        Inference.importance_sampling(normal_model(), [@ys], observations(@ys), 2000,
+          key: Mx.Random.key(11)
+        )
+
+      assert length(traces) == 2000
+      assert Mx.describe(lnw) == "f64[2000]"
+      assert abs(Mx.to_number(Mx.logsumexp(lnw))) < 1.0e-12
+      s = weighted_stats(traces, lnw)
+      assert s.ess > 100
+      assert abs(s.mean - @post_mean) <= 4 * :math.sqrt(@post_var / s.ess)
+      # Four delta-method standard errors (a one-SE bound fails for about a third of keys).
+      assert abs(Mx.to_number(lml) - exact_log_ml(@ys)) <= 4 * s.lml_se
+      assert s.lml_se < 0.1
+    end
+
+    test "custom proposal: weight is model generate weight minus proposal score" do
+      q = gen(fn -> trace(:mu, Gen.Dist.normal(1.0, 1.0)) end)
+      opts = [key: Mx.Random.key(12), proposal: {q, []}]
+
+      {traces, lnw, lml} =
+        Inference.importance_sampling(normal_model(), [@ys], observations(@ys), 2000, opts)
+
+      s = weighted_stats(traces, lnw)
+      assert abs(s.mean - @post_mean) <= 4 * :math.sqrt(@post_var / s.ess)
+      assert abs(Mx.to_number(lml) - exact_log_ml(@ys)) <= 4 * s.lml_se
+
+      # One particle by hand: log p(mu, ys) − log N(mu; 1, 1), normalized over the particles.
+      {[t], lnw1, lml1} =
+        Inference.importance_sampling(normal_model(), [@ys], observations(@ys), 1, opts)
+
+      mu = Mx.to_number(t[:mu])
+
+      hand =
+        Gen.TestHelpers.ln_normal(mu, 0.0, 2.0) +
+          Enum.sum(Enum.map(@ys, &Gen.TestHelpers.ln_normal(&1, mu, 1.0))) -
+          Gen.TestHelpers.ln_normal(mu, 1.0, 1.0)
+
+      assert abs(Mx.to_number(lml1) - hand) < 1.0e-10
+      assert Mx.to_list(lnw1) == [0.0]
+    end
+
+    test "same key, same particles; importance_resampling returns a constrained trace" do
+      obs = observations(@ys)
+
+      {a, _, la} =
+        Inference.importance_sampling(normal_model(), [@ys], obs, 5, key: Mx.Random.key(3))
+
+      {b, _, lb} =
+        Inference.importance_sampling(normal_model(), [@ys], obs, 5, key: Mx.Random.key(3))
+
+      assert Enum.map(a, &Mx.to_number(&1[:mu])) == Enum.map(b, &Mx.to_number(&1[:mu]))
+      assert Mx.to_number(la) == Mx.to_number(lb)
+
+      {t, lml} =
+        Inference.importance_resampling(normal_model(), [@ys], obs, 50, key: Mx.Random.key(4))
+
+      assert Mx.to_number(t[{:y, 3}]) == 2.4
+      assert is_float(Mx.to_number(lml))
+    end
+
+    test "errors name the problem" do
+      assert_raise ArgumentError, ~r/positive integer/, fn ->
+        Inference.importance_sampling(normal_model(), [@ys], observations(@ys), 0)
+      end
+
+      assert_raise ArgumentError, ~r/proposal: must be/, fn ->
+        Inference.importance_sampling(normal_model(), [@ys], observations(@ys), 2, proposal: :nope)
+      end
+    end
+  end
+
+  describe "Metropolis–Hastings" do
+    test "selection (regenerate from the prior): normal–normal posterior mean and variance" do
+      {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(20))
+
+      xs =
+        Inference.run(Kernel.mh(Gen.select(:mu)), t,
+          samples: 2000,
+          burn: 200,
+          key: Mx.Random.key(21),
+          select: &Mx.to_number(&1[:mu])
+        )
+
+      assert length(xs) == 2000
+      assert_posterior(xs, @post_mean, @post_var)
+    end
+
+    test "random-walk custom proposal: normal–normal posterior mean and variance" do
+      q = gen(fn t, s -> trace(:mu, Gen.Dist.normal(t[:mu], s)) end)
+      {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(30))
+
+      xs =
+        Inference.run(Kernel.mh(q, [0.7]), t,
+          samples: 2000,
+          burn: 200,
+          key: Mx.Random.key(31),
+          select: &Mx.to_number(&1[:mu])
+        )
+
+      assert_posterior(xs, @post_mean, @post_var)
+    end
+
+    test "asymmetric custom proposal (truncated normal walk): beta–bernoulli posterior" do
+      flips = [1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1, 0, 1] |> Enum.map(&(&1 == 1))
+      heads = Enum.count(flips, & &1)
+
+      model =
+        gen(fn n ->
+          p = trace(:p, Gen.Dist.beta(2.0, 2.0))
+          for i <- 0..(n - 1), do: trace({:flip, i}, Gen.Dist.bernoulli(p))
+          p
+        end)
+
+      obs = Gen.choicemap(for({f, i} <- Enum.with_index(flips), into: %{}, do: {{:flip, i}, f}))
+      # Posterior Beta(2 + heads, 2 + tails).
+      {a, b} = {2.0 + heads, 2.0 + (20 - heads)}
+      mean = a / (a + b)
+      var = a * b / ((a + b) * (a + b) * (a + b + 1))
+      # The truncation makes q asymmetric, so a missing backward term would bias the chain.
+      q = gen(fn t -> trace(:p, Gen.Dist.truncated_normal(t[:p], 0.2, 0.0, 1.0)) end)
+      {t, _} = Gen.generate(model, [20], obs, key: Mx.Random.key(40))
+
+      xs =
+        Inference.run(Kernel.mh(q, []), t,
+          samples: 2000,
+          burn: 200,
+          key: Mx.Random.key(41),
+          select: &Mx.to_number(&1[:p])
+        )
+
+      assert_posterior(xs, mean, var)
+    end
+
+    test "mh/3 and mh/4 directly: observed choices never move; a -Inf move is rejected" do
+      {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(50))
+      {t2, _} = Inference.mh(t, Gen.select(:mu), key: Mx.Random.key(51))
+      assert Mx.to_number(t2[{:y, 0}]) == 0.8
+
+      # A proposal onto the edge of a uniform prior's support is never accepted.
+      m = gen(fn -> trace(:x, Gen.Dist.uniform(0.0, 1.0)) end)
+      q = gen(fn _t -> trace(:x, Gen.Dist.uniform(5.0, 6.0)) end)
+      {t, _} = Gen.generate(m, [], %{x: 0.5})
+      assert {^t, false} = Inference.mh(t, q, [], key: Mx.Random.key(52))
+    end
+  end
+
+  describe "kernel composition and the driver" do
+    setup do
+      m =
+        gen(fn -> {trace(:a, Gen.Dist.normal(0.0, 1.0)), trace(:b, Gen.Dist.normal(0.0, 1.0))} end)
+
+      %{trace: Gen.simulate(m, [], key: Mx.Random.key(60))}
+    end
+
+    test "chain and cycle move each part; mix picks by weight; repeat counts", %{trace: t} do
+      ka = Kernel.mh(Gen.select(:a))
+      kb = Kernel.mh(Gen.select(:b))
+      {t2, true} = Kernel.cycle([ka, kb], 4).(t, key: Mx.Random.key(61))
+
+      assert Mx.to_number(t2[:a]) != Mx.to_number(t[:a]) and
+               Mx.to_number(t2[:b]) != Mx.to_number(t[:b])
+
+      # Regenerate from the prior under the prior: weight 0, always accepted; only :a moves.
+      {t3, true} = Kernel.mix([ka, kb], [1.0, 0.0]).(t, key: Mx.Random.key(62))
+
+      assert Mx.to_number(t3[:b]) == Mx.to_number(t[:b]) and
+               Mx.to_number(t3[:a]) != Mx.to_number(t[:a])
+
+      counter = fn tr, _ ->
+        {tr, (Process.put(:calls, (Process.get(:calls) || 0) + 1) || true) && false}
+      end
+
+      Process.put(:calls, 0)
+      {^t, false} = Kernel.repeat(counter, 7).(t, key: Mx.Random.key(63))
+      assert Process.get(:calls) == 7
+
+      # Mixing draws: with equal weights both kernels are chosen over 200 draws.
+      picks =
+        for i <- 0..199 do
+          {tr, _} = Kernel.mix([ka, kb], [1, 1]).(t, key: Mx.Random.key(100 + i))
+          if Mx.to_number(tr[:a]) != Mx.to_number(t[:a]), do: :a, else: :b
+        end
+
+      # Binomial(200, 1/2): 100 ± 4σ (σ ≈ 7.1).
+      assert abs(Enum.count(picks, &(&1 == :a)) - 100) <= 28
+    end
+
+    test "run: burn, thin, callback, same key same chain", %{trace: t} do
+      k = Kernel.mh(Gen.select(:a))
+      parent = self()
+      cb = fn info -> send(parent, {:it, info.iteration, info.accepted}) end
+      xs = Inference.run(k, t, samples: 4, burn: 3, thin: 2, key: Mx.Random.key(70), callback: cb)
+      assert length(xs) == 4 and Enum.all?(xs, &match?(%Gen.Trace{}, &1))
+      for i <- 0..10, do: assert_received({:it, ^i, _})
+      refute_received {:it, 11, _}
+
+      # Kept: iterations 4, 6, 8, 10 (0-based), the last of each thinning block after burn-in.
+      all =
+        Inference.run(k, t, samples: 11, key: Mx.Random.key(70), select: &Mx.to_number(&1[:a]))
+
+      assert Enum.map(xs, &Mx.to_number(&1[:a])) == Enum.map([4, 6, 8, 10], &Enum.at(all, &1))
+    end
+
+    test "errors name the option or the contract", %{trace: t} do
+      k = Kernel.mh(Gen.select(:a))
+
+      assert_raise ArgumentError, ~r/samples: must be an integer >= 0 \(required\)/, fn ->
+        Inference.run(k, t, [])
+      end
+
+      assert_raise ArgumentError, ~r/thin: must be/, fn ->
+        Inference.run(k, t, samples: 1, thin: 0)
+      end
+
+      assert_raise ArgumentError, ~r/select: must be a function/, fn ->
+        Inference.run(k, t, samples: 1, select: 3)
+      end
+
+      assert_raise ArgumentError, ~r/must return \{new_trace, accepted\?\}/, fn ->
+        Inference.run(fn tr, _ -> tr end, t, samples: 1)
+      end
+
+      assert_raise ArgumentError, ~r/weights must be 2 non-negative/, fn ->
+        Kernel.mix([k, k], [1.0])
+      end
+
+      assert_raise ArgumentError, ~r/expected kernels/, fn -> Kernel.chain([]) end
+      assert_raise ArgumentError, ~r/Gen.Selection/, fn -> Kernel.mh(:a) end
+    end
+
+    test "memory: 10^4 MH iterations keep live arrays flat" do
+      {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(80))
+      k = Kernel.mh(Gen.select(:mu))
+      select = &Mx.to_number(&1[:mu])
+      # Warm up (caches, lazily created constants), then take the baseline after a GC.
+      _ = Inference.run(k, t, samples: 200, key: Mx.Random.key(81), select: select)
+      base = settled_live()
+
+      parent = self()
+
+      cb = fn %{iteration: i} ->
+        if rem(i + 1, 1000) == 0, do: send(parent, {:live, settled_live()})
+      end
+
+      xs =
+        Inference.run(k, t, samples: 10_000, key: Mx.Random.key(82), select: select, callback: cb)
+
+      assert length(xs) == 10_000
+      live = for _ <- 1..10, do: assert_received({:live, n}) && n
+      live = live ++ [settled_live()]
+      # At a checkpoint the run holds one trace (score, 6 choices, retval) and this
+      # iteration's keys and draws: a few dozen arrays. A leak of one array per
+      # iteration would add 1000 between checkpoints.
+      assert Enum.max(live) - base <= 60, "live arrays #{inspect(live)} vs baseline #{base}"
+      assert Enum.max(live) - Enum.min(live) <= 60
+    end
+  end
+end
