@@ -215,4 +215,17 @@ defmodule Gen.Inference do
               "Gen.Inference.run: #{name}: must be a function of #{arity} argument or nil, got #{inspect(other)}"
     end
   end
+
+  @doc false
+  # Two independent keys: from `key:` when given, else from the per-process key.
+  def two_keys(opts) do
+    case Keyword.fetch(opts, :key) do
+      {:ok, k} ->
+        ks = Mx.Random.split(k)
+        {ks[0], ks[1]}
+
+      :error ->
+        {Gen.next_key(), Gen.next_key()}
+    end
+  end
 end

@@ -50,7 +50,7 @@ defmodule Gen.Inference.Importance do
           {Gen.Trace.t(), Mx.t()}
   def importance_resampling(gf, args, observations, n, opts) do
     check_n!(n, "importance_resampling")
-    {k_is, k_pick} = two_keys(opts)
+    {k_is, k_pick} = Gen.Inference.two_keys(opts)
 
     {traces, log_nw, lml} =
       importance_sampling(gf, args, observations, n, Keyword.put(opts, :key, k_is))
@@ -79,17 +79,6 @@ defmodule Gen.Inference.Importance do
 
       :error ->
         for _ <- 1..n, do: Gen.next_key()
-    end
-  end
-
-  defp two_keys(opts) do
-    case Keyword.fetch(opts, :key) do
-      {:ok, k} ->
-        ks = Mx.Random.split(k)
-        {ks[0], ks[1]}
-
-      :error ->
-        {Gen.next_key(), Gen.next_key()}
     end
   end
 

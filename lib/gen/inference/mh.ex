@@ -16,7 +16,7 @@ defmodule Gen.Inference.MH do
   @doc false
   @spec mh_selection(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def mh_selection(%Trace{} = trace, %Selection{} = sel, opts) do
-    {k_move, k_accept} = two_keys(opts)
+    {k_move, k_accept} = Gen.Inference.two_keys(opts)
     {new, w, _retdiff} = Gen.regenerate(trace, sel, key: k_move)
     decide(trace, new, w, k_accept)
   end
@@ -24,7 +24,7 @@ defmodule Gen.Inference.MH do
   @doc false
   @spec mh_proposal(Trace.t(), Gen.gen_fn(), [term()], keyword()) :: {Trace.t(), boolean()}
   def mh_proposal(%Trace{} = trace, q, q_args, opts) when is_list(q_args) do
-    {k_move, k_accept} = two_keys(opts)
+    {k_move, k_accept} = Gen.Inference.two_keys(opts)
     {new, w, _discard} = Gen.edit(trace, Gen.Edit.proposal(q, q_args), key: k_move)
     decide(trace, new, w, k_accept)
   end
@@ -50,15 +50,4 @@ defmodule Gen.Inference.MH do
 
   defp safe_log(u) when u > 0.0, do: :math.log(u)
   defp safe_log(_), do: -1.0e308
-
-  defp two_keys(opts) do
-    case Keyword.fetch(opts, :key) do
-      {:ok, k} ->
-        ks = Mx.Random.split(k)
-        {ks[0], ks[1]}
-
-      :error ->
-        {Gen.next_key(), Gen.next_key()}
-    end
-  end
 end
