@@ -11,6 +11,12 @@ defmodule Gen.Combinators do
     * `unfold/1` — `Gen.Combinators.Unfold`: `kernel(t, state, params...)`
       gives the next state, for `t = 0..n-1`; choices under `0..n-1`;
       returns the list of states.
+    * `switch/1` — `Gen.Combinators.Switch`: `[index | args]` runs branch
+      `index`; its choices at the top level.
+    * `mask/1` — `Gen.Combinators.Mask`: `[flag | args]` runs the function
+      only when `flag` is true.
+    * `mix/2` — `Gen.Combinators.Mix`: a mixture; the index at
+      `:component`, the component's choices under `:value`.
 
   Their traces are `Gen.Trace`s whose `subtraces` map the path `[i]` to the
   kernel's trace at element or step `i`, as a dynamic function's trace maps
@@ -57,6 +63,62 @@ defmodule Gen.Combinators do
   """
   @spec unfold(Gen.GenerativeFunction.t()) :: Gen.Combinators.Unfold.t()
   def unfold(kernel), do: %Gen.Combinators.Unfold{kernel: kernel!(kernel, "unfold")}
+
+  @doc """
+  Gen.jl's `Switch(branches...)`: a generative function of `[index |
+  args]` that runs branch `index` (0-based integer or Mx integer scalar)
+  on `args`, with the branch's choices at the top level; see
+  `Gen.Combinators.Switch`.
+
+      iex> import Gen
+      iex> s = Gen.Combinators.switch([Gen.Dist.normal(0.0, 1.0), Gen.Dist.normal(3.0, 1.0)])
+      iex> {_t, w} = Gen.generate(s, [1], Gen.Choicemap.leaf(3.0))
+      iex> Mx.to_number(w) |> Float.round(10)
+      -0.9189385332
+  """
+  @spec switch([Gen.GenerativeFunction.t()]) :: Gen.Combinators.Switch.t()
+  def switch([_ | _] = branches), do: %Gen.Combinators.Switch{branches: Enum.map(branches, &kernel!(&1, "switch"))}
+
+  def switch(other), do: raise(ArgumentError, "Gen.Combinators.switch: expected a non-empty list of branches, got #{inspect(other)}")
+
+  @doc """
+  A generative function of `[flag | args]` that runs `gf` on `args` when
+  `flag` is true and makes no choices (retval `nil`, score 0) when false;
+  see `Gen.Combinators.Mask`.
+
+      iex> import Gen
+      iex> m = Gen.Combinators.mask(Gen.Dist.normal(0.0, 1.0))
+      iex> {Gen.get_retval(Gen.simulate(m, [false])), Mx.to_number(Gen.get_score(Gen.simulate(m, [false])))}
+      {nil, 0.0}
+  """
+  @spec mask(Gen.GenerativeFunction.t()) :: Gen.Combinators.Mask.t()
+  def mask(gf), do: %Gen.Combinators.Mask{inner: kernel!(gf, "mask")}
+
+  @doc """
+  A first-class mixture of `components` with log-weights `log_weights` (a
+  list of numbers or an Mx vector, one per component, unnormalized): the
+  index is the choice at `:component`, the component's choices lie under
+  `:value`; see `Gen.Combinators.Mix`.
+
+      iex> m = Gen.Combinators.mix([Gen.Dist.normal(0.0, 1.0), Gen.Dist.normal(5.0, 1.0)], [0.0, 0.0])
+      iex> {w, v} = Gen.assess(m, [], %{component: 0, value: 0.0})
+      iex> {Float.round(Mx.to_number(w), 10), Mx.to_number(v)}
+      {-1.6120857138, 0.0}
+  """
+  @spec mix([Gen.GenerativeFunction.t()], Mx.t() | [number()]) :: Gen.Combinators.Mix.t()
+  def mix([_ | _] = components, log_weights) do
+    lw = Mx.as_type(Mx.tensor(log_weights), :f64)
+
+    if Mx.shape(lw) != {length(components)} do
+      raise ArgumentError,
+            "Gen.Combinators.mix: log_weights must be a vector with one entry per component (#{length(components)}), " <>
+              "got shape #{inspect(Mx.shape(lw))}"
+    end
+
+    %Gen.Combinators.Mix{components: Enum.map(components, &kernel!(&1, "mix")), log_weights: lw}
+  end
+
+  def mix(other, _log_weights), do: raise(ArgumentError, "Gen.Combinators.mix: expected a non-empty list of components, got #{inspect(other)}")
 
   defp kernel!(kernel, name) do
     dist? = Gen.Distribution.impl_for(kernel) != nil
