@@ -13,6 +13,8 @@ defmodule Gen.Inference do
       (`mh`, `chain`, `cycle`, `mix`, `repeat`)
     * `run/3` — the MCMC driver: burn-in, thinning, selected values, a
       callback, flat memory
+    * `smc/5` — a particle filter with ESS-triggered resampling — `Gen.Inference.SMC`,
+      resampling schemes (multinomial, systematic, residual) in `Gen.Inference.Resample`
 
   Every function that draws takes `key:`; without one, `Gen.next_key/0`.
   """
@@ -77,6 +79,29 @@ defmodule Gen.Inference do
           {Trace.t(), Mx.t()}
   def importance_resampling(gf, args, observations, n, opts \\ []),
     do: Importance.importance_resampling(gf, args, observations, n, opts)
+
+  @doc """
+  A particle filter with `n` particles (`Gen.Inference.SMC`): step 0 runs
+  `Gen.generate/4` on `args_fn.(0)` with `Enum.at(observations, 0)`; step t
+  moves every particle with `Gen.update/5` to `args_fn.(t)` and the new
+  observations, adding the update weight. Before a step, when Kish's ESS
+  falls under `ess_threshold · n`, the particles are resampled and the
+  log-mean-exp of the weights added to the log marginal likelihood
+  estimate. Returns `{traces, log_normalized_weights, log_ml_estimate}`.
+
+  Options: `key:`, `ess_threshold:` (0.5), `resampling:` (`:multinomial`,
+  `:systematic` or `:residual`; see `Gen.Inference.Resample`).
+
+      iex> import Gen
+      iex> m = gen fn t -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 0..t, do: trace({:y, i}, Gen.Dist.normal(mu, 1.0)) end
+      iex> obs = [%{{:y, 0} => 0.3}, %{{:y, 1} => 0.5}]
+      iex> {traces, lnw, lml} = Gen.Inference.smc(m, &[&1], obs, 8, key: Mx.Random.key(0), resampling: :systematic)
+      iex> {length(traces), Mx.describe(lnw), Mx.describe(lml), Mx.to_number(hd(traces)[{:y, 1}])}
+      {8, "f64[8]", "f64", 0.5}
+  """
+  @spec smc(Gen.gen_fn(), (non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+          {[Trace.t()], Mx.t(), Mx.t()}
+  def smc(gf, args_fn, observations, n, opts \\ []), do: Gen.Inference.SMC.smc(gf, args_fn, observations, n, opts)
 
   @doc """
   One Metropolis–Hastings step resampling the `selection` from its prior
