@@ -9,6 +9,7 @@ defmodule Gen.Inference do
 
     * `importance_sampling/5`, `importance_resampling/5` — `Gen.Inference.Importance`
     * `mh/3` (selection, via regenerate), `mh/4` (custom proposal) — `Gen.Inference.MH`
+    * `mala/3`, `hmc/3` (gradient kernels on continuous choices) — `Gen.Inference.Gradient`
     * kernels as values and their composition: `Gen.Inference.Kernel`
       (`mh`, `chain`, `cycle`, `mix`, `repeat`)
     * `run/3` — the MCMC driver: burn-in, thinning, selected values, a
@@ -148,6 +149,40 @@ defmodule Gen.Inference do
   @spec mh(Trace.t(), Gen.gen_fn(), [term()], keyword()) :: {Trace.t(), boolean()}
   def mh(%Trace{} = trace, q, q_args, opts) when is_list(opts),
     do: MH.mh_proposal(trace, q, q_args, opts)
+
+  @doc """
+  One Metropolis-adjusted Langevin step on the selected continuous choices
+  (`Gen.Inference.Gradient`): propose x' ~ N(x + τ∇log p(x), 2τ·I), with
+  the gradient of the log joint from `Gen.assess/3` under `Mx.grad/2`, and
+  accept with the forward and backward proposal densities. Returns
+  `{new_trace, accepted?}`. Options: `tau:` (required), `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 0.5}, key: Mx.Random.key(0))
+      iex> {t2, acc} = Gen.Inference.mala(t, Gen.select(:mu), tau: 0.2, key: Mx.Random.key(1))
+      iex> {is_boolean(acc), Mx.to_number(t2[:y])}
+      {true, 0.5}
+  """
+  @spec mala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
+  def mala(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.Gradient.mala(trace, sel, opts)
+
+  @doc """
+  One Hamiltonian Monte Carlo step on the selected continuous choices
+  (`Gen.Inference.Gradient`): momentum p ~ N(0, I), `n_leapfrog:` leapfrog
+  steps of size `step_size:` with unit mass, accepted on the change in the
+  Hamiltonian -log p(x) + |p|²/2. Returns `{new_trace, accepted?}`.
+  Options: `step_size:` (required), `n_leapfrog:` (10), `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 0.5}, key: Mx.Random.key(0))
+      iex> {t2, acc} = Gen.Inference.hmc(t, Gen.select(:mu), step_size: 0.3, n_leapfrog: 5, key: Mx.Random.key(1))
+      iex> {is_boolean(acc), Mx.to_number(t2[:y])}
+      {true, 0.5}
+  """
+  @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
+  def hmc(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.Gradient.hmc(trace, sel, opts)
 
   @doc """
   Runs `kernel` (a `Gen.Inference.Kernel.t()`) from `trace` for `burn +

@@ -1,0 +1,185 @@
+defmodule Gen.Inference.Gradient do
+  @moduledoc """
+  Gradient-based MCMC kernels on the selected continuous choices of a trace
+  (Gen.jl's `mala` and `hmc`), on the GFI alone: the log joint is
+  `Gen.assess/3` on the trace's choices with the selected values replaced,
+  differentiated with `Mx.value_and_grad/2`; moves are written with
+  `Gen.update/3`, whose weight is the change in the log joint.
+
+  Use them through `Gen.Inference.mala/3` and `Gen.Inference.hmc/3`.
+  """
+
+  alias Gen.{Choicemap, Selection, Trace}
+
+  @doc """
+  The log joint of `trace` and its gradient with respect to the selected
+  choices (all floating-point): `{log_joint, gradients}`, the gradients a
+  choicemap at the selected addresses.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{mu: 0.5, y: 2.0})
+      iex> {lp, g} = Gen.Inference.Gradient.choice_gradients(t, Gen.select(:mu))
+      iex> # d/dmu [-mu²/2 - (y - mu)²/2] = -mu + (y - mu) = 1.0
+      iex> {Float.round(Mx.to_number(lp), 10) == Float.round(Mx.to_number(Gen.get_score(t)), 10), Mx.to_number(g[:mu])}
+      {true, 1.0}
+  """
+  @spec choice_gradients(Trace.t(), Selection.t()) :: {Mx.t(), Choicemap.t()}
+  def choice_gradients(%Trace{} = trace, %Selection{} = sel) do
+    paths = selected_paths!(trace, sel, "choice_gradients")
+    {lp, grads} = value_and_grad(trace, paths, Enum.map(paths, &Gen.get_choices(trace)[&1]))
+    {lp, Choicemap.new(Enum.zip(paths, grads))}
+  end
+
+  @doc false
+  @spec mala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
+  def mala(%Trace{} = trace, %Selection{} = sel, opts) do
+    tau = positive!(opts, :tau, "mala")
+    {k_move, k_accept} = Gen.Inference.two_keys(opts)
+    paths = selected_paths!(trace, sel, "mala")
+    xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
+    {_lp, gs} = value_and_grad(trace, paths, xs)
+    sd = :math.sqrt(2 * tau)
+    keys = split(k_move, length(xs))
+
+    # Langevin proposal x' ~ N(x + τ∇log p(x), 2τ I), per selected choice.
+    new_xs =
+      Enum.zip_with([xs, gs, keys], fn [x, g, k] ->
+        Mx.add(Mx.add(x, Mx.multiply(g, tau)), Mx.multiply(noise(k, x), sd))
+      end)
+
+    Mx.eval(new_xs)
+    {_lp2, new_gs} = value_and_grad(trace, paths, new_xs)
+    fwd = log_q(new_xs, xs, gs, tau, sd)
+    bwd = log_q(xs, new_xs, new_gs, tau, sd)
+    {new, w} = write(trace, paths, new_xs)
+    decide(trace, new, Mx.add(w, Mx.subtract(bwd, fwd)), k_accept)
+  end
+
+  @doc false
+  @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
+  def hmc(%Trace{} = trace, %Selection{} = sel, opts) do
+    eps = positive!(opts, :step_size, "hmc")
+    n = Keyword.get(opts, :n_leapfrog, 10)
+
+    unless is_integer(n) and n >= 1 do
+      raise ArgumentError,
+            "Gen.Inference.hmc: n_leapfrog: must be a positive integer, got #{inspect(n)}"
+    end
+
+    {k_move, k_accept} = Gen.Inference.two_keys(opts)
+    paths = selected_paths!(trace, sel, "hmc")
+    xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
+    ps = Enum.zip_with(xs, split(k_move, length(xs)), fn x, k -> noise(k, x) end)
+    {_lp, gs} = value_and_grad(trace, paths, xs)
+
+    # Leapfrog with unit mass: half step in p, then alternating full steps, closing with a half step.
+    {new_xs, new_ps, _gs} =
+      Enum.reduce(1..n, {xs, ps, gs}, fn _, {x, p, g} ->
+        p_half = axpy(p, g, eps / 2)
+        x2 = axpy(x, p_half, eps)
+        Mx.eval(x2)
+        {_lp, g2} = value_and_grad(trace, paths, x2)
+        p2 = axpy(p_half, g2, eps / 2)
+        Mx.eval([p2 | g2])
+        {x2, p2, g2}
+      end)
+
+    {new, w} = write(trace, paths, new_xs)
+    decide(trace, new, Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps))), k_accept)
+  end
+
+  # The log joint at `xs` (the selected values) and its gradient, through assess.
+  defp value_and_grad(%Trace{} = trace, paths, xs) do
+    gf = Gen.get_gen_fn(trace)
+    args = Gen.get_args(trace)
+    base = Gen.get_choices(trace)
+
+    f = fn vals ->
+      cm =
+        Enum.zip(paths, vals) |> Enum.reduce(base, fn {p, v}, acc -> Choicemap.put(acc, p, v) end)
+
+      {w, _retval} = Gen.assess(gf, args, cm)
+      w
+    end
+
+    {lp, gs} = Mx.value_and_grad(f).(xs)
+    Mx.eval([lp | gs])
+    {lp, gs}
+  end
+
+  defp selected_paths!(trace, sel, fun) do
+    paths =
+      for {path, v} <- Choicemap.to_list(Gen.get_choices(trace)), Selection.member?(sel, path) do
+        unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) do
+          raise ArgumentError,
+                "Gen.Inference.#{fun}: the selected choice at #{Choicemap.format_path(path)} is #{inspect(v)}, not a floating-point array; select only continuous choices"
+        end
+
+        path
+      end
+
+    if paths == [] do
+      raise ArgumentError,
+            "Gen.Inference.#{fun}: the selection #{inspect(sel)} selects no choice of the trace; select the continuous choices to move"
+    end
+
+    paths
+  end
+
+  defp positive!(opts, name, fun) do
+    case Keyword.get(opts, name) do
+      x when is_number(x) and x > 0 ->
+        x * 1.0
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.#{fun}: #{name}: must be a positive number (required), got #{inspect(other)}"
+    end
+  end
+
+  defp split(key, 1), do: [key]
+
+  defp split(key, n),
+    do: key |> Mx.Random.split(n) |> then(fn ks -> for i <- 0..(n - 1), do: ks[i] end)
+
+  defp noise(key, x), do: Mx.Random.normal(key, shape: Mx.shape(x), type: Mx.type(x))
+
+  defp axpy(ys, xs, a), do: Enum.zip_with(ys, xs, fn y, x -> Mx.add(y, Mx.multiply(x, a)) end)
+
+  # log N(to; from + τ·g, sd²·I) summed over every element of every choice.
+  defp log_q(to, from, gs, tau, sd) do
+    Enum.zip_with([to, from, gs], fn [t, f, g] ->
+      z = Mx.divide(Mx.subtract(t, Mx.add(f, Mx.multiply(g, tau))), sd)
+      size = Enum.reduce(Tuple.to_list(Mx.shape(t)), 1, &(&1 * &2))
+
+      Mx.subtract(
+        Mx.multiply(Mx.sum(Mx.multiply(z, z)), -0.5),
+        size * (:math.log(sd) + 0.5 * :math.log(2 * :math.pi()))
+      )
+    end)
+    |> Enum.reduce(&Mx.add/2)
+  end
+
+  defp kinetic(ps),
+    do: ps |> Enum.map(&Mx.multiply(Mx.sum(Mx.multiply(&1, &1)), 0.5)) |> Enum.reduce(&Mx.add/2)
+
+  defp write(trace, paths, xs) do
+    {new, w, _retdiff, _discard} = Gen.update(trace, Choicemap.new(Enum.zip(paths, xs)))
+    {new, w}
+  end
+
+  # Accept when log u < log α; NaN (a move out of the support) rejects.
+  defp decide(old, new, log_alpha, key) do
+    u = key |> Mx.Random.uniform(type: :f64) |> Mx.to_number()
+
+    accept? =
+      case Mx.to_number(log_alpha) do
+        :infinity -> true
+        x when is_float(x) -> u > 0.0 and :math.log(u) < x
+        _ -> false
+      end
+
+    if accept?, do: {Gen.Inference.force(new), true}, else: {old, false}
+  end
+end
