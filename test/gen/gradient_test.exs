@@ -1,5 +1,6 @@
 defmodule Gen.GradientTest do
   use ExUnit.Case, async: true
+  import Gen.ChainCheck
   import Gen
   alias Gen.Inference
   alias Gen.Inference.Gradient
@@ -23,31 +24,6 @@ defmodule Gen.GradientTest do
 
   defp observations(ys),
     do: Gen.choicemap(for({y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}))
-
-  # Batch means (batches of √n): the Monte-Carlo standard error of the mean of a correlated chain.
-  defp batch_means(xs) do
-    n = length(xs)
-    b = trunc(:math.sqrt(n))
-    means = xs |> Enum.take(div(n, b) * b) |> Enum.chunk_every(b) |> Enum.map(&(Enum.sum(&1) / b))
-    var_bm = b * sample_var(means)
-    %{mean: Enum.sum(xs) / n, se: :math.sqrt(var_bm / n), ess: n * sample_var(xs) / var_bm}
-  end
-
-  defp sample_var(xs) do
-    m = Enum.sum(xs) / length(xs)
-    Enum.sum(Enum.map(xs, &((&1 - m) * (&1 - m)))) / (length(xs) - 1)
-  end
-
-  # Mean within 4 MC standard errors; variance as the mean of (x − x̄)², whose own batch-means
-  # standard error gives the tolerance (4 of them). Four standard errors: a two-sided 6e-5 level.
-  defp assert_posterior(xs, mean, var) do
-    bm = batch_means(xs)
-    assert bm.ess > 100, "chain mixes too slowly: ESS #{bm.ess}"
-    assert abs(bm.mean - mean) <= 4 * bm.se, "mean #{bm.mean} vs #{mean}, 4 SE = #{4 * bm.se}"
-    sq = Enum.map(xs, &((&1 - bm.mean) * (&1 - bm.mean)))
-    bv = batch_means(sq)
-    assert abs(bv.mean - var) <= 4 * bv.se, "variance #{bv.mean} vs #{var}, 4 SE = #{4 * bv.se}"
-  end
 
   defp posterior_run(kernel, gen_key, run_key) do
     {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(gen_key))

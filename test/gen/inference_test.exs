@@ -1,6 +1,7 @@
 defmodule Gen.InferenceTest do
   # Not async: the memory test reads Mx.Memory.live_arrays, a global count.
   use ExUnit.Case, async: false
+  import Gen.ChainCheck
   import Gen
   alias Gen.Inference
   alias Gen.Inference.Kernel
@@ -44,31 +45,6 @@ defmodule Gen.InferenceTest do
     sum_sq = Enum.sum(Enum.map(w, &(&1 * &1)))
     mean = Enum.zip(w, xs) |> Enum.map(fn {wi, x} -> wi * x end) |> Enum.sum()
     %{mean: mean, ess: 1.0 / sum_sq, lml_se: :math.sqrt((n * sum_sq - 1) / n)}
-  end
-
-  # Batch means (batches of √n): the Monte-Carlo standard error of the mean of a correlated chain.
-  defp batch_means(xs) do
-    n = length(xs)
-    b = trunc(:math.sqrt(n))
-    means = xs |> Enum.take(div(n, b) * b) |> Enum.chunk_every(b) |> Enum.map(&(Enum.sum(&1) / b))
-    var_bm = b * sample_var(means)
-    %{mean: Enum.sum(xs) / n, se: :math.sqrt(var_bm / n), ess: n * sample_var(xs) / var_bm}
-  end
-
-  defp sample_var(xs) do
-    m = Enum.sum(xs) / length(xs)
-    Enum.sum(Enum.map(xs, &((&1 - m) * (&1 - m)))) / (length(xs) - 1)
-  end
-
-  # Mean within 4 MC standard errors; variance as the mean of (x − x̄)², whose own batch-means
-  # standard error gives the tolerance (4 of them). Four standard errors: a two-sided 6e-5 level.
-  defp assert_posterior(xs, mean, var) do
-    bm = batch_means(xs)
-    assert bm.ess > 100, "chain mixes too slowly: ESS #{bm.ess}"
-    assert abs(bm.mean - mean) <= 4 * bm.se, "mean #{bm.mean} vs #{mean}, 4 SE = #{4 * bm.se}"
-    sq = Enum.map(xs, &((&1 - bm.mean) * (&1 - bm.mean)))
-    bv = batch_means(sq)
-    assert abs(bv.mean - var) <= 4 * bv.se, "variance #{bv.mean} vs #{var}, 4 SE = #{4 * bv.se}"
   end
 
   # The VM runs resource destructors shortly after the GC that dropped the last reference
