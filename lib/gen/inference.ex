@@ -184,6 +184,21 @@ defmodule Gen.Inference do
   @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def hmc(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.Gradient.hmc(trace, sel, opts)
 
+  # ---- adaptive HMC and NUTS (Gen.Inference.NUTS) ----
+
+
+  # ---- gibbs, elliptical_slice, involutive_mh ----
+
+
+  # ---- MAP, trainable parameters and variational inference ----
+
+
+  # ---- SMC extensions: rejuvenation, csmc, smcp3 ----
+
+
+  # ---- vectorized inference over [n] particles ----
+
+
   @doc """
   Runs `kernel` (a `Gen.Inference.Kernel.t()`) from `trace` for `burn +
   samples * thin` iterations and returns the `samples` values kept after
