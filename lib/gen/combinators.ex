@@ -17,6 +17,11 @@ defmodule Gen.Combinators do
       only when `flag` is true.
     * `mix/2` — `Gen.Combinators.Mix`: a mixture; the index at
       `:component`, the component's choices under `:value`.
+    * `scan/1` — `Gen.Combinators.Scan`: `kernel(carry, x, params...)`
+      returns `{carry, y}`, run over the inputs `xs` like `jax.lax.scan`;
+      choices under `0..n-1`; returns `{final_carry, ys}`.
+    * `dimap/2`, `contramap/2`, `map_retval/2` — `Gen.Combinators.Dimap`:
+      transform the arguments and/or the return value.
 
   Their traces are `Gen.Trace`s whose `subtraces` map the path `[i]` to the
   kernel's trace at element or step `i`, as a dynamic function's trace maps
@@ -119,6 +124,83 @@ defmodule Gen.Combinators do
   end
 
   def mix(other, _log_weights), do: raise(ArgumentError, "Gen.Combinators.mix: expected a non-empty list of components, got #{inspect(other)}")
+
+  @doc """
+  Scan (`jax.lax.scan`): a generative function of `[init_carry, xs |
+  params]` that threads a carry through `kernel(carry, x, params...)`,
+  which returns `{carry, y}`, over the inputs `xs` (a list, or an Mx array
+  along its first axis), with step `i`'s choices under address `i`; it
+  returns `{final_carry, ys}`. See `Gen.Combinators.Scan`.
+
+      iex> import Gen
+      iex> walk = gen fn c, x -> z = trace(:z, Gen.Dist.normal(c, 1.0)); {z, Mx.add(z, x)} end
+      iex> s = Gen.Combinators.scan(walk)
+      iex> {w, {c, ys}} = Gen.assess(s, [0.0, [10.0, 20.0]], %{0 => %{z: 0.0}, 1 => %{z: 1.0}})
+      iex> {Float.round(Mx.to_number(w), 10), Mx.to_number(c), Enum.map(ys, &Mx.to_number/1)}
+      {-2.3378770664, 1.0, [10.0, 21.0]}
+  """
+  @spec scan(Gen.GenerativeFunction.t()) :: Gen.Combinators.Scan.t()
+  def scan(kernel), do: %Gen.Combinators.Scan{kernel: kernel!(kernel, "scan")}
+
+  @doc """
+  Dimap: `gf` with its arguments transformed by `pre:` (a function of the
+  argument list returning `gf`'s argument list) and its return value by
+  `post:` (a function of `gf`'s return value); either may be left out.
+  Choices, score and weights are `gf`'s. See `Gen.Combinators.Dimap`.
+
+      iex> d = Gen.Combinators.dimap(Gen.Dist.normal(0.0, 1.0), pre: fn [] -> [] end, post: &Mx.negate/1)
+      iex> {w, r} = Gen.assess(d, [], Gen.Choicemap.leaf(2.0))
+      iex> {Float.round(Mx.to_number(w), 10), Mx.to_number(r)}
+      {-2.9189385332, -2.0}
+  """
+  @spec dimap(Gen.GenerativeFunction.t(), keyword()) :: Gen.Combinators.Dimap.t()
+  def dimap(gf, opts) when is_list(opts) do
+    case Keyword.keys(opts) -- [:pre, :post] do
+      [] -> :ok
+      bad -> raise ArgumentError, "Gen.Combinators.dimap: unknown option(s) #{inspect(bad)}; the options are pre: and post:"
+    end
+
+    pre = fun!(Keyword.get(opts, :pre), "dimap", "pre:")
+    post = fun!(Keyword.get(opts, :post), "dimap", "post:")
+    %Gen.Combinators.Dimap{inner: kernel!(gf, "dimap"), pre: pre, post: post}
+  end
+
+  def dimap(_gf, opts), do: raise(ArgumentError, "Gen.Combinators.dimap: options must be a keyword list (pre:, post:), got #{inspect(opts)}")
+
+  @doc """
+  Contramap: `gf` run on `pre.(args)`, where `pre` maps the argument list
+  to `gf`'s argument list (`dimap(gf, pre: pre)`).
+
+      iex> import Gen
+      iex> inner = gen fn mu, sigma -> trace(:x, Gen.Dist.normal(mu, sigma)) end
+      iex> c = Gen.Combinators.contramap(inner, fn [mu] -> [mu, 1.0] end)
+      iex> {w, _} = Gen.assess(c, [1.0], %{x: 1.0})
+      iex> Float.round(Mx.to_number(w), 10)
+      -0.9189385332
+  """
+  @spec contramap(Gen.GenerativeFunction.t(), ([term()] -> [term()])) :: Gen.Combinators.Dimap.t()
+  def contramap(gf, pre), do: %Gen.Combinators.Dimap{inner: kernel!(gf, "contramap"), pre: req_fun!(pre, "contramap", "pre"), post: nil}
+
+  @doc """
+  `gf` with its return value transformed by `post` (GenJAX's `map`; named
+  `map_retval` since `map/1` is Gen.jl's Map combinator): `dimap(gf, post: post)`.
+
+      iex> m = Gen.Combinators.map_retval(Gen.Dist.normal(0.0, 1.0), &Mx.multiply(&1, 10.0))
+      iex> {_w, r} = Gen.assess(m, [], Gen.Choicemap.leaf(0.5))
+      iex> Mx.to_number(r)
+      5.0
+  """
+  @spec map_retval(Gen.GenerativeFunction.t(), (term() -> term())) :: Gen.Combinators.Dimap.t()
+  def map_retval(gf, post), do: %Gen.Combinators.Dimap{inner: kernel!(gf, "map_retval"), pre: nil, post: req_fun!(post, "map_retval", "post")}
+
+  defp fun!(nil, _who, _what), do: nil
+  defp fun!(f, who, what), do: req_fun!(f, who, what)
+
+  defp req_fun!(f, _who, _what) when is_function(f, 1), do: f
+
+  defp req_fun!(other, who, what) do
+    raise ArgumentError, "Gen.Combinators.#{who}: #{what} must be a function of one argument, got #{inspect(other)}"
+  end
 
   defp kernel!(kernel, name) do
     dist? = Gen.Distribution.impl_for(kernel) != nil
