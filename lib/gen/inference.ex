@@ -10,8 +10,10 @@ defmodule Gen.Inference do
     * `importance_sampling/5`, `importance_resampling/5` — `Gen.Inference.Importance`
     * `mh/3` (selection, via regenerate), `mh/4` (custom proposal) — `Gen.Inference.MH`
     * `mala/3`, `hmc/3` (gradient kernels on continuous choices) — `Gen.Inference.Gradient`
+    * `gibbs/3`, `elliptical_slice/3`, `involutive_mh/5` — `Gen.Inference.Gibbs`,
+      `Gen.Inference.EllipticalSlice`, `Gen.Inference.Involutive`
     * kernels as values and their composition: `Gen.Inference.Kernel`
-      (`mh`, `chain`, `cycle`, `mix`, `repeat`)
+      (`mh`, `gibbs`, `elliptical_slice`, `involutive_mh`, `chain`, `cycle`, `mix`, `repeat`)
     * `run/3` — the MCMC driver: burn-in, thinning, selected values, a
       callback, flat memory
     * `smc/5` — a particle filter with ESS-triggered resampling — `Gen.Inference.SMC`,
@@ -188,6 +190,67 @@ defmodule Gen.Inference do
 
 
   # ---- gibbs, elliptical_slice, involutive_mh ----
+
+  @doc """
+  One Gibbs step on the discrete choice at `address` (`Gen.Inference.Gibbs`):
+  each candidate value is scored with `Gen.update/3` and one is drawn from
+  the exact full conditional. Returns `{new_trace, true}`. Options:
+  `values:` (the candidates, covering the choice's support; a boolean
+  choice defaults to `[false, true]`), `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> z = trace(:z, Gen.Dist.bernoulli(0.5)); trace(:y, Gen.Dist.normal(if(Mx.to_number(z), do: 3.0, else: 0.0), 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 3.0, z: false}, key: Mx.Random.key(0))
+      iex> # p(z = true | y = 3) = 1 / (1 + e^(-4.5)) ≈ 0.989
+      iex> {t2, true} = Gen.Inference.gibbs(t, :z, key: Mx.Random.key(1))
+      iex> Mx.to_number(t2[:z])
+      true
+  """
+  @spec gibbs(Trace.t(), Choicemap.path(), keyword()) :: {Trace.t(), boolean()}
+  def gibbs(trace, address, opts \\ []), do: Gen.Inference.Gibbs.gibbs(trace, address, opts)
+
+  @doc """
+  One elliptical slice step (`Gen.Inference.EllipticalSlice`) on the
+  continuous choice at `address`, whose prior is Gaussian with `mean:` and
+  `cov:` (a variance, variances, or a covariance matrix); the rest of the
+  log joint is the likelihood. Returns `{new_trace, true}`. Options:
+  `mean:`, `cov:` (both required), `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 2.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 1.0, mu: 0.0}, key: Mx.Random.key(0))
+      iex> {t2, true} = Gen.Inference.elliptical_slice(t, :mu, mean: 0.0, cov: 4.0, key: Mx.Random.key(1))
+      iex> {Mx.to_number(t2[:mu]) != 0.0, Mx.to_number(t2[:y])}
+      {true, 1.0}
+  """
+  @spec elliptical_slice(Trace.t(), Choicemap.path(), keyword()) :: {Trace.t(), boolean()}
+  def elliptical_slice(trace, address, opts),
+    do: Gen.Inference.EllipticalSlice.elliptical_slice(trace, address, opts)
+
+  @doc """
+  One involutive MCMC step (`Gen.Inference.Involutive`): auxiliary choices
+  from `proposal` on `[trace | proposal_args]`, the `involution`
+  `fn model_choices, aux_choices, proposal_args -> {model_changes,
+  new_aux_choices} end`, and acceptance with the log |det| of its Jacobian
+  on the continuous values. Returns `{new_trace, accepted?}`. Options:
+  `check:` (false; true applies the involution twice at every step and
+  raises unless it gives back the start), `key:`.
+
+  A Gaussian random walk written as an involution, `(mu, d) -> (mu + d, -d)`:
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> q = gen fn _t, s -> trace(:d, Gen.Dist.normal(0.0, s)) end
+      iex> inv = fn m, a, _ -> {%{mu: Mx.add(m[:mu], a[:d])}, %{d: Mx.negate(a[:d])}} end
+      iex> {t, _} = Gen.generate(m, [], %{y: 0.5}, key: Mx.Random.key(0))
+      iex> {t2, acc} = Gen.Inference.involutive_mh(t, q, [0.5], inv, key: Mx.Random.key(1), check: true)
+      iex> {is_boolean(acc), Mx.to_number(t2[:y])}
+      {true, 0.5}
+  """
+  @spec involutive_mh(Trace.t(), Gen.gen_fn(), [term()], function(), keyword()) :: {Trace.t(), boolean()}
+  def involutive_mh(trace, proposal, proposal_args, involution, opts \\ []),
+    do: Gen.Inference.Involutive.involutive_mh(trace, proposal, proposal_args, involution, opts)
+
 
 
   # ---- MAP, trainable parameters and variational inference ----

@@ -46,6 +46,55 @@ defmodule Gen.Inference.Kernel do
     do: fn trace, opts -> Gen.Inference.mh(trace, q, q_args, opts) end
 
   @doc """
+  The Gibbs kernel on the discrete choice at `address`
+  (`Gen.Inference.gibbs/3`); `opts` (`values:`) are merged under the
+  caller's (`key:`).
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:z, Gen.Dist.categorical(Mx.log(Mx.tensor([0.2, 0.8])))) end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(0))
+      iex> {t2, true} = Gen.Inference.Kernel.gibbs(:z, values: 0..1).(t, key: Mx.Random.key(1))
+      iex> Mx.to_number(t2[:z]) in [0, 1]
+      true
+  """
+  @spec gibbs(Gen.Choicemap.path(), keyword()) :: t()
+  def gibbs(address, opts \\ []) when is_list(opts),
+    do: fn trace, call_opts -> Gen.Inference.gibbs(trace, address, Keyword.merge(opts, call_opts)) end
+
+  @doc """
+  The elliptical slice kernel on the continuous choice at `address` with
+  Gaussian prior `mean:`, `cov:` (`Gen.Inference.elliptical_slice/3`).
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(1.0, 0.5)) end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(0))
+      iex> {_t2, true} = Gen.Inference.Kernel.elliptical_slice(:x, mean: 1.0, cov: 0.25).(t, key: Mx.Random.key(1))
+  """
+  @spec elliptical_slice(Gen.Choicemap.path(), keyword()) :: t()
+  def elliptical_slice(address, opts) when is_list(opts),
+    do: fn trace, call_opts -> Gen.Inference.elliptical_slice(trace, address, Keyword.merge(opts, call_opts)) end
+
+  @doc """
+  The involutive MCMC kernel (`Gen.Inference.involutive_mh/5`) with
+  auxiliary proposal `q` on `[trace | q_args]` and `involution`; `opts`
+  (`check:`) are merged under the caller's.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> q = gen fn _t -> trace(:d, Gen.Dist.normal(0.0, 1.0)) end
+      iex> inv = fn m, a, _ -> {%{x: Mx.add(m[:x], a[:d])}, %{d: Mx.negate(a[:d])}} end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(0))
+      iex> {_t2, acc} = Gen.Inference.Kernel.involutive_mh(q, [], inv).(t, key: Mx.Random.key(1))
+      iex> is_boolean(acc)
+      true
+  """
+  @spec involutive_mh(Gen.gen_fn(), [term()], function(), keyword()) :: t()
+  def involutive_mh(q, q_args, involution, opts \\ []) when is_list(q_args) and is_list(opts),
+    do: fn trace, call_opts ->
+      Gen.Inference.involutive_mh(trace, q, q_args, involution, Keyword.merge(opts, call_opts))
+    end
+
+  @doc """
   Applies `kernels` one after the other.
 
       iex> import Gen

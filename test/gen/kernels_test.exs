@@ -1,0 +1,346 @@
+defmodule Gen.KernelsTest do
+  use ExUnit.Case, async: true
+  import Gen.ChainCheck
+  import Gen
+  alias Gen.Inference
+  alias Gen.Inference.{Involutive, Kernel}
+
+  doctest Gen.Inference.Gibbs
+  doctest Gen.Inference.Involutive
+
+  # ---- Gibbs ------------------------------------------------------------------------------
+
+  # z ~ Categorical(0.1, 0.2, 0.3, 0.4), b ~ Bernoulli(0.3), y ~ N(z + 2b, 1), y observed.
+  @pz [0.1, 0.2, 0.3, 0.4]
+  @y 2.5
+
+  defp discrete_model do
+    gen(fn ->
+      z = trace(:z, Gen.Dist.categorical(Mx.log(Mx.tensor([0.1, 0.2, 0.3, 0.4], type: :f64))))
+      b = trace(:b, Gen.Dist.bernoulli(0.3))
+      trace(:y, Gen.Dist.normal(Mx.add(Mx.as_type(z, :f64), Mx.multiply(Mx.as_type(b, :f64), 2.0)), 1.0))
+    end)
+  end
+
+  # The exact posterior over the 8 states (z, b) by enumeration: prior × N(y; z + 2b, 1), normalized.
+  defp exact_discrete do
+    joint =
+      for {pz, z} <- Enum.with_index(@pz), b <- [false, true], into: %{} do
+        pb = if b, do: 0.3, else: 0.7
+        mean = z + if(b, do: 2, else: 0)
+        {{z, b}, pz * pb * :math.exp(-0.5 * (@y - mean) * (@y - mean))}
+      end
+
+    total = joint |> Map.values() |> Enum.sum()
+    Map.new(joint, fn {k, v} -> {k, v / total} end)
+  end
+
+  describe "gibbs" do
+    test "one discrete choice: draws are exact and independent, chi-square against the enumerated conditional" do
+      {t, _} = Gen.generate(discrete_model(), [], %{y: @y, b: false}, key: Mx.Random.key(1))
+      n = 2000
+
+      zs =
+        Inference.run(Kernel.gibbs(:z, values: 0..3), t,
+          samples: n,
+          key: Mx.Random.key(2),
+          select: &Mx.to_number(&1[:z])
+        )
+
+      # With b fixed at false the conditional of z is p(z) N(y; z, 1), normalized.
+      w = for {p, z} <- Enum.with_index(@pz), do: p * :math.exp(-0.5 * (@y - z) * (@y - z))
+      probs = Enum.map(w, &(&1 / Enum.sum(w)))
+      counts = Enum.frequencies(zs)
+
+      chi2 =
+        probs
+        |> Enum.with_index()
+        |> Enum.map(fn {p, z} -> :math.pow(Map.get(counts, z, 0) - n * p, 2) / (n * p) end)
+        |> Enum.sum()
+
+      # Each Gibbs step draws z afresh from its conditional (the chain is i.i.d.), so the
+      # statistic is chi-square with 3 degrees of freedom; 16.27 is its 0.999 quantile.
+      assert chi2 < 16.27, "chi-square #{chi2}, counts #{inspect(counts)}, expected #{inspect(Enum.map(probs, &(&1 * n)))}"
+    end
+
+    test "systematic scan over (z, b): every joint state's frequency within 4 batch-means SE of the exact posterior" do
+      {t, _} = Gen.generate(discrete_model(), [], %{y: @y}, key: Mx.Random.key(3))
+      k = Kernel.cycle([Kernel.gibbs(:z, values: [0, 1, 2, 3]), Kernel.gibbs(:b)])
+
+      states =
+        Inference.run(k, t,
+          samples: 3000,
+          burn: 20,
+          key: Mx.Random.key(4),
+          select: &{Mx.to_number(&1[:z]), Mx.to_number(&1[:b])}
+        )
+
+      for {state, p} <- exact_discrete() do
+        ind = Enum.map(states, &if(&1 == state, do: 1.0, else: 0.0))
+        bm = batch_means(ind)
+        # The indicator's mean is the state's frequency; its batch-means SE accounts for the
+        # chain's autocorrelation. A state of probability p gets a floor of the i.i.d. SE.
+        se = max(bm.se, :math.sqrt(p * (1 - p) / length(ind)))
+        assert abs(bm.mean - p) <= 4 * se, "state #{inspect(state)}: #{bm.mean} vs #{p}, 4 SE = #{4 * se}"
+      end
+    end
+
+    test "observed choices stay; values outside the support are never drawn; errors name the fix" do
+      {t, _} = Gen.generate(discrete_model(), [], %{y: @y, z: 2}, key: Mx.Random.key(5))
+
+      for i <- 0..19 do
+        {t2, true} = Inference.gibbs(t, :z, values: [-1, 0, 1, 2, 3, 7], key: Mx.Random.key(100 + i))
+        assert Mx.to_number(t2[:z]) in 0..3
+        assert Mx.to_number(t2[:y]) == @y
+      end
+
+      assert_raise ArgumentError, ~r/values: is required for the s64 choice at address :z/, fn ->
+        Inference.gibbs(t, :z, key: Mx.Random.key(0))
+      end
+
+      assert_raise ArgumentError, ~r/no choice at address :nope/, fn ->
+        Inference.gibbs(t, :nope, values: [0])
+      end
+
+      assert_raise ArgumentError, ~r/every value in values: has probability zero/, fn ->
+        Inference.gibbs(t, :z, values: [5, 6], key: Mx.Random.key(0))
+      end
+
+      assert_raise ArgumentError, ~r/values: must be a non-empty/, fn ->
+        Inference.gibbs(t, :z, values: [], key: Mx.Random.key(0))
+      end
+    end
+  end
+
+  # ---- elliptical slice -------------------------------------------------------------------
+
+  describe "elliptical_slice" do
+    test "scalar Gaussian prior, Gaussian likelihood: exact posterior mean and variance" do
+      # mu ~ N(1, 2²), y_i ~ N(mu, 1): precision 1/4 + n, mean (1/4 + Σy)/precision.
+      ys = [0.3, 1.7, 2.2, 0.9]
+
+      m =
+        gen(fn ->
+          mu = trace(:mu, Gen.Dist.normal(1.0, 2.0))
+          for {_, i} <- Enum.with_index(ys), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
+        end)
+
+      obs = for {y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}
+      {t, _} = Gen.generate(m, [], obs, key: Mx.Random.key(10))
+      prec = 0.25 + length(ys)
+
+      xs =
+        Inference.run(Kernel.elliptical_slice(:mu, mean: 1.0, cov: 4.0), t,
+          samples: 2000,
+          burn: 50,
+          key: Mx.Random.key(11),
+          select: &Mx.to_number(&1[:mu])
+        )
+
+      assert_posterior(xs, (0.25 * 1.0 + Enum.sum(ys)) / prec, 1.0 / prec)
+    end
+
+    test "vector choice with a full prior covariance (Cholesky): exact posterior of both coordinates" do
+      # x ~ N(m, C) in R², y_j ~ N(x_j, s²): posterior precision P = C⁻¹ + I/s², mean P⁻¹(C⁻¹m + y/s²).
+      mean = [0.5, -0.5]
+      cov = [[1.0, 0.6], [0.6, 2.0]]
+      {s, y} = {0.8, [1.2, 0.4]}
+
+      m =
+        gen(fn ->
+          x = trace(:x, Gen.Dist.multivariate_normal(Mx.tensor(mean, type: :f64), Mx.tensor(cov, type: :f64)))
+          trace(:y0, Gen.Dist.normal(x[0], s))
+          trace(:y1, Gen.Dist.normal(x[1], s))
+        end)
+
+      {t, _} = Gen.generate(m, [], %{y0: Enum.at(y, 0), y1: Enum.at(y, 1)}, key: Mx.Random.key(12))
+
+      ci = inv2(cov)
+      p = add2(ci, [[1 / (s * s), 0.0], [0.0, 1 / (s * s)]])
+      post_cov = inv2(p)
+      rhs = Enum.zip_with(mul2v(ci, mean), y, fn a, b -> a + b / (s * s) end)
+      post_mean = mul2v(post_cov, rhs)
+
+      xs =
+        Inference.run(Kernel.elliptical_slice(:x, mean: mean, cov: cov), t,
+          samples: 2000,
+          burn: 50,
+          key: Mx.Random.key(13),
+          select: &Mx.to_list(&1[:x])
+        )
+
+      for j <- 0..1 do
+        assert_posterior(Enum.map(xs, &Enum.at(&1, j)), Enum.at(post_mean, j), Enum.at(Enum.at(post_cov, j), j))
+      end
+    end
+
+    test "errors name the option" do
+      m = gen(fn -> {trace(:x, Gen.Dist.normal(0.0, 1.0)), trace(:k, Gen.Dist.poisson(2.0))} end)
+      t = Gen.simulate(m, [], key: Mx.Random.key(14))
+
+      assert_raise ArgumentError, ~r/cov: \(the prior covariance\) must be/, fn ->
+        Inference.elliptical_slice(t, :x, mean: 0.0)
+      end
+
+      assert_raise ArgumentError, ~r/mean: \(the prior mean\) must be/, fn ->
+        Inference.elliptical_slice(t, :x, cov: 1.0)
+      end
+
+      assert_raise ArgumentError, ~r/not floating point/, fn ->
+        Inference.elliptical_slice(t, :k, mean: 0.0, cov: 1.0)
+      end
+
+      assert_raise ArgumentError, ~r/needs a \{d\} choice/, fn ->
+        Inference.elliptical_slice(t, :x, mean: 0.0, cov: [[1.0, 0.0], [0.0, 1.0]])
+      end
+
+      assert_raise ArgumentError, ~r/does not broadcast/, fn ->
+        Inference.elliptical_slice(t, :x, mean: [0.0, 1.0], cov: 1.0)
+      end
+    end
+  end
+
+  # ---- involutive MCMC --------------------------------------------------------------------
+
+  # A random walk as an involution: (mu, d) -> (mu + d, -d), |det J| = |det [[1, 1], [0, -1]]| = 1.
+  defp walk, do: fn m, a, _ -> {%{mu: Mx.add(m[:mu], a[:d])}, %{d: Mx.negate(a[:d])}} end
+
+  # Scale moves on positive choices with u ~ LogNormal(0, s): (x, u) -> (x·u, 1/u), |det J| = 1/u.
+  defp scale(addr), do: fn m, a, _ -> {%{addr => Mx.multiply(m[addr], a[:u])}, %{u: Mx.reciprocal(a[:u])}} end
+
+  # Swap + scale: (x, y, u) -> (y·u², x·u², 1/u). Applied twice: (x·u²/u², y·u²/u², u).
+  # J = [[0, u², 2yu], [u², 0, 2xu], [0, 0, -1/u²]], det = (−u⁴)(−1/u²) = u².
+  defp swap_scale do
+    fn m, a, _ ->
+      u2 = Mx.square(a[:u])
+      {%{x: Mx.multiply(m[:y], u2), y: Mx.multiply(m[:x], u2)}, %{u: Mx.reciprocal(a[:u])}}
+    end
+  end
+
+  defp log_normal_aux, do: gen(fn _t, s -> trace(:u, Gen.Dist.log_normal(0.0, s)) end)
+
+  describe "involutive_mh" do
+    test "Gaussian random walk as an involution: normal–normal posterior mean and variance" do
+      ys = [0.8, 1.9, 1.1, 2.4, 1.5]
+
+      m =
+        gen(fn ->
+          mu = trace(:mu, Gen.Dist.normal(0.0, 2.0))
+          for {_, i} <- Enum.with_index(ys), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
+        end)
+
+      obs = for {y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}
+      {t, _} = Gen.generate(m, [], obs, key: Mx.Random.key(20))
+      q = gen(fn _t, s -> trace(:d, Gen.Dist.normal(0.0, s)) end)
+      prec = 0.25 + 5
+
+      xs =
+        Inference.run(Kernel.involutive_mh(q, [0.7], walk()), t,
+          samples: 2000,
+          burn: 100,
+          key: Mx.Random.key(21),
+          select: &Mx.to_number(&1[:mu])
+        )
+
+      assert_posterior(xs, Enum.sum(ys) / prec, 1.0 / prec)
+    end
+
+    test "swap + scale: log |det J| = 2 log u by autodiff, and applying the involution twice is the identity" do
+      model = Gen.choicemap(%{x: 3.0, y: 0.5})
+      aux = Gen.choicemap(%{u: 1.7})
+      lad = Involutive.log_abs_det_jacobian(swap_scale(), model, aux, [])
+      assert abs(Mx.to_number(lad) - 2 * :math.log(1.7)) < 1.0e-12
+
+      {c1, a1} = swap_scale().(model, aux, [])
+      {c2, a2} = swap_scale().(Gen.choicemap(c1), Gen.choicemap(a1), [])
+      assert abs(Mx.to_number(c2[:x]) - 3.0) < 1.0e-12 and abs(Mx.to_number(c2[:y]) - 0.5) < 1.0e-12
+      assert abs(Mx.to_number(a2[:u]) - 1.7) < 1.0e-12
+
+      # The random walk's Jacobian has |det| 1; the scale move's is 1/u.
+      lw = Involutive.log_abs_det_jacobian(walk(), Gen.choicemap(%{mu: 0.3}), Gen.choicemap(%{d: -1.1}), [])
+      assert abs(Mx.to_number(lw)) < 1.0e-12
+      ls = Involutive.log_abs_det_jacobian(scale(:x), model, aux, [])
+      assert abs(Mx.to_number(ls) + :math.log(1.7)) < 1.0e-12
+    end
+
+    test "scale and swap + scale moves on a gamma–poisson pair: exact posterior (the Jacobian term matters)" do
+      # x, y ~ Gamma(2, 1) (rate 1); counts ~ Poisson(x) and Poisson(y). Posteriors are
+      # Gamma(2 + Σc, 1 + n): x ~ Gamma(14, 4), y ~ Gamma(5, 4). Dropping log |det J| would
+      # give densities off by a factor x (scale) and bias both means.
+      {cx, cy} = {[3, 5, 4], [1, 0, 2]}
+
+      m =
+        gen(fn ->
+          x = trace(:x, Gen.Dist.gamma(2.0, 1.0))
+          y = trace(:y, Gen.Dist.gamma(2.0, 1.0))
+          for i <- 0..2, do: {trace({:cx, i}, Gen.Dist.poisson(x)), trace({:cy, i}, Gen.Dist.poisson(y))}
+        end)
+
+      obs = for i <- 0..2, into: %{}, do: {{:cx, i}, Enum.at(cx, i)}
+      obs = Enum.into(for(i <- 0..2, do: {{:cy, i}, Enum.at(cy, i)}), obs)
+      {t, _} = Gen.generate(m, [], Map.merge(obs, %{x: 1.0, y: 1.0}), key: Mx.Random.key(30))
+      q = log_normal_aux()
+
+      k =
+        Kernel.cycle([
+          Kernel.involutive_mh(q, [0.5], scale(:x)),
+          Kernel.involutive_mh(q, [0.5], scale(:y)),
+          Kernel.involutive_mh(q, [0.5], swap_scale(), check: true)
+        ])
+
+      xs =
+        Inference.run(k, t,
+          samples: 1500,
+          burn: 100,
+          key: Mx.Random.key(31),
+          select: &{Mx.to_number(&1[:x]), Mx.to_number(&1[:y])}
+        )
+
+      assert_posterior(Enum.map(xs, &elem(&1, 0)), 14 / 4, 14 / 16)
+      assert_posterior(Enum.map(xs, &elem(&1, 1)), 5 / 4, 5 / 16)
+    end
+
+    test "check: true raises on a map that is not an involution; contract errors name the fix" do
+      m = gen(fn -> {trace(:x, Gen.Dist.normal(0.0, 1.0)), trace(:k, Gen.Dist.poisson(2.0))} end)
+      t = Gen.simulate(m, [], key: Mx.Random.key(40))
+      q = gen(fn _t -> trace(:d, Gen.Dist.normal(0.0, 1.0)) end)
+      shift = fn m, a, _ -> {%{x: Mx.add(m[:x], a[:d])}, %{d: a[:d]}} end
+
+      assert_raise ArgumentError, ~r/not an involution \(check: true\): applied twice it takes address :x/, fn ->
+        Inference.involutive_mh(t, q, [], shift, key: Mx.Random.key(41), check: true)
+      end
+
+      # Without check the step runs (and targets the wrong distribution, which check: true exists to catch).
+      assert {%Gen.Trace{}, _} = Inference.involutive_mh(t, q, [], shift, key: Mx.Random.key(41))
+
+      grow = fn _m, a, _ -> {%{x: a[:d], z: a[:d]}, %{d: a[:d]}} end
+
+      assert_raise ArgumentError, ~r/writes address :z, which the trace does not have/, fn ->
+        Inference.involutive_mh(t, q, [], grow, key: Mx.Random.key(42))
+      end
+
+      drop = fn m, _a, _ -> {%{x: m[:x]}, %{}} end
+
+      assert_raise ArgumentError, ~r/maps 2 continuous values to 1/, fn ->
+        Inference.involutive_mh(t, q, [], drop, key: Mx.Random.key(43))
+      end
+
+      assert_raise ArgumentError, ~r/must return \{model_changes, new_aux_choices\}/, fn ->
+        Inference.involutive_mh(t, q, [], fn _, _, _ -> :nope end, key: Mx.Random.key(44))
+      end
+
+      assert_raise ArgumentError, ~r/an involution\s+fn model_choices/, fn ->
+        Inference.involutive_mh(t, q, [], fn _, _ -> :nope end)
+      end
+    end
+  end
+
+  # 2×2 helpers for the closed-form Gaussian posterior.
+  defp inv2([[a, b], [c, d]]) do
+    det = a * d - b * c
+    [[d / det, -b / det], [-c / det, a / det]]
+  end
+
+  defp add2(x, y), do: Enum.zip_with(x, y, fn r, s -> Enum.zip_with(r, s, &(&1 + &2)) end)
+  defp mul2v(m, v), do: Enum.map(m, fn row -> row |> Enum.zip_with(v, &(&1 * &2)) |> Enum.sum() end)
+end
