@@ -188,6 +188,45 @@ defmodule Gen.Inference do
 
   # ---- adaptive HMC and NUTS (Gen.Inference.NUTS) ----
 
+  @doc """
+  Warmup for `hmc/3`: runs `warmup:` (500) HMC steps of `n_leapfrog:` (10)
+  leapfrog steps while dual averaging (`Gen.Inference.Adapt`) drives the
+  step size to the mean acceptance probability `target_accept:` (0.8),
+  from Stan's doubling heuristic started at `step_size:` (1.0). Returns
+  `{trace, step_size, accept_probs}`: the last warmup trace, the adapted
+  (averaged) step size to pass to `hmc/3`, and the per-step acceptance
+  probabilities. Options also `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 0.5}, key: Mx.Random.key(0))
+      iex> {t2, eps, alphas} = Gen.Inference.hmc_warmup(t, Gen.select(:mu), warmup: 20, n_leapfrog: 3, key: Mx.Random.key(1))
+      iex> {eps > 0, length(alphas), Mx.to_number(t2[:y])}
+      {true, 20, 0.5}
+  """
+  @spec hmc_warmup(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), float(), [float()]}
+  def hmc_warmup(%Trace{} = trace, %Selection{} = sel, opts \\ []),
+    do: Gen.Inference.Gradient.hmc_warmup(trace, sel, opts)
+
+  @doc """
+  One multinomial NUTS transition as in Stan (`Gen.Inference.NUTS`) on the
+  selected continuous choices, at a fixed `step_size:` (required), with
+  `inv_metric:` (diagonal, unit by default), `max_depth:` (10),
+  `transforms:` for constrained choices (e.g. `%{sigma: :log}`) and
+  `key:`. Returns `{new_trace, accepted?}`. For warmup adaptation of the
+  step size and the metric and a run of draws, use
+  `Gen.Inference.NUTS.sample/3`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 0.5}, key: Mx.Random.key(0))
+      iex> {t2, acc} = Gen.Inference.nuts(t, Gen.select(:mu), step_size: 0.8, key: Mx.Random.key(2))
+      iex> {is_boolean(acc), Mx.to_number(t2[:y])}
+      {true, 0.5}
+  """
+  @spec nuts(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
+  def nuts(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.NUTS.nuts(trace, sel, opts)
+
 
   # ---- gibbs, elliptical_slice, involutive_mh ----
 

@@ -60,20 +60,72 @@ defmodule Gen.Inference.Gradient do
   @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def hmc(%Trace{} = trace, %Selection{} = sel, opts) do
     eps = positive!(opts, :step_size, "hmc")
-    n = Keyword.get(opts, :n_leapfrog, 10)
 
-    unless is_integer(n) and n >= 1 do
+    {new, accepted?, _alpha} =
+      hmc_step(trace, selected_paths!(trace, sel, "hmc"), eps, n_leapfrog!(opts, "hmc"), opts)
+
+    {new, accepted?}
+  end
+
+  @doc false
+  @spec hmc_warmup(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), float(), [float()]}
+  def hmc_warmup(%Trace{} = trace, %Selection{} = sel, opts) do
+    fun = "hmc_warmup"
+    warmup = Keyword.get(opts, :warmup, 500)
+
+    unless is_integer(warmup) and warmup >= 1 do
       raise ArgumentError,
-            "Gen.Inference.hmc: n_leapfrog: must be a positive integer, got #{inspect(n)}"
+            "Gen.Inference.#{fun}: warmup: must be a positive integer, got #{inspect(warmup)}"
     end
 
+    n = n_leapfrog!(opts, fun)
+    eps0 = Keyword.get(opts, :step_size, 1.0)
+
+    unless is_number(eps0) and eps0 > 0 do
+      raise ArgumentError,
+            "Gen.Inference.#{fun}: step_size: the initial step must be a positive number, got #{inspect(eps0)}"
+    end
+
+    paths = selected_paths!(trace, sel, fun)
+    key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
+    da = Gen.Inference.Adapt.dual_averaging(eps0, delta: Keyword.get(opts, :target_accept, 0.8))
+    eps = init_step_size(trace, paths, eps0 * 1.0, Mx.Random.fold_in(key, -1))
+    da = %{da | x: :math.log(eps)}
+
+    {t, da, alphas} =
+      Enum.reduce(0..(warmup - 1), {Gen.Inference.force(trace), da, []}, fn i, {t, da, acc} ->
+        eps = Gen.Inference.Adapt.step_size(da)
+        {t, _acc?, alpha} = hmc_step(t, paths, eps, n, key: Mx.Random.fold_in(key, i))
+        {t, Gen.Inference.Adapt.learn_step_size(da, alpha), [alpha | acc]}
+      end)
+
+    {t, Gen.Inference.Adapt.final_step_size(da), Enum.reverse(alphas)}
+  end
+
+  # One HMC step: {trace, accepted?, min(1, exp(log α))} (α = 0 for a non-finite Hamiltonian).
+  defp hmc_step(trace, paths, eps, n, opts) do
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
-    paths = selected_paths!(trace, sel, "hmc")
     xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
     ps = Enum.zip_with(xs, split(k_move, length(xs)), fn x, k -> noise(k, x) end)
+    {new_xs, new_ps} = leapfrogs(trace, paths, xs, ps, eps, n)
+    {new, w} = write(trace, paths, new_xs)
+    log_alpha = Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps)))
+    {t, acc?} = decide(trace, new, log_alpha, k_accept)
+
+    alpha =
+      case Mx.to_number(log_alpha) do
+        x when is_float(x) -> min(1.0, :math.exp(min(x, 0.0)))
+        :infinity -> 1.0
+        _ -> 0.0
+      end
+
+    {t, acc?, alpha}
+  end
+
+  # Leapfrog with unit mass: half step in p, then alternating full steps, closing with a half step.
+  defp leapfrogs(trace, paths, xs, ps, eps, n) do
     {_lp, gs} = value_and_grad(trace, paths, xs)
 
-    # Leapfrog with unit mass: half step in p, then alternating full steps, closing with a half step.
     {new_xs, new_ps, _gs} =
       Enum.reduce(1..n, {xs, ps, gs}, fn _, {x, p, g} ->
         p_half = axpy(p, g, eps / 2)
@@ -85,8 +137,61 @@ defmodule Gen.Inference.Gradient do
         {x2, p2, g2}
       end)
 
-    {new, w} = write(trace, paths, new_xs)
-    decide(trace, new, Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps))), k_accept)
+    {new_xs, new_ps}
+  end
+
+  # Stan's heuristic for the first step size: double (or halve) ε until one leapfrog's acceptance crosses 0.8.
+  defp init_step_size(trace, paths, eps, key) do
+    xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
+    log08 = :math.log(0.8)
+
+    dh = fn eps, i ->
+      ps =
+        Enum.zip_with(xs, split(Mx.Random.fold_in(key, i), length(xs)), fn x, k -> noise(k, x) end)
+
+      {new_xs, new_ps} = leapfrogs(trace, paths, xs, ps, eps, 1)
+      {_new, w} = write(trace, paths, new_xs)
+
+      case Mx.to_number(Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps)))) do
+        x when is_float(x) -> x
+        _ -> :neg_infinity
+      end
+    end
+
+    dir = if dh.(eps, 0) > log08, do: 1, else: -1
+
+    Enum.reduce_while(1..2000, eps, fn i, eps ->
+      d = dh.(eps, i)
+
+      cond do
+        dir == 1 and not (d > log08) ->
+          {:halt, eps}
+
+        dir == -1 and not (d < log08) ->
+          {:halt, eps}
+
+        eps > 1.0e7 or eps < 1.0e-300 ->
+          raise ArgumentError,
+                "Gen.Inference.hmc_warmup: the step-size search left [1e-300, 1e7]; check that the log density is proper and finite at the trace"
+
+        dir == 1 ->
+          {:cont, eps * 2}
+
+        true ->
+          {:cont, eps / 2}
+      end
+    end)
+  end
+
+  defp n_leapfrog!(opts, fun) do
+    n = Keyword.get(opts, :n_leapfrog, 10)
+
+    unless is_integer(n) and n >= 1 do
+      raise ArgumentError,
+            "Gen.Inference.#{fun}: n_leapfrog: must be a positive integer, got #{inspect(n)}"
+    end
+
+    n
   end
 
   # The log joint at `xs` (the selected values) and its gradient, through assess.
@@ -108,7 +213,9 @@ defmodule Gen.Inference.Gradient do
     {lp, gs}
   end
 
-  defp selected_paths!(trace, sel, fun) do
+  @doc false
+  # The selected choices' paths, each checked to be a floating-point array.
+  def selected_paths!(trace, sel, fun) do
     paths =
       for {path, v} <- Choicemap.to_list(Gen.get_choices(trace)), Selection.member?(sel, path) do
         unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) do

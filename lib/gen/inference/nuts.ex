@@ -1,0 +1,776 @@
+defmodule Gen.Inference.NUTS do
+  @moduledoc """
+  The No-U-Turn Sampler as Stan runs it (Hoffman & Gelman 2014; Betancourt
+  2017), on the selected continuous choices of a trace, through the GFI
+  alone.
+
+    * **Multinomial NUTS.** The trajectory doubles in a random direction
+      until it turns back on itself or reaches `max_depth` doublings
+      (2^max_depth leapfrog steps). Within a new subtree the draw is
+      multinomial (each half chosen in proportion to its weight
+      Σ exp(−H)); between the old trajectory and the new subtree the
+      sampling is biased progressive (the new subtree is taken with
+      probability min(1, w_new / w_old)).
+    * **Generalized U-turn criterion** with the inverse metric
+      (p♯ = M⁻¹p, ρ = Σp): a (sub)trajectory stops when p♯₋·ρ ≤ 0 or
+      p♯₊·ρ ≤ 0, checked on every merged subtree and, as Stan ≥ 2.2x does,
+      also on each half extended by the first point of the other half, which
+      catches U-turns that straddle the merge.
+    * **Divergence** when the energy error H − H₀ exceeds 1000 (or the log
+      density is not finite); the subtree is then discarded and the
+      trajectory stops.
+    * **Warmup** (`sample/3`): the initial step size from Stan's doubling
+      heuristic, dual averaging of the step size to `target_accept:`, a
+      diagonal inverse metric from Welford variances in Stan's windows
+      (`Gen.Inference.Adapt`).
+
+  ## Coordinates and transforms
+
+  The sampler works on one flat f64 vector: the selected choices,
+  flattened in address order and concatenated. The log density and its
+  gradient come from `Gen.assess/3` on the trace's choicemap with the
+  selected leaves replaced (built once; only those leaves change), under
+  `Mx.value_and_grad/1`: one evaluation per leapfrog step. The
+  trajectory arithmetic (momenta, U-turn checks, adaptation) is plain
+  Elixir floats on that vector: at the dimensions these models have it is
+  cheaper than a NIF call per vector operation.
+
+  Constrained choices (a scale, a probability) must be sampled on an
+  unconstrained scale, as Stan does. The GFI does not expose a
+  distribution's support, so say it with `transforms:`, a map from
+  address (or path) to one of
+
+    * `:log` — x = exp(u) for x > 0 (a scale from `exponential`, `gamma`,
+      half-normal …); log-Jacobian u;
+    * `:logit` — x = 1/(1 + e⁻ᵘ) for 0 < x < 1; log-Jacobian log x + log(1 − x);
+    * `{:interval, a, b}` — x = a + (b − a)·logistic(u); log-Jacobian
+      log(b − a) + log σ(u) + log σ(−u);
+    * `{:lower, a}` — x = a + exp(u); `{:upper, b}` — x = b − exp(u);
+      log-Jacobian u;
+    * `:identity` (the default for every selected choice).
+
+  The transform applies elementwise to an array-valued choice, and the
+  log-Jacobian is added to the log joint, so the draws (reported on the
+  constrained scale) have the model's posterior. Without a transform a
+  constrained choice is still sampled correctly, but a step out of the
+  support has log density −∞ and counts as a divergence.
+
+      iex> import Gen
+      iex> m = gen fn -> s = trace(:s, Gen.Dist.exponential(1.0)); trace(:y, Gen.Dist.normal(0.0, s)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 0.5, s: 1.0})
+      iex> r = Gen.Inference.NUTS.sample(t, Gen.select(:s), warmup: 30, samples: 20, key: Mx.Random.key(0), transforms: %{s: :log})
+      iex> {length(r.draws[[:s]]), Enum.all?(r.draws[[:s]], &(&1 > 0)), length(r.stats), Map.keys(hd(r.stats))}
+      {20, true, 20, [:accept_stat, :divergent, :energy, :n_leapfrog, :step_size, :tree_depth]}
+  """
+
+  alias Gen.{Choicemap, Selection, Trace}
+  alias Gen.Inference.Adapt
+
+  @max_delta_h 1000.0
+  @log_08 :math.log(0.8)
+
+  # One block of the flat vector: a selected choice.
+  defmodule Block do
+    @moduledoc false
+    defstruct [:path, :shape, :type, :offset, :size, :transform]
+  end
+
+  @typedoc "A transform of one choice to the unconstrained scale (see the moduledoc)."
+  @type transform ::
+          :identity
+          | :log
+          | :logit
+          | {:interval, number(), number()}
+          | {:lower, number()}
+          | {:upper, number()}
+
+  @typedoc "Per-iteration statistics, as Stan reports them."
+  @type stats :: %{
+          step_size: float(),
+          tree_depth: non_neg_integer(),
+          n_leapfrog: pos_integer(),
+          divergent: boolean(),
+          accept_stat: float(),
+          energy: float()
+        }
+
+  # ---- public API ---------------------------------------------------------------------
+
+  @doc """
+  One NUTS transition from `trace` on the `selection`'s continuous choices,
+  with a fixed step size. Returns `{new_trace, accepted?}`, `accepted?`
+  being whether the draw left the starting point.
+
+  Options: `step_size:` (required), `inv_metric:` (the diagonal inverse
+  metric, a list with one positive float per coordinate of the flat
+  vector; unit by default), `max_depth:` (10), `transforms:` (see the
+  moduledoc), `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{y: 0.5}, key: Mx.Random.key(0))
+      iex> {t2, acc} = Gen.Inference.NUTS.nuts(t, Gen.select(:mu), step_size: 0.5, key: Mx.Random.key(1))
+      iex> {is_boolean(acc), Mx.to_number(t2[:y])}
+      {true, 0.5}
+  """
+  @spec nuts(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
+  def nuts(%Trace{} = trace, %Selection{} = sel, opts) do
+    eps = positive!(opts, :step_size, nil, "nuts")
+    model = model!(trace, sel, Keyword.get(opts, :transforms, %{}), "nuts")
+    ctx = context(model, inv_metric!(opts, model, "nuts"), depth!(opts, "nuts"))
+    z0 = start!(model, ctx, "nuts")
+    {z, _stats, _rng} = transition(z0, eps, ctx, rng(key(opts)))
+
+    if elem(z, 0) == elem(z0, 0),
+      do: {trace, false},
+      else: {write(model, trace, elem(z, 0)), true}
+  end
+
+  @doc """
+  Runs NUTS with Stan's warmup adaptation and returns the draws.
+
+  Options: `warmup:` (1000), `samples:` (1000), `key:`, `target_accept:`
+  (0.8), `max_depth:` (10), `step_size:` (1.0, the start of the doubling
+  heuristic and of μ = log(10·ε₀)), `inv_metric:` (unit), `adapt_metric:`
+  (true; false keeps `inv_metric:` fixed), `transforms:` (see the
+  moduledoc), `callback:` (called after every iteration with `%{iteration:
+  i, warmup?: bool, stats: stats}`).
+
+  Returns a map:
+
+    * `draws` — `%{path => [value]}`, one value per draw on the
+      constrained scale: a float for a scalar choice, a (nested) list for
+      an array;
+    * `flat` — the draws as lists of floats in the flat layout (constrained);
+    * `names` — `[{path, index}]`, the flat layout's coordinates;
+    * `stats` and `warmup_stats` — one `t:stats/0` map per iteration;
+    * `step_size`, `inv_metric` — the adapted values;
+    * `trace` — the trace at the last draw.
+  """
+  @spec sample(Trace.t(), Selection.t(), keyword()) :: map()
+  def sample(%Trace{} = trace, %Selection{} = sel, opts \\ []) do
+    warmup = count!(opts, :warmup, 1000, 0)
+    samples = count!(opts, :samples, 1000, 1)
+    delta = Keyword.get(opts, :target_accept, 0.8)
+
+    unless is_number(delta) and delta > 0 and delta < 1 do
+      raise ArgumentError,
+            "Gen.Inference.NUTS.sample: target_accept: must lie in (0, 1), got #{inspect(delta)}"
+    end
+
+    eps0 = positive!(opts, :step_size, 1.0, "sample")
+    adapt_metric = Keyword.get(opts, :adapt_metric, true)
+    callback = Keyword.get(opts, :callback)
+    model = model!(trace, sel, Keyword.get(opts, :transforms, %{}), "sample")
+    ctx = context(model, inv_metric!(opts, model, "sample"), depth!(opts, "sample"))
+    z = start!(model, ctx, "sample")
+    key = key(opts)
+
+    # Warmup: Stan's init_stepsize, then dual averaging and windowed metric adaptation.
+    {eps, _} =
+      if warmup > 0,
+        do: init_step_size(eps0, z, ctx, rng(Mx.Random.fold_in(key, -1))),
+        else: {eps0, nil}
+
+    da = Adapt.dual_averaging(eps0, delta: delta) |> Map.put(:x, :math.log(eps))
+    win = Adapt.windows(warmup)
+
+    {z, ctx, da, _win, wstats} =
+      Enum.reduce(0..(warmup - 1)//1, {z, ctx, da, win, []}, fn i, {z, ctx, da, win, acc} ->
+        eps = Adapt.step_size(da)
+        {z, st, _} = transition(z, eps, ctx, rng(Mx.Random.fold_in(key, i)))
+        if callback, do: callback.(%{iteration: i, warmup?: true, stats: st})
+        da = Adapt.learn_step_size(da, st.accept_stat)
+
+        {win, event} =
+          if adapt_metric, do: Adapt.learn_variance(win, elem(z, 0)), else: {win, :none}
+
+        case event do
+          :none ->
+            {z, ctx, da, win, [st | acc]}
+
+          {:metric, var} ->
+            # New metric: re-run the step-size heuristic and restart dual averaging around it.
+            ctx = %{ctx | inv: var}
+
+            {eps, _} =
+              init_step_size(Adapt.step_size(da), z, ctx, rng(Mx.Random.fold_in(key, -2 - i)))
+
+            {z, ctx, Adapt.restart(da, eps), win, [st | acc]}
+        end
+      end)
+
+    eps = if warmup > 0, do: Adapt.final_step_size(da), else: eps
+
+    {z, draws, stats} =
+      Enum.reduce(0..(samples - 1), {z, [], []}, fn j, {z, draws, acc} ->
+        {z, st, _} = transition(z, eps, ctx, rng(Mx.Random.fold_in(key, warmup + j)))
+        if callback, do: callback.(%{iteration: warmup + j, warmup?: false, stats: st})
+        {z, [constrain_all(model, elem(z, 0)) | draws], [st | acc]}
+      end)
+
+    flat = Enum.reverse(draws)
+
+    %{
+      draws: by_path(model, flat),
+      flat: flat,
+      names: names(model),
+      stats: Enum.reverse(stats),
+      warmup_stats: Enum.reverse(wstats),
+      step_size: eps,
+      inv_metric: ctx.inv,
+      trace: write(model, trace, elem(z, 0))
+    }
+  end
+
+  @doc """
+  The draws of `sample/3` as `{name, [float]}` series, one per coordinate
+  of the flat vector (`name` is the path, with the element index for an
+  array choice) — the form `Gen.Diagnostics.ess/2` takes.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.broadcasted_normal(Mx.tensor([0.0, 0.0]), 1.0)) end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(0))
+      iex> r = Gen.Inference.NUTS.sample(t, Gen.select(:x), warmup: 10, samples: 5, key: Mx.Random.key(1))
+      iex> Gen.Inference.NUTS.series(r) |> Enum.map(fn {name, xs} -> {name, length(xs)} end)
+      [{{[:x], 0}, 5}, {{[:x], 1}, 5}]
+  """
+  @spec series(map()) :: [{term(), [float()]}]
+  def series(%{flat: flat, names: names}) do
+    cols = flat |> Enum.zip() |> Enum.map(&Tuple.to_list/1)
+    Enum.zip(names, cols)
+  end
+
+  # ---- the model on the flat vector ----------------------------------------------------
+
+  defp model!(trace, sel, transforms, fun) do
+    unless is_map(transforms) do
+      raise ArgumentError,
+            "Gen.Inference.#{fun}: transforms: must be a map from address (or path) to a transform, got #{inspect(transforms)}"
+    end
+
+    transforms = Map.new(transforms, fn {k, v} -> {Choicemap.path!(k), transform!(v, k, fun)} end)
+    paths = Gen.Inference.Gradient.selected_paths!(trace, sel, fun)
+    choices = Gen.get_choices(trace)
+
+    case Enum.reject(Map.keys(transforms), &(&1 in paths)) do
+      [] ->
+        :ok
+
+      extra ->
+        raise ArgumentError,
+              "Gen.Inference.#{fun}: transforms: #{Enum.map_join(extra, ", ", &Choicemap.format_path/1)} is not a selected continuous choice; give transforms only for selected choices"
+    end
+
+    {blocks, dim} =
+      Enum.map_reduce(paths, 0, fn path, off ->
+        v = choices[path]
+        size = Mx.size(v)
+
+        b = %Block{
+          path: path,
+          shape: Mx.shape(v),
+          type: Mx.type(v),
+          offset: off,
+          size: size,
+          transform: Map.get(transforms, path, :identity)
+        }
+
+        {b, off + size}
+      end)
+
+    f = fn u -> log_density(trace, choices, blocks, dim, u) end
+    %{blocks: blocks, dim: dim, vg: Mx.value_and_grad(f), trace: trace}
+  end
+
+  defp transform!(t, _addr, _fun) when t in [:identity, :log, :logit], do: t
+
+  defp transform!({:interval, a, b} = t, _addr, _fun)
+       when is_number(a) and is_number(b) and a < b,
+       do: t
+
+  defp transform!({:lower, a} = t, _addr, _fun) when is_number(a), do: t
+  defp transform!({:upper, b} = t, _addr, _fun) when is_number(b), do: t
+
+  defp transform!(t, addr, fun) do
+    raise ArgumentError,
+          "Gen.Inference.#{fun}: transforms: #{inspect(t)} at #{inspect(addr)} is not a transform; use :identity, :log, :logit, {:interval, a, b} with a < b, {:lower, a} or {:upper, b}"
+  end
+
+  # The log joint on the unconstrained scale: slice, constrain, replace the selected leaves, assess, add log-Jacobians.
+  defp log_density(trace, choices, blocks, dim, u) do
+    {cm, logj} =
+      Enum.reduce(blocks, {choices, nil}, fn b, {cm, lj} ->
+        piece = if b.size == dim, do: u, else: Mx.slice(u, [b.offset], [b.size])
+        piece = if b.shape == {b.size}, do: piece, else: Mx.reshape(piece, b.shape)
+        {x, j} = constrain(b.transform, piece)
+        x = if b.type == :f64, do: x, else: Mx.as_type(x, b.type)
+        {Choicemap.put(cm, b.path, x), add_opt(lj, j)}
+      end)
+
+    {w, _retval} = Gen.assess(Gen.get_gen_fn(trace), Gen.get_args(trace), cm)
+    if logj, do: Mx.add(w, logj), else: w
+  end
+
+  defp add_opt(nil, j), do: j
+  defp add_opt(lj, nil), do: lj
+  defp add_opt(lj, j), do: Mx.add(lj, j)
+
+  defp constrain(:identity, u), do: {u, nil}
+  defp constrain(:log, u), do: {Mx.exp(u), Mx.sum(u)}
+  defp constrain({:lower, a}, u), do: {Mx.add(Mx.exp(u), a * 1.0), Mx.sum(u)}
+  defp constrain({:upper, b}, u), do: {Mx.subtract(b * 1.0, Mx.exp(u)), Mx.sum(u)}
+
+  defp constrain(:logit, u),
+    do: {Mx.sigmoid(u), Mx.sum(Mx.add(log_sigmoid(u), log_sigmoid(Mx.negate(u))))}
+
+  defp constrain({:interval, a, b}, u) do
+    x = Mx.add(Mx.multiply(Mx.sigmoid(u), (b - a) * 1.0), a * 1.0)
+
+    lj =
+      Mx.add(
+        Mx.sum(Mx.add(log_sigmoid(u), log_sigmoid(Mx.negate(u)))),
+        Mx.size(u) * :math.log(b - a)
+      )
+
+    {x, lj}
+  end
+
+  # log σ(u) = min(u, 0) − log1p(e^−|u|), finite for every finite u.
+  defp log_sigmoid(u), do: Mx.subtract(Mx.min(u, 0.0), Mx.log1p(Mx.exp(Mx.negate(Mx.abs(u)))))
+
+  # Float versions for the draws and the starting point.
+  defp constrain_f(:identity, u), do: u
+  defp constrain_f(:log, u), do: :math.exp(u)
+  defp constrain_f(:logit, u), do: logistic(u)
+  defp constrain_f({:interval, a, b}, u), do: a + (b - a) * logistic(u)
+  defp constrain_f({:lower, a}, u), do: a + :math.exp(u)
+  defp constrain_f({:upper, b}, u), do: b - :math.exp(u)
+
+  defp logistic(u) when u >= 0, do: 1.0 / (1.0 + :math.exp(-u))
+  defp logistic(u), do: :math.exp(u) / (1.0 + :math.exp(u))
+
+  defp unconstrain(:identity, x), do: {:ok, x}
+  defp unconstrain(:log, x) when x > 0, do: {:ok, :math.log(x)}
+  defp unconstrain(:logit, x) when x > 0 and x < 1, do: {:ok, :math.log(x) - :math.log(1 - x)}
+
+  defp unconstrain({:interval, a, b}, x) when x > a and x < b,
+    do: {:ok, :math.log(x - a) - :math.log(b - x)}
+
+  defp unconstrain({:lower, a}, x) when x > a, do: {:ok, :math.log(x - a)}
+  defp unconstrain({:upper, b}, x) when x < b, do: {:ok, :math.log(b - x)}
+  defp unconstrain(_, _), do: :error
+
+  defp constrain_all(model, q) do
+    Enum.flat_map(model.blocks, fn b ->
+      q |> Enum.slice(b.offset, b.size) |> Enum.map(&constrain_f(b.transform, &1))
+    end)
+  end
+
+  defp names(model) do
+    Enum.flat_map(model.blocks, fn b ->
+      if b.shape == {}, do: [b.path], else: for(i <- 0..(b.size - 1), do: {b.path, i})
+    end)
+  end
+
+  defp by_path(model, flat) do
+    Map.new(model.blocks, fn b ->
+      vals =
+        Enum.map(flat, fn xs ->
+          piece = Enum.slice(xs, b.offset, b.size)
+          if b.shape == {}, do: hd(piece), else: nest(piece, Tuple.to_list(b.shape))
+        end)
+
+      {b.path, vals}
+    end)
+  end
+
+  defp nest(xs, [_]), do: xs
+
+  defp nest(xs, [_ | rest]) do
+    n = Enum.reduce(rest, 1, &(&1 * &2))
+    xs |> Enum.chunk_every(n) |> Enum.map(&nest(&1, rest))
+  end
+
+  # The trace's selected values on the unconstrained scale.
+  defp start!(model, ctx, fun) do
+    choices = Gen.get_choices(model.trace)
+
+    q =
+      Enum.flat_map(model.blocks, fn b ->
+        choices[b.path]
+        |> Mx.as_type(:f64)
+        |> Mx.to_flat_list()
+        |> Enum.map(fn x ->
+          case is_float(x) and unconstrain(b.transform, x) do
+            {:ok, u} ->
+              u
+
+            _ ->
+              raise ArgumentError,
+                    "Gen.Inference.#{fun}: the value #{inspect(x)} at #{Choicemap.format_path(b.path)} is outside the support of its transform #{inspect(b.transform)}; start from a trace inside the support or fix transforms:"
+          end
+        end)
+      end)
+
+    case point(ctx, q) do
+      {_, _, lp, _} = z when is_float(lp) ->
+        z
+
+      _ ->
+        raise ArgumentError,
+              "Gen.Inference.#{fun}: the log density or its gradient is not finite at the starting trace; start from a trace with finite score"
+    end
+  end
+
+  defp write(model, trace, q) do
+    cm =
+      Enum.reduce(model.blocks, Choicemap.new(), fn b, cm ->
+        vals = q |> Enum.slice(b.offset, b.size) |> Enum.map(&constrain_f(b.transform, &1))
+        v = Mx.from_binary(pack(vals), :f64, shape: b.shape)
+        Choicemap.put(cm, b.path, if(b.type == :f64, do: v, else: Mx.as_type(v, b.type)))
+      end)
+
+    {new, _w, _retdiff, _discard} = Gen.update(trace, cm)
+    Gen.Inference.force(new)
+  end
+
+  defp pack(xs), do: for(x <- xs, into: <<>>, do: <<x::float-64-native>>)
+
+  # ---- the sampler --------------------------------------------------------------------------
+
+  defp context(model, inv, max_depth),
+    do: %{vg: model.vg, dim: model.dim, inv: inv, max_depth: max_depth, h0: 0.0}
+
+  # A phase point {q, p, lp, grad}; lp is :neg_infinity (and grad nil) where the density is not finite.
+  defp point(ctx, q, p \\ nil) do
+    {lp, g} = ctx.vg.(Mx.from_binary(pack(q), :f64))
+    Mx.eval([lp, g])
+
+    case Mx.to_number(lp) do
+      lp when is_float(lp) ->
+        g = Mx.to_flat_list(g)
+        if Enum.all?(g, &is_float/1), do: {q, p, lp, g}, else: {q, p, :neg_infinity, nil}
+
+      _ ->
+        {q, p, :neg_infinity, nil}
+    end
+  end
+
+  # Leapfrog with the diagonal inverse metric: p += ε/2·∇, q += ε·M⁻¹p, p += ε/2·∇.
+  defp leapfrog({q, p, _lp, g}, e, ctx) do
+    h = e / 2
+    p_half = zip3(p, g, fn pi, gi -> pi + h * gi end)
+    q2 = zip3(q, ctx.inv, p_half, fn qi, mi, pi -> qi + e * mi * pi end)
+
+    case point(ctx, q2, p_half) do
+      {_, _, :neg_infinity, _} = z -> z
+      {q2, _, lp, g2} -> {q2, zip3(p_half, g2, fn pi, gi -> pi + h * gi end), lp, g2}
+    end
+  end
+
+  defp hamiltonian({_q, _p, :neg_infinity, _g}, _inv), do: :infinity
+
+  defp hamiltonian({_q, p, lp, _g}, inv),
+    do: -lp + 0.5 * sum_zip(p, inv, fn pi, mi -> mi * pi * pi end)
+
+  defp sharp(p, inv), do: zip3(p, inv, &(&1 * &2))
+
+  defp momentum(rng, inv) do
+    {zs, rng} = normals(rng, length(inv))
+    {zip3(zs, inv, fn z, m -> z / :math.sqrt(m) end), rng}
+  end
+
+  # One NUTS transition from z (its momentum ignored): returns {z_sample, stats, rng}.
+  defp transition({q, _p, lp, g}, eps, ctx, rng) do
+    {p0, rng} = momentum(rng, ctx.inv)
+    z0 = {q, p0, lp, g}
+    h0 = hamiltonian(z0, ctx.inv)
+    ctx = %{ctx | h0: h0}
+    s0 = sharp(p0, ctx.inv)
+
+    traj = %{
+      left: z0,
+      right: z0,
+      p_left: p0,
+      p_right: p0,
+      s_left: s0,
+      s_right: s0,
+      rho: p0,
+      log_w: 0.0,
+      sample: z0
+    }
+
+    acc = %{n_leapfrog: 0, sum_metro: 0.0, divergent: false}
+    {traj, depth, acc, rng} = grow(traj, 0, eps, ctx, rng, acc)
+    z = traj.sample
+
+    stats = %{
+      step_size: eps,
+      tree_depth: depth,
+      n_leapfrog: acc.n_leapfrog,
+      divergent: acc.divergent,
+      accept_stat: acc.sum_metro / acc.n_leapfrog,
+      energy: hamiltonian(z, ctx.inv)
+    }
+
+    {z, stats, rng}
+  end
+
+  defp grow(traj, depth, _eps, %{max_depth: max}, rng, acc) when depth >= max,
+    do: {traj, depth, acc, rng}
+
+  defp grow(traj, depth, eps, ctx, rng, acc) do
+    {u, rng} = uniform(rng)
+    forward? = u > 0.5
+    {start, e} = if forward?, do: {traj.right, eps}, else: {traj.left, -eps}
+
+    case build(depth, start, e, ctx, rng, acc) do
+      {false, _z, _t, rng, acc} ->
+        {traj, depth, acc, rng}
+
+      {true, z_end, t, rng, acc} ->
+        # Biased progressive sampling: the new subtree replaces the draw with probability min(1, w_new/w_old).
+        {sample, rng} =
+          if t.log_w > traj.log_w do
+            {t.propose, rng}
+          else
+            {u2, rng} = uniform(rng)
+            {if(u2 < :math.exp(t.log_w - traj.log_w), do: t.propose, else: traj.sample), rng}
+          end
+
+        rho = add(traj.rho, t.rho)
+
+        # The new subtree's beginning (beg) adjoins the old trajectory; its end is the new outer end.
+        {persist?, traj} =
+          if forward? do
+            {uturn_ok?(traj.s_left, t.s_end, rho) and
+               uturn_ok?(traj.s_left, t.s_beg, add(traj.rho, t.p_beg)) and
+               uturn_ok?(traj.s_right, t.s_end, add(t.rho, traj.p_right)),
+             %{traj | right: z_end, p_right: t.p_end, s_right: t.s_end}}
+          else
+            {uturn_ok?(t.s_end, traj.s_right, rho) and
+               uturn_ok?(t.s_beg, traj.s_right, add(traj.rho, t.p_beg)) and
+               uturn_ok?(t.s_end, traj.s_left, add(t.rho, traj.p_left)),
+             %{traj | left: z_end, p_left: t.p_end, s_left: t.s_end}}
+          end
+
+        traj = %{traj | rho: rho, log_w: log_add(traj.log_w, t.log_w), sample: sample}
+
+        if persist?,
+          do: grow(traj, depth + 1, eps, ctx, rng, acc),
+          else: {traj, depth + 1, acc, rng}
+    end
+  end
+
+  # A subtree of 2^depth leapfrog steps of signed size e from z: {valid?, last point, tree, rng, acc}.
+  defp build(0, z, e, ctx, rng, acc) do
+    {_q, p, lp, _g} = z1 = leapfrog(z, e, ctx)
+    acc = %{acc | n_leapfrog: acc.n_leapfrog + 1}
+
+    case lp do
+      :neg_infinity ->
+        {false, z1, nil, rng, %{acc | divergent: true}}
+
+      _ ->
+        dh = ctx.h0 - hamiltonian(z1, ctx.inv)
+        acc = %{acc | sum_metro: acc.sum_metro + if(dh > 0, do: 1.0, else: :math.exp(dh))}
+
+        if -dh > @max_delta_h do
+          {false, z1, nil, rng, %{acc | divergent: true}}
+        else
+          s = sharp(p, ctx.inv)
+
+          {true, z1, %{propose: z1, log_w: dh, rho: p, p_beg: p, p_end: p, s_beg: s, s_end: s},
+           rng, acc}
+        end
+    end
+  end
+
+  defp build(depth, z, e, ctx, rng, acc) do
+    case build(depth - 1, z, e, ctx, rng, acc) do
+      {false, _, _, _, _} = bad ->
+        bad
+
+      {true, z1, t1, rng, acc} ->
+        case build(depth - 1, z1, e, ctx, rng, acc) do
+          {false, _, _, _, _} = bad ->
+            bad
+
+          {true, z2, t2, rng, acc} ->
+            log_w = log_add(t1.log_w, t2.log_w)
+
+            # Multinomial within the subtree: the second half with probability w₂/(w₁ + w₂).
+            {propose, rng} =
+              if t2.log_w > log_w do
+                {t2.propose, rng}
+              else
+                {u, rng} = uniform(rng)
+                {if(u < :math.exp(t2.log_w - log_w), do: t2.propose, else: t1.propose), rng}
+              end
+
+            rho = add(t1.rho, t2.rho)
+
+            persist? =
+              uturn_ok?(t1.s_beg, t2.s_end, rho) and
+                uturn_ok?(t1.s_beg, t2.s_beg, add(t1.rho, t2.p_beg)) and
+                uturn_ok?(t1.s_end, t2.s_end, add(t2.rho, t1.p_end))
+
+            tree = %{
+              propose: propose,
+              log_w: log_w,
+              rho: rho,
+              p_beg: t1.p_beg,
+              s_beg: t1.s_beg,
+              p_end: t2.p_end,
+              s_end: t2.s_end
+            }
+
+            {persist?, z2, tree, rng, acc}
+        end
+    end
+  end
+
+  # No U-turn yet: both ends still move along the summed momentum.
+  defp uturn_ok?(s_minus, s_plus, rho), do: dot(s_plus, rho) > 0 and dot(s_minus, rho) > 0
+
+  # Stan's init_stepsize: double or halve ε until one leapfrog's acceptance crosses 0.8.
+  defp init_step_size(eps, {q, _p, lp, g}, ctx, rng) do
+    {dh, rng} = one_step_dh(eps, {q, nil, lp, g}, ctx, rng)
+    dir = if dh > @log_08, do: 1, else: -1
+    init_step_loop(eps, dir, {q, nil, lp, g}, ctx, rng)
+  end
+
+  defp init_step_loop(eps, dir, z, ctx, rng) do
+    {dh, rng} = one_step_dh(eps, z, ctx, rng)
+
+    cond do
+      dir == 1 and not (dh > @log_08) ->
+        {eps, rng}
+
+      dir == -1 and not (dh < @log_08) ->
+        {eps, rng}
+
+      true ->
+        eps = if dir == 1, do: eps * 2, else: eps * 0.5
+
+        cond do
+          eps > 1.0e7 ->
+            raise ArgumentError,
+                  "Gen.Inference.NUTS: the step-size search diverged (ε > 1e7): the posterior looks improper; check the model and its transforms:"
+
+          eps < 1.0e-300 ->
+            raise ArgumentError,
+                  "Gen.Inference.NUTS: no step size gives a finite leapfrog step from the starting point; start from a trace with finite gradient"
+
+          true ->
+            init_step_loop(eps, dir, z, ctx, rng)
+        end
+    end
+  end
+
+  defp one_step_dh(eps, {q, _, lp, g}, ctx, rng) do
+    {p, rng} = momentum(rng, ctx.inv)
+    z = {q, p, lp, g}
+    h0 = hamiltonian(z, ctx.inv)
+
+    case hamiltonian(leapfrog(z, eps, ctx), ctx.inv) do
+      :infinity -> {:neg_infinity, rng}
+      h -> {h0 - h, rng}
+    end
+  end
+
+  # ---- randomness: a stream of uniforms and normals from one key --------------------------------
+
+  @block 64
+
+  defp rng(key), do: {key, 0, []}
+
+  defp uniform({key, n, [u | rest]}), do: {u, {key, n, rest}}
+
+  defp uniform({key, n, []}) do
+    us =
+      key
+      |> Mx.Random.fold_in(n)
+      |> Mx.Random.uniform(shape: {@block}, type: :f64)
+      |> Mx.to_flat_list()
+
+    uniform({key, n + 1, us})
+  end
+
+  defp normals({key, n, buf}, d) do
+    zs =
+      key |> Mx.Random.fold_in(n) |> Mx.Random.normal(shape: {d}, type: :f64) |> Mx.to_flat_list()
+
+    {zs, {key, n + 1, buf}}
+  end
+
+  # ---- float vectors -------------------------------------------------------------------------
+
+  defp zip3(a, b, f), do: :lists.zipwith(f, a, b)
+  defp zip3(a, b, c, f), do: :lists.zipwith3(f, a, b, c)
+  defp add(a, b), do: :lists.zipwith(&(&1 + &2), a, b)
+  defp dot(a, b), do: sum_zip(a, b, &(&1 * &2))
+  defp sum_zip(a, b, f), do: sum_zip(a, b, f, 0.0)
+  defp sum_zip([x | a], [y | b], f, s), do: sum_zip(a, b, f, s + f.(x, y))
+  defp sum_zip([], [], _f, s), do: s
+
+  defp log_add(a, b) when a > b, do: a + :math.log(1.0 + :math.exp(b - a))
+  defp log_add(a, b), do: b + :math.log(1.0 + :math.exp(a - b))
+
+  # ---- options ---------------------------------------------------------------------------
+
+  defp key(opts), do: Keyword.get_lazy(opts, :key, &Gen.next_key/0)
+
+  defp positive!(opts, name, default, fun) do
+    case Keyword.get(opts, name, default) do
+      x when is_number(x) and x > 0 ->
+        x * 1.0
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.#{fun}: #{name}: must be a positive number#{if default == nil, do: " (required)", else: ""}, got #{inspect(other)}"
+    end
+  end
+
+  defp count!(opts, name, default, min) do
+    case Keyword.get(opts, name, default) do
+      n when is_integer(n) and n >= min ->
+        n
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.NUTS.sample: #{name}: must be an integer >= #{min}, got #{inspect(other)}"
+    end
+  end
+
+  defp depth!(opts, fun) do
+    case Keyword.get(opts, :max_depth, 10) do
+      n when is_integer(n) and n >= 1 ->
+        n
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.#{fun}: max_depth: must be a positive integer, got #{inspect(other)}"
+    end
+  end
+
+  defp inv_metric!(opts, model, fun) do
+    case Keyword.get(opts, :inv_metric) do
+      nil ->
+        List.duplicate(1.0, model.dim)
+
+      xs when is_list(xs) ->
+        unless length(xs) == model.dim and Enum.all?(xs, &(is_number(&1) and &1 > 0)) do
+          raise ArgumentError,
+                "Gen.Inference.#{fun}: inv_metric: must be a list of #{model.dim} positive numbers (one per coordinate of the selected choices), got #{inspect(xs)}"
+        end
+
+        Enum.map(xs, &(&1 * 1.0))
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.#{fun}: inv_metric: must be a list of #{model.dim} positive numbers, got #{inspect(other)}"
+    end
+  end
+end
