@@ -294,6 +294,57 @@ defmodule Gen.Inference do
 
   # ---- MAP, trainable parameters and variational inference ----
 
+  @doc """
+  Maximum a posteriori optimisation of the selected continuous choices of
+  `trace` (`Gen.Inference.MAP`): gradient ascent on the log joint (from
+  `Gen.assess/3` under `Mx.value_and_grad/2`) with a backtracking line
+  search until max|∇| ≤ `tol:`, or `steps:` steps of a `Gen.Optim`
+  optimiser; returns the trace with the optimised values written by
+  `Gen.update/3`.
+
+  Options: `steps:` (1000, the most iterations), `tol:` (1.0e-6),
+  `step_size:` (1.0, the first trial step of the line search),
+  `optimizer:` (nil for the line search, or a `Gen.Optim`).
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{mu: 0.0, y: 3.0})
+      iex> # the posterior N(y/2, 1/2) has its mode at 1.5
+      iex> t2 = Gen.Inference.map_optimize(t, Gen.select(:mu), tol: 1.0e-10)
+      iex> Float.round(Mx.to_number(t2[:mu]), 8)
+      1.5
+  """
+  @spec map_optimize(Trace.t(), Selection.t(), keyword()) :: Trace.t()
+  def map_optimize(%Trace{} = trace, %Selection{} = sel, opts \\ []),
+    do: Gen.Inference.MAP.map_optimize(trace, sel, opts)
+
+  @doc """
+  Trains the parameters of a generative function by maximum likelihood
+  (`Gen.Inference.Train`): `gf` takes its parameters (a map or list of
+  float Mx arrays, see `Gen.Optim`) as its first argument; `data` is a list
+  of fully observed items, each a choicemap (or map), called as
+  `gf.(params)`, or `{extra_args, choicemap}`, called as `gf.(params,
+  extra_args...)`. The objective Σᵢ log p(choicesᵢ; params) (each term
+  `Gen.assess/3`) is ascended by `optimizer:`. Returns `{params, history}`,
+  history the objective at each step.
+
+  Options: `steps:` (1000), `optimizer:` (`Gen.Optim.adam(learning_rate:
+  0.01)`), `batch_size:` (all; a minibatch of b items drawn without
+  replacement each step, its sum scaled by n/b), `key:` (for the
+  minibatches), `callback:` (see `Gen.Optim.fit/3`).
+
+      iex> import Gen
+      iex> m = gen fn p -> trace(:x, Gen.Dist.normal(p.mu, 1.0)) end
+      iex> data = for x <- [1.0, 2.0, 4.5], do: %{x: x}
+      iex> {p, _} = Gen.Inference.train(m, %{mu: Mx.tensor(0.0, type: :f64)}, data, steps: 100, optimizer: Gen.Optim.sgd(learning_rate: 0.2))
+      iex> # the maximum-likelihood mean is the sample mean, 2.5
+      iex> Float.round(Mx.to_number(p.mu), 8)
+      2.5
+  """
+  @spec train(Gen.gen_fn(), Gen.Optim.params(), [term()], keyword()) :: {Gen.Optim.params(), [float()]}
+  def train(gf, params, data, opts \\ []), do: Gen.Inference.Train.train(gf, params, data, opts)
+
+
 
   # ---- SMC extensions: rejuvenation, csmc, smcp3 ----
 

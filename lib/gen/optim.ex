@@ -1,0 +1,316 @@
+defmodule Gen.Optim do
+  @moduledoc """
+  First-order optimisers on parameter containers, as pure state and step
+  functions: `sgd/1` (with optional heavy-ball momentum) and `adam/1`
+  (Kingma & Ba 2015, with bias correction).
+
+  A parameter container is an Mx floating-point array, or a map (not a
+  struct) or list of containers: `%{mu: Mx.tensor(0.0, type: :f64), w:
+  Mx.tensor([1.0, 2.0], type: :f64)}`. Gradients have the same shape of
+  container, as `Mx.value_and_grad/2` returns them.
+
+  **Direction.** Gen's objectives (log-likelihoods, log posteriors, ELBOs)
+  are maximised, so every optimiser *ascends* by default: a step moves the
+  parameters along `+grad`. Pass `maximize: false` to descend (minimise a
+  loss).
+
+      opt = Gen.Optim.adam(learning_rate: 0.05)
+      state = Gen.Optim.init(opt, params)
+      {params, state} = Gen.Optim.update(opt, state, params, grads)
+
+  `fit/3` runs that loop on an objective differentiated with
+  `Mx.value_and_grad/2`, keeping memory flat (parameters and state are
+  evaluated every step).
+
+  ## Updates (ascent; for descent replace g by -g)
+
+    * SGD: `v ← μ·v + g`, `θ ← θ + η·v` (μ = `momentum:`, 0 by default,
+      which is plain gradient ascent `θ ← θ + η·g`).
+    * Adam: `m ← β₁m + (1-β₁)g`, `v ← β₂v + (1-β₂)g²`, `m̂ = m/(1-β₁ᵗ)`,
+      `v̂ = v/(1-β₂ᵗ)`, `θ ← θ + η·m̂/(√v̂ + ε)` at step t = 1, 2, ...
+  """
+
+  @enforce_keys [:method, :learning_rate, :maximize]
+  defstruct [:method, :learning_rate, :maximize, momentum: 0.0, beta1: 0.9, beta2: 0.999, eps: 1.0e-8]
+
+  @type t :: %__MODULE__{
+          method: :sgd | :adam,
+          learning_rate: float(),
+          maximize: boolean(),
+          momentum: float(),
+          beta1: float(),
+          beta2: float(),
+          eps: float()
+        }
+  @type params :: Mx.t() | %{optional(term()) => params()} | [params()]
+  @type state :: %{step: non_neg_integer(), slots: term()}
+
+  @doc """
+  Stochastic gradient ascent (descent with `maximize: false`). Options:
+  `learning_rate:` (required, > 0), `momentum:` (0.0, in [0, 1)),
+  `maximize:` (true).
+
+      iex> opt = Gen.Optim.sgd(learning_rate: 0.1)
+      iex> p = %{x: Mx.tensor(1.0, type: :f64)}
+      iex> {p2, _} = Gen.Optim.update(opt, Gen.Optim.init(opt, p), p, %{x: Mx.tensor(2.0, type: :f64)})
+      iex> Mx.to_number(p2.x)
+      1.2
+  """
+  @spec sgd(keyword()) :: t()
+  def sgd(opts \\ []) do
+    check_keys!(opts, [:learning_rate, :momentum, :maximize], "sgd")
+
+    %__MODULE__{
+      method: :sgd,
+      learning_rate: positive!(opts, :learning_rate, nil, "sgd"),
+      momentum: unit!(opts, :momentum, 0.0, "sgd"),
+      maximize: bool!(opts, :maximize, "sgd")
+    }
+  end
+
+  @doc """
+  Adam with bias-corrected moments. Options: `learning_rate:` (0.001),
+  `beta1:` (0.9), `beta2:` (0.999), `eps:` (1.0e-8), `maximize:` (true).
+
+  The first bias-corrected step moves every coordinate by ±η·g/(|g| + ε),
+  about the learning rate:
+
+      iex> opt = Gen.Optim.adam(learning_rate: 0.1)
+      iex> p = Mx.tensor([0.0, 0.0], type: :f64)
+      iex> {p2, _} = Gen.Optim.update(opt, Gen.Optim.init(opt, p), p, Mx.tensor([3.0, -0.5], type: :f64))
+      iex> Mx.to_list(p2) |> Enum.map(&Float.round(&1, 6))
+      [0.1, -0.1]
+  """
+  @spec adam(keyword()) :: t()
+  def adam(opts \\ []) do
+    check_keys!(opts, [:learning_rate, :beta1, :beta2, :eps, :maximize], "adam")
+
+    %__MODULE__{
+      method: :adam,
+      learning_rate: positive!(opts, :learning_rate, 0.001, "adam"),
+      beta1: unit!(opts, :beta1, 0.9, "adam"),
+      beta2: unit!(opts, :beta2, 0.999, "adam"),
+      eps: positive!(opts, :eps, 1.0e-8, "adam"),
+      maximize: bool!(opts, :maximize, "adam")
+    }
+  end
+
+  @doc """
+  The optimiser's initial state for `params`: zero moments, step 0.
+
+      iex> st = Gen.Optim.init(Gen.Optim.adam(), %{w: Mx.tensor([1.0, 2.0], type: :f64)})
+      iex> {st.step, Mx.to_list(elem(st.slots.w, 0))}
+      {0, [0.0, 0.0]}
+  """
+  @spec init(t(), params()) :: state()
+  def init(%__MODULE__{method: method}, params) do
+    slots =
+      map_leaves(params, "init", fn p ->
+        unless Mx.Type.float?(Mx.type(p)), do: bad_leaf!(p, "init")
+        z = Mx.zeros(Mx.shape(p), type: Mx.type(p))
+        if method == :adam, do: {z, z}, else: z
+      end)
+
+    %{step: 0, slots: slots}
+  end
+
+  @doc """
+  One step: `{new_params, new_state}` from the gradient `grads` (same
+  container shape as `params`). The new parameters and state are evaluated.
+
+      iex> opt = Gen.Optim.sgd(learning_rate: 0.5, maximize: false)
+      iex> p = [Mx.tensor(1.0, type: :f64)]
+      iex> {[x], _} = Gen.Optim.update(opt, Gen.Optim.init(opt, p), p, [Mx.tensor(1.0, type: :f64)])
+      iex> Mx.to_number(x)
+      0.5
+  """
+  @spec update(t(), state(), params(), params()) :: {params(), state()}
+  def update(%__MODULE__{} = opt, %{step: step, slots: slots}, params, grads) do
+    t = step + 1
+    sign = if opt.maximize, do: 1.0, else: -1.0
+
+    pairs =
+      zip_leaves([params, grads, slots], "update", fn [p, g, s] ->
+        g = Mx.as_type(g, Mx.type(p))
+        step_leaf(opt, t, sign, p, g, s)
+      end)
+
+    new_params = map_leaves(pairs, nil, &elem(&1, 0), &pair?/1)
+    new_slots = map_leaves(pairs, nil, &elem(&1, 1), &pair?/1)
+    Mx.eval(leaves(new_params) ++ leaves(new_slots))
+    {new_params, %{step: t, slots: new_slots}}
+  end
+
+  defp pair?({%Mx.Array{}, _}), do: true
+  defp pair?(_), do: false
+
+  defp step_leaf(%{method: :sgd, momentum: mu, learning_rate: lr}, _t, sign, p, g, v) do
+    v2 = if mu == 0.0, do: g, else: Mx.add(Mx.multiply(v, mu), g)
+    {Mx.add(p, Mx.multiply(v2, sign * lr)), v2}
+  end
+
+  defp step_leaf(%{method: :adam} = o, t, sign, p, g, {m, v}) do
+    m2 = Mx.add(Mx.multiply(m, o.beta1), Mx.multiply(g, 1.0 - o.beta1))
+    v2 = Mx.add(Mx.multiply(v, o.beta2), Mx.multiply(Mx.square(g), 1.0 - o.beta2))
+    m_hat = Mx.divide(m2, 1.0 - :math.pow(o.beta1, t))
+    v_hat = Mx.divide(v2, 1.0 - :math.pow(o.beta2, t))
+    delta = Mx.divide(m_hat, Mx.add(Mx.sqrt(v_hat), o.eps))
+    {Mx.add(p, Mx.multiply(delta, sign * o.learning_rate)), {m2, v2}}
+  end
+
+  @doc """
+  Optimises `objective`, a function `fn params, iteration -> scalar end`
+  (iteration counts from 0, e.g. for a per-step key), with `steps:`
+  optimiser steps on `Mx.value_and_grad/2` of it. Returns `{params,
+  history}`, `history` the objective's value (a float) at each step, taken
+  before that step's update.
+
+  Options: `steps:` (required), `optimizer:` (`adam(learning_rate:
+  0.01)`), `callback:` (called after each step with `%{iteration: i,
+  params: new_params, value: v}`, or nil).
+
+      iex> # maximise -(x - 3)²: gradient ascent converges to x = 3
+      iex> f = fn p, _i -> Mx.negate(Mx.square(Mx.subtract(p.x, 3.0))) end
+      iex> {p, hist} = Gen.Optim.fit(f, %{x: Mx.tensor(0.0, type: :f64)}, steps: 50, optimizer: Gen.Optim.sgd(learning_rate: 0.25))
+      iex> {Float.round(Mx.to_number(p.x), 10), hd(hist)}
+      {3.0, -9.0}
+  """
+  @spec fit((params(), non_neg_integer() -> Mx.t()), params(), keyword()) :: {params(), [float()]}
+  def fit(objective, params, opts) when is_function(objective, 2) do
+    steps = Keyword.get(opts, :steps)
+
+    unless is_integer(steps) and steps >= 0 do
+      raise ArgumentError, "Gen.Optim.fit: steps: must be a non-negative integer (required), got #{inspect(steps)}"
+    end
+
+    opt = optimizer!(opts, adam(learning_rate: 0.01), "Gen.Optim.fit")
+    callback = callback!(opts, "Gen.Optim.fit")
+    vg = Mx.value_and_grad(objective, 0)
+
+    {params, _state, hist} =
+      Enum.reduce(0..(steps - 1)//1, {params, init(opt, params), []}, fn i, {p, st, hist} ->
+        {v, g} = vg.(p, i)
+        value = Mx.to_number(v)
+        {p2, st2} = update(opt, st, p, g)
+        if callback, do: callback.(%{iteration: i, params: p2, value: value})
+        {p2, st2, [value | hist]}
+      end)
+
+    {params, Enum.reverse(hist)}
+  end
+
+  def fit(objective, _params, _opts) do
+    raise ArgumentError,
+          "Gen.Optim.fit: the objective must be a function of two arguments (params, iteration), got #{inspect(objective)}"
+  end
+
+  @doc false
+  # The `optimizer:` option, shared with the training, MAP and VI drivers.
+  def optimizer!(opts, default, fun) do
+    case Keyword.get(opts, :optimizer, default) do
+      %__MODULE__{} = o ->
+        o
+
+      other ->
+        raise ArgumentError,
+              "#{fun}: optimizer: must be a Gen.Optim (Gen.Optim.adam/1 or Gen.Optim.sgd/1), got #{inspect(other)}"
+    end
+  end
+
+  @doc false
+  def callback!(opts, fun) do
+    case Keyword.get(opts, :callback) do
+      nil -> nil
+      f when is_function(f, 1) -> f
+      other -> raise ArgumentError, "#{fun}: callback: must be a function of one argument or nil, got #{inspect(other)}"
+    end
+  end
+
+  @doc false
+  # The arrays of a container, in a fixed order (maps by sorted key).
+  def leaves(%Mx.Array{} = a), do: [a]
+  def leaves(l) when is_list(l), do: Enum.flat_map(l, &leaves/1)
+  def leaves({a, b}), do: leaves(a) ++ leaves(b)
+  def leaves(m) when is_map(m) and not is_struct(m), do: m |> Enum.sort() |> Enum.flat_map(&leaves(elem(&1, 1)))
+  def leaves(_), do: []
+
+  @doc false
+  # Applies `fun` to every array of a container, keeping its shape.
+  def map_leaves(tree, fun_name, fun, leaf? \\ &match?(%Mx.Array{}, &1)) do
+    cond do
+      leaf?.(tree) -> fun.(tree)
+      is_list(tree) -> Enum.map(tree, &map_leaves(&1, fun_name, fun, leaf?))
+      is_map(tree) and not is_struct(tree) -> Map.new(tree, fn {k, v} -> {k, map_leaves(v, fun_name, fun, leaf?)} end)
+      true -> bad_leaf!(tree, fun_name)
+    end
+  end
+
+  # Walks several containers of the same shape together (params, grads, state slots).
+  defp zip_leaves([first | _] = trees, fun_name, fun) do
+    cond do
+      match?(%Mx.Array{}, first) ->
+        Enum.each(trees, fn t -> unless match?(%Mx.Array{}, t) or is_tuple(t), do: mismatch!(trees, fun_name) end)
+        fun.(trees)
+
+      is_list(first) ->
+        if Enum.any?(trees, &(not is_list(&1) or length(&1) != length(first))), do: mismatch!(trees, fun_name)
+        trees |> Enum.zip_with(& &1) |> Enum.map(&zip_leaves(&1, fun_name, fun))
+
+      is_map(first) and not is_struct(first) ->
+        keys = Map.keys(first) |> Enum.sort()
+
+        if Enum.any?(trees, &(not is_map(&1) or Enum.sort(Map.keys(&1)) != keys)), do: mismatch!(trees, fun_name)
+
+        Map.new(keys, fn k -> {k, zip_leaves(Enum.map(trees, &Map.fetch!(&1, k)), fun_name, fun)} end)
+
+      true ->
+        bad_leaf!(first, fun_name)
+    end
+  end
+
+  defp mismatch!([p, g | _], fun_name) do
+    raise ArgumentError,
+          "Gen.Optim.#{fun_name}: the gradients #{inspect(g)} do not have the container shape of the parameters #{inspect(p)}; pass the gradient Mx.value_and_grad returns for these parameters"
+  end
+
+  defp bad_leaf!(x, fun_name) do
+    raise ArgumentError,
+          "Gen.Optim.#{fun_name}: parameters must be floating-point Mx arrays in maps or lists, got #{inspect(x)}; wrap numbers with Mx.tensor(x, type: :f64)"
+  end
+
+  defp check_keys!(opts, allowed, fun) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError, "Gen.Optim.#{fun}: options must be a keyword list, got #{inspect(opts)}"
+    end
+
+    case Keyword.keys(opts) -- allowed do
+      [] -> :ok
+      bad -> raise ArgumentError, "Gen.Optim.#{fun}: unknown options #{inspect(bad)}; known: #{inspect(allowed)}"
+    end
+  end
+
+  defp positive!(opts, name, default, fun) do
+    case Keyword.get(opts, name, default) do
+      x when is_number(x) and x > 0 ->
+        x * 1.0
+
+      other ->
+        raise ArgumentError,
+              "Gen.Optim.#{fun}: #{name}: must be a positive number#{if default == nil, do: " (required)", else: ""}, got #{inspect(other)}"
+    end
+  end
+
+  defp unit!(opts, name, default, fun) do
+    case Keyword.get(opts, name, default) do
+      x when is_number(x) and x >= 0 and x < 1 -> x * 1.0
+      other -> raise ArgumentError, "Gen.Optim.#{fun}: #{name}: must be a number in [0, 1), got #{inspect(other)}"
+    end
+  end
+
+  defp bool!(opts, name, fun) do
+    case Keyword.get(opts, name, true) do
+      b when is_boolean(b) -> b
+      other -> raise ArgumentError, "Gen.Optim.#{fun}: #{name}: must be true or false, got #{inspect(other)}"
+    end
+  end
+end
