@@ -22,6 +22,8 @@ defmodule Gen.Combinators do
       choices under `0..n-1`; returns `{final_carry, ys}`.
     * `dimap/2`, `contramap/2`, `map_retval/2` — `Gen.Combinators.Dimap`:
       transform the arguments and/or the return value.
+    * `recurse/2` — `Gen.Combinators.Recurse`: the fixed point of
+      `fn self -> body end`, for recursive generative functions.
 
   Their traces are `Gen.Trace`s whose `subtraces` map the path `[i]` to the
   kernel's trace at element or step `i`, as a dynamic function's trace maps
@@ -192,6 +194,38 @@ defmodule Gen.Combinators do
   """
   @spec map_retval(Gen.GenerativeFunction.t(), (term() -> term())) :: Gen.Combinators.Dimap.t()
   def map_retval(gf, post), do: %Gen.Combinators.Dimap{inner: kernel!(gf, "map_retval"), pre: nil, post: req_fun!(post, "map_retval", "post")}
+
+  @doc """
+  The fixed point of `body_fun`, a function of the recursive generative
+  function itself (`self`) returning its body, a generative function that
+  may trace `self` to recurse; see `Gen.Combinators.Recurse`. Options:
+  `max_depth:` (10,000), the deepest nesting of recursive calls allowed
+  before raising.
+
+  A geometric depth: stop with probability `p` at each level.
+
+      iex> import Gen
+      iex> depth = Gen.Combinators.recurse(fn self ->
+      ...>   gen fn p -> if Mx.to_number(trace(:stop, Gen.Dist.bernoulli(p))), do: 0, else: 1 + trace(:next, self, [p]) end
+      ...> end)
+      iex> {w, d} = Gen.assess(depth, [0.5], %{stop: false, next: %{stop: false, next: %{stop: true}}})
+      iex> {Float.round(Mx.to_number(w), 10), d}
+      {-2.0794415417, 2}
+  """
+  @spec recurse((Gen.Combinators.Recurse.t() -> Gen.GenerativeFunction.t()), keyword()) :: Gen.Combinators.Recurse.t()
+  def recurse(body_fun, opts \\ [])
+
+  def recurse(body_fun, opts) when is_function(body_fun, 1) and is_list(opts) do
+    case Keyword.get(opts, :max_depth, 10_000) do
+      n when is_integer(n) and n > 0 -> %Gen.Combinators.Recurse{body: body_fun, max_depth: n}
+      other -> raise ArgumentError, "Gen.Combinators.recurse: max_depth: must be a positive integer, got #{inspect(other)}"
+    end
+  end
+
+  def recurse(other, _opts) do
+    raise ArgumentError,
+          "Gen.Combinators.recurse: expected a function fn self -> generative function end (of one argument), got #{inspect(other)}"
+  end
 
   defp fun!(nil, _who, _what), do: nil
   defp fun!(f, who, what), do: req_fun!(f, who, what)
