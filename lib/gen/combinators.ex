@@ -102,18 +102,20 @@ defmodule Gen.Combinators do
   def mask(gf), do: %Gen.Combinators.Mask{inner: kernel!(gf, "mask")}
 
   @doc """
-  A first-class mixture of `components` with log-weights `log_weights` (a
-  list of numbers or an Mx vector, one per component, unnormalized): the
-  index is the choice at `:component`, the component's choices lie under
-  `:value`; see `Gen.Combinators.Mix`.
+  A first-class mixture of `components` with log-weights `log_weights`:
+  either fixed (a list of numbers or an Mx vector, one per component,
+  unnormalized), or a generative function run on the mixture's arguments
+  that returns them (its choices under `:logits`). The index is the
+  choice at `:component`, the component's choices lie under `:value`;
+  see `Gen.Combinators.Mix`.
 
       iex> m = Gen.Combinators.mix([Gen.Dist.normal(0.0, 1.0), Gen.Dist.normal(5.0, 1.0)], [0.0, 0.0])
       iex> {w, v} = Gen.assess(m, [], %{component: 0, value: 0.0})
       iex> {Float.round(Mx.to_number(w), 10), Mx.to_number(v)}
       {-1.6120857138, 0.0}
   """
-  @spec mix([Gen.GenerativeFunction.t()], Mx.t() | [number()]) :: Gen.Combinators.Mix.t()
-  def mix([_ | _] = components, log_weights) do
+  @spec mix([Gen.GenerativeFunction.t()], Mx.t() | [number()] | Gen.GenerativeFunction.t()) :: Gen.Combinators.Mix.t()
+  def mix([_ | _] = components, log_weights) when is_list(log_weights) or is_struct(log_weights, Mx.Array) do
     lw = Mx.as_type(Mx.tensor(log_weights), :f64)
 
     if Mx.shape(lw) != {length(components)} do
@@ -123,6 +125,16 @@ defmodule Gen.Combinators do
     end
 
     %Gen.Combinators.Mix{components: Enum.map(components, &kernel!(&1, "mix")), log_weights: lw}
+  end
+
+  def mix([_ | _] = components, logits_gf) do
+    if Gen.GenerativeFunction.impl_for(logits_gf) in [nil, Gen.GenerativeFunction.Any] and Gen.Distribution.impl_for(logits_gf) == nil do
+      raise ArgumentError,
+            "Gen.Combinators.mix: the log-weights must be a list or an Mx vector (fixed) or a generative function " <>
+              "returning them, got #{inspect(logits_gf)}"
+    end
+
+    %Gen.Combinators.Mix{components: Enum.map(components, &kernel!(&1, "mix")), logits: logits_gf}
   end
 
   def mix(other, _log_weights), do: raise(ArgumentError, "Gen.Combinators.mix: expected a non-empty list of components, got #{inspect(other)}")

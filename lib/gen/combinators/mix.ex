@@ -2,23 +2,31 @@ defmodule Gen.Combinators.Mix do
   @moduledoc """
   A first-class mixture (GenJAX's `mix`, made by `Gen.Combinators.mix/2`):
   a generative function of `args` that chooses a component index with a
-  categorical choice over `0..k-1` from the log-weights (unnormalized,
-  normalized by logsumexp), then runs that component on `args`. (The
-  log-weights are fixed when the mixture is made; GenJAX's form that takes
-  them from a generative function of the arguments is not provided.)
+  categorical choice over `0..k-1` from log-weights (unnormalized,
+  normalized by logsumexp), then runs that component on `args`.
+
+  The log-weights are either fixed when the mixture is made (a list or an
+  Mx vector), or computed by a generative function (GenJAX's form): it
+  runs on the same `args` and returns the logits, an Mx vector of `k`
+  entries, and its choices are traced under `:logits` (so the mixture
+  weights can be random and inferred).
 
   Addressing: the index is the choice at `:component` (an `:s64` scalar);
   the component's choices sit under `:value` (`[:value | its address]`, or
-  `:value` itself when the component is a distribution). The score is the
-  categorical's plus the component's; the return value is the component's.
+  `:value` itself when the component is a distribution); the logits
+  function's choices under `:logits`. The score is the sum of the logits
+  function's, the categorical's and the component's; the return value is
+  the component's.
 
   Update with a new `:component` value moves to that component: its choices
   are generated under the `:value` constraints, the old component's
   choices go to the discard under `:value`, and the weight is the
   categorical's update weight plus the new component's generate weight
-  minus the old component's score (Switch's rule). Regenerate with
-  `:component` selected draws a new index; if it differs the new
-  component is drawn from its prior and contributes weight 0.
+  minus the old component's score (Switch's rule). A change under
+  `:logits` (or of the arguments) rescores the kept index under the new
+  logits. Regenerate with `:component` selected draws a new index; if it
+  differs the new component is drawn from its prior and contributes
+  weight 0.
 
       iex> import Gen
       iex> comps = [Gen.Dist.normal(0.0, 1.0), Gen.Dist.normal(5.0, 1.0)]
@@ -26,15 +34,38 @@ defmodule Gen.Combinators.Mix do
       iex> {t, w} = Gen.generate(m, [], %{component: 1, value: 5.0})
       iex> {Float.round(Mx.to_number(w), 10), Mx.to_number(t[:component])}
       {-1.2066206057, 1}
+
+  With random weights: `p ~ Beta(2, 2)`, logits `[log p, log(1 - p)]`; the
+  choices below score log Beta(0.25; 2, 2) + log 0.25 + log N(0; 0, 1).
+
+      iex> import Gen
+      iex> lw = gen fn -> p = trace(:p, Gen.Dist.beta(2.0, 2.0)); Mx.log(Mx.stack([p, Mx.subtract(1.0, p)])) end
+      iex> m = Gen.Combinators.mix([Gen.Dist.normal(0.0, 1.0), Gen.Dist.normal(5.0, 1.0)], lw)
+      iex> {w, _} = Gen.assess(m, [], %{logits: %{p: 0.25}, component: 0, value: 0.0})
+      iex> Float.round(Mx.to_number(w), 10)
+      -2.1874498587
   """
 
-  @enforce_keys [:components, :log_weights]
-  defstruct [:components, :log_weights]
+  @enforce_keys [:components]
+  defstruct [:components, :log_weights, :logits]
 
-  @type t :: %__MODULE__{components: [Gen.GenerativeFunction.t()], log_weights: Mx.t()}
+  @type t :: %__MODULE__{components: [Gen.GenerativeFunction.t()], log_weights: Mx.t() | nil, logits: Gen.GenerativeFunction.t() | nil}
 
   @doc false
-  def categorical(%__MODULE__{log_weights: lw}), do: Gen.Dist.categorical(lw)
+  # The categorical over the components from fixed log-weights or a logits value, checked.
+  def categorical(%__MODULE__{log_weights: nil, components: cs} = gf, logits, method) do
+    l = if is_list(logits) or is_number(logits), do: Mx.tensor(logits, type: :f64), else: logits
+
+    if not match?(%Mx.Array{}, l) or Mx.shape(l) != {length(cs)} do
+      raise ArgumentError,
+            "#{method}: the logits function of #{inspect(gf)} must return an Mx vector with one entry per component " <>
+              "(#{length(cs)}), got #{inspect(logits)}"
+    end
+
+    Gen.Dist.categorical(Gen.Handlers.f64(l))
+  end
+
+  def categorical(%__MODULE__{log_weights: lw}, _logits, _method), do: Gen.Dist.categorical(lw)
 
   @doc false
   # The component at the index held by a categorical trace (or value), with its arity checked.
@@ -52,94 +83,138 @@ defmodule Gen.Combinators.Mix do
   end
 
   @doc false
-  # Constraints may name only :component and :value.
+  # Constraints may name only :component, :value and (with a logits function) :logits.
   def check_constraints!(gf, %Gen.Choicemap{} = cm, method) do
-    bad = if cm.value != nil, do: [[]], else: Map.keys(cm.subs) -- [:component, :value]
+    allowed = if gf.logits, do: [:logits, :component, :value], else: [:component, :value]
+    bad = if cm.value != nil, do: [[]], else: Map.keys(cm.subs) -- allowed
 
     if bad != [] do
       raise ArgumentError,
             "#{method}: the constraint at #{inspect(hd(bad))} names no choice of #{inspect(gf)}: " <>
-              "its choices are :component (the index) and those under :value"
+              "its choices are #{Enum.map_join(allowed -- [:value], ", ", &inspect/1)} and those under :value"
     end
   end
 
   @doc false
-  def to_trace(gf, args, %Gen.Trace{} = ct, %Gen.Trace{} = vt) do
+  # lt is the logits function's trace, or nil for fixed log-weights.
+  def to_trace(gf, args, lt, %Gen.Trace{} = ct, %Gen.Trace{} = vt) do
     choices = Gen.Choicemap.new() |> Gen.Choicemap.put_submap([:component], ct.choices) |> Gen.Choicemap.put_submap([:value], vt.choices)
     subtraces = %{[:component] => ct, [:value] => vt}
-    %Gen.Trace{gen_fn: gf, args: args, choices: choices, retval: vt.retval, score: Mx.add(ct.score, vt.score), subtraces: subtraces}
+    score = Mx.add(ct.score, vt.score)
+
+    if lt do
+      choices = Gen.Choicemap.put_submap(choices, [:logits], lt.choices)
+      %Gen.Trace{gen_fn: gf, args: args, choices: choices, retval: vt.retval, score: Mx.add(score, lt.score), subtraces: Map.put(subtraces, [:logits], lt)}
+    else
+      %Gen.Trace{gen_fn: gf, args: args, choices: choices, retval: vt.retval, score: score, subtraces: subtraces}
+    end
   end
 
   @doc false
   def key(key, i), do: Mx.Random.fold_in(key, i)
+
+  @doc false
+  def diffs(argdiffs, args) do
+    if is_list(argdiffs) and length(argdiffs) == length(args), do: argdiffs, else: Enum.map(args, fn _ -> :unknown_change end)
+  end
 end
 
 defimpl Gen.GenerativeFunction, for: Gen.Combinators.Mix do
   alias Gen.{Choicemap, Selection, Trace}
   alias Gen.Combinators.Mix, as: M
   alias Gen.GenerativeFunction, as: GF
+  alias Gen.Handlers, as: H
 
   def simulate(gf, args, key) do
-    ct = GF.simulate(M.categorical(gf), [], M.key(key, 0))
+    lt = if gf.logits, do: GF.simulate(gf.logits, args, M.key(key, 2))
+    ct = GF.simulate(M.categorical(gf, lt && lt.retval, "Gen.simulate"), [], M.key(key, 0))
     c = M.component!(gf, ct.retval, args, "Gen.simulate")
-    M.to_trace(gf, args, ct, GF.simulate(c, args, M.key(key, 1)))
+    M.to_trace(gf, args, lt, ct, GF.simulate(c, args, M.key(key, 1)))
   end
 
   def generate(gf, args, cm, key) do
     M.check_constraints!(gf, cm, "Gen.generate")
-    {ct, w1} = GF.generate(M.categorical(gf), [], Choicemap.get_submap(cm, :component), M.key(key, 0))
+    {lt, w0} = if gf.logits, do: GF.generate(gf.logits, args, Choicemap.get_submap(cm, :logits), M.key(key, 2)), else: {nil, H.zero()}
+    cat = M.categorical(gf, lt && lt.retval, "Gen.generate")
+    {ct, w1} = GF.generate(cat, [], Choicemap.get_submap(cm, :component), M.key(key, 0))
     c = M.component!(gf, ct.retval, args, "Gen.generate")
     {vt, w2} = GF.generate(c, args, Choicemap.get_submap(cm, :value), M.key(key, 1))
-    {M.to_trace(gf, args, ct, vt), Mx.add(w1, w2)}
+    {M.to_trace(gf, args, lt, ct, vt), w0 |> Mx.add(w1) |> Mx.add(w2)}
   end
 
   def update(gf, %Trace{} = prev, args, argdiffs, cm, key) do
     M.check_constraints!(gf, cm, "Gen.update")
     old_ct = prev.subtraces[[:component]]
     old_vt = prev.subtraces[[:value]]
-    {ct, w1, _, d1} = GF.update(M.categorical(gf), old_ct, [], [], Choicemap.get_submap(cm, :component), M.key(key, 0))
+    diffs = M.diffs(argdiffs, args)
+
+    {lt, w0, d0} =
+      if gf.logits do
+        {lt, w, _, d} = GF.update(gf.logits, prev.subtraces[[:logits]], args, diffs, Choicemap.get_submap(cm, :logits), M.key(key, 2))
+        {lt, w, d}
+      else
+        {nil, H.zero(), Choicemap.new()}
+      end
+
+    cat = M.categorical(gf, lt && lt.retval, "Gen.update")
+    {ct, w1, _, d1} = GF.update(cat, old_ct, [], [], Choicemap.get_submap(cm, :component), M.key(key, 0))
     c = M.component!(gf, ct.retval, args, "Gen.update")
     value_cm = Choicemap.get_submap(cm, :value)
 
     {vt, w2, retdiff, d2} =
       if Mx.to_number(ct.retval) == Mx.to_number(old_ct.retval) do
-        diffs = if is_list(argdiffs) and length(argdiffs) == length(args), do: argdiffs, else: Enum.map(args, fn _ -> :unknown_change end)
         GF.update(c, old_vt, args, diffs, value_cm, M.key(key, 1))
       else
         {vt, w} = GF.generate(c, args, value_cm, M.key(key, 1))
         {vt, Mx.subtract(w, old_vt.score), :unknown_change, old_vt.choices}
       end
 
-    discard = Choicemap.new() |> Choicemap.put_submap([:component], d1) |> Choicemap.put_submap([:value], d2)
-    {M.to_trace(gf, args, ct, vt), Mx.add(w1, w2), retdiff, discard}
+    discard =
+      Choicemap.new()
+      |> Choicemap.put_submap([:logits], d0)
+      |> Choicemap.put_submap([:component], d1)
+      |> Choicemap.put_submap([:value], d2)
+
+    {M.to_trace(gf, args, lt, ct, vt), w0 |> Mx.add(w1) |> Mx.add(w2), retdiff, discard}
   end
 
   def regenerate(gf, %Trace{} = prev, args, argdiffs, sel, key) do
     old_ct = prev.subtraces[[:component]]
     old_vt = prev.subtraces[[:value]]
-    {ct, w1, _} = GF.regenerate(M.categorical(gf), old_ct, [], [], Selection.subselection(sel, :component), M.key(key, 0))
+    diffs = M.diffs(argdiffs, args)
+
+    {lt, w0} =
+      if gf.logits do
+        {lt, w, _} = GF.regenerate(gf.logits, prev.subtraces[[:logits]], args, diffs, Selection.subselection(sel, :logits), M.key(key, 2))
+        {lt, w}
+      else
+        {nil, H.zero()}
+      end
+
+    cat = M.categorical(gf, lt && lt.retval, "Gen.regenerate")
+    {ct, w1, _} = GF.regenerate(cat, old_ct, [], [], Selection.subselection(sel, :component), M.key(key, 0))
     c = M.component!(gf, ct.retval, args, "Gen.regenerate")
 
     {vt, w2, retdiff} =
       if Mx.to_number(ct.retval) == Mx.to_number(old_ct.retval) do
-        diffs = if is_list(argdiffs) and length(argdiffs) == length(args), do: argdiffs, else: Enum.map(args, fn _ -> :unknown_change end)
         GF.regenerate(c, old_vt, args, diffs, Selection.subselection(sel, :value), M.key(key, 1))
       else
-        {GF.simulate(c, args, M.key(key, 1)), Gen.Handlers.zero(), :unknown_change}
+        {GF.simulate(c, args, M.key(key, 1)), H.zero(), :unknown_change}
       end
 
-    {M.to_trace(gf, args, ct, vt), Mx.add(w1, w2), retdiff}
+    {M.to_trace(gf, args, lt, ct, vt), w0 |> Mx.add(w1) |> Mx.add(w2), retdiff}
   end
 
   def assess(gf, args, cm) do
     M.check_constraints!(gf, cm, "Gen.assess")
-    {w1, idx} = GF.assess(M.categorical(gf), [], Choicemap.get_submap(cm, :component))
+    {w0, logits} = if gf.logits, do: GF.assess(gf.logits, args, Choicemap.get_submap(cm, :logits)), else: {H.zero(), nil}
+    {w1, idx} = GF.assess(M.categorical(gf, logits, "Gen.assess"), [], Choicemap.get_submap(cm, :component))
     c = M.component!(gf, idx, args, "Gen.assess")
     {w2, retval} = GF.assess(c, args, Choicemap.get_submap(cm, :value))
-    {Mx.add(w1, w2), retval}
+    {w0 |> Mx.add(w1) |> Mx.add(w2), retval}
   end
 
-  def project(_gf, trace, sel), do: Gen.Handlers.project(trace, sel)
+  def project(_gf, trace, sel), do: H.project(trace, sel)
 
   def propose(gf, args, key) do
     t = simulate(gf, args, key)
