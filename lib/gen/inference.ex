@@ -360,7 +360,22 @@ defmodule Gen.Inference do
   Options: `samples:` (required), `burn:` (0), `thin:` (1), `key:`
   (iteration i uses `Mx.Random.fold_in(key, i)`), `select:` (a function of
   the trace, or nil), `callback:` (called after every iteration with
-  `%{iteration: i, trace: t, accepted: acc?}`, or nil).
+  `%{iteration: i, trace: t, accepted: acc?}`, plus `chain: j` with
+  `chains:`; or nil), `chains:` and `progress:` (below).
+
+  `chains: k` runs k chains as concurrent BEAM processes and returns a list
+  of k result lists, in chain order. Chain j uses the key
+  `Mx.Random.fold_in(key, j)` (without `key:`, one from `Gen.next_key/0`
+  is folded), so its result is exactly that of `run(kernel, trace, key:
+  Mx.Random.fold_in(key, j))`. `trace` may be one trace (every chain
+  starts there) or a list of k traces. The callback runs in the chain's
+  process.
+
+  `progress:` `true` draws a progress bar on stderr (iterations over all
+  chains, rate, time left), redrawn at most ten times a second; `false`
+  never; `:auto` (the default) only when stderr is a terminal, ExUnit is
+  not running, and the run is long: at least 1000 iterations, or 2 s
+  expected from the rate so far.
 
   Memory stays flat: each iteration's trace is evaluated and only the
   current trace and the kept values are held, so keep small values with
@@ -373,9 +388,14 @@ defmodule Gen.Inference do
       iex> xs = Gen.Inference.run(k, t, samples: 5, burn: 3, thin: 2, key: Mx.Random.key(1), select: &Mx.to_number(&1[:mu]))
       iex> {length(xs), Enum.all?(xs, &is_float/1)}
       {5, true}
+      iex> [c0, c1] = Gen.Inference.run(k, t, samples: 5, chains: 2, key: Mx.Random.key(1), select: &Mx.to_number(&1[:mu]))
+      iex> c1 == Gen.Inference.run(k, t, samples: 5, key: Mx.Random.fold_in(Mx.Random.key(1), 1), select: &Mx.to_number(&1[:mu]))
+      true
+      iex> length(c0)
+      5
   """
-  @spec run(Kernel.t(), Trace.t(), keyword()) :: [term()]
-  def run(kernel, %Trace{} = trace, opts) do
+  @spec run(Kernel.t(), Trace.t() | [Trace.t()], keyword()) :: [term()] | [[term()]]
+  def run(kernel, trace, opts) do
     unless is_function(kernel, 2) do
       raise ArgumentError,
             "Gen.Inference.run: expected a kernel, fn trace, opts -> {trace, accepted?} end, got #{inspect(kernel)}"
@@ -384,17 +404,53 @@ defmodule Gen.Inference do
     samples = count!(opts, :samples, nil, 0)
     burn = count!(opts, :burn, 0, 0)
     thin = count!(opts, :thin, 1, 1)
-    select = fun!(opts, :select, 1)
-    callback = fun!(opts, :callback, 1)
+
+    plan = %{
+      burn: burn,
+      thin: thin,
+      total: burn + samples * thin,
+      select: fun!(opts, :select, 1),
+      callback: fun!(opts, :callback, 1),
+      counter: nil
+    }
+
     key = Keyword.get(opts, :key)
-    total = burn + samples * thin
+    progress = progress!(opts)
+
+    case Keyword.get(opts, :chains) do
+      nil ->
+        unless match?(%Trace{}, trace) do
+          raise ArgumentError,
+                "Gen.Inference.run: expected a Gen.Trace (or, with chains:, a list of traces), got #{inspect(trace)}"
+        end
+
+        with_progress(progress, plan.total, 1, plan, &run_chain(kernel, trace, key, nil, &1))
+
+      k when is_integer(k) and k >= 1 ->
+        traces = chain_traces!(trace, k)
+        key = key || Gen.next_key()
+        with_progress(progress, plan.total * k, k, plan, &run_chains(kernel, traces, key, &1))
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.run: chains: must be a positive integer (the number of chains) or nil, got #{inspect(other)}"
+    end
+  end
+
+  defp run_chain(kernel, trace, key, chain, plan) do
+    %{burn: burn, thin: thin, select: select, callback: callback, counter: counter} = plan
 
     {_t, kept} =
-      Enum.reduce(0..(total - 1)//1, {force(trace), []}, fn i, {t, kept} ->
+      Enum.reduce(0..(plan.total - 1)//1, {force(trace), []}, fn i, {t, kept} ->
         k_opts = if key, do: [key: Mx.Random.fold_in(key, i)], else: []
         {t2, acc} = Kernel.call!(kernel, t, k_opts)
         t2 = force(t2)
-        if callback, do: callback.(%{iteration: i, trace: t2, accepted: acc})
+        if counter, do: :counters.add(counter, 1, 1)
+
+        if callback do
+          info = %{iteration: i, trace: t2, accepted: acc}
+          callback.(if chain, do: Map.put(info, :chain, chain), else: info)
+        end
 
         kept =
           if i >= burn and rem(i - burn + 1, thin) == 0,
@@ -407,8 +463,140 @@ defmodule Gen.Inference do
     Enum.reverse(kept)
   end
 
+  # One process per chain; an exception in a chain is raised again here, in the caller.
+  defp run_chains(kernel, traces, key, plan) do
+    traces
+    |> Enum.with_index()
+    |> Task.async_stream(
+      fn {t, j} ->
+        try do
+          {:ok, run_chain(kernel, t, Mx.Random.fold_in(key, j), j, plan)}
+        rescue
+          e -> {:error, e, __STACKTRACE__}
+        end
+      end,
+      timeout: :infinity,
+      ordered: true,
+      max_concurrency: length(traces)
+    )
+    |> Enum.map(fn
+      {:ok, {:ok, kept}} -> kept
+      {:ok, {:error, e, stack}} -> reraise e, stack
+    end)
+  end
+
+  defp chain_traces!(%Trace{} = t, k), do: List.duplicate(t, k)
+
+  defp chain_traces!(traces, k) when is_list(traces) and length(traces) == k do
+    if Enum.all?(traces, &match?(%Trace{}, &1)), do: traces, else: chain_traces!(:bad, k)
+  end
+
+  defp chain_traces!(other, k) do
+    raise ArgumentError,
+          "Gen.Inference.run: with chains: #{k}, give one Gen.Trace (every chain starts there) or a list of #{k} traces, got #{inspect(other)}"
+  end
+
   defp keep(t, nil), do: t
   defp keep(t, select), do: t |> select.() |> Mx.eval()
+
+  defp progress!(opts) do
+    case Keyword.get(opts, :progress, :auto) do
+      p when p in [true, false, :auto] ->
+        p
+
+      other ->
+        raise ArgumentError, "Gen.Inference.run: progress: must be true, false or :auto, got #{inspect(other)}"
+    end
+  end
+
+  # A drawing process reads a shared iteration counter; it stops (and ends its line) when the run does.
+  defp with_progress(false, _total, _chains, plan, fun), do: fun.(plan)
+
+  defp with_progress(mode, total, chains, plan, fun) do
+    if mode == :auto and Process.whereis(ExUnit.Server) != nil do
+      fun.(plan)
+    else
+      counter = :counters.new(1, [:write_concurrency])
+      bar = %{counter: counter, total: total, chains: chains, mode: mode, start: now_ms(), show: mode == true, drawn: false}
+      drawer = spawn_link(fn -> progress_loop(bar) end)
+
+      try do
+        fun.(%{plan | counter: counter})
+      after
+        send(drawer, {:done, self()})
+
+        receive do
+          :progress_done -> :ok
+        end
+      end
+    end
+  end
+
+  defp progress_loop(bar) do
+    receive do
+      {:done, from} ->
+        if bar.drawn or bar.show, do: IO.write(:standard_error, progress_line(bar) <> "\n")
+        send(from, :progress_done)
+    after
+      100 -> progress_loop(progress_tick(bar))
+    end
+  end
+
+  defp progress_tick(%{show: true} = bar) do
+    IO.write(:standard_error, progress_line(bar))
+    %{bar | drawn: true}
+  end
+
+  # :auto: a long run (by count, or by the rate so far) on a terminal.
+  defp progress_tick(%{mode: :auto, show: false} = bar) do
+    done = :counters.get(bar.counter, 1)
+    elapsed = now_ms() - bar.start
+    long? = bar.total >= 1000 or (done > 0 and elapsed * bar.total / done >= 2000)
+    if long? and stderr_tty?(), do: progress_tick(%{bar | show: true}), else: bar
+  end
+
+  defp progress_tick(bar), do: bar
+
+  defp progress_line(bar) do
+    done = :counters.get(bar.counter, 1)
+    total = max(bar.total, 1)
+    secs = max(now_ms() - bar.start, 1) / 1000
+    rate = done / secs
+    width = 30
+    filled = div(done * width, total)
+    left = if rate > 0, do: format_secs((bar.total - done) / rate), else: "?"
+    chains = if bar.chains > 1, do: " #{bar.chains} chains", else: ""
+
+    "\r[" <>
+      String.duplicate("=", filled) <>
+      String.duplicate(" ", width - filled) <>
+      "] #{done}/#{bar.total} #{div(done * 100, total)}%#{chains} #{Float.round(rate, 1)} it/s, #{left} left   "
+  end
+
+  defp format_secs(s) do
+    s = round(s)
+    if s >= 60, do: "#{div(s, 60)}m#{rem(s, 60)}s", else: "#{s}s"
+  end
+
+  defp now_ms, do: System.monotonic_time(:millisecond)
+
+  # Whether the VM's stderr (fd 2, inherited by a child shell) is a terminal; asked once.
+  defp stderr_tty? do
+    case :persistent_term.get({__MODULE__, :stderr_tty}, nil) do
+      nil ->
+        tty? =
+          case System.find_executable("sh") do
+            nil -> false
+            sh -> match?({"y" <> _, 0}, System.cmd(sh, ["-c", "if [ -t 2 ]; then echo y; else echo n; fi"]))
+          end
+
+        :persistent_term.put({__MODULE__, :stderr_tty}, tty?)
+        tty?
+
+      tty? ->
+        tty?
+    end
+  end
 
   @doc false
   # Evaluates a trace's arrays (score, choices, return value) so no pending graph chains it to older traces.

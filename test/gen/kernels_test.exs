@@ -1,5 +1,7 @@
 defmodule Gen.KernelsTest do
-  use ExUnit.Case, async: true
+  # Not async: the progress tests capture the VM-wide stderr.
+  use ExUnit.Case, async: false
+  import ExUnit.CaptureIO
   import Gen.ChainCheck
   import Gen
   alias Gen.Inference
@@ -266,7 +268,7 @@ defmodule Gen.KernelsTest do
     test "scale and swap + scale moves on a gamma–poisson pair: exact posterior (the Jacobian term matters)" do
       # x, y ~ Gamma(2, 1) (rate 1); counts ~ Poisson(x) and Poisson(y). Posteriors are
       # Gamma(2 + Σc, 1 + n): x ~ Gamma(14, 4), y ~ Gamma(5, 4). Dropping log |det J| from the
-      # scale moves would target Gamma(15, 4) for x, a bias of 0.25 against 4 SE ≈ 0.17 here.
+      # scale moves would target Gamma(15, 4) for x, a bias of 0.25 against 4 SE ≈ 0.2 here.
       {cx, cy} = {[3, 5, 4], [1, 0, 2]}
 
       m =
@@ -290,7 +292,7 @@ defmodule Gen.KernelsTest do
 
       xs =
         Inference.run(k, t,
-          samples: 3000,
+          samples: 2000,
           burn: 100,
           key: Mx.Random.key(31),
           select: &{Mx.to_number(&1[:x]), Mx.to_number(&1[:y])}
@@ -332,6 +334,81 @@ defmodule Gen.KernelsTest do
       assert_raise ArgumentError, ~r/an involution\s+fn model_choices/, fn ->
         Inference.involutive_mh(t, q, [], fn _, _ -> :nope end)
       end
+    end
+  end
+
+  # ---- run/3: chains and progress ----------------------------------------------------------
+
+  describe "run with chains: and progress:" do
+    setup do
+      m = gen(fn -> {trace(:a, Gen.Dist.normal(0.0, 1.0)), trace(:b, Gen.Dist.normal(0.0, 1.0))} end)
+      %{trace: Gen.simulate(m, [], key: Mx.Random.key(60))}
+    end
+
+    test "k concurrent chains give exactly the k runs made one by one with folded keys", %{trace: t} do
+      k = Kernel.cycle([Kernel.mh(Gen.select(:a)), Kernel.gibbs(:b, values: [-1.0, 0.0, 1.0])])
+      key = Mx.Random.key(61)
+      sel = &{Mx.to_number(&1[:a]), Mx.to_number(&1[:b])}
+      chains = Inference.run(k, t, samples: 30, burn: 5, thin: 2, chains: 4, key: key, select: sel)
+      assert length(chains) == 4 and Enum.all?(chains, &(length(&1) == 30))
+
+      for {c, j} <- Enum.with_index(chains) do
+        assert c == Inference.run(k, t, samples: 30, burn: 5, thin: 2, key: Mx.Random.fold_in(key, j), select: sel)
+      end
+
+      # Different keys, different chains.
+      assert length(Enum.uniq(chains)) == 4
+
+      # One start per chain; the callback says which chain, from that chain's process.
+      starts = for i <- 1..2, do: elem(Gen.update(t, %{a: 10.0 * i}), 0)
+      parent = self()
+      cb = fn info -> if info.iteration == 0, do: send(parent, {:first, info.chain, self()}) end
+      [c1, c2] = Inference.run(k, starts, samples: 1, chains: 2, key: key, select: sel, callback: cb)
+      assert_received {:first, 0, p0}
+      assert_received {:first, 1, p1}
+      assert p0 != self() and p1 != self() and p0 != p1
+      assert c1 == Inference.run(k, hd(starts), samples: 1, key: Mx.Random.fold_in(key, 0), select: sel)
+      assert c2 == Inference.run(k, List.last(starts), samples: 1, key: Mx.Random.fold_in(key, 1), select: sel)
+    end
+
+    test "an error in a chain is raised in the caller; option errors name the option", %{trace: t} do
+      boom = fn _t, _opts -> raise ArgumentError, "boom in a chain" end
+
+      assert_raise ArgumentError, "boom in a chain", fn ->
+        Inference.run(boom, t, samples: 2, chains: 2, key: Mx.Random.key(0))
+      end
+
+      k = Kernel.mh(Gen.select(:a))
+
+      assert_raise ArgumentError, ~r/chains: must be a positive integer/, fn ->
+        Inference.run(k, t, samples: 1, chains: 0)
+      end
+
+      assert_raise ArgumentError, ~r/give one Gen.Trace \(every chain starts there\) or a list of 3 traces/, fn ->
+        Inference.run(k, [t, t], samples: 1, chains: 3)
+      end
+
+      assert_raise ArgumentError, ~r/expected a Gen.Trace \(or, with chains:, a list of traces\)/, fn ->
+        Inference.run(k, [t], samples: 1)
+      end
+
+      assert_raise ArgumentError, ~r/progress: must be true, false or :auto/, fn ->
+        Inference.run(k, t, samples: 1, progress: :yes)
+      end
+    end
+
+    test "progress: true draws a bar on stderr ending at 100%; :auto draws nothing under ExUnit", %{trace: t} do
+      k = Kernel.mh(Gen.select(:a))
+      out = capture_io(:stderr, fn -> Inference.run(k, t, samples: 40, key: Mx.Random.key(1), progress: true) end)
+      assert out =~ ~r/\r\[=+\] 40\/40 100%/
+      assert String.ends_with?(out, "\n")
+
+      out = capture_io(:stderr, fn -> Inference.run(k, t, samples: 30, chains: 2, key: Mx.Random.key(1), progress: true) end)
+      assert out =~ "60/60 100% 2 chains"
+
+      # A long run by count (>= 1000 iterations), but stderr is not a terminal and ExUnit runs.
+      assert capture_io(:stderr, fn -> Inference.run(k, t, samples: 1000, key: Mx.Random.key(2)) end) == ""
+      assert capture_io(:stderr, fn -> Inference.run(k, t, samples: 5, progress: false) end) == ""
     end
   end
 
