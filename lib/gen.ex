@@ -74,6 +74,7 @@ defmodule Gen do
     * `Gen.Trace`, `Gen.Choicemap`, `Gen.Selection` — the data
     * `Gen.Edit` — edit requests: constraint, selection, proposal
     * `Gen.Distribution`, `Gen.Dist` — the distribution contract and the distributions
+    * `Gen.Vectorized` — `vsimulate/4`, `vgenerate/5`: n particles in one run of the body
   """
 
   alias Gen.{Choicemap, GenerativeFunction, Handlers, Selection, Trace}
@@ -386,6 +387,50 @@ defmodule Gen do
   """
   @spec edit(Trace.t(), Gen.Edit.request(), keyword()) :: {Trace.t(), weight(), Choicemap.t()}
   def edit(%Trace{} = trace, request, opts \\ []), do: Gen.Edit.run(trace, request, opts)
+
+  # ---- vectorized over particles --------------------------------------------------
+
+  @doc """
+  Runs `gf` on `args` for `n` particles at once: the body runs once with
+  `[n]`-shaped values at every trace site (`Gen.Vectorized`, DESIGN.md
+  decision 9). Returns a vectorized trace: a `Gen.Trace` whose choices have
+  a leading particle axis `n` and whose score is an f64 `[n]` array, the
+  log joint density of each particle. Elixir control flow on sampled values
+  cannot be vectorized (reading an `[n]` value with `Mx.to_number/1` raises,
+  naming the cause). Options: `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> t = Gen.vsimulate(m, [], 4, key: Mx.Random.key(0))
+      iex> {Mx.describe(t[:mu]), Mx.describe(t[:y]), Mx.describe(Gen.get_score(t))}
+      {"f64[4]", "f64[4]", "f64[4]"}
+      iex> # Each particle's score is log N(mu; 0, 1) + log N(y; mu, 1).
+      iex> lp = fn x, m -> -0.5 * (x - m) * (x - m) - 0.5 * :math.log(2 * :math.pi()) end
+      iex> [mus, ys, s] = Enum.map([t[:mu], t[:y], Gen.get_score(t)], &Mx.to_list/1)
+      iex> Enum.zip_with([mus, ys, s], fn [mu, y, si] -> abs(si - lp.(mu, 0.0) - lp.(y, mu)) < 1.0e-12 end)
+      [true, true, true, true]
+  """
+  @spec vsimulate(gen_fn(), [term()], pos_integer(), keyword()) :: Trace.t()
+  def vsimulate(gf, args, n, opts \\ []), do: Gen.Vectorized.simulate(gf, args, n, opts)
+
+  @doc """
+  `n` particles of `gf` on `args` agreeing with `observations`, the body run
+  once with `[n]`-shaped values at every site (`Gen.Vectorized`): `{trace,
+  weights}` with a vectorized trace and f64 `[n]` weights, particle i's
+  weight being its `generate/4` weight. Observations are shared by every
+  particle (broadcast to `[n]`). Options: `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, w} = Gen.vgenerate(m, [], %{y: 0.5}, 3, key: Mx.Random.key(1))
+      iex> {Mx.to_list(t[:y]), Mx.describe(w)}
+      {[0.5, 0.5, 0.5], "f64[3]"}
+      iex> # weight = log N(0.5; mu, 1) per particle
+      iex> Enum.zip_with(Mx.to_list(w), Mx.to_list(t[:mu]), fn wi, mu -> abs(wi + 0.5 * (0.5 - mu) ** 2 + 0.5 * :math.log(2 * :math.pi())) < 1.0e-12 end)
+      [true, true, true]
+  """
+  @spec vgenerate(gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) :: {Trace.t(), Mx.t()}
+  def vgenerate(gf, args, observations, n, opts \\ []), do: Gen.Vectorized.generate(gf, args, observations, n, opts)
 
   # ---- trace accessors ------------------------------------------------------------
 

@@ -106,8 +106,9 @@ defimpl Gen.GenerativeFunction, for: Any do
 
   def simulate(d, _args, key) do
     check!(d)
-    v = Distribution.sample(d, key)
-    trace(d, v, Gen.Handlers.f64(Distribution.logpdf(d, v)))
+    # Gen.Vectorized.draw/2 is the one drawing path: per particle under a particle batch.
+    {v, score} = Gen.Vectorized.draw(d, key)
+    trace(d, v, score)
   end
 
   def generate(d, args, %Choicemap{value: nil} = cm, key) do
@@ -118,7 +119,8 @@ defimpl Gen.GenerativeFunction, for: Any do
 
   def generate(d, _args, %Choicemap{value: v}, _key) do
     check!(d)
-    t = trace(d, v, Gen.Handlers.f64(Distribution.logpdf(d, v)))
+    {v, score} = Gen.Vectorized.constrain(d, v)
+    t = trace(d, v, score)
     {t, t.score}
   end
 
@@ -131,7 +133,8 @@ defimpl Gen.GenerativeFunction, for: Any do
 
   def update(d, %Trace{} = prev, _args, _argdiffs, %Choicemap{value: v}, _key) do
     check!(d)
-    t = trace(d, v, Gen.Handlers.f64(Distribution.logpdf(d, v)))
+    {v, score} = Gen.Vectorized.constrain(d, v)
+    t = trace(d, v, score)
     {t, Mx.subtract(t.score, prev.score), :unknown_change, Choicemap.leaf(prev.retval)}
   end
 
@@ -153,7 +156,7 @@ defimpl Gen.GenerativeFunction, for: Any do
 
   def assess(d, _args, %Choicemap{value: v}) do
     check!(d)
-    {Gen.Handlers.f64(Distribution.logpdf(d, v)), v}
+    {Gen.Vectorized.rescore(d, v), v}
   end
 
   def project(_d, %Trace{score: s}, sel), do: if(Selection.member?(sel, []), do: s, else: Gen.Handlers.zero())
@@ -166,7 +169,7 @@ defimpl Gen.GenerativeFunction, for: Any do
   # The old value under (possibly new) parameters. Always recomputed: Mx arrays
   # compare equal as terms whatever their values, so parameters cannot be compared.
   defp rescore(d, prev) do
-    t = trace(d, prev.retval, Gen.Handlers.f64(Distribution.logpdf(d, prev.retval)))
+    t = trace(d, prev.retval, Gen.Vectorized.rescore(d, prev.retval))
     {t, Mx.subtract(t.score, prev.score)}
   end
 

@@ -42,7 +42,8 @@ end
 
 defimpl Inspect, for: Gen.Trace do
   def inspect(t, opts) do
-    score = t.score |> Mx.to_number() |> inspect()
+    # A vectorized trace (Gen.Vectorized) has an f64[n] score: show its shape, not n numbers.
+    score = if Mx.size(t.score) == 1, do: t.score |> Mx.to_number() |> inspect(), else: Mx.describe(t.score)
     Inspect.Algebra.concat(["#Gen.Trace<", Inspect.inspect(t.gen_fn, opts), " score: ", score, " ", Inspect.inspect(t.choices, opts), ">"])
   end
 end

@@ -1,0 +1,438 @@
+defmodule Gen.Vectorized do
+  @moduledoc """
+  Vectorized execution of generative functions over `n` particles
+  (DESIGN.md decision 9, GenMLX's approach): the model body runs *once*, and
+  every trace site holds an `[n | shape]` array, one row per particle. The
+  result is a plain `Gen.Trace` whose choices carry a leading particle axis
+  `n` and whose score is an f64 `[n]` array (a *vectorized trace*).
+
+  `Gen.vsimulate/4` and `Gen.vgenerate/5` are the entry points; `update/5`,
+  `regenerate/3`, `assess/4`, `propose/4`, `take/2` and `select/3` here
+  complete the interface the vectorized algorithms
+  (`Gen.Inference.Vectorized`) are written on.
+
+  ## How it works
+
+  `with_batch/2` sets a particle-batch context in the calling process (saved
+  and restored around the call, like the handler state of `Gen.Handlers`).
+  The one place where distributions meet values — the distribution-as-
+  generative-function implementation in `Gen.GenerativeFunction` — consults
+  it through `draw/2`, `constrain/2` and `rescore/2`. So every GFI method of
+  every generative function (dynamic `gen` functions, nested calls, Map,
+  Unfold, Switch, Mask, Mix, ...) is vectorized without knowing it: scores
+  and weights of `[n]` sites broadcast to f64 `[n]` through the handlers'
+  additions.
+
+  ## The particle-axis rule
+
+  Under batch `n`, an array carries the particle axis when its leading axis
+  has size `n`. At a distribution site the *batch shape* B of the
+  distribution (the shape of its log-density, which excludes the event axes
+  of `multivariate_normal`, `dirichlet`, `wishart`, ...) decides:
+
+    * B leads with `n`: the parameters came from earlier per-particle values,
+      so one `Gen.Distribution.sample/2` gives one draw per particle;
+    * otherwise the parameters are shared: `Gen.Distribution.sample_n/3`
+      draws `n` values on a new leading axis.
+
+  A constrained value (an observation, or a value from an earlier
+  vectorized trace) is stored broadcast to `[n | natural shape]`, so every
+  choice of a vectorized trace has the particle axis and resampling can
+  gather every choice along axis 0. A site's log-density is summed over
+  every axis but the particle axis (a site whose parameters and value are
+  all shared contributes its summed log-density to every particle).
+
+  The rule reads shapes only; it cannot tell a *shared* batched site whose
+  own leading size happens to equal `n` from a per-particle one. Pick `n`
+  different from the leading size of any batched site (`Gen.vgenerate/5`
+  raises when an observation leads with `n`).
+
+  ## What cannot be vectorized
+
+  Elixir control flow on sampled values: a body that reads a choice as an
+  Elixir number (`Mx.to_number/1`, or a combinator that does, such as the
+  branch index of `Gen.Combinators.switch/1` and `mix/2`, or the gate of
+  `mask/1`) sees an `[n]` array; the vectorized call raises an
+  `ArgumentError` saying so. Write such branches with `Mx.select/3`, or use
+  the vectorized switch, or run the scalar GFI per particle. (Elixir's `if`
+  on an array value is always true, whatever the array holds: do not.)
+  Per-particle values must broadcast against shared arrays with the
+  particle axis leading: a per-particle `[n]` value times a shared `[k]`
+  vector needs `Mx.new_axis(value, -1)` to give `[n][k]`.
+  """
+
+  alias Gen.{Choicemap, Distribution, GenerativeFunction, Handlers, Selection, Trace}
+
+  @batch :gen_particle_batch
+  @event_ranks :gen_event_ranks
+
+  # ---- the particle-batch context -------------------------------------------------
+
+  @doc """
+  The number of particles of the current vectorized call, or nil.
+
+      iex> Gen.Vectorized.batch()
+      nil
+      iex> Gen.Vectorized.with_batch(8, fn -> Gen.Vectorized.batch() end)
+      8
+  """
+  @spec batch() :: pos_integer() | nil
+  def batch, do: Process.get(@batch)
+
+  @doc """
+  Runs `fun` with the particle batch `n` (restoring the caller's batch
+  afterwards, also when `fun` raises). A GFI call made inside runs
+  vectorized; results are not broadcast: use the functions of this module
+  for f64 `[n]` scores and weights.
+  """
+  @spec with_batch(pos_integer(), (-> result)) :: result when result: term()
+  def with_batch(n, fun) when is_function(fun, 0) do
+    check_n!(n, "Gen.Vectorized.with_batch/2")
+    prev = Process.get(@batch)
+    Process.put(@batch, n)
+
+    try do
+      fun.()
+    after
+      if prev, do: Process.put(@batch, prev), else: Process.delete(@batch)
+    end
+  end
+
+  # ---- the drawing path (called from Gen.GenerativeFunction's distribution impl) -----
+
+  @doc false
+  # A draw from d and its log-density: per particle under a batch, as documented above.
+  @spec draw(Distribution.t(), Mx.t()) :: {Mx.t(), Mx.t()}
+  def draw(d, key) do
+    v = Distribution.sample(d, key)
+    lp = Distribution.logpdf(d, v)
+
+    case batch() do
+      nil ->
+        {v, Handlers.f64(lp)}
+
+      n ->
+        # Both are lazy nodes: when the parameters are shared they are dropped unevaluated.
+        if leads?(lp, n) do
+          {v, per_particle(lp, n)}
+        else
+          v = Distribution.sample_n(d, key, n)
+          {v, per_particle(Distribution.logpdf(d, v), n)}
+        end
+    end
+  end
+
+  @doc false
+  # A given value (constraint) and its log-density; under a batch the value is broadcast to [n | shape].
+  @spec constrain(Distribution.t(), term()) :: {term(), Mx.t()}
+  def constrain(d, v) do
+    lp = Distribution.logpdf(d, v)
+
+    case batch() do
+      nil ->
+        {v, Handlers.f64(lp)}
+
+      n ->
+        a = Mx.tensor(v)
+        batch_shape = if leads?(lp, n), do: tl(Tuple.to_list(Mx.shape(lp))), else: Tuple.to_list(Mx.shape(lp))
+        e = event_rank(d)
+        event = a |> Mx.shape() |> Tuple.to_list() |> Enum.take(-e) |> then(&if(e == 0, do: [], else: &1))
+        target = List.to_tuple([n | batch_shape ++ event])
+        a = if Mx.shape(a) == target, do: a, else: Mx.broadcast(a, target)
+        {a, per_particle(lp, n)}
+    end
+  end
+
+  @doc false
+  # The log-density of an existing value (per particle under a batch).
+  @spec rescore(Distribution.t(), term()) :: Mx.t()
+  def rescore(d, v) do
+    lp = Distribution.logpdf(d, v)
+
+    case batch() do
+      nil -> Handlers.f64(lp)
+      n -> per_particle(lp, n)
+    end
+  end
+
+  defp leads?(a, n), do: Mx.rank(a) >= 1 and elem(Mx.shape(a), 0) == n
+
+  # f64 [n]: the site's log-density summed over every axis but the particle axis.
+  defp per_particle(lp, n) do
+    lp = Handlers.f64(lp)
+    r = Mx.rank(lp)
+
+    cond do
+      leads?(lp, n) and r == 1 -> lp
+      leads?(lp, n) -> Mx.sum(lp, axes: Enum.to_list(1..(r - 1)))
+      r == 0 -> Mx.broadcast(lp, {n})
+      true -> Mx.broadcast(Mx.sum(lp), {n})
+    end
+  end
+
+  # The number of event axes of a value of d: the rank of a draw minus the rank of its log-density,
+  # from a lazy probe (never evaluated), memoized per distribution type and parameter shapes.
+  defp event_rank(d) do
+    sig = {d.__struct__, signature(Map.from_struct(d))}
+    cache = Process.get(@event_ranks, %{})
+
+    case Map.fetch(cache, sig) do
+      {:ok, e} ->
+        e
+
+      :error ->
+        v = Distribution.sample(d, Mx.Random.key(0))
+        e = Mx.rank(v) - Mx.rank(Distribution.logpdf(d, v))
+        # Bounded: a run meets few distinct (type, shapes) pairs, but never let the cache grow without limit.
+        cache = if map_size(cache) > 1000, do: %{}, else: cache
+        Process.put(@event_ranks, Map.put(cache, sig, e))
+        e
+    end
+  end
+
+  defp signature(%Mx.Array{} = a), do: Mx.shape(a)
+  defp signature(%_{} = s), do: {s.__struct__, signature(Map.from_struct(s))}
+  defp signature(m) when is_map(m), do: m |> Enum.sort() |> Enum.map(fn {k, v} -> {k, signature(v)} end)
+  defp signature(l) when is_list(l), do: Enum.map(l, &signature/1)
+  defp signature(t) when is_tuple(t), do: t |> Tuple.to_list() |> signature()
+  defp signature(x), do: x
+
+  # ---- the vectorized GFI -----------------------------------------------------------
+
+  @doc """
+  `n` particles of `gf` on `args` in one run of the body: a vectorized
+  trace (every choice `[n | shape]`, score f64 `[n]`). Options: `key:`.
+  Same as `Gen.vsimulate/4`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> t = Gen.Vectorized.simulate(m, [], 5, key: Mx.Random.key(0))
+      iex> {Mx.describe(t[:mu]), Mx.describe(t[:y]), Mx.describe(Gen.get_score(t))}
+      {"f64[5]", "f64[5]", "f64[5]"}
+  """
+  @spec simulate(Gen.gen_fn(), [term()], pos_integer(), keyword()) :: Trace.t()
+  def simulate(gf, args, n, opts \\ []) do
+    check_n!(n, "Gen.vsimulate")
+    t = run("Gen.vsimulate", n, fn -> GenerativeFunction.simulate(gf, args, key(opts)) end)
+    particles!(t, n)
+  end
+
+  @doc """
+  `n` particles of `gf` on `args` agreeing with `observations`, in one run of
+  the body: `{trace, weights}`, the weights an f64 `[n]` array (each
+  particle's `Gen.generate/4` weight). Observations are shared by every
+  particle and broadcast; one whose leading axis has size `n` (n > 1) would
+  be taken for a per-particle value and raises. Options: `key:`. Same as
+  `Gen.vgenerate/5`.
+  """
+  @spec generate(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) :: {Trace.t(), Mx.t()}
+  def generate(gf, args, observations, n, opts \\ []) do
+    check_n!(n, "Gen.vgenerate")
+    cm = Choicemap.new(observations)
+    check_shared!(cm, n, "Gen.vgenerate")
+    per_particle_generate(gf, args, cm, n, key(opts), "Gen.vgenerate")
+  end
+
+  # generate with constraints that may be per-particle (values of earlier vectorized traces).
+  defp per_particle_generate(gf, args, cm, n, key, who) do
+    {t, w} = run(who, n, fn -> GenerativeFunction.generate(gf, args, cm, key) end)
+    {particles!(t, n), broadcast(w, n)}
+  end
+
+  @doc """
+  `Gen.update/5` of every particle of the vectorized trace `trace`, in one
+  run: `{trace, weights, retdiff, discard}` with f64 `[n]` weights.
+  Constraints are shared (broadcast) or per-particle (leading axis `n`).
+  Options: `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.vgenerate(m, [], %{y: 0.0}, 3, key: Mx.Random.key(0))
+      iex> {t2, w, _, _} = Gen.Vectorized.update(t, [], :no_change, %{y: 1.0})
+      iex> # weight = log N(1; mu, 1) - log N(0; mu, 1) = mu - 1/2, per particle
+      iex> Enum.zip_with(Mx.to_list(w), Mx.to_list(t2[:mu]), fn wi, mu -> abs(wi - (mu - 0.5)) < 1.0e-12 end)
+      [true, true, true]
+  """
+  @spec update(Trace.t(), [term()], [Gen.argdiff()] | Gen.argdiff(), Choicemap.t() | map() | list(), keyword()) ::
+          {Trace.t(), Mx.t(), Gen.argdiff(), Choicemap.t()}
+  def update(%Trace{} = trace, args, argdiffs, constraints, opts \\ []) do
+    n = particles(trace)
+    {t, w, rd, d} = run("Gen.Vectorized.update", n, fn -> Gen.update(trace, args, argdiffs, constraints, opts) end)
+    {particles!(t, n), broadcast(w, n), rd, d}
+  end
+
+  @doc """
+  `Gen.regenerate/3` of every particle of `trace` (the selection resampled
+  from its prior under each particle's values), in one run: `{trace,
+  weights, retdiff}` with f64 `[n]` weights. Options: `key:`.
+  """
+  @spec regenerate(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t(), Gen.argdiff()}
+  def regenerate(%Trace{} = trace, %Selection{} = selection, opts \\ []) do
+    n = particles(trace)
+    {t, w, rd} = run("Gen.Vectorized.regenerate", n, fn -> Gen.regenerate(trace, selection, opts) end)
+    {particles!(t, n), broadcast(w, n), rd}
+  end
+
+  @doc """
+  `{weights, retval}`: the log joint density of each particle's `choices`
+  (an f64 `[n]` array), in one run of the body. Choices are per-particle
+  (leading axis `n`) or shared.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> {w, _} = Gen.Vectorized.assess(m, [], %{x: Mx.tensor([0.0, 1.0], type: :f64)}, 2)
+      iex> Mx.to_list(w) |> Enum.map(&Float.round(&1, 10))
+      [-0.9189385332, -1.4189385332]
+  """
+  @spec assess(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer()) :: {Mx.t(), term()}
+  def assess(gf, args, choices, n) do
+    check_n!(n, "Gen.Vectorized.assess")
+    {w, r} = run("Gen.Vectorized.assess", n, fn -> Gen.assess(gf, args, choices) end)
+    {broadcast(w, n), r}
+  end
+
+  @doc """
+  `{choices, weights, retval}`: `n` samples of `gf` on `args` in one run and
+  each one's log-density (f64 `[n]`). Options: `key:`.
+  """
+  @spec propose(Gen.gen_fn(), [term()], pos_integer(), keyword()) :: {Choicemap.t(), Mx.t(), term()}
+  def propose(gf, args, n, opts \\ []) do
+    t = simulate(gf, args, n, opts)
+    {t.choices, t.score, t.retval}
+  end
+
+  # ---- particles ----------------------------------------------------------------------
+
+  @doc """
+  The number of particles of a vectorized trace (the size of its f64 `[n]`
+  score); raises for a trace that is not vectorized.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> Gen.Vectorized.particles(Gen.vsimulate(m, [], 7, key: Mx.Random.key(0)))
+      7
+  """
+  @spec particles(Trace.t()) :: pos_integer()
+  def particles(%Trace{score: %Mx.Array{shape: {n}}}), do: n
+
+  def particles(%Trace{score: s} = t) do
+    raise ArgumentError,
+          "Gen.Vectorized: expected a vectorized trace (score f64[n], from Gen.vsimulate/4 or Gen.vgenerate/5), " <>
+            "got a trace of #{inspect(t.gen_fn)} with score #{describe(s)}"
+  end
+
+  def particles(other), do: raise(ArgumentError, "Gen.Vectorized: expected a vectorized Gen.Trace, got #{inspect(other)}")
+
+  @doc """
+  The particles `indices` (a list or integer array of positions in
+  `0..n-1`, repeats allowed) of a vectorized trace: every choice gathered
+  along axis 0, and the trace rebuilt by a vectorized generate of all of
+  them (so its score and internal records agree). This is how resampling
+  copies ancestors.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> t = Gen.vsimulate(m, [], 3, key: Mx.Random.key(0))
+      iex> t2 = Gen.Vectorized.take(t, [2, 2, 0, 1])
+      iex> xs = Mx.to_list(t[:x])
+      iex> Mx.to_list(t2[:x]) == [Enum.at(xs, 2), Enum.at(xs, 2), Enum.at(xs, 0), Enum.at(xs, 1)]
+      true
+  """
+  @spec take(Trace.t(), [non_neg_integer()] | Mx.t()) :: Trace.t()
+  def take(%Trace{} = trace, indices) do
+    _ = particles(trace)
+    idx = if is_list(indices), do: Mx.tensor(indices, type: :s64), else: indices
+    m = elem(Mx.shape(idx), 0)
+
+    cm =
+      trace.choices
+      |> Choicemap.to_list()
+      |> Enum.reduce(Choicemap.new(), fn {p, v}, acc -> Choicemap.put(acc, p, Mx.take(v, idx, axis: 0)) end)
+
+    {t, _w} = per_particle_generate(trace.gen_fn, trace.args, cm, m, Mx.Random.key(0), "Gen.Vectorized.take")
+    t
+  end
+
+  @doc """
+  Per particle, `on_true`'s choices where `mask` (a boolean `[n]` array) is
+  true and `on_false`'s elsewhere: the merged trace, rebuilt by a vectorized
+  generate of the merged choices. Both traces must have the same addresses
+  (true of any two traces of one vectorized run's structure).
+  """
+  @spec select(Mx.t(), Trace.t(), Trace.t()) :: Trace.t()
+  def select(mask, %Trace{} = on_true, %Trace{} = on_false) do
+    n = particles(on_false)
+    old = Choicemap.to_list(on_false.choices)
+    new = Map.new(Choicemap.to_list(on_true.choices))
+
+    if Enum.sort(Map.keys(new)) != Enum.sort(Enum.map(old, &elem(&1, 0))) do
+      raise ArgumentError,
+            "Gen.Vectorized.select/3: the two traces have different addresses " <>
+              "(#{inspect(Enum.sort(Map.keys(new)))} and #{inspect(Enum.sort(Enum.map(old, &elem(&1, 0))))})"
+    end
+
+    cm =
+      Enum.reduce(old, Choicemap.new(), fn {p, v}, acc ->
+        m = Mx.reshape(mask, List.to_tuple([n | List.duplicate(1, Mx.rank(v) - 1)]))
+        Choicemap.put(acc, p, Mx.select(m, Map.fetch!(new, p), v))
+      end)
+
+    {t, _w} = per_particle_generate(on_false.gen_fn, on_false.args, cm, n, Mx.Random.key(0), "Gen.Vectorized.select")
+    t
+  end
+
+  @doc false
+  # Evaluates a vectorized trace's arrays so no pending graph chains it to older ones.
+  def force(%Trace{} = t), do: Gen.Inference.force(t)
+
+  # ---- helpers -------------------------------------------------------------------------
+
+  defp key(opts), do: Keyword.get_lazy(opts, :key, &Gen.next_key/0)
+
+  defp broadcast(w, n) do
+    w = Handlers.f64(w)
+    if Mx.shape(w) == {n}, do: w, else: Mx.broadcast(w, {n})
+  end
+
+  defp particles!(%Trace{} = t, n), do: %{t | score: broadcast(t.score, n)}
+
+  defp describe(%Mx.Array{} = a), do: Mx.describe(a)
+  defp describe(x), do: inspect(x)
+
+  # A model that reads a per-particle value as a number cannot run vectorized: say so.
+  defp run(who, n, fun) do
+    with_batch(n, fun)
+  rescue
+    e in ArgumentError ->
+      if String.starts_with?(e.message, "to_number/1 needs an array with one element") do
+        reraise ArgumentError,
+                [
+                  message:
+                    "#{who}: the model (or a combinator it calls, such as switch, mix or mask) read a per-particle " <>
+                      "value as an Elixir number (#{e.message}); Elixir control flow on sampled values cannot run " <>
+                      "vectorized over #{n} particles: write the branch with Mx.select/3 (or the vectorized switch), " <>
+                      "or run the scalar GFI once per particle"
+                ],
+                __STACKTRACE__
+      else
+        reraise e, __STACKTRACE__
+      end
+  end
+
+  defp check_shared!(cm, n, who) when n > 1 do
+    Enum.each(Choicemap.to_list(cm), fn {p, v} ->
+      if Mx.rank(v) >= 1 and elem(Mx.shape(v), 0) == n do
+        raise ArgumentError,
+              "#{who}: the observation at #{Choicemap.format_path(p)} has shape #{Mx.describe(v)}, whose leading size is " <>
+                "the number of particles #{n}: it would be taken for a per-particle value; use another number of particles"
+      end
+    end)
+  end
+
+  defp check_shared!(_cm, _n, _who), do: :ok
+
+  defp check_n!(n, _who) when is_integer(n) and n >= 1, do: :ok
+
+  defp check_n!(n, who),
+    do: raise(ArgumentError, "#{who}: the number of particles must be a positive integer, got #{inspect(n)}")
+end

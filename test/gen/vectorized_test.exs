@@ -1,0 +1,6 @@
+defmodule Gen.VectorizedTest do
+  use ExUnit.Case, async: true
+  import Gen
+
+  doctest Gen.Vectorized
+end
