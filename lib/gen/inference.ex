@@ -18,6 +18,8 @@ defmodule Gen.Inference do
       callback, flat memory
     * `smc/5` — a particle filter with ESS-triggered resampling — `Gen.Inference.SMC`,
       resampling schemes (multinomial, systematic, residual) in `Gen.Inference.Resample`
+    * `vimportance_sampling/5`, `vsmc/5`, `vmh/3`, `vmala/3` — the same over `n` particles
+      or chains in one vectorized trace (`Gen.Vectorized`) — `Gen.Inference.Vectorized`
 
   Every function that draws takes `key:`; without one, `Gen.next_key/0`.
   """
@@ -350,6 +352,74 @@ defmodule Gen.Inference do
 
 
   # ---- vectorized inference over [n] particles ----
+
+  @doc """
+  Importance sampling with `n` particles in one vectorized run of the model
+  (`Gen.Inference.Vectorized.importance_sampling/5`): `{trace,
+  log_normalized_weights, log_ml_estimate}` as `importance_sampling/5`,
+  with one vectorized trace (`Gen.vgenerate/5`) in place of the list.
+  Options: `key:`, `proposal:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, lnw, lml} = Gen.Inference.vimportance_sampling(m, [], %{y: 0.0}, 100, key: Mx.Random.key(0))
+      iex> {Mx.describe(t[:mu]), Mx.describe(lnw), Mx.describe(lml)}
+      {"f64[100]", "f64[100]", "f64"}
+  """
+  @spec vimportance_sampling(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) ::
+          {Trace.t(), Mx.t(), Mx.t()}
+  def vimportance_sampling(gf, args, observations, n, opts \\ []),
+    do: Gen.Inference.Vectorized.importance_sampling(gf, args, observations, n, opts)
+
+  @doc """
+  A particle filter with `n` particles held in one vectorized trace
+  (`Gen.Inference.Vectorized.smc/5`): as `smc/5`, plus `rejuvenate:` (a
+  selection for vectorized MH, or a kernel function) and
+  `rejuvenate_steps:`. Returns `{trace, log_normalized_weights,
+  log_ml_estimate}`.
+
+      iex> import Gen
+      iex> m = gen fn t -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 0..t, do: trace({:y, i}, Gen.Dist.normal(mu, 1.0)) end
+      iex> obs = [%{{:y, 0} => 0.3}, %{{:y, 1} => 0.5}]
+      iex> {t, lnw, _lml} = Gen.Inference.vsmc(m, &[&1], obs, 8, key: Mx.Random.key(0), rejuvenate: Gen.select(:mu))
+      iex> {Mx.describe(t[:mu]), Mx.describe(lnw)}
+      {"f64[8]", "f64[8]"}
+  """
+  @spec vsmc(Gen.gen_fn(), (non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+          {Trace.t(), Mx.t(), Mx.t()}
+  def vsmc(gf, args_fn, observations, n, opts \\ []),
+    do: Gen.Inference.Vectorized.smc(gf, args_fn, observations, n, opts)
+
+  @doc """
+  One Metropolis–Hastings step (selection, via regenerate) on each of the
+  `n` independent chains of a vectorized trace
+  (`Gen.Inference.Vectorized.mh/3`): `{trace, accepted}`, `accepted` a
+  boolean `[n]` array. Options: `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.vgenerate(m, [], %{y: 0.5}, 3, key: Mx.Random.key(0))
+      iex> {_t2, acc} = Gen.Inference.vmh(t, Gen.select(:mu), key: Mx.Random.key(1))
+      iex> Mx.describe(acc)
+      "bool[3]"
+  """
+  @spec vmh(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
+  def vmh(%Trace{} = trace, %Selection{} = sel, opts \\ []), do: Gen.Inference.Vectorized.mh(trace, sel, opts)
+
+  @doc """
+  One MALA step on each of the `n` independent chains of a vectorized trace
+  (`Gen.Inference.Vectorized.mala/3`), with per-chain gradients:
+  `{trace, accepted}`. Options: `tau:` (required), `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.vgenerate(m, [], %{y: 0.5}, 3, key: Mx.Random.key(0))
+      iex> {_t2, acc} = Gen.Inference.vmala(t, Gen.select(:mu), tau: 0.3, key: Mx.Random.key(1))
+      iex> Mx.describe(acc)
+      "bool[3]"
+  """
+  @spec vmala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
+  def vmala(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.Vectorized.mala(trace, sel, opts)
 
 
   @doc """

@@ -233,7 +233,15 @@ defmodule Gen.Vectorized do
     per_particle_generate(gf, args, cm, n, key(opts), "Gen.vgenerate")
   end
 
-  # generate with constraints that may be per-particle (values of earlier vectorized traces).
+  @doc false
+  # generate whose constraints may be per-particle (leading axis n), for the vectorized algorithms.
+  @spec generate_particles(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) ::
+          {Trace.t(), Mx.t()}
+  def generate_particles(gf, args, constraints, n, opts \\ []) do
+    check_n!(n, "Gen.Vectorized.generate_particles")
+    per_particle_generate(gf, args, Choicemap.new(constraints), n, key(opts), "Gen.Vectorized.generate")
+  end
+
   defp per_particle_generate(gf, args, cm, n, key, who) do
     {t, w} = run(who, n, fn -> GenerativeFunction.generate(gf, args, cm, key) end)
     {particles!(t, n), broadcast(w, n)}
@@ -419,7 +427,9 @@ defmodule Gen.Vectorized do
       end
   end
 
-  defp check_shared!(cm, n, who) when n > 1 do
+  @doc false
+  # Observations must be shared: one leading with n would be read as per-particle.
+  def check_shared!(cm, n, who) when n > 1 do
     Enum.each(Choicemap.to_list(cm), fn {p, v} ->
       if Mx.rank(v) >= 1 and elem(Mx.shape(v), 0) == n do
         raise ArgumentError,
@@ -429,7 +439,7 @@ defmodule Gen.Vectorized do
     end)
   end
 
-  defp check_shared!(_cm, _n, _who), do: :ok
+  def check_shared!(_cm, _n, _who), do: :ok
 
   defp check_n!(n, _who) when is_integer(n) and n >= 1, do: :ok
 

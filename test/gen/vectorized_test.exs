@@ -3,4 +3,5 @@ defmodule Gen.VectorizedTest do
   import Gen
 
   doctest Gen.Vectorized
+  doctest Gen.Inference.Vectorized
 end
