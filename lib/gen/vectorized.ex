@@ -40,7 +40,9 @@ defmodule Gen.Vectorized do
   choice of a vectorized trace has the particle axis and resampling can
   gather every choice along axis 0. A site's log-density is summed over
   every axis but the particle axis (a site whose parameters and value are
-  all shared contributes its summed log-density to every particle).
+  all shared contributes its summed log-density to every particle); outside
+  a batch it is summed over every axis, so the scalar GFI's score of a
+  batched site such as `normal(Mx.zeros({3}), 1.0)` is a scalar too.
 
   The rule reads shapes only; it cannot tell a *shared* batched site whose
   own leading size happens to equal `n` from a per-particle one. Pick `n`
@@ -109,7 +111,7 @@ defmodule Gen.Vectorized do
 
     case batch() do
       nil ->
-        {v, Handlers.f64(lp)}
+        {v, total(lp)}
 
       n ->
         # Both are lazy nodes: when the parameters are shared they are dropped unevaluated.
@@ -130,7 +132,7 @@ defmodule Gen.Vectorized do
 
     case batch() do
       nil ->
-        {v, Handlers.f64(lp)}
+        {v, total(lp)}
 
       n ->
         a = Mx.tensor(v)
@@ -150,7 +152,7 @@ defmodule Gen.Vectorized do
     lp = Distribution.logpdf(d, v)
 
     case batch() do
-      nil -> Handlers.f64(lp)
+      nil -> total(lp)
       n -> per_particle(lp, n)
     end
   end
@@ -407,24 +409,40 @@ defmodule Gen.Vectorized do
   defp describe(%Mx.Array{} = a), do: Mx.describe(a)
   defp describe(x), do: inspect(x)
 
-  # A model that reads a per-particle value as a number cannot run vectorized: say so.
+  # A model that reads a per-particle value as a number cannot run vectorized: say so. Other
+  # errors that name a shape with the particle axis (a combinator's scalar index or flag) get the hint.
   defp run(who, n, fun) do
     with_batch(n, fun)
   rescue
     e in ArgumentError ->
-      if String.starts_with?(e.message, "to_number/1 needs an array with one element") do
-        reraise ArgumentError,
-                [
-                  message:
-                    "#{who}: the model (or a combinator it calls, such as switch, mix or mask) read a per-particle " <>
-                      "value as an Elixir number (#{e.message}); Elixir control flow on sampled values cannot run " <>
-                      "vectorized over #{n} particles: write the branch with Mx.select/3 (or the vectorized switch), " <>
-                      "or run the scalar GFI once per particle"
-                ],
-                __STACKTRACE__
-      else
-        reraise e, __STACKTRACE__
+      hint =
+        "Elixir control flow on sampled values cannot run vectorized over #{n} particles: write the branch " <>
+          "with Mx.select/3 (or the vectorized switch), or run the scalar GFI once per particle"
+
+      cond do
+        String.starts_with?(e.message, "to_number/1 needs an array with one element") ->
+          reraise ArgumentError,
+                  [
+                    message:
+                      "#{who}: the model (or a combinator it calls, such as switch, mix or mask) read a per-particle " <>
+                        "value as an Elixir number (#{e.message}); " <> hint
+                  ],
+                  __STACKTRACE__
+
+        e.message =~ ~r/\[#{n}\]|\{#{n}[,}]/ ->
+          reraise ArgumentError,
+                  [message: "#{who}: #{e.message} (running vectorized: if that value carries the particle axis, " <> hint <> ")"],
+                  __STACKTRACE__
+
+        true ->
+          reraise e, __STACKTRACE__
       end
+  end
+
+  # Outside a batch a site's log-density is summed to the scalar the trace's score needs.
+  defp total(lp) do
+    lp = Handlers.f64(lp)
+    if Mx.rank(lp) == 0, do: lp, else: Mx.sum(lp)
   end
 
   @doc false
