@@ -24,13 +24,17 @@ defmodule Gen.Combinators do
       transform the arguments and/or the return value.
     * `recurse/2` — `Gen.Combinators.Recurse`: the fixed point of
       `fn self -> body end`, for recursive generative functions.
+    * `vswitch/1` — `Gen.Combinators.VSwitch`: `[index | args]` runs every
+      branch on `[N]` arrays and selects per element with `Mx.where`.
 
   Their traces are `Gen.Trace`s whose `subtraces` map the path `[i]` to the
-  kernel's trace at element or step `i`, as a dynamic function's trace maps
-  its trace sites. Element `i` draws with `Mx.Random.fold_in(key, i)`.
-  Update and regenerate are incremental: an element whose arguments are
-  unchanged and that has nothing constrained or selected under it is kept
-  without calling the kernel.
+  kernel's trace at element or step `i` (branch `k` for `vswitch`; the
+  path `[]` to the one inner trace for switch, mask, dimap and recurse),
+  as a dynamic function's trace maps its trace sites. Element `i` draws
+  with `Mx.Random.fold_in(key, i)`. Update and regenerate are
+  incremental: an element whose arguments are unchanged and that has
+  nothing constrained or selected under it is kept without calling the
+  kernel.
   """
 
   alias Gen.{Choicemap, Trace}
@@ -87,6 +91,22 @@ defmodule Gen.Combinators do
   def switch([_ | _] = branches), do: %Gen.Combinators.Switch{branches: Enum.map(branches, &kernel!(&1, "switch"))}
 
   def switch(other), do: raise(ArgumentError, "Gen.Combinators.switch: expected a non-empty list of branches, got #{inspect(other)}")
+
+  @doc """
+  The vectorized Switch: a generative function of `[index | args]` that
+  runs every branch on `args` (usually `[N]` arrays) and selects, per
+  element, branch `index[e]`'s choices, score and return value with
+  `Mx.where`; see `Gen.Combinators.VSwitch`.
+
+      iex> vs = Gen.Combinators.vswitch([Gen.Dist.normal(0.0, 1.0), Gen.Dist.normal(3.0, 1.0)])
+      iex> {_t, w} = Gen.generate(vs, [Mx.tensor([0, 1])], Gen.Choicemap.leaf(Mx.tensor([0.0, 3.0], type: :f64)))
+      iex> Mx.to_list(w) |> Enum.map(&Float.round(&1, 10))
+      [-0.9189385332, -0.9189385332]
+  """
+  @spec vswitch([Gen.GenerativeFunction.t()]) :: Gen.Combinators.VSwitch.t()
+  def vswitch([_ | _] = branches), do: %Gen.Combinators.VSwitch{branches: Enum.map(branches, &kernel!(&1, "vswitch"))}
+
+  def vswitch(other), do: raise(ArgumentError, "Gen.Combinators.vswitch: expected a non-empty list of branches, got #{inspect(other)}")
 
   @doc """
   A generative function of `[flag | args]` that runs `gf` on `args` when
