@@ -90,9 +90,9 @@ defmodule Gen.CombinatorsVSwitchTest do
       expected = for {k, x, y, mu} <- Enum.zip([ks, xs, y2, @mu]), do: if(k == 0, do: ln_normal(x, mu, 1.0), else: ln_normal(x, y, 1.0))
       assert_all_close(w2, expected)
 
-      # A scalar index selects one branch for every element.
+      # A scalar index outside a particle batch is the scalar GFI: one branch, its sites' log-densities summed.
       {_, w3} = Gen.generate(s, [1, vec(@mu)], obs(xs, ys))
-      assert_all_close(w3, lp([1, 1, 1, 1], xs, ys))
+      assert_close(w3, Enum.sum(lp([1, 1, 1, 1], xs, ys)), 1.0e-12)
     end
 
     test "assess and project per element; assess runs only the branches some element follows" do
@@ -206,34 +206,44 @@ defmodule Gen.CombinatorsVSwitchTest do
   end
 
   describe "inside a vectorized model" do
-    test "the index itself drawn per element, then the switch; generate weight by hand" do
-      s = vs(self())
+    defp model(s) do
       lw = Mx.log(vec([0.3, 0.7]))
 
-      model =
-        gen fn mu ->
-          k = trace(:k, Gen.Dist.categorical(Mx.broadcast(lw, {4, 2})))
-          trace(:v, s, [k, mu])
-        end
+      gen fn mu ->
+        k = trace(:k, Gen.Dist.categorical(lw))
+        trace(:v, s, [k, mu])
+      end
+    end
 
+    defp lk(ks), do: for(k <- ks, do: :math.log(if(k == 0, do: 0.3, else: 0.7)))
+
+    test "vsimulate: the index drawn per particle, then the switch; each particle's score by hand" do
+      t = Gen.vsimulate(model(vs(self())), [vec(@mu)], 4, key: Mx.Random.key(8))
+      ks = list(t[:k])
+      assert Enum.sort(Enum.uniq(ks)) == [0, 1]
+      expected = Enum.zip_with(lk(ks), lp(ks, list(t[[:v, :x]]), list(t[[:v, :y]])), &(&1 + &2))
+      assert_all_close(t.score, expected, 1.0e-10)
+    end
+
+    test "per-particle constraints under a batch: generate and a vectorized update flipping k" do
+      m = model(vs(self()))
       ks = [0, 1, 1, 0]
       xs = [0.5, 1.5, -1.0, 2.0]
       ys = [9.0, 1.0, 0.0, 9.0]
       cm = Gen.choicemap([{:k, idx(ks)}, {[:v, :x], vec(xs)}, {[:v, :y], vec(ys)}])
-      {t, w} = Gen.generate(model, [vec(@mu)], cm)
-      lk = for k <- ks, do: :math.log(if(k == 0, do: 0.3, else: 0.7))
-      assert_all_close(w, Enum.zip_with(lk, lp(ks, xs, ys), &(&1 + &2)))
+      {t, w} = Gen.Vectorized.with_batch(4, fn -> Gen.generate(m, [vec(@mu)], cm) end)
+      assert_all_close(w, Enum.zip_with(lk(ks), lp(ks, xs, ys), &(&1 + &2)))
 
-      # Flipping k upstream moves elements between branches inside the model.
-      # Element 0 moves to branch 1 with y constrained and x drawn fresh (no term): log .7 - log .3 + log N(0; 0, 2) - old x term.
+      # Particle 0 moves to branch 1 with y constrained and x drawn fresh (no term):
+      # log .7 - log .3 + log N(0; 0, 2) - log N(0.5; 0, 1), its old x term.
       ks2 = [1, 1, 1, 0]
-      {t2, w2, _, _} = Gen.update(t, Gen.choicemap([{:k, idx(ks2)}, {[:v, :y], vec([0.0, 1.0, 0.0, 9.0])}]), key: Mx.Random.key(6))
+      ys2 = [0.0, 1.0, 0.0, 9.0]
+      {t2, w2, _, _} = Gen.Vectorized.update(t, [vec(@mu)], :no_change, Gen.choicemap([{:k, idx(ks2)}, {[:v, :y], vec(ys2)}]), key: Mx.Random.key(6))
       e0 = :math.log(0.7) - :math.log(0.3) + ln_normal(0.0, 0.0, 2.0) - ln_normal(0.5, 0.0, 1.0)
       assert_all_close(w2, [e0, 0.0, 0.0, 0.0])
       [x0 | _] = list(t2[[:v, :x]])
       assert x0 != 0.5
-      lk2 = for k <- ks2, do: :math.log(if(k == 0, do: 0.3, else: 0.7))
-      assert_all_close(t2.score, Enum.zip_with(lk2, lp(ks2, [x0 | tl(xs)], [0.0, 1.0, 0.0, 9.0]), &(&1 + &2)), 1.0e-10)
+      assert_all_close(t2.score, Enum.zip_with(lk(ks2), lp(ks2, [x0 | tl(xs)], ys2), &(&1 + &2)), 1.0e-10)
     end
   end
 
@@ -246,6 +256,10 @@ defmodule Gen.CombinatorsVSwitchTest do
     assert_raise ArgumentError, ~r/index array first/, fn -> Gen.simulate(s, []) end
     assert_raise ArgumentError, ~r/takes 1 argument\(s\) but the 2 argument\(s\) after the index give 2/, fn -> Gen.simulate(s, [0, 0.0, 1.0]) end
     assert_raise ArgumentError, ~r/non-empty list of branches/, fn -> Gen.Combinators.vswitch([]) end
+
+    assert_raise ArgumentError, ~r/has 2 entries but the vectorized call runs 3 particles/, fn ->
+      Gen.Vectorized.with_batch(3, fn -> Gen.simulate(s, [idx([0, 1]), vec([0.0, 0.0])]) end)
+    end
 
     assert_raise ArgumentError, ~r/constraint at address :z names no random choice of any branch/, fn ->
       Gen.generate(s, [idx([0, 1]), vec([0.0, 0.0])], Gen.choicemap([{:z, vec([0.0, 0.0])}]))

@@ -5,7 +5,11 @@ defmodule Gen.Combinators.VSwitch do
   per element with `Mx.where`, for vectorized inference where every value
   is an `[N]` array (one entry per particle or chain). `index` is an
   integer Mx array of shape `{N}`, an integer Mx scalar, or an integer;
-  element `e` follows branch `index[e]`.
+  element `e` follows branch `index[e]`. A `{N}` index runs the branches
+  under the particle batch `N` (`Gen.Vectorized.with_batch/2`, unless that
+  batch is already active, as in `Gen.vsimulate/4`), so that every
+  distribution site draws and scores per element; a scalar index outside a
+  batch is the scalar GFI (every branch runs, one is selected).
 
   With branch values `v_k` at an address, the choice there is
   `where(index == 0, v_0, where(index == 1, v_1, ...))`; the score, the
@@ -96,6 +100,27 @@ defmodule Gen.Combinators.VSwitch do
 
   @doc false
   def truthy?(v), do: v == true or v == 1
+
+  @doc false
+  # Runs fun with the particle batch of a {N} index (Gen.Vectorized.with_batch/2), so every
+  # distribution site of every branch scores per element; a scalar index runs fun as it is.
+  def batched(gf, idx, method, fun) do
+    case {Mx.shape(idx), Gen.Vectorized.batch()} do
+      {{}, _} ->
+        fun.()
+
+      {{n}, nil} ->
+        Gen.Vectorized.with_batch(n, fun)
+
+      {{n}, n} ->
+        fun.()
+
+      {{n}, b} ->
+        raise ArgumentError,
+              "#{method}: the branch index of #{inspect(gf)} has #{n} entries but the vectorized call runs #{b} particles: " <>
+                "give one index per particle (shape {#{b}}) or a scalar"
+    end
+  end
 
   @doc false
   # Whether any element of a boolean mask is true (one evaluation).
@@ -251,12 +276,19 @@ defimpl Gen.GenerativeFunction, for: Gen.Combinators.VSwitch do
 
   def simulate(gf, args, key) do
     {idx, rest} = V.args!(gf, args, "Gen.simulate")
-    bts = for {b, k} <- Enum.with_index(gf.branches), do: GF.simulate(b, rest, V.key(key, k))
-    V.to_trace(gf, args, idx, bts)
+
+    V.batched(gf, idx, "Gen.simulate", fn ->
+      bts = for {b, k} <- Enum.with_index(gf.branches), do: GF.simulate(b, rest, V.key(key, k))
+      V.to_trace(gf, args, idx, bts)
+    end)
   end
 
   def generate(gf, args, cm, key) do
     {idx, rest} = V.args!(gf, args, "Gen.generate")
+    V.batched(gf, idx, "Gen.generate", fn -> do_generate(gf, args, idx, rest, cm, key) end)
+  end
+
+  defp do_generate(gf, args, idx, rest, cm, key) do
     results = for {b, k} <- Enum.with_index(gf.branches), do: V.generate_branch(b, rest, cm, V.key(key, k))
     bts = Enum.map(results, &elem(&1, 0))
     V.covered!(gf, cm, bts, "Gen.generate")
@@ -266,6 +298,10 @@ defimpl Gen.GenerativeFunction, for: Gen.Combinators.VSwitch do
   def update(gf, %Trace{} = prev, args, argdiffs, cm, key) do
     {idx, rest} = V.args!(gf, args, "Gen.update")
     {old_idx, _} = V.args!(gf, prev.args, "Gen.update")
+    V.batched(gf, idx, "Gen.update", fn -> do_update(gf, prev, args, idx, old_idx, rest, argdiffs, cm, key) end)
+  end
+
+  defp do_update(gf, prev, args, idx, old_idx, rest, argdiffs, cm, key) do
     diffs = Switch.tail_diffs(argdiffs, length(rest))
     same_idx? = idx === old_idx
     k_all = length(gf.branches)
@@ -303,6 +339,10 @@ defimpl Gen.GenerativeFunction, for: Gen.Combinators.VSwitch do
   def regenerate(gf, %Trace{} = prev, args, argdiffs, sel, key) do
     {idx, rest} = V.args!(gf, args, "Gen.regenerate")
     {old_idx, _} = V.args!(gf, prev.args, "Gen.regenerate")
+    V.batched(gf, idx, "Gen.regenerate", fn -> do_regenerate(gf, prev, args, idx, old_idx, rest, argdiffs, sel, key) end)
+  end
+
+  defp do_regenerate(gf, prev, args, idx, old_idx, rest, argdiffs, sel, key) do
     diffs = Switch.tail_diffs(argdiffs, length(rest))
     same_idx? = idx === old_idx
     k_all = length(gf.branches)
@@ -335,6 +375,10 @@ defimpl Gen.GenerativeFunction, for: Gen.Combinators.VSwitch do
 
   def assess(gf, args, cm) do
     {idx, rest} = V.args!(gf, args, "Gen.assess")
+    V.batched(gf, idx, "Gen.assess", fn -> do_assess(gf, idx, rest, cm) end)
+  end
+
+  defp do_assess(gf, idx, rest, cm) do
 
     # Branches no element follows are not needed; a followed branch must find every choice in cm.
     results =
@@ -362,8 +406,11 @@ defimpl Gen.GenerativeFunction, for: Gen.Combinators.VSwitch do
 
   def project(gf, trace, sel) do
     {idx, _} = V.args!(gf, trace.args, "Gen.project")
-    ps = for k <- 0..(length(gf.branches) - 1), do: (bt = trace.subtraces[[k]]; GF.project(bt.gen_fn, bt, sel))
-    H.f64(V.select(idx, ps))
+
+    V.batched(gf, idx, "Gen.project", fn ->
+      ps = for k <- 0..(length(gf.branches) - 1), do: (bt = trace.subtraces[[k]]; GF.project(bt.gen_fn, bt, sel))
+      H.f64(V.select(idx, ps))
+    end)
   end
 
   def propose(gf, args, key) do
