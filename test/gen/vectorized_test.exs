@@ -270,6 +270,24 @@ defmodule Gen.VectorizedTest do
     assert_all_close(Enum.take(Mx.to_list(lnw), 20) |> Enum.map(&(&1 + shift)), expected, 1.0e-9)
   end
 
+  test "vectorized and scalar importance sampling agree (n = 5000)" do
+    # mu ~ N(0, 4), y ~ N(mu, 1), y = 1.5: p(y) = N(1.5; 0, 5).
+    m = gen(fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 2.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end)
+    exact = ln_normal(1.5, 0.0, :math.sqrt(5.0))
+    n = 5000
+    {traces, lnw_s, lml_s} = Gen.Inference.importance_sampling(m, [], %{y: 1.5}, n, key: Mx.Random.key(40))
+    {t, lnw_v, lml_v} = Gen.Inference.vimportance_sampling(m, [], %{y: 1.5}, n, key: Mx.Random.key(41))
+    assert length(traces) == n and Gen.Vectorized.particles(t) == n
+
+    # Delta-method standard errors of each log-ML estimate; the two estimates are independent,
+    # so their difference has standard error √(se_s² + se_v²); four of them bound it.
+    se = fn lnw -> w = lnw |> Mx.exp() |> Mx.to_list(); :math.sqrt((n * Enum.sum(Enum.map(w, &(&1 * &1))) - 1) / n) end
+    {se_s, se_v} = {se.(lnw_s), se.(lnw_v)}
+    {l_s, l_v} = {Mx.to_number(lml_s), Mx.to_number(lml_v)}
+    assert abs(l_s - l_v) <= 4 * :math.sqrt(se_s ** 2 + se_v ** 2), "scalar #{l_s} vs vectorized #{l_v}"
+    assert abs(l_v - exact) <= 4 * se_v and abs(l_s - exact) <= 4 * se_s
+  end
+
   test "vectorized importance sampling with a custom proposal" do
     # The exact posterior as proposal: every weight equals the marginal likelihood.
     q = gen(fn -> trace(:mu, Gen.Dist.normal(@post_mean, :math.sqrt(@post_var))) end)
