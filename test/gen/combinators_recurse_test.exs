@@ -162,6 +162,12 @@ defmodule Gen.CombinatorsRecurseTest do
       assert_close(w3, :math.log(0.4) - :math.log(0.6) - ln_normal(1.0, -1.0, 1.0))
       assert pairs(d3) == [{[:left, :leaf], true}, {[:left, :value], 1.0}]
       assert Choicemap.has_value?(t3.choices, [:left, :left, :leaf])
+
+      # edit with a selection is regenerate; its discard holds the old value of the selected leaf.
+      {t4, w4, d4} = Gen.edit(t, Gen.Edit.selection([[:left, :value]]), key: Mx.Random.key(4))
+      assert num(w4) == 0.0
+      assert pairs(d4) == [{[:left, :value], 1.0}]
+      assert_close(t4.score, tree_lp() - ln_normal(1.0, -1.0, 1.0) + ln_normal(num(t4[[:left, :value]]), -1.0, 1.0), 1.0e-10)
     end
 
     test "MH inside a recursive model: the leaf values' posterior given their noisy sum" do

@@ -263,6 +263,24 @@ defmodule Gen.CombinatorsScanTest do
     end
   end
 
+  describe "vectorized" do
+    test "under Gen.vsimulate every step scores per particle; Gen.Vectorized.update rescoring a changed input" do
+      s = Gen.Combinators.scan(kernel_z(self()))
+      t = Gen.vsimulate(s, [0.0, [1.0, 2.0], 1.0], 3, key: Mx.Random.key(1))
+      [z0, z1] = for i <- 0..1, do: Mx.to_list(t[[i, :z]])
+      assert length(z0) == 3
+      expected = Enum.zip_with(z0, z1, &lp_z([&1, &2], [1.0, 2.0], 1.0, 0.0))
+      for {a, e} <- Enum.zip(Mx.to_list(t.score), expected), do: assert_close(a, e, 1.0e-12)
+      calls()
+
+      # x_1 changes: only step 1 re-runs (its carry z_0 is kept), for all particles at once.
+      {_, w, _, _} = Gen.Vectorized.update(t, [0.0, [1.0, 3.0], 1.0], [:no_change, :unknown_change, :no_change], cm([]))
+      assert calls() == [3.0]
+      expected_w = Enum.zip_with(z0, z1, fn a, b -> ln_normal(b, a + 3.0, 1.0) - ln_normal(b, a + 2.0, 1.0) end)
+      for {a, e} <- Enum.zip(Mx.to_list(w), expected_w), do: assert_close(a, e, 1.0e-12)
+    end
+  end
+
   describe "errors" do
     test "name what is wrong" do
       s = Gen.Combinators.scan(kernel_z(self()))

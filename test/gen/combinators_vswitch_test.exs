@@ -138,6 +138,11 @@ defmodule Gen.CombinatorsVSwitchTest do
       assert_all_close(w, Enum.zip_with(lp(ks, xs2, ys), lp(ks, xs, ys), &(&1 - &2)))
       assert_all_close(t2.score, lp(ks, xs2, ys))
       assert Choicemap.to_list(discard) |> Enum.map(fn {p, v} -> {p, list(v)} end) == [{[:x], xs}]
+
+      # edit with a constraint request is this update.
+      {_, we, de} = Gen.edit(t, Gen.Edit.constraint(Gen.choicemap([{:x, vec(xs2)}])))
+      assert list(we) == list(w)
+      assert list(de[:x]) == xs
     end
 
     test "a constraint under branch 1 only leaves branch 0 unrun", %{t: t, ks: ks, xs: xs, ys: ys} do

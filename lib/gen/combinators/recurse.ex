@@ -81,7 +81,8 @@ defmodule Gen.Combinators.Recurse do
 end
 
 defimpl Inspect, for: Gen.Combinators.Recurse do
-  def inspect(_gf, _opts), do: "#Gen.Combinators.Recurse<>"
+  # The body is a closure; its source is not recoverable, so show the guard only.
+  def inspect(gf, _opts), do: "#Gen.Combinators.Recurse<max_depth: #{gf.max_depth}>"
 end
 
 defimpl Gen.GenerativeFunction, for: Gen.Combinators.Recurse do
