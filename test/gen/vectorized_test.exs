@@ -217,6 +217,37 @@ defmodule Gen.VectorizedTest do
     assert_all_close(Mx.to_list(tm.score), expected)
   end
 
+  # k ~ Bernoulli(0.3); x ~ N(0, 1) when k = 0, N(3, 1) when k = 1 (a vectorized switch on k).
+  defp switch_model do
+    b0 = gen(fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end)
+    b1 = gen(fn -> trace(:x, Gen.Dist.normal(3.0, 1.0)) end)
+    vs = Gen.Combinators.vswitch([b0, b1])
+
+    gen(fn ->
+      k = trace(:k, Gen.Dist.bernoulli(0.3))
+      trace(:s, vs, [Mx.as_type(k, :s64)])
+    end)
+  end
+
+  test "vectorized switch under vsimulate and vectorized importance sampling" do
+    t = Gen.vsimulate(switch_model(), [], 8, key: Mx.Random.key(9))
+    ks = Mx.to_list(t[:k])
+    xs = Mx.to_list(t[[:s, :x]])
+    assert length(xs) == 8 and Enum.uniq(ks) |> length() == 2
+    expected = Enum.zip_with(ks, xs, fn k, x -> ln_bernoulli(k, 0.3) + ln_normal(x, if(k, do: 3.0, else: 0.0), 1.0) end)
+    assert_all_close(Mx.to_list(t.score), expected)
+
+    # P(k = 1 | x = 2) = 0.3·N(2; 3, 1) / (0.3·N(2; 3, 1) + 0.7·N(2; 0, 1)); the weighted mean of
+    # the indicator has standard error √(p(1 − p)/ESS).
+    p1 = 0.3 * :math.exp(ln_normal(2.0, 3.0, 1.0))
+    exact = p1 / (p1 + 0.7 * :math.exp(ln_normal(2.0, 0.0, 1.0)))
+    {ti, lnw, _} = Gen.Inference.vimportance_sampling(switch_model(), [], %{[:s, :x] => 2.0}, 4000, key: Mx.Random.key(10))
+    w = lnw |> Mx.exp() |> Mx.to_list()
+    ess = 1.0 / Enum.sum(Enum.map(w, &(&1 * &1)))
+    est = Enum.zip_with(w, Mx.to_list(ti[:k]), fn wi, k -> if k, do: wi, else: 0.0 end) |> Enum.sum()
+    assert abs(est - exact) <= 4 * :math.sqrt(exact * (1 - exact) / ess), "P(k = 1 | x) #{est} vs #{exact}, ESS #{ess}"
+  end
+
   # ---- normal–normal: mu ~ N(0, 2²), y_i ~ N(mu, 1), i = 1..5 (as in inference_test.exs) --------
 
   @ys [0.8, 1.9, 1.1, 2.4, 1.5]
