@@ -162,8 +162,9 @@ defmodule Gen.Combinators do
   @doc """
   Scan (`jax.lax.scan`): a generative function of `[init_carry, xs |
   params]` that threads a carry through `kernel(carry, x, params...)`,
-  which returns `{carry, y}`, over the inputs `xs` (a list, or an Mx array
-  along its first axis), with step `i`'s choices under address `i`; it
+  which returns `{carry, y}`, over the inputs `xs` (a list, an Mx array
+  along its first axis, or a number of steps `n` for the inputs
+  `0..n-1`), with step `i`'s choices under address `i`; it
   returns `{final_carry, ys}`. See `Gen.Combinators.Scan`.
 
       iex> import Gen

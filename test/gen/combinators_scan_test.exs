@@ -81,6 +81,17 @@ defmodule Gen.CombinatorsScanTest do
       assert Gen.get_retval(Gen.simulate(s, [3.0, [], 1.0])) == {3.0, []}
     end
 
+    test "a number of steps n scans the step indices 0..n-1; growing n runs only the new steps" do
+      s = Gen.Combinators.scan(kernel_z(self()))
+      {t, w} = Gen.generate(s, [0.0, 3, 1.0], cm(zs_spec([0.5, 1.0, 2.5])))
+      assert_close(w, lp_z([0.5, 1.0, 2.5], [0, 1, 2], 1.0, 0.0))
+      assert steps() == [0, 1, 2]
+      {t2, w2, _, _} = Gen.update(t, [0.0, 4, 1.0], [:no_change, :unknown_change, :no_change], cm([{[3, :z], 5.0}]))
+      assert steps() == [3]
+      assert_close(w2, ln_normal(5.0, 2.5 + 3, 1.0))
+      assert num(elem(Gen.get_retval(t2), 0)) == 5.0
+    end
+
     test "an Mx array xs is scanned along its first axis, rows as inputs" do
       me = self()
 
@@ -285,7 +296,7 @@ defmodule Gen.CombinatorsScanTest do
     test "name what is wrong" do
       s = Gen.Combinators.scan(kernel_z(self()))
       assert_raise ArgumentError, ~r/at least two arguments/, fn -> Gen.simulate(s, [0.0]) end
-      assert_raise ArgumentError, ~r/must be a list or an Mx array, got 3/, fn -> Gen.simulate(s, [0.0, 3, 1.0]) end
+      assert_raise ArgumentError, ~r/must be a list, an Mx array or a number of steps, got -1/, fn -> Gen.simulate(s, [0.0, -1, 1.0]) end
       assert_raise ArgumentError, ~r/got the scalar f64; wrap it in a list/, fn -> Gen.simulate(s, [0.0, Mx.tensor(1.0, type: :f64), 1.0]) end
       assert_raise ArgumentError, ~r/takes 3 argument\(s\) but \(carry, x\) and 0 parameter\(s\) give 2/, fn -> Gen.simulate(s, [0.0, [1.0]]) end
       assert_raise ArgumentError, ~r/constraint at address 2 names no element/, fn -> Gen.generate(s, [0.0, [1.0, 1.0], 1.0], cm([{[2, :z], 0.0}])) end

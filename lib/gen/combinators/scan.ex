@@ -11,8 +11,10 @@ defmodule Gen.Combinators.Scan do
 
   with step `i`'s choices under address `i`, and returns
   `{c_{n-1}, [y_0, ..., y_{n-1}]}` (`{init_carry, []}` when `xs` is empty).
-  `xs` is a list, or an Mx array scanned along its first axis (`x_i` is
-  `xs[i]`); to scan without inputs pass a list of `nil`s.
+  `xs` is a list, an Mx array scanned along its first axis (`x_i` is
+  `xs[i]`), or a non-negative integer `n` for `n` steps whose inputs are
+  the step indices `0..n-1` (`jax.lax.scan` with `xs=None, length=n`,
+  with the index in place of `None`).
 
   Update and regenerate are incremental. Step `i` keeps its subtrace,
   without calling the kernel, when its incoming carry, its input `x_i` and
@@ -60,6 +62,7 @@ defmodule Gen.Combinators.Scan do
   end
 
   defp length!(_gf, xs, _method) when is_list(xs), do: length(xs)
+  defp length!(_gf, n, _method) when is_integer(n) and n >= 0, do: n
 
   defp length!(gf, %Mx.Array{} = xs, method) do
     if Mx.rank(xs) < 1 do
@@ -72,11 +75,12 @@ defmodule Gen.Combinators.Scan do
   end
 
   defp length!(gf, other, method) do
-    raise ArgumentError, "#{method}: the inputs xs of #{inspect(gf)} (its second argument) must be a list or an Mx array, got #{inspect(other)}"
+    raise ArgumentError, "#{method}: the inputs xs of #{inspect(gf)} (its second argument) must be a list, an Mx array or a number of steps, got #{inspect(other)}"
   end
 
   @doc false
   def element(xs, i) when is_list(xs), do: Enum.at(xs, i)
+  def element(n, i) when is_integer(n), do: i
   def element(%Mx.Array{} = xs, i), do: Mx.squeeze(Mx.slice_axis(xs, i, 1, 0), axes: [0])
 
   @doc false
@@ -103,6 +107,8 @@ defmodule Gen.Combinators.Scan do
   @doc false
   # Whether each of the first min(n, old_n) inputs changed (a list of booleans).
   def xs_changed(diff, old_xs, xs, m) do
+    {old_xs, xs} = {indices(old_xs), indices(xs)}
+
     cond do
       m == 0 -> []
       diff == :no_change or old_xs === xs -> List.duplicate(false, m)
@@ -111,6 +117,10 @@ defmodule Gen.Combinators.Scan do
       true -> rows_changed(old_xs, xs, m)
     end
   end
+
+  # A number of steps stands for its inputs 0..n-1.
+  defp indices(n) when is_integer(n), do: Enum.to_list(Gen.Combinators.range(n))
+  defp indices(xs), do: xs
 
   # Rows of two Mx arrays compared by value: one evaluation instead of re-running the kernel.
   defp rows_changed(%Mx.Array{} = old, %Mx.Array{} = new, m) do
@@ -298,6 +308,7 @@ defimpl Gen.GenerativeFunction, for: Gen.Combinators.Scan do
   end
 
   defp length_of(xs) when is_list(xs), do: length(xs)
+  defp length_of(n) when is_integer(n), do: n
   defp length_of(xs), do: elem(Mx.shape(xs), 0)
 
   defp keep?(acc, ch, i), do: not acc.changed? and not ch.params? and not elem(ch.xs, i)
