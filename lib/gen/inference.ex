@@ -16,8 +16,10 @@ defmodule Gen.Inference do
       (`mh`, `gibbs`, `elliptical_slice`, `involutive_mh`, `chain`, `cycle`, `mix`, `repeat`)
     * `run/3` — the MCMC driver: burn-in, thinning, selected values, a
       callback, flat memory
-    * `smc/5` — a particle filter with ESS-triggered resampling — `Gen.Inference.SMC`,
-      resampling schemes (multinomial, systematic, residual) in `Gen.Inference.Resample`
+    * `smc/5` — a particle filter with ESS-triggered resampling and optional
+      MCMC rejuvenation — `Gen.Inference.SMC`, resampling schemes
+      (multinomial, systematic, residual) in `Gen.Inference.Resample`
+    * `csmc/6` (conditional SMC) and `particle_gibbs/4` — `Gen.Inference.CSMC`
     * `vimportance_sampling/5`, `vsmc/5`, `vmh/3`, `vmala/3` — the same over `n` particles
       or chains in one vectorized trace (`Gen.Vectorized`) — `Gen.Inference.Vectorized`
 
@@ -95,7 +97,11 @@ defmodule Gen.Inference do
   estimate. Returns `{traces, log_normalized_weights, log_ml_estimate}`.
 
   Options: `key:`, `ess_threshold:` (0.5), `resampling:` (`:multinomial`,
-  `:systematic` or `:residual`; see `Gen.Inference.Resample`).
+  `:systematic` or `:residual`; see `Gen.Inference.Resample`),
+  `rejuvenate:` (a `Gen.Inference.Kernel.t()`, e.g.
+  `Kernel.mh(Gen.select(:mu))`, applied to every particle after each
+  step's resampling and after the last step; particle i at step t with a
+  key folded from the step's key; nil by default).
 
       iex> import Gen
       iex> m = gen fn t -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 0..t, do: trace({:y, i}, Gen.Dist.normal(mu, 1.0)) end
@@ -349,6 +355,58 @@ defmodule Gen.Inference do
 
 
   # ---- SMC extensions: rejuvenation, csmc, smcp3 ----
+
+  @doc """
+  Conditional SMC (`Gen.Inference.CSMC`, Andrieu, Doucet & Holenstein
+  2010): `smc/5`'s particle filter with particle 0 held to
+  `reference_trace` (a trace of `gf` on `args_fn.(T - 1)` holding the
+  observations) and multinomial resampling at every step that keeps it.
+  Returns `{traces, log_normalized_weights, new_reference}`, the new
+  reference drawn from the final weights. Options: `key:`.
+
+      iex> import Gen
+      iex> step = gen fn _t, x -> x = trace(:x, Gen.Dist.normal(x, 1.0)); trace(:y, Gen.Dist.normal(x, 0.5)); x end
+      iex> m = Gen.Combinators.unfold(step)
+      iex> obs = for {y, t} <- Enum.with_index([0.2, -0.1, 0.4]), do: %{t => %{y: y}}
+      iex> {ref, _} = Gen.generate(m, [3, 0.0], %{0 => %{y: 0.2}, 1 => %{y: -0.1}, 2 => %{y: 0.4}}, key: Mx.Random.key(0))
+      iex> {traces, lnw, new_ref} = Gen.Inference.csmc(m, &[&1 + 1, 0.0], obs, 5, ref, key: Mx.Random.key(1))
+      iex> {length(traces), Mx.describe(lnw), Mx.to_list(hd(traces)[[1, :x]]) == Mx.to_list(ref[[1, :x]]), Mx.to_number(new_ref[[2, :y]])}
+      {5, "f64[5]", true, 0.4}
+  """
+  @spec csmc(
+          Gen.gen_fn(),
+          (non_neg_integer() -> [term()]),
+          [Choicemap.t() | map() | list()],
+          pos_integer(),
+          Trace.t(),
+          keyword()
+        ) :: {[Trace.t()], Mx.t(), Trace.t()}
+  def csmc(gf, args_fn, observations, n, reference_trace, opts \\ []) do
+    {traces, lnw, new_ref, _} = Gen.Inference.CSMC.csmc(gf, args_fn, observations, n, reference_trace, opts)
+    {traces, lnw, new_ref}
+  end
+
+  @doc """
+  The particle-Gibbs kernel (a `Gen.Inference.Kernel.t()`): from a trace of
+  the model on `args_fn.(T - 1)` with the observations, `csmc/6` with `n`
+  particles and that trace as reference; the new trace is the new
+  reference. `accepted?` is true when a particle other than the reference
+  was drawn. Leaves the posterior of the latent choices invariant.
+
+      iex> import Gen
+      iex> step = gen fn _t, x -> x = trace(:x, Gen.Dist.normal(x, 1.0)); trace(:y, Gen.Dist.normal(x, 0.5)); x end
+      iex> m = Gen.Combinators.unfold(step)
+      iex> obs = for {y, t} <- Enum.with_index([0.2, -0.1]), do: %{t => %{y: y}}
+      iex> {t, _} = Gen.generate(m, [2, 0.0], %{0 => %{y: 0.2}, 1 => %{y: -0.1}}, key: Mx.Random.key(0))
+      iex> pg = Gen.Inference.particle_gibbs(&[&1 + 1, 0.0], obs, 4)
+      iex> xs = Gen.Inference.run(pg, t, samples: 3, key: Mx.Random.key(1), select: &Mx.to_number(&1[[0, :x]]))
+      iex> length(xs)
+      3
+  """
+  @spec particle_gibbs((non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+          Kernel.t()
+  def particle_gibbs(args_fn, observations, n, opts \\ []),
+    do: Gen.Inference.CSMC.kernel(args_fn, observations, n, opts)
 
 
   # ---- vectorized inference over [n] particles ----

@@ -29,6 +29,27 @@ defmodule Gen.Inference.Resample do
   end
 
   @doc """
+  `count` independent categorical draws from the normalized weights, in
+  ascending order (conditional SMC draws n − 1 ancestors this way, the
+  reference particle keeping its place).
+
+      iex> Gen.Inference.Resample.multinomial([:neg_infinity, 0.0], Mx.Random.key(0), 3)
+      [1, 1, 1]
+      iex> Gen.Inference.Resample.multinomial([0.0, 0.0], Mx.Random.key(0), 0)
+      []
+  """
+  @spec multinomial(log_weights(), Mx.t(), non_neg_integer()) :: [non_neg_integer()]
+  def multinomial(log_weights, key, count) when is_integer(count) and count >= 0 do
+    w = normalized!(log_weights, "multinomial")
+    if count == 0, do: [], else: draws(w, count, key)
+  end
+
+  def multinomial(_log_weights, _key, count) do
+    raise ArgumentError,
+          "Gen.Inference.Resample.multinomial/3: count must be a non-negative integer (the number of draws), got #{inspect(count)}"
+  end
+
+  @doc """
   Systematic resampling: one uniform u on [0, 1); particle i is copied once
   for every point (u + j)/n, j = 0..n-1, falling in its cumulative-weight
   interval.

@@ -7,7 +7,15 @@ defmodule Gen.Inference.SMC do
   a step is the update weight, log p(new observations, new choices | old) −
   log q(new choices), q being the model's prior on the new choices.
 
-  Use it through `Gen.Inference.smc/4`.
+  With `rejuvenate: kernel` (a `Gen.Inference.Kernel.t()`), every particle
+  is moved by the kernel after each step, once the step's resampling (if
+  any) is done: duplicates made by resampling spread out again, which keeps
+  static parameters from collapsing onto the few values drawn at step 0.
+  A kernel that leaves the step's posterior invariant keeps the weighted
+  particles properly weighted, so the weights and the log marginal
+  likelihood estimate are not changed by it.
+
+  Use it through `Gen.Inference.smc/5`.
   """
 
   alias Gen.Choicemap
@@ -26,11 +34,12 @@ defmodule Gen.Inference.SMC do
     check!(gf, args_fn, observations, n)
     threshold = threshold!(Keyword.get(opts, :ess_threshold, 0.5))
     resample = scheme!(Keyword.get(opts, :resampling, :multinomial))
+    kernel = kernel!(Keyword.get(opts, :rejuvenate))
     key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
     [obs0 | rest] = Enum.map(observations, &Choicemap.new/1)
 
-    # Step t draws with fold_in(key, t): per-particle keys and the resampling key split from it.
-    {pkeys, _} = step_keys(key, 0, n)
+    # Step t draws with fold_in(key, t): per-particle keys, the resampling and rejuvenation keys.
+    {pkeys, _, _} = step_keys(key, 0, n)
     args0 = args_fn.(0)
 
     {traces, log_w} =
@@ -45,8 +54,10 @@ defmodule Gen.Inference.SMC do
       rest
       |> Enum.with_index(1)
       |> Enum.reduce({traces, log_w, 0.0}, fn {obs, t}, {traces, log_w, lml} ->
-        {pkeys, rkey} = step_keys(key, t, n)
+        {pkeys, rkey, jkey} = step_keys(key, t, n)
         {traces, log_w, lml} = maybe_resample(traces, log_w, lml, threshold, resample, rkey)
+        # Rejuvenation of step t - 1's particles, after its resampling, before step t's update.
+        traces = rejuvenate(traces, kernel, jkey)
         args = args_fn.(t)
 
         {traces, incs} =
@@ -61,6 +72,8 @@ defmodule Gen.Inference.SMC do
         {traces, Enum.zip_with(log_w, incs, &add/2), lml}
       end)
 
+    {_, _, jkey} = step_keys(key, length(observations), n)
+    traces = rejuvenate(traces, kernel, jkey)
     lse = logsumexp(log_w)
     check_weights!(lse, length(observations) - 1)
     lnw = Enum.map(log_w, &add(&1, -lse))
@@ -80,12 +93,32 @@ defmodule Gen.Inference.SMC do
     end
   end
 
-  defp step_keys(key, t, n) do
-    ks = Mx.Random.split(Mx.Random.fold_in(key, t), n + 1)
-    {for(i <- 0..(n - 1), do: ks[i]), ks[n]}
+  @doc false
+  # The kernel applied to every particle, particle i with fold_in(key, i); traces evaluated.
+  @spec rejuvenate([Gen.Trace.t()], Gen.Inference.Kernel.t() | nil, Mx.t()) :: [Gen.Trace.t()]
+  def rejuvenate(traces, nil, _key), do: traces
+
+  def rejuvenate(traces, kernel, key) do
+    traces
+    |> Enum.with_index()
+    |> Enum.map(fn {tr, i} ->
+      {tr2, _acc} = Gen.Inference.Kernel.call!(kernel, tr, key: Mx.Random.fold_in(key, i))
+      Gen.Inference.force(tr2)
+    end)
   end
 
-  defp logsumexp(lw) do
+  @doc false
+  # n particle keys, a resampling key and a rejuvenation key for step t.
+  @spec step_keys(Mx.t(), non_neg_integer(), pos_integer()) :: {[Mx.t()], Mx.t(), Mx.t()}
+  def step_keys(key, t, n) do
+    ks = Mx.Random.split(Mx.Random.fold_in(key, t), n + 2)
+    {for(i <- 0..(n - 1), do: ks[i]), ks[n], ks[n + 1]}
+  end
+
+  @doc false
+  # log Σ exp over a list of floats and :neg_infinity.
+  @spec logsumexp([float() | :neg_infinity]) :: float() | :neg_infinity
+  def logsumexp(lw) do
     finite = Enum.filter(lw, &is_float/1)
 
     case finite do
@@ -98,11 +131,14 @@ defmodule Gen.Inference.SMC do
     end
   end
 
-  defp add(:neg_infinity, _), do: :neg_infinity
-  defp add(_, :neg_infinity), do: :neg_infinity
-  defp add(a, b) when is_number(a) and is_number(b), do: a + b
+  @doc false
+  # Sum of two log weights, -infinity absorbing; NaN or +infinity raise.
+  @spec add(term(), term()) :: float() | :neg_infinity
+  def add(:neg_infinity, _), do: :neg_infinity
+  def add(_, :neg_infinity), do: :neg_infinity
+  def add(a, b) when is_number(a) and is_number(b), do: a + b
 
-  defp add(a, b),
+  def add(a, b),
     do:
       raise(
         ArgumentError,
@@ -146,6 +182,16 @@ defmodule Gen.Inference.SMC do
       raise(
         ArgumentError,
         "Gen.Inference.smc: ess_threshold: must be a number in [0, 1] (resample when ESS < threshold · n), got #{inspect(x)}"
+      )
+
+  defp kernel!(nil), do: nil
+  defp kernel!(k) when is_function(k, 2), do: k
+
+  defp kernel!(k),
+    do:
+      raise(
+        ArgumentError,
+        "Gen.Inference.smc: rejuvenate: must be a kernel, fn trace, opts -> {trace, accepted?} end (e.g. Gen.Inference.Kernel.mh(Gen.select(...))), got #{inspect(k)}"
       )
 
   defp scheme!(:multinomial), do: &Resample.multinomial/2

@@ -1,0 +1,210 @@
+defmodule Gen.SMCMoreTest do
+  use ExUnit.Case, async: true
+  import Gen
+  import Gen.TestHelpers, only: [ln_normal: 3]
+  alias Gen.ChainCheck
+  alias Gen.Inference.Kernel
+
+
+  defp mean_sd(v) do
+    m = Enum.sum(v) / length(v)
+    {m, :math.sqrt(Enum.sum(Enum.map(v, &((&1 - m) ** 2))) / (length(v) - 1))}
+  end
+
+  # ---- rejuvenation on a static parameter -------------------------------------------
+  # mu ~ N(0, 1), y_i ~ N(mu, 0.3²) arriving one per step: the posterior after T steps is
+  # N(Σy/σ² / (1 + T/σ²), 1 / (1 + T/σ²)), sd 0.067 for T = 20, against the prior's 1.
+
+  @sigma 0.3
+  @t_static 20
+
+  defp static_model do
+    gen fn t ->
+      mu = trace(:mu, Gen.Dist.normal(0.0, 1.0))
+      for i <- 0..t, do: trace({:y, i}, Gen.Dist.normal(mu, @sigma))
+      mu
+    end
+  end
+
+  defp static_run(kernel, seed, n) do
+    ys = for i <- 0..(@t_static - 1), do: 0.7 + 0.3 * :math.sin(i * 1.7)
+    obs = for {y, i} <- Enum.with_index(ys), do: %{{:y, i} => y}
+
+    {traces, lnw, _} =
+      Gen.Inference.smc(static_model(), &[&1], obs, n, key: Mx.Random.key(seed), rejuvenate: kernel)
+
+    w = lnw |> Mx.exp() |> Mx.to_list()
+    mus = Enum.map(traces, &Mx.to_number(&1[:mu]))
+    mean = Enum.zip_with(w, mus, &(&1 * &2)) |> Enum.sum()
+    var = Enum.zip_with(w, mus, &(&1 * (&2 - mean) ** 2)) |> Enum.sum()
+    # Kish's ESS of the weights summed per distinct value: copies of one value count once.
+    per_value = Enum.zip(mus, w) |> Enum.group_by(&elem(&1, 0), &elem(&1, 1)) |> Enum.map(fn {_, ws} -> Enum.sum(ws) end)
+    effective = 1 / Enum.sum(Enum.map(per_value, &(&1 * &1)))
+    %{distinct: length(Enum.uniq(mus)), effective: effective, mean: mean, var: var, ys: ys}
+  end
+
+  @tag timeout: 120_000
+  test "rejuvenation keeps a static parameter diverse and its posterior right; without it the particles degenerate" do
+    n = 50
+    seeds = 10..17
+    rejuv = for s <- seeds, do: static_run(Kernel.mh(Gen.select(:mu)), s, n)
+    plain = for s <- seeds, do: static_run(nil, s, n)
+
+    ys = hd(rejuv).ys
+    prec = 1 + @t_static / @sigma ** 2
+    {post_mean, post_var} = {Enum.sum(ys) / @sigma ** 2 / prec, 1 / prec}
+
+    # Without moves the particles only ever hold the n prior draws of step 0, and only about
+    # n·P(|N(0,1) − 0.7| < 3 posterior sd) ≈ 3 of them lie where the posterior has its mass.
+    for r <- plain,
+        do: assert(r.effective < n / 5, "no rejuvenation: #{r.effective} effective distinct values")
+
+    # With moves every copy made by resampling walks off on its own unless its MH steps reject.
+    for r <- rejuv do
+      assert r.effective > n / 5, "rejuvenation: only #{r.effective} effective distinct values"
+      assert r.distinct > n / 2, "rejuvenation kept only #{r.distinct} distinct values"
+    end
+
+    # 8 independent runs: the sd over runs is the standard error of one run's estimate; the
+    # average of 8 is within 4 of them / √8 (a t test with 7 df at about the 0.5% level).
+    {m_avg, m_sd} = rejuv |> Enum.map(& &1.mean) |> mean_sd()
+    {v_avg, v_sd} = rejuv |> Enum.map(& &1.var) |> mean_sd()
+    assert abs(m_avg - post_mean) < 4 * m_sd / :math.sqrt(8), "mean #{m_avg} vs #{post_mean}, sd #{m_sd}"
+    assert abs(v_avg - post_var) < 4 * v_sd / :math.sqrt(8), "variance #{v_avg} vs #{post_var}, sd #{v_sd}"
+  end
+
+  test "rejuvenate: must be a kernel" do
+    assert_raise ArgumentError, ~r/rejuvenate: must be a kernel/, fn ->
+      Gen.Inference.smc(static_model(), &[&1], [%{{:y, 0} => 0.0}], 4, rejuvenate: Gen.select(:mu))
+    end
+  end
+
+  # ---- conditional SMC and particle Gibbs on the linear-Gaussian state-space model -----
+  # x_0 ~ N(0, 1), x_t ~ N(0.9 x_{t-1}, 0.5²), y_t ~ N(x_t, 0.3²) (as in smc_test.exs).
+
+  @t_len 10
+  @a 0.9
+  @q 0.25
+  @r 0.09
+
+  defp ssm do
+    step =
+      gen(fn i, prev ->
+        x =
+          if i == 0,
+            do: trace(:x, Gen.Dist.normal(0.0, 1.0)),
+            else: trace(:x, Gen.Dist.normal(Mx.multiply(prev, @a), :math.sqrt(@q)))
+
+        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
+        x
+      end)
+
+    Gen.Combinators.unfold(step)
+  end
+
+  defp data do
+    tr = Gen.simulate(ssm(), [@t_len, 0.0], key: Mx.Random.key(2024))
+    for i <- 0..(@t_len - 1), do: Mx.to_number(tr[[i, :y]])
+  end
+
+  defp observations(ys), do: for({y, i} <- Enum.with_index(ys), do: %{i => %{y: y}})
+
+  defp all_obs(ys), do: ys |> observations() |> Enum.reduce(%{}, &Map.merge/2)
+
+  # Kalman filter, then the Rauch–Tung–Striebel smoother: [{mean, var}] of x_t given all of y.
+  defp smoother(ys) do
+    {filtered, _} =
+      Enum.map_reduce(ys, nil, fn y, prev ->
+        {mp, pp} =
+          case prev do
+            nil -> {0.0, 1.0}
+            {m, p} -> {@a * m, @a * @a * p + @q}
+          end
+
+        k = pp / (pp + @r)
+        f = {mp + k * (y - mp), (1 - k) * pp}
+        {{f, {mp, pp}}, f}
+      end)
+
+    [{last, pred_last} | earlier] = Enum.reverse(filtered)
+
+    {smoothed, _} =
+      Enum.map_reduce(earlier, {last, pred_last}, fn {{mf, pf}, pred}, {{ms, ps}, {mpn, ppn}} ->
+        g = pf * @a / ppn
+        s = {mf + g * (ms - mpn), pf + g * g * (ps - ppn)}
+        {s, {s, pred}}
+      end)
+
+    Enum.reverse(smoothed) ++ [last]
+  end
+
+  test "csmc holds particle 0 to the reference and weighs it as a prior proposal" do
+    ys = data()
+    obs = observations(ys)
+    {ref, _} = Gen.generate(ssm(), [@t_len, 0.0], all_obs(ys), key: Mx.Random.key(3))
+    {traces, lnw, new_ref} = Gen.Inference.csmc(ssm(), &[&1 + 1, 0.0], obs, 6, ref, key: Mx.Random.key(4))
+
+    assert Gen.Choicemap.to_list(Gen.get_choices(hd(traces))) |> Enum.map(fn {p, v} -> {p, Mx.to_number(v)} end) ==
+             Gen.Choicemap.to_list(Gen.get_choices(ref)) |> Enum.map(fn {p, v} -> {p, Mx.to_number(v)} end)
+
+    assert_in_delta Mx.to_number(Gen.get_score(hd(traces))), Mx.to_number(Gen.get_score(ref)), 1.0e-10
+    assert Enum.any?(traces, &(&1 == new_ref))
+
+    # Every step resamples, so the final weights are the last step's bootstrap increments
+    # log N(y_{T-1}; x_{T-1}, r), for particle 0 at the reference's x_{T-1} as for the others.
+    y = List.last(ys)
+    inc = Enum.map(traces, &ln_normal(y, Mx.to_number(&1[[@t_len - 1, :x]]), :math.sqrt(@r)))
+    lse = Gen.Inference.SMC.logsumexp(inc)
+
+    for {l, i} <- Enum.zip(Mx.to_list(lnw), inc), do: assert_in_delta(l, i - lse, 1.0e-9)
+  end
+
+  @tag timeout: 180_000
+  test "particle Gibbs recovers the Kalman smoother's posterior of x_0 and x_{T-1}" do
+    ys = data()
+    smooth = smoother(ys)
+    {t0, _} = Gen.generate(ssm(), [@t_len, 0.0], all_obs(ys), key: Mx.Random.key(1))
+    pg = Gen.Inference.particle_gibbs(&[&1 + 1, 0.0], observations(ys), 10)
+
+    xs =
+      Gen.Inference.run(pg, t0,
+        samples: 600,
+        burn: 20,
+        key: Mx.Random.key(7),
+        select: fn t -> {Mx.to_number(t[[0, :x]]), Mx.to_number(t[[@t_len - 1, :x]])} end
+      )
+
+    {x0s, xts} = Enum.unzip(xs)
+    {m_last, v_last} = List.last(smooth)
+    {m_first, _} = hd(smooth)
+
+    # x_{T-1} mixes well: mean and variance within 4 batch-means standard errors.
+    ChainCheck.assert_posterior(xts, m_last, v_last)
+
+    # x_0 mixes slowly (path degeneracy takes the reference's early states along), which the
+    # batch-means standard error accounts for: mean within 4 of them.
+    bm = ChainCheck.batch_means(x0s)
+    assert abs(bm.mean - m_first) < 4 * bm.se, "x_0 mean #{bm.mean} vs #{m_first}, SE #{bm.se}"
+  end
+
+  test "csmc argument errors" do
+    ys = data()
+    obs = observations(ys)
+    {ref, _} = Gen.generate(ssm(), [@t_len, 0.0], all_obs(ys), key: Mx.Random.key(3))
+
+    assert_raise ArgumentError, ~r/integer >= 2/, fn ->
+      Gen.Inference.csmc(ssm(), &[&1 + 1, 0.0], obs, 1, ref)
+    end
+
+    assert_raise ArgumentError, ~r/reference must be a Gen.Trace/, fn ->
+      Gen.Inference.csmc(ssm(), &[&1 + 1, 0.0], obs, 3, %{})
+    end
+
+    # A reference with fewer steps than the observations lacks x at the later steps.
+    {short, _} = Gen.generate(ssm(), [2, 0.0], %{0 => %{y: hd(ys)}}, key: Mx.Random.key(3))
+
+    assert_raise ArgumentError, ~r/has no value at address \[2, :x\]/, fn ->
+      Gen.Inference.csmc(ssm(), &[&1 + 1, 0.0], obs, 3, short)
+    end
+  end
+end
