@@ -335,10 +335,16 @@ defmodule Gen.Vectorized do
 
   @doc """
   The particles `indices` (a list or integer array of positions in
-  `0..n-1`, repeats allowed) of a vectorized trace: every choice gathered
-  along axis 0, and the trace rebuilt by a vectorized generate of all of
-  them (so its score and internal records agree). This is how resampling
-  copies ancestors.
+  `0..n-1`, repeats allowed) of a vectorized trace, as a vectorized trace of
+  `length(indices)` particles: how resampling copies ancestors.
+
+  The trace tree (`Gen.Trace` records of the dynamic functions and the
+  combinators) is gathered in place: every array with the particle axis
+  (leading size `n`) in its choices, scores, return values and arguments
+  is taken along axis 0, each array once however many records share it.
+  That costs one gather per array, not a run of the model. A trace holding
+  records of another type is rebuilt instead by a vectorized generate of
+  its gathered choices.
 
       iex> import Gen
       iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
@@ -350,8 +356,20 @@ defmodule Gen.Vectorized do
   """
   @spec take(Trace.t(), [non_neg_integer()] | Mx.t()) :: Trace.t()
   def take(%Trace{} = trace, indices) do
-    _ = particles(trace)
+    n = particles(trace)
     idx = if is_list(indices), do: Mx.tensor(indices, type: :s64), else: indices
+
+    if gatherable?(trace) do
+      {t, _memo} = gather(trace, {idx, n}, %{})
+      t
+    else
+      rebuild_take(trace, idx)
+    end
+  end
+
+  @doc false
+  # take/2 by a vectorized generate of the gathered choices (for traces of other record types).
+  def rebuild_take(%Trace{} = trace, idx) do
     m = elem(Mx.shape(idx), 0)
 
     cm =
@@ -362,6 +380,67 @@ defmodule Gen.Vectorized do
     {t, _w} = per_particle_generate(trace.gen_fn, trace.args, cm, m, Mx.Random.key(0), "Gen.Vectorized.take")
     t
   end
+
+  defp gatherable?(%Trace{subtraces: subs}), do: Enum.all?(subs, fn {_p, s} -> match?(%Trace{}, s) and gatherable?(s) end)
+
+  # Arrays are memoized by term (equal terms are the same graph node), so shared arrays stay shared.
+  defp gather(%Mx.Array{} = a, {idx, n}, memo) do
+    case memo do
+      %{^a => g} ->
+        {g, memo}
+
+      _ ->
+        g = if leads?(a, n), do: Mx.take(a, idx, axis: 0), else: a
+        {g, Map.put(memo, a, g)}
+    end
+  end
+
+  defp gather(%Trace{} = t, ctx, memo) do
+    {args, memo} = gather(t.args, ctx, memo)
+    {choices, memo} = gather(t.choices, ctx, memo)
+    {retval, memo} = gather(t.retval, ctx, memo)
+    {score, memo} = gather(t.score, ctx, memo)
+
+    {subs, memo} =
+      Enum.map_reduce(t.subtraces, memo, fn {p, s}, memo ->
+        {s, memo} = gather(s, ctx, memo)
+        {{p, s}, memo}
+      end)
+
+    {%{t | args: args, choices: choices, retval: retval, score: score, subtraces: Map.new(subs)}, memo}
+  end
+
+  defp gather(%Choicemap{value: v, subs: subs} = cm, ctx, memo) do
+    {v, memo} = if v == nil, do: {nil, memo}, else: gather(v, ctx, memo)
+
+    {subs, memo} =
+      Enum.map_reduce(subs, memo, fn {k, sub}, memo ->
+        {sub, memo} = gather(sub, ctx, memo)
+        {{k, sub}, memo}
+      end)
+
+    {%{cm | value: v, subs: Map.new(subs)}, memo}
+  end
+
+  defp gather(l, ctx, memo) when is_list(l), do: Enum.map_reduce(l, memo, &gather(&1, ctx, &2))
+
+  defp gather(t, ctx, memo) when is_tuple(t) do
+    {l, memo} = gather(Tuple.to_list(t), ctx, memo)
+    {List.to_tuple(l), memo}
+  end
+
+  defp gather(m, ctx, memo) when is_map(m) and not is_struct(m) do
+    {kvs, memo} =
+      Enum.map_reduce(m, memo, fn {k, v}, memo ->
+        {v, memo} = gather(v, ctx, memo)
+        {{k, v}, memo}
+      end)
+
+    {Map.new(kvs), memo}
+  end
+
+  # Other terms (numbers, atoms, structs such as generative functions) are shared by every particle.
+  defp gather(other, _ctx, memo), do: {other, memo}
 
   @doc """
   Per particle, `on_true`'s choices where `mask` (a boolean `[n]` array) is

@@ -132,6 +132,29 @@ defmodule Gen.VectorizedTest do
     assert_all_close(Mx.to_list(t2.score), Enum.map([3, 3, 1], &Enum.at(s, &1)))
   end
 
+  defp values(t), do: t |> Gen.get_choices() |> Gen.Choicemap.to_list() |> Enum.map(fn {p, v} -> {p, Mx.to_list(v)} end)
+
+  test "take by gathering the trace tree equals the rebuild by vectorized generate, and updates alike" do
+    idx = Mx.tensor([4, 0, 0, 2, 1], type: :s64)
+
+    for {gf, args} <- [{small_model(), [0.3]}, {ssm(), [4, 0.0]}, {switch_model(), []}] do
+      t = Gen.vsimulate(gf, args, 5, key: Mx.Random.key(13))
+      g = Gen.Vectorized.take(t, idx)
+      r = Gen.Vectorized.rebuild_take(t, idx)
+      assert values(g) == values(r)
+      assert_all_close(Mx.to_list(g.score), Mx.to_list(r.score))
+    end
+
+    # The next SMC step from either: the Unfold's state (the last retval) was gathered too.
+    t = Gen.vsimulate(ssm(), [4, 0.0], 5, key: Mx.Random.key(14))
+    [g, r] = [Gen.Vectorized.take(t, idx), Gen.Vectorized.rebuild_take(t, idx)]
+    step = fn tr -> Gen.Vectorized.update(tr, [5, 0.0], :unknown_change, %{4 => %{y: 0.2}}, key: Mx.Random.key(15)) end
+    {g2, wg, _, _} = step.(g)
+    {r2, wr, _, _} = step.(r)
+    assert_all_close(Mx.to_list(wg), Mx.to_list(wr))
+    assert values(g2) == values(r2)
+  end
+
   test "errors name the cause" do
     branchy =
       gen(fn ->
@@ -452,5 +475,40 @@ defmodule Gen.VectorizedTest do
     {xs, rate} = chains(fn t, k -> Gen.Inference.vmala(t, Gen.select(:mu), tau: 0.05, key: k) end, 150, 2000)
     assert rate > 0.5
     assert_posterior_draws(xs)
+  end
+end
+
+defmodule Gen.VectorizedMemoryTest do
+  # Not async: Mx.Memory.live_arrays is a global count.
+  use ExUnit.Case, async: false
+  import Gen
+
+  defp settled_live(tries \\ 50) do
+    :erlang.garbage_collect()
+    a = Mx.Memory.live_arrays()
+    Process.sleep(20)
+    b = Mx.Memory.live_arrays()
+    if a == b or tries == 0, do: b, else: settled_live(tries - 1)
+  end
+
+  test "memory: 2000 vectorized MH iterations over 100 chains keep live arrays flat" do
+    m = gen(fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 2.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end)
+    {t, _} = Gen.vgenerate(m, [], %{y: 1.0}, 100, key: Mx.Random.key(0))
+    step = fn t, i -> elem(Gen.Inference.vmh(t, Gen.select(:mu), key: Mx.Random.fold_in(Mx.Random.key(1), i)), 0) end
+    # Warm up (caches, lazily created constants), then take the baseline after a GC.
+    t = Enum.reduce(1..100, t, &step.(&2, &1))
+    base = settled_live()
+
+    {t, live} =
+      Enum.reduce(1..2000, {t, []}, fn i, {t, live} ->
+        t = step.(t, i)
+        {t, if(rem(i, 200) == 0, do: [settled_live() | live], else: live)}
+      end)
+
+    assert Mx.describe(t[:mu]) == "f64[100]"
+    # The loop holds one vectorized trace (2 choices, score, retval) and an iteration's keys and
+    # draws: a few dozen arrays. A leak of one array per iteration would add 200 between checkpoints.
+    assert Enum.max(live) - base <= 60, "live arrays #{inspect(Enum.reverse(live))} vs baseline #{base}"
+    assert Enum.max(live) - Enum.min(live) <= 60
   end
 end
