@@ -352,6 +352,43 @@ defmodule Gen.Inference do
   @spec train(Gen.gen_fn(), Gen.Optim.params(), [term()], keyword()) :: {Gen.Optim.params(), [float()]}
   def train(gf, params, data, opts \\ []), do: Gen.Inference.Train.train(gf, params, data, opts)
 
+  @doc """
+  ADVI (`Gen.Inference.VI.advi/5`): a mean-field Gaussian over the
+  selected continuous addresses fitted to the posterior by the
+  reparameterization gradient of the ELBO. Returns `{%{mu: choicemap,
+  log_sigma: choicemap}, elbo_history}`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {p, _} = Gen.Inference.advi(m, [], %{y: 2.0}, Gen.select(:mu), steps: 300, samples: 4, key: Mx.Random.key(0))
+      iex> abs(Mx.to_number(p.mu[:mu]) - 1.0) < 0.1
+      true
+  """
+  @spec advi(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Selection.t(), keyword()) ::
+          {%{mu: Choicemap.t(), log_sigma: Choicemap.t()}, [float()]}
+  def advi(model, args, observations, %Selection{} = sel, opts \\ []),
+    do: Gen.Inference.VI.advi(model, args, observations, sel, opts)
+
+  @doc """
+  Programmable variational inference (`Gen.Inference.VI.vi/6`): fits the
+  parameters of a guide generative function, called on `[params |
+  guide_args]`, with objectives `:elbo`, `:iwelbo`, `:wake_sleep` and
+  gradient estimators `:reparam` and `:reinforce`. Returns `{params,
+  history}`.
+
+      iex> import Gen
+      iex> m = gen fn -> b = trace(:b, Gen.Dist.bernoulli(0.5)); trace(:y, Gen.Dist.normal(Mx.select(b, Mx.tensor(1.0, type: :f64), Mx.tensor(-1.0, type: :f64)), 1.0)) end
+      iex> q = gen fn p -> trace(:b, Gen.Dist.bernoulli(Mx.sigmoid(p.logit))) end
+      iex> {p, _} = Gen.Inference.vi(m, [], %{y: 1.0}, q, %{logit: Mx.tensor(0.0, type: :f64)}, samples: 4, steps: 300, optimizer: Gen.Optim.adam(learning_rate: 0.05), key: Mx.Random.key(0))
+      iex> # P(b | y = 1) = σ(2): the guide's logit approaches 2
+      iex> abs(Mx.to_number(p.logit) - 2.0) < 0.3
+      true
+  """
+  @spec vi(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Gen.Optim.params(), keyword()) ::
+          {Gen.Optim.params(), [float()]}
+  def vi(model, args, observations, guide, params, opts \\ []),
+    do: Gen.Inference.VI.vi(model, args, observations, guide, params, opts)
+
 
 
   # ---- SMC extensions: rejuvenation, csmc, smcp3 ----
