@@ -468,10 +468,11 @@ defmodule Gen.Inference do
 
   @doc """
   A particle filter with `n` particles held in one vectorized trace
-  (`Gen.Inference.Vectorized.smc/5`): as `smc/5`, plus `rejuvenate:` (a
-  selection for vectorized MH, or a kernel function) and
-  `rejuvenate_steps:`. Returns `{trace, log_normalized_weights,
-  log_ml_estimate}`.
+  (`Gen.Inference.Vectorized.smc/5`): as `smc/5`, with `rejuvenate:` a
+  selection (vectorized MH on it) or a kernel on vectorized traces (`fn
+  trace, opts -> {trace, accepted} end`, e.g. wrapping `vmh/3` or
+  `vmala/3`), and `rejuvenate_steps:`. Returns `{trace,
+  log_normalized_weights, log_ml_estimate}`.
 
       iex> import Gen
       iex> m = gen fn t -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 0..t, do: trace({:y, i}, Gen.Dist.normal(mu, 1.0)) end

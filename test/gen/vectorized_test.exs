@@ -413,12 +413,15 @@ defmodule Gen.VectorizedTest do
   @tag timeout: 120_000
   test "vectorized smc with MH rejuvenation of the latest state still matches the Kalman filter" do
     # MH on the latest state (proposed from its prior given the previous one) leaves the filtering target invariant.
-    last = fn t, k ->
-      steps = hd(t.args)
-      elem(VI.mh(t, Gen.select([[steps - 1, :x]]), key: k), 0)
-    end
+    last = fn t, opts -> VI.mh(t, Gen.select([[hd(t.args) - 1, :x]]), opts) end
 
     check_against_kalman(resampling: :systematic, rejuvenate: last)
+  end
+
+  @tag timeout: 120_000
+  test "vectorized smc with MALA rejuvenation (gradients through Unfold) matches the Kalman filter" do
+    mala = fn t, opts -> VI.mala(t, Gen.select([[hd(t.args) - 1, :x]]), [tau: 0.02] ++ opts) end
+    check_against_kalman(resampling: :residual, rejuvenate: mala, rejuvenate_steps: 2)
   end
 
   test "smc_step errors" do

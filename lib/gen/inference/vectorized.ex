@@ -112,8 +112,9 @@ defmodule Gen.Inference.Vectorized do
 
   Options: `key:`, `ess_threshold:` (0.5), `resampling:` (`:multinomial`,
   `:systematic`, `:residual`), `rejuvenate:` (nil, a `Gen.Selection` for
-  `mh/3` on it, or a function `(trace, key) -> trace`), `rejuvenate_steps:`
-  (1).
+  `mh/3` on it, or a kernel on vectorized traces, `fn trace, opts ->
+  {trace, accepted} end` as in `Gen.Inference.Kernel`, called with `key:`),
+  `rejuvenate_steps:` (1).
 
       iex> import Gen
       iex> m = gen fn t -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 0..t, do: trace({:y, i}, Gen.Dist.normal(mu, 1.0)) end
@@ -362,16 +363,28 @@ defmodule Gen.Inference.Vectorized do
 
   defp rejuvenation!(nil, _steps), do: nil
 
-  defp rejuvenation!(%Selection{} = sel, steps),
-    do: rejuvenation!(fn t, k -> elem(mh(t, sel, key: k), 0) end, steps)
+  defp rejuvenation!(%Selection{} = sel, steps), do: rejuvenation!(fn t, opts -> mh(t, sel, opts) end, steps)
 
-  defp rejuvenation!(f, steps) when is_function(f, 2) and is_integer(steps) and steps >= 1 do
-    fn t, k -> Enum.reduce(0..(steps - 1), t, fn i, t -> f.(t, Mx.Random.fold_in(k, i)) end) end
+  # A kernel as in Gen.Inference.Kernel, on vectorized traces: fn trace, opts -> {trace, accepted} end.
+  defp rejuvenation!(kernel, steps) when is_function(kernel, 2) and is_integer(steps) and steps >= 1 do
+    fn t, k ->
+      Enum.reduce(0..(steps - 1), t, fn i, t ->
+        case kernel.(t, key: Mx.Random.fold_in(k, i)) do
+          {%Trace{} = t2, _accepted} ->
+            t2
+
+          other ->
+            raise ArgumentError,
+                  "Gen.Inference.Vectorized.smc_step: the rejuvenation kernel must return {vectorized_trace, accepted}, got #{inspect(other)}"
+        end
+      end)
+    end
   end
 
   defp rejuvenation!(other, steps) do
     raise ArgumentError,
-          "Gen.Inference.Vectorized.smc_step: rejuvenate: must be nil, a Gen.Selection or a function (trace, key) -> trace, " <>
+          "Gen.Inference.Vectorized.smc_step: rejuvenate: must be nil, a Gen.Selection (vectorized MH on it) or a kernel " <>
+            "fn trace, opts -> {trace, accepted} end on vectorized traces (e.g. fn t, o -> Gen.Inference.vmala(t, sel, [tau: 0.1] ++ o) end), " <>
             "and rejuvenate_steps a positive integer; got #{inspect(other)} and #{inspect(steps)}"
   end
 
