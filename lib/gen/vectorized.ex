@@ -360,7 +360,9 @@ defmodule Gen.Vectorized do
     idx = if is_list(indices), do: Mx.tensor(indices, type: :s64), else: indices
 
     if gatherable?(trace) do
-      {t, _memo} = gather(trace, {idx, n}, %{})
+      {t, memo} = gather(trace, {idx, n}, %{})
+      # Evaluated now: a pending gather would keep the old trace's arrays alive (and chain traces in loops).
+      Mx.eval(Map.values(memo))
       t
     else
       rebuild_take(trace, idx)
@@ -396,6 +398,7 @@ defmodule Gen.Vectorized do
   end
 
   defp gather(%Trace{} = t, ctx, memo) do
+    {gen_fn, memo} = gather(t.gen_fn, ctx, memo)
     {args, memo} = gather(t.args, ctx, memo)
     {choices, memo} = gather(t.choices, ctx, memo)
     {retval, memo} = gather(t.retval, ctx, memo)
@@ -407,7 +410,7 @@ defmodule Gen.Vectorized do
         {{p, s}, memo}
       end)
 
-    {%{t | args: args, choices: choices, retval: retval, score: score, subtraces: Map.new(subs)}, memo}
+    {%{t | gen_fn: gen_fn, args: args, choices: choices, retval: retval, score: score, subtraces: Map.new(subs)}, memo}
   end
 
   defp gather(%Choicemap{value: v, subs: subs} = cm, ctx, memo) do
@@ -439,35 +442,167 @@ defmodule Gen.Vectorized do
     {Map.new(kvs), memo}
   end
 
-  # Other terms (numbers, atoms, structs such as generative functions) are shared by every particle.
+  # A distribution's parameters may be per-particle (a site's record keeps its distribution).
+  defp gather(%mod{} = d, ctx, memo) when mod != Mx.Array do
+    if Distribution.impl_for(d) != nil do
+      {fields, memo} = d |> Map.from_struct() |> gather(ctx, memo)
+      {struct(mod, fields), memo}
+    else
+      {d, memo}
+    end
+  end
+
+  # Other terms (numbers, atoms, generative functions) are shared by every particle.
   defp gather(other, _ctx, memo), do: {other, memo}
 
   @doc """
-  Per particle, `on_true`'s choices where `mask` (a boolean `[n]` array) is
-  true and `on_false`'s elsewhere: the merged trace, rebuilt by a vectorized
-  generate of the merged choices. Both traces must have the same addresses
-  (true of any two traces of one vectorized run's structure).
+  Per particle, `on_true` where `mask` (a boolean `[n]` array) is true and
+  `on_false` elsewhere: how MCMC accepts per chain. Both traces must have
+  the same addresses (true of two traces of one model whose structure does
+  not depend on sampled values).
+
+  The two trace trees are merged in place: arrays that are the same term
+  are kept, the others become `Mx.select(mask, a, b)` with the mask along
+  the particle axis, so the merged trace's choices, scores and records
+  agree particle by particle. When the trees differ in shape (another
+  record type, or different sub-calls) the trace is rebuilt instead by a
+  vectorized generate of the merged choices.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> a = Gen.vsimulate(m, [], 3, key: Mx.Random.key(0))
+      iex> b = Gen.vsimulate(m, [], 3, key: Mx.Random.key(1))
+      iex> t = Gen.Vectorized.select(Mx.tensor([true, false, true]), a, b)
+      iex> [xa, xb, xt] = Enum.map([a, b, t], &Mx.to_list(&1[:x]))
+      iex> xt == [Enum.at(xa, 0), Enum.at(xb, 1), Enum.at(xa, 2)]
+      true
   """
   @spec select(Mx.t(), Trace.t(), Trace.t()) :: Trace.t()
   def select(mask, %Trace{} = on_true, %Trace{} = on_false) do
     n = particles(on_false)
-    old = Choicemap.to_list(on_false.choices)
+    check_same_addresses!(on_true, on_false)
+
+    try do
+      {t, memo} = blend(on_true, on_false, {mask, n}, %{})
+      # Evaluated now, every record's arrays: pending selects would chain each trace to the last.
+      Mx.eval(Map.values(memo))
+      t
+    catch
+      :mismatch -> rebuild_select(mask, on_true, on_false)
+    end
+  end
+
+  @doc false
+  # select/3 by a vectorized generate of the merged choices.
+  def rebuild_select(mask, %Trace{} = on_true, %Trace{} = on_false) do
+    n = particles(on_false)
+    check_same_addresses!(on_true, on_false)
     new = Map.new(Choicemap.to_list(on_true.choices))
 
-    if Enum.sort(Map.keys(new)) != Enum.sort(Enum.map(old, &elem(&1, 0))) do
-      raise ArgumentError,
-            "Gen.Vectorized.select/3: the two traces have different addresses " <>
-              "(#{inspect(Enum.sort(Map.keys(new)))} and #{inspect(Enum.sort(Enum.map(old, &elem(&1, 0))))})"
-    end
-
     cm =
-      Enum.reduce(old, Choicemap.new(), fn {p, v}, acc ->
-        m = Mx.reshape(mask, List.to_tuple([n | List.duplicate(1, Mx.rank(v) - 1)]))
-        Choicemap.put(acc, p, Mx.select(m, Map.fetch!(new, p), v))
-      end)
+      on_false.choices
+      |> Choicemap.to_list()
+      |> Enum.reduce(Choicemap.new(), fn {p, v}, acc -> Choicemap.put(acc, p, where(mask, Map.fetch!(new, p), v, n)) end)
 
     {t, _w} = per_particle_generate(on_false.gen_fn, on_false.args, cm, n, Mx.Random.key(0), "Gen.Vectorized.select")
     t
+  end
+
+  defp check_same_addresses!(a, b) do
+    pa = a.choices |> Choicemap.to_list() |> Enum.map(&elem(&1, 0)) |> Enum.sort()
+    pb = b.choices |> Choicemap.to_list() |> Enum.map(&elem(&1, 0)) |> Enum.sort()
+
+    if pa != pb do
+      raise ArgumentError, "Gen.Vectorized.select/3: the two traces have different addresses (#{inspect(pa)} and #{inspect(pb)})"
+    end
+  end
+
+  # The mask along the particle axis of a value: [n, 1, ..., 1].
+  defp where(mask, a, b, n) do
+    r = max(Mx.rank(a), Mx.rank(b))
+    m = if r <= 1, do: mask, else: Mx.reshape(mask, List.to_tuple([n | List.duplicate(1, r - 1)]))
+    Mx.select(m, a, b)
+  end
+
+  defp blend(a, b, _ctx, memo) when a === b, do: {a, memo}
+
+  defp blend(%Mx.Array{} = a, %Mx.Array{} = b, {mask, n}, memo) do
+    case memo do
+      %{{^a, ^b} => g} ->
+        {g, memo}
+
+      _ ->
+        # Values with and without the particle axis broadcast; a shape clash means different records.
+        sa = if leads?(a, n), do: tl(Tuple.to_list(Mx.shape(a))), else: Tuple.to_list(Mx.shape(a))
+        sb = if leads?(b, n), do: tl(Tuple.to_list(Mx.shape(b))), else: Tuple.to_list(Mx.shape(b))
+        if sa != sb, do: throw(:mismatch)
+        a2 = if leads?(a, n), do: a, else: Mx.new_axis(a, 0)
+        b2 = if leads?(b, n), do: b, else: Mx.new_axis(b, 0)
+        g = where(mask, a2, b2, n)
+        {g, Map.put(memo, {a, b}, g)}
+    end
+  end
+
+  defp blend(%Trace{} = a, %Trace{} = b, ctx, memo) do
+    if Map.keys(a.subtraces) |> Enum.sort() != Map.keys(b.subtraces) |> Enum.sort(), do: throw(:mismatch)
+    {gen_fn, memo} = blend(a.gen_fn, b.gen_fn, ctx, memo)
+    {args, memo} = blend(a.args, b.args, ctx, memo)
+    {choices, memo} = blend(a.choices, b.choices, ctx, memo)
+    {retval, memo} = blend(a.retval, b.retval, ctx, memo)
+    {score, memo} = blend(a.score, b.score, ctx, memo)
+
+    {subs, memo} =
+      Enum.map_reduce(b.subtraces, memo, fn {p, sb}, memo ->
+        {s, memo} = blend(Map.fetch!(a.subtraces, p), sb, ctx, memo)
+        {{p, s}, memo}
+      end)
+
+    {%{b | gen_fn: gen_fn, args: args, choices: choices, retval: retval, score: score, subtraces: Map.new(subs)}, memo}
+  end
+
+  defp blend(%Choicemap{} = a, %Choicemap{} = b, ctx, memo) do
+    if (a.value == nil) != (b.value == nil) or Enum.sort(Map.keys(a.subs)) != Enum.sort(Map.keys(b.subs)), do: throw(:mismatch)
+    {v, memo} = if b.value == nil, do: {nil, memo}, else: blend(a.value, b.value, ctx, memo)
+
+    {subs, memo} =
+      Enum.map_reduce(b.subs, memo, fn {k, sb}, memo ->
+        {s, memo} = blend(Map.fetch!(a.subs, k), sb, ctx, memo)
+        {{k, s}, memo}
+      end)
+
+    {%{b | value: v, subs: Map.new(subs)}, memo}
+  end
+
+  defp blend([_ | _] = a, [_ | _] = b, ctx, memo) when length(a) == length(b) do
+    Enum.zip(a, b) |> Enum.map_reduce(memo, fn {x, y}, memo -> blend(x, y, ctx, memo) end)
+  end
+
+  defp blend(a, b, ctx, memo) when is_tuple(a) and is_tuple(b) and tuple_size(a) == tuple_size(b) do
+    {l, memo} = blend(Tuple.to_list(a), Tuple.to_list(b), ctx, memo)
+    {List.to_tuple(l), memo}
+  end
+
+  defp blend(%mod{} = a, %mod{} = b, ctx, memo) do
+    # Distributions (a site's record) and other records of the same type, field by field.
+    {fields, memo} = blend(Map.from_struct(a), Map.from_struct(b), ctx, memo)
+    {struct(mod, fields), memo}
+  end
+
+  defp blend(a, b, ctx, memo) when is_map(a) and is_map(b) and not is_struct(a) and not is_struct(b) do
+    if Enum.sort(Map.keys(a)) != Enum.sort(Map.keys(b)), do: throw(:mismatch)
+
+    {kvs, memo} =
+      Enum.map_reduce(b, memo, fn {k, vb}, memo ->
+        {v, memo} = blend(Map.fetch!(a, k), vb, ctx, memo)
+        {{k, v}, memo}
+      end)
+
+    {Map.new(kvs), memo}
+  end
+
+  # Equal plain terms are kept; anything else differs in shape between the two records.
+  defp blend(a, b, _ctx, memo) do
+    if a == b, do: {b, memo}, else: throw(:mismatch)
   end
 
   @doc false

@@ -155,6 +155,31 @@ defmodule Gen.VectorizedTest do
     assert values(g2) == values(r2)
   end
 
+  test "select merges the trace trees per particle, as the rebuild by vectorized generate does" do
+    mask = Mx.tensor([true, false, false, true, true])
+
+    for {gf, args, sel} <- [
+          {small_model(), [0.3], Gen.select([:mu, :zs])},
+          {ssm(), [4, 0.0], Gen.select([[2, :x], [3, :y]])},
+          {switch_model(), [], Gen.select(:k)}
+        ] do
+      t = Gen.vsimulate(gf, args, 5, key: Mx.Random.key(16))
+      {new, _, _} = Gen.Vectorized.regenerate(t, sel, key: Mx.Random.key(17))
+      merged = Gen.Vectorized.select(mask, new, t)
+      rebuilt = Gen.Vectorized.rebuild_select(mask, new, t)
+      assert values(merged) == values(rebuilt)
+      assert_all_close(Mx.to_list(merged.score), Mx.to_list(rebuilt.score))
+      # Row by row the merged trace is the accepted or the kept particle.
+      picks = Mx.to_list(mask)
+      assert_all_close(Mx.to_list(merged.score), Enum.zip_with([picks, Mx.to_list(new.score), Mx.to_list(t.score)], fn [p, a, b] -> if p, do: a, else: b end))
+
+      # The merged records behave as the rebuilt ones in the next move.
+      {_, w1, _} = Gen.Vectorized.regenerate(merged, sel, key: Mx.Random.key(18))
+      {_, w2, _} = Gen.Vectorized.regenerate(rebuilt, sel, key: Mx.Random.key(18))
+      assert_all_close(Mx.to_list(w1), Mx.to_list(w2))
+    end
+  end
+
   test "errors name the cause" do
     branchy =
       gen(fn ->
