@@ -106,21 +106,32 @@ defmodule Gen.Vectorized do
   # A draw from d and its log-density: per particle under a batch, as documented above.
   @spec draw(Distribution.t(), Mx.t()) :: {Mx.t(), Mx.t()}
   def draw(d, key) do
+    case batch() do
+      nil ->
+        v = Distribution.sample(d, key)
+        {v, total(Distribution.logpdf(d, v))}
+
+      n ->
+        if scalar_params?(d) do
+          # Scalar parameters: the batch shape is [], shared by every particle; no probe needed.
+          v = Distribution.sample_n(d, key, n)
+          {v, per_particle(Distribution.logpdf(d, v), n)}
+        else
+          draw_batched(d, key, n)
+        end
+    end
+  end
+
+  defp draw_batched(d, key, n) do
+    # Both are lazy nodes: when the parameters are shared they are dropped unevaluated.
     v = Distribution.sample(d, key)
     lp = Distribution.logpdf(d, v)
 
-    case batch() do
-      nil ->
-        {v, total(lp)}
-
-      n ->
-        # Both are lazy nodes: when the parameters are shared they are dropped unevaluated.
-        if leads?(lp, n) do
-          {v, per_particle(lp, n)}
-        else
-          v = Distribution.sample_n(d, key, n)
-          {v, per_particle(Distribution.logpdf(d, v), n)}
-        end
+    if leads?(lp, n) do
+      {v, per_particle(lp, n)}
+    else
+      v = Distribution.sample_n(d, key, n)
+      {v, per_particle(Distribution.logpdf(d, v), n)}
     end
   end
 
@@ -158,6 +169,8 @@ defmodule Gen.Vectorized do
   end
 
   defp leads?(a, n), do: Mx.rank(a) >= 1 and elem(Mx.shape(a), 0) == n
+
+  defp scalar_params?(d), do: d |> Map.from_struct() |> Enum.all?(fn {_k, v} -> match?(%Mx.Array{shape: {}}, v) end)
 
   # f64 [n]: the site's log-density summed over every axis but the particle axis.
   defp per_particle(lp, n) do
