@@ -19,9 +19,14 @@ defmodule Gen.Vectorized do
   generative-function implementation in `Gen.GenerativeFunction` — consults
   it through `draw/2`, `constrain/2` and `rescore/2`. So every GFI method of
   every generative function (dynamic `gen` functions, nested calls, Map,
-  Unfold, Switch, Mask, Mix, ...) is vectorized without knowing it: scores
-  and weights of `[n]` sites broadcast to f64 `[n]` through the handlers'
-  additions.
+  Unfold, Scan, the vectorized switch; Switch, Mask and Mix when their
+  index or flag is shared by every particle) is vectorized without knowing
+  it: scores and weights of `[n]` sites broadcast to f64 `[n]` through the
+  handlers' additions.
+
+  Copying and merging particles (`take/2` for resampling, `select/3` for
+  per-chain acceptance) work on the trace tree in place, one gather or
+  `Mx.select/3` per array, so neither runs the model.
 
   ## The particle-axis rule
 
@@ -34,6 +39,12 @@ defmodule Gen.Vectorized do
       so one `Gen.Distribution.sample/2` gives one draw per particle;
     * otherwise the parameters are shared: `Gen.Distribution.sample_n/3`
       draws `n` values on a new leading axis.
+
+  B is read from a lazy draw and its log-density (graph nodes, never
+  evaluated when unused); a distribution whose parameters are all scalars
+  has B = [] and skips that probe. The event rank of a constrained site
+  comes from the same probe, memoized per distribution type and parameter
+  shapes.
 
   A constrained value (an observation, or a value from an earlier
   vectorized trace) is stored broadcast to `[n | natural shape]`, so every
@@ -52,10 +63,10 @@ defmodule Gen.Vectorized do
   ## What cannot be vectorized
 
   Elixir control flow on sampled values: a body that reads a choice as an
-  Elixir number (`Mx.to_number/1`, or a combinator that does, such as the
-  branch index of `Gen.Combinators.switch/1` and `mix/2`, or the gate of
-  `mask/1`) sees an `[n]` array; the vectorized call raises an
-  `ArgumentError` saying so. Write such branches with `Mx.select/3`, or use
+  Elixir number (`Mx.to_number/1`) sees an `[n]` array, and the vectorized
+  call raises an `ArgumentError` saying so; a combinator that wants a
+  scalar index or flag (`Gen.Combinators.switch/1`, `mix/2`, `mask/1`)
+  raises its own error, to which the vectorized call adds the same hint. Write such branches with `Mx.select/3`, or use
   the vectorized switch, or run the scalar GFI per particle. (Elixir's `if`
   on an array value is always true, whatever the array holds: do not.)
   Per-particle values must broadcast against shared arrays with the

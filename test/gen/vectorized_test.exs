@@ -235,7 +235,7 @@ defmodule Gen.VectorizedTest do
     Gen.Combinators.unfold(step)
   end
 
-  test "Unfold and Map under vsimulate" do
+  test "Unfold, Map and Scan under vsimulate" do
     t = Gen.vsimulate(ssm(), [4, 0.0], 5, key: Mx.Random.key(7))
     xs = for i <- 0..3, do: Mx.to_list(t[[i, :x]])
     ys = for i <- 0..3, do: Mx.to_list(t[[i, :y]])
@@ -263,6 +263,22 @@ defmodule Gen.VectorizedTest do
       for p <- 0..3, do: Enum.zip([0.0, 10.0, -10.0], zs) |> Enum.map(fn {m, z} -> ln_normal(Enum.at(z, p), m, 1.0) end) |> Enum.sum()
 
     assert_all_close(Mx.to_list(tm.score), expected)
+
+    # Scan: a random walk z_i ~ N(c, 1) carrying c = z_i, returning z_i + x_i.
+    walk = gen(fn c, x -> z = trace(:z, Gen.Dist.normal(c, 1.0)); {z, Mx.add(z, x)} end)
+    ts = Gen.vsimulate(Gen.Combinators.scan(walk), [0.0, [10.0, 20.0, 30.0]], 4, key: Mx.Random.key(19))
+    zs = for i <- 0..2, do: Mx.to_list(ts[[i, :z]])
+    {carry, ys} = Gen.get_retval(ts)
+    assert Mx.to_list(carry) == List.last(zs)
+    assert Mx.to_list(List.last(ys)) == Enum.map(List.last(zs), &(&1 + 30.0))
+
+    expected =
+      for p <- 0..3 do
+        z = Enum.map(zs, &Enum.at(&1, p))
+        Enum.zip([0.0 | z], z) |> Enum.map(fn {c, zi} -> ln_normal(zi, c, 1.0) end) |> Enum.sum()
+      end
+
+    assert_all_close(Mx.to_list(ts.score), expected)
   end
 
   # k ~ Bernoulli(0.3); x ~ N(0, 1) when k = 0, N(3, 1) when k = 1 (a vectorized switch on k).
