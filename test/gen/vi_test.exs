@@ -392,3 +392,34 @@ defmodule Gen.VITest do
     end
   end
 end
+
+defmodule Gen.VIMemoryTest do
+  # Not async: Mx.Memory.live_arrays is a global count.
+  use ExUnit.Case, async: false
+  import Gen
+
+  # Resource destructors run shortly after the GC that dropped the last reference: read the count
+  # once two reads 20 ms apart agree.
+  defp settled_live(tries \\ 50) do
+    :erlang.garbage_collect()
+    a = Mx.Memory.live_arrays()
+    Process.sleep(20)
+    b = Mx.Memory.live_arrays()
+    if a == b or tries == 0, do: b, else: settled_live(tries - 1)
+  end
+
+  test "a VI run keeps memory flat: live arrays do not grow with the number of steps" do
+    m = gen(fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 2.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end)
+    q = gen(fn p -> trace(:mu, Gen.Dist.normal(p.m, Mx.exp(p.ls))) end)
+    p0 = %{m: Mx.tensor(0.0, type: :f64), ls: Mx.tensor(0.0, type: :f64)}
+    run = fn steps -> Gen.Inference.VI.vi(m, [], %{y: 1.0}, q, p0, objective: :iwelbo, samples: 2, steps: steps, key: Mx.Random.key(1)) end
+
+    {p, _} = run.(20)
+    base = settled_live()
+    {p2, _} = run.(400)
+    after_run = settled_live()
+    # Each step builds and drops a graph of hundreds of arrays; a leak of even one per step would show as 380.
+    assert after_run - base <= 20, "live arrays #{base} -> #{after_run}"
+    assert Mx.describe(p.m) == Mx.describe(p2.m)
+  end
+end
