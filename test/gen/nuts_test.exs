@@ -367,5 +367,12 @@ defmodule Gen.NUTSTest do
 
     assert Enum.any?(r.stats, & &1.divergent)
     assert Enum.all?(r.draws[[:v]], &is_float/1)
+
+    # Deep in the neck (σ = e^−300, x = 1e-30) the gradient is ~1e230: one leapfrog's momentum squared
+    # overflows a BEAM float (which raises instead of becoming inf); that is a divergence.
+    {t, _} = Gen.generate(m, [], %{v: -600.0, x: [1.0e-30, 0.0, 0.0, 0.0]})
+
+    assert {^t, false} =
+             Inference.nuts(t, Gen.select([:v, :x]), step_size: 1.0e-300, key: Mx.Random.key(81))
   end
 end

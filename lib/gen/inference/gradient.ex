@@ -154,7 +154,9 @@ defmodule Gen.Inference.Gradient do
 
       case Mx.to_number(Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps)))) do
         x when is_float(x) -> x
-        _ -> :neg_infinity
+        :infinity -> 1.0e300
+        # Erlang orders atoms above numbers: a non-finite energy error must stay a float.
+        _ -> -1.0e300
       end
     end
 

@@ -469,6 +469,16 @@ defmodule Gen.Inference.NUTS do
     end
   end
 
+  # BEAM floats raise on overflow instead of becoming ±inf: a step whose momentum, position or
+  # kinetic energy overflows is a point of infinite energy (a divergence), as in Stan.
+  defp safe_leapfrog({_q, p, _lp, _g} = z, e, ctx) do
+    {_q2, _p2, lp2, _g2} = z2 = leapfrog(z, e, ctx)
+    if is_float(lp2), do: _ = hamiltonian(z2, ctx.inv)
+    z2
+  rescue
+    ArithmeticError -> {elem(z, 0), p, :neg_infinity, nil}
+  end
+
   defp hamiltonian({_q, _p, :neg_infinity, _g}, _inv), do: :infinity
 
   defp hamiltonian({_q, p, lp, _g}, inv),
@@ -565,7 +575,7 @@ defmodule Gen.Inference.NUTS do
 
   # A subtree of 2^depth leapfrog steps of signed size e from z: {valid?, last point, tree, rng, acc}.
   defp build(0, z, e, ctx, rng, acc) do
-    {_q, p, lp, _g} = z1 = leapfrog(z, e, ctx)
+    {_q, p, lp, _g} = z1 = safe_leapfrog(z, e, ctx)
     acc = %{acc | n_leapfrog: acc.n_leapfrog + 1}
 
     case lp do
@@ -674,8 +684,8 @@ defmodule Gen.Inference.NUTS do
     z = {q, p, lp, g}
     h0 = hamiltonian(z, ctx.inv)
 
-    case hamiltonian(leapfrog(z, eps, ctx), ctx.inv) do
-      :infinity -> {:neg_infinity, rng}
+    case hamiltonian(safe_leapfrog(z, eps, ctx), ctx.inv) do
+      :infinity -> {-1.0e300, rng}
       h -> {h0 - h, rng}
     end
   end
