@@ -368,11 +368,17 @@ defmodule Gen.NUTSTest do
     assert Enum.any?(r.stats, & &1.divergent)
     assert Enum.all?(r.draws[[:v]], &is_float/1)
 
-    # Deep in the neck (σ = e^−300, x = 1e-30) the gradient is ~1e230: one leapfrog's momentum squared
-    # overflows a BEAM float (which raises instead of becoming inf); that is a divergence.
-    {t, _} = Gen.generate(m, [], %{v: -600.0, x: [1.0e-30, 0.0, 0.0, 0.0]})
+    # Deep in the neck (v = −400, x₁ = 1e-10) ∂/∂v is ~2.6e153, and with a huge inverse metric
+    # on v the position update ε·M⁻¹p overflows a BEAM float (which raises rather than becoming
+    # inf): every leaf is a divergence, so the transition stays put.
+    {t, _} = Gen.generate(m, [], %{v: -400.0, x: [1.0e-10, 0.0, 0.0, 0.0]})
+    inv = [1.0e300, 1.0, 1.0, 1.0, 1.0]
 
     assert {^t, false} =
-             Inference.nuts(t, Gen.select([:v, :x]), step_size: 1.0e-300, key: Mx.Random.key(81))
+             Inference.nuts(t, Gen.select([:v, :x]),
+               step_size: 1.0,
+               inv_metric: inv,
+               key: Mx.Random.key(81)
+             )
   end
 end
