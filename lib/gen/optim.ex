@@ -206,6 +206,7 @@ defmodule Gen.Optim do
 
   @doc false
   # The `optimizer:` option, shared with the training, MAP and VI drivers.
+  @spec optimizer!(keyword(), t() | nil, String.t()) :: t()
   def optimizer!(opts, default, fun) do
     case Keyword.get(opts, :optimizer, default) do
       %__MODULE__{} = o ->
@@ -218,6 +219,7 @@ defmodule Gen.Optim do
   end
 
   @doc false
+  @spec callback!(keyword(), String.t()) :: (map() -> term()) | nil
   def callback!(opts, fun) do
     case Keyword.get(opts, :callback) do
       nil -> nil
@@ -228,6 +230,7 @@ defmodule Gen.Optim do
 
   @doc false
   # The arrays of a container, in a fixed order (maps by sorted key).
+  @spec leaves(term()) :: [Mx.t()]
   def leaves(%Mx.Array{} = a), do: [a]
   def leaves(l) when is_list(l), do: Enum.flat_map(l, &leaves/1)
   def leaves({a, b}), do: leaves(a) ++ leaves(b)
@@ -236,6 +239,7 @@ defmodule Gen.Optim do
 
   @doc false
   # Applies `fun` to every array of a container, keeping its shape.
+  @spec map_leaves(term(), String.t() | nil, (term() -> term()), (term() -> boolean())) :: term()
   def map_leaves(tree, fun_name, fun, leaf? \\ &match?(%Mx.Array{}, &1)) do
     cond do
       leaf?.(tree) -> fun.(tree)

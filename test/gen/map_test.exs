@@ -172,6 +172,8 @@ defmodule Gen.MAPTest do
       p = %{mu: f64(0.0)}
       assert_raise ArgumentError, ~r/data must be a non-empty list/, fn -> Inference.train(m, p, []) end
       assert_raise ArgumentError, ~r/a data item must be/, fn -> Inference.train(m, p, [1.0]) end
+      latent = gen(fn p -> z = trace(:z, Gen.Dist.normal(p.mu, 1.0)); trace(:x, Gen.Dist.normal(z, 1.0)) end)
+      assert_raise ArgumentError, ~r/train: .*:z.*every choice of each data item observed/, fn -> Inference.train(latent, p, [%{x: 1.0}], steps: 1) end
       assert_raise ArgumentError, ~r/batch_size: must be an integer in 1..1/, fn -> Inference.train(m, p, [%{x: 1.0}], batch_size: 2) end
     end
   end

@@ -34,7 +34,7 @@ defmodule Gen.Inference.Train do
       chosen = if batch == n, do: items, else: Enum.map(subset(key, i, n, batch), &elem(tuple, &1))
 
       chosen
-      |> Enum.map(fn {args, cm} -> elem(Gen.assess(gf, [p | args], cm), 0) end)
+      |> Enum.map(fn {args, cm} -> log_likelihood(gf, p, args, cm) end)
       |> Enum.reduce(&Mx.add/2)
       |> Mx.multiply(n / batch)
     end
@@ -44,6 +44,16 @@ defmodule Gen.Inference.Train do
       optimizer: Gen.Optim.optimizer!(opts, Gen.Optim.adam(learning_rate: 0.01), "Gen.Inference.train"),
       callback: Gen.Optim.callback!(opts, "Gen.Inference.train")
     )
+  end
+
+  defp log_likelihood(gf, p, args, cm) do
+    {w, _} = Gen.assess(gf, [p | args], cm)
+    w
+  rescue
+    e in ArgumentError ->
+      reraise ArgumentError,
+              "Gen.Inference.train: #{Exception.message(e)}; train needs every choice of each data item observed (for latent choices fit a guide with Gen.Inference.VI)",
+              __STACKTRACE__
   end
 
   defp subset(key, i, n, b) do
