@@ -379,6 +379,40 @@ defmodule Gen.VITest do
       end
     end
 
+    test "model parameters learned with the guide: the prior mean goes to its maximum-likelihood value" do
+      # mu ~ N(θ, 2²), y_i ~ N(mu, 1): y ~ N(θ·1, I + 4·11ᵀ), maximised at θ = ȳ; at that θ the exact
+      # posterior (in the guide's family) has mean (θ/4 + Σy)/(1/4 + 5).
+      model =
+        gen(fn th, n ->
+          mu = trace(:mu, Gen.Dist.normal(th.theta, 2.0))
+          for i <- 0..(n - 1), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
+          mu
+        end)
+
+      ybar = Enum.sum(@ys) / 5
+      {cb, collect} = collector(1000, fn p -> {num(p.model.theta), num(p.guide.m)} end)
+
+      {p, _} =
+        Inference.vi(model, [5], obs(@ys), gauss_guide(), %{m: f64(0.0), ls: f64(0.0)},
+          model_params: %{theta: f64(0.0)},
+          stl: true,
+          steps: 2000,
+          optimizer: Optim.sgd(learning_rate: 0.1),
+          key: Mx.Random.key(8),
+          callback: cb
+        )
+
+      assert Map.keys(p) == [:guide, :model]
+      its = collect.(1000)
+      # The expected gradient is linear in (θ, guide mean) — E[(z − θ)/4] = (m − θ)/4 and the path
+      # derivative's mean — so constant-step SGD iterates average to the optimum: 4 SE.
+      {t, se_t} = its |> Enum.map(&elem(&1, 0)) |> mean_se()
+      {m, se_m} = its |> Enum.map(&elem(&1, 1)) |> mean_se()
+      assert abs(t - ybar) <= 4 * se_t, "theta #{t} vs #{ybar}, SE #{se_t}"
+      assert abs(m - (ybar / 4 + Enum.sum(@ys)) / @prec) <= 4 * se_m
+      assert se_t < 0.03
+    end
+
     test "errors name the option" do
       p = %{m: f64(0.0), ls: f64(0.0)}
       args = [normal_model(), [5], obs(@ys), gauss_guide(), p]

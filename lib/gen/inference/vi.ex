@@ -192,6 +192,13 @@ defmodule Gen.Inference.VI do
       takes the observations this way, and the sleep phase calls it on
       the observed addresses of each simulation of the model (with a
       list, the sleep phase fits the guide to the prior).
+    * `model_params:` — a container of the model's own parameters, learned
+      along with the guide (maximum marginal likelihood through the bound,
+      as in a variational autoencoder): the model is then called on
+      `[model_params | args]` and the result is `{%{guide: params, model:
+      model_params}, history}`. The ELBO and IWELBO differentiate log p
+      in them; the wake phase ascends Σ w̄ₖ log p(x, zₖ); the sleep phase
+      leaves them fixed.
     * `steps:` (1000), `optimizer:` (`Gen.Optim.adam(learning_rate: 0.01)`),
       `key:`, `callback:` (`%{iteration: i, params: p, value: v}` after each step)
 
@@ -222,6 +229,8 @@ defmodule Gen.Inference.VI do
     ema? = cfg.objective == :elbo and cfg.samples == 1
     b0 = if ema?, do: elbo(model, args, cfg.obs, guide, params, Keyword.merge(opts, samples: 10, key: Mx.Random.fold_in(key, -1))) |> Mx.to_number()
 
+    params = with_model(cfg, params)
+
     {params, _st, _b, hist} =
       Enum.reduce(0..(steps - 1)//1, {params, Optim.init(opt, params), b0, []}, fn i, {p, st, b, hist} ->
         {v, g} = Mx.value_and_grad(fn p -> surrogate(cfg, p, Mx.Random.fold_in(key, i), b) end).(p)
@@ -240,6 +249,7 @@ defmodule Gen.Inference.VI do
   to the guide's `params`: `{estimate, gradient}`, the gradient with the
   container shape of `params`. Same options as `vi/6` (`objective:`,
   `estimator:`, `reinforce:`, `samples:`, `sleep_samples:`, `guide_args:`,
+  `stl:`, `model_params:` (then the gradient is `%{guide: .., model: ..}`),
   `key:`), plus `baseline:` (a number; for the single-sample score-function
   ELBO, 0.0 by default).
 
@@ -262,14 +272,15 @@ defmodule Gen.Inference.VI do
         other -> raise ArgumentError, "Gen.Inference.VI.gradient: baseline: must be a number, got #{inspect(other)}"
       end
 
-    {v, g} = Mx.value_and_grad(fn p -> surrogate(cfg, p, key, b) end).(params)
+    {v, g} = Mx.value_and_grad(fn p -> surrogate(cfg, p, key, b) end).(with_model(cfg, params))
     Mx.eval([v | Optim.leaves(g)])
     {v, g}
   end
 
   @doc """
   An estimate of the ELBO, E_q[log p(z, x) − log q(z)], as the mean over
-  `samples:` (default 1) guide draws. Options: `samples:`, `guide_args:`, `key:`.
+  `samples:` (default 1) guide draws. Options: `samples:`, `guide_args:`,
+  `model_params:` (for a model called on `[model_params | args]`), `key:`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -288,7 +299,7 @@ defmodule Gen.Inference.VI do
   An estimate of the importance-weighted bound with K = `samples:` (default
   10) guide draws, log (1/K) Σₖ p(zₖ, x)/q(zₖ); its expectation rises with
   K towards log p(x) (K = 1 is the ELBO). Options: `samples:`,
-  `guide_args:`, `key:`.
+  `guide_args:`, `model_params:`, `key:`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -304,7 +315,8 @@ defmodule Gen.Inference.VI do
   defp bound(model, args, observations, guide, params, opts, objective) do
     cfg = config!(model, args, observations, guide, Keyword.merge(opts, objective: objective, estimator: :reparam), Atom.to_string(objective))
     key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
-    fs = for k <- 0..(cfg.samples - 1), do: elem(draw(cfg, params, Mx.Random.fold_in(key, k), cfg.obs), 0)
+    p = with_model(cfg, params)
+    fs = for k <- 0..(cfg.samples - 1), do: elem(draw(cfg, p, Mx.Random.fold_in(key, k), cfg.obs), 0)
     v = if objective == :elbo, do: mean(fs), else: log_mean_exp(Mx.stack(fs))
     Mx.eval(v)
   end
@@ -364,10 +376,12 @@ defmodule Gen.Inference.VI do
       for k <- 0..(cfg.samples - 1) do
         z = fixed_guide_sample(cfg, p, Mx.Random.fold_in(key, k), cfg.obs)
         lq = guide_density(cfg, p, z, cfg.obs)
-        {lp, _} = Gen.assess(cfg.model, cfg.args, Choicemap.merge(z, cfg.obs))
-        {Mx.subtract(lp, Mx.stop_gradient(lq)), lq}
+        {lp, _} = Gen.assess(cfg.model, model_args(cfg, p), Choicemap.merge(z, cfg.obs))
+        {Mx.subtract(lp, Mx.stop_gradient(lq)), Mx.add(lq, lp)}
       end
 
+    # With model parameters, Σ w̄ₖ log p(x, zₖ) also updates the model (its values are fixed, so
+    # log p carries no gradient to the guide).
     fs = Mx.stack(Enum.map(draws, &elem(&1, 0)))
     w = fs |> Mx.subtract(Mx.logsumexp(fs)) |> Mx.exp() |> Mx.stop_gradient()
     s = Mx.sum(Mx.multiply(w, Mx.stack(Enum.map(draws, &elem(&1, 1)))))
@@ -380,7 +394,8 @@ defmodule Gen.Inference.VI do
 
     lqs =
       for m <- 0..(cfg.sleep_samples - 1) do
-        t = Gen.simulate(cfg.model, cfg.args, key: Mx.Random.fold_in(key, m))
+        # the model's parameters are held fixed here: the sleep phase trains the guide only
+        t = Gen.simulate(cfg.model, model_args(cfg, stop_params(p)), key: Mx.Random.fold_in(key, m))
         {x, z} = Gen.get_choices(t) |> Choicemap.to_list() |> Enum.split_with(fn {path, _} -> path in obs_paths end)
         guide_density(cfg, p, Choicemap.new(z), Choicemap.new(x))
       end
@@ -399,7 +414,7 @@ defmodule Gen.Inference.VI do
 
   # One guide draw: {f, log q of the score-function choices (nil when there are none)}, f = log p(z, x) − log q(z).
   defp draw(cfg, p, key, obs) do
-    gargs = [p | guide_args(cfg, obs)]
+    gargs = [guide_params(cfg, p) | guide_args(cfg, obs)]
     t = Gen.simulate(cfg.guide, gargs, key: key)
     z = Gen.get_choices(t)
     all = Choicemap.to_list(z)
@@ -409,7 +424,7 @@ defmodule Gen.Inference.VI do
       cond do
         score_paths == [] and cfg.stl ->
           # Sticking the landing: log q with the parameters held fixed, so only the path derivative remains.
-          {lq, _} = Gen.assess(cfg.guide, [stop_params(p) | guide_args(cfg, obs)], z)
+          {lq, _} = Gen.assess(cfg.guide, [stop_params(guide_params(cfg, p)) | guide_args(cfg, obs)], z)
           {z, lq, nil}
 
         score_paths == [] ->
@@ -423,19 +438,19 @@ defmodule Gen.Inference.VI do
           {z, lq, lq_r}
       end
 
-    {lp, _} = Gen.assess(cfg.model, cfg.args, Choicemap.merge(z, obs))
+    {lp, _} = Gen.assess(cfg.model, model_args(cfg, p), Choicemap.merge(z, obs))
     {Mx.subtract(lp, lq), lq_r}
   end
 
   # Guide choices at fixed values (gradients stopped), for the wake phase.
   defp fixed_guide_sample(cfg, p, key, obs) do
-    t = Gen.simulate(cfg.guide, [p | guide_args(cfg, obs)], key: key)
+    t = Gen.simulate(cfg.guide, [guide_params(cfg, p) | guide_args(cfg, obs)], key: key)
     Gen.get_choices(t) |> Choicemap.to_list() |> Enum.map(fn {path, v} -> {path, stop(v)} end) |> Choicemap.new()
   end
 
   defp guide_density(cfg, p, z, obs) do
     z = z |> Choicemap.to_list() |> Enum.map(fn {path, v} -> {path, stop(v)} end) |> Choicemap.new()
-    {lq, _} = Gen.assess(cfg.guide, [p | guide_args(cfg, obs)], z)
+    {lq, _} = Gen.assess(cfg.guide, [guide_params(cfg, p) | guide_args(cfg, obs)], z)
     lq
   end
 
@@ -450,6 +465,17 @@ defmodule Gen.Inference.VI do
   defp stop(v), do: v
 
   defp stop_params(p), do: Optim.map_leaves(p, "vi", &Mx.stop_gradient/1)
+
+  # With `model_params:` the optimised container is %{guide: ..., model: ...} and the model is
+  # called on [model_params | args].
+  defp with_model(%{model_params: nil}, params), do: params
+  defp with_model(%{model_params: mp}, params), do: %{guide: params, model: mp}
+
+  defp guide_params(%{model_params: nil}, p), do: p
+  defp guide_params(_cfg, p), do: p.guide
+
+  defp model_args(%{model_params: nil} = cfg, _p), do: cfg.args
+  defp model_args(cfg, p), do: [p.model | cfg.args]
 
   defp guide_args(%{guide_args: f}, obs) when is_function(f, 1), do: f.(obs)
   defp guide_args(%{guide_args: l}, _obs), do: l
@@ -525,6 +551,7 @@ defmodule Gen.Inference.VI do
       guide_args: guide_args,
       objective: objective,
       reinforce: reinforce,
+      model_params: Keyword.get(opts, :model_params),
       stl: stl!(opts, fun),
       samples: samples,
       sleep_samples: sleep_samples
