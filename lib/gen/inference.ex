@@ -15,7 +15,7 @@ defmodule Gen.Inference do
     * kernels as values and their composition: `Gen.Inference.Kernel`
       (`mh`, `gibbs`, `elliptical_slice`, `involutive_mh`, `chain`, `cycle`, `mix`, `repeat`)
     * `run/3` — the MCMC driver: burn-in, thinning, selected values, a
-      callback, flat memory
+      callback, a progress bar, several chains as processes, flat memory
     * `smc/5` — a particle filter with ESS-triggered resampling and optional
       MCMC rejuvenation — `Gen.Inference.SMC`, resampling schemes
       (multinomial, systematic, residual) in `Gen.Inference.Resample`
