@@ -161,7 +161,7 @@ d_lml = :math.log(:math.exp(l1) + :math.exp(l0)) - 0.5 * :math.log(2 * :math.pi(
 
 {p, _hist, it, ms, err} =
   converge.(
-    fn cb -> Gen.Inference.vi(dm, [], %{y: 0.8}, dq, %{logit: f64.(0.0)}, samples: 4, steps: 1000, optimizer: Gen.Optim.adam(learning_rate: 0.05), key: Mx.Random.key(3), callback: cb) end,
+    fn cb -> Gen.Inference.vi(dm, [], %{y: 0.8}, dq, %{logit: f64.(0.0)}, samples: 4, stl: true, steps: 1000, optimizer: Gen.Optim.adam(learning_rate: 0.05), key: Mx.Random.key(3), callback: cb) end,
     fn p -> [num.(p.logit)] end,
     fn [l] -> abs(1 / (1 + :math.exp(-l)) - pb) end,
     0.01,
@@ -169,7 +169,7 @@ d_lml = :math.log(:math.exp(l1) + :math.exp(l0)) - 0.5 * :math.log(2 * :math.pi(
   )
 
 final = final_elbo.(dm, [], %{y: 0.8}, dq, p, [])
-rows = rows ++ [{"REINFORCE, bernoulli latent, 4 draws/step", it, 1000, ms, err, final, d_lml, "log p(y)"}]
+rows = rows ++ [{"REINFORCE (stl), bernoulli latent, 4 draws/step", it, 1000, ms, err, final, d_lml, "log p(y)"}]
 
 # Wake-sleep, amortized q(mu | ȳ) on normal–normal.
 wq = gen(fn p, ybar -> trace(:mu, Gen.Dist.normal(Mx.add(Mx.multiply(p.a, ybar), p.b), Mx.exp(p.ls))) end)

@@ -185,6 +185,11 @@ defmodule Gen.Inference.VI do
       `reinforce:` a selection of guide choices that take the score function
       under `:reparam`. The wake and sleep phases need neither (their
       gradient is that of log q at fixed values).
+    * `stl:` — false (default) or true: "sticking the landing" (Roeder et
+      al. 2017), the log q in each sample's weight taken with the parameters
+      held fixed, so only path derivatives (and the score terms of
+      score-function choices) remain. Unbiased; when the guide family holds
+      the posterior the gradient noise vanishes at the optimum.
     * `samples:` — K guide draws per step (1 for `:elbo`, 10 for the
       others); `sleep_samples:` — model simulations per sleep step (10)
     * `guide_args:` — a list (default `[]`), or a function of the
@@ -435,6 +440,9 @@ defmodule Gen.Inference.VI do
           z = all |> Enum.map(fn {path, v} -> {path, if(path in score_paths, do: stop(v), else: v)} end) |> Choicemap.new()
           {t2, lq} = Gen.generate(cfg.guide, gargs, z)
           lq_r = if length(score_paths) == length(all), do: lq, else: Gen.project(t2, Selection.new(score_paths))
+          # With stl: the weight's log q holds the parameters fixed; the score term keeps them (still unbiased:
+          # what is dropped, −∇log q(z, b) at fixed values, has expectation 0).
+          lq = if cfg.stl, do: elem(Gen.assess(cfg.guide, [stop_params(hd(gargs)) | tl(gargs)], z), 0), else: lq
           {z, lq, lq_r}
       end
 
