@@ -19,7 +19,9 @@ defmodule Gen.Inference do
     * `smc/5` — a particle filter with ESS-triggered resampling and optional
       MCMC rejuvenation — `Gen.Inference.SMC`, resampling schemes
       (multinomial, systematic, residual) in `Gen.Inference.Resample`
-    * `csmc/6` (conditional SMC) and `particle_gibbs/4` — `Gen.Inference.CSMC`
+    * `csmc/6` (conditional SMC) and `particle_gibbs/4` — `Gen.Inference.CSMC`;
+      `smcp3/5` (probabilistic program proposals) — `Gen.Inference.SMCP3`;
+      `Gen.Inference.SMC.filter/5`, a streaming particle filter for long series
     * `vimportance_sampling/5`, `vsmc/5`, `vmh/3`, `vmala/3` — the same over `n` particles
       or chains in one vectorized trace (`Gen.Vectorized`) — `Gen.Inference.Vectorized`
 
@@ -444,6 +446,37 @@ defmodule Gen.Inference do
           Kernel.t()
   def particle_gibbs(args_fn, observations, n, opts \\ []),
     do: Gen.Inference.CSMC.kernel(args_fn, observations, n, opts)
+
+  @doc """
+  SMCP3 (`Gen.Inference.SMCP3`, Lew et al. 2023): a particle filter whose
+  steps move each particle with a forward proposal `forward:` K, a
+  generative function on `[old_trace (nil at step 0), t, observations]`,
+  and score the way back with a backward proposal `backward:` L on
+  `[new_trace, t, observations]`, the incremental weight being
+
+      log p(new) − log p(old) + log L(v; new) − log K(u; old) (+ log |det J|)
+
+  By default K's choices are model choices written into the trace, and v
+  is what they displace (`transform:` gives another bijection; see the
+  module for the contract). Returns `{traces, log_normalized_weights,
+  log_ml_estimate}`. Options: `forward:` (required), `backward:`,
+  `transform:`, and those of `smc/5`.
+
+      iex> import Gen
+      iex> m = gen fn t -> for i <- 0..t, do: trace({:x, i}, Gen.Dist.normal(0.0, 1.0)) end
+      iex> # K proposes the step's latent from the exact posterior N(y/2, 1/2) of x ~ N(0, 1), y ~ N(x, 1).
+      iex> m2 = gen fn t -> for i <- 0..t, do: (x = trace({:x, i}, Gen.Dist.normal(0.0, 1.0)); trace({:y, i}, Gen.Dist.normal(x, 1.0))) end
+      iex> k = gen fn _old, t, obs -> trace({:x, t}, Gen.Dist.normal(Mx.multiply(obs[{:y, t}], 0.5), :math.sqrt(0.5))) end
+      iex> obs = [%{{:y, 0} => 1.0}, %{{:y, 1} => -1.0}]
+      iex> {_traces, lnw, lml} = Gen.Inference.smcp3(m2, &[&1], obs, 4, forward: k, key: Mx.Random.key(0))
+      iex> # Every weight is exactly p(y_t) = N(y_t; 0, 2), so the estimate is exact.
+      iex> {Mx.describe(lnw), Float.round(Mx.to_number(lml), 10) == Float.round(-:math.log(4 * :math.pi()) - 0.5, 10), is_struct(m)}
+      {"f64[4]", true, true}
+  """
+  @spec smcp3(Gen.gen_fn(), (non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+          {[Trace.t()], Mx.t(), Mx.t()}
+  def smcp3(gf, args_fn, observations, n, opts),
+    do: Gen.Inference.SMCP3.smcp3(gf, args_fn, observations, n, opts)
 
 
   # ---- vectorized inference over [n] particles ----

@@ -5,6 +5,8 @@ defmodule Gen.SMCMoreTest do
   alias Gen.ChainCheck
   alias Gen.Inference.Kernel
 
+  doctest Gen.Inference.SMC
+
 
   defp mean_sd(v) do
     m = Enum.sum(v) / length(v)
@@ -206,5 +208,211 @@ defmodule Gen.SMCMoreTest do
     assert_raise ArgumentError, ~r/has no value at address \[2, :x\]/, fn ->
       Gen.Inference.csmc(ssm(), &[&1 + 1, 0.0], obs, 3, short)
     end
+  end
+
+  # ---- SMCP3 on the linear-Gaussian model --------------------------------------------
+
+  @t_p3 15
+
+  defp p3_data do
+    tr = Gen.simulate(ssm(), [@t_p3, 0.0], key: Mx.Random.key(2024))
+    for i <- 0..(@t_p3 - 1), do: Mx.to_number(tr[[i, :y]])
+  end
+
+  # Kalman filter: exact log p(y_0..y_{T-1}).
+  defp kalman_lml(ys) do
+    {ll, _, _} =
+      ys
+      |> Enum.with_index()
+      |> Enum.reduce({0.0, 0.0, 1.0}, fn {y, t}, {ll, m, p} ->
+        {m, p} = if t == 0, do: {m, p}, else: {@a * m, @a * @a * p + @q}
+        s = p + @r
+        k = p / s
+        {ll - 0.5 * (:math.log(2 * :math.pi() * s) + (y - m) ** 2 / s), m + k * (y - m), (1 - k) * p}
+      end)
+
+    ll
+  end
+
+  # The prior of x_t given the particle's x_{t-1} (N(0, 1) at t = 0) times N(y_t; x_t, r):
+  # the locally optimal proposal N(m, s²), with 1/s² = 1/v + 1/r, m = s²(μ/v + y/r).
+  defp optimal(prev_x, y) do
+    {mu, v} = if prev_x == nil, do: {0.0, 1.0}, else: {@a * prev_x, @q}
+    s2 = 1 / (1 / v + 1 / @r)
+    {s2 * (mu / v + y / @r), :math.sqrt(s2)}
+  end
+
+  defp prev_x(nil, _t), do: nil
+  defp prev_x(_old, 0), do: nil
+  defp prev_x(old, t), do: Mx.to_number(old[[t - 1, :x]])
+
+  defp forward_optimal do
+    gen fn old, t, obs ->
+      {m, s} = optimal(prev_x(old, t), Mx.to_number(obs[[t, :y]]))
+      trace([t, :x], Gen.Dist.normal(m, s))
+    end
+  end
+
+  defp p3_obs(ys), do: for({y, i} <- Enum.with_index(ys), do: %{i => %{y: y}})
+
+  defp lml_runs(fun, seeds), do: for(s <- seeds, do: Mx.to_number(fun.(Mx.Random.key(s))))
+
+  @tag timeout: 180_000
+  test "smcp3 with the locally optimal proposal matches Kalman, with less spread than the bootstrap filter" do
+    ys = p3_data()
+    exact = kalman_lml(ys)
+    obs = p3_obs(ys)
+    n = 50
+    seeds = 200..209
+
+    p3 =
+      lml_runs(
+        fn k -> elem(Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, n, forward: forward_optimal(), key: k), 2) end,
+        seeds
+      )
+
+    boot = lml_runs(fn k -> elem(Gen.Inference.smc(ssm(), &[&1 + 1, 0.0], obs, n, key: k), 2) end, seeds)
+    {p3_avg, p3_sd} = mean_sd(p3)
+    {boot_avg, boot_sd} = mean_sd(boot)
+
+    # 10 runs each: every run within 4 sd (sd over runs) of the exact value, the average within 4 sd/√10.
+    for {runs, avg, sd} <- [{p3, p3_avg, p3_sd}, {boot, boot_avg, boot_sd}] do
+      for l <- runs, do: assert(abs(l - exact) < 4 * sd, "log ML #{l} vs #{exact}, sd #{sd}")
+      assert abs(avg - exact) < 4 * sd / :math.sqrt(10), "mean log ML #{avg} vs #{exact}, sd #{sd}"
+    end
+
+    # The optimal proposal's weights p(y_t | x_{t-1}) vary far less than the bootstrap's p(y_t | x_t).
+    assert p3_sd < boot_sd / 2, "smcp3 sd #{p3_sd} vs bootstrap sd #{boot_sd}"
+  end
+
+  @tag timeout: 180_000
+  test "smcp3 moving x_{t-1} too, with a backward proposal scoring the old value, still estimates the Kalman log ML" do
+    ys = p3_data()
+    exact = kalman_lml(ys)
+    obs = p3_obs(ys)
+
+    # K: a random-walk move of x_{t-1}, then x_t from the optimal proposal given the moved value.
+    k =
+      gen fn old, t, obs ->
+        x_prev =
+          if t > 0,
+            do: trace([t - 1, :x], Gen.Dist.normal(old[[t - 1, :x]], 0.3)) |> Mx.to_number(),
+            else: nil
+
+        {m, s} = optimal(x_prev, Mx.to_number(obs[[t, :y]]))
+        trace([t, :x], Gen.Dist.normal(m, s))
+      end
+
+    # L: from the new trace, the old x_{t-1} by the same random walk (it is the update's discard).
+    l = gen fn new, t, _obs -> if t > 0, do: trace([t - 1, :x], Gen.Dist.normal(new[[t - 1, :x]], 0.3)) end
+
+    runs =
+      lml_runs(
+        fn key -> elem(Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 50, forward: k, backward: l, key: key), 2) end,
+        300..309
+      )
+
+    {avg, sd} = mean_sd(runs)
+    assert abs(avg - exact) < 4 * sd / :math.sqrt(10), "mean log ML #{avg} vs #{exact}, sd #{sd}"
+
+    # Without L the displaced x_{t-1} cannot be scored.
+    assert_raise ArgumentError, ~r/no backward: proposal/, fn ->
+      Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], Enum.take(obs, 2), 3, forward: k, key: Mx.Random.key(0))
+    end
+  end
+
+  test "smcp3 with a transform and its Jacobian equals the identity form on the same draws" do
+    ys = Enum.take(p3_data(), 6)
+    obs = p3_obs(ys)
+
+    # K proposes a standard normal z; the transform writes x_t = m + s·z, |dx/dz| = s.
+    k_z = gen fn _old, _t, _obs -> trace(:z, Gen.Dist.normal(0.0, 1.0)) end
+
+    transform = fn old, u, t, obs ->
+      {m, s} = optimal(prev_x(old, t), Mx.to_number(obs[[t, :y]]))
+      x = Mx.add(m, Mx.multiply(s, u[:z]))
+      {%{t => %{x: x}}, %{}, :math.log(s)}
+    end
+
+    opts = [key: Mx.Random.key(41), ess_threshold: 0.7]
+    {tr_a, lnw_a, lml_a} = Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 8, [forward: forward_optimal()] ++ opts)
+    {tr_b, lnw_b, lml_b} = Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 8, [forward: k_z, transform: transform] ++ opts)
+
+    assert_in_delta Mx.to_number(lml_a), Mx.to_number(lml_b), 1.0e-9
+    for {a, b} <- Enum.zip(Mx.to_list(lnw_a), Mx.to_list(lnw_b)), do: assert_in_delta(a, b, 1.0e-9)
+
+    for {a, b} <- Enum.zip(tr_a, tr_b),
+        do: assert_in_delta(Mx.to_number(a[[5, :x]]), Mx.to_number(b[[5, :x]]), 1.0e-12)
+
+    # Without the Jacobian term every weight of step t drops by log s_t (s_t the same for all
+    # particles), so the estimate drops by Σ_t log s_t exactly.
+    no_jac = fn old, u, t, obs -> transform.(old, u, t, obs) |> then(fn {c, v, _} -> {c, v} end) end
+    {_, _, lml_c} = Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 8, [forward: k_z, transform: no_jac] ++ opts)
+    log_s = Enum.sum(for t <- 0..5, do: :math.log(elem(optimal(if(t == 0, do: nil, else: 0.0), 0.0), 1)))
+    assert_in_delta Mx.to_number(lml_c), Mx.to_number(lml_a) - log_s, 1.0e-9
+  end
+
+  test "smcp3 argument errors" do
+    obs = p3_obs(Enum.take(p3_data(), 2))
+
+    assert_raise ArgumentError, ~r/forward: is required/, fn ->
+      Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 3, [])
+    end
+
+    assert_raise ArgumentError, ~r/forward: must be a generative function/, fn ->
+      Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 3, forward: fn -> :ok end)
+    end
+
+    assert_raise ArgumentError, ~r/transform: must be a function/, fn ->
+      Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 3, forward: forward_optimal(), transform: fn _ -> :ok end)
+    end
+  end
+
+  # ---- the streaming filter on a short series -----------------------------------------
+
+  defp init_step do
+    init = gen fn -> x = trace(:x, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(x, :math.sqrt(@r))); x end
+
+    step =
+      gen fn _t, prev ->
+        x = trace(:x, Gen.Dist.normal(Mx.multiply(prev, @a), :math.sqrt(@q)))
+        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
+        x
+      end
+
+    {init, step}
+  end
+
+  @tag timeout: 120_000
+  test "SMC.filter matches the Kalman log ML; keep: returns each particle's ancestral line" do
+    ys = p3_data()
+    exact = kalman_lml(ys)
+    {init, step} = init_step()
+    obs = Stream.map(ys, &%{y: &1})
+
+    runs =
+      for s <- 400..409 do
+        r = Gen.Inference.SMC.filter(init, step, obs, 50, key: Mx.Random.key(s), keep: &Mx.to_number(&1[:x]))
+        # The last entry of every line is the particle's current x; every line has T entries.
+        for {line, tr} <- Enum.zip(r.history, r.traces) do
+          assert length(line) == @t_p3
+          assert List.last(line) == Mx.to_number(tr[:x])
+        end
+
+        Mx.to_number(r.log_ml)
+      end
+
+    {avg, sd} = mean_sd(runs)
+    for l <- runs, do: assert(abs(l - exact) < 4 * sd, "log ML #{l} vs #{exact}, sd #{sd}")
+    assert abs(avg - exact) < 4 * sd / :math.sqrt(10), "mean log ML #{avg} vs #{exact}, sd #{sd}"
+  end
+
+  test "SMC.filter argument errors" do
+    {init, step} = init_step()
+
+    assert_raise ArgumentError, ~r/non-empty enumerable/, fn -> Gen.Inference.SMC.filter(init, step, [], 3) end
+    assert_raise ArgumentError, ~r/rejuvenate: is not supported/, fn -> Gen.Inference.SMC.filter(init, step, [%{y: 0.0}], 3, rejuvenate: nil) end
+    assert_raise ArgumentError, ~r/keep: must be/, fn -> Gen.Inference.SMC.filter(init, step, [%{y: 0.0}], 3, keep: 1) end
+    assert_raise ArgumentError, ~r/proposal: must be/, fn -> Gen.Inference.SMC.filter(init, step, [%{y: 0.0}], 3, proposal: 1) end
   end
 end
