@@ -12,10 +12,12 @@ defmodule Gen.Inference.Vectorized do
     * `smc_init/5`, `smc_step/4`, `smc/5` — a particle filter: vectorized
       generate, update with each step's arguments and observations,
       resampling by gathering every choice along the particle axis with
-      ancestors from `Gen.Inference.Resample`, optional MH rejuvenation
+      ancestors from `Gen.Inference.Resample`, optional rejuvenation by a
+      vectorized kernel
     * `mh/3` — Metropolis–Hastings on `n` independent chains: a vectorized
       regenerate, accepted per chain with `Mx.select/3`
     * `mala/3` — MALA on `n` independent chains with per-chain gradients
+      (`choice_gradients/2`)
 
   Use them through `Gen.Inference` (`vimportance_sampling/5`, `vsmc/5`,
   `vmh/3`, `vmala/3`) or directly.
