@@ -19,9 +19,10 @@ defmodule Gen.Vectorized do
   generative-function implementation in `Gen.GenerativeFunction` — consults
   it through `draw/2`, `constrain/2` and `rescore/2`. So every GFI method of
   every generative function (dynamic `gen` functions, nested calls, Map,
-  Unfold, Scan, the vectorized switch; Switch, Mask and Mix when their
-  index or flag is shared by every particle) is vectorized without knowing
-  it: scores and weights of `[n]` sites broadcast to f64 `[n]` through the
+  Unfold, Scan, the vectorized switch; Switch and Mask when their index or
+  flag is an argument shared by every particle, not a sampled value) is
+  vectorized without knowing it (Mix, whose component is a sampled choice
+  it reads as a number, is not): scores and weights of `[n]` sites broadcast to f64 `[n]` through the
   handlers' additions.
 
   Copying and merging particles (`take/2` for resampling, `select/3` for

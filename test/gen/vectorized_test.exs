@@ -199,6 +199,13 @@ defmodule Gen.VectorizedTest do
       Gen.vgenerate(m, [], %{}, 3, key: Mx.Random.key(0))
     end
 
+    # Mix reads its sampled component with to_number.
+    mix = Gen.Combinators.mix([Gen.Dist.normal(0.0, 1.0), Gen.Dist.normal(5.0, 1.0)], [0.0, 0.0])
+
+    assert_raise ArgumentError, ~r/read a per-particle value as an Elixir number/, fn ->
+      Gen.vsimulate(mix, [], 4, key: Mx.Random.key(0))
+    end
+
     assert_raise ArgumentError, ~r/leading size is the number of particles 3/, fn ->
       Gen.vgenerate(small_model(), [0.3], %{zs: [1.0, 2.0, 3.0]}, 3)
     end
@@ -235,7 +242,7 @@ defmodule Gen.VectorizedTest do
     Gen.Combinators.unfold(step)
   end
 
-  test "Unfold, Map and Scan under vsimulate" do
+  test "Unfold, Map, Scan, Switch and Mask under vsimulate" do
     t = Gen.vsimulate(ssm(), [4, 0.0], 5, key: Mx.Random.key(7))
     xs = for i <- 0..3, do: Mx.to_list(t[[i, :x]])
     ys = for i <- 0..3, do: Mx.to_list(t[[i, :y]])
@@ -263,6 +270,13 @@ defmodule Gen.VectorizedTest do
       for p <- 0..3, do: Enum.zip([0.0, 10.0, -10.0], zs) |> Enum.map(fn {m, z} -> ln_normal(Enum.at(z, p), m, 1.0) end) |> Enum.sum()
 
     assert_all_close(Mx.to_list(tm.score), expected)
+
+    # Switch and Mask with a shared index or flag (an argument) run the chosen branch vectorized.
+    sw = Gen.Combinators.switch([Gen.Dist.normal(0.0, 1.0), Gen.Dist.normal(5.0, 1.0)])
+    tw = Gen.vsimulate(sw, [1], 4, key: Mx.Random.key(20))
+    assert_all_close(Mx.to_list(tw.score), Enum.map(Mx.to_list(tw.retval), &ln_normal(&1, 5.0, 1.0)))
+    tk = Gen.vsimulate(Gen.Combinators.mask(Gen.Dist.normal(0.0, 1.0)), [true], 4, key: Mx.Random.key(21))
+    assert_all_close(Mx.to_list(tk.score), Enum.map(Mx.to_list(tk.retval), &ln_normal(&1, 0.0, 1.0)))
 
     # Scan: a random walk z_i ~ N(c, 1) carrying c = z_i, returning z_i + x_i.
     walk = gen(fn c, x -> z = trace(:z, Gen.Dist.normal(c, 1.0)); {z, Mx.add(z, x)} end)
