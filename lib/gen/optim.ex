@@ -35,7 +35,7 @@ defmodule Gen.Optim do
 
   @type t :: %__MODULE__{
           method: :sgd | :adam,
-          learning_rate: float(),
+          learning_rate: float() | (pos_integer() -> number()),
           maximize: boolean(),
           momentum: float(),
           beta1: float(),
@@ -47,8 +47,10 @@ defmodule Gen.Optim do
 
   @doc """
   Stochastic gradient ascent (descent with `maximize: false`). Options:
-  `learning_rate:` (required, > 0), `momentum:` (0.0, in [0, 1)),
-  `maximize:` (true).
+  `learning_rate:` (required: a positive number, or a schedule, a function
+  of the step t = 1, 2, ... returning one, e.g. Robbins–Monro's
+  `fn t -> 0.1 / t ** 0.6 end`), `momentum:` (0.0, in [0, 1)), `maximize:`
+  (true).
 
       iex> opt = Gen.Optim.sgd(learning_rate: 0.1)
       iex> p = %{x: Mx.tensor(1.0, type: :f64)}
@@ -62,14 +64,15 @@ defmodule Gen.Optim do
 
     %__MODULE__{
       method: :sgd,
-      learning_rate: positive!(opts, :learning_rate, nil, "sgd"),
+      learning_rate: rate!(opts, nil, "sgd"),
       momentum: unit!(opts, :momentum, 0.0, "sgd"),
       maximize: bool!(opts, :maximize, "sgd")
     }
   end
 
   @doc """
-  Adam with bias-corrected moments. Options: `learning_rate:` (0.001),
+  Adam with bias-corrected moments. Options: `learning_rate:` (0.001; a
+  number or a schedule, as in `sgd/1`),
   `beta1:` (0.9), `beta2:` (0.999), `eps:` (1.0e-8), `maximize:` (true).
 
   The first bias-corrected step moves every coordinate by ±η·g/(|g| + ε),
@@ -87,7 +90,7 @@ defmodule Gen.Optim do
 
     %__MODULE__{
       method: :adam,
-      learning_rate: positive!(opts, :learning_rate, 0.001, "adam"),
+      learning_rate: rate!(opts, 0.001, "adam"),
       beta1: unit!(opts, :beta1, 0.9, "adam"),
       beta2: unit!(opts, :beta2, 0.999, "adam"),
       eps: positive!(opts, :eps, 1.0e-8, "adam"),
@@ -144,7 +147,8 @@ defmodule Gen.Optim do
   defp pair?({%Mx.Array{}, _}), do: true
   defp pair?(_), do: false
 
-  defp step_leaf(%{method: :sgd, momentum: mu, learning_rate: lr}, _t, sign, p, g, v) do
+  defp step_leaf(%{method: :sgd, momentum: mu} = o, t, sign, p, g, v) do
+    lr = rate(o, t)
     v2 = if mu == 0.0, do: g, else: Mx.add(Mx.multiply(v, mu), g)
     {Mx.add(p, Mx.multiply(v2, sign * lr)), v2}
   end
@@ -155,7 +159,27 @@ defmodule Gen.Optim do
     m_hat = Mx.divide(m2, 1.0 - :math.pow(o.beta1, t))
     v_hat = Mx.divide(v2, 1.0 - :math.pow(o.beta2, t))
     delta = Mx.divide(m_hat, Mx.add(Mx.sqrt(v_hat), o.eps))
-    {Mx.add(p, Mx.multiply(delta, sign * o.learning_rate)), {m2, v2}}
+    {Mx.add(p, Mx.multiply(delta, sign * rate(o, t))), {m2, v2}}
+  end
+
+  defp rate(%{learning_rate: lr}, _t) when is_float(lr), do: lr
+
+  defp rate(%{learning_rate: f}, t) do
+    case f.(t) do
+      x when is_number(x) and x > 0 ->
+        x * 1.0
+
+      other ->
+        raise ArgumentError,
+              "Gen.Optim.update: the learning-rate schedule returned #{inspect(other)} at step #{t}; it must return a positive number"
+    end
+  end
+
+  defp rate!(opts, default, fun) do
+    case Keyword.get(opts, :learning_rate, default) do
+      f when is_function(f, 1) -> f
+      _ -> positive!(opts, :learning_rate, default, fun)
+    end
   end
 
   @doc """

@@ -67,6 +67,25 @@ defmodule Gen.OptimTest do
       assert_in_delta hd(Mx.to_list(pd.x)), 1.0 - lr * 0.3 / (0.3 + eps), 1.0e-14
     end
 
+    test "a learning-rate schedule is called with the step number" do
+      opt = Optim.sgd(learning_rate: fn t -> 1.0 / t end)
+      p = f64(0.0)
+      g = f64(1.0)
+      {p1, s1} = Optim.update(opt, Optim.init(opt, p), p, g)
+      {p2, _} = Optim.update(opt, s1, p1, g)
+      # steps of 1/1 then 1/2
+      assert num(p2) == 1.5
+
+      opt = Optim.adam(learning_rate: fn t -> 0.1 * t end)
+      {p1, s1} = Optim.update(opt, Optim.init(opt, p), p, g)
+      {p2, _} = Optim.update(opt, s1, p1, g)
+      # a constant gradient makes m̂/(√v̂ + ε) = 1/(1 + 1e-8) at every step: moves of 0.1 and 0.2
+      assert_in_delta num(p2), 0.3 / (1 + 1.0e-8), 1.0e-14
+
+      bad = Optim.sgd(learning_rate: fn _ -> -1.0 end)
+      assert_raise ArgumentError, ~r/schedule returned -1.0 at step 1/, fn -> Optim.update(bad, Optim.init(bad, p), p, g) end
+    end
+
     test "f32 parameters stay f32" do
       opt = Optim.adam(learning_rate: 0.1)
       p = Mx.tensor([1.0, 2.0])
