@@ -479,6 +479,15 @@ defmodule Gen.VectorizedTest do
     check_against_kalman(resampling: :residual, rejuvenate: mala, rejuvenate_steps: 2)
   end
 
+  test "run errors" do
+    {t, _} = Gen.vgenerate(normal_model(), [@ys], observations(@ys), 3, key: Mx.Random.key(0))
+    k = fn t, opts -> VI.mh(t, Gen.select(:mu), opts) end
+    assert_raise ArgumentError, ~r/samples: must be an integer >= 0 \(required\)/, fn -> VI.run(k, t, burn: 2) end
+    assert_raise ArgumentError, ~r/expected a kernel/, fn -> VI.run(:mh, t, samples: 1) end
+    assert_raise ArgumentError, ~r/must return \{vectorized_trace, accepted\}/, fn -> VI.run(fn t, _ -> {t, true} end, t, samples: 1) end
+    assert_raise ArgumentError, ~r/expected a vectorized trace/, fn -> VI.run(k, Gen.simulate(normal_model(), [@ys]), samples: 1) end
+  end
+
   test "smc_step errors" do
     s = VI.smc_init(ssm(), [1, 0.0], %{0 => %{y: 0.1}}, 4, key: Mx.Random.key(0))
     assert_raise ArgumentError, ~r/resampling: must be/, fn -> VI.smc_step(s, [2, 0.0], %{1 => %{y: 0.0}}, resampling: :stratified) end
@@ -502,20 +511,17 @@ defmodule Gen.VectorizedTest do
 
   defp chains(kernel, steps, n) do
     {t, _} = Gen.vgenerate(normal_model(), [@ys], observations(@ys), n, key: Mx.Random.key(20))
-
-    {t, accepted} =
-      Enum.reduce(1..steps, {t, 0}, fn i, {t, acc} ->
-        {t, a} = kernel.(t, Mx.Random.fold_in(Mx.Random.key(21), i))
-        {t, acc + (a |> Mx.as_type(:s64) |> Mx.sum() |> Mx.to_number())}
-      end)
-
-    {Mx.to_list(t[:mu]), accepted / (steps * n)}
+    parent = self()
+    count = fn %{accepted: a} -> send(parent, {:accepted, a |> Mx.as_type(:s64) |> Mx.sum() |> Mx.to_number()}) end
+    [xs] = VI.run(kernel, t, samples: 1, burn: steps - 1, key: Mx.Random.key(21), select: &Mx.to_list(&1[:mu]), callback: count)
+    accepted = for _ <- 1..steps, do: assert_received({:accepted, a}) && a
+    {xs, Enum.sum(accepted) / (steps * n)}
   end
 
   test "vectorized MH: 2000 chains after burn-in are posterior draws" do
     # Independence proposal from the prior N(0, 4): sup π/q ≈ 6.2 on this posterior, so the
     # distance to the target shrinks by 1 − 1/6.2 per step: 0.84^80 ≈ 1e-6 after 80 steps.
-    {xs, rate} = chains(fn t, k -> Gen.Inference.vmh(t, Gen.select(:mu), key: k) end, 80, 2000)
+    {xs, rate} = chains(fn t, opts -> Gen.Inference.vmh(t, Gen.select(:mu), opts) end, 80, 2000)
     assert rate > 0.1
     assert_posterior_draws(xs)
   end
@@ -530,7 +536,7 @@ defmodule Gen.VectorizedTest do
 
     # τ = 0.05 (step √(2τ) ≈ 0.32 against a posterior sd of 0.44): the drift contracts the mean
     # by 1 − τ/σ² ≈ 0.74 per step, so 150 steps leave no trace of the prior start.
-    {xs, rate} = chains(fn t, k -> Gen.Inference.vmala(t, Gen.select(:mu), tau: 0.05, key: k) end, 150, 2000)
+    {xs, rate} = chains(fn t, opts -> Gen.Inference.vmala(t, Gen.select(:mu), [tau: 0.05] ++ opts) end, 150, 2000)
     assert rate > 0.5
     assert_posterior_draws(xs)
   end

@@ -18,6 +18,8 @@ defmodule Gen.Inference.Vectorized do
       regenerate, accepted per chain with `Mx.select/3`
     * `mala/3` — MALA on `n` independent chains with per-chain gradients
       (`choice_gradients/2`)
+    * `run/3` — a driver for kernels on vectorized traces (burn-in,
+      thinning, selected values, flat memory)
 
   Use them through `Gen.Inference` (`vimportance_sampling/5`, `vsmc/5`,
   `vmh/3`, `vmala/3`) or directly.
@@ -297,6 +299,75 @@ defmodule Gen.Inference.Vectorized do
     paths = selected_paths!(trace, sel, n)
     gs = gradients(trace, paths, Enum.map(paths, &Gen.get_choices(trace)[&1]), n)
     {trace.score, Choicemap.new(Enum.zip(paths, gs))}
+  end
+
+  @doc """
+  Runs a kernel on vectorized traces (`fn trace, opts -> {trace, accepted}
+  end`, `accepted` a boolean `[n]` array, e.g. wrapping `mh/3` or `mala/3`)
+  from `trace` for `burn + samples * thin` iterations, and returns the
+  `samples` values kept after burn-in, every `thin`-th: the traces, or
+  `select.(trace)` with `select:`. Each iteration's trace is evaluated, so
+  memory stays flat (keep small values with `select:` for long runs).
+
+  Options: `samples:` (required), `burn:` (0), `thin:` (1), `key:`
+  (iteration i uses `Mx.Random.fold_in(key, i)`), `select:`, `callback:`
+  (called after every iteration with `%{iteration: i, trace: t, accepted:
+  acc}`).
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.vgenerate(m, [], %{y: 0.5}, 10, key: Mx.Random.key(0))
+      iex> k = fn t, opts -> Gen.Inference.Vectorized.mh(t, Gen.select(:mu), opts) end
+      iex> xs = Gen.Inference.Vectorized.run(k, t, samples: 3, burn: 5, key: Mx.Random.key(1), select: &Mx.to_list(&1[:mu]))
+      iex> {length(xs), Enum.map(xs, &length/1)}
+      {3, [10, 10, 10]}
+  """
+  @spec run((Trace.t(), keyword() -> {Trace.t(), Mx.t()}), Trace.t(), keyword()) :: [term()]
+  def run(kernel, %Trace{} = trace, opts) do
+    unless is_function(kernel, 2) do
+      raise ArgumentError,
+            "Gen.Inference.Vectorized.run: expected a kernel on vectorized traces, fn trace, opts -> {trace, accepted} end, got #{inspect(kernel)}"
+    end
+
+    _ = V.particles(trace)
+    samples = count!(opts, :samples, nil, 0)
+    burn = count!(opts, :burn, 0, 0)
+    thin = count!(opts, :thin, 1, 1)
+    select = Keyword.get(opts, :select)
+    callback = Keyword.get(opts, :callback)
+    key = Keyword.get(opts, :key)
+
+    for {f, name} <- [{select, :select}, {callback, :callback}], f != nil and not is_function(f, 1) do
+      raise ArgumentError, "Gen.Inference.Vectorized.run: #{name}: must be a function of 1 argument or nil, got #{inspect(f)}"
+    end
+
+    {_t, kept} =
+      Enum.reduce(0..(burn + samples * thin - 1)//1, {V.force(trace), []}, fn i, {t, kept} ->
+        k_opts = if key, do: [key: Mx.Random.fold_in(key, i)], else: []
+
+        {t2, acc} =
+          case kernel.(t, k_opts) do
+            {%Trace{} = t2, %Mx.Array{} = acc} -> {V.force(t2), acc}
+            other -> raise ArgumentError, "Gen.Inference.Vectorized.run: a kernel must return {vectorized_trace, accepted}, got #{inspect(other)}"
+          end
+
+        if callback, do: callback.(%{iteration: i, trace: t2, accepted: acc})
+        keep? = i >= burn and rem(i - burn + 1, thin) == 0
+        {t2, if(keep?, do: [if(select, do: Mx.eval(select.(t2)), else: t2) | kept], else: kept)}
+      end)
+
+    Enum.reverse(kept)
+  end
+
+  defp count!(opts, name, default, min) do
+    case Keyword.get(opts, name, default) do
+      n when is_integer(n) and n >= min ->
+        n
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.Vectorized.run: #{name}: must be an integer >= #{min}#{if default == nil, do: " (required)", else: ""}, got #{inspect(other)}"
+    end
   end
 
   # Row i of d/dx Σ_j log p(x_j) is d/dx_i log p(x_i): chains are independent.
