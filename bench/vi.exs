@@ -198,6 +198,44 @@ for {{name, it, steps, ms, err, final, exact, what}, tol} <- Enum.zip(rows, tols
   IO.puts("| #{name} | #{tol} | #{it} | #{steps} | #{Bench.fmt(ms)} | #{Float.round(err, 4)} | #{Float.round(elem(final, 0), 4)} ± #{Float.round(elem(final, 1), 4)} | #{Float.round(exact, 4)} | #{what} |")
 end
 
+# ---- MAP and maximum-likelihood training: iterations to the closed-form optimum ---------------
+
+# MAP with the line search: the smallest `steps:` whose result is within 1e-8 of the posterior mode
+# (the path is deterministic, so doubling then bisection finds it).
+{t0, _} = Gen.generate(reg, [xs], Map.merge(obs.(lys), %{slope: 0.0, intercept: 0.0}))
+map_err = fn steps ->
+  t = Gen.Inference.map_optimize(t0, Gen.select([:slope, :intercept]), steps: steps, tol: 0.0)
+  max(abs(num.(t[:slope]) - reg_mode.slope), abs(num.(t[:intercept]) - reg_mode.intercept))
+end
+
+hi = Stream.iterate(1, &(&1 * 2)) |> Enum.find(&(map_err.(&1) < 1.0e-8))
+bisect = fn bisect, lo, hi -> if hi - lo <= 1, do: hi, else: (mid = div(lo + hi, 2); if map_err.(mid) < 1.0e-8, do: bisect.(bisect, lo, mid), else: bisect.(bisect, mid, hi)) end
+map_iters = bisect.(bisect, div(hi, 2), hi)
+
+# Maximum likelihood of linear-regression coefficients (σ = 1): least squares.
+lm = gen(fn p, x -> trace(:y, Gen.Dist.normal(Mx.add(Mx.multiply(p.w, x), p.b), 1.0)) end)
+data = Enum.zip_with(xs, lys, fn x, y -> {[x], %{y: y}} end)
+n = length(xs)
+w_ls = (n * sxy - sx * sy) / (n * sxx - sx * sx)
+b_ls = (sy - w_ls * sx) / n
+
+train_iters = fn opt ->
+  me = self()
+  ref = make_ref()
+  Gen.Inference.train(lm, %{w: f64.(0.0), b: f64.(0.0)}, data, steps: 2000, optimizer: opt,
+    callback: fn %{iteration: i, params: p} -> send(me, {ref, i, max(abs(num.(p.w) - w_ls), abs(num.(p.b) - b_ls))}) end)
+  errs = for _ <- 1..2000, do: receive(do: ({^ref, i, e} -> {i, e}))
+  last_bad = errs |> Enum.filter(fn {_, e} -> e >= 1.0e-8 end) |> Enum.map(&elem(&1, 0)) |> Enum.max(fn -> -1 end)
+  if last_bad + 1 >= 2000, do: "not reached", else: last_bad + 1
+end
+
+IO.puts("\n| optimisation, linear regression (closed-form optimum) | iterations to 1e-8 |")
+IO.puts("|---|---:|")
+IO.puts("| MAP, line-search gradient ascent (posterior mode) | #{map_iters} |")
+IO.puts("| train, SGD η = 1/λ_max(XᵀX) (least squares) | #{train_iters.(Gen.Optim.sgd(learning_rate: 2 / ((sxx + n) + :math.sqrt((sxx - n) * (sxx - n) + 4 * sx * sx))))} |")
+IO.puts("| train, SGD η = 1/λ_max, momentum 0.5 | #{train_iters.(Gen.Optim.sgd(learning_rate: 2 / ((sxx + n) + :math.sqrt((sxx - n) * (sxx - n) + 4 * sx * sx)), momentum: 0.5))} |")
+IO.puts("| train, Adam η = 0.05 | #{train_iters.(Gen.Optim.adam(learning_rate: 0.05))} |")
+
 # ---- time per iteration beside the forward estimate ------------------------------------------
 
 q = gen(fn p -> trace(:mu, Gen.Dist.normal(p.m, Mx.exp(p.ls))) end)
