@@ -59,7 +59,7 @@ defmodule Gen.Vectorized do
   The rule reads shapes only; it cannot tell a *shared* batched site whose
   own leading size happens to equal `n` from a per-particle one. Pick `n`
   different from the leading size of any batched site (`Gen.vgenerate/5`
-  raises when an observation leads with `n`).
+  raises when an observation's batch axes lead with `n`).
 
   ## What cannot be vectorized
 
@@ -79,6 +79,7 @@ defmodule Gen.Vectorized do
 
   @batch :gen_particle_batch
   @event_ranks :gen_event_ranks
+  @shared :gen_shared_observations
 
   # ---- the particle-batch context -------------------------------------------------
 
@@ -161,6 +162,7 @@ defmodule Gen.Vectorized do
         a = Mx.tensor(v)
         batch_shape = if leads?(lp, n), do: tl(Tuple.to_list(Mx.shape(lp))), else: Tuple.to_list(Mx.shape(lp))
         e = event_rank(d)
+        if n > 1 and shared?(v), do: check_observation!(a, e, n)
         event = a |> Mx.shape() |> Tuple.to_list() |> Enum.take(-e) |> then(&if(e == 0, do: [], else: &1))
         target = List.to_tuple([n | batch_shape ++ event])
         a = if Mx.shape(a) == target, do: a, else: Mx.broadcast(a, target)
@@ -181,6 +183,31 @@ defmodule Gen.Vectorized do
   end
 
   defp leads?(a, n), do: Mx.rank(a) >= 1 and elem(Mx.shape(a), 0) == n
+
+  # Observations (values the caller gave as shared) are recognized by term: equal terms are the same array.
+  defp shared?(v), do: match?(%Mx.Array{}, v) and MapSet.member?(Process.get(@shared) || MapSet.new(), v)
+
+  defp with_shared(nil, fun), do: fun.()
+
+  defp with_shared(%Choicemap{} = cm, fun) do
+    prev = Process.get(@shared)
+    Process.put(@shared, cm |> Choicemap.to_list() |> MapSet.new(&elem(&1, 1)))
+
+    try do
+      fun.()
+    after
+      if prev, do: Process.put(@shared, prev), else: Process.delete(@shared)
+    end
+  end
+
+  # A shared observation whose batch axes (those before the event axes) lead with n would be read as per-particle.
+  defp check_observation!(a, e, n) do
+    if Mx.rank(a) - e >= 1 and elem(Mx.shape(a), 0) == n do
+      raise ArgumentError,
+            "an observation of shape #{Mx.describe(a)} (#{e} event axes) has a leading batch axis of size #{n}, the number " <>
+              "of particles: it would be taken for a per-particle value; use another number of particles"
+    end
+  end
 
   defp scalar_params?(d), do: d |> Map.from_struct() |> Enum.all?(fn {_k, v} -> match?(%Mx.Array{shape: {}}, v) end)
 
@@ -248,29 +275,31 @@ defmodule Gen.Vectorized do
   `n` particles of `gf` on `args` agreeing with `observations`, in one run of
   the body: `{trace, weights}`, the weights an f64 `[n]` array (each
   particle's `Gen.generate/4` weight). Observations are shared by every
-  particle and broadcast; one whose leading axis has size `n` (n > 1) would
-  be taken for a per-particle value and raises. Options: `key:`. Same as
+  particle and broadcast; one whose batch axes (those before the event
+  axes of its distribution) lead with size `n` (n > 1) would be taken for a
+  per-particle value and raises. Options: `key:`. Same as
   `Gen.vgenerate/5`.
   """
   @spec generate(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) :: {Trace.t(), Mx.t()}
   def generate(gf, args, observations, n, opts \\ []) do
     check_n!(n, "Gen.vgenerate")
     cm = Choicemap.new(observations)
-    check_shared!(cm, n, "Gen.vgenerate")
-    per_particle_generate(gf, args, cm, n, key(opts), "Gen.vgenerate")
+    per_particle_generate(gf, args, cm, n, key(opts), "Gen.vgenerate", cm)
   end
 
   @doc false
-  # generate whose constraints may be per-particle (leading axis n), for the vectorized algorithms.
+  # generate whose constraints may be per-particle (leading axis n), for the vectorized algorithms;
+  # `shared_observations:` names the shared ones (checked as vgenerate checks its observations).
   @spec generate_particles(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) ::
           {Trace.t(), Mx.t()}
   def generate_particles(gf, args, constraints, n, opts \\ []) do
     check_n!(n, "Gen.Vectorized.generate_particles")
-    per_particle_generate(gf, args, Choicemap.new(constraints), n, key(opts), "Gen.Vectorized.generate")
+    shared = Keyword.get(opts, :shared_observations)
+    per_particle_generate(gf, args, Choicemap.new(constraints), n, key(opts), "Gen.Vectorized.generate", shared)
   end
 
-  defp per_particle_generate(gf, args, cm, n, key, who) do
-    {t, w} = run(who, n, fn -> GenerativeFunction.generate(gf, args, cm, key) end)
+  defp per_particle_generate(gf, args, cm, n, key, who, shared \\ nil) do
+    {t, w} = run(who, n, fn -> with_shared(shared, fn -> GenerativeFunction.generate(gf, args, cm, key) end) end)
     {particles!(t, n), broadcast(w, n)}
   end
 
@@ -278,7 +307,8 @@ defmodule Gen.Vectorized do
   `Gen.update/5` of every particle of the vectorized trace `trace`, in one
   run: `{trace, weights, retdiff, discard}` with f64 `[n]` weights.
   Constraints are shared (broadcast) or per-particle (leading axis `n`).
-  Options: `key:`.
+  Options: `key:`, `shared_observations:` (a choicemap: constraints known to
+  be shared, checked as `Gen.vgenerate/5` checks its observations).
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -292,7 +322,12 @@ defmodule Gen.Vectorized do
           {Trace.t(), Mx.t(), Gen.argdiff(), Choicemap.t()}
   def update(%Trace{} = trace, args, argdiffs, constraints, opts \\ []) do
     n = particles(trace)
-    {t, w, rd, d} = run("Gen.Vectorized.update", n, fn -> Gen.update(trace, args, argdiffs, constraints, opts) end)
+    {shared, opts} = Keyword.pop(opts, :shared_observations)
+    shared = if shared, do: Choicemap.new(shared)
+
+    {t, w, rd, d} =
+      run("Gen.Vectorized.update", n, fn -> with_shared(shared, fn -> Gen.update(trace, args, argdiffs, constraints, opts) end) end)
+
     {particles!(t, n), broadcast(w, n), rd, d}
   end
 
@@ -668,6 +703,9 @@ defmodule Gen.Vectorized do
                   ],
                   __STACKTRACE__
 
+        String.starts_with?(e.message, "an observation of shape") ->
+          reraise ArgumentError, [message: "#{who}: #{e.message}"], __STACKTRACE__
+
         e.message =~ ~r/\[#{n}\]|\{#{n}[,}]/ ->
           reraise ArgumentError,
                   [message: "#{who}: #{e.message} (running vectorized: if that value carries the particle axis, " <> hint <> ")"],
@@ -684,19 +722,6 @@ defmodule Gen.Vectorized do
     if Mx.rank(lp) == 0, do: lp, else: Mx.sum(lp)
   end
 
-  @doc false
-  # Observations must be shared: one leading with n would be read as per-particle.
-  def check_shared!(cm, n, who) when n > 1 do
-    Enum.each(Choicemap.to_list(cm), fn {p, v} ->
-      if Mx.rank(v) >= 1 and elem(Mx.shape(v), 0) == n do
-        raise ArgumentError,
-              "#{who}: the observation at #{Choicemap.format_path(p)} has shape #{Mx.describe(v)}, whose leading size is " <>
-                "the number of particles #{n}: it would be taken for a per-particle value; use another number of particles"
-      end
-    end)
-  end
-
-  def check_shared!(_cm, _n, _who), do: :ok
 
   defp check_n!(n, _who) when is_integer(n) and n >= 1, do: :ok
 

@@ -206,8 +206,24 @@ defmodule Gen.VectorizedTest do
       Gen.vsimulate(mix, [], 4, key: Mx.Random.key(0))
     end
 
-    assert_raise ArgumentError, ~r/leading size is the number of particles 3/, fn ->
+    # A shared batched observation whose batch axis has the size of the particle axis is ambiguous.
+    assert_raise ArgumentError, ~r/^Gen.vgenerate: an observation of shape f64\[3\] \(0 event axes\) has a leading batch axis of size 3/, fn ->
       Gen.vgenerate(small_model(), [0.3], %{zs: [1.0, 2.0, 3.0]}, 3)
+    end
+
+    # An event axis of that size is not: the 2-d normal's observation [2] with 2 particles.
+    {t2, w2} = Gen.vgenerate(small_model(), [0.3], %{v: [0.5, -0.5]}, 2, key: Mx.Random.key(0))
+    assert Mx.to_list(t2[:v]) == [[0.5, -0.5], [0.5, -0.5]]
+
+    expected =
+      Enum.map(Mx.to_list(t2[:mu]), fn mu -> ln_normal(0.5, mu, 1.0) + ln_normal(-0.5, -mu, 1.0) end)
+
+    assert_all_close(Mx.to_list(w2), expected)
+
+    s0 = VI.smc_init(ssm(), [1, 0.0], %{0 => %{y: 0.1}}, 2, key: Mx.Random.key(0))
+
+    assert_raise ArgumentError, ~r/Gen.Vectorized.update: an observation of shape f64\[2\]/, fn ->
+      VI.smc_step(s0, [2, 0.0], %{1 => %{y: [0.0, 1.0]}})
     end
 
     assert_raise ArgumentError, ~r/positive integer/, fn -> Gen.vsimulate(small_model(), [0.3], 0) end

@@ -56,7 +56,6 @@ defmodule Gen.Inference.Vectorized do
   def importance_sampling(gf, args, observations, n, opts \\ []) do
     check_n!(n, "importance_sampling")
     obs = Choicemap.new(observations)
-    V.check_shared!(obs, n, "Gen.Inference.Vectorized.importance_sampling")
 
     {trace, log_w} =
       case Keyword.get(opts, :proposal) do
@@ -66,7 +65,7 @@ defmodule Gen.Inference.Vectorized do
         {q, q_args} when is_list(q_args) ->
           {k_q, k_p} = Gen.Inference.two_keys(opts)
           {proposed, q_w, _} = V.propose(q, q_args, n, key: k_q)
-          {t, p_w} = V.generate_particles(gf, args, Choicemap.merge(obs, proposed), n, key: k_p)
+          {t, p_w} = V.generate_particles(gf, args, Choicemap.merge(obs, proposed), n, key: k_p, shared_observations: obs)
           {t, Mx.subtract(p_w, q_w)}
 
         other ->
@@ -135,7 +134,6 @@ defmodule Gen.Inference.Vectorized do
     n = V.particles(trace)
     ks = Mx.Random.split(key(opts), 3)
     obs = Choicemap.new(observations)
-    V.check_shared!(obs, n, "Gen.Inference.Vectorized.smc_step")
 
     {trace, log_w, lml} =
       if Resample.ess(log_w) < threshold * n do
@@ -147,7 +145,7 @@ defmodule Gen.Inference.Vectorized do
       end
 
     trace = if rejuv, do: rejuv.(trace, ks[1]), else: trace
-    {trace, inc, _, _} = V.update(trace, args, :unknown_change, obs, key: ks[2])
+    {trace, inc, _, _} = V.update(trace, args, :unknown_change, obs, key: ks[2], shared_observations: obs)
     log_w = Mx.add(log_w, inc)
     Mx.eval(log_w)
     %{trace: V.force(trace), log_weights: log_w, log_ml: lml}
