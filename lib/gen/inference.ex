@@ -23,7 +23,8 @@ defmodule Gen.Inference do
       `smcp3/5` (probabilistic program proposals) — `Gen.Inference.SMCP3`;
       `Gen.Inference.SMC.filter/5`, a streaming particle filter for long series
     * `vimportance_sampling/5`, `vsmc/5`, `vmh/3`, `vmala/3` — the same over `n` particles
-      or chains in one vectorized trace (`Gen.Vectorized`) — `Gen.Inference.Vectorized`
+      or chains in one vectorized trace (`Gen.Vectorized`) — `Gen.Inference.Vectorized`,
+      with its driver `Gen.Inference.Vectorized.run/3`
 
   Every function that draws takes `key:`; without one, `Gen.next_key/0`.
   """
