@@ -371,6 +371,39 @@ defmodule Gen.KernelsTest do
       assert c2 == Inference.run(k, List.last(starts), samples: 1, key: Mx.Random.fold_in(key, 1), select: sel)
     end
 
+    test "4 chains from dispersed starts: split R-hat under 1.01 and the pooled mean within 4 SE (Gen.Diagnostics.ess)" do
+      # mu ~ N(0, 2²), y_i ~ N(mu, 1): posterior N(Σy/(1/4 + n), 1/(1/4 + n)).
+      ys = [0.8, 1.9, 1.1, 2.4, 1.5]
+
+      m =
+        gen(fn ->
+          mu = trace(:mu, Gen.Dist.normal(0.0, 2.0))
+          for {_, i} <- Enum.with_index(ys), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
+        end)
+
+      obs = for {y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}
+      starts = for mu <- [-10.0, -3.0, 3.0, 10.0], do: elem(Gen.generate(m, [], Map.put(obs, :mu, mu)), 0)
+      q = gen(fn t -> trace(:mu, Gen.Dist.normal(t[:mu], 0.7)) end)
+
+      chains =
+        Inference.run(Kernel.mh(q, []), starts,
+          chains: 4,
+          samples: 1000,
+          burn: 200,
+          key: Mx.Random.key(62),
+          select: &Mx.to_number(&1[:mu])
+        )
+
+      # R-hat's excess over 1 shrinks as the chains grow: with 1000 draws a chain it is 0.004 here.
+      assert Gen.Diagnostics.rhat(chains) < 1.01
+      # The ESS of the mean (split chains, no rank normalization) sets the standard error.
+      ess = Gen.Diagnostics.ess(chains, method: :basic)
+      {prec, pooled} = {0.25 + 5, List.flatten(chains)}
+      mean = Enum.sum(pooled) / length(pooled)
+      assert ess > 200
+      assert abs(mean - Enum.sum(ys) / prec) <= 4 * :math.sqrt(1 / prec / ess)
+    end
+
     test "an error in a chain is raised in the caller; option errors name the option", %{trace: t} do
       boom = fn _t, _opts -> raise ArgumentError, "boom in a chain" end
 
