@@ -22,10 +22,21 @@ defmodule Gen.Inference.Gibbs do
     values = values!(opts, current, path)
     key = Keyword.get(opts, :key) || Gen.next_key()
 
-    moves = Enum.map(values, fn v -> {v, Gen.update(trace, Choicemap.new([{path, v}]))} end)
-    ws = Enum.map(moves, fn {_v, {_t, w, _, _}} -> w end)
-    Mx.eval(ws)
-    logits = ws |> Enum.map(&Mx.to_number/1) |> logits()
+    # The current value keeps the trace (weight 0) without an update.
+    now = if Mx.shape(current) == {}, do: Mx.to_number(current), else: :not_a_scalar
+
+    moves =
+      Enum.map(values, fn v ->
+        if (is_number(v) or is_boolean(v)) and v == now do
+          {trace, 0.0}
+        else
+          {new, w, _, _} = Gen.update(trace, Choicemap.new([{path, v}]))
+          {new, w}
+        end
+      end)
+
+    moves |> Enum.map(&elem(&1, 1)) |> Enum.filter(&is_struct(&1, Mx.Array)) |> Mx.eval()
+    logits = moves |> Enum.map(fn {_t, w} -> if is_float(w), do: w, else: Mx.to_number(w) end) |> logits()
 
     if Enum.all?(logits, &(&1 == :neg_infinity)) do
       raise ArgumentError,
@@ -35,7 +46,7 @@ defmodule Gen.Inference.Gibbs do
 
     u = key |> Mx.Random.uniform(type: :f64) |> Mx.to_number()
     i = pick(logits, u)
-    {_v, {new, _w, _, _}} = Enum.at(moves, i)
+    {new, _w} = Enum.at(moves, i)
     {Gen.Inference.force(new), true}
   end
 
