@@ -16,8 +16,9 @@ defmodule Gen.Inference.VI do
       `:iwelbo` (Burda et al. 2016, K samples), `:wake_sleep` (reweighted
       wake-sleep, Bornschein & Bengio 2015: a sleep phase fitting the guide
       to the model's own simulations and an importance-weighted wake phase;
-      `:sleep` and `:wake` alone too), and gradient estimators `:reparam`
-      and `:reinforce`.
+      `:sleep` and `:wake` alone too), gradient estimators `:reparam`
+      and `:reinforce`, `stl: true` for "sticking the landing", and
+      `model_params:` to learn the model's own parameters with the guide.
     * `gradient/6` — one Monte-Carlo estimate of an objective and its
       gradient, `elbo/6` and `iwelbo/6` — estimates of the bounds alone.
 
@@ -232,7 +233,13 @@ defmodule Gen.Inference.VI do
 
     # K = 1 score-function ELBO: the baseline is a moving average, started from an independent estimate.
     ema? = cfg.objective == :elbo and cfg.samples == 1
-    b0 = if ema?, do: elbo(model, args, cfg.obs, guide, params, Keyword.merge(opts, samples: 10, key: Mx.Random.fold_in(key, -1))) |> Mx.to_number()
+    b0 =
+      if ema? do
+        case elbo(model, args, cfg.obs, guide, params, Keyword.merge(opts, samples: 10, key: Mx.Random.fold_in(key, -1))) |> Mx.to_number() do
+          x when is_float(x) -> x
+          _not_finite -> 0.0
+        end
+      end
 
     params = with_model(cfg, params)
 
