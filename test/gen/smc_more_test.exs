@@ -273,13 +273,16 @@ defmodule Gen.SMCMoreTest do
 
     boot = lml_runs(fn k -> elem(Gen.Inference.smc(ssm(), &[&1 + 1, 0.0], obs, n, key: k), 2) end, seeds)
     {p3_avg, p3_sd} = mean_sd(p3)
-    {boot_avg, boot_sd} = mean_sd(boot)
+    {_boot_avg, boot_sd} = mean_sd(boot)
 
-    # 10 runs each: every run within 4 sd (sd over runs) of the exact value, the average within 4 sd/√10.
-    for {runs, avg, sd} <- [{p3, p3_avg, p3_sd}, {boot, boot_avg, boot_sd}] do
-      for l <- runs, do: assert(abs(l - exact) < 4 * sd, "log ML #{l} vs #{exact}, sd #{sd}")
-      assert abs(avg - exact) < 4 * sd / :math.sqrt(10), "mean log ML #{avg} vs #{exact}, sd #{sd}"
-    end
+    # 10 runs each: every run within 4 sd (sd over runs) of the exact value. log Ẑ is biased by
+    # about −sd²/2 (Ẑ is unbiased), negligible beside sd/√10 for SMCP3 (sd ≈ 0.2) but not for
+    # the bootstrap (sd ≈ 1), so only SMCP3's average is held to 4 sd/√10.
+    for {runs, sd} <- [{p3, p3_sd}, {boot, boot_sd}],
+        l <- runs,
+        do: assert(abs(l - exact) < 4 * sd, "log ML #{l} vs #{exact}, sd #{sd}")
+
+    assert abs(p3_avg - exact) < 4 * p3_sd / :math.sqrt(10), "mean log ML #{p3_avg} vs #{exact}, sd #{p3_sd}"
 
     # The optimal proposal's weights p(y_t | x_{t-1}) vary far less than the bootstrap's p(y_t | x_t).
     assert p3_sd < boot_sd / 2, "smcp3 sd #{p3_sd} vs bootstrap sd #{boot_sd}"
