@@ -104,7 +104,10 @@ defmodule Gen.Inference do
   `rejuvenate:` (a `Gen.Inference.Kernel.t()`, e.g.
   `Kernel.mh(Gen.select(:mu))`, applied to every particle after each
   step's resampling and after the last step; particle i at step t with a
-  key folded from the step's key; nil by default).
+  key folded from the step's key; nil by default), `callback:` (called
+  after every step with `%{step: t, ess: ess, log_ml: estimate so far,
+  traces: traces}`). For long series see `Gen.Inference.SMC.filter/5`,
+  whose particles do not hold the history.
 
       iex> import Gen
       iex> m = gen fn t -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 0..t, do: trace({:y, i}, Gen.Dist.normal(mu, 1.0)) end
