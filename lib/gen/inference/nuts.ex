@@ -30,7 +30,9 @@ defmodule Gen.Inference.NUTS do
   flattened in address order and concatenated. The log density and its
   gradient come from `Gen.assess/3` on the trace's choicemap with the
   selected leaves replaced (built once; only those leaves change), under
-  `Mx.value_and_grad/1`: one evaluation per leapfrog step. The
+  `Mx.value_and_grad/1`: one evaluation per leapfrog step, the vector
+  handed over cut into one array per choice and the gradients joined
+  back (cheaper than slicing inside the graph). The
   trajectory arithmetic (momenta, U-turn checks, adaptation) is plain
   Elixir floats on that vector: at the dimensions these models have it is
   cheaper than a NIF call per vector operation.
@@ -279,8 +281,9 @@ defmodule Gen.Inference.NUTS do
         {b, off + size}
       end)
 
-    f = fn u -> log_density(trace, choices, blocks, dim, u) end
-    %{blocks: blocks, dim: dim, vg: Mx.value_and_grad(f), trace: trace}
+    f = fn pieces -> log_density(trace, choices, blocks, pieces) end
+    layout = Enum.map(blocks, &{&1.size, &1.shape})
+    %{blocks: blocks, dim: dim, vg: Mx.value_and_grad(f), layout: layout, trace: trace}
   end
 
   defp transform!(t, _addr, _fun) when t in [:identity, :log, :logit], do: t
@@ -297,12 +300,13 @@ defmodule Gen.Inference.NUTS do
           "Gen.Inference.#{fun}: transforms: #{inspect(t)} at #{inspect(addr)} is not a transform; use :identity, :log, :logit, {:interval, a, b} with a < b, {:lower, a} or {:upper, b}"
   end
 
-  # The log joint on the unconstrained scale: slice, constrain, replace the selected leaves, assess, add log-Jacobians.
-  defp log_density(trace, choices, blocks, dim, u) do
+  # The log joint on the unconstrained scale: constrain each block, replace the selected leaves,
+  # assess, add the log-Jacobians. The flat vector arrives cut into one array per block (cheaper
+  # than slicing one array inside the graph, whose gradient would pad every slice back).
+  defp log_density(trace, choices, blocks, pieces) do
     {cm, logj} =
-      Enum.reduce(blocks, {choices, nil}, fn b, {cm, lj} ->
-        piece = if b.size == dim, do: u, else: Mx.slice(u, [b.offset], [b.size])
-        piece = if b.shape == {b.size}, do: piece, else: Mx.reshape(piece, b.shape)
+      Enum.zip(blocks, pieces)
+      |> Enum.reduce({choices, nil}, fn {b, piece}, {cm, lj} ->
         {x, j} = constrain(b.transform, piece)
         x = if b.type == :f64, do: x, else: Mx.as_type(x, b.type)
         {Choicemap.put(cm, b.path, x), add_opt(lj, j)}
@@ -440,21 +444,28 @@ defmodule Gen.Inference.NUTS do
   # ---- the sampler --------------------------------------------------------------------------
 
   defp context(model, inv, max_depth),
-    do: %{vg: model.vg, dim: model.dim, inv: inv, max_depth: max_depth, h0: 0.0}
+    do: %{vg: model.vg, layout: model.layout, inv: inv, max_depth: max_depth, h0: 0.0}
 
   # A phase point {q, p, lp, grad}; lp is :neg_infinity (and grad nil) where the density is not finite.
   defp point(ctx, q, p \\ nil) do
-    {lp, g} = ctx.vg.(Mx.from_binary(pack(q), :f64))
-    Mx.eval([lp, g])
+    {lp, gs} = ctx.vg.(pieces(ctx.layout, q, []))
+    Mx.eval([lp | gs])
 
     case Mx.to_number(lp) do
       lp when is_float(lp) ->
-        g = Mx.to_flat_list(g)
+        g = Enum.flat_map(gs, &Mx.to_flat_list/1)
         if Enum.all?(g, &is_float/1), do: {q, p, lp, g}, else: {q, p, :neg_infinity, nil}
 
       _ ->
         {q, p, :neg_infinity, nil}
     end
+  end
+
+  defp pieces([], [], acc), do: Enum.reverse(acc)
+
+  defp pieces([{size, shape} | layout], q, acc) do
+    {xs, rest} = Enum.split(q, size)
+    pieces(layout, rest, [Mx.from_binary(pack(xs), :f64, shape: shape) | acc])
   end
 
   # Leapfrog with the diagonal inverse metric: p += ε/2·∇, q += ε·M⁻¹p, p += ε/2·∇.
