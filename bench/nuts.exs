@@ -118,13 +118,10 @@ run_gen = fn m, seed ->
   key = Mx.Random.key(seed)
   t = NutsModels.init_trace(m, Mx.Random.fold_in(key, 1))
   :erlang.garbage_collect()
-  t_warm = :persistent_term.put({:nuts_bench, :warm_end}, nil)
-  _ = t_warm
+  warm = :atomics.new(1, signed: true)
+  cb = fn %{iteration: i} -> if i == 499, do: :atomics.put(warm, 1, Bench.now_ns()) end
+  {_, _} = :erlang.statistics(:runtime)
   t0 = Bench.now_ns()
-
-  cb = fn %{iteration: i} ->
-    if i == 499, do: :persistent_term.put({:nuts_bench, :warm_end}, Bench.now_ns())
-  end
 
   r =
     NUTS.sample(t, m.selection,
@@ -138,20 +135,25 @@ run_gen = fn m, seed ->
     )
 
   t1 = Bench.now_ns()
-  tw = :persistent_term.get({:nuts_bench, :warm_end})
+  # CPU time of the VM over the run (all scheduler threads): what the run costs without the
+  # waits for a core on the shared machine.
+  {_, cpu_ms} = :erlang.statistics(:runtime)
   total = (t1 - t0) / 1.0e9
-  sample_s = (t1 - tw) / 1.0e9
+  sample_s = (t1 - :atomics.get(warm, 1)) / 1.0e9
   ess = r.draws |> m.report.() |> Enum.map(&Gen.Diagnostics.ess/1) |> Enum.min()
   lf = Enum.sum(Enum.map(r.stats, & &1.n_leapfrog))
+  lf_all = lf + Enum.sum(Enum.map(r.warmup_stats, & &1.n_leapfrog))
 
   %{
     wall: total,
+    cpu: cpu_ms / 1000,
     ess: ess,
     ess_s: ess / total,
+    ess_cpu: ess / (cpu_ms / 1000),
     div: Enum.count(r.stats, & &1.divergent),
     leapfrog: lf,
     us_lf: 1.0e6 * sample_s / lf,
-    step: r.step_size
+    us_lf_cpu: 1000 * cpu_ms / lf_all
   }
 end
 
@@ -166,10 +168,8 @@ gen_results =
       "  #{m.name}: #{Enum.map_join(rs, " ", &"#{Float.round(&1.wall, 2)}s/ESS #{round(&1.ess)}")}"
     )
 
-    {m.name,
-     Map.new([:wall, :ess, :ess_s, :div, :leapfrog, :us_lf], fn f ->
-       {f, median.(Enum.map(rs, & &1[f]))}
-     end)}
+    fields = [:wall, :cpu, :ess, :ess_s, :ess_cpu, :div, :leapfrog, :us_lf, :us_lf_cpu]
+    {m.name, Map.new(fields, fn f -> {f, median.(Enum.map(rs, & &1[f]))} end)}
   end
 
 fmt = fn
@@ -184,21 +184,33 @@ ms = fn s -> fmt.(s * 1000) end
 IO.puts("""
 
 NUTS, 1 chain, 500 warmup + 500 draws, max depth 10; medians over seeds #{inspect(seeds)}; load #{Bench.load()}
+(ESS/s on wall time; GenMX's CPU-time ESS/s and µs/leapfrog in brackets; ratios GenMX/Stan)
 
-| model | GenMX wall ms | Stan wall ms | GenMX min ESS | Stan min ESS | GenMX ESS/s | Stan ESS/s | ESS/s GenMX/Stan | div G/S | leapfrogs G/S | µs/leapfrog G/S | µs/leapfrog GenMX/Stan |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\
+| model | wall ms G / S | min bulk ESS G / S | ESS/s G [cpu] / S | ESS/s G/S | div G / S | leapfrogs G / S | µs/leapfrog G [cpu] / S | µs/leapfrog G/S |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|\
 """)
+
+sig = fn
+  nil ->
+    "–"
+
+  x ->
+    :erlang.float_to_binary(x / 1, [
+      {:decimals, max(0, 2 - floor(:math.log10(max(abs(x), 1.0e-12))))}
+    ])
+end
 
 for m <- models do
   g = gen_results[m.name]
   s = Map.get(stan, m.name)
   sv = fn f -> s && s[f] end
-  ratio = fn a, b -> if a && b && b > 0, do: fmt.(a / b), else: "–" end
+  ratio = fn a, b -> if a && b && b > 0, do: sig.(a / b), else: "–" end
 
   IO.puts(
-    "| #{m.name} | #{ms.(g.wall)} | #{if s, do: ms.(s.wall), else: "–"} | #{fmt.(g.ess)} | #{fmt.(sv.(:ess))} | " <>
-      "#{fmt.(g.ess_s)} | #{fmt.(sv.(:ess_s))} | #{ratio.(g.ess_s, sv.(:ess_s))} | #{fmt.(g.div)}/#{fmt.(sv.(:div))} | " <>
-      "#{fmt.(g.leapfrog)}/#{fmt.(sv.(:leapfrog))} | #{fmt.(g.us_lf)}/#{fmt.(sv.(:us_lf))} | #{ratio.(g.us_lf, sv.(:us_lf))} |"
+    "| #{m.name} | #{ms.(g.wall)} / #{if s, do: ms.(s.wall), else: "–"} | #{fmt.(g.ess)} / #{fmt.(sv.(:ess))} | " <>
+      "#{fmt.(g.ess_s)} [#{fmt.(g.ess_cpu)}] / #{fmt.(sv.(:ess_s))} | #{ratio.(g.ess_s, sv.(:ess_s))} | " <>
+      "#{fmt.(g.div)} / #{fmt.(sv.(:div))} | #{fmt.(g.leapfrog)} / #{fmt.(sv.(:leapfrog))} | " <>
+      "#{fmt.(g.us_lf)} [#{fmt.(g.us_lf_cpu)}] / #{fmt.(sv.(:us_lf))} | #{ratio.(g.us_lf, sv.(:us_lf))} |"
   )
 end
 

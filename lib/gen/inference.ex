@@ -207,18 +207,18 @@ defmodule Gen.Inference do
   leapfrog steps while dual averaging (`Gen.Inference.Adapt`) drives the
   step size to the mean acceptance probability `target_accept:` (0.8),
   from Stan's doubling heuristic started at `step_size:` (1.0). Returns
-  `{trace, step_size, accept_probs}`: the last warmup trace, the adapted
-  (averaged) step size to pass to `hmc/3`, and the per-step acceptance
-  probabilities. Options also `key:`.
+  `{trace, step_size, stats}`: the last warmup trace, the adapted
+  (averaged) step size to pass to `hmc/3`, and per warmup step
+  `%{step_size: ε, accept_prob: α}`. Options also `key:`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
       iex> {t, _} = Gen.generate(m, [], %{y: 0.5}, key: Mx.Random.key(0))
-      iex> {t2, eps, alphas} = Gen.Inference.hmc_warmup(t, Gen.select(:mu), warmup: 20, n_leapfrog: 3, key: Mx.Random.key(1))
-      iex> {eps > 0, length(alphas), Mx.to_number(t2[:y])}
-      {true, 20, 0.5}
+      iex> {t2, eps, stats} = Gen.Inference.hmc_warmup(t, Gen.select(:mu), warmup: 20, n_leapfrog: 3, key: Mx.Random.key(1))
+      iex> {eps > 0, length(stats), Map.keys(hd(stats)), Mx.to_number(t2[:y])}
+      {true, 20, [:accept_prob, :step_size], 0.5}
   """
-  @spec hmc_warmup(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), float(), [float()]}
+  @spec hmc_warmup(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), float(), [map()]}
   def hmc_warmup(%Trace{} = trace, %Selection{} = sel, opts \\ []),
     do: Gen.Inference.Gradient.hmc_warmup(trace, sel, opts)
 

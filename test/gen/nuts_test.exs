@@ -1,7 +1,7 @@
 defmodule Gen.NUTSTest do
   use ExUnit.Case, async: true
   import Gen
-  import Gen.ChainCheck, only: [batch_means: 1, sample_var: 1]
+  import Gen.ChainCheck, only: [sample_var: 1]
   alias Gen.Inference
   alias Gen.Inference.{Adapt, NUTS}
   alias Gen.Diagnostics
@@ -59,25 +59,35 @@ defmodule Gen.NUTSTest do
 
   test "dual averaging in hmc_warmup reaches the target acceptance on a Gaussian posterior" do
     {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(10))
+    n = 1000
 
-    {t2, eps, alphas} =
+    {t2, eps, stats} =
       Inference.hmc_warmup(t, Gen.select(:mu),
-        warmup: 1000,
+        warmup: n,
         n_leapfrog: 3,
         target_accept: 0.8,
         key: Mx.Random.key(11)
       )
 
-    # Σᵢ(δ − aᵢ) = (t + t₀)·s̄ₜ, so the average acceptance over the second half is δ up to
-    # γ|μ − x|/√t ≈ 0.005 plus its Monte-Carlo error (batch means, 4 SE).
-    late = Enum.drop(alphas, 500)
-    bm = batch_means(late)
-    assert abs(bm.mean - 0.8) <= 4 * bm.se + 0.01, "mean acceptance #{bm.mean}, 4 SE #{4 * bm.se}"
+    # Σᵢ(δ − aᵢ) = (t + t₀)·s̄ₜ with s̄ₜ = γ(μ − xₜ)/√t, so the acceptances of the second half
+    # average to δ up to γ·|μ − x|·(1010/√1000 + 510/√500)/500 ≤ 0.02 (|μ − x| < 4 here).
+    alphas = stats |> Enum.drop(div(n, 2)) |> Enum.map(& &1.accept_prob)
+    mean_a = Enum.sum(alphas) / length(alphas)
+    assert abs(mean_a - 0.8) <= 0.02, "mean acceptance #{mean_a}"
 
-    # The exact acceptance of 3-step HMC on the Gaussian posterior (polar quadrature below) at the
-    # adapted ε: the averaged iterate sits where the iterates' acceptances average to δ.
-    a = exact_hmc_acceptance(eps / :math.sqrt(@post_var), 3)
-    assert abs(a - 0.8) <= 4 * bm.se + 0.03, "exact acceptance #{a} at ε = #{eps}"
+    # The exact acceptance of 3-step HMC on this Gaussian posterior (polar quadrature below) at
+    # the adapted ε. x̄ = log ε averages the iterates log εₜ with weights t^(−κ): over the last
+    # ~1/1000^(−0.75) ≈ 180 of them, so its standard error is sd(log εₜ)/√ESS there; through the
+    # slope of a(ε) that bounds |a(ε) − δ| at 4 SE, plus the first-order bias γ(μ − x*)/(2√t).
+    a = fn e -> exact_hmc_acceptance(e / :math.sqrt(@post_var), 3) end
+    log_eps = stats |> Enum.take(-180) |> Enum.map(&:math.log(&1.step_size))
+    se = :math.sqrt(sample_var(log_eps) / Diagnostics.ess(log_eps))
+    slope = (a.(eps * :math.exp(0.02)) - a.(eps * :math.exp(-0.02))) / 0.04
+    bias = 0.05 * abs(:math.log(10.0) - :math.log(eps)) / (2 * :math.sqrt(n))
+
+    assert abs(a.(eps) - 0.8) <= 4 * abs(slope) * se + bias,
+           "exact acceptance #{a.(eps)} at ε = #{eps}"
+
     assert Mx.to_number(t2[{:y, 0}]) == 0.8
   end
 

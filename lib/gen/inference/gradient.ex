@@ -68,7 +68,7 @@ defmodule Gen.Inference.Gradient do
   end
 
   @doc false
-  @spec hmc_warmup(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), float(), [float()]}
+  @spec hmc_warmup(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), float(), [map()]}
   def hmc_warmup(%Trace{} = trace, %Selection{} = sel, opts) do
     fun = "hmc_warmup"
     warmup = Keyword.get(opts, :warmup, 500)
@@ -92,14 +92,16 @@ defmodule Gen.Inference.Gradient do
     eps = init_step_size(trace, paths, eps0 * 1.0, Mx.Random.fold_in(key, -1))
     da = %{da | x: :math.log(eps)}
 
-    {t, da, alphas} =
+    {t, da, stats} =
       Enum.reduce(0..(warmup - 1), {Gen.Inference.force(trace), da, []}, fn i, {t, da, acc} ->
         eps = Gen.Inference.Adapt.step_size(da)
         {t, _acc?, alpha} = hmc_step(t, paths, eps, n, key: Mx.Random.fold_in(key, i))
-        {t, Gen.Inference.Adapt.learn_step_size(da, alpha), [alpha | acc]}
+
+        {t, Gen.Inference.Adapt.learn_step_size(da, alpha),
+         [%{step_size: eps, accept_prob: alpha} | acc]}
       end)
 
-    {t, Gen.Inference.Adapt.final_step_size(da), Enum.reverse(alphas)}
+    {t, Gen.Inference.Adapt.final_step_size(da), Enum.reverse(stats)}
   end
 
   # One HMC step: {trace, accepted?, min(1, exp(log α))} (α = 0 for a non-finite Hamiltonian).
