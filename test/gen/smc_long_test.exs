@@ -15,22 +15,27 @@ defmodule Gen.SMCLongTest do
   @n 10
 
   defp model do
-    init = gen fn -> x = trace(:x, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(x, :math.sqrt(@r))); x end
+    init =
+      gen(fn ->
+        x = trace(:x, Gen.Dist.normal(0.0, 1.0))
+        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
+        x
+      end)
 
     step =
-      gen fn _t, prev ->
+      gen(fn _t, prev ->
         x = trace(:x, Gen.Dist.normal(Mx.multiply(prev, @a), :math.sqrt(@q)))
         trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
         x
-      end
+      end)
 
     # N(μ, v) prior times N(y; x, r): N(m, s²) with 1/s² = 1/v + 1/r, m = s²(μ/v + y/r).
     proposal =
-      gen fn _t, prev, obs ->
+      gen(fn _t, prev, obs ->
         {mu, v} = if prev == nil, do: {0.0, 1.0}, else: {@a * Mx.to_number(prev), @q}
         s2 = 1 / (1 / v + 1 / @r)
         trace(:x, Gen.Dist.normal(s2 * (mu / v + Mx.to_number(obs[:y]) / @r), :math.sqrt(s2)))
-      end
+      end)
 
     {init, step, proposal}
   end
@@ -60,7 +65,9 @@ defmodule Gen.SMCLongTest do
         {m, p} = if t == 0, do: {m, p}, else: {@a * m, @a * @a * p + @q}
         s = p + @r
         k = p / s
-        {ll - 0.5 * (:math.log(2 * :math.pi() * s) + (y - m) ** 2 / s), m + k * (y - m), (1 - k) * p}
+
+        {ll - 0.5 * (:math.log(2 * :math.pi() * s) + (y - m) ** 2 / s), m + k * (y - m),
+         (1 - k) * p}
       end)
 
     ll
@@ -83,7 +90,10 @@ defmodule Gen.SMCLongTest do
   defp held(term, acc \\ MapSet.new())
   defp held(%Mx.Array{id: id}, acc), do: MapSet.put(acc, id)
   defp held(%_{} = s, acc), do: s |> Map.from_struct() |> held(acc)
-  defp held(m, acc) when is_map(m), do: Enum.reduce(m, acc, fn {k, v}, a -> held(v, held(k, a)) end)
+
+  defp held(m, acc) when is_map(m),
+    do: Enum.reduce(m, acc, fn {k, v}, a -> held(v, held(k, a)) end)
+
   defp held(l, acc) when is_list(l), do: Enum.reduce(l, acc, &held/2)
   defp held(t, acc) when is_tuple(t), do: t |> Tuple.to_list() |> held(acc)
   defp held(_, acc), do: acc
@@ -108,7 +118,14 @@ defmodule Gen.SMCLongTest do
     end
 
     obs = Stream.map(ys, &%{y: &1})
-    r = Gen.Inference.SMC.filter(init, step, obs, @n, key: Mx.Random.key(7), proposal: proposal, callback: callback)
+
+    r =
+      Gen.Inference.SMC.filter(init, step, obs, @n,
+        key: Mx.Random.key(7),
+        proposal: proposal,
+        callback: callback
+      )
+
     assert_received {:memory, 1_000, live1, bytes1, held1}
     assert_received {:memory, 10_000, live2, bytes2, held2}
 
@@ -129,7 +146,10 @@ defmodule Gen.SMCLongTest do
 
     shorts =
       for s <- 20..27 do
-        Gen.Inference.SMC.filter(init, step, Enum.map(short, &%{y: &1}), @n, key: Mx.Random.key(s), proposal: proposal)
+        Gen.Inference.SMC.filter(init, step, Enum.map(short, &%{y: &1}), @n,
+          key: Mx.Random.key(s),
+          proposal: proposal
+        )
         |> Map.fetch!(:log_ml)
         |> Mx.to_number()
       end

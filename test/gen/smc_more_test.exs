@@ -7,7 +7,6 @@ defmodule Gen.SMCMoreTest do
 
   doctest Gen.Inference.SMC
 
-
   defp mean_sd(v) do
     m = Enum.sum(v) / length(v)
     {m, :math.sqrt(Enum.sum(Enum.map(v, &((&1 - m) ** 2))) / (length(v) - 1))}
@@ -21,11 +20,11 @@ defmodule Gen.SMCMoreTest do
   @t_static 20
 
   defp static_model do
-    gen fn t ->
+    gen(fn t ->
       mu = trace(:mu, Gen.Dist.normal(0.0, 1.0))
       for i <- 0..t, do: trace({:y, i}, Gen.Dist.normal(mu, @sigma))
       mu
-    end
+    end)
   end
 
   defp static_run(kernel, seed, n) do
@@ -33,14 +32,21 @@ defmodule Gen.SMCMoreTest do
     obs = for {y, i} <- Enum.with_index(ys), do: %{{:y, i} => y}
 
     {traces, lnw, _} =
-      Gen.Inference.smc(static_model(), &[&1], obs, n, key: Mx.Random.key(seed), rejuvenate: kernel)
+      Gen.Inference.smc(static_model(), &[&1], obs, n,
+        key: Mx.Random.key(seed),
+        rejuvenate: kernel
+      )
 
     w = lnw |> Mx.exp() |> Mx.to_list()
     mus = Enum.map(traces, &Mx.to_number(&1[:mu]))
     mean = Enum.zip_with(w, mus, &(&1 * &2)) |> Enum.sum()
     var = Enum.zip_with(w, mus, &(&1 * (&2 - mean) ** 2)) |> Enum.sum()
     # Kish's ESS of the weights summed per distinct value: copies of one value count once.
-    per_value = Enum.zip(mus, w) |> Enum.group_by(&elem(&1, 0), &elem(&1, 1)) |> Enum.map(fn {_, ws} -> Enum.sum(ws) end)
+    per_value =
+      Enum.zip(mus, w)
+      |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
+      |> Enum.map(fn {_, ws} -> Enum.sum(ws) end)
+
     effective = 1 / Enum.sum(Enum.map(per_value, &(&1 * &1)))
     %{distinct: length(Enum.uniq(mus)), effective: effective, mean: mean, var: var, ys: ys}
   end
@@ -59,7 +65,8 @@ defmodule Gen.SMCMoreTest do
     # Without moves the particles only ever hold the n prior draws of step 0, and only about
     # n·P(|N(0,1) − 0.7| < 3 posterior sd) ≈ 3 of them lie where the posterior has its mass.
     for r <- plain,
-        do: assert(r.effective < n / 5, "no rejuvenation: #{r.effective} effective distinct values")
+        do:
+          assert(r.effective < n / 5, "no rejuvenation: #{r.effective} effective distinct values")
 
     # With moves every copy made by resampling walks off on its own unless its MH steps reject.
     for r <- rejuv do
@@ -71,8 +78,12 @@ defmodule Gen.SMCMoreTest do
     # average of 8 is within 4 of them / √8 (a t test with 7 df at about the 0.5% level).
     {m_avg, m_sd} = rejuv |> Enum.map(& &1.mean) |> mean_sd()
     {v_avg, v_sd} = rejuv |> Enum.map(& &1.var) |> mean_sd()
-    assert abs(m_avg - post_mean) < 4 * m_sd / :math.sqrt(8), "mean #{m_avg} vs #{post_mean}, sd #{m_sd}"
-    assert abs(v_avg - post_var) < 4 * v_sd / :math.sqrt(8), "variance #{v_avg} vs #{post_var}, sd #{v_sd}"
+
+    assert abs(m_avg - post_mean) < 4 * m_sd / :math.sqrt(8),
+           "mean #{m_avg} vs #{post_mean}, sd #{m_sd}"
+
+    assert abs(v_avg - post_var) < 4 * v_sd / :math.sqrt(8),
+           "variance #{v_avg} vs #{post_var}, sd #{v_sd}"
   end
 
   test "rejuvenate: must be a kernel" do
@@ -144,12 +155,19 @@ defmodule Gen.SMCMoreTest do
     ys = data()
     obs = observations(ys)
     {ref, _} = Gen.generate(ssm(), [@t_len, 0.0], all_obs(ys), key: Mx.Random.key(3))
-    {traces, lnw, new_ref} = Gen.Inference.csmc(ssm(), &[&1 + 1, 0.0], obs, 6, ref, key: Mx.Random.key(4))
 
-    assert Gen.Choicemap.to_list(Gen.get_choices(hd(traces))) |> Enum.map(fn {p, v} -> {p, Mx.to_number(v)} end) ==
-             Gen.Choicemap.to_list(Gen.get_choices(ref)) |> Enum.map(fn {p, v} -> {p, Mx.to_number(v)} end)
+    {traces, lnw, new_ref} =
+      Gen.Inference.csmc(ssm(), &[&1 + 1, 0.0], obs, 6, ref, key: Mx.Random.key(4))
 
-    assert_in_delta Mx.to_number(Gen.get_score(hd(traces))), Mx.to_number(Gen.get_score(ref)), 1.0e-10
+    assert Gen.Choicemap.to_list(Gen.get_choices(hd(traces)))
+           |> Enum.map(fn {p, v} -> {p, Mx.to_number(v)} end) ==
+             Gen.Choicemap.to_list(Gen.get_choices(ref))
+             |> Enum.map(fn {p, v} -> {p, Mx.to_number(v)} end)
+
+    assert_in_delta Mx.to_number(Gen.get_score(hd(traces))),
+                    Mx.to_number(Gen.get_score(ref)),
+                    1.0e-10
+
     assert Enum.any?(traces, &(&1 == new_ref))
 
     # Every step resamples, so the final weights are the last step's bootstrap increments
@@ -228,7 +246,9 @@ defmodule Gen.SMCMoreTest do
         {m, p} = if t == 0, do: {m, p}, else: {@a * m, @a * @a * p + @q}
         s = p + @r
         k = p / s
-        {ll - 0.5 * (:math.log(2 * :math.pi() * s) + (y - m) ** 2 / s), m + k * (y - m), (1 - k) * p}
+
+        {ll - 0.5 * (:math.log(2 * :math.pi() * s) + (y - m) ** 2 / s), m + k * (y - m),
+         (1 - k) * p}
       end)
 
     ll
@@ -247,10 +267,10 @@ defmodule Gen.SMCMoreTest do
   defp prev_x(old, t), do: Mx.to_number(old[[t - 1, :x]])
 
   defp forward_optimal do
-    gen fn old, t, obs ->
+    gen(fn old, t, obs ->
       {m, s} = optimal(prev_x(old, t), Mx.to_number(obs[[t, :y]]))
       trace([t, :x], Gen.Dist.normal(m, s))
-    end
+    end)
   end
 
   defp p3_obs(ys), do: for({y, i} <- Enum.with_index(ys), do: %{i => %{y: y}})
@@ -267,11 +287,21 @@ defmodule Gen.SMCMoreTest do
 
     p3 =
       lml_runs(
-        fn k -> elem(Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, n, forward: forward_optimal(), key: k), 2) end,
+        fn k ->
+          elem(
+            Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, n, forward: forward_optimal(), key: k),
+            2
+          )
+        end,
         seeds
       )
 
-    boot = lml_runs(fn k -> elem(Gen.Inference.smc(ssm(), &[&1 + 1, 0.0], obs, n, key: k), 2) end, seeds)
+    boot =
+      lml_runs(
+        fn k -> elem(Gen.Inference.smc(ssm(), &[&1 + 1, 0.0], obs, n, key: k), 2) end,
+        seeds
+      )
+
     {p3_avg, p3_sd} = mean_sd(p3)
     {_boot_avg, boot_sd} = mean_sd(boot)
 
@@ -282,7 +312,8 @@ defmodule Gen.SMCMoreTest do
         l <- runs,
         do: assert(abs(l - exact) < 4 * sd, "log ML #{l} vs #{exact}, sd #{sd}")
 
-    assert abs(p3_avg - exact) < 4 * p3_sd / :math.sqrt(10), "mean log ML #{p3_avg} vs #{exact}, sd #{p3_sd}"
+    assert abs(p3_avg - exact) < 4 * p3_sd / :math.sqrt(10),
+           "mean log ML #{p3_avg} vs #{exact}, sd #{p3_sd}"
 
     # The optimal proposal's weights p(y_t | x_{t-1}) vary far less than the bootstrap's p(y_t | x_t).
     assert p3_sd < boot_sd / 2, "smcp3 sd #{p3_sd} vs bootstrap sd #{boot_sd}"
@@ -296,7 +327,7 @@ defmodule Gen.SMCMoreTest do
 
     # K: a random-walk move of x_{t-1}, then x_t from the optimal proposal given the moved value.
     k =
-      gen fn old, t, obs ->
+      gen(fn old, t, obs ->
         x_prev =
           if t > 0,
             do: trace([t - 1, :x], Gen.Dist.normal(old[[t - 1, :x]], 0.3)) |> Mx.to_number(),
@@ -304,14 +335,22 @@ defmodule Gen.SMCMoreTest do
 
         {m, s} = optimal(x_prev, Mx.to_number(obs[[t, :y]]))
         trace([t, :x], Gen.Dist.normal(m, s))
-      end
+      end)
 
     # L: from the new trace, the old x_{t-1} by the same random walk (it is the update's discard).
-    l = gen fn new, t, _obs -> if t > 0, do: trace([t - 1, :x], Gen.Dist.normal(new[[t - 1, :x]], 0.3)) end
+    l =
+      gen(fn new, t, _obs ->
+        if t > 0, do: trace([t - 1, :x], Gen.Dist.normal(new[[t - 1, :x]], 0.3))
+      end)
 
     runs =
       lml_runs(
-        fn key -> elem(Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 50, forward: k, backward: l, key: key), 2) end,
+        fn key ->
+          elem(
+            Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 50, forward: k, backward: l, key: key),
+            2
+          )
+        end,
         300..309
       )
 
@@ -320,7 +359,10 @@ defmodule Gen.SMCMoreTest do
 
     # Without L the displaced x_{t-1} cannot be scored.
     assert_raise ArgumentError, ~r/no backward: proposal/, fn ->
-      Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], Enum.take(obs, 2), 3, forward: k, key: Mx.Random.key(0))
+      Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], Enum.take(obs, 2), 3,
+        forward: k,
+        key: Mx.Random.key(0)
+      )
     end
   end
 
@@ -329,7 +371,7 @@ defmodule Gen.SMCMoreTest do
     obs = p3_obs(ys)
 
     # K proposes a standard normal z; the transform writes x_t = m + s·z, |dx/dz| = s.
-    k_z = gen fn _old, _t, _obs -> trace(:z, Gen.Dist.normal(0.0, 1.0)) end
+    k_z = gen(fn _old, _t, _obs -> trace(:z, Gen.Dist.normal(0.0, 1.0)) end)
 
     transform = fn old, u, t, obs ->
       {m, s} = optimal(prev_x(old, t), Mx.to_number(obs[[t, :y]]))
@@ -338,20 +380,47 @@ defmodule Gen.SMCMoreTest do
     end
 
     opts = [key: Mx.Random.key(41), ess_threshold: 0.7]
-    {tr_a, lnw_a, lml_a} = Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 8, [forward: forward_optimal()] ++ opts)
-    {tr_b, lnw_b, lml_b} = Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 8, [forward: k_z, transform: transform] ++ opts)
+
+    {tr_a, lnw_a, lml_a} =
+      Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 8, [forward: forward_optimal()] ++ opts)
+
+    {tr_b, lnw_b, lml_b} =
+      Gen.Inference.smcp3(
+        ssm(),
+        &[&1 + 1, 0.0],
+        obs,
+        8,
+        [forward: k_z, transform: transform] ++ opts
+      )
 
     assert_in_delta Mx.to_number(lml_a), Mx.to_number(lml_b), 1.0e-9
-    for {a, b} <- Enum.zip(Mx.to_list(lnw_a), Mx.to_list(lnw_b)), do: assert_in_delta(a, b, 1.0e-9)
+
+    for {a, b} <- Enum.zip(Mx.to_list(lnw_a), Mx.to_list(lnw_b)),
+        do: assert_in_delta(a, b, 1.0e-9)
 
     for {a, b} <- Enum.zip(tr_a, tr_b),
         do: assert_in_delta(Mx.to_number(a[[5, :x]]), Mx.to_number(b[[5, :x]]), 1.0e-12)
 
     # Without the Jacobian term every weight of step t drops by log s_t (s_t the same for all
     # particles), so the estimate drops by Σ_t log s_t exactly.
-    no_jac = fn old, u, t, obs -> transform.(old, u, t, obs) |> then(fn {c, v, _} -> {c, v} end) end
-    {_, _, lml_c} = Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 8, [forward: k_z, transform: no_jac] ++ opts)
-    log_s = Enum.sum(for t <- 0..5, do: :math.log(elem(optimal(if(t == 0, do: nil, else: 0.0), 0.0), 1)))
+    no_jac = fn old, u, t, obs ->
+      transform.(old, u, t, obs) |> then(fn {c, v, _} -> {c, v} end)
+    end
+
+    {_, _, lml_c} =
+      Gen.Inference.smcp3(
+        ssm(),
+        &[&1 + 1, 0.0],
+        obs,
+        8,
+        [forward: k_z, transform: no_jac] ++ opts
+      )
+
+    log_s =
+      Enum.sum(
+        for t <- 0..5, do: :math.log(elem(optimal(if(t == 0, do: nil, else: 0.0), 0.0), 1))
+      )
+
     assert_in_delta Mx.to_number(lml_c), Mx.to_number(lml_a) - log_s, 1.0e-9
   end
 
@@ -367,21 +436,29 @@ defmodule Gen.SMCMoreTest do
     end
 
     assert_raise ArgumentError, ~r/transform: must be a function/, fn ->
-      Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 3, forward: forward_optimal(), transform: fn _ -> :ok end)
+      Gen.Inference.smcp3(ssm(), &[&1 + 1, 0.0], obs, 3,
+        forward: forward_optimal(),
+        transform: fn _ -> :ok end
+      )
     end
   end
 
   # ---- the streaming filter on a short series -----------------------------------------
 
   defp init_step do
-    init = gen fn -> x = trace(:x, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(x, :math.sqrt(@r))); x end
+    init =
+      gen(fn ->
+        x = trace(:x, Gen.Dist.normal(0.0, 1.0))
+        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
+        x
+      end)
 
     step =
-      gen fn _t, prev ->
+      gen(fn _t, prev ->
         x = trace(:x, Gen.Dist.normal(Mx.multiply(prev, @a), :math.sqrt(@q)))
         trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
         x
-      end
+      end)
 
     {init, step}
   end
@@ -395,7 +472,12 @@ defmodule Gen.SMCMoreTest do
 
     runs =
       for s <- 400..409 do
-        r = Gen.Inference.SMC.filter(init, step, obs, 50, key: Mx.Random.key(s), keep: &Mx.to_number(&1[:x]))
+        r =
+          Gen.Inference.SMC.filter(init, step, obs, 50,
+            key: Mx.Random.key(s),
+            keep: &Mx.to_number(&1[:x])
+          )
+
         # The last entry of every line is the particle's current x; every line has T entries.
         for {line, tr} <- Enum.zip(r.history, r.traces) do
           assert length(line) == @t_p3
@@ -413,9 +495,20 @@ defmodule Gen.SMCMoreTest do
   test "SMC.filter argument errors" do
     {init, step} = init_step()
 
-    assert_raise ArgumentError, ~r/non-empty enumerable/, fn -> Gen.Inference.SMC.filter(init, step, [], 3) end
-    assert_raise ArgumentError, ~r/rejuvenate: is not supported/, fn -> Gen.Inference.SMC.filter(init, step, [%{y: 0.0}], 3, rejuvenate: nil) end
-    assert_raise ArgumentError, ~r/keep: must be/, fn -> Gen.Inference.SMC.filter(init, step, [%{y: 0.0}], 3, keep: 1) end
-    assert_raise ArgumentError, ~r/proposal: must be/, fn -> Gen.Inference.SMC.filter(init, step, [%{y: 0.0}], 3, proposal: 1) end
+    assert_raise ArgumentError, ~r/non-empty enumerable/, fn ->
+      Gen.Inference.SMC.filter(init, step, [], 3)
+    end
+
+    assert_raise ArgumentError, ~r/rejuvenate: is not supported/, fn ->
+      Gen.Inference.SMC.filter(init, step, [%{y: 0.0}], 3, rejuvenate: nil)
+    end
+
+    assert_raise ArgumentError, ~r/keep: must be/, fn ->
+      Gen.Inference.SMC.filter(init, step, [%{y: 0.0}], 3, keep: 1)
+    end
+
+    assert_raise ArgumentError, ~r/proposal: must be/, fn ->
+      Gen.Inference.SMC.filter(init, step, [%{y: 0.0}], 3, proposal: 1)
+    end
   end
 end

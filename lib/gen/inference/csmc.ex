@@ -91,7 +91,12 @@ defmodule Gen.Inference.CSMC do
   end
 
   @doc false
-  @spec kernel((non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+  @spec kernel(
+          (non_neg_integer() -> [term()]),
+          [Choicemap.t() | map() | list()],
+          pos_integer(),
+          keyword()
+        ) ::
           Gen.Inference.Kernel.t()
   def kernel(args_fn, observations, n, opts) do
     check!(args_fn, observations, n, nil)
@@ -110,8 +115,19 @@ defmodule Gen.Inference.CSMC do
     old = if prev, do: addresses(Gen.get_choices(prev)), else: MapSet.new()
     observed = addresses(obs)
     tr = constrain(gf, prev, args, obs, ref, old, observed, trial, key, 0)
-    new_latents = tr |> Gen.get_choices() |> addresses() |> MapSet.difference(old) |> MapSet.difference(observed)
-    q = if MapSet.size(new_latents) == 0, do: 0.0, else: Mx.to_number(Gen.project(tr, Selection.new(MapSet.to_list(new_latents))))
+
+    new_latents =
+      tr
+      |> Gen.get_choices()
+      |> addresses()
+      |> MapSet.difference(old)
+      |> MapSet.difference(observed)
+
+    q =
+      if MapSet.size(new_latents) == 0,
+        do: 0.0,
+        else: Mx.to_number(Gen.project(tr, Selection.new(MapSet.to_list(new_latents))))
+
     old_score = if prev, do: Mx.to_number(Gen.get_score(prev)), else: 0.0
     {Gen.Inference.force(tr), Mx.to_number(Gen.get_score(tr)) - old_score - q}
   end
@@ -149,7 +165,9 @@ defmodule Gen.Inference.CSMC do
                 "Gen.Inference.csmc: the reference trace has no value at #{Choicemap.format_path(elem(hd(missing), 0))}, which the model visits at args #{inspect(args)}; the reference must be a trace of the model on args_fn.(T - 1) with the observations"
         end
 
-        cm = Enum.reduce(new, obs, fn {p, _}, cm -> Choicemap.put(cm, p, Choicemap.get(ref, p)) end)
+        cm =
+          Enum.reduce(new, obs, fn {p, _}, cm -> Choicemap.put(cm, p, Choicemap.get(ref, p)) end)
+
         {tr, _} = move(gf, prev, args, cm, key)
         constrain(gf, prev, args, obs, ref, old, observed, tr, key, round + 1)
     end

@@ -100,25 +100,42 @@ defmodule Gen.Inference.SMC do
     where = "Gen.Inference.SMC.filter"
 
     unless Enumerable.impl_for(observations),
-      do: raise(ArgumentError, "#{where}: observations must be an enumerable of choicemaps, one per step, got #{inspect(observations)}")
+      do:
+        raise(
+          ArgumentError,
+          "#{where}: observations must be an enumerable of choicemaps, one per step, got #{inspect(observations)}"
+        )
 
     if Keyword.has_key?(opts, :rejuvenate),
-      do: raise(ArgumentError, "#{where}: rejuvenate: is not supported (a particle holds only its latest step); use Gen.Inference.smc/5")
+      do:
+        raise(
+          ArgumentError,
+          "#{where}: rejuvenate: is not supported (a particle holds only its latest step); use Gen.Inference.smc/5"
+        )
 
     init_args = list_opt!(opts, :init_args, where)
     params = list_opt!(opts, :params, where)
     keep = Keyword.get(opts, :keep)
 
     unless keep == nil or is_function(keep, 1),
-      do: raise(ArgumentError, "#{where}: keep: must be a function of a step's trace, or nil, got #{inspect(keep)}")
+      do:
+        raise(
+          ArgumentError,
+          "#{where}: keep: must be a function of a step's trace, or nil, got #{inspect(keep)}"
+        )
 
     # A particle is {trace of its latest step, reversed kept values or nil}.
     hist = fn tr, past -> if keep, do: [Mx.eval(keep.(tr)) | past || []], else: nil end
 
     proposal = Keyword.get(opts, :proposal)
 
-    unless proposal == nil or Gen.GenerativeFunction.impl_for(proposal) not in [nil, Gen.GenerativeFunction.Any],
-      do: raise(ArgumentError, "#{where}: proposal: must be a generative function on [t, state (nil at step 0), observations], got #{inspect(proposal)}")
+    unless proposal == nil or
+             Gen.GenerativeFunction.impl_for(proposal) not in [nil, Gen.GenerativeFunction.Any],
+           do:
+             raise(
+               ArgumentError,
+               "#{where}: proposal: must be a generative function on [t, state (nil at step 0), observations], got #{inspect(proposal)}"
+             )
 
     init = fn obs, k ->
       {tr, w} = propose_generate(init_gf, init_args, proposal, [0, nil, obs], obs, k)
@@ -131,7 +148,9 @@ defmodule Gen.Inference.SMC do
       {{tr, hist.(tr, past)}, w}
     end
 
-    {particles, lnw, lml} = run(init, step, observations, n, Keyword.delete(opts, :rejuvenate), where)
+    {particles, lnw, lml} =
+      run(init, step, observations, n, Keyword.delete(opts, :rejuvenate), where)
+
     {traces, pasts} = Enum.unzip(particles)
 
     %{
@@ -197,7 +216,11 @@ defmodule Gen.Inference.SMC do
             report(callback, t, ps, lw, lml, where)
             {ps, lw, lml, t + 1}
         end
-      end) || raise(ArgumentError, "#{where}: observations must be a non-empty enumerable of choicemaps, one per step, got none")
+      end) ||
+        raise(
+          ArgumentError,
+          "#{where}: observations must be a non-empty enumerable of choicemaps, one per step, got none"
+        )
 
     {_, _, jkey} = step_keys(key, steps, n)
     particles = rejuvenate(particles, kernel, jkey)
@@ -213,7 +236,13 @@ defmodule Gen.Inference.SMC do
     lse = logsumexp(lw)
     check_weights!(lse, t, where)
     traces = Enum.map(ps, fn p -> if is_tuple(p), do: elem(p, 0), else: p end)
-    callback.(%{step: t, ess: Resample.ess(lw), log_ml: lml + lse - :math.log(length(lw)), traces: traces})
+
+    callback.(%{
+      step: t,
+      ess: Resample.ess(lw),
+      log_ml: lml + lse - :math.log(length(lw)),
+      traces: traces
+    })
   end
 
   # Resampling folds the mean incremental weight into the estimate and resets the weights.
@@ -321,8 +350,11 @@ defmodule Gen.Inference.SMC do
 
   defp list_opt!(opts, name, where) do
     case Keyword.get(opts, name, []) do
-      l when is_list(l) -> l
-      other -> raise ArgumentError, "#{where}: #{name}: must be an argument list, got #{inspect(other)}"
+      l when is_list(l) ->
+        l
+
+      other ->
+        raise ArgumentError, "#{where}: #{name}: must be an argument list, got #{inspect(other)}"
     end
   end
 
@@ -349,7 +381,11 @@ defmodule Gen.Inference.SMC do
   defp callback!(f, _where) when is_function(f, 1), do: f
 
   defp callback!(f, where),
-    do: raise(ArgumentError, "#{where}: callback: must be a function of one argument or nil, got #{inspect(f)}")
+    do:
+      raise(
+        ArgumentError,
+        "#{where}: callback: must be a function of one argument or nil, got #{inspect(f)}"
+      )
 
   defp scheme!(:multinomial, _where), do: &Resample.multinomial/2
   defp scheme!(:systematic, _where), do: &Resample.systematic/2

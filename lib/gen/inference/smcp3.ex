@@ -97,9 +97,15 @@ defmodule Gen.Inference.SMCP3 do
 
   defp apply_transform(f, old, u, t, obs) do
     case f.(old, u, t, obs) do
-      {c, v} -> {Choicemap.new(c), Choicemap.new(v), 0.0}
-      {c, v, log_det} -> {Choicemap.new(c), Choicemap.new(v), to_float(log_det)}
-      other -> raise ArgumentError, "Gen.Inference.smcp3: transform: must return {constraints, backward_choices} or {constraints, backward_choices, log_abs_det_jacobian}, got #{inspect(other)}"
+      {c, v} ->
+        {Choicemap.new(c), Choicemap.new(v), 0.0}
+
+      {c, v, log_det} ->
+        {Choicemap.new(c), Choicemap.new(v), to_float(log_det)}
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.smcp3: transform: must return {constraints, backward_choices} or {constraints, backward_choices, log_abs_det_jacobian}, got #{inspect(other)}"
     end
   end
 
@@ -121,16 +127,25 @@ defmodule Gen.Inference.SMCP3 do
   defp to_float(x) when is_number(x), do: x * 1.0
 
   defp to_float(x),
-    do: raise(ArgumentError, "Gen.Inference.smcp3: transform: log_abs_det_jacobian must be a number or an Mx scalar, got #{inspect(x)}")
+    do:
+      raise(
+        ArgumentError,
+        "Gen.Inference.smcp3: transform: log_abs_det_jacobian must be a number or an Mx scalar, got #{inspect(x)}"
+      )
 
   defp gen_fn!(nil, name, true),
-    do: raise(ArgumentError, "Gen.Inference.smcp3: #{name}: is required, a generative function called on [old_trace (nil at step 0), t, observations]")
+    do:
+      raise(
+        ArgumentError,
+        "Gen.Inference.smcp3: #{name}: is required, a generative function called on [old_trace (nil at step 0), t, observations]"
+      )
 
   defp gen_fn!(nil, _name, false), do: nil
 
   defp gen_fn!(g, name, _required) do
     if Gen.GenerativeFunction.impl_for(g) in [nil, Gen.GenerativeFunction.Any] do
-      raise ArgumentError, "Gen.Inference.smcp3: #{name}: must be a generative function (made with gen/defgen), got #{inspect(g)}"
+      raise ArgumentError,
+            "Gen.Inference.smcp3: #{name}: must be a generative function (made with gen/defgen), got #{inspect(g)}"
     end
 
     g
