@@ -348,6 +348,10 @@ defmodule Gen.NUTSTest do
       Inference.nuts(t, Gen.select(:mu), step_size: 0.1, inv_metric: [1.0, 2.0])
     end
 
+    assert_raise ArgumentError, ~r/callback: must be a function of one argument/, fn ->
+      NUTS.sample(t, Gen.select(:mu), callback: fn _, _ -> :ok end)
+    end
+
     assert_raise ArgumentError, ~r/target_accept: must lie in \(0, 1\)/, fn ->
       NUTS.sample(t, Gen.select(:mu), target_accept: 1.5)
     end

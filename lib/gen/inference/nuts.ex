@@ -163,6 +163,17 @@ defmodule Gen.Inference.NUTS do
     eps0 = positive!(opts, :step_size, 1.0, "sample")
     adapt_metric = Keyword.get(opts, :adapt_metric, true)
     callback = Keyword.get(opts, :callback)
+
+    unless is_boolean(adapt_metric) do
+      raise ArgumentError,
+            "Gen.Inference.NUTS.sample: adapt_metric: must be true or false, got #{inspect(adapt_metric)}"
+    end
+
+    unless callback == nil or is_function(callback, 1) do
+      raise ArgumentError,
+            "Gen.Inference.NUTS.sample: callback: must be a function of one argument (a map of the iteration's stats) or nil, got #{inspect(callback)}"
+    end
+
     model = model!(trace, sel, Keyword.get(opts, :transforms, %{}), "sample")
     ctx = context(model, inv_metric!(opts, model, "sample"), depth!(opts, "sample"))
     z = start!(model, ctx, "sample")
