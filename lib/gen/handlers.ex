@@ -104,7 +104,8 @@ defmodule Gen.Handlers do
               "every trace site needs its own address (use {name, i} in loops)"
     end
 
-    key = Mx.Random.fold_in(state.key, state.counter)
+    # Assess draws nothing, so it runs without a key and builds no key nodes (a gradient's hot path).
+    key = if state.key, do: Mx.Random.fold_in(state.key, state.counter)
     state = %{state | counter: state.counter + 1, site: path} |> mark(path)
     Process.put(@state, state)
     {retval, state} = state.handler.visit(state, path, gf, args, key, dist?)
@@ -351,8 +352,8 @@ defmodule Gen.Handlers.Assess do
   alias Gen.Choicemap
 
   def run(gf, args, cm) do
-    # Assess samples nothing; the key is never read.
-    {retval, state} = H.run(__MODULE__, gf, args, Mx.Random.key(0), %{constraints: cm})
+    # Assess samples nothing: no key.
+    {retval, state} = H.run(__MODULE__, gf, args, nil, %{constraints: cm})
     H.check_all_visited!(state, cm, "Gen.assess")
     {state.weight, retval}
   end
