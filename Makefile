@@ -65,6 +65,7 @@ test: deps test-c test-elixir
 
 demo: deps nif
 	mix run examples/demo.exs
+	mix run examples/inference.exs
 
 # The engine and NIF under AddressSanitizer + UBSan: the C tests, then the Elixir suite.
 asan: deps
