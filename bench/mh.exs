@@ -6,7 +6,8 @@
 # each beside the baseline measured round-robin in the same run: one bare log-density of the
 # same model built with Mx ops and evaluated (what any MH step must compute at least once).
 # An iteration includes what run/3 does: the folded key, the kernel, evaluating the trace
-# (flat memory) and the selected value.
+# (flat memory) and the selected value. Two more rows split the one-site MH iteration: the
+# kernel in a bare loop without run/3, and Gen.regenerate alone.
 #
 #   mix run bench/mh.exs [iterations_per_batch] [batches]
 Code.require_file("bench_helper.exs", __DIR__)
@@ -68,7 +69,23 @@ run_case = fn kernel ->
   end
 end
 
-cases = [{"baseline: log-density build + eval", fn -> for _ <- 1..iters, do: direct.() end} | Enum.map(kernels, fn {name, k} -> {name, run_case.(k)} end)]
+# Where an MH-regenerate iteration goes: the kernel called in a bare loop (run/3's share is the
+# difference), and Gen.regenerate alone with its weight evaluated (the GFI's share).
+regen_one = Kernel.mh(Gen.select(:mu))
+key0 = Mx.Random.key(7)
+
+bare = fn ->
+  Enum.reduce(0..(iters - 1), trace, fn i, t -> elem(regen_one.(t, key: Mx.Random.fold_in(key0, i)), 0) end)
+end
+
+regen_only = fn ->
+  for i <- 0..(iters - 1), do: Gen.regenerate(trace, Gen.select(:mu), key: Mx.Random.fold_in(key0, i)) |> elem(1) |> Mx.eval()
+end
+
+cases =
+  [{"baseline: log-density build + eval", fn -> for _ <- 1..iters, do: direct.() end}] ++
+    Enum.map(kernels, fn {name, k} -> {name, run_case.(k)} end) ++
+    [{"  same one-site MH kernel, bare loop", bare}, {"  Gen.regenerate(:mu) alone, weight evaluated", regen_only}]
 
 IO.puts("MH iterations on the 5-site model (mu ~ N(0,10), y_i ~ N(mu,1)), load #{Bench.load()}")
 results = Bench.round_robin(cases, 1, batches)
@@ -78,7 +95,7 @@ for {name, _} <- cases do
   ns = Bench.median(results[name]) / iters
 
   IO.puts(
-    "  #{Bench.pad(name, 42)} #{Bench.lpad(Bench.fmt(1.0e9 / ns), 10)} it/s  #{Bench.lpad(Bench.fmt(ns / 1000), 8)} us/it  " <>
+    "  #{Bench.pad(name, 46)} #{Bench.lpad(Bench.fmt(1.0e9 / ns), 10)} it/s  #{Bench.lpad(Bench.fmt(ns / 1000), 8)} us/it  " <>
       "#{Bench.lpad(Bench.fmt(ns / base), 6)}x the log-density  (#{iters} it x #{batches} batches, medians)"
   )
 end
