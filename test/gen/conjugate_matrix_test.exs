@@ -118,20 +118,27 @@ defmodule Gen.ConjugateMatrixTest do
   # distribution with kurtosis κ; κ = 3 gives the Gaussian var·√(2/ESS)).
   defp assert_moments(label, est, ex) do
     for {c, j} <- Enum.with_index(est) do
-      {m, v, ess_m, ess_v} = {c.mean, c.var, c.ess_mean, c.ess_var}
-      {em, ev, k} = {Enum.at(ex.mean, j), Enum.at(ex.var, j), Enum.at(ex.kurt, j)}
-      assert ess_m > 100 and ess_v > 100, "#{label}[#{j}]: ESS #{ess_m} / #{ess_v} too small"
-      se_m = :math.sqrt(ev / ess_m)
-      se_v = ev * :math.sqrt((k - 1) / ess_v)
-      report(label, j, m, em, se_m, v, ev, se_v, ess_m)
+      {m, v, n} = {c.mean, c.var, c.n}
+      {em, ev} = {Enum.at(ex.mean, j), Enum.at(ex.var, j)}
+      {se_m, se_v} = se(c, ev, Enum.at(ex.kurt, j))
+      report(label, j, m, em, se_m, v, ev, se_v, n)
       assert abs(m - em) <= 4 * se_m, "#{label}[#{j}] mean #{m} vs #{em}, 4 SE = #{4 * se_m}"
       assert abs(v - ev) <= 4 * se_v, "#{label}[#{j}] variance #{v} vs #{ev}, 4 SE = #{4 * se_v}"
     end
   end
 
-  defp report(label, j, m, em, se_m, v, ev, se_v, ess) do
+  # Standard errors from the effective sample sizes (and the exact variance and kurtosis), or,
+  # for replicated runs, from the spread between the runs.
+  defp se(%{ess_mean: em, ess_var: ev}, var, k) do
+    assert em > 100 and ev > 100, "ESS #{em} / #{ev} too small"
+    {:math.sqrt(var / em), var * :math.sqrt((k - 1) / ev)}
+  end
+
+  defp se(%{se_mean: sm, se_var: sv}, _var, _k), do: {sm, sv}
+
+  defp report(label, j, m, em, se_m, v, ev, se_v, n) do
     if System.get_env("CONJ_REPORT"),
-      do: IO.puts("#{label}[#{j}]: mean #{f(m)} exact #{f(em)} SE #{f(se_m)} | var #{f(v)} exact #{f(ev)} SE #{f(se_v)} | ESS #{round(ess)}")
+      do: IO.puts("#{label}[#{j}]: mean #{f(m)} exact #{f(em)} SE #{f(se_m)} | var #{f(v)} exact #{f(ev)} SE #{f(se_v)} | n #{round(n)}")
   end
 
   defp f(x), do: :erlang.float_to_binary(x / 1, decimals: 5)
@@ -145,7 +152,8 @@ defmodule Gen.ConjugateMatrixTest do
       n = length(xs)
       m = Enum.sum(xs) / n
       sq = Enum.map(xs, &((&1 - m) ** 2))
-      %{mean: m, var: Enum.sum(sq) / (n - 1), ess_mean: Gen.Diagnostics.ess(xs), ess_var: Gen.Diagnostics.ess(sq)}
+      ess = Gen.Diagnostics.ess(xs)
+      %{mean: m, var: Enum.sum(sq) / (n - 1), ess_mean: ess, ess_var: Gen.Diagnostics.ess(sq), n: ess}
     end
   end
 
@@ -156,7 +164,7 @@ defmodule Gen.ConjugateMatrixTest do
     for xs <- cols do
       m = Enum.zip_with(w, xs, &(&1 * &2)) |> Enum.sum()
       v = Enum.zip_with(w, xs, &(&1 * (&2 - m) ** 2)) |> Enum.sum()
-      %{mean: m, var: v, ess_mean: ess, ess_var: ess}
+      %{mean: m, var: v, ess_mean: ess, ess_var: ess, n: ess}
     end
   end
 
@@ -166,7 +174,7 @@ defmodule Gen.ConjugateMatrixTest do
     for xs <- cols do
       n = length(xs)
       m = Enum.sum(xs) / n
-      %{mean: m, var: Enum.sum(Enum.map(xs, &((&1 - m) ** 2))) / (n - 1), ess_mean: n, ess_var: n}
+      %{mean: m, var: Enum.sum(Enum.map(xs, &((&1 - m) ** 2))) / (n - 1), ess_mean: n, ess_var: n, n: n}
     end
   end
 
@@ -225,6 +233,69 @@ defmodule Gen.ConjugateMatrixTest do
     chain(:bb, Kernel.involutive_mh(q, [], inv), seed, 2000)
   end
 
+  # Vectorized importance sampling from the prior, 20000 particles in one run of the model.
+  defp run(:vis, m, seed) do
+    {t, lnw, _} = Inference.vimportance_sampling(model(m), args(m), obs(m), 20_000, key: Mx.Random.key(seed))
+    from_weighted(lnw |> Mx.exp() |> Mx.to_list(), vcoords(m, t))
+  end
+
+  # Vectorized MH (regenerate from the prior, an independence sampler) on 2000 chains: after t
+  # steps the distance to the posterior is at most (1 − 1/M)^t, M = sup π/prior (scipy: 2.94 for
+  # beta–bernoulli, 5.59 for gamma–poisson), under 1e-12 after the burn-ins below.
+  defp run(:vmh, m, seed) do
+    steps = %{bb: 80, gp: 150}[m]
+    vchains(m, fn t, o -> Inference.vmh(t, sel(m), o) end, seed, steps)
+  end
+
+  # Vectorized MALA on 2000 chains. Gamma–poisson: τ = 0.1 against a posterior variance of 0.33,
+  # every chain started at lambda = 2: from prior draws near 0 the drift τ(20/λ − 8) overshoots so
+  # far that the reverse move is never accepted (with key 250, 80 of 2000 chains never leave
+  # their start in 1000 steps) — MALA without a log transform, which vmala/3 does not take.
+  # Regression: τ = 0.01, the drift contracts the slowest direction (precision ≥ 20) by ≤ 0.8 a step.
+  defp run(:vmala, m, seed) do
+    {tau, steps, start} = %{gp: {0.1, 300, %{lambda: 2.0}}, lr: {0.01, 300, %{}}}[m]
+    vchains(m, fn t, o -> Inference.vmala(t, sel(m), [tau: tau] ++ o) end, seed, steps, start)
+  end
+
+  # SMC over the observations one at a time with MH rejuvenation (regenerate the static parameter,
+  # 3 moves a step). A run's particles share ancestors, so Kish's ESS overstates their information:
+  # the standard errors come from 10 independent runs instead (sd between runs / √10; four of them
+  # bound |t₉| at about the 0.3% level). The runs are the replicates; the bias of one run is O(1/n).
+  defp run(:smc_rejuv, m, seed) do
+    replicate(m, seed, fn key ->
+      {traces, lnw, _} =
+        Inference.smc(model(m), &[&1 + 1], steps(m), 100, key: key, rejuvenate: Kernel.repeat(Kernel.mh(sel(m)), 3))
+
+      {lnw |> Mx.exp() |> Mx.to_list(), Enum.map(latents(m), fn a -> Enum.map(traces, &Mx.to_number(&1[a])) end)}
+    end)
+  end
+
+  # The same with vectorized SMC: 1000 particles in one trace, vectorized MH rejuvenation.
+  defp run(:vsmc_rejuv, m, seed) do
+    replicate(m, seed, fn key ->
+      {t, lnw, _} = Inference.vsmc(model(m), &[&1 + 1], steps(m), 1000, key: key, rejuvenate: sel(m), rejuvenate_steps: 3)
+      {lnw |> Mx.exp() |> Mx.to_list(), vcoords(m, t)}
+    end)
+  end
+
+  defp steps(m), do: for({y, i} <- Enum.with_index(data(m)), do: %{{:y, i} => y})
+
+  defp replicate(m, seed, run1) do
+    runs = for r <- 1..10, do: run1.(Mx.Random.key(seed * 100 + r)) |> then(fn {w, cols} -> from_weighted(w, cols) end)
+
+    for j <- 0..(length(latents(m)) - 1) do
+      {ms, vs} = {Enum.map(runs, &Enum.at(&1, j).mean), Enum.map(runs, &Enum.at(&1, j).var)}
+      sd = fn xs -> k = length(xs); a = Enum.sum(xs) / k; :math.sqrt(Enum.sum(Enum.map(xs, &((&1 - a) ** 2))) / (k - 1)) end
+      %{mean: Enum.sum(ms) / 10, var: Enum.sum(vs) / 10, se_mean: sd.(ms) / :math.sqrt(10), se_var: sd.(vs) / :math.sqrt(10), n: 10}
+    end
+  end
+
+  defp vchains(m, kernel, seed, steps, start \\ %{}) do
+    {t, _} = Gen.vgenerate(model(m), args(m), Map.merge(obs(m), start), 2000, key: Mx.Random.key(seed))
+    [cols] = Gen.Inference.Vectorized.run(kernel, t, samples: 1, burn: steps - 1, key: Mx.Random.key(seed + 1), select: &vcoords(m, &1))
+    from_iid(cols)
+  end
+
   # ---- the table -------------------------------------------------------------------------------
 
   # {algorithm, model, seed, tags}
@@ -237,13 +308,110 @@ defmodule Gen.ConjugateMatrixTest do
     {:hmc, :bb, 150, []},
     {:hmc_warmup, :nn, 160, []},
     {:hmc_warmup, :lr, 170, []},
-    {:involutive, :bb, 180, []}
+    {:involutive, :bb, 180, []},
+    {:vis, :nn, 190, []},
+    {:vis, :bb, 200, []},
+    {:vis, :gp, 210, []},
+    {:vis, :lr, 220, []},
+    {:vmh, :bb, 230, []},
+    {:vmh, :gp, 240, []},
+    {:vmala, :gp, 250, []},
+    {:vmala, :lr, 260, []},
+    {:smc_rejuv, :gp, 270, []},
+    {:vsmc_rejuv, :bb, 280, []},
+    {:vsmc_rejuv, :gp, 290, []}
   ]
 
   for {alg, m, seed, tags} <- @table do
     for t <- tags, do: @tag(t)
     test "#{alg} on #{m}: posterior mean and variance within 4 ESS-derived standard errors" do
       assert_moments("#{unquote(alg)}/#{unquote(m)}", run(unquote(alg), unquote(m), unquote(seed)), exact(unquote(m)))
+    end
+  end
+
+  # ---- programmable VI and MAP: a fitted guide and a mode, not draws ----------------------------
+
+  # VI with the conjugate family as guide (Beta for beta–bernoulli, Gamma for gamma–poisson, on
+  # log parameters): neither family is reparameterized, so REINFORCE, with stl: — at the exact
+  # posterior every sample's log weight is log p(y), the leave-one-out signal is 0 and the gradient
+  # noise vanishes, so the iterates converge to the exact posterior instead of fluctuating around it.
+  # Tolerance: 4 SE of the iterates' fluctuation over the last 300 steps (ESS by Gen.Diagnostics,
+  # Geyer) plus their drift over that window, which bounds the remaining distance when the error
+  # shrinks geometrically by at least half per window (about tenfold per 200 steps here).
+  @vi_table [{:bb, 300}, {:gp, 310}]
+
+  defp guide(:bb), do: gen(fn p -> trace(:p, Gen.Dist.beta(Mx.exp(p.la), Mx.exp(p.lb))) end)
+  defp guide(:gp), do: gen(fn p -> trace(:lambda, Gen.Dist.gamma(Mx.exp(p.la), Mx.exp(p.lb))) end)
+
+  # The guide's mean and variance from its parameters.
+  defp guide_moments(:bb, a, b), do: {a / (a + b), a * b / ((a + b) ** 2 * (a + b + 1))}
+  defp guide_moments(:gp, a, b), do: {a / b, a / (b * b)}
+
+  defp fit_vi(m, seed) do
+    {steps, window} = {1500, 300}
+    me = self()
+    ref = make_ref()
+
+    cb = fn %{iteration: i, params: p} ->
+      if i >= steps - window, do: send(me, {ref, guide_moments(m, :math.exp(Mx.to_number(p.la)), :math.exp(Mx.to_number(p.lb)))})
+    end
+
+    zero = Mx.tensor(0.0, type: :f64)
+
+    Inference.vi(model(m), args(m), obs(m), guide(m), %{la: zero, lb: zero},
+      estimator: :reinforce,
+      stl: true,
+      samples: 4,
+      steps: steps,
+      optimizer: Gen.Optim.adam(learning_rate: 0.05),
+      key: Mx.Random.key(seed),
+      callback: cb
+    )
+
+    its = for _ <- 1..window, do: receive(do: ({^ref, x} -> x))
+    for k <- [0, 1], do: its |> Enum.map(&elem(&1, k)) |> settle()
+  end
+
+  # Last iterate; tolerance 4·sd/√ESS of the window plus its drift |last − first|.
+  defp settle(xs) do
+    n = length(xs)
+    m = Enum.sum(xs) / n
+    sd = :math.sqrt(Enum.sum(Enum.map(xs, &((&1 - m) ** 2))) / (n - 1))
+    ess = if sd > 0, do: min(Gen.Diagnostics.ess(xs, method: :basic), n), else: n
+    %{value: List.last(xs), tol: 4 * sd / :math.sqrt(ess) + abs(List.last(xs) - hd(xs))}
+  end
+
+  for {m, seed} <- @vi_table do
+    test "programmable VI (conjugate guide, REINFORCE, stl) on #{m}: the fitted guide's mean and variance" do
+      m = unquote(m)
+      [mean, var] = fit_vi(m, unquote(seed))
+      ex = exact(m)
+      report("vi/#{m}", 0, mean.value, hd(ex.mean), mean.tol / 4, var.value, hd(ex.var), var.tol / 4, 300)
+      assert abs(mean.value - hd(ex.mean)) <= mean.tol, "mean #{mean.value} vs #{hd(ex.mean)}, tolerance #{mean.tol}"
+      assert abs(var.value - hd(ex.var)) <= var.tol, "variance #{var.value} vs #{hd(ex.var)}, tolerance #{var.tol}"
+    end
+  end
+
+  # MAP by gradient ascent with line search until |∇ log p| ≤ tol: near the mode x*, |x − x*| ≈
+  # |∇|/|f''(x*)|, so 2·tol/|f''(x*)| bounds it (the factor 2 for the cubic remainder). Beta(a, b):
+  # mode (a − 1)/(a + b − 2), f'' = −(a − 1)/x² − (b − 1)/(1 − x)²; Gamma(a, b): (a − 1)/b, f'' = −(a − 1)/x².
+  for m <- [:bb, :gp] do
+    test "MAP on #{m}: the exact posterior mode" do
+      m = unquote(m)
+      ex = exact(m)
+      [addr] = latents(m)
+      {a, b} = {ex.a, ex.b}
+
+      {mode, curv} =
+        case m do
+          :bb -> (a - 1) / (a + b - 2) |> then(&{&1, (a - 1) / &1 ** 2 + (b - 1) / (1 - &1) ** 2})
+          :gp -> (a - 1) / b |> then(&{&1, (a - 1) / &1 ** 2})
+        end
+
+      tol = 1.0e-9
+      t = Inference.map_optimize(start(m, 320), Gen.select(addr), tol: tol)
+      x = Mx.to_number(t[addr])
+      assert abs(x - mode) <= 2 * tol / curv, "mode #{x} vs #{mode}"
     end
   end
 end
