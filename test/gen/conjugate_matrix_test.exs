@@ -182,7 +182,7 @@ defmodule Gen.ConjugateMatrixTest do
     end
   end
 
-  # Independent draws (n vectorized chains after burn-in, or one draw per independent run):
+  # Independent draws (the n chains of a vectorized trace after burn-in, one draw each):
   # the ESS is their number.
   defp from_iid(cols) do
     for xs <- cols do
