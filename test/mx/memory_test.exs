@@ -18,9 +18,22 @@ defmodule Mx.MemoryTest do
 
   # Array terms are resource binaries whose size is the array's byte size; they
   # live in the process's binary heap, so its GC frees the arrays it drops.
+  # Every process is collected, and the counters read once they stop moving, so arrays
+  # dropped by earlier tests' processes are not freed during the test and below its baseline.
   defp collect_garbage do
-    :erlang.garbage_collect()
-    Mx.Memory.report()
+    for pid <- Process.list(), do: :erlang.garbage_collect(pid)
+    stable(Mx.Memory.report(), 200)
+  end
+
+  defp stable(last, 0), do: last
+
+  defp stable(last, tries) do
+    Process.sleep(25)
+    now = Mx.Memory.report()
+
+    if now.live_arrays == last.live_arrays and now.active_bytes == last.active_bytes,
+      do: now,
+      else: stable(now, tries - 1)
   end
 
   # The VM runs resource destructors shortly after the GC that dropped the last
