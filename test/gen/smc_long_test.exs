@@ -56,22 +56,8 @@ defmodule Gen.SMCLongTest do
     ys
   end
 
-  # Kalman filter: exact log p(y_0..y_{T-1}).
-  defp kalman(ys) do
-    {ll, _, _} =
-      ys
-      |> Enum.with_index()
-      |> Enum.reduce({0.0, 0.0, 1.0}, fn {y, t}, {ll, m, p} ->
-        {m, p} = if t == 0, do: {m, p}, else: {@a * m, @a * @a * p + @q}
-        s = p + @r
-        k = p / s
-
-        {ll - 0.5 * (:math.log(2 * :math.pi() * s) + (y - m) ** 2 / s), m + k * (y - m),
-         (1 - k) * p}
-      end)
-
-    ll
-  end
+  # Kalman filter (test/support/kalman.ex): exact log p(y_0..y_{T-1}).
+  defp kalman(ys), do: elem(Gen.Kalman.filter(ys, %{a: @a, q: @q, r: @r}), 0)
 
   # Resource destructors run shortly after the GC that dropped the last reference (see
   # test/mx/memory_test.exs): read the counters once two reads 20 ms apart agree.

@@ -96,60 +96,17 @@ defmodule Gen.SMCMoreTest do
   # x_0 ~ N(0, 1), x_t ~ N(0.9 x_{t-1}, 0.5²), y_t ~ N(x_t, 0.3²) (as in smc_test.exs).
 
   @t_len 10
-  @a 0.9
-  @q 0.25
-  @r 0.09
+  # The model, its data, the exact filter and smoother: test/support/kalman.ex.
+  import Gen.Kalman, only: [ssm: 0, smoother: 1]
+  @a Gen.Kalman.params().a
+  @q Gen.Kalman.params().q
+  @r Gen.Kalman.params().r
 
-  defp ssm do
-    step =
-      gen(fn i, prev ->
-        x =
-          if i == 0,
-            do: trace(:x, Gen.Dist.normal(0.0, 1.0)),
-            else: trace(:x, Gen.Dist.normal(Mx.multiply(prev, @a), :math.sqrt(@q)))
-
-        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
-        x
-      end)
-
-    Gen.Combinators.unfold(step)
-  end
-
-  defp data do
-    tr = Gen.simulate(ssm(), [@t_len, 0.0], key: Mx.Random.key(2024))
-    for i <- 0..(@t_len - 1), do: Mx.to_number(tr[[i, :y]])
-  end
+  defp data, do: Gen.Kalman.data(@t_len)
 
   defp observations(ys), do: for({y, i} <- Enum.with_index(ys), do: %{i => %{y: y}})
 
   defp all_obs(ys), do: ys |> observations() |> Enum.reduce(%{}, &Map.merge/2)
-
-  # Kalman filter, then the Rauch–Tung–Striebel smoother: [{mean, var}] of x_t given all of y.
-  defp smoother(ys) do
-    {filtered, _} =
-      Enum.map_reduce(ys, nil, fn y, prev ->
-        {mp, pp} =
-          case prev do
-            nil -> {0.0, 1.0}
-            {m, p} -> {@a * m, @a * @a * p + @q}
-          end
-
-        k = pp / (pp + @r)
-        f = {mp + k * (y - mp), (1 - k) * pp}
-        {{f, {mp, pp}}, f}
-      end)
-
-    [{last, pred_last} | earlier] = Enum.reverse(filtered)
-
-    {smoothed, _} =
-      Enum.map_reduce(earlier, {last, pred_last}, fn {{mf, pf}, pred}, {{ms, ps}, {mpn, ppn}} ->
-        g = pf * @a / ppn
-        s = {mf + g * (ms - mpn), pf + g * g * (ps - ppn)}
-        {s, {s, pred}}
-      end)
-
-    Enum.reverse(smoothed) ++ [last]
-  end
 
   test "csmc holds particle 0 to the reference and weighs it as a prior proposal" do
     ys = data()
@@ -232,27 +189,9 @@ defmodule Gen.SMCMoreTest do
 
   @t_p3 15
 
-  defp p3_data do
-    tr = Gen.simulate(ssm(), [@t_p3, 0.0], key: Mx.Random.key(2024))
-    for i <- 0..(@t_p3 - 1), do: Mx.to_number(tr[[i, :y]])
-  end
+  defp p3_data, do: Gen.Kalman.data(@t_p3)
 
-  # Kalman filter: exact log p(y_0..y_{T-1}).
-  defp kalman_lml(ys) do
-    {ll, _, _} =
-      ys
-      |> Enum.with_index()
-      |> Enum.reduce({0.0, 0.0, 1.0}, fn {y, t}, {ll, m, p} ->
-        {m, p} = if t == 0, do: {m, p}, else: {@a * m, @a * @a * p + @q}
-        s = p + @r
-        k = p / s
-
-        {ll - 0.5 * (:math.log(2 * :math.pi() * s) + (y - m) ** 2 / s), m + k * (y - m),
-         (1 - k) * p}
-      end)
-
-    ll
-  end
+  defp kalman_lml(ys), do: elem(Gen.Kalman.filter(ys), 0)
 
   # The prior of x_t given the particle's x_{t-1} (N(0, 1) at t = 0) times N(y_t; x_t, r):
   # the locally optimal proposal N(m, s²), with 1/s² = 1/v + 1/r, m = s²(μ/v + y/r).

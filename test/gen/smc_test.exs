@@ -1,6 +1,5 @@
 defmodule Gen.SMCTest do
   use ExUnit.Case, async: true
-  import Gen
   alias Gen.Inference.Resample
 
   doctest Gen.Inference.Resample
@@ -86,46 +85,10 @@ defmodule Gen.SMCTest do
   # x_0 ~ N(0, 1), x_t ~ N(0.9 x_{t-1}, 0.5²), y_t ~ N(x_t, 0.3²), t = 0..T-1.
 
   @t_len 15
-  @a 0.9
-  @q 0.25
-  @r 0.09
+  # The model, its data and the exact filter: test/support/kalman.ex.
+  import Gen.Kalman, only: [ssm: 0]
 
-  # Unfold makes update O(1) per step; a `gen` loop over 0..t re-runs the whole prefix (~7 s per run at n = 500).
-  defp ssm do
-    step =
-      gen(fn i, prev ->
-        x =
-          if i == 0,
-            do: trace(:x, Gen.Dist.normal(0.0, 1.0)),
-            else: trace(:x, Gen.Dist.normal(Mx.multiply(prev, @a), :math.sqrt(@q)))
-
-        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
-        x
-      end)
-
-    Gen.Combinators.unfold(step)
-  end
-
-  defp data do
-    tr = Gen.simulate(ssm(), [@t_len, 0.0], key: Mx.Random.key(2024))
-    for i <- 0..(@t_len - 1), do: Mx.to_number(tr[[i, :y]])
-  end
-
-  # Kalman filter: exact log p(y_0..y_{T-1}) and the filtered mean and variance of x_{T-1}.
-  defp kalman(ys) do
-    {m, p, ll} =
-      ys
-      |> Enum.with_index()
-      |> Enum.reduce({0.0, 1.0, 0.0}, fn {y, t}, {m, p, ll} ->
-        {m, p} = if t == 0, do: {m, p}, else: {@a * m, @a * @a * p + @q}
-        s = p + @r
-        ll = ll - 0.5 * (:math.log(2 * :math.pi() * s) + (y - m) ** 2 / s)
-        k = p / s
-        {m + k * (y - m), (1 - k) * p, ll}
-      end)
-
-    {ll, m, p}
-  end
+  defp data, do: Gen.Kalman.data(@t_len)
 
   defp run(scheme, seed, ys) do
     obs = for {y, i} <- Enum.with_index(ys), do: %{i => %{y: y}}
@@ -150,7 +113,7 @@ defmodule Gen.SMCTest do
     @tag timeout: 120_000
     test "smc (#{scheme}) matches the Kalman log marginal likelihood and filtered mean" do
       ys = data()
-      {exact, k_mean, _k_var} = kalman(ys)
+      {exact, k_mean, _k_var} = Gen.Kalman.filter(ys)
 
       # 10 independent runs (keys 100..109), n = 500: the standard error of one estimate is the sd over runs.
       runs = for seed <- 100..109, do: run(unquote(scheme), seed, ys)
