@@ -31,6 +31,7 @@ defmodule Gen.Inference do
 
   alias Gen.{Choicemap, Selection, Trace}
   alias Gen.Inference.{Importance, Kernel, MH}
+  import Gen.Inference.Common, only: [count!: 5, fun!: 4]
 
   @doc """
   Importance sampling with `n` particles. Returns `{traces,
@@ -604,16 +605,16 @@ defmodule Gen.Inference do
             "Gen.Inference.run: expected a kernel, fn trace, opts -> {trace, accepted?} end, got #{inspect(kernel)}"
     end
 
-    samples = count!(opts, :samples, nil, 0)
-    burn = count!(opts, :burn, 0, 0)
-    thin = count!(opts, :thin, 1, 1)
+    samples = count!(opts, :samples, nil, 0, "Gen.Inference.run")
+    burn = count!(opts, :burn, 0, 0, "Gen.Inference.run")
+    thin = count!(opts, :thin, 1, 1, "Gen.Inference.run")
 
     plan = %{
       burn: burn,
       thin: thin,
       total: burn + samples * thin,
-      select: fun!(opts, :select, 1),
-      callback: fun!(opts, :callback, 1),
+      select: fun!(opts, :select, 1, "Gen.Inference.run"),
+      callback: fun!(opts, :callback, 1, "Gen.Inference.run"),
       counter: nil
     }
 
@@ -808,31 +809,6 @@ defmodule Gen.Inference do
     values = t |> Gen.get_choices() |> Enum.map(&elem(&1, 1))
     Mx.eval([Gen.get_score(t), Gen.get_retval(t) | values])
     t
-  end
-
-  defp count!(opts, name, default, min) do
-    case Keyword.get(opts, name, default) do
-      n when is_integer(n) and n >= min ->
-        n
-
-      other ->
-        raise ArgumentError,
-              "Gen.Inference.run: #{name}: must be an integer >= #{min}#{if default == nil, do: " (required)", else: ""}, got #{inspect(other)}"
-    end
-  end
-
-  defp fun!(opts, name, arity) do
-    case Keyword.get(opts, name) do
-      nil ->
-        nil
-
-      f when is_function(f, arity) ->
-        f
-
-      other ->
-        raise ArgumentError,
-              "Gen.Inference.run: #{name}: must be a function of #{arity} argument or nil, got #{inspect(other)}"
-    end
   end
 
   @doc false

@@ -30,6 +30,8 @@ defmodule Gen.Optim do
       `v̂ = v/(1-β₂ᵗ)`, `θ ← θ + η·m̂/(√v̂ + ε)` at step t = 1, 2, ...
   """
 
+  import Gen.Inference.Common, only: [positive!: 4]
+
   @enforce_keys [:method, :learning_rate, :maximize]
   defstruct [:method, :learning_rate, :maximize, momentum: 0.0, beta1: 0.9, beta2: 0.999, eps: 1.0e-8]
 
@@ -93,7 +95,7 @@ defmodule Gen.Optim do
       learning_rate: rate!(opts, 0.001, "adam"),
       beta1: unit!(opts, :beta1, 0.9, "adam"),
       beta2: unit!(opts, :beta2, 0.999, "adam"),
-      eps: positive!(opts, :eps, 1.0e-8, "adam"),
+      eps: positive!(opts, :eps, 1.0e-8, "Gen.Optim.adam"),
       maximize: bool!(opts, :maximize, "adam")
     }
   end
@@ -178,7 +180,7 @@ defmodule Gen.Optim do
   defp rate!(opts, default, fun) do
     case Keyword.get(opts, :learning_rate, default) do
       f when is_function(f, 1) -> f
-      _ -> positive!(opts, :learning_rate, default, fun)
+      _ -> positive!(opts, :learning_rate, default, "Gen.Optim.#{fun}")
     end
   end
 
@@ -314,17 +316,6 @@ defmodule Gen.Optim do
     case Keyword.keys(opts) -- allowed do
       [] -> :ok
       bad -> raise ArgumentError, "Gen.Optim.#{fun}: unknown options #{inspect(bad)}; known: #{inspect(allowed)}"
-    end
-  end
-
-  defp positive!(opts, name, default, fun) do
-    case Keyword.get(opts, name, default) do
-      x when is_number(x) and x > 0 ->
-        x * 1.0
-
-      other ->
-        raise ArgumentError,
-              "Gen.Optim.#{fun}: #{name}: must be a positive number#{if default == nil, do: " (required)", else: ""}, got #{inspect(other)}"
     end
   end
 

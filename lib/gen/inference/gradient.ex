@@ -10,6 +10,7 @@ defmodule Gen.Inference.Gradient do
   """
 
   alias Gen.{Choicemap, Selection, Trace}
+  import Gen.Inference.Common, only: [positive!: 4, accept: 4]
 
   @doc """
   The log joint of `trace` and its gradient with respect to the selected
@@ -34,7 +35,7 @@ defmodule Gen.Inference.Gradient do
   @doc false
   @spec mala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def mala(%Trace{} = trace, %Selection{} = sel, opts) do
-    tau = positive!(opts, :tau, "mala")
+    tau = positive!(opts, :tau, nil, "Gen.Inference.mala")
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     paths = selected_paths!(trace, sel, "mala")
     xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
@@ -53,13 +54,13 @@ defmodule Gen.Inference.Gradient do
     fwd = log_q(new_xs, xs, gs, tau, sd)
     bwd = log_q(xs, new_xs, new_gs, tau, sd)
     {new, w} = write(trace, paths, new_xs)
-    decide(trace, new, Mx.add(w, Mx.subtract(bwd, fwd)), k_accept)
+    accept(trace, new, Mx.add(w, Mx.subtract(bwd, fwd)), k_accept)
   end
 
   @doc false
   @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def hmc(%Trace{} = trace, %Selection{} = sel, opts) do
-    eps = positive!(opts, :step_size, "hmc")
+    eps = positive!(opts, :step_size, nil, "Gen.Inference.hmc")
 
     {new, accepted?, _alpha} =
       hmc_step(trace, selected_paths!(trace, sel, "hmc"), eps, n_leapfrog!(opts, "hmc"), opts)
@@ -112,7 +113,7 @@ defmodule Gen.Inference.Gradient do
     {new_xs, new_ps} = leapfrogs(trace, paths, xs, ps, eps, n)
     {new, w} = write(trace, paths, new_xs)
     log_alpha = Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps)))
-    {t, acc?} = decide(trace, new, log_alpha, k_accept)
+    {t, acc?} = accept(trace, new, log_alpha, k_accept)
 
     alpha =
       case Mx.to_number(log_alpha) do
@@ -238,17 +239,6 @@ defmodule Gen.Inference.Gradient do
     paths
   end
 
-  defp positive!(opts, name, fun) do
-    case Keyword.get(opts, name) do
-      x when is_number(x) and x > 0 ->
-        x * 1.0
-
-      other ->
-        raise ArgumentError,
-              "Gen.Inference.#{fun}: #{name}: must be a positive number (required), got #{inspect(other)}"
-    end
-  end
-
   defp split(key, 1), do: [key]
 
   defp split(key, n),
@@ -278,19 +268,5 @@ defmodule Gen.Inference.Gradient do
   defp write(trace, paths, xs) do
     {new, w, _retdiff, _discard} = Gen.update(trace, Choicemap.new(Enum.zip(paths, xs)))
     {new, w}
-  end
-
-  # Accept when log u < log α; NaN (a move out of the support) rejects.
-  defp decide(old, new, log_alpha, key) do
-    u = key |> Mx.Random.uniform(type: :f64) |> Mx.to_number()
-
-    accept? =
-      case Mx.to_number(log_alpha) do
-        :infinity -> true
-        x when is_float(x) -> u > 0.0 and :math.log(u) < x
-        _ -> false
-      end
-
-    if accept?, do: {Gen.Inference.force(new), true}, else: {old, false}
   end
 end

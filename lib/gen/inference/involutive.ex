@@ -69,7 +69,7 @@ defmodule Gen.Inference.Involutive do
       do: check!(involution, model, aux, Gen.get_choices(new), new_aux, changes, q_args)
 
     log_alpha = w |> Mx.add(Mx.subtract(bwd_score, fwd_score)) |> Mx.add(log_det)
-    decide(trace, new, log_alpha, k_accept)
+    Gen.Inference.Common.accept(trace, new, log_alpha, k_accept)
   end
 
   def involutive_mh(_trace, _q, q_args, involution, opts) do
@@ -235,19 +235,5 @@ defmodule Gen.Inference.Involutive do
     raise ArgumentError,
           "Gen.Inference.involutive_mh: the involution writes a floating-point value at #{Choicemap.format_path(p)}, " <>
             "where the trace holds #{Mx.describe(v)}; keep each address's type"
-  end
-
-  # Accept when log u < log α; NaN (a move out of the support) rejects.
-  defp decide(old, new, log_alpha, key) do
-    u = key |> Mx.Random.uniform(type: :f64) |> Mx.to_number()
-
-    accept? =
-      case Mx.to_number(log_alpha) do
-        :infinity -> true
-        x when is_float(x) -> u > 0.0 and :math.log(u) < x
-        _ -> false
-      end
-
-    if accept?, do: {Gen.Inference.force(new), true}, else: {old, false}
   end
 end

@@ -67,6 +67,7 @@ defmodule Gen.Inference.NUTS do
 
   alias Gen.{Choicemap, Selection, Trace}
   alias Gen.Inference.Adapt
+  import Gen.Inference.Common, only: [count!: 5, positive!: 4]
 
   @max_delta_h 1000.0
   @log_08 :math.log(0.8)
@@ -117,7 +118,7 @@ defmodule Gen.Inference.NUTS do
   """
   @spec nuts(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def nuts(%Trace{} = trace, %Selection{} = sel, opts) do
-    eps = positive!(opts, :step_size, nil, "nuts")
+    eps = positive!(opts, :step_size, nil, "Gen.Inference.nuts")
     model = model!(trace, sel, Keyword.get(opts, :transforms, %{}), "nuts")
     ctx = context(model, inv_metric!(opts, model, "nuts"), depth!(opts, "nuts"))
     z0 = start!(model, ctx, "nuts")
@@ -151,8 +152,8 @@ defmodule Gen.Inference.NUTS do
   """
   @spec sample(Trace.t(), Selection.t(), keyword()) :: map()
   def sample(%Trace{} = trace, %Selection{} = sel, opts \\ []) do
-    warmup = count!(opts, :warmup, 1000, 0)
-    samples = count!(opts, :samples, 1000, 1)
+    warmup = count!(opts, :warmup, 1000, 0, "Gen.Inference.NUTS.sample")
+    samples = count!(opts, :samples, 1000, 1, "Gen.Inference.NUTS.sample")
     delta = Keyword.get(opts, :target_accept, 0.8)
 
     unless is_number(delta) and delta > 0 and delta < 1 do
@@ -160,7 +161,7 @@ defmodule Gen.Inference.NUTS do
             "Gen.Inference.NUTS.sample: target_accept: must lie in (0, 1), got #{inspect(delta)}"
     end
 
-    eps0 = positive!(opts, :step_size, 1.0, "sample")
+    eps0 = positive!(opts, :step_size, 1.0, "Gen.Inference.NUTS.sample")
     adapt_metric = Keyword.get(opts, :adapt_metric, true)
     callback = Keyword.get(opts, :callback)
 
@@ -174,9 +175,9 @@ defmodule Gen.Inference.NUTS do
             "Gen.Inference.NUTS.sample: callback: must be a function of one argument (a map of the iteration's stats) or nil, got #{inspect(callback)}"
     end
 
-    model = model!(trace, sel, Keyword.get(opts, :transforms, %{}), "sample")
-    ctx = context(model, inv_metric!(opts, model, "sample"), depth!(opts, "sample"))
-    z = start!(model, ctx, "sample")
+    model = model!(trace, sel, Keyword.get(opts, :transforms, %{}), "NUTS.sample")
+    ctx = context(model, inv_metric!(opts, model, "NUTS.sample"), depth!(opts, "NUTS.sample"))
+    z = start!(model, ctx, "NUTS.sample")
     key = key(opts)
 
     # Warmup: Stan's init_stepsize, then dual averaging and windowed metric adaptation.
@@ -753,28 +754,6 @@ defmodule Gen.Inference.NUTS do
   # ---- options ---------------------------------------------------------------------------
 
   defp key(opts), do: Keyword.get_lazy(opts, :key, &Gen.next_key/0)
-
-  defp positive!(opts, name, default, fun) do
-    case Keyword.get(opts, name, default) do
-      x when is_number(x) and x > 0 ->
-        x * 1.0
-
-      other ->
-        raise ArgumentError,
-              "Gen.Inference.#{fun}: #{name}: must be a positive number#{if default == nil, do: " (required)", else: ""}, got #{inspect(other)}"
-    end
-  end
-
-  defp count!(opts, name, default, min) do
-    case Keyword.get(opts, name, default) do
-      n when is_integer(n) and n >= min ->
-        n
-
-      other ->
-        raise ArgumentError,
-              "Gen.Inference.NUTS.sample: #{name}: must be an integer >= #{min}, got #{inspect(other)}"
-    end
-  end
 
   defp depth!(opts, fun) do
     case Keyword.get(opts, :max_depth, 10) do

@@ -27,6 +27,7 @@ defmodule Gen.Inference.Vectorized do
 
   alias Gen.{Choicemap, Selection, Trace}
   alias Gen.Inference.Resample
+  import Gen.Inference.Common, only: [count!: 5, fun!: 4, positive!: 4]
   alias Gen.Vectorized, as: V
 
   # ---- importance sampling ------------------------------------------------------------
@@ -244,11 +245,7 @@ defmodule Gen.Inference.Vectorized do
   """
   @spec mala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
   def mala(%Trace{} = trace, %Selection{} = sel, opts) do
-    tau =
-      case Keyword.get(opts, :tau) do
-        x when is_number(x) and x > 0 -> x * 1.0
-        other -> raise ArgumentError, "Gen.Inference.Vectorized.mala: tau: must be a positive number (required), got #{inspect(other)}"
-      end
+    tau = positive!(opts, :tau, nil, "Gen.Inference.Vectorized.mala")
 
     n = V.particles(trace)
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
@@ -328,16 +325,12 @@ defmodule Gen.Inference.Vectorized do
     end
 
     _ = V.particles(trace)
-    samples = count!(opts, :samples, nil, 0)
-    burn = count!(opts, :burn, 0, 0)
-    thin = count!(opts, :thin, 1, 1)
-    select = Keyword.get(opts, :select)
-    callback = Keyword.get(opts, :callback)
+    samples = count!(opts, :samples, nil, 0, "Gen.Inference.Vectorized.run")
+    burn = count!(opts, :burn, 0, 0, "Gen.Inference.Vectorized.run")
+    thin = count!(opts, :thin, 1, 1, "Gen.Inference.Vectorized.run")
+    select = fun!(opts, :select, 1, "Gen.Inference.Vectorized.run")
+    callback = fun!(opts, :callback, 1, "Gen.Inference.Vectorized.run")
     key = Keyword.get(opts, :key)
-
-    for {f, name} <- [{select, :select}, {callback, :callback}], f != nil and not is_function(f, 1) do
-      raise ArgumentError, "Gen.Inference.Vectorized.run: #{name}: must be a function of 1 argument or nil, got #{inspect(f)}"
-    end
 
     {_t, kept} =
       Enum.reduce(0..(burn + samples * thin - 1)//1, {V.force(trace), []}, fn i, {t, kept} ->
@@ -355,17 +348,6 @@ defmodule Gen.Inference.Vectorized do
       end)
 
     Enum.reverse(kept)
-  end
-
-  defp count!(opts, name, default, min) do
-    case Keyword.get(opts, name, default) do
-      n when is_integer(n) and n >= min ->
-        n
-
-      other ->
-        raise ArgumentError,
-              "Gen.Inference.Vectorized.run: #{name}: must be an integer >= #{min}#{if default == nil, do: " (required)", else: ""}, got #{inspect(other)}"
-    end
   end
 
   # Row i of d/dx Σ_j log p(x_j) is d/dx_i log p(x_i): chains are independent.

@@ -1,0 +1,69 @@
+defmodule Gen.Inference.Common do
+  @moduledoc false
+  # Option validators and the Metropolis–Hastings accept step shared by the inference modules.
+  # `where` is the public function an error names, e.g. "Gen.Inference.run".
+
+  @doc false
+  # An integer option >= min; `default: nil` makes it required.
+  @spec count!(keyword(), atom(), integer() | nil, integer(), String.t()) :: integer()
+  def count!(opts, name, default, min, where) do
+    case Keyword.get(opts, name, default) do
+      n when is_integer(n) and n >= min ->
+        n
+
+      other ->
+        raise ArgumentError,
+              "#{where}: #{name}: must be an integer >= #{min}#{required(default)}, got #{inspect(other)}"
+    end
+  end
+
+  @doc false
+  # A positive number option, as a float; `default: nil` makes it required.
+  @spec positive!(keyword(), atom(), number() | nil, String.t()) :: float()
+  def positive!(opts, name, default, where) do
+    case Keyword.get(opts, name, default) do
+      x when is_number(x) and x > 0 ->
+        x * 1.0
+
+      other ->
+        raise ArgumentError,
+              "#{where}: #{name}: must be a positive number#{required(default)}, got #{inspect(other)}"
+    end
+  end
+
+  @doc false
+  # An optional function option of the given arity (nil when absent).
+  @spec fun!(keyword(), atom(), non_neg_integer(), String.t()) :: function() | nil
+  def fun!(opts, name, arity, where) do
+    case Keyword.get(opts, name) do
+      nil ->
+        nil
+
+      f when is_function(f, arity) ->
+        f
+
+      other ->
+        raise ArgumentError,
+              "#{where}: #{name}: must be a function of #{arity} argument or nil, got #{inspect(other)}"
+    end
+  end
+
+  defp required(nil), do: " (required)"
+  defp required(_), do: ""
+
+  @doc false
+  # Accept when log u < log α; NaN (a move out of the support) rejects.
+  @spec accept(Gen.Trace.t(), Gen.Trace.t(), Mx.t(), Mx.t()) :: {Gen.Trace.t(), boolean()}
+  def accept(old, new, log_alpha, key) do
+    u = key |> Mx.Random.uniform(type: :f64) |> Mx.to_number()
+
+    accept? =
+      case Mx.to_number(log_alpha) do
+        :infinity -> true
+        x when is_float(x) -> u > 0.0 and :math.log(u) < x
+        _ -> false
+      end
+
+    if accept?, do: {Gen.Inference.force(new), true}, else: {old, false}
+  end
+end
