@@ -6,17 +6,6 @@ defmodule Gen.CombinatorsDimapTest do
 
   doctest Gen.Combinators.Dimap
 
-  defp cm(pairs), do: Gen.choicemap(pairs)
-  defp pairs(cm), do: Enum.map(cm, fn {p, v} -> {p, num(v)} end)
-
-  defp calls(tag) do
-    receive do
-      {^tag, v} -> [v | calls(tag)]
-    after
-      0 -> []
-    end
-  end
-
   defp step(me) do
     gen fn t, x, s ->
       send(me, {:step, t})

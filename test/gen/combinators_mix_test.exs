@@ -5,9 +5,6 @@ defmodule Gen.CombinatorsMixLogitsTest do
 
   # Mix with its log-weights from a generative function (GenJAX's mix); the fixed form is in combinators_more_test.exs.
 
-  defp cm(pairs), do: Gen.choicemap(pairs)
-  defp pairs(cm), do: Enum.map(cm, fn {p, v} -> {p, num(v)} end)
-
   # log Beta(x; a, b) for integer a, b (Γ(n) = (n-1)!).
   defp ln_beta(x, a, b) do
     lg = fn z -> :math.log(Enum.reduce(1..(round(z) - 1)//1, 1, &*/2)) end

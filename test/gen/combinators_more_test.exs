@@ -8,9 +8,6 @@ defmodule Gen.CombinatorsMoreTest do
   doctest Gen.Combinators.Mask
   doctest Gen.Combinators.Mix
 
-  defp cm(pairs), do: Gen.choicemap(pairs)
-  defp pairs(cm), do: Enum.map(cm, fn {p, v} -> {p, num(v)} end)
-
   # Branch 0: x ~ N(mu, 1). Branch 1: y ~ N(mu, 2), z ~ N(y, 1).
   defp branches do
     [

@@ -6,17 +6,6 @@ defmodule Gen.CombinatorsRecurseTest do
 
   doctest Gen.Combinators.Recurse
 
-  defp cm(pairs), do: Gen.choicemap(pairs)
-  defp pairs(cm), do: Enum.map(cm, fn {p, v} -> {p, num(v)} end)
-
-  defp calls(tag) do
-    receive do
-      {^tag, v} -> [v | calls(tag)]
-    after
-      0 -> []
-    end
-  end
-
   defp truthy?(v), do: num(v) in [true, 1]
 
   # Stops with probability p at each level; returns the depth.

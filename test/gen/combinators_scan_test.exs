@@ -6,9 +6,6 @@ defmodule Gen.CombinatorsScanTest do
 
   doctest Gen.Combinators.Scan
 
-  defp cm(pairs), do: Gen.choicemap(pairs)
-  defp pairs(cm), do: Enum.map(cm, fn {p, v} -> {p, num(v)} end)
-
   defp calls do
     receive do
       {:step, i} -> [i | calls()]

@@ -32,19 +32,9 @@ defmodule Gen.CombinatorsTest do
     end
   end
 
-  defp calls(tag) do
-    receive do
-      {^tag, v} -> [v | calls(tag)]
-    after
-      0 -> []
-    end
-  end
-
   defp flush, do: calls(:kernel) ++ calls(:step)
 
   defp ys(cm_or_trace, n, a \\ :y), do: for(i <- 0..(n - 1), do: num(cm_or_trace[[i, a]]))
-
-  defp cm(pairs), do: Gen.choicemap(pairs)
 
   describe "Map" do
     test "simulate: choices under 0..n-1, score is their log joint, retval the list of values" do

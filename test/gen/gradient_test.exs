@@ -9,24 +9,13 @@ defmodule Gen.GradientTest do
 
   # ---- normal–normal (as in inference_test.exs): mu ~ N(0, 2²), y_i ~ N(mu, 1) ----------
 
-  @ys [0.8, 1.9, 1.1, 2.4, 1.5]
-  # Conjugacy: posterior precision 1/4 + 5, mean (Σy)/precision.
-  @post_var 1.0 / (1.0 / 4.0 + 5)
-  @post_mean Enum.sum([0.8, 1.9, 1.1, 2.4, 1.5]) * (1.0 / (1.0 / 4.0 + 5))
-
-  defp normal_model do
-    gen(fn ys ->
-      mu = trace(:mu, Gen.Dist.normal(0.0, 2.0))
-      for i <- 0..(length(ys) - 1), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
-      mu
-    end)
-  end
-
-  defp observations(ys),
-    do: Gen.choicemap(for({y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}))
+  # The normal–normal model mu ~ N(0, 2²), y_i ~ N(mu, 1) and its exact posterior: test/support/chain_check.ex.
+  @ys Gen.ChainCheck.normal_ys()
+  @post_var Gen.ChainCheck.normal_posterior().var
+  @post_mean Gen.ChainCheck.normal_posterior().mean
 
   defp posterior_run(kernel, gen_key, run_key) do
-    {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(gen_key))
+    {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(gen_key))
 
     Inference.run(kernel, t,
       samples: 2000,
@@ -37,7 +26,7 @@ defmodule Gen.GradientTest do
   end
 
   test "choice_gradients: the analytic gradient of the normal–normal log joint" do
-    {t, _} = Gen.generate(normal_model(), [@ys], Gen.Choicemap.put(observations(@ys), :mu, 0.7))
+    {t, _} = Gen.generate(normal_model(), [@ys], Gen.Choicemap.put(normal_observations(@ys), :mu, 0.7))
     {lp, g} = Gradient.choice_gradients(t, Gen.select(:mu))
     # d/dmu [log N(mu; 0, 2) + Σ log N(y_i; mu, 1)] = -mu/4 + Σ(y_i - mu).
     mu = 0.7
@@ -63,7 +52,7 @@ defmodule Gen.GradientTest do
   end
 
   test "same key, same move; observed choices never move; errors name the option" do
-    {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(94))
+    {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(94))
 
     {a, _} =
       Inference.hmc(t, Gen.select(:mu), step_size: 0.2, n_leapfrog: 3, key: Mx.Random.key(95))

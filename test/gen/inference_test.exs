@@ -2,6 +2,7 @@ defmodule Gen.InferenceTest do
   # Not async: the memory test reads Mx.Memory.live_arrays, a global count.
   use ExUnit.Case, async: false
   import Gen.ChainCheck
+  import Gen.TestHelpers, only: [settled_live: 0]
   import Gen
   alias Gen.Inference
   alias Gen.Inference.Kernel
@@ -11,30 +12,10 @@ defmodule Gen.InferenceTest do
 
   # ---- normal–normal: mu ~ N(0, 2²), y_i ~ N(mu, 1), i = 1..5 -------------------------
 
-  @ys [0.8, 1.9, 1.1, 2.4, 1.5]
-  @prior_var 4.0
-  # Conjugacy: posterior precision 1/4 + 5, mean (Σy)/precision.
-  @post_var 1.0 / (1.0 / 4.0 + 5)
-  @post_mean Enum.sum([0.8, 1.9, 1.1, 2.4, 1.5]) * (1.0 / (1.0 / 4.0 + 5))
-
-  defp normal_model do
-    gen(fn ys ->
-      mu = trace(:mu, Gen.Dist.normal(0.0, 2.0))
-      for i <- 0..(length(ys) - 1), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
-      mu
-    end)
-  end
-
-  defp observations(ys),
-    do: Gen.choicemap(for({y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}))
-
-  # y ~ N(0, I + 4·11ᵀ): det = 1 + 5·4 (determinant lemma), inverse I − 4/(1 + 20)·11ᵀ (Sherman–Morrison).
-  defp exact_log_ml(ys) do
-    n = length(ys)
-    s = Enum.sum(ys)
-    quad = Enum.sum(Enum.map(ys, &(&1 * &1))) - @prior_var / (1 + n * @prior_var) * s * s
-    -0.5 * n * :math.log(2 * :math.pi()) - 0.5 * :math.log(1 + n * @prior_var) - 0.5 * quad
-  end
+  # The normal–normal model mu ~ N(0, 2²), y_i ~ N(mu, 1) and its exact posterior: test/support/chain_check.ex.
+  @ys Gen.ChainCheck.normal_ys()
+  @post_var Gen.ChainCheck.normal_posterior().var
+  @post_mean Gen.ChainCheck.normal_posterior().mean
 
   # Self-normalized mean, Kish's ESS = 1/Σw̄², and the log-ML standard error by the delta
   # method: Var(log Ẑ) ≈ Var(w)/(n·E[w]²) = (n·Σw̄² − 1)/n.
@@ -47,20 +28,10 @@ defmodule Gen.InferenceTest do
     %{mean: mean, ess: 1.0 / sum_sq, lml_se: :math.sqrt((n * sum_sq - 1) / n)}
   end
 
-  # The VM runs resource destructors shortly after the GC that dropped the last reference
-  # (see test/mx/memory_test.exs), so read the count once two reads 20 ms apart agree.
-  defp settled_live(tries \\ 50) do
-    :erlang.garbage_collect()
-    a = Mx.Memory.live_arrays()
-    Process.sleep(20)
-    b = Mx.Memory.live_arrays()
-    if a == b or tries == 0, do: b, else: settled_live(tries - 1)
-  end
-
   describe "importance sampling" do
     test "prior proposal: posterior mean within 4 standard errors (ESS of the weights)" do
       {traces, lnw, lml} =
-        Inference.importance_sampling(normal_model(), [@ys], observations(@ys), 2000,
+        Inference.importance_sampling(normal_model(), [@ys], normal_observations(@ys), 2000,
           key: Mx.Random.key(11)
         )
 
@@ -71,7 +42,7 @@ defmodule Gen.InferenceTest do
       assert s.ess > 100
       assert abs(s.mean - @post_mean) <= 4 * :math.sqrt(@post_var / s.ess)
       # Four delta-method standard errors (a one-SE bound fails for about a third of keys).
-      assert abs(Mx.to_number(lml) - exact_log_ml(@ys)) <= 4 * s.lml_se
+      assert abs(Mx.to_number(lml) - normal_log_ml(@ys)) <= 4 * s.lml_se
       assert s.lml_se < 0.1
     end
 
@@ -80,15 +51,15 @@ defmodule Gen.InferenceTest do
       opts = [key: Mx.Random.key(12), proposal: {q, []}]
 
       {traces, lnw, lml} =
-        Inference.importance_sampling(normal_model(), [@ys], observations(@ys), 2000, opts)
+        Inference.importance_sampling(normal_model(), [@ys], normal_observations(@ys), 2000, opts)
 
       s = weighted_stats(traces, lnw)
       assert abs(s.mean - @post_mean) <= 4 * :math.sqrt(@post_var / s.ess)
-      assert abs(Mx.to_number(lml) - exact_log_ml(@ys)) <= 4 * s.lml_se
+      assert abs(Mx.to_number(lml) - normal_log_ml(@ys)) <= 4 * s.lml_se
 
       # One particle by hand: log p(mu, ys) − log N(mu; 1, 1), normalized over the particles.
       {[t], lnw1, lml1} =
-        Inference.importance_sampling(normal_model(), [@ys], observations(@ys), 1, opts)
+        Inference.importance_sampling(normal_model(), [@ys], normal_observations(@ys), 1, opts)
 
       mu = Mx.to_number(t[:mu])
 
@@ -102,7 +73,7 @@ defmodule Gen.InferenceTest do
     end
 
     test "same key, same particles; importance_resampling returns a constrained trace" do
-      obs = observations(@ys)
+      obs = normal_observations(@ys)
 
       {a, _, la} =
         Inference.importance_sampling(normal_model(), [@ys], obs, 5, key: Mx.Random.key(3))
@@ -122,18 +93,18 @@ defmodule Gen.InferenceTest do
 
     test "errors name the problem" do
       assert_raise ArgumentError, ~r/positive integer/, fn ->
-        Inference.importance_sampling(normal_model(), [@ys], observations(@ys), 0)
+        Inference.importance_sampling(normal_model(), [@ys], normal_observations(@ys), 0)
       end
 
       assert_raise ArgumentError, ~r/proposal: must be/, fn ->
-        Inference.importance_sampling(normal_model(), [@ys], observations(@ys), 2, proposal: :nope)
+        Inference.importance_sampling(normal_model(), [@ys], normal_observations(@ys), 2, proposal: :nope)
       end
     end
   end
 
   describe "Metropolis–Hastings" do
     test "selection (regenerate from the prior): normal–normal posterior mean and variance" do
-      {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(20))
+      {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(20))
 
       xs =
         Inference.run(Kernel.mh(Gen.select(:mu)), t,
@@ -149,7 +120,7 @@ defmodule Gen.InferenceTest do
 
     test "random-walk custom proposal: normal–normal posterior mean and variance" do
       q = gen(fn t, s -> trace(:mu, Gen.Dist.normal(t[:mu], s)) end)
-      {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(30))
+      {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(30))
 
       xs =
         Inference.run(Kernel.mh(q, [0.7]), t,
@@ -194,7 +165,7 @@ defmodule Gen.InferenceTest do
     end
 
     test "mh/3 and mh/4 directly: observed choices never move; a -Inf move is rejected" do
-      {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(50))
+      {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(50))
       {t2, _} = Inference.mh(t, Gen.select(:mu), key: Mx.Random.key(51))
       assert Mx.to_number(t2[{:y, 0}]) == 0.8
 
@@ -291,7 +262,7 @@ defmodule Gen.InferenceTest do
     end
 
     test "memory: 10^4 MH iterations keep live arrays flat" do
-      {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(80))
+      {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(80))
       k = Kernel.mh(Gen.select(:mu))
       select = &Mx.to_number(&1[:mu])
       # Warm up (caches, lazily created constants), then take the baseline after a GC.

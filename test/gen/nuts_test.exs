@@ -1,7 +1,7 @@
 defmodule Gen.NUTSTest do
   use ExUnit.Case, async: true
   import Gen
-  import Gen.ChainCheck, only: [sample_var: 1]
+  import Gen.ChainCheck, only: [sample_var: 1, normal_model: 0, normal_observations: 1]
   alias Gen.Inference
   alias Gen.Inference.{Adapt, NUTS}
   alias Gen.Diagnostics
@@ -9,21 +9,10 @@ defmodule Gen.NUTSTest do
   doctest Gen.Inference.Adapt
   doctest Gen.Inference.NUTS
 
-  @ys [0.8, 1.9, 1.1, 2.4, 1.5]
-  # mu ~ N(0, 2²), y_i ~ N(mu, 1): posterior precision 1/4 + 5, mean Σy / precision.
-  @post_var 1.0 / (1.0 / 4.0 + 5)
-  @post_mean Enum.sum([0.8, 1.9, 1.1, 2.4, 1.5]) * (1.0 / (1.0 / 4.0 + 5))
-
-  defp normal_model do
-    gen(fn ys ->
-      mu = trace(:mu, Gen.Dist.normal(0.0, 2.0))
-      for i <- 0..(length(ys) - 1), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
-      mu
-    end)
-  end
-
-  defp observations(ys),
-    do: Gen.choicemap(for({y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}))
+  # The normal–normal model mu ~ N(0, 2²), y_i ~ N(mu, 1) and its exact posterior: test/support/chain_check.ex.
+  @ys Gen.ChainCheck.normal_ys()
+  @post_var Gen.ChainCheck.normal_posterior().var
+  @post_mean Gen.ChainCheck.normal_posterior().mean
 
   # Posterior checks from the bulk ESS of the draws: the mean within 4 MC standard errors
   # sd/√ESS; the variance within 4·var·√(2/ESS), the standard error of a Gaussian sample
@@ -58,7 +47,7 @@ defmodule Gen.NUTSTest do
   end
 
   test "dual averaging in hmc_warmup reaches the target acceptance on a Gaussian posterior" do
-    {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(10))
+    {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(10))
     n = 1000
 
     {t2, eps, stats} =
@@ -157,7 +146,7 @@ defmodule Gen.NUTSTest do
   # ---- NUTS on conjugate posteriors ------------------------------------------------------------
 
   test "NUTS.sample: normal–normal posterior mean and variance" do
-    {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(30))
+    {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(30))
     r = NUTS.sample(t, Gen.select(:mu), warmup: 500, samples: 1500, key: Mx.Random.key(31))
     assert_moments(r.draws[[:mu]], @post_mean, @post_var)
     assert Enum.all?(r.stats, &(not &1.divergent))
@@ -165,7 +154,7 @@ defmodule Gen.NUTSTest do
   end
 
   test "nuts kernel with a fixed step in Gen.Inference.run: normal–normal posterior" do
-    {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(32))
+    {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(32))
     k = fn t, o -> Inference.nuts(t, Gen.select(:mu), [step_size: 0.3] ++ o) end
 
     xs =
@@ -307,7 +296,7 @@ defmodule Gen.NUTSTest do
   end
 
   test "same key, same draws; stats are Stan's; errors name the option and the fix" do
-    {t, _} = Gen.generate(normal_model(), [@ys], observations(@ys), key: Mx.Random.key(70))
+    {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(70))
     a = NUTS.sample(t, Gen.select(:mu), warmup: 30, samples: 10, key: Mx.Random.key(71))
     b = NUTS.sample(t, Gen.select(:mu), warmup: 30, samples: 10, key: Mx.Random.key(71))
     assert a.draws == b.draws

@@ -14,20 +14,9 @@ defmodule Gen.SMCLongTest do
   @steps 10_001
   @n 10
 
+  # init and step: test/support/kalman.ex; the locally optimal proposal is this test's own.
   defp model do
-    init =
-      gen(fn ->
-        x = trace(:x, Gen.Dist.normal(0.0, 1.0))
-        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
-        x
-      end)
-
-    step =
-      gen(fn _t, prev ->
-        x = trace(:x, Gen.Dist.normal(Mx.multiply(prev, @a), :math.sqrt(@q)))
-        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
-        x
-      end)
+    {init, step} = Gen.Kalman.init_step(%{a: @a, q: @q, r: @r})
 
     # N(μ, v) prior times N(y; x, r): N(m, s²) with 1/s² = 1/v + 1/r, m = s²(μ/v + y/r).
     proposal =

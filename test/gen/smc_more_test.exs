@@ -387,29 +387,11 @@ defmodule Gen.SMCMoreTest do
 
   # ---- the streaming filter on a short series -----------------------------------------
 
-  defp init_step do
-    init =
-      gen(fn ->
-        x = trace(:x, Gen.Dist.normal(0.0, 1.0))
-        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
-        x
-      end)
-
-    step =
-      gen(fn _t, prev ->
-        x = trace(:x, Gen.Dist.normal(Mx.multiply(prev, @a), :math.sqrt(@q)))
-        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
-        x
-      end)
-
-    {init, step}
-  end
-
   @tag timeout: 120_000
   test "SMC.filter matches the Kalman log ML; keep: returns each particle's ancestral line" do
     ys = p3_data()
     exact = kalman_lml(ys)
-    {init, step} = init_step()
+    {init, step} = Gen.Kalman.init_step()
     obs = Stream.map(ys, &%{y: &1})
 
     runs =
@@ -435,7 +417,7 @@ defmodule Gen.SMCMoreTest do
   end
 
   test "SMC.filter argument errors" do
-    {init, step} = init_step()
+    {init, step} = Gen.Kalman.init_step()
 
     assert_raise ArgumentError, ~r/non-empty enumerable/, fn ->
       Gen.Inference.SMC.filter(init, step, [], 3)

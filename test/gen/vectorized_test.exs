@@ -2,6 +2,8 @@ defmodule Gen.VectorizedTest do
   use ExUnit.Case, async: true
   import Gen
   import Gen.TestHelpers, only: [ln_normal: 3, ln_bernoulli: 2]
+  import Gen.Kalman, only: [ssm: 0]
+  import Gen.ChainCheck, only: [normal_model: 0, normal_observations: 1, normal_log_ml: 1]
   alias Gen.Inference.Vectorized, as: VI
 
   doctest Gen.Vectorized
@@ -239,24 +241,10 @@ defmodule Gen.VectorizedTest do
   # ---- combinators under vsimulate ------------------------------------------------------------
 
   # x_0 ~ N(0, 1), x_t ~ N(0.9 x_{t-1}, 0.5²), y_t ~ N(x_t, 0.3²) (the model of smc_test.exs).
-  @a 0.9
-  @q 0.25
-  @r 0.09
-
-  defp ssm do
-    step =
-      gen(fn i, prev ->
-        x =
-          if i == 0,
-            do: trace(:x, Gen.Dist.normal(0.0, 1.0)),
-            else: trace(:x, Gen.Dist.normal(Mx.multiply(prev, @a), :math.sqrt(@q)))
-
-        trace(:y, Gen.Dist.normal(x, :math.sqrt(@r)))
-        x
-      end)
-
-    Gen.Combinators.unfold(step)
-  end
+  # The linear-Gaussian model is Gen.Kalman.ssm/0 (test/support/kalman.ex).
+  @a Gen.Kalman.params().a
+  @q Gen.Kalman.params().q
+  @r Gen.Kalman.params().r
 
   test "Unfold, Map, Scan, Switch and Mask under vsimulate" do
     t = Gen.vsimulate(ssm(), [4, 0.0], 5, key: Mx.Random.key(7))
@@ -344,32 +332,14 @@ defmodule Gen.VectorizedTest do
 
   # ---- normal–normal: mu ~ N(0, 2²), y_i ~ N(mu, 1), i = 1..5 (as in inference_test.exs) --------
 
-  @ys [0.8, 1.9, 1.1, 2.4, 1.5]
-  @prior_var 4.0
-  @post_var 1.0 / (1.0 / 4.0 + 5)
-  @post_mean Enum.sum([0.8, 1.9, 1.1, 2.4, 1.5]) * (1.0 / (1.0 / 4.0 + 5))
-
-  defp normal_model do
-    gen(fn ys ->
-      mu = trace(:mu, Gen.Dist.normal(0.0, 2.0))
-      for i <- 0..(length(ys) - 1), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
-      mu
-    end)
-  end
-
-  defp observations(ys), do: for({y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y})
-
-  # y ~ N(0, I + 4·11ᵀ): determinant lemma and Sherman–Morrison.
-  defp exact_log_ml(ys) do
-    n = length(ys)
-    s = Enum.sum(ys)
-    quad = Enum.sum(Enum.map(ys, &(&1 * &1))) - @prior_var / (1 + n * @prior_var) * s * s
-    -0.5 * n * :math.log(2 * :math.pi()) - 0.5 * :math.log(1 + n * @prior_var) - 0.5 * quad
-  end
+  # The normal–normal model mu ~ N(0, 2²), y_i ~ N(mu, 1) and its exact posterior: test/support/chain_check.ex.
+  @ys Gen.ChainCheck.normal_ys()
+  @post_var Gen.ChainCheck.normal_posterior().var
+  @post_mean Gen.ChainCheck.normal_posterior().mean
 
   test "vectorized importance sampling recovers the posterior mean and the log marginal likelihood" do
     n = 5000
-    {t, lnw, lml} = Gen.Inference.vimportance_sampling(normal_model(), [@ys], observations(@ys), n, key: Mx.Random.key(11))
+    {t, lnw, lml} = Gen.Inference.vimportance_sampling(normal_model(), [@ys], normal_observations(@ys), n, key: Mx.Random.key(11))
     assert Mx.describe(t[:mu]) == "f64[5000]"
     assert abs(Mx.to_number(Mx.logsumexp(lnw))) < 1.0e-12
 
@@ -383,7 +353,7 @@ defmodule Gen.VectorizedTest do
     lml_se = :math.sqrt((n * sum_sq - 1) / n)
     assert ess > 300
     assert abs(mean - @post_mean) <= 4 * :math.sqrt(@post_var / ess), "mean #{mean} vs #{@post_mean}, ESS #{ess}"
-    assert abs(Mx.to_number(lml) - exact_log_ml(@ys)) <= 4 * lml_se, "log ML #{Mx.to_number(lml)} vs #{exact_log_ml(@ys)}, SE #{lml_se}"
+    assert abs(Mx.to_number(lml) - normal_log_ml(@ys)) <= 4 * lml_se, "log ML #{Mx.to_number(lml)} vs #{normal_log_ml(@ys)}, SE #{lml_se}"
     assert lml_se < 0.05
 
     # Its weights are those of the scalar importance sampler: each particle's generate weight.
@@ -416,8 +386,8 @@ defmodule Gen.VectorizedTest do
   test "vectorized importance sampling with a custom proposal" do
     # The exact posterior as proposal: every weight equals the marginal likelihood.
     q = gen(fn -> trace(:mu, Gen.Dist.normal(@post_mean, :math.sqrt(@post_var))) end)
-    {_t, lnw, lml} = VI.importance_sampling(normal_model(), [@ys], observations(@ys), 50, key: Mx.Random.key(12), proposal: {q, []})
-    assert abs(Mx.to_number(lml) - exact_log_ml(@ys)) < 1.0e-9
+    {_t, lnw, lml} = VI.importance_sampling(normal_model(), [@ys], normal_observations(@ys), 50, key: Mx.Random.key(12), proposal: {q, []})
+    assert abs(Mx.to_number(lml) - normal_log_ml(@ys)) < 1.0e-9
     assert_all_close(Mx.to_list(lnw), List.duplicate(-:math.log(50), 50), 1.0e-9)
   end
 
@@ -425,26 +395,8 @@ defmodule Gen.VectorizedTest do
 
   @t_len 15
 
-  defp data do
-    tr = Gen.simulate(ssm(), [@t_len, 0.0], key: Mx.Random.key(2024))
-    for i <- 0..(@t_len - 1), do: Mx.to_number(tr[[i, :y]])
-  end
-
-  # Exact log p(y_0..y_{T-1}) and the filtered mean of x_{T-1} (as in smc_test.exs).
-  defp kalman(ys) do
-    {m, _p, ll} =
-      ys
-      |> Enum.with_index()
-      |> Enum.reduce({0.0, 1.0, 0.0}, fn {y, t}, {m, p, ll} ->
-        {m, p} = if t == 0, do: {m, p}, else: {@a * m, @a * @a * p + @q}
-        s = p + @r
-        ll = ll - 0.5 * (:math.log(2 * :math.pi() * s) + (y - m) ** 2 / s)
-        k = p / s
-        {m + k * (y - m), (1 - k) * p, ll}
-      end)
-
-    {ll, m}
-  end
+  # Exact log p(y_0..y_{T-1}) and the filtered mean of x_{T-1}: test/support/kalman.ex.
+  defp data, do: Gen.Kalman.data(@t_len)
 
   defp vsmc_run(ys, seed, opts) do
     obs = for {y, i} <- Enum.with_index(ys), do: %{i => %{y: y}}
@@ -464,7 +416,7 @@ defmodule Gen.VectorizedTest do
   # runs; each run within 4 sd of the exact value, and their average within 4 sd/√10.
   defp check_against_kalman(opts) do
     ys = data()
-    {exact, k_mean} = kalman(ys)
+    {exact, k_mean, _k_var} = Gen.Kalman.filter(ys)
     {lmls, means} = Enum.unzip(for seed <- 100..109, do: vsmc_run(ys, seed, opts))
     {lml_avg, lml_sd} = mean_sd(lmls)
     {mean_avg, mean_sd} = mean_sd(means)
@@ -496,7 +448,7 @@ defmodule Gen.VectorizedTest do
   end
 
   test "run errors" do
-    {t, _} = Gen.vgenerate(normal_model(), [@ys], observations(@ys), 3, key: Mx.Random.key(0))
+    {t, _} = Gen.vgenerate(normal_model(), [@ys], normal_observations(@ys), 3, key: Mx.Random.key(0))
     k = fn t, opts -> VI.mh(t, Gen.select(:mu), opts) end
     assert_raise ArgumentError, ~r/samples: must be an integer >= 0 \(required\)/, fn -> VI.run(k, t, burn: 2) end
     assert_raise ArgumentError, ~r/expected a kernel/, fn -> VI.run(:mh, t, samples: 1) end
@@ -526,7 +478,7 @@ defmodule Gen.VectorizedTest do
   end
 
   defp chains(kernel, steps, n) do
-    {t, _} = Gen.vgenerate(normal_model(), [@ys], observations(@ys), n, key: Mx.Random.key(20))
+    {t, _} = Gen.vgenerate(normal_model(), [@ys], normal_observations(@ys), n, key: Mx.Random.key(20))
     parent = self()
     count = fn %{accepted: a} -> send(parent, {:accepted, a |> Mx.as_type(:s64) |> Mx.sum() |> Mx.to_number()}) end
     [xs] = VI.run(kernel, t, samples: 1, burn: steps - 1, key: Mx.Random.key(21), select: &Mx.to_list(&1[:mu]), callback: count)
@@ -543,7 +495,7 @@ defmodule Gen.VectorizedTest do
   end
 
   test "vectorized MALA: per-chain gradients, 2000 chains after burn-in are posterior draws" do
-    {t, _} = Gen.vgenerate(normal_model(), [@ys], observations(@ys), 3, key: Mx.Random.key(30))
+    {t, _} = Gen.vgenerate(normal_model(), [@ys], normal_observations(@ys), 3, key: Mx.Random.key(30))
     {_lp, g} = VI.choice_gradients(t, Gen.select(:mu))
 
     # Row i is the scalar gradient of particle i: d/dmu log p = -mu/4 + Σ(y - mu).
@@ -562,14 +514,7 @@ defmodule Gen.VectorizedMemoryTest do
   # Not async: Mx.Memory.live_arrays is a global count.
   use ExUnit.Case, async: false
   import Gen
-
-  defp settled_live(tries \\ 50) do
-    :erlang.garbage_collect()
-    a = Mx.Memory.live_arrays()
-    Process.sleep(20)
-    b = Mx.Memory.live_arrays()
-    if a == b or tries == 0, do: b, else: settled_live(tries - 1)
-  end
+  import Gen.TestHelpers, only: [settled_live: 0]
 
   test "memory: 2000 vectorized MH iterations over 100 chains keep live arrays flat" do
     m = gen(fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 2.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end)

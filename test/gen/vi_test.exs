@@ -437,16 +437,7 @@ defmodule Gen.VIMemoryTest do
   # Not async: Mx.Memory.live_arrays is a global count.
   use ExUnit.Case, async: false
   import Gen
-
-  # Resource destructors run shortly after the GC that dropped the last reference: read the count
-  # once two reads 20 ms apart agree.
-  defp settled_live(tries \\ 50) do
-    :erlang.garbage_collect()
-    a = Mx.Memory.live_arrays()
-    Process.sleep(20)
-    b = Mx.Memory.live_arrays()
-    if a == b or tries == 0, do: b, else: settled_live(tries - 1)
-  end
+  import Gen.TestHelpers, only: [settled_live: 0]
 
   test "a VI run keeps memory flat: live arrays do not grow with the number of steps" do
     m = gen(fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 2.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end)

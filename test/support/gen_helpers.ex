@@ -21,6 +21,34 @@ defmodule Gen.TestHelpers do
     end
   end
 
+  @doc "A choicemap from {address, value} pairs."
+  def cm(pairs), do: Gen.choicemap(pairs)
+
+  @doc "A choicemap's {path, value} pairs with the values as Elixir numbers."
+  def pairs(cm), do: Enum.map(cm, fn {p, v} -> {p, num(v)} end)
+
+  @doc "The values the test process was sent under `tag` (by instrumented kernels that count calls), oldest first."
+  def calls(tag) do
+    receive do
+      {^tag, v} -> [v | calls(tag)]
+    after
+      0 -> []
+    end
+  end
+
+  @doc """
+  `Mx.Memory.live_arrays/0` once it has settled: resource destructors run shortly after the GC
+  that dropped the last reference (see test/mx/memory_test.exs), so read the count once two
+  reads 20 ms apart agree.
+  """
+  def settled_live(tries \\ 50) do
+    :erlang.garbage_collect()
+    a = Mx.Memory.live_arrays()
+    Process.sleep(20)
+    b = Mx.Memory.live_arrays()
+    if a == b or tries == 0, do: b, else: settled_live(tries - 1)
+  end
+
   def to_f(%Mx.Array{} = a), do: Mx.to_number(a)
   def to_f(x), do: x
 end

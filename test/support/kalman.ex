@@ -30,6 +30,28 @@ defmodule Gen.Kalman do
     Gen.Combinators.unfold(step)
   end
 
+  @doc """
+  The same model as `{init, step}` for `Gen.Inference.SMC.filter`: `init` (no arguments)
+  traces x_0 and y_0, `step` (args `t, x_{t-1}`) traces x_t and y_t.
+  """
+  def init_step(%{a: a, q: q, r: r} \\ @params) do
+    init =
+      gen(fn ->
+        x = trace(:x, Gen.Dist.normal(0.0, 1.0))
+        trace(:y, Gen.Dist.normal(x, :math.sqrt(r)))
+        x
+      end)
+
+    step =
+      gen(fn _t, prev ->
+        x = trace(:x, Gen.Dist.normal(Mx.multiply(prev, a), :math.sqrt(q)))
+        trace(:y, Gen.Dist.normal(x, :math.sqrt(r)))
+        x
+      end)
+
+    {init, step}
+  end
+
   @doc "y_0..y_{t_len-1} simulated from `ssm/0` with a fixed key."
   def data(t_len) do
     tr = Gen.simulate(ssm(), [t_len, 0.0], key: Mx.Random.key(2024))
