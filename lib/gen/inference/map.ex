@@ -46,7 +46,7 @@ defmodule Gen.Inference.MAP do
             raise ArgumentError, "Gen.Inference.map_optimize: tol: must be a non-negative number, got #{inspect(tol)}"
           end
 
-          line_search(f, xs, steps, tol, step!(opts))
+          line_search(f, xs, steps, tol, Gen.Inference.Common.positive!(opts, :step_size, 1.0, "Gen.Inference.map_optimize"))
 
         _ ->
           opt = Gen.Optim.optimizer!(opts, nil, "Gen.Inference.map_optimize")
@@ -125,13 +125,6 @@ defmodule Gen.Inference.MAP do
   end
 
   defp max_abs(gs), do: gs |> Enum.map(&(&1 |> Mx.abs() |> Mx.reduce_max() |> Mx.to_number())) |> Enum.max()
-
-  defp step!(opts) do
-    case Keyword.get(opts, :step_size, 1.0) do
-      s when is_number(s) and s > 0 -> s * 1.0
-      other -> raise ArgumentError, "Gen.Inference.map_optimize: step_size: must be a positive number, got #{inspect(other)}"
-    end
-  end
 
   defp selected_paths!(trace, sel) do
     paths =
