@@ -51,7 +51,6 @@ defmodule Gen.SMCMoreTest do
     %{distinct: length(Enum.uniq(mus)), effective: effective, mean: mean, var: var, ys: ys}
   end
 
-  @tag timeout: 120_000
   test "rejuvenation keeps a static parameter diverse and its posterior right; without it the particles degenerate" do
     n = 50
     seeds = 10..17
@@ -136,7 +135,6 @@ defmodule Gen.SMCMoreTest do
     for {l, i} <- Enum.zip(Mx.to_list(lnw), inc), do: assert_in_delta(l, i - lse, 1.0e-9)
   end
 
-  @tag timeout: 180_000
   test "particle Gibbs recovers the Kalman smoother's posterior of x_0 and x_{T-1}" do
     ys = data()
     smooth = smoother(ys)
@@ -216,7 +214,6 @@ defmodule Gen.SMCMoreTest do
 
   defp lml_runs(fun, seeds), do: for(s <- seeds, do: Mx.to_number(fun.(Mx.Random.key(s))))
 
-  @tag timeout: 180_000
   test "smcp3 with the locally optimal proposal matches Kalman, with less spread than the bootstrap filter" do
     ys = p3_data()
     exact = kalman_lml(ys)
@@ -258,7 +255,6 @@ defmodule Gen.SMCMoreTest do
     assert p3_sd < boot_sd / 2, "smcp3 sd #{p3_sd} vs bootstrap sd #{boot_sd}"
   end
 
-  @tag timeout: 180_000
   test "smcp3 moving x_{t-1} too, with a backward proposal scoring the old value, still estimates the Kalman log ML" do
     ys = p3_data()
     exact = kalman_lml(ys)
@@ -387,7 +383,6 @@ defmodule Gen.SMCMoreTest do
 
   # ---- the streaming filter on a short series -----------------------------------------
 
-  @tag timeout: 120_000
   test "SMC.filter matches the Kalman log ML; keep: returns each particle's ancestral line" do
     ys = p3_data()
     exact = kalman_lml(ys)

@@ -110,7 +110,6 @@ defmodule Gen.SMCTest do
   end
 
   for scheme <- [:multinomial, :systematic, :residual] do
-    @tag timeout: 120_000
     test "smc (#{scheme}) matches the Kalman log marginal likelihood and filtered mean" do
       ys = data()
       {exact, k_mean, _k_var} = Gen.Kalman.filter(ys)

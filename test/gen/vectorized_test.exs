@@ -427,13 +427,11 @@ defmodule Gen.VectorizedTest do
   end
 
   for scheme <- [:multinomial, :systematic, :residual] do
-    @tag timeout: 120_000
     test "vectorized smc (#{scheme}) matches the Kalman log marginal likelihood and filtered mean" do
       check_against_kalman(resampling: unquote(scheme))
     end
   end
 
-  @tag timeout: 120_000
   test "vectorized smc with MH rejuvenation of the latest state still matches the Kalman filter" do
     # MH on the latest state (proposed from its prior given the previous one) leaves the filtering target invariant.
     last = fn t, opts -> VI.mh(t, Gen.select([[hd(t.args) - 1, :x]]), opts) end
@@ -441,7 +439,6 @@ defmodule Gen.VectorizedTest do
     check_against_kalman(resampling: :systematic, rejuvenate: last)
   end
 
-  @tag timeout: 120_000
   test "vectorized smc with MALA rejuvenation (gradients through Unfold) matches the Kalman filter" do
     mala = fn t, opts -> VI.mala(t, Gen.select([[hd(t.args) - 1, :x]]), [tau: 0.02] ++ opts) end
     check_against_kalman(resampling: :residual, rejuvenate: mala, rejuvenate_steps: 2)
