@@ -223,16 +223,10 @@ defmodule Gen.KernelsTest do
 
   describe "involutive_mh" do
     test "Gaussian random walk as an involution: normal–normal posterior mean and variance" do
-      ys = [0.8, 1.9, 1.1, 2.4, 1.5]
-
-      m =
-        gen(fn ->
-          mu = trace(:mu, Gen.Dist.normal(0.0, 2.0))
-          for {_, i} <- Enum.with_index(ys), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
-        end)
-
+      ys = Gen.ChainCheck.normal_ys()
+      m = Gen.ChainCheck.normal_model()
       obs = for {y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}
-      {t, _} = Gen.generate(m, [], obs, key: Mx.Random.key(20))
+      {t, _} = Gen.generate(m, [ys], obs, key: Mx.Random.key(20))
       q = gen(fn _t, s -> trace(:d, Gen.Dist.normal(0.0, s)) end)
       prec = 0.25 + 5
 
@@ -375,16 +369,10 @@ defmodule Gen.KernelsTest do
 
     test "4 chains from dispersed starts: split R-hat under 1.01 and the pooled mean within 4 SE (Gen.Diagnostics.ess)" do
       # mu ~ N(0, 2²), y_i ~ N(mu, 1): posterior N(Σy/(1/4 + n), 1/(1/4 + n)).
-      ys = [0.8, 1.9, 1.1, 2.4, 1.5]
-
-      m =
-        gen(fn ->
-          mu = trace(:mu, Gen.Dist.normal(0.0, 2.0))
-          for {_, i} <- Enum.with_index(ys), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
-        end)
-
+      ys = Gen.ChainCheck.normal_ys()
+      m = Gen.ChainCheck.normal_model()
       obs = for {y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}
-      starts = for mu <- [-10.0, -3.0, 3.0, 10.0], do: elem(Gen.generate(m, [], Map.put(obs, :mu, mu)), 0)
+      starts = for mu <- [-10.0, -3.0, 3.0, 10.0], do: elem(Gen.generate(m, [ys], Map.put(obs, :mu, mu)), 0)
       q = gen(fn t -> trace(:mu, Gen.Dist.normal(t[:mu], 0.7)) end)
 
       chains =

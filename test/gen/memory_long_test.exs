@@ -1,7 +1,6 @@
 defmodule Gen.MemoryLongTest do
   # Not async: Mx.Memory's counts are global to the VM.
   use ExUnit.Case, async: false
-  import Gen
   alias Gen.Inference
   alias Gen.Inference.Kernel
 
@@ -18,17 +17,9 @@ defmodule Gen.MemoryLongTest do
   @tag :slow
   @tag timeout: :infinity
   test "10^5 MH iterations through run/3: live arrays and bytes after 10^5 equal those after 10^4" do
-    ys = [0.8, 1.9, 1.1, 2.4, 1.5]
-
-    m =
-      gen(fn ->
-        mu = trace(:mu, Gen.Dist.normal(0.0, 2.0))
-        for {_, i} <- Enum.with_index(ys), do: trace({:y, i}, Gen.Dist.normal(mu, 1.0))
-        mu
-      end)
-
-    obs = for {y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}
-    {t, _} = Gen.generate(m, [], obs, key: Mx.Random.key(1))
+    ys = Gen.ChainCheck.normal_ys()
+    obs = Gen.ChainCheck.normal_observations(ys)
+    {t, _} = Gen.generate(Gen.ChainCheck.normal_model(), [ys], obs, key: Mx.Random.key(1))
     parent = self()
 
     # The callback runs in this process, between iterations, with the same things alive at
