@@ -37,6 +37,9 @@ defmodule Mx do
   alias Mx.{Array, NIF, Type}
 
   @type t :: Array.t()
+
+  # The engine's MX_MAX_INPUTS (c_src/mx.h): the most arrays one concatenate/stack node takes.
+  @max_inputs 4096
   @type tensor_like :: t() | number() | :nan | :infinity | :neg_infinity
   @type shape :: tuple()
   @type axes :: [integer()] | nil
@@ -834,25 +837,37 @@ defmodule Mx do
   def squeeze(a, opts \\ []), do: NIF.squeeze(to_array(a).ref, opts[:axes]) |> Array.wrap()
 
   @doc """
-  Joins arrays along an existing `axis:` (default 0); types promote.
+  Joins arrays along an existing `axis:` (default 0); types promote. Any
+  number of arrays (a long list is joined in chunks).
 
       iex> Mx.concatenate([Mx.tensor([1, 2]), Mx.tensor([3])]) |> Mx.to_list()
       [1, 2, 3]
   """
   @spec concatenate([tensor_like()], keyword()) :: t()
   def concatenate(arrays, opts \\ []) when is_list(arrays) do
-    NIF.concatenate(Enum.map(arrays, &to_array(&1).ref), opts[:axis] || 0) |> Array.wrap()
+    axis = opts[:axis] || 0
+
+    if length(arrays) > @max_inputs,
+      do: arrays |> Enum.chunk_every(@max_inputs) |> Enum.map(&concatenate(&1, axis: axis)) |> concatenate(axis: axis),
+      else: NIF.concatenate(Enum.map(arrays, &to_array(&1).ref), axis) |> Array.wrap()
   end
 
   @doc """
-  Joins arrays of one shape along a new `axis:` (default 0).
+  Joins arrays of one shape along a new `axis:` (default 0). Any number of
+  arrays (a long list is stacked in chunks, then concatenated).
 
       iex> Mx.stack([Mx.tensor([1, 2]), Mx.tensor([3, 4])], axis: 1) |> Mx.to_list()
       [[1, 3], [2, 4]]
+      iex> Mx.stack(List.duplicate(Mx.tensor(1.0), 5000)) |> Mx.sum() |> Mx.to_number()
+      5000.0
   """
   @spec stack([tensor_like()], keyword()) :: t()
   def stack(arrays, opts \\ []) when is_list(arrays) do
-    NIF.stack(Enum.map(arrays, &to_array(&1).ref), opts[:axis] || 0) |> Array.wrap()
+    axis = opts[:axis] || 0
+
+    if length(arrays) > @max_inputs,
+      do: arrays |> Enum.chunk_every(@max_inputs) |> Enum.map(&stack(&1, axis: axis)) |> concatenate(axis: axis),
+      else: NIF.stack(Enum.map(arrays, &to_array(&1).ref), axis) |> Array.wrap()
   end
 
   @doc """

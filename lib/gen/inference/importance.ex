@@ -33,8 +33,7 @@ defmodule Gen.Inference.Importance do
       |> Enum.map(fn k -> particle(gf, args, obs, proposal, k) end)
       |> Enum.unzip()
 
-    # Mx.stack takes at most 4096 arrays per call: stack in chunks, then concatenate.
-    log_w = ws |> Enum.chunk_every(4096) |> Enum.map(&Mx.stack/1) |> Mx.concatenate() |> Mx.as_type(:f64)
+    log_w = ws |> Mx.stack() |> Mx.as_type(:f64)
     lse = Mx.logsumexp(log_w)
     lml = Mx.subtract(lse, :math.log(n))
     {traces, Mx.eval(Mx.subtract(log_w, lse)), Mx.eval(lml)}
