@@ -722,7 +722,6 @@ defmodule Gen.Vectorized do
     if Mx.rank(lp) == 0, do: lp, else: Mx.sum(lp)
   end
 
-
   defp check_n!(n, _who) when is_integer(n) and n >= 1, do: :ok
 
   defp check_n!(n, who),
