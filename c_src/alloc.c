@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mx.h"
 
@@ -20,6 +21,13 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static cached *cache[NCLASSES];
 static int64_t active_bytes, peak_bytes, cache_bytes, live_buffers, alloc_count, cache_hits;
 static int64_t cache_limit = -1, memory_limit = -1;
+
+/* The cache keeps at most 1/16 of the machine's memory by default (MLX bounds its
+ * cache by the machine's memory too); Mx.Memory.set_cache_limit/1 changes it. */
+__attribute__((constructor)) static void default_cache_limit(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) cache_limit = (int64_t)pages * page / 16;
+}
 
 /* Size class: exact powers of two up to 4 KiB, then 4 steps per octave. */
 static int size_class(size_t n, size_t *cap) {
@@ -39,6 +47,25 @@ static int size_class(size_t n, size_t *cap) {
   return 7 + (lg - 12) * 4 + (int)k;
 }
 
+/* Returning a big block to the system unmaps its pages (milliseconds per GiB):
+ * off an engine thread (a BEAM scheduler) it is handed to one. */
+#define BIG_FREE ((size_t)4 << 20)
+
+static mx_status free_now(void *b) {
+  free(((mx_buffer *)b)->data);
+  free(b);
+  return MX_OK;
+}
+
+static void free_buffer(mx_buffer *b) {
+  mx_task *t;
+  if (b->capacity >= BIG_FREE && !mx_on_engine_thread() && mx_task_start(free_now, b, NULL, &t) == MX_OK) {
+    mx_task_detach(t);
+    return;
+  }
+  free_now(b);
+}
+
 static void evict_locked(int64_t need) {
   /* Drop cached buffers, largest classes first, until `need` bytes are gone. */
   for (int c = NCLASSES - 1; c >= 0 && need > 0; c--) {
@@ -47,8 +74,7 @@ static void evict_locked(int64_t need) {
       cache[c] = e->next;
       cache_bytes -= (int64_t)e->buf->capacity;
       need -= (int64_t)e->buf->capacity;
-      free(e->buf->data);
-      free(e->buf);
+      free_buffer(e->buf);
       free(e);
     }
   }
@@ -128,8 +154,7 @@ void mx_buffer_release(mx_buffer *b) {
   pthread_mutex_unlock(&lock);
   if (!keep) {
     free(e);
-    free(b->data);
-    free(b);
+    free_buffer(b);
   }
 }
 

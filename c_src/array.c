@@ -1,4 +1,5 @@
 /* array.c: array lifecycle (create, retain/release, dispose), dtypes and errors. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,7 +133,7 @@ mx_status mx_node_new(mx_op op, mx_dtype dtype, int ndim, const int64_t *shape, 
   if (ndim > 0) memcpy(a->shape, shape, sizeof(int64_t) * (size_t)ndim);
   a->size = size;
   a->n_in = n_in;
-  a->cost = size;
+  a->cost = size * mx_op_weight(op);
   for (int i = 0; i < n_in; i++) {
     mx_retain(in[i]);
     a->in[i] = in[i];
@@ -170,28 +171,47 @@ mx_status mx_from_data(mx_dtype dtype, int ndim, const int64_t *shape, const voi
 
 void mx_retain(mx_array *a) { atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed); }
 
-/* Iterative so that dropping the head of a 10^6-node chain cannot overflow
- * the C stack; the stack of nodes to free grows on the heap. */
-void mx_release(mx_array *a) {
-  if (!a || atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1) return;
-  /* Most releases free a few nodes: start on the C stack, grow on the heap. */
-  mx_array *local[32], **stack = local;
-  size_t cap = 32, n = 0;
-  stack[n++] = a;
-  while (n > 0) {
-    mx_array *x = stack[--n];
+/* A list of nodes to free: on the C stack while small, on the heap beyond. */
+typedef struct {
+  mx_array *local[32], **v;
+  size_t n, cap;
+} node_list;
+
+static void list_init(node_list *l) {
+  l->v = l->local;
+  l->n = 0;
+  l->cap = 32;
+}
+
+static void list_push(node_list *l, mx_array *x) {
+  if (l->n == l->cap) {
+    mx_array **bigger = l->v == l->local ? malloc(2 * l->cap * sizeof *bigger) : realloc(l->v, 2 * l->cap * sizeof *bigger);
+    if (bigger && l->v == l->local) memcpy(bigger, l->local, sizeof l->local);
+    if (bigger) {
+      l->v = bigger;
+      l->cap *= 2;
+    }
+  }
+  if (l->n < l->cap) l->v[l->n++] = x; /* out of memory: the node leaks rather than crash */
+}
+
+static void list_free(node_list *l) {
+  if (l->v != l->local) free(l->v);
+}
+
+/* Frees the nodes in *work (each at refcount 0) and every input that drops to
+ * zero, iteratively so a 10^6-node chain cannot overflow the C stack. With
+ * `rest`, frees at most `budget` nodes and moves what is left to *rest. */
+static void free_nodes(node_list *work, int64_t budget, node_list *rest) {
+  while (work->n > 0) {
+    mx_array *x = work->v[--work->n];
+    if (rest && budget-- <= 0) {
+      list_push(rest, x);
+      continue;
+    }
     for (int i = 0; i < x->n_in; i++) {
       mx_array *p = x->in[i];
-      if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1) continue;
-      if (n == cap) {
-        mx_array **bigger = stack == local ? malloc(2 * cap * sizeof *stack) : realloc(stack, 2 * cap * sizeof *stack);
-        if (bigger && stack == local) memcpy(bigger, local, sizeof local);
-        if (bigger) {
-          stack = bigger;
-          cap *= 2;
-        }
-      }
-      if (n < cap) stack[n++] = p; /* out of memory: the node leaks rather than crash */
+      if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) list_push(work, p);
     }
     free(x->in);
     free(x->params);
@@ -199,7 +219,93 @@ void mx_release(mx_array *a) {
     free(x);
     atomic_fetch_sub(&live_arrays, 1);
   }
-  if (stack != local) free(stack);
+}
+
+void mx_release(mx_array *a) {
+  if (!a || atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1) return;
+  node_list work;
+  list_init(&work);
+  list_push(&work, a);
+  free_nodes(&work, 0, NULL);
+  list_free(&work);
+}
+
+typedef struct {
+  mx_array **v;
+  size_t n;
+} reap_job;
+
+/* Graphs being freed on engine threads: memory reports wait for them (mx_reap_wait). */
+static pthread_mutex_t reap_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reap_idle = PTHREAD_COND_INITIALIZER;
+static int64_t reaping;
+
+static void reaping_add(int64_t d) {
+  pthread_mutex_lock(&reap_lock);
+  reaping += d;
+  if (reaping == 0) pthread_cond_broadcast(&reap_idle);
+  pthread_mutex_unlock(&reap_lock);
+}
+
+int64_t mx_reap_pending(void) {
+  pthread_mutex_lock(&reap_lock);
+  int64_t n = reaping;
+  pthread_mutex_unlock(&reap_lock);
+  return n;
+}
+
+void mx_reap_wait(void) {
+  pthread_mutex_lock(&reap_lock);
+  while (reaping > 0) pthread_cond_wait(&reap_idle, &reap_lock);
+  pthread_mutex_unlock(&reap_lock);
+}
+
+static mx_status reap(void *ctx) {
+  reap_job *j = ctx;
+  node_list work;
+  list_init(&work);
+  for (size_t i = 0; i < j->n; i++) list_push(&work, j->v[i]);
+  free_nodes(&work, 0, NULL);
+  list_free(&work);
+  j->n = 0;
+  reaping_add(-1);
+  return MX_OK;
+}
+
+static void reap_free(void *ctx) {
+  reap_job *j = ctx;
+  free(j->v);
+  free(j);
+}
+
+void mx_release_bounded(mx_array *a, int64_t budget) {
+  if (!a || atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1) return;
+  node_list work, rest;
+  list_init(&work);
+  list_init(&rest);
+  list_push(&work, a);
+  free_nodes(&work, budget, &rest);
+  list_free(&work);
+  if (rest.n == 0) return;
+  reap_job *j = malloc(sizeof *j);
+  mx_array **v = j ? malloc(rest.n * sizeof *v) : NULL;
+  mx_task *t;
+  if (v) {
+    memcpy(v, rest.v, rest.n * sizeof *v);
+    j->v = v;
+    j->n = rest.n;
+    reaping_add(1);
+    if (mx_task_start(reap, j, reap_free, &t) == MX_OK) {
+      mx_task_detach(t); /* nobody waits: the engine thread frees and lets go */
+      list_free(&rest);
+      return;
+    }
+    reaping_add(-1);
+  } else {
+    free(j);
+  }
+  free_nodes(&rest, 0, NULL); /* no thread or no memory: free here after all */
+  list_free(&rest);
 }
 
 void mx_dispose(mx_array *a) {

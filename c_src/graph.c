@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mx.h"
 
@@ -35,9 +36,18 @@ static int vec_push(vec *s, mx_array *a) {
   return 1;
 }
 
+int mx_op_is_deep(mx_op op) { return mx_ops[op].family == MX_FAM_LINALG; }
+
+/* Adds x's cost when the walk finds it (so a long chain stops the walk early); whether past limit. */
+static int counted_past(const mx_array *x, int64_t *cost, int64_t limit, int *deep) {
+  *cost += x->cost + (int64_t)mx_nbytes(x) + MX_NODE_COST;
+  *deep |= mx_op_is_deep((mx_op)x->op);
+  return *cost > limit;
+}
+
 /* Post-order DFS over not-ready nodes, under glock. With `order`, appends and
- * retains each node; otherwise just sums costs up to `limit`. */
-static mx_status collect(mx_array *const *roots, int n, vec *order, int64_t *cost, int64_t limit) {
+ * retains each node; otherwise just sums costs up to `limit` and notes deep nodes. */
+static mx_status collect(mx_array *const *roots, int n, vec *order, int64_t *cost, int64_t limit, int *deep) {
   uint64_t mark = ++epoch;
   vec stack = {0};
   mx_status st = MX_OK;
@@ -51,9 +61,11 @@ static mx_status collect(mx_array *const *roots, int n, vec *order, int64_t *cos
       break;
     }
     root->mark = mark;
+    if (!order && counted_past(root, cost, limit, deep)) break;
     if (!vec_push(&stack, root)) st = mx_error(MX_ENOMEM, "[eval] out of memory");
     /* Iterative DFS: a node is emitted after its inputs; `mark` keeps each node once. */
-    while (st == MX_OK && stack.n > 0) {
+    int over = 0;
+    while (st == MX_OK && !over && stack.n > 0) {
       mx_array *x = stack.v[stack.n - 1];
       int pushed = 0;
       for (int i = 0; i < x->n_in; i++) {
@@ -67,6 +79,7 @@ static mx_status collect(mx_array *const *roots, int n, vec *order, int64_t *cos
           break;
         }
         p->mark = mark;
+        if (!order && (over = counted_past(p, cost, limit, deep))) break;
         if (!vec_push(&stack, p)) {
           st = mx_error(MX_ENOMEM, "[eval] out of memory");
           break;
@@ -74,7 +87,7 @@ static mx_status collect(mx_array *const *roots, int n, vec *order, int64_t *cos
         pushed = 1;
         break;
       }
-      if (st != MX_OK || pushed) continue;
+      if (st != MX_OK || over || pushed) continue;
       stack.n--;
       if (order) {
         if (!vec_push(order, x)) {
@@ -82,9 +95,6 @@ static mx_status collect(mx_array *const *roots, int n, vec *order, int64_t *cos
           break;
         }
         mx_retain(x);
-      } else {
-        *cost += x->cost;
-        if (*cost > limit) break;
       }
     }
     if (!order && *cost > limit) break;
@@ -93,15 +103,41 @@ static mx_status collect(mx_array *const *roots, int n, vec *order, int64_t *cos
   return st;
 }
 
+int64_t mx_graph_size(mx_array *const *roots, int n, int64_t limit) {
+  uint64_t mark;
+  int64_t count = 0;
+  vec stack = {0};
+  pthread_mutex_lock(&glock);
+  mark = ++epoch;
+  for (int r = 0; r < n && count <= limit; r++) {
+    if (roots[r]->mark == mark) continue;
+    roots[r]->mark = mark;
+    if (!vec_push(&stack, roots[r])) break;
+    while (stack.n > 0 && count <= limit) {
+      mx_array *x = stack.v[--stack.n];
+      count++;
+      for (int i = 0; i < x->n_in; i++)
+        if (x->in[i]->mark != mark) {
+          x->in[i]->mark = mark;
+          if (!vec_push(&stack, x->in[i])) count = limit + 1; /* out of memory: call it large */
+        }
+    }
+  }
+  pthread_mutex_unlock(&glock);
+  free(stack.v);
+  return count;
+}
+
 void mx_graph_lock(void) { pthread_mutex_lock(&glock); }
 void mx_graph_unlock(void) { pthread_mutex_unlock(&glock); }
 
-int64_t mx_pending_cost(mx_array *const *roots, int n, int64_t limit) {
+int64_t mx_pending_cost(mx_array *const *roots, int n, int64_t limit, int *deep) {
   int64_t cost = 0;
+  *deep = 0;
   pthread_mutex_lock(&glock);
-  collect(roots, n, NULL, &cost, limit);
+  mx_status st = collect(roots, n, NULL, &cost, limit, deep);
   pthread_mutex_unlock(&glock);
-  return cost;
+  return st != MX_OK && cost == 0 ? 1 : cost; /* a disposed node: eval reports it */
 }
 
 /* Output storage: reshape and stop_gradient share their input's buffer; the rest get a new one. */
@@ -157,15 +193,34 @@ static void views_drop(input_views *v) {
   }
 }
 
-mx_status mx_eval(mx_array *const *roots, int n) {
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+mx_status mx_eval(mx_array *const *roots, int n) { return mx_eval_budget(roots, n, 0); }
+
+mx_status mx_eval_budget(mx_array *const *roots, int n, int64_t budget_ns) {
   vec order = {0};
   int64_t unused = 0;
+  int unused_deep = 0;
   pthread_mutex_lock(&glock);
-  mx_status st = collect(roots, n, &order, &unused, 0);
+  mx_status st = collect(roots, n, &order, &unused, 0, &unused_deep);
   pthread_mutex_unlock(&glock);
+  int64_t deadline = budget_ns > 0 ? now_ns() + budget_ns : 0;
 
   for (size_t k = 0; k < order.n && st == MX_OK; k++) {
     mx_array *x = order.v[k];
+    /* Between nodes: a cancelled task stops; an inline eval past its budget yields. */
+    if (mx_cancelled()) {
+      st = mx_error(MX_ECANCELLED, "[eval] cancelled: the calling process exited");
+      break;
+    }
+    if (deadline && (k & 7) == 7 && now_ns() > deadline) {
+      st = mx_error(MX_EYIELD, "[eval] out of time; evaluate again to go on");
+      break;
+    }
     pthread_mutex_lock(&glock);
     while (atomic_load(&x->state) == MX_RUNNING) pthread_cond_wait(&gdone, &glock);
     int state = atomic_load(&x->state);
@@ -195,6 +250,8 @@ mx_status mx_eval(mx_array *const *roots, int n) {
       st = mx_error(st, "[%s] %.900s", mx_ops[x->op].name, why);
     }
     if (st == MX_OK) st = mx_ops[x->op].kernel(x, v.ptrs);
+    if (st == MX_OK && mx_cancelled()) /* chunks were skipped: the output is incomplete */
+      st = mx_error(MX_ECANCELLED, "[%s] cancelled: the calling process exited", mx_ops[x->op].name);
     if (st != MX_OK) {
       mx_buffer_release(x->buf);
       x->buf = NULL;

@@ -23,6 +23,8 @@ typedef enum {
   MX_ENOMEM,    /* allocation failed or the memory limit was hit */
   MX_EDISPOSED, /* the array (or an input) was disposed */
   MX_ECOMPUTE,  /* a kernel failed (e.g. a LAPACK error) */
+  MX_ECANCELLED, /* the task was cancelled (its caller went away) */
+  MX_EYIELD,    /* mx_eval_budget ran out of time with work left; evaluate again to go on */
 } mx_status;
 
 /* Sets the thread-local error message (printf-style) and returns code. */
@@ -203,6 +205,12 @@ static inline size_t mx_nbytes(const mx_array *a) { return (size_t)a->size * (si
 
 void mx_retain(mx_array *a);
 void mx_release(mx_array *a); /* iterative: safe on 10^6-node chains */
+/* As mx_release, but frees at most `budget` nodes on the calling thread: the rest of a
+ * large graph, and big buffers, are freed on an engine thread (for BEAM schedulers). */
+void mx_release_bounded(mx_array *a, int64_t budget);
+/* Graphs handed to engine threads by mx_release_bounded and not yet freed; waits for none. */
+int64_t mx_reap_pending(void);
+void mx_reap_wait(void);
 /* A new PENDING node; takes new references to inputs. */
 mx_status mx_node_new(mx_op op, mx_dtype dtype, int ndim, const int64_t *shape, int n_in, mx_array *const *in,
                       const mx_params *params, mx_array **out);
@@ -219,9 +227,22 @@ mx_status mx_check_shape(const char *op, int ndim, const int64_t *shape, int64_t
 
 /* ---- evaluation (graph.c) -------------------------------------------------- */
 mx_status mx_eval(mx_array *const *roots, int n);
-/* Work pending under these roots (elements touched), to choose a scheduler;
- * stops counting once past `limit`. */
-int64_t mx_pending_cost(mx_array *const *roots, int n, int64_t limit);
+/* As mx_eval, but stops with MX_EYIELD once budget_ns of wall time has passed
+ * (checked between nodes); the nodes already computed stay computed. */
+mx_status mx_eval_budget(mx_array *const *roots, int n, int64_t budget_ns);
+/* Work pending under these roots, to choose a scheduler: the nodes' costs
+ * (a unit is ~0.1 ns of one core), the bytes they write and MX_NODE_COST a node; stops counting
+ * once past `limit`. *deep is set when a pending node must run on an engine
+ * thread (mx_op_is_deep). Nonzero when evaluating would fail (a disposed node). */
+#define MX_NODE_COST 1500
+int64_t mx_pending_cost(mx_array *const *roots, int n, int64_t limit, int *deep);
+/* BLAS and LAPACK (the LINALG family): their stack use is not ours to bound. */
+int mx_op_is_deep(mx_op op);
+/* A node's default cost per element (ops.c); constructors may set a better estimate. */
+int64_t mx_op_weight(mx_op op);
+/* Nodes reachable from roots through attached inputs (pending and traced ones),
+ * counting up to limit + 1: what vjp and vmap walk. */
+int64_t mx_graph_size(mx_array *const *roots, int n, int64_t limit);
 /* Drops a's inputs; with dispose, also its buffer (a later read fails). */
 void mx_graph_detach(mx_array *a, int dispose);
 /* a's buffer, retained, if a is READY; NULL if it was disposed. */
@@ -230,9 +251,32 @@ mx_buffer *mx_acquire_buffer(mx_array *a);
 void mx_graph_lock(void);
 void mx_graph_unlock(void);
 
+/* ---- engine threads (exec.c): deep native code off the caller's stack ---------- */
+#define MX_ENGINE_STACK ((size_t)32 << 20) /* reserved, touched only as used */
+typedef struct mx_task mx_task;
+typedef mx_status (*mx_task_fn)(void *ctx);
+/* Starts fn(ctx) on an engine thread; ctx_free(ctx) runs when the task is done
+ * and released (so an abandoned task still frees its context). */
+mx_status mx_task_start(mx_task_fn fn, void *ctx, void (*ctx_free)(void *), mx_task **out);
+/* Waits up to timeout_ns (< 0: forever); whether the task has finished. */
+int mx_task_wait(mx_task *t, int64_t timeout_ns);
+/* Waits for the task, releases it and returns its status (its message as mx_last_error). */
+mx_status mx_task_finish(mx_task *t);
+/* Cancels the task and releases it without waiting. */
+void mx_task_abandon(mx_task *t);
+/* Releases the task without waiting; it runs to completion. */
+void mx_task_detach(mx_task *t);
+/* fn(ctx) on an engine thread, waiting for it (directly when already on one). */
+mx_status mx_run_engine(mx_task_fn fn, void *ctx);
+/* For code running in a task: the cancel flag (NULL off engine threads) and whether it is set. */
+const _Atomic int32_t *mx_cancel_flag(void);
+int mx_cancelled(void);
+int mx_on_engine_thread(void);
+
 /* ---- threads (pool.c): large kernels split across cores ---------------------- */
 typedef void (*mx_range_fn)(void *ctx, int64_t lo, int64_t hi);
-/* Runs fn over [0, n) in chunks; serial when n < grain or the pool is busy. */
+/* Runs fn over [0, n) in chunks; serial when n < grain or the pool is busy.
+ * Chunks not yet started are skipped once the calling task is cancelled. */
 void mx_parallel_for(int64_t n, int64_t grain, mx_range_fn fn, void *ctx);
 int mx_num_threads(void);
 

@@ -113,24 +113,37 @@ static mx_status node_then_cast(mx_op op, mx_dtype compute, mx_dtype storage, in
   return st;
 }
 
-/* Relative cost per element, so scheduling (inline or dirty) sees the work, not
- * just the size: measured in bench/RESULTS.md (add ~0.1 ns, exp ~2 ns, lgamma ~8 ns). */
-static int64_t op_weight(mx_op op) {
+/* Cost per element in units of ~0.1 ns of one core, so scheduling (inline or dirty)
+ * sees the work, not just the size; graph.c adds the bytes written (a unit a byte:
+ * memory traffic and first-touch page faults) and a constant per node. Measured by
+ * per-thread CPU time under load (bench/scheduling.exs) and rounded up: an overestimate
+ * only sends more work to a dirty scheduler. Constructors with a better model
+ * (matmul, linalg, fft, sort, reduce) set the cost themselves. */
+int64_t mx_op_weight(mx_op op) {
   switch (op) {
-  case MX_OP_IGAMMA: case MX_OP_IGAMMAC: /* a series or continued fraction of tens of steps */
+  case MX_OP_BETAINC: /* a continued fraction of tens of long double steps */
+    return 2048;
+  case MX_OP_IGAMMA: case MX_OP_IGAMMAC: case MX_OP_RANDOM_GAMMA: case MX_OP_RANDOM_POISSON:
+  case MX_OP_RANDOM_TRUNCATED_NORMAL: /* series, continued fractions, rejection loops */
+    return 960;
+  case MX_OP_NDTRI: case MX_OP_ERF_INV:
+    return 384;
+  case MX_OP_TRIGAMMA: case MX_OP_LOG_NDTR: case MX_OP_LGAMMA: case MX_OP_DIGAMMA: case MX_OP_RANDOM_NORMAL:
     return 160;
-  case MX_OP_NDTRI:
-    return 192;
-  case MX_OP_TRIGAMMA: case MX_OP_LOG_NDTR:
-  case MX_OP_LGAMMA: case MX_OP_DIGAMMA: case MX_OP_ERF_INV:
-    return 96;
+  case MX_OP_TAKE: case MX_OP_TAKE_ALONG_AXIS: case MX_OP_GATHER: /* random reads: cache and TLB misses */
+    return 256;
   case MX_OP_EXP: case MX_OP_EXPM1: case MX_OP_LOG: case MX_OP_LOG1P: case MX_OP_SIN: case MX_OP_COS:
   case MX_OP_TAN: case MX_OP_ASIN: case MX_OP_ACOS: case MX_OP_ATAN: case MX_OP_SINH: case MX_OP_COSH:
   case MX_OP_TANH: case MX_OP_SIGMOID: case MX_OP_ERF: case MX_OP_POW: case MX_OP_ATAN2: case MX_OP_LOGADDEXP:
-  case MX_OP_REMAINDER: case MX_OP_ERFC:
-    return 24;
+  case MX_OP_REMAINDER: case MX_OP_ERFC: case MX_OP_RANDOM_BITS: case MX_OP_RANDOM_RANDINT:
+  case MX_OP_INDEXED_ADD: case MX_OP_INDEXED_PUT:
+    return 48;
+  case MX_OP_SELECT: case MX_OP_TRANSPOSE: case MX_OP_AS_TYPE:
+    return 16;
+  case MX_OP_RESHAPE: case MX_OP_STOP_GRADIENT: case MX_OP_CONSTANT: /* no kernel work */
+    return 0;
   default:
-    return 1;
+    return 2;
   }
 }
 
@@ -232,7 +245,6 @@ mx_status mx_unary(mx_op op, mx_array *a, mx_array **out) {
   st = mx_node_new(op, compute, a->ndim, a->shape, 1, &x, NULL, &node);
   mx_release(x);
   if (st) return st;
-  node->cost = node->size * op_weight(op);
   st = mx_cast(node, storage, out);
   mx_release(node);
   return st;
@@ -269,7 +281,6 @@ mx_status mx_binary(mx_op op, mx_array *a, mx_array *b, mx_array **out) {
   mx_array *xy[2] = {x, y};
   mx_dtype node_type = storage == MX_BOOL ? MX_BOOL : compute;
   if (!st) st = mx_node_new(op, node_type, ndim, shape, 2, xy, NULL, &node);
-  if (!st) node->cost = node->size * op_weight(op);
   if (!st) st = mx_cast(node, storage, out);
   mx_release(x);
   mx_release(y);
@@ -381,7 +392,7 @@ mx_status mx_reduce(mx_op op, mx_array *a, const int *axes, int naxes, int keep,
   st = mx_node_new(op, compute, ndim, shape, 1, &x, &p, &node);
   mx_release(x);
   if (st) return st;
-  node->cost = a->size;
+  node->cost = (int64_t)mx_nbytes(a); /* reads all of a */
   st = mx_cast(node, storage, out);
   mx_release(node);
   return st;
@@ -421,7 +432,9 @@ static mx_status sort_node(mx_op op, mx_array *a, int axis, int descending, mx_a
   st = mx_node_new(op, compute, a->ndim, a->shape, 1, &x, &p, &node);
   mx_release(x);
   if (st) return st;
-  node->cost = node->size * 24; /* a merge sort: ~log2(n) passes */
+  int64_t len = a->ndim ? a->shape[axis < 0 ? axis + a->ndim : axis] : 1, passes = 1;
+  while (passes < 62 && ((int64_t)1 << passes) < len) passes++;
+  node->cost = node->size * 32 * passes; /* a merge sort: log2(n) passes of ~3 ns an element */
   st = mx_cast(node, storage, out);
   mx_release(node);
   return st;
@@ -499,7 +512,10 @@ mx_status mx_matmul(mx_array *a, mx_array *b, mx_array **out) {
   mx_release(cx);
   mx_release(cy);
   if (st) goto done;
-  node->cost = batch * m * n * (k > 0 ? k : 1) / 4; /* ~0.02 ns a multiply-add through BLAS */
+  /* ~0.025 ns a multiply-add through BLAS, ~1 ns in the integer loops; at least the bytes read
+   * (a matrix-vector product is memory bound) */
+  node->cost = batch * m * n * (k > 0 ? k : 1) / 4 * (mx_is_float(compute) || mx_is_complex(compute) ? 1 : 40);
+  if (node->cost < (int64_t)(mx_nbytes(cx) + mx_nbytes(cy))) node->cost = (int64_t)(mx_nbytes(cx) + mx_nbytes(cy));
   st = mx_cast(node, storage, &cast);
   if (st) goto done;
   /* Drop the unit axes added for 1-d operands. */

@@ -145,9 +145,6 @@ mx_status mx_random(mx_op op, mx_array *key, int n_params, mx_array *const *para
   if (!pst) pst = mx_node_new(op, (mx_dtype)kt, ndim, shape, n_in, in, &prm, &node);
   for (int i = 1; i < n_in; i++) mx_release(in[i]);
   if (pst) return pst;
-  /* Scheduling weight: the samplers cost tens of flops per element, the loops more. */
-  int64_t weight = op == MX_OP_RANDOM_BITS ? 2 : op == MX_OP_RANDOM_NORMAL ? 8 : 64;
-  node->cost = size * weight;
   if ((mx_dtype)kt == t) {
     *out = node;
     return MX_OK;

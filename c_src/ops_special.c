@@ -28,7 +28,6 @@ mx_status mx_betainc(mx_array *a, mx_array *b, mx_array *x, mx_array **out) {
   for (int i = 0; i < 3 && !st; i++) st = mx_cast(all[i], compute, &in[i]);
   if (!st) st = mx_node_new(MX_OP_BETAINC, compute, ndim, shape, 3, in, NULL, &node);
   if (!st) {
-    node->cost = node->size * 512; /* ~20x exp: a continued fraction of tens of long double steps */
     st = mx_cast(node, storage, out);
   }
   for (int i = 0; i < 3; i++) mx_release(in[i]);

@@ -3,7 +3,8 @@
  * starts on them at once and never waits for a worker that has not woken
  * up yet (on a loaded machine it may not), only for chunks already taken.
  * One caller at a time owns the workers; a concurrent caller (another dirty
- * scheduler) runs its range serially rather than queueing behind. */
+ * scheduler) runs its range serially rather than queueing behind. Chunks are
+ * skipped (counted, not run) once the calling task is cancelled (exec.c). */
 #include <pthread.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@ static struct {
   void *ctx;
   int64_t n, chunk, nchunks;
   uint32_t generation;
+  const _Atomic int32_t *cancel;
   _Atomic uint64_t next;
   _Atomic int64_t finished; /* chunks completed */
 } job;
@@ -36,6 +38,7 @@ typedef struct {
   void *ctx;
   int64_t n, chunk, nchunks;
   uint32_t generation;
+  const _Atomic int32_t *cancel;
 } job_view;
 
 static void run_chunks(const job_view *j) {
@@ -44,7 +47,7 @@ static void run_chunks(const job_view *j) {
     if ((uint32_t)(v >> 32) != j->generation || (int64_t)(v & 0xFFFFFFFFu) >= j->nchunks) return;
     if (!atomic_compare_exchange_weak(&job.next, &v, v + 1)) continue;
     int64_t lo = (int64_t)(v & 0xFFFFFFFFu) * j->chunk, hi = lo + j->chunk < j->n ? lo + j->chunk : j->n;
-    j->fn(j->ctx, lo, hi);
+    if (!j->cancel || !atomic_load(j->cancel)) j->fn(j->ctx, lo, hi);
     if (atomic_fetch_add(&job.finished, 1) + 1 == j->nchunks) {
       pthread_mutex_lock(&job_lock);
       pthread_cond_signal(&job_done);
@@ -60,7 +63,7 @@ static void *worker_main(void *arg) {
   for (;;) {
     while (job.generation == seen) pthread_cond_wait(&job_ready, &job_lock);
     seen = job.generation;
-    job_view j = {job.fn, job.ctx, job.n, job.chunk, job.nchunks, job.generation};
+    job_view j = {job.fn, job.ctx, job.n, job.chunk, job.nchunks, job.generation, job.cancel};
     pthread_mutex_unlock(&job_lock);
     run_chunks(&j);
     pthread_mutex_lock(&job_lock);
@@ -75,6 +78,7 @@ static void start_pool(void) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, MX_ENGINE_STACK); /* chunks may call LAPACK (prim/linalg.c) */
   for (int i = 0; i < want; i++) {
     pthread_t t;
     if (pthread_create(&t, &attr, worker_main, NULL) != 0) break;
@@ -91,8 +95,11 @@ int mx_num_threads(void) {
 void mx_parallel_for(int64_t n, int64_t grain, mx_range_fn fn, void *ctx) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
+  const _Atomic int32_t *cancel = mx_cancel_flag();
   if (n < 2 * grain || mx_num_threads() == 1 || pthread_mutex_trylock(&pool_lock) != 0) {
-    fn(ctx, 0, n);
+    /* Serially, in pieces when cancellable, so a cancelled task stops within a piece. */
+    int64_t piece = cancel ? (n / 8 > grain ? n / 8 : grain) : n;
+    for (int64_t lo = 0; lo < n && !(cancel && atomic_load(cancel)); lo += piece) fn(ctx, lo, lo + piece < n ? lo + piece : n);
     return;
   }
   int64_t nchunks = (int64_t)(nworkers + 1) * CHUNKS_PER_THREAD;
@@ -101,7 +108,8 @@ void mx_parallel_for(int64_t n, int64_t grain, mx_range_fn fn, void *ctx) {
   pthread_mutex_lock(&job_lock);
   uint32_t gen = job.generation + 1;
   if (gen == 0) gen = 1; /* 0 is what a new worker has seen */
-  job_view j = {fn, ctx, n, chunk, (n + chunk - 1) / chunk, gen};
+  job_view j = {fn, ctx, n, chunk, (n + chunk - 1) / chunk, gen, cancel};
+  job.cancel = cancel;
   job.fn = fn;
   job.ctx = ctx;
   job.n = n;

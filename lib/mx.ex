@@ -80,6 +80,7 @@ defmodule Mx do
   def tensor(data, opts) when is_boolean(data), do: tensor([data], opts) |> reshape({})
 
   def tensor(data, opts) when is_list(data) do
+    check_rank!(data, 0)
     shape = list_shape(data, [])
     flat = List.flatten(data)
     type = if t = opts[:type], do: Type.normalize!(t), else: infer_type(flat)
@@ -89,6 +90,15 @@ defmodule Mx do
   def tensor(other, _opts) do
     raise ArgumentError, "Mx.tensor/2 expects a number, a nested list of numbers or an Mx array, got #{inspect(other)}"
   end
+
+  # Before the shape walk (quadratic in depth): a list nested past the rank limit is refused at once.
+  defp check_rank!([first | _], depth) when is_list(first) and depth < 8, do: check_rank!(first, depth + 1)
+
+  defp check_rank!([first | _], _depth) when is_list(first) do
+    raise ArgumentError, "Mx.tensor/2: the list is nested deeper than Mx's rank limit of 8"
+  end
+
+  defp check_rank!(_, _), do: :ok
 
   defp list_shape([], acc), do: List.to_tuple(Enum.reverse([0 | acc]))
 
@@ -156,10 +166,28 @@ defmodule Mx do
       [1.0, 2.0]
   """
   @spec from_binary(binary(), Type.spec(), keyword()) :: t()
-  def from_binary(binary, type, opts \\ []) when is_binary(binary) do
+  def from_binary(binary, type, opts \\ [])
+
+  def from_binary(binary, type, opts) when is_binary(binary) do
     type = Type.normalize!(type)
-    shape = opts[:shape] || {div(byte_size(binary), Type.byte_size(type))}
+    size = Type.byte_size(type)
+
+    shape =
+      cond do
+        shape = opts[:shape] -> shape
+        rem(byte_size(binary), size) == 0 -> {div(byte_size(binary), size)}
+        true -> raise ArgumentError, "Mx.from_binary/3: #{byte_size(binary)} bytes is not a whole number of #{type} elements (#{size} bytes each)"
+      end
+
     NIF.from_binary(binary, type, shape) |> Array.wrap()
+  end
+
+  def from_binary(data, _type, _opts) when is_bitstring(data) do
+    raise ArgumentError, "Mx.from_binary/3: data must be whole bytes, got a bitstring of #{bit_size(data)} bits"
+  end
+
+  def from_binary(data, _type, _opts) do
+    raise ArgumentError, "Mx.from_binary/3: data must be a binary, got #{inspect(data, limit: 5)}"
   end
 
   @doc """

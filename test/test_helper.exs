@@ -2,3 +2,5 @@
 # Statistical tests run thousands of GFI calls; on a loaded 2-core machine one can pass 60 s,
 # so the per-test timeout only guards against hangs.
 ExUnit.start(exclude: [:slow], timeout: 600_000)
+# The engine's default buffer-cache limit, before any test changes it (scheduling_test.exs).
+:persistent_term.put(:mx_default_cache_limit, Mx.Memory.report().cache_limit)

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <pthread.h>
+#include <time.h>
 
 #include "../mx.h"
 
@@ -65,9 +67,18 @@ static ERL_NIF_TERM badarg(ErlNifEnv *env, const char *fmt, ...) {
 
 /* ---- decoding ---------------------------------------------------------------- */
 
+/* An array's ref is {handle, weight}: handle a resource term (hashing and
+ * term_to_binary see a small reference); weight a resource binary as long as the
+ * array's bytes, so the owner's GC counts them, seen through a sub-binary of at
+ * most WEIGHT_BYTES (over 64: the GC turns smaller sub-binaries into copies and
+ * drops the reference). */
+#define WEIGHT_BYTES 128
 static int get_array(ErlNifEnv *env, ERL_NIF_TERM t, mx_array **a) {
   array_res *r;
-  if (!enif_get_resource(env, t, ARRAY, (void **)&r) || !r->a) return 0;
+  const ERL_NIF_TERM *e;
+  int arity;
+  if (!enif_get_tuple(env, t, &arity, &e) || arity != 2 || !enif_get_resource(env, e[0], ARRAY, (void **)&r) || !r->a)
+    return 0;
   *a = r->a;
   return 1;
 }
@@ -190,7 +201,8 @@ static ERL_NIF_TERM wrap(ErlNifEnv *env, mx_array *a) {
   r->a = a;
   size_t bytes = mx_nbytes(a);
   if (bytes > zero_region_bytes) bytes = zero_region_bytes;
-  ERL_NIF_TERM ref = enif_make_resource_binary(env, r, zero_region ? zero_region : (const void *)"", zero_region ? bytes : 0);
+  ERL_NIF_TERM weight = enif_make_resource_binary(env, r, zero_region ? zero_region : (const void *)"", zero_region ? bytes : 0);
+  ERL_NIF_TERM ref = enif_make_tuple2(env, enif_make_resource(env, r), bytes <= WEIGHT_BYTES ? weight : enif_make_sub_binary(env, weight, 0, WEIGHT_BYTES));
   enif_release_resource(r);
   /* A process holding much array memory must get to its GC, which runs when it is
    * scheduled out: charge big arrays against the timeslice (1% per 64 KiB). */
@@ -206,10 +218,19 @@ static ERL_NIF_TERM result(ErlNifEnv *env, mx_status st, mx_array **out) {
   return wrap(env, *out);
 }
 
+/* Runs where the owner's GC runs (a normal scheduler): a large graph or a big
+ * buffer is freed on an engine thread instead. */
+static _Atomic int probe_on;
+static int64_t thread_cpu_ns(void);
+static void probe_record(const char *name, int64_t ns);
+
 static void array_dtor(ErlNifEnv *env, void *obj) {
   (void)env;
   array_res *r = obj;
-  mx_release(r->a);
+  int probing = atomic_load_explicit(&probe_on, memory_order_relaxed);
+  int64_t t0 = probing ? thread_cpu_ns() : 0;
+  mx_release_bounded(r->a, 1000);
+  if (probing) probe_record("array_destructor", thread_cpu_ns() - t0);
   r->a = NULL;
 }
 
@@ -220,7 +241,7 @@ static void array_dtor(ErlNifEnv *env, void *obj) {
 
 /* ---- creation ------------------------------------------------------------------ */
 
-static ERL_NIF_TERM from_binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+static ERL_NIF_TERM from_binary_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   ErlNifBinary bin;
   mx_dtype t;
@@ -231,6 +252,14 @@ static ERL_NIF_TERM from_binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
   if (!get_ints(env, argv[2], shape, &nd)) return badarg(env, "[from_binary] shape must be a tuple of at most %d integers", MX_MAX_RANK);
   mx_array *out;
   return result(env, mx_from_data(t, nd, shape, bin.data, bin.size, &out), &out);
+}
+
+/* A copy costs a unit per byte (~10 GB/s): large ones go to a dirty scheduler. */
+static ERL_NIF_TERM from_binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  ErlNifBinary bin;
+  if (enif_inspect_binary(env, argv[0], &bin) && (int64_t)bin.size > atomic_load(&dirty_threshold))
+    return enif_schedule_nif(env, "from_binary_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, from_binary_now, argc, argv);
+  return from_binary_now(env, argc, argv);
 }
 
 static ERL_NIF_TERM full(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -599,8 +628,21 @@ static ERL_NIF_TERM stop_gradient(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
 
 static int get_roots(ErlNifEnv *env, ERL_NIF_TERM list, mx_array ***roots, unsigned *n);
 
+/* vjp and vmap walk the graph under their outputs, building a node for each (~2 us):
+ * past this many nodes they move to a dirty scheduler. */
+#define TRANSFORM_INLINE_NODES 100
+
+static int transform_is_large(ErlNifEnv *env, ERL_NIF_TERM outputs) {
+  mx_array **outs;
+  unsigned n;
+  if (!get_roots(env, outputs, &outs, &n)) return 0; /* the NIF itself raises */
+  int64_t size = mx_graph_size(outs, (int)n, TRANSFORM_INLINE_NODES);
+  enif_free(outs);
+  return size > TRANSFORM_INLINE_NODES;
+}
+
 /* vjp(outputs, cotangents, wrt) -> a list of gradients, one per wrt. */
-static ERL_NIF_TERM vjp(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+static ERL_NIF_TERM vjp_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   mx_array **outs, **cots, **wrt;
   unsigned n_out, n_cot, n_wrt;
@@ -633,8 +675,13 @@ static ERL_NIF_TERM vjp(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   return res;
 }
 
+static ERL_NIF_TERM vjp(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  if (transform_is_large(env, argv[0])) return enif_schedule_nif(env, "vjp_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, vjp_now, argc, argv);
+  return vjp_now(env, argc, argv);
+}
+
 /* vmap(outputs, placeholders, batched_inputs, batch_size) -> [{array, batched?}] */
-static ERL_NIF_TERM vmap(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+static ERL_NIF_TERM vmap_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   mx_array **outs, **holders, **inputs;
   unsigned n_out, n_h, n_in;
@@ -672,6 +719,11 @@ static ERL_NIF_TERM vmap(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   return res;
 }
 
+static ERL_NIF_TERM vmap(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  if (transform_is_large(env, argv[0])) return enif_schedule_nif(env, "vmap_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, vmap_now, argc, argv);
+  return vmap_now(env, argc, argv);
+}
+
 /* ---- evaluation and reading ----------------------------------------------------- */
 
 /* Decodes a list of arrays into roots (enif_alloc'd). */
@@ -689,14 +741,77 @@ static int get_roots(ErlNifEnv *env, ERL_NIF_TERM list, mx_array ***roots, unsig
   return 1;
 }
 
+/* ---- where evaluation runs ----------------------------------------------------------
+ * Cheap graphs run inline on the calling normal scheduler, stopping (and going
+ * dirty) if they run past INLINE_BUDGET_NS; graphs over the cost threshold go to a
+ * dirty CPU scheduler, which hands them to an engine thread (exec.c) and polls, so
+ * that an eval whose process died is cancelled. Deep nodes (BLAS, LAPACK) always run
+ * on an engine thread: scheduler stacks are too small for them. */
+#define INLINE_BUDGET_NS 250000
+#define POLL_NS 5000000
+
+typedef struct {
+  mx_array **roots;
+  unsigned n;
+  int owned; /* roots retained by the job (an abandoned task outlives the NIF call) */
+} eval_job;
+
+static mx_status eval_job_run(void *ctx) {
+  eval_job *j = ctx;
+  return mx_eval(j->roots, (int)j->n);
+}
+
+static void eval_job_free(void *ctx) {
+  eval_job *j = ctx;
+  for (unsigned i = 0; i < j->n && j->owned; i++) mx_release(j->roots[i]);
+  enif_free(j->roots);
+  enif_free(j);
+}
+
+/* On a dirty scheduler: the eval on an engine thread, abandoned if the caller dies.
+ * Returns 0 when the process is gone (its result is never seen). Takes roots. */
+static int eval_on_engine_polling(ErlNifEnv *env, mx_array **roots, unsigned n, mx_status *st) {
+  eval_job *j = enif_alloc(sizeof *j);
+  if (!j) {
+    enif_free(roots);
+    *st = mx_error(MX_ENOMEM, "[eval] out of memory");
+    return 1;
+  }
+  for (unsigned i = 0; i < n; i++) mx_retain(roots[i]);
+  *j = (eval_job){roots, n, 1};
+  mx_task *t;
+  if ((*st = mx_task_start(eval_job_run, j, eval_job_free, &t)) != MX_OK) return 1;
+  while (!mx_task_wait(t, POLL_NS)) {
+    if (!enif_is_current_process_alive(env)) {
+      mx_task_abandon(t);
+      return 0;
+    }
+  }
+  *st = mx_task_finish(t);
+  return 1;
+}
+
+/* On a normal scheduler, for graphs under the threshold: inline within a time
+ * budget (MX_EYIELD past it), or on an engine thread when a node is deep. */
+static mx_status eval_cheap(mx_array **roots, unsigned n, int deep) {
+  if (!deep) return mx_eval_budget(roots, (int)n, INLINE_BUDGET_NS);
+  eval_job j = {roots, n, 0};
+  return mx_run_engine(eval_job_run, &j);
+}
+
 static ERL_NIF_TERM eval_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   mx_array **roots;
   unsigned n;
+  mx_status st;
   if (!get_roots(env, argv[0], &roots, &n)) return badarg(env, "[eval] expects a list of Mx arrays");
-  mx_status st = mx_eval(roots, (int)n);
-  enif_free(roots);
+  if (!eval_on_engine_polling(env, roots, n, &st)) return atom_ok;
   return st ? raise_mx(env) : atom_ok;
+}
+
+/* Charges inline work against the timeslice, so a process doing much of it is scheduled out. */
+static void charge(ErlNifEnv *env, int64_t cost, int64_t limit) {
+  if (limit > 0 && cost > limit / 100) enif_consume_timeslice(env, cost >= limit ? 100 : (int)(cost * 100 / limit));
 }
 
 /* Tiny graphs (the common case in a probabilistic program) run inline: a
@@ -704,19 +819,23 @@ static ERL_NIF_TERM eval_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
 static ERL_NIF_TERM eval(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   mx_array **roots;
   unsigned n;
+  int deep;
   if (!get_roots(env, argv[0], &roots, &n)) return badarg(env, "[eval] expects a list of Mx arrays");
   int64_t limit = atomic_load(&dirty_threshold);
-  int64_t cost = mx_pending_cost(roots, (int)n, limit);
+  int64_t cost = mx_pending_cost(roots, (int)n, limit, &deep);
+  if (cost > limit) {
+    enif_free(roots);
+    return enif_schedule_nif(env, "eval_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, eval_now, argc, argv);
+  }
+  mx_status st = cost > 0 ? eval_cheap(roots, n, deep) : MX_OK;
   enif_free(roots);
-  if (cost > limit) return enif_schedule_nif(env, "eval_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, eval_now, argc, argv);
-  if (limit > 0 && cost > limit / 100) enif_consume_timeslice(env, (int)(cost * 100 / limit)); /* inline work counts */
-  return eval_now(env, argc, argv);
+  charge(env, cost, limit);
+  if (st == MX_EYIELD) return enif_schedule_nif(env, "eval_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, eval_now, argc, argv);
+  return st ? raise_mx(env) : atom_ok;
 }
 
-static ERL_NIF_TERM to_binary_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
-  (void)argc;
-  ARG_ARRAY(0, a, "to_binary");
-  if (mx_eval(&a, 1)) return raise_mx(env);
+/* Copies a's data (evaluated) into a new binary. */
+static ERL_NIF_TERM copy_out(ErlNifEnv *env, mx_array *a) {
   ErlNifBinary bin;
   size_t n = mx_nbytes(a);
   if (!enif_alloc_binary(n, &bin)) return raise_with(env, atom_mx_error, "[to_binary] out of memory");
@@ -731,12 +850,28 @@ static ERL_NIF_TERM to_binary_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
   return enif_make_binary(env, &bin);
 }
 
+static ERL_NIF_TERM to_binary_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "to_binary");
+  mx_array **roots = enif_alloc(sizeof *roots);
+  mx_status st;
+  if (!roots) return raise_with(env, atom_mx_error, "[to_binary] out of memory");
+  roots[0] = a;
+  if (!eval_on_engine_polling(env, roots, 1, &st)) return atom_ok;
+  return st ? raise_mx(env) : copy_out(env, a);
+}
+
+/* A copy costs a unit per byte (~10 GB/s). */
 static ERL_NIF_TERM to_binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   ARG_ARRAY(0, a, "to_binary");
+  int deep;
   int64_t limit = atomic_load(&dirty_threshold);
-  int64_t cost = mx_pending_cost(&a, 1, limit) + a->size / 8; /* a copy is cheaper than a kernel */
-  if (cost > limit) return enif_schedule_nif(env, "to_binary_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, to_binary_now, argc, argv);
-  return to_binary_now(env, argc, argv);
+  int64_t cost = mx_pending_cost(&a, 1, limit, &deep), copy = (int64_t)mx_nbytes(a);
+  if (cost + copy > limit) return enif_schedule_nif(env, "to_binary_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, to_binary_now, argc, argv);
+  mx_status st = cost > 0 ? eval_cheap(&a, 1, deep) : MX_OK;
+  charge(env, cost + copy, limit);
+  if (st == MX_EYIELD) return enif_schedule_nif(env, "to_binary_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, to_binary_now, argc, argv);
+  return st ? raise_mx(env) : copy_out(env, a);
 }
 
 static ERL_NIF_TERM is_evaluated(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -761,9 +896,10 @@ static ERL_NIF_TERM dispose(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 
 /* ---- memory ---------------------------------------------------------------------- */
 
-static ERL_NIF_TERM memory_report(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+static ERL_NIF_TERM memory_report_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   (void)argv;
+  mx_reap_wait();
   mx_memory_stats s;
   mx_memory_stats_get(&s);
   const char *names[] = {"active_bytes", "peak_bytes", "cache_bytes", "live_arrays", "live_buffers",
@@ -777,6 +913,13 @@ static ERL_NIF_TERM memory_report(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
   }
   enif_make_map_from_arrays(env, keys, values, 9, &map);
   return map;
+}
+
+/* Counts settle once graphs being freed on engine threads are gone: waited for on a dirty scheduler. */
+static ERL_NIF_TERM memory_report(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  if (mx_reap_pending() > 0)
+    return enif_schedule_nif(env, "memory_report_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, memory_report_now, argc, argv);
+  return memory_report_now(env, argc, argv);
 }
 
 static int get_limit(ErlNifEnv *env, ERL_NIF_TERM t, int64_t *out) {
@@ -1016,71 +1159,167 @@ static ERL_NIF_TERM fft_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
   return result(env, st, &out);
 }
 
+/* ---- scheduler probe: per-thread CPU time of each call on a normal scheduler ----------
+ * Off by default (one relaxed load per call); the tests turn it on and check that no
+ * call, destructor included, holds a normal scheduler past the limit. */
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t probe_max_ns, probe_over;
+static const char *probe_max_name = "";
+
+static int64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void probe_record(const char *name, int64_t ns) {
+  pthread_mutex_lock(&probe_lock);
+  if (ns > probe_max_ns) probe_max_ns = ns, probe_max_name = name;
+  if (ns > 1000000) probe_over++;
+  pthread_mutex_unlock(&probe_lock);
+}
+
+/* probe(:start) resets and starts; probe(:stop) stops and returns {max_ns, nif, calls over 1 ms}. */
+static ERL_NIF_TERM probe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  char what[8];
+  if (!enif_get_atom(env, argv[0], what, sizeof what, ERL_NIF_LATIN1) || (strcmp(what, "start") && strcmp(what, "stop")))
+    return badarg(env, "[probe] expects :start or :stop");
+  pthread_mutex_lock(&probe_lock);
+  ERL_NIF_TERM res = enif_make_tuple3(env, enif_make_int64(env, probe_max_ns), enif_make_atom(env, probe_max_name),
+                                      enif_make_int64(env, probe_over));
+  if (!strcmp(what, "start")) probe_max_ns = 0, probe_over = 0, probe_max_name = "";
+  atomic_store(&probe_on, !strcmp(what, "start"));
+  pthread_mutex_unlock(&probe_lock);
+  return res;
+}
+
+#define PROBED(fn)                                                                          \
+  static ERL_NIF_TERM fn##_probed(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {    \
+    if (!atomic_load_explicit(&probe_on, memory_order_relaxed)) return fn(env, argc, argv); \
+    int64_t t0 = thread_cpu_ns();                                                           \
+    ERL_NIF_TERM r = fn(env, argc, argv);                                                   \
+    probe_record(#fn, thread_cpu_ns() - t0);                                                \
+    return r;                                                                               \
+  }
+PROBED(from_binary)
+PROBED(full)
+PROBED(iota)
+PROBED(arange)
+PROBED(linspace)
+PROBED(eye)
+PROBED(unary)
+PROBED(binary)
+PROBED(as_type)
+PROBED(select_nif)
+PROBED(clip)
+PROBED(reduce)
+PROBED(scan)
+PROBED(sort)
+PROBED(matmul)
+PROBED(reshape)
+PROBED(broadcast)
+PROBED(transpose)
+PROBED(squeeze)
+PROBED(new_axis)
+PROBED(reverse)
+PROBED(concatenate)
+PROBED(stack)
+PROBED(slice)
+PROBED(pad)
+PROBED(take)
+PROBED(take_along_axis)
+PROBED(gather)
+PROBED(indexed)
+PROBED(trace_input)
+PROBED(stop_gradient)
+PROBED(vjp)
+PROBED(vmap)
+PROBED(random_nif)
+PROBED(linalg)
+PROBED(fft_nif)
+PROBED(betainc_nif)
+PROBED(eval)
+PROBED(to_binary)
+PROBED(is_evaluated)
+PROBED(state)
+PROBED(dispose)
+PROBED(memory_report)
+PROBED(set_cache_limit)
+PROBED(set_memory_limit)
+PROBED(reset_peak)
+PROBED(clear_cache)
+PROBED(set_dirty_threshold)
+PROBED(op_names)
+PROBED(op_grads)
+PROBED(noop)
+
 /* ---- registration: scheduler per NIF in one table ------------------------------ */
 
 static ErlNifFunc funcs[] = {
     /* graph building: normal schedulers, well under a millisecond */
-    {"from_binary", 3, from_binary, 0},
-    {"full", 3, full, 0},
-    {"iota", 3, iota, 0},
-    {"arange", 4, arange, 0},
-    {"linspace", 5, linspace, 0},
-    {"eye", 3, eye, 0},
-    {"unary", 2, unary, 0},
-    {"binary", 3, binary, 0},
-    {"as_type", 2, as_type, 0},
-    {"select", 3, select_nif, 0},
-    {"clip", 3, clip, 0},
-    {"reduce", 4, reduce, 0},
-    {"scan", 4, scan, 0},
-    {"sort", 4, sort, 0},
-    {"matmul", 2, matmul, 0},
-    {"reshape", 2, reshape, 0},
-    {"broadcast", 2, broadcast, 0},
-    {"transpose", 2, transpose, 0},
-    {"squeeze", 2, squeeze, 0},
-    {"new_axis", 2, new_axis, 0},
-    {"reverse", 2, reverse, 0},
-    {"concatenate", 2, concatenate, 0},
-    {"stack", 2, stack, 0},
-    {"slice", 4, slice, 0},
-    {"pad", 5, pad, 0},
-    {"take", 3, take, 0},
-    {"take_along_axis", 3, take_along_axis, 0},
-    {"gather", 2, gather, 0},
-    {"indexed", 4, indexed, 0},
+    {"from_binary", 3, from_binary_probed, 0},
+    {"full", 3, full_probed, 0},
+    {"iota", 3, iota_probed, 0},
+    {"arange", 4, arange_probed, 0},
+    {"linspace", 5, linspace_probed, 0},
+    {"eye", 3, eye_probed, 0},
+    {"unary", 2, unary_probed, 0},
+    {"binary", 3, binary_probed, 0},
+    {"as_type", 2, as_type_probed, 0},
+    {"select", 3, select_nif_probed, 0},
+    {"clip", 3, clip_probed, 0},
+    {"reduce", 4, reduce_probed, 0},
+    {"scan", 4, scan_probed, 0},
+    {"sort", 4, sort_probed, 0},
+    {"matmul", 2, matmul_probed, 0},
+    {"reshape", 2, reshape_probed, 0},
+    {"broadcast", 2, broadcast_probed, 0},
+    {"transpose", 2, transpose_probed, 0},
+    {"squeeze", 2, squeeze_probed, 0},
+    {"new_axis", 2, new_axis_probed, 0},
+    {"reverse", 2, reverse_probed, 0},
+    {"concatenate", 2, concatenate_probed, 0},
+    {"stack", 2, stack_probed, 0},
+    {"slice", 4, slice_probed, 0},
+    {"pad", 5, pad_probed, 0},
+    {"take", 3, take_probed, 0},
+    {"take_along_axis", 3, take_along_axis_probed, 0},
+    {"gather", 2, gather_probed, 0},
+    {"indexed", 4, indexed_probed, 0},
     /* transforms */
-    {"trace_input", 1, trace_input, 0},
-    {"stop_gradient", 1, stop_gradient, 0},
-    {"vjp", 3, vjp, 0},
-    {"vmap", 4, vmap, 0},
+    {"trace_input", 1, trace_input_probed, 0},
+    {"stop_gradient", 1, stop_gradient_probed, 0},
+    {"vjp", 3, vjp_probed, 0},
+    {"vmap", 4, vmap_probed, 0},
     /* random */
-    {"random", 6, random_nif, 0},
+    {"random", 6, random_nif_probed, 0},
     /* linalg */
-    {"linalg", 3, linalg, 0},
+    {"linalg", 3, linalg_probed, 0},
     /* fft */
-    {"fft", 5, fft_nif, 0},
+    {"fft", 5, fft_nif_probed, 0},
     /* special */
-    {"betainc", 3, betainc_nif, 0},
+    {"betainc", 3, betainc_nif_probed, 0},
     /* data: inline when tiny, rescheduled to a dirty CPU scheduler when large */
-    {"eval", 1, eval, 0},
-    {"to_binary", 1, to_binary, 0},
+    {"eval", 1, eval_probed, 0},
+    {"to_binary", 1, to_binary_probed, 0},
     /* always dirty: for benchmarks and callers that know the work is large */
     {"eval_dirty", 1, eval_now, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"noop_dirty", 0, noop, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     /* bookkeeping */
-    {"evaluated?", 1, is_evaluated, 0},
-    {"state", 1, state, 0},
-    {"dispose", 1, dispose, 0},
-    {"memory_report", 0, memory_report, 0},
-    {"set_cache_limit", 1, set_cache_limit, 0},
-    {"set_memory_limit", 1, set_memory_limit, 0},
-    {"reset_peak", 0, reset_peak, 0},
-    {"clear_cache", 0, clear_cache, 0},
-    {"set_dirty_threshold", 1, set_dirty_threshold, 0},
-    {"op_names", 0, op_names, 0},
-    {"op_grads", 0, op_grads, 0},
-    {"noop", 0, noop, 0},
+    {"evaluated?", 1, is_evaluated_probed, 0},
+    {"state", 1, state_probed, 0},
+    {"dispose", 1, dispose_probed, 0},
+    {"memory_report", 0, memory_report_probed, 0},
+    {"set_cache_limit", 1, set_cache_limit_probed, 0},
+    {"set_memory_limit", 1, set_memory_limit_probed, 0},
+    {"reset_peak", 0, reset_peak_probed, 0},
+    {"clear_cache", 0, clear_cache_probed, 0},
+    {"set_dirty_threshold", 1, set_dirty_threshold_probed, 0},
+    {"op_names", 0, op_names_probed, 0},
+    {"op_grads", 0, op_grads_probed, 0},
+    {"noop", 0, noop_probed, 0},
+    {"probe", 1, probe, 0},
 };
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {

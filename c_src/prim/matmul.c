@@ -59,6 +59,13 @@ static void mm_rows_BOOL(void *ctx, int64_t lo, int64_t hi) {
 
 /* ---- floats: BLAS per batch matrix ------------------------------------------------- */
 
+/* Rows of A per gemm call: a call is one uninterruptible stretch of ~2^31 multiply-adds
+ * at most (tens of ms), so a cancelled eval stops between calls. */
+static int64_t mm_block_rows(int64_t m, int64_t n, int64_t k) {
+  int64_t rows = ((int64_t)1 << 31) / (n * k > 0 ? n * k : 1);
+  return rows < 128 ? 128 : rows > m ? m : rows;
+}
+
 /* One product C[m, n] = A[m, k] @ B[k, n]; matrix-vector shapes go to gemv. */
 #define MM_BLAS(T, gemm, gemv)                                                             \
   static void mm_one_##T(int64_t m, int64_t n, int64_t k, const T *a, const T *b, T *c) {  \
@@ -67,10 +74,12 @@ static void mm_rows_BOOL(void *ctx, int64_t lo, int64_t hi) {
     else if (m == 1)                                                                       \
       gemv(/* trans_a = */ 1, k, n, 1, b, n, a, 1, 0, c, 1);                               \
     else                                                                                   \
-      gemm(/* trans_a = */ 0, /* trans_b = */ 0, m, n, k, 1, a, k, b, n, 0, c, n);         \
+      for (int64_t r = 0, mb = mm_block_rows(m, n, k); r < m && !mx_cancelled(); r += mb)  \
+        gemm(/* trans_a = */ 0, /* trans_b = */ 0, r + mb < m ? mb : m - r, n, k, 1,       \
+             a + r * k, k, b, n, 0, c + r * n, n);                                         \
   }                                                                                        \
   static void mm_blas_##T(const mm_plan *P) {                                              \
-    for (int64_t t = 0; t < P->bt.batch; t++) {                                            \
+    for (int64_t t = 0; t < P->bt.batch && !mx_cancelled(); t++) {                        \
       int64_t ao, bo;                                                                      \
       mx_batch2_offsets(&P->bt, t, &ao, &bo);                                              \
       mm_one_##T(P->m, P->n, P->k, (const T *)P->a + ao * P->m * P->k,                     \
@@ -84,7 +93,7 @@ MM_BLAS(double, mx_dgemm, mx_dgemv)
 /* c64/c128: cgemm/zgemm per batch matrix (es: bytes per element). */
 static void mm_blas_complex(const mm_plan *P, int f64) {
   size_t es = f64 ? 16 : 8;
-  for (int64_t t = 0; t < P->bt.batch; t++) {
+  for (int64_t t = 0; t < P->bt.batch && !mx_cancelled(); t++) {
     int64_t ao, bo;
     mx_batch2_offsets(&P->bt, t, &ao, &bo);
     mx_cxgemm(f64, P->m, P->n, P->k, (const char *)P->a + (size_t)(ao * P->m * P->k) * es, P->k,

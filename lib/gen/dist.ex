@@ -246,10 +246,18 @@ defmodule Gen.Dist do
   @doc false
   # The float type of the parameters (the widest) and their broadcast (batch) shape.
   @spec batch(String.t(), [Mx.t()]) :: {atom(), tuple()}
-  def batch(dist, params) do
+  def batch(dist, [_ | _] = params) do
+    unless Enum.all?(params, &is_struct(&1, Mx.Array)) do
+      raise ArgumentError, "Gen.Dist.batch/2 (#{dist}): parameters must be Mx arrays, got #{inspect(params)}"
+    end
+
     type = params |> Enum.map(&Mx.type/1) |> Enum.reduce(&Mx.Type.merge/2)
     shapes = Enum.map(params, &Mx.shape/1)
     {type, Enum.reduce(shapes, {}, &broadcast_shape!(&1, &2, dist, shapes))}
+  end
+
+  def batch(dist, params) do
+    raise ArgumentError, "Gen.Dist.batch/2 (#{dist}): expects a non-empty list of parameter arrays, got #{inspect(params)}"
   end
 
   defp broadcast_shape!(a, b, dist, all) do

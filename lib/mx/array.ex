@@ -4,8 +4,10 @@ defmodule Mx.Array do
 
   `shape` and `type` are known as soon as the array is built; the data
   exists once the array is evaluated (`Mx.eval/1`, or any reader such as
-  `Mx.to_list/1`). The `ref` is a resource binary whose size is the array's
-  byte size, so the BEAM counts array memory against the owning process.
+  `Mx.to_list/1`). The `ref` pairs a resource handle with a binary weighing
+  the array's byte size, so the BEAM counts array memory against the owning
+  process, while hashing, comparing and `:erlang.term_to_binary/1` of an array
+  cost O(1) (arrays work as map keys and in ETS).
 
   Arrays implement `Access` for indexing and slicing:
 
@@ -26,7 +28,7 @@ defmodule Mx.Array do
   @enforce_keys [:ref, :shape, :type, :id]
   defstruct [:ref, :shape, :type, :id]
 
-  @type t :: %__MODULE__{ref: binary(), shape: tuple(), type: Mx.Type.t(), id: non_neg_integer()}
+  @type t :: %__MODULE__{ref: {reference(), binary()}, shape: tuple(), type: Mx.Type.t(), id: non_neg_integer()}
 
   @doc false
   def wrap({ref, shape, type, id}), do: %__MODULE__{ref: ref, shape: shape, type: type, id: id}

@@ -43,7 +43,7 @@ defmodule Mx.Linalg do
 
   defp call(fun, arrays, params \\ []) do
     case NIF.linalg(fun, Enum.map(arrays, &Mx.tensor(&1).ref), params) do
-      {ref, _shape, _type, _id} = single when is_binary(ref) -> Array.wrap(single)
+      {{_handle, _weight}, _shape, _type, _id} = single -> Array.wrap(single)
       parts -> parts |> Tuple.to_list() |> Enum.map(&Array.wrap/1) |> List.to_tuple()
     end
   end

@@ -3,11 +3,15 @@ defmodule Mx.Memory do
   The engine's memory accounting.
 
   Array data lives in C buffers that the BEAM's garbage collector cannot
-  see. Two things keep memory in check: every array term is a resource
-  binary whose size is the array's byte size, so a process holding much
-  array memory is garbage collected sooner; and freed buffers go to a cache
-  (reused for the next array of a similar size), bounded by
-  `set_cache_limit/1`. `Mx.dispose/1` frees one array's buffer at once.
+  see. Two things keep memory in check: every array term carries a binary
+  weighing the array's byte size, so a process holding much array memory is
+  garbage collected sooner; and freed buffers go to a cache (reused for the
+  next array of a similar size), bounded by `set_cache_limit/1` (by default
+  1/16 of the machine's memory). `Mx.dispose/1` frees one array's buffer at once.
+
+  Large graphs dropped by a process are freed on an engine thread rather than
+  on the scheduler running its garbage collection; `report/0` and the counters
+  wait for such frees to finish, so the figures they give are settled.
 
       iex> is_integer(Mx.Memory.active_bytes())
       true

@@ -68,4 +68,5 @@ defmodule Mx.NIF do
   def op_names, do: nif_not_loaded()
   def op_grads, do: nif_not_loaded()
   def noop, do: nif_not_loaded()
+  def probe(_what), do: nif_not_loaded()
 end

@@ -306,7 +306,7 @@ defmodule Mx.FuzzTest do
   end
 
   # The arrays in a NIF's result: one, a tuple of them (linalg), or a list (vjp, vmap's {array, batched?}).
-  defp arrays_in({ref, shape, type, _id} = arr) when is_binary(ref) and is_tuple(shape) and is_atom(type), do: [arr]
+  defp arrays_in({{ref, w}, shape, type, _id} = arr) when is_reference(ref) and is_binary(w) and is_tuple(shape) and is_atom(type), do: [arr]
   defp arrays_in({arr, batched}) when is_boolean(batched), do: arrays_in(arr)
   defp arrays_in(list) when is_list(list), do: Enum.flat_map(list, &arrays_in/1)
   defp arrays_in(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> Enum.flat_map(&arrays_in/1)
@@ -426,9 +426,12 @@ defmodule Mx.FuzzTest do
       fn -> :rand.bytes(small(16)) end,
       fn -> pick([{}, {1, :a}, [], [1, 2.5], [1 | 2], {1 <<< 70}]) end,
       fn -> fn -> :ok end end,
-      # look-alikes of an array: a sub-binary, a copy and a round trip of its handle, the struct
-      fn -> binary_part(ref, 0, div(byte_size(ref), 2)) end,
-      fn -> :binary.copy(ref) end,
+      # look-alikes of an array: its parts, a copied weight, a foreign handle, a round trip, the struct
+      fn -> elem(ref, 0) end,
+      fn -> elem(ref, 1) end,
+      fn -> {elem(ref, 0), :binary.copy(elem(ref, 1))} end,
+      fn -> {make_ref(), elem(ref, 1)} end,
+      fn -> {elem(ref, 0)} end,
       fn -> :erlang.binary_to_term(:erlang.term_to_binary(ref)) end,
       fn -> %Mx.Array{ref: ref, shape: {}, type: :f32, id: 0} end,
       fn -> {ref, {}, :f32} end
