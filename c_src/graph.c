@@ -222,6 +222,11 @@ mx_status mx_eval_budget(mx_array *const *roots, int n, int64_t budget_ns) {
       break;
     }
     pthread_mutex_lock(&glock);
+    if (deadline && atomic_load(&x->state) == MX_RUNNING) { /* another eval is computing it: don't wait here */
+      pthread_mutex_unlock(&glock);
+      st = mx_error(MX_EYIELD, "[eval] waiting on another evaluation; evaluate again to go on");
+      break;
+    }
     while (atomic_load(&x->state) == MX_RUNNING) pthread_cond_wait(&gdone, &glock);
     int state = atomic_load(&x->state);
     if (state != MX_PENDING) {

@@ -228,7 +228,8 @@ mx_status mx_check_shape(const char *op, int ndim, const int64_t *shape, int64_t
 /* ---- evaluation (graph.c) -------------------------------------------------- */
 mx_status mx_eval(mx_array *const *roots, int n);
 /* As mx_eval, but stops with MX_EYIELD once budget_ns of wall time has passed
- * (checked between nodes); the nodes already computed stay computed. */
+ * (checked between nodes) or when it would wait for a node another eval is
+ * computing; the nodes already computed stay computed. */
 mx_status mx_eval_budget(mx_array *const *roots, int n, int64_t budget_ns);
 /* Work pending under these roots, to choose a scheduler: the nodes' costs
  * (a unit is ~0.1 ns of one core), the bytes they write and MX_NODE_COST a node; stops counting

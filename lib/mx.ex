@@ -92,7 +92,7 @@ defmodule Mx do
   end
 
   # Before the shape walk (quadratic in depth): a list nested past the rank limit is refused at once.
-  defp check_rank!([first | _], depth) when is_list(first) and depth < 8, do: check_rank!(first, depth + 1)
+  defp check_rank!([first | _], depth) when is_list(first) and depth < 7, do: check_rank!(first, depth + 1)
 
   defp check_rank!([first | _], _depth) when is_list(first) do
     raise ArgumentError, "Mx.tensor/2: the list is nested deeper than Mx's rank limit of 8"

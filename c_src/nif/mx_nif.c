@@ -753,12 +753,13 @@ static int get_roots(ErlNifEnv *env, ERL_NIF_TERM list, mx_array ***roots, unsig
 typedef struct {
   mx_array **roots;
   unsigned n;
-  int owned; /* roots retained by the job (an abandoned task outlives the NIF call) */
+  int owned;         /* roots retained by the job (an abandoned task outlives the NIF call) */
+  int64_t budget_ns; /* 0: none (dirty); else the caller is a normal scheduler */
 } eval_job;
 
 static mx_status eval_job_run(void *ctx) {
   eval_job *j = ctx;
-  return mx_eval(j->roots, (int)j->n);
+  return mx_eval_budget(j->roots, (int)j->n, j->budget_ns);
 }
 
 static void eval_job_free(void *ctx) {
@@ -778,7 +779,7 @@ static int eval_on_engine_polling(ErlNifEnv *env, mx_array **roots, unsigned n, 
     return 1;
   }
   for (unsigned i = 0; i < n; i++) mx_retain(roots[i]);
-  *j = (eval_job){roots, n, 1};
+  *j = (eval_job){roots, n, 1, 0};
   mx_task *t;
   if ((*st = mx_task_start(eval_job_run, j, eval_job_free, &t)) != MX_OK) return 1;
   while (!mx_task_wait(t, POLL_NS)) {
@@ -795,7 +796,7 @@ static int eval_on_engine_polling(ErlNifEnv *env, mx_array **roots, unsigned n, 
  * budget (MX_EYIELD past it), or on an engine thread when a node is deep. */
 static mx_status eval_cheap(mx_array **roots, unsigned n, int deep) {
   if (!deep) return mx_eval_budget(roots, (int)n, INLINE_BUDGET_NS);
-  eval_job j = {roots, n, 0};
+  eval_job j = {roots, n, 0, INLINE_BUDGET_NS};
   return mx_run_engine(eval_job_run, &j);
 }
 
