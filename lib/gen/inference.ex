@@ -605,6 +605,7 @@ defmodule Gen.Inference do
             "Gen.Inference.run: expected a kernel, fn trace, opts -> {trace, accepted?} end, got #{inspect(kernel)}"
     end
 
+    Mx.Opts.validate!(opts, [:samples, :burn, :thin, :key, :select, :callback, :chains, :progress], "Gen.Inference.run")
     samples = count!(opts, :samples, nil, 0, "Gen.Inference.run")
     burn = count!(opts, :burn, 0, 0, "Gen.Inference.run")
     thin = count!(opts, :thin, 1, 1, "Gen.Inference.run")

@@ -14,9 +14,17 @@ defmodule Gen.Inference.Gibbs do
 
   alias Gen.{Choicemap, Trace}
 
+  @options [:values, :key]
+
+  @doc false
+  # The options, also checked by the kernel constructor in Gen.Inference.Kernel.
+  @spec options() :: [atom()]
+  def options, do: @options
+
   @doc false
   @spec gibbs(Trace.t(), Choicemap.path(), keyword()) :: {Trace.t(), boolean()}
   def gibbs(%Trace{} = trace, address, opts) when is_list(opts) do
+    Mx.Opts.validate!(opts, @options, "Gen.Inference.gibbs")
     path = Choicemap.path!(address)
     current = current!(trace, path)
     values = values!(opts, current, path)

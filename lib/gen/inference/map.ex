@@ -28,6 +28,7 @@ defmodule Gen.Inference.MAP do
   @doc false
   @spec map_optimize(Trace.t(), Selection.t(), keyword()) :: Trace.t()
   def map_optimize(%Trace{} = trace, %Selection{} = sel, opts) do
+    Mx.Opts.validate!(opts, [:steps, :tol, :step_size, :optimizer], "Gen.Inference.map_optimize")
     paths = selected_paths!(trace, sel)
     xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
     f = log_joint(trace, paths)

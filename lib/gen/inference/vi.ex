@@ -69,6 +69,9 @@ defmodule Gen.Inference.VI do
 
   @objectives [:elbo, :iwelbo, :wake_sleep, :wake, :sleep]
   @estimators [:reparam, :reinforce]
+  # The options config!/6 reads, shared by vi/6 and gradient/6; the bounds take fewer.
+  @config_opts [:objective, :estimator, :reinforce, :samples, :sleep_samples, :guide_args, :model_params, :stl, :key]
+  @bound_opts [:samples, :guide_args, :model_params, :key]
 
   # ---- ADVI -------------------------------------------------------------------------
 
@@ -104,6 +107,7 @@ defmodule Gen.Inference.VI do
   @spec advi(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Selection.t(), keyword()) ::
           {%{mu: Choicemap.t(), log_sigma: Choicemap.t()}, [float()]}
   def advi(model, args, observations, %Selection{} = sel, opts \\ []) do
+    Mx.Opts.validate!(opts, [:steps, :samples, :stl, :optimizer, :key, :callback], "Gen.Inference.VI.advi")
     obs = Choicemap.new(observations)
     {k_init, k_run} = Gen.Inference.two_keys(opts)
     {t, _} = Gen.generate(model, args, obs, key: k_init)
@@ -220,6 +224,7 @@ defmodule Gen.Inference.VI do
   @spec vi(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) ::
           {Optim.params(), [float()]}
   def vi(model, args, observations, guide, params, opts \\ []) do
+    Mx.Opts.validate!(opts, @config_opts ++ [:steps, :optimizer, :callback], "Gen.Inference.VI.vi")
     cfg = config!(model, args, observations, guide, opts, "vi")
     steps = Keyword.get(opts, :steps, 1000)
 
@@ -235,7 +240,7 @@ defmodule Gen.Inference.VI do
     ema? = cfg.objective == :elbo and cfg.samples == 1
     b0 =
       if ema? do
-        case elbo(model, args, cfg.obs, guide, params, Keyword.merge(opts, samples: 10, key: Mx.Random.fold_in(key, -1))) |> Mx.to_number() do
+        case elbo(model, args, cfg.obs, guide, params, Keyword.take(opts, [:guide_args, :model_params]) ++ [samples: 10, key: Mx.Random.fold_in(key, -1)]) |> Mx.to_number() do
           x when is_float(x) -> x
           _not_finite -> 0.0
         end
@@ -275,6 +280,7 @@ defmodule Gen.Inference.VI do
   @spec gradient(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) ::
           {Mx.t(), Optim.params()}
   def gradient(model, args, observations, guide, params, opts \\ []) do
+    Mx.Opts.validate!(opts, @config_opts ++ [:baseline], "Gen.Inference.VI.gradient")
     cfg = config!(model, args, observations, guide, opts, "gradient")
     key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
 
@@ -304,6 +310,7 @@ defmodule Gen.Inference.VI do
   """
   @spec elbo(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) :: Mx.t()
   def elbo(model, args, observations, guide, params, opts \\ []) do
+    Mx.Opts.validate!(opts, @bound_opts, "Gen.Inference.VI.elbo")
     bound(model, args, observations, guide, params, opts, :elbo)
   end
 
@@ -321,6 +328,7 @@ defmodule Gen.Inference.VI do
   """
   @spec iwelbo(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) :: Mx.t()
   def iwelbo(model, args, observations, guide, params, opts \\ []) do
+    Mx.Opts.validate!(opts, @bound_opts, "Gen.Inference.VI.iwelbo")
     bound(model, args, observations, guide, params, Keyword.put_new(opts, :samples, 10), :iwelbo)
   end
 
