@@ -234,10 +234,7 @@ defmodule Gen.Inference.Gradient do
         path
       end
 
-    if paths == [] do
-      raise ArgumentError,
-            "Gen.Inference.#{fun}: the selection #{inspect(sel)} selects no choice of the trace; select the continuous choices to move"
-    end
+    if paths == [], do: Gen.Inference.Common.none_selected!(trace, sel, "Gen.Inference.#{fun}", "select the continuous choices to move")
 
     paths
   end

@@ -138,10 +138,8 @@ defmodule Gen.Inference.MAP do
         path
       end
 
-    if paths == [] do
-      raise ArgumentError,
-            "Gen.Inference.map_optimize: the selection #{inspect(sel)} selects no choice of the trace; select the continuous choices to optimise"
-    end
+    if paths == [],
+      do: Gen.Inference.Common.none_selected!(trace, sel, "Gen.Inference.map_optimize", "select the continuous choices to optimise")
 
     paths
   end

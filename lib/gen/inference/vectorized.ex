@@ -27,7 +27,7 @@ defmodule Gen.Inference.Vectorized do
 
   alias Gen.{Choicemap, Selection, Trace}
   alias Gen.Inference.Resample
-  import Gen.Inference.Common, only: [count!: 5, fun!: 4, positive!: 4]
+  import Gen.Inference.Common, only: [count!: 5, fun!: 4, positive!: 4, selects_some!: 4, none_selected!: 4]
   alias Gen.Vectorized, as: V
 
   # ---- importance sampling ------------------------------------------------------------
@@ -229,6 +229,7 @@ defmodule Gen.Inference.Vectorized do
   @spec mh(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
   def mh(%Trace{} = trace, %Selection{} = sel, opts \\ []) do
     Mx.Opts.validate!(opts, [:key], "Gen.Inference.Vectorized.mh")
+    selects_some!(trace, sel, "Gen.Inference.Vectorized.mh", "select the choices to resample")
     n = V.particles(trace)
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     {new, w, _} = V.regenerate(trace, sel, key: k_move)
@@ -409,10 +410,7 @@ defmodule Gen.Inference.Vectorized do
         path
       end
 
-    if paths == [] do
-      raise ArgumentError,
-            "Gen.Inference.Vectorized: the selection #{inspect(sel)} selects no choice of the trace; select the continuous choices to move"
-    end
+    if paths == [], do: none_selected!(trace, sel, "Gen.Inference.Vectorized", "select the continuous choices to move")
 
     paths
   end

@@ -122,10 +122,8 @@ defmodule Gen.Inference.VI do
         path
       end
 
-    if paths == [] do
-      raise ArgumentError,
-            "Gen.Inference.VI.advi: the selection #{inspect(sel)} selects no choice of the model; select its latent continuous choices"
-    end
+    if paths == [],
+      do: Gen.Inference.Common.none_selected!(t, sel, "Gen.Inference.VI.advi", "select the model's latent continuous choices")
 
     values = Enum.map(paths, &Mx.as_type(Gen.get_choices(t)[&1], :f64))
     params0 = %{mu: values, log_sigma: Enum.map(values, &Mx.zeros(Mx.shape(&1), type: :f64))}
