@@ -33,28 +33,30 @@ defmodule Mx.Opts do
       ** (ArgumentError) Mx.sum: options must be a keyword list, got %{axes: [0]}
   """
   @spec validate!(term(), [atom() | {atom(), term()}], String.t()) :: keyword()
-  def validate!(opts, valid, where) when is_list(opts) do
-    keys =
-      Enum.map(valid, fn
-        {k, _default} -> k
-        k -> k
-      end)
+  def validate!(opts, valid, where) when is_list(opts), do: check!(opts, opts, valid, where)
+  def validate!(opts, _valid, where), do: not_keyword!(opts, where)
 
-    for pair <- opts do
-      case pair do
-        {k, _} when is_atom(k) ->
-          if k not in keys, do: raise(ArgumentError, unknown(where, k, keys))
-
-        _ ->
-          not_keyword!(opts, where)
-      end
-    end
-
-    defaults = for {k, default} <- valid, not Keyword.has_key?(opts, k), do: {k, default}
-    defaults ++ opts
+  # Plain recursion: this runs on every call of every Mx op that takes options.
+  defp check!([{k, _} | rest], opts, valid, where) when is_atom(k) do
+    if :lists.member(k, valid) or :lists.keymember(k, 1, valid),
+      do: check!(rest, opts, valid, where),
+      else: raise(ArgumentError, unknown(where, k, Enum.map(valid, &key/1)))
   end
 
-  def validate!(opts, _valid, where), do: not_keyword!(opts, where)
+  defp check!([], opts, valid, _where), do: add_defaults(valid, opts)
+  defp check!(_not_a_pair, opts, _valid, where), do: not_keyword!(opts, where)
+
+  defp add_defaults([{k, default} | rest], opts) do
+    if :lists.keymember(k, 1, opts),
+      do: add_defaults(rest, opts),
+      else: [{k, default} | add_defaults(rest, opts)]
+  end
+
+  defp add_defaults([_key | rest], opts), do: add_defaults(rest, opts)
+  defp add_defaults([], opts), do: opts
+
+  defp key({k, _default}), do: k
+  defp key(k), do: k
 
   defp not_keyword!(opts, where),
     do: raise(ArgumentError, "#{where}: options must be a keyword list, got #{inspect(opts)}")
@@ -70,8 +72,8 @@ defmodule Mx.Opts do
     "#{where}: unknown option #{key}:#{hint}; #{valid}"
   end
 
-  # The most similar valid key, if similar enough: Jaro similarity (0.8, as Elixir's own
-  # "did you mean"), or one name inside the other (num_warmup: for warmup:).
+  # The most similar valid key, if similar enough: a Jaro similarity of at least 0.8
+  # (burnin: for burn:, axis: for axes:), or one name inside the other (num_warmup: for warmup:).
   defp closest(key, keys) do
     k = Atom.to_string(key)
 
