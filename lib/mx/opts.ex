@@ -6,7 +6,9 @@ defmodule Mx.Opts do
   valid key when one is close, and every valid key, instead of being ignored.
 
   A function that passes its options on to another validates them against
-  the union of both lists of keys.
+  the union of both lists of keys. Name the options parameter `opts` (or
+  type it `keyword()` in the spec): test/options_test.exs finds every public
+  function that takes options that way and calls it with an unknown key.
 
       iex> Mx.Opts.validate!([axes: [0]], [:axes, :keep_axes], "Mx.sum")
       [axes: [0]]
