@@ -239,7 +239,12 @@ defmodule Gen.Inference.Adapt do
             "Gen.Inference.Adapt.windows: num_warmup must be a non-negative integer, got #{inspect(num_warmup)}"
     end
 
-    Mx.Opts.validate!(opts, [:init_buffer, :term_buffer, :base_window], "Gen.Inference.Adapt.windows")
+    Mx.Opts.validate!(
+      opts,
+      [:init_buffer, :term_buffer, :base_window],
+      "Gen.Inference.Adapt.windows"
+    )
+
     init = Keyword.get(opts, :init_buffer, 75)
     term = Keyword.get(opts, :term_buffer, 50)
     base = Keyword.get(opts, :base_window, 25)

@@ -57,7 +57,10 @@ defmodule Gen.Inference.Common do
   @spec selects_some!(Gen.Trace.t(), Gen.Selection.t(), String.t(), String.t()) :: :ok
   def selects_some!(trace, sel, where, fix) do
     paths = trace |> Gen.get_choices() |> Gen.Choicemap.to_list() |> Enum.map(&elem(&1, 0))
-    if Enum.any?(paths, &Gen.Selection.member?(sel, &1)), do: :ok, else: none_selected!(trace, sel, where, fix)
+
+    if Enum.any?(paths, &Gen.Selection.member?(sel, &1)),
+      do: :ok,
+      else: none_selected!(trace, sel, where, fix)
   end
 
   @doc false
@@ -65,11 +68,24 @@ defmodule Gen.Inference.Common do
   @spec none_selected!(Gen.Trace.t(), Gen.Selection.t(), String.t(), String.t()) :: no_return()
   def none_selected!(trace, sel, where, fix) do
     paths = trace |> Gen.get_choices() |> Gen.Choicemap.to_list() |> Enum.map(&elem(&1, 0))
-    shown = paths |> Enum.take(20) |> Enum.map_join(", ", fn [a] -> inspect(a); p -> inspect(p) end)
-    more = if length(paths) > 20, do: ", ... (#{length(paths)} in all)", else: ""
-    addresses = if paths == [], do: "the trace has no choices", else: "the trace's addresses are #{shown}#{more}"
 
-    raise ArgumentError, "#{where}: the selection #{inspect(sel)} selects no choice of the trace (#{addresses}); #{fix}"
+    shown =
+      paths
+      |> Enum.take(20)
+      |> Enum.map_join(", ", fn
+        [a] -> inspect(a)
+        p -> inspect(p)
+      end)
+
+    more = if length(paths) > 20, do: ", ... (#{length(paths)} in all)", else: ""
+
+    addresses =
+      if paths == [],
+        do: "the trace has no choices",
+        else: "the trace's addresses are #{shown}#{more}"
+
+    raise ArgumentError,
+          "#{where}: the selection #{inspect(sel)} selects no choice of the trace (#{addresses}); #{fix}"
   end
 
   @doc false

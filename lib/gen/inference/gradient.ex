@@ -74,7 +74,13 @@ defmodule Gen.Inference.Gradient do
   @spec hmc_warmup(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), float(), [map()]}
   def hmc_warmup(%Trace{} = trace, %Selection{} = sel, opts) do
     fun = "hmc_warmup"
-    Mx.Opts.validate!(opts, [:warmup, :n_leapfrog, :step_size, :target_accept, :key], "Gen.Inference.hmc_warmup")
+
+    Mx.Opts.validate!(
+      opts,
+      [:warmup, :n_leapfrog, :step_size, :target_accept, :key],
+      "Gen.Inference.hmc_warmup"
+    )
+
     warmup = Keyword.get(opts, :warmup, 500)
 
     unless is_integer(warmup) and warmup >= 1 do
@@ -234,7 +240,14 @@ defmodule Gen.Inference.Gradient do
         path
       end
 
-    if paths == [], do: Gen.Inference.Common.none_selected!(trace, sel, "Gen.Inference.#{fun}", "select the continuous choices to move")
+    if paths == [],
+      do:
+        Gen.Inference.Common.none_selected!(
+          trace,
+          sel,
+          "Gen.Inference.#{fun}",
+          "select the continuous choices to move"
+        )
 
     paths
   end

@@ -17,7 +17,14 @@ defmodule Gen.Inference.MH do
   @spec mh_selection(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def mh_selection(%Trace{} = trace, %Selection{} = sel, opts) do
     Mx.Opts.validate!(opts, [:key], "Gen.Inference.mh")
-    Gen.Inference.Common.selects_some!(trace, sel, "Gen.Inference.mh", "select the choices to resample")
+
+    Gen.Inference.Common.selects_some!(
+      trace,
+      sel,
+      "Gen.Inference.mh",
+      "select the choices to resample"
+    )
+
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     {new, w, _retdiff} = Gen.regenerate(trace, sel, key: k_move)
     decide(trace, new, w, k_accept)

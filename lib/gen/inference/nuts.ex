@@ -118,7 +118,12 @@ defmodule Gen.Inference.NUTS do
   """
   @spec nuts(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def nuts(%Trace{} = trace, %Selection{} = sel, opts) do
-    Mx.Opts.validate!(opts, [:step_size, :inv_metric, :max_depth, :transforms, :key], "Gen.Inference.nuts")
+    Mx.Opts.validate!(
+      opts,
+      [:step_size, :inv_metric, :max_depth, :transforms, :key],
+      "Gen.Inference.nuts"
+    )
+
     eps = positive!(opts, :step_size, nil, "Gen.Inference.nuts")
     model = model!(trace, sel, Keyword.get(opts, :transforms, %{}), "nuts")
     ctx = context(model, inv_metric!(opts, model, "nuts"), depth!(opts, "nuts"))
@@ -155,7 +160,18 @@ defmodule Gen.Inference.NUTS do
   def sample(%Trace{} = trace, %Selection{} = sel, opts \\ []) do
     Mx.Opts.validate!(
       opts,
-      [:warmup, :samples, :key, :target_accept, :max_depth, :step_size, :inv_metric, :adapt_metric, :transforms, :callback],
+      [
+        :warmup,
+        :samples,
+        :key,
+        :target_accept,
+        :max_depth,
+        :step_size,
+        :inv_metric,
+        :adapt_metric,
+        :transforms,
+        :callback
+      ],
       "Gen.Inference.NUTS.sample"
     )
 
