@@ -210,8 +210,8 @@ defmodule Gen do
     keys[1]
   end
 
-  defp key(opts) do
-    case Keyword.fetch(opts, :key) do
+  defp key(opts, where) do
+    case Keyword.fetch(Mx.Opts.validate!(opts, [:key], where), :key) do
       {:ok, k} -> k
       :error -> next_key()
     end
@@ -231,7 +231,7 @@ defmodule Gen do
       true
   """
   @spec simulate(gen_fn(), [term()], keyword()) :: Trace.t()
-  def simulate(gf, args, opts \\ []), do: GenerativeFunction.simulate(gf, args, key(opts))
+  def simulate(gf, args, opts \\ []), do: GenerativeFunction.simulate(gf, args, key(opts, "Gen.simulate"))
 
   @doc """
   A trace of `gf` on `args` whose choices agree with `constraints` (a
@@ -252,7 +252,7 @@ defmodule Gen do
   """
   @spec generate(gen_fn(), [term()], Choicemap.t() | map() | list(), keyword()) :: {Trace.t(), weight()}
   def generate(gf, args, constraints \\ Choicemap.new(), opts \\ []) do
-    GenerativeFunction.generate(gf, args, Choicemap.new(constraints), key(opts))
+    GenerativeFunction.generate(gf, args, Choicemap.new(constraints), key(opts, "Gen.generate"))
   end
 
   @doc """
@@ -276,13 +276,14 @@ defmodule Gen do
   @spec update(Trace.t(), [term()], [argdiff()] | argdiff(), Choicemap.t() | map() | list(), keyword()) ::
           {Trace.t(), weight(), argdiff(), Choicemap.t()}
   def update(%Trace{} = trace, args, argdiffs, constraints, opts \\ []) do
+    Mx.Opts.validate!(opts, [:key], "Gen.update")
     cm = Choicemap.new(constraints)
     diffs = argdiffs!(args, argdiffs, "Gen.update/5")
 
     if Enum.all?(diffs, &(&1 == :no_change)) and Choicemap.empty?(cm) do
       {trace, Handlers.zero(), :no_change, Choicemap.new()}
     else
-      GenerativeFunction.update(trace.gen_fn, trace, args, diffs, cm, key(opts))
+      GenerativeFunction.update(trace.gen_fn, trace, args, diffs, cm, key(opts, "Gen.update"))
     end
   end
 
@@ -313,12 +314,13 @@ defmodule Gen do
   """
   @spec regenerate(Trace.t(), [term()], [argdiff()] | argdiff(), Selection.t(), keyword()) :: {Trace.t(), weight(), argdiff()}
   def regenerate(%Trace{} = trace, args, argdiffs, %Selection{} = selection, opts \\ []) do
+    Mx.Opts.validate!(opts, [:key], "Gen.regenerate")
     diffs = argdiffs!(args, argdiffs, "Gen.regenerate/5")
 
     if Enum.all?(diffs, &(&1 == :no_change)) and Selection.empty?(selection) do
       {trace, Handlers.zero(), :no_change}
     else
-      GenerativeFunction.regenerate(trace.gen_fn, trace, args, diffs, selection, key(opts))
+      GenerativeFunction.regenerate(trace.gen_fn, trace, args, diffs, selection, key(opts, "Gen.regenerate"))
     end
   end
 
@@ -369,7 +371,7 @@ defmodule Gen do
   joint density of the choices (the score). Options: `key:`.
   """
   @spec propose(gen_fn(), [term()], keyword()) :: {Choicemap.t(), weight(), term()}
-  def propose(gf, args, opts \\ []), do: GenerativeFunction.propose(gf, args, key(opts))
+  def propose(gf, args, opts \\ []), do: GenerativeFunction.propose(gf, args, key(opts, "Gen.propose"))
 
   @doc """
   Edits `trace` with a GenJAX-style request (see `Gen.Edit`): returns
@@ -386,7 +388,7 @@ defmodule Gen do
       {0.5, 0.0, 1.0}
   """
   @spec edit(Trace.t(), Gen.Edit.request(), keyword()) :: {Trace.t(), weight(), Choicemap.t()}
-  def edit(%Trace{} = trace, request, opts \\ []), do: Gen.Edit.run(trace, request, opts)
+  def edit(%Trace{} = trace, request, opts \\ []), do: Gen.Edit.run(trace, request, Mx.Opts.validate!(opts, [:key], "Gen.edit"))
 
   # ---- vectorized over particles --------------------------------------------------
 

@@ -66,13 +66,14 @@ defmodule Mx do
   def tensor(data, opts \\ [])
 
   def tensor(%Array{} = a, opts) do
-    case opts[:type] do
+    case Mx.Opts.validate!(opts, [:type], "Mx.tensor")[:type] do
       nil -> a
       t -> as_type(a, t)
     end
   end
 
   def tensor(data, opts) when is_number(data) or data in [:nan, :infinity, :neg_infinity] do
+    Mx.Opts.validate!(opts, [:type], "Mx.tensor")
     type = if t = opts[:type], do: Type.normalize!(t), else: infer_type([data])
     NIF.full(type, {}, data) |> Array.wrap()
   end
@@ -80,6 +81,7 @@ defmodule Mx do
   def tensor(data, opts) when is_boolean(data), do: tensor([data], opts) |> reshape({})
 
   def tensor(data, opts) when is_list(data) do
+    Mx.Opts.validate!(opts, [:type], "Mx.tensor")
     check_rank!(data, 0)
     shape = list_shape(data, [])
     flat = List.flatten(data)
@@ -169,6 +171,7 @@ defmodule Mx do
   def from_binary(binary, type, opts \\ [])
 
   def from_binary(binary, type, opts) when is_binary(binary) do
+    Mx.Opts.validate!(opts, [:shape], "Mx.from_binary")
     type = Type.normalize!(type)
     size = Type.byte_size(type)
 
@@ -197,7 +200,7 @@ defmodule Mx do
       [0.0, 0.0]
   """
   @spec zeros(shape(), keyword()) :: t()
-  def zeros(shape, opts \\ []), do: full(shape, 0, opts)
+  def zeros(shape, opts \\ []), do: full(shape, 0, Mx.Opts.validate!(opts, [:type], "Mx.zeros"))
 
   @doc """
   An array of ones.
@@ -206,7 +209,7 @@ defmodule Mx do
       [1, 1]
   """
   @spec ones(shape(), keyword()) :: t()
-  def ones(shape, opts \\ []), do: full(shape, 1, opts)
+  def ones(shape, opts \\ []), do: full(shape, 1, Mx.Opts.validate!(opts, [:type], "Mx.ones"))
 
   @doc """
   An array filled with `value`. `type:` defaults to `:f32`.
@@ -215,7 +218,10 @@ defmodule Mx do
       [[7], [7]]
   """
   @spec full(shape(), number() | atom(), keyword()) :: t()
-  def full(shape, value, opts \\ []), do: NIF.full(type_opt(opts, :f32), shape, value) |> Array.wrap()
+  def full(shape, value, opts \\ []) do
+    Mx.Opts.validate!(opts, [:type], "Mx.full")
+    NIF.full(type_opt(opts, :f32), shape, value) |> Array.wrap()
+  end
 
   @doc """
   Counts along `axis:` (default: across the whole array, row-major).
@@ -228,6 +234,7 @@ defmodule Mx do
   """
   @spec iota(shape(), keyword()) :: t()
   def iota(shape, opts \\ []) do
+    Mx.Opts.validate!(opts, [:axis, :type], "Mx.iota")
     axis = opts[:axis]
     axis = if is_integer(axis) and axis < 0, do: tuple_size(shape) + axis, else: axis
     NIF.iota(type_opt(opts, :s64), shape, axis) |> Array.wrap()
@@ -248,6 +255,7 @@ defmodule Mx do
   def arange(stop, nil, step, opts), do: arange(0, stop, step, opts)
 
   def arange(start, stop, step, opts) do
+    Mx.Opts.validate!(opts, [:type], "Mx.arange")
     if step == 0, do: raise(ArgumentError, "[arange] step must be nonzero")
     default = if Enum.all?([start, stop, step], &is_integer/1), do: :s64, else: :f32
     n = Kernel.max(0, Kernel.ceil((stop - start) / step))
@@ -263,6 +271,7 @@ defmodule Mx do
   """
   @spec linspace(number(), number(), keyword()) :: t()
   def linspace(start, stop, opts) do
+    Mx.Opts.validate!(opts, [:n, :endpoint, :type], "Mx.linspace")
     n = Keyword.fetch!(opts, :n)
     NIF.linspace(type_opt(opts, :f32), start, stop, n, Keyword.get(opts, :endpoint, true)) |> Array.wrap()
   end
@@ -274,7 +283,10 @@ defmodule Mx do
       [[1, 0], [0, 1]]
   """
   @spec eye(non_neg_integer(), keyword()) :: t()
-  def eye(n, opts \\ []), do: NIF.eye(type_opt(opts, :f32), n, opts[:m] || n) |> Array.wrap()
+  def eye(n, opts \\ []) do
+    Mx.Opts.validate!(opts, [:m, :type], "Mx.eye")
+    NIF.eye(type_opt(opts, :f32), n, opts[:m] || n) |> Array.wrap()
+  end
 
   defp type_opt(opts, default), do: Type.normalize!(opts[:type] || default)
 
@@ -704,6 +716,7 @@ defmodule Mx do
     """
     @spec unquote(name)(tensor_like(), keyword()) :: t()
     def unquote(name)(a, opts \\ []) do
+      Mx.Opts.validate!(opts, [:axes, :keep_axes], unquote("Mx.#{name}"))
       NIF.reduce(unquote(name), to_array(a).ref, opts[:axes], opts[:keep_axes] || false) |> Array.wrap()
     end
   end
@@ -717,7 +730,7 @@ defmodule Mx do
       [1, 0]
   """
   @spec argmax(tensor_like(), keyword()) :: t()
-  def argmax(a, opts \\ []), do: arg_reduce(:argmax, a, opts)
+  def argmax(a, opts \\ []), do: arg_reduce(:argmax, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmax"))
 
   @doc """
   The index of the smallest element along `axis:` (see `argmax/2`).
@@ -726,7 +739,7 @@ defmodule Mx do
       1
   """
   @spec argmin(tensor_like(), keyword()) :: t()
-  def argmin(a, opts \\ []), do: arg_reduce(:argmin, a, opts)
+  def argmin(a, opts \\ []), do: arg_reduce(:argmin, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmin"))
 
   defp arg_reduce(op, a, opts) do
     axes = if axis = opts[:axis], do: [axis], else: nil
@@ -741,6 +754,7 @@ defmodule Mx do
   """
   @spec mean(tensor_like(), keyword()) :: t()
   def mean(a, opts \\ []) do
+    Mx.Opts.validate!(opts, [:axes, :keep_axes], "Mx.mean")
     a = to_array(a)
     a = if Type.float?(a.type) or Type.complex?(a.type), do: a, else: as_type(a, :f32)
     s = sum(a, opts)
@@ -757,6 +771,7 @@ defmodule Mx do
   """
   @spec logsumexp(tensor_like(), keyword()) :: t()
   def logsumexp(a, opts \\ []) do
+    Mx.Opts.validate!(opts, [:axes, :keep_axes], "Mx.logsumexp")
     a = to_array(a)
     m = reduce_max(a, axes: opts[:axes], keep_axes: true)
     # A row that is all -inf has max -inf: shift by 0 there so it stays -inf, not NaN.
@@ -784,6 +799,7 @@ defmodule Mx do
     """
     @spec unquote(name)(tensor_like(), keyword()) :: t()
     def unquote(name)(a, opts \\ []) do
+      Mx.Opts.validate!(opts, [:axis, :reverse], unquote("Mx.#{name}"))
       NIF.scan(unquote(name), to_array(a).ref, opts[:axis] || 0, opts[:reverse] || false) |> Array.wrap()
     end
   end
@@ -810,7 +826,8 @@ defmodule Mx do
       [[1], [2], [3]]
   """
   @spec transpose(tensor_like(), keyword()) :: t()
-  def transpose(a, opts \\ []), do: NIF.transpose(to_array(a).ref, opts[:axes]) |> Array.wrap()
+  def transpose(a, opts \\ []),
+    do: NIF.transpose(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.transpose")[:axes]) |> Array.wrap()
 
   @doc """
   The shape two shapes broadcast to (numpy rules), or `nil` if they do not.
@@ -862,7 +879,8 @@ defmodule Mx do
       {2}
   """
   @spec squeeze(tensor_like(), keyword()) :: t()
-  def squeeze(a, opts \\ []), do: NIF.squeeze(to_array(a).ref, opts[:axes]) |> Array.wrap()
+  def squeeze(a, opts \\ []),
+    do: NIF.squeeze(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.squeeze")[:axes]) |> Array.wrap()
 
   @doc """
   Joins arrays along an existing `axis:` (default 0); types promote. Any
@@ -873,6 +891,7 @@ defmodule Mx do
   """
   @spec concatenate([tensor_like()], keyword()) :: t()
   def concatenate(arrays, opts \\ []) when is_list(arrays) do
+    Mx.Opts.validate!(opts, [:axis], "Mx.concatenate")
     axis = opts[:axis] || 0
 
     if length(arrays) > @max_inputs,
@@ -891,6 +910,7 @@ defmodule Mx do
   """
   @spec stack([tensor_like()], keyword()) :: t()
   def stack(arrays, opts \\ []) when is_list(arrays) do
+    Mx.Opts.validate!(opts, [:axis], "Mx.stack")
     axis = opts[:axis] || 0
 
     if length(arrays) > @max_inputs,
@@ -909,6 +929,7 @@ defmodule Mx do
   """
   @spec slice(tensor_like(), [integer()], [non_neg_integer()], keyword()) :: t()
   def slice(a, start_indices, lengths, opts \\ []) do
+    Mx.Opts.validate!(opts, [:strides], "Mx.slice")
     a = to_array(a)
     dims = Tuple.to_list(a.shape)
     strides = opts[:strides] || List.duplicate(1, length(dims))
@@ -963,7 +984,8 @@ defmodule Mx do
       [[2, 1], [4, 3]]
   """
   @spec reverse(tensor_like(), keyword()) :: t()
-  def reverse(a, opts \\ []), do: NIF.reverse(to_array(a).ref, opts[:axes]) |> Array.wrap()
+  def reverse(a, opts \\ []),
+    do: NIF.reverse(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.reverse")[:axes]) |> Array.wrap()
 
   # ---- indexing -------------------------------------------------------------------------
 
@@ -976,6 +998,7 @@ defmodule Mx do
   """
   @spec take(tensor_like(), t() | list(), keyword()) :: t()
   def take(a, indices, opts \\ []) do
+    Mx.Opts.validate!(opts, [:axis], "Mx.take")
     NIF.take(to_array(a).ref, index_array(indices).ref, opts[:axis] || 0) |> Array.wrap()
   end
 
@@ -989,6 +1012,7 @@ defmodule Mx do
   """
   @spec take_along_axis(tensor_like(), t() | list(), keyword()) :: t()
   def take_along_axis(a, indices, opts \\ []) do
+    Mx.Opts.validate!(opts, [:axis], "Mx.take_along_axis")
     NIF.take_along_axis(to_array(a).ref, index_array(indices).ref, opts[:axis] || 0) |> Array.wrap()
   end
 
@@ -1041,7 +1065,7 @@ defmodule Mx do
       [3, 2, 1]
   """
   @spec sort(tensor_like(), keyword()) :: t()
-  def sort(a, opts \\ []), do: sort_op(:sort, a, opts)
+  def sort(a, opts \\ []), do: sort_op(:sort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.sort"))
 
   @doc """
   The indices that sort `a` along `axis:` (default: the last axis), as `s64`.
@@ -1050,7 +1074,7 @@ defmodule Mx do
       [1, 2, 0]
   """
   @spec argsort(tensor_like(), keyword()) :: t()
-  def argsort(a, opts \\ []), do: sort_op(:argsort, a, opts)
+  def argsort(a, opts \\ []), do: sort_op(:argsort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.argsort"))
 
   defp sort_op(op, a, opts) do
     desc =

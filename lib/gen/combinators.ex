@@ -190,11 +190,7 @@ defmodule Gen.Combinators do
   """
   @spec dimap(Gen.GenerativeFunction.t(), keyword()) :: Gen.Combinators.Dimap.t()
   def dimap(gf, opts) when is_list(opts) do
-    case Keyword.keys(opts) -- [:pre, :post] do
-      [] -> :ok
-      bad -> raise ArgumentError, "Gen.Combinators.dimap: unknown option(s) #{inspect(bad)}; the options are pre: and post:"
-    end
-
+    Mx.Opts.validate!(opts, [:pre, :post], "Gen.Combinators.dimap")
     pre = fun!(Keyword.get(opts, :pre), "dimap", "pre:")
     post = fun!(Keyword.get(opts, :post), "dimap", "post:")
     %Gen.Combinators.Dimap{inner: kernel!(gf, "dimap"), pre: pre, post: post}
@@ -249,6 +245,7 @@ defmodule Gen.Combinators do
   def recurse(body_fun, opts \\ [])
 
   def recurse(body_fun, opts) when is_function(body_fun, 1) and is_list(opts) do
+    Mx.Opts.validate!(opts, [:max_depth], "Gen.Combinators.recurse")
     case Keyword.get(opts, :max_depth, 10_000) do
       n when is_integer(n) and n > 0 -> %Gen.Combinators.Recurse{body: body_fun, max_depth: n}
       other -> raise ArgumentError, "Gen.Combinators.recurse: max_depth: must be a positive integer, got #{inspect(other)}"

@@ -62,6 +62,7 @@ defmodule Gen.Diagnostics do
   @spec ess(samples(), keyword()) :: stat()
   def ess(samples, opts \\ []) do
     chains = chains!(samples, "ess")
+    Mx.Opts.validate!(opts, [:method], "Gen.Diagnostics.ess")
 
     case Keyword.get(opts, :method, :bulk) do
       :bulk ->
@@ -97,6 +98,7 @@ defmodule Gen.Diagnostics do
   @spec rhat(samples(), keyword()) :: stat()
   def rhat(samples, opts \\ []) do
     chains = chains!(samples, "rhat")
+    Mx.Opts.validate!(opts, [:method], "Gen.Diagnostics.rhat")
 
     case Keyword.get(opts, :method, :rank) do
       :rank ->

@@ -126,6 +126,8 @@ defmodule Gen.Inference do
   (`Gen.regenerate/3`), accepted with probability min(1, exp(weight)).
   Returns `{new_trace, accepted?}`. Options: `key:`. (`mh(trace, q,
   q_args)` with a generative function `q` is `mh/4` without options.)
+  A selection that selects no choice of the trace raises, listing the
+  trace's addresses: a misspelt address would give a chain that never moves.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -605,6 +607,7 @@ defmodule Gen.Inference do
             "Gen.Inference.run: expected a kernel, fn trace, opts -> {trace, accepted?} end, got #{inspect(kernel)}"
     end
 
+    Mx.Opts.validate!(opts, [:samples, :burn, :thin, :key, :select, :callback, :chains, :progress], "Gen.Inference.run")
     samples = count!(opts, :samples, nil, 0, "Gen.Inference.run")
     burn = count!(opts, :burn, 0, 0, "Gen.Inference.run")
     thin = count!(opts, :thin, 1, 1, "Gen.Inference.run")

@@ -203,6 +203,7 @@ defmodule Gen.Optim do
   """
   @spec fit((params(), non_neg_integer() -> Mx.t()), params(), keyword()) :: {params(), [float()]}
   def fit(objective, params, opts) when is_function(objective, 2) do
+    check_keys!(opts, [:steps, :optimizer, :callback], "fit")
     steps = Keyword.get(opts, :steps)
 
     unless is_integer(steps) and steps >= 0 do
@@ -308,16 +309,7 @@ defmodule Gen.Optim do
           "Gen.Optim.#{fun_name}: parameters must be floating-point Mx arrays in maps or lists, got #{inspect(x)}; wrap numbers with Mx.tensor(x, type: :f64)"
   end
 
-  defp check_keys!(opts, allowed, fun) do
-    unless Keyword.keyword?(opts) do
-      raise ArgumentError, "Gen.Optim.#{fun}: options must be a keyword list, got #{inspect(opts)}"
-    end
-
-    case Keyword.keys(opts) -- allowed do
-      [] -> :ok
-      bad -> raise ArgumentError, "Gen.Optim.#{fun}: unknown options #{inspect(bad)}; known: #{inspect(allowed)}"
-    end
-  end
+  defp check_keys!(opts, allowed, fun), do: Mx.Opts.validate!(opts, allowed, "Gen.Optim.#{fun}")
 
   defp unit!(opts, name, default, fun) do
     case Keyword.get(opts, name, default) do

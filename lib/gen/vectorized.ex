@@ -267,6 +267,7 @@ defmodule Gen.Vectorized do
   @spec simulate(Gen.gen_fn(), [term()], pos_integer(), keyword()) :: Trace.t()
   def simulate(gf, args, n, opts \\ []) do
     check_n!(n, "Gen.vsimulate")
+    Mx.Opts.validate!(opts, [:key], "Gen.vsimulate")
     t = run("Gen.vsimulate", n, fn -> GenerativeFunction.simulate(gf, args, key(opts)) end)
     particles!(t, n)
   end
@@ -283,6 +284,7 @@ defmodule Gen.Vectorized do
   @spec generate(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) :: {Trace.t(), Mx.t()}
   def generate(gf, args, observations, n, opts \\ []) do
     check_n!(n, "Gen.vgenerate")
+    Mx.Opts.validate!(opts, [:key], "Gen.vgenerate")
     cm = Choicemap.new(observations)
     per_particle_generate(gf, args, cm, n, key(opts), "Gen.vgenerate", cm)
   end
@@ -294,6 +296,7 @@ defmodule Gen.Vectorized do
           {Trace.t(), Mx.t()}
   def generate_particles(gf, args, constraints, n, opts \\ []) do
     check_n!(n, "Gen.Vectorized.generate_particles")
+    Mx.Opts.validate!(opts, [:key, :shared_observations], "Gen.Vectorized.generate_particles")
     shared = Keyword.get(opts, :shared_observations)
     per_particle_generate(gf, args, Choicemap.new(constraints), n, key(opts), "Gen.Vectorized.generate", shared)
   end
@@ -322,7 +325,7 @@ defmodule Gen.Vectorized do
           {Trace.t(), Mx.t(), Gen.argdiff(), Choicemap.t()}
   def update(%Trace{} = trace, args, argdiffs, constraints, opts \\ []) do
     n = particles(trace)
-    {shared, opts} = Keyword.pop(opts, :shared_observations)
+    {shared, opts} = opts |> Mx.Opts.validate!([:key, :shared_observations], "Gen.Vectorized.update") |> Keyword.pop(:shared_observations)
     shared = if shared, do: Choicemap.new(shared)
 
     {t, w, rd, d} =
@@ -338,6 +341,7 @@ defmodule Gen.Vectorized do
   """
   @spec regenerate(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t(), Gen.argdiff()}
   def regenerate(%Trace{} = trace, %Selection{} = selection, opts \\ []) do
+    Mx.Opts.validate!(opts, [:key], "Gen.Vectorized.regenerate")
     n = particles(trace)
     {t, w, rd} = run("Gen.Vectorized.regenerate", n, fn -> Gen.regenerate(trace, selection, opts) end)
     {particles!(t, n), broadcast(w, n), rd}
@@ -367,7 +371,7 @@ defmodule Gen.Vectorized do
   """
   @spec propose(Gen.gen_fn(), [term()], pos_integer(), keyword()) :: {Choicemap.t(), Mx.t(), term()}
   def propose(gf, args, n, opts \\ []) do
-    t = simulate(gf, args, n, opts)
+    t = simulate(gf, args, n, Mx.Opts.validate!(opts, [:key], "Gen.Vectorized.propose"))
     {t.choices, t.score, t.retval}
   end
 

@@ -44,7 +44,7 @@ defmodule Mx.FFT do
       [{1.0, 0.0}, {1.0, 0.0}]
   """
   @spec fft(Mx.tensor_like(), keyword()) :: Mx.t()
-  def fft(a, opts \\ []), do: one(:fft, a, opts)
+  def fft(a, opts \\ []), do: one(:fft, a, Mx.Opts.validate!(opts, [:axis, :n, :norm], "Mx.FFT.fft"))
 
   @doc """
   The inverse discrete Fourier transform along `axis:` (numpy's `ifft`).
@@ -53,7 +53,7 @@ defmodule Mx.FFT do
       [{1.0, 0.0}, {1.0, 0.0}, {1.0, 0.0}, {1.0, 0.0}]
   """
   @spec ifft(Mx.tensor_like(), keyword()) :: Mx.t()
-  def ifft(a, opts \\ []), do: one(:ifft, a, opts)
+  def ifft(a, opts \\ []), do: one(:ifft, a, Mx.Opts.validate!(opts, [:axis, :n, :norm], "Mx.FFT.ifft"))
 
   @doc """
   The transform of real input: the `n/2 + 1` frequencies `0..n/2` (the others
@@ -63,7 +63,7 @@ defmodule Mx.FFT do
       [{3.0, 0.0}, {0.0, 0.0}]
   """
   @spec rfft(Mx.tensor_like(), keyword()) :: Mx.t()
-  def rfft(a, opts \\ []), do: one(:rfft, a, opts)
+  def rfft(a, opts \\ []), do: one(:rfft, a, Mx.Opts.validate!(opts, [:axis, :n, :norm], "Mx.FFT.rfft"))
 
   @doc """
   The inverse of `rfft/2`: from the `m` frequencies `0..n/2` to `n` real
@@ -74,7 +74,7 @@ defmodule Mx.FFT do
       [1.0, 1.0, 1.0]
   """
   @spec irfft(Mx.tensor_like(), keyword()) :: Mx.t()
-  def irfft(a, opts \\ []), do: one(:irfft, a, opts)
+  def irfft(a, opts \\ []), do: one(:irfft, a, Mx.Opts.validate!(opts, [:axis, :n, :norm], "Mx.FFT.irfft"))
 
   @doc """
   The 2-d transform over the last two axes (or `axes:`), with `s:` the
@@ -84,7 +84,8 @@ defmodule Mx.FFT do
       [[{10.0, 0.0}, {-2.0, 0.0}], [{-4.0, 0.0}, {0.0, 0.0}]]
   """
   @spec fft2(Mx.tensor_like(), keyword()) :: Mx.t()
-  def fft2(a, opts \\ []), do: fftn(a, Keyword.put_new(opts, :axes, [-2, -1]))
+  def fft2(a, opts \\ []),
+    do: fftn(a, opts |> Mx.Opts.validate!([:axes, :s, :norm], "Mx.FFT.fft2") |> Keyword.put_new(:axes, [-2, -1]))
 
   @doc """
   The inverse of `fft2/2`.
@@ -93,7 +94,8 @@ defmodule Mx.FFT do
       [[1.0, 2.0], [3.0, 4.0]]
   """
   @spec ifft2(Mx.tensor_like(), keyword()) :: Mx.t()
-  def ifft2(a, opts \\ []), do: ifftn(a, Keyword.put_new(opts, :axes, [-2, -1]))
+  def ifft2(a, opts \\ []),
+    do: ifftn(a, opts |> Mx.Opts.validate!([:axes, :s, :norm], "Mx.FFT.ifft2") |> Keyword.put_new(:axes, [-2, -1]))
 
   @doc """
   The n-dimensional transform over `axes:` (default: all; with `s:` and no
@@ -104,7 +106,7 @@ defmodule Mx.FFT do
       [8.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
   """
   @spec fftn(Mx.tensor_like(), keyword()) :: Mx.t()
-  def fftn(a, opts \\ []), do: many(:fft, a, opts)
+  def fftn(a, opts \\ []), do: many(:fft, a, Mx.Opts.validate!(opts, [:axes, :s, :norm], "Mx.FFT.fftn"))
 
   @doc """
   The inverse of `fftn/2`.
@@ -113,7 +115,7 @@ defmodule Mx.FFT do
       [[1.0, 2.0]]
   """
   @spec ifftn(Mx.tensor_like(), keyword()) :: Mx.t()
-  def ifftn(a, opts \\ []), do: many(:ifft, a, opts)
+  def ifftn(a, opts \\ []), do: many(:ifft, a, Mx.Opts.validate!(opts, [:axes, :s, :norm], "Mx.FFT.ifftn"))
 
   defp one(op, a, opts) do
     a = to_array(a)

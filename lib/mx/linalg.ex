@@ -83,7 +83,7 @@ defmodule Mx.Linalg do
   """
   @spec qr(Mx.tensor_like(), keyword()) :: {t(), t()}
   def qr(a, opts \\ []) do
-    opts = Keyword.validate!(opts, mode: :reduced)
+    opts = Mx.Opts.validate!(opts, [mode: :reduced], "Mx.Linalg.qr")
 
     if opts[:mode] != :reduced do
       raise ArgumentError, "[qr] only mode: :reduced is supported, got #{inspect(opts[:mode])}"
@@ -105,7 +105,7 @@ defmodule Mx.Linalg do
   """
   @spec svd(Mx.tensor_like(), keyword()) :: {t(), t(), t()}
   def svd(a, opts \\ []) do
-    opts = Keyword.validate!(opts, full_matrices: false)
+    opts = Mx.Opts.validate!(opts, [full_matrices: false], "Mx.Linalg.svd")
     call(:svd, [a], [flag(opts[:full_matrices], :full_matrices, :svd)])
   end
 
@@ -175,7 +175,7 @@ defmodule Mx.Linalg do
   """
   @spec triangular_solve(Mx.tensor_like(), Mx.tensor_like(), keyword()) :: t()
   def triangular_solve(a, b, opts \\ []) do
-    opts = Keyword.validate!(opts, lower: true, left_side: true, transform_a: :none, unit_diagonal: false)
+    opts = Mx.Opts.validate!(opts, [lower: true, left_side: true, transform_a: :none, unit_diagonal: false], "Mx.Linalg.triangular_solve")
 
     trans =
       case opts[:transform_a] do
@@ -259,7 +259,7 @@ defmodule Mx.Linalg do
   """
   @spec norm(Mx.tensor_like(), keyword()) :: t()
   def norm(a, opts \\ []) do
-    opts = Keyword.validate!(opts, ord: nil, axes: nil, keep_axes: false)
+    opts = Mx.Opts.validate!(opts, [ord: nil, axes: nil, keep_axes: false], "Mx.Linalg.norm")
 
     {kind, p} =
       case opts[:ord] do
@@ -299,7 +299,7 @@ defmodule Mx.Linalg do
   """
   @spec cross(Mx.tensor_like(), Mx.tensor_like(), keyword()) :: t()
   def cross(a, b, opts \\ []) do
-    opts = Keyword.validate!(opts, axis: -1)
+    opts = Mx.Opts.validate!(opts, [axis: -1], "Mx.Linalg.cross")
     call(:cross, [a, b], [opts[:axis]])
   end
 
@@ -324,7 +324,7 @@ defmodule Mx.Linalg do
   """
   @spec trace(Mx.tensor_like(), keyword()) :: t()
   def trace(a, opts \\ []) do
-    opts = Keyword.validate!(opts, offset: 0)
+    opts = Mx.Opts.validate!(opts, [offset: 0], "Mx.Linalg.trace")
     call(:trace, [a], [offset!(opts[:offset], :trace)])
   end
 
@@ -339,7 +339,7 @@ defmodule Mx.Linalg do
   """
   @spec diagonal(Mx.tensor_like(), keyword()) :: t()
   def diagonal(a, opts \\ []) do
-    opts = Keyword.validate!(opts, offset: 0)
+    opts = Mx.Opts.validate!(opts, [offset: 0], "Mx.Linalg.diagonal")
     call(:diagonal, [a], [offset!(opts[:offset], :diagonal)])
   end
 
@@ -355,7 +355,7 @@ defmodule Mx.Linalg do
   """
   @spec diag(Mx.tensor_like(), keyword()) :: t()
   def diag(v, opts \\ []) do
-    opts = Keyword.validate!(opts, offset: 0)
+    opts = Mx.Opts.validate!(opts, [offset: 0], "Mx.Linalg.diag")
     call(:diag, [v], [offset!(opts[:offset], :diag)])
   end
 

@@ -159,6 +159,7 @@ defmodule Mx.Random do
   @spec bits(key(), keyword()) :: Array.t()
   def bits(key, opts \\ []) do
     check_key!(key, "bits/2")
+    Mx.Opts.validate!(opts, [:shape, :type], "Mx.Random.bits/2")
     type = Type.normalize!(opts[:type] || :u32)
 
     unless type in [:u32, :u64] do
@@ -224,6 +225,7 @@ defmodule Mx.Random do
 
   def bernoulli(key, p, opts) do
     check_key!(key, "bernoulli/3")
+    Mx.Opts.validate!(opts, [:shape, :type], "Mx.Random.bernoulli/3")
     type = Type.normalize!(opts[:type] || :bool)
     shape = shape_opt!(opts, [p], "bernoulli/3")
     p = param!(p, :f64, shape, "bernoulli/3", "p")
@@ -244,6 +246,7 @@ defmodule Mx.Random do
   def randint(key, low, high, opts \\ []) do
     fun = "randint/4"
     check_key!(key, fun)
+    Mx.Opts.validate!(opts, [:shape, :type], "Mx.Random.#{fun}")
     type = Type.normalize!(opts[:type] || :s64)
     unless Type.integer?(type), do: raise(ArgumentError, "Mx.Random.#{fun}: type: must be an integer type, got #{type}")
 
@@ -375,6 +378,7 @@ defmodule Mx.Random do
   def dirichlet(key, alpha, opts \\ []) do
     fun = "dirichlet/3"
     check_key!(key, fun)
+    Mx.Opts.validate!(opts, [:shape, :type], "Mx.Random.#{fun}")
     alpha = if is_list(alpha), do: Mx.tensor(alpha), else: alpha
 
     unless match?(%Array{}, alpha) and tuple_size(alpha.shape) >= 1 do
@@ -482,6 +486,7 @@ defmodule Mx.Random do
   def multivariate_normal(key, mean, cov, opts \\ []) do
     fun = "multivariate_normal/4"
     check_key!(key, fun)
+    Mx.Opts.validate!(opts, [:shape, :type], "Mx.Random.#{fun}")
     mean = if is_list(mean), do: Mx.tensor(mean), else: mean
     cov = if is_list(cov), do: Mx.tensor(cov), else: cov
 
@@ -520,6 +525,7 @@ defmodule Mx.Random do
   def poisson(key, rate, opts \\ []) do
     fun = "poisson/3"
     check_key!(key, fun)
+    Mx.Opts.validate!(opts, [:shape, :type], "Mx.Random.#{fun}")
     type = Type.normalize!(opts[:type] || :s64)
     shape = shape_opt!(opts, [rate], fun)
     draw(:random_poisson, key, [param!(rate, :f64, shape, fun, "rate")], type, shape)
@@ -543,6 +549,7 @@ defmodule Mx.Random do
   def categorical(key, logits, opts \\ []) do
     fun = "categorical/3"
     check_key!(key, fun)
+    Mx.Opts.validate!(opts, [:axis, :shape, :num_samples, :type], "Mx.Random.#{fun}")
     logits = if is_list(logits), do: Mx.tensor(logits), else: logits
 
     unless match?(%Array{}, logits) and tuple_size(logits.shape) >= 1 do
@@ -600,12 +607,14 @@ defmodule Mx.Random do
   @spec permutation(key(), pos_integer() | Array.t(), keyword()) :: Array.t()
   def permutation(key, n_or_array, opts \\ [])
 
-  def permutation(key, n, _opts) when is_integer(n) and n >= 0 do
+  def permutation(key, n, opts) when is_integer(n) and n >= 0 do
     check_key!(key, "permutation/3")
+    Mx.Opts.validate!(opts, [:axis], "Mx.Random.permutation/3")
     draw(:random_bits, key, [], :u64, {n}) |> Mx.argsort()
   end
 
   def permutation(key, %Array{shape: s} = a, opts) when tuple_size(s) >= 1 do
+    Mx.Opts.validate!(opts, [:axis], "Mx.Random.permutation/3")
     axis = opts[:axis] || 0
     axis = if axis < 0, do: axis + tuple_size(s), else: axis
 
@@ -641,6 +650,7 @@ defmodule Mx.Random do
   # The float type, shape and parameters (cast to the type) of a float sampler.
   defp setup!(key, params, opts, fun) do
     check_key!(key, fun)
+    Mx.Opts.validate!(opts, [:shape, :type], "Mx.Random.#{fun}")
     type = float_type!(params, opts, fun)
     shape = shape_opt!(opts, params, fun)
     names = Enum.map(1..length(params), &"parameter #{&1}")

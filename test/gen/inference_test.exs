@@ -175,6 +175,27 @@ defmodule Gen.InferenceTest do
       {t, _} = Gen.generate(m, [], %{x: 0.5})
       assert {^t, false} = Inference.mh(t, q, [], key: Mx.Random.key(52))
     end
+
+    test "a selection that selects no choice raises, naming it and the trace's addresses (as NUTS and HMC do)" do
+      m = gen(fn -> s = trace(:sigam, Gen.Dist.gamma(2.0, 2.0)); trace(:y, Gen.Dist.normal(0.0, s)) end)
+      {t, _} = Gen.generate(m, [], %{y: 0.3}, key: Mx.Random.key(53))
+      msg = ~r/Gen.Inference.mh: the selection #Gen.Selection<\[:sigma\]> selects no choice of the trace \(the trace's addresses are :sigam, :y\)/
+      assert_raise ArgumentError, msg, fn -> Inference.mh(t, Gen.select(:sigma), key: Mx.Random.key(54)) end
+      # The kernel as a value raises at its first step, under the driver too.
+      assert_raise ArgumentError, msg, fn -> Inference.run(Kernel.mh(Gen.select(:sigma)), t, samples: 10, key: Mx.Random.key(55)) end
+      # Each chain of a vectorized trace alike.
+      {vt, _} = Gen.vgenerate(m, [], %{y: 0.3}, 4, key: Mx.Random.key(56))
+      assert_raise ArgumentError, ~r/Vectorized.mh: the selection #Gen.Selection<\[:sigma\]> selects no choice .*:sigam, :y/, fn ->
+        Inference.vmh(vt, Gen.select(:sigma), key: Mx.Random.key(57))
+      end
+
+      # Under the selected subtree, a nested address counts; the correct name moves the chain.
+      assert {_t, _acc} = Inference.mh(t, Gen.select(:sigam), key: Mx.Random.key(58))
+      many = gen(fn -> for i <- 1..30, do: trace({:x, i}, Gen.Dist.normal(0.0, 1.0)) end)
+      assert_raise ArgumentError, ~r/addresses are \{:x, 1\}, .*\{:x, 20\}, \.\.\. \(30 in all\)/, fn ->
+        Inference.mh(Gen.simulate(many, [], key: Mx.Random.key(59)), Gen.select(:x))
+      end
+    end
   end
 
   describe "kernel composition and the driver" do

@@ -112,6 +112,45 @@ defmodule Gen.KernelsTest do
         Inference.gibbs(t, :z, values: [], key: Mx.Random.key(0))
       end
     end
+
+    test "values: that do not cover a finite support raise, for every finite distribution" do
+      m =
+        gen(fn ->
+          b = trace(:b, Gen.Dist.bernoulli(0.3))
+          c = trace(:c, Gen.Dist.categorical(Mx.log(Mx.tensor([0.2, 0.3, 0.5]))))
+          trace(:n, Gen.Dist.binomial(3, 0.4))
+          trace(:u, Gen.Dist.discrete_uniform(1, 4))
+          trace(:p, Gen.Dist.poisson(2.0))
+          x = trace(:x, Gen.Dist.normal(0.0, 1.0))
+          mean = x |> Mx.add(Mx.as_type(c, :f64)) |> Mx.add(Mx.as_type(b, :f64))
+          trace(:y, Gen.Dist.normal(mean, 1.0))
+        end)
+
+      {t, _} = Gen.generate(m, [], %{y: 1.0}, key: Mx.Random.key(6))
+      gibbs = fn addr, values -> Inference.gibbs(t, addr, values: values, key: Mx.Random.key(7)) end
+
+      # The whole support: accepted (booleans or 0/1 for a bernoulli; for an unbounded poisson a tail < 1e-5 left out).
+      for {addr, values} <- [b: [false, true], b: [0, 1], c: 0..2, n: 0..3, u: 1..4, u: 0..5, p: 0..40] do
+        assert {%Gen.Trace{}, true} = gibbs.(addr, values)
+      end
+
+      # The mass found is the prior probability of the values given: p(false) = 0.7, P(c <= 1) = 0.5, ...
+      # P(n <= 2) = 1 - 0.4³ for n ~ Binomial(3, 0.4); P(p <= 3) = e⁻² (1 + 2 + 2 + 4/3) for p ~ Poisson(2).
+      cases = [b: {[0], 0.7}, b: {[false], 0.7}, c: {[0, 1], 0.5}, n: {0..2, 1 - 0.4 ** 3}, u: {1..3, 0.75}] ++
+                [p: {0..3, :math.exp(-2.0) * (1 + 2 + 2 + 4 / 3)}]
+
+      for {addr, {values, mass}} <- cases do
+        e = assert_raise ArgumentError, fn -> gibbs.(addr, values) end
+        assert [_, found] = Regex.run(~r/carry prior probability ([\d.e-]+) of the choice at address #{inspect(addr)}, not 1 \(within 1.0e-5\); give every value of its support/, e.message)
+        # f32 categorical log-probabilities round at ~1e-7
+        assert abs(String.to_float(found) - mass) < 1.0e-6, "#{addr}: #{found} vs #{mass}"
+      end
+
+      assert_raise ArgumentError, ~r/values: \[0, 1, 2, 2\] carry prior probability 1\.49.*; a value is listed twice/, fn -> gibbs.(:c, [0, 1, 2, 2]) end
+      assert_raise ArgumentError, ~r/continuous f64 choice, which has no finite support: use MH or a gradient kernel/, fn -> gibbs.(:x, [-1.0, 0.0, 1.0]) end
+      # The kernel checks at every step, under the driver.
+      assert_raise ArgumentError, ~r/carry prior probability/, fn -> Inference.run(Kernel.gibbs(:c, values: [1, 2]), t, samples: 3) end
+    end
   end
 
   # ---- elliptical slice -------------------------------------------------------------------
@@ -342,7 +381,7 @@ defmodule Gen.KernelsTest do
     end
 
     test "k concurrent chains give exactly the k runs made one by one with folded keys", %{trace: t} do
-      k = Kernel.cycle([Kernel.mh(Gen.select(:a)), Kernel.gibbs(:b, values: [-1.0, 0.0, 1.0])])
+      k = Kernel.cycle([Kernel.mh(Gen.select(:a)), Kernel.mh(Gen.select(:b))])
       key = Mx.Random.key(61)
       sel = &{Mx.to_number(&1[:a]), Mx.to_number(&1[:b])}
       chains = Inference.run(k, t, samples: 30, burn: 5, thin: 2, chains: 4, key: key, select: sel)

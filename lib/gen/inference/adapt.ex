@@ -101,6 +101,7 @@ defmodule Gen.Inference.Adapt do
             "Gen.Inference.Adapt.dual_averaging: eps0 must be a positive number, got #{inspect(eps0)}"
     end
 
+    Mx.Opts.validate!(opts, [:delta, :gamma, :t0, :kappa], "Gen.Inference.Adapt.dual_averaging")
     delta = Keyword.get(opts, :delta, 0.8)
 
     unless is_number(delta) and delta > 0 and delta < 1 do
@@ -237,6 +238,12 @@ defmodule Gen.Inference.Adapt do
       raise ArgumentError,
             "Gen.Inference.Adapt.windows: num_warmup must be a non-negative integer, got #{inspect(num_warmup)}"
     end
+
+    Mx.Opts.validate!(
+      opts,
+      [:init_buffer, :term_buffer, :base_window],
+      "Gen.Inference.Adapt.windows"
+    )
 
     init = Keyword.get(opts, :init_buffer, 75)
     term = Keyword.get(opts, :term_buffer, 50)

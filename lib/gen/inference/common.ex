@@ -52,6 +52,43 @@ defmodule Gen.Inference.Common do
   defp required(_), do: ""
 
   @doc false
+  # Raises unless `sel` selects a choice of `trace` (a typo in an address would otherwise give
+  # a kernel that never moves); `fix` ends the message.
+  @spec selects_some!(Gen.Trace.t(), Gen.Selection.t(), String.t(), String.t()) :: :ok
+  def selects_some!(trace, sel, where, fix) do
+    paths = trace |> Gen.get_choices() |> Gen.Choicemap.to_list() |> Enum.map(&elem(&1, 0))
+
+    if Enum.any?(paths, &Gen.Selection.member?(sel, &1)),
+      do: :ok,
+      else: none_selected!(trace, sel, where, fix)
+  end
+
+  @doc false
+  # The error for a selection that selects no choice of the trace, listing the trace's addresses.
+  @spec none_selected!(Gen.Trace.t(), Gen.Selection.t(), String.t(), String.t()) :: no_return()
+  def none_selected!(trace, sel, where, fix) do
+    paths = trace |> Gen.get_choices() |> Gen.Choicemap.to_list() |> Enum.map(&elem(&1, 0))
+
+    shown =
+      paths
+      |> Enum.take(20)
+      |> Enum.map_join(", ", fn
+        [a] -> inspect(a)
+        p -> inspect(p)
+      end)
+
+    more = if length(paths) > 20, do: ", ... (#{length(paths)} in all)", else: ""
+
+    addresses =
+      if paths == [],
+        do: "the trace has no choices",
+        else: "the trace's addresses are #{shown}#{more}"
+
+    raise ArgumentError,
+          "#{where}: the selection #{inspect(sel)} selects no choice of the trace (#{addresses}); #{fix}"
+  end
+
+  @doc false
   # Accept when log u < log α; NaN (a move out of the support) rejects.
   @spec accept(Gen.Trace.t(), Gen.Trace.t(), Mx.t(), Mx.t()) :: {Gen.Trace.t(), boolean()}
   def accept(old, new, log_alpha, key) do

@@ -42,6 +42,7 @@ defmodule Gen.Inference.CSMC do
           keyword()
         ) :: {[Trace.t()], Mx.t(), Trace.t(), non_neg_integer()}
   def csmc(gf, args_fn, observations, n, reference, opts) do
+    Mx.Opts.validate!(opts, [:key], "Gen.Inference.csmc")
     check!(args_fn, observations, n, reference || :missing)
     key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
     [obs0 | rest] = Enum.map(observations, &Choicemap.new/1)
@@ -99,6 +100,7 @@ defmodule Gen.Inference.CSMC do
         ) ::
           Gen.Inference.Kernel.t()
   def kernel(args_fn, observations, n, opts) do
+    Mx.Opts.validate!(opts, [:key], "Gen.Inference.particle_gibbs")
     check!(args_fn, observations, n, nil)
     pg_opts = Keyword.delete(opts, :key)
 

@@ -27,12 +27,20 @@ defmodule Gen.Inference.EllipticalSlice do
 
   alias Gen.{Choicemap, Trace}
 
+  @options [:mean, :cov, :key]
+
+  @doc false
+  # The options, also checked by the kernel constructor in Gen.Inference.Kernel.
+  @spec options() :: [atom()]
+  def options, do: @options
+
   # Each shrink halves the bracket on average: after this many, θ is 0 to machine precision.
   @max_shrinks 200
 
   @doc false
   @spec elliptical_slice(Trace.t(), Choicemap.path(), keyword()) :: {Trace.t(), boolean()}
   def elliptical_slice(%Trace{} = trace, address, opts) when is_list(opts) do
+    Mx.Opts.validate!(opts, @options, "Gen.Inference.elliptical_slice")
     path = Choicemap.path!(address)
     x = current!(trace, path)
     type = Mx.type(x)

@@ -6,17 +6,34 @@ defmodule Gen.Inference.Gibbs do
   with probability proportional to `exp(weight)`: an exact draw from the
   choice's full conditional, so the move is always accepted.
 
-  The candidates (`values:`) must cover every value of positive posterior
-  probability; values outside the support get weight `-Inf` and are never
-  drawn. Use it through `Gen.Inference.gibbs/3` or
-  `Gen.Inference.Kernel.gibbs/2`.
+  The candidates (`values:`) must cover the choice's support: every step
+  checks, through `Gen.project/2` of each candidate's trace, that their
+  prior probabilities given the choice's parents sum to 1 within `1.0e-5`
+  (room for the rounding of f32 parameters), and raises otherwise, naming
+  the mass found: a value of the support left out (bernoulli given `[0]`,
+  a 3-way categorical given `0..1`), a value listed twice, or a continuous
+  choice (a grid of densities is no support). This one check serves every
+  finite distribution (bernoulli, categorical, binomial, discrete_uniform,
+  ...) and user-defined ones; for an unbounded support (poisson, geometric)
+  list enough values that the tail left out is below `1.0e-5`. Values
+  outside the support get weight `-Inf` and are never drawn. Use it through
+  `Gen.Inference.gibbs/3` or `Gen.Inference.Kernel.gibbs/2`.
   """
 
   alias Gen.{Choicemap, Trace}
 
+  @options [:values, :key]
+  @mass_tol 1.0e-5
+
+  @doc false
+  # The options, also checked by the kernel constructor in Gen.Inference.Kernel.
+  @spec options() :: [atom()]
+  def options, do: @options
+
   @doc false
   @spec gibbs(Trace.t(), Choicemap.path(), keyword()) :: {Trace.t(), boolean()}
   def gibbs(%Trace{} = trace, address, opts) when is_list(opts) do
+    Mx.Opts.validate!(opts, @options, "Gen.Inference.gibbs")
     path = Choicemap.path!(address)
     current = current!(trace, path)
     values = values!(opts, current, path)
@@ -35,7 +52,9 @@ defmodule Gen.Inference.Gibbs do
         end
       end)
 
-    moves |> Enum.map(&elem(&1, 1)) |> Enum.filter(&is_struct(&1, Mx.Array)) |> Mx.eval()
+    sel = Gen.Selection.new([path])
+    priors = Enum.map(moves, fn {t, _w} -> Gen.project(t, sel) end)
+    Mx.eval(priors ++ (moves |> Enum.map(&elem(&1, 1)) |> Enum.filter(&is_struct(&1, Mx.Array))))
     logits = moves |> Enum.map(fn {_t, w} -> if is_float(w), do: w, else: Mx.to_number(w) end) |> logits()
 
     if Enum.all?(logits, &(&1 == :neg_infinity)) do
@@ -44,6 +63,7 @@ defmodule Gen.Inference.Gibbs do
               "give the values of the choice's support, got #{inspect(values)}"
     end
 
+    covers_support!(priors, values, current, path)
     u = key |> Mx.Random.uniform(type: :f64) |> Mx.to_number()
     i = pick(logits, u)
     {new, _w} = Enum.at(moves, i)
@@ -117,6 +137,25 @@ defmodule Gen.Inference.Gibbs do
       reraise ArgumentError,
               "Gen.Inference.gibbs: values: must be an enumerable of candidate values, got #{inspect(Keyword.get(opts, :values))}",
               __STACKTRACE__
+  end
+
+  # The candidates' prior probabilities (log, from project) must sum to 1: a value of the
+  # support left out, or listed twice, would change the conditional without a sign.
+  defp covers_support!(log_priors, values, current, path) do
+    mass = log_priors |> Enum.map(&Mx.to_number/1) |> Enum.map(&if(is_float(&1), do: :math.exp(&1), else: 0.0)) |> Enum.sum()
+
+    if abs(mass - 1.0) > @mass_tol do
+      fix =
+        cond do
+          Mx.Type.float?(Mx.type(current)) -> "it is a continuous #{Mx.describe(current)} choice, which has no finite support: use MH or a gradient kernel"
+          mass > 1.0 -> "a value is listed twice"
+          true -> "give every value of its support (for an unbounded one, enough that the tail left out is below #{@mass_tol})"
+        end
+
+      raise ArgumentError,
+            "Gen.Inference.gibbs: values: #{inspect(values)} carry prior probability #{mass} of the choice at " <>
+              "#{Choicemap.format_path(path)}, not 1 (within #{@mass_tol}); #{fix}"
+    end
   end
 
   defp valid_value?(v), do: is_number(v) or is_boolean(v) or match?(%Mx.Array{}, v)

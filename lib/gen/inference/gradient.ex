@@ -35,6 +35,7 @@ defmodule Gen.Inference.Gradient do
   @doc false
   @spec mala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def mala(%Trace{} = trace, %Selection{} = sel, opts) do
+    Mx.Opts.validate!(opts, [:tau, :key], "Gen.Inference.mala")
     tau = positive!(opts, :tau, nil, "Gen.Inference.mala")
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     paths = selected_paths!(trace, sel, "mala")
@@ -60,6 +61,7 @@ defmodule Gen.Inference.Gradient do
   @doc false
   @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def hmc(%Trace{} = trace, %Selection{} = sel, opts) do
+    Mx.Opts.validate!(opts, [:step_size, :n_leapfrog, :key], "Gen.Inference.hmc")
     eps = positive!(opts, :step_size, nil, "Gen.Inference.hmc")
 
     {new, accepted?, _alpha} =
@@ -72,6 +74,13 @@ defmodule Gen.Inference.Gradient do
   @spec hmc_warmup(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), float(), [map()]}
   def hmc_warmup(%Trace{} = trace, %Selection{} = sel, opts) do
     fun = "hmc_warmup"
+
+    Mx.Opts.validate!(
+      opts,
+      [:warmup, :n_leapfrog, :step_size, :target_accept, :key],
+      "Gen.Inference.hmc_warmup"
+    )
+
     warmup = Keyword.get(opts, :warmup, 500)
 
     unless is_integer(warmup) and warmup >= 1 do
@@ -231,10 +240,14 @@ defmodule Gen.Inference.Gradient do
         path
       end
 
-    if paths == [] do
-      raise ArgumentError,
-            "Gen.Inference.#{fun}: the selection #{inspect(sel)} selects no choice of the trace; select the continuous choices to move"
-    end
+    if paths == [],
+      do:
+        Gen.Inference.Common.none_selected!(
+          trace,
+          sel,
+          "Gen.Inference.#{fun}",
+          "select the continuous choices to move"
+        )
 
     paths
   end

@@ -24,6 +24,7 @@ defmodule Gen.Inference.Importance do
           {[Gen.Trace.t()], Mx.t(), Mx.t()}
   def importance_sampling(gf, args, observations, n, opts) do
     check_n!(n, "importance_sampling")
+    Mx.Opts.validate!(opts, [:key, :proposal], "Gen.Inference.importance_sampling")
     obs = Choicemap.new(observations)
     proposal = proposal!(Keyword.get(opts, :proposal), "importance_sampling")
     keys = particle_keys(opts, n)
@@ -50,6 +51,7 @@ defmodule Gen.Inference.Importance do
           {Gen.Trace.t(), Mx.t()}
   def importance_resampling(gf, args, observations, n, opts) do
     check_n!(n, "importance_resampling")
+    Mx.Opts.validate!(opts, [:key, :proposal], "Gen.Inference.importance_resampling")
     {k_is, k_pick} = Gen.Inference.two_keys(opts)
 
     {traces, log_nw, lml} =

@@ -52,10 +52,18 @@ defmodule Gen.Inference.Involutive do
 
   alias Gen.{Choicemap, Trace}
 
+  @options [:check, :key]
+
+  @doc false
+  # The options, also checked by the kernel constructor in Gen.Inference.Kernel.
+  @spec options() :: [atom()]
+  def options, do: @options
+
   @doc false
   @spec involutive_mh(Trace.t(), Gen.gen_fn(), [term()], function(), keyword()) :: {Trace.t(), boolean()}
   def involutive_mh(%Trace{} = trace, q, q_args, involution, opts)
       when is_list(q_args) and is_function(involution, 3) and is_list(opts) do
+    Mx.Opts.validate!(opts, @options, "Gen.Inference.involutive_mh")
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     model = Gen.get_choices(trace)
     {aux, fwd_score, _} = Gen.propose(q, [trace | q_args], key: k_move)

@@ -58,8 +58,10 @@ defmodule Gen.Inference.Kernel do
       true
   """
   @spec gibbs(Gen.Choicemap.path(), keyword()) :: t()
-  def gibbs(address, opts \\ []) when is_list(opts),
-    do: fn trace, call_opts -> Gen.Inference.gibbs(trace, address, Keyword.merge(opts, call_opts)) end
+  def gibbs(address, opts \\ []) when is_list(opts) do
+    Mx.Opts.validate!(opts, Gen.Inference.Gibbs.options(), "Gen.Inference.Kernel.gibbs")
+    fn trace, call_opts -> Gen.Inference.gibbs(trace, address, Keyword.merge(opts, call_opts)) end
+  end
 
   @doc """
   The elliptical slice kernel on the continuous choice at `address` with
@@ -71,8 +73,10 @@ defmodule Gen.Inference.Kernel do
       iex> {_t2, true} = Gen.Inference.Kernel.elliptical_slice(:x, mean: 1.0, cov: 0.25).(t, key: Mx.Random.key(1))
   """
   @spec elliptical_slice(Gen.Choicemap.path(), keyword()) :: t()
-  def elliptical_slice(address, opts) when is_list(opts),
-    do: fn trace, call_opts -> Gen.Inference.elliptical_slice(trace, address, Keyword.merge(opts, call_opts)) end
+  def elliptical_slice(address, opts) when is_list(opts) do
+    Mx.Opts.validate!(opts, Gen.Inference.EllipticalSlice.options(), "Gen.Inference.Kernel.elliptical_slice")
+    fn trace, call_opts -> Gen.Inference.elliptical_slice(trace, address, Keyword.merge(opts, call_opts)) end
+  end
 
   @doc """
   The involutive MCMC kernel (`Gen.Inference.involutive_mh/5`) with
@@ -89,10 +93,13 @@ defmodule Gen.Inference.Kernel do
       true
   """
   @spec involutive_mh(Gen.gen_fn(), [term()], function(), keyword()) :: t()
-  def involutive_mh(q, q_args, involution, opts \\ []) when is_list(q_args) and is_list(opts),
-    do: fn trace, call_opts ->
+  def involutive_mh(q, q_args, involution, opts \\ []) when is_list(q_args) and is_list(opts) do
+    Mx.Opts.validate!(opts, Gen.Inference.Involutive.options(), "Gen.Inference.Kernel.involutive_mh")
+
+    fn trace, call_opts ->
       Gen.Inference.involutive_mh(trace, q, q_args, involution, Keyword.merge(opts, call_opts))
     end
+  end
 
   @doc """
   Applies `kernels` one after the other.

@@ -28,6 +28,7 @@ defmodule Gen.Inference.MAP do
   @doc false
   @spec map_optimize(Trace.t(), Selection.t(), keyword()) :: Trace.t()
   def map_optimize(%Trace{} = trace, %Selection{} = sel, opts) do
+    Mx.Opts.validate!(opts, [:steps, :tol, :step_size, :optimizer], "Gen.Inference.map_optimize")
     paths = selected_paths!(trace, sel)
     xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
     f = log_joint(trace, paths)
@@ -137,10 +138,8 @@ defmodule Gen.Inference.MAP do
         path
       end
 
-    if paths == [] do
-      raise ArgumentError,
-            "Gen.Inference.map_optimize: the selection #{inspect(sel)} selects no choice of the trace; select the continuous choices to optimise"
-    end
+    if paths == [],
+      do: Gen.Inference.Common.none_selected!(trace, sel, "Gen.Inference.map_optimize", "select the continuous choices to optimise")
 
     paths
   end

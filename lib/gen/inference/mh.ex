@@ -16,6 +16,15 @@ defmodule Gen.Inference.MH do
   @doc false
   @spec mh_selection(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def mh_selection(%Trace{} = trace, %Selection{} = sel, opts) do
+    Mx.Opts.validate!(opts, [:key], "Gen.Inference.mh")
+
+    Gen.Inference.Common.selects_some!(
+      trace,
+      sel,
+      "Gen.Inference.mh",
+      "select the choices to resample"
+    )
+
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     {new, w, _retdiff} = Gen.regenerate(trace, sel, key: k_move)
     decide(trace, new, w, k_accept)
@@ -24,6 +33,7 @@ defmodule Gen.Inference.MH do
   @doc false
   @spec mh_proposal(Trace.t(), Gen.gen_fn(), [term()], keyword()) :: {Trace.t(), boolean()}
   def mh_proposal(%Trace{} = trace, q, q_args, opts) when is_list(q_args) do
+    Mx.Opts.validate!(opts, [:key], "Gen.Inference.mh")
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     {new, w, _discard} = Gen.edit(trace, Gen.Edit.proposal(q, q_args), key: k_move)
     decide(trace, new, w, k_accept)

@@ -101,7 +101,7 @@ defmodule Gen.Inference.NUTS do
 
   @doc """
   One NUTS transition from `trace` on the `selection`'s continuous choices,
-  with a fixed step size. Returns `{new_trace, accepted?}`, `accepted?`
+  with a fixed step size (`Gen.Inference.nuts/3`, whose name its errors carry). Returns `{new_trace, accepted?}`, `accepted?`
   being whether the draw left the starting point.
 
   Options: `step_size:` (required), `inv_metric:` (the diagonal inverse
@@ -118,6 +118,12 @@ defmodule Gen.Inference.NUTS do
   """
   @spec nuts(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def nuts(%Trace{} = trace, %Selection{} = sel, opts) do
+    Mx.Opts.validate!(
+      opts,
+      [:step_size, :inv_metric, :max_depth, :transforms, :key],
+      "Gen.Inference.nuts"
+    )
+
     eps = positive!(opts, :step_size, nil, "Gen.Inference.nuts")
     model = model!(trace, sel, Keyword.get(opts, :transforms, %{}), "nuts")
     ctx = context(model, inv_metric!(opts, model, "nuts"), depth!(opts, "nuts"))
@@ -152,6 +158,23 @@ defmodule Gen.Inference.NUTS do
   """
   @spec sample(Trace.t(), Selection.t(), keyword()) :: map()
   def sample(%Trace{} = trace, %Selection{} = sel, opts \\ []) do
+    Mx.Opts.validate!(
+      opts,
+      [
+        :warmup,
+        :samples,
+        :key,
+        :target_accept,
+        :max_depth,
+        :step_size,
+        :inv_metric,
+        :adapt_metric,
+        :transforms,
+        :callback
+      ],
+      "Gen.Inference.NUTS.sample"
+    )
+
     warmup = count!(opts, :warmup, 1000, 0, "Gen.Inference.NUTS.sample")
     samples = count!(opts, :samples, 1000, 1, "Gen.Inference.NUTS.sample")
     delta = Keyword.get(opts, :target_accept, 0.8)

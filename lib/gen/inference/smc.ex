@@ -26,6 +26,13 @@ defmodule Gen.Inference.SMC do
   alias Gen.Choicemap
   alias Gen.Inference.Resample
 
+  # The options of the particle-filter loop run/6, shared by smc/5, filter/5 and SMCP3.
+  @run_opts [:key, :ess_threshold, :resampling, :rejuvenate, :callback]
+
+  @doc false
+  @spec run_opts() :: [atom()]
+  def run_opts, do: @run_opts
+
   @doc false
   @spec smc(
           Gen.gen_fn(),
@@ -37,6 +44,7 @@ defmodule Gen.Inference.SMC do
           {[Gen.Trace.t()], Mx.t(), Mx.t()}
   def smc(gf, args_fn, observations, n, opts) do
     where = "Gen.Inference.smc"
+    Mx.Opts.validate!(opts, @run_opts, where)
     args_fn!(args_fn, where)
     observations!(observations, where)
 
@@ -98,6 +106,7 @@ defmodule Gen.Inference.SMC do
         }
   def filter(init_gf, step_gf, observations, n, opts \\ []) do
     where = "Gen.Inference.SMC.filter"
+    Mx.Opts.validate!(opts, @run_opts ++ [:init_args, :params, :keep, :proposal], where)
 
     unless Enumerable.impl_for(observations),
       do:

@@ -57,6 +57,7 @@ defmodule Gen.Inference.SMCP3 do
         ) :: {[Gen.Trace.t()], Mx.t(), Mx.t()}
   def smcp3(gf, args_fn, observations, n, opts) do
     where = "Gen.Inference.smcp3"
+    Mx.Opts.validate!(opts, SMC.run_opts() ++ [:forward, :backward, :transform], where)
     SMC.args_fn!(args_fn, where)
     SMC.observations!(observations, where)
     k = gen_fn!(Keyword.get(opts, :forward), :forward, true)

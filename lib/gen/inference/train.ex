@@ -17,6 +17,7 @@ defmodule Gen.Inference.Train do
   @doc false
   @spec train(Gen.gen_fn(), Gen.Optim.params(), [term()], keyword()) :: {Gen.Optim.params(), [float()]}
   def train(gf, params, data, opts) do
+    Mx.Opts.validate!(opts, [:steps, :optimizer, :batch_size, :key, :callback], "Gen.Inference.train")
     items = items!(data)
     n = length(items)
     steps = Keyword.get(opts, :steps, 1000)

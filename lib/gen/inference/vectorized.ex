@@ -27,7 +27,7 @@ defmodule Gen.Inference.Vectorized do
 
   alias Gen.{Choicemap, Selection, Trace}
   alias Gen.Inference.Resample
-  import Gen.Inference.Common, only: [count!: 5, fun!: 4, positive!: 4]
+  import Gen.Inference.Common, only: [count!: 5, fun!: 4, positive!: 4, selects_some!: 4, none_selected!: 4]
   alias Gen.Vectorized, as: V
 
   # ---- importance sampling ------------------------------------------------------------
@@ -56,6 +56,7 @@ defmodule Gen.Inference.Vectorized do
           {Trace.t(), Mx.t(), Mx.t()}
   def importance_sampling(gf, args, observations, n, opts \\ []) do
     check_n!(n, "importance_sampling")
+    Mx.Opts.validate!(opts, [:key, :proposal], "Gen.Inference.Vectorized.importance_sampling")
     obs = Choicemap.new(observations)
 
     {trace, log_w} =
@@ -100,6 +101,7 @@ defmodule Gen.Inference.Vectorized do
   @spec smc_init(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) :: smc_state()
   def smc_init(gf, args, observations, n, opts \\ []) do
     check_n!(n, "smc_init")
+    Mx.Opts.validate!(opts, [:key], "Gen.Inference.Vectorized.smc_init")
     {t, w} = V.generate(gf, args, observations, n, key: key(opts))
     Mx.eval(w)
     %{trace: V.force(t), log_weights: w, log_ml: 0.0}
@@ -127,8 +129,12 @@ defmodule Gen.Inference.Vectorized do
       iex> {Mx.to_list(s.trace[{:y, 1}]), Mx.describe(s.log_weights)}
       {[0.5, 0.5, 0.5, 0.5, 0.5, 0.5], "f64[6]"}
   """
+  # The options of smc_step/4, which smc/5 passes on.
+  @smc_opts [:key, :ess_threshold, :resampling, :rejuvenate, :rejuvenate_steps]
+
   @spec smc_step(smc_state(), [term()], Choicemap.t() | map() | list(), keyword()) :: smc_state()
   def smc_step(%{trace: trace, log_weights: log_w, log_ml: lml}, args, observations, opts \\ []) do
+    Mx.Opts.validate!(opts, @smc_opts, "Gen.Inference.Vectorized.smc_step")
     threshold = threshold!(Keyword.get(opts, :ess_threshold, 0.5))
     resample = scheme!(Keyword.get(opts, :resampling, :multinomial))
     rejuv = rejuvenation!(Keyword.get(opts, :rejuvenate), Keyword.get(opts, :rejuvenate_steps, 1))
@@ -170,6 +176,8 @@ defmodule Gen.Inference.Vectorized do
   @spec smc(Gen.gen_fn(), (non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
           {Trace.t(), Mx.t(), Mx.t()}
   def smc(gf, args_fn, observations, n, opts \\ []) do
+    Mx.Opts.validate!(opts, @smc_opts, "Gen.Inference.Vectorized.smc")
+
     unless is_function(args_fn, 1) do
       raise ArgumentError,
             "Gen.Inference.Vectorized.smc: args_fn must be a function of the step t returning the model's argument list, got #{inspect(args_fn)}"
@@ -220,6 +228,8 @@ defmodule Gen.Inference.Vectorized do
   """
   @spec mh(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
   def mh(%Trace{} = trace, %Selection{} = sel, opts \\ []) do
+    Mx.Opts.validate!(opts, [:key], "Gen.Inference.Vectorized.mh")
+    selects_some!(trace, sel, "Gen.Inference.Vectorized.mh", "select the choices to resample")
     n = V.particles(trace)
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     {new, w, _} = V.regenerate(trace, sel, key: k_move)
@@ -245,6 +255,7 @@ defmodule Gen.Inference.Vectorized do
   """
   @spec mala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
   def mala(%Trace{} = trace, %Selection{} = sel, opts) do
+    Mx.Opts.validate!(opts, [:tau, :key], "Gen.Inference.Vectorized.mala")
     tau = positive!(opts, :tau, nil, "Gen.Inference.Vectorized.mala")
 
     n = V.particles(trace)
@@ -325,6 +336,7 @@ defmodule Gen.Inference.Vectorized do
     end
 
     _ = V.particles(trace)
+    Mx.Opts.validate!(opts, [:samples, :burn, :thin, :select, :callback, :key], "Gen.Inference.Vectorized.run")
     samples = count!(opts, :samples, nil, 0, "Gen.Inference.Vectorized.run")
     burn = count!(opts, :burn, 0, 0, "Gen.Inference.Vectorized.run")
     thin = count!(opts, :thin, 1, 1, "Gen.Inference.Vectorized.run")
@@ -398,10 +410,7 @@ defmodule Gen.Inference.Vectorized do
         path
       end
 
-    if paths == [] do
-      raise ArgumentError,
-            "Gen.Inference.Vectorized: the selection #{inspect(sel)} selects no choice of the trace; select the continuous choices to move"
-    end
+    if paths == [], do: none_selected!(trace, sel, "Gen.Inference.Vectorized", "select the continuous choices to move")
 
     paths
   end

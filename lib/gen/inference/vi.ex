@@ -69,6 +69,9 @@ defmodule Gen.Inference.VI do
 
   @objectives [:elbo, :iwelbo, :wake_sleep, :wake, :sleep]
   @estimators [:reparam, :reinforce]
+  # The options config!/6 reads, shared by vi/6 and gradient/6; the bounds take fewer.
+  @config_opts [:objective, :estimator, :reinforce, :samples, :sleep_samples, :guide_args, :model_params, :stl, :key]
+  @bound_opts [:samples, :guide_args, :model_params, :key]
 
   # ---- ADVI -------------------------------------------------------------------------
 
@@ -104,6 +107,7 @@ defmodule Gen.Inference.VI do
   @spec advi(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Selection.t(), keyword()) ::
           {%{mu: Choicemap.t(), log_sigma: Choicemap.t()}, [float()]}
   def advi(model, args, observations, %Selection{} = sel, opts \\ []) do
+    Mx.Opts.validate!(opts, [:steps, :samples, :stl, :optimizer, :key, :callback], "Gen.Inference.VI.advi")
     obs = Choicemap.new(observations)
     {k_init, k_run} = Gen.Inference.two_keys(opts)
     {t, _} = Gen.generate(model, args, obs, key: k_init)
@@ -118,10 +122,8 @@ defmodule Gen.Inference.VI do
         path
       end
 
-    if paths == [] do
-      raise ArgumentError,
-            "Gen.Inference.VI.advi: the selection #{inspect(sel)} selects no choice of the model; select its latent continuous choices"
-    end
+    if paths == [],
+      do: Gen.Inference.Common.none_selected!(t, sel, "Gen.Inference.VI.advi", "select the model's latent continuous choices")
 
     values = Enum.map(paths, &Mx.as_type(Gen.get_choices(t)[&1], :f64))
     params0 = %{mu: values, log_sigma: Enum.map(values, &Mx.zeros(Mx.shape(&1), type: :f64))}
@@ -220,6 +222,7 @@ defmodule Gen.Inference.VI do
   @spec vi(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) ::
           {Optim.params(), [float()]}
   def vi(model, args, observations, guide, params, opts \\ []) do
+    Mx.Opts.validate!(opts, @config_opts ++ [:steps, :optimizer, :callback], "Gen.Inference.VI.vi")
     cfg = config!(model, args, observations, guide, opts, "vi")
     steps = Keyword.get(opts, :steps, 1000)
 
@@ -235,7 +238,7 @@ defmodule Gen.Inference.VI do
     ema? = cfg.objective == :elbo and cfg.samples == 1
     b0 =
       if ema? do
-        case elbo(model, args, cfg.obs, guide, params, Keyword.merge(opts, samples: 10, key: Mx.Random.fold_in(key, -1))) |> Mx.to_number() do
+        case elbo(model, args, cfg.obs, guide, params, Keyword.take(opts, [:guide_args, :model_params]) ++ [samples: 10, key: Mx.Random.fold_in(key, -1)]) |> Mx.to_number() do
           x when is_float(x) -> x
           _not_finite -> 0.0
         end
@@ -275,6 +278,7 @@ defmodule Gen.Inference.VI do
   @spec gradient(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) ::
           {Mx.t(), Optim.params()}
   def gradient(model, args, observations, guide, params, opts \\ []) do
+    Mx.Opts.validate!(opts, @config_opts ++ [:baseline], "Gen.Inference.VI.gradient")
     cfg = config!(model, args, observations, guide, opts, "gradient")
     key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
 
@@ -304,6 +308,7 @@ defmodule Gen.Inference.VI do
   """
   @spec elbo(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) :: Mx.t()
   def elbo(model, args, observations, guide, params, opts \\ []) do
+    Mx.Opts.validate!(opts, @bound_opts, "Gen.Inference.VI.elbo")
     bound(model, args, observations, guide, params, opts, :elbo)
   end
 
@@ -321,6 +326,7 @@ defmodule Gen.Inference.VI do
   """
   @spec iwelbo(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) :: Mx.t()
   def iwelbo(model, args, observations, guide, params, opts \\ []) do
+    Mx.Opts.validate!(opts, @bound_opts, "Gen.Inference.VI.iwelbo")
     bound(model, args, observations, guide, params, Keyword.put_new(opts, :samples, 10), :iwelbo)
   end
 
