@@ -59,10 +59,11 @@ static void mm_rows_BOOL(void *ctx, int64_t lo, int64_t hi) {
 
 /* ---- floats: BLAS per batch matrix ------------------------------------------------- */
 
-/* Rows of A per gemm call: a call is one uninterruptible stretch of ~2^31 multiply-adds
- * at most (tens of ms), so a cancelled eval stops between calls. */
+/* Rows of A per gemm call: a call is one uninterruptible stretch of ~2^29 multiply-adds
+ * (~10 ms on two cores; at least 128 rows, below which OpenBLAS loses speed), so a
+ * cancelled eval stops between calls. */
 static int64_t mm_block_rows(int64_t m, int64_t n, int64_t k) {
-  int64_t rows = ((int64_t)1 << 31) / (n * k > 0 ? n * k : 1);
+  int64_t rows = ((int64_t)1 << 29) / (n * k > 0 ? n * k : 1);
   return rows < 128 ? 128 : rows > m ? m : rows;
 }
 
