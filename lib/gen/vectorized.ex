@@ -68,8 +68,8 @@ defmodule Gen.Vectorized do
   call raises an `ArgumentError` saying so; a combinator that wants a
   scalar index or flag (`Gen.Combinators.switch/1`, `mix/2`, `mask/1`)
   raises its own error, to which the vectorized call adds the same hint. Write such branches with `Mx.select/3`, or use
-  the vectorized switch, or run the scalar GFI per particle. (Elixir's `if`
-  on an array value is always true, whatever the array holds: do not.)
+  the vectorized switch, or run the scalar GFI per particle. (In a `gen`
+  body, `if` and the other forms of `Gen.Control` raise on an array under a batch.)
   Per-particle values must broadcast against shared arrays with the
   particle axis leading: a per-particle `[n]` value times a shared `[k]`
   vector needs `Mx.new_axis(value, -1)` to give `[n][k]`.
