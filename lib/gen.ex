@@ -100,8 +100,7 @@ defmodule Gen do
   end
 
   defmacro gen(other) do
-    raise ArgumentError,
-          "gen expects an anonymous function, gen fn args -> ... end, got: #{Macro.to_string(other)}"
+    raise ArgumentError, "gen expects an anonymous function, gen fn args -> ... end, got: #{Macro.to_string(other)}"
   end
 
   @doc """
@@ -120,18 +119,10 @@ defmodule Gen do
     params = if is_list(params), do: params, else: []
     impl = :"__gen_#{name}__"
     n = length(params)
-
-    impl_head =
-      if guard, do: {:when, meta, [{impl, meta, params}, guard]}, else: {impl, meta, params}
+    impl_head = if guard, do: {:when, meta, [{impl, meta, params}, guard]}, else: {impl, meta, params}
 
     quote do
-      def unquote(name)(),
-        do:
-          Gen.DynamicFunction.new(
-            Function.capture(__MODULE__, unquote(impl), unquote(n)),
-            {__MODULE__, unquote(name)}
-          )
-
+      def unquote(name)(), do: Gen.DynamicFunction.new(Function.capture(__MODULE__, unquote(impl), unquote(n)), {__MODULE__, unquote(name)})
       @doc false
       def unquote(impl_head), do: unquote(Gen.Control.rewrite(body, __CALLER__))
     end
@@ -261,8 +252,7 @@ defmodule Gen do
       iex> Mx.to_number(w) |> Float.round(10)
       -0.9189385332
   """
-  @spec generate(gen_fn(), [term()], Choicemap.t() | map() | list(), keyword()) ::
-          {Trace.t(), weight()}
+  @spec generate(gen_fn(), [term()], Choicemap.t() | map() | list(), keyword()) :: {Trace.t(), weight()}
   def generate(gf, args, constraints \\ Choicemap.new(), opts \\ []) do
     GenerativeFunction.generate(gf, args, Choicemap.new(constraints), key(opts))
   end
@@ -285,13 +275,7 @@ defmodule Gen do
   them again. Constraints at addresses the new run never visits raise.
   Options: `key:`.
   """
-  @spec update(
-          Trace.t(),
-          [term()],
-          [argdiff()] | argdiff(),
-          Choicemap.t() | map() | list(),
-          keyword()
-        ) ::
+  @spec update(Trace.t(), [term()], [argdiff()] | argdiff(), Choicemap.t() | map() | list(), keyword()) ::
           {Trace.t(), weight(), argdiff(), Choicemap.t()}
   def update(%Trace{} = trace, args, argdiffs, constraints, opts \\ []) do
     cm = Choicemap.new(constraints)
@@ -314,8 +298,7 @@ defmodule Gen do
       iex> {Float.round(Mx.to_number(w), 12), Mx.to_number(t2[:x]), Mx.to_number(discard[:x])}
       {0.5, 0.0, 1.0}
   """
-  @spec update(Trace.t(), Choicemap.t() | map() | list(), keyword()) ::
-          {Trace.t(), weight(), argdiff(), Choicemap.t()}
+  @spec update(Trace.t(), Choicemap.t() | map() | list(), keyword()) :: {Trace.t(), weight(), argdiff(), Choicemap.t()}
   def update(%Trace{} = trace, constraints, opts \\ []) when is_list(opts) do
     update(trace, trace.args, :no_change, constraints, opts)
   end
@@ -330,8 +313,7 @@ defmodule Gen do
   the resampled and newly sampled choices plus those of the removed ones
   (the Metropolis–Hastings ratio of the move). Options: `key:`.
   """
-  @spec regenerate(Trace.t(), [term()], [argdiff()] | argdiff(), Selection.t(), keyword()) ::
-          {Trace.t(), weight(), argdiff()}
+  @spec regenerate(Trace.t(), [term()], [argdiff()] | argdiff(), Selection.t(), keyword()) :: {Trace.t(), weight(), argdiff()}
   def regenerate(%Trace{} = trace, args, argdiffs, %Selection{} = selection, opts \\ []) do
     diffs = argdiffs!(args, argdiffs, "Gen.regenerate/5")
 
@@ -382,8 +364,7 @@ defmodule Gen do
       -0.9189385332
   """
   @spec project(Trace.t(), Selection.t()) :: weight()
-  def project(%Trace{} = trace, %Selection{} = selection),
-    do: GenerativeFunction.project(trace.gen_fn, trace, selection)
+  def project(%Trace{} = trace, %Selection{} = selection), do: GenerativeFunction.project(trace.gen_fn, trace, selection)
 
   @doc """
   Samples `gf` on `args`: `{choices, weight, retval}`, with weight the log
@@ -450,10 +431,8 @@ defmodule Gen do
       iex> Enum.zip_with(Mx.to_list(w), Mx.to_list(t[:mu]), fn wi, mu -> abs(wi + 0.5 * (0.5 - mu) ** 2 + 0.5 * :math.log(2 * :math.pi())) < 1.0e-12 end)
       [true, true, true]
   """
-  @spec vgenerate(gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) ::
-          {Trace.t(), Mx.t()}
-  def vgenerate(gf, args, observations, n, opts \\ []),
-    do: Gen.Vectorized.generate(gf, args, observations, n, opts)
+  @spec vgenerate(gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) :: {Trace.t(), Mx.t()}
+  def vgenerate(gf, args, observations, n, opts \\ []), do: Gen.Vectorized.generate(gf, args, observations, n, opts)
 
   # ---- trace accessors ------------------------------------------------------------
 
@@ -477,20 +456,17 @@ defmodule Gen do
   @spec get_gen_fn(Trace.t()) :: gen_fn()
   def get_gen_fn(%Trace{gen_fn: g}), do: g
 
-  defp argdiffs!(args, diff, _where) when is_atom(diff) and is_list(args),
-    do: Enum.map(args, fn _ -> diff end)
+  defp argdiffs!(args, diff, _where) when is_atom(diff) and is_list(args), do: Enum.map(args, fn _ -> diff end)
 
   defp argdiffs!(args, diffs, where) when is_list(args) and is_list(diffs) do
     if length(args) != length(diffs) do
-      raise ArgumentError,
-            "#{where}: #{length(args)} argument(s) but #{length(diffs)} argdiff(s): give one per argument"
+      raise ArgumentError, "#{where}: #{length(args)} argument(s) but #{length(diffs)} argdiff(s): give one per argument"
     end
 
     diffs
   end
 
   defp argdiffs!(args, diffs, where) do
-    raise ArgumentError,
-          "#{where}: args must be a list and argdiffs a list or an atom, got #{inspect(args)} and #{inspect(diffs)}"
+    raise ArgumentError, "#{where}: args must be a list and argdiffs a list or an atom, got #{inspect(args)} and #{inspect(diffs)}"
   end
 end

@@ -69,8 +69,7 @@ defmodule Gen.Handlers do
 
   defp check_args!(%{arity: n} = gf, args) when is_list(args) do
     if length(args) != n do
-      raise ArgumentError,
-            "#{inspect(gf)} takes #{n} argument(s), got #{length(args)}: #{inspect(args)}"
+      raise ArgumentError, "#{inspect(gf)} takes #{n} argument(s), got #{length(args)}: #{inspect(args)}"
     end
   end
 
@@ -85,13 +84,11 @@ defmodule Gen.Handlers do
     path = Choicemap.path!(addr)
 
     if path == [] do
-      raise ArgumentError,
-            "trace: the empty path [] is not an address (in #{inspect(state.gen_fn)})"
+      raise ArgumentError, "trace: the empty path [] is not an address (in #{inspect(state.gen_fn)})"
     end
 
     if not is_list(args) do
-      raise ArgumentError,
-            "trace: the arguments at #{where(state, path)} must be a list, got #{inspect(args)}"
+      raise ArgumentError, "trace: the arguments at #{where(state, path)} must be a list, got #{inspect(args)}"
     end
 
     dist? = Gen.Distribution.impl_for(gf) != nil
@@ -147,11 +144,7 @@ defmodule Gen.Handlers do
   end
 
   defp mark(state, path) do
-    %{
-      state
-      | visited: MapSet.put(state.visited, path),
-        prefixes: Enum.into(strict_prefixes(path), state.prefixes)
-    }
+    %{state | visited: MapSet.put(state.visited, path), prefixes: Enum.into(strict_prefixes(path), state.prefixes)}
   end
 
   defp strict_prefixes([_]), do: []
@@ -164,11 +157,7 @@ defmodule Gen.Handlers do
 
   @doc false
   def add_subtrace(state, path, %Trace{} = sub) do
-    %{
-      state
-      | subtraces: Map.put(state.subtraces, path, sub),
-        score: Mx.add(state.score, sub.score)
-    }
+    %{state | subtraces: Map.put(state.subtraces, path, sub), score: Mx.add(state.score, sub.score)}
   end
 
   @doc false
@@ -176,29 +165,15 @@ defmodule Gen.Handlers do
 
   @doc false
   def to_trace(state, args, retval) do
-    choices =
-      Enum.reduce(state.subtraces, Choicemap.new(), fn {p, t}, cm ->
-        Choicemap.put_submap(cm, p, t.choices)
-      end)
-
-    %Trace{
-      gen_fn: state.gen_fn,
-      args: args,
-      choices: choices,
-      retval: retval,
-      score: state.score,
-      subtraces: state.subtraces
-    }
+    choices = Enum.reduce(state.subtraces, Choicemap.new(), fn {p, t}, cm -> Choicemap.put_submap(cm, p, t.choices) end)
+    %Trace{gen_fn: state.gen_fn, args: args, choices: choices, retval: retval, score: state.score, subtraces: state.subtraces}
   end
 
   @doc false
   # Gen.jl raises when a constraint names no choice the call visited.
   def check_all_visited!(state, %Choicemap{} = cm, method) do
     Enum.each(cm, fn {path, _} ->
-      if not Enum.any?(
-           Enum.to_list(strict_prefixes_incl(path)),
-           &MapSet.member?(state.visited, &1)
-         ) do
+      if not Enum.any?(Enum.to_list(strict_prefixes_incl(path)), &MapSet.member?(state.visited, &1)) do
         raise ArgumentError,
               "#{method}: the constraint at #{where(state, path)} names no random choice of #{inspect(state.gen_fn)} " <>
                 "(the addresses visited were #{inspect(Enum.sort(state.visited) |> Enum.map(&unwrap/1))})"
@@ -230,19 +205,10 @@ defmodule Gen.Handlers do
     old_dist? = Gen.Distribution.impl_for(old) != nil
 
     cond do
-      dist? and old_dist? ->
-        :ok
-
-      match?(%Gen.DynamicFunction{}, old) and match?(%Gen.DynamicFunction{}, new) and
-          old.arity == new.arity ->
-        :ok
-
-      old.__struct__ == new.__struct__ ->
-        :ok
-
-      true ->
-        raise ArgumentError,
-              "the generative function at #{where(state, path)} changed from #{inspect(old)} to #{inspect(new)}"
+      dist? and old_dist? -> :ok
+      match?(%Gen.DynamicFunction{}, old) and match?(%Gen.DynamicFunction{}, new) and old.arity == new.arity -> :ok
+      old.__struct__ == new.__struct__ -> :ok
+      true -> raise ArgumentError, "the generative function at #{where(state, path)} changed from #{inspect(old)} to #{inspect(new)}"
     end
   end
 
@@ -311,9 +277,7 @@ defmodule Gen.Handlers.Update do
   alias Gen.{Choicemap, Trace}
 
   def run(gf, %Trace{} = prev, args, _argdiffs, cm, key) do
-    {retval, state} =
-      H.run(__MODULE__, gf, args, key, %{constraints: cm, prev: prev, discard: Choicemap.new()})
-
+    {retval, state} = H.run(__MODULE__, gf, args, key, %{constraints: cm, prev: prev, discard: Choicemap.new()})
     H.check_all_visited!(state, cm, "Gen.update")
 
     # Choices of the old trace that this run did not visit are removed.
@@ -322,11 +286,7 @@ defmodule Gen.Handlers.Update do
         if Map.has_key?(st.subtraces, path) do
           st
         else
-          %{
-            st
-            | weight: Mx.subtract(st.weight, old.score),
-              discard: Choicemap.put_submap(st.discard, path, old.choices)
-          }
+          %{st | weight: Mx.subtract(st.weight, old.score), discard: Choicemap.put_submap(st.discard, path, old.choices)}
         end
       end)
 
@@ -409,8 +369,7 @@ defmodule Gen.Handlers.Assess do
       H.check_leaf_constraint!(state, path, sub_cm, "Gen.assess")
 
       if sub_cm.value == nil do
-        raise ArgumentError,
-              "Gen.assess: no value for the choice at #{H.where(state, path)}: assess needs every choice"
+        raise ArgumentError, "Gen.assess: no value for the choice at #{H.where(state, path)}: assess needs every choice"
       end
     end
 
