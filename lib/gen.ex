@@ -164,6 +164,38 @@ defmodule Gen do
   @spec splice(Gen.DynamicFunction.t(), [term()]) :: term()
   def splice(gf, args), do: Handlers.splice(gf, args)
 
+  @doc """
+  Adds `logp` (a number or an Mx array, summed) to the log joint density,
+  Stan's `target += logp`: a `Gen.Factor` at the address `{:factor, i}`
+  (the i-th factor of this call), scored by every GFI method as an
+  observation is (generate, update and regenerate weights, assess,
+  project when selected) and differentiated by gradient-based inference.
+  Returns `nil`. Only valid inside a `gen` body.
+
+      iex> import Gen
+      iex> m = gen fn -> x = trace(:x, Gen.Dist.normal(0.0, 1.0)); Gen.factor(Mx.multiply(x, -1.0)) end
+      iex> {t, w} = Gen.generate(m, [], %{x: 0.5})
+      iex> {t2, w2, _, _} = Gen.update(t, %{x: 1.5})
+      iex> # log N(0.5; 0, 1) - 0.5, then the change (log N(1.5) - 1.5) - (log N(0.5) - 0.5)
+      iex> {Float.round(Mx.to_number(w), 10), Float.round(Mx.to_number(w2), 10), Float.round(Mx.to_number(t2.score), 10)}
+      {-1.5439385332, -2.0, -3.5439385332}
+  """
+  @spec factor(Mx.tensor_like()) :: nil
+  def factor(logp), do: Handlers.factor(logp)
+
+  @doc """
+  `factor/1` at the address `addr` (a selection can then name it, and
+  errors name it).
+
+      iex> import Gen
+      iex> m = gen fn -> Gen.factor(:prior, -2.0); trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(0))
+      iex> {Mx.to_number(Gen.project(t, Gen.select(:prior))), Mx.to_number(Gen.project(t, Gen.select(:x))) == Mx.to_number(t.score) + 2.0}
+      {-2.0, true}
+  """
+  @spec factor(Choicemap.path(), Mx.tensor_like()) :: nil
+  def factor(addr, logp), do: Handlers.visit(addr, Gen.Factor.new(logp), [])
+
   # ---- data -----------------------------------------------------------------------
 
   @doc """

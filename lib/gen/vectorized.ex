@@ -182,6 +182,16 @@ defmodule Gen.Vectorized do
     end
   end
 
+  @doc false
+  # A log-density term as a site's score: summed to a scalar, or per particle (f64 [n]) under a batch.
+  @spec site_total(Mx.t()) :: Mx.t()
+  def site_total(lp) do
+    case batch() do
+      nil -> total(lp)
+      n -> per_particle(lp, n)
+    end
+  end
+
   defp leads?(a, n), do: Mx.rank(a) >= 1 and elem(Mx.shape(a), 0) == n
 
   # Observations (values the caller gave as shared) are recognized by term: equal terms are the same array.
