@@ -68,6 +68,13 @@ defmodule Gen do
   per-process key (set by `seed/1`, or from the system at first use) is
   split.
 
+  A score or weight never comes back NaN: a GFI call reads its score and
+  weight once, and when one is NaN runs again (same key) checking every
+  site, then raises `Gen.NaNError` naming the first site whose log density
+  (or weight) is NaN, its distribution's parameters and the value. Calls
+  made inside a `gen` body or under an Mx transform (a gradient) are not
+  checked: their caller is.
+
   ## Where things are
 
     * `Gen.GenerativeFunction` — the GFI as a protocol (dynamic functions and distributions fill it)
@@ -265,7 +272,12 @@ defmodule Gen do
       true
   """
   @spec simulate(gen_fn(), [term()], keyword()) :: Trace.t()
-  def simulate(gf, args, opts \\ []), do: GenerativeFunction.simulate(gf, args, key(opts))
+  def simulate(gf, args, opts \\ []) do
+    k = key(opts)
+    t = GenerativeFunction.simulate(gf, args, k)
+    Gen.NaN.check!("Gen.simulate", [t.score], fn -> GenerativeFunction.simulate(gf, args, k) end)
+    t
+  end
 
   @doc """
   A trace of `gf` on `args` whose choices agree with `constraints` (a
@@ -286,7 +298,10 @@ defmodule Gen do
   """
   @spec generate(gen_fn(), [term()], Choicemap.t() | map() | list(), keyword()) :: {Trace.t(), weight()}
   def generate(gf, args, constraints \\ Choicemap.new(), opts \\ []) do
-    GenerativeFunction.generate(gf, args, Choicemap.new(constraints), key(opts))
+    {cm, k} = {Choicemap.new(constraints), key(opts)}
+    {t, w} = GenerativeFunction.generate(gf, args, cm, k)
+    Gen.NaN.check!("Gen.generate", [t.score, w], fn -> GenerativeFunction.generate(gf, args, cm, k) end)
+    {t, w}
   end
 
   @doc """
@@ -316,7 +331,10 @@ defmodule Gen do
     if Enum.all?(diffs, &(&1 == :no_change)) and Choicemap.empty?(cm) do
       {trace, Handlers.zero(), :no_change, Choicemap.new()}
     else
-      GenerativeFunction.update(trace.gen_fn, trace, args, diffs, cm, key(opts))
+      k = key(opts)
+      {t, w, _, _} = result = GenerativeFunction.update(trace.gen_fn, trace, args, diffs, cm, k)
+      Gen.NaN.check!("Gen.update", [t.score, w], fn -> GenerativeFunction.update(trace.gen_fn, trace, args, diffs, cm, k) end, trace)
+      result
     end
   end
 
@@ -352,7 +370,10 @@ defmodule Gen do
     if Enum.all?(diffs, &(&1 == :no_change)) and Selection.empty?(selection) do
       {trace, Handlers.zero(), :no_change}
     else
-      GenerativeFunction.regenerate(trace.gen_fn, trace, args, diffs, selection, key(opts))
+      k = key(opts)
+      {t, w, _} = result = GenerativeFunction.regenerate(trace.gen_fn, trace, args, diffs, selection, k)
+      Gen.NaN.check!("Gen.regenerate", [t.score, w], fn -> GenerativeFunction.regenerate(trace.gen_fn, trace, args, diffs, selection, k) end, trace)
+      result
     end
   end
 
@@ -383,7 +404,12 @@ defmodule Gen do
       {-0.9189385332, 0.0}
   """
   @spec assess(gen_fn(), [term()], Choicemap.t() | map() | list()) :: {weight(), term()}
-  def assess(gf, args, choices), do: GenerativeFunction.assess(gf, args, Choicemap.new(choices))
+  def assess(gf, args, choices) do
+    cm = Choicemap.new(choices)
+    {w, _} = result = GenerativeFunction.assess(gf, args, cm)
+    Gen.NaN.check!("Gen.assess", [w], fn -> GenerativeFunction.assess(gf, args, cm) end)
+    result
+  end
 
   @doc """
   The sum of the log-densities of the selected choices of `trace`;
@@ -403,7 +429,12 @@ defmodule Gen do
   joint density of the choices (the score). Options: `key:`.
   """
   @spec propose(gen_fn(), [term()], keyword()) :: {Choicemap.t(), weight(), term()}
-  def propose(gf, args, opts \\ []), do: GenerativeFunction.propose(gf, args, key(opts))
+  def propose(gf, args, opts \\ []) do
+    k = key(opts)
+    {_, w, _} = result = GenerativeFunction.propose(gf, args, k)
+    Gen.NaN.check!("Gen.propose", [w], fn -> GenerativeFunction.propose(gf, args, k) end)
+    result
+  end
 
   @doc """
   Edits `trace` with a GenJAX-style request (see `Gen.Edit`): returns

@@ -66,12 +66,12 @@ defimpl Gen.GenerativeFunction, for: Gen.Factor do
   def update(f, %Trace{} = prev, _args, _argdiffs, cm, _key) do
     no_choices!(cm, "Gen.update")
     t = trace(f)
-    {t, Mx.subtract(t.score, prev.score), :no_change, Choicemap.new()}
+    {t, weight(f, t, prev), :no_change, Choicemap.new()}
   end
 
   def regenerate(f, %Trace{} = prev, _args, _argdiffs, _sel, _key) do
     t = trace(f)
-    {t, Mx.subtract(t.score, prev.score), :no_change}
+    {t, weight(f, t, prev), :no_change}
   end
 
   def assess(f, _args, cm) do
@@ -84,14 +84,17 @@ defimpl Gen.GenerativeFunction, for: Gen.Factor do
 
   def propose(f, _args, _key), do: {Choicemap.new(), trace(f).score, nil}
 
-  defp trace(%{logp: lp} = f),
-    do: %Trace{
-      gen_fn: f,
-      args: [],
-      choices: Choicemap.new(),
-      retval: nil,
-      score: Gen.Vectorized.site_total(lp)
-    }
+  defp trace(%{logp: lp} = f) do
+    score = Gen.Vectorized.site_total(lp)
+    Gen.NaN.site(f, nil, score)
+    %Trace{gen_fn: f, args: [], choices: Choicemap.new(), retval: nil, score: score}
+  end
+
+  defp weight(f, t, prev) do
+    w = Mx.subtract(t.score, prev.score)
+    Gen.NaN.site_weight(f, nil, w)
+    w
+  end
 
   defp no_choices!(cm, method) do
     unless Choicemap.empty?(cm) do

@@ -277,7 +277,10 @@ defmodule Gen.Vectorized do
   @spec simulate(Gen.gen_fn(), [term()], pos_integer(), keyword()) :: Trace.t()
   def simulate(gf, args, n, opts \\ []) do
     check_n!(n, "Gen.vsimulate")
-    t = run("Gen.vsimulate", n, fn -> GenerativeFunction.simulate(gf, args, key(opts)) end)
+    k = key(opts)
+    go = fn -> run("Gen.vsimulate", n, fn -> GenerativeFunction.simulate(gf, args, k) end) end
+    t = go.()
+    Gen.NaN.check!("Gen.vsimulate", [t.score], go)
     particles!(t, n)
   end
 
@@ -309,7 +312,9 @@ defmodule Gen.Vectorized do
   end
 
   defp per_particle_generate(gf, args, cm, n, key, who, shared \\ nil) do
-    {t, w} = run(who, n, fn -> with_shared(shared, fn -> GenerativeFunction.generate(gf, args, cm, key) end) end)
+    go = fn -> run(who, n, fn -> with_shared(shared, fn -> GenerativeFunction.generate(gf, args, cm, key) end) end) end
+    {t, w} = go.()
+    Gen.NaN.check!(who, [t.score, w], go)
     {particles!(t, n), broadcast(w, n)}
   end
 
