@@ -161,7 +161,7 @@ defmodule Gen.Vectorized do
       n ->
         a = Mx.tensor(v)
         batch_shape = if leads?(lp, n), do: tl(Tuple.to_list(Mx.shape(lp))), else: Tuple.to_list(Mx.shape(lp))
-        e = event_rank(d)
+        e = event_rank(d, a, lp)
         if n > 1 and shared?(v), do: check_observation!(a, e, n)
         event = a |> Mx.shape() |> Tuple.to_list() |> Enum.take(-e) |> then(&if(e == 0, do: [], else: &1))
         target = List.to_tuple([n | batch_shape ++ event])
@@ -236,7 +236,8 @@ defmodule Gen.Vectorized do
 
   # The number of event axes of a value of d: the rank of a draw minus the rank of its log-density,
   # from a lazy probe (never evaluated), memoized per distribution type and parameter shapes.
-  defp event_rank(d) do
+  # A distribution that cannot be sampled (an improper prior) is probed with the given value instead.
+  defp event_rank(d, value, lp) do
     sig = {d.__struct__, signature(Map.from_struct(d))}
     cache = Process.get(@event_ranks, %{})
 
@@ -245,8 +246,14 @@ defmodule Gen.Vectorized do
         e
 
       :error ->
-        v = Distribution.sample(d, Mx.Random.key(0))
-        e = Mx.rank(v) - Mx.rank(Distribution.logpdf(d, v))
+        e =
+          try do
+            v = Distribution.sample(d, Mx.Random.key(0))
+            Mx.rank(v) - Mx.rank(Distribution.logpdf(d, v))
+          rescue
+            ArgumentError -> max(Mx.rank(value) - Mx.rank(lp), 0)
+          end
+
         # Bounded: a run meets few distinct (type, shapes) pairs, but never let the cache grow without limit.
         cache = if map_size(cache) > 1000, do: %{}, else: cache
         Process.put(@event_ranks, Map.put(cache, sig, e))

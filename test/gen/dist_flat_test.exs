@@ -88,6 +88,14 @@ defmodule Gen.DistFlatTest do
     assert num(w2) == :neg_infinity
     {wv, _} = Gen.Vectorized.assess(m, [], %{sigma: Mx.tensor([1.0, 2.0], type: :f64), y: 1.0}, 2)
     assert_close(Enum.at(Mx.to_list(wv), 1), ln_normal(1.0, 0.0, 2.0))
+
+    # Vectorized generate with the value given, shared or per particle.
+    {vt, vw} = vgenerate(m, [], %{sigma: 2.0, y: 1.0}, 3)
+    assert Mx.to_list(vt[:sigma]) == [2.0, 2.0, 2.0]
+    for w <- Mx.to_list(vw), do: assert_close(w, ln_normal(1.0, 0.0, 2.0))
+    sigmas = Mx.tensor([0.5, 1.0, 2.0], type: :f64)
+    {_vt, vw} = Gen.Vectorized.generate_particles(m, [], %{sigma: sigmas, y: 1.0}, 3)
+    for {w, s} <- Enum.zip(Mx.to_list(vw), [0.5, 1.0, 2.0]), do: assert_close(w, ln_normal(1.0, 0.0, s))
   end
 
   test "NUTS: a flat prior on a mean gives the posterior N(ȳ, 1/n)" do
