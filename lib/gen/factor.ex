@@ -92,7 +92,7 @@ defimpl Gen.GenerativeFunction, for: Gen.Factor do
 
   defp weight(f, t, prev) do
     w = Mx.subtract(t.score, prev.score)
-    Gen.NaN.site_weight(f, nil, w)
+    Gen.NaN.site_weight(f, nil, w, t.score, prev.score)
     w
   end
 

@@ -177,7 +177,7 @@ defimpl Gen.GenerativeFunction, for: Any do
 
   defp weight(d, t, prev) do
     w = Mx.subtract(t.score, prev.score)
-    Gen.NaN.site_weight(d, t.retval, w)
+    Gen.NaN.site_weight(d, t.retval, w, t.score, prev.score)
     w
   end
 

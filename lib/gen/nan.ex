@@ -23,10 +23,14 @@ defmodule Gen.NaN do
   # a top-level GFI call reads its score and weight once (one eval of what the caller needs
   # anyway); only when one is NaN is the same call run again, deterministically (same key),
   # with every site checked as it is scored, and the first NaN site raises Gen.NaNError.
+  # One exception: a built-in distribution gives NaN for out-of-range parameters computed from
+  # other choices (Gen.Dist), which MH and HMC read as a rejected move; with NaN-free parameters
+  # and value such a site is left alone (issue 10 item 6 decides what it should give).
 
   alias Gen.{Choicemap, Trace}
 
   @diagnose :gen_nan_diagnose
+  @out_of_range :gen_nan_out_of_range
 
   @doc false
   # After a GFI call: raise Gen.NaNError if any of `values` holds a NaN, naming the site found by `rerun`.
@@ -39,6 +43,8 @@ defmodule Gen.NaN do
     end
 
     :ok
+  catch
+    :out_of_range -> :ok
   end
 
   defp nan?(%Mx.Array{} = a) do
@@ -56,6 +62,8 @@ defmodule Gen.NaN do
       Process.delete(@diagnose)
     end
 
+    if Process.delete(@out_of_range), do: throw(:out_of_range)
+
     # No site was NaN: the NaN came from adding infinite log densities of opposite signs.
     raise Gen.NaNError,
       method: method,
@@ -69,7 +77,9 @@ defmodule Gen.NaN do
   @spec site(term(), term(), Mx.t()) :: :ok
   def site(gen_fn, value, score) do
     if Process.get(@diagnose) && nan?(score) do
-      raise_site!(gen_fn, value, score, "log density")
+      if out_of_range?(gen_fn, value),
+        do: Process.put(@out_of_range, true),
+        else: raise_site!(gen_fn, value, score, "log density")
     end
 
     :ok
@@ -77,14 +87,33 @@ defmodule Gen.NaN do
 
   @doc false
   # At a site whose weight is new score − old score: in a diagnosing re-run, raise if it is NaN (∞ − ∞).
-  @spec site_weight(term(), term(), Mx.t()) :: :ok
-  def site_weight(gen_fn, value, weight) do
-    if Process.get(@diagnose) && nan?(weight) do
-      raise_site!(gen_fn, value, weight, "weight")
+  @spec site_weight(term(), term(), Mx.t(), Mx.t(), Mx.t()) :: :ok
+  def site_weight(gen_fn, value, weight, score, old_score) do
+    cond do
+      !(Process.get(@diagnose) && nan?(weight)) -> :ok
+      # A NaN score was judged by site/3 just before.
+      nan?(score) -> :ok
+      nan?(old_score) and out_of_range?(gen_fn, value) -> Process.put(@out_of_range, true)
+      true -> raise_site!(gen_fn, value, weight, "weight")
     end
 
     :ok
   end
+
+  # A built-in distribution whose NaN comes from out-of-range parameters, not from a NaN input.
+  defp out_of_range?(%mod{} = d, value) do
+    match?(["Gen", "Dist", _], Module.split(mod)) and mod != Gen.Dist.Custom and
+      not has_nan?(Map.from_struct(d)) and not has_nan?(value)
+  end
+
+  defp out_of_range?(_gen_fn, _value), do: false
+
+  defp has_nan?(%Mx.Array{} = a), do: Mx.Type.float?(Mx.type(a)) and nan?(a)
+  defp has_nan?(%_{} = s), do: has_nan?(Map.from_struct(s))
+  defp has_nan?(m) when is_map(m), do: Enum.any?(m, fn {_k, v} -> has_nan?(v) end)
+  defp has_nan?(l) when is_list(l), do: Enum.any?(l, &has_nan?/1)
+  defp has_nan?(t) when is_tuple(t), do: has_nan?(Tuple.to_list(t))
+  defp has_nan?(x), do: x == :nan
 
   defp raise_site!(gen_fn, value, score, what) do
     method = Process.get(@diagnose)

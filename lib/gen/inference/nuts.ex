@@ -21,7 +21,8 @@ defmodule Gen.Inference.NUTS do
       and the trajectory stops. A NaN log density or gradient stops it the
       same way but is reported apart, as `nan_energy: true` (a bug in the
       model, such as NaN parameters, not a step size too large), and
-      `sample/3` logs a warning counting such iterations.
+      `sample/3` logs a warning counting such iterations; a parameter
+      moved out of a distribution's range is a divergence, as in Stan.
     * **Warmup** (`sample/3`): the initial step size from Stan's doubling
       heuristic, dual averaging of the step size to `target_accept:`, a
       diagonal inverse metric from Welford variances in Stan's windows
@@ -314,7 +315,7 @@ defmodule Gen.Inference.NUTS do
 
     f = fn pieces -> log_density(trace, choices, blocks, pieces) end
     layout = Enum.map(blocks, &{&1.size, &1.shape})
-    %{blocks: blocks, dim: dim, vg: Mx.value_and_grad(f), layout: layout, trace: trace}
+    %{blocks: blocks, dim: dim, vg: Mx.value_and_grad(f), lp: f, layout: layout, trace: trace}
   end
 
   defp transform!(t, _addr, _fun) when t in [:identity, :log, :logit], do: t
@@ -482,7 +483,7 @@ defmodule Gen.Inference.NUTS do
   # ---- the sampler --------------------------------------------------------------------------
 
   defp context(model, inv, max_depth),
-    do: %{vg: model.vg, layout: model.layout, inv: inv, max_depth: max_depth, h0: 0.0}
+    do: %{vg: model.vg, lp: model.lp, layout: model.layout, inv: inv, max_depth: max_depth, h0: 0.0}
 
   # A phase point {q, p, lp, grad}; lp is :neg_infinity (and grad nil) where the density or its
   # gradient is infinite, :nan where either is NaN (a NaN energy, reported apart from divergences).
@@ -501,11 +502,20 @@ defmodule Gen.Inference.NUTS do
         end
 
       :nan ->
-        {q, p, :nan, nil}
+        if nan_input?(ctx, q), do: {q, p, :nan, nil}, else: {q, p, :neg_infinity, nil}
 
       _ ->
         {q, p, :neg_infinity, nil}
     end
+  end
+
+  # Outside the gradient the GFI tells a NaN input (Gen.NaNError) from a parameter moved out of
+  # range (a built-in distribution's NaN, issue 10 item 6), which is a step out of the support.
+  defp nan_input?(ctx, q) do
+    _ = ctx.lp.(pieces(ctx.layout, q, []))
+    false
+  rescue
+    Gen.NaNError -> true
   end
 
   defp pieces([], [], acc), do: Enum.reverse(acc)
