@@ -62,7 +62,8 @@ defmodule Gen do
     * `propose/3` → `{choices, weight, retval}`
     * `edit/3` → `{trace, weight, discard}` for GenJAX-style requests (`Gen.Edit`)
     * trace accessors `get_choices/1`, `get_score/1`, `get_retval/1`,
-      `get_args/1`, `get_gen_fn/1`, and `trace[addr]`
+      `get_args/1`, `get_gen_fn/1`, and `trace[addr]` (a `KeyError` for an
+      address without a choice)
 
   Every function that draws takes an optional `key:`; without one, a
   per-process key (set by `seed/1`, or from the system at first use) is
