@@ -82,7 +82,13 @@ defmodule Gen.DistFlatTest do
 
     {t, w} = generate(m, [], %{sigma: 2.0, y: 1.0})
     assert_close(num(w), ln_normal(1.0, 0.0, 2.0))
-    m2 = gen fn -> s = trace(:sigma, Gen.Dist.half_flat()); trace(:y, Gen.Dist.normal(0.0, Mx.abs(s))) end
+
+    m2 =
+      gen(fn ->
+        s = trace(:sigma, Gen.Dist.half_flat())
+        trace(:y, Gen.Dist.normal(0.0, Mx.abs(s)))
+      end)
+
     {t2, _} = generate(m2, [], %{sigma: 2.0, y: 1.0})
     {_t, w2, _, _} = update(t2, %{sigma: -1.0})
     assert num(w2) == :neg_infinity
@@ -95,7 +101,9 @@ defmodule Gen.DistFlatTest do
     for w <- Mx.to_list(vw), do: assert_close(w, ln_normal(1.0, 0.0, 2.0))
     sigmas = Mx.tensor([0.5, 1.0, 2.0], type: :f64)
     {_vt, vw} = Gen.Vectorized.generate_particles(m, [], %{sigma: sigmas, y: 1.0}, 3)
-    for {w, s} <- Enum.zip(Mx.to_list(vw), [0.5, 1.0, 2.0]), do: assert_close(w, ln_normal(1.0, 0.0, s))
+
+    for {w, s} <- Enum.zip(Mx.to_list(vw), [0.5, 1.0, 2.0]),
+        do: assert_close(w, ln_normal(1.0, 0.0, s))
   end
 
   test "NUTS: a flat prior on a mean gives the posterior N(ȳ, 1/n)" do

@@ -184,10 +184,22 @@ defmodule Gen.NaNTest do
 
     test "a parameter moved out of range (not NaN) does not raise: the move is rejected and the chain goes on" do
       # s below 0 makes the normal's scale invalid; that is issue 10 item 6's rule, not a NaN input.
-      m = gen fn -> s = trace(:s, Gen.Dist.normal(1.0, 1.0)); trace(:y, Gen.Dist.normal(0.0, s)) end
+      m =
+        gen(fn ->
+          s = trace(:s, Gen.Dist.normal(1.0, 1.0))
+          trace(:y, Gen.Dist.normal(0.0, s))
+        end)
+
       {t, _} = generate(m, [], %{s: 1.0, y: 0.5})
-      q = gen fn tr -> trace(:s, Gen.Dist.normal(tr[:s], 1.5)) end
-      ss = Gen.Inference.run(Gen.Inference.Kernel.mh(q, []), t, samples: 300, key: Mx.Random.key(6), select: &Mx.to_number(&1[:s]))
+      q = gen(fn tr -> trace(:s, Gen.Dist.normal(tr[:s], 1.5)) end)
+
+      ss =
+        Gen.Inference.run(Gen.Inference.Kernel.mh(q, []), t,
+          samples: 300,
+          key: Mx.Random.key(6),
+          select: &Mx.to_number(&1[:s])
+        )
+
       assert length(ss) == 300
       assert Enum.all?(ss, &(&1 > 0))
     end
