@@ -47,7 +47,9 @@ defmodule Gen do
   choice, `trace(addr, gen_fn, args)` calls a generative function under a
   nested address, and `splice(gen_fn, args)` calls one at the current level.
   Addresses are any term but a list; a list is a path (`[:sub, :x]`).
-  Visiting an address twice in one call raises at once.
+  Visiting an address twice in one call raises at once. A body may branch
+  on a sampled value (`if z`, `case k`, `x > 0`): `Gen.Control` reads a
+  rank-0 value and raises, naming the address, where it cannot.
 
   ## The GFI (weights are f64 Mx scalars, log space)
 
@@ -60,11 +62,19 @@ defmodule Gen do
     * `propose/3` → `{choices, weight, retval}`
     * `edit/3` → `{trace, weight, discard}` for GenJAX-style requests (`Gen.Edit`)
     * trace accessors `get_choices/1`, `get_score/1`, `get_retval/1`,
-      `get_args/1`, `get_gen_fn/1`, and `trace[addr]`
+      `get_args/1`, `get_gen_fn/1`, and `trace[addr]` (a `KeyError` for an
+      address without a choice)
 
   Every function that draws takes an optional `key:`; without one, a
   per-process key (set by `seed/1`, or from the system at first use) is
   split.
+
+  A score or weight never comes back NaN: a GFI call reads its score and
+  weight once, and when one is NaN runs again (same key) checking every
+  site, then raises `Gen.NaNError` naming the first site whose log density
+  (or weight) is NaN, its distribution's parameters and the value. Calls
+  made inside a `gen` body or under an Mx transform (a gradient) are not
+  checked: their caller is.
 
   ## Where things are
 
@@ -94,7 +104,7 @@ defmodule Gen do
       1
   """
   defmacro gen({:fn, _, _} = fun) do
-    quote do: Gen.DynamicFunction.new(unquote(fun))
+    quote do: Gen.DynamicFunction.new(unquote(Gen.Control.rewrite(fun, __CALLER__)))
   end
 
   defmacro gen(other) do
@@ -122,7 +132,7 @@ defmodule Gen do
     quote do
       def unquote(name)(), do: Gen.DynamicFunction.new(Function.capture(__MODULE__, unquote(impl), unquote(n)), {__MODULE__, unquote(name)})
       @doc false
-      def unquote(impl_head), do: unquote(body)
+      def unquote(impl_head), do: unquote(Gen.Control.rewrite(body, __CALLER__))
     end
   end
 
@@ -161,6 +171,38 @@ defmodule Gen do
   """
   @spec splice(Gen.DynamicFunction.t(), [term()]) :: term()
   def splice(gf, args), do: Handlers.splice(gf, args)
+
+  @doc """
+  Adds `logp` (a number or an Mx array, summed) to the log joint density,
+  Stan's `target += logp`: a `Gen.Factor` at the address `{:factor, i}`
+  (the i-th factor of this call), scored by every GFI method as an
+  observation is (generate, update and regenerate weights, assess,
+  project when selected) and differentiated by gradient-based inference.
+  Returns `nil`. Only valid inside a `gen` body.
+
+      iex> import Gen
+      iex> m = gen fn -> x = trace(:x, Gen.Dist.normal(0.0, 1.0)); Gen.factor(Mx.multiply(x, -1.0)) end
+      iex> {t, w} = Gen.generate(m, [], %{x: 0.5})
+      iex> {t2, w2, _, _} = Gen.update(t, %{x: 1.5})
+      iex> # log N(0.5; 0, 1) - 0.5, then the change (log N(1.5) - 1.5) - (log N(0.5) - 0.5)
+      iex> {Float.round(Mx.to_number(w), 10), Float.round(Mx.to_number(w2), 10), Float.round(Mx.to_number(t2.score), 10)}
+      {-1.5439385332, -2.0, -3.5439385332}
+  """
+  @spec factor(Mx.tensor_like()) :: nil
+  def factor(logp), do: Handlers.factor(logp)
+
+  @doc """
+  `factor/1` at the address `addr` (a selection can then name it, and
+  errors name it).
+
+      iex> import Gen
+      iex> m = gen fn -> Gen.factor(:prior, -2.0); trace(:x, Gen.Dist.normal(0.0, 1.0)) end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(0))
+      iex> {Mx.to_number(Gen.project(t, Gen.select(:prior))), Mx.to_number(Gen.project(t, Gen.select(:x))) == Mx.to_number(t.score) + 2.0}
+      {-2.0, true}
+  """
+  @spec factor(Choicemap.path(), Mx.tensor_like()) :: nil
+  def factor(addr, logp), do: Handlers.visit(addr, Gen.Factor.new(logp), [])
 
   # ---- data -----------------------------------------------------------------------
 
@@ -231,7 +273,12 @@ defmodule Gen do
       true
   """
   @spec simulate(gen_fn(), [term()], keyword()) :: Trace.t()
-  def simulate(gf, args, opts \\ []), do: GenerativeFunction.simulate(gf, args, key(opts, "Gen.simulate"))
+  def simulate(gf, args, opts \\ []) do
+    k = key(opts, "Gen.simulate")
+    t = GenerativeFunction.simulate(gf, args, k)
+    Gen.NaN.check!("Gen.simulate", [t.score], fn -> GenerativeFunction.simulate(gf, args, k) end)
+    t
+  end
 
   @doc """
   A trace of `gf` on `args` whose choices agree with `constraints` (a
@@ -252,7 +299,10 @@ defmodule Gen do
   """
   @spec generate(gen_fn(), [term()], Choicemap.t() | map() | list(), keyword()) :: {Trace.t(), weight()}
   def generate(gf, args, constraints \\ Choicemap.new(), opts \\ []) do
-    GenerativeFunction.generate(gf, args, Choicemap.new(constraints), key(opts, "Gen.generate"))
+    {cm, k} = {Choicemap.new(constraints), key(opts, "Gen.generate")}
+    {t, w} = GenerativeFunction.generate(gf, args, cm, k)
+    Gen.NaN.check!("Gen.generate", [t.score, w], fn -> GenerativeFunction.generate(gf, args, cm, k) end)
+    {t, w}
   end
 
   @doc """
@@ -283,7 +333,10 @@ defmodule Gen do
     if Enum.all?(diffs, &(&1 == :no_change)) and Choicemap.empty?(cm) do
       {trace, Handlers.zero(), :no_change, Choicemap.new()}
     else
-      GenerativeFunction.update(trace.gen_fn, trace, args, diffs, cm, key(opts, "Gen.update"))
+      k = key(opts, "Gen.update")
+      {t, w, _, _} = result = GenerativeFunction.update(trace.gen_fn, trace, args, diffs, cm, k)
+      Gen.NaN.check!("Gen.update", [t.score, w], fn -> GenerativeFunction.update(trace.gen_fn, trace, args, diffs, cm, k) end, trace)
+      result
     end
   end
 
@@ -320,7 +373,10 @@ defmodule Gen do
     if Enum.all?(diffs, &(&1 == :no_change)) and Selection.empty?(selection) do
       {trace, Handlers.zero(), :no_change}
     else
-      GenerativeFunction.regenerate(trace.gen_fn, trace, args, diffs, selection, key(opts, "Gen.regenerate"))
+      k = key(opts, "Gen.regenerate")
+      {t, w, _} = result = GenerativeFunction.regenerate(trace.gen_fn, trace, args, diffs, selection, k)
+      Gen.NaN.check!("Gen.regenerate", [t.score, w], fn -> GenerativeFunction.regenerate(trace.gen_fn, trace, args, diffs, selection, k) end, trace)
+      result
     end
   end
 
@@ -351,7 +407,12 @@ defmodule Gen do
       {-0.9189385332, 0.0}
   """
   @spec assess(gen_fn(), [term()], Choicemap.t() | map() | list()) :: {weight(), term()}
-  def assess(gf, args, choices), do: GenerativeFunction.assess(gf, args, Choicemap.new(choices))
+  def assess(gf, args, choices) do
+    cm = Choicemap.new(choices)
+    {w, _} = result = GenerativeFunction.assess(gf, args, cm)
+    Gen.NaN.check!("Gen.assess", [w], fn -> GenerativeFunction.assess(gf, args, cm) end)
+    result
+  end
 
   @doc """
   The sum of the log-densities of the selected choices of `trace`;
@@ -371,7 +432,12 @@ defmodule Gen do
   joint density of the choices (the score). Options: `key:`.
   """
   @spec propose(gen_fn(), [term()], keyword()) :: {Choicemap.t(), weight(), term()}
-  def propose(gf, args, opts \\ []), do: GenerativeFunction.propose(gf, args, key(opts, "Gen.propose"))
+  def propose(gf, args, opts \\ []) do
+    k = key(opts, "Gen.propose")
+    {_, w, _} = result = GenerativeFunction.propose(gf, args, k)
+    Gen.NaN.check!("Gen.propose", [w], fn -> GenerativeFunction.propose(gf, args, k) end)
+    result
+  end
 
   @doc """
   Edits `trace` with a GenJAX-style request (see `Gen.Edit`): returns

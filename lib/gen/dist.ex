@@ -192,6 +192,33 @@ defmodule Gen.Dist do
   def beta_uniform_mixture(theta, alpha, beta),
     do: Dist.BetaUniformMixture.new(theta, alpha, beta)
 
+  # ---- improper priors and distributions defined in scripts --------------------------
+
+  @doc "The improper flat prior on the reals, scored 0; it cannot be sampled. See `Gen.Dist.Flat`."
+  @spec flat() :: Dist.Flat.t()
+  def flat, do: Dist.Flat.flat()
+
+  @doc "The improper flat prior on `[0, ∞)`, scored 0 there and −∞ below; it cannot be sampled. See `Gen.Dist.Flat`."
+  @spec half_flat() :: Dist.Flat.t()
+  def half_flat, do: Dist.Flat.half_flat()
+
+  @doc """
+  A distribution from functions: `logpdf:` (required), `sample:`,
+  `sample_n:`, `reparameterized:`, `name:`, `params:`. Works in scripts
+  under `mix run`, where a `defimpl Gen.Distribution` has no effect (the
+  protocol is consolidated). See `Gen.Dist.Custom`.
+
+      iex> d = Gen.Dist.custom(logpdf: fn x -> Mx.negate(Mx.abs(x)) end, name: "unnormalized")
+      iex> Gen.Dist.logpdf(d, -2.0) |> Mx.to_number()
+      -2.0
+  """
+  @spec custom(keyword()) :: Dist.Custom.t()
+  def custom(opts), do: Dist.Custom.new(opts)
+
+  @doc "A distribution from any module with `logpdf(params, value)` and `sample(params, key)`; see `Gen.Dist.Custom`."
+  @spec custom(module(), term()) :: Dist.Custom.t()
+  def custom(module, params), do: Dist.Custom.new(module, params)
+
   # ---- helpers shared by the distribution modules ------------------------------------
 
   @doc false

@@ -135,7 +135,7 @@ defimpl Gen.GenerativeFunction, for: Any do
     check!(d)
     {v, score} = Gen.Vectorized.constrain(d, v)
     t = trace(d, v, score)
-    {t, Mx.subtract(t.score, prev.score), :unknown_change, Choicemap.leaf(prev.retval)}
+    {t, weight(d, t, prev), :unknown_change, Choicemap.leaf(prev.retval)}
   end
 
   def regenerate(d, %Trace{} = prev, args, _argdiffs, sel, key) do
@@ -156,7 +156,9 @@ defimpl Gen.GenerativeFunction, for: Any do
 
   def assess(d, _args, %Choicemap{value: v}) do
     check!(d)
-    {Gen.Vectorized.rescore(d, v), v}
+    lp = Gen.Vectorized.rescore(d, v)
+    Gen.NaN.site(d, v, lp)
+    {lp, v}
   end
 
   def project(_d, %Trace{score: s}, sel), do: if(Selection.member?(sel, []), do: s, else: Gen.Handlers.zero())
@@ -170,10 +172,20 @@ defimpl Gen.GenerativeFunction, for: Any do
   # compare equal as terms whatever their values, so parameters cannot be compared.
   defp rescore(d, prev) do
     t = trace(d, prev.retval, Gen.Vectorized.rescore(d, prev.retval))
-    {t, Mx.subtract(t.score, prev.score)}
+    {t, weight(d, t, prev)}
   end
 
-  defp trace(d, v, score), do: %Trace{gen_fn: d, args: [], choices: Choicemap.leaf(v), retval: v, score: score}
+  defp weight(d, t, prev) do
+    w = Mx.subtract(t.score, prev.score)
+    Gen.NaN.site_weight(d, t.retval, w, t.score, prev.score)
+    w
+  end
+
+  # Every site's score passes here: Gen.NaN names it when a diagnosing re-run finds it NaN.
+  defp trace(d, v, score) do
+    Gen.NaN.site(d, v, score)
+    %Trace{gen_fn: d, args: [], choices: Choicemap.leaf(v), retval: v, score: score}
+  end
 
   defp no_submap!(cm) do
     unless Choicemap.empty?(cm) do

@@ -52,7 +52,8 @@ defmodule Gen.Handlers do
           prefixes: MapSet.new(),
           subtraces: %{},
           score: zero(),
-          weight: zero()
+          weight: zero(),
+          factors: 0
         },
         init
       )
@@ -95,7 +96,11 @@ defmodule Gen.Handlers do
 
     if not dist? and GF.impl_for(gf) == GF.Any do
       raise ArgumentError,
-            "trace: expected a distribution or a generative function at #{where(state, path)}, got #{inspect(gf)}"
+            "trace: expected a distribution or a generative function at #{where(state, path)}, got #{inspect(gf)}" <>
+              if(is_struct(gf),
+                do: " (a defimpl Gen.Distribution in a script has no effect once protocols are consolidated: use Gen.Dist.custom/1 or /2)",
+                else: ""
+              )
     end
 
     if collision?(state, path) do
@@ -114,6 +119,15 @@ defmodule Gen.Handlers do
   end
 
   @doc false
+  # Gen.factor/1: the i-th factor of the call, at {:factor, i}.
+  def factor(logp) do
+    state = current!("factor")
+    Process.put(@state, %{state | factors: state.factors + 1})
+    visit({:factor, state.factors}, Gen.Factor.new(logp), [])
+    nil
+  end
+
+  @doc false
   # Gen.splice/2: runs a dynamic function's body in the current call's state.
   def splice(%Gen.DynamicFunction{} = gf, args) do
     _ = current!("splice")
@@ -126,6 +140,10 @@ defmodule Gen.Handlers do
           "splice: expected a Gen.DynamicFunction (made with gen/defgen), got #{inspect(gf)}; " <>
             "trace a distribution or another generative function at an address with trace/2 or trace/3"
   end
+
+  @doc false
+  # The handler state of the running call, or nil outside a gen body.
+  def current, do: Process.get(@state)
 
   defp current!(what) do
     Process.get(@state) ||
@@ -225,6 +243,12 @@ defmodule Gen.Handlers do
   end
 
   @doc false
+  # The scores of the factors (Gen.factor) in a trace tree.
+  def factors(%Trace{gen_fn: %Gen.Factor{}, score: s}), do: [s]
+  def factors(%Trace{subtraces: subs}), do: Enum.flat_map(subs, fn {_p, t} -> if match?(%Trace{}, t), do: factors(t), else: [] end)
+  def factors(_), do: []
+
+  @doc false
   # project(trace, selection) of a dynamic trace: the selected parts of each site.
   def project(%Trace{subtraces: subs}, %Selection{} = sel) do
     Enum.reduce(subs, zero(), fn {path, t}, acc ->
@@ -320,7 +344,14 @@ defmodule Gen.Handlers.Regenerate do
 
   def run(gf, %Trace{} = prev, args, _argdiffs, sel, key) do
     {retval, state} = H.run(__MODULE__, gf, args, key, %{selection: sel, prev: prev})
+
     # Removed choices add nothing: their log-density cancels against the reverse proposal.
+    # Removed factors (Gen.factor) are no choices: their log factor leaves the weight.
+    state =
+      Enum.reduce(prev.subtraces, state, fn {path, old}, st ->
+        if Map.has_key?(st.subtraces, path), do: st, else: Enum.reduce(H.factors(old), st, &%{&2 | weight: Mx.subtract(&2.weight, &1)})
+      end)
+
     {H.to_trace(state, args, retval), state.weight, :unknown_change}
   end
 
@@ -329,7 +360,9 @@ defmodule Gen.Handlers.Regenerate do
 
     case Map.fetch(state.prev.subtraces, path) do
       :error ->
-        sub = Gen.GenerativeFunction.simulate(gf, args, key)
+        # A new call is sampled; its weight is that of its factors (0 for choices alone).
+        {sub, w} = Gen.GenerativeFunction.generate(gf, args, Gen.Choicemap.new(), key)
+        state = if dist?, do: state, else: H.add_weight(state, w)
         {sub.retval, H.add_subtrace(state, path, sub)}
 
       {:ok, old} ->

@@ -68,8 +68,8 @@ defmodule Gen.Vectorized do
   call raises an `ArgumentError` saying so; a combinator that wants a
   scalar index or flag (`Gen.Combinators.switch/1`, `mix/2`, `mask/1`)
   raises its own error, to which the vectorized call adds the same hint. Write such branches with `Mx.select/3`, or use
-  the vectorized switch, or run the scalar GFI per particle. (Elixir's `if`
-  on an array value is always true, whatever the array holds: do not.)
+  the vectorized switch, or run the scalar GFI per particle. (In a `gen`
+  body, `if` and the other forms of `Gen.Control` raise on an array under a batch.)
   Per-particle values must broadcast against shared arrays with the
   particle axis leading: a per-particle `[n]` value times a shared `[k]`
   vector needs `Mx.new_axis(value, -1)` to give `[n][k]`.
@@ -161,7 +161,7 @@ defmodule Gen.Vectorized do
       n ->
         a = Mx.tensor(v)
         batch_shape = if leads?(lp, n), do: tl(Tuple.to_list(Mx.shape(lp))), else: Tuple.to_list(Mx.shape(lp))
-        e = event_rank(d)
+        e = event_rank(d, a, lp)
         if n > 1 and shared?(v), do: check_observation!(a, e, n)
         event = a |> Mx.shape() |> Tuple.to_list() |> Enum.take(-e) |> then(&if(e == 0, do: [], else: &1))
         target = List.to_tuple([n | batch_shape ++ event])
@@ -176,6 +176,16 @@ defmodule Gen.Vectorized do
   def rescore(d, v) do
     lp = Distribution.logpdf(d, v)
 
+    case batch() do
+      nil -> total(lp)
+      n -> per_particle(lp, n)
+    end
+  end
+
+  @doc false
+  # A log-density term as a site's score: summed to a scalar, or per particle (f64 [n]) under a batch.
+  @spec site_total(Mx.t()) :: Mx.t()
+  def site_total(lp) do
     case batch() do
       nil -> total(lp)
       n -> per_particle(lp, n)
@@ -226,7 +236,8 @@ defmodule Gen.Vectorized do
 
   # The number of event axes of a value of d: the rank of a draw minus the rank of its log-density,
   # from a lazy probe (never evaluated), memoized per distribution type and parameter shapes.
-  defp event_rank(d) do
+  # A distribution that cannot be sampled (an improper prior) is probed with the given value instead.
+  defp event_rank(d, value, lp) do
     sig = {d.__struct__, signature(Map.from_struct(d))}
     cache = Process.get(@event_ranks, %{})
 
@@ -235,8 +246,14 @@ defmodule Gen.Vectorized do
         e
 
       :error ->
-        v = Distribution.sample(d, Mx.Random.key(0))
-        e = Mx.rank(v) - Mx.rank(Distribution.logpdf(d, v))
+        e =
+          try do
+            v = Distribution.sample(d, Mx.Random.key(0))
+            Mx.rank(v) - Mx.rank(Distribution.logpdf(d, v))
+          rescue
+            ArgumentError -> max(Mx.rank(value) - Mx.rank(lp), 0)
+          end
+
         # Bounded: a run meets few distinct (type, shapes) pairs, but never let the cache grow without limit.
         cache = if map_size(cache) > 1000, do: %{}, else: cache
         Process.put(@event_ranks, Map.put(cache, sig, e))
@@ -268,7 +285,10 @@ defmodule Gen.Vectorized do
   def simulate(gf, args, n, opts \\ []) do
     check_n!(n, "Gen.vsimulate")
     Mx.Opts.validate!(opts, [:key], "Gen.vsimulate")
-    t = run("Gen.vsimulate", n, fn -> GenerativeFunction.simulate(gf, args, key(opts)) end)
+    k = key(opts)
+    go = fn -> run("Gen.vsimulate", n, fn -> GenerativeFunction.simulate(gf, args, k) end) end
+    t = go.()
+    Gen.NaN.check!("Gen.vsimulate", [t.score], go)
     particles!(t, n)
   end
 
@@ -302,7 +322,9 @@ defmodule Gen.Vectorized do
   end
 
   defp per_particle_generate(gf, args, cm, n, key, who, shared \\ nil) do
-    {t, w} = run(who, n, fn -> with_shared(shared, fn -> GenerativeFunction.generate(gf, args, cm, key) end) end)
+    go = fn -> run(who, n, fn -> with_shared(shared, fn -> GenerativeFunction.generate(gf, args, cm, key) end) end) end
+    {t, w} = go.()
+    Gen.NaN.check!(who, [t.score, w], go)
     {particles!(t, n), broadcast(w, n)}
   end
 

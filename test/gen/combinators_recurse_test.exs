@@ -101,7 +101,7 @@ defmodule Gen.CombinatorsRecurseTest do
     end
 
     test "max_depth stops a recursion that never ends" do
-      forever = Gen.Combinators.recurse(fn self -> gen(fn -> trace(:x, Gen.Dist.normal(0.0, 1.0)) && trace(:next, self, []) end) end, max_depth: 40)
+      forever = Gen.Combinators.recurse(fn self -> gen(fn -> _ = trace(:x, Gen.Dist.normal(0.0, 1.0)); trace(:next, self, []) end) end, max_depth: 40)
       assert_raise ArgumentError, ~r/went deeper than max_depth: 40 nested calls/, fn -> Gen.simulate(forever, []) end
       # The depth count is restored after the raise.
       assert Gen.get_retval(Gen.generate(geometric(), [0.3], chain(2)) |> elem(0)) == 2

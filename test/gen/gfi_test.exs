@@ -313,7 +313,8 @@ defmodule Gen.GFITest do
 
     test "unknown address, malformed choicemap, misuse" do
       t = simulate(nested(), [], key: Mx.Random.key(0))
-      assert t[:nope] == nil
+      # Issue 10 item 8: a missing address raises (it was nil).
+      assert_raise KeyError, ~r/no random choice at address :nope/, fn -> t[:nope] end
       assert_raise KeyError, ~r/no value at address :nope/, fn -> Choicemap.get(t.choices, :nope) end
       assert_raise ArgumentError, ~r/address :m must be a number/, fn -> generate(nested(), [], %{m: "x"}) end
       assert_raise RuntimeError, ~r/outside a generative function/, fn -> Gen.trace(:x, Gen.Dist.normal(0, 1)) end

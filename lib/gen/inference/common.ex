@@ -48,6 +48,12 @@ defmodule Gen.Inference.Common do
     end
   end
 
+  @doc false
+  # A value for an error message, on one line: an array by its type and shape (inspect would print its data).
+  @spec describe(term()) :: String.t()
+  def describe(%Mx.Array{} = a), do: "a #{Mx.describe(a)} array"
+  def describe(other), do: inspect(other)
+
   defp required(nil), do: " (required)"
   defp required(_), do: ""
 

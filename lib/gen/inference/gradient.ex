@@ -234,7 +234,7 @@ defmodule Gen.Inference.Gradient do
       for {path, v} <- Choicemap.to_list(Gen.get_choices(trace)), Selection.member?(sel, path) do
         unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) do
           raise ArgumentError,
-                "Gen.Inference.#{fun}: the selected choice at #{Choicemap.format_path(path)} is #{inspect(v)}, not a floating-point array; select only continuous choices"
+                "Gen.Inference.#{fun}: the selected choice at #{Choicemap.format_path(path)} is #{Gen.Inference.Common.describe(v)}, not a floating-point array; select only continuous choices"
         end
 
         path

@@ -8,6 +8,9 @@ defmodule Gen.Inference.Importance do
 
       log w = log p(proposed, observations) − log q(proposed)
 
+  A NaN weight raises `Gen.NaNError` naming the site (from `Gen.generate/4`)
+  rather than giving NaN weights and a NaN log-ML: it is a bug in the model.
+
   Use them through `Gen.Inference`.
   """
 

@@ -17,8 +17,12 @@ defmodule Gen.Inference.NUTS do
       also on each half extended by the first point of the other half, which
       catches U-turns that straddle the merge.
     * **Divergence** when the energy error H − H₀ exceeds 1000 (or the log
-      density is not finite); the subtree is then discarded and the
-      trajectory stops.
+      density or its gradient is infinite); the subtree is then discarded
+      and the trajectory stops. A NaN log density or gradient stops it the
+      same way but is reported apart, as `nan_energy: true` (a bug in the
+      model, such as NaN parameters, not a step size too large), and
+      `sample/3` logs a warning counting such iterations; a parameter
+      moved out of a distribution's range is a divergence, as in Stan.
     * **Warmup** (`sample/3`): the initial step size from Stan's doubling
       heuristic, dual averaging of the step size to `target_accept:`, a
       diagonal inverse metric from Welford variances in Stan's windows
@@ -62,11 +66,12 @@ defmodule Gen.Inference.NUTS do
       iex> {t, _} = Gen.generate(m, [], %{y: 0.5, s: 1.0})
       iex> r = Gen.Inference.NUTS.sample(t, Gen.select(:s), warmup: 30, samples: 20, key: Mx.Random.key(0), transforms: %{s: :log})
       iex> {length(r.draws[[:s]]), Enum.all?(r.draws[[:s]], &(&1 > 0)), length(r.stats), Map.keys(hd(r.stats))}
-      {20, true, 20, [:accept_stat, :divergent, :energy, :n_leapfrog, :step_size, :tree_depth]}
+      {20, true, 20, [:accept_stat, :divergent, :energy, :n_leapfrog, :nan_energy, :step_size, :tree_depth]}
   """
 
   alias Gen.{Choicemap, Selection, Trace}
   alias Gen.Inference.Adapt
+  require Logger
   import Gen.Inference.Common, only: [count!: 5, positive!: 4]
 
   @max_delta_h 1000.0
@@ -93,6 +98,7 @@ defmodule Gen.Inference.NUTS do
           tree_depth: non_neg_integer(),
           n_leapfrog: pos_integer(),
           divergent: boolean(),
+          nan_energy: boolean(),
           accept_stat: float(),
           energy: float()
         }
@@ -247,6 +253,7 @@ defmodule Gen.Inference.NUTS do
       end)
 
     flat = Enum.reverse(draws)
+    warn_nan_energy(wstats ++ stats)
 
     %{
       draws: by_path(model, flat),
@@ -276,6 +283,19 @@ defmodule Gen.Inference.NUTS do
   def series(%{flat: flat, names: names}) do
     cols = flat |> Enum.zip() |> Enum.map(&Tuple.to_list/1)
     Enum.zip(names, cols)
+  end
+
+  defp warn_nan_energy(stats) do
+    case Enum.count(stats, & &1.nan_energy) do
+      0 ->
+        :ok
+
+      k ->
+        Logger.warning(
+          "Gen.Inference.NUTS.sample: #{k} of #{length(stats)} iterations met a NaN log density or gradient (stats: nan_energy: true), " <>
+            "apart from divergences: the model's density is NaN somewhere in the region explored; check its parameters"
+        )
+    end
   end
 
   # ---- the model on the flat vector ----------------------------------------------------
@@ -318,7 +338,7 @@ defmodule Gen.Inference.NUTS do
 
     f = fn pieces -> log_density(trace, choices, blocks, pieces) end
     layout = Enum.map(blocks, &{&1.size, &1.shape})
-    %{blocks: blocks, dim: dim, vg: Mx.value_and_grad(f), layout: layout, trace: trace}
+    %{blocks: blocks, dim: dim, vg: Mx.value_and_grad(f), lp: f, layout: layout, trace: trace}
   end
 
   defp transform!(t, _addr, _fun) when t in [:identity, :log, :logit], do: t
@@ -456,6 +476,13 @@ defmodule Gen.Inference.NUTS do
       {_, _, lp, _} = z when is_float(lp) ->
         z
 
+      {_, _, :nan, _} ->
+        # Outside the gradient, assess names the NaN site (Gen.NaNError) when the density itself is NaN.
+        _ = Gen.assess(Gen.get_gen_fn(model.trace), Gen.get_args(model.trace), choices)
+
+        raise ArgumentError,
+              "Gen.Inference.#{fun}: the gradient of the log density is NaN at the starting trace; check the model's parameters there"
+
       _ ->
         raise ArgumentError,
               "Gen.Inference.#{fun}: the log density or its gradient is not finite at the starting trace; start from a trace with finite score"
@@ -479,9 +506,10 @@ defmodule Gen.Inference.NUTS do
   # ---- the sampler --------------------------------------------------------------------------
 
   defp context(model, inv, max_depth),
-    do: %{vg: model.vg, layout: model.layout, inv: inv, max_depth: max_depth, h0: 0.0}
+    do: %{vg: model.vg, lp: model.lp, layout: model.layout, inv: inv, max_depth: max_depth, h0: 0.0}
 
-  # A phase point {q, p, lp, grad}; lp is :neg_infinity (and grad nil) where the density is not finite.
+  # A phase point {q, p, lp, grad}; lp is :neg_infinity (and grad nil) where the density or its
+  # gradient is infinite, :nan where either is NaN (a NaN energy, reported apart from divergences).
   defp point(ctx, q, p \\ nil) do
     {lp, gs} = ctx.vg.(pieces(ctx.layout, q, []))
     Mx.eval([lp | gs])
@@ -489,11 +517,28 @@ defmodule Gen.Inference.NUTS do
     case Mx.to_number(lp) do
       lp when is_float(lp) ->
         g = Enum.flat_map(gs, &Mx.to_flat_list/1)
-        if Enum.all?(g, &is_float/1), do: {q, p, lp, g}, else: {q, p, :neg_infinity, nil}
+
+        cond do
+          Enum.all?(g, &is_float/1) -> {q, p, lp, g}
+          :nan in g -> {q, p, :nan, nil}
+          true -> {q, p, :neg_infinity, nil}
+        end
+
+      :nan ->
+        if nan_input?(ctx, q), do: {q, p, :nan, nil}, else: {q, p, :neg_infinity, nil}
 
       _ ->
         {q, p, :neg_infinity, nil}
     end
+  end
+
+  # Outside the gradient the GFI tells a NaN input (Gen.NaNError) from a parameter moved out of
+  # range (a built-in distribution's NaN, issue 10 item 6), which is a step out of the support.
+  defp nan_input?(ctx, q) do
+    _ = ctx.lp.(pieces(ctx.layout, q, []))
+    false
+  rescue
+    Gen.NaNError -> true
   end
 
   defp pieces([], [], acc), do: Enum.reverse(acc)
@@ -510,7 +555,7 @@ defmodule Gen.Inference.NUTS do
     q2 = zip3(q, ctx.inv, p_half, fn qi, mi, pi -> qi + e * mi * pi end)
 
     case point(ctx, q2, p_half) do
-      {_, _, :neg_infinity, _} = z -> z
+      {_, _, lp, _} = z when not is_float(lp) -> z
       {q2, _, lp, g2} -> {q2, zip3(p_half, g2, fn pi, gi -> pi + h * gi end), lp, g2}
     end
   end
@@ -526,6 +571,7 @@ defmodule Gen.Inference.NUTS do
   end
 
   defp hamiltonian({_q, _p, :neg_infinity, _g}, _inv), do: :infinity
+  defp hamiltonian({_q, _p, :nan, _g}, _inv), do: :nan
 
   defp hamiltonian({_q, p, lp, _g}, inv),
     do: -lp + 0.5 * sum_zip(p, inv, fn pi, mi -> mi * pi * pi end)
@@ -557,7 +603,7 @@ defmodule Gen.Inference.NUTS do
       sample: z0
     }
 
-    acc = %{n_leapfrog: 0, sum_metro: 0.0, divergent: false}
+    acc = %{n_leapfrog: 0, sum_metro: 0.0, divergent: false, nan_energy: false}
     {traj, depth, acc, rng} = grow(traj, 0, eps, ctx, rng, acc)
     z = traj.sample
 
@@ -566,6 +612,7 @@ defmodule Gen.Inference.NUTS do
       tree_depth: depth,
       n_leapfrog: acc.n_leapfrog,
       divergent: acc.divergent,
+      nan_energy: acc.nan_energy,
       accept_stat: acc.sum_metro / acc.n_leapfrog,
       energy: hamiltonian(z, ctx.inv)
     }
@@ -627,6 +674,10 @@ defmodule Gen.Inference.NUTS do
     case lp do
       :neg_infinity ->
         {false, z1, nil, rng, %{acc | divergent: true}}
+
+      :nan ->
+        # The subtree stops as at a divergence, but the cause is a NaN in the model, not the step size.
+        {false, z1, nil, rng, %{acc | nan_energy: true}}
 
       _ ->
         dh = ctx.h0 - hamiltonian(z1, ctx.inv)
@@ -731,8 +782,8 @@ defmodule Gen.Inference.NUTS do
     h0 = hamiltonian(z, ctx.inv)
 
     case hamiltonian(safe_leapfrog(z, eps, ctx), ctx.inv) do
-      :infinity -> {-1.0e300, rng}
-      h -> {h0 - h, rng}
+      h when is_float(h) -> {h0 - h, rng}
+      _infinity_or_nan -> {-1.0e300, rng}
     end
   end
 

@@ -19,6 +19,9 @@ defmodule Gen.Inference.SMC do
   only the trace of its latest step of a Markov kernel, so memory and the
   cost of a step do not grow with t.
 
+  A NaN weight raises `Gen.NaNError` naming the site (from the GFI call)
+  rather than giving NaN weights and a NaN log-ML: it is a bug in the model.
+
   Use `smc` through `Gen.Inference.smc/5`; SMCP3 (`Gen.Inference.SMCP3`)
   runs on the same loop with its own moves.
   """

@@ -116,7 +116,7 @@ defmodule Gen.Inference.VI do
       for {path, v} <- Choicemap.to_list(Gen.get_choices(t)), Selection.member?(sel, path) do
         unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) do
           raise ArgumentError,
-                "Gen.Inference.VI.advi: the selected choice at #{Choicemap.format_path(path)} is #{inspect(v)}, not a floating-point array; ADVI's Gaussian guide covers continuous choices only (use vi/6 with a guide for discrete ones)"
+                "Gen.Inference.VI.advi: the selected choice at #{Choicemap.format_path(path)} is #{Gen.Inference.Common.describe(v)}, not a floating-point array; ADVI's Gaussian guide covers continuous choices only (use vi/6 with a guide for discrete ones)"
         end
 
         path
