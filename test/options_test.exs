@@ -180,6 +180,8 @@ defmodule GenMX.OptionsTest do
       {Mx.Random, :poisson, 3} => [key, 1.0],
       {Mx.Random, :randint, 4} => [key, 0, 5],
       {Mx.Random, :truncated_normal, 4} => [key, -1.0, 1.0],
+      {Gen.Dist, :custom, 1} => [],
+      {Gen.Dist.Custom, :new, 1} => [],
       {Gen, :edit, 3} => [t, Gen.Edit.selection(sel)],
       {Gen, :generate, 4} => [m, [], %{}],
       {Gen, :propose, 3} => [m, []],

@@ -143,7 +143,7 @@ defmodule Gen.DistCustomTest do
   end
 
   test "errors name the distribution and the fix" do
-    assert_raise ArgumentError, ~r/unknown option\(s\) \[:logp\]/, fn ->
+    assert_raise ArgumentError, ~r/unknown option logp: \(did you mean logpdf:\?\)/, fn ->
       Gen.Dist.custom(logp: fn x -> x end)
     end
 

@@ -54,25 +54,10 @@ defmodule Gen.Dist.Custom do
 
   @keys [:logpdf, :sample, :sample_n, :reparameterized, :name, :params]
 
-  @doc "A distribution from functions; see the moduledoc for the options."
+  @doc "A distribution from functions (what `Gen.Dist.custom/1` builds); see the moduledoc for the options."
   @spec new(keyword()) :: t()
   def new(opts) when is_list(opts) do
-    if not Keyword.keyword?(opts),
-      do:
-        raise(
-          ArgumentError,
-          "Gen.Dist.custom/1: expected a keyword list of #{inspect(@keys)}, got #{inspect(opts)}"
-        )
-
-    case Keyword.keys(opts) -- @keys do
-      [] ->
-        :ok
-
-      bad ->
-        raise ArgumentError,
-              "Gen.Dist.custom/1: unknown option(s) #{inspect(bad)}; the options are #{inspect(@keys)}"
-    end
-
+    Mx.Opts.validate!(opts, @keys, "Gen.Dist.custom")
     name = Keyword.get(opts, :name, "custom")
 
     %__MODULE__{
