@@ -218,11 +218,12 @@ static ERL_NIF_TERM result(ErlNifEnv *env, mx_status st, mx_array **out) {
   return wrap(env, *out);
 }
 
-/* Runs where the owner's GC runs (a normal scheduler): a large graph or a big
- * buffer is freed on an engine thread instead. */
-static _Atomic int probe_on;
+static _Atomic int probe_on; /* the scheduler probe, below the NIFs */
 static int64_t thread_cpu_ns(void);
 static void probe_record(const char *name, int64_t ns);
+
+/* Runs where the owner's GC runs (a normal scheduler): past 1000 nodes, the rest of
+ * a graph is freed on an engine thread, and so are big buffers (alloc.c). */
 
 static void array_dtor(ErlNifEnv *env, void *obj) {
   (void)env;
