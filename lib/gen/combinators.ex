@@ -136,7 +136,7 @@ defmodule Gen.Combinators do
   """
   @spec mix([Gen.GenerativeFunction.t()], Mx.t() | [number()] | Gen.GenerativeFunction.t()) :: Gen.Combinators.Mix.t()
   def mix([_ | _] = components, log_weights) when is_list(log_weights) or is_struct(log_weights, Mx.Array) do
-    lw = Mx.as_type(Mx.tensor(log_weights), :f64)
+    lw = Gen.Handlers.f64(log_weights)
 
     if Mx.shape(lw) != {length(components)} do
       raise ArgumentError,

@@ -375,7 +375,8 @@ defmodule Mx.Random do
   def dirichlet(key, alpha, opts \\ []) do
     fun = "dirichlet/3"
     check_key!(key, fun)
-    alpha = if is_list(alpha), do: Mx.tensor(alpha), else: alpha
+    # A list is built in the draw's type (not f32 then cast, which would round an f64 request).
+    alpha = if is_list(alpha), do: Mx.tensor(alpha, type: float_type!([], opts, fun)), else: alpha
 
     unless match?(%Array{}, alpha) and tuple_size(alpha.shape) >= 1 do
       raise ArgumentError,
@@ -482,8 +483,9 @@ defmodule Mx.Random do
   def multivariate_normal(key, mean, cov, opts \\ []) do
     fun = "multivariate_normal/4"
     check_key!(key, fun)
-    mean = if is_list(mean), do: Mx.tensor(mean), else: mean
-    cov = if is_list(cov), do: Mx.tensor(cov), else: cov
+    list_type = float_type!([], opts, fun)
+    mean = if is_list(mean), do: Mx.tensor(mean, type: list_type), else: mean
+    cov = if is_list(cov), do: Mx.tensor(cov, type: list_type), else: cov
 
     d =
       case {mean, cov} do
@@ -543,7 +545,8 @@ defmodule Mx.Random do
   def categorical(key, logits, opts \\ []) do
     fun = "categorical/3"
     check_key!(key, fun)
-    logits = if is_list(logits), do: Mx.tensor(logits), else: logits
+    # The draw works in f64: a list goes straight there, not through f32.
+    logits = if is_list(logits), do: Mx.tensor(logits, type: :f64), else: logits
 
     unless match?(%Array{}, logits) and tuple_size(logits.shape) >= 1 do
       raise ArgumentError, "Mx.Random.#{fun}: logits must be an array of rank >= 1, got #{inspect(logits)}"

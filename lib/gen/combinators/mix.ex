@@ -62,10 +62,10 @@ defmodule Gen.Combinators.Mix do
               "(#{length(cs)}), got #{inspect(logits)}"
     end
 
-    Gen.Dist.categorical(Gen.Handlers.f64(l))
+    Gen.Dist.categorical(logits: Gen.Handlers.f64(l))
   end
 
-  def categorical(%__MODULE__{log_weights: lw}, _logits, _method), do: Gen.Dist.categorical(lw)
+  def categorical(%__MODULE__{log_weights: lw}, _logits, _method), do: Gen.Dist.categorical(logits: lw)
 
   @doc false
   # The component at the index held by a categorical trace (or value), with its arity checked.
