@@ -429,7 +429,8 @@ defmodule Gen.Inference.NUTS do
         end)
       end)
 
-    case point(ctx, q) do
+    # Not point/2: an engine error at the start is the model's, and raises.
+    case eval_point(ctx, q, nil) do
       {_, _, lp, _} = z when is_float(lp) ->
         z
 
@@ -458,8 +459,16 @@ defmodule Gen.Inference.NUTS do
   defp context(model, inv, max_depth),
     do: %{vg: model.vg, layout: model.layout, inv: inv, max_depth: max_depth, h0: 0.0}
 
-  # A phase point {q, p, lp, grad}; lp is :neg_infinity (and grad nil) where the density is not finite.
-  defp point(ctx, q, p \\ nil) do
+  # A phase point {q, p, lp, grad}; lp is :neg_infinity (and grad nil) where the density is not
+  # finite or its evaluation raised Mx.Error (a divergence, as Stan rejects such a proposal).
+  defp point(ctx, q, p) do
+    case Gen.Inference.Common.at_proposal(fn -> eval_point(ctx, q, p) end) do
+      {:ok, z} -> z
+      :rejected -> {q, p, :neg_infinity, nil}
+    end
+  end
+
+  defp eval_point(ctx, q, p) do
     {lp, gs} = ctx.vg.(pieces(ctx.layout, q, []))
     Mx.eval([lp | gs])
 
