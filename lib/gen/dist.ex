@@ -18,25 +18,27 @@ defmodule Gen.Dist do
   broadcast; a draw has the broadcast shape of the parameters (the batch
   shape), `sample_n` puts `n` draws on a new leading axis.
 
-  ## Invalid parameters: an error when known, -Inf when computed
+  ## Invalid parameters: an error when constant, -Inf when computed
 
   One rule for every distribution (each module lists its constraints):
 
-    * A parameter whose value is known when the distribution is built — a
-      number, a list, or an evaluated array (`Mx.evaluated?/1`: made from a
-      list or from data, or already computed) — is checked then: an invalid
+    * A constant is checked when the distribution is built, and an invalid
       one raises `ArgumentError` naming the distribution, the parameter, the
-      constraint and the value. A constant mistake is an error at the call.
-    * A lazy array — the result of Mx operations not evaluated yet, which is
-      what a parameter computed from other choices inside a model is, and
-      every value under `Mx.value_and_grad/2` — is not inspected: where it is
-      invalid, `logpdf` is `-Inf` (Gen.jl's convention), so MH, HMC, MALA and
-      NUTS reject a move that takes a scale below zero and the chain goes on,
-      as in Stan. Only a NaN parameter gives a NaN log-density, so that it is
+      constraint and the value: a number or a list anywhere, and an
+      evaluated array (`Mx.evaluated?/1`: made from a list or from data)
+      given outside a generative function's body.
+    * Any other array is not inspected: inside a model's body an array may
+      be computed from the very choices a move proposes (evaluated or not),
+      and outside one a lazy array may be traced. Where it is invalid,
+      `logpdf` is `-Inf` (Gen.jl's convention), so MH, HMC, MALA and NUTS
+      reject a move that takes a scale below zero and the chain goes on, as
+      in Stan. Only a NaN parameter gives a NaN log-density, so that it is
       reported rather than silently rejected.
 
-  (`Mx.tensor/2` of a single number is a lazy fill: give a constant scalar
-  as a number to have it checked.)
+  So inside a model, give constant parameters as numbers or lists to have
+  them checked (`Mx.tensor/2` of a single number is moreover a lazy fill);
+  a number computed from a choice (`Mx.to_number/1`) is checked too, so keep
+  computed parameters as arrays.
 
       iex> Gen.Dist.normal(0.0, -1.0)
       ** (ArgumentError) Gen.Dist.normal: sigma must be positive, got -1.0
@@ -438,19 +440,26 @@ defmodule Gen.Dist do
           Mx.as_type(x, :f64)
       end
 
-    with {phrase, _ok?, mask} when mask != nil <- spec(check), true <- Mx.evaluated?(x) do
-      known!(Mx.any(mask.(a)), a, dist, "#{name} must be #{phrase}")
-    end
-
+    if known?([x]), do: check!(a, dist, name, check)
     a
   end
 
-  def param!(x, dist, name, check) when is_list(x),
-    do: param!(Mx.tensor(x, type: :f64), dist, name, check)
+  # A list is a constant wherever it is given.
+  def param!(x, dist, name, check) when is_list(x) do
+    a = Mx.tensor(x, type: :f64)
+    check!(a, dist, name, check)
+    a
+  end
 
   def param!(x, dist, name, _check) do
     raise ArgumentError,
           "Gen.Dist.#{dist}: #{name} must be a number or an Mx array, got #{inspect(x)}"
+  end
+
+  defp check!(a, dist, name, check) do
+    with {phrase, _ok?, mask} when mask != nil <- spec(check) do
+      known!(Mx.any(mask.(a)), a, dist, "#{name} must be #{phrase}")
+    end
   end
 
   defp spec(nil), do: nil
@@ -473,10 +482,16 @@ defmodule Gen.Dist do
   end
 
   @doc false
-  # Whether every parameter as given (a number, a list or an array) has its values now,
-  # so that a constraint joining several of them can be checked at once.
+  # Whether every parameter as given is a constant to check now: numbers and lists always;
+  # arrays when evaluated and given outside a generative function's body (inside one an array
+  # may be computed from the very choices a move proposes, evaluated or not).
   @spec known?([term()]) :: boolean()
-  def known?(given), do: Enum.all?(given, &(not match?(%Mx.Array{}, &1) or Mx.evaluated?(&1)))
+  def known?(given) do
+    Enum.all?(given, fn
+      %Mx.Array{} = a -> Mx.evaluated?(a) and not Gen.Handlers.running?()
+      _ -> true
+    end)
+  end
 
   @doc false
   # A value to score: numbers and lists as f64, integer arrays cast to f64.

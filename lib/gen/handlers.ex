@@ -33,6 +33,10 @@ defmodule Gen.Handlers do
   # ---- running a body -------------------------------------------------------------
 
   @doc false
+  # Whether a generative function's body is running in this process.
+  def running?, do: Process.get(@state) != nil
+
+  @doc false
   # Runs gf's body with a fresh handler state built on `init`; returns {retval, final state}.
   def run(handler, gf, args, key, init) do
     check_args!(gf, args)

@@ -24,8 +24,8 @@ defmodule Gen.InvalidParamsTest do
                    Gen.Dist.multivariate_normal([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]])
                  end
 
-    # Inside a model, the first GFI call that reaches it raises.
-    m = gen(fn -> trace(:x, Gen.Dist.gamma(2.0, scale: Mx.tensor([-1.0], type: :f64))) end)
+    # Inside a model a number or a list is a constant: the first GFI call that reaches it raises.
+    m = gen(fn -> trace(:x, Gen.Dist.gamma(2.0, scale: [-1.0])) end)
 
     assert_raise ArgumentError, ~r/gamma: scale must be positive/, fn ->
       Gen.simulate(m, [], key: Mx.Random.key(0))
@@ -36,6 +36,11 @@ defmodule Gen.InvalidParamsTest do
     assert_raise ArgumentError, ~r/normal: sigma must be positive, got -2.0/, fn ->
       Gen.generate(m2, [], %{x: 0.0})
     end
+
+    # An array inside a body may hold proposed values, evaluated or not: it scores -Inf instead.
+    m3 = gen(fn -> trace(:x, Gen.Dist.normal(0.0, Mx.tensor([-1.0], type: :f64))) end)
+    {_t, w} = Gen.generate(m3, [], %{x: [0.0]})
+    assert Mx.to_flat_list(w) == [:neg_infinity]
   end
 
   # ---- computed parameters: -Inf, the move is rejected -------------------------------------

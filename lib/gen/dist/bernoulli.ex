@@ -12,7 +12,7 @@ defmodule Gen.Dist.Bernoulli do
   zero gradient far earlier) and the gradient in `eta` is `1 - p` or `-p` exactly.
 
   `p` must lie in [0, 1] (`logits` may be any real, ±Inf included); invalid
-  parameters follow `Gen.Dist`'s rule: raise when known, `-Inf` when lazy.
+  parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise.
 
       iex> d = Gen.Dist.bernoulli(0.25)
       iex> Gen.Dist.logpdf(d, true) |> Mx.to_number()
@@ -28,7 +28,7 @@ defmodule Gen.Dist.Bernoulli do
   defstruct [:p, :logits]
   @type t :: %__MODULE__{p: Mx.t() | nil, logits: Mx.t() | nil}
 
-  @doc "A Bernoulli distribution with success probability `p` in [0, 1] (checked when known)."
+  @doc "A Bernoulli distribution with success probability `p` in [0, 1] (checked when constant)."
   @spec new(Mx.tensor_like()) :: t()
   def new(p), do: %__MODULE__{p: Gen.Dist.param!(p, "bernoulli", "p", :probability)}
 

@@ -9,7 +9,7 @@ defmodule Gen.Dist.Beta do
   where the exponent is 0 (and ±Inf otherwise, as scipy), and with
   `Mx.betaln` so large shapes do not cancel. Not reparameterized: draws come
   from gamma rejection samplers (`Mx.Random.beta/4`). Invalid parameters follow
-  `Gen.Dist`'s rule: raise when known, `-Inf` when lazy (`alpha <= 0` or `beta <= 0`).
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`alpha <= 0` or `beta <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.beta(2.0, 3.0), Mx.tensor([0.5, 1.5])) |> Mx.to_list()
       [0.4054651081081646, :neg_infinity]
@@ -18,7 +18,7 @@ defmodule Gen.Dist.Beta do
   defstruct [:alpha, :beta]
   @type t :: %__MODULE__{alpha: Mx.t(), beta: Mx.t()}
 
-  @doc "A beta distribution with `alpha > 0` and `beta > 0` (checked when known)."
+  @doc "A beta distribution with `alpha > 0` and `beta > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(alpha, beta) do
     %__MODULE__{

@@ -5,7 +5,7 @@ defmodule Gen.Dist.BetaUniformMixture do
   `theta · Beta(x; alpha, beta) + (1 - theta)` on [0, 1], `-Inf` outside,
   formed in logs (`logaddexp`). Not reparameterized (the branch is discrete).
   Alias `Gen.Dist.beta_uniform/3` (Gen.jl's name). Invalid parameters follow
-  `Gen.Dist`'s rule: raise when known, `-Inf` when lazy (`theta` outside [0, 1],
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`theta` outside [0, 1],
   `alpha <= 0` or `beta <= 0`).
 
       iex> d = Gen.Dist.beta_uniform_mixture(0.3, 2.0, 5.0)
@@ -16,7 +16,7 @@ defmodule Gen.Dist.BetaUniformMixture do
   defstruct [:theta, :alpha, :beta]
   @type t :: %__MODULE__{theta: Mx.t(), alpha: Mx.t(), beta: Mx.t()}
 
-  @doc "The mixture with Beta weight `theta` in [0, 1] and Beta shapes `alpha, beta > 0` (checked when known)."
+  @doc "The mixture with Beta weight `theta` in [0, 1] and Beta shapes `alpha, beta > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(theta, alpha, beta) do
     name = "beta_uniform_mixture"

@@ -10,7 +10,7 @@ defmodule Gen.Dist.Binomial do
   value and their gradient `k - n·p`.
 
   `n` must be an integer >= 0 and `p` lie in [0, 1] (`logits` any real);
-  invalid parameters follow `Gen.Dist`'s rule: raise when known, `-Inf` when lazy.
+  invalid parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise.
 
   Draws are `:s64`, by inverting the CDF `P(K <= k) = I_{1-p}(n - k, k + 1)`
   (`Mx.betainc/3`) with a bisection over `0..n`: `ceil(log2(n + 1))` batched
@@ -24,7 +24,7 @@ defmodule Gen.Dist.Binomial do
   defstruct [:n, :p, :logits]
   @type t :: %__MODULE__{n: Mx.t(), p: Mx.t() | nil, logits: Mx.t() | nil}
 
-  @doc "A binomial distribution with `n >= 0` integer trials and success probability `p` in [0, 1] (checked when known)."
+  @doc "A binomial distribution with `n >= 0` integer trials and success probability `p` in [0, 1] (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(n, p) do
     %__MODULE__{

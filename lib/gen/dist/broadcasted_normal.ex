@@ -6,7 +6,7 @@ defmodule Gen.Dist.BroadcastedNormal do
   of the elementwise normal log-densities over those axes. A value with extra
   leading axes (say `[N | event]` for N particles) gets one score per leading
   index. Reparameterized, as `Gen.Dist.Normal`. Invalid parameters follow
-  `Gen.Dist`'s rule: raise when known, `-Inf` when lazy (`sigma <= 0`).
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`sigma <= 0`).
 
       iex> d = Gen.Dist.broadcasted_normal(Mx.tensor([0.0, 1.0], type: :f64), 1.0)
       iex> Gen.Dist.logpdf(d, Mx.tensor([0.0, 1.0])) |> Mx.to_number()
@@ -18,7 +18,7 @@ defmodule Gen.Dist.BroadcastedNormal do
   defstruct [:mu, :sigma, :event_shape]
   @type t :: %__MODULE__{mu: Mx.t(), sigma: Mx.t(), event_shape: tuple()}
 
-  @doc "A broadcasted normal with `mu` finite and `sigma > 0` (checked when known)."
+  @doc "A broadcasted normal with `mu` finite and `sigma > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(mu, sigma) do
     mu = Gen.Dist.param!(mu, "broadcasted_normal", "mu", :finite)

@@ -13,8 +13,8 @@ defmodule Gen.Dist.Categorical do
 
   Unlike Gen.jl's, indices are 0-based (as `Mx.take/3` and `Enum.at/2`).
   Draws are `:s64` indices (Gumbel-max on the log-probabilities). Invalid
-  probabilities follow `Gen.Dist`'s rule: raise when known (the message
-  points to `logits:`, the form for log-weights), `-Inf` when lazy.
+  probabilities follow `Gen.Dist`'s rule: raise for a constant (the message
+  points to `logits:`, the form for log-weights), `-Inf` otherwise.
 
       iex> d = Gen.Dist.categorical(Mx.tensor([0.2, 0.3, 0.5], type: :f64))
       iex> Gen.Dist.logpdf(d, Mx.tensor([0, 2, 3, -1])) |> Mx.to_list()
@@ -31,7 +31,7 @@ defmodule Gen.Dist.Categorical do
 
   @doc """
   A categorical distribution with probabilities `probs` (`{..., k}`,
-  non-negative, summing to 1; checked when known).
+  non-negative, summing to 1; checked when constant).
   """
   @spec new(Mx.tensor_like()) :: t()
   def new(probs) do

@@ -4,7 +4,7 @@ defmodule Gen.Dist.Cauchy do
   (`Gen.Dist.cauchy/2`): `log p(x) = -log(π scale) - log(1 + ((x - loc)/scale)²)`,
   the last term formed so far tails do not overflow. Reparameterized:
   `loc + scale · tan(π(u - 1/2))`. Invalid parameters follow `Gen.Dist`'s
-  rule: raise when known, `-Inf` when lazy (`scale <= 0`).
+  rule: raise for a constant, `-Inf` otherwise (`scale <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.cauchy(0.0, 1.0), Mx.tensor([0.0, 1.0e200], type: :f64)) |> Mx.to_list()
       [-1.1447298858494002, -922.1787670834677]
@@ -15,7 +15,7 @@ defmodule Gen.Dist.Cauchy do
 
   @log_pi 1.1447298858494002
 
-  @doc "A Cauchy distribution with `loc` finite and `scale > 0` (checked when known)."
+  @doc "A Cauchy distribution with `loc` finite and `scale > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(loc, scale) do
     %__MODULE__{

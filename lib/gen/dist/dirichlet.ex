@@ -7,7 +7,7 @@ defmodule Gen.Dist.Dirichlet do
   sum to 1 (within 1e-10 in f64, as scipy's check, or 1e-5 if
   the value or `alpha` is f32). Draws are
   normalized gammas (`Mx.Random.dirichlet/3`), not reparameterized. Invalid
-  parameters follow `Gen.Dist`'s rule: raise when known, `-Inf` when lazy
+  parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise
   (an `alpha` component `<= 0`).
 
       iex> d = Gen.Dist.dirichlet([1.0, 2.0, 3.0])
@@ -18,7 +18,7 @@ defmodule Gen.Dist.Dirichlet do
   defstruct [:alpha]
   @type t :: %__MODULE__{alpha: Mx.t()}
 
-  @doc "A Dirichlet distribution with concentrations `alpha > 0` (`{..., k}`; checked when known)."
+  @doc "A Dirichlet distribution with concentrations `alpha > 0` (`{..., k}`; checked when constant)."
   @spec new(Mx.tensor_like()) :: t()
   def new(alpha) do
     alpha = Gen.Dist.param!(alpha, "dirichlet", "alpha", {:positive, "> 0"})

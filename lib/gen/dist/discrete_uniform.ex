@@ -4,7 +4,7 @@ defmodule Gen.Dist.DiscreteUniform do
   Gen.jl's `uniform_discrete`, alias `Gen.Dist.uniform_discrete/2`): log-mass
   `-log(hi - lo + 1)`, `-Inf` elsewhere. Draws are `:s64`
   (`Mx.Random.randint/4`, exactly uniform). Invalid parameters follow
-  `Gen.Dist`'s rule: raise when known, `-Inf` when lazy (`lo > hi`).
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`lo > hi`).
 
       iex> d = Gen.Dist.discrete_uniform(1, 4)
       iex> Gen.Dist.logpdf(d, Mx.tensor([1, 4, 5, 2.5])) |> Mx.to_list()
@@ -14,7 +14,7 @@ defmodule Gen.Dist.DiscreteUniform do
   defstruct [:lo, :hi]
   @type t :: %__MODULE__{lo: Mx.t(), hi: Mx.t()}
 
-  @doc "A uniform distribution on the integers `lo..hi`, `lo <= hi` (checked when known)."
+  @doc "A uniform distribution on the integers `lo..hi`, `lo <= hi` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(lo, hi) do
     if is_number(lo) and is_number(hi) and hi < lo do

@@ -4,7 +4,7 @@ defmodule Gen.Dist.Exponential do
   scipy's `expon(scale = 1 / rate)`), on `x >= 0`:
   `log p(x) = log rate - rate · x`. Reparameterized: `E / rate` with `E` a
   unit exponential (`-log u`). Invalid parameters follow `Gen.Dist`'s rule:
-  raise when known, `-Inf` when lazy (`rate <= 0`).
+  raise for a constant, `-Inf` otherwise (`rate <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.exponential(0.5), 2.0) |> Mx.to_number()
       -1.6931471805599454
@@ -13,7 +13,7 @@ defmodule Gen.Dist.Exponential do
   defstruct [:rate]
   @type t :: %__MODULE__{rate: Mx.t()}
 
-  @doc "An exponential distribution with `rate > 0` (checked when known)."
+  @doc "An exponential distribution with `rate > 0` (checked when constant)."
   @spec new(Mx.tensor_like()) :: t()
   def new(rate),
     do: %__MODULE__{rate: Gen.Dist.param!(rate, "exponential", "rate", :positive)}

@@ -10,8 +10,7 @@ defmodule Gen.Dist.Gamma do
 
   (`xlogy` makes `x = 0` with `shape = 1` give `log rate`). Not
   reparameterized: draws come from Marsaglia and Tsang's rejection sampler.
-  Invalid parameters follow `Gen.Dist`'s rule: raise when known, `-Inf` when
-  lazy (`shape <= 0` or `rate <= 0`).
+  Invalid parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`shape <= 0` or `rate <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.gamma(2.0, rate: 3.0), Mx.tensor([1.0, -1.0])) |> Mx.to_list()
       [-0.8027754226637804, :neg_infinity]
@@ -20,7 +19,7 @@ defmodule Gen.Dist.Gamma do
   defstruct [:shape, :rate]
   @type t :: %__MODULE__{shape: Mx.t(), rate: Mx.t()}
 
-  @doc "A gamma distribution with `shape > 0` and `rate > 0` (checked when known)."
+  @doc "A gamma distribution with `shape > 0` and `rate > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(shape, rate) do
     %__MODULE__{
@@ -29,7 +28,7 @@ defmodule Gen.Dist.Gamma do
     }
   end
 
-  @doc "A gamma distribution with `shape > 0` and `scale > 0` (checked when known)."
+  @doc "A gamma distribution with `shape > 0` and `scale > 0` (checked when constant)."
   @spec with_scale(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def with_scale(shape, scale) do
     %__MODULE__{

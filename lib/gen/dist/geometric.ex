@@ -5,7 +5,7 @@ defmodule Gen.Dist.Geometric do
   scipy's `geom` counts trials instead and starts at 1). Log-mass
   `k log(1 - p) + log p`. Draws are `:s64`, by inversion:
   `floor(log(v) / log(1 - p))` for `v` uniform in (0, 1]. Invalid parameters
-  follow `Gen.Dist`'s rule: raise when known, `-Inf` when lazy (`p` outside (0, 1]).
+  follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`p` outside (0, 1]).
 
       iex> d = Gen.Dist.geometric(0.5)
       iex> Gen.Dist.logpdf(d, Mx.tensor([0, 2, -1])) |> Mx.to_list()
@@ -15,7 +15,7 @@ defmodule Gen.Dist.Geometric do
   defstruct [:p]
   @type t :: %__MODULE__{p: Mx.t()}
 
-  @doc "A geometric distribution with success probability `p` in (0, 1] (checked when known)."
+  @doc "A geometric distribution with success probability `p` in (0, 1] (checked when constant)."
   @spec new(Mx.tensor_like()) :: t()
   def new(p),
     do: %__MODULE__{p: Gen.Dist.param!(p, "geometric", "p", :positive_probability)}

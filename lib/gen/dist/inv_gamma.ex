@@ -7,7 +7,7 @@ defmodule Gen.Dist.InvGamma do
       log p(x) = shape · log scale - lgamma(shape) - (shape + 1) log x - scale / x
 
   Not reparameterized (a gamma rejection sampler underneath). Invalid parameters
-  follow `Gen.Dist`'s rule: raise when known, `-Inf` when lazy (`shape <= 0` or
+  follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`shape <= 0` or
   `scale <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.inv_gamma(3.0, 2.0), Mx.tensor([1.0, 0.0])) |> Mx.to_list()
@@ -17,7 +17,7 @@ defmodule Gen.Dist.InvGamma do
   defstruct [:shape, :scale]
   @type t :: %__MODULE__{shape: Mx.t(), scale: Mx.t()}
 
-  @doc "An inverse gamma distribution with `shape > 0` and `scale > 0` (checked when known)."
+  @doc "An inverse gamma distribution with `shape > 0` and `scale > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(shape, scale) do
     %__MODULE__{

@@ -3,7 +3,7 @@ defmodule Gen.Dist.Laplace do
   The Laplace distribution with location `loc` and scale `scale > 0`
   (`Gen.Dist.laplace/2`): `log p(x) = -log(2 scale) - |x - loc| / scale`.
   Reparameterized: `loc + scale · L` with `L` a unit Laplace draw. Invalid
-  parameters follow `Gen.Dist`'s rule: raise when known, `-Inf` when lazy
+  parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise
   (`scale <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.laplace(1.0, 2.0), 5.0) |> Mx.to_number()
@@ -13,7 +13,7 @@ defmodule Gen.Dist.Laplace do
   defstruct [:loc, :scale]
   @type t :: %__MODULE__{loc: Mx.t(), scale: Mx.t()}
 
-  @doc "A Laplace distribution with `loc` finite and `scale > 0` (checked when known)."
+  @doc "A Laplace distribution with `loc` finite and `scale > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(loc, scale) do
     %__MODULE__{

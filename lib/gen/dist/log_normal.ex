@@ -4,7 +4,7 @@ defmodule Gen.Dist.LogNormal do
   (`Gen.Dist.log_normal/2`; scipy's `lognorm(s = sigma, scale = exp(mu))`),
   on `x > 0`: `log p(x) = log N(log x; mu, sigma) - log x`. Reparameterized:
   `exp(mu + sigma · z)`. Invalid parameters follow `Gen.Dist`'s rule: raise
-  when known, `-Inf` when lazy (`sigma <= 0`).
+  for a constant, `-Inf` otherwise (`sigma <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.log_normal(0.0, 1.0), Mx.tensor([1.0, 0.0])) |> Mx.to_list()
       [-0.9189385332046728, :neg_infinity]
@@ -13,7 +13,7 @@ defmodule Gen.Dist.LogNormal do
   defstruct [:mu, :sigma]
   @type t :: %__MODULE__{mu: Mx.t(), sigma: Mx.t()}
 
-  @doc "A log-normal distribution with `mu` finite and `sigma > 0` (checked when known)."
+  @doc "A log-normal distribution with `mu` finite and `sigma > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(mu, sigma) do
     %__MODULE__{

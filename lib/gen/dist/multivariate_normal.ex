@@ -8,8 +8,8 @@ defmodule Gen.Dist.MultivariateNormal do
   so they are reparameterized (alias `Gen.Dist.mvnormal/2`, Gen.jl's name).
 
   Invalid parameters follow `Gen.Dist`'s rule: a `cov` that is not symmetric
-  positive definite raises `ArgumentError` when known (an evaluated array or
-  a list); a lazy one (a Gaussian-process kernel computed from other choices)
+  positive definite raises `ArgumentError` when constant (a list, or an evaluated array
+  outside a model's body); any other one (a Gaussian-process kernel computed from other choices)
   makes its Cholesky factor raise `Mx.Error` when evaluated, which MH, HMC,
   MALA and NUTS take as a rejected move, as Stan does.
 
@@ -25,13 +25,13 @@ defmodule Gen.Dist.MultivariateNormal do
 
   @doc "A multivariate normal with mean `mean` (`{..., d}`) and covariance `cov` (`{d, d}`)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
-  def new(mean, cov) do
+  def new(mean, cov_given) do
     mean = Gen.Dist.param!(mean, "multivariate_normal", "mean")
-    cov = Gen.Dist.param!(cov, "multivariate_normal", "cov")
+    cov = Gen.Dist.param!(cov_given, "multivariate_normal", "cov")
 
     case {Mx.shape(mean), Mx.shape(cov)} do
       {ms, {d, d}} when tuple_size(ms) >= 1 and elem(ms, tuple_size(ms) - 1) == d ->
-        if Mx.evaluated?(cov) do
+        if Gen.Dist.known?([cov_given]) do
           spd = Gen.Dist.Wishart.spd?(cov)
 
           Gen.Dist.known!(

@@ -7,7 +7,7 @@ defmodule Gen.Dist.NegBinomial do
   `log Γ(k + r) - log Γ(r) - log k! + r log p + k log(1 - p)`. Draws are
   `:s64`, as a gamma–Poisson mixture: `Poisson(λ)` with
   `λ ~ Gamma(r, scale (1 - p) / p)`. Invalid parameters follow `Gen.Dist`'s
-  rule: raise when known, `-Inf` when lazy (`r <= 0`, `p` outside (0, 1]).
+  rule: raise for a constant, `-Inf` otherwise (`r <= 0`, `p` outside (0, 1]).
 
       iex> d = Gen.Dist.neg_binomial(2.0, 0.5)
       iex> Gen.Dist.logpdf(d, Mx.tensor([0, 1, 0.5])) |> Mx.to_list()
@@ -17,7 +17,7 @@ defmodule Gen.Dist.NegBinomial do
   defstruct [:r, :p]
   @type t :: %__MODULE__{r: Mx.t(), p: Mx.t()}
 
-  @doc "A negative binomial distribution with `r > 0` successes and success probability `p` in (0, 1] (checked when known)."
+  @doc "A negative binomial distribution with `r > 0` successes and success probability `p` in (0, 1] (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(r, p) do
     %__MODULE__{

@@ -6,8 +6,7 @@ defmodule Gen.Dist.Normal do
       log p(x) = -((x - mu) / sigma)² / 2 - log sigma - log(2π) / 2
 
   Reparameterized: a draw is `mu + sigma * z` with `z` standard normal.
-  Invalid parameters follow `Gen.Dist`'s rule: raise when known, `-Inf` when
-  lazy (`sigma <= 0`).
+  Invalid parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`sigma <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.gaussian(1.0, 2.0), 3.0) |> Mx.to_number()
       -2.112085713764618
@@ -18,7 +17,7 @@ defmodule Gen.Dist.Normal do
 
   @log_sqrt_2pi 0.9189385332046728
 
-  @doc "A normal distribution with `mu` finite and `sigma > 0` (checked when known, see `Gen.Dist`)."
+  @doc "A normal distribution with `mu` finite and `sigma > 0` (checked when constant, see `Gen.Dist`)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(mu, sigma) do
     %__MODULE__{

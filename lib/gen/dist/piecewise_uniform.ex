@@ -6,7 +6,7 @@ defmodule Gen.Dist.PiecewiseUniform do
   `{m}`. Density `p_i / width_i`, `-Inf` outside `[bounds[0], bounds[m]]`.
   Draws pick a bin (categorical) then a uniform point in it; not reparameterized.
   Unlike Gen.jl's, `probs` are normalized here. Invalid parameters follow
-  `Gen.Dist`'s rule: raise when known, `-Inf` when lazy (bounds not strictly
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (bounds not strictly
   increasing, a negative weight or weights summing to 0).
 
       iex> d = Gen.Dist.piecewise_uniform([0.0, 1.0, 3.0], [0.5, 0.5])

@@ -9,7 +9,7 @@ defmodule Gen.Dist.Poisson do
   non-integer `k`. Draws are `:s64` (`Mx.Random.poisson/3`, exact for every rate).
 
   `rate >= 0` (`log_rate` any real, `-Inf` included); invalid parameters follow
-  `Gen.Dist`'s rule: raise when known, `-Inf` when lazy.
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise.
 
       iex> d = Gen.Dist.poisson(3.0)
       iex> Gen.Dist.logpdf(d, Mx.tensor([0, 2, -1, 1.5])) |> Mx.to_list()
@@ -21,7 +21,7 @@ defmodule Gen.Dist.Poisson do
   defstruct [:rate, :log_rate]
   @type t :: %__MODULE__{rate: Mx.t() | nil, log_rate: Mx.t() | nil}
 
-  @doc "A Poisson distribution with mean `rate >= 0` (checked when known)."
+  @doc "A Poisson distribution with mean `rate >= 0` (checked when constant)."
   @spec new(Mx.tensor_like()) :: t()
   def new(rate), do: %__MODULE__{rate: Gen.Dist.param!(rate, "poisson", "rate", :nonnegative)}
 

@@ -11,7 +11,7 @@ defmodule Gen.Dist.StudentT do
   `2 log z + log1p(z⁻²)` past `z = 1`, so far tails do not overflow. Not
   reparameterized (the chi-square draw depends on `df` through a rejection
   sampler): a draw is `loc + scale · Z / sqrt(V / df)`, `V ~ χ²(df)`. Invalid
-  parameters follow `Gen.Dist`'s rule: raise when known, `-Inf` when lazy
+  parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise
   (`df <= 0` or `scale <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.student_t(3.0, 1.0, 2.0), 2.0) |> Mx.to_number()
@@ -21,7 +21,7 @@ defmodule Gen.Dist.StudentT do
   defstruct [:df, :loc, :scale]
   @type t :: %__MODULE__{df: Mx.t(), loc: Mx.t(), scale: Mx.t()}
 
-  @doc "A Student's t distribution with `df > 0`, `loc` finite and `scale > 0` (checked when known)."
+  @doc "A Student's t distribution with `df > 0`, `loc` finite and `scale > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(df, loc, scale) do
     %__MODULE__{

@@ -12,7 +12,7 @@ defmodule Gen.Dist.TruncatedNormal do
   so intervals far in a tail score exactly. Standardized bounds beyond
   ±1e100 count as infinite (keeps gradients finite). Not reparameterized
   (draws invert the CDF at the interval's bounds in the engine). Invalid
-  parameters follow `Gen.Dist`'s rule: raise when known, `-Inf` when lazy
+  parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise
   (`sigma <= 0` or `lo >= hi`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.truncated_normal(0.0, 1.0, 0.0, :infinity), Mx.tensor([1.0, -1.0])) |> Mx.to_list()
@@ -26,7 +26,7 @@ defmodule Gen.Dist.TruncatedNormal do
 
   @doc """
   A truncated normal with `mu` finite, `sigma > 0` and `lo < hi` (checked
-  when known); give infinite bounds as `:neg_infinity` and `:infinity`.
+  when constant); give infinite bounds as `:neg_infinity` and `:infinity`.
   """
   @spec new(Mx.tensor_like(), Mx.tensor_like(), Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(mu, sigma, lo, hi) do

@@ -3,7 +3,7 @@ defmodule Gen.Dist.Uniform do
   The continuous uniform distribution on `[lo, hi]`, `lo < hi`
   (`Gen.Dist.uniform/2`): `log p(x) = -log(hi - lo)` inside, `-Inf` outside.
   Reparameterized: `lo + (hi - lo) * u`. Invalid parameters follow
-  `Gen.Dist`'s rule: raise when known, `-Inf` when lazy (`lo >= hi`).
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`lo >= hi`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.uniform(0.0, 4.0), Mx.tensor([-1.0, 0.0, 4.0, 5.0])) |> Mx.to_list()
       [:neg_infinity, -1.3862943611198906, -1.3862943611198906, :neg_infinity]
@@ -12,7 +12,7 @@ defmodule Gen.Dist.Uniform do
   defstruct [:lo, :hi]
   @type t :: %__MODULE__{lo: Mx.t(), hi: Mx.t()}
 
-  @doc "A uniform distribution on `[lo, hi]`, both finite with `lo < hi` (checked when known)."
+  @doc "A uniform distribution on `[lo, hi]`, both finite with `lo < hi` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(lo, hi) do
     if is_number(lo) and is_number(hi) and lo >= hi do

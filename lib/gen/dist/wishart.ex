@@ -16,8 +16,8 @@ defmodule Gen.Dist.Wishart do
   standard normals below it, so they are not reparameterized.
 
   Invalid parameters follow `Gen.Dist`'s rule: `df <= p - 1` or a `scale`
-  that is not symmetric positive definite raises when known; a lazy `df`
-  out of range gives `-Inf`, and a lazy `scale` that is not positive definite
+  that is not symmetric positive definite raises when constant; another `df`
+  out of range gives `-Inf`, and another `scale` that is not positive definite
   makes its Cholesky factor raise `Mx.Error` on evaluation, which MH, HMC,
   MALA and NUTS take as a rejected move.
 
@@ -42,8 +42,8 @@ defmodule Gen.Dist.Wishart do
   # Shared with Gen.Dist.InvWishart: df and a {p, p} symmetric positive-definite scale,
   # checked at once where they are numbers or evaluated arrays.
   @spec params!(String.t(), Mx.tensor_like(), Mx.tensor_like()) :: {Mx.t(), Mx.t()}
-  def params!(name, df, scale) do
-    scale = Gen.Dist.param!(scale, name, "scale")
+  def params!(name, df, scale_given) do
+    scale = Gen.Dist.param!(scale_given, name, "scale")
 
     p =
       case Mx.shape(scale) do
@@ -67,7 +67,7 @@ defmodule Gen.Dist.Wishart do
           "df must be > p - 1 = #{p - 1}"
         )
 
-    if Mx.evaluated?(scale),
+    if Gen.Dist.known?([scale_given]),
       do:
         Gen.Dist.known!(
           Mx.logical_not(Mx.all(spd?(scale))),
