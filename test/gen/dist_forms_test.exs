@@ -4,6 +4,7 @@ defmodule Gen.DistFormsTest do
   # written by generate_dist_forms.py): values and derivatives deep in the tails.
   use ExUnit.Case, async: true
 
+  import Gen
   alias Gen.Dist
   import Gen.DistCheck
 
@@ -131,6 +132,30 @@ defmodule Gen.DistFormsTest do
 
     [{lc, lp} | rest] = done
     Enum.reverse([{lc + c, lp + p} | rest]) |> Enum.unzip()
+  end
+
+  test "logit forms under a particle batch: one score per particle, as the scalar model scores it" do
+    m =
+      gen(fn ->
+        eta = trace(:eta, Gen.Dist.normal(0.0, 3.0))
+        b = trace(:b, Gen.Dist.bernoulli(logits: eta))
+        trace(:k, Gen.Dist.poisson(log_rate: eta))
+        b
+      end)
+
+    t = Gen.vsimulate(m, [], 6, key: Mx.Random.key(2))
+    assert Mx.shape(t[:b]) == {6} and Mx.shape(Gen.get_score(t)) == {6}
+
+    for {eta, b, k, score} <-
+          Enum.zip([
+            Mx.to_list(t[:eta]),
+            Mx.to_list(t[:b]),
+            Mx.to_list(t[:k]),
+            Mx.to_list(Gen.get_score(t))
+          ]) do
+      {w, _} = Gen.assess(m, [], %{eta: eta, b: b, k: k})
+      assert_in_delta score, Mx.to_number(w), 1.0e-12
+    end
   end
 
   # ---- categorical(probs), Gen.jl's meaning ------------------------------------------------

@@ -55,7 +55,9 @@ defmodule Gen.Inference.NUTS do
   log-Jacobian is added to the log joint, so the draws (reported on the
   constrained scale) have the model's posterior. Without a transform a
   constrained choice is still sampled correctly, but a step out of the
-  support has log density −∞ and counts as a divergence.
+  support has log density −∞ (or raises `Mx.Error`, say a Cholesky factor
+  of a covariance that is no longer positive definite) and counts as a
+  divergence.
 
       iex> import Gen
       iex> m = gen fn -> s = trace(:s, Gen.Dist.exponential(1.0)); trace(:y, Gen.Dist.normal(0.0, s)) end
