@@ -411,8 +411,8 @@ defmodule Gen.Dist do
   @doc false
   # A parameter as a float array: numbers become f64 scalars, lists f64 arrays, integer
   # arrays f64. `check` is a constraint (constraint/1), optionally with its own phrase
-  # ({name, phrase}), or nil. Values known now (numbers, lists, evaluated arrays) are
-  # checked and raise; lazy arrays are not inspected (logpdf is -Inf where they are invalid).
+  # ({name, phrase}), or nil. Constants (known?/1) are checked and raise; other arrays are
+  # not inspected (logpdf is -Inf where they are invalid).
   @spec param!(term(), String.t(), String.t(), atom() | {atom(), String.t()} | nil) :: Mx.t()
   def param!(x, dist, name, check \\ nil)
 
