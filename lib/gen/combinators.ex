@@ -38,6 +38,7 @@ defmodule Gen.Combinators do
   """
 
   alias Gen.{Choicemap, Trace}
+  alias Gen.GenerativeFunction, as: GF
   alias Gen.Handlers, as: H
 
   @doc """
@@ -136,7 +137,7 @@ defmodule Gen.Combinators do
   """
   @spec mix([Gen.GenerativeFunction.t()], Mx.t() | [number()] | Gen.GenerativeFunction.t()) :: Gen.Combinators.Mix.t()
   def mix([_ | _] = components, log_weights) when is_list(log_weights) or is_struct(log_weights, Mx.Array) do
-    lw = Mx.as_type(Mx.tensor(log_weights), :f64)
+    lw = Gen.Handlers.f64(log_weights)
 
     if Mx.shape(lw) != {length(components)} do
       raise ArgumentError,
@@ -302,6 +303,39 @@ defmodule Gen.Combinators do
                 "its choices lie under the integer addresses 0..#{n - 1}"
       end
     end)
+  end
+
+  @doc false
+  # Update to another branch (Switch) or component (Mix), as Gen.jl's switch update: the new
+  # branch keeps the old branch's choices at the addresses it visits, takes `cm` over them and
+  # draws the rest from its prior; weight = its generate weight on those (kept and constrained)
+  # choices - the old score; the discard holds the old choices not kept (overwritten or unvisited).
+  # That is the dynamic update of the new branch on the old trace, when the two branches can
+  # share addresses (both distributions, or both gen functions); otherwise nothing is shared.
+  def switch_update(new, %Trace{} = old, args, cm, key) do
+    if shares_addresses?(old.gen_fn, new) do
+      GF.update(new, old, args, Enum.map(args, fn _ -> :unknown_change end), cm, key)
+    else
+      {t, w} = GF.generate(new, args, cm, key)
+      {t, Mx.subtract(w, old.score), :unknown_change, old.choices}
+    end
+  end
+
+  @doc false
+  # Regenerate to another branch: the old branch's unselected choices at addresses the new one
+  # visits are kept and rescored (their change of log-density is the weight); selected, new
+  # and removed choices count 0, the correct MH weight for a draw from the prior.
+  def switch_regenerate(new, %Trace{} = old, args, sel, key) do
+    if shares_addresses?(old.gen_fn, new) do
+      GF.regenerate(new, old, args, Enum.map(args, fn _ -> :unknown_change end), sel, key)
+    else
+      {GF.simulate(new, args, key), H.zero(), :unknown_change}
+    end
+  end
+
+  defp shares_addresses?(a, b) do
+    dist? = &(Gen.Distribution.impl_for(&1) != nil)
+    (dist?.(a) and dist?.(b)) or (is_struct(a, Gen.DynamicFunction) and is_struct(b, Gen.DynamicFunction))
   end
 
   @doc false

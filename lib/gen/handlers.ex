@@ -22,15 +22,19 @@ defmodule Gen.Handlers do
   @state :gen_handler_state
 
   @doc false
-  def f64(x) do
-    x = Mx.tensor(x)
-    if Mx.type(x) == :f64, do: x, else: Mx.as_type(x, :f64)
-  end
+  # Numbers and lists straight to f64 (not through f32, Mx.tensor's default float type).
+  def f64(%Mx.Array{type: :f64} = x), do: x
+  def f64(%Mx.Array{} = x), do: Mx.as_type(x, :f64)
+  def f64(x), do: Mx.tensor(x, type: :f64)
 
   @doc false
   def zero, do: Mx.tensor(0.0, type: :f64)
 
   # ---- running a body -------------------------------------------------------------
+
+  @doc false
+  # Whether a generative function's body is running in this process.
+  def running?, do: Process.get(@state) != nil
 
   @doc false
   # Runs gf's body with a fresh handler state built on `init`; returns {retval, final state}.

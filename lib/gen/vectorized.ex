@@ -219,7 +219,8 @@ defmodule Gen.Vectorized do
     end
   end
 
-  defp scalar_params?(d), do: d |> Map.from_struct() |> Enum.all?(fn {_k, v} -> match?(%Mx.Array{shape: {}}, v) end)
+  # nil: a parameter form not in use (bernoulli's logits: when p is given).
+  defp scalar_params?(d), do: d |> Map.from_struct() |> Enum.all?(fn {_k, v} -> v == nil or match?(%Mx.Array{shape: {}}, v) end)
 
   # f64 [n]: the site's log-density summed over every axis but the particle axis.
   defp per_particle(lp, n) do

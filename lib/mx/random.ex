@@ -379,7 +379,8 @@ defmodule Mx.Random do
     fun = "dirichlet/3"
     check_key!(key, fun)
     Mx.Opts.validate!(opts, [:shape, :type], "Mx.Random.#{fun}")
-    alpha = if is_list(alpha), do: Mx.tensor(alpha), else: alpha
+    # A list is built in the draw's type (not f32 then cast, which would round an f64 request).
+    alpha = if is_list(alpha), do: Mx.tensor(alpha, type: float_type!([], opts, fun)), else: alpha
 
     unless match?(%Array{}, alpha) and tuple_size(alpha.shape) >= 1 do
       raise ArgumentError,
@@ -487,8 +488,9 @@ defmodule Mx.Random do
     fun = "multivariate_normal/4"
     check_key!(key, fun)
     Mx.Opts.validate!(opts, [:shape, :type], "Mx.Random.#{fun}")
-    mean = if is_list(mean), do: Mx.tensor(mean), else: mean
-    cov = if is_list(cov), do: Mx.tensor(cov), else: cov
+    list_type = float_type!([], opts, fun)
+    mean = if is_list(mean), do: Mx.tensor(mean, type: list_type), else: mean
+    cov = if is_list(cov), do: Mx.tensor(cov, type: list_type), else: cov
 
     d =
       case {mean, cov} do
@@ -550,7 +552,8 @@ defmodule Mx.Random do
     fun = "categorical/3"
     check_key!(key, fun)
     Mx.Opts.validate!(opts, [:axis, :shape, :num_samples, :type], "Mx.Random.#{fun}")
-    logits = if is_list(logits), do: Mx.tensor(logits), else: logits
+    # The draw works in f64: a list goes straight there, not through f32.
+    logits = if is_list(logits), do: Mx.tensor(logits, type: :f64), else: logits
 
     unless match?(%Array{}, logits) and tuple_size(logits.shape) >= 1 do
       raise ArgumentError, "Mx.Random.#{fun}: logits must be an array of rank >= 1, got #{inspect(logits)}"

@@ -107,14 +107,14 @@ defmodule Gen.CombinatorsDimapTest do
 
     model =
       gen fn n ->
-        s = trace(:s, Gen.Dist.gamma(2.0, 1.0))
+        s = trace(:s, Gen.Dist.gamma(2.0, rate: 1.0))
         total = trace(:chain, d, [n, s])
         trace(:obs, Gen.Dist.normal(total, 1.0))
       end
 
     obs = cm([{:s, 0.5}, {[:chain, 0, :x], 0.5}, {[:chain, 1, :x], 1.5}, {:obs, 2.5}])
     {t, w} = Gen.generate(model, [2], obs)
-    lp_s = num(Gen.Dist.logpdf(Gen.Dist.gamma(2.0, 1.0), 0.5))
+    lp_s = num(Gen.Dist.logpdf(Gen.Dist.gamma(2.0, rate: 1.0), 0.5))
     assert_close(w, lp_s + chain_lp([0.5, 1.5], 1.0) + ln_normal(2.5, 2.0, 1.0), 1.0e-12)
     calls(:step)
 
@@ -124,7 +124,7 @@ defmodule Gen.CombinatorsDimapTest do
     assert_close(w2, ln_normal(2.5, 0.5 + x1, 1.0) - ln_normal(2.5, 2.0, 1.0), 1.0e-10)
 
     {t3, w3, d3} = Gen.edit(t, Gen.Edit.constraint(%{s: 1.0}))
-    lp_s1 = num(Gen.Dist.logpdf(Gen.Dist.gamma(2.0, 1.0), 1.0))
+    lp_s1 = num(Gen.Dist.logpdf(Gen.Dist.gamma(2.0, rate: 1.0), 1.0))
     assert_close(w3, lp_s1 - lp_s + chain_lp([0.5, 1.5], 2.0) - chain_lp([0.5, 1.5], 1.0), 1.0e-12)
     assert pairs(d3) == [{[:s], 0.5}]
     assert num(t3[[:chain, 1, :x]]) == 1.5

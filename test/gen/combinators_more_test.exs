@@ -92,7 +92,7 @@ defmodule Gen.CombinatorsMoreTest do
 
       model =
         gen fn ->
-          k = trace(:k, Gen.Dist.categorical(lw))
+          k = trace(:k, Gen.Dist.categorical(logits: lw))
           trace(:v, s, [k, 0.0])
         end
 

@@ -310,13 +310,13 @@ defmodule Gen.CombinatorsTest do
 
       model =
         gen fn n ->
-          s = trace(:s, Gen.Dist.gamma(2.0, 1.0))
+          s = trace(:s, Gen.Dist.gamma(2.0, rate: 1.0))
           trace(:chain, u, [n, 0.0, s])
         end
 
       obs = cm([{:s, 1.0}, {[:chain, 0, :x], 0.5}, {[:chain, 1, :x], 1.5}])
       {t, w} = Gen.generate(model, [2], obs)
-      lp_s = Mx.to_number(Gen.Dist.logpdf(Gen.Dist.gamma(2.0, 1.0), 1.0))
+      lp_s = Mx.to_number(Gen.Dist.logpdf(Gen.Dist.gamma(2.0, rate: 1.0), 1.0))
       assert_close(w, lp_s + chain_lp([0.5, 1.5], 1.0))
       flush()
 

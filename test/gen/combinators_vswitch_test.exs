@@ -215,7 +215,7 @@ defmodule Gen.CombinatorsVSwitchTest do
       lw = Mx.log(vec([0.3, 0.7]))
 
       gen fn mu ->
-        k = trace(:k, Gen.Dist.categorical(lw))
+        k = trace(:k, Gen.Dist.categorical(logits: lw))
         trace(:v, s, [k, mu])
       end
     end

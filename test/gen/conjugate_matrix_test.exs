@@ -63,7 +63,7 @@ defmodule Gen.ConjugateMatrixTest do
 
   defp model(:gp) do
     gen(fn n ->
-      lambda = trace(:lambda, Gen.Dist.gamma(3.0, 2.0))
+      lambda = trace(:lambda, Gen.Dist.gamma(3.0, rate: 2.0))
       for i <- 0..(n - 1), do: trace({:y, i}, Gen.Dist.poisson(lambda))
       lambda
     end)
@@ -389,7 +389,7 @@ defmodule Gen.ConjugateMatrixTest do
   @vi_table [{:bb, 300}, {:gp, 310}, {:lr, 330}]
 
   defp guide(:bb), do: gen(fn p -> trace(:p, Gen.Dist.beta(Mx.exp(p.la), Mx.exp(p.lb))) end)
-  defp guide(:gp), do: gen(fn p -> trace(:lambda, Gen.Dist.gamma(Mx.exp(p.la), Mx.exp(p.lb))) end)
+  defp guide(:gp), do: gen(fn p -> trace(:lambda, Gen.Dist.gamma(Mx.exp(p.la), rate: Mx.exp(p.lb))) end)
 
   defp guide(:lr) do
     gen(fn p ->

@@ -15,7 +15,7 @@ defmodule Gen.ConjugateTest do
 
   defp gp_model do
     gen(fn n ->
-      lambda = trace(:lambda, Gen.Dist.gamma(3.0, 2.0))
+      lambda = trace(:lambda, Gen.Dist.gamma(3.0, rate: 2.0))
       for i <- 0..(n - 1), do: trace({:c, i}, Gen.Dist.poisson(lambda))
       lambda
     end)

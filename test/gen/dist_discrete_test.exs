@@ -20,7 +20,7 @@ defmodule Gen.DistDiscreteTest do
   doctest Gen.Dist.PiecewiseUniform
   doctest Gen.Dist.BetaUniformMixture
 
-  @implemented ~w(bernoulli categorical poisson geometric neg_binomial binomial discrete_uniform
+  @implemented ~w(bernoulli categorical categorical_logits poisson geometric neg_binomial binomial discrete_uniform
                   dirichlet multivariate_normal mixture_poisson mixture_normal
                   piecewise_uniform beta_uniform_mixture)a
 
@@ -42,6 +42,8 @@ defmodule Gen.DistDiscreteTest do
 
   defp build(:mixture_normal, [ps, lw]),
     do: Dist.mixture(Enum.map(ps, fn [m, s] -> Dist.normal(m, s) end), lw)
+
+  defp build(:categorical_logits, [l]), do: Dist.categorical(logits: l)
 
   defp build(dist, params), do: apply(Dist, dist, params)
 
@@ -71,7 +73,7 @@ defmodule Gen.DistDiscreteTest do
       "poisson batch"
     )
 
-    c = Dist.categorical(Mx.log(Mx.tensor([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]], type: :f64)))
+    c = Dist.categorical(Mx.tensor([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]], type: :f64))
     assert Mx.to_list(Dist.logpdf(c, Mx.tensor([2, 2]))) |> hd() == :neg_infinity
 
     assert_in_delta Mx.to_list(Dist.logpdf(c, Mx.tensor([2, 2]))) |> List.last(),
@@ -93,7 +95,8 @@ defmodule Gen.DistDiscreteTest do
   test "reparameterized?: false for the discrete ones and dirichlet, true for multivariate_normal" do
     for d <- [
           Dist.bernoulli(0.5),
-          Dist.categorical([0.0, 0.0]),
+          Dist.categorical([0.5, 0.5]),
+          Dist.categorical(logits: [0.0, 0.0]),
           Dist.poisson(1.0),
           Dist.geometric(0.5),
           Dist.neg_binomial(2.0, 0.5),
@@ -140,9 +143,23 @@ defmodule Gen.DistDiscreteTest do
     end
   end
 
-  test "array parameters out of range give NaN, not a raise" do
-    assert Dist.logpdf(Dist.poisson(Mx.tensor([-1.0], type: :f64)), 1) |> Mx.to_list() == [:nan]
-    assert Dist.logpdf(Dist.bernoulli(Mx.tensor([2.0], type: :f64)), 1) |> Mx.to_list() == [:nan]
+  # Issue 10 item 6 changed this test: an evaluated (constant) array out of range now raises
+  # like a number, and a lazy (computed) one scores -Inf instead of NaN, so that inference
+  # rejects the move; only a NaN parameter still gives NaN.
+  test "array parameters out of range: known ones raise, lazy ones score -Inf, NaN stays NaN" do
+    assert_raise ArgumentError, ~r/poisson: rate must be >= 0, got \[-1.0\]/, fn ->
+      Dist.poisson(Mx.tensor([-1.0], type: :f64))
+    end
+
+    assert_raise ArgumentError, ~r/bernoulli: p must be in \[0, 1\], got \[2.0\]/, fn ->
+      Dist.bernoulli(Mx.tensor([2.0], type: :f64))
+    end
+
+    lazy = fn x -> Mx.add(Mx.tensor([x], type: :f64), 0.0) end
+    refute Mx.evaluated?(lazy.(1.0))
+    assert Dist.logpdf(Dist.poisson(lazy.(-1.0)), 1) |> Mx.to_list() == [:neg_infinity]
+    assert Dist.logpdf(Dist.bernoulli(lazy.(2.0)), 1) |> Mx.to_list() == [:neg_infinity]
+    assert Dist.logpdf(Dist.poisson(lazy.(:nan)), 1) |> Mx.to_list() == [:nan]
   end
 
   # ---- samplers: chi-square goodness of fit ----------------------------------------------
@@ -152,8 +169,10 @@ defmodule Gen.DistDiscreteTest do
   # {name, distribution, support points to bin (the rest of the mass pools into the last bin)}
   @chi_cases [
     {"bernoulli", quote(do: Dist.bernoulli(0.3)), 0..1},
-    {"categorical",
-     quote(do: Dist.categorical(Mx.log(Mx.tensor([0.1, 0.2, 0.3, 0.4], type: :f64)))), 0..3},
+    {"categorical", quote(do: Dist.categorical([0.1, 0.2, 0.3, 0.4])), 0..3},
+    {"categorical logits",
+     quote(do: Dist.categorical(logits: Mx.log(Mx.tensor([0.1, 0.2, 0.3, 0.4], type: :f64)))),
+     0..3},
     {"poisson 3.5", quote(do: Dist.poisson(3.5)), 0..30},
     {"poisson 60", quote(do: Dist.poisson(60.0)), 0..150},
     {"geometric 0.3", quote(do: Dist.geometric(0.3)), 0..60},
@@ -245,7 +264,9 @@ defmodule Gen.DistDiscreteTest do
 
     assert Mx.shape(
              Dist.sample_n(
-               Dist.categorical(Mx.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]], type: :f64)),
+               Dist.categorical(
+                 logits: Mx.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]], type: :f64)
+               ),
                key,
                4
              )
@@ -363,7 +384,14 @@ defmodule Gen.DistDiscreteTest do
   test "gradient of categorical logpdf w.r.t. logits" do
     x = Mx.tensor([0, 1, 2, 2])
 
-    Mx.GradCheck.check_grads!(fn l -> Dist.logpdf(Dist.categorical(l), x) end, [
+    Mx.GradCheck.check_grads!(fn l -> Dist.logpdf(Dist.categorical(logits: l), x) end, [
+      f64([0.2, -1.0, 0.7])
+    ])
+
+    # Probabilities through a softmax, so every finite-difference step stays on the simplex.
+    softmax = fn l -> Mx.exp(Mx.subtract(l, Mx.logsumexp(l))) end
+
+    Mx.GradCheck.check_grads!(fn l -> Dist.logpdf(Dist.categorical(softmax.(l)), x) end, [
       f64([0.2, -1.0, 0.7])
     ])
   end

@@ -177,7 +177,7 @@ defmodule Gen.InferenceTest do
     end
 
     test "a selection that selects no choice raises, naming it and the trace's addresses (as NUTS and HMC do)" do
-      m = gen(fn -> s = trace(:sigam, Gen.Dist.gamma(2.0, 2.0)); trace(:y, Gen.Dist.normal(0.0, s)) end)
+      m = gen(fn -> s = trace(:sigam, Gen.Dist.gamma(2.0, rate: 2.0)); trace(:y, Gen.Dist.normal(0.0, s)) end)
       {t, _} = Gen.generate(m, [], %{y: 0.3}, key: Mx.Random.key(53))
       msg = ~r/Gen.Inference.mh: the selection #Gen.Selection<\[:sigma\]> selects no choice of the trace \(the trace's addresses are :sigam, :y\)/
       assert_raise ArgumentError, msg, fn -> Inference.mh(t, Gen.select(:sigma), key: Mx.Random.key(54)) end

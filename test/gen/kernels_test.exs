@@ -18,7 +18,7 @@ defmodule Gen.KernelsTest do
 
   defp discrete_model do
     gen(fn ->
-      z = trace(:z, Gen.Dist.categorical(Mx.log(Mx.tensor([0.1, 0.2, 0.3, 0.4], type: :f64))))
+      z = trace(:z, Gen.Dist.categorical(logits: Mx.log(Mx.tensor([0.1, 0.2, 0.3, 0.4], type: :f64))))
       b = trace(:b, Gen.Dist.bernoulli(0.3))
       trace(:y, Gen.Dist.normal(Mx.add(Mx.as_type(z, :f64), Mx.multiply(Mx.as_type(b, :f64), 2.0)), 1.0))
     end)
@@ -307,8 +307,8 @@ defmodule Gen.KernelsTest do
 
       m =
         gen(fn ->
-          x = trace(:x, Gen.Dist.gamma(2.0, 1.0))
-          y = trace(:y, Gen.Dist.gamma(2.0, 1.0))
+          x = trace(:x, Gen.Dist.gamma(2.0, rate: 1.0))
+          y = trace(:y, Gen.Dist.gamma(2.0, rate: 1.0))
           for i <- 0..2, do: {trace({:cx, i}, Gen.Dist.poisson(x)), trace({:cy, i}, Gen.Dist.poisson(y))}
         end)
 

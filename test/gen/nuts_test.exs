@@ -249,7 +249,7 @@ defmodule Gen.NUTSTest do
 
     m =
       gen(fn n ->
-        lam = trace(:lambda, Gen.Dist.gamma(2.0, 1.0))
+        lam = trace(:lambda, Gen.Dist.gamma(2.0, rate: 1.0))
         for i <- 0..(n - 1), do: trace({:y, i}, Gen.Dist.poisson(lam))
       end)
 

@@ -15,7 +15,9 @@ raises instead.
 
 Gen's conventions differ from scipy's in two places, mapped here:
 geometric counts failures (scipy's geom counts trials: k -> k + 1) and
-categorical takes logits and 0-based indices.
+categorical indices are 0-based. `categorical` takes probabilities (Gen.jl's form:
+log probs[x], not renormalized, so a vector summing to 1 - 1e-9, inside the
+tolerance, scores its own entries) and `categorical_logits` unnormalized logits.
 """
 import math
 import os
@@ -64,7 +66,14 @@ for probs in [[0.2, 0.3, 0.5], [0.1, 0.0, 0.9], [1e-300, 0.5, 0.5, 1e-20]]:
     lp = logits - logsumexp(logits)
     exp = [lp[int(v)] if v == int(v) and 0 <= v < k else -math.inf for v in vals]
     with np.errstate(divide="ignore"):
-        case(f"categorical probs={probs}", "categorical", [list(logits)], vals, exp)
+        case(f"categorical logits={probs}", "categorical_logits", [list(logits)], vals, exp)
+
+for probs in [[0.2, 0.3, 0.5], [0.1, 0.0, 0.9], [1e-300, 0.5, 0.5, 1e-20], [0.25, 0.75 - 1e-9]]:
+    k = len(probs)
+    vals = [float(i) for i in range(k)] + [-1.0, float(k), 0.5]
+    with np.errstate(divide="ignore"):
+        exp = [math.log(probs[int(v)]) if v == int(v) and 0 <= v < k and probs[int(v)] > 0 else -math.inf for v in vals]
+    case(f"categorical probs={probs}", "categorical", [probs], vals, exp)
 
 for rate in [0.0, 0.5, 3.0, 40.0]:
     case(f"poisson rate={rate}", "poisson", [rate], INTS + [60.0], stats.poisson.logpmf(INTS + [60.0], rate))

@@ -18,15 +18,17 @@ defmodule Gen.Combinators.Mix do
   function's, the categorical's and the component's; the return value is
   the component's.
 
-  Update with a new `:component` value moves to that component: its choices
-  are generated under the `:value` constraints, the old component's
-  choices go to the discard under `:value`, and the weight is the
-  categorical's update weight plus the new component's generate weight
-  minus the old component's score (Switch's rule). A change under
+  Update with a new `:component` value moves to that component by Switch's
+  rule (Gen.jl's switch update): the new component keeps the old one's
+  choices under `:value` at the addresses they share, takes the `:value`
+  constraints and draws the rest from its prior; the weight is the
+  categorical's update weight plus the new component's generate weight on
+  the kept and constrained choices minus the old component's score, and the
+  old choices not kept go to the discard under `:value`. A change under
   `:logits` (or of the arguments) rescores the kept index under the new
   logits. Regenerate with `:component` selected draws a new index; if it
-  differs the new component is drawn from its prior and contributes
-  weight 0.
+  differs the new component keeps the old one's unselected shared choices,
+  rescored (the weight), and draws the others from its prior (weight 0).
 
       iex> import Gen
       iex> comps = [Gen.Dist.normal(0.0, 1.0), Gen.Dist.normal(5.0, 1.0)]
@@ -62,10 +64,10 @@ defmodule Gen.Combinators.Mix do
               "(#{length(cs)}), got #{inspect(logits)}"
     end
 
-    Gen.Dist.categorical(Gen.Handlers.f64(l))
+    Gen.Dist.categorical(logits: Gen.Handlers.f64(l))
   end
 
-  def categorical(%__MODULE__{log_weights: lw}, _logits, _method), do: Gen.Dist.categorical(lw)
+  def categorical(%__MODULE__{log_weights: lw}, _logits, _method), do: Gen.Dist.categorical(logits: lw)
 
   @doc false
   # The component at the index held by a categorical trace (or value), with its arity checked.
@@ -165,8 +167,7 @@ defimpl Gen.GenerativeFunction, for: Gen.Combinators.Mix do
       if Mx.to_number(ct.retval) == Mx.to_number(old_ct.retval) do
         GF.update(c, old_vt, args, diffs, value_cm, M.key(key, 1))
       else
-        {vt, w} = GF.generate(c, args, value_cm, M.key(key, 1))
-        {vt, Mx.subtract(w, old_vt.score), :unknown_change, old_vt.choices}
+        Gen.Combinators.switch_update(c, old_vt, args, value_cm, M.key(key, 1))
       end
 
     discard =
@@ -199,7 +200,7 @@ defimpl Gen.GenerativeFunction, for: Gen.Combinators.Mix do
       if Mx.to_number(ct.retval) == Mx.to_number(old_ct.retval) do
         GF.regenerate(c, old_vt, args, diffs, Selection.subselection(sel, :value), M.key(key, 1))
       else
-        {GF.simulate(c, args, M.key(key, 1)), H.zero(), :unknown_change}
+        Gen.Combinators.switch_regenerate(c, old_vt, args, Selection.subselection(sel, :value), M.key(key, 1))
       end
 
     {M.to_trace(gf, args, lt, ct, vt), w0 |> Mx.add(w1) |> Mx.add(w2), retdiff}

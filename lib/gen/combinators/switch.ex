@@ -7,22 +7,30 @@ defmodule Gen.Combinators.Switch do
   return value and score are the branch's.
 
   Update with the same index updates the branch's trace. Update to another
-  index discards the old branch's choices (all of them go to the discard)
-  and generates the new branch with the constraints; the weight is, as in
-  Gen.jl, the new branch's generate weight minus the old trace's score.
-  Regenerate to another index draws the new branch from its prior with
-  weight 0, as the dynamic handler treats new and removed calls (the old
-  branch's density cancels against the reverse proposal). Same index:
-  the branch's own regenerate.
+  index follows Gen.jl's switch update: the new branch keeps the old
+  branch's choices at the addresses it shares with it, takes the
+  constraints, and draws its other choices from its prior; the weight is
+  the new branch's generate weight on the kept and constrained choices minus
+  the old trace's score, and the discard holds the old choices not kept
+  (overwritten or not visited by the new branch). Addresses are shared
+  between two gen-function branches or two distribution branches (a branch
+  of another kind shares none).
+
+  Regenerate to another index keeps the old branch's unselected choices at
+  shared addresses, rescored under the new branch (the change of their
+  log-density is the weight), and draws the selected, new ones from the
+  prior with weight 0, as the dynamic handler does (their density cancels
+  against the reverse proposal). Same index: the branch's own regenerate.
 
       iex> import Gen
       iex> b0 = gen fn mu -> trace(:x, Gen.Dist.normal(mu, 1.0)) end
-      iex> b1 = gen fn mu -> trace(:y, Gen.Dist.normal(mu, 2.0)) end
+      iex> b1 = gen fn mu -> {trace(:x, Gen.Dist.normal(mu, 2.0)), trace(:y, Gen.Dist.normal(mu, 2.0))} end
       iex> s = Gen.Combinators.switch([b0, b1])
       iex> {t, _} = Gen.generate(s, [0, 0.0], %{x: 1.0})
       iex> {t2, w, _, discard} = Gen.update(t, [1, 0.0], [:unknown_change, :no_change], %{y: 0.0})
-      iex> {Float.round(Mx.to_number(w), 10), Mx.to_number(t2[:y]), Mx.to_number(discard[:x])}
-      {-0.1931471806, 0.0, 1.0}
+      iex> # x = 1 is kept: w = log N(1; 0, 2) + log N(0; 0, 2) - log N(1; 0, 1)
+      iex> {Float.round(Mx.to_number(w), 10), Mx.to_number(t2[:x]), Gen.Choicemap.empty?(discard)}
+      {-1.9302328943, 1.0, true}
   """
 
   @enforce_keys [:branches]
@@ -105,8 +113,8 @@ defimpl Gen.GenerativeFunction, for: Gen.Combinators.Switch do
       {bt, w, retdiff, discard} = GF.update(b, old, rest, S.tail_diffs(argdiffs, length(rest)), cm, key)
       {S.to_trace(gf, args, bt), w, retdiff, discard}
     else
-      {bt, w} = GF.generate(b, rest, cm, key)
-      {S.to_trace(gf, args, bt), Mx.subtract(w, old.score), :unknown_change, old.choices}
+      {bt, w, _retdiff, discard} = Gen.Combinators.switch_update(b, old, rest, cm, key)
+      {S.to_trace(gf, args, bt), w, :unknown_change, discard}
     end
   end
 
@@ -118,7 +126,8 @@ defimpl Gen.GenerativeFunction, for: Gen.Combinators.Switch do
       {bt, w, retdiff} = GF.regenerate(b, prev.subtraces[[]], rest, S.tail_diffs(argdiffs, length(rest)), sel, key)
       {S.to_trace(gf, args, bt), w, retdiff}
     else
-      {S.to_trace(gf, args, GF.simulate(b, rest, key)), Gen.Handlers.zero(), :unknown_change}
+      {bt, w, _retdiff} = Gen.Combinators.switch_regenerate(b, prev.subtraces[[]], rest, sel, key)
+      {S.to_trace(gf, args, bt), w, :unknown_change}
     end
   end
 

@@ -148,8 +148,7 @@ defmodule Gen.Combinators.VSwitch do
 
   def blend(mask, a, b) do
     if array_like?(a) and array_like?(b) do
-      a = Mx.tensor(a)
-      b = Mx.tensor(b)
+      {a, b} = {to_array(a, b), to_array(b, a)}
       r = max(Mx.rank(a), Mx.rank(b))
       m = if r > Mx.rank(mask), do: Mx.reshape(mask, List.to_tuple(Tuple.to_list(Mx.shape(mask)) ++ List.duplicate(1, r - Mx.rank(mask)))), else: mask
       Mx.where(m, a, b)
@@ -159,6 +158,16 @@ defmodule Gen.Combinators.VSwitch do
   end
 
   defp array_like?(x), do: is_struct(x, Mx.Array) or is_number(x) or is_boolean(x)
+
+  # A float takes the other branch's float type, or f64 (Gen's type for numbers), never f32 first.
+  defp to_array(%Mx.Array{} = x, _other), do: x
+
+  defp to_array(x, other) when is_float(x) do
+    t = if is_struct(other, Mx.Array) and Mx.Type.float?(Mx.type(other)), do: Mx.type(other), else: :f64
+    Mx.tensor(x, type: t)
+  end
+
+  defp to_array(x, _other), do: Mx.tensor(x)
 
   defp not_selectable!(a, b) do
     raise ArgumentError,

@@ -8,7 +8,8 @@ defmodule Gen.Dist.Beta do
   formed with `xlogy`/`xlog1py` so that `x = 0` or `1` gives 0 · log 0 = 0
   where the exponent is 0 (and ±Inf otherwise, as scipy), and with
   `Mx.betaln` so large shapes do not cancel. Not reparameterized: draws come
-  from gamma rejection samplers (`Mx.Random.beta/4`).
+  from gamma rejection samplers (`Mx.Random.beta/4`). Invalid parameters follow
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`alpha <= 0` or `beta <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.beta(2.0, 3.0), Mx.tensor([0.5, 1.5])) |> Mx.to_list()
       [0.4054651081081646, :neg_infinity]
@@ -17,14 +18,12 @@ defmodule Gen.Dist.Beta do
   defstruct [:alpha, :beta]
   @type t :: %__MODULE__{alpha: Mx.t(), beta: Mx.t()}
 
-  @doc "A beta distribution; numbers must be positive and finite."
+  @doc "A beta distribution with `alpha > 0` and `beta > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(alpha, beta) do
-    pos = {&(&1 > 0), "positive"}
-
     %__MODULE__{
-      alpha: Gen.Dist.param!(alpha, "beta", "alpha", pos),
-      beta: Gen.Dist.param!(beta, "beta", "beta", pos)
+      alpha: Gen.Dist.param!(alpha, "beta", "alpha", :positive),
+      beta: Gen.Dist.param!(beta, "beta", "beta", :positive)
     }
   end
 
@@ -40,7 +39,8 @@ defmodule Gen.Dist.Beta do
         |> Mx.add(Mx.xlog1py(Mx.subtract(b, 1.0), Mx.negate(xs)))
         |> Mx.subtract(Mx.betaln(a, b))
 
-      Gen.Dist.restrict(lp, inside, Mx.logical_and(Mx.greater(a, 0.0), Mx.greater(b, 0.0)))
+      invalid = Mx.logical_or(Gen.Dist.invalid(a, :positive), Gen.Dist.invalid(b, :positive))
+      Gen.Dist.restrict(lp, inside: inside, invalid: invalid)
     end
 
     def sample(d, key), do: draw(d, key, [])

@@ -4,6 +4,9 @@ defmodule Gen.Dist.BetaUniformMixture do
   draw, otherwise a Uniform(0, 1) draw. Density
   `theta · Beta(x; alpha, beta) + (1 - theta)` on [0, 1], `-Inf` outside,
   formed in logs (`logaddexp`). Not reparameterized (the branch is discrete).
+  Alias `Gen.Dist.beta_uniform/3` (Gen.jl's name). Invalid parameters follow
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`theta` outside [0, 1],
+  `alpha <= 0` or `beta <= 0`).
 
       iex> d = Gen.Dist.beta_uniform_mixture(0.3, 2.0, 5.0)
       iex> Gen.Dist.logpdf(d, [0.1, 1.1]) |> Mx.to_list()
@@ -13,15 +16,15 @@ defmodule Gen.Dist.BetaUniformMixture do
   defstruct [:theta, :alpha, :beta]
   @type t :: %__MODULE__{theta: Mx.t(), alpha: Mx.t(), beta: Mx.t()}
 
-  @doc "The mixture with Beta weight `theta` in [0, 1] and Beta shapes `alpha, beta > 0`."
+  @doc "The mixture with Beta weight `theta` in [0, 1] and Beta shapes `alpha, beta > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(theta, alpha, beta) do
     name = "beta_uniform_mixture"
 
     %__MODULE__{
-      theta: Gen.Dist.param!(theta, name, "theta", {&(&1 >= 0 and &1 <= 1), "in [0, 1]"}),
-      alpha: Gen.Dist.param!(alpha, name, "alpha", {&(&1 > 0), "> 0"}),
-      beta: Gen.Dist.param!(beta, name, "beta", {&(&1 > 0), "> 0"})
+      theta: Gen.Dist.param!(theta, name, "theta", :probability),
+      alpha: Gen.Dist.param!(alpha, name, "alpha", {:positive, "> 0"}),
+      beta: Gen.Dist.param!(beta, name, "beta", {:positive, "> 0"})
     }
   end
 
@@ -58,11 +61,12 @@ defmodule Gen.Dist.BetaUniformMixture do
 
       lp = Mx.logaddexp(Mx.add(Mx.log(t), beta_lp), Mx.log1p(Mx.negate(t)))
 
-      Gen.Dist.restrict(
-        lp,
-        inside,
-        Mx.logical_and(Mx.greater_equal(t, 0.0), Mx.less_equal(t, 1.0))
-      )
+      invalid =
+        Gen.Dist.invalid(t, :probability)
+        |> Mx.logical_or(Gen.Dist.invalid(a, :positive))
+        |> Mx.logical_or(Gen.Dist.invalid(b, :positive))
+
+      Gen.Dist.restrict(lp, inside: inside, invalid: invalid)
     end
 
     def reparameterized?(_), do: false

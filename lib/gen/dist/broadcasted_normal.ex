@@ -5,7 +5,8 @@ defmodule Gen.Dist.BroadcastedNormal do
   shape of `mu` and `sigma` (the event shape) and its log-density is the sum
   of the elementwise normal log-densities over those axes. A value with extra
   leading axes (say `[N | event]` for N particles) gets one score per leading
-  index. Reparameterized, as `Gen.Dist.Normal`.
+  index. Reparameterized, as `Gen.Dist.Normal`. Invalid parameters follow
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`sigma <= 0`).
 
       iex> d = Gen.Dist.broadcasted_normal(Mx.tensor([0.0, 1.0], type: :f64), 1.0)
       iex> Gen.Dist.logpdf(d, Mx.tensor([0.0, 1.0])) |> Mx.to_number()
@@ -17,11 +18,11 @@ defmodule Gen.Dist.BroadcastedNormal do
   defstruct [:mu, :sigma, :event_shape]
   @type t :: %__MODULE__{mu: Mx.t(), sigma: Mx.t(), event_shape: tuple()}
 
-  @doc "A broadcasted normal; numbers are checked (`mu` finite, `sigma > 0`)."
+  @doc "A broadcasted normal with `mu` finite and `sigma > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(mu, sigma) do
-    mu = Gen.Dist.param!(mu, "broadcasted_normal", "mu", {&is_number/1, "finite"})
-    sigma = Gen.Dist.param!(sigma, "broadcasted_normal", "sigma", {&(&1 > 0), "positive"})
+    mu = Gen.Dist.param!(mu, "broadcasted_normal", "mu", :finite)
+    sigma = Gen.Dist.param!(sigma, "broadcasted_normal", "sigma", :positive)
     {_type, shape} = Gen.Dist.batch("broadcasted_normal", [mu, sigma])
     %__MODULE__{mu: mu, sigma: sigma, event_shape: shape}
   end

@@ -3,7 +3,8 @@ defmodule Gen.Dist.Cauchy do
   The Cauchy distribution with location `loc` and scale `scale > 0`
   (`Gen.Dist.cauchy/2`): `log p(x) = -log(π scale) - log(1 + ((x - loc)/scale)²)`,
   the last term formed so far tails do not overflow. Reparameterized:
-  `loc + scale · tan(π(u - 1/2))`.
+  `loc + scale · tan(π(u - 1/2))`. Invalid parameters follow `Gen.Dist`'s
+  rule: raise for a constant, `-Inf` otherwise (`scale <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.cauchy(0.0, 1.0), Mx.tensor([0.0, 1.0e200], type: :f64)) |> Mx.to_list()
       [-1.1447298858494002, -922.1787670834677]
@@ -14,12 +15,12 @@ defmodule Gen.Dist.Cauchy do
 
   @log_pi 1.1447298858494002
 
-  @doc "A Cauchy distribution; numbers are checked (`loc` finite, `scale > 0`)."
+  @doc "A Cauchy distribution with `loc` finite and `scale > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(loc, scale) do
     %__MODULE__{
-      loc: Gen.Dist.param!(loc, "cauchy", "loc", {&is_number/1, "finite"}),
-      scale: Gen.Dist.param!(scale, "cauchy", "scale", {&(&1 > 0), "positive"})
+      loc: Gen.Dist.param!(loc, "cauchy", "loc", :finite),
+      scale: Gen.Dist.param!(scale, "cauchy", "scale", :positive)
     }
   end
 
@@ -36,7 +37,7 @@ defmodule Gen.Dist.Cauchy do
           Mx.add(Mx.add(Mx.log(s), Gen.Dist.Cauchy.log_pi()), Gen.Dist.StudentT.log1p_square(z))
         )
 
-      Gen.Dist.restrict(lp, nil, Mx.greater(s, 0.0))
+      Gen.Dist.restrict(lp, invalid: Gen.Dist.invalid(s, :positive))
     end
 
     def sample(d, key), do: draw(d, key, [])

@@ -2,7 +2,8 @@ defmodule Gen.Dist.Delta do
   @moduledoc """
   The point mass at `v`: every draw is `v`, log-mass 0 at `v` and `-Inf`
   elsewhere (elementwise: a vector `v` is a batch of point masses). Draws
-  are `v` itself, so they are differentiable in `v` (reparameterized).
+  are `v` itself, so they are differentiable in `v` (reparameterized). Every
+  `v` is valid.
 
       iex> d = Gen.Dist.delta(Mx.tensor([1.0, 2.0], type: :f64))
       iex> Gen.Dist.logpdf(d, Mx.tensor([1.0, 3.0])) |> Mx.to_list()

@@ -6,7 +6,9 @@ defmodule Gen.Dist.Dirichlet do
   axis; `-Inf` where a component is outside [0, 1] or the components do not
   sum to 1 (within 1e-10 in f64, as scipy's check, or 1e-5 if
   the value or `alpha` is f32). Draws are
-  normalized gammas (`Mx.Random.dirichlet/3`), not reparameterized.
+  normalized gammas (`Mx.Random.dirichlet/3`), not reparameterized. Invalid
+  parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise
+  (an `alpha` component `<= 0`).
 
       iex> d = Gen.Dist.dirichlet([1.0, 2.0, 3.0])
       iex> Gen.Dist.logpdf(d, [[0.2, 0.3, 0.5], [0.5, 0.6, -0.1]]) |> Mx.to_list()
@@ -16,19 +18,14 @@ defmodule Gen.Dist.Dirichlet do
   defstruct [:alpha]
   @type t :: %__MODULE__{alpha: Mx.t()}
 
-  @doc "A Dirichlet distribution with concentrations `alpha > 0` (`{..., k}`)."
+  @doc "A Dirichlet distribution with concentrations `alpha > 0` (`{..., k}`; checked when constant)."
   @spec new(Mx.tensor_like()) :: t()
   def new(alpha) do
-    alpha = Gen.Dist.param!(alpha, "dirichlet", "alpha")
+    alpha = Gen.Dist.param!(alpha, "dirichlet", "alpha", {:positive, "> 0"})
 
     if Mx.rank(alpha) < 1 do
       raise ArgumentError,
             "Gen.Dist.dirichlet: alpha must have the components on a last axis, got #{Mx.describe(alpha)}"
-    end
-
-    if Mx.evaluated?(alpha) and not Mx.to_number(Mx.all(Mx.greater(alpha, 0.0))) do
-      raise ArgumentError,
-            "Gen.Dist.dirichlet: alpha must be > 0, got #{inspect(Mx.to_list(alpha))}"
     end
 
     %__MODULE__{alpha: alpha}
@@ -53,10 +50,9 @@ defmodule Gen.Dist.Dirichlet do
       norm = Mx.subtract(Mx.lgamma(Mx.sum(a, axes: [-1])), Mx.sum(Mx.lgamma(a), axes: [-1]))
       lp = Mx.add(norm, Mx.sum(Mx.xlogy(Mx.subtract(a, 1.0), safe), axes: [-1]))
 
-      Gen.Dist.restrict(
-        lp,
-        Mx.logical_and(in_box, on_simplex),
-        Mx.all(Mx.greater(a, 0.0), axes: [-1])
+      Gen.Dist.restrict(lp,
+        inside: Mx.logical_and(in_box, on_simplex),
+        invalid: Mx.any(Gen.Dist.invalid(a, :positive), axes: [-1])
       )
     end
 

@@ -1,8 +1,10 @@
 defmodule Gen.Dist.DiscreteUniform do
   @moduledoc """
   Uniform distribution on the integers `lo..hi` (both inclusive, as
-  Gen.jl's `uniform_discrete`): log-mass `-log(hi - lo + 1)`, `-Inf`
-  elsewhere. Draws are `:s64` (`Mx.Random.randint/4`, exactly uniform).
+  Gen.jl's `uniform_discrete`, alias `Gen.Dist.uniform_discrete/2`): log-mass
+  `-log(hi - lo + 1)`, `-Inf` elsewhere. Draws are `:s64`
+  (`Mx.Random.randint/4`, exactly uniform). Invalid parameters follow
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`lo > hi`).
 
       iex> d = Gen.Dist.discrete_uniform(1, 4)
       iex> Gen.Dist.logpdf(d, Mx.tensor([1, 4, 5, 2.5])) |> Mx.to_list()
@@ -12,7 +14,7 @@ defmodule Gen.Dist.DiscreteUniform do
   defstruct [:lo, :hi]
   @type t :: %__MODULE__{lo: Mx.t(), hi: Mx.t()}
 
-  @doc "A uniform distribution on the integers `lo..hi`, `lo <= hi`."
+  @doc "A uniform distribution on the integers `lo..hi`, `lo <= hi` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(lo, hi) do
     if is_number(lo) and is_number(hi) and hi < lo do
@@ -20,12 +22,21 @@ defmodule Gen.Dist.DiscreteUniform do
             "Gen.Dist.discrete_uniform: needs lo <= hi, got lo = #{lo} and hi = #{hi}"
     end
 
-    int = {&(&1 == Float.floor(&1 * 1.0)), "an integer"}
-
-    %__MODULE__{
-      lo: Gen.Dist.param!(lo, "discrete_uniform", "lo", int),
-      hi: Gen.Dist.param!(hi, "discrete_uniform", "hi", int)
+    d = %__MODULE__{
+      lo: Gen.Dist.param!(lo, "discrete_uniform", "lo", :integer),
+      hi: Gen.Dist.param!(hi, "discrete_uniform", "hi", :integer)
     }
+
+    if Gen.Dist.known?([lo, hi]),
+      do:
+        Gen.Dist.known!(
+          Mx.any(Mx.greater(d.lo, d.hi)),
+          [d.lo, d.hi],
+          "discrete_uniform",
+          "needs lo <= hi"
+        )
+
+    d
   end
 
   defimpl Gen.Distribution do
@@ -49,7 +60,11 @@ defmodule Gen.Dist.DiscreteUniform do
         )
 
       lp = Mx.negate(Mx.log(Mx.add(Mx.subtract(hi, lo), 1.0)))
-      Gen.Dist.restrict(Mx.add(lp, Mx.multiply(x, 0.0)), inside, Mx.less_equal(lo, hi))
+
+      Gen.Dist.restrict(Mx.add(lp, Mx.multiply(x, 0.0)),
+        inside: inside,
+        invalid: Mx.greater(lo, hi)
+      )
     end
 
     def reparameterized?(_), do: false

@@ -3,7 +3,8 @@ defmodule Gen.Dist.Exponential do
   The exponential distribution with `rate > 0` (`Gen.Dist.exponential/1`;
   scipy's `expon(scale = 1 / rate)`), on `x >= 0`:
   `log p(x) = log rate - rate · x`. Reparameterized: `E / rate` with `E` a
-  unit exponential (`-log u`).
+  unit exponential (`-log u`). Invalid parameters follow `Gen.Dist`'s rule:
+  raise for a constant, `-Inf` otherwise (`rate <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.exponential(0.5), 2.0) |> Mx.to_number()
       -1.6931471805599454
@@ -12,17 +13,17 @@ defmodule Gen.Dist.Exponential do
   defstruct [:rate]
   @type t :: %__MODULE__{rate: Mx.t()}
 
-  @doc "An exponential distribution; a number must be positive and finite."
+  @doc "An exponential distribution with `rate > 0` (checked when constant)."
   @spec new(Mx.tensor_like()) :: t()
   def new(rate),
-    do: %__MODULE__{rate: Gen.Dist.param!(rate, "exponential", "rate", {&(&1 > 0), "positive"})}
+    do: %__MODULE__{rate: Gen.Dist.param!(rate, "exponential", "rate", :positive)}
 
   defimpl Gen.Distribution do
     def logpdf(%{rate: r}, x) do
       x = Gen.Dist.value!(x, "exponential")
       inside = Mx.greater_equal(x, 0.0)
       lp = Mx.subtract(Mx.log(r), Mx.multiply(r, Mx.select(inside, x, 0.0)))
-      Gen.Dist.restrict(lp, inside, Mx.greater(r, 0.0))
+      Gen.Dist.restrict(lp, inside: inside, invalid: Gen.Dist.invalid(r, :positive))
     end
 
     def sample(d, key), do: draw(d, key, [])

@@ -40,7 +40,7 @@ defmodule Gen.Dist.Flat do
       lp = Mx.multiply(x, 0.0)
       finite = Mx.equal(lp, 0.0)
       inside = if d.half, do: Mx.logical_and(finite, Mx.greater_equal(x, 0.0)), else: finite
-      Gen.Dist.restrict(lp, inside, nil)
+      Gen.Dist.restrict(lp, inside: inside)
     end
 
     def sample(d, _key), do: improper!(d)

@@ -4,7 +4,8 @@ defmodule Gen.Dist.Geometric do
   in Bernoulli(`p`) trials, on `0, 1, 2, ...` (Gen.jl's convention;
   scipy's `geom` counts trials instead and starts at 1). Log-mass
   `k log(1 - p) + log p`. Draws are `:s64`, by inversion:
-  `floor(log(v) / log(1 - p))` for `v` uniform in (0, 1].
+  `floor(log(v) / log(1 - p))` for `v` uniform in (0, 1]. Invalid parameters
+  follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`p` outside (0, 1]).
 
       iex> d = Gen.Dist.geometric(0.5)
       iex> Gen.Dist.logpdf(d, Mx.tensor([0, 2, -1])) |> Mx.to_list()
@@ -14,10 +15,10 @@ defmodule Gen.Dist.Geometric do
   defstruct [:p]
   @type t :: %__MODULE__{p: Mx.t()}
 
-  @doc "A geometric distribution with success probability `p` in (0, 1]."
+  @doc "A geometric distribution with success probability `p` in (0, 1] (checked when constant)."
   @spec new(Mx.tensor_like()) :: t()
   def new(p),
-    do: %__MODULE__{p: Gen.Dist.param!(p, "geometric", "p", {&(&1 > 0 and &1 <= 1), "in (0, 1]"})}
+    do: %__MODULE__{p: Gen.Dist.param!(p, "geometric", "p", :positive_probability)}
 
   defimpl Gen.Distribution do
     def sample(%{p: p}, key), do: draw(p, key, Mx.shape(p))
@@ -35,7 +36,7 @@ defmodule Gen.Dist.Geometric do
       inside = Mx.logical_and(Mx.greater_equal(x, 0.0), Mx.equal(Mx.floor(x), x))
       k = Mx.select(inside, x, 0.0)
       lp = Mx.add(Mx.xlog1py(k, Mx.negate(p)), Mx.log(p))
-      Gen.Dist.restrict(lp, inside, Mx.logical_and(Mx.greater(p, 0.0), Mx.less_equal(p, 1.0)))
+      Gen.Dist.restrict(lp, inside: inside, invalid: Gen.Dist.invalid(p, :positive_probability))
     end
 
     def reparameterized?(_), do: false

@@ -6,7 +6,9 @@ defmodule Gen.Dist.InvGamma do
 
       log p(x) = shape · log scale - lgamma(shape) - (shape + 1) log x - scale / x
 
-  Not reparameterized (a gamma rejection sampler underneath).
+  Not reparameterized (a gamma rejection sampler underneath). Invalid parameters
+  follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`shape <= 0` or
+  `scale <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.inv_gamma(3.0, 2.0), Mx.tensor([1.0, 0.0])) |> Mx.to_list()
       [-0.6137056388801096, :neg_infinity]
@@ -15,14 +17,12 @@ defmodule Gen.Dist.InvGamma do
   defstruct [:shape, :scale]
   @type t :: %__MODULE__{shape: Mx.t(), scale: Mx.t()}
 
-  @doc "An inverse gamma distribution; numbers must be positive and finite."
+  @doc "An inverse gamma distribution with `shape > 0` and `scale > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(shape, scale) do
-    pos = {&(&1 > 0), "positive"}
-
     %__MODULE__{
-      shape: Gen.Dist.param!(shape, "inv_gamma", "shape", pos),
-      scale: Gen.Dist.param!(scale, "inv_gamma", "scale", pos)
+      shape: Gen.Dist.param!(shape, "inv_gamma", "shape", :positive),
+      scale: Gen.Dist.param!(scale, "inv_gamma", "scale", :positive)
     }
   end
 
@@ -39,7 +39,8 @@ defmodule Gen.Dist.InvGamma do
         |> Mx.subtract(Mx.multiply(Mx.add(k, 1.0), Mx.log(xs)))
         |> Mx.subtract(Mx.divide(s, xs))
 
-      Gen.Dist.restrict(lp, inside, Mx.logical_and(Mx.greater(k, 0.0), Mx.greater(s, 0.0)))
+      invalid = Mx.logical_or(Gen.Dist.invalid(k, :positive), Gen.Dist.invalid(s, :positive))
+      Gen.Dist.restrict(lp, inside: inside, invalid: invalid)
     end
 
     def sample(d, key), do: draw(d, key, [])

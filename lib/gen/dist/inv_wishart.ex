@@ -13,7 +13,8 @@ defmodule Gen.Dist.InvWishart do
   Draws invert a Bartlett draw in factored form: with `scale = L Lᵀ` and
   the Bartlett factor `A`, `X = Cᵀ C` for `C = A⁻¹ Lᵀ`, the inverse of the
   Wishart(`df`, `scale⁻¹`) draw `L⁻ᵀ A Aᵀ L⁻¹`, so no general inverse is
-  formed and `X` is symmetric. Not reparameterized.
+  formed and `X` is symmetric. Not reparameterized. Invalid parameters follow
+  `Gen.Dist`'s rule as for `Gen.Dist.Wishart`.
 
       iex> d = Gen.Dist.inv_wishart(3.0, [[1.0, 0.0], [0.0, 1.0]])
       iex> Gen.Dist.logpdf(d, [[[2.0, 0.5], [0.5, 1.0]], [[1.0, 2.0], [2.0, 1.0]]]) |> Mx.to_list()
@@ -71,7 +72,7 @@ defmodule Gen.Dist.InvWishart do
         |> Mx.multiply(0.5)
         |> Mx.subtract(W.lmvgamma(Mx.multiply(df, 0.5), p))
 
-      Gen.Dist.restrict(lp, inside, Mx.greater(df, p - 1.0))
+      Gen.Dist.restrict(lp, inside: inside, invalid: Mx.less_equal(df, p - 1.0))
     end
 
     def reparameterized?(_), do: false

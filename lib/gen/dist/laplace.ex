@@ -2,7 +2,9 @@ defmodule Gen.Dist.Laplace do
   @moduledoc """
   The Laplace distribution with location `loc` and scale `scale > 0`
   (`Gen.Dist.laplace/2`): `log p(x) = -log(2 scale) - |x - loc| / scale`.
-  Reparameterized: `loc + scale · L` with `L` a unit Laplace draw.
+  Reparameterized: `loc + scale · L` with `L` a unit Laplace draw. Invalid
+  parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise
+  (`scale <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.laplace(1.0, 2.0), 5.0) |> Mx.to_number()
       -3.386294361119891
@@ -11,12 +13,12 @@ defmodule Gen.Dist.Laplace do
   defstruct [:loc, :scale]
   @type t :: %__MODULE__{loc: Mx.t(), scale: Mx.t()}
 
-  @doc "A Laplace distribution; numbers are checked (`loc` finite, `scale > 0`)."
+  @doc "A Laplace distribution with `loc` finite and `scale > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(loc, scale) do
     %__MODULE__{
-      loc: Gen.Dist.param!(loc, "laplace", "loc", {&is_number/1, "finite"}),
-      scale: Gen.Dist.param!(scale, "laplace", "scale", {&(&1 > 0), "positive"})
+      loc: Gen.Dist.param!(loc, "laplace", "loc", :finite),
+      scale: Gen.Dist.param!(scale, "laplace", "scale", :positive)
     }
   end
 
@@ -26,7 +28,7 @@ defmodule Gen.Dist.Laplace do
     def logpdf(%{loc: loc, scale: s}, x) do
       x = Gen.Dist.value!(x, "laplace")
       lp = Mx.negate(Mx.add(Mx.add(Mx.log(s), @log2), Mx.divide(Mx.abs(Mx.subtract(x, loc)), s)))
-      Gen.Dist.restrict(lp, nil, Mx.greater(s, 0.0))
+      Gen.Dist.restrict(lp, invalid: Gen.Dist.invalid(s, :positive))
     end
 
     def sample(d, key), do: draw(d, key, [])

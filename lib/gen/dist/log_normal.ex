@@ -3,7 +3,8 @@ defmodule Gen.Dist.LogNormal do
   The log-normal distribution: `exp(Y)` for `Y ~ Normal(mu, sigma)`
   (`Gen.Dist.log_normal/2`; scipy's `lognorm(s = sigma, scale = exp(mu))`),
   on `x > 0`: `log p(x) = log N(log x; mu, sigma) - log x`. Reparameterized:
-  `exp(mu + sigma · z)`.
+  `exp(mu + sigma · z)`. Invalid parameters follow `Gen.Dist`'s rule: raise
+  for a constant, `-Inf` otherwise (`sigma <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.log_normal(0.0, 1.0), Mx.tensor([1.0, 0.0])) |> Mx.to_list()
       [-0.9189385332046728, :neg_infinity]
@@ -12,12 +13,12 @@ defmodule Gen.Dist.LogNormal do
   defstruct [:mu, :sigma]
   @type t :: %__MODULE__{mu: Mx.t(), sigma: Mx.t()}
 
-  @doc "A log-normal distribution; numbers are checked (`mu` finite, `sigma > 0`)."
+  @doc "A log-normal distribution with `mu` finite and `sigma > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(mu, sigma) do
     %__MODULE__{
-      mu: Gen.Dist.param!(mu, "log_normal", "mu", {&is_number/1, "finite"}),
-      sigma: Gen.Dist.param!(sigma, "log_normal", "sigma", {&(&1 > 0), "positive"})
+      mu: Gen.Dist.param!(mu, "log_normal", "mu", :finite),
+      sigma: Gen.Dist.param!(sigma, "log_normal", "sigma", :positive)
     }
   end
 
@@ -28,7 +29,7 @@ defmodule Gen.Dist.LogNormal do
       inside = Mx.greater(x, 0.0)
       lx = Mx.log(Mx.select(inside, x, 1.0))
       lp = Mx.subtract(Gen.Dist.Normal.logpdf(lx, mu, sigma), lx)
-      Gen.Dist.restrict(lp, inside, nil)
+      Gen.Dist.restrict(lp, inside: inside)
     end
 
     def sample(d, key), do: draw(d, key, [])

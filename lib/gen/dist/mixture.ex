@@ -5,7 +5,9 @@ defmodule Gen.Dist.Mixture do
   (`{K}`, normalized here). The log-density is
   `logsumexp_i(log w_i + logpdf(component_i, x))`. A draw picks a component
   by `Mx.Random.categorical/3` and selects its draw among every component's
-  draw (one graph, no sequential fallback); not reparameterized.
+  draw (one graph, no sequential fallback); not reparameterized. Any real
+  log-weights are valid (`-Inf` for a zero weight); the components follow
+  `Gen.Dist`'s rule for their own parameters.
 
       iex> d = Gen.Dist.mixture([Gen.Dist.normal(-1.0, 1.0), Gen.Dist.normal(1.0, 1.0)], Mx.log(Mx.tensor([0.5, 0.5], type: :f64)))
       iex> Gen.Dist.logpdf(d, 0.0) |> Mx.to_number()

@@ -5,8 +5,13 @@ defmodule Gen.Dist.MultivariateNormal do
   `cov = L Lᵀ` (Cholesky) and `z = L⁻¹ (x - mean)` (a triangular solve),
   the log-density is `-(d log 2π + |z|²)/2 - Σ log L_ii`. Draws are
   `mean + L z` for standard normal `z` (`Mx.Random.multivariate_normal/4`),
-  so they are reparameterized. A `cov` that is not positive definite raises
-  `Mx.Error` on evaluation.
+  so they are reparameterized (alias `Gen.Dist.mvnormal/2`, Gen.jl's name).
+
+  Invalid parameters follow `Gen.Dist`'s rule: a `cov` that is not symmetric
+  positive definite raises `ArgumentError` when constant (a list, or an evaluated array
+  outside a model's body); any other one (a Gaussian-process kernel computed from other choices)
+  makes its Cholesky factor raise `Mx.Error` when evaluated, which MH, HMC,
+  MALA and NUTS take as a rejected move, as Stan does.
 
       iex> d = Gen.Dist.multivariate_normal([0.0, 0.0], [[1.0, 0.0], [0.0, 4.0]])
       iex> Gen.Dist.logpdf(d, [1.0, 2.0]) |> Mx.to_number()
@@ -20,12 +25,23 @@ defmodule Gen.Dist.MultivariateNormal do
 
   @doc "A multivariate normal with mean `mean` (`{..., d}`) and covariance `cov` (`{d, d}`)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
-  def new(mean, cov) do
+  def new(mean, cov_given) do
     mean = Gen.Dist.param!(mean, "multivariate_normal", "mean")
-    cov = Gen.Dist.param!(cov, "multivariate_normal", "cov")
+    cov = Gen.Dist.param!(cov_given, "multivariate_normal", "cov")
 
     case {Mx.shape(mean), Mx.shape(cov)} do
       {ms, {d, d}} when tuple_size(ms) >= 1 and elem(ms, tuple_size(ms) - 1) == d ->
+        if Gen.Dist.known?([cov_given]) do
+          spd = Gen.Dist.Wishart.spd?(cov)
+
+          Gen.Dist.known!(
+            Mx.logical_not(spd),
+            cov,
+            "multivariate_normal",
+            "cov must be symmetric positive definite"
+          )
+        end
+
         %__MODULE__{mean: mean, cov: cov}
 
       _ ->

@@ -1,11 +1,13 @@
 defmodule Gen.Dist.NegBinomial do
   @moduledoc """
   Negative binomial distribution: the number of failures before the `r`-th
-  success in Bernoulli(`p`) trials, on `0, 1, 2, ...` (as scipy's
-  `nbinom(r, p)`; `r > 0` need not be an integer). Log-mass
+  success in Bernoulli(`p`) trials, on `0, 1, 2, ...` (Gen.jl's
+  `neg_binom(r, p)`, alias `Gen.Dist.neg_binom/2`, and scipy's `nbinom(r, p)`;
+  `r > 0` need not be an integer). Log-mass
   `log Γ(k + r) - log Γ(r) - log k! + r log p + k log(1 - p)`. Draws are
   `:s64`, as a gamma–Poisson mixture: `Poisson(λ)` with
-  `λ ~ Gamma(r, scale (1 - p) / p)`.
+  `λ ~ Gamma(r, scale (1 - p) / p)`. Invalid parameters follow `Gen.Dist`'s
+  rule: raise for a constant, `-Inf` otherwise (`r <= 0`, `p` outside (0, 1]).
 
       iex> d = Gen.Dist.neg_binomial(2.0, 0.5)
       iex> Gen.Dist.logpdf(d, Mx.tensor([0, 1, 0.5])) |> Mx.to_list()
@@ -15,12 +17,12 @@ defmodule Gen.Dist.NegBinomial do
   defstruct [:r, :p]
   @type t :: %__MODULE__{r: Mx.t(), p: Mx.t()}
 
-  @doc "A negative binomial distribution with `r > 0` successes and success probability `p` in (0, 1]."
+  @doc "A negative binomial distribution with `r > 0` successes and success probability `p` in (0, 1] (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(r, p) do
     %__MODULE__{
-      r: Gen.Dist.param!(r, "neg_binomial", "r", {&(&1 > 0), "> 0"}),
-      p: Gen.Dist.param!(p, "neg_binomial", "p", {&(&1 > 0 and &1 <= 1), "in (0, 1]"})
+      r: Gen.Dist.param!(r, "neg_binomial", "r", {:positive, "> 0"}),
+      p: Gen.Dist.param!(p, "neg_binomial", "p", :positive_probability)
     }
   end
 
@@ -51,13 +53,10 @@ defmodule Gen.Dist.NegBinomial do
         |> Mx.add(Mx.multiply(r, Mx.log(p)))
         |> Mx.add(Mx.xlog1py(k, Mx.negate(p)))
 
-      valid =
-        Mx.logical_and(
-          Mx.greater(r, 0.0),
-          Mx.logical_and(Mx.greater(p, 0.0), Mx.less_equal(p, 1.0))
-        )
+      invalid =
+        Mx.logical_or(Gen.Dist.invalid(r, :positive), Gen.Dist.invalid(p, :positive_probability))
 
-      Gen.Dist.restrict(lp, inside, valid)
+      Gen.Dist.restrict(lp, inside: inside, invalid: invalid)
     end
 
     def reparameterized?(_), do: false

@@ -6,6 +6,7 @@ defmodule Gen.Dist.Normal do
       log p(x) = -((x - mu) / sigma)² / 2 - log sigma - log(2π) / 2
 
   Reparameterized: a draw is `mu + sigma * z` with `z` standard normal.
+  Invalid parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (`sigma <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.gaussian(1.0, 2.0), 3.0) |> Mx.to_number()
       -2.112085713764618
@@ -16,12 +17,12 @@ defmodule Gen.Dist.Normal do
 
   @log_sqrt_2pi 0.9189385332046728
 
-  @doc "A normal distribution; numbers are checked (`sigma > 0`), arrays are not (see `Gen.Dist`)."
+  @doc "A normal distribution with `mu` finite and `sigma > 0` (checked when constant, see `Gen.Dist`)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(mu, sigma) do
     %__MODULE__{
-      mu: Gen.Dist.param!(mu, "normal", "mu", {&is_number/1, "finite"}),
-      sigma: Gen.Dist.param!(sigma, "normal", "sigma", {&(&1 > 0), "positive"})
+      mu: Gen.Dist.param!(mu, "normal", "mu", :finite),
+      sigma: Gen.Dist.param!(sigma, "normal", "sigma", :positive)
     }
   end
 
@@ -30,7 +31,7 @@ defmodule Gen.Dist.Normal do
   def logpdf(x, mu, sigma) do
     z = Mx.divide(Mx.subtract(x, mu), sigma)
     lp = Mx.negate(Mx.add(Mx.multiply(Mx.square(z), 0.5), Mx.add(Mx.log(sigma), @log_sqrt_2pi)))
-    Gen.Dist.restrict(lp, nil, Mx.greater(sigma, 0.0))
+    Gen.Dist.restrict(lp, invalid: Gen.Dist.invalid(sigma, :positive))
   end
 
   @doc false

@@ -5,6 +5,9 @@ defmodule Gen.Dist.PiecewiseUniform do
   includes its upper bound). `bounds` is `{m + 1}` increasing, `probs` is
   `{m}`. Density `p_i / width_i`, `-Inf` outside `[bounds[0], bounds[m]]`.
   Draws pick a bin (categorical) then a uniform point in it; not reparameterized.
+  Unlike Gen.jl's, `probs` are normalized here. Invalid parameters follow
+  `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise (bounds not strictly
+  increasing, a negative weight or weights summing to 0).
 
       iex> d = Gen.Dist.piecewise_uniform([0.0, 1.0, 3.0], [0.5, 0.5])
       iex> Gen.Dist.logpdf(d, [0.5, 2.0, 4.0]) |> Mx.to_list()
@@ -16,12 +19,21 @@ defmodule Gen.Dist.PiecewiseUniform do
 
   @doc "A piecewise-uniform distribution on the bins between `bounds` (`{m + 1}`) with weights `probs` (`{m}`)."
   @spec new(Mx.tensor_like(), Mx.tensor_like()) :: t()
-  def new(bounds, probs) do
-    bounds = Gen.Dist.param!(bounds, "piecewise_uniform", "bounds")
-    probs = Gen.Dist.param!(probs, "piecewise_uniform", "probs")
+  def new(bounds_given, probs_given) do
+    bounds = Gen.Dist.param!(bounds_given, "piecewise_uniform", "bounds")
+    probs = Gen.Dist.param!(probs_given, "piecewise_uniform", "probs")
 
     case {Mx.shape(bounds), Mx.shape(probs)} do
       {{m1}, {m}} when m1 == m + 1 and m >= 1 ->
+        if Gen.Dist.known?([bounds_given, probs_given]) do
+          Gen.Dist.known!(
+            invalid(bounds, probs),
+            [bounds, probs],
+            "piecewise_uniform",
+            "bounds must increase strictly and probs be non-negative, not all 0"
+          )
+        end
+
         %__MODULE__{bounds: bounds, probs: probs}
 
       _ ->
@@ -30,7 +42,21 @@ defmodule Gen.Dist.PiecewiseUniform do
     end
   end
 
+  @doc false
+  # Bounds that do not increase strictly, a negative weight, or no weight at all.
+  @spec invalid(Mx.t(), Mx.t()) :: Mx.t()
+  def invalid(bounds, probs) do
+    {m} = Mx.shape(probs)
+    width = Mx.subtract(Mx.slice(bounds, [1], [m]), Mx.slice(bounds, [0], [m]))
+
+    Mx.any(Mx.less_equal(width, 0.0))
+    |> Mx.logical_or(Mx.any(Mx.less(probs, 0.0)))
+    |> Mx.logical_or(Mx.less_equal(Mx.sum(probs), 0.0))
+  end
+
   defimpl Gen.Distribution do
+    alias Gen.Dist.PiecewiseUniform, as: PU
+
     def sample(d, key), do: draw(d, key, {})
     def sample_n(d, key, n), do: draw(d, key, {n})
 
@@ -54,7 +80,7 @@ defmodule Gen.Dist.PiecewiseUniform do
       upper = Mx.logical_or(Mx.less(xe, hi), Mx.logical_and(last, Mx.less_equal(xe, hi)))
       hit = Mx.logical_and(Mx.greater_equal(xe, lo), upper)
       lp = Mx.sum(Mx.select(hit, dens, 0.0), axes: [-1])
-      Gen.Dist.restrict(lp, Mx.any(hit, axes: [-1]), nil)
+      Gen.Dist.restrict(lp, inside: Mx.any(hit, axes: [-1]), invalid: PU.invalid(b, p))
     end
 
     def reparameterized?(_), do: false

@@ -10,7 +10,9 @@ defmodule Gen.Dist.StudentT do
   which does not cancel for large `df`, and `log(1 + z²)` as
   `2 log z + log1p(z⁻²)` past `z = 1`, so far tails do not overflow. Not
   reparameterized (the chi-square draw depends on `df` through a rejection
-  sampler): a draw is `loc + scale · Z / sqrt(V / df)`, `V ~ χ²(df)`.
+  sampler): a draw is `loc + scale · Z / sqrt(V / df)`, `V ~ χ²(df)`. Invalid
+  parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise
+  (`df <= 0` or `scale <= 0`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.student_t(3.0, 1.0, 2.0), 2.0) |> Mx.to_number()
       -1.854121445530528
@@ -19,13 +21,13 @@ defmodule Gen.Dist.StudentT do
   defstruct [:df, :loc, :scale]
   @type t :: %__MODULE__{df: Mx.t(), loc: Mx.t(), scale: Mx.t()}
 
-  @doc "A Student's t distribution; numbers are checked (`df > 0`, `loc` finite, `scale > 0`)."
+  @doc "A Student's t distribution with `df > 0`, `loc` finite and `scale > 0` (checked when constant)."
   @spec new(Mx.tensor_like(), Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(df, loc, scale) do
     %__MODULE__{
-      df: Gen.Dist.param!(df, "student_t", "df", {&(&1 > 0), "positive"}),
-      loc: Gen.Dist.param!(loc, "student_t", "loc", {&is_number/1, "finite"}),
-      scale: Gen.Dist.param!(scale, "student_t", "scale", {&(&1 > 0), "positive"})
+      df: Gen.Dist.param!(df, "student_t", "df", :positive),
+      loc: Gen.Dist.param!(loc, "student_t", "loc", :finite),
+      scale: Gen.Dist.param!(scale, "student_t", "scale", :positive)
     }
   end
 
@@ -52,7 +54,8 @@ defmodule Gen.Dist.StudentT do
           Mx.multiply(Mx.multiply(Mx.add(df, 1.0), 0.5), Gen.Dist.StudentT.log1p_square(z))
         )
 
-      Gen.Dist.restrict(lp, nil, Mx.logical_and(Mx.greater(df, 0.0), Mx.greater(s, 0.0)))
+      invalid = Mx.logical_or(Gen.Dist.invalid(df, :positive), Gen.Dist.invalid(s, :positive))
+      Gen.Dist.restrict(lp, invalid: invalid)
     end
 
     def sample(d, key), do: draw(d, key, [])

@@ -11,7 +11,9 @@ defmodule Gen.Dist.TruncatedNormal do
   of the mean that keeps it from cancelling (`Φ(-a) - Φ(-b)` when `a > 0`),
   so intervals far in a tail score exactly. Standardized bounds beyond
   ±1e100 count as infinite (keeps gradients finite). Not reparameterized
-  (draws invert the CDF at the interval's bounds in the engine).
+  (draws invert the CDF at the interval's bounds in the engine). Invalid
+  parameters follow `Gen.Dist`'s rule: raise for a constant, `-Inf` otherwise
+  (`sigma <= 0` or `lo >= hi`).
 
       iex> Gen.Dist.logpdf(Gen.Dist.truncated_normal(0.0, 1.0, 0.0, :infinity), Mx.tensor([1.0, -1.0])) |> Mx.to_list()
       [-0.7257913526447274, :neg_infinity]
@@ -23,8 +25,8 @@ defmodule Gen.Dist.TruncatedNormal do
   @big 1.0e100
 
   @doc """
-  A truncated normal; numbers are checked (`mu` finite, `sigma > 0`,
-  `lo < hi`); give infinite bounds as `:neg_infinity` and `:infinity`.
+  A truncated normal with `mu` finite, `sigma > 0` and `lo < hi` (checked
+  when constant); give infinite bounds as `:neg_infinity` and `:infinity`.
   """
   @spec new(Mx.tensor_like(), Mx.tensor_like(), Mx.tensor_like(), Mx.tensor_like()) :: t()
   def new(mu, sigma, lo, hi) do
@@ -33,12 +35,23 @@ defmodule Gen.Dist.TruncatedNormal do
             "Gen.Dist.truncated_normal: lo must be below hi, got lo = #{inspect(lo)}, hi = #{inspect(hi)}"
     end
 
-    %__MODULE__{
-      mu: Gen.Dist.param!(mu, "truncated_normal", "mu", {&is_number/1, "finite"}),
-      sigma: Gen.Dist.param!(sigma, "truncated_normal", "sigma", {&(&1 > 0), "positive"}),
+    d = %__MODULE__{
+      mu: Gen.Dist.param!(mu, "truncated_normal", "mu", :finite),
+      sigma: Gen.Dist.param!(sigma, "truncated_normal", "sigma", :positive),
       lo: Gen.Dist.param!(lo, "truncated_normal", "lo"),
       hi: Gen.Dist.param!(hi, "truncated_normal", "hi")
     }
+
+    if Gen.Dist.known?([lo, hi]),
+      do:
+        Gen.Dist.known!(
+          Mx.any(Mx.greater_equal(d.lo, d.hi)),
+          [d.lo, d.hi],
+          "truncated_normal",
+          "lo must be below hi"
+        )
+
+    d
   end
 
   # Bounds given as numbers or infinities are checked; arrays are not inspected.
@@ -74,7 +87,8 @@ defmodule Gen.Dist.TruncatedNormal do
       a = T.standardize(lo, mu, sigma)
       b = T.standardize(hi, mu, sigma)
       lp = Mx.subtract(Gen.Dist.Normal.logpdf(xs, mu, sigma), T.log_mass(a, b))
-      Gen.Dist.restrict(lp, inside, Mx.logical_and(Mx.greater(sigma, 0.0), Mx.less(lo, hi)))
+      invalid = Mx.logical_or(Gen.Dist.invalid(sigma, :positive), Mx.greater_equal(lo, hi))
+      Gen.Dist.restrict(lp, inside: inside, invalid: invalid)
     end
 
     def sample(d, key), do: draw(d, key, [])

@@ -15,6 +15,12 @@ defmodule Gen.Dist.Wishart do
   `L A Aᵀ Lᵀ`, `A` lower triangular with `√χ²(df - i)` on the diagonal and
   standard normals below it, so they are not reparameterized.
 
+  Invalid parameters follow `Gen.Dist`'s rule: `df <= p - 1` or a `scale`
+  that is not symmetric positive definite raises when constant; another `df`
+  out of range gives `-Inf`, and another `scale` that is not positive definite
+  makes its Cholesky factor raise `Mx.Error` on evaluation, which MH, HMC,
+  MALA and NUTS take as a rejected move.
+
       iex> d = Gen.Dist.wishart(3.0, [[1.0, 0.0], [0.0, 1.0]])
       iex> Gen.Dist.logpdf(d, [[[2.0, 0.5], [0.5, 1.0]], [[1.0, 2.0], [2.0, 1.0]]]) |> Mx.to_list()
       [-4.031024246969291, :neg_infinity]
@@ -36,8 +42,8 @@ defmodule Gen.Dist.Wishart do
   # Shared with Gen.Dist.InvWishart: df and a {p, p} symmetric positive-definite scale,
   # checked at once where they are numbers or evaluated arrays.
   @spec params!(String.t(), Mx.tensor_like(), Mx.tensor_like()) :: {Mx.t(), Mx.t()}
-  def params!(name, df, scale) do
-    scale = Gen.Dist.param!(scale, name, "scale")
+  def params!(name, df, scale_given) do
+    scale = Gen.Dist.param!(scale_given, name, "scale")
 
     p =
       case Mx.shape(scale) do
@@ -49,12 +55,26 @@ defmodule Gen.Dist.Wishart do
                 "Gen.Dist.#{name}: scale must be a square {p, p} matrix, got #{Mx.describe(scale)}"
       end
 
+    df_given = df
     df = Gen.Dist.param!(df, name, "df", {&(&1 > p - 1), "> p - 1 = #{p - 1}"})
 
-    if Mx.evaluated?(scale) and not Mx.to_number(Mx.all(spd?(scale))) do
-      raise ArgumentError,
-            "Gen.Dist.#{name}: scale must be symmetric positive definite, got #{inspect(Mx.to_list(scale))}"
-    end
+    if Gen.Dist.known?([df_given]),
+      do:
+        Gen.Dist.known!(
+          Mx.any(Mx.less_equal(df, p - 1.0)),
+          df,
+          name,
+          "df must be > p - 1 = #{p - 1}"
+        )
+
+    if Gen.Dist.known?([scale_given]),
+      do:
+        Gen.Dist.known!(
+          Mx.logical_not(Mx.all(spd?(scale))),
+          scale,
+          name,
+          "scale must be symmetric positive definite"
+        )
 
     {df, scale}
   end
@@ -173,7 +193,7 @@ defmodule Gen.Dist.Wishart do
         |> Mx.multiply(0.5)
         |> Mx.subtract(W.lmvgamma(Mx.multiply(df, 0.5), p))
 
-      Gen.Dist.restrict(lp, inside, Mx.greater(df, p - 1.0))
+      Gen.Dist.restrict(lp, inside: inside, invalid: Mx.less_equal(df, p - 1.0))
     end
 
     def reparameterized?(_), do: false

@@ -95,6 +95,21 @@ defmodule Gen.Inference.Common do
   end
 
   @doc false
+  # Runs `fun`, which builds and evaluates the density at a proposal: {:ok, its result}, or
+  # :rejected when the engine raised there (a Cholesky of a covariance that is not positive
+  # definite, say), so the move is rejected and the chain goes on, as in Stan. Running out of
+  # memory or using a disposed array is no property of the proposal: those still raise.
+  @spec at_proposal((() -> result)) :: {:ok, result} | :rejected when result: term()
+  def at_proposal(fun) do
+    {:ok, fun.()}
+  rescue
+    e in Mx.Error ->
+      if String.contains?(e.message, ["memory limit", "disposed"]),
+        do: reraise(e, __STACKTRACE__),
+        else: :rejected
+  end
+
+  @doc false
   # Accept when log u < log α; NaN (a move out of the support) rejects.
   @spec accept(Gen.Trace.t(), Gen.Trace.t(), Mx.t(), Mx.t()) :: {Gen.Trace.t(), boolean()}
   def accept(old, new, log_alpha, key) do

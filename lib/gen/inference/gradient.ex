@@ -4,7 +4,11 @@ defmodule Gen.Inference.Gradient do
   (Gen.jl's `mala` and `hmc`), on the GFI alone: the log joint is
   `Gen.assess/3` on the trace's choices with the selected values replaced,
   differentiated with `Mx.value_and_grad/2`; moves are written with
-  `Gen.update/3`, whose weight is the change in the log joint.
+  `Gen.update/3`, whose weight is the change in the log joint. A proposal
+  whose log joint is not finite (a parameter computed from the moved values
+  is out of range) or whose evaluation raises `Mx.Error` (a covariance that
+  is not positive definite) is rejected without being written, and the
+  chain goes on.
 
   Use them through `Gen.Inference.mala/3` and `Gen.Inference.hmc/3`.
   """
@@ -51,11 +55,17 @@ defmodule Gen.Inference.Gradient do
       end)
 
     Mx.eval(new_xs)
-    {_lp2, new_gs} = value_and_grad(trace, paths, new_xs)
-    fwd = log_q(new_xs, xs, gs, tau, sd)
-    bwd = log_q(xs, new_xs, new_gs, tau, sd)
-    {new, w} = write(trace, paths, new_xs)
-    accept(trace, new, Mx.add(w, Mx.subtract(bwd, fwd)), k_accept)
+
+    case proposal_value_and_grad(trace, paths, new_xs) do
+      {:ok, {_lp2, new_gs}} ->
+        fwd = log_q(new_xs, xs, gs, tau, sd)
+        bwd = log_q(xs, new_xs, new_gs, tau, sd)
+        {new, w} = write(trace, paths, new_xs)
+        accept(trace, new, Mx.add(w, Mx.subtract(bwd, fwd)), k_accept)
+
+      :rejected ->
+        {trace, false}
+    end
   end
 
   @doc false
@@ -119,37 +129,60 @@ defmodule Gen.Inference.Gradient do
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
     ps = Enum.zip_with(xs, split(k_move, length(xs)), fn x, k -> noise(k, x) end)
-    {new_xs, new_ps} = leapfrogs(trace, paths, xs, ps, eps, n)
-    {new, w} = write(trace, paths, new_xs)
-    log_alpha = Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps)))
-    {t, acc?} = accept(trace, new, log_alpha, k_accept)
 
-    alpha =
-      case Mx.to_number(log_alpha) do
-        x when is_float(x) -> min(1.0, :math.exp(min(x, 0.0)))
-        :infinity -> 1.0
-        _ -> 0.0
-      end
+    case leapfrogs(trace, paths, xs, ps, eps, n) do
+      {:ok, {new_xs, new_ps}} ->
+        {new, w} = write(trace, paths, new_xs)
+        log_alpha = Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps)))
+        {t, acc?} = accept(trace, new, log_alpha, k_accept)
 
-    {t, acc?, alpha}
+        alpha =
+          case Mx.to_number(log_alpha) do
+            x when is_float(x) -> min(1.0, :math.exp(min(x, 0.0)))
+            :infinity -> 1.0
+            _ -> 0.0
+          end
+
+        {t, acc?, alpha}
+
+      :rejected ->
+        {trace, false, 0.0}
+    end
   end
 
-  # Leapfrog with unit mass: half step in p, then alternating full steps, closing with a half step.
+  # Leapfrog with unit mass: half step in p, then alternating full steps, closing with a half
+  # step. {:ok, {xs, ps}}, or :rejected when a step leaves the density's domain.
   defp leapfrogs(trace, paths, xs, ps, eps, n) do
     {_lp, gs} = value_and_grad(trace, paths, xs)
 
-    {new_xs, new_ps, _gs} =
-      Enum.reduce(1..n, {xs, ps, gs}, fn _, {x, p, g} ->
-        p_half = axpy(p, g, eps / 2)
-        x2 = axpy(x, p_half, eps)
-        Mx.eval(x2)
-        {_lp, g2} = value_and_grad(trace, paths, x2)
-        p2 = axpy(p_half, g2, eps / 2)
-        Mx.eval([p2 | g2])
-        {x2, p2, g2}
-      end)
+    Enum.reduce_while(1..n, {:ok, {xs, ps, gs}}, fn _, {:ok, {x, p, g}} ->
+      p_half = axpy(p, g, eps / 2)
+      x2 = axpy(x, p_half, eps)
+      Mx.eval(x2)
 
-    {new_xs, new_ps}
+      case proposal_value_and_grad(trace, paths, x2) do
+        {:ok, {_lp, g2}} ->
+          p2 = axpy(p_half, g2, eps / 2)
+          Mx.eval([p2 | g2])
+          {:cont, {:ok, {x2, p2, g2}}}
+
+        :rejected ->
+          {:halt, :rejected}
+      end
+    end)
+    |> case do
+      {:ok, {new_xs, new_ps, _gs}} -> {:ok, {new_xs, new_ps}}
+      :rejected -> :rejected
+    end
+  end
+
+  # The log joint and gradient at a proposal: :rejected where the log joint is not finite
+  # (or its evaluation raised Mx.Error), so no trace is written for a point out of the domain.
+  defp proposal_value_and_grad(trace, paths, xs) do
+    case Gen.Inference.Common.at_proposal(fn -> value_and_grad(trace, paths, xs) end) do
+      {:ok, {lp, _gs}} = ok -> if is_float(Mx.to_number(lp)), do: ok, else: :rejected
+      :rejected -> :rejected
+    end
   end
 
   # Stan's heuristic for the first step size: double (or halve) ε until one leapfrog's acceptance crosses 0.8.
@@ -161,11 +194,12 @@ defmodule Gen.Inference.Gradient do
       ps =
         Enum.zip_with(xs, split(Mx.Random.fold_in(key, i), length(xs)), fn x, k -> noise(k, x) end)
 
-      {new_xs, new_ps} = leapfrogs(trace, paths, xs, ps, eps, 1)
-      {_new, w} = write(trace, paths, new_xs)
-
-      case Mx.to_number(Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps)))) do
-        x when is_float(x) -> x
+      with {:ok, {new_xs, new_ps}} <- leapfrogs(trace, paths, xs, ps, eps, 1),
+           {_new, w} = write(trace, paths, new_xs),
+           x when is_float(x) <-
+             Mx.to_number(Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps)))) do
+        x
+      else
         :infinity -> 1.0e300
         # Erlang orders atoms above numbers: a non-finite energy error must stay a float.
         _ -> -1.0e300

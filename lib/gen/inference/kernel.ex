@@ -51,7 +51,7 @@ defmodule Gen.Inference.Kernel do
   caller's (`key:`).
 
       iex> import Gen
-      iex> m = gen fn -> trace(:z, Gen.Dist.categorical(Mx.log(Mx.tensor([0.2, 0.8])))) end
+      iex> m = gen fn -> trace(:z, Gen.Dist.categorical([0.2, 0.8])) end
       iex> t = Gen.simulate(m, [], key: Mx.Random.key(0))
       iex> {t2, true} = Gen.Inference.Kernel.gibbs(:z, values: 0..1).(t, key: Mx.Random.key(1))
       iex> Mx.to_number(t2[:z]) in [0, 1]

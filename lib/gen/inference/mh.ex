@@ -6,7 +6,10 @@ defmodule Gen.Inference.MH do
   ratio). With a custom proposal it is `Gen.edit/3` with
   `Gen.Edit.proposal/2`: propose, update, and assess of the proposal on the
   discarded choices for the backward move. The move is accepted with
-  probability min(1, exp(weight)).
+  probability min(1, exp(weight)). A proposal whose density is `-Inf` (a
+  parameter computed from the proposed values is out of range) or whose
+  evaluation raises `Mx.Error` (a covariance that is not positive definite)
+  is rejected, and the chain goes on.
 
   Use them through `Gen.Inference.mh/3` and `Gen.Inference.mh/4`.
   """
@@ -26,8 +29,11 @@ defmodule Gen.Inference.MH do
     )
 
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
-    {new, w, _retdiff} = Gen.regenerate(trace, sel, key: k_move)
-    decide(trace, new, w, k_accept)
+
+    propose(trace, k_accept, fn ->
+      {new, w, _retdiff} = Gen.regenerate(trace, sel, key: k_move)
+      {new, w}
+    end)
   end
 
   @doc false
@@ -35,13 +41,24 @@ defmodule Gen.Inference.MH do
   def mh_proposal(%Trace{} = trace, q, q_args, opts) when is_list(q_args) do
     Mx.Opts.validate!(opts, [:key], "Gen.Inference.mh")
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
-    {new, w, _discard} = Gen.edit(trace, Gen.Edit.proposal(q, q_args), key: k_move)
-    decide(trace, new, w, k_accept)
+
+    propose(trace, k_accept, fn ->
+      {new, w, _discard} = Gen.edit(trace, Gen.Edit.proposal(q, q_args), key: k_move)
+      {new, w}
+    end)
   end
 
   def mh_proposal(%Trace{}, _q, q_args, _opts) do
     raise ArgumentError,
           "Gen.Inference.mh/4: the proposal's arguments must be a list, got #{inspect(q_args)}"
+  end
+
+  # The move's weight is evaluated inside at_proposal, so an engine error there rejects it.
+  defp propose(trace, k_accept, move) do
+    case Gen.Inference.Common.at_proposal(fn -> move.() |> tap(fn {_new, w} -> Mx.eval(w) end) end) do
+      {:ok, {new, w}} -> decide(trace, new, w, k_accept)
+      :rejected -> {trace, false}
+    end
   end
 
   # Accept when log u < weight; -Inf and NaN weights (a move out of the support) reject.

@@ -59,7 +59,9 @@ defmodule Gen.Inference.NUTS do
   log-Jacobian is added to the log joint, so the draws (reported on the
   constrained scale) have the model's posterior. Without a transform a
   constrained choice is still sampled correctly, but a step out of the
-  support has log density −∞ and counts as a divergence.
+  support has log density −∞ (or raises `Mx.Error`, say a Cholesky factor
+  of a covariance that is no longer positive definite) and counts as a
+  divergence.
 
       iex> import Gen
       iex> m = gen fn -> s = trace(:s, Gen.Dist.exponential(1.0)); trace(:y, Gen.Dist.normal(0.0, s)) end
@@ -472,7 +474,8 @@ defmodule Gen.Inference.NUTS do
         end)
       end)
 
-    case point(ctx, q) do
+    # Not point/2: an engine error at the start is the model's, and raises.
+    case eval_point(ctx, q, nil) do
       {_, _, lp, _} = z when is_float(lp) ->
         z
 
@@ -509,8 +512,16 @@ defmodule Gen.Inference.NUTS do
     do: %{vg: model.vg, lp: model.lp, layout: model.layout, inv: inv, max_depth: max_depth, h0: 0.0}
 
   # A phase point {q, p, lp, grad}; lp is :neg_infinity (and grad nil) where the density or its
-  # gradient is infinite, :nan where either is NaN (a NaN energy, reported apart from divergences).
-  defp point(ctx, q, p \\ nil) do
+  # gradient is infinite or its evaluation raised Mx.Error (a divergence, as Stan rejects such a
+  # proposal), :nan where either is NaN (a NaN energy, reported apart from divergences).
+  defp point(ctx, q, p) do
+    case Gen.Inference.Common.at_proposal(fn -> eval_point(ctx, q, p) end) do
+      {:ok, z} -> z
+      :rejected -> {q, p, :neg_infinity, nil}
+    end
+  end
+
+  defp eval_point(ctx, q, p) do
     {lp, gs} = ctx.vg.(pieces(ctx.layout, q, []))
     Mx.eval([lp | gs])
 
