@@ -26,4 +26,18 @@ defprotocol Gen.Distribution do
   @doc "Whether samples are a differentiable function of the parameters and the key."
   @spec reparameterized?(t()) :: boolean()
   def reparameterized?(dist)
+
+  @doc """
+  The support of the distribution at its current parameters (see
+  `Gen.Transform` for the forms): `:real`, `:positive`, `:unit_interval`,
+  `{:interval, lo, hi}`, `:simplex`, `:positive_definite`,
+  `:cholesky_factor`, `:corr_cholesky`, `:ordered`, or `:discrete`. The
+  gradient-based algorithms move a choice on the unconstrained scale of
+  `Gen.Transform.default/1` of its support.
+
+      iex> Gen.Distribution.support(Gen.Dist.uniform(0.0, 2.0)) |> elem(0)
+      :interval
+  """
+  @spec support(t()) :: Gen.Transform.support()
+  def support(dist)
 end
