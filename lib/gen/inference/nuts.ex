@@ -145,6 +145,8 @@ defmodule Gen.Inference.NUTS do
     * `names` — `[{path, index}]`, the coordinates of `flat`;
     * `stats` and `warmup_stats` — one `t:stats/0` map per iteration;
     * `step_size`, `inv_metric` — the adapted values;
+    * `transforms` — `%{path => transform}`, the transform each choice moved
+      through (`Gen.Transform`; at the starting trace's parameters);
     * `trace` — the trace at the last draw.
   """
   @spec sample(Trace.t(), Selection.t(), keyword()) :: map()
@@ -230,6 +232,7 @@ defmodule Gen.Inference.NUTS do
       warmup_stats: Enum.reverse(wstats),
       step_size: eps,
       inv_metric: ctx.inv,
+      transforms: Map.new(model.blocks, &{&1.path, &1.transform}),
       trace: write(model, trace, elem(z, 0))
     }
   end
@@ -352,6 +355,10 @@ defmodule Gen.Inference.NUTS do
       _ ->
         {q, p, :neg_infinity, nil}
     end
+  rescue
+    # A density that cannot be evaluated there (a singular matrix far out on a divergent
+    # trajectory) rejects the point, as Stan rejects on an exception.
+    Mx.Error -> {q, p, :neg_infinity, nil}
   end
 
   defp pieces([], [], acc), do: Enum.reverse(acc)

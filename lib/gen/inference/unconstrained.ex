@@ -78,7 +78,8 @@ defmodule Gen.Inference.Unconstrained do
 
   def constrain(plan, us) do
     {_w, seen} = run(plan, at(plan, us), false)
-    xs = Enum.map(plan.sites, &Map.fetch!(seen, &1.path))
+    # An identity site is its own value (no site records it).
+    xs = Enum.zip_with(plan.sites, us, &Map.get_lazy(seen, &1.path, fn -> cast(&2, &1.type) end))
     Mx.eval(xs)
     xs
   end
