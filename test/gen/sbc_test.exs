@@ -124,7 +124,12 @@ defmodule Gen.SBCTest do
       |> Enum.map(fn {s, p} -> %{sigma: s, p: p} end)
     end
 
-    assert_uniform(Gen.SBC.ranks(sim, post, @m, @l, Mx.Random.key(504)), "NUTS, constrained")
+    # Half the replications (CI time): M = 100 in 5 bins of 4 ranks, 20 expected per bin; the 4-dof
+    # chi-square quantile at 1 − 1e-3 is 18.467 (scipy.stats.chi2.ppf(0.999, 4)).
+    for {name, rs} <- Gen.SBC.ranks(sim, post, 100, @l, Mx.Random.key(504)) do
+      chi2 = Gen.SBC.chi_square(rs, @l, 5)
+      assert chi2 < 18.467, "ranks of #{name} not uniform, chi-square #{chi2}: #{inspect(Enum.frequencies(rs))}"
+    end
   end
 
   test "the chi-square check rejects a miscalibrated sampler (posterior too narrow)" do
