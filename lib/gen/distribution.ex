@@ -8,7 +8,9 @@ defprotocol Gen.Distribution do
 
   Parameters and values broadcast. Log-densities are f64 by default
   (DESIGN.md decision 5), `-Inf` outside the support and never NaN for valid
-  parameters. Randomness takes explicit keys (`Mx.Random`).
+  parameters. Randomness takes explicit keys (`Mx.Random`). `support/1`
+  declares where the values live, so that gradient-based inference moves a
+  choice on the unconstrained scale of `Gen.Transform`.
   """
 
   @doc "One draw (the batch shape of the parameters) with `key`."

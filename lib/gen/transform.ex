@@ -70,7 +70,8 @@ defmodule Gen.Transform do
       :log
   """
 
-  @type bound :: number() | :infinity | :neg_infinity | Mx.t() | (Gen.Choicemap.t() -> Mx.tensor_like())
+  @type bound ::
+          number() | :infinity | :neg_infinity | Mx.t() | (Gen.Choicemap.t() -> Mx.tensor_like())
 
   @type support ::
           :real
@@ -134,7 +135,10 @@ defmodule Gen.Transform do
 
   def validate!(t, addr, where), do: invalid!(t, addr, where)
 
-  defp bound?(a), do: is_number(a) or a in [:infinity, :neg_infinity] or match?(%Mx.Array{}, a) or is_function(a, 1)
+  defp bound?(a),
+    do:
+      is_number(a) or a in [:infinity, :neg_infinity] or match?(%Mx.Array{}, a) or
+        is_function(a, 1)
 
   defp invalid!(t, addr, where) do
     raise ArgumentError,
@@ -162,8 +166,12 @@ defmodule Gen.Transform do
       2.0
   """
   @spec resolve(t(), Gen.Choicemap.t(), String.t()) :: t()
-  def resolve({:interval, a, b}, values, where), do: {:interval, call_bound(a, values, where), call_bound(b, values, where)}
-  def resolve({side, a}, values, where) when side in [:lower, :upper], do: {side, call_bound(a, values, where)}
+  def resolve({:interval, a, b}, values, where),
+    do: {:interval, call_bound(a, values, where), call_bound(b, values, where)}
+
+  def resolve({side, a}, values, where) when side in [:lower, :upper],
+    do: {side, call_bound(a, values, where)}
+
   def resolve(t, _values, _where), do: t
 
   defp call_bound(f, values, where) when is_function(f, 1) do
@@ -194,7 +202,8 @@ defmodule Gen.Transform do
   @spec unconstrained_shape(t(), tuple()) :: tuple()
   def unconstrained_shape(:simplex, shape), do: put_last(shape, 1, last_dim(shape, :simplex) - 1)
 
-  def unconstrained_shape(t, shape) when t in [:positive_definite, :cholesky_factor, :corr_cholesky] do
+  def unconstrained_shape(t, shape)
+      when t in [:positive_definite, :cholesky_factor, :corr_cholesky] do
     p = square_dim(shape, t)
     m = if t == :corr_cholesky, do: div(p * (p - 1), 2), else: div(p * (p + 1), 2)
     put_last(shape, 2, m)
@@ -209,8 +218,12 @@ defmodule Gen.Transform do
 
   defp last_dim(shape, t) do
     case Tuple.to_list(shape) do
-      [] -> raise ArgumentError, "Gen.Transform: #{inspect(t)} needs a value with a last axis, got shape #{inspect(shape)}"
-      dims -> List.last(dims)
+      [] ->
+        raise ArgumentError,
+              "Gen.Transform: #{inspect(t)} needs a value with a last axis, got shape #{inspect(shape)}"
+
+      dims ->
+        List.last(dims)
     end
   end
 
@@ -220,7 +233,8 @@ defmodule Gen.Transform do
         p
 
       _ ->
-        raise ArgumentError, "Gen.Transform: #{inspect(t)} needs {..., p, p} matrices, got shape #{inspect(shape)}"
+        raise ArgumentError,
+              "Gen.Transform: #{inspect(t)} needs {..., p, p} matrices, got shape #{inspect(shape)}"
     end
   end
 
@@ -241,15 +255,27 @@ defmodule Gen.Transform do
   @spec constrain(t(), Mx.t()) :: {Mx.t(), Mx.t()}
   def constrain(:identity, u), do: {u, Mx.tensor(0.0, type: Mx.type(u))}
   def constrain(:log, u), do: {Mx.exp(u), Mx.sum(u)}
-  def constrain(:logit, u), do: {Mx.sigmoid(u), Mx.sum(Mx.add(log_sigmoid(u), log_sigmoid(Mx.negate(u))))}
+
+  def constrain(:logit, u),
+    do: {Mx.sigmoid(u), Mx.sum(Mx.add(log_sigmoid(u), log_sigmoid(Mx.negate(u))))}
+
   def constrain({:lower, a}, u) when is_number(a), do: {Mx.add(Mx.exp(u), a * 1.0), Mx.sum(u)}
-  def constrain({:upper, b}, u) when is_number(b), do: {Mx.subtract(b * 1.0, Mx.exp(u)), Mx.sum(u)}
+
+  def constrain({:upper, b}, u) when is_number(b),
+    do: {Mx.subtract(b * 1.0, Mx.exp(u)), Mx.sum(u)}
+
   def constrain({:lower, a}, u), do: constrain({:interval, a, :infinity}, u)
   def constrain({:upper, b}, u), do: constrain({:interval, :neg_infinity, b}, u)
 
   def constrain({:interval, a, b}, u) when is_number(a) and is_number(b) do
     x = Mx.add(Mx.multiply(Mx.sigmoid(u), (b - a) * 1.0), a * 1.0)
-    lj = Mx.add(Mx.sum(Mx.add(log_sigmoid(u), log_sigmoid(Mx.negate(u)))), Mx.size(u) * :math.log(b - a))
+
+    lj =
+      Mx.add(
+        Mx.sum(Mx.add(log_sigmoid(u), log_sigmoid(Mx.negate(u)))),
+        Mx.size(u) * :math.log(b - a)
+      )
+
     {x, lj}
   end
 
@@ -261,7 +287,14 @@ defmodule Gen.Transform do
     e = Mx.exp(Mx.select(one, u, 0.0))
     width = Mx.select(both, Mx.subtract(hi, lo), 1.0)
     x2 = Mx.add(lo, Mx.multiply(width, Mx.sigmoid(u)))
-    x = Mx.select(both, x2, Mx.select(lower, Mx.add(lo, e), Mx.select(upper, Mx.subtract(hi, e), u)))
+
+    x =
+      Mx.select(
+        both,
+        x2,
+        Mx.select(lower, Mx.add(lo, e), Mx.select(upper, Mx.subtract(hi, e), u))
+      )
+
     lj2 = Mx.add(Mx.log(width), Mx.add(log_sigmoid(u), log_sigmoid(Mx.negate(u))))
     lj = Mx.select(both, lj2, Mx.select(one, u, 0.0))
     {x, Mx.sum(Mx.broadcast(lj, Mx.shape(x)))}
@@ -299,8 +332,17 @@ defmodule Gen.Transform do
   def constrain(:positive_definite, u) do
     {l, raw, p} = lower_factor(u, :positive_definite)
     x = Mx.matmul(l, mt(l))
+
     # L ↦ L Lᵀ has |det| 2ᵖ Π Lₖₖ^(p−k) (0-based k); the exp on the diagonal adds one more power.
-    w = Mx.tensor(for(r <- 0..(p - 1), do: for(c <- 0..(p - 1), do: if(r == c, do: p - r + 1.0, else: 0.0))), type: Mx.type(u))
+    w =
+      Mx.tensor(
+        for(
+          r <- 0..(p - 1),
+          do: for(c <- 0..(p - 1), do: if(r == c, do: p - r + 1.0, else: 0.0))
+        ),
+        type: Mx.type(u)
+      )
+
     batch = div(Mx.size(u), elem(Mx.shape(u), Mx.rank(u) - 1))
     {x, Mx.add(Mx.sum(Mx.multiply(raw, w)), batch * p * :math.log(2.0))}
   end
@@ -311,9 +353,16 @@ defmodule Gen.Transform do
     t = Mx.type(u)
     y = unpack(u, strict_lower_embedding(p, t), p)
     z = Mx.tanh(y)
+
     # log(1 − tanh²y) = 2(log 2 − |y| − log1p(e^(−2|y|))), finite for every y; 0 where y = 0.
     ay = Mx.abs(y)
-    l1mz2 = Mx.multiply(Mx.subtract(Mx.subtract(:math.log(2.0), ay), Mx.log1p(Mx.exp(Mx.multiply(ay, -2.0)))), 2.0)
+
+    l1mz2 =
+      Mx.multiply(
+        Mx.subtract(Mx.subtract(:math.log(2.0), ay), Mx.log1p(Mx.exp(Mx.multiply(ay, -2.0)))),
+        2.0
+      )
+
     ax = Mx.rank(y) - 1
     # log of the squared length left in row i before column j: Σₖ₍ⱼ log(1 − zᵢₖ²).
     log_rem = Mx.subtract(Mx.cumulative_sum(l1mz2, axis: ax), l1mz2)
@@ -361,6 +410,7 @@ defmodule Gen.Transform do
   def unconstrain(:simplex, x) do
     ax = Mx.rank(x) - 1
     k = last_dim(Mx.shape(x), :simplex)
+
     # uₖ = log xₖ − log Σⱼ₎ₖ xⱼ + log(K − k); the tail sums run from the end (no cancellation).
     tail = Mx.cumulative_sum(x, axis: ax, reverse: true)
     head = Mx.slice_axis(x, 0, k - 1, ax)
@@ -370,7 +420,9 @@ defmodule Gen.Transform do
   end
 
   def unconstrain(:cholesky_factor, x), do: pack_factor(x, :cholesky_factor)
-  def unconstrain(:positive_definite, x), do: pack_factor(Mx.Linalg.cholesky(x), :positive_definite)
+
+  def unconstrain(:positive_definite, x),
+    do: pack_factor(Mx.Linalg.cholesky(x), :positive_definite)
 
   def unconstrain(:corr_cholesky, x) do
     p = square_dim(Mx.shape(x), :corr_cholesky)
@@ -464,7 +516,11 @@ defmodule Gen.Transform do
 
   # A {p, p} 0/1 mask.
   defp mask(p, t, keep?),
-    do: Mx.tensor(for(r <- 0..(p - 1), do: for(c <- 0..(p - 1), do: if(keep?.(r, c), do: 1.0, else: 0.0))), type: t)
+    do:
+      Mx.tensor(
+        for(r <- 0..(p - 1), do: for(c <- 0..(p - 1), do: if(keep?.(r, c), do: 1.0, else: 0.0))),
+        type: t
+      )
 
   defp diag_mask(p, t), do: mask(p, t, &(&1 == &2))
   defp lower_mask(p, t), do: mask(p, t, &(&1 >= &2))
@@ -473,7 +529,11 @@ defmodule Gen.Transform do
   # The {m, p·p} 0/1 matrix that places the packed entries (row by row) into a flattened p×p matrix.
   defp embedding(p, t, keep?) do
     cells = for r <- 0..(p - 1), c <- 0..(p - 1), keep?.(r, c), do: r * p + c
-    Mx.tensor(for(cell <- cells, do: for(j <- 0..(p * p - 1), do: if(j == cell, do: 1.0, else: 0.0))), type: t)
+
+    Mx.tensor(
+      for(cell <- cells, do: for(j <- 0..(p * p - 1), do: if(j == cell, do: 1.0, else: 0.0))),
+      type: t
+    )
   end
 
   defp lower_embedding(p, t), do: embedding(p, t, &(&1 >= &2))
@@ -508,7 +568,13 @@ defmodule Gen.Transform do
     p = square_dim(Mx.shape(l), t)
     ty = Mx.type(l)
     d = diag_mask(p, ty)
-    raw = Mx.add(Mx.multiply(l, strict_mask(p, ty)), Mx.multiply(Mx.log(Mx.add(Mx.multiply(l, d), Mx.subtract(1.0, d))), d))
+
+    raw =
+      Mx.add(
+        Mx.multiply(l, strict_mask(p, ty)),
+        Mx.multiply(Mx.log(Mx.add(Mx.multiply(l, d), Mx.subtract(1.0, d))), d)
+      )
+
     pack(raw, lower_embedding(p, ty))
   end
 
@@ -516,7 +582,8 @@ defmodule Gen.Transform do
     p = round((:math.sqrt(8 * m + 1) - 1) / 2)
 
     unless div(p * (p + 1), 2) == m and p >= 1 do
-      raise ArgumentError, "Gen.Transform: #{inspect(t)} needs p(p+1)/2 unconstrained entries, got #{m}"
+      raise ArgumentError,
+            "Gen.Transform: #{inspect(t)} needs p(p+1)/2 unconstrained entries, got #{m}"
     end
 
     p
@@ -526,7 +593,8 @@ defmodule Gen.Transform do
     p = round((:math.sqrt(8 * m + 1) + 1) / 2)
 
     unless div(p * (p - 1), 2) == m and p >= 2 do
-      raise ArgumentError, "Gen.Transform: :corr_cholesky needs p(p-1)/2 unconstrained entries (p >= 2), got #{m}"
+      raise ArgumentError,
+            "Gen.Transform: :corr_cholesky needs p(p-1)/2 unconstrained entries (p >= 2), got #{m}"
     end
 
     p

@@ -109,7 +109,13 @@ defmodule Gen.SBCTest do
   test "SBC: NUTS on a gamma scale and a beta probability with automatic transforms" do
     sim = fn key ->
       cm = Gen.get_choices(Gen.simulate(constrained_model(), [], key: key))
-      obs = for {path, v} <- cm, path not in [[:sigma], [:p]], reduce: Gen.Choicemap.new(), do: (acc -> Gen.Choicemap.put(acc, path, v))
+
+      obs =
+        for {path, v} <- cm,
+            path not in [[:sigma], [:p]],
+            reduce: Gen.Choicemap.new(),
+            do: (acc -> Gen.Choicemap.put(acc, path, v))
+
       {%{sigma: Mx.to_number(cm[:sigma]), p: Mx.to_number(cm[:p])}, obs}
     end
 
@@ -128,7 +134,9 @@ defmodule Gen.SBCTest do
     # chi-square quantile at 1 − 1e-3 is 18.467 (scipy.stats.chi2.ppf(0.999, 4)).
     for {name, rs} <- Gen.SBC.ranks(sim, post, 100, @l, Mx.Random.key(504)) do
       chi2 = Gen.SBC.chi_square(rs, @l, 5)
-      assert chi2 < 18.467, "ranks of #{name} not uniform, chi-square #{chi2}: #{inspect(Enum.frequencies(rs))}"
+
+      assert chi2 < 18.467,
+             "ranks of #{name} not uniform, chi-square #{chi2}: #{inspect(Enum.frequencies(rs))}"
     end
   end
 

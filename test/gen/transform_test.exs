@@ -6,6 +6,7 @@ defmodule Gen.TransformTest do
   alias Gen.Inference.{NUTS, VI}
 
   doctest Gen.Transform
+  doctest Gen.Distribution
 
   defp f64(x), do: Mx.tensor(x, type: :f64)
   defp num(x), do: Mx.to_number(x)
@@ -18,16 +19,25 @@ defmodule Gen.TransformTest do
     assert ess > 200, "#{what}: ESS #{ess}"
     n = length(xs)
     m = Enum.sum(xs) / n
-    assert abs(m - mean) <= 4 * :math.sqrt(var / ess), "#{what}: mean #{m} vs #{mean} (ESS #{ess})"
+
+    assert abs(m - mean) <= 4 * :math.sqrt(var / ess),
+           "#{what}: mean #{m} vs #{mean} (ESS #{ess})"
+
     sq = Enum.map(xs, &((&1 - m) * (&1 - m)))
     ess_sq = Diagnostics.ess(sq)
     v = Enum.sum(sq) / n
     se_v = :math.sqrt(sample_var(sq) / ess_sq)
-    assert abs(v - var) <= 4 * se_v, "#{what}: variance #{v} vs #{var}, 4 SE = #{4 * se_v} (ESS #{ess_sq})"
+
+    assert abs(v - var) <= 4 * se_v,
+           "#{what}: variance #{v} vs #{var}, 4 SE = #{4 * se_v} (ESS #{ess_sq})"
   end
 
   defp nuts(t, sel, key, opts \\ []) do
-    NUTS.sample(t, Gen.select(sel), Keyword.merge([warmup: 400, samples: 1200, key: Mx.Random.key(key)], opts))
+    NUTS.sample(
+      t,
+      Gen.select(sel),
+      Keyword.merge([warmup: 400, samples: 1200, key: Mx.Random.key(key)], opts)
+    )
   end
 
   # ---- the transforms themselves ------------------------------------------------------------
@@ -62,7 +72,9 @@ defmodule Gen.TransformTest do
   # {transform, unconstrained size}: every transform, and an interval with array bounds covering
   # both sides, the upper side, the lower side and neither, elementwise.
   defp cases do
-    mixed = {:interval, Mx.tensor([0.0, :neg_infinity, 1.0, :neg_infinity], type: :f64), Mx.tensor([1.0, 5.0, :infinity, :infinity], type: :f64)}
+    mixed =
+      {:interval, Mx.tensor([0.0, :neg_infinity, 1.0, :neg_infinity], type: :f64),
+       Mx.tensor([1.0, 5.0, :infinity, :infinity], type: :f64)}
 
     [
       {:identity, 3},
@@ -84,14 +96,23 @@ defmodule Gen.TransformTest do
 
   test "each log-Jacobian equals log |det J| from autodiff and slogdet, and unconstrain inverts constrain" do
     for {{t, m}, i} <- Enum.with_index(cases()), k <- 0..1 do
-      u = Mx.multiply(Mx.Random.normal(Mx.Random.key(100 + 2 * i + k), shape: {m}, type: :f64), 1.5)
+      u =
+        Mx.multiply(Mx.Random.normal(Mx.Random.key(100 + 2 * i + k), shape: {m}, type: :f64), 1.5)
+
       {x, lj} = Transform.constrain(t, u)
       expected = numeric_log_det(t, u)
-      assert_in_delta num(lj), expected, 1.0e-9 * (1 + abs(expected)), "#{inspect(t)}: log-Jacobian"
+
+      assert_in_delta num(lj),
+                      expected,
+                      1.0e-9 * (1 + abs(expected)),
+                      "#{inspect(t)}: log-Jacobian"
+
       assert Transform.inside?(t, x), "#{inspect(t)}: #{inspect(Mx.to_list(x))} inside"
 
       back = Transform.unconstrain(t, x) |> Mx.to_flat_list()
-      for {a, b} <- Enum.zip(back, Mx.to_flat_list(u)), do: assert_in_delta(a, b, 1.0e-9, "#{inspect(t)}: round trip")
+
+      for {a, b} <- Enum.zip(back, Mx.to_flat_list(u)),
+          do: assert_in_delta(a, b, 1.0e-9, "#{inspect(t)}: round trip")
     end
   end
 
@@ -100,8 +121,13 @@ defmodule Gen.TransformTest do
 
     draws = [
       {:simplex, Gen.Dist.sample(Gen.Dist.dirichlet([0.5, 2.0, 3.0, 1.0]), key)},
-      {:positive_definite, Gen.Dist.sample(Gen.Dist.wishart(5.0, [[2.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 0.5]]), key)},
-      {:positive_definite, Gen.Dist.sample(Gen.Dist.inv_wishart(5.0, [[1.0, 0.3], [0.3, 1.0]]), key)},
+      {:positive_definite,
+       Gen.Dist.sample(
+         Gen.Dist.wishart(5.0, [[2.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 0.5]]),
+         key
+       )},
+      {:positive_definite,
+       Gen.Dist.sample(Gen.Dist.inv_wishart(5.0, [[1.0, 0.3], [0.3, 1.0]]), key)},
       {:corr_cholesky, Gen.Dist.sample(Gen.Test.LKJCholesky.new(2.0, 4), key)},
       {:cholesky_factor, Mx.Linalg.cholesky(f64([[4.0, 1.0], [1.0, 3.0]]))},
       {:log, Gen.Dist.sample_n(Gen.Dist.gamma(2.0, 1.0), key, 4)},
@@ -152,7 +178,8 @@ defmodule Gen.TransformTest do
       {Gen.Dist.dirichlet([1.0, 1.0]), :simplex},
       {Gen.Dist.wishart(3.0, eye), :positive_definite},
       {Gen.Dist.inv_wishart(3.0, eye), :positive_definite},
-      {Gen.Dist.mixture([Gen.Dist.gamma(2.0, 1.0), Gen.Dist.gamma(3.0, 1.0)], f64([0.0, 0.0])), :positive},
+      {Gen.Dist.mixture([Gen.Dist.gamma(2.0, 1.0), Gen.Dist.gamma(3.0, 1.0)], f64([0.0, 0.0])),
+       :positive},
       {Gen.Dist.bernoulli(0.5), :discrete},
       {Gen.Dist.binomial(3, 0.5), :discrete},
       {Gen.Dist.categorical(f64([0.5, 0.5])), :discrete},
@@ -165,14 +192,31 @@ defmodule Gen.TransformTest do
 
     for {d, s} <- expected, do: assert(Gen.Distribution.support(d) == s, inspect(d))
 
-    bounds = fn d -> d |> Gen.Distribution.support() |> then(fn {:interval, a, b} -> {num(a), num(b)} end) end
+    bounds = fn d ->
+      d |> Gen.Distribution.support() |> then(fn {:interval, a, b} -> {num(a), num(b)} end)
+    end
+
     assert bounds.(Gen.Dist.uniform(-1.0, 2.0)) == {-1.0, 2.0}
     assert bounds.(Gen.Dist.truncated_normal(0.0, 1.0, 0.0, :infinity)) == {0.0, :infinity}
     assert bounds.(Gen.Dist.piecewise_uniform([0.0, 1.0, 3.0], [0.5, 0.5])) == {0.0, 3.0}
-    mix = Gen.Dist.mixture([Gen.Dist.uniform(0.0, 1.0), Gen.Dist.uniform(2.0, 3.0)], f64([0.0, 0.0]))
+
+    mix =
+      Gen.Dist.mixture([Gen.Dist.uniform(0.0, 1.0), Gen.Dist.uniform(2.0, 3.0)], f64([0.0, 0.0]))
+
     assert bounds.(mix) == {0.0, 3.0}
 
-    assert Enum.map([:real, :positive, :unit_interval, :simplex, :positive_definite, :corr_cholesky, :discrete], &Transform.default/1) ==
+    assert Enum.map(
+             [
+               :real,
+               :positive,
+               :unit_interval,
+               :simplex,
+               :positive_definite,
+               :corr_cholesky,
+               :discrete
+             ],
+             &Transform.default/1
+           ) ==
              [:identity, :log, :logit, :simplex, :positive_definite, :corr_cholesky, nil]
   end
 
@@ -222,6 +266,7 @@ defmodule Gen.TransformTest do
     {t, _} = Gen.generate(m, [], obs, key: Mx.Random.key(220))
     var = 9 * 6 / (15 * 15 * 16)
     select = &Mx.to_number(&1[:p])
+
     # On the logit scale the posterior sd is ≈ √(ψ′(9) + ψ′(6)) ≈ 0.55: 3 leapfrog steps of 0.29 are a
     # quarter period (nearly independent draws; half a period would make x² nearly constant).
     hmc = fn tr, o -> Inference.hmc(tr, Gen.select(:p), [step_size: 0.29, n_leapfrog: 3] ++ o) end
@@ -241,14 +286,30 @@ defmodule Gen.TransformTest do
     m =
       gen(fn ->
         theta = trace(:theta, Gen.Dist.dirichlet([1.0, 2.0, 3.0]))
-        for {c, k} <- Enum.with_index(counts), j <- 0..(c - 1)//1, do: trace({:y, k, j}, Gen.Dist.bernoulli(theta[k]))
+
+        for {c, k} <- Enum.with_index(counts),
+            j <- 0..(c - 1)//1,
+            do: trace({:y, k, j}, Gen.Dist.bernoulli(theta[k]))
       end)
 
-    obs = Gen.choicemap(for({c, k} <- Enum.with_index(counts), j <- 0..(c - 1)//1, into: %{}, do: {{:y, k, j}, true}))
+    obs =
+      Gen.choicemap(
+        for(
+          {c, k} <- Enum.with_index(counts),
+          j <- 0..(c - 1)//1,
+          into: %{},
+          do: {{:y, k, j}, true}
+        )
+      )
+
     {t, _} = Gen.generate(m, [], obs, key: Mx.Random.key(230))
     r = nuts(t, :theta, 231)
     assert r.transforms == %{[:theta] => :simplex}
-    assert Enum.all?(r.draws[[:theta]], fn th -> abs(Enum.sum(th) - 1) < 1.0e-12 and Enum.all?(th, &(&1 > 0)) end)
+
+    assert Enum.all?(r.draws[[:theta]], fn th ->
+             abs(Enum.sum(th) - 1) < 1.0e-12 and Enum.all?(th, &(&1 > 0))
+           end)
+
     # The flat vector holds K − 1 unconstrained coordinates; the draws are the K components.
     assert length(r.inv_metric) == 2 and length(hd(r.flat)) == 3
 
@@ -262,7 +323,9 @@ defmodule Gen.TransformTest do
 
     # An explicit :simplex is the automatic transform: the same draws (a short run shows it).
     short = [warmup: 20, samples: 20]
-    assert nuts(t, :theta, 232, [transforms: %{theta: :simplex}] ++ short).draws == nuts(t, :theta, 232, short).draws
+
+    assert nuts(t, :theta, 232, [transforms: %{theta: :simplex}] ++ short).draws ==
+             nuts(t, :theta, 232, short).draws
   end
 
   test "NUTS, Wishart precision through a Cholesky factor: Λ ~ W(4, I), y ~ N(0, Λ⁻¹) gives W(4 + n, (I + Σyyᵀ)⁻¹)" do
@@ -272,7 +335,9 @@ defmodule Gen.TransformTest do
       gen(fn n ->
         lam = trace(:lam, Gen.Dist.wishart(4.0, [[1.0, 0.0], [0.0, 1.0]]))
         cov = Mx.Linalg.inv(lam)
-        for i <- 0..(n - 1), do: trace({:y, i}, Gen.Dist.multivariate_normal(f64([0.0, 0.0]), cov))
+
+        for i <- 0..(n - 1),
+            do: trace({:y, i}, Gen.Dist.multivariate_normal(f64([0.0, 0.0]), cov))
       end)
 
     obs = Gen.choicemap(for({y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y}))
@@ -280,15 +345,30 @@ defmodule Gen.TransformTest do
     r = nuts(t, :lam, 241)
     assert r.transforms == %{[:lam] => :positive_definite}
 
-    scatter = for i <- 0..1, do: for(j <- 0..1, do: Enum.sum(for y <- ys, do: Enum.at(y, i) * Enum.at(y, j)))
-    v = Gen.Conjugate.inverse(for i <- 0..1, do: for(j <- 0..1, do: Enum.at(Enum.at(scatter, i), j) + if(i == j, do: 1.0, else: 0.0)))
+    scatter =
+      for i <- 0..1,
+          do: for(j <- 0..1, do: Enum.sum(for y <- ys, do: Enum.at(y, i) * Enum.at(y, j)))
+
+    v =
+      Gen.Conjugate.inverse(
+        for i <- 0..1,
+            do:
+              for(j <- 0..1, do: Enum.at(Enum.at(scatter, i), j) + if(i == j, do: 1.0, else: 0.0))
+      )
+
     nu = 4.0 + length(ys)
     at = fn i, j -> Enum.at(Enum.at(v, i), j) end
 
     # Wishart moments: E Λᵢⱼ = ν Vᵢⱼ, Var Λᵢⱼ = ν (Vᵢⱼ² + Vᵢᵢ Vⱼⱼ).
     for {i, j} <- [{0, 0}, {1, 0}, {1, 1}] do
       xs = Enum.map(r.draws[[:lam]], &(&1 |> Enum.at(i) |> Enum.at(j)))
-      assert_moments(xs, nu * at.(i, j), nu * (at.(i, j) * at.(i, j) + at.(i, i) * at.(j, j)), "lam[#{i}][#{j}]")
+
+      assert_moments(
+        xs,
+        nu * at.(i, j),
+        nu * (at.(i, j) * at.(i, j) + at.(i, i) * at.(j, j)),
+        "lam[#{i}][#{j}]"
+      )
     end
   end
 
@@ -356,7 +436,9 @@ defmodule Gen.TransformTest do
     end
 
     short = [warmup: 20, samples: 20]
-    assert nuts(t, :l, 271, [transforms: %{l: :corr_cholesky}] ++ short).draws == nuts(t, :l, 271, short).draws
+
+    assert nuts(t, :l, 271, [transforms: %{l: :corr_cholesky}] ++ short).draws ==
+             nuts(t, :l, 271, short).draws
   end
 
   # ---- MAP and ADVI ------------------------------------------------------------------------
@@ -367,21 +449,35 @@ defmodule Gen.TransformTest do
     m =
       gen(fn ->
         theta = trace(:theta, Gen.Dist.dirichlet([2.0, 3.0, 4.0]))
-        for {c, k} <- Enum.with_index(counts), j <- 0..(c - 1)//1, do: trace({:y, k, j}, Gen.Dist.bernoulli(theta[k]))
+
+        for {c, k} <- Enum.with_index(counts),
+            j <- 0..(c - 1)//1,
+            do: trace({:y, k, j}, Gen.Dist.bernoulli(theta[k]))
       end)
 
-    obs = Gen.choicemap(for({c, k} <- Enum.with_index(counts), j <- 0..(c - 1)//1, into: %{}, do: {{:y, k, j}, true}))
+    obs =
+      Gen.choicemap(
+        for(
+          {c, k} <- Enum.with_index(counts),
+          j <- 0..(c - 1)//1,
+          into: %{},
+          do: {{:y, k, j}, true}
+        )
+      )
+
     {t, _} = Gen.generate(m, [], Gen.Choicemap.put(obs, :theta, f64([0.6, 0.3, 0.1])))
     t2 = Inference.map_optimize(t, Gen.select(:theta), tol: 1.0e-10)
     # The mode of Dirichlet(α + n): (α_k + n_k − 1)/(Σα + N − K) = (4, 3, 8)/15.
-    for {x, e} <- Enum.zip(Mx.to_list(t2[:theta]), [4 / 15, 3 / 15, 8 / 15]), do: assert_in_delta(x, e, 1.0e-8)
+    for {x, e} <- Enum.zip(Mx.to_list(t2[:theta]), [4 / 15, 3 / 15, 8 / 15]),
+        do: assert_in_delta(x, e, 1.0e-8)
 
     # The mode of W(ν, V) is (ν − p − 1)V: here ν = 7, p = 2, V = diag(1, 1/2).
     w = gen(fn -> trace(:lam, Gen.Dist.wishart(7.0, [[1.0, 0.0], [0.0, 0.5]])) end)
     {t, _} = Gen.generate(w, [], %{lam: [[1.0, 0.0], [0.0, 1.0]]})
     t2 = Inference.map_optimize(t, Gen.select(:lam), tol: 1.0e-10)
 
-    for {x, e} <- Enum.zip(Mx.to_flat_list(t2[:lam]), [4.0, 0.0, 0.0, 2.0]), do: assert_in_delta(x, e, 1.0e-8)
+    for {x, e} <- Enum.zip(Mx.to_flat_list(t2[:lam]), [4.0, 0.0, 0.0, 2.0]),
+        do: assert_in_delta(x, e, 1.0e-8)
   end
 
   test "ADVI on the log scale of a positive choice: the exact Gaussian posterior of log s; draws pushed back" do
@@ -397,7 +493,10 @@ defmodule Gen.TransformTest do
 
     obs = for({y, i} <- Enum.with_index(ys), into: %{}, do: {{:y, i}, y})
     parent = self()
-    cb = fn %{iteration: i, params: p} -> if i >= 800, do: send(parent, {:it, num(hd(p.mu)), num(hd(p.log_sigma))}) end
+
+    cb = fn %{iteration: i, params: p} ->
+      if i >= 800, do: send(parent, {:it, num(hd(p.mu)), num(hd(p.log_sigma))})
+    end
 
     {p, _} =
       Inference.advi(m, [3], obs, Gen.select(:s),
@@ -410,9 +509,13 @@ defmodule Gen.TransformTest do
 
     its = for _ <- 1..200, do: receive(do: ({:it, a, b} -> {a, b}))
     assert p.transforms == %{[:s] => :log}
+
     # With stl and the exact family the path derivative vanishes for every draw at the optimum: the
     # last iterates sit there up to 4 SE of their (tiny) fluctuation and f64 rounding.
-    for {vals, exact} <- [{Enum.map(its, &elem(&1, 0)), 0.75}, {Enum.map(its, &elem(&1, 1)), :math.log(0.5)}] do
+    for {vals, exact} <- [
+          {Enum.map(its, &elem(&1, 0)), 0.75},
+          {Enum.map(its, &elem(&1, 1)), :math.log(0.5)}
+        ] do
       mean = Enum.sum(vals) / 200
       se = :math.sqrt(sample_var(vals) / 200)
       assert abs(mean - exact) <= 4 * se + 1.0e-9, "#{mean} vs #{exact}"
@@ -424,9 +527,11 @@ defmodule Gen.TransformTest do
     logs = Enum.map(draws, &:math.log(num(&1[:s])))
     assert abs(Enum.sum(logs) / 2000 - 0.75) <= 4 * 0.5 / :math.sqrt(2000)
 
-    assert_raise ArgumentError, ~r/mean_field_guide: the fit at address :s is on the unconstrained scale of :log.*advi_draws/, fn ->
-      VI.mean_field_guide(p)
-    end
+    assert_raise ArgumentError,
+                 ~r/mean_field_guide: the fit at address :s is on the unconstrained scale of :log.*advi_draws/,
+                 fn ->
+                   VI.mean_field_guide(p)
+                 end
   end
 
   # ---- errors -------------------------------------------------------------------------------
@@ -435,9 +540,11 @@ defmodule Gen.TransformTest do
     m = gen(fn -> {trace(:d, Gen.Dist.delta(0.5)), trace(:s, Gen.Dist.exponential(1.0))} end)
     {t, _} = Gen.generate(m, [], %{d: 0.5, s: 1.0})
 
-    assert_raise ArgumentError, ~r/NUTS.sample: the selected choice at address :d is drawn from Gen.Dist.Delta, whose support is discrete/, fn ->
-      NUTS.sample(t, Gen.select(:d), warmup: 1, samples: 1)
-    end
+    assert_raise ArgumentError,
+                 ~r/NUTS.sample: the selected choice at address :d is drawn from Gen.Dist.Delta, whose support is discrete/,
+                 fn ->
+                   NUTS.sample(t, Gen.select(:d), warmup: 1, samples: 1)
+                 end
 
     assert_raise ArgumentError, ~r/hmc: the selected choice at address :d .*discrete/, fn ->
       Inference.hmc(t, Gen.select(:d), step_size: 0.1)
@@ -445,16 +552,27 @@ defmodule Gen.TransformTest do
 
     {bad, _} = Gen.generate(m, [], %{d: 0.5, s: -1.0})
 
-    assert_raise ArgumentError, ~r/map_optimize: the value -1.0 at address :s is outside the support of its transform :log/, fn ->
-      Inference.map_optimize(bad, Gen.select(:s))
-    end
+    assert_raise ArgumentError,
+                 ~r/map_optimize: the value -1.0 at address :s is outside the support of its transform :log/,
+                 fn ->
+                   Inference.map_optimize(bad, Gen.select(:s))
+                 end
 
-    assert_raise ArgumentError, ~r/transforms: \{:interval, 1.0, 0.0\} at :s is not a transform; use .*:corr_cholesky/, fn ->
-      Inference.mala(t, Gen.select(:s), tau: 0.1, transforms: %{s: {:interval, 1.0, 0.0}})
-    end
+    assert_raise ArgumentError,
+                 ~r/transforms: \{:interval, 1.0, 0.0\} at :s is not a transform; use .*:corr_cholesky/,
+                 fn ->
+                   Inference.mala(t, Gen.select(:s),
+                     tau: 0.1,
+                     transforms: %{s: {:interval, 1.0, 0.0}}
+                   )
+                 end
 
     assert_raise ArgumentError, ~r/a transforms: bound function returned nil/, fn ->
-      NUTS.sample(t, Gen.select(:s), warmup: 1, samples: 1, transforms: %{s: {:lower, fn cm -> cm[:zz] end}})
+      NUTS.sample(t, Gen.select(:s),
+        warmup: 1,
+        samples: 1,
+        transforms: %{s: {:lower, fn cm -> cm[:zz] end}}
+      )
     end
   end
 end

@@ -11,14 +11,23 @@ defmodule Gen.Test.LKJCholesky do
 
   defstruct [:eta, :p]
 
-  def new(eta, p) when is_number(eta) and eta > 0 and is_integer(p) and p >= 2, do: %__MODULE__{eta: eta * 1.0, p: p}
+  def new(eta, p) when is_number(eta) and eta > 0 and is_integer(p) and p >= 2,
+    do: %__MODULE__{eta: eta * 1.0, p: p}
 
   defimpl Gen.Distribution do
     def logpdf(%{eta: eta, p: p}, value) do
       l = Gen.Dist.value!(value, "lkj_cholesky")
-      w = Mx.tensor(for(k <- 0..(p - 1), do: if(k == 0, do: 0.0, else: p - k - 1 + 2 * (eta - 1))), type: :f64)
+
+      w =
+        Mx.tensor(for(k <- 0..(p - 1), do: if(k == 0, do: 0.0, else: p - k - 1 + 2 * (eta - 1))),
+          type: :f64
+        )
+
       lp = Mx.sum(Mx.multiply(w, Mx.log(Mx.Linalg.diagonal(l))))
-      if Gen.Transform.inside?(:corr_cholesky, l), do: lp, else: Mx.tensor(:neg_infinity, type: :f64)
+
+      if Gen.Transform.inside?(:corr_cholesky, l),
+        do: lp,
+        else: Mx.tensor(:neg_infinity, type: :f64)
     end
 
     def sample(%{eta: eta, p: p}, key) do

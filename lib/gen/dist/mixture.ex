@@ -105,7 +105,8 @@ defmodule Gen.Dist.Mixture do
           s
 
         [{:interval, _, _} | _] = ss ->
-          {:interval, ss |> Enum.map(&elem(&1, 1)) |> Enum.reduce(&Mx.min/2), ss |> Enum.map(&elem(&1, 2)) |> Enum.reduce(&Mx.max/2)}
+          {:interval, ss |> Enum.map(&elem(&1, 1)) |> Enum.reduce(&Mx.min/2),
+           ss |> Enum.map(&elem(&1, 2)) |> Enum.reduce(&Mx.max/2)}
       end
     end
   end

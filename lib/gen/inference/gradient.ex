@@ -70,7 +70,10 @@ defmodule Gen.Inference.Gradient do
     eps = positive!(opts, :step_size, nil, "Gen.Inference.hmc")
     plan = plan!(trace, sel, opts, "hmc")
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
-    {new_us, log_alpha} = hmc_proposal(plan, Unconstrained.start(plan), eps, n_leapfrog!(opts, "hmc"), k_move)
+
+    {new_us, log_alpha} =
+      hmc_proposal(plan, Unconstrained.start(plan), eps, n_leapfrog!(opts, "hmc"), k_move)
+
     move(trace, plan, new_us, log_alpha, k_accept)
   end
 
@@ -114,7 +117,8 @@ defmodule Gen.Inference.Gradient do
          [%{step_size: eps, accept_prob: alpha} | acc]}
       end)
 
-    {Unconstrained.write(plan, trace, us), Gen.Inference.Adapt.final_step_size(da), Enum.reverse(stats)}
+    {Unconstrained.write(plan, trace, us), Gen.Inference.Adapt.final_step_size(da),
+     Enum.reverse(stats)}
   end
 
   # min(1, exp(log α)); 0 for a non-finite Hamiltonian.
@@ -211,7 +215,14 @@ defmodule Gen.Inference.Gradient do
 
   # The selected choices on their unconstrained scale (`transforms:` overrides the automatic transforms).
   defp plan!(trace, sel, opts, fun),
-    do: Unconstrained.plan!(trace, sel, Keyword.get(opts, :transforms, %{}), "Gen.Inference.#{fun}", fun)
+    do:
+      Unconstrained.plan!(
+        trace,
+        sel,
+        Keyword.get(opts, :transforms, %{}),
+        "Gen.Inference.#{fun}",
+        fun
+      )
 
   # The log density on the unconstrained scale (log-Jacobians included) at `us` and its gradient.
   defp value_and_grad(plan, us) do
@@ -285,5 +296,4 @@ defmodule Gen.Inference.Gradient do
 
   defp kinetic(ps),
     do: ps |> Enum.map(&Mx.multiply(Mx.sum(Mx.multiply(&1, &1)), 0.5)) |> Enum.reduce(&Mx.add/2)
-
 end

@@ -284,7 +284,15 @@ defmodule Gen.Inference.NUTS do
     # inside the graph, whose gradient would pad every slice back).
     f = fn pieces -> Unconstrained.log_density(plan, pieces, true) end
     layout = Enum.map(blocks, &{&1.size, &1.u_shape})
-    %{blocks: blocks, dim: dim, vg: Mx.value_and_grad(f), layout: layout, trace: trace, plan: plan}
+
+    %{
+      blocks: blocks,
+      dim: dim,
+      vg: Mx.value_and_grad(f),
+      layout: layout,
+      trace: trace,
+      plan: plan
+    }
   end
 
   # The draw at the flat unconstrained vector q, on the constrained scale, flattened.
@@ -333,7 +341,8 @@ defmodule Gen.Inference.NUTS do
     end
   end
 
-  defp write(model, trace, q), do: Unconstrained.write(model.plan, trace, pieces(model.layout, q, []))
+  defp write(model, trace, q),
+    do: Unconstrained.write(model.plan, trace, pieces(model.layout, q, []))
 
   defp pack(xs), do: for(x <- xs, into: <<>>, do: <<x::float-64-native>>)
 

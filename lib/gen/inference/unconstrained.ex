@@ -39,7 +39,13 @@ defmodule Gen.Inference.Unconstrained do
 
     sites =
       Enum.map(paths, fn p ->
-        %Site{path: p, value: choices[p], mode: :probe, override: Map.get(overrides, p), type: Mx.type(choices[p])}
+        %Site{
+          path: p,
+          value: choices[p],
+          mode: :probe,
+          override: Map.get(overrides, p),
+          type: Mx.type(choices[p])
+        }
       end)
 
     plan = %{trace: trace, choices: choices, sites: sites, where: where}
@@ -48,14 +54,24 @@ defmodule Gen.Inference.Unconstrained do
     sites =
       Enum.map(sites, fn s ->
         %{transform: t, u: u} = Map.fetch!(seen, s.path)
-        %{path: s.path, type: s.type, override: s.override, transform: t, u0: u, x_shape: Mx.shape(s.value), u_shape: Mx.shape(u)}
+
+        %{
+          path: s.path,
+          type: s.type,
+          override: s.override,
+          transform: t,
+          u0: u,
+          x_shape: Mx.shape(s.value),
+          u_shape: Mx.shape(u)
+        }
       end)
 
     %{plan | sites: sites} |> Map.put(:identity?, Enum.all?(sites, &(&1.transform == :identity)))
   end
 
   defp overrides!(overrides, where) when is_map(overrides),
-    do: Map.new(overrides, fn {k, v} -> {Choicemap.path!(k), Transform.validate!(v, k, where)} end)
+    do:
+      Map.new(overrides, fn {k, v} -> {Choicemap.path!(k), Transform.validate!(v, k, where)} end)
 
   defp overrides!(other, where) do
     raise ArgumentError,
@@ -74,7 +90,8 @@ defmodule Gen.Inference.Unconstrained do
   @doc false
   # The constrained values (one array per site, the choice's type) at `us`.
   @spec constrain(map(), [Mx.t()]) :: [Mx.t()]
-  def constrain(%{identity?: true} = plan, us), do: Enum.zip_with(plan.sites, us, &cast(&2, &1.type))
+  def constrain(%{identity?: true} = plan, us),
+    do: Enum.zip_with(plan.sites, us, &cast(&2, &1.type))
 
   def constrain(plan, us) do
     {_w, seen} = run(plan, at(plan, us), false)
@@ -134,7 +151,8 @@ defmodule Gen.Inference.Unconstrained do
   def assess_site(d, %Site{} = site) do
     pass =
       Process.get(@pass) ||
-        raise ArgumentError, "Gen.assess: a transform site at #{Choicemap.format_path(site.path)} outside a transform pass"
+        raise ArgumentError,
+              "Gen.assess: a transform site at #{Choicemap.format_path(site.path)} outside a transform pass"
 
     t = transform!(d, site, pass)
 
@@ -160,7 +178,8 @@ defmodule Gen.Inference.Unconstrained do
     end
   end
 
-  defp record(pass, path, what), do: Process.put(@pass, %{pass | seen: Map.put(pass.seen, path, what)})
+  defp record(pass, path, what),
+    do: Process.put(@pass, %{pass | seen: Map.put(pass.seen, path, what)})
 
   # The override, or the default transform of the distribution's support at its current parameters.
   defp transform!(d, site, pass) do
