@@ -447,34 +447,43 @@ defmodule Gen.Transform do
       true
   """
   @spec inside?(t(), Mx.t()) :: boolean()
-  def inside?(t, x), do: t |> inside(x) |> Mx.all() |> Mx.to_number()
+  def inside?(t, x), do: t |> inside(x) |> Mx.to_number()
 
-  defp inside(:identity, x), do: Mx.logical_not(Mx.is_nan(x))
-  defp inside(:log, x), do: Mx.logical_and(Mx.greater(x, 0.0), Mx.less(x, :infinity))
-  defp inside(:logit, x), do: Mx.logical_and(Mx.greater(x, 0.0), Mx.less(x, 1.0))
-  defp inside({:lower, a}, x), do: inside({:interval, a, :infinity}, x)
-  defp inside({:upper, b}, x), do: inside({:interval, :neg_infinity, b}, x)
+  @doc """
+  `inside?/2` as a lazy boolean scalar, to check many values in one evaluation.
 
-  defp inside({:interval, a, b}, x) do
+      iex> Gen.Transform.inside(:logit, Mx.tensor([0.5, 1.5])) |> Mx.to_number()
+      false
+  """
+  @spec inside(t(), Mx.t()) :: Mx.t()
+  def inside(t, x), do: t |> inside_mask(x) |> Mx.all()
+
+  defp inside_mask(:identity, x), do: Mx.logical_not(Mx.is_nan(x))
+  defp inside_mask(:log, x), do: Mx.logical_and(Mx.greater(x, 0.0), Mx.less(x, :infinity))
+  defp inside_mask(:logit, x), do: Mx.logical_and(Mx.greater(x, 0.0), Mx.less(x, 1.0))
+  defp inside_mask({:lower, a}, x), do: inside_mask({:interval, a, :infinity}, x)
+  defp inside_mask({:upper, b}, x), do: inside_mask({:interval, :neg_infinity, b}, x)
+
+  defp inside_mask({:interval, a, b}, x) do
     finite = Mx.logical_not(Mx.logical_or(Mx.is_nan(x), Mx.is_infinity(x)))
     Mx.logical_and(finite, Mx.logical_and(Mx.greater(x, bound(a, x)), Mx.less(x, bound(b, x))))
   end
 
-  defp inside(:ordered, x) do
+  defp inside_mask(:ordered, x) do
     ax = Mx.rank(x) - 1
     k = last_dim(Mx.shape(x), :ordered)
     Mx.greater(Mx.slice_axis(x, 1, k - 1, ax), Mx.slice_axis(x, 0, k - 1, ax))
   end
 
-  defp inside(:simplex, x) do
+  defp inside_mask(:simplex, x) do
     tol = if Mx.type(x) == :f64, do: 1.0e-10, else: 1.0e-5
     sums = Mx.less_equal(Mx.abs(Mx.subtract(Mx.sum(x, axes: [-1]), 1.0)), tol)
     Mx.logical_and(Mx.all(Mx.greater(x, 0.0)), Mx.all(sums))
   end
 
-  defp inside(:positive_definite, x), do: Gen.Dist.Wishart.spd?(x)
+  defp inside_mask(:positive_definite, x), do: Gen.Dist.Wishart.spd?(x)
 
-  defp inside(:cholesky_factor, x) do
+  defp inside_mask(:cholesky_factor, x) do
     p = square_dim(Mx.shape(x), :cholesky_factor)
     t = Mx.type(x)
     upper_zero = Mx.all(Mx.equal(Mx.multiply(x, Mx.subtract(1.0, lower_mask(p, t))), 0.0))
@@ -482,10 +491,10 @@ defmodule Gen.Transform do
     Mx.logical_and(upper_zero, diag_pos)
   end
 
-  defp inside(:corr_cholesky, x) do
+  defp inside_mask(:corr_cholesky, x) do
     tol = if Mx.type(x) == :f64, do: 1.0e-10, else: 1.0e-5
     unit_rows = Mx.less_equal(Mx.abs(Mx.subtract(Mx.sum(Mx.square(x), axes: [-1]), 1.0)), tol)
-    Mx.logical_and(inside(:cholesky_factor, x), Mx.all(unit_rows))
+    Mx.logical_and(inside_mask(:cholesky_factor, x), Mx.all(unit_rows))
   end
 
   # ---- helpers -------------------------------------------------------------------------------

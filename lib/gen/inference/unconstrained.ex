@@ -50,6 +50,7 @@ defmodule Gen.Inference.Unconstrained do
 
     plan = %{trace: trace, choices: choices, sites: sites, where: where}
     {_w, seen} = run(plan, sites, true)
+    check_inside!(sites, seen, where)
 
     sites =
       Enum.map(sites, fn s ->
@@ -67,6 +68,21 @@ defmodule Gen.Inference.Unconstrained do
       end)
 
     %{plan | sites: sites} |> Map.put(:identity?, Enum.all?(sites, &(&1.transform == :identity)))
+  end
+
+  # Every starting value inside the support of its transform (checked in one evaluation).
+  defp check_inside!(sites, seen, where) do
+    insides = Enum.map(sites, &Map.fetch!(seen, &1.path).inside)
+    Mx.eval(insides)
+
+    Enum.zip(sites, insides)
+    |> Enum.each(fn {s, ok} ->
+      unless Mx.to_number(ok) do
+        raise ArgumentError,
+              "#{where}: the value #{inspect(Mx.to_list(s.value))} at #{Choicemap.format_path(s.path)} is outside the support " <>
+                "of its transform #{inspect(Map.fetch!(seen, s.path).transform)}; start from a trace inside the support or fix transforms:"
+      end
+    end)
   end
 
   defp overrides!(overrides, where) when is_map(overrides),
@@ -159,14 +175,8 @@ defmodule Gen.Inference.Unconstrained do
     case site.mode do
       :probe ->
         x = site.value
-
-        unless Transform.inside?(t, x) do
-          raise ArgumentError,
-                "#{pass.where}: the value #{inspect(Mx.to_list(x))} at #{Choicemap.format_path(site.path)} is outside the support " <>
-                  "of its transform #{inspect(t)}; start from a trace inside the support or fix transforms:"
-        end
-
-        record(pass, site.path, %{transform: t, u: Transform.unconstrain(t, Mx.as_type(x, :f64))})
+        u = Transform.unconstrain(t, Mx.as_type(x, :f64))
+        record(pass, site.path, %{transform: t, u: u, inside: Transform.inside(t, x)})
         {Gen.Vectorized.rescore(d, x), x}
 
       :constrain ->
