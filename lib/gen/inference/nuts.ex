@@ -296,6 +296,8 @@ defmodule Gen.Inference.NUTS do
   end
 
   # The draw at the flat unconstrained vector q, on the constrained scale, flattened.
+  defp constrain_all(%{plan: %{identity?: true}}, q), do: q
+
   defp constrain_all(model, q) do
     model.plan
     |> Unconstrained.constrain(pieces(model.layout, q, []))
