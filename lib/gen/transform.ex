@@ -39,7 +39,7 @@ defmodule Gen.Transform do
   | `{:interval, a, b}` | x = a + (b − a)σ(u) | Σ log(b − a) + log σ(u) + log σ(−u) |
   | `:ordered` | x₁ = u₁, xₖ = xₖ₋₁ + e^(uₖ) | Σₖ₌₂ uₖ |
   | `:simplex` | stick-breaking (K − 1 → K) | see below |
-  | `:positive_definite` | X = L Lᵀ, L lower with e^(u) on the diagonal | p log 2 + Σₖ (p − k + 1) uₖₖ |
+  | `:positive_definite` | X = L Lᵀ, L lower with e^(u) on the diagonal | p log 2 + Σₖ (p − k + 1) uₖₖ, k from 0 |
   | `:cholesky_factor` | L lower with e^(u) on the diagonal | Σₖ uₖₖ |
   | `:corr_cholesky` | tanh partial correlations (p(p−1)/2 → p×p) | see below |
 
@@ -49,8 +49,8 @@ defmodule Gen.Transform do
   `:positive_definite` and `:cholesky_factor` map `{..., p(p+1)/2}` (the
   lower triangle, row by row) to `{..., p, p}`; `:corr_cholesky` maps
   `{..., p(p−1)/2}` (the strict lower triangle) to `{..., p, p}` with Lᵢⱼ =
-  zᵢⱼ √(1 − Σₖ₍ⱼ Lᵢₖ²), z = tanh(u), and log-Jacobian Σ log(1 − zᵢⱼ²) +
-  ½ log(1 − Σₖ₍ⱼ Lᵢₖ²) (Stan's `cholesky_corr_constrain`). The density of a
+  zᵢⱼ √(1 − Σ_{k<j} Lᵢₖ²), z = tanh(u), and log-Jacobian Σ log(1 − zᵢⱼ²) +
+  ½ log(1 − Σ_{k<j} Lᵢₖ²) (Stan's `cholesky_corr_constrain`). The density of a
   matrix choice is taken with respect to its free entries (the lower
   triangle, or the strict lower triangle of a correlation factor), as the
   Wishart's is.
@@ -58,8 +58,9 @@ defmodule Gen.Transform do
   In a `transforms:` override a bound may also be a function of one
   argument: it receives a `Gen.Choicemap` of the current values of the
   model's choices (a selected choice on its constrained scale, once the
-  model has visited it) and returns the bound, so a bound may depend on
-  other parameters as in Stan's `real<lower=a> b;`.
+  model has visited it; one it visits later is absent, and
+  `Gen.Choicemap.get/2` raises a KeyError for it) and returns the bound, so
+  a bound may depend on other parameters as in Stan's `real<lower=a> b;`.
 
       iex> {x, lj} = Gen.Transform.constrain(:log, Mx.tensor([0.0, 1.0], type: :f64))
       iex> {Mx.to_list(x), Mx.to_number(lj)}
@@ -364,7 +365,7 @@ defmodule Gen.Transform do
       )
 
     ax = Mx.rank(y) - 1
-    # log of the squared length left in row i before column j: Σₖ₍ⱼ log(1 − zᵢₖ²).
+    # log of the squared length left in row i before column j: Σ_{k<j} log(1 − zᵢₖ²).
     log_rem = Mx.subtract(Mx.cumulative_sum(l1mz2, axis: ax), l1mz2)
     s = Mx.exp(Mx.multiply(log_rem, 0.5))
     strict = strict_mask(p, t)
@@ -411,7 +412,7 @@ defmodule Gen.Transform do
     ax = Mx.rank(x) - 1
     k = last_dim(Mx.shape(x), :simplex)
 
-    # uₖ = log xₖ − log Σⱼ₎ₖ xⱼ + log(K − k); the tail sums run from the end (no cancellation).
+    # uₖ = log xₖ − log Σ_{j>k} xⱼ + log(K − k); the tail sums run from the end (no cancellation).
     tail = Mx.cumulative_sum(x, axis: ax, reverse: true)
     head = Mx.slice_axis(x, 0, k - 1, ax)
     after_k = Mx.slice_axis(tail, 1, k - 1, ax)
