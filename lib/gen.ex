@@ -84,6 +84,7 @@ defmodule Gen do
     * `Gen.Trace`, `Gen.Choicemap`, `Gen.Selection` — the data
     * `Gen.Edit` — edit requests: constraint, selection, proposal
     * `Gen.Distribution`, `Gen.Dist` — the distribution contract and the distributions
+    * `Gen.Transform` — supports and the constraining transforms gradient-based inference moves through
     * `Gen.Vectorized` — `vsimulate/4`, `vgenerate/5`: n particles in one run of the body
   """
 

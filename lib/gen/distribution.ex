@@ -8,7 +8,9 @@ defprotocol Gen.Distribution do
 
   Parameters and values broadcast. Log-densities are f64 by default
   (DESIGN.md decision 5), `-Inf` outside the support and never NaN for valid
-  parameters. Randomness takes explicit keys (`Mx.Random`).
+  parameters. Randomness takes explicit keys (`Mx.Random`). `support/1`
+  declares where the values live, so that gradient-based inference moves a
+  choice on the unconstrained scale of `Gen.Transform`.
   """
 
   @doc "One draw (the batch shape of the parameters) with `key`."
@@ -26,4 +28,18 @@ defprotocol Gen.Distribution do
   @doc "Whether samples are a differentiable function of the parameters and the key."
   @spec reparameterized?(t()) :: boolean()
   def reparameterized?(dist)
+
+  @doc """
+  The support of the distribution at its current parameters (see
+  `Gen.Transform` for the forms): `:real`, `:positive`, `:unit_interval`,
+  `{:interval, lo, hi}`, `:simplex`, `:positive_definite`,
+  `:cholesky_factor`, `:corr_cholesky`, `:ordered`, or `:discrete`. The
+  gradient-based algorithms move a choice on the unconstrained scale of
+  `Gen.Transform.default/1` of its support.
+
+      iex> Gen.Distribution.support(Gen.Dist.uniform(0.0, 2.0)) |> elem(0)
+      :interval
+  """
+  @spec support(t()) :: Gen.Transform.support()
+  def support(dist)
 end

@@ -154,6 +154,12 @@ defimpl Gen.GenerativeFunction, for: Any do
     raise ArgumentError, "Gen.assess/3: no value for the choice of #{inspect(d)}: assess needs every choice"
   end
 
+  # A selected choice on the unconstrained scale of a gradient-based algorithm (Gen.Transform).
+  def assess(d, _args, %Choicemap{value: %Gen.Inference.Unconstrained.Site{} = site}) do
+    check!(d)
+    Gen.Inference.Unconstrained.assess_site(d, site)
+  end
+
   def assess(d, _args, %Choicemap{value: v}) do
     check!(d)
     lp = Gen.Vectorized.rescore(d, v)

@@ -174,7 +174,9 @@ defmodule Gen.Inference do
   (`Gen.Inference.Gradient`): propose x' ~ N(x + τ∇log p(x), 2τ·I), with
   the gradient of the log joint from `Gen.assess/3` under `Mx.grad/2`, and
   accept with the forward and backward proposal densities. Returns
-  `{new_trace, accepted?}`. Options: `tau:` (required), `key:`.
+  `{new_trace, accepted?}`. Constrained choices move on their unconstrained
+  scale (`Gen.Transform`, with the log-Jacobian). Options: `tau:`
+  (required), `transforms:` (overrides, as for `nuts/3`), `key:`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -190,8 +192,10 @@ defmodule Gen.Inference do
   One Hamiltonian Monte Carlo step on the selected continuous choices
   (`Gen.Inference.Gradient`): momentum p ~ N(0, I), `n_leapfrog:` leapfrog
   steps of size `step_size:` with unit mass, accepted on the change in the
-  Hamiltonian -log p(x) + |p|²/2. Returns `{new_trace, accepted?}`.
-  Options: `step_size:` (required), `n_leapfrog:` (10), `key:`.
+  Hamiltonian -log p(x) + |p|²/2, on the unconstrained scale of constrained
+  choices (`Gen.Transform`). Returns `{new_trace, accepted?}`.
+  Options: `step_size:` (required), `n_leapfrog:` (10), `transforms:`
+  (overrides, as for `nuts/3`), `key:`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -212,7 +216,7 @@ defmodule Gen.Inference do
   from Stan's doubling heuristic started at `step_size:` (1.0). Returns
   `{trace, step_size, stats}`: the last warmup trace, the adapted
   (averaged) step size to pass to `hmc/3`, and per warmup step
-  `%{step_size: ε, accept_prob: α}`. Options also `key:`.
+  `%{step_size: ε, accept_prob: α}`. Options also `transforms:`, `key:`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -229,8 +233,10 @@ defmodule Gen.Inference do
   One multinomial NUTS transition as in Stan (`Gen.Inference.NUTS`) on the
   selected continuous choices, at a fixed `step_size:` (required), with
   `inv_metric:` (diagonal, unit by default), `max_depth:` (10),
-  `transforms:` for constrained choices (e.g. `%{sigma: :log}`) and
-  `key:`. Returns `{new_trace, accepted?}`. For warmup adaptation of the
+  `transforms:` and `key:`. Constrained choices move on the unconstrained
+  scale of their distribution's support (`Gen.Transform`); `transforms:`
+  (e.g. `%{x: :ordered}` or `%{b: {:lower, fn cm -> cm[:a] end}}`)
+  overrides the automatic choice. Returns `{new_trace, accepted?}`. For warmup adaptation of the
   step size and the metric and a run of draws, use
   `Gen.Inference.NUTS.sample/3`.
 
@@ -319,9 +325,14 @@ defmodule Gen.Inference do
   optimiser; returns the trace with the optimised values written by
   `Gen.update/3`.
 
-  Options: `steps:` (1000, the most iterations), `tol:` (1.0e-6),
-  `step_size:` (1.0, the first trial step of the line search),
-  `optimizer:` (nil for the line search, or a `Gen.Optim`).
+  Constrained choices move on their unconstrained scale (`Gen.Transform`),
+  without the log-Jacobian, so the result is the mode of the constrained
+  posterior.
+
+  Options: `steps:` (1000, the most iterations), `tol:` (1.0e-6, on the
+  gradient with respect to the unconstrained values), `step_size:` (1.0,
+  the first trial step of the line search), `optimizer:` (nil for the line
+  search, or a `Gen.Optim`), `transforms:` (overrides, as for `nuts/3`).
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -363,9 +374,10 @@ defmodule Gen.Inference do
 
   @doc """
   ADVI (`Gen.Inference.VI.advi/5`): a mean-field Gaussian over the
-  selected continuous addresses fitted to the posterior by the
-  reparameterization gradient of the ELBO. Returns `{%{mu: choicemap,
-  log_sigma: choicemap}, elbo_history}`.
+  selected continuous addresses, on the unconstrained scale of each
+  (`Gen.Transform`), fitted to the posterior by the reparameterization
+  gradient of the ELBO. Returns `{%{mu: choicemap, log_sigma: choicemap,
+  transforms: map}, elbo_history}`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end

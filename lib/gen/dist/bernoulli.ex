@@ -72,6 +72,8 @@ defmodule Gen.Dist.Bernoulli do
 
     def reparameterized?(_), do: false
 
+    def support(_d), do: :discrete
+
     defp bool_to_int(true), do: 1
     defp bool_to_int(false), do: 0
     defp bool_to_int(x), do: x

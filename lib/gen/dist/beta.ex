@@ -46,6 +46,7 @@ defmodule Gen.Dist.Beta do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: false
+    def support(_d), do: :unit_interval
 
     defp draw(%{alpha: a, beta: b}, key, lead) do
       {type, shape} = Gen.Dist.batch("beta", [a, b])

@@ -70,5 +70,7 @@ defmodule Gen.Dist.BetaUniformMixture do
     end
 
     def reparameterized?(_), do: false
+
+    def support(_d), do: :unit_interval
   end
 end

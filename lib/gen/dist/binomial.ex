@@ -121,5 +121,7 @@ defmodule Gen.Dist.Binomial do
     defp times(c, log_v), do: Mx.select(Mx.greater(c, 0.0), Mx.multiply(c, log_v), 0.0)
 
     def reparameterized?(_), do: false
+
+    def support(_d), do: :discrete
   end
 end

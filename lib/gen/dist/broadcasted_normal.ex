@@ -38,6 +38,7 @@ defmodule Gen.Dist.BroadcastedNormal do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: true
+    def support(_d), do: :real
 
     defp draw(%{mu: mu, sigma: sigma, event_shape: event}, key, lead) do
       {type, _} = Gen.Dist.batch("broadcasted_normal", [mu, sigma])

@@ -95,5 +95,7 @@ defmodule Gen.Dist.Categorical do
     end
 
     def reparameterized?(_), do: false
+
+    def support(_d), do: :discrete
   end
 end

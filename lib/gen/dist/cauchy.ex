@@ -43,6 +43,7 @@ defmodule Gen.Dist.Cauchy do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: true
+    def support(_d), do: :real
 
     defp draw(%{loc: loc, scale: s}, key, lead) do
       {type, shape} = Gen.Dist.batch("cauchy", [loc, s])

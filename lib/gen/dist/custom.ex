@@ -17,7 +17,9 @@ defmodule Gen.Dist.Custom do
     * `reparameterized:` whether draws are a differentiable function of the
       parameters (default `false`);
     * `name:` shown in inspect and in errors; `params:` shown too (and by
-      NaN diagnostics).
+      NaN diagnostics);
+    * `support:` one of `Gen.Transform`'s supports (default `:real`), which
+      gradient-based inference unconstrains automatically.
 
   From a module, `Gen.Dist.custom(MyDist, params)` calls
   `MyDist.logpdf(params, value)`, `MyDist.sample(params, key)` and, if
@@ -41,7 +43,7 @@ defmodule Gen.Dist.Custom do
       -1.6931471806
   """
 
-  defstruct [:name, :params, :logpdf, :sample, :sample_n, reparameterized: false]
+  defstruct [:name, :params, :logpdf, :sample, :sample_n, reparameterized: false, support: :real]
 
   @type t :: %__MODULE__{
           name: String.t(),
@@ -49,10 +51,11 @@ defmodule Gen.Dist.Custom do
           logpdf: (Mx.t() -> Mx.t()),
           sample: (Mx.t() -> Mx.t()) | nil,
           sample_n: (Mx.t(), pos_integer() -> Mx.t()) | nil,
-          reparameterized: boolean()
+          reparameterized: boolean(),
+          support: Gen.Transform.support()
         }
 
-  @keys [:logpdf, :sample, :sample_n, :reparameterized, :name, :params]
+  @keys [:logpdf, :sample, :sample_n, :reparameterized, :name, :params, :support]
 
   @doc "A distribution from functions (what `Gen.Dist.custom/1` builds); see the moduledoc for the options."
   @spec new(keyword()) :: t()
@@ -66,7 +69,8 @@ defmodule Gen.Dist.Custom do
       logpdf: fun!(opts, :logpdf, 1, name, true),
       sample: fun!(opts, :sample, 1, name, false),
       sample_n: fun!(opts, :sample_n, 2, name, false),
-      reparameterized: bool!(Keyword.get(opts, :reparameterized, false), name)
+      reparameterized: bool!(Keyword.get(opts, :reparameterized, false), name),
+      support: Keyword.get(opts, :support, :real)
     }
   end
 
@@ -154,6 +158,7 @@ defmodule Gen.Dist.Custom do
     def sample_n(d, key, n), do: d.sample_n.(key, n) |> Custom.array!(d, "sample_n")
 
     def reparameterized?(d), do: d.reparameterized
+    def support(d), do: d.support
 
     defp split(key, 1), do: [key]
 

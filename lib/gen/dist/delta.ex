@@ -31,5 +31,7 @@ defmodule Gen.Dist.Delta do
     end
 
     def reparameterized?(_), do: true
+
+    def support(_d), do: :discrete
   end
 end

@@ -57,5 +57,7 @@ defmodule Gen.Dist.Dirichlet do
     end
 
     def reparameterized?(_), do: false
+
+    def support(_d), do: :simplex
   end
 end

@@ -68,5 +68,7 @@ defmodule Gen.Dist.DiscreteUniform do
     end
 
     def reparameterized?(_), do: false
+
+    def support(_d), do: :discrete
   end
 end

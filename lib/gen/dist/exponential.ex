@@ -29,6 +29,7 @@ defmodule Gen.Dist.Exponential do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: true
+    def support(_d), do: :positive
 
     defp draw(%{rate: r}, key, lead) do
       {type, shape} = Gen.Dist.batch("exponential", [r])

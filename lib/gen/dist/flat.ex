@@ -46,6 +46,7 @@ defmodule Gen.Dist.Flat do
     def sample(d, _key), do: improper!(d)
     def sample_n(d, _key, _n), do: improper!(d)
     def reparameterized?(_d), do: false
+    def support(d), do: if(d.half, do: :positive, else: :real)
 
     defp improper!(d) do
       name = Gen.Dist.Flat.name(d)

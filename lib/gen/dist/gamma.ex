@@ -57,6 +57,7 @@ defmodule Gen.Dist.Gamma do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: false
+    def support(_d), do: :positive
 
     defp draw(%{shape: k, rate: r}, key, lead) do
       {type, shape} = Gen.Dist.batch("gamma", [k, r])

@@ -40,5 +40,7 @@ defmodule Gen.Dist.Geometric do
     end
 
     def reparameterized?(_), do: false
+
+    def support(_d), do: :discrete
   end
 end

@@ -46,6 +46,7 @@ defmodule Gen.Dist.InvGamma do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: false
+    def support(_d), do: :positive
 
     defp draw(%{shape: k, scale: s}, key, lead) do
       {type, shape} = Gen.Dist.batch("inv_gamma", [k, s])

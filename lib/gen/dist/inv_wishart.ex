@@ -76,5 +76,7 @@ defmodule Gen.Dist.InvWishart do
     end
 
     def reparameterized?(_), do: false
+
+    def support(_d), do: :positive_definite
   end
 end

@@ -34,6 +34,7 @@ defmodule Gen.Dist.Laplace do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: true
+    def support(_d), do: :real
 
     defp draw(%{loc: loc, scale: s}, key, lead) do
       {type, shape} = Gen.Dist.batch("laplace", [loc, s])

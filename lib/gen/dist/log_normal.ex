@@ -35,6 +35,7 @@ defmodule Gen.Dist.LogNormal do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: true
+    def support(_d), do: :positive
 
     defp draw(%{mu: mu, sigma: sigma}, key, lead) do
       {type, shape} = Gen.Dist.batch("log_normal", [mu, sigma])

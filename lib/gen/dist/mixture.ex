@@ -99,5 +99,17 @@ defmodule Gen.Dist.Mixture do
     end
 
     def reparameterized?(_), do: false
+
+    # Components of one kind share a support; intervals with other bounds join into their hull.
+    def support(d) do
+      case d.components |> Enum.map(&Gen.Distribution.support/1) |> Enum.uniq() do
+        [s] ->
+          s
+
+        [{:interval, _, _} | _] = ss ->
+          {:interval, ss |> Enum.map(&elem(&1, 1)) |> Enum.reduce(&Mx.min/2),
+           ss |> Enum.map(&elem(&1, 2)) |> Enum.reduce(&Mx.max/2)}
+      end
+    end
   end
 end

@@ -82,5 +82,7 @@ defmodule Gen.Dist.MultivariateNormal do
     end
 
     def reparameterized?(_), do: true
+
+    def support(_d), do: :real
   end
 end

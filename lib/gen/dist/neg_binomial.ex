@@ -60,5 +60,7 @@ defmodule Gen.Dist.NegBinomial do
     end
 
     def reparameterized?(_), do: false
+
+    def support(_d), do: :discrete
   end
 end

@@ -45,6 +45,7 @@ defmodule Gen.Dist.Normal do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: true
+    def support(_d), do: :real
 
     defp draw(%{mu: mu, sigma: sigma}, key, lead) do
       {type, shape} = Gen.Dist.batch("normal", [mu, sigma])

@@ -84,5 +84,10 @@ defmodule Gen.Dist.PiecewiseUniform do
     end
 
     def reparameterized?(_), do: false
+
+    def support(%{bounds: b}) do
+      {m1} = Mx.shape(b)
+      {:interval, Mx.squeeze(Mx.slice(b, [0], [1])), Mx.squeeze(Mx.slice(b, [m1 - 1], [1]))}
+    end
   end
 end

@@ -61,5 +61,7 @@ defmodule Gen.Dist.Poisson do
     end
 
     def reparameterized?(_), do: false
+
+    def support(_d), do: :discrete
   end
 end

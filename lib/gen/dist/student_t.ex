@@ -61,6 +61,7 @@ defmodule Gen.Dist.StudentT do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: false
+    def support(_d), do: :real
 
     defp draw(%{df: df, loc: loc, scale: s}, key, lead) do
       {type, shape} = Gen.Dist.batch("student_t", [df, loc, s])

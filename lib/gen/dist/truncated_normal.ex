@@ -94,6 +94,7 @@ defmodule Gen.Dist.TruncatedNormal do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: false
+    def support(%{lo: lo, hi: hi}), do: {:interval, lo, hi}
 
     defp draw(%{mu: mu, sigma: sigma, lo: lo, hi: hi}, key, lead) do
       {type, shape} = Gen.Dist.batch("truncated_normal", [mu, sigma, lo, hi])

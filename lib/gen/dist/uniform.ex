@@ -48,6 +48,7 @@ defmodule Gen.Dist.Uniform do
     def sample(d, key), do: draw(d, key, [])
     def sample_n(d, key, n), do: draw(d, key, [n])
     def reparameterized?(_d), do: true
+    def support(%{lo: lo, hi: hi}), do: {:interval, lo, hi}
 
     defp draw(%{lo: lo, hi: hi}, key, lead) do
       {type, shape} = Gen.Dist.batch("uniform", [lo, hi])

@@ -197,5 +197,7 @@ defmodule Gen.Dist.Wishart do
     end
 
     def reparameterized?(_), do: false
+
+    def support(_d), do: :positive_definite
   end
 end

@@ -3,17 +3,24 @@ defmodule Gen.Inference.Gradient do
   Gradient-based MCMC kernels on the selected continuous choices of a trace
   (Gen.jl's `mala` and `hmc`), on the GFI alone: the log joint is
   `Gen.assess/3` on the trace's choices with the selected values replaced,
-  differentiated with `Mx.value_and_grad/2`; moves are written with
-  `Gen.update/3`, whose weight is the change in the log joint. A proposal
-  whose log joint is not finite (a parameter computed from the moved values
-  is out of range) or whose evaluation raises `Mx.Error` (a covariance that
-  is not positive definite) is rejected without being written, and the
-  chain goes on.
+  differentiated with `Mx.value_and_grad/2`; an accepted move is written
+  with `Gen.update/3`. A proposal whose log joint is not finite (a
+  parameter computed from the moved values is out of range) or whose
+  evaluation raises `Mx.Error` (a covariance that is not positive definite)
+  is rejected without being written, and the chain goes on.
+
+  The kernels move the selected choices on their unconstrained scale
+  (`Gen.Transform`): each choice through the transform of its
+  distribution's support, with the log-Jacobian added to the log joint, so
+  a gamma scale or a Dirichlet simplex never steps out of its support.
+  `transforms:` (a map from address to a `Gen.Transform` transform)
+  overrides the automatic choice, as in `Gen.Inference.NUTS`.
 
   Use them through `Gen.Inference.mala/3` and `Gen.Inference.hmc/3`.
   """
 
   alias Gen.{Choicemap, Selection, Trace}
+  alias Gen.Inference.Unconstrained
   import Gen.Inference.Common, only: [positive!: 4, accept: 4]
 
   @doc """
@@ -39,45 +46,40 @@ defmodule Gen.Inference.Gradient do
   @doc false
   @spec mala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def mala(%Trace{} = trace, %Selection{} = sel, opts) do
-    Mx.Opts.validate!(opts, [:tau, :key], "Gen.Inference.mala")
+    Mx.Opts.validate!(opts, [:tau, :key, :transforms], "Gen.Inference.mala")
     tau = positive!(opts, :tau, nil, "Gen.Inference.mala")
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
-    paths = selected_paths!(trace, sel, "mala")
-    xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
-    {_lp, gs} = value_and_grad(trace, paths, xs)
+    plan = plan!(trace, sel, opts, "mala")
+    us = Unconstrained.start(plan)
+    {lp, gs} = value_and_grad(plan, us)
     sd = :math.sqrt(2 * tau)
-    keys = split(k_move, length(xs))
+    keys = split(k_move, length(us))
 
-    # Langevin proposal x' ~ N(x + τ∇log p(x), 2τ I), per selected choice.
-    new_xs =
-      Enum.zip_with([xs, gs, keys], fn [x, g, k] ->
-        Mx.add(Mx.add(x, Mx.multiply(g, tau)), Mx.multiply(noise(k, x), sd))
+    # Langevin proposal u' ~ N(u + τ∇log p(u), 2τ I), per selected choice (unconstrained scale).
+    new_us =
+      Enum.zip_with([us, gs, keys], fn [u, g, k] ->
+        Mx.add(Mx.add(u, Mx.multiply(g, tau)), Mx.multiply(noise(k, u), sd))
       end)
 
-    Mx.eval(new_xs)
-
-    case proposal_value_and_grad(trace, paths, new_xs) do
-      {:ok, {_lp2, new_gs}} ->
-        fwd = log_q(new_xs, xs, gs, tau, sd)
-        bwd = log_q(xs, new_xs, new_gs, tau, sd)
-        {new, w} = write(trace, paths, new_xs)
-        accept(trace, new, Mx.add(w, Mx.subtract(bwd, fwd)), k_accept)
-
-      :rejected ->
-        {trace, false}
-    end
+    Mx.eval(new_us)
+    {lp2, new_gs} = proposal_value_and_grad(plan, new_us)
+    fwd = log_q(new_us, us, gs, tau, sd)
+    bwd = log_q(us, new_us, new_gs, tau, sd)
+    move(trace, plan, new_us, Mx.add(Mx.subtract(lp2, lp), Mx.subtract(bwd, fwd)), k_accept)
   end
 
   @doc false
   @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
   def hmc(%Trace{} = trace, %Selection{} = sel, opts) do
-    Mx.Opts.validate!(opts, [:step_size, :n_leapfrog, :key], "Gen.Inference.hmc")
+    Mx.Opts.validate!(opts, [:step_size, :n_leapfrog, :key, :transforms], "Gen.Inference.hmc")
     eps = positive!(opts, :step_size, nil, "Gen.Inference.hmc")
+    plan = plan!(trace, sel, opts, "hmc")
+    {k_move, k_accept} = Gen.Inference.two_keys(opts)
 
-    {new, accepted?, _alpha} =
-      hmc_step(trace, selected_paths!(trace, sel, "hmc"), eps, n_leapfrog!(opts, "hmc"), opts)
+    {new_us, log_alpha} =
+      hmc_proposal(plan, Unconstrained.start(plan), eps, n_leapfrog!(opts, "hmc"), k_move)
 
-    {new, accepted?}
+    move(trace, plan, new_us, log_alpha, k_accept)
   end
 
   @doc false
@@ -87,7 +89,7 @@ defmodule Gen.Inference.Gradient do
 
     Mx.Opts.validate!(
       opts,
-      [:warmup, :n_leapfrog, :step_size, :target_accept, :key],
+      [:warmup, :n_leapfrog, :step_size, :target_accept, :key, :transforms],
       "Gen.Inference.hmc_warmup"
     )
 
@@ -106,100 +108,91 @@ defmodule Gen.Inference.Gradient do
             "Gen.Inference.#{fun}: step_size: the initial step must be a positive number, got #{inspect(eps0)}"
     end
 
-    paths = selected_paths!(trace, sel, fun)
+    plan = plan!(trace, sel, opts, fun)
     key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
     da = Gen.Inference.Adapt.dual_averaging(eps0, delta: Keyword.get(opts, :target_accept, 0.8))
-    eps = init_step_size(trace, paths, eps0 * 1.0, Mx.Random.fold_in(key, -1))
+    us0 = Unconstrained.start(plan)
+    eps = init_step_size(plan, us0, eps0 * 1.0, Mx.Random.fold_in(key, -1))
     da = %{da | x: :math.log(eps)}
 
-    {t, da, stats} =
-      Enum.reduce(0..(warmup - 1), {Gen.Inference.force(trace), da, []}, fn i, {t, da, acc} ->
+    # The chain runs on the unconstrained values; the trace is written once, at the end.
+    {us, da, stats} =
+      Enum.reduce(0..(warmup - 1), {us0, da, []}, fn i, {us, da, acc} ->
         eps = Gen.Inference.Adapt.step_size(da)
-        {t, _acc?, alpha} = hmc_step(t, paths, eps, n, key: Mx.Random.fold_in(key, i))
+        {k_move, k_accept} = Gen.Inference.two_keys(key: Mx.Random.fold_in(key, i))
+        {new_us, log_alpha} = hmc_proposal(plan, us, eps, n, k_move)
+        {_, acc?} = accept(trace, trace, log_alpha, k_accept)
+        alpha = accept_prob(log_alpha)
+        us = if acc?, do: new_us, else: us
 
-        {t, Gen.Inference.Adapt.learn_step_size(da, alpha),
+        {us, Gen.Inference.Adapt.learn_step_size(da, alpha),
          [%{step_size: eps, accept_prob: alpha} | acc]}
       end)
 
-    {t, Gen.Inference.Adapt.final_step_size(da), Enum.reverse(stats)}
+    {Unconstrained.write(plan, trace, us), Gen.Inference.Adapt.final_step_size(da),
+     Enum.reverse(stats)}
   end
 
-  # One HMC step: {trace, accepted?, min(1, exp(log α))} (α = 0 for a non-finite Hamiltonian).
-  defp hmc_step(trace, paths, eps, n, opts) do
-    {k_move, k_accept} = Gen.Inference.two_keys(opts)
-    xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
-    ps = Enum.zip_with(xs, split(k_move, length(xs)), fn x, k -> noise(k, x) end)
-
-    case leapfrogs(trace, paths, xs, ps, eps, n) do
-      {:ok, {new_xs, new_ps}} ->
-        {new, w} = write(trace, paths, new_xs)
-        log_alpha = Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps)))
-        {t, acc?} = accept(trace, new, log_alpha, k_accept)
-
-        alpha =
-          case Mx.to_number(log_alpha) do
-            x when is_float(x) -> min(1.0, :math.exp(min(x, 0.0)))
-            :infinity -> 1.0
-            _ -> 0.0
-          end
-
-        {t, acc?, alpha}
-
-      :rejected ->
-        {trace, false, 0.0}
+  # min(1, exp(log α)); 0 for a non-finite Hamiltonian.
+  defp accept_prob(log_alpha) do
+    case Mx.to_number(log_alpha) do
+      x when is_float(x) -> min(1.0, :math.exp(min(x, 0.0)))
+      :infinity -> 1.0
+      _ -> 0.0
     end
+  end
+
+  # One HMC proposal from `us`: {new us, log α}, α the Metropolis ratio of exp(−H) at the ends.
+  defp hmc_proposal(plan, us, eps, n, key) do
+    ps = Enum.zip_with(us, split(key, length(us)), fn u, k -> noise(k, u) end)
+    {lp, new_us, lp2, new_ps} = leapfrogs(plan, us, ps, eps, n)
+    {new_us, Mx.add(Mx.subtract(lp2, lp), Mx.subtract(kinetic(ps), kinetic(new_ps)))}
+  end
+
+  # Accepts or rejects the move to `new_us`; only an accepted move is written into the trace.
+  defp move(trace, plan, new_us, log_alpha, key) do
+    {_, acc?} = accept(trace, trace, log_alpha, key)
+    if acc?, do: {Unconstrained.write(plan, trace, new_us), true}, else: {trace, false}
   end
 
   # Leapfrog with unit mass: half step in p, then alternating full steps, closing with a half
-  # step. {:ok, {xs, ps}}, or :rejected when a step leaves the density's domain.
-  defp leapfrogs(trace, paths, xs, ps, eps, n) do
-    {_lp, gs} = value_and_grad(trace, paths, xs)
+  # step. Returns {log p at the start, new us, log p at the end, new ps}.
+  defp leapfrogs(plan, us, ps, eps, n) do
+    {lp, gs} = value_and_grad(plan, us)
 
-    Enum.reduce_while(1..n, {:ok, {xs, ps, gs}}, fn _, {:ok, {x, p, g}} ->
-      p_half = axpy(p, g, eps / 2)
-      x2 = axpy(x, p_half, eps)
-      Mx.eval(x2)
+    {new_us, new_ps, _gs, lp2} =
+      Enum.reduce_while(1..n, {us, ps, gs, lp}, fn _, {x, p, g, _lp} ->
+        p_half = axpy(p, g, eps / 2)
+        x2 = axpy(x, p_half, eps)
+        Mx.eval(x2)
+        {lp2, g2} = proposal_value_and_grad(plan, x2)
+        p2 = axpy(p_half, g2, eps / 2)
+        Mx.eval([p2 | g2])
+        # a step out of the density's domain ends the trajectory: log p = -Inf rejects the move
+        if is_float(Mx.to_number(lp2)), do: {:cont, {x2, p2, g2, lp2}}, else: {:halt, {x2, p2, g2, lp2}}
+      end)
 
-      case proposal_value_and_grad(trace, paths, x2) do
-        {:ok, {_lp, g2}} ->
-          p2 = axpy(p_half, g2, eps / 2)
-          Mx.eval([p2 | g2])
-          {:cont, {:ok, {x2, p2, g2}}}
-
-        :rejected ->
-          {:halt, :rejected}
-      end
-    end)
-    |> case do
-      {:ok, {new_xs, new_ps, _gs}} -> {:ok, {new_xs, new_ps}}
-      :rejected -> :rejected
-    end
+    {lp, new_us, lp2, new_ps}
   end
 
-  # The log joint and gradient at a proposal: :rejected where the log joint is not finite
-  # (or its evaluation raised Mx.Error), so no trace is written for a point out of the domain.
-  defp proposal_value_and_grad(trace, paths, xs) do
-    case Gen.Inference.Common.at_proposal(fn -> value_and_grad(trace, paths, xs) end) do
-      {:ok, {lp, _gs}} = ok -> if is_float(Mx.to_number(lp)), do: ok, else: :rejected
-      :rejected -> :rejected
+  # The log joint and gradient at a proposal; where its evaluation raised Mx.Error (a covariance
+  # no longer positive definite, say) the log joint is -Inf, so the move is rejected, as in Stan.
+  defp proposal_value_and_grad(plan, us) do
+    case Gen.Inference.Common.at_proposal(fn -> value_and_grad(plan, us) end) do
+      {:ok, vg} -> vg
+      :rejected -> {Mx.tensor(:neg_infinity, type: :f64), Enum.map(us, &Mx.multiply(&1, 0.0))}
     end
   end
 
   # Stan's heuristic for the first step size: double (or halve) ε until one leapfrog's acceptance crosses 0.8.
-  defp init_step_size(trace, paths, eps, key) do
-    xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
+  defp init_step_size(plan, us, eps, key) do
     log08 = :math.log(0.8)
 
     dh = fn eps, i ->
-      ps =
-        Enum.zip_with(xs, split(Mx.Random.fold_in(key, i), length(xs)), fn x, k -> noise(k, x) end)
+      {_new_us, log_alpha} = hmc_proposal(plan, us, eps, 1, Mx.Random.fold_in(key, i))
 
-      with {:ok, {new_xs, new_ps}} <- leapfrogs(trace, paths, xs, ps, eps, 1),
-           {_new, w} = write(trace, paths, new_xs),
-           x when is_float(x) <-
-             Mx.to_number(Mx.add(w, Mx.subtract(kinetic(ps), kinetic(new_ps)))) do
-        x
-      else
+      case Mx.to_number(log_alpha) do
+        x when is_float(x) -> x
         :infinity -> 1.0e300
         # Erlang orders atoms above numbers: a non-finite energy error must stay a float.
         _ -> -1.0e300
@@ -240,6 +233,24 @@ defmodule Gen.Inference.Gradient do
     end
 
     n
+  end
+
+  # The selected choices on their unconstrained scale (`transforms:` overrides the automatic transforms).
+  defp plan!(trace, sel, opts, fun),
+    do:
+      Unconstrained.plan!(
+        trace,
+        sel,
+        Keyword.get(opts, :transforms, %{}),
+        "Gen.Inference.#{fun}",
+        fun
+      )
+
+  # The log density on the unconstrained scale (log-Jacobians included) at `us` and its gradient.
+  defp value_and_grad(plan, us) do
+    {lp, gs} = Mx.value_and_grad(fn us -> Unconstrained.log_density(plan, us, true) end).(us)
+    Mx.eval([lp | gs])
+    {lp, gs}
   end
 
   # The log joint at `xs` (the selected values) and its gradient, through assess.
@@ -311,9 +322,4 @@ defmodule Gen.Inference.Gradient do
 
   defp kinetic(ps),
     do: ps |> Enum.map(&Mx.multiply(Mx.sum(Mx.multiply(&1, &1)), 0.5)) |> Enum.reduce(&Mx.add/2)
-
-  defp write(trace, paths, xs) do
-    {new, w, _retdiff, _discard} = Gen.update(trace, Choicemap.new(Enum.zip(paths, xs)))
-    {new, w}
-  end
 end

@@ -17,10 +17,18 @@ defmodule Gen.Inference.MAP do
       It stops when max|g| ≤ `tol:` or no step of size ≥ 10⁻¹⁶ helps.
     * `optimizer:` a `Gen.Optim` (Adam, SGD), run for `steps:` steps.
 
+  The selected choices move on their unconstrained scale (`Gen.Transform`:
+  the transform of each distribution's support, or `transforms:`), so a
+  step never leaves the support; the objective there is the log joint
+  without the log-Jacobian, so the optimum is the mode of the constrained
+  posterior, as Stan's optimizer finds it (with the Jacobian it would be
+  the mode of the density of the unconstrained values, another point).
+
   Use it through `Gen.Inference.map_optimize/3`.
   """
 
-  alias Gen.{Choicemap, Selection, Trace}
+  alias Gen.{Selection, Trace}
+  alias Gen.Inference.Unconstrained
 
   @armijo 1.0e-4
   @min_step 1.0e-16
@@ -28,10 +36,13 @@ defmodule Gen.Inference.MAP do
   @doc false
   @spec map_optimize(Trace.t(), Selection.t(), keyword()) :: Trace.t()
   def map_optimize(%Trace{} = trace, %Selection{} = sel, opts) do
-    Mx.Opts.validate!(opts, [:steps, :tol, :step_size, :optimizer], "Gen.Inference.map_optimize")
-    paths = selected_paths!(trace, sel)
-    xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
-    f = log_joint(trace, paths)
+    Mx.Opts.validate!(opts, [:steps, :tol, :step_size, :optimizer, :transforms], "Gen.Inference.map_optimize")
+
+    plan =
+      Unconstrained.plan!(trace, sel, Keyword.get(opts, :transforms, %{}), "Gen.Inference.map_optimize", "map_optimize")
+
+    xs = Unconstrained.start(plan)
+    f = fn us -> Unconstrained.log_density(plan, us, false) end
     steps = Keyword.get(opts, :steps, 1000)
 
     unless is_integer(steps) and steps >= 0 do
@@ -55,21 +66,7 @@ defmodule Gen.Inference.MAP do
           p
       end
 
-    {new, _w, _retdiff, _discard} = Gen.update(trace, Choicemap.new(Enum.zip(paths, new_xs)))
-    Gen.Inference.force(new)
-  end
-
-  # The log joint as a function of the selected values (a list, one array per path).
-  defp log_joint(trace, paths) do
-    gf = Gen.get_gen_fn(trace)
-    args = Gen.get_args(trace)
-    base = Gen.get_choices(trace)
-
-    fn vals ->
-      cm = Enum.zip(paths, vals) |> Enum.reduce(base, fn {p, v}, acc -> Choicemap.put(acc, p, v) end)
-      {w, _retval} = Gen.assess(gf, args, cm)
-      w
-    end
+    Unconstrained.write(plan, trace, new_xs)
   end
 
   defp line_search(f, xs, steps, tol, s0) do
@@ -126,21 +123,4 @@ defmodule Gen.Inference.MAP do
   end
 
   defp max_abs(gs), do: gs |> Enum.map(&(&1 |> Mx.abs() |> Mx.reduce_max() |> Mx.to_number())) |> Enum.max()
-
-  defp selected_paths!(trace, sel) do
-    paths =
-      for {path, v} <- Choicemap.to_list(Gen.get_choices(trace)), Selection.member?(sel, path) do
-        unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) do
-          raise ArgumentError,
-                "Gen.Inference.map_optimize: the selected choice at #{Choicemap.format_path(path)} is #{Gen.Inference.Common.describe(v)}, not a floating-point array; select only continuous choices"
-        end
-
-        path
-      end
-
-    if paths == [],
-      do: Gen.Inference.Common.none_selected!(trace, sel, "Gen.Inference.map_optimize", "select the continuous choices to optimise")
-
-    paths
-  end
 end

@@ -41,27 +41,27 @@ defmodule Gen.Inference.NUTS do
   Elixir floats on that vector: at the dimensions these models have it is
   cheaper than a NIF call per vector operation.
 
-  Constrained choices (a scale, a probability) must be sampled on an
-  unconstrained scale, as Stan does. The GFI does not expose a
-  distribution's support, so say it with `transforms:`, a map from
-  address (or path) to one of
+  Constrained choices (a scale, a probability, a simplex, a covariance
+  matrix) are sampled on an unconstrained scale, as Stan does, and
+  automatically: each distribution declares its support
+  (`Gen.Distribution.support/1`) and the choice moves through the
+  transform `Gen.Transform.default/1` picks for it (`:log` for a gamma,
+  `:logit` for a beta, `{:interval, lo, hi}` for a uniform, stick-breaking
+  for a Dirichlet, a Cholesky factor with log-diagonal for a Wishart …),
+  taken at the distribution's current parameters, so bounds computed from
+  other choices move with them. The log-Jacobian is added to the log
+  joint, so the draws (reported on the constrained scale) have the
+  model's posterior; the flat vector holds the unconstrained coordinates
+  (a K-simplex has K − 1).
 
-    * `:log` — x = exp(u) for x > 0 (a scale from `exponential`, `gamma`,
-      half-normal …); log-Jacobian u;
-    * `:logit` — x = 1/(1 + e⁻ᵘ) for 0 < x < 1; log-Jacobian log x + log(1 − x);
-    * `{:interval, a, b}` — x = a + (b − a)·logistic(u); log-Jacobian
-      log(b − a) + log σ(u) + log σ(−u);
-    * `{:lower, a}` — x = a + exp(u); `{:upper, b}` — x = b − exp(u);
-      log-Jacobian u;
-    * `:identity` (the default for every selected choice).
-
-  The transform applies elementwise to an array-valued choice, and the
-  log-Jacobian is added to the log joint, so the draws (reported on the
-  constrained scale) have the model's posterior. Without a transform a
-  constrained choice is still sampled correctly, but a step out of the
-  support has log density −∞ (or raises `Mx.Error`, say a Cholesky factor
-  of a covariance that is no longer positive definite) and counts as a
-  divergence.
+  `transforms:` overrides the choice of transform: a map from address (or
+  path) to one of the transforms of `Gen.Transform` (`:identity`, `:log`,
+  `:logit`, `{:interval, a, b}`, `{:lower, a}`, `{:upper, b}`,
+  `:ordered`, `:simplex`, `:positive_definite`, `:cholesky_factor`,
+  `:corr_cholesky`), a bound a number, an array or a function of the
+  current choicemap (a bound that depends on other parameters).
+  `:identity` samples a constrained choice on its own scale, where a step
+  out of the support has log density −∞ and counts as a divergence.
 
       iex> import Gen
       iex> m = gen fn -> s = trace(:s, Gen.Dist.exponential(1.0)); trace(:y, Gen.Dist.normal(0.0, s)) end
@@ -71,8 +71,8 @@ defmodule Gen.Inference.NUTS do
       {20, true, 20, [:accept_stat, :divergent, :energy, :n_leapfrog, :nan_energy, :step_size, :tree_depth]}
   """
 
-  alias Gen.{Choicemap, Selection, Trace}
-  alias Gen.Inference.Adapt
+  alias Gen.{Selection, Trace}
+  alias Gen.Inference.{Adapt, Unconstrained}
   require Logger
   import Gen.Inference.Common, only: [count!: 5, positive!: 4]
 
@@ -82,17 +82,11 @@ defmodule Gen.Inference.NUTS do
   # One block of the flat vector: a selected choice.
   defmodule Block do
     @moduledoc false
-    defstruct [:path, :shape, :type, :offset, :size, :transform]
+    defstruct [:path, :shape, :type, :offset, :size, :x_offset, :x_size, :u_shape, :transform]
   end
 
-  @typedoc "A transform of one choice to the unconstrained scale (see the moduledoc)."
-  @type transform ::
-          :identity
-          | :log
-          | :logit
-          | {:interval, number(), number()}
-          | {:lower, number()}
-          | {:upper, number()}
+  @typedoc "A transform of one choice to the unconstrained scale (see the moduledoc and `Gen.Transform`)."
+  @type transform :: Gen.Transform.t()
 
   @typedoc "Per-iteration statistics, as Stan reports them."
   @type stats :: %{
@@ -114,7 +108,7 @@ defmodule Gen.Inference.NUTS do
 
   Options: `step_size:` (required), `inv_metric:` (the diagonal inverse
   metric, a list with one positive float per coordinate of the flat
-  vector; unit by default), `max_depth:` (10), `transforms:` (see the
+  unconstrained vector; unit by default), `max_depth:` (10), `transforms:` (see the
   moduledoc), `key:`.
 
       iex> import Gen
@@ -158,10 +152,13 @@ defmodule Gen.Inference.NUTS do
     * `draws` — `%{path => [value]}`, one value per draw on the
       constrained scale: a float for a scalar choice, a (nested) list for
       an array;
-    * `flat` — the draws as lists of floats in the flat layout (constrained);
-    * `names` — `[{path, index}]`, the flat layout's coordinates;
+    * `flat` — the draws as lists of floats, each choice flattened on the
+      constrained scale, in address order;
+    * `names` — `[{path, index}]`, the coordinates of `flat`;
     * `stats` and `warmup_stats` — one `t:stats/0` map per iteration;
     * `step_size`, `inv_metric` — the adapted values;
+    * `transforms` — `%{path => transform}`, the transform each choice moved
+      through (`Gen.Transform`; at the starting trace's parameters);
     * `trace` — the trace at the last draw.
   """
   @spec sample(Trace.t(), Selection.t(), keyword()) :: map()
@@ -265,6 +262,7 @@ defmodule Gen.Inference.NUTS do
       warmup_stats: Enum.reverse(wstats),
       step_size: eps,
       inv_metric: ctx.inv,
+      transforms: Map.new(model.blocks, &{&1.path, &1.transform}),
       trace: write(model, trace, elem(z, 0))
     }
   end
@@ -303,134 +301,56 @@ defmodule Gen.Inference.NUTS do
   # ---- the model on the flat vector ----------------------------------------------------
 
   defp model!(trace, sel, transforms, fun) do
-    unless is_map(transforms) do
-      raise ArgumentError,
-            "Gen.Inference.#{fun}: transforms: must be a map from address (or path) to a transform, got #{inspect(transforms)}"
-    end
+    plan = Unconstrained.plan!(trace, sel, transforms, "Gen.Inference.#{fun}", fun)
 
-    transforms = Map.new(transforms, fn {k, v} -> {Choicemap.path!(k), transform!(v, k, fun)} end)
-    paths = Gen.Inference.Gradient.selected_paths!(trace, sel, fun)
-    choices = Gen.get_choices(trace)
-
-    case Enum.reject(Map.keys(transforms), &(&1 in paths)) do
-      [] ->
-        :ok
-
-      extra ->
-        raise ArgumentError,
-              "Gen.Inference.#{fun}: transforms: #{Enum.map_join(extra, ", ", &Choicemap.format_path/1)} is not a selected continuous choice; give transforms only for selected choices"
-    end
-
-    {blocks, dim} =
-      Enum.map_reduce(paths, 0, fn path, off ->
-        v = choices[path]
-        size = Mx.size(v)
+    {blocks, {dim, _x_dim}} =
+      Enum.map_reduce(plan.sites, {0, 0}, fn s, {off, x_off} ->
+        size = Enum.reduce(Tuple.to_list(s.u_shape), 1, &(&1 * &2))
+        x_size = Enum.reduce(Tuple.to_list(s.x_shape), 1, &(&1 * &2))
 
         b = %Block{
-          path: path,
-          shape: Mx.shape(v),
-          type: Mx.type(v),
+          path: s.path,
+          shape: s.x_shape,
+          type: s.type,
           offset: off,
           size: size,
-          transform: Map.get(transforms, path, :identity)
+          x_offset: x_off,
+          x_size: x_size,
+          u_shape: s.u_shape,
+          transform: s.transform
         }
 
-        {b, off + size}
+        {b, {off + size, x_off + x_size}}
       end)
 
-    f = fn pieces -> log_density(trace, choices, blocks, pieces) end
-    layout = Enum.map(blocks, &{&1.size, &1.shape})
-    %{blocks: blocks, dim: dim, vg: Mx.value_and_grad(f), lp: f, layout: layout, trace: trace}
+    # The flat vector arrives cut into one array per block (cheaper than slicing one array
+    # inside the graph, whose gradient would pad every slice back).
+    f = fn pieces -> Unconstrained.log_density(plan, pieces, true) end
+    layout = Enum.map(blocks, &{&1.size, &1.u_shape})
+
+    %{
+      blocks: blocks,
+      dim: dim,
+      vg: Mx.value_and_grad(f),
+      lp: f,
+      layout: layout,
+      trace: trace,
+      plan: plan
+    }
   end
 
-  defp transform!(t, _addr, _fun) when t in [:identity, :log, :logit], do: t
-
-  defp transform!({:interval, a, b} = t, _addr, _fun)
-       when is_number(a) and is_number(b) and a < b,
-       do: t
-
-  defp transform!({:lower, a} = t, _addr, _fun) when is_number(a), do: t
-  defp transform!({:upper, b} = t, _addr, _fun) when is_number(b), do: t
-
-  defp transform!(t, addr, fun) do
-    raise ArgumentError,
-          "Gen.Inference.#{fun}: transforms: #{inspect(t)} at #{inspect(addr)} is not a transform; use :identity, :log, :logit, {:interval, a, b} with a < b, {:lower, a} or {:upper, b}"
-  end
-
-  # The log joint on the unconstrained scale: constrain each block, replace the selected leaves,
-  # assess, add the log-Jacobians. The flat vector arrives cut into one array per block (cheaper
-  # than slicing one array inside the graph, whose gradient would pad every slice back).
-  defp log_density(trace, choices, blocks, pieces) do
-    {cm, logj} =
-      Enum.zip(blocks, pieces)
-      |> Enum.reduce({choices, nil}, fn {b, piece}, {cm, lj} ->
-        {x, j} = constrain(b.transform, piece)
-        x = if b.type == :f64, do: x, else: Mx.as_type(x, b.type)
-        {Choicemap.put(cm, b.path, x), add_opt(lj, j)}
-      end)
-
-    {w, _retval} = Gen.assess(Gen.get_gen_fn(trace), Gen.get_args(trace), cm)
-    if logj, do: Mx.add(w, logj), else: w
-  end
-
-  defp add_opt(nil, j), do: j
-  defp add_opt(lj, nil), do: lj
-  defp add_opt(lj, j), do: Mx.add(lj, j)
-
-  defp constrain(:identity, u), do: {u, nil}
-  defp constrain(:log, u), do: {Mx.exp(u), Mx.sum(u)}
-  defp constrain({:lower, a}, u), do: {Mx.add(Mx.exp(u), a * 1.0), Mx.sum(u)}
-  defp constrain({:upper, b}, u), do: {Mx.subtract(b * 1.0, Mx.exp(u)), Mx.sum(u)}
-
-  defp constrain(:logit, u),
-    do: {Mx.sigmoid(u), Mx.sum(Mx.add(log_sigmoid(u), log_sigmoid(Mx.negate(u))))}
-
-  defp constrain({:interval, a, b}, u) do
-    x = Mx.add(Mx.multiply(Mx.sigmoid(u), (b - a) * 1.0), a * 1.0)
-
-    lj =
-      Mx.add(
-        Mx.sum(Mx.add(log_sigmoid(u), log_sigmoid(Mx.negate(u)))),
-        Mx.size(u) * :math.log(b - a)
-      )
-
-    {x, lj}
-  end
-
-  # log σ(u) = min(u, 0) − log1p(e^−|u|), finite for every finite u.
-  defp log_sigmoid(u), do: Mx.subtract(Mx.min(u, 0.0), Mx.log1p(Mx.exp(Mx.negate(Mx.abs(u)))))
-
-  # Float versions for the draws and the starting point.
-  defp constrain_f(:identity, u), do: u
-  defp constrain_f(:log, u), do: :math.exp(u)
-  defp constrain_f(:logit, u), do: logistic(u)
-  defp constrain_f({:interval, a, b}, u), do: a + (b - a) * logistic(u)
-  defp constrain_f({:lower, a}, u), do: a + :math.exp(u)
-  defp constrain_f({:upper, b}, u), do: b - :math.exp(u)
-
-  defp logistic(u) when u >= 0, do: 1.0 / (1.0 + :math.exp(-u))
-  defp logistic(u), do: :math.exp(u) / (1.0 + :math.exp(u))
-
-  defp unconstrain(:identity, x), do: {:ok, x}
-  defp unconstrain(:log, x) when x > 0, do: {:ok, :math.log(x)}
-  defp unconstrain(:logit, x) when x > 0 and x < 1, do: {:ok, :math.log(x) - :math.log(1 - x)}
-
-  defp unconstrain({:interval, a, b}, x) when x > a and x < b,
-    do: {:ok, :math.log(x - a) - :math.log(b - x)}
-
-  defp unconstrain({:lower, a}, x) when x > a, do: {:ok, :math.log(x - a)}
-  defp unconstrain({:upper, b}, x) when x < b, do: {:ok, :math.log(b - x)}
-  defp unconstrain(_, _), do: :error
+  # The draw at the flat unconstrained vector q, on the constrained scale, flattened.
+  defp constrain_all(%{plan: %{identity?: true}}, q), do: q
 
   defp constrain_all(model, q) do
-    Enum.flat_map(model.blocks, fn b ->
-      q |> Enum.slice(b.offset, b.size) |> Enum.map(&constrain_f(b.transform, &1))
-    end)
+    model.plan
+    |> Unconstrained.constrain(pieces(model.layout, q, []))
+    |> Enum.flat_map(&(&1 |> Mx.as_type(:f64) |> Mx.to_flat_list()))
   end
 
   defp names(model) do
     Enum.flat_map(model.blocks, fn b ->
-      if b.shape == {}, do: [b.path], else: for(i <- 0..(b.size - 1), do: {b.path, i})
+      if b.shape == {}, do: [b.path], else: for(i <- 0..(b.x_size - 1), do: {b.path, i})
     end)
   end
 
@@ -438,7 +358,7 @@ defmodule Gen.Inference.NUTS do
     Map.new(model.blocks, fn b ->
       vals =
         Enum.map(flat, fn xs ->
-          piece = Enum.slice(xs, b.offset, b.size)
+          piece = Enum.slice(xs, b.x_offset, b.x_size)
           if b.shape == {}, do: hd(piece), else: nest(piece, Tuple.to_list(b.shape))
         end)
 
@@ -455,24 +375,7 @@ defmodule Gen.Inference.NUTS do
 
   # The trace's selected values on the unconstrained scale.
   defp start!(model, ctx, fun) do
-    choices = Gen.get_choices(model.trace)
-
-    q =
-      Enum.flat_map(model.blocks, fn b ->
-        choices[b.path]
-        |> Mx.as_type(:f64)
-        |> Mx.to_flat_list()
-        |> Enum.map(fn x ->
-          case is_float(x) and unconstrain(b.transform, x) do
-            {:ok, u} ->
-              u
-
-            _ ->
-              raise ArgumentError,
-                    "Gen.Inference.#{fun}: the value #{inspect(x)} at #{Choicemap.format_path(b.path)} is outside the support of its transform #{inspect(b.transform)}; start from a trace inside the support or fix transforms:"
-          end
-        end)
-      end)
+    q = model.plan |> Unconstrained.start() |> Enum.flat_map(&Mx.to_flat_list/1)
 
     # Not point/2: an engine error at the start is the model's, and raises.
     case eval_point(ctx, q, nil) do
@@ -481,7 +384,7 @@ defmodule Gen.Inference.NUTS do
 
       {_, _, :nan, _} ->
         # Outside the gradient, assess names the NaN site (Gen.NaNError) when the density itself is NaN.
-        _ = Gen.assess(Gen.get_gen_fn(model.trace), Gen.get_args(model.trace), choices)
+        _ = Gen.assess(Gen.get_gen_fn(model.trace), Gen.get_args(model.trace), Gen.get_choices(model.trace))
 
         raise ArgumentError,
               "Gen.Inference.#{fun}: the gradient of the log density is NaN at the starting trace; check the model's parameters there"
@@ -492,17 +395,8 @@ defmodule Gen.Inference.NUTS do
     end
   end
 
-  defp write(model, trace, q) do
-    cm =
-      Enum.reduce(model.blocks, Choicemap.new(), fn b, cm ->
-        vals = q |> Enum.slice(b.offset, b.size) |> Enum.map(&constrain_f(b.transform, &1))
-        v = Mx.from_binary(pack(vals), :f64, shape: b.shape)
-        Choicemap.put(cm, b.path, if(b.type == :f64, do: v, else: Mx.as_type(v, b.type)))
-      end)
-
-    {new, _w, _retdiff, _discard} = Gen.update(trace, cm)
-    Gen.Inference.force(new)
-  end
+  defp write(model, trace, q),
+    do: Unconstrained.write(model.plan, trace, pieces(model.layout, q, []))
 
   defp pack(xs), do: for(x <- xs, into: <<>>, do: <<x::float-64-native>>)
 
@@ -541,6 +435,10 @@ defmodule Gen.Inference.NUTS do
       _ ->
         {q, p, :neg_infinity, nil}
     end
+  rescue
+    # A density that cannot be evaluated there (a singular matrix far out on a divergent
+    # trajectory) rejects the point, as Stan rejects on an exception.
+    Mx.Error -> {q, p, :neg_infinity, nil}
   end
 
   # Outside the gradient the GFI tells a NaN input (Gen.NaNError) from a parameter moved out of

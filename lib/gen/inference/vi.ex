@@ -57,14 +57,19 @@ defmodule Gen.Inference.VI do
   average (decay 0.9) of past estimates. For the IWELBO the score terms use
   VIMCO's leave-one-out signals (Mnih & Rezende 2016).
 
-  ## Limits
+  ## Constrained choices
 
-  No constraining transforms: the guide's draws must lie in the model's
-  support (ADVI's Gaussians suit latent variables on the whole real line;
-  give positive ones a log-scale address in the model).
+  ADVI fits its Gaussians on the unconstrained scale of each selected
+  choice (`Gen.Transform`: the transform of the distribution's support, or
+  `transforms:`), with the log-Jacobian in the ELBO (Kucukelbir et al.
+  2017), so a positive scale, a probability or a simplex needs no
+  reparameterization in the model; `advi_draws/6` pushes draws of the fit
+  back to the model's scale. A user guide for `vi/6` must itself draw
+  inside the model's support.
   """
 
   alias Gen.{Choicemap, Selection}
+  alias Gen.Inference.Unconstrained
   alias Gen.Optim
 
   @objectives [:elbo, :iwelbo, :wake_sleep, :wake, :sleep]
@@ -82,10 +87,16 @@ defmodule Gen.Inference.VI do
   The selected addresses with the observations must be all of the model's
   choices, and take real values of any shape.
 
-  Returns `{params, elbo_history}`: params `%{mu: choicemap, log_sigma:
-  choicemap}` (one array per address, the shape of the choice) and the
-  ELBO estimate at each step. `mean_field_guide/1` makes a generative
-  function that samples the fitted approximation.
+  Each Gaussian lives on the unconstrained scale of its choice (see the
+  moduledoc; the identity for a choice on the whole real line):
+  `transforms:` overrides the transform at an address, as in
+  `Gen.Inference.NUTS`. Returns `{params, elbo_history}`: params `%{mu:
+  choicemap, log_sigma: choicemap, transforms: %{path => transform}}` (one
+  array per address, the shape of the choice on the unconstrained scale;
+  the transform used at each address) and the ELBO estimate at each step.
+  `mean_field_guide/1` makes a generative function that samples the fitted
+  approximation when every transform is the identity; `advi_draws/6`
+  draws it on the model's scale in every case.
 
   Options: `steps:` (1000), `samples:` (1, draws per step), `stl:` (false;
   true drops the score term of log q, "sticking the landing", Roeder et
@@ -93,9 +104,9 @@ defmodule Gen.Inference.VI do
   posterior), `optimizer:` (`Gen.Optim.adam(learning_rate: 0.05)`),
   `key:`, `callback:` (after each
   step, `%{iteration: i, params: p, value: elbo}` with p the internal
-  `%{mu: [..], log_sigma: [..]}` lists in address order). Means start at
-  the values of `Gen.generate/4` of the model with the observations (a
-  draw in the support), log-sigmas at 0.
+  `%{mu: [..], log_sigma: [..]}` lists in address order), `transforms:`.
+  Means start at the (unconstrained) values of `Gen.generate/4` of the
+  model with the observations (a draw in the support), log-sigmas at 0.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -125,18 +136,75 @@ defmodule Gen.Inference.VI do
     if paths == [],
       do: Gen.Inference.Common.none_selected!(t, sel, "Gen.Inference.VI.advi", "select the model's latent continuous choices")
 
-    values = Enum.map(paths, &Mx.as_type(Gen.get_choices(t)[&1], :f64))
+    plan = advi_plan!(t, sel, obs, opts)
+    values = Unconstrained.start(plan)
     params0 = %{mu: values, log_sigma: Enum.map(values, &Mx.zeros(Mx.shape(&1), type: :f64))}
     guide = list_guide(paths)
 
     opts =
       opts
+      |> Keyword.delete(:transforms)
       |> Keyword.put(:key, k_run)
       |> Keyword.put_new(:optimizer, Optim.adam(learning_rate: 0.05))
       |> Keyword.merge(objective: :elbo, estimator: :reparam)
 
-    {p, hist} = vi(model, args, obs, guide, params0, opts)
-    {%{mu: Choicemap.new(Enum.zip(paths, p.mu)), log_sigma: Choicemap.new(Enum.zip(paths, p.log_sigma))}, hist}
+    cfg = config!(model, args, obs, guide, opts, "advi") |> Map.put(:plan, plan)
+    {p, hist} = fit(cfg, params0, opts, "advi")
+
+    {%{
+       mu: Choicemap.new(Enum.zip(paths, p.mu)),
+       log_sigma: Choicemap.new(Enum.zip(paths, p.log_sigma)),
+       transforms: Map.new(plan.sites, &{&1.path, &1.transform})
+     }, hist}
+  end
+
+  # The selected choices on their unconstrained scale; the model is assessed on the guide's
+  # choices with the observations alone (every latent choice must come from the guide).
+  defp advi_plan!(trace, sel, obs, opts) do
+    plan = Unconstrained.plan!(trace, sel, Keyword.get(opts, :transforms, %{}), "Gen.Inference.VI.advi", "VI.advi")
+    %{plan | choices: obs}
+  end
+
+  @doc """
+  `n` draws of ADVI's fitted approximation `params` (from `advi/5` on the
+  same `model`, `args` and `observations`) on the model's scale: each a
+  choicemap of the selected addresses, the Gaussian draw on the
+  unconstrained scale pushed through its transform at the parameters the
+  model computes for it (so bounds that depend on other choices follow
+  them). Options: `key:`, `transforms:` (as given to `advi/5`).
+
+      iex> import Gen
+      iex> m = gen fn -> s = trace(:s, Gen.Dist.log_normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(0.0, s)) end
+      iex> p = %{mu: Gen.choicemap(%{s: 0.0}), log_sigma: Gen.choicemap(%{s: -30.0})}
+      iex> [d] = Gen.Inference.VI.advi_draws(m, [], %{y: 0.5}, p, 1, key: Mx.Random.key(0))
+      iex> Float.round(Mx.to_number(d[:s]), 6)
+      1.0
+  """
+  @spec advi_draws(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), map(), pos_integer(), keyword()) :: [Choicemap.t()]
+  def advi_draws(model, args, observations, %{mu: %Choicemap{} = mu, log_sigma: %Choicemap{} = ls}, n, opts \\ []) do
+    unless is_integer(n) and n >= 1 do
+      raise ArgumentError, "Gen.Inference.VI.advi_draws: n must be a positive integer, got #{inspect(n)}"
+    end
+
+    obs = Choicemap.new(observations)
+    paths = mu |> Choicemap.to_list() |> Enum.map(&elem(&1, 0))
+    {k_init, k_run} = Gen.Inference.two_keys(opts)
+    {t, _} = Gen.generate(model, args, obs, key: k_init)
+    plan = advi_plan!(t, Selection.new(paths), obs, opts)
+
+    for i <- 0..(n - 1) do
+      key = Mx.Random.fold_in(k_run, i)
+      keys = Mx.Random.split(key, length(paths))
+
+      us =
+        for {p, j} <- Enum.with_index(paths) do
+          m = mu[p]
+          z = Mx.Random.normal(keys[j], shape: Mx.shape(m), type: :f64)
+          Mx.add(m, Mx.multiply(Mx.exp(ls[p]), z))
+        end
+
+      Choicemap.new(Enum.zip(paths, Unconstrained.constrain(plan, us)))
+    end
   end
 
   @doc """
@@ -150,6 +218,18 @@ defmodule Gen.Inference.VI do
       1.0
   """
   @spec mean_field_guide(%{mu: Choicemap.t(), log_sigma: Choicemap.t()}) :: Gen.gen_fn()
+  def mean_field_guide(%{transforms: ts} = params) when is_map(ts) do
+    case Enum.reject(ts, fn {_path, t} -> t == :identity end) do
+      [] ->
+        mean_field_guide(Map.delete(params, :transforms))
+
+      [{path, t} | _] ->
+        raise ArgumentError,
+              "Gen.Inference.VI.mean_field_guide: the fit at #{Choicemap.format_path(path)} is on the unconstrained scale of #{inspect(t)}, " <>
+                "so its Gaussian is not a guide for the model's choice; draw the approximation on the model's scale with Gen.Inference.VI.advi_draws/6"
+    end
+  end
+
   def mean_field_guide(%{mu: %Choicemap{} = mu, log_sigma: %Choicemap{} = ls}) do
     paths = mu |> Choicemap.to_list() |> Enum.map(&elem(&1, 0))
     lists = %{mu: Enum.map(paths, &mu[&1]), log_sigma: Enum.map(paths, &ls[&1])}
@@ -224,21 +304,25 @@ defmodule Gen.Inference.VI do
   def vi(model, args, observations, guide, params, opts \\ []) do
     Mx.Opts.validate!(opts, @config_opts ++ [:steps, :optimizer, :callback], "Gen.Inference.VI.vi")
     cfg = config!(model, args, observations, guide, opts, "vi")
+    fit(cfg, params, opts, "vi")
+  end
+
+  defp fit(cfg, params, opts, fun) do
     steps = Keyword.get(opts, :steps, 1000)
 
     unless is_integer(steps) and steps >= 0 do
-      raise ArgumentError, "Gen.Inference.VI.vi: steps: must be a non-negative integer, got #{inspect(steps)}"
+      raise ArgumentError, "Gen.Inference.VI.#{fun}: steps: must be a non-negative integer, got #{inspect(steps)}"
     end
 
-    opt = Optim.optimizer!(opts, Optim.adam(learning_rate: 0.01), "Gen.Inference.VI.vi")
-    callback = Optim.callback!(opts, "Gen.Inference.VI.vi")
+    opt = Optim.optimizer!(opts, Optim.adam(learning_rate: 0.01), "Gen.Inference.VI.#{fun}")
+    callback = Optim.callback!(opts, "Gen.Inference.VI.#{fun}")
     key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
 
     # K = 1 score-function ELBO: the baseline is a moving average, started from an independent estimate.
     ema? = cfg.objective == :elbo and cfg.samples == 1
     b0 =
       if ema? do
-        case elbo(model, args, cfg.obs, guide, params, Keyword.take(opts, [:guide_args, :model_params]) ++ [samples: 10, key: Mx.Random.fold_in(key, -1)]) |> Mx.to_number() do
+        case estimate(%{cfg | samples: 10}, params, Mx.Random.fold_in(key, -1), :elbo) |> Mx.to_number() do
           x when is_float(x) -> x
           _not_finite -> 0.0
         end
@@ -332,7 +416,11 @@ defmodule Gen.Inference.VI do
 
   defp bound(model, args, observations, guide, params, opts, objective) do
     cfg = config!(model, args, observations, guide, Keyword.merge(opts, objective: objective, estimator: :reparam), Atom.to_string(objective))
-    key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
+    estimate(cfg, params, Keyword.get_lazy(opts, :key, &Gen.next_key/0), objective)
+  end
+
+  # The bound's Monte-Carlo estimate from cfg.samples guide draws.
+  defp estimate(cfg, params, key, objective) do
     p = with_model(cfg, params)
     fs = for k <- 0..(cfg.samples - 1), do: elem(draw(cfg, p, Mx.Random.fold_in(key, k), cfg.obs), 0)
     v = if objective == :elbo, do: mean(fs), else: log_mean_exp(Mx.stack(fs))
@@ -459,9 +547,16 @@ defmodule Gen.Inference.VI do
           {z, lq, lq_r}
       end
 
-    {lp, _} = Gen.assess(cfg.model, model_args(cfg, p), Choicemap.merge(z, obs))
-    {Mx.subtract(lp, lq), lq_r}
+    {Mx.subtract(model_density(cfg, p, z, obs), lq), lq_r}
   end
+
+  # log p(z, x); for ADVI, with z on the unconstrained scale, log p of the constrained values
+  # plus the log-Jacobians.
+  defp model_density(%{plan: nil} = cfg, p, z, obs),
+    do: elem(Gen.assess(cfg.model, model_args(cfg, p), Choicemap.merge(z, obs)), 0)
+
+  defp model_density(%{plan: plan}, _p, z, _obs),
+    do: Unconstrained.log_density(plan, Enum.map(plan.sites, &z[&1.path]), true)
 
   # Guide choices at fixed values (gradients stopped), for the wake phase.
   defp fixed_guide_sample(cfg, p, key, obs) do
@@ -575,7 +670,8 @@ defmodule Gen.Inference.VI do
       model_params: Keyword.get(opts, :model_params),
       stl: stl!(opts, fun),
       samples: samples,
-      sleep_samples: sleep_samples
+      sleep_samples: sleep_samples,
+      plan: nil
     }
   end
 end
