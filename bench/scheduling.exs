@@ -26,31 +26,8 @@ for {name, w} <- Mx.SchedWorkloads.all() do
 end
 
 # 3. Abandoned work: four 3000^2 f64 matmul + exp evals killed mid-run; time until their memory is back.
-:erlang.garbage_collect()
-base = Mx.Memory.active_bytes()
-parent = self()
-
-pids =
-  for i <- 1..4 do
-    spawn(fn ->
-      a = Mx.eval(Mx.Random.normal(Mx.Random.key(i), shape: {3000, 3000}, type: :f64))
-      send(parent, :started)
-      Mx.eval(Mx.exp(Mx.matmul(a, a)))
-    end)
-  end
-
-for _ <- pids, do: receive(do: (:started -> :ok))
-Process.sleep(300)
-held = Mx.Memory.active_bytes() - base
-t0 = System.monotonic_time(:microsecond)
-for p <- pids, do: Process.exit(p, :kill)
-
-wait = fn wait ->
-  if Mx.Memory.active_bytes() > base + 8_000_000, do: (Process.sleep(2); wait.(wait)), else: System.monotonic_time(:microsecond) - t0
-end
-
-released = wait.(wait)
-IO.puts("\nkilled evals (4 x 3000^2 f64 matmul + exp, #{div(held, 1_000_000)} MB held): memory back in #{div(released, 1000)} ms (limit 100 ms)")
+{held, ms, _} = Mx.SchedWorkloads.killed_evals(60_000)
+IO.puts("\nkilled evals (4 x 3000^2 f64 matmul + exp, #{div(held, 1_000_000)} MB held): memory back in #{ms} ms (limit 100 ms)")
 
 # 4. Hashing and serializing a 1 GiB lazy array, beside the same for a 1 GiB binary (the old array term).
 big = Mx.ones({1 <<< 27}, type: :f64)

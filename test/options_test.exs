@@ -244,6 +244,7 @@ defmodule GenMX.OptionsTest do
       {Gen.Inference.NUTS, :sample, 3} => [t, sel],
       {Gen.Inference.SMC, :filter, 5} => [m, m, obs, 2],
       {Gen.Inference.VI, :advi, 5} => [m, [], obs, sel],
+      {Gen.Inference.VI, :advi_draws, 6} => [m, [], %{y: 0.5}, %{mu: Gen.choicemap(%{mu: 0.0}), log_sigma: Gen.choicemap(%{mu: 0.0})}, 1],
       {Gen.Inference.VI, :elbo, 6} => [m, [], obs, q, params],
       {Gen.Inference.VI, :gradient, 6} => [m, [], obs, q, params],
       {Gen.Inference.VI, :iwelbo, 6} => [m, [], obs, q, params],

@@ -67,7 +67,7 @@ defmodule Gen.Transform do
       {[1.0, 2.718281828459045], 1.0}
       iex> Gen.Transform.unconstrain(:log, x) |> Mx.to_list()
       [0.0, 1.0]
-      iex> Gen.Transform.default(Gen.Distribution.support(Gen.Dist.gamma(2.0, 1.0)))
+      iex> Gen.Transform.default(Gen.Distribution.support(Gen.Dist.gamma(2.0, rate: 1.0)))
       :log
   """
 

@@ -98,7 +98,7 @@ defmodule Gen.SBCTest do
   # at four sites; p ~ Beta(2, 2), five Bernoulli(p) flips.
   defp constrained_model do
     gen(fn ->
-      sigma = trace(:sigma, Gen.Dist.gamma(2.0, 1.0))
+      sigma = trace(:sigma, Gen.Dist.gamma(2.0, rate: 1.0))
       for i <- 0..3, do: trace({:y, i}, Gen.Dist.normal(0.0, sigma))
       p = trace(:p, Gen.Dist.beta(2.0, 2.0))
       for j <- 0..4, do: trace({:b, j}, Gen.Dist.bernoulli(p))

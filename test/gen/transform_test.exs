@@ -130,7 +130,7 @@ defmodule Gen.TransformTest do
        Gen.Dist.sample(Gen.Dist.inv_wishart(5.0, [[1.0, 0.3], [0.3, 1.0]]), key)},
       {:corr_cholesky, Gen.Dist.sample(Gen.Test.LKJCholesky.new(2.0, 4), key)},
       {:cholesky_factor, Mx.Linalg.cholesky(f64([[4.0, 1.0], [1.0, 3.0]]))},
-      {:log, Gen.Dist.sample_n(Gen.Dist.gamma(2.0, 1.0), key, 4)},
+      {:log, Gen.Dist.sample_n(Gen.Dist.gamma(2.0, rate: 1.0), key, 4)},
       {:logit, Gen.Dist.sample_n(Gen.Dist.beta(0.5, 0.5), key, 4)},
       {:ordered, f64([-3.0, -1.0, 0.25, 7.5])}
     ]
@@ -169,7 +169,7 @@ defmodule Gen.TransformTest do
       {Gen.Dist.student_t(3.0, 0.0, 1.0), :real},
       {Gen.Dist.broadcasted_normal(f64([0.0, 1.0]), 1.0), :real},
       {Gen.Dist.multivariate_normal(f64([0.0, 0.0]), eye), :real},
-      {Gen.Dist.gamma(2.0, 1.0), :positive},
+      {Gen.Dist.gamma(2.0, rate: 1.0), :positive},
       {Gen.Dist.inv_gamma(2.0, 1.0), :positive},
       {Gen.Dist.exponential(1.0), :positive},
       {Gen.Dist.log_normal(0.0, 1.0), :positive},
@@ -178,7 +178,7 @@ defmodule Gen.TransformTest do
       {Gen.Dist.dirichlet([1.0, 1.0]), :simplex},
       {Gen.Dist.wishart(3.0, eye), :positive_definite},
       {Gen.Dist.inv_wishart(3.0, eye), :positive_definite},
-      {Gen.Dist.mixture([Gen.Dist.gamma(2.0, 1.0), Gen.Dist.gamma(3.0, 1.0)], f64([0.0, 0.0])),
+      {Gen.Dist.mixture([Gen.Dist.gamma(2.0, rate: 1.0), Gen.Dist.gamma(3.0, rate: 1.0)], f64([0.0, 0.0])),
        :positive},
       {Gen.Dist.bernoulli(0.5), :discrete},
       {Gen.Dist.binomial(3, 0.5), :discrete},
@@ -230,7 +230,7 @@ defmodule Gen.TransformTest do
   test "NUTS, gamma precision: tau ~ Gamma(2, 1), y ~ N(0, 1/√tau) gives Gamma(2 + n/2, 1 + Σy²/2)" do
     m =
       gen(fn n ->
-        tau = trace(:tau, Gen.Dist.gamma(2.0, 1.0))
+        tau = trace(:tau, Gen.Dist.gamma(2.0, rate: 1.0))
         for i <- 0..(n - 1), do: trace({:y, i}, Gen.Dist.normal(0.0, Mx.rsqrt(tau)))
       end)
 

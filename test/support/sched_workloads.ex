@@ -94,4 +94,44 @@ defmodule Mx.SchedWorkloads do
       {"freeing a 300,000-node graph when its owner exits", {fn -> chain(300_000) end, fn _ -> :ok end}}
     ]
   end
+
+  @doc """
+  Four processes each evaluating a 3000^2 f64 matmul + exp (~54 GFLOP), killed mid-run:
+  {bytes their work held, ms until active memory is back within 8 MB of before (nil past
+  timeout_ms), whether any eval finished}.
+  """
+  def killed_evals(timeout_ms) do
+    :erlang.garbage_collect()
+    base = Mx.Memory.active_bytes()
+    parent = self()
+
+    pids =
+      for i <- 1..4 do
+        spawn(fn ->
+          a = Mx.eval(Mx.Random.normal(Mx.Random.key(i), shape: {3000, 3000}, type: :f64))
+          send(parent, {:started, self()})
+          Mx.eval(Mx.exp(Mx.matmul(a, a)))
+          send(parent, {:finished, self()})
+        end)
+      end
+
+    for pid <- pids, do: receive(do: ({:started, ^pid} -> :ok))
+    Process.sleep(300)
+    held = Mx.Memory.active_bytes() - base
+    t0 = System.monotonic_time(:millisecond)
+    for pid <- pids, do: Process.exit(pid, :kill)
+    ms = settle(base + 8_000_000, t0, timeout_ms)
+    finished = Enum.any?(pids, fn pid -> receive(do: ({:finished, ^pid} -> true), after: (0 -> false)) end)
+    {held, ms, finished}
+  end
+
+  defp settle(limit, t0, timeout_ms) do
+    ms = System.monotonic_time(:millisecond) - t0
+
+    cond do
+      Mx.Memory.active_bytes() <= limit -> ms
+      ms > timeout_ms -> nil
+      true -> Process.sleep(2) && settle(limit, t0, timeout_ms)
+    end
+  end
 end

@@ -118,7 +118,7 @@ defmodule Gen.Inference.VI do
   @spec advi(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Selection.t(), keyword()) ::
           {%{mu: Choicemap.t(), log_sigma: Choicemap.t()}, [float()]}
   def advi(model, args, observations, %Selection{} = sel, opts \\ []) do
-    Mx.Opts.validate!(opts, [:steps, :samples, :stl, :optimizer, :key, :callback], "Gen.Inference.VI.advi")
+    Mx.Opts.validate!(opts, [:steps, :samples, :stl, :optimizer, :key, :callback, :transforms], "Gen.Inference.VI.advi")
     obs = Choicemap.new(observations)
     {k_init, k_run} = Gen.Inference.two_keys(opts)
     {t, _} = Gen.generate(model, args, obs, key: k_init)
@@ -182,6 +182,8 @@ defmodule Gen.Inference.VI do
   """
   @spec advi_draws(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), map(), pos_integer(), keyword()) :: [Choicemap.t()]
   def advi_draws(model, args, observations, %{mu: %Choicemap{} = mu, log_sigma: %Choicemap{} = ls}, n, opts \\ []) do
+    Mx.Opts.validate!(opts, [:key, :transforms], "Gen.Inference.VI.advi_draws")
+
     unless is_integer(n) and n >= 1 do
       raise ArgumentError, "Gen.Inference.VI.advi_draws: n must be a positive integer, got #{inspect(n)}"
     end
