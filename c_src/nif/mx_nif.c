@@ -1496,15 +1496,16 @@ static ERL_NIF_TERM replay(ErlNifEnv *env, mx_tape *tape, ERL_NIF_TERM tape_term
   return res;
 }
 
-/* Inputs a transform traces (grad, vjp, jvp, vmap) would lose their derivative in a replay. */
-static ERL_NIF_TERM refuse_traced(ErlNifEnv *env, mx_array **inputs, unsigned n) {
+/* Inputs a transform traces (grad, vjp, jvp, vmap) would lose their derivative in a replay.
+ * Whether one is traced (then *raised is the exception; an exception term may be 0). */
+static int refuse_traced(ErlNifEnv *env, mx_array **inputs, unsigned n, ERL_NIF_TERM *raised) {
   for (unsigned i = 0; i < n; i++)
     if (inputs[i]->traced) {
-      enif_free(inputs);
-      return raise_with(env, atom_mx_error,
-                        "[compile] an input is traced by Mx.grad/vjp/jvp/vmap: a compiled function cannot be "
-                        "differentiated or vmapped; compile the transformed function instead, e.g. "
-                        "Mx.compile(Mx.value_and_grad(f))");
+      *raised = raise_with(env, atom_mx_error,
+                           "[compile] an input is traced by Mx.grad/vjp/jvp/vmap: a compiled function cannot be "
+                           "differentiated or vmapped; compile the transformed function instead, e.g. "
+                           "Mx.compile(Mx.value_and_grad(f))");
+      return 1;
     }
   return 0;
 }
@@ -1519,8 +1520,11 @@ static ERL_NIF_TERM compile_call(ErlNifEnv *env, int argc, const ERL_NIF_TERM ar
   if (!get_cache(env, argv[0], &c)) return badarg(env, "[compile] argument 1 must be a compile cache");
   if (!enif_inspect_binary(env, argv[1], &key)) return badarg(env, "[compile] the signature key must be a binary");
   if (!get_roots(env, argv[2], &inputs, &n)) return badarg(env, "[compile] inputs must be a list of Mx arrays");
-  ERL_NIF_TERM refused = refuse_traced(env, inputs, n);
-  if (refused) return refused;
+  ERL_NIF_TERM raised;
+  if (refuse_traced(env, inputs, n, &raised)) {
+    enif_free(inputs);
+    return raised;
+  }
   pthread_mutex_lock(&c->lock);
   cache_entry *e = cache_find(c, &key);
   mx_tape *tape = e ? e->tape : NULL;
@@ -1541,7 +1545,7 @@ static ERL_NIF_TERM compile_call(ErlNifEnv *env, int argc, const ERL_NIF_TERM ar
     return enif_make_atom(env, e ? "fallback" : "miss");
   }
   ERL_NIF_TERM tape_term = make_tape_term(env, tape);
-  ERL_NIF_TERM res = enif_is_exception(env, tape_term) ? tape_term : replay(env, tape, tape_term, argv[2], inputs, n, 1, template);
+  ERL_NIF_TERM res = enif_has_pending_exception(env, NULL) ? tape_term : replay(env, tape, tape_term, argv[2], inputs, n, 1, template);
   mx_tape_release(tape);
   enif_free(inputs);
   return res;
@@ -1555,8 +1559,11 @@ static ERL_NIF_TERM compile_run(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
   unsigned n;
   if (!get_tape(env, argv[0], &tape)) return badarg(env, "[compile] argument 1 must be a tape");
   if (!get_roots(env, argv[1], &inputs, &n)) return badarg(env, "[compile] inputs must be a list of Mx arrays");
-  ERL_NIF_TERM refused = refuse_traced(env, inputs, n);
-  if (refused) return refused;
+  ERL_NIF_TERM raised;
+  if (refuse_traced(env, inputs, n, &raised)) {
+    enif_free(inputs);
+    return raised;
+  }
   ERL_NIF_TERM res = replay(env, tape, argv[0], argv[1], inputs, n, 0, atom_nil);
   enif_free(inputs);
   return res;
