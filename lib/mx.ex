@@ -1237,7 +1237,10 @@ defmodule Mx do
 
   @doc "See `Mx.Compile.compile/2`."
   @spec compile(function(), keyword()) :: function()
-  def compile(fun, opts \\ []), do: Mx.Compile.compile(fun, opts)
+  def compile(fun, opts \\ []) do
+    Mx.Opts.validate!(opts, [:cache_size, :fallback], "Mx.compile")
+    Mx.Compile.compile(fun, opts)
+  end
 
   @doc "See `Mx.Compile.stats/1`."
   @spec compile_stats(function()) :: %{atom() => non_neg_integer()}

@@ -285,5 +285,5 @@ int main(void) {
   test_concatenate_and_reshape();
   test_memory_flat();
   test_cancel();
-  return test_summary("compile: ");
+  return test_summary("test_compile: ");
 }

@@ -74,7 +74,7 @@ defmodule Mx.Compile do
   """
   @spec compile(function(), keyword()) :: function()
   def compile(fun, opts \\ []) when is_function(fun) do
-    opts = Mx.Opts.validate!(opts, [cache_size: 32, fallback: false], "Mx.compile")
+    opts = Mx.Opts.validate!(opts, [cache_size: 32, fallback: false], "Mx.Compile.compile")
     size = opts[:cache_size]
     fallback = opts[:fallback]
 
