@@ -42,7 +42,8 @@ static mx_array *scalar(double v) {
 /* f(x, y) = exp(x) * (2 + 1) + exp(x) * y - sum over nothing: a constant subgraph (2 + 1),
  * a duplicate (exp(x) twice) and broadcasting of a constant. */
 static mx_array *build_f(mx_array *x, mx_array *y, mx_array *c2) {
-  mx_array *three = bin(MX_OP_ADD, c2, scalar(1)); /* the scalar leaks into three's inputs */
+  mx_array *one = scalar(1), *three = bin(MX_OP_ADD, c2, one);
+  mx_release(one);
   mx_array *e1 = un(MX_OP_EXP, x), *e2 = un(MX_OP_EXP, x);
   mx_array *a = bin(MX_OP_MULTIPLY, e1, three), *b = bin(MX_OP_MULTIPLY, e2, y);
   mx_array *out = bin(MX_OP_ADD, a, b);
