@@ -61,7 +61,11 @@ end
 for f <- [density, direct] do
   {a, ga} = Mx.value_and_grad(f).(args.())
   {b, gb} = Mx.compile(Mx.value_and_grad(f)).(args.())
-  same = Mx.to_number(a) == Mx.to_number(b) and Enum.map(ga, &Mx.to_number/1) == Enum.map(gb, &Mx.to_number/1)
+
+  same =
+    Mx.to_number(a) == Mx.to_number(b) and
+      Enum.map(ga, &Mx.to_number/1) == Enum.map(gb, &Mx.to_number/1)
+
   if not same, do: raise("compiled and uncompiled value_and_grad differ")
 end
 
@@ -108,19 +112,30 @@ res2 =
 med = fn r, k -> Bench.median(r[k]) end
 fmt = &Bench.fmt/1
 
-IO.puts("\nMx.compile (load #{Bench.load()}; /proc/loadavg: #{String.trim(File.read!("/proc/loadavg"))})\n")
+IO.puts(
+  "\nMx.compile (load #{Bench.load()}; /proc/loadavg: #{String.trim(File.read!("/proc/loadavg"))})\n"
+)
+
 IO.puts("| per call | uncompiled µs | compiled µs | speedup |\n|---|---:|---:|---:|")
 
 for {name, r, u, c} <- [
-      {"value_and_grad, simple via Gen.assess", res, "simple via Gen.assess: uncompiled", "simple via Gen.assess: compiled"},
-      {"value_and_grad, simple in Mx ops", res, "simple in Mx ops: uncompiled", "simple in Mx ops: compiled"},
-      {"8 elementwise ops, 1M f32", res2, "8-op chain, 1M f32: uncompiled", "8-op chain, 1M f32: compiled"}
+      {"value_and_grad, simple via Gen.assess", res, "simple via Gen.assess: uncompiled",
+       "simple via Gen.assess: compiled"},
+      {"value_and_grad, simple in Mx ops", res, "simple in Mx ops: uncompiled",
+       "simple in Mx ops: compiled"},
+      {"8 elementwise ops, 1M f32", res2, "8-op chain, 1M f32: uncompiled",
+       "8-op chain, 1M f32: compiled"}
     ] do
-  IO.puts("| #{name} | #{fmt.(med.(r, u) / 1000)} | #{fmt.(med.(r, c) / 1000)} | #{fmt.(med.(r, u) / med.(r, c))}× |")
+  IO.puts(
+    "| #{name} | #{fmt.(med.(r, u) / 1000)} | #{fmt.(med.(r, c) / 1000)} | #{fmt.(med.(r, u) / med.(r, c))}× |"
+  )
 end
 
 for {name, f} <- [{"Gen.assess", density}, {"Mx ops", direct}] do
   i = info.(f)
-  IO.puts("\ntape of simple via #{name}: #{i.instructions} instructions, #{i.constants} constants, " <>
-            "#{i.folded} nodes folded, #{i.merged} merged, #{i.bytes} bytes")
+
+  IO.puts(
+    "\ntape of simple via #{name}: #{i.instructions} instructions, #{i.constants} constants, " <>
+      "#{i.folded} nodes folded, #{i.merged} merged, #{i.bytes} bytes"
+  )
 end

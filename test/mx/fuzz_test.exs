@@ -19,45 +19,10 @@ defmodule Mx.FuzzTest do
   @binary_ops Mx.binary_ops()
   @reduce_ops [:sum, :product, :reduce_max, :reduce_min, :argmax, :argmin, :all, :any]
   @scan_ops [:cumulative_sum, :cumulative_product, :cumulative_max, :cumulative_min]
-  @array_builders [
-    :from_binary,
-    :full,
-    :iota,
-    :arange,
-    :linspace,
-    :eye,
-    :unary,
-    :binary,
-    :as_type,
-    :select,
-    :clip,
-    :reduce,
-    :scan,
-    :sort,
-    :matmul,
-    :reshape,
-    :broadcast,
-    :transpose,
-    :squeeze,
-    :new_axis,
-    :reverse,
-    :concatenate,
-    :stack,
-    :slice,
-    :pad,
-    :take,
-    :take_along_axis,
-    :gather,
-    :indexed,
-    :trace_input,
-    :stop_gradient,
-    :vjp,
-    :vmap,
-    :random,
-    :linalg,
-    :betainc,
-    :fft
-  ]
+  @array_builders [:from_binary, :full, :iota, :arange, :linspace, :eye, :unary, :binary, :as_type, :select, :clip,
+                   :reduce, :scan, :sort, :matmul, :reshape, :broadcast, :transpose, :squeeze, :new_axis, :reverse,
+                   :concatenate, :stack, :slice, :pad, :take, :take_along_axis, :gather, :indexed, :trace_input,
+                   :stop_gradient, :vjp, :vmap, :random, :linalg, :betainc, :fft]
 
   setup do
     before = Mx.Memory.report()
@@ -74,9 +39,7 @@ defmodule Mx.FuzzTest do
     %{globals: {before.cache_limit, threshold}}
   end
 
-  test "every exported function survives thousands of random and malformed calls", %{
-    globals: globals
-  } do
+  test "every exported function survives thousands of random and malformed calls", %{globals: globals} do
     # A fixed seed; FUZZ_SEED=n replays another sequence when hunting bugs.
     :rand.seed(:exsss, {1, 2, String.to_integer(System.get_env("FUZZ_SEED", "3"))})
     funs = NIF.__info__(:functions)
@@ -85,25 +48,16 @@ defmodule Mx.FuzzTest do
     # Each result is evaluated: most at once, the rest lazily used by later calls
     # for a round and then evaluated together.
     {_pool, outcomes, messages} =
-      Enum.reduce(1..@calls_per_function, {seed_pool(), %{}, []}, fn _,
-                                                                     {pool, outcomes, messages} ->
+      Enum.reduce(1..@calls_per_function, {seed_pool(), %{}, []}, fn _, {pool, outcomes, messages} ->
         {pool, outcomes, messages, deferred} =
-          Enum.reduce(Enum.shuffle(funs), {pool, outcomes, messages, []}, fn {name, arity},
-                                                                             {pool, outcomes,
-                                                                              messages,
-                                                                              deferred} ->
+          Enum.reduce(Enum.shuffle(funs), {pool, outcomes, messages, []}, fn {name, arity}, {pool, outcomes, messages, deferred} ->
             args = name |> plausible_args(arity, pool) |> corrupt(pool)
             assert length(args) == arity
             {outcome, produced, msg} = call(name, args, globals)
             {now, later} = Enum.split_with(produced, fn _ -> chance(0.7) end)
-
-            messages =
-              Enum.reject([msg | Enum.map(now, &check_eval(name, &1))], &is_nil/1) ++ messages
-
+            messages = Enum.reject([msg | Enum.map(now, &check_eval(name, &1))], &is_nil/1) ++ messages
             pool = Enum.reduce(produced, pool, &add_to_pool(&2, &1))
-
-            {pool, Map.update(outcomes, {name, outcome}, 1, &(&1 + 1)), messages,
-             Enum.map(later, &{name, &1}) ++ deferred}
+            {pool, Map.update(outcomes, {name, outcome}, 1, &(&1 + 1)), messages, Enum.map(later, &{name, &1}) ++ deferred}
           end)
 
         {pool, outcomes, check_deferred(deferred) ++ messages}
@@ -128,31 +82,19 @@ defmodule Mx.FuzzTest do
 
   test "ops of the wrong family and unknown ops raise, naming the op" do
     a = Mx.tensor([1.0, 2.0]).ref
-
-    families = [
-      unary: @unary_ops,
-      binary: @binary_ops,
-      reduce: @reduce_ops,
-      scan: @scan_ops,
-      sort: [:sort, :argsort]
-    ]
+    families = [unary: @unary_ops, binary: @binary_ops, reduce: @reduce_ops, scan: @scan_ops, sort: [:sort, :argsort]]
 
     for op <- NIF.op_names(), {family, members} <- families, op not in members do
       e = assert_raise_any(fn -> family_call(family, op, a) end)
 
       case e do
-        %Mx.Error{message: m} ->
-          assert m =~ "[#{op}] is not a", m
-
-        %ArgumentError{message: m} ->
-          assert family == :sort and m =~ "[sort] op must be :sort or :argsort"
+        %Mx.Error{message: m} -> assert m =~ "[#{op}] is not a", m
+        %ArgumentError{message: m} -> assert family == :sort and m =~ "[sort] op must be :sort or :argsort"
       end
     end
 
     for family <- Keyword.keys(families), op <- [:bogus, "add", nil, 3] do
-      assert_raise ArgumentError, ~r/^\[#{family}\] (unknown op|op must be)/, fn ->
-        family_call(family, op, a)
-      end
+      assert_raise ArgumentError, ~r/^\[#{family}\] (unknown op|op must be)/, fn -> family_call(family, op, a) end
     end
   end
 
@@ -170,10 +112,7 @@ defmodule Mx.FuzzTest do
         Enum.map(@reduce_ops, &{&1, fn -> NIF.reduce(&1, f, [1], false) end}) ++
         Enum.map(@scan_ops, &{&1, fn -> NIF.scan(&1, f, 1, false) end}) ++
         Enum.map([:sort, :argsort], &{&1, fn -> NIF.sort(&1, f, 1, false) end}) ++
-        Enum.map(
-          [:cholesky, :inv, :det, :slogdet, :eigh, :eigvalsh],
-          &{&1, fn -> NIF.linalg(&1, [m], []) end}
-        ) ++
+        Enum.map([:cholesky, :inv, :det, :slogdet, :eigh, :eigvalsh], &{&1, fn -> NIF.linalg(&1, [m], []) end}) ++
         [
           full: fn -> NIF.full(:f32, {-1}, 0) end,
           iota: fn -> NIF.iota(:f32, {2}, 1) end,
@@ -218,14 +157,8 @@ defmodule Mx.FuzzTest do
     a = Mx.zeros({2, 3}).ref
 
     for axis <- [2, 3, -3, 8, -9] do
-      assert_raise Mx.Error, ~r/^\[sum\] axis #{axis} is out of range/, fn ->
-        NIF.reduce(:sum, a, [axis], false)
-      end
-
-      assert_raise Mx.Error, ~r/^\[cumulative_max\] axis/, fn ->
-        NIF.scan(:cumulative_max, a, axis, false)
-      end
-
+      assert_raise Mx.Error, ~r/^\[sum\] axis #{axis} is out of range/, fn -> NIF.reduce(:sum, a, [axis], false) end
+      assert_raise Mx.Error, ~r/^\[cumulative_max\] axis/, fn -> NIF.scan(:cumulative_max, a, axis, false) end
       assert_raise Mx.Error, ~r/^\[argsort\] axis/, fn -> NIF.sort(:argsort, a, axis, true) end
       assert_raise Mx.Error, ~r/^\[transpose\] axis/, fn -> NIF.transpose(a, [0, axis]) end
       assert_raise Mx.Error, ~r/^\[squeeze\] axis/, fn -> NIF.squeeze(a, [axis]) end
@@ -236,9 +169,7 @@ defmodule Mx.FuzzTest do
 
     # Axes beyond any rank are rejected while decoding, before the engine sees them.
     for axes <- [[1 <<< 40], [1 <<< 70], [0, :x], [0 | 1], List.duplicate(0, 9)] do
-      assert_raise ArgumentError, ~r/^\[sum\] axes must be/, fn ->
-        NIF.reduce(:sum, a, axes, false)
-      end
+      assert_raise ArgumentError, ~r/^\[sum\] axes must be/, fn -> NIF.reduce(:sum, a, axes, false) end
     end
   end
 
@@ -252,11 +183,7 @@ defmodule Mx.FuzzTest do
     assert NIF.state(a.ref) == :disposed
     refute Mx.evaluated?(a)
     assert Mx.dispose(a) == :ok
-
-    assert_raise Mx.Error, ~r/^\[(to_binary|eval)\] the array was disposed/, fn ->
-      Mx.to_binary(a)
-    end
-
+    assert_raise Mx.Error, ~r/^\[(to_binary|eval)\] the array was disposed/, fn -> Mx.to_binary(a) end
     assert_raise Mx.Error, ~r/^\[eval\] the array was disposed/, fn -> Mx.eval(a) end
     assert_raise Mx.Error, ~r/^\[add\] input 0 was disposed/, fn -> Mx.eval(c) end
     assert_raise Mx.Error, ~r/disposed/, fn -> Mx.to_list(c) end
@@ -325,12 +252,7 @@ defmodule Mx.FuzzTest do
     for {op, x} <- lazy do
       refute Mx.evaluated?(x)
       # A failed node goes back to pending, so a second eval raises again.
-      for _ <- 1..2,
-          do:
-            assert_raise(Mx.Error, ~r/^\[#{op}\] index -?\d+ is out of bounds/, fn ->
-              Mx.eval(x)
-            end)
-
+      for _ <- 1..2, do: assert_raise(Mx.Error, ~r/^\[#{op}\] index -?\d+ is out of bounds/, fn -> Mx.eval(x) end)
       refute Mx.evaluated?(x)
     end
 
@@ -346,9 +268,7 @@ defmodule Mx.FuzzTest do
     assert Mx.to_list(Mx.full({0, 1 <<< 62}, 1.0)) == []
 
     for shape <- [List.to_tuple(List.duplicate(1, 9)), {1 <<< 64}, {1.0}, {:a}, :a, "12"] do
-      assert_raise ArgumentError, ~r/^\[full\] shape must be a tuple of at most 8 integers/, fn ->
-        NIF.full(:f32, shape, 0)
-      end
+      assert_raise ArgumentError, ~r/^\[full\] shape must be a tuple of at most 8 integers/, fn -> NIF.full(:f32, shape, 0) end
     end
 
     # Lazily huge: building is fine, evaluating hits the memory limit.
@@ -371,13 +291,8 @@ defmodule Mx.FuzzTest do
       try do
         {:ok, apply(NIF, name, args)}
       rescue
-        e in [Mx.Error, ArgumentError] ->
-          {:raised, e}
-
-        e ->
-          flunk(
-            "Mx.NIF.#{name}(#{describe_args(args)}) raised #{inspect(e.__struct__)}: #{Exception.message(e)}"
-          )
+        e in [Mx.Error, ArgumentError] -> {:raised, e}
+        e -> flunk("Mx.NIF.#{name}(#{describe_args(args)}) raised #{inspect(e.__struct__)}: #{Exception.message(e)}")
       catch
         kind, value -> flunk("Mx.NIF.#{name}(#{describe_args(args)}) #{kind}: #{inspect(value)}")
       end
@@ -387,10 +302,7 @@ defmodule Mx.FuzzTest do
     case result do
       {:ok, value} ->
         arrays = arrays_in(value)
-
-        for {_ref, shape, type} <- arrays,
-            do: assert(is_tuple(shape) and tuple_size(shape) <= 8 and type in @dtypes)
-
+        for {_ref, shape, type} <- arrays, do: assert(is_tuple(shape) and tuple_size(shape) <= 8 and type in @dtypes)
         {:ok, arrays, nil}
 
       {:raised, %{message: m} = e} ->
@@ -400,16 +312,10 @@ defmodule Mx.FuzzTest do
   end
 
   # The arrays in a NIF's result: one, a tuple of them (linalg), or a list (vjp, vmap's {array, batched?}).
-  defp arrays_in({{ref, w}, shape, type, _id} = arr)
-       when is_reference(ref) and is_binary(w) and is_tuple(shape) and is_atom(type),
-       do: [arr]
-
+  defp arrays_in({{ref, w}, shape, type, _id} = arr) when is_reference(ref) and is_binary(w) and is_tuple(shape) and is_atom(type), do: [arr]
   defp arrays_in({arr, batched}) when is_boolean(batched), do: arrays_in(arr)
   defp arrays_in(list) when is_list(list), do: Enum.flat_map(list, &arrays_in/1)
-
-  defp arrays_in(tuple) when is_tuple(tuple),
-    do: tuple |> Tuple.to_list() |> Enum.flat_map(&arrays_in/1)
-
+  defp arrays_in(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> Enum.flat_map(&arrays_in/1)
   defp arrays_in(_), do: []
 
   # Evaluates a result: it must succeed with the right byte count or raise Mx.Error,
@@ -421,9 +327,7 @@ defmodule Mx.FuzzTest do
 
       if elements(shape) <= @max_read_elements do
         bin = NIF.to_binary(ref)
-
-        assert byte_size(bin) == elements(shape) * Mx.Type.byte_size(type),
-               "Mx.NIF.#{name} gave a wrong-sized buffer"
+        assert byte_size(bin) == elements(shape) * Mx.Type.byte_size(type), "Mx.NIF.#{name} gave a wrong-sized buffer"
       end
 
       nil
@@ -467,8 +371,7 @@ defmodule Mx.FuzzTest do
     end
   end
 
-  defp describe_args(args),
-    do: args |> Enum.map(&inspect(&1, limit: 8, printable_limit: 16)) |> Enum.join(", ")
+  defp describe_args(args), do: args |> Enum.map(&inspect(&1, limit: 8, printable_limit: 16)) |> Enum.join(", ")
 
   # ---- the pool of arrays calls draw from -----------------------------------------------
 
@@ -502,10 +405,7 @@ defmodule Mx.FuzzTest do
 
   # Generated shapes may be malformed; those count as too large to make data for.
   defp elements(shape) when is_tuple(shape), do: elements(Tuple.to_list(shape))
-
-  defp elements(dims) when is_list(dims),
-    do: if(Enum.all?(dims, &is_integer/1), do: Enum.reduce(dims, 1, &(&1 * &2)), else: 1 <<< 80)
-
+  defp elements(dims) when is_list(dims), do: if(Enum.all?(dims, &is_integer/1), do: Enum.reduce(dims, 1, &(&1 * &2)), else: 1 <<< 80)
   defp elements(_), do: 1 <<< 80
 
   # ---- argument generators --------------------------------------------------------------
@@ -521,20 +421,7 @@ defmodule Mx.FuzzTest do
     {ref, _, _, _} = pool |> Enum.filter(fn {_, s, _, _} -> elements(s) <= 64 end) |> pick()
 
     pick([
-      fn ->
-        pick([
-          :foo,
-          nil,
-          true,
-          false,
-          :nan,
-          :infinity,
-          :f32,
-          :add,
-          :日本語,
-          String.to_atom(String.duplicate("x", 255))
-        ])
-      end,
+      fn -> pick([:foo, nil, true, false, :nan, :infinity, :f32, :add, :"日本語", String.to_atom(String.duplicate("x", 255))]) end,
       fn -> pick([<<1::size(3)>>, <<0, 1::size(9)>>]) end,
       fn -> pick([[ref | ref], [[ref]], List.duplicate(ref, 9)]) end,
       fn -> self() end,
@@ -560,67 +447,28 @@ defmodule Mx.FuzzTest do
   defp arr(pool), do: elem(pick(pool), 0)
   defp arr_entry(pool), do: pick(pool)
 
-  defp dtype,
-    do: if(chance(0.9), do: pick(@dtypes), else: pick([:f8, {:f, 32}, "f32", nil, :pred]))
+  defp dtype, do: if(chance(0.9), do: pick(@dtypes), else: pick([:f8, {:f, 32}, "f32", nil, :pred]))
 
   defp dim do
-    if chance(0.9),
-      do: small(4),
-      else: pick([-1, 5, 70_000, 1 <<< 31, 1 <<< 40, 1 <<< 62, 1 <<< 70])
+    if chance(0.9), do: small(4), else: pick([-1, 5, 70_000, 1 <<< 31, 1 <<< 40, 1 <<< 62, 1 <<< 70])
   end
 
   defp shape do
     case :rand.uniform(10) do
-      n when n <= 7 ->
-        List.to_tuple(for _ <- 1..pick([0, 1, 1, 2, 2, 3, 4])//1, do: small(4))
-
-      8 ->
-        List.to_tuple(for _ <- 1..pick([1, 2, 3]), do: dim())
-
-      _ ->
-        pick([
-          {-1},
-          {1 <<< 40, 1 <<< 40},
-          List.to_tuple(List.duplicate(1, 9)),
-          {2, 2, 2, 2, 2, 2, 2, 2},
-          {70_000},
-          {1.0},
-          {:a},
-          [2, 3],
-          {0, 1 <<< 62},
-          {}
-        ])
+      n when n <= 7 -> List.to_tuple(for _ <- 1..pick([0, 1, 1, 2, 2, 3, 4])//1, do: small(4))
+      8 -> List.to_tuple(for _ <- 1..pick([1, 2, 3]), do: dim())
+      _ -> pick([{-1}, {1 <<< 40, 1 <<< 40}, List.to_tuple(List.duplicate(1, 9)), {2, 2, 2, 2, 2, 2, 2, 2}, {70_000},
+                 {1.0}, {:a}, [2, 3], {0, 1 <<< 62}, {}])
     end
   end
 
   defp number do
-    pick([
-      0,
-      1,
-      -3,
-      2.5,
-      -0.0,
-      1.0e300,
-      -1.0e-310,
-      :nan,
-      :infinity,
-      :neg_infinity,
-      1 <<< 62,
-      1 <<< 70,
-      :foo,
-      "1"
-    ])
+    pick([0, 1, -3, 2.5, -0.0, 1.0e300, -1.0e-310, :nan, :infinity, :neg_infinity, 1 <<< 62, 1 <<< 70, :foo, "1"])
   end
 
-  defp count,
-    do: if(chance(0.85), do: small(12), else: pick([-1, 70_000, 1 <<< 40, 1 <<< 70, 2.0]))
+  defp count, do: if(chance(0.85), do: small(12), else: pick([-1, 70_000, 1 <<< 40, 1 <<< 70, 2.0]))
 
-  defp axis(rank),
-    do:
-      if(chance(0.85),
-        do: small(2 * rank + 2) - rank - 1,
-        else: pick([1 <<< 31, 1 <<< 70, 1.0, :x, nil])
-      )
+  defp axis(rank), do: if(chance(0.85), do: small(2 * rank + 2) - rank - 1, else: pick([1 <<< 31, 1 <<< 70, 1.0, :x, nil]))
 
   defp axes(rank) do
     perm = Enum.shuffle(Enum.to_list(0..(rank - 1)//1))
@@ -653,15 +501,7 @@ defmodule Mx.FuzzTest do
   defp indices(dim, shape) do
     shape = bounded(shape)
     n = elements(shape)
-
-    values =
-      for _ <- 1..n//1,
-          do:
-            if(chance(0.85) and dim > 0,
-              do: small(dim - 1),
-              else: pick([-1, dim, dim + 5, -(1 <<< 62)])
-            )
-
+    values = for _ <- 1..n//1, do: if(chance(0.85) and dim > 0, do: small(dim - 1), else: pick([-1, dim, dim + 5, -(1 <<< 62)]))
     ref = NIF.from_binary(for(v <- values, into: <<>>, do: <<v::signed-64-native>>), :s64, shape)
     if chance(0.85), do: ref, else: NIF.as_type(elem(ref, 0), pick([:u8, :s32, :f32, :bool]))
   end
@@ -681,22 +521,12 @@ defmodule Mx.FuzzTest do
         _ in [Mx.Error, ArgumentError, CaseClauseError] -> nil
       end
 
-    if is_list(args) and length(args) == arity,
-      do: args,
-      else: for(_ <- 1..arity//1, do: generic(pool))
+    if is_list(args) and length(args) == arity, do: args, else: for(_ <- 1..arity//1, do: generic(pool))
   end
 
   defp generic(pool) do
-    pick([
-      fn -> arr(pool) end,
-      fn -> [arr(pool), arr(pool)] end,
-      fn -> dtype() end,
-      fn -> shape() end,
-      fn -> number() end,
-      fn -> axes(2) end,
-      fn -> bool() end,
-      fn -> junk(pool) end
-    ]).()
+    pick([fn -> arr(pool) end, fn -> [arr(pool), arr(pool)] end, fn -> dtype() end, fn -> shape() end,
+          fn -> number() end, fn -> axes(2) end, fn -> bool() end, fn -> junk(pool) end]).()
   end
 
   defp args_for(name, pool) do
@@ -708,191 +538,67 @@ defmodule Mx.FuzzTest do
         {ty, sh} = {dtype(), shape()}
 
         bytes =
-          if ty in @dtypes and is_tuple(sh) and
-               Enum.all?(Tuple.to_list(sh), &(is_integer(&1) and &1 in 0..10_000)) and
-               chance(0.8),
-             do: :rand.bytes(elements(sh) * Mx.Type.byte_size(ty)),
-             else: :rand.bytes(small(40))
+          if ty in @dtypes and is_tuple(sh) and Enum.all?(Tuple.to_list(sh), &(is_integer(&1) and &1 in 0..10_000)) and chance(0.8),
+            do: :rand.bytes(elements(sh) * Mx.Type.byte_size(ty)),
+            else: :rand.bytes(small(40))
 
         [bytes, ty, sh]
 
-      :full ->
-        [dtype(), shape(), number()]
-
-      :iota ->
-        [dtype(), shape(), if(chance(0.5), do: nil, else: axis(3))]
-
-      :arange ->
-        [dtype(), number(), number(), count()]
-
-      :linspace ->
-        [dtype(), number(), number(), count(), bool()]
-
-      :eye ->
-        [dtype(), count(), count()]
-
-      :unary ->
-        [op(@unary_ops), a]
-
-      :binary ->
-        [op(@binary_ops), a, arr(pool)]
-
-      :as_type ->
-        [a, dtype()]
-
-      :select ->
-        [arr(pool), a, arr(pool)]
-
-      :clip ->
-        [a, arr(pool), arr(pool)]
-
-      :reduce ->
-        [op(@reduce_ops), a, axes(r), bool()]
-
-      :scan ->
-        [op(@scan_ops), a, axis(r), bool()]
-
-      :sort ->
-        [op([:sort, :argsort]), a, axis(r), bool()]
-
-      :matmul ->
-        matmul_args(pool)
-
-      :reshape ->
-        [a, reshape_target(s)]
-
-      :broadcast ->
-        [a, broadcast_target(s)]
-
-      :transpose ->
-        [a, axes(r)]
-
-      :squeeze ->
-        [a, axes(r)]
-
-      :new_axis ->
-        [a, axis(r + 1)]
-
-      :reverse ->
-        [a, axes(r)]
-
-      :concatenate ->
-        [join_list(pool), axis(2)]
-
-      :stack ->
-        [join_list(pool), axis(2)]
-
-      :slice ->
-        slice_args(a, s)
-
-      :pad ->
-        pad_args(a, s, t, pool)
-
-      :take ->
-        [a, elem(indices(if(r > 0, do: elem(s, 0), else: 1), shape_small()), 0), axis(r)]
-
-      :take_along_axis ->
-        take_along_args(a, s)
-
-      :gather ->
-        gather_args(a, s)
-
-      :indexed ->
-        indexed_args(a, s, t)
-
-      :eval ->
-        [Enum.map(1..small(3)//1, fn _ -> arr(pool) end)]
-
-      :eval_dirty ->
-        [Enum.map(1..small(3)//1, fn _ -> arr(pool) end)]
-
-      :to_binary ->
-        [a]
-
-      :evaluated? ->
-        [a]
-
-      :state ->
-        [a]
-
-      :dispose ->
-        if(chance(0.3), do: [a], else: [elem(NIF.full(:f32, {2}, 1), 0)])
-
-      :set_cache_limit ->
-        [limit()]
-
-      :set_memory_limit ->
-        [limit()]
-
-      :set_dirty_threshold ->
-        [pick([0, 1, 65_536, 1 <<< 62, -1, :foo])]
-
-      :trace_input ->
-        [a]
-
-      :stop_gradient ->
-        [a]
-
-      :vjp ->
-        vjp_args(a, pool)
-
-      :vmap ->
-        vmap_args(pool)
-
-      :random ->
-        random_args(pool)
-
-      :linalg ->
-        linalg_args(pool)
-
-      :fft ->
-        [
-          op([:fft, :ifft, :rfft, :irfft]),
-          a,
-          axis(r),
-          pick([nil, nil, 1, small(9), 0, -1, 1 <<< 41, 2.0]),
-          pick([:backward, :ortho, :forward, :forward, :bogus])
-        ]
-
-      :betainc ->
-        [a, arr(pool), arr(pool)]
-
-      :placeholder ->
-        [dtype(), shape()]
-
-      :compile_cache ->
-        [pick([1, 2, 32, 0, -1, 1 <<< 20, :x])]
-
-      :compile_capture ->
-        capture_args(pool)
-
-      :compile_fallback ->
-        [cache(), key()]
-
-      :compile_call ->
-        [cache(), key(), compile_inputs(pool)]
-
-      :compile_run ->
-        [tape(pool), compile_inputs(pool)]
-
-      :compile_stats ->
-        [cache()]
-
-      :tape_info ->
-        [tape(pool)]
-
-      zero
-      when zero in [
-             :memory_report,
-             :reset_peak,
-             :clear_cache,
-             :op_names,
-             :op_grads,
-             :noop,
-             :noop_dirty,
-             :load
-           ] ->
-        []
+      :full -> [dtype(), shape(), number()]
+      :iota -> [dtype(), shape(), if(chance(0.5), do: nil, else: axis(3))]
+      :arange -> [dtype(), number(), number(), count()]
+      :linspace -> [dtype(), number(), number(), count(), bool()]
+      :eye -> [dtype(), count(), count()]
+      :unary -> [op(@unary_ops), a]
+      :binary -> [op(@binary_ops), a, arr(pool)]
+      :as_type -> [a, dtype()]
+      :select -> [arr(pool), a, arr(pool)]
+      :clip -> [a, arr(pool), arr(pool)]
+      :reduce -> [op(@reduce_ops), a, axes(r), bool()]
+      :scan -> [op(@scan_ops), a, axis(r), bool()]
+      :sort -> [op([:sort, :argsort]), a, axis(r), bool()]
+      :matmul -> matmul_args(pool)
+      :reshape -> [a, reshape_target(s)]
+      :broadcast -> [a, broadcast_target(s)]
+      :transpose -> [a, axes(r)]
+      :squeeze -> [a, axes(r)]
+      :new_axis -> [a, axis(r + 1)]
+      :reverse -> [a, axes(r)]
+      :concatenate -> [join_list(pool), axis(2)]
+      :stack -> [join_list(pool), axis(2)]
+      :slice -> slice_args(a, s)
+      :pad -> pad_args(a, s, t, pool)
+      :take -> [a, elem(indices(if(r > 0, do: elem(s, 0), else: 1), shape_small()), 0), axis(r)]
+      :take_along_axis -> take_along_args(a, s)
+      :gather -> gather_args(a, s)
+      :indexed -> indexed_args(a, s, t)
+      :eval -> [Enum.map(1..small(3)//1, fn _ -> arr(pool) end)]
+      :eval_dirty -> [Enum.map(1..small(3)//1, fn _ -> arr(pool) end)]
+      :to_binary -> [a]
+      :evaluated? -> [a]
+      :state -> [a]
+      :dispose -> if(chance(0.3), do: [a], else: [elem(NIF.full(:f32, {2}, 1), 0)])
+      :set_cache_limit -> [limit()]
+      :set_memory_limit -> [limit()]
+      :set_dirty_threshold -> [pick([0, 1, 65_536, 1 <<< 62, -1, :foo])]
+      :trace_input -> [a]
+      :stop_gradient -> [a]
+      :vjp -> vjp_args(a, pool)
+      :vmap -> vmap_args(pool)
+      :random -> random_args(pool)
+      :linalg -> linalg_args(pool)
+      :fft -> [op([:fft, :ifft, :rfft, :irfft]), a, axis(r), pick([nil, nil, 1, small(9), 0, -1, 1 <<< 41, 2.0]),
+               pick([:backward, :ortho, :forward, :forward, :bogus])]
+      :betainc -> [a, arr(pool), arr(pool)]
+      :placeholder -> [dtype(), shape()]
+      :compile_cache -> [pick([1, 2, 32, 0, -1, 1 <<< 20, :x])]
+      :compile_capture -> capture_args(pool)
+      :compile_fallback -> [cache(), key()]
+      :compile_call -> [cache(), key(), compile_inputs(pool)]
+      :compile_run -> [tape(pool), compile_inputs(pool)]
+      :compile_stats -> [cache()]
+      :tape_info -> [tape(pool)]
+      zero when zero in [:memory_report, :reset_peak, :clear_cache, :op_names, :op_grads, :noop, :noop_dirty, :load] -> []
     end
   end
 
@@ -900,9 +606,7 @@ defmodule Mx.FuzzTest do
 
   # Mostly one shared cache, so calls find what captures stored and replay it on random inputs.
   defp cache do
-    shared =
-      Process.get(:fuzz_compile_cache) ||
-        tap(NIF.compile_cache(2), &Process.put(:fuzz_compile_cache, &1))
+    shared = Process.get(:fuzz_compile_cache) || tap(NIF.compile_cache(2), &Process.put(:fuzz_compile_cache, &1))
 
     cond do
       chance(0.7) -> shared
@@ -911,35 +615,17 @@ defmodule Mx.FuzzTest do
     end
   end
 
-  defp key,
-    do:
-      if(chance(0.9), do: pick(["a", "b", <<>>, :rand.bytes(small(40))]), else: pick([:a, 1, nil]))
-
-  defp compile_inputs(pool),
-    do: if(chance(0.85), do: Enum.map(1..small(2)//1, fn _ -> arr(pool) end), else: junk(pool))
+  defp key, do: if(chance(0.9), do: pick(["a", "b", <<>>, :rand.bytes(small(40))]), else: pick([:a, 1, nil]))
+  defp compile_inputs(pool), do: if(chance(0.85), do: Enum.map(1..small(2)//1, fn _ -> arr(pool) end), else: junk(pool))
 
   # Placeholders, outputs built on them (or on pool arrays, or on foreign placeholders), a template.
   defp capture_args(pool) do
     {_, s, t, _} = arr_entry(pool)
-    h = NIF.placeholder(t, s)
-    {hr, _, _, _} = h
-
-    out =
-      if chance(0.6),
-        do: NIF.unary(pick(@unary_ops), hr),
-        else: NIF.binary(pick(@binary_ops), hr, arr(pool))
-
+    {hr, _, _, _} = NIF.placeholder(t, s)
+    out = if chance(0.6), do: NIF.unary(pick(@unary_ops), hr), else: NIF.binary(pick(@binary_ops), hr, arr(pool))
     holders = pick([[hr], [hr], [], [hr, hr], [arr(pool)], [elem(NIF.placeholder(:f32, {2}), 0)]])
-
-    outs =
-      pick([
-        [elem(out, 0)],
-        [elem(out, 0), hr],
-        [arr(pool)],
-        [],
-        [elem(NIF.unary(:exp, elem(NIF.placeholder(:f32, {}), 0)), 0)]
-      ])
-
+    foreign = elem(NIF.unary(:exp, elem(NIF.placeholder(:f32, {}), 0)), 0)
+    outs = pick([[elem(out, 0)], [elem(out, 0), hr], [arr(pool)], [], [foreign]])
     [cache(), key(), holders, outs, pick([:"$mx_array", [:"$mx_array"], nil])]
   end
 
@@ -950,10 +636,7 @@ defmodule Mx.FuzzTest do
     try do
       {hr, _, _, _} = NIF.placeholder(t, s)
       {o, _, _, _} = NIF.unary(pick(@unary_ops), hr)
-
-      if chance(0.9),
-        do: NIF.compile_capture(NIF.compile_cache(1), "k", [hr], [o], :"$mx_array"),
-        else: junk(pool)
+      if chance(0.9), do: NIF.compile_capture(NIF.compile_cache(1), "k", [hr], [o], :"$mx_array"), else: junk(pool)
     rescue
       _ in [Mx.Error, ArgumentError] -> junk(pool)
     end
@@ -961,12 +644,7 @@ defmodule Mx.FuzzTest do
 
   defp vjp_args(a, pool) do
     x = elem(NIF.trace_input(a), 0)
-
-    out =
-      if chance(0.5),
-        do: NIF.unary(pick(@unary_ops), x),
-        else: NIF.reduce(pick(@reduce_ops), x, nil, false)
-
+    out = if chance(0.5), do: NIF.unary(pick(@unary_ops), x), else: NIF.reduce(pick(@reduce_ops), x, nil, false)
     {o, os, ot, _} = out
     cot = if chance(0.8), do: elem(NIF.full(ot, os, 1), 0), else: arr(pool)
     wrt = pick([[x], [x, x], [arr(pool)], []])
@@ -978,25 +656,10 @@ defmodule Mx.FuzzTest do
     {_, s, t, _} = arr_entry(pool)
     b = small(3)
     holder = elem(NIF.trace_input(elem(NIF.full(t, s, 0), 0)), 0)
-
-    out =
-      if chance(0.5),
-        do: NIF.unary(pick(@unary_ops), holder),
-        else: NIF.binary(pick(@binary_ops), holder, arr(pool))
-
+    out = if chance(0.5), do: NIF.unary(pick(@unary_ops), holder), else: NIF.binary(pick(@binary_ops), holder, arr(pool))
     lead = if chance(0.9), do: b, else: b + 1
-
-    input =
-      if chance(0.8),
-        do: elem(random_array(t, bounded(List.to_tuple([lead | Tuple.to_list(s)]))), 0),
-        else: arr(pool)
-
-    [
-      [elem(out, 0)],
-      if(chance(0.9), do: [holder], else: []),
-      [input],
-      if(chance(0.9), do: b, else: pick([-1, 1 <<< 40]))
-    ]
+    input = if chance(0.8), do: elem(random_array(t, bounded(List.to_tuple([lead | Tuple.to_list(s)]))), 0), else: arr(pool)
+    [[elem(out, 0)], if(chance(0.9), do: [holder], else: []), [input], if(chance(0.9), do: b, else: pick([-1, 1 <<< 40]))]
   end
 
   defp random_args(pool) do
@@ -1014,46 +677,19 @@ defmodule Mx.FuzzTest do
       end
 
     n = if chance(0.9), do: n, else: small(3)
-
-    pshape =
-      cond do
-        ptype == :u32 and chance(0.9) -> {2}
-        chance(0.8) -> {}
-        true -> shape_small()
-      end
-
-    params =
-      for _ <- 1..n//1,
-          do: if(chance(0.8), do: elem(NIF.full(ptype, pshape, 1 + small(5)), 0), else: arr(pool))
-
-    flags =
-      if chance(0.8),
-        do: [],
-        else: pick([[:open], [:log], [:open, :log], [:bogus], [:open, :log, :open]])
-
+    pshape = cond do
+      ptype == :u32 and chance(0.9) -> {2}
+      chance(0.8) -> {}
+      true -> shape_small()
+    end
+    params = for _ <- 1..n//1, do: if(chance(0.8), do: elem(NIF.full(ptype, pshape, 1 + small(5)), 0), else: arr(pool))
+    flags = if chance(0.8), do: [], else: pick([[:open], [:log], [:open, :log], [:bogus], [:open, :log, :open]])
     type = if chance(0.9), do: pick(types), else: dtype()
     [op, key, params, type, if(chance(0.8), do: shape_small(), else: shape()), flags]
   end
 
-  @linalg_funs [
-    :cholesky,
-    :solve,
-    :triangular_solve,
-    :inv,
-    :det,
-    :slogdet,
-    :qr,
-    :svd,
-    :svdvals,
-    :eigh,
-    :eigvalsh,
-    :norm,
-    :cross,
-    :outer,
-    :trace,
-    :diag,
-    :diagonal
-  ]
+  @linalg_funs [:cholesky, :solve, :triangular_solve, :inv, :det, :slogdet, :qr, :svd, :svdvals, :eigh, :eigvalsh,
+                :norm, :cross, :outer, :trace, :diag, :diagonal]
 
   defp linalg_args(pool) do
     fun = if chance(0.95), do: pick(@linalg_funs), else: pick([:bogus, "inv", nil])
@@ -1065,38 +701,17 @@ defmodule Mx.FuzzTest do
 
       if chance(0.7) and is_tuple(shape) and elements(shape) <= 100 do
         values = for _ <- 1..elements(shape)//1, do: :rand.normal()
-
-        elem(
-          NIF.as_type(
-            elem(
-              NIF.from_binary(
-                for(v <- values, into: <<>>, do: <<v::float-64-native>>),
-                :f64,
-                shape
-              ),
-              0
-            ),
-            t
-          ),
-          0
-        )
+        elem(NIF.as_type(elem(NIF.from_binary(for(v <- values, into: <<>>, do: <<v::float-64-native>>), :f64, shape), 0), t), 0)
       else
         arr(pool)
       end
     end
 
     n = if(fun in [:solve, :triangular_solve, :cross, :outer], do: 2, else: 1)
-    arrays = for _ <- 1..if(chance(0.9), do: n, else: pick([0, 1, 2, 3]))//1, do: matrix.()
-
-    n =
-      %{triangular_solve: 4, norm: 3, svd: 1, cross: 1, trace: 1, diag: 1, diagonal: 1}[fun] || 0
-
+    arrays = for _ <- 1..(if chance(0.9), do: n, else: pick([0, 1, 2, 3]))//1, do: matrix.()
+    n = %{triangular_solve: 4, norm: 3, svd: 1, cross: 1, trace: 1, diag: 1, diagonal: 1}[fun] || 0
     n = if chance(0.85), do: n, else: small(5)
-
-    params =
-      for _ <- 1..n//1,
-          do: pick([0, 1, 1, 0, -1, 2, 1.5, :infinity, :neg_infinity, :nan, 1 <<< 53, 1 <<< 62])
-
+    params = for _ <- 1..n//1, do: pick([0, 1, 1, 0, -1, 2, 1.5, :infinity, :neg_infinity, :nan, 1 <<< 53, 1 <<< 62])
     [fun, arrays, params]
   end
 
@@ -1118,25 +733,12 @@ defmodule Mx.FuzzTest do
   defp reshape_target(s) do
     n = elements(s)
 
-    pick([
-      {n},
-      {-1},
-      {1, n},
-      {n, -1},
-      {-1, -1},
-      {n + 1},
-      shape(),
-      {1, 1, 1, 1, 1, 1, 1, 1, n},
-      {0, -1}
-    ])
+    pick([{n}, {-1}, {1, n}, {n, -1}, {-1, -1}, {n + 1}, shape(), {1, 1, 1, 1, 1, 1, 1, 1, n}, {0, -1}])
   end
 
   defp broadcast_target(s) do
     dims = Tuple.to_list(s) |> Enum.map(&if(&1 == 1 and chance(0.5), do: small(3), else: &1))
-
-    if chance(0.7),
-      do: List.to_tuple(Enum.map(1..small(2)//1, fn _ -> small(3) end) ++ dims),
-      else: shape()
+    if chance(0.7), do: List.to_tuple(Enum.map(1..small(2)//1, fn _ -> small(3) end) ++ dims), else: shape()
   end
 
   defp join_list(pool) do
@@ -1153,26 +755,14 @@ defmodule Mx.FuzzTest do
     n = if chance(0.9), do: length(dims), else: length(dims) + 1
     dims = Enum.take(dims ++ [1], n)
     starts = Enum.map(dims, &(small(&1 + 1) - if(chance(0.05), do: 2, else: 0)))
-
-    stops =
-      Enum.zip_with(starts, dims, fn st, d ->
-        if chance(0.9), do: max(st, 0) + small(max(d - st, 0)), else: d + 1
-      end)
-
-    strides =
-      Enum.map(dims, fn _ -> if chance(0.9), do: 1 + small(2), else: pick([0, -1, 1 <<< 62]) end)
-
+    stops = Enum.zip_with(starts, dims, fn st, d -> if chance(0.9), do: max(st, 0) + small(max(d - st, 0)), else: d + 1 end)
+    strides = Enum.map(dims, fn _ -> if chance(0.9), do: 1 + small(2), else: pick([0, -1, 1 <<< 62]) end)
     [a, starts, stops, strides]
   end
 
   defp pad_args(a, s, t, pool) do
     r = tuple_size(s)
-
-    value =
-      if chance(0.8),
-        do: elem(NIF.full(if(chance(0.8), do: t, else: pick(@dtypes)), {}, 7), 0),
-        else: arr(pool)
-
+    value = if chance(0.8), do: elem(NIF.full(if(chance(0.8), do: t, else: pick(@dtypes)), {}, 7), 0), else: arr(pool)
     wild = fn -> pick([1 <<< 40, -(1 <<< 40), (1 <<< 40) + 1, 1 <<< 62]) end
     lo = for _ <- 1..r//1, do: if(chance(0.95), do: small(6) - 3, else: wild.())
     hi = for _ <- 1..r//1, do: if(chance(0.95), do: small(6) - 3, else: wild.())
@@ -1210,7 +800,5 @@ defmodule Mx.FuzzTest do
   end
 
   # Pool arrays may be lazily huge; data made in Elixir for them stays small.
-  defp bounded(shape),
-    do:
-      if(elements(shape) in 0..100_000 and tuple_size(shape) <= 8, do: shape, else: shape_small())
+  defp bounded(shape), do: if(elements(shape) in 0..100_000 and tuple_size(shape) <= 8, do: shape, else: shape_small())
 end

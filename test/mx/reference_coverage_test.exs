@@ -22,31 +22,23 @@ defmodule Mx.ReferenceCoverageTest do
   }
 
   test "every primitive in the engine's op table has reference cases" do
-    covered =
-      for f <- ReferenceCase.files(), c <- ReferenceCase.load!(f), into: MapSet.new(), do: c.fun
-
+    covered = for f <- ReferenceCase.files(), c <- ReferenceCase.load!(f), into: MapSet.new(), do: c.fun
     missing = Enum.reject(Mx.NIF.op_names(), &(&1 in covered or Map.has_key?(@exceptions, &1)))
     assert missing == [], "primitives without reference cases: #{inspect(missing)}"
   end
 
   test "the exceptions are primitives that have no case (so the list cannot go stale)" do
-    covered =
-      for f <- ReferenceCase.files(), c <- ReferenceCase.load!(f), into: MapSet.new(), do: c.fun
-
+    covered = for f <- ReferenceCase.files(), c <- ReferenceCase.load!(f), into: MapSet.new(), do: c.fun
     ops = MapSet.new(Mx.NIF.op_names())
 
     for op <- Map.keys(@exceptions) do
       assert op in ops, "#{op} is listed as an exception but is not a primitive"
-
-      refute op in covered and op != :constant,
-             "#{op} has reference cases; remove it from the exceptions"
+      refute op in covered and op != :constant, "#{op} has reference cases; remove it from the exceptions"
     end
   end
 
   test "every reference file is run by a test module" do
-    used =
-      ~w(creation unary binary select_clip as_type reduce reduce_long scan shape index sort matmul linalg special complex fft)
-
+    used = ~w(creation unary binary select_clip as_type reduce reduce_long scan shape index sort matmul linalg special complex fft)
     assert Enum.sort(used) == ReferenceCase.files()
   end
 end
