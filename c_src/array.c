@@ -169,6 +169,22 @@ mx_status mx_from_data(mx_dtype dtype, int ndim, const int64_t *shape, const voi
   return MX_OK;
 }
 
+mx_status mx_from_buffer(mx_dtype dtype, int ndim, const int64_t *shape, mx_buffer *buf, mx_array **out) {
+  mx_array *a = NULL;
+  mx_status st = mx_node_new(MX_OP_CONSTANT, dtype, ndim, shape, 0, NULL, NULL, &a);
+  if (st) return st;
+  if (buf->nbytes < mx_nbytes(a)) {
+    mx_release(a);
+    return mx_error(MX_EINVAL, "[constant] a buffer of %zu bytes cannot hold %zu", buf->nbytes, mx_nbytes(a));
+  }
+  mx_buffer_retain(buf);
+  a->buf = buf;
+  a->cost = 0;
+  atomic_store(&a->state, MX_READY);
+  *out = a;
+  return MX_OK;
+}
+
 void mx_retain(mx_array *a) { atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed); }
 
 /* A list of nodes to free: on the C stack while small, on the heap beyond. */

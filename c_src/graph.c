@@ -151,6 +151,23 @@ static mx_status prepare_output(mx_array *x, mx_array *const *in) {
   return mx_buffer_alloc(mx_nbytes(x), &x->buf);
 }
 
+mx_status mx_node_compute(mx_array *x, mx_array *const *in) {
+  mx_status st = prepare_output(x, in);
+  if (st) {
+    char why[1024]; /* name the op whose output could not be allocated */
+    snprintf(why, sizeof why, "%s", mx_last_error());
+    st = mx_error(st, "[%s] %.900s", mx_ops[x->op].name, why);
+  }
+  if (st == MX_OK) st = mx_ops[x->op].kernel(x, in);
+  if (st == MX_OK && mx_cancelled()) /* chunks were skipped: the output is incomplete */
+    st = mx_error(MX_ECANCELLED, "[%s] cancelled: the calling process exited", mx_ops[x->op].name);
+  if (st != MX_OK) {
+    mx_buffer_release(x->buf);
+    x->buf = NULL;
+  }
+  return st;
+}
+
 /* Kernels read private copies of their inputs whose buffers are retained
  * under the lock, so a concurrent dispose of an input cannot pull a buffer
  * out from under a running kernel. */
@@ -248,19 +265,7 @@ mx_status mx_eval_budget(mx_array *const *roots, int n, int64_t budget_ns) {
     atomic_store(&x->state, MX_RUNNING);
     pthread_mutex_unlock(&glock);
 
-    st = prepare_output(x, v.ptrs);
-    if (st) {
-      char why[1024]; /* name the op whose output could not be allocated */
-      snprintf(why, sizeof why, "%s", mx_last_error());
-      st = mx_error(st, "[%s] %.900s", mx_ops[x->op].name, why);
-    }
-    if (st == MX_OK) st = mx_ops[x->op].kernel(x, v.ptrs);
-    if (st == MX_OK && mx_cancelled()) /* chunks were skipped: the output is incomplete */
-      st = mx_error(MX_ECANCELLED, "[%s] cancelled: the calling process exited", mx_ops[x->op].name);
-    if (st != MX_OK) {
-      mx_buffer_release(x->buf);
-      x->buf = NULL;
-    }
+    st = mx_node_compute(x, v.ptrs);
     views_drop(&v);
 
     pthread_mutex_lock(&glock);

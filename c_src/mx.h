@@ -216,6 +216,8 @@ mx_status mx_node_new(mx_op op, mx_dtype dtype, int ndim, const int64_t *shape, 
                       const mx_params *params, mx_array **out);
 /* A READY leaf whose buffer holds a copy of data (nbytes must match). */
 mx_status mx_from_data(mx_dtype dtype, int ndim, const int64_t *shape, const void *data, size_t nbytes, mx_array **out);
+/* A READY leaf holding buf (retained; buf must hold at least the array's bytes). */
+mx_status mx_from_buffer(mx_dtype dtype, int ndim, const int64_t *shape, mx_buffer *buf, mx_array **out);
 /* Frees the buffer now; later reads fail with MX_EDISPOSED. */
 void mx_dispose(mx_array *a);
 int mx_is_ready(const mx_array *a);
@@ -244,6 +246,10 @@ int64_t mx_op_weight(mx_op op);
 /* Nodes reachable from roots through attached inputs (pending and traced ones),
  * counting up to limit + 1: what vjp and vmap walk. */
 int64_t mx_graph_size(mx_array *const *roots, int n, int64_t limit);
+/* Allocates x's output (reshape and stop_gradient share in[0]'s buffer) and runs its
+ * kernel on in[]: one node's step of mx_eval, shared with tape replay. On failure x has
+ * no buffer and the message names the op. */
+mx_status mx_node_compute(mx_array *x, mx_array *const *in);
 /* Drops a's inputs; with dispose, also its buffer (a later read fails). */
 void mx_graph_detach(mx_array *a, int dispose);
 /* a's buffer, retained, if a is READY; NULL if it was disposed. */
@@ -330,6 +336,37 @@ mx_status mx_vjp(mx_array *const *outs, mx_array *const *cots, int n_out, mx_arr
  * carries the batch axis first when out_batched[i] is set. */
 mx_status mx_vmap(mx_array *const *outs, int n_out, mx_array *const *holders, mx_array *const *inputs, int n_in,
                   int64_t B, mx_array **results, int *out_batched);
+
+/* ---- compile (compile.c) ---- */
+/* A compiled function's traced input: a PENDING node that cannot be evaluated
+ * (its kernel raises "[compile] ... needs a value while tracing"). */
+mx_status mx_placeholder(mx_dtype t, int ndim, const int64_t *shape, mx_array **out);
+
+/* A tape: the graph between placeholders and outputs, captured once and replayed
+ * with new inputs. Capture folds parameter-free subgraphs into constants (it
+ * evaluates them: run it where an eval may run deep nodes), merges common
+ * subexpressions and equal small constants, and plans buffers: an intermediate
+ * goes back to the allocator's cache after its last reader. */
+typedef struct mx_tape mx_tape;
+mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *outs, int n_out, mx_tape **out);
+void mx_tape_retain(mx_tape *t);
+void mx_tape_release(mx_tape *t);
+/* Replays on inputs (READY, or evaluated first) of the holders' dtypes and shapes;
+ * results[] are new READY arrays. Checks cancellation between instructions; with
+ * budget_ns > 0, stops with MX_EYIELD once past it (nothing is kept: run it again). */
+mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t budget_ns, mx_array **results);
+typedef struct {
+  int n_inputs, n_outputs, n_instructions, n_constants;
+  int folded; /* pending nodes evaluated at capture (parameter-free subgraphs) */
+  int merged; /* nodes and constants dropped as duplicates or aliases (CSE, stop_gradient) */
+  int deep;   /* an instruction must run on an engine thread (mx_op_is_deep) */
+  int64_t cost;  /* per replay, in mx_pending_cost's units */
+  int64_t bytes; /* the tape's structures and its constants' buffers */
+} mx_tape_info;
+void mx_tape_info_get(const mx_tape *t, mx_tape_info *info);
+mx_op mx_tape_instruction_op(const mx_tape *t, int k);
+/* All live tapes: how many, and their bytes (as mx_tape_info.bytes). */
+void mx_tape_totals(int64_t *count, int64_t *bytes);
 
 /* ---- random (ops_random.c) ---- */
 /* A draw of shape `shape` and dtype t from key (u32[2]) by one of the RANDOM_* ops;

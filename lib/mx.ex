@@ -24,6 +24,7 @@ defmodule Mx do
     * `Mx.Type` — dtypes (complex `c64`/`c128` too) and the promotion rules
     * `Mx.FFT` — discrete Fourier transforms (numpy's `np.fft`)
     * `Mx.Memory` — the engine's memory accounting and limits
+    * `Mx.Compile` — `compile/2`: a function's graph captured once, replayed from C
     * `Mx.Special` — special functions: incomplete gamma and beta, log Φ and Φ⁻¹, betaln, xlogy
     * `Mx.Error` — the exception engine errors raise
 
@@ -1108,6 +1109,17 @@ defmodule Mx do
   @doc "See `Mx.Transforms.vmap/3`."
   @spec vmap(function(), integer() | [integer() | nil], integer()) :: function()
   defdelegate vmap(f, in_axes \\ 0, out_axes \\ 0), to: Mx.Transforms
+
+  @doc "See `Mx.Compile.compile/2`."
+  @spec compile(function(), keyword()) :: function()
+  def compile(fun, opts \\ []) do
+    Mx.Opts.validate!(opts, [:cache_size, :fallback], "Mx.compile")
+    Mx.Compile.compile(fun, opts)
+  end
+
+  @doc "See `Mx.Compile.stats/1`."
+  @spec compile_stats(function()) :: %{atom() => non_neg_integer()}
+  defdelegate compile_stats(compiled), to: Mx.Compile, as: :stats
 
   @doc "See `Mx.Transforms.stop_gradient/1`."
   @spec stop_gradient(t()) :: t()

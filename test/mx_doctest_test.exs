@@ -7,4 +7,5 @@ defmodule MxDoctestTest do
   doctest Mx.Memory
   doctest Mx.Special
   doctest Mx.FFT
+  doctest Mx.Compile
 end

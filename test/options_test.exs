@@ -155,6 +155,8 @@ defmodule GenMX.OptionsTest do
     Enum.reduce([mx, fft, linalg, random2, random4], %{}, &Map.merge/2)
     |> Map.merge(%{
       {Mx, :arange, 4} => [0, 3, 1],
+      {Mx, :compile, 2} => [&Mx.negate/1],
+      {Mx.Compile, :compile, 2} => [&Mx.negate/1],
       {Mx, :concatenate, 2} => [[a, a]],
       {Mx, :eye, 2} => [2],
       {Mx, :from_binary, 3} => [<<0::32>>, :f32],

@@ -770,6 +770,25 @@ static void eval_job_free(void *ctx) {
   enif_free(j);
 }
 
+/* On a dirty scheduler: fn(ctx) on an engine thread, abandoned (cancelled) if the
+ * caller dies; ctx_free(ctx) runs when the task is done and released (on either
+ * thread), so results are moved out by take(ctx) first. Returns 0 when the process
+ * is gone (its result is never seen: ctx_free frees what the task made). */
+static int run_on_engine_polling(ErlNifEnv *env, mx_task_fn fn, void *ctx, void (*ctx_free)(void *),
+                                 void (*take)(void *), mx_status *st) {
+  mx_task *t;
+  if ((*st = mx_task_start(fn, ctx, ctx_free, &t)) != MX_OK) return 1;
+  while (!mx_task_wait(t, POLL_NS)) {
+    if (!enif_is_current_process_alive(env)) {
+      mx_task_abandon(t);
+      return 0;
+    }
+  }
+  if (take) take(ctx); /* ctx lives while we hold the task: take its results before letting go */
+  *st = mx_task_finish(t);
+  return 1;
+}
+
 /* On a dirty scheduler: the eval on an engine thread, abandoned if the caller dies.
  * Returns 0 when the process is gone (its result is never seen). Takes roots. */
 static int eval_on_engine_polling(ErlNifEnv *env, mx_array **roots, unsigned n, mx_status *st) {
@@ -781,16 +800,7 @@ static int eval_on_engine_polling(ErlNifEnv *env, mx_array **roots, unsigned n, 
   }
   for (unsigned i = 0; i < n; i++) mx_retain(roots[i]);
   *j = (eval_job){roots, n, 1, 0};
-  mx_task *t;
-  if ((*st = mx_task_start(eval_job_run, j, eval_job_free, &t)) != MX_OK) return 1;
-  while (!mx_task_wait(t, POLL_NS)) {
-    if (!enif_is_current_process_alive(env)) {
-      mx_task_abandon(t);
-      return 0;
-    }
-  }
-  *st = mx_task_finish(t);
-  return 1;
+  return run_on_engine_polling(env, eval_job_run, j, eval_job_free, NULL, st);
 }
 
 /* On a normal scheduler, for graphs under the threshold: inline within a time
@@ -904,16 +914,18 @@ static ERL_NIF_TERM memory_report_now(ErlNifEnv *env, int argc, const ERL_NIF_TE
   mx_reap_wait();
   mx_memory_stats s;
   mx_memory_stats_get(&s);
+  int64_t tapes, tape_bytes;
+  mx_tape_totals(&tapes, &tape_bytes);
   const char *names[] = {"active_bytes", "peak_bytes", "cache_bytes", "live_arrays", "live_buffers",
-                         "cache_limit",  "memory_limit", "alloc_count", "cache_hits"};
+                         "cache_limit",  "memory_limit", "alloc_count", "cache_hits", "tapes", "tape_bytes"};
   int64_t vals[] = {s.active_bytes, s.peak_bytes, s.cache_bytes, s.live_arrays, s.live_buffers,
-                    s.cache_limit, s.memory_limit, s.alloc_count, s.cache_hits};
-  ERL_NIF_TERM keys[9], values[9], map;
-  for (int i = 0; i < 9; i++) {
+                    s.cache_limit, s.memory_limit, s.alloc_count, s.cache_hits, tapes, tape_bytes};
+  ERL_NIF_TERM keys[11], values[11], map;
+  for (int i = 0; i < 11; i++) {
     keys[i] = enif_make_atom(env, names[i]);
     values[i] = (i == 5 || i == 6) && vals[i] < 0 ? enif_make_atom(env, "infinity") : enif_make_int64(env, vals[i]);
   }
-  enif_make_map_from_arrays(env, keys, values, 9, &map);
+  enif_make_map_from_arrays(env, keys, values, 11, &map);
   return map;
 }
 
@@ -1161,6 +1173,448 @@ static ERL_NIF_TERM fft_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
   return result(env, st, &out);
 }
 
+/* ---- compile: tapes and per-function caches of them ------------------------------------
+ * A compiled function (lib/mx/compile.ex) owns one cache: up to `size` signatures (a
+ * binary key built in Elixir from the arguments' structure, shapes and dtypes), each
+ * with its tape and the output's structure (a term kept in the entry's own env),
+ * evicted least recently used. compile_call looks up and replays in one call. */
+
+typedef struct {
+  mx_tape *t;
+} tape_res;
+
+typedef struct {
+  unsigned char *key;
+  size_t key_len;
+  mx_tape *tape;         /* NULL: the signature runs uncompiled (fallback) */
+  ErlNifEnv *tenv;       /* holds template */
+  ERL_NIF_TERM template; /* the output with each array replaced by a marker */
+  uint64_t used;         /* LRU tick */
+} cache_entry;
+
+typedef struct {
+  pthread_mutex_t lock;
+  int size, n;
+  cache_entry *e;
+  uint64_t tick;
+  int64_t hits, misses, compiles, fallbacks, evictions;
+} cache_res;
+
+static ErlNifResourceType *TAPE, *CACHE;
+
+static void tape_dtor(ErlNifEnv *env, void *obj) {
+  (void)env;
+  tape_res *r = obj;
+  mx_tape_release(r->t);
+  r->t = NULL;
+}
+
+static void entry_clear(cache_entry *e) {
+  mx_tape_release(e->tape);
+  if (e->tenv) enif_free_env(e->tenv);
+  enif_free(e->key);
+  memset(e, 0, sizeof *e);
+}
+
+static void cache_dtor(ErlNifEnv *env, void *obj) {
+  (void)env;
+  cache_res *c = obj;
+  for (int i = 0; i < c->n; i++) entry_clear(&c->e[i]);
+  enif_free(c->e);
+  pthread_mutex_destroy(&c->lock);
+}
+
+static int get_cache(ErlNifEnv *env, ERL_NIF_TERM t, cache_res **c) { return enif_get_resource(env, t, CACHE, (void **)c); }
+
+static int get_tape(ErlNifEnv *env, ERL_NIF_TERM t, mx_tape **tape) {
+  tape_res *r;
+  if (!enif_get_resource(env, t, TAPE, (void **)&r) || !r->t) return 0;
+  *tape = r->t;
+  return 1;
+}
+
+static ERL_NIF_TERM make_tape_term(ErlNifEnv *env, mx_tape *t) {
+  tape_res *r = enif_alloc_resource(TAPE, sizeof *r);
+  if (!r) return raise_with(env, atom_mx_error, "[compile] out of memory allocating a tape handle");
+  mx_tape_retain(t);
+  r->t = t;
+  ERL_NIF_TERM term = enif_make_resource(env, r);
+  enif_release_resource(r);
+  return term;
+}
+
+/* Under c->lock. */
+static cache_entry *cache_find(cache_res *c, const ErlNifBinary *key) {
+  for (int i = 0; i < c->n; i++)
+    if (c->e[i].key_len == key->size && !memcmp(c->e[i].key, key->data, key->size)) return &c->e[i];
+  return NULL;
+}
+
+/* Under c->lock: a cleared entry for key, evicting the least recently used when full. */
+static cache_entry *cache_slot(cache_res *c, const ErlNifBinary *key) {
+  cache_entry *e = cache_find(c, key);
+  if (!e && c->n < c->size) e = &c->e[c->n++];
+  if (!e) {
+    e = &c->e[0];
+    for (int i = 1; i < c->n; i++)
+      if (c->e[i].used < e->used) e = &c->e[i];
+    c->evictions++;
+  }
+  entry_clear(e);
+  e->key = enif_alloc(key->size ? key->size : 1);
+  if (!e->key) return NULL;
+  memcpy(e->key, key->data, key->size);
+  e->key_len = key->size;
+  e->used = ++c->tick;
+  return e;
+}
+
+static ERL_NIF_TERM compile_cache(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  int size;
+  if (!get_int(env, argv[0], &size) || size < 1 || size > 1 << 16)
+    return badarg(env, "[compile] cache_size must be an integer from 1 to 65536");
+  cache_res *c = enif_alloc_resource(CACHE, sizeof *c);
+  if (!c) return raise_with(env, atom_mx_error, "[compile] out of memory");
+  memset(c, 0, sizeof *c);
+  c->e = enif_alloc(sizeof(cache_entry) * (size_t)size);
+  if (!c->e) {
+    enif_release_resource(c); /* the destructor sees n = 0 */
+    return raise_with(env, atom_mx_error, "[compile] out of memory");
+  }
+  pthread_mutex_init(&c->lock, NULL);
+  memset(c->e, 0, sizeof(cache_entry) * (size_t)size);
+  c->size = size;
+  ERL_NIF_TERM term = enif_make_resource(env, c);
+  enif_release_resource(c);
+  return term;
+}
+
+static ERL_NIF_TERM placeholder(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_dtype t;
+  int64_t shape[MX_MAX_RANK];
+  int nd;
+  if (!get_dtype(argv[0], &t)) return badarg(env, "[placeholder] unknown dtype; use one of Mx.Type.names()");
+  if (!get_ints(env, argv[1], shape, &nd)) return badarg(env, "[placeholder] shape must be a tuple of at most %d integers", MX_MAX_RANK);
+  mx_array *out;
+  return result(env, mx_placeholder(t, nd, shape, &out), &out);
+}
+
+/* ---- capture: on a dirty scheduler, folding on an engine thread ---- */
+
+typedef struct {
+  mx_array **holders, **outs;
+  unsigned n_in, n_out;
+  mx_tape *tape;
+  mx_tape **tape_out;
+} capture_job;
+
+static mx_status capture_job_run(void *ctx) {
+  capture_job *j = ctx;
+  return mx_tape_capture(j->holders, (int)j->n_in, j->outs, (int)j->n_out, &j->tape);
+}
+
+static void capture_job_take(void *ctx) {
+  capture_job *j = ctx;
+  *j->tape_out = j->tape;
+  j->tape = NULL;
+}
+
+static void capture_job_free(void *ctx) {
+  capture_job *j = ctx;
+  for (unsigned i = 0; i < j->n_in; i++) mx_release(j->holders[i]);
+  for (unsigned i = 0; i < j->n_out; i++) mx_release(j->outs[i]);
+  enif_free(j->holders);
+  enif_free(j->outs);
+  mx_tape_release(j->tape); /* an abandoned capture's */
+  enif_free(j);
+}
+
+/* compile_capture(cache, key, placeholders, outputs, template) -> tape, cached under key. */
+static ERL_NIF_TERM compile_capture(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  cache_res *c;
+  ErlNifBinary key;
+  if (!get_cache(env, argv[0], &c)) return badarg(env, "[compile] argument 1 must be a compile cache");
+  if (!enif_inspect_binary(env, argv[1], &key)) return badarg(env, "[compile] the signature key must be a binary");
+  capture_job *j = enif_alloc(sizeof *j);
+  if (!j) return raise_with(env, atom_mx_error, "[compile] out of memory");
+  memset(j, 0, sizeof *j);
+  if (!get_roots(env, argv[2], &j->holders, &j->n_in)) {
+    enif_free(j);
+    return badarg(env, "[compile] placeholders must be a list of Mx arrays");
+  }
+  if (!get_roots(env, argv[3], &j->outs, &j->n_out)) {
+    enif_free(j->holders);
+    enif_free(j);
+    return badarg(env, "[compile] outputs must be a list of Mx arrays");
+  }
+  for (unsigned i = 0; i < j->n_in; i++) mx_retain(j->holders[i]);
+  for (unsigned i = 0; i < j->n_out; i++) mx_retain(j->outs[i]);
+  mx_tape *tape = NULL;
+  j->tape_out = &tape;
+  mx_status st;
+  if (!run_on_engine_polling(env, capture_job_run, j, capture_job_free, capture_job_take, &st)) return atom_ok;
+  if (st) {
+    mx_tape_release(tape);
+    return raise_mx(env);
+  }
+  ERL_NIF_TERM term = make_tape_term(env, tape); /* retains */
+  pthread_mutex_lock(&c->lock);
+  cache_entry *e = cache_slot(c, &key);
+  if (e && (e->tenv = enif_alloc_env())) {
+    e->template = enif_make_copy(e->tenv, argv[4]);
+    e->tape = tape;
+    tape = NULL;
+  }
+  c->compiles++;
+  pthread_mutex_unlock(&c->lock);
+  mx_tape_release(tape);
+  return term;
+}
+
+/* compile_fallback(cache, key): the signature runs uncompiled from now on. */
+static ERL_NIF_TERM compile_fallback(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  cache_res *c;
+  ErlNifBinary key;
+  if (!get_cache(env, argv[0], &c)) return badarg(env, "[compile] argument 1 must be a compile cache");
+  if (!enif_inspect_binary(env, argv[1], &key)) return badarg(env, "[compile] the signature key must be a binary");
+  pthread_mutex_lock(&c->lock);
+  cache_slot(c, &key);
+  c->fallbacks++;
+  pthread_mutex_unlock(&c->lock);
+  return atom_ok;
+}
+
+/* ---- replay: where mx_eval would run (inline under the threshold, else dirty; deep on an engine thread) ---- */
+
+typedef struct {
+  mx_tape *tape;
+  mx_array **inputs;
+  unsigned n;
+  mx_array **results;
+  int n_out;
+  int64_t budget_ns;
+  int owned; /* tape and inputs retained by the job (dirty: an abandoned task outlives the call) */
+  mx_status st;
+  mx_array ***results_out;
+} replay_job;
+
+static mx_status replay_job_run(void *ctx) {
+  replay_job *j = ctx;
+  return j->st = mx_tape_run(j->tape, j->inputs, (int)j->n, j->budget_ns, j->results);
+}
+
+static void replay_job_take(void *ctx) {
+  replay_job *j = ctx;
+  *j->results_out = j->results;
+  j->results = NULL;
+}
+
+static void replay_job_free(void *ctx) {
+  replay_job *j = ctx;
+  if (j->results) { /* abandoned: nobody takes what it made */
+    for (int i = 0; i < j->n_out && j->st == MX_OK; i++) mx_release(j->results[i]);
+    enif_free(j->results);
+  }
+  for (unsigned i = 0; i < j->n; i++) mx_release(j->inputs[i]);
+  enif_free(j->inputs);
+  mx_tape_release(j->tape);
+  enif_free(j);
+}
+
+static ERL_NIF_TERM wrap_results(ErlNifEnv *env, mx_array **results, int n, int template_given, ERL_NIF_TERM template) {
+  ERL_NIF_TERM list = enif_make_list(env, 0);
+  for (int i = n; i-- > 0;) list = enif_make_list_cell(env, wrap(env, results[i]), list);
+  return template_given ? enif_make_tuple2(env, template, list) : list;
+}
+
+static int64_t tape_cost(mx_tape *t, int *deep) {
+  mx_tape_info info;
+  mx_tape_info_get(t, &info);
+  *deep = info.deep;
+  return info.cost;
+}
+
+/* argv: tape, inputs [, template]: on a dirty scheduler, the replay on an engine thread. */
+static ERL_NIF_TERM replay_dirty(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  mx_tape *tape;
+  if (!get_tape(env, argv[0], &tape)) return badarg(env, "[compile] argument 1 must be a tape");
+  replay_job *j = enif_alloc(sizeof *j);
+  if (!j) return raise_with(env, atom_mx_error, "[compile] out of memory");
+  memset(j, 0, sizeof *j);
+  if (!get_roots(env, argv[1], &j->inputs, &j->n)) {
+    enif_free(j);
+    return badarg(env, "[compile] inputs must be a list of Mx arrays");
+  }
+  mx_tape_info info;
+  mx_tape_info_get(tape, &info);
+  j->n_out = info.n_outputs;
+  j->results = enif_alloc(sizeof(mx_array *) * (size_t)(info.n_outputs ? info.n_outputs : 1));
+  if (!j->results) {
+    enif_free(j->inputs);
+    enif_free(j);
+    return raise_with(env, atom_mx_error, "[compile] out of memory");
+  }
+  for (unsigned i = 0; i < j->n; i++) mx_retain(j->inputs[i]);
+  mx_tape_retain(tape);
+  j->tape = tape;
+  j->owned = 1;
+  mx_array **results = NULL;
+  j->results_out = &results;
+  mx_status st;
+  if (!run_on_engine_polling(env, replay_job_run, j, replay_job_free, replay_job_take, &st)) return atom_ok;
+  ERL_NIF_TERM res = st ? raise_mx(env) : wrap_results(env, results, info.n_outputs, argc == 3, argc == 3 ? argv[2] : atom_nil);
+  enif_free(results);
+  return res;
+}
+
+/* Runs a replay from a normal scheduler: inline when cheap (deep instructions on an engine
+ * thread), else rescheduled dirty. The template, when given, comes back with the outputs. */
+static ERL_NIF_TERM replay(ErlNifEnv *env, mx_tape *tape, ERL_NIF_TERM tape_term, ERL_NIF_TERM inputs_term, mx_array **inputs,
+                           unsigned n, int template_given, ERL_NIF_TERM template) {
+  int deep, in_deep;
+  int64_t limit = atomic_load(&dirty_threshold);
+  int64_t cost = tape_cost(tape, &deep) + mx_pending_cost(inputs, (int)n, limit, &in_deep);
+  deep |= in_deep;
+  ERL_NIF_TERM args[3] = {tape_term, inputs_term, template};
+  if (cost > limit) return enif_schedule_nif(env, "compile_replay_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, replay_dirty, template_given ? 3 : 2, args);
+  mx_tape_info info;
+  mx_tape_info_get(tape, &info);
+  mx_array *local[8], **results = info.n_outputs <= 8 ? local : enif_alloc(sizeof(mx_array *) * (size_t)info.n_outputs);
+  if (!results) return raise_with(env, atom_mx_error, "[compile] out of memory");
+  replay_job j = {tape, inputs, n, results, info.n_outputs, INLINE_BUDGET_NS, 0, MX_OK, NULL};
+  mx_status st = deep ? mx_run_engine(replay_job_run, &j) : replay_job_run(&j);
+  charge(env, cost, limit);
+  ERL_NIF_TERM res;
+  if (st == MX_EYIELD)
+    res = enif_schedule_nif(env, "compile_replay_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, replay_dirty, template_given ? 3 : 2, args);
+  else
+    res = st ? raise_mx(env) : wrap_results(env, results, info.n_outputs, template_given, template);
+  if (results != local) enif_free(results);
+  return res;
+}
+
+/* Inputs a transform traces (grad, vjp, jvp, vmap) would lose their derivative in a replay.
+ * Whether one is traced (then *raised is the exception; an exception term may be 0). */
+static int refuse_traced(ErlNifEnv *env, mx_array **inputs, unsigned n, ERL_NIF_TERM *raised) {
+  for (unsigned i = 0; i < n; i++)
+    if (inputs[i]->traced) {
+      *raised = raise_with(env, atom_mx_error,
+                           "[compile] an input is traced by Mx.grad/vjp/jvp/vmap: a compiled function cannot be "
+                           "differentiated or vmapped; compile the transformed function instead, e.g. "
+                           "Mx.compile(Mx.value_and_grad(f))");
+      return 1;
+    }
+  return 0;
+}
+
+/* compile_call(cache, key, inputs) -> {template, outputs} | :miss | :fallback */
+static ERL_NIF_TERM compile_call(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  cache_res *c;
+  ErlNifBinary key;
+  mx_array **inputs;
+  unsigned n;
+  if (!get_cache(env, argv[0], &c)) return badarg(env, "[compile] argument 1 must be a compile cache");
+  if (!enif_inspect_binary(env, argv[1], &key)) return badarg(env, "[compile] the signature key must be a binary");
+  if (!get_roots(env, argv[2], &inputs, &n)) return badarg(env, "[compile] inputs must be a list of Mx arrays");
+  ERL_NIF_TERM raised;
+  if (refuse_traced(env, inputs, n, &raised)) {
+    enif_free(inputs);
+    return raised;
+  }
+  pthread_mutex_lock(&c->lock);
+  cache_entry *e = cache_find(c, &key);
+  mx_tape *tape = e ? e->tape : NULL;
+  ERL_NIF_TERM template = atom_nil;
+  if (e) {
+    c->hits++;
+    e->used = ++c->tick;
+    if (tape) {
+      mx_tape_retain(tape);
+      template = enif_make_copy(env, e->template);
+    }
+  } else {
+    c->misses++;
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (!tape) {
+    enif_free(inputs);
+    return enif_make_atom(env, e ? "fallback" : "miss");
+  }
+  ERL_NIF_TERM tape_term = make_tape_term(env, tape);
+  ERL_NIF_TERM res = enif_has_pending_exception(env, NULL) ? tape_term : replay(env, tape, tape_term, argv[2], inputs, n, 1, template);
+  mx_tape_release(tape);
+  enif_free(inputs);
+  return res;
+}
+
+/* compile_run(tape, inputs) -> outputs (the first call, right after capture; no cache statistics). */
+static ERL_NIF_TERM compile_run(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_tape *tape;
+  mx_array **inputs;
+  unsigned n;
+  if (!get_tape(env, argv[0], &tape)) return badarg(env, "[compile] argument 1 must be a tape");
+  if (!get_roots(env, argv[1], &inputs, &n)) return badarg(env, "[compile] inputs must be a list of Mx arrays");
+  ERL_NIF_TERM raised;
+  if (refuse_traced(env, inputs, n, &raised)) {
+    enif_free(inputs);
+    return raised;
+  }
+  ERL_NIF_TERM res = replay(env, tape, argv[0], argv[1], inputs, n, 0, atom_nil);
+  enif_free(inputs);
+  return res;
+}
+
+static ERL_NIF_TERM int_map(ErlNifEnv *env, const char **names, const int64_t *vals, int n) {
+  ERL_NIF_TERM keys[16], values[16], map;
+  for (int i = 0; i < n; i++) {
+    keys[i] = enif_make_atom(env, names[i]);
+    values[i] = enif_make_int64(env, vals[i]);
+  }
+  enif_make_map_from_arrays(env, keys, values, (unsigned)n, &map);
+  return map;
+}
+
+static ERL_NIF_TERM compile_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  cache_res *c;
+  if (!get_cache(env, argv[0], &c)) return badarg(env, "[compile] argument 1 must be a compile cache");
+  pthread_mutex_lock(&c->lock);
+  int64_t bytes = 0, tapes = 0;
+  for (int i = 0; i < c->n; i++)
+    if (c->e[i].tape) {
+      mx_tape_info info;
+      mx_tape_info_get(c->e[i].tape, &info);
+      bytes += info.bytes;
+      tapes++;
+    }
+  const char *names[] = {"hits", "misses", "compiles", "fallbacks", "evictions", "entries", "tapes", "cache_size", "tape_bytes"};
+  int64_t vals[] = {c->hits, c->misses, c->compiles, c->fallbacks, c->evictions, c->n, tapes, c->size, bytes};
+  pthread_mutex_unlock(&c->lock);
+  return int_map(env, names, vals, 9);
+}
+
+/* tape_info(tape) -> %{inputs:, outputs:, instructions:, constants:, folded:, merged:, cost:, bytes:, ops: [op]} */
+static ERL_NIF_TERM tape_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_tape *t;
+  if (!get_tape(env, argv[0], &t)) return badarg(env, "[compile] argument 1 must be a tape");
+  mx_tape_info info;
+  mx_tape_info_get(t, &info);
+  const char *names[] = {"inputs", "outputs", "instructions", "constants", "folded", "merged", "cost", "bytes"};
+  int64_t vals[] = {info.n_inputs, info.n_outputs, info.n_instructions, info.n_constants, info.folded, info.merged, info.cost, info.bytes};
+  ERL_NIF_TERM map = int_map(env, names, vals, 8), ops = enif_make_list(env, 0);
+  for (int k = info.n_instructions; k-- > 0;) ops = enif_make_list_cell(env, op_atoms[mx_tape_instruction_op(t, k)], ops);
+  enif_make_map_put(env, map, enif_make_atom(env, "ops"), ops, &map);
+  enif_make_map_put(env, map, enif_make_atom(env, "deep"), info.deep ? atom_true : atom_false, &map);
+  return map;
+}
+
 /* ---- scheduler probe: per-thread CPU time of each call on a normal scheduler ----------
  * Off by default (one relaxed load per call); the tests turn it on and check that no
  * call, destructor included, holds a normal scheduler past the limit. */
@@ -1255,6 +1709,13 @@ PROBED(set_dirty_threshold)
 PROBED(op_names)
 PROBED(op_grads)
 PROBED(noop)
+PROBED(placeholder)
+PROBED(compile_cache)
+PROBED(compile_fallback)
+PROBED(compile_call)
+PROBED(compile_run)
+PROBED(compile_stats)
+PROBED(tape_info)
 
 /* ---- registration: scheduler per NIF in one table ------------------------------ */
 
@@ -1322,12 +1783,24 @@ static ErlNifFunc funcs[] = {
     {"op_grads", 0, op_grads_probed, 0},
     {"noop", 0, noop_probed, 0},
     {"probe", 1, probe, 0},
+    /* compile: capture is dirty (it may evaluate constants); calls replay where an eval would run */
+    {"placeholder", 2, placeholder_probed, 0},
+    {"compile_cache", 1, compile_cache_probed, 0},
+    {"compile_capture", 5, compile_capture, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"compile_fallback", 2, compile_fallback_probed, 0},
+    {"compile_call", 3, compile_call_probed, 0},
+    {"compile_run", 2, compile_run_probed, 0},
+    {"compile_stats", 1, compile_stats_probed, 0},
+    {"tape_info", 1, tape_info_probed, 0},
 };
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
   (void)priv, (void)info;
   ARRAY = enif_open_resource_type(env, NULL, "mx_array", array_dtor, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
   if (!ARRAY) return 1;
+  TAPE = enif_open_resource_type(env, NULL, "mx_tape", tape_dtor, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
+  CACHE = enif_open_resource_type(env, NULL, "mx_compile_cache", cache_dtor, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
+  if (!TAPE || !CACHE) return 1;
   atom_ok = enif_make_atom(env, "ok");
   atom_nil = enif_make_atom(env, "nil");
   atom_true = enif_make_atom(env, "true");

@@ -24,7 +24,9 @@ defmodule Mx.Memory do
   All counters as a map: `:active_bytes` (held by live buffers),
   `:peak_bytes`, `:cache_bytes` (freed, kept for reuse), `:live_arrays`
   (graph nodes alive), `:live_buffers`, `:cache_limit`, `:memory_limit`,
-  `:alloc_count` and `:cache_hits`.
+  `:alloc_count`, `:cache_hits`, `:tapes` (live tapes of `Mx.compile/2`)
+  and `:tape_bytes` (their structures and captured constants; the
+  constants' buffers also count in `:active_bytes`).
 
       iex> Map.has_key?(Mx.Memory.report(), :peak_bytes)
       true

@@ -69,4 +69,13 @@ defmodule Mx.NIF do
   def op_grads, do: nif_not_loaded()
   def noop, do: nif_not_loaded()
   def probe(_what), do: nif_not_loaded()
+  # compile
+  def placeholder(_type, _shape), do: nif_not_loaded()
+  def compile_cache(_size), do: nif_not_loaded()
+  def compile_capture(_cache, _key, _holders, _outs, _template), do: nif_not_loaded()
+  def compile_fallback(_cache, _key), do: nif_not_loaded()
+  def compile_call(_cache, _key, _inputs), do: nif_not_loaded()
+  def compile_run(_tape, _inputs), do: nif_not_loaded()
+  def compile_stats(_cache), do: nif_not_loaded()
+  def tape_info(_tape), do: nif_not_loaded()
 end

@@ -69,6 +69,12 @@ defmodule Mx.FuzzTest do
       assert outcomes[{name, :raised}], "Mx.NIF.#{name} never raised under the fuzz"
     end
 
+    # The compile API is reached past its argument checks, both ways.
+    for name <- [:placeholder, :compile_capture, :compile_call, :compile_run, :tape_info] do
+      assert outcomes[{name, :ok}], "Mx.NIF.#{name} never succeeded under the fuzz"
+      assert outcomes[{name, :raised}], "Mx.NIF.#{name} never raised under the fuzz"
+    end
+
     # Every engine error names an op in brackets ("[add] ...").
     unnamed = messages |> Enum.uniq() |> Enum.reject(&(&1 =~ ~r/^\[[a-z0-9_?]+\] /))
     assert unnamed == []
@@ -584,7 +590,55 @@ defmodule Mx.FuzzTest do
       :fft -> [op([:fft, :ifft, :rfft, :irfft]), a, axis(r), pick([nil, nil, 1, small(9), 0, -1, 1 <<< 41, 2.0]),
                pick([:backward, :ortho, :forward, :forward, :bogus])]
       :betainc -> [a, arr(pool), arr(pool)]
+      :placeholder -> [dtype(), shape()]
+      :compile_cache -> [pick([1, 2, 32, 0, -1, 1 <<< 20, :x])]
+      :compile_capture -> capture_args(pool)
+      :compile_fallback -> [cache(), key()]
+      :compile_call -> [cache(), key(), compile_inputs(pool)]
+      :compile_run -> [tape(pool), compile_inputs(pool)]
+      :compile_stats -> [cache()]
+      :tape_info -> [tape(pool)]
       zero when zero in [:memory_report, :reset_peak, :clear_cache, :op_names, :op_grads, :noop, :noop_dirty, :load] -> []
+    end
+  end
+
+  # ---- compile: caches, signature keys and tapes, mostly well formed ----
+
+  # Mostly one shared cache, so calls find what captures stored and replay it on random inputs.
+  defp cache do
+    shared = Process.get(:fuzz_compile_cache) || tap(NIF.compile_cache(2), &Process.put(:fuzz_compile_cache, &1))
+
+    cond do
+      chance(0.7) -> shared
+      chance(0.7) -> NIF.compile_cache(1 + small(3))
+      true -> pick([make_ref(), :cache, nil])
+    end
+  end
+
+  defp key, do: if(chance(0.9), do: pick(["a", "b", <<>>, :rand.bytes(small(40))]), else: pick([:a, 1, nil]))
+  defp compile_inputs(pool), do: if(chance(0.85), do: Enum.map(1..small(2)//1, fn _ -> arr(pool) end), else: junk(pool))
+
+  # Placeholders, outputs built on them (or on pool arrays, or on foreign placeholders), a template.
+  defp capture_args(pool) do
+    {_, s, t, _} = arr_entry(pool)
+    {hr, _, _, _} = NIF.placeholder(t, s)
+    out = if chance(0.6), do: NIF.unary(pick(@unary_ops), hr), else: NIF.binary(pick(@binary_ops), hr, arr(pool))
+    holders = pick([[hr], [hr], [], [hr, hr], [arr(pool)], [elem(NIF.placeholder(:f32, {2}), 0)]])
+    foreign = elem(NIF.unary(:exp, elem(NIF.placeholder(:f32, {}), 0)), 0)
+    outs = pick([[elem(out, 0)], [elem(out, 0), hr], [arr(pool)], [], [foreign]])
+    [cache(), key(), holders, outs, pick([:"$mx_array", [:"$mx_array"], nil])]
+  end
+
+  # A tape: captured from a small graph over one placeholder shaped like a pool array.
+  defp tape(pool) do
+    {_, s, t, _} = arr_entry(pool)
+
+    try do
+      {hr, _, _, _} = NIF.placeholder(t, s)
+      {o, _, _, _} = NIF.unary(pick(@unary_ops), hr)
+      if chance(0.9), do: NIF.compile_capture(NIF.compile_cache(1), "k", [hr], [o], :"$mx_array"), else: junk(pool)
+    rescue
+      _ in [Mx.Error, ArgumentError] -> junk(pool)
     end
   end
 

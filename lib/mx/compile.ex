@@ -1,0 +1,313 @@
+defmodule Mx.Compile do
+  @moduledoc """
+  `compile/2`: capture a function's graph once, replay it from C.
+
+  The compiled function has `fun`'s contract: arrays and tuples, lists and
+  maps of arrays in, the same out. The first call for an input *signature*
+  (the arguments' container structure, every array's shape and dtype, and
+  every other term's value) runs `fun` on placeholder arrays (*tracing*) and
+  captures the graph between the placeholders and the outputs as a tape, a C
+  structure (`c_src/compile.c`). Capturing evaluates the parts that do not
+  depend on the inputs once (constant folding), merges duplicate nodes
+  (common-subexpression elimination) and plans buffers so that intermediates
+  return to the allocator's cache after their last reader. Later calls with
+  that signature replay the tape with the new inputs in one NIF call, with no
+  Elixir graph building: inline when the tape is cheap, on a dirty scheduler
+  when it is not (the same rule and threshold as `Mx.eval/1`).
+
+      iex> f = Mx.compile(fn x, y -> Mx.add(Mx.multiply(x, 2.0), y) end)
+      iex> f.(Mx.tensor([1.0, 2.0]), Mx.tensor([10.0, 20.0])) |> Mx.to_list()
+      [12.0, 24.0]
+      iex> f.(Mx.tensor([3.0, 4.0]), Mx.tensor([0.5, 0.5])) |> Mx.to_list()
+      [6.5, 8.5]
+      iex> Mx.compile_stats(f) |> Map.take([:compiles, :hits, :misses])
+      %{compiles: 1, hits: 1, misses: 1}
+
+  ## Rules
+
+    * Only arrays are inputs. Numbers, atoms and other terms in the arguments
+      are part of the signature: a new value traces again. Pass values that
+      change from call to call as arrays (`Mx.tensor/2`).
+    * Tracing gives `fun` arrays without values: reading one (`Mx.to_number/1`,
+      `Mx.to_list/1`, `Mx.eval/1`) or branching on one raises `Mx.Error`
+      ("[compile] ... needs a value while tracing"). Use `Mx.where/3` for
+      data-dependent choices, or `fallback: true` to run such a signature
+      uncompiled (it is remembered: later calls skip tracing).
+    * Random keys are ordinary inputs: `Mx.Random` functions of a key argument
+      replay with each call's key, giving the same draws as uncompiled code.
+    * Transforms compose one way: `Mx.compile(Mx.value_and_grad(f))` traces the
+      gradient graph and replays it. Differentiating (or vmapping) a compiled
+      function raises `Mx.Error` naming the alternative: compile the
+      transformed function instead. A compiled function called while another
+      is being traced is inlined into that trace.
+    * Results are fresh evaluated arrays.
+
+  ## The cache
+
+  Each compiled function keeps up to `cache_size` signatures (default 32),
+  evicting the least recently used. `Mx.compile_stats/1` returns its counters;
+  `Mx.Memory.report/0` counts every live tape (`:tapes`, `:tape_bytes`).
+  """
+
+  alias Mx.{Array, NIF}
+
+  @enforce_keys [:cache, :fun, :fallback]
+  defstruct [:cache, :fun, :fallback]
+
+  # Marks an array's place in a signature ({@leaf, shape, type}) and in an output template.
+  @leaf :"$mx_array"
+  @value_needed "needs a value while tracing"
+
+  @doc """
+  Returns a function with `fun`'s arity (up to 6) that replays `fun`'s graph
+  from C. Options:
+
+    * `:cache_size` — signatures kept, least recently used evicted (default 32)
+    * `:fallback` — when tracing needs an array's value, run `fun` uncompiled
+      for that signature instead of raising (default `false`)
+
+  See the module documentation for the rules.
+
+      iex> f = Mx.compile(fn x -> Mx.sum(Mx.exp(x)) end, cache_size: 4)
+      iex> f.(Mx.tensor([0.0, 0.0])) |> Mx.to_number()
+      2.0
+  """
+  @spec compile(function(), keyword()) :: function()
+  def compile(fun, opts \\ []) when is_function(fun) do
+    opts = Mx.Opts.validate!(opts, [cache_size: 32, fallback: false], "Mx.Compile.compile")
+    size = opts[:cache_size]
+    fallback = opts[:fallback]
+
+    unless is_integer(size) and size in 1..65_536 do
+      raise ArgumentError,
+            "Mx.compile: cache_size must be an integer from 1 to 65536, got #{inspect(size)}"
+    end
+
+    unless is_boolean(fallback) do
+      raise ArgumentError, "Mx.compile: fallback must be a boolean, got #{inspect(fallback)}"
+    end
+
+    {:arity, arity} = Function.info(fun, :arity)
+    closure(arity, %__MODULE__{cache: NIF.compile_cache(size), fun: fun, fallback: fallback})
+  end
+
+  defp closure(0, s), do: fn -> call(s, []) end
+  defp closure(1, s), do: fn a -> call(s, [a]) end
+  defp closure(2, s), do: fn a, b -> call(s, [a, b]) end
+  defp closure(3, s), do: fn a, b, c -> call(s, [a, b, c]) end
+  defp closure(4, s), do: fn a, b, c, d -> call(s, [a, b, c, d]) end
+  defp closure(5, s), do: fn a, b, c, d, e -> call(s, [a, b, c, d, e]) end
+  defp closure(6, s), do: fn a, b, c, d, e, f -> call(s, [a, b, c, d, e, f]) end
+
+  defp closure(n, _s) do
+    raise ArgumentError,
+          "Mx.compile supports functions of up to 6 arguments, got arity #{n}; pass a tuple or map instead"
+  end
+
+  @doc """
+  The cache counters of a function `compile/2` returned: `:hits` and
+  `:misses` (signature lookups), `:compiles` (traces captured), `:fallbacks`
+  (signatures that run uncompiled), `:evictions`, `:entries` (signatures
+  cached), `:tapes`, `:cache_size` and `:tape_bytes` (the cached tapes'
+  structures and constants).
+
+      iex> f = Mx.compile(&Mx.negate/1)
+      iex> for n <- [2, 2, 3], do: f.(Mx.iota({n}))
+      iex> Mx.compile_stats(f) |> Map.take([:compiles, :hits, :misses, :entries])
+      %{compiles: 2, entries: 2, hits: 1, misses: 2}
+  """
+  @spec stats(function()) :: %{atom() => non_neg_integer()}
+  def stats(compiled) when is_function(compiled), do: NIF.compile_stats(state!(compiled).cache)
+
+  @doc """
+  Traces `compiled` for the signature of `args` again (caching the new tape:
+  counted as a compile) and describes its tape: `%{instructions:,
+  constants:, folded:, merged:, cost:, bytes:, deep:, ops: [op]}`, where
+  `ops` are the primitives a replay runs, in order, `folded` the nodes
+  evaluated at capture and `merged` the duplicates and aliases removed.
+
+      iex> f = Mx.compile(fn x -> Mx.add(Mx.exp(x), Mx.exp(x)) end)
+      iex> Mx.Compile.tape_info(f, [Mx.tensor([1.0])]).ops
+      [:exp, :add]
+  """
+  @spec tape_info(function(), list()) :: map()
+  def tape_info(compiled, args) when is_function(compiled) and is_list(args) do
+    s = state!(compiled)
+    {skeleton, leaves} = flatten_args(args)
+
+    case capture!(s, skeleton, :erlang.term_to_binary(skeleton), leaves) do
+      :fallback ->
+        raise ArgumentError, "Mx.Compile.tape_info: this signature runs uncompiled (fallback)"
+
+      {tape, _template} ->
+        NIF.tape_info(tape)
+    end
+  end
+
+  defp state!(compiled) do
+    {:env, env} = Function.info(compiled, :env)
+
+    Enum.find(env, &match?(%__MODULE__{}, &1)) ||
+      raise ArgumentError,
+            "expected a function returned by Mx.compile/2, got #{inspect(compiled)}"
+  end
+
+  @doc false
+  def call(s, args) do
+    if Process.get(:mx_compile_tracing), do: apply(s.fun, args), else: call_cached(s, args)
+  end
+
+  defp call_cached(s, args) do
+    {skeleton, leaves} = flatten_args(args)
+    key = :erlang.term_to_binary(skeleton)
+    refs = Enum.map(leaves, & &1.ref)
+
+    case NIF.compile_call(s.cache, key, refs) do
+      {template, outs} ->
+        fill(template, outs)
+
+      :miss ->
+        case capture!(s, skeleton, key, leaves) do
+          :fallback -> apply(s.fun, args)
+          {tape, template} -> fill(template, NIF.compile_run(tape, refs))
+        end
+
+      :fallback ->
+        apply(s.fun, args)
+    end
+  end
+
+  # Traces fun on placeholders and caches the tape: {tape, output template} or :fallback.
+  defp capture!(s, skeleton, key, leaves) do
+    holders = Enum.map(leaves, fn a -> NIF.placeholder(a.type, a.shape) |> Array.wrap() end)
+    {traced_args, []} = fill_leaves(skeleton, holders)
+
+    case trace(s, traced_args) do
+      :fallback ->
+        NIF.compile_fallback(s.cache, key)
+        :fallback
+
+      {:ok, result} ->
+        {template, outs} = flatten_output(result)
+
+        tape =
+          NIF.compile_capture(
+            s.cache,
+            key,
+            Enum.map(holders, & &1.ref),
+            Enum.map(outs, & &1.ref),
+            template
+          )
+
+        {tape, template}
+    end
+  end
+
+  defp trace(s, traced_args) do
+    previous = Process.put(:mx_compile_tracing, true)
+
+    try do
+      {:ok, apply(s.fun, traced_args)}
+    rescue
+      e in Mx.Error ->
+        if s.fallback and String.contains?(e.message, @value_needed),
+          do: :fallback,
+          else: reraise(e, __STACKTRACE__)
+    after
+      if previous,
+        do: Process.put(:mx_compile_tracing, previous),
+        else: Process.delete(:mx_compile_tracing)
+    end
+  end
+
+  # ---- containers: arrays out of the arguments and back into the outputs --------------
+
+  # {signature skeleton, arrays in order}; maps are walked in key order.
+  defp flatten_args(args) do
+    {skeleton, acc} = flatten(args, [], fn a, acc -> {{@leaf, a.shape, a.type}, [a | acc]} end)
+    {skeleton, Enum.reverse(acc)}
+  end
+
+  defp flatten_output(result) do
+    {template, acc} = flatten(result, [], fn a, acc -> {@leaf, [a | acc]} end)
+    {template, Enum.reverse(acc)}
+  end
+
+  defp flatten(%Array{} = a, acc, leaf), do: leaf.(a, acc)
+
+  defp flatten(t, acc, leaf) when is_tuple(t) do
+    {items, acc} = t |> Tuple.to_list() |> flatten_list(acc, leaf)
+    {List.to_tuple(items), acc}
+  end
+
+  defp flatten(l, acc, leaf) when is_list(l), do: flatten_list(l, acc, leaf)
+
+  defp flatten(m, acc, leaf) when is_map(m) and not is_struct(m) do
+    {pairs, acc} =
+      m
+      |> Enum.sort()
+      |> Enum.map_reduce(acc, fn {k, v}, acc ->
+        {v, acc} = flatten(v, acc, leaf)
+        {{k, v}, acc}
+      end)
+
+    {Map.new(pairs), acc}
+  end
+
+  defp flatten(other, acc, _leaf), do: {other, acc}
+
+  # Plain recursion (improper lists keep their tail as a static term).
+  defp flatten_list([], acc, _leaf), do: {[], acc}
+
+  defp flatten_list([h | t], acc, leaf) do
+    {h, acc} = flatten(h, acc, leaf)
+    {t, acc} = flatten_list(t, acc, leaf)
+    {[h | t], acc}
+  end
+
+  defp flatten_list(other, acc, leaf), do: flatten(other, acc, leaf)
+
+  # Puts arrays back where a skeleton has {@leaf, shape, type}.
+  defp fill_leaves({@leaf, _shape, _type}, [a | rest]), do: {a, rest}
+  defp fill_leaves(t, arrays), do: refill(t, arrays, &fill_leaves/2)
+
+  # Puts output refs back where a template has @leaf.
+  defp fill(template, refs) do
+    {out, []} = fill_out(template, refs)
+    out
+  end
+
+  defp fill_out(@leaf, [r | rest]), do: {Array.wrap(r), rest}
+  defp fill_out(t, refs), do: refill(t, refs, &fill_out/2)
+
+  defp refill(t, values, f) when is_tuple(t) do
+    {items, rest} = t |> Tuple.to_list() |> refill_list(values, f)
+    {List.to_tuple(items), rest}
+  end
+
+  defp refill(l, values, f) when is_list(l), do: refill_list(l, values, f)
+
+  defp refill(m, values, f) when is_map(m) and not is_struct(m) do
+    {pairs, rest} =
+      m
+      |> Enum.sort()
+      |> Enum.map_reduce(values, fn {k, v}, acc ->
+        {v, acc} = f.(v, acc)
+        {{k, v}, acc}
+      end)
+
+    {Map.new(pairs), rest}
+  end
+
+  defp refill(other, values, _f), do: {other, values}
+
+  defp refill_list([], values, _f), do: {[], values}
+
+  defp refill_list([h | t], values, f) do
+    {h, values} = f.(h, values)
+    {t, values} = refill_list(t, values, f)
+    {[h | t], values}
+  end
+
+  defp refill_list(other, values, f), do: f.(other, values)
+end
