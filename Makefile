@@ -74,7 +74,7 @@ asan: deps
 	MX_NIF_PATH=$(abspath _build/asan/mx_nif) \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  mix test --exclude slow
+	  mix test --exclude slow --exclude timing
 
 bench: deps nif $(ENGINE_LIB)
 	$(MAKE) -C bench

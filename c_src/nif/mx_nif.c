@@ -255,10 +255,13 @@ static ERL_NIF_TERM from_binary_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM
   return result(env, mx_from_data(t, nd, shape, bin.data, bin.size, &out), &out);
 }
 
-/* A copy costs two units a byte (~5 GB/s with its page faults): large ones go to a dirty scheduler. */
+/* A copy into fresh memory (page faults included) was seen as slow as ~1 GB/s on a loaded
+ * machine: it costs COPY_UNITS a byte, so copies past ~256 KB go to a dirty scheduler. */
+#define COPY_UNITS 8
+
 static ERL_NIF_TERM from_binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   ErlNifBinary bin;
-  if (enif_inspect_binary(env, argv[0], &bin) && 2 * (int64_t)bin.size > atomic_load(&dirty_threshold))
+  if (enif_inspect_binary(env, argv[0], &bin) && COPY_UNITS * (int64_t)bin.size > atomic_load(&dirty_threshold))
     return enif_schedule_nif(env, "from_binary_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, from_binary_now, argc, argv);
   return from_binary_now(env, argc, argv);
 }
@@ -873,12 +876,12 @@ static ERL_NIF_TERM to_binary_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
   return st ? raise_mx(env) : copy_out(env, a);
 }
 
-/* A copy into a new binary costs two units a byte (~5 GB/s with its page faults). */
+/* The copy into a new binary costs COPY_UNITS a byte. */
 static ERL_NIF_TERM to_binary(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   ARG_ARRAY(0, a, "to_binary");
   int deep;
   int64_t limit = atomic_load(&dirty_threshold);
-  int64_t cost = mx_pending_cost(&a, 1, limit, &deep), copy = 2 * (int64_t)mx_nbytes(a);
+  int64_t cost = mx_pending_cost(&a, 1, limit, &deep), copy = COPY_UNITS * (int64_t)mx_nbytes(a);
   if (cost + copy > limit) return enif_schedule_nif(env, "to_binary_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, to_binary_now, argc, argv);
   mx_status st = cost > 0 ? eval_cheap(&a, 1, deep) : MX_OK;
   charge(env, cost + copy, limit);

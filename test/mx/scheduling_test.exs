@@ -34,6 +34,8 @@ defmodule Mx.SchedulingTest do
     # swept across sizes so the largest one kept inline is among them. Limit: 1 ms.
     for {name, _} <- Mx.SchedWorkloads.all() do
       @name name
+      # timings: `make asan` excludes them (the sanitizers slow every call several-fold)
+      @tag :timing
       test "no call over 1 ms: #{name}" do
         {_, workload} = List.keyfind(Mx.SchedWorkloads.all(), @name, 0)
         {ns, nif, _over} = Mx.SchedWorkloads.best(workload)
@@ -61,7 +63,8 @@ defmodule Mx.SchedulingTest do
       # Uncancelled, the evals ran on for ~10 s holding their outputs; cancelled, they stop
       # at the next block of gemm rows.
       {held, ms, finished} = Mx.SchedWorkloads.killed_evals(3_000)
-      assert held > 4 * 72_000_000
+      # each eval had allocated its 72 MB product
+      assert held >= 4 * 72_000_000
       assert is_integer(ms), "memory still held 3 s after the kill"
       refute finished
     end

@@ -96,19 +96,21 @@ defmodule Mx.SchedWorkloads do
   end
 
   @doc """
-  Four processes each evaluating a 3000^2 f64 matmul + exp (~54 GFLOP), killed mid-run:
-  {bytes their work held, ms until active memory is back within 8 MB of before (nil past
-  timeout_ms), whether any eval finished}.
+  Four processes each evaluating a 3000^2 f64 matmul + exp (~54 GFLOP) on inputs the caller
+  holds, killed mid-run: {bytes their work held, ms until active memory is back within 8 MB
+  of before (nil past timeout_ms), whether any eval finished}.
   """
   def killed_evals(timeout_ms) do
-    :erlang.garbage_collect()
-    base = Mx.Memory.active_bytes()
     parent = self()
 
+    # inputs first, so the four evals start together
+    inputs = for i <- 1..4, do: Mx.eval(Mx.Random.normal(Mx.Random.key(i), shape: {3000, 3000}, type: :f64))
+    :erlang.garbage_collect()
+    base = Mx.Memory.active_bytes()
+
     pids =
-      for i <- 1..4 do
+      for a <- inputs do
         spawn(fn ->
-          a = Mx.eval(Mx.Random.normal(Mx.Random.key(i), shape: {3000, 3000}, type: :f64))
           send(parent, {:started, self()})
           Mx.eval(Mx.exp(Mx.matmul(a, a)))
           send(parent, {:finished, self()})
