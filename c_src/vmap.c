@@ -257,7 +257,7 @@ static int64_t lookup(replayed *v, size_t n, mx_array *a) {
 mx_status mx_vmap(mx_array *const *outs, int n_out, mx_array *const *holders, mx_array *const *inputs, int n_in,
                   int64_t B, mx_array **results, int *out_batched) {
   /* Post-order walk over traced nodes; placeholders map to the batched inputs. */
-  size_t cap = 64, n = 0, sn = 0, scap = 64;
+  size_t cap = 64 + (size_t)(n_in > 0 ? n_in : 0), n = 0, sn = 0, scap = 64; /* room for every placeholder */
   replayed *v = malloc(cap * sizeof *v);
   mx_array **stack = malloc(scap * sizeof *stack);
   mx_status st = (!v || !stack) ? mx_error(MX_ENOMEM, "[vmap] out of memory") : MX_OK;
