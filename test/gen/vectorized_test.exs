@@ -208,10 +208,11 @@ defmodule Gen.VectorizedTest do
       Gen.vsimulate(mix, [], 4, key: Mx.Random.key(0))
     end
 
-    # A shared batched observation whose batch axis has the size of the particle axis is ambiguous.
-    assert_raise ArgumentError, ~r/^Gen.vgenerate: an observation of shape f64\[3\] \(0 event axes\) has a leading batch axis of size 3/, fn ->
-      Gen.vgenerate(small_model(), [0.3], %{zs: [1.0, 2.0, 3.0]}, 3)
-    end
+    # Observations are shared, whatever their shape: one of the particle axis's size is no longer
+    # ambiguous (issue 10 item 11: it raised under the shape-based form); every particle scores all of it.
+    {t3, w3} = Gen.vgenerate(small_model(), [0.3], %{zs: [1.0, 2.0, 3.0]}, 3, key: Mx.Random.key(0))
+    assert Mx.to_list(t3[:zs]) == List.duplicate([1.0, 2.0, 3.0], 3)
+    assert_all_close(Mx.to_list(w3), List.duplicate(Enum.sum(Enum.map([1.0, 2.0, 3.0], &ln_normal(&1, 0.0, 2.0))), 3))
 
     # An event axis of that size is not: the 2-d normal's observation [2] with 2 particles.
     {t2, w2} = Gen.vgenerate(small_model(), [0.3], %{v: [0.5, -0.5]}, 2, key: Mx.Random.key(0))
@@ -222,11 +223,14 @@ defmodule Gen.VectorizedTest do
 
     assert_all_close(Mx.to_list(w2), expected)
 
+    # The same for shared observations of a vectorized update: each particle's weight is the scalar update's.
     s0 = VI.smc_init(ssm(), [1, 0.0], %{0 => %{y: 0.1}}, 2, key: Mx.Random.key(0))
-
-    assert_raise ArgumentError, ~r/Gen.Vectorized.update: an observation of shape f64\[2\]/, fn ->
-      VI.smc_step(s0, [2, 0.0], %{1 => %{y: [0.0, 1.0]}})
-    end
+    obs = Gen.choicemap(%{1 => %{y: [0.0, 1.0]}})
+    {t4, w4, _, _} = Gen.Vectorized.update(s0.trace, [2, 0.0], :unknown_change, obs, key: Mx.Random.key(1), shared_observations: obs)
+    # Step 1 is new: its x is drawn from its prior (no term), y = [0, 1] scored under it.
+    sd = :math.sqrt(Gen.Kalman.params().r)
+    expected = Enum.map(Mx.to_list(t4[[1, :x]]), fn x -> ln_normal(0.0, x, sd) + ln_normal(1.0, x, sd) end)
+    assert_all_close(Mx.to_list(w4), expected)
 
     assert_raise ArgumentError, ~r/positive integer/, fn -> Gen.vsimulate(small_model(), [0.3], 0) end
 
