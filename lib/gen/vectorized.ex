@@ -404,13 +404,20 @@ defmodule Gen.Vectorized do
   # when they are shared, one draw of the batched distribution otherwise); value and score become placeholders.
   defp vmap_draw(d, key) do
     n = Process.get(@vmap).n
-    {db, batched?} = particle_dist(d, {:draw, key})
-    v = if batched?, do: Distribution.sample(db, key), else: Distribution.sample_n(d, key, n)
-    lp = Distribution.logpdf(db, v)
+
+    {v, lp} =
+      case particle_site(d, nil, false) do
+        :shared ->
+          v = Distribution.sample_n(d, key, n)
+          {v, Distribution.logpdf(d, v)}
+
+        {db, _} ->
+          v = Distribution.sample(db, key)
+          {v, Distribution.logpdf(db, v)}
+      end
 
     unless leads?(v, n) do
-      raise ArgumentError,
-            "#{inspect(d.__struct__)}: a draw for #{n} particles has shape #{Mx.describe(v)}, not [#{n} | shape]"
+      raise ArgumentError, "#{inspect(d.__struct__)}: a draw for #{n} particles has shape #{Mx.describe(v)}, not [#{n} | shape]"
     end
 
     [v, score] = holes([v, particle_sum(lp, n, d)])
@@ -420,79 +427,67 @@ defmodule Gen.Vectorized do
   # A given value's log-density per particle: shared (a plain scalar) when neither the value nor the
   # parameters are per-particle, else a placeholder for the f64 [n] scores.
   defp vmap_constrain(d, v) do
-    n = Process.get(@vmap).n
     a = if is_struct(v, Mx.Array), do: v, else: Mx.tensor(v)
-    [{ab, a_batched?}] = particles_of([a])
-    {db, d_batched?} = particle_dist(d, {:value, a})
 
-    if a_batched? or d_batched? do
-      {a, hd(holes([particle_sum(Distribution.logpdf(db, ab), n, d)]))}
-    else
-      {a, total(Distribution.logpdf(d, a))}
+    case particle_site(d, a, true) do
+      :shared -> {a, total(Distribution.logpdf(d, a))}
+      {db, ab} -> {a, hd(holes([particle_sum(Distribution.logpdf(db, ab), Process.get(@vmap).n, d)]))}
     end
   end
 
-  # The distribution with its parameters over the particles, {distribution, any per-particle?}. A
-  # per-particle parameter gets the particle axis in front of its batch axes: [n, 1.., shape], with
-  # as many 1s as the site's batch rank exceeds the parameter's (found from a lazy log-density).
-  defp particle_dist(d, source) do
+  # The site over the particles: :shared when neither the parameters nor (with value? true) the value
+  # are per-particle, else {distribution, value} with every per-particle operand laid out as
+  # [n, 1.., shape]: the particle axis in front of the site's batch axes, with as many 1s as the
+  # site's batch rank exceeds the operand's own (read from a lazy log-density, never evaluated).
+  defp particle_site(d, v, value?) do
     params = params_of(d)
-    over = particles_of(params)
+    operands = if value?, do: params ++ [v], else: params
+    over = particles_of(operands)
 
     if Enum.all?(over, fn {_, b?} -> not b? end) do
-      {d, false}
+      :shared
     else
       n = Process.get(@vmap).n
-      # A draw from scalar parameters has batch rank 0; a given value may broadcast them to more.
-      v = site_value(d, source)
-
-      site_rank =
-        if match?({:draw, _}, source) and Enum.all?(params, &(Mx.rank(&1) == 0)),
-          do: 0,
-          else: Mx.rank(Distribution.logpdf(d, v))
+      # A draw's batch shape is its parameters': scalars give rank 0 with no probe.
+      site_rank = if not value? and Enum.all?(params, &(Mx.rank(&1) == 0)), do: 0, else: Mx.rank(site_logpdf(d, operands, value?))
 
       aligned =
-        params
+        operands
         |> Enum.zip(over)
         |> Enum.with_index()
         |> Enum.map(fn
-          {{_p, {a, false}}, _i} ->
+          {{_op, {a, false}}, _i} ->
             a
 
-          {{p, {a, true}}, i} ->
-            pad = site_rank - param_batch_rank(d, params, i, p, site_rank, v)
-
-            if pad > 0,
-              do:
-                Mx.reshape(
-                  a,
-                  List.to_tuple([n | List.duplicate(1, pad)] ++ Tuple.to_list(Mx.shape(p)))
-                ),
-              else: a
+          {{op, {a, true}}, i} ->
+            pad = site_rank - batch_rank(d, operands, value?, i, site_rank)
+            if pad > 0, do: Mx.reshape(a, List.to_tuple([n | List.duplicate(1, pad)] ++ Tuple.to_list(Mx.shape(op)))), else: a
         end)
 
-      {put_params(d, aligned), true}
+      if value?, do: {put_params(d, Enum.drop(aligned, -1)), List.last(aligned)}, else: {put_params(d, aligned), nil}
     end
   end
 
-  # One particle's value at the site (a lazy draw is never evaluated: only its shape is read).
-  defp site_value(d, {:draw, key}), do: Distribution.sample(d, key)
-  defp site_value(_d, {:value, a}), do: a
+  # The log-density of one particle's operands (the value last when value? is true; else a lazy draw).
+  defp site_logpdf(d, operands, true), do: Distribution.logpdf(put_params(d, Enum.drop(operands, -1)), List.last(operands))
 
-  # How many leading axes of parameter i broadcast against the site's batch axes: with site_rank + 1
-  # unit axes in front, the log-density's rank is that number + site_rank + 1.
-  defp param_batch_rank(_d, _params, _i, p, site_rank, _v) when site_rank == 0 or p.shape == {},
-    do: 0
+  defp site_logpdf(d, operands, false) do
+    d = put_params(d, operands)
+    Distribution.logpdf(d, Distribution.sample(d, Mx.Random.key(0)))
+  end
 
-  defp param_batch_rank(d, params, i, p, site_rank, v) do
-    probe =
-      Mx.reshape(p, List.to_tuple(List.duplicate(1, site_rank + 1) ++ Tuple.to_list(Mx.shape(p))))
+  # How many leading axes of operand i broadcast against the site's batch axes: with site_rank + 1
+  # unit axes in front of it, the log-density's rank is that number + site_rank + 1.
+  defp batch_rank(d, operands, value?, i, site_rank) do
+    op = Enum.at(operands, i)
 
-    r =
-      Mx.rank(Distribution.logpdf(put_params(d, List.replace_at(params, i, probe)), v)) -
-        site_rank - 1
-
-    r |> max(0) |> min(Mx.rank(p))
+    if site_rank == 0 or Mx.rank(op) == 0 do
+      0
+    else
+      probe = Mx.reshape(op, List.to_tuple(List.duplicate(1, site_rank + 1) ++ Tuple.to_list(Mx.shape(op))))
+      r = Mx.rank(site_logpdf(d, List.replace_at(operands, i, probe), value?)) - site_rank - 1
+      r |> max(0) |> min(Mx.rank(op))
+    end
   end
 
   # f64 [n]: a per-particle log-density [n | batch shape] summed over its batch axes.
