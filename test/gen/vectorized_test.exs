@@ -242,6 +242,151 @@ defmodule Gen.VectorizedTest do
     assert Gen.Vectorized.batch() == nil
   end
 
+  # ---- one particle's model, run for n particles (issue 10 item 11) ----------------------------
+
+  @xs [1.0, 2.0, 3.0]
+
+  # A per-particle slope times a shared data vector: written for one particle, no Mx.new_axis.
+  defp regression do
+    gen(fn xs ->
+      slope = trace(:slope, Gen.Dist.normal(0.0, 1.0))
+      trace(:ys, Gen.Dist.normal(Mx.multiply(slope, xs), 1.0))
+    end)
+  end
+
+  defp f64(l), do: Mx.tensor(l, type: :f64)
+
+  # Row i of every choice of a vectorized trace, as a scalar choicemap.
+  defp row_choices(t, i) do
+    t |> Gen.get_choices() |> Gen.Choicemap.to_list() |> Enum.reduce(Gen.Choicemap.new(), fn {p, v}, cm -> Gen.Choicemap.put(cm, p, v[i]) end)
+  end
+
+  # Each particle's score (or weights) against the scalar GFI on its row: the same numbers.
+  defp assert_rows_are_scalar_traces(gf, args, t) do
+    n = Gen.Vectorized.particles(t)
+
+    for i <- 0..(n - 1) do
+      {w, _} = Gen.assess(gf, args, row_choices(t, i))
+      assert_all_close([Mx.to_number(w)], [Enum.at(Mx.to_list(t.score), i)], 1.0e-12)
+    end
+  end
+
+  test "a per-particle scalar times a shared vector: each particle is a run of the one-particle model" do
+    xs = f64(@xs)
+
+    # n = 5 raised a broadcast error under the shape-based form; n = 3 (the data's length) silently
+    # took the data vector for per-particle values and drew one y per particle.
+    for n <- [5, 3] do
+      t = Gen.vsimulate(regression(), [xs], n, key: Mx.Random.key(n))
+      assert Mx.describe(t[:ys]) == "f64[#{n}][3]" and Mx.describe(t.score) == "f64[#{n}]"
+      assert_rows_are_scalar_traces(regression(), [xs], t)
+
+      ys = [0.5, 2.5, 2.0]
+      {tg, w} = Gen.vgenerate(regression(), [xs], %{ys: f64(ys)}, n, key: Mx.Random.key(10 + n))
+      assert Mx.to_list(tg[:ys]) == List.duplicate(ys, n)
+      expected = Enum.map(Mx.to_list(tg[:slope]), fn s -> Enum.zip_with(ys, @xs, &ln_normal(&1, s * &2, 1.0)) |> Enum.sum() end)
+      assert_all_close(Mx.to_list(w), expected)
+      assert_rows_are_scalar_traces(regression(), [xs], tg)
+
+      # update and regenerate: each particle's weight is the scalar GFI's on its row.
+      ys2 = f64([0.5, 2.5, 4.0])
+      {tu, wu, _, _} = Gen.Vectorized.update(tg, [xs], :no_change, %{ys: ys2}, shared_observations: %{ys: ys2})
+      {tr, wr, _} = Gen.Vectorized.regenerate(tu, Gen.select(:slope), key: Mx.Random.key(20 + n))
+
+      for i <- 0..(n - 1) do
+        {ti, _} = Gen.generate(regression(), [xs], row_choices(tg, i))
+        {_, wi, _, _} = Gen.update(ti, %{ys: ys2})
+        assert_all_close([Enum.at(Mx.to_list(wu), i)], [Mx.to_number(wi)], 1.0e-12)
+        # Regenerating the slope from its prior: the weight is the change of the ys term.
+        [s0, s1] = [Mx.to_list(tu[:slope]), Mx.to_list(tr[:slope])] |> Enum.map(&Enum.at(&1, i))
+        lp_ys = fn s -> Enum.zip_with([0.5, 2.5, 4.0], @xs, &ln_normal(&1, s * &2, 1.0)) |> Enum.sum() end
+        assert_all_close([Enum.at(Mx.to_list(wr), i)], [lp_ys.(s1) - lp_ys.(s0)], 1.0e-10)
+      end
+
+      assert_rows_are_scalar_traces(regression(), [xs], tr)
+    end
+  end
+
+  test "the vectorized draws have the scalar model's distribution" do
+    # slope ~ N(0, 1), ys_j = slope·x_j + N(0, 1): ys_j ~ N(0, x_j² + 1), Cov(ys_1, ys_3) = x_1·x_3.
+    # Moments of n = 4000 draws within 4 standard errors: sd/√n for a mean, var·√(2/(n−1)) for a
+    # normal variance, √((v₁v₃ + c²)/n) for a covariance.
+    n = 4000
+    t = Gen.vsimulate(regression(), [f64(@xs)], n, key: Mx.Random.key(77))
+    rows = Mx.to_list(t[:ys])
+    cols = Enum.zip_with(rows, & &1)
+    means = Enum.map(cols, &(Enum.sum(&1) / n))
+
+    for {{col, m}, x} <- Enum.zip([Enum.zip(cols, means), @xs]) do
+      var = x * x + 1
+      v = Enum.sum(Enum.map(col, &((&1 - m) ** 2))) / (n - 1)
+      assert abs(m) <= 4 * :math.sqrt(var / n), "mean #{m}"
+      assert abs(v - var) <= 4 * var * :math.sqrt(2 / (n - 1)), "variance #{v} vs #{var}"
+    end
+
+    [c1, _, c3] = cols
+    [m1, _, m3] = means
+    cov = Enum.zip_with(c1, c3, fn a, b -> (a - m1) * (b - m3) end) |> Enum.sum() |> Kernel./(n - 1)
+    assert abs(cov - 3.0) <= 4 * :math.sqrt((2.0 * 10.0 + 9.0) / n), "covariance #{cov} vs 3"
+  end
+
+  # Sites whose per-particle operands have ranks below the site's batch rank: a scalar mean with a
+  # shared vector of sds, a per-particle mean vector of a 2-d normal, a per-particle concentration
+  # vector, per-particle probabilities, and a shared vector observed at a site of scalar parameters.
+  defp mixed_sites do
+    gen(fn sds, cov ->
+      mu = trace(:mu, Gen.Dist.normal(0.0, 1.0))
+      _a = trace(:a, Gen.Dist.normal(mu, sds))
+      _v = trace(:v, Gen.Dist.multivariate_normal(Mx.multiply(mu, f64([1.0, -1.0])), cov))
+      _p = trace(:p, Gen.Dist.dirichlet(Mx.exp(Mx.multiply(mu, f64([0.0, 1.0, 2.0])))))
+      _b = trace(:b, Gen.Dist.bernoulli(Mx.sigmoid(Mx.multiply(mu, f64([-1.0, 1.0])))))
+      trace(:y, Gen.Dist.normal(mu, 1.0))
+    end)
+  end
+
+  test "per-particle operands of lower rank than their site align with it" do
+    args = [f64([0.5, 1.0, 2.0]), f64([[1.0, 0.3], [0.3, 2.0]])]
+    t = Gen.vsimulate(mixed_sites(), args, 6, key: Mx.Random.key(31))
+    assert Enum.map([:mu, :a, :v, :p, :b, :y], &Mx.describe(t[&1])) == ["f64[6]", "f64[6][3]", "f64[6][2]", "f64[6][3]", "bool[6][2]", "f64[6]"]
+    assert_rows_are_scalar_traces(mixed_sites(), args, t)
+    assert length(Enum.uniq(Mx.to_list(t[:mu]))) == 6
+
+    # A vector observed where the parameters are one particle's scalars: each particle scores all of it.
+    {tg, w} = Gen.vgenerate(mixed_sites(), args, %{y: f64([0.5, 1.0, 1.5, 2.0])}, 6, key: Mx.Random.key(32))
+    expected = Enum.map(Mx.to_list(tg[:mu]), fn mu -> Enum.sum(Enum.map([0.5, 1.0, 1.5, 2.0], &ln_normal(&1, mu, 1.0))) end)
+    assert_all_close(Mx.to_list(w), expected)
+    assert_rows_are_scalar_traces(mixed_sites(), args, tg)
+
+    # Vectorized assess and gradients on the same rows agree with the scalar GFI.
+    {wa, _} = Gen.Vectorized.assess(mixed_sites(), args, Gen.get_choices(t), 6)
+    assert_all_close(Mx.to_list(wa), Mx.to_list(t.score))
+    {_, g} = VI.choice_gradients(t, Gen.select([:mu, :a]))
+
+    for i <- [0, 5] do
+      {ti, _} = Gen.generate(mixed_sites(), args, row_choices(t, i))
+      {_, gi} = Gen.Inference.Gradient.choice_gradients(ti, Gen.select([:mu, :a]))
+      assert_all_close([Mx.to_list(g[:mu]) |> Enum.at(i)], [Mx.to_number(gi[:mu])])
+      assert_all_close(Mx.to_list(g[:a]) |> Enum.at(i), Mx.to_list(gi[:a]))
+    end
+  end
+
+  test "a shape error under a particle batch says so and what to do" do
+    bad = gen(fn -> x = trace(:x, Gen.Dist.normal(0.0, 1.0)); Mx.add(Mx.multiply(x, Mx.zeros({2})), Mx.zeros({3})) end)
+    # The scalar GFI fails the same way: the body sees one particle's shapes.
+    assert_raise Mx.Error, ~r/cannot be broadcast/, fn -> Gen.simulate(bad, []) end
+
+    assert_raise Mx.Error, ~r/^Gen.vsimulate: \[add\] shapes f64\[2\] and f32\[3\] cannot be broadcast.*raised under a particle batch of 4: .*one particle's values and shapes.*Gen.simulate/s, fn ->
+      Gen.vsimulate(bad, [], 4)
+    end
+
+    # The shape-based form (values with the particle axis, under with_batch/2) names the batch too.
+    assert_raise Mx.Error, ~r/raised under a particle batch of 4 \(Gen.Vectorized.with_batch\/2\).*Mx.new_axis/s, fn ->
+      Gen.Vectorized.with_batch(4, fn -> Gen.simulate(regression(), [f64(@xs)]) end)
+    end
+
+    assert Gen.Vectorized.batch() == nil
+  end
+
   # ---- combinators under vsimulate ------------------------------------------------------------
 
   # x_0 ~ N(0, 1), x_t ~ N(0.9 x_{t-1}, 0.5²), y_t ~ N(x_t, 0.3²) (the model of smc_test.exs).
