@@ -387,6 +387,16 @@ defmodule Gen.VectorizedTest do
     assert Gen.Vectorized.batch() == nil
   end
 
+  test "many sites: packed placeholders, and past the engine's vmap budget a clear error" do
+    m = gen(fn k -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 1..k, do: trace({:x, i}, Gen.Dist.normal(mu, 1.0)) end)
+    t = Gen.vsimulate(m, [40], 3, key: Mx.Random.key(3))
+    assert_rows_are_scalar_traces(m, [40], t)
+
+    assert_raise ArgumentError, ~r/^Gen.vsimulate: more per-particle arrays than the engine's vmap replays at once \(64.*vector-valued sites/, fn ->
+      Gen.vsimulate(m, [70], 3)
+    end
+  end
+
   # ---- combinators under vsimulate ------------------------------------------------------------
 
   # x_0 ~ N(0, 1), x_t ~ N(0.9 x_{t-1}, 0.5²), y_t ~ N(x_t, 0.3²) (the model of smc_test.exs).
