@@ -664,6 +664,137 @@ defmodule Gen.VectorizedTest do
     assert rate > 0.5
     assert_posterior_draws(xs)
   end
+
+  # ---- adaptive MALA and HMC over n chains (issue 10 item 12) ---------------------------------
+
+  # y = w0 + w1·x + N(0, 0.5²), w ~ N((0, 0), diag(1, 4)), written for one particle (w0 + w1·xs is a
+  # vector per particle); its Gaussian posterior: Gen.Conjugate.linear_regression/5.
+  @lr_x [-1.2, -0.6, -0.1, 0.4, 0.9, 1.5]
+  @lr_y [-1.9, -0.8, 0.3, 0.7, 1.9, 2.8]
+
+  defp line do
+    gen(fn xs ->
+      w0 = trace({:w, 0}, Gen.Dist.normal(0.0, 1.0))
+      w1 = trace({:w, 1}, Gen.Dist.normal(0.0, 2.0))
+      trace(:y, Gen.Dist.normal(Mx.add(w0, Mx.multiply(w1, xs)), 0.5))
+    end)
+  end
+
+  defp line_posterior, do: Gen.Conjugate.linear_regression(Enum.map(@lr_x, &[1.0, &1]), @lr_y, [0.0, 0.0], [1.0, 4.0], 0.5)
+
+  # n independent chains' final values, per coordinate: mean within 4 sd/√n, variance within 4 of
+  # its standard errors var·√(2/(n−1)) (normal posteriors).
+  defp assert_draws(xs, mean, var) do
+    n = length(xs)
+    m = Enum.sum(xs) / n
+    v = Enum.sum(Enum.map(xs, &((&1 - m) ** 2))) / (n - 1)
+    assert abs(m - mean) <= 4 * :math.sqrt(var / n), "mean #{m} vs #{mean}"
+    assert abs(v - var) <= 4 * var * :math.sqrt(2 / (n - 1)), "variance #{v} vs #{var}"
+  end
+
+  # Dual averaging's identity: since its last restart (the end of the last metric window, 250 of 300
+  # warmup iterations), the mean acceptance of its iterates is δ − γ(μ − x_t)(t + t₀)/t^1.5; with
+  # t = 50, γ = 0.05, t₀ = 10 and |μ − x_t| ≲ 2·log 10 that is within 0.02 of δ: 0.05 bounds it.
+  defp assert_target(r, delta) do
+    tail = Enum.take(r.warmup_accept, -50)
+    mean = Enum.sum(tail) / 50
+    assert abs(mean - delta) <= 0.05, "acceptance #{mean} in the last warmup window vs target #{delta}"
+  end
+
+  # The metric pooled over n chains in the last window estimates each posterior variance from at
+  # least n independent draws: relative standard error √(2/n), 4 of them.
+  defp assert_metric(r, vars, n) do
+    for {m, v} <- Enum.zip(r.inv_metric, vars), do: assert(abs(m - v) <= 4 * v * :math.sqrt(2 / n), "metric #{m} vs variance #{v}")
+  end
+
+  test "adapted vectorized MALA and HMC reach the target acceptance and the exact normal–normal posterior" do
+    n = 400
+    {t, _} = Gen.vgenerate(normal_model(), [@ys], normal_observations(@ys), n, key: Mx.Random.key(50))
+
+    for {alg, delta, seed} <- [{:mala, 0.574, 51}, {:hmc, 0.8, 52}] do
+      r = VI.sample(t, Gen.select(:mu), algorithm: alg, warmup: 300, samples: 1, key: Mx.Random.key(seed), select: &Mx.to_list(&1[:mu]))
+      assert Mx.describe(r.step_size) == "f64[#{n}]" and length(Enum.uniq(Mx.to_list(r.step_size))) == n
+      assert_target(r, delta)
+      assert_draws(hd(r.samples), @post_mean, @post_var)
+      assert_metric(r, [@post_var], n)
+    end
+  end
+
+  test "adapted vectorized HMC and MALA on a regression: target acceptance, exact posterior, the metric its variances" do
+    n = 400
+    %{mean: [m0, m1], cov: [[v0, c], [_, v1]]} = line_posterior()
+    xs = Mx.tensor(@lr_x, type: :f64)
+    {t, _} = Gen.vgenerate(line(), [xs], %{y: Mx.tensor(@lr_y, type: :f64)}, n, key: Mx.Random.key(60))
+    select = fn t -> [Mx.to_list(t[{:w, 0}]), Mx.to_list(t[{:w, 1}])] end
+
+    for {alg, delta, seed} <- [{:hmc, 0.8, 61}, {:mala, 0.574, 62}] do
+      r = VI.sample(t, Gen.select([{:w, 0}, {:w, 1}]), algorithm: alg, warmup: 300, samples: 1, key: Mx.Random.key(seed), select: select)
+      assert_target(r, delta)
+      [w0s, w1s] = hd(r.samples)
+      assert_draws(w0s, m0, v0)
+      assert_draws(w1s, m1, v1)
+      # Their covariance within 4 standard errors √((v₀v₁ + c²)/n).
+      {a, b} = {Enum.sum(w0s) / n, Enum.sum(w1s) / n}
+      cov = Enum.zip_with(w0s, w1s, fn x, y -> (x - a) * (y - b) end) |> Enum.sum() |> Kernel./(n - 1)
+      assert abs(cov - c) <= 4 * :math.sqrt((v0 * v1 + c * c) / n), "covariance #{cov} vs #{c}"
+      assert_metric(r, [v0, v1], n)
+    end
+  end
+
+  # Eight schools, non-centred (θ = μ + τ·η), with log τ ~ N(1, 1) so that every latent is real-valued.
+  @school_y [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]
+  @school_sigma [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]
+
+  defp schools do
+    gen(fn sigma ->
+      mu = trace(:mu, Gen.Dist.normal(0.0, 5.0))
+      log_tau = trace(:log_tau, Gen.Dist.normal(1.0, 1.0))
+      eta = trace(:eta, Gen.Dist.normal(Mx.zeros({8}, type: :f64), 1.0))
+      trace(:y, Gen.Dist.normal(Mx.add(mu, Mx.multiply(Mx.exp(log_tau), eta)), sigma))
+    end)
+  end
+
+  test "a hierarchical model started from the prior: fixed-step MALA leaves chains stuck (and says so), adapted chains all move" do
+    import ExUnit.CaptureLog
+    n = 200
+    sel = Gen.select([:mu, :log_tau, :eta])
+    {t, _} = Gen.vgenerate(schools(), [f64(@school_sigma)], %{y: f64(@school_y)}, n, key: Mx.Random.key(70))
+    start = Mx.to_list(t[:mu])
+
+    fixed = fn t, o -> Gen.Inference.vmala(t, sel, [tau: 1.0] ++ o) end
+    log = capture_log(fn -> VI.run(fixed, t, samples: 1, burn: 49, key: Mx.Random.key(71)) end)
+    assert log =~ ~r/Gen.Inference.Vectorized.run: \d+ of #{n} chains never accepted a move in 50 iterations/
+
+    for {alg, seed} <- [{:hmc, 72}, {:mala, 73}] do
+      log =
+        capture_log(fn ->
+          r = VI.sample(t, sel, algorithm: alg, warmup: 200, samples: 20, key: Mx.Random.key(seed), select: &Mx.to_list(&1[:mu]))
+          # Every chain moved away from its prior draw, and every chain accepts a fair share.
+          assert Enum.zip(List.last(r.samples), start) |> Enum.all?(fn {a, b} -> a != b end)
+          assert Enum.all?(Mx.to_list(r.accept_rate), &(&1 >= 0.05))
+        end)
+
+      refute log =~ "Gen.Inference.Vectorized.sample"
+    end
+  end
+
+  test "sample warns when acceptance stays near 0 or near 1; hmc and sample check their options" do
+    import ExUnit.CaptureLog
+    {t, _} = Gen.vgenerate(normal_model(), [@ys], normal_observations(@ys), 50, key: Mx.Random.key(80))
+    sel = Gen.select(:mu)
+    fixed = fn step -> fn -> VI.sample(t, sel, algorithm: :mala, warmup: 0, samples: 20, step_size: step, adapt_step_size: false, key: Mx.Random.key(81)) end end
+
+    # A step 100 posterior sds long is almost never accepted; one of 10⁻⁵ always is.
+    assert capture_log(fixed.(44.0)) =~ ~r/Gen.Inference.Vectorized.sample: \d+ of 50 chains accepted under 5% of their proposals/
+    assert capture_log(fixed.(1.0e-5)) =~ ~r/Gen.Inference.Vectorized.sample: the chains accepted 100.0% of their proposals .*too small to explore/
+
+    assert_raise ArgumentError, ~r/algorithm: must be :hmc or :mala/, fn -> VI.sample(t, sel, algorithm: :nuts) end
+    assert_raise ArgumentError, ~r/n_leapfrog: is for algorithm: :hmc/, fn -> VI.sample(t, sel, algorithm: :mala, n_leapfrog: 3) end
+    assert_raise ArgumentError, ~r/target_accept: must lie in \(0, 1\)/, fn -> VI.sample(t, sel, target_accept: 1.5) end
+    assert_raise ArgumentError, ~r/inv_metric: must be a list of 1 positive numbers/, fn -> VI.hmc(t, sel, step_size: 0.1, inv_metric: [1.0, 2.0]) end
+    assert_raise ArgumentError, ~r/step_size: must be a positive number or an f64 \[50\] array/, fn -> VI.hmc(t, sel, step_size: -1.0) end
+    assert_raise ArgumentError, ~r/unknown option steps: \(did you mean step_size:\?\)/, fn -> VI.sample(t, sel, steps: 3) end
+  end
 end
 
 defmodule Gen.VectorizedMemoryTest do
