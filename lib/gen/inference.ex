@@ -22,9 +22,10 @@ defmodule Gen.Inference do
     * `csmc/6` (conditional SMC) and `particle_gibbs/4` — `Gen.Inference.CSMC`;
       `smcp3/5` (probabilistic program proposals) — `Gen.Inference.SMCP3`;
       `Gen.Inference.SMC.filter/5`, a streaming particle filter for long series
-    * `vimportance_sampling/5`, `vsmc/5`, `vmh/3`, `vmala/3` — the same over `n` particles
+    * `vimportance_sampling/5`, `vsmc/5`, `vmh/3`, `vmala/3`, `vhmc/3` — the same over `n` particles
       or chains in one vectorized trace (`Gen.Vectorized`) — `Gen.Inference.Vectorized`,
-      with its driver `Gen.Inference.Vectorized.run/3`
+      with its driver `Gen.Inference.Vectorized.run/3`, and `vsample/3`, adaptive MALA or HMC
+      over `n` chains (per-chain step sizes, a shared diagonal metric)
 
   Every function that draws takes `key:`; without one, `Gen.next_key/0`.
   """
