@@ -387,6 +387,17 @@ defmodule Gen.VectorizedTest do
     assert Gen.Vectorized.batch() == nil
   end
 
+  test "a Dimap inside a vectorized update compares its per-particle inner arguments over every particle" do
+    inner = gen(fn mu -> trace(:x, Gen.Dist.normal(mu, 1.0)) end)
+    d = Gen.Combinators.dimap(inner, pre: fn [m] -> [Mx.multiply(m, 2.0)] end)
+    m = gen(fn c -> mu = trace(:mu, Gen.Dist.normal(c, 1.0)); trace(:d, d, [Mx.floor(mu)]) end)
+    t = Gen.vsimulate(m, [0.0], 4, key: Mx.Random.key(90))
+    {t2, w, _, _} = Gen.Vectorized.update(t, [0.5], :unknown_change, %{})
+    mus = Mx.to_list(t[:mu])
+    assert_all_close(Mx.to_list(w), Enum.map(mus, &(ln_normal(&1, 0.5, 1.0) - ln_normal(&1, 0.0, 1.0))))
+    assert_rows_are_scalar_traces(m, [0.5], t2)
+  end
+
   test "many sites: packed placeholders, and past the engine's vmap budget a clear error" do
     m = gen(fn k -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 1..k, do: trace({:x, i}, Gen.Dist.normal(mu, 1.0)) end)
     t = Gen.vsimulate(m, [40], 3, key: Mx.Random.key(3))
