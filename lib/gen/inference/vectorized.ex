@@ -250,7 +250,9 @@ defmodule Gen.Inference.Vectorized do
   over chains of the vectorized log joint (`Gen.Vectorized.assess/4`) with
   respect to the `[n | shape]` selected values: the chains are independent,
   so row i of the gradient is chain i's gradient. Returns `{trace,
-  accepted}` (boolean `[n]`). Options: `tau:` (required), `key:`.
+  accepted}` (boolean `[n]`). Options: `tau:` (required), `key:`. For
+  per-chain steps adapted by dual averaging and a diagonal metric, run
+  `sample/3` with `algorithm: :mala`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
