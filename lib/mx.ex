@@ -326,7 +326,11 @@ defmodule Mx do
       <<1, 2>>
   """
   @spec to_binary(t()) :: binary()
-  def to_binary(%Array{ref: ref}), do: NIF.to_binary(ref)
+  def to_binary(%Array{ref: ref} = a) do
+    # Inside a vmap trace (Mx.Transforms.checking_reads/2) reading a placeholder's value raises.
+    if check = Process.get(:mx_read_check), do: check.(a)
+    NIF.to_binary(ref)
+  end
 
   @doc """
   The array's values as nested lists (evaluates first). Floats that are not

@@ -22,9 +22,10 @@ defmodule Gen.Inference do
     * `csmc/6` (conditional SMC) and `particle_gibbs/4` — `Gen.Inference.CSMC`;
       `smcp3/5` (probabilistic program proposals) — `Gen.Inference.SMCP3`;
       `Gen.Inference.SMC.filter/5`, a streaming particle filter for long series
-    * `vimportance_sampling/5`, `vsmc/5`, `vmh/3`, `vmala/3` — the same over `n` particles
+    * `vimportance_sampling/5`, `vsmc/5`, `vmh/3`, `vmala/3`, `vhmc/3` — the same over `n` particles
       or chains in one vectorized trace (`Gen.Vectorized`) — `Gen.Inference.Vectorized`,
-      with its driver `Gen.Inference.Vectorized.run/3`
+      with its driver `Gen.Inference.Vectorized.run/3`, and `vsample/3`, adaptive MALA or HMC
+      over `n` chains (per-chain step sizes, a shared diagonal metric)
 
   Every function that draws takes `key:`; without one, `Gen.next_key/0`.
   """
@@ -568,6 +569,39 @@ defmodule Gen.Inference do
   """
   @spec vmala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
   def vmala(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.Vectorized.mala(trace, sel, opts)
+
+  @doc """
+  One HMC step on each of the `n` independent chains of a vectorized trace
+  (`Gen.Inference.Vectorized.hmc/3`): `{trace, accepted}`. Options:
+  `step_size:` (required; a number or per-chain f64 `[n]` steps),
+  `n_leapfrog:` (10), `inv_metric:`, `key:`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.vgenerate(m, [], %{y: 0.5}, 3, key: Mx.Random.key(0))
+      iex> {_t2, acc} = Gen.Inference.vhmc(t, Gen.select(:mu), step_size: 0.5, n_leapfrog: 5, key: Mx.Random.key(1))
+      iex> Mx.describe(acc)
+      "bool[3]"
+  """
+  @spec vhmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
+  def vhmc(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.Vectorized.hmc(trace, sel, opts)
+
+  @doc """
+  Adaptive MALA or HMC on the `n` chains of a vectorized trace
+  (`Gen.Inference.Vectorized.sample/3`): per-chain step sizes by dual
+  averaging, a shared diagonal metric from Stan's windows, a warning when
+  acceptance stays near 0 or 1. Returns a map with `samples`, `trace`,
+  `step_size`, `inv_metric`, `accept_rate`, `warmup_accept`.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.vgenerate(m, [], %{y: 0.5}, 4, key: Mx.Random.key(0))
+      iex> r = Gen.Inference.vsample(t, Gen.select(:mu), warmup: 10, samples: 2, n_leapfrog: 3, key: Mx.Random.key(1))
+      iex> {length(r.samples), Mx.describe(r.accept_rate)}
+      {2, "f64[4]"}
+  """
+  @spec vsample(Trace.t(), Selection.t(), keyword()) :: map()
+  def vsample(%Trace{} = trace, %Selection{} = sel, opts \\ []), do: Gen.Inference.Vectorized.sample(trace, sel, opts)
 
 
   @doc """

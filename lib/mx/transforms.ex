@@ -162,6 +162,87 @@ defmodule Mx.Transforms do
     with_arity(arity, fn args -> traced(fn -> vmap_apply(f, args, axes, out_axes) end) end)
   end
 
+  @doc false
+  # A traced placeholder standing for one example of a batch: replay/4 swaps the batch in.
+  @spec placeholder(tuple(), atom()) :: Array.t()
+  def placeholder(shape, type),
+    do: NIF.trace_input(Mx.zeros(shape, type: type).ref) |> Array.wrap()
+
+  @doc false
+  # The graphs of `outs`, built on the placeholders `holders`, replayed on `inputs` (each batched
+  # along axis 0, with b examples): one {array, batched?} per out. An out that depends on no
+  # placeholder comes back as it is.
+  @spec replay([Array.t()], [Array.t()], [Array.t()], pos_integer()) :: [{Array.t(), boolean()}]
+  def replay(outs, [], _inputs, _b), do: Enum.map(outs, &{&1, false})
+
+  def replay(outs, holders, inputs, b) do
+    check_batched_count!(length(holders), "Mx.Transforms.replay/4")
+
+    NIF.vmap(Enum.map(outs, & &1.ref), Enum.map(holders, & &1.ref), Enum.map(inputs, & &1.ref), b)
+    |> Enum.zip(outs)
+    |> Enum.map(fn
+      {{r, true}, _out} -> {Array.wrap(r), true}
+      {{_r, false}, out} -> {out, false}
+    end)
+  end
+
+  # c_src/vmap.c looks nodes up in its replay table linearly: a bound on the batched arrays of one
+  # vmap keeps that cheap (more would be safe, only slower).
+  @max_batched 1024
+
+  @doc false
+  # The most batched arrays one vmap replays at once.
+  @spec max_batched() :: pos_integer()
+  def max_batched, do: @max_batched
+
+  defp check_batched_count!(k, who) do
+    if k > @max_batched do
+      raise ArgumentError,
+            "#{who}: #{k} batched arrays, but the engine's vmap replays at most #{@max_batched} at once; " <>
+              "pack them into fewer arrays (stack those of one type)"
+    end
+  end
+
+  @doc false
+  # Whether `a` depends on any of `holders`, from a replay on one-example stand-ins that is never evaluated.
+  @spec depends?(Array.t(), [Array.t()]) :: boolean()
+  def depends?(_a, []), do: false
+
+  def depends?(%Array{} = a, holders) do
+    ones =
+      Enum.map(holders, fn h ->
+        Mx.zeros(List.to_tuple([1 | Tuple.to_list(h.shape)]), type: h.type)
+      end)
+
+    [{_, batched?}] = replay([a], holders, ones, 1)
+    batched?
+  end
+
+  @doc false
+  # Runs fun with `check` called on every array whose data is read (Mx.to_binary/1 and the
+  # readers built on it), restoring the caller's check afterwards.
+  @spec checking_reads((Array.t() -> any()), (() -> result)) :: result when result: term()
+  def checking_reads(check, fun) do
+    prev = Process.get(:mx_read_check)
+
+    Process.put(
+      :mx_read_check,
+      if(prev,
+        do: fn a ->
+          prev.(a)
+          check.(a)
+        end,
+        else: check
+      )
+    )
+
+    try do
+      fun.()
+    after
+      if prev, do: Process.put(:mx_read_check, prev), else: Process.delete(:mx_read_check)
+    end
+  end
+
   defp vmap_apply(f, args, axes, out_axes) do
     {holder_args, pairs} =
       args
@@ -180,6 +261,7 @@ defmodule Mx.Transforms do
       end)
 
     pairs = Enum.reverse(pairs)
+    check_batched_count!(length(pairs), "vmap")
 
     batch =
       case pairs |> Enum.map(&elem(&1, 2)) |> Enum.uniq() do
@@ -188,7 +270,9 @@ defmodule Mx.Transforms do
         sizes -> raise ArgumentError, "vmap: batched arguments have different batch sizes #{inspect(sizes)}"
       end
 
-    out = apply(f, holder_args)
+    # f runs once on the placeholders: a value read from them would be a placeholder's, not an example's.
+    holders = Enum.map(pairs, &elem(&1, 0))
+    out = checking_reads(&batched_read!(&1, holders), fn -> apply(f, holder_args) end)
     out_leaves = leaves(out) |> Enum.map(&Mx.tensor/1)
 
     results =
@@ -201,6 +285,14 @@ defmodule Mx.Transforms do
 
     {rebuilt, []} = rebuild(out, results)
     rebuilt
+  end
+
+  defp batched_read!(a, holders) do
+    if depends?(a, holders) do
+      raise ArgumentError,
+            "vmap: the function read the values of #{Mx.describe(a)}, which depends on a batched argument; vmap runs it " <>
+              "once on placeholders, so it cannot branch on batched values: compute both sides and pick with Mx.select/3"
+    end
   end
 
   defp move_axis(a, from, to) do

@@ -222,11 +222,13 @@ defmodule Gen.CombinatorsVSwitchTest do
 
     defp lk(ks), do: for(k <- ks, do: :math.log(if(k == 0, do: 0.3, else: 0.7)))
 
+    # The vectorized GFI runs the model for one particle: its arguments are shared (issue 10 item 11;
+    # an [N] argument was per-particle under the shape-based form), so mu is one number here.
     test "vsimulate: the index drawn per particle, then the switch; each particle's score by hand" do
-      t = Gen.vsimulate(model(vs(self())), [vec(@mu)], 4, key: Mx.Random.key(8))
+      t = Gen.vsimulate(model(vs(self())), [1.5], 4, key: Mx.Random.key(8))
       ks = list(t[:k])
       assert Enum.sort(Enum.uniq(ks)) == [0, 1]
-      expected = Enum.zip_with(lk(ks), lp(ks, list(t[[:v, :x]]), list(t[[:v, :y]])), &(&1 + &2))
+      expected = Enum.zip_with(lk(ks), lp(ks, list(t[[:v, :x]]), list(t[[:v, :y]]), List.duplicate(1.5, 4)), &(&1 + &2))
       assert_all_close(t.score, expected, 1.0e-10)
     end
 
@@ -239,16 +241,22 @@ defmodule Gen.CombinatorsVSwitchTest do
       {t, w} = Gen.Vectorized.with_batch(4, fn -> Gen.generate(m, [vec(@mu)], cm) end)
       assert_all_close(w, Enum.zip_with(lk(ks), lp(ks, xs, ys), &(&1 + &2)))
 
+      # The vectorized GFI (one particle's model, shared arguments: mu = 0 for all, issue 10 item 11)
+      # with the same per-particle constraints.
+      mus = List.duplicate(0.0, 4)
+      {t, w} = Gen.Vectorized.generate_particles(m, [0.0], cm, 4)
+      assert_all_close(w, Enum.zip_with(lk(ks), lp(ks, xs, ys, mus), &(&1 + &2)))
+
       # Particle 0 moves to branch 1 with y constrained and x drawn fresh (no term):
       # log .7 - log .3 + log N(0; 0, 2) - log N(0.5; 0, 1), its old x term.
       ks2 = [1, 1, 1, 0]
       ys2 = [0.0, 1.0, 0.0, 9.0]
-      {t2, w2, _, _} = Gen.Vectorized.update(t, [vec(@mu)], :no_change, Gen.choicemap([{:k, idx(ks2)}, {[:v, :y], vec(ys2)}]), key: Mx.Random.key(6))
+      {t2, w2, _, _} = Gen.Vectorized.update(t, [0.0], :no_change, Gen.choicemap([{:k, idx(ks2)}, {[:v, :y], vec(ys2)}]), key: Mx.Random.key(6))
       e0 = :math.log(0.7) - :math.log(0.3) + ln_normal(0.0, 0.0, 2.0) - ln_normal(0.5, 0.0, 1.0)
       assert_all_close(w2, [e0, 0.0, 0.0, 0.0])
       [x0 | _] = list(t2[[:v, :x]])
       assert x0 != 0.5
-      assert_all_close(t2.score, Enum.zip_with(lk(ks2), lp(ks2, [x0 | tl(xs)], ys2), &(&1 + &2)), 1.0e-10)
+      assert_all_close(t2.score, Enum.zip_with(lk(ks2), lp(ks2, [x0 | tl(xs)], ys2, mus), &(&1 + &2)), 1.0e-10)
     end
   end
 

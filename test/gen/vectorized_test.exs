@@ -208,10 +208,11 @@ defmodule Gen.VectorizedTest do
       Gen.vsimulate(mix, [], 4, key: Mx.Random.key(0))
     end
 
-    # A shared batched observation whose batch axis has the size of the particle axis is ambiguous.
-    assert_raise ArgumentError, ~r/^Gen.vgenerate: an observation of shape f64\[3\] \(0 event axes\) has a leading batch axis of size 3/, fn ->
-      Gen.vgenerate(small_model(), [0.3], %{zs: [1.0, 2.0, 3.0]}, 3)
-    end
+    # Observations are shared, whatever their shape: one of the particle axis's size is no longer
+    # ambiguous (issue 10 item 11: it raised under the shape-based form); every particle scores all of it.
+    {t3, w3} = Gen.vgenerate(small_model(), [0.3], %{zs: [1.0, 2.0, 3.0]}, 3, key: Mx.Random.key(0))
+    assert Mx.to_list(t3[:zs]) == List.duplicate([1.0, 2.0, 3.0], 3)
+    assert_all_close(Mx.to_list(w3), List.duplicate(Enum.sum(Enum.map([1.0, 2.0, 3.0], &ln_normal(&1, 0.0, 2.0))), 3))
 
     # An event axis of that size is not: the 2-d normal's observation [2] with 2 particles.
     {t2, w2} = Gen.vgenerate(small_model(), [0.3], %{v: [0.5, -0.5]}, 2, key: Mx.Random.key(0))
@@ -222,11 +223,14 @@ defmodule Gen.VectorizedTest do
 
     assert_all_close(Mx.to_list(w2), expected)
 
+    # The same for shared observations of a vectorized update: each particle's weight is the scalar update's.
     s0 = VI.smc_init(ssm(), [1, 0.0], %{0 => %{y: 0.1}}, 2, key: Mx.Random.key(0))
-
-    assert_raise ArgumentError, ~r/Gen.Vectorized.update: an observation of shape f64\[2\]/, fn ->
-      VI.smc_step(s0, [2, 0.0], %{1 => %{y: [0.0, 1.0]}})
-    end
+    obs = Gen.choicemap(%{1 => %{y: [0.0, 1.0]}})
+    {t4, w4, _, _} = Gen.Vectorized.update(s0.trace, [2, 0.0], :unknown_change, obs, key: Mx.Random.key(1), shared_observations: obs)
+    # Step 1 is new: its x is drawn from its prior (no term), y = [0, 1] scored under it.
+    sd = :math.sqrt(Gen.Kalman.params().r)
+    expected = Enum.map(Mx.to_list(t4[[1, :x]]), fn x -> ln_normal(0.0, x, sd) + ln_normal(1.0, x, sd) end)
+    assert_all_close(Mx.to_list(w4), expected)
 
     assert_raise ArgumentError, ~r/positive integer/, fn -> Gen.vsimulate(small_model(), [0.3], 0) end
 
@@ -236,6 +240,176 @@ defmodule Gen.VectorizedTest do
 
     # The batch context is restored after an error.
     assert Gen.Vectorized.batch() == nil
+  end
+
+  # ---- one particle's model, run for n particles (issue 10 item 11) ----------------------------
+
+  @xs [1.0, 2.0, 3.0]
+
+  # A per-particle slope times a shared data vector: written for one particle, no Mx.new_axis.
+  defp regression do
+    gen(fn xs ->
+      slope = trace(:slope, Gen.Dist.normal(0.0, 1.0))
+      trace(:ys, Gen.Dist.normal(Mx.multiply(slope, xs), 1.0))
+    end)
+  end
+
+  defp f64(l), do: Mx.tensor(l, type: :f64)
+
+  # Row i of every choice of a vectorized trace, as a scalar choicemap.
+  defp row_choices(t, i) do
+    t |> Gen.get_choices() |> Gen.Choicemap.to_list() |> Enum.reduce(Gen.Choicemap.new(), fn {p, v}, cm -> Gen.Choicemap.put(cm, p, v[i]) end)
+  end
+
+  # Each particle's score (or weights) against the scalar GFI on its row: the same numbers.
+  defp assert_rows_are_scalar_traces(gf, args, t) do
+    n = Gen.Vectorized.particles(t)
+
+    for i <- 0..(n - 1) do
+      {w, _} = Gen.assess(gf, args, row_choices(t, i))
+      assert_all_close([Mx.to_number(w)], [Enum.at(Mx.to_list(t.score), i)], 1.0e-12)
+    end
+  end
+
+  test "a per-particle scalar times a shared vector: each particle is a run of the one-particle model" do
+    xs = f64(@xs)
+
+    # n = 5 raised a broadcast error under the shape-based form; n = 3 (the data's length) silently
+    # took the data vector for per-particle values and drew one y per particle.
+    for n <- [5, 3] do
+      t = Gen.vsimulate(regression(), [xs], n, key: Mx.Random.key(n))
+      assert Mx.describe(t[:ys]) == "f64[#{n}][3]" and Mx.describe(t.score) == "f64[#{n}]"
+      assert_rows_are_scalar_traces(regression(), [xs], t)
+
+      ys = [0.5, 2.5, 2.0]
+      {tg, w} = Gen.vgenerate(regression(), [xs], %{ys: f64(ys)}, n, key: Mx.Random.key(10 + n))
+      assert Mx.to_list(tg[:ys]) == List.duplicate(ys, n)
+      expected = Enum.map(Mx.to_list(tg[:slope]), fn s -> Enum.zip_with(ys, @xs, &ln_normal(&1, s * &2, 1.0)) |> Enum.sum() end)
+      assert_all_close(Mx.to_list(w), expected)
+      assert_rows_are_scalar_traces(regression(), [xs], tg)
+
+      # update and regenerate: each particle's weight is the scalar GFI's on its row.
+      ys2 = f64([0.5, 2.5, 4.0])
+      {tu, wu, _, _} = Gen.Vectorized.update(tg, [xs], :no_change, %{ys: ys2}, shared_observations: %{ys: ys2})
+      {tr, wr, _} = Gen.Vectorized.regenerate(tu, Gen.select(:slope), key: Mx.Random.key(20 + n))
+
+      for i <- 0..(n - 1) do
+        {ti, _} = Gen.generate(regression(), [xs], row_choices(tg, i))
+        {_, wi, _, _} = Gen.update(ti, %{ys: ys2})
+        assert_all_close([Enum.at(Mx.to_list(wu), i)], [Mx.to_number(wi)], 1.0e-12)
+        # Regenerating the slope from its prior: the weight is the change of the ys term.
+        [s0, s1] = [Mx.to_list(tu[:slope]), Mx.to_list(tr[:slope])] |> Enum.map(&Enum.at(&1, i))
+        lp_ys = fn s -> Enum.zip_with([0.5, 2.5, 4.0], @xs, &ln_normal(&1, s * &2, 1.0)) |> Enum.sum() end
+        assert_all_close([Enum.at(Mx.to_list(wr), i)], [lp_ys.(s1) - lp_ys.(s0)], 1.0e-10)
+      end
+
+      assert_rows_are_scalar_traces(regression(), [xs], tr)
+    end
+  end
+
+  test "the vectorized draws have the scalar model's distribution" do
+    # slope ~ N(0, 1), ys_j = slope·x_j + N(0, 1): ys_j ~ N(0, x_j² + 1), Cov(ys_1, ys_3) = x_1·x_3.
+    # Moments of n = 4000 draws within 4 standard errors: sd/√n for a mean, var·√(2/(n−1)) for a
+    # normal variance, √((v₁v₃ + c²)/n) for a covariance.
+    n = 4000
+    t = Gen.vsimulate(regression(), [f64(@xs)], n, key: Mx.Random.key(77))
+    rows = Mx.to_list(t[:ys])
+    cols = Enum.zip_with(rows, & &1)
+    means = Enum.map(cols, &(Enum.sum(&1) / n))
+
+    for {{col, m}, x} <- Enum.zip([Enum.zip(cols, means), @xs]) do
+      var = x * x + 1
+      v = Enum.sum(Enum.map(col, &((&1 - m) ** 2))) / (n - 1)
+      assert abs(m) <= 4 * :math.sqrt(var / n), "mean #{m}"
+      assert abs(v - var) <= 4 * var * :math.sqrt(2 / (n - 1)), "variance #{v} vs #{var}"
+    end
+
+    [c1, _, c3] = cols
+    [m1, _, m3] = means
+    cov = Enum.zip_with(c1, c3, fn a, b -> (a - m1) * (b - m3) end) |> Enum.sum() |> Kernel./(n - 1)
+    assert abs(cov - 3.0) <= 4 * :math.sqrt((2.0 * 10.0 + 9.0) / n), "covariance #{cov} vs 3"
+  end
+
+  # Sites whose per-particle operands have ranks below the site's batch rank: a scalar mean with a
+  # shared vector of sds, a per-particle mean vector of a 2-d normal, a per-particle concentration
+  # vector, per-particle probabilities, and a shared vector observed at a site of scalar parameters.
+  defp mixed_sites do
+    gen(fn sds, cov ->
+      mu = trace(:mu, Gen.Dist.normal(0.0, 1.0))
+      _a = trace(:a, Gen.Dist.normal(mu, sds))
+      _v = trace(:v, Gen.Dist.multivariate_normal(Mx.multiply(mu, f64([1.0, -1.0])), cov))
+      _p = trace(:p, Gen.Dist.dirichlet(Mx.exp(Mx.multiply(mu, f64([0.0, 1.0, 2.0])))))
+      _b = trace(:b, Gen.Dist.bernoulli(Mx.sigmoid(Mx.multiply(mu, f64([-1.0, 1.0])))))
+      trace(:y, Gen.Dist.normal(mu, 1.0))
+    end)
+  end
+
+  test "per-particle operands of lower rank than their site align with it" do
+    args = [f64([0.5, 1.0, 2.0]), f64([[1.0, 0.3], [0.3, 2.0]])]
+    t = Gen.vsimulate(mixed_sites(), args, 6, key: Mx.Random.key(31))
+    assert Enum.map([:mu, :a, :v, :p, :b, :y], &Mx.describe(t[&1])) == ["f64[6]", "f64[6][3]", "f64[6][2]", "f64[6][3]", "bool[6][2]", "f64[6]"]
+    assert_rows_are_scalar_traces(mixed_sites(), args, t)
+    assert length(Enum.uniq(Mx.to_list(t[:mu]))) == 6
+
+    # A vector observed where the parameters are one particle's scalars: each particle scores all of it.
+    {tg, w} = Gen.vgenerate(mixed_sites(), args, %{y: f64([0.5, 1.0, 1.5, 2.0])}, 6, key: Mx.Random.key(32))
+    expected = Enum.map(Mx.to_list(tg[:mu]), fn mu -> Enum.sum(Enum.map([0.5, 1.0, 1.5, 2.0], &ln_normal(&1, mu, 1.0))) end)
+    assert_all_close(Mx.to_list(w), expected)
+    assert_rows_are_scalar_traces(mixed_sites(), args, tg)
+
+    # Vectorized assess and gradients on the same rows agree with the scalar GFI.
+    {wa, _} = Gen.Vectorized.assess(mixed_sites(), args, Gen.get_choices(t), 6)
+    assert_all_close(Mx.to_list(wa), Mx.to_list(t.score))
+    {_, g} = VI.choice_gradients(t, Gen.select([:mu, :a]))
+
+    for i <- [0, 5] do
+      {ti, _} = Gen.generate(mixed_sites(), args, row_choices(t, i))
+      {_, gi} = Gen.Inference.Gradient.choice_gradients(ti, Gen.select([:mu, :a]))
+      assert_all_close([Mx.to_list(g[:mu]) |> Enum.at(i)], [Mx.to_number(gi[:mu])])
+      assert_all_close(Mx.to_list(g[:a]) |> Enum.at(i), Mx.to_list(gi[:a]))
+    end
+  end
+
+  test "a shape error under a particle batch says so and what to do" do
+    bad = gen(fn -> x = trace(:x, Gen.Dist.normal(0.0, 1.0)); Mx.add(Mx.multiply(x, Mx.zeros({2})), Mx.zeros({3})) end)
+    # The scalar GFI fails the same way: the body sees one particle's shapes.
+    assert_raise Mx.Error, ~r/cannot be broadcast/, fn -> Gen.simulate(bad, []) end
+
+    assert_raise Mx.Error, ~r/^Gen.vsimulate: \[add\] shapes f64\[2\] and f32\[3\] cannot be broadcast.*raised under a particle batch of 4: .*one particle's values and shapes.*Gen.simulate/s, fn ->
+      Gen.vsimulate(bad, [], 4)
+    end
+
+    # The shape-based form (values with the particle axis, under with_batch/2) names the batch too.
+    assert_raise Mx.Error, ~r/raised under a particle batch of 4 \(Gen.Vectorized.with_batch\/2\).*Mx.new_axis/s, fn ->
+      Gen.Vectorized.with_batch(4, fn -> Gen.simulate(regression(), [f64(@xs)]) end)
+    end
+
+    assert Gen.Vectorized.batch() == nil
+  end
+
+  test "a Dimap inside a vectorized update compares its per-particle inner arguments over every particle" do
+    inner = gen(fn mu -> trace(:x, Gen.Dist.normal(mu, 1.0)) end)
+    d = Gen.Combinators.dimap(inner, pre: fn [m] -> [Mx.multiply(m, 2.0)] end)
+    m = gen(fn c -> mu = trace(:mu, Gen.Dist.normal(c, 1.0)); trace(:d, d, [Mx.floor(mu)]) end)
+    t = Gen.vsimulate(m, [0.0], 4, key: Mx.Random.key(90))
+    {t2, w, _, _} = Gen.Vectorized.update(t, [0.5], :unknown_change, %{})
+    mus = Mx.to_list(t[:mu])
+    assert_all_close(Mx.to_list(w), Enum.map(mus, &(ln_normal(&1, 0.5, 1.0) - ln_normal(&1, 0.0, 1.0))))
+    assert_rows_are_scalar_traces(m, [0.5], t2)
+  end
+
+  test "many sites: packed placeholders, and past the engine's vmap budget a clear error" do
+    m = gen(fn k -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 1..k, do: trace({:x, i}, Gen.Dist.normal(mu, 1.0)) end)
+    t = Gen.vsimulate(m, [40], 3, key: Mx.Random.key(3))
+    assert_rows_are_scalar_traces(m, [40], t)
+
+    # past the 64 the engine's vmap table once held (writing past it crashed the VM)
+    t = Gen.vsimulate(m, [70], 3, key: Mx.Random.key(4))
+    assert_rows_are_scalar_traces(m, [70], t)
+
+    assert_raise ArgumentError, ~r/^Gen.vsimulate: more per-particle arrays than the engine's vmap replays at once \(1024.*vector-valued sites/, fn ->
+      Gen.vsimulate(m, [1100], 3)
+    end
   end
 
   # ---- combinators under vsimulate ------------------------------------------------------------
@@ -504,6 +678,137 @@ defmodule Gen.VectorizedTest do
     {xs, rate} = chains(fn t, opts -> Gen.Inference.vmala(t, Gen.select(:mu), [tau: 0.05] ++ opts) end, 150, 2000)
     assert rate > 0.5
     assert_posterior_draws(xs)
+  end
+
+  # ---- adaptive MALA and HMC over n chains (issue 10 item 12) ---------------------------------
+
+  # y = w0 + w1·x + N(0, 0.5²), w ~ N((0, 0), diag(1, 4)), written for one particle (w0 + w1·xs is a
+  # vector per particle); its Gaussian posterior: Gen.Conjugate.linear_regression/5.
+  @lr_x [-1.2, -0.6, -0.1, 0.4, 0.9, 1.5]
+  @lr_y [-1.9, -0.8, 0.3, 0.7, 1.9, 2.8]
+
+  defp line do
+    gen(fn xs ->
+      w0 = trace({:w, 0}, Gen.Dist.normal(0.0, 1.0))
+      w1 = trace({:w, 1}, Gen.Dist.normal(0.0, 2.0))
+      trace(:y, Gen.Dist.normal(Mx.add(w0, Mx.multiply(w1, xs)), 0.5))
+    end)
+  end
+
+  defp line_posterior, do: Gen.Conjugate.linear_regression(Enum.map(@lr_x, &[1.0, &1]), @lr_y, [0.0, 0.0], [1.0, 4.0], 0.5)
+
+  # n independent chains' final values, per coordinate: mean within 4 sd/√n, variance within 4 of
+  # its standard errors var·√(2/(n−1)) (normal posteriors).
+  defp assert_draws(xs, mean, var) do
+    n = length(xs)
+    m = Enum.sum(xs) / n
+    v = Enum.sum(Enum.map(xs, &((&1 - m) ** 2))) / (n - 1)
+    assert abs(m - mean) <= 4 * :math.sqrt(var / n), "mean #{m} vs #{mean}"
+    assert abs(v - var) <= 4 * var * :math.sqrt(2 / (n - 1)), "variance #{v} vs #{var}"
+  end
+
+  # Dual averaging's identity: since its last restart (the end of the last metric window, 250 of 300
+  # warmup iterations), the mean acceptance of its iterates is δ − γ(μ − x_t)(t + t₀)/t^1.5; with
+  # t = 50, γ = 0.05, t₀ = 10 and |μ − x_t| ≲ 2·log 10 that is within 0.02 of δ: 0.05 bounds it.
+  defp assert_target(r, delta) do
+    tail = Enum.take(r.warmup_accept, -50)
+    mean = Enum.sum(tail) / 50
+    assert abs(mean - delta) <= 0.05, "acceptance #{mean} in the last warmup window vs target #{delta}"
+  end
+
+  # The metric pooled over n chains in the last window estimates each posterior variance from at
+  # least n independent draws: relative standard error √(2/n), 4 of them.
+  defp assert_metric(r, vars, n) do
+    for {m, v} <- Enum.zip(r.inv_metric, vars), do: assert(abs(m - v) <= 4 * v * :math.sqrt(2 / n), "metric #{m} vs variance #{v}")
+  end
+
+  test "adapted vectorized MALA and HMC reach the target acceptance and the exact normal–normal posterior" do
+    n = 400
+    {t, _} = Gen.vgenerate(normal_model(), [@ys], normal_observations(@ys), n, key: Mx.Random.key(50))
+
+    for {alg, delta, seed} <- [{:mala, 0.574, 51}, {:hmc, 0.8, 52}] do
+      r = VI.sample(t, Gen.select(:mu), algorithm: alg, warmup: 300, samples: 1, key: Mx.Random.key(seed), select: &Mx.to_list(&1[:mu]))
+      assert Mx.describe(r.step_size) == "f64[#{n}]" and length(Enum.uniq(Mx.to_list(r.step_size))) == n
+      assert_target(r, delta)
+      assert_draws(hd(r.samples), @post_mean, @post_var)
+      assert_metric(r, [@post_var], n)
+    end
+  end
+
+  test "adapted vectorized HMC and MALA on a regression: target acceptance, exact posterior, the metric its variances" do
+    n = 400
+    %{mean: [m0, m1], cov: [[v0, c], [_, v1]]} = line_posterior()
+    xs = Mx.tensor(@lr_x, type: :f64)
+    {t, _} = Gen.vgenerate(line(), [xs], %{y: Mx.tensor(@lr_y, type: :f64)}, n, key: Mx.Random.key(60))
+    select = fn t -> [Mx.to_list(t[{:w, 0}]), Mx.to_list(t[{:w, 1}])] end
+
+    for {alg, delta, seed} <- [{:hmc, 0.8, 61}, {:mala, 0.574, 62}] do
+      r = VI.sample(t, Gen.select([{:w, 0}, {:w, 1}]), algorithm: alg, warmup: 300, samples: 1, key: Mx.Random.key(seed), select: select)
+      assert_target(r, delta)
+      [w0s, w1s] = hd(r.samples)
+      assert_draws(w0s, m0, v0)
+      assert_draws(w1s, m1, v1)
+      # Their covariance within 4 standard errors √((v₀v₁ + c²)/n).
+      {a, b} = {Enum.sum(w0s) / n, Enum.sum(w1s) / n}
+      cov = Enum.zip_with(w0s, w1s, fn x, y -> (x - a) * (y - b) end) |> Enum.sum() |> Kernel./(n - 1)
+      assert abs(cov - c) <= 4 * :math.sqrt((v0 * v1 + c * c) / n), "covariance #{cov} vs #{c}"
+      assert_metric(r, [v0, v1], n)
+    end
+  end
+
+  # Eight schools, non-centred (θ = μ + τ·η), with log τ ~ N(1, 1) so that every latent is real-valued.
+  @school_y [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]
+  @school_sigma [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]
+
+  defp schools do
+    gen(fn sigma ->
+      mu = trace(:mu, Gen.Dist.normal(0.0, 5.0))
+      log_tau = trace(:log_tau, Gen.Dist.normal(1.0, 1.0))
+      eta = trace(:eta, Gen.Dist.normal(Mx.zeros({8}, type: :f64), 1.0))
+      trace(:y, Gen.Dist.normal(Mx.add(mu, Mx.multiply(Mx.exp(log_tau), eta)), sigma))
+    end)
+  end
+
+  test "a hierarchical model started from the prior: fixed-step MALA leaves chains stuck (and says so), adapted chains all move" do
+    import ExUnit.CaptureLog
+    n = 200
+    sel = Gen.select([:mu, :log_tau, :eta])
+    {t, _} = Gen.vgenerate(schools(), [f64(@school_sigma)], %{y: f64(@school_y)}, n, key: Mx.Random.key(70))
+    start = Mx.to_list(t[:mu])
+
+    fixed = fn t, o -> Gen.Inference.vmala(t, sel, [tau: 1.0] ++ o) end
+    log = capture_log(fn -> VI.run(fixed, t, samples: 1, burn: 49, key: Mx.Random.key(71)) end)
+    assert log =~ ~r/Gen.Inference.Vectorized.run: \d+ of #{n} chains never accepted a move in 50 iterations/
+
+    for {alg, seed} <- [{:hmc, 72}, {:mala, 73}] do
+      log =
+        capture_log(fn ->
+          r = VI.sample(t, sel, algorithm: alg, warmup: 200, samples: 20, key: Mx.Random.key(seed), select: &Mx.to_list(&1[:mu]))
+          # Every chain moved away from its prior draw, and every chain accepts a fair share.
+          assert Enum.zip(List.last(r.samples), start) |> Enum.all?(fn {a, b} -> a != b end)
+          assert Enum.all?(Mx.to_list(r.accept_rate), &(&1 >= 0.05))
+        end)
+
+      refute log =~ "Gen.Inference.Vectorized.sample"
+    end
+  end
+
+  test "sample warns when acceptance stays near 0 or near 1; hmc and sample check their options" do
+    import ExUnit.CaptureLog
+    {t, _} = Gen.vgenerate(normal_model(), [@ys], normal_observations(@ys), 50, key: Mx.Random.key(80))
+    sel = Gen.select(:mu)
+    fixed = fn step -> fn -> VI.sample(t, sel, algorithm: :mala, warmup: 0, samples: 20, step_size: step, adapt_step_size: false, key: Mx.Random.key(81)) end end
+
+    # A step 100 posterior sds long is almost never accepted; one of 10⁻⁵ always is.
+    assert capture_log(fixed.(44.0)) =~ ~r/Gen.Inference.Vectorized.sample: \d+ of 50 chains accepted under 5% of their proposals/
+    assert capture_log(fixed.(1.0e-5)) =~ ~r/Gen.Inference.Vectorized.sample: the chains accepted 100.0% of their proposals .*too small to explore/
+
+    assert_raise ArgumentError, ~r/algorithm: must be :hmc or :mala/, fn -> VI.sample(t, sel, algorithm: :nuts) end
+    assert_raise ArgumentError, ~r/n_leapfrog: is for algorithm: :hmc/, fn -> VI.sample(t, sel, algorithm: :mala, n_leapfrog: 3) end
+    assert_raise ArgumentError, ~r/target_accept: must lie in \(0, 1\)/, fn -> VI.sample(t, sel, target_accept: 1.5) end
+    assert_raise ArgumentError, ~r/inv_metric: must be a list of 1 positive numbers/, fn -> VI.hmc(t, sel, step_size: 0.1, inv_metric: [1.0, 2.0]) end
+    assert_raise ArgumentError, ~r/step_size: must be a positive number or an f64 \[50\] array/, fn -> VI.hmc(t, sel, step_size: -1.0) end
+    assert_raise ArgumentError, ~r/unknown option steps: \(did you mean step_size:\?\)/, fn -> VI.sample(t, sel, steps: 3) end
   end
 end
 

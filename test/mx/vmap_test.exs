@@ -70,6 +70,26 @@ defmodule Mx.VmapTest do
     assert total == Mx.multiply(x, 2.0) |> Mx.to_list()
   end
 
+  test "reading a batched value inside f raises (f runs once, on placeholders); shared values read fine" do
+    assert_raise ArgumentError, ~r/vmap: the function read the values of f32, which depends on a batched argument.*Mx.select/, fn ->
+      Mx.vmap(fn x -> if Mx.to_number(Mx.sum(x)) > 0, do: x, else: Mx.negate(x) end).(Mx.tensor([[1.0], [-1.0]]))
+    end
+
+    shared = Mx.tensor([2.0])
+    out = Mx.vmap(fn x, s -> Mx.multiply(x, Mx.to_number(Mx.sum(s))) end, [0, nil]).(Mx.tensor([1.0, 3.0]), shared)
+    assert Mx.to_list(out) == [2.0, 6.0]
+  end
+
+  test "more batched arrays than the engine replays at once raise instead of crashing" do
+    k = Mx.Transforms.max_batched()
+    sum = fn l -> Enum.reduce(l, &Mx.add/2) end
+    assert Mx.to_list(Mx.vmap(sum).(List.duplicate(Mx.ones({3}), k))) == List.duplicate(k * 1.0, 3)
+
+    assert_raise ArgumentError, ~r/vmap: #{k + 1} batched arrays, but the engine's vmap replays at most #{k} at once/, fn ->
+      Mx.vmap(sum).(List.duplicate(Mx.ones({3}), k + 1))
+    end
+  end
+
   test "mismatched batch sizes raise" do
     assert_raise ArgumentError, ~r/different batch sizes/, fn ->
       Mx.vmap(&Mx.add/2).(Mx.zeros({2, 3}), Mx.zeros({3, 3}))

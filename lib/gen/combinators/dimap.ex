@@ -78,7 +78,9 @@ defmodule Gen.Combinators.Dimap do
   defp same?(a, a), do: true
 
   defp same?(%Mx.Array{} = a, %Mx.Array{} = b) do
-    Mx.shape(a) == Mx.shape(b) and Mx.type(a) == Mx.type(b) and Mx.to_number(Mx.all(Mx.equal(a, b))) in [true, 1]
+    # Inside a vectorized call: the same for every particle.
+    Mx.shape(a) == Mx.shape(b) and Mx.type(a) == Mx.type(b) and
+      Mx.to_number(Mx.all(Gen.Vectorized.particle_values(Mx.equal(a, b)))) in [true, 1]
   end
 
   defp same?(_a, _b), do: false

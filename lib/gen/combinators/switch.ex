@@ -59,6 +59,7 @@ defmodule Gen.Combinators.Switch do
             "#{method}: the branch index of #{inspect(gf)} must be an integer or an integer Mx scalar, got #{inspect(a)}"
     end
 
+    Gen.Vectorized.shared!(a, "#{method}: the branch index of #{inspect(gf)}")
     index!(gf, Mx.to_number(a), method)
   end
 

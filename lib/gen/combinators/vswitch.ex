@@ -80,7 +80,7 @@ defmodule Gen.Combinators.VSwitch do
     # One evaluation: an out-of-range element would otherwise silently follow the last branch.
     bad = Mx.logical_or(Mx.less(a, 0), Mx.greater_equal(a, k))
 
-    if truthy?(Mx.to_number(Mx.any(bad))) do
+    if any?(bad) do
       raise ArgumentError,
             "#{method}: the branch index of #{inspect(gf)} has entries out of range (#{inspect(out_of_range(a, bad))}); " <>
               "it has #{k} branch(es): use 0..#{k - 1}"
@@ -95,6 +95,8 @@ defmodule Gen.Combinators.VSwitch do
   end
 
   defp out_of_range(a, bad) do
+    # Inside a vectorized call a scalar index is one particle's: list the entries of every particle.
+    {a, bad} = {Gen.Vectorized.particle_values(a), Gen.Vectorized.particle_values(bad)}
     if Mx.rank(a) == 0, do: Mx.to_number(a), else: Enum.zip(Mx.to_list(a), Mx.to_list(bad)) |> Enum.filter(&truthy?(elem(&1, 1))) |> Enum.map(&elem(&1, 0))
   end
 
@@ -123,8 +125,8 @@ defmodule Gen.Combinators.VSwitch do
   end
 
   @doc false
-  # Whether any element of a boolean mask is true (one evaluation).
-  def any?(mask), do: truthy?(Mx.to_number(Mx.any(mask)))
+  # Whether any element of a boolean mask is true (one evaluation), for any particle of a vectorized call.
+  def any?(mask), do: truthy?(Mx.to_number(Mx.any(Gen.Vectorized.particle_values(mask))))
 
   # ---- selecting per element ------------------------------------------------------
 

@@ -280,10 +280,28 @@ defmodule Gen.Inference.Adapt do
   the regularised variances as the new diagonal inverse metric.
   """
   @spec learn_variance(Windows.t(), [float()]) :: {Windows.t(), :none | {:metric, [float()]}}
-  def learn_variance(%Windows{} = w, q) do
+  def learn_variance(%Windows{} = w, q), do: learn_variances(w, [q])
+
+  @doc """
+  `learn_variance/2` for one warmup iteration of several chains: `qs` holds
+  each chain's position, all pooled into the variances (a metric shared by
+  the chains, as the vectorized samplers adapt it).
+
+      iex> alias Gen.Inference.Adapt
+      iex> w = Adapt.windows(20, init_buffer: 2, term_buffer: 2, base_window: 16)
+      iex> {w, :none} = Adapt.learn_variances(w, [[0.0], [1.0]])
+      iex> {w, :none} = Adapt.learn_variances(w, [[0.0], [1.0]])
+      iex> w = Enum.reduce(2..16, w, fn _, w -> elem(Adapt.learn_variances(w, [[0.0], [2.0]]), 0) end)
+      iex> {_w, {:metric, [v]}} = Adapt.learn_variances(w, [[0.0], [2.0]])
+      iex> # 32 draws, half 0 and half 2: variance 32/31, shrunk as Stan does
+      iex> Float.round(v, 6) == Float.round(32 / 37 * (32 / 31) + 1.0e-3 * 5 / 37, 6)
+      true
+  """
+  @spec learn_variances(Windows.t(), [[float()]]) :: {Windows.t(), :none | {:metric, [float()]}}
+  def learn_variances(%Windows{} = w, qs) when is_list(qs) do
     c = w.counter
     in_window = c >= w.init_buffer and c < w.num_warmup - w.term_buffer and c != w.num_warmup
-    welford = if in_window, do: welford_add(w.welford, q), else: w.welford
+    welford = if in_window, do: Enum.reduce(qs, w.welford, &welford_add(&2, &1)), else: w.welford
 
     if c == w.next_window and c != w.num_warmup and w.base_window > 0 do
       w = next_window(%{w | welford: welford})

@@ -18,6 +18,11 @@ defmodule Gen.Inference.Vectorized do
       regenerate, accepted per chain with `Mx.select/3`
     * `mala/3` — MALA on `n` independent chains with per-chain gradients
       (`choice_gradients/2`)
+    * `hmc/3` — HMC on `n` independent chains, per-chain step sizes and a
+      diagonal metric, in one graph per leapfrog step
+    * `sample/3` — adaptive MALA or HMC on `n` chains: per-chain step sizes
+      by dual averaging and a shared diagonal metric from Stan's windows
+      (`Gen.Inference.Adapt`), with a warning when acceptance stays near 0 or 1
     * `run/3` — a driver for kernels on vectorized traces (burn-in,
       thinning, selected values, flat memory)
 
@@ -26,8 +31,9 @@ defmodule Gen.Inference.Vectorized do
   """
 
   alias Gen.{Choicemap, Selection, Trace}
-  alias Gen.Inference.Resample
+  alias Gen.Inference.{Adapt, Resample}
   import Gen.Inference.Common, only: [count!: 5, fun!: 4, positive!: 4, selects_some!: 4, none_selected!: 4]
+  require Logger
   alias Gen.Vectorized, as: V
 
   # ---- importance sampling ------------------------------------------------------------
@@ -244,7 +250,9 @@ defmodule Gen.Inference.Vectorized do
   over chains of the vectorized log joint (`Gen.Vectorized.assess/4`) with
   respect to the `[n | shape]` selected values: the chains are independent,
   so row i of the gradient is chain i's gradient. Returns `{trace,
-  accepted}` (boolean `[n]`). Options: `tau:` (required), `key:`.
+  accepted}` (boolean `[n]`). Options: `tau:` (required), `key:`. For
+  per-chain steps adapted by dual averaging and a diagonal metric, run
+  `sample/3` with `algorithm: :mala`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -318,7 +326,8 @@ defmodule Gen.Inference.Vectorized do
   Options: `samples:` (required), `burn:` (0), `thin:` (1), `key:`
   (iteration i uses `Mx.Random.fold_in(key, i)`), `select:`, `callback:`
   (called after every iteration with `%{iteration: i, trace: t, accepted:
-  acc}`).
+  acc}`). Chains that accept no move in the whole run are reported with
+  `Logger.warning/1`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -344,8 +353,10 @@ defmodule Gen.Inference.Vectorized do
     callback = fun!(opts, :callback, 1, "Gen.Inference.Vectorized.run")
     key = Keyword.get(opts, :key)
 
-    {_t, kept} =
-      Enum.reduce(0..(burn + samples * thin - 1)//1, {V.force(trace), []}, fn i, {t, kept} ->
+    iterations = burn + samples * thin
+
+    {_t, kept, moved} =
+      Enum.reduce(0..(iterations - 1)//1, {V.force(trace), [], nil}, fn i, {t, kept, moved} ->
         k_opts = if key, do: [key: Mx.Random.fold_in(key, i)], else: []
 
         {t2, acc} =
@@ -356,10 +367,28 @@ defmodule Gen.Inference.Vectorized do
 
         if callback, do: callback.(%{iteration: i, trace: t2, accepted: acc})
         keep? = i >= burn and rem(i - burn + 1, thin) == 0
-        {t2, if(keep?, do: [if(select, do: Mx.eval(select.(t2)), else: t2) | kept], else: kept)}
+        moved = Mx.eval(if(moved, do: Mx.logical_or(moved, acc), else: Mx.as_type(acc, :bool)))
+        {t2, if(keep?, do: [if(select, do: Mx.eval(select.(t2)), else: t2) | kept], else: kept), moved}
       end)
 
+    warn_stuck(moved, iterations)
     Enum.reverse(kept)
+  end
+
+  # Chains that accepted no move in the whole run are stuck at their start: say so.
+  defp warn_stuck(nil, _iterations), do: :ok
+
+  defp warn_stuck(moved, iterations) do
+    n = Mx.size(moved)
+    stuck = n - (moved |> Mx.as_type(:s64) |> Mx.sum() |> Mx.to_number())
+
+    if stuck > 0 do
+      Logger.warning(
+        "Gen.Inference.Vectorized.run: #{stuck} of #{n} chains never accepted a move in #{iterations} iterations: they " <>
+          "are stuck at their start; adapt the gradient kernels' steps (Gen.Inference.Vectorized.sample/3) or give MH " <>
+          "a proposal nearer the posterior"
+      )
+    end
   end
 
   # Row i of d/dx Σ_j log p(x_j) is d/dx_i log p(x_i): chains are independent.
@@ -372,6 +401,352 @@ defmodule Gen.Inference.Vectorized do
     {_lp, gs} = Mx.value_and_grad(f).(xs)
     Mx.eval(gs)
     gs
+  end
+
+  # ---- HMC and adaptive MALA / HMC over n chains -------------------------------------------
+
+  @doc """
+  One Hamiltonian Monte Carlo step on each of the `n` independent chains of
+  a vectorized trace, on the selected continuous choices: momenta p ~ N(0,
+  M) per chain, `n_leapfrog` leapfrog steps with per-chain gradients (as
+  in `mala/3`), accepted per chain with exp(−ΔH) (a non-finite energy
+  rejects). All chains move in one graph per leapfrog step. Returns
+  `{trace, accepted}` (boolean `[n]`).
+
+  Options: `step_size:` (required: a positive number, or an f64 `[n]`
+  array of per-chain steps), `n_leapfrog:` (10), `inv_metric:` (the
+  diagonal inverse metric M⁻¹ shared by the chains: a list of positive
+  numbers, one per coordinate of a chain's selected values flattened in
+  address order; unit by default), `key:`. With one leapfrog step HMC is
+  MALA with step ε (drift ε²/2·M⁻¹∇, noise ε·M^(−1/2)z).
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.vgenerate(m, [], %{y: 0.5}, 4, key: Mx.Random.key(0))
+      iex> {t2, acc} = Gen.Inference.Vectorized.hmc(t, Gen.select(:mu), step_size: 0.3, key: Mx.Random.key(1))
+      iex> {Mx.describe(acc), Mx.describe(t2[:mu])}
+      {"bool[4]", "f64[4]"}
+  """
+  @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
+  def hmc(%Trace{} = trace, %Selection{} = sel, opts) do
+    who = "Gen.Inference.Vectorized.hmc"
+    Mx.Opts.validate!(opts, [:step_size, :n_leapfrog, :inv_metric, :key], who)
+    n = V.particles(trace)
+    paths = selected_paths!(trace, sel, n)
+    eps = step_sizes!(Keyword.get(opts, :step_size), n, who)
+    inv = inv_metric!(Keyword.get(opts, :inv_metric), trace, paths, who)
+    {t, accepted, _alpha} = hmc_move(trace, paths, eps, inv, count!(opts, :n_leapfrog, 10, 1, who), Gen.Inference.two_keys(opts))
+    {t, accepted}
+  end
+
+  @doc """
+  Adaptive MALA or HMC on the `n` chains of a vectorized trace: `warmup`
+  iterations that adapt, then `samples` kept draws (every `thin`-th
+  iteration), all chains in one graph.
+
+  Adaptation is Stan's, from `Gen.Inference.Adapt`:
+
+    * the step size, *per chain*: each chain starts from Stan's heuristic
+      (double or halve ε until one step's acceptance crosses 0.8) and runs
+      its own Nesterov dual averaging towards `target_accept`, so chains
+      started far apart (from the prior) each find a step that moves them;
+      the draws use each chain's averaged step;
+    * the diagonal inverse metric, *shared*: the variances of every
+      chain's positions, pooled, in Stan's windows (a fast buffer, slow
+      windows doubling, a terminal buffer, regularized towards 10⁻³);
+      after each window the step-size heuristic and dual averaging restart
+      around the chains' current steps.
+
+  After the draws, `Logger.warning/1` reports the chains whose acceptance
+  rate stayed under 5 % (their step is too large where they are: they do
+  not move), and a mean acceptance over 99 % (the steps are too small to
+  explore).
+
+  Options: `algorithm:` (`:hmc`, or `:mala`, HMC with one leapfrog step),
+  `warmup:` (500), `samples:` (500), `thin:` (1), `key:` (iteration i uses
+  `Mx.Random.fold_in(key, i)`), `target_accept:` (0.8 for HMC, 0.574 for
+  MALA, the optimal rate of Roberts and Rosenthal 1998), `step_size:`
+  (1.0: the heuristic's start, or the fixed step without adaptation),
+  `n_leapfrog:` (10, HMC only), `inv_metric:` (unit; see `hmc/3`),
+  `adapt_step_size:` and `adapt_metric:` (true), `select:` (keep
+  `select.(trace)` instead of traces), `callback:` (called after every
+  iteration with `%{iteration: i, warmup?: bool, trace: t, accept_prob:
+  f64[n], step_size: [float]}`).
+
+  Returns a map: `samples` (the kept traces or selected values), `trace`
+  (the last), `step_size` (f64 `[n]`, each chain's adapted step),
+  `inv_metric` (the adapted diagonal, a list), `accept_rate` (f64 `[n]`,
+  each chain's mean acceptance probability over the draws) and
+  `warmup_accept` (the chains' mean acceptance probability at each warmup
+  iteration).
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.vgenerate(m, [], %{y: 0.5}, 8, key: Mx.Random.key(0))
+      iex> r = Gen.Inference.Vectorized.sample(t, Gen.select(:mu), algorithm: :mala, warmup: 20, samples: 3, key: Mx.Random.key(1), select: &Mx.to_list(&1[:mu]))
+      iex> {length(r.samples), Mx.describe(r.step_size), Mx.describe(r.accept_rate)}
+      {3, "f64[8]", "f64[8]"}
+  """
+  @spec sample(Trace.t(), Selection.t(), keyword()) :: map()
+  def sample(%Trace{} = trace, %Selection{} = sel, opts \\ []) do
+    who = "Gen.Inference.Vectorized.sample"
+
+    Mx.Opts.validate!(
+      opts,
+      [:algorithm, :warmup, :samples, :thin, :key, :target_accept, :step_size, :n_leapfrog, :inv_metric, :adapt_step_size, :adapt_metric, :select, :callback],
+      who
+    )
+
+    algorithm = Keyword.get(opts, :algorithm, :hmc)
+
+    steps =
+      case algorithm do
+        :hmc -> count!(opts, :n_leapfrog, 10, 1, who)
+        :mala -> if Keyword.has_key?(opts, :n_leapfrog), do: raise(ArgumentError, "#{who}: n_leapfrog: is for algorithm: :hmc (MALA takes one step)"), else: 1
+        other -> raise ArgumentError, "#{who}: algorithm: must be :hmc or :mala, got #{inspect(other)}"
+      end
+
+    warmup = count!(opts, :warmup, 500, 0, who)
+    samples = count!(opts, :samples, 500, 1, who)
+    thin = count!(opts, :thin, 1, 1, who)
+    delta = Keyword.get(opts, :target_accept, if(algorithm == :mala, do: 0.574, else: 0.8))
+
+    unless is_number(delta) and delta > 0 and delta < 1 do
+      raise ArgumentError, "#{who}: target_accept: must lie in (0, 1), got #{inspect(delta)}"
+    end
+
+    eps0 = positive!(opts, :step_size, 1.0, who)
+    [adapt_eps, adapt_metric] = Enum.map([:adapt_step_size, :adapt_metric], &flag!(opts, &1, who))
+    select = fun!(opts, :select, 1, who)
+    callback = fun!(opts, :callback, 1, who)
+    n = V.particles(trace)
+    paths = selected_paths!(trace, sel, n)
+    inv = Keyword.get(opts, :inv_metric) |> inv_metric!(trace, paths, who) |> flat_metric()
+    key = key(opts)
+    trace = V.force(trace)
+
+    eps =
+      if adapt_eps and warmup > 0,
+        do: init_step_sizes(trace, paths, List.duplicate(eps0, n), metric_arrays(inv, trace, paths), steps, Mx.Random.fold_in(key, -1)),
+        else: List.duplicate(eps0, n)
+
+    das = Enum.map(eps, &Adapt.dual_averaging(&1, delta: delta))
+    step = fn t, eps, inv, i -> hmc_move(t, paths, Mx.tensor(eps, type: :f64), metric_arrays(inv, t, paths), steps, Gen.Inference.two_keys(key: Mx.Random.fold_in(key, i))) end
+
+    {t, das, inv, _win, wacc} =
+      Enum.reduce(0..(warmup - 1)//1, {trace, das, inv, Adapt.windows(warmup), []}, fn i, {t, das, inv, win, wacc} ->
+        eps = if adapt_eps, do: Enum.map(das, &Adapt.step_size/1), else: eps
+        {t, _acc, alpha} = step.(t, eps, inv, i)
+        t = V.force(t)
+        alphas = Mx.to_list(alpha)
+        if callback, do: callback.(%{iteration: i, warmup?: true, trace: t, accept_prob: alpha, step_size: eps})
+        das = if adapt_eps, do: Enum.zip_with(das, alphas, &Adapt.learn_step_size/2), else: das
+        {win, event} = if adapt_metric, do: Adapt.learn_variances(win, positions(t, paths, n)), else: {win, :none}
+
+        {das, inv} =
+          case event do
+            :none ->
+              {das, inv}
+
+            {:metric, var} ->
+              # A new metric: re-run the step heuristic per chain and restart dual averaging around it.
+              steps0 = Enum.map(das, &Adapt.step_size/1)
+              eps = init_step_sizes(t, paths, steps0, metric_arrays(var, t, paths), steps, Mx.Random.fold_in(key, -2 - i))
+              {if(adapt_eps, do: Enum.zip_with(das, eps, &Adapt.restart/2), else: das), var}
+          end
+
+        {t, das, inv, win, [Enum.sum(alphas) / n | wacc]}
+      end)
+
+    eps = if adapt_eps and warmup > 0, do: Enum.map(das, &Adapt.final_step_size/1), else: eps
+
+    {t, kept, sums} =
+      Enum.reduce(0..(samples * thin - 1), {t, [], List.duplicate(0.0, n)}, fn j, {t, kept, sums} ->
+        i = warmup + j
+        {t, _acc, alpha} = step.(t, eps, inv, i)
+        t = V.force(t)
+        if callback, do: callback.(%{iteration: i, warmup?: false, trace: t, accept_prob: alpha, step_size: eps})
+        keep? = rem(j + 1, thin) == 0
+        kept = if keep?, do: [if(select, do: Mx.eval(select.(t)), else: t) | kept], else: kept
+        {t, kept, Enum.zip_with(sums, Mx.to_list(alpha), &(&1 + &2))}
+      end)
+
+    rates = Enum.map(sums, &(&1 / (samples * thin)))
+    warn_acceptance(rates, delta, who)
+
+    %{
+      samples: Enum.reverse(kept),
+      trace: t,
+      step_size: Mx.tensor(eps, type: :f64),
+      inv_metric: inv,
+      accept_rate: Mx.tensor(rates, type: :f64),
+      warmup_accept: Enum.reverse(wacc)
+    }
+  end
+
+  # One HMC move of every chain: {trace, accepted [n], acceptance probability f64 [n]}.
+  defp hmc_move(trace, paths, eps, inv, steps, {k_move, k_accept}) do
+    n = V.particles(trace)
+    {proposed, log_alpha} = hmc_proposal(trace, paths, eps, inv, steps, k_move, n)
+    # min(1, exp(log α)) per chain; a non-finite energy (NaN) has probability 0.
+    alpha = log_alpha |> Mx.min(0.0) |> Mx.exp()
+    alpha = Mx.select(Mx.is_nan(alpha), 0.0, alpha)
+    {t, accepted} = decide(trace, proposed, log_alpha, k_accept, n)
+    {t, accepted, Mx.eval(alpha)}
+  end
+
+  # Leapfrog from momenta p ~ N(0, M) (M = inv⁻¹): the proposed trace and log α = −ΔH per chain.
+  defp hmc_proposal(trace, paths, eps, inv, steps, key, n) do
+    xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
+    keys = Mx.Random.split(key, length(xs))
+
+    ps =
+      Enum.with_index(Enum.zip(xs, inv), fn {x, m}, i ->
+        Mx.Random.normal(keys[i], shape: Mx.shape(x), type: Mx.type(x)) |> Mx.divide(Mx.sqrt(m))
+      end)
+
+    e = Enum.map(xs, &per_chain(eps, &1))
+    half = Enum.map(e, &Mx.multiply(&1, 0.5))
+    gs = gradients(trace, paths, xs, n)
+
+    {xs1, ps1, _} =
+      Enum.reduce(1..steps, {xs, ps, gs}, fn _, {x, p, g} ->
+        p_half = Enum.zip_with([p, g, half], fn [p, g, h] -> Mx.add(p, Mx.multiply(h, g)) end)
+        x2 = Enum.zip_with([x, p_half, inv, e], fn [x, p, m, e] -> Mx.add(x, Mx.multiply(e, Mx.multiply(m, p))) end)
+        Mx.eval(x2)
+        g2 = gradients(trace, paths, x2, n)
+        p2 = Enum.zip_with([p_half, g2, half], fn [p, g, h] -> Mx.add(p, Mx.multiply(h, g)) end)
+        Mx.eval(p2)
+        {x2, p2, g2}
+      end)
+
+    {proposed, _} = V.generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, xs1), n)
+    log_alpha = Mx.add(Mx.subtract(proposed.score, trace.score), Mx.subtract(kinetic(ps, inv), kinetic(ps1, inv)))
+    {proposed, log_alpha}
+  end
+
+  # ½ Σ M⁻¹ p² per chain.
+  defp kinetic(ps, inv) do
+    ps
+    |> Enum.zip_with(inv, fn p, m -> p |> Mx.square() |> Mx.multiply(m) |> sum_per_chain() end)
+    |> Enum.reduce(&Mx.add/2)
+    |> Mx.multiply(0.5)
+  end
+
+  defp sum_per_chain(a), do: if(Mx.rank(a) > 1, do: Mx.sum(a, axes: Enum.to_list(1..(Mx.rank(a) - 1))), else: a)
+
+  # The per-chain steps [n] laid along the chain axis of x: [n, 1, ...].
+  defp per_chain(eps, x), do: Mx.reshape(eps, List.to_tuple([elem(Mx.shape(x), 0) | List.duplicate(1, Mx.rank(x) - 1)]))
+
+  # Stan's heuristic for each chain: double (or halve) ε until one step's acceptance crosses 0.8.
+  defp init_step_sizes(trace, paths, eps, inv, steps, key) do
+    n = V.particles(trace)
+    log08 = :math.log(0.8)
+
+    dh = fn eps, i ->
+      {_, log_alpha} = hmc_proposal(trace, paths, Mx.tensor(eps, type: :f64), inv, steps, Mx.Random.fold_in(key, i), n)
+      # Erlang orders atoms above numbers: a non-finite energy change must stay a float.
+      Enum.map(Mx.to_list(log_alpha), fn x -> if is_float(x), do: x, else: if(x == :infinity, do: 1.0e300, else: -1.0e300) end)
+    end
+
+    dirs = Enum.map(dh.(eps, 0), &if(&1 > log08, do: 1, else: -1))
+
+    Enum.reduce_while(1..100, {eps, List.duplicate(true, n)}, fn i, {eps, active} ->
+      ds = dh.(eps, i)
+
+      {eps, active} =
+        [eps, active, dirs, ds]
+        |> Enum.zip_with(fn [e, a, dir, d] ->
+          cond do
+            not a or e > 1.0e7 or e < 1.0e-300 -> {e, false}
+            dir == 1 and d > log08 -> {e * 2, true}
+            dir == -1 and d < log08 -> {e / 2, true}
+            true -> {e, false}
+          end
+        end)
+        |> Enum.unzip()
+
+      if Enum.any?(active), do: {:cont, {eps, active}}, else: {:halt, {eps, active}}
+    end)
+    |> elem(0)
+  end
+
+  # Each chain's selected values flattened in address order: n lists of floats.
+  defp positions(trace, paths, n) do
+    paths
+    |> Enum.map(fn p -> Gen.get_choices(trace)[p] |> Mx.as_type(:f64) |> Mx.reshape({n, :auto}) end)
+    |> Mx.concatenate(axis: 1)
+    |> Mx.to_list()
+  end
+
+  defp flat_metric(arrays), do: Enum.flat_map(arrays, &(&1 |> Mx.reshape({:auto}) |> Mx.to_list()))
+
+  # The flat diagonal (one number per coordinate of a chain) as one array per path, shaped as a chain's value.
+  defp metric_arrays(flat, trace, paths) do
+    {arrays, []} =
+      Enum.map_reduce(paths, flat, fn p, rest ->
+        x = Gen.get_choices(trace)[p]
+        shape = x |> Mx.shape() |> Tuple.delete_at(0)
+        {mine, rest} = Enum.split(rest, Enum.reduce(Tuple.to_list(shape), 1, &(&1 * &2)))
+        {Mx.reshape(Mx.tensor(mine, type: Mx.type(x)), shape), rest}
+      end)
+
+    arrays
+  end
+
+  defp inv_metric!(nil, trace, paths, _who), do: Enum.map(paths, &Mx.ones(Tuple.delete_at(Mx.shape(Gen.get_choices(trace)[&1]), 0), type: Mx.type(Gen.get_choices(trace)[&1])))
+
+  defp inv_metric!(list, trace, paths, who) when is_list(list) do
+    d = Enum.sum(Enum.map(paths, fn p -> div(Mx.size(Gen.get_choices(trace)[p]), V.particles(trace)) end))
+
+    unless length(list) == d and Enum.all?(list, &(is_number(&1) and &1 > 0)) do
+      raise ArgumentError,
+            "#{who}: inv_metric: must be a list of #{d} positive numbers (one per coordinate of a chain's selected values), got #{inspect(list)}"
+    end
+
+    metric_arrays(Enum.map(list, &(&1 * 1.0)), trace, paths)
+  end
+
+  defp inv_metric!(other, _trace, _paths, who),
+    do: raise(ArgumentError, "#{who}: inv_metric: must be a list of positive numbers, got #{inspect(other)}")
+
+  defp step_sizes!(x, n, _who) when is_number(x) and x > 0, do: Mx.broadcast(Mx.tensor(x * 1.0, type: :f64), {n})
+  defp step_sizes!(%Mx.Array{shape: {n}} = a, n, _who), do: Mx.as_type(a, :f64)
+
+  defp step_sizes!(other, n, who) do
+    raise ArgumentError,
+          "#{who}: step_size: must be a positive number or an f64 [#{n}] array of per-chain steps (required), got #{inspect(other)}"
+  end
+
+  defp flag!(opts, name, who) do
+    case Keyword.get(opts, name, true) do
+      b when is_boolean(b) -> b
+      other -> raise ArgumentError, "#{who}: #{name}: must be true or false, got #{inspect(other)}"
+    end
+  end
+
+  # Acceptance near 0 for a chain (it does not move) or near 1 for the chains together (their steps
+  # are too small): say so. One chain near 1 is no alarm: over a few hundred draws a chain with a
+  # well-adapted step can accept nearly everything.
+  defp warn_acceptance(rates, delta, who) do
+    n = length(rates)
+    low = Enum.count(rates, &(&1 < 0.05))
+    mean = Enum.sum(rates) / n
+
+    if low > 0 do
+      Logger.warning(
+        "#{who}: #{low} of #{n} chains accepted under 5% of their proposals over the draws (mean acceptance " <>
+          "#{Float.round(mean, 3)}, target #{delta}): their steps are too large where they are, so they barely move; " <>
+          "lengthen the warmup, start the chains nearer the posterior, or reparameterize the model"
+      )
+    end
+
+    if mean > 0.99 do
+      Logger.warning(
+        "#{who}: the chains accepted #{Float.round(100 * mean, 1)}% of their proposals over the draws (target #{delta}): " <>
+          "their steps are too small to explore; keep adapt_step_size: true, or give a larger step_size:"
+      )
+    end
   end
 
   defp with_values(trace, paths, vals) do
