@@ -222,7 +222,7 @@ static _Atomic int probe_on; /* the scheduler probe, below the NIFs */
 static int64_t thread_cpu_ns(void);
 static void probe_record(const char *name, int64_t ns);
 
-/* Runs where the owner's GC runs (a normal scheduler): past 1000 nodes, the rest of
+/* Runs where the owner's GC runs (a normal scheduler): past 250 nodes (~1 us each at worst), the rest of
  * a graph is freed on an engine thread, and so are big buffers (alloc.c). */
 
 static void array_dtor(ErlNifEnv *env, void *obj) {
@@ -230,7 +230,7 @@ static void array_dtor(ErlNifEnv *env, void *obj) {
   array_res *r = obj;
   int probing = atomic_load_explicit(&probe_on, memory_order_relaxed);
   int64_t t0 = probing ? thread_cpu_ns() : 0;
-  mx_release_bounded(r->a, 1000);
+  mx_release_bounded(r->a, 250);
   if (probing) probe_record("array_destructor", thread_cpu_ns() - t0);
   r->a = NULL;
 }

@@ -30,6 +30,7 @@ defmodule Gen.NaN do
   alias Gen.{Choicemap, Trace}
 
   @diagnose :gen_nan_diagnose
+  @row :gen_nan_row
   @out_of_range :gen_nan_out_of_range
 
   @doc false
@@ -37,7 +38,8 @@ defmodule Gen.NaN do
   # Nested calls (inside a gen body) and calls under an Mx transform (traced values) are left to the caller.
   @spec check!(String.t(), [Mx.t()], (() -> term()), Trace.t() | nil) :: :ok
   def check!(method, values, rerun, prev \\ nil) do
-    if Gen.Handlers.current() == nil and Process.get(:mx_trace_depth, 0) == 0 and
+    # under a particle batch (the vectorized GFI's own scalar calls) the vectorized call checks, after it
+    if Gen.Handlers.current() == nil and Process.get(:mx_trace_depth, 0) == 0 and Gen.Vectorized.batch() == nil and
          Enum.any?(Mx.eval(values), &nan?/1) do
       diagnose!(method, rerun, prev)
     end
@@ -71,6 +73,42 @@ defmodule Gen.NaN do
         "#{method}: the score or weight is NaN, but no site's log density or weight is: it is a sum of " <>
           "infinite log densities of opposite signs (+∞ and −∞)#{infinite_sites(prev)}"
   end
+
+  @doc false
+  # After a vectorized GFI call (values f64 [n]): on a NaN, the first NaN particle's choices are run
+  # through the scalar GFI (row.(i) gives {gen_fn, args, choicemap}), whose diagnosis names the
+  # site; the vectorized body ran once on placeholders, where no site can read its values.
+  @spec check_rows!(String.t(), [Mx.t()], (non_neg_integer() -> {term(), [term()], Choicemap.t()})) :: :ok
+  def check_rows!(method, values, row) do
+    if Gen.Handlers.current() == nil and Process.get(:mx_trace_depth, 0) == 0 and Gen.Vectorized.batch() == nil do
+      case values |> Mx.eval() |> Enum.find_value(&first_nan/1) do
+        nil ->
+          :ok
+
+        i ->
+          {gf, args, cm} = row.(i)
+          Process.put(@row, i)
+
+          try do
+            diagnose!(method, fn -> Gen.GenerativeFunction.generate(gf, args, cm, Mx.Random.key(0)) end, nil)
+          after
+            Process.delete(@row)
+          end
+      end
+    end
+
+    :ok
+  catch
+    :out_of_range -> :ok
+  end
+
+  defp first_nan(%Mx.Array{} = a), do: if(nan?(a), do: a |> Mx.to_flat_list() |> Enum.find_index(&(&1 == :nan)) || 0)
+  defp first_nan(_), do: nil
+
+  @doc false
+  # Whether a diagnosing re-run is under way.
+  @spec diagnosing?() :: boolean()
+  def diagnosing?, do: Process.get(@diagnose) != nil
 
   @doc false
   # At a site being scored: in a diagnosing re-run, raise if its score is NaN.
@@ -150,10 +188,13 @@ defmodule Gen.NaN do
     raise Gen.NaNError, method: method, address: path, dist: gen_fn, message: message
   end
 
-  # Under a particle batch: the first particle whose score is NaN.
+  # Under a particle batch: the first particle whose score is NaN; in a scalar re-run of one
+  # particle's values (check_rows!/3), that particle.
   defp particle(score) do
     if Gen.Vectorized.batch() != nil and Mx.rank(score) == 1 do
       Enum.find_index(Mx.to_list(score), &(&1 == :nan))
+    else
+      Process.get(@row)
     end
   end
 

@@ -798,11 +798,9 @@ defmodule Gen.Vectorized do
   def simulate(gf, args, n, opts \\ []) do
     check_n!(n, "Gen.vsimulate")
     Mx.Opts.validate!(opts, [:key], "Gen.vsimulate")
-    k = key(opts)
-    go = fn -> run("Gen.vsimulate", n, fn -> GenerativeFunction.simulate(gf, args, k) end) end
-    t = go.()
-    Gen.NaN.check!("Gen.vsimulate", [t.score], go)
-    particles!(t, n)
+    t = run("Gen.vsimulate", n, fn -> GenerativeFunction.simulate(gf, args, key(opts)) end) |> particles!(n)
+    nan_rows!("Gen.vsimulate", [t.score], gf, args, t.choices, n)
+    t
   end
 
   @doc """
@@ -819,7 +817,9 @@ defmodule Gen.Vectorized do
     check_n!(n, "Gen.vgenerate")
     Mx.Opts.validate!(opts, [:key], "Gen.vgenerate")
     cm = Choicemap.new(observations)
-    per_particle_generate(gf, args, cm, n, key(opts), "Gen.vgenerate", cm)
+    {t, w} = per_particle_generate(gf, args, cm, n, key(opts), "Gen.vgenerate", cm)
+    nan_rows!("Gen.vgenerate", [t.score, w], gf, args, t.choices, n)
+    {t, w}
   end
 
   @doc false
@@ -835,10 +835,24 @@ defmodule Gen.Vectorized do
   end
 
   defp per_particle_generate(gf, args, cm, n, key, who, shared \\ nil) do
-    go = fn -> run(who, n, fn -> GenerativeFunction.generate(gf, args, view_choices(cm, shared), key) end) end
-    {t, w} = go.()
-    Gen.NaN.check!(who, [t.score, w], go)
+    {t, w} = run(who, n, fn -> GenerativeFunction.generate(gf, args, view_choices(cm, shared), key) end)
     {particles!(t, n), broadcast(w, n)}
+  end
+
+  # NaN diagnostics of a vectorized call (Gen.NaN.check_rows!/3): the first NaN particle's choices
+  # (per-particle ones indexed, shared ones as they are) go through the scalar GFI.
+  defp nan_rows!(who, values, gf, args, choices, n) do
+    Gen.NaN.check_rows!(who, values, fn i ->
+      row =
+        choices
+        |> Choicemap.to_list()
+        |> Enum.reduce(Choicemap.new(), fn {p, v}, acc ->
+          per_particle? = match?(%Mx.Array{}, v) and Mx.rank(v) >= 1 and elem(Mx.shape(v), 0) == n
+          Choicemap.put(acc, p, if(per_particle?, do: v[i], else: v))
+        end)
+
+      {gf, args, row}
+    end)
   end
 
   @doc """
@@ -868,7 +882,9 @@ defmodule Gen.Vectorized do
         Gen.update(view_trace(trace), args, argdiffs, view_choices(Choicemap.new(constraints), shared), opts)
       end)
 
-    {particles!(t, n), broadcast(w, n), rd, d}
+    {t, w} = {particles!(t, n), broadcast(w, n)}
+    nan_rows!("Gen.Vectorized.update", [t.score, w], t.gen_fn, t.args, t.choices, n)
+    {t, w, rd, d}
   end
 
   @doc """
@@ -881,7 +897,9 @@ defmodule Gen.Vectorized do
     Mx.Opts.validate!(opts, [:key], "Gen.Vectorized.regenerate")
     n = particles(trace)
     {t, w, rd} = run("Gen.Vectorized.regenerate", n, fn -> Gen.regenerate(view_trace(trace), selection, opts) end)
-    {particles!(t, n), broadcast(w, n), rd}
+    {t, w} = {particles!(t, n), broadcast(w, n)}
+    nan_rows!("Gen.Vectorized.regenerate", [t.score, w], t.gen_fn, t.args, t.choices, n)
+    {t, w, rd}
   end
 
   @doc """
@@ -898,8 +916,11 @@ defmodule Gen.Vectorized do
   @spec assess(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer()) :: {Mx.t(), term()}
   def assess(gf, args, choices, n) do
     check_n!(n, "Gen.Vectorized.assess")
-    {w, r} = run("Gen.Vectorized.assess", n, fn -> Gen.assess(gf, args, view_choices(Choicemap.new(choices), nil)) end)
-    {broadcast(w, n), r}
+    cm = Choicemap.new(choices)
+    {w, r} = run("Gen.Vectorized.assess", n, fn -> Gen.assess(gf, args, view_choices(cm, nil)) end)
+    w = broadcast(w, n)
+    nan_rows!("Gen.Vectorized.assess", [w], gf, args, cm, n)
+    {w, r}
   end
 
   @doc """

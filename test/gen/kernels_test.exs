@@ -117,7 +117,7 @@ defmodule Gen.KernelsTest do
       m =
         gen(fn ->
           b = trace(:b, Gen.Dist.bernoulli(0.3))
-          c = trace(:c, Gen.Dist.categorical(Mx.log(Mx.tensor([0.2, 0.3, 0.5]))))
+          c = trace(:c, Gen.Dist.categorical(logits: Mx.log(Mx.tensor([0.2, 0.3, 0.5]))))
           trace(:n, Gen.Dist.binomial(3, 0.4))
           trace(:u, Gen.Dist.discrete_uniform(1, 4))
           trace(:p, Gen.Dist.poisson(2.0))

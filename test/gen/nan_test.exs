@@ -134,7 +134,7 @@ defmodule Gen.NaNTest do
         end
 
       assert e.message =~
-               "Gen.assess: the log density at address :y is NaN (particle 2): Gen.Dist.Normal(mu: :nan, sigma: 1.0) at the value 0.5"
+               "Gen.Vectorized.assess: the log density at address :y is NaN (particle 2): Gen.Dist.Normal(mu: :nan, sigma: 1.0) at the value 0.5"
 
       assert_raise Gen.NaNError,
                    ~r/^Gen.vgenerate: the log density at address :y is NaN \(particle \d+\)/,
