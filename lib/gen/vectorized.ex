@@ -243,9 +243,11 @@ defmodule Gen.Vectorized do
   # A log-density term as a site's score: summed to a scalar, or per particle (f64 [n]) under a batch.
   @spec site_total(Mx.t()) :: Mx.t()
   def site_total(lp) do
-    case batch() do
-      nil -> total(lp)
-      n -> per_particle(lp, n)
+    # under the vmapped GFI the body holds one particle's values: the replay adds the particle axis
+    case {batch(), Process.get(@vmap)} do
+      {nil, _} -> total(lp)
+      {_n, %{}} -> total(lp)
+      {n, nil} -> per_particle(lp, n)
     end
   end
 
@@ -473,7 +475,20 @@ defmodule Gen.Vectorized do
 
   # A draw per particle: the site's parameters over the particles, then one shape-based draw (sample_n
   # when they are shared, one draw of the batched distribution otherwise); value and score become placeholders.
-  defp vmap_draw(d, key) do
+  defp vmap_draw(%Gen.Dist.Custom{} = d, key) do
+    # its parameters live inside its functions: they cannot be batched, so only a shared one draws
+    if particle_site(d, nil, false) != :shared do
+      raise ArgumentError,
+            "Gen.Dist.custom (#{d.name}): a custom distribution whose parameters are per particle cannot draw under a " <>
+              "particle batch yet (its functions take one particle's parameters); run the scalar GFI per particle"
+    end
+
+    vmap_draw_batched(d, key)
+  end
+
+  defp vmap_draw(d, key), do: vmap_draw_batched(d, key)
+
+  defp vmap_draw_batched(d, key) do
     n = Process.get(@vmap).n
 
     {v, lp} =

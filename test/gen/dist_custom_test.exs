@@ -58,11 +58,24 @@ defmodule Gen.DistCustomTest do
       assert_close(num(w3), ln_normal(1.5, 0.0, 1.0) + ln_laplace(-1.0, 1.5, 2.0) - num(w))
       assert num(t3[:x]) == -1.0
 
-      vt = vsimulate(m, [], 5, key: Mx.Random.key(1))
+      # Vectorized: shared parameters draw for every particle; per-particle ones raise (their functions
+      # take one particle's parameters), saying to run the scalar GFI.
+      shared =
+        gen(fn ->
+          _mu = trace(:mu, Gen.Dist.normal(0.0, 1.0))
+          trace(:x, d.(0.5, 2.0))
+        end)
+
+      vt = vsimulate(shared, [], 5, key: Mx.Random.key(1))
       assert Mx.shape(vt[:x]) == {5}
+      assert length(Enum.uniq(Mx.to_list(vt[:x]))) == 5
 
       for {mu, x, s} <- Enum.zip([Mx.to_list(vt[:mu]), Mx.to_list(vt[:x]), Mx.to_list(vt.score)]) do
-        assert_close(s, ln_normal(mu, 0.0, 1.0) + ln_laplace(x, mu, 2.0))
+        assert_close(s, ln_normal(mu, 0.0, 1.0) + ln_laplace(x, 0.5, 2.0))
+      end
+
+      assert_raise ArgumentError, ~r/parameters are per particle cannot draw under a particle batch yet/, fn ->
+        vsimulate(m, [], 5, key: Mx.Random.key(1))
       end
     end
   end

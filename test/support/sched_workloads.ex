@@ -42,6 +42,12 @@ defmodule Mx.SchedWorkloads do
     Mx.NIF.probe(:stop)
   end
 
+  @doc "best/2 of the workload named `name` (for a fresh VM: Mx.FreshVM.run/4)."
+  def best_named(name) do
+    {_, workload} = List.keyfind(all(), name, 0)
+    best(workload)
+  end
+
   @doc "The best (lowest max) of `runs` probes of a workload."
   def best(workload, runs \\ 5) do
     Enum.reduce_while(1..runs, nil, fn _, best ->
