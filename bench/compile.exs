@@ -17,31 +17,7 @@ root = Path.expand("..", __DIR__)
 shared = System.get_env("STAN_BENCH_DIR", Path.expand("../shared/bench/nuts", root))
 data = shared |> Path.join("data.json") |> File.read!() |> Bench.JSON.decode!()
 m = NutsModels.simple(data["simple"])
-cm = m |> NutsModels.init_trace(Mx.Random.key(7)) |> Gen.get_choices()
-
-# The density as bench/nuts.exs times it: one array per choice, sigma on the log scale.
-density = fn [mu, lsig] ->
-  c = cm |> Gen.Choicemap.put([:mu], mu) |> Gen.Choicemap.put([:sigma], Mx.exp(lsig))
-  {w, _} = Gen.assess(m.gf, m.args, c)
-  Mx.add(w, Mx.sum(lsig))
-end
-
-ys = Mx.tensor(data["simple"]["y"], type: :f64)
-n_y = length(data["simple"]["y"]) * 1.0
-
-direct = fn [mu, lsig] ->
-  sig = Mx.exp(lsig)
-  z = Mx.divide(Mx.subtract(ys, mu), sig)
-  ll = Mx.subtract(Mx.multiply(Mx.sum(Mx.multiply(z, z)), -0.5), Mx.multiply(lsig, n_y))
-  Mx.add(Mx.add(ll, Mx.multiply(Mx.square(mu), -0.005)), Mx.add(Mx.negate(sig), lsig))
-end
-
-args = fn ->
-  [
-    Mx.from_binary(<<0.5::float-64-native>>, :f64, shape: {}),
-    Mx.from_binary(<<0.2::float-64-native>>, :f64, shape: {})
-  ]
-end
+%{gfi: density, direct: direct, args: args} = NutsModels.simple_densities(m, data)
 
 uncompiled = fn f ->
   vg = Mx.value_and_grad(f)

@@ -219,30 +219,7 @@ end
 # plus its log-Jacobian, assess on the choicemap with the two leaves replaced), its forward pass
 # alone, and the same log density written directly in Mx ops, measured round-robin.
 m = Enum.find(NutsModels.all(data, logistic), &(&1.name == "simple"))
-cm = m |> NutsModels.init_trace(Mx.Random.key(7)) |> Gen.get_choices()
-
-density = fn [mu, lsig] ->
-  c = cm |> Gen.Choicemap.put([:mu], mu) |> Gen.Choicemap.put([:sigma], Mx.exp(lsig))
-  {w, _} = Gen.assess(m.gf, m.args, c)
-  Mx.add(w, Mx.sum(lsig))
-end
-
-ys = Mx.tensor(data["simple"]["y"], type: :f64)
-n_y = length(data["simple"]["y"]) * 1.0
-
-direct = fn [mu, lsig] ->
-  sig = Mx.exp(lsig)
-  z = Mx.divide(Mx.subtract(ys, mu), sig)
-  ll = Mx.subtract(Mx.multiply(Mx.sum(Mx.multiply(z, z)), -0.5), Mx.multiply(lsig, n_y))
-  Mx.add(Mx.add(ll, Mx.multiply(Mx.square(mu), -0.005)), Mx.add(Mx.negate(sig), lsig))
-end
-
-args = fn ->
-  [
-    Mx.from_binary(<<0.5::float-64-native>>, :f64, shape: {}),
-    Mx.from_binary(<<0.2::float-64-native>>, :f64, shape: {})
-  ]
-end
+%{gfi: density, direct: direct, args: args} = NutsModels.simple_densities(m, data)
 
 grad_call = fn f ->
   vg = Mx.value_and_grad(f)

@@ -249,4 +249,34 @@ defmodule Bench.NutsModels do
     {t, _} = Gen.generate(m.gf, m.args, cm, key: key)
     t
   end
+
+  @doc """
+  The `simple` model's log density (mu, log sigma) two ways, for timing gradients: `:gfi` as the
+  sampler evaluates it (exp for sigma's :log transform plus its log-Jacobian, assess on the trace's
+  choicemap with the two leaves replaced) and `:direct` written in Mx ops; `:args` a fresh argument list.
+  """
+  def simple_densities(m, data) do
+    cm = m |> init_trace(Mx.Random.key(7)) |> Gen.get_choices()
+    ys = Mx.tensor(data["simple"]["y"], type: :f64)
+    n_y = length(data["simple"]["y"]) * 1.0
+
+    gfi = fn [mu, lsig] ->
+      c = cm |> Gen.Choicemap.put([:mu], mu) |> Gen.Choicemap.put([:sigma], Mx.exp(lsig))
+      {w, _} = Gen.assess(m.gf, m.args, c)
+      Mx.add(w, Mx.sum(lsig))
+    end
+
+    direct = fn [mu, lsig] ->
+      sig = Mx.exp(lsig)
+      z = Mx.divide(Mx.subtract(ys, mu), sig)
+      ll = Mx.subtract(Mx.multiply(Mx.sum(Mx.multiply(z, z)), -0.5), Mx.multiply(lsig, n_y))
+      Mx.add(Mx.add(ll, Mx.multiply(Mx.square(mu), -0.005)), Mx.add(Mx.negate(sig), lsig))
+    end
+
+    args = fn ->
+      [Mx.from_binary(<<0.5::float-64-native>>, :f64, shape: {}), Mx.from_binary(<<0.2::float-64-native>>, :f64, shape: {})]
+    end
+
+    %{gfi: gfi, direct: direct, args: args}
+  end
 end
