@@ -301,60 +301,50 @@ static mx_status classify(entry *e, mx_array *const *holders, int n_in) {
   return st;
 }
 
+/* The DFS stack of record(): entry indices and, for each, its next input to visit. */
+typedef struct {
+  int64_t *at, *next;
+  size_t n, cap;
+} dfs_stack;
+
+/* Adds a to the walk (classified) and pushes it. */
+static mx_status visit(walk *w, mx_array *a, mx_array *const *holders, int n_in, dfs_stack *s) {
+  int64_t j = add_entry(w, a);
+  mx_status st = j < 0 ? mx_error(MX_ENOMEM, "[compile] out of memory") : classify(&w->v[j], holders, n_in);
+  if (st) return st;
+  if (s->n == s->cap) {
+    s->cap = s->cap ? 2 * s->cap : 64;
+    int64_t *a2 = realloc(s->at, s->cap * sizeof *a2);
+    if (a2) s->at = a2;
+    int64_t *n2 = realloc(s->next, s->cap * sizeof *n2);
+    if (n2) s->next = n2;
+    if (!a2 || !n2) return mx_error(MX_ENOMEM, "[compile] out of memory");
+  }
+  s->at[s->n] = j;
+  s->next[s->n++] = 0;
+  return MX_OK;
+}
+
 /* Post-order DFS from the outputs; placeholders and evaluated nodes are leaves. */
 static mx_status record(walk *w, mx_array *const *holders, int n_in, mx_array *const *outs, int n_out) {
-  int64_t *stack = NULL, *next = NULL;
-  size_t sn = 0, scap = 0;
+  dfs_stack s = {0};
   mx_status st = MX_OK;
   for (int r = 0; r < n_out && !st; r++) {
     if (find(w, outs[r]) >= 0) continue;
-    int64_t root = add_entry(w, outs[r]);
-    if (root < 0 || (st = classify(&w->v[root], holders, n_in))) {
-      if (!st) st = mx_error(MX_ENOMEM, "[compile] out of memory");
-      break;
-    }
-    if (sn == scap) {
-      scap = scap ? 2 * scap : 64;
-      int64_t *s2 = realloc(stack, scap * sizeof *s2), *n2 = realloc(next, scap * sizeof *n2);
-      if (s2) stack = s2;
-      if (n2) next = n2;
-      if (!s2 || !n2) {
-        st = mx_error(MX_ENOMEM, "[compile] out of memory");
-        break;
-      }
-    }
-    stack[sn] = root;
-    next[sn++] = 0;
-    while (sn > 0 && !st) {
-      entry *e = &w->v[stack[sn - 1]];
-      if (next[sn - 1] < e->n_in) {
-        mx_array *p = e->in[next[sn - 1]++];
-        if (find(w, p) >= 0) continue;
-        int64_t j = add_entry(w, p);
-        if (j < 0 || (st = classify(&w->v[j], holders, n_in))) {
-          if (!st) st = mx_error(MX_ENOMEM, "[compile] out of memory");
-          break;
-        }
-        if (sn == scap) {
-          scap *= 2;
-          int64_t *s2 = realloc(stack, scap * sizeof *s2), *n2 = realloc(next, scap * sizeof *n2);
-          if (s2) stack = s2;
-          if (n2) next = n2;
-          if (!s2 || !n2) {
-            st = mx_error(MX_ENOMEM, "[compile] out of memory");
-            break;
-          }
-        }
-        stack[sn] = j;
-        next[sn++] = 0;
+    if ((st = visit(w, outs[r], holders, n_in, &s))) break;
+    while (s.n > 0 && !st) {
+      entry *e = &w->v[s.at[s.n - 1]];
+      if (s.next[s.n - 1] < e->n_in) {
+        mx_array *p = e->in[s.next[s.n - 1]++];
+        if (find(w, p) < 0) st = visit(w, p, holders, n_in, &s);
         continue;
       }
       for (int i = 0; i < e->n_in && !e->depends; i++) e->depends = w->v[find(w, e->in[i])].depends;
-      w->post[w->npost++] = (size_t)stack[--sn];
+      w->post[w->npost++] = (size_t)s.at[--s.n];
     }
   }
-  free(stack);
-  free(next);
+  free(s.at);
+  free(s.next);
   return st;
 }
 
