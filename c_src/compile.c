@@ -127,6 +127,35 @@ static int same_shape(int nd, const int64_t *a, int nd2, const int64_t *b) {
   return nd == nd2 && (nd == 0 || !memcmp(a, b, sizeof(int64_t) * (size_t)nd));
 }
 
+/* Runs t's instructions on c's slots (inputs already in place); deadline 0: none. */
+static mx_status replay(const mx_tape *t, replay_ctx *c, int64_t deadline) {
+  mx_status st = MX_OK;
+  for (int k = 0; k < t->n_ins && !st; k++) {
+    if (mx_cancelled()) return mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
+    if (deadline && (k & 7) == 7 && now_ns() > deadline)
+      return mx_error(MX_EYIELD, "[compile] out of time; run the tape again to go on");
+    st = mx_node_compute(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
+    for (int j = t->free_off[k]; j < t->free_off[k + 1] && !st; j++) {
+      mx_array *dead = &c->slots[t->free_idx[j]];
+      mx_buffer_release(dead->buf);
+      dead->buf = NULL;
+    }
+  }
+  return st;
+}
+
+/* Drops whatever a replay still holds (outputs, inputs never read, a failed run's
+ * intermediates) and keeps c for the next replay. */
+static void ctx_done(mx_tape *t, replay_ctx *c) {
+  for (int s = 0; s < t->n_slots; s++)
+    if (!t->is_const[s] && c->slots[s].buf) {
+      mx_buffer_release(c->slots[s].buf);
+      c->slots[s].buf = NULL;
+    }
+  replay_ctx *none = NULL;
+  if (!atomic_compare_exchange_strong(&t->spare, &none, c)) ctx_free(c);
+}
+
 mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t budget_ns, mx_array **results) {
   char d1[128], d2[128];
   if (n_in != t->n_in)
@@ -149,23 +178,7 @@ mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t bud
     c->slots[i].buf = mx_acquire_buffer(inputs[i]);
     if (!c->slots[i].buf) st = mx_error(MX_EDISPOSED, "[compile] input %d was disposed; it cannot be read", i);
   }
-  int64_t deadline = budget_ns > 0 ? now_ns() + budget_ns : 0;
-  for (int k = 0; k < t->n_ins && !st; k++) {
-    if (mx_cancelled()) {
-      st = mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
-      break;
-    }
-    if (deadline && (k & 7) == 7 && now_ns() > deadline) {
-      st = mx_error(MX_EYIELD, "[compile] out of time; run the tape again to go on");
-      break;
-    }
-    st = mx_node_compute(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
-    for (int j = t->free_off[k]; j < t->free_off[k + 1] && !st; j++) {
-      mx_array *dead = &c->slots[t->free_idx[j]];
-      mx_buffer_release(dead->buf);
-      dead->buf = NULL;
-    }
-  }
+  if (!st) st = replay(t, c, budget_ns > 0 ? now_ns() + budget_ns : 0);
   int made = 0;
   for (; made < t->n_out && !st; made++) {
     const mx_array *o = &c->slots[t->out_slot[made]];
@@ -173,14 +186,32 @@ mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t bud
   }
   if (st)
     for (int i = 0; i < made; i++) mx_release(results[i]);
-  /* Whatever is still held (outputs, inputs never read, a failed run's intermediates). */
-  for (int s = 0; s < t->n_slots; s++)
-    if (!t->is_const[s] && c->slots[s].buf) {
-      mx_buffer_release(c->slots[s].buf);
-      c->slots[s].buf = NULL;
-    }
-  replay_ctx *none = NULL;
-  if (!atomic_compare_exchange_strong(&t->spare, &none, c)) ctx_free(c);
+  ctx_done(t, c);
+  return st;
+}
+
+const mx_array *mx_tape_input(const mx_tape *t, int i) { return i >= 0 && i < t->n_in ? &t->slots[i] : NULL; }
+
+const mx_array *mx_tape_output(const mx_tape *t, int j) {
+  return j >= 0 && j < t->n_out ? &t->slots[t->out_slot[j]] : NULL;
+}
+
+mx_status mx_tape_run_raw(mx_tape *t, const void *const *in, void *const *out) {
+  replay_ctx *c = atomic_exchange(&t->spare, NULL);
+  if (!c && !(c = ctx_new(t))) return mx_error(MX_ENOMEM, "[compile] out of memory starting a replay");
+  mx_status st = MX_OK;
+  for (int i = 0; i < t->n_in && !st; i++) {
+    size_t nbytes = (size_t)t->slots[i].size * mx_dtype_size((mx_dtype)t->slots[i].dtype);
+    st = mx_buffer_alloc(nbytes, &c->slots[i].buf);
+    if (!st && nbytes) memcpy(c->slots[i].buf->data, in[i], nbytes);
+  }
+  if (!st) st = replay(t, c, 0);
+  for (int j = 0; j < t->n_out && !st; j++) {
+    const mx_array *o = &c->slots[t->out_slot[j]];
+    size_t nbytes = (size_t)o->size * mx_dtype_size((mx_dtype)o->dtype);
+    if (nbytes) memcpy(out[j], o->buf->data, nbytes);
+  }
+  ctx_done(t, c);
   return st;
 }
 

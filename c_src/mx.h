@@ -355,6 +355,13 @@ void mx_tape_release(mx_tape *t);
  * results[] are new READY arrays. Checks cancellation between instructions; with
  * budget_ns > 0, stops with MX_EYIELD once past it (nothing is kept: run it again). */
 mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t budget_ns, mx_array **results);
+/* Replays t on raw element buffers, for C callers replaying a tape per step (samplers):
+ * in[i] holds input i's elements (dtype and shape as traced), out[j] receives output j's.
+ * No array is created and no budget applies: call it from an engine thread. */
+mx_status mx_tape_run_raw(mx_tape *t, const void *const *in, void *const *out);
+/* A tape's inputs and outputs as traced (dtype, shape, size; no buffer); NULL past the end. */
+const mx_array *mx_tape_input(const mx_tape *t, int i);
+const mx_array *mx_tape_output(const mx_tape *t, int j);
 typedef struct {
   int n_inputs, n_outputs, n_instructions, n_constants;
   int folded; /* pending nodes evaluated at capture (parameter-free subgraphs) */

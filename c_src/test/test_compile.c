@@ -83,10 +83,19 @@ static void test_replay_equals_eval(void) {
     if (!st && want) {
       CHECK(mx_is_ready(res) && res->ndim == 1 && res->shape[0] == 3 && res->dtype == MX_F64, "result shape");
       CHECK(!memcmp(mx_data(res), mx_data(want), 3 * sizeof(double)), "replay %d differs from eval", rep);
+      double raw[3] = {0};
+      const void *rin[2] = {xv, yv};
+      void *rout[1] = {raw};
+      st = mx_tape_run_raw(t, rin, rout);
+      CHECK(st == MX_OK && !memcmp(raw, mx_data(want), sizeof raw), "raw replay %d differs from eval: %s", rep,
+            mx_last_error());
       mx_release(res);
     }
     mx_release(want), mx_release(xa), mx_release(ya);
   }
+  const mx_array *i0 = mx_tape_input(t, 0), *o0 = mx_tape_output(t, 0);
+  CHECK(i0 && i0->dtype == MX_F64 && i0->size == 3 && o0 && o0->size == 3 && !mx_tape_input(t, 2) && !mx_tape_output(t, 1),
+        "tape io");
   /* wrong shape and wrong count */
   int64_t s2[1] = {2};
   mx_array *bad = arr_values(MX_F64, 1, s2, (double[]){1, 2}), *in[2] = {bad, bad}, *res = NULL;
