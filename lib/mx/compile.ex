@@ -131,7 +131,14 @@ defmodule Mx.Compile do
       [:exp, :add]
   """
   @spec tape_info(function(), list()) :: map()
-  def tape_info(compiled, args) when is_function(compiled) and is_list(args) do
+  def tape_info(compiled, args) when is_function(compiled) and is_list(args),
+    do: NIF.tape_info(tape!(compiled, args))
+
+  @doc false
+  # The tape for args' signature, traced again and cached, for native callers (the C
+  # samplers replay it themselves); raises ArgumentError when the signature falls back.
+  @spec tape!(function(), list()) :: reference()
+  def tape!(compiled, args) when is_function(compiled) and is_list(args) do
     s = state!(compiled)
     {skeleton, leaves} = flatten_args(args)
 
@@ -140,7 +147,7 @@ defmodule Mx.Compile do
         raise ArgumentError, "Mx.Compile.tape_info: this signature runs uncompiled (fallback)"
 
       {tape, _template} ->
-        NIF.tape_info(tape)
+        tape
     end
   end
 
