@@ -35,11 +35,11 @@ defmodule Mx.Compile do
       uncompiled (it is remembered: later calls skip tracing).
     * Random keys are ordinary inputs: `Mx.Random` functions of a key argument
       replay with each call's key, giving the same draws as uncompiled code.
-    * Transforms compose one way: `Mx.compile(Mx.value_and_grad(f))` traces the
-      gradient graph and replays it. Differentiating (or vmapping) a compiled
-      function raises `Mx.Error` naming the alternative: compile the
-      transformed function instead. A compiled function called while another
-      is being traced is inlined into that trace.
+    * Transforms compose both ways: `Mx.compile(Mx.value_and_grad(f))` traces
+      the gradient graph and replays it; differentiating or vmapping a compiled
+      function runs `fun` inside that transform's trace (uncompiled: compile
+      the transformed function to replay it). A compiled function called while
+      another is being traced is inlined into that trace the same way.
     * Results are fresh evaluated arrays.
 
   ## The cache
@@ -180,6 +180,9 @@ defmodule Mx.Compile do
         end
 
       :fallback ->
+        apply(s.fun, args)
+
+      :traced ->
         apply(s.fun, args)
     end
   end
