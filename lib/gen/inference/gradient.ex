@@ -14,7 +14,10 @@ defmodule Gen.Inference.Gradient do
   distribution's support, with the log-Jacobian added to the log joint, so
   a gamma scale or a Dirichlet simplex never steps out of its support.
   `transforms:` (a map from address to a `Gen.Transform` transform)
-  overrides the automatic choice, as in `Gen.Inference.NUTS`.
+  overrides the automatic choice, as in `Gen.Inference.NUTS`. The log
+  density of the moved coordinates is a `Gen.Inference.Target` (compiled
+  once per `hmc/3` and `hmc_warmup/3` call; `mala/3` evaluates it twice,
+  uncompiled).
 
   Use them through `Gen.Inference.mala/3` and `Gen.Inference.hmc/3`.
   """
@@ -49,7 +52,8 @@ defmodule Gen.Inference.Gradient do
     Mx.Opts.validate!(opts, [:tau, :key, :transforms], "Gen.Inference.mala")
     tau = positive!(opts, :tau, nil, "Gen.Inference.mala")
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
-    target = target!(trace, sel, opts, "mala")
+    # Two evaluations: fewer than tracing costs (about four on eight schools, bench/target.exs).
+    target = target!(trace, sel, opts, "mala", false)
     q = start(target)
     {lp, g} = Target.value_and_grad_array(target, q)
     sd = :math.sqrt(2 * tau)
@@ -103,8 +107,7 @@ defmodule Gen.Inference.Gradient do
             "Gen.Inference.#{fun}: step_size: the initial step must be a positive number, got #{inspect(eps0)}"
     end
 
-    # Many evaluations from one structure: the compiled target pays off.
-    target = target!(trace, sel, opts, fun, true)
+    target = target!(trace, sel, opts, fun)
     key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
     da = Gen.Inference.Adapt.dual_averaging(eps0, delta: Keyword.get(opts, :target_accept, 0.8))
     q0 = start(target)
@@ -233,8 +236,8 @@ defmodule Gen.Inference.Gradient do
   end
 
   # The selected choices on their unconstrained scale (`transforms:` overrides the automatic
-  # transforms); a single move evaluates the density a few times: tracing would not pay off.
-  defp target!(trace, sel, opts, fun, compile? \\ false),
+  # transforms), compiled unless the caller evaluates it too few times to repay tracing.
+  defp target!(trace, sel, opts, fun, compile? \\ true),
     do:
       Target.new(trace, sel,
         transforms: Keyword.get(opts, :transforms, %{}),

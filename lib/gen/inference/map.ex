@@ -23,6 +23,8 @@ defmodule Gen.Inference.MAP do
   without the log-Jacobian, so the optimum is the mode of the constrained
   posterior, as Stan's optimizer finds it (with the Jacobian it would be
   the mode of the density of the unconstrained values, another point).
+  The objective is a `Gen.Inference.Target` with `jacobian: false`,
+  compiled for the line search.
 
   Use it through `Gen.Inference.map_optimize/3`.
   """

@@ -34,10 +34,9 @@ defmodule Gen.Inference.NUTS do
   flattened in address order and concatenated (`Gen.Inference.Target`). The
   log density and its gradient come from `Gen.assess/3` on the trace's
   choicemap with the selected leaves replaced, under `Mx.value_and_grad/1`,
-  one evaluation per leapfrog step; `sample/3` compiles them once
-  (`Mx.compile/2`) and replays the tape, unless the model's control flow
-  reads a selected value, and `nuts/3` (one transition) runs them
-  uncompiled. The trajectory arithmetic (momenta, U-turn checks, adaptation) is plain
+  one evaluation per leapfrog step, compiled once (`Mx.compile/2`) and
+  replayed from the tape unless the model's control flow reads a selected
+  value. The trajectory arithmetic (momenta, U-turn checks, adaptation) is plain
   Elixir floats on that vector: at the dimensions these models have it is
   cheaper than a NIF call per vector operation.
 
@@ -121,8 +120,8 @@ defmodule Gen.Inference.NUTS do
     )
 
     eps = positive!(opts, :step_size, nil, "Gen.Inference.nuts")
-    # One transition evaluates the density a few dozen times at most: tracing would not pay off.
-    target = target!(trace, sel, opts, "nuts", false)
+    # Tracing costs a few uncompiled evaluations (bench/target.exs); one transition makes more.
+    target = target!(trace, sel, opts, "nuts")
     ctx = context(target, inv_metric!(opts, target, "nuts"), depth!(opts, "nuts"))
     z0 = start!(ctx, "nuts")
     {z, _stats, _rng} = transition(z0, eps, ctx, rng(key(opts)))
@@ -198,7 +197,7 @@ defmodule Gen.Inference.NUTS do
             "Gen.Inference.NUTS.sample: callback: must be a function of one argument (a map of the iteration's stats) or nil, got #{inspect(callback)}"
     end
 
-    target = target!(trace, sel, opts, "NUTS.sample", true)
+    target = target!(trace, sel, opts, "NUTS.sample")
     ctx = context(target, inv_metric!(opts, target, "NUTS.sample"), depth!(opts, "NUTS.sample"))
     z = start!(ctx, "NUTS.sample")
     key = key(opts)
@@ -295,11 +294,10 @@ defmodule Gen.Inference.NUTS do
 
   # ---- the model on the flat vector ----------------------------------------------------
 
-  defp target!(trace, sel, opts, fun, compile?),
+  defp target!(trace, sel, opts, fun),
     do:
       Target.new(trace, sel,
         transforms: Keyword.get(opts, :transforms, %{}),
-        compile: compile?,
         caller: "Gen.Inference.#{fun}"
       )
 

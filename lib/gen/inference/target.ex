@@ -102,8 +102,9 @@ defmodule Gen.Inference.Target do
     * `transforms:` — a map from address (or path) to a `Gen.Transform`
       transform overriding the automatic one (`%{}`);
     * `compile:` — trace and compile the value and gradient (`true`), or
-      always run them uncompiled (`false`, for a target evaluated a few
-      times only: tracing costs about as much as tens of evaluations);
+      always run them uncompiled (`false`, for a target evaluated only a
+      few times: tracing and lowering cost about four uncompiled
+      evaluations on the eight-schools model, bench/target.exs);
     * `jacobian:` — add the log-Jacobians (`true`; `false` for the mode of
       the constrained density);
     * `choices:` — the choicemap assessed with the selected leaves replaced
