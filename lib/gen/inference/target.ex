@@ -151,6 +151,10 @@ defmodule Gen.Inference.Target do
       raise ArgumentError, "#{caller}: #{key}: must be true or false, got #{inspect(opts[key])}"
     end
 
+    unless opts[:choices] == nil or is_struct(opts[:choices], Choicemap) do
+      raise ArgumentError, "#{caller}: choices: must be a Gen.Choicemap or nil, got #{inspect(opts[:choices])}"
+    end
+
     overrides = overrides!(opts[:transforms], caller)
     paths = selected_paths!(trace, sel, caller)
 
@@ -249,7 +253,8 @@ defmodule Gen.Inference.Target do
   # Traces the value and gradient on a placeholder and keeps the tape; a model that reads a
   # selected value while tracing stays dynamic.
   defp compile(target) do
-    compiled = Mx.compile(Mx.value_and_grad(fn q -> log_density(target, q) end))
+    # One signature ever: f64[dim].
+    compiled = Mx.compile(Mx.value_and_grad(fn q -> log_density(target, q) end), cache_size: 1)
 
     try do
       Mx.Compile.tape!(compiled, [q0_array(target)])

@@ -137,7 +137,7 @@ defmodule Gen.Inference.VI do
       do: Gen.Inference.Common.none_selected!(t, sel, "Gen.Inference.VI.advi", "select the model's latent continuous choices")
 
     target = advi_target!(t, sel, obs, opts)
-    values = Target.split(target, Mx.tensor(target.q0, type: :f64))
+    values = target |> Target.split(Mx.tensor(target.q0, type: :f64)) |> Mx.eval()
     params0 = %{mu: values, log_sigma: Enum.map(values, &Mx.zeros(Mx.shape(&1), type: :f64))}
     guide = list_guide(paths)
 

@@ -335,6 +335,41 @@ defmodule Gen.Inference.TargetTest do
              Target.logp_grad(Target.new(t2, sel, compile: false), bin([u, -0.5]))
   end
 
+  test "NUTS and HMC on a dynamic target draw what they draw on the compiled one" do
+    # The branch changes nothing, so both models have the same density, bit for bit.
+    plain = gen(fn -> trace(:y, Gen.Dist.normal(trace(:x, Gen.Dist.normal(0.0, 1.0)), 1.0)) end)
+
+    branching =
+      gen(fn ->
+        x = trace(:x, Gen.Dist.normal(0.0, 1.0))
+
+        if x > 1.0e6,
+          do: trace(:y, Gen.Dist.normal(x, 1.0)),
+          else: trace(:y, Gen.Dist.normal(x, 1.0))
+      end)
+
+    [{tp, _}, {tb, _}] = for m <- [plain, branching], do: Gen.generate(m, [], %{x: 0.2, y: 1.0})
+    assert Target.new(tp, Gen.select(:x)).compiled?
+    refute Target.new(tb, Gen.select(:x)).compiled?
+
+    [rp, rb] =
+      for t <- [tp, tb],
+          do:
+            Gen.Inference.NUTS.sample(t, Gen.select(:x),
+              warmup: 30,
+              samples: 30,
+              key: Mx.Random.key(5)
+            )
+
+    assert rp.draws == rb.draws and rp.stats == rb.stats
+
+    [{hp, ap}, {hb, ab}] =
+      for t <- [tp, tb],
+          do: Gen.Inference.hmc(t, Gen.select(:x), step_size: 0.3, key: Mx.Random.key(6))
+
+    assert ap == ab and Mx.to_number(hp[:x]) == Mx.to_number(hb[:x])
+  end
+
   # ---- constrain and write ----------------------------------------------------------------
 
   test "constrain(q0) is the trace's values; write(q) then a new target gives q back" do
@@ -422,6 +457,12 @@ defmodule Gen.Inference.TargetTest do
                  ~r/^Gen.Inference.Target.new: transforms: address :k is not a selected continuous choice/,
                  fn ->
                    Target.new(t, Gen.select(:x), transforms: %{k: :log})
+                 end
+
+    assert_raise ArgumentError,
+                 ~r/^Gen.Inference.Target.new: choices: must be a Gen.Choicemap or nil/,
+                 fn ->
+                   Target.new(t, Gen.select(:x), choices: %{x: 1.0})
                  end
 
     target = Target.new(t, Gen.select(:x))
