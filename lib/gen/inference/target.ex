@@ -152,7 +152,8 @@ defmodule Gen.Inference.Target do
     end
 
     unless opts[:choices] == nil or is_struct(opts[:choices], Choicemap) do
-      raise ArgumentError, "#{caller}: choices: must be a Gen.Choicemap or nil, got #{inspect(opts[:choices])}"
+      raise ArgumentError,
+            "#{caller}: choices: must be a Gen.Choicemap or nil, got #{inspect(opts[:choices])}"
     end
 
     overrides = overrides!(opts[:transforms], caller)
