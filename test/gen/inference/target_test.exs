@@ -503,3 +503,38 @@ defmodule Gen.Inference.TargetTest do
     assert {:neg_infinity, _} = Target.value_and_grad(target, [2.0])
   end
 end
+
+defmodule Gen.Inference.TargetMemoryTest do
+  # Not async: Mx.Memory's counts are global to the VM.
+  use ExUnit.Case, async: false
+  import Gen
+  import Gen.TestHelpers, only: [settled_live: 0]
+
+  test "a chain of HMC moves, each compiling its target, keeps tapes and live arrays flat" do
+    m =
+      gen(fn ->
+        s = trace(:s, Gen.Dist.gamma(2.0, rate: 1.0))
+        trace(:y, Gen.Dist.broadcasted_normal(Mx.zeros({3}, type: :f64), s))
+      end)
+
+    {t, _} = Gen.generate(m, [], %{s: 1.0, y: Mx.tensor([0.5, -1.0, 2.0], type: :f64)})
+
+    move = fn t, i ->
+      elem(
+        Gen.Inference.hmc(t, Gen.select(:s), step_size: 0.2, n_leapfrog: 3, key: Mx.Random.key(i)),
+        0
+      )
+    end
+
+    counts = fn -> %{live: settled_live(), tapes: Mx.Memory.report().tapes} end
+
+    t = Enum.reduce(1..50, t, &move.(&2, &1))
+    before = counts.()
+    t = Enum.reduce(51..250, t, &move.(&2, &1))
+    after_ = counts.()
+    assert is_struct(t, Gen.Trace)
+    # 200 more moves made 200 tapes; at most the last one may still be alive.
+    assert after_.tapes - before.tapes <= 1, "tapes #{before.tapes} -> #{after_.tapes}"
+    assert after_.live - before.live <= 20, "live arrays #{before.live} -> #{after_.live}"
+  end
+end
