@@ -295,7 +295,8 @@ defmodule Gen.Inference.Target do
   @spec log_density(t(), Mx.t()) :: Mx.t()
   def log_density(%__MODULE__{} = target, %Mx.Array{} = q) do
     {w, _seen} = Unconstrained.run(target, sites_at(target, split(target, q)), target.jacobian?)
-    w
+    # f64 whatever the choices' types: the tape's signature promises it.
+    cast(w, :f64)
   end
 
   @doc """
