@@ -140,12 +140,10 @@ defmodule Gen.Inference.Target do
 
     caller = opts[:caller]
 
-    unless is_binary(caller),
-      do:
-        raise(
-          ArgumentError,
-          "Gen.Inference.Target.new: caller: must be a string naming the function, got #{inspect(caller)}"
-        )
+    unless is_binary(caller) do
+      raise ArgumentError,
+            "Gen.Inference.Target.new: caller: must be a string naming the function, got #{inspect(caller)}"
+    end
 
     for key <- [:compile, :jacobian], not is_boolean(opts[key]) do
       raise ArgumentError, "#{caller}: #{key}: must be true or false, got #{inspect(opts[key])}"
@@ -197,8 +195,8 @@ defmodule Gen.Inference.Target do
     if opts[:compile], do: compile(target), else: dynamic(target, nil)
   end
 
-  # {blocks, starting unconstrained values} at the trace's values: one probe pass records each site's transform (taken at its
-  # distribution's current parameters) and unconstrained start, checked inside the support.
+  # {blocks, starting unconstrained values}: one probe pass at the trace's values records each
+  # site's transform (at its distribution's current parameters) and start, checked inside the support.
   defp blocks!(target, paths, overrides) do
     sites =
       Enum.map(paths, fn p ->

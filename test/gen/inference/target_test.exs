@@ -177,6 +177,22 @@ defmodule Gen.Inference.TargetTest do
     [lp, g] = Mx.NIF.compile_run(target.tape, [q.ref]) |> Enum.map(&Mx.Array.wrap/1)
     assert {Mx.shape(lp), Mx.type(lp), Mx.shape(g), Mx.type(g)} == {{}, :f64, {10}, :f64}
     assert Mx.to_binary(lp) <> Mx.to_binary(g) == Target.logp_grad(target, bin(target.q0))
+
+    # an f32 choice moves on the f64 vector; the log density is f64 too
+    m32 =
+      gen(fn ->
+        trace(
+          :y,
+          Gen.Dist.normal(trace(:x, Gen.Dist.normal(0.0, 1.0)), Mx.tensor(1.0, type: :f32))
+        )
+      end)
+
+    {t32, _} =
+      Gen.generate(m32, [], %{x: Mx.tensor(0.5, type: :f32), y: Mx.tensor(1.0, type: :f32)})
+
+    t32 = Target.new(t32, Gen.select(:x))
+    [lp, g] = Mx.NIF.compile_run(t32.tape, [f64([0.25]).ref]) |> Enum.map(&Mx.Array.wrap/1)
+    assert {Mx.shape(lp), Mx.type(lp), Mx.shape(g), Mx.type(g)} == {{}, :f64, {1}, :f64}
   end
 
   test "the log density is the model's: log joint at the constrained values plus the log-Jacobian" do
