@@ -492,7 +492,7 @@ defmodule Gen.Inference.TargetTest do
     end
   end
 
-  test "a point where the model raises raises Mx.Error, compiled or not; -inf and NaN come back as IEEE bits" do
+  test "a point where the model raises raises Mx.Error, compiled or not; a -inf log density comes back as its IEEE bits" do
     m =
       gen(fn ->
         a = trace(:a, Gen.Dist.normal(0.0, 1.0))
