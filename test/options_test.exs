@@ -246,6 +246,7 @@ defmodule GenMX.OptionsTest do
       {Gen.Inference.Kernel, :involutive_mh, 4} => [q, [], inv],
       {Gen.Inference.NUTS, :nuts, 3} => [t, sel],
       {Gen.Inference.NUTS, :sample, 3} => [t, sel],
+      {Gen.Inference.Target, :new, 3} => [t, sel],
       {Gen.Inference.SMC, :filter, 5} => [m, m, obs, 2],
       {Gen.Inference.VI, :advi, 5} => [m, [], obs, sel],
       {Gen.Inference.VI, :advi_draws, 6} => [m, [], %{y: 0.5}, %{mu: Gen.choicemap(%{mu: 0.0}), log_sigma: Gen.choicemap(%{mu: 0.0})}, 1],

@@ -14,13 +14,16 @@ defmodule Gen.Inference.Gradient do
   distribution's support, with the log-Jacobian added to the log joint, so
   a gamma scale or a Dirichlet simplex never steps out of its support.
   `transforms:` (a map from address to a `Gen.Transform` transform)
-  overrides the automatic choice, as in `Gen.Inference.NUTS`.
+  overrides the automatic choice, as in `Gen.Inference.NUTS`. The log
+  density of the moved coordinates is a `Gen.Inference.Target` (compiled
+  once per `hmc/3` and `hmc_warmup/3` call; `mala/3` evaluates it twice,
+  uncompiled).
 
   Use them through `Gen.Inference.mala/3` and `Gen.Inference.hmc/3`.
   """
 
   alias Gen.{Choicemap, Selection, Trace}
-  alias Gen.Inference.Unconstrained
+  alias Gen.Inference.Target
   import Gen.Inference.Common, only: [positive!: 4, accept: 4]
 
   @doc """
@@ -38,7 +41,7 @@ defmodule Gen.Inference.Gradient do
   """
   @spec choice_gradients(Trace.t(), Selection.t()) :: {Mx.t(), Choicemap.t()}
   def choice_gradients(%Trace{} = trace, %Selection{} = sel) do
-    paths = selected_paths!(trace, sel, "choice_gradients")
+    paths = Target.selected_paths!(trace, sel, "Gen.Inference.choice_gradients")
     {lp, grads} = value_and_grad(trace, paths, Enum.map(paths, &Gen.get_choices(trace)[&1]))
     {lp, Choicemap.new(Enum.zip(paths, grads))}
   end
@@ -49,23 +52,19 @@ defmodule Gen.Inference.Gradient do
     Mx.Opts.validate!(opts, [:tau, :key, :transforms], "Gen.Inference.mala")
     tau = positive!(opts, :tau, nil, "Gen.Inference.mala")
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
-    plan = plan!(trace, sel, opts, "mala")
-    us = Unconstrained.start(plan)
-    {lp, gs} = value_and_grad(plan, us)
+    # Two evaluations: fewer than tracing costs (about four on eight schools, bench/target.exs).
+    target = target!(trace, sel, opts, "mala", false)
+    q = start(target)
+    {lp, g} = Target.value_and_grad_array(target, q)
     sd = :math.sqrt(2 * tau)
-    keys = split(k_move, length(us))
 
-    # Langevin proposal u' ~ N(u + τ∇log p(u), 2τ I), per selected choice (unconstrained scale).
-    new_us =
-      Enum.zip_with([us, gs, keys], fn [u, g, k] ->
-        Mx.add(Mx.add(u, Mx.multiply(g, tau)), Mx.multiply(noise(k, u), sd))
-      end)
-
-    Mx.eval(new_us)
-    {lp2, new_gs} = proposal_value_and_grad(plan, new_us)
-    fwd = log_q(new_us, us, gs, tau, sd)
-    bwd = log_q(us, new_us, new_gs, tau, sd)
-    move(trace, plan, new_us, Mx.add(Mx.subtract(lp2, lp), Mx.subtract(bwd, fwd)), k_accept)
+    # Langevin proposal q' ~ N(q + τ∇log p(q), 2τ I) on the unconstrained scale.
+    new_q = Mx.add(Mx.add(q, Mx.multiply(g, tau)), Mx.multiply(noise(target, k_move), sd))
+    Mx.eval(new_q)
+    {lp2, new_g} = proposal_value_and_grad(target, new_q)
+    fwd = log_q(new_q, q, g, tau, sd)
+    bwd = log_q(q, new_q, new_g, tau, sd)
+    move(trace, target, new_q, Mx.add(Mx.subtract(lp2, lp), Mx.subtract(bwd, fwd)), k_accept)
   end
 
   @doc false
@@ -73,13 +72,13 @@ defmodule Gen.Inference.Gradient do
   def hmc(%Trace{} = trace, %Selection{} = sel, opts) do
     Mx.Opts.validate!(opts, [:step_size, :n_leapfrog, :key, :transforms], "Gen.Inference.hmc")
     eps = positive!(opts, :step_size, nil, "Gen.Inference.hmc")
-    plan = plan!(trace, sel, opts, "hmc")
+    target = target!(trace, sel, opts, "hmc")
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
 
-    {new_us, log_alpha} =
-      hmc_proposal(plan, Unconstrained.start(plan), eps, n_leapfrog!(opts, "hmc"), k_move)
+    {new_q, log_alpha} =
+      hmc_proposal(target, start(target), eps, n_leapfrog!(opts, "hmc"), k_move)
 
-    move(trace, plan, new_us, log_alpha, k_accept)
+    move(trace, target, new_q, log_alpha, k_accept)
   end
 
   @doc false
@@ -108,29 +107,28 @@ defmodule Gen.Inference.Gradient do
             "Gen.Inference.#{fun}: step_size: the initial step must be a positive number, got #{inspect(eps0)}"
     end
 
-    plan = plan!(trace, sel, opts, fun)
+    target = target!(trace, sel, opts, fun)
     key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
     da = Gen.Inference.Adapt.dual_averaging(eps0, delta: Keyword.get(opts, :target_accept, 0.8))
-    us0 = Unconstrained.start(plan)
-    eps = init_step_size(plan, us0, eps0 * 1.0, Mx.Random.fold_in(key, -1))
+    q0 = start(target)
+    eps = init_step_size(target, q0, eps0 * 1.0, Mx.Random.fold_in(key, -1))
     da = %{da | x: :math.log(eps)}
 
     # The chain runs on the unconstrained values; the trace is written once, at the end.
-    {us, da, stats} =
-      Enum.reduce(0..(warmup - 1), {us0, da, []}, fn i, {us, da, acc} ->
+    {q, da, stats} =
+      Enum.reduce(0..(warmup - 1), {q0, da, []}, fn i, {q, da, acc} ->
         eps = Gen.Inference.Adapt.step_size(da)
         {k_move, k_accept} = Gen.Inference.two_keys(key: Mx.Random.fold_in(key, i))
-        {new_us, log_alpha} = hmc_proposal(plan, us, eps, n, k_move)
+        {new_q, log_alpha} = hmc_proposal(target, q, eps, n, k_move)
         {_, acc?} = accept(trace, trace, log_alpha, k_accept)
         alpha = accept_prob(log_alpha)
-        us = if acc?, do: new_us, else: us
+        q = if acc?, do: new_q, else: q
 
-        {us, Gen.Inference.Adapt.learn_step_size(da, alpha),
+        {q, Gen.Inference.Adapt.learn_step_size(da, alpha),
          [%{step_size: eps, accept_prob: alpha} | acc]}
       end)
 
-    {Unconstrained.write(plan, trace, us), Gen.Inference.Adapt.final_step_size(da),
-     Enum.reverse(stats)}
+    {Target.write(target, trace, q), Gen.Inference.Adapt.final_step_size(da), Enum.reverse(stats)}
   end
 
   # min(1, exp(log α)); 0 for a non-finite Hamiltonian.
@@ -142,54 +140,56 @@ defmodule Gen.Inference.Gradient do
     end
   end
 
-  # One HMC proposal from `us`: {new us, log α}, α the Metropolis ratio of exp(−H) at the ends.
-  defp hmc_proposal(plan, us, eps, n, key) do
-    ps = Enum.zip_with(us, split(key, length(us)), fn u, k -> noise(k, u) end)
-    {lp, new_us, lp2, new_ps} = leapfrogs(plan, us, ps, eps, n)
-    {new_us, Mx.add(Mx.subtract(lp2, lp), Mx.subtract(kinetic(ps), kinetic(new_ps)))}
+  # One HMC proposal from `q`: {new q, log α}, α the Metropolis ratio of exp(−H) at the ends.
+  defp hmc_proposal(target, q, eps, n, key) do
+    p = noise(target, key)
+    {lp, new_q, lp2, new_p} = leapfrogs(target, q, p, eps, n)
+    {new_q, Mx.add(Mx.subtract(lp2, lp), Mx.subtract(kinetic(p), kinetic(new_p)))}
   end
 
-  # Accepts or rejects the move to `new_us`; only an accepted move is written into the trace.
-  defp move(trace, plan, new_us, log_alpha, key) do
+  # Accepts or rejects the move to `new_q`; only an accepted move is written into the trace.
+  defp move(trace, target, new_q, log_alpha, key) do
     {_, acc?} = accept(trace, trace, log_alpha, key)
-    if acc?, do: {Unconstrained.write(plan, trace, new_us), true}, else: {trace, false}
+    if acc?, do: {Target.write(target, trace, new_q), true}, else: {trace, false}
   end
 
   # Leapfrog with unit mass: half step in p, then alternating full steps, closing with a half
-  # step. Returns {log p at the start, new us, log p at the end, new ps}.
-  defp leapfrogs(plan, us, ps, eps, n) do
-    {lp, gs} = value_and_grad(plan, us)
+  # step. Returns {log p at the start, new q, log p at the end, new p}.
+  defp leapfrogs(target, q, p, eps, n) do
+    {lp, g} = Target.value_and_grad_array(target, q)
 
-    {new_us, new_ps, _gs, lp2} =
-      Enum.reduce_while(1..n, {us, ps, gs, lp}, fn _, {x, p, g, _lp} ->
+    {new_q, new_p, _g, lp2} =
+      Enum.reduce_while(1..n, {q, p, g, lp}, fn _, {x, p, g, _lp} ->
         p_half = axpy(p, g, eps / 2)
         x2 = axpy(x, p_half, eps)
         Mx.eval(x2)
-        {lp2, g2} = proposal_value_and_grad(plan, x2)
+        {lp2, g2} = proposal_value_and_grad(target, x2)
         p2 = axpy(p_half, g2, eps / 2)
-        Mx.eval([p2 | g2])
+        Mx.eval(p2)
         # a step out of the density's domain ends the trajectory: log p = -Inf rejects the move
-        if is_float(Mx.to_number(lp2)), do: {:cont, {x2, p2, g2, lp2}}, else: {:halt, {x2, p2, g2, lp2}}
+        if is_float(Mx.to_number(lp2)),
+          do: {:cont, {x2, p2, g2, lp2}},
+          else: {:halt, {x2, p2, g2, lp2}}
       end)
 
-    {lp, new_us, lp2, new_ps}
+    {lp, new_q, lp2, new_p}
   end
 
   # The log joint and gradient at a proposal; where its evaluation raised Mx.Error (a covariance
   # no longer positive definite, say) the log joint is -Inf, so the move is rejected, as in Stan.
-  defp proposal_value_and_grad(plan, us) do
-    case Gen.Inference.Common.at_proposal(fn -> value_and_grad(plan, us) end) do
+  defp proposal_value_and_grad(target, q) do
+    case Gen.Inference.Common.at_proposal(fn -> Target.value_and_grad_array(target, q) end) do
       {:ok, vg} -> vg
-      :rejected -> {Mx.tensor(:neg_infinity, type: :f64), Enum.map(us, &Mx.multiply(&1, 0.0))}
+      :rejected -> {Mx.tensor(:neg_infinity, type: :f64), Mx.multiply(q, 0.0)}
     end
   end
 
   # Stan's heuristic for the first step size: double (or halve) ε until one leapfrog's acceptance crosses 0.8.
-  defp init_step_size(plan, us, eps, key) do
+  defp init_step_size(target, q, eps, key) do
     log08 = :math.log(0.8)
 
     dh = fn eps, i ->
-      {_new_us, log_alpha} = hmc_proposal(plan, us, eps, 1, Mx.Random.fold_in(key, i))
+      {_new_q, log_alpha} = hmc_proposal(target, q, eps, 1, Mx.Random.fold_in(key, i))
 
       case Mx.to_number(log_alpha) do
         x when is_float(x) -> x
@@ -235,23 +235,17 @@ defmodule Gen.Inference.Gradient do
     n
   end
 
-  # The selected choices on their unconstrained scale (`transforms:` overrides the automatic transforms).
-  defp plan!(trace, sel, opts, fun),
+  # The selected choices on their unconstrained scale (`transforms:` overrides the automatic
+  # transforms), compiled unless the caller evaluates it too few times to repay tracing.
+  defp target!(trace, sel, opts, fun, compile? \\ true),
     do:
-      Unconstrained.plan!(
-        trace,
-        sel,
-        Keyword.get(opts, :transforms, %{}),
-        "Gen.Inference.#{fun}",
-        fun
+      Target.new(trace, sel,
+        transforms: Keyword.get(opts, :transforms, %{}),
+        compile: compile?,
+        caller: "Gen.Inference.#{fun}"
       )
 
-  # The log density on the unconstrained scale (log-Jacobians included) at `us` and its gradient.
-  defp value_and_grad(plan, us) do
-    {lp, gs} = Mx.value_and_grad(fn us -> Unconstrained.log_density(plan, us, true) end).(us)
-    Mx.eval([lp | gs])
-    {lp, gs}
-  end
+  defp start(target), do: Mx.tensor(target.q0, type: :f64)
 
   # The log joint at `xs` (the selected values) and its gradient, through assess.
   defp value_and_grad(%Trace{} = trace, paths, xs) do
@@ -272,54 +266,33 @@ defmodule Gen.Inference.Gradient do
     {lp, gs}
   end
 
-  @doc false
-  # The selected choices' paths, each checked to be a floating-point array.
-  def selected_paths!(trace, sel, fun) do
-    paths =
-      for {path, v} <- Choicemap.to_list(Gen.get_choices(trace)), Selection.member?(sel, path) do
-        unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) do
-          raise ArgumentError,
-                "Gen.Inference.#{fun}: the selected choice at #{Choicemap.format_path(path)} is #{Gen.Inference.Common.describe(v)}, not a floating-point array; select only continuous choices"
-        end
-
-        path
-      end
-
-    if paths == [],
-      do:
-        Gen.Inference.Common.none_selected!(
-          trace,
-          sel,
-          "Gen.Inference.#{fun}",
-          "select the continuous choices to move"
-        )
-
-    paths
-  end
-
   defp split(key, 1), do: [key]
 
   defp split(key, n),
     do: key |> Mx.Random.split(n) |> then(fn ks -> for i <- 0..(n - 1), do: ks[i] end)
 
-  defp noise(key, x), do: Mx.Random.normal(key, shape: Mx.shape(x), type: Mx.type(x))
+  # Standard normal noise on the flat vector, drawn block by block (one key each, as the kernels
+  # drew it per selected choice).
+  defp noise(target, key) do
+    keys = split(key, length(target.blocks))
 
-  defp axpy(ys, xs, a), do: Enum.zip_with(ys, xs, fn y, x -> Mx.add(y, Mx.multiply(x, a)) end)
-
-  # log N(to; from + τ·g, sd²·I) summed over every element of every choice.
-  defp log_q(to, from, gs, tau, sd) do
-    Enum.zip_with([to, from, gs], fn [t, f, g] ->
-      z = Mx.divide(Mx.subtract(t, Mx.add(f, Mx.multiply(g, tau))), sd)
-      size = Enum.reduce(Tuple.to_list(Mx.shape(t)), 1, &(&1 * &2))
-
-      Mx.subtract(
-        Mx.multiply(Mx.sum(Mx.multiply(z, z)), -0.5),
-        size * (:math.log(sd) + 0.5 * :math.log(2 * :math.pi()))
-      )
-    end)
-    |> Enum.reduce(&Mx.add/2)
+    target
+    |> Target.join(
+      Enum.zip_with(target.blocks, keys, &Mx.Random.normal(&2, shape: &1.u_shape, type: :f64))
+    )
   end
 
-  defp kinetic(ps),
-    do: ps |> Enum.map(&Mx.multiply(Mx.sum(Mx.multiply(&1, &1)), 0.5)) |> Enum.reduce(&Mx.add/2)
+  defp axpy(y, x, a), do: Mx.add(y, Mx.multiply(x, a))
+
+  # log N(to; from + τ·g, sd²·I) summed over every coordinate.
+  defp log_q(to, from, g, tau, sd) do
+    z = Mx.divide(Mx.subtract(to, Mx.add(from, Mx.multiply(g, tau))), sd)
+
+    Mx.subtract(
+      Mx.multiply(Mx.sum(Mx.multiply(z, z)), -0.5),
+      Mx.size(to) * (:math.log(sd) + 0.5 * :math.log(2 * :math.pi()))
+    )
+  end
+
+  defp kinetic(p), do: Mx.multiply(Mx.sum(Mx.multiply(p, p)), 0.5)
 end

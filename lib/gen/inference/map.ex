@@ -23,12 +23,14 @@ defmodule Gen.Inference.MAP do
   without the log-Jacobian, so the optimum is the mode of the constrained
   posterior, as Stan's optimizer finds it (with the Jacobian it would be
   the mode of the density of the unconstrained values, another point).
+  The objective is a `Gen.Inference.Target` with `jacobian: false`,
+  compiled for the line search.
 
   Use it through `Gen.Inference.map_optimize/3`.
   """
 
   alias Gen.{Selection, Trace}
-  alias Gen.Inference.Unconstrained
+  alias Gen.Inference.Target
 
   @armijo 1.0e-4
   @min_step 1.0e-16
@@ -38,19 +40,28 @@ defmodule Gen.Inference.MAP do
   def map_optimize(%Trace{} = trace, %Selection{} = sel, opts) do
     Mx.Opts.validate!(opts, [:steps, :tol, :step_size, :optimizer, :transforms], "Gen.Inference.map_optimize")
 
-    plan =
-      Unconstrained.plan!(trace, sel, Keyword.get(opts, :transforms, %{}), "Gen.Inference.map_optimize", "map_optimize")
-
-    xs = Unconstrained.start(plan)
-    f = fn us -> Unconstrained.log_density(plan, us, false) end
     steps = Keyword.get(opts, :steps, 1000)
 
     unless is_integer(steps) and steps >= 0 do
       raise ArgumentError, "Gen.Inference.map_optimize: steps: must be a non-negative integer, got #{inspect(steps)}"
     end
 
+    optimizer = Keyword.get(opts, :optimizer)
+
+    # The line search evaluates value and gradient many times (compiled once); an optimizer
+    # differentiates the density itself, so it needs no tape.
+    target =
+      Target.new(trace, sel,
+        transforms: Keyword.get(opts, :transforms, %{}),
+        jacobian: false,
+        compile: optimizer == nil and steps > 0,
+        caller: "Gen.Inference.map_optimize"
+      )
+
+    x = Mx.tensor(target.q0, type: :f64)
+
     new_xs =
-      case Keyword.get(opts, :optimizer) do
+      case optimizer do
         nil ->
           tol = Keyword.get(opts, :tol, 1.0e-6)
 
@@ -58,27 +69,26 @@ defmodule Gen.Inference.MAP do
             raise ArgumentError, "Gen.Inference.map_optimize: tol: must be a non-negative number, got #{inspect(tol)}"
           end
 
-          line_search(f, xs, steps, tol, Gen.Inference.Common.positive!(opts, :step_size, 1.0, "Gen.Inference.map_optimize"))
+          line_search(target, x, steps, tol, Gen.Inference.Common.positive!(opts, :step_size, 1.0, "Gen.Inference.map_optimize"))
 
         _ ->
           opt = Gen.Optim.optimizer!(opts, nil, "Gen.Inference.map_optimize")
-          {p, _hist} = Gen.Optim.fit(fn p, _i -> f.(p) end, xs, steps: steps, optimizer: opt)
+          {p, _hist} = Gen.Optim.fit(fn p, _i -> Target.log_density(target, p) end, x, steps: steps, optimizer: opt)
           p
       end
 
-    Unconstrained.write(plan, trace, new_xs)
+    Target.write(target, trace, new_xs)
   end
 
-  defp line_search(f, xs, steps, tol, s0) do
-    vg = Mx.value_and_grad(f)
-    {lp, gs} = eval_vg(vg, xs)
-    loop(vg, xs, lp, gs, s0, steps, tol)
+  defp line_search(target, x, steps, tol, s0) do
+    {lp, g} = eval_vg(target, x)
+    loop(target, x, lp, g, s0, steps, tol)
   end
 
-  defp loop(_vg, xs, _lp, _gs, _s, 0, _tol), do: xs
+  defp loop(_target, x, _lp, _g, _s, 0, _tol), do: x
 
-  defp loop(vg, xs, lp, gs, s, steps, tol) do
-    m = max_abs(gs)
+  defp loop(target, x, lp, g, s, steps, tol) do
+    m = g |> Mx.abs() |> Mx.reduce_max() |> Mx.to_number()
 
     unless is_float(m) do
       raise ArgumentError,
@@ -86,41 +96,35 @@ defmodule Gen.Inference.MAP do
     end
 
     if m <= tol do
-      xs
+      x
     else
-      g2 = gs |> Enum.map(&(&1 |> Mx.square() |> Mx.sum() |> Mx.to_number())) |> Enum.sum()
-
-      case backtrack(vg, xs, lp, gs, g2, s) do
-        nil -> xs
-        {s_ok, xs2, lp2, gs2} -> loop(vg, xs2, lp2, gs2, 2 * s_ok, steps - 1, tol)
+      case backtrack(target, x, lp, g, dot(g, g), s) do
+        nil -> x
+        {s_ok, x2, lp2, g2} -> loop(target, x2, lp2, g2, 2 * s_ok, steps - 1, tol)
       end
     end
   end
 
-  defp backtrack(_vg, _xs, _lp, _gs, _g2, s) when s < @min_step, do: nil
+  defp backtrack(_target, _x, _lp, _g, _gg, s) when s < @min_step, do: nil
 
-  defp backtrack(vg, xs, lp, gs, g2, s) do
-    xs2 = Enum.zip_with(xs, gs, fn x, g -> Mx.add(x, Mx.multiply(g, s)) end)
-    {lp2, gs2} = eval_vg(vg, xs2)
+  defp backtrack(target, x, lp, g, gg, s) do
+    x2 = Mx.add(x, Mx.multiply(g, s))
+    {lp2, g2} = eval_vg(target, x2)
 
     # Armijo's sufficient increase; -Inf or NaN (outside the support) fails it. Where the change is
     # lost in rounding, the slope φ'(s) = ∇f(x')·g ≥ 0 instead: x' is short of the maximum on the line.
     ok? =
       is_float(lp2) and
-        (lp2 >= lp + @armijo * s * g2 or
-           (abs(lp2 - lp) <= 1.0e-9 * (1 + abs(lp)) and dot(gs2, gs) >= 0))
+        (lp2 >= lp + @armijo * s * gg or
+           (abs(lp2 - lp) <= 1.0e-9 * (1 + abs(lp)) and dot(g2, g) >= 0))
 
-    if ok?, do: {s, xs2, lp2, gs2}, else: backtrack(vg, xs, lp, gs, g2, s / 2)
+    if ok?, do: {s, x2, lp2, g2}, else: backtrack(target, x, lp, g, gg, s / 2)
   end
 
-  defp dot(as, bs),
-    do: Enum.zip_with(as, bs, &(Mx.multiply(&1, &2) |> Mx.sum() |> Mx.to_number())) |> Enum.sum()
+  defp dot(a, b), do: Mx.multiply(a, b) |> Mx.sum() |> Mx.to_number()
 
-  defp eval_vg(vg, xs) do
-    {lp, gs} = vg.(xs)
-    Mx.eval([lp | gs])
-    {Mx.to_number(lp), gs}
+  defp eval_vg(target, x) do
+    {lp, g} = Target.value_and_grad_array(target, Mx.eval(x))
+    {Mx.to_number(lp), g}
   end
-
-  defp max_abs(gs), do: gs |> Enum.map(&(&1 |> Mx.abs() |> Mx.reduce_max() |> Mx.to_number())) |> Enum.max()
 end

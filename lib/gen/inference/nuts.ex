@@ -31,13 +31,12 @@ defmodule Gen.Inference.NUTS do
   ## Coordinates and transforms
 
   The sampler works on one flat f64 vector: the selected choices,
-  flattened in address order and concatenated. The log density and its
-  gradient come from `Gen.assess/3` on the trace's choicemap with the
-  selected leaves replaced (built once; only those leaves change), under
-  `Mx.value_and_grad/1`: one evaluation per leapfrog step, the vector
-  handed over cut into one array per choice and the gradients joined
-  back (cheaper than slicing inside the graph). The
-  trajectory arithmetic (momenta, U-turn checks, adaptation) is plain
+  flattened in address order and concatenated (`Gen.Inference.Target`). The
+  log density and its gradient come from `Gen.assess/3` on the trace's
+  choicemap with the selected leaves replaced, under `Mx.value_and_grad/1`,
+  one evaluation per leapfrog step, compiled once (`Mx.compile/2`) and
+  replayed from the tape unless the model's control flow reads a selected
+  value. The trajectory arithmetic (momenta, U-turn checks, adaptation) is plain
   Elixir floats on that vector: at the dimensions these models have it is
   cheaper than a NIF call per vector operation.
 
@@ -72,18 +71,12 @@ defmodule Gen.Inference.NUTS do
   """
 
   alias Gen.{Selection, Trace}
-  alias Gen.Inference.{Adapt, Unconstrained}
+  alias Gen.Inference.{Adapt, Target}
   require Logger
   import Gen.Inference.Common, only: [count!: 5, positive!: 4]
 
   @max_delta_h 1000.0
   @log_08 :math.log(0.8)
-
-  # One block of the flat vector: a selected choice.
-  defmodule Block do
-    @moduledoc false
-    defstruct [:path, :shape, :type, :offset, :size, :x_offset, :x_size, :u_shape, :transform]
-  end
 
   @typedoc "A transform of one choice to the unconstrained scale (see the moduledoc and `Gen.Transform`)."
   @type transform :: Gen.Transform.t()
@@ -127,14 +120,15 @@ defmodule Gen.Inference.NUTS do
     )
 
     eps = positive!(opts, :step_size, nil, "Gen.Inference.nuts")
-    model = model!(trace, sel, Keyword.get(opts, :transforms, %{}), "nuts")
-    ctx = context(model, inv_metric!(opts, model, "nuts"), depth!(opts, "nuts"))
-    z0 = start!(model, ctx, "nuts")
+    # Tracing costs a few uncompiled evaluations (bench/target.exs); one transition makes more.
+    target = target!(trace, sel, opts, "nuts")
+    ctx = context(target, inv_metric!(opts, target, "nuts"), depth!(opts, "nuts"))
+    z0 = start!(ctx, "nuts")
     {z, _stats, _rng} = transition(z0, eps, ctx, rng(key(opts)))
 
     if elem(z, 0) == elem(z0, 0),
       do: {trace, false},
-      else: {write(model, trace, elem(z, 0)), true}
+      else: {Target.write(target, trace, elem(z, 0)), true}
   end
 
   @doc """
@@ -203,9 +197,9 @@ defmodule Gen.Inference.NUTS do
             "Gen.Inference.NUTS.sample: callback: must be a function of one argument (a map of the iteration's stats) or nil, got #{inspect(callback)}"
     end
 
-    model = model!(trace, sel, Keyword.get(opts, :transforms, %{}), "NUTS.sample")
-    ctx = context(model, inv_metric!(opts, model, "NUTS.sample"), depth!(opts, "NUTS.sample"))
-    z = start!(model, ctx, "NUTS.sample")
+    target = target!(trace, sel, opts, "NUTS.sample")
+    ctx = context(target, inv_metric!(opts, target, "NUTS.sample"), depth!(opts, "NUTS.sample"))
+    z = start!(ctx, "NUTS.sample")
     key = key(opts)
 
     # Warmup: Stan's init_stepsize, then dual averaging and windowed metric adaptation.
@@ -248,22 +242,22 @@ defmodule Gen.Inference.NUTS do
       Enum.reduce(0..(samples - 1), {z, [], []}, fn j, {z, draws, acc} ->
         {z, st, _} = transition(z, eps, ctx, rng(Mx.Random.fold_in(key, warmup + j)))
         if callback, do: callback.(%{iteration: warmup + j, warmup?: false, stats: st})
-        {z, [constrain_all(model, elem(z, 0)) | draws], [st | acc]}
+        {z, [Target.constrain(target, elem(z, 0)) | draws], [st | acc]}
       end)
 
     flat = Enum.reverse(draws)
     warn_nan_energy(wstats ++ stats)
 
     %{
-      draws: by_path(model, flat),
+      draws: Target.by_path(target, flat),
       flat: flat,
-      names: names(model),
+      names: Target.names(target),
       stats: Enum.reverse(stats),
       warmup_stats: Enum.reverse(wstats),
       step_size: eps,
       inv_metric: ctx.inv,
-      transforms: Map.new(model.blocks, &{&1.path, &1.transform}),
-      trace: write(model, trace, elem(z, 0))
+      transforms: Map.new(target.blocks, &{&1.path, &1.transform}),
+      trace: Target.write(target, trace, elem(z, 0))
     }
   end
 
@@ -300,91 +294,23 @@ defmodule Gen.Inference.NUTS do
 
   # ---- the model on the flat vector ----------------------------------------------------
 
-  defp model!(trace, sel, transforms, fun) do
-    plan = Unconstrained.plan!(trace, sel, transforms, "Gen.Inference.#{fun}", fun)
+  defp target!(trace, sel, opts, fun),
+    do:
+      Target.new(trace, sel,
+        transforms: Keyword.get(opts, :transforms, %{}),
+        caller: "Gen.Inference.#{fun}"
+      )
 
-    {blocks, {dim, _x_dim}} =
-      Enum.map_reduce(plan.sites, {0, 0}, fn s, {off, x_off} ->
-        size = Enum.reduce(Tuple.to_list(s.u_shape), 1, &(&1 * &2))
-        x_size = Enum.reduce(Tuple.to_list(s.x_shape), 1, &(&1 * &2))
-
-        b = %Block{
-          path: s.path,
-          shape: s.x_shape,
-          type: s.type,
-          offset: off,
-          size: size,
-          x_offset: x_off,
-          x_size: x_size,
-          u_shape: s.u_shape,
-          transform: s.transform
-        }
-
-        {b, {off + size, x_off + x_size}}
-      end)
-
-    # The flat vector arrives cut into one array per block (cheaper than slicing one array
-    # inside the graph, whose gradient would pad every slice back).
-    f = fn pieces -> Unconstrained.log_density(plan, pieces, true) end
-    layout = Enum.map(blocks, &{&1.size, &1.u_shape})
-
-    %{
-      blocks: blocks,
-      dim: dim,
-      vg: Mx.value_and_grad(f),
-      lp: f,
-      layout: layout,
-      trace: trace,
-      plan: plan
-    }
-  end
-
-  # The draw at the flat unconstrained vector q, on the constrained scale, flattened.
-  defp constrain_all(%{plan: %{identity?: true}}, q), do: q
-
-  defp constrain_all(model, q) do
-    model.plan
-    |> Unconstrained.constrain(pieces(model.layout, q, []))
-    |> Enum.flat_map(&(&1 |> Mx.as_type(:f64) |> Mx.to_flat_list()))
-  end
-
-  defp names(model) do
-    Enum.flat_map(model.blocks, fn b ->
-      if b.shape == {}, do: [b.path], else: for(i <- 0..(b.x_size - 1), do: {b.path, i})
-    end)
-  end
-
-  defp by_path(model, flat) do
-    Map.new(model.blocks, fn b ->
-      vals =
-        Enum.map(flat, fn xs ->
-          piece = Enum.slice(xs, b.x_offset, b.x_size)
-          if b.shape == {}, do: hd(piece), else: nest(piece, Tuple.to_list(b.shape))
-        end)
-
-      {b.path, vals}
-    end)
-  end
-
-  defp nest(xs, [_]), do: xs
-
-  defp nest(xs, [_ | rest]) do
-    n = Enum.reduce(rest, 1, &(&1 * &2))
-    xs |> Enum.chunk_every(n) |> Enum.map(&nest(&1, rest))
-  end
-
-  # The trace's selected values on the unconstrained scale.
-  defp start!(model, ctx, fun) do
-    q = model.plan |> Unconstrained.start() |> Enum.flat_map(&Mx.to_flat_list/1)
-
+  # The phase point at the trace's selected values (on the unconstrained scale).
+  defp start!(%{target: target} = ctx, fun) do
     # Not point/2: an engine error at the start is the model's, and raises.
-    case eval_point(ctx, q, nil) do
+    case eval_point(ctx, target.q0, nil) do
       {_, _, lp, _} = z when is_float(lp) ->
         z
 
       {_, _, :nan, _} ->
         # Outside the gradient, assess names the NaN site (Gen.NaNError) when the density itself is NaN.
-        _ = Gen.assess(Gen.get_gen_fn(model.trace), Gen.get_args(model.trace), Gen.get_choices(model.trace))
+        _ = Gen.assess(target.gen_fn, target.args, target.choices)
 
         raise ArgumentError,
               "Gen.Inference.#{fun}: the gradient of the log density is NaN at the starting trace; check the model's parameters there"
@@ -395,15 +321,10 @@ defmodule Gen.Inference.NUTS do
     end
   end
 
-  defp write(model, trace, q),
-    do: Unconstrained.write(model.plan, trace, pieces(model.layout, q, []))
-
-  defp pack(xs), do: for(x <- xs, into: <<>>, do: <<x::float-64-native>>)
-
   # ---- the sampler --------------------------------------------------------------------------
 
-  defp context(model, inv, max_depth),
-    do: %{vg: model.vg, lp: model.lp, layout: model.layout, inv: inv, max_depth: max_depth, h0: 0.0}
+  defp context(target, inv, max_depth),
+    do: %{target: target, inv: inv, max_depth: max_depth, h0: 0.0}
 
   # A phase point {q, p, lp, grad}; lp is :neg_infinity (and grad nil) where the density or its
   # gradient is infinite or its evaluation raised Mx.Error (a divergence, as Stan rejects such a
@@ -416,20 +337,15 @@ defmodule Gen.Inference.NUTS do
   end
 
   defp eval_point(ctx, q, p) do
-    {lp, gs} = ctx.vg.(pieces(ctx.layout, q, []))
-    Mx.eval([lp | gs])
-
-    case Mx.to_number(lp) do
-      lp when is_float(lp) ->
-        g = Enum.flat_map(gs, &Mx.to_flat_list/1)
-
+    case Target.value_and_grad(ctx.target, q) do
+      {lp, g} when is_float(lp) ->
         cond do
           Enum.all?(g, &is_float/1) -> {q, p, lp, g}
           :nan in g -> {q, p, :nan, nil}
           true -> {q, p, :neg_infinity, nil}
         end
 
-      :nan ->
+      {:nan, _g} ->
         if nan_input?(ctx, q), do: {q, p, :nan, nil}, else: {q, p, :neg_infinity, nil}
 
       _ ->
@@ -444,17 +360,10 @@ defmodule Gen.Inference.NUTS do
   # Outside the gradient the GFI tells a NaN input (Gen.NaNError) from a parameter moved out of
   # range (a built-in distribution's NaN, issue 10 item 6), which is a step out of the support.
   defp nan_input?(ctx, q) do
-    _ = ctx.lp.(pieces(ctx.layout, q, []))
+    _ = Target.log_density(ctx.target, Mx.tensor(q, type: :f64))
     false
   rescue
     Gen.NaNError -> true
-  end
-
-  defp pieces([], [], acc), do: Enum.reverse(acc)
-
-  defp pieces([{size, shape} | layout], q, acc) do
-    {xs, rest} = Enum.split(q, size)
-    pieces(layout, rest, [Mx.from_binary(pack(xs), :f64, shape: shape) | acc])
   end
 
   # Leapfrog with the diagonal inverse metric: p += ε/2·∇, q += ε·M⁻¹p, p += ε/2·∇.
@@ -749,22 +658,22 @@ defmodule Gen.Inference.NUTS do
     end
   end
 
-  defp inv_metric!(opts, model, fun) do
+  defp inv_metric!(opts, %{dim: dim}, fun) do
     case Keyword.get(opts, :inv_metric) do
       nil ->
-        List.duplicate(1.0, model.dim)
+        List.duplicate(1.0, dim)
 
       xs when is_list(xs) ->
-        unless length(xs) == model.dim and Enum.all?(xs, &(is_number(&1) and &1 > 0)) do
+        unless length(xs) == dim and Enum.all?(xs, &(is_number(&1) and &1 > 0)) do
           raise ArgumentError,
-                "Gen.Inference.#{fun}: inv_metric: must be a list of #{model.dim} positive numbers (one per coordinate of the selected choices), got #{inspect(xs)}"
+                "Gen.Inference.#{fun}: inv_metric: must be a list of #{dim} positive numbers (one per coordinate of the selected choices), got #{inspect(xs)}"
         end
 
         Enum.map(xs, &(&1 * 1.0))
 
       other ->
         raise ArgumentError,
-              "Gen.Inference.#{fun}: inv_metric: must be a list of #{model.dim} positive numbers, got #{inspect(other)}"
+              "Gen.Inference.#{fun}: inv_metric: must be a list of #{dim} positive numbers, got #{inspect(other)}"
     end
   end
 end

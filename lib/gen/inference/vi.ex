@@ -69,7 +69,7 @@ defmodule Gen.Inference.VI do
   """
 
   alias Gen.{Choicemap, Selection}
-  alias Gen.Inference.Unconstrained
+  alias Gen.Inference.Target
   alias Gen.Optim
 
   @objectives [:elbo, :iwelbo, :wake_sleep, :wake, :sleep]
@@ -136,8 +136,8 @@ defmodule Gen.Inference.VI do
     if paths == [],
       do: Gen.Inference.Common.none_selected!(t, sel, "Gen.Inference.VI.advi", "select the model's latent continuous choices")
 
-    plan = advi_plan!(t, sel, obs, opts)
-    values = Unconstrained.start(plan)
+    target = advi_target!(t, sel, obs, opts)
+    values = target |> Target.split(Mx.tensor(target.q0, type: :f64)) |> Mx.eval()
     params0 = %{mu: values, log_sigma: Enum.map(values, &Mx.zeros(Mx.shape(&1), type: :f64))}
     guide = list_guide(paths)
 
@@ -148,22 +148,27 @@ defmodule Gen.Inference.VI do
       |> Keyword.put_new(:optimizer, Optim.adam(learning_rate: 0.05))
       |> Keyword.merge(objective: :elbo, estimator: :reparam)
 
-    cfg = config!(model, args, obs, guide, opts, "advi") |> Map.put(:plan, plan)
+    cfg = config!(model, args, obs, guide, opts, "advi") |> Map.put(:target, target)
     {p, hist} = fit(cfg, params0, opts, "advi")
 
     {%{
        mu: Choicemap.new(Enum.zip(paths, p.mu)),
        log_sigma: Choicemap.new(Enum.zip(paths, p.log_sigma)),
-       transforms: Map.new(plan.sites, &{&1.path, &1.transform})
+       transforms: Map.new(target.blocks, &{&1.path, &1.transform})
      }, hist}
   end
 
   # The selected choices on their unconstrained scale; the model is assessed on the guide's
   # choices with the observations alone (every latent choice must come from the guide).
-  defp advi_plan!(trace, sel, obs, opts) do
-    plan = Unconstrained.plan!(trace, sel, Keyword.get(opts, :transforms, %{}), "Gen.Inference.VI.advi", "VI.advi")
-    %{plan | choices: obs}
-  end
+  # The density is differentiated inside the ELBO's graph, so it is not compiled on its own.
+  defp advi_target!(trace, sel, obs, opts),
+    do:
+      Target.new(trace, sel,
+        transforms: Keyword.get(opts, :transforms, %{}),
+        compile: false,
+        choices: obs,
+        caller: "Gen.Inference.VI.advi"
+      )
 
   @doc """
   `n` draws of ADVI's fitted approximation `params` (from `advi/5` on the
@@ -192,20 +197,20 @@ defmodule Gen.Inference.VI do
     paths = mu |> Choicemap.to_list() |> Enum.map(&elem(&1, 0))
     {k_init, k_run} = Gen.Inference.two_keys(opts)
     {t, _} = Gen.generate(model, args, obs, key: k_init)
-    plan = advi_plan!(t, Selection.new(paths), obs, opts)
+    target = advi_target!(t, Selection.new(paths), obs, opts)
 
     for i <- 0..(n - 1) do
       key = Mx.Random.fold_in(k_run, i)
       keys = Mx.Random.split(key, length(paths))
 
       us =
-        for {p, j} <- Enum.with_index(paths) do
+        for {p, j} <- Enum.with_index(paths), into: %{} do
           m = mu[p]
           z = Mx.Random.normal(keys[j], shape: Mx.shape(m), type: :f64)
-          Mx.add(m, Mx.multiply(Mx.exp(ls[p]), z))
+          {p, Mx.add(m, Mx.multiply(Mx.exp(ls[p]), z))}
         end
 
-      Choicemap.new(Enum.zip(paths, Unconstrained.constrain(plan, us)))
+      Target.choices(target, Target.join(target, Enum.map(target.blocks, &us[&1.path])))
     end
   end
 
@@ -554,11 +559,11 @@ defmodule Gen.Inference.VI do
 
   # log p(z, x); for ADVI, with z on the unconstrained scale, log p of the constrained values
   # plus the log-Jacobians.
-  defp model_density(%{plan: nil} = cfg, p, z, obs),
+  defp model_density(%{target: nil} = cfg, p, z, obs),
     do: elem(Gen.assess(cfg.model, model_args(cfg, p), Choicemap.merge(z, obs)), 0)
 
-  defp model_density(%{plan: plan}, _p, z, _obs),
-    do: Unconstrained.log_density(plan, Enum.map(plan.sites, &z[&1.path]), true)
+  defp model_density(%{target: target}, _p, z, _obs),
+    do: Target.log_density(target, Target.join(target, Enum.map(target.blocks, &z[&1.path])))
 
   # Guide choices at fixed values (gradients stopped), for the wake phase.
   defp fixed_guide_sample(cfg, p, key, obs) do
@@ -673,7 +678,7 @@ defmodule Gen.Inference.VI do
       stl: stl!(opts, fun),
       samples: samples,
       sleep_samples: sleep_samples,
-      plan: nil
+      target: nil
     }
   end
 end

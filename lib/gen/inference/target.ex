@@ -1,0 +1,581 @@
+defmodule Gen.Inference.Target do
+  @moduledoc """
+  The log density of a trace's selected continuous choices as a function of
+  one flat f64 vector on the unconstrained scale, with its gradient: the one
+  target of the gradient-based algorithms (HMC, MALA, NUTS, MAP, ADVI).
+
+  The selected choices are flattened in address order and concatenated
+  (`blocks`); each moves through a `Gen.Transform` transform, taken from its
+  distribution's support at its current parameters (so bounds computed from
+  other choices follow them) or from `transforms:`, and the log-Jacobian is
+  added to the log joint (`jacobian: false` leaves it out, for MAP). The log
+  joint is `Gen.assess/3` on the trace's choicemap with the selected leaves
+  replaced; everything else is fixed at the trace's values.
+
+  ## Compiled and dynamic targets
+
+  With `compile: true` (the default) `new/3` traces the value and gradient
+  of the flat vector's log density once on a placeholder (`Mx.compile/2` of
+  `Mx.value_and_grad/1`) and keeps the C tape, whose signature is
+  f64[dim] → (f64[] log density, f64[dim] gradient): later evaluations replay
+  it with no Elixir graph building, and a native sampler can replay `tape`
+  itself. A model whose control flow reads a selected value (an `if` or a
+  comparison on it through `Gen.Control`, `Mx.to_number/1` of it) cannot be
+  traced; `new/3` detects that and the target runs uncompiled (`compiled?:
+  false`, `why_dynamic:` the reason), with the same results. A target holds
+  one structure: a model whose addresses change with its discrete choices
+  gets one target per trace.
+
+      iex> import Gen
+      iex> m = gen fn -> s = trace(:s, Gen.Dist.gamma(2.0, rate: 1.0)); trace(:y, Gen.Dist.normal(0.0, s)) end
+      iex> {t, _} = Gen.generate(m, [], %{s: 1.0, y: 0.5})
+      iex> target = Gen.Inference.Target.new(t, Gen.select(:s))
+      iex> {target.dim, target.q0, target.compiled?, hd(target.blocks).transform}
+      {1, [0.0], true, :log}
+      iex> {lp, [g]} = Gen.Inference.Target.value_and_grad(target, [0.0])
+      iex> # log Gamma(1; 2, 1) + log N(0.5; 0, 1) + log-Jacobian 0; d/du at s = e^u = 1: 1 - 1 - 1 + 0.25 + 1
+      iex> {Float.round(lp, 10) == Float.round(-1.0 - 0.125 - 0.5 * :math.log(2 * :math.pi()), 10), Float.round(g, 12)}
+      {true, 0.25}
+  """
+
+  alias Gen.{Choicemap, Selection, Trace, Transform}
+  alias Gen.Inference.Unconstrained
+
+  defmodule Block do
+    @moduledoc false
+    # One selected choice in the flat vector: q[offset, offset + size) is its unconstrained value
+    # (shape u_shape); x_offset/x_size place its constrained value (shape, type) in constrain/2's list.
+    defstruct [
+      :path,
+      :shape,
+      :type,
+      :offset,
+      :size,
+      :x_offset,
+      :x_size,
+      :u_shape,
+      :transform,
+      :override
+    ]
+  end
+
+  @enforce_keys [:dim, :q0, :blocks, :compiled?]
+  defstruct [
+    :dim,
+    :x_dim,
+    :q0,
+    :blocks,
+    :tape,
+    :compiled?,
+    :why_dynamic,
+    :caller,
+    :jacobian?,
+    :gen_fn,
+    :args,
+    :choices,
+    :vg
+  ]
+
+  @type t :: %__MODULE__{
+          dim: non_neg_integer(),
+          x_dim: non_neg_integer(),
+          q0: [float()],
+          blocks: [%Block{}],
+          tape: reference() | nil,
+          compiled?: boolean(),
+          why_dynamic: String.t() | nil,
+          caller: String.t(),
+          jacobian?: boolean(),
+          gen_fn: Gen.gen_fn(),
+          args: [term()],
+          choices: Choicemap.t(),
+          vg: (Mx.t() -> {Mx.t(), Mx.t()})
+        }
+
+  @value_needed "needs a value while tracing"
+
+  @doc """
+  The target of `trace`'s choices selected by `selection` (all continuous).
+
+  Options:
+
+    * `transforms:` — a map from address (or path) to a `Gen.Transform`
+      transform overriding the automatic one (`%{}`);
+    * `compile:` — trace and compile the value and gradient (`true`), or
+      always run them uncompiled (`false`, for a target evaluated only a
+      few times: tracing and lowering cost about four uncompiled
+      evaluations on the eight-schools model, bench/target.exs);
+    * `jacobian:` — add the log-Jacobians (`true`; `false` for the mode of
+      the constrained density);
+    * `choices:` — the choicemap assessed with the selected leaves replaced
+      (the trace's choices by default; ADVI gives the observations alone,
+      so that every other latent choice is missing and raises);
+    * `caller:` — the function named in errors (`"Gen.Inference.Target.new"`).
+
+  Raises `ArgumentError` when nothing continuous is selected, a selected
+  choice is discrete or not a float array, or a starting value lies outside
+  the support of its transform.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:p, Gen.Dist.dirichlet(Mx.tensor([1.0, 2.0, 3.0], type: :f64))) end
+      iex> {t, _} = Gen.generate(m, [], %{p: Mx.tensor([0.2, 0.3, 0.5], type: :f64)})
+      iex> target = Gen.Inference.Target.new(t, Gen.select(:p), compile: false)
+      iex> {target.dim, target.compiled?, Gen.Inference.Target.constrain(target, target.q0) |> Enum.map(&Float.round(&1, 12))}
+      {2, false, [0.2, 0.3, 0.5]}
+  """
+  @spec new(Trace.t(), Selection.t(), keyword()) :: t()
+  def new(%Trace{} = trace, %Selection{} = sel, opts \\ []) do
+    opts =
+      Mx.Opts.validate!(
+        opts,
+        [
+          transforms: %{},
+          compile: true,
+          jacobian: true,
+          choices: nil,
+          caller: "Gen.Inference.Target.new"
+        ],
+        "Gen.Inference.Target.new"
+      )
+
+    caller = opts[:caller]
+
+    unless is_binary(caller) do
+      raise ArgumentError,
+            "Gen.Inference.Target.new: caller: must be a string naming the function, got #{inspect(caller)}"
+    end
+
+    for key <- [:compile, :jacobian], not is_boolean(opts[key]) do
+      raise ArgumentError, "#{caller}: #{key}: must be true or false, got #{inspect(opts[key])}"
+    end
+
+    unless opts[:choices] == nil or is_struct(opts[:choices], Choicemap) do
+      raise ArgumentError,
+            "#{caller}: choices: must be a Gen.Choicemap or nil, got #{inspect(opts[:choices])}"
+    end
+
+    overrides = overrides!(opts[:transforms], caller)
+    paths = selected_paths!(trace, sel, caller)
+
+    case Enum.reject(Map.keys(overrides), &(&1 in paths)) do
+      [] ->
+        :ok
+
+      extra ->
+        raise ArgumentError,
+              "#{caller}: transforms: #{Enum.map_join(extra, ", ", &Choicemap.format_path/1)} is not a selected continuous choice; give transforms only for selected choices"
+    end
+
+    choices = Gen.get_choices(trace)
+
+    target = %__MODULE__{
+      dim: 0,
+      q0: [],
+      blocks: [],
+      compiled?: false,
+      caller: caller,
+      jacobian?: opts[:jacobian],
+      gen_fn: Gen.get_gen_fn(trace),
+      args: Gen.get_args(trace),
+      choices: choices
+    }
+
+    {blocks, u0} = blocks!(target, paths, overrides)
+    last = List.last(blocks)
+
+    target = %{
+      target
+      | blocks: blocks,
+        dim: last.offset + last.size,
+        x_dim: last.x_offset + last.x_size,
+        q0: Enum.flat_map(u0, &Mx.to_flat_list/1),
+        choices: opts[:choices] || choices
+    }
+
+    if opts[:compile], do: compile(target), else: dynamic(target, nil)
+  end
+
+  # {blocks, starting unconstrained values}: one probe pass at the trace's values records each
+  # site's transform (at its distribution's current parameters) and start, checked inside the support.
+  defp blocks!(target, paths, overrides) do
+    sites =
+      Enum.map(paths, fn p ->
+        x = target.choices[p]
+
+        %Unconstrained.Site{
+          path: p,
+          value: x,
+          mode: :probe,
+          override: Map.get(overrides, p),
+          type: Mx.type(x)
+        }
+      end)
+
+    {_w, seen} = Unconstrained.run(target, sites, true)
+    insides = Enum.map(sites, &Map.fetch!(seen, &1.path).inside)
+    Mx.eval(insides)
+
+    Enum.zip(sites, insides)
+    |> Enum.each(fn {s, ok} ->
+      unless Mx.to_number(ok) do
+        raise ArgumentError,
+              "#{target.caller}: the value #{inspect(Mx.to_list(s.value))} at #{Choicemap.format_path(s.path)} is outside the support " <>
+                "of its transform #{inspect(Map.fetch!(seen, s.path).transform)}; start from a trace inside the support or fix transforms:"
+      end
+    end)
+
+    {blocks, {_, _, u0}} =
+      Enum.map_reduce(sites, {0, 0, []}, fn s, {off, x_off, u0} ->
+        %{transform: t, u: u} = Map.fetch!(seen, s.path)
+        size = Mx.size(u)
+        x_size = Mx.size(s.value)
+
+        b = %Block{
+          path: s.path,
+          shape: Mx.shape(s.value),
+          type: s.type,
+          offset: off,
+          size: size,
+          x_offset: x_off,
+          x_size: x_size,
+          u_shape: Mx.shape(u),
+          transform: t,
+          override: s.override
+        }
+
+        {b, {off + size, x_off + x_size, [Mx.as_type(u, :f64) | u0]}}
+      end)
+
+    {blocks, Enum.reverse(u0)}
+  end
+
+  # Traces the value and gradient on a placeholder and keeps the tape; a model that reads a
+  # selected value while tracing stays dynamic.
+  defp compile(target) do
+    # One signature ever: f64[dim].
+    compiled = Mx.compile(Mx.value_and_grad(fn q -> log_density(target, q) end), cache_size: 1)
+
+    try do
+      Mx.Compile.tape!(compiled, [q0_array(target)])
+    rescue
+      e in Mx.Error ->
+        if String.contains?(e.message, @value_needed),
+          do: {:dynamic, e.message},
+          else: reraise(e, __STACKTRACE__)
+    end
+    |> case do
+      {:dynamic, why} ->
+        dynamic(target, "the model reads a selected value while tracing (#{why})")
+
+      tape ->
+        %{target | tape: tape, compiled?: true, vg: compiled}
+    end
+  end
+
+  defp dynamic(target, why),
+    do: %{target | vg: Mx.value_and_grad(fn q -> log_density(target, q) end), why_dynamic: why}
+
+  @doc """
+  The log density (log-Jacobians included unless `jacobian: false`) at the
+  flat unconstrained vector `q`, an f64 array of shape `{dim}`, as an Mx
+  graph: uncompiled and differentiable, for use inside another objective
+  (ADVI's ELBO, an optimizer's step). The selected choices' NaN checks of
+  `Gen.assess/3` apply outside a gradient.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{mu: 0.0, y: 1.0})
+      iex> target = Gen.Inference.Target.new(t, Gen.select(:mu), compile: false)
+      iex> lp = Gen.Inference.Target.log_density(target, Mx.tensor([1.0], type: :f64))
+      iex> Float.round(Mx.to_number(lp), 12) == Float.round(-0.5 - :math.log(2 * :math.pi()), 12)
+      true
+  """
+  @spec log_density(t(), Mx.t()) :: Mx.t()
+  def log_density(%__MODULE__{} = target, %Mx.Array{} = q) do
+    {w, _seen} = Unconstrained.run(target, sites_at(target, split(target, q)), target.jacobian?)
+    # f64 whatever the choices' types: the tape's signature promises it.
+    cast(w, :f64)
+  end
+
+  @doc """
+  The log density and its gradient at the f64 array `q` of shape `{dim}`,
+  evaluated: `{lp, grad}` (an f64 scalar and an f64 `{dim}` array), from the
+  tape when the target is compiled. Raises `Mx.Error` where the model
+  raises (a Cholesky of a matrix that is not positive definite, say): a
+  sampler treats that as a rejected point.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{mu: 0.0, y: 1.0})
+      iex> {_lp, g} = Gen.Inference.Target.value_and_grad_array(Gen.Inference.Target.new(t, Gen.select(:mu)), Mx.tensor([0.5], type: :f64))
+      iex> Mx.to_list(g)
+      [0.0]
+  """
+  @spec value_and_grad_array(t(), Mx.t()) :: {Mx.t(), Mx.t()}
+  def value_and_grad_array(%__MODULE__{dim: dim} = target, %Mx.Array{} = q) do
+    unless Mx.shape(q) == {dim} and Mx.type(q) == :f64 do
+      raise ArgumentError,
+            "#{target.caller}: the point must be an f64 array of shape {#{dim}} (the flat unconstrained vector), got #{Mx.describe(q)}"
+    end
+
+    {lp, g} = target.vg.(q)
+    Mx.eval([lp, g])
+    {lp, g}
+  end
+
+  @doc """
+  The log density and its gradient at `q`, a list of `dim` floats: `{lp,
+  grad}`, `lp` a float or `:neg_infinity`, `:infinity` or `:nan`, `grad` a
+  list of floats (with those atoms where an entry is not finite). Raises
+  `Mx.Error` where the model raises.
+
+      iex> import Gen
+      iex> m = gen fn -> x = trace(:x, Gen.Dist.broadcasted_normal(Mx.tensor([0.0, 0.0], type: :f64), 1.0)); x end
+      iex> {t, _} = Gen.generate(m, [], %{x: Mx.tensor([0.0, 0.0], type: :f64)})
+      iex> {_lp, g} = Gen.Inference.Target.value_and_grad(Gen.Inference.Target.new(t, Gen.select(:x)), [1.0, -2.0])
+      iex> g
+      [-1.0, 2.0]
+  """
+  @spec value_and_grad(t(), [number()]) :: {float() | atom(), [float() | atom()]}
+  def value_and_grad(%__MODULE__{} = target, q) when is_list(q) do
+    {lp, g} = value_and_grad_array(target, array!(target, q))
+    {Mx.to_number(lp), Mx.to_flat_list(g)}
+  end
+
+  @doc """
+  The log density and its gradient at `q`, `dim` native-endian f64s, as
+  `dim + 1` native-endian f64s: the log density, then the gradient (a value
+  that is not finite written as its IEEE bits). The form a native sampler
+  reads; raises `Mx.Error` where the model raises.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:mu, Gen.Dist.normal(0.0, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{mu: 0.0})
+      iex> <<_lp::float-64-native, g::float-64-native>> = Gen.Inference.Target.logp_grad(Gen.Inference.Target.new(t, Gen.select(:mu)), <<2.0::float-64-native>>)
+      iex> g
+      -2.0
+  """
+  @spec logp_grad(t(), binary()) :: binary()
+  def logp_grad(%__MODULE__{dim: dim} = target, q) when is_binary(q) do
+    unless byte_size(q) == 8 * dim do
+      raise ArgumentError,
+            "#{target.caller}: the point must be #{dim} f64s (#{8 * dim} bytes), got #{byte_size(q)} bytes"
+    end
+
+    {lp, g} = value_and_grad_array(target, Mx.from_binary(q, :f64, shape: {dim}))
+    Mx.to_binary(lp) <> Mx.to_binary(g)
+  end
+
+  @doc """
+  The selected values at the flat unconstrained vector `q` (a list of
+  floats or an f64 `{dim}` array) on the constrained scale, flattened in
+  address order: `x_dim` floats.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:s, Gen.Dist.exponential(1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{s: 2.0})
+      iex> Gen.Inference.Target.constrain(Gen.Inference.Target.new(t, Gen.select(:s), compile: false), [0.0])
+      [1.0]
+  """
+  @spec constrain(t(), [number()] | Mx.t()) :: [float() | atom()]
+  def constrain(%__MODULE__{} = target, q) do
+    if identity?(target) and is_list(q),
+      do: Enum.map(q, &(&1 * 1.0)),
+      else:
+        target |> constrained(q) |> Enum.flat_map(&(&1 |> Mx.as_type(:f64) |> Mx.to_flat_list()))
+  end
+
+  @doc """
+  The selected values at `q` as a choicemap of arrays of the choices' own
+  shapes and types (on the constrained scale).
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:s, Gen.Dist.exponential(1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{s: 2.0})
+      iex> cm = Gen.Inference.Target.choices(Gen.Inference.Target.new(t, Gen.select(:s), compile: false), [0.0])
+      iex> Mx.to_number(cm[:s])
+      1.0
+  """
+  @spec choices(t(), [number()] | Mx.t()) :: Choicemap.t()
+  def choices(%__MODULE__{} = target, q),
+    do: Choicemap.new(Enum.zip(Enum.map(target.blocks, & &1.path), constrained(target, q)))
+
+  @doc """
+  `trace` with the selected choices moved to the constrained values at `q`
+  (by `Gen.update/3`).
+
+      iex> import Gen
+      iex> m = gen fn -> s = trace(:s, Gen.Dist.exponential(1.0)); trace(:y, Gen.Dist.normal(0.0, s)) end
+      iex> {t, _} = Gen.generate(m, [], %{s: 2.0, y: 0.5})
+      iex> t2 = Gen.Inference.Target.write(Gen.Inference.Target.new(t, Gen.select(:s), compile: false), t, [0.0])
+      iex> {Mx.to_number(t2[:s]), Mx.to_number(t2[:y])}
+      {1.0, 0.5}
+  """
+  @spec write(t(), Trace.t(), [number()] | Mx.t()) :: Trace.t()
+  def write(%__MODULE__{} = target, %Trace{} = trace, q) do
+    {new, _w, _retdiff, _discard} = Gen.update(trace, choices(target, q))
+    Gen.Inference.force(new)
+  end
+
+  @doc """
+  The names of the constrained coordinates (`constrain/2`'s list): the path
+  of a scalar choice, `{path, index}` for each element of an array choice.
+
+      iex> import Gen
+      iex> m = gen fn -> a = trace(:a, Gen.Dist.normal(0.0, 1.0)); trace(:x, Gen.Dist.broadcasted_normal(Mx.tensor([0.0, 0.0]), 1.0)); a end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(0))
+      iex> Gen.Inference.Target.names(Gen.Inference.Target.new(t, Gen.select([:a, :x]), compile: false))
+      [[:a], {[:x], 0}, {[:x], 1}]
+  """
+  @spec names(t()) :: [Choicemap.path() | {Choicemap.path(), non_neg_integer()}]
+  def names(%__MODULE__{blocks: blocks}) do
+    Enum.flat_map(blocks, fn b ->
+      if b.shape == {}, do: [b.path], else: for(i <- 0..(b.x_size - 1), do: {b.path, i})
+    end)
+  end
+
+  @doc """
+  Draws given as `constrain/2` lists, by path: `%{path => [value]}`, a
+  float for a scalar choice, a (nested) list of the choice's shape for an
+  array.
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:x, Gen.Dist.broadcasted_normal(Mx.tensor([0.0, 0.0]), 1.0)) end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(0))
+      iex> Gen.Inference.Target.by_path(Gen.Inference.Target.new(t, Gen.select(:x), compile: false), [[1.0, 2.0], [3.0, 4.0]])
+      %{[:x] => [[1.0, 2.0], [3.0, 4.0]]}
+  """
+  @spec by_path(t(), [[float()]]) :: %{Choicemap.path() => [term()]}
+  def by_path(%__MODULE__{blocks: blocks}, flat) do
+    Map.new(blocks, fn b ->
+      vals =
+        Enum.map(flat, fn xs ->
+          piece = Enum.slice(xs, b.x_offset, b.x_size)
+          if b.shape == {}, do: hd(piece), else: nest(piece, Tuple.to_list(b.shape))
+        end)
+
+      {b.path, vals}
+    end)
+  end
+
+  defp nest(xs, [_]), do: xs
+
+  defp nest(xs, [_ | rest]) do
+    n = Enum.reduce(rest, 1, &(&1 * &2))
+    xs |> Enum.chunk_every(n) |> Enum.map(&nest(&1, rest))
+  end
+
+  @doc """
+  The flat vector `q` (an f64 `{dim}` array) cut into one array per block,
+  each of its unconstrained shape; `join/2` is the inverse.
+
+      iex> import Gen
+      iex> m = gen fn -> a = trace(:a, Gen.Dist.normal(0.0, 1.0)); trace(:x, Gen.Dist.broadcasted_normal(Mx.tensor([0.0, 0.0]), 1.0)); a end
+      iex> t = Gen.simulate(m, [], key: Mx.Random.key(0))
+      iex> target = Gen.Inference.Target.new(t, Gen.select([:a, :x]), compile: false)
+      iex> pieces = Gen.Inference.Target.split(target, Mx.tensor([1.0, 2.0, 3.0], type: :f64))
+      iex> {Enum.map(pieces, &Mx.to_list/1), Gen.Inference.Target.join(target, pieces) |> Mx.to_list()}
+      {[1.0, [2.0, 3.0]], [1.0, 2.0, 3.0]}
+  """
+  @spec split(t(), Mx.t()) :: [Mx.t()]
+  def split(%__MODULE__{blocks: blocks}, %Mx.Array{} = q),
+    do: Enum.map(blocks, &(q |> Mx.slice_axis(&1.offset, &1.size, 0) |> Mx.reshape(&1.u_shape)))
+
+  @doc "One array per block (each of its unconstrained shape) joined into the flat vector; see `split/2`."
+  @spec join(t(), [Mx.t()]) :: Mx.t()
+  def join(%__MODULE__{blocks: blocks}, pieces) when is_list(pieces) do
+    blocks
+    |> Enum.zip_with(pieces, &Mx.reshape(Mx.as_type(&2, :f64), {&1.size}))
+    |> Mx.concatenate(axis: 0)
+  end
+
+  @doc false
+  # The selected choices' paths, each checked to be a floating-point array.
+  @spec selected_paths!(Trace.t(), Selection.t(), String.t()) :: [Choicemap.path()]
+  def selected_paths!(trace, sel, caller) do
+    paths =
+      for {path, v} <- Choicemap.to_list(Gen.get_choices(trace)), Selection.member?(sel, path) do
+        unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) do
+          raise ArgumentError,
+                "#{caller}: the selected choice at #{Choicemap.format_path(path)} is #{Gen.Inference.Common.describe(v)}, not a floating-point array; select only continuous choices"
+        end
+
+        path
+      end
+
+    if paths == [],
+      do:
+        Gen.Inference.Common.none_selected!(
+          trace,
+          sel,
+          caller,
+          "select the continuous choices to move"
+        )
+
+    paths
+  end
+
+  # ---- internals -------------------------------------------------------------------------
+
+  defp identity?(target), do: Enum.all?(target.blocks, &(&1.transform == :identity))
+
+  defp q0_array(target), do: array!(target, target.q0)
+
+  defp array!(%{dim: dim} = target, q) do
+    unless length(q) == dim do
+      raise ArgumentError,
+            "#{target.caller}: the point must be a list of #{dim} floats, got #{length(q)}"
+    end
+
+    Mx.from_binary(for(x <- q, into: <<>>, do: <<x * 1.0::float-64-native>>), :f64, shape: {dim})
+  end
+
+  # The constrained values at q, one array per block in the choice's type.
+  defp constrained(target, q) when is_list(q), do: constrained(target, array!(target, q))
+
+  defp constrained(target, %Mx.Array{} = q) do
+    us = split(target, q)
+
+    xs =
+      if identity?(target) do
+        Enum.zip_with(target.blocks, us, &cast(&2, &1.type))
+      else
+        {_w, seen} = Unconstrained.run(target, sites_at(target, us), false)
+        # An identity site is its own value (no site records it).
+        Enum.zip_with(
+          target.blocks,
+          us,
+          &Map.get_lazy(seen, &1.path, fn -> cast(&2, &1.type) end)
+        )
+      end
+
+    Mx.eval(xs)
+    xs
+  end
+
+  # Sites with u in place; an identity block takes u itself (no site, as without transforms).
+  defp sites_at(target, us) do
+    Enum.zip_with(target.blocks, us, fn b, u ->
+      if b.transform == :identity,
+        do: {b.path, cast(u, b.type)},
+        else: %Unconstrained.Site{
+          path: b.path,
+          value: u,
+          mode: :constrain,
+          override: b.override,
+          type: b.type
+        }
+    end)
+  end
+
+  defp cast(x, type), do: if(Mx.type(x) == type, do: x, else: Mx.as_type(x, type))
+
+  defp overrides!(overrides, caller) when is_map(overrides),
+    do:
+      Map.new(overrides, fn {k, v} -> {Choicemap.path!(k), Transform.validate!(v, k, caller)} end)
+
+  defp overrides!(other, caller) do
+    raise ArgumentError,
+          "#{caller}: transforms: must be a map from address (or path) to a transform, got #{inspect(other)}"
+  end
+end
