@@ -742,6 +742,7 @@ mx_status mx_sampler_new(const mx_sampler_config *cfg, mx_sampler **out) {
     return st;
   }
   s->stats = s->mem->data; /* first: the buffer is 64-byte aligned */
+  memset(s->stats, 0, (size_t)iters * sizeof(mx_sampler_stats)); /* padding too: runs compare bytewise */
   double *m = (double *)(s->stats + iters);
 #define TAKE(n) (m += (n), m - (n))
   s->inv = TAKE(mdim);
