@@ -135,7 +135,8 @@ defmodule Gen.Inference.Sampler do
       warmup_stats: Enum.take(stats, warmup),
       stats: Enum.drop(stats, warmup),
       step_size: step_size,
-      inv_metric: if(config.metric == :dense, do: inv |> floats() |> Enum.chunk_every(d), else: floats(inv))
+      inv_metric:
+        if(config.metric == :dense, do: inv |> floats() |> Enum.chunk_every(d), else: floats(inv))
     }
   end
 
@@ -186,7 +187,15 @@ defmodule Gen.Inference.Sampler do
   end
 
   defp stats_map({a, div, e, n, nan, eps, depth}),
-    do: %{accept_stat: a, divergent: div, energy: e, n_leapfrog: n, nan_energy: nan, step_size: eps, tree_depth: depth}
+    do: %{
+      accept_stat: a,
+      divergent: div,
+      energy: e,
+      n_leapfrog: n,
+      nan_energy: nan,
+      step_size: eps,
+      tree_depth: depth
+    }
 
   defp decode_stats(s) do
     cols = [
@@ -221,7 +230,8 @@ defmodule Gen.Inference.Sampler do
 
   defp target!(%{dim: d, q0: q0} = t) when is_integer(d) and d >= 1 and is_list(q0) do
     unless length(q0) == d and Enum.all?(q0, &is_number/1) do
-      raise ArgumentError, "#{@where}: the target's q0 must be a list of #{d} numbers, got #{inspect(q0, limit: 10)}"
+      raise ArgumentError,
+            "#{@where}: the target's q0 must be a list of #{d} numbers, got #{inspect(q0, limit: 10)}"
     end
 
     tape = Map.get(t, :tape)
@@ -229,7 +239,8 @@ defmodule Gen.Inference.Sampler do
 
     cond do
       tape != nil and not is_reference(tape) ->
-        raise ArgumentError, "#{@where}: the target's tape must come from Mx.Compile.tape!/2 or be nil, got #{inspect(tape)}"
+        raise ArgumentError,
+              "#{@where}: the target's tape must come from Mx.Compile.tape!/2 or be nil, got #{inspect(tape)}"
 
       tape == nil and not is_function(logp_grad, 1) ->
         raise ArgumentError,
@@ -251,7 +262,8 @@ defmodule Gen.Inference.Sampler do
     v = opts[name]
 
     unless v in allowed do
-      raise ArgumentError, "#{@where}: #{name}: must be one of #{inspect(allowed)}, got #{inspect(v)}"
+      raise ArgumentError,
+            "#{@where}: #{name}: must be one of #{inspect(allowed)}, got #{inspect(v)}"
     end
 
     v
@@ -259,7 +271,10 @@ defmodule Gen.Inference.Sampler do
 
   defp bool!(opts, name) do
     v = opts[name]
-    unless is_boolean(v), do: raise(ArgumentError, "#{@where}: #{name}: must be true or false, got #{inspect(v)}")
+
+    unless is_boolean(v),
+      do: raise(ArgumentError, "#{@where}: #{name}: must be true or false, got #{inspect(v)}")
+
     v
   end
 
@@ -287,7 +302,11 @@ defmodule Gen.Inference.Sampler do
   end
 
   defp inv_metric!(rows, :dense, d) when is_list(rows) do
-    unless length(rows) == d and Enum.all?(rows, &(is_list(&1) and length(&1) == d and Enum.all?(&1, fn x -> is_number(x) end))) do
+    unless length(rows) == d and
+             Enum.all?(
+               rows,
+               &(is_list(&1) and length(&1) == d and Enum.all?(&1, fn x -> is_number(x) end))
+             ) do
       raise ArgumentError,
             "#{@where}: inv_metric: must be #{d} rows of #{d} numbers (a symmetric positive definite matrix) for metric: :dense, got #{inspect(rows, limit: 10)}"
     end
