@@ -1757,7 +1757,7 @@ static void sampler_job_free(void *ctx) {
   if (j->msg_env) enif_free_env(j->msg_env);
   pthread_mutex_destroy(&j->lock);
   pthread_cond_destroy(&j->cond);
-  enif_free(j->reply);
+  if (j->reply) enif_free(j->reply);
   enif_free(j);
 }
 
@@ -1909,19 +1909,25 @@ static int cfg_float(ErlNifEnv *env, ERL_NIF_TERM map, const char *key, double *
   return 0;
 }
 
-/* A binary of n native f64 (or nil when nil_ok: *out = NULL). */
-static int cfg_f64s(ErlNifEnv *env, ERL_NIF_TERM map, const char *key, int64_t n, int nil_ok, const double **out,
+/* A binary of n native f64 (or nil when nil_ok: *out = NULL), copied into *out (enif_alloc,
+ * so a sub-binary at any offset will do); the caller frees it. */
+static int cfg_f64s(ErlNifEnv *env, ERL_NIF_TERM map, const char *key, int64_t n, int nil_ok, double **out,
                     ERL_NIF_TERM *err) {
   ERL_NIF_TERM v;
   ErlNifBinary bin;
+  *out = NULL;
   if (!cfg_get(env, map, key, &v, err)) return 0;
-  if (nil_ok && enif_is_identical(v, atom_nil)) return *out = NULL, 1;
-  if (!enif_inspect_binary(env, v, &bin) || bin.size != (size_t)n * sizeof(double) || ((uintptr_t)bin.data % sizeof(double))) {
+  if (nil_ok && enif_is_identical(v, atom_nil)) return 1;
+  if (!enif_inspect_binary(env, v, &bin) || bin.size != (size_t)n * sizeof(double)) {
     *err = badarg(env, "[sampler_start] %s: must be a binary of %lld native f64 values%s", key, (long long)n,
                   nil_ok ? " or nil" : "");
     return 0;
   }
-  *out = (const double *)bin.data;
+  if (!(*out = enif_alloc(bin.size ? bin.size : 1))) {
+    *err = raise_with(env, atom_mx_error, "[sampler_start] out of memory");
+    return 0;
+  }
+  memcpy(*out, bin.data, bin.size);
   return 1;
 }
 
@@ -1936,66 +1942,25 @@ static int cfg_atom(ErlNifEnv *env, ERL_NIF_TERM map, const char *key, const cha
   return 0;
 }
 
-/* sampler_start(config, tape | nil, pid) -> {handle, ref}. */
-static ERL_NIF_TERM sampler_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
-  (void)argc;
-  static const char *const algorithms[] = {"nuts", "hmc", "mala"}, *const metrics[] = {"diag", "dense"};
-  static const char *const keys[] = {"algorithm", "d", "q0", "key", "warmup", "samples", "target_accept", "max_depth",
-                                     "step_size", "adapt_metric", "metric", "inv_metric", "n_leapfrog", "report_every"};
-  ERL_NIF_TERM m = argv[0], err = 0, v;
-  size_t size;
-  if (!enif_get_map_size(env, m, &size)) return badarg(env, "[sampler_start] the config must be a map");
-  if (size != sizeof keys / sizeof *keys)
-    return badarg(env, "[sampler_start] the config must have exactly the keys algorithm, d, q0, key, warmup, samples, "
-                       "target_accept, max_depth, step_size, adapt_metric, metric, inv_metric, n_leapfrog, report_every");
-  mx_sampler_config c = {0};
-  int alg, metric, adapt;
-  int64_t d, warmup, samples, depth, nlf, report;
-  const double *q0, *inv;
-  if (!cfg_atom(env, m, "algorithm", algorithms, 3, &alg, &err) || !cfg_int(env, m, "d", 1, 1 << 24, &d, &err) ||
-      !cfg_f64s(env, m, "q0", d, 0, &q0, &err) || !cfg_int(env, m, "warmup", 0, INT64_C(1) << 40, &warmup, &err) ||
-      !cfg_int(env, m, "samples", 1, INT64_C(1) << 40, &samples, &err) ||
-      !cfg_float(env, m, "target_accept", &c.target_accept, &err) || !cfg_int(env, m, "max_depth", 1, 30, &depth, &err) ||
-      !cfg_float(env, m, "step_size", &c.step_size, &err) || !cfg_atom(env, m, "metric", metrics, 2, &metric, &err) ||
-      !cfg_f64s(env, m, "inv_metric", metric ? d * d : d, 1, &inv, &err) ||
-      !cfg_int(env, m, "n_leapfrog", 1, 1 << 20, &nlf, &err) || !cfg_int(env, m, "report_every", 0, INT64_C(1) << 40, &report, &err))
-    return err;
-  if (!cfg_get(env, m, "adapt_metric", &v, &err)) return err;
-  if (!get_bool(v, &adapt)) return badarg(env, "[sampler_start] adapt_metric: must be true or false");
-  if (!cfg_get(env, m, "key", &v, &err)) return err;
-  {
-    int64_t k[2];
-    int n = 0;
-    if (!get_ints(env, v, k, &n) || n != 2 || k[0] < 0 || k[0] > UINT32_MAX || k[1] < 0 || k[1] > UINT32_MAX)
-      return badarg(env, "[sampler_start] key: must be the two u32 words of an Mx.Random key, as a list");
-    c.key[0] = (uint32_t)k[0], c.key[1] = (uint32_t)k[1];
-  }
-  mx_tape *tape = NULL;
-  if (!enif_is_identical(argv[1], atom_nil) && !get_tape(env, argv[1], &tape))
-    return badarg(env, "[sampler_start] argument 2 must be a tape (Mx.Compile.tape!/2) or nil");
-  if (tape && mx_sampler_check_tape(tape, d)) return badarg(env, "%s", mx_last_error());
-  ErlNifPid owner;
-  if (!enif_get_local_pid(env, argv[2], &owner)) return badarg(env, "[sampler_start] argument 3 must be a local pid");
-
+/* The run of a validated config on an engine thread: {handle, ref}. */
+static ERL_NIF_TERM sampler_launch(ErlNifEnv *env, mx_sampler_config *c, mx_tape *tape, ErlNifPid owner,
+                                   int64_t report) {
   sampler_job *j = enif_alloc(sizeof *j);
   if (!j) return raise_with(env, atom_mx_error, "[sampler_start] out of memory");
   memset(j, 0, sizeof *j);
   pthread_mutex_init(&j->lock, NULL);
   pthread_cond_init(&j->cond, NULL);
-  j->d = d, j->report_every = report, j->owner = owner, j->n_samples = samples, j->dense = metric;
+  j->d = c->d, j->report_every = report, j->owner = owner, j->n_samples = c->samples, j->dense = c->metric == MX_METRIC_DENSE;
   j->env = enif_alloc_env(), j->msg_env = enif_alloc_env();
-  j->reply = enif_alloc((size_t)(d + 1) * sizeof(double));
+  j->reply = enif_alloc((size_t)(c->d + 1) * sizeof(double));
   if (!j->env || !j->msg_env || !j->reply) {
     sampler_job_free(j);
     return raise_with(env, atom_mx_error, "[sampler_start] out of memory");
   }
   j->ref = enif_make_ref(j->env);
-  c.algorithm = (mx_sampler_algorithm)alg, c.d = d, c.warmup = warmup, c.samples = samples, c.q0 = q0;
-  c.max_depth = (int)depth, c.n_leapfrog = (int)nlf, c.adapt_metric = adapt, c.metric = (mx_metric_kind)metric;
-  c.inv_metric = inv;
-  c.logp_grad = tape ? mx_tape_logp_grad : sampler_ask_owner, c.target = tape ? (void *)tape : (void *)j;
-  c.on_iteration = sampler_on_iteration, c.iteration_ctx = j;
-  mx_status st = mx_sampler_new(&c, &j->s);
+  c->logp_grad = tape ? mx_tape_logp_grad : sampler_ask_owner, c->target = tape ? (void *)tape : (void *)j;
+  c->on_iteration = sampler_on_iteration, c->iteration_ctx = j;
+  mx_status st = mx_sampler_new(c, &j->s);
   if (st) {
     sampler_job_free(j);
     return st == MX_EINVAL ? badarg(env, "%s", mx_last_error()) : raise_mx(env);
@@ -2012,6 +1977,57 @@ static ERL_NIF_TERM sampler_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
   if ((st = mx_task_start(sampler_task, j, sampler_job_free, &r->task))) return raise_mx(env); /* j freed by it */
   if (enif_monitor_process(env, r, &owner, NULL) != 0) sampler_cancel_job(j); /* the owner is already gone */
   return enif_make_tuple2(env, handle, enif_make_copy(env, j->ref));
+}
+
+/* sampler_start(config, tape | nil, pid) -> {handle, ref}. */
+static ERL_NIF_TERM sampler_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  static const char *const algorithms[] = {"nuts", "hmc", "mala"}, *const metrics[] = {"diag", "dense"};
+  static const char *const keys[] = {"algorithm", "d", "q0", "key", "warmup", "samples", "target_accept", "max_depth",
+                                     "step_size", "adapt_metric", "metric", "inv_metric", "n_leapfrog", "report_every"};
+  ERL_NIF_TERM m = argv[0], err = 0, v, res;
+  size_t size;
+  if (!enif_get_map_size(env, m, &size)) return badarg(env, "[sampler_start] the config must be a map");
+  if (size != sizeof keys / sizeof *keys)
+    return badarg(env, "[sampler_start] the config must have exactly the keys algorithm, d, q0, key, warmup, samples, "
+                       "target_accept, max_depth, step_size, adapt_metric, metric, inv_metric, n_leapfrog, report_every");
+  mx_sampler_config c = {0};
+  int alg, metric = 0, adapt;
+  int64_t d = 0, warmup, samples, depth, nlf, report, k[2];
+  int nk = 0;
+  double *q0 = NULL, *inv = NULL;
+  mx_tape *tape = NULL;
+  ErlNifPid owner;
+  if (!cfg_atom(env, m, "algorithm", algorithms, 3, &alg, &err) || !cfg_int(env, m, "d", 1, 1 << 24, &d, &err) ||
+      !cfg_f64s(env, m, "q0", d, 0, &q0, &err) || !cfg_int(env, m, "warmup", 0, INT64_C(1) << 40, &warmup, &err) ||
+      !cfg_int(env, m, "samples", 1, INT64_C(1) << 40, &samples, &err) ||
+      !cfg_float(env, m, "target_accept", &c.target_accept, &err) || !cfg_int(env, m, "max_depth", 1, 30, &depth, &err) ||
+      !cfg_float(env, m, "step_size", &c.step_size, &err) || !cfg_atom(env, m, "metric", metrics, 2, &metric, &err) ||
+      !cfg_f64s(env, m, "inv_metric", metric ? d * d : d, 1, &inv, &err) ||
+      !cfg_int(env, m, "n_leapfrog", 1, 1 << 20, &nlf, &err) ||
+      !cfg_int(env, m, "report_every", 0, INT64_C(1) << 40, &report, &err) || !cfg_get(env, m, "adapt_metric", &v, &err)) {
+    res = err;
+  } else if (!get_bool(v, &adapt)) {
+    res = badarg(env, "[sampler_start] adapt_metric: must be true or false");
+  } else if (!cfg_get(env, m, "key", &v, &err)) {
+    res = err;
+  } else if (!get_ints(env, v, k, &nk) || nk != 2 || k[0] < 0 || k[0] > UINT32_MAX || k[1] < 0 || k[1] > UINT32_MAX) {
+    res = badarg(env, "[sampler_start] key: must be the two u32 words of an Mx.Random key, as a list");
+  } else if (!enif_is_identical(argv[1], atom_nil) && !get_tape(env, argv[1], &tape)) {
+    res = badarg(env, "[sampler_start] argument 2 must be a tape (Mx.Compile.tape!/2) or nil");
+  } else if (tape && mx_sampler_check_tape(tape, d)) {
+    res = badarg(env, "%s", mx_last_error());
+  } else if (!enif_get_local_pid(env, argv[2], &owner)) {
+    res = badarg(env, "[sampler_start] argument 3 must be a local pid");
+  } else {
+    c.algorithm = (mx_sampler_algorithm)alg, c.d = d, c.warmup = warmup, c.samples = samples, c.q0 = q0;
+    c.max_depth = (int)depth, c.n_leapfrog = (int)nlf, c.adapt_metric = adapt, c.metric = (mx_metric_kind)metric;
+    c.inv_metric = inv, c.key[0] = (uint32_t)k[0], c.key[1] = (uint32_t)k[1];
+    res = sampler_launch(env, &c, tape, owner, report); /* mx_sampler_new copies q0 and inv */
+  }
+  if (q0) enif_free(q0);
+  if (inv) enif_free(inv);
+  return res;
 }
 
 /* sampler_reply(handle, binary of d + 1 f64 | {:error, message}) -> :ok */
