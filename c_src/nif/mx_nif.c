@@ -2047,9 +2047,9 @@ static ERL_NIF_TERM sampler_reply(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
                    enif_inspect_binary(env, e[1], &msg)))
     return badarg(env, "[sampler_reply] the reply must be a binary of f64 or {:error, message}");
   pthread_mutex_lock(&j->lock);
-  if (!j->waiting || j->replied) {
+  if (j->cancelled || !j->waiting || j->replied) {
     pthread_mutex_unlock(&j->lock);
-    return badarg(env, "[sampler_reply] no gradient request is pending");
+    return badarg(env, "[sampler_reply] no gradient request is pending (or the run was cancelled)");
   }
   if (is_bin) {
     memcpy(j->reply, bin.data, bin.size);

@@ -257,4 +257,58 @@ defmodule Gen.Inference.SamplerTest do
       Sampler.run(target(logp_grad: fn _ -> neg_inf <> pack([0.0, 0.0, 0.0]) end))
     end
   end
+
+  test "the NIF checks its config and replies" do
+    assert_raise ArgumentError, ~r/exactly the keys algorithm, d, q0/, fn ->
+      Mx.NIF.sampler_start(%{}, nil, self())
+    end
+
+    config = %{
+      algorithm: :nuts,
+      d: 2,
+      q0: pack([0.0, 0.0]),
+      key: [0, 1],
+      warmup: 0,
+      samples: 1,
+      target_accept: 0.8,
+      max_depth: 3,
+      step_size: 0.5,
+      adapt_metric: true,
+      metric: :diag,
+      inv_metric: nil,
+      n_leapfrog: 1,
+      report_every: 0
+    }
+
+    assert_raise ArgumentError, ~r/q0: must be a binary of 2 native f64/, fn ->
+      Mx.NIF.sampler_start(%{config | q0: pack([0.0])}, nil, self())
+    end
+
+    assert_raise ArgumentError, ~r/key: must be the two u32 words/, fn ->
+      Mx.NIF.sampler_start(%{config | key: [0, -1]}, nil, self())
+    end
+
+    assert_raise ArgumentError, ~r/metric: must be one of :diag, :dense/, fn ->
+      Mx.NIF.sampler_start(%{config | metric: :full}, nil, self())
+    end
+
+    {h, ref} = Mx.NIF.sampler_start(config, nil, self())
+    assert_receive {:mx_sampler, ^ref, :grad, q}
+    assert byte_size(q) == 16
+
+    assert_raise ArgumentError, ~r/must hold 3 native f64/, fn ->
+      Mx.NIF.sampler_reply(h, pack([0.0]))
+    end
+
+    assert_raise ArgumentError, ~r/sampler is still running|has not finished/, fn ->
+      Mx.NIF.sampler_result(h)
+    end
+
+    :ok = Mx.NIF.sampler_reply(h, pack([0.0, 0.0, 0.0]))
+    :ok = Mx.NIF.sampler_cancel(h)
+
+    assert_raise ArgumentError, ~r/no gradient request is pending/, fn ->
+      Mx.NIF.sampler_reply(h, pack([0.0, 0.0, 0.0]))
+    end
+  end
 end
