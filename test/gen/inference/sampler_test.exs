@@ -173,7 +173,7 @@ defmodule Gen.Inference.SamplerTest do
 
           Sampler.run(t,
             warmup: 10,
-            samples: 2_000_000,
+            samples: 200_000,
             key: Mx.Random.key(5),
             callback: fn %{iteration: i} -> if i == 20, do: send(me, :running) end
           )
