@@ -173,6 +173,20 @@ static void test_nuts_normal(void) {
   mx_sampler_free(s);
 }
 
+/* Dual averaging from iteration `from` (its start or last restart) to the end of warmup:
+ * s-bar_t = sum_i (delta - a_i) / (t + t0) and x_t = mu - sqrt(t) s-bar_t / gamma, so the
+ * mean acceptance (capped at 1) of those t iterations is exactly
+ * delta - (t + t0) gamma (mu - x_t) / (t sqrt t), x_t the log step size of the next one. */
+static void check_da_identity(const char *what, const mx_sampler *s, const mx_sampler_config *c, int64_t from, double mu) {
+  const mx_sampler_stats *ss = mx_sampler_stats_of(s);
+  int64_t n = c->warmup - 1 - from;
+  double sum = 0.0;
+  for (int64_t i = from; i < c->warmup - 1; i++) sum += fmin(ss[i].accept_stat, 1.0);
+  double want = c->target_accept - ((double)n + 10.0) * 0.05 * (mu - log(ss[c->warmup - 1].step_size)) / ((double)n * sqrt((double)n));
+  CHECK(fabs(sum / (double)n - want) < 1e-9, "%s: warmup mean acceptance %.12g, dual averaging's identity gives %.12g", what,
+        sum / (double)n, want);
+}
+
 /* Dual averaging (no metric adaptation, so no restarts): s-bar_t = sum_i (delta - a_i) / (t + t0)
  * and x_t = mu - sqrt(t) s-bar_t / gamma, so the mean acceptance over the first t iterations is
  * exactly delta - (t + t0) gamma (mu - x_t) / (t sqrt t), which the stats let us check. Sampling
@@ -190,13 +204,9 @@ static void test_dual_averaging(void) {
     mx_sampler *s = run_sampler(&c, &st);
     CHECK(st == MX_OK, "dual averaging: %s", mx_last_error());
     if (st) return mx_sampler_free(s);
-    const mx_sampler_stats *ss = mx_sampler_stats_of(s);
-    int64_t n = c.warmup - 1;
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) sum += fmin(ss[i].accept_stat, 1.0);
-    double want = deltas[k] - ((double)n + 10.0) * 0.05 * (log(10 * c.step_size) - log(ss[n].step_size)) / ((double)n * sqrt((double)n));
-    CHECK(fabs(sum / (double)n - want) < 1e-9 && fabs(want - deltas[k]) < 0.01,
-          "delta %g: warmup mean acceptance %.12g, dual averaging's identity gives %.12g", deltas[k], sum / (double)n, want);
+    check_da_identity("nuts", s, &c, 0, log(10 * c.step_size));
+    double warm = mean_stat(s, 0, c.warmup - 1, 0);
+    CHECK(fabs(warm - deltas[k]) < 0.01, "delta %g: warmup mean acceptance %g", deltas[k], warm);
     got[k] = mean_stat(s, c.warmup, c.samples, 0);
     CHECK(got[k] > deltas[k] - 0.03 && got[k] < deltas[k] + 0.1, "delta %g: mean accept_stat over sampling %g", deltas[k],
           got[k]);
@@ -277,6 +287,9 @@ static void test_hmc_mala(void) {
     const mx_sampler_stats *ss = mx_sampler_stats_of(s);
     CHECK(ss[c.warmup].n_leapfrog == (k ? 1 : 5) && ss[c.warmup].tree_depth == 0, "%s: stats n_leapfrog %d", names[k],
           ss[c.warmup].n_leapfrog);
+    /* warmup 1000: the last window ends at 949, and dual averaging restarts at 950 */
+    check_da_identity(names[k], s, &c, 950, log(10 * ss[950].step_size));
+    /* a sanity bound only: sampling runs at exp(x-bar) of the 50 iterations since the restart */
     double a = mean_stat(s, c.warmup, c.samples, 0);
     CHECK(a > 0.6 && a < 0.95, "%s: dual averaging to 0.8 gives mean acceptance %g", names[k], a);
     mx_sampler_free(s);
