@@ -1858,8 +1858,8 @@ static void sampler_cancel_job(sampler_job *j) {
   pthread_mutex_lock(&j->lock);
   j->cancelled = 1;
   pthread_cond_broadcast(&j->cond);
+  if (j->s) mx_sampler_cancel(j->s);
   pthread_mutex_unlock(&j->lock);
-  mx_sampler_cancel(j->s);
 }
 
 static void sampler_dtor(ErlNifEnv *env, void *obj) {
@@ -2081,7 +2081,8 @@ static ERL_NIF_TERM f64_binary(ErlNifEnv *env, const double *x, size_t n) {
   return t;
 }
 
-/* sampler_result(handle) -> {draws, stats, step_size, inv_metric}: draws samples x d native f64;
+/* sampler_result(handle) -> {draws, stats, step_size, inv_metric}, once (the run's memory is then
+ * freed): draws samples x d native f64;
  * stats a map of one binary per field over warmup and sampling iterations (accept_stat, energy,
  * step_size: f64; n_leapfrog, tree_depth: s32; divergent, nan_energy: u8), all native-endian. */
 static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -2092,11 +2093,14 @@ static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
   pthread_mutex_lock(&j->lock);
   int finished = j->finished;
   mx_status st = j->status;
+  mx_sampler *s = finished && !st ? j->s : NULL;
+  if (s) j->s = NULL; /* returned once: the run's memory goes now, not when the handle is collected */
   pthread_mutex_unlock(&j->lock);
   if (!finished) return badarg(env, "[sampler_result] the run has not finished; wait for its :done message");
   if (st) return raise_with(env, atom_mx_error, j->message);
-  int64_t d = j->d, iters = mx_sampler_iterations_done(j->s);
-  const mx_sampler_stats *ss = mx_sampler_stats_of(j->s);
+  if (!s) return badarg(env, "[sampler_result] the result was already taken (it is returned once)");
+  int64_t d = j->d, iters = mx_sampler_iterations_done(s);
+  const mx_sampler_stats *ss = mx_sampler_stats_of(s);
   ERL_NIF_TERM keys[7], vals[7];
   const char *names[7] = {"accept_stat", "divergent", "energy", "n_leapfrog", "nan_energy", "step_size", "tree_depth"};
   size_t widths[7] = {8, 1, 8, 4, 1, 8, 4};
@@ -2104,26 +2108,26 @@ static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     keys[f] = enif_make_atom(env, names[f]);
     unsigned char *p = enif_make_new_binary(env, (size_t)iters * widths[f], &vals[f]);
     for (int64_t i = 0; i < iters; i++) {
-      const mx_sampler_stats *s = &ss[i];
-      double x;
-      int32_t n;
-      uint8_t b;
+      const mx_sampler_stats *x = &ss[i];
       switch (f) {
-      case 0: x = s->accept_stat; memcpy(p + i * 8, &x, 8); break;
-      case 1: b = s->divergent; p[i] = b; break;
-      case 2: x = s->energy; memcpy(p + i * 8, &x, 8); break;
-      case 3: n = s->n_leapfrog; memcpy(p + i * 4, &n, 4); break;
-      case 4: b = s->nan_energy; p[i] = b; break;
-      case 5: x = s->step_size; memcpy(p + i * 8, &x, 8); break;
-      default: n = s->tree_depth; memcpy(p + i * 4, &n, 4); break;
+      case 0: memcpy(p + i * 8, &x->accept_stat, 8); break;
+      case 1: p[i] = x->divergent; break;
+      case 2: memcpy(p + i * 8, &x->energy, 8); break;
+      case 3: memcpy(p + i * 4, &x->n_leapfrog, 4); break;
+      case 4: p[i] = x->nan_energy; break;
+      case 5: memcpy(p + i * 8, &x->step_size, 8); break;
+      default: memcpy(p + i * 4, &x->tree_depth, 4); break;
       }
     }
   }
   ERL_NIF_TERM stats;
-  if (!enif_make_map_from_arrays(env, keys, vals, 7, &stats)) return raise_with(env, atom_mx_error, "[sampler_result] map");
-  ERL_NIF_TERM draws = f64_binary(env, mx_sampler_draws(j->s), (size_t)(j->n_samples * d));
-  ERL_NIF_TERM inv = f64_binary(env, mx_sampler_inv_metric(j->s), (size_t)(j->dense ? d * d : d));
-  return enif_make_tuple4(env, draws, stats, make_float(env, mx_sampler_step_size(j->s)), inv);
+  int ok = enif_make_map_from_arrays(env, keys, vals, 7, &stats);
+  ERL_NIF_TERM draws = f64_binary(env, mx_sampler_draws(s), (size_t)(j->n_samples * d));
+  ERL_NIF_TERM inv = f64_binary(env, mx_sampler_inv_metric(s), (size_t)(j->dense ? d * d : d));
+  ERL_NIF_TERM step = make_float(env, mx_sampler_step_size(s));
+  mx_sampler_free(s);
+  if (!ok) return raise_with(env, atom_mx_error, "[sampler_result] cannot build the stats map");
+  return enif_make_tuple4(env, draws, stats, step, inv);
 }
 
 PROBED(sampler_start)

@@ -186,6 +186,11 @@ defmodule Gen.Inference.SamplerTest do
 
     r = Sampler.run(target(tape: tape()), warmup: 10, samples: 10, key: Mx.Random.key(6))
     assert length(r.draws) == 10
+    # a finished run's memory goes with its result, before its handle is collected
+    tape = tape()
+    before = Mx.Memory.report()
+    _ = Sampler.run(target(tape: tape), warmup: 10, samples: 100_000, key: Mx.Random.key(6))
+    assert Mx.Memory.report().active_bytes <= before.active_bytes
   end
 
   defp wait_memory(before, 0) do
