@@ -13,7 +13,9 @@
  * Randomness: iteration i reads key_i = fold_in(key, i) (the step-size searches read
  * fold_in(key, -1) and fold_in(key, -2 - i)); within it, the n-th request for randomness
  * reads fold_in(key_i, n): a block of 64 uniforms (Mx.Random.uniform f64, consumed in
- * order) or one momentum's normals (Mx.Random.normal f64), exactly as nuts.ex does. */
+ * order) or one momentum's normals (Mx.Random.normal f64), exactly as nuts.ex does.
+ * Beyond nuts.ex, on the same leapfrog, target and warmup code: static HMC and MALA
+ * transitions, and a dense metric (M^-1 = the adapted covariance, p = L^-T z). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
