@@ -241,7 +241,6 @@ static mx_status leapfrog(mx_sampler *s, point *z, double e, int *state) {
     for (int64_t i = 0; i < d; i++) z->q[i] = z->q[i] + e * s->tmp2[i];
   }
   if (!all_finite(z->p, d) || !all_finite(z->q, d)) {
-    if (cancelled(s)) return mx_error(MX_ECANCELLED, "[sampler] cancelled");
     *state = PT_DIVERGENT;
     return MX_OK;
   }
