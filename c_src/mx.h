@@ -429,4 +429,53 @@ mx_status mx_irfft(mx_array *a, int axis, int64_t n, mx_fft_norm norm, mx_array 
  * explicit scale (op FFT, RFFT or IRFFT; n is the real length for RFFT/IRFFT): the vjp rules use it. */
 mx_status mx_fft_node(mx_op op, mx_array *x, int axis, int64_t n, int inverse, double scale, mx_array **out);
 
+
+/* ---- samplers (sampler.c): NUTS, static HMC and MALA with Stan's warmup, all in C ---- */
+/* A target: log density and its gradient at q (d values). A returned MX_ECOMPUTE or
+ * MX_EINVAL rejects the point (a divergence, as an exception in Stan); any other
+ * failure (out of memory, cancelled) ends the run. lp may be -inf or NaN. */
+typedef mx_status (*mx_logp_grad_fn)(void *ctx, const double *q, double *lp, double *grad);
+typedef enum { MX_SAMPLER_NUTS = 0, MX_SAMPLER_HMC, MX_SAMPLER_MALA } mx_sampler_algorithm;
+typedef enum { MX_METRIC_DIAG = 0, MX_METRIC_DENSE } mx_metric_kind;
+/* One iteration's statistics, as Stan reports them (HMC and MALA: tree_depth 0). */
+typedef struct {
+  double accept_stat, step_size, energy;
+  int32_t tree_depth, n_leapfrog;
+  uint8_t divergent, nan_energy;
+} mx_sampler_stats;
+typedef void (*mx_sampler_iteration_fn)(void *ctx, int64_t iteration, const mx_sampler_stats *st);
+typedef struct {
+  mx_sampler_algorithm algorithm;
+  int64_t d, warmup, samples;
+  const double *q0;         /* d values (copied) */
+  uint32_t key[2];          /* an Mx.Random key */
+  double target_accept;     /* dual averaging's delta, in (0, 1) */
+  double step_size;         /* the first step size (and mu = log(10 step_size)) */
+  int max_depth;            /* NUTS: at most 2^max_depth leapfrogs, 1..30 */
+  int n_leapfrog;           /* HMC: leapfrogs per transition */
+  int adapt_metric;         /* learn the metric in Stan's windows during warmup */
+  mx_metric_kind metric;
+  const double *inv_metric; /* NULL: unit; diag: d positive values; dense: d x d SPD, row-major (copied) */
+  mx_logp_grad_fn logp_grad;
+  void *target;
+  mx_sampler_iteration_fn on_iteration; /* optional, called after each iteration on the sampler's thread */
+  void *iteration_ctx;
+} mx_sampler_config;
+typedef struct mx_sampler mx_sampler;
+/* Validates cfg and allocates everything the run needs (counted in mx_memory_stats). */
+mx_status mx_sampler_new(const mx_sampler_config *cfg, mx_sampler **out);
+/* Runs warmup and sampling; MX_ECANCELLED once mx_sampler_cancel or the task's cancel flag is set. */
+mx_status mx_sampler_run(mx_sampler *s);
+void mx_sampler_cancel(mx_sampler *s); /* thread-safe; the run stops at its next leapfrog */
+void mx_sampler_free(mx_sampler *s);
+int64_t mx_sampler_iterations_done(const mx_sampler *s);
+const double *mx_sampler_draws(const mx_sampler *s);            /* samples x d, unconstrained */
+const mx_sampler_stats *mx_sampler_stats_of(const mx_sampler *s); /* warmup + samples, in order */
+double mx_sampler_step_size(const mx_sampler *s);               /* the adapted (or given) step size */
+const double *mx_sampler_inv_metric(const mx_sampler *s);       /* d (diag) or d x d (dense) values */
+/* The tape target: tape maps f64[d] to (f64[] lp, f64[d] grad). Check it once with
+ * mx_sampler_check_tape; mx_tape_logp_grad replays it (ctx: the mx_tape). */
+mx_status mx_sampler_check_tape(const mx_tape *t, int64_t d);
+mx_status mx_tape_logp_grad(void *tape, const double *q, double *lp, double *grad);
+
 #endif

@@ -1720,6 +1720,420 @@ PROBED(compile_run)
 PROBED(compile_stats)
 PROBED(tape_info)
 
+/* ---- samplers (sampler.c): a run on an engine thread, talking to its owner by messages ------
+ * sampler_start returns {handle, ref}; the run sends the owner {:mx_sampler, ref, ...}:
+ * :iteration (report_every 0) or :progress messages, :grad requests (dynamic targets: the
+ * owner answers with sampler_reply) and :done. Dropping the handle, sampler_cancel or the
+ * owner's death cancels the run; its memory is freed when the run ends (the handle's
+ * destructor never waits). After sampler_cancel returns no further message is sent. */
+typedef struct {
+  mx_sampler *s;
+  mx_tape *tape; /* retained; NULL: the owner computes the gradient */
+  int64_t d, report_every, n_samples;
+  int dense;
+  ErlNifPid owner;
+  ErlNifEnv *env, *msg_env; /* env holds ref; msg_env is reused for each message */
+  ERL_NIF_TERM ref;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int cancelled, finished, waiting, replied, reply_error;
+  mx_status status;
+  char message[1024];
+  double *reply; /* d + 1: lp, then the gradient */
+} sampler_job;
+
+typedef struct {
+  sampler_job *job;
+  mx_task *task;
+} sampler_res;
+
+static ErlNifResourceType *SAMPLER;
+
+static void sampler_job_free(void *ctx) {
+  sampler_job *j = ctx;
+  mx_sampler_free(j->s);
+  mx_tape_release(j->tape);
+  if (j->env) enif_free_env(j->env);
+  if (j->msg_env) enif_free_env(j->msg_env);
+  pthread_mutex_destroy(&j->lock);
+  pthread_cond_destroy(&j->cond);
+  if (j->reply) enif_free(j->reply);
+  enif_free(j);
+}
+
+/* Under j->lock: {:mx_sampler, ref, tag, a [, b]} to the owner, unless the run was cancelled. */
+static void sampler_send(sampler_job *j, const char *tag, ERL_NIF_TERM a, ERL_NIF_TERM b, int arity) {
+  ErlNifEnv *e = j->msg_env;
+  if (!j->cancelled) {
+    ERL_NIF_TERM items[5] = {enif_make_atom(e, "mx_sampler"), enif_make_copy(e, j->ref), enif_make_atom(e, tag), a, b};
+    enif_send(NULL, &j->owner, e, enif_make_tuple_from_array(e, items, (unsigned)arity));
+  }
+  enif_clear_env(e);
+}
+
+/* Floats that may not be finite, as Mx.to_number gives them. */
+static ERL_NIF_TERM make_float(ErlNifEnv *e, double x) {
+  if (isnan(x)) return enif_make_atom(e, "nan");
+  if (isinf(x)) return enif_make_atom(e, x > 0 ? "infinity" : "neg_infinity");
+  return enif_make_double(e, x);
+}
+
+static void sampler_on_iteration(void *ctx, int64_t i, const mx_sampler_stats *st) {
+  sampler_job *j = ctx;
+  if (j->report_every > 0 && (i + 1) % j->report_every != 0) return;
+  pthread_mutex_lock(&j->lock);
+  ErlNifEnv *e = j->msg_env;
+  if (j->report_every > 0) {
+    sampler_send(j, "progress", enif_make_int64(e, i + 1), 0, 4);
+  } else {
+    /* the keys of Gen.Inference.NUTS's stats maps, in their (alphabetical) order */
+    ERL_NIF_TERM t = enif_make_tuple7(e, make_float(e, st->accept_stat), st->divergent ? atom_true : atom_false,
+                                      make_float(e, st->energy), enif_make_int(e, st->n_leapfrog),
+                                      st->nan_energy ? atom_true : atom_false, make_float(e, st->step_size),
+                                      enif_make_int(e, st->tree_depth));
+    sampler_send(j, "iteration", enif_make_int64(e, i), t, 5);
+  }
+  pthread_mutex_unlock(&j->lock);
+}
+
+/* The dynamic target: asks the owner for lp and the gradient at q and waits for the reply. */
+static mx_status sampler_ask_owner(void *ctx, const double *q, double *lp, double *grad) {
+  sampler_job *j = ctx;
+  pthread_mutex_lock(&j->lock);
+  ErlNifBinary bin;
+  if (!j->cancelled) {
+    if (!enif_alloc_binary((size_t)j->d * sizeof(double), &bin)) {
+      pthread_mutex_unlock(&j->lock);
+      return mx_error(MX_ENOMEM, "[sampler] out of memory sending a gradient request");
+    }
+    memcpy(bin.data, q, bin.size);
+    j->waiting = 1, j->replied = 0;
+    sampler_send(j, "grad", enif_make_binary(j->msg_env, &bin), 0, 4);
+  }
+  while (!j->replied && !j->cancelled && !mx_cancelled()) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50000000; /* the task's own cancel flag has no condvar: look again every 50 ms */
+    if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+    pthread_cond_timedwait(&j->cond, &j->lock, &ts);
+  }
+  int replied = j->replied, error = j->reply_error;
+  j->waiting = 0, j->replied = 0, j->reply_error = 0;
+  if (replied && !error) {
+    *lp = j->reply[0];
+    memcpy(grad, j->reply + 1, (size_t)j->d * sizeof(double));
+  }
+  char msg[sizeof j->message];
+  snprintf(msg, sizeof msg, "%s", j->message);
+  pthread_mutex_unlock(&j->lock);
+  if (!replied) return mx_error(MX_ECANCELLED, "[sampler] cancelled while waiting for the gradient");
+  return error ? mx_error(MX_ECOMPUTE, "%s", msg) : MX_OK;
+}
+
+static mx_status sampler_task(void *ctx) {
+  sampler_job *j = ctx;
+  mx_status st = mx_sampler_run(j->s);
+  pthread_mutex_lock(&j->lock);
+  j->finished = 1;
+  j->status = st;
+  snprintf(j->message, sizeof j->message, "%s", st ? mx_last_error() : "");
+  ErlNifEnv *e = j->msg_env;
+  ERL_NIF_TERM r = atom_ok;
+  if (st) {
+    ErlNifBinary bin;
+    size_t n = strlen(j->message);
+    if (enif_alloc_binary(n, &bin)) {
+      memcpy(bin.data, j->message, n);
+      r = enif_make_tuple2(e, atom_error, enif_make_binary(e, &bin));
+    } else {
+      r = atom_error;
+    }
+  }
+  sampler_send(j, "done", r, 0, 4);
+  pthread_mutex_unlock(&j->lock);
+  return st;
+}
+
+static void sampler_cancel_job(sampler_job *j) {
+  pthread_mutex_lock(&j->lock);
+  j->cancelled = 1;
+  pthread_cond_broadcast(&j->cond);
+  if (j->s) mx_sampler_cancel(j->s);
+  pthread_mutex_unlock(&j->lock);
+}
+
+static void sampler_dtor(ErlNifEnv *env, void *obj) {
+  (void)env;
+  sampler_res *r = obj;
+  if (!r->task) return;
+  sampler_cancel_job(r->job);
+  mx_task_abandon(r->task); /* the job is freed when the run ends, on its own thread */
+}
+
+static void sampler_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *mon) {
+  (void)env, (void)pid, (void)mon;
+  sampler_res *r = obj;
+  if (r->task) sampler_cancel_job(r->job);
+}
+
+static int get_sampler(ErlNifEnv *env, ERL_NIF_TERM t, sampler_res **r) {
+  return enif_get_resource(env, t, SAMPLER, (void **)r) && (*r)->task;
+}
+
+/* Config fields: value of key, or 0 (with a raised ArgumentError in *err) when missing. */
+static int cfg_get(ErlNifEnv *env, ERL_NIF_TERM map, const char *key, ERL_NIF_TERM *v, ERL_NIF_TERM *err) {
+  if (enif_get_map_value(env, map, enif_make_atom(env, key), v)) return 1;
+  *err = badarg(env, "[sampler_start] the config has no %s: key", key);
+  return 0;
+}
+
+static int cfg_int(ErlNifEnv *env, ERL_NIF_TERM map, const char *key, int64_t lo, int64_t hi, int64_t *out, ERL_NIF_TERM *err) {
+  ERL_NIF_TERM v;
+  ErlNifSInt64 x;
+  if (!cfg_get(env, map, key, &v, err)) return 0;
+  if (!enif_get_int64(env, v, &x) || x < lo || x > hi) {
+    *err = badarg(env, "[sampler_start] %s: must be an integer in %lld..%lld", key, (long long)lo, (long long)hi);
+    return 0;
+  }
+  *out = x;
+  return 1;
+}
+
+static int cfg_float(ErlNifEnv *env, ERL_NIF_TERM map, const char *key, double *out, ERL_NIF_TERM *err) {
+  ERL_NIF_TERM v;
+  ErlNifSInt64 i;
+  if (!cfg_get(env, map, key, &v, err)) return 0;
+  if (enif_get_double(env, v, out)) return 1;
+  if (enif_get_int64(env, v, &i)) return *out = (double)i, 1;
+  *err = badarg(env, "[sampler_start] %s: must be a number", key);
+  return 0;
+}
+
+/* A binary of n native f64 (or nil when nil_ok: *out = NULL), copied into *out (enif_alloc,
+ * so a sub-binary at any offset will do); the caller frees it. */
+static int cfg_f64s(ErlNifEnv *env, ERL_NIF_TERM map, const char *key, int64_t n, int nil_ok, double **out,
+                    ERL_NIF_TERM *err) {
+  ERL_NIF_TERM v;
+  ErlNifBinary bin;
+  *out = NULL;
+  if (!cfg_get(env, map, key, &v, err)) return 0;
+  if (nil_ok && enif_is_identical(v, atom_nil)) return 1;
+  if (!enif_inspect_binary(env, v, &bin) || bin.size != (size_t)n * sizeof(double)) {
+    *err = badarg(env, "[sampler_start] %s: must be a binary of %lld native f64 values%s", key, (long long)n,
+                  nil_ok ? " or nil" : "");
+    return 0;
+  }
+  if (!(*out = enif_alloc(bin.size ? bin.size : 1))) {
+    *err = raise_with(env, atom_mx_error, "[sampler_start] out of memory");
+    return 0;
+  }
+  memcpy(*out, bin.data, bin.size);
+  return 1;
+}
+
+static int cfg_atom(ErlNifEnv *env, ERL_NIF_TERM map, const char *key, const char *const *names, int n, int *out,
+                    ERL_NIF_TERM *err) {
+  ERL_NIF_TERM v;
+  if (!cfg_get(env, map, key, &v, err)) return 0;
+  for (int i = 0; i < n; i++)
+    if (enif_is_identical(v, enif_make_atom(env, names[i]))) return *out = i, 1;
+  *err = badarg(env, "[sampler_start] %s: must be one of :%s%s%s%s", key, names[0], n > 1 ? ", :" : "", n > 1 ? names[1] : "",
+                n > 2 ? " or another listed value" : "");
+  return 0;
+}
+
+/* The run of a validated config on an engine thread: {handle, ref}. */
+static ERL_NIF_TERM sampler_launch(ErlNifEnv *env, mx_sampler_config *c, mx_tape *tape, ErlNifPid owner,
+                                   int64_t report) {
+  sampler_job *j = enif_alloc(sizeof *j);
+  if (!j) return raise_with(env, atom_mx_error, "[sampler_start] out of memory");
+  memset(j, 0, sizeof *j);
+  pthread_mutex_init(&j->lock, NULL);
+  pthread_cond_init(&j->cond, NULL);
+  j->d = c->d, j->report_every = report, j->owner = owner, j->n_samples = c->samples, j->dense = c->metric == MX_METRIC_DENSE;
+  j->env = enif_alloc_env(), j->msg_env = enif_alloc_env();
+  j->reply = enif_alloc((size_t)(c->d + 1) * sizeof(double));
+  if (!j->env || !j->msg_env || !j->reply) {
+    sampler_job_free(j);
+    return raise_with(env, atom_mx_error, "[sampler_start] out of memory");
+  }
+  j->ref = enif_make_ref(j->env);
+  c->logp_grad = tape ? mx_tape_logp_grad : sampler_ask_owner, c->target = tape ? (void *)tape : (void *)j;
+  c->on_iteration = sampler_on_iteration, c->iteration_ctx = j;
+  mx_status st = mx_sampler_new(c, &j->s);
+  if (st) {
+    sampler_job_free(j);
+    return st == MX_EINVAL ? badarg(env, "%s", mx_last_error()) : raise_mx(env);
+  }
+  if (tape) mx_tape_retain(j->tape = tape);
+  sampler_res *r = enif_alloc_resource(SAMPLER, sizeof *r);
+  if (!r) {
+    sampler_job_free(j);
+    return raise_with(env, atom_mx_error, "[sampler_start] out of memory allocating a handle");
+  }
+  r->job = j, r->task = NULL;
+  ERL_NIF_TERM handle = enif_make_resource(env, r);
+  enif_release_resource(r);
+  if ((st = mx_task_start(sampler_task, j, sampler_job_free, &r->task))) return raise_mx(env); /* j freed by it */
+  if (enif_monitor_process(env, r, &owner, NULL) != 0) sampler_cancel_job(j); /* the owner is already gone */
+  return enif_make_tuple2(env, handle, enif_make_copy(env, j->ref));
+}
+
+/* sampler_start(config, tape | nil, pid) -> {handle, ref}. */
+static ERL_NIF_TERM sampler_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  static const char *const algorithms[] = {"nuts", "hmc", "mala"}, *const metrics[] = {"diag", "dense"};
+  static const char *const keys[] = {"algorithm", "d", "q0", "key", "warmup", "samples", "target_accept", "max_depth",
+                                     "step_size", "adapt_metric", "metric", "inv_metric", "n_leapfrog", "report_every"};
+  ERL_NIF_TERM m = argv[0], err = 0, v, res;
+  size_t size;
+  if (!enif_get_map_size(env, m, &size)) return badarg(env, "[sampler_start] the config must be a map");
+  if (size != sizeof keys / sizeof *keys)
+    return badarg(env, "[sampler_start] the config must have exactly the keys algorithm, d, q0, key, warmup, samples, "
+                       "target_accept, max_depth, step_size, adapt_metric, metric, inv_metric, n_leapfrog, report_every");
+  mx_sampler_config c = {0};
+  int alg, metric = 0, adapt;
+  int64_t d = 0, warmup, samples, depth, nlf, report, k[2];
+  int nk = 0;
+  double *q0 = NULL, *inv = NULL;
+  mx_tape *tape = NULL;
+  ErlNifPid owner;
+  if (!cfg_atom(env, m, "algorithm", algorithms, 3, &alg, &err) || !cfg_int(env, m, "d", 1, 1 << 24, &d, &err) ||
+      !cfg_f64s(env, m, "q0", d, 0, &q0, &err) || !cfg_int(env, m, "warmup", 0, INT64_C(1) << 40, &warmup, &err) ||
+      !cfg_int(env, m, "samples", 1, INT64_C(1) << 40, &samples, &err) ||
+      !cfg_float(env, m, "target_accept", &c.target_accept, &err) || !cfg_int(env, m, "max_depth", 1, 30, &depth, &err) ||
+      !cfg_float(env, m, "step_size", &c.step_size, &err) || !cfg_atom(env, m, "metric", metrics, 2, &metric, &err) ||
+      !cfg_f64s(env, m, "inv_metric", metric ? d * d : d, 1, &inv, &err) ||
+      !cfg_int(env, m, "n_leapfrog", 1, 1 << 20, &nlf, &err) ||
+      !cfg_int(env, m, "report_every", 0, INT64_C(1) << 40, &report, &err) || !cfg_get(env, m, "adapt_metric", &v, &err)) {
+    res = err;
+  } else if (!get_bool(v, &adapt)) {
+    res = badarg(env, "[sampler_start] adapt_metric: must be true or false");
+  } else if (!cfg_get(env, m, "key", &v, &err)) {
+    res = err;
+  } else if (!get_ints(env, v, k, &nk) || nk != 2 || k[0] < 0 || k[0] > UINT32_MAX || k[1] < 0 || k[1] > UINT32_MAX) {
+    res = badarg(env, "[sampler_start] key: must be the two u32 words of an Mx.Random key, as a list");
+  } else if (!enif_is_identical(argv[1], atom_nil) && !get_tape(env, argv[1], &tape)) {
+    res = badarg(env, "[sampler_start] argument 2 must be a tape (Mx.Compile.tape!/2) or nil");
+  } else if (tape && mx_sampler_check_tape(tape, d)) {
+    res = badarg(env, "%s", mx_last_error());
+  } else if (!enif_get_local_pid(env, argv[2], &owner)) {
+    res = badarg(env, "[sampler_start] argument 3 must be a local pid");
+  } else {
+    c.algorithm = (mx_sampler_algorithm)alg, c.d = d, c.warmup = warmup, c.samples = samples, c.q0 = q0;
+    c.max_depth = (int)depth, c.n_leapfrog = (int)nlf, c.adapt_metric = adapt, c.metric = (mx_metric_kind)metric;
+    c.inv_metric = inv, c.key[0] = (uint32_t)k[0], c.key[1] = (uint32_t)k[1];
+    res = sampler_launch(env, &c, tape, owner, report); /* mx_sampler_new copies q0 and inv */
+  }
+  if (q0) enif_free(q0);
+  if (inv) enif_free(inv);
+  return res;
+}
+
+/* sampler_reply(handle, binary of d + 1 f64 | {:error, message}) -> :ok */
+static ERL_NIF_TERM sampler_reply(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  sampler_res *r;
+  if (!get_sampler(env, argv[0], &r)) return badarg(env, "[sampler_reply] argument 1 must be a sampler handle");
+  sampler_job *j = r->job;
+  ErlNifBinary bin;
+  const ERL_NIF_TERM *e;
+  int arity, is_bin = enif_inspect_binary(env, argv[1], &bin);
+  if (is_bin && bin.size != (size_t)(j->d + 1) * sizeof(double))
+    return badarg(env, "[sampler_reply] the reply must hold %lld native f64 (lp, then the gradient), got %zu bytes",
+                  (long long)(j->d + 1), bin.size);
+  ErlNifBinary msg = {0};
+  if (!is_bin && !(enif_get_tuple(env, argv[1], &arity, &e) && arity == 2 && enif_is_identical(e[0], atom_error) &&
+                   enif_inspect_binary(env, e[1], &msg)))
+    return badarg(env, "[sampler_reply] the reply must be a binary of f64 or {:error, message}");
+  pthread_mutex_lock(&j->lock);
+  if (j->cancelled || !j->waiting || j->replied) {
+    pthread_mutex_unlock(&j->lock);
+    return badarg(env, "[sampler_reply] no gradient request is pending (or the run was cancelled)");
+  }
+  if (is_bin) {
+    memcpy(j->reply, bin.data, bin.size);
+  } else {
+    size_t n = msg.size < sizeof j->message - 1 ? msg.size : sizeof j->message - 1;
+    memcpy(j->message, msg.data, n);
+    j->message[n] = 0;
+    j->reply_error = 1;
+  }
+  j->replied = 1;
+  pthread_cond_broadcast(&j->cond);
+  pthread_mutex_unlock(&j->lock);
+  return atom_ok;
+}
+
+/* sampler_cancel(handle) -> :ok; no message is sent after it returns. */
+static ERL_NIF_TERM sampler_cancel(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  sampler_res *r;
+  if (!get_sampler(env, argv[0], &r)) return badarg(env, "[sampler_cancel] argument 1 must be a sampler handle");
+  sampler_cancel_job(r->job);
+  return atom_ok;
+}
+
+static ERL_NIF_TERM f64_binary(ErlNifEnv *env, const double *x, size_t n) {
+  ERL_NIF_TERM t;
+  unsigned char *p = enif_make_new_binary(env, n * sizeof(double), &t);
+  if (n) memcpy(p, x, n * sizeof(double));
+  return t;
+}
+
+/* sampler_result(handle) -> {draws, stats, step_size, inv_metric}, once (the run's memory is then
+ * freed): draws samples x d native f64;
+ * stats a map of one binary per field over warmup and sampling iterations (accept_stat, energy,
+ * step_size: f64; n_leapfrog, tree_depth: s32; divergent, nan_energy: u8), all native-endian. */
+static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  sampler_res *r;
+  if (!get_sampler(env, argv[0], &r)) return badarg(env, "[sampler_result] argument 1 must be a sampler handle");
+  sampler_job *j = r->job;
+  pthread_mutex_lock(&j->lock);
+  int finished = j->finished;
+  mx_status st = j->status;
+  mx_sampler *s = finished && !st ? j->s : NULL;
+  if (s) j->s = NULL; /* returned once: the run's memory goes now, not when the handle is collected */
+  pthread_mutex_unlock(&j->lock);
+  if (!finished) return badarg(env, "[sampler_result] the run has not finished; wait for its :done message");
+  if (st) return raise_with(env, atom_mx_error, j->message);
+  if (!s) return badarg(env, "[sampler_result] the result was already taken (it is returned once)");
+  int64_t d = j->d, iters = mx_sampler_iterations_done(s);
+  const mx_sampler_stats *ss = mx_sampler_stats_of(s);
+  ERL_NIF_TERM keys[7], vals[7];
+  const char *names[7] = {"accept_stat", "divergent", "energy", "n_leapfrog", "nan_energy", "step_size", "tree_depth"};
+  size_t widths[7] = {8, 1, 8, 4, 1, 8, 4};
+  for (int f = 0; f < 7; f++) {
+    keys[f] = enif_make_atom(env, names[f]);
+    unsigned char *p = enif_make_new_binary(env, (size_t)iters * widths[f], &vals[f]);
+    for (int64_t i = 0; i < iters; i++) {
+      const mx_sampler_stats *x = &ss[i];
+      switch (f) {
+      case 0: memcpy(p + i * 8, &x->accept_stat, 8); break;
+      case 1: p[i] = x->divergent; break;
+      case 2: memcpy(p + i * 8, &x->energy, 8); break;
+      case 3: memcpy(p + i * 4, &x->n_leapfrog, 4); break;
+      case 4: p[i] = x->nan_energy; break;
+      case 5: memcpy(p + i * 8, &x->step_size, 8); break;
+      default: memcpy(p + i * 4, &x->tree_depth, 4); break;
+      }
+    }
+  }
+  ERL_NIF_TERM stats;
+  int ok = enif_make_map_from_arrays(env, keys, vals, 7, &stats);
+  ERL_NIF_TERM draws = f64_binary(env, mx_sampler_draws(s), (size_t)(j->n_samples * d));
+  ERL_NIF_TERM inv = f64_binary(env, mx_sampler_inv_metric(s), (size_t)(j->dense ? d * d : d));
+  ERL_NIF_TERM step = make_float(env, mx_sampler_step_size(s));
+  mx_sampler_free(s);
+  if (!ok) return raise_with(env, atom_mx_error, "[sampler_result] cannot build the stats map");
+  return enif_make_tuple4(env, draws, stats, step, inv);
+}
+
+PROBED(sampler_start)
+PROBED(sampler_reply)
+PROBED(sampler_cancel)
+
 /* ---- registration: scheduler per NIF in one table ------------------------------ */
 
 static ErlNifFunc funcs[] = {
@@ -1795,6 +2209,11 @@ static ErlNifFunc funcs[] = {
     {"compile_run", 2, compile_run_probed, 0},
     {"compile_stats", 1, compile_stats_probed, 0},
     {"tape_info", 1, tape_info_probed, 0},
+    /* samplers: the run is on an engine thread; results copy up to samples x d f64 (dirty) */
+    {"sampler_start", 3, sampler_start_probed, 0},
+    {"sampler_reply", 2, sampler_reply_probed, 0},
+    {"sampler_cancel", 1, sampler_cancel_probed, 0},
+    {"sampler_result", 1, sampler_result, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
@@ -1804,6 +2223,9 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
   TAPE = enif_open_resource_type(env, NULL, "mx_tape", tape_dtor, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
   CACHE = enif_open_resource_type(env, NULL, "mx_compile_cache", cache_dtor, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
   if (!TAPE || !CACHE) return 1;
+  ErlNifResourceTypeInit sampler_init = {.dtor = sampler_dtor, .down = sampler_down};
+  SAMPLER = enif_open_resource_type_x(env, "mx_sampler", &sampler_init, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
+  if (!SAMPLER) return 1;
   atom_ok = enif_make_atom(env, "ok");
   atom_nil = enif_make_atom(env, "nil");
   atom_true = enif_make_atom(env, "true");

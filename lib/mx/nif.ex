@@ -78,4 +78,9 @@ defmodule Mx.NIF do
   def compile_run(_tape, _inputs), do: nif_not_loaded()
   def compile_stats(_cache), do: nif_not_loaded()
   def tape_info(_tape), do: nif_not_loaded()
+  # samplers (c_src/sampler.c; Gen.Inference.Sampler drives them)
+  def sampler_start(_config, _tape_or_nil, _pid), do: nif_not_loaded()
+  def sampler_reply(_handle, _reply), do: nif_not_loaded()
+  def sampler_cancel(_handle), do: nif_not_loaded()
+  def sampler_result(_handle), do: nif_not_loaded()
 end
