@@ -249,7 +249,13 @@ defmodule GenMX.OptionsTest do
       {Gen.Inference.Target, :new, 3} => [t, sel],
       {Gen.Inference.SMC, :filter, 5} => [m, m, obs, 2],
       {Gen.Inference.VI, :advi, 5} => [m, [], obs, sel],
-      {Gen.Inference.VI, :advi_draws, 6} => [m, [], %{y: 0.5}, %{mu: Gen.choicemap(%{mu: 0.0}), log_sigma: Gen.choicemap(%{mu: 0.0})}, 1],
+      {Gen.Inference.VI, :advi_draws, 6} => [
+        m,
+        [],
+        %{y: 0.5},
+        %{mu: Gen.choicemap(%{mu: 0.0}), log_sigma: Gen.choicemap(%{mu: 0.0})},
+        1
+      ],
       {Gen.Inference.VI, :elbo, 6} => [m, [], obs, q, params],
       {Gen.Inference.VI, :gradient, 6} => [m, [], obs, q, params],
       {Gen.Inference.VI, :iwelbo, 6} => [m, [], obs, q, params],
@@ -359,10 +365,12 @@ defmodule GenMX.OptionsTest do
 
     e =
       assert_raise ArgumentError, fn ->
-        Gen.Inference.NUTS.sample(t, Gen.select(:mu), warmup: 10, chains: 4)
+        Gen.Inference.NUTS.sample(t, Gen.select(:mu), warmup: 10, num_chains: 4)
       end
 
-    assert e.message =~ ~r/unknown option chains:; the valid options are warmup:, samples:, /
+    # chains: is an option since issue 11 (one process per chain)
+    assert e.message =~
+             "Gen.Inference.NUTS.sample: unknown option num_chains: (did you mean chains:?)"
 
     k = Gen.Inference.Kernel.mh(Gen.select(:mu))
     e = assert_raise ArgumentError, fn -> Gen.Inference.run(k, t, samples: 5, burnin: 100) end

@@ -1830,6 +1830,16 @@ static mx_status sampler_ask_owner(void *ctx, const double *q, double *lp, doubl
   return error ? mx_error(MX_ECOMPUTE, "%s", msg) : MX_OK;
 }
 
+/* A tape target whose NaN points are asked of the owner, which tells a NaN input
+ * (nan_energy) from a parameter stepped out of range (-inf, a divergence) as the GFI does. */
+static mx_status sampler_tape_or_ask(void *ctx, const double *q, double *lp, double *grad) {
+  sampler_job *j = ctx;
+  mx_status st = mx_tape_logp_grad(j->tape, q, lp, grad);
+  int nan = !st && isnan(*lp);
+  for (int64_t i = 0; i < j->d && !st && !nan; i++) nan = isnan(grad[i]);
+  return nan ? sampler_ask_owner(ctx, q, lp, grad) : st;
+}
+
 static mx_status sampler_task(void *ctx) {
   sampler_job *j = ctx;
   mx_status st = mx_sampler_run(j->s);
@@ -1958,14 +1968,16 @@ static ERL_NIF_TERM sampler_launch(ErlNifEnv *env, mx_sampler_config *c, mx_tape
     return raise_with(env, atom_mx_error, "[sampler_start] out of memory");
   }
   j->ref = enif_make_ref(j->env);
-  c->logp_grad = tape ? mx_tape_logp_grad : sampler_ask_owner, c->target = tape ? (void *)tape : (void *)j;
+  j->tape = tape; /* retained below, once the handle owns the job */
+  c->logp_grad = tape ? sampler_tape_or_ask : sampler_ask_owner, c->target = j;
   c->on_iteration = sampler_on_iteration, c->iteration_ctx = j;
   mx_status st = mx_sampler_new(c, &j->s);
   if (st) {
+    j->tape = NULL;
     sampler_job_free(j);
     return st == MX_EINVAL ? badarg(env, "%s", mx_last_error()) : raise_mx(env);
   }
-  if (tape) mx_tape_retain(j->tape = tape);
+  if (tape) mx_tape_retain(tape);
   sampler_res *r = enif_alloc_resource(SAMPLER, sizeof *r);
   if (!r) {
     sampler_job_free(j);

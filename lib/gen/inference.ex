@@ -118,9 +118,16 @@ defmodule Gen.Inference do
       iex> {length(traces), Mx.describe(lnw), Mx.describe(lml), Mx.to_number(hd(traces)[{:y, 1}])}
       {8, "f64[8]", "f64", 0.5}
   """
-  @spec smc(Gen.gen_fn(), (non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+  @spec smc(
+          Gen.gen_fn(),
+          (non_neg_integer() -> [term()]),
+          [Choicemap.t() | map() | list()],
+          pos_integer(),
+          keyword()
+        ) ::
           {[Trace.t()], Mx.t(), Mx.t()}
-  def smc(gf, args_fn, observations, n, opts \\ []), do: Gen.Inference.SMC.smc(gf, args_fn, observations, n, opts)
+  def smc(gf, args_fn, observations, n, opts \\ []),
+    do: Gen.Inference.SMC.smc(gf, args_fn, observations, n, opts)
 
   @doc """
   One Metropolis–Hastings step resampling the `selection` from its prior
@@ -187,7 +194,8 @@ defmodule Gen.Inference do
       {true, 0.5}
   """
   @spec mala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
-  def mala(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.Gradient.mala(trace, sel, opts)
+  def mala(%Trace{} = trace, %Selection{} = sel, opts),
+    do: Gen.Inference.Gradient.mala(trace, sel, opts)
 
   @doc """
   One Hamiltonian Monte Carlo step on the selected continuous choices
@@ -206,7 +214,8 @@ defmodule Gen.Inference do
       {true, 0.5}
   """
   @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
-  def hmc(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.Gradient.hmc(trace, sel, opts)
+  def hmc(%Trace{} = trace, %Selection{} = sel, opts),
+    do: Gen.Inference.Gradient.hmc(trace, sel, opts)
 
   # ---- adaptive HMC and NUTS (Gen.Inference.NUTS) ----
 
@@ -249,8 +258,8 @@ defmodule Gen.Inference do
       {true, 0.5}
   """
   @spec nuts(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), boolean()}
-  def nuts(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.NUTS.nuts(trace, sel, opts)
-
+  def nuts(%Trace{} = trace, %Selection{} = sel, opts),
+    do: Gen.Inference.NUTS.nuts(trace, sel, opts)
 
   # ---- gibbs, elliptical_slice, involutive_mh ----
 
@@ -310,11 +319,10 @@ defmodule Gen.Inference do
       iex> {is_boolean(acc), Mx.to_number(t2[:y])}
       {true, 0.5}
   """
-  @spec involutive_mh(Trace.t(), Gen.gen_fn(), [term()], function(), keyword()) :: {Trace.t(), boolean()}
+  @spec involutive_mh(Trace.t(), Gen.gen_fn(), [term()], function(), keyword()) ::
+          {Trace.t(), boolean()}
   def involutive_mh(trace, proposal, proposal_args, involution, opts \\ []),
     do: Gen.Inference.Involutive.involutive_mh(trace, proposal, proposal_args, involution, opts)
-
-
 
   # ---- MAP, trainable parameters and variational inference ----
 
@@ -370,7 +378,8 @@ defmodule Gen.Inference do
       iex> Float.round(Mx.to_number(p.mu), 8)
       2.5
   """
-  @spec train(Gen.gen_fn(), Gen.Optim.params(), [term()], keyword()) :: {Gen.Optim.params(), [float()]}
+  @spec train(Gen.gen_fn(), Gen.Optim.params(), [term()], keyword()) ::
+          {Gen.Optim.params(), [float()]}
   def train(gf, params, data, opts \\ []), do: Gen.Inference.Train.train(gf, params, data, opts)
 
   @doc """
@@ -406,12 +415,17 @@ defmodule Gen.Inference do
       iex> abs(Mx.to_number(p.logit) - 2.0) < 0.1
       true
   """
-  @spec vi(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Gen.Optim.params(), keyword()) ::
+  @spec vi(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          Gen.gen_fn(),
+          Gen.Optim.params(),
+          keyword()
+        ) ::
           {Gen.Optim.params(), [float()]}
   def vi(model, args, observations, guide, params, opts \\ []),
     do: Gen.Inference.VI.vi(model, args, observations, guide, params, opts)
-
-
 
   # ---- SMC extensions: rejuvenation, csmc, smcp3 ----
 
@@ -441,7 +455,9 @@ defmodule Gen.Inference do
           keyword()
         ) :: {[Trace.t()], Mx.t(), Trace.t()}
   def csmc(gf, args_fn, observations, n, reference_trace, opts \\ []) do
-    {traces, lnw, new_ref, _} = Gen.Inference.CSMC.csmc(gf, args_fn, observations, n, reference_trace, opts)
+    {traces, lnw, new_ref, _} =
+      Gen.Inference.CSMC.csmc(gf, args_fn, observations, n, reference_trace, opts)
+
     {traces, lnw, new_ref}
   end
 
@@ -462,7 +478,12 @@ defmodule Gen.Inference do
       iex> length(xs)
       3
   """
-  @spec particle_gibbs((non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+  @spec particle_gibbs(
+          (non_neg_integer() -> [term()]),
+          [Choicemap.t() | map() | list()],
+          pos_integer(),
+          keyword()
+        ) ::
           Kernel.t()
   def particle_gibbs(args_fn, observations, n, opts \\ []),
     do: Gen.Inference.CSMC.kernel(args_fn, observations, n, opts)
@@ -493,11 +514,16 @@ defmodule Gen.Inference do
       iex> {Mx.describe(lnw), Float.round(Mx.to_number(lml), 10) == Float.round(-:math.log(4 * :math.pi()) - 0.5, 10), is_struct(m)}
       {"f64[4]", true, true}
   """
-  @spec smcp3(Gen.gen_fn(), (non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+  @spec smcp3(
+          Gen.gen_fn(),
+          (non_neg_integer() -> [term()]),
+          [Choicemap.t() | map() | list()],
+          pos_integer(),
+          keyword()
+        ) ::
           {[Trace.t()], Mx.t(), Mx.t()}
   def smcp3(gf, args_fn, observations, n, opts),
     do: Gen.Inference.SMCP3.smcp3(gf, args_fn, observations, n, opts)
-
 
   # ---- vectorized inference over [n] particles ----
 
@@ -514,7 +540,13 @@ defmodule Gen.Inference do
       iex> {Mx.describe(t[:mu]), Mx.describe(lnw), Mx.describe(lml)}
       {"f64[100]", "f64[100]", "f64"}
   """
-  @spec vimportance_sampling(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) ::
+  @spec vimportance_sampling(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          pos_integer(),
+          keyword()
+        ) ::
           {Trace.t(), Mx.t(), Mx.t()}
   def vimportance_sampling(gf, args, observations, n, opts \\ []),
     do: Gen.Inference.Vectorized.importance_sampling(gf, args, observations, n, opts)
@@ -534,7 +566,13 @@ defmodule Gen.Inference do
       iex> {Mx.describe(t[:mu]), Mx.describe(lnw)}
       {"f64[8]", "f64[8]"}
   """
-  @spec vsmc(Gen.gen_fn(), (non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+  @spec vsmc(
+          Gen.gen_fn(),
+          (non_neg_integer() -> [term()]),
+          [Choicemap.t() | map() | list()],
+          pos_integer(),
+          keyword()
+        ) ::
           {Trace.t(), Mx.t(), Mx.t()}
   def vsmc(gf, args_fn, observations, n, opts \\ []),
     do: Gen.Inference.Vectorized.smc(gf, args_fn, observations, n, opts)
@@ -553,7 +591,8 @@ defmodule Gen.Inference do
       "bool[3]"
   """
   @spec vmh(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
-  def vmh(%Trace{} = trace, %Selection{} = sel, opts \\ []), do: Gen.Inference.Vectorized.mh(trace, sel, opts)
+  def vmh(%Trace{} = trace, %Selection{} = sel, opts \\ []),
+    do: Gen.Inference.Vectorized.mh(trace, sel, opts)
 
   @doc """
   One MALA step on each of the `n` independent chains of a vectorized trace
@@ -568,7 +607,8 @@ defmodule Gen.Inference do
       "bool[3]"
   """
   @spec vmala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
-  def vmala(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.Vectorized.mala(trace, sel, opts)
+  def vmala(%Trace{} = trace, %Selection{} = sel, opts),
+    do: Gen.Inference.Vectorized.mala(trace, sel, opts)
 
   @doc """
   One HMC step on each of the `n` independent chains of a vectorized trace
@@ -584,7 +624,8 @@ defmodule Gen.Inference do
       "bool[3]"
   """
   @spec vhmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
-  def vhmc(%Trace{} = trace, %Selection{} = sel, opts), do: Gen.Inference.Vectorized.hmc(trace, sel, opts)
+  def vhmc(%Trace{} = trace, %Selection{} = sel, opts),
+    do: Gen.Inference.Vectorized.hmc(trace, sel, opts)
 
   @doc """
   Adaptive MALA or HMC on the `n` chains of a vectorized trace
@@ -601,8 +642,8 @@ defmodule Gen.Inference do
       {2, "f64[4]"}
   """
   @spec vsample(Trace.t(), Selection.t(), keyword()) :: map()
-  def vsample(%Trace{} = trace, %Selection{} = sel, opts \\ []), do: Gen.Inference.Vectorized.sample(trace, sel, opts)
-
+  def vsample(%Trace{} = trace, %Selection{} = sel, opts \\ []),
+    do: Gen.Inference.Vectorized.sample(trace, sel, opts)
 
   @doc """
   Runs `kernel` (a `Gen.Inference.Kernel.t()`) from `trace` for `burn +
@@ -653,7 +694,12 @@ defmodule Gen.Inference do
             "Gen.Inference.run: expected a kernel, fn trace, opts -> {trace, accepted?} end, got #{inspect(kernel)}"
     end
 
-    Mx.Opts.validate!(opts, [:samples, :burn, :thin, :key, :select, :callback, :chains, :progress], "Gen.Inference.run")
+    Mx.Opts.validate!(
+      opts,
+      [:samples, :burn, :thin, :key, :select, :callback, :chains, :progress],
+      "Gen.Inference.run"
+    )
+
     samples = count!(opts, :samples, nil, 0, "Gen.Inference.run")
     burn = count!(opts, :burn, 0, 0, "Gen.Inference.run")
     thin = count!(opts, :thin, 1, 1, "Gen.Inference.run")
@@ -668,7 +714,7 @@ defmodule Gen.Inference do
     }
 
     key = Keyword.get(opts, :key)
-    progress = progress!(opts)
+    progress = Keyword.get(opts, :progress, :auto)
 
     case Keyword.get(opts, :chains) do
       nil ->
@@ -677,12 +723,25 @@ defmodule Gen.Inference do
                 "Gen.Inference.run: expected a Gen.Trace (or, with chains:, a list of traces), got #{inspect(trace)}"
         end
 
-        with_progress(progress, plan.total, 1, plan, &run_chain(kernel, trace, key, nil, &1))
+        with_progress(
+          progress,
+          plan.total,
+          1,
+          "Gen.Inference.run",
+          &run_chain(kernel, trace, key, nil, %{plan | counter: &1})
+        )
 
       k when is_integer(k) and k >= 1 ->
         traces = chain_traces!(trace, k)
         key = key || Gen.next_key()
-        with_progress(progress, plan.total * k, k, plan, &run_chains(kernel, traces, key, &1))
+
+        with_progress(
+          progress,
+          plan.total * k,
+          k,
+          "Gen.Inference.run",
+          &run_chains(kernel, traces, key, %{plan | counter: &1})
+        )
 
       other ->
         raise ArgumentError,
@@ -752,29 +811,46 @@ defmodule Gen.Inference do
   defp keep(t, nil), do: t
   defp keep(t, select), do: t |> select.() |> Mx.eval()
 
-  defp progress!(opts) do
-    case Keyword.get(opts, :progress, :auto) do
-      p when p in [true, false, :auto] ->
-        p
+  @doc false
+  # Runs fun.(counter) under a progress bar (mode true | false | :auto, see run/3) over `total`
+  # iterations that fun adds to the :counters ref (nil when no bar is drawn).
+  @spec with_progress(
+          boolean() | :auto,
+          non_neg_integer(),
+          pos_integer(),
+          String.t(),
+          (term() -> result)
+        ) :: result
+        when result: term()
+  def with_progress(mode, _total, _chains, where, _fun) when mode not in [true, false, :auto],
+    do:
+      raise(
+        ArgumentError,
+        "#{where}: progress: must be true, false or :auto, got #{inspect(mode)}"
+      )
 
-      other ->
-        raise ArgumentError, "Gen.Inference.run: progress: must be true, false or :auto, got #{inspect(other)}"
-    end
-  end
+  def with_progress(false, _total, _chains, _where, fun), do: fun.(nil)
 
-  # A drawing process reads a shared iteration counter; it stops (and ends its line) when the run does.
-  defp with_progress(false, _total, _chains, plan, fun), do: fun.(plan)
-
-  defp with_progress(mode, total, chains, plan, fun) do
+  def with_progress(mode, total, chains, _where, fun) do
     if mode == :auto and Process.whereis(ExUnit.Server) != nil do
-      fun.(plan)
+      fun.(nil)
     else
       counter = :counters.new(1, [:write_concurrency])
-      bar = %{counter: counter, total: total, chains: chains, mode: mode, start: now_ms(), show: mode == true, drawn: false}
+
+      bar = %{
+        counter: counter,
+        total: total,
+        chains: chains,
+        mode: mode,
+        start: now_ms(),
+        show: mode == true,
+        drawn: false
+      }
+
       drawer = spawn_link(fn -> progress_loop(bar) end)
 
       try do
-        fun.(%{plan | counter: counter})
+        fun.(counter)
       after
         send(drawer, {:done, self()})
 
@@ -839,8 +915,14 @@ defmodule Gen.Inference do
       nil ->
         tty? =
           case System.find_executable("sh") do
-            nil -> false
-            sh -> match?({"y" <> _, 0}, System.cmd(sh, ["-c", "if [ -t 2 ]; then echo y; else echo n; fi"]))
+            nil ->
+              false
+
+            sh ->
+              match?(
+                {"y" <> _, 0},
+                System.cmd(sh, ["-c", "if [ -t 2 ]; then echo y; else echo n; fi"])
+              )
           end
 
         :persistent_term.put({__MODULE__, :stderr_tty}, tty?)

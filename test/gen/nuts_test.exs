@@ -346,6 +346,125 @@ defmodule Gen.NUTSTest do
     end
   end
 
+  test "chains: k runs one process per chain; chain j is the run with fold_in(key, j)" do
+    {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(80))
+    key = Mx.Random.key(81)
+
+    rs =
+      NUTS.sample(t, Gen.select(:mu),
+        warmup: 40,
+        samples: 15,
+        chains: 3,
+        key: key,
+        progress: false
+      )
+
+    assert length(rs) == 3
+
+    for {r, j} <- Enum.with_index(rs) do
+      one =
+        NUTS.sample(t, Gen.select(:mu), warmup: 40, samples: 15, key: Mx.Random.fold_in(key, j))
+
+      assert r.draws == one.draws and r.stats == one.stats
+    end
+
+    refute Enum.at(rs, 0).draws == Enum.at(rs, 1).draws
+
+    assert_raise ArgumentError, ~r/chains: must be a positive integer/, fn ->
+      NUTS.sample(t, Gen.select(:mu), chains: 0)
+    end
+
+    assert_raise ArgumentError, ~r/progress: must be true, false or :auto/, fn ->
+      NUTS.sample(t, Gen.select(:mu), progress: :yes)
+    end
+  end
+
+  test "the compiled and the dynamic path run the same C sampler: same key, same draws" do
+    # x > 0 on a selected value makes the target dynamic; the same density without the branch compiles.
+    branchy =
+      gen(fn ->
+        x = trace(:x, Gen.Dist.normal(0.0, 1.0))
+        s = if x > 100.0, do: 2.0, else: 1.0
+        trace(:y, Gen.Dist.normal(x, s))
+      end)
+
+    plain =
+      gen(fn ->
+        x = trace(:x, Gen.Dist.normal(0.0, 1.0))
+        trace(:y, Gen.Dist.normal(x, 1.0))
+      end)
+
+    obs = %{x: 0.3, y: 1.2}
+    {tb, _} = Gen.generate(branchy, [], obs)
+    {tp, _} = Gen.generate(plain, [], obs)
+    assert Gen.Inference.Target.new(tb, Gen.select(:x)).tape == nil
+    assert is_reference(Gen.Inference.Target.new(tp, Gen.select(:x)).tape)
+
+    a = NUTS.sample(tb, Gen.select(:x), warmup: 50, samples: 30, key: Mx.Random.key(90))
+    b = NUTS.sample(tp, Gen.select(:x), warmup: 50, samples: 30, key: Mx.Random.key(90))
+    assert a.draws == b.draws and a.stats == b.stats and a.step_size == b.step_size
+  end
+
+  test "metric: :dense adapts a full covariance on a correlated posterior" do
+    # x ~ N(0, 1), y ~ N(0.95 x, 0.1²): the posterior of (x, y) is strongly correlated.
+    m =
+      gen(fn ->
+        x = trace(:x, Gen.Dist.normal(0.0, 1.0))
+        trace(:y, Gen.Dist.normal(Mx.multiply(x, 0.95), 0.1))
+      end)
+
+    {t, _} = Gen.generate(m, [], %{x: 0.1, y: 0.1})
+
+    r =
+      NUTS.sample(t, Gen.select([:x, :y]),
+        warmup: 600,
+        samples: 1000,
+        metric: :dense,
+        key: Mx.Random.key(91)
+      )
+
+    [[vxx, vxy], [vyx, vyy]] = r.inv_metric
+    assert vxy == vyx
+    # Cov = [[1, 0.95], [0.95, 0.9125]]; Welford over the last window (≥ 250 draws) with Stan's
+    # shrinkage: loose bounds (25%) from the window's sampling error, the point is the off-diagonal.
+    assert_in_delta vxx, 1.0, 0.25
+    assert_in_delta vyy, 0.9125, 0.25
+    assert_in_delta vxy, 0.95, 0.25
+    xs = r.draws[[:x]]
+    assert_moments(xs, 0.0, 1.0)
+
+    assert_raise ArgumentError, ~r/metric: must be :diag or :dense/, fn ->
+      NUTS.sample(t, Gen.select(:x), metric: :full)
+    end
+  end
+
+  test "a process killed mid-sample frees the run's memory" do
+    {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(92))
+    base = Mx.Memory.report()
+
+    pid =
+      spawn(fn ->
+        NUTS.sample(t, Gen.select(:mu), warmup: 100_000, samples: 100_000, key: Mx.Random.key(93))
+      end)
+
+    Process.sleep(300)
+    Process.exit(pid, :kill)
+
+    wait = fn wait, n ->
+      now = Mx.Memory.report()
+
+      if now.active_bytes <= base.active_bytes or n == 0,
+        do: now,
+        else:
+          (
+            Process.sleep(20)
+            wait.(wait, n - 1)
+          )
+    end
+
+    assert wait.(wait, 250).active_bytes <= base.active_bytes
+  end
+
   test "a divergence is flagged when the energy error blows up, and the draw stays finite" do
     # Neal's funnel at a huge fixed step: leapfrog leaves the typical set at once.
     m =

@@ -33,7 +33,9 @@ defmodule Gen.Inference.Sampler do
   density (which may be -inf or NaN), then the gradient. An `Mx.Error` raised by
   `logp_grad` rejects the point (a divergence), as `Gen.Inference.Common.at_proposal/1`
   does; memory-limit errors and any other exception cancel the run and are re-raised.
-  With a tape, `logp_grad` is not used.
+  With a tape, `logp_grad` is asked only at points where the tape's log density or
+  gradient is NaN (so the caller can tell a NaN input from a parameter out of range);
+  without it such a point stays NaN.
 
   Options (validated; unknown ones raise):
 
@@ -48,6 +50,8 @@ defmodule Gen.Inference.Sampler do
       metric (d positive floats, or for `:dense` a list of d rows of d floats, symmetric
       positive definite; unit by default); `adapt_metric:` (true: learned in Stan's
       windows during warmup, Welford (co)variances regularized as Stan does);
+    * `counter:` a `:counters` reference the run adds its iterations to (for a
+      progress bar), or nil;
     * `callback:` a function called after every iteration with
       `%{iteration: i, warmup?: boolean, stats: stats}`.
 
@@ -85,7 +89,8 @@ defmodule Gen.Inference.Sampler do
           metric: :diag,
           inv_metric: nil,
           n_leapfrog: 10,
-          callback: nil
+          callback: nil,
+          counter: nil
         ],
         @where
       )
@@ -119,7 +124,18 @@ defmodule Gen.Inference.Sampler do
     {handle, ref} = NIF.sampler_start(config, tape, self())
 
     try do
-      loop(handle, ref, logp_grad, callback, warmup, d)
+      loop(
+        %{
+          handle: handle,
+          ref: ref,
+          logp_grad: logp_grad,
+          callback: callback,
+          warmup: warmup,
+          d: d,
+          counter: opts[:counter]
+        },
+        0
+      )
     catch
       kind, reason ->
         NIF.sampler_cancel(handle)
@@ -140,19 +156,20 @@ defmodule Gen.Inference.Sampler do
     }
   end
 
-  # Answers gradient requests and reports iterations until the run is done.
-  defp loop(handle, ref, logp_grad, callback, warmup, d) do
+  # Answers gradient requests and reports iterations (to the callback, and to the progress
+  # counter: `done` iterations so far) until the run is done.
+  defp loop(%{ref: ref} = run, done) do
     receive do
       {:mx_sampler, ^ref, :grad, q} ->
-        NIF.sampler_reply(handle, evaluate(logp_grad, q, d))
-        loop(handle, ref, logp_grad, callback, warmup, d)
+        NIF.sampler_reply(run.handle, evaluate(run.logp_grad, q, run.d))
+        loop(run, done)
 
       {:mx_sampler, ^ref, :iteration, i, st} ->
-        callback.(%{iteration: i, warmup?: i < warmup, stats: stats_map(st)})
-        loop(handle, ref, logp_grad, callback, warmup, d)
+        run.callback.(%{iteration: i, warmup?: i < run.warmup, stats: stats_map(st)})
+        loop(run, count(run.counter, done, i + 1))
 
-      {:mx_sampler, ^ref, :progress, _i} ->
-        loop(handle, ref, logp_grad, callback, warmup, d)
+      {:mx_sampler, ^ref, :progress, n} ->
+        loop(run, count(run.counter, done, n))
 
       {:mx_sampler, ^ref, :done, :ok} ->
         :ok
@@ -161,6 +178,16 @@ defmodule Gen.Inference.Sampler do
         raise Mx.Error, message: "#{@where}: #{message}"
     end
   end
+
+  defp count(nil, _done, n), do: n
+
+  defp count(counter, done, n) do
+    :counters.add(counter, 1, n - done)
+    n
+  end
+
+  # A tape target without logp_grad asked about a NaN point: it stays NaN (a NaN energy).
+  defp evaluate(nil, _q, d), do: :binary.copy(<<0x7FF8000000000000::64-native>>, d + 1)
 
   defp evaluate(logp_grad, q, d) do
     case Gen.Inference.Common.at_proposal(fn -> logp_grad.(q) end) do
