@@ -42,13 +42,9 @@ if Code.ensure_loaded?(Nx.Backend) do
     `reduce/5`, `window_reduce/6` and `map/4` take an Elixir function, which
     the engine cannot run: they copy the tensor to `Nx.BinaryBackend`, run
     there, and copy the result back. Callbacks whose primitive Mx lacks raise
-    `ArgumentError` naming the callback: #{Enum.map_join(
-      [:bitwise_and, :bitwise_or, :bitwise_xor, :bitwise_not, :left_shift, :right_shift, :count_leading_zeros,
-       :population_count, :quotient, :conv, :window_sum, :window_product, :window_max, :window_min,
-       :window_scatter_max, :window_scatter_min, :lu],
-      ", ",
-      &"`#{&1}`"
-    )}.
+    `ArgumentError` naming the callback: #{Enum.map_join([:bitwise_and, :bitwise_or, :bitwise_xor, :bitwise_not, :left_shift, :right_shift, :count_leading_zeros, :population_count, :quotient, :conv, :window_sum, :window_product, :window_max, :window_min, :window_scatter_max, :window_scatter_min, :lu],
+    ", ",
+    &"`#{&1}`")}.
     """
 
     @behaviour Nx.Backend
@@ -172,7 +168,9 @@ if Code.ensure_loaded?(Nx.Backend) do
     @impl true
     def backend_copy(%T{} = t, __MODULE__, _opts), do: t
     def backend_copy(%T{} = t, Nx.Tensor, _opts), do: t
-    def backend_copy(%T{} = t, backend, opts), do: backend.from_binary(t, Mx.to_binary(arr(t)), opts)
+
+    def backend_copy(%T{} = t, backend, opts),
+      do: backend.from_binary(t, Mx.to_binary(arr(t)), opts)
 
     # The array is not disposed after a transfer: Mx arrays given out by `to_nx/1` may share it.
     @impl true
@@ -187,7 +185,9 @@ if Code.ensure_loaded?(Nx.Backend) do
       batches = for i <- 0..(full - 1)//1, do: wrap(out, Mx.slice_axis(a, i * b, b, 0))
 
       if left != 0 and opts[:leftover] == :repeat do
-        last = Mx.concatenate([Mx.slice_axis(a, full * b, left, 0), Mx.slice_axis(a, 0, b - left, 0)])
+        last =
+          Mx.concatenate([Mx.slice_axis(a, full * b, left, 0), Mx.slice_axis(a, 0, b - left, 0)])
+
         batches ++ [wrap(out, last)]
       else
         batches
@@ -203,7 +203,11 @@ if Code.ensure_loaded?(Nx.Backend) do
 
     @impl true
     def inspect(%T{} = t, inspect_opts) do
-      limit = if inspect_opts.limit == :infinity, do: Nx.size(t), else: min(inspect_opts.limit + 1, Nx.size(t))
+      limit =
+        if inspect_opts.limit == :infinity,
+          do: Nx.size(t),
+          else: min(inspect_opts.limit + 1, Nx.size(t))
+
       Nx.Backend.inspect(t, to_binary(t, limit), inspect_opts)
     end
 
@@ -212,7 +216,8 @@ if Code.ensure_loaded?(Nx.Backend) do
     # Arithmetic computes in the output type, as Nx.BinaryBackend does.
     for op <- [:add, :subtract, :multiply, :pow, :remainder, :divide, :atan2, :min, :max] do
       @impl true
-      def unquote(op)(%T{type: type} = out, l, r), do: wrap(out, Mx.unquote(op)(arr(l, type), arr(r, type)))
+      def unquote(op)(%T{type: type} = out, l, r),
+        do: wrap(out, Mx.unquote(op)(arr(l, type), arr(r, type)))
     end
 
     # Comparisons compute in the inputs' merged type and return {:u, 8}.
@@ -290,24 +295,31 @@ if Code.ensure_loaded?(Nx.Backend) do
 
     for op <- [:bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift] do
       @impl true
-      def unquote(op)(_out, _l, _r), do: unsupported!(unquote("#{op}/3"), "Mx has no bitwise primitives")
+      def unquote(op)(_out, _l, _r),
+        do: unsupported!(unquote("#{op}/3"), "Mx has no bitwise primitives")
     end
 
     for op <- [:bitwise_not, :count_leading_zeros, :population_count] do
       @impl true
-      def unquote(op)(_out, _t), do: unsupported!(unquote("#{op}/2"), "Mx has no bitwise primitives")
+      def unquote(op)(_out, _t),
+        do: unsupported!(unquote("#{op}/2"), "Mx has no bitwise primitives")
     end
 
     @impl true
-    def quotient(_out, _l, _r), do: unsupported!("quotient/3", "Mx has no integer division primitive")
+    def quotient(_out, _l, _r),
+      do: unsupported!("quotient/3", "Mx has no integer division primitive")
 
     @impl true
     def select(%T{shape: shape, type: type} = out, pred, on_true, on_false) do
-      wrap(out, Mx.select(arr(pred), arr(on_true, type), arr(on_false, type)) |> Mx.broadcast(shape))
+      wrap(
+        out,
+        Mx.select(arr(pred), arr(on_true, type), arr(on_false, type)) |> Mx.broadcast(shape)
+      )
     end
 
     @impl true
-    def clip(%T{type: type} = out, t, min, max), do: wrap(out, Mx.clip(arr(t, type), arr(min, type), arr(max, type)))
+    def clip(%T{type: type} = out, t, min, max),
+      do: wrap(out, Mx.clip(arr(t, type), arr(min, type), arr(max, type)))
 
     # ---- type and shape ---------------------------------------------------------------------------
 
@@ -344,7 +356,8 @@ if Code.ensure_loaded?(Nx.Backend) do
     def transpose(out, t, axes), do: wrap(out, Mx.transpose(arr(t), axes: axes))
 
     @impl true
-    def pad(%T{type: type} = out, t, pad_value, config), do: wrap(out, Mx.pad(arr(t, type), arr(pad_value, type), config))
+    def pad(%T{type: type} = out, t, pad_value, config),
+      do: wrap(out, Mx.pad(arr(t, type), arr(pad_value, type), config))
 
     @impl true
     def reverse(out, t, axes), do: wrap(out, Mx.reverse(arr(t), axes: axes))
@@ -368,7 +381,12 @@ if Code.ensure_loaded?(Nx.Backend) do
     def put_slice(%T{shape: shape, type: type} = out, t, starts, %T{shape: slice_shape} = slice) do
       lengths = Tuple.to_list(slice_shape)
       starts = clamp_starts(starts, shape, lengths)
-      config = Enum.zip_with([starts, lengths, Tuple.to_list(shape)], fn [s, l, d] -> {s, d - s - l, 0} end)
+
+      config =
+        Enum.zip_with([starts, lengths, Tuple.to_list(shape)], fn [s, l, d] ->
+          {s, d - s - l, 0}
+        end)
+
       padded = Mx.pad(arr(slice, type), Mx.tensor(0, type: mx_type(type)), config)
       mask = Mx.pad(Mx.ones(slice_shape, type: :bool), Mx.tensor(false), config)
       wrap(out, Mx.select(mask, padded, arr(t, type)))
@@ -386,7 +404,8 @@ if Code.ensure_loaded?(Nx.Backend) do
     def take(out, t, indices, axis), do: wrap(out, Mx.take(arr(t), index(indices), axis: axis))
 
     @impl true
-    def take_along_axis(out, t, indices, axis), do: wrap(out, Mx.take_along_axis(arr(t), index(indices), axis: axis))
+    def take_along_axis(out, t, indices, axis),
+      do: wrap(out, Mx.take_along_axis(arr(t), index(indices), axis: axis))
 
     # Gather over `axes`: move them to the front, where Mx.gather indexes.
     @impl true
@@ -398,10 +417,12 @@ if Code.ensure_loaded?(Nx.Backend) do
     end
 
     @impl true
-    def indexed_add(out, t, indices, updates, opts), do: indexed(&Mx.indexed_add/3, out, t, indices, updates, opts)
+    def indexed_add(out, t, indices, updates, opts),
+      do: indexed(&Mx.indexed_add/3, out, t, indices, updates, opts)
 
     @impl true
-    def indexed_put(out, t, indices, updates, opts), do: indexed(&Mx.indexed_put/3, out, t, indices, updates, opts)
+    def indexed_put(out, t, indices, updates, opts),
+      do: indexed(&Mx.indexed_put/3, out, t, indices, updates, opts)
 
     defp indexed(fun, %T{type: type} = out, t, %T{shape: ishape} = indices, updates, opts) do
       rank = tuple_size(t.shape)
@@ -463,30 +484,44 @@ if Code.ensure_loaded?(Nx.Backend) do
     for op <- [:cumulative_sum, :cumulative_product, :cumulative_max, :cumulative_min] do
       @impl true
       def unquote(op)(%T{type: type} = out, t, opts) do
-        wrap(out, Mx.unquote(op)(arr(t, type), axis: opts[:axis], reverse: opts[:reverse] || false))
+        wrap(
+          out,
+          Mx.unquote(op)(arr(t, type), axis: opts[:axis], reverse: opts[:reverse] || false)
+        )
       end
     end
 
     @impl true
-    def sort(out, t, opts), do: wrap(out, Mx.sort(arr(t), axis: opts[:axis], direction: opts[:direction]))
+    def sort(out, t, opts),
+      do: wrap(out, Mx.sort(arr(t), axis: opts[:axis], direction: opts[:direction]))
 
     @impl true
-    def argsort(out, t, opts), do: wrap(out, Mx.argsort(arr(t), axis: opts[:axis], direction: opts[:direction]))
+    def argsort(out, t, opts),
+      do: wrap(out, Mx.argsort(arr(t), axis: opts[:axis], direction: opts[:direction]))
 
     # Functions written in Elixir run on the host (see the moduledoc).
     @impl true
     def reduce(out, t, acc, opts, fun), do: on_host(out, :reduce, [t, acc, opts, fun])
 
     @impl true
-    def window_reduce(out, t, acc, shape, opts, fun), do: on_host(out, :window_reduce, [t, acc, shape, opts, fun])
+    def window_reduce(out, t, acc, shape, opts, fun),
+      do: on_host(out, :window_reduce, [t, acc, shape, opts, fun])
 
     @impl true
     def map(out, t, opts, fun), do: on_host(out, :map, [t, opts, fun])
 
     defp on_host(out, callback, args) do
-      args = Enum.map(args, fn a -> if is_struct(a, T), do: Nx.backend_copy(a, Nx.BinaryBackend), else: a end)
+      args =
+        Enum.map(args, fn a ->
+          if is_struct(a, T), do: Nx.backend_copy(a, Nx.BinaryBackend), else: a
+        end)
+
       # Tensors the function builds must live on the host too.
-      host = Nx.with_default_backend(Nx.BinaryBackend, fn -> apply(Nx.BinaryBackend, callback, [%{out | data: nil} | args]) end)
+      host =
+        Nx.with_default_backend(Nx.BinaryBackend, fn ->
+          apply(Nx.BinaryBackend, callback, [%{out | data: nil} | args])
+        end)
+
       wrap(out, from_nx(host))
     end
 
@@ -503,7 +538,8 @@ if Code.ensure_loaded?(Nx.Backend) do
     end
 
     @impl true
-    def conv(_out, _t, _kernel, _opts), do: unsupported!("conv/4", "Mx has no convolution primitive")
+    def conv(_out, _t, _kernel, _opts),
+      do: unsupported!("conv/4", "Mx has no convolution primitive")
 
     # ---- dot ---------------------------------------------------------------------------------------
 
@@ -514,8 +550,19 @@ if Code.ensure_loaded?(Nx.Backend) do
       r_free = Nx.axes(r) -- (r_contract ++ r_batch)
       dims = fn t, axes -> Enum.reduce(axes, 1, &(elem(t.shape, &1) * &2)) end
       {b, m, k, n} = {dims.(l, l_batch), dims.(l, l_free), dims.(l, l_contract), dims.(r, r_free)}
-      a = l |> arr(type) |> Mx.transpose(axes: l_batch ++ l_free ++ l_contract) |> Mx.reshape({b, m, k})
-      c = r |> arr(type) |> Mx.transpose(axes: r_batch ++ r_contract ++ r_free) |> Mx.reshape({b, k, n})
+
+      a =
+        l
+        |> arr(type)
+        |> Mx.transpose(axes: l_batch ++ l_free ++ l_contract)
+        |> Mx.reshape({b, m, k})
+
+      c =
+        r
+        |> arr(type)
+        |> Mx.transpose(axes: r_batch ++ r_contract ++ r_free)
+        |> Mx.reshape({b, k, n})
+
       wrap(out, Mx.matmul(a, c) |> Mx.reshape(shape))
     end
 
@@ -525,16 +572,24 @@ if Code.ensure_loaded?(Nx.Backend) do
     def cholesky(%T{type: type} = out, t), do: wrap(out, Mx.Linalg.cholesky(arr(t, type)))
 
     @impl true
-    def solve(%T{type: type} = out, a, b), do: wrap(out, Mx.Linalg.solve(arr(a, type), arr(b, type)))
-
+    def solve(%T{type: type} = out, a, b),
+      do: wrap(out, Mx.Linalg.solve(arr(a, type), arr(b, type)))
 
     @impl true
     def triangular_solve(%T{type: type} = out, a, b, opts) do
       transform =
         case opts[:transform_a] do
-          :none -> :none
-          :transpose -> :transpose
-          other -> unsupported!("triangular_solve/4 with transform_a: #{Kernel.inspect(other)}", "Mx solves real systems only")
+          :none ->
+            :none
+
+          :transpose ->
+            :transpose
+
+          other ->
+            unsupported!(
+              "triangular_solve/4 with transform_a: #{Kernel.inspect(other)}",
+              "Mx solves real systems only"
+            )
         end
 
       x =
@@ -555,7 +610,9 @@ if Code.ensure_loaded?(Nx.Backend) do
 
     @impl true
     def svd({u_out, s_out, vt_out}, t, opts) do
-      {u, s, vt} = Mx.Linalg.svd(arr(t, s_out.type), full_matrices: opts[:full_matrices?] != false)
+      {u, s, vt} =
+        Mx.Linalg.svd(arr(t, s_out.type), full_matrices: opts[:full_matrices?] != false)
+
       {wrap(u_out, u), wrap(s_out, s), wrap(vt_out, vt)}
     end
 

@@ -65,8 +65,9 @@ if Code.ensure_loaded?(Mx.Nx.Backend) do
       qr: 2,
       # LAPACK's exact least-squares solutions (1.0, -0.95) vs Nx's printed rounding errors
       least_squares: 2,
-      # inverse through LAPACK: exactly [-2.0, 1.0] where Nx prints -2.0000005
+      # Nx's invert of a 4×4 calls lu/3, which Mx lacks
       invert: 1,
+      # negative powers: LAPACK's exact inverse [-2.0, 1.0] vs Nx's printed -2.0000005
       matrix_power: 2,
       # LAPACK's solve leaves -0.0 where Nx prints 0.0 after rounding
       solve: 2,
