@@ -264,34 +264,45 @@ if Code.ensure_loaded?(Nx.Backend) do
     @impl true
     def phase(out, t), do: wrap(out, Mx.angle(arr(t)))
 
-    # Mx has no asinh/acosh/atanh/cbrt kernels yet; these forms keep full precision near 0 and 1.
+    # Mx has no asinh/acosh/atanh/cbrt kernels yet: composed from Mx ops in f64 (then rounded
+    # once to the output type), in forms that keep full precision near 0 and 1.
     @impl true
-    def asinh(%T{type: type} = out, t) do
-      x = arr(t, type)
-      ax = Mx.abs(x)
-      x2 = Mx.square(ax)
-      y = Mx.log1p(Mx.add(ax, Mx.divide(x2, Mx.add(1, Mx.sqrt(Mx.add(x2, 1))))))
-      wrap(out, Mx.multiply(Mx.sign(x), y))
+    def asinh(out, t) do
+      composed(out, t, "asinh/2", fn x ->
+        ax = Mx.abs(x)
+        x2 = Mx.square(ax)
+
+        Mx.multiply(
+          Mx.sign(x),
+          Mx.log1p(Mx.add(ax, Mx.divide(x2, Mx.add(1, Mx.sqrt(Mx.add(x2, 1))))))
+        )
+      end)
     end
 
     @impl true
-    def acosh(%T{type: type} = out, t) do
-      x = arr(t, type)
-      xm1 = Mx.subtract(x, 1)
-      wrap(out, Mx.log1p(Mx.add(xm1, Mx.sqrt(Mx.multiply(xm1, Mx.add(x, 1))))))
+    def acosh(out, t) do
+      composed(out, t, "acosh/2", fn x ->
+        xm1 = Mx.subtract(x, 1)
+        Mx.log1p(Mx.add(xm1, Mx.sqrt(Mx.multiply(xm1, Mx.add(x, 1)))))
+      end)
     end
 
     @impl true
-    def atanh(%T{type: type} = out, t) do
-      x = arr(t, type)
-      wrap(out, Mx.multiply(0.5, Mx.log1p(Mx.divide(Mx.multiply(2, x), Mx.subtract(1, x)))))
+    def atanh(out, t) do
+      composed(out, t, "atanh/2", fn x ->
+        Mx.multiply(0.5, Mx.log1p(Mx.divide(Mx.multiply(2, x), Mx.subtract(1, x))))
+      end)
     end
 
     @impl true
-    def cbrt(%T{type: type} = out, t) do
-      x = arr(t, type)
-      wrap(out, Mx.multiply(Mx.sign(x), Mx.pow(Mx.abs(x), 1 / 3)))
+    def cbrt(out, t) do
+      composed(out, t, "cbrt/2", fn x -> Mx.multiply(Mx.sign(x), Mx.pow(Mx.abs(x), 1 / 3)) end)
     end
+
+    defp composed(%T{type: {:c, _}}, _t, name, _fun),
+      do: unsupported!("#{name} of complex tensors", "Mx has no complex kernel for it")
+
+    defp composed(out, t, _name, fun), do: wrap(out, fun.(arr(t, {:f, 64})))
 
     for op <- [:bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift] do
       @impl true
