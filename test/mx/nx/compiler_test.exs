@@ -1,0 +1,133 @@
+if Code.ensure_loaded?(Mx.Nx.Compiler) do
+  defmodule Mx.Nx.CompilerTest.Defns do
+    import Nx.Defn
+
+    defn(affine(x, w, b), do: Nx.dot(x, w) + b)
+
+    defn doubling(x) do
+      {_, x} =
+        while {i = 0, x}, i < 3 do
+          {i + 1, x * 2}
+        end
+
+      x
+    end
+
+    defn(flip(x), do: if(Nx.sum(x) > 0, do: x * 2, else: -x))
+
+    defn(hooked(x), do: hook(x * 2, :seen))
+
+    # A two-layer perceptron: tanh hidden layer, squared loss; one gradient step.
+    defn(predict({w1, b1, w2, b2}, x), do: Nx.dot(Nx.tanh(Nx.dot(x, w1) + b1), w2) + b2)
+
+    defn(loss(params, x, y), do: Nx.mean((predict(params, x) - y) ** 2))
+
+    defn step({w1, b1, w2, b2} = params, x, y) do
+      {g1, gb1, g2, gb2} = grad(params, &loss(&1, x, y))
+      {w1 - 0.1 * g1, b1 - 0.1 * gb1, w2 - 0.1 * g2, b2 - 0.1 * gb2}
+    end
+  end
+
+  defmodule Mx.Nx.CompilerTest do
+    # Not async: the tape counts in Mx.Memory.report/0 are global.
+    use ExUnit.Case, async: false
+    alias Mx.Nx.CompilerTest.Defns
+
+    setup do
+      Nx.default_backend(Mx.Nx.Backend)
+      :ok
+    end
+
+    defp jit(fun), do: Nx.Defn.jit(fun, compiler: Mx.Nx.Compiler)
+    defp tapes, do: Mx.Memory.report().tapes
+    defp on_binary(t), do: Nx.backend_copy(t, Nx.BinaryBackend)
+
+    test "one tape per input template, replayed on later calls" do
+      f = jit(&Defns.affine/3)
+
+      {x, w, b} =
+        {Nx.iota({2, 3}, type: :f32), Nx.iota({3, 2}, type: :f32), Nx.tensor([1.0, -1.0])}
+
+      before = tapes()
+      r1 = f.(x, w, b)
+      assert tapes() == before + 1
+      r2 = f.(Nx.add(x, 1), w, b)
+      assert tapes() == before + 1
+      assert is_struct(r2.data, Mx.Nx.Backend)
+      assert Nx.to_flat_list(r1) == [11.0, 12.0, 29.0, 39.0]
+      assert Nx.to_flat_list(r2) == [17.0, 21.0, 35.0, 48.0]
+      f.(Nx.iota({4, 3}, type: :f32), w, b)
+      assert tapes() == before + 2
+    end
+
+    test "inputs of another backend are accepted; results live on Mx.Nx.Backend" do
+      r = jit(&Nx.multiply/2).(Nx.tensor([1, 2], backend: Nx.BinaryBackend), 3)
+      assert is_struct(r.data, Mx.Nx.Backend) and Nx.to_flat_list(r) == [3, 6]
+    end
+
+    test "while and cond run host-driven with the same results as Nx.Defn.Evaluator" do
+      for {fun, input} <- [
+            {&Defns.doubling/1, Nx.tensor([1, 2])},
+            {&Defns.flip/1, Nx.tensor([1.5, 2.0])},
+            {&Defns.flip/1, Nx.tensor([-1.5, 0.5])}
+          ] do
+        expected = Nx.with_default_backend(Nx.BinaryBackend, fn -> fun.(on_binary(input)) end)
+        assert jit(fun).(input) |> Nx.to_binary() == Nx.to_binary(expected)
+      end
+    end
+
+    test "hooks see every call's values" do
+      me = self()
+
+      f =
+        Nx.Defn.jit(&Defns.hooked/1,
+          compiler: Mx.Nx.Compiler,
+          hooks: %{seen: &send(me, {:seen, Nx.to_flat_list(&1)})}
+        )
+
+      f.(Nx.tensor([1]))
+      f.(Nx.tensor([5]))
+      assert_received {:seen, [2]}
+      assert_received {:seen, [10]}
+    end
+
+    test "unknown options raise" do
+      assert_raise ArgumentError, ~r/Mx.Nx.Compiler: unknown option tape:/, fn ->
+        Nx.Defn.jit(&Nx.negate/1, compiler: Mx.Nx.Compiler, tape: true).(Nx.tensor(1))
+      end
+    end
+
+    test "an MLP trained in defn matches the same run on Nx.BinaryBackend with the evaluator" do
+      # Generated data: y = sin(3 x) on 32 points in [-1, 1]; 4 hidden units; 30 gradient steps.
+      {x, y, params} =
+        Nx.with_default_backend(Nx.BinaryBackend, fn ->
+          x = Nx.linspace(-1.0, 1.0, n: 32, type: :f64) |> Nx.reshape({32, 1})
+          w1 = Nx.tensor([[0.5, -0.3, 0.8, 0.1]], type: :f64)
+          w2 = Nx.tensor([[0.2], [-0.6], [0.4], [0.9]], type: :f64)
+          b1 = Nx.broadcast(Nx.tensor(0.0, type: :f64), {4})
+          {x, Nx.sin(Nx.multiply(x, 3)), {w1, b1, w2, Nx.tensor([0.0], type: :f64)}}
+        end)
+
+      train = fn step, params, x, y ->
+        Enum.reduce(1..30, params, fn _, p -> step.(p, x, y) end)
+      end
+
+      expected =
+        Nx.with_default_backend(Nx.BinaryBackend, fn ->
+          train.(Nx.Defn.jit(&Defns.step/3, compiler: Nx.Defn.Evaluator), params, x, y)
+        end)
+
+      got = train.(jit(&Defns.step/3), params, x, y)
+
+      loss0 = Defns.loss(params, x, y) |> Nx.to_number()
+      loss30 = jit(&Defns.loss/3).(got, x, y) |> Nx.to_number()
+      assert loss30 < loss0
+
+      # f64 throughout: the two runs differ only by rounding (~1e-16 per op), far below 1e-10.
+      for {e, g} <- Enum.zip(Tuple.to_list(expected), Tuple.to_list(got)) do
+        assert is_struct(g.data, Mx.Nx.Backend)
+        assert Nx.all_close(e, on_binary(g), rtol: 1.0e-10, atol: 1.0e-12) |> Nx.to_number() == 1
+      end
+    end
+  end
+end
