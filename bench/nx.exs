@@ -19,8 +19,13 @@ Code.require_file("bench_helper.exs", __DIR__)
 defmodule Bench.NxDefns do
   import Nx.Defn
 
-  defn(predict({w1, b1, w2, b2}, x), do: Nx.dot(Nx.tanh(Nx.dot(x, w1) + b1), w2) + b2)
-  defn(loss(params, x, y), do: Nx.mean((predict(params, x) - y) ** 2))
+  defn predict({w1, b1, w2, b2}, x) do
+    Nx.dot(Nx.tanh(Nx.dot(x, w1) + b1), w2) + b2
+  end
+
+  defn loss(params, x, y) do
+    Nx.mean((predict(params, x) - y) ** 2)
+  end
 
   defn step({w1, b1, w2, b2} = params, x, y) do
     {g1, gb1, g2, gb2} = grad(params, &loss(&1, x, y))

@@ -27,7 +27,7 @@ defmodule Mx do
     * `Mx.Compile` — `compile/2`: a function's graph captured once, replayed from C
     * `Mx.Special` — special functions: incomplete gamma and beta, log Φ and Φ⁻¹, betaln, xlogy
     * `Mx.Error` — the exception engine errors raise
-    * `Mx.Nx.Backend` — an `Nx.Backend` on Mx (with the optional `:nx` dependency; `to_nx/1`, `from_nx/1`)
+    * `Mx.Nx.Backend`, `Mx.Nx.Compiler` — an `Nx.Backend` and a defn compiler on Mx (with the optional `:nx` dependency; `to_nx/1`, `from_nx/1`)
 
   Shapes are tuples, types are atoms such as `:f32` (Nx tuples like
   `{:f, 32}` are accepted). Defaults follow Nx: float data is `f32`, integer

@@ -87,7 +87,8 @@ if Code.ensure_loaded?(Nx.Defn.Compiler) do
     defp build(vars, fun, opts) do
       expr = fun.(vars)
       outputs = Composite.flatten_list([expr])
-      eval = Nx.Defn.Evaluator.__compile__(nil, vars, fun, opts)
+      # The expression is built once; the evaluator gets it as is.
+      eval = Nx.Defn.Evaluator.__compile__(nil, vars, fn _ -> expr end, opts)
 
       # The evaluator on Mx arrays, as a function of a list of arrays to a list of arrays.
       walk = fn arrays ->

@@ -2,7 +2,9 @@ if Code.ensure_loaded?(Mx.Nx.Compiler) do
   defmodule Mx.Nx.CompilerTest.Defns do
     import Nx.Defn
 
-    defn(affine(x, w, b), do: Nx.dot(x, w) + b)
+    defn affine(x, w, b) do
+      Nx.dot(x, w) + b
+    end
 
     defn doubling(x) do
       {_, x} =
@@ -13,14 +15,26 @@ if Code.ensure_loaded?(Mx.Nx.Compiler) do
       x
     end
 
-    defn(flip(x), do: if(Nx.sum(x) > 0, do: x * 2, else: -x))
+    defn flip(x) do
+      if(Nx.sum(x) > 0, do: x * 2, else: -x)
+    end
 
-    defn(hooked(x), do: hook(x * 2, :seen))
+    defn hooked(x) do
+      hook(x * 2, :seen)
+    end
+
+    defn window(x, i) do
+      Nx.slice(x, [i], [2]) * 2
+    end
 
     # A two-layer perceptron: tanh hidden layer, squared loss; one gradient step.
-    defn(predict({w1, b1, w2, b2}, x), do: Nx.dot(Nx.tanh(Nx.dot(x, w1) + b1), w2) + b2)
+    defn predict({w1, b1, w2, b2}, x) do
+      Nx.dot(Nx.tanh(Nx.dot(x, w1) + b1), w2) + b2
+    end
 
-    defn(loss(params, x, y), do: Nx.mean((predict(params, x) - y) ** 2))
+    defn loss(params, x, y) do
+      Nx.mean((predict(params, x) - y) ** 2)
+    end
 
     defn step({w1, b1, w2, b2} = params, x, y) do
       {g1, gb1, g2, gb2} = grad(params, &loss(&1, x, y))
@@ -74,6 +88,14 @@ if Code.ensure_loaded?(Mx.Nx.Compiler) do
         expected = Nx.with_default_backend(Nx.BinaryBackend, fn -> fun.(on_binary(input)) end)
         assert jit(fun).(input) |> Nx.to_binary() == Nx.to_binary(expected)
       end
+    end
+
+    test "a dynamic slice start is read on each call (that template runs uncompiled)" do
+      f = jit(&Defns.window/2)
+      x = Nx.tensor([1, 2, 3, 4])
+      assert Nx.to_flat_list(f.(x, 1)) == [4, 6]
+      assert Nx.to_flat_list(f.(x, 2)) == [6, 8]
+      assert Nx.to_flat_list(f.(x, 7)) == [6, 8]
     end
 
     test "hooks see every call's values" do
