@@ -41,10 +41,22 @@ if Code.ensure_loaded?(Nx.Backend) do
 
     `reduce/5`, `window_reduce/6` and `map/4` take an Elixir function, which
     the engine cannot run: they copy the tensor to `Nx.BinaryBackend`, run
-    there, and copy the result back. Callbacks whose primitive Mx lacks raise
-    `ArgumentError` naming the callback: #{Enum.map_join([:bitwise_and, :bitwise_or, :bitwise_xor, :bitwise_not, :left_shift, :right_shift, :count_leading_zeros, :population_count, :quotient, :conv, :window_sum, :window_product, :window_max, :window_min, :window_scatter_max, :window_scatter_min, :lu],
-    ", ",
-    &"`#{&1}`")}.
+    there, and copy the result back.
+
+    Callbacks whose primitive Mx lacks raise `ArgumentError` naming the
+    callback: `bitwise_and`, `bitwise_or`, `bitwise_xor`, `bitwise_not`,
+    `left_shift`, `right_shift`, `count_leading_zeros`, `population_count`,
+    `quotient`, `conv`, `window_sum`, `window_product`, `window_max`,
+    `window_min`, `window_scatter_max`, `window_scatter_min` and `lu`. So does
+    `Nx.Random`, whose generator needs the bitwise ops (`Mx.Random` has its
+    own). For complex tensors, the functions Mx has no complex kernel for
+    (`sin`, `cos`, `tan`, their inverses and hyperbolic forms, `expm1`,
+    `log1p`, `sigmoid`, `rsqrt`, `pow`, `sign`) and complex linear algebra
+    raise `Mx.Error` at the call, naming the op.
+
+    Mx has no `asinh`, `acosh`, `atanh` or `cbrt` kernels yet: those callbacks
+    compose Mx ops in `f64` (in forms that stay precise near 0 and 1) and
+    round once to the output type.
     """
 
     @behaviour Nx.Backend
@@ -107,7 +119,8 @@ if Code.ensure_loaded?(Nx.Backend) do
 
       if a.shape != shape do
         raise ArgumentError,
-              "Mx.Nx.Backend: internal shape mismatch, #{Mx.describe(a)} for an Nx output of shape #{Kernel.inspect(shape)}"
+              "Mx.Nx.Backend: internal shape mismatch, #{Mx.describe(a)} for an Nx output of shape " <>
+                "#{Kernel.inspect(shape)} (a bug in Mx.Nx.Backend; please report it)"
       end
 
       %{out | data: %__MODULE__{array: a}}
