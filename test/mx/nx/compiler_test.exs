@@ -113,6 +113,24 @@ if Code.ensure_loaded?(Mx.Nx.Compiler) do
       assert_received {:seen, [10]}
     end
 
+    test "ahead-of-time compile and streams" do
+      templates = [Nx.template({2}, :f32), Nx.template({2}, :f32)]
+      f = Nx.Defn.compile(&Nx.add/2, templates, compiler: Mx.Nx.Compiler)
+      assert Nx.to_flat_list(f.(Nx.tensor([1.0, 2.0]), Nx.tensor([3.0, 4.0]))) == [4.0, 6.0]
+      assert Nx.to_flat_list(f.(Nx.tensor([5.0, 2.0]), Nx.tensor([3.0, 4.0]))) == [8.0, 6.0]
+
+      s =
+        Nx.Defn.stream(fn x, acc -> {acc, Nx.add(x, acc)} end, [Nx.tensor(0), Nx.tensor(0)],
+          compiler: Mx.Nx.Compiler
+        )
+
+      Nx.Stream.send(s, Nx.tensor(1))
+      assert Nx.to_number(Nx.Stream.recv(s)) == 0
+      Nx.Stream.send(s, Nx.tensor(2))
+      assert Nx.to_number(Nx.Stream.recv(s)) == 1
+      assert Nx.to_number(Nx.Stream.done(s)) == 3
+    end
+
     test "unknown options raise" do
       assert_raise ArgumentError, ~r/Mx.Nx.Compiler: unknown option tape:/, fn ->
         Nx.Defn.jit(&Nx.negate/1, compiler: Mx.Nx.Compiler, tape: true).(Nx.tensor(1))
