@@ -131,6 +131,48 @@ if Code.ensure_loaded?(Mx.Nx.Compiler) do
       assert Nx.to_number(Nx.Stream.done(s)) == 3
     end
 
+    # Resource destructors run shortly after the GC that dropped the last reference: read the
+    # counters once two reads 20 ms apart agree (as test/gen/memory_long_test.exs does).
+    defp settled(tries \\ 50) do
+      :erlang.garbage_collect()
+      a = Map.take(Mx.Memory.report(), [:live_arrays, :active_bytes])
+      Process.sleep(20)
+      b = Map.take(Mx.Memory.report(), [:live_arrays, :active_bytes])
+      if a == b or tries == 0, do: b, else: settled(tries - 1)
+    end
+
+    test "memory stays flat over long loops of compiled steps and of backend ops" do
+      x = Nx.iota({16, 1}, type: :f32) |> Nx.divide(16)
+      y = Nx.sin(x)
+
+      params =
+        {Nx.broadcast(0.5, {1, 4}), Nx.broadcast(0.0, {4}), Nx.broadcast(0.1, {4, 1}),
+         Nx.tensor([0.0])}
+
+      step = jit(&Defns.step/3)
+      train = fn p, n -> Enum.reduce(1..n, p, fn _, p -> step.(p, x, y) end) end
+      # Backend ops outside defn, read every iteration as eager Nx code does.
+      decay = fn t, n ->
+        Enum.reduce(1..n, t, fn _, t ->
+          t |> Nx.multiply(0.5) |> Nx.add(1.0) |> tap(&Nx.to_binary/1)
+        end)
+      end
+
+      {p, t} = {train.(params, 100), decay.(x, 100)}
+      at_100 = settled()
+      {p, t} = {train.(p, 1000), decay.(t, 1000)}
+      at_1100 = settled()
+
+      # The same arrays are alive at both checkpoints (p's four, t, x, y and the cached tape's);
+      # a leak of one array per 100 iterations would add 10.
+      assert at_1100 == at_100,
+             "#{inspect(at_100)} after 100 iterations, #{inspect(at_1100)} after 1100"
+
+      # (x, y, p and t are used below, so they are alive at both checkpoints.)
+      assert Nx.to_flat_list(t) |> hd() == 2.0 and tuple_size(p) == 4
+      assert Nx.to_flat_list(Nx.add(x, y)) |> length() == 16
+    end
+
     test "unknown options raise" do
       assert_raise ArgumentError, ~r/Mx.Nx.Compiler: unknown option tape:/, fn ->
         Nx.Defn.jit(&Nx.negate/1, compiler: Mx.Nx.Compiler, tape: true).(Nx.tensor(1))
