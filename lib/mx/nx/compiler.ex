@@ -20,7 +20,7 @@ if Code.ensure_loaded?(Nx.Defn.Compiler) do
     placeholders and keeps the tape; later calls with the same function, the
     same input shapes and types, and the same options skip both the
     expression and the walk, and replay the tape. The compiled functions are
-    cached in the calling process (at most #{64} of them; the cache starts
+    cached in the calling process (at most 64 of them; the cache starts
     over when full).
 
     `while` and `cond` are host-driven: the evaluator reads the condition's
