@@ -74,6 +74,20 @@ if Code.ensure_loaded?(Mx.Nx.Compiler) do
       assert tapes() == before + 2
     end
 
+    test "static arguments and vectorized inputs are part of the cached template" do
+      sum = jit(&Nx.sum/2)
+      t = Nx.iota({2, 3})
+      assert Nx.to_flat_list(sum.(t, axes: [0])) == [3, 5, 7]
+      assert Nx.to_flat_list(sum.(t, axes: [1])) == [3, 12]
+      double = jit(&Nx.multiply(&1, 2))
+      v = double.(Nx.vectorize(t, :x))
+
+      assert v.vectorized_axes == [x: 2] and
+               Nx.to_flat_list(Nx.devectorize(v)) == [0, 2, 4, 6, 8, 10]
+
+      assert double.(t).vectorized_axes == []
+    end
+
     test "inputs of another backend are accepted; results live on Mx.Nx.Backend" do
       r = jit(&Nx.multiply/2).(Nx.tensor([1, 2], backend: Nx.BinaryBackend), 3)
       assert is_struct(r.data, Mx.Nx.Backend) and Nx.to_flat_list(r) == [3, 6]
