@@ -24,9 +24,9 @@ if Code.ensure_loaded?(Nx.Backend) do
     when building an op, raises at the call, as with any backend. Errors that
     depend on the values (an index out of bounds in `take`/`gather`, a LAPACK
     failure such as a matrix that is not positive definite) raise `Mx.Error`
-    when the result is read, naming the op. A few callbacks need values on
-    the host at the call and read them there: dynamic start indices of
-    `slice`/`put_slice` and `bitcast` (through the array's binary).
+    when the result is read, naming the op. Tensor start indices of
+    `slice`/`put_slice` stay in the graph (gathers clamped as Nx clamps);
+    only `bitcast` reads its input at the call (through the array's binary).
 
     ## Types
 
@@ -393,36 +393,67 @@ if Code.ensure_loaded?(Nx.Backend) do
 
     # ---- slicing and indexing ----------------------------------------------------------------------
 
-    # Nx's lengths span the input; Mx.slice counts output elements (out's shape).
+    # Nx's lengths span the input; Mx.slice counts output elements (out's shape). Tensor starts
+    # stay in the graph: each axis takes the positions start + stride * i, start clamped as Nx does.
     @impl true
     def slice(%T{shape: out_shape} = out, %T{shape: shape} = t, starts, lengths, strides) do
-      starts = clamp_starts(starts, shape, lengths)
-      wrap(out, Mx.slice(arr(t), starts, Tuple.to_list(out_shape), strides: strides))
+      if Enum.all?(starts, &is_integer/1) do
+        starts = Enum.zip_with([starts, Tuple.to_list(shape), lengths], &clamp/1)
+        wrap(out, Mx.slice(arr(t), starts, Tuple.to_list(out_shape), strides: strides))
+      else
+        steps =
+          Enum.zip([starts, Tuple.to_list(shape), lengths, strides, Tuple.to_list(out_shape)])
+
+        taken =
+          steps
+          |> Enum.with_index()
+          |> Enum.reduce(arr(t), fn {{s, d, l, k, n}, axis}, a ->
+            Mx.take(a, Mx.add(start(s, d, l), Mx.multiply(Mx.iota({n}), k)), axis: axis)
+          end)
+
+        wrap(out, taken)
+      end
     end
 
-    # Written as a select between the input and the slice padded to the input's shape.
+    # A select between the input and the slice placed over it: padded into place for integer
+    # starts; for tensor starts, gathered into place and masked along each axis in the graph.
     @impl true
     def put_slice(%T{shape: shape, type: type} = out, t, starts, %T{shape: slice_shape} = slice) do
-      lengths = Tuple.to_list(slice_shape)
-      starts = clamp_starts(starts, shape, lengths)
+      dims = Enum.zip([starts, Tuple.to_list(shape), Tuple.to_list(slice_shape)])
 
-      config =
-        Enum.zip_with([starts, lengths, Tuple.to_list(shape)], fn [s, l, d] ->
-          {s, d - s - l, 0}
-        end)
+      {placed, mask} =
+        if Enum.all?(starts, &is_integer/1) do
+          config = Enum.map(dims, fn {_, d, l} = dim -> {clamp(dim), d - clamp(dim) - l, 0} end)
+          zero = Mx.tensor(0, type: mx_type(type))
 
-      padded = Mx.pad(arr(slice, type), Mx.tensor(0, type: mx_type(type)), config)
-      mask = Mx.pad(Mx.ones(slice_shape, type: :bool), Mx.tensor(false), config)
-      wrap(out, Mx.select(mask, padded, arr(t, type)))
+          {Mx.pad(arr(slice, type), zero, config),
+           Mx.pad(Mx.ones(slice_shape, type: :bool), false, config)}
+        else
+          dims
+          |> Enum.with_index()
+          |> Enum.reduce({arr(slice, type), Mx.tensor(true)}, fn {{s, d, l}, axis}, {g, m} ->
+            {s, p} = {start(s, d, l), Mx.iota({d})}
+            inside = Mx.logical_and(Mx.greater_equal(p, s), Mx.less(p, Mx.add(s, l)))
+
+            along =
+              shape
+              |> Tuple.to_list()
+              |> Enum.with_index(fn di, i -> if i == axis, do: di, else: 1 end)
+
+            g = Mx.take(g, Mx.clip(Mx.subtract(p, s), 0, l - 1), axis: axis)
+            {g, Mx.logical_and(m, Mx.reshape(inside, List.to_tuple(along)))}
+          end)
+        end
+
+      wrap(out, Mx.select(mask, placed, arr(t, type)))
     end
 
-    # Nx clamps start indices so that the slice fits; tensor starts are read on the host.
-    defp clamp_starts(starts, shape, lengths) do
-      Enum.zip_with([starts, Tuple.to_list(shape), lengths], fn [s, d, l] ->
-        s = if is_integer(s), do: s, else: Nx.to_number(s)
-        s |> Kernel.max(0) |> Kernel.min(d - l)
-      end)
-    end
+    # Nx clamps a start so that the slice fits: to 0..(d - l).
+    defp clamp({s, d, l}), do: s |> Kernel.max(0) |> Kernel.min(d - l)
+    defp clamp([s, d, l]), do: clamp({s, d, l})
+
+    defp start(s, d, l) when is_integer(s), do: Mx.tensor(clamp({s, d, l}))
+    defp start(%T{} = s, d, l), do: Mx.clip(arr(s, {:s, 64}), 0, d - l)
 
     @impl true
     def take(out, t, indices, axis), do: wrap(out, Mx.take(arr(t), index(indices), axis: axis))

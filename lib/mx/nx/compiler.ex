@@ -25,7 +25,7 @@ if Code.ensure_loaded?(Nx.Defn.Compiler) do
 
     `while` and `cond` are host-driven: the evaluator reads the condition's
     value, which a tape cannot do, so an expression that needs a value while
-    tracing (loops, conditions, dynamic slice starts, `reduce`/`map` with an
+    tracing (loops, conditions, `reduce`/`map` with an
     Elixir function) runs uncompiled for that template, still as lazy Mx ops
     (`Mx.compile/2`'s `fallback: true`). Expressions with hooks (`hook/3`)
     always run uncompiled, so the hooks see every call's values.

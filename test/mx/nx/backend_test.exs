@@ -13,6 +13,11 @@ if Code.ensure_loaded?(Mx.Nx.Backend) do
 
     defp mx?(t), do: is_struct(t.data, Mx.Nx.Backend)
 
+    # Start lists mixing integers and tensors: the nil holes take the tensors in order.
+    defp fill([nil | rest], [t | ts]), do: [t | fill(rest, ts)]
+    defp fill([s | rest], ts), do: [s | fill(rest, ts)]
+    defp fill([], []), do: []
+
     # Runs `fun` on both backends from the same binary-backend inputs; the results must be equal.
     defp same_as_binary(inputs, fun) do
       expected = Nx.with_default_backend(Nx.BinaryBackend, fn -> fun.(inputs) end)
@@ -117,14 +122,28 @@ if Code.ensure_loaded?(Mx.Nx.Backend) do
         same_as_binary([Nx.iota({3}, backend: Nx.BinaryBackend)], fn [v] -> Nx.dot(v, v) end)
       end
 
-      test "put_slice and slice with tensor starts (clamped as Nx does)", %{a: a} do
-        same_as_binary([a], fn [a] ->
-          Nx.put_slice(a, [1, Nx.tensor(2), 3], Nx.broadcast(-1, {1, 2, 2}))
-        end)
+      test "put_slice and slice with tensor starts, in range and clamped as Nx does", %{a: a} do
+        upd = Nx.iota({1, 2, 3}, backend: Nx.BinaryBackend) |> Nx.negate()
 
-        same_as_binary([a], fn [a] ->
-          Nx.slice(a, [Nx.tensor(1), 1, 0], [1, 2, 4], strides: [1, 1, 3])
-        end)
+        # a is {2, 3, 4}: starts below 0 and past the end clamp to 0..(size - length).
+        for s0 <- [-1, 0, 1, 5], s1 <- [0, 1, 2, 9], s2 <- [-3, 1, 3] do
+          starts = [s0, s1, s2]
+          tensors = Enum.map(starts, &Nx.tensor(&1, type: :s32, backend: Nx.BinaryBackend))
+          mixed = [s0, Enum.at(tensors, 1), s2]
+
+          for st <- [starts, tensors, mixed] do
+            same_as_binary([a, upd | Enum.filter(st, &is_struct/1)], fn [a, u | ts] ->
+              st = Enum.map(st, fn s -> if is_integer(s), do: s, else: nil end)
+              st = fill(st, ts)
+              Nx.put_slice(a, st, u)
+            end)
+
+            same_as_binary([a | Enum.filter(st, &is_struct/1)], fn [a | ts] ->
+              st = fill(Enum.map(st, fn s -> if is_integer(s), do: s, else: nil end), ts)
+              Nx.slice(a, st, [1, 2, 3], strides: [1, 2, 2])
+            end)
+          end
+        end
       end
 
       test "gather and indexed ops over chosen axes", %{a: a} do
