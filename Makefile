@@ -58,12 +58,12 @@ $(BUILD)/c_test/%: c_src/test/%.c $(ENGINE_LIB)
 test-c: deps $(C_TESTS)
 	@set -e; for t in $(C_TESTS); do echo "== $$t"; $$t; done
 
-test-elixir: deps nif
+test-elixir: deps nif elixir-deps
 	mix test --include slow
 
 test: deps test-c test-elixir
 
-demo: deps nif
+demo: deps nif elixir-deps
 	mix run examples/demo.exs
 	mix run examples/inference.exs
 
@@ -87,3 +87,9 @@ reference:
 
 clean:
 	rm -rf _build priv/mx_nif.so
+
+# Nx (an optional dependency) is a path dependency on ../shared/deps when that folder is beside
+# the repo (offline); otherwise mix.exs names the hex package, fetched here.
+.PHONY: elixir-deps
+elixir-deps:
+	@if [ ! -d ../shared/deps/nx ]; then mix local.hex --force --if-missing && mix deps.get; fi

@@ -27,13 +27,22 @@ defmodule GenMX.MixProject do
       start_permanent: Mix.env() == :prod,
       compilers: [:mx_nif] ++ Mix.compilers(),
       elixirc_paths: elixirc_paths(Mix.env()),
-      deps: [],
+      deps: deps(),
       description: "Probabilistic programming on a lazy array engine in C, for the BEAM",
       docs: [main: "Mx"]
     ]
   end
 
   def application, do: [extra_applications: [:logger]]
+
+  # Nx is optional: Mx and Gen never need it; Mx.Nx.Backend compiles when it is present.
+  # Offline, it comes from ../shared/deps (a checkout beside the repo); elsewhere from hex.
+  @shared_nx Path.expand("../shared/deps/nx", __DIR__)
+  defp deps do
+    if File.dir?(@shared_nx),
+      do: [{:nx, path: @shared_nx, optional: true}],
+      else: [{:nx, "~> 0.7.3", optional: true}]
+  end
 
   defp elixirc_paths(:test), do: ["lib", "test/support"]
   defp elixirc_paths(_), do: ["lib"]

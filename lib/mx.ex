@@ -27,6 +27,7 @@ defmodule Mx do
     * `Mx.Compile` — `compile/2`: a function's graph captured once, replayed from C
     * `Mx.Special` — special functions: incomplete gamma and beta, log Φ and Φ⁻¹, betaln, xlogy
     * `Mx.Error` — the exception engine errors raise
+    * `Mx.Nx.Backend`, `Mx.Nx.Compiler` — an `Nx.Backend` and a defn compiler on Mx (with the optional `:nx` dependency; `to_nx/1`, `from_nx/1`)
 
   Shapes are tuples, types are atoms such as `:f32` (Nx tuples like
   `{:f, 32}` are accepted). Defaults follow Nx: float data is `f32`, integer
@@ -1177,4 +1178,28 @@ defmodule Mx do
   """
   @spec dot(tensor_like(), tensor_like()) :: t()
   def dot(a, b), do: matmul(a, b)
+
+  # ---- Nx (when the optional :nx dependency is present) -------------------------------
+
+  if Code.ensure_loaded?(Nx) do
+    @doc """
+    The Mx array behind an Nx tensor: no copy for a tensor of
+    `Mx.Nx.Backend`, one copy through the binary for other backends.
+
+        iex> Mx.from_nx(Nx.tensor([[1, 2]], backend: Nx.BinaryBackend)) |> Mx.to_list()
+        [[1, 2]]
+    """
+    @spec from_nx(Nx.Tensor.t()) :: t()
+    defdelegate from_nx(tensor), to: Mx.Nx.Backend
+
+    @doc """
+    An Nx tensor on `Mx.Nx.Backend` holding the array, without a copy (Mx's
+    `:bool` becomes Nx's `{:u, 8}`).
+
+        iex> Mx.to_nx(Mx.tensor([1.0, 2.0])) |> Nx.sum() |> Nx.to_number()
+        3.0
+    """
+    @spec to_nx(t()) :: Nx.Tensor.t()
+    defdelegate to_nx(array), to: Mx.Nx.Backend
+  end
 end

@@ -1,0 +1,713 @@
+if Code.ensure_loaded?(Nx.Backend) do
+  defmodule Mx.Nx.Backend do
+    @moduledoc """
+    An `Nx.Backend` on Mx: Nx code runs on the engine's lazy graph.
+
+        iex> Nx.default_backend(Mx.Nx.Backend)
+        iex> t = Nx.add(Nx.tensor([1.0, 2.0]), 1)
+        iex> t.data.__struct__
+        Mx.Nx.Backend
+        iex> Nx.to_flat_list(t)
+        [2.0, 3.0]
+
+    `Mx.to_nx/1` and `Mx.from_nx/1` move arrays between the two APIs without
+    copying data (a tensor of another backend is copied once, through its
+    binary); `Nx.backend_transfer/2` and `Nx.backend_copy/2` go both ways.
+
+    ## Laziness and Nx's eager contract
+
+    Each callback converts its inputs, calls Mx ops and wraps the result: it
+    returns at once with a lazy array, and values are computed when read
+    (`Nx.to_binary/1`, `Nx.to_number/1`, inspecting the tensor, ...), so a
+    chain of Nx calls runs as one Mx graph. Every shape, type and option
+    error that Nx checks before calling the backend, and every one Mx checks
+    when building an op, raises at the call, as with any backend. Errors that
+    depend on the values (an index out of bounds in `take`/`gather`, a LAPACK
+    failure such as a matrix that is not positive definite) raise `Mx.Error`
+    when the result is read, naming the op. Tensor start indices of
+    `slice`/`put_slice` stay in the graph (gathers clamped as Nx clamps);
+    only `bitcast` reads its input at the call (through the array's binary).
+
+    ## Types
+
+    Nx types map one to one onto Mx dtypes: `{:s, 8..64}`, `{:u, 8..64}`,
+    `{:f, 16}`, `{:bf, 16}`, `{:f, 32}`, `{:f, 64}`, `{:c, 64}`, `{:c, 128}`.
+    Nx has no boolean type: comparisons and logical ops come back as `{:u, 8}`
+    (Mx's `:bool` results are converted). Every callback gives its result the
+    type Nx chose (the `out` template), converting inputs first where Nx's
+    BinaryBackend computes in the output type.
+
+    ## Host fallbacks and what is not supported yet
+
+    `reduce/5`, `window_reduce/6` and `map/4` take an Elixir function, which
+    the engine cannot run: they copy the tensor to `Nx.BinaryBackend`, run
+    there, and copy the result back.
+
+    Callbacks whose primitive Mx lacks raise `ArgumentError` naming the
+    callback: `bitwise_and`, `bitwise_or`, `bitwise_xor`, `bitwise_not`,
+    `left_shift`, `right_shift`, `count_leading_zeros`, `population_count`,
+    `quotient`, `conv`, `window_sum`, `window_product`, `window_max`,
+    `window_min`, `window_scatter_max`, `window_scatter_min` and `lu`. So does
+    `Nx.Random`, whose generator needs the bitwise ops (`Mx.Random` has its
+    own). For complex tensors, the functions Mx has no complex kernel for
+    (`sin`, `cos`, `tan`, their inverses and hyperbolic forms, `expm1`,
+    `log1p`, `sigmoid`, `rsqrt`, `pow`, `sign`) and complex linear algebra
+    raise `Mx.Error` at the call, naming the op.
+
+    Mx has no `asinh`, `acosh`, `atanh` or `cbrt` kernels yet: those callbacks
+    compose Mx ops in `f64` (in forms that stay precise near 0 and 1) and
+    round once to the output type.
+    """
+
+    @behaviour Nx.Backend
+    import Kernel, except: [inspect: 2]
+
+    @enforce_keys [:array]
+    defstruct [:array]
+
+    alias Nx.Tensor, as: T
+    alias Mx.Array
+
+    @type t :: %__MODULE__{array: Array.t()}
+
+    # ---- conversion ------------------------------------------------------------------
+
+    @doc """
+    The Mx array behind an Nx tensor: the same array for a tensor of this
+    backend, a copy through the binary for any other backend.
+
+        iex> Mx.Nx.Backend.from_nx(Nx.tensor([1, 2], backend: Nx.BinaryBackend)) |> Mx.to_list()
+        [1, 2]
+    """
+    @spec from_nx(T.t()) :: Array.t()
+    def from_nx(%T{data: %__MODULE__{array: a}}), do: a
+
+    def from_nx(%T{} = t) do
+      Mx.from_binary(Nx.to_binary(t), mx_type(t.type), shape: t.shape)
+    end
+
+    @doc """
+    An Nx tensor of this backend holding `array` (no copy). Mx's `:bool`
+    arrays become `{:u, 8}` tensors, as Nx has no boolean type.
+
+        iex> Mx.Nx.Backend.to_nx(Mx.tensor([1.5])) |> Nx.to_flat_list()
+        [1.5]
+    """
+    @spec to_nx(Array.t()) :: T.t()
+    def to_nx(%Array{type: :bool} = a), do: to_nx(Mx.as_type(a, :u8))
+
+    def to_nx(%Array{shape: shape, type: type} = a) do
+      %T{
+        data: %__MODULE__{array: a},
+        shape: shape,
+        type: Mx.Type.to_nx(type),
+        names: List.duplicate(nil, tuple_size(shape))
+      }
+    end
+
+    defp mx_type(type), do: Mx.Type.normalize!(type)
+
+    defp arr(%T{} = t), do: from_nx(t)
+    defp arr(%T{} = t, type), do: t |> from_nx() |> cast(mx_type(type))
+
+    defp cast(%Array{type: type} = a, type), do: a
+    defp cast(%Array{} = a, type), do: Mx.as_type(a, type)
+
+    # The result of a callback: `out`'s shape and type, holding `a`.
+    defp wrap(%T{shape: shape, type: type} = out, %Array{} = a) do
+      a = cast(a, mx_type(type))
+
+      if a.shape != shape do
+        raise ArgumentError,
+              "Mx.Nx.Backend: internal shape mismatch, #{Mx.describe(a)} for an Nx output of shape " <>
+                "#{Kernel.inspect(shape)} (a bug in Mx.Nx.Backend; please report it)"
+      end
+
+      %{out | data: %__MODULE__{array: a}}
+    end
+
+    defp unsupported!(callback, why) do
+      raise ArgumentError,
+            "Mx.Nx.Backend does not support Nx.Backend.#{callback} yet: #{why}. " <>
+              "Transfer the tensor to another backend (Nx.backend_transfer/2) for this operation"
+    end
+
+    # ---- creation -----------------------------------------------------------------------
+
+    @impl true
+    def init(opts) do
+      if opts != [] do
+        raise ArgumentError, "Mx.Nx.Backend takes no backend options, got #{Kernel.inspect(opts)}"
+      end
+
+      opts
+    end
+
+    @impl true
+    def constant(%T{shape: shape, type: type} = out, %Complex{re: re, im: im}, _opts) do
+      part = Mx.Type.real_part(mx_type(type))
+      wrap(out, Mx.complex(Mx.full(shape, re, type: part), Mx.full(shape, im, type: part)))
+    end
+
+    def constant(%T{shape: shape, type: type} = out, number, _opts) do
+      wrap(out, Mx.full(shape, number, type: mx_type(type)))
+    end
+
+    @impl true
+    def from_binary(%T{shape: shape, type: type} = out, binary, _opts) do
+      wrap(out, Mx.from_binary(IO.iodata_to_binary(binary), mx_type(type), shape: shape))
+    end
+
+    @impl true
+    def eye(%T{shape: shape, type: type} = out, _opts) do
+      rank = tuple_size(shape)
+      {n, m} = {elem(shape, rank - 2), elem(shape, rank - 1)}
+      wrap(out, Mx.eye(n, m: m, type: mx_type(type)) |> Mx.broadcast(shape))
+    end
+
+    @impl true
+    def iota(%T{shape: shape, type: type} = out, axis, _opts) do
+      wrap(out, Mx.iota(shape, axis: axis, type: mx_type(type)))
+    end
+
+    # ---- memory and transfer ----------------------------------------------------------------
+
+    @impl true
+    def backend_deallocate(%T{data: %__MODULE__{array: a}}) do
+      if Mx.NIF.state(a.ref) == :disposed, do: :already_deallocated, else: Mx.dispose(a)
+    end
+
+    # Arrays are immutable, so a copy within Mx can share the array.
+    @impl true
+    def backend_copy(%T{} = t, __MODULE__, _opts), do: t
+    def backend_copy(%T{} = t, Nx.Tensor, _opts), do: t
+
+    def backend_copy(%T{} = t, backend, opts),
+      do: backend.from_binary(t, Mx.to_binary(arr(t)), opts)
+
+    # The array is not disposed after a transfer: Mx arrays given out by `to_nx/1` may share it.
+    @impl true
+    def backend_transfer(%T{} = t, backend, opts), do: backend_copy(t, backend, opts)
+
+    @impl true
+    def to_batched(%T{shape: out_shape} = out, %T{shape: shape} = t, opts) do
+      a = arr(t)
+      {n, b} = {elem(shape, 0), elem(out_shape, 0)}
+      full = div(n, b)
+      left = rem(n, b)
+      batches = for i <- 0..(full - 1)//1, do: wrap(out, Mx.slice_axis(a, i * b, b, 0))
+
+      if left != 0 and opts[:leftover] == :repeat do
+        last =
+          Mx.concatenate([Mx.slice_axis(a, full * b, left, 0), Mx.slice_axis(a, 0, b - left, 0)])
+
+        batches ++ [wrap(out, last)]
+      else
+        batches
+      end
+    end
+
+    @impl true
+    def to_binary(%T{} = t, limit) do
+      bin = Mx.to_binary(arr(t))
+      bytes = limit * Mx.Type.byte_size(mx_type(t.type))
+      if byte_size(bin) <= bytes, do: bin, else: binary_part(bin, 0, bytes)
+    end
+
+    @impl true
+    def inspect(%T{} = t, inspect_opts) do
+      limit =
+        if inspect_opts.limit == :infinity,
+          do: Nx.size(t),
+          else: min(inspect_opts.limit + 1, Nx.size(t))
+
+      Nx.Backend.inspect(t, to_binary(t, limit), inspect_opts)
+    end
+
+    # ---- elementwise ---------------------------------------------------------------------------
+
+    # Arithmetic computes in the output type, as Nx.BinaryBackend does.
+    for op <- [:add, :subtract, :multiply, :pow, :remainder, :divide, :atan2, :min, :max] do
+      @impl true
+      def unquote(op)(%T{type: type} = out, l, r),
+        do: wrap(out, Mx.unquote(op)(arr(l, type), arr(r, type)))
+    end
+
+    # Comparisons compute in the inputs' merged type and return {:u, 8}.
+    for op <- [:equal, :not_equal, :greater, :less, :greater_equal, :less_equal] do
+      @impl true
+      def unquote(op)(out, l, r) do
+        type = Nx.Type.merge(l.type, r.type)
+        wrap(out, Mx.unquote(op)(arr(l, type), arr(r, type)))
+      end
+    end
+
+    for op <- [:logical_and, :logical_or] do
+      @impl true
+      def unquote(op)(out, l, r), do: wrap(out, Mx.unquote(op)(arr(l), arr(r)))
+    end
+
+    @impl true
+    def logical_xor(out, l, r), do: wrap(out, Mx.not_equal(truthy(arr(l)), truthy(arr(r))))
+
+    @impl true
+    def logical_not(out, t), do: wrap(out, Mx.logical_not(arr(t)))
+
+    defp truthy(a), do: Mx.not_equal(a, 0)
+
+    # Float functions compute in the output type (integers are converted first).
+    @float_unary [:exp, :expm1, :log, :log1p, :sigmoid, :cos, :sin, :tan, :cosh, :sinh, :tanh] ++
+                   [:acos, :asin, :atan, :sqrt, :rsqrt, :erf, :erfc, :erf_inv]
+    for op <- @float_unary do
+      @impl true
+      def unquote(op)(%T{type: type} = out, t), do: wrap(out, Mx.unquote(op)(arr(t, type)))
+    end
+
+    for op <- [:negate, :sign, :ceil, :floor, :round, :is_nan, :is_infinity, :real, :imag] do
+      @impl true
+      def unquote(op)(out, t), do: wrap(out, Mx.unquote(op)(arr(t)))
+    end
+
+    @impl true
+    def abs(out, t), do: wrap(out, Mx.abs(arr(t)))
+
+    @impl true
+    def conjugate(%T{type: type} = out, t), do: wrap(out, Mx.conjugate(arr(t, type)))
+
+    @impl true
+    def phase(out, t), do: wrap(out, Mx.angle(arr(t)))
+
+    # Mx has no asinh/acosh/atanh/cbrt kernels yet: composed from Mx ops in f64 (then rounded
+    # once to the output type), in forms that keep full precision near 0 and 1.
+    @impl true
+    def asinh(out, t) do
+      composed(out, t, "asinh/2", fn x ->
+        ax = Mx.abs(x)
+        x2 = Mx.square(ax)
+
+        Mx.multiply(
+          Mx.sign(x),
+          Mx.log1p(Mx.add(ax, Mx.divide(x2, Mx.add(1, Mx.sqrt(Mx.add(x2, 1))))))
+        )
+      end)
+    end
+
+    @impl true
+    def acosh(out, t) do
+      composed(out, t, "acosh/2", fn x ->
+        xm1 = Mx.subtract(x, 1)
+        Mx.log1p(Mx.add(xm1, Mx.sqrt(Mx.multiply(xm1, Mx.add(x, 1)))))
+      end)
+    end
+
+    @impl true
+    def atanh(out, t) do
+      composed(out, t, "atanh/2", fn x ->
+        Mx.multiply(0.5, Mx.log1p(Mx.divide(Mx.multiply(2, x), Mx.subtract(1, x))))
+      end)
+    end
+
+    @impl true
+    def cbrt(out, t) do
+      composed(out, t, "cbrt/2", fn x -> Mx.multiply(Mx.sign(x), Mx.pow(Mx.abs(x), 1 / 3)) end)
+    end
+
+    defp composed(%T{type: {:c, _}}, _t, name, _fun),
+      do: unsupported!("#{name} of complex tensors", "Mx has no complex kernel for it")
+
+    defp composed(out, t, _name, fun), do: wrap(out, fun.(arr(t, {:f, 64})))
+
+    for op <- [:bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift] do
+      @impl true
+      def unquote(op)(_out, _l, _r),
+        do: unsupported!(unquote("#{op}/3"), "Mx has no bitwise primitives")
+    end
+
+    for op <- [:bitwise_not, :count_leading_zeros, :population_count] do
+      @impl true
+      def unquote(op)(_out, _t),
+        do: unsupported!(unquote("#{op}/2"), "Mx has no bitwise primitives")
+    end
+
+    @impl true
+    def quotient(_out, _l, _r),
+      do: unsupported!("quotient/3", "Mx has no integer division primitive")
+
+    @impl true
+    def select(%T{shape: shape, type: type} = out, pred, on_true, on_false) do
+      wrap(
+        out,
+        Mx.select(arr(pred), arr(on_true, type), arr(on_false, type)) |> Mx.broadcast(shape)
+      )
+    end
+
+    @impl true
+    def clip(%T{type: type} = out, t, min, max),
+      do: wrap(out, Mx.clip(arr(t, type), arr(min, type), arr(max, type)))
+
+    # ---- type and shape ---------------------------------------------------------------------------
+
+    @impl true
+    def as_type(%T{type: type} = out, t), do: wrap(out, Mx.as_type(arr(t), mx_type(type)))
+
+    # The bits are reinterpreted through the array's binary: this evaluates the input.
+    @impl true
+    def bitcast(%T{shape: shape, type: type} = out, t) do
+      wrap(out, Mx.from_binary(Mx.to_binary(arr(t)), mx_type(type), shape: shape))
+    end
+
+    @impl true
+    def reshape(%T{shape: shape} = out, t), do: wrap(out, Mx.reshape(arr(t), shape))
+
+    @impl true
+    def squeeze(%T{shape: shape} = out, t, _axes), do: wrap(out, Mx.reshape(arr(t), shape))
+
+    # `axes` says which output axis each input axis becomes; the others are broadcast.
+    @impl true
+    def broadcast(out, %T{shape: in_shape} = t, shape, axes) do
+      placed =
+        for i <- 0..(tuple_size(shape) - 1)//1 do
+          case Enum.find_index(axes, &(&1 == i)) do
+            nil -> 1
+            j -> elem(in_shape, j)
+          end
+        end
+
+      wrap(out, arr(t) |> Mx.reshape(List.to_tuple(placed)) |> Mx.broadcast(shape))
+    end
+
+    @impl true
+    def transpose(out, t, axes), do: wrap(out, Mx.transpose(arr(t), axes: axes))
+
+    @impl true
+    def pad(%T{type: type} = out, t, pad_value, config),
+      do: wrap(out, Mx.pad(arr(t, type), arr(pad_value, type), config))
+
+    @impl true
+    def reverse(out, t, axes), do: wrap(out, Mx.reverse(arr(t), axes: axes))
+
+    @impl true
+    def concatenate(%T{type: type} = out, tensors, axis) do
+      wrap(out, Mx.concatenate(Enum.map(tensors, &arr(&1, type)), axis: axis))
+    end
+
+    # ---- slicing and indexing ----------------------------------------------------------------------
+
+    # Nx's lengths span the input; Mx.slice counts output elements (out's shape). Tensor starts
+    # stay in the graph: each axis takes the positions start + stride * i, start clamped as Nx does.
+    @impl true
+    def slice(%T{shape: out_shape} = out, %T{shape: shape} = t, starts, lengths, strides) do
+      if Enum.all?(starts, &is_integer/1) do
+        starts = Enum.zip_with([starts, Tuple.to_list(shape), lengths], &clamp/1)
+        wrap(out, Mx.slice(arr(t), starts, Tuple.to_list(out_shape), strides: strides))
+      else
+        steps =
+          Enum.zip([starts, Tuple.to_list(shape), lengths, strides, Tuple.to_list(out_shape)])
+
+        taken =
+          steps
+          |> Enum.with_index()
+          |> Enum.reduce(arr(t), fn {{s, d, l, k, n}, axis}, a ->
+            Mx.take(a, Mx.add(start(s, d, l), Mx.multiply(Mx.iota({n}), k)), axis: axis)
+          end)
+
+        wrap(out, taken)
+      end
+    end
+
+    # A select between the input and the slice placed over it: padded into place for integer
+    # starts; for tensor starts, gathered into place and masked along each axis in the graph.
+    @impl true
+    def put_slice(%T{shape: shape, type: type} = out, t, starts, %T{shape: slice_shape} = slice) do
+      dims = Enum.zip([starts, Tuple.to_list(shape), Tuple.to_list(slice_shape)])
+
+      {placed, mask} =
+        if Enum.all?(starts, &is_integer/1) do
+          config = Enum.map(dims, fn {_, d, l} = dim -> {clamp(dim), d - clamp(dim) - l, 0} end)
+          zero = Mx.tensor(0, type: mx_type(type))
+
+          {Mx.pad(arr(slice, type), zero, config),
+           Mx.pad(Mx.ones(slice_shape, type: :bool), false, config)}
+        else
+          dims
+          |> Enum.with_index()
+          |> Enum.reduce({arr(slice, type), Mx.tensor(true)}, fn {{s, d, l}, axis}, {g, m} ->
+            {s, p} = {start(s, d, l), Mx.iota({d})}
+            inside = Mx.logical_and(Mx.greater_equal(p, s), Mx.less(p, Mx.add(s, l)))
+
+            along =
+              shape
+              |> Tuple.to_list()
+              |> Enum.with_index(fn di, i -> if i == axis, do: di, else: 1 end)
+
+            g = Mx.take(g, Mx.clip(Mx.subtract(p, s), 0, l - 1), axis: axis)
+            {g, Mx.logical_and(m, Mx.reshape(inside, List.to_tuple(along)))}
+          end)
+        end
+
+      wrap(out, Mx.select(mask, placed, arr(t, type)))
+    end
+
+    # Nx clamps a start so that the slice fits: to 0..(d - l).
+    defp clamp({s, d, l}), do: s |> Kernel.max(0) |> Kernel.min(d - l)
+    defp clamp([s, d, l]), do: clamp({s, d, l})
+
+    defp start(s, d, l) when is_integer(s), do: Mx.tensor(clamp({s, d, l}))
+    defp start(%T{} = s, d, l), do: Mx.clip(arr(s, {:s, 64}), 0, d - l)
+
+    @impl true
+    def take(out, t, indices, axis), do: wrap(out, Mx.take(arr(t), index(indices), axis: axis))
+
+    @impl true
+    def take_along_axis(out, t, indices, axis),
+      do: wrap(out, Mx.take_along_axis(arr(t), index(indices), axis: axis))
+
+    # Gather over `axes`: move them to the front, where Mx.gather indexes.
+    @impl true
+    def gather(%T{shape: shape} = out, t, %T{shape: ishape} = indices, opts) do
+      a = front(arr(t), opts[:axes])
+      k = elem(ishape, tuple_size(ishape) - 1)
+      rows = indices |> index() |> Mx.reshape({div(Nx.size(ishape), max(k, 1)), k})
+      wrap(out, a |> Mx.gather(rows) |> Mx.reshape(shape))
+    end
+
+    @impl true
+    def indexed_add(out, t, indices, updates, opts),
+      do: indexed(&Mx.indexed_add/3, out, t, indices, updates, opts)
+
+    @impl true
+    def indexed_put(out, t, indices, updates, opts),
+      do: indexed(&Mx.indexed_put/3, out, t, indices, updates, opts)
+
+    defp indexed(fun, %T{type: type} = out, t, %T{shape: ishape} = indices, updates, opts) do
+      rank = tuple_size(t.shape)
+      axes = opts[:axes] || Enum.to_list(0..(rank - 1)//1)
+      perm = axes ++ (Enum.to_list(0..(rank - 1)//1) -- axes)
+      a = Mx.transpose(arr(t, type), axes: perm)
+      k = elem(ishape, tuple_size(ishape) - 1)
+      n = div(Nx.size(ishape), max(k, 1))
+      rest = a.shape |> Tuple.to_list() |> Enum.drop(k)
+      rows = indices |> index() |> Mx.reshape({n, k})
+      upd = updates |> arr(type) |> Mx.reshape(List.to_tuple([n | rest]))
+      wrap(out, fun.(a, rows, upd) |> Mx.transpose(axes: inverse(perm)))
+    end
+
+    defp front(a, nil), do: a
+
+    defp front(a, axes) do
+      rank = tuple_size(a.shape)
+      Mx.transpose(a, axes: axes ++ (Enum.to_list(0..(rank - 1)//1) -- axes))
+    end
+
+    defp inverse(perm), do: perm |> Enum.with_index() |> Enum.sort() |> Enum.map(&elem(&1, 1))
+
+    defp index(%T{} = t), do: arr(t, {:s, 64})
+
+    # ---- reductions, scans, sorting -----------------------------------------------------------------
+
+    for op <- [:sum, :product, :reduce_max, :reduce_min, :all, :any] do
+      @impl true
+      def unquote(op)(%T{shape: shape} = out, t, opts) do
+        wrap(out, Mx.unquote(op)(arr(t), axes: opts[:axes]) |> Mx.reshape(shape))
+      end
+    end
+
+    for op <- [:argmax, :argmin] do
+      @impl true
+      def unquote(op)(%T{shape: shape} = out, t, opts) do
+        {a, axis} =
+          case opts[:axis] do
+            nil -> {Mx.reshape(arr(t), {Nx.size(t)}), 0}
+            axis -> {arr(t), axis}
+          end
+
+        idx =
+          case opts[:tie_break] || :low do
+            :low ->
+              Mx.unquote(op)(a, axis: axis)
+
+            # The last of equal values: the first one counted from the end.
+            :high ->
+              n = elem(a.shape, axis)
+              Mx.subtract(n - 1, Mx.unquote(op)(Mx.reverse(a, axes: [axis]), axis: axis))
+          end
+
+        wrap(out, Mx.reshape(idx, shape))
+      end
+    end
+
+    for op <- [:cumulative_sum, :cumulative_product, :cumulative_max, :cumulative_min] do
+      @impl true
+      def unquote(op)(%T{type: type} = out, t, opts) do
+        wrap(
+          out,
+          Mx.unquote(op)(arr(t, type), axis: opts[:axis], reverse: opts[:reverse] || false)
+        )
+      end
+    end
+
+    @impl true
+    def sort(out, t, opts),
+      do: wrap(out, Mx.sort(arr(t), axis: opts[:axis], direction: opts[:direction]))
+
+    @impl true
+    def argsort(out, t, opts),
+      do: wrap(out, Mx.argsort(arr(t), axis: opts[:axis], direction: opts[:direction]))
+
+    # Functions written in Elixir run on the host (see the moduledoc).
+    @impl true
+    def reduce(out, t, acc, opts, fun), do: on_host(out, :reduce, [t, acc, opts, fun])
+
+    @impl true
+    def window_reduce(out, t, acc, shape, opts, fun),
+      do: on_host(out, :window_reduce, [t, acc, shape, opts, fun])
+
+    @impl true
+    def map(out, t, opts, fun), do: on_host(out, :map, [t, opts, fun])
+
+    defp on_host(out, callback, args) do
+      args =
+        Enum.map(args, fn a ->
+          if is_struct(a, T), do: Nx.backend_copy(a, Nx.BinaryBackend), else: a
+        end)
+
+      # Tensors the function builds must live on the host too.
+      host =
+        Nx.with_default_backend(Nx.BinaryBackend, fn ->
+          apply(Nx.BinaryBackend, callback, [%{out | data: nil} | args])
+        end)
+
+      wrap(out, from_nx(host))
+    end
+
+    for {op, arity} <- [window_sum: 4, window_product: 4, window_max: 4, window_min: 4] do
+      @impl true
+      def unquote(op)(unquote_splicing(Macro.generate_arguments(arity, __MODULE__))),
+        do: unsupported!(unquote("#{op}/#{arity}"), "Mx has no window reduction primitive")
+    end
+
+    for op <- [:window_scatter_max, :window_scatter_min] do
+      @impl true
+      def unquote(op)(_out, _t, _source, _init, _shape, _opts),
+        do: unsupported!(unquote("#{op}/6"), "Mx has no window scatter primitive")
+    end
+
+    @impl true
+    def conv(_out, _t, _kernel, _opts),
+      do: unsupported!("conv/4", "Mx has no convolution primitive")
+
+    # ---- dot ---------------------------------------------------------------------------------------
+
+    # A general dot: batch axes first, free axes, then contracting axes, as one batched matmul.
+    @impl true
+    def dot(%T{shape: shape, type: type} = out, l, l_contract, l_batch, r, r_contract, r_batch) do
+      l_free = Nx.axes(l) -- (l_contract ++ l_batch)
+      r_free = Nx.axes(r) -- (r_contract ++ r_batch)
+      dims = fn t, axes -> Enum.reduce(axes, 1, &(elem(t.shape, &1) * &2)) end
+      {b, m, k, n} = {dims.(l, l_batch), dims.(l, l_free), dims.(l, l_contract), dims.(r, r_free)}
+
+      a =
+        l
+        |> arr(type)
+        |> Mx.transpose(axes: l_batch ++ l_free ++ l_contract)
+        |> Mx.reshape({b, m, k})
+
+      c =
+        r
+        |> arr(type)
+        |> Mx.transpose(axes: r_batch ++ r_contract ++ r_free)
+        |> Mx.reshape({b, k, n})
+
+      wrap(out, Mx.matmul(a, c) |> Mx.reshape(shape))
+    end
+
+    # ---- linear algebra ----------------------------------------------------------------------------
+
+    @impl true
+    def cholesky(%T{type: type} = out, t), do: wrap(out, Mx.Linalg.cholesky(arr(t, type)))
+
+    @impl true
+    def solve(%T{type: type} = out, a, b),
+      do: wrap(out, Mx.Linalg.solve(arr(a, type), arr(b, type)))
+
+    @impl true
+    def triangular_solve(%T{type: type} = out, a, b, opts) do
+      transform =
+        case opts[:transform_a] do
+          :none ->
+            :none
+
+          :transpose ->
+            :transpose
+
+          other ->
+            unsupported!(
+              "triangular_solve/4 with transform_a: #{Kernel.inspect(other)}",
+              "Mx solves real systems only"
+            )
+        end
+
+      x =
+        Mx.Linalg.triangular_solve(arr(a, type), arr(b, type),
+          lower: opts[:lower],
+          left_side: opts[:left_side],
+          transform_a: transform
+        )
+
+      wrap(out, x)
+    end
+
+    @impl true
+    def eigh({w_out, v_out}, t, _opts) do
+      {w, v} = Mx.Linalg.eigh(arr(t, w_out.type))
+      {wrap(w_out, w), wrap(v_out, v)}
+    end
+
+    @impl true
+    def svd({u_out, s_out, vt_out}, t, opts) do
+      {u, s, vt} =
+        Mx.Linalg.svd(arr(t, s_out.type), full_matrices: opts[:full_matrices?] != false)
+
+      {wrap(u_out, u), wrap(s_out, s), wrap(vt_out, vt)}
+    end
+
+    @impl true
+    def lu(_out, _t, _opts), do: unsupported!("lu/3", "Mx has no LU decomposition yet")
+
+    # qr is optional: Nx's own algorithm (on Mx ops) serves the modes Mx.Linalg.qr lacks.
+    @impl true
+    def optional(:qr, [t, opts], fun) do
+      if opts[:mode] == :reduced do
+        {q, r} = Mx.Linalg.qr(arr(t, Nx.Type.to_floating(t.type)))
+        {to_nx(q), to_nx(r)}
+      else
+        fun.(t, opts)
+      end
+    end
+
+    # Nx's closed forms for 2×2 and 3×3 (exact for integer entries); LAPACK's LU beyond.
+    def optional(:determinant, [%T{shape: shape} = t], fun) do
+      if elem(shape, tuple_size(shape) - 1) in [2, 3],
+        do: fun.(t),
+        else: to_nx(Mx.Linalg.det(arr(t, Nx.Type.to_floating(t.type))))
+    end
+
+    def optional(_name, args, fun), do: apply(fun, args)
+
+    # ---- FFT ---------------------------------------------------------------------------------------
+
+    @impl true
+    def fft(out, t, opts), do: fft_op(&Mx.FFT.fft/2, out, t, opts)
+
+    @impl true
+    def ifft(out, t, opts), do: fft_op(&Mx.FFT.ifft/2, out, t, opts)
+
+    # Nx zeroes parts whose magnitude is at most `eps:`.
+    defp fft_op(fun, %T{type: type} = out, t, opts) do
+      z = fun.(arr(t, type), axis: opts[:axis], n: opts[:length])
+      eps = opts[:eps]
+      small = fn x -> Mx.select(Mx.less_equal(Mx.abs(x), eps), 0.0, x) end
+      wrap(out, Mx.complex(small.(Mx.real(z)), small.(Mx.imag(z))))
+    end
+  end
+end
