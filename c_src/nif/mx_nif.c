@@ -1615,6 +1615,22 @@ static ERL_NIF_TERM tape_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
   for (int k = info.n_instructions; k-- > 0;) ops = enif_make_list_cell(env, op_atoms[mx_tape_instruction_op(t, k)], ops);
   enif_make_map_put(env, map, enif_make_atom(env, "ops"), ops, &map);
   enif_make_map_put(env, map, enif_make_atom(env, "deep"), info.deep ? atom_true : atom_false, &map);
+  /* lowering and the replay plan: no-ops removed, dead instructions, fused groups (their ops), arena bytes */
+  const char *plan_names[] = {"noops", "dead", "groups", "fused", "arena_bytes"};
+  int64_t plan_vals[] = {info.noops, info.dead, info.groups, info.fused, info.arena_bytes};
+  for (int i = 0; i < 5; i++)
+    enif_make_map_put(env, map, enif_make_atom(env, plan_names[i]), enif_make_int64(env, plan_vals[i]), &map);
+  ERL_NIF_TERM fusion = enif_make_list(env, 0), group_ops = enif_make_list(env, 0);
+  for (int k = info.n_instructions; k-- > 0;) {
+    int g = mx_tape_instruction_group(t, k);
+    if (g < 0) continue;
+    group_ops = enif_make_list_cell(env, op_atoms[mx_tape_instruction_op(t, k)], group_ops);
+    if (k == 0 || mx_tape_instruction_group(t, k - 1) != g) {
+      fusion = enif_make_list_cell(env, group_ops, fusion);
+      group_ops = enif_make_list(env, 0);
+    }
+  }
+  enif_make_map_put(env, map, enif_make_atom(env, "fusion"), fusion, &map);
   return map;
 }
 
