@@ -1043,7 +1043,7 @@ static mx_status place(mx_tape *t, const int32_t *ins_of) {
   }
   for (int s = 0; s < ns; s++) {
     t->root[s] = s;
-    t->store[s] = s < t->n_in ? S_INPUT : t->is_const[s] ? S_CONST : S_ARENA;
+    t->store[s] = s < t->n_in ? S_INPUT : t->is_const[s] ? S_CONST : S_SCRATCH; /* dead slots: no storage */
     free_at[s] = last[s] = -1;
   }
   for (int k = 0; k < t->n_ins; k++) {
@@ -1054,7 +1054,7 @@ static mx_status place(mx_tape *t, const int32_t *ins_of) {
     } else if (t->kind[k] == K_KERNEL && t->ew[k].range) {
       t->kind[k] = K_EW;
     }
-    if (t->scratch_of[s] >= 0) t->store[s] = S_SCRATCH;
+    t->store[s] = t->scratch_of[s] >= 0 ? S_SCRATCH : S_ARENA;
     free_at[s] = last[s] = k; /* read by nobody: free right after */
   }
   for (int o = 0; o < t->n_out; o++) {

@@ -78,4 +78,6 @@ defmodule Mx.NIF do
   def compile_run(_tape, _inputs), do: nif_not_loaded()
   def compile_stats(_cache), do: nif_not_loaded()
   def tape_info(_tape), do: nif_not_loaded()
+  @doc false
+  def tape_time_raw(_tape, _inputs, _reps), do: nif_not_loaded()
 end
