@@ -274,7 +274,10 @@ defmodule Bench.NutsModels do
     end
 
     args = fn ->
-      [Mx.from_binary(<<0.5::float-64-native>>, :f64, shape: {}), Mx.from_binary(<<0.2::float-64-native>>, :f64, shape: {})]
+      [
+        Mx.from_binary(<<0.5::float-64-native>>, :f64, shape: {}),
+        Mx.from_binary(<<0.2::float-64-native>>, :f64, shape: {})
+      ]
     end
 
     %{gfi: gfi, direct: direct, args: args}
