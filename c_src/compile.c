@@ -99,6 +99,9 @@ struct mx_tape {
   size_t ew_bytes;
   int32_t *ins_cost;  /* per instruction: its estimated cost, capped */
   uint8_t *out_owner; /* per output: the first output on an S_OUT root (gets the memory) */
+  int8_t *esz;        /* per slot: element bytes */
+  int32_t *io;        /* slots bound per replay (S_INPUT and S_OUT roots, then their aliases) */
+  int n_io;
   _Atomic(replay_ctx *) spare; /* one replay's context kept for the next */
 };
 
@@ -158,6 +161,8 @@ static replay_ctx *ctx_new(const mx_tape *t) {
       c->hdr[s].data = (char *)c->arena->data + t->offset[t->root[s]];
       c->hdr[s].nbytes = c->hdr[s].capacity = mx_nbytes(&t->slots[s]);
       c->slots[s].buf = &c->hdr[s];
+    } else if (t->store[s] == S_CONST) {
+      c->slots[s].buf = t->slots[t->root[s]].buf;
     }
   }
   size_t at = 0;
@@ -196,6 +201,8 @@ void mx_tape_release(mx_tape *t) {
   free(t->ew);
   free(t->ins_cost);
   free(t->out_owner);
+  free(t->esz);
+  free(t->io);
   atomic_fetch_sub(&tapes_live, 1);
   atomic_fetch_sub(&tapes_bytes, t->bytes);
   free(t);
@@ -238,14 +245,12 @@ static void group_blocks(const mx_tape *t, const replay_ctx *c, const fgroup *g,
     for (int m = 0; m < g->count; m++) {
       int k = g->first + m, s = t->ins_slot[k];
       const mx_array *o = &c->slots[s];
-      char *dst = t->scratch_of[s] >= 0
-                      ? rebase(scratch + (size_t)t->scratch_of[s] * SCRATCH_BYTES, lo, (size_t)mx_dtype_size((mx_dtype)o->dtype))
-                      : o->buf->data;
+      char *dst = t->scratch_of[s] >= 0 ? rebase(scratch + (size_t)t->scratch_of[s] * SCRATCH_BYTES, lo, (size_t)t->esz[s])
+                                        : o->buf->data;
       const char *src[3] = {0, 0, 0};
       for (int i = 0; i < t->in_off[k + 1] - t->in_off[k]; i++) {
         int si = t->in_idx[t->in_off[k] + i];
-        src[i] = t->scratch_of[si] >= 0 ? rebase(scratch + (size_t)t->scratch_of[si] * SCRATCH_BYTES, lo,
-                                                 (size_t)mx_dtype_size((mx_dtype)c->slots[si].dtype))
+        src[i] = t->scratch_of[si] >= 0 ? rebase(scratch + (size_t)t->scratch_of[si] * SCRATCH_BYTES, lo, (size_t)t->esz[si])
                                         : c->slots[si].buf->data;
       }
       t->ew[k].bind(ew[m], dst, src);
@@ -340,25 +345,20 @@ static mx_status replay(const mx_tape *t, replay_ctx *c, int64_t deadline) {
 
 /* Points alias slots (reshape, stop_gradient) of inputs and outputs at their root's buffer. */
 static void bind_aliases(const mx_tape *t, replay_ctx *c) {
-  for (int k = 0; k < t->n_ins; k++) {
-    int s = t->ins_slot[k];
-    if (t->kind[k] == K_ALIAS && (t->store[s] == S_INPUT || t->store[s] == S_OUT || t->store[s] == S_CONST))
-      c->slots[s].buf = c->slots[t->root[s]].buf;
+  for (int i = 0; i < t->n_io; i++) {
+    int s = t->io[i];
+    if (t->root[s] != s) c->slots[s].buf = c->slots[t->root[s]].buf;
   }
 }
 
 /* Drops what a replay holds (inputs' and outputs' references) and keeps c for the next
  * replay; a failed replay's context is freed (a cancelled task gives its memory back). */
 static void ctx_done(mx_tape *t, replay_ctx *c, int owned, mx_status st) {
-  for (int i = 0; i < t->n_in; i++) {
-    if (owned) mx_buffer_release(c->slots[i].buf);
-    c->slots[i].buf = NULL;
+  for (int i = 0; i < t->n_io; i++) {
+    int s = t->io[i];
+    if (owned && t->root[s] == s) mx_buffer_release(c->slots[s].buf);
+    c->slots[s].buf = NULL;
   }
-  for (int s = t->n_in; s < t->n_slots; s++)
-    if (t->store[s] == S_OUT) {
-      if (owned && t->root[s] == s) mx_buffer_release(c->slots[s].buf);
-      c->slots[s].buf = NULL;
-    }
   replay_ctx *none = NULL;
   if (st || !atomic_compare_exchange_strong(&t->spare, &none, c)) ctx_free(c);
 }
@@ -391,11 +391,13 @@ mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t bud
     if (!c->slots[i].buf) st = mx_error(MX_EDISPOSED, "[compile] input %d was disposed; it cannot be read", i);
   }
   /* Outputs get buffers of their own, handed over to the result arrays. */
-  for (int s = t->n_in; s < t->n_slots && !st; s++)
+  for (int i = 0; i < t->n_io && !st; i++) {
+    int s = t->io[i];
     if (t->store[s] == S_OUT && t->root[s] == s) {
       st = mx_buffer_alloc(mx_nbytes(&t->slots[s]), &c->slots[s].buf);
       if (st) st = mx_error(st, "[compile] out of memory for an output of %s", mx_ops[t->slots[s].op].name);
     }
+  }
   if (!st) {
     bind_aliases(t, c);
     st = replay(t, c, budget_ns > 0 ? now_ns() + budget_ns : 0);
@@ -1100,6 +1102,10 @@ static mx_status place(mx_tape *t, const int32_t *ins_of) {
       if (!moved[r]) arena_give(&f, t->offset[r], (int64_t)align64(mx_nbytes(&t->slots[r])) ?: 64);
   }
   t->arena_bytes = top;
+  for (int s = 0; s < ns; s++) t->esz[s] = (int8_t)mx_dtype_size((mx_dtype)t->slots[s].dtype);
+  for (int pass = 0; pass < 2; pass++) /* roots first: aliases copy their root's buffer */
+    for (int s = 0; s < ns; s++)
+      if ((t->store[s] == S_INPUT || t->store[s] == S_OUT) && (t->root[s] == s) == !pass) t->io[t->n_io++] = s;
   for (int o = 0; o < t->n_out; o++) {
     int r = t->root[t->out_slot[o]], first = 1;
     for (int p = 0; p < o; p++) first &= t->root[t->out_slot[p]] != r;
@@ -1127,9 +1133,11 @@ static mx_status plan(mx_tape *t) {
   t->ew = calloc(ni, sizeof(mx_ew));
   t->ins_cost = calloc(ni, sizeof(int32_t));
   t->out_owner = calloc((size_t)(t->n_out ? t->n_out : 1), 1);
+  t->esz = calloc(ns, 1);
+  t->io = calloc(ns, sizeof(int32_t));
   int32_t *ins_of = malloc(sizeof(int32_t) * ns);
   if (!t->kind || !t->group_of || !t->groups || !t->scratch_of || !t->root || !t->store || !t->offset || !t->ew ||
-      !t->ins_cost || !t->out_owner || !ins_of) {
+      !t->ins_cost || !t->out_owner || !t->esz || !t->io || !ins_of) {
     free(ins_of);
     return mx_error(MX_ENOMEM, "[compile] out of memory");
   }

@@ -118,6 +118,12 @@ struct bctx {
 static void run_range(void *ctx, int64_t lo, int64_t hi) {
   const bctx *c = ctx;
   const int last = c->ndim - 1;
+  if (last == 0) { /* one collapsed row (same shapes or a scalar side): a single row call */
+    const void *p[3] = {0, 0, 0};
+    for (int k = 0; k < c->nin; k++) p[k] = c->src[k] + lo * c->st[k][0] * c->isz[k];
+    c->row(c, c->dst + lo * c->osz, p, hi - lo, 1);
+    return;
+  }
   const int64_t len = c->shape[last];
   int64_t idx[MX_MAX_RANK] = {0}, off[3] = {0, 0, 0}, r = lo;
   for (int i = last; i >= 0 && r; i--) { /* lo == 0 (small arrays): no divisions */
