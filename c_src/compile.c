@@ -236,15 +236,25 @@ static int same_shape(int nd, const int64_t *a, int nd2, const int64_t *b) {
 static char *rebase(const void *p, int64_t lo, size_t sz) { return (char *)((uintptr_t)p - (uintptr_t)lo * sz); }
 
 /* One block range [blo, bhi) of group g: each member over each block, in order. */
-static void group_blocks(const mx_tape *t, const replay_ctx *c, const fgroup *g, void *const *ew, char *scratch,
-                         int64_t blo, int64_t bhi, int check) {
+static mx_status group_blocks(const mx_tape *t, const replay_ctx *c, const fgroup *g, void *const *ew, char *scratch,
+                              int64_t blo, int64_t bhi, int check) {
   const int64_t n = c->slots[t->ins_slot[g->first]].size;
   for (int64_t b = blo; b < bhi; b++) {
-    if (check && (b & 15) == 15 && mx_cancelled()) return; /* the replay reports it */
+    if (check && (b & 15) == 15 && mx_cancelled()) return MX_OK; /* the replay reports it */
     int64_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n;
     for (int m = 0; m < g->count; m++) {
       int k = g->first + m, s = t->ins_slot[k];
-      const mx_array *o = &c->slots[s];
+      mx_array *o = &c->slots[s];
+      if (!t->ew[k].range) { /* the trailing reduction: the group is one block, its input in scratch */
+        int si = t->in_idx[t->in_off[k]];
+        mx_array view = c->slots[si], *vp = &view;
+        mx_buffer hb = {.data = t->scratch_of[si] >= 0 ? scratch + (size_t)t->scratch_of[si] * SCRATCH_BYTES
+                                                       : c->slots[si].buf->data};
+        view.buf = &hb;
+        mx_status st = mx_ops[o->op].kernel(o, &vp);
+        if (st) return st;
+        continue;
+      }
       char *dst = t->scratch_of[s] >= 0 ? rebase(scratch + (size_t)t->scratch_of[s] * SCRATCH_BYTES, lo, (size_t)t->esz[s])
                                         : o->buf->data;
       const char *src[3] = {0, 0, 0};
@@ -257,6 +267,7 @@ static void group_blocks(const mx_tape *t, const replay_ctx *c, const fgroup *g,
       t->ew[k].range(ew[m], lo, hi);
     }
   }
+  return MX_OK;
 }
 
 typedef struct {
@@ -286,7 +297,7 @@ static void group_chunk(void *vjob, int64_t blo, int64_t bhi) {
     memcpy(at, t->ew[g->first + m].ctx, t->ew[g->first + m].ctx_size);
     at += align64(t->ew[g->first + m].ctx_size);
   }
-  group_blocks(t, j->c, g, ew_local, mem, blo, bhi, 0);
+  if (group_blocks(t, j->c, g, ew_local, mem, blo, bhi, 0)) atomic_store(&j->failed, 1); /* not reached: reductions join one-block groups only */
   free(mem);
 }
 
@@ -302,8 +313,7 @@ static mx_status run_group(const mx_tape *t, replay_ctx *c, const fgroup *g) {
     if (atomic_load(&j.failed)) return mx_error(MX_ENOMEM, "[compile] out of memory running a fused group");
     return MX_OK;
   }
-  group_blocks(t, c, g, c->ew + g->first, c->scratch, 0, nb, 1);
-  return MX_OK;
+  return group_blocks(t, c, g, c->ew + g->first, c->scratch, 0, nb, 1);
 }
 
 static mx_status run_ew(const mx_tape *t, replay_ctx *c, int k) {
@@ -951,6 +961,11 @@ static mx_status group(mx_tape *t, const int32_t *ins_of) {
         const mx_array *y = &t->slots[t->ins_slot[j]];
         if (!same_shape(y->ndim, y->shape, x->ndim, x->shape)) break;
       }
+    /* a trailing reduction of the last member joins when the group is one block: the reduce
+     * kernel then reads the block in scratch (its own summation order, so the same bits) */
+    if (j - k >= 1 && j < t->n_ins && j - k < 64 && fuse_kind[t->slots[t->ins_slot[j]].op] == FUSE_R &&
+        x->size <= BLOCK && t->in_off[j + 1] - t->in_off[j] == 1 && t->in_idx[t->in_off[j]] == t->ins_slot[j - 1])
+      j++;
     if (j - k >= 2) {
       int g = t->n_groups++;
       t->groups[g] = (fgroup){k, j - k, 0};
@@ -1083,7 +1098,7 @@ static mx_status place(mx_tape *t, const int32_t *ins_of) {
       const mx_array *x = &t->slots[s];
       int64_t len = (int64_t)align64(mx_nbytes(x));
       int into = -1;
-      if (t->kind[k] != K_KERNEL && t->slots[s].op != MX_OP_AS_TYPE)
+      if (t->ew[k].range && t->slots[s].op != MX_OP_AS_TYPE)
         for (int j = t->in_off[k]; j < t->in_off[k + 1] && into < 0; j++) {
           int r = t->root[t->in_idx[j]];
           const mx_array *a = &t->slots[r];

@@ -564,6 +564,44 @@ static void test_arena_plan(void) {
   mx_tape_release(t);
 }
 
+/* A reduction of a group's last value joins a one-block group (it reads the block in scratch:
+ * the same kernel on the same elements, so the same bits); a longer group keeps it apart. */
+static void test_trailing_reduction(void) {
+  const int64_t sizes[2] = {1500, 5000};
+  for (int v = 0; v < 2; v++) {
+    int64_t s[2] = {3, sizes[v] / 3};
+    mx_array *x = ph(MX_F64, 2, s), *a = un(MX_OP_EXP, x), *b = bin(MX_OP_MULTIPLY, a, x), *out = NULL;
+    int ax[1] = {1};
+    must(mx_reduce(MX_OP_SUM, b, ax, 1, 0, &out), out, "sum");
+    mx_tape *t = NULL;
+    mx_status st = mx_tape_capture(&x, 1, &out, 1, &t);
+    CHECK(st == MX_OK, "capture: %s", mx_last_error());
+    if (st) return;
+    mx_tape_info info;
+    mx_tape_info_get(t, &info);
+    if (v == 0)
+      CHECK(info.groups == 1 && info.fused == 3 && mx_tape_instruction_group(t, 2) == 0 && info.arena_bytes == 0,
+            "one block: the sum joins (fused %d, arena %lld)", info.fused, (long long)info.arena_bytes);
+    else
+      CHECK(info.groups == 1 && info.fused == 2 && mx_tape_instruction_group(t, 2) == -1, "several blocks: apart (%d)",
+            info.fused);
+    int64_t n = s[0] * s[1];
+    double *xv = malloc(sizeof(double) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) xv[i] = (double)((i * 13) % 101) / 50.0 - 1;
+    mx_array *xa = arr(MX_F64, 2, s, xv), *res = NULL, *wa = un(MX_OP_EXP, xa), *wb = bin(MX_OP_MULTIPLY, wa, xa), *want = NULL;
+    must(mx_reduce(MX_OP_SUM, wb, ax, 1, 0, &want), want, "sum");
+    run(MX_OK, &want, "eval");
+    st = mx_tape_run(t, &xa, 1, 0, &res);
+    CHECK(st == MX_OK && want && !memcmp(mx_data(res), mx_data(want), mx_nbytes(want)), "sum %d equals eval: %s", v,
+          mx_last_error());
+    if (!st) mx_release(res);
+    mx_array *all[] = {x, a, b, out, xa, wa, wb, want};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) mx_release(all[i]);
+    free(xv);
+    mx_tape_release(t);
+  }
+}
+
 int main(void) {
   test_replay_equals_eval();
   test_placeholder_refuses_eval();
@@ -574,6 +612,7 @@ int main(void) {
   test_noops_and_dead();
   test_fusion_groups();
   test_arena_plan();
+  test_trailing_reduction();
   test_cancel();
   return test_summary("test_compile: ");
 }
