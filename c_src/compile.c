@@ -831,6 +831,13 @@ static mx_status emit(walk *w, builder *b, mx_array *const *outs, int n_out) {
     for (int i = 0; i < e->n_in; i++) {
       entry *p = &w->v[find(w, e->in[i])];
       in[i] = p->kind == E_CONST ? const_slot(t, p) : p->slot;
+      /* kernels that broadcast their inputs read a broadcast's source directly (the same values) */
+      int k = b->ins_of[in[i]];
+      if (k >= 0 && t->slots[in[i]].op == MX_OP_BROADCAST &&
+          (mx_ops[x->op].family == MX_FAM_BINARY || x->op == MX_OP_SELECT || x->op == MX_OP_BETAINC)) {
+        in[i] = b->in_buf[t->in_off[k]];
+        t->noops++;
+      }
     }
     /* stop_gradient and an identity reshape (trace_input) share their input's buffer: aliases. */
     if (x->op == MX_OP_STOP_GRADIENT ||

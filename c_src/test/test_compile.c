@@ -313,7 +313,7 @@ static recipe make_recipe(uint64_t seed) {
   recipe r;
   uint64_t st = seed;
   for (int i = N_LEAF; i < N_NODE; i++) {
-    r.op[i] = (int)(xorshift64(&st) % 12);
+    r.op[i] = (int)(xorshift64(&st) % 13);
     r.a[i] = (int)(xorshift64(&st) % (uint64_t)i);
     r.b[i] = (int)(xorshift64(&st) % (uint64_t)i);
     r.c[i] = (int)(xorshift64(&st) % (uint64_t)i);
@@ -352,6 +352,11 @@ static void build_recipe(const recipe *r, mx_array **v) {
         int64_t flat[1] = {a->size};
         must(mx_reshape(a, 1, flat, &tmp), tmp, "reshape");
         must(mx_reshape(tmp, a->ndim, a->shape, &o), o, "reshape back");
+        break;
+      }
+      case 11: { /* broadcast to the leaves' full shape, read by a binary op (which reads the source) */
+        must(mx_broadcast_to(a, v[0]->ndim, v[0]->shape, &tmp), tmp, "broadcast");
+        o = bin(MX_OP_SUBTRACT, tmp, b);
         break;
       }
       default: { /* multiply by a constant 1 and add -0.0: no-ops */
