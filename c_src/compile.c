@@ -2,13 +2,18 @@
  * function's placeholders and its outputs once: parameter-free subgraphs are
  * evaluated there and become constants, duplicate nodes (same op, params and
  * inputs) and equal small constants are merged, stop_gradient and identity
- * reshapes become aliases, and what is left is laid out as straight-line
- * instructions over node structs allocated with the tape. mx_tape_run swaps
- * the call's input buffers into the placeholder slots and runs each
- * instruction's kernel through mx_node_compute (mx_eval's own step): no graph
- * walk, no lock, no node allocation. An intermediate's buffer goes back to the
- * allocator's cache right after its last reader, so replays allocate from the
- * cache. */
+ * reshapes become aliases, exact algebraic no-ops (x * 1, -(-x), ...) are
+ * lowered away and dead instructions dropped; what is left is laid out as
+ * straight-line instructions over node structs allocated with the tape.
+ *
+ * The replay plan, made once at capture: runs of elementwise instructions of one
+ * shape form fusion groups (ops.def's MX_FUSE marks) replayed block by block, with
+ * values read only inside a group kept in L1-sized scratch blocks; every other
+ * intermediate gets an offset in one arena per replay context (reused after its
+ * last reader, in place where an elementwise result can take a dying input's
+ * memory); elementwise kernels are prepared (kernels.h mx_ew) so a replay calls
+ * their loops directly. A replay binds the call's inputs and outputs and runs:
+ * no allocation but the outputs handed back, no lock, no refcounting. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
