@@ -68,6 +68,15 @@ typedef struct {
   int32_t n_scratch;    /* scratch blocks its unstored members need */
 } fgroup;
 
+/* A fused group's member as its block loop reads it (one cache line). */
+typedef struct {
+  mx_range_fn range; /* NULL: the trailing reduction */
+  void (*bind)(void *ctx, char *dst, const char *const *src);
+  int32_t out, in[3];          /* slots */
+  int32_t out_scr, in_scr[3];  /* byte offsets of their scratch blocks, -1 when stored */
+  int8_t nin, out_esz, in_esz[3];
+} member;
+
 typedef struct {
   mx_array *slots;  /* this replay's node structs (a copy of the tape's) */
   mx_array **ptrs;  /* instruction inputs: ptrs[in_off[k] ..] point into slots */
@@ -107,6 +116,10 @@ struct mx_tape {
   int8_t *esz;        /* per slot: element bytes */
   int32_t *io;        /* slots bound per replay (S_INPUT and S_OUT roots, then their aliases) */
   int n_io;
+  member *members;    /* per instruction in a group */
+  int32_t *steps;     /* what a replay runs: instructions, a group by its first; no aliases */
+  int32_t *step_cost;
+  int n_steps;
   _Atomic(replay_ctx *) spare; /* one replay's context kept for the next */
 };
 
@@ -208,6 +221,9 @@ void mx_tape_release(mx_tape *t) {
   free(t->out_owner);
   free(t->esz);
   free(t->io);
+  free(t->members);
+  free(t->steps);
+  free(t->step_cost);
   atomic_fetch_sub(&tapes_live, 1);
   atomic_fetch_sub(&tapes_bytes, t->bytes);
   free(t);
@@ -243,33 +259,28 @@ static char *rebase(const void *p, int64_t lo, size_t sz) { return (char *)((uin
 /* One block range [blo, bhi) of group g: each member over each block, in order. */
 static mx_status group_blocks(const mx_tape *t, const replay_ctx *c, const fgroup *g, void *const *ew, char *scratch,
                               int64_t blo, int64_t bhi, int check) {
-  const int64_t n = c->slots[t->ins_slot[g->first]].size;
+  const member *ms = t->members + g->first;
+  const int64_t n = c->slots[ms[0].out].size;
   for (int64_t b = blo; b < bhi; b++) {
     if (check && (b & 15) == 15 && mx_cancelled()) return MX_OK; /* the replay reports it */
     int64_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n;
     for (int m = 0; m < g->count; m++) {
-      int k = g->first + m, s = t->ins_slot[k];
-      mx_array *o = &c->slots[s];
-      if (!t->ew[k].range) { /* the trailing reduction: the group is one block, its input in scratch */
-        int si = t->in_idx[t->in_off[k]];
-        mx_array view = c->slots[si], *vp = &view;
-        mx_buffer hb = {.data = t->scratch_of[si] >= 0 ? scratch + (size_t)t->scratch_of[si] * SCRATCH_BYTES
-                                                       : c->slots[si].buf->data};
+      const member *d = &ms[m];
+      mx_array *o = &c->slots[d->out];
+      if (!d->range) { /* the trailing reduction: the group is one block, its input in scratch */
+        mx_array view = c->slots[d->in[0]], *vp = &view;
+        mx_buffer hb = {.data = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->slots[d->in[0]].buf->data};
         view.buf = &hb;
         mx_status st = mx_ops[o->op].kernel(o, &vp);
         if (st) return st;
         continue;
       }
-      char *dst = t->scratch_of[s] >= 0 ? rebase(scratch + (size_t)t->scratch_of[s] * SCRATCH_BYTES, lo, (size_t)t->esz[s])
-                                        : o->buf->data;
+      char *dst = d->out_scr >= 0 ? rebase(scratch + d->out_scr, lo, (size_t)d->out_esz) : o->buf->data;
       const char *src[3] = {0, 0, 0};
-      for (int i = 0; i < t->in_off[k + 1] - t->in_off[k]; i++) {
-        int si = t->in_idx[t->in_off[k] + i];
-        src[i] = t->scratch_of[si] >= 0 ? rebase(scratch + (size_t)t->scratch_of[si] * SCRATCH_BYTES, lo, (size_t)t->esz[si])
-                                        : c->slots[si].buf->data;
-      }
-      t->ew[k].bind(ew[m], dst, src);
-      t->ew[k].range(ew[m], lo, hi);
+      for (int i = 0; i < d->nin; i++)
+        src[i] = d->in_scr[i] >= 0 ? rebase(scratch + d->in_scr[i], lo, (size_t)d->in_esz[i]) : c->slots[d->in[i]].buf->data;
+      d->bind(ew[m], dst, src);
+      d->range(ew[m], lo, hi);
     }
   }
   return MX_OK;
@@ -339,15 +350,14 @@ static mx_status run_ew(const mx_tape *t, replay_ctx *c, int k) {
 static mx_status replay(const mx_tape *t, replay_ctx *c, int64_t deadline) {
   mx_status st = MX_OK;
   int64_t since = 0;
-  for (int k = 0; k < t->n_ins && !st; k++) {
+  for (int i = 0; i < t->n_steps && !st; i++) {
+    int k = t->steps[i];
     switch (t->kind[k]) {
-      case K_ALIAS:
-      case K_MEMBER: break;
       case K_EW: st = run_ew(t, c, k); break;
       case K_GROUP: st = run_group(t, c, &t->groups[t->group_of[k]]); break;
       default: st = mx_ops[t->slots[t->ins_slot[k]].op].kernel(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
     }
-    if ((since += t->ins_cost[k]) > CHECK_COST) {
+    if ((since += t->step_cost[i]) > CHECK_COST) {
       since = 0;
       if (mx_cancelled()) return mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
       if (deadline && now_ns() > deadline) return mx_error(MX_EYIELD, "[compile] out of time; run the tape again to go on");
@@ -1143,6 +1153,30 @@ static mx_status place(mx_tape *t, const int32_t *ins_of) {
     int64_t c = x->cost + (int64_t)mx_nbytes(x) + 8;
     t->ins_cost[k] = (int32_t)(c > INT32_MAX ? INT32_MAX : c);
   }
+  for (int k = 0; k < t->n_ins; k++) {
+    int g = t->group_of[k];
+    if (t->kind[k] != K_ALIAS && t->kind[k] != K_MEMBER) {
+      t->steps[t->n_steps] = k;
+      int64_t c = 0;
+      for (int m = k; m < (g >= 0 ? t->groups[g].first + t->groups[g].count : k + 1); m++) c += t->ins_cost[m];
+      t->step_cost[t->n_steps++] = (int32_t)(c > INT32_MAX ? INT32_MAX : c);
+    }
+    if (g < 0) continue;
+    member *d = &t->members[k];
+    int s = t->ins_slot[k];
+    d->range = t->ew[k].range;
+    d->bind = t->ew[k].bind;
+    d->out = s;
+    d->out_esz = t->esz[s];
+    d->out_scr = t->scratch_of[s] >= 0 ? t->scratch_of[s] * SCRATCH_BYTES : -1;
+    d->nin = (int8_t)(t->in_off[k + 1] - t->in_off[k]);
+    for (int i = 0; i < d->nin && i < 3; i++) {
+      int si = t->in_idx[t->in_off[k] + i];
+      d->in[i] = si;
+      d->in_esz[i] = t->esz[si];
+      d->in_scr[i] = t->scratch_of[si] >= 0 ? t->scratch_of[si] * SCRATCH_BYTES : -1;
+    }
+  }
   (void)ins_of;
   free(free_at), free(last), free(head), free(next), free(moved), free(f.off), free(f.len);
   return MX_OK;
@@ -1162,9 +1196,12 @@ static mx_status plan(mx_tape *t) {
   t->out_owner = calloc((size_t)(t->n_out ? t->n_out : 1), 1);
   t->esz = calloc(ns, 1);
   t->io = calloc(ns, sizeof(int32_t));
+  t->members = calloc(ni, sizeof(member));
+  t->steps = calloc(ni, sizeof(int32_t));
+  t->step_cost = calloc(ni, sizeof(int32_t));
   int32_t *ins_of = malloc(sizeof(int32_t) * ns);
   if (!t->kind || !t->group_of || !t->groups || !t->scratch_of || !t->root || !t->store || !t->offset || !t->ew ||
-      !t->ins_cost || !t->out_owner || !t->esz || !t->io || !ins_of) {
+      !t->ins_cost || !t->out_owner || !t->esz || !t->io || !t->members || !t->steps || !t->step_cost || !ins_of) {
     free(ins_of);
     return mx_error(MX_ENOMEM, "[compile] out of memory");
   }
