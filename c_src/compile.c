@@ -377,7 +377,7 @@ static void bind_aliases(const mx_tape *t, replay_ctx *c) {
 }
 
 /* Drops what a replay holds (inputs' and outputs' references) and keeps c for the next
- * replay; a failed replay's context is freed (a cancelled task gives its memory back). */
+ * replay; a cancelled replay's context is freed (its task gives its memory back). */
 static void ctx_done(mx_tape *t, replay_ctx *c, int owned, mx_status st) {
   for (int i = 0; i < t->n_io; i++) {
     int s = t->io[i];
@@ -385,7 +385,7 @@ static void ctx_done(mx_tape *t, replay_ctx *c, int owned, mx_status st) {
     c->slots[s].buf = NULL;
   }
   replay_ctx *none = NULL;
-  if (st || !atomic_compare_exchange_strong(&t->spare, &none, c)) ctx_free(c);
+  if (st == MX_ECANCELLED || !atomic_compare_exchange_strong(&t->spare, &none, c)) ctx_free(c);
 }
 
 static replay_ctx *ctx_take(mx_tape *t) {
