@@ -9,8 +9,12 @@ defmodule Mx.Compile do
   captures the graph between the placeholders and the outputs as a tape, a C
   structure (`c_src/compile.c`). Capturing evaluates the parts that do not
   depend on the inputs once (constant folding), merges duplicate nodes
-  (common-subexpression elimination) and plans buffers so that intermediates
-  return to the allocator's cache after their last reader. Later calls with
+  (common-subexpression elimination), removes exact algebraic no-ops and dead
+  nodes, groups runs of elementwise ops to be replayed together block by block
+  (fusion: their intermediates stay in small cache-resident blocks) and plans
+  every other intermediate's place in one arena that a replay reuses, so a
+  replay allocates only its outputs (`Mx.Compile.tape_info/2` shows the
+  plan). Later calls with
   that signature replay the tape with the new inputs in one NIF call, with no
   Elixir graph building: inline when the tape is cheap, on a dirty scheduler
   when it is not (the same rule and threshold as `Mx.eval/1`).
