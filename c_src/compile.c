@@ -1070,7 +1070,7 @@ static void arena_give(free_list *f, int64_t off, int64_t len) {
 /* Storage: each intermediate's bytes in one arena, reused once its last reader has run (a
  * fused group's inputs stay until the group ends: it reads them block by block); an
  * elementwise result takes over the memory of an input that dies at it (same positions). */
-static mx_status place(mx_tape *t, const int32_t *ins_of) {
+static mx_status place(mx_tape *t) {
   int ns = t->n_slots;
   int32_t *free_at = malloc(sizeof(int32_t) * (size_t)ns), *last = malloc(sizeof(int32_t) * (size_t)ns);
   int32_t *head = malloc(sizeof(int32_t) * (size_t)(t->n_ins + 1)), *next = malloc(sizeof(int32_t) * (size_t)ns);
@@ -1177,7 +1177,6 @@ static mx_status place(mx_tape *t, const int32_t *ins_of) {
       d->in_scr[i] = t->scratch_of[si] >= 0 ? t->scratch_of[si] * SCRATCH_BYTES : -1;
     }
   }
-  (void)ins_of;
   free(free_at), free(last), free(head), free(next), free(moved), free(f.off), free(f.len);
   return MX_OK;
 }
@@ -1210,7 +1209,7 @@ static mx_status plan(mx_tape *t) {
   mx_status st = MX_OK;
   for (int k = 0; k < t->n_ins && !st; k++) st = prepare_ew(t, k);
   if (!st) st = group(t, ins_of);
-  if (!st) st = place(t, ins_of);
+  if (!st) st = place(t);
   free(ins_of);
   return st;
 }
