@@ -81,6 +81,7 @@ typedef struct {
   mx_array *slots;  /* this replay's node structs (a copy of the tape's) */
   mx_array **ptrs;  /* instruction inputs: ptrs[in_off[k] ..] point into slots */
   mx_buffer *hdr;   /* per slot: a header over arena or caller memory (never allocated or freed) */
+  char **data;      /* per slot: where its elements are during this replay (stored slots) */
   mx_buffer *arena; /* every planned intermediate, allocated once per context */
   void **ew;        /* per instruction: this context's copy of its prepared loop */
   char *ewmem;
@@ -146,6 +147,7 @@ static void ctx_free(replay_ctx *c) {
   free(c->slots);
   free(c->ptrs);
   free(c->hdr);
+  free(c->data);
   mx_buffer_release(c->arena);
   free(c->ew);
   free(c->ewmem);
@@ -163,10 +165,11 @@ static replay_ctx *ctx_new(const mx_tape *t) {
   c->slots = malloc(sizeof(mx_array) * ns);
   c->ptrs = malloc(sizeof(mx_array *) * (size_t)(n_ptrs ? n_ptrs : 1));
   c->hdr = calloc(ns, sizeof(mx_buffer));
+  c->data = calloc(ns, sizeof(char *));
   c->ew = calloc(ni, sizeof(void *));
   c->ewmem = t->ew_bytes ? aligned_alloc(64, t->ew_bytes) : NULL;
   c->scratch = t->max_scratch ? aligned_alloc(64, (size_t)t->max_scratch * SCRATCH_BYTES) : NULL;
-  if (!c->slots || !c->ptrs || !c->hdr || !c->ew || (t->ew_bytes && !c->ewmem) || (t->max_scratch && !c->scratch) ||
+  if (!c->slots || !c->ptrs || !c->hdr || !c->data || !c->ew || (t->ew_bytes && !c->ewmem) || (t->max_scratch && !c->scratch) ||
       (t->arena_bytes && mx_buffer_alloc((size_t)t->arena_bytes, &c->arena))) {
     ctx_free(c);
     return NULL;
@@ -182,6 +185,7 @@ static replay_ctx *ctx_new(const mx_tape *t) {
     } else if (t->store[s] == S_CONST) {
       c->slots[s].buf = t->slots[t->root[s]].buf;
     }
+    c->data[s] = c->slots[s].buf ? c->slots[s].buf->data : NULL;
   }
   size_t at = 0;
   for (int k = 0; k < t->n_ins; k++)
@@ -269,16 +273,16 @@ static mx_status group_blocks(const mx_tape *t, const replay_ctx *c, const fgrou
       mx_array *o = &c->slots[d->out];
       if (!d->range) { /* the trailing reduction: the group is one block, its input in scratch */
         mx_array view = c->slots[d->in[0]], *vp = &view;
-        mx_buffer hb = {.data = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->slots[d->in[0]].buf->data};
+        mx_buffer hb = {.data = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]]};
         view.buf = &hb;
         mx_status st = mx_ops[o->op].kernel(o, &vp);
         if (st) return st;
         continue;
       }
-      char *dst = d->out_scr >= 0 ? rebase(scratch + d->out_scr, lo, (size_t)d->out_esz) : o->buf->data;
+      char *dst = d->out_scr >= 0 ? rebase(scratch + d->out_scr, lo, (size_t)d->out_esz) : c->data[d->out];
       const char *src[3] = {0, 0, 0};
       for (int i = 0; i < d->nin; i++)
-        src[i] = d->in_scr[i] >= 0 ? rebase(scratch + d->in_scr[i], lo, (size_t)d->in_esz[i]) : c->slots[d->in[i]].buf->data;
+        src[i] = d->in_scr[i] >= 0 ? rebase(scratch + d->in_scr[i], lo, (size_t)d->in_esz[i]) : c->data[d->in[i]];
       d->bind(ew[m], dst, src);
       d->range(ew[m], lo, hi);
     }
@@ -334,15 +338,14 @@ static mx_status run_group(const mx_tape *t, replay_ctx *c, const fgroup *g) {
 
 static mx_status run_ew(const mx_tape *t, replay_ctx *c, int k) {
   const mx_ew *e = &t->ew[k];
-  mx_array *o = &c->slots[t->ins_slot[k]];
-  mx_array *const *in = c->ptrs + t->in_off[k];
+  const int64_t n = t->slots[t->ins_slot[k]].size;
   const char *src[3] = {0, 0, 0};
-  for (int i = 0; i < t->in_off[k + 1] - t->in_off[k]; i++) src[i] = in[i]->buf->data;
-  e->bind(c->ew[k], o->buf->data, src);
-  if (o->size >= 2 * e->grain)
-    mx_parallel_for(o->size, e->grain, e->range, c->ew[k]);
+  for (int i = 0; i < t->in_off[k + 1] - t->in_off[k]; i++) src[i] = c->data[t->in_idx[t->in_off[k] + i]];
+  e->bind(c->ew[k], c->data[t->ins_slot[k]], src);
+  if (n >= 2 * e->grain)
+    mx_parallel_for(n, e->grain, e->range, c->ew[k]);
   else
-    e->range(c->ew[k], 0, o->size);
+    e->range(c->ew[k], 0, n);
   return MX_OK;
 }
 
@@ -373,6 +376,7 @@ static void bind_aliases(const mx_tape *t, replay_ctx *c) {
   for (int i = 0; i < t->n_io; i++) {
     int s = t->io[i];
     if (t->root[s] != s) c->slots[s].buf = c->slots[t->root[s]].buf;
+    c->data[s] = c->slots[s].buf->data;
   }
 }
 
