@@ -234,6 +234,11 @@ static mx_status run(bctx *c, const char *name, mx_array *out, mx_array *const *
   do {                                                                                   \
     O *o = o_;                                                                           \
     const T *pa = p[0], *pb = p[1];                                                      \
+    if (n == 1 && m == 1) { /* one element (scalars in gradient tapes): no loop setup */ \
+      const T a = pa[0], b = pb[0];                                                      \
+      o[0] = (O)(EXPR);                                                                  \
+      break;                                                                             \
+    }                                                                                    \
     for (int64_t r = 0; r < m; r++, o += n, pa += c->outer[0], pb += c->outer[1]) {     \
       if (sa == 1 && sb == 1) {                                                          \
         for (int64_t i = 0; i < n; i++) {                                                \
