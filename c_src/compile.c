@@ -66,6 +66,7 @@ enum { S_INPUT, S_CONST, S_OUT, S_ARENA, S_SCRATCH };
 typedef struct {
   int32_t first, count; /* instructions [first, first + count) */
   int32_t n_scratch;    /* scratch blocks its unstored members need */
+  int64_t n_blocks, grain; /* blocks of the domain; blocks per chunk across cores */
 } fgroup;
 
 /* A fused group's member as its block loop reads it (one cache line). */
@@ -322,18 +323,13 @@ static void group_chunk(void *vjob, int64_t blo, int64_t bhi) {
 }
 
 static mx_status run_group(const mx_tape *t, replay_ctx *c, const fgroup *g) {
-  int64_t n = c->slots[t->ins_slot[g->first]].size, nb = (n + BLOCK - 1) / BLOCK, cost = 0;
-  for (int m = 0; m < g->count; m++) cost += t->ins_cost[g->first + m];
-  /* ~1 ms of work a chunk (cost units are ~0.1 ns), as the kernels' grain */
-  int64_t per_block = cost / (nb ? nb : 1) + 1, grain = ((int64_t)1 << 20) / per_block;
-  if (grain < 1) grain = 1;
-  if (nb >= 2 * grain && mx_num_threads() > 1) {
+  if (g->n_blocks >= 2 * g->grain && mx_num_threads() > 1) {
     group_job j = {t, c, g, 0};
-    mx_parallel_for(nb, grain, group_chunk, &j);
+    mx_parallel_for(g->n_blocks, g->grain, group_chunk, &j);
     if (atomic_load(&j.failed)) return mx_error(MX_ENOMEM, "[compile] out of memory running a fused group");
     return MX_OK;
   }
-  return group_blocks(t, c, g, c->ew + g->first, c->scratch, 0, nb, 1);
+  return group_blocks(t, c, g, c->ew + g->first, c->scratch, 0, g->n_blocks, 1);
 }
 
 static mx_status run_ew(const mx_tape *t, replay_ctx *c, int k) {
@@ -994,7 +990,7 @@ static mx_status group(mx_tape *t, const int32_t *ins_of) {
       j++;
     if (j - k >= 2) {
       int g = t->n_groups++;
-      t->groups[g] = (fgroup){k, j - k, 0};
+      t->groups[g] = (fgroup){k, j - k, 0, 0, 0};
       for (int m = k; m < j; m++) t->group_of[m] = g, t->kind[m] = m == k ? K_GROUP : K_MEMBER;
       t->fused += j - k;
     }
@@ -1156,6 +1152,15 @@ static mx_status place(mx_tape *t) {
     const mx_array *x = &t->slots[t->ins_slot[k]];
     int64_t c = x->cost + (int64_t)mx_nbytes(x) + 8;
     t->ins_cost[k] = (int32_t)(c > INT32_MAX ? INT32_MAX : c);
+  }
+  for (int g = 0; g < t->n_groups; g++) {
+    fgroup *G = &t->groups[g];
+    int64_t n = t->slots[t->ins_slot[G->first]].size, cost = 0;
+    for (int m = 0; m < G->count; m++) cost += t->ins_cost[G->first + m];
+    G->n_blocks = (n + BLOCK - 1) / BLOCK;
+    /* ~0.1 ms of work a chunk (cost units are ~0.1 ns), as the kernels' grain */
+    G->grain = ((int64_t)1 << 20) / (cost / (G->n_blocks ? G->n_blocks : 1) + 1);
+    if (G->grain < 1) G->grain = 1;
   }
   for (int k = 0; k < t->n_ins; k++) {
     int g = t->group_of[k];
