@@ -151,6 +151,13 @@ static void test_odd_outputs(void) {
       CHECK(value_at(res[3], 0) == 1 && value_at(res[4], 1) == exp(1.0), "exp outputs");
       for (int i = 0; i < 5; i++) mx_release(res[i]);
     }
+    /* raw: the input, constant and alias outputs are copies; exp is written in place once, then copied */
+    double xv[2] = {0, 1}, o[5][2];
+    const void *rin[1] = {xv};
+    void *rout[5] = {o[0], o[1], o[2], o[3], o[4]};
+    st = mx_tape_run_raw(t, rin, rout);
+    CHECK(st == MX_OK && o[0][1] == 1 && o[1][0] == 7 && o[2][1] == 1 && o[3][0] == 1 && o[4][1] == exp(1.0),
+          "raw odd outputs: %s", mx_last_error());
     mx_tape_info info;
     mx_tape_info_get(t, &info);
     CHECK(info.n_instructions == 1, "only exp runs: %d", info.n_instructions);
