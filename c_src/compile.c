@@ -2,13 +2,19 @@
  * function's placeholders and its outputs once: parameter-free subgraphs are
  * evaluated there and become constants, duplicate nodes (same op, params and
  * inputs) and equal small constants are merged, stop_gradient and identity
- * reshapes become aliases, and what is left is laid out as straight-line
- * instructions over node structs allocated with the tape. mx_tape_run swaps
- * the call's input buffers into the placeholder slots and runs each
- * instruction's kernel through mx_node_compute (mx_eval's own step): no graph
- * walk, no lock, no node allocation. An intermediate's buffer goes back to the
- * allocator's cache right after its last reader, so replays allocate from the
- * cache. */
+ * reshapes become aliases, exact algebraic no-ops (x * 1, -(-x), ...) are
+ * lowered away and dead instructions dropped; what is left is laid out as
+ * straight-line instructions over node structs allocated with the tape.
+ *
+ * The replay plan, made once at capture: runs of elementwise instructions of one
+ * shape form fusion groups (ops.def's MX_FUSE marks) replayed block by block, with
+ * values read only inside a group kept in L1-sized scratch blocks; every other
+ * intermediate gets an offset in one arena per replay context (reused after its
+ * last reader, in place where an elementwise result can take a dying input's
+ * memory); elementwise kernels are prepared (kernels.h mx_ew) so a replay calls
+ * their loops directly. A replay binds the call's inputs and outputs and runs:
+ * no allocation but the outputs handed back, no lock, no refcounting. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +43,50 @@ mx_status mx_k_placeholder(mx_array *out, mx_array *const *in) {
 
 /* ---- tapes ------------------------------------------------------------------------- */
 
+/* ops.def's fusion marks: E elementwise, R a reduction that may end a group. */
+enum { FUSE_NO, FUSE_E, FUSE_R };
+static const int8_t fuse_kind[MX_OP_COUNT] = {
+#define MX_OP(id, name, family, rule, kernel, vjp, jvp, batch)
+#define MX_FUSE(id, kind) [MX_OP_##id] = FUSE_##kind,
+#include "ops.def"
+#undef MX_FUSE
+#undef MX_OP
+};
+
+/* How a replay runs instruction k. */
+enum { K_KERNEL, K_EW, K_ALIAS, K_GROUP, K_MEMBER };
+/* Where a slot's data lives during a replay (its root's): the call's inputs, the tape's
+ * constants, the outputs handed back, the context's arena, or a fused group's scratch block. */
+enum { S_INPUT, S_CONST, S_OUT, S_ARENA, S_SCRATCH };
+
+#define BLOCK 2048                 /* elements of a fused group's block */
+#define SCRATCH_BYTES (BLOCK * 16) /* one scratch block holds any dtype's block */
+#define CHECK_COST 100000          /* cost units (~10 us) between cancellation and deadline checks */
+
 typedef struct {
-  mx_array *slots; /* this replay's node structs (a copy of the tape's) */
-  mx_array **ptrs; /* instruction inputs: ptrs[in_off[k] ..] point into slots */
+  int32_t first, count; /* instructions [first, first + count) */
+  int32_t n_scratch;    /* scratch blocks its unstored members need */
+  int64_t n_blocks, grain; /* blocks of the domain; blocks per chunk across cores */
+} fgroup;
+
+/* A fused group's member as its block loop reads it (one cache line). */
+typedef struct {
+  mx_range_fn range; /* NULL: the trailing reduction */
+  void (*bind)(void *ctx, char *dst, const char *const *src);
+  int32_t out, in[3];          /* slots */
+  int32_t out_scr, in_scr[3];  /* byte offsets of their scratch blocks, -1 when stored */
+  int8_t nin, out_esz, in_esz[3];
+} member;
+
+typedef struct {
+  mx_array *slots;  /* this replay's node structs (a copy of the tape's) */
+  mx_array **ptrs;  /* instruction inputs: ptrs[in_off[k] ..] point into slots */
+  mx_buffer *hdr;   /* per slot: a header over arena or caller memory (never allocated or freed) */
+  char **data;      /* per slot: where its elements are during this replay (stored slots) */
+  mx_buffer *arena; /* every planned intermediate, allocated once per context */
+  void **ew;        /* per instruction: this context's copy of its prepared loop */
+  char *ewmem;
+  char *scratch;    /* fused groups' blocks */
 } replay_ctx;
 
 struct mx_tape {
@@ -50,16 +97,46 @@ struct mx_tape {
   int32_t *ins_slot; /* instruction k computes slots[ins_slot[k]] ... */
   int32_t *in_off;   /* ... from slots in_idx[in_off[k] .. in_off[k + 1]) */
   int32_t *in_idx;
-  int32_t *free_off; /* after instruction k, free_idx[free_off[k] .. free_off[k + 1]) are dead */
-  int32_t *free_idx;
   int32_t *out_slot;
   uint8_t *is_const; /* per slot */
-  int folded, merged, deep;
+  int folded, merged, deep, noops, dead, n_groups, fused;
   int64_t cost, bytes;
-  _Atomic(replay_ctx *) spare; /* one replay's structs kept for the next */
+  /* the replay plan */
+  int8_t *kind;       /* per instruction: K_* */
+  int32_t *group_of;  /* per instruction: its fused group, -1 if none */
+  fgroup *groups;
+  int32_t *scratch_of; /* per slot: its scratch block in its group, -1 when stored */
+  int32_t *root;      /* per slot: the slot whose storage it shares (reshape, stop_gradient) */
+  int8_t *store;      /* per slot: S_* of its root */
+  int64_t *offset;    /* per slot: byte offset in the arena (S_ARENA) */
+  int64_t arena_bytes;
+  int32_t max_scratch;
+  mx_ew *ew;          /* per instruction: its prepared loop (range NULL: call the kernel) */
+  size_t ew_bytes;
+  int32_t *ins_cost;  /* per instruction: its estimated cost, capped */
+  uint8_t *out_owner; /* per output: the first output on an S_OUT root (gets the memory) */
+  int8_t *esz;        /* per slot: element bytes */
+  int32_t *io;        /* slots bound per replay (S_INPUT and S_OUT roots, then their aliases) */
+  int n_io;
+  member *members;    /* per instruction in a group */
+  int32_t *steps;     /* what a replay runs: instructions, a group by its first; no aliases */
+  int32_t *step_cost;
+  int n_steps;
+  _Atomic(replay_ctx *) spare; /* one replay's context kept for the next */
 };
 
 static _Atomic int64_t tapes_live, tapes_bytes;
+
+_Thread_local mx_ew *mx_ew_capture;
+
+mx_status mx_ew_keep(const void *ctx, size_t size, mx_range_fn range, void (*bind)(void *, char *, const char *const *),
+                     int64_t grain) {
+  void *copy = malloc(size);
+  if (!copy) return mx_error(MX_ENOMEM, "[compile] out of memory preparing a kernel");
+  memcpy(copy, ctx, size);
+  *mx_ew_capture = (mx_ew){range, bind, copy, size, grain};
+  return MX_OK;
+}
 
 void mx_tape_totals(int64_t *count, int64_t *bytes) {
   *count = atomic_load(&tapes_live);
@@ -70,21 +147,54 @@ static void ctx_free(replay_ctx *c) {
   if (!c) return;
   free(c->slots);
   free(c->ptrs);
+  free(c->hdr);
+  free(c->data);
+  mx_buffer_release(c->arena);
+  free(c->ew);
+  free(c->ewmem);
+  free(c->scratch);
   free(c);
 }
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 static replay_ctx *ctx_new(const mx_tape *t) {
   replay_ctx *c = calloc(1, sizeof *c);
   if (!c) return NULL;
-  c->slots = malloc(sizeof(mx_array) * (size_t)(t->n_slots ? t->n_slots : 1));
+  size_t ns = (size_t)(t->n_slots ? t->n_slots : 1), ni = (size_t)(t->n_ins ? t->n_ins : 1);
   int n_ptrs = t->in_off[t->n_ins];
+  c->slots = malloc(sizeof(mx_array) * ns);
   c->ptrs = malloc(sizeof(mx_array *) * (size_t)(n_ptrs ? n_ptrs : 1));
-  if (!c->slots || !c->ptrs) {
+  c->hdr = calloc(ns, sizeof(mx_buffer));
+  c->data = calloc(ns, sizeof(char *));
+  c->ew = calloc(ni, sizeof(void *));
+  c->ewmem = t->ew_bytes ? aligned_alloc(64, t->ew_bytes) : NULL;
+  c->scratch = t->max_scratch ? aligned_alloc(64, (size_t)t->max_scratch * SCRATCH_BYTES) : NULL;
+  if (!c->slots || !c->ptrs || !c->hdr || !c->data || !c->ew || (t->ew_bytes && !c->ewmem) || (t->max_scratch && !c->scratch) ||
+      (t->arena_bytes && mx_buffer_alloc((size_t)t->arena_bytes, &c->arena))) {
     ctx_free(c);
     return NULL;
   }
   memcpy(c->slots, t->slots, sizeof(mx_array) * (size_t)t->n_slots);
   for (int i = 0; i < n_ptrs; i++) c->ptrs[i] = &c->slots[t->in_idx[i]];
+  for (int s = 0; s < t->n_slots; s++) {
+    atomic_init(&c->hdr[s].refs, 1);
+    if (t->store[s] == S_ARENA) {
+      c->hdr[s].data = (char *)c->arena->data + t->offset[t->root[s]];
+      c->hdr[s].nbytes = c->hdr[s].capacity = mx_nbytes(&t->slots[s]);
+      c->slots[s].buf = &c->hdr[s];
+    } else if (t->store[s] == S_CONST) {
+      c->slots[s].buf = t->slots[t->root[s]].buf;
+    }
+    c->data[s] = c->slots[s].buf ? c->slots[s].buf->data : NULL;
+  }
+  size_t at = 0;
+  for (int k = 0; k < t->n_ins; k++)
+    if (t->ew[k].range) {
+      c->ew[k] = c->ewmem + at;
+      memcpy(c->ew[k], t->ew[k].ctx, t->ew[k].ctx_size);
+      at += align64(t->ew[k].ctx_size);
+    }
   return c;
 }
 
@@ -95,27 +205,46 @@ void mx_tape_release(mx_tape *t) {
   for (int s = 0; s < t->n_slots; s++)
     if (t->is_const && t->is_const[s]) mx_buffer_release(t->slots[s].buf);
   ctx_free(atomic_load(&t->spare));
+  if (t->ew)
+    for (int k = 0; k < t->n_ins; k++) free(t->ew[k].ctx);
   free(t->slots);
   free(t->params);
   free(t->ins_slot);
   free(t->in_off);
   free(t->in_idx);
-  free(t->free_off);
-  free(t->free_idx);
   free(t->out_slot);
   free(t->is_const);
+  free(t->kind);
+  free(t->group_of);
+  free(t->groups);
+  free(t->scratch_of);
+  free(t->root);
+  free(t->store);
+  free(t->offset);
+  free(t->ew);
+  free(t->ins_cost);
+  free(t->out_owner);
+  free(t->esz);
+  free(t->io);
+  free(t->members);
+  free(t->steps);
+  free(t->step_cost);
   atomic_fetch_sub(&tapes_live, 1);
   atomic_fetch_sub(&tapes_bytes, t->bytes);
   free(t);
 }
 
 void mx_tape_info_get(const mx_tape *t, mx_tape_info *info) {
-  *info = (mx_tape_info){t->n_in, t->n_out, t->n_ins, t->n_const, t->folded, t->merged, t->deep, t->cost, t->bytes};
+  *info = (mx_tape_info){t->n_in,  t->n_out, t->n_ins,      t->n_const,  t->folded, t->merged,
+                         t->deep,  t->cost,  t->bytes,      t->noops,    t->dead,   t->n_groups,
+                         t->fused, t->arena_bytes};
 }
 
 mx_op mx_tape_instruction_op(const mx_tape *t, int k) {
   return k >= 0 && k < t->n_ins ? (mx_op)t->slots[t->ins_slot[k]].op : MX_OP_COUNT;
 }
+
+int mx_tape_instruction_group(const mx_tape *t, int k) { return k >= 0 && k < t->n_ins ? t->group_of[k] : -1; }
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -127,33 +256,141 @@ static int same_shape(int nd, const int64_t *a, int nd2, const int64_t *b) {
   return nd == nd2 && (nd == 0 || !memcmp(a, b, sizeof(int64_t) * (size_t)nd));
 }
 
-/* Runs t's instructions on c's slots (inputs already in place); deadline 0: none. */
-static mx_status replay(const mx_tape *t, replay_ctx *c, int64_t deadline) {
-  mx_status st = MX_OK;
-  for (int k = 0; k < t->n_ins && !st; k++) {
-    if (mx_cancelled()) return mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
-    if (deadline && (k & 7) == 7 && now_ns() > deadline)
-      return mx_error(MX_EYIELD, "[compile] out of time; run the tape again to go on");
-    st = mx_node_compute(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
-    for (int j = t->free_off[k]; j < t->free_off[k + 1] && !st; j++) {
-      mx_array *dead = &c->slots[t->free_idx[j]];
-      mx_buffer_release(dead->buf);
-      dead->buf = NULL;
+/* p moved back by lo elements of size sz, so that a range's position lo lands on p
+ * (scratch blocks hold positions [lo, hi) of a whole array); through integers, not
+ * pointer arithmetic outside the block. */
+static char *rebase(const void *p, int64_t lo, size_t sz) { return (char *)((uintptr_t)p - (uintptr_t)lo * sz); }
+
+/* One block range [blo, bhi) of group g: each member over each block, in order. */
+static mx_status group_blocks(const mx_tape *t, const replay_ctx *c, const fgroup *g, void *const *ew, char *scratch,
+                              int64_t blo, int64_t bhi, int check) {
+  const member *ms = t->members + g->first;
+  const int64_t n = c->slots[ms[0].out].size;
+  for (int64_t b = blo; b < bhi; b++) {
+    if (check && (b & 15) == 15 && mx_cancelled()) return MX_OK; /* the replay reports it */
+    int64_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n;
+    for (int m = 0; m < g->count; m++) {
+      const member *d = &ms[m];
+      mx_array *o = &c->slots[d->out];
+      if (!d->range) { /* the trailing reduction: the group is one block, its input in scratch */
+        mx_array view = c->slots[d->in[0]], *vp = &view;
+        mx_buffer hb = {.data = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]]};
+        view.buf = &hb;
+        mx_status st = mx_ops[o->op].kernel(o, &vp);
+        if (st) return st;
+        continue;
+      }
+      char *dst = d->out_scr >= 0 ? rebase(scratch + d->out_scr, lo, (size_t)d->out_esz) : c->data[d->out];
+      const char *src[3] = {0, 0, 0};
+      for (int i = 0; i < d->nin; i++)
+        src[i] = d->in_scr[i] >= 0 ? rebase(scratch + d->in_scr[i], lo, (size_t)d->in_esz[i]) : c->data[d->in[i]];
+      d->bind(ew[m], dst, src);
+      d->range(ew[m], lo, hi);
     }
   }
+  return MX_OK;
+}
+
+typedef struct {
+  const mx_tape *t;
+  const replay_ctx *c;
+  const fgroup *g;
+  _Atomic int failed; /* a chunk could not get its workspace */
+} group_job;
+
+/* A chunk of blocks on a pool thread: its own copies of the members' loops and its own scratch. */
+static void group_chunk(void *vjob, int64_t blo, int64_t bhi) {
+  group_job *j = vjob;
+  const mx_tape *t = j->t;
+  const fgroup *g = j->g;
+  size_t bytes = (size_t)g->n_scratch * SCRATCH_BYTES;
+  for (int m = 0; m < g->count; m++) bytes += align64(t->ew[g->first + m].ctx_size);
+  char *mem = aligned_alloc(64, align64(bytes ? bytes : 64));
+  void *ew_local[64];
+  if (!mem || g->count > 64) {
+    free(mem);
+    atomic_store(&j->failed, 1);
+    return;
+  }
+  char *at = mem + (size_t)g->n_scratch * SCRATCH_BYTES;
+  for (int m = 0; m < g->count; m++) {
+    ew_local[m] = at;
+    memcpy(at, t->ew[g->first + m].ctx, t->ew[g->first + m].ctx_size);
+    at += align64(t->ew[g->first + m].ctx_size);
+  }
+  if (group_blocks(t, j->c, g, ew_local, mem, blo, bhi, 0)) atomic_store(&j->failed, 1); /* not reached: reductions join one-block groups only */
+  free(mem);
+}
+
+static mx_status run_group(const mx_tape *t, replay_ctx *c, const fgroup *g) {
+  if (g->n_blocks >= 2 * g->grain && mx_num_threads() > 1) {
+    group_job j = {t, c, g, 0};
+    mx_parallel_for(g->n_blocks, g->grain, group_chunk, &j);
+    if (atomic_load(&j.failed)) return mx_error(MX_ENOMEM, "[compile] out of memory running a fused group");
+    return MX_OK;
+  }
+  return group_blocks(t, c, g, c->ew + g->first, c->scratch, 0, g->n_blocks, 1);
+}
+
+static mx_status run_ew(const mx_tape *t, replay_ctx *c, int k) {
+  const mx_ew *e = &t->ew[k];
+  const int64_t n = t->slots[t->ins_slot[k]].size;
+  const char *src[3] = {0, 0, 0};
+  for (int i = 0; i < t->in_off[k + 1] - t->in_off[k]; i++) src[i] = c->data[t->in_idx[t->in_off[k] + i]];
+  e->bind(c->ew[k], c->data[t->ins_slot[k]], src);
+  if (n >= 2 * e->grain)
+    mx_parallel_for(n, e->grain, e->range, c->ew[k]);
+  else
+    e->range(c->ew[k], 0, n);
+  return MX_OK;
+}
+
+/* Runs t's instructions on c's slots (inputs and outputs bound); deadline 0: none. */
+static mx_status replay(const mx_tape *t, replay_ctx *c, int64_t deadline) {
+  mx_status st = MX_OK;
+  int64_t since = 0;
+  for (int i = 0; i < t->n_steps && !st; i++) {
+    int k = t->steps[i];
+    switch (t->kind[k]) {
+      case K_EW: st = run_ew(t, c, k); break;
+      case K_GROUP: st = run_group(t, c, &t->groups[t->group_of[k]]); break;
+      default: st = mx_ops[t->slots[t->ins_slot[k]].op].kernel(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
+    }
+    if ((since += t->step_cost[i]) > CHECK_COST) {
+      since = 0;
+      if (mx_cancelled()) return mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
+      if (deadline && now_ns() > deadline) return mx_error(MX_EYIELD, "[compile] out of time; run the tape again to go on");
+    }
+  }
+  /* a kernel's chunks are skipped once cancelled: the results are incomplete */
+  if (!st && mx_cancelled()) st = mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
   return st;
 }
 
-/* Drops whatever a replay still holds (outputs, inputs never read, a failed run's
- * intermediates) and keeps c for the next replay. */
-static void ctx_done(mx_tape *t, replay_ctx *c) {
-  for (int s = 0; s < t->n_slots; s++)
-    if (!t->is_const[s] && c->slots[s].buf) {
-      mx_buffer_release(c->slots[s].buf);
-      c->slots[s].buf = NULL;
-    }
+/* Points alias slots (reshape, stop_gradient) of inputs and outputs at their root's buffer. */
+static void bind_aliases(const mx_tape *t, replay_ctx *c) {
+  for (int i = 0; i < t->n_io; i++) {
+    int s = t->io[i];
+    if (t->root[s] != s) c->slots[s].buf = c->slots[t->root[s]].buf;
+    c->data[s] = c->slots[s].buf->data;
+  }
+}
+
+/* Drops what a replay holds (inputs' and outputs' references) and keeps c for the next
+ * replay; a cancelled replay's context is freed (its task gives its memory back). */
+static void ctx_done(mx_tape *t, replay_ctx *c, int owned, mx_status st) {
+  for (int i = 0; i < t->n_io; i++) {
+    int s = t->io[i];
+    if (owned && t->root[s] == s) mx_buffer_release(c->slots[s].buf);
+    c->slots[s].buf = NULL;
+  }
   replay_ctx *none = NULL;
-  if (!atomic_compare_exchange_strong(&t->spare, &none, c)) ctx_free(c);
+  if (st == MX_ECANCELLED || !atomic_compare_exchange_strong(&t->spare, &none, c)) ctx_free(c);
+}
+
+static replay_ctx *ctx_take(mx_tape *t) {
+  replay_ctx *c = atomic_exchange(&t->spare, NULL);
+  return c ? c : ctx_new(t);
 }
 
 mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t budget_ns, mx_array **results) {
@@ -172,13 +409,24 @@ mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t bud
     if (!mx_is_ready(inputs[i])) st = mx_eval_budget(inputs, n_in, budget_ns);
   if (st) return st;
 
-  replay_ctx *c = atomic_exchange(&t->spare, NULL);
-  if (!c && !(c = ctx_new(t))) return mx_error(MX_ENOMEM, "[compile] out of memory starting a replay");
+  replay_ctx *c = ctx_take(t);
+  if (!c) return mx_error(MX_ENOMEM, "[compile] out of memory starting a replay");
   for (int i = 0; i < n_in && !st; i++) {
     c->slots[i].buf = mx_acquire_buffer(inputs[i]);
     if (!c->slots[i].buf) st = mx_error(MX_EDISPOSED, "[compile] input %d was disposed; it cannot be read", i);
   }
-  if (!st) st = replay(t, c, budget_ns > 0 ? now_ns() + budget_ns : 0);
+  /* Outputs get buffers of their own, handed over to the result arrays. */
+  for (int i = 0; i < t->n_io && !st; i++) {
+    int s = t->io[i];
+    if (t->store[s] == S_OUT && t->root[s] == s) {
+      st = mx_buffer_alloc(mx_nbytes(&t->slots[s]), &c->slots[s].buf);
+      if (st) st = mx_error(st, "[compile] out of memory for an output of %s", mx_ops[t->slots[s].op].name);
+    }
+  }
+  if (!st) {
+    bind_aliases(t, c);
+    st = replay(t, c, budget_ns > 0 ? now_ns() + budget_ns : 0);
+  }
   int made = 0;
   for (; made < t->n_out && !st; made++) {
     const mx_array *o = &c->slots[t->out_slot[made]];
@@ -186,7 +434,7 @@ mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t bud
   }
   if (st)
     for (int i = 0; i < made; i++) mx_release(results[i]);
-  ctx_done(t, c);
+  ctx_done(t, c, 1, st);
   return st;
 }
 
@@ -197,21 +445,27 @@ const mx_array *mx_tape_output(const mx_tape *t, int j) {
 }
 
 mx_status mx_tape_run_raw(mx_tape *t, const void *const *in, void *const *out) {
-  replay_ctx *c = atomic_exchange(&t->spare, NULL);
-  if (!c && !(c = ctx_new(t))) return mx_error(MX_ENOMEM, "[compile] out of memory starting a replay");
-  mx_status st = MX_OK;
-  for (int i = 0; i < t->n_in && !st; i++) {
-    size_t nbytes = (size_t)t->slots[i].size * mx_dtype_size((mx_dtype)t->slots[i].dtype);
-    st = mx_buffer_alloc(nbytes, &c->slots[i].buf);
-    if (!st && nbytes) memcpy(c->slots[i].buf->data, in[i], nbytes);
+  replay_ctx *c = ctx_take(t);
+  if (!c) return mx_error(MX_ENOMEM, "[compile] out of memory starting a replay");
+  /* The caller's memory is read and written in place: no copies, no allocation. */
+  for (int i = 0; i < t->n_in; i++) {
+    c->hdr[i].data = (void *)in[i];
+    c->slots[i].buf = &c->hdr[i];
   }
-  if (!st) st = replay(t, c, 0);
-  for (int j = 0; j < t->n_out && !st; j++) {
-    const mx_array *o = &c->slots[t->out_slot[j]];
-    size_t nbytes = (size_t)o->size * mx_dtype_size((mx_dtype)o->dtype);
-    if (nbytes) memcpy(out[j], o->buf->data, nbytes);
-  }
-  ctx_done(t, c);
+  for (int j = 0; j < t->n_out; j++)
+    if (t->out_owner[j]) {
+      int r = t->root[t->out_slot[j]];
+      c->hdr[r].data = out[j];
+      c->slots[r].buf = &c->hdr[r];
+    }
+  bind_aliases(t, c);
+  mx_status st = replay(t, c, 0);
+  for (int j = 0; j < t->n_out && !st; j++)
+    if (!t->out_owner[j]) {
+      const mx_array *o = &c->slots[t->out_slot[j]];
+      if (o->size) memcpy(out[j], o->buf->data, mx_nbytes(o));
+    }
+  ctx_done(t, c, 0, st);
   return st;
 }
 
@@ -433,6 +687,7 @@ typedef struct {
   size_t n_idx, cap_idx;
   cse_table cse;
   uint64_t *ins_hash;
+  int32_t *ins_of; /* per slot: the instruction computing it, -1 for inputs and constants */
 } builder;
 
 static uint64_t ins_key(const mx_array *x, const int32_t *in, int n) {
@@ -494,6 +749,88 @@ static int const_slot(mx_tape *t, entry *e) {
   return e->slot = s;
 }
 
+/* ---- lowering ---------------------------------------------------------------------- */
+
+/* Whether every element of constant slot s equals v exactly (for floats: v's sign of zero
+ * too, so that only exact identities are removed: x + (-0) is x, x + 0 is not for x = -0). */
+static int const_all(const mx_tape *t, int s, double v) {
+  if (!t->is_const[s]) return 0;
+  const mx_array *c = &t->slots[s];
+  const void *p = c->buf->data;
+  for (int64_t i = 0; i < c->size; i++) {
+    double x;
+    switch ((mx_dtype)c->dtype) {
+#define READ(ID, T) \
+      case MX_##ID: x = (double)((const T *)p)[i]; break;
+      MX_INT_TYPES(READ)
+      MX_FLOAT_TYPES(READ)
+#undef READ
+      default: return 0;
+    }
+    if (x != v || (mx_is_float((mx_dtype)c->dtype) && signbit(x) != signbit(v))) return 0;
+  }
+  return c->size > 0;
+}
+
+/* Truthiness of a constant predicate: 1 all true, 0 all false, -1 mixed or unknown. */
+static int const_truth(const mx_tape *t, int s) {
+  if (!t->is_const[s]) return -1;
+  const mx_array *c = &t->slots[s];
+  int any = 0, all = 1;
+  for (int64_t i = 0; i < c->size; i++) {
+    int v;
+    switch ((mx_dtype)c->dtype) {
+#define TRUTH(ID, T) \
+      case MX_##ID: v = ((const T *)c->buf->data)[i] != 0; break;
+      MX_COMPUTE_TYPES(TRUTH)
+#undef TRUTH
+      default: return -1;
+    }
+    any |= v, all &= v;
+  }
+  return c->size == 0 ? -1 : all ? 1 : any ? -1 : 0;
+}
+
+/* The slot x reduces to when it is an algebraic no-op on one of its inputs (same dtype and
+ * shape as x, so the value is that input's, bit for bit); -1 when it is real work.
+ * ins_of: per slot, the instruction computing it (-1 for inputs and constants). */
+static int noop_of(const mx_tape *t, const int32_t *ins_of, const int32_t *in_idx, const mx_array *x, const int32_t *in,
+                   int n) {
+  int same[3] = {0, 0, 0};
+  for (int i = 0; i < n && i < 3; i++) {
+    const mx_array *a = &t->slots[in[i]];
+    same[i] = a->dtype == x->dtype && same_shape(a->ndim, a->shape, x->ndim, x->shape);
+  }
+  int f = mx_is_float((mx_dtype)x->dtype) || mx_is_int((mx_dtype)x->dtype);
+  switch ((mx_op)x->op) {
+    case MX_OP_AS_TYPE:
+    case MX_OP_BROADCAST: return same[0] ? in[0] : -1;
+    case MX_OP_TRANSPOSE:
+      for (int i = 0; i < x->ndim; i++)
+        if (x->params->ip[i] != i) return -1;
+      return same[0] ? in[0] : -1;
+    case MX_OP_NEGATE: {
+      int k = ins_of[in[0]];
+      return k >= 0 && t->slots[in[0]].op == MX_OP_NEGATE ? in_idx[t->in_off[k]] : -1;
+    }
+    case MX_OP_MULTIPLY:
+      if (f && same[0] && const_all(t, in[1], 1)) return in[0];
+      if (f && same[1] && const_all(t, in[0], 1)) return in[1];
+      return -1;
+    case MX_OP_DIVIDE: return f && same[0] && const_all(t, in[1], 1) ? in[0] : -1;
+    case MX_OP_ADD:
+      if (f && same[0] && const_all(t, in[1], mx_is_int((mx_dtype)x->dtype) ? 0.0 : -0.0)) return in[0];
+      if (f && same[1] && const_all(t, in[0], mx_is_int((mx_dtype)x->dtype) ? 0.0 : -0.0)) return in[1];
+      return -1;
+    case MX_OP_SUBTRACT: return f && same[0] && const_all(t, in[1], 0.0) ? in[0] : -1;
+    case MX_OP_SELECT: {
+      int v = const_truth(t, in[0]);
+      return v == 1 && same[1] ? in[1] : v == 0 && same[2] ? in[2] : -1;
+    }
+    default: return -1;
+  }
+}
+
 static mx_status emit(walk *w, builder *b, mx_array *const *outs, int n_out) {
   mx_tape *t = b->t;
   for (size_t k = 0; k < w->npost; k++) {
@@ -509,12 +846,26 @@ static mx_status emit(walk *w, builder *b, mx_array *const *outs, int n_out) {
     for (int i = 0; i < e->n_in; i++) {
       entry *p = &w->v[find(w, e->in[i])];
       in[i] = p->kind == E_CONST ? const_slot(t, p) : p->slot;
+      /* kernels that broadcast their inputs read a broadcast's source directly (the same values) */
+      int k = b->ins_of[in[i]];
+      if (k >= 0 && t->slots[in[i]].op == MX_OP_BROADCAST &&
+          (mx_ops[x->op].family == MX_FAM_BINARY || x->op == MX_OP_SELECT || x->op == MX_OP_BETAINC)) {
+        in[i] = b->in_buf[t->in_off[k]];
+        t->noops++;
+      }
     }
     /* stop_gradient and an identity reshape (trace_input) share their input's buffer: aliases. */
     if (x->op == MX_OP_STOP_GRADIENT ||
         (x->op == MX_OP_RESHAPE && same_shape(x->ndim, x->shape, e->in[0]->ndim, e->in[0]->shape))) {
       e->slot = in[0];
       t->merged++;
+      if (in != local) free(in);
+      continue;
+    }
+    int same = noop_of(t, b->ins_of, b->in_buf, x, in, e->n_in);
+    if (same >= 0) {
+      e->slot = same;
+      t->noops++;
       if (in != local) free(in);
       continue;
     }
@@ -538,6 +889,7 @@ static mx_status emit(walk *w, builder *b, mx_array *const *outs, int n_out) {
     int kk = t->n_ins++;
     e->slot = new_slot(t, x, e->n_in);
     t->ins_slot[kk] = e->slot;
+    b->ins_of[e->slot] = kk;
     b->ins_hash[kk] = h;
     t->in_off[kk] = (int32_t)b->n_idx;
     memcpy(b->in_buf + b->n_idx, in, sizeof(int32_t) * (size_t)e->n_in);
@@ -557,40 +909,318 @@ static mx_status emit(walk *w, builder *b, mx_array *const *outs, int n_out) {
   return MX_OK;
 }
 
-/* Last-use plan: each non-constant, non-output slot is freed after its last reader. */
-static mx_status plan(mx_tape *t) {
-  int32_t *last = malloc(sizeof(int32_t) * (size_t)(t->n_slots ? t->n_slots : 1));
-  uint8_t *keep = calloc((size_t)(t->n_slots ? t->n_slots : 1), 1);
-  t->free_off = malloc(sizeof(int32_t) * (size_t)(t->n_ins + 1));
-  t->free_idx = malloc(sizeof(int32_t) * (size_t)(t->n_slots ? t->n_slots : 1));
-  if (!last || !keep || !t->free_off || !t->free_idx) {
-    free(last);
-    free(keep);
+/* Drops instructions whose values nothing reads (left behind by no-op removal). */
+static void drop_dead(mx_tape *t) {
+  uint8_t *live = calloc((size_t)t->n_slots + 1, 1);
+  if (!live) return; /* keeping dead instructions is only slower */
+  for (int o = 0; o < t->n_out; o++) live[t->out_slot[o]] = 1;
+  for (int k = t->n_ins - 1; k >= 0; k--)
+    if (live[t->ins_slot[k]])
+      for (int j = t->in_off[k]; j < t->in_off[k + 1]; j++) live[t->in_idx[j]] = 1;
+  int n = 0, at = 0;
+  for (int k = 0; k < t->n_ins; k++) {
+    int lo = t->in_off[k], hi = t->in_off[k + 1];
+    if (!live[t->ins_slot[k]]) {
+      t->dead++;
+      continue;
+    }
+    t->ins_slot[n] = t->ins_slot[k];
+    t->in_off[n] = at;
+    memmove(t->in_idx + at, t->in_idx + lo, sizeof(int32_t) * (size_t)(hi - lo));
+    at += hi - lo;
+    n++;
+  }
+  t->n_ins = n;
+  t->in_off[n] = at;
+  free(live);
+}
+
+/* ---- the replay plan: fusion groups, storage, prepared loops ------------------------------ */
+
+/* Prepares instruction k's elementwise loop (the kernel itself fills it: see kernels.h). */
+static mx_status prepare_ew(mx_tape *t, int k) {
+  mx_array *x = &t->slots[t->ins_slot[k]];
+  int n = t->in_off[k + 1] - t->in_off[k];
+  if (fuse_kind[x->op] != FUSE_E || n > 3 || x->size == 0 || mx_is_complex((mx_dtype)x->dtype)) return MX_OK;
+  static char dummy[64];
+  mx_buffer fake = {.data = dummy};
+  mx_array out = *x, ins[3], *ptrs[3];
+  out.buf = &fake;
+  for (int i = 0; i < n; i++) {
+    ins[i] = t->slots[t->in_idx[t->in_off[k] + i]];
+    if (mx_is_complex((mx_dtype)ins[i].dtype)) return MX_OK;
+    ins[i].buf = &fake;
+    ptrs[i] = &ins[i];
+  }
+  mx_ew e = {0};
+  mx_ew_capture = &e;
+  mx_status st = mx_ops[x->op].kernel(&out, ptrs);
+  mx_ew_capture = NULL;
+  if (st) {
+    free(e.ctx);
+    return st;
+  }
+  t->ew[k] = e;
+  t->ew_bytes += align64(e.ctx_size);
+  return MX_OK;
+}
+
+/* Runs of consecutive prepared elementwise instructions of one output shape. A member's value
+ * that nothing outside its group reads lives only in a scratch block. */
+static mx_status group(mx_tape *t, const int32_t *ins_of) {
+  int32_t *outside = calloc((size_t)t->n_slots, sizeof(int32_t)); /* read outside its group */
+  int32_t *last_in = malloc(sizeof(int32_t) * (size_t)t->n_slots); /* its last reader */
+  int32_t *free_sc = malloc(sizeof(int32_t) * (size_t)(t->n_ins + 1));
+  if (!outside || !last_in || !free_sc) {
+    free(outside), free(last_in), free(free_sc);
     return mx_error(MX_ENOMEM, "[compile] out of memory");
   }
-  for (int s = 0; s < t->n_slots; s++) last[s] = -1;
-  for (int o = 0; o < t->n_out; o++) keep[t->out_slot[o]] = 1;
-  for (int k = 0; k < t->n_ins; k++) {
-    last[t->ins_slot[k]] = k; /* read by nobody: freed right after it is made */
-    for (int j = t->in_off[k]; j < t->in_off[k + 1]; j++) last[t->in_idx[j]] = k;
+  for (int k = 0; k < t->n_ins;) {
+    const mx_array *x = &t->slots[t->ins_slot[k]];
+    int j = k;
+    if (t->ew[k].range)
+      for (j = k + 1; j < t->n_ins && j - k < 64 && t->ew[j].range; j++) {
+        const mx_array *y = &t->slots[t->ins_slot[j]];
+        if (!same_shape(y->ndim, y->shape, x->ndim, x->shape)) break;
+      }
+    /* a trailing reduction of the last member joins when the group is one block: the reduce
+     * kernel then reads the block in scratch (its own summation order, so the same bits) */
+    if (j - k >= 1 && j < t->n_ins && j - k < 64 && fuse_kind[t->slots[t->ins_slot[j]].op] == FUSE_R &&
+        x->size <= BLOCK && t->in_off[j + 1] - t->in_off[j] == 1 && t->in_idx[t->in_off[j]] == t->ins_slot[j - 1])
+      j++;
+    if (j - k >= 2) {
+      int g = t->n_groups++;
+      t->groups[g] = (fgroup){k, j - k, 0, 0, 0};
+      for (int m = k; m < j; m++) t->group_of[m] = g, t->kind[m] = m == k ? K_GROUP : K_MEMBER;
+      t->fused += j - k;
+    }
+    k = j > k ? j : k + 1;
   }
-  int n = 0;
-  for (int k = 0; k < t->n_ins; k++) {
-    t->free_off[k] = n;
+  for (int o = 0; o < t->n_out; o++) outside[t->out_slot[o]] = 1;
+  for (int k = 0; k < t->n_ins; k++)
     for (int j = t->in_off[k]; j < t->in_off[k + 1]; j++) {
-      int s = t->in_idx[j];
-      if (last[s] == k && !keep[s] && !t->is_const[s]) {
-        t->free_idx[n++] = s;
-        last[s] = -2; /* listed once even when read twice */
+      int s = t->in_idx[j], p = ins_of[s];
+      last_in[s] = k;
+      if (p >= 0 && (t->group_of[p] < 0 || t->group_of[p] != t->group_of[k])) outside[s] = 1;
+    }
+  for (int g = 0; g < t->n_groups; g++) {
+    fgroup *G = &t->groups[g];
+    int n_free = 0;
+    for (int k = G->first; k < G->first + G->count; k++) {
+      int s = t->ins_slot[k];
+      if (!outside[s]) t->scratch_of[s] = n_free ? free_sc[--n_free] : G->n_scratch++;
+      for (int j = t->in_off[k]; j < t->in_off[k + 1]; j++) {
+        int si = t->in_idx[j];
+        if (t->scratch_of[si] >= 0 && last_in[si] == k) {
+          int dup = 0; /* read twice by k: give it back once */
+          for (int q = 0; q < n_free; q++) dup |= free_sc[q] == t->scratch_of[si];
+          if (!dup) free_sc[n_free++] = t->scratch_of[si];
+        }
       }
     }
-    int s = t->ins_slot[k];
-    if (last[s] == k && !keep[s]) t->free_idx[n++] = s, last[s] = -2;
+    if (G->n_scratch > t->max_scratch) t->max_scratch = G->n_scratch;
   }
-  t->free_off[t->n_ins] = n;
-  free(last);
-  free(keep);
+  free(outside), free(last_in), free(free_sc);
   return MX_OK;
+}
+
+/* Arena blocks of freed intermediates: (offset, bytes), best fit, neighbours merged. */
+typedef struct {
+  int64_t *off, *len;
+  int n;
+} free_list;
+
+static int64_t arena_take(free_list *f, int64_t *top, int64_t len) {
+  int best = -1;
+  for (int i = 0; i < f->n; i++)
+    if (f->len[i] >= len && (best < 0 || f->len[i] < f->len[best])) best = i;
+  if (best < 0) {
+    int64_t at = *top;
+    *top += len;
+    return at;
+  }
+  int64_t at = f->off[best];
+  f->off[best] += len;
+  f->len[best] -= len;
+  return at;
+}
+
+static void arena_give(free_list *f, int64_t off, int64_t len) {
+  for (int i = 0; i < f->n; i++) {
+    if (f->off[i] + f->len[i] == off) { /* merge with the block before, then maybe after */
+      f->len[i] += len;
+      for (int j = 0; j < f->n; j++)
+        if (j != i && f->off[j] == f->off[i] + f->len[i]) {
+          f->len[i] += f->len[j];
+          f->off[j] = f->off[--f->n], f->len[j] = f->len[f->n];
+          break;
+        }
+      return;
+    }
+    if (off + len == f->off[i]) {
+      f->off[i] = off;
+      f->len[i] += len;
+      return;
+    }
+  }
+  f->off[f->n] = off;
+  f->len[f->n++] = len;
+}
+
+/* Storage: each intermediate's bytes in one arena, reused once its last reader has run (a
+ * fused group's inputs stay until the group ends: it reads them block by block); an
+ * elementwise result takes over the memory of an input that dies at it (same positions). */
+static mx_status place(mx_tape *t) {
+  int ns = t->n_slots;
+  int32_t *free_at = malloc(sizeof(int32_t) * (size_t)ns), *last = malloc(sizeof(int32_t) * (size_t)ns);
+  int32_t *head = malloc(sizeof(int32_t) * (size_t)(t->n_ins + 1)), *next = malloc(sizeof(int32_t) * (size_t)ns);
+  uint8_t *moved = calloc((size_t)ns, 1);
+  free_list f = {malloc(sizeof(int64_t) * (size_t)ns), malloc(sizeof(int64_t) * (size_t)ns), 0};
+  if (!free_at || !last || !head || !next || !moved || !f.off || !f.len) {
+    free(free_at), free(last), free(head), free(next), free(moved), free(f.off), free(f.len);
+    return mx_error(MX_ENOMEM, "[compile] out of memory");
+  }
+  for (int s = 0; s < ns; s++) {
+    t->root[s] = s;
+    t->store[s] = s < t->n_in ? S_INPUT : t->is_const[s] ? S_CONST : S_SCRATCH; /* dead slots: no storage */
+    free_at[s] = last[s] = -1;
+  }
+  for (int k = 0; k < t->n_ins; k++) {
+    int s = t->ins_slot[k], op = t->slots[s].op;
+    if (op == MX_OP_RESHAPE || op == MX_OP_STOP_GRADIENT) {
+      t->root[s] = t->root[t->in_idx[t->in_off[k]]];
+      t->kind[k] = K_ALIAS;
+    } else if (t->kind[k] == K_KERNEL && t->ew[k].range) {
+      t->kind[k] = K_EW;
+    }
+    t->store[s] = t->scratch_of[s] >= 0 ? S_SCRATCH : S_ARENA;
+    free_at[s] = last[s] = k; /* read by nobody: free right after */
+  }
+  for (int o = 0; o < t->n_out; o++) {
+    int r = t->root[t->out_slot[o]];
+    if (t->store[r] == S_ARENA) t->store[r] = S_OUT;
+  }
+  for (int s = 0; s < ns; s++) t->store[s] = t->store[t->root[s]];
+  for (int k = 0; k < t->n_ins; k++) {
+    if (t->kind[k] == K_ALIAS) continue;
+    int g = t->group_of[k], end = g >= 0 ? t->groups[g].first + t->groups[g].count - 1 : k;
+    for (int j = t->in_off[k]; j < t->in_off[k + 1]; j++) {
+      int r = t->root[t->in_idx[j]];
+      if (last[r] < k) last[r] = k;
+      if (free_at[r] < end) free_at[r] = end;
+    }
+  }
+  for (int k = 0; k <= t->n_ins; k++) head[k] = -1;
+  for (int s = 0; s < ns; s++)
+    if (t->root[s] == s && t->store[s] == S_ARENA && free_at[s] >= 0) next[s] = head[free_at[s]], head[free_at[s]] = s;
+  int64_t top = 0;
+  for (int k = 0; k < t->n_ins; k++) {
+    int s = t->ins_slot[k];
+    if (t->root[s] == s && t->store[s] == S_ARENA) {
+      const mx_array *x = &t->slots[s];
+      int64_t len = (int64_t)align64(mx_nbytes(x));
+      int into = -1;
+      if (t->ew[k].range && t->slots[s].op != MX_OP_AS_TYPE)
+        for (int j = t->in_off[k]; j < t->in_off[k + 1] && into < 0; j++) {
+          int r = t->root[t->in_idx[j]];
+          const mx_array *a = &t->slots[r];
+          if (t->store[r] == S_ARENA && !moved[r] && last[r] == k && a->size == x->size &&
+              mx_dtype_size((mx_dtype)a->dtype) == mx_dtype_size((mx_dtype)x->dtype))
+            into = r;
+        }
+      if (into >= 0) {
+        t->offset[s] = t->offset[into];
+        moved[into] = 1; /* s frees it */
+      } else {
+        t->offset[s] = arena_take(&f, &top, len ? len : 64);
+      }
+    }
+    for (int r = head[k]; r >= 0; r = next[r])
+      if (!moved[r]) arena_give(&f, t->offset[r], (int64_t)align64(mx_nbytes(&t->slots[r])) ?: 64);
+  }
+  t->arena_bytes = top;
+  for (int s = 0; s < ns; s++) t->esz[s] = (int8_t)mx_dtype_size((mx_dtype)t->slots[s].dtype);
+  for (int pass = 0; pass < 2; pass++) /* roots first: aliases copy their root's buffer */
+    for (int s = 0; s < ns; s++)
+      if ((t->store[s] == S_INPUT || t->store[s] == S_OUT) && (t->root[s] == s) == !pass) t->io[t->n_io++] = s;
+  for (int o = 0; o < t->n_out; o++) {
+    int r = t->root[t->out_slot[o]], first = 1;
+    for (int p = 0; p < o; p++) first &= t->root[t->out_slot[p]] != r;
+    t->out_owner[o] = t->store[r] == S_OUT && first;
+  }
+  for (int k = 0; k < t->n_ins; k++) {
+    const mx_array *x = &t->slots[t->ins_slot[k]];
+    int64_t c = x->cost + (int64_t)mx_nbytes(x) + 8;
+    t->ins_cost[k] = (int32_t)(c > INT32_MAX ? INT32_MAX : c);
+  }
+  for (int g = 0; g < t->n_groups; g++) {
+    fgroup *G = &t->groups[g];
+    int64_t n = t->slots[t->ins_slot[G->first]].size, cost = 0;
+    for (int m = 0; m < G->count; m++) cost += t->ins_cost[G->first + m];
+    G->n_blocks = (n + BLOCK - 1) / BLOCK;
+    /* ~0.1 ms of work a chunk (cost units are ~0.1 ns), as the kernels' grain */
+    G->grain = ((int64_t)1 << 20) / (cost / (G->n_blocks ? G->n_blocks : 1) + 1);
+    if (G->grain < 1) G->grain = 1;
+  }
+  for (int k = 0; k < t->n_ins; k++) {
+    int g = t->group_of[k];
+    if (t->kind[k] != K_ALIAS && t->kind[k] != K_MEMBER) {
+      t->steps[t->n_steps] = k;
+      int64_t c = 0;
+      for (int m = k; m < (g >= 0 ? t->groups[g].first + t->groups[g].count : k + 1); m++) c += t->ins_cost[m];
+      t->step_cost[t->n_steps++] = (int32_t)(c > INT32_MAX ? INT32_MAX : c);
+    }
+    if (g < 0) continue;
+    member *d = &t->members[k];
+    int s = t->ins_slot[k];
+    d->range = t->ew[k].range;
+    d->bind = t->ew[k].bind;
+    d->out = s;
+    d->out_esz = t->esz[s];
+    d->out_scr = t->scratch_of[s] >= 0 ? t->scratch_of[s] * SCRATCH_BYTES : -1;
+    d->nin = (int8_t)(t->in_off[k + 1] - t->in_off[k]);
+    for (int i = 0; i < d->nin && i < 3; i++) {
+      int si = t->in_idx[t->in_off[k] + i];
+      d->in[i] = si;
+      d->in_esz[i] = t->esz[si];
+      d->in_scr[i] = t->scratch_of[si] >= 0 ? t->scratch_of[si] * SCRATCH_BYTES : -1;
+    }
+  }
+  free(free_at), free(last), free(head), free(next), free(moved), free(f.off), free(f.len);
+  return MX_OK;
+}
+
+static mx_status plan(mx_tape *t) {
+  size_t ns = (size_t)(t->n_slots ? t->n_slots : 1), ni = (size_t)(t->n_ins ? t->n_ins : 1);
+  t->kind = calloc(ni, 1);
+  t->group_of = malloc(sizeof(int32_t) * ni);
+  t->groups = calloc(ni, sizeof(fgroup));
+  t->scratch_of = malloc(sizeof(int32_t) * ns);
+  t->root = malloc(sizeof(int32_t) * ns);
+  t->store = calloc(ns, 1);
+  t->offset = calloc(ns, sizeof(int64_t));
+  t->ew = calloc(ni, sizeof(mx_ew));
+  t->ins_cost = calloc(ni, sizeof(int32_t));
+  t->out_owner = calloc((size_t)(t->n_out ? t->n_out : 1), 1);
+  t->esz = calloc(ns, 1);
+  t->io = calloc(ns, sizeof(int32_t));
+  t->members = calloc(ni, sizeof(member));
+  t->steps = calloc(ni, sizeof(int32_t));
+  t->step_cost = calloc(ni, sizeof(int32_t));
+  int32_t *ins_of = malloc(sizeof(int32_t) * ns);
+  if (!t->kind || !t->group_of || !t->groups || !t->scratch_of || !t->root || !t->store || !t->offset || !t->ew ||
+      !t->ins_cost || !t->out_owner || !t->esz || !t->io || !t->members || !t->steps || !t->step_cost || !ins_of) {
+    free(ins_of);
+    return mx_error(MX_ENOMEM, "[compile] out of memory");
+  }
+  for (size_t s = 0; s < ns; s++) t->scratch_of[s] = ins_of[s] = -1;
+  for (int k = 0; k < t->n_ins; k++) t->group_of[k] = -1, ins_of[t->ins_slot[k]] = k;
+  mx_status st = MX_OK;
+  for (int k = 0; k < t->n_ins && !st; k++) st = prepare_ew(t, k);
+  if (!st) st = group(t, ins_of);
+  if (!st) st = place(t);
+  free(ins_of);
+  return st;
 }
 
 mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *outs, int n_out, mx_tape **out) {
@@ -623,9 +1253,12 @@ mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *o
       b.cse.slot_of_ins = calloc(cap, sizeof(int32_t));
       b.cse.cap = cap;
       b.ins_hash = malloc(sizeof(uint64_t) * (w.n + 1));
+      b.ins_of = malloc(sizeof(int32_t) * n_slots);
+      if (b.ins_of)
+        for (size_t i = 0; i < n_slots; i++) b.ins_of[i] = -1;
     }
     if (!t || !t->slots || !t->params || !t->is_const || !t->ins_slot || !t->in_off || !t->out_slot || !b.in_buf ||
-        !b.cse.slot_of_ins || !b.ins_hash)
+        !b.cse.slot_of_ins || !b.ins_hash || !b.ins_of)
       st = mx_error(MX_ENOMEM, "[compile] out of memory");
   }
   if (!st) {
@@ -641,17 +1274,19 @@ mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *o
   if (!st) {
     t->in_idx = b.in_buf;
     b.in_buf = NULL;
+    drop_dead(t);
     st = plan(t);
   }
   free(b.in_buf);
+  free(b.ins_of);
   free(b.cse.slot_of_ins);
   free(b.ins_hash);
   walk_free(&w);
   if (t) {
     /* Counted before any release, which subtracts them. */
-    t->bytes = (int64_t)(sizeof *t + (size_t)t->n_slots * (sizeof(mx_array) + sizeof(mx_params) + 1) +
-                         sizeof(int32_t) * (size_t)(3 * t->n_ins + 2 * t->n_slots + t->n_out + 3) +
-                         sizeof(int32_t) * (size_t)(t->n_ins ? t->in_off[t->n_ins] : 0));
+    t->bytes = (int64_t)(sizeof *t + (size_t)t->n_slots * (sizeof(mx_array) + sizeof(mx_params) + 2 + 3 * sizeof(int32_t)) +
+                         (size_t)t->n_ins * (3 * sizeof(int32_t) + sizeof(mx_ew) + sizeof(fgroup) + 1) + t->ew_bytes +
+                         sizeof(int32_t) * (size_t)(t->n_out + 3 + (t->in_off ? t->in_off[t->n_ins] : 0)));
     for (int s = 0; s < t->n_slots; s++)
       if (t->is_const[s]) t->bytes += (int64_t)t->slots[s].buf->capacity;
     atomic_fetch_add(&tapes_live, 1);

@@ -9,8 +9,12 @@ defmodule Mx.Compile do
   captures the graph between the placeholders and the outputs as a tape, a C
   structure (`c_src/compile.c`). Capturing evaluates the parts that do not
   depend on the inputs once (constant folding), merges duplicate nodes
-  (common-subexpression elimination) and plans buffers so that intermediates
-  return to the allocator's cache after their last reader. Later calls with
+  (common-subexpression elimination), removes exact algebraic no-ops and dead
+  nodes, groups runs of elementwise ops to be replayed together block by block
+  (fusion: their intermediates stay in small cache-resident blocks) and plans
+  every other intermediate's place in one arena that a replay reuses, so a
+  replay allocates only its outputs (`Mx.Compile.tape_info/2` shows the
+  plan). Later calls with
   that signature replay the tape with the new inputs in one NIF call, with no
   Elixir graph building: inline when the tape is cheap, on a dirty scheduler
   when it is not (the same rule and threshold as `Mx.eval/1`).
@@ -125,10 +129,20 @@ defmodule Mx.Compile do
   constants:, folded:, merged:, cost:, bytes:, deep:, ops: [op]}`, where
   `ops` are the primitives a replay runs, in order, `folded` the nodes
   evaluated at capture and `merged` the duplicates and aliases removed.
+  Lowering adds `noops:` (exact algebraic no-ops removed: `x * 1`, `x / 1`,
+  `x - 0`, `x + -0.0`, `-(-x)`, identity casts, broadcasts and transposes,
+  selects on a constant predicate) and `dead:` (instructions nothing reads);
+  the replay plan adds `groups:`, `fused:` and `fusion:` (the ops of each
+  group of elementwise instructions replayed together block by block) and
+  `arena_bytes:` (the intermediates' memory, allocated once per replay context).
 
       iex> f = Mx.compile(fn x -> Mx.add(Mx.exp(x), Mx.exp(x)) end)
       iex> Mx.Compile.tape_info(f, [Mx.tensor([1.0])]).ops
       [:exp, :add]
+      iex> g = Mx.compile(fn x -> x |> Mx.multiply(1.0) |> Mx.negate() |> Mx.negate() |> Mx.exp() |> Mx.sin() end)
+      iex> info = Mx.Compile.tape_info(g, [Mx.tensor([1.0, 2.0])])
+      iex> {info.ops, info.noops, info.dead, info.fusion}
+      {[:exp, :sin], 2, 1, [[:exp, :sin]]}
   """
   @spec tape_info(function(), list()) :: map()
   def tape_info(compiled, args) when is_function(compiled) and is_list(args),

@@ -83,4 +83,6 @@ defmodule Mx.NIF do
   def sampler_reply(_handle, _reply), do: nif_not_loaded()
   def sampler_cancel(_handle), do: nif_not_loaded()
   def sampler_result(_handle), do: nif_not_loaded()
+  @doc false
+  def tape_time_raw(_tape, _inputs, _reps), do: nif_not_loaded()
 end

@@ -214,6 +214,31 @@ defmodule Mx.CompileTest do
     assert info.folded >= 1 and info.merged >= 1 and info.constants == 1
   end
 
+  test "lowering and fusion: tape_info reports no-ops, dead nodes and groups; values equal uncompiled bit for bit" do
+    f = fn x, y ->
+      a = x |> Mx.multiply(1.0) |> Mx.negate() |> Mx.negate() |> Mx.sin()
+      b = a |> Mx.multiply(y) |> Mx.add(0.5) |> Mx.abs()
+      {Mx.sum(Mx.subtract(b, x)), Mx.exp(b)}
+    end
+
+    c = Mx.compile(f)
+
+    # odd sizes: one block with the trailing sum in it, and several blocks (split across cores)
+    for {rows, cols} <- [{3, 7}, {5, 40_001}] do
+      key = Mx.Random.key(rows)
+      x = Mx.Random.normal(key, shape: {rows, cols})
+      y = Mx.Random.normal(Mx.Random.fold_in(key, 1), shape: {cols})
+      info = Mx.Compile.tape_info(c, [x, y])
+      assert info.noops == 2 and info.dead == 1
+      assert [[:sin, :multiply, :add, :abs, :subtract | _] | _] = info.fusion
+      assert info.groups >= 1 and info.fused >= 5
+      {s1, e1} = c.(x, y)
+      {s2, e2} = f.(x, y)
+      assert Mx.to_binary(s1) == Mx.to_binary(s2)
+      assert Mx.to_binary(e1) == Mx.to_binary(e2)
+    end
+  end
+
   test "a value needed while tracing raises a clear Mx.Error; fallback runs the function uncompiled" do
     branchy = fn x -> if Mx.to_number(Mx.sum(x)) > 0, do: x, else: Mx.negate(x) end
 
