@@ -87,3 +87,10 @@ reference:
 
 clean:
 	rm -rf _build priv/mx_nif.so
+
+# jit.c embeds prim/elementwise.h as a string: generated C starts with the kernels' own expressions.
+$(BUILD)/gen/elementwise_h.inc: c_src/prim/elementwise.h
+	@mkdir -p $(dir $@)
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $< > $@
+$(BUILD)/obj/jit.o: $(BUILD)/gen/elementwise_h.inc
+$(BUILD)/obj/jit.o: CFLAGS += -I$(BUILD)/gen -DMX_JIT_CC='"$(CC)"'

@@ -40,6 +40,9 @@ mx_status mx_k_placeholder(mx_array *out, mx_array *const *in) {
 typedef struct {
   mx_array *slots; /* this replay's node structs (a copy of the tape's) */
   mx_array **ptrs; /* instruction inputs: ptrs[in_off[k] ..] point into slots */
+  void **P;        /* native tier: each slot's data (jit.c) */
+  char *scratch;   /* native tier: the generated code's arena, kept between replays */
+  size_t scratch_bytes;
 } replay_ctx;
 
 struct mx_tape {
@@ -57,6 +60,7 @@ struct mx_tape {
   int folded, merged, deep;
   int64_t cost, bytes;
   _Atomic(replay_ctx *) spare; /* one replay's structs kept for the next */
+  _Atomic(mx_jit *) jit;        /* the generated-C tier (jit.c); NULL: interpreter only */
 };
 
 static _Atomic int64_t tapes_live, tapes_bytes;
@@ -70,6 +74,8 @@ static void ctx_free(replay_ctx *c) {
   if (!c) return;
   free(c->slots);
   free(c->ptrs);
+  free(c->P);
+  free(c->scratch);
   free(c);
 }
 
@@ -79,12 +85,15 @@ static replay_ctx *ctx_new(const mx_tape *t) {
   c->slots = malloc(sizeof(mx_array) * (size_t)(t->n_slots ? t->n_slots : 1));
   int n_ptrs = t->in_off[t->n_ins];
   c->ptrs = malloc(sizeof(mx_array *) * (size_t)(n_ptrs ? n_ptrs : 1));
-  if (!c->slots || !c->ptrs) {
+  c->P = calloc((size_t)(t->n_slots ? t->n_slots : 1), sizeof(void *));
+  if (!c->slots || !c->ptrs || !c->P) {
     ctx_free(c);
     return NULL;
   }
   memcpy(c->slots, t->slots, sizeof(mx_array) * (size_t)t->n_slots);
   for (int i = 0; i < n_ptrs; i++) c->ptrs[i] = &c->slots[t->in_idx[i]];
+  for (int s = 0; s < t->n_slots; s++)
+    if (t->is_const[s]) c->P[s] = mx_data(&t->slots[s]);
   return c;
 }
 
@@ -95,6 +104,7 @@ void mx_tape_release(mx_tape *t) {
   for (int s = 0; s < t->n_slots; s++)
     if (t->is_const && t->is_const[s]) mx_buffer_release(t->slots[s].buf);
   ctx_free(atomic_load(&t->spare));
+  mx_jit_free(atomic_load(&t->jit));
   free(t->slots);
   free(t->params);
   free(t->ins_slot);
@@ -156,6 +166,92 @@ static void ctx_done(mx_tape *t, replay_ctx *c) {
   if (!atomic_compare_exchange_strong(&t->spare, &none, c)) ctx_free(c);
 }
 
+/* ---- the native tier: generated C (jit.c) ------------------------------------------ */
+
+typedef struct {
+  const mx_tape *t;
+  replay_ctx *c;
+} native_ctx;
+
+/* Runs instruction k's kernel for generated code (no rule in jit.c): its inputs are read
+ * through c->P (generated code keeps locals there), its output lands in c->P. */
+static int native_call(void *vctx, int k) {
+  native_ctx *n = vctx;
+  const mx_tape *t = n->t;
+  replay_ctx *c = n->c;
+  int n_in = t->in_off[k + 1] - t->in_off[k];
+  mx_array lv[8], *lp[8], *views = lv, **ptrs = lp;
+  mx_buffer lb[8], *bufs = lb;
+  if (n_in > 8) {
+    views = malloc(sizeof(mx_array) * (size_t)n_in);
+    ptrs = malloc(sizeof(mx_array *) * (size_t)n_in);
+    bufs = malloc(sizeof(mx_buffer) * (size_t)n_in);
+  }
+  mx_status st = !views || !ptrs || !bufs ? mx_error(MX_ENOMEM, "[compile] out of memory in a native replay") : MX_OK;
+  for (int j = 0; j < n_in && !st; j++) {
+    int s = t->in_idx[t->in_off[k] + j];
+    views[j] = c->slots[s];
+    size_t nb = mx_nbytes(&c->slots[s]);
+    bufs[j] = (mx_buffer){.nbytes = nb, .capacity = nb, .data = c->P[s]};
+    atomic_init(&bufs[j].refs, 1 << 30); /* borrowed: never freed through the view */
+    views[j].buf = &bufs[j];
+    ptrs[j] = &views[j];
+  }
+  mx_array *x = &c->slots[t->ins_slot[k]];
+  if (!st) {
+    mx_buffer_release(x->buf); /* a run that failed past this instruction left it */
+    x->buf = NULL;
+    st = mx_node_compute(x, ptrs);
+  }
+  if (!st) c->P[t->ins_slot[k]] = mx_data(x);
+  if (n_in > 8) {
+    free(views);
+    free(ptrs);
+    free(bufs);
+  }
+  return (int)st;
+}
+
+/* One native replay: inputs and constants already in c->P, outputs written to out[j]. */
+static mx_status native_replay(mx_tape *t, replay_ctx *c, mx_jit_fn fn, size_t scratch, void *const *out) {
+  if (c->scratch_bytes < scratch) {
+    free(c->scratch);
+    c->scratch_bytes = 0;
+    if (!(c->scratch = aligned_alloc(64, (scratch + 63) & ~(size_t)63)))
+      return mx_error(MX_ENOMEM, "[compile] out of memory for the native tier's %zu-byte arena", scratch);
+    c->scratch_bytes = scratch;
+  }
+  native_ctx n = {t, c};
+  if (mx_cancelled()) return mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
+  return (mx_status)fn(c->P, out, mx_jit_host_table(), native_call, &n, c->scratch);
+}
+
+/* A native replay into fresh output arrays. */
+static mx_status native_outputs(mx_tape *t, replay_ctx *c, mx_jit_fn fn, size_t scratch, mx_array **results) {
+  mx_buffer *lb[8], **bufs = t->n_out <= 8 ? lb : calloc((size_t)t->n_out, sizeof(mx_buffer *));
+  void *lo[8], **out = t->n_out <= 8 ? lo : calloc((size_t)t->n_out, sizeof(void *));
+  mx_status st = !bufs || !out ? mx_error(MX_ENOMEM, "[compile] out of memory starting a replay") : MX_OK;
+  int got = 0;
+  for (; got < t->n_out && !st; got++) {
+    const mx_array *o = &t->slots[t->out_slot[got]];
+    st = mx_buffer_alloc(mx_nbytes(o), &bufs[got]);
+    if (st) break;
+    out[got] = bufs[got]->data;
+  }
+  if (!st) st = native_replay(t, c, fn, scratch, out);
+  int made = 0;
+  for (; made < t->n_out && !st; made++) {
+    const mx_array *o = &t->slots[t->out_slot[made]];
+    st = mx_from_buffer((mx_dtype)o->dtype, o->ndim, o->shape, bufs[made], &results[made]);
+  }
+  if (st)
+    for (int i = 0; i < made; i++) mx_release(results[i]);
+  for (int i = 0; i < got && bufs; i++) mx_buffer_release(bufs[i]);
+  if (bufs != lb) free(bufs);
+  if (out != lo) free(out);
+  return st;
+}
+
 mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t budget_ns, mx_array **results) {
   char d1[128], d2[128];
   if (n_in != t->n_in)
@@ -177,6 +273,15 @@ mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t bud
   for (int i = 0; i < n_in && !st; i++) {
     c->slots[i].buf = mx_acquire_buffer(inputs[i]);
     if (!c->slots[i].buf) st = mx_error(MX_EDISPOSED, "[compile] input %d was disposed; it cannot be read", i);
+  }
+  mx_jit *jit = atomic_load_explicit(&t->jit, memory_order_acquire);
+  size_t scratch;
+  mx_jit_fn fn = jit ? mx_jit_native(jit, &scratch) : NULL;
+  if (!st && fn) {
+    for (int i = 0; i < n_in; i++) c->P[i] = c->slots[i].buf->data;
+    st = native_outputs(t, c, fn, scratch, results);
+    ctx_done(t, c);
+    return st;
   }
   if (!st) st = replay(t, c, budget_ns > 0 ? now_ns() + budget_ns : 0);
   int made = 0;
@@ -200,6 +305,15 @@ mx_status mx_tape_run_raw(mx_tape *t, const void *const *in, void *const *out) {
   replay_ctx *c = atomic_exchange(&t->spare, NULL);
   if (!c && !(c = ctx_new(t))) return mx_error(MX_ENOMEM, "[compile] out of memory starting a replay");
   mx_status st = MX_OK;
+  mx_jit *jit = atomic_load_explicit(&t->jit, memory_order_acquire);
+  size_t scratch;
+  mx_jit_fn fn = jit ? mx_jit_native(jit, &scratch) : NULL;
+  if (fn) {
+    for (int i = 0; i < t->n_in; i++) c->P[i] = (void *)in[i];
+    st = native_replay(t, c, fn, scratch, out);
+    ctx_done(t, c);
+    return st;
+  }
   for (int i = 0; i < t->n_in && !st; i++) {
     size_t nbytes = (size_t)t->slots[i].size * mx_dtype_size((mx_dtype)t->slots[i].dtype);
     st = mx_buffer_alloc(nbytes, &c->slots[i].buf);
@@ -665,3 +779,17 @@ mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *o
   *out = t;
   return MX_OK;
 }
+
+/* ---- for jit.c ----------------------------------------------------------------------- */
+
+void mx_tape_view_get(const mx_tape *t, mx_tape_view *v) {
+  *v = (mx_tape_view){t->n_in, t->n_out, t->n_ins, t->n_slots, t->slots, t->ins_slot, t->in_off, t->in_idx,
+                      t->out_slot, t->is_const};
+}
+
+int mx_tape_jit_install(mx_tape *t, mx_jit *j) {
+  mx_jit *none = NULL;
+  return atomic_compare_exchange_strong(&t->jit, &none, j);
+}
+
+mx_jit *mx_tape_jit(const mx_tape *t) { return atomic_load_explicit(&((mx_tape *)t)->jit, memory_order_acquire); }
