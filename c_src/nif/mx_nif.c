@@ -1602,6 +1602,24 @@ static ERL_NIF_TERM compile_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
   return int_map(env, names, vals, 9);
 }
 
+/* The generated-C tier's state into map: tier (:interpreter, :compiling, :native or
+ * {:failed, reason}), compile wall and CPU time (us), cache_hit, jit_note. */
+static ERL_NIF_TERM jit_info_put(ErlNifEnv *env, mx_tape *t, ERL_NIF_TERM map) {
+  mx_jit_info j;
+  mx_tape_jit_info(t, &j);
+  static const char *const tiers[] = {"interpreter", "compiling", "native", "failed"};
+  ERL_NIF_TERM note, tier = enif_make_atom(env, tiers[j.tier]);
+  size_t n = strlen(j.reason);
+  memcpy(enif_make_new_binary(env, n, &note), j.reason, n);
+  if (j.tier == MX_TIER_FAILED) tier = enif_make_tuple2(env, tier, note);
+  enif_make_map_put(env, map, enif_make_atom(env, "tier"), tier, &map);
+  enif_make_map_put(env, map, enif_make_atom(env, "compile_wall_us"), enif_make_int64(env, j.wall_ns / 1000), &map);
+  enif_make_map_put(env, map, enif_make_atom(env, "compile_cpu_us"), enif_make_int64(env, j.cpu_ns / 1000), &map);
+  enif_make_map_put(env, map, enif_make_atom(env, "cache_hit"), j.cache_hit ? atom_true : atom_false, &map);
+  enif_make_map_put(env, map, enif_make_atom(env, "jit_note"), note, &map);
+  return map;
+}
+
 /* tape_info(tape) -> %{inputs:, outputs:, instructions:, constants:, folded:, merged:, cost:, bytes:, ops: [op]} */
 static ERL_NIF_TERM tape_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
@@ -1615,7 +1633,42 @@ static ERL_NIF_TERM tape_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
   for (int k = info.n_instructions; k-- > 0;) ops = enif_make_list_cell(env, op_atoms[mx_tape_instruction_op(t, k)], ops);
   enif_make_map_put(env, map, enif_make_atom(env, "ops"), ops, &map);
   enif_make_map_put(env, map, enif_make_atom(env, "deep"), info.deep ? atom_true : atom_false, &map);
-  return map;
+  return jit_info_put(env, t, map);
+}
+
+/* tape_jit(tape): starts the generated-C tier off the hot path (jit.c). */
+static ERL_NIF_TERM tape_jit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_tape *t;
+  if (!get_tape(env, argv[0], &t)) return badarg(env, "[compile] argument 1 must be a tape");
+  return mx_tape_jit_start(t) ? raise_mx(env) : atom_ok;
+}
+
+/* tape_jit_info(tape) -> %{tier:, compile_wall_us:, compile_cpu_us:, cache_hit:, jit_note:} */
+static ERL_NIF_TERM tape_jit_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_tape *t;
+  if (!get_tape(env, argv[0], &t)) return badarg(env, "[compile] argument 1 must be a tape");
+  ERL_NIF_TERM map = enif_make_new_map(env);
+  return jit_info_put(env, t, map);
+}
+
+/* compile_lookup(cache, key) -> the cached tape of a signature, or nil (none, or a fallback). */
+static ERL_NIF_TERM compile_lookup(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  cache_res *c;
+  ErlNifBinary key;
+  if (!get_cache(env, argv[0], &c)) return badarg(env, "[compile] argument 1 must be a compile cache");
+  if (!enif_inspect_binary(env, argv[1], &key)) return badarg(env, "[compile] the signature key must be a binary");
+  pthread_mutex_lock(&c->lock);
+  cache_entry *e = cache_find(c, &key);
+  mx_tape *tape = e ? e->tape : NULL;
+  if (tape) mx_tape_retain(tape);
+  pthread_mutex_unlock(&c->lock);
+  if (!tape) return atom_nil;
+  ERL_NIF_TERM term = make_tape_term(env, tape);
+  mx_tape_release(tape);
+  return term;
 }
 
 /* ---- scheduler probe: per-thread CPU time of each call on a normal scheduler ----------
@@ -1795,6 +1848,10 @@ static ErlNifFunc funcs[] = {
     {"compile_run", 2, compile_run_probed, 0},
     {"compile_stats", 1, compile_stats_probed, 0},
     {"tape_info", 1, tape_info_probed, 0},
+    /* generated C (jit.c): generating the source may take a while on a large tape */
+    {"tape_jit", 1, tape_jit, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"tape_jit_info", 1, tape_jit_info, 0},
+    {"compile_lookup", 2, compile_lookup, 0},
 };
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
