@@ -15,7 +15,10 @@
  * version, flags) and loaded only when it is ours, not group/world writable and
  * its bytes hash to the sidecar written with it; it is loaded through the
  * verified descriptor, and must export that key. Anything else is rebuilt. */
+#define _GNU_SOURCE /* pipe2 */
 #include <dlfcn.h>
+#include <signal.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -700,14 +703,12 @@ static int64_t mono_ns(void) {
 /* ---- the compiler ---------------------------------------------------------------------- */
 
 /* The compiler's absolute path ($CC, else the one the NIF was built with, searched on PATH). */
-static int find_compiler(char *path, size_t cap) {
-  const char *cc = getenv("CC");
+static int find_compiler(char *path, size_t cap, const char *cc, const char *env) {
   if (!cc || !*cc) cc = MX_JIT_CC;
   if (strchr(cc, '/')) {
     snprintf(path, cap, "%s", cc);
     return access(path, X_OK) == 0;
   }
-  const char *env = getenv("PATH");
   char dirs[4096];
   snprintf(dirs, sizeof dirs, "%s", env ? env : "/usr/bin:/bin");
   for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
@@ -718,26 +719,65 @@ static int find_compiler(char *path, size_t cap) {
   return 0;
 }
 
-/* Runs argv with stdout and stderr into log_path; exit status (-1: could not start), CPU time of it and its children. */
+/* Runs argv with stdout and stderr into log_path; its exit status (-1: could not start, errno
+ * set) and the CPU time of it and its children. The BEAM ignores SIGCHLD, so its children are
+ * reaped at once and cannot be waited for: the command runs under /bin/sh with SIGCHLD back
+ * to default, which waits for it and writes `times` and the status to a pipe (EOF: done). */
 static int spawn_wait(char *const *argv, const char *log_path, int64_t *cpu_ns) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC)) return -1;
+  char *shv[64];
+  int n = 0;
+  shv[n++] = "/bin/sh";
+  shv[n++] = "-c";
+  shv[n++] = "\"$@\" 3>&-; s=$?; times >&3; echo $s >&3";
+  shv[n++] = "sh";
+  for (int i = 0; argv[i] && n < 63; i++) shv[n++] = argv[i];
+  shv[n] = NULL;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 3);
+  posix_spawnattr_t at;
+  posix_spawnattr_init(&at);
+  sigset_t def, none;
+  sigemptyset(&def);
+  sigaddset(&def, SIGCHLD);
+  sigaddset(&def, SIGPIPE);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&at, &def);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
   pid_t pid;
-  int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+  int rc = posix_spawn(&pid, "/bin/sh", &fa, &at, shv, environ);
   posix_spawn_file_actions_destroy(&fa);
-  if (rc) return -1;
-  int status = 0;
-  struct rusage ru;
-  memset(&ru, 0, sizeof ru);
-  pid_t got;
-  while ((got = wait4(pid, &status, 0, &ru)) < 0 && errno == EINTR) {
+  posix_spawnattr_destroy(&at);
+  close(p[1]);
+  char out[512];
+  size_t got = 0;
+  while (!rc && got < sizeof out - 1) {
+    ssize_t r = read(p[0], out + got, sizeof out - 1 - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
   }
-  if (got < 0) return -1;
-  *cpu_ns += (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
-             (int64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  close(p[0]);
+  if (rc) {
+    errno = rc;
+    return -1;
+  }
+  waitpid(pid, NULL, WNOHANG); /* reaps it where SIGCHLD is not ignored (C tests) */
+  out[got] = 0;
+  int m1, m2, status;
+  double s1, s2;
+  char *line2 = strchr(out, '\n');
+  if (!line2 || sscanf(line2 + 1, "%dm%lfs %dm%lfs %d", &m1, &s1, &m2, &s2, &status) != 5) {
+    errno = ECHILD;
+    return -1;
+  }
+  *cpu_ns += (int64_t)((m1 * 60 + s1 + m2 * 60 + s2) * 1e9);
+  return status;
 }
 
 static void read_head(const char *path, char *out, size_t cap) {
@@ -759,8 +799,7 @@ static void read_head(const char *path, char *out, size_t cap) {
 static int private_stat(const struct stat *st) { return st->st_uid == geteuid() && !(st->st_mode & 022); }
 
 /* $XDG_CACHE_HOME/genmx or ~/.cache/genmx, created 0700; 0 (and why) when it is unsafe. */
-static int cache_dir(char *dir, size_t cap, char *why, size_t wcap) {
-  const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+static int cache_dir(char *dir, size_t cap, char *why, size_t wcap, const char *x, const char *home) {
   char base[1024];
   if (x && x[0] == '/') snprintf(base, sizeof base, "%s", x);
   else if (home && home[0] == '/') snprintf(base, sizeof base, "%s/.cache", home);
@@ -799,41 +838,65 @@ static int open_private(const char *path) {
   return fd;
 }
 
-/* SHA-256 of an open file's bytes. */
-static int hash_fd(int fd, char *hex) {
-  sha256 c;
-  sha_init(&c);
-  char buf[65536];
-  ssize_t n;
-  if (lseek(fd, 0, SEEK_SET) < 0) return 0;
-  while ((n = read(fd, buf, sizeof buf)) > 0) sha_add(&c, buf, (size_t)n);
-  if (n < 0) return 0;
-  sha_hex(&c, hex);
-  return 1;
+/* An open file's bytes (at most 256 MB), malloc'd. */
+static char *read_fd(int fd, size_t *n) {
+  struct stat st;
+  if (fstat(fd, &st) || st.st_size <= 0 || st.st_size > ((off_t)256 << 20)) return NULL;
+  char *buf = malloc((size_t)st.st_size);
+  size_t got = 0;
+  while (buf && got < (size_t)st.st_size) {
+    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  if (!buf || got != (size_t)st.st_size) {
+    free(buf);
+    return NULL;
+  }
+  *n = got;
+  return buf;
 }
 
+static int write_file(const char *path, const char *data, size_t n);
+
 /* Loads so_path when it and sum_path are private files and the object's bytes hash to the
- * sidecar's digest; loads through the verified descriptor; checks the exported key. */
-static void *load_verified(const char *so_path, const char *sum_path, const char *key, char *why, size_t wcap) {
+ * sidecar's digest. The bytes that were hashed are what gets loaded: they are written to a
+ * fresh file in the job's private directory (a new name and inode, so the loader cannot
+ * hand back another object), opened, and unlinked. The object must export this key. */
+static void *load_verified(const char *so_path, const char *sum_path, const char *key, const char *scratch_dir, char *why,
+                           size_t wcap) {
   int fd = open_private(so_path), sfd = open_private(sum_path);
-  char want[80] = {0}, got[65];
+  char want[80] = {0}, got[65], load[1400];
+  size_t n = 0;
+  char *bytes = fd >= 0 ? read_fd(fd, &n) : NULL;
   void *h = NULL;
-  if (fd < 0 || sfd < 0) {
+  if (fd < 0 || sfd < 0 || !bytes) {
     snprintf(why, wcap, "no private cached object");
-  } else if (read(sfd, want, 64) != 64 || !hash_fd(fd, got) || memcmp(want, got, 64)) {
-    snprintf(why, wcap, "cached object does not match its digest");
   } else {
-    char fdpath[64];
-    snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", fd);
-    h = dlopen(access(fdpath, R_OK) == 0 ? fdpath : so_path, RTLD_NOW | RTLD_LOCAL);
-    const char *k = h ? dlsym(h, "mxjit_key") : NULL;
-    if (!h) snprintf(why, wcap, "dlopen: %s", dlerror());
-    else if (!k || strcmp(k, key) || !dlsym(h, "mxjit_run")) {
-      snprintf(why, wcap, "cached object is not this tape's");
-      dlclose(h);
-      h = NULL;
+    sha256 c;
+    sha_init(&c);
+    sha_add(&c, bytes, n);
+    sha_hex(&c, got);
+    snprintf(load, sizeof load, "%s/load.so", scratch_dir);
+    unlink(load);
+    if (read(sfd, want, 64) != 64 || memcmp(want, got, 64)) {
+      snprintf(why, wcap, "cached object does not match its digest");
+    } else if (!write_file(load, bytes, n)) {
+      snprintf(why, wcap, "could not stage the object for loading");
+    } else {
+      h = dlopen(load, RTLD_NOW | RTLD_LOCAL);
+      unlink(load);
+      const char *k = h ? dlsym(h, "mxjit_key") : NULL;
+      if (!h) snprintf(why, wcap, "dlopen: %.400s", dlerror());
+      else if (!k || strcmp(k, key) || !dlsym(h, "mxjit_run")) {
+        snprintf(why, wcap, "cached object is not this tape's");
+        dlclose(h);
+        h = NULL;
+      }
     }
   }
+  free(bytes);
   if (fd >= 0) close(fd);
   if (sfd >= 0) close(sfd);
   return h;
@@ -853,16 +916,26 @@ static int write_file(const char *path, const char *data, size_t n) {
 
 /* ---- the compile task ---------------------------------------------------------------------- */
 
-typedef struct {
+enum { ENV_MX_JIT, ENV_CC, ENV_XDG, ENV_HOME, ENV_TMPDIR, ENV_PATH, N_ENV };
+
+typedef struct jit_job {
   mx_tape *tape;
   mx_jit *jit;
   char *src;
+  char *env[N_ENV]; /* copies; NULL: unset */
+  struct jit_job *next;
 } jit_job;
+
+/* One compiler at a time: jobs queue here and one engine task drains the queue. */
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+static jit_job *queue_head, *queue_tail;
+static int queue_worker;
 
 static void job_free(void *ctx) {
   jit_job *j = ctx;
   mx_tape_release(j->tape);
   free(j->src);
+  for (int i = 0; i < N_ENV; i++) free(j->env[i]);
   free(j);
 }
 
@@ -884,22 +957,21 @@ static void remove_tree(const char *dir, const char *const *names, int n) {
   rmdir(dir);
 }
 
-static mx_status jit_task(void *ctx) {
-  jit_job *job = ctx;
+static void compile_job(jit_job *job) {
   mx_jit *j = job->jit;
   int64_t t0 = mono_ns();
   char cc[1024], version[256] = "", key[65], why[512] = "", dir[1100], note[600] = "";
-  find_compiler(cc, sizeof cc); /* checked at start */
+  find_compiler(cc, sizeof cc, job->env[ENV_CC], job->env[ENV_PATH]); /* checked at start */
   /* The key: source, compiler (path and version), flags. */
   char tmp_base[1200], log[1300];
-  const char *tmpdir = getenv("TMPDIR");
+  const char *tmpdir = job->env[ENV_TMPDIR];
   snprintf(tmp_base, sizeof tmp_base, "%s/genmx-XXXXXX", tmpdir && tmpdir[0] == '/' ? tmpdir : "/tmp");
-  int cached = cache_dir(dir, sizeof dir, note, sizeof note);
+  int cached = cache_dir(dir, sizeof dir, note, sizeof note, job->env[ENV_XDG], job->env[ENV_HOME]);
   if (cached) snprintf(tmp_base, sizeof tmp_base, "%s/build-XXXXXX", dir);
   if (!mkdtemp(tmp_base)) {
     snprintf(why, sizeof why, "no private build directory: %s", strerror(errno));
     finish(j, NULL, why);
-    return MX_OK;
+    return;
   }
   snprintf(log, sizeof log, "%s/version.txt", tmp_base);
   char *vargv[] = {cc, "--version", NULL};
@@ -913,17 +985,17 @@ static mx_status jit_task(void *ctx) {
   for (size_t i = 0; i < N_FLAGS; i++) sha_add(&c, jit_flags[i], strlen(jit_flags[i]) + 1);
   sha_hex(&c, key);
   char so_path[1300], sum_path[1300], src_path[1300], out_path[1300], osum_path[1300];
-  const char *names[] = {"version.txt", "tape.c", "tape.so", "tape.sha256", "cc.log"};
+  const char *names[] = {"version.txt", "tape.c", "tape.so", "tape.sha256", "cc.log", "load.so"};
   if (cached) {
     snprintf(so_path, sizeof so_path, "%s/%s.so", dir, key);
     snprintf(sum_path, sizeof sum_path, "%s/%s.sha256", dir, key);
-    void *h = load_verified(so_path, sum_path, key, why, sizeof why);
+    void *h = load_verified(so_path, sum_path, key, tmp_base, why, sizeof why);
     if (h) {
-      remove_tree(tmp_base, names, 5);
+      remove_tree(tmp_base, names, 6);
       j->cache_hit = 1;
       j->wall_ns = mono_ns() - t0;
       finish(j, h, note);
-      return MX_OK;
+      return;
     }
   }
   /* Build: the source ends with its key, which the loader checks. */
@@ -937,9 +1009,9 @@ static mx_status jit_task(void *ctx) {
   char *full = malloc(n + (size_t)tl + 1);
   if (!full || (memcpy(full, job->src, n), memcpy(full + n, tail, (size_t)tl + 1), !write_file(src_path, full, n + (size_t)tl))) {
     free(full);
-    remove_tree(tmp_base, names, 5);
+    remove_tree(tmp_base, names, 6);
     finish(j, NULL, "could not write the generated source");
-    return MX_OK;
+    return;
   }
   free(full);
   char *argv[N_FLAGS + 8];
@@ -955,66 +1027,114 @@ static mx_status jit_task(void *ctx) {
   j->cpu_ns = cpu;
   if (rc != 0) {
     char head[400];
-    read_head(log, head, sizeof head);
+    if (rc < 0) snprintf(head, sizeof head, "could not run it: %s", strerror(errno));
+    else read_head(log, head, sizeof head);
     snprintf(why, sizeof why, "%.200s exited with status %d: %.250s", cc, rc, head);
-    remove_tree(tmp_base, names, 5);
+    remove_tree(tmp_base, names, 6);
     j->wall_ns = mono_ns() - t0;
     finish(j, NULL, why);
-    return MX_OK;
+    return;
   }
+  chmod(out_path, 0700); /* the compiler honours the umask; the cache keeps it to us */
   int fd = open_private(out_path);
   char digest[65];
-  int ok = fd >= 0 && hash_fd(fd, digest) && write_file(osum_path, digest, 64);
+  size_t nb = 0;
+  char *bytes = fd >= 0 ? read_fd(fd, &nb) : NULL;
+  if (bytes) {
+    sha256 c;
+    sha_init(&c);
+    sha_add(&c, bytes, nb);
+    sha_hex(&c, digest);
+  }
+  int ok = bytes && write_file(osum_path, digest, 64);
+  free(bytes);
   if (fd >= 0) close(fd);
   void *h = NULL;
   if (ok && cached && rename(out_path, so_path) == 0 && rename(osum_path, sum_path) == 0)
-    h = load_verified(so_path, sum_path, key, why, sizeof why);
+    h = load_verified(so_path, sum_path, key, tmp_base, why, sizeof why);
   else if (ok)
-    h = load_verified(out_path, osum_path, key, why, sizeof why);
+    h = load_verified(out_path, osum_path, key, tmp_base, why, sizeof why);
   else
     snprintf(why, sizeof why, "could not hash the compiled object");
-  remove_tree(tmp_base, names, 5);
+  remove_tree(tmp_base, names, 6);
   j->wall_ns = mono_ns() - t0;
   finish(j, h, h ? note : why);
-  return MX_OK;
+  return;
 }
 
-mx_status mx_tape_jit_start(mx_tape *t) {
-  const char *env = getenv("MX_JIT");
-  if (env && !strcmp(env, "0")) return MX_OK;
+static mx_status drain(void *ctx) {
+  (void)ctx;
+  for (;;) {
+    pthread_mutex_lock(&queue_lock);
+    jit_job *job = queue_head;
+    if (job) queue_head = job->next;
+    if (!queue_head) queue_tail = NULL;
+    if (!job) queue_worker = 0;
+    pthread_mutex_unlock(&queue_lock);
+    if (!job) return MX_OK;
+    compile_job(job);
+    job_free(job);
+  }
+}
+
+mx_status mx_tape_jit_start(mx_tape *t, const mx_jit_env *e) {
+  static const char *const names[N_ENV] = {"MX_JIT", "CC", "XDG_CACHE_HOME", "HOME", "TMPDIR", "PATH"};
+  const char *given[N_ENV] = {0};
+  if (e) given[0] = e->mx_jit, given[1] = e->cc, given[2] = e->xdg_cache_home, given[3] = e->home, given[4] = e->tmpdir,
+         given[5] = e->path;
+  else
+    for (int i = 0; i < N_ENV; i++) given[i] = getenv(names[i]);
+  if (given[ENV_MX_JIT] && !strcmp(given[ENV_MX_JIT], "0")) return MX_OK;
   if (mx_tape_jit(t)) return MX_OK;
   mx_jit *j = calloc(1, sizeof *j);
-  if (!j) return mx_error(MX_ENOMEM, "[compile] out of memory starting the native tier");
+  jit_job *job = calloc(1, sizeof *job);
+  int oom = !j || !job;
+  for (int i = 0; i < N_ENV && !oom; i++)
+    if (given[i] && !(job->env[i] = strdup(given[i]))) oom = 1;
+  if (oom) {
+    free(j);
+    if (job) job_free(job);
+    return mx_error(MX_ENOMEM, "[compile] out of memory starting the native tier");
+  }
   char cc[1024];
-  if (!find_compiler(cc, sizeof cc)) { /* no compiler: the interpreter, with a note */
+  if (!find_compiler(cc, sizeof cc, job->env[ENV_CC], job->env[ENV_PATH])) { /* no compiler: the interpreter, with a note */
     atomic_init(&j->tier, MX_TIER_INTERPRETER);
     snprintf(j->reason, sizeof j->reason, "no C compiler (%.400s)", cc);
     if (!mx_tape_jit_install(t, j)) mx_jit_free(j);
+    job_free(job);
     return MX_OK;
   }
   atomic_init(&j->tier, MX_TIER_COMPILING);
-  jit_job *job = calloc(1, sizeof *job);
-  mx_status st = job ? mx_jit_source(t, &job->src, &j->scratch) : mx_error(MX_ENOMEM, "[compile] out of memory");
-  if (st) {
-    free(job);
+  mx_status st = mx_jit_source(t, &job->src, &j->scratch);
+  if (st || !mx_tape_jit_install(t, j)) { /* failed, or another caller started it */
+    job_free(job);
     free(j);
     return st;
-  }
-  if (!mx_tape_jit_install(t, j)) { /* another caller started it */
-    free(job->src);
-    free(job);
-    free(j);
-    return MX_OK;
   }
   mx_tape_retain(t);
   job->tape = t;
   job->jit = j;
+  pthread_mutex_lock(&queue_lock);
+  if (queue_tail) queue_tail->next = job;
+  else queue_head = job;
+  queue_tail = job;
+  int start = !queue_worker;
+  queue_worker = 1;
+  pthread_mutex_unlock(&queue_lock);
   mx_task *task;
-  st = mx_task_start(jit_task, job, job_free, &task);
-  if (st) {
-    finish(j, NULL, "could not start the compile task");
-    return MX_OK;
+  if (start && mx_task_start(drain, NULL, NULL, &task) == MX_OK) mx_task_detach(task);
+  else if (start) { /* no engine thread: the queued tapes stay on the interpreter */
+    pthread_mutex_lock(&queue_lock);
+    jit_job *q = queue_head;
+    queue_head = queue_tail = NULL;
+    queue_worker = 0;
+    pthread_mutex_unlock(&queue_lock);
+    while (q) {
+      jit_job *next = q->next;
+      finish(q->jit, NULL, "could not start the compile thread");
+      job_free(q);
+      q = next;
+    }
   }
-  mx_task_detach(task);
   return MX_OK;
 }

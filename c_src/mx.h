@@ -458,9 +458,15 @@ typedef struct {
 } mx_jit_info;
 /* C source for t's instructions (malloc'd, NUL-terminated) and the scratch bytes it needs. */
 mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes);
+/* The environment the tier reads (the BEAM's os:putenv does not reach getenv, so the NIF
+ * passes Elixir's view); a NULL field: unset. */
+typedef struct {
+  const char *mx_jit, *cc, *xdg_cache_home, *home, *tmpdir, *path;
+} mx_jit_env;
 /* Starts generating and compiling t's C off the calling thread (MX_JIT=0 or no compiler:
- * nothing, the interpreter stays). Later replays use the native code once it is loaded. */
-mx_status mx_tape_jit_start(mx_tape *t);
+ * nothing, the interpreter stays). Later replays use the native code once it is loaded.
+ * env NULL: the process environment. */
+mx_status mx_tape_jit_start(mx_tape *t, const mx_jit_env *env);
 /* Waits up to timeout_ns for the compile to end; the tier then. */
 mx_tier mx_tape_jit_wait(mx_tape *t, int64_t timeout_ns);
 void mx_tape_jit_info(mx_tape *t, mx_jit_info *info);

@@ -1636,12 +1636,31 @@ static ERL_NIF_TERM tape_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
   return jit_info_put(env, t, map);
 }
 
-/* tape_jit(tape): starts the generated-C tier off the hot path (jit.c). */
+/* tape_jit(tape, [mx_jit, cc, xdg_cache_home, home, tmpdir, path]): starts the generated-C tier
+ * off the hot path (jit.c) with Elixir's environment (binaries, nil when unset). */
 static ERL_NIF_TERM tape_jit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   mx_tape *t;
   if (!get_tape(env, argv[0], &t)) return badarg(env, "[compile] argument 1 must be a tape");
-  return mx_tape_jit_start(t) ? raise_mx(env) : atom_ok;
+  char *vals[6] = {0};
+  ERL_NIF_TERM list = argv[1], head;
+  int ok = 1;
+  for (int i = 0; i < 6 && ok; i++) {
+    ErlNifBinary b;
+    ok = enif_get_list_cell(env, list, &head, &list);
+    if (ok && !enif_is_identical(head, atom_nil)) {
+      ok = enif_inspect_binary(env, head, &b) && (vals[i] = enif_alloc(b.size + 1));
+      if (ok) memcpy(vals[i], b.data, b.size), vals[i][b.size] = 0;
+    }
+  }
+  mx_status st = MX_OK;
+  if (ok) {
+    mx_jit_env e = {vals[0], vals[1], vals[2], vals[3], vals[4], vals[5]};
+    st = mx_tape_jit_start(t, &e);
+  }
+  for (int i = 0; i < 6; i++) enif_free(vals[i]);
+  if (!ok) return badarg(env, "[compile] the jit environment must be a list of 6 binaries or nil");
+  return st ? raise_mx(env) : atom_ok;
 }
 
 /* tape_jit_info(tape) -> %{tier:, compile_wall_us:, compile_cpu_us:, cache_hit:, jit_note:} */
@@ -1849,7 +1868,7 @@ static ErlNifFunc funcs[] = {
     {"compile_stats", 1, compile_stats_probed, 0},
     {"tape_info", 1, tape_info_probed, 0},
     /* generated C (jit.c): generating the source may take a while on a large tape */
-    {"tape_jit", 1, tape_jit, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"tape_jit", 2, tape_jit, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"tape_jit_info", 1, tape_jit_info, 0},
     {"compile_lookup", 2, compile_lookup, 0},
 };

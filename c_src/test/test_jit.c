@@ -94,7 +94,7 @@ static void test_native_equals_interpreter(const char *cache) {
   st = mx_tape_run(t, in, 4, 0, want);
   CHECK(st == MX_OK, "interpreter: %s", mx_last_error());
   setenv("XDG_CACHE_HOME", cache, 1);
-  st = mx_tape_jit_start(t);
+  st = mx_tape_jit_start(t, NULL);
   CHECK(st == MX_OK, "jit start: %s", mx_last_error());
   mx_tier tier = mx_tape_jit_wait(t, (int64_t)120 * 1000000000);
   mx_jit_info info;
@@ -129,7 +129,7 @@ static void test_native_equals_interpreter(const char *cache) {
   mx_tape *t2 = NULL;
   st = mx_tape_capture(holders, 4, outs, n_out, &t2);
   if (!st) {
-    mx_tape_jit_start(t2);
+    mx_tape_jit_start(t2, NULL);
     mx_tape_jit_wait(t2, (int64_t)120 * 1000000000);
     mx_tape_jit_info(t2, &info);
     CHECK(info.tier == MX_TIER_NATIVE && info.cache_hit, "cache hit: tier %d hit %d %s", info.tier, info.cache_hit, info.reason);
@@ -154,7 +154,7 @@ static void test_compile_failure(const char *dir) {
   mx_tape *t = NULL;
   mx_status st = mx_tape_capture(&x, 1, &y, 1, &t);
   CHECK(st == MX_OK, "capture: %s", mx_last_error());
-  mx_tape_jit_start(t);
+  mx_tape_jit_start(t, NULL);
   mx_tier tier = mx_tape_jit_wait(t, (int64_t)60 * 1000000000);
   mx_jit_info info;
   mx_tape_jit_info(t, &info);
@@ -167,7 +167,7 @@ static void test_compile_failure(const char *dir) {
   setenv("CC", "/nonexistent/cc", 1);
   mx_tape *t2 = NULL;
   mx_tape_capture(&x, 1, &y, 1, &t2);
-  mx_tape_jit_start(t2);
+  mx_tape_jit_start(t2, NULL);
   mx_tape_jit_info(t2, &info);
   CHECK(info.tier == MX_TIER_INTERPRETER && strstr(info.reason, "no C compiler"), "no compiler: %d %s", info.tier, info.reason);
   unsetenv("CC");

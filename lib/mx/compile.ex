@@ -84,7 +84,9 @@ defmodule Mx.Compile do
     * `:fallback` — when tracing needs an array's value, run `fun` uncompiled
       for that signature instead of raising (default `false`)
     * `:jit` — also build each tape as native code in the background and run
-      that once it is loaded (default `true`; see "Two tiers")
+      that once it is loaded (default `true`, or the `:genmx, :jit` application
+      setting: the test suite sets `false` so that only the tests of this tier
+      start compilers; see "Two tiers")
 
   See the module documentation for the rules.
 
@@ -95,7 +97,11 @@ defmodule Mx.Compile do
   @spec compile(function(), keyword()) :: function()
   def compile(fun, opts \\ []) when is_function(fun) do
     opts =
-      Mx.Opts.validate!(opts, [cache_size: 32, fallback: false, jit: true], "Mx.Compile.compile")
+      Mx.Opts.validate!(
+        opts,
+        [cache_size: 32, fallback: false, jit: Application.get_env(:genmx, :jit, true)],
+        "Mx.Compile.compile"
+      )
 
     size = opts[:cache_size]
     fallback = opts[:fallback]
@@ -200,6 +206,11 @@ defmodule Mx.Compile do
     end
   end
 
+  # The variables the native tier reads, as Elixir sees them (System.put_env does not reach C's getenv).
+  defp jit_env do
+    Enum.map(~w(MX_JIT CC XDG_CACHE_HOME HOME TMPDIR PATH), &System.get_env/1)
+  end
+
   defp wait_tier(tape, deadline) do
     info = NIF.tape_jit_info(tape)
 
@@ -283,7 +294,7 @@ defmodule Mx.Compile do
             template
           )
 
-        if s.jit, do: NIF.tape_jit(tape)
+        if s.jit, do: NIF.tape_jit(tape, jit_env())
         {tape, template}
     end
   end

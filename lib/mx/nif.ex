@@ -78,7 +78,7 @@ defmodule Mx.NIF do
   def compile_run(_tape, _inputs), do: nif_not_loaded()
   def compile_stats(_cache), do: nif_not_loaded()
   def tape_info(_tape), do: nif_not_loaded()
-  def tape_jit(_tape), do: nif_not_loaded()
+  def tape_jit(_tape, _env), do: nif_not_loaded()
   def tape_jit_info(_tape), do: nif_not_loaded()
   def compile_lookup(_cache, _key), do: nif_not_loaded()
 end
