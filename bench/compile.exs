@@ -1,10 +1,15 @@
-# Mx.compile (issue 11, foundation): ns per call, compiled (tape replay) beside uncompiled
+# Mx.compile (issue 11): ns per call, compiled (tape replay) beside uncompiled
 # (graph building + eval), measured round-robin in one run on the same machine.
 #
 #   1. value_and_grad of the `simple` model's log density (../shared/bench/nuts/simple.stan),
 #      through Gen.assess as the NUTS sampler evaluates it, and written directly in Mx ops
-#   2. a chain of 8 elementwise ops over 1M f32 elements (fusion is not in scope yet: the replay
-#      runs the 8 kernels one by one)
+#   2. a chain of 8 elementwise ops over 1M f32 elements (one fused group)
+#   3. the interpreter tier as a C sampler drives it: ns per gradient of the compiled
+#      value_and_grad of `simple` and `eight_schools_nc` replayed through mx_tape_run_raw
+#      (NIF.tape_time_raw loops in C), beside a hand-written C log density + gradient of the
+#      same models (bench/grad_floor.c) run in the same session
+#   4. 8 fused elementwise ops over 16M f32 against a STREAM triad (bench/compile_chain.c)
+#   5. trace + capture (folding, CSE, lowering, fusion grouping, buffer plan) per model
 #
 #   mix run bench/compile.exs
 Code.require_file("bench_helper.exs", __DIR__)
@@ -114,4 +119,128 @@ for {name, f} <- [{"Gen.assess", density}, {"Mx ops", direct}] do
     "\ntape of simple via #{name}: #{i.instructions} instructions, #{i.constants} constants, " <>
       "#{i.folded} nodes folded, #{i.merged} merged, #{i.bytes} bytes"
   )
+end
+
+# ---- 3. the interpreter tier: mx_tape_run_raw beside hand-written C ------------------------
+
+make_bin = fn name ->
+  path = Path.join(root, "_build/bench/#{name}")
+
+  {out, 0} =
+    System.cmd("make", ["-s", "-C", Path.join(root, "bench"), path], stderr_to_stdout: true)
+
+  _ = out
+  path
+end
+
+kv = fn out ->
+  for "kv " <> line <- String.split(out, "\n"), into: %{} do
+    [k, v] = String.split(line, "=", parts: 2)
+    {k, v}
+  end
+end
+
+data_file = Path.join(System.tmp_dir!(), "genmx_grad_floor_#{System.os_time()}.txt")
+
+File.write!(
+  data_file,
+  Enum.map_join(
+    [data["simple"]["y"], data["eight_schools"]["y"], data["eight_schools"]["sigma"]],
+    "\n",
+    &Enum.join(&1, " ")
+  ) <> "\n"
+)
+
+m8 = NutsModels.eight_schools(data["eight_schools"], :non_centered)
+d8 = NutsModels.eight_schools_nc_densities(m8, data)
+
+models = [
+  {"simple", %{gfi: density, direct: direct, args: args}},
+  {"eight_schools_nc", d8}
+]
+
+reps = 20_000
+
+raw_case = fn f, margs ->
+  tape = Mx.Compile.tape!(Mx.compile(Mx.value_and_grad(f)), [margs.()])
+  ins = Enum.map(margs.(), &Mx.to_binary/1)
+  info = Mx.NIF.tape_info(tape)
+  {tape, ins, info}
+end
+
+cases =
+  for {name, d} <- models, kind <- [:direct, :gfi] do
+    {"#{name} #{kind}", raw_case.(d[kind], d.args)}
+  end
+
+floor_out = System.cmd(make_bin.("grad_floor"), [data_file, "9"]) |> elem(0)
+File.rm(data_file)
+floor = kv.(floor_out)
+
+# The direct tapes compute the hand-written functions: the values agree to rounding.
+for {name, _} <- models do
+  {_, {tape, ins, _}} = List.keyfind(cases, "#{name} direct", 0)
+  {_, outs} = Mx.NIF.tape_time_raw(tape, ins, 1)
+  got = for <<x::float-64-native <- IO.iodata_to_binary(outs)>>, do: x
+  want = floor["#{name}_out"] |> String.split(",") |> Enum.map(&String.to_float/1)
+
+  ok =
+    length(got) == length(want) and
+      Enum.all?(Enum.zip(got, want), fn {a, b} -> abs(a - b) <= 1.0e-9 * max(1.0, abs(b)) end)
+
+  if not ok,
+    do: raise("#{name}: the tape and grad_floor.c disagree: #{inspect(got)} vs #{inspect(want)}")
+end
+
+raw_ns =
+  for _round <- 1..9, {name, {tape, ins, _}} <- cases, reduce: %{} do
+    acc ->
+      {ns, _} = Mx.NIF.tape_time_raw(tape, ins, reps)
+      Map.update(acc, name, [ns / reps], &[ns / reps | &1])
+  end
+
+IO.puts(
+  "\nInterpreter tier: ns per gradient via mx_tape_run_raw (median of 9 x #{reps}), " <>
+    "hand-written C in the same run (load #{Bench.load()})\n"
+)
+
+IO.puts(
+  "| value_and_grad | instructions | fused (groups) | no-ops, dead | arena B | ns / gradient | ns / instruction | hand-written C ns | ratio |\n" <>
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+for {name, {_, _, i}} <- cases do
+  ns = Bench.median(raw_ns[name])
+  model = name |> String.split(" ") |> hd()
+  c_ns = String.to_float(floor["#{model}_ns"])
+
+  IO.puts(
+    "| #{name} | #{i.instructions} | #{i.fused} (#{i.groups}) | #{i.noops}, #{i.dead} | #{i.arena_bytes} | " <>
+      "#{fmt.(ns)} | #{fmt.(ns / i.instructions)} | #{fmt.(c_ns)} | #{fmt.(ns / c_ns)}× |"
+  )
+end
+
+# ---- 4. fused chain against the STREAM triad ------------------------------------------------
+
+{chain_out, 0} = System.cmd(make_bin.("compile_chain"), ["15"])
+IO.puts("\n" <> chain_out)
+
+# ---- 5. trace + capture time -----------------------------------------------------------------
+
+IO.puts(
+  "| trace + capture (tape!/2: trace, fold, CSE, lower, group, plan) | median µs |\n|---|---:|"
+)
+
+for {name, d} <- models, kind <- [:direct, :gfi] do
+  c = Mx.compile(Mx.value_and_grad(d[kind]))
+  a = [d.args.()]
+
+  ts =
+    for _ <- 1..15 do
+      t0 = Bench.now_ns()
+      Mx.Compile.tape!(c, a)
+      Bench.now_ns() - t0
+    end
+
+  IO.puts("| #{name} #{kind} | #{fmt.(Bench.median(ts) / 1000)} |")
 end

@@ -9,6 +9,7 @@
  * walk, no lock, no node allocation. An intermediate's buffer goes back to the
  * allocator's cache right after its last reader, so replays allocate from the
  * cache. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +38,46 @@ mx_status mx_k_placeholder(mx_array *out, mx_array *const *in) {
 
 /* ---- tapes ------------------------------------------------------------------------- */
 
+/* ops.def's fusion marks: E elementwise, R a reduction that may end a group. */
+enum { FUSE_NO, FUSE_E, FUSE_R };
+static const int8_t fuse_kind[MX_OP_COUNT] = {
+#define MX_OP(id, name, family, rule, kernel, vjp, jvp, batch)
+#define MX_FUSE(id, kind) [MX_OP_##id] = FUSE_##kind,
+#include "ops.def"
+#undef MX_FUSE
+#undef MX_OP
+};
+
+/* How a replay runs instruction k. */
+enum { K_KERNEL, K_EW, K_ALIAS, K_GROUP, K_MEMBER };
+/* Where a slot's data lives during a replay (its root's): the call's inputs, the tape's
+ * constants, the outputs handed back, the context's arena, or a fused group's scratch block. */
+enum { S_INPUT, S_CONST, S_OUT, S_ARENA, S_SCRATCH };
+
+#define BLOCK 2048                 /* elements of a fused group's block */
+#define SCRATCH_BYTES (BLOCK * 16) /* one scratch block holds any dtype's block */
+#define CHECK_COST 100000          /* cost units (~10 us) between cancellation and deadline checks */
+
 typedef struct {
-  mx_array *slots; /* this replay's node structs (a copy of the tape's) */
-  mx_array **ptrs; /* instruction inputs: ptrs[in_off[k] ..] point into slots */
-  void **P;        /* native tier: each slot's data (jit.c) */
-  char *scratch;   /* native tier: the generated code's arena, kept between replays */
-  size_t scratch_bytes;
+  int32_t first, count; /* instructions [first, first + count) */
+  int32_t n_scratch;    /* scratch blocks its unstored members need */
+} fgroup;
+
+typedef struct {
+  mx_array *slots;  /* this replay's node structs (a copy of the tape's) */
+  mx_array **ptrs;  /* instruction inputs: ptrs[in_off[k] ..] point into slots */
+  mx_buffer *hdr;   /* per slot: a header over arena or caller memory (never allocated or freed) */
+  mx_buffer *arena; /* every planned intermediate, allocated once per context */
+  void **ew;        /* per instruction: this context's copy of its prepared loop */
+  char *ewmem;
+  char *scratch;    /* fused groups' blocks */
+  /* the native tier (jit.c) */
+  void **P;               /* per slot: its data as generated code and its callbacks see it */
+  void **O;               /* per output: where generated code writes it */
+  mx_buffer **owned;      /* per instruction: buffers a callback had to allocate, freed after the call */
+  int n_owned;
+  char *jscratch;         /* generated code's arena, kept between replays */
+  size_t jscratch_bytes;
 } replay_ctx;
 
 struct mx_tape {
@@ -53,17 +88,40 @@ struct mx_tape {
   int32_t *ins_slot; /* instruction k computes slots[ins_slot[k]] ... */
   int32_t *in_off;   /* ... from slots in_idx[in_off[k] .. in_off[k + 1]) */
   int32_t *in_idx;
-  int32_t *free_off; /* after instruction k, free_idx[free_off[k] .. free_off[k + 1]) are dead */
-  int32_t *free_idx;
   int32_t *out_slot;
   uint8_t *is_const; /* per slot */
-  int folded, merged, deep;
+  int folded, merged, deep, noops, dead, n_groups, fused;
   int64_t cost, bytes;
-  _Atomic(replay_ctx *) spare; /* one replay's structs kept for the next */
+  /* the replay plan */
+  int8_t *kind;       /* per instruction: K_* */
+  int32_t *group_of;  /* per instruction: its fused group, -1 if none */
+  fgroup *groups;
+  int32_t *scratch_of; /* per slot: its scratch block in its group, -1 when stored */
+  int32_t *root;      /* per slot: the slot whose storage it shares (reshape, stop_gradient) */
+  int8_t *store;      /* per slot: S_* of its root */
+  int64_t *offset;    /* per slot: byte offset in the arena (S_ARENA) */
+  int64_t arena_bytes;
+  int32_t max_scratch;
+  mx_ew *ew;          /* per instruction: its prepared loop (range NULL: call the kernel) */
+  size_t ew_bytes;
+  int32_t *ins_cost;  /* per instruction: its estimated cost, capped */
+  uint8_t *out_owner; /* per output: the first output on an S_OUT root (gets the memory) */
+  _Atomic(replay_ctx *) spare; /* one replay's context kept for the next */
   _Atomic(mx_jit *) jit;        /* the generated-C tier (jit.c); NULL: interpreter only */
 };
 
 static _Atomic int64_t tapes_live, tapes_bytes;
+
+_Thread_local mx_ew *mx_ew_capture;
+
+mx_status mx_ew_keep(const void *ctx, size_t size, mx_range_fn range, void (*bind)(void *, char *, const char *const *),
+                     int64_t grain) {
+  void *copy = malloc(size);
+  if (!copy) return mx_error(MX_ENOMEM, "[compile] out of memory preparing a kernel");
+  memcpy(copy, ctx, size);
+  *mx_ew_capture = (mx_ew){range, bind, copy, size, grain};
+  return MX_OK;
+}
 
 void mx_tape_totals(int64_t *count, int64_t *bytes) {
   *count = atomic_load(&tapes_live);
@@ -74,26 +132,57 @@ static void ctx_free(replay_ctx *c) {
   if (!c) return;
   free(c->slots);
   free(c->ptrs);
-  free(c->P);
+  free(c->hdr);
+  mx_buffer_release(c->arena);
+  free(c->ew);
+  free(c->ewmem);
   free(c->scratch);
+  free(c->P);
+  free(c->O);
+  free(c->owned);
+  free(c->jscratch);
   free(c);
 }
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 static replay_ctx *ctx_new(const mx_tape *t) {
   replay_ctx *c = calloc(1, sizeof *c);
   if (!c) return NULL;
-  c->slots = malloc(sizeof(mx_array) * (size_t)(t->n_slots ? t->n_slots : 1));
+  size_t ns = (size_t)(t->n_slots ? t->n_slots : 1), ni = (size_t)(t->n_ins ? t->n_ins : 1);
   int n_ptrs = t->in_off[t->n_ins];
+  c->slots = malloc(sizeof(mx_array) * ns);
   c->ptrs = malloc(sizeof(mx_array *) * (size_t)(n_ptrs ? n_ptrs : 1));
-  c->P = calloc((size_t)(t->n_slots ? t->n_slots : 1), sizeof(void *));
-  if (!c->slots || !c->ptrs || !c->P) {
+  c->hdr = calloc(ns, sizeof(mx_buffer));
+  c->ew = calloc(ni, sizeof(void *));
+  c->ewmem = t->ew_bytes ? aligned_alloc(64, t->ew_bytes) : NULL;
+  c->scratch = t->max_scratch ? aligned_alloc(64, (size_t)t->max_scratch * SCRATCH_BYTES) : NULL;
+  c->P = calloc(ns, sizeof(void *));
+  c->O = calloc((size_t)(t->n_out ? t->n_out : 1), sizeof(void *));
+  c->owned = calloc(ni, sizeof(mx_buffer *));
+  if (!c->P || !c->O || !c->owned || !c->slots || !c->ptrs || !c->hdr || !c->ew || (t->ew_bytes && !c->ewmem) || (t->max_scratch && !c->scratch) ||
+      (t->arena_bytes && mx_buffer_alloc((size_t)t->arena_bytes, &c->arena))) {
     ctx_free(c);
     return NULL;
   }
   memcpy(c->slots, t->slots, sizeof(mx_array) * (size_t)t->n_slots);
   for (int i = 0; i < n_ptrs; i++) c->ptrs[i] = &c->slots[t->in_idx[i]];
-  for (int s = 0; s < t->n_slots; s++)
+  for (int s = 0; s < t->n_slots; s++) {
     if (t->is_const[s]) c->P[s] = mx_data(&t->slots[s]);
+    atomic_init(&c->hdr[s].refs, 1);
+    if (t->store[s] == S_ARENA) {
+      c->hdr[s].data = (char *)c->arena->data + t->offset[t->root[s]];
+      c->hdr[s].nbytes = c->hdr[s].capacity = mx_nbytes(&t->slots[s]);
+      c->slots[s].buf = &c->hdr[s];
+    }
+  }
+  size_t at = 0;
+  for (int k = 0; k < t->n_ins; k++)
+    if (t->ew[k].range) {
+      c->ew[k] = c->ewmem + at;
+      memcpy(c->ew[k], t->ew[k].ctx, t->ew[k].ctx_size);
+      at += align64(t->ew[k].ctx_size);
+    }
   return c;
 }
 
@@ -105,27 +194,41 @@ void mx_tape_release(mx_tape *t) {
     if (t->is_const && t->is_const[s]) mx_buffer_release(t->slots[s].buf);
   ctx_free(atomic_load(&t->spare));
   mx_jit_free(atomic_load(&t->jit));
+  if (t->ew)
+    for (int k = 0; k < t->n_ins; k++) free(t->ew[k].ctx);
   free(t->slots);
   free(t->params);
   free(t->ins_slot);
   free(t->in_off);
   free(t->in_idx);
-  free(t->free_off);
-  free(t->free_idx);
   free(t->out_slot);
   free(t->is_const);
+  free(t->kind);
+  free(t->group_of);
+  free(t->groups);
+  free(t->scratch_of);
+  free(t->root);
+  free(t->store);
+  free(t->offset);
+  free(t->ew);
+  free(t->ins_cost);
+  free(t->out_owner);
   atomic_fetch_sub(&tapes_live, 1);
   atomic_fetch_sub(&tapes_bytes, t->bytes);
   free(t);
 }
 
 void mx_tape_info_get(const mx_tape *t, mx_tape_info *info) {
-  *info = (mx_tape_info){t->n_in, t->n_out, t->n_ins, t->n_const, t->folded, t->merged, t->deep, t->cost, t->bytes};
+  *info = (mx_tape_info){t->n_in,  t->n_out, t->n_ins,      t->n_const,  t->folded, t->merged,
+                         t->deep,  t->cost,  t->bytes,      t->noops,    t->dead,   t->n_groups,
+                         t->fused, t->arena_bytes};
 }
 
 mx_op mx_tape_instruction_op(const mx_tape *t, int k) {
   return k >= 0 && k < t->n_ins ? (mx_op)t->slots[t->ins_slot[k]].op : MX_OP_COUNT;
 }
+
+int mx_tape_instruction_group(const mx_tape *t, int k) { return k >= 0 && k < t->n_ins ? t->group_of[k] : -1; }
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -137,33 +240,149 @@ static int same_shape(int nd, const int64_t *a, int nd2, const int64_t *b) {
   return nd == nd2 && (nd == 0 || !memcmp(a, b, sizeof(int64_t) * (size_t)nd));
 }
 
-/* Runs t's instructions on c's slots (inputs already in place); deadline 0: none. */
-static mx_status replay(const mx_tape *t, replay_ctx *c, int64_t deadline) {
-  mx_status st = MX_OK;
-  for (int k = 0; k < t->n_ins && !st; k++) {
-    if (mx_cancelled()) return mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
-    if (deadline && (k & 7) == 7 && now_ns() > deadline)
-      return mx_error(MX_EYIELD, "[compile] out of time; run the tape again to go on");
-    st = mx_node_compute(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
-    for (int j = t->free_off[k]; j < t->free_off[k + 1] && !st; j++) {
-      mx_array *dead = &c->slots[t->free_idx[j]];
-      mx_buffer_release(dead->buf);
-      dead->buf = NULL;
+/* p moved back by lo elements of size sz, so that a range's position lo lands on p
+ * (scratch blocks hold positions [lo, hi) of a whole array); through integers, not
+ * pointer arithmetic outside the block. */
+static char *rebase(const void *p, int64_t lo, size_t sz) { return (char *)((uintptr_t)p - (uintptr_t)lo * sz); }
+
+/* One block range [blo, bhi) of group g: each member over each block, in order. */
+static void group_blocks(const mx_tape *t, const replay_ctx *c, const fgroup *g, void *const *ew, char *scratch,
+                         int64_t blo, int64_t bhi, int check) {
+  const int64_t n = c->slots[t->ins_slot[g->first]].size;
+  for (int64_t b = blo; b < bhi; b++) {
+    if (check && (b & 15) == 15 && mx_cancelled()) return; /* the replay reports it */
+    int64_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n;
+    for (int m = 0; m < g->count; m++) {
+      int k = g->first + m, s = t->ins_slot[k];
+      const mx_array *o = &c->slots[s];
+      char *dst = t->scratch_of[s] >= 0
+                      ? rebase(scratch + (size_t)t->scratch_of[s] * SCRATCH_BYTES, lo, (size_t)mx_dtype_size((mx_dtype)o->dtype))
+                      : o->buf->data;
+      const char *src[3] = {0, 0, 0};
+      for (int i = 0; i < t->in_off[k + 1] - t->in_off[k]; i++) {
+        int si = t->in_idx[t->in_off[k] + i];
+        src[i] = t->scratch_of[si] >= 0 ? rebase(scratch + (size_t)t->scratch_of[si] * SCRATCH_BYTES, lo,
+                                                 (size_t)mx_dtype_size((mx_dtype)c->slots[si].dtype))
+                                        : c->slots[si].buf->data;
+      }
+      t->ew[k].bind(ew[m], dst, src);
+      t->ew[k].range(ew[m], lo, hi);
     }
   }
+}
+
+typedef struct {
+  const mx_tape *t;
+  const replay_ctx *c;
+  const fgroup *g;
+  _Atomic int failed; /* a chunk could not get its workspace */
+} group_job;
+
+/* A chunk of blocks on a pool thread: its own copies of the members' loops and its own scratch. */
+static void group_chunk(void *vjob, int64_t blo, int64_t bhi) {
+  group_job *j = vjob;
+  const mx_tape *t = j->t;
+  const fgroup *g = j->g;
+  size_t bytes = (size_t)g->n_scratch * SCRATCH_BYTES;
+  for (int m = 0; m < g->count; m++) bytes += align64(t->ew[g->first + m].ctx_size);
+  char *mem = aligned_alloc(64, align64(bytes ? bytes : 64));
+  void *ew_local[64];
+  if (!mem || g->count > 64) {
+    free(mem);
+    atomic_store(&j->failed, 1);
+    return;
+  }
+  char *at = mem + (size_t)g->n_scratch * SCRATCH_BYTES;
+  for (int m = 0; m < g->count; m++) {
+    ew_local[m] = at;
+    memcpy(at, t->ew[g->first + m].ctx, t->ew[g->first + m].ctx_size);
+    at += align64(t->ew[g->first + m].ctx_size);
+  }
+  group_blocks(t, j->c, g, ew_local, mem, blo, bhi, 0);
+  free(mem);
+}
+
+static mx_status run_group(const mx_tape *t, replay_ctx *c, const fgroup *g) {
+  int64_t n = c->slots[t->ins_slot[g->first]].size, nb = (n + BLOCK - 1) / BLOCK, cost = 0;
+  for (int m = 0; m < g->count; m++) cost += t->ins_cost[g->first + m];
+  /* ~1 ms of work a chunk (cost units are ~0.1 ns), as the kernels' grain */
+  int64_t per_block = cost / (nb ? nb : 1) + 1, grain = ((int64_t)1 << 20) / per_block;
+  if (grain < 1) grain = 1;
+  if (nb >= 2 * grain && mx_num_threads() > 1) {
+    group_job j = {t, c, g, 0};
+    mx_parallel_for(nb, grain, group_chunk, &j);
+    if (atomic_load(&j.failed)) return mx_error(MX_ENOMEM, "[compile] out of memory running a fused group");
+    return MX_OK;
+  }
+  group_blocks(t, c, g, c->ew + g->first, c->scratch, 0, nb, 1);
+  return MX_OK;
+}
+
+static mx_status run_ew(const mx_tape *t, replay_ctx *c, int k) {
+  const mx_ew *e = &t->ew[k];
+  mx_array *o = &c->slots[t->ins_slot[k]];
+  mx_array *const *in = c->ptrs + t->in_off[k];
+  const char *src[3] = {0, 0, 0};
+  for (int i = 0; i < t->in_off[k + 1] - t->in_off[k]; i++) src[i] = in[i]->buf->data;
+  e->bind(c->ew[k], o->buf->data, src);
+  if (o->size >= 2 * e->grain)
+    mx_parallel_for(o->size, e->grain, e->range, c->ew[k]);
+  else
+    e->range(c->ew[k], 0, o->size);
+  return MX_OK;
+}
+
+/* Runs t's instructions on c's slots (inputs and outputs bound); deadline 0: none. */
+static mx_status replay(const mx_tape *t, replay_ctx *c, int64_t deadline) {
+  mx_status st = MX_OK;
+  int64_t since = 0;
+  for (int k = 0; k < t->n_ins && !st; k++) {
+    switch (t->kind[k]) {
+      case K_ALIAS:
+      case K_MEMBER: break;
+      case K_EW: st = run_ew(t, c, k); break;
+      case K_GROUP: st = run_group(t, c, &t->groups[t->group_of[k]]); break;
+      default: st = mx_ops[t->slots[t->ins_slot[k]].op].kernel(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
+    }
+    if ((since += t->ins_cost[k]) > CHECK_COST) {
+      since = 0;
+      if (mx_cancelled()) return mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
+      if (deadline && now_ns() > deadline) return mx_error(MX_EYIELD, "[compile] out of time; run the tape again to go on");
+    }
+  }
+  /* a kernel's chunks are skipped once cancelled: the results are incomplete */
+  if (!st && mx_cancelled()) st = mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
   return st;
 }
 
-/* Drops whatever a replay still holds (outputs, inputs never read, a failed run's
- * intermediates) and keeps c for the next replay. */
-static void ctx_done(mx_tape *t, replay_ctx *c) {
-  for (int s = 0; s < t->n_slots; s++)
-    if (!t->is_const[s] && c->slots[s].buf) {
-      mx_buffer_release(c->slots[s].buf);
+/* Points alias slots (reshape, stop_gradient) of inputs and outputs at their root's buffer. */
+static void bind_aliases(const mx_tape *t, replay_ctx *c) {
+  for (int k = 0; k < t->n_ins; k++) {
+    int s = t->ins_slot[k];
+    if (t->kind[k] == K_ALIAS && (t->store[s] == S_INPUT || t->store[s] == S_OUT || t->store[s] == S_CONST))
+      c->slots[s].buf = c->slots[t->root[s]].buf;
+  }
+}
+
+/* Drops what a replay holds (inputs' and outputs' references) and keeps c for the next
+ * replay; a failed replay's context is freed (a cancelled task gives its memory back). */
+static void ctx_done(mx_tape *t, replay_ctx *c, int owned, mx_status st) {
+  for (int i = 0; i < t->n_in; i++) {
+    if (owned) mx_buffer_release(c->slots[i].buf);
+    c->slots[i].buf = NULL;
+  }
+  for (int s = t->n_in; s < t->n_slots; s++)
+    if (t->store[s] == S_OUT) {
+      if (owned && t->root[s] == s) mx_buffer_release(c->slots[s].buf);
       c->slots[s].buf = NULL;
     }
   replay_ctx *none = NULL;
-  if (!atomic_compare_exchange_strong(&t->spare, &none, c)) ctx_free(c);
+  if (st || !atomic_compare_exchange_strong(&t->spare, &none, c)) ctx_free(c);
+}
+
+static replay_ctx *ctx_take(mx_tape *t) {
+  replay_ctx *c = atomic_exchange(&t->spare, NULL);
+  return c ? c : ctx_new(t);
 }
 
 /* ---- the native tier: generated C (jit.c) ------------------------------------------ */
@@ -174,7 +393,7 @@ typedef struct {
 } native_ctx;
 
 /* Runs instruction k's kernel for generated code (no rule in jit.c): its inputs are read
- * through c->P (generated code keeps locals there), its output lands in c->P. */
+ * through c->P (generated code keeps its locals there), its output lands in c->P. */
 static int native_call(void *vctx, int k) {
   native_ctx *n = vctx;
   const mx_tape *t = n->t;
@@ -198,12 +417,13 @@ static int native_call(void *vctx, int k) {
     ptrs[j] = &views[j];
   }
   mx_array *x = &c->slots[t->ins_slot[k]];
-  if (!st) {
-    mx_buffer_release(x->buf); /* a run that failed past this instruction left it */
+  int had = x->buf != NULL; /* the plan's memory (arena or output); else the kernel allocates */
+  if (!st) st = mx_node_compute(x, ptrs);
+  if (!st && !had) {
+    c->owned[c->n_owned++] = x->buf;
     x->buf = NULL;
-    st = mx_node_compute(x, ptrs);
   }
-  if (!st) c->P[t->ins_slot[k]] = mx_data(x);
+  if (!st) c->P[t->ins_slot[k]] = had ? mx_data(x) : c->owned[c->n_owned - 1]->data;
   if (n_in > 8) {
     free(views);
     free(ptrs);
@@ -212,44 +432,28 @@ static int native_call(void *vctx, int k) {
   return (int)st;
 }
 
-/* One native replay: inputs and constants already in c->P, outputs written to out[j]. */
-static mx_status native_replay(mx_tape *t, replay_ctx *c, mx_jit_fn fn, size_t scratch, void *const *out) {
-  if (c->scratch_bytes < scratch) {
-    free(c->scratch);
-    c->scratch_bytes = 0;
-    if (!(c->scratch = aligned_alloc(64, (scratch + 63) & ~(size_t)63)))
+/* One native replay on c's bound inputs and outputs: out NULL writes each output into its
+ * slot's buffer (mx_tape_run), else into out[j] (mx_tape_run_raw). */
+static mx_status native_run(mx_tape *t, replay_ctx *c, mx_jit_fn fn, size_t scratch, void *const *out) {
+  if (c->jscratch_bytes < scratch) {
+    free(c->jscratch);
+    c->jscratch_bytes = 0;
+    if (!(c->jscratch = aligned_alloc(64, (scratch + 63) & ~(size_t)63)))
       return mx_error(MX_ENOMEM, "[compile] out of memory for the native tier's %zu-byte arena", scratch);
-    c->scratch_bytes = scratch;
+    c->jscratch_bytes = scratch;
   }
-  native_ctx n = {t, c};
   if (mx_cancelled()) return mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
-  return (mx_status)fn(c->P, out, mx_jit_host_table(), native_call, &n, c->scratch);
+  for (int i = 0; i < t->n_in; i++) c->P[i] = mx_data(&c->slots[i]);
+  for (int j = 0; j < t->n_out; j++) c->O[j] = out ? out[j] : mx_data(&c->slots[t->out_slot[j]]);
+  native_ctx n = {t, c};
+  mx_status st = (mx_status)fn(c->P, c->O, mx_jit_host_table(), native_call, &n, c->jscratch);
+  for (; c->n_owned > 0; c->n_owned--) mx_buffer_release(c->owned[c->n_owned - 1]);
+  return st;
 }
 
-/* A native replay into fresh output arrays. */
-static mx_status native_outputs(mx_tape *t, replay_ctx *c, mx_jit_fn fn, size_t scratch, mx_array **results) {
-  mx_buffer *lb[8], **bufs = t->n_out <= 8 ? lb : calloc((size_t)t->n_out, sizeof(mx_buffer *));
-  void *lo[8], **out = t->n_out <= 8 ? lo : calloc((size_t)t->n_out, sizeof(void *));
-  mx_status st = !bufs || !out ? mx_error(MX_ENOMEM, "[compile] out of memory starting a replay") : MX_OK;
-  int got = 0;
-  for (; got < t->n_out && !st; got++) {
-    const mx_array *o = &t->slots[t->out_slot[got]];
-    st = mx_buffer_alloc(mx_nbytes(o), &bufs[got]);
-    if (st) break;
-    out[got] = bufs[got]->data;
-  }
-  if (!st) st = native_replay(t, c, fn, scratch, out);
-  int made = 0;
-  for (; made < t->n_out && !st; made++) {
-    const mx_array *o = &t->slots[t->out_slot[made]];
-    st = mx_from_buffer((mx_dtype)o->dtype, o->ndim, o->shape, bufs[made], &results[made]);
-  }
-  if (st)
-    for (int i = 0; i < made; i++) mx_release(results[i]);
-  for (int i = 0; i < got && bufs; i++) mx_buffer_release(bufs[i]);
-  if (bufs != lb) free(bufs);
-  if (out != lo) free(out);
-  return st;
+static mx_jit_fn native_fn(mx_tape *t, size_t *scratch) {
+  mx_jit *jit = atomic_load_explicit(&t->jit, memory_order_acquire);
+  return jit ? mx_jit_native(jit, scratch) : NULL;
 }
 
 mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t budget_ns, mx_array **results) {
@@ -268,22 +472,24 @@ mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t bud
     if (!mx_is_ready(inputs[i])) st = mx_eval_budget(inputs, n_in, budget_ns);
   if (st) return st;
 
-  replay_ctx *c = atomic_exchange(&t->spare, NULL);
-  if (!c && !(c = ctx_new(t))) return mx_error(MX_ENOMEM, "[compile] out of memory starting a replay");
+  replay_ctx *c = ctx_take(t);
+  if (!c) return mx_error(MX_ENOMEM, "[compile] out of memory starting a replay");
   for (int i = 0; i < n_in && !st; i++) {
     c->slots[i].buf = mx_acquire_buffer(inputs[i]);
     if (!c->slots[i].buf) st = mx_error(MX_EDISPOSED, "[compile] input %d was disposed; it cannot be read", i);
   }
-  mx_jit *jit = atomic_load_explicit(&t->jit, memory_order_acquire);
-  size_t scratch;
-  mx_jit_fn fn = jit ? mx_jit_native(jit, &scratch) : NULL;
-  if (!st && fn) {
-    for (int i = 0; i < n_in; i++) c->P[i] = c->slots[i].buf->data;
-    st = native_outputs(t, c, fn, scratch, results);
-    ctx_done(t, c);
-    return st;
+  /* Outputs get buffers of their own, handed over to the result arrays. */
+  for (int s = t->n_in; s < t->n_slots && !st; s++)
+    if (t->store[s] == S_OUT && t->root[s] == s) {
+      st = mx_buffer_alloc(mx_nbytes(&t->slots[s]), &c->slots[s].buf);
+      if (st) st = mx_error(st, "[compile] out of memory for an output of %s", mx_ops[t->slots[s].op].name);
+    }
+  if (!st) {
+    bind_aliases(t, c);
+    size_t scratch;
+    mx_jit_fn fn = native_fn(t, &scratch);
+    st = fn ? native_run(t, c, fn, scratch, NULL) : replay(t, c, budget_ns > 0 ? now_ns() + budget_ns : 0);
   }
-  if (!st) st = replay(t, c, budget_ns > 0 ? now_ns() + budget_ns : 0);
   int made = 0;
   for (; made < t->n_out && !st; made++) {
     const mx_array *o = &c->slots[t->out_slot[made]];
@@ -291,7 +497,7 @@ mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t bud
   }
   if (st)
     for (int i = 0; i < made; i++) mx_release(results[i]);
-  ctx_done(t, c);
+  ctx_done(t, c, 1, st);
   return st;
 }
 
@@ -302,30 +508,29 @@ const mx_array *mx_tape_output(const mx_tape *t, int j) {
 }
 
 mx_status mx_tape_run_raw(mx_tape *t, const void *const *in, void *const *out) {
-  replay_ctx *c = atomic_exchange(&t->spare, NULL);
-  if (!c && !(c = ctx_new(t))) return mx_error(MX_ENOMEM, "[compile] out of memory starting a replay");
-  mx_status st = MX_OK;
-  mx_jit *jit = atomic_load_explicit(&t->jit, memory_order_acquire);
+  replay_ctx *c = ctx_take(t);
+  if (!c) return mx_error(MX_ENOMEM, "[compile] out of memory starting a replay");
+  /* The caller's memory is read and written in place: no copies, no allocation. */
+  for (int i = 0; i < t->n_in; i++) {
+    c->hdr[i].data = (void *)in[i];
+    c->slots[i].buf = &c->hdr[i];
+  }
+  for (int j = 0; j < t->n_out; j++)
+    if (t->out_owner[j]) {
+      int r = t->root[t->out_slot[j]];
+      c->hdr[r].data = out[j];
+      c->slots[r].buf = &c->hdr[r];
+    }
+  bind_aliases(t, c);
   size_t scratch;
-  mx_jit_fn fn = jit ? mx_jit_native(jit, &scratch) : NULL;
-  if (fn) {
-    for (int i = 0; i < t->n_in; i++) c->P[i] = (void *)in[i];
-    st = native_replay(t, c, fn, scratch, out);
-    ctx_done(t, c);
-    return st;
-  }
-  for (int i = 0; i < t->n_in && !st; i++) {
-    size_t nbytes = (size_t)t->slots[i].size * mx_dtype_size((mx_dtype)t->slots[i].dtype);
-    st = mx_buffer_alloc(nbytes, &c->slots[i].buf);
-    if (!st && nbytes) memcpy(c->slots[i].buf->data, in[i], nbytes);
-  }
-  if (!st) st = replay(t, c, 0);
-  for (int j = 0; j < t->n_out && !st; j++) {
-    const mx_array *o = &c->slots[t->out_slot[j]];
-    size_t nbytes = (size_t)o->size * mx_dtype_size((mx_dtype)o->dtype);
-    if (nbytes) memcpy(out[j], o->buf->data, nbytes);
-  }
-  ctx_done(t, c);
+  mx_jit_fn fn = native_fn(t, &scratch);
+  mx_status st = fn ? native_run(t, c, fn, scratch, out) : replay(t, c, 0);
+  for (int j = 0; j < t->n_out && !st; j++)
+    if (!t->out_owner[j]) {
+      const mx_array *o = &c->slots[t->out_slot[j]];
+      if (o->size) memcpy(out[j], o->buf->data, mx_nbytes(o));
+    }
+  ctx_done(t, c, 0, st);
   return st;
 }
 
@@ -547,6 +752,7 @@ typedef struct {
   size_t n_idx, cap_idx;
   cse_table cse;
   uint64_t *ins_hash;
+  int32_t *ins_of; /* per slot: the instruction computing it, -1 for inputs and constants */
 } builder;
 
 static uint64_t ins_key(const mx_array *x, const int32_t *in, int n) {
@@ -608,6 +814,88 @@ static int const_slot(mx_tape *t, entry *e) {
   return e->slot = s;
 }
 
+/* ---- lowering ---------------------------------------------------------------------- */
+
+/* Whether every element of constant slot s equals v exactly (for floats: v's sign of zero
+ * too, so that only exact identities are removed: x + (-0) is x, x + 0 is not for x = -0). */
+static int const_all(const mx_tape *t, int s, double v) {
+  if (!t->is_const[s]) return 0;
+  const mx_array *c = &t->slots[s];
+  const void *p = c->buf->data;
+  for (int64_t i = 0; i < c->size; i++) {
+    double x;
+    switch ((mx_dtype)c->dtype) {
+#define READ(ID, T) \
+      case MX_##ID: x = (double)((const T *)p)[i]; break;
+      MX_INT_TYPES(READ)
+      MX_FLOAT_TYPES(READ)
+#undef READ
+      default: return 0;
+    }
+    if (x != v || (mx_is_float((mx_dtype)c->dtype) && signbit(x) != signbit(v))) return 0;
+  }
+  return c->size > 0;
+}
+
+/* Truthiness of a constant predicate: 1 all true, 0 all false, -1 mixed or unknown. */
+static int const_truth(const mx_tape *t, int s) {
+  if (!t->is_const[s]) return -1;
+  const mx_array *c = &t->slots[s];
+  int any = 0, all = 1;
+  for (int64_t i = 0; i < c->size; i++) {
+    int v;
+    switch ((mx_dtype)c->dtype) {
+#define TRUTH(ID, T) \
+      case MX_##ID: v = ((const T *)c->buf->data)[i] != 0; break;
+      MX_COMPUTE_TYPES(TRUTH)
+#undef TRUTH
+      default: return -1;
+    }
+    any |= v, all &= v;
+  }
+  return c->size == 0 ? -1 : all ? 1 : any ? -1 : 0;
+}
+
+/* The slot x reduces to when it is an algebraic no-op on one of its inputs (same dtype and
+ * shape as x, so the value is that input's, bit for bit); -1 when it is real work.
+ * ins_of: per slot, the instruction computing it (-1 for inputs and constants). */
+static int noop_of(const mx_tape *t, const int32_t *ins_of, const int32_t *in_idx, const mx_array *x, const int32_t *in,
+                   int n) {
+  int same[3] = {0, 0, 0};
+  for (int i = 0; i < n && i < 3; i++) {
+    const mx_array *a = &t->slots[in[i]];
+    same[i] = a->dtype == x->dtype && same_shape(a->ndim, a->shape, x->ndim, x->shape);
+  }
+  int f = mx_is_float((mx_dtype)x->dtype) || mx_is_int((mx_dtype)x->dtype);
+  switch ((mx_op)x->op) {
+    case MX_OP_AS_TYPE:
+    case MX_OP_BROADCAST: return same[0] ? in[0] : -1;
+    case MX_OP_TRANSPOSE:
+      for (int i = 0; i < x->ndim; i++)
+        if (x->params->ip[i] != i) return -1;
+      return same[0] ? in[0] : -1;
+    case MX_OP_NEGATE: {
+      int k = ins_of[in[0]];
+      return k >= 0 && t->slots[in[0]].op == MX_OP_NEGATE ? in_idx[t->in_off[k]] : -1;
+    }
+    case MX_OP_MULTIPLY:
+      if (f && same[0] && const_all(t, in[1], 1)) return in[0];
+      if (f && same[1] && const_all(t, in[0], 1)) return in[1];
+      return -1;
+    case MX_OP_DIVIDE: return f && same[0] && const_all(t, in[1], 1) ? in[0] : -1;
+    case MX_OP_ADD:
+      if (f && same[0] && const_all(t, in[1], mx_is_int((mx_dtype)x->dtype) ? 0.0 : -0.0)) return in[0];
+      if (f && same[1] && const_all(t, in[0], mx_is_int((mx_dtype)x->dtype) ? 0.0 : -0.0)) return in[1];
+      return -1;
+    case MX_OP_SUBTRACT: return f && same[0] && const_all(t, in[1], 0.0) ? in[0] : -1;
+    case MX_OP_SELECT: {
+      int v = const_truth(t, in[0]);
+      return v == 1 && same[1] ? in[1] : v == 0 && same[2] ? in[2] : -1;
+    }
+    default: return -1;
+  }
+}
+
 static mx_status emit(walk *w, builder *b, mx_array *const *outs, int n_out) {
   mx_tape *t = b->t;
   for (size_t k = 0; k < w->npost; k++) {
@@ -632,6 +920,13 @@ static mx_status emit(walk *w, builder *b, mx_array *const *outs, int n_out) {
       if (in != local) free(in);
       continue;
     }
+    int same = noop_of(t, b->ins_of, b->in_buf, x, in, e->n_in);
+    if (same >= 0) {
+      e->slot = same;
+      t->noops++;
+      if (in != local) free(in);
+      continue;
+    }
     uint64_t h = ins_key(x, in, e->n_in);
     for (size_t p = h & (b->cse.cap - 1); b->cse.slot_of_ins[p]; p = (p + 1) & (b->cse.cap - 1)) {
       int j = b->cse.slot_of_ins[p] - 1;
@@ -652,6 +947,7 @@ static mx_status emit(walk *w, builder *b, mx_array *const *outs, int n_out) {
     int kk = t->n_ins++;
     e->slot = new_slot(t, x, e->n_in);
     t->ins_slot[kk] = e->slot;
+    b->ins_of[e->slot] = kk;
     b->ins_hash[kk] = h;
     t->in_off[kk] = (int32_t)b->n_idx;
     memcpy(b->in_buf + b->n_idx, in, sizeof(int32_t) * (size_t)e->n_in);
@@ -671,40 +967,272 @@ static mx_status emit(walk *w, builder *b, mx_array *const *outs, int n_out) {
   return MX_OK;
 }
 
-/* Last-use plan: each non-constant, non-output slot is freed after its last reader. */
-static mx_status plan(mx_tape *t) {
-  int32_t *last = malloc(sizeof(int32_t) * (size_t)(t->n_slots ? t->n_slots : 1));
-  uint8_t *keep = calloc((size_t)(t->n_slots ? t->n_slots : 1), 1);
-  t->free_off = malloc(sizeof(int32_t) * (size_t)(t->n_ins + 1));
-  t->free_idx = malloc(sizeof(int32_t) * (size_t)(t->n_slots ? t->n_slots : 1));
-  if (!last || !keep || !t->free_off || !t->free_idx) {
-    free(last);
-    free(keep);
+/* Drops instructions whose values nothing reads (left behind by no-op removal). */
+static void drop_dead(mx_tape *t) {
+  uint8_t *live = calloc((size_t)t->n_slots + 1, 1);
+  if (!live) return; /* keeping dead instructions is only slower */
+  for (int o = 0; o < t->n_out; o++) live[t->out_slot[o]] = 1;
+  for (int k = t->n_ins - 1; k >= 0; k--)
+    if (live[t->ins_slot[k]])
+      for (int j = t->in_off[k]; j < t->in_off[k + 1]; j++) live[t->in_idx[j]] = 1;
+  int n = 0, at = 0;
+  for (int k = 0; k < t->n_ins; k++) {
+    int lo = t->in_off[k], hi = t->in_off[k + 1];
+    if (!live[t->ins_slot[k]]) {
+      t->dead++;
+      continue;
+    }
+    t->ins_slot[n] = t->ins_slot[k];
+    t->in_off[n] = at;
+    memmove(t->in_idx + at, t->in_idx + lo, sizeof(int32_t) * (size_t)(hi - lo));
+    at += hi - lo;
+    n++;
+  }
+  t->n_ins = n;
+  t->in_off[n] = at;
+  free(live);
+}
+
+/* ---- the replay plan: fusion groups, storage, prepared loops ------------------------------ */
+
+/* Prepares instruction k's elementwise loop (the kernel itself fills it: see kernels.h). */
+static mx_status prepare_ew(mx_tape *t, int k) {
+  mx_array *x = &t->slots[t->ins_slot[k]];
+  int n = t->in_off[k + 1] - t->in_off[k];
+  if (fuse_kind[x->op] != FUSE_E || n > 3 || x->size == 0 || mx_is_complex((mx_dtype)x->dtype)) return MX_OK;
+  static char dummy[64];
+  mx_buffer fake = {.data = dummy};
+  mx_array out = *x, ins[3], *ptrs[3];
+  out.buf = &fake;
+  for (int i = 0; i < n; i++) {
+    ins[i] = t->slots[t->in_idx[t->in_off[k] + i]];
+    if (mx_is_complex((mx_dtype)ins[i].dtype)) return MX_OK;
+    ins[i].buf = &fake;
+    ptrs[i] = &ins[i];
+  }
+  mx_ew e = {0};
+  mx_ew_capture = &e;
+  mx_status st = mx_ops[x->op].kernel(&out, ptrs);
+  mx_ew_capture = NULL;
+  if (st) {
+    free(e.ctx);
+    return st;
+  }
+  t->ew[k] = e;
+  t->ew_bytes += align64(e.ctx_size);
+  return MX_OK;
+}
+
+/* Runs of consecutive prepared elementwise instructions of one output shape. A member's value
+ * that nothing outside its group reads lives only in a scratch block. */
+static mx_status group(mx_tape *t, const int32_t *ins_of) {
+  int32_t *outside = calloc((size_t)t->n_slots, sizeof(int32_t)); /* read outside its group */
+  int32_t *last_in = malloc(sizeof(int32_t) * (size_t)t->n_slots); /* its last reader */
+  int32_t *free_sc = malloc(sizeof(int32_t) * (size_t)(t->n_ins + 1));
+  if (!outside || !last_in || !free_sc) {
+    free(outside), free(last_in), free(free_sc);
     return mx_error(MX_ENOMEM, "[compile] out of memory");
   }
-  for (int s = 0; s < t->n_slots; s++) last[s] = -1;
-  for (int o = 0; o < t->n_out; o++) keep[t->out_slot[o]] = 1;
-  for (int k = 0; k < t->n_ins; k++) {
-    last[t->ins_slot[k]] = k; /* read by nobody: freed right after it is made */
-    for (int j = t->in_off[k]; j < t->in_off[k + 1]; j++) last[t->in_idx[j]] = k;
+  for (int k = 0; k < t->n_ins;) {
+    const mx_array *x = &t->slots[t->ins_slot[k]];
+    int j = k;
+    if (t->ew[k].range)
+      for (j = k + 1; j < t->n_ins && j - k < 64 && t->ew[j].range; j++) {
+        const mx_array *y = &t->slots[t->ins_slot[j]];
+        if (!same_shape(y->ndim, y->shape, x->ndim, x->shape)) break;
+      }
+    if (j - k >= 2) {
+      int g = t->n_groups++;
+      t->groups[g] = (fgroup){k, j - k, 0};
+      for (int m = k; m < j; m++) t->group_of[m] = g, t->kind[m] = m == k ? K_GROUP : K_MEMBER;
+      t->fused += j - k;
+    }
+    k = j > k ? j : k + 1;
   }
-  int n = 0;
-  for (int k = 0; k < t->n_ins; k++) {
-    t->free_off[k] = n;
+  for (int o = 0; o < t->n_out; o++) outside[t->out_slot[o]] = 1;
+  for (int k = 0; k < t->n_ins; k++)
     for (int j = t->in_off[k]; j < t->in_off[k + 1]; j++) {
-      int s = t->in_idx[j];
-      if (last[s] == k && !keep[s] && !t->is_const[s]) {
-        t->free_idx[n++] = s;
-        last[s] = -2; /* listed once even when read twice */
+      int s = t->in_idx[j], p = ins_of[s];
+      last_in[s] = k;
+      if (p >= 0 && (t->group_of[p] < 0 || t->group_of[p] != t->group_of[k])) outside[s] = 1;
+    }
+  for (int g = 0; g < t->n_groups; g++) {
+    fgroup *G = &t->groups[g];
+    int n_free = 0;
+    for (int k = G->first; k < G->first + G->count; k++) {
+      int s = t->ins_slot[k];
+      if (!outside[s]) t->scratch_of[s] = n_free ? free_sc[--n_free] : G->n_scratch++;
+      for (int j = t->in_off[k]; j < t->in_off[k + 1]; j++) {
+        int si = t->in_idx[j];
+        if (t->scratch_of[si] >= 0 && last_in[si] == k) {
+          int dup = 0; /* read twice by k: give it back once */
+          for (int q = 0; q < n_free; q++) dup |= free_sc[q] == t->scratch_of[si];
+          if (!dup) free_sc[n_free++] = t->scratch_of[si];
+        }
       }
     }
-    int s = t->ins_slot[k];
-    if (last[s] == k && !keep[s]) t->free_idx[n++] = s, last[s] = -2;
+    if (G->n_scratch > t->max_scratch) t->max_scratch = G->n_scratch;
   }
-  t->free_off[t->n_ins] = n;
-  free(last);
-  free(keep);
+  free(outside), free(last_in), free(free_sc);
   return MX_OK;
+}
+
+/* Arena blocks of freed intermediates: (offset, bytes), best fit, neighbours merged. */
+typedef struct {
+  int64_t *off, *len;
+  int n;
+} free_list;
+
+static int64_t arena_take(free_list *f, int64_t *top, int64_t len) {
+  int best = -1;
+  for (int i = 0; i < f->n; i++)
+    if (f->len[i] >= len && (best < 0 || f->len[i] < f->len[best])) best = i;
+  if (best < 0) {
+    int64_t at = *top;
+    *top += len;
+    return at;
+  }
+  int64_t at = f->off[best];
+  f->off[best] += len;
+  f->len[best] -= len;
+  return at;
+}
+
+static void arena_give(free_list *f, int64_t off, int64_t len) {
+  for (int i = 0; i < f->n; i++) {
+    if (f->off[i] + f->len[i] == off) { /* merge with the block before, then maybe after */
+      f->len[i] += len;
+      for (int j = 0; j < f->n; j++)
+        if (j != i && f->off[j] == f->off[i] + f->len[i]) {
+          f->len[i] += f->len[j];
+          f->off[j] = f->off[--f->n], f->len[j] = f->len[f->n];
+          break;
+        }
+      return;
+    }
+    if (off + len == f->off[i]) {
+      f->off[i] = off;
+      f->len[i] += len;
+      return;
+    }
+  }
+  f->off[f->n] = off;
+  f->len[f->n++] = len;
+}
+
+/* Storage: each intermediate's bytes in one arena, reused once its last reader has run (a
+ * fused group's inputs stay until the group ends: it reads them block by block); an
+ * elementwise result takes over the memory of an input that dies at it (same positions). */
+static mx_status place(mx_tape *t, const int32_t *ins_of) {
+  int ns = t->n_slots;
+  int32_t *free_at = malloc(sizeof(int32_t) * (size_t)ns), *last = malloc(sizeof(int32_t) * (size_t)ns);
+  int32_t *head = malloc(sizeof(int32_t) * (size_t)(t->n_ins + 1)), *next = malloc(sizeof(int32_t) * (size_t)ns);
+  uint8_t *moved = calloc((size_t)ns, 1);
+  free_list f = {malloc(sizeof(int64_t) * (size_t)ns), malloc(sizeof(int64_t) * (size_t)ns), 0};
+  if (!free_at || !last || !head || !next || !moved || !f.off || !f.len) {
+    free(free_at), free(last), free(head), free(next), free(moved), free(f.off), free(f.len);
+    return mx_error(MX_ENOMEM, "[compile] out of memory");
+  }
+  for (int s = 0; s < ns; s++) {
+    t->root[s] = s;
+    t->store[s] = s < t->n_in ? S_INPUT : t->is_const[s] ? S_CONST : S_SCRATCH; /* dead slots: no storage */
+    free_at[s] = last[s] = -1;
+  }
+  for (int k = 0; k < t->n_ins; k++) {
+    int s = t->ins_slot[k], op = t->slots[s].op;
+    if (op == MX_OP_RESHAPE || op == MX_OP_STOP_GRADIENT) {
+      t->root[s] = t->root[t->in_idx[t->in_off[k]]];
+      t->kind[k] = K_ALIAS;
+    } else if (t->kind[k] == K_KERNEL && t->ew[k].range) {
+      t->kind[k] = K_EW;
+    }
+    t->store[s] = t->scratch_of[s] >= 0 ? S_SCRATCH : S_ARENA;
+    free_at[s] = last[s] = k; /* read by nobody: free right after */
+  }
+  for (int o = 0; o < t->n_out; o++) {
+    int r = t->root[t->out_slot[o]];
+    if (t->store[r] == S_ARENA) t->store[r] = S_OUT;
+  }
+  for (int s = 0; s < ns; s++) t->store[s] = t->store[t->root[s]];
+  for (int k = 0; k < t->n_ins; k++) {
+    if (t->kind[k] == K_ALIAS) continue;
+    int g = t->group_of[k], end = g >= 0 ? t->groups[g].first + t->groups[g].count - 1 : k;
+    for (int j = t->in_off[k]; j < t->in_off[k + 1]; j++) {
+      int r = t->root[t->in_idx[j]];
+      if (last[r] < k) last[r] = k;
+      if (free_at[r] < end) free_at[r] = end;
+    }
+  }
+  for (int k = 0; k <= t->n_ins; k++) head[k] = -1;
+  for (int s = 0; s < ns; s++)
+    if (t->root[s] == s && t->store[s] == S_ARENA && free_at[s] >= 0) next[s] = head[free_at[s]], head[free_at[s]] = s;
+  int64_t top = 0;
+  for (int k = 0; k < t->n_ins; k++) {
+    int s = t->ins_slot[k];
+    if (t->root[s] == s && t->store[s] == S_ARENA) {
+      const mx_array *x = &t->slots[s];
+      int64_t len = (int64_t)align64(mx_nbytes(x));
+      int into = -1;
+      if (t->kind[k] != K_KERNEL && t->slots[s].op != MX_OP_AS_TYPE)
+        for (int j = t->in_off[k]; j < t->in_off[k + 1] && into < 0; j++) {
+          int r = t->root[t->in_idx[j]];
+          const mx_array *a = &t->slots[r];
+          if (t->store[r] == S_ARENA && !moved[r] && last[r] == k && a->size == x->size &&
+              mx_dtype_size((mx_dtype)a->dtype) == mx_dtype_size((mx_dtype)x->dtype))
+            into = r;
+        }
+      if (into >= 0) {
+        t->offset[s] = t->offset[into];
+        moved[into] = 1; /* s frees it */
+      } else {
+        t->offset[s] = arena_take(&f, &top, len ? len : 64);
+      }
+    }
+    for (int r = head[k]; r >= 0; r = next[r])
+      if (!moved[r]) arena_give(&f, t->offset[r], (int64_t)align64(mx_nbytes(&t->slots[r])) ?: 64);
+  }
+  t->arena_bytes = top;
+  for (int o = 0; o < t->n_out; o++) {
+    int r = t->root[t->out_slot[o]], first = 1;
+    for (int p = 0; p < o; p++) first &= t->root[t->out_slot[p]] != r;
+    t->out_owner[o] = t->store[r] == S_OUT && first;
+  }
+  for (int k = 0; k < t->n_ins; k++) {
+    const mx_array *x = &t->slots[t->ins_slot[k]];
+    int64_t c = x->cost + (int64_t)mx_nbytes(x) + 8;
+    t->ins_cost[k] = (int32_t)(c > INT32_MAX ? INT32_MAX : c);
+  }
+  (void)ins_of;
+  free(free_at), free(last), free(head), free(next), free(moved), free(f.off), free(f.len);
+  return MX_OK;
+}
+
+static mx_status plan(mx_tape *t) {
+  size_t ns = (size_t)(t->n_slots ? t->n_slots : 1), ni = (size_t)(t->n_ins ? t->n_ins : 1);
+  t->kind = calloc(ni, 1);
+  t->group_of = malloc(sizeof(int32_t) * ni);
+  t->groups = calloc(ni, sizeof(fgroup));
+  t->scratch_of = malloc(sizeof(int32_t) * ns);
+  t->root = malloc(sizeof(int32_t) * ns);
+  t->store = calloc(ns, 1);
+  t->offset = calloc(ns, sizeof(int64_t));
+  t->ew = calloc(ni, sizeof(mx_ew));
+  t->ins_cost = calloc(ni, sizeof(int32_t));
+  t->out_owner = calloc((size_t)(t->n_out ? t->n_out : 1), 1);
+  int32_t *ins_of = malloc(sizeof(int32_t) * ns);
+  if (!t->kind || !t->group_of || !t->groups || !t->scratch_of || !t->root || !t->store || !t->offset || !t->ew ||
+      !t->ins_cost || !t->out_owner || !ins_of) {
+    free(ins_of);
+    return mx_error(MX_ENOMEM, "[compile] out of memory");
+  }
+  for (size_t s = 0; s < ns; s++) t->scratch_of[s] = ins_of[s] = -1;
+  for (int k = 0; k < t->n_ins; k++) t->group_of[k] = -1, ins_of[t->ins_slot[k]] = k;
+  mx_status st = MX_OK;
+  for (int k = 0; k < t->n_ins && !st; k++) st = prepare_ew(t, k);
+  if (!st) st = group(t, ins_of);
+  if (!st) st = place(t, ins_of);
+  free(ins_of);
+  return st;
 }
 
 mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *outs, int n_out, mx_tape **out) {
@@ -737,9 +1265,12 @@ mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *o
       b.cse.slot_of_ins = calloc(cap, sizeof(int32_t));
       b.cse.cap = cap;
       b.ins_hash = malloc(sizeof(uint64_t) * (w.n + 1));
+      b.ins_of = malloc(sizeof(int32_t) * n_slots);
+      if (b.ins_of)
+        for (size_t i = 0; i < n_slots; i++) b.ins_of[i] = -1;
     }
     if (!t || !t->slots || !t->params || !t->is_const || !t->ins_slot || !t->in_off || !t->out_slot || !b.in_buf ||
-        !b.cse.slot_of_ins || !b.ins_hash)
+        !b.cse.slot_of_ins || !b.ins_hash || !b.ins_of)
       st = mx_error(MX_ENOMEM, "[compile] out of memory");
   }
   if (!st) {
@@ -755,17 +1286,19 @@ mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *o
   if (!st) {
     t->in_idx = b.in_buf;
     b.in_buf = NULL;
+    drop_dead(t);
     st = plan(t);
   }
   free(b.in_buf);
+  free(b.ins_of);
   free(b.cse.slot_of_ins);
   free(b.ins_hash);
   walk_free(&w);
   if (t) {
     /* Counted before any release, which subtracts them. */
-    t->bytes = (int64_t)(sizeof *t + (size_t)t->n_slots * (sizeof(mx_array) + sizeof(mx_params) + 1) +
-                         sizeof(int32_t) * (size_t)(3 * t->n_ins + 2 * t->n_slots + t->n_out + 3) +
-                         sizeof(int32_t) * (size_t)(t->n_ins ? t->in_off[t->n_ins] : 0));
+    t->bytes = (int64_t)(sizeof *t + (size_t)t->n_slots * (sizeof(mx_array) + sizeof(mx_params) + 2 + 3 * sizeof(int32_t)) +
+                         (size_t)t->n_ins * (3 * sizeof(int32_t) + sizeof(mx_ew) + sizeof(fgroup) + 1) + t->ew_bytes +
+                         sizeof(int32_t) * (size_t)(t->n_out + 3 + (t->in_off ? t->in_off[t->n_ins] : 0)));
     for (int s = 0; s < t->n_slots; s++)
       if (t->is_const[s]) t->bytes += (int64_t)t->slots[s].buf->capacity;
     atomic_fetch_add(&tapes_live, 1);

@@ -356,8 +356,9 @@ void mx_tape_release(mx_tape *t);
  * budget_ns > 0, stops with MX_EYIELD once past it (nothing is kept: run it again). */
 mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t budget_ns, mx_array **results);
 /* Replays t on raw element buffers, for C callers replaying a tape per step (samplers):
- * in[i] holds input i's elements (dtype and shape as traced), out[j] receives output j's.
- * No array is created and no budget applies: call it from an engine thread. */
+ * in[i] holds input i's elements (dtype and shape as traced), out[j] receives output j's
+ * (out must not overlap in). Reads and writes them in place and allocates nothing after
+ * the first call. No array is created and no budget applies: call it from an engine thread. */
 mx_status mx_tape_run_raw(mx_tape *t, const void *const *in, void *const *out);
 /* A tape's inputs and outputs as traced (dtype, shape, size; no buffer); NULL past the end. */
 const mx_array *mx_tape_input(const mx_tape *t, int i);
@@ -369,9 +370,16 @@ typedef struct {
   int deep;   /* an instruction must run on an engine thread (mx_op_is_deep) */
   int64_t cost;  /* per replay, in mx_pending_cost's units */
   int64_t bytes; /* the tape's structures and its constants' buffers */
+  int noops;     /* algebraic no-ops removed (x * 1, x - 0, -(-x), identity casts/broadcasts, ...) */
+  int dead;      /* instructions dropped because nothing reads them */
+  int groups;    /* fused groups: runs of elementwise instructions replayed block by block */
+  int fused;     /* instructions inside those groups */
+  int64_t arena_bytes; /* one replay context's planned intermediates */
 } mx_tape_info;
 void mx_tape_info_get(const mx_tape *t, mx_tape_info *info);
 mx_op mx_tape_instruction_op(const mx_tape *t, int k);
+/* The fused group instruction k belongs to (groups are runs of consecutive instructions), -1 if none. */
+int mx_tape_instruction_group(const mx_tape *t, int k);
 /* All live tapes: how many, and their bytes (as mx_tape_info.bytes). */
 void mx_tape_totals(int64_t *count, int64_t *bytes);
 

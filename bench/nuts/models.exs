@@ -274,7 +274,50 @@ defmodule Bench.NutsModels do
     end
 
     args = fn ->
-      [Mx.from_binary(<<0.5::float-64-native>>, :f64, shape: {}), Mx.from_binary(<<0.2::float-64-native>>, :f64, shape: {})]
+      [
+        Mx.from_binary(<<0.5::float-64-native>>, :f64, shape: {}),
+        Mx.from_binary(<<0.2::float-64-native>>, :f64, shape: {})
+      ]
+    end
+
+    %{gfi: gfi, direct: direct, args: args}
+  end
+
+  # eight_schools_nc's log density over (mu, log tau, theta_tilde[8]), as simple_densities/2:
+  # through Gen.assess (with the log transform's Jacobian) and written directly in Mx ops
+  # (up to constants; bench/grad_floor.c computes the same function by hand).
+  def eight_schools_nc_densities(m, data) do
+    cm = m |> init_trace(Mx.Random.key(7)) |> Gen.get_choices()
+    ys = Mx.tensor(data["eight_schools"]["y"], type: :f64)
+    sigmas = Mx.tensor(data["eight_schools"]["sigma"], type: :f64)
+
+    gfi = fn [mu, ltau, tt] ->
+      c =
+        cm
+        |> Gen.Choicemap.put([:mu], mu)
+        |> Gen.Choicemap.put([:tau], Mx.exp(ltau))
+        |> Gen.Choicemap.put([:theta_tilde], tt)
+
+      {w, _} = Gen.assess(m.gf, m.args, c)
+      Mx.add(w, ltau)
+    end
+
+    direct = fn [mu, ltau, tt] ->
+      tau = Mx.exp(ltau)
+      r = Mx.divide(Mx.subtract(ys, Mx.add(mu, Mx.multiply(tau, tt))), sigmas)
+      prior = Mx.add(Mx.square(Mx.divide(mu, 5.0)), Mx.square(Mx.divide(tau, 5.0)))
+      quad = Mx.add(Mx.sum(Mx.square(tt)), Mx.sum(Mx.square(r)))
+      Mx.add(Mx.subtract(ltau, Mx.multiply(prior, 0.5)), Mx.multiply(quad, -0.5))
+    end
+
+    args = fn ->
+      tt = for i <- 0..7, into: <<>>, do: <<0.1 * i - 0.3::float-64-native>>
+
+      [
+        Mx.from_binary(<<1.5::float-64-native>>, :f64, shape: {}),
+        Mx.from_binary(<<0.4::float-64-native>>, :f64, shape: {}),
+        Mx.from_binary(tt, :f64, shape: {8})
+      ]
     end
 
     %{gfi: gfi, direct: direct, args: args}

@@ -1633,6 +1633,22 @@ static ERL_NIF_TERM tape_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
   for (int k = info.n_instructions; k-- > 0;) ops = enif_make_list_cell(env, op_atoms[mx_tape_instruction_op(t, k)], ops);
   enif_make_map_put(env, map, enif_make_atom(env, "ops"), ops, &map);
   enif_make_map_put(env, map, enif_make_atom(env, "deep"), info.deep ? atom_true : atom_false, &map);
+  /* lowering and the replay plan: no-ops removed, dead instructions, fused groups (their ops), arena bytes */
+  const char *plan_names[] = {"noops", "dead", "groups", "fused", "arena_bytes"};
+  int64_t plan_vals[] = {info.noops, info.dead, info.groups, info.fused, info.arena_bytes};
+  for (int i = 0; i < 5; i++)
+    enif_make_map_put(env, map, enif_make_atom(env, plan_names[i]), enif_make_int64(env, plan_vals[i]), &map);
+  ERL_NIF_TERM fusion = enif_make_list(env, 0), group_ops = enif_make_list(env, 0);
+  for (int k = info.n_instructions; k-- > 0;) {
+    int g = mx_tape_instruction_group(t, k);
+    if (g < 0) continue;
+    group_ops = enif_make_list_cell(env, op_atoms[mx_tape_instruction_op(t, k)], group_ops);
+    if (k == 0 || mx_tape_instruction_group(t, k - 1) != g) {
+      fusion = enif_make_list_cell(env, group_ops, fusion);
+      group_ops = enif_make_list(env, 0);
+    }
+  }
+  enif_make_map_put(env, map, enif_make_atom(env, "fusion"), fusion, &map);
   return jit_info_put(env, t, map);
 }
 
@@ -1794,6 +1810,48 @@ PROBED(tape_info)
 
 /* ---- registration: scheduler per NIF in one table ------------------------------ */
 
+/* tape_time_raw(tape, [binary], reps) -> {ns, [binary]}: benchmarks only (@doc false). Times
+ * reps replays through mx_tape_run_raw, as a C sampler calls it, and returns the outputs. */
+static ERL_NIF_TERM tape_time_raw(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_tape *t;
+  long reps;
+  unsigned n;
+  if (!get_tape(env, argv[0], &t)) return badarg(env, "[compile] argument 1 must be a tape");
+  if (!enif_get_long(env, argv[2], &reps) || reps < 1) return badarg(env, "[compile] reps must be a positive integer");
+  mx_tape_info info;
+  mx_tape_info_get(t, &info);
+  if (info.deep) return badarg(env, "[compile] tape_time_raw runs on a scheduler: the tape has deep (LAPACK) nodes");
+  if (!enif_get_list_length(env, argv[1], &n) || (int)n != info.n_inputs)
+    return badarg(env, "[compile] expected a list of %d input binaries", info.n_inputs);
+  const void *in[64];
+  void *out[64];
+  ERL_NIF_TERM outs[64], head, tail = argv[1];
+  if (info.n_inputs > 64 || info.n_outputs > 64) return badarg(env, "[compile] tape_time_raw takes at most 64 inputs and outputs");
+  for (int i = 0; i < info.n_inputs; i++) {
+    ErlNifBinary b;
+    enif_get_list_cell(env, tail, &head, &tail);
+    const mx_array *h = mx_tape_input(t, i);
+    if (!enif_inspect_binary(env, head, &b) || b.size != mx_nbytes(h))
+      return badarg(env, "[compile] input %d must be a binary of %zu bytes", i, mx_nbytes(h));
+    in[i] = b.data;
+  }
+  for (int j = 0; j < info.n_outputs; j++) {
+    const mx_array *o = mx_tape_output(t, j);
+    unsigned char *p = enif_make_new_binary(env, mx_nbytes(o), &outs[j]);
+    if (!p) return raise_with(env, atom_mx_error, "[compile] out of memory");
+    out[j] = p;
+  }
+  mx_status st = mx_tape_run_raw(t, in, out); /* the first call sets the context up */
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (long r = 0; r < reps && !st; r++) st = mx_tape_run_raw(t, in, out);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  if (st) return raise_mx(env);
+  int64_t ns = (int64_t)(b.tv_sec - a.tv_sec) * 1000000000 + (b.tv_nsec - a.tv_nsec);
+  return enif_make_tuple2(env, enif_make_int64(env, ns), enif_make_list_from_array(env, outs, (unsigned)info.n_outputs));
+}
+
 static ErlNifFunc funcs[] = {
     /* graph building: normal schedulers, well under a millisecond */
     {"from_binary", 3, from_binary_probed, 0},
@@ -1871,6 +1929,7 @@ static ErlNifFunc funcs[] = {
     {"tape_jit", 2, tape_jit, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"tape_jit_info", 1, tape_jit_info, 0},
     {"compile_lookup", 2, compile_lookup, 0},
+    {"tape_time_raw", 3, tape_time_raw, ERL_NIF_DIRTY_JOB_CPU_BOUND}, /* benchmarks */
 };
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {

@@ -43,8 +43,8 @@ static void run_range(void *ctx, int64_t lo, int64_t hi) {
   const bctx *c = ctx;
   const int last = c->ndim - 1;
   const int64_t len = c->shape[last];
-  int64_t idx[MX_MAX_RANK], off[3] = {0, 0, 0}, r = lo;
-  for (int i = last; i >= 0; i--) {
+  int64_t idx[MX_MAX_RANK] = {0}, off[3] = {0, 0, 0}, r = lo;
+  for (int i = last; i >= 0 && r; i--) { /* lo == 0 (small arrays): no divisions */
     idx[i] = r % c->shape[i];
     r /= c->shape[i];
     for (int k = 0; k < c->nin; k++) off[k] += idx[i] * c->st[k][i];
@@ -76,6 +76,12 @@ static void run_range(void *ctx, int64_t lo, int64_t hi) {
       for (int k = 0; k < c->nin; k++) off[k] += c->st[k][i - 1] - c->shape[i] * c->st[k][i];
     }
   }
+}
+
+static void bind_range(void *ctx, char *dst, const char *const *src) {
+  bctx *c = ctx;
+  c->dst = dst;
+  for (int k = 0; k < c->nin; k++) c->src[k] = src[k];
 }
 
 /* Validates shapes, collapses dims, and runs c->row over the output. */
@@ -131,6 +137,7 @@ static mx_status run(bctx *c, const char *name, mx_array *out, mx_array *const *
     c->outer[k] = d > 1 ? c->st[k][d - 2] : 0;
   }
 
+  if (mx_ew_capture) return mx_ew_keep(c, sizeof *c, run_range, bind_range, mx_grain(out));
   if (out->size >= 2 * mx_grain(out))
     mx_parallel_for(out->size, mx_grain(out), run_range, c);
   else

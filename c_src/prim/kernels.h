@@ -79,4 +79,21 @@ static inline int64_t mx_grain(const mx_array *out) {
   return g < 4096 ? 4096 : g;
 }
 
+/* ---- prepared elementwise kernels (tape replay, compile.c) ----
+ * The elementwise drivers (unary, binary and select, betainc, as_type) can hand back their
+ * loop with validation, dtype dispatch and broadcast setup done once: while mx_ew_capture is
+ * set, a kernel call fills it (mx_ew_keep) instead of running. Replays then bind data and run
+ * ranges of the same loops, so prepared and direct calls give the same bits. */
+typedef struct {
+  mx_range_fn range; /* computes out's flat range [lo, hi) */
+  void (*bind)(void *ctx, char *dst, const char *const *src);
+  void *ctx;         /* malloc'd plain data of ctx_size bytes: a copy is an independent plan */
+  size_t ctx_size;
+  int64_t grain;     /* the kernel's chunk size across cores */
+} mx_ew;
+extern _Thread_local mx_ew *mx_ew_capture;
+/* Copies the driver's ctx into mx_ew_capture; MX_ENOMEM if it can't. */
+mx_status mx_ew_keep(const void *ctx, size_t size, mx_range_fn range, void (*bind)(void *, char *, const char *const *),
+                     int64_t grain);
+
 #endif

@@ -194,6 +194,12 @@ static void cast_range(void *vctx, int64_t lo, int64_t hi) {
   }
 }
 
+static void cast_bind(void *vctx, char *dst, const char *const *src) {
+  cast_ctx *c = vctx;
+  c->src = src[0];
+  c->dst = dst;
+}
+
 mx_status mx_k_as_type(mx_array *out, mx_array *const *in) {
   mx_dtype from = (mx_dtype)in[0]->dtype, to = (mx_dtype)out->dtype;
   if (in[0]->size != out->size)
@@ -207,6 +213,7 @@ mx_status mx_k_as_type(mx_array *out, mx_array *const *in) {
     return MX_OK;
   }
   cast_ctx ctx = {mx_data(in[0]), mx_data(out), from, to, direct_cast(from, to)};
+  if (mx_ew_capture) return mx_ew_keep(&ctx, sizeof ctx, cast_range, cast_bind, MX_PARALLEL_GRAIN);
   mx_parallel_for(out->size, MX_PARALLEL_GRAIN, cast_range, &ctx);
   return MX_OK;
 }

@@ -1,11 +1,14 @@
 /* ternary.c: elementwise kernels of three float inputs that broadcast to the
  * output (betainc). The scalar functions cost hundreds of ns each, so the
  * driver is a plain index counter per chunk rather than binary.c's collapsed rows. */
+#include <string.h>
+
 #include "kernels.h"
 #include "special.h"
 
 typedef struct {
-  const mx_array *out;
+  int ndim;
+  int64_t shape[MX_MAX_RANK]; /* out's (a copy: prepared plans outlive the node) */
   const char *src[3];
   int64_t st[3][MX_MAX_RANK]; /* element strides of each input seen through out's shape */
   char *dst;
@@ -14,11 +17,11 @@ typedef struct {
 
 static void ternary_range(void *vctx, int64_t lo, int64_t hi) {
   const tctx *c = vctx;
-  const int r = c->out->ndim;
+  const int r = c->ndim;
   int64_t idx[MX_MAX_RANK], off[3] = {0, 0, 0}, rem = lo;
   for (int i = r - 1; i >= 0; i--) {
-    idx[i] = rem % c->out->shape[i];
-    rem /= c->out->shape[i];
+    idx[i] = rem % c->shape[i];
+    rem /= c->shape[i];
     for (int k = 0; k < 3; k++) off[k] += idx[i] * c->st[k][i];
   }
   for (int64_t pos = lo; pos < hi; pos++) {
@@ -31,11 +34,17 @@ static void ternary_range(void *vctx, int64_t lo, int64_t hi) {
     }
     for (int i = r - 1; i >= 0; i--) { /* odometer step */
       for (int k = 0; k < 3; k++) off[k] += c->st[k][i];
-      if (++idx[i] < c->out->shape[i]) break;
+      if (++idx[i] < c->shape[i]) break;
       for (int k = 0; k < 3; k++) off[k] -= idx[i] * c->st[k][i];
       idx[i] = 0;
     }
   }
+}
+
+static void ternary_bind(void *ctx, char *dst, const char *const *src) {
+  tctx *c = ctx;
+  c->dst = dst;
+  for (int k = 0; k < 3; k++) c->src[k] = src[k];
 }
 
 /* in[0] a, in[1] b, in[2] x: all of out's dtype (f32 or f64), each broadcasting to out. */
@@ -44,7 +53,8 @@ mx_status mx_k_betainc(mx_array *out, mx_array *const *in) {
   mx_dtype t = (mx_dtype)out->dtype;
   if (t != MX_F32 && t != MX_F64)
     return mx_error(MX_EINVAL, "[betainc] output dtype %s is not f32 or f64; build it with mx_betainc", mx_dtype_name(t));
-  tctx c = {.out = out, .dst = mx_data(out), .t = t};
+  tctx c = {.ndim = out->ndim, .dst = mx_data(out), .t = t};
+  memcpy(c.shape, out->shape, sizeof c.shape);
   for (int k = 0; k < 3; k++) {
     const mx_array *a = in[k];
     int ok = (mx_dtype)a->dtype == t && a->ndim <= out->ndim;
@@ -61,6 +71,7 @@ mx_status mx_k_betainc(mx_array *out, mx_array *const *in) {
   }
   if (out->size == 0) return MX_OK;
   if (!c.dst) return mx_error(MX_EINVAL, "[betainc] the output has no buffer");
+  if (mx_ew_capture) return mx_ew_keep(&c, sizeof c, ternary_range, ternary_bind, 256);
   mx_parallel_for(out->size, 256, ternary_range, &c); /* ~0.4 us an element: small chunks already pay off */
   return MX_OK;
 }

@@ -23,6 +23,12 @@ static void unary_range(void *vctx, int64_t lo, int64_t hi) {
   c->fn(c->a + (size_t)lo * c->asz, c->o + (size_t)lo * c->osz, hi - lo);
 }
 
+static void unary_bind(void *vctx, char *dst, const char *const *src) {
+  unary_ctx *c = vctx;
+  c->a = src[0];
+  c->o = dst;
+}
+
 static mx_status run(mx_array *out, mx_array *const *in, const char *op, unary_fn fn) {
   if (!fn)
     return mx_error(MX_EINVAL, "[%s] has no kernel for %s input; build it with mx_unary, which casts to a computable dtype",
@@ -33,6 +39,7 @@ static mx_status run(mx_array *out, mx_array *const *in, const char *op, unary_f
   if (out->size == 0) return MX_OK;
   unary_ctx c = {fn, mx_data(in[0]), mx_data(out), (size_t)mx_dtype_size((mx_dtype)in[0]->dtype),
                  (size_t)mx_dtype_size((mx_dtype)out->dtype)};
+  if (mx_ew_capture) return mx_ew_keep(&c, sizeof c, unary_range, unary_bind, mx_grain(out));
   mx_parallel_for(out->size, mx_grain(out), unary_range, &c);
   return MX_OK;
 }

@@ -242,8 +242,11 @@ static mx_status job_run(void *ctx) {
   return j->st = mx_tape_run(j->t, &j->in, 1, 0, &j->res);
 }
 
+static _Atomic int cancel_status = -1;
+
 static void job_free(void *ctx) {
   job *j = ctx;
+  atomic_store(&cancel_status, (int)j->st);
   if (j->st == MX_OK && j->res) mx_release(j->res);
   mx_release(j->in);
   mx_tape_release(j->t);
@@ -276,6 +279,7 @@ static void test_cancel(void) {
   st = mx_task_start(job_run, j, job_free, &task);
   CHECK(st == MX_OK, "task start");
   if (st) return;
+  mx_tape_retain(t); /* for tape_info after the job is gone */
   mx_task_wait(task, 2000000); /* let it start */
   mx_task_abandon(task);
   for (int i = 0; i < 2000; i++) { /* job_free runs when the cancelled task ends */
@@ -286,6 +290,278 @@ static void test_cancel(void) {
   }
   CHECK(s1.active_bytes <= s0.active_bytes, "a cancelled replay frees its buffers: %lld -> %lld", (long long)s0.active_bytes,
         (long long)s1.active_bytes);
+  mx_tape_info info;
+  mx_tape_info_get(t, &info);
+  CHECK(info.groups >= 3 && info.fused == 200, "the chain runs as fused groups: %d, %d", info.groups, info.fused);
+  CHECK(atomic_load(&cancel_status) == MX_ECANCELLED, "the replay stopped inside a fused group: status %d",
+        atomic_load(&cancel_status));
+  mx_tape_release(t);
+}
+
+/* ---- the replay plan: random DAGs, no-ops, dead nodes, fusion, allocation ---------------- */
+
+/* A random elementwise DAG over leaves of shapes [R, C], [1, C], [R, 1] and [], with
+ * reductions (kept axis), reshapes there and back, selects and reuse of any earlier value:
+ * in-place reuse and scratch blocks must never clobber a value still to be read. */
+enum { N_LEAF = 4, N_NODE = 40 };
+typedef struct {
+  int op[N_NODE], a[N_NODE], b[N_NODE], c[N_NODE];
+  int out[3];
+} recipe;
+
+static recipe make_recipe(uint64_t seed) {
+  recipe r;
+  uint64_t st = seed;
+  for (int i = N_LEAF; i < N_NODE; i++) {
+    r.op[i] = (int)(xorshift64(&st) % 12);
+    r.a[i] = (int)(xorshift64(&st) % (uint64_t)i);
+    r.b[i] = (int)(xorshift64(&st) % (uint64_t)i);
+    r.c[i] = (int)(xorshift64(&st) % (uint64_t)i);
+    if (xorshift64(&st) % 2) r.a[i] = i - 1; /* mostly chains, as real tapes */
+  }
+  r.out[0] = N_NODE - 1;
+  r.out[1] = N_LEAF + (int)(xorshift64(&st) % (N_NODE - N_LEAF));
+  r.out[2] = N_LEAF + (int)(xorshift64(&st) % (N_NODE - N_LEAF));
+  return r;
+}
+
+/* Builds the recipe on v[0 .. N_LEAF) (f64); fills v[N_LEAF ..) (new references). */
+static void build_recipe(const recipe *r, mx_array **v) {
+  for (int i = N_LEAF; i < N_NODE; i++) {
+    mx_array *a = v[r->a[i]], *b = v[r->b[i]], *c = v[r->c[i]], *o = NULL, *tmp = NULL;
+    switch (r->op[i]) {
+      case 0: o = un(MX_OP_SIN, a); break;
+      case 1: o = un(MX_OP_NEGATE, a); break;
+      case 2: o = un(MX_OP_TANH, a); break;
+      case 3: o = bin(MX_OP_ADD, a, b); break;
+      case 4: o = bin(MX_OP_MULTIPLY, a, b); break;
+      case 5: o = bin(MX_OP_SUBTRACT, a, b); break;
+      case 6: o = bin(MX_OP_MAX, a, b); break;
+      case 7: o = un(MX_OP_SQUARE, a); break;
+      case 8: { /* select(a > b, b, c) */
+        tmp = bin(MX_OP_GREATER, a, b);
+        must(mx_select(tmp, b, c, &o), o, "select");
+        break;
+      }
+      case 9: { /* sum over the last axis, kept */
+        int ax[1] = {a->ndim - 1};
+        must(mx_reduce(MX_OP_SUM, a, a->ndim ? ax : NULL, a->ndim ? 1 : -1, 1, &o), o, "sum");
+        break;
+      }
+      case 10: { /* flatten and back: two aliases */
+        int64_t flat[1] = {a->size};
+        must(mx_reshape(a, 1, flat, &tmp), tmp, "reshape");
+        must(mx_reshape(tmp, a->ndim, a->shape, &o), o, "reshape back");
+        break;
+      }
+      default: { /* multiply by a constant 1 and add -0.0: no-ops */
+        mx_array *one = scalar(1), *nz = scalar(-0.0);
+        tmp = bin(MX_OP_MULTIPLY, a, one);
+        o = bin(MX_OP_ADD, tmp, nz);
+        mx_release(one), mx_release(nz);
+      }
+    }
+    if (tmp) mx_release(tmp);
+    v[i] = o;
+  }
+}
+
+static void test_random_dags(void) {
+  const int64_t shapes[2][2] = {{3, 2500}, {2, 3}}; /* several odd-sized blocks; tiny */
+  int total_groups = 0, total_noops = 0;
+  for (int sh = 0; sh < 2; sh++)
+    for (uint64_t seed = 1; seed <= 30; seed++) {
+      int64_t R = shapes[sh][0], C = shapes[sh][1];
+      int64_t leaf_shape[N_LEAF][2] = {{R, C}, {1, C}, {R, 1}, {0, 0}};
+      int leaf_nd[N_LEAF] = {2, 2, 2, 0};
+      recipe r = make_recipe(seed * 7919);
+      mx_array *pv[N_NODE], *rv[N_NODE];
+      uint64_t st = seed;
+      for (int i = 0; i < N_LEAF; i++) {
+        pv[i] = ph(MX_F64, leaf_nd[i], leaf_shape[i]);
+        int64_t n = numel(leaf_nd[i], leaf_shape[i]);
+        double *d = malloc(sizeof(double) * (size_t)n);
+        for (int64_t j = 0; j < n; j++) d[j] = (double)(xorshift64(&st) % 2001) / 500.0 - 2.0;
+        rv[i] = arr_values(MX_F64, leaf_nd[i], leaf_shape[i], d);
+        free(d);
+      }
+      build_recipe(&r, pv);
+      build_recipe(&r, rv);
+      mx_array *pouts[3] = {pv[r.out[0]], pv[r.out[1]], pv[r.out[2]]}, *routs[3] = {rv[r.out[0]], rv[r.out[1]], rv[r.out[2]]};
+      mx_tape *t = NULL;
+      mx_status s1 = mx_tape_capture(pv, N_LEAF, pouts, 3, &t);
+      mx_status s2 = mx_eval(routs, 3);
+      CHECK(!s1 && !s2, "seed %llu: capture %s", (unsigned long long)seed, mx_last_error());
+      if (!s1 && !s2) {
+        mx_tape_info info;
+        mx_tape_info_get(t, &info);
+        total_groups += info.groups, total_noops += info.noops;
+        mx_array *res[3];
+        for (int rep = 0; rep < 2; rep++) { /* the second replay reuses the context */
+          s1 = mx_tape_run(t, rv, N_LEAF, 0, res);
+          CHECK(!s1, "seed %llu: run %s", (unsigned long long)seed, mx_last_error());
+          for (int o = 0; o < 3 && !s1; o++) {
+            CHECK(res[o]->size == routs[o]->size && !memcmp(mx_data(res[o]), mx_data(routs[o]), mx_nbytes(routs[o])),
+                  "seed %llu shape %d: output %d differs from eval", (unsigned long long)seed, sh, o);
+            mx_release(res[o]);
+          }
+          const void *in[N_LEAF];
+          void *out[3];
+          for (int i = 0; i < N_LEAF; i++) in[i] = mx_data(rv[i]);
+          for (int o = 0; o < 3; o++) out[o] = calloc(1, mx_nbytes(routs[o]) + 8);
+          s1 = mx_tape_run_raw(t, in, out);
+          CHECK(!s1, "raw run: %s", mx_last_error());
+          for (int o = 0; o < 3 && !s1; o++)
+            CHECK(!memcmp(out[o], mx_data(routs[o]), mx_nbytes(routs[o])), "seed %llu shape %d: raw output %d differs",
+                  (unsigned long long)seed, sh, o);
+          for (int o = 0; o < 3; o++) free(out[o]);
+        }
+        mx_tape_release(t);
+      }
+      for (int i = 0; i < N_NODE; i++) mx_release(pv[i]), mx_release(rv[i]);
+    }
+  CHECK(total_groups > 20 && total_noops > 10, "the DAGs exercise fusion (%d groups) and no-ops (%d)", total_groups,
+        total_noops);
+}
+
+/* Exact no-ops go, inexact ones stay: x + 0.0 is not x for x = -0.0. */
+static void test_noops_and_dead(void) {
+  int64_t s[1] = {4};
+  mx_array *x = ph(MX_F64, 1, s), *one = scalar(1), *zero = scalar(0), *nzero = scalar(-0.0);
+  mx_array *a = bin(MX_OP_MULTIPLY, x, one), *b = bin(MX_OP_DIVIDE, a, one), *c = bin(MX_OP_SUBTRACT, b, zero);
+  mx_array *d = bin(MX_OP_ADD, nzero, c), *e = un(MX_OP_NEGATE, d), *f = un(MX_OP_NEGATE, e), *g = NULL, *h = NULL;
+  must(mx_as_type(f, MX_F64, &g), g, "as_type");
+  mx_array *tr = NULL;
+  must(mx_full(MX_BOOL, 0, NULL, 1, &tr), tr, "full");
+  must(mx_select(tr, g, x, &h), h, "select");
+  mx_array *kept = bin(MX_OP_ADD, h, zero), *out = un(MX_OP_EXP, kept);
+  mx_tape *t = NULL;
+  mx_status st = mx_tape_capture(&x, 1, &out, 1, &t);
+  CHECK(st == MX_OK, "capture: %s", mx_last_error());
+  if (!st) {
+    mx_tape_info info;
+    mx_tape_info_get(t, &info);
+    /* x*1, /1, -0, -0.0+, -(-), as_type, select(true): 7; the inner negate is then dead */
+    CHECK(info.noops == 7 && info.dead == 1 && info.n_instructions == 2, "noops %d dead %d instructions %d", info.noops,
+          info.dead, info.n_instructions);
+    CHECK(mx_tape_instruction_op(t, 0) == MX_OP_ADD && mx_tape_instruction_op(t, 1) == MX_OP_EXP, "add 0.0 kept");
+    mx_array *in = arr_values(MX_F64, 1, s, (double[]){-0.0, 1, -2, 3}), *res = NULL;
+    st = mx_tape_run(t, &in, 1, 0, &res);
+    CHECK(st == MX_OK, "run: %s", mx_last_error());
+    mx_array *want = NULL;
+    mx_array *w1 = bin(MX_OP_MULTIPLY, in, one), *w2 = bin(MX_OP_ADD, w1, zero);
+    want = un(MX_OP_EXP, w2);
+    run(MX_OK, &want, "eval");
+    if (!st && want) {
+      CHECK(!memcmp(mx_data(res), mx_data(want), 4 * sizeof(double)), "values");
+      mx_release(res);
+    }
+    mx_release(want), mx_release(w1), mx_release(w2), mx_release(in);
+    mx_tape_release(t);
+  }
+  mx_array *all[] = {x, one, zero, nzero, a, b, c, d, e, f, g, h, tr, kept, out};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) mx_release(all[i]);
+}
+
+/* One group for a chain with a broadcast input; big enough to split blocks across the pool;
+ * results equal eval bit for bit; a replay allocates nothing (run_raw) or only its outputs. */
+static void test_fusion_groups(void) {
+  int64_t s[2] = {5, 200003}, row[1] = {200003};
+  mx_array *x = ph(MX_F32, 2, s), *y = ph(MX_F32, 1, row);
+  mx_array *c = NULL;
+  must(mx_full(MX_F32, 0, NULL, 0.5, &c), c, "full");
+  mx_array *a = un(MX_OP_SIN, x), *b = bin(MX_OP_MULTIPLY, a, y), *d = bin(MX_OP_ADD, b, c), *e = un(MX_OP_ABS, d);
+  mx_array *f = bin(MX_OP_SUBTRACT, e, x), *out = un(MX_OP_SQUARE, f), *outs[2] = {out, b};
+  mx_array *holders[2] = {x, y};
+  mx_tape *t = NULL;
+  mx_status st = mx_tape_capture(holders, 2, outs, 2, &t);
+  CHECK(st == MX_OK, "capture: %s", mx_last_error());
+  if (st) return;
+  mx_tape_info info;
+  mx_tape_info_get(t, &info);
+  CHECK(info.groups == 1 && info.fused == 6 && info.n_instructions == 6, "groups %d fused %d", info.groups, info.fused);
+  for (int k = 0; k < info.n_instructions; k++) CHECK(mx_tape_instruction_group(t, k) == 0, "instruction %d grouped", k);
+  /* b is an output (stored); sin, add, abs, subtract live in scratch blocks: the arena is empty */
+  CHECK(info.arena_bytes == 0, "arena %lld", (long long)info.arena_bytes);
+  int64_t n = s[0] * s[1];
+  float *xv = malloc(sizeof(float) * (size_t)n), *yv = malloc(sizeof(float) * (size_t)row[0]);
+  for (int64_t i = 0; i < n; i++) xv[i] = (float)((i * 37) % 1000) / 250.0f - 2.0f;
+  for (int64_t i = 0; i < row[0]; i++) yv[i] = (float)((i * 11) % 300) / 100.0f - 1.5f;
+  mx_array *xa = arr(MX_F32, 2, s, xv), *ya = arr(MX_F32, 1, row, yv), *rin[2] = {xa, ya}, *res[2];
+  st = mx_tape_run(t, rin, 2, 0, res);
+  CHECK(st == MX_OK, "run: %s", mx_last_error());
+  mx_array *wa = un(MX_OP_SIN, xa), *wb = bin(MX_OP_MULTIPLY, wa, ya), *wd = bin(MX_OP_ADD, wb, c), *we = un(MX_OP_ABS, wd);
+  mx_array *wf = bin(MX_OP_SUBTRACT, we, xa), *want = un(MX_OP_SQUARE, wf), *wants[2] = {want, wb};
+  mx_eval(wants, 2);
+  if (!st) {
+    CHECK(!memcmp(mx_data(res[0]), mx_data(want), mx_nbytes(want)), "fused chain equals eval");
+    CHECK(!memcmp(mx_data(res[1]), mx_data(wb), mx_nbytes(wb)), "stored member equals eval");
+    mx_release(res[0]), mx_release(res[1]);
+  }
+  float *o0 = malloc(mx_nbytes(want)), *o1 = malloc(mx_nbytes(wb));
+  const void *in[2] = {xv, yv};
+  void *out_raw[2] = {o0, o1};
+  st = mx_tape_run_raw(t, in, out_raw);
+  mx_memory_stats m0, m1;
+  mx_memory_stats_get(&m0);
+  for (int i = 0; i < 20 && !st; i++) st = mx_tape_run_raw(t, in, out_raw);
+  mx_memory_stats_get(&m1);
+  CHECK(st == MX_OK && !memcmp(o0, mx_data(want), mx_nbytes(want)), "raw fused chain: %s", mx_last_error());
+  CHECK(m1.alloc_count == m0.alloc_count && m1.active_bytes == m0.active_bytes, "raw replays allocate nothing: %lld",
+        (long long)(m1.alloc_count - m0.alloc_count));
+  mx_array *all[] = {x, y, c, a, b, d, e, f, out, xa, ya, wa, wb, wd, we, wf, want};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) mx_release(all[i]);
+  free(xv), free(yv), free(o0), free(o1);
+  mx_tape_release(t);
+}
+
+/* Small tapes (a gradient's scalars and short vectors): replays through run_raw allocate
+ * nothing, through mx_tape_run only their outputs; in-place reuse keeps the arena small. */
+static void test_arena_plan(void) {
+  int64_t s[1] = {50};
+  mx_array *x = ph(MX_F64, 1, s), *a = un(MX_OP_EXP, x), *b = un(MX_OP_SIN, a), *c = bin(MX_OP_MULTIPLY, b, a);
+  mx_array *d = NULL, *e = NULL;
+  must(mx_reduce(MX_OP_SUM, c, NULL, -1, 0, &d), d, "sum");
+  e = bin(MX_OP_MULTIPLY, c, d); /* c stays live across the sum */
+  mx_array *f = un(MX_OP_TANH, e), *outs[2] = {f, d};
+  mx_tape *t = NULL;
+  mx_status st = mx_tape_capture(&x, 1, outs, 2, &t);
+  CHECK(st == MX_OK, "capture: %s", mx_last_error());
+  if (st) return;
+  mx_tape_info info;
+  mx_tape_info_get(t, &info);
+  /* exp, sin, multiply are one group (scratch except c, read by sum and e); tanh takes e's memory */
+  CHECK(info.arena_bytes <= 2 * 448 && info.arena_bytes > 0, "arena %lld", (long long)info.arena_bytes);
+  double xv[50], o0[50], o1[1];
+  for (int i = 0; i < 50; i++) xv[i] = i * 0.01 - 0.2;
+  mx_array *xa = arr(MX_F64, 1, s, xv), *ra[2];
+  mx_array *wa = un(MX_OP_EXP, xa), *wb = un(MX_OP_SIN, wa), *wc = bin(MX_OP_MULTIPLY, wb, wa), *wd = NULL;
+  must(mx_reduce(MX_OP_SUM, wc, NULL, -1, 0, &wd), wd, "sum");
+  mx_array *we = bin(MX_OP_MULTIPLY, wc, wd), *wf = un(MX_OP_TANH, we), *wants[2] = {wf, wd};
+  mx_eval(wants, 2);
+  const void *in[1] = {xv};
+  void *out[2] = {o0, o1};
+  st = mx_tape_run_raw(t, in, out);
+  mx_memory_stats m0, m1;
+  mx_memory_stats_get(&m0);
+  for (int i = 0; i < 1000 && !st; i++) st = mx_tape_run_raw(t, in, out);
+  mx_memory_stats_get(&m1);
+  CHECK(st == MX_OK && !memcmp(o0, mx_data(wf), sizeof o0) && o1[0] == value_at(wd, 0), "raw values: %s", mx_last_error());
+  CHECK(m1.alloc_count == m0.alloc_count, "1000 raw replays allocated %lld times", (long long)(m1.alloc_count - m0.alloc_count));
+  mx_memory_stats_get(&m0);
+  for (int i = 0; i < 100 && !st; i++) {
+    st = mx_tape_run(t, &xa, 1, 0, ra);
+    if (!st) {
+      CHECK(!memcmp(mx_data(ra[0]), mx_data(wf), sizeof o0), "run values");
+      mx_release(ra[0]), mx_release(ra[1]);
+    }
+  }
+  mx_memory_stats_get(&m1);
+  CHECK(m1.alloc_count - m0.alloc_count == 200, "a replay allocates its 2 outputs only: %lld in 100",
+        (long long)(m1.alloc_count - m0.alloc_count));
+  mx_array *all[] = {x, a, b, c, d, e, f, xa, wa, wb, wc, wd, we, wf};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) mx_release(all[i]);
+  mx_tape_release(t);
 }
 
 int main(void) {
@@ -294,6 +570,10 @@ int main(void) {
   test_odd_outputs();
   test_concatenate_and_reshape();
   test_memory_flat();
+  test_random_dags();
+  test_noops_and_dead();
+  test_fusion_groups();
+  test_arena_plan();
   test_cancel();
   return test_summary("test_compile: ");
 }

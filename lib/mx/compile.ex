@@ -163,13 +163,23 @@ defmodule Mx.Compile do
   counted as a compile) and describes its tape: `%{instructions:,
   constants:, folded:, merged:, cost:, bytes:, deep:, ops: [op]}`, where
   `ops` are the primitives a replay runs, in order, `folded` the nodes
-  evaluated at capture and `merged` the duplicates and aliases removed. It
+  evaluated at capture and `merged` the duplicates and aliases removed.
+  Lowering adds `noops:` (exact algebraic no-ops removed: `x * 1`, `x / 1`,
+  `x - 0`, `x + -0.0`, `-(-x)`, identity casts, broadcasts and transposes,
+  selects on a constant predicate) and `dead:` (instructions nothing reads);
+  the replay plan adds `groups:`, `fused:` and `fusion:` (the ops of each
+  group of elementwise instructions replayed together block by block) and
+  `arena_bytes:` (the intermediates' memory, allocated once per replay context). It
   also gives the new tape's execution tier (see `await_native/3` for the keys):
   `:compiling` right after tracing when `jit: true`.
 
       iex> f = Mx.compile(fn x -> Mx.add(Mx.exp(x), Mx.exp(x)) end)
       iex> Mx.Compile.tape_info(f, [Mx.tensor([1.0])]).ops
       [:exp, :add]
+      iex> g = Mx.compile(fn x -> x |> Mx.multiply(1.0) |> Mx.negate() |> Mx.negate() |> Mx.exp() |> Mx.sin() end)
+      iex> info = Mx.Compile.tape_info(g, [Mx.tensor([1.0, 2.0])])
+      iex> {info.ops, info.noops, info.dead, info.fusion}
+      {[:exp, :sin], 2, 1, [[:exp, :sin]]}
   """
   @spec tape_info(function(), list()) :: map()
   def tape_info(compiled, args) when is_function(compiled) and is_list(args),

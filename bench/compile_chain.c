@@ -1,0 +1,163 @@
+/* compile_chain.c: a compiled chain of 8 elementwise ops over 16M f32 (one fused group:
+ * read x once, write the result once, intermediates in L1-sized scratch blocks) beside
+ * a 2-thread STREAM triad measured in the same run, reps interleaved.
+ *
+ * Traffic as bandwidth.c counts it (bytes read + written by the program): the chain
+ * 8 B/elem (x in, y out; its repeated reads of x hit the block in cache), triad 12 B/elem.
+ * Also timed: the same chain uncompiled (8 kernels through mx_eval, each a full pass).
+ *
+ * Usage: compile_chain [reps] [--kv] */
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "bench_util.h"
+
+#define N ((int64_t)1 << 24)
+#define NTHREADS 2
+
+typedef struct {
+  float *a;
+  const float *b, *c;
+  int64_t lo, hi;
+} part;
+
+static void *triad_part(void *arg) {
+  part *p = arg;
+  float *restrict a = p->a;
+  const float *restrict b = p->b, *restrict c = p->c;
+  for (int64_t i = p->lo; i < p->hi; i++) a[i] = b[i] + 3.0f * c[i];
+  return NULL;
+}
+
+/* A persistent team (as bandwidth.c): the caller takes part 0. */
+static pthread_barrier_t go, done;
+static part parts[NTHREADS];
+
+static void *team_main(void *arg) {
+  for (;;) {
+    pthread_barrier_wait(&go);
+    triad_part(arg);
+    pthread_barrier_wait(&done);
+  }
+  return NULL;
+}
+
+static void triad(float *a, const float *b, const float *c) {
+  for (int t = 0; t < NTHREADS; t++) parts[t] = (part){a, b, c, N * t / NTHREADS, N * (t + 1) / NTHREADS};
+  pthread_barrier_wait(&go);
+  triad_part(&parts[0]);
+  pthread_barrier_wait(&done);
+}
+
+static mx_array *scalar(float v) {
+  mx_array *s;
+  check(mx_full(MX_F32, 0, NULL, v, &s), "full");
+  return s;
+}
+
+/* y = op(y, b) (unary when b is NULL), dropping the old y. */
+static void step(mx_op op, mx_array **y, mx_array *b) {
+  mx_array *o;
+  check(b ? mx_binary(op, *y, b, &o) : mx_unary(op, *y, &o), mx_ops[op].name);
+  mx_release(*y);
+  *y = o;
+}
+
+/* x*1.0001 + 0.5, * x, - 0.25, abs, min 4, * 0.5, + x: cheap ops, so memory decides. */
+static mx_array *chain(mx_array *x) {
+  mx_array *c[4] = {scalar(1.0001f), scalar(0.5f), scalar(0.25f), scalar(4.0f)}, *y = x;
+  mx_retain(y);
+  step(MX_OP_MULTIPLY, &y, c[0]);
+  step(MX_OP_ADD, &y, c[1]);
+  step(MX_OP_MULTIPLY, &y, x);
+  step(MX_OP_SUBTRACT, &y, c[2]);
+  step(MX_OP_ABS, &y, NULL);
+  step(MX_OP_MIN, &y, c[3]);
+  step(MX_OP_MULTIPLY, &y, c[1]);
+  step(MX_OP_ADD, &y, x);
+  for (int i = 0; i < 4; i++) mx_release(c[i]);
+  return y;
+}
+
+int main(int argc, char **argv) {
+  int reps = argc > 1 ? atoi(argv[1]) : 15;
+  int kv = argc > 2 && strcmp(argv[2], "--kv") == 0;
+  if (reps < 1 || reps > 200) reps = 15;
+  pthread_barrier_init(&go, NULL, NTHREADS);
+  pthread_barrier_init(&done, NULL, NTHREADS);
+  for (int t = 1; t < NTHREADS; t++) {
+    pthread_t tid;
+    pthread_create(&tid, NULL, team_main, &parts[t]);
+    pthread_detach(tid);
+  }
+  const size_t bytes = (size_t)N * sizeof(float);
+  float *a = xalloc(bytes), *b = xalloc(bytes), *c = xalloc(bytes), *out = xalloc(bytes);
+  for (int64_t i = 0; i < N; i++) a[i] = 0, b[i] = (float)(i % 1000) * 0.002f - 1, c[i] = (float)(i % 7), out[i] = 0;
+  int64_t shape[1] = {N};
+  mx_array *x, *holder;
+  check(mx_from_data(MX_F32, 1, shape, b, bytes, &x), "from_data");
+  check(mx_placeholder(MX_F32, 1, shape, &holder), "placeholder");
+  mx_array *traced = chain(holder);
+  mx_tape *t;
+  double t0 = now();
+  check(mx_tape_capture(&holder, 1, &traced, 1, &t), "capture");
+  double capture_us = (now() - t0) * 1e6;
+  mx_tape_info info;
+  mx_tape_info_get(t, &info);
+
+  /* the compiled result equals the uncompiled one bit for bit */
+  mx_array *want = chain(x), *got;
+  check(mx_eval(&want, 1), "eval");
+  check(mx_tape_run(t, &x, 1, 0, &got), "run");
+  if (memcmp(mx_data(got), mx_data(want), bytes)) {
+    fprintf(stderr, "compiled chain differs from eval\n");
+    return 1;
+  }
+  mx_release(got), mx_release(want);
+
+  double gb_triad[200], gb_run[200], gb_raw[200], gb_eval[200], r_run[200], r_raw[200];
+  const void *in[1] = {b};
+  void *outs[1] = {out};
+  check(mx_tape_run_raw(t, in, outs), "run_raw");
+  for (int r = 0; r < reps; r++) {
+    double s0 = now();
+    triad(a, b, c);
+    double s1 = now();
+    check(mx_tape_run(t, &x, 1, 0, &got), "run");
+    double s2 = now();
+    mx_release(got);
+    double s3 = now();
+    check(mx_tape_run_raw(t, in, outs), "run_raw");
+    double s4 = now();
+    mx_array *y = chain(x);
+    double s5 = now();
+    check(mx_eval(&y, 1), "eval");
+    double s6 = now();
+    mx_release(y);
+    gb_triad[r] = 12.0 * N / (s1 - s0) / 1e9;
+    gb_run[r] = 8.0 * N / (s2 - s1) / 1e9;
+    gb_raw[r] = 8.0 * N / (s4 - s3) / 1e9;
+    gb_eval[r] = 8.0 * N / (s6 - s5) / 1e9;
+    r_run[r] = gb_run[r] / gb_triad[r];
+    r_raw[r] = gb_raw[r] / gb_triad[r];
+  }
+  printf("compile_chain: 8 elementwise ops over 16M f32, %d threads, median of %d reps\n", mx_num_threads(), reps);
+  print_load();
+  printf("  tape: %d instructions, %d fused in %d group(s), arena %lld bytes, capture %.0f us\n", info.n_instructions,
+         info.fused, info.groups, (long long)info.arena_bytes, capture_us);
+  double mt = median(gb_triad, reps), mrun = median(gb_run, reps), mraw = median(gb_raw, reps), mev = median(gb_eval, reps);
+  printf("  %-40s %8.2f GB/s\n", "STREAM triad (2 threads, 12 B/elem)", mt);
+  printf("  %-40s %8.2f GB/s  %5.1f%% of triad (median of per-rep ratios %.1f%%)\n", "compiled, mx_tape_run (8 B/elem)", mrun,
+         100 * mrun / mt, 100 * median(r_run, reps));
+  printf("  %-40s %8.2f GB/s  %5.1f%% of triad (median of per-rep ratios %.1f%%)\n", "compiled, mx_tape_run_raw (8 B/elem)",
+         mraw, 100 * mraw / mt, 100 * median(r_raw, reps));
+  printf("  %-40s %8.2f GB/s  %5.1f%% of triad\n", "uncompiled, mx_eval (8 B/elem equiv.)", mev, 100 * mev / mt);
+  if (kv)
+    printf("kv triad_gbs=%.3f\nkv run_gbs=%.3f\nkv raw_gbs=%.3f\nkv eval_gbs=%.3f\nkv run_over_triad=%.4f\n"
+           "kv raw_over_triad=%.4f\nkv capture_us=%.1f\n",
+           mt, mrun, mraw, mev, median(r_run, reps), median(r_raw, reps), capture_us);
+  mx_tape_release(t);
+  mx_release(traced), mx_release(holder), mx_release(x);
+  return 0;
+}
