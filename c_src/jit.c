@@ -184,12 +184,14 @@ enum { R_CALL, R_EW, R_RED, R_ALIAS, R_MATMUL };
 typedef struct {
   const mx_tape_view *v;
   int *rule;     /* per instruction */
-  int *group;    /* per instruction: group id, -1 standalone */
+  int *group;    /* per instruction: group id (its first member), -1 standalone */
+  int *order;    /* emission order: dependencies first, a group's members together */
   int *prod;     /* per slot: producing instruction, -1 */
   int *outside;  /* per slot: read outside its group (or an output) */
   int *tocall;   /* per slot: read by a callback */
   int *storage;  /* per slot: S_* */
   int64_t *soff; /* per slot: scratch offset */
+  uint8_t *done; /* per instruction: ordered (classify) */
   size_t scratch;
 } gen;
 enum { S_PTR, S_LOCAL, S_SCRATCH, S_TEMP, S_CONST };
@@ -245,6 +247,18 @@ static const mx_array *loop_shape(const gen *g, int k) {
   return g->rule[k] == R_RED ? slot(g, in_slot(g, k, 0)) : slot(g, g->v->ins_slot[k]);
 }
 
+/* Whether instruction k can join group cur (first member `first`). */
+static int joins(const gen *g, int k, int cur, int first) {
+  int r = g->rule[k];
+  if (cur < 0 || !(r == R_EW || (r == R_RED && full_reduce(slot(g, g->v->ins_slot[k]))))) return 0;
+  if (!same_shape_of(loop_shape(g, k), loop_shape(g, first))) return 0;
+  for (int j = 0; j < n_inputs(g, k); j++) {
+    int p = g->prod[in_slot(g, k, j)];
+    if (p >= 0 && g->group[p] == cur && g->rule[p] == R_RED) return 0;
+  }
+  return 1;
+}
+
 static void classify(gen *g) {
   const mx_tape_view *v = g->v;
   for (int s = 0; s < v->n_slots; s++) g->prod[s] = -1;
@@ -252,18 +266,31 @@ static void classify(gen *g) {
     g->rule[k] = rule_of(g, k);
     g->prod[v->ins_slot[k]] = k;
   }
-  /* Groups: consecutive elementwise instructions of one shape, plus full reductions of
-   * that shape; a member may not read a reduction of its own group (not yet complete). */
+  /* Groups: elementwise instructions of one shape, plus full reductions of that shape, run
+   * together in one loop; a member may not read a reduction of its own group (not yet
+   * complete). The order keeps dependencies and, among ready instructions, takes one that
+   * joins the open group before any other (the earliest), so groups grow past unrelated work. */
   int cur = -1, first = -1;
-  for (int k = 0; k < v->n_ins; k++) {
+  uint8_t *done = g->done;
+  for (int pos = 0; pos < v->n_ins; pos++) {
+    int k = -1, other = -1;
+    for (int c = 0; c < v->n_ins && k < 0; c++) {
+      if (done[c]) continue;
+      int ready = 1;
+      for (int j = 0; ready && j < n_inputs(g, c); j++) {
+        int p = g->prod[in_slot(g, c, j)];
+        ready = p < 0 || done[p];
+      }
+      if (!ready) continue;
+      if (joins(g, c, cur, first)) k = c;
+      else if (other < 0) other = c;
+    }
+    if (k < 0) k = other;
+    done[k] = 1;
+    g->order[pos] = k;
     int r = g->rule[k];
     int fusible = r == R_EW || (r == R_RED && full_reduce(slot(g, v->ins_slot[k])));
-    int join = fusible && cur >= 0 && same_shape_of(loop_shape(g, k), loop_shape(g, first));
-    for (int j = 0; join && j < n_inputs(g, k); j++) {
-      int p = g->prod[in_slot(g, k, j)];
-      if (p >= 0 && g->group[p] == cur && g->rule[p] == R_RED) join = 0;
-    }
-    if (join) {
+    if (joins(g, k, cur, first)) {
       g->group[k] = cur;
     } else if (fusible) {
       g->group[k] = cur = k;
@@ -400,11 +427,13 @@ static const char *step_of(mx_op op) {
 
 /* A group: one loop nest over its shape; full reductions accumulate in a<s>
  * (ACC(T) for sum and product, T with a first-element flag f<s> for max and min). */
-static int emit_group(const gen *g, sbuf *b, int k0) {
+static int emit_group(const gen *g, sbuf *b, int p0) {
   const mx_tape_view *v = g->v;
+  const int k0 = g->order[p0];
   const mx_array *loop = loop_shape(g, k0);
-  int k;
-  for (k = k0; k < v->n_ins && g->group[k] == k0; k++)
+  int p, k;
+#define MEMBERS for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++)
+  MEMBERS
     if (g->rule[k] == R_RED) {
       int s = v->ins_slot[k];
       mx_op op = (mx_op)slot(g, s)->op;
@@ -420,7 +449,7 @@ static int emit_group(const gen *g, sbuf *b, int k0) {
   put(b, "    const int64_t i = ");
   put_offset(b, loop, cst);
   put(b, "; (void)i;\n");
-  for (k = k0; k < v->n_ins && g->group[k] == k0; k++) {
+  MEMBERS {
     int s = v->ins_slot[k];
     if (g->rule[k] == R_EW) {
       emit_ew(g, b, k, k0, loop);
@@ -436,12 +465,13 @@ static int emit_group(const gen *g, sbuf *b, int k0) {
       put(b, "; const T r = a%d; a%d = f%d ? x : %s; f%d = 0; }\n", s, s, s, step_of(op), s);
   }
   put(b, "  }\n");
-  for (k = k0; k < v->n_ins && g->group[k] == k0; k++)
+  MEMBERS
     if (g->rule[k] == R_RED) {
       int s = v->ins_slot[k];
       put(b, "  v%d[0] = (%s)a%d;\n", s, ctype[slot(g, s)->dtype], s);
     }
-  return k;
+#undef MEMBERS
+  return p;
 }
 
 /* A reduction over some axes: loops over kept axes outside, reduced ones inside. */
@@ -493,9 +523,11 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
   g.tocall = calloc(ns, sizeof(int));
   g.storage = calloc(ns, sizeof(int));
   g.soff = calloc(ns, sizeof(int64_t));
+  g.order = calloc(ni, sizeof(int));
+  g.done = calloc(ni, 1);
   sbuf b = {0};
   mx_status st = MX_OK;
-  if (!g.rule || !g.group || !g.prod || !g.outside || !g.tocall || !g.storage || !g.soff) {
+  if (!g.rule || !g.group || !g.prod || !g.outside || !g.tocall || !g.storage || !g.soff || !g.order || !g.done) {
     st = mx_error(MX_ENOMEM, "[compile] out of memory generating C");
     goto done;
   }
@@ -535,11 +567,11 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
       default: break;
     }
   }
-  for (int k = 0; k < v.n_ins;) {
-    int s = v.ins_slot[k];
+  for (int p = 0; p < v.n_ins;) {
+    int k = g.order[p], s = v.ins_slot[k];
     put(&b, "  /* %d: %s */\n", k, mx_ops[v.slots[s].op].name);
     if (g.group[k] == k) {
-      k = emit_group(&g, &b, k);
+      p = emit_group(&g, &b, p);
       continue;
     }
     switch (g.rule[k]) {
@@ -554,7 +586,7 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
         put(&b, "  if ((rc = call(ctx, %d))) return rc;\n  v%d = (const void *)P[%d];\n", k, s, s);
         break;
     }
-    k++;
+    p++;
   }
   for (int o = 0; o < v.n_out; o++) {
     int s = v.out_slot[o];
@@ -571,6 +603,8 @@ done:
   free(g.tocall);
   free(g.storage);
   free(g.soff);
+  free(g.order);
+  free(g.done);
   if (st) {
     free(b.s);
     return st;

@@ -1688,6 +1688,22 @@ static ERL_NIF_TERM tape_jit_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
   return jit_info_put(env, t, map);
 }
 
+/* tape_jit_source(tape) -> the C jit.c generates for it (inspection and tests). */
+static ERL_NIF_TERM tape_jit_source(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_tape *t;
+  if (!get_tape(env, argv[0], &t)) return badarg(env, "[compile] argument 1 must be a tape");
+  char *src;
+  size_t scratch;
+  if (mx_jit_source(t, &src, &scratch)) return raise_mx(env);
+  ERL_NIF_TERM bin;
+  size_t n = strlen(src);
+  unsigned char *p = enif_make_new_binary(env, n, &bin);
+  if (p) memcpy(p, src, n);
+  free(src);
+  return p ? bin : raise_with(env, atom_mx_error, "[compile] out of memory");
+}
+
 /* compile_lookup(cache, key) -> the cached tape of a signature, or nil (none, or a fallback). */
 static ERL_NIF_TERM compile_lookup(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
@@ -1929,6 +1945,7 @@ static ErlNifFunc funcs[] = {
     {"tape_jit", 2, tape_jit, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"tape_jit_info", 1, tape_jit_info, 0},
     {"compile_lookup", 2, compile_lookup, 0},
+    {"tape_jit_source", 1, tape_jit_source, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"tape_time_raw", 3, tape_time_raw, ERL_NIF_DIRTY_JOB_CPU_BOUND}, /* benchmarks */
 };
 

@@ -82,5 +82,7 @@ defmodule Mx.NIF do
   def tape_jit_info(_tape), do: nif_not_loaded()
   def compile_lookup(_cache, _key), do: nif_not_loaded()
   @doc false
+  def tape_jit_source(_tape), do: nif_not_loaded()
+  @doc false
   def tape_time_raw(_tape, _inputs, _reps), do: nif_not_loaded()
 end
