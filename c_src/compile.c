@@ -447,6 +447,8 @@ static mx_status native_run(mx_tape *t, replay_ctx *c, mx_jit_fn fn, size_t scra
   for (int j = 0; j < t->n_out; j++) c->O[j] = out ? out[j] : mx_data(&c->slots[t->out_slot[j]]);
   native_ctx n = {t, c};
   mx_status st = (mx_status)fn(c->P, c->O, mx_jit_host_table(), native_call, &n, c->jscratch);
+  if (st == MX_ECANCELLED) /* generated code checks between long loops */
+    st = mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
   for (; c->n_owned > 0; c->n_owned--) mx_buffer_release(c->owned[c->n_owned - 1]);
   return st;
 }

@@ -67,7 +67,7 @@ static const char elementwise_h[] =
   X(double, mx_ndtri, (double)) X(float, mx_ndtrif, (float)) X(double, mx_igamma, (double, double))           \
   X(float, mx_igammaf, (float, float)) X(double, mx_igammac, (double, double))                                \
   X(float, mx_igammacf, (float, float)) X(double, mx_ibeta, (double, double, double))                         \
-  X(float, mx_ibetaf, (float, float, float))
+  X(float, mx_ibetaf, (float, float, float)) X(int, mx_cancelled, (void))
 
 #define HOST_FIELD(R, name, params) R(*name) params;
 struct mx_jit_host {
@@ -199,6 +199,8 @@ enum { S_PTR, S_LOCAL, S_SCRATCH, S_TEMP, S_CONST };
 #define LOCAL_BYTES 16384  /* stack locals in all (the generated function may run on a scheduler thread) */
 #define CONST_LITERAL 64   /* constants up to this many elements become literals */
 #define MATMUL_INLINE 4096 /* m * n * k multiply-adds done as plain loops */
+#define CANCEL_CHECK 65536 /* loops this long check for cancellation after them */
+#define MAX_INSTRUCTIONS 20000 /* larger tapes stay on the interpreter (compile time) */
 
 static const mx_array *slot(const gen *g, int s) { return &g->v->slots[s]; }
 static int in_slot(const gen *g, int k, int j) { return g->v->in_idx[g->v->in_off[k] + j]; }
@@ -465,6 +467,7 @@ static int emit_group(const gen *g, sbuf *b, int p0) {
       put(b, "; const T r = a%d; a%d = f%d ? x : %s; f%d = 0; }\n", s, s, s, step_of(op), s);
   }
   put(b, "  }\n");
+  if (loop->size >= CANCEL_CHECK) put(b, "  if (mx_cancelled()) return %d;\n", (int)MX_ECANCELLED);
   MEMBERS
     if (g->rule[k] == R_RED) {
       int s = v->ins_slot[k];
@@ -1130,7 +1133,17 @@ mx_status mx_tape_jit_start(mx_tape *t, const mx_jit_env *e) {
     if (job) job_free(job);
     return mx_error(MX_ENOMEM, "[compile] out of memory starting the native tier");
   }
+  mx_tape_view v;
+  mx_tape_view_get(t, &v);
   char cc[1024];
+  if (v.n_ins > MAX_INSTRUCTIONS) {
+    atomic_init(&j->tier, MX_TIER_INTERPRETER);
+    snprintf(j->reason, sizeof j->reason, "%d instructions: past %d the tape stays on the interpreter", v.n_ins,
+             MAX_INSTRUCTIONS);
+    if (!mx_tape_jit_install(t, j)) mx_jit_free(j);
+    job_free(job);
+    return MX_OK;
+  }
   if (!find_compiler(cc, sizeof cc, job->env[ENV_CC], job->env[ENV_PATH])) { /* no compiler: the interpreter, with a note */
     atomic_init(&j->tier, MX_TIER_INTERPRETER);
     snprintf(j->reason, sizeof j->reason, "no C compiler (%.400s)", cc);

@@ -8,12 +8,21 @@
 
 #include "test_util.h"
 
+/* Every array the builders make, released at the end of the test that made them. */
+static mx_array *made[128];
+static int n_made;
+
 static mx_array *must(mx_status st, mx_array *x, const char *what) {
   if (st) {
     printf("%s: %s\n", what, mx_last_error());
     exit(2);
   }
+  if (x && n_made < 128) made[n_made++] = x;
   return x;
+}
+
+static void release_made(void) {
+  while (n_made > 0) mx_release(made[--n_made]);
 }
 static mx_array *ph(mx_dtype t, int nd, const int64_t *shape) {
   mx_array *p = NULL;
@@ -43,23 +52,27 @@ static int build(mx_array **holders, mx_array **outs) {
   int64_t s4[1] = {4}, s34[2] = {3, 4}, s43[2] = {4, 3};
   mx_array *x = ph(MX_F64, 1, s4), *y = ph(MX_F64, 2, s34), *z = ph(MX_F32, 1, s4), *n = ph(MX_S32, 1, s4);
   holders[0] = x, holders[1] = y, holders[2] = z, holders[3] = n;
-  mx_array *half = arr_values(MX_F64, 0, NULL, (double[]){0.5});
+  mx_array *half = must(MX_OK, arr_values(MX_F64, 0, NULL, (double[]){0.5}), "half");
   mx_array *d = bin(MX_OP_SUBTRACT, y, x);             /* broadcast x over rows */
   mx_array *sq = bin(MX_OP_MULTIPLY, un(MX_OP_SQUARE, d), half);
   mx_array *lg = un(MX_OP_LGAMMA, un(MX_OP_EXP, x));
   mx_array *la = bin(MX_OP_LOGADDEXP, y, bin(MX_OP_ADD, x, half));
   mx_array *pos = bin(MX_OP_GREATER, y, half), *sel = NULL;
   if (mx_select(pos, la, sq, &sel)) must(MX_EINVAL, NULL, "select");
+  must(MX_OK, sel, "select");
   int ax0[1] = {0};
   mx_array *rows = red(MX_OP_SUM, sel, 1, ax0);        /* [4] */
   mx_array *mx = red(MX_OP_REDUCE_MAX, y, -1, NULL);   /* full */
   mx_array *tot = bin(MX_OP_ADD, red(MX_OP_SUM, bin(MX_OP_ADD, rows, lg), -1, NULL), mx);
   mx_array *yt = NULL, *mm = NULL, *cs = NULL;
   int perm[2] = {1, 0};
-  if (mx_transpose(y, perm, &yt)) must(MX_EINVAL, NULL, "transpose");  /* [4][3]: no rule, a callback */
-  if (mx_matmul(y, yt, &mm)) must(MX_EINVAL, NULL, "matmul");           /* [3][3] */
+  if (mx_transpose(y, perm, &yt)) must(MX_EINVAL, NULL, "transpose");
+  must(MX_OK, yt, "transpose");  /* [4][3]: no rule, a callback */
+  if (mx_matmul(y, yt, &mm)) must(MX_EINVAL, NULL, "matmul");
+  must(MX_OK, mm, "matmul");           /* [3][3] */
   (void)s43;
   if (mx_scan(MX_OP_CUMULATIVE_SUM, rows, 0, 0, &cs)) must(MX_EINVAL, NULL, "cumsum");
+  must(MX_OK, cs, "cumsum");
   mx_array *zf = un(MX_OP_SIGMOID, bin(MX_OP_MULTIPLY, z, z));
   mx_array *ni = bin(MX_OP_MULTIPLY, n, n);
   outs[0] = tot, outs[1] = mm, outs[2] = cs, outs[3] = zf, outs[4] = ni, outs[5] = x;
@@ -135,8 +148,8 @@ static void test_native_equals_interpreter(const char *cache) {
     CHECK(info.tier == MX_TIER_NATIVE && info.cache_hit, "cache hit: tier %d hit %d %s", info.tier, info.cache_hit, info.reason);
     mx_tape_release(t2);
   }
-  for (int i = 0; i < 4; i++) mx_release(in[i]), mx_release(holders[i]);
-  for (int o = 0; o < n_out - 1; o++) mx_release(outs[o]);
+  for (int i = 0; i < 4; i++) mx_release(in[i]);
+  release_made(); /* holders, outputs and intermediates */
   mx_tape_release(t);
 }
 
@@ -173,7 +186,7 @@ static void test_compile_failure(const char *dir) {
   unsetenv("CC");
   mx_tape_release(t2);
   mx_tape_release(t);
-  mx_release(y), mx_release(x);
+  release_made();
 }
 
 int main(void) {
