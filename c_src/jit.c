@@ -271,7 +271,8 @@ static void classify(gen *g) {
   /* Groups: elementwise instructions of one shape, plus full reductions of that shape, run
    * together in one loop; a member may not read a reduction of its own group (not yet
    * complete). The order keeps dependencies and, among ready instructions, takes one that
-   * joins the open group before any other (the earliest), so groups grow past unrelated work. */
+   * joins the open group, else the one with the fewest elements (scalar work first: it is
+   * what the next array loop usually waits for), so groups grow past unrelated work. */
   int cur = -1, first = -1;
   uint8_t *done = g->done;
   for (int pos = 0; pos < v->n_ins; pos++) {
@@ -285,7 +286,7 @@ static void classify(gen *g) {
       }
       if (!ready) continue;
       if (joins(g, c, cur, first)) k = c;
-      else if (other < 0) other = c;
+      else if (other < 0 || loop_shape(g, c)->size < loop_shape(g, other)->size) other = c;
     }
     if (k < 0) k = other;
     done[k] = 1;
