@@ -416,13 +416,19 @@ static int native_call(void *vctx, int k) {
     views[j].buf = &bufs[j];
     ptrs[j] = &views[j];
   }
-  mx_array *x = &c->slots[t->ins_slot[k]];
-  int had = x->buf != NULL; /* the plan's memory (arena or output); else the kernel allocates */
+  int s_out = t->ins_slot[k];
+  mx_array *x = &c->slots[s_out];
+  /* Output slots keep their buffers; arena offsets follow the interpreter's order, not the
+   * generated code's, so an arena slot gets memory of its own for this run. */
+  mx_buffer *planned = x->buf;
+  if (t->store[s_out] == S_ARENA) x->buf = NULL;
+  int had = x->buf != NULL;
   if (!st) st = mx_node_compute(x, ptrs);
   if (!st && !had) {
     c->owned[c->n_owned++] = x->buf;
     x->buf = NULL;
   }
+  if (!had) x->buf = planned;
   if (!st) c->P[t->ins_slot[k]] = had ? mx_data(x) : c->owned[c->n_owned - 1]->data;
   if (n_in > 8) {
     free(views);

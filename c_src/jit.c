@@ -215,6 +215,7 @@ static int full_reduce(const mx_array *x) { return x->size == 1 && (x->params &&
 static int rule_of(const gen *g, int k) {
   const mx_array *x = slot(g, g->v->ins_slot[k]);
   mx_dtype ot = (mx_dtype)x->dtype;
+  if (x->op == MX_OP_RESHAPE || x->op == MX_OP_STOP_GRADIENT) return R_ALIAS; /* any dtype: shares its input */
   if (x->size == 0 || !real_type(ot)) return R_CALL;
   int n = n_inputs(g, k);
   for (int j = 0; j < n; j++)
@@ -222,8 +223,6 @@ static int rule_of(const gen *g, int k) {
   mx_dtype it = n ? (mx_dtype)slot(g, in_slot(g, k, 0))->dtype : ot;
   mx_op op = (mx_op)x->op;
   switch (op) {
-    case MX_OP_RESHAPE:
-    case MX_OP_STOP_GRADIENT: return R_ALIAS;
     case MX_OP_BROADCAST: return R_EW;
     case MX_OP_SELECT: return R_EW;
     case MX_OP_AS_TYPE: return is_flt(it) && !is_flt(ot) && ot != MX_BOOL ? R_CALL : R_EW; /* saturation: kernel */

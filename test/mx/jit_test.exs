@@ -30,8 +30,8 @@ defmodule Mx.JitTest do
   defp eps(:f32), do: 1.1920929e-7
   defp eps(:f16), do: 9.765625e-4
   defp eps(:bf16), do: 7.8125e-3
-  defp eps({:c, 64}), do: eps(:f32)
-  defp eps({:c, 128}), do: eps(:f64)
+  defp eps(:c64), do: eps(:f32)
+  defp eps(:c128), do: eps(:f64)
   defp eps(_), do: 0.0
 
   defp close?(a, b, tol) when is_number(a) and is_number(b),
