@@ -111,7 +111,7 @@ fmt = &Bench.fmt/1
 
 IO.puts(
   "\nGenerated-C tier: ns per gradient via mx_tape_run_raw (median of 9 rounds x #{reps}); " <>
-    "hand-written C (grad_floor.c) in the same rounds; load #{Bench.load()}, /proc/loadavg " <>
+    "hand-written C (grad_floor.c) in the same rounds; median (min) of the rounds; load #{Bench.load()}, /proc/loadavg " <>
     String.trim(File.read!("/proc/loadavg")) <> "\n"
 )
 
@@ -126,9 +126,11 @@ for {name, t} <- tapes do
   interp = Bench.median(samples[{name, :interp}])
   native = Bench.median(samples[{name, :native}])
   floor = Bench.median(samples[{model, :floor}])
+  best = fn k -> fmt.(Enum.min(samples[k])) end
 
   IO.puts(
-    "| #{name} | #{i.instructions} | #{fmt.(interp)} | #{fmt.(native)} | #{fmt.(floor)} | #{fmt.(native / floor)}× | " <>
+    "| #{name} | #{i.instructions} | #{fmt.(interp)} (#{best.({name, :interp})}) | #{fmt.(native)} (#{best.({name, :native})}) | " <>
+      "#{fmt.(floor)} (#{best.({model, :floor})}) | #{fmt.(native / floor)}× (#{fmt.(Enum.min(samples[{name, :native}]) / Enum.min(samples[{model, :floor}]))}×) | " <>
       "#{fmt.(t.built.compile_wall_us / 1000)} | #{fmt.(t.built.compile_cpu_us / 1000)} | #{fmt.(t.loaded.compile_wall_us / 1000)} |"
   )
 end

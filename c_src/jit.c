@@ -148,6 +148,7 @@ static expr_row rows[] = {SAME_OPS(SAME_ROW, _, T) BOOL_OPS(BOOL_ROW, _, T) FLOA
 #define STR2(x) #x
 #define STR(x) STR2(x)
 static const char select_expr[] = STR(SELECT_EXPR(p, a, b));
+static const char div_invariant[] = STR2(DIV_BY_INVARIANT(a, b, r));
 static const char acc_type[] = STR2(ACC(T));
 #define STEP_TEXT(name) STR2(name(r, x))
 
@@ -380,6 +381,17 @@ static void open_loops(sbuf *b, const mx_array *loop) {
   put(b, "  {\n");
 }
 
+/* Whether slot s reads the same element at every point of a loop longer than one element. */
+static int invariant(const gen *g, int s, int grp, const mx_array *loop) {
+  int p = g->prod[s];
+  if (loop->size < 2 || g->storage[s] == S_TEMP || (p >= 0 && grp >= 0 && g->group[p] == grp)) return 0;
+  int64_t st[MX_MAX_RANK];
+  mx_broadcast_strides(slot(g, s), loop, st);
+  for (int d = 0; d < loop->ndim; d++)
+    if (st[d] && loop->shape[d] > 1) return 0;
+  return 1;
+}
+
 /* The value of elementwise instruction k (output slot s) into local t<s>. */
 static void emit_ew(const gen *g, sbuf *b, int k, int grp, const mx_array *loop) {
   int s = g->v->ins_slot[k];
@@ -415,7 +427,10 @@ static void emit_ew(const gen *g, sbuf *b, int k, int grp, const mx_array *loop)
   put_read(g, b, in_slot(g, k, 0), grp, loop);
   put(b, ", b = ");
   put_read(g, b, in_slot(g, k, 1), grp, loop);
-  put(b, "; t%d = (%s)(%s); }\n", s, ctype[ot], is_flt(it) ? r->fexpr : r->iexpr);
+  if (op == MX_OP_DIVIDE && is_flt(it) && invariant(g, in_slot(g, k, 1), grp, loop))
+    put(b, "; const T r = 1 / b; t%d = (%s)(%s); }\n", s, ctype[ot], div_invariant);
+  else
+    put(b, "; t%d = (%s)(%s); }\n", s, ctype[ot], is_flt(it) ? r->fexpr : r->iexpr);
 }
 
 static const char *step_of(mx_op op) {

@@ -178,6 +178,12 @@ static inline float mx_logaddexpf(float a, float b) {
 #define STEP_MAX(a, b) ((b) > (a) || ISNAN(b) ? (b) : (a))
 #define STEP_MIN(a, b) ((b) < (a) || ISNAN(b) ? (b) : (a))
 
+/* Division by a divisor constant over a loop, in generated code only (jit.c): r = 1 / b
+ * once, then a * r, when r is a normal number (then within 2 ulps of a / b, like any other
+ * reassociation the tiers may differ by); otherwise (b zero, infinite, NaN, huge or
+ * subnormal) a / b itself. */
+#define DIV_BY_INVARIANT(a, b, r) (isnormal(r) ? (a) * (r) : (a) / (b))
+
 /* SELECT: in[0] predicate p (truthy means != 0: -0.0 false, NaN true), in[1] a, in[2] b. */
 #define SELECT_EXPR(p, a, b) ((p) != 0 ? (a) : (b))
 

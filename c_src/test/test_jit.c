@@ -153,6 +153,54 @@ static void test_native_equals_interpreter(const char *cache) {
   mx_tape_release(t);
 }
 
+/* x / s with s a scalar (one value over the loop): generated code multiplies by 1 / s when
+ * that is a normal number (within 2 ulps of the interpreter's x / s), else divides exactly
+ * (s zero, infinite, NaN, subnormal, huge: the same values bit for bit). */
+static void test_divide_by_invariant(void) {
+  int64_t s6[1] = {6};
+  mx_array *x = ph(MX_F64, 1, s6), *s = ph(MX_F64, 0, NULL), *q = bin(MX_OP_DIVIDE, x, s), *hold[2] = {x, s};
+  mx_tape *t = NULL;
+  mx_status st = mx_tape_capture(hold, 2, &q, 1, &t);
+  CHECK(st == MX_OK, "capture: %s", mx_last_error());
+  if (st) return;
+  char *src = NULL;
+  size_t scratch;
+  if (mx_jit_source(t, &src, &scratch) == MX_OK) {
+    CHECK(strstr(src, "DIV_BY_INVARIANT(a, b, r)") != NULL, "reciprocal form used");
+    free(src);
+  }
+  double xv[6] = {1, -3, 1e-300, 7e300, 0, 0.1};
+  double sv[] = {3, -0.7, 1e-310, 0, INFINITY, NAN, 1e308, 5e-324};
+  mx_array *xa = arr_values(MX_F64, 1, s6, xv);
+  double want[8][6];
+  for (int i = 0; i < 8; i++) { /* the interpreter first */
+    mx_array *sa = arr_values(MX_F64, 0, NULL, &sv[i]), *in[2] = {xa, sa}, *r = NULL;
+    st = mx_tape_run(t, in, 2, 0, &r);
+    CHECK(st == MX_OK, "interpreter: %s", mx_last_error());
+    if (!st) memcpy(want[i], mx_data(r), sizeof want[i]), mx_release(r);
+    mx_release(sa);
+  }
+  mx_tape_jit_start(t, NULL);
+  CHECK(mx_tape_jit_wait(t, (int64_t)120 * 1000000000) == MX_TIER_NATIVE, "native");
+  for (int i = 0; i < 8; i++) {
+    double got[6];
+    const void *rin[2] = {xv, &sv[i]};
+    void *rout[1] = {got};
+    st = mx_tape_run_raw(t, rin, rout);
+    CHECK(st == MX_OK, "native: %s", mx_last_error());
+    int normal_r = isnormal(1 / sv[i]);
+    for (int j = 0; j < 6 && !st; j++) {
+      double a = got[j], b = want[i][j];
+      int ok = normal_r ? (a == b || fabs(a - b) <= 4.5e-16 * fabs(b) || (isnan(a) && isnan(b)))
+                        : (!memcmp(&a, &b, sizeof a) || (isnan(a) && isnan(b)));
+      CHECK(ok, "%g / %g: native %.17g interpreter %.17g", xv[j], sv[i], a, b);
+    }
+  }
+  mx_release(xa);
+  mx_tape_release(t);
+  release_made();
+}
+
 /* A compiler that fails: FAILED with its message, the interpreter keeps working. */
 static void test_compile_failure(const char *dir) {
   char cc[1200];
@@ -193,6 +241,7 @@ int main(void) {
   char dir[] = "/tmp/test_jit-XXXXXX";
   if (!mkdtemp(dir)) return 2;
   test_native_equals_interpreter(dir);
+  test_divide_by_invariant();
   test_compile_failure(dir);
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
