@@ -832,6 +832,30 @@ static int spawn_wait(char *const *argv, const char *log_path, int64_t *cpu_ns) 
   return status;
 }
 
+static void read_head(const char *path, char *out, size_t cap);
+
+/* `cc --version` for the cache key, run once per compiler path and modification time (the
+ * compile queue is the only caller: one thread). */
+static void compiler_version(const char *cc, const char *log, char *version, size_t cap) {
+  static char last_cc[1024], last_version[256];
+  static struct timespec last_mtime;
+  struct stat st;
+  int have = stat(cc, &st) == 0;
+  if (have && !strcmp(cc, last_cc) && st.st_mtim.tv_sec == last_mtime.tv_sec && st.st_mtim.tv_nsec == last_mtime.tv_nsec) {
+    snprintf(version, cap, "%s", last_version);
+    return;
+  }
+  char *vargv[] = {(char *)cc, "--version", NULL};
+  int64_t cpu = 0;
+  version[0] = 0;
+  if (spawn_wait(vargv, log, &cpu) == 0) read_head(log, version, cap);
+  if (have) {
+    snprintf(last_cc, sizeof last_cc, "%s", cc);
+    snprintf(last_version, sizeof last_version, "%s", version);
+    last_mtime = st.st_mtim;
+  }
+}
+
 static void read_head(const char *path, char *out, size_t cap) {
   out[0] = 0;
   FILE *f = fopen(path, "r");
@@ -1026,9 +1050,8 @@ static void compile_job(jit_job *job) {
     return;
   }
   snprintf(log, sizeof log, "%s/version.txt", tmp_base);
-  char *vargv[] = {cc, "--version", NULL};
   int64_t cpu = 0;
-  if (spawn_wait(vargv, log, &cpu) == 0) read_head(log, version, sizeof version);
+  compiler_version(cc, log, version, sizeof version);
   sha256 c;
   sha_init(&c);
   sha_add(&c, job->src, strlen(job->src) + 1);

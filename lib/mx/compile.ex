@@ -56,7 +56,10 @@ defmodule Mx.Compile do
   interpreter's kernels), builds it with the system C compiler (`$CC`, else the
   compiler the NIF was built with) and swaps it in when loaded; later calls run
   it. Both tiers compute with the same C expressions (`c_src/prim/elementwise.h`);
-  results agree within floating-point rounding (sums may associate differently).
+  results agree within floating-point rounding: sums may associate differently,
+  and generated code divides by a value constant over a loop by multiplying with
+  its reciprocal when that is a normal number (within 2 ulps; exact division
+  otherwise).
   Built objects are cached per user in `$XDG_CACHE_HOME/genmx` (or
   `~/.cache/genmx`), a directory created `0700` and refused when another user
   owns it or others may write to it (then nothing is kept); a cached file is

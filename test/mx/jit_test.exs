@@ -5,7 +5,9 @@ defmodule Mx.JitTest do
   # compiler leave the interpreter, with no error.
   #
   # Tolerance: both tiers evaluate the same C expressions (prim/elementwise.h) in the same
-  # order for elementwise work, so those agree bit for bit; reductions and matmul accumulate
+  # order for elementwise work, so those agree bit for bit (but for a division by a
+  # loop-invariant divisor, a multiplication by its reciprocal when that is normal: within
+  # 2 ulps, test_jit.c checks it on edge cases); reductions and matmul accumulate
   # sequentially in generated code and pairwise (16 lanes) in the kernels, and two orders of
   # an n-term sum differ by at most 2(n - 1) eps sum|x_i|. The reference cases reduce at most a
   # few hundred terms of magnitude ~1, so |native - interpreter| <= 1e3 eps (max(1, |x|))
