@@ -19,6 +19,18 @@ defmodule Mx.JitTest do
 
   @moduletag timeout: 1_200_000
 
+  # Objects go to a private cache of this test run, not the user's ~/.cache/genmx.
+  setup_all do
+    dir = Path.join(System.tmp_dir!(), "jit_test_cache-#{System.unique_integer([:positive])}")
+    old = System.get_env("XDG_CACHE_HOME")
+    System.put_env("XDG_CACHE_HOME", dir)
+
+    on_exit(fn ->
+      if old, do: System.put_env("XDG_CACHE_HOME", old), else: System.delete_env("XDG_CACHE_HOME")
+      File.rm_rf!(dir)
+    end)
+  end
+
   defp leaves(%Mx.Array{} = a), do: [a]
   defp leaves(t) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.flat_map(&leaves/1)
   defp leaves(l) when is_list(l), do: Enum.flat_map(l, &leaves/1)
