@@ -229,6 +229,24 @@ defmodule Mx.JitTest do
     end
   end
 
+  test "the generated source: one loop per array shape over forward and backward, scalars without loops" do
+    ys = Mx.tensor(Enum.map(1..50, &(:math.sin(&1) + 1.0)), type: :f64)
+
+    lp = fn [mu, ls] ->
+      sig = Mx.exp(ls)
+      z = Mx.divide(Mx.subtract(ys, mu), sig)
+      Mx.subtract(Mx.multiply(Mx.sum(Mx.multiply(z, z)), -0.5), Mx.multiply(ls, 50.0))
+    end
+
+    args = [Mx.tensor(0.5, type: :f64), Mx.tensor(0.2, type: :f64)]
+    tape = Mx.Compile.tape!(Mx.compile(Mx.value_and_grad(lp), jit: false), [args])
+    src = Mx.NIF.tape_jit_source(tape)
+    loops = Regex.scan(~r/for \(int64_t i0 = 0; i0 < 50; i0\+\+\)/, src)
+    assert length(loops) == 1, "one fused loop over the 50 observations:\n#{src}"
+    assert src =~ "STEP_SUM(r, x)" and src =~ "DIV_BY_INVARIANT(a, b, r)"
+    refute src =~ "call(ctx,", "every instruction has a rule"
+  end
+
   # ---- the disk cache -------------------------------------------------------------------
 
   defp with_env(vars, fun) do
