@@ -190,7 +190,6 @@ typedef struct {
   int *order;    /* emission order: dependencies first, a group's members together */
   int *prod;     /* per slot: producing instruction, -1 */
   int *outside;  /* per slot: read outside its group (or an output) */
-  int *tocall;   /* per slot: read by a callback */
   int *storage;  /* per slot: S_* */
   int64_t *soff; /* per slot: scratch offset */
   uint8_t *done; /* per instruction: ordered (classify) */
@@ -202,7 +201,8 @@ enum { S_PTR, S_LOCAL, S_SCRATCH, S_TEMP, S_CONST };
 #define CONST_LITERAL 64   /* constants up to this many elements become literals */
 #define MATMUL_INLINE 4096 /* m * n * k multiply-adds done as plain loops */
 #define CANCEL_CHECK 65536 /* loops this long check for cancellation after them */
-#define MAX_INSTRUCTIONS 20000 /* larger tapes stay on the interpreter (compile time) */
+#define MAX_INSTRUCTIONS 4096 /* larger tapes stay on the interpreter: compile time, and the stack their
+                                 * loop locals may take on a scheduler thread (8 bytes each) */
 
 static const mx_array *slot(const gen *g, int s) { return &g->v->slots[s]; }
 static int in_slot(const gen *g, int k, int j) { return g->v->in_idx[g->v->in_off[k] + j]; }
@@ -308,7 +308,6 @@ static void classify(gen *g) {
   for (int k = 0; k < v->n_ins; k++)
     for (int j = 0; j < n_inputs(g, k); j++) {
       int s = in_slot(g, k, j), p = g->prod[s];
-      if (g->rule[k] == R_CALL) g->tocall[s] = 1;
       if (p < 0 || g->group[p] < 0 || g->group[p] != g->group[k] || g->rule[p] == R_RED) g->outside[s] = 1;
     }
   /* Storage: temporaries stay in the loop; small arrays on the stack, the rest in the arena. */
@@ -539,14 +538,13 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
   g.group = calloc(ni, sizeof(int));
   g.prod = calloc(ns, sizeof(int));
   g.outside = calloc(ns, sizeof(int));
-  g.tocall = calloc(ns, sizeof(int));
   g.storage = calloc(ns, sizeof(int));
   g.soff = calloc(ns, sizeof(int64_t));
   g.order = calloc(ni, sizeof(int));
   g.done = calloc(ni, 1);
   sbuf b = {0};
   mx_status st = MX_OK;
-  if (!g.rule || !g.group || !g.prod || !g.outside || !g.tocall || !g.storage || !g.soff || !g.order || !g.done) {
+  if (!g.rule || !g.group || !g.prod || !g.outside || !g.storage || !g.soff || !g.order || !g.done) {
     st = mx_error(MX_ENOMEM, "[compile] out of memory generating C");
     goto done;
   }
@@ -619,7 +617,6 @@ done:
   free(g.group);
   free(g.prod);
   free(g.outside);
-  free(g.tocall);
   free(g.storage);
   free(g.soff);
   free(g.order);
