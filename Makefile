@@ -93,3 +93,10 @@ clean:
 .PHONY: elixir-deps
 elixir-deps:
 	@if [ ! -d ../shared/deps/nx ]; then mix local.hex --force --if-missing && mix deps.get; fi
+
+# jit.c embeds prim/elementwise.h as a string: generated C starts with the kernels' own expressions.
+$(BUILD)/gen/elementwise_h.inc: c_src/prim/elementwise.h
+	@mkdir -p $(dir $@)
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $< > $@
+$(BUILD)/obj/jit.o: $(BUILD)/gen/elementwise_h.inc
+$(BUILD)/obj/jit.o: CFLAGS += -I$(BUILD)/gen -DMX_JIT_CC='"$(CC)"'

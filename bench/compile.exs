@@ -12,6 +12,8 @@
 #   5. trace + capture (folding, CSE, lowering, fusion grouping, buffer plan) per model
 #
 #   mix run bench/compile.exs
+#
+# The interpreter tier throughout (jit: false); bench/jit.exs measures the generated-C tier.
 Code.require_file("bench_helper.exs", __DIR__)
 Code.require_file("nuts/json.exs", __DIR__)
 Code.require_file("nuts/models.exs", __DIR__)
@@ -34,14 +36,14 @@ uncompiled = fn f ->
 end
 
 compiled = fn f ->
-  vg = Mx.compile(Mx.value_and_grad(f))
+  vg = Mx.compile(Mx.value_and_grad(f), jit: false)
   fn -> vg.(args.()) end
 end
 
 # Both give the same numbers (checked here, not only in the tests).
 for f <- [density, direct] do
   {a, ga} = Mx.value_and_grad(f).(args.())
-  {b, gb} = Mx.compile(Mx.value_and_grad(f)).(args.())
+  {b, gb} = Mx.compile(Mx.value_and_grad(f), jit: false).(args.())
 
   same =
     Mx.to_number(a) == Mx.to_number(b) and
@@ -50,7 +52,7 @@ for f <- [density, direct] do
   if not same, do: raise("compiled and uncompiled value_and_grad differ")
 end
 
-info = fn f -> Mx.Compile.tape_info(Mx.compile(Mx.value_and_grad(f)), [args.()]) end
+info = fn f -> Mx.Compile.tape_info(Mx.compile(Mx.value_and_grad(f), jit: false), [args.()]) end
 
 chain = fn x ->
   x
@@ -66,7 +68,7 @@ end
 
 x = Mx.Random.uniform(Mx.Random.key(1), shape: {1_000_000})
 Mx.eval(x)
-chain_c = Mx.compile(chain)
+chain_c = Mx.compile(chain, jit: false)
 
 res =
   Bench.round_robin(
@@ -162,7 +164,7 @@ models = [
 reps = 20_000
 
 raw_case = fn f, margs ->
-  tape = Mx.Compile.tape!(Mx.compile(Mx.value_and_grad(f)), [margs.()])
+  tape = Mx.Compile.tape!(Mx.compile(Mx.value_and_grad(f), jit: false), [margs.()])
   ins = Enum.map(margs.(), &Mx.to_binary/1)
   info = Mx.NIF.tape_info(tape)
   {tape, ins, info}
@@ -234,7 +236,7 @@ IO.puts(
 )
 
 for {name, d} <- models, kind <- [:direct, :gfi] do
-  c = Mx.compile(Mx.value_and_grad(d[kind]))
+  c = Mx.compile(Mx.value_and_grad(d[kind]), jit: false)
   a = [d.args.()]
 
   ts =

@@ -87,6 +87,13 @@ typedef struct {
   void **ew;        /* per instruction: this context's copy of its prepared loop */
   char *ewmem;
   char *scratch;    /* fused groups' blocks */
+  /* the native tier (jit.c) */
+  void **P;               /* per slot: its data as generated code and its callbacks see it */
+  void **O;               /* per output: where generated code writes it */
+  mx_buffer **owned;      /* per instruction: buffers a callback had to allocate, freed after the call */
+  int n_owned;
+  char *jscratch;         /* generated code's arena, kept between replays */
+  size_t jscratch_bytes;
 } replay_ctx;
 
 struct mx_tape {
@@ -123,6 +130,7 @@ struct mx_tape {
   int32_t *step_cost;
   int n_steps;
   _Atomic(replay_ctx *) spare; /* one replay's context kept for the next */
+  _Atomic(mx_jit *) jit;        /* the generated-C tier (jit.c); NULL: interpreter only */
 };
 
 static _Atomic int64_t tapes_live, tapes_bytes;
@@ -153,6 +161,10 @@ static void ctx_free(replay_ctx *c) {
   free(c->ew);
   free(c->ewmem);
   free(c->scratch);
+  free(c->P);
+  free(c->O);
+  free(c->owned);
+  free(c->jscratch);
   free(c);
 }
 
@@ -170,7 +182,10 @@ static replay_ctx *ctx_new(const mx_tape *t) {
   c->ew = calloc(ni, sizeof(void *));
   c->ewmem = t->ew_bytes ? aligned_alloc(64, t->ew_bytes) : NULL;
   c->scratch = t->max_scratch ? aligned_alloc(64, (size_t)t->max_scratch * SCRATCH_BYTES) : NULL;
-  if (!c->slots || !c->ptrs || !c->hdr || !c->data || !c->ew || (t->ew_bytes && !c->ewmem) || (t->max_scratch && !c->scratch) ||
+  c->P = calloc(ns, sizeof(void *));
+  c->O = calloc((size_t)(t->n_out ? t->n_out : 1), sizeof(void *));
+  c->owned = calloc(ni, sizeof(mx_buffer *));
+  if (!c->P || !c->O || !c->owned || !c->slots || !c->ptrs || !c->hdr || !c->data || !c->ew || (t->ew_bytes && !c->ewmem) || (t->max_scratch && !c->scratch) ||
       (t->arena_bytes && mx_buffer_alloc((size_t)t->arena_bytes, &c->arena))) {
     ctx_free(c);
     return NULL;
@@ -178,6 +193,7 @@ static replay_ctx *ctx_new(const mx_tape *t) {
   memcpy(c->slots, t->slots, sizeof(mx_array) * (size_t)t->n_slots);
   for (int i = 0; i < n_ptrs; i++) c->ptrs[i] = &c->slots[t->in_idx[i]];
   for (int s = 0; s < t->n_slots; s++) {
+    if (t->is_const[s]) c->P[s] = mx_data(&t->slots[s]);
     atomic_init(&c->hdr[s].refs, 1);
     if (t->store[s] == S_ARENA) {
       c->hdr[s].data = (char *)c->arena->data + t->offset[t->root[s]];
@@ -205,6 +221,7 @@ void mx_tape_release(mx_tape *t) {
   for (int s = 0; s < t->n_slots; s++)
     if (t->is_const && t->is_const[s]) mx_buffer_release(t->slots[s].buf);
   ctx_free(atomic_load(&t->spare));
+  mx_jit_free(atomic_load(&t->jit));
   if (t->ew)
     for (int k = 0; k < t->n_ins; k++) free(t->ew[k].ctx);
   free(t->slots);
@@ -393,6 +410,85 @@ static replay_ctx *ctx_take(mx_tape *t) {
   return c ? c : ctx_new(t);
 }
 
+/* ---- the native tier: generated C (jit.c) ------------------------------------------ */
+
+typedef struct {
+  const mx_tape *t;
+  replay_ctx *c;
+} native_ctx;
+
+/* Runs instruction k's kernel for generated code (no rule in jit.c): its inputs are read
+ * through c->P (generated code keeps its locals there), its output lands in c->P. */
+static int native_call(void *vctx, int k) {
+  native_ctx *n = vctx;
+  const mx_tape *t = n->t;
+  replay_ctx *c = n->c;
+  int n_in = t->in_off[k + 1] - t->in_off[k];
+  mx_array lv[8], *lp[8], *views = lv, **ptrs = lp;
+  mx_buffer lb[8], *bufs = lb;
+  if (n_in > 8) {
+    views = malloc(sizeof(mx_array) * (size_t)n_in);
+    ptrs = malloc(sizeof(mx_array *) * (size_t)n_in);
+    bufs = malloc(sizeof(mx_buffer) * (size_t)n_in);
+  }
+  mx_status st = !views || !ptrs || !bufs ? mx_error(MX_ENOMEM, "[compile] out of memory in a native replay") : MX_OK;
+  for (int j = 0; j < n_in && !st; j++) {
+    int s = t->in_idx[t->in_off[k] + j];
+    views[j] = c->slots[s];
+    size_t nb = mx_nbytes(&c->slots[s]);
+    bufs[j] = (mx_buffer){.nbytes = nb, .capacity = nb, .data = c->P[s]};
+    atomic_init(&bufs[j].refs, 1 << 30); /* borrowed: never freed through the view */
+    views[j].buf = &bufs[j];
+    ptrs[j] = &views[j];
+  }
+  int s_out = t->ins_slot[k];
+  mx_array *x = &c->slots[s_out];
+  /* Output slots keep their buffers; arena offsets follow the interpreter's order, not the
+   * generated code's, so an arena slot gets memory of its own for this run. */
+  mx_buffer *planned = x->buf;
+  if (t->store[s_out] == S_ARENA) x->buf = NULL;
+  int had = x->buf != NULL;
+  if (!st) st = mx_node_compute(x, ptrs);
+  if (!st && !had) {
+    c->owned[c->n_owned++] = x->buf;
+    x->buf = NULL;
+  }
+  if (!had) x->buf = planned;
+  if (!st) c->P[t->ins_slot[k]] = had ? mx_data(x) : c->owned[c->n_owned - 1]->data;
+  if (n_in > 8) {
+    free(views);
+    free(ptrs);
+    free(bufs);
+  }
+  return (int)st;
+}
+
+/* One native replay on c's bound inputs and outputs: out NULL writes each output into its
+ * slot's buffer (mx_tape_run), else into out[j] (mx_tape_run_raw). */
+static mx_status native_run(mx_tape *t, replay_ctx *c, mx_jit_fn fn, size_t scratch, void *const *out) {
+  if (c->jscratch_bytes < scratch) {
+    free(c->jscratch);
+    c->jscratch_bytes = 0;
+    if (!(c->jscratch = aligned_alloc(64, (scratch + 63) & ~(size_t)63)))
+      return mx_error(MX_ENOMEM, "[compile] out of memory for the native tier's %zu-byte arena", scratch);
+    c->jscratch_bytes = scratch;
+  }
+  if (mx_cancelled()) return mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
+  for (int i = 0; i < t->n_in; i++) c->P[i] = mx_data(&c->slots[i]);
+  for (int j = 0; j < t->n_out; j++) c->O[j] = out ? out[j] : mx_data(&c->slots[t->out_slot[j]]);
+  native_ctx n = {t, c};
+  mx_status st = (mx_status)fn(c->P, c->O, mx_jit_host_table(), native_call, &n, c->jscratch);
+  if (st == MX_ECANCELLED) /* generated code checks between long loops */
+    st = mx_error(MX_ECANCELLED, "[compile] cancelled: the calling process exited");
+  for (; c->n_owned > 0; c->n_owned--) mx_buffer_release(c->owned[c->n_owned - 1]);
+  return st;
+}
+
+static mx_jit_fn native_fn(mx_tape *t, size_t *scratch) {
+  mx_jit *jit = atomic_load_explicit(&t->jit, memory_order_acquire);
+  return jit ? mx_jit_native(jit, scratch) : NULL;
+}
+
 mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t budget_ns, mx_array **results) {
   char d1[128], d2[128];
   if (n_in != t->n_in)
@@ -425,7 +521,9 @@ mx_status mx_tape_run(mx_tape *t, mx_array *const *inputs, int n_in, int64_t bud
   }
   if (!st) {
     bind_aliases(t, c);
-    st = replay(t, c, budget_ns > 0 ? now_ns() + budget_ns : 0);
+    size_t scratch;
+    mx_jit_fn fn = native_fn(t, &scratch);
+    st = fn ? native_run(t, c, fn, scratch, NULL) : replay(t, c, budget_ns > 0 ? now_ns() + budget_ns : 0);
   }
   int made = 0;
   for (; made < t->n_out && !st; made++) {
@@ -459,7 +557,9 @@ mx_status mx_tape_run_raw(mx_tape *t, const void *const *in, void *const *out) {
       c->slots[r].buf = &c->hdr[r];
     }
   bind_aliases(t, c);
-  mx_status st = replay(t, c, 0);
+  size_t scratch;
+  mx_jit_fn fn = native_fn(t, &scratch);
+  mx_status st = fn ? native_run(t, c, fn, scratch, out) : replay(t, c, 0);
   for (int j = 0; j < t->n_out && !st; j++)
     if (!t->out_owner[j]) {
       const mx_array *o = &c->slots[t->out_slot[j]];
@@ -1300,3 +1400,17 @@ mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *o
   *out = t;
   return MX_OK;
 }
+
+/* ---- for jit.c ----------------------------------------------------------------------- */
+
+void mx_tape_view_get(const mx_tape *t, mx_tape_view *v) {
+  *v = (mx_tape_view){t->n_in, t->n_out, t->n_ins, t->n_slots, t->slots, t->ins_slot, t->in_off, t->in_idx,
+                      t->out_slot, t->is_const};
+}
+
+int mx_tape_jit_install(mx_tape *t, mx_jit *j) {
+  mx_jit *none = NULL;
+  return atomic_compare_exchange_strong(&t->jit, &none, j);
+}
+
+mx_jit *mx_tape_jit(const mx_tape *t) { return atomic_load_explicit(&((mx_tape *)t)->jit, memory_order_acquire); }

@@ -485,5 +485,52 @@ const double *mx_sampler_inv_metric(const mx_sampler *s);       /* d (diag) or d
  * mx_sampler_check_tape; mx_tape_logp_grad replays it (ctx: the mx_tape). */
 mx_status mx_sampler_check_tape(const mx_tape *t, int64_t d);
 mx_status mx_tape_logp_grad(void *tape, const double *q, double *lp, double *grad);
+/* ---- generated C for tapes (jit.c): the second execution tier ---- */
+/* A tape's structure for the generator: slots (inputs [0, n_in), constants with their
+ * buffers, instruction outputs), instruction k computes slots[ins_slot[k]] from slots
+ * in_idx[in_off[k] .. in_off[k + 1]). */
+typedef struct {
+  int n_in, n_out, n_ins, n_slots;
+  const mx_array *slots;
+  const int32_t *ins_slot, *in_off, *in_idx, *out_slot;
+  const uint8_t *is_const;
+} mx_tape_view;
+void mx_tape_view_get(const mx_tape *t, mx_tape_view *v);
+
+/* The generated function: P[slot] data pointers (inputs and constants set by the caller;
+ * it sets those it hands to call), O[j] output j's elements, call(ctx, k) runs instruction
+ * k's kernel (instructions with no rule), S the tape's scratch arena. Nonzero: an mx_status. */
+typedef struct mx_jit_host mx_jit_host;
+typedef int (*mx_jit_fn)(void **P, void *const *O, const mx_jit_host *H, int (*call)(void *ctx, int k), void *ctx,
+                         char *S);
+typedef struct mx_jit mx_jit;
+typedef enum { MX_TIER_INTERPRETER = 0, MX_TIER_COMPILING, MX_TIER_NATIVE, MX_TIER_FAILED } mx_tier;
+typedef struct {
+  mx_tier tier;
+  int64_t wall_ns, cpu_ns; /* compile (0 on a disk-cache hit) */
+  int cache_hit;           /* loaded from the disk cache */
+  const char *reason;      /* FAILED: why; otherwise a note (cache refused, no compiler) or "" */
+} mx_jit_info;
+/* C source for t's instructions (malloc'd, NUL-terminated) and the scratch bytes it needs. */
+mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes);
+/* The environment the tier reads (the BEAM's os:putenv does not reach getenv, so the NIF
+ * passes Elixir's view); a NULL field: unset. */
+typedef struct {
+  const char *mx_jit, *cc, *xdg_cache_home, *home, *tmpdir, *path;
+} mx_jit_env;
+/* Starts generating and compiling t's C off the calling thread (MX_JIT=0 or no compiler:
+ * nothing, the interpreter stays). Later replays use the native code once it is loaded.
+ * env NULL: the process environment. */
+mx_status mx_tape_jit_start(mx_tape *t, const mx_jit_env *env);
+/* Waits up to timeout_ns for the compile to end; the tier then. */
+mx_tier mx_tape_jit_wait(mx_tape *t, int64_t timeout_ns);
+void mx_tape_jit_info(mx_tape *t, mx_jit_info *info);
+/* For compile.c: the native function (NULL until loaded) and its scratch size; the host table. */
+mx_jit_fn mx_jit_native(mx_jit *j, size_t *scratch_bytes);
+const mx_jit_host *mx_jit_host_table(void);
+void mx_jit_free(mx_jit *j);
+/* compile.c: installs j on t once (0 if t already has one); t's jit, or NULL. */
+int mx_tape_jit_install(mx_tape *t, mx_jit *j);
+mx_jit *mx_tape_jit(const mx_tape *t);
 
 #endif

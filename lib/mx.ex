@@ -1118,7 +1118,7 @@ defmodule Mx do
   @doc "See `Mx.Compile.compile/2`."
   @spec compile(function(), keyword()) :: function()
   def compile(fun, opts \\ []) do
-    Mx.Opts.validate!(opts, [:cache_size, :fallback], "Mx.compile")
+    Mx.Opts.validate!(opts, [:cache_size, :fallback, :jit], "Mx.compile")
     Mx.Compile.compile(fun, opts)
   end
 

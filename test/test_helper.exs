@@ -4,3 +4,6 @@
 ExUnit.start(exclude: [:slow], timeout: 600_000)
 # The engine's default buffer-cache limit, before any test changes it (scheduling_test.exs).
 :persistent_term.put(:mx_default_cache_limit, Mx.Memory.report().cache_limit)
+# Mx.compile's generated-C tier starts a C compiler per new tape: only jit_test.exs asks for it
+# (jit: true); other tests replay on the interpreter, whose results they compare bit for bit.
+Application.put_env(:genmx, :jit, false)

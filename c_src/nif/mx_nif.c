@@ -1602,6 +1602,24 @@ static ERL_NIF_TERM compile_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
   return int_map(env, names, vals, 9);
 }
 
+/* The generated-C tier's state into map: tier (:interpreter, :compiling, :native or
+ * {:failed, reason}), compile wall and CPU time (us), cache_hit, jit_note. */
+static ERL_NIF_TERM jit_info_put(ErlNifEnv *env, mx_tape *t, ERL_NIF_TERM map) {
+  mx_jit_info j;
+  mx_tape_jit_info(t, &j);
+  static const char *const tiers[] = {"interpreter", "compiling", "native", "failed"};
+  ERL_NIF_TERM note, tier = enif_make_atom(env, tiers[j.tier]);
+  size_t n = strlen(j.reason);
+  memcpy(enif_make_new_binary(env, n, &note), j.reason, n);
+  if (j.tier == MX_TIER_FAILED) tier = enif_make_tuple2(env, tier, note);
+  enif_make_map_put(env, map, enif_make_atom(env, "tier"), tier, &map);
+  enif_make_map_put(env, map, enif_make_atom(env, "compile_wall_us"), enif_make_int64(env, j.wall_ns / 1000), &map);
+  enif_make_map_put(env, map, enif_make_atom(env, "compile_cpu_us"), enif_make_int64(env, j.cpu_ns / 1000), &map);
+  enif_make_map_put(env, map, enif_make_atom(env, "cache_hit"), j.cache_hit ? atom_true : atom_false, &map);
+  enif_make_map_put(env, map, enif_make_atom(env, "jit_note"), note, &map);
+  return map;
+}
+
 /* tape_info(tape) -> %{inputs:, outputs:, instructions:, constants:, folded:, merged:, cost:, bytes:, ops: [op]} */
 static ERL_NIF_TERM tape_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
@@ -1631,7 +1649,77 @@ static ERL_NIF_TERM tape_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     }
   }
   enif_make_map_put(env, map, enif_make_atom(env, "fusion"), fusion, &map);
-  return map;
+  return jit_info_put(env, t, map);
+}
+
+/* tape_jit(tape, [mx_jit, cc, xdg_cache_home, home, tmpdir, path]): starts the generated-C tier
+ * off the hot path (jit.c) with Elixir's environment (binaries, nil when unset). */
+static ERL_NIF_TERM tape_jit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_tape *t;
+  if (!get_tape(env, argv[0], &t)) return badarg(env, "[compile] argument 1 must be a tape");
+  char *vals[6] = {0};
+  ERL_NIF_TERM list = argv[1], head;
+  int ok = 1;
+  for (int i = 0; i < 6 && ok; i++) {
+    ErlNifBinary b;
+    ok = enif_get_list_cell(env, list, &head, &list);
+    if (ok && !enif_is_identical(head, atom_nil)) {
+      ok = enif_inspect_binary(env, head, &b) && (vals[i] = enif_alloc(b.size + 1));
+      if (ok) memcpy(vals[i], b.data, b.size), vals[i][b.size] = 0;
+    }
+  }
+  mx_status st = MX_OK;
+  if (ok) {
+    mx_jit_env e = {vals[0], vals[1], vals[2], vals[3], vals[4], vals[5]};
+    st = mx_tape_jit_start(t, &e);
+  }
+  for (int i = 0; i < 6; i++) enif_free(vals[i]);
+  if (!ok) return badarg(env, "[compile] the jit environment must be a list of 6 binaries or nil");
+  return st ? raise_mx(env) : atom_ok;
+}
+
+/* tape_jit_info(tape) -> %{tier:, compile_wall_us:, compile_cpu_us:, cache_hit:, jit_note:} */
+static ERL_NIF_TERM tape_jit_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_tape *t;
+  if (!get_tape(env, argv[0], &t)) return badarg(env, "[compile] argument 1 must be a tape");
+  ERL_NIF_TERM map = enif_make_new_map(env);
+  return jit_info_put(env, t, map);
+}
+
+/* tape_jit_source(tape) -> the C jit.c generates for it (inspection and tests). */
+static ERL_NIF_TERM tape_jit_source(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_tape *t;
+  if (!get_tape(env, argv[0], &t)) return badarg(env, "[compile] argument 1 must be a tape");
+  char *src;
+  size_t scratch;
+  if (mx_jit_source(t, &src, &scratch)) return raise_mx(env);
+  ERL_NIF_TERM bin;
+  size_t n = strlen(src);
+  unsigned char *p = enif_make_new_binary(env, n, &bin);
+  if (p) memcpy(p, src, n);
+  free(src);
+  return p ? bin : raise_with(env, atom_mx_error, "[compile] out of memory");
+}
+
+/* compile_lookup(cache, key) -> the cached tape of a signature, or nil (none, or a fallback). */
+static ERL_NIF_TERM compile_lookup(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  cache_res *c;
+  ErlNifBinary key;
+  if (!get_cache(env, argv[0], &c)) return badarg(env, "[compile] argument 1 must be a compile cache");
+  if (!enif_inspect_binary(env, argv[1], &key)) return badarg(env, "[compile] the signature key must be a binary");
+  pthread_mutex_lock(&c->lock);
+  cache_entry *e = cache_find(c, &key);
+  mx_tape *tape = e ? e->tape : NULL;
+  if (tape) mx_tape_retain(tape);
+  pthread_mutex_unlock(&c->lock);
+  if (!tape) return atom_nil;
+  ERL_NIF_TERM term = make_tape_term(env, tape);
+  mx_tape_release(tape);
+  return term;
 }
 
 /* ---- scheduler probe: per-thread CPU time of each call on a normal scheduler ----------
@@ -2289,6 +2377,11 @@ static ErlNifFunc funcs[] = {
     {"sampler_reply", 2, sampler_reply_probed, 0},
     {"sampler_cancel", 1, sampler_cancel_probed, 0},
     {"sampler_result", 1, sampler_result, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    /* generated C (jit.c): generating the source may take a while on a large tape */
+    {"tape_jit", 2, tape_jit, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"tape_jit_info", 1, tape_jit_info, 0},
+    {"compile_lookup", 2, compile_lookup, 0},
+    {"tape_jit_source", 1, tape_jit_source, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"tape_time_raw", 3, tape_time_raw, ERL_NIF_DIRTY_JOB_CPU_BOUND}, /* benchmarks */
 };
 

@@ -8,88 +8,12 @@
 #include <math.h>
 
 #include "complex.h"
+#include "elementwise.h"
 #include "kernels.h"
 #include "special.h"
 
-/* ---- scalar semantics ------------------------------------------------------- */
-
-/* Integer arithmetic runs in an unsigned type at least as wide as int, so
- * overflow wraps instead of being UB (u16 * u16 would otherwise promote to int). */
-#define W(x) _Generic((x), uint64_t: (uint64_t)(x), int64_t: (uint64_t)(x), default: (uint32_t)(x))
-#define IS_SIGNED(T) _Generic((T)0, int8_t: 1, int16_t: 1, int32_t: 1, int64_t: 1, default: 0)
-/* Integer helpers work in 64 bits; the result always fits T (or wraps to it). */
-#define INT_CALL(f, a, b) (IS_SIGNED(T) ? (T)f##_s(a, b) : (T)f##_u(a, b))
-#define FCALL(fn, a, b) _Generic((a), float: fn##f, default: fn)(a, b)
-
-/* Division and remainder never trap (SIGFPE would kill the VM): x / 0 and
- * x % 0 give 0, INT_MIN / -1 wraps, INT_MIN % -1 is 0. */
-static inline int64_t idiv_s(int64_t a, int64_t b) {
-  return b == 0 ? 0 : b == -1 ? (int64_t)(0 - (uint64_t)a) : a / b;
-}
-static inline uint64_t idiv_u(uint64_t a, uint64_t b) { return b == 0 ? 0 : a / b; }
-static inline int64_t irem_s(int64_t a, int64_t b) { return b == 0 || b == -1 ? 0 : a % b; }
-static inline uint64_t irem_u(uint64_t a, uint64_t b) { return b == 0 ? 0 : a % b; }
-
-/* Repeated squaring mod 2^64; truncating to a narrower T gives its wrapped power. */
-static inline uint64_t ipow_u(uint64_t a, uint64_t e) {
-  uint64_t r = 1;
-  for (; e; e >>= 1, a *= a)
-    if (e & 1) r *= a;
-  return r;
-}
-/* Negative exponent: 1 for base 1, +-1 for base -1 (by parity), 0 otherwise (truncated 1/a^n). */
-static inline int64_t ipow_s(int64_t a, int64_t e) {
-  if (e < 0) return a == 1 ? 1 : a == -1 ? ((e & 1) ? -1 : 1) : 0;
-  return (int64_t)ipow_u((uint64_t)a, (uint64_t)e);
-}
-
-/* log(exp(a) + exp(b)) without overflow; equal infinities return themselves. */
-static inline double mx_logaddexp(double a, double b) {
-  if (a == b) return a + M_LN2;
-  double d = a - b;
-  if (d > 0) return a + log1p(exp(-d));
-  if (d <= 0) return b + log1p(exp(d));
-  return d; /* NaN */
-}
-static inline float mx_logaddexpf(float a, float b) {
-  if (a == b) return a + (float)M_LN2;
-  float d = a - b;
-  if (d > 0) return a + log1pf(expf(-d));
-  if (d <= 0) return b + log1pf(expf(d));
-  return d; /* NaN */
-}
-
-/* ---- the op tables: a and b are operands of type T -------------------------- */
-
-/* X(OP, kernel, integer expression, float expression); out dtype = input dtype.
- * Float max/min propagate NaN; remainder takes the sign of the dividend (C fmod). */
-#define ARITH_OPS(X)                                                  \
-  X(ADD, add, (T)(W(a) + W(b)), a + b)                                \
-  X(SUBTRACT, subtract, (T)(W(a) - W(b)), a - b)                      \
-  X(MULTIPLY, multiply, (T)(W(a) * W(b)), a * b)                      \
-  X(DIVIDE, divide, INT_CALL(idiv, a, b), a / b)                      \
-  X(POW, pow, INT_CALL(ipow, a, b), FCALL(pow, a, b))                 \
-  X(MAX, max, a > b ? a : b, a > b || a != a ? a : b)                 \
-  X(MIN, min, a < b ? a : b, a < b || a != a ? a : b)                 \
-  X(REMAINDER, remainder, INT_CALL(irem, a, b), FCALL(fmod, a, b))
-
-/* X(OP, kernel, float expression): the constructor casts integer inputs to float. */
-#define FLOAT_OPS(X)                 \
-  X(ATAN2, atan2, FCALL(atan2, a, b)) \
-  X(LOGADDEXP, logaddexp, FCALL(mx_logaddexp, a, b)) \
-  X(IGAMMA, igamma, FCALL(mx_igamma, a, b))           \
-  X(IGAMMAC, igammac, FCALL(mx_igammac, a, b))
-
-/* X(OP, kernel, expression): any input dtype, out bool; truthy means != 0 (NaN is truthy). */
-#define CMP_OPS(X)                                        \
-  X(EQUAL, equal, a == b)                                 \
-  X(NOT_EQUAL, not_equal, a != b)                         \
-  X(LESS, less, a < b)                                    \
-  X(LESS_EQUAL, less_equal, a <= b)                       \
-  X(GREATER, greater, a > b)                              \
-  X(GREATER_EQUAL, greater_equal, a >= b)                 \
-  X(LOGICAL_AND, logical_and, (a != 0) & (b != 0))        \
-  X(LOGICAL_OR, logical_or, (a != 0) | (b != 0))
+/* The scalar semantics and the op tables (ARITH_OPS, FLOAT_OPS, CMP_OPS) are in
+ * elementwise.h, shared with the generated-C tier (jit.c). */
 
 /* ---- the driver --------------------------------------------------------------- */
 
@@ -407,9 +331,9 @@ mx_status mx_k_complex(mx_array *out, mx_array *const *in) {
     V *o = o_;                                                                                 \
     for (int64_t r = 0; r < m; r++, o += n, pp += c->outer[0], pa += c->outer[1], pb += c->outer[2]) { \
       if (s0 == 1 && s1 == 1 && s2 == 1)                                                       \
-        for (int64_t i = 0; i < n; i++) o[i] = pp[i] != 0 ? pa[i] : pb[i];                     \
+        for (int64_t i = 0; i < n; i++) o[i] = SELECT_EXPR(pp[i], pa[i], pb[i]);                \
       else                                                                                     \
-        for (int64_t i = 0; i < n; i++) o[i] = pp[i * s0] != 0 ? pa[i * s1] : pb[i * s2];      \
+        for (int64_t i = 0; i < n; i++) o[i] = SELECT_EXPR(pp[i * s0], pa[i * s1], pb[i * s2]);\
     }                                                                                          \
     break;                                                                                     \
   }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "complex.h"
+#include "elementwise.h"
 #include "kernels.h"
 #include "layout.h"
 
@@ -23,22 +24,12 @@
 #define CHUNK 65536    /* long rows split into chunks of at least this many... */
 #define MAX_CHUNKS 64  /* ...and at most this many, folded in parallel */
 
-/* Sums and products of ints accumulate in uint64 (wraps without UB, and the
- * low bits are the right wrapped result for every narrower width). */
-#define ACC(T) __typeof__(_Generic((T)0, float: 0.0f, double: 0.0, float _Complex: (float _Complex)0, \
-                                   double _Complex: (double _Complex)0, default: (uint64_t)0))
 /* Column folds and scans have no pairwise blocking: f32 (and c64) accumulate in double. */
 #define WIDE(T) __typeof__(_Generic((T)0, float: 0.0, double: 0.0, float _Complex: (double _Complex)0, \
                                     double _Complex: (double _Complex)0, default: (uint64_t)0))
-#define ISNAN(x) _Generic((x), float: isnan((float)(x)), double: isnan((double)(x)), default: 0)
-
-#define STEP_SUM(a, b) ((a) + (b))
-#define STEP_PROD(a, b) ((a) * (b))
-/* Complex products by the textbook formula, as the elementwise multiply (complex.h). */
+/* ACC, ISNAN and the fold steps (STEP_SUM, STEP_PROD, STEP_MAX, STEP_MIN) are in elementwise.h,
+ * shared with the generated-C tier (jit.c). */
 #define STEP_CPROD(a, b) MX_CMUL(a, b)
-/* max/min propagate NaN: once the accumulator is NaN it stays NaN. */
-#define STEP_MAX(a, b) ((b) > (a) || ISNAN(b) ? (b) : (a))
-#define STEP_MIN(a, b) ((b) < (a) || ISNAN(b) ? (b) : (a))
 /* argmax/argmin columns: v replaces the best b when strictly better or NaN. */
 #define BETTER_MAX(v, b) (!((v) <= (b)))
 #define BETTER_MIN(v, b) (!((v) >= (b)))

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "complex.h"
+#include "elementwise.h"
 #include "kernels.h"
 #include "special.h"
 
@@ -56,26 +57,8 @@ static mx_status dispatch(mx_array *out, mx_array *const *in, const char *op, co
 
 static void copy_u8(const void *a, void *o, int64_t n) { memcpy(o, a, (size_t)n); }
 
-/* x < 0 for any integer type; through a function so unsigned types don't warn. */
-static inline int neg_i64(int64_t v) { return v < 0; }
-#define IS_NEG(T, x) ((T)-1 < (T)1 && neg_i64((int64_t)(x)))
-/* The float or double libm function for x's type. */
-#define FN(fn, x) _Generic((x), float: fn##f, default: fn)(x)
-
-/* ---- SAME ops: every integer and float dtype; bool (never built by mx_unary,
- * which computes bool as u8) is the identity. Integer arithmetic runs in
- * uint64 so it wraps modulo 2^n like numpy instead of overflowing. Float sign
- * passes NaN and +-0 through.
- *
- *      name    integer expression (type T, value x)            float expression */
-#define SAME_OPS(X, ID, T)                                                        \
-  X(negate, ID, T, (T)(0 - (uint64_t)x),                           -x)            \
-  X(abs,    ID, T, IS_NEG(T, x) ? (T)(0 - (uint64_t)x) : x,        FN(fabs, x))   \
-  X(sign,   ID, T, (T)((x > 0) - IS_NEG(T, x)),                    x > 0 ? 1 : x < 0 ? -1 : x) \
-  X(square, ID, T, (T)((uint64_t)x * (uint64_t)x),                 x * x)         \
-  X(floor,  ID, T, x,                                              FN(floor, x))  \
-  X(ceil,   ID, T, x,                                              FN(ceil, x))   \
-  X(round,  ID, T, x,                                              FN(round, x)) /* half away from zero, as Nx */
+/* SAME_OPS, BOOL_OPS and FLOAT_UNARY_OPS (the per-element expressions) are in
+ * elementwise.h, shared with the generated-C tier (jit.c). */
 
 /* One loop per (op, dtype): integers take the integer expression, floats the float one. */
 #define SAME_LOOP(name, ID, T, expr)                             \
@@ -106,13 +89,6 @@ static const unary_fn same_fns[N_SAME][MX_DTYPE_COUNT] = {
 #define SAME_KERNEL(name, ID, T, iexpr, fexpr) \
   mx_status mx_k_##name(mx_array *out, mx_array *const *in) { return dispatch(out, in, #name, same_fns[SAME_##name], -1); }
 SAME_OPS(SAME_KERNEL, _, _)
-
-/* ---- bool-valued ops: any compute dtype in, bool (0/1) out (isinf may return -1).
- *      name          integer/bool expression   float expression */
-#define BOOL_OPS(X, ID, T)                                   \
-  X(is_nan,      ID, T, 0,                      isnan(x) != 0) \
-  X(is_infinity, ID, T, 0,                      isinf(x) != 0) \
-  X(logical_not, ID, T, x == 0,                 x == 0)
 
 #define BOOL_LOOP(name, ID, T, expr)                             \
   static void name##_##ID(const void *va, void *vo, int64_t n) { \
@@ -146,17 +122,6 @@ BOOL_OPS(BOOL_KERNEL, _, _)
 /* ---- FLOAT ops: f32 and f64 only (mx_unary casts integers to f32). f32 uses
  * the float libm functions so results match numpy's float32 within an ulp or two. */
 
-/* Stable for large |x|: exp only of -|x|, so it never overflows. */
-static inline float logistic_f(float x) {
-  float e = expf(-fabsf(x)), r = 1 / (1 + e);
-  return x >= 0 ? r : e * r;
-}
-
-static inline double logistic_d(double x) {
-  double e = exp(-fabs(x)), r = 1 / (1 + e);
-  return x >= 0 ? r : e * r;
-}
-
 #define UNARY_FLOAT(name, f32_expr, f64_expr)                                       \
   static void name##_F32(const void *va, void *vo, int64_t n) {                     \
     const float *a = va;                                                            \
@@ -179,28 +144,4 @@ static inline double logistic_d(double x) {
     return dispatch(out, in, #name, fns, -1);                                       \
   }
 
-UNARY_FLOAT(exp, expf(x), exp(x))
-UNARY_FLOAT(expm1, expm1f(x), expm1(x))
-UNARY_FLOAT(log, logf(x), log(x))
-UNARY_FLOAT(log1p, log1pf(x), log1p(x))
-UNARY_FLOAT(sqrt, sqrtf(x), sqrt(x))
-UNARY_FLOAT(rsqrt, 1 / sqrtf(x), 1 / sqrt(x))
-UNARY_FLOAT(reciprocal, 1 / x, 1 / x)
-UNARY_FLOAT(sin, sinf(x), sin(x))
-UNARY_FLOAT(cos, cosf(x), cos(x))
-UNARY_FLOAT(tan, tanf(x), tan(x))
-UNARY_FLOAT(asin, asinf(x), asin(x))
-UNARY_FLOAT(acos, acosf(x), acos(x))
-UNARY_FLOAT(atan, atanf(x), atan(x))
-UNARY_FLOAT(sinh, sinhf(x), sinh(x))
-UNARY_FLOAT(cosh, coshf(x), cosh(x))
-UNARY_FLOAT(tanh, tanhf(x), tanh(x))
-UNARY_FLOAT(sigmoid, logistic_f(x), logistic_d(x))
-UNARY_FLOAT(erf, erff(x), erf(x))
-UNARY_FLOAT(erf_inv, mx_erf_invf(x), mx_erf_inv(x))
-UNARY_FLOAT(lgamma, mx_lgammaf(x), mx_lgamma(x))
-UNARY_FLOAT(digamma, mx_digammaf(x), mx_digamma(x))
-UNARY_FLOAT(trigamma, mx_trigammaf(x), mx_trigamma(x))
-UNARY_FLOAT(erfc, mx_erfcf(x), mx_erfc(x))
-UNARY_FLOAT(log_ndtr, mx_log_ndtrf(x), mx_log_ndtr(x))
-UNARY_FLOAT(ndtri, mx_ndtrif(x), mx_ndtri(x))
+FLOAT_UNARY_OPS(UNARY_FLOAT)

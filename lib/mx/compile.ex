@@ -51,12 +51,33 @@ defmodule Mx.Compile do
   Each compiled function keeps up to `cache_size` signatures (default 32),
   evicting the least recently used. `Mx.compile_stats/1` returns its counters;
   `Mx.Memory.report/0` counts every live tape (`:tapes`, `:tape_bytes`).
+
+  ## Two tiers
+
+  A new tape replays in an interpreter at once. With `jit: true` (the default)
+  an engine thread also writes it as C (`c_src/jit.c`: elementwise chains of
+  one shape fused into one loop, intermediates as locals, the rest calling the
+  interpreter's kernels), builds it with the system C compiler (`$CC`, else the
+  compiler the NIF was built with) and swaps it in when loaded; later calls run
+  it. Both tiers compute with the same C expressions (`c_src/prim/elementwise.h`);
+  results agree within floating-point rounding: sums may associate differently,
+  and generated code divides by a value constant over a loop by multiplying with
+  its reciprocal when that is a normal number (within 2 ulps; exact division
+  otherwise).
+  Built objects are cached per user in `$XDG_CACHE_HOME/genmx` (or
+  `~/.cache/genmx`), a directory created `0700` and refused when another user
+  owns it or others may write to it (then nothing is kept); a cached file is
+  loaded only when it is ours, private, and its bytes match the digest stored
+  with it, else it is rebuilt. `MX_JIT=0` in the environment, or no compiler:
+  the interpreter only, no error. A failed build is reported by `tape_info/2`
+  (`tier: {:failed, reason}`) and the interpreter keeps running.
+  `await_native/3` waits for the native tier.
   """
 
   alias Mx.{Array, NIF}
 
-  @enforce_keys [:cache, :fun, :fallback]
-  defstruct [:cache, :fun, :fallback]
+  @enforce_keys [:cache, :fun, :fallback, :jit]
+  defstruct [:cache, :fun, :fallback, :jit]
 
   # Marks an array's place in a signature ({@leaf, shape, type}) and in an output template.
   @leaf :"$mx_array"
@@ -69,6 +90,10 @@ defmodule Mx.Compile do
     * `:cache_size` — signatures kept, least recently used evicted (default 32)
     * `:fallback` — when tracing needs an array's value, run `fun` uncompiled
       for that signature instead of raising (default `false`)
+    * `:jit` — also build each tape as native code in the background and run
+      that once it is loaded (default `true`, or the `:genmx, :jit` application
+      setting: the test suite sets `false` so that only the tests of this tier
+      start compilers; see "Two tiers")
 
   See the module documentation for the rules.
 
@@ -78,9 +103,20 @@ defmodule Mx.Compile do
   """
   @spec compile(function(), keyword()) :: function()
   def compile(fun, opts \\ []) when is_function(fun) do
-    opts = Mx.Opts.validate!(opts, [cache_size: 32, fallback: false], "Mx.Compile.compile")
+    opts =
+      Mx.Opts.validate!(
+        opts,
+        [cache_size: 32, fallback: false, jit: Application.get_env(:genmx, :jit, true)],
+        "Mx.Compile.compile"
+      )
+
     size = opts[:cache_size]
     fallback = opts[:fallback]
+    jit = opts[:jit]
+
+    unless is_boolean(jit) do
+      raise ArgumentError, "Mx.compile: jit must be a boolean, got #{inspect(jit)}"
+    end
 
     unless is_integer(size) and size in 1..65_536 do
       raise ArgumentError,
@@ -92,7 +128,13 @@ defmodule Mx.Compile do
     end
 
     {:arity, arity} = Function.info(fun, :arity)
-    closure(arity, %__MODULE__{cache: NIF.compile_cache(size), fun: fun, fallback: fallback})
+
+    closure(arity, %__MODULE__{
+      cache: NIF.compile_cache(size),
+      fun: fun,
+      fallback: fallback,
+      jit: jit
+    })
   end
 
   defp closure(0, s), do: fn -> call(s, []) end
@@ -134,7 +176,9 @@ defmodule Mx.Compile do
   selects on a constant predicate) and `dead:` (instructions nothing reads);
   the replay plan adds `groups:`, `fused:` and `fusion:` (the ops of each
   group of elementwise instructions replayed together block by block) and
-  `arena_bytes:` (the intermediates' memory, allocated once per replay context).
+  `arena_bytes:` (the intermediates' memory, allocated once per replay context). It
+  also gives the new tape's execution tier (see `await_native/3` for the keys):
+  `:compiling` right after tracing when `jit: true`.
 
       iex> f = Mx.compile(fn x -> Mx.add(Mx.exp(x), Mx.exp(x)) end)
       iex> Mx.Compile.tape_info(f, [Mx.tensor([1.0])]).ops
@@ -147,6 +191,53 @@ defmodule Mx.Compile do
   @spec tape_info(function(), list()) :: map()
   def tape_info(compiled, args) when is_function(compiled) and is_list(args),
     do: NIF.tape_info(tape!(compiled, args))
+
+  @doc """
+  Waits up to `timeout` ms for the native tier of the tape cached for `args`'
+  signature (call `compiled` with such arguments first) and returns its state:
+  `:tier` (`:native`, `:interpreter` when `jit: false`, `MX_JIT=0` or no C
+  compiler, `{:failed, reason}`, or `:compiling` when the time ran out),
+  `:compile_wall_us` and `:compile_cpu_us` (the C compiler's time; 0 on a
+  disk-cache hit), `:cache_hit` and `:jit_note` (why the disk cache was
+  refused, or that no compiler was found).
+
+      iex> f = Mx.compile(fn x -> Mx.multiply(x, x) end, jit: false)
+      iex> f.(Mx.tensor([3.0])) |> Mx.to_list()
+      [9.0]
+      iex> Mx.Compile.await_native(f, [Mx.tensor([1.0])], 1000).tier
+      :interpreter
+  """
+  @spec await_native(function(), list(), non_neg_integer()) :: map()
+  def await_native(compiled, args, timeout \\ 60_000)
+      when is_function(compiled) and is_list(args) and is_integer(timeout) and timeout >= 0 do
+    s = state!(compiled)
+    {skeleton, _leaves} = flatten_args(args)
+
+    case NIF.compile_lookup(s.cache, :erlang.term_to_binary(skeleton)) do
+      nil ->
+        raise ArgumentError,
+              "Mx.Compile.await_native: no tape is cached for this signature; call the compiled function with such arguments first"
+
+      tape ->
+        wait_tier(tape, System.monotonic_time(:millisecond) + timeout)
+    end
+  end
+
+  # The variables the native tier reads, as Elixir sees them (System.put_env does not reach C's getenv).
+  defp jit_env do
+    Enum.map(~w(MX_JIT CC XDG_CACHE_HOME HOME TMPDIR PATH), &System.get_env/1)
+  end
+
+  defp wait_tier(tape, deadline) do
+    info = NIF.tape_jit_info(tape)
+
+    if info.tier == :compiling and System.monotonic_time(:millisecond) < deadline do
+      Process.sleep(2)
+      wait_tier(tape, deadline)
+    else
+      info
+    end
+  end
 
   @doc false
   # The tape for args' signature, traced again and cached, for native callers (the C
@@ -223,6 +314,7 @@ defmodule Mx.Compile do
             template
           )
 
+        if s.jit, do: NIF.tape_jit(tape, jit_env())
         {tape, template}
     end
   end

@@ -83,6 +83,11 @@ defmodule Mx.NIF do
   def sampler_reply(_handle, _reply), do: nif_not_loaded()
   def sampler_cancel(_handle), do: nif_not_loaded()
   def sampler_result(_handle), do: nif_not_loaded()
+  def tape_jit(_tape, _env), do: nif_not_loaded()
+  def tape_jit_info(_tape), do: nif_not_loaded()
+  def compile_lookup(_cache, _key), do: nif_not_loaded()
+  @doc false
+  def tape_jit_source(_tape), do: nif_not_loaded()
   @doc false
   def tape_time_raw(_tape, _inputs, _reps), do: nif_not_loaded()
 end

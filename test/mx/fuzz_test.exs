@@ -595,9 +595,14 @@ defmodule Mx.FuzzTest do
       :compile_capture -> capture_args(pool)
       :compile_fallback -> [cache(), key()]
       :compile_call -> [cache(), key(), compile_inputs(pool)]
-      :compile_run -> [tape(pool), compile_inputs(pool)]
+      :compile_run -> [tape(pool, {a, s, t}), if(chance(0.5), do: [a], else: compile_inputs(pool))]
       :compile_stats -> [cache()]
       :tape_info -> [tape(pool)]
+      # the native tier: MX_JIT=0 or a missing compiler, so the fuzz starts no compiler
+      :tape_jit -> [tape(pool), pick([["0", nil, nil, nil, nil, nil], [nil, "/nonexistent/cc", nil, nil, nil, nil], [nil], junk(pool)])]
+      :tape_jit_info -> [tape(pool)]
+      :tape_jit_source -> [tape(pool)]
+      :compile_lookup -> [cache(), key()]
       zero when zero in [:memory_report, :reset_peak, :clear_cache, :op_names, :op_grads, :noop, :noop_dirty, :load] -> []
     end
   end
@@ -630,8 +635,8 @@ defmodule Mx.FuzzTest do
   end
 
   # A tape: captured from a small graph over one placeholder shaped like a pool array.
-  defp tape(pool) do
-    {_, s, t, _} = arr_entry(pool)
+  defp tape(pool, entry \\ nil) do
+    {_, s, t} = entry || (pool |> arr_entry() |> Tuple.delete_at(3))
 
     try do
       {hr, _, _, _} = NIF.placeholder(t, s)
