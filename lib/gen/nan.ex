@@ -35,11 +35,14 @@ defmodule Gen.NaN do
 
   @doc false
   # After a GFI call: raise Gen.NaNError if any of `values` holds a NaN, naming the site found by `rerun`.
-  # Nested calls (inside a gen body) and calls under an Mx transform (traced values) are left to the caller.
+  # Nested calls (inside a gen body) and calls under an Mx transform (traced values) or while
+  # Mx.compile traces (placeholders have no values) are left to the caller.
   @spec check!(String.t(), [Mx.t()], (() -> term()), Trace.t() | nil) :: :ok
   def check!(method, values, rerun, prev \\ nil) do
     # under a particle batch (the vectorized GFI's own scalar calls) the vectorized call checks, after it
-    if Gen.Handlers.current() == nil and Process.get(:mx_trace_depth, 0) == 0 and Gen.Vectorized.batch() == nil and
+    if Gen.Handlers.current() == nil and Process.get(:mx_trace_depth, 0) == 0 and
+         Gen.Vectorized.batch() == nil and
+         not Process.get(:mx_compile_tracing, false) and
          Enum.any?(Mx.eval(values), &nan?/1) do
       diagnose!(method, rerun, prev)
     end
@@ -78,9 +81,14 @@ defmodule Gen.NaN do
   # After a vectorized GFI call (values f64 [n]): on a NaN, the first NaN particle's choices are run
   # through the scalar GFI (row.(i) gives {gen_fn, args, choicemap}), whose diagnosis names the
   # site; the vectorized body ran once on placeholders, where no site can read its values.
-  @spec check_rows!(String.t(), [Mx.t()], (non_neg_integer() -> {term(), [term()], Choicemap.t()})) :: :ok
+  @spec check_rows!(
+          String.t(),
+          [Mx.t()],
+          (non_neg_integer() -> {term(), [term()], Choicemap.t()})
+        ) :: :ok
   def check_rows!(method, values, row) do
-    if Gen.Handlers.current() == nil and Process.get(:mx_trace_depth, 0) == 0 and Gen.Vectorized.batch() == nil do
+    if Gen.Handlers.current() == nil and Process.get(:mx_trace_depth, 0) == 0 and
+         Gen.Vectorized.batch() == nil do
       case values |> Mx.eval() |> Enum.find_value(&first_nan/1) do
         nil ->
           :ok
@@ -90,7 +98,11 @@ defmodule Gen.NaN do
           Process.put(@row, i)
 
           try do
-            diagnose!(method, fn -> Gen.GenerativeFunction.generate(gf, args, cm, Mx.Random.key(0)) end, nil)
+            diagnose!(
+              method,
+              fn -> Gen.GenerativeFunction.generate(gf, args, cm, Mx.Random.key(0)) end,
+              nil
+            )
           after
             Process.delete(@row)
           end
@@ -102,7 +114,9 @@ defmodule Gen.NaN do
     :out_of_range -> :ok
   end
 
-  defp first_nan(%Mx.Array{} = a), do: if(nan?(a), do: a |> Mx.to_flat_list() |> Enum.find_index(&(&1 == :nan)) || 0)
+  defp first_nan(%Mx.Array{} = a),
+    do: if(nan?(a), do: a |> Mx.to_flat_list() |> Enum.find_index(&(&1 == :nan)) || 0)
+
   defp first_nan(_), do: nil
 
   @doc false

@@ -289,7 +289,7 @@ defmodule Gen.Inference.NUTS do
   end
 
   defp result(target, trace, r) do
-    flat = Enum.map(r.draws, &Target.constrain(target, &1))
+    flat = Target.constrain_draws(target, r.draws)
     warn_nan_energy(r.warmup_stats ++ r.stats)
 
     %{

@@ -386,6 +386,34 @@ defmodule Gen.Inference.Target do
   end
 
   @doc """
+  `constrain/2` of many points (a list of `q` lists, a sampler's draws):
+  the transforms traced once and replayed from C for each point (uncompiled
+  when they read a selected value).
+
+      iex> import Gen
+      iex> m = gen fn -> trace(:s, Gen.Dist.exponential(1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{s: 2.0})
+      iex> Gen.Inference.Target.constrain_draws(Gen.Inference.Target.new(t, Gen.select(:s), compile: false), [[0.0], [1.0]])
+      [[1.0], [2.718281828459045]]
+  """
+  @spec constrain_draws(t(), [[number()]]) :: [[float() | atom()]]
+  def constrain_draws(%__MODULE__{} = target, draws) when is_list(draws) do
+    if identity?(target) or draws == [] do
+      Enum.map(draws, &constrain(target, &1))
+    else
+      flat = fn q ->
+        target
+        |> constrained_graph(q)
+        |> Enum.zip_with(target.blocks, &(&1 |> Mx.as_type(:f64) |> Mx.reshape({&2.x_size})))
+        |> Mx.concatenate()
+      end
+
+      f = Mx.compile(flat, fallback: true, cache_size: 1)
+      Enum.map(draws, &(&1 |> Mx.tensor(type: :f64) |> f.() |> Mx.to_flat_list()))
+    end
+  end
+
+  @doc """
   The selected values at `q` as a choicemap of arrays of the choices' own
   shapes and types (on the constrained scale).
 
@@ -534,6 +562,12 @@ defmodule Gen.Inference.Target do
   defp constrained(target, q) when is_list(q), do: constrained(target, array!(target, q))
 
   defp constrained(target, %Mx.Array{} = q) do
+    xs = constrained_graph(target, q)
+    Mx.eval(xs)
+    xs
+  end
+
+  defp constrained_graph(target, q) do
     us = split(target, q)
 
     xs =
@@ -549,7 +583,6 @@ defmodule Gen.Inference.Target do
         )
       end
 
-    Mx.eval(xs)
     xs
   end
 
