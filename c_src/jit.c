@@ -181,7 +181,7 @@ static int is_flt(mx_dtype t) { return t == MX_F32 || t == MX_F64; }
 
 /* ---- classification -------------------------------------------------------------------- */
 
-enum { R_CALL, R_EW, R_RED, R_ALIAS, R_MATMUL };
+enum { R_CALL, R_EW, R_RED, R_ALIAS, R_MATMUL, R_SLICE, R_PAD };
 
 typedef struct {
   const mx_tape_view *v;
@@ -232,6 +232,8 @@ static int rule_of(const gen *g, int k) {
     case MX_OP_PRODUCT:
     case MX_OP_REDUCE_MAX:
     case MX_OP_REDUCE_MIN: return it == MX_BOOL ? R_CALL : R_RED;
+    case MX_OP_SLICE: return x->params && x->params->nip >= 2 * x->ndim && slot(g, in_slot(g, k, 0))->ndim == x->ndim ? R_SLICE : R_CALL;
+    case MX_OP_PAD: return x->params && x->params->nip >= 3 * x->ndim && slot(g, in_slot(g, k, 0))->ndim == x->ndim ? R_PAD : R_CALL;
     case MX_OP_MATMUL: {
       const mx_array *a = slot(g, in_slot(g, k, 0)), *b = slot(g, in_slot(g, k, 1));
       return is_flt(ot) && a->ndim == 2 && b->ndim == 2 && a->size * b->shape[1] <= MATMUL_INLINE ? R_MATMUL : R_CALL;
@@ -529,6 +531,68 @@ static void emit_matmul(const gen *g, sbuf *b, int k) {
   put(b, "    v%d[i * %lld + j] = acc; }\n", s, n);
 }
 
+/* Nested loops i0.. over shape (axes of one element skipped); body is put by the caller. */
+static void put_loops(sbuf *b, int r, const int64_t *shape) {
+  for (int d = 0; d < r; d++)
+    if (shape[d] > 1) put(b, "  for (int64_t i%d = 0; i%d < %lld; i%d++)\n", d, d, (long long)shape[d], d);
+}
+
+/* base + sum of i_d * st_d over the axes put_loops iterates. */
+static void put_index(sbuf *b, int r, const int64_t *shape, int64_t base, const int64_t *st) {
+  put(b, "%lld", (long long)base);
+  for (int d = 0; d < r; d++)
+    if (shape[d] > 1 && st[d]) put(b, " + i%d * %lld", d, (long long)st[d]);
+}
+
+/* slice: the kernel's index map (mx_k_slice) with static starts and strides. */
+static void emit_slice(const gen *g, sbuf *b, int k) {
+  int s = g->v->ins_slot[k], in = in_slot(g, k, 0);
+  const mx_array *x = slot(g, s), *a = slot(g, in);
+  int r = x->ndim;
+  const int64_t *start = x->params->ip, *stride = x->params->ip + r;
+  int64_t astr[MX_MAX_RANK], ostr[MX_MAX_RANK], sstr[MX_MAX_RANK], base = 0;
+  mx_contiguous_strides(r, a->shape, astr);
+  mx_contiguous_strides(r, x->shape, ostr);
+  for (int d = 0; d < r; d++) base += start[d] * astr[d], sstr[d] = astr[d] * stride[d];
+  put_loops(b, r, x->shape);
+  put(b, "    v%d[", s);
+  put_index(b, r, x->shape, 0, ostr);
+  put(b, "] = v%d[", in);
+  put_index(b, r, x->shape, base, sstr);
+  put(b, "];\n");
+}
+
+static int64_t floor_div64(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/* pad: the pad value everywhere, then the input at lo + c * (interior + 1) (mx_k_pad's map). */
+static void emit_pad(const gen *g, sbuf *b, int k) {
+  int s = g->v->ins_slot[k], in = in_slot(g, k, 0), pv = in_slot(g, k, 1);
+  const mx_array *x = slot(g, s), *a = slot(g, in);
+  int r = x->ndim, copy = 1;
+  const int64_t *lo = x->params->ip, *interior = x->params->ip + 2 * r;
+  int64_t astr[MX_MAX_RANK], ostr[MX_MAX_RANK], shape[MX_MAX_RANK], dstr[MX_MAX_RANK], dbase = 0, sbase = 0;
+  mx_contiguous_strides(r, a->shape, astr);
+  mx_contiguous_strides(r, x->shape, ostr);
+  for (int d = 0; d < r; d++) {
+    int64_t n = a->shape[d], st = interior[d] + 1;
+    int64_t cmin = lo[d] < 0 ? (-lo[d] + st - 1) / st : 0, cmax = floor_div64(x->shape[d] - 1 - lo[d], st);
+    if (cmax > n - 1) cmax = n - 1;
+    if (cmax < cmin) copy = 0;
+    shape[d] = cmax - cmin + 1;
+    dbase += (lo[d] + cmin * st) * ostr[d];
+    dstr[d] = st * ostr[d];
+    sbase += cmin * astr[d];
+  }
+  put(b, "  for (int64_t i = 0; i < %lld; i++) v%d[i] = v%d[0];\n", (long long)x->size, s, pv);
+  if (!copy) return;
+  put_loops(b, r, shape);
+  put(b, "    v%d[", s);
+  put_index(b, r, shape, dbase, dstr);
+  put(b, "] = v%d[", in);
+  put_index(b, r, shape, sbase, astr);
+  put(b, "];\n");
+}
+
 mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
   mx_tape_view v;
   mx_tape_view_get(t, &v);
@@ -595,6 +659,8 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
       case R_ALIAS: put(&b, "  v%d = (const void *)v%d;\n", s, in_slot(&g, k, 0)); break;
       case R_RED: emit_reduce(&g, &b, k); break;
       case R_MATMUL: emit_matmul(&g, &b, k); break;
+      case R_SLICE: emit_slice(&g, &b, k); break;
+      case R_PAD: emit_pad(&g, &b, k); break;
       default:
         for (int j = 0; j < n_inputs(&g, k); j++) {
           int q = in_slot(&g, k, j);
