@@ -438,6 +438,45 @@ defmodule Gen.NUTSTest do
     end
   end
 
+  @tag :slow
+  test "memory stays flat over a 10^5-iteration run (over 10^6 tape replays)" do
+    {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(94))
+    _ = NUTS.sample(t, Gen.select(:mu), warmup: 10, samples: 10, key: Mx.Random.key(95))
+    base = Mx.Memory.report()
+
+    # A small fixed step makes long trajectories: every leapfrog is one replay of the gradient tape.
+    r =
+      NUTS.sample(t, Gen.select(:mu),
+        warmup: 0,
+        samples: 100_000,
+        step_size: 0.05,
+        key: Mx.Random.key(96)
+      )
+
+    assert length(r.draws[[:mu]]) == 100_000
+    assert Enum.sum(Enum.map(r.stats, & &1.n_leapfrog)) > 1_000_000
+    r = nil
+    _ = r
+    :erlang.garbage_collect()
+
+    wait = fn wait, n ->
+      now = Mx.Memory.report()
+
+      if (now.active_bytes <= base.active_bytes and now.live_arrays <= base.live_arrays) or
+           n == 0,
+         do: now,
+         else:
+           (
+             Process.sleep(20)
+             wait.(wait, n - 1)
+           )
+    end
+
+    after_run = wait.(wait, 250)
+    assert after_run.active_bytes <= base.active_bytes
+    assert after_run.live_arrays <= base.live_arrays
+  end
+
   test "a process killed mid-sample frees the run's memory" do
     {t, _} = Gen.generate(normal_model(), [@ys], normal_observations(@ys), key: Mx.Random.key(92))
     base = Mx.Memory.report()

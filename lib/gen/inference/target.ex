@@ -268,6 +268,10 @@ defmodule Gen.Inference.Target do
         dynamic(target, "the model reads a selected value while tracing (#{why})")
 
       tape ->
+        # The generated-C tier rounds differently from the interpreter (within a few ulps), so a
+        # run that switched tiers midway would not repeat its draws: wait for it now (about 1 ms
+        # from the disk cache, 0.2-0.5 s to build once per model; at once without a compiler).
+        _ = Mx.Compile.await_native(compiled, [q0_array(target)], 120_000)
         %{target | tape: tape, compiled?: true, vg: compiled}
     end
   end
@@ -408,7 +412,7 @@ defmodule Gen.Inference.Target do
         |> Mx.concatenate()
       end
 
-      f = Mx.compile(flat, fallback: true, cache_size: 1)
+      f = Mx.compile(flat, fallback: true, cache_size: 1, jit: false)
       Enum.map(draws, &(&1 |> Mx.tensor(type: :f64) |> f.() |> Mx.to_flat_list()))
     end
   end
