@@ -390,9 +390,9 @@ defmodule Gen.Inference.Target do
   end
 
   @doc """
-  `constrain/2` of many points (a list of `q` lists, a sampler's draws):
-  the transforms traced once and replayed from C for each point (uncompiled
-  when they read a selected value).
+  `constrain/2` of many points (a list of `q` lists, a sampler's draws): in
+  one vectorized graph (`Mx.vmap/1`) when the target's structure is fixed
+  (it compiled), point by point when the model reads a selected value.
 
       iex> import Gen
       iex> m = gen fn -> trace(:s, Gen.Dist.exponential(1.0)) end
@@ -402,19 +402,28 @@ defmodule Gen.Inference.Target do
   """
   @spec constrain_draws(t(), [[number()]]) :: [[float() | atom()]]
   def constrain_draws(%__MODULE__{} = target, draws) when is_list(draws) do
-    if identity?(target) or draws == [] do
-      Enum.map(draws, &constrain(target, &1))
-    else
-      flat = fn q ->
-        target
-        |> constrained_graph(q)
-        |> Enum.zip_with(target.blocks, &(&1 |> Mx.as_type(:f64) |> Mx.reshape({&2.x_size})))
-        |> Mx.concatenate()
-      end
+    cond do
+      identity?(target) or draws == [] ->
+        Enum.map(draws, &constrain(target, &1))
 
-      f = Mx.compile(flat, fallback: true, cache_size: 1, jit: false)
-      Enum.map(draws, &(&1 |> Mx.tensor(type: :f64) |> f.() |> Mx.to_flat_list()))
+      # A fixed structure (the target compiled) has no control flow on the values: one batch.
+      target.compiled? ->
+        draws
+        |> Mx.tensor(type: :f64)
+        |> Mx.vmap(&flat_constrained(target, &1)).()
+        |> Mx.to_flat_list()
+        |> Enum.chunk_every(target.x_dim)
+
+      true ->
+        Enum.map(draws, &constrain(target, &1))
     end
+  end
+
+  defp flat_constrained(target, q) do
+    target
+    |> constrained_graph(q)
+    |> Enum.zip_with(target.blocks, &(&1 |> Mx.as_type(:f64) |> Mx.reshape({&2.x_size})))
+    |> Mx.concatenate()
   end
 
   @doc """
