@@ -219,7 +219,10 @@ defmodule Gen.Inference.NUTS do
             "Gen.Inference.NUTS.sample: metric: must be :diag or :dense, got #{inspect(metric)}"
     end
 
-    target = target!(trace, sel, opts, "NUTS.sample")
+    # A whole run: worth the generated-C tier unless the application turned it off (Mx.compile's jit:).
+    target =
+      target!(trace, sel, opts, "NUTS.sample", jit: Application.get_env(:genmx, :jit, true))
+
     start!(target, "NUTS.sample")
 
     sampler_opts = [
@@ -338,11 +341,12 @@ defmodule Gen.Inference.NUTS do
 
   # ---- the model on the flat vector ----------------------------------------------------
 
-  defp target!(trace, sel, opts, fun),
+  defp target!(trace, sel, opts, fun, extra \\ []),
     do:
-      Target.new(trace, sel,
-        transforms: Keyword.get(opts, :transforms, %{}),
-        caller: "Gen.Inference.#{fun}"
+      Target.new(
+        trace,
+        sel,
+        [transforms: Keyword.get(opts, :transforms, %{}), caller: "Gen.Inference.#{fun}"] ++ extra
       )
 
   # The phase point at the trace's selected values (on the unconstrained scale).

@@ -105,6 +105,13 @@ defmodule Gen.Inference.Target do
       always run them uncompiled (`false`, for a target evaluated only a
       few times: tracing and lowering cost about four uncompiled
       evaluations on the eight-schools model, bench/target.exs);
+    * `jit:` — with `compile: true`, also build the tape as generated C and
+      wait for it (`false` by default: the interpreter). The native tier rounds
+      a little differently (within a few ulps), so the wait keeps a run on one
+      tier from its first step: the same key repeats its draws. It costs about
+      1 ms from the disk cache (0.2–0.5 s to build once per model), worth it
+      for a long run (`Gen.Inference.NUTS.sample/3` asks for it), not for one
+      transition;
     * `jacobian:` — add the log-Jacobians (`true`; `false` for the mode of
       the constrained density);
     * `choices:` — the choicemap assessed with the selected leaves replaced
@@ -131,6 +138,7 @@ defmodule Gen.Inference.Target do
         [
           transforms: %{},
           compile: true,
+          jit: false,
           jacobian: true,
           choices: nil,
           caller: "Gen.Inference.Target.new"
@@ -145,7 +153,7 @@ defmodule Gen.Inference.Target do
             "Gen.Inference.Target.new: caller: must be a string naming the function, got #{inspect(caller)}"
     end
 
-    for key <- [:compile, :jacobian], not is_boolean(opts[key]) do
+    for key <- [:compile, :jit, :jacobian], not is_boolean(opts[key]) do
       raise ArgumentError, "#{caller}: #{key}: must be true or false, got #{inspect(opts[key])}"
     end
 
@@ -192,7 +200,7 @@ defmodule Gen.Inference.Target do
         choices: opts[:choices] || choices
     }
 
-    if opts[:compile], do: compile(target), else: dynamic(target, nil)
+    if opts[:compile], do: compile(target, opts[:jit]), else: dynamic(target, nil)
   end
 
   # {blocks, starting unconstrained values}: one probe pass at the trace's values records each
@@ -251,9 +259,10 @@ defmodule Gen.Inference.Target do
 
   # Traces the value and gradient on a placeholder and keeps the tape; a model that reads a
   # selected value while tracing stays dynamic.
-  defp compile(target) do
+  defp compile(target, jit) do
     # One signature ever: f64[dim].
-    compiled = Mx.compile(Mx.value_and_grad(fn q -> log_density(target, q) end), cache_size: 1)
+    compiled =
+      Mx.compile(Mx.value_and_grad(fn q -> log_density(target, q) end), cache_size: 1, jit: jit)
 
     try do
       Mx.Compile.tape!(compiled, [q0_array(target)])
@@ -268,10 +277,8 @@ defmodule Gen.Inference.Target do
         dynamic(target, "the model reads a selected value while tracing (#{why})")
 
       tape ->
-        # The generated-C tier rounds differently from the interpreter (within a few ulps), so a
-        # run that switched tiers midway would not repeat its draws: wait for it now (about 1 ms
-        # from the disk cache, 0.2-0.5 s to build once per model; at once without a compiler).
-        _ = Mx.Compile.await_native(compiled, [q0_array(target)], 120_000)
+        # A run that switched tiers midway would not repeat its draws (see jit:): wait now.
+        if jit, do: Mx.Compile.await_native(compiled, [q0_array(target)], 120_000)
         %{target | tape: tape, compiled?: true, vg: compiled}
     end
   end
