@@ -224,19 +224,44 @@ defmodule Gen.Inference.Sampler do
       tree_depth: depth
     }
 
+  # One pass over the seven per-field binaries, one map per iteration (the maps share their keys).
   defp decode_stats(s) do
-    cols = [
-      floats(s.accept_stat),
-      for(<<b <- s.divergent>>, do: b == 1),
-      floats(s.energy),
-      for(<<n::signed-32-native <- s.n_leapfrog>>, do: n),
-      for(<<b <- s.nan_energy>>, do: b == 1),
-      floats(s.step_size),
-      for(<<n::signed-32-native <- s.tree_depth>>, do: n)
-    ]
-
-    cols |> Enum.zip() |> Enum.map(&stats_map/1)
+    stats(
+      s.accept_stat,
+      s.divergent,
+      s.energy,
+      s.n_leapfrog,
+      s.nan_energy,
+      s.step_size,
+      s.tree_depth,
+      []
+    )
   end
+
+  defp stats(
+         <<a::binary-8, ar::binary>>,
+         <<dv, dr::binary>>,
+         <<e::binary-8, er::binary>>,
+         <<n::signed-32-native, nr::binary>>,
+         <<nan, nanr::binary>>,
+         <<eps::binary-8, epsr::binary>>,
+         <<depth::signed-32-native, depthr::binary>>,
+         acc
+       ) do
+    st = %{
+      accept_stat: f64(a),
+      divergent: dv == 1,
+      energy: f64(e),
+      n_leapfrog: n,
+      nan_energy: nan == 1,
+      step_size: f64(eps),
+      tree_depth: depth
+    }
+
+    stats(ar, dr, er, nr, nanr, epsr, depthr, [st | acc])
+  end
+
+  defp stats(<<>>, <<>>, <<>>, <<>>, <<>>, <<>>, <<>>, acc), do: Enum.reverse(acc)
 
   defp floats(bin), do: for(<<x::binary-size(8) <- bin>>, do: f64(x))
 
