@@ -801,8 +801,8 @@ void mx_tape_jit_info(mx_tape *t, mx_jit_info *info) {
 }
 
 mx_tier mx_tape_jit_wait(mx_tape *t, int64_t timeout_ns) {
-  struct timespec pause = {0, 1000000};
-  for (int64_t waited = 0;; waited += 1000000) {
+  struct timespec pause = {0, 50000}; /* a disk-cache hit takes about a millisecond: look often */
+  for (int64_t waited = 0;; waited += 50000) {
     mx_jit *j = mx_tape_jit(t);
     int tier = j ? atomic_load(&j->tier) : MX_TIER_INTERPRETER;
     if (tier != MX_TIER_COMPILING || (timeout_ns >= 0 && waited >= timeout_ns)) return (mx_tier)tier;

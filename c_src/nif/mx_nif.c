@@ -1688,6 +1688,18 @@ static ERL_NIF_TERM tape_jit_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
   return jit_info_put(env, t, map);
 }
 
+/* tape_jit_wait(tape, ms) -> tape_jit_info's map once the tier leaves :compiling or after ms
+ * (at most 100: the caller loops, so a dirty scheduler is never held long). Dirty IO: it sleeps. */
+static ERL_NIF_TERM tape_jit_wait(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_tape *t;
+  long ms;
+  if (!get_tape(env, argv[0], &t)) return badarg(env, "[compile] argument 1 must be a tape");
+  if (!enif_get_long(env, argv[1], &ms) || ms < 0) return badarg(env, "[compile] the wait must be a non-negative number of ms");
+  mx_tape_jit_wait(t, (ms > 100 ? 100 : ms) * 1000000LL);
+  return jit_info_put(env, t, enif_make_new_map(env));
+}
+
 /* tape_jit_source(tape) -> the C jit.c generates for it (inspection and tests). */
 static ERL_NIF_TERM tape_jit_source(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
@@ -2380,6 +2392,7 @@ static ErlNifFunc funcs[] = {
     /* generated C (jit.c): generating the source may take a while on a large tape */
     {"tape_jit", 2, tape_jit, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"tape_jit_info", 1, tape_jit_info, 0},
+    {"tape_jit_wait", 2, tape_jit_wait, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"compile_lookup", 2, compile_lookup, 0},
     {"tape_jit_source", 1, tape_jit_source, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"tape_time_raw", 3, tape_time_raw, ERL_NIF_DIRTY_JOB_CPU_BOUND}, /* benchmarks */

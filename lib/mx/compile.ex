@@ -228,15 +228,14 @@ defmodule Mx.Compile do
     Enum.map(~w(MX_JIT CC XDG_CACHE_HOME HOME TMPDIR PATH), &System.get_env/1)
   end
 
+  # Waits in slices of at most 100 ms on a dirty scheduler (tape_jit_wait), until ready or the deadline.
   defp wait_tier(tape, deadline) do
-    info = NIF.tape_jit_info(tape)
+    left = deadline - System.monotonic_time(:millisecond)
+    info = NIF.tape_jit_wait(tape, max(left, 0))
 
-    if info.tier == :compiling and System.monotonic_time(:millisecond) < deadline do
-      Process.sleep(2)
-      wait_tier(tape, deadline)
-    else
-      info
-    end
+    if info.tier == :compiling and left > 100,
+      do: wait_tier(tape, deadline),
+      else: info
   end
 
   @doc false

@@ -85,6 +85,7 @@ defmodule Mx.NIF do
   def sampler_result(_handle), do: nif_not_loaded()
   def tape_jit(_tape, _env), do: nif_not_loaded()
   def tape_jit_info(_tape), do: nif_not_loaded()
+  def tape_jit_wait(_tape, _ms), do: nif_not_loaded()
   def compile_lookup(_cache, _key), do: nif_not_loaded()
   @doc false
   def tape_jit_source(_tape), do: nif_not_loaded()

@@ -601,6 +601,7 @@ defmodule Mx.FuzzTest do
       # the native tier: MX_JIT=0 or a missing compiler, so the fuzz starts no compiler
       :tape_jit -> [tape(pool), pick([["0", nil, nil, nil, nil, nil], [nil, "/nonexistent/cc", nil, nil, nil, nil], [nil], junk(pool)])]
       :tape_jit_info -> [tape(pool)]
+      :tape_jit_wait -> [tape(pool), pick([0, 1, 5, -1, :x, 1 <<< 40])]
       :tape_jit_source -> [tape(pool)]
       :compile_lookup -> [cache(), key()]
       zero when zero in [:memory_report, :reset_peak, :clear_cache, :op_names, :op_grads, :noop, :noop_dirty, :load] -> []
