@@ -18,6 +18,27 @@ defmodule Bench do
 
   def now_ns, do: :erlang.monotonic_time(:nanosecond)
 
+  @doc """
+  CPU time in ns of every thread of this OS process (schedulers, dirty schedulers and the
+  engine's own threads, which :erlang.statistics(:runtime) does not see), from schedstat.
+  """
+  def process_cpu_ns do
+    dir = "/proc/self/task"
+
+    case File.ls(dir) do
+      {:ok, tasks} ->
+        Enum.reduce(tasks, 0, fn t, acc ->
+          case File.read(Path.join([dir, t, "schedstat"])) do
+            {:ok, s} -> acc + (s |> String.split() |> hd() |> String.to_integer())
+            _ -> acc
+          end
+        end)
+
+      _ ->
+        0
+    end
+  end
+
   @doc "The 1-minute load average: how busy the shared machine was when a figure was taken."
   def load do
     case File.read("/proc/loadavg") do

@@ -118,7 +118,14 @@ defmodule Gen.Inference.Sampler do
       metric: one_of!(opts, :metric, [:diag, :dense]),
       inv_metric: inv_metric!(opts[:inv_metric], opts[:metric], d),
       n_leapfrog: int!(opts, :n_leapfrog, 1),
-      report_every: if(callback, do: 0, else: 100)
+      # every iteration for a callback, every 100 for a progress counter, else never (each
+      # message wakes a scheduler, which then spins a while)
+      report_every:
+        cond do
+          callback -> 0
+          opts[:counter] -> 100
+          true -> warmup + opts[:samples] + 1
+        end
     }
 
     {handle, ref} = NIF.sampler_start(config, tape, self())
