@@ -147,11 +147,24 @@ defmodule Gen.Inference.NUTS do
   Runs NUTS with Stan's warmup adaptation and returns the draws.
 
   Options: `warmup:` (1000), `samples:` (1000), `key:`, `target_accept:`
-  (0.8), `max_depth:` (10), `step_size:` (1.0, the start of the doubling
-  heuristic and of μ = log(10·ε₀)), `inv_metric:` (unit), `adapt_metric:`
+  (0.8), `max_depth:` (10, at most 30), `step_size:` (1.0, the start of the
+  doubling heuristic and of μ = log(10·ε₀)), `metric:` (`:diag`, or
+  `:dense` for a full mass matrix learned from Welford covariances),
+  `inv_metric:` (unit; for `:dense` a list of rows), `adapt_metric:`
   (true; false keeps `inv_metric:` fixed), `transforms:` (see the
   moduledoc), `callback:` (called after every iteration with `%{iteration:
-  i, warmup?: bool, stats: stats}`).
+  i, warmup?: bool, stats: stats}`; it makes the C run message every
+  iteration, so leave it out of timed runs), `chains:` (k runs in k
+  processes; chain j is exactly the run with key `Mx.Random.fold_in(key,
+  j)`, and the result is a list of k maps) and `progress:` (`true`,
+  `false` or `:auto`, as `Gen.Inference.run/3`).
+
+  With a C compiler present the log density's tape is also built as
+  generated C (cached on disk per user, see `Mx.compile/2`'s `jit:`), and
+  the run waits for it so it never switches tiers midway: the same key
+  repeats its draws on a machine. The interpreter and the generated code
+  round differently (within a few ulps), so draws may differ between a
+  machine with a compiler and one without, or with `MX_JIT=0`.
 
   Returns a map:
 
