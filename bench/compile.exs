@@ -135,24 +135,6 @@ make_bin = fn name ->
   path
 end
 
-kv = fn out ->
-  for "kv " <> line <- String.split(out, "\n"), into: %{} do
-    [k, v] = String.split(line, "=", parts: 2)
-    {k, v}
-  end
-end
-
-data_file = Path.join(System.tmp_dir!(), "genmx_grad_floor_#{System.os_time()}.txt")
-
-File.write!(
-  data_file,
-  Enum.map_join(
-    [data["simple"]["y"], data["eight_schools"]["y"], data["eight_schools"]["sigma"]],
-    "\n",
-    &Enum.join(&1, " ")
-  ) <> "\n"
-)
-
 m8 = NutsModels.eight_schools(data["eight_schools"], :non_centered)
 d8 = NutsModels.eight_schools_nc_densities(m8, data)
 
@@ -175,9 +157,7 @@ cases =
     {"#{name} #{kind}", raw_case.(d[kind], d.args)}
   end
 
-floor_out = System.cmd(make_bin.("grad_floor"), [data_file, "9"]) |> elem(0)
-File.rm(data_file)
-floor = kv.(floor_out)
+floor = NutsModels.grad_floor(data, 9)
 
 # The direct tapes compute the hand-written functions: the values agree to rounding.
 for {name, _} <- models do

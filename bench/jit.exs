@@ -49,8 +49,8 @@ File.rm_rf!(cache)
 
 # Both tiers agree within rounding (the tests check it too).
 for {name, t} <- tapes do
-  {_, a} = Mx.NIF.tape_time_raw(t.interp, t.ins, 1)
-  {_, b} = Mx.NIF.tape_time_raw(t.native, t.ins, 1)
+  {_, a, _} = Mx.NIF.tape_time_raw(t.interp, t.ins, 1)
+  {_, b, _} = Mx.NIF.tape_time_raw(t.native, t.ins, 1)
   xs = for <<x::float-64-native <- IO.iodata_to_binary(a)>>, do: x
   ys = for <<y::float-64-native <- IO.iodata_to_binary(b)>>, do: y
 
@@ -58,36 +58,12 @@ for {name, t} <- tapes do
     do: raise("#{name}: tiers differ: #{inspect(xs)} vs #{inspect(ys)}")
 end
 
-{_, 0} =
-  System.cmd(
-    "make",
-    ["-s", "-C", Path.join(root, "bench"), Path.join(root, "_build/bench/grad_floor")],
-    stderr_to_stdout: true
-  )
-
-data_file = Path.join(System.tmp_dir!(), "genmx_grad_floor_#{System.os_time()}.txt")
-
-File.write!(
-  data_file,
-  Enum.map_join(
-    [data["simple"]["y"], data["eight_schools"]["y"], data["eight_schools"]["sigma"]],
-    "\n",
-    &Enum.join(&1, " ")
-  ) <> "\n"
-)
-
 reps = 20_000
 
 samples =
   for _round <- 1..9, reduce: %{} do
     acc ->
-      {floor_out, 0} = System.cmd(Path.join(root, "_build/bench/grad_floor"), [data_file, "1"])
-
-      floor =
-        for "kv " <> line <- String.split(floor_out, "\n"), into: %{} do
-          [k, v] = String.split(line, "=", parts: 2)
-          {k, v}
-        end
+      floor = NutsModels.grad_floor(data, 1)
 
       acc =
         Enum.reduce(["simple", "eight_schools_nc"], acc, fn m, acc ->
@@ -101,12 +77,11 @@ samples =
 
       for {name, t} <- tapes, tier <- [:interp, :native], reduce: acc do
         acc ->
-          {ns, _} = Mx.NIF.tape_time_raw(t[tier], t.ins, reps)
+          {ns, _, _} = Mx.NIF.tape_time_raw(t[tier], t.ins, reps)
           Map.update(acc, {name, tier}, [ns / reps], &[ns / reps | &1])
       end
   end
 
-File.rm(data_file)
 fmt = &Bench.fmt/1
 
 IO.puts(

@@ -322,4 +322,28 @@ defmodule Bench.NutsModels do
 
     %{gfi: gfi, direct: direct, args: args}
   end
+
+  @doc """
+  Runs bench/grad_floor.c (the hand-written log density + gradient of `simple` and
+  `eight_schools_nc`, built here if needed) on the benchmark's data for `rounds` rounds and
+  returns its `kv` lines as a map (e.g. "simple_ns" => "28.4").
+  """
+  def grad_floor(data, rounds) do
+    root = Path.expand("../..", __DIR__)
+    bin = Path.join(root, "_build/bench/grad_floor")
+
+    {_, 0} =
+      System.cmd("make", ["-s", "-C", Path.join(root, "bench"), bin], stderr_to_stdout: true)
+
+    file = Path.join(System.tmp_dir!(), "genmx_grad_floor_#{System.os_time()}.txt")
+    rows = [data["simple"]["y"], data["eight_schools"]["y"], data["eight_schools"]["sigma"]]
+    File.write!(file, Enum.map_join(rows, "\n", &Enum.join(&1, " ")) <> "\n")
+    {out, 0} = System.cmd(bin, [file, to_string(rounds)])
+    File.rm(file)
+
+    for "kv " <> line <- String.split(out, "\n"), into: %{} do
+      [k, v] = String.split(line, "=", parts: 2)
+      {k, v}
+    end
+  end
 end

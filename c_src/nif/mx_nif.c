@@ -1610,7 +1610,9 @@ static ERL_NIF_TERM jit_info_put(ErlNifEnv *env, mx_tape *t, ERL_NIF_TERM map) {
   static const char *const tiers[] = {"interpreter", "compiling", "native", "failed"};
   ERL_NIF_TERM note, tier = enif_make_atom(env, tiers[j.tier]);
   size_t n = strlen(j.reason);
-  memcpy(enif_make_new_binary(env, n, &note), j.reason, n);
+  unsigned char *np = enif_make_new_binary(env, n, &note);
+  if (!np) return raise_with(env, atom_mx_error, "[compile] out of memory describing a tape's tier");
+  memcpy(np, j.reason, n);
   if (j.tier == MX_TIER_FAILED) tier = enif_make_tuple2(env, tier, note);
   enif_make_map_put(env, map, enif_make_atom(env, "tier"), tier, &map);
   enif_make_map_put(env, map, enif_make_atom(env, "compile_wall_us"), enif_make_int64(env, j.wall_ns / 1000), &map);
@@ -2202,11 +2204,12 @@ static ERL_NIF_TERM sampler_cancel(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
   return atom_ok;
 }
 
-static ERL_NIF_TERM f64_binary(ErlNifEnv *env, const double *x, size_t n) {
-  ERL_NIF_TERM t;
-  unsigned char *p = enif_make_new_binary(env, n * sizeof(double), &t);
+/* A binary of n native f64 copied from x; 0 when it cannot be allocated. */
+static int f64_binary(ErlNifEnv *env, const double *x, size_t n, ERL_NIF_TERM *t) {
+  unsigned char *p = enif_make_new_binary(env, n * sizeof(double), t);
+  if (!p) return 0;
   if (n) memcpy(p, x, n * sizeof(double));
-  return t;
+  return 1;
 }
 
 /* sampler_result(handle) -> {draws, stats, step_size, inv_metric}, once (the run's memory is then
@@ -2232,10 +2235,12 @@ static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
   ERL_NIF_TERM keys[7], vals[7];
   const char *names[7] = {"accept_stat", "divergent", "energy", "n_leapfrog", "nan_energy", "step_size", "tree_depth"};
   size_t widths[7] = {8, 1, 8, 4, 1, 8, 4};
-  for (int f = 0; f < 7; f++) {
+  int ok = 1;
+  for (int f = 0; f < 7 && ok; f++) {
     keys[f] = enif_make_atom(env, names[f]);
     unsigned char *p = enif_make_new_binary(env, (size_t)iters * widths[f], &vals[f]);
-    for (int64_t i = 0; i < iters; i++) {
+    ok = p != NULL;
+    for (int64_t i = 0; i < iters && ok; i++) {
       const mx_sampler_stats *x = &ss[i];
       switch (f) {
       case 0: memcpy(p + i * 8, &x->accept_stat, 8); break;
@@ -2248,13 +2253,13 @@ static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
       }
     }
   }
-  ERL_NIF_TERM stats;
-  int ok = enif_make_map_from_arrays(env, keys, vals, 7, &stats);
-  ERL_NIF_TERM draws = f64_binary(env, mx_sampler_draws(s), (size_t)(j->n_samples * d));
-  ERL_NIF_TERM inv = f64_binary(env, mx_sampler_inv_metric(s), (size_t)(j->dense ? d * d : d));
+  ERL_NIF_TERM stats, draws, inv;
+  ok = ok && enif_make_map_from_arrays(env, keys, vals, 7, &stats) &&
+       f64_binary(env, mx_sampler_draws(s), (size_t)(j->n_samples * d), &draws) &&
+       f64_binary(env, mx_sampler_inv_metric(s), (size_t)(j->dense ? d * d : d), &inv);
   ERL_NIF_TERM step = make_float(env, mx_sampler_step_size(s));
   mx_sampler_free(s);
-  if (!ok) return raise_with(env, atom_mx_error, "[sampler_result] cannot build the stats map");
+  if (!ok) return raise_with(env, atom_mx_error, "[sampler_result] out of memory building the result");
   return enif_make_tuple4(env, draws, stats, step, inv);
 }
 

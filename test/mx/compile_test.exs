@@ -20,8 +20,8 @@ defmodule Mx.CompileTest do
   }
 
   defp same!(what, compiled, plain) do
-    c = leaves(compiled)
-    p = leaves(plain)
+    c = ReferenceCase.leaves(compiled)
+    p = ReferenceCase.leaves(plain)
     assert length(c) == length(p), "#{what}: #{length(c)} outputs, uncompiled #{length(p)}"
 
     for {x, y} <- Enum.zip(c, p) do
@@ -30,41 +30,6 @@ defmodule Mx.CompileTest do
 
       assert Mx.to_binary(x) == Mx.to_binary(y), "#{what}: values differ"
     end
-  end
-
-  defp leaves(%Mx.Array{} = a), do: [a]
-  defp leaves(t) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.flat_map(&leaves/1)
-  defp leaves(l) when is_list(l), do: Enum.flat_map(l, &leaves/1)
-
-  defp leaves(m) when is_map(m) and not is_struct(m),
-    do: m |> Enum.sort() |> Enum.flat_map(fn {_, v} -> leaves(v) end)
-
-  defp leaves(_), do: []
-
-  # A reference case as a function of its array arguments (lists of arrays stay lists).
-  # linalg_test.exs runs the linalg file on Mx.Linalg; other files name a module or use Mx.
-  defp case_fun(file, c) do
-    module = Map.get(c, :module, if(file == "linalg", do: Mx.Linalg, else: Mx))
-    opts = if c.opts == [], do: [], else: [c.opts]
-    args = Enum.map(c.args, &ReferenceCase.decode/1)
-
-    arrays? = fn a ->
-      match?(%Mx.Array{}, a) or
-        (is_list(a) and a != [] and Enum.all?(a, &match?(%Mx.Array{}, &1)))
-    end
-
-    inputs = Enum.filter(args, arrays?)
-
-    f = fn ins ->
-      {full, []} =
-        Enum.map_reduce(args, ins, fn a, rest ->
-          if arrays?.(a), do: {hd(rest), tl(rest)}, else: {a, rest}
-        end)
-
-      apply(module, c.fun, full ++ opts)
-    end
-
-    {f, inputs}
   end
 
   # Random draws of a key input, and the LU gradient (lu_permutation): no reference cases.
@@ -87,7 +52,7 @@ defmodule Mx.CompileTest do
   test "compiled equals uncompiled on every reference case, and every primitive runs in some tape" do
     cases =
       for file <- ReferenceCase.files(), c <- ReferenceCase.load!(file) do
-        {f, ins} = case_fun(file, c)
+        {f, ins} = ReferenceCase.as_function(file, c)
         {c.name, f, ins}
       end ++ extra_cases()
 
@@ -288,7 +253,10 @@ defmodule Mx.CompileTest do
     # grad, value_and_grad, jvp and vmap of the compiled function equal those of the plain one
     assert Mx.to_list(Mx.grad(f).(x)) == Mx.to_list(Mx.grad(plain).(x))
     {v, g} = Mx.value_and_grad(f).(x)
-    assert {Mx.to_number(v), Mx.to_list(g)} == {Mx.to_number(plain.(x)), Mx.to_list(Mx.grad(plain).(x))}
+
+    assert {Mx.to_number(v), Mx.to_list(g)} ==
+             {Mx.to_number(plain.(x)), Mx.to_list(Mx.grad(plain).(x))}
+
     xs = Mx.tensor([[1.0, 2.0], [3.0, -1.0]])
     assert Mx.to_list(Mx.vmap(f).(xs)) == Mx.to_list(Mx.vmap(plain).(xs))
     # the transformed calls neither replay nor trace a tape
@@ -300,7 +268,9 @@ defmodule Mx.CompileTest do
     assert Mx.to_list(g.(x)) == Mx.to_list(want)
 
     # The replay NIF itself still refuses traced inputs (their derivative would be lost).
-    msg = ~r/^\[compile\] an input is traced by Mx.grad\/vjp\/jvp\/vmap.*Mx.compile\(Mx.value_and_grad\(f\)\)/
+    msg =
+      ~r/^\[compile\] an input is traced by Mx.grad\/vjp\/jvp\/vmap.*Mx.compile\(Mx.value_and_grad\(f\)\)/
+
     tape = Mx.Compile.tape!(f, [x])
 
     assert_raise Mx.Error, msg, fn ->

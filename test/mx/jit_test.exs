@@ -31,15 +31,6 @@ defmodule Mx.JitTest do
     end)
   end
 
-  defp leaves(%Mx.Array{} = a), do: [a]
-  defp leaves(t) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.flat_map(&leaves/1)
-  defp leaves(l) when is_list(l), do: Enum.flat_map(l, &leaves/1)
-
-  defp leaves(m) when is_map(m) and not is_struct(m),
-    do: m |> Enum.sort() |> Enum.flat_map(fn {_, v} -> leaves(v) end)
-
-  defp leaves(_), do: []
-
   defp eps(:f64), do: 2.220446049250313e-16
   defp eps(:f32), do: 1.1920929e-7
   defp eps(:f16), do: 9.765625e-4
@@ -57,8 +48,8 @@ defmodule Mx.JitTest do
   defp close?(_, _, _), do: false
 
   defp near!(what, native, interp) do
-    n = leaves(native)
-    i = leaves(interp)
+    n = ReferenceCase.leaves(native)
+    i = ReferenceCase.leaves(interp)
     assert length(n) == length(i), "#{what}: output count"
 
     for {x, y} <- Enum.zip(n, i) do
@@ -80,31 +71,6 @@ defmodule Mx.JitTest do
     info = Mx.Compile.await_native(compiled, args, 300_000)
     assert info.tier == :native, "tier #{inspect(info.tier)}"
     info
-  end
-
-  # Reference cases as functions of their array arguments (as compile_test.exs builds them).
-  defp case_fun(file, c) do
-    module = Map.get(c, :module, if(file == "linalg", do: Mx.Linalg, else: Mx))
-    opts = if c.opts == [], do: [], else: [c.opts]
-    args = Enum.map(c.args, &ReferenceCase.decode/1)
-
-    arrays? = fn a ->
-      match?(%Mx.Array{}, a) or
-        (is_list(a) and a != [] and Enum.all?(a, &match?(%Mx.Array{}, &1)))
-    end
-
-    inputs = Enum.filter(args, arrays?)
-
-    f = fn ins ->
-      {full, []} =
-        Enum.map_reduce(args, ins, fn a, rest ->
-          if arrays?.(a), do: {hd(rest), tl(rest)}, else: {a, rest}
-        end)
-
-      apply(module, c.fun, full ++ opts)
-    end
-
-    {f, inputs}
   end
 
   # Many cases per tape: one C compile per batch instead of per case.
@@ -130,7 +96,7 @@ defmodule Mx.JitTest do
   test "native equals the interpreter on every reference case (batched into tapes)" do
     cases =
       for file <- ReferenceCase.files(), c <- ReferenceCase.load!(file) do
-        {f, ins} = case_fun(file, c)
+        {f, ins} = ReferenceCase.as_function(file, c)
         {c.name, f, ins}
       end
 

@@ -54,6 +54,42 @@ defmodule Mx.ReferenceCase do
   end
 
   @doc "An `{:array, type, shape, hex}` term as an Mx array (lists are decoded elementwise)."
+  @doc """
+  A case as a function of its array arguments (lists of arrays stay lists), with those
+  arguments: `{fun, inputs}`. The linalg file runs on Mx.Linalg; other files name a module or use Mx.
+  """
+  def as_function(file, c) do
+    module = Map.get(c, :module, if(file == "linalg", do: Mx.Linalg, else: Mx))
+    opts = if c.opts == [], do: [], else: [c.opts]
+    args = Enum.map(c.args, &decode/1)
+
+    arrays? = fn a ->
+      match?(%Mx.Array{}, a) or
+        (is_list(a) and a != [] and Enum.all?(a, &match?(%Mx.Array{}, &1)))
+    end
+
+    f = fn ins ->
+      {full, []} =
+        Enum.map_reduce(args, ins, fn a, rest ->
+          if arrays?.(a), do: {hd(rest), tl(rest)}, else: {a, rest}
+        end)
+
+      apply(module, c.fun, full ++ opts)
+    end
+
+    {f, Enum.filter(args, arrays?)}
+  end
+
+  @doc "The arrays in a result (tuples, lists and maps walked; maps in key order)."
+  def leaves(%Mx.Array{} = a), do: [a]
+  def leaves(t) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.flat_map(&leaves/1)
+  def leaves(l) when is_list(l), do: Enum.flat_map(l, &leaves/1)
+
+  def leaves(m) when is_map(m) and not is_struct(m),
+    do: m |> Enum.sort() |> Enum.flat_map(fn {_, v} -> leaves(v) end)
+
+  def leaves(_), do: []
+
   def decode({:array, type, shape, hex}), do: Mx.from_binary(Base.decode16!(hex), type, shape: shape)
   def decode(list) when is_list(list), do: Enum.map(list, &decode/1)
   def decode(other), do: other
