@@ -818,9 +818,22 @@ static int64_t mono_ns(void) {
 
 /* ---- the compiler ---------------------------------------------------------------------- */
 
-/* The compiler's absolute path ($CC, else the one the NIF was built with, searched on PATH). */
-static int find_compiler(char *path, size_t cap, const char *cc, const char *env) {
-  if (!cc || !*cc) cc = MX_JIT_CC;
+/* $CC split into words as make does ("gcc -m64": the compiler, then its own arguments); returns
+ * the count (0 when unset or blank), the words pointing into buf. */
+enum { MAX_CC_WORDS = 16 };
+static int cc_words(const char *cc_env, char *buf, size_t cap, char **words) {
+  snprintf(buf, cap, "%s", cc_env ? cc_env : "");
+  int n = 0;
+  for (char *save = NULL, *w = strtok_r(buf, " \t", &save); w && n < MAX_CC_WORDS; w = strtok_r(NULL, " \t", &save))
+    words[n++] = w;
+  return n;
+}
+
+/* The compiler's absolute path ($CC's first word, else the one the NIF was built with, searched
+ * on PATH). */
+static int find_compiler(char *path, size_t cap, const char *cc_env, const char *env) {
+  char buf[1024], *words[MAX_CC_WORDS];
+  const char *cc = cc_words(cc_env, buf, sizeof buf, words) ? words[0] : MX_JIT_CC;
   if (strchr(cc, '/')) {
     snprintf(path, cap, "%s", cc);
     return access(path, X_OK) == 0;
@@ -1121,6 +1134,9 @@ static void compile_job(jit_job *job) {
   sha_add(&c, job->src, strlen(job->src) + 1);
   sha_add(&c, cc, strlen(cc) + 1);
   sha_add(&c, version, strlen(version) + 1);
+  char cc_buf[1024], *cc_args[MAX_CC_WORDS];
+  int n_cc = cc_words(job->env[ENV_CC], cc_buf, sizeof cc_buf, cc_args);
+  for (int i = 1; i < n_cc; i++) sha_add(&c, cc_args[i], strlen(cc_args[i]) + 1);
   for (size_t i = 0; i < N_FLAGS; i++) sha_add(&c, jit_flags[i], strlen(jit_flags[i]) + 1);
   sha_hex(&c, key);
   char so_path[1300], sum_path[1300], src_path[1300], out_path[1300], osum_path[1300];
@@ -1153,9 +1169,10 @@ static void compile_job(jit_job *job) {
     return;
   }
   free(full);
-  char *argv[N_FLAGS + 8];
+  char *argv[N_FLAGS + MAX_CC_WORDS + 8];
   int a = 0;
   argv[a++] = cc;
+  for (int i = 1; i < n_cc; i++) argv[a++] = cc_args[i];
   for (size_t i = 0; i < N_FLAGS; i++) argv[a++] = (char *)jit_flags[i];
   argv[a++] = "-o";
   argv[a++] = out_path;

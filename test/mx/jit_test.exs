@@ -376,6 +376,23 @@ defmodule Mx.JitTest do
     end)
   end
 
+  test "CC may carry arguments, as make's CC does: the first word is the compiler, the rest its flags" do
+    x = Mx.tensor([1.0, 2.0], type: :f64)
+    base = tmp_dir()
+    seen = Path.join(base, "args")
+    wrapper = Path.join(base, "cc-wrapper")
+    File.write!(wrapper, "#!/bin/sh\necho \"$@\" >> #{seen}\nexec cc \"$@\"\n")
+    File.chmod!(wrapper, 0o700)
+
+    with_env([{"CC", "  #{wrapper}   -DGENMX_CC_ARG=1 "}, {"XDG_CACHE_HOME", base}], fn ->
+      f = poly(6.5)
+      assert Mx.to_list(f.(x)) == [7.5, 14.0]
+      assert %{tier: :native} = Mx.Compile.await_native(f, [x], 60_000)
+      assert File.read!(seen) =~ ~r/^-DGENMX_CC_ARG=1 .*-shared/m
+      assert Mx.to_list(f.(x)) == [7.5, 14.0]
+    end)
+  end
+
   test "options and errors: jit must be a boolean; await_native needs a cached signature" do
     assert_raise ArgumentError, ~r/jit must be a boolean/, fn ->
       Mx.compile(&Mx.exp/1, jit: :yes)
