@@ -92,11 +92,13 @@ defmodule Mx do
   end
 
   def tensor(other, _opts) do
-    raise ArgumentError, "Mx.tensor/2 expects a number, a nested list of numbers or an Mx array, got #{inspect(other)}"
+    raise ArgumentError,
+          "Mx.tensor/2 expects a number, a nested list of numbers or an Mx array, got #{inspect(other)}"
   end
 
   # Before the shape walk (quadratic in depth): a list nested past the rank limit is refused at once.
-  defp check_rank!([first | _], depth) when is_list(first) and depth < 7, do: check_rank!(first, depth + 1)
+  defp check_rank!([first | _], depth) when is_list(first) and depth < 7,
+    do: check_rank!(first, depth + 1)
 
   defp check_rank!([first | _], _depth) when is_list(first) do
     raise ArgumentError, "Mx.tensor/2: the list is nested deeper than Mx's rank limit of 8"
@@ -110,30 +112,48 @@ defmodule Mx do
     shapes = Enum.map(list, &list_shape(&1, []))
 
     if Enum.uniq(shapes) != [hd(shapes)] do
-      raise ArgumentError, "Mx.tensor/2 expects a rectangular nested list; rows have shapes #{inspect(Enum.uniq(shapes))}"
+      raise ArgumentError,
+            "Mx.tensor/2 expects a rectangular nested list; rows have shapes #{inspect(Enum.uniq(shapes))}"
     end
 
     List.to_tuple(Enum.reverse(acc) ++ [length(list) | Tuple.to_list(hd(shapes))])
   end
 
   defp list_shape(list, acc) do
-    if Enum.any?(list, &is_list/1), do: raise(ArgumentError, "Mx.tensor/2 expects a rectangular nested list")
+    if Enum.any?(list, &is_list/1),
+      do: raise(ArgumentError, "Mx.tensor/2 expects a rectangular nested list")
+
     List.to_tuple(Enum.reverse([length(list) | acc]))
   end
 
   defp infer_type(flat) do
     cond do
-      flat != [] and Enum.all?(flat, &is_boolean/1) -> :bool
-      Enum.all?(flat, &is_integer/1) -> :s64
-      Enum.all?(flat, &(is_number(&1) or &1 in [:nan, :infinity, :neg_infinity])) -> :f32
-      Enum.any?(flat, &is_tuple/1) -> raise ArgumentError, "Mx.tensor/2 takes real numbers; build complex arrays with Mx.complex(re, im)"
-      true -> raise ArgumentError, "Mx.tensor/2 expects numbers, got #{inspect(Enum.find(flat, &(not is_number(&1))))}"
+      flat != [] and Enum.all?(flat, &is_boolean/1) ->
+        :bool
+
+      Enum.all?(flat, &is_integer/1) ->
+        :s64
+
+      Enum.all?(flat, &(is_number(&1) or &1 in [:nan, :infinity, :neg_infinity])) ->
+        :f32
+
+      Enum.any?(flat, &is_tuple/1) ->
+        raise ArgumentError,
+              "Mx.tensor/2 takes real numbers; build complex arrays with Mx.complex(re, im)"
+
+      true ->
+        raise ArgumentError,
+              "Mx.tensor/2 expects numbers, got #{inspect(Enum.find(flat, &(not is_number(&1))))}"
     end
   end
 
   defp encode(flat, type) when type in [:f16, :bf16] do
     # Half types are written as f32 and converted by the engine.
-    flat |> encode(:f32) |> from_binary(:f32, shape: {length(flat)}) |> as_type(type) |> to_binary()
+    flat
+    |> encode(:f32)
+    |> from_binary(:f32, shape: {length(flat)})
+    |> as_type(type)
+    |> to_binary()
   end
 
   defp encode(flat, type) do
@@ -160,7 +180,8 @@ defmodule Mx do
   defp encode_one(x, :u, bits) when is_integer(x), do: <<x::unsigned-size(bits)-native>>
 
   defp encode_one(x, kind, bits) do
-    raise ArgumentError, "cannot store #{inspect(x)} in an array of type #{Type.normalize!({kind, bits})}"
+    raise ArgumentError,
+          "cannot store #{inspect(x)} in an array of type #{Type.normalize!({kind, bits})}"
   end
 
   @doc """
@@ -179,16 +200,23 @@ defmodule Mx do
 
     shape =
       cond do
-        shape = opts[:shape] -> shape
-        rem(byte_size(binary), size) == 0 -> {div(byte_size(binary), size)}
-        true -> raise ArgumentError, "Mx.from_binary/3: #{byte_size(binary)} bytes is not a whole number of #{type} elements (#{size} bytes each)"
+        shape = opts[:shape] ->
+          shape
+
+        rem(byte_size(binary), size) == 0 ->
+          {div(byte_size(binary), size)}
+
+        true ->
+          raise ArgumentError,
+                "Mx.from_binary/3: #{byte_size(binary)} bytes is not a whole number of #{type} elements (#{size} bytes each)"
       end
 
     NIF.from_binary(binary, type, shape) |> Array.wrap()
   end
 
   def from_binary(data, _type, _opts) when is_bitstring(data) do
-    raise ArgumentError, "Mx.from_binary/3: data must be whole bytes, got a bitstring of #{bit_size(data)} bits"
+    raise ArgumentError,
+          "Mx.from_binary/3: data must be whole bytes, got a bitstring of #{bit_size(data)} bits"
   end
 
   def from_binary(data, _type, _opts) do
@@ -275,7 +303,9 @@ defmodule Mx do
   def linspace(start, stop, opts) do
     Mx.Opts.validate!(opts, [:n, :endpoint, :type], "Mx.linspace")
     n = Keyword.fetch!(opts, :n)
-    NIF.linspace(type_opt(opts, :f32), start, stop, n, Keyword.get(opts, :endpoint, true)) |> Array.wrap()
+
+    NIF.linspace(type_opt(opts, :f32), start, stop, n, Keyword.get(opts, :endpoint, true))
+    |> Array.wrap()
   end
 
   @doc """
@@ -372,15 +402,26 @@ defmodule Mx do
   def to_flat_list(%Array{type: type} = a, limit \\ :infinity) do
     a = if type in [:f16, :bf16], do: as_type(a, :f32), else: a
     bin = to_binary(a)
-    bin = if limit == :infinity, do: bin, else: binary_part(bin, 0, Kernel.min(byte_size(bin), limit * Type.byte_size(a.type)))
+
+    bin =
+      if limit == :infinity,
+        do: bin,
+        else: binary_part(bin, 0, Kernel.min(byte_size(bin), limit * Type.byte_size(a.type)))
+
     decode(bin, a.type)
   end
 
   defp decode(bin, :bool), do: for(<<x::8 <- bin>>, do: x != 0)
   defp decode(bin, :f32), do: for(<<x::binary-size(4) <- bin>>, do: decode_f32(x))
   defp decode(bin, :f64), do: for(<<x::binary-size(8) <- bin>>, do: decode_f64(x))
-  defp decode(bin, :c64), do: for(<<re::binary-size(4), im::binary-size(4) <- bin>>, do: {decode_f32(re), decode_f32(im)})
-  defp decode(bin, :c128), do: for(<<re::binary-size(8), im::binary-size(8) <- bin>>, do: {decode_f64(re), decode_f64(im)})
+
+  defp decode(bin, :c64),
+    do:
+      for(<<re::binary-size(4), im::binary-size(4) <- bin>>, do: {decode_f32(re), decode_f32(im)})
+
+  defp decode(bin, :c128),
+    do:
+      for(<<re::binary-size(8), im::binary-size(8) <- bin>>, do: {decode_f64(re), decode_f64(im)})
 
   defp decode(bin, type) do
     case Type.to_nx(type) do
@@ -399,9 +440,13 @@ defmodule Mx do
   defp special(1, 0), do: :neg_infinity
 
   defp chunk(flat, [_]), do: flat
+
   defp chunk(flat, [n | rest]) do
     inner = Enum.reduce(rest, 1, &(&1 * &2))
-    if inner == 0, do: List.duplicate(chunk([], rest), n), else: flat |> Enum.chunk_every(inner) |> Enum.map(&chunk(&1, rest))
+
+    if inner == 0,
+      do: List.duplicate(chunk([], rest), n),
+      else: flat |> Enum.chunk_every(inner) |> Enum.map(&chunk(&1, rest))
   end
 
   # ---- metadata --------------------------------------------------------------------
@@ -439,7 +484,8 @@ defmodule Mx do
       "f32[2][3]"
   """
   @spec describe(t()) :: String.t()
-  def describe(%Array{shape: s, type: t}), do: "#{t}" <> Enum.map_join(Tuple.to_list(s), &"[#{&1}]")
+  def describe(%Array{shape: s, type: t}),
+    do: "#{t}" <> Enum.map_join(Tuple.to_list(s), &"[#{&1}]")
 
   @doc """
   Whether the array has been computed.
@@ -514,19 +560,48 @@ defmodule Mx do
     {:erf_inv, "the inverse error function", [0.0], [0.0]},
     {:lgamma, "log |Γ(x)|", [1.0, 2.0], [0.0, 0.0]},
     {:digamma, "ψ(x), the derivative of lgamma", [1.0], [-0.5772156649015329]},
-    {:trigamma, "ψ′(x) = polygamma(1, x), the derivative of digamma (see `Mx.Special`)", [1.0], [1.644934058189392]},
-    {:erfc, "1 - erf(x), without the cancellation for large x", [0.0, 1.0], [1.0, 0.15729920566082]},
-    {:log_ndtr, "log Φ(x), the log of the standard normal CDF, accurate far into both tails (see `Mx.Special`)",
+    {:trigamma, "ψ′(x) = polygamma(1, x), the derivative of digamma (see `Mx.Special`)", [1.0],
+     [1.644934058189392]},
+    {:erfc, "1 - erf(x), without the cancellation for large x", [0.0, 1.0],
+     [1.0, 0.15729920566082]},
+    {:log_ndtr,
+     "log Φ(x), the log of the standard normal CDF, accurate far into both tails (see `Mx.Special`)",
      [0.0, -40.0], [-0.6931471824645996, -804.6084594726562]},
-    {:ndtri, "Φ⁻¹(p), the inverse of the standard normal CDF, accurate in both tails (see `Mx.Special`)",
+    {:ndtri,
+     "Φ⁻¹(p), the inverse of the standard normal CDF, accurate in both tails (see `Mx.Special`)",
      [0.5, 0.975], [0.0, 1.959964394569397]},
     {:is_nan, "whether x is NaN (bool)", [1.0, :nan], [false, true]},
     {:is_infinity, "whether x is ±infinity (bool)", [1.0, :neg_infinity], [false, true]},
     {:logical_not, "whether x is zero (bool)", [0, 2], [true, false]}
   ]
 
-  @float_ops [:exp, :expm1, :log, :log1p, :sqrt, :rsqrt, :reciprocal, :sin, :cos, :tan, :asin, :acos, :atan, :sinh, :cosh,
-              :tanh, :sigmoid, :erf, :erf_inv, :lgamma, :digamma, :trigamma, :erfc, :log_ndtr, :ndtri]
+  @float_ops [
+    :exp,
+    :expm1,
+    :log,
+    :log1p,
+    :sqrt,
+    :rsqrt,
+    :reciprocal,
+    :sin,
+    :cos,
+    :tan,
+    :asin,
+    :acos,
+    :atan,
+    :sinh,
+    :cosh,
+    :tanh,
+    :sigmoid,
+    :erf,
+    :erf_inv,
+    :lgamma,
+    :digamma,
+    :trigamma,
+    :erfc,
+    :log_ndtr,
+    :ndtri
+  ]
 
   for {name, what, input, output} <- @unary do
     type = if name == :digamma, do: ", type: :f64", else: ""
@@ -549,7 +624,10 @@ defmodule Mx do
   end
 
   @doc false
-  def unary_ops, do: Enum.map(@unary, &elem(&1, 0)) ++ [:real, :imag, :conjugate, :angle]
+  def unary_ops,
+    do:
+      Enum.map(@unary, &elem(&1, 0)) ++
+        [:real, :imag, :conjugate, :angle, :bitwise_not, :count_leading_zeros, :population_count]
 
   @binary [
     {:add, "a + b", [1, 2], [10, 20], [11, 22]},
@@ -559,12 +637,15 @@ defmodule Mx do
     {:pow, "a raised to b", [2, 3], [3, 2], [8, 9]},
     {:max, "the larger of a and b (NaN wins)", [1, 5], [3, 2], [3, 5]},
     {:min, "the smaller of a and b (NaN wins)", [1, 5], [3, 2], [1, 2]},
-    {:remainder, "the remainder of a / b, with the sign of a (like `rem/2`)", [7, -7], [3, 3], [1, -1]},
+    {:remainder, "the remainder of a / b, with the sign of a (like `rem/2`)", [7, -7], [3, 3],
+     [1, -1]},
     {:atan2, "the angle of the point (b, a)", [0.0, 1.0], [1.0, 0.0], [0.0, 1.5707963705062866]},
     {:logaddexp, "log(e^a + e^b), stable", [0.0], [0.0], [0.6931471824645996]},
-    {:igamma, "P(a, x) = γ(a, x)/Γ(a), the regularized lower incomplete gamma function (see `Mx.Special`)",
+    {:igamma,
+     "P(a, x) = γ(a, x)/Γ(a), the regularized lower incomplete gamma function (see `Mx.Special`)",
      [1.0, 3.0], [1.0, 3.0], [0.6321205496788025, 0.5768099427223206]},
-    {:igammac, "Q(a, x) = 1 - P(a, x), the regularized upper incomplete gamma function (see `Mx.Special`)",
+    {:igammac,
+     "Q(a, x) = 1 - P(a, x), the regularized upper incomplete gamma function (see `Mx.Special`)",
      [1.0, 3.0], [1.0, 3.0], [0.3678794503211975, 0.42319008708000183]},
     {:equal, "a == b (bool)", [1, 2], [1, 3], [true, false]},
     {:not_equal, "a != b (bool)", [1, 2], [1, 3], [false, true]},
@@ -585,11 +666,15 @@ defmodule Mx do
         #{inspect(out)}
     """
     @spec unquote(name)(tensor_like(), tensor_like()) :: t()
-    def unquote(name)(a, b), do: NIF.binary(unquote(name), operand(a, b), operand(b, a)) |> Array.wrap()
+    def unquote(name)(a, b),
+      do: NIF.binary(unquote(name), operand(a, b), operand(b, a)) |> Array.wrap()
   end
 
   @doc false
-  def binary_ops, do: Enum.map(@binary, &elem(&1, 0)) ++ [:complex]
+  def binary_ops,
+    do:
+      Enum.map(@binary, &elem(&1, 0)) ++
+        [:complex, :bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift, :quotient]
 
   # ---- complex ------------------------------------------------------------------------
 
@@ -659,6 +744,7 @@ defmodule Mx do
   defp to_pair(a, b), do: {to_array(a), to_array(b)}
 
   defp scalar(x, type) when is_integer(x) and type != :bool, do: tensor(x, type: type)
+
   defp scalar(x, type) when is_float(x) or x in [:nan, :infinity, :neg_infinity] do
     tensor(x, type: if(Type.float?(type), do: type, else: :f32))
   end
@@ -723,7 +809,9 @@ defmodule Mx do
     @spec unquote(name)(tensor_like(), keyword()) :: t()
     def unquote(name)(a, opts \\ []) do
       Mx.Opts.validate!(opts, [:axes, :keep_axes], unquote("Mx.#{name}"))
-      NIF.reduce(unquote(name), to_array(a).ref, opts[:axes], opts[:keep_axes] || false) |> Array.wrap()
+
+      NIF.reduce(unquote(name), to_array(a).ref, opts[:axes], opts[:keep_axes] || false)
+      |> Array.wrap()
     end
   end
 
@@ -736,7 +824,8 @@ defmodule Mx do
       [1, 0]
   """
   @spec argmax(tensor_like(), keyword()) :: t()
-  def argmax(a, opts \\ []), do: arg_reduce(:argmax, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmax"))
+  def argmax(a, opts \\ []),
+    do: arg_reduce(:argmax, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmax"))
 
   @doc """
   The index of the smallest element along `axis:` (see `argmax/2`).
@@ -745,7 +834,8 @@ defmodule Mx do
       1
   """
   @spec argmin(tensor_like(), keyword()) :: t()
-  def argmin(a, opts \\ []), do: arg_reduce(:argmin, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmin"))
+  def argmin(a, opts \\ []),
+    do: arg_reduce(:argmin, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmin"))
 
   defp arg_reduce(op, a, opts) do
     axes = if axis = opts[:axis], do: [axis], else: nil
@@ -806,7 +896,9 @@ defmodule Mx do
     @spec unquote(name)(tensor_like(), keyword()) :: t()
     def unquote(name)(a, opts \\ []) do
       Mx.Opts.validate!(opts, [:axis, :reverse], unquote("Mx.#{name}"))
-      NIF.scan(unquote(name), to_array(a).ref, opts[:axis] || 0, opts[:reverse] || false) |> Array.wrap()
+
+      NIF.scan(unquote(name), to_array(a).ref, opts[:axis] || 0, opts[:reverse] || false)
+      |> Array.wrap()
     end
   end
 
@@ -821,7 +913,9 @@ defmodule Mx do
   """
   @spec reshape(tensor_like(), shape()) :: t()
   def reshape(a, shape) do
-    shape = shape |> Tuple.to_list() |> Enum.map(&if(&1 == :auto, do: -1, else: &1)) |> List.to_tuple()
+    shape =
+      shape |> Tuple.to_list() |> Enum.map(&if(&1 == :auto, do: -1, else: &1)) |> List.to_tuple()
+
     NIF.reshape(to_array(a).ref, shape) |> Array.wrap()
   end
 
@@ -833,7 +927,9 @@ defmodule Mx do
   """
   @spec transpose(tensor_like(), keyword()) :: t()
   def transpose(a, opts \\ []),
-    do: NIF.transpose(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.transpose")[:axes]) |> Array.wrap()
+    do:
+      NIF.transpose(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.transpose")[:axes])
+      |> Array.wrap()
 
   @doc """
   The shape two shapes broadcast to (numpy rules), or `nil` if they do not.
@@ -886,7 +982,9 @@ defmodule Mx do
   """
   @spec squeeze(tensor_like(), keyword()) :: t()
   def squeeze(a, opts \\ []),
-    do: NIF.squeeze(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.squeeze")[:axes]) |> Array.wrap()
+    do:
+      NIF.squeeze(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.squeeze")[:axes])
+      |> Array.wrap()
 
   @doc """
   Joins arrays along an existing `axis:` (default 0); types promote. Any
@@ -901,7 +999,11 @@ defmodule Mx do
     axis = opts[:axis] || 0
 
     if length(arrays) > @max_inputs,
-      do: arrays |> Enum.chunk_every(@max_inputs) |> Enum.map(&concatenate(&1, axis: axis)) |> concatenate(axis: axis),
+      do:
+        arrays
+        |> Enum.chunk_every(@max_inputs)
+        |> Enum.map(&concatenate(&1, axis: axis))
+        |> concatenate(axis: axis),
       else: NIF.concatenate(Enum.map(arrays, &to_array(&1).ref), axis) |> Array.wrap()
   end
 
@@ -920,7 +1022,11 @@ defmodule Mx do
     axis = opts[:axis] || 0
 
     if length(arrays) > @max_inputs,
-      do: arrays |> Enum.chunk_every(@max_inputs) |> Enum.map(&stack(&1, axis: axis)) |> concatenate(axis: axis),
+      do:
+        arrays
+        |> Enum.chunk_every(@max_inputs)
+        |> Enum.map(&stack(&1, axis: axis))
+        |> concatenate(axis: axis),
       else: NIF.stack(Enum.map(arrays, &to_array(&1).ref), axis) |> Array.wrap()
   end
 
@@ -940,8 +1046,10 @@ defmodule Mx do
     dims = Tuple.to_list(a.shape)
     strides = opts[:strides] || List.duplicate(1, length(dims))
 
-    unless length(start_indices) == length(dims) and length(lengths) == length(dims) and length(strides) == length(dims) do
-      raise ArgumentError, "[slice] start_indices, lengths and strides need one entry per axis of #{describe(a)}"
+    unless length(start_indices) == length(dims) and length(lengths) == length(dims) and
+             length(strides) == length(dims) do
+      raise ArgumentError,
+            "[slice] start_indices, lengths and strides need one entry per axis of #{describe(a)}"
     end
 
     starts = Enum.zip_with(start_indices, dims, fn s, d -> if s < 0, do: s + d, else: s end)
@@ -975,13 +1083,24 @@ defmodule Mx do
   def pad(a, value, config) do
     a = to_array(a)
     {_, v} = to_pair(a, value)
-    {lo, hi, interior} = config |> Enum.map(&Tuple.to_list/1) |> Enum.zip() |> List.to_tuple() |> unzip3(tuple_size(a.shape))
+
+    {lo, hi, interior} =
+      config
+      |> Enum.map(&Tuple.to_list/1)
+      |> Enum.zip()
+      |> List.to_tuple()
+      |> unzip3(tuple_size(a.shape))
+
     NIF.pad(a.ref, v.ref, lo, hi, interior) |> Array.wrap()
   end
 
   defp unzip3({}, 0), do: {[], [], []}
-  defp unzip3({lo, hi, interior}, _), do: {Tuple.to_list(lo), Tuple.to_list(hi), Tuple.to_list(interior)}
-  defp unzip3(_, _), do: raise(ArgumentError, "[pad] config must be a list of {low, high, interior} tuples")
+
+  defp unzip3({lo, hi, interior}, _),
+    do: {Tuple.to_list(lo), Tuple.to_list(hi), Tuple.to_list(interior)}
+
+  defp unzip3(_, _),
+    do: raise(ArgumentError, "[pad] config must be a list of {low, high, interior} tuples")
 
   @doc """
   Reverses the order along `axes:` (default: all).
@@ -991,7 +1110,9 @@ defmodule Mx do
   """
   @spec reverse(tensor_like(), keyword()) :: t()
   def reverse(a, opts \\ []),
-    do: NIF.reverse(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.reverse")[:axes]) |> Array.wrap()
+    do:
+      NIF.reverse(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.reverse")[:axes])
+      |> Array.wrap()
 
   # ---- indexing -------------------------------------------------------------------------
 
@@ -1019,7 +1140,9 @@ defmodule Mx do
   @spec take_along_axis(tensor_like(), t() | list(), keyword()) :: t()
   def take_along_axis(a, indices, opts \\ []) do
     Mx.Opts.validate!(opts, [:axis], "Mx.take_along_axis")
-    NIF.take_along_axis(to_array(a).ref, index_array(indices).ref, opts[:axis] || 0) |> Array.wrap()
+
+    NIF.take_along_axis(to_array(a).ref, index_array(indices).ref, opts[:axis] || 0)
+    |> Array.wrap()
   end
 
   @doc """
@@ -1030,7 +1153,8 @@ defmodule Mx do
       [3, 2]
   """
   @spec gather(tensor_like(), t() | list()) :: t()
-  def gather(a, indices), do: NIF.gather(to_array(a).ref, index_array(indices).ref) |> Array.wrap()
+  def gather(a, indices),
+    do: NIF.gather(to_array(a).ref, index_array(indices).ref) |> Array.wrap()
 
   @doc """
   Adds `updates` into `a` at `indices` (shape `{n, k}`); repeated indices
@@ -1071,7 +1195,8 @@ defmodule Mx do
       [3, 2, 1]
   """
   @spec sort(tensor_like(), keyword()) :: t()
-  def sort(a, opts \\ []), do: sort_op(:sort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.sort"))
+  def sort(a, opts \\ []),
+    do: sort_op(:sort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.sort"))
 
   @doc """
   The indices that sort `a` along `axis:` (default: the last axis), as `s64`.
@@ -1080,14 +1205,20 @@ defmodule Mx do
       [1, 2, 0]
   """
   @spec argsort(tensor_like(), keyword()) :: t()
-  def argsort(a, opts \\ []), do: sort_op(:argsort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.argsort"))
+  def argsort(a, opts \\ []),
+    do: sort_op(:argsort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.argsort"))
 
   defp sort_op(op, a, opts) do
     desc =
       case opts[:direction] || :asc do
-        :asc -> false
-        :desc -> true
-        other -> raise ArgumentError, "[#{op}] direction must be :asc or :desc, got #{inspect(other)}"
+        :asc ->
+          false
+
+        :desc ->
+          true
+
+        other ->
+          raise ArgumentError, "[#{op}] direction must be :asc or :desc, got #{inspect(other)}"
       end
 
     NIF.sort(op, to_array(a).ref, opts[:axis] || -1, desc) |> Array.wrap()
@@ -1178,6 +1309,127 @@ defmodule Mx do
   """
   @spec dot(tensor_like(), tensor_like()) :: t()
   def dot(a, b), do: matmul(a, b)
+
+  # ---- integer bit ops, quotient and bitcast -----------------------------------------
+  # Integer inputs only (bitwise not/and/or/xor also take bool and keep it bool); a float
+  # raises naming the op. Zero gradients. Shift semantics are XLA's and numpy's.
+
+  @doc """
+  Elementwise bitwise complement `~x` of integers (for bool: logical not).
+
+      iex> Mx.bitwise_not(Mx.tensor([0, -1, 5])) |> Mx.to_list()
+      [-1, 0, -6]
+      iex> Mx.bitwise_not(Mx.tensor([0, 255], type: :u8)) |> Mx.to_list()
+      [255, 0]
+  """
+  @spec bitwise_not(tensor_like()) :: t()
+  def bitwise_not(a), do: NIF.unary(:bitwise_not, to_array(a).ref) |> Array.wrap()
+
+  @doc """
+  Elementwise number of leading zero bits in the type's width; 0 gives the
+  width, a negative signed value 0. Keeps the input type (bool reads as `u8`).
+
+      iex> Mx.count_leading_zeros(Mx.tensor([0, 1, 255], type: :u8)) |> Mx.to_list()
+      [8, 7, 0]
+      iex> Mx.count_leading_zeros(Mx.tensor([1, -1], type: :s32)) |> Mx.to_list()
+      [31, 0]
+  """
+  @spec count_leading_zeros(tensor_like()) :: t()
+  def count_leading_zeros(a), do: NIF.unary(:count_leading_zeros, to_array(a).ref) |> Array.wrap()
+
+  @doc """
+  Elementwise number of one bits (of the two's complement for negative
+  values). Keeps the input type (bool reads as `u8`).
+
+      iex> Mx.population_count(Mx.tensor([0, 7, -1], type: :s8)) |> Mx.to_list()
+      [0, 3, 8]
+  """
+  @spec population_count(tensor_like()) :: t()
+  def population_count(a), do: NIF.unary(:population_count, to_array(a).ref) |> Array.wrap()
+
+  @doc """
+  Elementwise bitwise and of integers (logical and for two bools), with
+  broadcasting and type promotion; either side may be an Elixir integer.
+
+      iex> Mx.bitwise_and(Mx.tensor([12, -1]), 10) |> Mx.to_list()
+      [8, 10]
+  """
+  @spec bitwise_and(tensor_like(), tensor_like()) :: t()
+  def bitwise_and(a, b), do: int_binary(:bitwise_and, a, b)
+
+  @doc """
+  Elementwise bitwise or of integers (logical or for two bools).
+
+      iex> Mx.bitwise_or(Mx.tensor([12, 0]), 10) |> Mx.to_list()
+      [14, 10]
+  """
+  @spec bitwise_or(tensor_like(), tensor_like()) :: t()
+  def bitwise_or(a, b), do: int_binary(:bitwise_or, a, b)
+
+  @doc """
+  Elementwise bitwise exclusive or of integers (logical xor for two bools).
+
+      iex> Mx.bitwise_xor(Mx.tensor([12, -1]), 10) |> Mx.to_list()
+      [6, -11]
+  """
+  @spec bitwise_xor(tensor_like(), tensor_like()) :: t()
+  def bitwise_xor(a, b), do: int_binary(:bitwise_xor, a, b)
+
+  @doc """
+  Elementwise `a` shifted left by `b` bits, wrapping in `a`'s type. A count
+  that is negative or at least the bit width shifts every bit out: 0 (as XLA
+  and numpy).
+
+      iex> Mx.left_shift(Mx.tensor([1, -3]), 2) |> Mx.to_list()
+      [4, -12]
+      iex> Mx.left_shift(Mx.tensor([1, 1, 1], type: :u8), Mx.tensor([7, 8, 200], type: :u8)) |> Mx.to_list()
+      [128, 0, 0]
+  """
+  @spec left_shift(tensor_like(), tensor_like()) :: t()
+  def left_shift(a, b), do: int_binary(:left_shift, a, b)
+
+  @doc """
+  Elementwise `a` shifted right by `b` bits: arithmetic (the sign fills in)
+  for signed types, logical for unsigned ones, as Nx. A count that is
+  negative or at least the bit width shifts every bit out: 0, or -1 for a
+  negative signed `a` (as XLA and numpy).
+
+      iex> Mx.right_shift(Mx.tensor([16, -16]), 2) |> Mx.to_list()
+      [4, -4]
+      iex> Mx.right_shift(Mx.tensor([-16, 16]), 64) |> Mx.to_list()
+      [-1, 0]
+      iex> Mx.right_shift(Mx.tensor([240], type: :u8), 4) |> Mx.to_list()
+      [15]
+  """
+  @spec right_shift(tensor_like(), tensor_like()) :: t()
+  def right_shift(a, b), do: int_binary(:right_shift, a, b)
+
+  @doc """
+  Elementwise integer division truncating toward zero (Nx's `quotient`, like
+  `div/2`), in the promoted integer type. Division by zero gives 0 (as Mx's
+  integer `divide` and `remainder`; it never traps), and the most negative
+  value divided by -1 wraps to itself. Floats raise: use `divide/2`.
+
+      iex> Mx.quotient(Mx.tensor([7, -7, 7]), Mx.tensor([2, 2, 0])) |> Mx.to_list()
+      [3, -3, 0]
+  """
+  @spec quotient(tensor_like(), tensor_like()) :: t()
+  def quotient(a, b), do: int_binary(:quotient, a, b)
+
+  defp int_binary(op, a, b), do: NIF.binary(op, operand(a, b), operand(b, a)) |> Array.wrap()
+
+  @doc """
+  The same bytes read as `type`, which must have the input type's width
+  (`s32`, `u32` and `f32` are all 32-bit); shape unchanged. Bool and complex
+  types raise (use `as_type/2` and `real/1`/`imag/1`).
+
+      iex> Mx.bitcast(Mx.tensor([1.0, -2.0], type: :f32), :u32) |> Mx.to_list()
+      [1065353216, 3221225472]
+      iex> Mx.bitcast(Mx.tensor([-1], type: :s8), :u8) |> Mx.to_list()
+      [255]
+  """
+  @spec bitcast(tensor_like(), Type.spec()) :: t()
+  def bitcast(a, type), do: NIF.bitcast(to_array(a).ref, Type.normalize!(type)) |> Array.wrap()
 
   # ---- Nx (when the optional :nx dependency is present) -------------------------------
 

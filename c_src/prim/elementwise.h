@@ -187,4 +187,33 @@ static inline float mx_logaddexpf(float a, float b) {
 /* SELECT: in[0] predicate p (truthy means != 0: -0.0 false, NaN true), in[1] a, in[2] b. */
 #define SELECT_EXPR(p, a, b) ((p) != 0 ? (a) : (b))
 
+/* ---- integer bit ops and quotient (rule INT, ops_bitwise.c): integer dtypes only; bitwise
+ * not/and/or/xor also take bool (the constructor keeps it bool). Shifts follow XLA and numpy:
+ * the count is read as unsigned, so a count >= the bit width or negative shifts every bit out
+ * (left: 0; right: 0, or -1 for a negative signed value). Right shifts are arithmetic for
+ * signed types, logical for unsigned. Quotient truncates toward zero; x quotient 0 is 0. */
+#define MX_BITS(T) ((int)(8 * sizeof(T)))
+/* x's bits as an unsigned 64-bit value with the bits above T's width cleared. */
+#define MX_UBITS(T, x) (MX_BITS(T) == 64 ? (uint64_t)(x) : (uint64_t)(x) & ((UINT64_C(1) << (MX_BITS(T) & 63)) - 1))
+static inline int mx_clz_bits(uint64_t v, int bits) { return v ? __builtin_clzll(v) - (64 - bits) : bits; }
+#define MX_SHIFT_OK(T, b) ((uint64_t)(b) < (uint64_t)MX_BITS(T))
+#define MX_SHL(T, a, b) (MX_SHIFT_OK(T, b) ? (T)(W(a) << (MX_SHIFT_OK(T, b) ? (b) : 0)) : (T)0)
+#define MX_SHR(T, a, b) \
+  (MX_SHIFT_OK(T, b) ? (T)((a) >> (MX_SHIFT_OK(T, b) ? (b) : 0)) : IS_NEG(T, a) ? (T)-1 : (T)0)
+
+/* X(name, ID, T, expression of x): out dtype = input dtype. */
+#define INT_UNARY_OPS(X, ID, T)                                                        \
+  X(bitwise_not, ID, T, (T)~x)                                                         \
+  X(count_leading_zeros, ID, T, (T)mx_clz_bits(MX_UBITS(T, x), MX_BITS(T)))            \
+  X(population_count, ID, T, (T)__builtin_popcountll(MX_UBITS(T, x)))
+
+/* X(OP, kernel, expression of a and b): out dtype = the promoted input dtype. */
+#define INT_BINARY_OPS(X)                                 \
+  X(BITWISE_AND, bitwise_and, (T)(a & b))                 \
+  X(BITWISE_OR, bitwise_or, (T)(a | b))                   \
+  X(BITWISE_XOR, bitwise_xor, (T)(a ^ b))                 \
+  X(LEFT_SHIFT, left_shift, MX_SHL(T, a, b))              \
+  X(RIGHT_SHIFT, right_shift, MX_SHR(T, a, b))            \
+  X(QUOTIENT, quotient, INT_CALL(idiv, a, b))
+
 #endif
