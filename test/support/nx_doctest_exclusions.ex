@@ -6,17 +6,6 @@ if Code.ensure_loaded?(Nx) do
 
     # Mx has no primitive for these yet (the callback raises ArgumentError naming it).
     @missing_primitive [
-      # bitwise ops and shifts
-      bitwise_and: 2,
-      bitwise_or: 2,
-      bitwise_xor: 2,
-      bitwise_not: 1,
-      left_shift: 2,
-      right_shift: 2,
-      count_leading_zeros: 1,
-      population_count: 1,
-      # integer division
-      quotient: 2,
       # convolution
       conv: 3,
       # window reductions and their scatters
