@@ -29,7 +29,8 @@ static int int_or_bool(mx_dtype t) { return t == MX_BOOL || mx_is_int(t); }
 
 mx_status mx_int_unary(mx_op op, mx_array *a, mx_array **out) {
   if (op == MX_OP_BITCAST)
-    return mx_error(MX_EINVAL, "[bitcast] needs a target dtype; build it with mx_bitcast (Mx.bitcast/2)");
+    return mx_error(MX_EINVAL, "[bitcast] is not a unary op of one input alone: it needs a target dtype; build "
+                               "it with mx_bitcast (Mx.bitcast/2)");
   mx_dtype t = (mx_dtype)a->dtype;
   if (!int_or_bool(t)) return not_integer(op, a);
   mx_dtype compute = t == MX_BOOL && !keeps_bool(op) ? MX_U8 : t;
