@@ -233,6 +233,20 @@ if Code.ensure_loaded?(Mx.Nx.Backend) do
         same_as_binary([key], fn [k] -> Nx.Random.randint(k, 0, 100, shape: {4}) |> elem(0) end)
       end
 
+      test "inside defn with Mx.Nx.Compiler, as Nx.Defn.Evaluator on Nx.BinaryBackend" do
+        f = fn a, b ->
+          a |> Nx.bitwise_xor(b) |> Nx.left_shift(2) |> Nx.quotient(3) |> Nx.population_count()
+        end
+
+        a = Nx.tensor([1, 2, -7, 1000], type: :s32, backend: Nx.BinaryBackend)
+        b = Nx.tensor([5, 6, 7, -3], type: :s32, backend: Nx.BinaryBackend)
+        expected = Nx.Defn.jit(f, compiler: Nx.Defn.Evaluator).(a, b)
+        got = Nx.Defn.jit(f, compiler: Mx.Nx.Compiler).(Nx.backend_copy(a), Nx.backend_copy(b))
+
+        assert mx?(got) and Nx.to_binary(got) == Nx.to_binary(expected) and
+                 got.type == expected.type
+      end
+
       test "what Nx leaves undefined has Mx's documented result" do
         a = Nx.tensor([1, -16], type: :s32)
         assert Nx.left_shift(a, 40) |> Nx.to_flat_list() == [0, 0]
