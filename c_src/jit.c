@@ -120,7 +120,7 @@ typedef struct {
   const char *iexpr, *fexpr; /* integer and float forms (equal when one form exists) */
   int kind;                  /* E_SAME, E_BOOL, E_FUNARY, E_ARITH, E_FBIN, E_CMP */
 } expr_row;
-enum { E_SAME = 1, E_BOOL, E_FUNARY, E_ARITH, E_FBIN, E_CMP };
+enum { E_SAME = 1, E_BOOL, E_FUNARY, E_ARITH, E_FBIN, E_CMP, E_INT /* integer inputs only (rule INT) */ };
 
 #define OPID_negate NEGATE
 #define OPID_abs ABS
@@ -132,6 +132,9 @@ enum { E_SAME = 1, E_BOOL, E_FUNARY, E_ARITH, E_FBIN, E_CMP };
 #define OPID_is_nan IS_NAN
 #define OPID_is_infinity IS_INFINITY
 #define OPID_logical_not LOGICAL_NOT
+#define OPID_bitwise_not BITWISE_NOT
+#define OPID_count_leading_zeros COUNT_LEADING_ZEROS
+#define OPID_population_count POPULATION_COUNT
 #define OPCAT(a, b) a##b
 #define OPOF(id) OPCAT(MX_OP_, id)
 #define SAME_ROW(name, ID, T, iexpr, fexpr) {OPOF(OPID_##name), #iexpr, #fexpr, E_SAME},
@@ -140,11 +143,14 @@ enum { E_SAME = 1, E_BOOL, E_FUNARY, E_ARITH, E_FBIN, E_CMP };
 #define ARITH_ROW(OP, name, iexpr, fexpr) {MX_OP_##OP, #iexpr, #fexpr, E_ARITH},
 #define FBIN_ROW(OP, name, fexpr) {MX_OP_##OP, #fexpr, #fexpr, E_FBIN},
 #define CMP_ROW(OP, name, expr) {MX_OP_##OP, #expr, #expr, E_CMP},
+#define IUN_ROW(name, ID, T, expr) {OPOF(OPID_##name), #expr, #expr, E_INT},
+#define IBIN_ROW(OP, name, expr) {MX_OP_##OP, #expr, #expr, E_INT},
 #define FUNARY_NAME(name, f32, f64) #name,
 
 static const char *const funary_names[] = {FLOAT_UNARY_OPS(FUNARY_NAME)};
 static expr_row rows[] = {SAME_OPS(SAME_ROW, _, T) BOOL_OPS(BOOL_ROW, _, T) FLOAT_UNARY_OPS(FUNARY_ROW)
-                              ARITH_OPS(ARITH_ROW) FLOAT_OPS(FBIN_ROW) CMP_OPS(CMP_ROW)};
+                              ARITH_OPS(ARITH_ROW) FLOAT_OPS(FBIN_ROW) CMP_OPS(CMP_ROW)
+                              INT_UNARY_OPS(IUN_ROW, _, T) INT_BINARY_OPS(IBIN_ROW)};
 #define N_ROWS (sizeof rows / sizeof *rows)
 #define STR2(x) #x
 #define STR(x) STR2(x)
@@ -244,6 +250,7 @@ static int rule_of(const gen *g, int k) {
   if (!r) return R_CALL;
   if ((r->kind == E_FUNARY || r->kind == E_FBIN) && !is_flt(it)) return R_CALL;
   if (r->kind == E_SAME && it == MX_BOOL) return R_CALL;
+  if (r->kind == E_INT && (is_flt(it) || it == MX_BOOL)) return R_CALL; /* bool not: the kernel's logical loop */
   return R_EW;
 }
 

@@ -121,6 +121,7 @@ typedef enum {
   MX_RULE_AGG,   /* reduce: ints widen to s64/u64, bool to s64 */
   MX_RULE_INDEX, /* out s64 */
   MX_RULE_OWN,   /* the constructor decides */
+  MX_RULE_INT,   /* integer inputs only (bool too for bitwise not/and/or/xor): ops_bitwise.c */
 } mx_rule;
 
 typedef struct mx_array mx_array;
@@ -298,6 +299,8 @@ mx_status mx_eye(mx_dtype t, int64_t n, int64_t m, mx_array **out);
 mx_status mx_unary(mx_op op, mx_array *a, mx_array **out);
 mx_status mx_binary(mx_op op, mx_array *a, mx_array *b, mx_array **out);
 mx_status mx_select(mx_array *pred, mx_array *on_true, mx_array *on_false, mx_array **out);
+/* ops_bitwise.c: a's bytes read as dtype t of the same width (same shape). */
+mx_status mx_bitcast(mx_array *a, mx_dtype t, mx_array **out);
 mx_status mx_clip(mx_array *a, mx_array *lo, mx_array *hi, mx_array **out);
 /* axes: NULL/naxes<0 means all axes. */
 mx_status mx_reduce(mx_op op, mx_array *a, const int *axes, int naxes, int keep, mx_array **out);

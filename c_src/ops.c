@@ -218,6 +218,7 @@ mx_status mx_unary(mx_op op, mx_array *a, mx_array **out) {
     return wrong_family(op, "unary");
   mx_status live = mx_check_live(mx_ops[op].name, 1, &a);
   if (live) return live;
+  if (mx_ops[op].rule == MX_RULE_INT || op == MX_OP_BITCAST) return mx_int_unary(op, a, out); /* ops_bitwise.c */
   if (mx_is_complex((mx_dtype)a->dtype) || op == MX_OP_REAL || op == MX_OP_IMAG || op == MX_OP_CONJUGATE ||
       op == MX_OP_ANGLE)
     return mx_unary_complex(op, a, out); /* ops_complex.c */
@@ -258,6 +259,7 @@ mx_status mx_binary(mx_op op, mx_array *a, mx_array *b, mx_array **out) {
   mx_status st = mx_check_live(mx_ops[op].name, 2, ab);
   if (!st) st = mx_broadcast_shape(mx_ops[op].name, 2, ab, &ndim, shape);
   if (st) return st;
+  if (mx_ops[op].rule == MX_RULE_INT) return mx_int_binary(op, a, b, ndim, shape, out); /* ops_bitwise.c */
   mx_dtype t = mx_promote((mx_dtype)a->dtype, (mx_dtype)b->dtype), storage, compute;
   if (mx_is_complex(t) || op == MX_OP_COMPLEX) return mx_binary_complex(op, a, b, ndim, shape, out); /* ops_complex.c */
   switch (mx_ops[op].rule) {

@@ -21,4 +21,8 @@ mx_status mx_unary_complex(mx_op op, mx_array *a, mx_array **out);
 mx_status mx_binary_complex(mx_op op, mx_array *a, mx_array *b, int ndim, const int64_t *shape, mx_array **out);
 mx_status mx_complex_unsupported(mx_op op, const mx_array *a);
 
+/* Rule INT ops (ops_bitwise.c): mx_unary/mx_binary hand them over. */
+mx_status mx_int_unary(mx_op op, mx_array *a, mx_array **out);
+mx_status mx_int_binary(mx_op op, mx_array *a, mx_array *b, int ndim, const int64_t *shape, mx_array **out);
+
 #endif

@@ -549,7 +549,8 @@ defmodule Mx do
   end
 
   @doc false
-  def unary_ops, do: Enum.map(@unary, &elem(&1, 0)) ++ [:real, :imag, :conjugate, :angle]
+  def unary_ops,
+    do: Enum.map(@unary, &elem(&1, 0)) ++ [:real, :imag, :conjugate, :angle] ++ [:bitwise_not, :count_leading_zeros, :population_count]
 
   @binary [
     {:add, "a + b", [1, 2], [10, 20], [11, 22]},
@@ -589,7 +590,8 @@ defmodule Mx do
   end
 
   @doc false
-  def binary_ops, do: Enum.map(@binary, &elem(&1, 0)) ++ [:complex]
+  def binary_ops,
+    do: Enum.map(@binary, &elem(&1, 0)) ++ [:complex] ++ [:bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift, :quotient]
 
   # ---- complex ------------------------------------------------------------------------
 
@@ -1178,6 +1180,127 @@ defmodule Mx do
   """
   @spec dot(tensor_like(), tensor_like()) :: t()
   def dot(a, b), do: matmul(a, b)
+
+  # ---- integer bit ops, quotient and bitcast -----------------------------------------
+  # Integer inputs only (bitwise not/and/or/xor also take bool and keep it bool); a float
+  # raises naming the op. Zero gradients. Shift semantics are XLA's and numpy's.
+
+  @doc """
+  Elementwise bitwise complement `~x` of integers (for bool: logical not).
+
+      iex> Mx.bitwise_not(Mx.tensor([0, -1, 5])) |> Mx.to_list()
+      [-1, 0, -6]
+      iex> Mx.bitwise_not(Mx.tensor([0, 255], type: :u8)) |> Mx.to_list()
+      [255, 0]
+  """
+  @spec bitwise_not(tensor_like()) :: t()
+  def bitwise_not(a), do: NIF.unary(:bitwise_not, to_array(a).ref) |> Array.wrap()
+
+  @doc """
+  Elementwise number of leading zero bits in the type's width; 0 gives the
+  width, a negative signed value 0. Keeps the input type (bool reads as `u8`).
+
+      iex> Mx.count_leading_zeros(Mx.tensor([0, 1, 255], type: :u8)) |> Mx.to_list()
+      [8, 7, 0]
+      iex> Mx.count_leading_zeros(Mx.tensor([1, -1], type: :s32)) |> Mx.to_list()
+      [31, 0]
+  """
+  @spec count_leading_zeros(tensor_like()) :: t()
+  def count_leading_zeros(a), do: NIF.unary(:count_leading_zeros, to_array(a).ref) |> Array.wrap()
+
+  @doc """
+  Elementwise number of one bits (of the two's complement for negative
+  values). Keeps the input type (bool reads as `u8`).
+
+      iex> Mx.population_count(Mx.tensor([0, 7, -1], type: :s8)) |> Mx.to_list()
+      [0, 3, 8]
+  """
+  @spec population_count(tensor_like()) :: t()
+  def population_count(a), do: NIF.unary(:population_count, to_array(a).ref) |> Array.wrap()
+
+  @doc """
+  Elementwise bitwise and of integers (logical and for two bools), with
+  broadcasting and type promotion; either side may be an Elixir integer.
+
+      iex> Mx.bitwise_and(Mx.tensor([12, -1]), 10) |> Mx.to_list()
+      [8, 10]
+  """
+  @spec bitwise_and(tensor_like(), tensor_like()) :: t()
+  def bitwise_and(a, b), do: int_binary(:bitwise_and, a, b)
+
+  @doc """
+  Elementwise bitwise or of integers (logical or for two bools).
+
+      iex> Mx.bitwise_or(Mx.tensor([12, 0]), 10) |> Mx.to_list()
+      [14, 10]
+  """
+  @spec bitwise_or(tensor_like(), tensor_like()) :: t()
+  def bitwise_or(a, b), do: int_binary(:bitwise_or, a, b)
+
+  @doc """
+  Elementwise bitwise exclusive or of integers (logical xor for two bools).
+
+      iex> Mx.bitwise_xor(Mx.tensor([12, -1]), 10) |> Mx.to_list()
+      [6, -11]
+  """
+  @spec bitwise_xor(tensor_like(), tensor_like()) :: t()
+  def bitwise_xor(a, b), do: int_binary(:bitwise_xor, a, b)
+
+  @doc """
+  Elementwise `a` shifted left by `b` bits, wrapping in `a`'s type. A count
+  that is negative or at least the bit width shifts every bit out: 0 (as XLA
+  and numpy).
+
+      iex> Mx.left_shift(Mx.tensor([1, -3]), 2) |> Mx.to_list()
+      [4, -12]
+      iex> Mx.left_shift(Mx.tensor([1, 1, 1], type: :u8), Mx.tensor([7, 8, 200], type: :u8)) |> Mx.to_list()
+      [128, 0, 0]
+  """
+  @spec left_shift(tensor_like(), tensor_like()) :: t()
+  def left_shift(a, b), do: int_binary(:left_shift, a, b)
+
+  @doc """
+  Elementwise `a` shifted right by `b` bits: arithmetic (the sign fills in)
+  for signed types, logical for unsigned ones, as Nx. A count that is
+  negative or at least the bit width shifts every bit out: 0, or -1 for a
+  negative signed `a` (as XLA and numpy).
+
+      iex> Mx.right_shift(Mx.tensor([16, -16]), 2) |> Mx.to_list()
+      [4, -4]
+      iex> Mx.right_shift(Mx.tensor([-16, 16]), 64) |> Mx.to_list()
+      [-1, 0]
+      iex> Mx.right_shift(Mx.tensor([240], type: :u8), 4) |> Mx.to_list()
+      [15]
+  """
+  @spec right_shift(tensor_like(), tensor_like()) :: t()
+  def right_shift(a, b), do: int_binary(:right_shift, a, b)
+
+  @doc """
+  Elementwise integer division truncating toward zero (Nx's `quotient`, like
+  `div/2`), in the promoted integer type. Division by zero gives 0 (as Mx's
+  integer `divide` and `remainder`; it never traps), and the most negative
+  value divided by -1 wraps to itself. Floats raise: use `divide/2`.
+
+      iex> Mx.quotient(Mx.tensor([7, -7, 7]), Mx.tensor([2, 2, 0])) |> Mx.to_list()
+      [3, -3, 0]
+  """
+  @spec quotient(tensor_like(), tensor_like()) :: t()
+  def quotient(a, b), do: int_binary(:quotient, a, b)
+
+  defp int_binary(op, a, b), do: NIF.binary(op, operand(a, b), operand(b, a)) |> Array.wrap()
+
+  @doc """
+  The same bytes read as `type`, which must have the input type's width
+  (`s32`, `u32` and `f32` are all 32-bit); shape unchanged. Bool and complex
+  types raise (use `as_type/2` and `real/1`/`imag/1`).
+
+      iex> Mx.bitcast(Mx.tensor([1.0, -2.0], type: :f32), :u32) |> Mx.to_list()
+      [1065353216, 3221225472]
+      iex> Mx.bitcast(Mx.tensor([-1], type: :s8), :u8) |> Mx.to_list()
+      [255]
+  """
+  @spec bitcast(tensor_like(), Type.spec()) :: t()
+  def bitcast(a, type), do: NIF.bitcast(to_array(a).ref, Type.normalize!(type)) |> Array.wrap()
 
   # ---- Nx (when the optional :nx dependency is present) -------------------------------
 

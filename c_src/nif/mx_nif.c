@@ -377,6 +377,15 @@ static ERL_NIF_TERM as_type(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
   return result(env, mx_as_type(a, t, &out), &out);
 }
 
+static ERL_NIF_TERM bitcast_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, a, "bitcast");
+  mx_dtype t;
+  if (!get_dtype(argv[1], &t)) return badarg(env, "[bitcast] unknown dtype");
+  mx_array *out;
+  return result(env, mx_bitcast(a, t, &out), &out);
+}
+
 static ERL_NIF_TERM select_nif(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   (void)argc;
   ARG_ARRAY(0, p, "select");
@@ -1789,6 +1798,7 @@ PROBED(unary)
 PROBED(binary)
 PROBED(as_type)
 PROBED(select_nif)
+PROBED(bitcast_nif)
 PROBED(clip)
 PROBED(reduce)
 PROBED(scan)
@@ -2327,6 +2337,7 @@ static ErlNifFunc funcs[] = {
     {"unary", 2, unary_probed, 0},
     {"binary", 3, binary_probed, 0},
     {"as_type", 2, as_type_probed, 0},
+    {"bitcast", 2, bitcast_nif_probed, 0},
     {"select", 3, select_nif_probed, 0},
     {"clip", 3, clip_probed, 0},
     {"reduce", 4, reduce_probed, 0},

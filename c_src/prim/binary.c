@@ -197,6 +197,8 @@ static mx_status run(bctx *c, const char *name, mx_array *out, mx_array *const *
   case MX_OP_##OP: ROW_LOOP(T, fexpr); break;
 #define CMP_CASE(OP, name, expr) \
   case MX_OP_##OP: ROW_LOOP(uint8_t, expr); break;
+#define INT_ONLY_CASE(OP, name, expr) \
+  case MX_OP_##OP: ROW_LOOP(T, expr); break;
 
 /* row_<ID>: every op for one input dtype (T is a typedef so the tables can name it). */
 #define INT_ROW(ID, CT)                                                                \
@@ -207,6 +209,7 @@ static mx_status run(bctx *c, const char *name, mx_array *out, mx_array *const *
     switch (c->op) {                                                                   \
       ARITH_OPS(INT_CASE)                                                              \
       CMP_OPS(CMP_CASE)                                                                \
+      INT_BINARY_OPS(INT_ONLY_CASE)                                                    \
       default: break;                                                                  \
     }                                                                                  \
   }
@@ -264,7 +267,7 @@ static row_fn binary_row(mx_dtype t) {
   }
 }
 
-enum { K_ARITH, K_FLOAT, K_CMP };
+enum { K_ARITH, K_FLOAT, K_CMP, K_INT };
 
 static mx_status binary_kernel(mx_op op, int kind, mx_array *out, mx_array *const *in) {
   const char *name = mx_ops[op].name;
@@ -280,6 +283,8 @@ static mx_status binary_kernel(mx_op op, int kind, mx_array *out, mx_array *cons
   if (kind == K_FLOAT && !mx_is_float(t) && !(mx_is_complex(t) && op == MX_OP_DIVIDE))
     return mx_error(MX_EINVAL, "[%s] expects float inputs, got %s; cast to a float dtype first", name,
                     mx_dtype_name(t));
+  if (kind == K_INT && !mx_is_int(t) && t != MX_BOOL)
+    return mx_error(MX_EINVAL, "[%s] expects integer inputs, got %s; build it with mx_binary", name, mx_dtype_name(t));
   mx_dtype want = kind == K_CMP ? MX_BOOL : t;
   if (ot != want)
     return mx_error(MX_EINVAL, "[%s] output dtype %s should be %s for %s inputs", name, mx_dtype_name(ot),
@@ -296,6 +301,9 @@ static mx_status binary_kernel(mx_op op, int kind, mx_array *out, mx_array *cons
 ARITH_OPS(ARITH_KERNEL)
 FLOAT_OPS(FLOAT_KERNEL)
 CMP_OPS(CMP_KERNEL)
+#define INT_KERNEL(OP, name, expr) \
+  mx_status mx_k_##name(mx_array *out, mx_array *const *in) { return binary_kernel(MX_OP_##OP, K_INT, out, in); }
+INT_BINARY_OPS(INT_KERNEL)
 
 /* complex(re, im): two real parts of one float dtype make the complex dtype of that width. */
 #define PACK_ROW(ID, RT, CT, PACK)                                                                  \

@@ -34,6 +34,9 @@
  *                 write the parts' float dtype; COMPLEX packs two f32 (f64) parts into c64 (c128)
  *   FFT/RFFT/IRFFT axis; f[0] scale; flags & 1 inverse (FFT); ip[0] the real length n;
  *                 the input already has the transform's length along axis (ops_fft.c crops/pads)
+ *   rule INT      bitwise/shift/clz/popcount/quotient: integer inputs (bool for bitwise not/and/or/
+ *                 xor) of out.dtype; semantics in elementwise.h (shift counts >= the width, x quotient 0)
+ *   BITCAST       in[0]'s bytes as out.dtype, of the same width and size (ops_bitwise.c checks)
  *
  * Index kernels report out-of-bounds indices as MX_EINVAL naming the op. */
 #ifndef MX_KERNELS_H

@@ -145,3 +145,45 @@ BOOL_OPS(BOOL_KERNEL, _, _)
   }
 
 FLOAT_UNARY_OPS(UNARY_FLOAT)
+
+/* ---- rule INT ops (ops_bitwise.c): integer dtypes; bitwise_not also bool (logical not) */
+
+#define INT_UNARY_LOOP(name, ID, T, expr) SAME_LOOP(name, ID, T, expr)
+#define INT_UNARY_LOOPS(ID, T) INT_UNARY_OPS(INT_UNARY_LOOP, ID, T)
+MX_INT_TYPES(INT_UNARY_LOOPS)
+
+static void bitwise_not_BOOL(const void *va, void *vo, int64_t n) {
+  const uint8_t *a = va;
+  uint8_t *o = vo;
+  for (int64_t i = 0; i < n; i++) o[i] = a[i] == 0;
+}
+
+#define INT_UNARY_ENUM(name, ID, T, expr) INT_##name,
+enum { INT_UNARY_OPS(INT_UNARY_ENUM, _, _) N_INT_UNARY };
+
+#define INT_UNARY_ENTRY(name, ID, T, expr) [INT_##name][MX_##ID] = name##_##ID,
+#define INT_UNARY_ROW(ID, T) INT_UNARY_OPS(INT_UNARY_ENTRY, ID, T)
+static const unary_fn int_unary_fns[N_INT_UNARY][MX_DTYPE_COUNT] = {
+    MX_INT_TYPES(INT_UNARY_ROW)[INT_bitwise_not][MX_BOOL] = bitwise_not_BOOL};
+
+#define INT_UNARY_KERNEL(name, ID, T, expr) \
+  mx_status mx_k_##name(mx_array *out, mx_array *const *in) { return dispatch(out, in, #name, int_unary_fns[INT_##name], -1); }
+INT_UNARY_OPS(INT_UNARY_KERNEL, _, _)
+
+/* bitcast: the bytes unchanged, typed as out's dtype (mx_bitcast checked the widths). */
+static void copy_range(void *vctx, int64_t lo, int64_t hi) {
+  const unary_ctx *c = vctx;
+  memcpy(c->o + (size_t)lo * c->osz, c->a + (size_t)lo * c->asz, (size_t)(hi - lo) * c->osz);
+}
+
+mx_status mx_k_bitcast(mx_array *out, mx_array *const *in) {
+  size_t isz = (size_t)mx_dtype_size((mx_dtype)in[0]->dtype), osz = (size_t)mx_dtype_size((mx_dtype)out->dtype);
+  if (isz != osz || in[0]->size != out->size)
+    return mx_error(MX_EINVAL, "[bitcast] input %s x %lld and output %s x %lld differ in bytes; build it with mx_bitcast",
+                    mx_dtype_name((mx_dtype)in[0]->dtype), (long long)in[0]->size,
+                    mx_dtype_name((mx_dtype)out->dtype), (long long)out->size);
+  if (out->size == 0) return MX_OK;
+  unary_ctx c = {NULL, mx_data(in[0]), mx_data(out), isz, osz};
+  mx_parallel_for(out->size, mx_grain(out), copy_range, &c);
+  return MX_OK;
+}

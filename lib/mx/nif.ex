@@ -20,6 +20,7 @@ defmodule Mx.NIF do
   def unary(_op, _a), do: nif_not_loaded()
   def binary(_op, _a, _b), do: nif_not_loaded()
   def as_type(_a, _type), do: nif_not_loaded()
+  def bitcast(_a, _type), do: nif_not_loaded()
   def select(_p, _a, _b), do: nif_not_loaded()
   def clip(_a, _lo, _hi), do: nif_not_loaded()
   def reduce(_op, _a, _axes, _keep), do: nif_not_loaded()

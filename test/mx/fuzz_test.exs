@@ -22,7 +22,7 @@ defmodule Mx.FuzzTest do
   @array_builders [:from_binary, :full, :iota, :arange, :linspace, :eye, :unary, :binary, :as_type, :select, :clip,
                    :reduce, :scan, :sort, :matmul, :reshape, :broadcast, :transpose, :squeeze, :new_axis, :reverse,
                    :concatenate, :stack, :slice, :pad, :take, :take_along_axis, :gather, :indexed, :trace_input,
-                   :stop_gradient, :vjp, :vmap, :random, :linalg, :betainc, :fft]
+                   :stop_gradient, :vjp, :vmap, :random, :linalg, :betainc, :fft] ++ [:bitcast]
 
   setup do
     before = Mx.Memory.report()
@@ -552,6 +552,7 @@ defmodule Mx.FuzzTest do
       :unary -> [op(@unary_ops), a]
       :binary -> [op(@binary_ops), a, arr(pool)]
       :as_type -> [a, dtype()]
+      :bitcast -> [a, dtype()]
       :select -> [arr(pool), a, arr(pool)]
       :clip -> [a, arr(pool), arr(pool)]
       :reduce -> [op(@reduce_ops), a, axes(r), bool()]

@@ -123,7 +123,8 @@ defmodule Mx.ReferenceCase do
     :real,
     :imag,
     :conjugate,
-    :complex
+    :complex,
+    :bitcast
   ]
 
   # Correctly rounded in IEEE arithmetic (+ - * /, sqrt, fmod, floor, max,

@@ -25,8 +25,7 @@ if Code.ensure_loaded?(Nx.Backend) do
     depend on the values (an index out of bounds in `take`/`gather`, a LAPACK
     failure such as a matrix that is not positive definite) raise `Mx.Error`
     when the result is read, naming the op. Tensor start indices of
-    `slice`/`put_slice` stay in the graph (gathers clamped as Nx clamps);
-    only `bitcast` reads its input at the call (through the array's binary).
+    `slice`/`put_slice` stay in the graph (gathers clamped as Nx clamps).
 
     ## Types
 
@@ -44,15 +43,16 @@ if Code.ensure_loaded?(Nx.Backend) do
     there, and copy the result back.
 
     Callbacks whose primitive Mx lacks raise `ArgumentError` naming the
-    callback: `bitwise_and`, `bitwise_or`, `bitwise_xor`, `bitwise_not`,
-    `left_shift`, `right_shift`, `count_leading_zeros`, `population_count`,
-    `quotient`, `conv`, `window_sum`, `window_product`, `window_max`,
-    `window_min`, `window_scatter_max`, `window_scatter_min` and `lu`. So does
-    `Nx.Random`, whose generator needs the bitwise ops (`Mx.Random` has its
-    own). For complex tensors, the functions Mx has no complex kernel for
+    callback: `conv`, `window_sum`, `window_product`, `window_max`,
+    `window_min`, `window_scatter_max`, `window_scatter_min` and `lu`. For complex tensors, the functions Mx has no complex kernel for
     (`sin`, `cos`, `tan`, their inverses and hyperbolic forms, `expm1`,
     `log1p`, `sigmoid`, `rsqrt`, `pow`, `sign`) and complex linear algebra
     raise `Mx.Error` at the call, naming the op.
+
+    Where Nx leaves integer results undefined, Mx defines them (see
+    `Mx.left_shift/2`, `Mx.right_shift/2`, `Mx.quotient/2`): a shift count
+    that is negative or at least the bit width shifts every bit out (XLA's
+    rule), and `quotient` by 0 gives 0 (`Nx.BinaryBackend` raises).
 
     Mx has no `asinh`, `acosh`, `atanh` or `cbrt` kernels yet: those callbacks
     compose Mx ops in `f64` (in forms that stay precise near 0 and 1) and
@@ -317,21 +317,19 @@ if Code.ensure_loaded?(Nx.Backend) do
 
     defp composed(out, t, _name, fun), do: wrap(out, fun.(arr(t, {:f, 64})))
 
-    for op <- [:bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift] do
+    # Integer ops compute in the output type, as Nx.BinaryBackend does. Where Nx leaves the
+    # result undefined, Mx's is documented: shift counts that are negative or >= the width shift
+    # every bit out (XLA's rule), and quotient by 0 is 0 (BinaryBackend raises).
+    for op <- [:bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift, :quotient] do
       @impl true
-      def unquote(op)(_out, _l, _r),
-        do: unsupported!(unquote("#{op}/3"), "Mx has no bitwise primitives")
+      def unquote(op)(%T{type: type} = out, l, r),
+        do: wrap(out, Mx.unquote(op)(arr(l, type), arr(r, type)))
     end
 
     for op <- [:bitwise_not, :count_leading_zeros, :population_count] do
       @impl true
-      def unquote(op)(_out, _t),
-        do: unsupported!(unquote("#{op}/2"), "Mx has no bitwise primitives")
+      def unquote(op)(%T{type: type} = out, t), do: wrap(out, Mx.unquote(op)(arr(t, type)))
     end
-
-    @impl true
-    def quotient(_out, _l, _r),
-      do: unsupported!("quotient/3", "Mx has no integer division primitive")
 
     @impl true
     def select(%T{shape: shape, type: type} = out, pred, on_true, on_false) do
@@ -350,11 +348,8 @@ if Code.ensure_loaded?(Nx.Backend) do
     @impl true
     def as_type(%T{type: type} = out, t), do: wrap(out, Mx.as_type(arr(t), mx_type(type)))
 
-    # The bits are reinterpreted through the array's binary: this evaluates the input.
     @impl true
-    def bitcast(%T{shape: shape, type: type} = out, t) do
-      wrap(out, Mx.from_binary(Mx.to_binary(arr(t)), mx_type(type), shape: shape))
-    end
+    def bitcast(%T{type: type} = out, t), do: wrap(out, Mx.bitcast(arr(t), mx_type(type)))
 
     @impl true
     def reshape(%T{shape: shape} = out, t), do: wrap(out, Mx.reshape(arr(t), shape))
