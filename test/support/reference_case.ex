@@ -53,7 +53,6 @@ defmodule Mx.ReferenceCase do
     compare!(c, result, expected, inputs, tolerance(c))
   end
 
-  @doc "An `{:array, type, shape, hex}` term as an Mx array (lists are decoded elementwise)."
   @doc """
   A case as a function of its array arguments (lists of arrays stay lists), with those
   arguments: `{fun, inputs}`. The linalg file runs on Mx.Linalg; other files name a module or use Mx.
@@ -90,6 +89,7 @@ defmodule Mx.ReferenceCase do
 
   def leaves(_), do: []
 
+  @doc "An `{:array, type, shape, hex}` term as an Mx array (lists are decoded elementwise)."
   def decode({:array, type, shape, hex}), do: Mx.from_binary(Base.decode16!(hex), type, shape: shape)
   def decode(list) when is_list(list), do: Enum.map(list, &decode/1)
   def decode(other), do: other
