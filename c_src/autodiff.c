@@ -182,6 +182,23 @@ RULE(ACOS) {
   END;
 }
 RULE(ATAN) { BEGIN; gin[0] = out(b, DIV(g, ADD(scalar(b, 1, node), un(b, MX_OP_SQUARE, in[0])))); END; }
+/* d asinh = 1/sqrt(x^2 + 1); d acosh = 1/sqrt((x - 1)(x + 1)) (no cancellation near 1); d atanh = 1/((1 - x)(1 + x)). */
+RULE(ASINH) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_RSQRT, ADD(un(b, MX_OP_SQUARE, in[0]), scalar(b, 1, node))))); END; }
+RULE(ACOSH) {
+  BEGIN;
+  mx_array *one = scalar(b, 1, node);
+  gin[0] = out(b, MUL(g, un(b, MX_OP_RSQRT, MUL(SUB(in[0], one), ADD(in[0], one)))));
+  END;
+}
+RULE(ATANH) {
+  BEGIN;
+  mx_array *one = scalar(b, 1, node);
+  gin[0] = out(b, DIV(g, MUL(SUB(one, in[0]), ADD(one, in[0]))));
+  END;
+}
+/* d log2 = 1/(x ln 2); d log10 = 1/(x ln 10). */
+RULE(LOG2) { BEGIN; gin[0] = out(b, DIV(g, MUL(in[0], scalar(b, M_LN2, node)))); END; }
+RULE(LOG10) { BEGIN; gin[0] = out(b, DIV(g, MUL(in[0], scalar(b, M_LN10, node)))); END; }
 RULE(SINH) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_COSH, in[0]))); END; }
 RULE(COSH) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_SINH, in[0]))); END; }
 RULE(TANH) { BEGIN; gin[0] = out(b, MUL(g, SUB(scalar(b, 1, node), un(b, MX_OP_SQUARE, node)))); END; }

@@ -191,4 +191,21 @@ static inline int64_t mx_syevd(int f64, char jobz, int upper, int64_t n, void *a
                                    /* iwork = */ iwork, /* liwork = */ (mx_lapack_int)liwork);
 }
 
+/* General real eigenproblem: eigenvalues wr + i wi; with jobvr 'V' right eigenvectors in vr
+ * (a complex pair j, j+1 stored as vr(:, j) +- i vr(:, j+1)); a is destroyed; info > 0: the
+ * QR iteration did not converge. lwork -1 queries. */
+static inline int64_t mx_geev(int f64, char jobvr, int64_t n, void *a, int64_t lda, void *wr, void *wi, void *vr,
+                              int64_t ldvr, void *work, int64_t lwork) {
+  return f64 ? LAPACKE_dgeev_work(/* layout = */ LAPACK_COL_MAJOR, /* jobvl = */ 'N', /* jobvr = */ jobvr,
+                                  /* n = */ (mx_lapack_int)n, /* a = */ (double *)a, /* lda = */ (mx_lapack_int)lda,
+                                  /* wr = */ (double *)wr, /* wi = */ (double *)wi, /* vl = */ NULL, /* ldvl = */ 1,
+                                  /* vr = */ (double *)vr, /* ldvr = */ (mx_lapack_int)ldvr, /* work = */ (double *)work,
+                                  /* lwork = */ (mx_lapack_int)lwork)
+             : LAPACKE_sgeev_work(/* layout = */ LAPACK_COL_MAJOR, /* jobvl = */ 'N', /* jobvr = */ jobvr,
+                                  /* n = */ (mx_lapack_int)n, /* a = */ (float *)a, /* lda = */ (mx_lapack_int)lda,
+                                  /* wr = */ (float *)wr, /* wi = */ (float *)wi, /* vl = */ NULL, /* ldvl = */ 1,
+                                  /* vr = */ (float *)vr, /* ldvr = */ (mx_lapack_int)ldvr, /* work = */ (float *)work,
+                                  /* lwork = */ (mx_lapack_int)lwork);
+}
+
 #endif
