@@ -92,11 +92,13 @@ defmodule Mx do
   end
 
   def tensor(other, _opts) do
-    raise ArgumentError, "Mx.tensor/2 expects a number, a nested list of numbers or an Mx array, got #{inspect(other)}"
+    raise ArgumentError,
+          "Mx.tensor/2 expects a number, a nested list of numbers or an Mx array, got #{inspect(other)}"
   end
 
   # Before the shape walk (quadratic in depth): a list nested past the rank limit is refused at once.
-  defp check_rank!([first | _], depth) when is_list(first) and depth < 7, do: check_rank!(first, depth + 1)
+  defp check_rank!([first | _], depth) when is_list(first) and depth < 7,
+    do: check_rank!(first, depth + 1)
 
   defp check_rank!([first | _], _depth) when is_list(first) do
     raise ArgumentError, "Mx.tensor/2: the list is nested deeper than Mx's rank limit of 8"
@@ -110,30 +112,48 @@ defmodule Mx do
     shapes = Enum.map(list, &list_shape(&1, []))
 
     if Enum.uniq(shapes) != [hd(shapes)] do
-      raise ArgumentError, "Mx.tensor/2 expects a rectangular nested list; rows have shapes #{inspect(Enum.uniq(shapes))}"
+      raise ArgumentError,
+            "Mx.tensor/2 expects a rectangular nested list; rows have shapes #{inspect(Enum.uniq(shapes))}"
     end
 
     List.to_tuple(Enum.reverse(acc) ++ [length(list) | Tuple.to_list(hd(shapes))])
   end
 
   defp list_shape(list, acc) do
-    if Enum.any?(list, &is_list/1), do: raise(ArgumentError, "Mx.tensor/2 expects a rectangular nested list")
+    if Enum.any?(list, &is_list/1),
+      do: raise(ArgumentError, "Mx.tensor/2 expects a rectangular nested list")
+
     List.to_tuple(Enum.reverse([length(list) | acc]))
   end
 
   defp infer_type(flat) do
     cond do
-      flat != [] and Enum.all?(flat, &is_boolean/1) -> :bool
-      Enum.all?(flat, &is_integer/1) -> :s64
-      Enum.all?(flat, &(is_number(&1) or &1 in [:nan, :infinity, :neg_infinity])) -> :f32
-      Enum.any?(flat, &is_tuple/1) -> raise ArgumentError, "Mx.tensor/2 takes real numbers; build complex arrays with Mx.complex(re, im)"
-      true -> raise ArgumentError, "Mx.tensor/2 expects numbers, got #{inspect(Enum.find(flat, &(not is_number(&1))))}"
+      flat != [] and Enum.all?(flat, &is_boolean/1) ->
+        :bool
+
+      Enum.all?(flat, &is_integer/1) ->
+        :s64
+
+      Enum.all?(flat, &(is_number(&1) or &1 in [:nan, :infinity, :neg_infinity])) ->
+        :f32
+
+      Enum.any?(flat, &is_tuple/1) ->
+        raise ArgumentError,
+              "Mx.tensor/2 takes real numbers; build complex arrays with Mx.complex(re, im)"
+
+      true ->
+        raise ArgumentError,
+              "Mx.tensor/2 expects numbers, got #{inspect(Enum.find(flat, &(not is_number(&1))))}"
     end
   end
 
   defp encode(flat, type) when type in [:f16, :bf16] do
     # Half types are written as f32 and converted by the engine.
-    flat |> encode(:f32) |> from_binary(:f32, shape: {length(flat)}) |> as_type(type) |> to_binary()
+    flat
+    |> encode(:f32)
+    |> from_binary(:f32, shape: {length(flat)})
+    |> as_type(type)
+    |> to_binary()
   end
 
   defp encode(flat, type) do
@@ -160,7 +180,8 @@ defmodule Mx do
   defp encode_one(x, :u, bits) when is_integer(x), do: <<x::unsigned-size(bits)-native>>
 
   defp encode_one(x, kind, bits) do
-    raise ArgumentError, "cannot store #{inspect(x)} in an array of type #{Type.normalize!({kind, bits})}"
+    raise ArgumentError,
+          "cannot store #{inspect(x)} in an array of type #{Type.normalize!({kind, bits})}"
   end
 
   @doc """
@@ -179,16 +200,23 @@ defmodule Mx do
 
     shape =
       cond do
-        shape = opts[:shape] -> shape
-        rem(byte_size(binary), size) == 0 -> {div(byte_size(binary), size)}
-        true -> raise ArgumentError, "Mx.from_binary/3: #{byte_size(binary)} bytes is not a whole number of #{type} elements (#{size} bytes each)"
+        shape = opts[:shape] ->
+          shape
+
+        rem(byte_size(binary), size) == 0 ->
+          {div(byte_size(binary), size)}
+
+        true ->
+          raise ArgumentError,
+                "Mx.from_binary/3: #{byte_size(binary)} bytes is not a whole number of #{type} elements (#{size} bytes each)"
       end
 
     NIF.from_binary(binary, type, shape) |> Array.wrap()
   end
 
   def from_binary(data, _type, _opts) when is_bitstring(data) do
-    raise ArgumentError, "Mx.from_binary/3: data must be whole bytes, got a bitstring of #{bit_size(data)} bits"
+    raise ArgumentError,
+          "Mx.from_binary/3: data must be whole bytes, got a bitstring of #{bit_size(data)} bits"
   end
 
   def from_binary(data, _type, _opts) do
@@ -275,7 +303,9 @@ defmodule Mx do
   def linspace(start, stop, opts) do
     Mx.Opts.validate!(opts, [:n, :endpoint, :type], "Mx.linspace")
     n = Keyword.fetch!(opts, :n)
-    NIF.linspace(type_opt(opts, :f32), start, stop, n, Keyword.get(opts, :endpoint, true)) |> Array.wrap()
+
+    NIF.linspace(type_opt(opts, :f32), start, stop, n, Keyword.get(opts, :endpoint, true))
+    |> Array.wrap()
   end
 
   @doc """
@@ -372,15 +402,26 @@ defmodule Mx do
   def to_flat_list(%Array{type: type} = a, limit \\ :infinity) do
     a = if type in [:f16, :bf16], do: as_type(a, :f32), else: a
     bin = to_binary(a)
-    bin = if limit == :infinity, do: bin, else: binary_part(bin, 0, Kernel.min(byte_size(bin), limit * Type.byte_size(a.type)))
+
+    bin =
+      if limit == :infinity,
+        do: bin,
+        else: binary_part(bin, 0, Kernel.min(byte_size(bin), limit * Type.byte_size(a.type)))
+
     decode(bin, a.type)
   end
 
   defp decode(bin, :bool), do: for(<<x::8 <- bin>>, do: x != 0)
   defp decode(bin, :f32), do: for(<<x::binary-size(4) <- bin>>, do: decode_f32(x))
   defp decode(bin, :f64), do: for(<<x::binary-size(8) <- bin>>, do: decode_f64(x))
-  defp decode(bin, :c64), do: for(<<re::binary-size(4), im::binary-size(4) <- bin>>, do: {decode_f32(re), decode_f32(im)})
-  defp decode(bin, :c128), do: for(<<re::binary-size(8), im::binary-size(8) <- bin>>, do: {decode_f64(re), decode_f64(im)})
+
+  defp decode(bin, :c64),
+    do:
+      for(<<re::binary-size(4), im::binary-size(4) <- bin>>, do: {decode_f32(re), decode_f32(im)})
+
+  defp decode(bin, :c128),
+    do:
+      for(<<re::binary-size(8), im::binary-size(8) <- bin>>, do: {decode_f64(re), decode_f64(im)})
 
   defp decode(bin, type) do
     case Type.to_nx(type) do
@@ -399,9 +440,13 @@ defmodule Mx do
   defp special(1, 0), do: :neg_infinity
 
   defp chunk(flat, [_]), do: flat
+
   defp chunk(flat, [n | rest]) do
     inner = Enum.reduce(rest, 1, &(&1 * &2))
-    if inner == 0, do: List.duplicate(chunk([], rest), n), else: flat |> Enum.chunk_every(inner) |> Enum.map(&chunk(&1, rest))
+
+    if inner == 0,
+      do: List.duplicate(chunk([], rest), n),
+      else: flat |> Enum.chunk_every(inner) |> Enum.map(&chunk(&1, rest))
   end
 
   # ---- metadata --------------------------------------------------------------------
@@ -439,7 +484,8 @@ defmodule Mx do
       "f32[2][3]"
   """
   @spec describe(t()) :: String.t()
-  def describe(%Array{shape: s, type: t}), do: "#{t}" <> Enum.map_join(Tuple.to_list(s), &"[#{&1}]")
+  def describe(%Array{shape: s, type: t}),
+    do: "#{t}" <> Enum.map_join(Tuple.to_list(s), &"[#{&1}]")
 
   @doc """
   Whether the array has been computed.
@@ -514,26 +560,60 @@ defmodule Mx do
     {:erf_inv, "the inverse error function", [0.0], [0.0]},
     {:lgamma, "log |Γ(x)|", [1.0, 2.0], [0.0, 0.0]},
     {:digamma, "ψ(x), the derivative of lgamma", [1.0], [-0.5772156649015329]},
-    {:trigamma, "ψ′(x) = polygamma(1, x), the derivative of digamma (see `Mx.Special`)", [1.0], [1.644934058189392]},
-    {:erfc, "1 - erf(x), without the cancellation for large x", [0.0, 1.0], [1.0, 0.15729920566082]},
-    {:log_ndtr, "log Φ(x), the log of the standard normal CDF, accurate far into both tails (see `Mx.Special`)",
+    {:trigamma, "ψ′(x) = polygamma(1, x), the derivative of digamma (see `Mx.Special`)", [1.0],
+     [1.644934058189392]},
+    {:erfc, "1 - erf(x), without the cancellation for large x", [0.0, 1.0],
+     [1.0, 0.15729920566082]},
+    {:log_ndtr,
+     "log Φ(x), the log of the standard normal CDF, accurate far into both tails (see `Mx.Special`)",
      [0.0, -40.0], [-0.6931471824645996, -804.6084594726562]},
-    {:ndtri, "Φ⁻¹(p), the inverse of the standard normal CDF, accurate in both tails (see `Mx.Special`)",
+    {:ndtri,
+     "Φ⁻¹(p), the inverse of the standard normal CDF, accurate in both tails (see `Mx.Special`)",
      [0.5, 0.975], [0.0, 1.959964394569397]},
     {:log2, "the base-2 logarithm (exact at powers of 2)", [8.0, 0.5], [3.0, -1.0]},
     {:log10, "the base-10 logarithm", [1000.0, 0.01], [3.0, -2.0]},
-    {:asinh, "the inverse hyperbolic sine (libm's `asinh`: accurate near 0 and for large |x|)", [0.0, 1.0],
-     [0.0, 0.8813735842704773]},
+    {:asinh, "the inverse hyperbolic sine (libm's `asinh`: accurate near 0 and for large |x|)",
+     [0.0, 1.0], [0.0, 0.8813735842704773]},
     {:acosh, "the inverse hyperbolic cosine (NaN below 1)", [1.0, 2.0], [0.0, 1.316957950592041]},
-    {:atanh, "the inverse hyperbolic tangent (±infinity at ±1, NaN beyond)", [0.0, 0.5], [0.0, 0.5493061542510986]},
+    {:atanh, "the inverse hyperbolic tangent (±infinity at ±1, NaN beyond)", [0.0, 0.5],
+     [0.0, 0.5493061542510986]},
     {:is_nan, "whether x is NaN (bool)", [1.0, :nan], [false, true]},
     {:is_infinity, "whether x is ±infinity (bool)", [1.0, :neg_infinity], [false, true]},
     {:logical_not, "whether x is zero (bool)", [0, 2], [true, false]}
   ]
 
-  @float_ops [:exp, :expm1, :log, :log1p, :sqrt, :rsqrt, :reciprocal, :sin, :cos, :tan, :asin, :acos, :atan, :sinh, :cosh,
-              :tanh, :sigmoid, :erf, :erf_inv, :lgamma, :digamma, :trigamma, :erfc, :log_ndtr, :ndtri, :asinh, :acosh,
-              :atanh, :log2, :log10]
+  @float_ops [
+    :exp,
+    :expm1,
+    :log,
+    :log1p,
+    :sqrt,
+    :rsqrt,
+    :reciprocal,
+    :sin,
+    :cos,
+    :tan,
+    :asin,
+    :acos,
+    :atan,
+    :sinh,
+    :cosh,
+    :tanh,
+    :sigmoid,
+    :erf,
+    :erf_inv,
+    :lgamma,
+    :digamma,
+    :trigamma,
+    :erfc,
+    :log_ndtr,
+    :ndtri,
+    :asinh,
+    :acosh,
+    :atanh,
+    :log2,
+    :log10
+  ]
 
   for {name, what, input, output} <- @unary do
     type = if name == :digamma, do: ", type: :f64", else: ""
@@ -566,12 +646,15 @@ defmodule Mx do
     {:pow, "a raised to b", [2, 3], [3, 2], [8, 9]},
     {:max, "the larger of a and b (NaN wins)", [1, 5], [3, 2], [3, 5]},
     {:min, "the smaller of a and b (NaN wins)", [1, 5], [3, 2], [1, 2]},
-    {:remainder, "the remainder of a / b, with the sign of a (like `rem/2`)", [7, -7], [3, 3], [1, -1]},
+    {:remainder, "the remainder of a / b, with the sign of a (like `rem/2`)", [7, -7], [3, 3],
+     [1, -1]},
     {:atan2, "the angle of the point (b, a)", [0.0, 1.0], [1.0, 0.0], [0.0, 1.5707963705062866]},
     {:logaddexp, "log(e^a + e^b), stable", [0.0], [0.0], [0.6931471824645996]},
-    {:igamma, "P(a, x) = γ(a, x)/Γ(a), the regularized lower incomplete gamma function (see `Mx.Special`)",
+    {:igamma,
+     "P(a, x) = γ(a, x)/Γ(a), the regularized lower incomplete gamma function (see `Mx.Special`)",
      [1.0, 3.0], [1.0, 3.0], [0.6321205496788025, 0.5768099427223206]},
-    {:igammac, "Q(a, x) = 1 - P(a, x), the regularized upper incomplete gamma function (see `Mx.Special`)",
+    {:igammac,
+     "Q(a, x) = 1 - P(a, x), the regularized upper incomplete gamma function (see `Mx.Special`)",
      [1.0, 3.0], [1.0, 3.0], [0.3678794503211975, 0.42319008708000183]},
     {:equal, "a == b (bool)", [1, 2], [1, 3], [true, false]},
     {:not_equal, "a != b (bool)", [1, 2], [1, 3], [false, true]},
@@ -592,7 +675,8 @@ defmodule Mx do
         #{inspect(out)}
     """
     @spec unquote(name)(tensor_like(), tensor_like()) :: t()
-    def unquote(name)(a, b), do: NIF.binary(unquote(name), operand(a, b), operand(b, a)) |> Array.wrap()
+    def unquote(name)(a, b),
+      do: NIF.binary(unquote(name), operand(a, b), operand(b, a)) |> Array.wrap()
   end
 
   @doc false
@@ -666,6 +750,7 @@ defmodule Mx do
   defp to_pair(a, b), do: {to_array(a), to_array(b)}
 
   defp scalar(x, type) when is_integer(x) and type != :bool, do: tensor(x, type: type)
+
   defp scalar(x, type) when is_float(x) or x in [:nan, :infinity, :neg_infinity] do
     tensor(x, type: if(Type.float?(type), do: type, else: :f32))
   end
@@ -730,7 +815,9 @@ defmodule Mx do
     @spec unquote(name)(tensor_like(), keyword()) :: t()
     def unquote(name)(a, opts \\ []) do
       Mx.Opts.validate!(opts, [:axes, :keep_axes], unquote("Mx.#{name}"))
-      NIF.reduce(unquote(name), to_array(a).ref, opts[:axes], opts[:keep_axes] || false) |> Array.wrap()
+
+      NIF.reduce(unquote(name), to_array(a).ref, opts[:axes], opts[:keep_axes] || false)
+      |> Array.wrap()
     end
   end
 
@@ -743,7 +830,8 @@ defmodule Mx do
       [1, 0]
   """
   @spec argmax(tensor_like(), keyword()) :: t()
-  def argmax(a, opts \\ []), do: arg_reduce(:argmax, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmax"))
+  def argmax(a, opts \\ []),
+    do: arg_reduce(:argmax, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmax"))
 
   @doc """
   The index of the smallest element along `axis:` (see `argmax/2`).
@@ -752,7 +840,8 @@ defmodule Mx do
       1
   """
   @spec argmin(tensor_like(), keyword()) :: t()
-  def argmin(a, opts \\ []), do: arg_reduce(:argmin, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmin"))
+  def argmin(a, opts \\ []),
+    do: arg_reduce(:argmin, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmin"))
 
   defp arg_reduce(op, a, opts) do
     axes = if axis = opts[:axis], do: [axis], else: nil
@@ -813,7 +902,9 @@ defmodule Mx do
     @spec unquote(name)(tensor_like(), keyword()) :: t()
     def unquote(name)(a, opts \\ []) do
       Mx.Opts.validate!(opts, [:axis, :reverse], unquote("Mx.#{name}"))
-      NIF.scan(unquote(name), to_array(a).ref, opts[:axis] || 0, opts[:reverse] || false) |> Array.wrap()
+
+      NIF.scan(unquote(name), to_array(a).ref, opts[:axis] || 0, opts[:reverse] || false)
+      |> Array.wrap()
     end
   end
 
@@ -828,7 +919,9 @@ defmodule Mx do
   """
   @spec reshape(tensor_like(), shape()) :: t()
   def reshape(a, shape) do
-    shape = shape |> Tuple.to_list() |> Enum.map(&if(&1 == :auto, do: -1, else: &1)) |> List.to_tuple()
+    shape =
+      shape |> Tuple.to_list() |> Enum.map(&if(&1 == :auto, do: -1, else: &1)) |> List.to_tuple()
+
     NIF.reshape(to_array(a).ref, shape) |> Array.wrap()
   end
 
@@ -840,7 +933,9 @@ defmodule Mx do
   """
   @spec transpose(tensor_like(), keyword()) :: t()
   def transpose(a, opts \\ []),
-    do: NIF.transpose(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.transpose")[:axes]) |> Array.wrap()
+    do:
+      NIF.transpose(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.transpose")[:axes])
+      |> Array.wrap()
 
   @doc """
   The shape two shapes broadcast to (numpy rules), or `nil` if they do not.
@@ -893,7 +988,9 @@ defmodule Mx do
   """
   @spec squeeze(tensor_like(), keyword()) :: t()
   def squeeze(a, opts \\ []),
-    do: NIF.squeeze(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.squeeze")[:axes]) |> Array.wrap()
+    do:
+      NIF.squeeze(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.squeeze")[:axes])
+      |> Array.wrap()
 
   @doc """
   Joins arrays along an existing `axis:` (default 0); types promote. Any
@@ -908,7 +1005,11 @@ defmodule Mx do
     axis = opts[:axis] || 0
 
     if length(arrays) > @max_inputs,
-      do: arrays |> Enum.chunk_every(@max_inputs) |> Enum.map(&concatenate(&1, axis: axis)) |> concatenate(axis: axis),
+      do:
+        arrays
+        |> Enum.chunk_every(@max_inputs)
+        |> Enum.map(&concatenate(&1, axis: axis))
+        |> concatenate(axis: axis),
       else: NIF.concatenate(Enum.map(arrays, &to_array(&1).ref), axis) |> Array.wrap()
   end
 
@@ -927,7 +1028,11 @@ defmodule Mx do
     axis = opts[:axis] || 0
 
     if length(arrays) > @max_inputs,
-      do: arrays |> Enum.chunk_every(@max_inputs) |> Enum.map(&stack(&1, axis: axis)) |> concatenate(axis: axis),
+      do:
+        arrays
+        |> Enum.chunk_every(@max_inputs)
+        |> Enum.map(&stack(&1, axis: axis))
+        |> concatenate(axis: axis),
       else: NIF.stack(Enum.map(arrays, &to_array(&1).ref), axis) |> Array.wrap()
   end
 
@@ -947,8 +1052,10 @@ defmodule Mx do
     dims = Tuple.to_list(a.shape)
     strides = opts[:strides] || List.duplicate(1, length(dims))
 
-    unless length(start_indices) == length(dims) and length(lengths) == length(dims) and length(strides) == length(dims) do
-      raise ArgumentError, "[slice] start_indices, lengths and strides need one entry per axis of #{describe(a)}"
+    unless length(start_indices) == length(dims) and length(lengths) == length(dims) and
+             length(strides) == length(dims) do
+      raise ArgumentError,
+            "[slice] start_indices, lengths and strides need one entry per axis of #{describe(a)}"
     end
 
     starts = Enum.zip_with(start_indices, dims, fn s, d -> if s < 0, do: s + d, else: s end)
@@ -982,13 +1089,24 @@ defmodule Mx do
   def pad(a, value, config) do
     a = to_array(a)
     {_, v} = to_pair(a, value)
-    {lo, hi, interior} = config |> Enum.map(&Tuple.to_list/1) |> Enum.zip() |> List.to_tuple() |> unzip3(tuple_size(a.shape))
+
+    {lo, hi, interior} =
+      config
+      |> Enum.map(&Tuple.to_list/1)
+      |> Enum.zip()
+      |> List.to_tuple()
+      |> unzip3(tuple_size(a.shape))
+
     NIF.pad(a.ref, v.ref, lo, hi, interior) |> Array.wrap()
   end
 
   defp unzip3({}, 0), do: {[], [], []}
-  defp unzip3({lo, hi, interior}, _), do: {Tuple.to_list(lo), Tuple.to_list(hi), Tuple.to_list(interior)}
-  defp unzip3(_, _), do: raise(ArgumentError, "[pad] config must be a list of {low, high, interior} tuples")
+
+  defp unzip3({lo, hi, interior}, _),
+    do: {Tuple.to_list(lo), Tuple.to_list(hi), Tuple.to_list(interior)}
+
+  defp unzip3(_, _),
+    do: raise(ArgumentError, "[pad] config must be a list of {low, high, interior} tuples")
 
   @doc """
   Reverses the order along `axes:` (default: all).
@@ -998,7 +1116,9 @@ defmodule Mx do
   """
   @spec reverse(tensor_like(), keyword()) :: t()
   def reverse(a, opts \\ []),
-    do: NIF.reverse(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.reverse")[:axes]) |> Array.wrap()
+    do:
+      NIF.reverse(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.reverse")[:axes])
+      |> Array.wrap()
 
   # ---- indexing -------------------------------------------------------------------------
 
@@ -1026,7 +1146,9 @@ defmodule Mx do
   @spec take_along_axis(tensor_like(), t() | list(), keyword()) :: t()
   def take_along_axis(a, indices, opts \\ []) do
     Mx.Opts.validate!(opts, [:axis], "Mx.take_along_axis")
-    NIF.take_along_axis(to_array(a).ref, index_array(indices).ref, opts[:axis] || 0) |> Array.wrap()
+
+    NIF.take_along_axis(to_array(a).ref, index_array(indices).ref, opts[:axis] || 0)
+    |> Array.wrap()
   end
 
   @doc """
@@ -1037,7 +1159,8 @@ defmodule Mx do
       [3, 2]
   """
   @spec gather(tensor_like(), t() | list()) :: t()
-  def gather(a, indices), do: NIF.gather(to_array(a).ref, index_array(indices).ref) |> Array.wrap()
+  def gather(a, indices),
+    do: NIF.gather(to_array(a).ref, index_array(indices).ref) |> Array.wrap()
 
   @doc """
   Adds `updates` into `a` at `indices` (shape `{n, k}`); repeated indices
@@ -1078,7 +1201,8 @@ defmodule Mx do
       [3, 2, 1]
   """
   @spec sort(tensor_like(), keyword()) :: t()
-  def sort(a, opts \\ []), do: sort_op(:sort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.sort"))
+  def sort(a, opts \\ []),
+    do: sort_op(:sort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.sort"))
 
   @doc """
   The indices that sort `a` along `axis:` (default: the last axis), as `s64`.
@@ -1087,14 +1211,20 @@ defmodule Mx do
       [1, 2, 0]
   """
   @spec argsort(tensor_like(), keyword()) :: t()
-  def argsort(a, opts \\ []), do: sort_op(:argsort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.argsort"))
+  def argsort(a, opts \\ []),
+    do: sort_op(:argsort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.argsort"))
 
   defp sort_op(op, a, opts) do
     desc =
       case opts[:direction] || :asc do
-        :asc -> false
-        :desc -> true
-        other -> raise ArgumentError, "[#{op}] direction must be :asc or :desc, got #{inspect(other)}"
+        :asc ->
+          false
+
+        :desc ->
+          true
+
+        other ->
+          raise ArgumentError, "[#{op}] direction must be :asc or :desc, got #{inspect(other)}"
       end
 
     NIF.sort(op, to_array(a).ref, opts[:axis] || -1, desc) |> Array.wrap()
@@ -1111,10 +1241,17 @@ defmodule Mx do
     r = rank(a)
 
     cond do
-      not is_integer(axis) -> raise ArgumentError, "[#{fun}] axis must be an integer, got #{inspect(axis)}"
-      axis < -r or axis >= Kernel.max(r, 1) or r == 0 -> raise ArgumentError, "[#{fun}] axis #{axis} is out of range for #{describe(a)}"
-      axis < 0 -> axis + r
-      true -> axis
+      not is_integer(axis) ->
+        raise ArgumentError, "[#{fun}] axis must be an integer, got #{inspect(axis)}"
+
+      axis < -r or axis >= Kernel.max(r, 1) or r == 0 ->
+        raise ArgumentError, "[#{fun}] axis #{axis} is out of range for #{describe(a)}"
+
+      axis < 0 ->
+        axis + r
+
+      true ->
+        axis
     end
   end
 
@@ -1189,13 +1326,20 @@ defmodule Mx do
     ddof = opts[:ddof]
 
     unless is_integer(ddof) and ddof >= 0,
-      do: raise(ArgumentError, "[#{fun}] ddof must be a non-negative integer, got #{inspect(ddof)}")
+      do:
+        raise(ArgumentError, "[#{fun}] ddof must be a non-negative integer, got #{inspect(ddof)}")
 
     axes = opts[:axes]
-    n = if axes, do: Enum.reduce(reduced_axes(a, axes), 1, &(elem(a.shape, &1) * &2)), else: size(a)
+
+    n =
+      if axes, do: Enum.reduce(reduced_axes(a, axes), 1, &(elem(a.shape, &1) * &2)), else: size(a)
 
     if n - ddof <= 0,
-      do: raise(ArgumentError, "[#{fun}] ddof: #{ddof} leaves no degrees of freedom for #{n} elements per result")
+      do:
+        raise(
+          ArgumentError,
+          "[#{fun}] ddof: #{ddof} leaves no degrees of freedom for #{n} elements per result"
+        )
 
     d = subtract(a, mean(a, axes: axes, keep_axes: true))
     d = if Type.complex?(a.type), do: abs(d), else: d
@@ -1219,7 +1363,11 @@ defmodule Mx do
     len = elem(a.shape, axis)
 
     unless is_integer(k) and k >= 0 and k <= len,
-      do: raise(ArgumentError, "[topk] k must be an integer in 0..#{len} (the length of axis #{axis} of #{describe(a)}), got #{inspect(k)}")
+      do:
+        raise(
+          ArgumentError,
+          "[topk] k must be an integer in 0..#{len} (the length of axis #{axis} of #{describe(a)}), got #{inspect(k)}"
+        )
 
     idx = a |> argsort(axis: axis, direction: :desc) |> slice_axis(0, k, axis)
     {take_along_axis(a, idx, axis: axis), idx}
@@ -1249,16 +1397,21 @@ defmodule Mx do
           for i <- 0..parts, do: div(len, parts) * i
 
         is_integer(parts) ->
-          raise ArgumentError, "[split] cannot split axis #{axis} of length #{len} into #{inspect(parts)} equal parts; give a divisor of #{len} or a list of indices"
+          raise ArgumentError,
+                "[split] cannot split axis #{axis} of length #{len} into #{inspect(parts)} equal parts; give a divisor of #{len} or a list of indices"
 
-        is_list(parts) and Enum.all?(parts, &(is_integer(&1) and &1 >= 0)) and parts == Enum.sort(parts) ->
+        is_list(parts) and Enum.all?(parts, &(is_integer(&1) and &1 >= 0)) and
+            parts == Enum.sort(parts) ->
           [0 | Enum.map(parts, &Kernel.min(&1, len))] ++ [len]
 
         true ->
-          raise ArgumentError, "[split] expects a positive integer or an ascending list of non-negative indices, got #{inspect(parts)}"
+          raise ArgumentError,
+                "[split] expects a positive integer or an ascending list of non-negative indices, got #{inspect(parts)}"
       end
 
-    bounds |> Enum.chunk_every(2, 1, :discard) |> Enum.map(fn [lo, hi] -> slice_axis(a, lo, hi - lo, axis) end)
+    bounds
+    |> Enum.chunk_every(2, 1, :discard)
+    |> Enum.map(fn [lo, hi] -> slice_axis(a, lo, hi - lo, axis) end)
   end
 
   @doc """
@@ -1276,7 +1429,11 @@ defmodule Mx do
     a = to_array(a)
 
     unless is_list(reps) and Enum.all?(reps, &(is_integer(&1) and &1 >= 0)),
-      do: raise(ArgumentError, "[tile] reps must be a list of non-negative integers, got #{inspect(reps)}")
+      do:
+        raise(
+          ArgumentError,
+          "[tile] reps must be a list of non-negative integers, got #{inspect(reps)}"
+        )
 
     n = Kernel.max(length(reps), rank(a))
     reps = List.duplicate(1, n - length(reps)) ++ reps
@@ -1317,7 +1474,8 @@ defmodule Mx do
         Enum.zip(s, axes) |> Enum.reduce(a, fn {k, ax}, acc -> roll(acc, k, axis: ax) end)
 
       _ ->
-        raise ArgumentError, "[roll] shift must be an integer (or a list, with a list of axes of the same length), got #{inspect(shift)} with axis: #{inspect(opts[:axis])}"
+        raise ArgumentError,
+              "[roll] shift must be an integer (or a list, with a list of axes of the same length), got #{inspect(shift)} with axis: #{inspect(opts[:axis])}"
     end
   end
 
@@ -1327,7 +1485,8 @@ defmodule Mx do
 
     if s == 0,
       do: a,
-      else: concatenate([slice_axis(a, len - s, s, axis), slice_axis(a, 0, len - s, axis)], axis: axis)
+      else:
+        concatenate([slice_axis(a, len - s, s, axis), slice_axis(a, 0, len - s, axis)], axis: axis)
   end
 
   @doc """
@@ -1342,24 +1501,28 @@ defmodule Mx do
       iex> Mx.tensordot(a, a, {[0, 1], [0, 1]}) |> Mx.to_number()
       55.0
   """
-  @spec tensordot(tensor_like(), tensor_like(), non_neg_integer() | {[integer()], [integer()]}) :: t()
+  @spec tensordot(tensor_like(), tensor_like(), non_neg_integer() | {[integer()], [integer()]}) ::
+          t()
   def tensordot(a, b, axes) do
     {a, b} = {to_array(a), to_array(b)}
 
     {ca, cb} =
       case axes do
-        n when is_integer(n) and n >= 0 and n <= tuple_size(a.shape) and n <= tuple_size(b.shape) ->
+        n
+        when is_integer(n) and n >= 0 and n <= tuple_size(a.shape) and n <= tuple_size(b.shape) ->
           {Enum.to_list((rank(a) - n)..(rank(a) - 1)//1), Enum.to_list(0..(n - 1)//1)}
 
         {xa, xb} when is_list(xa) and is_list(xb) and length(xa) == length(xb) ->
           {Enum.map(xa, &axis!(a, &1, :tensordot)), Enum.map(xb, &axis!(b, &1, :tensordot))}
 
         other ->
-          raise ArgumentError, "[tensordot] axes must be an integer up to both ranks (#{describe(a)}, #{describe(b)}) or {axes_a, axes_b} of equal length, got #{inspect(other)}"
+          raise ArgumentError,
+                "[tensordot] axes must be an integer up to both ranks (#{describe(a)}, #{describe(b)}) or {axes_a, axes_b} of equal length, got #{inspect(other)}"
       end
 
     for {i, j} <- Enum.zip(ca, cb), elem(a.shape, i) != elem(b.shape, j) do
-      raise ArgumentError, "[tensordot] axis #{i} of #{describe(a)} (#{elem(a.shape, i)}) does not match axis #{j} of #{describe(b)} (#{elem(b.shape, j)})"
+      raise ArgumentError,
+            "[tensordot] axis #{i} of #{describe(a)} (#{elem(a.shape, i)}) does not match axis #{j} of #{describe(b)} (#{elem(b.shape, j)})"
     end
 
     if length(Enum.uniq(ca)) != length(ca) or length(Enum.uniq(cb)) != length(cb),
@@ -1374,7 +1537,10 @@ defmodule Mx do
     fb = Enum.to_list(0..(rank(b) - 1)//1) -- (bb ++ cb)
     dims = fn x, axes -> Enum.map(axes, &elem(x.shape, &1)) end
     prod = &Enum.reduce(&1, 1, fn d, acc -> d * acc end)
-    {nb, nfa, nk, nfb} = {prod.(dims.(a, ba)), prod.(dims.(a, fa)), prod.(dims.(a, ca)), prod.(dims.(b, fb))}
+
+    {nb, nfa, nk, nfb} =
+      {prod.(dims.(a, ba)), prod.(dims.(a, fa)), prod.(dims.(a, ca)), prod.(dims.(b, fb))}
+
     x = a |> transpose(axes: ba ++ fa ++ ca) |> reshape({nb, nfa, nk})
     y = b |> transpose(axes: bb ++ cb ++ fb) |> reshape({nb, nk, nfb})
     matmul(x, y) |> reshape(List.to_tuple(dims.(a, ba) ++ dims.(a, fa) ++ dims.(b, fb)))
@@ -1407,14 +1573,21 @@ defmodule Mx do
     Enum.zip(inputs, arrays)
     |> Enum.flat_map(fn {labels, x} -> Enum.zip(labels, Tuple.to_list(x.shape)) end)
     |> Enum.reduce(%{}, fn {l, d}, acc ->
-        case acc do
-          %{^l => ^d} -> acc
-          %{^l => other} -> raise ArgumentError, "[einsum] #{subscripts}: index #{<<l>>} has sizes #{other} and #{d}; every use of a letter must have the same size"
-          _ -> Map.put(acc, l, d)
-        end
-      end)
+      case acc do
+        %{^l => ^d} ->
+          acc
 
-    terms = Enum.zip(arrays, inputs) |> Enum.map(fn {x, labels} -> einsum_diagonals(x, labels) end)
+        %{^l => other} ->
+          raise ArgumentError,
+                "[einsum] #{subscripts}: index #{<<l>>} has sizes #{other} and #{d}; every use of a letter must have the same size"
+
+        _ ->
+          Map.put(acc, l, d)
+      end
+    end)
+
+    terms =
+      Enum.zip(arrays, inputs) |> Enum.map(fn {x, labels} -> einsum_diagonals(x, labels) end)
 
     {x, labels} =
       case terms do
@@ -1432,11 +1605,20 @@ defmodule Mx do
   end
 
   def einsum(subscripts, operands),
-    do: raise(ArgumentError, "[einsum] expects a subscripts string and a list of arrays, got #{inspect(subscripts)} and #{inspect(operands)}")
+    do:
+      raise(
+        ArgumentError,
+        "[einsum] expects a subscripts string and a list of arrays, got #{inspect(subscripts)} and #{inspect(operands)}"
+      )
 
   defp einsum_parse!(s, arrays) do
-    fail = fn why -> raise ArgumentError, "[einsum] malformed subscripts #{inspect(s)}: #{why}" end
-    if String.contains?(s, "."), do: fail.("ellipsis (...) is not supported; name every axis with a letter")
+    fail = fn why ->
+      raise ArgumentError, "[einsum] malformed subscripts #{inspect(s)}: #{why}"
+    end
+
+    if String.contains?(s, "."),
+      do: fail.("ellipsis (...) is not supported; name every axis with a letter")
+
     s = String.replace(s, " ", "")
 
     {lhs, out} =
@@ -1449,21 +1631,30 @@ defmodule Mx do
     inputs = lhs |> String.split(",") |> Enum.map(&String.to_charlist/1)
     letter? = &((&1 >= ?a and &1 <= ?z) or (&1 >= ?A and &1 <= ?Z))
 
-    for l <- Enum.concat(inputs) ++ String.to_charlist(out || ""), not letter?.(l),
+    for l <- Enum.concat(inputs) ++ String.to_charlist(out || ""),
+        not letter?.(l),
         do: fail.("#{inspect(<<l>>)} is not a letter; use a-z and A-Z")
 
     if length(inputs) != length(arrays),
       do: fail.("it names #{length(inputs)} operand(s) but #{length(arrays)} were given")
 
-    for {labels, x} <- Enum.zip(inputs, arrays), length(labels) != rank(x),
-        do: fail.("#{inspect(to_string(labels))} has #{length(labels)} letter(s) for #{describe(x)}; give one per axis")
+    for {labels, x} <- Enum.zip(inputs, arrays),
+        length(labels) != rank(x),
+        do:
+          fail.(
+            "#{inspect(to_string(labels))} has #{length(labels)} letter(s) for #{describe(x)}; give one per axis"
+          )
 
     all = Enum.concat(inputs)
 
     output =
       case out do
         nil ->
-          all |> Enum.frequencies() |> Enum.filter(fn {_, c} -> c == 1 end) |> Enum.map(&elem(&1, 0)) |> Enum.sort()
+          all
+          |> Enum.frequencies()
+          |> Enum.filter(fn {_, c} -> c == 1 end)
+          |> Enum.map(&elem(&1, 0))
+          |> Enum.sort()
 
         out ->
           o = String.to_charlist(out)
@@ -1484,7 +1675,13 @@ defmodule Mx do
         {x, labels}
 
       [l | _] ->
-        [i, j] = labels |> Enum.with_index() |> Enum.filter(&(elem(&1, 0) == l)) |> Enum.map(&elem(&1, 1)) |> Enum.take(2)
+        [i, j] =
+          labels
+          |> Enum.with_index()
+          |> Enum.filter(&(elem(&1, 0) == l))
+          |> Enum.map(&elem(&1, 1))
+          |> Enum.take(2)
+
         rest = Enum.to_list(0..(rank(x) - 1)//1) -- [i, j]
         d = x |> transpose(axes: rest ++ [i, j]) |> Mx.Linalg.diagonal()
         einsum_diagonals(d, Enum.map(rest, &Enum.at(labels, &1)) ++ [l])
@@ -1493,8 +1690,12 @@ defmodule Mx do
 
   # Sums the axes whose letter is not in keep.
   defp einsum_sum_out(x, labels, keep) do
-    gone = labels |> Enum.with_index() |> Enum.reject(&(elem(&1, 0) in keep)) |> Enum.map(&elem(&1, 1))
-    if gone == [], do: {x, labels}, else: {sum(x, axes: gone), Enum.reject(labels, &(&1 not in keep))}
+    gone =
+      labels |> Enum.with_index() |> Enum.reject(&(elem(&1, 0) in keep)) |> Enum.map(&elem(&1, 1))
+
+    if gone == [],
+      do: {x, labels},
+      else: {sum(x, axes: gone), Enum.reject(labels, &(&1 not in keep))}
   end
 
   defp einsum_pair({a, la}, {b, lb}, keep) do
@@ -1503,7 +1704,10 @@ defmodule Mx do
     common = Enum.filter(la, &(&1 in lb))
     {batch, contracted} = Enum.split_with(common, &(&1 in keep))
     pos = fn labels, ls -> Enum.map(ls, fn l -> Enum.find_index(labels, &(&1 == l)) end) end
-    x = contract(a, b, pos.(la, batch), pos.(la, contracted), pos.(lb, batch), pos.(lb, contracted))
+
+    x =
+      contract(a, b, pos.(la, batch), pos.(la, contracted), pos.(lb, batch), pos.(lb, contracted))
+
     {x, batch ++ (la -- common) ++ (lb -- common)}
   end
 
@@ -1533,29 +1737,43 @@ defmodule Mx do
       iex> Mx.to_list(x)
       [1.0, 1.5, 1.75, 4.5]
   """
-  @spec associative_scan(atom() | (term(), term() -> term()), t() | tuple(), keyword()) :: t() | tuple()
+  @spec associative_scan(atom() | (term(), term() -> term()), t() | tuple(), keyword()) ::
+          t() | tuple()
   def associative_scan(fun, elems, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [axis: 0], "Mx.associative_scan")
 
     fun =
       case fun do
-        op when op in [:add, :multiply, :max, :min] -> &apply(Mx, op, [&1, &2])
-        f when is_function(f, 2) -> f
-        other -> raise ArgumentError, "[associative_scan] fun must be :add, :multiply, :max, :min or a function of two arguments, got #{inspect(other)}"
+        op when op in [:add, :multiply, :max, :min] ->
+          &apply(Mx, op, [&1, &2])
+
+        f when is_function(f, 2) ->
+          f
+
+        other ->
+          raise ArgumentError,
+                "[associative_scan] fun must be :add, :multiply, :max, :min or a function of two arguments, got #{inspect(other)}"
       end
 
     {leaves, rebuild} =
       case elems do
-        %Array{} = a -> {[a], fn [x] -> x end}
-        t when is_tuple(t) and tuple_size(t) > 0 -> {Enum.map(Tuple.to_list(t), &to_array/1), &List.to_tuple/1}
-        other -> raise ArgumentError, "[associative_scan] expects an Mx array or a tuple of them, got #{inspect(other)}"
+        %Array{} = a ->
+          {[a], fn [x] -> x end}
+
+        t when is_tuple(t) and tuple_size(t) > 0 ->
+          {Enum.map(Tuple.to_list(t), &to_array/1), &List.to_tuple/1}
+
+        other ->
+          raise ArgumentError,
+                "[associative_scan] expects an Mx array or a tuple of them, got #{inspect(other)}"
       end
 
     axis = axis!(hd(leaves), opts[:axis], :associative_scan)
     n = elem(hd(leaves).shape, axis)
 
     for x <- leaves, rank(x) <= axis or elem(x.shape, axis) != n do
-      raise ArgumentError, "[associative_scan] every array needs axis #{axis} of length #{n}, got #{describe(x)}"
+      raise ArgumentError,
+            "[associative_scan] every array needs axis #{axis} of length #{n}, got #{describe(x)}"
     end
 
     combine = fn xs, ys ->
@@ -1575,7 +1793,10 @@ defmodule Mx do
       xs
     else
       every = fn x, start, count -> slice_stride(x, start, count, axis) end
-      pairs = combine.(Enum.map(xs, &every.(&1, 0, div(n, 2))), Enum.map(xs, &every.(&1, 1, div(n, 2))))
+
+      pairs =
+        combine.(Enum.map(xs, &every.(&1, 0, div(n, 2))), Enum.map(xs, &every.(&1, 1, div(n, 2))))
+
       odd = scan_level(pairs, combine, axis)
       n_even = div(n + 1, 2) - 1
       prev = Enum.map(odd, &slice_axis(&1, 0, n_even, axis))
@@ -1599,7 +1820,12 @@ defmodule Mx do
   defp interleave(evens, odds, axis) do
     ne = elem(evens.shape, axis)
     no = elem(odds.shape, axis)
-    {head, tail} = if ne > no, do: {slice_axis(evens, 0, no, axis), [slice_axis(evens, no, 1, axis)]}, else: {evens, []}
+
+    {head, tail} =
+      if ne > no,
+        do: {slice_axis(evens, 0, no, axis), [slice_axis(evens, no, 1, axis)]},
+        else: {evens, []}
+
     shape = head.shape |> Tuple.delete_at(axis) |> Tuple.insert_at(axis, 2 * no)
     both = stack([head, odds], axis: axis + 1) |> reshape(shape)
     concatenate([both | tail], axis: axis)

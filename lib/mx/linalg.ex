@@ -90,9 +90,14 @@ defmodule Mx.Linalg do
     opts = Mx.Opts.validate!(opts, [mode: :reduced], "Mx.Linalg.qr")
 
     case opts[:mode] do
-      :reduced -> call(:qr, [a])
-      :complete -> call(:qr_complete, [a])
-      other -> raise ArgumentError, "[qr] mode must be :reduced or :complete, got #{inspect(other)}"
+      :reduced ->
+        call(:qr, [a])
+
+      :complete ->
+        call(:qr_complete, [a])
+
+      other ->
+        raise ArgumentError, "[qr] mode must be :reduced or :complete, got #{inspect(other)}"
     end
   end
 
@@ -165,10 +170,20 @@ defmodule Mx.Linalg do
     rows = Mx.iota({n, 1})
     cols = Mx.iota({1, n})
     zero = Mx.tensor(0, type: factors.type)
-    l = Mx.select(Mx.greater(rows, cols), factors, Mx.select(Mx.equal(rows, cols), Mx.tensor(1, type: factors.type), zero))
+
+    l =
+      Mx.select(
+        Mx.greater(rows, cols),
+        factors,
+        Mx.select(Mx.equal(rows, cols), Mx.tensor(1, type: factors.type), zero)
+      )
+
     u = Mx.select(Mx.less_equal(rows, cols), factors, zero)
     # (P_lapack a)[i] = a[perm[i]], so a = P_lapackᵀ l u: p[r][c] = 1 where perm[c] == r.
-    p = Mx.equal(Mx.new_axis(perm, -2), Mx.reshape(Mx.iota({n}), {n, 1})) |> Mx.as_type(factors.type)
+    p =
+      Mx.equal(Mx.new_axis(perm, -2), Mx.reshape(Mx.iota({n}), {n, 1}))
+      |> Mx.as_type(factors.type)
+
     {p, l, u}
   end
 
@@ -219,15 +234,29 @@ defmodule Mx.Linalg do
 
     rtol =
       case opts[:rtol] do
-        nil -> Kernel.max(m, n) * if(s.type == :f64, do: 2.220446049250313e-16, else: 1.1920928955078125e-07)
-        x when is_number(x) and x >= 0 -> x * 1.0
-        other -> raise ArgumentError, "[pinv] rtol must be a non-negative number, got #{inspect(other)}"
+        nil ->
+          Kernel.max(m, n) *
+            if(s.type == :f64, do: 2.220446049250313e-16, else: 1.1920928955078125e-07)
+
+        x when is_number(x) and x >= 0 ->
+          x * 1.0
+
+        other ->
+          raise ArgumentError, "[pinv] rtol must be a non-negative number, got #{inspect(other)}"
       end
 
     cutoff = Mx.multiply(Mx.reduce_max(s, axes: [-1], keep_axes: true), rtol)
     big = Mx.greater(s, cutoff)
     s_inv = Mx.select(big, Mx.reciprocal(Mx.select(big, s, 1.0)), 0.0)
-    swap = fn x -> Mx.transpose(x, axes: Enum.to_list(0..(tuple_size(x.shape) - 3)//1) ++ [tuple_size(x.shape) - 1, tuple_size(x.shape) - 2]) end
+
+    swap = fn x ->
+      Mx.transpose(x,
+        axes:
+          Enum.to_list(0..(tuple_size(x.shape) - 3)//1) ++
+            [tuple_size(x.shape) - 1, tuple_size(x.shape) - 2]
+      )
+    end
+
     Mx.matmul(Mx.multiply(swap.(vt), Mx.new_axis(s_inv, -2)), swap.(u))
   end
 
@@ -264,7 +293,12 @@ defmodule Mx.Linalg do
   """
   @spec triangular_solve(Mx.tensor_like(), Mx.tensor_like(), keyword()) :: t()
   def triangular_solve(a, b, opts \\ []) do
-    opts = Mx.Opts.validate!(opts, [lower: true, left_side: true, transform_a: :none, unit_diagonal: false], "Mx.Linalg.triangular_solve")
+    opts =
+      Mx.Opts.validate!(
+        opts,
+        [lower: true, left_side: true, transform_a: :none, unit_diagonal: false],
+        "Mx.Linalg.triangular_solve"
+      )
 
     trans =
       case opts[:transform_a] do
@@ -275,7 +309,8 @@ defmodule Mx.Linalg do
           1
 
         other ->
-          raise ArgumentError, "[triangular_solve] transform_a must be :none or :transpose, got #{inspect(other)}"
+          raise ArgumentError,
+                "[triangular_solve] transform_a must be :none or :transpose, got #{inspect(other)}"
       end
 
     params = [
@@ -371,9 +406,14 @@ defmodule Mx.Linalg do
 
     axes =
       case opts[:axes] do
-        nil -> []
-        axes when is_list(axes) and length(axes) in [1, 2] -> axes
-        other -> raise ArgumentError, "[norm] axes must be nil, [i] or [i, j], got #{inspect(other)}"
+        nil ->
+          []
+
+        axes when is_list(axes) and length(axes) in [1, 2] ->
+          axes
+
+        other ->
+          raise ArgumentError, "[norm] axes must be nil, [i] or [i, j], got #{inspect(other)}"
       end
 
     call(:norm, [a], [kind, p, flag(opts[:keep_axes], :keep_axes, :norm) | axes])
@@ -449,5 +489,7 @@ defmodule Mx.Linalg do
   end
 
   defp offset!(k, _fun) when is_integer(k), do: k
-  defp offset!(k, fun), do: raise(ArgumentError, "[#{fun}] offset must be an integer, got #{inspect(k)}")
+
+  defp offset!(k, fun),
+    do: raise(ArgumentError, "[#{fun}] offset must be an integer, got #{inspect(k)}")
 end
