@@ -47,16 +47,16 @@ if Code.ensure_loaded?(Nx.Backend) do
     callback: `bitwise_and`, `bitwise_or`, `bitwise_xor`, `bitwise_not`,
     `left_shift`, `right_shift`, `count_leading_zeros`, `population_count`,
     `quotient`, `conv`, `window_sum`, `window_product`, `window_max`,
-    `window_min`, `window_scatter_max`, `window_scatter_min` and `lu`. So does
+    `window_min`, `window_scatter_max` and `window_scatter_min`. So does
     `Nx.Random`, whose generator needs the bitwise ops (`Mx.Random` has its
     own). For complex tensors, the functions Mx has no complex kernel for
     (`sin`, `cos`, `tan`, their inverses and hyperbolic forms, `expm1`,
     `log1p`, `sigmoid`, `rsqrt`, `pow`, `sign`) and complex linear algebra
     raise `Mx.Error` at the call, naming the op.
 
-    Mx has no `asinh`, `acosh`, `atanh` or `cbrt` kernels yet: those callbacks
-    compose Mx ops in `f64` (in forms that stay precise near 0 and 1) and
-    round once to the output type.
+    `asinh`, `acosh` and `atanh` compute in `f64` and round once to the
+    output type, as Nx's BinaryBackend does; Mx has no `cbrt` kernel yet:
+    that callback composes Mx ops in `f64`.
     """
 
     @behaviour Nx.Backend
@@ -277,34 +277,11 @@ if Code.ensure_loaded?(Nx.Backend) do
     @impl true
     def phase(out, t), do: wrap(out, Mx.angle(arr(t)))
 
-    # Mx has no asinh/acosh/atanh/cbrt kernels yet: composed from Mx ops in f64 (then rounded
-    # once to the output type), in forms that keep full precision near 0 and 1.
-    @impl true
-    def asinh(out, t) do
-      composed(out, t, "asinh/2", fn x ->
-        ax = Mx.abs(x)
-        x2 = Mx.square(ax)
-
-        Mx.multiply(
-          Mx.sign(x),
-          Mx.log1p(Mx.add(ax, Mx.divide(x2, Mx.add(1, Mx.sqrt(Mx.add(x2, 1))))))
-        )
-      end)
-    end
-
-    @impl true
-    def acosh(out, t) do
-      composed(out, t, "acosh/2", fn x ->
-        xm1 = Mx.subtract(x, 1)
-        Mx.log1p(Mx.add(xm1, Mx.sqrt(Mx.multiply(xm1, Mx.add(x, 1)))))
-      end)
-    end
-
-    @impl true
-    def atanh(out, t) do
-      composed(out, t, "atanh/2", fn x ->
-        Mx.multiply(0.5, Mx.log1p(Mx.divide(Mx.multiply(2, x), Mx.subtract(1, x))))
-      end)
+    # asinh/acosh/atanh: Mx's rows (glibc) in f64, rounded once to the output type, as Nx's
+    # BinaryBackend computes them (Erlang's :math in double); cbrt is still composed.
+    for op <- [:asinh, :acosh, :atanh] do
+      @impl true
+      def unquote(op)(out, t), do: composed(out, t, unquote("#{op}/2"), &Mx.unquote(op)(&1))
     end
 
     @impl true
@@ -672,7 +649,17 @@ if Code.ensure_loaded?(Nx.Backend) do
     end
 
     @impl true
-    def lu(_out, _t, _opts), do: unsupported!("lu/3", "Mx has no LU decomposition yet")
+    def lu({p_out, l_out, u_out}, t, _opts) do
+      {p, l, u} = Mx.Linalg.lu(arr(t, l_out.type))
+      {wrap(p_out, p), wrap(l_out, l), wrap(u_out, u)}
+    end
+
+    # top_k: Mx.topk slices the argsort's indices before gathering (Nx's default gathers all).
+    @impl true
+    def top_k({v_out, i_out}, t, opts) do
+      {v, i} = Mx.topk(arr(t), opts[:k], axis: -1)
+      {wrap(v_out, v), wrap(i_out, i)}
+    end
 
     # qr is optional: Nx's own algorithm (on Mx ops) serves the modes Mx.Linalg.qr lacks.
     @impl true
