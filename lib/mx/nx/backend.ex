@@ -263,9 +263,17 @@ if Code.ensure_loaded?(Nx.Backend) do
       def unquote(op)(%T{type: type} = out, t), do: wrap(out, Mx.unquote(op)(arr(t, type)))
     end
 
-    for op <- [:negate, :sign, :ceil, :floor, :round, :is_nan, :is_infinity, :real, :imag] do
+    for op <- [:negate, :sign, :ceil, :floor, :is_nan, :is_infinity, :real, :imag] do
       @impl true
       def unquote(op)(out, t), do: wrap(out, Mx.unquote(op)(arr(t)))
+    end
+
+    # Nx's BinaryBackend rounds through :erlang.round/1 (an integer), so -0.4 rounds to +0.0, not
+    # C's -0.0: adding +0.0 drops a zero's sign.
+    @impl true
+    def round(out, t) do
+      r = Mx.round(arr(t))
+      wrap(out, if(Mx.Type.float?(r.type), do: Mx.add(r, 0.0), else: r))
     end
 
     @impl true
@@ -661,25 +669,58 @@ if Code.ensure_loaded?(Nx.Backend) do
       {wrap(v_out, v), wrap(i_out, i)}
     end
 
-    # qr is optional: Nx's own algorithm (on Mx ops) serves the modes Mx.Linalg.qr lacks.
+    # qr: LAPACK's factors in the sign convention of Nx's Householder QR (Nx.LinAlg.QR), so the
+    # results match Nx's: its reflector maps a column to +‖x‖ (R's diagonal positive) where
+    # LAPACK's maps it to -sign(x_i)‖x‖; a column already zero below the diagonal is not
+    # reflected by either, nor is the last column of a square or wide matrix, whose sign
+    # then makes det(D) = 1 for (Q D, D R). As Nx, |values| <= eps: become 0. Complex: Nx's.
     @impl true
-    def optional(:qr, [t, opts], fun) do
-      if opts[:mode] == :reduced do
-        {q, r} = Mx.Linalg.qr(arr(t, Nx.Type.to_floating(t.type)))
-        {to_nx(q), to_nx(r)}
-      else
-        fun.(t, opts)
-      end
+    def optional(:qr, [%T{type: {:c, _}} = t, opts], fun), do: fun.(t, opts)
+
+    def optional(:qr, [t, opts], _fun) do
+      a = arr(t, Nx.Type.to_floating(t.type))
+      {q, r} = Mx.Linalg.qr(a, mode: opts[:mode])
+      {q, r} = nx_qr_signs(a, q, r)
+      zero_small = fn x -> Mx.select(Mx.less_equal(Mx.abs(x), opts[:eps]), 0.0, x) end
+      {to_nx(zero_small.(q)), to_nx(zero_small.(r))}
     end
 
-    # Nx's closed forms for 2×2 and 3×3 (exact for integer entries); LAPACK's LU beyond.
-    def optional(:determinant, [%T{shape: shape} = t], fun) do
-      if elem(shape, tuple_size(shape) - 1) in [2, 3],
+    # det: f32 (and smaller) matrices factor in f64 and round once, as Nx computes: 48.0, not
+    # 47.999996. Nx's closed forms for 2×2 and 3×3 (exact for integer entries).
+    def optional(:determinant, [%T{shape: shape, type: type} = t], fun) do
+      if elem(shape, tuple_size(shape) - 1) in [2, 3] or match?({:c, _}, type),
         do: fun.(t),
-        else: to_nx(Mx.Linalg.det(arr(t, Nx.Type.to_floating(t.type))))
+        else: to_nx(Mx.Linalg.det(arr(t, {:f, 64})) |> Mx.as_type(mx_type(Nx.Type.to_floating(type))))
     end
 
     def optional(_name, args, fun), do: apply(fun, args)
+
+    defp nx_qr_signs(a, q, r) do
+      rank = tuple_size(a.shape)
+      {m, n} = {elem(a.shape, rank - 2), elem(a.shape, rank - 1)}
+      k = Kernel.min(m, n)
+      first_k = fn x -> Mx.slice(x, List.duplicate(0, rank - 1), Tuple.to_list(x.shape) |> List.replace_at(-1, k)) end
+      # Neither algorithm reflects the leading columns that are already zero below the diagonal.
+      below = Mx.greater(Mx.iota({m, 1}), Mx.iota({1, n}))
+      zero_below = Mx.all(Mx.logical_or(Mx.logical_not(below), Mx.equal(a, 0)), axes: [-2]) |> first_k.()
+      kept = zero_below |> Mx.as_type(:u8) |> Mx.cumulative_min(axis: -1) |> Mx.not_equal(0)
+      sign = r |> Mx.Linalg.diagonal() |> Mx.sign() |> then(&Mx.select(Mx.equal(&1, 0), 1.0, &1))
+      d = Mx.select(kept, 1.0, sign)
+
+      d =
+        if m > n do
+          d
+        else
+          # the last column is never reflected: its sign makes det(D) = 1
+          lead = Mx.slice(d, List.duplicate(0, rank - 1), Tuple.to_list(d.shape) |> List.replace_at(-1, k - 1))
+          Mx.concatenate([lead, Mx.product(lead, axes: [-1], keep_axes: true) |> Mx.as_type(d.type)], axis: -1)
+        end
+
+      # columns of q and rows of r beyond k (complete mode) keep their signs
+      pad = fn x, len -> Mx.pad(x, 1.0, List.duplicate({0, 0, 0}, rank - 2) ++ [{0, len - k, 0}]) end
+      {Mx.multiply(q, Mx.new_axis(pad.(d, elem(q.shape, rank - 1)), -2)),
+       Mx.multiply(r, Mx.new_axis(pad.(d, elem(r.shape, rank - 2)), -1))}
+    end
 
     # ---- FFT ---------------------------------------------------------------------------------------
 
