@@ -802,6 +802,8 @@ RULE(IRFFT) {
 RULE(LU) {
   BEGIN;
   const mx_array *a = in[0];
+  if (mx_is_complex((mx_dtype)a->dtype) && !b->st)
+    b->st = mx_error(MX_EINVAL, "[lu] has no gradient for complex matrices yet; differentiate through real inputs");
   int r = a->ndim, pr = node->ndim;
   int64_t n = a->shape[r - 1];
   int64_t start[MX_MAX_RANK] = {0}, stop[MX_MAX_RANK], stride[MX_MAX_RANK];

@@ -708,15 +708,34 @@ mx_status mx_norm(mx_array *a, mx_norm_kind kind, double p, const int *axes, int
 
 /* ---- lu and eig ------------------------------------------------------------------------------ */
 
+/* Real or complex (cgetrf/zgetrf; the pivots then sit in the real parts). */
 mx_status mx_lu(mx_array *a, mx_array **factors, mx_array **perm) {
-  mx_dtype storage = float_storage((mx_dtype)a->dtype);
-  mx_array *x = NULL, *node = NULL, *piv = NULL, *f = NULL;
-  mx_status st = as_matrices("lu", a, 1, storage, &x);
+  int cplx = mx_is_complex((mx_dtype)a->dtype);
+  mx_dtype storage = cplx ? (mx_dtype)a->dtype : float_storage((mx_dtype)a->dtype);
+  mx_array *x = NULL, *node = NULL, *piv = NULL, *pr = NULL, *f = NULL;
+  mx_status st = MX_OK;
+  if (cplx) { /* as_matrices without its real-only check */
+    char b1[128];
+    int64_t nn;
+    if (a->ndim < 2 || a->shape[a->ndim - 1] != a->shape[a->ndim - 2])
+      return mx_error(MX_EINVAL, "[lu] expects square matrices [..., n, n], got %s", mx_describe(a, b1, sizeof b1));
+    if (__builtin_mul_overflow(a->shape[a->ndim - 1], a->shape[a->ndim - 1], &nn) || nn > MX_LAPACK_INT_MAX)
+      return mx_error(MX_EINVAL, "[lu] %s exceeds LAPACK's integer range; use smaller matrices", mx_describe(a, b1, sizeof b1));
+    mx_retain(a);
+    x = a;
+  } else {
+    st = as_matrices("lu", a, 1, storage, &x);
+  }
   if (st) return st;
   int64_t n = a->shape[a->ndim - 1], nn = n * n, shape_n[1] = {n};
-  st = packed_node(MX_OP_LU, x, nn + n, 0, 2.0 * (double)n * n * n / 3, &node);
+  st = packed_node(MX_OP_LU, x, nn + n, 0, (cplx ? 8.0 : 2.0) * (double)n * n * n / 3, &node);
   if (!st) st = unpack(node, 0, 2, (int64_t[]){n, n}, storage, &f);
-  if (!st) st = unpack(node, nn, 1, shape_n, (mx_dtype)x->dtype, &piv);
+  if (!st) st = unpack(node, nn, 1, shape_n, (mx_dtype)x->dtype, &pr);
+  if (!st && cplx) st = mx_unary(MX_OP_REAL, pr, &piv);
+  else if (!st) {
+    mx_retain(pr);
+    piv = pr;
+  }
   if (!st) st = mx_node_new(MX_OP_LU_PERMUTATION, MX_S64, piv->ndim, piv->shape, 1, &piv, NULL, perm);
   if (!st) {
     *factors = f;
@@ -725,6 +744,7 @@ mx_status mx_lu(mx_array *a, mx_array **factors, mx_array **perm) {
   mx_release(x);
   mx_release(node);
   mx_release(piv);
+  mx_release(pr);
   mx_release(f);
   return st;
 }

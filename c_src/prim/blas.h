@@ -208,4 +208,13 @@ static inline int64_t mx_geev(int f64, char jobvr, int64_t n, void *a, int64_t l
                                   /* lwork = */ (mx_lapack_int)lwork);
 }
 
+/* Complex LU with partial pivoting of a row-major [n, n] c64 (c128 if z) matrix in place
+ * (LAPACKE transposes for the Fortran call); info > 0: an exact zero pivot. */
+static inline int64_t mx_complex_getrf(int z, int64_t n, void *a, mx_lapack_int *ipiv) {
+  return z ? LAPACKE_zgetrf(/* layout = */ LAPACK_ROW_MAJOR, /* m = */ (mx_lapack_int)n, /* n = */ (mx_lapack_int)n,
+                            /* a = */ (lapack_complex_double *)a, /* lda = */ (mx_lapack_int)n, /* ipiv = */ ipiv)
+           : LAPACKE_cgetrf(/* layout = */ LAPACK_ROW_MAJOR, /* m = */ (mx_lapack_int)n, /* n = */ (mx_lapack_int)n,
+                            /* a = */ (lapack_complex_float *)a, /* lda = */ (mx_lapack_int)n, /* ipiv = */ ipiv);
+}
+
 #endif

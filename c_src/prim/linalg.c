@@ -333,7 +333,48 @@ static void lu_range(void *ctx, int64_t lo, int64_t hi) {
   free(ipiv);
 }
 
+/* Complex LU: the packed output holds complex factors, then the pivots as complex (index, 0). */
+static void lu_complex_range(void *ctx, int64_t lo, int64_t hi) {
+  square_job *J = ctx;
+  int z = J->f64; /* c128 */
+  int64_t n = J->n, nn = n * n, es = z ? 16 : 8;
+  mx_lapack_int *ipiv = work_alloc(&J->fail, lo, n * (int64_t)sizeof *ipiv);
+  for (int64_t t = lo; t < hi && ipiv; t++) {
+    const void *a = (const char *)J->a + t * nn * es;
+    void *o = (char *)J->out + t * (nn + n) * es;
+    int finite = finite_run(z, a, 2 * nn); /* parts as 2 nn reals */
+    int64_t info = 0;
+    if (finite) {
+      memcpy(o, a, (size_t)(nn * es));
+      info = mx_complex_getrf(z, n, o, ipiv); /* info > 0: an exact zero pivot, det 0 */
+      if (info < 0) {
+        fail_at(&J->fail, t, t, info, 0);
+        break;
+      }
+    } else {
+      fill_nan(z, o, 2 * nn);
+    }
+    for (int64_t i = 0; i < n; i++) {
+      set_el(z, o, 2 * (nn + i), finite ? (double)(ipiv[i] - 1) : (double)i);
+      set_el(z, o, 2 * (nn + i) + 1, 0.0);
+    }
+  }
+  free(ipiv);
+}
+
 mx_status mx_k_lu(mx_array *out, mx_array *const *in) {
+  if ((out->dtype == MX_C64 || out->dtype == MX_C128) && in[0]->dtype == out->dtype && in[0]->ndim >= 2) {
+    int64_t n = in[0]->shape[in[0]->ndim - 1];
+    if (in[0]->shape[in[0]->ndim - 2] != n || out->shape[out->ndim - 1] != n * n + n)
+      return mx_error(MX_EINVAL, "[lu] kernel needs square matrices and a packed output [..., n*n + n]");
+    mx_status cs = check_range("lu", n, n);
+    if (cs) return cs;
+    if (out->size == 0) return MX_OK;
+    square_job J = {.f64 = out->dtype == MX_C128, .n = n, .a = mx_data(in[0]), .out = mx_data(out)};
+    return batch_failed(&J.fail, mx_batch_count(in[0], 2), n, 8.0 * n * n * n / 3, lu_complex_range, &J)
+               ? common_failure("lu", &J.fail)
+               : MX_OK;
+  }
   mx_status st = check_float("lu", out, in, 1);
   if (st) return st;
   int64_t n = in[0]->shape[in[0]->ndim - 1];

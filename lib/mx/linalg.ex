@@ -155,9 +155,10 @@ defmodule Mx.Linalg do
   The LU decomposition with partial pivoting `{p, l, u}` of square `a`
   (`{..., n, n}`), with `a = p l u` as `Nx.LinAlg.lu/2` returns it: `p` a
   permutation matrix, `l` unit lower triangular, `u` upper triangular
-  (LAPACK's getrf, the factorization behind `solve/2` and `det/1`). A
-  singular matrix gives a zero on `u`'s diagonal, not an error.
-  Differentiable in `l` and `u` (`p` is piecewise constant).
+  (LAPACK's getrf, the factorization behind `solve/2` and `det/1`; complex
+  matrices too, through cgetrf/zgetrf). A singular matrix gives a zero on
+  `u`'s diagonal, not an error. Differentiable in `l` and `u` for real
+  matrices (`p` is piecewise constant).
 
       iex> {p, l, u} = Mx.Linalg.lu(Mx.tensor([[1.0, 2.0], [3.0, 4.0]]))
       iex> {Mx.to_list(p), Mx.to_list(l), Mx.to_list(u)}

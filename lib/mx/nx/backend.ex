@@ -690,7 +690,8 @@ if Code.ensure_loaded?(Nx.Backend) do
     def optional(:determinant, [%T{shape: shape, type: type} = t], fun) do
       if elem(shape, tuple_size(shape) - 1) in [2, 3] or match?({:c, _}, type),
         do: fun.(t),
-        else: to_nx(Mx.Linalg.det(arr(t, {:f, 64})) |> Mx.as_type(mx_type(Nx.Type.to_floating(type))))
+        else:
+          to_nx(Mx.Linalg.det(arr(t, {:f, 64})) |> Mx.as_type(mx_type(Nx.Type.to_floating(type))))
     end
 
     def optional(_name, args, fun), do: apply(fun, args)
@@ -699,10 +700,17 @@ if Code.ensure_loaded?(Nx.Backend) do
       rank = tuple_size(a.shape)
       {m, n} = {elem(a.shape, rank - 2), elem(a.shape, rank - 1)}
       k = Kernel.min(m, n)
-      first_k = fn x -> Mx.slice(x, List.duplicate(0, rank - 1), Tuple.to_list(x.shape) |> List.replace_at(-1, k)) end
+
+      first_k = fn x ->
+        Mx.slice(x, List.duplicate(0, rank - 1), Tuple.to_list(x.shape) |> List.replace_at(-1, k))
+      end
+
       # Neither algorithm reflects the leading columns that are already zero below the diagonal.
       below = Mx.greater(Mx.iota({m, 1}), Mx.iota({1, n}))
-      zero_below = Mx.all(Mx.logical_or(Mx.logical_not(below), Mx.equal(a, 0)), axes: [-2]) |> first_k.()
+
+      zero_below =
+        Mx.all(Mx.logical_or(Mx.logical_not(below), Mx.equal(a, 0)), axes: [-2]) |> first_k.()
+
       kept = zero_below |> Mx.as_type(:u8) |> Mx.cumulative_min(axis: -1) |> Mx.not_equal(0)
       sign = r |> Mx.Linalg.diagonal() |> Mx.sign() |> then(&Mx.select(Mx.equal(&1, 0), 1.0, &1))
       d = Mx.select(kept, 1.0, sign)
@@ -712,12 +720,24 @@ if Code.ensure_loaded?(Nx.Backend) do
           d
         else
           # the last column is never reflected: its sign makes det(D) = 1
-          lead = Mx.slice(d, List.duplicate(0, rank - 1), Tuple.to_list(d.shape) |> List.replace_at(-1, k - 1))
-          Mx.concatenate([lead, Mx.product(lead, axes: [-1], keep_axes: true) |> Mx.as_type(d.type)], axis: -1)
+          lead =
+            Mx.slice(
+              d,
+              List.duplicate(0, rank - 1),
+              Tuple.to_list(d.shape) |> List.replace_at(-1, k - 1)
+            )
+
+          Mx.concatenate(
+            [lead, Mx.product(lead, axes: [-1], keep_axes: true) |> Mx.as_type(d.type)],
+            axis: -1
+          )
         end
 
       # columns of q and rows of r beyond k (complete mode) keep their signs
-      pad = fn x, len -> Mx.pad(x, 1.0, List.duplicate({0, 0, 0}, rank - 2) ++ [{0, len - k, 0}]) end
+      pad = fn x, len ->
+        Mx.pad(x, 1.0, List.duplicate({0, 0, 0}, rank - 2) ++ [{0, len - k, 0}])
+      end
+
       {Mx.multiply(q, Mx.new_axis(pad.(d, elem(q.shape, rank - 1)), -2)),
        Mx.multiply(r, Mx.new_axis(pad.(d, elem(r.shape, rank - 2)), -1))}
     end
