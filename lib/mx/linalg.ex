@@ -294,12 +294,7 @@ defmodule Mx.Linalg do
   """
   @spec triangular_solve(Mx.tensor_like(), Mx.tensor_like(), keyword()) :: t()
   def triangular_solve(a, b, opts \\ []) do
-    opts =
-      Mx.Opts.validate!(
-        opts,
-        [lower: true, left_side: true, transform_a: :none, unit_diagonal: false],
-        "Mx.Linalg.triangular_solve"
-      )
+    opts = Mx.Opts.validate!(opts, [lower: true, left_side: true, transform_a: :none, unit_diagonal: false], "Mx.Linalg.triangular_solve")
 
     trans =
       case opts[:transform_a] do
@@ -310,8 +305,7 @@ defmodule Mx.Linalg do
           1
 
         other ->
-          raise ArgumentError,
-                "[triangular_solve] transform_a must be :none or :transpose, got #{inspect(other)}"
+          raise ArgumentError, "[triangular_solve] transform_a must be :none or :transpose, got #{inspect(other)}"
       end
 
     params = [
@@ -407,14 +401,9 @@ defmodule Mx.Linalg do
 
     axes =
       case opts[:axes] do
-        nil ->
-          []
-
-        axes when is_list(axes) and length(axes) in [1, 2] ->
-          axes
-
-        other ->
-          raise ArgumentError, "[norm] axes must be nil, [i] or [i, j], got #{inspect(other)}"
+        nil -> []
+        axes when is_list(axes) and length(axes) in [1, 2] -> axes
+        other -> raise ArgumentError, "[norm] axes must be nil, [i] or [i, j], got #{inspect(other)}"
       end
 
     call(:norm, [a], [kind, p, flag(opts[:keep_axes], :keep_axes, :norm) | axes])
@@ -490,7 +479,5 @@ defmodule Mx.Linalg do
   end
 
   defp offset!(k, _fun) when is_integer(k), do: k
-
-  defp offset!(k, fun),
-    do: raise(ArgumentError, "[#{fun}] offset must be an integer, got #{inspect(k)}")
+  defp offset!(k, fun), do: raise(ArgumentError, "[#{fun}] offset must be an integer, got #{inspect(k)}")
 end
