@@ -211,6 +211,19 @@ for t, shape in [("f32", (4, 4)), ("f64", (6, 6)), ("f64", (3, 5, 5)), ("f32", (
                [Arr(t, rs(ps).astype(NP[t])), Arr(t, rs(ls).astype(NP[t])), Arr(t, rs(us).astype(NP[t]))], None,
                {"n": shape[-1], "anorm": float(max(np.linalg.norm(m, 2) for m in a64.reshape((-1,) + shape[-2:])))})
 
+# complex LU (cgetrf/zgetrf; scipy's lu calls the same LAPACK routine, pivoting on |re| + |im|)
+for t, shape in [("c64", (4, 4)), ("c128", (2, 3, 3))]:
+    a = (general(shape) + 1j * rng.standard_normal(shape)).astype(NP[t])
+    a128 = a.astype(np.complex128)
+    ps, ls, us = [], [], []
+    for m in a128.reshape((-1,) + shape[-2:]):
+        p, l, u = sl.lu(m)
+        ps.append(p), ls.append(l), us.append(u)
+    rs = lambda xs: np.array(xs).reshape(shape)  # noqa: E731
+    cf.add_mod("Mx.Linalg", f"lu {t} {list(shape)}", "lu", [Arr(t, a)],
+               [Arr(t, rs(ps).astype(NP[t])), Arr(t, rs(ls).astype(NP[t])), Arr(t, rs(us).astype(NP[t]))], None,
+               {"n": shape[-1], "anorm": float(max(np.linalg.norm(m, 2) for m in a128.reshape((-1,) + shape[-2:])))})
+
 CT = {"f32": "c64", "f64": "c128"}
 for t, shape, kind in [("f64", (4, 4), "real"), ("f32", (5, 5), "complex"), ("f64", (2, 3, 3), "complex"), ("f64", (6, 6), "mixed")]:
     n = shape[-1]
