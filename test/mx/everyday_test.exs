@@ -383,6 +383,17 @@ defmodule Mx.EverydayTest do
     assert_in_delta max_diff(Mx.vmap(g).(x), Mx.stack([g.(x[0]), g.(x[1])])), 0.0, 1.0e-14
   end
 
+  test "eig, eigvals and complex lu under vmap match the batched calls" do
+    x = random_f64({3, 4, 4}, 144)
+    {w, v} = Mx.vmap(&Mx.Linalg.eig/1).(x)
+    {wb, vb} = Mx.Linalg.eig(x)
+    assert Mx.to_list(w) == Mx.to_list(wb) and Mx.to_list(v) == Mx.to_list(vb)
+    assert Mx.to_list(Mx.vmap(&Mx.Linalg.eigvals/1).(x)) == Mx.to_list(Mx.Linalg.eigvals(x))
+    z = Mx.complex(x, Mx.reverse(x, axes: [0]))
+    {_p, l, _u} = Mx.vmap(&Mx.Linalg.lu/1).(z)
+    assert Mx.to_list(l) == Mx.to_list(elem(Mx.Linalg.lu(z), 1))
+  end
+
   defp max_diff(a, b), do: Mx.reduce_max(Mx.abs(Mx.subtract(a, b))) |> Mx.to_number()
 
   # ---- errors ----------------------------------------------------------------------------------------
