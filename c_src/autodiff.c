@@ -182,12 +182,30 @@ RULE(ACOS) {
   END;
 }
 RULE(ATAN) { BEGIN; gin[0] = out(b, DIV(g, ADD(scalar(b, 1, node), un(b, MX_OP_SQUARE, in[0])))); END; }
-/* d asinh = 1/sqrt(x^2 + 1); d acosh = 1/sqrt((x - 1)(x + 1)) (no cancellation near 1); d atanh = 1/((1 - x)(1 + x)). */
-RULE(ASINH) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_RSQRT, ADD(un(b, MX_OP_SQUARE, in[0]), scalar(b, 1, node))))); END; }
+/* d asinh = 1/sqrt(x^2 + 1) and d acosh = 1/sqrt((x - 1)(x + 1)) (no cancellation near 1); beyond
+ * |x| > 1 (asinh) or x > 2 (acosh), x^2 would overflow for huge x: 1/(|x| sqrt(1 +- 1/x^2)) instead.
+ * Each branch gets a safe input where it is not selected, so neither makes a NaN.
+ * d atanh = 1/((1 - x)(1 + x)). */
+RULE(ASINH) {
+  BEGIN;
+  mx_array *one = scalar(b, 1, node), *ax = un(b, MX_OP_ABS, in[0]);
+  mx_array *big = bin(b, MX_OP_GREATER, ax, one);
+  mx_array *xs = select3(b, big, ax, one), *xn = select3(b, big, one, in[0]);
+  mx_array *r = un(b, MX_OP_RECIPROCAL, xs);
+  mx_array *far = un(b, MX_OP_RECIPROCAL, MUL(xs, un(b, MX_OP_SQRT, ADD(one, un(b, MX_OP_SQUARE, r)))));
+  mx_array *near = un(b, MX_OP_RSQRT, ADD(un(b, MX_OP_SQUARE, xn), one));
+  gin[0] = out(b, MUL(g, select3(b, big, far, near)));
+  END;
+}
 RULE(ACOSH) {
   BEGIN;
-  mx_array *one = scalar(b, 1, node);
-  gin[0] = out(b, MUL(g, un(b, MX_OP_RSQRT, MUL(SUB(in[0], one), ADD(in[0], one)))));
+  mx_array *one = scalar(b, 1, node), *two = scalar(b, 2, node);
+  mx_array *big = bin(b, MX_OP_GREATER, in[0], two);
+  mx_array *xs = select3(b, big, in[0], two), *xn = select3(b, big, two, in[0]);
+  mx_array *r = un(b, MX_OP_RECIPROCAL, xs);
+  mx_array *far = un(b, MX_OP_RECIPROCAL, MUL(xs, un(b, MX_OP_SQRT, MUL(SUB(one, r), ADD(one, r)))));
+  mx_array *near = un(b, MX_OP_RSQRT, MUL(SUB(xn, one), ADD(xn, one)));
+  gin[0] = out(b, MUL(g, select3(b, big, far, near)));
   END;
 }
 RULE(ATANH) {

@@ -363,6 +363,17 @@ defmodule Mx.EverydayTest do
     check_grads!(&Mx.associative_scan(:multiply, &1, axis: 1), [Mx.add(Mx.abs(x), 0.5)])
   end
 
+  test "asinh and acosh gradients stay right where x^2 overflows" do
+    for {t, x} <- [{:f32, 1.0e30}, {:f64, 1.0e200}] do
+      g = Mx.grad(&Mx.sum(Mx.asinh(&1))).(Mx.tensor([x, -x, 0.5], type: t)) |> Mx.to_list()
+      h = Mx.grad(&Mx.sum(Mx.acosh(&1))).(Mx.tensor([x, 1.5], type: t)) |> Mx.to_list()
+      # 1/sqrt(x^2 + 1) = 1/|x| to rounding for these x; 1/sqrt(1.25), 1/sqrt(1.25) at 0.5 and 1.5
+      for {got, want} <- Enum.zip(g ++ h, [1 / x, 1 / x, 1 / :math.sqrt(1.25), 1 / x, 1 / :math.sqrt(1.25)]) do
+        assert_in_delta got, want, 4 * if(t == :f32, do: 1.2e-7, else: 2.3e-16) * want
+      end
+    end
+  end
+
   test "Mx.Linalg.lu's factors are differentiable" do
     a = random_f64({3, 3}, 142)
 
