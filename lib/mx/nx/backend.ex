@@ -52,7 +52,18 @@ if Code.ensure_loaded?(Nx.Backend) do
     own). For complex tensors, the functions Mx has no complex kernel for
     (`sin`, `cos`, `tan`, their inverses and hyperbolic forms, `expm1`,
     `log1p`, `sigmoid`, `rsqrt`, `pow`, `sign`) and complex linear algebra
-    raise `Mx.Error` at the call, naming the op.
+    other than `lu` (and through it `determinant`) raise `Mx.Error` at the
+    call, naming the op.
+
+    ## Linear algebra
+
+    LAPACK computes the factorizations (`Mx.Linalg`). `qr` returns them in
+    the sign convention of Nx's Householder QR (R's diagonal positive where
+    a column is reflected), so results match Nx's; `lu` pivots as LAPACK's
+    getrf (partial pivoting on the eliminated columns), where Nx pivots on
+    the input's columns, so `p` can differ for singular matrices. The
+    determinant of `f32` matrices is computed in `f64` and rounded once, as
+    Nx computes it.
 
     `asinh`, `acosh` and `atanh` compute in `f64` and round once to the
     output type, as Nx's BinaryBackend does; Mx has no `cbrt` kernel yet:
