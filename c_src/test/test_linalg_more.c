@@ -9,6 +9,16 @@
 
 static uint64_t rng = 0x243F6A8885A308D3ull;
 static double uniform(void) { return (double)(xorshift64(&rng) >> 11) * 0x1p-53 * 2 - 1; }
+
+/* Zeroed test data; a test cannot go on without it. */
+static void *zalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size);
+  if (!p) {
+    printf("out of memory for test data\n");
+    exit(2);
+  }
+  return p;
+}
 static double unit_roundoff(mx_dtype t) { return t == MX_F64 || t == MX_C128 ? 0x1p-53 : 0x1p-24; }
 
 /* Element i of an evaluated real or complex array as a complex double. */
@@ -24,8 +34,8 @@ static void check_lu(mx_dtype t, int b, int n) {
   int64_t count = (int64_t)b * n * n;
   int cplx = t == MX_C64 || t == MX_C128;
   size_t es = (size_t)mx_dtype_size(t);
-  char *buf = malloc((size_t)count * es);
-  double complex *av = malloc(sizeof *av * (size_t)count);
+  char *buf = zalloc((size_t)count, es);
+  double complex *av = zalloc((size_t)count, sizeof *av);
   for (int64_t i = 0; i < count; i++) {
     double complex z = uniform() + (cplx ? uniform() * I : 0);
     av[i] = z;
@@ -99,7 +109,7 @@ static void test_lu(void) {
 static void check_qr_complete(mx_dtype t, int m, int n) {
   int64_t shape[3] = {2, m, n};
   int64_t count = 2LL * m * n;
-  double *v = malloc(sizeof *v * (size_t)count);
+  double *v = zalloc((size_t)count, sizeof *v);
   for (int64_t i = 0; i < count; i++) v[i] = uniform();
   mx_array *a = arr_values(t, 3, shape, v), *q = NULL, *r = NULL;
   for (int64_t i = 0; i < count; i++) v[i] = value_at(a, i);
@@ -144,7 +154,7 @@ static void check_qr_complete(mx_dtype t, int m, int n) {
 static void check_eig(mx_dtype t, int n) {
   int64_t shape[3] = {3, n, n};
   int64_t count = 3LL * n * n;
-  double *v = malloc(sizeof *v * (size_t)count);
+  double *v = zalloc((size_t)count, sizeof *v);
   for (int64_t i = 0; i < count; i++) v[i] = uniform();
   mx_array *a = arr_values(t, 3, shape, v), *w = NULL, *vec = NULL, *w_only = NULL;
   for (int64_t i = 0; i < count; i++) v[i] = value_at(a, i);
