@@ -10,7 +10,9 @@ defmodule Mx.Linalg do
 
   Inputs of type `:f32` and `:f64` compute in their own precision; integer
   and boolean inputs are converted to `:f32` (`:f16`/`:bf16` compute in
-  `:f32` and round back).
+  `:f32` and round back). The functions are real-only except `lu/1`, which
+  also factors `:c64`/`:c128` matrices, and `eig/1`/`eigvals/1`, whose
+  results are complex.
 
   ## Failures
 
@@ -31,7 +33,7 @@ defmodule Mx.Linalg do
 
   ## Several outputs
 
-  `qr/2`, `svd/2`, `eigh/1` and `slogdet/1` return tuples. In the engine
+  `qr/2`, `svd/2`, `eigh/1`, `eig/1`, `lu/1` and `slogdet/1` return tuples. In the engine
   each is one node whose buffer packs the outputs (see `c_src/ops.def`),
   and the parts are views of it.
   """
