@@ -1418,10 +1418,12 @@ defmodule Mx do
   end
 
   @doc """
-  Einstein summation (numpy's `einsum`, without `...`): `subscripts` names
-  each operand's axes with letters, `,` between operands, and optionally
-  `->` and the output's letters (without it, the letters used once, in
-  alphabetical order). Letters missing from the output are summed; a letter
+  Einstein summation (numpy's `einsum`): `subscripts` names each operand's
+  axes with letters, `,` between operands, and optionally `->` and the
+  output's letters (without it, the letters used once, in alphabetical
+  order). `...` stands for the axes an operand's letters leave; those
+  broadcast across operands and lead the output (an explicit output must
+  then contain `...` too). Letters missing from the output are summed; a letter
   repeated within one operand takes its diagonal. Computed with transposes,
   reshapes, sums and batched matmuls, one pair of operands at a time.
 
@@ -1434,28 +1436,20 @@ defmodule Mx do
       [[1.0, 3.0], [2.0, 4.0]]
       iex> Mx.einsum("bi,bj->bij", [a, a]) |> Mx.shape()
       {2, 2, 2}
+      iex> Mx.einsum("...ij,jk->...ik", [Mx.ones({5, 2, 3}), Mx.ones({3, 4})]) |> Mx.shape()
+      {5, 2, 4}
   """
   @spec einsum(String.t(), [tensor_like()]) :: t()
   def einsum(subscripts, operands) when is_binary(subscripts) and is_list(operands) do
     arrays = Enum.map(operands, &to_array/1)
     {inputs, output} = einsum_parse!(subscripts, arrays)
-
-    # Every use of a letter must have one size.
-    Enum.zip(inputs, arrays)
-    |> Enum.flat_map(fn {labels, x} -> Enum.zip(labels, Tuple.to_list(x.shape)) end)
-    |> Enum.reduce(%{}, fn {l, d}, acc ->
-      case acc do
-        %{^l => ^d} ->
-          acc
-
-        %{^l => other} ->
-          raise ArgumentError,
-                "[einsum] #{subscripts}: index #{<<l>>} has sizes #{other} and #{d}; every use of a letter must have the same size"
-
-        _ ->
-          Map.put(acc, l, d)
-      end
-    end)
+    sizes = einsum_sizes!(subscripts, inputs, arrays)
+    # Axes under `...` broadcast (size 1 against n), as numpy's.
+    arrays =
+      Enum.zip_with(inputs, arrays, fn labels, x ->
+        target = labels |> Enum.map(&Map.fetch!(sizes, &1)) |> List.to_tuple()
+        if target == x.shape, do: x, else: broadcast(x, target)
+      end)
 
     terms =
       Enum.zip(arrays, inputs) |> Enum.map(fn {x, labels} -> einsum_diagonals(x, labels) end)
@@ -1482,13 +1476,39 @@ defmodule Mx do
         "[einsum] expects a subscripts string and a list of arrays, got #{inspect(subscripts)} and #{inspect(operands)}"
       )
 
+  # Axes under `...` get labels @ellipsis + k (k counted from the right), never letters.
+  @ellipsis 0x10000
+
+  # The size of each label: a letter's uses must agree; an ellipsis axis takes the broadcast size.
+  defp einsum_sizes!(subscripts, inputs, arrays) do
+    Enum.zip(inputs, arrays)
+    |> Enum.flat_map(fn {labels, x} -> Enum.zip(labels, Tuple.to_list(x.shape)) end)
+    |> Enum.reduce(%{}, fn {l, d}, acc ->
+      case acc do
+        %{^l => ^d} ->
+          acc
+
+        %{^l => other} when l >= @ellipsis and (other == 1 or d == 1) ->
+          Map.put(acc, l, Kernel.max(other, d))
+
+        %{^l => other} when l >= @ellipsis ->
+          raise ArgumentError,
+                "[einsum] #{subscripts}: the axes under ... do not broadcast (sizes #{other} and #{d})"
+
+        %{^l => other} ->
+          raise ArgumentError,
+                "[einsum] #{subscripts}: index #{<<l>>} has sizes #{other} and #{d}; every use of a letter must have the same size"
+
+        _ ->
+          Map.put(acc, l, d)
+      end
+    end)
+  end
+
   defp einsum_parse!(s, arrays) do
     fail = fn why ->
       raise ArgumentError, "[einsum] malformed subscripts #{inspect(s)}: #{why}"
     end
-
-    if String.contains?(s, "."),
-      do: fail.("ellipsis (...) is not supported; name every axis with a letter")
 
     s = String.replace(s, " ", "")
 
@@ -1499,40 +1519,76 @@ defmodule Mx do
         _ -> fail.("more than one ->")
       end
 
-    inputs = lhs |> String.split(",") |> Enum.map(&String.to_charlist/1)
+    terms = String.split(lhs, ",")
+
+    if length(terms) != length(arrays),
+      do: fail.("it names #{length(terms)} operand(s) but #{length(arrays)} were given")
+
     letter? = &((&1 >= ?a and &1 <= ?z) or (&1 >= ?A and &1 <= ?Z))
 
-    for l <- Enum.concat(inputs) ++ String.to_charlist(out || ""),
+    # One term as labels: its letters, and `...` as the axes its letters leave (right-aligned labels).
+    split_term = fn term ->
+      case String.split(term, "...") do
+        [letters] -> {String.to_charlist(letters), nil}
+        [pre, post] -> {String.to_charlist(pre), String.to_charlist(post)}
+        _ -> fail.("#{inspect(term)} has more than one ...")
+      end
+    end
+
+    for t <- [out || "" | terms],
+        l <- t |> split_term.() |> then(fn {pre, post} -> pre ++ (post || []) end),
         not letter?.(l),
-        do: fail.("#{inspect(<<l>>)} is not a letter; use a-z and A-Z")
-
-    if length(inputs) != length(arrays),
-      do: fail.("it names #{length(inputs)} operand(s) but #{length(arrays)} were given")
-
-    for {labels, x} <- Enum.zip(inputs, arrays),
-        length(labels) != rank(x),
         do:
           fail.(
-            "#{inspect(to_string(labels))} has #{length(labels)} letter(s) for #{describe(x)}; give one per axis"
+            "#{inspect(<<l::utf8>>)} is not a letter; use a-z, A-Z and ... for the leading axes"
           )
 
+    inputs =
+      Enum.zip_with(terms, arrays, fn term, x ->
+        case split_term.(term) do
+          {letters, nil} when length(letters) == tuple_size(x.shape) ->
+            letters
+
+          {letters, nil} ->
+            fail.(
+              "#{inspect(term)} has #{length(letters)} letter(s) for #{describe(x)}; give one per axis (or use ...)"
+            )
+
+          {pre, post} when length(pre) + length(post) <= tuple_size(x.shape) ->
+            e = tuple_size(x.shape) - length(pre) - length(post)
+            pre ++ Enum.map((e - 1)..0//-1, &(@ellipsis + &1)) ++ post
+
+          {pre, post} ->
+            fail.(
+              "#{inspect(term)} names #{length(pre) + length(post)} axes of #{describe(x)}, which has fewer"
+            )
+        end
+      end)
+
     all = Enum.concat(inputs)
+    dots = all |> Enum.filter(&(&1 >= @ellipsis)) |> Enum.uniq() |> Enum.sort(:desc)
+    letters = Enum.reject(all, &(&1 >= @ellipsis))
 
     output =
       case out do
         nil ->
-          all
-          |> Enum.frequencies()
-          |> Enum.filter(fn {_, c} -> c == 1 end)
-          |> Enum.map(&elem(&1, 0))
-          |> Enum.sort()
+          single =
+            letters
+            |> Enum.frequencies()
+            |> Enum.filter(fn {_, c} -> c == 1 end)
+            |> Enum.map(&elem(&1, 0))
+
+          dots ++ Enum.sort(single)
 
         out ->
-          o = String.to_charlist(out)
+          {pre, post} = split_term.(out)
+
+          if post == nil and dots != [],
+            do: fail.("the output needs ... for the axes the operands' ... stand for (as numpy)")
+
+          o = pre ++ if(post, do: dots ++ post, else: [])
           if length(Enum.uniq(o)) != length(o), do: fail.("the output repeats a letter")
-
           for l <- o, l not in all, do: fail.("output letter #{<<l>>} is not in any operand")
-
           o
       end
 

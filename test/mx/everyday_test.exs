@@ -360,6 +360,7 @@ defmodule Mx.EverydayTest do
     check_grads!(fn a -> Mx.split(a, [1], axis: 1) |> List.last() end, [x])
     check_grads!(&Mx.tensordot(&1, &2, 1), [x, y])
     check_grads!(&Mx.einsum("ij,jk,ij->ik", [&1, &2, &1]), [x, y])
+    check_grads!(&Mx.einsum("...ij,jk->...ik", [&1, &2]), [random_f64({2, 1, 3, 4}, 145), y])
     check_grads!(&Mx.associative_scan(:multiply, &1, axis: 1), [Mx.add(Mx.abs(x), 0.5)])
   end
 
@@ -368,7 +369,8 @@ defmodule Mx.EverydayTest do
       g = Mx.grad(&Mx.sum(Mx.asinh(&1))).(Mx.tensor([x, -x, 0.5], type: t)) |> Mx.to_list()
       h = Mx.grad(&Mx.sum(Mx.acosh(&1))).(Mx.tensor([x, 1.5], type: t)) |> Mx.to_list()
       # 1/sqrt(x^2 + 1) = 1/|x| to rounding for these x; 1/sqrt(1.25), 1/sqrt(1.25) at 0.5 and 1.5
-      for {got, want} <- Enum.zip(g ++ h, [1 / x, 1 / x, 1 / :math.sqrt(1.25), 1 / x, 1 / :math.sqrt(1.25)]) do
+      for {got, want} <-
+            Enum.zip(g ++ h, [1 / x, 1 / x, 1 / :math.sqrt(1.25), 1 / x, 1 / :math.sqrt(1.25)]) do
         assert_in_delta got, want, 4 * if(t == :f32, do: 1.2e-7, else: 2.3e-16) * want
       end
     end
@@ -418,7 +420,12 @@ defmodule Mx.EverydayTest do
           {"ij->k", [a], "output letter k is not in any operand"},
           {"ij->ii", [a], "the output repeats a letter"},
           {"i1", [a], "\"1\" is not a letter"},
-          {"...ij", [a], "ellipsis"},
+          {"...i...", [a], "more than one ..."},
+          {"i.j", [a], "\".\" is not a letter"},
+          {"...ijk", [a], "names 3 axes of f32[2][3], which has fewer"},
+          {"...j->j", [a], "the output needs ..."},
+          {"...i,...i", [a, Mx.ones({3, 3})],
+           "the axes under ... do not broadcast (sizes 2 and 3)"},
           {"ij->i->j", [a], "more than one ->"},
           {"ij,ij", [a, Mx.ones({3, 2})], "index i has sizes 2 and 3"}
         ] do

@@ -179,6 +179,18 @@ for i, (sub, shapes) in enumerate(EINSUM):
     cf.add(f"einsum {t} {sub}", "einsum", [sub, [Arr(t, o) for o in ops]], Arr(t, np.asarray(r).astype(NP[t])), None,
            {"k": max(k, 1), "abs_product": Arr("f64", np.asarray(ab)), "operands": len(ops)})
 
+# `...`: broadcasting leading axes; k (terms per output) by hand: the letters summed
+ELLIPSIS = [("...ij,...jk->...ik", [(2, 1, 3, 4), (5, 4, 2)], 4), ("...ij,jk", [(3, 2, 4), (4, 5)], 4),
+            ("i...->...i", [(3, 2, 4)], 1), ("...ii->...i", [(2, 3, 3)], 1),
+            ("a...,a...->...", [(4, 3), (4, 1)], 4)]
+for i, (sub, shapes, k) in enumerate(ELLIPSIS):
+    t = "f64" if i % 2 == 0 else "f32"
+    ops = [stored(rng.normal(0, 1, sh), t) for sh in shapes]
+    o64 = [o.astype(np.float64) for o in ops]
+    r = np.einsum(sub, *o64)
+    cf.add(f"einsum {t} {sub}", "einsum", [sub, [Arr(t, o) for o in ops]], Arr(t, np.asarray(r).astype(NP[t])), None,
+           {"k": k, "abs_product": Arr("f64", np.asarray(abs_product(sub, o64))), "operands": len(ops)})
+
 # ---- associative_scan: cumulative sum and max ---------------------------------------------------------
 
 for t, shape, axis in [("f64", (37,), 0), ("f32", (4, 9), 1), ("f32", (16, 3), 0), ("f64", (1,), 0)]:
