@@ -388,6 +388,23 @@ defmodule Mx.EverydayTest do
     )
   end
 
+  test "the new rows replay bit for bit under Mx.compile" do
+    f = fn x ->
+      y = Mx.multiply(x, 0.1)
+
+      Mx.stack([
+        Mx.asinh(x),
+        Mx.acosh(Mx.add(Mx.abs(x), 1.0)),
+        Mx.atanh(y),
+        Mx.log2(Mx.abs(x)),
+        Mx.log10(Mx.abs(x))
+      ])
+    end
+
+    x = random_f64({7}, 146) |> Mx.multiply(5.0)
+    assert Mx.to_binary(Mx.compile(f, jit: false).(x)) == Mx.to_binary(f.(x))
+  end
+
   test "the composites work under vmap" do
     x = random_f64({2, 3, 4}, 143)
     f = fn m -> Mx.add(Mx.softmax(m), Mx.var(m, axes: [0], keep_axes: true)) end
