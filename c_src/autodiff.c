@@ -182,6 +182,41 @@ RULE(ACOS) {
   END;
 }
 RULE(ATAN) { BEGIN; gin[0] = out(b, DIV(g, ADD(scalar(b, 1, node), un(b, MX_OP_SQUARE, in[0])))); END; }
+/* d asinh = 1/sqrt(x^2 + 1) and d acosh = 1/sqrt((x - 1)(x + 1)) (no cancellation near 1); beyond
+ * |x| > 1 (asinh) or x > 2 (acosh), x^2 would overflow for huge x: 1/(|x| sqrt(1 +- 1/x^2)) instead.
+ * Each branch gets a safe input where it is not selected, so neither makes a NaN.
+ * d atanh = 1/((1 - x)(1 + x)). */
+RULE(ASINH) {
+  BEGIN;
+  mx_array *one = scalar(b, 1, node), *ax = un(b, MX_OP_ABS, in[0]);
+  mx_array *big = bin(b, MX_OP_GREATER, ax, one);
+  mx_array *xs = select3(b, big, ax, one), *xn = select3(b, big, one, in[0]);
+  mx_array *r = un(b, MX_OP_RECIPROCAL, xs);
+  mx_array *far = un(b, MX_OP_RECIPROCAL, MUL(xs, un(b, MX_OP_SQRT, ADD(one, un(b, MX_OP_SQUARE, r)))));
+  mx_array *near = un(b, MX_OP_RSQRT, ADD(un(b, MX_OP_SQUARE, xn), one));
+  gin[0] = out(b, MUL(g, select3(b, big, far, near)));
+  END;
+}
+RULE(ACOSH) {
+  BEGIN;
+  mx_array *one = scalar(b, 1, node), *two = scalar(b, 2, node);
+  mx_array *big = bin(b, MX_OP_GREATER, in[0], two);
+  mx_array *xs = select3(b, big, in[0], two), *xn = select3(b, big, two, in[0]);
+  mx_array *r = un(b, MX_OP_RECIPROCAL, xs);
+  mx_array *far = un(b, MX_OP_RECIPROCAL, MUL(xs, un(b, MX_OP_SQRT, MUL(SUB(one, r), ADD(one, r)))));
+  mx_array *near = un(b, MX_OP_RSQRT, MUL(SUB(xn, one), ADD(xn, one)));
+  gin[0] = out(b, MUL(g, select3(b, big, far, near)));
+  END;
+}
+RULE(ATANH) {
+  BEGIN;
+  mx_array *one = scalar(b, 1, node);
+  gin[0] = out(b, DIV(g, MUL(SUB(one, in[0]), ADD(one, in[0]))));
+  END;
+}
+/* d log2 = 1/(x ln 2); d log10 = 1/(x ln 10). */
+RULE(LOG2) { BEGIN; gin[0] = out(b, DIV(g, MUL(in[0], scalar(b, M_LN2, node)))); END; }
+RULE(LOG10) { BEGIN; gin[0] = out(b, DIV(g, MUL(in[0], scalar(b, M_LN10, node)))); END; }
 RULE(SINH) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_COSH, in[0]))); END; }
 RULE(COSH) { BEGIN; gin[0] = out(b, MUL(g, un(b, MX_OP_SINH, in[0]))); END; }
 RULE(TANH) { BEGIN; gin[0] = out(b, MUL(g, SUB(scalar(b, 1, node), un(b, MX_OP_SQUARE, node)))); END; }
@@ -785,6 +820,8 @@ RULE(IRFFT) {
 RULE(LU) {
   BEGIN;
   const mx_array *a = in[0];
+  if (mx_is_complex((mx_dtype)a->dtype) && !b->st)
+    b->st = mx_error(MX_EINVAL, "[lu] has no gradient for complex matrices yet; differentiate through real inputs");
   int r = a->ndim, pr = node->ndim;
   int64_t n = a->shape[r - 1];
   int64_t start[MX_MAX_RANK] = {0}, stop[MX_MAX_RANK], stride[MX_MAX_RANK];

@@ -536,4 +536,14 @@ void mx_jit_free(mx_jit *j);
 int mx_tape_jit_install(mx_tape *t, mx_jit *j);
 mx_jit *mx_tape_jit(const mx_tape *t);
 
+/* ---- linalg additions (ops_linalg.c): LU, complete QR, general eigenproblem ---- */
+/* P A = L U for square a: the packed L\U factors [..., n, n] (L's unit diagonal implied) and
+ * perm s64 [..., n] with (P A)[i] = A[perm[i]]. */
+mx_status mx_lu(mx_array *a, mx_array **factors, mx_array **perm);
+/* QR with complete: q [..., m, m] and r [..., m, n]; else as mx_qr. */
+mx_status mx_qr_mode(mx_array *a, int complete, mx_array **q, mx_array **r);
+/* Eigenvalues w [..., n] and right eigenvectors v [..., n, n] (columns, unit 2-norm) of a general
+ * real a, complex (c64 for f32, c128 for f64), in LAPACK geev's order; v NULL: values only. */
+mx_status mx_eig(mx_array *a, mx_array **w, mx_array **v);
+
 #endif

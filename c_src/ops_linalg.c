@@ -345,14 +345,21 @@ mx_status mx_slogdet(mx_array *a, mx_array **sign, mx_array **logabsdet) {
 
 /* ---- qr, svd, eigh: packed outputs ------------------------------------------------------------ */
 
-mx_status mx_qr(mx_array *a, mx_array **q, mx_array **r) {
+mx_status mx_qr(mx_array *a, mx_array **q, mx_array **r) { return mx_qr_mode(a, 0, q, r); }
+
+mx_status mx_qr_mode(mx_array *a, int complete, mx_array **q, mx_array **r) {
   mx_dtype storage = float_storage((mx_dtype)a->dtype);
   mx_array *x = NULL, *node = NULL;
   mx_status st = as_matrices("qr", a, 0, storage, &x);
   if (st) return st;
-  int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n;
-  st = packed_node(MX_OP_QR, x, m * k + k * n, 0, 4.0 * (double)m * n * k, &node);
-  if (!st) st = unpack_parts(node, storage, 2, (packed_part[]){{0, 2, {m, k}, q}, {m * k, 2, {k, n}, r}});
+  int64_t m = a->shape[a->ndim - 2], n = a->shape[a->ndim - 1], k = m < n ? m : n, p = complete ? m : k, mp;
+  if (__builtin_mul_overflow(m, p, &mp) || mp > MX_LAPACK_INT_MAX) {
+    mx_release(x);
+    return mx_error(MX_EINVAL, "[qr] mode: :complete for a %lld x %lld matrix exceeds LAPACK's integer range; use "
+                    "mode: :reduced", (long long)m, (long long)n);
+  }
+  st = packed_node(MX_OP_QR, x, m * p + p * n, complete ? 1 : 0, 4.0 * (double)m * n * k, &node);
+  if (!st) st = unpack_parts(node, storage, 2, (packed_part[]){{0, 2, {m, p}, q}, {m * p, 2, {p, n}, r}});
   mx_release(x);
   mx_release(node);
   return st;
@@ -696,5 +703,72 @@ mx_status mx_norm(mx_array *a, mx_norm_kind kind, double p, const int *axes, int
   st = mx_cast(a, float_storage((mx_dtype)a->dtype), &x);
   if (!st) st = nax == 1 ? vector_norm(x, kind, p, ax[0], keep, out) : matrix_norm(x, kind, p, ax[0], ax[1], keep, out);
   mx_release(x);
+  return st;
+}
+
+/* ---- lu and eig ------------------------------------------------------------------------------ */
+
+/* Real or complex (cgetrf/zgetrf; the pivots then sit in the real parts). */
+mx_status mx_lu(mx_array *a, mx_array **factors, mx_array **perm) {
+  int cplx = mx_is_complex((mx_dtype)a->dtype);
+  mx_dtype storage = cplx ? (mx_dtype)a->dtype : float_storage((mx_dtype)a->dtype);
+  mx_array *x = NULL, *node = NULL, *piv = NULL, *pr = NULL, *f = NULL;
+  mx_status st = MX_OK;
+  if (cplx) { /* as_matrices without its real-only check */
+    char b1[128];
+    int64_t nn;
+    if (a->ndim < 2 || a->shape[a->ndim - 1] != a->shape[a->ndim - 2])
+      return mx_error(MX_EINVAL, "[lu] expects square matrices [..., n, n], got %s", mx_describe(a, b1, sizeof b1));
+    if (__builtin_mul_overflow(a->shape[a->ndim - 1], a->shape[a->ndim - 1], &nn) || nn > MX_LAPACK_INT_MAX)
+      return mx_error(MX_EINVAL, "[lu] %s exceeds LAPACK's integer range; use smaller matrices", mx_describe(a, b1, sizeof b1));
+    mx_retain(a);
+    x = a;
+  } else {
+    st = as_matrices("lu", a, 1, storage, &x);
+  }
+  if (st) return st;
+  int64_t n = a->shape[a->ndim - 1], nn = n * n, shape_n[1] = {n};
+  st = packed_node(MX_OP_LU, x, nn + n, 0, (cplx ? 8.0 : 2.0) * (double)n * n * n / 3, &node);
+  if (!st) st = unpack(node, 0, 2, (int64_t[]){n, n}, storage, &f);
+  if (!st) st = unpack(node, nn, 1, shape_n, (mx_dtype)x->dtype, &pr);
+  if (!st && cplx) st = mx_unary(MX_OP_REAL, pr, &piv);
+  else if (!st) {
+    mx_retain(pr);
+    piv = pr;
+  }
+  if (!st) st = mx_node_new(MX_OP_LU_PERMUTATION, MX_S64, piv->ndim, piv->shape, 1, &piv, NULL, perm);
+  if (!st) {
+    *factors = f;
+    f = NULL;
+  }
+  mx_release(x);
+  mx_release(node);
+  mx_release(piv);
+  mx_release(pr);
+  mx_release(f);
+  return st;
+}
+
+mx_status mx_eig(mx_array *a, mx_array **w, mx_array **v) {
+  mx_dtype storage = float_storage((mx_dtype)a->dtype);
+  mx_array *x = NULL, *node = NULL;
+  mx_status st = as_matrices(v ? "eig" : "eigvals", a, 1, storage, &x);
+  if (st) return st;
+  /* geev runs in f32 or f64 (f16/bf16 in f32); results are the matching complex type. */
+  mx_dtype ct = x->dtype == MX_F64 ? MX_C128 : MX_C64;
+  int64_t n = a->shape[a->ndim - 1], len = v ? n + n * n : n, shape[MX_MAX_RANK];
+  int r = x->ndim - 1;
+  for (int i = 0; i < r - 1; i++) shape[i] = x->shape[i];
+  shape[r - 1] = len;
+  mx_params p = {.flags = v ? 0 : 1};
+  st = mx_node_new(MX_OP_EIG, ct, r, shape, 1, &x, &p, &node);
+  if (!st) set_cost(node, mx_batch_count(x, 2), 25.0 * (double)n * n * n);
+  if (!st && v) st = unpack_parts(node, ct, 2, (packed_part[]){{0, 1, {n}, w}, {n, 2, {n, n}, v}});
+  else if (!st) {
+    mx_retain(node);
+    *w = node;
+  }
+  mx_release(x);
+  mx_release(node);
   return st;
 }

@@ -223,7 +223,8 @@ static mx_status batch_node(mx_array *node, mx_array *const *in, const int *batc
         st = mx_node_new(op, (mx_dtype)node->dtype, r + 1, shape, n, x, NULL, out);
         if (!st) (*out)->cost = node->cost * (B ? B : 1);
       }
-    } else if (n == 1 && (op == MX_OP_CHOLESKY || op == MX_OP_LU || op == MX_OP_QR || op == MX_OP_SVD || op == MX_OP_EIGH)) {
+    } else if (n == 1 && (op == MX_OP_CHOLESKY || op == MX_OP_LU || op == MX_OP_QR || op == MX_OP_SVD || op == MX_OP_EIGH ||
+                          op == MX_OP_EIG)) {
       /* One-input factorizations already batch over leading axes. */
       shape[0] = B;
       memcpy(shape + 1, node->shape, sizeof(int64_t) * (size_t)r);

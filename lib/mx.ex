@@ -520,13 +520,21 @@ defmodule Mx do
      [0.0, -40.0], [-0.6931471824645996, -804.6084594726562]},
     {:ndtri, "Φ⁻¹(p), the inverse of the standard normal CDF, accurate in both tails (see `Mx.Special`)",
      [0.5, 0.975], [0.0, 1.959964394569397]},
+    {:log2, "the base-2 logarithm (exact at powers of 2)", [8.0, 0.5], [3.0, -1.0]},
+    {:log10, "the base-10 logarithm", [1000.0, 0.01], [3.0, -2.0]},
+    {:asinh, "the inverse hyperbolic sine (libm's `asinh`: accurate near 0 and for large |x|)",
+     [0.0, 1.0], [0.0, 0.8813735842704773]},
+    {:acosh, "the inverse hyperbolic cosine (NaN below 1)", [1.0, 2.0], [0.0, 1.316957950592041]},
+    {:atanh, "the inverse hyperbolic tangent (±infinity at ±1, NaN beyond)", [0.0, 0.5],
+     [0.0, 0.5493061542510986]},
     {:is_nan, "whether x is NaN (bool)", [1.0, :nan], [false, true]},
     {:is_infinity, "whether x is ±infinity (bool)", [1.0, :neg_infinity], [false, true]},
     {:logical_not, "whether x is zero (bool)", [0, 2], [true, false]}
   ]
 
   @float_ops [:exp, :expm1, :log, :log1p, :sqrt, :rsqrt, :reciprocal, :sin, :cos, :tan, :asin, :acos, :atan, :sinh, :cosh,
-              :tanh, :sigmoid, :erf, :erf_inv, :lgamma, :digamma, :trigamma, :erfc, :log_ndtr, :ndtri]
+              :tanh, :sigmoid, :erf, :erf_inv, :lgamma, :digamma, :trigamma, :erfc, :log_ndtr, :ndtri, :asinh, :acosh,
+              :atanh, :log2, :log10]
 
   for {name, what, input, output} <- @unary do
     type = if name == :digamma, do: ", type: :f64", else: ""
@@ -1093,6 +1101,663 @@ defmodule Mx do
       end
 
     NIF.sort(op, to_array(a).ref, opts[:axis] || -1, desc) |> Array.wrap()
+  end
+
+  # ---- everyday composites: softmax, statistics, top-k, splitting, tiling, contractions, scans ----
+
+  defp float!(a) do
+    a = to_array(a)
+    if Type.float?(a.type) or Type.complex?(a.type), do: a, else: as_type(a, :f32)
+  end
+
+  defp axis!(a, axis, fun) do
+    r = rank(a)
+
+    cond do
+      not is_integer(axis) ->
+        raise ArgumentError, "[#{fun}] axis must be an integer, got #{inspect(axis)}"
+
+      axis < -r or axis >= Kernel.max(r, 1) or r == 0 ->
+        raise ArgumentError, "[#{fun}] axis #{axis} is out of range for #{describe(a)}"
+
+      axis < 0 ->
+        axis + r
+
+      true ->
+        axis
+    end
+  end
+
+  @doc """
+  `exp(a) / sum(exp(a))` along `axis:` (default -1), computed stably (the
+  maximum is subtracted first). Integers compute in `f32`.
+
+      iex> Mx.softmax(Mx.tensor([1.0, 2.0, 3.0], type: :f64)) |> Mx.to_list()
+      [0.09003057317038046, 0.24472847105479764, 0.6652409557748218]
+      iex> Mx.softmax(Mx.tensor([1000.0, 1000.0])) |> Mx.to_list()
+      [0.5, 0.5]
+  """
+  @spec softmax(tensor_like(), keyword()) :: t()
+  def softmax(a, opts \\ []) do
+    opts = Mx.Opts.validate!(opts, [axis: -1], "Mx.softmax")
+    a = float!(a)
+    axis = axis!(a, opts[:axis], :softmax)
+    # The shift leaves the value unchanged, so it carries no gradient.
+    e = a |> subtract(stop_gradient(reduce_max(a, axes: [axis], keep_axes: true))) |> exp()
+    divide(e, sum(e, axes: [axis], keep_axes: true))
+  end
+
+  @doc """
+  `log(softmax(a))` along `axis:` (default -1), without forming `softmax`:
+  `a - max - log(sum(exp(a - max)))`, so very negative entries stay finite.
+
+      iex> Mx.log_softmax(Mx.tensor([0.0, 0.0], type: :f64)) |> Mx.to_list()
+      [-0.6931471805599453, -0.6931471805599453]
+      iex> Mx.log_softmax(Mx.tensor([0.0, -200.0])) |> Mx.to_list()
+      [0.0, -200.0]
+  """
+  @spec log_softmax(tensor_like(), keyword()) :: t()
+  def log_softmax(a, opts \\ []) do
+    opts = Mx.Opts.validate!(opts, [axis: -1], "Mx.log_softmax")
+    a = float!(a)
+    axis = axis!(a, opts[:axis], :log_softmax)
+    shifted = subtract(a, stop_gradient(reduce_max(a, axes: [axis], keep_axes: true)))
+    subtract(shifted, shifted |> exp() |> sum(axes: [axis], keep_axes: true) |> log())
+  end
+
+  @doc """
+  The variance over `axes:` (default: all): `sum(|a - mean|²) / (n - ddof)`
+  with `n` the number of elements reduced (`ddof: 1` for the unbiased
+  estimate; default 0, as numpy). `keep_axes: true` keeps reduced axes as
+  size 1. Always a float (the real type for complex input).
+
+      iex> Mx.var(Mx.tensor([1.0, 2.0, 3.0, 4.0])) |> Mx.to_number()
+      1.25
+      iex> Mx.var(Mx.tensor([[1.0, 2.0], [3.0, 5.0]]), axes: [1], ddof: 1) |> Mx.to_list()
+      [0.5, 2.0]
+  """
+  @spec var(tensor_like(), keyword()) :: t()
+  def var(a, opts \\ []) do
+    opts = Mx.Opts.validate!(opts, [axes: nil, keep_axes: false, ddof: 0], "Mx.var")
+    moment2(:var, float!(a), opts)
+  end
+
+  @doc """
+  The standard deviation, `sqrt(var(a, opts))` (see `var/2`: `axes:`,
+  `keep_axes:`, `ddof:`).
+
+      iex> Mx.std(Mx.tensor([2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0])) |> Mx.to_number()
+      2.0
+  """
+  @spec std(tensor_like(), keyword()) :: t()
+  def std(a, opts \\ []) do
+    opts = Mx.Opts.validate!(opts, [axes: nil, keep_axes: false, ddof: 0], "Mx.std")
+    sqrt(moment2(:std, float!(a), opts))
+  end
+
+  defp moment2(fun, a, opts) do
+    ddof = opts[:ddof]
+
+    unless is_integer(ddof) and ddof >= 0,
+      do:
+        raise(ArgumentError, "[#{fun}] ddof must be a non-negative integer, got #{inspect(ddof)}")
+
+    axes = opts[:axes]
+
+    n =
+      if axes, do: Enum.reduce(reduced_axes(a, axes), 1, &(elem(a.shape, &1) * &2)), else: size(a)
+
+    if n - ddof <= 0,
+      do:
+        raise(
+          ArgumentError,
+          "[#{fun}] ddof: #{ddof} leaves no degrees of freedom for #{n} elements per result"
+        )
+
+    d = subtract(a, mean(a, axes: axes, keep_axes: true))
+    d = if Type.complex?(a.type), do: abs(d), else: d
+    d |> square() |> sum(axes: axes, keep_axes: opts[:keep_axes]) |> divide((n - ddof) * 1.0)
+  end
+
+  @doc """
+  The `k` largest elements along `axis:` (default -1) and their indices:
+  `{values, indices}`, both with that axis of length `k`, largest first;
+  equal values keep their order (the lower index first). Indices are `s64`.
+
+      iex> {v, i} = Mx.topk(Mx.tensor([[1.0, 9.0, 3.0, 9.0], [4.0, 0.0, 7.0, 2.0]]), 2)
+      iex> {Mx.to_list(v), Mx.to_list(i)}
+      {[[9.0, 9.0], [7.0, 4.0]], [[1, 3], [2, 0]]}
+  """
+  @spec topk(tensor_like(), non_neg_integer(), keyword()) :: {t(), t()}
+  def topk(a, k, opts \\ []) do
+    opts = Mx.Opts.validate!(opts, [axis: -1], "Mx.topk")
+    a = to_array(a)
+    axis = axis!(a, opts[:axis], :topk)
+    len = elem(a.shape, axis)
+
+    unless is_integer(k) and k >= 0 and k <= len,
+      do:
+        raise(
+          ArgumentError,
+          "[topk] k must be an integer in 0..#{len} (the length of axis #{axis} of #{describe(a)}), got #{inspect(k)}"
+        )
+
+    idx = a |> argsort(axis: axis, direction: :desc) |> slice_axis(0, k, axis)
+    {take_along_axis(a, idx, axis: axis), idx}
+  end
+
+  @doc """
+  Splits `a` along `axis:` (default 0) into a list of arrays: into `n`
+  equal parts when given an integer (the axis length must divide by it),
+  or at the given indices when given a list (numpy's `split`: `[2, 5]`
+  gives `a[:2]`, `a[2:5]`, `a[5:]`).
+
+      iex> Mx.split(Mx.iota({6}), 3) |> Enum.map(&Mx.to_list/1)
+      [[0, 1], [2, 3], [4, 5]]
+      iex> Mx.split(Mx.iota({2, 5}), [1, 3], axis: 1) |> Enum.map(&Mx.shape/1)
+      [{2, 1}, {2, 2}, {2, 2}]
+  """
+  @spec split(tensor_like(), pos_integer() | [non_neg_integer()], keyword()) :: [t()]
+  def split(a, parts, opts \\ []) do
+    opts = Mx.Opts.validate!(opts, [axis: 0], "Mx.split")
+    a = to_array(a)
+    axis = axis!(a, opts[:axis], :split)
+    len = elem(a.shape, axis)
+
+    bounds =
+      cond do
+        is_integer(parts) and parts > 0 and rem(len, parts) == 0 ->
+          for i <- 0..parts, do: div(len, parts) * i
+
+        is_integer(parts) ->
+          raise ArgumentError,
+                "[split] cannot split axis #{axis} of length #{len} into #{inspect(parts)} equal parts; give a divisor of #{len} or a list of indices"
+
+        is_list(parts) and Enum.all?(parts, &(is_integer(&1) and &1 >= 0)) and
+            parts == Enum.sort(parts) ->
+          [0 | Enum.map(parts, &Kernel.min(&1, len))] ++ [len]
+
+        true ->
+          raise ArgumentError,
+                "[split] expects a positive integer or an ascending list of non-negative indices, got #{inspect(parts)}"
+      end
+
+    bounds
+    |> Enum.chunk_every(2, 1, :discard)
+    |> Enum.map(fn [lo, hi] -> slice_axis(a, lo, hi - lo, axis) end)
+  end
+
+  @doc """
+  Repeats `a` `reps` times along each axis (numpy's `tile`): `reps` is a
+  list of non-negative integers; when it is shorter than `a`'s rank, ones
+  are prepended to it, and when longer, `a` gains leading axes of size 1.
+
+      iex> Mx.tile(Mx.tensor([[1, 2]]), [2, 2]) |> Mx.to_list()
+      [[1, 2, 1, 2], [1, 2, 1, 2]]
+      iex> Mx.tile(Mx.tensor([1, 2]), [2, 1, 2]) |> Mx.shape()
+      {2, 1, 4}
+  """
+  @spec tile(tensor_like(), [non_neg_integer()]) :: t()
+  def tile(a, reps) do
+    a = to_array(a)
+
+    unless is_list(reps) and Enum.all?(reps, &(is_integer(&1) and &1 >= 0)),
+      do:
+        raise(
+          ArgumentError,
+          "[tile] reps must be a list of non-negative integers, got #{inspect(reps)}"
+        )
+
+    n = Kernel.max(length(reps), rank(a))
+    reps = List.duplicate(1, n - length(reps)) ++ reps
+    dims = List.duplicate(1, n - rank(a)) ++ Tuple.to_list(a.shape)
+    # [1, d0, 1, d1, ...] broadcast to [r0, d0, r1, d1, ...], then each pair merged.
+    paired = Enum.zip(reps, dims)
+
+    a
+    |> reshape(paired |> Enum.flat_map(fn {_, d} -> [1, d] end) |> List.to_tuple())
+    |> broadcast(paired |> Enum.flat_map(fn {r, d} -> [r, d] end) |> List.to_tuple())
+    |> reshape(paired |> Enum.map(fn {r, d} -> r * d end) |> List.to_tuple())
+  end
+
+  @doc """
+  Rolls elements by `shift` positions along `axis:` (numpy's `roll`):
+  elements pushed past the end come back at the start. Without `axis:` the
+  array is rolled as if flattened. `shift` and `axis` may be lists of equal
+  length (one roll per pair).
+
+      iex> Mx.roll(Mx.tensor([1, 2, 3, 4, 5]), 2) |> Mx.to_list()
+      [4, 5, 1, 2, 3]
+      iex> Mx.roll(Mx.tensor([[1, 2, 3], [4, 5, 6]]), -1, axis: 1) |> Mx.to_list()
+      [[2, 3, 1], [5, 6, 4]]
+  """
+  @spec roll(tensor_like(), integer() | [integer()], keyword()) :: t()
+  def roll(a, shift, opts \\ []) do
+    opts = Mx.Opts.validate!(opts, [axis: nil], "Mx.roll")
+    a = to_array(a)
+
+    case {shift, opts[:axis]} do
+      {s, nil} when is_integer(s) ->
+        a |> reshape({size(a)}) |> roll_axis(s, 0) |> reshape(a.shape)
+
+      {s, axis} when is_integer(s) ->
+        roll_axis(a, s, axis!(a, axis, :roll))
+
+      {s, axes} when is_list(s) and is_list(axes) and length(s) == length(axes) ->
+        Enum.zip(s, axes) |> Enum.reduce(a, fn {k, ax}, acc -> roll(acc, k, axis: ax) end)
+
+      _ ->
+        raise ArgumentError,
+              "[roll] shift must be an integer (or a list, with a list of axes of the same length), got #{inspect(shift)} with axis: #{inspect(opts[:axis])}"
+    end
+  end
+
+  defp roll_axis(a, shift, axis) do
+    len = elem(a.shape, axis)
+    s = if len == 0, do: 0, else: Integer.mod(shift, len)
+
+    if s == 0,
+      do: a,
+      else:
+        concatenate([slice_axis(a, len - s, s, axis), slice_axis(a, 0, len - s, axis)], axis: axis)
+  end
+
+  @doc """
+  Sums the products of `a` and `b` over the axes `axes` names (numpy's
+  `tensordot`): an integer `n` pairs the last `n` axes of `a` with the
+  first `n` of `b`; `{axes_a, axes_b}` pairs them one by one. The result
+  has `a`'s other axes, then `b`'s. Computed as one matmul.
+
+      iex> a = Mx.iota({2, 3}, type: :f32)
+      iex> Mx.tensordot(a, Mx.ones({3, 4}), 1) |> Mx.to_list()
+      [[3.0, 3.0, 3.0, 3.0], [12.0, 12.0, 12.0, 12.0]]
+      iex> Mx.tensordot(a, a, {[0, 1], [0, 1]}) |> Mx.to_number()
+      55.0
+  """
+  @spec tensordot(tensor_like(), tensor_like(), non_neg_integer() | {[integer()], [integer()]}) ::
+          t()
+  def tensordot(a, b, axes) do
+    {a, b} = {to_array(a), to_array(b)}
+
+    {ca, cb} =
+      case axes do
+        n
+        when is_integer(n) and n >= 0 and n <= tuple_size(a.shape) and n <= tuple_size(b.shape) ->
+          {Enum.to_list((rank(a) - n)..(rank(a) - 1)//1), Enum.to_list(0..(n - 1)//1)}
+
+        {xa, xb} when is_list(xa) and is_list(xb) and length(xa) == length(xb) ->
+          {Enum.map(xa, &axis!(a, &1, :tensordot)), Enum.map(xb, &axis!(b, &1, :tensordot))}
+
+        other ->
+          raise ArgumentError,
+                "[tensordot] axes must be an integer up to both ranks (#{describe(a)}, #{describe(b)}) or {axes_a, axes_b} of equal length, got #{inspect(other)}"
+      end
+
+    for {i, j} <- Enum.zip(ca, cb), elem(a.shape, i) != elem(b.shape, j) do
+      raise ArgumentError,
+            "[tensordot] axis #{i} of #{describe(a)} (#{elem(a.shape, i)}) does not match axis #{j} of #{describe(b)} (#{elem(b.shape, j)})"
+    end
+
+    if length(Enum.uniq(ca)) != length(ca) or length(Enum.uniq(cb)) != length(cb),
+      do: raise(ArgumentError, "[tensordot] an axis appears twice in #{inspect(axes)}")
+
+    contract(a, b, [], ca, [], cb)
+  end
+
+  # a and b as one batched matmul: batch axes, a's free axes, b's free axes (in their order).
+  defp contract(a, b, ba, ca, bb, cb) do
+    fa = Enum.to_list(0..(rank(a) - 1)//1) -- (ba ++ ca)
+    fb = Enum.to_list(0..(rank(b) - 1)//1) -- (bb ++ cb)
+    dims = fn x, axes -> Enum.map(axes, &elem(x.shape, &1)) end
+    prod = &Enum.reduce(&1, 1, fn d, acc -> d * acc end)
+
+    {nb, nfa, nk, nfb} =
+      {prod.(dims.(a, ba)), prod.(dims.(a, fa)), prod.(dims.(a, ca)), prod.(dims.(b, fb))}
+
+    x = a |> transpose(axes: ba ++ fa ++ ca) |> reshape({nb, nfa, nk})
+    y = b |> transpose(axes: bb ++ cb ++ fb) |> reshape({nb, nk, nfb})
+    matmul(x, y) |> reshape(List.to_tuple(dims.(a, ba) ++ dims.(a, fa) ++ dims.(b, fb)))
+  end
+
+  @doc """
+  Einstein summation (numpy's `einsum`): `subscripts` names each operand's
+  axes with letters, `,` between operands, and optionally `->` and the
+  output's letters (without it, the letters used once, in alphabetical
+  order). `...` stands for the axes an operand's letters leave; those
+  broadcast across operands and lead the output (an explicit output must
+  then contain `...` too). Letters missing from the output are summed; a letter
+  repeated within one operand takes its diagonal. Computed with transposes,
+  reshapes, sums and batched matmuls, one pair of operands at a time.
+
+      iex> a = Mx.tensor([[1.0, 2.0], [3.0, 4.0]])
+      iex> Mx.einsum("ij,jk->ik", [a, a]) |> Mx.to_list()
+      [[7.0, 10.0], [15.0, 22.0]]
+      iex> Mx.einsum("ii", [a]) |> Mx.to_number()
+      5.0
+      iex> Mx.einsum("ij->ji", [a]) |> Mx.to_list()
+      [[1.0, 3.0], [2.0, 4.0]]
+      iex> Mx.einsum("bi,bj->bij", [a, a]) |> Mx.shape()
+      {2, 2, 2}
+      iex> Mx.einsum("...ij,jk->...ik", [Mx.ones({5, 2, 3}), Mx.ones({3, 4})]) |> Mx.shape()
+      {5, 2, 4}
+  """
+  @spec einsum(String.t(), [tensor_like()]) :: t()
+  def einsum(subscripts, operands) when is_binary(subscripts) and is_list(operands) do
+    arrays = Enum.map(operands, &to_array/1)
+    {inputs, output} = einsum_parse!(subscripts, arrays)
+    sizes = einsum_sizes!(subscripts, inputs, arrays)
+    # Axes under `...` broadcast (size 1 against n), as numpy's.
+    arrays =
+      Enum.zip_with(inputs, arrays, fn labels, x ->
+        target = labels |> Enum.map(&Map.fetch!(sizes, &1)) |> List.to_tuple()
+        if target == x.shape, do: x, else: broadcast(x, target)
+      end)
+
+    terms =
+      Enum.zip(arrays, inputs) |> Enum.map(fn {x, labels} -> einsum_diagonals(x, labels) end)
+
+    {x, labels} =
+      case terms do
+        [first | rest] ->
+          rest
+          |> Enum.with_index(1)
+          |> Enum.reduce(first, fn {next, i}, acc ->
+            later = terms |> Enum.drop(i + 1) |> Enum.flat_map(&elem(&1, 1))
+            einsum_pair(acc, next, output ++ later)
+          end)
+      end
+
+    {x, labels} = einsum_sum_out(x, labels, output)
+    transpose(x, axes: Enum.map(output, fn l -> Enum.find_index(labels, &(&1 == l)) end))
+  end
+
+  def einsum(subscripts, operands),
+    do:
+      raise(
+        ArgumentError,
+        "[einsum] expects a subscripts string and a list of arrays, got #{inspect(subscripts)} and #{inspect(operands)}"
+      )
+
+  # Axes under `...` get labels @ellipsis + k (k counted from the right), never letters.
+  @ellipsis 0x10000
+
+  # The size of each label: a letter's uses must agree; an ellipsis axis takes the broadcast size.
+  defp einsum_sizes!(subscripts, inputs, arrays) do
+    Enum.zip(inputs, arrays)
+    |> Enum.flat_map(fn {labels, x} -> Enum.zip(labels, Tuple.to_list(x.shape)) end)
+    |> Enum.reduce(%{}, fn {l, d}, acc ->
+      case acc do
+        %{^l => ^d} ->
+          acc
+
+        %{^l => other} when l >= @ellipsis and (other == 1 or d == 1) ->
+          Map.put(acc, l, Kernel.max(other, d))
+
+        %{^l => other} when l >= @ellipsis ->
+          raise ArgumentError,
+                "[einsum] #{subscripts}: the axes under ... do not broadcast (sizes #{other} and #{d})"
+
+        %{^l => other} ->
+          raise ArgumentError,
+                "[einsum] #{subscripts}: index #{<<l>>} has sizes #{other} and #{d}; every use of a letter must have the same size"
+
+        _ ->
+          Map.put(acc, l, d)
+      end
+    end)
+  end
+
+  defp einsum_parse!(s, arrays) do
+    fail = fn why ->
+      raise ArgumentError, "[einsum] malformed subscripts #{inspect(s)}: #{why}"
+    end
+
+    s = String.replace(s, " ", "")
+
+    {lhs, out} =
+      case String.split(s, "->") do
+        [lhs] -> {lhs, nil}
+        [lhs, out] -> {lhs, out}
+        _ -> fail.("more than one ->")
+      end
+
+    terms = String.split(lhs, ",")
+
+    if length(terms) != length(arrays),
+      do: fail.("it names #{length(terms)} operand(s) but #{length(arrays)} were given")
+
+    letter? = &((&1 >= ?a and &1 <= ?z) or (&1 >= ?A and &1 <= ?Z))
+
+    # One term as labels: its letters, and `...` as the axes its letters leave (right-aligned labels).
+    split_term = fn term ->
+      case String.split(term, "...") do
+        [letters] -> {String.to_charlist(letters), nil}
+        [pre, post] -> {String.to_charlist(pre), String.to_charlist(post)}
+        _ -> fail.("#{inspect(term)} has more than one ...")
+      end
+    end
+
+    for t <- [out || "" | terms],
+        l <- t |> split_term.() |> then(fn {pre, post} -> pre ++ (post || []) end),
+        not letter?.(l),
+        do:
+          fail.(
+            "#{inspect(<<l::utf8>>)} is not a letter; use a-z, A-Z and ... for the leading axes"
+          )
+
+    inputs =
+      Enum.zip_with(terms, arrays, fn term, x ->
+        case split_term.(term) do
+          {letters, nil} when length(letters) == tuple_size(x.shape) ->
+            letters
+
+          {letters, nil} ->
+            fail.(
+              "#{inspect(term)} has #{length(letters)} letter(s) for #{describe(x)}; give one per axis (or use ...)"
+            )
+
+          {pre, post} when length(pre) + length(post) <= tuple_size(x.shape) ->
+            e = tuple_size(x.shape) - length(pre) - length(post)
+            pre ++ Enum.map((e - 1)..0//-1, &(@ellipsis + &1)) ++ post
+
+          {pre, post} ->
+            fail.(
+              "#{inspect(term)} names #{length(pre) + length(post)} axes of #{describe(x)}, which has fewer"
+            )
+        end
+      end)
+
+    all = Enum.concat(inputs)
+    dots = all |> Enum.filter(&(&1 >= @ellipsis)) |> Enum.uniq() |> Enum.sort(:desc)
+    letters = Enum.reject(all, &(&1 >= @ellipsis))
+
+    output =
+      case out do
+        nil ->
+          single =
+            letters
+            |> Enum.frequencies()
+            |> Enum.filter(fn {_, c} -> c == 1 end)
+            |> Enum.map(&elem(&1, 0))
+
+          dots ++ Enum.sort(single)
+
+        out ->
+          {pre, post} = split_term.(out)
+
+          if post == nil and dots != [],
+            do: fail.("the output needs ... for the axes the operands' ... stand for (as numpy)")
+
+          o = pre ++ if(post, do: dots ++ post, else: [])
+          if length(Enum.uniq(o)) != length(o), do: fail.("the output repeats a letter")
+          for l <- o, l not in all, do: fail.("output letter #{<<l>>} is not in any operand")
+          o
+      end
+
+    {inputs, output}
+  end
+
+  # A letter repeated within one operand: the diagonal over its two axes, kept as the last axis.
+  defp einsum_diagonals(x, labels) do
+    case labels -- Enum.uniq(labels) do
+      [] ->
+        {x, labels}
+
+      [l | _] ->
+        [i, j] =
+          labels
+          |> Enum.with_index()
+          |> Enum.filter(&(elem(&1, 0) == l))
+          |> Enum.map(&elem(&1, 1))
+          |> Enum.take(2)
+
+        rest = Enum.to_list(0..(rank(x) - 1)//1) -- [i, j]
+        d = x |> transpose(axes: rest ++ [i, j]) |> Mx.Linalg.diagonal()
+        einsum_diagonals(d, Enum.map(rest, &Enum.at(labels, &1)) ++ [l])
+    end
+  end
+
+  # Sums the axes whose letter is not in keep.
+  defp einsum_sum_out(x, labels, keep) do
+    gone =
+      labels |> Enum.with_index() |> Enum.reject(&(elem(&1, 0) in keep)) |> Enum.map(&elem(&1, 1))
+
+    if gone == [],
+      do: {x, labels},
+      else: {sum(x, axes: gone), Enum.reject(labels, &(&1 not in keep))}
+  end
+
+  defp einsum_pair({a, la}, {b, lb}, keep) do
+    {a, la} = einsum_sum_out(a, la, keep ++ lb)
+    {b, lb} = einsum_sum_out(b, lb, keep ++ la)
+    common = Enum.filter(la, &(&1 in lb))
+    {batch, contracted} = Enum.split_with(common, &(&1 in keep))
+    pos = fn labels, ls -> Enum.map(ls, fn l -> Enum.find_index(labels, &(&1 == l)) end) end
+
+    x =
+      contract(a, b, pos.(la, batch), pos.(la, contracted), pos.(lb, batch), pos.(lb, contracted))
+
+    {x, batch ++ (la -- common) ++ (lb -- common)}
+  end
+
+  @doc """
+  All prefix combinations of `a` along `axis:` (default 0) under an
+  associative `fun`, in log depth (jax.lax.associative_scan's algorithm:
+  combine neighbours, scan the half, fill in the rest): element `t` of the
+  result is `a[0] ∘ a[1] ∘ ... ∘ a[t]`. About 2·log2(n) rounds of `fun` on
+  whole slices instead of n steps.
+
+  `fun` is `:add`, `:multiply`, `:max`, `:min`, or a function of two
+  arguments built from Mx ops. It is called on slices of `a` holding many
+  positions along `axis` at once, so it must work elementwise on whole
+  arrays (broadcasting, no reading values) and be associative:
+  `fun.(fun.(x, y), z) == fun.(x, fun.(y, z))`. `a` may be a tuple of arrays
+  of the same length along `axis`, for elements that are tuples; `fun` then
+  takes and returns such tuples.
+
+      iex> Mx.associative_scan(:add, Mx.tensor([1, 2, 3, 4, 5])) |> Mx.to_list()
+      [1, 3, 6, 10, 15]
+
+  The linear recurrence `x_t = a_t x_{t-1} + b_t` (from `x_0 = b_0`) is the
+  scan of the pairs `(a_t, b_t)` under `(a1, b1) ∘ (a2, b2) = (a1 a2, a2 b1 + b2)`:
+
+      iex> step = fn {a1, b1}, {a2, b2} -> {Mx.multiply(a1, a2), Mx.add(Mx.multiply(a2, b1), b2)} end
+      iex> {_, x} = Mx.associative_scan(step, {Mx.tensor([1.0, 0.5, 0.5, 2.0]), Mx.tensor([1.0, 1.0, 1.0, 1.0])})
+      iex> Mx.to_list(x)
+      [1.0, 1.5, 1.75, 4.5]
+  """
+  @spec associative_scan(atom() | (term(), term() -> term()), t() | tuple(), keyword()) ::
+          t() | tuple()
+  def associative_scan(fun, elems, opts \\ []) do
+    opts = Mx.Opts.validate!(opts, [axis: 0], "Mx.associative_scan")
+
+    fun =
+      case fun do
+        op when op in [:add, :multiply, :max, :min] ->
+          &apply(Mx, op, [&1, &2])
+
+        f when is_function(f, 2) ->
+          f
+
+        other ->
+          raise ArgumentError,
+                "[associative_scan] fun must be :add, :multiply, :max, :min or a function of two arguments, got #{inspect(other)}"
+      end
+
+    {leaves, rebuild} =
+      case elems do
+        %Array{} = a ->
+          {[a], fn [x] -> x end}
+
+        t when is_tuple(t) and tuple_size(t) > 0 ->
+          {Enum.map(Tuple.to_list(t), &to_array/1), &List.to_tuple/1}
+
+        other ->
+          raise ArgumentError,
+                "[associative_scan] expects an Mx array or a tuple of them, got #{inspect(other)}"
+      end
+
+    axis = axis!(hd(leaves), opts[:axis], :associative_scan)
+    n = elem(hd(leaves).shape, axis)
+
+    for x <- leaves, rank(x) <= axis or elem(x.shape, axis) != n do
+      raise ArgumentError,
+            "[associative_scan] every array needs axis #{axis} of length #{n}, got #{describe(x)}"
+    end
+
+    combine = fn xs, ys ->
+      r = fun.(rebuild.(xs), rebuild.(ys))
+      if is_tuple(r), do: Tuple.to_list(r), else: [r]
+    end
+
+    leaves |> scan_level(combine, axis) |> rebuild.()
+  end
+
+  # Pairs (0,1), (2,3), ... combine; the scan of those gives the odd positions; each even
+  # position 2i > 0 is (odd result 2i-1) ∘ (element 2i). Results interleave.
+  defp scan_level(xs, combine, axis) do
+    n = elem(hd(xs).shape, axis)
+
+    if n < 2 do
+      xs
+    else
+      every = fn x, start, count -> slice_stride(x, start, count, axis) end
+
+      pairs =
+        combine.(Enum.map(xs, &every.(&1, 0, div(n, 2))), Enum.map(xs, &every.(&1, 1, div(n, 2))))
+
+      odd = scan_level(pairs, combine, axis)
+      n_even = div(n + 1, 2) - 1
+      prev = Enum.map(odd, &slice_axis(&1, 0, n_even, axis))
+      even = if n_even > 0, do: combine.(prev, Enum.map(xs, &every.(&1, 2, n_even))), else: nil
+
+      Enum.with_index(xs)
+      |> Enum.map(fn {x, i} ->
+        first = slice_axis(x, 0, 1, axis)
+        evens = if even, do: concatenate([first, Enum.at(even, i)], axis: axis), else: first
+        interleave(evens, Enum.at(odd, i), axis)
+      end)
+    end
+  end
+
+  # count elements start, start + 2, ... along axis.
+  defp slice_stride(x, start, count, axis) do
+    if count == 0, do: slice_axis(x, 0, 0, axis), else: slice_axis(x, start, count, axis, 2)
+  end
+
+  # evens[0], odds[0], evens[1], ... along axis (evens has as many elements as odds, or one more).
+  defp interleave(evens, odds, axis) do
+    ne = elem(evens.shape, axis)
+    no = elem(odds.shape, axis)
+
+    {head, tail} =
+      if ne > no,
+        do: {slice_axis(evens, 0, no, axis), [slice_axis(evens, no, 1, axis)]},
+        else: {evens, []}
+
+    shape = head.shape |> Tuple.delete_at(axis) |> Tuple.insert_at(axis, 2 * no)
+    both = stack([head, odds], axis: axis + 1) |> reshape(shape)
+    concatenate([both | tail], axis: axis)
   end
 
   # ---- transforms ------------------------------------------------------------------------

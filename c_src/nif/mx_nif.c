@@ -1066,6 +1066,8 @@ static const struct {
     {"svdvals", 1, 0, 0},  {"eigh", 1, 0, 0},     {"eigvalsh", 1, 0, 0},         {"norm", 1, 3, 5},
     {"cross", 2, 1, 1},    {"outer", 2, 0, 0},    {"trace", 1, 1, 1},            {"diag", 1, 1, 1},
     {"diagonal", 1, 1, 1},
+    /* linalg additions: lu (factors, perm), QR mode: :complete, the general eigenproblem */
+    {"lu", 1, 0, 0},       {"qr_complete", 1, 0, 0}, {"eig", 1, 0, 0},           {"eigvals", 1, 0, 0},
 };
 
 /* An integral parameter within [lo, hi]. */
@@ -1139,6 +1141,10 @@ static ERL_NIF_TERM linalg(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) 
     st = mx_cross(in[0], in[1], (int)iv[0], &o[0]);
     break;
   case 13: st = mx_outer(in[0], in[1], &o[0]); break;
+  case 17: st = mx_lu(in[0], &o[0], &o[1]), nout = 2; break;
+  case 18: st = mx_qr_mode(in[0], 1, &o[0], &o[1]), nout = 2; break;
+  case 19: st = mx_eig(in[0], &o[0], &o[1]), nout = 2; break;
+  case 20: st = mx_eig(in[0], &o[0], NULL); break;
   default: /* trace, diag, diagonal: an offset */
     if (!linalg_int(par[0], -big, big, &iv[0])) return badarg(env, "[%s] offset must be an integer", name);
     st = f == 14 ? mx_trace(in[0], iv[0], &o[0]) : f == 15 ? mx_diag(in[0], iv[0], &o[0]) : mx_diagonal(in[0], iv[0], &o[0]);

@@ -191,4 +191,30 @@ static inline int64_t mx_syevd(int f64, char jobz, int upper, int64_t n, void *a
                                    /* iwork = */ iwork, /* liwork = */ (mx_lapack_int)liwork);
 }
 
+/* General real eigenproblem: eigenvalues wr + i wi; with jobvr 'V' right eigenvectors in vr
+ * (a complex pair j, j+1 stored as vr(:, j) +- i vr(:, j+1)); a is destroyed; info > 0: the
+ * QR iteration did not converge. lwork -1 queries. */
+static inline int64_t mx_geev(int f64, char jobvr, int64_t n, void *a, int64_t lda, void *wr, void *wi, void *vr,
+                              int64_t ldvr, void *work, int64_t lwork) {
+  return f64 ? LAPACKE_dgeev_work(/* layout = */ LAPACK_COL_MAJOR, /* jobvl = */ 'N', /* jobvr = */ jobvr,
+                                  /* n = */ (mx_lapack_int)n, /* a = */ (double *)a, /* lda = */ (mx_lapack_int)lda,
+                                  /* wr = */ (double *)wr, /* wi = */ (double *)wi, /* vl = */ NULL, /* ldvl = */ 1,
+                                  /* vr = */ (double *)vr, /* ldvr = */ (mx_lapack_int)ldvr, /* work = */ (double *)work,
+                                  /* lwork = */ (mx_lapack_int)lwork)
+             : LAPACKE_sgeev_work(/* layout = */ LAPACK_COL_MAJOR, /* jobvl = */ 'N', /* jobvr = */ jobvr,
+                                  /* n = */ (mx_lapack_int)n, /* a = */ (float *)a, /* lda = */ (mx_lapack_int)lda,
+                                  /* wr = */ (float *)wr, /* wi = */ (float *)wi, /* vl = */ NULL, /* ldvl = */ 1,
+                                  /* vr = */ (float *)vr, /* ldvr = */ (mx_lapack_int)ldvr, /* work = */ (float *)work,
+                                  /* lwork = */ (mx_lapack_int)lwork);
+}
+
+/* Complex LU with partial pivoting of a row-major [n, n] c64 (c128 if z) matrix in place
+ * (LAPACKE transposes for the Fortran call); info > 0: an exact zero pivot. */
+static inline int64_t mx_complex_getrf(int z, int64_t n, void *a, mx_lapack_int *ipiv) {
+  return z ? LAPACKE_zgetrf(/* layout = */ LAPACK_ROW_MAJOR, /* m = */ (mx_lapack_int)n, /* n = */ (mx_lapack_int)n,
+                            /* a = */ (lapack_complex_double *)a, /* lda = */ (mx_lapack_int)n, /* ipiv = */ ipiv)
+           : LAPACKE_cgetrf(/* layout = */ LAPACK_ROW_MAJOR, /* m = */ (mx_lapack_int)n, /* n = */ (mx_lapack_int)n,
+                            /* a = */ (lapack_complex_float *)a, /* lda = */ (mx_lapack_int)n, /* ipiv = */ ipiv);
+}
+
 #endif

@@ -80,7 +80,12 @@ static inline double logistic_d(double x) {
   X(trigamma, mx_trigammaf(x), mx_trigamma(x)) \
   X(erfc, mx_erfcf(x), mx_erfc(x)) \
   X(log_ndtr, mx_log_ndtrf(x), mx_log_ndtr(x)) \
-  X(ndtri, mx_ndtrif(x), mx_ndtri(x))
+  X(ndtri, mx_ndtrif(x), mx_ndtri(x)) \
+  X(asinh, asinhf(x), asinh(x)) \
+  X(acosh, acoshf(x), acosh(x)) \
+  X(atanh, atanhf(x), atanh(x)) \
+  X(log2, log2f(x), log2(x)) \
+  X(log10, log10f(x), log10(x))
 
 /* ---- binary ops: scalar semantics --------------------------------------------- */
 

@@ -333,7 +333,48 @@ static void lu_range(void *ctx, int64_t lo, int64_t hi) {
   free(ipiv);
 }
 
+/* Complex LU: the packed output holds complex factors, then the pivots as complex (index, 0). */
+static void lu_complex_range(void *ctx, int64_t lo, int64_t hi) {
+  square_job *J = ctx;
+  int z = J->f64; /* c128 */
+  int64_t n = J->n, nn = n * n, es = z ? 16 : 8;
+  mx_lapack_int *ipiv = work_alloc(&J->fail, lo, n * (int64_t)sizeof *ipiv);
+  for (int64_t t = lo; t < hi && ipiv; t++) {
+    const void *a = (const char *)J->a + t * nn * es;
+    void *o = (char *)J->out + t * (nn + n) * es;
+    int finite = finite_run(z, a, 2 * nn); /* parts as 2 nn reals */
+    int64_t info = 0;
+    if (finite) {
+      memcpy(o, a, (size_t)(nn * es));
+      info = mx_complex_getrf(z, n, o, ipiv); /* info > 0: an exact zero pivot, det 0 */
+      if (info < 0) {
+        fail_at(&J->fail, t, t, info, 0);
+        break;
+      }
+    } else {
+      fill_nan(z, o, 2 * nn);
+    }
+    for (int64_t i = 0; i < n; i++) {
+      set_el(z, o, 2 * (nn + i), finite ? (double)(ipiv[i] - 1) : (double)i);
+      set_el(z, o, 2 * (nn + i) + 1, 0.0);
+    }
+  }
+  free(ipiv);
+}
+
 mx_status mx_k_lu(mx_array *out, mx_array *const *in) {
+  if ((out->dtype == MX_C64 || out->dtype == MX_C128) && in[0]->dtype == out->dtype && in[0]->ndim >= 2) {
+    int64_t n = in[0]->shape[in[0]->ndim - 1];
+    if (in[0]->shape[in[0]->ndim - 2] != n || out->shape[out->ndim - 1] != n * n + n)
+      return mx_error(MX_EINVAL, "[lu] kernel needs square matrices and a packed output [..., n*n + n]");
+    mx_status cs = check_range("lu", n, n);
+    if (cs) return cs;
+    if (out->size == 0) return MX_OK;
+    square_job J = {.f64 = out->dtype == MX_C128, .n = n, .a = mx_data(in[0]), .out = mx_data(out)};
+    return batch_failed(&J.fail, mx_batch_count(in[0], 2), n, 8.0 * n * n * n / 3, lu_complex_range, &J)
+               ? common_failure("lu", &J.fail)
+               : MX_OK;
+  }
   mx_status st = check_float("lu", out, in, 1);
   if (st) return st;
   int64_t n = in[0]->shape[in[0]->ndim - 1];
@@ -511,9 +552,11 @@ mx_status mx_k_triangular_solve(mx_array *out, mx_array *const *in) {
 
 /* ---- QR ---------------------------------------------------------------------------------- */
 
+/* Reduced (flags 0): Q [m, k], R [k, n]; complete (flags & 1): Q [m, m], R [m, n]. p is Q's
+ * column count and R's row count. */
 typedef struct {
   int f64;
-  int64_t m, n, k, lwork;
+  int64_t m, n, k, p, lwork;
   const void *a;
   void *out;
   la_fail fail;
@@ -522,12 +565,13 @@ typedef struct {
 static void qr_range(void *ctx, int64_t lo, int64_t hi) {
   qr_job *J = ctx;
   int f64 = J->f64;
-  int64_t m = J->m, n = J->n, k = J->k, es = f64 ? 8 : 4, stride = m * k + k * n;
-  void *w = work_alloc(&J->fail, lo, (m * n + k + J->lwork) * es);
-  void *tau = w ? at(f64, w, m * n) : NULL, *work = w ? at(f64, w, m * n + k) : NULL;
+  int64_t m = J->m, n = J->n, k = J->k, p = J->p, es = f64 ? 8 : 4, stride = m * p + p * n;
+  int64_t wn = (n > p ? n : p) * m; /* A [m, n], then Q's p columns, column-major with ld m */
+  void *w = work_alloc(&J->fail, lo, (wn + k + J->lwork) * es);
+  void *tau = w ? at(f64, w, wn) : NULL, *work = w ? at(f64, w, wn + k) : NULL;
   for (int64_t t = lo; t < hi && w; t++) {
     const void *a = at(f64, J->a, t * m * n);
-    void *q = at(f64, J->out, t * stride), *r = at(f64, q, m * k);
+    void *q = at(f64, J->out, t * stride), *r = at(f64, q, m * p);
     if (!finite_matrix(f64, a, m, n, 0)) {
       fill_nan(f64, q, stride);
       continue;
@@ -536,14 +580,14 @@ static void qr_range(void *ctx, int64_t lo, int64_t hi) {
     int64_t info = mx_geqrf(f64, m, n, w, m, tau, work, J->lwork);
     if (info == 0) {
       transpose_copy(f64, n, k, w, m, r, n); /* r[i][j] = w(i, j) for the first k rows */
-      zero_below_diagonal(f64, r, k, n);
-      info = mx_orgqr(f64, m, k, k, w, m, tau, work, J->lwork);
+      zero_below_diagonal(f64, r, p, n);     /* and rows k..p-1 (complete, m > n) are zero */
+      info = mx_orgqr(f64, m, p, k, w, m, tau, work, J->lwork);
     }
     if (info != 0) {
       fail_at(&J->fail, t, t, info, 0);
       break;
     }
-    transpose_copy(f64, k, m, w, m, q, k); /* q[i][j] = w(i, j) */
+    transpose_copy(f64, p, m, w, m, q, p); /* q[i][j] = w(i, j) */
   }
   free(w);
 }
@@ -551,19 +595,21 @@ static void qr_range(void *ctx, int64_t lo, int64_t hi) {
 mx_status mx_k_qr(mx_array *out, mx_array *const *in) {
   mx_status st = check_float("qr", out, in, 1);
   if (st) return st;
-  int f64 = out->dtype == MX_F64;
+  int f64 = out->dtype == MX_F64, complete = out->params ? out->params->flags & 1 : 0;
   int64_t m = in[0]->shape[in[0]->ndim - 2], n = in[0]->shape[in[0]->ndim - 1], k = m < n ? m : n;
-  if (out->shape[out->ndim - 1] != m * k + k * n)
-    return mx_error(MX_EINVAL, "[qr] kernel needs a packed output [..., m*k + k*n]");
-  if ((st = check_range("qr", m, n))) return st;
+  int64_t p = complete ? m : k;
+  if (out->shape[out->ndim - 1] != m * p + p * n)
+    return mx_error(MX_EINVAL, "[qr] kernel needs a packed output [..., m*p + p*n] (p = k reduced, m complete)");
+  if ((st = check_range("qr", m, n > p ? n : p))) return st;
   if (out->size == 0) return MX_OK;
   /* Workspace queries: the larger of geqrf's and orgqr's. */
   double q1 = 0, q2 = 0, dummy[2] = {0, 0};
-  if (mx_geqrf(f64, m, n, dummy, m, dummy, &q1, -1) != 0 || mx_orgqr(f64, m, k, k, dummy, m, dummy, &q2, -1) != 0)
+  if (mx_geqrf(f64, m, n, dummy, m, dummy, &q1, -1) != 0 || mx_orgqr(f64, m, p, k, dummy, m, dummy, &q2, -1) != 0)
     return mx_error(MX_ECOMPUTE, "[qr] LAPACK's workspace query failed for %lld x %lld", (long long)m, (long long)n);
   int64_t l1 = queried(f64, &q1), l2 = queried(f64, &q2);
   if (l1 < 0 || l2 < 0) return workspace_too_large("qr", m, n);
-  qr_job J = {.f64 = f64, .m = m, .n = n, .k = k, .lwork = l1 > l2 ? l1 : l2, .a = mx_data(in[0]), .out = mx_data(out)};
+  qr_job J = {.f64 = f64, .m = m, .n = n, .k = k, .p = p, .lwork = l1 > l2 ? l1 : l2, .a = mx_data(in[0]),
+              .out = mx_data(out)};
   return batch_failed(&J.fail, mx_batch_count(in[0], 2), m > n ? m : n, 4.0 * m * n * k, qr_range, &J)
              ? common_failure("qr", &J.fail)
              : MX_OK;
@@ -742,4 +788,84 @@ mx_status mx_k_lu_permutation(mx_array *out, mx_array *const *in) {
     }
   }
   return MX_OK;
+}
+
+/* ---- EIG: general real matrices, complex results (geev) -------------------------------------- */
+
+typedef struct {
+  int f64, values;
+  int64_t n, lwork, stride; /* stride in complex elements */
+  const void *a;
+  void *out; /* interleaved re, im */
+  la_fail fail;
+} eig_job;
+
+static void eig_range(void *ctx, int64_t lo, int64_t hi) {
+  eig_job *J = ctx;
+  int f64 = J->f64;
+  int64_t n = J->n, nn = n * n, es = f64 ? 8 : 4;
+  /* a (col-major), vr, wr, wi, work */
+  void *w = work_alloc(&J->fail, lo, (2 * nn + 2 * n + J->lwork) * es);
+  void *vr = w ? at(f64, w, nn) : NULL, *wr = w ? at(f64, w, 2 * nn) : NULL, *wi = w ? at(f64, w, 2 * nn + n) : NULL;
+  void *work = w ? at(f64, w, 2 * nn + 2 * n) : NULL;
+  for (int64_t t = lo; t < hi && w; t++) {
+    const void *a = at(f64, J->a, t * nn);
+    void *o = at(f64, J->out, 2 * t * J->stride);
+    if (!finite_matrix(f64, a, n, n, 0)) {
+      fill_nan(f64, o, 2 * J->stride);
+      continue;
+    }
+    transpose_copy(f64, n, n, a, n, w, n);
+    int64_t info = mx_geev(f64, J->values ? 'N' : 'V', n, w, n, wr, wi, vr, n, work, J->lwork);
+    if (info != 0) {
+      fail_at(&J->fail, t, t, info, 0);
+      break;
+    }
+    for (int64_t i = 0; i < n; i++) {
+      set_el(f64, o, 2 * i, get_el(f64, wr, i));
+      set_el(f64, o, 2 * i + 1, get_el(f64, wi, i));
+    }
+    if (J->values) continue;
+    /* Column j of V at row r: vr(r, j) if real; a pair j, j+1 is vr(:, j) +- i vr(:, j+1). */
+    for (int64_t j = 0; j < n; j++) {
+      double im = get_el(f64, wi, j);
+      int second = im < 0 && j > 0; /* geev lists a pair's positive imaginary part first */
+      int64_t re_col = second ? j - 1 : j;
+      for (int64_t r = 0; r < n; r++) {
+        double vre = get_el(f64, vr, r + re_col * n), vim = im == 0 ? 0 : get_el(f64, vr, r + (re_col + 1) * n);
+        int64_t idx = n + r * n + j;
+        set_el(f64, o, 2 * idx, vre);
+        set_el(f64, o, 2 * idx + 1, second ? -vim : vim);
+      }
+    }
+  }
+  free(w);
+}
+
+mx_status mx_k_eig(mx_array *out, mx_array *const *in) {
+  const mx_array *a = in[0];
+  if ((a->dtype != MX_F32 && a->dtype != MX_F64) || out->dtype != (a->dtype == MX_F64 ? MX_C128 : MX_C64))
+    return mx_error(MX_EINVAL, "[eig] kernel needs an f32/f64 input and its complex output type");
+  int flags = out->params ? out->params->flags : 0;
+  eig_job J = {.f64 = a->dtype == MX_F64, .values = flags & 1};
+  J.n = a->shape[a->ndim - 1];
+  J.stride = J.values ? J.n : J.n + J.n * J.n;
+  if (a->shape[a->ndim - 2] != J.n || out->shape[out->ndim - 1] != J.stride)
+    return mx_error(MX_EINVAL, "[eig] kernel needs square matrices and a packed output [..., %lld]", (long long)J.stride);
+  mx_status st = check_range("eig", J.n, J.n);
+  if (st) return st;
+  if (out->size == 0) return MX_OK;
+  double q = 0, dummy[2] = {0, 0};
+  if (mx_geev(J.f64, J.values ? 'N' : 'V', J.n, dummy, J.n, dummy, dummy, dummy, J.n, &q, -1) != 0)
+    return mx_error(MX_ECOMPUTE, "[eig] LAPACK's workspace query failed for n = %lld", (long long)J.n);
+  if ((J.lwork = queried(J.f64, &q)) < 0) return workspace_too_large("eig", J.n, J.n);
+  J.a = mx_data(in[0]);
+  J.out = mx_data(out);
+  if (!batch_failed(&J.fail, mx_batch_count(in[0], 2), J.n, 25.0 * J.n * J.n * J.n, eig_range, &J)) return MX_OK;
+  if (J.fail.info < 0) return common_failure("eig", &J.fail);
+  char w[256];
+  return mx_error(MX_ECOMPUTE,
+                  "[eig] the QR iteration did not converge for %s (LAPACK geev info %lld); check the input for "
+                  "values of extreme range, or rescale it",
+                  which_matrix(in[0], J.fail.which, w, sizeof w), (long long)J.fail.info);
 }

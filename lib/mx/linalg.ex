@@ -10,7 +10,9 @@ defmodule Mx.Linalg do
 
   Inputs of type `:f32` and `:f64` compute in their own precision; integer
   and boolean inputs are converted to `:f32` (`:f16`/`:bf16` compute in
-  `:f32` and round back).
+  `:f32` and round back). The functions are real-only except `lu/1`, which
+  also factors `:c64`/`:c128` matrices, and `eig/1`/`eigvals/1`, whose
+  results are complex.
 
   ## Failures
 
@@ -31,7 +33,7 @@ defmodule Mx.Linalg do
 
   ## Several outputs
 
-  `qr/2`, `svd/2`, `eigh/1` and `slogdet/1` return tuples. In the engine
+  `qr/2`, `svd/2`, `eigh/1`, `eig/1`, `lu/1` and `slogdet/1` return tuples. In the engine
   each is one node whose buffer packs the outputs (see `c_src/ops.def`),
   and the parts are views of it.
   """
@@ -72,24 +74,33 @@ defmodule Mx.Linalg do
   def cholesky(a), do: call(:cholesky, [a])
 
   @doc """
-  The reduced QR decomposition `{q, r}` of `a` (`{..., m, n}`): `q` is
-  `{..., m, k}` with orthonormal columns, `r` is `{..., k, n}` upper
-  triangular, `k = min(m, n)` and `a = q r`. Signs follow LAPACK (as numpy).
-  Only `mode: :reduced` is supported.
+  The QR decomposition `{q, r}` of `a` (`{..., m, n}`) with `a = q r`, `q`
+  with orthonormal columns and `r` upper triangular. `mode: :reduced` (the
+  default): `q` is `{..., m, k}` and `r` `{..., k, n}`, `k = min(m, n)`;
+  `mode: :complete`: `q` is `{..., m, m}` (an orthogonal matrix) and `r`
+  `{..., m, n}`. Signs follow LAPACK (as numpy). No gradient yet.
 
       iex> {q, r} = Mx.Linalg.qr(Mx.tensor([[3.0, 0.0], [4.0, 5.0]]))
       iex> {Mx.to_list(q), Mx.to_list(r)}
       {[[-0.6000000238418579, -0.800000011920929], [-0.800000011920929, 0.6000000238418579]], [[-5.0, -4.0], [0.0, 3.0]]}
+      iex> {q, r} = Mx.Linalg.qr(Mx.tensor([[3.0], [4.0]]), mode: :complete)
+      iex> {Mx.shape(q), Mx.to_list(r)}
+      {{2, 2}, [[-5.0], [0.0]]}
   """
   @spec qr(Mx.tensor_like(), keyword()) :: {t(), t()}
   def qr(a, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [mode: :reduced], "Mx.Linalg.qr")
 
-    if opts[:mode] != :reduced do
-      raise ArgumentError, "[qr] only mode: :reduced is supported, got #{inspect(opts[:mode])}"
-    end
+    case opts[:mode] do
+      :reduced ->
+        call(:qr, [a])
 
-    call(:qr, [a])
+      :complete ->
+        call(:qr_complete, [a])
+
+      other ->
+        raise ArgumentError, "[qr] mode must be :reduced or :complete, got #{inspect(other)}"
+    end
   end
 
   @doc """
@@ -141,6 +152,116 @@ defmodule Mx.Linalg do
   """
   @spec eigvalsh(Mx.tensor_like()) :: t()
   def eigvalsh(a), do: call(:eigvalsh, [a])
+
+  @doc """
+  The LU decomposition with partial pivoting `{p, l, u}` of square `a`
+  (`{..., n, n}`), with `a = p l u` as `Nx.LinAlg.lu/2` returns it: `p` a
+  permutation matrix, `l` unit lower triangular, `u` upper triangular
+  (LAPACK's getrf, the factorization behind `solve/2` and `det/1`; complex
+  matrices too, through cgetrf/zgetrf). A singular matrix gives a zero on
+  `u`'s diagonal, not an error. Differentiable in `l` and `u` for real
+  matrices (`p` is piecewise constant).
+
+      iex> {p, l, u} = Mx.Linalg.lu(Mx.tensor([[1.0, 2.0], [3.0, 4.0]]))
+      iex> {Mx.to_list(p), Mx.to_list(l), Mx.to_list(u)}
+      {[[0.0, 1.0], [1.0, 0.0]], [[1.0, 0.0], [0.3333333432674408, 1.0]], [[3.0, 4.0], [0.0, 0.6666666269302368]]}
+  """
+  @spec lu(Mx.tensor_like()) :: {t(), t(), t()}
+  def lu(a) do
+    {factors, perm} = call(:lu, [a])
+    n = elem(factors.shape, tuple_size(factors.shape) - 1)
+    rows = Mx.iota({n, 1})
+    cols = Mx.iota({1, n})
+    zero = Mx.tensor(0, type: factors.type)
+
+    l =
+      Mx.select(
+        Mx.greater(rows, cols),
+        factors,
+        Mx.select(Mx.equal(rows, cols), Mx.tensor(1, type: factors.type), zero)
+      )
+
+    u = Mx.select(Mx.less_equal(rows, cols), factors, zero)
+    # (P_lapack a)[i] = a[perm[i]], so a = P_lapackᵀ l u: p[r][c] = 1 where perm[c] == r.
+    p =
+      Mx.equal(Mx.new_axis(perm, -2), Mx.reshape(Mx.iota({n}), {n, 1}))
+      |> Mx.as_type(factors.type)
+
+    {p, l, u}
+  end
+
+  @doc """
+  Eigenvalues and right eigenvectors `{w, v}` of a general real square
+  matrix `a` (`{..., n, n}`), as complex arrays (`:c64` for `f32` input,
+  `:c128` for `f64`), with `a v = v diag(w)`: LAPACK's geev, as
+  `numpy.linalg.eig`. Each eigenvector (a column of `v`) has unit 2-norm
+  and its largest component real; complex eigenvalues come in conjugate
+  pairs, the one with positive imaginary part first. The order is LAPACK's
+  (not sorted). No gradient yet (differentiating raises, naming `eig`). For
+  symmetric matrices `eigh/1` is faster and real.
+
+      iex> {w, _v} = Mx.Linalg.eig(Mx.tensor([[0.0, -1.0], [1.0, 0.0]], type: :f64))
+      iex> Mx.to_list(w)
+      [{0.0, 1.0}, {0.0, -1.0}]
+  """
+  @spec eig(Mx.tensor_like()) :: {t(), t()}
+  def eig(a), do: call(:eig, [a])
+
+  @doc """
+  The eigenvalues of a general real square matrix (see `eig/1`), complex,
+  without forming the eigenvectors.
+
+      iex> Mx.Linalg.eigvals(Mx.tensor([[2.0, 1.0], [0.0, 3.0]])) |> Mx.to_list()
+      [{2.0, 0.0}, {3.0, 0.0}]
+  """
+  @spec eigvals(Mx.tensor_like()) :: t()
+  def eigvals(a), do: call(:eigvals, [a])
+
+  @doc """
+  The Moore-Penrose pseudo-inverse of `a` (`{..., m, n}` to `{..., n, m}`),
+  through the SVD: `v diag(1/s) uᵀ`, with singular values at most
+  `rtol · max(s)` treated as zero. `rtol:` defaults to `max(m, n) · eps` of
+  the type (as `numpy.linalg.pinv`'s `rtol` in numpy 2 and torch). No
+  gradient yet (the SVD has none).
+
+      iex> Mx.Linalg.pinv(Mx.tensor([[1.0, 0.0], [0.0, 0.0]])) |> Mx.to_list()
+      [[1.0, 0.0], [0.0, 0.0]]
+      iex> Mx.Linalg.pinv(Mx.tensor([[2.0], [0.0]])) |> Mx.to_list()
+      [[0.5, 0.0]]
+  """
+  @spec pinv(Mx.tensor_like(), keyword()) :: t()
+  def pinv(a, opts \\ []) do
+    opts = Mx.Opts.validate!(opts, [rtol: nil], "Mx.Linalg.pinv")
+    {u, s, vt} = svd(a)
+    {m, n} = {elem(u.shape, tuple_size(u.shape) - 2), elem(vt.shape, tuple_size(vt.shape) - 1)}
+
+    rtol =
+      case opts[:rtol] do
+        nil ->
+          Kernel.max(m, n) *
+            if(s.type == :f64, do: 2.220446049250313e-16, else: 1.1920928955078125e-07)
+
+        x when is_number(x) and x >= 0 ->
+          x * 1.0
+
+        other ->
+          raise ArgumentError, "[pinv] rtol must be a non-negative number, got #{inspect(other)}"
+      end
+
+    cutoff = Mx.multiply(Mx.reduce_max(s, axes: [-1], keep_axes: true), rtol)
+    big = Mx.greater(s, cutoff)
+    s_inv = Mx.select(big, Mx.reciprocal(Mx.select(big, s, 1.0)), 0.0)
+
+    swap = fn x ->
+      Mx.transpose(x,
+        axes:
+          Enum.to_list(0..(tuple_size(x.shape) - 3)//1) ++
+            [tuple_size(x.shape) - 1, tuple_size(x.shape) - 2]
+      )
+    end
+
+    Mx.matmul(Mx.multiply(swap.(vt), Mx.new_axis(s_inv, -2)), swap.(u))
+  end
 
   # ---- solving ---------------------------------------------------------------------------
 

@@ -13,8 +13,6 @@ defmodule Mx.ReferenceCoverageTest do
     random_gamma: "statistical tests",
     random_poisson: "statistical tests",
     random_randint: "statistical tests",
-    # No public API of its own: det and slogdet are built on it and have cases.
-    lu: "covered by det/slogdet",
     # Internal to the LU gradient (the pivots as a permutation): checked by the det/slogdet gradient checks.
     lu_permutation: "transforms tests",
     # A compiled function's traced input (Mx.compile): it has no value to compare.
@@ -39,7 +37,7 @@ defmodule Mx.ReferenceCoverageTest do
 
   test "every reference file is run by a test module" do
     used = ~w(creation unary binary select_clip as_type reduce reduce_long scan shape index sort matmul linalg special complex fft) ++
-             ~w(bitwise)
+             ~w(bitwise everyday)
     assert Enum.sort(used) == ReferenceCase.files()
   end
 end

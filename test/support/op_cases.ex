@@ -101,7 +101,18 @@ defmodule Mx.OpCases do
                           [spd({3, 3}, 81), r({2, 3}, 82)]}],
       eigh: [{"values and vectors", fn a -> {w, v} = Mx.Linalg.eigh(a); Mx.concatenate([Mx.new_axis(w, 0), Mx.multiply(v, Mx.sign(v[0]))]) end, [spd({3, 3}, 83)]},
              {"values only", &Mx.Linalg.eigvalsh/1, [spd({2, 3, 3}, 84)]}]
-    ] ++ complex_cases()
+    ] ++ complex_cases() ++ everyday_cases()
+  end
+
+  # The everyday unary rows (asinh, acosh, atanh, log2, log10), and LU through Mx.Linalg.lu's factors.
+  defp everyday_cases do
+    [
+      asinh: [{"", &Mx.asinh/1, [random_f64({3}, 130, -3.0, 3.0)]}],
+      acosh: [{"above 1", &Mx.acosh/1, [random_f64({3}, 131, 1.2, 4.0)]}],
+      atanh: [{"", &Mx.atanh/1, [small({3}, 132)]}],
+      log2: [{"", &Mx.log2/1, [pos({3}, 133)]}],
+      log10: [{"", &Mx.log10/1, [pos({3}, 134)]}]
+    ]
   end
 
   # Complex values inside f64 -> f64 functions: built with complex/2 and read out

@@ -284,6 +284,11 @@ defmodule Mx.ReferenceCase do
     {:float, 0, atol}
   end
 
+  # glibc documents at most 2 ulp for asinh, acosh, atanh and log10 and 1 for log2
+  # (libm-test-ulps, x86_64, float and double); with the reference's rounding, 3 and 2 apart.
+  defp float_tolerance(fun, _type, _c) when fun in [:asinh, :acosh, :atanh, :log10], do: {:float, 3, nil}
+  defp float_tolerance(:log2, _type, _c), do: {:float, 2, nil}
+
   defp float_tolerance(fun, type, c) do
     raise ArgumentError,
           "no float tolerance for #{fun} (#{type}) in case #{inspect(c.name)}; add one with its justification"

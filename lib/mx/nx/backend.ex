@@ -44,19 +44,30 @@ if Code.ensure_loaded?(Nx.Backend) do
 
     Callbacks whose primitive Mx lacks raise `ArgumentError` naming the
     callback: `conv`, `window_sum`, `window_product`, `window_max`,
-    `window_min`, `window_scatter_max`, `window_scatter_min` and `lu`. For complex tensors, the functions Mx has no complex kernel for
+    `window_min`, `window_scatter_max` and `window_scatter_min`. For complex tensors, the functions Mx has no complex kernel for
     (`sin`, `cos`, `tan`, their inverses and hyperbolic forms, `expm1`,
     `log1p`, `sigmoid`, `rsqrt`, `pow`, `sign`) and complex linear algebra
-    raise `Mx.Error` at the call, naming the op.
+    other than `lu` (and through it `determinant`) raise `Mx.Error` at the
+    call, naming the op.
 
     Where Nx leaves integer results undefined, Mx defines them (see
     `Mx.left_shift/2`, `Mx.right_shift/2`, `Mx.quotient/2`): a shift count
     that is negative or at least the bit width shifts every bit out (XLA's
     rule), and `quotient` by 0 gives 0 (`Nx.BinaryBackend` raises).
 
-    Mx has no `asinh`, `acosh`, `atanh` or `cbrt` kernels yet: those callbacks
-    compose Mx ops in `f64` (in forms that stay precise near 0 and 1) and
-    round once to the output type.
+    ## Linear algebra
+
+    LAPACK computes the factorizations (`Mx.Linalg`). `qr` returns them in
+    the sign convention of Nx's Householder QR (R's diagonal positive where
+    a column is reflected), so results match Nx's; `lu` pivots as LAPACK's
+    getrf (partial pivoting on the eliminated columns), where Nx pivots on
+    the input's columns, so `p` can differ for singular matrices. The
+    determinant of `f32` matrices is computed in `f64` and rounded once, as
+    Nx computes it.
+
+    `asinh`, `acosh` and `atanh` compute in `f64` and round once to the
+    output type, as Nx's BinaryBackend does; Mx has no `cbrt` kernel yet:
+    that callback composes Mx ops in `f64`.
     """
 
     @behaviour Nx.Backend
@@ -263,9 +274,17 @@ if Code.ensure_loaded?(Nx.Backend) do
       def unquote(op)(%T{type: type} = out, t), do: wrap(out, Mx.unquote(op)(arr(t, type)))
     end
 
-    for op <- [:negate, :sign, :ceil, :floor, :round, :is_nan, :is_infinity, :real, :imag] do
+    for op <- [:negate, :sign, :ceil, :floor, :is_nan, :is_infinity, :real, :imag] do
       @impl true
       def unquote(op)(out, t), do: wrap(out, Mx.unquote(op)(arr(t)))
+    end
+
+    # Nx's BinaryBackend rounds through :erlang.round/1 (an integer), so -0.4 rounds to +0.0, not
+    # C's -0.0: adding +0.0 drops a zero's sign.
+    @impl true
+    def round(out, t) do
+      r = Mx.round(arr(t))
+      wrap(out, if(Mx.Type.float?(r.type), do: Mx.add(r, 0.0), else: r))
     end
 
     @impl true
@@ -277,34 +296,11 @@ if Code.ensure_loaded?(Nx.Backend) do
     @impl true
     def phase(out, t), do: wrap(out, Mx.angle(arr(t)))
 
-    # Mx has no asinh/acosh/atanh/cbrt kernels yet: composed from Mx ops in f64 (then rounded
-    # once to the output type), in forms that keep full precision near 0 and 1.
-    @impl true
-    def asinh(out, t) do
-      composed(out, t, "asinh/2", fn x ->
-        ax = Mx.abs(x)
-        x2 = Mx.square(ax)
-
-        Mx.multiply(
-          Mx.sign(x),
-          Mx.log1p(Mx.add(ax, Mx.divide(x2, Mx.add(1, Mx.sqrt(Mx.add(x2, 1))))))
-        )
-      end)
-    end
-
-    @impl true
-    def acosh(out, t) do
-      composed(out, t, "acosh/2", fn x ->
-        xm1 = Mx.subtract(x, 1)
-        Mx.log1p(Mx.add(xm1, Mx.sqrt(Mx.multiply(xm1, Mx.add(x, 1)))))
-      end)
-    end
-
-    @impl true
-    def atanh(out, t) do
-      composed(out, t, "atanh/2", fn x ->
-        Mx.multiply(0.5, Mx.log1p(Mx.divide(Mx.multiply(2, x), Mx.subtract(1, x))))
-      end)
+    # asinh/acosh/atanh: Mx's rows (glibc) in f64, rounded once to the output type, as Nx's
+    # BinaryBackend computes them (Erlang's :math in double); cbrt is still composed.
+    for op <- [:asinh, :acosh, :atanh] do
+      @impl true
+      def unquote(op)(out, t), do: composed(out, t, unquote("#{op}/2"), &Mx.unquote(op)(&1))
     end
 
     @impl true
@@ -667,27 +663,90 @@ if Code.ensure_loaded?(Nx.Backend) do
     end
 
     @impl true
-    def lu(_out, _t, _opts), do: unsupported!("lu/3", "Mx has no LU decomposition yet")
-
-    # qr is optional: Nx's own algorithm (on Mx ops) serves the modes Mx.Linalg.qr lacks.
-    @impl true
-    def optional(:qr, [t, opts], fun) do
-      if opts[:mode] == :reduced do
-        {q, r} = Mx.Linalg.qr(arr(t, Nx.Type.to_floating(t.type)))
-        {to_nx(q), to_nx(r)}
-      else
-        fun.(t, opts)
-      end
+    def lu({p_out, l_out, u_out}, t, _opts) do
+      {p, l, u} = Mx.Linalg.lu(arr(t, l_out.type))
+      {wrap(p_out, p), wrap(l_out, l), wrap(u_out, u)}
     end
 
-    # Nx's closed forms for 2×2 and 3×3 (exact for integer entries); LAPACK's LU beyond.
-    def optional(:determinant, [%T{shape: shape} = t], fun) do
-      if elem(shape, tuple_size(shape) - 1) in [2, 3],
+    # top_k: Mx.topk slices the argsort's indices before gathering (Nx's default gathers all).
+    @impl true
+    def top_k({v_out, i_out}, t, opts) do
+      {v, i} = Mx.topk(arr(t), opts[:k], axis: -1)
+      {wrap(v_out, v), wrap(i_out, i)}
+    end
+
+    # qr: LAPACK's factors in the sign convention of Nx's Householder QR (Nx.LinAlg.QR), so the
+    # results match Nx's: its reflector maps a column to +‖x‖ (R's diagonal positive) where
+    # LAPACK's maps it to -sign(x_i)‖x‖; a column already zero below the diagonal is not
+    # reflected by either, nor is the last column of a square or wide matrix, whose sign
+    # then makes det(D) = 1 for (Q D, D R). As Nx, |values| <= eps: become 0. Complex: Nx's.
+    @impl true
+    def optional(:qr, [%T{type: {:c, _}} = t, opts], fun), do: fun.(t, opts)
+
+    def optional(:qr, [t, opts], _fun) do
+      a = arr(t, Nx.Type.to_floating(t.type))
+      {q, r} = Mx.Linalg.qr(a, mode: opts[:mode])
+      {q, r} = nx_qr_signs(a, q, r)
+      zero_small = fn x -> Mx.select(Mx.less_equal(Mx.abs(x), opts[:eps]), 0.0, x) end
+      {to_nx(zero_small.(q)), to_nx(zero_small.(r))}
+    end
+
+    # det: f32 (and smaller) matrices factor in f64 and round once, as Nx computes: 48.0, not
+    # 47.999996. Nx's closed forms for 2×2 and 3×3 (exact for integer entries).
+    def optional(:determinant, [%T{shape: shape, type: type} = t], fun) do
+      if elem(shape, tuple_size(shape) - 1) in [2, 3] or match?({:c, _}, type),
         do: fun.(t),
-        else: to_nx(Mx.Linalg.det(arr(t, Nx.Type.to_floating(t.type))))
+        else:
+          to_nx(Mx.Linalg.det(arr(t, {:f, 64})) |> Mx.as_type(mx_type(Nx.Type.to_floating(type))))
     end
 
     def optional(_name, args, fun), do: apply(fun, args)
+
+    defp nx_qr_signs(a, q, r) do
+      rank = tuple_size(a.shape)
+      {m, n} = {elem(a.shape, rank - 2), elem(a.shape, rank - 1)}
+      k = Kernel.min(m, n)
+
+      first_k = fn x ->
+        Mx.slice(x, List.duplicate(0, rank - 1), Tuple.to_list(x.shape) |> List.replace_at(-1, k))
+      end
+
+      # Neither algorithm reflects the leading columns that are already zero below the diagonal.
+      below = Mx.greater(Mx.iota({m, 1}), Mx.iota({1, n}))
+
+      zero_below =
+        Mx.all(Mx.logical_or(Mx.logical_not(below), Mx.equal(a, 0)), axes: [-2]) |> first_k.()
+
+      kept = zero_below |> Mx.as_type(:u8) |> Mx.cumulative_min(axis: -1) |> Mx.not_equal(0)
+      sign = r |> Mx.Linalg.diagonal() |> Mx.sign() |> then(&Mx.select(Mx.equal(&1, 0), 1.0, &1))
+      d = Mx.select(kept, 1.0, sign)
+
+      d =
+        if m > n do
+          d
+        else
+          # the last column is never reflected: its sign makes det(D) = 1
+          lead =
+            Mx.slice(
+              d,
+              List.duplicate(0, rank - 1),
+              Tuple.to_list(d.shape) |> List.replace_at(-1, k - 1)
+            )
+
+          Mx.concatenate(
+            [lead, Mx.product(lead, axes: [-1], keep_axes: true) |> Mx.as_type(d.type)],
+            axis: -1
+          )
+        end
+
+      # columns of q and rows of r beyond k (complete mode) keep their signs
+      pad = fn x, len ->
+        Mx.pad(x, 1.0, List.duplicate({0, 0, 0}, rank - 2) ++ [{0, len - k, 0}])
+      end
+
+      {Mx.multiply(q, Mx.new_axis(pad.(d, elem(q.shape, rank - 1)), -2)),
+       Mx.multiply(r, Mx.new_axis(pad.(d, elem(r.shape, rank - 2)), -1))}
+    end
 
     # ---- FFT ---------------------------------------------------------------------------------------
 
