@@ -92,13 +92,11 @@ defmodule Mx do
   end
 
   def tensor(other, _opts) do
-    raise ArgumentError,
-          "Mx.tensor/2 expects a number, a nested list of numbers or an Mx array, got #{inspect(other)}"
+    raise ArgumentError, "Mx.tensor/2 expects a number, a nested list of numbers or an Mx array, got #{inspect(other)}"
   end
 
   # Before the shape walk (quadratic in depth): a list nested past the rank limit is refused at once.
-  defp check_rank!([first | _], depth) when is_list(first) and depth < 7,
-    do: check_rank!(first, depth + 1)
+  defp check_rank!([first | _], depth) when is_list(first) and depth < 7, do: check_rank!(first, depth + 1)
 
   defp check_rank!([first | _], _depth) when is_list(first) do
     raise ArgumentError, "Mx.tensor/2: the list is nested deeper than Mx's rank limit of 8"
@@ -112,48 +110,30 @@ defmodule Mx do
     shapes = Enum.map(list, &list_shape(&1, []))
 
     if Enum.uniq(shapes) != [hd(shapes)] do
-      raise ArgumentError,
-            "Mx.tensor/2 expects a rectangular nested list; rows have shapes #{inspect(Enum.uniq(shapes))}"
+      raise ArgumentError, "Mx.tensor/2 expects a rectangular nested list; rows have shapes #{inspect(Enum.uniq(shapes))}"
     end
 
     List.to_tuple(Enum.reverse(acc) ++ [length(list) | Tuple.to_list(hd(shapes))])
   end
 
   defp list_shape(list, acc) do
-    if Enum.any?(list, &is_list/1),
-      do: raise(ArgumentError, "Mx.tensor/2 expects a rectangular nested list")
-
+    if Enum.any?(list, &is_list/1), do: raise(ArgumentError, "Mx.tensor/2 expects a rectangular nested list")
     List.to_tuple(Enum.reverse([length(list) | acc]))
   end
 
   defp infer_type(flat) do
     cond do
-      flat != [] and Enum.all?(flat, &is_boolean/1) ->
-        :bool
-
-      Enum.all?(flat, &is_integer/1) ->
-        :s64
-
-      Enum.all?(flat, &(is_number(&1) or &1 in [:nan, :infinity, :neg_infinity])) ->
-        :f32
-
-      Enum.any?(flat, &is_tuple/1) ->
-        raise ArgumentError,
-              "Mx.tensor/2 takes real numbers; build complex arrays with Mx.complex(re, im)"
-
-      true ->
-        raise ArgumentError,
-              "Mx.tensor/2 expects numbers, got #{inspect(Enum.find(flat, &(not is_number(&1))))}"
+      flat != [] and Enum.all?(flat, &is_boolean/1) -> :bool
+      Enum.all?(flat, &is_integer/1) -> :s64
+      Enum.all?(flat, &(is_number(&1) or &1 in [:nan, :infinity, :neg_infinity])) -> :f32
+      Enum.any?(flat, &is_tuple/1) -> raise ArgumentError, "Mx.tensor/2 takes real numbers; build complex arrays with Mx.complex(re, im)"
+      true -> raise ArgumentError, "Mx.tensor/2 expects numbers, got #{inspect(Enum.find(flat, &(not is_number(&1))))}"
     end
   end
 
   defp encode(flat, type) when type in [:f16, :bf16] do
     # Half types are written as f32 and converted by the engine.
-    flat
-    |> encode(:f32)
-    |> from_binary(:f32, shape: {length(flat)})
-    |> as_type(type)
-    |> to_binary()
+    flat |> encode(:f32) |> from_binary(:f32, shape: {length(flat)}) |> as_type(type) |> to_binary()
   end
 
   defp encode(flat, type) do
@@ -180,8 +160,7 @@ defmodule Mx do
   defp encode_one(x, :u, bits) when is_integer(x), do: <<x::unsigned-size(bits)-native>>
 
   defp encode_one(x, kind, bits) do
-    raise ArgumentError,
-          "cannot store #{inspect(x)} in an array of type #{Type.normalize!({kind, bits})}"
+    raise ArgumentError, "cannot store #{inspect(x)} in an array of type #{Type.normalize!({kind, bits})}"
   end
 
   @doc """
@@ -200,23 +179,16 @@ defmodule Mx do
 
     shape =
       cond do
-        shape = opts[:shape] ->
-          shape
-
-        rem(byte_size(binary), size) == 0 ->
-          {div(byte_size(binary), size)}
-
-        true ->
-          raise ArgumentError,
-                "Mx.from_binary/3: #{byte_size(binary)} bytes is not a whole number of #{type} elements (#{size} bytes each)"
+        shape = opts[:shape] -> shape
+        rem(byte_size(binary), size) == 0 -> {div(byte_size(binary), size)}
+        true -> raise ArgumentError, "Mx.from_binary/3: #{byte_size(binary)} bytes is not a whole number of #{type} elements (#{size} bytes each)"
       end
 
     NIF.from_binary(binary, type, shape) |> Array.wrap()
   end
 
   def from_binary(data, _type, _opts) when is_bitstring(data) do
-    raise ArgumentError,
-          "Mx.from_binary/3: data must be whole bytes, got a bitstring of #{bit_size(data)} bits"
+    raise ArgumentError, "Mx.from_binary/3: data must be whole bytes, got a bitstring of #{bit_size(data)} bits"
   end
 
   def from_binary(data, _type, _opts) do
@@ -303,9 +275,7 @@ defmodule Mx do
   def linspace(start, stop, opts) do
     Mx.Opts.validate!(opts, [:n, :endpoint, :type], "Mx.linspace")
     n = Keyword.fetch!(opts, :n)
-
-    NIF.linspace(type_opt(opts, :f32), start, stop, n, Keyword.get(opts, :endpoint, true))
-    |> Array.wrap()
+    NIF.linspace(type_opt(opts, :f32), start, stop, n, Keyword.get(opts, :endpoint, true)) |> Array.wrap()
   end
 
   @doc """
@@ -402,26 +372,15 @@ defmodule Mx do
   def to_flat_list(%Array{type: type} = a, limit \\ :infinity) do
     a = if type in [:f16, :bf16], do: as_type(a, :f32), else: a
     bin = to_binary(a)
-
-    bin =
-      if limit == :infinity,
-        do: bin,
-        else: binary_part(bin, 0, Kernel.min(byte_size(bin), limit * Type.byte_size(a.type)))
-
+    bin = if limit == :infinity, do: bin, else: binary_part(bin, 0, Kernel.min(byte_size(bin), limit * Type.byte_size(a.type)))
     decode(bin, a.type)
   end
 
   defp decode(bin, :bool), do: for(<<x::8 <- bin>>, do: x != 0)
   defp decode(bin, :f32), do: for(<<x::binary-size(4) <- bin>>, do: decode_f32(x))
   defp decode(bin, :f64), do: for(<<x::binary-size(8) <- bin>>, do: decode_f64(x))
-
-  defp decode(bin, :c64),
-    do:
-      for(<<re::binary-size(4), im::binary-size(4) <- bin>>, do: {decode_f32(re), decode_f32(im)})
-
-  defp decode(bin, :c128),
-    do:
-      for(<<re::binary-size(8), im::binary-size(8) <- bin>>, do: {decode_f64(re), decode_f64(im)})
+  defp decode(bin, :c64), do: for(<<re::binary-size(4), im::binary-size(4) <- bin>>, do: {decode_f32(re), decode_f32(im)})
+  defp decode(bin, :c128), do: for(<<re::binary-size(8), im::binary-size(8) <- bin>>, do: {decode_f64(re), decode_f64(im)})
 
   defp decode(bin, type) do
     case Type.to_nx(type) do
@@ -440,13 +399,9 @@ defmodule Mx do
   defp special(1, 0), do: :neg_infinity
 
   defp chunk(flat, [_]), do: flat
-
   defp chunk(flat, [n | rest]) do
     inner = Enum.reduce(rest, 1, &(&1 * &2))
-
-    if inner == 0,
-      do: List.duplicate(chunk([], rest), n),
-      else: flat |> Enum.chunk_every(inner) |> Enum.map(&chunk(&1, rest))
+    if inner == 0, do: List.duplicate(chunk([], rest), n), else: flat |> Enum.chunk_every(inner) |> Enum.map(&chunk(&1, rest))
   end
 
   # ---- metadata --------------------------------------------------------------------
@@ -484,8 +439,7 @@ defmodule Mx do
       "f32[2][3]"
   """
   @spec describe(t()) :: String.t()
-  def describe(%Array{shape: s, type: t}),
-    do: "#{t}" <> Enum.map_join(Tuple.to_list(s), &"[#{&1}]")
+  def describe(%Array{shape: s, type: t}), do: "#{t}" <> Enum.map_join(Tuple.to_list(s), &"[#{&1}]")
 
   @doc """
   Whether the array has been computed.
@@ -560,48 +514,19 @@ defmodule Mx do
     {:erf_inv, "the inverse error function", [0.0], [0.0]},
     {:lgamma, "log |Γ(x)|", [1.0, 2.0], [0.0, 0.0]},
     {:digamma, "ψ(x), the derivative of lgamma", [1.0], [-0.5772156649015329]},
-    {:trigamma, "ψ′(x) = polygamma(1, x), the derivative of digamma (see `Mx.Special`)", [1.0],
-     [1.644934058189392]},
-    {:erfc, "1 - erf(x), without the cancellation for large x", [0.0, 1.0],
-     [1.0, 0.15729920566082]},
-    {:log_ndtr,
-     "log Φ(x), the log of the standard normal CDF, accurate far into both tails (see `Mx.Special`)",
+    {:trigamma, "ψ′(x) = polygamma(1, x), the derivative of digamma (see `Mx.Special`)", [1.0], [1.644934058189392]},
+    {:erfc, "1 - erf(x), without the cancellation for large x", [0.0, 1.0], [1.0, 0.15729920566082]},
+    {:log_ndtr, "log Φ(x), the log of the standard normal CDF, accurate far into both tails (see `Mx.Special`)",
      [0.0, -40.0], [-0.6931471824645996, -804.6084594726562]},
-    {:ndtri,
-     "Φ⁻¹(p), the inverse of the standard normal CDF, accurate in both tails (see `Mx.Special`)",
+    {:ndtri, "Φ⁻¹(p), the inverse of the standard normal CDF, accurate in both tails (see `Mx.Special`)",
      [0.5, 0.975], [0.0, 1.959964394569397]},
     {:is_nan, "whether x is NaN (bool)", [1.0, :nan], [false, true]},
     {:is_infinity, "whether x is ±infinity (bool)", [1.0, :neg_infinity], [false, true]},
     {:logical_not, "whether x is zero (bool)", [0, 2], [true, false]}
   ]
 
-  @float_ops [
-    :exp,
-    :expm1,
-    :log,
-    :log1p,
-    :sqrt,
-    :rsqrt,
-    :reciprocal,
-    :sin,
-    :cos,
-    :tan,
-    :asin,
-    :acos,
-    :atan,
-    :sinh,
-    :cosh,
-    :tanh,
-    :sigmoid,
-    :erf,
-    :erf_inv,
-    :lgamma,
-    :digamma,
-    :trigamma,
-    :erfc,
-    :log_ndtr,
-    :ndtri
-  ]
+  @float_ops [:exp, :expm1, :log, :log1p, :sqrt, :rsqrt, :reciprocal, :sin, :cos, :tan, :asin, :acos, :atan, :sinh, :cosh,
+              :tanh, :sigmoid, :erf, :erf_inv, :lgamma, :digamma, :trigamma, :erfc, :log_ndtr, :ndtri]
 
   for {name, what, input, output} <- @unary do
     type = if name == :digamma, do: ", type: :f64", else: ""
@@ -634,15 +559,12 @@ defmodule Mx do
     {:pow, "a raised to b", [2, 3], [3, 2], [8, 9]},
     {:max, "the larger of a and b (NaN wins)", [1, 5], [3, 2], [3, 5]},
     {:min, "the smaller of a and b (NaN wins)", [1, 5], [3, 2], [1, 2]},
-    {:remainder, "the remainder of a / b, with the sign of a (like `rem/2`)", [7, -7], [3, 3],
-     [1, -1]},
+    {:remainder, "the remainder of a / b, with the sign of a (like `rem/2`)", [7, -7], [3, 3], [1, -1]},
     {:atan2, "the angle of the point (b, a)", [0.0, 1.0], [1.0, 0.0], [0.0, 1.5707963705062866]},
     {:logaddexp, "log(e^a + e^b), stable", [0.0], [0.0], [0.6931471824645996]},
-    {:igamma,
-     "P(a, x) = γ(a, x)/Γ(a), the regularized lower incomplete gamma function (see `Mx.Special`)",
+    {:igamma, "P(a, x) = γ(a, x)/Γ(a), the regularized lower incomplete gamma function (see `Mx.Special`)",
      [1.0, 3.0], [1.0, 3.0], [0.6321205496788025, 0.5768099427223206]},
-    {:igammac,
-     "Q(a, x) = 1 - P(a, x), the regularized upper incomplete gamma function (see `Mx.Special`)",
+    {:igammac, "Q(a, x) = 1 - P(a, x), the regularized upper incomplete gamma function (see `Mx.Special`)",
      [1.0, 3.0], [1.0, 3.0], [0.3678794503211975, 0.42319008708000183]},
     {:equal, "a == b (bool)", [1, 2], [1, 3], [true, false]},
     {:not_equal, "a != b (bool)", [1, 2], [1, 3], [false, true]},
@@ -663,8 +585,7 @@ defmodule Mx do
         #{inspect(out)}
     """
     @spec unquote(name)(tensor_like(), tensor_like()) :: t()
-    def unquote(name)(a, b),
-      do: NIF.binary(unquote(name), operand(a, b), operand(b, a)) |> Array.wrap()
+    def unquote(name)(a, b), do: NIF.binary(unquote(name), operand(a, b), operand(b, a)) |> Array.wrap()
   end
 
   @doc false
@@ -738,7 +659,6 @@ defmodule Mx do
   defp to_pair(a, b), do: {to_array(a), to_array(b)}
 
   defp scalar(x, type) when is_integer(x) and type != :bool, do: tensor(x, type: type)
-
   defp scalar(x, type) when is_float(x) or x in [:nan, :infinity, :neg_infinity] do
     tensor(x, type: if(Type.float?(type), do: type, else: :f32))
   end
@@ -803,9 +723,7 @@ defmodule Mx do
     @spec unquote(name)(tensor_like(), keyword()) :: t()
     def unquote(name)(a, opts \\ []) do
       Mx.Opts.validate!(opts, [:axes, :keep_axes], unquote("Mx.#{name}"))
-
-      NIF.reduce(unquote(name), to_array(a).ref, opts[:axes], opts[:keep_axes] || false)
-      |> Array.wrap()
+      NIF.reduce(unquote(name), to_array(a).ref, opts[:axes], opts[:keep_axes] || false) |> Array.wrap()
     end
   end
 
@@ -818,8 +736,7 @@ defmodule Mx do
       [1, 0]
   """
   @spec argmax(tensor_like(), keyword()) :: t()
-  def argmax(a, opts \\ []),
-    do: arg_reduce(:argmax, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmax"))
+  def argmax(a, opts \\ []), do: arg_reduce(:argmax, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmax"))
 
   @doc """
   The index of the smallest element along `axis:` (see `argmax/2`).
@@ -828,8 +745,7 @@ defmodule Mx do
       1
   """
   @spec argmin(tensor_like(), keyword()) :: t()
-  def argmin(a, opts \\ []),
-    do: arg_reduce(:argmin, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmin"))
+  def argmin(a, opts \\ []), do: arg_reduce(:argmin, a, Mx.Opts.validate!(opts, [:axis, :keep_axis], "Mx.argmin"))
 
   defp arg_reduce(op, a, opts) do
     axes = if axis = opts[:axis], do: [axis], else: nil
@@ -890,9 +806,7 @@ defmodule Mx do
     @spec unquote(name)(tensor_like(), keyword()) :: t()
     def unquote(name)(a, opts \\ []) do
       Mx.Opts.validate!(opts, [:axis, :reverse], unquote("Mx.#{name}"))
-
-      NIF.scan(unquote(name), to_array(a).ref, opts[:axis] || 0, opts[:reverse] || false)
-      |> Array.wrap()
+      NIF.scan(unquote(name), to_array(a).ref, opts[:axis] || 0, opts[:reverse] || false) |> Array.wrap()
     end
   end
 
@@ -907,9 +821,7 @@ defmodule Mx do
   """
   @spec reshape(tensor_like(), shape()) :: t()
   def reshape(a, shape) do
-    shape =
-      shape |> Tuple.to_list() |> Enum.map(&if(&1 == :auto, do: -1, else: &1)) |> List.to_tuple()
-
+    shape = shape |> Tuple.to_list() |> Enum.map(&if(&1 == :auto, do: -1, else: &1)) |> List.to_tuple()
     NIF.reshape(to_array(a).ref, shape) |> Array.wrap()
   end
 
@@ -921,9 +833,7 @@ defmodule Mx do
   """
   @spec transpose(tensor_like(), keyword()) :: t()
   def transpose(a, opts \\ []),
-    do:
-      NIF.transpose(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.transpose")[:axes])
-      |> Array.wrap()
+    do: NIF.transpose(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.transpose")[:axes]) |> Array.wrap()
 
   @doc """
   The shape two shapes broadcast to (numpy rules), or `nil` if they do not.
@@ -976,9 +886,7 @@ defmodule Mx do
   """
   @spec squeeze(tensor_like(), keyword()) :: t()
   def squeeze(a, opts \\ []),
-    do:
-      NIF.squeeze(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.squeeze")[:axes])
-      |> Array.wrap()
+    do: NIF.squeeze(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.squeeze")[:axes]) |> Array.wrap()
 
   @doc """
   Joins arrays along an existing `axis:` (default 0); types promote. Any
@@ -993,11 +901,7 @@ defmodule Mx do
     axis = opts[:axis] || 0
 
     if length(arrays) > @max_inputs,
-      do:
-        arrays
-        |> Enum.chunk_every(@max_inputs)
-        |> Enum.map(&concatenate(&1, axis: axis))
-        |> concatenate(axis: axis),
+      do: arrays |> Enum.chunk_every(@max_inputs) |> Enum.map(&concatenate(&1, axis: axis)) |> concatenate(axis: axis),
       else: NIF.concatenate(Enum.map(arrays, &to_array(&1).ref), axis) |> Array.wrap()
   end
 
@@ -1016,11 +920,7 @@ defmodule Mx do
     axis = opts[:axis] || 0
 
     if length(arrays) > @max_inputs,
-      do:
-        arrays
-        |> Enum.chunk_every(@max_inputs)
-        |> Enum.map(&stack(&1, axis: axis))
-        |> concatenate(axis: axis),
+      do: arrays |> Enum.chunk_every(@max_inputs) |> Enum.map(&stack(&1, axis: axis)) |> concatenate(axis: axis),
       else: NIF.stack(Enum.map(arrays, &to_array(&1).ref), axis) |> Array.wrap()
   end
 
@@ -1040,10 +940,8 @@ defmodule Mx do
     dims = Tuple.to_list(a.shape)
     strides = opts[:strides] || List.duplicate(1, length(dims))
 
-    unless length(start_indices) == length(dims) and length(lengths) == length(dims) and
-             length(strides) == length(dims) do
-      raise ArgumentError,
-            "[slice] start_indices, lengths and strides need one entry per axis of #{describe(a)}"
+    unless length(start_indices) == length(dims) and length(lengths) == length(dims) and length(strides) == length(dims) do
+      raise ArgumentError, "[slice] start_indices, lengths and strides need one entry per axis of #{describe(a)}"
     end
 
     starts = Enum.zip_with(start_indices, dims, fn s, d -> if s < 0, do: s + d, else: s end)
@@ -1077,24 +975,13 @@ defmodule Mx do
   def pad(a, value, config) do
     a = to_array(a)
     {_, v} = to_pair(a, value)
-
-    {lo, hi, interior} =
-      config
-      |> Enum.map(&Tuple.to_list/1)
-      |> Enum.zip()
-      |> List.to_tuple()
-      |> unzip3(tuple_size(a.shape))
-
+    {lo, hi, interior} = config |> Enum.map(&Tuple.to_list/1) |> Enum.zip() |> List.to_tuple() |> unzip3(tuple_size(a.shape))
     NIF.pad(a.ref, v.ref, lo, hi, interior) |> Array.wrap()
   end
 
   defp unzip3({}, 0), do: {[], [], []}
-
-  defp unzip3({lo, hi, interior}, _),
-    do: {Tuple.to_list(lo), Tuple.to_list(hi), Tuple.to_list(interior)}
-
-  defp unzip3(_, _),
-    do: raise(ArgumentError, "[pad] config must be a list of {low, high, interior} tuples")
+  defp unzip3({lo, hi, interior}, _), do: {Tuple.to_list(lo), Tuple.to_list(hi), Tuple.to_list(interior)}
+  defp unzip3(_, _), do: raise(ArgumentError, "[pad] config must be a list of {low, high, interior} tuples")
 
   @doc """
   Reverses the order along `axes:` (default: all).
@@ -1104,9 +991,7 @@ defmodule Mx do
   """
   @spec reverse(tensor_like(), keyword()) :: t()
   def reverse(a, opts \\ []),
-    do:
-      NIF.reverse(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.reverse")[:axes])
-      |> Array.wrap()
+    do: NIF.reverse(to_array(a).ref, Mx.Opts.validate!(opts, [:axes], "Mx.reverse")[:axes]) |> Array.wrap()
 
   # ---- indexing -------------------------------------------------------------------------
 
@@ -1134,9 +1019,7 @@ defmodule Mx do
   @spec take_along_axis(tensor_like(), t() | list(), keyword()) :: t()
   def take_along_axis(a, indices, opts \\ []) do
     Mx.Opts.validate!(opts, [:axis], "Mx.take_along_axis")
-
-    NIF.take_along_axis(to_array(a).ref, index_array(indices).ref, opts[:axis] || 0)
-    |> Array.wrap()
+    NIF.take_along_axis(to_array(a).ref, index_array(indices).ref, opts[:axis] || 0) |> Array.wrap()
   end
 
   @doc """
@@ -1147,8 +1030,7 @@ defmodule Mx do
       [3, 2]
   """
   @spec gather(tensor_like(), t() | list()) :: t()
-  def gather(a, indices),
-    do: NIF.gather(to_array(a).ref, index_array(indices).ref) |> Array.wrap()
+  def gather(a, indices), do: NIF.gather(to_array(a).ref, index_array(indices).ref) |> Array.wrap()
 
   @doc """
   Adds `updates` into `a` at `indices` (shape `{n, k}`); repeated indices
@@ -1189,8 +1071,7 @@ defmodule Mx do
       [3, 2, 1]
   """
   @spec sort(tensor_like(), keyword()) :: t()
-  def sort(a, opts \\ []),
-    do: sort_op(:sort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.sort"))
+  def sort(a, opts \\ []), do: sort_op(:sort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.sort"))
 
   @doc """
   The indices that sort `a` along `axis:` (default: the last axis), as `s64`.
@@ -1199,20 +1080,14 @@ defmodule Mx do
       [1, 2, 0]
   """
   @spec argsort(tensor_like(), keyword()) :: t()
-  def argsort(a, opts \\ []),
-    do: sort_op(:argsort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.argsort"))
+  def argsort(a, opts \\ []), do: sort_op(:argsort, a, Mx.Opts.validate!(opts, [:axis, :direction], "Mx.argsort"))
 
   defp sort_op(op, a, opts) do
     desc =
       case opts[:direction] || :asc do
-        :asc ->
-          false
-
-        :desc ->
-          true
-
-        other ->
-          raise ArgumentError, "[#{op}] direction must be :asc or :desc, got #{inspect(other)}"
+        :asc -> false
+        :desc -> true
+        other -> raise ArgumentError, "[#{op}] direction must be :asc or :desc, got #{inspect(other)}"
       end
 
     NIF.sort(op, to_array(a).ref, opts[:axis] || -1, desc) |> Array.wrap()
@@ -1352,11 +1227,9 @@ defmodule Mx do
 
   @doc "See `Mx.Conv.window_scatter_max/5`."
   @spec window_scatter_max(tensor_like(), tensor_like(), tensor_like(), tuple(), keyword()) :: t()
-  defdelegate window_scatter_max(t, source, init_value, window_dimensions, opts \\ []),
-    to: Mx.Conv
+  defdelegate window_scatter_max(t, source, init_value, window_dimensions, opts \\ []), to: Mx.Conv
 
   @doc "See `Mx.Conv.window_scatter_min/5`."
   @spec window_scatter_min(tensor_like(), tensor_like(), tensor_like(), tuple(), keyword()) :: t()
-  defdelegate window_scatter_min(t, source, init_value, window_dimensions, opts \\ []),
-    to: Mx.Conv
+  defdelegate window_scatter_min(t, source, init_value, window_dimensions, opts \\ []), to: Mx.Conv
 end
