@@ -16,17 +16,7 @@ if Code.ensure_loaded?(Nx) do
       count_leading_zeros: 1,
       population_count: 1,
       # integer division
-      quotient: 2,
-      # convolution
-      conv: 3,
-      # window reductions and their scatters
-      window_sum: 3,
-      window_mean: 3,
-      window_product: 3,
-      window_max: 3,
-      window_min: 3,
-      window_scatter_max: 5,
-      window_scatter_min: 5
+      quotient: 2
     ]
 
     # Mx's f32 kernels are not correctly rounded here: the last printed digit differs by 1 ulp.
