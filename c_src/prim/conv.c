@@ -44,14 +44,16 @@ typedef struct {
         p /= P->os[d];                                                                             \
         off += o[d] * P->stride[d] * P->xs[d];                                                     \
       }                                                                                            \
-      int64_t step = P->stride[S - 1] * P->xs[S - 1], last = P->os[S - 1];                         \
-      for (int64_t j = 0; j < P->pb; j++) {                                                        \
-        dst[j] = src[off];                                                                         \
-        if (++o[S - 1] < last) {                                                                   \
-          off += step;                                                                             \
-          continue;                                                                                \
-        }                                                                                          \
-        off = 0; /* carry: recompute from the coordinates */                                       \
+      int64_t step = P->stride[S - 1], last = P->os[S - 1];                                        \
+      for (int64_t j = 0; j < P->pb;) { /* runs along the last spatial axis */                     \
+        int64_t run = last - o[S - 1] < P->pb - j ? last - o[S - 1] : P->pb - j;                  \
+        const T *s0 = src + off;                                                                   \
+        if (step == 1)                                                                             \
+          memcpy(dst + j, s0, sizeof(T) * (size_t)run);                                            \
+        else                                                                                       \
+          for (int64_t t = 0; t < run; t++) dst[j + t] = s0[t * step];                             \
+        j += run;                                                                                  \
+        off = 0; /* next row: carry, recompute from the coordinates */                             \
         o[S - 1] = 0;                                                                              \
         for (int d = S - 2; d >= 0 && ++o[d] == P->os[d]; d--) o[d] = 0;                           \
         for (int d = 0; d < S; d++) off += o[d] * P->stride[d] * P->xs[d];                         \

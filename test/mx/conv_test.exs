@@ -211,4 +211,33 @@ defmodule Mx.ConvTest do
       end
     end
   end
+
+  if Code.ensure_loaded?(Mx.Nx.Compiler) do
+    test "Nx: gradients of conv and window_max in defn (Mx.Nx.Compiler) match Nx.BinaryBackend's evaluator" do
+      f = fn x, w ->
+        Nx.sum(Nx.window_max(Nx.conv(x, w, padding: :same), {1, 1, 2, 2}, strides: [1, 1, 2, 2]))
+      end
+
+      grad = fn x, w -> Nx.Defn.grad({x, w}, fn {x, w} -> f.(x, w) end) end
+      x = Nx.iota({1, 2, 4, 4}, type: :f64) |> Nx.divide(7) |> Nx.sin()
+      w = Nx.iota({3, 2, 3, 3}, type: :f64) |> Nx.divide(5) |> Nx.cos()
+
+      {gx, gw} =
+        Nx.Defn.jit(grad, compiler: Mx.Nx.Compiler).(
+          Nx.backend_copy(x, Mx.Nx.Backend),
+          Nx.backend_copy(w, Mx.Nx.Backend)
+        )
+
+      {bx, bw} =
+        Nx.with_default_backend(Nx.BinaryBackend, fn ->
+          Nx.Defn.jit(grad, compiler: Nx.Defn.Evaluator).(x, w)
+        end)
+
+      # f64 sums of at most 18 * 16 products of magnitude <= 2 in different orders: gamma(288) * 576 < 1e-10
+      for {a, b} <- [{gx, bx}, {gw, bw}] do
+        assert Nx.all_close(Nx.backend_copy(a, Nx.BinaryBackend), b, atol: 1.0e-10, rtol: 0)
+               |> Nx.to_number() == 1
+      end
+    end
+  end
 end
