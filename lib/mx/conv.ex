@@ -36,6 +36,7 @@ defmodule Mx.Conv do
   neural networks): `input` is `{batch, channels, spatial...}` and `kernel`
   `{out_channels, channels / feature_group_size, kernel_spatial...}`; the
   result is `{batch / batch_group_size, out_channels, out_spatial...}`.
+  `Mx.conv/3` delegates here.
 
   Options (each per-axis value is an integer for every spatial axis or a list
   with one per spatial axis):
@@ -118,7 +119,7 @@ defmodule Mx.Conv do
     tuple with one size per axis. Options: `:strides` (default 1),
     `:padding` (`:valid`, `:same` or `{low, high}` per axis, filled with the
     reduction's identity) and `:window_dilations` (default 1). Integer sums and
-    products wrap in the input's type, as Nx's do.
+    products wrap in the input's type, as Nx's do. `Mx.#{op}/3` delegates here.
 
         iex> Mx.#{op}(Mx.tensor([[1, 5, 2], [4, 3, 6]]), {2, 2}) |> Mx.to_list()
         #{inspect(%{window_sum: [[13, 16]], window_product: [[60, 180]], window_max: [[5, 6]], window_min: [[1, 2]]}[op])}
@@ -150,6 +151,7 @@ defmodule Mx.Conv do
     window wins, as in Nx. Options: `:strides` (default 1) and `:padding`
     (`:valid`, `:same` or `{low, high}` per axis; padding is never selected).
     It is the gradient of `window_#{String.replace(to_string(op), "window_scatter_", "")}/3`.
+    `Mx.#{op}/5` delegates here.
 
         iex> Mx.#{op}(Mx.tensor([1, 5, 2, 7]), Mx.tensor([10, 20]), 0, {2}, strides: 2) |> Mx.to_list()
         #{inspect(%{window_scatter_max: [0, 10, 0, 20], window_scatter_min: [10, 0, 20, 0]}[op])}
