@@ -129,11 +129,11 @@ mx_status mx_k_conv(mx_array *out, mx_array *const *in) {
   int64_t pb = ((int64_t)8 << 20) / (P.Kc * (int64_t)P.es);
   pb = pb < 256 ? 256 : pb;
   pb = pb > P.P ? P.P : pb;
-  char *col = NULL;
-  if (!direct) {
-    col = malloc((size_t)(P.Kc * pb) * P.es);
-    if (!col) return mx_error(MX_ENOMEM, "[conv] out of memory for a %lld x %lld column block", (long long)P.Kc, (long long)pb);
-  }
+  /* from the engine's buffer cache: a fresh mapping per call costs more in page faults than the copy */
+  mx_buffer *colbuf = NULL;
+  if (!direct && mx_buffer_alloc((size_t)(P.Kc * pb) * P.es, &colbuf) != MX_OK)
+    return mx_error(MX_ENOMEM, "[conv] out of memory for a %lld x %lld column block", (long long)P.Kc, (long long)pb);
+  char *col = colbuf ? colbuf->data : NULL;
   mx_range_fn fill = P.es == 4 ? im2col_4 : P.es == 8 ? im2col_8 : im2col_16;
   const char *xd = mx_data(x), *wd = mx_data(w);
   char *od = mx_data(out);
@@ -154,7 +154,7 @@ mx_status mx_k_conv(mx_array *out, mx_array *const *in) {
         conv_gemm(t, &P, wg, col, P.pb, og + (size_t)P.p0 * P.es);
       }
     }
-  free(col);
+  if (colbuf) mx_buffer_release(colbuf);
   return MX_OK;
 }
 
