@@ -9,7 +9,7 @@ defmodule Mx.Conv do
   c64, c128; integers compute in f32, f16/bf16 in f32 and round back).
   Padding and input dilation become a pad node, batch groups become feature
   groups, and permutations are transposes around the primitive, so every
-  option is differentiable (`Mx.grad/1`) and batches under `Mx.vmap/2`.
+  option is differentiable (`Mx.grad/1`) and batches under `Mx.vmap/3`.
   """
 
   alias Mx.{Array, NIF}

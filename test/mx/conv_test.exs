@@ -60,16 +60,18 @@ defmodule Mx.ConvTest do
       assert err <= 361 * :math.pow(2, -53) * 360
     end
 
-    test "vmap batches the input alone (folded into the batch) and both operands (grouped)" do
+    test "vmap batches the input alone (folded into the batch), the kernel alone and both (grouped)" do
       x = Mx.Random.normal(Mx.Random.key(5), shape: {3, 2, 2, 6}, type: :f64)
       w = Mx.Random.normal(Mx.Random.key(6), shape: {3, 5, 2, 3}, type: :f64)
       f = fn x, w -> Mx.conv(x, w, strides: 2, padding: [{1, 1}]) end
       alone = Mx.Transforms.vmap(f, [0, nil]).(x, w[0])
       both = Mx.Transforms.vmap(f).(x, w)
+      kernels = Mx.Transforms.vmap(f, [nil, 0]).(x[0], w)
 
       for b <- 0..2 do
         assert Mx.to_list(alone[b]) == Mx.to_list(f.(x[b], w[0]))
         assert Mx.to_list(both[b]) == Mx.to_list(f.(x[b], w[b]))
+        assert Mx.to_list(kernels[b]) == Mx.to_list(f.(x[0], w[b]))
       end
     end
 
