@@ -1066,7 +1066,7 @@ RULE(CONV) {
   const int64_t *str = node->params->ip, *dil = str + S;
   int64_t G = node->params->axis, N = x->shape[0], C = x->shape[1], O = w->shape[0], Cg = w->shape[1];
   int empty = 0;
-  for (int d = 0; d < S; d++) empty |= node->shape[2 + d] == 0;
+  for (int d = 0; d < S; d++) empty |= node->shape[2 + d] == 0 || w->shape[2 + d] == 0;
   int perm[MX_MAX_RANK];
   int64_t ones[MX_MAX_RANK], shape[MX_MAX_RANK];
   for (int d = 0; d < MX_MAX_RANK; d++) ones[d] = 1, perm[d] = d;

@@ -72,8 +72,9 @@ mx_status mx_conv_node(mx_array *x, mx_array *w, const int64_t *strides, const i
   mx_status st = mx_node_new(MX_OP_CONV, (mx_dtype)x->dtype, x->ndim, shape, 2, (mx_array *[]){x, w}, &p, out);
   if (st) return st;
   /* as matmul: ~0.025 ns a multiply-add through BLAS, plus the column matrix's copies */
-  int64_t macs = shape[0] * shape[1] * positions * (w->shape[1] * taps);
-  (*out)->cost = macs / 4 + shape[0] * (x->shape[1] * taps) * positions * 4;
+  double macs = (double)shape[0] * (double)shape[1] * (double)positions * (double)(w->shape[1] * taps);
+  double cost = macs / 4 + (double)shape[0] * (double)(x->shape[1] * taps) * (double)positions * 4;
+  (*out)->cost = cost < 4e18 ? (int64_t)cost : (int64_t)4e18;
   return MX_OK;
 }
 
@@ -195,7 +196,7 @@ mx_status mx_window_node(mx_op op, mx_array *x, const int64_t *window, const int
   for (int d = 0; d < x->ndim; d++) nwin *= window[d];
   mx_params p = window_params(x->ndim, window, strides, dilations);
   mx_status st = mx_node_new(op, (mx_dtype)x->dtype, x->ndim, shape, 1, &x, &p, out);
-  if (!st) (*out)->cost = (*out)->size * nwin * 4;
+  if (!st) (*out)->cost = (double)(*out)->size * (double)nwin < 1e18 ? (*out)->size * nwin * 4 : (int64_t)4e18;
   return st;
 }
 
@@ -216,7 +217,8 @@ mx_status mx_window_scatter_node(mx_op op, mx_array *x, mx_array *v, const int64
   p.flags = transposed ? 1 : 0;
   mx_array *in[2] = {x, v};
   mx_status st = mx_node_new(op, (mx_dtype)x->dtype, x->ndim, transposed ? shape : x->shape, 2, in, &p, out);
-  if (!st) (*out)->cost = (transposed ? (*out)->size : v->size) * nwin * 4 + x->size * 2;
+  double cost = (double)(transposed ? (*out)->size : v->size) * (double)nwin * 4 + (double)x->size * 2;
+  if (!st) (*out)->cost = cost < 4e18 ? (int64_t)cost : (int64_t)4e18;
   return st;
 }
 
