@@ -220,8 +220,6 @@ if Code.ensure_loaded?(Mx.Nx.Backend) do
               {fn -> Nx.left_shift(i, i) end, "left_shift/3"},
               {fn -> Nx.population_count(i) end, "population_count/2"},
               {fn -> Nx.quotient(i, i) end, "quotient/3"},
-              {fn -> Nx.window_sum(i, {1}) end, "window_sum/4"},
-              {fn -> Nx.conv(Nx.iota({1, 1, 3}), Nx.iota({1, 1, 2})) end, "conv/4"},
               {fn -> Nx.LinAlg.lu(Nx.eye(2)) end, "lu/3"},
               {fn -> Nx.asinh(Nx.complex(1.0, 1.0)) end, "asinh/2 of complex tensors"}
             ] do
