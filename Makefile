@@ -21,7 +21,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 
 APT_PACKAGES := erlang-dev erlang-eunit erlang-tools elixir libopenblas-dev liblapacke-dev
 # Only `make reference` needs these (the tests read the committed data).
-REFERENCE_PACKAGES := python3-numpy python3-scipy python3-mpmath
+REFERENCE_PACKAGES := python3-numpy python3-scipy python3-mpmath python3-torch
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 PACKAGES ?= $(APT_PACKAGES)

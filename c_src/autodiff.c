@@ -1089,3 +1089,127 @@ mx_status mx_vjp(mx_array *const *outs, mx_array *const *cots, int n_out, mx_arr
   tape_free(&t);
   return st;
 }
+
+/* ---- convolution and window reductions (ops_conv.c) ------------------------------------ */
+#include "ops_conv.h"
+
+/* Conv's rules are convs (Nx's and XLA's): the input's cotangent is g dilated by the strides,
+ * padded by the dilated kernel's span, against the kernel flipped with its channel axes
+ * swapped per group; the kernel's is x against g, the strides and dilations changing roles. */
+RULE(CONV) {
+  BEGIN;
+  mx_array *x = in[0], *w = in[1];
+  int S = x->ndim - 2, r = x->ndim;
+  const int64_t *str = node->params->ip, *dil = str + S;
+  int64_t G = node->params->axis, N = x->shape[0], C = x->shape[1], O = w->shape[0], Cg = w->shape[1];
+  int empty = 0;
+  for (int d = 0; d < S; d++) empty |= node->shape[2 + d] == 0 || w->shape[2 + d] == 0;
+  int perm[MX_MAX_RANK];
+  int64_t ones[MX_MAX_RANK], shape[MX_MAX_RANK];
+  for (int d = 0; d < MX_MAX_RANK; d++) ones[d] = 1, perm[d] = d;
+  if (vjp_needs & 1) {
+    if (empty) {
+      gin[0] = out(b, zeros_like(b, x));
+    } else {
+      int64_t lo[MX_MAX_RANK] = {0}, hi[MX_MAX_RANK] = {0}, interior[MX_MAX_RANK] = {0};
+      for (int d = 0; d < S; d++) {
+        int64_t span = (w->shape[2 + d] - 1) * dil[d], used = (node->shape[2 + d] - 1) * str[d] + span + 1;
+        lo[2 + d] = span;
+        hi[2 + d] = span + x->shape[2 + d] - used;
+        interior[2 + d] = str[d] - 1;
+      }
+      mx_array *gp = pad(b, g, lo, hi, interior);
+      /* w [O, Cg, k] -> [G, Og, Cg, k] -> [G, Cg, Og, k] -> [C, Og, k], flipped */
+      int64_t s4[MX_MAX_RANK] = {G, O / G, Cg};
+      for (int d = 0; d < S; d++) s4[3 + d] = w->shape[2 + d];
+      int p4[MX_MAX_RANK] = {0, 2, 1};
+      for (int d = 0; d < S; d++) p4[3 + d] = 3 + d;
+      shape[0] = C, shape[1] = O / G;
+      for (int d = 0; d < S; d++) shape[2 + d] = w->shape[2 + d];
+      mx_array *wt = reshape(b, transpose(b, reshape(b, w, r + 1, s4), p4), r, shape);
+      int axes[MX_MAX_RANK];
+      for (int d = 0; d < S; d++) axes[d] = 2 + d;
+      mx_array *wf = NULL, *gx = NULL;
+      if (!b->st && wt) wf = keep(b, mx_reverse(wt, axes, S, &wf), &wf);
+      if (!b->st && gp && wf) gx = keep(b, mx_conv_node(gp, wf, ones, dil, G, &gx), &gx);
+      gin[0] = out(b, gx);
+    }
+  }
+  if (vjp_needs & 2) {
+    if (empty) {
+      gin[1] = out(b, zeros_like(b, w));
+    } else {
+      /* x [N, C, s] -> [N, G, Cg, s] -> [Cg, G, N, s] -> [Cg, G*N, s]; g [N, O, o] -> [O, N, o] */
+      int64_t s4[MX_MAX_RANK] = {N, G, Cg};
+      for (int d = 0; d < S; d++) s4[3 + d] = x->shape[2 + d];
+      int p4[MX_MAX_RANK] = {2, 1, 0};
+      for (int d = 0; d < S; d++) p4[3 + d] = 3 + d;
+      shape[0] = Cg, shape[1] = G * N;
+      for (int d = 0; d < S; d++) shape[2 + d] = x->shape[2 + d];
+      mx_array *xt = reshape(b, transpose(b, reshape(b, x, r + 1, s4), p4), r, shape);
+      perm[0] = 1, perm[1] = 0;
+      mx_array *gt = transpose(b, g, perm), *gw = NULL;
+      if (!b->st && xt && gt) gw = keep(b, mx_conv_node(xt, gt, dil, str, G, &gw), &gw);
+      /* [Cg, O, k' >= k]: the first k taps, then [O, Cg, k] */
+      int64_t start[MX_MAX_RANK] = {0}, stop[MX_MAX_RANK] = {Cg, O};
+      for (int d = 0; d < S; d++) stop[2 + d] = w->shape[2 + d];
+      gin[1] = out(b, transpose(b, slice(b, gw, start, stop, ones), perm));
+    }
+  }
+  END;
+}
+
+/* Each element's cotangent sums g over the windows holding it: g dilated by the strides,
+ * padded by the window's span, summed over the same (dilated) windows. */
+RULE(WINDOW_SUM) {
+  BEGIN;
+  mx_array *x = in[0];
+  int R = x->ndim;
+  const int64_t *win = node->params->ip, *str = win + R, *dil = win + 2 * R;
+  int64_t lo[MX_MAX_RANK], hi[MX_MAX_RANK], interior[MX_MAX_RANK], ones[MX_MAX_RANK];
+  int empty = 0;
+  for (int d = 0; d < R; d++) {
+    int64_t span = (win[d] - 1) * dil[d], used = (node->shape[d] - 1) * str[d] + span + 1;
+    empty |= node->shape[d] == 0;
+    lo[d] = span;
+    hi[d] = span + x->shape[d] - used;
+    interior[d] = str[d] - 1;
+    ones[d] = 1;
+  }
+  if (empty) {
+    gin[0] = out(b, zeros_like(b, x));
+  } else {
+    mx_array *gp = pad(b, g, lo, hi, interior), *gx = NULL;
+    if (!b->st && gp) gx = keep(b, mx_window_node(MX_OP_WINDOW_SUM, gp, win, ones, dil, &gx), &gx);
+    gin[0] = out(b, gx);
+  }
+  END;
+}
+
+/* The cotangent goes to each window's selected element (window_scatter, as Nx). */
+static mx_status window_extreme_vjp(mx_op scatter, mx_array *node, mx_array *const *in, mx_array *g, mx_array **gin) {
+  BEGIN;
+  int R = in[0]->ndim;
+  const int64_t *p = node->params->ip;
+  mx_array *gx = NULL;
+  if (!b->st) gx = keep(b, mx_window_scatter_node(scatter, in[0], g, p, p + R, p + 2 * R, 0, &gx), &gx);
+  gin[0] = out(b, gx);
+  END;
+}
+RULE(WINDOW_MAX) { return window_extreme_vjp(MX_OP_WINDOW_SCATTER_MAX, node, in, g, gin); }
+RULE(WINDOW_MIN) { return window_extreme_vjp(MX_OP_WINDOW_SCATTER_MIN, node, in, g, gin); }
+
+/* Linear in the values (in[1]); the scatter and its transpose (a gather at the same selected
+ * positions) are each other's transposes. The selection itself is piecewise constant: x gets none. */
+static mx_status window_scatter_vjp(mx_array *node, mx_array *const *in, mx_array *g, mx_array **gin) {
+  BEGIN;
+  int R = in[0]->ndim;
+  const int64_t *p = node->params->ip;
+  mx_array *gv = NULL;
+  if (!b->st && (vjp_needs & 2))
+    gv = keep(b, mx_window_scatter_node((mx_op)node->op, in[0], g, p, p + R, p + 2 * R, !(node->params->flags & 1), &gv), &gv);
+  gin[1] = out(b, gv);
+  END;
+}
+RULE(WINDOW_SCATTER_MAX) { return window_scatter_vjp(node, in, g, gin); }
+RULE(WINDOW_SCATTER_MIN) { return window_scatter_vjp(node, in, g, gin); }

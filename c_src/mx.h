@@ -546,4 +546,21 @@ mx_status mx_qr_mode(mx_array *a, int complete, mx_array **q, mx_array **r);
  * real a, complex (c64 for f32, c128 for f64), in LAPACK geev's order; v NULL: values only. */
 mx_status mx_eig(mx_array *a, mx_array **w, mx_array **v);
 
+/* ---- convolution and window reductions (ops_conv.c, prim/conv.c) ---- */
+/* Nx.conv: x [N, C, s...], w [O, C / feature_groups, k...] (S = rank - 2 spatial axes, 1..6);
+ * per spatial axis: stride, padding lo/hi (negative crops), input and kernel dilation (>= 1).
+ * feature_groups splits C and O; batch_groups splits N (group-major) and O; at most one is > 1.
+ * Ints and bool compute in f32, f16/bf16 in f32 (rounded back); c64/c128 supported. */
+mx_status mx_conv(mx_array *x, mx_array *w, const int64_t *strides, const int64_t *pad_lo, const int64_t *pad_hi,
+                  const int64_t *input_dilation, const int64_t *kernel_dilation, int64_t feature_groups,
+                  int64_t batch_groups, mx_array **out);
+/* op WINDOW_SUM/PRODUCT/MAX/MIN over windows of x (Nx.window_*): per axis a window size, stride,
+ * padding lo/hi (filled with 0, 1, -inf or +inf: the type's extremes for integers) and dilation. */
+mx_status mx_window(mx_op op, mx_array *x, const int64_t *window, const int64_t *strides, const int64_t *pad_lo,
+                    const int64_t *pad_hi, const int64_t *dilations, mx_array **out);
+/* Nx.window_scatter_max/min (op WINDOW_SCATTER_MAX/MIN): init + the source values added at each window's
+ * last max (min) of x padded with -inf (+inf); dilations 1. */
+mx_status mx_window_scatter(mx_op op, mx_array *x, mx_array *source, mx_array *init, const int64_t *window,
+                            const int64_t *strides, const int64_t *pad_lo, const int64_t *pad_hi, mx_array **out);
+
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ops_internal.h"
+#include "ops_conv.h"
 
 /* x (batched at 0, per-example rank r) with unit axes after the batch axis so
  * that its per-example rank becomes `rank`: aligns it for broadcasting. */
@@ -94,6 +95,9 @@ static mx_status per_example(mx_array *node, mx_array *const *in, const int *bat
 /* Per-family rules. Inputs that are batched carry the batch axis first. */
 static mx_status batch_node(mx_array *node, mx_array *const *in, const int *batched, int64_t B, mx_array **out) {
   mx_op op = (mx_op)node->op;
+  int handled = 0; /* convolution and window reductions: ops_conv.c */
+  mx_status conv_st = mx_vmap_conv_window(node, in, batched, B, out, &handled);
+  if (handled) return conv_st;
   const mx_op_info *info = &mx_ops[op];
   int n = node->n_in, r = node->ndim;
   mx_array *local[8] = {0}, **x = n <= 8 ? local : calloc((size_t)n, sizeof *x);

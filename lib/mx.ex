@@ -1990,4 +1990,34 @@ defmodule Mx do
     @spec to_nx(t()) :: Nx.Tensor.t()
     defdelegate to_nx(array), to: Mx.Nx.Backend
   end
+
+  # ---- convolution and window reductions (Mx.Conv) ----------------------------------------
+
+  @doc "See `Mx.Conv.conv/3`."
+  @spec conv(tensor_like(), tensor_like(), keyword()) :: t()
+  defdelegate conv(input, kernel, opts \\ []), to: Mx.Conv
+
+  @doc "See `Mx.Conv.window_sum/3`."
+  @spec window_sum(tensor_like(), tuple(), keyword()) :: t()
+  defdelegate window_sum(t, window_dimensions, opts \\ []), to: Mx.Conv
+
+  @doc "See `Mx.Conv.window_product/3`."
+  @spec window_product(tensor_like(), tuple(), keyword()) :: t()
+  defdelegate window_product(t, window_dimensions, opts \\ []), to: Mx.Conv
+
+  @doc "See `Mx.Conv.window_max/3`."
+  @spec window_max(tensor_like(), tuple(), keyword()) :: t()
+  defdelegate window_max(t, window_dimensions, opts \\ []), to: Mx.Conv
+
+  @doc "See `Mx.Conv.window_min/3`."
+  @spec window_min(tensor_like(), tuple(), keyword()) :: t()
+  defdelegate window_min(t, window_dimensions, opts \\ []), to: Mx.Conv
+
+  @doc "See `Mx.Conv.window_scatter_max/5`."
+  @spec window_scatter_max(tensor_like(), tensor_like(), tensor_like(), tuple(), keyword()) :: t()
+  defdelegate window_scatter_max(t, source, init_value, window_dimensions, opts \\ []), to: Mx.Conv
+
+  @doc "See `Mx.Conv.window_scatter_min/5`."
+  @spec window_scatter_min(tensor_like(), tensor_like(), tensor_like(), tuple(), keyword()) :: t()
+  defdelegate window_scatter_min(t, source, init_value, window_dimensions, opts \\ []), to: Mx.Conv
 end

@@ -1786,6 +1786,61 @@ static ERL_NIF_TERM probe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
   return res;
 }
 
+/* ---- convolution and window reductions (ops_conv.c) ---------------------------------- */
+
+/* A list of exactly n integers (one per axis), named in the error. */
+static int get_ints_n(ErlNifEnv *env, ERL_NIF_TERM t, int64_t *out, int n) {
+  int got = -1;
+  return get_ints(env, t, out, &got) && got == n;
+}
+
+static ERL_NIF_TERM conv(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, x, "conv");
+  ARG_ARRAY(1, w, "conv");
+  int S = x->ndim - 2;
+  if (S < 1) return badarg(env, "[conv] the input needs rank >= 3 ({batch, channels, spatial...}), got %d", x->ndim);
+  int64_t str[MX_MAX_RANK], lo[MX_MAX_RANK], hi[MX_MAX_RANK], idil[MX_MAX_RANK], kdil[MX_MAX_RANK];
+  ErlNifSInt64 fg, bg;
+  if (!get_ints_n(env, argv[2], str, S) || !get_ints_n(env, argv[3], lo, S) || !get_ints_n(env, argv[4], hi, S) ||
+      !get_ints_n(env, argv[5], idil, S) || !get_ints_n(env, argv[6], kdil, S))
+    return badarg(env, "[conv] strides, padding (low, high) and dilations need one integer per spatial axis (%d)", S);
+  if (!enif_get_int64(env, argv[7], &fg) || !enif_get_int64(env, argv[8], &bg))
+    return badarg(env, "[conv] feature_group_size and batch_group_size must be integers");
+  mx_array *out;
+  return result(env, mx_conv(x, w, str, lo, hi, idil, kdil, fg, bg, &out), &out);
+}
+
+static ERL_NIF_TERM window(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_op op;
+  if (!get_op(argv[0], &op)) return unknown_op(env, "window", argv[0]);
+  ARG_ARRAY(1, x, "window");
+  int R = x->ndim;
+  int64_t win[MX_MAX_RANK], str[MX_MAX_RANK], lo[MX_MAX_RANK], hi[MX_MAX_RANK], dil[MX_MAX_RANK];
+  if (!get_ints_n(env, argv[2], win, R) || !get_ints_n(env, argv[3], str, R) || !get_ints_n(env, argv[4], lo, R) ||
+      !get_ints_n(env, argv[5], hi, R) || !get_ints_n(env, argv[6], dil, R))
+    return badarg(env, "[window] window dimensions, strides, padding (low, high) and dilations need one integer per axis (%d)", R);
+  mx_array *out;
+  return result(env, mx_window(op, x, win, str, lo, hi, dil, &out), &out);
+}
+
+static ERL_NIF_TERM window_scatter(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_op op;
+  if (!get_op(argv[0], &op)) return unknown_op(env, "window_scatter", argv[0]);
+  ARG_ARRAY(1, x, "window_scatter");
+  ARG_ARRAY(2, source, "window_scatter");
+  ARG_ARRAY(3, init, "window_scatter");
+  int R = x->ndim;
+  int64_t win[MX_MAX_RANK], str[MX_MAX_RANK], lo[MX_MAX_RANK], hi[MX_MAX_RANK];
+  if (!get_ints_n(env, argv[4], win, R) || !get_ints_n(env, argv[5], str, R) || !get_ints_n(env, argv[6], lo, R) ||
+      !get_ints_n(env, argv[7], hi, R))
+    return badarg(env, "[window_scatter] window dimensions, strides and padding (low, high) need one integer per axis (%d)", R);
+  mx_array *out;
+  return result(env, mx_window_scatter(op, x, source, init, win, str, lo, hi, &out), &out);
+}
+
 #define PROBED(fn)                                                                          \
   static ERL_NIF_TERM fn##_probed(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {    \
     if (!atomic_load_explicit(&probe_on, memory_order_relaxed)) return fn(env, argc, argv); \
@@ -1794,6 +1849,9 @@ static ERL_NIF_TERM probe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     probe_record(#fn, thread_cpu_ns() - t0);                                                \
     return r;                                                                               \
   }
+PROBED(conv)
+PROBED(window)
+PROBED(window_scatter)
 PROBED(from_binary)
 PROBED(full)
 PROBED(iota)
@@ -2418,6 +2476,10 @@ static ErlNifFunc funcs[] = {
     {"compile_lookup", 2, compile_lookup, 0},
     {"tape_jit_source", 1, tape_jit_source, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"tape_time_raw", 3, tape_time_raw, ERL_NIF_DIRTY_JOB_CPU_BOUND}, /* benchmarks */
+    /* convolution and window reductions: graph building */
+    {"conv", 9, conv_probed, 0},
+    {"window", 7, window_probed, 0},
+    {"window_scatter", 8, window_scatter_probed, 0},
 };
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {

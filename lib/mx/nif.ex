@@ -92,4 +92,8 @@ defmodule Mx.NIF do
   def tape_jit_source(_tape), do: nif_not_loaded()
   @doc false
   def tape_time_raw(_tape, _inputs, _reps), do: nif_not_loaded()
+  # convolution and window reductions (c_src/ops_conv.c)
+  def conv(_x, _w, _strides, _lo, _hi, _input_dilation, _kernel_dilation, _feature_groups, _batch_groups), do: nif_not_loaded()
+  def window(_op, _x, _window, _strides, _lo, _hi, _dilations), do: nif_not_loaded()
+  def window_scatter(_op, _x, _source, _init, _window, _strides, _lo, _hi), do: nif_not_loaded()
 end

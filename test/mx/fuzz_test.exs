@@ -605,8 +605,19 @@ defmodule Mx.FuzzTest do
       :tape_jit_wait -> [tape(pool), pick([0, 1, 5, -1, :x, 1 <<< 40])]
       :tape_jit_source -> [tape(pool)]
       :compile_lookup -> [cache(), key()]
+      # convolution and window reductions: per-axis lists, mostly of the right length and small
+      :conv -> [a, arr(pool), per_axis(r - 2), per_axis(r - 2, -2), per_axis(r - 2, -2), per_axis(r - 2), per_axis(r - 2), small(3), small(3)]
+      :window -> [op([:window_sum, :window_product, :window_max, :window_min]), a, per_axis(r), per_axis(r), per_axis(r, -2), per_axis(r, -2), per_axis(r)]
+      :window_scatter -> [op([:window_scatter_max, :window_scatter_min]), a, arr(pool), arr(pool), per_axis(r), per_axis(r), per_axis(r, -2), per_axis(r, -2)]
       zero when zero in [:memory_report, :reset_peak, :clear_cache, :op_names, :op_grads, :noop, :noop_dirty, :load] -> []
     end
+  end
+
+  # n integers in [lo, 3] (sometimes a wrong count or a junk value).
+  defp per_axis(n, lo \\ 1) do
+    n = if chance(0.9), do: Kernel.max(n, 0), else: small(4)
+    list = for _ <- 1..n//1, do: lo + small(3 - lo)
+    if chance(0.95), do: list, else: pick([[0 | list], [:x], nil, 1 <<< 62])
   end
 
   # ---- compile: caches, signature keys and tapes, mostly well formed ----

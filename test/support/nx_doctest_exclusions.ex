@@ -4,20 +4,6 @@ if Code.ensure_loaded?(Nx) do
     # The Nx 0.7.3 doctests that Mx.Nx.Backend (and Mx.Nx.Compiler) cannot pass, each with its
     # reason. ExUnit excludes whole functions, so an entry drops all of that function's doctests.
 
-    # Mx has no primitive for these yet (the callback raises ArgumentError naming it).
-    @missing_primitive [
-      # convolution
-      conv: 3,
-      # window reductions and their scatters
-      window_sum: 3,
-      window_mean: 3,
-      window_product: 3,
-      window_max: 3,
-      window_min: 3,
-      window_scatter_max: 5,
-      window_scatter_min: 5
-    ]
-
     # Nx prints a value 1 ulp from the correctly rounded f32; Mx's is correctly rounded.
     @last_digit [
       # erf_inv(0.9f0): exact 1.16308707197..., Mx 1.1630871295928955 (5.8e-8 off), Nx 1.163087010383606 (6.2e-8)
@@ -50,7 +36,7 @@ if Code.ensure_loaded?(Nx) do
     ]
 
     @doc "Excluded functions of `Nx`."
-    def nx, do: @missing_primitive ++ @last_digit
+    def nx, do: @last_digit
 
     @doc "Excluded functions of `Nx.LinAlg`."
     def linalg, do: @linalg_excluded

@@ -101,7 +101,7 @@ defmodule Mx.OpCases do
                           [spd({3, 3}, 81), r({2, 3}, 82)]}],
       eigh: [{"values and vectors", fn a -> {w, v} = Mx.Linalg.eigh(a); Mx.concatenate([Mx.new_axis(w, 0), Mx.multiply(v, Mx.sign(v[0]))]) end, [spd({3, 3}, 83)]},
              {"values only", &Mx.Linalg.eigvalsh/1, [spd({2, 3, 3}, 84)]}]
-    ] ++ complex_cases() ++ everyday_cases()
+    ] ++ complex_cases() ++ everyday_cases() ++ conv_cases()
   end
 
   # The everyday unary rows (asinh, acosh, atanh, log2, log10), and LU through Mx.Linalg.lu's factors.
@@ -137,6 +137,29 @@ defmodule Mx.OpCases do
       abs_complex: [{"abs of complex", fn x, y -> Mx.abs(cx(x, y)) end, [pos({3}, 109), r({3}, 110)]},
                     {"sqrt, log, divide", fn x, y -> parts(Mx.divide(Mx.log(cx(x, y)), Mx.sqrt(cx(y, x)))) end,
                      [pos({3}, 111), pos({3}, 112)]}]
+    ]
+  end
+
+  # Convolution and window reductions (c_src/ops_conv.c): every option of Nx.conv, and windows
+  # with distinct values (no ties, so max/min are differentiable at the inputs).
+  defp conv_cases do
+    x = Mx.tensor([[0.3, -1.2, 0.8, 2.1, -0.4], [1.5, 0.1, -0.9, 0.6, 1.1], [-1.7, 0.9, 0.2, -0.3, 1.9]], type: :f64)
+
+    [
+      conv: [{"2d strides, padding, both dilations, feature groups",
+              &Mx.conv(&1, &2, strides: [2, 1], padding: [{1, 0}, {0, 1}], kernel_dilation: [1, 2], input_dilation: [1, 2],
+                       feature_group_size: 2), [r({2, 4, 4, 3}, 130), r({4, 2, 2, 2}, 131)]},
+             {"1d batch groups, strides", &Mx.conv(&1, &2, batch_group_size: 2, strides: 2), [r({4, 2, 5}, 132), r({4, 2, 2}, 133)]},
+             {"3d same, channels last", &Mx.conv(&1, &2, padding: :same, input_permutation: [0, 4, 1, 2, 3],
+                                                 output_permutation: [0, 4, 1, 2, 3]),
+              [r({1, 3, 3, 2, 2}, 134), r({2, 2, 2, 2, 1}, 135)]}],
+      window_sum: [{"strides, padding, dilation", &Mx.window_sum(&1, {2, 2}, strides: [1, 2], padding: [{1, 0}, {0, 1}], window_dilations: [2, 1]),
+                    [r({4, 5}, 136)]}],
+      window_max: [{"same padding, strides", &Mx.window_max(&1, {2, 3}, strides: [2, 1], padding: :same), [r({4, 5}, 137)]}],
+      window_min: [{"dilation", &Mx.window_min(&1, {2, 2}, window_dilations: [1, 2]), [r({3, 5}, 138)]}],
+      window_scatter_max: [{"source, overlapping windows and padding",
+                            &Mx.window_scatter_max(x, &1, 0.5, {2, 2}, strides: [1, 2], padding: [{0, 1}, {1, 0}]), [r({3, 3}, 139)]}],
+      window_scatter_min: [{"source", &Mx.window_scatter_min(x, &1, 0.0, {2, 3}, strides: [1, 1]), [r({2, 3}, 140)]}]
     ]
   end
 end

@@ -288,6 +288,15 @@ defmodule Mx.ReferenceCase do
   # (libm-test-ulps, x86_64, float and double); with the reference's rounding, 3 and 2 apart.
   defp float_tolerance(fun, _type, _c) when fun in [:asinh, :acosh, :atanh, :log10], do: {:float, 3, nil}
   defp float_tolerance(:log2, _type, _c), do: {:float, 2, nil}
+  # Convolution (test/reference/generate_conv.py): each output is a dot product of k terms,
+  # as matmul's (im2col + gemm, any order, FMA or not): γ(k + 1)·Σ|x||w| per output.
+  defp float_tolerance(:conv, type, c), do: float_tolerance(:matmul, type, c)
+  # A window's sum or product is the reduction's over its n elements: the same bounds.
+  defp float_tolerance(:window_sum, type, c), do: float_tolerance(:sum, type, c)
+  defp float_tolerance(:window_product, type, c), do: float_tolerance(:product, type, c)
+  # Max and min pick an element; the scatters add small-integer sources (exact in any order).
+  defp float_tolerance(fun, _type, _c) when fun in [:window_max, :window_min, :window_scatter_max, :window_scatter_min],
+    do: {:float, 0, nil}
 
   defp float_tolerance(fun, type, c) do
     raise ArgumentError,

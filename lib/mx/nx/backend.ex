@@ -42,9 +42,7 @@ if Code.ensure_loaded?(Nx.Backend) do
     the engine cannot run: they copy the tensor to `Nx.BinaryBackend`, run
     there, and copy the result back.
 
-    Callbacks whose primitive Mx lacks raise `ArgumentError` naming the
-    callback: `conv`, `window_sum`, `window_product`, `window_max`,
-    `window_min`, `window_scatter_max` and `window_scatter_min`. For complex tensors, the functions Mx has no complex kernel for
+    For complex tensors, the functions Mx has no complex kernel for
     (`sin`, `cos`, `tan`, their inverses and hyperbolic forms, `expm1`,
     `log1p`, `sigmoid`, `rsqrt`, `pow`, `sign`) and complex linear algebra
     other than `lu` (and through it `determinant`) raise `Mx.Error` at the
@@ -571,22 +569,6 @@ if Code.ensure_loaded?(Nx.Backend) do
       wrap(out, from_nx(host))
     end
 
-    for {op, arity} <- [window_sum: 4, window_product: 4, window_max: 4, window_min: 4] do
-      @impl true
-      def unquote(op)(unquote_splicing(Macro.generate_arguments(arity, __MODULE__))),
-        do: unsupported!(unquote("#{op}/#{arity}"), "Mx has no window reduction primitive")
-    end
-
-    for op <- [:window_scatter_max, :window_scatter_min] do
-      @impl true
-      def unquote(op)(_out, _t, _source, _init, _shape, _opts),
-        do: unsupported!(unquote("#{op}/6"), "Mx has no window scatter primitive")
-    end
-
-    @impl true
-    def conv(_out, _t, _kernel, _opts),
-      do: unsupported!("conv/4", "Mx has no convolution primitive")
-
     # ---- dot ---------------------------------------------------------------------------------------
 
     # A general dot: batch axes first, free axes, then contracting axes, as one batched matmul.
@@ -762,6 +744,35 @@ if Code.ensure_loaded?(Nx.Backend) do
       eps = opts[:eps]
       small = fn x -> Mx.select(Mx.less_equal(Mx.abs(x), eps), 0.0, x) end
       wrap(out, Mx.complex(small.(Mx.real(z)), small.(Mx.imag(z))))
+    end
+  
+
+    # ---- convolution and window reductions (Mx.Conv) -------------------------------------------------
+
+    # Nx hands over explicit per-axis lists and normalized permutations; Mx.Conv takes the same.
+    @impl true
+    def conv(%T{type: type} = out, t, kernel, opts) do
+      keys = [:strides, :padding, :input_dilation, :kernel_dilation, :feature_group_size, :batch_group_size,
+              :input_permutation, :kernel_permutation, :output_permutation]
+
+      wrap(out, Mx.conv(arr(t, type), arr(kernel, type), Keyword.take(opts, keys)))
+    end
+
+    for op <- [:window_sum, :window_product, :window_max, :window_min] do
+      @impl true
+      def unquote(op)(%T{type: type} = out, t, window_dimensions, opts) do
+        opts = Keyword.take(opts, [:strides, :padding, :window_dilations])
+        wrap(out, apply(Mx, unquote(op), [arr(t, type), window_dimensions, opts]))
+      end
+    end
+
+    for op <- [:window_scatter_max, :window_scatter_min] do
+      @impl true
+      def unquote(op)(%T{type: type} = out, t, source, init_value, window_dimensions, opts) do
+        opts = Keyword.take(opts, [:strides, :padding])
+        args = [arr(t, type), arr(source, type), arr(init_value, type), window_dimensions, opts]
+        wrap(out, apply(Mx, unquote(op), args))
+      end
     end
   end
 end
