@@ -254,7 +254,7 @@ static void test_split_broadcast(void) {
     mx_array *x = ph(MX_F64, 3, S), *y = ph(MX_F64, 2, sy), *z = ph(MX_F64, 3, sz), *s = ph(MX_F64, 0, NULL);
     mx_array *a = bin(MX_OP_MULTIPLY, x, y), *e = un(MX_OP_LGAMMA, bin(MX_OP_ADD, un(MX_OP_EXP, a), s));
     mx_array *w = bin(MX_OP_SUBTRACT, e, z), *sel = NULL;
-    must(mx_select(bin(MX_OP_GREATER, w, z), w, un(MX_OP_SQUARE, a), &sel), sel, "select");
+    must_call(mx_select(bin(MX_OP_GREATER, w, z), w, un(MX_OP_SQUARE, a), &sel), &sel, "select");
     int ax0[1] = {0}, ax2[1] = {2};
     mx_array *mw = red(MX_OP_REDUCE_MAX, w, 1, ax0), *me = red(MX_OP_REDUCE_MAX, e, 1, ax2);
     mx_array *holders[4] = {x, y, z, s}, *outs[5] = {sel, mw, me, a, sel};

@@ -32,6 +32,10 @@ static inline mx_array *must(mx_status st, mx_array *x, const char *what) {
   return x;
 }
 
+/* must for a call that returns its array through *out (read after the call: argument order is
+ * unspecified in C). */
+static inline mx_array *must_call(mx_status st, mx_array **out, const char *what) { return must(st, *out, what); }
+
 static inline void release_made(void) {
   while (n_made > 0) mx_release(made[--n_made]);
 }
@@ -114,22 +118,22 @@ static inline void build_recipe(const recipe *r, mx_array **v) {
       case 7: o = un(MX_OP_SQUARE, a); break;
       case 8: { /* select(a > b, b, c) */
         tmp = bin(MX_OP_GREATER, a, b);
-        must(mx_select(tmp, b, c, &o), o, "select");
+        must_call(mx_select(tmp, b, c, &o), &o, "select");
         break;
       }
       case RECIPE_SUM: { /* sum over the last axis, kept */
         int ax[1] = {a->ndim - 1};
-        must(mx_reduce(MX_OP_SUM, a, a->ndim ? ax : NULL, a->ndim ? 1 : -1, 1, &o), o, "sum");
+        must_call(mx_reduce(MX_OP_SUM, a, a->ndim ? ax : NULL, a->ndim ? 1 : -1, 1, &o), &o, "sum");
         break;
       }
       case 10: { /* flatten and back: two aliases */
         int64_t flat[1] = {a->size};
-        must(mx_reshape(a, 1, flat, &tmp), tmp, "reshape");
-        must(mx_reshape(tmp, a->ndim, a->shape, &o), o, "reshape back");
+        must_call(mx_reshape(a, 1, flat, &tmp), &tmp, "reshape");
+        must_call(mx_reshape(tmp, a->ndim, a->shape, &o), &o, "reshape back");
         break;
       }
       case 11: { /* broadcast to the leaves' full shape, read by a binary op (which reads the source) */
-        must(mx_broadcast_to(a, v[0]->ndim, v[0]->shape, &tmp), tmp, "broadcast");
+        must_call(mx_broadcast_to(a, v[0]->ndim, v[0]->shape, &tmp), &tmp, "broadcast");
         o = bin(MX_OP_SUBTRACT, tmp, b);
         break;
       }
