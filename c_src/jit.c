@@ -198,6 +198,7 @@ typedef struct {
   uint8_t *par;  /* per instruction: a group's first member whose group splits across the pool */
   int *mark;     /* per slot: the chunk_args call that last listed it */
   int *args;     /* chunk_args' list (n_slots) */
+  int64_t *cost, *grain; /* per instruction: a group's summed weighted cost and chunk size (its first) */
   int stamp;
   size_t scratch;
 } gen;
@@ -208,8 +209,6 @@ enum { S_PTR, S_LOCAL, S_SCRATCH, S_TEMP, S_CONST, S_OUT };
 #define CONST_LITERAL 64   /* constants up to this many elements become literals */
 #define MATMUL_INLINE 4096 /* m * n * k multiply-adds done as plain loops */
 #define CANCEL_CHECK 65536 /* loops this long check for cancellation after them */
-#define PARALLEL_MIN (2 * MX_PARALLEL_GRAIN) /* groups this long with no reduction: a chunk function run
-                                              * by mx_parallel_for (sums stay serial: one order) */
 #define MAX_INSTRUCTIONS 4096 /* larger tapes stay on the interpreter: compile time, and the stack their
                                  * loop locals may take on a scheduler thread (8 bytes each) */
 
@@ -322,9 +321,16 @@ static void classify(gen *g) {
       cur = -1;
     }
   }
-  /* Long groups without a reduction run as chunk functions across the pool. */
+  /* Groups without a reduction that the pool would split (at least two chunks of mx_grain of
+   * the members' summed weighted cost, as a kernel splits) run as chunk functions. */
   for (int k = 0; k < v->n_ins; k++)
-    if (g->group[k] == k) g->par[k] = loop_shape(g, k)->size >= PARALLEL_MIN;
+    if (g->group[k] >= 0) g->cost[g->group[k]] += slot(g, v->ins_slot[k])->cost;
+  for (int k = 0; k < v->n_ins; k++)
+    if (g->group[k] == k) {
+      mx_array probe = {.size = loop_shape(g, k)->size, .cost = g->cost[k]};
+      g->grain[k] = mx_grain(&probe);
+      g->par[k] = probe.size >= 2 * g->grain[k];
+    }
   for (int k = 0; k < v->n_ins; k++)
     if (g->group[k] >= 0 && g->rule[k] == R_RED) g->par[g->group[k]] = 0;
   for (int o = 0; o < v->n_out; o++) g->outside[v->out_slot[o]] = 1;
@@ -581,19 +587,18 @@ static void emit_chunk_fn(gen *g, sbuf *b, int p0) {
   put(b, "    }\n    at = base + stop;\n  }\n}\n");
 }
 
-/* The call in mxjit_run: pointers into C, the pool splits [0, size) in chunks of ~100 us
- * (mx_grain of the members' summed weighted cost, as a kernel sizes its chunks). */
+/* The call in mxjit_run: pointers into C; the pool splits [0, size) in chunks of the group's
+ * grain (~100 us each). Returns the position after the group. */
 static int emit_split_call(gen *g, sbuf *b, int p0) {
   const mx_tape_view *v = g->v;
   const int k0 = g->order[p0];
-  const mx_array *loop = loop_shape(g, k0);
-  int n = chunk_args(g, p0, g->args), p, k;
-  mx_array probe = {.size = loop->size, .cost = 0};
-  for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++) probe.cost += slot(g, v->ins_slot[k])->cost;
+  int n = chunk_args(g, p0, g->args), p = p0;
   put(b, "  { void *C[%d] = {(void *)H", n + 1);
   for (int a = 0; a < n; a++) put(b, ", (void *)v%d", g->args[a]);
-  put(b, "};\n    mx_parallel_for(%lld, %lld, mxjit_g%d, C); }\n", (long long)loop->size, (long long)mx_grain(&probe), k0);
+  put(b, "};\n    mx_parallel_for(%lld, %lld, mxjit_g%d, C); }\n", (long long)loop_shape(g, k0)->size,
+      (long long)g->grain[k0], k0);
   put(b, "  if (mx_cancelled()) return %d;\n", (int)MX_ECANCELLED);
+  while (p < v->n_ins && g->group[g->order[p]] == k0) p++;
   return p;
 }
 
@@ -712,9 +717,11 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
   g.par = calloc(ni, 1);
   g.mark = calloc(ns, sizeof(int));
   g.args = calloc(ns, sizeof(int));
+  g.cost = calloc(ni, sizeof(int64_t));
+  g.grain = calloc(ni, sizeof(int64_t));
   sbuf b = {0};
   mx_status st = MX_OK;
-  if (!g.rule || !g.group || !g.prod || !g.outside || !g.storage || !g.soff || !g.order || !g.done || !g.par || !g.mark || !g.args) {
+  if (!g.rule || !g.group || !g.prod || !g.outside || !g.storage || !g.soff || !g.order || !g.done || !g.par || !g.mark || !g.args || !g.cost || !g.grain) {
     st = mx_error(MX_ENOMEM, "[compile] out of memory generating C");
     goto done;
   }
@@ -800,6 +807,8 @@ done:
   free(g.par);
   free(g.mark);
   free(g.args);
+  free(g.cost);
+  free(g.grain);
   if (st) {
     free(b.s);
     return st;

@@ -213,8 +213,9 @@ defmodule Mx.JitTest do
     refute src =~ "call(ctx,", "every instruction has a rule"
   end
 
-  # Long groups (c_src/jit.c: PARALLEL_MIN elements and no reduction) become a chunk function
-  # that the engine's pool splits; elementwise only, so the tiers agree bit for bit.
+  # Groups without a reduction that the pool would split (c_src/jit.c: at least two chunks of
+  # mx_grain) become a chunk function run by mx_parallel_for; elementwise only, so the tiers
+  # agree bit for bit.
   test "long elementwise chains and broadcasts run split across the pool, equal to the interpreter bit for bit" do
     chain = fn x ->
       x
