@@ -3,7 +3,9 @@
  * one loop nest (with a trailing full reduction), intermediates that die inside
  * it are loop locals, small arrays are stack locals, small constants literals;
  * instructions with no rule here call back into their kernel (native_call in
- * compile.c). The per-element expressions are prim/elementwise.h's X-macros,
+ * compile.c). A group with no reduction that the pool would split becomes a
+ * chunk function that mxjit_run hands to mx_parallel_for, writing outputs in
+ * place (split groups, below). The per-element expressions are prim/elementwise.h's X-macros,
  * stringified, and that header's text heads every source, so both tiers compute
  * with the same C.
  *
@@ -43,13 +45,14 @@ extern char **environ;
 #define MX_JIT_CC "cc"
 #endif
 /* The NIF's optimisation flags (the Makefile's OPT: -O3, the x86-64-v2 baseline, no errno from libm),
- * not its warnings or visibility. */
+ * not its warnings or visibility; and -fno-trapping-math (nothing here enables FP traps; values are
+ * unchanged) so gcc can if-convert compares such as min/max's NaN test and vectorize the loops. */
 #if defined(__x86_64__)
 #define MX_JIT_ARCH "-march=x86-64-v2"
 #else
 #define MX_JIT_ARCH "-O3"
 #endif
-static const char *const jit_flags[] = {"-O3", MX_JIT_ARCH, "-fno-math-errno", "-fPIC", "-shared", "-std=gnu11", "-w"};
+static const char *const jit_flags[] = {"-O3", MX_JIT_ARCH, "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared", "-std=gnu11", "-w"};
 #define N_FLAGS (sizeof jit_flags / sizeof *jit_flags)
 
 /* The text of prim/elementwise.h as a string (the Makefile generates it). */
@@ -68,7 +71,8 @@ static const char elementwise_h[] =
   X(double, mx_ndtri, (double)) X(float, mx_ndtrif, (float)) X(double, mx_igamma, (double, double))           \
   X(float, mx_igammaf, (float, float)) X(double, mx_igammac, (double, double))                                \
   X(float, mx_igammacf, (float, float)) X(double, mx_ibeta, (double, double, double))                         \
-  X(float, mx_ibetaf, (float, float, float)) X(int, mx_cancelled, (void))
+  X(float, mx_ibetaf, (float, float, float)) X(int, mx_cancelled, (void))                                     \
+  X(void, mx_parallel_for, (int64_t, int64_t, void (*)(void *, int64_t, int64_t), void *)) /* split groups: the pool */
 
 #define HOST_FIELD(R, name, params) R(*name) params;
 struct mx_jit_host {
@@ -199,9 +203,15 @@ typedef struct {
   int *storage;  /* per slot: S_* */
   int64_t *soff; /* per slot: scratch offset */
   uint8_t *done; /* per instruction: ordered (classify) */
+  uint8_t *par;  /* per instruction: a group's first member whose group splits across the pool */
+  int *mark;     /* per slot: the chunk_args call that last listed it */
+  int *args;     /* chunk_args' list (n_slots) */
+  int64_t *cost, *grain; /* per instruction: a group's summed weighted cost and chunk size (its first) */
+  int stamp;
   size_t scratch;
 } gen;
-enum { S_PTR, S_LOCAL, S_SCRATCH, S_TEMP, S_CONST };
+/* S_OUT: written straight into the call's output O[soff] (members of split groups). */
+enum { S_PTR, S_LOCAL, S_SCRATCH, S_TEMP, S_CONST, S_OUT };
 
 #define LOCAL_BYTES 16384  /* stack locals in all (the generated function may run on a scheduler thread) */
 #define CONST_LITERAL 64   /* constants up to this many elements become literals */
@@ -271,6 +281,13 @@ static int joins(const gen *g, int k, int cur, int first) {
   return 1;
 }
 
+/* The first output that is slot s, or -1. */
+static int output_of(const gen *g, int s) {
+  for (int o = 0; o < g->v->n_out; o++)
+    if (g->v->out_slot[o] == s) return o;
+  return -1;
+}
+
 static void classify(gen *g) {
   const mx_tape_view *v = g->v;
   for (int s = 0; s < v->n_slots; s++) g->prod[s] = -1;
@@ -313,6 +330,18 @@ static void classify(gen *g) {
       cur = -1;
     }
   }
+  /* Groups without a reduction that the pool would split (at least two chunks of mx_grain of
+   * the members' summed weighted cost, as a kernel splits) run as chunk functions. */
+  for (int k = 0; k < v->n_ins; k++)
+    if (g->group[k] >= 0) g->cost[g->group[k]] += slot(g, v->ins_slot[k])->cost;
+  for (int k = 0; k < v->n_ins; k++)
+    if (g->group[k] == k) {
+      mx_array probe = {.size = loop_shape(g, k)->size, .cost = g->cost[k]};
+      g->grain[k] = mx_grain(&probe);
+      g->par[k] = probe.size >= 2 * g->grain[k];
+    }
+  for (int k = 0; k < v->n_ins; k++)
+    if (g->group[k] >= 0 && g->rule[k] == R_RED) g->par[g->group[k]] = 0;
   for (int o = 0; o < v->n_out; o++) g->outside[v->out_slot[o]] = 1;
   for (int k = 0; k < v->n_ins; k++)
     for (int j = 0; j < n_inputs(g, k); j++) {
@@ -329,6 +358,8 @@ static void classify(gen *g) {
     else if (v->is_const[s]) g->storage[s] = real_type((mx_dtype)x->dtype) && x->size <= CONST_LITERAL ? S_CONST : S_PTR;
     else if (k < 0 || g->rule[k] == R_CALL || g->rule[k] == R_ALIAS) g->storage[s] = S_PTR;
     else if (g->rule[k] == R_EW && !g->outside[s]) g->storage[s] = S_TEMP;
+    else if (g->rule[k] == R_EW && g->group[k] >= 0 && g->par[g->group[k]] && (g->soff[s] = output_of(g, s)) >= 0)
+      g->storage[s] = S_OUT; /* no copy pass after the loop */
     else if (local + nb <= LOCAL_BYTES) g->storage[s] = S_LOCAL, local += nb;
     else {
       g->storage[s] = S_SCRATCH;
@@ -501,6 +532,85 @@ static int emit_group(const gen *g, sbuf *b, int p0) {
   return p;
 }
 
+/* ---- split groups: a chunk function over a flat range, run by mx_parallel_for ------------ */
+
+/* The slots a split group's chunk function reads or writes through pointers (C[1..]; C[0] is
+ * the host table): inputs not computed in the loop and not literal constants, then its stored
+ * members. The same list, in the same order, at the definition and at the call. */
+static int chunk_args(gen *g, int p0, int *args) {
+  const mx_tape_view *v = g->v;
+  const int k0 = g->order[p0], stamp = ++g->stamp;
+  int n = 0, p, k;
+  for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++) {
+    for (int j = 0; j < n_inputs(g, k); j++) {
+      int s = in_slot(g, k, j), q = g->prod[s];
+      if (g->storage[s] == S_TEMP || g->storage[s] == S_CONST || (q >= 0 && g->group[q] == k0) || g->mark[s] == stamp)
+        continue;
+      g->mark[s] = stamp;
+      args[n++] = s;
+    }
+  }
+  for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++)
+    if (g->storage[v->ins_slot[k]] != S_TEMP) args[n++] = v->ins_slot[k];
+  return n;
+}
+
+/* static void mxjit_g<k0>(C, lo, hi): the group's members over flat positions [lo, hi), the
+ * innermost long axis as the inner loop (contiguous: gcc vectorizes it; restrict: the
+ * outputs are scratch or the call's own output buffers, never an input). */
+static void emit_chunk_fn(gen *g, sbuf *b, int p0) {
+  const mx_tape_view *v = g->v;
+  const int k0 = g->order[p0];
+  const mx_array *loop = loop_shape(g, k0);
+  int n = chunk_args(g, p0, g->args), last = -1, p, k;
+  put(b, "static void mxjit_g%d(void *C_, int64_t lo, int64_t hi) {\n  void **C = (void **)C_;\n"
+         "  const struct mx_jit_host *H = (const struct mx_jit_host *)C[0]; (void)H;\n", k0);
+  for (int a = 0; a < n; a++) {
+    int s = g->args[a], out = g->prod[s] >= 0 && g->group[g->prod[s]] == k0;
+    const char *T = ctype[slot(g, s)->dtype];
+    put(b, "  %s%s *restrict v%d = (%s *)C[%d];\n", out ? "" : "const ", T, s, T, a + 1);
+  }
+  for (int s = 0; s < v->n_slots; s++)
+    if (g->storage[s] == S_CONST) { /* literal constants the members read */
+      int used = 0;
+      for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++)
+        for (int j = 0; j < n_inputs(g, k); j++) used |= in_slot(g, k, j) == s;
+      if (used) put(b, "  const %s *v%d = c%d;\n", ctype[slot(g, s)->dtype], s, s);
+    }
+  for (int d = 0; d < loop->ndim; d++)
+    if (loop->shape[d] > 1) last = d;
+  long long nl = (long long)loop->shape[last];
+  put(b, "  for (int64_t at = lo; at < hi;) {\n    int64_t q = at / %lld;\n", nl);
+  put(b, "    const int64_t i%d_0 = at - q * %lld, base = at - i%d_0, stop = hi - base < %lld ? hi - base : %lld;\n",
+      last, nl, last, nl, nl);
+  for (int d = last - 1; d >= 0; d--)
+    if (loop->shape[d] > 1)
+      put(b, "    const int64_t i%d = q %% %lld; q /= %lld;\n", d, (long long)loop->shape[d], (long long)loop->shape[d]);
+  put(b, "    (void)q;\n    for (int64_t i%d = i%d_0; i%d < stop; i%d++) {\n    const int64_t i = base + i%d; (void)i;\n", last,
+      last, last, last, last);
+  for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++) {
+    int s = v->ins_slot[k];
+    emit_ew(g, b, k, k0, loop);
+    if (g->storage[s] != S_TEMP) put(b, "    v%d[i] = t%d;\n", s, s);
+  }
+  put(b, "    }\n    at = base + stop;\n  }\n}\n");
+}
+
+/* The call in mxjit_run: pointers into C; the pool splits [0, size) in chunks of the group's
+ * grain (~100 us each). Returns the position after the group. */
+static int emit_split_call(gen *g, sbuf *b, int p0) {
+  const mx_tape_view *v = g->v;
+  const int k0 = g->order[p0];
+  int n = chunk_args(g, p0, g->args), p = p0;
+  put(b, "  { void *C[%d] = {(void *)H", n + 1);
+  for (int a = 0; a < n; a++) put(b, ", (void *)v%d", g->args[a]);
+  put(b, "};\n    mx_parallel_for(%lld, %lld, mxjit_g%d, C); }\n", (long long)loop_shape(g, k0)->size,
+      (long long)g->grain[k0], k0);
+  put(b, "  if (mx_cancelled()) return %d;\n", (int)MX_ECANCELLED);
+  while (p < v->n_ins && g->group[g->order[p]] == k0) p++;
+  return p;
+}
+
 /* A reduction over some axes: loops over kept axes outside, reduced ones inside. */
 static void emit_reduce(const gen *g, sbuf *b, int k) {
   int s = g->v->ins_slot[k], in = in_slot(g, k, 0);
@@ -613,9 +723,14 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
   g.soff = calloc(ns, sizeof(int64_t));
   g.order = calloc(ni, sizeof(int));
   g.done = calloc(ni, 1);
+  g.par = calloc(ni, 1);
+  g.mark = calloc(ns, sizeof(int));
+  g.args = calloc(ns, sizeof(int));
+  g.cost = calloc(ni, sizeof(int64_t));
+  g.grain = calloc(ni, sizeof(int64_t));
   sbuf b = {0};
   mx_status st = MX_OK;
-  if (!g.rule || !g.group || !g.prod || !g.outside || !g.storage || !g.soff || !g.order || !g.done) {
+  if (!g.rule || !g.group || !g.prod || !g.outside || !g.storage || !g.soff || !g.order || !g.done || !g.par || !g.mark || !g.args || !g.cost || !g.grain) {
     st = mx_error(MX_ENOMEM, "[compile] out of memory generating C");
     goto done;
   }
@@ -639,6 +754,8 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
       }
       put(&b, "};\n");
     }
+  for (int p = 0; p < v.n_ins; p++)
+    if (g.group[g.order[p]] == g.order[p] && g.par[g.order[p]]) emit_chunk_fn(&g, &b, p);
   put(&b, "__attribute__((visibility(\"default\"))) int mxjit_run(void **P, void *const *O, const struct mx_jit_host *H, "
            "int (*call)(void *, int), void *ctx, char *S) {\n  (void)H; (void)call; (void)ctx; (void)S; int rc = 0; (void)rc;\n");
   for (int s = 0; s < v.n_slots; s++) {
@@ -648,6 +765,7 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
       case S_CONST: put(&b, "  const %s *v%d = c%d;\n", T, s, s); break;
       case S_LOCAL: put(&b, "  %s v%d[%lld];\n", T, s, (long long)x->size); break;
       case S_SCRATCH: put(&b, "  %s *v%d = (%s *)(S + %lld);\n", T, s, T, (long long)g.soff[s]); break;
+      case S_OUT: put(&b, "  %s *v%d = (%s *)O[%lld];\n", T, s, T, (long long)g.soff[s]); break;
       case S_PTR:
         if (s < v.n_in || v.is_const[s]) put(&b, "  const %s *v%d = (const %s *)P[%d];\n", T, s, T, s);
         else put(&b, "  const %s *v%d = 0;\n", T, s);
@@ -659,7 +777,7 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
     int k = g.order[p], s = v.ins_slot[k];
     put(&b, "  /* %d: %s */\n", k, mx_ops[v.slots[s].op].name);
     if (g.group[k] == k) {
-      p = emit_group(&g, &b, p);
+      p = g.par[k] ? emit_split_call(&g, &b, p) : emit_group(&g, &b, p);
       continue;
     }
     switch (g.rule[k]) {
@@ -681,6 +799,7 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
   for (int o = 0; o < v.n_out; o++) {
     int s = v.out_slot[o];
     const mx_array *x = &v.slots[s];
+    if (g.storage[s] == S_OUT && g.soff[s] == o) continue; /* written in place */
     put(&b, "  for (int64_t i = 0; i < %lld; i++) ((%s *)O[%d])[i] = v%d[i];\n", (long long)x->size, ctype[x->dtype], o, s);
   }
   put(&b, "  return 0;\n}\n");
@@ -694,6 +813,11 @@ done:
   free(g.soff);
   free(g.order);
   free(g.done);
+  free(g.par);
+  free(g.mark);
+  free(g.args);
+  free(g.cost);
+  free(g.grain);
   if (st) {
     free(b.s);
     return st;

@@ -2,42 +2,7 @@
  * replay equal to mx_eval, errors, cancellation and flat memory. */
 #include <time.h>
 
-#include "test_util.h"
-
-static mx_array *ph(mx_dtype t, int nd, const int64_t *shape) {
-  mx_array *p = NULL;
-  if (mx_placeholder(t, nd, shape, &p)) {
-    printf("placeholder: %s\n", mx_last_error());
-    exit(2);
-  }
-  return p;
-}
-
-static mx_array *must(mx_status st, mx_array *x, const char *what) {
-  if (st) {
-    printf("%s: %s\n", what, mx_last_error());
-    exit(2);
-  }
-  return x;
-}
-
-static mx_array *bin(mx_op op, mx_array *a, mx_array *b) {
-  mx_array *o = NULL;
-  mx_status st = mx_binary(op, a, b, &o);
-  return must(st, o, mx_ops[op].name);
-}
-
-static mx_array *un(mx_op op, mx_array *a) {
-  mx_array *o = NULL;
-  mx_status st = mx_unary(op, a, &o);
-  return must(st, o, mx_ops[op].name);
-}
-
-static mx_array *scalar(double v) {
-  mx_array *o = NULL;
-  mx_status st = mx_full(MX_F64, 0, NULL, v, &o);
-  return must(st, o, "full");
-}
+#include "test_tape.h"
 
 /* f(x, y) = exp(x) * (2 + 1) + exp(x) * y - sum over nothing: a constant subgraph (2 + 1),
  * a duplicate (exp(x) twice) and broadcasting of a constant. */
@@ -307,95 +272,20 @@ static void test_cancel(void) {
 
 /* ---- the replay plan: random DAGs, no-ops, dead nodes, fusion, allocation ---------------- */
 
-/* A random elementwise DAG over leaves of shapes [R, C], [1, C], [R, 1] and [], with
- * reductions (kept axis), reshapes there and back, selects and reuse of any earlier value:
- * in-place reuse and scratch blocks must never clobber a value still to be read. */
-enum { N_LEAF = 4, N_NODE = 40 };
-typedef struct {
-  int op[N_NODE], a[N_NODE], b[N_NODE], c[N_NODE];
-  int out[3];
-} recipe;
-
-static recipe make_recipe(uint64_t seed) {
-  recipe r;
-  uint64_t st = seed;
-  for (int i = N_LEAF; i < N_NODE; i++) {
-    r.op[i] = (int)(xorshift64(&st) % 13);
-    r.a[i] = (int)(xorshift64(&st) % (uint64_t)i);
-    r.b[i] = (int)(xorshift64(&st) % (uint64_t)i);
-    r.c[i] = (int)(xorshift64(&st) % (uint64_t)i);
-    if (xorshift64(&st) % 2) r.a[i] = i - 1; /* mostly chains, as real tapes */
-  }
-  r.out[0] = N_NODE - 1;
-  r.out[1] = N_LEAF + (int)(xorshift64(&st) % (N_NODE - N_LEAF));
-  r.out[2] = N_LEAF + (int)(xorshift64(&st) % (N_NODE - N_LEAF));
-  return r;
-}
-
-/* Builds the recipe on v[0 .. N_LEAF) (f64); fills v[N_LEAF ..) (new references). */
-static void build_recipe(const recipe *r, mx_array **v) {
-  for (int i = N_LEAF; i < N_NODE; i++) {
-    mx_array *a = v[r->a[i]], *b = v[r->b[i]], *c = v[r->c[i]], *o = NULL, *tmp = NULL;
-    switch (r->op[i]) {
-      case 0: o = un(MX_OP_SIN, a); break;
-      case 1: o = un(MX_OP_NEGATE, a); break;
-      case 2: o = un(MX_OP_TANH, a); break;
-      case 3: o = bin(MX_OP_ADD, a, b); break;
-      case 4: o = bin(MX_OP_MULTIPLY, a, b); break;
-      case 5: o = bin(MX_OP_SUBTRACT, a, b); break;
-      case 6: o = bin(MX_OP_MAX, a, b); break;
-      case 7: o = un(MX_OP_SQUARE, a); break;
-      case 8: { /* select(a > b, b, c) */
-        tmp = bin(MX_OP_GREATER, a, b);
-        must(mx_select(tmp, b, c, &o), o, "select");
-        break;
-      }
-      case 9: { /* sum over the last axis, kept */
-        int ax[1] = {a->ndim - 1};
-        must(mx_reduce(MX_OP_SUM, a, a->ndim ? ax : NULL, a->ndim ? 1 : -1, 1, &o), o, "sum");
-        break;
-      }
-      case 10: { /* flatten and back: two aliases */
-        int64_t flat[1] = {a->size};
-        must(mx_reshape(a, 1, flat, &tmp), tmp, "reshape");
-        must(mx_reshape(tmp, a->ndim, a->shape, &o), o, "reshape back");
-        break;
-      }
-      case 11: { /* broadcast to the leaves' full shape, read by a binary op (which reads the source) */
-        must(mx_broadcast_to(a, v[0]->ndim, v[0]->shape, &tmp), tmp, "broadcast");
-        o = bin(MX_OP_SUBTRACT, tmp, b);
-        break;
-      }
-      default: { /* multiply by a constant 1 and add -0.0: no-ops */
-        mx_array *one = scalar(1), *nz = scalar(-0.0);
-        tmp = bin(MX_OP_MULTIPLY, a, one);
-        o = bin(MX_OP_ADD, tmp, nz);
-        mx_release(one), mx_release(nz);
-      }
-    }
-    if (tmp) mx_release(tmp);
-    v[i] = o;
-  }
-}
-
 static void test_random_dags(void) {
   const int64_t shapes[2][2] = {{3, 2500}, {2, 3}}; /* several odd-sized blocks; tiny */
   int total_groups = 0, total_noops = 0;
   for (int sh = 0; sh < 2; sh++)
     for (uint64_t seed = 1; seed <= 30; seed++) {
       int64_t R = shapes[sh][0], C = shapes[sh][1];
-      int64_t leaf_shape[N_LEAF][2] = {{R, C}, {1, C}, {R, 1}, {0, 0}};
-      int leaf_nd[N_LEAF] = {2, 2, 2, 0};
-      recipe r = make_recipe(seed * 7919);
+      recipe r = make_recipe(seed * 7919, 1);
       mx_array *pv[N_NODE], *rv[N_NODE];
       uint64_t st = seed;
       for (int i = 0; i < N_LEAF; i++) {
-        pv[i] = ph(MX_F64, leaf_nd[i], leaf_shape[i]);
-        int64_t n = numel(leaf_nd[i], leaf_shape[i]);
-        double *d = malloc(sizeof(double) * (size_t)n);
-        for (int64_t j = 0; j < n; j++) d[j] = (double)(xorshift64(&st) % 2001) / 500.0 - 2.0;
-        rv[i] = arr_values(MX_F64, leaf_nd[i], leaf_shape[i], d);
-        free(d);
+        int64_t shape[2];
+        int nd = recipe_leaf_shape(i, R, C, shape);
+        pv[i] = ph(MX_F64, nd, shape);
+        rv[i] = recipe_leaf_values(i, R, C, &st);
       }
       build_recipe(&r, pv);
       build_recipe(&r, rv);

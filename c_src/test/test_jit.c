@@ -1,49 +1,14 @@
 /* test_jit.c: the generated-C tier (jit.c) on small tapes: the source has fused loops,
  * literals and callbacks where expected, and the native replay equals the interpreter
  * (bit for bit on these tapes: same expressions, same order) for mx_tape_run and
- * mx_tape_run_raw; a compile failure leaves the interpreter working. */
+ * mx_tape_run_raw; long groups run split across the pool and equal the interpreter bit for
+ * bit (chains, broadcasts over 3 axes, odd sizes, random DAGs); a compile failure leaves the
+ * interpreter working. */
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "test_util.h"
-
-/* Every array the builders make, released at the end of the test that made them. */
-static mx_array *made[128];
-static int n_made;
-
-static mx_array *must(mx_status st, mx_array *x, const char *what) {
-  if (st) {
-    printf("%s: %s\n", what, mx_last_error());
-    exit(2);
-  }
-  if (x && n_made < 128) made[n_made++] = x;
-  return x;
-}
-
-static void release_made(void) {
-  while (n_made > 0) mx_release(made[--n_made]);
-}
-static mx_array *ph(mx_dtype t, int nd, const int64_t *shape) {
-  mx_array *p = NULL;
-  mx_status st = mx_placeholder(t, nd, shape, &p);
-  return must(st, p, "placeholder");
-}
-static mx_array *bin(mx_op op, mx_array *a, mx_array *b) {
-  mx_array *o = NULL;
-  mx_status st = mx_binary(op, a, b, &o);
-  return must(st, o, mx_ops[op].name);
-}
-static mx_array *un(mx_op op, mx_array *a) {
-  mx_array *o = NULL;
-  mx_status st = mx_unary(op, a, &o);
-  return must(st, o, mx_ops[op].name);
-}
-static mx_array *red(mx_op op, mx_array *a, int naxes, const int *axes) {
-  mx_array *o = NULL;
-  mx_status st = mx_reduce(op, a, axes, naxes, 0, &o);
-  return must(st, o, mx_ops[op].name);
-}
+#include "test_tape.h"
 
 /* A log-density-like tape: x f64[4], y f64[3][4]; lgamma (a special through the table),
  * logaddexp, a select, a partial and a full reduction, a matmul, and a cumulative sum (no
@@ -201,6 +166,139 @@ static void test_divide_by_invariant(void) {
   release_made();
 }
 
+/* ---- long groups: split across the pool ------------------------------------------------- */
+
+/* Captures outs twice: one tape stays on the interpreter, the other is built as C (its
+ * source must contain `expect`); both replay `in` through mx_tape_run, the native one also
+ * through mx_tape_run_raw, and all agree bit for bit. */
+static void check_tiers_equal(const char *what, mx_array **holders, int n_in, mx_array **outs, int n_out, mx_array **in,
+                              const char *expect) {
+  mx_tape *ti = NULL, *tn = NULL;
+  mx_status st = mx_tape_capture(holders, n_in, outs, n_out, &ti);
+  if (!st) st = mx_tape_capture(holders, n_in, outs, n_out, &tn);
+  CHECK(st == MX_OK, "%s: capture: %s", what, mx_last_error());
+  if (st) {
+    mx_tape_release(ti);
+    return;
+  }
+  char *src = NULL;
+  size_t scratch;
+  if (mx_jit_source(tn, &src, &scratch) == MX_OK) {
+    CHECK(strstr(src, expect) != NULL, "%s: the source has %s", what, expect);
+    free(src);
+  }
+  mx_tape_jit_start(tn, NULL);
+  mx_tier tier = mx_tape_jit_wait(tn, (int64_t)300 * 1000000000);
+  mx_jit_info info;
+  mx_tape_jit_info(tn, &info);
+  CHECK(tier == MX_TIER_NATIVE, "%s: tier %d: %s", what, tier, info.reason);
+  mx_array **want = calloc((size_t)n_out, sizeof *want), **got = calloc((size_t)n_out, sizeof *got);
+  void **raw = calloc((size_t)n_out, sizeof *raw);
+  const void **rin = calloc((size_t)n_in, sizeof *rin);
+  st = mx_tape_run(ti, in, n_in, 0, want);
+  CHECK(st == MX_OK, "%s: interpreter: %s", what, mx_last_error());
+  mx_status st2 = mx_tape_run(tn, in, n_in, 0, got);
+  CHECK(st2 == MX_OK, "%s: native: %s", what, mx_last_error());
+  for (int i = 0; i < n_in; i++) rin[i] = mx_data(in[i]);
+  for (int o = 0; o < n_out && !st; o++) raw[o] = calloc(1, mx_nbytes(want[o]) + 8);
+  mx_status st3 = st ? st : mx_tape_run_raw(tn, rin, raw);
+  CHECK(st3 == MX_OK, "%s: native raw: %s", what, mx_last_error());
+  for (int o = 0; o < n_out && !st && !st2 && !st3; o++) {
+    size_t nb = mx_nbytes(want[o]);
+    CHECK(got[o]->dtype == want[o]->dtype && got[o]->size == want[o]->size, "%s: output %d signature", what, o);
+    CHECK(!memcmp(mx_data(got[o]), mx_data(want[o]), nb), "%s: output %d: native differs from the interpreter", what, o);
+    CHECK(!memcmp(raw[o], mx_data(want[o]), nb), "%s: output %d: native raw differs from the interpreter", what, o);
+  }
+  for (int o = 0; o < n_out; o++) {
+    if (!st) mx_release(want[o]);
+    if (!st2) mx_release(got[o]);
+    free(raw[o]);
+  }
+  free(want), free(got), free(raw), free(rin);
+  mx_tape_release(ti);
+  mx_tape_release(tn);
+}
+
+static mx_array *f32_scalar(double v) {
+  mx_array *o = NULL;
+  mx_status st = mx_full(MX_F32, 0, NULL, v, &o);
+  return must(st, o, "full");
+}
+
+/* compile_chain.c's 8 ops over an odd number of f32 (NaN and infinities among them): one
+ * split loop writing its outputs in place; an output twice, and a member as an output. */
+static void test_split_chain(void) {
+  int64_t n[1] = {(1 << 20) + 3};
+  mx_array *x = ph(MX_F32, 1, n), *c[4] = {f32_scalar(1.0001), f32_scalar(0.5), f32_scalar(0.25), f32_scalar(4)};
+  mx_array *y = bin(MX_OP_ADD, bin(MX_OP_MULTIPLY, x, c[0]), c[1]);
+  mx_array *mid = un(MX_OP_ABS, bin(MX_OP_SUBTRACT, bin(MX_OP_MULTIPLY, y, x), c[2]));
+  mx_array *out = bin(MX_OP_ADD, bin(MX_OP_MULTIPLY, bin(MX_OP_MIN, mid, c[3]), c[1]), x);
+  mx_array *outs[3] = {out, out, mid};
+  double *v = malloc(sizeof(double) * (size_t)n[0]);
+  for (int64_t i = 0; i < n[0]; i++) v[i] = (double)(i % 1000) * 0.002 - 1;
+  v[5] = NAN, v[7] = INFINITY, v[n[0] - 1] = -INFINITY;
+  mx_array *in = must(MX_OK, arr_values(MX_F32, 1, n, v), "input");
+  free(v);
+  check_tiers_equal("split chain", &x, 1, outs, 3, &in, "mx_parallel_for(");
+  release_made();
+}
+
+/* Broadcasts over three axes (one of them of length 1), a special function through the host
+ * table inside the chunk function, a scalar input, a select; stored members read by partial
+ * reductions after the loop (max: the same value in any order). */
+static void test_split_broadcast(void) {
+  const int64_t shapes[2][3] = {{37, 41, 53}, {301, 1, 257}};
+  for (int v = 0; v < 2; v++) {
+    const int64_t *S = shapes[v];
+    int64_t sy[2] = {S[1], 1}, sz[3] = {S[0], 1, S[2]};
+    mx_array *x = ph(MX_F64, 3, S), *y = ph(MX_F64, 2, sy), *z = ph(MX_F64, 3, sz), *s = ph(MX_F64, 0, NULL);
+    mx_array *a = bin(MX_OP_MULTIPLY, x, y), *e = un(MX_OP_LGAMMA, bin(MX_OP_ADD, un(MX_OP_EXP, a), s));
+    mx_array *w = bin(MX_OP_SUBTRACT, e, z), *sel = NULL;
+    must_call(mx_select(bin(MX_OP_GREATER, w, z), w, un(MX_OP_SQUARE, a), &sel), &sel, "select");
+    int ax0[1] = {0}, ax2[1] = {2};
+    mx_array *mw = red(MX_OP_REDUCE_MAX, w, 1, ax0), *me = red(MX_OP_REDUCE_MAX, e, 1, ax2);
+    mx_array *holders[4] = {x, y, z, s}, *outs[5] = {sel, mw, me, a, sel};
+    uint64_t st = 17 + (uint64_t)v;
+    mx_array *in[4];
+    for (int i = 0; i < 3; i++) {
+      const mx_array *h = holders[i];
+      double *d = malloc(sizeof(double) * (size_t)h->size);
+      for (int64_t j = 0; j < h->size; j++) d[j] = (double)(xorshift64(&st) % 2001) / 1000.0 - 1.0;
+      in[i] = must(MX_OK, arr_values(MX_F64, h->ndim, h->shape, d), "input");
+      free(d);
+    }
+    in[3] = must(MX_OK, arr_values(MX_F64, 0, NULL, (double[]){1.5}), "input");
+    check_tiers_equal(v ? "split broadcast, an axis of 1" : "split broadcast", holders, 4, outs, 5, in, "mx_lgamma(");
+    release_made();
+  }
+}
+
+/* test_compile.c's random DAGs (without sums, whose order differs between the tiers), eight
+ * to a tape: long ones ([3, 25013]: split loops) and tiny ones ([2, 3]: the serial form). */
+static void test_random_dags_native(void) {
+  const int64_t shapes[2][2] = {{3, 25013}, {2, 3}};
+  for (int sh = 0; sh < 2; sh++) {
+    int64_t R = shapes[sh][0], C = shapes[sh][1];
+    mx_array *pv[8][N_NODE], *in[N_LEAF], *outs[24];
+    uint64_t st = 99 + (uint64_t)sh;
+    for (int i = 0; i < N_LEAF; i++) {
+      int64_t shape[2];
+      int nd = recipe_leaf_shape(i, R, C, shape);
+      pv[0][i] = ph(MX_F64, nd, shape);
+      in[i] = must(MX_OK, recipe_leaf_values(i, R, C, &st), "leaf");
+    }
+    for (int r = 0; r < 8; r++) {
+      recipe rc = make_recipe((uint64_t)(r + 1) * 104729, 0);
+      for (int i = 0; i < N_LEAF; i++) pv[r][i] = pv[0][i];
+      build_recipe(&rc, pv[r]);
+      for (int o = 0; o < 3; o++) outs[3 * r + o] = pv[r][rc.out[o]];
+    }
+    check_tiers_equal(sh ? "random DAGs, tiny" : "random DAGs, split", pv[0], N_LEAF, outs, 24, in,
+                      sh ? "mxjit_run" : "mx_parallel_for(");
+    release_made();
+  }
+}
+
 /* A compiler that fails: FAILED with its message, the interpreter keeps working. */
 static void test_compile_failure(const char *dir) {
   char cc[1200];
@@ -240,8 +338,12 @@ static void test_compile_failure(const char *dir) {
 int main(void) {
   char dir[] = "/tmp/test_jit-XXXXXX";
   if (!mkdtemp(dir)) return 2;
+  track_made = 1;
   test_native_equals_interpreter(dir);
   test_divide_by_invariant();
+  test_split_chain();
+  test_split_broadcast();
+  test_random_dags_native();
   test_compile_failure(dir);
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -213,6 +213,66 @@ defmodule Mx.JitTest do
     refute src =~ "call(ctx,", "every instruction has a rule"
   end
 
+  # Groups without a reduction that the pool would split (c_src/jit.c: at least two chunks of
+  # mx_grain) become a chunk function run by mx_parallel_for; elementwise only, so the tiers
+  # agree bit for bit.
+  test "long elementwise chains and broadcasts run split across the pool, equal to the interpreter bit for bit" do
+    chain = fn x ->
+      x
+      |> Mx.multiply(1.0001)
+      |> Mx.add(0.5)
+      |> Mx.multiply(x)
+      |> Mx.subtract(0.25)
+      |> Mx.abs()
+      |> Mx.min(4.0)
+      |> Mx.multiply(0.5)
+      |> Mx.add(x)
+    end
+
+    bcast = fn [x, y, z, s] ->
+      a = Mx.multiply(x, y)
+      e = Mx.lgamma(Mx.add(Mx.exp(a), s))
+      w = Mx.subtract(e, z)
+      [Mx.select(Mx.greater(w, z), w, Mx.square(a)), Mx.reduce_max(w, axes: [0]), a]
+    end
+
+    unif = fn seed, shape, type ->
+      Mx.Random.uniform(Mx.Random.key(seed), -1.0, 1.0, shape: shape, type: type)
+    end
+
+    cases = [
+      {"8-op chain, odd f32 length", chain, unif.(1, {1_048_579}, :f32)},
+      {"3-axis broadcast", bcast,
+       [
+         unif.(2, {37, 41, 53}, :f64),
+         unif.(3, {41, 1}, :f64),
+         unif.(4, {37, 1, 53}, :f64),
+         Mx.tensor(1.5, type: :f64)
+       ]},
+      {"broadcast with an axis of 1", bcast,
+       [
+         unif.(5, {301, 1, 257}, :f64),
+         unif.(6, {1, 1}, :f64),
+         unif.(7, {301, 1, 257}, :f64),
+         Mx.tensor(1.5, type: :f64)
+       ]}
+    ]
+
+    for {name, f, arg} <- cases do
+      interp = Mx.compile(f, jit: false)
+      native = Mx.compile(f, jit: true)
+      want = interp.(arg)
+      native.(arg)
+      native!(native, [arg])
+      src = Mx.NIF.tape_jit_source(Mx.Compile.tape!(interp, [arg]))
+      assert src =~ "mx_parallel_for(", "#{name}: a split loop:\n#{src}"
+
+      for {n, i} <- Enum.zip(List.wrap(native.(arg)), List.wrap(want)) do
+        assert Mx.to_binary(n) == Mx.to_binary(i), "#{name}: native differs from the interpreter"
+      end
+    end
+  end
+
   # ---- the disk cache -------------------------------------------------------------------
 
   defp with_env(vars, fun) do
