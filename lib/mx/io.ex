@@ -1,0 +1,3 @@
+defmodule Mx.IO do
+  @moduledoc false
+end
