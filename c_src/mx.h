@@ -533,4 +533,9 @@ void mx_jit_free(mx_jit *j);
 int mx_tape_jit_install(mx_tape *t, mx_jit *j);
 mx_jit *mx_tape_jit(const mx_tape *t);
 
+/* ---- io (Mx.IO) ---------------------------------------------------------------- */
+/* An array of dtype and shape whose bytes are read from path at offset, straight into its
+ * buffer (no intermediate copy). MX_EINVAL names the file when it is short or unreadable. */
+mx_status mx_from_file(const char *path, uint64_t offset, mx_dtype dtype, int ndim, const int64_t *shape, mx_array **out);
+
 #endif

@@ -91,4 +91,7 @@ defmodule Mx.NIF do
   def tape_jit_source(_tape), do: nif_not_loaded()
   @doc false
   def tape_time_raw(_tape, _inputs, _reps), do: nif_not_loaded()
+  # io (Mx.IO)
+  @doc false
+  def from_file(_path, _offset, _type, _shape), do: nif_not_loaded()
 end
