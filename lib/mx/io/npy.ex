@@ -3,6 +3,7 @@ defmodule Mx.IO.Npy do
   # NumPy's .npy (format versions 1.0, 2.0 and 3.0, numpy/lib/format.py) and .npz (a zip of
   # .npy members, stored or deflated). Big-endian and Fortran-order arrays are read too.
 
+  import Bitwise
   alias Mx.IO.Reader
 
   @kinds %{
@@ -265,18 +266,22 @@ defmodule Mx.IO.Npy do
   defp member!(r, name, {offset, comp, size}) do
     what = "member #{inspect(name)}"
 
-    <<sig::unsigned-little-32, _ver::16, flags::unsigned-little-16, method::unsigned-little-16, _::binary-size(16),
-      nlen::unsigned-little-16, elen::unsigned-little-16>> = Reader.pread!(r, offset, 30, "#{what}'s local header")
+    <<sig::unsigned-little-32, _ver::16, flags::unsigned-little-16, method::unsigned-little-16, _time::32,
+      crc::unsigned-little-32, _sizes::64, nlen::unsigned-little-16,
+      elen::unsigned-little-16>> = Reader.pread!(r, offset, 30, "#{what}'s local header")
 
     if sig != 0x04034B50, do: Reader.fail!(r, "#{what}: no local file header at #{offset}")
-    if Bitwise.band(flags, 1) == 1, do: Reader.fail!(r, "#{what} is encrypted")
+    if band(flags, 1) == 1, do: Reader.fail!(r, "#{what} is encrypted")
 
-    case method do
-      0 ->
+    # With bit 3 set the CRC follows the data, so the member goes through :zip, which checks it.
+    case {method, band(flags, 8)} do
+      {0, 0} ->
         if comp != size, do: Reader.fail!(r, "#{what} is stored but its sizes differ (#{comp} and #{size})")
-        read_member(r, what, offset + 30 + nlen + elen, comp)
+        start = offset + 30 + nlen + elen
+        check_crc!(r, what, start, comp, crc)
+        read_member(r, what, start, comp)
 
-      8 ->
+      {m, _} when m in [0, 8] ->
         bin = inflate!(r, name, what)
 
         if byte_size(bin) != size,
@@ -284,10 +289,25 @@ defmodule Mx.IO.Npy do
 
         parse_binary(r, what, bin)
 
-      m ->
+      {m, _} ->
         Reader.fail!(r, "#{what} uses zip compression method #{m}; only stored (0) and deflated (8) are supported")
     end
   end
+
+  @crc_chunk 1 <<< 22
+
+  # A second pass over the member in chunks: the CRC is checked without holding its bytes.
+  defp check_crc!(r, what, start, len, crc) do
+    got =
+      Enum.reduce(0..(len - 1)//@crc_chunk, :erlang.crc32(<<>>), fn at, acc ->
+        :erlang.crc32(acc, Reader.pread!(r, start + at, min(@crc_chunk, len - at), "#{what}'s data"))
+      end)
+
+    if got != crc,
+      do: Reader.fail!(r, "#{what}: CRC-32 #{hex(got)} does not match the archive's #{hex(crc)}; the member is corrupt")
+  end
+
+  defp hex(x), do: "0x" <> String.pad_leading(Integer.to_string(x, 16), 8, "0")
 
   defp inflate!(r, name, what) do
     result =
