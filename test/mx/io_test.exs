@@ -105,6 +105,21 @@ defmodule Mx.IOTest do
     end
   end
 
+  test "header JSON: strings escaped as Python's json.dumps writes them, and decoded back" do
+    s = "a\"b\\c\nd\te\u0001é😀"
+    json = IO.iodata_to_binary(Mx.IO.JSON.encode(%{"k" => s, "n" => [0, -12]}))
+
+    # /usr/bin/python3 -c 'import json; print(json.dumps({"k": "a\"b\\c\nd\te\u0001é😀", "n": [0, -12]}, separators=(",", ":"), ensure_ascii=False))'
+    assert json == ~S({"k":"a\"b\\c\nd\te\u0001é😀","n":[0,-12]})
+    assert Mx.IO.JSON.decode(json) == {:ok, %{"k" => s, "n" => [0, -12]}}
+
+    assert Mx.IO.JSON.decode(~S({"a": [1.5e3, true, false, null, "\u00e9\ud83d\ude00\/"]})) ==
+             {:ok, %{"a" => [1500.0, true, false, nil, "é😀/"]}}
+
+    assert {:error, "the number 1e999 is out of range"} = Mx.IO.JSON.decode("[1e999]")
+    assert {:error, _} = Mx.IO.JSON.decode("[01]")
+  end
+
   test "gguf metadata of every value type" do
     {arrays, meta} = Mx.IO.load_gguf(fixture("quant.gguf"), metadata: true)
     assert Map.keys(arrays) |> Enum.sort() == ["bf", "q4", "q8", "vec"]
@@ -249,7 +264,9 @@ defmodule Mx.IOTest do
         Mx.IO.load("/nonexistent/m.safetensors")
       end
 
-      assert_raise Mx.Error, ~r/Mx.IO.load_npy: cannot open \/tmp: illegal operation on a directory/, fn -> Mx.IO.load_npy("/tmp") end
+      assert_raise Mx.Error, ~r/Mx.IO.load_npy: cannot open \/tmp: illegal operation on a directory/, fn ->
+        Mx.IO.load_npy("/tmp")
+      end
 
       assert_raise Mx.Error, ~r/Mx.IO.save_npy: cannot write \/nonexistent\/x.npy/, fn ->
         Mx.IO.save_npy("/nonexistent/x.npy", Mx.tensor(1))

@@ -178,7 +178,13 @@ defmodule Mx.IO.JSON do
       case c do
         ?" -> "\\\""
         ?\\ -> "\\\\"
-        c when c < 0x20 -> "\\u" <> String.pad_leading(Integer.to_string(c, 16), 4, "0")
+        ?\n -> "\\n"
+        ?\r -> "\\r"
+        ?\t -> "\\t"
+        ?\b -> "\\b"
+        ?\f -> "\\f"
+        # As Python's json.dumps writes them, so headers match the reference writers'.
+        c when c < 0x20 -> "\\u" <> String.pad_leading(Integer.to_string(c, 16) |> String.downcase(), 4, "0")
         c -> <<c::utf8>>
       end
     end
