@@ -439,9 +439,7 @@ defmodule Mx.Tree do
         [{Enum.reverse(path), tree} | acc]
 
       is_list(tree) ->
-        tree
-        |> Enum.with_index()
-        |> Enum.reduce(acc, fn {x, i}, acc -> fold_path(x, [i | path], acc, leaf?) end)
+        fold_path_list(tree, 0, path, acc, leaf?)
 
       is_tuple(tree) ->
         fold_path(Tuple.to_list(tree), path, acc, leaf?)
@@ -456,15 +454,25 @@ defmodule Mx.Tree do
     end
   end
 
+  # An improper list's tail takes the next position.
+  defp fold_path_list([], _i, _path, acc, _leaf?), do: acc
+
+  defp fold_path_list([h | t], i, path, acc, leaf?),
+    do: fold_path_list(t, i + 1, path, fold_path(h, [i | path], acc, leaf?), leaf?)
+
+  defp fold_path_list(tail, i, path, acc, leaf?), do: fold_path(tail, [i | path], acc, leaf?)
+
+  defp path_list([], _i, _path, _fun, _leaf?), do: []
+  defp path_list([h | t], i, path, fun, leaf?), do: [walk_path(h, [i | path], fun, leaf?) | path_list(t, i + 1, path, fun, leaf?)]
+  defp path_list(tail, i, path, fun, leaf?), do: walk_path(tail, [i | path], fun, leaf?)
+
   defp walk_path(tree, path, fun, leaf?) do
     cond do
       leaf?.(tree) ->
         fun.(Enum.reverse(path), tree)
 
       is_list(tree) ->
-        {items, _} = Enum.map_reduce(tree, 0, fn x, i -> {walk_path(x, [i | path], fun, leaf?), i + 1} end)
-
-        items
+        path_list(tree, 0, path, fun, leaf?)
 
       is_tuple(tree) ->
         tree
@@ -474,7 +482,7 @@ defmodule Mx.Tree do
         |> List.to_tuple()
 
       is_map(tree) and not is_struct(tree) ->
-        Map.new(tree, fn {k, v} -> {k, walk_path(v, [k | path], fun, leaf?)} end)
+        tree |> Enum.sort_by(&elem(&1, 0)) |> Map.new(fn {k, v} -> {k, walk_path(v, [k | path], fun, leaf?)} end)
 
       true ->
         tree

@@ -27,6 +27,8 @@ defmodule Mx.TreeTest do
   test "improper lists keep their tail" do
     {out, n} = Mx.Tree.map_reduce([Mx.tensor(1) | Mx.tensor(2)], 0, fn _, n -> {n, n + 1} end)
     assert {out, n} == {[0 | 1], 2}
+    assert Mx.Tree.map_with_path([Mx.tensor(1) | Mx.tensor(2)], fn p, _ -> p end) == [[0] | [1]]
+    assert Mx.Tree.flatten([Mx.tensor(1) | Mx.tensor(2)]) |> Enum.map(&elem(&1, 0)) == [[0], [1]]
   end
 
   test "map_with_path and flatten name the same paths in the same order" do
