@@ -369,31 +369,32 @@ defmodule Mx.Tree do
   @doc false
   # map_reduce for callers on hot paths (no option checking).
   def walk(tree, acc, fun, leaf?) do
-    cond do
-      leaf?.(tree) ->
-        fun.(tree, acc)
+    if leaf?.(tree), do: fun.(tree, acc), else: descend(tree, acc, fun, leaf?)
+  end
 
-      is_list(tree) ->
-        walk_list(tree, acc, fun, leaf?)
+  defp descend(l, acc, fun, leaf?) when is_list(l), do: walk_list(l, acc, fun, leaf?)
 
-      is_tuple(tree) ->
-        {items, acc} = tree |> Tuple.to_list() |> walk_list(acc, fun, leaf?)
-        {List.to_tuple(items), acc}
+  defp descend(t, acc, fun, leaf?) when is_tuple(t) do
+    {items, acc} = t |> Tuple.to_list() |> walk_list(acc, fun, leaf?)
+    {List.to_tuple(items), acc}
+  end
 
-      is_map(tree) and not is_struct(tree) ->
-        {pairs, acc} =
-          tree
-          |> Enum.sort_by(&elem(&1, 0))
-          |> Enum.map_reduce(acc, fn {k, v}, acc ->
-            {v, acc} = walk(v, acc, fun, leaf?)
-            {{k, v}, acc}
-          end)
+  defp descend(%_{} = s, acc, _fun, _leaf?), do: {s, acc}
 
-        {Map.new(pairs), acc}
+  defp descend(m, acc, fun, leaf?) when is_map(m) do
+    # Keys are unique, so sorting the pairs sorts by key.
+    {pairs, acc} = m |> Enum.sort() |> walk_pairs(acc, fun, leaf?)
+    {:maps.from_list(pairs), acc}
+  end
 
-      true ->
-        {tree, acc}
-    end
+  defp descend(other, acc, _fun, _leaf?), do: {other, acc}
+
+  defp walk_pairs([], acc, _fun, _leaf?), do: {[], acc}
+
+  defp walk_pairs([{k, v} | t], acc, fun, leaf?) do
+    {v, acc} = walk(v, acc, fun, leaf?)
+    {t, acc} = walk_pairs(t, acc, fun, leaf?)
+    {[{k, v} | t], acc}
   end
 
   # Plain recursion: an improper list keeps its tail, walked as a term of its own.
@@ -408,25 +409,17 @@ defmodule Mx.Tree do
   defp walk_list(other, acc, fun, leaf?), do: walk(other, acc, fun, leaf?)
 
   defp fold(tree, acc, fun, leaf?) do
-    cond do
-      leaf?.(tree) ->
-        fun.(tree, acc)
-
-      is_list(tree) ->
-        fold_list(tree, acc, fun, leaf?)
-
-      is_tuple(tree) ->
-        tree |> Tuple.to_list() |> fold_list(acc, fun, leaf?)
-
-      is_map(tree) and not is_struct(tree) ->
-        tree
-        |> Enum.sort_by(&elem(&1, 0))
-        |> Enum.reduce(acc, fn {_k, v}, acc -> fold(v, acc, fun, leaf?) end)
-
-      true ->
-        acc
-    end
+    if leaf?.(tree), do: fun.(tree, acc), else: fold_in(tree, acc, fun, leaf?)
   end
+
+  defp fold_in(l, acc, fun, leaf?) when is_list(l), do: fold_list(l, acc, fun, leaf?)
+  defp fold_in(t, acc, fun, leaf?) when is_tuple(t), do: t |> Tuple.to_list() |> fold_list(acc, fun, leaf?)
+  defp fold_in(%_{}, acc, _fun, _leaf?), do: acc
+
+  defp fold_in(m, acc, fun, leaf?) when is_map(m),
+    do: m |> Enum.sort() |> Enum.reduce(acc, fn {_k, v}, acc -> fold(v, acc, fun, leaf?) end)
+
+  defp fold_in(_other, acc, _fun, _leaf?), do: acc
 
   defp fold_list([], acc, _fun, _leaf?), do: acc
   defp fold_list([h | t], acc, fun, leaf?), do: fold_list(t, fold(h, acc, fun, leaf?), fun, leaf?)
