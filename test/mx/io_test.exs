@@ -3,7 +3,7 @@ defmodule Mx.IOTest do
   import Bitwise
 
   @fixtures Path.expand("../fixtures/io", __DIR__)
-  {expected, _} = Code.eval_file(Path.expand("../reference/io.exs", __DIR__))
+  {expected, _} = Code.eval_file(Path.expand("../fixtures/io/expected.exs", __DIR__))
   @expected expected
 
   defp fixture(name), do: Path.join(@fixtures, name)
