@@ -263,12 +263,16 @@ defmodule Mx.Tree do
   defp zip([first | _] = trees, path, fun, leaf?, where) do
     cond do
       leaf?.(first) ->
-        Enum.each(trees, &(leaf?.(&1) or differ!(trees, path, where)))
+        check_all!(trees, &leaf?.(&1), path, where, &describe_leaf/1)
         fun.(trees)
 
       is_list(first) ->
         n = safe_length(first)
-        Enum.each(trees, &((is_list(&1) and safe_length(&1) == n) or differ!(trees, path, where)))
+
+        if n < 0,
+          do: raise(ArgumentError, "#{where}: an improper list at path #{inspect(path)}; zip_with walks proper lists only")
+
+        check_all!(trees, &(is_list(&1) and safe_length(&1) == n), path, where)
 
         trees
         |> Enum.zip_with(& &1)
@@ -277,7 +281,7 @@ defmodule Mx.Tree do
 
       is_tuple(first) ->
         n = tuple_size(first)
-        Enum.each(trees, &((is_tuple(&1) and tuple_size(&1) == n) or differ!(trees, path, where)))
+        check_all!(trees, &(is_tuple(&1) and tuple_size(&1) == n), path, where)
 
         trees
         |> Enum.map(&Tuple.to_list/1)
@@ -289,11 +293,7 @@ defmodule Mx.Tree do
       is_map(first) and not is_struct(first) ->
         keys = first |> Map.keys() |> Enum.sort()
 
-        Enum.each(
-          trees,
-          &((is_map(&1) and not is_struct(&1) and Enum.sort(Map.keys(&1)) == keys) or
-              differ!(trees, path, where))
-        )
+        check_all!(trees, &(is_map(&1) and not is_struct(&1) and Enum.sort(Map.keys(&1)) == keys), path, where)
 
         Map.new(keys, fn k ->
           {k, zip(Enum.map(trees, &Map.fetch!(&1, k)), path ++ [k], fun, leaf?, where)}
@@ -310,22 +310,17 @@ defmodule Mx.Tree do
     ArgumentError -> -1
   end
 
-  defp differ!([first | _] = trees, path, where) do
-    {i, other} =
-      trees
-      |> Enum.with_index(1)
-      |> Enum.find(fn {t, _} -> kind(t) != kind(first) end)
-      |> then(fn {t, i} -> {i, t} end)
+  # Raises naming the first tree (counting from 1) that fails ok?.
+  defp check_all!([first | _] = trees, ok?, path, where, show \\ &describe/1) do
+    case trees |> Enum.with_index(1) |> Enum.find(fn {t, _} -> not ok?.(t) end) do
+      nil ->
+        :ok
 
-    raise ArgumentError,
-          "#{where}: the trees differ at path #{inspect(path)}: tree 1 has #{describe(first)}, tree #{i} #{describe(other)}"
+      {other, i} ->
+        raise ArgumentError,
+              "#{where}: the trees differ at path #{inspect(path)}: tree 1 has #{show.(first)}, tree #{i} #{describe(other)}"
+    end
   end
-
-  defp kind(%Array{}), do: :array
-  defp kind(l) when is_list(l), do: {:list, safe_length(l)}
-  defp kind(t) when is_tuple(t), do: {:tuple, tuple_size(t)}
-  defp kind(m) when is_map(m) and not is_struct(m), do: {:map, m |> Map.keys() |> Enum.sort()}
-  defp kind(other), do: {:other, other}
 
   defp describe(%Array{} = a), do: "an array #{Mx.describe(a)}"
   defp describe(l) when is_list(l), do: "a list of #{safe_length(l)} elements"
@@ -335,6 +330,9 @@ defmodule Mx.Tree do
     do: "a map with keys #{inspect(m |> Map.keys() |> Enum.sort(), limit: 10)}"
 
   defp describe(other), do: inspect(other, limit: 5)
+
+  defp describe_leaf(%Array{} = a), do: describe(a)
+  defp describe_leaf(other), do: inspect(other, limit: 5)
 
   @doc """
   Whether `term` is a container the walkers descend into: a list, a tuple or

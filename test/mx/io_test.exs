@@ -444,6 +444,7 @@ defmodule Mx.IOTest do
         {pad.(head.(1, [], [info.("t", [4], 3, 0)])), ~r/tensor "t": ggml type Q4_1 is not supported/},
         {pad.(head.(1, [], [info.("t", [4], 99, 0)])), ~r/tensor "t": unknown ggml type 99/},
         {pad.(head.(1, [], [info.("t", [1, 1, 1, 1, 1], 0, 0)])), ~r/tensor "t": 5 dimensions, over GGUF's 4/},
+        {pad.(head.(1, [], [info.("t", [], 8, 0)])), ~r/tensor "t": a Q8_0 tensor needs at least one dimension/},
         {pad.(head.(1, [], [info.("t", [33], 8, 0)])),
          ~r/tensor "t": its innermost dimension 33 is not a multiple of Q8_0's block of 32/},
         {pad.(head.(1, [], [info.("t", [1 <<< 31, 1 <<< 31], 0, 0)])), ~r/tensor "t": the shape .* an absurd size/},

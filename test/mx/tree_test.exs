@@ -118,6 +118,17 @@ defmodule Mx.TreeTest do
                  end
   end
 
+  test "zip_with with a custom leaf? names the tree whose node is no leaf" do
+    leaf? = &match?({:slot, _}, &1)
+
+    assert_raise ArgumentError, ~r/differ at path \[:a\]: tree 1 has \{:slot, 1\}, tree 2 a tuple of 2 elements/, fn ->
+      Mx.Tree.zip_with([%{a: {:slot, 1}}, %{a: {:other, 1}}], & &1, leaf?: leaf?)
+    end
+
+    assert Mx.Tree.zip_with([%{a: {:slot, 1}}, %{a: {:slot, 2}}], fn [{_, x}, {_, y}] -> x + y end, leaf?: leaf?) == %{a: 3}
+    assert_raise ArgumentError, ~r/an improper list at path \[\]/, fn -> Mx.Tree.zip_with([[1 | 2], [1 | 2]], & &1) end
+  end
+
   test "options are checked" do
     assert_raise ArgumentError, ~r/Mx.Tree.map: unknown option/, fn ->
       Mx.Tree.map(tree(), & &1, is_leaf: & &1)

@@ -136,6 +136,8 @@ defmodule Mx.IO.GGUF do
           "tensor #{inspect(name)}: ggml type #{tname} is not supported; Mx reads F32, F16, BF16, F64, I8-I64, Q8_0 and Q4_0"
         )
 
+    if block > 1 and dims == [], do: Reader.fail!(r, "tensor #{inspect(name)}: a #{tname} tensor needs at least one dimension")
+
     if dims != [] and rem(hd(dims), block) != 0,
       do:
         Reader.fail!(
