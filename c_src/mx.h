@@ -563,4 +563,9 @@ mx_status mx_window(mx_op op, mx_array *x, const int64_t *window, const int64_t 
 mx_status mx_window_scatter(mx_op op, mx_array *x, mx_array *source, mx_array *init, const int64_t *window,
                             const int64_t *strides, const int64_t *pad_lo, const int64_t *pad_hi, mx_array **out);
 
+/* ---- io (Mx.IO) ---------------------------------------------------------------- */
+/* An array of dtype and shape whose bytes are read from path at offset, straight into its
+ * buffer (no intermediate copy). MX_EINVAL names the file when it is short or unreadable. */
+mx_status mx_from_file(const char *path, uint64_t offset, mx_dtype dtype, int ndim, const int64_t *shape, mx_array **out);
+
 #endif

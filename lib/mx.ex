@@ -28,6 +28,8 @@ defmodule Mx do
     * `Mx.Special` — special functions: incomplete gamma and beta, log Φ and Φ⁻¹, betaln, xlogy
     * `Mx.Error` — the exception engine errors raise
     * `Mx.Nx.Backend`, `Mx.Nx.Compiler` — an `Nx.Backend` and a defn compiler on Mx (with the optional `:nx` dependency; `to_nx/1`, `from_nx/1`)
+    * `Mx.Tree` — map, zip, flatten and reduce over nested maps, lists and tuples of arrays (parameters, gradients)
+    * `Mx.IO` — load and save safetensors, npy/npz and GGUF files
 
   Shapes are tuples, types are atoms such as `:f32` (Nx tuples like
   `{:f, 32}` are accepted). Defaults follow Nx: float data is `f32`, integer

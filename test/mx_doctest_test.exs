@@ -8,4 +8,6 @@ defmodule MxDoctestTest do
   doctest Mx.Special
   doctest Mx.FFT
   doctest Mx.Compile
+  doctest Mx.Tree
+  doctest Mx.IO
 end

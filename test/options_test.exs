@@ -291,7 +291,23 @@ defmodule GenMX.OptionsTest do
       {Gen.Inference.Vectorized, :run, 3} => [kernel, vt],
       {Gen.Inference.Vectorized, :smc, 5} => [m, args_fn, obs, 2],
       {Gen.Inference.Vectorized, :smc_init, 5} => [m, [], %{}, 2],
-      {Gen.Inference.Vectorized, :smc_step, 4} => [smc_state, [], %{}]
+      {Gen.Inference.Vectorized, :smc_step, 4} => [smc_state, [], %{}],
+      # Mx.Tree and Mx.IO (issue 13)
+      {Mx.Tree, :map, 3} => [%{a: a}, & &1],
+      {Mx.Tree, :map_with_path, 3} => [%{a: a}, fn _p, x -> x end],
+      {Mx.Tree, :map_reduce, 4} => [%{a: a}, 0, &{&1, &2}],
+      {Mx.Tree, :reduce, 4} => [%{a: a}, 0, fn _, n -> n + 1 end],
+      {Mx.Tree, :leaves, 2} => [%{a: a}],
+      {Mx.Tree, :replace_leaves, 3} => [%{a: a}, [a]],
+      {Mx.Tree, :flatten, 2} => [%{a: a}],
+      {Mx.Tree, :unflatten, 2} => [[{"a", a}]],
+      {Mx.Tree, :zip_with, 3} => [[%{a: a}, %{a: a}], &hd/1],
+      {Mx.IO, :load, 2} => ["/nonexistent/x.safetensors"],
+      {Mx.IO, :load_safetensors, 2} => ["/nonexistent/x.safetensors"],
+      {Mx.IO, :save_safetensors, 3} => ["/nonexistent/x.safetensors", %{"a" => a}],
+      {Mx.IO, :savez, 3} => ["/nonexistent/x.npz", %{"a" => a}],
+      {Mx.IO, :load_gguf, 2} => ["/nonexistent/x.gguf"],
+      {Mx.IO, :save_gguf, 3} => ["/nonexistent/x.gguf", %{"a" => a}]
     })
   end
 

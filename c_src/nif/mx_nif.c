@@ -2390,6 +2390,28 @@ static ERL_NIF_TERM tape_time_raw(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
                           enif_make_int64(env, cpu));
 }
 
+/* ---- io: Mx.IO reads tensors from files by offset (dirty IO: a large read takes long) ------- */
+
+/* from_file(path, offset, dtype, shape): the bytes at offset, read straight into a new array. */
+static ERL_NIF_TERM from_file(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ErlNifBinary p;
+  char path[4096];
+  ErlNifUInt64 offset;
+  mx_dtype t;
+  int64_t shape[MX_MAX_RANK];
+  int nd;
+  if (!enif_inspect_binary(env, argv[0], &p) || p.size == 0 || p.size >= sizeof path || memchr(p.data, 0, p.size))
+    return badarg(env, "[from_file] the path must be a non-empty binary of under %zu bytes without NUL", sizeof path);
+  memcpy(path, p.data, p.size);
+  path[p.size] = 0;
+  if (!enif_get_uint64(env, argv[1], &offset)) return badarg(env, "[from_file] offset must be a non-negative integer");
+  if (!get_dtype(argv[2], &t)) return badarg(env, "[from_file] unknown dtype; use one of Mx.Type.names()");
+  if (!get_ints(env, argv[3], shape, &nd)) return badarg(env, "[from_file] shape must be a tuple of at most %d integers", MX_MAX_RANK);
+  mx_array *out;
+  return result(env, mx_from_file(path, offset, t, nd, shape, &out), &out);
+}
+
 static ErlNifFunc funcs[] = {
     /* graph building: normal schedulers, well under a millisecond */
     {"from_binary", 3, from_binary_probed, 0},
@@ -2480,6 +2502,8 @@ static ErlNifFunc funcs[] = {
     {"conv", 9, conv_probed, 0},
     {"window", 7, window_probed, 0},
     {"window_scatter", 8, window_scatter_probed, 0},
+    /* io (Mx.IO) */
+    {"from_file", 4, from_file, ERL_NIF_DIRTY_JOB_IO_BOUND},
 };
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {

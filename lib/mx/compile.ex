@@ -348,81 +348,14 @@ defmodule Mx.Compile do
     {template, Enum.reverse(acc)}
   end
 
-  defp flatten(%Array{} = a, acc, leaf), do: leaf.(a, acc)
-
-  defp flatten(t, acc, leaf) when is_tuple(t) do
-    {items, acc} = t |> Tuple.to_list() |> flatten_list(acc, leaf)
-    {List.to_tuple(items), acc}
-  end
-
-  defp flatten(l, acc, leaf) when is_list(l), do: flatten_list(l, acc, leaf)
-
-  defp flatten(m, acc, leaf) when is_map(m) and not is_struct(m) do
-    {pairs, acc} =
-      m
-      |> Enum.sort()
-      |> Enum.map_reduce(acc, fn {k, v}, acc ->
-        {v, acc} = flatten(v, acc, leaf)
-        {{k, v}, acc}
-      end)
-
-    {Map.new(pairs), acc}
-  end
-
-  defp flatten(other, acc, _leaf), do: {other, acc}
-
-  # Plain recursion (improper lists keep their tail as a static term).
-  defp flatten_list([], acc, _leaf), do: {[], acc}
-
-  defp flatten_list([h | t], acc, leaf) do
-    {h, acc} = flatten(h, acc, leaf)
-    {t, acc} = flatten_list(t, acc, leaf)
-    {[h | t], acc}
-  end
-
-  defp flatten_list(other, acc, leaf), do: flatten(other, acc, leaf)
+  defp flatten(tree, acc, leaf), do: Mx.Tree.walk(tree, acc, leaf, &is_struct(&1, Array))
 
   # Puts arrays back where a skeleton has {@leaf, shape, type}.
-  defp fill_leaves({@leaf, _shape, _type}, [a | rest]), do: {a, rest}
-  defp fill_leaves(t, arrays), do: refill(t, arrays, &fill_leaves/2)
+  defp fill_leaves(skeleton, arrays), do: Mx.Tree.walk(skeleton, arrays, fn _, [a | rest] -> {a, rest} end, &match?({@leaf, _, _}, &1))
 
   # Puts output refs back where a template has @leaf.
   defp fill(template, refs) do
-    {out, []} = fill_out(template, refs)
+    {out, []} = Mx.Tree.walk(template, refs, fn _, [r | rest] -> {Array.wrap(r), rest} end, &(&1 == @leaf))
     out
   end
-
-  defp fill_out(@leaf, [r | rest]), do: {Array.wrap(r), rest}
-  defp fill_out(t, refs), do: refill(t, refs, &fill_out/2)
-
-  defp refill(t, values, f) when is_tuple(t) do
-    {items, rest} = t |> Tuple.to_list() |> refill_list(values, f)
-    {List.to_tuple(items), rest}
-  end
-
-  defp refill(l, values, f) when is_list(l), do: refill_list(l, values, f)
-
-  defp refill(m, values, f) when is_map(m) and not is_struct(m) do
-    {pairs, rest} =
-      m
-      |> Enum.sort()
-      |> Enum.map_reduce(values, fn {k, v}, acc ->
-        {v, acc} = f.(v, acc)
-        {{k, v}, acc}
-      end)
-
-    {Map.new(pairs), rest}
-  end
-
-  defp refill(other, values, _f), do: {other, values}
-
-  defp refill_list([], values, _f), do: {[], values}
-
-  defp refill_list([h | t], values, f) do
-    {h, values} = f.(h, values)
-    {t, values} = refill_list(t, values, f)
-    {[h | t], values}
-  end
-
-  defp refill_list(other, values, f), do: f.(other, values)
 end

@@ -96,4 +96,7 @@ defmodule Mx.NIF do
   def conv(_x, _w, _strides, _lo, _hi, _input_dilation, _kernel_dilation, _feature_groups, _batch_groups), do: nif_not_loaded()
   def window(_op, _x, _window, _strides, _lo, _hi, _dilations), do: nif_not_loaded()
   def window_scatter(_op, _x, _source, _init, _window, _strides, _lo, _hi), do: nif_not_loaded()
+  # io (Mx.IO)
+  @doc false
+  def from_file(_path, _offset, _type, _shape), do: nif_not_loaded()
 end

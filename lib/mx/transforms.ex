@@ -308,25 +308,7 @@ defmodule Mx.Transforms do
     end
   end
 
-  defp map_arrays(%Array{} = a, acc, fun), do: fun.(a, acc)
-
-  defp map_arrays(t, acc, fun) when is_tuple(t) do
-    {items, acc} = t |> Tuple.to_list() |> Enum.map_reduce(acc, &map_arrays(&1, &2, fun))
-    {List.to_tuple(items), acc}
-  end
-
-  defp map_arrays(l, acc, fun) when is_list(l), do: Enum.map_reduce(l, acc, &map_arrays(&1, &2, fun))
-
-  defp map_arrays(m, acc, fun) when is_map(m) and not is_struct(m) do
-    {pairs, acc} = m |> Enum.sort() |> Enum.map_reduce(acc, fn {k, v}, acc ->
-      {v, acc} = map_arrays(v, acc, fun)
-      {{k, v}, acc}
-    end)
-
-    {Map.new(pairs), acc}
-  end
-
-  defp map_arrays(other, acc, _fun), do: {other, acc}
+  defp map_arrays(tree, acc, fun), do: Mx.Tree.walk(tree, acc, fun, &is_struct(&1, Array))
 
   # ---- machinery ---------------------------------------------------------------------
 
@@ -381,12 +363,7 @@ defmodule Mx.Transforms do
     if depth == 0, do: untrace(result), else: result
   end
 
-  defp untrace(%Array{} = a), do: stop_gradient(a)
-  defp untrace(t) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.map(&untrace/1) |> List.to_tuple()
-  defp untrace(l) when is_list(l), do: Enum.map(l, &untrace/1)
-  defp untrace(%_{} = s), do: s
-  defp untrace(m) when is_map(m), do: Map.new(m, fn {k, v} -> {k, untrace(v)} end)
-  defp untrace(other), do: other
+  defp untrace(result), do: Mx.Tree.map(result, &stop_gradient/1)
 
   defp pull_back(outs, cots, wrt) do
     NIF.vjp(Enum.map(outs, & &1.ref), Enum.map(cots, & &1.ref), Enum.map(wrt, & &1.ref))
@@ -404,44 +381,22 @@ defmodule Mx.Transforms do
     {marked, leaves(marked)}
   end
 
-  defp map_leaves(%Array{} = a, fun), do: fun.(a)
-  defp map_leaves(x, fun) when is_number(x), do: fun.(Mx.tensor(x * 1.0))
-  defp map_leaves(t, fun) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.map(&map_leaves(&1, fun)) |> List.to_tuple()
-  defp map_leaves(l, fun) when is_list(l), do: Enum.map(l, &map_leaves(&1, fun))
-  defp map_leaves(m, fun) when is_map(m) and not is_struct(m), do: Map.new(m, fn {k, v} -> {k, map_leaves(v, fun)} end)
+  # Numbers are differentiable leaves too; any other non-container term is an error in mark/1.
+  defp diff_leaf?(x), do: is_struct(x, Array) or is_number(x)
 
-  defp map_leaves(other, _fun) do
+  defp map_leaves(tree, fun), do: Mx.Tree.map(tree, &mark_leaf(&1, fun), leaf?: &(not Mx.Tree.container?(&1)))
+
+  defp mark_leaf(%Array{} = a, fun), do: fun.(a)
+  defp mark_leaf(x, fun) when is_number(x), do: fun.(Mx.tensor(x * 1.0))
+
+  defp mark_leaf(other, _fun) do
     raise ArgumentError, "cannot differentiate with respect to #{inspect(other)}; use arrays, numbers or containers of them"
   end
 
-  defp leaves(%Array{} = a), do: [a]
-  defp leaves(x) when is_number(x), do: [x]
-  defp leaves(t) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.flat_map(&leaves/1)
-  defp leaves(l) when is_list(l), do: Enum.flat_map(l, &leaves/1)
-  defp leaves(m) when is_map(m) and not is_struct(m), do: m |> Enum.sort() |> Enum.flat_map(fn {_k, v} -> leaves(v) end)
-  defp leaves(_other), do: []
+  defp leaves(tree), do: Mx.Tree.leaves(tree, leaf?: &diff_leaf?/1)
 
   # Fills template's leaf positions from `values` in order: {container, rest}.
-  defp rebuild(%Array{}, [v | rest]), do: {v, rest}
-  defp rebuild(x, [v | rest]) when is_number(x), do: {v, rest}
-
-  defp rebuild(t, values) when is_tuple(t) do
-    {items, rest} = t |> Tuple.to_list() |> Enum.map_reduce(values, &rebuild/2)
-    {List.to_tuple(items), rest}
-  end
-
-  defp rebuild(l, values) when is_list(l), do: Enum.map_reduce(l, values, &rebuild/2)
-
-  defp rebuild(m, values) when is_map(m) and not is_struct(m) do
-    {pairs, rest} = m |> Enum.sort() |> Enum.map_reduce(values, fn {k, v}, acc ->
-      {v2, acc} = rebuild(v, acc)
-      {{k, v2}, acc}
-    end)
-
-    {Map.new(pairs), rest}
-  end
-
-  defp rebuild(other, values), do: {other, values}
+  defp rebuild(template, values), do: Mx.Tree.walk(template, values, fn _, [v | rest] -> {v, rest} end, &diff_leaf?/1)
 
   defp rebuild_each(primals, grads) do
     {rebuilt, []} = Enum.map_reduce(primals, grads, &rebuild/2)
