@@ -142,10 +142,7 @@ defmodule Gen.Optim do
     mx = mx_optimizer(opt, rate(opt, step + 1))
     # Mx.Optim descends; ascent descends along -grad.
     grads = if opt.maximize, do: Mx.Tree.map(grads, &Mx.negate/1), else: grads
-    template = Mx.Optim.init(mx, params)
-
-    {new_params, new_state} =
-      Mx.Optim.update(mx, grads, from_slots(slots, template, step), params)
+    {new_params, new_state} = Mx.Optim.update(mx, grads, from_slots(opt, slots, step), params)
 
     Mx.eval({new_params, new_state})
     {new_params, %{step: step + 1, slots: to_slots(new_state)}}
@@ -166,16 +163,19 @@ defmodule Gen.Optim do
     end
   end
 
-  defp from_slots(slots, template, step) do
-    names = slot_names(template)
-
-    names
+  defp from_slots(opt, slots, step) do
+    opt
+    |> slots_of()
     |> Enum.with_index()
     |> Map.new(fn {name, i} -> {name, Mx.Tree.map(slots, &elem(&1, i), leaf?: &slot_tuple?/1)} end)
     |> Map.put(:step, Mx.tensor(step, type: :s32))
   end
 
   defp slot_names(state), do: state |> Map.keys() |> List.delete(:step) |> Enum.sort()
+
+  # The slot names Mx.Optim.init gives these optimizers, sorted.
+  defp slots_of(%{method: :sgd, momentum: mu}), do: if(mu == 0, do: [], else: [:v])
+  defp slots_of(%{method: :adam}), do: [:m, :v]
   # A slot tuple holds arrays only; a parameter tuple holds slot tuples.
   defp slot_tuple?(x), do: is_tuple(x) and Enum.all?(Tuple.to_list(x), &is_struct(&1, Mx.Array))
 

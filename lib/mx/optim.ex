@@ -98,6 +98,7 @@ defmodule Mx.Optim do
 
   @doc false
   # Raises unless every leaf of `params` is a float array; other terms (atoms, nil) ride along.
+  @spec check_params!(Tree.t(), String.t()) :: :ok
   def check_params!(params, where) do
     Tree.reduce(
       params,
@@ -122,6 +123,7 @@ defmodule Mx.Optim do
   end
 
   @doc false
+  @spec same_structure!(Tree.t(), Tree.t(), String.t()) :: Tree.t()
   def same_structure!(params, grads, where) do
     Tree.zip_with([params, grads], &hd/1, where: where)
   rescue
@@ -134,8 +136,8 @@ defmodule Mx.Optim do
 
   # Every built-in optimizer is per leaf (as MLX's init_single/apply_single): `slots` names its
   # state trees, `init_leaf.(p)` gives a leaf's slots as a map, `step_leaf.(p, g, slots, ctx)`
-  # returns {new_p, new_slots} with ctx.lr (the learning rate for this step, in p's type) and
-  # ctx.t (the 1-based step number as a scalar of p's type).
+  # returns {new_p, new_slots} with ctx.lr (this step's learning rate in p's type ctx.ty), and
+  # ctx.lr64 and ctx.t (the rate and the 1-based step number in f64) for step-dependent scalars.
   defp per_leaf(name, slots, lr, init_leaf, step_leaf) do
     %__MODULE__{
       name: name,
