@@ -326,6 +326,28 @@ defmodule Mx.OptimTest do
     assert [[:layers, 0, :b], [:scale, 0]] == ss.v |> Mx.Tree.flatten() |> Enum.map(&elem(&1, 0))
   end
 
+  test "a schedule gets the count of updates done (0 first), as in MLX and Optax" do
+    opt = Optim.sgd(learning_rate: fn count -> Mx.add(Mx.as_type(count, :f64), 1.0) end)
+    p = Mx.tensor(0.0, type: :f64)
+    g = Mx.tensor(-1.0, type: :f64)
+    {p1, s1} = Optim.update(opt, g, Optim.init(opt, p), p)
+    {p2, _} = Optim.update(opt, g, s1, p1)
+    # rates 1 then 2
+    assert {Mx.to_number(p1), Mx.to_number(p2)} == {1.0, 3.0}
+  end
+
+  test "adam without bias correction is MLX's Adam: θ - η m/(√v + ε)" do
+    opt = Optim.adam(learning_rate: 0.1, bias_correction: false, eps: 0.0)
+    p = Mx.tensor([0.0], type: :f64)
+    {p1, s1} = Optim.update(opt, Mx.tensor([2.0], type: :f64), Optim.init(opt, p), p)
+    {p2, _} = Optim.update(opt, Mx.tensor([-1.0], type: :f64), s1, p1)
+    {m1, v1} = {0.1 * 2.0, 0.001 * 4.0}
+    x1 = -0.1 * m1 / :math.sqrt(v1)
+    {m2, v2} = {0.9 * m1 + 0.1 * -1.0, 0.999 * v1 + 0.001 * 1.0}
+    assert_in_delta hd(Mx.to_list(p1)), x1, 4 * u(:f64)
+    assert_in_delta hd(Mx.to_list(p2)), x1 - 0.1 * m2 / :math.sqrt(v2), 16 * u(:f64)
+  end
+
   test "non-array terms ride along; f32 parameters stay f32 under f64 gradients" do
     opt = Optim.adam(learning_rate: 0.1)
     p = %{w: Mx.tensor([1.0]), act: :relu}
