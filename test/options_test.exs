@@ -307,7 +307,18 @@ defmodule GenMX.OptionsTest do
       {Mx.IO, :save_safetensors, 3} => ["/nonexistent/x.safetensors", %{"a" => a}],
       {Mx.IO, :savez, 3} => ["/nonexistent/x.npz", %{"a" => a}],
       {Mx.IO, :load_gguf, 2} => ["/nonexistent/x.gguf"],
-      {Mx.IO, :save_gguf, 3} => ["/nonexistent/x.gguf", %{"a" => a}]
+      {Mx.IO, :save_gguf, 3} => ["/nonexistent/x.gguf", %{"a" => a}],
+      # Mx.Optim (issue 13)
+      {Mx.Optim, :sgd, 1} => [],
+      {Mx.Optim, :rmsprop, 1} => [],
+      {Mx.Optim, :adagrad, 1} => [],
+      {Mx.Optim, :adadelta, 1} => [],
+      {Mx.Optim, :adam, 1} => [],
+      {Mx.Optim, :adamw, 1} => [],
+      {Mx.Optim, :adamax, 1} => [],
+      {Mx.Optim, :lion, 1} => [],
+      {Mx.Optim, :adafactor, 1} => [],
+      {Mx.Optim, :muon, 1} => []
     })
   end
 

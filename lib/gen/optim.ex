@@ -2,7 +2,10 @@ defmodule Gen.Optim do
   @moduledoc """
   First-order optimisers on parameter containers, as pure state and step
   functions: `sgd/1` (with optional heavy-ball momentum) and `adam/1`
-  (Kingma & Ba 2015, with bias correction).
+  (Kingma & Ba 2015, with bias correction). The steps are `Mx.Optim`'s
+  (`Mx.Optim.sgd/1`, `Mx.Optim.adam/1`); this module adds Gen's conventions:
+  ascent by default, schedules of the step t = 1, 2, ..., evaluated state,
+  and `fit/3`.
 
   A parameter container is an Mx floating-point array, or a map (not a
   struct) or list of containers: `%{mu: Mx.tensor(0.0, type: :f64), w:
@@ -33,7 +36,15 @@ defmodule Gen.Optim do
   import Gen.Inference.Common, only: [positive!: 4]
 
   @enforce_keys [:method, :learning_rate, :maximize]
-  defstruct [:method, :learning_rate, :maximize, momentum: 0.0, beta1: 0.9, beta2: 0.999, eps: 1.0e-8]
+  defstruct [
+    :method,
+    :learning_rate,
+    :maximize,
+    momentum: 0.0,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1.0e-8
+  ]
 
   @type t :: %__MODULE__{
           method: :sgd | :adam,
@@ -101,22 +112,18 @@ defmodule Gen.Optim do
   end
 
   @doc """
-  The optimiser's initial state for `params`: zero moments, step 0.
+  The optimiser's initial state for `params`: zero moments, step 0. The
+  moments of each parameter are a tuple (`{m, v}` for Adam).
 
       iex> st = Gen.Optim.init(Gen.Optim.adam(), %{w: Mx.tensor([1.0, 2.0], type: :f64)})
       iex> {st.step, Mx.to_list(elem(st.slots.w, 0))}
       {0, [0.0, 0.0]}
   """
   @spec init(t(), params()) :: state()
-  def init(%__MODULE__{method: method}, params) do
-    slots =
-      map_leaves(params, "init", fn p ->
-        unless Mx.Type.float?(Mx.type(p)), do: bad_leaf!(p, "init")
-        z = Mx.zeros(Mx.shape(p), type: Mx.type(p))
-        if method == :adam, do: {z, z}, else: z
-      end)
-
-    %{step: 0, slots: slots}
+  def init(%__MODULE__{} = opt, params) do
+    Mx.Optim.check_params!(params, "Gen.Optim.init")
+    # The learning rate does not enter the state.
+    %{step: 0, slots: opt |> mx_optimizer(0.0) |> Mx.Optim.init(params) |> to_slots()}
   end
 
   @doc """
@@ -131,38 +138,46 @@ defmodule Gen.Optim do
   """
   @spec update(t(), state(), params(), params()) :: {params(), state()}
   def update(%__MODULE__{} = opt, %{step: step, slots: slots}, params, grads) do
-    t = step + 1
-    sign = if opt.maximize, do: 1.0, else: -1.0
+    Mx.Optim.same_structure!(params, grads, "Gen.Optim.update")
+    mx = mx_optimizer(opt, rate(opt, step + 1))
+    # Mx.Optim descends; ascent descends along -grad.
+    grads = if opt.maximize, do: Mx.Tree.map(grads, &Mx.negate/1), else: grads
+    {new_params, new_state} = Mx.Optim.update(mx, grads, from_slots(opt, slots, step), params)
 
-    pairs =
-      zip_leaves([params, grads, slots], "update", fn [p, g, s] ->
-        g = Mx.as_type(g, Mx.type(p))
-        step_leaf(opt, t, sign, p, g, s)
-      end)
-
-    new_params = map_leaves(pairs, nil, &elem(&1, 0), &pair?/1)
-    new_slots = map_leaves(pairs, nil, &elem(&1, 1), &pair?/1)
-    Mx.eval(leaves(new_params) ++ leaves(new_slots))
-    {new_params, %{step: t, slots: new_slots}}
+    Mx.eval({new_params, new_state})
+    {new_params, %{step: step + 1, slots: to_slots(new_state)}}
   end
 
-  defp pair?({%Mx.Array{}, _}), do: true
-  defp pair?(_), do: false
+  # The Mx.Optim optimizer with this step's learning rate (Gen's schedules take t = 1, 2, ...).
+  defp mx_optimizer(%{method: :sgd, momentum: mu}, lr),
+    do: Mx.Optim.sgd(learning_rate: lr, momentum: mu)
 
-  defp step_leaf(%{method: :sgd, momentum: mu} = o, t, sign, p, g, v) do
-    lr = rate(o, t)
-    v2 = if mu == 0.0, do: g, else: Mx.add(Mx.multiply(v, mu), g)
-    {Mx.add(p, Mx.multiply(v2, sign * lr)), v2}
+  defp mx_optimizer(%{method: :adam} = o, lr),
+    do: Mx.Optim.adam(learning_rate: lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps)
+
+  # Gen's state keeps each parameter's slots together in a tuple, in slot-name order.
+  defp to_slots(state) do
+    case slot_names(state) do
+      [] -> nil
+      names -> Mx.Tree.zip_with(Enum.map(names, &Map.fetch!(state, &1)), &List.to_tuple/1)
+    end
   end
 
-  defp step_leaf(%{method: :adam} = o, t, sign, p, g, {m, v}) do
-    m2 = Mx.add(Mx.multiply(m, o.beta1), Mx.multiply(g, 1.0 - o.beta1))
-    v2 = Mx.add(Mx.multiply(v, o.beta2), Mx.multiply(Mx.square(g), 1.0 - o.beta2))
-    m_hat = Mx.divide(m2, 1.0 - :math.pow(o.beta1, t))
-    v_hat = Mx.divide(v2, 1.0 - :math.pow(o.beta2, t))
-    delta = Mx.divide(m_hat, Mx.add(Mx.sqrt(v_hat), o.eps))
-    {Mx.add(p, Mx.multiply(delta, sign * rate(o, t))), {m2, v2}}
+  defp from_slots(opt, slots, step) do
+    opt
+    |> slots_of()
+    |> Enum.with_index()
+    |> Map.new(fn {name, i} -> {name, Mx.Tree.map(slots, &elem(&1, i), leaf?: &slot_tuple?/1)} end)
+    |> Map.put(:step, Mx.tensor(step, type: :s32))
   end
+
+  defp slot_names(state), do: state |> Map.keys() |> List.delete(:step) |> Enum.sort()
+
+  # The slot names Mx.Optim.init gives these optimizers, sorted.
+  defp slots_of(%{method: :sgd, momentum: mu}), do: if(mu == 0, do: [], else: [:v])
+  defp slots_of(%{method: :adam}), do: [:m, :v]
+  # A slot tuple holds arrays only; a parameter tuple holds slot tuples.
+  defp slot_tuple?(x), do: is_tuple(x) and Enum.all?(Tuple.to_list(x), &is_struct(&1, Mx.Array))
 
   defp rate(%{learning_rate: lr}, _t) when is_float(lr), do: lr
 
@@ -207,7 +222,8 @@ defmodule Gen.Optim do
     steps = Keyword.get(opts, :steps)
 
     unless is_integer(steps) and steps >= 0 do
-      raise ArgumentError, "Gen.Optim.fit: steps: must be a non-negative integer (required), got #{inspect(steps)}"
+      raise ArgumentError,
+            "Gen.Optim.fit: steps: must be a non-negative integer (required), got #{inspect(steps)}"
     end
 
     opt = optimizer!(opts, adam(learning_rate: 0.01), "Gen.Optim.fit")
@@ -249,79 +265,39 @@ defmodule Gen.Optim do
   @spec callback!(keyword(), String.t()) :: (map() -> term()) | nil
   def callback!(opts, fun) do
     case Keyword.get(opts, :callback) do
-      nil -> nil
-      f when is_function(f, 1) -> f
-      other -> raise ArgumentError, "#{fun}: callback: must be a function of one argument or nil, got #{inspect(other)}"
+      nil ->
+        nil
+
+      f when is_function(f, 1) ->
+        f
+
+      other ->
+        raise ArgumentError,
+              "#{fun}: callback: must be a function of one argument or nil, got #{inspect(other)}"
     end
-  end
-
-  @doc false
-  # The arrays of a container, in a fixed order (maps by sorted key).
-  @spec leaves(term()) :: [Mx.t()]
-  def leaves(%Mx.Array{} = a), do: [a]
-  def leaves(l) when is_list(l), do: Enum.flat_map(l, &leaves/1)
-  def leaves({a, b}), do: leaves(a) ++ leaves(b)
-  def leaves(m) when is_map(m) and not is_struct(m), do: m |> Enum.sort() |> Enum.flat_map(&leaves(elem(&1, 1)))
-  def leaves(_), do: []
-
-  @doc false
-  # Applies `fun` to every array of a container, keeping its shape.
-  @spec map_leaves(term(), String.t() | nil, (term() -> term()), (term() -> boolean())) :: term()
-  def map_leaves(tree, fun_name, fun, leaf? \\ &match?(%Mx.Array{}, &1)) do
-    cond do
-      leaf?.(tree) -> fun.(tree)
-      is_list(tree) -> Enum.map(tree, &map_leaves(&1, fun_name, fun, leaf?))
-      is_map(tree) and not is_struct(tree) -> Map.new(tree, fn {k, v} -> {k, map_leaves(v, fun_name, fun, leaf?)} end)
-      true -> bad_leaf!(tree, fun_name)
-    end
-  end
-
-  # Walks several containers of the same shape together (params, grads, state slots).
-  defp zip_leaves([first | _] = trees, fun_name, fun) do
-    cond do
-      match?(%Mx.Array{}, first) ->
-        Enum.each(trees, fn t -> unless match?(%Mx.Array{}, t) or is_tuple(t), do: mismatch!(trees, fun_name) end)
-        fun.(trees)
-
-      is_list(first) ->
-        if Enum.any?(trees, &(not is_list(&1) or length(&1) != length(first))), do: mismatch!(trees, fun_name)
-        trees |> Enum.zip_with(& &1) |> Enum.map(&zip_leaves(&1, fun_name, fun))
-
-      is_map(first) and not is_struct(first) ->
-        keys = Map.keys(first) |> Enum.sort()
-
-        if Enum.any?(trees, &(not is_map(&1) or Enum.sort(Map.keys(&1)) != keys)), do: mismatch!(trees, fun_name)
-
-        Map.new(keys, fn k -> {k, zip_leaves(Enum.map(trees, &Map.fetch!(&1, k)), fun_name, fun)} end)
-
-      true ->
-        bad_leaf!(first, fun_name)
-    end
-  end
-
-  defp mismatch!([p, g | _], fun_name) do
-    raise ArgumentError,
-          "Gen.Optim.#{fun_name}: the gradients #{inspect(g)} do not have the container shape of the parameters #{inspect(p)}; pass the gradient Mx.value_and_grad returns for these parameters"
-  end
-
-  defp bad_leaf!(x, fun_name) do
-    raise ArgumentError,
-          "Gen.Optim.#{fun_name}: parameters must be floating-point Mx arrays in maps or lists, got #{inspect(x)}; wrap numbers with Mx.tensor(x, type: :f64)"
   end
 
   defp check_keys!(opts, allowed, fun), do: Mx.Opts.validate!(opts, allowed, "Gen.Optim.#{fun}")
 
   defp unit!(opts, name, default, fun) do
     case Keyword.get(opts, name, default) do
-      x when is_number(x) and x >= 0 and x < 1 -> x * 1.0
-      other -> raise ArgumentError, "Gen.Optim.#{fun}: #{name}: must be a number in [0, 1), got #{inspect(other)}"
+      x when is_number(x) and x >= 0 and x < 1 ->
+        x * 1.0
+
+      other ->
+        raise ArgumentError,
+              "Gen.Optim.#{fun}: #{name}: must be a number in [0, 1), got #{inspect(other)}"
     end
   end
 
   defp bool!(opts, name, fun) do
     case Keyword.get(opts, name, true) do
-      b when is_boolean(b) -> b
-      other -> raise ArgumentError, "Gen.Optim.#{fun}: #{name}: must be true or false, got #{inspect(other)}"
+      b when is_boolean(b) ->
+        b
+
+      other ->
+        raise ArgumentError,
+              "Gen.Optim.#{fun}: #{name}: must be true or false, got #{inspect(other)}"
     end
   end
 end

@@ -75,7 +75,17 @@ defmodule Gen.Inference.VI do
   @objectives [:elbo, :iwelbo, :wake_sleep, :wake, :sleep]
   @estimators [:reparam, :reinforce]
   # The options config!/6 reads, shared by vi/6 and gradient/6; the bounds take fewer.
-  @config_opts [:objective, :estimator, :reinforce, :samples, :sleep_samples, :guide_args, :model_params, :stl, :key]
+  @config_opts [
+    :objective,
+    :estimator,
+    :reinforce,
+    :samples,
+    :sleep_samples,
+    :guide_args,
+    :model_params,
+    :stl,
+    :key
+  ]
   @bound_opts [:samples, :guide_args, :model_params, :key]
 
   # ---- ADVI -------------------------------------------------------------------------
@@ -118,7 +128,12 @@ defmodule Gen.Inference.VI do
   @spec advi(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Selection.t(), keyword()) ::
           {%{mu: Choicemap.t(), log_sigma: Choicemap.t()}, [float()]}
   def advi(model, args, observations, %Selection{} = sel, opts \\ []) do
-    Mx.Opts.validate!(opts, [:steps, :samples, :stl, :optimizer, :key, :callback, :transforms], "Gen.Inference.VI.advi")
+    Mx.Opts.validate!(
+      opts,
+      [:steps, :samples, :stl, :optimizer, :key, :callback, :transforms],
+      "Gen.Inference.VI.advi"
+    )
+
     obs = Choicemap.new(observations)
     {k_init, k_run} = Gen.Inference.two_keys(opts)
     {t, _} = Gen.generate(model, args, obs, key: k_init)
@@ -134,7 +149,13 @@ defmodule Gen.Inference.VI do
       end
 
     if paths == [],
-      do: Gen.Inference.Common.none_selected!(t, sel, "Gen.Inference.VI.advi", "select the model's latent continuous choices")
+      do:
+        Gen.Inference.Common.none_selected!(
+          t,
+          sel,
+          "Gen.Inference.VI.advi",
+          "select the model's latent continuous choices"
+        )
 
     target = advi_target!(t, sel, obs, opts)
     values = target |> Target.split(Mx.tensor(target.q0, type: :f64)) |> Mx.eval()
@@ -185,12 +206,27 @@ defmodule Gen.Inference.VI do
       iex> Float.round(Mx.to_number(d[:s]), 6)
       1.0
   """
-  @spec advi_draws(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), map(), pos_integer(), keyword()) :: [Choicemap.t()]
-  def advi_draws(model, args, observations, %{mu: %Choicemap{} = mu, log_sigma: %Choicemap{} = ls}, n, opts \\ []) do
+  @spec advi_draws(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          map(),
+          pos_integer(),
+          keyword()
+        ) :: [Choicemap.t()]
+  def advi_draws(
+        model,
+        args,
+        observations,
+        %{mu: %Choicemap{} = mu, log_sigma: %Choicemap{} = ls},
+        n,
+        opts \\ []
+      ) do
     Mx.Opts.validate!(opts, [:key, :transforms], "Gen.Inference.VI.advi_draws")
 
     unless is_integer(n) and n >= 1 do
-      raise ArgumentError, "Gen.Inference.VI.advi_draws: n must be a positive integer, got #{inspect(n)}"
+      raise ArgumentError,
+            "Gen.Inference.VI.advi_draws: n must be a positive integer, got #{inspect(n)}"
     end
 
     obs = Choicemap.new(observations)
@@ -306,10 +342,22 @@ defmodule Gen.Inference.VI do
       iex> {Float.round(Mx.to_number(p.m), 4), Float.round(Mx.to_number(p.ls), 4), Float.round(List.last(elbos), 4)}
       {1.0, -0.3466, Float.round(-1.0 - 0.5 * :math.log(4 * :math.pi()), 4)}
   """
-  @spec vi(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) ::
+  @spec vi(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          Gen.gen_fn(),
+          Optim.params(),
+          keyword()
+        ) ::
           {Optim.params(), [float()]}
   def vi(model, args, observations, guide, params, opts \\ []) do
-    Mx.Opts.validate!(opts, @config_opts ++ [:steps, :optimizer, :callback], "Gen.Inference.VI.vi")
+    Mx.Opts.validate!(
+      opts,
+      @config_opts ++ [:steps, :optimizer, :callback],
+      "Gen.Inference.VI.vi"
+    )
+
     cfg = config!(model, args, observations, guide, opts, "vi")
     fit(cfg, params, opts, "vi")
   end
@@ -318,7 +366,8 @@ defmodule Gen.Inference.VI do
     steps = Keyword.get(opts, :steps, 1000)
 
     unless is_integer(steps) and steps >= 0 do
-      raise ArgumentError, "Gen.Inference.VI.#{fun}: steps: must be a non-negative integer, got #{inspect(steps)}"
+      raise ArgumentError,
+            "Gen.Inference.VI.#{fun}: steps: must be a non-negative integer, got #{inspect(steps)}"
     end
 
     opt = Optim.optimizer!(opts, Optim.adam(learning_rate: 0.01), "Gen.Inference.VI.#{fun}")
@@ -327,9 +376,11 @@ defmodule Gen.Inference.VI do
 
     # K = 1 score-function ELBO: the baseline is a moving average, started from an independent estimate.
     ema? = cfg.objective == :elbo and cfg.samples == 1
+
     b0 =
       if ema? do
-        case estimate(%{cfg | samples: 10}, params, Mx.Random.fold_in(key, -1), :elbo) |> Mx.to_number() do
+        case estimate(%{cfg | samples: 10}, params, Mx.Random.fold_in(key, -1), :elbo)
+             |> Mx.to_number() do
           x when is_float(x) -> x
           _not_finite -> 0.0
         end
@@ -338,8 +389,12 @@ defmodule Gen.Inference.VI do
     params = with_model(cfg, params)
 
     {params, _st, _b, hist} =
-      Enum.reduce(0..(steps - 1)//1, {params, Optim.init(opt, params), b0, []}, fn i, {p, st, b, hist} ->
-        {v, g} = Mx.value_and_grad(fn p -> surrogate(cfg, p, Mx.Random.fold_in(key, i), b) end).(p)
+      Enum.reduce(0..(steps - 1)//1, {params, Optim.init(opt, params), b0, []}, fn i,
+                                                                                   {p, st, b,
+                                                                                    hist} ->
+        {v, g} =
+          Mx.value_and_grad(fn p -> surrogate(cfg, p, Mx.Random.fold_in(key, i), b) end).(p)
+
         value = Mx.to_number(v)
         {p2, st2} = Optim.update(opt, st, p, g)
         if callback, do: callback.(%{iteration: i, params: p2, value: value})
@@ -366,7 +421,14 @@ defmodule Gen.Inference.VI do
       iex> {Mx.describe(elbo), Mx.describe(g.m)}
       {"f64", "f64"}
   """
-  @spec gradient(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) ::
+  @spec gradient(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          Gen.gen_fn(),
+          Optim.params(),
+          keyword()
+        ) ::
           {Mx.t(), Optim.params()}
   def gradient(model, args, observations, guide, params, opts \\ []) do
     Mx.Opts.validate!(opts, @config_opts ++ [:baseline], "Gen.Inference.VI.gradient")
@@ -375,12 +437,16 @@ defmodule Gen.Inference.VI do
 
     b =
       case Keyword.get(opts, :baseline, 0.0) do
-        x when is_number(x) -> x * 1.0
-        other -> raise ArgumentError, "Gen.Inference.VI.gradient: baseline: must be a number, got #{inspect(other)}"
+        x when is_number(x) ->
+          x * 1.0
+
+        other ->
+          raise ArgumentError,
+                "Gen.Inference.VI.gradient: baseline: must be a number, got #{inspect(other)}"
       end
 
     {v, g} = Mx.value_and_grad(fn p -> surrogate(cfg, p, key, b) end).(with_model(cfg, params))
-    Mx.eval([v | Optim.leaves(g)])
+    Mx.eval({v, g})
     {v, g}
   end
 
@@ -397,7 +463,14 @@ defmodule Gen.Inference.VI do
       iex> Float.round(Mx.to_number(e), 10) == Float.round(-1.0 - 0.5 * :math.log(4 * :math.pi()), 10)
       true
   """
-  @spec elbo(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) :: Mx.t()
+  @spec elbo(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          Gen.gen_fn(),
+          Optim.params(),
+          keyword()
+        ) :: Mx.t()
   def elbo(model, args, observations, guide, params, opts \\ []) do
     Mx.Opts.validate!(opts, @bound_opts, "Gen.Inference.VI.elbo")
     bound(model, args, observations, guide, params, opts, :elbo)
@@ -415,21 +488,40 @@ defmodule Gen.Inference.VI do
       iex> Gen.Inference.VI.iwelbo(m, [], %{y: 2.0}, q, %{}, samples: 5, key: Mx.Random.key(0)) |> Mx.describe()
       "f64"
   """
-  @spec iwelbo(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), Gen.gen_fn(), Optim.params(), keyword()) :: Mx.t()
+  @spec iwelbo(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          Gen.gen_fn(),
+          Optim.params(),
+          keyword()
+        ) :: Mx.t()
   def iwelbo(model, args, observations, guide, params, opts \\ []) do
     Mx.Opts.validate!(opts, @bound_opts, "Gen.Inference.VI.iwelbo")
     bound(model, args, observations, guide, params, Keyword.put_new(opts, :samples, 10), :iwelbo)
   end
 
   defp bound(model, args, observations, guide, params, opts, objective) do
-    cfg = config!(model, args, observations, guide, Keyword.merge(opts, objective: objective, estimator: :reparam), Atom.to_string(objective))
+    cfg =
+      config!(
+        model,
+        args,
+        observations,
+        guide,
+        Keyword.merge(opts, objective: objective, estimator: :reparam),
+        Atom.to_string(objective)
+      )
+
     estimate(cfg, params, Keyword.get_lazy(opts, :key, &Gen.next_key/0), objective)
   end
 
   # The bound's Monte-Carlo estimate from cfg.samples guide draws.
   defp estimate(cfg, params, key, objective) do
     p = with_model(cfg, params)
-    fs = for k <- 0..(cfg.samples - 1), do: elem(draw(cfg, p, Mx.Random.fold_in(key, k), cfg.obs), 0)
+
+    fs =
+      for k <- 0..(cfg.samples - 1), do: elem(draw(cfg, p, Mx.Random.fold_in(key, k), cfg.obs), 0)
+
     v = if objective == :elbo, do: mean(fs), else: log_mean_exp(Mx.stack(fs))
     Mx.eval(v)
   end
@@ -444,7 +536,9 @@ defmodule Gen.Inference.VI do
     terms =
       Enum.map(draws, fn {f, lq_r} ->
         # leave-one-out baseline with K ≥ 2 samples (independent of sample i, so unbiased)
-        base = if k >= 2, do: Mx.divide(Mx.subtract(Enum.reduce(fs, &Mx.add/2), f), k - 1), else: b
+        base =
+          if k >= 2, do: Mx.divide(Mx.subtract(Enum.reduce(fs, &Mx.add/2), f), k - 1), else: b
+
         Mx.add(f, score_term(Mx.subtract(f, base), lq_r))
       end)
 
@@ -463,7 +557,13 @@ defmodule Gen.Inference.VI do
       |> Enum.with_index()
       |> Enum.map(fn {{f, lq_r}, i} ->
         others = Mx.divide(Mx.subtract(Mx.sum(fs), f), k - 1)
-        replaced = Mx.add(Mx.multiply(fs, Mx.subtract(1.0, one_hot(k, i))), Mx.multiply(one_hot(k, i), others))
+
+        replaced =
+          Mx.add(
+            Mx.multiply(fs, Mx.subtract(1.0, one_hot(k, i))),
+            Mx.multiply(one_hot(k, i), others)
+          )
+
         score_term(Mx.subtract(l, log_mean_exp(replaced)), lq_r)
       end)
       |> Enum.reduce(&Mx.add/2)
@@ -508,8 +608,14 @@ defmodule Gen.Inference.VI do
     lqs =
       for m <- 0..(cfg.sleep_samples - 1) do
         # the model's parameters are held fixed here: the sleep phase trains the guide only
-        t = Gen.simulate(cfg.model, model_args(cfg, stop_params(p)), key: Mx.Random.fold_in(key, m))
-        {x, z} = Gen.get_choices(t) |> Choicemap.to_list() |> Enum.split_with(fn {path, _} -> path in obs_paths end)
+        t =
+          Gen.simulate(cfg.model, model_args(cfg, stop_params(p)), key: Mx.Random.fold_in(key, m))
+
+        {x, z} =
+          Gen.get_choices(t)
+          |> Choicemap.to_list()
+          |> Enum.split_with(fn {path, _} -> path in obs_paths end)
+
         guide_density(cfg, p, Choicemap.new(z), Choicemap.new(x))
       end
 
@@ -537,7 +643,9 @@ defmodule Gen.Inference.VI do
       cond do
         score_paths == [] and cfg.stl ->
           # Sticking the landing: log q with the parameters held fixed, so only the path derivative remains.
-          {lq, _} = Gen.assess(cfg.guide, [stop_params(guide_params(cfg, p)) | guide_args(cfg, obs)], z)
+          {lq, _} =
+            Gen.assess(cfg.guide, [stop_params(guide_params(cfg, p)) | guide_args(cfg, obs)], z)
+
           {z, lq, nil}
 
         score_paths == [] ->
@@ -545,12 +653,25 @@ defmodule Gen.Inference.VI do
 
         true ->
           # Detach the score-function values, then log q again at the values: a function of p alone there.
-          z = all |> Enum.map(fn {path, v} -> {path, if(path in score_paths, do: stop(v), else: v)} end) |> Choicemap.new()
+          z =
+            all
+            |> Enum.map(fn {path, v} -> {path, if(path in score_paths, do: stop(v), else: v)} end)
+            |> Choicemap.new()
+
           {t2, lq} = Gen.generate(cfg.guide, gargs, z)
-          lq_r = if length(score_paths) == length(all), do: lq, else: Gen.project(t2, Selection.new(score_paths))
+
+          lq_r =
+            if length(score_paths) == length(all),
+              do: lq,
+              else: Gen.project(t2, Selection.new(score_paths))
+
           # With stl: the weight's log q holds the parameters fixed; the score term keeps them (still unbiased:
           # what is dropped, −∇log q(z, b) at fixed values, has expectation 0).
-          lq = if cfg.stl, do: elem(Gen.assess(cfg.guide, [stop_params(hd(gargs)) | tl(gargs)], z), 0), else: lq
+          lq =
+            if cfg.stl,
+              do: elem(Gen.assess(cfg.guide, [stop_params(hd(gargs)) | tl(gargs)], z), 0),
+              else: lq
+
           {z, lq, lq_r}
       end
 
@@ -568,18 +689,26 @@ defmodule Gen.Inference.VI do
   # Guide choices at fixed values (gradients stopped), for the wake phase.
   defp fixed_guide_sample(cfg, p, key, obs) do
     t = Gen.simulate(cfg.guide, [guide_params(cfg, p) | guide_args(cfg, obs)], key: key)
-    Gen.get_choices(t) |> Choicemap.to_list() |> Enum.map(fn {path, v} -> {path, stop(v)} end) |> Choicemap.new()
+
+    Gen.get_choices(t)
+    |> Choicemap.to_list()
+    |> Enum.map(fn {path, v} -> {path, stop(v)} end)
+    |> Choicemap.new()
   end
 
   defp guide_density(cfg, p, z, obs) do
-    z = z |> Choicemap.to_list() |> Enum.map(fn {path, v} -> {path, stop(v)} end) |> Choicemap.new()
+    z =
+      z |> Choicemap.to_list() |> Enum.map(fn {path, v} -> {path, stop(v)} end) |> Choicemap.new()
+
     {lq, _} = Gen.assess(cfg.guide, [guide_params(cfg, p) | guide_args(cfg, obs)], z)
     lq
   end
 
   # Non-float values (discrete choices) always take the score function.
   defp score_choice?(_path, _v, :all), do: true
-  defp score_choice?(path, v, %Selection{} = sel), do: not float?(v) or Selection.member?(sel, path)
+
+  defp score_choice?(path, v, %Selection{} = sel),
+    do: not float?(v) or Selection.member?(sel, path)
 
   defp float?(%Mx.Array{} = v), do: Mx.Type.float?(Mx.type(v))
   defp float?(v), do: is_float(v)
@@ -587,7 +716,7 @@ defmodule Gen.Inference.VI do
   defp stop(%Mx.Array{} = v), do: if(float?(v), do: Mx.stop_gradient(v), else: v)
   defp stop(v), do: v
 
-  defp stop_params(p), do: Optim.map_leaves(p, "vi", &Mx.stop_gradient/1)
+  defp stop_params(p), do: Mx.Tree.map(p, &Mx.stop_gradient/1)
 
   # With `model_params:` the optimised container is %{guide: ..., model: ...} and the model is
   # called on [model_params | args].
@@ -608,14 +737,19 @@ defmodule Gen.Inference.VI do
 
   defp log_mean_exp(fs), do: Mx.subtract(Mx.logsumexp(fs), :math.log(Mx.size(fs)))
 
-  defp one_hot(k, i), do: Mx.tensor(for(j <- 0..(k - 1), do: if(j == i, do: 1.0, else: 0.0)), type: :f64)
+  defp one_hot(k, i),
+    do: Mx.tensor(for(j <- 0..(k - 1), do: if(j == i, do: 1.0, else: 0.0)), type: :f64)
 
   # ---- options ------------------------------------------------------------------------
 
   defp stl!(opts, fun) do
     case Keyword.get(opts, :stl, false) do
-      b when is_boolean(b) -> b
-      other -> raise ArgumentError, "Gen.Inference.VI.#{fun}: stl: must be true or false, got #{inspect(other)}"
+      b when is_boolean(b) ->
+        b
+
+      other ->
+        raise ArgumentError,
+              "Gen.Inference.VI.#{fun}: stl: must be true or false, got #{inspect(other)}"
     end
   end
 
@@ -634,14 +768,21 @@ defmodule Gen.Inference.VI do
     end
 
     unless is_list(args) do
-      raise ArgumentError, "Gen.Inference.VI.#{fun}: the model's arguments must be a list, got #{inspect(args)}"
+      raise ArgumentError,
+            "Gen.Inference.VI.#{fun}: the model's arguments must be a list, got #{inspect(args)}"
     end
 
     reinforce =
       case {estimator, Keyword.get(opts, :reinforce, Selection.none())} do
-        {:reinforce, _} -> :all
-        {:reparam, %Selection{} = s} -> s
-        {_, other} -> raise ArgumentError, "Gen.Inference.VI.#{fun}: reinforce: must be a Gen.Selection of guide choices, got #{inspect(other)}"
+        {:reinforce, _} ->
+          :all
+
+        {:reparam, %Selection{} = s} ->
+          s
+
+        {_, other} ->
+          raise ArgumentError,
+                "Gen.Inference.VI.#{fun}: reinforce: must be a Gen.Selection of guide choices, got #{inspect(other)}"
       end
 
     default_k = if objective == :elbo, do: 1, else: 10
@@ -656,7 +797,8 @@ defmodule Gen.Inference.VI do
     sleep_samples = Keyword.get(opts, :sleep_samples, 10)
 
     unless is_integer(sleep_samples) and sleep_samples >= 1 do
-      raise ArgumentError, "Gen.Inference.VI.#{fun}: sleep_samples: must be a positive integer, got #{inspect(sleep_samples)}"
+      raise ArgumentError,
+            "Gen.Inference.VI.#{fun}: sleep_samples: must be a positive integer, got #{inspect(sleep_samples)}"
     end
 
     guide_args = Keyword.get(opts, :guide_args, [])
