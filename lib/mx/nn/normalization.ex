@@ -34,8 +34,9 @@ defmodule Mx.NN.RMSNorm do
   eps) · weight`. Options: `dims:` (required by `init/2`), `eps:` (default
   1e-5), `type:`. Parameters `%{weight: ones({dims})}`.
 
-      iex> Mx.NN.RMSNorm.apply(%{weight: Mx.tensor([1.0, 2.0])}, Mx.tensor([3.0, 4.0]), eps: 0.0) |> Mx.to_list()
-      [0.8485280871391296, 2.2627415657043457]
+      iex> y = Mx.NN.RMSNorm.apply(%{weight: Mx.tensor([1.0, 2.0])}, Mx.tensor([3.0, 4.0]), eps: 0.0)
+      iex> Mx.to_list(y) |> Enum.map(&Float.round(&1, 5))
+      [0.84853, 2.26274]
   """
 
   @keys [:dims, eps: 1.0e-5, type: :f32]
@@ -139,7 +140,7 @@ defmodule Mx.NN.BatchNorm do
       iex> p = Mx.NN.BatchNorm.init(Mx.Random.key(0), num_features: 1, affine: false)
       iex> {y, p2} = Mx.NN.BatchNorm.apply(p, Mx.tensor([[1.0], [3.0]]), mode: :train, affine: false)
       iex> {Mx.to_list(y), Mx.to_list(p2.running_mean), Mx.to_list(p2.running_var)}
-      {[[-0.9999974966049194], [0.9999974966049194]], [0.20000000298023224], [1.100000023841858]}
+      {[[-0.9999949932098389], [0.9999949932098389]], [0.20000000298023224], [1.100000023841858]}
   """
 
   @keys [:num_features, eps: 1.0e-5, momentum: 0.1, affine: true, type: :f32]
