@@ -98,21 +98,26 @@ defmodule Mx.NN do
   @spec freeze_gradients(params(), frozen()) :: params()
   def freeze_gradients(grads, frozen) do
     frozen? = frozen_fun!(frozen, "Mx.NN.freeze_gradients")
-    Mx.Tree.map_with_path(grads, fn path, g -> if frozen?.(path), do: Mx.zeros(Mx.shape(g), type: Mx.type(g)), else: g end)
+
+    Mx.Tree.map_with_path(grads, fn path, g ->
+      if frozen?.(path), do: Mx.zeros(Mx.shape(g), type: Mx.type(g)), else: g
+    end)
   end
 
   defp frozen_fun!(fun, _where) when is_function(fun, 1), do: fun
 
   defp frozen_fun!(prefixes, where) when is_list(prefixes) do
     unless Enum.all?(prefixes, &is_list/1) do
-      raise ArgumentError, "#{where}: frozen paths must be lists such as [:encoder, :weight], got #{inspect(prefixes)}"
+      raise ArgumentError,
+            "#{where}: frozen paths must be lists such as [:encoder, :weight], got #{inspect(prefixes)}"
     end
 
     fn path -> Enum.any?(prefixes, &List.starts_with?(path, &1)) end
   end
 
   defp frozen_fun!(other, where) do
-    raise ArgumentError, "#{where}: frozen must be a list of path prefixes or a 1-arity function, got #{inspect(other)}"
+    raise ArgumentError,
+          "#{where}: frozen must be a list of path prefixes or a 1-arity function, got #{inspect(other)}"
   end
 
   @doc """
@@ -143,7 +148,13 @@ defmodule Mx.NN do
   defp add_mask(scores, :causal) do
     r = tuple_size(scores.shape)
     {lq, lk} = {elem(scores.shape, r - 2), elem(scores.shape, r - 1)}
-    allowed = Mx.greater_equal(Mx.add(Mx.reshape(Mx.iota({lq}), {lq, 1}), lk - lq), Mx.reshape(Mx.iota({lk}), {1, lk}))
+
+    allowed =
+      Mx.greater_equal(
+        Mx.add(Mx.reshape(Mx.iota({lq}), {lq, 1}), lk - lq),
+        Mx.reshape(Mx.iota({lk}), {1, lk})
+      )
+
     Mx.select(allowed, scores, :neg_infinity)
   end
 
@@ -184,13 +195,19 @@ defmodule Mx.NN do
   @doc false
   def required!(opts, key, where) do
     case opts[key] do
-      n when is_integer(n) and n > 0 -> n
-      nil -> raise ArgumentError, "#{where}: the option #{key}: is required (a positive integer)"
-      other -> raise ArgumentError, "#{where}: #{key}: must be a positive integer, got #{inspect(other)}"
+      n when is_integer(n) and n > 0 ->
+        n
+
+      nil ->
+        raise ArgumentError, "#{where}: the option #{key}: is required (a positive integer)"
+
+      other ->
+        raise ArgumentError, "#{where}: #{key}: must be a positive integer, got #{inspect(other)}"
     end
   end
 
   @doc false
   # uniform(-scale, scale) of a shape: MLX's default for linear and recurrent weights.
-  def uniform_init(key, shape, scale, type), do: Mx.Random.uniform(key, -scale, scale, shape: shape, type: type)
+  def uniform_init(key, shape, scale, type),
+    do: Mx.Random.uniform(key, -scale, scale, shape: shape, type: type)
 end

@@ -5,7 +5,8 @@ defmodule Mx.NN.Activations do
   (`hard_tanh`, `hard_swish`) and MLX elsewhere; MLX's `relu2` is
   `relu_squared`, its `softshrink` is `soft_shrink`.
 
-  Every function takes an array and optional keyword options; in
+  Every function takes an array, and those with parameters (`alpha:`,
+  `axis:`, ...) optional keyword options; in
   `Mx.NN.Sequential` an activation is named by its atom (`:relu`) or given
   with options (`{:leaky_relu, negative_slope: 0.2}`).
 
@@ -18,9 +19,35 @@ defmodule Mx.NN.Activations do
   @selu_alpha 1.6732632423543772848170429916717
   @selu_scale 1.0507009873554804934193349852946
 
-  @names [:relu, :relu6, :leaky_relu, :prelu, :elu, :selu, :celu, :gelu, :gelu_approx, :gelu_fast_approx, :silu, :sigmoid,
-          :log_sigmoid, :tanh, :hard_tanh, :hard_swish, :hard_shrink, :soft_shrink, :softplus, :softsign, :mish, :glu, :step,
-          :log_softmax, :softmax, :softmin, :relu_squared]
+  @names [
+    :relu,
+    :relu6,
+    :leaky_relu,
+    :prelu,
+    :elu,
+    :selu,
+    :celu,
+    :gelu,
+    :gelu_approx,
+    :gelu_fast_approx,
+    :silu,
+    :sigmoid,
+    :log_sigmoid,
+    :tanh,
+    :hard_tanh,
+    :hard_swish,
+    :hard_shrink,
+    :soft_shrink,
+    :softplus,
+    :softsign,
+    :mish,
+    :glu,
+    :step,
+    :log_softmax,
+    :softmax,
+    :softmin,
+    :relu_squared
+  ]
 
   @doc """
   The names of the 27 activations.
@@ -32,8 +59,8 @@ defmodule Mx.NN.Activations do
   def names, do: @names
 
   @doc "`max(x, 0)`."
-  @spec relu(Array.t(), keyword()) :: Array.t()
-  def relu(x, opts \\ []), do: no_opts(opts, "relu", Mx.max(x, 0))
+  @spec relu(Array.t()) :: Array.t()
+  def relu(x), do: Mx.max(x, 0)
 
   @doc """
   `min(max(x, 0), 6)`.
@@ -41,12 +68,12 @@ defmodule Mx.NN.Activations do
       iex> Mx.NN.Activations.relu6(Mx.tensor([-1.0, 3.0, 9.0])) |> Mx.to_list()
       [0.0, 3.0, 6.0]
   """
-  @spec relu6(Array.t(), keyword()) :: Array.t()
-  def relu6(x, opts \\ []), do: no_opts(opts, "relu6", Mx.clip(x, 0, 6))
+  @spec relu6(Array.t()) :: Array.t()
+  def relu6(x), do: Mx.clip(x, 0, 6)
 
   @doc "`relu(x)²` (MLX's `relu2`)."
-  @spec relu_squared(Array.t(), keyword()) :: Array.t()
-  def relu_squared(x, opts \\ []), do: no_opts(opts, "relu_squared", Mx.square(Mx.max(x, 0)))
+  @spec relu_squared(Array.t()) :: Array.t()
+  def relu_squared(x), do: Mx.square(Mx.max(x, 0))
 
   @doc """
   `x` where positive, `negative_slope · x` elsewhere (`negative_slope:`,
@@ -57,7 +84,11 @@ defmodule Mx.NN.Activations do
   """
   @spec leaky_relu(Array.t(), keyword()) :: Array.t()
   def leaky_relu(x, opts \\ []) do
-    slope = Mx.Opts.validate!(opts, [negative_slope: 0.01], "Mx.NN.Activations.leaky_relu")[:negative_slope]
+    slope =
+      Mx.Opts.validate!(opts, [negative_slope: 0.01], "Mx.NN.Activations.leaky_relu")[
+        :negative_slope
+      ]
+
     Mx.select(Mx.greater(x, 0), x, Mx.multiply(x, slope))
   end
 
@@ -71,7 +102,11 @@ defmodule Mx.NN.Activations do
   @spec prelu(Array.t(), keyword()) :: Array.t()
   def prelu(x, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [:alpha], "Mx.NN.Activations.prelu")
-    alpha = opts[:alpha] || raise ArgumentError, "Mx.NN.Activations.prelu: alpha: is required (an array or a number)"
+
+    alpha =
+      opts[:alpha] ||
+        raise ArgumentError, "Mx.NN.Activations.prelu: alpha: is required (an array or a number)"
+
     Mx.add(Mx.max(x, 0), Mx.multiply(alpha, Mx.min(x, 0)))
   end
 
@@ -83,11 +118,12 @@ defmodule Mx.NN.Activations do
   end
 
   # expm1 of min(x, 0): the unselected branch stays finite, so its gradient (times 0) is not NaN.
-  defp elu_(x, alpha), do: Mx.select(Mx.greater(x, 0), x, Mx.multiply(alpha, Mx.expm1(Mx.min(x, 0))))
+  defp elu_(x, alpha),
+    do: Mx.select(Mx.greater(x, 0), x, Mx.multiply(alpha, Mx.expm1(Mx.min(x, 0))))
 
   @doc "`scale · elu(x, alpha)` with SELU's fixed α ≈ 1.6733 and scale ≈ 1.0507."
-  @spec selu(Array.t(), keyword()) :: Array.t()
-  def selu(x, opts \\ []), do: no_opts(opts, "selu", Mx.multiply(elu_(x, @selu_alpha), @selu_scale))
+  @spec selu(Array.t()) :: Array.t()
+  def selu(x), do: Mx.multiply(elu_(x, @selu_alpha), @selu_scale)
 
   @doc "`max(x, 0) + min(0, alpha · (e^(x/alpha) - 1))` (`alpha:`, default 1.0)."
   @spec celu(Array.t(), keyword()) :: Array.t()
@@ -102,29 +138,40 @@ defmodule Mx.NN.Activations do
       iex> Mx.NN.Activations.gelu(Mx.tensor([0.0])) |> Mx.to_list()
       [0.0]
   """
-  @spec gelu(Array.t(), keyword()) :: Array.t()
-  def gelu(x, opts \\ []) do
-    no_opts(opts, "gelu", x |> Mx.multiply(:math.sqrt(0.5)) |> Mx.erf() |> Mx.add(1) |> Mx.multiply(x) |> Mx.multiply(0.5))
-  end
+  @spec gelu(Array.t()) :: Array.t()
+  def gelu(x),
+    do:
+      x
+      |> Mx.multiply(:math.sqrt(0.5))
+      |> Mx.erf()
+      |> Mx.add(1)
+      |> Mx.multiply(x)
+      |> Mx.multiply(0.5)
 
   @doc "GELU's tanh approximation `x (1 + tanh(√(2/π) (x + 0.044715 x³))) / 2` (PyTorch's `approximate='tanh'`)."
-  @spec gelu_approx(Array.t(), keyword()) :: Array.t()
-  def gelu_approx(x, opts \\ []) do
-    inner = x |> Mx.multiply(Mx.square(x)) |> Mx.multiply(0.044715) |> Mx.add(x) |> Mx.multiply(:math.sqrt(2 / :math.pi()))
-    no_opts(opts, "gelu_approx", inner |> Mx.tanh() |> Mx.add(1) |> Mx.multiply(x) |> Mx.multiply(0.5))
+  @spec gelu_approx(Array.t()) :: Array.t()
+  def gelu_approx(x) do
+    inner =
+      x
+      |> Mx.multiply(Mx.square(x))
+      |> Mx.multiply(0.044715)
+      |> Mx.add(x)
+      |> Mx.multiply(:math.sqrt(2 / :math.pi()))
+
+    inner |> Mx.tanh() |> Mx.add(1) |> Mx.multiply(x) |> Mx.multiply(0.5)
   end
 
   @doc "GELU's sigmoid approximation `x · sigmoid(1.702 x)` (MLX's `gelu_fast_approx`)."
-  @spec gelu_fast_approx(Array.t(), keyword()) :: Array.t()
-  def gelu_fast_approx(x, opts \\ []), do: no_opts(opts, "gelu_fast_approx", Mx.multiply(x, Mx.sigmoid(Mx.multiply(x, 1.702))))
+  @spec gelu_fast_approx(Array.t()) :: Array.t()
+  def gelu_fast_approx(x), do: Mx.multiply(x, Mx.sigmoid(Mx.multiply(x, 1.702)))
 
   @doc "`x · sigmoid(x)` (swish)."
-  @spec silu(Array.t(), keyword()) :: Array.t()
-  def silu(x, opts \\ []), do: no_opts(opts, "silu", Mx.multiply(x, Mx.sigmoid(x)))
+  @spec silu(Array.t()) :: Array.t()
+  def silu(x), do: Mx.multiply(x, Mx.sigmoid(x))
 
   @doc "`1 / (1 + e⁻ˣ)`."
-  @spec sigmoid(Array.t(), keyword()) :: Array.t()
-  def sigmoid(x, opts \\ []), do: no_opts(opts, "sigmoid", Mx.sigmoid(x))
+  @spec sigmoid(Array.t()) :: Array.t()
+  def sigmoid(x), do: Mx.sigmoid(x)
 
   @doc """
   `log(sigmoid(x)) = -softplus(-x)`, stable for large |x|.
@@ -132,12 +179,12 @@ defmodule Mx.NN.Activations do
       iex> Mx.NN.Activations.log_sigmoid(Mx.tensor([-100.0])) |> Mx.to_list()
       [-100.0]
   """
-  @spec log_sigmoid(Array.t(), keyword()) :: Array.t()
-  def log_sigmoid(x, opts \\ []), do: no_opts(opts, "log_sigmoid", Mx.negate(softplus_(Mx.negate(x))))
+  @spec log_sigmoid(Array.t()) :: Array.t()
+  def log_sigmoid(x), do: Mx.negate(softplus_(Mx.negate(x)))
 
   @doc "The hyperbolic tangent."
-  @spec tanh(Array.t(), keyword()) :: Array.t()
-  def tanh(x, opts \\ []), do: no_opts(opts, "tanh", Mx.tanh(x))
+  @spec tanh(Array.t()) :: Array.t()
+  def tanh(x), do: Mx.tanh(x)
 
   @doc "`x` clipped to `[min_val, max_val]` (defaults -1 and 1)."
   @spec hard_tanh(Array.t(), keyword()) :: Array.t()
@@ -147,8 +194,8 @@ defmodule Mx.NN.Activations do
   end
 
   @doc "`x · min(max(x + 3, 0), 6) / 6`."
-  @spec hard_swish(Array.t(), keyword()) :: Array.t()
-  def hard_swish(x, opts \\ []), do: no_opts(opts, "hard_swish", x |> Mx.add(3) |> Mx.clip(0, 6) |> Mx.multiply(x) |> Mx.divide(6))
+  @spec hard_swish(Array.t()) :: Array.t()
+  def hard_swish(x), do: x |> Mx.add(3) |> Mx.clip(0, 6) |> Mx.multiply(x) |> Mx.divide(6)
 
   @doc """
   `x` where `|x| > lambd`, 0 elsewhere (`lambd:`, default 0.5).
@@ -181,18 +228,18 @@ defmodule Mx.NN.Activations do
       iex> Mx.NN.Activations.softplus(Mx.tensor([0.0, 100.0])) |> Mx.to_list()
       [0.6931471824645996, 100.0]
   """
-  @spec softplus(Array.t(), keyword()) :: Array.t()
-  def softplus(x, opts \\ []), do: no_opts(opts, "softplus", softplus_(x))
+  @spec softplus(Array.t()) :: Array.t()
+  def softplus(x), do: softplus_(x)
 
   defp softplus_(x), do: Mx.logaddexp(x, 0.0)
 
   @doc "`x / (1 + |x|)`."
-  @spec softsign(Array.t(), keyword()) :: Array.t()
-  def softsign(x, opts \\ []), do: no_opts(opts, "softsign", Mx.divide(x, Mx.add(Mx.abs(x), 1)))
+  @spec softsign(Array.t()) :: Array.t()
+  def softsign(x), do: Mx.divide(x, Mx.add(Mx.abs(x), 1))
 
   @doc "`x · tanh(softplus(x))`."
-  @spec mish(Array.t(), keyword()) :: Array.t()
-  def mish(x, opts \\ []), do: no_opts(opts, "mish", Mx.multiply(x, Mx.tanh(softplus_(x))))
+  @spec mish(Array.t()) :: Array.t()
+  def mish(x), do: Mx.multiply(x, Mx.tanh(softplus_(x)))
 
   @doc """
   Gated linear unit: `a · sigmoid(b)` where `a` and `b` are the two halves
@@ -206,7 +253,14 @@ defmodule Mx.NN.Activations do
     axis = Mx.Opts.validate!(opts, [axis: -1], "Mx.NN.Activations.glu")[:axis]
     axis = norm_axis(x, axis)
     n = elem(x.shape, axis)
-    if rem(n, 2) != 0, do: raise(ArgumentError, "Mx.NN.Activations.glu: axis #{axis} of #{Mx.describe(x)} must have even size")
+
+    if rem(n, 2) != 0,
+      do:
+        raise(
+          ArgumentError,
+          "Mx.NN.Activations.glu: axis #{axis} of #{Mx.describe(x)} must have even size"
+        )
+
     a = Mx.slice_axis(x, 0, div(n, 2), axis)
     b = Mx.slice_axis(x, div(n, 2), div(n, 2), axis)
     Mx.multiply(a, Mx.sigmoid(b))
@@ -256,14 +310,14 @@ defmodule Mx.NN.Activations do
     softmax(Mx.negate(x), axis: axis)
   end
 
-  defp no_opts([], _name, result), do: result
-  defp no_opts(opts, name, _result), do: Mx.Opts.validate!(opts, [], "Mx.NN.Activations.#{name}")
-
   @doc false
   def norm_axis(x, axis) do
     r = Mx.rank(x)
     a = if axis < 0, do: axis + r, else: axis
-    unless a >= 0 and a < r, do: raise(ArgumentError, "axis #{axis} is out of range for #{Mx.describe(x)}")
+
+    unless a >= 0 and a < r,
+      do: raise(ArgumentError, "axis #{axis} is out of range for #{Mx.describe(x)}")
+
     a
   end
 end

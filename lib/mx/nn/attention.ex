@@ -20,8 +20,18 @@ defmodule Mx.NN.MultiHeadAttention do
       {3, 5, 8}
   """
 
-  @keys [:dims, :num_heads, :query_input_dims, :key_input_dims, :value_input_dims, :value_dims, :value_output_dims, :mask,
-         bias: false, type: :f32]
+  @keys [
+    :dims,
+    :num_heads,
+    :query_input_dims,
+    :key_input_dims,
+    :value_input_dims,
+    :value_dims,
+    :value_output_dims,
+    :mask,
+    bias: false,
+    type: :f32
+  ]
 
   @doc "The four projections' parameters."
   @spec init(Mx.Random.key(), keyword()) :: map()
@@ -29,10 +39,20 @@ defmodule Mx.NN.MultiHeadAttention do
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.MultiHeadAttention.init")
     d = Mx.NN.required!(opts, :dims, "Mx.NN.MultiHeadAttention.init")
     h = Mx.NN.required!(opts, :num_heads, "Mx.NN.MultiHeadAttention.init")
-    if rem(d, h) != 0, do: raise(ArgumentError, "Mx.NN.MultiHeadAttention.init: dims (#{d}) must be divisible by num_heads (#{h})")
+
+    if rem(d, h) != 0,
+      do:
+        raise(
+          ArgumentError,
+          "Mx.NN.MultiHeadAttention.init: dims (#{d}) must be divisible by num_heads (#{h})"
+        )
+
     vd = opts[:value_dims] || d
     [kq, kk, kv, ko] = Mx.NN.split_keys(key, 4)
-    lin = fn k, i, o -> Mx.NN.Linear.init(k, input_dims: i, output_dims: o, bias: opts[:bias], type: opts[:type]) end
+
+    lin = fn k, i, o ->
+      Mx.NN.Linear.init(k, input_dims: i, output_dims: o, bias: opts[:bias], type: opts[:type])
+    end
 
     %{
       query_proj: lin.(kq, opts[:query_input_dims] || d, d),
@@ -43,7 +63,8 @@ defmodule Mx.NN.MultiHeadAttention do
   end
 
   @doc "Attention of the queries over the keys and values (see the module doc)."
-  @spec apply(map(), Mx.Array.t() | {Mx.Array.t(), Mx.Array.t(), Mx.Array.t()}, keyword()) :: Mx.Array.t()
+  @spec apply(map(), Mx.Array.t() | {Mx.Array.t(), Mx.Array.t(), Mx.Array.t()}, keyword()) ::
+          Mx.Array.t()
   def apply(params, input, opts \\ []) do
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.MultiHeadAttention.apply")
     h = Mx.NN.required!(opts, :num_heads, "Mx.NN.MultiHeadAttention.apply")
@@ -61,7 +82,14 @@ defmodule Mx.NN.MultiHeadAttention do
   # {batch, L, d} -> {batch, heads, L, d/heads}
   defp heads(x, h) do
     {b, l, d} = x.shape
-    if rem(d, h) != 0, do: raise(ArgumentError, "Mx.NN.MultiHeadAttention.apply: #{d} features are not divisible by num_heads (#{h})")
+
+    if rem(d, h) != 0,
+      do:
+        raise(
+          ArgumentError,
+          "Mx.NN.MultiHeadAttention.apply: #{d} features are not divisible by num_heads (#{h})"
+        )
+
     x |> Mx.reshape({b, l, h, div(d, h)}) |> Mx.transpose(axes: [0, 2, 1, 3])
   end
 end
@@ -84,8 +112,18 @@ defmodule Mx.NN.TransformerEncoderLayer do
       {2, 3, 8}
   """
 
-  @keys [:dims, :num_heads, :mlp_dims, :mask, dropout: 0.0, activation: :relu, norm_first: true, bias: false, eps: 1.0e-5,
-         type: :f32]
+  @keys [
+    :dims,
+    :num_heads,
+    :mlp_dims,
+    :mask,
+    dropout: 0.0,
+    activation: :relu,
+    norm_first: true,
+    bias: false,
+    eps: 1.0e-5,
+    type: :f32
+  ]
 
   @doc "The parameters (see the module doc)."
   @spec init(Mx.Random.key(), keyword()) :: map()
@@ -106,7 +144,10 @@ defmodule Mx.NN.TransformerEncoderLayer do
   def apply(params, x, opts \\ []) do
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.TransformerEncoderLayer.apply")
     t = Mx.NN.Transformer.ctx(opts, 2)
-    attn = fn y -> t.drop.(0, Mx.NN.Transformer.attention(params.attention, {y, y, y}, opts[:mask], opts)) end
+
+    attn = fn y ->
+      t.drop.(0, Mx.NN.Transformer.attention(params.attention, {y, y, y}, opts[:mask], opts))
+    end
 
     if opts[:norm_first] do
       x = Mx.add(x, attn.(t.ln.(params.ln1, x)))
@@ -134,8 +175,19 @@ defmodule Mx.NN.TransformerDecoderLayer do
       {2, 3, 8}
   """
 
-  @keys [:dims, :num_heads, :mlp_dims, :mask, :memory_mask, dropout: 0.0, activation: :relu, norm_first: true, bias: false,
-         eps: 1.0e-5, type: :f32]
+  @keys [
+    :dims,
+    :num_heads,
+    :mlp_dims,
+    :mask,
+    :memory_mask,
+    dropout: 0.0,
+    activation: :relu,
+    norm_first: true,
+    bias: false,
+    eps: 1.0e-5,
+    type: :f32
+  ]
 
   @doc "The parameters (see the module doc)."
   @spec init(Mx.Random.key(), keyword()) :: map()
@@ -159,10 +211,21 @@ defmodule Mx.NN.TransformerDecoderLayer do
   def apply(params, {x, memory}, opts \\ []) do
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.TransformerDecoderLayer.apply")
     t = Mx.NN.Transformer.ctx(opts, 3)
-    self_attn = fn y -> t.drop.(0, Mx.NN.Transformer.attention(params.self_attention, {y, y, y}, opts[:mask], opts)) end
+
+    self_attn = fn y ->
+      t.drop.(0, Mx.NN.Transformer.attention(params.self_attention, {y, y, y}, opts[:mask], opts))
+    end
 
     cross_attn = fn y ->
-      t.drop.(1, Mx.NN.Transformer.attention(params.cross_attention, {y, memory, memory}, opts[:memory_mask], opts))
+      t.drop.(
+        1,
+        Mx.NN.Transformer.attention(
+          params.cross_attention,
+          {y, memory, memory},
+          opts[:memory_mask],
+          opts
+        )
+      )
     end
 
     if opts[:norm_first] do
@@ -183,6 +246,7 @@ defmodule Mx.NN.Transformer do
 
   def attention_init(key, d, opts) do
     h = Mx.NN.required!(opts, :num_heads, "Mx.NN.Transformer")
+
     Mx.NN.MultiHeadAttention.init(key, dims: d, num_heads: h, bias: opts[:bias], type: opts[:type])
   end
 
@@ -195,14 +259,26 @@ defmodule Mx.NN.Transformer do
     }
   end
 
-  def attention(p, qkv, mask, opts), do: Mx.NN.MultiHeadAttention.apply(p, qkv, num_heads: opts[:num_heads], mask: mask)
+  def attention(p, qkv, mask, opts),
+    do: Mx.NN.MultiHeadAttention.apply(p, qkv, num_heads: opts[:num_heads], mask: mask)
 
   # Layer norm, activation and dropout for one call: dropout i draws from the i-th split of key:.
   def ctx(opts, n_dropouts) do
     act = opts[:activation]
-    unless act in Mx.NN.Activations.names(), do: raise(ArgumentError, "Mx.NN.Transformer: activation must be an Mx.NN.Activations name, got #{inspect(act)}")
+
+    unless act in Mx.NN.Activations.names(),
+      do:
+        raise(
+          ArgumentError,
+          "Mx.NN.Transformer: activation must be an Mx.NN.Activations name, got #{inspect(act)}"
+        )
+
     rate = opts[:dropout]
-    keys = if opts[:mode] == :train and rate > 0 and opts[:key], do: Mx.NN.split_keys(opts[:key], n_dropouts), else: nil
+
+    keys =
+      if opts[:mode] == :train and rate > 0 and opts[:key],
+        do: Mx.NN.split_keys(opts[:key], n_dropouts),
+        else: nil
 
     %{
       ln: fn p, x -> Mx.NN.LayerNorm.apply(p, x, eps: opts[:eps]) end,
@@ -214,7 +290,12 @@ defmodule Mx.NN.Transformer do
   end
 
   def mlp(params, x, t, drop_index) do
-    y = x |> then(&Mx.NN.Linear.apply(params.linear1, &1)) |> t.act.() |> then(&t.drop.(drop_index, &1))
+    y =
+      x
+      |> then(&Mx.NN.Linear.apply(params.linear1, &1))
+      |> t.act.()
+      |> then(&t.drop.(drop_index, &1))
+
     Mx.NN.Linear.apply(params.linear2, y)
   end
 end

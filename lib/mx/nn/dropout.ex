@@ -46,7 +46,8 @@ defmodule Mx.NN.Dropout do
         r = Mx.rank(x)
 
         if spatial > 0 and r < spatial + 1 do
-          raise ArgumentError, "#{where}: input must be {..., #{spatial} spatial axes, channels}, got #{Mx.describe(x)}"
+          raise ArgumentError,
+                "#{where}: input must be {..., #{spatial} spatial axes, channels}, got #{Mx.describe(x)}"
         end
 
         shape = Enum.reduce((r - spatial - 1)..(r - 2)//1, x.shape, &put_elem(&2, &1, 1))
@@ -66,7 +67,10 @@ defmodule Mx.NN.Dropout2d do
 
   @doc "No parameters: `%{}`."
   @spec init(Mx.Random.key(), keyword()) :: map()
-  def init(key, opts), do: Mx.NN.Dropout.init(key, opts)
+  def init(_key, opts) do
+    Mx.NN.layer_opts!(opts, [rate: 0.5], "Mx.NN.Dropout2d.init")
+    %{}
+  end
 
   @doc "See the module doc."
   @spec apply(map(), Mx.Array.t(), keyword()) :: Mx.Array.t()
@@ -81,7 +85,10 @@ defmodule Mx.NN.Dropout3d do
 
   @doc "No parameters: `%{}`."
   @spec init(Mx.Random.key(), keyword()) :: map()
-  def init(key, opts), do: Mx.NN.Dropout.init(key, opts)
+  def init(_key, opts) do
+    Mx.NN.layer_opts!(opts, [rate: 0.5], "Mx.NN.Dropout3d.init")
+    %{}
+  end
 
   @doc "See the module doc."
   @spec apply(map(), Mx.Array.t(), keyword()) :: Mx.Array.t()

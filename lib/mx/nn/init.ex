@@ -53,7 +53,11 @@ defmodule Mx.NN.Init do
   end
 
   def identity(shape, _opts),
-    do: raise(ArgumentError, "Mx.NN.Init.identity: the shape must be square {n, n}, got #{inspect(shape)}")
+    do:
+      raise(
+        ArgumentError,
+        "Mx.NN.Init.identity: the shape must be square {n, n}, got #{inspect(shape)}"
+      )
 
   @doc "Glorot (Xavier) normal: std `gain · √(2 / (fan_in + fan_out))` (`gain:`, default 1)."
   @spec glorot_normal(Mx.Random.key(), tuple(), keyword()) :: Array.t()
@@ -88,7 +92,9 @@ defmodule Mx.NN.Init do
   @doc "He (Kaiming) uniform: limit `gain · √(3 / fan)` (see `he_normal/3` for `mode:` and `gain:`)."
   @spec he_uniform(Mx.Random.key(), tuple(), keyword()) :: Array.t()
   def he_uniform(key, shape, opts \\ []) do
-    opts = Mx.Opts.validate!(opts, [mode: :fan_in, gain: 1.0, type: :f32], "Mx.NN.Init.he_uniform")
+    opts =
+      Mx.Opts.validate!(opts, [mode: :fan_in, gain: 1.0, type: :f32], "Mx.NN.Init.he_uniform")
+
     limit = opts[:gain] * :math.sqrt(3.0 / fan!(shape, opts[:mode], "he_uniform"))
     Mx.Random.uniform(key, -limit, limit, shape: shape, type: opts[:type])
   end
@@ -119,7 +125,11 @@ defmodule Mx.NN.Init do
   end
 
   def orthogonal(_key, shape, _opts),
-    do: raise(ArgumentError, "Mx.NN.Init.orthogonal: the shape must be 2-d {rows, cols}, got #{inspect(shape)}")
+    do:
+      raise(
+        ArgumentError,
+        "Mx.NN.Init.orthogonal: the shape must be 2-d {rows, cols}, got #{inspect(shape)}"
+      )
 
   @doc """
   A sparse matrix for a shape `{rows, cols}`: in every column exactly
@@ -135,23 +145,39 @@ defmodule Mx.NN.Init do
   def sparse(key, shape, opts \\ [])
 
   def sparse(key, {rows, cols}, opts) do
-    opts = Mx.Opts.validate!(opts, [:sparsity, mean: 0.0, std: 1.0, type: :f32], "Mx.NN.Init.sparse")
+    opts =
+      Mx.Opts.validate!(opts, [:sparsity, mean: 0.0, std: 1.0, type: :f32], "Mx.NN.Init.sparse")
+
     s = opts[:sparsity]
 
     unless is_number(s) and s >= 0 and s <= 1 do
-      raise ArgumentError, "Mx.NN.Init.sparse: sparsity: must be a number in [0, 1], got #{inspect(s)}"
+      raise ArgumentError,
+            "Mx.NN.Init.sparse: sparsity: must be a number in [0, 1], got #{inspect(s)}"
     end
 
     zeros = ceil(s * rows)
     [k_perm, k_val] = Mx.NN.split_keys(key, 2)
     # Each column's rank of an independent random value: a uniform random permutation per column.
-    rank = Mx.Random.bits(k_perm, shape: {rows, cols}, type: :u64) |> Mx.argsort(axis: 0) |> Mx.argsort(axis: 0)
-    values = Mx.Random.normal(k_val, opts[:mean] * 1.0, opts[:std] * 1.0, shape: {rows, cols}, type: opts[:type])
+    rank =
+      Mx.Random.bits(k_perm, shape: {rows, cols}, type: :u64)
+      |> Mx.argsort(axis: 0)
+      |> Mx.argsort(axis: 0)
+
+    values =
+      Mx.Random.normal(k_val, opts[:mean] * 1.0, opts[:std] * 1.0,
+        shape: {rows, cols},
+        type: opts[:type]
+      )
+
     Mx.select(Mx.greater_equal(rank, zeros), values, 0.0)
   end
 
   def sparse(_key, shape, _opts),
-    do: raise(ArgumentError, "Mx.NN.Init.sparse: the shape must be 2-d {rows, cols}, got #{inspect(shape)}")
+    do:
+      raise(
+        ArgumentError,
+        "Mx.NN.Init.sparse: the shape must be 2-d {rows, cols}, got #{inspect(shape)}"
+      )
 
   @doc """
   `{fan_in, fan_out}` of a weight shape `{out, k..., in}` (rank ≥ 2).
@@ -170,9 +196,19 @@ defmodule Mx.NN.Init do
   end
 
   defp fans!(shape, name),
-    do: raise(ArgumentError, "Mx.NN.Init.#{name}: fans need a shape of rank >= 2 ({out, in, ...}), got #{inspect(shape)}")
+    do:
+      raise(
+        ArgumentError,
+        "Mx.NN.Init.#{name}: fans need a shape of rank >= 2 ({out, in, ...}), got #{inspect(shape)}"
+      )
 
   defp fan!(shape, :fan_in, name), do: elem(fans!(shape, name), 0)
   defp fan!(shape, :fan_out, name), do: elem(fans!(shape, name), 1)
-  defp fan!(_shape, mode, name), do: raise(ArgumentError, "Mx.NN.Init.#{name}: mode must be :fan_in or :fan_out, got #{inspect(mode)}")
+
+  defp fan!(_shape, mode, name),
+    do:
+      raise(
+        ArgumentError,
+        "Mx.NN.Init.#{name}: mode must be :fan_in or :fan_out, got #{inspect(mode)}"
+      )
 end

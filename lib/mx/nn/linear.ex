@@ -21,7 +21,10 @@ defmodule Mx.NN.Linear do
     [kw, kb] = Mx.NN.split_keys(key, 2)
     scale = 1 / :math.sqrt(i)
     w = %{weight: Mx.NN.uniform_init(kw, {o, i}, scale, opts[:type])}
-    if opts[:bias], do: Map.put(w, :bias, Mx.NN.uniform_init(kb, {o}, scale, opts[:type])), else: w
+
+    if opts[:bias],
+      do: Map.put(w, :bias, Mx.NN.uniform_init(kb, {o}, scale, opts[:type])),
+      else: w
   end
 
   @doc "Applies the layer to `x` of shape `{..., input_dims}`."
@@ -59,7 +62,10 @@ defmodule Mx.NN.Bilinear do
     [kw, kb] = Mx.NN.split_keys(key, 2)
     scale = 1 / :math.sqrt(i1)
     w = %{weight: Mx.NN.uniform_init(kw, {o, i1, i2}, scale, opts[:type])}
-    if opts[:bias], do: Map.put(w, :bias, Mx.NN.uniform_init(kb, {o}, scale, opts[:type])), else: w
+
+    if opts[:bias],
+      do: Map.put(w, :bias, Mx.NN.uniform_init(kb, {o}, scale, opts[:type])),
+      else: w
   end
 
   @doc "Applies the layer to `{x1, x2}`."

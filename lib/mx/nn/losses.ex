@@ -30,12 +30,19 @@ defmodule Mx.NN.Losses do
   """
   @spec cross_entropy(Array.t(), Array.t(), keyword()) :: Array.t()
   def cross_entropy(logits, targets, opts \\ []) do
-    opts = Mx.Opts.validate!(opts, [axis: -1, label_smoothing: 0.0, weights: nil, reduction: :none], "Mx.NN.Losses.cross_entropy")
+    opts =
+      Mx.Opts.validate!(
+        opts,
+        [axis: -1, label_smoothing: 0.0, weights: nil, reduction: :none],
+        "Mx.NN.Losses.cross_entropy"
+      )
+
     axis = Activations.norm_axis(logits, opts[:axis])
     eps = opts[:label_smoothing]
 
     unless is_number(eps) and eps >= 0 and eps < 1 do
-      raise ArgumentError, "Mx.NN.Losses.cross_entropy: label_smoothing must be in [0, 1), got #{inspect(eps)}"
+      raise ArgumentError,
+            "Mx.NN.Losses.cross_entropy: label_smoothing must be in [0, 1), got #{inspect(eps)}"
     end
 
     logp = Activations.log_softmax(logits, axis: axis)
@@ -49,7 +56,11 @@ defmodule Mx.NN.Losses do
 
         Mx.rank(targets) == Mx.rank(logits) - 1 and not Mx.Type.float?(targets.type) ->
           nll = pick(logp, targets, axis) |> Mx.negate()
-          if eps == 0, do: nll, else: Mx.add(Mx.multiply(nll, 1 - eps), Mx.multiply(Mx.mean(logp, axes: [axis]), -eps))
+
+          if eps == 0,
+            do: nll,
+            else:
+              Mx.add(Mx.multiply(nll, 1 - eps), Mx.multiply(Mx.mean(logp, axes: [axis]), -eps))
 
         true ->
           raise ArgumentError,
@@ -79,7 +90,12 @@ defmodule Mx.NN.Losses do
   """
   @spec binary_cross_entropy(Array.t(), Array.t(), keyword()) :: Array.t()
   def binary_cross_entropy(inputs, targets, opts \\ []) do
-    opts = Mx.Opts.validate!(opts, [with_logits: true, weights: nil, reduction: :mean], "Mx.NN.Losses.binary_cross_entropy")
+    opts =
+      Mx.Opts.validate!(
+        opts,
+        [with_logits: true, weights: nil, reduction: :mean],
+        "Mx.NN.Losses.binary_cross_entropy"
+      )
 
     loss =
       if opts[:with_logits] do
@@ -87,7 +103,10 @@ defmodule Mx.NN.Losses do
       else
         log_p = Mx.max(Mx.log(inputs), -100.0)
         log_q = Mx.max(Mx.log1p(Mx.negate(inputs)), -100.0)
-        Mx.negate(Mx.add(Mx.multiply(targets, log_p), Mx.multiply(Mx.subtract(1, targets), log_q)))
+
+        Mx.negate(
+          Mx.add(Mx.multiply(targets, log_p), Mx.multiply(Mx.subtract(1, targets), log_q))
+        )
       end
 
     loss |> weigh(opts[:weights]) |> reduce(opts[:reduction], "binary_cross_entropy")
@@ -118,7 +137,11 @@ defmodule Mx.NN.Losses do
   @spec nll_loss(Array.t(), Array.t(), keyword()) :: Array.t()
   def nll_loss(inputs, targets, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [axis: -1, reduction: :none], "Mx.NN.Losses.nll_loss")
-    inputs |> pick(targets, Activations.norm_axis(inputs, opts[:axis])) |> Mx.negate() |> reduce(opts[:reduction], "nll_loss")
+
+    inputs
+    |> pick(targets, Activations.norm_axis(inputs, opts[:axis]))
+    |> Mx.negate()
+    |> reduce(opts[:reduction], "nll_loss")
   end
 
   @doc """
@@ -160,7 +183,13 @@ defmodule Mx.NN.Losses do
   """
   @spec triplet_loss(Array.t(), Array.t(), Array.t(), keyword()) :: Array.t()
   def triplet_loss(anchors, positives, negatives, opts \\ []) do
-    opts = Mx.Opts.validate!(opts, [axis: -1, p: 2, margin: 1.0, eps: 1.0e-6, reduction: :none], "Mx.NN.Losses.triplet_loss")
+    opts =
+      Mx.Opts.validate!(
+        opts,
+        [axis: -1, p: 2, margin: 1.0, eps: 1.0e-6, reduction: :none],
+        "Mx.NN.Losses.triplet_loss"
+      )
+
     dist = fn x, y -> pnorm(x |> Mx.subtract(y) |> Mx.add(opts[:eps]), opts[:p], opts[:axis]) end
 
     dist.(anchors, positives)
@@ -176,7 +205,12 @@ defmodule Mx.NN.Losses do
   defp pnorm(d, p, axis) when is_number(p) and p > 0,
     do: d |> Mx.abs() |> Mx.pow(p * 1.0) |> Mx.sum(axes: [axis]) |> Mx.pow(1.0 / p)
 
-  defp pnorm(_d, p, _axis), do: raise(ArgumentError, "Mx.NN.Losses.triplet_loss: p must be a positive number, got #{inspect(p)}")
+  defp pnorm(_d, p, _axis),
+    do:
+      raise(
+        ArgumentError,
+        "Mx.NN.Losses.triplet_loss: p must be a positive number, got #{inspect(p)}"
+      )
 
   @doc "Hinge loss `max(1 - inputs · targets, 0)` with targets ±1. Default reduction `:none`."
   @spec hinge_loss(Array.t(), Array.t(), keyword()) :: Array.t()
@@ -195,7 +229,11 @@ defmodule Mx.NN.Losses do
     delta = opts[:delta]
     d = Mx.abs(Mx.subtract(inputs, targets))
 
-    Mx.select(Mx.less_equal(d, delta), Mx.multiply(Mx.square(d), 0.5), Mx.multiply(Mx.subtract(d, 0.5 * delta), delta))
+    Mx.select(
+      Mx.less_equal(d, delta),
+      Mx.multiply(Mx.square(d), 0.5),
+      Mx.multiply(Mx.subtract(d, 0.5 * delta), delta)
+    )
     |> reduce(opts[:reduction], "huber_loss")
   end
 
@@ -223,7 +261,13 @@ defmodule Mx.NN.Losses do
   """
   @spec cosine_similarity_loss(Array.t(), Array.t(), keyword()) :: Array.t()
   def cosine_similarity_loss(x1, x2, opts \\ []) do
-    opts = Mx.Opts.validate!(opts, [axis: 1, eps: 1.0e-8, reduction: :none], "Mx.NN.Losses.cosine_similarity_loss")
+    opts =
+      Mx.Opts.validate!(
+        opts,
+        [axis: 1, eps: 1.0e-8, reduction: :none],
+        "Mx.NN.Losses.cosine_similarity_loss"
+      )
+
     axis = opts[:axis]
     n1 = pnorm(x1, 2, axis)
     n2 = pnorm(x2, 2, axis)
@@ -241,7 +285,8 @@ defmodule Mx.NN.Losses do
   """
   @spec margin_ranking_loss(Array.t(), Array.t(), Array.t(), keyword()) :: Array.t()
   def margin_ranking_loss(inputs1, inputs2, targets, opts \\ []) do
-    opts = Mx.Opts.validate!(opts, [margin: 0.0, reduction: :none], "Mx.NN.Losses.margin_ranking_loss")
+    opts =
+      Mx.Opts.validate!(opts, [margin: 0.0, reduction: :none], "Mx.NN.Losses.margin_ranking_loss")
 
     targets
     |> Mx.multiply(Mx.subtract(inputs1, inputs2))
@@ -259,9 +304,18 @@ defmodule Mx.NN.Losses do
   """
   @spec gaussian_nll_loss(Array.t(), Array.t(), Array.t(), keyword()) :: Array.t()
   def gaussian_nll_loss(inputs, targets, vars, opts \\ []) do
-    opts = Mx.Opts.validate!(opts, [full: false, eps: 1.0e-6, reduction: :mean], "Mx.NN.Losses.gaussian_nll_loss")
+    opts =
+      Mx.Opts.validate!(
+        opts,
+        [full: false, eps: 1.0e-6, reduction: :mean],
+        "Mx.NN.Losses.gaussian_nll_loss"
+      )
+
     v = Mx.max(vars, opts[:eps])
-    loss = Mx.multiply(Mx.add(Mx.log(v), Mx.divide(Mx.square(Mx.subtract(targets, inputs)), v)), 0.5)
+
+    loss =
+      Mx.multiply(Mx.add(Mx.log(v), Mx.divide(Mx.square(Mx.subtract(targets, inputs)), v)), 0.5)
+
     loss = if opts[:full], do: Mx.add(loss, 0.5 * :math.log(2 * :math.pi())), else: loss
     reduce(loss, opts[:reduction], "gaussian_nll_loss")
   end
@@ -274,5 +328,9 @@ defmodule Mx.NN.Losses do
   defp reduce(loss, :sum, _name), do: Mx.sum(loss)
 
   defp reduce(_loss, other, name),
-    do: raise(ArgumentError, "Mx.NN.Losses.#{name}: reduction must be :none, :mean or :sum, got #{inspect(other)}")
+    do:
+      raise(
+        ArgumentError,
+        "Mx.NN.Losses.#{name}: reduction must be :none, :mean or :sum, got #{inspect(other)}"
+      )
 end

@@ -74,7 +74,14 @@ defmodule Mx.NN.GroupNorm do
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.GroupNorm.init")
     g = Mx.NN.required!(opts, :num_groups, "Mx.NN.GroupNorm.init")
     d = Mx.NN.required!(opts, :dims, "Mx.NN.GroupNorm.init")
-    if rem(d, g) != 0, do: raise(ArgumentError, "Mx.NN.GroupNorm.init: dims (#{d}) must be a multiple of num_groups (#{g})")
+
+    if rem(d, g) != 0,
+      do:
+        raise(
+          ArgumentError,
+          "Mx.NN.GroupNorm.init: dims (#{d}) must be a multiple of num_groups (#{g})"
+        )
+
     Mx.NN.Norm.affine_params(d, opts[:affine], opts[:affine], opts[:type])
   end
 
@@ -86,7 +93,13 @@ defmodule Mx.NN.GroupNorm do
     shape = x.shape
     r = tuple_size(shape)
     {b, c} = {elem(shape, 0), elem(shape, r - 1)}
-    if rem(c, g) != 0, do: raise(ArgumentError, "Mx.NN.GroupNorm.apply: #{c} channels are not a multiple of num_groups (#{g})")
+
+    if rem(c, g) != 0,
+      do:
+        raise(
+          ArgumentError,
+          "Mx.NN.GroupNorm.apply: #{c} channels are not a multiple of num_groups (#{g})"
+        )
 
     x
     |> Mx.reshape({b, :auto, g, div(c, g)})
@@ -109,7 +122,13 @@ defmodule Mx.NN.InstanceNorm do
   @spec init(Mx.Random.key(), keyword()) :: map()
   def init(_key, opts) do
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.InstanceNorm.init")
-    Mx.NN.Norm.affine_params(Mx.NN.required!(opts, :dims, "Mx.NN.InstanceNorm.init"), opts[:affine], opts[:affine], opts[:type])
+
+    Mx.NN.Norm.affine_params(
+      Mx.NN.required!(opts, :dims, "Mx.NN.InstanceNorm.init"),
+      opts[:affine],
+      opts[:affine],
+      opts[:type]
+    )
   end
 
   @doc "Normalizes `x` of shape `{batch, ..., dims}` (rank ≥ 3)."
@@ -117,8 +136,17 @@ defmodule Mx.NN.InstanceNorm do
   def apply(params, x, opts \\ []) do
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.InstanceNorm.apply")
     r = Mx.rank(x)
-    if r < 3, do: raise(ArgumentError, "Mx.NN.InstanceNorm.apply: input must be {batch, ..., channels} of rank >= 3, got #{Mx.describe(x)}")
-    x |> Mx.NN.Norm.standardize(Enum.to_list(1..(r - 2)), opts[:eps]) |> Mx.NN.Norm.scale_shift(params)
+
+    if r < 3,
+      do:
+        raise(
+          ArgumentError,
+          "Mx.NN.InstanceNorm.apply: input must be {batch, ..., channels} of rank >= 3, got #{Mx.describe(x)}"
+        )
+
+    x
+    |> Mx.NN.Norm.standardize(Enum.to_list(1..(r - 2)), opts[:eps])
+    |> Mx.NN.Norm.scale_shift(params)
   end
 end
 
@@ -152,7 +180,10 @@ defmodule Mx.NN.BatchNorm do
     n = Mx.NN.required!(opts, :num_features, "Mx.NN.BatchNorm.init")
 
     Mx.NN.Norm.affine_params(n, opts[:affine], opts[:affine], opts[:type])
-    |> Map.merge(%{running_mean: Mx.zeros({n}, type: opts[:type]), running_var: Mx.ones({n}, type: opts[:type])})
+    |> Map.merge(%{
+      running_mean: Mx.zeros({n}, type: opts[:type]),
+      running_var: Mx.ones({n}, type: opts[:type])
+    })
   end
 
   @doc "Normalizes `x`; see the module doc for the two modes."
@@ -164,12 +195,27 @@ defmodule Mx.NN.BatchNorm do
     if opts[:mode] == :train do
       mean = Mx.mean(x, axes: axes)
       var = x |> Mx.subtract(mean) |> Mx.square() |> Mx.mean(axes: axes)
-      y = x |> Mx.subtract(mean) |> Mx.multiply(Mx.rsqrt(Mx.add(var, opts[:eps]))) |> Mx.NN.Norm.scale_shift(params)
+
+      y =
+        x
+        |> Mx.subtract(mean)
+        |> Mx.multiply(Mx.rsqrt(Mx.add(var, opts[:eps])))
+        |> Mx.NN.Norm.scale_shift(params)
+
       n = div(Mx.size(x), elem(x.shape, Mx.rank(x) - 1))
       m = opts[:momentum]
       unbiased = Mx.multiply(var, n / max(n - 1, 1))
-      update = fn running, batch -> Mx.stop_gradient(Mx.add(Mx.multiply(running, 1 - m), Mx.multiply(batch, m))) end
-      {y, %{params | running_mean: update.(params.running_mean, mean), running_var: update.(params.running_var, unbiased)}}
+
+      update = fn running, batch ->
+        Mx.stop_gradient(Mx.add(Mx.multiply(running, 1 - m), Mx.multiply(batch, m)))
+      end
+
+      {y,
+       %{
+         params
+         | running_mean: update.(params.running_mean, mean),
+           running_var: update.(params.running_var, unbiased)
+       }}
     else
       x
       |> Mx.subtract(params.running_mean)

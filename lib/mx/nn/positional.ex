@@ -32,13 +32,21 @@ defmodule Mx.NN.RoPE do
     {len, feats} = {elem(x.shape, r - 2), elem(x.shape, r - 1)}
 
     if rem(dims, 2) != 0 or dims > feats do
-      raise ArgumentError, "Mx.NN.RoPE.apply: dims (#{dims}) must be even and at most the #{feats} features of #{Mx.describe(x)}"
+      raise ArgumentError,
+            "Mx.NN.RoPE.apply: dims (#{dims}) must be even and at most the #{feats} features of #{Mx.describe(x)}"
     end
 
     half = div(dims, 2)
     type = if Mx.Type.float?(x.type), do: x.type, else: :f32
-    freqs = Mx.arange(0, half, 1, type: :f64) |> Mx.multiply(-2.0 / dims * :math.log(opts[:base])) |> Mx.exp()
-    pos = Mx.arange(0, len, 1, type: :f64) |> Mx.add(opts[:offset]) |> Mx.multiply(opts[:scale] * 1.0)
+
+    freqs =
+      Mx.arange(0, half, 1, type: :f64)
+      |> Mx.multiply(-2.0 / dims * :math.log(opts[:base]))
+      |> Mx.exp()
+
+    pos =
+      Mx.arange(0, len, 1, type: :f64) |> Mx.add(opts[:offset]) |> Mx.multiply(opts[:scale] * 1.0)
+
     theta = Mx.multiply(Mx.reshape(pos, {len, 1}), Mx.reshape(freqs, {1, half}))
     {cos, sin} = {Mx.as_type(Mx.cos(theta), type), Mx.as_type(Mx.sin(theta), type)}
     rot = Mx.slice_axis(x, 0, dims, r - 1)
@@ -53,10 +61,14 @@ defmodule Mx.NN.RoPE do
 
     rotated =
       if opts[:traditional],
-        do: Mx.stack([y1, y2], axis: r) |> Mx.reshape(Tuple.delete_at(rot.shape, r - 1) |> Tuple.append(dims)),
+        do:
+          Mx.stack([y1, y2], axis: r)
+          |> Mx.reshape(Tuple.delete_at(rot.shape, r - 1) |> Tuple.append(dims)),
         else: Mx.concatenate([y1, y2], axis: r - 1)
 
-    if dims == feats, do: rotated, else: Mx.concatenate([rotated, Mx.slice_axis(x, dims, feats - dims, r - 1)], axis: r - 1)
+    if dims == feats,
+      do: rotated,
+      else: Mx.concatenate([rotated, Mx.slice_axis(x, dims, feats - dims, r - 1)], axis: r - 1)
   end
 end
 
@@ -91,7 +103,8 @@ defmodule Mx.NN.SinusoidalPositionalEncoding do
     dims = Mx.NN.required!(opts, :dims, "Mx.NN.SinusoidalPositionalEncoding.apply")
 
     if rem(dims, 2) != 0 or dims < 4 do
-      raise ArgumentError, "Mx.NN.SinusoidalPositionalEncoding.apply: dims must be even and at least 4, got #{dims}"
+      raise ArgumentError,
+            "Mx.NN.SinusoidalPositionalEncoding.apply: dims must be even and at least 4, got #{dims}"
     end
 
     half = div(dims, 2)
@@ -135,7 +148,8 @@ defmodule Mx.NN.ALiBi do
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.ALiBi.apply")
 
     unless Mx.rank(scores) == 4 do
-      raise ArgumentError, "Mx.NN.ALiBi.apply: scores must be {batch, heads, Lq, Lk}, got #{Mx.describe(scores)}"
+      raise ArgumentError,
+            "Mx.NN.ALiBi.apply: scores must be {batch, heads, Lq, Lk}, got #{Mx.describe(scores)}"
     end
 
     {_, h, lq, lk} = scores.shape
@@ -156,7 +170,11 @@ defmodule Mx.NN.ALiBi do
     kpos = Mx.arange(0, lk, 1, type: :f64) |> Mx.reshape({1, lk})
     dist = qpos |> Mx.subtract(kpos) |> Mx.abs() |> Mx.reshape({1, 1, lq, lk})
     base = :math.pow(2, 8 / heads)
-    slopes = Mx.tensor(for(i <- 1..heads, do: 1 / :math.pow(base, i)), type: :f64) |> Mx.reshape({1, heads, 1, 1})
+
+    slopes =
+      Mx.tensor(for(i <- 1..heads, do: 1 / :math.pow(base, i)), type: :f64)
+      |> Mx.reshape({1, heads, 1, 1})
+
     # 0 - d·slope rather than -(d·slope): the diagonal is +0.0, not -0.0.
     Mx.subtract(0.0, Mx.multiply(dist, slopes))
   end

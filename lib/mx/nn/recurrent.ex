@@ -56,7 +56,15 @@ defmodule Mx.NN.GRU do
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.GRU.init")
     p = Mx.NN.Recurrent.init(key, opts, 3, "Mx.NN.GRU.init", {:Wx, :Wh, :b})
     h = opts[:hidden_dims]
-    if opts[:bias], do: Map.put(p, :bhn, Mx.NN.uniform_init(Mx.Random.fold_in(key, 7), {h}, 1 / :math.sqrt(h), opts[:type])), else: p
+
+    if opts[:bias],
+      do:
+        Map.put(
+          p,
+          :bhn,
+          Mx.NN.uniform_init(Mx.Random.fold_in(key, 7), {h}, 1 / :math.sqrt(h), opts[:type])
+        ),
+      else: p
   end
 
   @doc "All hidden states (see the module doc)."
@@ -127,7 +135,11 @@ defmodule Mx.NN.LSTM do
     {hs, cs} =
       Mx.NN.Recurrent.scan(xs, {opts[:hidden], opts[:cell]}, params[:Wh], fn xt, {h, c} ->
         g = if h, do: Mx.add(xt, Mx.matmul(h, wh_t)), else: xt
-        {i, f, gg, o} = {Mx.sigmoid(part.(g, 0)), Mx.sigmoid(part.(g, 1)), Mx.tanh(part.(g, 2)), Mx.sigmoid(part.(g, 3))}
+
+        {i, f, gg, o} =
+          {Mx.sigmoid(part.(g, 0)), Mx.sigmoid(part.(g, 1)), Mx.tanh(part.(g, 2)),
+           Mx.sigmoid(part.(g, 3))}
+
         c = if c, do: Mx.add(Mx.multiply(f, c), Mx.multiply(i, gg)), else: Mx.multiply(i, gg)
         h = Mx.multiply(o, Mx.tanh(c))
         {{h, c}, {h, c}}
@@ -146,13 +158,26 @@ defmodule Mx.NN.Recurrent do
     h = Mx.NN.required!(opts, :hidden_dims, where)
     [k1, k2, k3] = Mx.NN.split_keys(key, 3)
     scale = 1 / :math.sqrt(h)
-    p = %{wx => Mx.NN.uniform_init(k1, {gates * h, i}, scale, opts[:type]), wh => Mx.NN.uniform_init(k2, {gates * h, h}, scale, opts[:type])}
-    if opts[:bias], do: Map.put(p, b, Mx.NN.uniform_init(k3, {gates * h}, scale, opts[:type])), else: p
+
+    p = %{
+      wx => Mx.NN.uniform_init(k1, {gates * h, i}, scale, opts[:type]),
+      wh => Mx.NN.uniform_init(k2, {gates * h, h}, scale, opts[:type])
+    }
+
+    if opts[:bias],
+      do: Map.put(p, b, Mx.NN.uniform_init(k3, {gates * h}, scale, opts[:type])),
+      else: p
   end
 
   # The input projection of every step at once: {..., length, gates·H}.
   def project(x, w, b) do
-    if Mx.rank(x) not in [2, 3], do: raise(ArgumentError, "recurrent layers take {batch, length, features} or {length, features}, got #{Mx.describe(x)}")
+    if Mx.rank(x) not in [2, 3],
+      do:
+        raise(
+          ArgumentError,
+          "recurrent layers take {batch, length, features} or {length, features}, got #{Mx.describe(x)}"
+        )
+
     y = Mx.matmul(x, Mx.transpose(w))
     if b, do: Mx.add(y, b), else: y
   end
@@ -170,8 +195,13 @@ defmodule Mx.NN.Recurrent do
       end)
 
     case outs do
-      [{_, _} | _] -> outs |> Enum.unzip() |> then(fn {a, b} -> {Mx.stack(a, axis: axis), Mx.stack(b, axis: axis)} end)
-      _ -> Mx.stack(outs, axis: axis)
+      [{_, _} | _] ->
+        outs
+        |> Enum.unzip()
+        |> then(fn {a, b} -> {Mx.stack(a, axis: axis), Mx.stack(b, axis: axis)} end)
+
+      _ ->
+        Mx.stack(outs, axis: axis)
     end
   end
 end

@@ -29,8 +29,11 @@ defmodule Mx.NN.Sequential do
     keys = Mx.NN.split_keys(key, max(length(layers), 1))
 
     Enum.zip_with(layers, Enum.take(keys, length(layers)), fn
-      {module, lopts}, k when is_atom(module) and is_list(lopts) -> if layer?(module), do: module.init(k, lopts), else: %{}
-      _fun, _k -> %{}
+      {module, lopts}, k when is_atom(module) and is_list(lopts) ->
+        if layer?(module), do: module.init(k, lopts), else: %{}
+
+      _fun, _k ->
+        %{}
     end)
   end
 
@@ -42,10 +45,14 @@ defmodule Mx.NN.Sequential do
     mode = opts[:mode]
 
     unless is_list(params) and length(params) == length(layers) do
-      raise ArgumentError, "Mx.NN.Sequential.apply: params must be a list with one entry per layer (#{length(layers)}); build them with init/2"
+      raise ArgumentError,
+            "Mx.NN.Sequential.apply: params must be a list with one entry per layer (#{length(layers)}); build them with init/2"
     end
 
-    keys = if mode == :train and opts[:key], do: Mx.NN.split_keys(opts[:key], max(length(layers), 1)), else: List.duplicate(nil, length(layers))
+    keys =
+      if mode == :train and opts[:key],
+        do: Mx.NN.split_keys(opts[:key], max(length(layers), 1)),
+        else: List.duplicate(nil, length(layers))
 
     {new_params, y} =
       [layers, params, Enum.take(keys, length(layers))]
@@ -64,37 +71,69 @@ defmodule Mx.NN.Sequential do
       # Stateful layers return {output, new_params} in training (see Mx.NN, "State").
       if mode == :train and stateful?(module), do: y, else: {y, p}
     else
-      {Kernel.apply(Mx.NN.Activations, module, [x, lopts]), p}
+      {activation(module, x, lopts), p}
     end
   end
 
   defp run(fun, p, x, _mode, _key) when is_function(fun, 1), do: {fun.(x), p}
+
+  defp activation(name, x, []), do: Kernel.apply(Mx.NN.Activations, name, [x])
+
+  defp activation(name, x, lopts) do
+    if function_exported?(Mx.NN.Activations, name, 2),
+      do: Kernel.apply(Mx.NN.Activations, name, [x, lopts]),
+      else:
+        raise(
+          ArgumentError,
+          "Mx.NN.Sequential: the activation #{name} takes no options, got #{inspect(lopts)}"
+        )
+  end
 
   defp stateful?(module), do: function_exported?(module, :stateful?, 0) and module.stateful?()
 
   @doc false
   def stateful?, do: true
 
-  defp layer?(module), do: Code.ensure_loaded?(module) and function_exported?(module, :init, 2) and function_exported?(module, :apply, 3)
+  defp layer?(module),
+    do:
+      Code.ensure_loaded?(module) and function_exported?(module, :init, 2) and
+        function_exported?(module, :apply, 3)
 
   defp layers!(opts) do
-    layers = opts[:layers] || raise ArgumentError, "Mx.NN.Sequential: layers: is required (a list of layer specs)"
+    layers =
+      opts[:layers] ||
+        raise ArgumentError, "Mx.NN.Sequential: layers: is required (a list of layer specs)"
 
-    unless is_list(layers), do: raise(ArgumentError, "Mx.NN.Sequential: layers: must be a list, got #{inspect(layers)}")
+    unless is_list(layers),
+      do: raise(ArgumentError, "Mx.NN.Sequential: layers: must be a list, got #{inspect(layers)}")
 
     Enum.map(layers, fn
-      name when is_atom(name) -> spec!({name, []})
-      {name, lopts} when is_atom(name) and is_list(lopts) -> spec!({name, lopts})
-      fun when is_function(fun, 1) -> fun
-      other -> raise ArgumentError, "Mx.NN.Sequential: a layer spec is {module, opts}, an activation name or a 1-arity function, got #{inspect(other)}"
+      name when is_atom(name) ->
+        spec!({name, []})
+
+      {name, lopts} when is_atom(name) and is_list(lopts) ->
+        spec!({name, lopts})
+
+      fun when is_function(fun, 1) ->
+        fun
+
+      other ->
+        raise ArgumentError,
+              "Mx.NN.Sequential: a layer spec is {module, opts}, an activation name or a 1-arity function, got #{inspect(other)}"
     end)
   end
 
   defp spec!({name, lopts}) do
     cond do
-      layer?(name) -> {name, lopts}
-      name in Mx.NN.Activations.names() -> {name, lopts}
-      true -> raise ArgumentError, "Mx.NN.Sequential: #{inspect(name)} is neither a layer module nor an activation of Mx.NN.Activations"
+      layer?(name) ->
+        {name, lopts}
+
+      name in Mx.NN.Activations.names() ->
+        {name, lopts}
+
+      true ->
+        raise ArgumentError,
+              "Mx.NN.Sequential: #{inspect(name)} is neither a layer module nor an activation of Mx.NN.Activations"
     end
   end
 end

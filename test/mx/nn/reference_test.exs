@@ -24,13 +24,17 @@ defmodule Mx.NN.ReferenceTest do
       c = @c
       args = decode(c.args)
       opts = decode(c.opts)
-      result = apply(c.module, c.fun, args ++ [opts])
+      result = apply(c.module, c.fun, if(opts == [], do: args, else: args ++ [opts]))
       compare!(result, decode(c.expected), c.type, [])
     end
   end
 
-  defp decode({:array, type, shape, hex}), do: Mx.from_binary(Base.decode16!(hex), type, shape: shape)
-  defp decode(t) when is_tuple(t), do: t |> Tuple.to_list() |> Enum.map(&decode/1) |> List.to_tuple()
+  defp decode({:array, type, shape, hex}),
+    do: Mx.from_binary(Base.decode16!(hex), type, shape: shape)
+
+  defp decode(t) when is_tuple(t),
+    do: t |> Tuple.to_list() |> Enum.map(&decode/1) |> List.to_tuple()
+
   defp decode(l) when is_list(l), do: Enum.map(l, &decode/1)
   defp decode(m) when is_map(m), do: Map.new(m, fn {k, v} -> {k, decode(v)} end)
   defp decode(x), do: x
@@ -38,23 +42,32 @@ defmodule Mx.NN.ReferenceTest do
   @u %{f32: :math.pow(2, -24), f64: :math.pow(2, -53)}
 
   defp compare!(%Mx.Array{} = got, %Mx.Array{} = want, type, path) do
-    assert Mx.shape(got) == Mx.shape(want), "at #{inspect(path)}: shape #{inspect(Mx.shape(got))}, expected #{inspect(Mx.shape(want))}"
+    assert Mx.shape(got) == Mx.shape(want),
+           "at #{inspect(path)}: shape #{inspect(Mx.shape(got))}, expected #{inspect(Mx.shape(want))}"
+
     assert Mx.type(got) == type, "at #{inspect(path)}: type #{Mx.type(got)}, expected #{type}"
     tol = 400 * @u[type]
 
     for {{g, w}, i} <- Enum.with_index(Enum.zip(Mx.to_flat_list(got), Mx.to_flat_list(want))) do
       ok = if is_float(w), do: is_float(g) and abs(g - w) <= tol * (1 + abs(w)), else: g == w
-      assert ok, "at #{inspect(path)} element #{i}: got #{inspect(g)}, expected #{inspect(w)} (tolerance #{tol}·(1 + |expected|))"
+
+      assert ok,
+             "at #{inspect(path)} element #{i}: got #{inspect(g)}, expected #{inspect(w)} (tolerance #{tol}·(1 + |expected|))"
     end
   end
 
   defp compare!(got, want, type, path) when is_tuple(want) do
-    assert is_tuple(got) and tuple_size(got) == tuple_size(want), "at #{inspect(path)}: expected a #{tuple_size(want)}-tuple, got #{inspect(got)}"
-    for i <- 0..(tuple_size(want) - 1), do: compare!(elem(got, i), elem(want, i), type, path ++ [i])
+    assert is_tuple(got) and tuple_size(got) == tuple_size(want),
+           "at #{inspect(path)}: expected a #{tuple_size(want)}-tuple, got #{inspect(got)}"
+
+    for i <- 0..(tuple_size(want) - 1),
+        do: compare!(elem(got, i), elem(want, i), type, path ++ [i])
   end
 
   defp compare!(got, want, type, path) when is_map(want) do
-    assert is_map(got) and Enum.sort(Map.keys(got)) == Enum.sort(Map.keys(want)), "at #{inspect(path)}: keys differ: #{inspect(got)}"
+    assert is_map(got) and Enum.sort(Map.keys(got)) == Enum.sort(Map.keys(want)),
+           "at #{inspect(path)}: keys differ: #{inspect(got)}"
+
     for {k, w} <- want, do: compare!(Map.fetch!(got, k), w, type, path ++ [k])
   end
 end
