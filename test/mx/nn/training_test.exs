@@ -1,0 +1,51 @@
+defmodule Mx.NN.TrainingTest do
+  # Not async: the memory check counts the engine's live arrays, which other tests would move.
+  use ExUnit.Case, async: false
+
+  alias Mx.NN
+
+  @layers [
+    {NN.Linear, input_dims: 2, output_dims: 32},
+    :tanh,
+    {NN.Linear, input_dims: 32, output_dims: 32},
+    :tanh,
+    {NN.Linear, input_dims: 32, output_dims: 1}
+  ]
+
+  @tag :slow
+  test "an MLP learns y = sin(3 x1) x2 by plain gradient descent, with memory flat over the steps" do
+    [kd, kp] = NN.split_keys(Mx.Random.key(42), 2)
+    x = Mx.Random.uniform(kd, -1.0, 1.0, shape: {256, 2})
+    y = Mx.multiply(Mx.sin(Mx.multiply(x[[.., 0..0]], 3.0)), x[[.., 1..1]])
+    loss = fn p -> NN.Losses.mse_loss(NN.Sequential.apply(p, x, layers: @layers), y) end
+    step = Mx.value_and_grad(loss)
+    lr = 0.2
+
+    train = fn p, steps ->
+      Enum.reduce(1..steps, {p, nil}, fn _, {p, _} ->
+        {l, g} = step.(p)
+        p = Mx.Tree.zip_with([p, g], fn [w, dw] -> Mx.subtract(w, Mx.multiply(dw, lr)) end)
+        {Mx.eval(p), l}
+      end)
+    end
+
+    p0 = NN.Sequential.init(kp, layers: @layers)
+    initial = loss.(p0) |> Mx.to_number()
+    {p, _} = train.(p0, 200)
+    :erlang.garbage_collect()
+    live = Mx.Memory.live_arrays()
+    {_p, l} = train.(p, 800)
+    :erlang.garbage_collect()
+    # A leak of one array per step would add 800.
+    assert Mx.Memory.live_arrays() - live < 50
+
+    # The best linear fit explains almost nothing (y is odd in x1 times x2).
+    xa = Mx.concatenate([x, Mx.ones({256, 1})], axis: 1)
+    w = Mx.Linalg.solve(Mx.matmul(Mx.transpose(xa), xa), Mx.matmul(Mx.transpose(xa), y))
+    linear = NN.Losses.mse_loss(Mx.matmul(xa, w), y) |> Mx.to_number()
+
+    final = Mx.to_number(l)
+    assert final < 0.01, "MSE after 1000 steps: #{final} (initial #{initial}, best linear fit #{linear})"
+    assert final < 0.1 * linear
+  end
+end
