@@ -58,7 +58,12 @@ defmodule Mx.NN.Activations do
   @spec names() :: [atom()]
   def names, do: @names
 
-  @doc "`max(x, 0)`."
+  @doc """
+  `max(x, 0)`.
+
+      iex> Mx.NN.Activations.relu(Mx.tensor([-1.0, 2.0])) |> Mx.to_list()
+      [0.0, 2.0]
+  """
   @spec relu(Array.t()) :: Array.t()
   def relu(x), do: Mx.max(x, 0)
 
@@ -71,7 +76,12 @@ defmodule Mx.NN.Activations do
   @spec relu6(Array.t()) :: Array.t()
   def relu6(x), do: Mx.clip(x, 0, 6)
 
-  @doc "`relu(x)²` (MLX's `relu2`)."
+  @doc """
+  `relu(x)²` (MLX's `relu2`).
+
+      iex> Mx.NN.Activations.relu_squared(Mx.tensor([-1.0, 3.0])) |> Mx.to_list()
+      [0.0, 9.0]
+  """
   @spec relu_squared(Array.t()) :: Array.t()
   def relu_squared(x), do: Mx.square(Mx.max(x, 0))
 
@@ -110,7 +120,12 @@ defmodule Mx.NN.Activations do
     Mx.add(Mx.max(x, 0), Mx.multiply(alpha, Mx.min(x, 0)))
   end
 
-  @doc "`x` where positive, `alpha · (eˣ - 1)` elsewhere (`alpha:`, default 1.0)."
+  @doc """
+  `x` where positive, `alpha · (eˣ - 1)` elsewhere (`alpha:`, default 1.0).
+
+      iex> Mx.NN.Activations.elu(Mx.tensor([:neg_infinity, 0.0, 3.0]), alpha: 2.0) |> Mx.to_list()
+      [-2.0, 0.0, 3.0]
+  """
   @spec elu(Array.t(), keyword()) :: Array.t()
   def elu(x, opts \\ []) do
     alpha = Mx.Opts.validate!(opts, [alpha: 1.0], "Mx.NN.Activations.elu")[:alpha]
@@ -121,11 +136,21 @@ defmodule Mx.NN.Activations do
   defp elu_(x, alpha),
     do: Mx.select(Mx.greater(x, 0), x, Mx.multiply(alpha, Mx.expm1(Mx.min(x, 0))))
 
-  @doc "`scale · elu(x, alpha)` with SELU's fixed α ≈ 1.6733 and scale ≈ 1.0507."
+  @doc """
+  `scale · elu(x, alpha)` with SELU's fixed α ≈ 1.6733 and scale ≈ 1.0507.
+
+      iex> Mx.NN.Activations.selu(Mx.tensor([:neg_infinity, 0.0], type: :f64)) |> Mx.to_list()
+      [-1.7580993408473766, 0.0]
+  """
   @spec selu(Array.t()) :: Array.t()
   def selu(x), do: Mx.multiply(elu_(x, @selu_alpha), @selu_scale)
 
-  @doc "`max(x, 0) + min(0, alpha · (e^(x/alpha) - 1))` (`alpha:`, default 1.0)."
+  @doc """
+  `max(x, 0) + min(0, alpha · (e^(x/alpha) - 1))` (`alpha:`, default 1.0).
+
+      iex> Mx.NN.Activations.celu(Mx.tensor([:neg_infinity, 2.0]), alpha: 0.5) |> Mx.to_list()
+      [-0.5, 2.0]
+  """
   @spec celu(Array.t(), keyword()) :: Array.t()
   def celu(x, opts \\ []) do
     alpha = Mx.Opts.validate!(opts, [alpha: 1.0], "Mx.NN.Activations.celu")[:alpha]
@@ -148,7 +173,12 @@ defmodule Mx.NN.Activations do
       |> Mx.multiply(x)
       |> Mx.multiply(0.5)
 
-  @doc "GELU's tanh approximation `x (1 + tanh(√(2/π) (x + 0.044715 x³))) / 2` (PyTorch's `approximate='tanh'`)."
+  @doc """
+  GELU's tanh approximation `x (1 + tanh(√(2/π) (x + 0.044715 x³))) / 2` (PyTorch's `approximate='tanh'`).
+
+      iex> Mx.NN.Activations.gelu_approx(Mx.tensor([0.0, 10.0])) |> Mx.to_list()
+      [0.0, 10.0]
+  """
   @spec gelu_approx(Array.t()) :: Array.t()
   def gelu_approx(x) do
     inner =
@@ -161,15 +191,30 @@ defmodule Mx.NN.Activations do
     inner |> Mx.tanh() |> Mx.add(1) |> Mx.multiply(x) |> Mx.multiply(0.5)
   end
 
-  @doc "GELU's sigmoid approximation `x · sigmoid(1.702 x)` (MLX's `gelu_fast_approx`)."
+  @doc """
+  GELU's sigmoid approximation `x · sigmoid(1.702 x)` (MLX's `gelu_fast_approx`).
+
+      iex> Mx.NN.Activations.gelu_fast_approx(Mx.tensor([0.0, 20.0])) |> Mx.to_list()
+      [0.0, 20.0]
+  """
   @spec gelu_fast_approx(Array.t()) :: Array.t()
   def gelu_fast_approx(x), do: Mx.multiply(x, Mx.sigmoid(Mx.multiply(x, 1.702)))
 
-  @doc "`x · sigmoid(x)` (swish)."
+  @doc """
+  `x · sigmoid(x)` (swish).
+
+      iex> Mx.NN.Activations.silu(Mx.tensor([0.0, 20.0])) |> Mx.to_list()
+      [0.0, 20.0]
+  """
   @spec silu(Array.t()) :: Array.t()
   def silu(x), do: Mx.multiply(x, Mx.sigmoid(x))
 
-  @doc "`1 / (1 + e⁻ˣ)`."
+  @doc """
+  `1 / (1 + e⁻ˣ)`.
+
+      iex> Mx.NN.Activations.sigmoid(Mx.tensor([0.0])) |> Mx.to_list()
+      [0.5]
+  """
   @spec sigmoid(Array.t()) :: Array.t()
   def sigmoid(x), do: Mx.sigmoid(x)
 
@@ -182,18 +227,33 @@ defmodule Mx.NN.Activations do
   @spec log_sigmoid(Array.t()) :: Array.t()
   def log_sigmoid(x), do: Mx.negate(softplus_(Mx.negate(x)))
 
-  @doc "The hyperbolic tangent."
+  @doc """
+  The hyperbolic tangent.
+
+      iex> Mx.NN.Activations.tanh(Mx.tensor([0.0])) |> Mx.to_list()
+      [0.0]
+  """
   @spec tanh(Array.t()) :: Array.t()
   def tanh(x), do: Mx.tanh(x)
 
-  @doc "`x` clipped to `[min_val, max_val]` (defaults -1 and 1)."
+  @doc """
+  `x` clipped to `[min_val, max_val]` (defaults -1 and 1).
+
+      iex> Mx.NN.Activations.hard_tanh(Mx.tensor([-3.0, 0.5, 3.0])) |> Mx.to_list()
+      [-1.0, 0.5, 1.0]
+  """
   @spec hard_tanh(Array.t(), keyword()) :: Array.t()
   def hard_tanh(x, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [min_val: -1.0, max_val: 1.0], "Mx.NN.Activations.hard_tanh")
     Mx.max(Mx.min(x, opts[:max_val]), opts[:min_val])
   end
 
-  @doc "`x · min(max(x + 3, 0), 6) / 6`."
+  @doc """
+  `x · min(max(x + 3, 0), 6) / 6`.
+
+      iex> Mx.NN.Activations.hard_swish(Mx.tensor([-4.0, 0.0, 4.0])) |> Mx.to_list()
+      [-0.0, 0.0, 4.0]
+  """
   @spec hard_swish(Array.t()) :: Array.t()
   def hard_swish(x), do: x |> Mx.add(3) |> Mx.clip(0, 6) |> Mx.multiply(x) |> Mx.divide(6)
 
@@ -233,11 +293,21 @@ defmodule Mx.NN.Activations do
 
   defp softplus_(x), do: Mx.logaddexp(x, 0.0)
 
-  @doc "`x / (1 + |x|)`."
+  @doc """
+  `x / (1 + |x|)`.
+
+      iex> Mx.NN.Activations.softsign(Mx.tensor([-1.0, 3.0])) |> Mx.to_list()
+      [-0.5, 0.75]
+  """
   @spec softsign(Array.t()) :: Array.t()
   def softsign(x), do: Mx.divide(x, Mx.add(Mx.abs(x), 1))
 
-  @doc "`x · tanh(softplus(x))`."
+  @doc """
+  `x · tanh(softplus(x))`.
+
+      iex> Mx.NN.Activations.mish(Mx.tensor([0.0, 20.0])) |> Mx.to_list()
+      [0.0, 20.0]
+  """
   @spec mish(Array.t()) :: Array.t()
   def mish(x), do: Mx.multiply(x, Mx.tanh(softplus_(x)))
 
@@ -303,7 +373,12 @@ defmodule Mx.NN.Activations do
     Mx.exp(log_softmax(x, axis: axis))
   end
 
-  @doc "`softmax(-x)` along `axis:` (default -1)."
+  @doc """
+  `softmax(-x)` along `axis:` (default -1).
+
+      iex> Mx.NN.Activations.softmin(Mx.tensor([0.0, :infinity])) |> Mx.to_list()
+      [1.0, 0.0]
+  """
   @spec softmin(Array.t(), keyword()) :: Array.t()
   def softmin(x, opts \\ []) do
     axis = Mx.Opts.validate!(opts, [axis: -1], "Mx.NN.Activations.softmin")[:axis]

@@ -24,14 +24,25 @@ defmodule Mx.NN.Init do
     Mx.full(shape, value, type: type)
   end
 
-  @doc "Normal draws with `mean:` (default 0) and `std:` (default 1)."
+  @doc """
+  Normal draws with `mean:` (default 0) and `std:` (default 1).
+
+      iex> Mx.NN.Init.normal(Mx.Random.key(0), {2, 3}, std: 0.1) |> Mx.describe()
+      "f32[2][3]"
+  """
   @spec normal(Mx.Random.key(), tuple(), keyword()) :: Array.t()
   def normal(key, shape, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [mean: 0.0, std: 1.0, type: :f32], "Mx.NN.Init.normal")
     Mx.Random.normal(key, opts[:mean] * 1.0, opts[:std] * 1.0, shape: shape, type: opts[:type])
   end
 
-  @doc "Uniform draws in `[low, high)` (defaults 0 and 1)."
+  @doc """
+  Uniform draws in `[low, high)` (defaults 0 and 1).
+
+      iex> w = Mx.NN.Init.uniform(Mx.Random.key(0), {100}, low: -1.0, high: 1.0)
+      iex> Mx.to_number(Mx.reduce_max(Mx.abs(w))) < 1.0
+      true
+  """
   @spec uniform(Mx.Random.key(), tuple(), keyword()) :: Array.t()
   def uniform(key, shape, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [low: 0.0, high: 1.0, type: :f32], "Mx.NN.Init.uniform")
@@ -59,7 +70,12 @@ defmodule Mx.NN.Init do
         "Mx.NN.Init.identity: the shape must be square {n, n}, got #{inspect(shape)}"
       )
 
-  @doc "Glorot (Xavier) normal: std `gain · √(2 / (fan_in + fan_out))` (`gain:`, default 1)."
+  @doc """
+  Glorot (Xavier) normal: std `gain · √(2 / (fan_in + fan_out))` (`gain:`, default 1).
+
+      iex> Mx.NN.Init.glorot_normal(Mx.Random.key(0), {3, 5}, type: :f64) |> Mx.describe()
+      "f64[3][5]"
+  """
   @spec glorot_normal(Mx.Random.key(), tuple(), keyword()) :: Array.t()
   def glorot_normal(key, shape, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [gain: 1.0, type: :f32], "Mx.NN.Init.glorot_normal")
@@ -68,7 +84,13 @@ defmodule Mx.NN.Init do
     Mx.Random.normal(key, 0.0, std, shape: shape, type: opts[:type])
   end
 
-  @doc "Glorot (Xavier) uniform: limit `gain · √(6 / (fan_in + fan_out))` (`gain:`, default 1)."
+  @doc """
+  Glorot (Xavier) uniform: limit `gain · √(6 / (fan_in + fan_out))` (`gain:`, default 1).
+
+      iex> w = Mx.NN.Init.glorot_uniform(Mx.Random.key(0), {3, 5})
+      iex> Mx.to_number(Mx.reduce_max(Mx.abs(w))) <= :math.sqrt(6 / 8)
+      true
+  """
   @spec glorot_uniform(Mx.Random.key(), tuple(), keyword()) :: Array.t()
   def glorot_uniform(key, shape, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [gain: 1.0, type: :f32], "Mx.NN.Init.glorot_uniform")
@@ -81,6 +103,9 @@ defmodule Mx.NN.Init do
   He (Kaiming) normal: std `gain / √fan`, `fan` by `mode:` (`:fan_in`, the
   default, or `:fan_out`); `gain:` defaults to 1 as in MLX (PyTorch's
   `kaiming_normal_` for ReLU uses `√2`).
+
+      iex> Mx.NN.Init.he_normal(Mx.Random.key(0), {4, 12}, mode: :fan_out, gain: :math.sqrt(2)) |> Mx.shape()
+      {4, 12}
   """
   @spec he_normal(Mx.Random.key(), tuple(), keyword()) :: Array.t()
   def he_normal(key, shape, opts \\ []) do
@@ -89,7 +114,13 @@ defmodule Mx.NN.Init do
     Mx.Random.normal(key, 0.0, std, shape: shape, type: opts[:type])
   end
 
-  @doc "He (Kaiming) uniform: limit `gain · √(3 / fan)` (see `he_normal/3` for `mode:` and `gain:`)."
+  @doc """
+  He (Kaiming) uniform: limit `gain · √(3 / fan)` (see `he_normal/3` for `mode:` and `gain:`).
+
+      iex> w = Mx.NN.Init.he_uniform(Mx.Random.key(0), {4, 12}, mode: :fan_in)
+      iex> Mx.to_number(Mx.reduce_max(Mx.abs(w))) <= 0.5
+      true
+  """
   @spec he_uniform(Mx.Random.key(), tuple(), keyword()) :: Array.t()
   def he_uniform(key, shape, opts \\ []) do
     opts =

@@ -112,14 +112,24 @@ defmodule Mx.NN.Losses do
     loss |> weigh(opts[:weights]) |> reduce(opts[:reduction], "binary_cross_entropy")
   end
 
-  @doc "`|predictions - targets|`. Default reduction `:mean`."
+  @doc """
+  `|predictions - targets|`. Default reduction `:mean`.
+
+      iex> Mx.NN.Losses.l1_loss(Mx.tensor([1.0, 2.0]), Mx.tensor([0.0, 4.0]), reduction: :sum) |> Mx.to_number()
+      3.0
+  """
   @spec l1_loss(Array.t(), Array.t(), keyword()) :: Array.t()
   def l1_loss(predictions, targets, opts \\ []) do
     r = Mx.Opts.validate!(opts, [reduction: :mean], "Mx.NN.Losses.l1_loss")[:reduction]
     predictions |> Mx.subtract(targets) |> Mx.abs() |> reduce(r, "l1_loss")
   end
 
-  @doc "`(predictions - targets)²`. Default reduction `:mean`."
+  @doc """
+  `(predictions - targets)²`. Default reduction `:mean`.
+
+      iex> Mx.NN.Losses.mse_loss(Mx.tensor([1.0, 2.0]), Mx.tensor([0.0, 4.0]), reduction: :none) |> Mx.to_list()
+      [1.0, 4.0]
+  """
   @spec mse_loss(Array.t(), Array.t(), keyword()) :: Array.t()
   def mse_loss(predictions, targets, opts \\ []) do
     r = Mx.Opts.validate!(opts, [reduction: :mean], "Mx.NN.Losses.mse_loss")[:reduction]
@@ -149,6 +159,10 @@ defmodule Mx.NN.Losses do
   `axis:` (default -1), where `inputs` and `targets` are both
   log-probabilities (MLX's meaning; PyTorch's `kl_div` with
   `log_target=True`, summed over the axis). Default reduction `:none`.
+
+      iex> logp = Mx.log(Mx.tensor([[0.5, 0.5]], type: :f64))
+      iex> Mx.NN.Losses.kl_div_loss(logp, logp) |> Mx.to_list()
+      [0.0]
   """
   @spec kl_div_loss(Array.t(), Array.t(), keyword()) :: Array.t()
   def kl_div_loss(inputs, targets, opts \\ []) do
@@ -164,6 +178,9 @@ defmodule Mx.NN.Losses do
   @doc """
   Smooth L1: `0.5 d² / beta` where `d = |predictions - targets| < beta`
   (default 1.0), `d - 0.5 beta` elsewhere. Default reduction `:mean`.
+
+      iex> Mx.NN.Losses.smooth_l1_loss(Mx.tensor([0.5, 3.0]), Mx.tensor([0.0, 0.0]), reduction: :none) |> Mx.to_list()
+      [0.125, 2.5]
   """
   @spec smooth_l1_loss(Array.t(), Array.t(), keyword()) :: Array.t()
   def smooth_l1_loss(predictions, targets, opts \\ []) do
@@ -180,6 +197,10 @@ defmodule Mx.NN.Losses do
   distance `d(x, y) = ‖x - y + eps‖_p` along `axis:` (default -1);
   `p:` 2, `margin:` 1.0, `eps:` 1e-6 by default. (MLX instead takes
   `sqrt(Σ (x - y)^p + eps)`.) Default reduction `:none`.
+
+      iex> a = Mx.tensor([[0.0, 0.0]], type: :f64)
+      iex> Mx.NN.Losses.triplet_loss(a, a, Mx.tensor([[3.0, 4.0]], type: :f64), eps: 0.0, margin: 6.0) |> Mx.to_list()
+      [1.0]
   """
   @spec triplet_loss(Array.t(), Array.t(), Array.t(), keyword()) :: Array.t()
   def triplet_loss(anchors, positives, negatives, opts \\ []) do
@@ -212,7 +233,12 @@ defmodule Mx.NN.Losses do
         "Mx.NN.Losses.triplet_loss: p must be a positive number, got #{inspect(p)}"
       )
 
-  @doc "Hinge loss `max(1 - inputs · targets, 0)` with targets ±1. Default reduction `:none`."
+  @doc """
+  Hinge loss `max(1 - inputs · targets, 0)` with targets ±1. Default reduction `:none`.
+
+      iex> Mx.NN.Losses.hinge_loss(Mx.tensor([0.5, 2.0]), Mx.tensor([1.0, 1.0])) |> Mx.to_list()
+      [0.5, 0.0]
+  """
   @spec hinge_loss(Array.t(), Array.t(), keyword()) :: Array.t()
   def hinge_loss(inputs, targets, opts \\ []) do
     r = Mx.Opts.validate!(opts, [reduction: :none], "Mx.NN.Losses.hinge_loss")[:reduction]
@@ -222,6 +248,9 @@ defmodule Mx.NN.Losses do
   @doc """
   Huber loss: `0.5 d²` where `d = |inputs - targets| ≤ delta` (default
   1.0), `delta (d - 0.5 delta)` elsewhere. Default reduction `:none`.
+
+      iex> Mx.NN.Losses.huber_loss(Mx.tensor([0.5, 3.0]), Mx.tensor([0.0, 0.0])) |> Mx.to_list()
+      [0.125, 2.5]
   """
   @spec huber_loss(Array.t(), Array.t(), keyword()) :: Array.t()
   def huber_loss(inputs, targets, opts \\ []) do
@@ -282,6 +311,9 @@ defmodule Mx.NN.Losses do
   @doc """
   Margin ranking loss `max(0, -targets · (inputs1 - inputs2) + margin)`
   with targets ±1 (`margin:`, default 0). Default reduction `:none`.
+
+      iex> Mx.NN.Losses.margin_ranking_loss(Mx.tensor([1.0, 1.0]), Mx.tensor([2.0, 0.0]), Mx.tensor([1.0, 1.0])) |> Mx.to_list()
+      [1.0, 0.0]
   """
   @spec margin_ranking_loss(Array.t(), Array.t(), Array.t(), keyword()) :: Array.t()
   def margin_ranking_loss(inputs1, inputs2, targets, opts \\ []) do
@@ -301,6 +333,9 @@ defmodule Mx.NN.Losses do
   variances `vars` (clamped below at `eps:`, default 1e-6):
   `0.5 (log v + (t - x)² / v)`, plus `0.5 log 2π` with `full: true`.
   Default reduction `:mean`.
+
+      iex> Mx.NN.Losses.gaussian_nll_loss(Mx.tensor([0.0]), Mx.tensor([2.0]), Mx.tensor([1.0])) |> Mx.to_number()
+      2.0
   """
   @spec gaussian_nll_loss(Array.t(), Array.t(), Array.t(), keyword()) :: Array.t()
   def gaussian_nll_loss(inputs, targets, vars, opts \\ []) do
