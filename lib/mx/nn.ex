@@ -43,7 +43,7 @@ defmodule Mx.NN do
     * `Mx.NN.Activations` — the 27 activations of `mlx.nn`
     * `Mx.NN.Losses` — the 14 losses of `mlx.nn.losses`
     * `Mx.NN.Init` — the 10 initializers of `mlx.nn.init`
-    * layers: `Mx.NN.Linear`, `Mx.NN.Bilinear`, `Mx.NN.Identity`,
+    * layers: `Mx.NN.Linear`, `Mx.NN.Bilinear`, `Mx.NN.Identity`, `Mx.NN.PReLU`,
       `Mx.NN.Sequential`, `Mx.NN.Embedding`, `Mx.NN.BatchNorm`,
       `Mx.NN.LayerNorm`, `Mx.NN.RMSNorm`, `Mx.NN.GroupNorm`,
       `Mx.NN.InstanceNorm`, `Mx.NN.Dropout`, `Mx.NN.Dropout2d`,
@@ -126,7 +126,8 @@ defmodule Mx.NN do
   `scale:` defaults to `1/sqrt(d)`. `mask:` is `nil`, `:causal` (query `i`
   sees keys up to `i + Lk - Lq`), a boolean array (`true` where attention
   is allowed) or a float array added to the scores; it broadcasts against
-  `{..., Lq, Lk}`. Composed of Mx ops: a fused primitive is future work.
+  `{..., Lq, Lk}`; a query allowed no key at all gets NaN. Composed of Mx
+  ops (matmul, logsumexp, exp): a fused primitive is future work.
 
       iex> q = Mx.tensor([[[1.0, 0.0]]])
       iex> kv = Mx.tensor([[[1.0, 0.0], [0.0, 1.0]]])

@@ -54,16 +54,12 @@ defmodule Mx.NN.GRU do
   @spec init(Mx.Random.key(), keyword()) :: map()
   def init(key, opts) do
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.GRU.init")
-    p = Mx.NN.Recurrent.init(key, opts, 3, "Mx.NN.GRU.init", {:Wx, :Wh, :b})
+    [k_gates, k_bhn] = Mx.NN.split_keys(key, 2)
+    p = Mx.NN.Recurrent.init(k_gates, opts, 3, "Mx.NN.GRU.init", {:Wx, :Wh, :b})
     h = opts[:hidden_dims]
 
     if opts[:bias],
-      do:
-        Map.put(
-          p,
-          :bhn,
-          Mx.NN.uniform_init(Mx.Random.fold_in(key, 7), {h}, 1 / :math.sqrt(h), opts[:type])
-        ),
+      do: Map.put(p, :bhn, Mx.NN.uniform_init(k_bhn, {h}, 1 / :math.sqrt(h), opts[:type])),
       else: p
   end
 
