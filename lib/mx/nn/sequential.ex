@@ -29,11 +29,8 @@ defmodule Mx.NN.Sequential do
     keys = Mx.NN.split_keys(key, max(length(layers), 1))
 
     Enum.zip_with(layers, Enum.take(keys, length(layers)), fn
-      {module, lopts}, k when is_atom(module) and is_list(lopts) ->
-        if layer?(module), do: module.init(k, lopts), else: %{}
-
-      _fun, _k ->
-        %{}
+      {:layer, module, lopts}, k -> module.init(k, lopts)
+      _activation_or_fun, _k -> %{}
     end)
   end
 
@@ -65,17 +62,14 @@ defmodule Mx.NN.Sequential do
     if mode == :train, do: {y, new_params}, else: y
   end
 
-  defp run({module, lopts}, p, x, mode, key) do
-    if layer?(module) do
-      y = module.apply(p, x, lopts ++ [mode: mode, key: key])
-      # Stateful layers return {output, new_params} in training (see Mx.NN, "State").
-      if mode == :train and stateful?(module), do: y, else: {y, p}
-    else
-      {activation(module, x, lopts), p}
-    end
+  defp run({:layer, module, lopts}, p, x, mode, key) do
+    y = module.apply(p, x, lopts ++ [mode: mode, key: key])
+    # Stateful layers return {output, new_params} in training (see Mx.NN, "State").
+    if mode == :train and stateful?(module), do: y, else: {y, p}
   end
 
-  defp run(fun, p, x, _mode, _key) when is_function(fun, 1), do: {fun.(x), p}
+  defp run({:activation, name, lopts}, p, x, _mode, _key), do: {activation(name, x, lopts), p}
+  defp run({:fun, fun}, p, x, _mode, _key), do: {fun.(x), p}
 
   defp activation(name, x, []), do: Kernel.apply(Mx.NN.Activations, name, [x])
 
@@ -115,7 +109,7 @@ defmodule Mx.NN.Sequential do
         spec!({name, lopts})
 
       fun when is_function(fun, 1) ->
-        fun
+        {:fun, fun}
 
       other ->
         raise ArgumentError,
@@ -123,13 +117,14 @@ defmodule Mx.NN.Sequential do
     end)
   end
 
+  # Activation names first: Code.ensure_loaded?(:relu) would search the code path on every call.
   defp spec!({name, lopts}) do
     cond do
-      layer?(name) ->
-        {name, lopts}
-
       name in Mx.NN.Activations.names() ->
-        {name, lopts}
+        {:activation, name, lopts}
+
+      layer?(name) ->
+        {:layer, name, lopts}
 
       true ->
         raise ArgumentError,
