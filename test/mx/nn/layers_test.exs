@@ -121,6 +121,15 @@ defmodule Mx.NN.LayersTest do
           do: check_grads!(f, [x])
     end
 
+    test "Embedding (repeated indices accumulate) and SinusoidalPositionalEncoding" do
+      idx = Mx.tensor([[1, 0, 1], [2, 1, 1]])
+      check_grads!(fn w -> NN.Embedding.apply(%{weight: w}, idx) end, [random_f64({3, 4}, 30)])
+
+      check_grads!(fn x -> NN.SinusoidalPositionalEncoding.apply(%{}, x, dims: 6) end, [
+        random_f64({2, 3}, 31)
+      ])
+    end
+
     test "elu's gradient stays finite for inputs where exp overflows" do
       g = Mx.grad(fn x -> Mx.sum(NN.Activations.elu(x)) end).(Mx.tensor([100.0, 1000.0, -1.0]))
       assert Mx.to_list(g) |> Enum.take(2) == [1.0, 1.0]
@@ -433,6 +442,46 @@ defmodule Mx.NN.LayersTest do
       assert_raise ArgumentError, ~r/must have even size/, fn ->
         NN.Activations.glu(Mx.ones({3}))
       end
+    end
+
+    test "layers run under Mx.compile with the uncompiled results (dropout keys are inputs)" do
+      x = Mx.Random.normal(Mx.Random.key(1), shape: {2, 3, 8})
+      enc = NN.TransformerEncoderLayer.init(Mx.Random.key(2), dims: 8, num_heads: 2, dropout: 0.1)
+
+      f = fn p, x, k ->
+        NN.TransformerEncoderLayer.apply(p, x,
+          num_heads: 2,
+          dropout: 0.1,
+          mode: :train,
+          key: k,
+          mask: :causal
+        )
+      end
+
+      lstm = NN.LSTM.init(Mx.Random.key(3), input_dims: 8, hidden_dims: 4)
+      g = fn p, x -> NN.LSTM.apply(p, x) end
+
+      for {fun, args} <- [{f, [enc, x, Mx.Random.key(4)]}, {g, [lstm, x]}] do
+        want = apply(fun, args) |> Mx.Tree.leaves() |> Enum.map(&Mx.to_flat_list/1)
+        compiled = Mx.compile(fun)
+        got = apply(compiled, args) |> Mx.Tree.leaves() |> Enum.map(&Mx.to_flat_list/1)
+
+        for {a, b} <- Enum.zip(List.flatten(got), List.flatten(want)),
+            do: assert(abs(a - b) <= 1.0e-5 * (1 + abs(b)))
+      end
+
+      # Another key, another dropout mask, through the same compiled tape.
+      c = Mx.compile(f)
+
+      refute Mx.to_flat_list(c.(enc, x, Mx.Random.key(5))) ==
+               Mx.to_flat_list(c.(enc, x, Mx.Random.key(4)))
+    end
+
+    test "ALiBi adds mask: too" do
+      s = Mx.zeros({1, 2, 2, 2})
+      m = Mx.tensor([[0.0, :neg_infinity], [0.0, 0.0]])
+      out = NN.ALiBi.apply(%{}, s, mask: m)
+      assert Mx.to_list(out[0][1]) == [[0.0, :neg_infinity], [-1 / 256, 0.0]]
     end
 
     test "scaled_dot_product_attention: a fully masked-out key gets no weight; causal with more keys than queries" do
