@@ -13,7 +13,7 @@ defmodule Mx.NN.TrainingTest do
   ]
 
   @tag :slow
-  test "an MLP learns y = sin(3 x1) x2 by plain gradient descent, with memory flat over the steps" do
+  test "an MLP learns y = sin(3 x1) x2 by plain gradient descent; memory flat over 10^4 steps" do
     [kd, kp] = NN.split_keys(Mx.Random.key(42), 2)
     x = Mx.Random.uniform(kd, -1.0, 1.0, shape: {256, 2})
     y = Mx.multiply(Mx.sin(Mx.multiply(x[[.., 0..0]], 3.0)), x[[.., 1..1]])
@@ -31,13 +31,7 @@ defmodule Mx.NN.TrainingTest do
 
     p0 = NN.Sequential.init(kp, layers: @layers)
     initial = loss.(p0) |> Mx.to_number()
-    {p, _} = train.(p0, 200)
-    :erlang.garbage_collect()
-    live = Mx.Memory.live_arrays()
-    {_p, l} = train.(p, 800)
-    :erlang.garbage_collect()
-    # A leak of one array per step would add 800.
-    assert Mx.Memory.live_arrays() - live < 50
+    {p, l} = train.(p0, 1000)
 
     # The best linear fit explains almost nothing (y is odd in x1 times x2).
     xa = Mx.concatenate([x, Mx.ones({256, 1})], axis: 1)
@@ -47,5 +41,16 @@ defmodule Mx.NN.TrainingTest do
     final = Mx.to_number(l)
     assert final < 0.01, "MSE after 1000 steps: #{final} (initial #{initial}, best linear fit #{linear})"
     assert final < 0.1 * linear
+
+    # Up to 10^4 steps: after 2000 more (the allocator's buffer pattern settles), 7000 steps must not
+    # grow the live arrays or bytes; a leak of one array or one 256-row activation per step would.
+    {p, _} = train.(p, 2000)
+    :erlang.garbage_collect()
+    {live, bytes} = {Mx.Memory.live_arrays(), Mx.Memory.active_bytes()}
+    {_p, _} = train.(p, 7000)
+    :erlang.garbage_collect()
+    {live2, bytes2} = {Mx.Memory.live_arrays(), Mx.Memory.active_bytes()}
+    assert live2 - live < 50, "live arrays #{live} -> #{live2}"
+    assert bytes2 - bytes < 65_536, "active bytes #{bytes} -> #{bytes2}"
   end
 end
