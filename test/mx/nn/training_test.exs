@@ -39,7 +39,10 @@ defmodule Mx.NN.TrainingTest do
     linear = NN.Losses.mse_loss(Mx.matmul(xa, w), y) |> Mx.to_number()
 
     final = Mx.to_number(l)
-    assert final < 0.01, "MSE after 1000 steps: #{final} (initial #{initial}, best linear fit #{linear})"
+
+    assert final < 0.01,
+           "MSE after 1000 steps: #{final} (initial #{initial}, best linear fit #{linear})"
+
     assert final < 0.1 * linear
 
     # Up to 10^4 steps: after 2000 more (the allocator's buffer pattern settles), 7000 steps must not
