@@ -83,6 +83,21 @@ defmodule Mx.NN.LayersTest do
       ])
     end
 
+    test "TransformerDecoderLayer (post-norm, gelu, causal) through x and memory" do
+      p =
+        NN.TransformerDecoderLayer.init(Mx.Random.key(4),
+          dims: 4,
+          num_heads: 2,
+          mlp_dims: 8,
+          bias: true,
+          type: :f64
+        )
+
+      opts = [num_heads: 2, norm_first: false, activation: :gelu, mask: :causal]
+      f = fn x, mem -> NN.TransformerDecoderLayer.apply(p, {x, mem}, opts) end
+      check_grads!(f, [random_f64({1, 3, 4}, 32), random_f64({1, 2, 4}, 33)])
+    end
+
     test "cross_entropy with label smoothing, binary_cross_entropy, huber_loss" do
       targets = Mx.tensor([0, 2, 1])
 
