@@ -320,6 +320,98 @@ defmodule GenMX.OptionsTest do
       {Mx.Optim, :adafactor, 1} => [],
       {Mx.Optim, :muon, 1} => []
     })
+    |> Map.merge(nn_examples(key, a))
+  end
+
+  # Mx.NN (issue 13): every activation, loss, initializer and layer.
+  defp nn_examples(key, a) do
+    activations =
+      for f <- Mx.NN.Activations.names(),
+          function_exported?(Mx.NN.Activations, f, 2),
+          into: %{},
+          do: {{Mx.NN.Activations, f, 2}, [a]}
+
+    losses2 =
+      for f <-
+            [
+              :cross_entropy,
+              :binary_cross_entropy,
+              :l1_loss,
+              :mse_loss,
+              :nll_loss,
+              :kl_div_loss,
+              :smooth_l1_loss
+            ] ++
+              [:hinge_loss, :huber_loss, :log_cosh_loss, :cosine_similarity_loss],
+          into: %{},
+          do: {{Mx.NN.Losses, f, 3}, [a, a]}
+
+    losses3 =
+      for f <- [:triplet_loss, :margin_ranking_loss, :gaussian_nll_loss],
+          into: %{},
+          do: {{Mx.NN.Losses, f, 4}, [a, a, a]}
+
+    inits =
+      for f <- [
+            :normal,
+            :uniform,
+            :glorot_normal,
+            :glorot_uniform,
+            :he_normal,
+            :he_uniform,
+            :orthogonal,
+            :sparse
+          ],
+          into: %{},
+          do: {{Mx.NN.Init, f, 3}, [key, {2, 2}]}
+
+    layers =
+      for m <-
+            [
+              Mx.NN.Linear,
+              Mx.NN.Bilinear,
+              Mx.NN.Identity,
+              Mx.NN.PReLU,
+              Mx.NN.Embedding,
+              Mx.NN.Sequential
+            ] ++
+              [
+                Mx.NN.LayerNorm,
+                Mx.NN.RMSNorm,
+                Mx.NN.GroupNorm,
+                Mx.NN.InstanceNorm,
+                Mx.NN.BatchNorm,
+                Mx.NN.Dropout
+              ] ++
+              [
+                Mx.NN.Dropout2d,
+                Mx.NN.Dropout3d,
+                Mx.NN.RoPE,
+                Mx.NN.SinusoidalPositionalEncoding,
+                Mx.NN.ALiBi,
+                Mx.NN.RNN
+              ] ++
+              [
+                Mx.NN.GRU,
+                Mx.NN.LSTM,
+                Mx.NN.MultiHeadAttention,
+                Mx.NN.TransformerEncoderLayer,
+                Mx.NN.TransformerDecoderLayer
+              ],
+          f <- [:init, :apply],
+          into: %{},
+          do: {{m, f, if(f == :init, do: 2, else: 3)}, if(f == :init, do: [key], else: [%{}, a])}
+
+    [activations, losses2, losses3, inits, layers]
+    |> Enum.reduce(&Map.merge/2)
+    |> Map.merge(%{
+      {Mx.NN.Bilinear, :apply, 3} => [%{}, {a, a}],
+      {Mx.NN.TransformerDecoderLayer, :apply, 3} => [%{}, {a, a}],
+      {Mx.NN.Init, :constant, 3} => [{2}, 1.0],
+      {Mx.NN.Init, :identity, 2} => [{2, 2}],
+      {Mx.NN, :count_params, 2} => [%{a: a}],
+      {Mx.NN, :scaled_dot_product_attention, 4} => [a, a, a]
+    })
   end
 
   # ---- the walk ---------------------------------------------------------------------------
