@@ -45,7 +45,18 @@ defmodule Gen.Inference.Vectorized do
   sums to one, and the f64 scalar log((1/n) Σ wᵢ). Options: `key:`;
   `proposal: {q, q_args}` (q's choices, drawn for `n` particles with a
   vectorized simulate, are merged with the observations; each weight is the
-  model's generate weight minus q's score).
+  model's generate weight minus q's score); `compile:` (below).
+
+  With `compile: true` (the default) the whole run, from the key to the
+  trace, the weights and the log ML, is one `Mx.compile/2` tape, traced once
+  per signature (the model, the arguments' non-array values, the addresses
+  and shapes of the observations, `n`, the proposal) and replayed on later
+  calls with the key, the observed values and the arguments' arrays as
+  inputs. The results equal `compile: false`'s within floating-point
+  rounding (the same draws for the same key), and the trace is the same.
+  A model that needs a value while tracing (Elixir control flow on an
+  argument or an observed value) runs uncompiled, remembered per signature.
+  A NaN weight re-runs the call uncompiled, whose diagnosis names the site.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -57,36 +68,142 @@ defmodule Gen.Inference.Vectorized do
       iex> {_, _, lml} = Gen.Inference.Vectorized.importance_sampling(m, [], %{y: 0.0}, 3, key: Mx.Random.key(1), proposal: {q, []})
       iex> abs(Mx.to_number(lml) - -0.5 * :math.log(2 * :math.pi() * 2)) < 1.0e-12
       true
+      iex> {_, lnw2, _} = Gen.Inference.Vectorized.importance_sampling(m, [], %{y: 0.0}, 4, key: Mx.Random.key(0), compile: false)
+      iex> Enum.zip_with(Mx.to_list(lnw), Mx.to_list(lnw2), &(abs(&1 - &2) < 1.0e-12)) |> Enum.all?()
+      true
   """
   @spec importance_sampling(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) ::
           {Trace.t(), Mx.t(), Mx.t()}
   def importance_sampling(gf, args, observations, n, opts \\ []) do
+    who = "Gen.Inference.Vectorized.importance_sampling"
     check_n!(n, "importance_sampling")
-    Mx.Opts.validate!(opts, [:key, :proposal], "Gen.Inference.Vectorized.importance_sampling")
+    Mx.Opts.validate!(opts, [:key, :proposal, :compile], who)
     obs = Choicemap.new(observations)
 
-    {trace, log_w} =
+    {proposal, keys} =
       case Keyword.get(opts, :proposal) do
         nil ->
-          V.generate(gf, args, obs, n, key: key(opts))
+          {nil, [key(opts)]}
 
         {q, q_args} when is_list(q_args) ->
           {k_q, k_p} = Gen.Inference.two_keys(opts)
-          {proposed, q_w, _} = V.propose(q, q_args, n, key: k_q)
-          {t, p_w} = V.generate_particles(gf, args, Choicemap.merge(obs, proposed), n, key: k_p, shared_observations: obs)
-          {t, Mx.subtract(p_w, q_w)}
+          {{q, q_args}, [k_q, k_p]}
 
         other ->
           raise ArgumentError,
-                "Gen.Inference.Vectorized.importance_sampling: proposal: must be {proposal_gen_fn, proposal_args} with args a list, got #{inspect(other)}"
+                "#{who}: proposal: must be {proposal_gen_fn, proposal_args} with args a list, got #{inspect(other)}"
       end
 
-    lse = Mx.logsumexp(log_w)
-    lnw = Mx.subtract(log_w, lse)
-    lml = Mx.subtract(lse, :math.log(n))
+    if flag!(opts, :compile, who),
+      do: compiled_is(gf, args, obs, n, keys, proposal),
+      else: uncompiled_is(gf, args, obs, n, keys, proposal)
+  end
+
+  defp uncompiled_is(gf, args, obs, n, keys, proposal) do
+    {trace, lnw, lml, _log_w} = is_graph(gf, args, obs, n, keys, proposal)
     Mx.eval([lnw, lml])
     {V.force(trace), lnw, lml}
   end
+
+  # The run as one tape (compiled/2): the trace comes back as its arrays and the rest of the term.
+  defp compiled_is(gf, args, obs, n, keys, proposal) do
+    {q, q_args} = proposal || {nil, []}
+    f = compiled(:importance_sampling, &is_tape/5)
+    {skeleton, leaves, lnw, lml, nan?} = f.(keys, args, Choicemap.to_list(obs), q_args, {gf, n, q})
+
+    if Mx.to_number(nan?) do
+      uncompiled_is(gf, args, obs, n, keys, proposal)
+    else
+      trace = refill(skeleton, List.to_tuple(leaves))
+      {%{trace | gen_fn: gf, args: args}, lnw, lml}
+    end
+  end
+
+  defp is_tape(keys, args, obs_list, q_args, {gf, n, q}) do
+    proposal = if q, do: {q, q_args}
+    {trace, lnw, lml, _log_w} = is_graph(gf, args, Choicemap.new(obs_list), n, keys, proposal)
+    # The vectorized GFI's NaN checks read values, so a replay checks them here: a NaN score or weight
+    # makes the sum or the log ML NaN (so may +inf meeting -inf, which only re-runs needlessly).
+    nan? = Mx.is_nan(Mx.add(lml, Mx.sum(trace.score)))
+    {skeleton, leaves} = hollow(%{trace | gen_fn: nil, args: []})
+    {skeleton, leaves, lnw, lml, nan?}
+  end
+
+  # {trace, log-normalized weights, log ML, log weights} as lazy graphs.
+  defp is_graph(gf, args, obs, n, keys, proposal) do
+    {trace, log_w} =
+      case {proposal, keys} do
+        {nil, [key]} ->
+          V.generate(gf, args, obs, n, key: key)
+
+        {{q, q_args}, [k_q, k_p]} ->
+          {proposed, q_w, _} = V.propose(q, q_args, n, key: k_q)
+          {t, p_w} = V.generate_particles(gf, args, Choicemap.merge(obs, proposed), n, key: k_p, shared_observations: obs)
+          {t, Mx.subtract(p_w, q_w)}
+      end
+
+    lse = Mx.logsumexp(log_w)
+    {trace, Mx.subtract(log_w, lse), Mx.subtract(lse, :math.log(n)), log_w}
+  end
+
+  # ---- compiled runs --------------------------------------------------------------------
+
+  # One Mx.compile'd function per algorithm, shared by every caller (its cache is the tapes'
+  # cache: signatures least recently used are evicted); tracing that needs a value falls back.
+  defp compiled(name, fun) do
+    key = {__MODULE__, :compiled, name}
+
+    case :persistent_term.get(key, nil) do
+      nil ->
+        f = Mx.compile(fun, fallback: true, cache_size: 16)
+        :persistent_term.put(key, f)
+        f
+
+      f ->
+        f
+    end
+  end
+
+  @leaf :"$gen_tape_leaf"
+
+  # The arrays of a term (through lists, tuples, maps and structs), each once, and the term with
+  # each replaced by {@leaf, position}: a trace as a tape's outputs; refill/2 puts them back.
+  defp hollow(term) do
+    {skeleton, {_seen, rev}} = hollow(term, {%{}, []})
+    {skeleton, Enum.reverse(rev)}
+  end
+
+  defp hollow(%Mx.Array{} = a, {seen, rev} = acc) do
+    case seen do
+      %{^a => i} -> {{@leaf, i}, acc}
+      _ -> {{@leaf, map_size(seen)}, {Map.put(seen, a, map_size(seen)), [a | rev]}}
+    end
+  end
+
+  defp hollow([h | t], acc) do
+    {h, acc} = hollow(h, acc)
+    {t, acc} = hollow(t, acc)
+    {[h | t], acc}
+  end
+
+  defp hollow(t, acc) when is_tuple(t) do
+    {l, acc} = hollow(Tuple.to_list(t), acc)
+    {List.to_tuple(l), acc}
+  end
+
+  # Structs too (a struct is a map with :__struct__), through Map.to_list, not Enumerable.
+  defp hollow(m, acc) when is_map(m) do
+    {kvs, acc} = Enum.map_reduce(Map.to_list(m), acc, fn {k, v}, acc -> {v, acc} = hollow(v, acc); {{k, v}, acc} end)
+    {Map.new(kvs), acc}
+  end
+
+  defp hollow(other, acc), do: {other, acc}
+
+  defp refill({@leaf, i}, leaves), do: elem(leaves, i)
+  defp refill([h | t], leaves), do: [refill(h, leaves) | refill(t, leaves)]
+  defp refill(t, leaves) when is_tuple(t), do: t |> Tuple.to_list() |> refill(leaves) |> List.to_tuple()
+  defp refill(m, leaves) when is_map(m), do: Map.new(Map.to_list(m), fn {k, v} -> {k, refill(v, leaves)} end)
+  defp refill(other, _leaves), do: other
 
   # ---- SMC ------------------------------------------------------------------------------
 
