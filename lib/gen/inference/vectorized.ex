@@ -32,7 +32,10 @@ defmodule Gen.Inference.Vectorized do
 
   alias Gen.{Choicemap, Selection, Trace}
   alias Gen.Inference.{Adapt, Resample}
-  import Gen.Inference.Common, only: [count!: 5, fun!: 4, positive!: 4, selects_some!: 4, none_selected!: 4]
+
+  import Gen.Inference.Common,
+    only: [count!: 5, fun!: 4, positive!: 4, selects_some!: 4, none_selected!: 4]
+
   require Logger
   alias Gen.Vectorized, as: V
 
@@ -72,7 +75,13 @@ defmodule Gen.Inference.Vectorized do
       iex> Enum.zip_with(Mx.to_list(lnw), Mx.to_list(lnw2), &(abs(&1 - &2) < 1.0e-12)) |> Enum.all?()
       true
   """
-  @spec importance_sampling(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) ::
+  @spec importance_sampling(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          pos_integer(),
+          keyword()
+        ) ::
           {Trace.t(), Mx.t(), Mx.t()}
   def importance_sampling(gf, args, observations, n, opts \\ []) do
     who = "Gen.Inference.Vectorized.importance_sampling"
@@ -109,7 +118,9 @@ defmodule Gen.Inference.Vectorized do
   defp compiled_is(gf, args, obs, n, keys, proposal) do
     {q, q_args} = proposal || {nil, []}
     f = compiled(:importance_sampling, &is_tape/5)
-    {skeleton, leaves, lnw, lml, nan?} = f.(keys, args, Choicemap.to_list(obs), q_args, {gf, n, q})
+
+    {skeleton, leaves, lnw, lml, nan?} =
+      f.(keys, args, Choicemap.to_list(obs), q_args, {gf, n, q})
 
     if Mx.to_number(nan?) do
       uncompiled_is(gf, args, obs, n, keys, proposal)
@@ -122,6 +133,7 @@ defmodule Gen.Inference.Vectorized do
   defp is_tape(keys, args, obs_list, q_args, {gf, n, q}) do
     proposal = if q, do: {q, q_args}
     {trace, lnw, lml, _log_w} = is_graph(gf, args, Choicemap.new(obs_list), n, keys, proposal)
+
     # The vectorized GFI's NaN checks read values, so a replay checks them here: a NaN score or weight
     # makes the sum or the log ML NaN (so may +inf meeting -inf, which only re-runs needlessly).
     nan? = Mx.is_nan(Mx.add(lml, Mx.sum(trace.score)))
@@ -138,7 +150,13 @@ defmodule Gen.Inference.Vectorized do
 
         {{q, q_args}, [k_q, k_p]} ->
           {proposed, q_w, _} = V.propose(q, q_args, n, key: k_q)
-          {t, p_w} = V.generate_particles(gf, args, Choicemap.merge(obs, proposed), n, key: k_p, shared_observations: obs)
+
+          {t, p_w} =
+            V.generate_particles(gf, args, Choicemap.merge(obs, proposed), n,
+              key: k_p,
+              shared_observations: obs
+            )
+
           {t, Mx.subtract(p_w, q_w)}
       end
 
@@ -161,6 +179,16 @@ defmodule Gen.Inference.Vectorized do
 
       f ->
         f
+    end
+  end
+
+  @doc false
+  # The cache counters (Mx.compile_stats/1) of an algorithm's compiled function, nil before its first use.
+  @spec compiled_stats(atom()) :: map() | nil
+  def compiled_stats(name) do
+    case :persistent_term.get({__MODULE__, :compiled, name}, nil) do
+      nil -> nil
+      f -> Mx.compile_stats(f)
     end
   end
 
@@ -193,7 +221,12 @@ defmodule Gen.Inference.Vectorized do
 
   # Structs too (a struct is a map with :__struct__), through Map.to_list, not Enumerable.
   defp hollow(m, acc) when is_map(m) do
-    {kvs, acc} = Enum.map_reduce(Map.to_list(m), acc, fn {k, v}, acc -> {v, acc} = hollow(v, acc); {{k, v}, acc} end)
+    {kvs, acc} =
+      Enum.map_reduce(Map.to_list(m), acc, fn {k, v}, acc ->
+        {v, acc} = hollow(v, acc)
+        {{k, v}, acc}
+      end)
+
     {Map.new(kvs), acc}
   end
 
@@ -201,8 +234,13 @@ defmodule Gen.Inference.Vectorized do
 
   defp refill({@leaf, i}, leaves), do: elem(leaves, i)
   defp refill([h | t], leaves), do: [refill(h, leaves) | refill(t, leaves)]
-  defp refill(t, leaves) when is_tuple(t), do: t |> Tuple.to_list() |> refill(leaves) |> List.to_tuple()
-  defp refill(m, leaves) when is_map(m), do: Map.new(Map.to_list(m), fn {k, v} -> {k, refill(v, leaves)} end)
+
+  defp refill(t, leaves) when is_tuple(t),
+    do: t |> Tuple.to_list() |> refill(leaves) |> List.to_tuple()
+
+  defp refill(m, leaves) when is_map(m),
+    do: Map.new(Map.to_list(m), fn {k, v} -> {k, refill(v, leaves)} end)
+
   defp refill(other, _leaves), do: other
 
   # ---- SMC ------------------------------------------------------------------------------
@@ -221,7 +259,8 @@ defmodule Gen.Inference.Vectorized do
       iex> {Mx.describe(s.log_weights), s.log_ml, Gen.Vectorized.particles(s.trace)}
       {"f64[6]", 0.0, 6}
   """
-  @spec smc_init(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) :: smc_state()
+  @spec smc_init(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) ::
+          smc_state()
   def smc_init(gf, args, observations, n, opts \\ []) do
     check_n!(n, "smc_init")
     Mx.Opts.validate!(opts, [:key], "Gen.Inference.Vectorized.smc_init")
@@ -269,13 +308,18 @@ defmodule Gen.Inference.Vectorized do
       if Resample.ess(log_w) < threshold * n do
         lse = log_w |> Mx.logsumexp() |> Mx.to_number()
         idx = resample.(log_w, ks[0])
-        {V.take(trace, idx), Mx.broadcast(Mx.tensor(0.0, type: :f64), {n}), add(lml, lse - :math.log(n))}
+
+        {V.take(trace, idx), Mx.broadcast(Mx.tensor(0.0, type: :f64), {n}),
+         add(lml, lse - :math.log(n))}
       else
         {trace, log_w, lml}
       end
 
     trace = if rejuv, do: rejuv.(trace, ks[1]), else: trace
-    {trace, inc, _, _} = V.update(trace, args, :unknown_change, obs, key: ks[2], shared_observations: obs)
+
+    {trace, inc, _, _} =
+      V.update(trace, args, :unknown_change, obs, key: ks[2], shared_observations: obs)
+
     log_w = Mx.add(log_w, inc)
     Mx.eval(log_w)
     %{trace: V.force(trace), log_weights: log_w, log_ml: lml}
@@ -296,7 +340,13 @@ defmodule Gen.Inference.Vectorized do
       iex> {Mx.describe(t[:mu]), Mx.describe(lnw), Mx.describe(lml)}
       {"f64[8]", "f64[8]", "f64"}
   """
-  @spec smc(Gen.gen_fn(), (non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+  @spec smc(
+          Gen.gen_fn(),
+          (non_neg_integer() -> [term()]),
+          [Choicemap.t() | map() | list()],
+          pos_integer(),
+          keyword()
+        ) ::
           {Trace.t(), Mx.t(), Mx.t()}
   def smc(gf, args_fn, observations, n, opts \\ []) do
     Mx.Opts.validate!(opts, @smc_opts, "Gen.Inference.Vectorized.smc")
@@ -404,7 +454,10 @@ defmodule Gen.Inference.Vectorized do
     new_gs = gradients(trace, paths, new_xs, n)
     fwd = log_q(new_xs, xs, gs, tau, sd)
     bwd = log_q(xs, new_xs, new_gs, tau, sd)
-    {proposed, _} = V.generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, new_xs), n)
+
+    {proposed, _} =
+      V.generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, new_xs), n)
+
     log_alpha = Mx.add(Mx.subtract(proposed.score, trace.score), Mx.subtract(bwd, fwd))
     decide(trace, proposed, log_alpha, k_accept, n)
   end
@@ -462,7 +515,13 @@ defmodule Gen.Inference.Vectorized do
     end
 
     _ = V.particles(trace)
-    Mx.Opts.validate!(opts, [:samples, :burn, :thin, :select, :callback, :key], "Gen.Inference.Vectorized.run")
+
+    Mx.Opts.validate!(
+      opts,
+      [:samples, :burn, :thin, :select, :callback, :key],
+      "Gen.Inference.Vectorized.run"
+    )
+
     samples = count!(opts, :samples, nil, 0, "Gen.Inference.Vectorized.run")
     burn = count!(opts, :burn, 0, 0, "Gen.Inference.Vectorized.run")
     thin = count!(opts, :thin, 1, 1, "Gen.Inference.Vectorized.run")
@@ -478,14 +537,20 @@ defmodule Gen.Inference.Vectorized do
 
         {t2, acc} =
           case kernel.(t, k_opts) do
-            {%Trace{} = t2, %Mx.Array{} = acc} -> {V.force(t2), acc}
-            other -> raise ArgumentError, "Gen.Inference.Vectorized.run: a kernel must return {vectorized_trace, accepted}, got #{inspect(other)}"
+            {%Trace{} = t2, %Mx.Array{} = acc} ->
+              {V.force(t2), acc}
+
+            other ->
+              raise ArgumentError,
+                    "Gen.Inference.Vectorized.run: a kernel must return {vectorized_trace, accepted}, got #{inspect(other)}"
           end
 
         if callback, do: callback.(%{iteration: i, trace: t2, accepted: acc})
         keep? = i >= burn and rem(i - burn + 1, thin) == 0
         moved = Mx.eval(if(moved, do: Mx.logical_or(moved, acc), else: Mx.as_type(acc, :bool)))
-        {t2, if(keep?, do: [if(select, do: Mx.eval(select.(t2)), else: t2) | kept], else: kept), moved}
+
+        {t2, if(keep?, do: [if(select, do: Mx.eval(select.(t2)), else: t2) | kept], else: kept),
+         moved}
       end)
 
     warn_stuck(moved, iterations)
@@ -552,7 +617,17 @@ defmodule Gen.Inference.Vectorized do
     paths = selected_paths!(trace, sel, n)
     eps = step_sizes!(Keyword.get(opts, :step_size), n, who)
     inv = inv_metric!(Keyword.get(opts, :inv_metric), trace, paths, who)
-    {t, accepted, _alpha} = hmc_move(trace, paths, eps, inv, count!(opts, :n_leapfrog, 10, 1, who), Gen.Inference.two_keys(opts))
+
+    {t, accepted, _alpha} =
+      hmc_move(
+        trace,
+        paths,
+        eps,
+        inv,
+        count!(opts, :n_leapfrog, 10, 1, who),
+        Gen.Inference.two_keys(opts)
+      )
+
     {t, accepted}
   end
 
@@ -610,7 +685,21 @@ defmodule Gen.Inference.Vectorized do
 
     Mx.Opts.validate!(
       opts,
-      [:algorithm, :warmup, :samples, :thin, :key, :target_accept, :step_size, :n_leapfrog, :inv_metric, :adapt_step_size, :adapt_metric, :select, :callback],
+      [
+        :algorithm,
+        :warmup,
+        :samples,
+        :thin,
+        :key,
+        :target_accept,
+        :step_size,
+        :n_leapfrog,
+        :inv_metric,
+        :adapt_step_size,
+        :adapt_metric,
+        :select,
+        :callback
+      ],
       who
     )
 
@@ -618,9 +707,20 @@ defmodule Gen.Inference.Vectorized do
 
     steps =
       case algorithm do
-        :hmc -> count!(opts, :n_leapfrog, 10, 1, who)
-        :mala -> if Keyword.has_key?(opts, :n_leapfrog), do: raise(ArgumentError, "#{who}: n_leapfrog: is for algorithm: :hmc (MALA takes one step)"), else: 1
-        other -> raise ArgumentError, "#{who}: algorithm: must be :hmc or :mala, got #{inspect(other)}"
+        :hmc ->
+          count!(opts, :n_leapfrog, 10, 1, who)
+
+        :mala ->
+          if Keyword.has_key?(opts, :n_leapfrog),
+            do:
+              raise(
+                ArgumentError,
+                "#{who}: n_leapfrog: is for algorithm: :hmc (MALA takes one step)"
+              ),
+            else: 1
+
+        other ->
+          raise ArgumentError, "#{who}: algorithm: must be :hmc or :mala, got #{inspect(other)}"
       end
 
     warmup = count!(opts, :warmup, 500, 0, who)
@@ -644,21 +744,50 @@ defmodule Gen.Inference.Vectorized do
 
     eps =
       if adapt_eps and warmup > 0,
-        do: init_step_sizes(trace, paths, List.duplicate(eps0, n), metric_arrays(inv, trace, paths), steps, Mx.Random.fold_in(key, -1)),
+        do:
+          init_step_sizes(
+            trace,
+            paths,
+            List.duplicate(eps0, n),
+            metric_arrays(inv, trace, paths),
+            steps,
+            Mx.Random.fold_in(key, -1)
+          ),
         else: List.duplicate(eps0, n)
 
     das = Enum.map(eps, &Adapt.dual_averaging(&1, delta: delta))
-    step = fn t, eps, inv, i -> hmc_move(t, paths, Mx.tensor(eps, type: :f64), metric_arrays(inv, t, paths), steps, Gen.Inference.two_keys(key: Mx.Random.fold_in(key, i))) end
+
+    step = fn t, eps, inv, i ->
+      hmc_move(
+        t,
+        paths,
+        Mx.tensor(eps, type: :f64),
+        metric_arrays(inv, t, paths),
+        steps,
+        Gen.Inference.two_keys(key: Mx.Random.fold_in(key, i))
+      )
+    end
 
     {t, das, inv, _win, wacc} =
-      Enum.reduce(0..(warmup - 1)//1, {trace, das, inv, Adapt.windows(warmup), []}, fn i, {t, das, inv, win, wacc} ->
+      Enum.reduce(0..(warmup - 1)//1, {trace, das, inv, Adapt.windows(warmup), []}, fn i,
+                                                                                       {t, das,
+                                                                                        inv, win,
+                                                                                        wacc} ->
         eps = if adapt_eps, do: Enum.map(das, &Adapt.step_size/1), else: eps
         {t, _acc, alpha} = step.(t, eps, inv, i)
         t = V.force(t)
         alphas = Mx.to_list(alpha)
-        if callback, do: callback.(%{iteration: i, warmup?: true, trace: t, accept_prob: alpha, step_size: eps})
+
+        if callback,
+          do:
+            callback.(%{iteration: i, warmup?: true, trace: t, accept_prob: alpha, step_size: eps})
+
         das = if adapt_eps, do: Enum.zip_with(das, alphas, &Adapt.learn_step_size/2), else: das
-        {win, event} = if adapt_metric, do: Adapt.learn_variances(win, positions(t, paths, n)), else: {win, :none}
+
+        {win, event} =
+          if adapt_metric,
+            do: Adapt.learn_variances(win, positions(t, paths, n)),
+            else: {win, :none}
 
         {das, inv} =
           case event do
@@ -668,7 +797,17 @@ defmodule Gen.Inference.Vectorized do
             {:metric, var} ->
               # A new metric: re-run the step heuristic per chain and restart dual averaging around it.
               steps0 = Enum.map(das, &Adapt.step_size/1)
-              eps = init_step_sizes(t, paths, steps0, metric_arrays(var, t, paths), steps, Mx.Random.fold_in(key, -2 - i))
+
+              eps =
+                init_step_sizes(
+                  t,
+                  paths,
+                  steps0,
+                  metric_arrays(var, t, paths),
+                  steps,
+                  Mx.Random.fold_in(key, -2 - i)
+                )
+
               {if(adapt_eps, do: Enum.zip_with(das, eps, &Adapt.restart/2), else: das), var}
           end
 
@@ -678,11 +817,22 @@ defmodule Gen.Inference.Vectorized do
     eps = if adapt_eps and warmup > 0, do: Enum.map(das, &Adapt.final_step_size/1), else: eps
 
     {t, kept, sums} =
-      Enum.reduce(0..(samples * thin - 1), {t, [], List.duplicate(0.0, n)}, fn j, {t, kept, sums} ->
+      Enum.reduce(0..(samples * thin - 1), {t, [], List.duplicate(0.0, n)}, fn j,
+                                                                               {t, kept, sums} ->
         i = warmup + j
         {t, _acc, alpha} = step.(t, eps, inv, i)
         t = V.force(t)
-        if callback, do: callback.(%{iteration: i, warmup?: false, trace: t, accept_prob: alpha, step_size: eps})
+
+        if callback,
+          do:
+            callback.(%{
+              iteration: i,
+              warmup?: false,
+              trace: t,
+              accept_prob: alpha,
+              step_size: eps
+            })
+
         keep? = rem(j + 1, thin) == 0
         kept = if keep?, do: [if(select, do: Mx.eval(select.(t)), else: t) | kept], else: kept
         {t, kept, Enum.zip_with(sums, Mx.to_list(alpha), &(&1 + &2))}
@@ -729,7 +879,12 @@ defmodule Gen.Inference.Vectorized do
     {xs1, ps1, _} =
       Enum.reduce(1..steps, {xs, ps, gs}, fn _, {x, p, g} ->
         p_half = Enum.zip_with([p, g, half], fn [p, g, h] -> Mx.add(p, Mx.multiply(h, g)) end)
-        x2 = Enum.zip_with([x, p_half, inv, e], fn [x, p, m, e] -> Mx.add(x, Mx.multiply(e, Mx.multiply(m, p))) end)
+
+        x2 =
+          Enum.zip_with([x, p_half, inv, e], fn [x, p, m, e] ->
+            Mx.add(x, Mx.multiply(e, Mx.multiply(m, p)))
+          end)
+
         Mx.eval(x2)
         g2 = gradients(trace, paths, x2, n)
         p2 = Enum.zip_with([p_half, g2, half], fn [p, g, h] -> Mx.add(p, Mx.multiply(h, g)) end)
@@ -737,8 +892,15 @@ defmodule Gen.Inference.Vectorized do
         {x2, p2, g2}
       end)
 
-    {proposed, _} = V.generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, xs1), n)
-    log_alpha = Mx.add(Mx.subtract(proposed.score, trace.score), Mx.subtract(kinetic(ps, inv), kinetic(ps1, inv)))
+    {proposed, _} =
+      V.generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, xs1), n)
+
+    log_alpha =
+      Mx.add(
+        Mx.subtract(proposed.score, trace.score),
+        Mx.subtract(kinetic(ps, inv), kinetic(ps1, inv))
+      )
+
     {proposed, log_alpha}
   end
 
@@ -750,10 +912,12 @@ defmodule Gen.Inference.Vectorized do
     |> Mx.multiply(0.5)
   end
 
-  defp sum_per_chain(a), do: if(Mx.rank(a) > 1, do: Mx.sum(a, axes: Enum.to_list(1..(Mx.rank(a) - 1))), else: a)
+  defp sum_per_chain(a),
+    do: if(Mx.rank(a) > 1, do: Mx.sum(a, axes: Enum.to_list(1..(Mx.rank(a) - 1))), else: a)
 
   # The per-chain steps [n] laid along the chain axis of x: [n, 1, ...].
-  defp per_chain(eps, x), do: Mx.reshape(eps, List.to_tuple([elem(Mx.shape(x), 0) | List.duplicate(1, Mx.rank(x) - 1)]))
+  defp per_chain(eps, x),
+    do: Mx.reshape(eps, List.to_tuple([elem(Mx.shape(x), 0) | List.duplicate(1, Mx.rank(x) - 1)]))
 
   # Stan's heuristic for each chain: double (or halve) ε until one step's acceptance crosses 0.8.
   defp init_step_sizes(trace, paths, eps, inv, steps, key) do
@@ -761,9 +925,21 @@ defmodule Gen.Inference.Vectorized do
     log08 = :math.log(0.8)
 
     dh = fn eps, i ->
-      {_, log_alpha} = hmc_proposal(trace, paths, Mx.tensor(eps, type: :f64), inv, steps, Mx.Random.fold_in(key, i), n)
+      {_, log_alpha} =
+        hmc_proposal(
+          trace,
+          paths,
+          Mx.tensor(eps, type: :f64),
+          inv,
+          steps,
+          Mx.Random.fold_in(key, i),
+          n
+        )
+
       # Erlang orders atoms above numbers: a non-finite energy change must stay a float.
-      Enum.map(Mx.to_list(log_alpha), fn x -> if is_float(x), do: x, else: if(x == :infinity, do: 1.0e300, else: -1.0e300) end)
+      Enum.map(Mx.to_list(log_alpha), fn x ->
+        if is_float(x), do: x, else: if(x == :infinity, do: 1.0e300, else: -1.0e300)
+      end)
     end
 
     dirs = Enum.map(dh.(eps, 0), &if(&1 > log08, do: 1, else: -1))
@@ -791,12 +967,15 @@ defmodule Gen.Inference.Vectorized do
   # Each chain's selected values flattened in address order: n lists of floats.
   defp positions(trace, paths, n) do
     paths
-    |> Enum.map(fn p -> Gen.get_choices(trace)[p] |> Mx.as_type(:f64) |> Mx.reshape({n, :auto}) end)
+    |> Enum.map(fn p ->
+      Gen.get_choices(trace)[p] |> Mx.as_type(:f64) |> Mx.reshape({n, :auto})
+    end)
     |> Mx.concatenate(axis: 1)
     |> Mx.to_list()
   end
 
-  defp flat_metric(arrays), do: Enum.flat_map(arrays, &(&1 |> Mx.reshape({:auto}) |> Mx.to_list()))
+  defp flat_metric(arrays),
+    do: Enum.flat_map(arrays, &(&1 |> Mx.reshape({:auto}) |> Mx.to_list()))
 
   # The flat diagonal (one number per coordinate of a chain) as one array per path, shaped as a chain's value.
   defp metric_arrays(flat, trace, paths) do
@@ -811,10 +990,20 @@ defmodule Gen.Inference.Vectorized do
     arrays
   end
 
-  defp inv_metric!(nil, trace, paths, _who), do: Enum.map(paths, &Mx.ones(Tuple.delete_at(Mx.shape(Gen.get_choices(trace)[&1]), 0), type: Mx.type(Gen.get_choices(trace)[&1])))
+  defp inv_metric!(nil, trace, paths, _who),
+    do:
+      Enum.map(
+        paths,
+        &Mx.ones(Tuple.delete_at(Mx.shape(Gen.get_choices(trace)[&1]), 0),
+          type: Mx.type(Gen.get_choices(trace)[&1])
+        )
+      )
 
   defp inv_metric!(list, trace, paths, who) when is_list(list) do
-    d = Enum.sum(Enum.map(paths, fn p -> div(Mx.size(Gen.get_choices(trace)[p]), V.particles(trace)) end))
+    d =
+      Enum.sum(
+        Enum.map(paths, fn p -> div(Mx.size(Gen.get_choices(trace)[p]), V.particles(trace)) end)
+      )
 
     unless length(list) == d and Enum.all?(list, &(is_number(&1) and &1 > 0)) do
       raise ArgumentError,
@@ -825,9 +1014,15 @@ defmodule Gen.Inference.Vectorized do
   end
 
   defp inv_metric!(other, _trace, _paths, who),
-    do: raise(ArgumentError, "#{who}: inv_metric: must be a list of positive numbers, got #{inspect(other)}")
+    do:
+      raise(
+        ArgumentError,
+        "#{who}: inv_metric: must be a list of positive numbers, got #{inspect(other)}"
+      )
 
-  defp step_sizes!(x, n, _who) when is_number(x) and x > 0, do: Mx.broadcast(Mx.tensor(x * 1.0, type: :f64), {n})
+  defp step_sizes!(x, n, _who) when is_number(x) and x > 0,
+    do: Mx.broadcast(Mx.tensor(x * 1.0, type: :f64), {n})
+
   defp step_sizes!(%Mx.Array{shape: {n}} = a, n, _who), do: Mx.as_type(a, :f64)
 
   defp step_sizes!(other, n, who) do
@@ -837,8 +1032,11 @@ defmodule Gen.Inference.Vectorized do
 
   defp flag!(opts, name, who) do
     case Keyword.get(opts, name, true) do
-      b when is_boolean(b) -> b
-      other -> raise ArgumentError, "#{who}: #{name}: must be true or false, got #{inspect(other)}"
+      b when is_boolean(b) ->
+        b
+
+      other ->
+        raise ArgumentError, "#{who}: #{name}: must be true or false, got #{inspect(other)}"
     end
   end
 
@@ -867,7 +1065,8 @@ defmodule Gen.Inference.Vectorized do
   end
 
   defp with_values(trace, paths, vals) do
-    Enum.zip(paths, vals) |> Enum.reduce(Gen.get_choices(trace), fn {p, v}, acc -> Choicemap.put(acc, p, v) end)
+    Enum.zip(paths, vals)
+    |> Enum.reduce(Gen.get_choices(trace), fn {p, v}, acc -> Choicemap.put(acc, p, v) end)
   end
 
   # Per chain: log N(to; from + τ·g, sd²·I) summed over every element but the chain axis.
@@ -877,7 +1076,11 @@ defmodule Gen.Inference.Vectorized do
       per_chain = div(Mx.size(t), elem(Mx.shape(t), 0))
       sq = Mx.square(z)
       sq = if Mx.rank(sq) > 1, do: Mx.sum(sq, axes: Enum.to_list(1..(Mx.rank(sq) - 1))), else: sq
-      Mx.subtract(Mx.multiply(sq, -0.5), per_chain * (:math.log(sd) + 0.5 * :math.log(2 * :math.pi())))
+
+      Mx.subtract(
+        Mx.multiply(sq, -0.5),
+        per_chain * (:math.log(sd) + 0.5 * :math.log(2 * :math.pi()))
+      )
     end)
     |> Enum.reduce(&Mx.add/2)
   end
@@ -893,7 +1096,8 @@ defmodule Gen.Inference.Vectorized do
   defp selected_paths!(trace, sel, n) do
     paths =
       for {path, v} <- Choicemap.to_list(Gen.get_choices(trace)), Selection.member?(sel, path) do
-        unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) and Mx.rank(v) >= 1 and elem(Mx.shape(v), 0) == n do
+        unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) and Mx.rank(v) >= 1 and
+                 elem(Mx.shape(v), 0) == n do
           raise ArgumentError,
                 "Gen.Inference.Vectorized: the selected choice at #{Choicemap.format_path(path)} is #{inspect(v)}, " <>
                   "not a floating-point array with the particle axis #{n}; select only continuous choices"
@@ -902,7 +1106,14 @@ defmodule Gen.Inference.Vectorized do
         path
       end
 
-    if paths == [], do: none_selected!(trace, sel, "Gen.Inference.Vectorized", "select the continuous choices to move")
+    if paths == [],
+      do:
+        none_selected!(
+          trace,
+          sel,
+          "Gen.Inference.Vectorized",
+          "select the continuous choices to move"
+        )
 
     paths
   end
@@ -917,10 +1128,12 @@ defmodule Gen.Inference.Vectorized do
 
   defp rejuvenation!(nil, _steps), do: nil
 
-  defp rejuvenation!(%Selection{} = sel, steps), do: rejuvenation!(fn t, opts -> mh(t, sel, opts) end, steps)
+  defp rejuvenation!(%Selection{} = sel, steps),
+    do: rejuvenation!(fn t, opts -> mh(t, sel, opts) end, steps)
 
   # A kernel as in Gen.Inference.Kernel, on vectorized traces: fn trace, opts -> {trace, accepted} end.
-  defp rejuvenation!(kernel, steps) when is_function(kernel, 2) and is_integer(steps) and steps >= 1 do
+  defp rejuvenation!(kernel, steps)
+       when is_function(kernel, 2) and is_integer(steps) and steps >= 1 do
     fn t, k ->
       Enum.reduce(0..(steps - 1), t, fn i, t ->
         case kernel.(t, key: Mx.Random.fold_in(k, i)) do

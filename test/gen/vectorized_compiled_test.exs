@@ -1,0 +1,138 @@
+defmodule Gen.Inference.VectorizedCompiledTest do
+  # The vectorized algorithms on compiled tapes (Gen.Inference.Vectorized with compile: true) against
+  # their uncompiled runs. Not async: the tests read the shared compiled functions' cache counters.
+  use ExUnit.Case, async: false
+  import Gen
+  import Gen.ChainCheck, only: [normal_model: 0, normal_observations: 1]
+  alias Gen.Inference.Vectorized, as: VI
+
+  @ys Gen.ChainCheck.normal_ys()
+  @post_mean Gen.ChainCheck.normal_posterior().mean
+
+  # A scalar site, a shared batched site, a per-particle site with an event axis, a per-particle
+  # discrete site, and an observed site depending on an argument (as in vectorized_test.exs).
+  defp small_model do
+    gen(fn c ->
+      mu = trace(:mu, Gen.Dist.normal(0.0, 1.0))
+      _zs = trace(:zs, Gen.Dist.normal(Mx.zeros({3}, type: :f64), 2.0))
+      mean = Mx.multiply(Mx.new_axis(mu, -1), Mx.tensor([1.0, -1.0], type: :f64))
+      _v = trace(:v, Gen.Dist.multivariate_normal(mean, Mx.eye(2, type: :f64)))
+      _b = trace(:b, Gen.Dist.bernoulli(Mx.sigmoid(mu)))
+      trace(:y, Gen.Dist.normal(Mx.add(mu, c), 0.5))
+    end)
+  end
+
+  # Two terms alike: the same structure and plain terms, arrays of one shape and type whose
+  # elements agree within rounding (the compiled tape may fuse and associate differently).
+  defp assert_same_tree(%Mx.Array{} = a, %Mx.Array{} = b) do
+    assert {Mx.shape(a), Mx.type(a)} == {Mx.shape(b), Mx.type(b)}
+
+    for {x, y} <- Enum.zip(Mx.to_flat_list(a), Mx.to_flat_list(b)) do
+      assert x == y or (is_float(x) and is_float(y) and abs(x - y) <= 1.0e-12 * max(1.0, abs(y))),
+             "#{inspect(x)} vs #{inspect(y)}"
+    end
+  end
+
+  defp assert_same_tree(a, b) when is_map(a) and is_map(b) do
+    assert Enum.sort(Map.keys(a)) == Enum.sort(Map.keys(b))
+    for {k, v} <- Map.to_list(a), do: assert_same_tree(v, Map.fetch!(b, k))
+  end
+
+  defp assert_same_tree(a, b) when is_list(a) and is_list(b) do
+    assert length(a) == length(b)
+    Enum.zip_with(a, b, &assert_same_tree/2)
+  end
+
+  defp assert_same_tree(a, b) when is_tuple(a) and is_tuple(b),
+    do: assert_same_tree(Tuple.to_list(a), Tuple.to_list(b))
+
+  defp assert_same_tree(a, b), do: assert(a == b)
+
+  test "compiled vectorized importance sampling: the uncompiled run's weights, log ML and trace for the same key, replayed" do
+    q = gen(fn -> trace(:mu, Gen.Dist.normal(@post_mean, 1.0)) end)
+
+    cases = [
+      {small_model(), [Mx.tensor(0.3, type: :f64)], %{y: 0.7}, []},
+      {normal_model(), [@ys], normal_observations(@ys), []},
+      {normal_model(), [@ys], normal_observations(@ys), [proposal: {q, []}]}
+    ]
+
+    for {m, args, obs, opts} <- cases, seed <- [1, 2] do
+      before = VI.compiled_stats(:importance_sampling) || %{compiles: 0, hits: 0}
+
+      run = fn compile ->
+        VI.importance_sampling(
+          m,
+          args,
+          obs,
+          40,
+          [key: Mx.Random.key(seed), compile: compile] ++ opts
+        )
+      end
+
+      {t1, lnw1, lml1} = run.(true)
+      {t2, lnw2, lml2} = run.(false)
+      assert_same_tree({lnw1, lml1}, {lnw2, lml2})
+      assert_same_tree(t1, t2)
+      assert Map.keys(t1.subtraces) != [] and t1.gen_fn == m and t1.args == args
+      # Seed 2 replays seed 1's tape (the key, observed values and argument arrays are inputs).
+      now = VI.compiled_stats(:importance_sampling)
+      if seed == 2, do: assert(now.compiles == before.compiles and now.hits == before.hits + 1)
+    end
+
+    # New observed values (the same addresses) replay the tape too.
+    before = VI.compiled_stats(:importance_sampling)
+
+    {_, lnw1, _} =
+      VI.importance_sampling(
+        normal_model(),
+        [@ys],
+        normal_observations(Enum.map(@ys, &(&1 + 1))),
+        40,
+        key: Mx.Random.key(3)
+      )
+
+    {_, lnw2, _} =
+      VI.importance_sampling(
+        normal_model(),
+        [@ys],
+        normal_observations(Enum.map(@ys, &(&1 + 1))),
+        40,
+        key: Mx.Random.key(3),
+        compile: false
+      )
+
+    assert_same_tree(lnw1, lnw2)
+    assert VI.compiled_stats(:importance_sampling).compiles == before.compiles
+  end
+
+  test "compiled vectorized importance sampling falls back for a model that needs a value while tracing, with the same results" do
+    # Elixir control flow on an argument array's value: the tape cannot hold it.
+    m =
+      gen(fn s ->
+        scale = if Mx.to_number(s) > 0, do: 2.0, else: 0.5
+        mu = trace(:mu, Gen.Dist.normal(0.0, scale))
+        trace(:y, Gen.Dist.normal(mu, 1.0))
+      end)
+
+    before = VI.compiled_stats(:importance_sampling) || %{fallbacks: 0}
+
+    # One signature (an f64 scalar argument): it falls back once, and both values then run uncompiled.
+    for s <- [1.0, -1.0] do
+      args = [Mx.tensor(s, type: :f64)]
+      {t1, lnw1, lml1} = VI.importance_sampling(m, args, %{y: 0.4}, 30, key: Mx.Random.key(4))
+
+      {t2, lnw2, lml2} =
+        VI.importance_sampling(m, args, %{y: 0.4}, 30, key: Mx.Random.key(4), compile: false)
+
+      assert_same_tree({t1, lnw1, lml1}, {t2, lnw2, lml2})
+      assert Mx.to_number(t1[:mu] |> Mx.square() |> Mx.mean()) > if(s > 0, do: 1.0, else: 0.0)
+    end
+
+    assert VI.compiled_stats(:importance_sampling).fallbacks == before.fallbacks + 1
+
+    assert_raise ArgumentError, ~r/compile: must be true or false/, fn ->
+      VI.importance_sampling(m, [Mx.tensor(1.0)], %{y: 0.4}, 3, compile: :yes)
+    end
+  end
+end
