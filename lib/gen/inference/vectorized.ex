@@ -417,9 +417,10 @@ defmodule Gen.Inference.Vectorized do
   over chains of the vectorized log joint (`Gen.Vectorized.assess/4`) with
   respect to the `[n | shape]` selected values: the chains are independent,
   so row i of the gradient is chain i's gradient. Returns `{trace,
-  accepted}` (boolean `[n]`). Options: `tau:` (required), `key:`. For
-  per-chain steps adapted by dual averaging and a diagonal metric, run
-  `sample/3` with `algorithm: :mala`.
+  accepted}` (boolean `[n]`). Options: `tau:` (required), `key:`,
+  `compile:` (see `choice_gradients/3`). For per-chain steps adapted by
+  dual averaging and a diagonal metric, run `sample/3` with `algorithm:
+  :mala`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -430,14 +431,15 @@ defmodule Gen.Inference.Vectorized do
   """
   @spec mala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
   def mala(%Trace{} = trace, %Selection{} = sel, opts) do
-    Mx.Opts.validate!(opts, [:tau, :key], "Gen.Inference.Vectorized.mala")
+    Mx.Opts.validate!(opts, [:tau, :key, :compile], "Gen.Inference.Vectorized.mala")
     tau = positive!(opts, :tau, nil, "Gen.Inference.Vectorized.mala")
+    compile? = flag!(opts, :compile, "Gen.Inference.Vectorized.mala")
 
     n = V.particles(trace)
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     paths = selected_paths!(trace, sel, n)
     xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
-    gs = gradients(trace, paths, xs, n)
+    gs = gradients(trace, paths, xs, n, compile?)
     sd = :math.sqrt(2 * tau)
     keys = Mx.Random.split(k_move, length(xs))
 
@@ -451,7 +453,7 @@ defmodule Gen.Inference.Vectorized do
       end)
 
     Mx.eval(new_xs)
-    new_gs = gradients(trace, paths, new_xs, n)
+    new_gs = gradients(trace, paths, new_xs, n, compile?)
     fwd = log_q(new_xs, xs, gs, tau, sd)
     bwd = log_q(xs, new_xs, new_gs, tau, sd)
 
@@ -469,6 +471,15 @@ defmodule Gen.Inference.Vectorized do
   (the gradient of the sum over particles, the particles being
   independent).
 
+  With `compile: true` (the default) the value and gradient of that sum are
+  one `Mx.compile/2` tape per structure (the model, its arguments'
+  non-array values, the addresses and shapes of the choices, the selection,
+  `n`), replayed with the selected values, the other choices and the
+  arguments' arrays as inputs, so the samplers that call it every step
+  (`mala/3`, `hmc/3`, `sample/3`) replay one tape per gradient. The result
+  equals `compile: false`'s within floating-point rounding; a model that
+  needs a value while tracing runs uncompiled (remembered per structure).
+
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
       iex> {t, _} = Gen.vgenerate(m, [], %{y: 2.0}, 2, key: Mx.Random.key(0))
@@ -477,11 +488,22 @@ defmodule Gen.Inference.Vectorized do
       iex> Enum.zip_with(Mx.to_list(g[:mu]), Mx.to_list(t[:mu]), fn gi, mu -> abs(gi - (2.0 - 2 * mu)) < 1.0e-12 end)
       [true, true]
   """
-  @spec choice_gradients(Trace.t(), Selection.t()) :: {Mx.t(), Choicemap.t()}
-  def choice_gradients(%Trace{} = trace, %Selection{} = sel) do
+  @spec choice_gradients(Trace.t(), Selection.t(), keyword()) :: {Mx.t(), Choicemap.t()}
+  def choice_gradients(%Trace{} = trace, %Selection{} = sel, opts \\ []) do
+    who = "Gen.Inference.Vectorized.choice_gradients"
+    Mx.Opts.validate!(opts, [:compile], who)
     n = V.particles(trace)
     paths = selected_paths!(trace, sel, n)
-    gs = gradients(trace, paths, Enum.map(paths, &Gen.get_choices(trace)[&1]), n)
+
+    gs =
+      gradients(
+        trace,
+        paths,
+        Enum.map(paths, &Gen.get_choices(trace)[&1]),
+        n,
+        flag!(opts, :compile, who)
+      )
+
     {trace.score, Choicemap.new(Enum.zip(paths, gs))}
   end
 
@@ -574,7 +596,7 @@ defmodule Gen.Inference.Vectorized do
   end
 
   # Row i of d/dx Σ_j log p(x_j) is d/dx_i log p(x_i): chains are independent.
-  defp gradients(trace, paths, xs, n) do
+  defp gradients(trace, paths, xs, n, false = _compile?) do
     f = fn vals ->
       {w, _} = V.assess(trace.gen_fn, trace.args, with_values(trace, paths, vals), n)
       Mx.sum(w)
@@ -583,6 +605,25 @@ defmodule Gen.Inference.Vectorized do
     {_lp, gs} = Mx.value_and_grad(f).(xs)
     Mx.eval(gs)
     gs
+  end
+
+  # The same from one tape per structure: the selected values, the other choices and the
+  # arguments' arrays are its inputs.
+  defp gradients(trace, paths, xs, n, true) do
+    others = for {p, v} <- Choicemap.to_list(Gen.get_choices(trace)), p not in paths, do: {p, v}
+    vg = compiled(:gradients, Mx.value_and_grad(&sum_log_joint/5))
+    {_lp, gs} = vg.(xs, others, trace.args, paths, {trace.gen_fn, n})
+    gs
+  end
+
+  defp sum_log_joint(xs, others, args, paths, {gf, n}) do
+    cm =
+      paths
+      |> Enum.zip(xs)
+      |> Enum.reduce(Choicemap.new(others), fn {p, x}, acc -> Choicemap.put(acc, p, x) end)
+
+    {w, _} = V.assess(gf, args, cm, n)
+    Mx.sum(w)
   end
 
   # ---- HMC and adaptive MALA / HMC over n chains -------------------------------------------
@@ -612,7 +653,7 @@ defmodule Gen.Inference.Vectorized do
   @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
   def hmc(%Trace{} = trace, %Selection{} = sel, opts) do
     who = "Gen.Inference.Vectorized.hmc"
-    Mx.Opts.validate!(opts, [:step_size, :n_leapfrog, :inv_metric, :key], who)
+    Mx.Opts.validate!(opts, [:step_size, :n_leapfrog, :inv_metric, :key, :compile], who)
     n = V.particles(trace)
     paths = selected_paths!(trace, sel, n)
     eps = step_sizes!(Keyword.get(opts, :step_size), n, who)
@@ -625,7 +666,8 @@ defmodule Gen.Inference.Vectorized do
         eps,
         inv,
         count!(opts, :n_leapfrog, 10, 1, who),
-        Gen.Inference.two_keys(opts)
+        Gen.Inference.two_keys(opts),
+        flag!(opts, :compile, who)
       )
 
     {t, accepted}
@@ -698,7 +740,8 @@ defmodule Gen.Inference.Vectorized do
         :adapt_step_size,
         :adapt_metric,
         :select,
-        :callback
+        :callback,
+        :compile
       ],
       who
     )
@@ -733,7 +776,10 @@ defmodule Gen.Inference.Vectorized do
     end
 
     eps0 = positive!(opts, :step_size, 1.0, who)
-    [adapt_eps, adapt_metric] = Enum.map([:adapt_step_size, :adapt_metric], &flag!(opts, &1, who))
+
+    [adapt_eps, adapt_metric, compile?] =
+      Enum.map([:adapt_step_size, :adapt_metric, :compile], &flag!(opts, &1, who))
+
     select = fun!(opts, :select, 1, who)
     callback = fun!(opts, :callback, 1, who)
     n = V.particles(trace)
@@ -751,7 +797,8 @@ defmodule Gen.Inference.Vectorized do
             List.duplicate(eps0, n),
             metric_arrays(inv, trace, paths),
             steps,
-            Mx.Random.fold_in(key, -1)
+            Mx.Random.fold_in(key, -1),
+            compile?
           ),
         else: List.duplicate(eps0, n)
 
@@ -764,7 +811,8 @@ defmodule Gen.Inference.Vectorized do
         Mx.tensor(eps, type: :f64),
         metric_arrays(inv, t, paths),
         steps,
-        Gen.Inference.two_keys(key: Mx.Random.fold_in(key, i))
+        Gen.Inference.two_keys(key: Mx.Random.fold_in(key, i)),
+        compile?
       )
     end
 
@@ -805,7 +853,8 @@ defmodule Gen.Inference.Vectorized do
                   steps0,
                   metric_arrays(var, t, paths),
                   steps,
-                  Mx.Random.fold_in(key, -2 - i)
+                  Mx.Random.fold_in(key, -2 - i),
+                  compile?
                 )
 
               {if(adapt_eps, do: Enum.zip_with(das, eps, &Adapt.restart/2), else: das), var}
@@ -852,9 +901,9 @@ defmodule Gen.Inference.Vectorized do
   end
 
   # One HMC move of every chain: {trace, accepted [n], acceptance probability f64 [n]}.
-  defp hmc_move(trace, paths, eps, inv, steps, {k_move, k_accept}) do
+  defp hmc_move(trace, paths, eps, inv, steps, {k_move, k_accept}, compile?) do
     n = V.particles(trace)
-    {proposed, log_alpha} = hmc_proposal(trace, paths, eps, inv, steps, k_move, n)
+    {proposed, log_alpha} = hmc_proposal(trace, paths, eps, inv, steps, k_move, n, compile?)
     # min(1, exp(log α)) per chain; a non-finite energy (NaN) has probability 0.
     alpha = log_alpha |> Mx.min(0.0) |> Mx.exp()
     alpha = Mx.select(Mx.is_nan(alpha), 0.0, alpha)
@@ -863,7 +912,7 @@ defmodule Gen.Inference.Vectorized do
   end
 
   # Leapfrog from momenta p ~ N(0, M) (M = inv⁻¹): the proposed trace and log α = −ΔH per chain.
-  defp hmc_proposal(trace, paths, eps, inv, steps, key, n) do
+  defp hmc_proposal(trace, paths, eps, inv, steps, key, n, compile?) do
     xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
     keys = Mx.Random.split(key, length(xs))
 
@@ -874,7 +923,7 @@ defmodule Gen.Inference.Vectorized do
 
     e = Enum.map(xs, &per_chain(eps, &1))
     half = Enum.map(e, &Mx.multiply(&1, 0.5))
-    gs = gradients(trace, paths, xs, n)
+    gs = gradients(trace, paths, xs, n, compile?)
 
     {xs1, ps1, _} =
       Enum.reduce(1..steps, {xs, ps, gs}, fn _, {x, p, g} ->
@@ -886,7 +935,7 @@ defmodule Gen.Inference.Vectorized do
           end)
 
         Mx.eval(x2)
-        g2 = gradients(trace, paths, x2, n)
+        g2 = gradients(trace, paths, x2, n, compile?)
         p2 = Enum.zip_with([p_half, g2, half], fn [p, g, h] -> Mx.add(p, Mx.multiply(h, g)) end)
         Mx.eval(p2)
         {x2, p2, g2}
@@ -920,7 +969,7 @@ defmodule Gen.Inference.Vectorized do
     do: Mx.reshape(eps, List.to_tuple([elem(Mx.shape(x), 0) | List.duplicate(1, Mx.rank(x) - 1)]))
 
   # Stan's heuristic for each chain: double (or halve) ε until one step's acceptance crosses 0.8.
-  defp init_step_sizes(trace, paths, eps, inv, steps, key) do
+  defp init_step_sizes(trace, paths, eps, inv, steps, key, compile?) do
     n = V.particles(trace)
     log08 = :math.log(0.8)
 
@@ -933,7 +982,8 @@ defmodule Gen.Inference.Vectorized do
           inv,
           steps,
           Mx.Random.fold_in(key, i),
-          n
+          n,
+          compile?
         )
 
       # Erlang orders atoms above numbers: a non-finite energy change must stay a float.
