@@ -135,4 +135,97 @@ defmodule Gen.Inference.VectorizedCompiledTest do
       VI.importance_sampling(m, [Mx.tensor(1.0)], %{y: 0.4}, 3, compile: :yes)
     end
   end
+
+  # ---- the gradient samplers on the compiled batched gradient --------------------------------------
+
+  defp regression do
+    gen(fn xs ->
+      a = trace(:a, Gen.Dist.normal(0.0, 2.0))
+      b = trace(:b, Gen.Dist.normal(Mx.zeros({2}, type: :f64), 1.0))
+      mean = Mx.add(a, Mx.multiply(Mx.sum(b), xs))
+      trace(:y, Gen.Dist.normal(mean, 0.5))
+    end)
+  end
+
+  @xs [0.5, -1.0, 2.0]
+  defp regression_trace(n, key) do
+    {t, _} =
+      Gen.vgenerate(
+        regression(),
+        [Mx.tensor(@xs, type: :f64)],
+        %{y: Mx.tensor([0.3, -0.8, 1.9], type: :f64)},
+        n,
+        key: Mx.Random.key(key)
+      )
+
+    t
+  end
+
+  @tag :capture_log
+  test "mala, hmc, sample and choice_gradients on the compiled gradient: the dynamic path's gradients and draws for the same key" do
+    sel = Gen.select([:a, :b])
+    t = regression_trace(16, 5)
+    before = VI.compiled_stats(:gradients) || %{compiles: 0, hits: 0}
+
+    assert_same_tree(VI.choice_gradients(t, sel), VI.choice_gradients(t, sel, compile: false))
+
+    assert_same_tree(
+      VI.mala(t, sel, tau: 0.05, key: Mx.Random.key(6)),
+      VI.mala(t, sel, tau: 0.05, key: Mx.Random.key(6), compile: false)
+    )
+
+    hmc = fn c ->
+      VI.hmc(t, sel,
+        step_size: 0.1,
+        n_leapfrog: 4,
+        inv_metric: [1.0, 0.5, 2.0],
+        key: Mx.Random.key(7),
+        compile: c
+      )
+    end
+
+    assert_same_tree(hmc.(true), hmc.(false))
+
+    sample = fn c ->
+      VI.sample(t, sel,
+        algorithm: :hmc,
+        n_leapfrog: 3,
+        warmup: 30,
+        samples: 5,
+        key: Mx.Random.key(8),
+        select: &{&1[:a], &1[:b]},
+        compile: c
+      )
+    end
+
+    r1 = sample.(true)
+    r2 = sample.(false)
+    assert_same_tree(Map.delete(r1, :trace), Map.delete(r2, :trace))
+    assert_same_tree(r1.trace, r2.trace)
+
+    # One structure: every compiled gradient above replayed one tape.
+    now = VI.compiled_stats(:gradients)
+    assert now.compiles == before.compiles + 1 and now.hits > before.hits + 100
+
+    assert_raise ArgumentError, ~r/compile: must be true or false/, fn ->
+      VI.choice_gradients(t, sel, compile: 1)
+    end
+
+    assert_raise ArgumentError, ~r/bogus/, fn -> VI.choice_gradients(t, sel, bogus: 1) end
+  end
+
+  test "the gradient samplers fall back for a model that reads an argument's value, with the same draws" do
+    m =
+      gen(fn s ->
+        scale = if Mx.to_number(s) > 0, do: 2.0, else: 0.5
+        mu = trace(:mu, Gen.Dist.normal(0.0, scale))
+        trace(:y, Gen.Dist.normal(mu, 1.0))
+      end)
+
+    {t, _} = Gen.vgenerate(m, [Mx.tensor(1.0, type: :f64)], %{y: 0.4}, 12, key: Mx.Random.key(9))
+    before = VI.compiled_stats(:gradients) || %{fallbacks: 0}
+    mala = fn c -> VI.mala(t, Gen.select(:mu), tau: 0.1, key: Mx.Random.key(10), compile: c) end
+    assert_same_tree(mala.(true), mala.(false))
+    assert VI.compiled_stats(:gradients).fallbacks == before.fallbacks + 1
+  end
 end

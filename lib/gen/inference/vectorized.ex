@@ -193,55 +193,61 @@ defmodule Gen.Inference.Vectorized do
   end
 
   @leaf :"$gen_tape_leaf"
+  @given :"$gen_tape_given"
 
   # The arrays of a term (through lists, tuples, maps and structs), each once, and the term with
-  # each replaced by {@leaf, position}: a trace as a tape's outputs; refill/2 puts them back.
-  defp hollow(term) do
-    {skeleton, {_seen, rev}} = hollow(term, {%{}, []})
+  # each replaced by {@leaf, position}: a trace as a tape's outputs; refill/3 puts them back. An
+  # array among `given` (the tape's own inputs) becomes {@given, its position} instead: it comes
+  # back as the very array given, so traces share it as uncompiled ones do.
+  defp hollow(term, given \\ []) do
+    seen = given |> Enum.with_index() |> Map.new(fn {a, i} -> {a, {@given, i}} end)
+    {skeleton, {_seen, rev}} = hollow_walk(term, {seen, []})
     {skeleton, Enum.reverse(rev)}
   end
 
-  defp hollow(%Mx.Array{} = a, {seen, rev} = acc) do
+  defp hollow_walk(%Mx.Array{} = a, {seen, rev} = acc) do
     case seen do
-      %{^a => i} -> {{@leaf, i}, acc}
-      _ -> {{@leaf, map_size(seen)}, {Map.put(seen, a, map_size(seen)), [a | rev]}}
+      %{^a => marker} -> {marker, acc}
+      _ -> {{@leaf, length(rev)}, {Map.put(seen, a, {@leaf, length(rev)}), [a | rev]}}
     end
   end
 
-  defp hollow([h | t], acc) do
-    {h, acc} = hollow(h, acc)
-    {t, acc} = hollow(t, acc)
+  defp hollow_walk([h | t], acc) do
+    {h, acc} = hollow_walk(h, acc)
+    {t, acc} = hollow_walk(t, acc)
     {[h | t], acc}
   end
 
-  defp hollow(t, acc) when is_tuple(t) do
-    {l, acc} = hollow(Tuple.to_list(t), acc)
+  defp hollow_walk(t, acc) when is_tuple(t) do
+    {l, acc} = hollow_walk(Tuple.to_list(t), acc)
     {List.to_tuple(l), acc}
   end
 
   # Structs too (a struct is a map with :__struct__), through Map.to_list, not Enumerable.
-  defp hollow(m, acc) when is_map(m) do
+  defp hollow_walk(m, acc) when is_map(m) do
     {kvs, acc} =
       Enum.map_reduce(Map.to_list(m), acc, fn {k, v}, acc ->
-        {v, acc} = hollow(v, acc)
+        {v, acc} = hollow_walk(v, acc)
         {{k, v}, acc}
       end)
 
     {Map.new(kvs), acc}
   end
 
-  defp hollow(other, acc), do: {other, acc}
+  defp hollow_walk(other, acc), do: {other, acc}
 
-  defp refill({@leaf, i}, leaves), do: elem(leaves, i)
-  defp refill([h | t], leaves), do: [refill(h, leaves) | refill(t, leaves)]
+  defp refill(term, leaves, given \\ {})
+  defp refill({@leaf, i}, leaves, _given), do: elem(leaves, i)
+  defp refill({@given, i}, _leaves, given), do: elem(given, i)
+  defp refill([h | t], leaves, given), do: [refill(h, leaves, given) | refill(t, leaves, given)]
 
-  defp refill(t, leaves) when is_tuple(t),
-    do: t |> Tuple.to_list() |> refill(leaves) |> List.to_tuple()
+  defp refill(t, leaves, given) when is_tuple(t),
+    do: t |> Tuple.to_list() |> refill(leaves, given) |> List.to_tuple()
 
-  defp refill(m, leaves) when is_map(m),
-    do: Map.new(Map.to_list(m), fn {k, v} -> {k, refill(v, leaves)} end)
+  defp refill(m, leaves, given) when is_map(m),
+    do: Map.new(Map.to_list(m), fn {k, v} -> {k, refill(v, leaves, given)} end)
 
-  defp refill(other, _leaves), do: other
+  defp refill(other, _leaves, _given), do: other
 
   # ---- SMC ------------------------------------------------------------------------------
 
@@ -458,7 +464,7 @@ defmodule Gen.Inference.Vectorized do
     bwd = log_q(xs, new_xs, new_gs, tau, sd)
 
     {proposed, _} =
-      V.generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, new_xs), n)
+      generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, new_xs), n, compile?)
 
     log_alpha = Mx.add(Mx.subtract(proposed.score, trace.score), Mx.subtract(bwd, fwd))
     decide(trace, proposed, log_alpha, k_accept, n)
@@ -614,6 +620,27 @@ defmodule Gen.Inference.Vectorized do
     vg = compiled(:gradients, Mx.value_and_grad(&sum_log_joint/5))
     {_lp, gs} = vg.(xs, others, trace.args, paths, {trace.gen_fn, n})
     gs
+  end
+
+  # Gen.Vectorized.generate_particles of every choice (the proposal of mala/hmc, from the
+  # per-process key as before), compiled like the gradient; choices come back as the arrays given.
+  defp generate_particles(gf, args, cm, n, false = _compile?),
+    do: V.generate_particles(gf, args, cm, n, key: Gen.next_key())
+
+  defp generate_particles(gf, args, cm, n, true) do
+    given = Choicemap.to_list(cm)
+
+    {skeleton, leaves, w} =
+      compiled(:generate, &generate_tape/5).(Gen.next_key(), args, given, gf, n)
+
+    trace = refill(skeleton, List.to_tuple(leaves), List.to_tuple(Enum.map(given, &elem(&1, 1))))
+    {%{trace | gen_fn: gf, args: args}, w}
+  end
+
+  defp generate_tape(key, args, given, gf, n) do
+    {t, w} = V.generate_particles(gf, args, Choicemap.new(given), n, key: key)
+    {skeleton, leaves} = hollow(%{t | gen_fn: nil, args: []}, Enum.map(given, &elem(&1, 1)))
+    {skeleton, leaves, w}
   end
 
   defp sum_log_joint(xs, others, args, paths, {gf, n}) do
@@ -942,7 +969,7 @@ defmodule Gen.Inference.Vectorized do
       end)
 
     {proposed, _} =
-      V.generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, xs1), n)
+      generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, xs1), n, compile?)
 
     log_alpha =
       Mx.add(
