@@ -116,11 +116,8 @@ defmodule Gen.Inference.Vectorized do
 
   # The run as one tape (compiled/2): the trace comes back as its arrays and the rest of the term.
   defp compiled_is(gf, args, obs, n, keys, proposal) do
-    {q, q_args} = proposal || {nil, []}
     f = compiled(:importance_sampling, &is_tape/5)
-
-    {skeleton, leaves, lnw, lml, nan?} =
-      f.(keys, args, Choicemap.to_list(obs), q_args, {gf, n, q})
+    {skeleton, leaves, lnw, lml, nan?} = apply(f, is_inputs(gf, args, obs, n, keys, proposal))
 
     if Mx.to_number(nan?) do
       uncompiled_is(gf, args, obs, n, keys, proposal)
@@ -128,6 +125,30 @@ defmodule Gen.Inference.Vectorized do
       trace = refill(skeleton, List.to_tuple(leaves))
       {%{trace | gen_fn: gf, args: args}, lnw, lml}
     end
+  end
+
+  defp is_inputs(gf, args, obs, n, keys, proposal) do
+    {q, q_args} = proposal || {nil, []}
+    [keys, args, Choicemap.to_list(obs), q_args, {gf, n, q}]
+  end
+
+  @doc false
+  # Waits for the generated-C tier (Mx.Compile.await_native/3) of the tape that importance_sampling/5
+  # replays for these arguments (call it first): for benchmarks that time one tier.
+  @spec await_native_importance(
+          Gen.gen_fn(),
+          [term()],
+          term(),
+          pos_integer(),
+          keyword(),
+          non_neg_integer()
+        ) ::
+          map()
+  def await_native_importance(gf, args, observations, n, opts \\ [], timeout \\ 120_000) do
+    proposal = Keyword.get(opts, :proposal)
+    keys = if proposal, do: [Mx.Random.key(0), Mx.Random.key(0)], else: [Mx.Random.key(0)]
+    inputs = is_inputs(gf, args, Choicemap.new(observations), n, keys, proposal)
+    Mx.Compile.await_native(compiled(:importance_sampling, &is_tape/5), inputs, timeout)
   end
 
   defp is_tape(keys, args, obs_list, q_args, {gf, n, q}) do
@@ -667,7 +688,9 @@ defmodule Gen.Inference.Vectorized do
   array of per-chain steps), `n_leapfrog:` (10), `inv_metric:` (the
   diagonal inverse metric M⁻¹ shared by the chains: a list of positive
   numbers, one per coordinate of a chain's selected values flattened in
-  address order; unit by default), `key:`. With one leapfrog step HMC is
+  address order; unit by default), `key:`, `compile:` (the gradients and
+  the proposal's score from compiled tapes, see `choice_gradients/3`;
+  `false`: the dynamic path). With one leapfrog step HMC is
   MALA with step ε (drift ε²/2·M⁻¹∇, noise ε·M^(−1/2)z).
 
       iex> import Gen
@@ -729,7 +752,8 @@ defmodule Gen.Inference.Vectorized do
   MALA, the optimal rate of Roberts and Rosenthal 1998), `step_size:`
   (1.0: the heuristic's start, or the fixed step without adaptation),
   `n_leapfrog:` (10, HMC only), `inv_metric:` (unit; see `hmc/3`),
-  `adapt_step_size:` and `adapt_metric:` (true), `select:` (keep
+  `adapt_step_size:` and `adapt_metric:` (true), `compile:` (true; see
+  `hmc/3`), `select:` (keep
   `select.(trace)` instead of traces), `callback:` (called after every
   iteration with `%{iteration: i, warmup?: bool, trace: t, accept_prob:
   f64[n], step_size: [float]}`).
