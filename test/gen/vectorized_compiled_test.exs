@@ -136,6 +136,30 @@ defmodule Gen.Inference.VectorizedCompiledTest do
     end
   end
 
+  test "smc_init on the importance-sampling tape: the uncompiled state, an Unfold model included" do
+    step =
+      gen(fn i, prev ->
+        x =
+          if i == 0,
+            do: trace(:x, Gen.Dist.normal(0.0, 1.0)),
+            else: trace(:x, Gen.Dist.normal(Mx.multiply(prev, 0.9), 0.5))
+
+        trace(:y, Gen.Dist.normal(x, 0.3))
+        x
+      end)
+
+    cases = [
+      {Gen.Combinators.unfold(step), [2, 0.0], %{0 => %{y: 0.4}, 1 => %{y: -0.2}}},
+      {normal_model(), [@ys], normal_observations(@ys)}
+    ]
+
+    for {m, args, obs} <- cases do
+      s1 = VI.smc_init(m, args, obs, 25, key: Mx.Random.key(11))
+      s2 = VI.smc_init(m, args, obs, 25, key: Mx.Random.key(11), compile: false)
+      assert_same_tree(s1, s2)
+    end
+  end
+
   # ---- the gradient samplers on the compiled batched gradient --------------------------------------
 
   defp regression do

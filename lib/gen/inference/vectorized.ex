@@ -103,27 +103,33 @@ defmodule Gen.Inference.Vectorized do
                 "#{who}: proposal: must be {proposal_gen_fn, proposal_args} with args a list, got #{inspect(other)}"
       end
 
-    if flag!(opts, :compile, who),
-      do: compiled_is(gf, args, obs, n, keys, proposal),
-      else: uncompiled_is(gf, args, obs, n, keys, proposal)
+    {trace, lnw, lml, _log_w} =
+      if flag!(opts, :compile, who),
+        do: compiled_is(gf, args, obs, n, keys, proposal),
+        else: uncompiled_is(gf, args, obs, n, keys, proposal)
+
+    {trace, lnw, lml}
   end
 
+  # {trace, log-normalized weights, log ML, log weights}, evaluated.
   defp uncompiled_is(gf, args, obs, n, keys, proposal) do
-    {trace, lnw, lml, _log_w} = is_graph(gf, args, obs, n, keys, proposal)
-    Mx.eval([lnw, lml])
-    {V.force(trace), lnw, lml}
+    {trace, lnw, lml, log_w} = is_graph(gf, args, obs, n, keys, proposal)
+    Mx.eval([lnw, lml, log_w])
+    {V.force(trace), lnw, lml, log_w}
   end
 
   # The run as one tape (compiled/2): the trace comes back as its arrays and the rest of the term.
   defp compiled_is(gf, args, obs, n, keys, proposal) do
     f = compiled(:importance_sampling, &is_tape/5)
-    {skeleton, leaves, lnw, lml, nan?} = apply(f, is_inputs(gf, args, obs, n, keys, proposal))
+
+    {skeleton, leaves, lnw, lml, log_w, nan?} =
+      apply(f, is_inputs(gf, args, obs, n, keys, proposal))
 
     if Mx.to_number(nan?) do
       uncompiled_is(gf, args, obs, n, keys, proposal)
     else
       trace = refill(skeleton, List.to_tuple(leaves))
-      {%{trace | gen_fn: gf, args: args}, lnw, lml}
+      {%{trace | gen_fn: gf, args: args}, lnw, lml, log_w}
     end
   end
 
@@ -153,13 +159,13 @@ defmodule Gen.Inference.Vectorized do
 
   defp is_tape(keys, args, obs_list, q_args, {gf, n, q}) do
     proposal = if q, do: {q, q_args}
-    {trace, lnw, lml, _log_w} = is_graph(gf, args, Choicemap.new(obs_list), n, keys, proposal)
+    {trace, lnw, lml, log_w} = is_graph(gf, args, Choicemap.new(obs_list), n, keys, proposal)
 
     # The vectorized GFI's NaN checks read values, so a replay checks them here: a NaN score or weight
     # makes the sum or the log ML NaN (so may +inf meeting -inf, which only re-runs needlessly).
     nan? = Mx.is_nan(Mx.add(lml, Mx.sum(trace.score)))
     {skeleton, leaves} = hollow(%{trace | gen_fn: nil, args: []})
-    {skeleton, leaves, lnw, lml, nan?}
+    {skeleton, leaves, lnw, lml, log_w, nan?}
   end
 
   # {trace, log-normalized weights, log ML, log weights} as lazy graphs.
@@ -278,7 +284,9 @@ defmodule Gen.Inference.Vectorized do
   @doc """
   Step 0 of a vectorized particle filter: `n` particles by `Gen.vgenerate/5`
   on `args` and `observations`, weighted by the generate weights. Options:
-  `key:`.
+  `key:`, `compile:` (true: the generate runs on the tape of
+  `importance_sampling/5`, replayed per signature; the same results as
+  `false` within rounding).
 
       iex> import Gen
       iex> m = gen fn t -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 0..t, do: trace({:y, i}, Gen.Dist.normal(mu, 1.0)) end
@@ -290,10 +298,17 @@ defmodule Gen.Inference.Vectorized do
           smc_state()
   def smc_init(gf, args, observations, n, opts \\ []) do
     check_n!(n, "smc_init")
-    Mx.Opts.validate!(opts, [:key], "Gen.Inference.Vectorized.smc_init")
-    {t, w} = V.generate(gf, args, observations, n, key: key(opts))
-    Mx.eval(w)
-    %{trace: V.force(t), log_weights: w, log_ml: 0.0}
+    who = "Gen.Inference.Vectorized.smc_init"
+    Mx.Opts.validate!(opts, [:key, :compile], who)
+
+    if flag!(opts, :compile, who) do
+      {t, _lnw, _lml, w} = compiled_is(gf, args, Choicemap.new(observations), n, [key(opts)], nil)
+      %{trace: t, log_weights: w, log_ml: 0.0}
+    else
+      {t, w} = V.generate(gf, args, observations, n, key: key(opts))
+      Mx.eval(w)
+      %{trace: V.force(t), log_weights: w, log_ml: 0.0}
+    end
   end
 
   @doc """
