@@ -13,6 +13,7 @@
 # Each call evaluates what it returns (weights, log ML, traces), as inference does.
 #
 #   mix run bench/vectorized.exs [batches_small] [batches_large]
+#   mix run bench/vectorized.exs samplers      (only the MALA/HMC section at the end)
 Code.require_file("bench_helper.exs", __DIR__)
 import Gen
 
@@ -21,6 +22,8 @@ import Gen
     [a, b] -> {String.to_integer(a), String.to_integer(b)}
     _ -> {11, 5}
   end
+
+samplers_only = System.argv() == ["samplers"]
 
 model =
   gen(fn ys ->
@@ -60,13 +63,15 @@ end
 
 f2 = fn x -> :erlang.float_to_binary(x, decimals: 2) end
 
-IO.puts("Vectorized vs scalar inference, medians of round-robin batches; load at start #{Bench.load()}")
+unless samplers_only do
+  IO.puts("Vectorized vs scalar inference, medians of round-robin batches; load at start #{Bench.load()}")
 
-IO.puts(
-  "  #{Bench.pad("N", 7)} #{Bench.pad("algorithm", 10)} #{Bench.lpad("scalar ms", 12)} #{Bench.lpad("vectorized ms", 14)} #{Bench.lpad("speedup", 9)}   batches  load"
-)
+  IO.puts(
+    "  #{Bench.pad("N", 7)} #{Bench.pad("algorithm", 10)} #{Bench.lpad("scalar ms", 12)} #{Bench.lpad("vectorized ms", 14)} #{Bench.lpad("speedup", 9)}   batches  load"
+  )
+end
 
-for {n, batches} <- [{100, b_small}, {10_000, b_large}] do
+for {n, batches} <- [{100, b_small}, {10_000, b_large}], not samplers_only do
   cs = cases.(n)
   results = Bench.round_robin(cs, 1, batches)
   load = Bench.load()
