@@ -252,4 +252,39 @@ defmodule Gen.Inference.VectorizedCompiledTest do
     assert_same_tree(mala.(true), mala.(false))
     assert VI.compiled_stats(:gradients).fallbacks == before.fallbacks + 1
   end
+
+  test "memory: compiled vmala iterations and importance-sampling replays keep live arrays flat" do
+    import Gen.TestHelpers, only: [settled_live: 0]
+    sel = Gen.select([:a, :b])
+
+    step = fn t, i ->
+      elem(VI.mala(t, sel, tau: 0.01, key: Mx.Random.fold_in(Mx.Random.key(12), i)), 0)
+    end
+
+    is = fn i ->
+      VI.importance_sampling(normal_model(), [@ys], normal_observations(@ys), 100,
+        key: Mx.Random.key(i)
+      )
+    end
+
+    # Warm up (tapes, caches), then take the baseline after a GC.
+    t = Enum.reduce(1..50, regression_trace(100, 13), &step.(&2, &1))
+    for i <- 1..20, do: is.(i)
+    base = settled_live()
+
+    {t, live} =
+      Enum.reduce(1..1000, {t, []}, fn i, {t, live} ->
+        t = step.(t, i)
+        is.(i)
+        {t, if(rem(i, 200) == 0, do: [settled_live() | live], else: live)}
+      end)
+
+    assert Mx.describe(t[:a]) == "f64[100]"
+    # The loop holds one trace and an iteration's keys and draws; a leak of one array per
+    # iteration would add 200 between checkpoints.
+    assert Enum.max(live) - base <= 60,
+           "live arrays #{inspect(Enum.reverse(live))} vs baseline #{base}"
+
+    assert Enum.max(live) - Enum.min(live) <= 60
+  end
 end
