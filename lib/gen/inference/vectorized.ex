@@ -17,7 +17,7 @@ defmodule Gen.Inference.Vectorized do
     * `mh/3` — Metropolis–Hastings on `n` independent chains: a vectorized
       regenerate, accepted per chain with `Mx.select/3`
     * `mala/3` — MALA on `n` independent chains with per-chain gradients
-      (`choice_gradients/2`)
+      (`choice_gradients/3`)
     * `hmc/3` — HMC on `n` independent chains, per-chain step sizes and a
       diagonal metric, in one graph per leapfrog step
     * `sample/3` — adaptive MALA or HMC on `n` chains: per-chain step sizes
@@ -28,6 +28,21 @@ defmodule Gen.Inference.Vectorized do
 
   Use them through `Gen.Inference` (`vimportance_sampling/5`, `vsmc/5`,
   `vmh/3`, `vmala/3`) or directly.
+
+  ## Compiled tapes
+
+  With `compile: true` (the default) importance sampling and `smc_init/5`
+  run as one `Mx.compile/2` tape, and the gradient kernels replay compiled
+  batched gradients and proposal scores: each is traced once per signature
+  (the model, its arguments' non-array values, the addresses and shapes of
+  the choices or observations, `n`) and replayed with keys, observed or
+  chosen values and argument arrays as inputs, from caches shared by every
+  process (`Mx.compile/2`'s, 16 signatures each, least recently used
+  evicted). The results equal `compile: false`'s within floating-point
+  rounding (the same draws for the same key). A signature runs uncompiled
+  when tracing needs a value (Elixir control flow on an argument array).
+  A number argument that changes from call to call traces again each
+  time: pass it as an array, or use `compile: false` for one-off calls.
   """
 
   alias Gen.{Choicemap, Selection, Trace}
