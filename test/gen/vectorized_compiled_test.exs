@@ -131,6 +131,19 @@ defmodule Gen.Inference.VectorizedCompiledTest do
 
     assert VI.compiled_stats(:importance_sampling).fallbacks == before.fallbacks + 1
 
+    # Control flow on a sampled (per-particle) value cannot run vectorized: the same error either way.
+    bad =
+      gen(fn ->
+        x = trace(:x, Gen.Dist.normal(0.0, 1.0))
+        if Mx.to_number(x) > 0, do: 1, else: 0
+      end)
+
+    for c <- [true, false] do
+      assert_raise ArgumentError, ~r/read a per-particle value as an Elixir number/, fn ->
+        VI.importance_sampling(bad, [], %{}, 5, key: Mx.Random.key(1), compile: c)
+      end
+    end
+
     assert_raise ArgumentError, ~r/compile: must be true or false/, fn ->
       VI.importance_sampling(m, [Mx.tensor(1.0)], %{y: 0.4}, 3, compile: :yes)
     end
