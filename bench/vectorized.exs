@@ -13,6 +13,7 @@
 # Each call evaluates what it returns (weights, log ML, traces), as inference does.
 #
 #   mix run bench/vectorized.exs [batches_small] [batches_large]
+#   mix run bench/vectorized.exs samplers      (only the MALA/HMC section at the end)
 Code.require_file("bench_helper.exs", __DIR__)
 import Gen
 
@@ -21,6 +22,8 @@ import Gen
     [a, b] -> {String.to_integer(a), String.to_integer(b)}
     _ -> {11, 5}
   end
+
+samplers_only = System.argv() == ["samplers"]
 
 model =
   gen(fn ys ->
@@ -60,13 +63,15 @@ end
 
 f2 = fn x -> :erlang.float_to_binary(x, decimals: 2) end
 
-IO.puts("Vectorized vs scalar inference, medians of round-robin batches; load at start #{Bench.load()}")
+unless samplers_only do
+  IO.puts("Vectorized vs scalar inference, medians of round-robin batches; load at start #{Bench.load()}")
 
-IO.puts(
-  "  #{Bench.pad("N", 7)} #{Bench.pad("algorithm", 10)} #{Bench.lpad("scalar ms", 12)} #{Bench.lpad("vectorized ms", 14)} #{Bench.lpad("speedup", 9)}   batches  load"
-)
+  IO.puts(
+    "  #{Bench.pad("N", 7)} #{Bench.pad("algorithm", 10)} #{Bench.lpad("scalar ms", 12)} #{Bench.lpad("vectorized ms", 14)} #{Bench.lpad("speedup", 9)}   batches  load"
+  )
+end
 
-for {n, batches} <- [{100, b_small}, {10_000, b_large}] do
+for {n, batches} <- [{100, b_small}, {10_000, b_large}], not samplers_only do
   cs = cases.(n)
   results = Bench.round_robin(cs, 1, batches)
   load = Bench.load()
@@ -78,5 +83,43 @@ for {n, batches} <- [{100, b_small}, {10_000, b_large}] do
     IO.puts(
       "  #{Bench.pad(n, 7)} #{Bench.pad(alg, 10)} #{Bench.lpad(f2.(s), 12)} #{Bench.lpad(f2.(v), 14)} #{Bench.lpad(Bench.fmt(s / v) <> "x", 9)}   #{Bench.lpad(batches, 7)}  #{load}"
     )
+  end
+end
+
+# ---- the gradient samplers on compiled batched targets (issue 11) -----------------------------
+# Per-iteration time of Gen.Inference.Vectorized.mala/3 and hmc/3 (10 leapfrog steps) on n chains of
+# a 3-parameter regression, with the batched gradient and the proposal's generate as compiled tapes
+# (compile: true, the default) and on the dynamic path (compile: false), round-robin in one run.
+
+regression =
+  gen(fn xs ->
+    a = trace(:a, Gen.Dist.normal(0.0, 2.0))
+    b = trace(:b, Gen.Dist.normal(Mx.zeros({2}, type: :f64), 1.0))
+    trace(:y, Gen.Dist.normal(Mx.add(a, Mx.multiply(Mx.sum(b), xs)), 0.5))
+  end)
+
+xs = Mx.tensor([0.5, -1.0, 2.0], type: :f64)
+sel = Gen.select([:a, :b])
+
+IO.puts("\nVectorized MALA and HMC per iteration, compiled tapes vs the dynamic path; load at start #{Bench.load()}")
+IO.puts("  #{Bench.pad("chains", 7)} #{Bench.pad("kernel", 8)} #{Bench.lpad("dynamic ms", 12)} #{Bench.lpad("compiled ms", 12)} #{Bench.lpad("speedup", 9)}   load")
+
+for n <- [10, 1000, 100_000] do
+  {t, _} = Gen.vgenerate(regression, [xs], %{y: Mx.tensor([0.3, -0.8, 1.9], type: :f64)}, n, key: Mx.Random.key(1))
+
+  kernels = [
+    {"MALA", fn c, i -> Gen.Inference.Vectorized.mala(t, sel, tau: 0.01, key: Mx.Random.key(i), compile: c) end},
+    {"HMC-10", fn c, i -> Gen.Inference.Vectorized.hmc(t, sel, step_size: 0.05, key: Mx.Random.key(i), compile: c) end}
+  ]
+
+  cases = for {name, k} <- kernels, c <- [false, true], do: {{name, c}, fn -> k.(c, System.unique_integer([:positive])) end}
+  batches = if n >= 100_000, do: 5, else: 11
+  results = Bench.round_robin(cases, 1, batches)
+  load = Bench.load()
+
+  for {name, _} <- kernels do
+    d = Bench.median(results[{name, false}]) / 1.0e6
+    c = Bench.median(results[{name, true}]) / 1.0e6
+    IO.puts("  #{Bench.pad(n, 7)} #{Bench.pad(name, 8)} #{Bench.lpad(f2.(d), 12)} #{Bench.lpad(f2.(c), 12)} #{Bench.lpad(Bench.fmt(d / c) <> "x", 9)}   #{load}")
   end
 end

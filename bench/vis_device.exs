@@ -1,8 +1,12 @@
 # Vectorized importance sampling against plain JAX (issue 11's last benchmark): the 5-site model
-# mu ~ N(0, 2), y_i ~ N(mu, 1), 4 observed, at N = 10^4..10^6 particles, f64. Three GenMX figures:
-#   gen      Gen.Inference.vimportance_sampling (the vectorized GFI, uncompiled)
-#   mx       the same log ML written in Mx ops, uncompiled (one lazy graph per call)
-#   compiled that function under Mx.compile (fused interpreter tier, then generated C), key as input
+# mu ~ N(0, 2), y_i ~ N(mu, 1), 4 observed, at N = 10^4..10^6 particles, f64. Five GenMX figures:
+#   gen          Gen.Inference.vimportance_sampling(..., compile: false): the vectorized GFI, uncompiled
+#   gen compiled Gen.Inference.vimportance_sampling (compile: true, the default): the same run, trace
+#                and weights included, as one Mx.compile tape replayed on the generated-C tier
+#   mx           the same log ML written in Mx ops, uncompiled (one lazy graph per call)
+#   interpreter  that function under Mx.compile(jit: false), key as input
+#   compiled     that function under Mx.compile (fused interpreter tier, then generated C), key as input
+# The cases of one N run round-robin (rep 1 of each, then rep 2, ...), medians; ns/particle beside.
 # Run on the lent machine in the same call as ../shared/device/vis_jax.py (see its README):
 #   mix run --no-deps-check bench/vis_device.exs [reps]
 Code.require_file("bench_helper.exs", __DIR__)
@@ -30,24 +34,33 @@ lml = fn n ->
   end
 end
 
-median = fn f ->
-  f.(0)
-  ts = for i <- 1..reps, do: elem(:timer.tc(fn -> f.(i) end), 0)
-  Enum.at(Enum.sort(ts), div(reps, 2)) / 1000
-end
-
 IO.puts("schedulers #{System.schedulers_online()}, load #{Bench.load()}")
 
 for n <- [10_000, 100_000, 1_000_000] do
-  g = median.(fn i -> Gen.Inference.vimportance_sampling(model, [ys], obs, n, key: Mx.Random.key(i)) end)
+  vis = fn compile, i -> Gen.Inference.vimportance_sampling(model, [ys], obs, n, key: Mx.Random.key(i), compile: compile) end
+  _ = vis.(true, 0)
+  gen_tier = Gen.Inference.Vectorized.await_native_importance(model, [ys], obs, n).tier
   plain = lml.(n)
-  m = median.(fn i -> plain.(Mx.Random.key(i)) |> Mx.to_number() end)
   c = Mx.compile(plain)
   _ = c.(Mx.Random.key(0))
   tier = Mx.Compile.await_native(c, [Mx.Random.key(0)], 120_000).tier
-  cm = median.(fn i -> c.(Mx.Random.key(i)) |> Mx.to_number() end)
   ci = Mx.compile(plain, jit: false)
-  ct = median.(fn i -> ci.(Mx.Random.key(i)) |> Mx.to_number() end)
 
-  IO.puts("mx N=#{n}: gen #{Float.round(g, 3)} ms, mx #{Float.round(m, 3)} ms, compiled interpreter #{Float.round(ct, 3)} ms, compiled #{inspect(tier)} #{Float.round(cm, 3)} ms (#{Float.round(cm * 1.0e6 / n, 1)} ns/particle)")
+  cases = [
+    gen: fn i -> vis.(false, i) end,
+    gen_compiled: fn i -> vis.(true, i) end,
+    mx: fn i -> plain.(Mx.Random.key(i)) |> Mx.to_number() end,
+    interpreter: fn i -> ci.(Mx.Random.key(i)) |> Mx.to_number() end,
+    compiled: fn i -> c.(Mx.Random.key(i)) |> Mx.to_number() end
+  ]
+
+  for {_, f} <- cases, do: f.(0)
+  times = for i <- 1..reps, {name, f} <- cases, do: {name, elem(:timer.tc(fn -> f.(i) end), 0)}
+  ms = Map.new(cases, fn {name, _} -> {name, Bench.median(for {^name, t} <- times, do: t) / 1000} end)
+  fmt = fn name -> "#{Float.round(ms[name], 3)} ms (#{Float.round(ms[name] * 1.0e6 / n, 1)} ns/particle)" end
+
+  IO.puts(
+    "mx N=#{n}: gen #{fmt.(:gen)}, gen compiled #{inspect(gen_tier)} #{fmt.(:gen_compiled)}, mx #{fmt.(:mx)}, " <>
+      "compiled interpreter #{fmt.(:interpreter)}, compiled #{inspect(tier)} #{fmt.(:compiled)}; load #{Bench.load()}"
+  )
 end

@@ -230,6 +230,10 @@ static int same_shape_of(const mx_array *a, const mx_array *b) {
 
 static int full_reduce(const mx_array *x) { return x->size == 1 && (x->params && x->params->nip > 0); }
 
+/* Reductions of this many elements call the kernel, which folds chunk partials across the pool
+ * (prim/reduce.c, the interpreter's bits); a loop here would be serial. */
+#define REDUCE_CALL_MIN 131072
+
 static int rule_of(const gen *g, int k) {
   const mx_array *x = slot(g, g->v->ins_slot[k]);
   mx_dtype ot = (mx_dtype)x->dtype;
@@ -247,7 +251,7 @@ static int rule_of(const gen *g, int k) {
     case MX_OP_SUM:
     case MX_OP_PRODUCT:
     case MX_OP_REDUCE_MAX:
-    case MX_OP_REDUCE_MIN: return it == MX_BOOL ? R_CALL : R_RED;
+    case MX_OP_REDUCE_MIN: return it == MX_BOOL || slot(g, in_slot(g, k, 0))->size >= REDUCE_CALL_MIN ? R_CALL : R_RED;
     case MX_OP_SLICE: return x->params && x->params->nip >= 2 * x->ndim && slot(g, in_slot(g, k, 0))->ndim == x->ndim ? R_SLICE : R_CALL;
     case MX_OP_PAD: return x->params && x->params->nip >= 3 * x->ndim && slot(g, in_slot(g, k, 0))->ndim == x->ndim ? R_PAD : R_CALL;
     case MX_OP_MATMUL: {
@@ -800,7 +804,14 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
     int s = v.out_slot[o];
     const mx_array *x = &v.slots[s];
     if (g.storage[s] == S_OUT && g.soff[s] == o) continue; /* written in place */
-    put(&b, "  for (int64_t i = 0; i < %lld; i++) ((%s *)O[%d])[i] = v%d[i];\n", (long long)x->size, ctype[x->dtype], o, s);
+    /* not copied onto itself: an output already in place (a kernel's result), or a slot given as
+     * several outputs that share one buffer (a replay's results; raw callers give each its own) */
+    int first = 0;
+    while (v.out_slot[first] != s) first++;
+    put(&b, "  if ((const void *)O[%d] != (const void *)v%d", o, s);
+    if (first < o) put(&b, " && O[%d] != O[%d]", o, first);
+    put(&b, ")\n");
+    put(&b, "    for (int64_t i = 0; i < %lld; i++) ((%s *)O[%d])[i] = v%d[i];\n", (long long)x->size, ctype[x->dtype], o, s);
   }
   put(&b, "  return 0;\n}\n");
   if (b.oom) st = mx_error(MX_ENOMEM, "[compile] out of memory generating C");

@@ -284,6 +284,7 @@ defmodule GenMX.OptionsTest do
       {Gen.Inference.VI, :iwelbo, 6} => [m, [], obs, q, params],
       {Gen.Inference.VI, :vi, 6} => [m, [], obs, q, params],
       {Gen.Inference.Vectorized, :importance_sampling, 5} => [m, [], %{}, 2],
+      {Gen.Inference.Vectorized, :choice_gradients, 3} => [vt, sel],
       {Gen.Inference.Vectorized, :mala, 3} => [vt, sel],
       {Gen.Inference.Vectorized, :hmc, 3} => [vt, sel],
       {Gen.Inference.Vectorized, :sample, 3} => [vt, sel],

@@ -335,6 +335,57 @@ static void test_compile_failure(const char *dir) {
   release_made();
 }
 
+/* A reduction over 200000 elements calls the kernel (chunk partials across the pool: the
+ * interpreter's bits), and a slot given as two outputs is written once into the replay's
+ * shared buffer, twice into a raw caller's two buffers. */
+static void test_long_reduction_and_repeated_output(void) {
+  enum { N = 200000 };
+  int64_t sn[1] = {N};
+  mx_array *x = ph(MX_F64, 1, sn), *e = un(MX_OP_EXP, bin(MX_OP_MULTIPLY, x, x));
+  mx_array *outs[4] = {red(MX_OP_SUM, e, -1, NULL), e, e, red(MX_OP_REDUCE_MAX, x, -1, NULL)};
+  mx_tape *t = NULL;
+  mx_status st = mx_tape_capture(&x, 1, outs, 4, &t);
+  CHECK(st == MX_OK, "capture: %s", mx_last_error());
+  if (st) return;
+  char *src = NULL;
+  size_t scratch = 0;
+  if (mx_jit_source(t, &src, &scratch) == MX_OK) {
+    CHECK(strstr(src, "STEP_SUM(r, x)") == NULL && strstr(src, "STEP_MAX(r, x)") == NULL && strstr(src, "call(ctx, 2)") &&
+              strstr(src, "call(ctx, 3)"),
+          "long reductions call the kernel");
+    CHECK(strstr(src, "O[2] != O[1]") != NULL, "a repeated output is copied only into a buffer of its own");
+    free(src);
+  }
+  double *xv = malloc(sizeof(double) * N);
+  for (int i = 0; i < N; i++) xv[i] = sin(i * 0.001);
+  mx_array *in = arr_values(MX_F64, 1, sn, xv), *want[4], *got[4];
+  st = mx_tape_run(t, &in, 1, 0, want);
+  CHECK(st == MX_OK, "interpreter: %s", mx_last_error());
+  mx_tape_jit_start(t, NULL);
+  CHECK(mx_tape_jit_wait(t, (int64_t)120 * 1000000000) == MX_TIER_NATIVE, "native");
+  st = mx_tape_run(t, &in, 1, 0, got);
+  CHECK(st == MX_OK, "native: %s", mx_last_error());
+  if (!st) {
+    for (int o = 0; o < 4; o++)
+      CHECK(!memcmp(mx_data(got[o]), mx_data(want[o]), mx_nbytes(want[o])), "output %d: native equals interpreter", o);
+    CHECK(mx_data(got[1]) == mx_data(got[2]), "the repeated output shares its buffer");
+    double s = 0, m = 0, *e1 = malloc(sizeof(double) * N), *e2 = malloc(sizeof(double) * N);
+    const void *rin[1] = {xv};
+    void *rout[4] = {&s, e1, e2, &m};
+    st = mx_tape_run_raw(t, rin, rout);
+    CHECK(st == MX_OK && s == value_at(want[0], 0) && m == value_at(want[3], 0) &&
+              !memcmp(e1, mx_data(want[1]), sizeof(double) * N) && !memcmp(e2, mx_data(want[1]), sizeof(double) * N),
+          "raw native: both copies of the repeated output, and the reductions");
+    free(e1), free(e2);
+    for (int o = 0; o < 4; o++) mx_release(got[o]);
+  }
+  for (int o = 0; o < 4; o++) mx_release(want[o]);
+  mx_release(in);
+  free(xv);
+  mx_tape_release(t);
+  release_made();
+}
+
 int main(void) {
   char dir[] = "/tmp/test_jit-XXXXXX";
   if (!mkdtemp(dir)) return 2;
@@ -344,6 +395,7 @@ int main(void) {
   test_split_chain();
   test_split_broadcast();
   test_random_dags_native();
+  test_long_reduction_and_repeated_output();
   test_compile_failure(dir);
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

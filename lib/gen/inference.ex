@@ -532,7 +532,8 @@ defmodule Gen.Inference do
   (`Gen.Inference.Vectorized.importance_sampling/5`): `{trace,
   log_normalized_weights, log_ml_estimate}` as `importance_sampling/5`,
   with one vectorized trace (`Gen.vgenerate/5`) in place of the list.
-  Options: `key:`, `proposal:`.
+  Options: `key:`, `proposal:`, `compile:` (true: one compiled tape per
+  signature, replayed).
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -597,7 +598,7 @@ defmodule Gen.Inference do
   @doc """
   One MALA step on each of the `n` independent chains of a vectorized trace
   (`Gen.Inference.Vectorized.mala/3`), with per-chain gradients:
-  `{trace, accepted}`. Options: `tau:` (required), `key:`.
+  `{trace, accepted}`. Options: `tau:` (required), `key:`, `compile:`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -614,7 +615,7 @@ defmodule Gen.Inference do
   One HMC step on each of the `n` independent chains of a vectorized trace
   (`Gen.Inference.Vectorized.hmc/3`): `{trace, accepted}`. Options:
   `step_size:` (required; a number or per-chain f64 `[n]` steps),
-  `n_leapfrog:` (10), `inv_metric:`, `key:`.
+  `n_leapfrog:` (10), `inv_metric:`, `key:`, `compile:`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end

@@ -81,6 +81,7 @@ defmodule Gen.NaN do
   # After a vectorized GFI call (values f64 [n]): on a NaN, the first NaN particle's choices are run
   # through the scalar GFI (row.(i) gives {gen_fn, args, choicemap}), whose diagnosis names the
   # site; the vectorized body ran once on placeholders, where no site can read its values.
+  # While Mx.compile traces, the caller checks the replay's values (as for check!/4).
   @spec check_rows!(
           String.t(),
           [Mx.t()],
@@ -88,7 +89,7 @@ defmodule Gen.NaN do
         ) :: :ok
   def check_rows!(method, values, row) do
     if Gen.Handlers.current() == nil and Process.get(:mx_trace_depth, 0) == 0 and
-         Gen.Vectorized.batch() == nil do
+         Gen.Vectorized.batch() == nil and not Process.get(:mx_compile_tracing, false) do
       case values |> Mx.eval() |> Enum.find_value(&first_nan/1) do
         nil ->
           :ok

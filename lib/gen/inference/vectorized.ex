@@ -17,7 +17,7 @@ defmodule Gen.Inference.Vectorized do
     * `mh/3` — Metropolis–Hastings on `n` independent chains: a vectorized
       regenerate, accepted per chain with `Mx.select/3`
     * `mala/3` — MALA on `n` independent chains with per-chain gradients
-      (`choice_gradients/2`)
+      (`choice_gradients/3`)
     * `hmc/3` — HMC on `n` independent chains, per-chain step sizes and a
       diagonal metric, in one graph per leapfrog step
     * `sample/3` — adaptive MALA or HMC on `n` chains: per-chain step sizes
@@ -28,11 +28,29 @@ defmodule Gen.Inference.Vectorized do
 
   Use them through `Gen.Inference` (`vimportance_sampling/5`, `vsmc/5`,
   `vmh/3`, `vmala/3`) or directly.
+
+  ## Compiled tapes
+
+  With `compile: true` (the default) importance sampling and `smc_init/5`
+  run as one `Mx.compile/2` tape, and the gradient kernels replay compiled
+  batched gradients and proposal scores: each is traced once per signature
+  (the model, its arguments' non-array values, the addresses and shapes of
+  the choices or observations, `n`) and replayed with keys, observed or
+  chosen values and argument arrays as inputs, from caches shared by every
+  process (`Mx.compile/2`'s, 16 signatures each, least recently used
+  evicted). The results equal `compile: false`'s within floating-point
+  rounding (the same draws for the same key). A signature runs uncompiled
+  when tracing needs a value (Elixir control flow on an argument array).
+  A number argument that changes from call to call traces again each
+  time: pass it as an array, or use `compile: false` for one-off calls.
   """
 
   alias Gen.{Choicemap, Selection, Trace}
   alias Gen.Inference.{Adapt, Resample}
-  import Gen.Inference.Common, only: [count!: 5, fun!: 4, positive!: 4, selects_some!: 4, none_selected!: 4]
+
+  import Gen.Inference.Common,
+    only: [count!: 5, fun!: 4, positive!: 4, selects_some!: 4, none_selected!: 4]
+
   require Logger
   alias Gen.Vectorized, as: V
 
@@ -45,7 +63,18 @@ defmodule Gen.Inference.Vectorized do
   sums to one, and the f64 scalar log((1/n) Σ wᵢ). Options: `key:`;
   `proposal: {q, q_args}` (q's choices, drawn for `n` particles with a
   vectorized simulate, are merged with the observations; each weight is the
-  model's generate weight minus q's score).
+  model's generate weight minus q's score); `compile:` (below).
+
+  With `compile: true` (the default) the whole run, from the key to the
+  trace, the weights and the log ML, is one `Mx.compile/2` tape, traced once
+  per signature (the model, the arguments' non-array values, the addresses
+  and shapes of the observations, `n`, the proposal) and replayed on later
+  calls with the key, the observed values and the arguments' arrays as
+  inputs. The results equal `compile: false`'s within floating-point
+  rounding (the same draws for the same key), and the trace is the same.
+  A model that needs a value while tracing (Elixir control flow on an
+  argument or an observed value) runs uncompiled, remembered per signature.
+  A NaN weight re-runs the call uncompiled, whose diagnosis names the site.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -57,36 +86,210 @@ defmodule Gen.Inference.Vectorized do
       iex> {_, _, lml} = Gen.Inference.Vectorized.importance_sampling(m, [], %{y: 0.0}, 3, key: Mx.Random.key(1), proposal: {q, []})
       iex> abs(Mx.to_number(lml) - -0.5 * :math.log(2 * :math.pi() * 2)) < 1.0e-12
       true
+      iex> {_, lnw2, _} = Gen.Inference.Vectorized.importance_sampling(m, [], %{y: 0.0}, 4, key: Mx.Random.key(0), compile: false)
+      iex> Enum.zip_with(Mx.to_list(lnw), Mx.to_list(lnw2), &(abs(&1 - &2) < 1.0e-12)) |> Enum.all?()
+      true
   """
-  @spec importance_sampling(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) ::
+  @spec importance_sampling(
+          Gen.gen_fn(),
+          [term()],
+          Choicemap.t() | map() | list(),
+          pos_integer(),
+          keyword()
+        ) ::
           {Trace.t(), Mx.t(), Mx.t()}
   def importance_sampling(gf, args, observations, n, opts \\ []) do
+    who = "Gen.Inference.Vectorized.importance_sampling"
     check_n!(n, "importance_sampling")
-    Mx.Opts.validate!(opts, [:key, :proposal], "Gen.Inference.Vectorized.importance_sampling")
+    Mx.Opts.validate!(opts, [:key, :proposal, :compile], who)
     obs = Choicemap.new(observations)
 
-    {trace, log_w} =
+    {proposal, keys} =
       case Keyword.get(opts, :proposal) do
         nil ->
-          V.generate(gf, args, obs, n, key: key(opts))
+          {nil, [key(opts)]}
 
         {q, q_args} when is_list(q_args) ->
           {k_q, k_p} = Gen.Inference.two_keys(opts)
-          {proposed, q_w, _} = V.propose(q, q_args, n, key: k_q)
-          {t, p_w} = V.generate_particles(gf, args, Choicemap.merge(obs, proposed), n, key: k_p, shared_observations: obs)
-          {t, Mx.subtract(p_w, q_w)}
+          {{q, q_args}, [k_q, k_p]}
 
         other ->
           raise ArgumentError,
-                "Gen.Inference.Vectorized.importance_sampling: proposal: must be {proposal_gen_fn, proposal_args} with args a list, got #{inspect(other)}"
+                "#{who}: proposal: must be {proposal_gen_fn, proposal_args} with args a list, got #{inspect(other)}"
+      end
+
+    {trace, lnw, lml, _log_w} =
+      if flag!(opts, :compile, who),
+        do: compiled_is(gf, args, obs, n, keys, proposal),
+        else: uncompiled_is(gf, args, obs, n, keys, proposal)
+
+    {trace, lnw, lml}
+  end
+
+  # {trace, log-normalized weights, log ML, log weights}, evaluated.
+  defp uncompiled_is(gf, args, obs, n, keys, proposal) do
+    {trace, lnw, lml, log_w} = is_graph(gf, args, obs, n, keys, proposal)
+    Mx.eval([lnw, lml, log_w])
+    {V.force(trace), lnw, lml, log_w}
+  end
+
+  # The run as one tape (compiled/2): the trace comes back as its arrays and the rest of the term.
+  defp compiled_is(gf, args, obs, n, keys, proposal) do
+    f = compiled(:importance_sampling, &is_tape/5)
+
+    {skeleton, leaves, lnw, lml, log_w, nan?} =
+      apply(f, is_inputs(gf, args, obs, n, keys, proposal))
+
+    if Mx.to_number(nan?) do
+      uncompiled_is(gf, args, obs, n, keys, proposal)
+    else
+      trace = refill(skeleton, List.to_tuple(leaves))
+      {%{trace | gen_fn: gf, args: args}, lnw, lml, log_w}
+    end
+  end
+
+  defp is_inputs(gf, args, obs, n, keys, proposal) do
+    {q, q_args} = proposal || {nil, []}
+    [keys, args, Choicemap.to_list(obs), q_args, {gf, n, q}]
+  end
+
+  @doc false
+  # Waits for the generated-C tier (Mx.Compile.await_native/3) of the tape that importance_sampling/5
+  # replays for these arguments (call it first): for benchmarks that time one tier.
+  @spec await_native_importance(
+          Gen.gen_fn(),
+          [term()],
+          term(),
+          pos_integer(),
+          keyword(),
+          non_neg_integer()
+        ) ::
+          map()
+  def await_native_importance(gf, args, observations, n, opts \\ [], timeout \\ 120_000) do
+    proposal = Keyword.get(opts, :proposal)
+    keys = if proposal, do: [Mx.Random.key(0), Mx.Random.key(0)], else: [Mx.Random.key(0)]
+    inputs = is_inputs(gf, args, Choicemap.new(observations), n, keys, proposal)
+    Mx.Compile.await_native(compiled(:importance_sampling, &is_tape/5), inputs, timeout)
+  end
+
+  defp is_tape(keys, args, obs_list, q_args, {gf, n, q}) do
+    proposal = if q, do: {q, q_args}
+    {trace, lnw, lml, log_w} = is_graph(gf, args, Choicemap.new(obs_list), n, keys, proposal)
+
+    # The vectorized GFI's NaN checks read values, so a replay checks them here: a NaN score or weight
+    # makes the sum or the log ML NaN (so may +inf meeting -inf, which only re-runs needlessly).
+    nan? = Mx.is_nan(Mx.add(lml, Mx.sum(trace.score)))
+    {skeleton, leaves} = hollow(%{trace | gen_fn: nil, args: []})
+    {skeleton, leaves, lnw, lml, log_w, nan?}
+  end
+
+  # {trace, log-normalized weights, log ML, log weights} as lazy graphs.
+  defp is_graph(gf, args, obs, n, keys, proposal) do
+    {trace, log_w} =
+      case {proposal, keys} do
+        {nil, [key]} ->
+          V.generate(gf, args, obs, n, key: key)
+
+        {{q, q_args}, [k_q, k_p]} ->
+          {proposed, q_w, _} = V.propose(q, q_args, n, key: k_q)
+
+          {t, p_w} =
+            V.generate_particles(gf, args, Choicemap.merge(obs, proposed), n,
+              key: k_p,
+              shared_observations: obs
+            )
+
+          {t, Mx.subtract(p_w, q_w)}
       end
 
     lse = Mx.logsumexp(log_w)
-    lnw = Mx.subtract(log_w, lse)
-    lml = Mx.subtract(lse, :math.log(n))
-    Mx.eval([lnw, lml])
-    {V.force(trace), lnw, lml}
+    {trace, Mx.subtract(log_w, lse), Mx.subtract(lse, :math.log(n)), log_w}
   end
+
+  # ---- compiled runs --------------------------------------------------------------------
+
+  # One Mx.compile'd function per algorithm, shared by every caller (its cache is the tapes'
+  # cache: signatures least recently used are evicted); tracing that needs a value falls back.
+  defp compiled(name, fun) do
+    key = {__MODULE__, :compiled, name}
+
+    case :persistent_term.get(key, nil) do
+      nil ->
+        f = Mx.compile(fun, fallback: true, cache_size: 16)
+        :persistent_term.put(key, f)
+        f
+
+      f ->
+        f
+    end
+  end
+
+  @doc false
+  # The cache counters (Mx.compile_stats/1) of an algorithm's compiled function, nil before its first use.
+  @spec compiled_stats(atom()) :: map() | nil
+  def compiled_stats(name) do
+    case :persistent_term.get({__MODULE__, :compiled, name}, nil) do
+      nil -> nil
+      f -> Mx.compile_stats(f)
+    end
+  end
+
+  @leaf :"$gen_tape_leaf"
+  @given :"$gen_tape_given"
+
+  # The arrays of a term (through lists, tuples, maps and structs), each once, and the term with
+  # each replaced by {@leaf, position}: a trace as a tape's outputs; refill/3 puts them back. An
+  # array among `given` (the tape's own inputs) becomes {@given, its position} instead: it comes
+  # back as the very array given, so traces share it as uncompiled ones do.
+  defp hollow(term, given \\ []) do
+    seen = given |> Enum.with_index() |> Map.new(fn {a, i} -> {a, {@given, i}} end)
+    {skeleton, {_seen, rev}} = hollow_walk(term, {seen, []})
+    {skeleton, Enum.reverse(rev)}
+  end
+
+  defp hollow_walk(%Mx.Array{} = a, {seen, rev} = acc) do
+    case seen do
+      %{^a => marker} -> {marker, acc}
+      _ -> {{@leaf, length(rev)}, {Map.put(seen, a, {@leaf, length(rev)}), [a | rev]}}
+    end
+  end
+
+  defp hollow_walk([h | t], acc) do
+    {h, acc} = hollow_walk(h, acc)
+    {t, acc} = hollow_walk(t, acc)
+    {[h | t], acc}
+  end
+
+  defp hollow_walk(t, acc) when is_tuple(t) do
+    {l, acc} = hollow_walk(Tuple.to_list(t), acc)
+    {List.to_tuple(l), acc}
+  end
+
+  # Structs too (a struct is a map with :__struct__), through Map.to_list, not Enumerable.
+  defp hollow_walk(m, acc) when is_map(m) do
+    {kvs, acc} =
+      Enum.map_reduce(Map.to_list(m), acc, fn {k, v}, acc ->
+        {v, acc} = hollow_walk(v, acc)
+        {{k, v}, acc}
+      end)
+
+    {Map.new(kvs), acc}
+  end
+
+  defp hollow_walk(other, acc), do: {other, acc}
+
+  defp refill(term, leaves, given \\ {})
+  defp refill({@leaf, i}, leaves, _given), do: elem(leaves, i)
+  defp refill({@given, i}, _leaves, given), do: elem(given, i)
+  defp refill([h | t], leaves, given), do: [refill(h, leaves, given) | refill(t, leaves, given)]
+
+  defp refill(t, leaves, given) when is_tuple(t),
+    do: t |> Tuple.to_list() |> refill(leaves, given) |> List.to_tuple()
+
+  defp refill(m, leaves, given) when is_map(m),
+    do: Map.new(Map.to_list(m), fn {k, v} -> {k, refill(v, leaves, given)} end)
+
+  defp refill(other, _leaves, _given), do: other
 
   # ---- SMC ------------------------------------------------------------------------------
 
@@ -96,7 +299,9 @@ defmodule Gen.Inference.Vectorized do
   @doc """
   Step 0 of a vectorized particle filter: `n` particles by `Gen.vgenerate/5`
   on `args` and `observations`, weighted by the generate weights. Options:
-  `key:`.
+  `key:`, `compile:` (true: the generate runs on the tape of
+  `importance_sampling/5`, replayed per signature; the same results as
+  `false` within rounding).
 
       iex> import Gen
       iex> m = gen fn t -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); for i <- 0..t, do: trace({:y, i}, Gen.Dist.normal(mu, 1.0)) end
@@ -104,13 +309,21 @@ defmodule Gen.Inference.Vectorized do
       iex> {Mx.describe(s.log_weights), s.log_ml, Gen.Vectorized.particles(s.trace)}
       {"f64[6]", 0.0, 6}
   """
-  @spec smc_init(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) :: smc_state()
+  @spec smc_init(Gen.gen_fn(), [term()], Choicemap.t() | map() | list(), pos_integer(), keyword()) ::
+          smc_state()
   def smc_init(gf, args, observations, n, opts \\ []) do
     check_n!(n, "smc_init")
-    Mx.Opts.validate!(opts, [:key], "Gen.Inference.Vectorized.smc_init")
-    {t, w} = V.generate(gf, args, observations, n, key: key(opts))
-    Mx.eval(w)
-    %{trace: V.force(t), log_weights: w, log_ml: 0.0}
+    who = "Gen.Inference.Vectorized.smc_init"
+    Mx.Opts.validate!(opts, [:key, :compile], who)
+
+    if flag!(opts, :compile, who) do
+      {t, _lnw, _lml, w} = compiled_is(gf, args, Choicemap.new(observations), n, [key(opts)], nil)
+      %{trace: t, log_weights: w, log_ml: 0.0}
+    else
+      {t, w} = V.generate(gf, args, observations, n, key: key(opts))
+      Mx.eval(w)
+      %{trace: V.force(t), log_weights: w, log_ml: 0.0}
+    end
   end
 
   @doc """
@@ -152,13 +365,18 @@ defmodule Gen.Inference.Vectorized do
       if Resample.ess(log_w) < threshold * n do
         lse = log_w |> Mx.logsumexp() |> Mx.to_number()
         idx = resample.(log_w, ks[0])
-        {V.take(trace, idx), Mx.broadcast(Mx.tensor(0.0, type: :f64), {n}), add(lml, lse - :math.log(n))}
+
+        {V.take(trace, idx), Mx.broadcast(Mx.tensor(0.0, type: :f64), {n}),
+         add(lml, lse - :math.log(n))}
       else
         {trace, log_w, lml}
       end
 
     trace = if rejuv, do: rejuv.(trace, ks[1]), else: trace
-    {trace, inc, _, _} = V.update(trace, args, :unknown_change, obs, key: ks[2], shared_observations: obs)
+
+    {trace, inc, _, _} =
+      V.update(trace, args, :unknown_change, obs, key: ks[2], shared_observations: obs)
+
     log_w = Mx.add(log_w, inc)
     Mx.eval(log_w)
     %{trace: V.force(trace), log_weights: log_w, log_ml: lml}
@@ -179,7 +397,13 @@ defmodule Gen.Inference.Vectorized do
       iex> {Mx.describe(t[:mu]), Mx.describe(lnw), Mx.describe(lml)}
       {"f64[8]", "f64[8]", "f64"}
   """
-  @spec smc(Gen.gen_fn(), (non_neg_integer() -> [term()]), [Choicemap.t() | map() | list()], pos_integer(), keyword()) ::
+  @spec smc(
+          Gen.gen_fn(),
+          (non_neg_integer() -> [term()]),
+          [Choicemap.t() | map() | list()],
+          pos_integer(),
+          keyword()
+        ) ::
           {Trace.t(), Mx.t(), Mx.t()}
   def smc(gf, args_fn, observations, n, opts \\ []) do
     Mx.Opts.validate!(opts, @smc_opts, "Gen.Inference.Vectorized.smc")
@@ -250,9 +474,10 @@ defmodule Gen.Inference.Vectorized do
   over chains of the vectorized log joint (`Gen.Vectorized.assess/4`) with
   respect to the `[n | shape]` selected values: the chains are independent,
   so row i of the gradient is chain i's gradient. Returns `{trace,
-  accepted}` (boolean `[n]`). Options: `tau:` (required), `key:`. For
-  per-chain steps adapted by dual averaging and a diagonal metric, run
-  `sample/3` with `algorithm: :mala`.
+  accepted}` (boolean `[n]`). Options: `tau:` (required), `key:`,
+  `compile:` (see `choice_gradients/3`). For per-chain steps adapted by
+  dual averaging and a diagonal metric, run `sample/3` with `algorithm:
+  :mala`.
 
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
@@ -263,14 +488,15 @@ defmodule Gen.Inference.Vectorized do
   """
   @spec mala(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
   def mala(%Trace{} = trace, %Selection{} = sel, opts) do
-    Mx.Opts.validate!(opts, [:tau, :key], "Gen.Inference.Vectorized.mala")
+    Mx.Opts.validate!(opts, [:tau, :key, :compile], "Gen.Inference.Vectorized.mala")
     tau = positive!(opts, :tau, nil, "Gen.Inference.Vectorized.mala")
+    compile? = flag!(opts, :compile, "Gen.Inference.Vectorized.mala")
 
     n = V.particles(trace)
     {k_move, k_accept} = Gen.Inference.two_keys(opts)
     paths = selected_paths!(trace, sel, n)
     xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
-    gs = gradients(trace, paths, xs, n)
+    gs = gradients(trace, paths, xs, n, compile?)
     sd = :math.sqrt(2 * tau)
     keys = Mx.Random.split(k_move, length(xs))
 
@@ -284,10 +510,13 @@ defmodule Gen.Inference.Vectorized do
       end)
 
     Mx.eval(new_xs)
-    new_gs = gradients(trace, paths, new_xs, n)
+    new_gs = gradients(trace, paths, new_xs, n, compile?)
     fwd = log_q(new_xs, xs, gs, tau, sd)
     bwd = log_q(xs, new_xs, new_gs, tau, sd)
-    {proposed, _} = V.generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, new_xs), n)
+
+    {proposed, _} =
+      generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, new_xs), n, compile?)
+
     log_alpha = Mx.add(Mx.subtract(proposed.score, trace.score), Mx.subtract(bwd, fwd))
     decide(trace, proposed, log_alpha, k_accept, n)
   end
@@ -299,6 +528,15 @@ defmodule Gen.Inference.Vectorized do
   (the gradient of the sum over particles, the particles being
   independent).
 
+  With `compile: true` (the default) the value and gradient of that sum are
+  one `Mx.compile/2` tape per structure (the model, its arguments'
+  non-array values, the addresses and shapes of the choices, the selection,
+  `n`), replayed with the selected values, the other choices and the
+  arguments' arrays as inputs, so the samplers that call it every step
+  (`mala/3`, `hmc/3`, `sample/3`) replay one tape per gradient. The result
+  equals `compile: false`'s within floating-point rounding; a model that
+  needs a value while tracing runs uncompiled (remembered per structure).
+
       iex> import Gen
       iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
       iex> {t, _} = Gen.vgenerate(m, [], %{y: 2.0}, 2, key: Mx.Random.key(0))
@@ -307,11 +545,22 @@ defmodule Gen.Inference.Vectorized do
       iex> Enum.zip_with(Mx.to_list(g[:mu]), Mx.to_list(t[:mu]), fn gi, mu -> abs(gi - (2.0 - 2 * mu)) < 1.0e-12 end)
       [true, true]
   """
-  @spec choice_gradients(Trace.t(), Selection.t()) :: {Mx.t(), Choicemap.t()}
-  def choice_gradients(%Trace{} = trace, %Selection{} = sel) do
+  @spec choice_gradients(Trace.t(), Selection.t(), keyword()) :: {Mx.t(), Choicemap.t()}
+  def choice_gradients(%Trace{} = trace, %Selection{} = sel, opts \\ []) do
+    who = "Gen.Inference.Vectorized.choice_gradients"
+    Mx.Opts.validate!(opts, [:compile], who)
     n = V.particles(trace)
     paths = selected_paths!(trace, sel, n)
-    gs = gradients(trace, paths, Enum.map(paths, &Gen.get_choices(trace)[&1]), n)
+
+    gs =
+      gradients(
+        trace,
+        paths,
+        Enum.map(paths, &Gen.get_choices(trace)[&1]),
+        n,
+        flag!(opts, :compile, who)
+      )
+
     {trace.score, Choicemap.new(Enum.zip(paths, gs))}
   end
 
@@ -345,7 +594,13 @@ defmodule Gen.Inference.Vectorized do
     end
 
     _ = V.particles(trace)
-    Mx.Opts.validate!(opts, [:samples, :burn, :thin, :select, :callback, :key], "Gen.Inference.Vectorized.run")
+
+    Mx.Opts.validate!(
+      opts,
+      [:samples, :burn, :thin, :select, :callback, :key],
+      "Gen.Inference.Vectorized.run"
+    )
+
     samples = count!(opts, :samples, nil, 0, "Gen.Inference.Vectorized.run")
     burn = count!(opts, :burn, 0, 0, "Gen.Inference.Vectorized.run")
     thin = count!(opts, :thin, 1, 1, "Gen.Inference.Vectorized.run")
@@ -361,14 +616,20 @@ defmodule Gen.Inference.Vectorized do
 
         {t2, acc} =
           case kernel.(t, k_opts) do
-            {%Trace{} = t2, %Mx.Array{} = acc} -> {V.force(t2), acc}
-            other -> raise ArgumentError, "Gen.Inference.Vectorized.run: a kernel must return {vectorized_trace, accepted}, got #{inspect(other)}"
+            {%Trace{} = t2, %Mx.Array{} = acc} ->
+              {V.force(t2), acc}
+
+            other ->
+              raise ArgumentError,
+                    "Gen.Inference.Vectorized.run: a kernel must return {vectorized_trace, accepted}, got #{inspect(other)}"
           end
 
         if callback, do: callback.(%{iteration: i, trace: t2, accepted: acc})
         keep? = i >= burn and rem(i - burn + 1, thin) == 0
         moved = Mx.eval(if(moved, do: Mx.logical_or(moved, acc), else: Mx.as_type(acc, :bool)))
-        {t2, if(keep?, do: [if(select, do: Mx.eval(select.(t2)), else: t2) | kept], else: kept), moved}
+
+        {t2, if(keep?, do: [if(select, do: Mx.eval(select.(t2)), else: t2) | kept], else: kept),
+         moved}
       end)
 
     warn_stuck(moved, iterations)
@@ -392,7 +653,7 @@ defmodule Gen.Inference.Vectorized do
   end
 
   # Row i of d/dx Σ_j log p(x_j) is d/dx_i log p(x_i): chains are independent.
-  defp gradients(trace, paths, xs, n) do
+  defp gradients(trace, paths, xs, n, false = _compile?) do
     f = fn vals ->
       {w, _} = V.assess(trace.gen_fn, trace.args, with_values(trace, paths, vals), n)
       Mx.sum(w)
@@ -401,6 +662,46 @@ defmodule Gen.Inference.Vectorized do
     {_lp, gs} = Mx.value_and_grad(f).(xs)
     Mx.eval(gs)
     gs
+  end
+
+  # The same from one tape per structure: the selected values, the other choices and the
+  # arguments' arrays are its inputs.
+  defp gradients(trace, paths, xs, n, true) do
+    others = for {p, v} <- Choicemap.to_list(Gen.get_choices(trace)), p not in paths, do: {p, v}
+    vg = compiled(:gradients, Mx.value_and_grad(&sum_log_joint/5))
+    {_lp, gs} = vg.(xs, others, trace.args, paths, {trace.gen_fn, n})
+    gs
+  end
+
+  # Gen.Vectorized.generate_particles of every choice (the proposal of mala/hmc, from the
+  # per-process key as before), compiled like the gradient; choices come back as the arrays given.
+  defp generate_particles(gf, args, cm, n, false = _compile?),
+    do: V.generate_particles(gf, args, cm, n, key: Gen.next_key())
+
+  defp generate_particles(gf, args, cm, n, true) do
+    given = Choicemap.to_list(cm)
+
+    {skeleton, leaves, w} =
+      compiled(:generate, &generate_tape/5).(Gen.next_key(), args, given, gf, n)
+
+    trace = refill(skeleton, List.to_tuple(leaves), List.to_tuple(Enum.map(given, &elem(&1, 1))))
+    {%{trace | gen_fn: gf, args: args}, w}
+  end
+
+  defp generate_tape(key, args, given, gf, n) do
+    {t, w} = V.generate_particles(gf, args, Choicemap.new(given), n, key: key)
+    {skeleton, leaves} = hollow(%{t | gen_fn: nil, args: []}, Enum.map(given, &elem(&1, 1)))
+    {skeleton, leaves, w}
+  end
+
+  defp sum_log_joint(xs, others, args, paths, {gf, n}) do
+    cm =
+      paths
+      |> Enum.zip(xs)
+      |> Enum.reduce(Choicemap.new(others), fn {p, x}, acc -> Choicemap.put(acc, p, x) end)
+
+    {w, _} = V.assess(gf, args, cm, n)
+    Mx.sum(w)
   end
 
   # ---- HMC and adaptive MALA / HMC over n chains -------------------------------------------
@@ -417,7 +718,9 @@ defmodule Gen.Inference.Vectorized do
   array of per-chain steps), `n_leapfrog:` (10), `inv_metric:` (the
   diagonal inverse metric M⁻¹ shared by the chains: a list of positive
   numbers, one per coordinate of a chain's selected values flattened in
-  address order; unit by default), `key:`. With one leapfrog step HMC is
+  address order; unit by default), `key:`, `compile:` (the gradients and
+  the proposal's score from compiled tapes, see `choice_gradients/3`;
+  `false`: the dynamic path). With one leapfrog step HMC is
   MALA with step ε (drift ε²/2·M⁻¹∇, noise ε·M^(−1/2)z).
 
       iex> import Gen
@@ -430,12 +733,23 @@ defmodule Gen.Inference.Vectorized do
   @spec hmc(Trace.t(), Selection.t(), keyword()) :: {Trace.t(), Mx.t()}
   def hmc(%Trace{} = trace, %Selection{} = sel, opts) do
     who = "Gen.Inference.Vectorized.hmc"
-    Mx.Opts.validate!(opts, [:step_size, :n_leapfrog, :inv_metric, :key], who)
+    Mx.Opts.validate!(opts, [:step_size, :n_leapfrog, :inv_metric, :key, :compile], who)
     n = V.particles(trace)
     paths = selected_paths!(trace, sel, n)
     eps = step_sizes!(Keyword.get(opts, :step_size), n, who)
     inv = inv_metric!(Keyword.get(opts, :inv_metric), trace, paths, who)
-    {t, accepted, _alpha} = hmc_move(trace, paths, eps, inv, count!(opts, :n_leapfrog, 10, 1, who), Gen.Inference.two_keys(opts))
+
+    {t, accepted, _alpha} =
+      hmc_move(
+        trace,
+        paths,
+        eps,
+        inv,
+        count!(opts, :n_leapfrog, 10, 1, who),
+        Gen.Inference.two_keys(opts),
+        flag!(opts, :compile, who)
+      )
+
     {t, accepted}
   end
 
@@ -468,7 +782,8 @@ defmodule Gen.Inference.Vectorized do
   MALA, the optimal rate of Roberts and Rosenthal 1998), `step_size:`
   (1.0: the heuristic's start, or the fixed step without adaptation),
   `n_leapfrog:` (10, HMC only), `inv_metric:` (unit; see `hmc/3`),
-  `adapt_step_size:` and `adapt_metric:` (true), `select:` (keep
+  `adapt_step_size:` and `adapt_metric:` (true), `compile:` (true; see
+  `hmc/3`), `select:` (keep
   `select.(trace)` instead of traces), `callback:` (called after every
   iteration with `%{iteration: i, warmup?: bool, trace: t, accept_prob:
   f64[n], step_size: [float]}`).
@@ -493,7 +808,22 @@ defmodule Gen.Inference.Vectorized do
 
     Mx.Opts.validate!(
       opts,
-      [:algorithm, :warmup, :samples, :thin, :key, :target_accept, :step_size, :n_leapfrog, :inv_metric, :adapt_step_size, :adapt_metric, :select, :callback],
+      [
+        :algorithm,
+        :warmup,
+        :samples,
+        :thin,
+        :key,
+        :target_accept,
+        :step_size,
+        :n_leapfrog,
+        :inv_metric,
+        :adapt_step_size,
+        :adapt_metric,
+        :select,
+        :callback,
+        :compile
+      ],
       who
     )
 
@@ -501,9 +831,20 @@ defmodule Gen.Inference.Vectorized do
 
     steps =
       case algorithm do
-        :hmc -> count!(opts, :n_leapfrog, 10, 1, who)
-        :mala -> if Keyword.has_key?(opts, :n_leapfrog), do: raise(ArgumentError, "#{who}: n_leapfrog: is for algorithm: :hmc (MALA takes one step)"), else: 1
-        other -> raise ArgumentError, "#{who}: algorithm: must be :hmc or :mala, got #{inspect(other)}"
+        :hmc ->
+          count!(opts, :n_leapfrog, 10, 1, who)
+
+        :mala ->
+          if Keyword.has_key?(opts, :n_leapfrog),
+            do:
+              raise(
+                ArgumentError,
+                "#{who}: n_leapfrog: is for algorithm: :hmc (MALA takes one step)"
+              ),
+            else: 1
+
+        other ->
+          raise ArgumentError, "#{who}: algorithm: must be :hmc or :mala, got #{inspect(other)}"
       end
 
     warmup = count!(opts, :warmup, 500, 0, who)
@@ -516,7 +857,10 @@ defmodule Gen.Inference.Vectorized do
     end
 
     eps0 = positive!(opts, :step_size, 1.0, who)
-    [adapt_eps, adapt_metric] = Enum.map([:adapt_step_size, :adapt_metric], &flag!(opts, &1, who))
+
+    [adapt_eps, adapt_metric, compile?] =
+      Enum.map([:adapt_step_size, :adapt_metric, :compile], &flag!(opts, &1, who))
+
     select = fun!(opts, :select, 1, who)
     callback = fun!(opts, :callback, 1, who)
     n = V.particles(trace)
@@ -527,21 +871,52 @@ defmodule Gen.Inference.Vectorized do
 
     eps =
       if adapt_eps and warmup > 0,
-        do: init_step_sizes(trace, paths, List.duplicate(eps0, n), metric_arrays(inv, trace, paths), steps, Mx.Random.fold_in(key, -1)),
+        do:
+          init_step_sizes(
+            trace,
+            paths,
+            List.duplicate(eps0, n),
+            metric_arrays(inv, trace, paths),
+            steps,
+            Mx.Random.fold_in(key, -1),
+            compile?
+          ),
         else: List.duplicate(eps0, n)
 
     das = Enum.map(eps, &Adapt.dual_averaging(&1, delta: delta))
-    step = fn t, eps, inv, i -> hmc_move(t, paths, Mx.tensor(eps, type: :f64), metric_arrays(inv, t, paths), steps, Gen.Inference.two_keys(key: Mx.Random.fold_in(key, i))) end
+
+    step = fn t, eps, inv, i ->
+      hmc_move(
+        t,
+        paths,
+        Mx.tensor(eps, type: :f64),
+        metric_arrays(inv, t, paths),
+        steps,
+        Gen.Inference.two_keys(key: Mx.Random.fold_in(key, i)),
+        compile?
+      )
+    end
 
     {t, das, inv, _win, wacc} =
-      Enum.reduce(0..(warmup - 1)//1, {trace, das, inv, Adapt.windows(warmup), []}, fn i, {t, das, inv, win, wacc} ->
+      Enum.reduce(0..(warmup - 1)//1, {trace, das, inv, Adapt.windows(warmup), []}, fn i,
+                                                                                       {t, das,
+                                                                                        inv, win,
+                                                                                        wacc} ->
         eps = if adapt_eps, do: Enum.map(das, &Adapt.step_size/1), else: eps
         {t, _acc, alpha} = step.(t, eps, inv, i)
         t = V.force(t)
         alphas = Mx.to_list(alpha)
-        if callback, do: callback.(%{iteration: i, warmup?: true, trace: t, accept_prob: alpha, step_size: eps})
+
+        if callback,
+          do:
+            callback.(%{iteration: i, warmup?: true, trace: t, accept_prob: alpha, step_size: eps})
+
         das = if adapt_eps, do: Enum.zip_with(das, alphas, &Adapt.learn_step_size/2), else: das
-        {win, event} = if adapt_metric, do: Adapt.learn_variances(win, positions(t, paths, n)), else: {win, :none}
+
+        {win, event} =
+          if adapt_metric,
+            do: Adapt.learn_variances(win, positions(t, paths, n)),
+            else: {win, :none}
 
         {das, inv} =
           case event do
@@ -551,7 +926,18 @@ defmodule Gen.Inference.Vectorized do
             {:metric, var} ->
               # A new metric: re-run the step heuristic per chain and restart dual averaging around it.
               steps0 = Enum.map(das, &Adapt.step_size/1)
-              eps = init_step_sizes(t, paths, steps0, metric_arrays(var, t, paths), steps, Mx.Random.fold_in(key, -2 - i))
+
+              eps =
+                init_step_sizes(
+                  t,
+                  paths,
+                  steps0,
+                  metric_arrays(var, t, paths),
+                  steps,
+                  Mx.Random.fold_in(key, -2 - i),
+                  compile?
+                )
+
               {if(adapt_eps, do: Enum.zip_with(das, eps, &Adapt.restart/2), else: das), var}
           end
 
@@ -561,11 +947,22 @@ defmodule Gen.Inference.Vectorized do
     eps = if adapt_eps and warmup > 0, do: Enum.map(das, &Adapt.final_step_size/1), else: eps
 
     {t, kept, sums} =
-      Enum.reduce(0..(samples * thin - 1), {t, [], List.duplicate(0.0, n)}, fn j, {t, kept, sums} ->
+      Enum.reduce(0..(samples * thin - 1), {t, [], List.duplicate(0.0, n)}, fn j,
+                                                                               {t, kept, sums} ->
         i = warmup + j
         {t, _acc, alpha} = step.(t, eps, inv, i)
         t = V.force(t)
-        if callback, do: callback.(%{iteration: i, warmup?: false, trace: t, accept_prob: alpha, step_size: eps})
+
+        if callback,
+          do:
+            callback.(%{
+              iteration: i,
+              warmup?: false,
+              trace: t,
+              accept_prob: alpha,
+              step_size: eps
+            })
+
         keep? = rem(j + 1, thin) == 0
         kept = if keep?, do: [if(select, do: Mx.eval(select.(t)), else: t) | kept], else: kept
         {t, kept, Enum.zip_with(sums, Mx.to_list(alpha), &(&1 + &2))}
@@ -585,9 +982,9 @@ defmodule Gen.Inference.Vectorized do
   end
 
   # One HMC move of every chain: {trace, accepted [n], acceptance probability f64 [n]}.
-  defp hmc_move(trace, paths, eps, inv, steps, {k_move, k_accept}) do
+  defp hmc_move(trace, paths, eps, inv, steps, {k_move, k_accept}, compile?) do
     n = V.particles(trace)
-    {proposed, log_alpha} = hmc_proposal(trace, paths, eps, inv, steps, k_move, n)
+    {proposed, log_alpha} = hmc_proposal(trace, paths, eps, inv, steps, k_move, n, compile?)
     # min(1, exp(log α)) per chain; a non-finite energy (NaN) has probability 0.
     alpha = log_alpha |> Mx.min(0.0) |> Mx.exp()
     alpha = Mx.select(Mx.is_nan(alpha), 0.0, alpha)
@@ -596,7 +993,7 @@ defmodule Gen.Inference.Vectorized do
   end
 
   # Leapfrog from momenta p ~ N(0, M) (M = inv⁻¹): the proposed trace and log α = −ΔH per chain.
-  defp hmc_proposal(trace, paths, eps, inv, steps, key, n) do
+  defp hmc_proposal(trace, paths, eps, inv, steps, key, n, compile?) do
     xs = Enum.map(paths, &Gen.get_choices(trace)[&1])
     keys = Mx.Random.split(key, length(xs))
 
@@ -607,21 +1004,33 @@ defmodule Gen.Inference.Vectorized do
 
     e = Enum.map(xs, &per_chain(eps, &1))
     half = Enum.map(e, &Mx.multiply(&1, 0.5))
-    gs = gradients(trace, paths, xs, n)
+    gs = gradients(trace, paths, xs, n, compile?)
 
     {xs1, ps1, _} =
       Enum.reduce(1..steps, {xs, ps, gs}, fn _, {x, p, g} ->
         p_half = Enum.zip_with([p, g, half], fn [p, g, h] -> Mx.add(p, Mx.multiply(h, g)) end)
-        x2 = Enum.zip_with([x, p_half, inv, e], fn [x, p, m, e] -> Mx.add(x, Mx.multiply(e, Mx.multiply(m, p))) end)
+
+        x2 =
+          Enum.zip_with([x, p_half, inv, e], fn [x, p, m, e] ->
+            Mx.add(x, Mx.multiply(e, Mx.multiply(m, p)))
+          end)
+
         Mx.eval(x2)
-        g2 = gradients(trace, paths, x2, n)
+        g2 = gradients(trace, paths, x2, n, compile?)
         p2 = Enum.zip_with([p_half, g2, half], fn [p, g, h] -> Mx.add(p, Mx.multiply(h, g)) end)
         Mx.eval(p2)
         {x2, p2, g2}
       end)
 
-    {proposed, _} = V.generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, xs1), n)
-    log_alpha = Mx.add(Mx.subtract(proposed.score, trace.score), Mx.subtract(kinetic(ps, inv), kinetic(ps1, inv)))
+    {proposed, _} =
+      generate_particles(trace.gen_fn, trace.args, with_values(trace, paths, xs1), n, compile?)
+
+    log_alpha =
+      Mx.add(
+        Mx.subtract(proposed.score, trace.score),
+        Mx.subtract(kinetic(ps, inv), kinetic(ps1, inv))
+      )
+
     {proposed, log_alpha}
   end
 
@@ -633,20 +1042,35 @@ defmodule Gen.Inference.Vectorized do
     |> Mx.multiply(0.5)
   end
 
-  defp sum_per_chain(a), do: if(Mx.rank(a) > 1, do: Mx.sum(a, axes: Enum.to_list(1..(Mx.rank(a) - 1))), else: a)
+  defp sum_per_chain(a),
+    do: if(Mx.rank(a) > 1, do: Mx.sum(a, axes: Enum.to_list(1..(Mx.rank(a) - 1))), else: a)
 
   # The per-chain steps [n] laid along the chain axis of x: [n, 1, ...].
-  defp per_chain(eps, x), do: Mx.reshape(eps, List.to_tuple([elem(Mx.shape(x), 0) | List.duplicate(1, Mx.rank(x) - 1)]))
+  defp per_chain(eps, x),
+    do: Mx.reshape(eps, List.to_tuple([elem(Mx.shape(x), 0) | List.duplicate(1, Mx.rank(x) - 1)]))
 
   # Stan's heuristic for each chain: double (or halve) ε until one step's acceptance crosses 0.8.
-  defp init_step_sizes(trace, paths, eps, inv, steps, key) do
+  defp init_step_sizes(trace, paths, eps, inv, steps, key, compile?) do
     n = V.particles(trace)
     log08 = :math.log(0.8)
 
     dh = fn eps, i ->
-      {_, log_alpha} = hmc_proposal(trace, paths, Mx.tensor(eps, type: :f64), inv, steps, Mx.Random.fold_in(key, i), n)
+      {_, log_alpha} =
+        hmc_proposal(
+          trace,
+          paths,
+          Mx.tensor(eps, type: :f64),
+          inv,
+          steps,
+          Mx.Random.fold_in(key, i),
+          n,
+          compile?
+        )
+
       # Erlang orders atoms above numbers: a non-finite energy change must stay a float.
-      Enum.map(Mx.to_list(log_alpha), fn x -> if is_float(x), do: x, else: if(x == :infinity, do: 1.0e300, else: -1.0e300) end)
+      Enum.map(Mx.to_list(log_alpha), fn x ->
+        if is_float(x), do: x, else: if(x == :infinity, do: 1.0e300, else: -1.0e300)
+      end)
     end
 
     dirs = Enum.map(dh.(eps, 0), &if(&1 > log08, do: 1, else: -1))
@@ -674,12 +1098,15 @@ defmodule Gen.Inference.Vectorized do
   # Each chain's selected values flattened in address order: n lists of floats.
   defp positions(trace, paths, n) do
     paths
-    |> Enum.map(fn p -> Gen.get_choices(trace)[p] |> Mx.as_type(:f64) |> Mx.reshape({n, :auto}) end)
+    |> Enum.map(fn p ->
+      Gen.get_choices(trace)[p] |> Mx.as_type(:f64) |> Mx.reshape({n, :auto})
+    end)
     |> Mx.concatenate(axis: 1)
     |> Mx.to_list()
   end
 
-  defp flat_metric(arrays), do: Enum.flat_map(arrays, &(&1 |> Mx.reshape({:auto}) |> Mx.to_list()))
+  defp flat_metric(arrays),
+    do: Enum.flat_map(arrays, &(&1 |> Mx.reshape({:auto}) |> Mx.to_list()))
 
   # The flat diagonal (one number per coordinate of a chain) as one array per path, shaped as a chain's value.
   defp metric_arrays(flat, trace, paths) do
@@ -694,10 +1121,20 @@ defmodule Gen.Inference.Vectorized do
     arrays
   end
 
-  defp inv_metric!(nil, trace, paths, _who), do: Enum.map(paths, &Mx.ones(Tuple.delete_at(Mx.shape(Gen.get_choices(trace)[&1]), 0), type: Mx.type(Gen.get_choices(trace)[&1])))
+  defp inv_metric!(nil, trace, paths, _who),
+    do:
+      Enum.map(
+        paths,
+        &Mx.ones(Tuple.delete_at(Mx.shape(Gen.get_choices(trace)[&1]), 0),
+          type: Mx.type(Gen.get_choices(trace)[&1])
+        )
+      )
 
   defp inv_metric!(list, trace, paths, who) when is_list(list) do
-    d = Enum.sum(Enum.map(paths, fn p -> div(Mx.size(Gen.get_choices(trace)[p]), V.particles(trace)) end))
+    d =
+      Enum.sum(
+        Enum.map(paths, fn p -> div(Mx.size(Gen.get_choices(trace)[p]), V.particles(trace)) end)
+      )
 
     unless length(list) == d and Enum.all?(list, &(is_number(&1) and &1 > 0)) do
       raise ArgumentError,
@@ -708,9 +1145,15 @@ defmodule Gen.Inference.Vectorized do
   end
 
   defp inv_metric!(other, _trace, _paths, who),
-    do: raise(ArgumentError, "#{who}: inv_metric: must be a list of positive numbers, got #{inspect(other)}")
+    do:
+      raise(
+        ArgumentError,
+        "#{who}: inv_metric: must be a list of positive numbers, got #{inspect(other)}"
+      )
 
-  defp step_sizes!(x, n, _who) when is_number(x) and x > 0, do: Mx.broadcast(Mx.tensor(x * 1.0, type: :f64), {n})
+  defp step_sizes!(x, n, _who) when is_number(x) and x > 0,
+    do: Mx.broadcast(Mx.tensor(x * 1.0, type: :f64), {n})
+
   defp step_sizes!(%Mx.Array{shape: {n}} = a, n, _who), do: Mx.as_type(a, :f64)
 
   defp step_sizes!(other, n, who) do
@@ -720,8 +1163,11 @@ defmodule Gen.Inference.Vectorized do
 
   defp flag!(opts, name, who) do
     case Keyword.get(opts, name, true) do
-      b when is_boolean(b) -> b
-      other -> raise ArgumentError, "#{who}: #{name}: must be true or false, got #{inspect(other)}"
+      b when is_boolean(b) ->
+        b
+
+      other ->
+        raise ArgumentError, "#{who}: #{name}: must be true or false, got #{inspect(other)}"
     end
   end
 
@@ -750,7 +1196,8 @@ defmodule Gen.Inference.Vectorized do
   end
 
   defp with_values(trace, paths, vals) do
-    Enum.zip(paths, vals) |> Enum.reduce(Gen.get_choices(trace), fn {p, v}, acc -> Choicemap.put(acc, p, v) end)
+    Enum.zip(paths, vals)
+    |> Enum.reduce(Gen.get_choices(trace), fn {p, v}, acc -> Choicemap.put(acc, p, v) end)
   end
 
   # Per chain: log N(to; from + τ·g, sd²·I) summed over every element but the chain axis.
@@ -760,7 +1207,11 @@ defmodule Gen.Inference.Vectorized do
       per_chain = div(Mx.size(t), elem(Mx.shape(t), 0))
       sq = Mx.square(z)
       sq = if Mx.rank(sq) > 1, do: Mx.sum(sq, axes: Enum.to_list(1..(Mx.rank(sq) - 1))), else: sq
-      Mx.subtract(Mx.multiply(sq, -0.5), per_chain * (:math.log(sd) + 0.5 * :math.log(2 * :math.pi())))
+
+      Mx.subtract(
+        Mx.multiply(sq, -0.5),
+        per_chain * (:math.log(sd) + 0.5 * :math.log(2 * :math.pi()))
+      )
     end)
     |> Enum.reduce(&Mx.add/2)
   end
@@ -776,7 +1227,8 @@ defmodule Gen.Inference.Vectorized do
   defp selected_paths!(trace, sel, n) do
     paths =
       for {path, v} <- Choicemap.to_list(Gen.get_choices(trace)), Selection.member?(sel, path) do
-        unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) and Mx.rank(v) >= 1 and elem(Mx.shape(v), 0) == n do
+        unless match?(%Mx.Array{}, v) and Mx.Type.float?(Mx.type(v)) and Mx.rank(v) >= 1 and
+                 elem(Mx.shape(v), 0) == n do
           raise ArgumentError,
                 "Gen.Inference.Vectorized: the selected choice at #{Choicemap.format_path(path)} is #{inspect(v)}, " <>
                   "not a floating-point array with the particle axis #{n}; select only continuous choices"
@@ -785,7 +1237,14 @@ defmodule Gen.Inference.Vectorized do
         path
       end
 
-    if paths == [], do: none_selected!(trace, sel, "Gen.Inference.Vectorized", "select the continuous choices to move")
+    if paths == [],
+      do:
+        none_selected!(
+          trace,
+          sel,
+          "Gen.Inference.Vectorized",
+          "select the continuous choices to move"
+        )
 
     paths
   end
@@ -800,10 +1259,12 @@ defmodule Gen.Inference.Vectorized do
 
   defp rejuvenation!(nil, _steps), do: nil
 
-  defp rejuvenation!(%Selection{} = sel, steps), do: rejuvenation!(fn t, opts -> mh(t, sel, opts) end, steps)
+  defp rejuvenation!(%Selection{} = sel, steps),
+    do: rejuvenation!(fn t, opts -> mh(t, sel, opts) end, steps)
 
   # A kernel as in Gen.Inference.Kernel, on vectorized traces: fn trace, opts -> {trace, accepted} end.
-  defp rejuvenation!(kernel, steps) when is_function(kernel, 2) and is_integer(steps) and steps >= 1 do
+  defp rejuvenation!(kernel, steps)
+       when is_function(kernel, 2) and is_integer(steps) and steps >= 1 do
     fn t, k ->
       Enum.reduce(0..(steps - 1), t, fn i, t ->
         case kernel.(t, key: Mx.Random.fold_in(k, i)) do
