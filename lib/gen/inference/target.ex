@@ -257,15 +257,18 @@ defmodule Gen.Inference.Target do
     {blocks, Enum.reverse(u0)}
   end
 
-  # Traces the value and gradient on a placeholder and keeps the tape; a model that reads a
-  # selected value while tracing stays dynamic.
+  # The value and gradient's tape, from the shared cache when a target of the same structure and
+  # data was compiled before (cache_key/2), else traced on a placeholder and cached; a model that
+  # reads a selected value while tracing stays dynamic.
   defp compile(target, jit) do
-    # One signature ever: f64[dim].
-    compiled =
-      Mx.compile(Mx.value_and_grad(fn q -> log_density(target, q) end), cache_size: 1, jit: jit)
+    # One signature ever: f64[dim], beside the key. With jit, the wait keeps a run that repeats
+    # its draws on one tier (see jit:).
+    native = if jit, do: 120_000
 
     try do
-      Mx.Compile.tape!(compiled, [q0_array(target)])
+      Mx.Compile.keyed_tape!(shared(), [q0_array(target), target], cache_key(target, jit),
+        native: native
+      )
     rescue
       e in Mx.Error ->
         if String.contains?(e.message, @value_needed),
@@ -277,11 +280,117 @@ defmodule Gen.Inference.Target do
         dynamic(target, "the model reads a selected value while tracing (#{why})")
 
       tape ->
-        # A run that switched tiers midway would not repeat its draws (see jit:): wait now.
-        if jit, do: Mx.Compile.await_native(compiled, [q0_array(target)], 120_000)
-        %{target | tape: tape, compiled?: true, vg: compiled}
+        vg = fn q ->
+          [lp, g] = Mx.Compile.replay!(tape, [q])
+          {lp, g}
+        end
+
+        %{target | tape: tape, compiled?: true, vg: vg}
     end
   end
+
+  @cache_size 32
+
+  # The compiled function whose cache holds every target's tape (Mx.compile's LRU cache, its
+  # tapes counted in Mx.Memory), made once per node.
+  defp shared do
+    # Keyed by this module's code: a recompiled module gets a fresh cache.
+    name = {__MODULE__, :cache, __MODULE__.module_info(:md5)}
+
+    case :persistent_term.get(name, nil) do
+      nil ->
+        f =
+          Mx.compile(
+            fn q, target -> Mx.value_and_grad(&log_density(target, &1)).(q) end,
+            cache_size: @cache_size,
+            jit: false
+          )
+
+        :persistent_term.put(name, f)
+        f
+
+      f ->
+        f
+    end
+  end
+
+  @doc """
+  The counters of the cache of compiled targets (`Mx.compile_stats/1`'s
+  keys): `new/3` with `compile: true` looks each target up by everything
+  its tape depends on — the generative function (its code and captured
+  values), its arguments, the choices that stay fixed (their values), the
+  selection's layout, the transforms, `jacobian:`, `jit:` and `caller:` —
+  and traces only on a miss. Up to #{@cache_size} tapes are kept, the least
+  recently used evicted; `Mx.Memory.report/0` counts them (`:tapes`).
+
+  A model that reads state outside its arguments and choices (an ETS
+  table, the process dictionary, a module recompiled since, other than
+  the generative function's own) is keyed without it: give such values as
+  arguments.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{mu: 0.0, y: 1.5})
+      iex> _ = Gen.Inference.Target.new(t, Gen.select(:mu))
+      iex> stats = Gen.Inference.Target.cache_stats()
+      iex> {stats.cache_size, stats.entries >= 1, stats.tapes >= 1}
+      {32, true, true}
+  """
+  @spec cache_stats() :: %{atom() => non_neg_integer()}
+  def cache_stats, do: Mx.compile_stats(shared())
+
+  # Everything the tape reads, as a digest: the model, its arguments, the choicemap assessed with
+  # the selected leaves marked (their values are the tape's input), the blocks' layout and
+  # whether each is transformed (the transform itself is taken from the support while tracing),
+  # the overrides, jacobian?, the caller (named in errors while tracing) and the tier.
+  defp cache_key(target, jit) do
+    blocks =
+      Enum.map(target.blocks, fn b ->
+        {b.path, b.shape, b.type, b.offset, b.size, b.u_shape, b.transform == :identity,
+         value_term(b.override)}
+      end)
+
+    marked =
+      Enum.reduce(target.blocks, target.choices, fn b, cm ->
+        Choicemap.put_submap(cm, b.path, %Choicemap{value: :"$selected"})
+      end)
+
+    term =
+      {jit and System.get_env("MX_JIT") != "0", target.caller, target.jacobian?, blocks,
+       value_term(target.gen_fn), value_term(target.args), value_term(marked)}
+
+    :crypto.hash(:sha256, :erlang.term_to_binary(term))
+  end
+
+  # `x` as a term that equal values give equally: an Mx array by its dtype, shape and bytes, a
+  # function by its code (module, its digest, the function's index) and captured values, not
+  # by the process that made it (which term_to_binary/1 records).
+  defp value_term(%Mx.Array{} = a), do: {:"$mx_array", Mx.type(a), Mx.shape(a), Mx.to_binary(a)}
+  defp value_term(m) when is_map(m), do: :maps.map(fn _k, v -> value_term(v) end, m)
+  defp value_term(l) when is_list(l), do: value_list(l)
+
+  defp value_term(t) when is_tuple(t),
+    do: t |> Tuple.to_list() |> value_list() |> List.to_tuple()
+
+  defp value_term(f) when is_function(f) do
+    info = Function.info(f)
+
+    case info[:type] do
+      :external ->
+        m = info[:module]
+        {:"$mx_fun", m, info[:name], info[:arity], :code.is_loaded(m) && m.module_info(:md5)}
+
+      :local ->
+        {:"$mx_fun", info[:module], info[:new_uniq], info[:new_index], value_term(info[:env])}
+    end
+  end
+
+  defp value_term(other), do: other
+
+  # Plain recursion: an improper list keeps its tail.
+  defp value_list([h | t]), do: [value_term(h) | value_list(t)]
+  defp value_list([]), do: []
+  defp value_list(tail), do: value_term(tail)
 
   defp dynamic(target, why),
     do: %{target | vg: Mx.value_and_grad(fn q -> log_density(target, q) end), why_dynamic: why}
