@@ -2130,7 +2130,7 @@ static ERL_NIF_TERM sampler_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
   ErlNifPid owner;
   if (!cfg_atom(env, m, "algorithm", algorithms, 3, &alg, &err) || !cfg_int(env, m, "d", 1, 1 << 24, &d, &err) ||
       !cfg_f64s(env, m, "q0", d, 0, &q0, &err) || !cfg_int(env, m, "warmup", 0, INT64_C(1) << 40, &warmup, &err) ||
-      !cfg_int(env, m, "samples", 1, INT64_C(1) << 40, &samples, &err) ||
+      !cfg_int(env, m, "samples", 0, INT64_C(1) << 40, &samples, &err) ||
       !cfg_float(env, m, "target_accept", &c.target_accept, &err) || !cfg_int(env, m, "max_depth", 1, 30, &depth, &err) ||
       !cfg_float(env, m, "step_size", &c.step_size, &err) || !cfg_atom(env, m, "metric", metrics, 2, &metric, &err) ||
       !cfg_f64s(env, m, "inv_metric", metric ? d * d : d, 1, &inv, &err) ||
@@ -2212,8 +2212,8 @@ static int f64_binary(ErlNifEnv *env, const double *x, size_t n, ERL_NIF_TERM *t
   return 1;
 }
 
-/* sampler_result(handle) -> {draws, stats, step_size, inv_metric}, once (the run's memory is then
- * freed): draws samples x d native f64;
+/* sampler_result(handle) -> {draws, stats, step_size, inv_metric, last}, once (the run's memory is
+ * then freed): draws samples x d native f64; last the chain's final point, d native f64;
  * stats a map of one binary per field over warmup and sampling iterations (accept_stat, energy,
  * step_size: f64; n_leapfrog, tree_depth: s32; divergent, nan_energy: u8), all native-endian. */
 static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -2253,14 +2253,15 @@ static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
       }
     }
   }
-  ERL_NIF_TERM stats, draws, inv;
+  ERL_NIF_TERM stats, draws, inv, last;
   ok = ok && enif_make_map_from_arrays(env, keys, vals, 7, &stats) &&
        f64_binary(env, mx_sampler_draws(s), (size_t)(j->n_samples * d), &draws) &&
-       f64_binary(env, mx_sampler_inv_metric(s), (size_t)(j->dense ? d * d : d), &inv);
+       f64_binary(env, mx_sampler_inv_metric(s), (size_t)(j->dense ? d * d : d), &inv) &&
+       f64_binary(env, mx_sampler_position(s), (size_t)d, &last);
   ERL_NIF_TERM step = make_float(env, mx_sampler_step_size(s));
   mx_sampler_free(s);
   if (!ok) return raise_with(env, atom_mx_error, "[sampler_result] out of memory building the result");
-  return enif_make_tuple4(env, draws, stats, step, inv);
+  return enif_make_tuple5(env, draws, stats, step, inv, last);
 }
 
 PROBED(sampler_start)

@@ -38,6 +38,7 @@ defmodule Gen.Inference.Target do
       {true, 0.25}
   """
 
+  import Bitwise
   alias Gen.{Choicemap, Selection, Trace, Transform}
   alias Gen.Inference.Unconstrained
 
@@ -484,6 +485,43 @@ defmodule Gen.Inference.Target do
 
     {lp, g} = value_and_grad_array(target, Mx.from_binary(q, :f64, shape: {dim}))
     Mx.to_binary(lp) <> Mx.to_binary(g)
+  end
+
+  @doc false
+  # The target as Gen.Inference.Sampler.run/2 takes it: its tape when compiled, this process's
+  # gradients otherwise and at the tape's NaN points, which only the GFI can classify.
+  @spec sampler_target(t()) :: map()
+  def sampler_target(%__MODULE__{} = target),
+    do: %{
+      dim: target.dim,
+      q0: target.q0,
+      tape: target.tape,
+      logp_grad: &sampler_logp_grad(target, &1)
+    }
+
+  @nan_mask 0x7FF0000000000000
+  @neg_infinity <<0xFFF0000000000000::64-native>>
+
+  # lp and gradient at q (binaries of f64). A NaN log density is a NaN energy when an input
+  # is NaN (Gen.NaNError outside the gradient), else a parameter moved out of a distribution's
+  # range (a built-in distribution's NaN, issue 10 item 6): -inf, a divergence, as in Stan.
+  defp sampler_logp_grad(target, q) do
+    <<lp::64-native, grad::binary>> = bin = logp_grad(target, q)
+
+    if (lp &&& @nan_mask) == @nan_mask and (lp &&& 0xFFFFFFFFFFFFF) != 0 and
+         not nan_input?(target, q),
+       do: @neg_infinity <> grad,
+       else: bin
+  end
+
+  @doc false
+  # Whether the log density at q (a binary of f64) is NaN because a choice is (Gen.NaNError).
+  @spec nan_input?(t(), binary()) :: boolean()
+  def nan_input?(%__MODULE__{} = target, q) do
+    _ = log_density(target, Mx.from_binary(q, :f64))
+    false
+  rescue
+    Gen.NaNError -> true
   end
 
   @doc """
