@@ -130,29 +130,20 @@ defmodule Gen.Inference.Sampler do
         end
     }
 
-    {handle, ref} = NIF.sampler_start(config, tape, self())
+    # A short run with nothing to report (one HMC or MALA transition on a tape) runs in the NIF
+    # call when it is cheap enough; anything else on an engine thread.
+    inline =
+      if tape != nil and warmup == 0 and callback == nil and opts[:counter] == nil,
+        do: NIF.sampler_run_inline(config, tape),
+        else: :threaded
 
-    try do
-      loop(
-        %{
-          handle: handle,
-          ref: ref,
-          logp_grad: logp_grad,
-          callback: callback,
-          warmup: warmup,
-          d: d,
-          counter: opts[:counter]
-        },
-        0
-      )
-    catch
-      kind, reason ->
-        NIF.sampler_cancel(handle)
-        flush(ref)
-        :erlang.raise(kind, reason, __STACKTRACE__)
-    end
+    {draws, stats, step_size, inv, last} =
+      case inline do
+        :threaded -> threaded(config, tape, logp_grad, callback, opts[:counter])
+        {:error, message} -> raise Mx.Error, message: "#{@where}: #{message}"
+        result -> result
+      end
 
-    {draws, stats, step_size, inv, last} = NIF.sampler_result(handle)
     stats = decode_stats(stats)
 
     %{
@@ -164,6 +155,33 @@ defmodule Gen.Inference.Sampler do
         if(config.metric == :dense, do: inv |> floats() |> Enum.chunk_every(d), else: floats(inv)),
       last: floats(last)
     }
+  end
+
+  # The run on an engine thread; this process answers its gradient requests and reports.
+  defp threaded(config, tape, logp_grad, callback, counter) do
+    {handle, ref} = NIF.sampler_start(config, tape, self())
+
+    try do
+      loop(
+        %{
+          handle: handle,
+          ref: ref,
+          logp_grad: logp_grad,
+          callback: callback,
+          warmup: config.warmup,
+          d: config.d,
+          counter: counter
+        },
+        0
+      )
+    catch
+      kind, reason ->
+        NIF.sampler_cancel(handle)
+        flush(ref)
+        :erlang.raise(kind, reason, __STACKTRACE__)
+    end
+
+    NIF.sampler_result(handle)
   end
 
   # Answers gradient requests and reports iterations (to the callback, and to the progress
