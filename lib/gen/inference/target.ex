@@ -26,6 +26,11 @@ defmodule Gen.Inference.Target do
   one structure: a model whose addresses change with its discrete choices
   gets one target per trace.
 
+  Tapes are cached: a target of the same model, arguments, fixed choices'
+  values, selection and options as one compiled before reuses its tape
+  (only the probe pass runs), whatever the selected values; see
+  `cache_stats/0` for the key and the bound.
+
       iex> import Gen
       iex> m = gen fn -> s = trace(:s, Gen.Dist.gamma(2.0, rate: 1.0)); trace(:y, Gen.Dist.normal(0.0, s)) end
       iex> {t, _} = Gen.generate(m, [], %{s: 1.0, y: 0.5})
@@ -102,17 +107,18 @@ defmodule Gen.Inference.Target do
 
     * `transforms:` — a map from address (or path) to a `Gen.Transform`
       transform overriding the automatic one (`%{}`);
-    * `compile:` — trace and compile the value and gradient (`true`), or
-      always run them uncompiled (`false`, for a target evaluated only a
-      few times: tracing and lowering cost about four uncompiled
-      evaluations on the eight-schools model, bench/target.exs);
+    * `compile:` — trace and compile the value and gradient (`true`; a
+      cache hit when the structure and data repeat), or always run them
+      uncompiled (`false`; tracing and lowering cost about one uncompiled
+      evaluation on the eight-schools model, bench/target.exs);
     * `jit:` — with `compile: true`, also build the tape as generated C and
       wait for it (`false` by default: the interpreter). The native tier rounds
       a little differently (within a few ulps), so the wait keeps a run on one
-      tier from its first step: the same key repeats its draws. It costs about
-      1 ms from the disk cache (0.2–0.5 s to build once per model), worth it
-      for a long run (`Gen.Inference.NUTS.sample/3` asks for it), not for one
-      transition;
+      tier from its first step: the same key repeats its draws. On a cache
+      miss it costs about 1 ms from the disk cache (0.2–0.5 s to build once
+      per model), worth it for a long run (`Gen.Inference.NUTS.sample/3` asks
+      for it), not for one transition; a jit target and an interpreted one
+      are cached apart;
     * `jacobian:` — add the log-Jacobians (`true`; `false` for the mode of
       the constrained density);
     * `choices:` — the choicemap assessed with the selected leaves replaced
