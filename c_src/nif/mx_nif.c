@@ -1736,6 +1736,18 @@ static ERL_NIF_TERM compile_lookup(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
   return term;
 }
 
+/* compile_clear(cache) -> :ok: every entry dropped (a tape goes once no caller holds it). */
+static ERL_NIF_TERM compile_clear(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  cache_res *c;
+  if (!get_cache(env, argv[0], &c)) return badarg(env, "[compile] argument 1 must be a compile cache");
+  pthread_mutex_lock(&c->lock);
+  for (int i = 0; i < c->n; i++) entry_clear(&c->e[i]);
+  c->n = 0;
+  pthread_mutex_unlock(&c->lock);
+  return atom_ok;
+}
+
 /* ---- scheduler probe: per-thread CPU time of each call on a normal scheduler ----------
  * Off by default (one relaxed load per call); the tests turn it on and check that no
  * call, destructor included, holds a normal scheduler past the limit. */
@@ -2489,6 +2501,7 @@ static ErlNifFunc funcs[] = {
     {"compile_lookup", 2, compile_lookup, 0},
     {"tape_jit_source", 1, tape_jit_source, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"tape_time_raw", 3, tape_time_raw, ERL_NIF_DIRTY_JOB_CPU_BOUND}, /* benchmarks */
+    {"compile_clear", 1, compile_clear, 0},
 };
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {

@@ -299,6 +299,11 @@ defmodule Mx.Compile do
   end
 
   @doc false
+  # Empties compiled's cache (its counters stay); a tape goes once nothing else holds it.
+  @spec clear!(function()) :: :ok
+  def clear!(compiled) when is_function(compiled), do: NIF.compile_clear(state!(compiled).cache)
+
+  @doc false
   # Replays a tape (from tape!/2 or keyed_tape!/4) on arrays of its signature: its outputs, in order.
   @spec replay!(reference(), [Mx.t()]) :: [Mx.t()]
   def replay!(tape, arrays) when is_list(arrays),

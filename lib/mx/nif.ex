@@ -92,4 +92,5 @@ defmodule Mx.NIF do
   def tape_jit_source(_tape), do: nif_not_loaded()
   @doc false
   def tape_time_raw(_tape, _inputs, _reps), do: nif_not_loaded()
+  def compile_clear(_cache), do: nif_not_loaded()
 end

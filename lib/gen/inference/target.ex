@@ -346,6 +346,17 @@ defmodule Gen.Inference.Target do
   @spec cache_stats() :: %{atom() => non_neg_integer()}
   def cache_stats, do: Mx.compile_stats(shared())
 
+  @doc """
+  Empties the cache of compiled targets (`cache_stats/0`; its counters
+  stay): the next `new/3` of each structure traces again. A target keeps
+  its own tape.
+
+      iex> Gen.Inference.Target.clear_cache()
+      :ok
+  """
+  @spec clear_cache() :: :ok
+  def clear_cache, do: Mx.Compile.clear!(shared())
+
   # Everything the tape reads, as a digest: the model, its arguments, the choicemap assessed with
   # the selected leaves marked (their values are the tape's input), the blocks' layout and
   # whether each is transformed (the transform itself is taken from the support while tracing),

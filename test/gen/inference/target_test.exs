@@ -729,5 +729,13 @@ defmodule Gen.Inference.TargetCacheTest do
     same_as_dynamic!(kept, first, sel)
     {_, counts} = counted(fn -> Target.new(first, sel, caller: caller) end)
     assert counts == {1, 0}
+
+    # clear_cache/0 empties it: the next target traces again
+    assert Target.clear_cache() == :ok
+    assert %{entries: 0, tapes: 0} = Target.cache_stats()
+    {again, counts} = counted(fn -> Target.new(first, sel, caller: caller) end)
+    assert counts == {1, 0}
+    same_as_dynamic!(again, first, sel)
+    same_as_dynamic!(kept, first, sel)
   end
 end
