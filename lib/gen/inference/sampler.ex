@@ -55,6 +55,10 @@ defmodule Gen.Inference.Sampler do
     * `callback:` a function called after every iteration with
       `%{iteration: i, warmup?: boolean, stats: stats}`.
 
+  A short run on a tape with nothing to report (no warmup, no callback or counter: one
+  HMC or MALA transition) runs in the calling process's NIF call when its gradients are
+  cheap (the dirty-scheduler threshold of `Mx.eval/1`), with the same result.
+
   Returns `%{draws: [[float]], stats: [stats], warmup_stats: [stats], step_size:
   float, inv_metric: [float] | [[float]], last: [float]}`, draws on the unconstrained
   scale, one list per draw, and `last` the chain's point after its last iteration (the
