@@ -33,7 +33,7 @@ defmodule GenMX.MixProject do
     ]
   end
 
-  def application, do: [extra_applications: [:logger]]
+  def application, do: [extra_applications: [:logger, :crypto]]
 
   # Nx is optional: Mx and Gen never need it; Mx.Nx.Backend compiles when it is present.
   # Offline, it comes from ../shared/deps (a checkout beside the repo); elsewhere from hex.

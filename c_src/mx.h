@@ -484,6 +484,7 @@ const double *mx_sampler_draws(const mx_sampler *s);            /* samples x d, 
 const mx_sampler_stats *mx_sampler_stats_of(const mx_sampler *s); /* warmup + samples, in order */
 double mx_sampler_step_size(const mx_sampler *s);               /* the adapted (or given) step size */
 const double *mx_sampler_inv_metric(const mx_sampler *s);       /* d (diag) or d x d (dense) values */
+const double *mx_sampler_position(const mx_sampler *s); /* d: the chain's point after its last iteration */
 /* The tape target: tape maps f64[d] to (f64[] lp, f64[d] grad). Check it once with
  * mx_sampler_check_tape; mx_tape_logp_grad replays it (ctx: the mx_tape). */
 mx_status mx_sampler_check_tape(const mx_tape *t, int64_t d);

@@ -674,7 +674,7 @@ static mx_status check_config(const mx_sampler_config *c) {
     return config_error("unknown algorithm %d (NUTS, HMC or MALA)", (int)c->algorithm);
   if (c->d < 1 || c->d > (1 << 24)) return config_error("d must lie in 1..2^24, got %lld", (long long)c->d);
   if (c->warmup < 0) return config_error("warmup must be >= 0, got %lld", (long long)c->warmup);
-  if (c->samples < 1) return config_error("samples must be >= 1, got %lld", (long long)c->samples);
+  if (c->samples < 0) return config_error("samples must be >= 0, got %lld", (long long)c->samples);
   if (!(c->target_accept > 0 && c->target_accept < 1))
     return config_error("target_accept must lie in (0, 1), got %g", c->target_accept);
   if (!(c->step_size > 0) || !isfinite(c->step_size))
@@ -787,6 +787,7 @@ const double *mx_sampler_draws(const mx_sampler *s) { return s->draws; }
 const mx_sampler_stats *mx_sampler_stats_of(const mx_sampler *s) { return s->stats; }
 double mx_sampler_step_size(const mx_sampler *s) { return s->step_size; }
 const double *mx_sampler_inv_metric(const mx_sampler *s) { return s->inv; }
+const double *mx_sampler_position(const mx_sampler *s) { return s->z.q; }
 
 /* ---- the tape target ---------------------------------------------------------------- */
 

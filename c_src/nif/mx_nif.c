@@ -1751,6 +1751,18 @@ static ERL_NIF_TERM compile_lookup(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
   return term;
 }
 
+/* compile_clear(cache) -> :ok: every entry dropped (a tape goes once no caller holds it). */
+static ERL_NIF_TERM compile_clear(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  cache_res *c;
+  if (!get_cache(env, argv[0], &c)) return badarg(env, "[compile] argument 1 must be a compile cache");
+  pthread_mutex_lock(&c->lock);
+  for (int i = 0; i < c->n; i++) entry_clear(&c->e[i]);
+  c->n = 0;
+  pthread_mutex_unlock(&c->lock);
+  return atom_ok;
+}
+
 /* ---- scheduler probe: per-thread CPU time of each call on a normal scheduler ----------
  * Off by default (one relaxed load per call); the tests turn it on and check that no
  * call, destructor included, holds a normal scheduler past the limit. */
@@ -2183,54 +2195,133 @@ static ERL_NIF_TERM sampler_launch(ErlNifEnv *env, mx_sampler_config *c, mx_tape
   return enif_make_tuple2(env, handle, enif_make_copy(env, j->ref));
 }
 
-/* sampler_start(config, tape | nil, pid) -> {handle, ref}. */
-static ERL_NIF_TERM sampler_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
-  (void)argc;
+/* sampler_start's config map and tape into *c (its q0 and inv_metric allocated: the caller frees
+ * them) and *tape: 1, or 0 with the exception to return in *err (an exception term is 0). */
+static int sampler_config(ErlNifEnv *env, ERL_NIF_TERM m, ERL_NIF_TERM tape_term, mx_sampler_config *c, mx_tape **tape,
+                          int64_t *report, ERL_NIF_TERM *err) {
   static const char *const algorithms[] = {"nuts", "hmc", "mala"}, *const metrics[] = {"diag", "dense"};
   static const char *const keys[] = {"algorithm", "d", "q0", "key", "warmup", "samples", "target_accept", "max_depth",
                                      "step_size", "adapt_metric", "metric", "inv_metric", "n_leapfrog", "report_every"};
-  ERL_NIF_TERM m = argv[0], err = 0, v, res;
+  ERL_NIF_TERM v;
   size_t size;
-  if (!enif_get_map_size(env, m, &size)) return badarg(env, "[sampler_start] the config must be a map");
-  if (size != sizeof keys / sizeof *keys)
-    return badarg(env, "[sampler_start] the config must have exactly the keys algorithm, d, q0, key, warmup, samples, "
-                       "target_accept, max_depth, step_size, adapt_metric, metric, inv_metric, n_leapfrog, report_every");
-  mx_sampler_config c = {0};
-  int alg, metric = 0, adapt;
-  int64_t d = 0, warmup, samples, depth, nlf, report, k[2];
-  int nk = 0;
   double *q0 = NULL, *inv = NULL;
-  mx_tape *tape = NULL;
-  ErlNifPid owner;
-  if (!cfg_atom(env, m, "algorithm", algorithms, 3, &alg, &err) || !cfg_int(env, m, "d", 1, 1 << 24, &d, &err) ||
-      !cfg_f64s(env, m, "q0", d, 0, &q0, &err) || !cfg_int(env, m, "warmup", 0, INT64_C(1) << 40, &warmup, &err) ||
-      !cfg_int(env, m, "samples", 1, INT64_C(1) << 40, &samples, &err) ||
-      !cfg_float(env, m, "target_accept", &c.target_accept, &err) || !cfg_int(env, m, "max_depth", 1, 30, &depth, &err) ||
-      !cfg_float(env, m, "step_size", &c.step_size, &err) || !cfg_atom(env, m, "metric", metrics, 2, &metric, &err) ||
-      !cfg_f64s(env, m, "inv_metric", metric ? d * d : d, 1, &inv, &err) ||
-      !cfg_int(env, m, "n_leapfrog", 1, 1 << 20, &nlf, &err) ||
-      !cfg_int(env, m, "report_every", 0, INT64_C(1) << 40, &report, &err) || !cfg_get(env, m, "adapt_metric", &v, &err)) {
-    res = err;
+  int ok = 0;
+  *tape = NULL;
+  memset(c, 0, sizeof *c);
+  if (!enif_get_map_size(env, m, &size)) return *err = badarg(env, "[sampler_start] the config must be a map"), 0;
+  if (size != sizeof keys / sizeof *keys)
+    return *err = badarg(env, "[sampler_start] the config must have exactly the keys algorithm, d, q0, key, warmup, "
+                              "samples, target_accept, max_depth, step_size, adapt_metric, metric, inv_metric, "
+                              "n_leapfrog, report_every"),
+           0;
+  int alg, metric = 0, adapt;
+  int64_t d = 0, warmup, samples, depth, nlf, k[2];
+  int nk = 0;
+  if (!cfg_atom(env, m, "algorithm", algorithms, 3, &alg, err) || !cfg_int(env, m, "d", 1, 1 << 24, &d, err) ||
+      !cfg_f64s(env, m, "q0", d, 0, &q0, err) || !cfg_int(env, m, "warmup", 0, INT64_C(1) << 40, &warmup, err) ||
+      !cfg_int(env, m, "samples", 0, INT64_C(1) << 40, &samples, err) ||
+      !cfg_float(env, m, "target_accept", &c->target_accept, err) || !cfg_int(env, m, "max_depth", 1, 30, &depth, err) ||
+      !cfg_float(env, m, "step_size", &c->step_size, err) || !cfg_atom(env, m, "metric", metrics, 2, &metric, err) ||
+      !cfg_f64s(env, m, "inv_metric", metric ? d * d : d, 1, &inv, err) ||
+      !cfg_int(env, m, "n_leapfrog", 1, 1 << 20, &nlf, err) ||
+      !cfg_int(env, m, "report_every", 0, INT64_C(1) << 40, report, err) || !cfg_get(env, m, "adapt_metric", &v, err)) {
   } else if (!get_bool(v, &adapt)) {
-    res = badarg(env, "[sampler_start] adapt_metric: must be true or false");
-  } else if (!cfg_get(env, m, "key", &v, &err)) {
-    res = err;
+    *err = badarg(env, "[sampler_start] adapt_metric: must be true or false");
+  } else if (!cfg_get(env, m, "key", &v, err)) {
   } else if (!get_ints(env, v, k, &nk) || nk != 2 || k[0] < 0 || k[0] > UINT32_MAX || k[1] < 0 || k[1] > UINT32_MAX) {
-    res = badarg(env, "[sampler_start] key: must be the two u32 words of an Mx.Random key, as a list");
-  } else if (!enif_is_identical(argv[1], atom_nil) && !get_tape(env, argv[1], &tape)) {
-    res = badarg(env, "[sampler_start] argument 2 must be a tape (Mx.Compile.tape!/2) or nil");
-  } else if (tape && mx_sampler_check_tape(tape, d)) {
-    res = badarg(env, "%s", mx_last_error());
+    *err = badarg(env, "[sampler_start] key: must be the two u32 words of an Mx.Random key, as a list");
+  } else if (!enif_is_identical(tape_term, atom_nil) && !get_tape(env, tape_term, tape)) {
+    *err = badarg(env, "[sampler_start] argument 2 must be a tape (Mx.Compile.tape!/2) or nil");
+  } else if (*tape && mx_sampler_check_tape(*tape, d)) {
+    *err = badarg(env, "%s", mx_last_error());
+  } else {
+    c->algorithm = (mx_sampler_algorithm)alg, c->d = d, c->warmup = warmup, c->samples = samples;
+    c->max_depth = (int)depth, c->n_leapfrog = (int)nlf, c->adapt_metric = adapt, c->metric = (mx_metric_kind)metric;
+    c->key[0] = (uint32_t)k[0], c->key[1] = (uint32_t)k[1];
+    ok = 1;
+  }
+  c->q0 = q0, c->inv_metric = inv; /* mx_sampler_new copies them */
+  return ok;
+}
+
+/* sampler_start(config, tape | nil, pid) -> {handle, ref}. */
+static ERL_NIF_TERM sampler_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_sampler_config c;
+  mx_tape *tape;
+  int64_t report = 0;
+  ErlNifPid owner;
+  ERL_NIF_TERM res;
+  if (!sampler_config(env, argv[0], argv[1], &c, &tape, &report, &res)) {
   } else if (!enif_get_local_pid(env, argv[2], &owner)) {
     res = badarg(env, "[sampler_start] argument 3 must be a local pid");
   } else {
-    c.algorithm = (mx_sampler_algorithm)alg, c.d = d, c.warmup = warmup, c.samples = samples, c.q0 = q0;
-    c.max_depth = (int)depth, c.n_leapfrog = (int)nlf, c.adapt_metric = adapt, c.metric = (mx_metric_kind)metric;
-    c.inv_metric = inv, c.key[0] = (uint32_t)k[0], c.key[1] = (uint32_t)k[1];
-    res = sampler_launch(env, &c, tape, owner, report); /* mx_sampler_new copies q0 and inv */
+    res = sampler_launch(env, &c, tape, owner, report);
   }
-  if (q0) enif_free(q0);
-  if (inv) enif_free(inv);
+  if (c.q0) enif_free((void *)c.q0);
+  if (c.inv_metric) enif_free((void *)c.inv_metric);
+  return res;
+}
+
+/* A tape target run on a scheduler: a NaN point, which only the owner can classify
+ * (sampler_tape_or_ask), ends the run with MX_EYIELD. */
+typedef struct {
+  mx_tape *tape;
+  int64_t d;
+} inline_target;
+
+static mx_status tape_or_yield(void *ctx, const double *q, double *lp, double *grad) {
+  inline_target *t = ctx;
+  mx_status st = mx_tape_logp_grad(t->tape, q, lp, grad);
+  int nan = !st && isnan(*lp);
+  for (int64_t i = 0; i < t->d && !st && !nan; i++) nan = isnan(grad[i]);
+  return nan ? MX_EYIELD : st;
+}
+
+static ERL_NIF_TERM sampler_result_term(ErlNifEnv *env, mx_sampler *s, int64_t d, int64_t n_samples, int dense);
+
+/* sampler_run_inline(config, tape) -> sampler_result's tuple, {:error, message}, or :threaded.
+ * A short run (no warmup, a tape without deep nodes, its gradients' cost under the dirty
+ * threshold) runs here, on the caller's scheduler: no engine thread to wake and no message, which
+ * on a busy machine cost far more than one transition. Any other run, or one that meets a NaN
+ * point, is :threaded: sampler_start runs it (the same key gives the same run). */
+static ERL_NIF_TERM sampler_run_inline(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  mx_sampler_config c;
+  mx_tape *tape;
+  int64_t report = 0;
+  ERL_NIF_TERM res;
+  int ok = sampler_config(env, argv[0], argv[1], &c, &tape, &report, &res), deep = 0;
+  int64_t cost = ok && tape ? tape_cost(tape, &deep) : 0, limit = atomic_load(&dirty_threshold);
+  /* gradients: the start, then per iteration n_leapfrog (HMC), 1 (MALA) or up to 2^max_depth - 1 (NUTS) */
+  double per = c.algorithm == MX_SAMPLER_HMC ? c.n_leapfrog : c.algorithm == MX_SAMPLER_MALA ? 1 : ldexp(1.0, c.max_depth);
+  double total = (double)cost * (1.0 + (double)c.samples * per);
+  if (ok && (!tape || deep || c.warmup > 0 || total > (double)limit)) {
+    res = enif_make_atom(env, "threaded");
+  } else if (ok) {
+    inline_target t = {tape, c.d};
+    c.logp_grad = tape_or_yield, c.target = &t;
+    mx_sampler *s = NULL;
+    mx_status st = mx_sampler_new(&c, &s);
+    if (st) {
+      res = st == MX_EINVAL ? badarg(env, "%s", mx_last_error()) : raise_mx(env);
+    } else if ((st = mx_sampler_run(s)) == MX_EYIELD) {
+      res = enif_make_atom(env, "threaded");
+    } else if (st) { /* as sampler_task reports it */
+      const char *msg = mx_last_error();
+      size_t n = strlen(msg);
+      ERL_NIF_TERM text;
+      unsigned char *p = enif_make_new_binary(env, n, &text);
+      if (p) memcpy(p, msg, n);
+      res = p ? enif_make_tuple2(env, atom_error, text) : raise_with(env, atom_mx_error, "[sampler_run_inline] out of memory");
+    } else {
+      res = sampler_result_term(env, s, c.d, c.samples, c.metric == MX_METRIC_DENSE);
+    }
+    mx_sampler_free(s);
+    charge(env, (int64_t)total, limit);
+  }
+  if (c.q0) enif_free((void *)c.q0);
+  if (c.inv_metric) enif_free((void *)c.inv_metric);
   return res;
 }
 
@@ -2286,8 +2377,8 @@ static int f64_binary(ErlNifEnv *env, const double *x, size_t n, ERL_NIF_TERM *t
   return 1;
 }
 
-/* sampler_result(handle) -> {draws, stats, step_size, inv_metric}, once (the run's memory is then
- * freed): draws samples x d native f64;
+/* sampler_result(handle) -> {draws, stats, step_size, inv_metric, last}, once (the run's memory is
+ * then freed): draws samples x d native f64; last the chain's final point, d native f64;
  * stats a map of one binary per field over warmup and sampling iterations (accept_stat, energy,
  * step_size: f64; n_leapfrog, tree_depth: s32; divergent, nan_energy: u8), all native-endian. */
 static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -2304,7 +2395,14 @@ static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
   if (!finished) return badarg(env, "[sampler_result] the run has not finished; wait for its :done message");
   if (st) return raise_with(env, atom_mx_error, j->message);
   if (!s) return badarg(env, "[sampler_result] the result was already taken (it is returned once)");
-  int64_t d = j->d, iters = mx_sampler_iterations_done(s);
+  ERL_NIF_TERM res = sampler_result_term(env, s, j->d, j->n_samples, j->dense);
+  mx_sampler_free(s);
+  return res;
+}
+
+/* The finished run's {draws, stats, step_size, inv_metric, last} (or the exception to return). */
+static ERL_NIF_TERM sampler_result_term(ErlNifEnv *env, mx_sampler *s, int64_t d, int64_t n_samples, int dense) {
+  int64_t iters = mx_sampler_iterations_done(s);
   const mx_sampler_stats *ss = mx_sampler_stats_of(s);
   ERL_NIF_TERM keys[7], vals[7];
   const char *names[7] = {"accept_stat", "divergent", "energy", "n_leapfrog", "nan_energy", "step_size", "tree_depth"};
@@ -2327,19 +2425,20 @@ static ERL_NIF_TERM sampler_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
       }
     }
   }
-  ERL_NIF_TERM stats, draws, inv;
+  ERL_NIF_TERM stats, draws, inv, last;
   ok = ok && enif_make_map_from_arrays(env, keys, vals, 7, &stats) &&
-       f64_binary(env, mx_sampler_draws(s), (size_t)(j->n_samples * d), &draws) &&
-       f64_binary(env, mx_sampler_inv_metric(s), (size_t)(j->dense ? d * d : d), &inv);
+       f64_binary(env, mx_sampler_draws(s), (size_t)(n_samples * d), &draws) &&
+       f64_binary(env, mx_sampler_inv_metric(s), (size_t)(dense ? d * d : d), &inv) &&
+       f64_binary(env, mx_sampler_position(s), (size_t)d, &last);
   ERL_NIF_TERM step = make_float(env, mx_sampler_step_size(s));
-  mx_sampler_free(s);
   if (!ok) return raise_with(env, atom_mx_error, "[sampler_result] out of memory building the result");
-  return enif_make_tuple4(env, draws, stats, step, inv);
+  return enif_make_tuple5(env, draws, stats, step, inv, last);
 }
 
 PROBED(sampler_start)
 PROBED(sampler_reply)
 PROBED(sampler_cancel)
+PROBED(sampler_run_inline)
 
 /* ---- registration: scheduler per NIF in one table ------------------------------ */
 
@@ -2491,6 +2590,7 @@ static ErlNifFunc funcs[] = {
     {"sampler_reply", 2, sampler_reply_probed, 0},
     {"sampler_cancel", 1, sampler_cancel_probed, 0},
     {"sampler_result", 1, sampler_result, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"sampler_run_inline", 2, sampler_run_inline_probed, 0}, /* only short runs: see it */
     /* generated C (jit.c): generating the source may take a while on a large tape */
     {"tape_jit", 2, tape_jit, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"tape_jit_info", 1, tape_jit_info, 0},
@@ -2504,6 +2604,7 @@ static ErlNifFunc funcs[] = {
     {"window_scatter", 8, window_scatter_probed, 0},
     /* io (Mx.IO) */
     {"from_file", 4, from_file, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"compile_clear", 1, compile_clear, 0},
 };
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {

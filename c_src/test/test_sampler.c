@@ -315,6 +315,31 @@ static void test_determinism(void) {
   mx_sampler_free(a), mx_sampler_free(b), mx_sampler_free(x);
 }
 
+/* mx_sampler_position is the chain's last point: the last draw; with samples = 0 (warmup only) the
+ * end of a warmup identical to the full run's. */
+static void test_position(void) {
+  double q0[3] = {0.3, -0.2, 1.0};
+  target t = {.d = 3, .reject_above = INFINITY, .nan_above = INFINITY};
+  mx_sampler_config c = config(MX_SAMPLER_HMC, 3, q0, std_normal, &t);
+  c.warmup = 0, c.samples = 3, c.n_leapfrog = 3, c.step_size = 0.5;
+  mx_status st1, st2, st3;
+  mx_sampler *a = run_sampler(&c, &st1);
+  c.warmup = 300, c.samples = 0, c.adapt_metric = 0;
+  mx_sampler *w = run_sampler(&c, &st2);
+  c.samples = 1;
+  mx_sampler *full = run_sampler(&c, &st3);
+  CHECK(!st1 && !st2 && !st3, "position runs: %s", mx_last_error());
+  if (!st1 && !st2 && !st3) {
+    CHECK(!memcmp(mx_sampler_position(a), mx_sampler_draws(a) + 2 * 3, 3 * sizeof(double)), "position: the last draw");
+    CHECK(!memcmp(mx_sampler_stats_of(w), mx_sampler_stats_of(full), 300 * sizeof(mx_sampler_stats)) &&
+              mx_sampler_step_size(w) == mx_sampler_step_size(full) && mx_sampler_iterations_done(w) == 300,
+          "samples = 0: the full run's warmup");
+    const double *p = mx_sampler_position(w);
+    CHECK(isfinite(p[0]) && isfinite(p[1]) && isfinite(p[2]) && memcmp(p, q0, sizeof q0), "samples = 0: the chain moved");
+  }
+  mx_sampler_free(a), mx_sampler_free(w), mx_sampler_free(full);
+}
+
 static mx_status run_task(void *ctx) { return mx_sampler_run(ctx); }
 static void free_task(void *ctx) { mx_sampler_free(ctx); }
 
@@ -417,7 +442,7 @@ static void test_config_errors(void) {
   cases[4].field = "dense asym", cases[4].msg = "not symmetric", cases[4].c.metric = MX_METRIC_DENSE, cases[4].c.inv_metric = bad_inv;
   cases[5].field = "dense npd", cases[5].msg = "not positive definite", cases[5].c.metric = MX_METRIC_DENSE, cases[5].c.inv_metric = npd;
   cases[6].field = "n_leapfrog", cases[6].msg = "n_leapfrog must be", cases[6].c.algorithm = MX_SAMPLER_HMC, cases[6].c.n_leapfrog = 0;
-  cases[7].field = "samples", cases[7].msg = "samples must be >= 1", cases[7].c.samples = 0;
+  cases[7].field = "samples", cases[7].msg = "samples must be >= 0", cases[7].c.samples = -1;
   for (int i = 0; i < 8; i++) {
     mx_status st = mx_sampler_new(&cases[i].c, &s);
     CHECK(st == MX_EINVAL && strstr(mx_last_error(), cases[i].msg) && strstr(mx_last_error(), "[sampler]"), "%s: %s",
@@ -486,6 +511,7 @@ int main(void) {
   test_funnel();
   test_hmc_mala();
   test_determinism();
+  test_position();
   test_cancel();
   test_rejecting_target();
   test_config_errors();

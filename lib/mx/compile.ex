@@ -255,6 +255,60 @@ defmodule Mx.Compile do
     end
   end
 
+  @doc false
+  # For a caller that keys a signature itself (Gen.Inference.Target keys a log density on its
+  # model, data and selection): `key`, a binary, stands for every term of `args` but the arrays,
+  # whose shapes and dtypes are added to it. Returns the tape cached under that signature (a hit)
+  # or traces `compiled`'s function on `args` and caches it (a miss), both counted; with
+  # `native: ms` also starts the tape's generated-C tier (a no-op once started) and waits up to
+  # `ms` for it. Raises as tracing does.
+  @spec keyed_tape!(function(), list(), binary(), keyword()) :: reference()
+  def keyed_tape!(compiled, args, key, opts \\ [])
+      when is_function(compiled) and is_list(args) and is_binary(key) do
+    Mx.Opts.validate!(opts, [native: nil], "Mx.Compile.keyed_tape!")
+    s = state!(compiled)
+    {skeleton, leaves} = flatten_args(args)
+    sig = :erlang.term_to_binary({:keyed, key, Enum.map(leaves, &{&1.shape, &1.type})})
+
+    # compile_call counts the hit (and replays once); compile_lookup hands over the tape.
+    cached =
+      case NIF.compile_call(s.cache, sig, Enum.map(leaves, & &1.ref)) do
+        {_template, _outs} -> NIF.compile_lookup(s.cache, sig)
+        _ -> nil
+      end
+
+    tape =
+      cached ||
+        case capture!(s, skeleton, sig, leaves) do
+          :fallback ->
+            raise ArgumentError,
+                  "Mx.Compile.keyed_tape!: this signature runs uncompiled (fallback)"
+
+          {tape, _template} ->
+            tape
+        end
+
+    if ms = opts[:native] do
+      NIF.tape_jit(tape, jit_env())
+
+      if NIF.tape_jit_info(tape).tier == :compiling,
+        do: wait_tier(tape, System.monotonic_time(:millisecond) + ms)
+    end
+
+    tape
+  end
+
+  @doc false
+  # Empties compiled's cache (its counters stay); a tape goes once nothing else holds it.
+  @spec clear!(function()) :: :ok
+  def clear!(compiled) when is_function(compiled), do: NIF.compile_clear(state!(compiled).cache)
+
+  @doc false
+  # Replays a tape (from tape!/2 or keyed_tape!/4) on arrays of its signature: its outputs, in order.
+  @spec replay!(reference(), [Mx.t()]) :: [Mx.t()]
+  def replay!(tape, arrays) when is_list(arrays),
+    do: tape |> NIF.compile_run(Enum.map(arrays, & &1.ref)) |> Enum.map(&Array.wrap/1)
+
   defp state!(compiled) do
     {:env, env} = Function.info(compiled, :env)
 

@@ -84,6 +84,7 @@ defmodule Mx.NIF do
   def sampler_reply(_handle, _reply), do: nif_not_loaded()
   def sampler_cancel(_handle), do: nif_not_loaded()
   def sampler_result(_handle), do: nif_not_loaded()
+  def sampler_run_inline(_config, _tape), do: nif_not_loaded()
   def tape_jit(_tape, _env), do: nif_not_loaded()
   def tape_jit_info(_tape), do: nif_not_loaded()
   def tape_jit_wait(_tape, _ms), do: nif_not_loaded()
@@ -99,4 +100,5 @@ defmodule Mx.NIF do
   # io (Mx.IO)
   @doc false
   def from_file(_path, _offset, _type, _shape), do: nif_not_loaded()
+  def compile_clear(_cache), do: nif_not_loaded()
 end

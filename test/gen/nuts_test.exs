@@ -460,6 +460,8 @@ defmodule Gen.NUTSTest do
     :erlang.garbage_collect()
 
     wait = fn wait, n ->
+      # tapes other tests' targets left in the cache of compiled targets are not the run's
+      Gen.Inference.Target.clear_cache()
       now = Mx.Memory.report()
 
       if (now.active_bytes <= base.active_bytes and now.live_arrays <= base.live_arrays) or
@@ -490,6 +492,8 @@ defmodule Gen.NUTSTest do
     Process.exit(pid, :kill)
 
     wait = fn wait, n ->
+      # tapes other tests' targets left in the cache of compiled targets are not the run's
+      Gen.Inference.Target.clear_cache()
       now = Mx.Memory.report()
 
       if now.active_bytes <= base.active_bytes or n == 0,

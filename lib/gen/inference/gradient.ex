@@ -15,16 +15,25 @@ defmodule Gen.Inference.Gradient do
   a gamma scale or a Dirichlet simplex never steps out of its support.
   `transforms:` (a map from address to a `Gen.Transform` transform)
   overrides the automatic choice, as in `Gen.Inference.NUTS`. The log
-  density of the moved coordinates is a `Gen.Inference.Target` (compiled
-  once per `hmc/3` and `hmc_warmup/3` call; `mala/3` evaluates it twice,
-  uncompiled).
+  density of the moved coordinates is a `Gen.Inference.Target`, compiled
+  (and cached: a chain of these kernels on one model and its data traces
+  it once, see `Gen.Inference.Target.cache_stats/0`).
+
+  The transitions and `hmc_warmup/3`'s step-size heuristic and dual
+  averaging are those of `Gen.Inference.NUTS`'s sampler, run in C
+  (`c_src/sampler.c`) with a unit metric: one HMC or MALA transition is a
+  run of that sampler with no warmup and one draw, from the trace's values,
+  with the given key; a model that reads a selected value (a dynamic
+  target) answers the sampler's gradient requests from this process. An
+  accepted move is written with `Gen.update/3`; `accepted?` is whether the
+  chain moved (a rejected proposal leaves its point unchanged bit for bit).
 
   Use them through `Gen.Inference.mala/3` and `Gen.Inference.hmc/3`.
   """
 
   alias Gen.{Choicemap, Selection, Trace}
   alias Gen.Inference.Target
-  import Gen.Inference.Common, only: [positive!: 4, accept: 4]
+  import Gen.Inference.Common, only: [positive!: 4]
 
   @doc """
   The log joint of `trace` and its gradient with respect to the selected
@@ -51,20 +60,9 @@ defmodule Gen.Inference.Gradient do
   def mala(%Trace{} = trace, %Selection{} = sel, opts) do
     Mx.Opts.validate!(opts, [:tau, :key, :transforms], "Gen.Inference.mala")
     tau = positive!(opts, :tau, nil, "Gen.Inference.mala")
-    {k_move, k_accept} = Gen.Inference.two_keys(opts)
-    # Two evaluations: fewer than tracing costs (about four on eight schools, bench/target.exs).
-    target = target!(trace, sel, opts, "mala", false)
-    q = start(target)
-    {lp, g} = Target.value_and_grad_array(target, q)
-    sd = :math.sqrt(2 * tau)
 
-    # Langevin proposal q' ~ N(q + τ∇log p(q), 2τ I) on the unconstrained scale.
-    new_q = Mx.add(Mx.add(q, Mx.multiply(g, tau)), Mx.multiply(noise(target, k_move), sd))
-    Mx.eval(new_q)
-    {lp2, new_g} = proposal_value_and_grad(target, new_q)
-    fwd = log_q(new_q, q, g, tau, sd)
-    bwd = log_q(q, new_q, new_g, tau, sd)
-    move(trace, target, new_q, Mx.add(Mx.subtract(lp2, lp), Mx.subtract(bwd, fwd)), k_accept)
+    # The C sampler's MALA: one leapfrog of ε from a fresh momentum proposes q + (ε²/2)∇ + εz.
+    transition(trace, sel, opts, "mala", algorithm: :mala, step_size: :math.sqrt(2 * tau))
   end
 
   @doc false
@@ -72,13 +70,8 @@ defmodule Gen.Inference.Gradient do
   def hmc(%Trace{} = trace, %Selection{} = sel, opts) do
     Mx.Opts.validate!(opts, [:step_size, :n_leapfrog, :key, :transforms], "Gen.Inference.hmc")
     eps = positive!(opts, :step_size, nil, "Gen.Inference.hmc")
-    target = target!(trace, sel, opts, "hmc")
-    {k_move, k_accept} = Gen.Inference.two_keys(opts)
-
-    {new_q, log_alpha} =
-      hmc_proposal(target, start(target), eps, n_leapfrog!(opts, "hmc"), k_move)
-
-    move(trace, target, new_q, log_alpha, k_accept)
+    n = n_leapfrog!(opts, "hmc")
+    transition(trace, sel, opts, "hmc", algorithm: :hmc, step_size: eps, n_leapfrog: n)
   end
 
   @doc false
@@ -107,122 +100,59 @@ defmodule Gen.Inference.Gradient do
             "Gen.Inference.#{fun}: step_size: the initial step must be a positive number, got #{inspect(eps0)}"
     end
 
+    delta = Keyword.get(opts, :target_accept, 0.8)
+
+    unless is_number(delta) and delta > 0 and delta < 1 do
+      raise ArgumentError,
+            "Gen.Inference.#{fun}: target_accept: must lie in (0, 1), got #{inspect(delta)}"
+    end
+
+    # The C sampler's warmup alone: Stan's step-size heuristic, then dual averaging with a unit
+    # metric; the chain runs on the unconstrained values and the trace is written once, at the end.
     target = target!(trace, sel, opts, fun)
-    key = Keyword.get_lazy(opts, :key, &Gen.next_key/0)
-    da = Gen.Inference.Adapt.dual_averaging(eps0, delta: Keyword.get(opts, :target_accept, 0.8))
-    q0 = start(target)
-    eps = init_step_size(target, q0, eps0 * 1.0, Mx.Random.fold_in(key, -1))
-    da = %{da | x: :math.log(eps)}
 
-    # The chain runs on the unconstrained values; the trace is written once, at the end.
-    {q, da, stats} =
-      Enum.reduce(0..(warmup - 1), {q0, da, []}, fn i, {q, da, acc} ->
-        eps = Gen.Inference.Adapt.step_size(da)
-        {k_move, k_accept} = Gen.Inference.two_keys(key: Mx.Random.fold_in(key, i))
-        {new_q, log_alpha} = hmc_proposal(target, q, eps, n, k_move)
-        {_, acc?} = accept(trace, trace, log_alpha, k_accept)
-        alpha = accept_prob(log_alpha)
-        q = if acc?, do: new_q, else: q
+    r =
+      run(target, opts, fun,
+        algorithm: :hmc,
+        warmup: warmup,
+        samples: 0,
+        n_leapfrog: n,
+        step_size: eps0,
+        target_accept: delta,
+        adapt_metric: false
+      )
 
-        {q, Gen.Inference.Adapt.learn_step_size(da, alpha),
-         [%{step_size: eps, accept_prob: alpha} | acc]}
-      end)
-
-    {Target.write(target, trace, q), Gen.Inference.Adapt.final_step_size(da), Enum.reverse(stats)}
+    stats = Enum.map(r.warmup_stats, &%{step_size: &1.step_size, accept_prob: &1.accept_stat})
+    {Target.write(target, trace, r.last), r.step_size, stats}
   end
 
-  # min(1, exp(log α)); 0 for a non-finite Hamiltonian.
-  defp accept_prob(log_alpha) do
-    case Mx.to_number(log_alpha) do
-      x when is_float(x) -> min(1.0, :math.exp(min(x, 0.0)))
-      :infinity -> 1.0
-      _ -> 0.0
-    end
+  # One transition of the C sampler from the trace's selected values, with a unit metric and no
+  # warmup: {trace, accepted?}. A rejected proposal leaves the chain's point as it was, bit for
+  # bit, and only a move is written into the trace.
+  defp transition(trace, sel, opts, fun, sampler_opts) do
+    target = target!(trace, sel, opts, fun)
+    r = run(target, opts, fun, [warmup: 0, samples: 1] ++ sampler_opts)
+
+    if pack(r.last) == pack(target.q0),
+      do: {trace, false},
+      else: {Target.write(target, trace, r.last), true}
   end
 
-  # One HMC proposal from `q`: {new q, log α}, α the Metropolis ratio of exp(−H) at the ends.
-  defp hmc_proposal(target, q, eps, n, key) do
-    p = noise(target, key)
-    {lp, new_q, lp2, new_p} = leapfrogs(target, q, p, eps, n)
-    {new_q, Mx.add(Mx.subtract(lp2, lp), Mx.subtract(kinetic(p), kinetic(new_p)))}
+  # The run on the target (Gen.Inference.Sampler: its tape, or this process's gradients for a
+  # model that reads a selected value); errors name the kernel.
+  defp run(target, opts, fun, sampler_opts) do
+    Gen.Inference.Sampler.run(
+      Target.sampler_target(target),
+      [key: Keyword.get_lazy(opts, :key, &Gen.next_key/0)] ++ sampler_opts
+    )
+  rescue
+    e in [ArgumentError, Mx.Error] ->
+      reraise e.__struct__,
+              [message: "Gen.Inference.#{fun}: " <> e.message],
+              __STACKTRACE__
   end
 
-  # Accepts or rejects the move to `new_q`; only an accepted move is written into the trace.
-  defp move(trace, target, new_q, log_alpha, key) do
-    {_, acc?} = accept(trace, trace, log_alpha, key)
-    if acc?, do: {Target.write(target, trace, new_q), true}, else: {trace, false}
-  end
-
-  # Leapfrog with unit mass: half step in p, then alternating full steps, closing with a half
-  # step. Returns {log p at the start, new q, log p at the end, new p}.
-  defp leapfrogs(target, q, p, eps, n) do
-    {lp, g} = Target.value_and_grad_array(target, q)
-
-    {new_q, new_p, _g, lp2} =
-      Enum.reduce_while(1..n, {q, p, g, lp}, fn _, {x, p, g, _lp} ->
-        p_half = axpy(p, g, eps / 2)
-        x2 = axpy(x, p_half, eps)
-        Mx.eval(x2)
-        {lp2, g2} = proposal_value_and_grad(target, x2)
-        p2 = axpy(p_half, g2, eps / 2)
-        Mx.eval(p2)
-        # a step out of the density's domain ends the trajectory: log p = -Inf rejects the move
-        if is_float(Mx.to_number(lp2)),
-          do: {:cont, {x2, p2, g2, lp2}},
-          else: {:halt, {x2, p2, g2, lp2}}
-      end)
-
-    {lp, new_q, lp2, new_p}
-  end
-
-  # The log joint and gradient at a proposal; where its evaluation raised Mx.Error (a covariance
-  # no longer positive definite, say) the log joint is -Inf, so the move is rejected, as in Stan.
-  defp proposal_value_and_grad(target, q) do
-    case Gen.Inference.Common.at_proposal(fn -> Target.value_and_grad_array(target, q) end) do
-      {:ok, vg} -> vg
-      :rejected -> {Mx.tensor(:neg_infinity, type: :f64), Mx.multiply(q, 0.0)}
-    end
-  end
-
-  # Stan's heuristic for the first step size: double (or halve) ε until one leapfrog's acceptance crosses 0.8.
-  defp init_step_size(target, q, eps, key) do
-    log08 = :math.log(0.8)
-
-    dh = fn eps, i ->
-      {_new_q, log_alpha} = hmc_proposal(target, q, eps, 1, Mx.Random.fold_in(key, i))
-
-      case Mx.to_number(log_alpha) do
-        x when is_float(x) -> x
-        :infinity -> 1.0e300
-        # Erlang orders atoms above numbers: a non-finite energy error must stay a float.
-        _ -> -1.0e300
-      end
-    end
-
-    dir = if dh.(eps, 0) > log08, do: 1, else: -1
-
-    Enum.reduce_while(1..2000, eps, fn i, eps ->
-      d = dh.(eps, i)
-
-      cond do
-        dir == 1 and not (d > log08) ->
-          {:halt, eps}
-
-        dir == -1 and not (d < log08) ->
-          {:halt, eps}
-
-        eps > 1.0e7 or eps < 1.0e-300 ->
-          raise ArgumentError,
-                "Gen.Inference.hmc_warmup: the step-size search left [1e-300, 1e7]; check that the log density is proper and finite at the trace"
-
-        dir == 1 ->
-          {:cont, eps * 2}
-
-        true ->
-          {:cont, eps / 2}
-      end
-    end)
-  end
+  defp pack(xs), do: for(x <- xs, into: <<>>, do: <<x::float-64-native>>)
 
   defp n_leapfrog!(opts, fun) do
     n = Keyword.get(opts, :n_leapfrog, 10)
@@ -236,16 +166,14 @@ defmodule Gen.Inference.Gradient do
   end
 
   # The selected choices on their unconstrained scale (`transforms:` overrides the automatic
-  # transforms), compiled unless the caller evaluates it too few times to repay tracing.
-  defp target!(trace, sel, opts, fun, compile? \\ true),
+  # transforms), compiled: from the cache of compiled targets when the model, its data and the
+  # selection repeat, as along a chain of these kernels.
+  defp target!(trace, sel, opts, fun),
     do:
       Target.new(trace, sel,
         transforms: Keyword.get(opts, :transforms, %{}),
-        compile: compile?,
         caller: "Gen.Inference.#{fun}"
       )
-
-  defp start(target), do: Mx.tensor(target.q0, type: :f64)
 
   # The log joint at `xs` (the selected values) and its gradient, through assess.
   defp value_and_grad(%Trace{} = trace, paths, xs) do
@@ -265,34 +193,4 @@ defmodule Gen.Inference.Gradient do
     Mx.eval([lp | gs])
     {lp, gs}
   end
-
-  defp split(key, 1), do: [key]
-
-  defp split(key, n),
-    do: key |> Mx.Random.split(n) |> then(fn ks -> for i <- 0..(n - 1), do: ks[i] end)
-
-  # Standard normal noise on the flat vector, drawn block by block (one key each, as the kernels
-  # drew it per selected choice).
-  defp noise(target, key) do
-    keys = split(key, length(target.blocks))
-
-    target
-    |> Target.join(
-      Enum.zip_with(target.blocks, keys, &Mx.Random.normal(&2, shape: &1.u_shape, type: :f64))
-    )
-  end
-
-  defp axpy(y, x, a), do: Mx.add(y, Mx.multiply(x, a))
-
-  # log N(to; from + τ·g, sd²·I) summed over every coordinate.
-  defp log_q(to, from, g, tau, sd) do
-    z = Mx.divide(Mx.subtract(to, Mx.add(from, Mx.multiply(g, tau))), sd)
-
-    Mx.subtract(
-      Mx.multiply(Mx.sum(Mx.multiply(z, z)), -0.5),
-      Mx.size(to) * (:math.log(sd) + 0.5 * :math.log(2 * :math.pi()))
-    )
-  end
-
-  defp kinetic(p), do: Mx.multiply(Mx.sum(Mx.multiply(p, p)), 0.5)
 end

@@ -76,7 +76,6 @@ defmodule Gen.Inference.NUTS do
 
   alias Gen.{Selection, Trace}
   alias Gen.Inference.Target
-  import Bitwise
   require Logger
   import Gen.Inference.Common, only: [count!: 5, positive!: 4]
 
@@ -377,7 +376,8 @@ defmodule Gen.Inference.NUTS do
         :ok
 
       (is_float(lp) and :nan in g) or
-          (lp == :nan and nan_input?(target, target.q0 |> Mx.tensor(type: :f64) |> Mx.to_binary())) ->
+          (lp == :nan and
+             Target.nan_input?(target, target.q0 |> Mx.tensor(type: :f64) |> Mx.to_binary())) ->
         # Outside the gradient, assess names the NaN site (Gen.NaNError) when the density itself is NaN.
         _ = Gen.assess(target.gen_fn, target.args, target.choices)
 
@@ -392,37 +392,11 @@ defmodule Gen.Inference.NUTS do
 
   # ---- the C sampler -----------------------------------------------------------------------
 
-  # The run on the target: its tape when compiled, this process's gradients otherwise (and at
-  # the tape's NaN points, which only the GFI can classify).
   defp run(target, key, fun, opts) do
-    spec = %{dim: target.dim, q0: target.q0, tape: target.tape, logp_grad: &logp_grad(target, &1)}
-
-    Gen.Inference.Sampler.run(spec, [algorithm: :nuts, key: key] ++ opts)
+    Gen.Inference.Sampler.run(Target.sampler_target(target), [algorithm: :nuts, key: key] ++ opts)
   rescue
     e in ArgumentError ->
       reraise ArgumentError, [message: "Gen.Inference.#{fun}: " <> e.message], __STACKTRACE__
-  end
-
-  @nan_mask 0x7FF0000000000000
-  @neg_infinity <<0xFFF0000000000000::64-native>>
-
-  # lp and gradient at q (binaries of f64). A NaN log density is a NaN energy when an input
-  # is NaN (Gen.NaNError outside the gradient), else a parameter moved out of a distribution's
-  # range (a built-in distribution's NaN, issue 10 item 6): -inf, a divergence, as in Stan.
-  defp logp_grad(target, q) do
-    <<lp::64-native, grad::binary>> = bin = Target.logp_grad(target, q)
-
-    if (lp &&& @nan_mask) == @nan_mask and (lp &&& 0xFFFFFFFFFFFFF) != 0 and
-         not nan_input?(target, q),
-       do: @neg_infinity <> grad,
-       else: bin
-  end
-
-  defp nan_input?(target, q) do
-    _ = Target.log_density(target, Mx.from_binary(q, :f64))
-    false
-  rescue
-    Gen.NaNError -> true
   end
 
   defp key(opts), do: Keyword.get_lazy(opts, :key, &Gen.next_key/0)

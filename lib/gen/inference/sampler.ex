@@ -43,7 +43,7 @@ defmodule Gen.Inference.Sampler do
       accept) or `:mala` (one leapfrog step from a fresh momentum with the
       Metropolis correction: the proposal `q + (ε²/2) M⁻¹∇ + ε M^(-1/2) z`, Gen.jl's
       `tau = ε²/2` with a unit metric);
-    * `warmup:` (1000), `samples:` (1000), `key:` (an `Mx.Random` key; `Gen.next_key/0`
+    * `warmup:` (1000), `samples:` (1000; 0 runs the warmup alone), `key:` (an `Mx.Random` key; `Gen.next_key/0`
       when absent), `target_accept:` (0.8), `max_depth:` (10), `step_size:` (1.0, the
       start of Stan's heuristic and μ = log(10·ε₀)), `n_leapfrog:` (10, HMC);
     * `metric:` `:diag` (default) or `:dense`; `inv_metric:` the starting inverse
@@ -55,9 +55,14 @@ defmodule Gen.Inference.Sampler do
     * `callback:` a function called after every iteration with
       `%{iteration: i, warmup?: boolean, stats: stats}`.
 
+  A short run on a tape with nothing to report (no warmup, no callback or counter: one
+  HMC or MALA transition) runs in the calling process's NIF call when its gradients are
+  cheap (the dirty-scheduler threshold of `Mx.eval/1`), with the same result.
+
   Returns `%{draws: [[float]], stats: [stats], warmup_stats: [stats], step_size:
-  float, inv_metric: [float] | [[float]]}`, draws on the unconstrained scale, one list
-  per draw.
+  float, inv_metric: [float] | [[float]], last: [float]}`, draws on the unconstrained
+  scale, one list per draw, and `last` the chain's point after its last iteration (the
+  last draw, or where the warmup ended).
 
       iex> f = Mx.compile(Mx.value_and_grad(fn q -> Mx.multiply(-0.5, Mx.sum(Mx.multiply(q, q))) end))
       iex> q0 = [0.5, -0.5]
@@ -71,7 +76,8 @@ defmodule Gen.Inference.Sampler do
           stats: [stats()],
           warmup_stats: [stats()],
           step_size: float(),
-          inv_metric: [float()] | [[float()]]
+          inv_metric: [float()] | [[float()]],
+          last: [float()]
         }
   def run(target, opts \\ []) do
     opts =
@@ -110,7 +116,7 @@ defmodule Gen.Inference.Sampler do
       q0: pack(q0),
       key: key!(opts[:key] || Gen.next_key()),
       warmup: warmup,
-      samples: int!(opts, :samples, 1),
+      samples: int!(opts, :samples, 0),
       target_accept: target_accept!(opts[:target_accept]),
       max_depth: int!(opts, :max_depth, 1),
       step_size: Gen.Inference.Common.positive!(opts, :step_size, 1.0, @where),
@@ -128,6 +134,35 @@ defmodule Gen.Inference.Sampler do
         end
     }
 
+    # A short run with nothing to report (one HMC or MALA transition on a tape) runs in the NIF
+    # call when it is cheap enough; anything else on an engine thread.
+    inline =
+      if tape != nil and warmup == 0 and callback == nil and opts[:counter] == nil,
+        do: NIF.sampler_run_inline(config, tape),
+        else: :threaded
+
+    {draws, stats, step_size, inv, last} =
+      case inline do
+        :threaded -> threaded(config, tape, logp_grad, callback, opts[:counter])
+        {:error, message} -> raise Mx.Error, message: "#{@where}: #{message}"
+        result -> result
+      end
+
+    stats = decode_stats(stats)
+
+    %{
+      draws: draws |> floats() |> Enum.chunk_every(d),
+      warmup_stats: Enum.take(stats, warmup),
+      stats: Enum.drop(stats, warmup),
+      step_size: step_size,
+      inv_metric:
+        if(config.metric == :dense, do: inv |> floats() |> Enum.chunk_every(d), else: floats(inv)),
+      last: floats(last)
+    }
+  end
+
+  # The run on an engine thread; this process answers its gradient requests and reports.
+  defp threaded(config, tape, logp_grad, callback, counter) do
     {handle, ref} = NIF.sampler_start(config, tape, self())
 
     try do
@@ -137,9 +172,9 @@ defmodule Gen.Inference.Sampler do
           ref: ref,
           logp_grad: logp_grad,
           callback: callback,
-          warmup: warmup,
-          d: d,
-          counter: opts[:counter]
+          warmup: config.warmup,
+          d: config.d,
+          counter: counter
         },
         0
       )
@@ -150,17 +185,7 @@ defmodule Gen.Inference.Sampler do
         :erlang.raise(kind, reason, __STACKTRACE__)
     end
 
-    {draws, stats, step_size, inv} = NIF.sampler_result(handle)
-    stats = decode_stats(stats)
-
-    %{
-      draws: draws |> floats() |> Enum.chunk_every(d),
-      warmup_stats: Enum.take(stats, warmup),
-      stats: Enum.drop(stats, warmup),
-      step_size: step_size,
-      inv_metric:
-        if(config.metric == :dense, do: inv |> floats() |> Enum.chunk_every(d), else: floats(inv))
-    }
+    NIF.sampler_result(handle)
   end
 
   # Answers gradient requests and reports iterations (to the callback, and to the progress

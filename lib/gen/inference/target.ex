@@ -26,6 +26,11 @@ defmodule Gen.Inference.Target do
   one structure: a model whose addresses change with its discrete choices
   gets one target per trace.
 
+  Tapes are cached: a target of the same model, arguments, fixed choices'
+  values, selection and options as one compiled before reuses its tape
+  (only the probe pass runs), whatever the selected values; see
+  `cache_stats/0` for the key and the bound.
+
       iex> import Gen
       iex> m = gen fn -> s = trace(:s, Gen.Dist.gamma(2.0, rate: 1.0)); trace(:y, Gen.Dist.normal(0.0, s)) end
       iex> {t, _} = Gen.generate(m, [], %{s: 1.0, y: 0.5})
@@ -38,6 +43,7 @@ defmodule Gen.Inference.Target do
       {true, 0.25}
   """
 
+  import Bitwise
   alias Gen.{Choicemap, Selection, Trace, Transform}
   alias Gen.Inference.Unconstrained
 
@@ -101,17 +107,18 @@ defmodule Gen.Inference.Target do
 
     * `transforms:` — a map from address (or path) to a `Gen.Transform`
       transform overriding the automatic one (`%{}`);
-    * `compile:` — trace and compile the value and gradient (`true`), or
-      always run them uncompiled (`false`, for a target evaluated only a
-      few times: tracing and lowering cost about four uncompiled
-      evaluations on the eight-schools model, bench/target.exs);
+    * `compile:` — trace and compile the value and gradient (`true`; a
+      cache hit when the structure and data repeat), or always run them
+      uncompiled (`false`; tracing and lowering cost about one uncompiled
+      evaluation on the eight-schools model, bench/target.exs);
     * `jit:` — with `compile: true`, also build the tape as generated C and
       wait for it (`false` by default: the interpreter). The native tier rounds
       a little differently (within a few ulps), so the wait keeps a run on one
-      tier from its first step: the same key repeats its draws. It costs about
-      1 ms from the disk cache (0.2–0.5 s to build once per model), worth it
-      for a long run (`Gen.Inference.NUTS.sample/3` asks for it), not for one
-      transition;
+      tier from its first step: the same key repeats its draws. On a cache
+      miss it costs about 1 ms from the disk cache (0.2–0.5 s to build once
+      per model), worth it for a long run (`Gen.Inference.NUTS.sample/3` asks
+      for it), not for one transition; a jit target and an interpreted one
+      are cached apart;
     * `jacobian:` — add the log-Jacobians (`true`; `false` for the mode of
       the constrained density);
     * `choices:` — the choicemap assessed with the selected leaves replaced
@@ -257,15 +264,18 @@ defmodule Gen.Inference.Target do
     {blocks, Enum.reverse(u0)}
   end
 
-  # Traces the value and gradient on a placeholder and keeps the tape; a model that reads a
-  # selected value while tracing stays dynamic.
+  # The value and gradient's tape, from the shared cache when a target of the same structure and
+  # data was compiled before (cache_key/2), else traced on a placeholder and cached; a model that
+  # reads a selected value while tracing stays dynamic.
   defp compile(target, jit) do
-    # One signature ever: f64[dim].
-    compiled =
-      Mx.compile(Mx.value_and_grad(fn q -> log_density(target, q) end), cache_size: 1, jit: jit)
+    # One signature ever: f64[dim], beside the key. With jit, the wait keeps a run that repeats
+    # its draws on one tier (see jit:).
+    native = if jit, do: 120_000
 
     try do
-      Mx.Compile.tape!(compiled, [q0_array(target)])
+      Mx.Compile.keyed_tape!(shared(), [q0_array(target), target], cache_key(target, jit),
+        native: native
+      )
     rescue
       e in Mx.Error ->
         if String.contains?(e.message, @value_needed),
@@ -277,11 +287,128 @@ defmodule Gen.Inference.Target do
         dynamic(target, "the model reads a selected value while tracing (#{why})")
 
       tape ->
-        # A run that switched tiers midway would not repeat its draws (see jit:): wait now.
-        if jit, do: Mx.Compile.await_native(compiled, [q0_array(target)], 120_000)
-        %{target | tape: tape, compiled?: true, vg: compiled}
+        vg = fn q ->
+          [lp, g] = Mx.Compile.replay!(tape, [q])
+          {lp, g}
+        end
+
+        %{target | tape: tape, compiled?: true, vg: vg}
     end
   end
+
+  @cache_size 32
+
+  # The compiled function whose cache holds every target's tape (Mx.compile's LRU cache, its
+  # tapes counted in Mx.Memory), made once per node.
+  defp shared do
+    # Keyed by this module's code: a recompiled module gets a fresh cache.
+    name = {__MODULE__, :cache, __MODULE__.module_info(:md5)}
+
+    case :persistent_term.get(name, nil) do
+      nil ->
+        f =
+          Mx.compile(
+            fn q, target -> Mx.value_and_grad(&log_density(target, &1)).(q) end,
+            cache_size: @cache_size,
+            jit: false
+          )
+
+        :persistent_term.put(name, f)
+        f
+
+      f ->
+        f
+    end
+  end
+
+  @doc """
+  The counters of the cache of compiled targets (`Mx.compile_stats/1`'s
+  keys): `new/3` with `compile: true` looks each target up by everything
+  its tape depends on — the generative function (its code and captured
+  values), its arguments, the choices that stay fixed (their values), the
+  selection's layout, the transforms, `jacobian:`, `jit:` and `caller:` —
+  and traces only on a miss. Up to #{@cache_size} tapes are kept, the least
+  recently used evicted; `Mx.Memory.report/0` counts them (`:tapes`).
+
+  A model that reads state outside its arguments and choices (an ETS
+  table, the process dictionary, a module recompiled since, other than
+  the generative function's own) is keyed without it: give such values as
+  arguments.
+
+      iex> import Gen
+      iex> m = gen fn -> mu = trace(:mu, Gen.Dist.normal(0.0, 1.0)); trace(:y, Gen.Dist.normal(mu, 1.0)) end
+      iex> {t, _} = Gen.generate(m, [], %{mu: 0.0, y: 1.5})
+      iex> _ = Gen.Inference.Target.new(t, Gen.select(:mu))
+      iex> stats = Gen.Inference.Target.cache_stats()
+      iex> {stats.cache_size, stats.entries >= 1, stats.tapes >= 1}
+      {32, true, true}
+  """
+  @spec cache_stats() :: %{atom() => non_neg_integer()}
+  def cache_stats, do: Mx.compile_stats(shared())
+
+  @doc """
+  Empties the cache of compiled targets (`cache_stats/0`; its counters
+  stay): the next `new/3` of each structure traces again. A target keeps
+  its own tape.
+
+      iex> Gen.Inference.Target.clear_cache()
+      :ok
+  """
+  @spec clear_cache() :: :ok
+  def clear_cache, do: Mx.Compile.clear!(shared())
+
+  # Everything the tape reads, as a digest: the model, its arguments, the choicemap assessed with
+  # the selected leaves marked (their values are the tape's input), the blocks' layout and
+  # whether each is transformed (the transform itself is taken from the support while tracing),
+  # the overrides, jacobian?, the caller (named in errors while tracing) and the tier.
+  defp cache_key(target, jit) do
+    blocks =
+      Enum.map(target.blocks, fn b ->
+        {b.path, b.shape, b.type, b.offset, b.size, b.u_shape, b.transform == :identity,
+         value_term(b.override)}
+      end)
+
+    marked =
+      Enum.reduce(target.blocks, target.choices, fn b, cm ->
+        Choicemap.put_submap(cm, b.path, %Choicemap{value: :"$selected"})
+      end)
+
+    term =
+      {jit and System.get_env("MX_JIT") != "0", target.caller, target.jacobian?, blocks,
+       value_term(target.gen_fn), value_term(target.args), value_term(marked)}
+
+    :crypto.hash(:sha256, :erlang.term_to_binary(term))
+  end
+
+  # `x` as a term that equal values give equally: an Mx array by its dtype, shape and bytes, a
+  # function by its code (module, its digest, the function's index) and captured values, not
+  # by the process that made it (which term_to_binary/1 records).
+  defp value_term(%Mx.Array{} = a), do: {:"$mx_array", Mx.type(a), Mx.shape(a), Mx.to_binary(a)}
+  defp value_term(m) when is_map(m), do: :maps.map(fn _k, v -> value_term(v) end, m)
+  defp value_term(l) when is_list(l), do: value_list(l)
+
+  defp value_term(t) when is_tuple(t),
+    do: t |> Tuple.to_list() |> value_list() |> List.to_tuple()
+
+  defp value_term(f) when is_function(f) do
+    info = Function.info(f)
+
+    case info[:type] do
+      :external ->
+        m = info[:module]
+        {:"$mx_fun", m, info[:name], info[:arity], :code.is_loaded(m) && m.module_info(:md5)}
+
+      :local ->
+        {:"$mx_fun", info[:module], info[:new_uniq], info[:new_index], value_term(info[:env])}
+    end
+  end
+
+  defp value_term(other), do: other
+
+  # Plain recursion: an improper list keeps its tail.
+  defp value_list([h | t]), do: [value_term(h) | value_list(t)]
+  defp value_list([]), do: []
+  defp value_list(tail), do: value_term(tail)
 
   defp dynamic(target, why),
     do: %{target | vg: Mx.value_and_grad(fn q -> log_density(target, q) end), why_dynamic: why}
@@ -375,6 +502,43 @@ defmodule Gen.Inference.Target do
 
     {lp, g} = value_and_grad_array(target, Mx.from_binary(q, :f64, shape: {dim}))
     Mx.to_binary(lp) <> Mx.to_binary(g)
+  end
+
+  @doc false
+  # The target as Gen.Inference.Sampler.run/2 takes it: its tape when compiled, this process's
+  # gradients otherwise and at the tape's NaN points, which only the GFI can classify.
+  @spec sampler_target(t()) :: map()
+  def sampler_target(%__MODULE__{} = target),
+    do: %{
+      dim: target.dim,
+      q0: target.q0,
+      tape: target.tape,
+      logp_grad: &sampler_logp_grad(target, &1)
+    }
+
+  @nan_mask 0x7FF0000000000000
+  @neg_infinity <<0xFFF0000000000000::64-native>>
+
+  # lp and gradient at q (binaries of f64). A NaN log density is a NaN energy when an input
+  # is NaN (Gen.NaNError outside the gradient), else a parameter moved out of a distribution's
+  # range (a built-in distribution's NaN, issue 10 item 6): -inf, a divergence, as in Stan.
+  defp sampler_logp_grad(target, q) do
+    <<lp::64-native, grad::binary>> = bin = logp_grad(target, q)
+
+    if (lp &&& @nan_mask) == @nan_mask and (lp &&& 0xFFFFFFFFFFFFF) != 0 and
+         not nan_input?(target, q),
+       do: @neg_infinity <> grad,
+       else: bin
+  end
+
+  @doc false
+  # Whether the log density at q (a binary of f64) is NaN because a choice is (Gen.NaNError).
+  @spec nan_input?(t(), binary()) :: boolean()
+  def nan_input?(%__MODULE__{} = target, q) do
+    _ = log_density(target, Mx.from_binary(q, :f64))
+    false
+  rescue
+    Gen.NaNError -> true
   end
 
   @doc """

@@ -67,6 +67,79 @@ defmodule Gen.Inference.SamplerTest do
     assert_in_delta r.step_size, c.step_size, 1.0e-12
   end
 
+  test "a short run on a tape runs in the NIF call and equals the run on an engine thread" do
+    config = %{
+      algorithm: :hmc,
+      d: 3,
+      q0: pack(@q0),
+      key: Mx.to_flat_list(Mx.Random.key(7)),
+      warmup: 0,
+      samples: 2,
+      target_accept: 0.8,
+      max_depth: 10,
+      step_size: 0.3,
+      adapt_metric: false,
+      metric: :diag,
+      inv_metric: nil,
+      n_leapfrog: 5,
+      report_every: 3
+    }
+
+    assert {_draws, _stats, 0.3, _inv, _last} = Mx.NIF.sampler_run_inline(config, tape())
+    assert Mx.NIF.sampler_run_inline(%{config | warmup: 1}, tape()) == :threaded
+    assert Mx.NIF.sampler_run_inline(config, nil) == :threaded
+
+    # a callback keeps the run on the engine thread
+    threaded = [callback: fn _ -> :ok end]
+
+    for {alg, extra} <- [hmc: [n_leapfrog: 5], mala: [], nuts: [max_depth: 3]] do
+      opts =
+        [algorithm: alg, warmup: 0, samples: 4, step_size: 0.4, key: Mx.Random.key(8)] ++ extra
+
+      assert Sampler.run(target(tape: tape()), opts) ==
+               Sampler.run(target(tape: tape()), opts ++ threaded)
+    end
+
+    # log density sum(log q) - |q|^2/2 is NaN for q < 0: the inline run meets it, hands the run to the
+    # engine thread, whose owner classifies the point; the result is that run's
+    f =
+      Mx.compile(
+        Mx.value_and_grad(fn q ->
+          Mx.subtract(Mx.sum(Mx.log(q)), Mx.multiply(0.5, Mx.sum(Mx.multiply(q, q))))
+        end)
+      )
+
+    q0 = [0.05, 0.5, 1.0]
+    nan_tape = Mx.Compile.tape!(f, [Mx.tensor(q0, type: :f64)])
+    lg = fn q -> nan_tape |> Mx.NIF.tape_time_raw([q], 1) |> elem(1) |> Enum.join() end
+    t = %{dim: 3, q0: q0, tape: nan_tape, logp_grad: lg}
+
+    opts = [
+      algorithm: :hmc,
+      n_leapfrog: 8,
+      warmup: 0,
+      samples: 3,
+      step_size: 0.5,
+      key: Mx.Random.key(9)
+    ]
+
+    assert Mx.NIF.sampler_run_inline(
+             %{
+               config
+               | q0: pack(q0),
+                 step_size: 0.5,
+                 n_leapfrog: 8,
+                 samples: 3,
+                 key: Mx.to_flat_list(Mx.Random.key(9))
+             },
+             nan_tape
+           ) == :threaded
+
+    r = Sampler.run(t, opts)
+    assert r == Sampler.run(t, opts ++ threaded)
+    assert Enum.any?(r.stats, & &1.nan_energy)
+  end
+
   test "the callback sees every iteration with the stats keys" do
     me = self()
     cb = fn info -> send(me, {:cb, info}) end

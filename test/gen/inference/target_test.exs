@@ -166,8 +166,6 @@ defmodule Gen.Inference.TargetTest do
     {t, sel} = eight_schools_nc()
     target = Target.new(t, sel)
     q = f64(target.q0)
-    info = Mx.Compile.tape_info(target.vg, [q])
-    assert {info.inputs, info.outputs} == {1, 2}
 
     assert Mx.NIF.tape_info(target.tape) |> Map.take([:inputs, :outputs]) == %{
              inputs: 1,
@@ -552,5 +550,192 @@ defmodule Gen.Inference.TargetMemoryTest do
     # 200 more moves made 200 tapes; at most the last one may still be alive.
     assert after_.tapes - before.tapes <= 1, "tapes #{before.tapes} -> #{after_.tapes}"
     assert after_.live - before.live <= 20, "live arrays #{before.live} -> #{after_.live}"
+  end
+end
+
+defmodule Gen.Inference.TargetCacheTest do
+  # Not async: the cache of compiled targets and its counters are global to the VM.
+  use ExUnit.Case, async: false
+  import Gen
+
+  alias Gen.Inference.Target
+
+  defp f64(xs), do: Mx.tensor(xs, type: :f64)
+  defp bin(q), do: for(x <- q, into: <<>>, do: <<x::float-64-native>>)
+
+  # The counters' change over fun: {compiles, hits}.
+  defp counted(fun) do
+    before = Target.cache_stats()
+    result = fun.()
+    after_ = Target.cache_stats()
+    {result, {after_.compiles - before.compiles, after_.hits - before.hits}}
+  end
+
+  # A compiled target must give the uncompiled one's bits wherever it came from.
+  defp same_as_dynamic!(target, trace, sel, opts \\ []) do
+    assert target.compiled?
+    dynamic = Target.new(trace, sel, [compile: false] ++ opts)
+
+    for q <- [target.q0, Enum.map(target.q0, &(&1 + 0.37))] do
+      assert Target.logp_grad(target, bin(q)) == Target.logp_grad(dynamic, bin(q))
+    end
+  end
+
+  defp scale_model do
+    gen(fn n, loc ->
+      s = trace(:s, Gen.Dist.gamma(2.0, rate: 1.0))
+      mu = trace(:mu, Gen.Dist.normal(loc, 1.0))
+      trace(:y, Gen.Dist.broadcasted_normal(Mx.broadcast(mu, {n}), s))
+    end)
+  end
+
+  defp scale_trace(ys, args \\ [3, 0.0], start \\ %{s: 1.5, mu: 0.2}) do
+    {t, _} = Gen.generate(scale_model(), args, Map.put(start, :y, f64(ys)))
+    t
+  end
+
+  test "the same structure and data hit; other data, arguments, selection or options miss" do
+    sel = Gen.select([:s, :mu])
+    t = scale_trace([0.4, -1.0, 2.0])
+    {a, {compiles, _}} = counted(fn -> Target.new(t, sel, caller: "cache test 1") end)
+    assert compiles == 1
+    same_as_dynamic!(a, t, sel)
+
+    # the same model made again, another starting point of the selected values, another process
+    t_moved = scale_trace([0.4, -1.0, 2.0], [3, 0.0], %{s: 0.7, mu: -1.3})
+
+    for {tr, how} <- [{t, "same trace"}, {t_moved, "new start"}] do
+      {b, counts} = counted(fn -> Target.new(tr, sel, caller: "cache test 1") end)
+      assert counts == {0, 1}, how
+      same_as_dynamic!(b, tr, sel)
+    end
+
+    {_, counts} =
+      counted(fn ->
+        Task.async(fn -> Target.new(t_moved, sel, caller: "cache test 1") end) |> Task.await()
+      end)
+
+    assert counts == {0, 1}
+
+    misses = [
+      {"an observation", scale_trace([0.4, -1.0, 2.5]), sel, []},
+      {"an argument's value", scale_trace([0.4, -1.0, 2.0], [3, 0.5]), sel, []},
+      {"an argument's type", scale_trace([0.4, -1.0, 2.0], [3, f64(0.0)]), sel, []},
+      {"the data's size", scale_trace([0.4, -1.0, 2.0, 1.0], [4, 0.0]), sel, []},
+      {"the selection", t, Gen.select(:s), []},
+      {"a transform", t, sel, [transforms: %{s: :identity}]},
+      {"the Jacobian", t, sel, [jacobian: false]}
+    ]
+
+    for {what, tr, sl, opts} <- misses do
+      {c, counts} = counted(fn -> Target.new(tr, sl, [caller: "cache test 1"] ++ opts) end)
+      assert counts == {1, 0}, what
+      same_as_dynamic!(c, tr, sl, opts)
+    end
+
+    # ... and each of those hits when asked again
+    for {what, tr, sl, opts} <- misses do
+      {_, counts} = counted(fn -> Target.new(tr, sl, [caller: "cache test 1"] ++ opts) end)
+      assert counts == {0, 1}, what
+    end
+  end
+
+  test "a model's captured values and code are part of its key" do
+    make = fn center ->
+      gen(fn ->
+        x = trace(:x, Gen.Dist.normal(center, 1.0))
+        trace(:y, Gen.Dist.normal(x, 1.0))
+      end)
+    end
+
+    other_code =
+      gen(fn ->
+        x = trace(:x, Gen.Dist.normal(0.0, 2.0))
+        trace(:y, Gen.Dist.normal(x, 1.0))
+      end)
+
+    sel = Gen.select(:x)
+    trace_of = fn m -> elem(Gen.generate(m, [], %{x: 0.1, y: 0.5}), 0) end
+    caller = "cache test 2"
+
+    for {m, expect} <- [
+          {make.(0.0), {1, 0}},
+          {make.(0.0), {0, 1}},
+          {make.(1.0), {1, 0}},
+          {make.(f64(1.0)), {1, 0}},
+          {make.(f64(1.0)), {0, 1}},
+          {make.(f64(2.0)), {1, 0}},
+          {other_code, {1, 0}}
+        ] do
+      t = trace_of.(m)
+      {target, counts} = counted(fn -> Target.new(t, sel, caller: caller) end)
+      assert counts == expect
+      same_as_dynamic!(target, t, sel)
+    end
+  end
+
+  test "a model whose structure changes: one tape per structure, and a dynamic model is never cached" do
+    m =
+      gen(fn ->
+        n = Mx.to_number(trace(:n, Gen.Dist.poisson(2.0)))
+        for i <- 1..max(n, 1), do: trace({:x, i}, Gen.Dist.normal(0.0, 1.0))
+      end)
+
+    sel = Gen.Selection.complement(Gen.select(:n))
+    caller = "cache test 3"
+
+    trace_n = fn n ->
+      elem(Gen.generate(m, [], Map.new(1..n, &{{:x, &1}, 0.1 * &1}) |> Map.put(:n, n)), 0)
+    end
+
+    t2 = trace_n.(2)
+    t3 = trace_n.(3)
+
+    for {t, dim, expect} <- [{t2, 2, {1, 0}}, {t3, 3, {1, 0}}, {t2, 2, {0, 1}}, {t3, 3, {0, 1}}] do
+      {target, counts} = counted(fn -> Target.new(t, sel, caller: caller) end)
+      assert {target.dim, counts} == {dim, expect}
+      same_as_dynamic!(target, t, sel)
+    end
+
+    reads =
+      gen(fn ->
+        s = trace(:s, Gen.Dist.exponential(1.0))
+        trace(:y, Gen.Dist.normal(0.0, Mx.to_number(s)))
+      end)
+
+    {t, _} = Gen.generate(reads, [], %{s: 2.0, y: 0.5})
+
+    for _ <- 1..2 do
+      {target, counts} = counted(fn -> Target.new(t, Gen.select(:s), caller: caller) end)
+      refute target.compiled?
+      assert counts == {0, 0}
+    end
+  end
+
+  test "the cache is bounded: least recently used tapes go, a target keeps its own" do
+    sel = Gen.select([:s, :mu])
+    caller = "cache test 4"
+    first = scale_trace([0.0, 0.0, 0.0])
+    kept = Target.new(first, sel, caller: caller)
+    size = Target.cache_stats().cache_size
+    before = Target.cache_stats()
+
+    for i <- 1..size, do: Target.new(scale_trace([i * 1.0, 0.0, 0.0]), sel, caller: caller)
+
+    after_ = Target.cache_stats()
+    assert after_.evictions - before.evictions >= 1
+    assert after_.entries == size and after_.tapes <= size
+    # the evicted tape still serves the target that holds it; asking again traces anew
+    same_as_dynamic!(kept, first, sel)
+    {_, counts} = counted(fn -> Target.new(first, sel, caller: caller) end)
+    assert counts == {1, 0}
+
+    # clear_cache/0 empties it: the next target traces again
+    assert Target.clear_cache() == :ok
+    assert %{entries: 0, tapes: 0} = Target.cache_stats()
+    {again, counts} = counted(fn -> Target.new(first, sel, caller: caller) end)
+    assert counts == {1, 0}
+    same_as_dynamic!(again, first, sel)
+    same_as_dynamic!(kept, first, sel)
   end
 end
