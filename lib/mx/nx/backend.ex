@@ -620,14 +620,17 @@ if Code.ensure_loaded?(Nx.Backend) do
             )
         end
 
+      # Narrow floats solve in f64 and round once (correctly rounded, as Nx prints them).
+      work = if type in [{:f, 32}, {:f, 16}, {:bf, 16}], do: {:f, 64}, else: type
+
       x =
-        Mx.Linalg.triangular_solve(arr(a, type), arr(b, type),
+        Mx.Linalg.triangular_solve(arr(a, work), arr(b, work),
           lower: opts[:lower],
           left_side: opts[:left_side],
           transform_a: transform
         )
 
-      wrap(out, x)
+      wrap(out, Mx.as_type(x, mx_type(type)))
     end
 
     @impl true

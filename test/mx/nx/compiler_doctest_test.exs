@@ -15,6 +15,7 @@ if Code.ensure_loaded?(Mx.Nx.Compiler) do
     doctest Mx.Nx.Compiler
     doctest Nx.Defn
     doctest Nx.Defn.Kernel
-    doctest Nx.LinAlg, except: Mx.NxDoctestExclusions.linalg()
+    require Mx.NxDoctests
+    Mx.NxDoctests.doctests(Nx.LinAlg, Mx.NxDoctestExclusions.names())
   end
 end
