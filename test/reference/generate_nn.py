@@ -475,10 +475,13 @@ def conv_layers():
         ((1, 4, 3, 2), [1.5, 2], "linear", False),
         ((1, 4, 3, 2), [1.5, 2], "linear", True),
         ((1, 2, 3, 2, 2), 2, "linear", False),
+        ((1, 4, 3, 2), [1.5, 2], "cubic", False),
+        ((1, 4, 3, 2), [1.5, 2], "cubic", True),
+        ((2, 3, 5, 1), [3, 0.6], "cubic", False),
     ]:
         d = len(xs) - 2
         x = R(*xs)
-        tmode = mode if mode == "nearest" else {1: "linear", 2: "bilinear", 3: "trilinear"}[d]
+        tmode = {"nearest": "nearest", "cubic": "bicubic"}.get(mode) or {1: "linear", 2: "bilinear", 3: "trilinear"}[d]
         ref = F.interpolate(to_cf(x, d), scale_factor=scale, mode=tmode, align_corners=align)
         o = KW(scale_factor=scale, interpolation=Atom(mode)) if align is None else \
             KW(scale_factor=scale, interpolation=Atom(mode), align_corners=align)

@@ -8,20 +8,22 @@ defmodule Mx.NN.Upsample do
 
     * `scale_factor:` (required) - a positive number for every spatial axis
       or a list with one per axis;
-    * `interpolation:` - `:nearest` (default) or `:linear` (bilinear,
-      trilinear... on more axes: separable linear interpolation); MLX calls
-      it `mode`, a name every layer here takes for `:train`/`:eval`;
-    * `align_corners:` - for `:linear` (default false): when true the first
+    * `interpolation:` - `:nearest` (default), `:linear` (bilinear,
+      trilinear... on more axes) or `:cubic` (Keys' cubic kernel with
+      a = -0.75 on the four neighbours, input borders repeated: PyTorch's
+      bicubic on two axes); MLX calls it `mode`, a name every layer here
+      takes for `:train`/`:eval`; MLX's `antialias:` is not implemented;
+    * `align_corners:` - for `:linear` and `:cubic` (default false): when true the first
       and last output positions sit on the first and last input positions,
       output `i` reads input `i · (n - 1)/(m - 1)`; when false the pixel
       centers are aligned, output `i` reads input `(i + 0.5)/scale - 0.5`
-      (clamped to the input), as MLX and PyTorch.
+      (clamped to the input for `:linear`), as MLX and PyTorch.
 
   `:nearest` takes, as MLX, input `round((i + 0.5)·n/m - 0.5)` (ties to
   even) when upsampling (`m > n`), else `floor(i·n/m)`; for integer scales
-  that is `floor(i / scale)`, PyTorch's `nearest`. Source positions are
-  computed in f64 (MLX uses f32), which can only differ at exact ties.
-  MLX's `:cubic` interpolation is not implemented and raises.
+  that is `floor(i / scale)`, PyTorch's `nearest`. Positions and weights
+  are computed in f64 and rounded to the input's type (MLX computes them in
+  f32), so `:nearest` can differ from MLX only at exact ties.
 
       iex> x = Mx.tensor([[[1.0], [3.0]]])
       iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 2) |> Mx.to_list()
@@ -30,6 +32,8 @@ defmodule Mx.NN.Upsample do
       [[[1.0], [1.5], [2.5], [3.0]]]
       iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 1.5, interpolation: :linear, align_corners: true) |> Mx.to_list()
       [[[1.0], [2.0], [3.0]]]
+      iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 2, interpolation: :cubic) |> Mx.to_list()
+      [[[0.7890625], [1.453125], [2.546875], [3.2109375]]]
   """
 
   @keys [:scale_factor, interpolation: :nearest, align_corners: false]
@@ -69,7 +73,7 @@ defmodule Mx.NN.Upsample do
 
       case opts[:interpolation] do
         :nearest -> Mx.take(acc, Mx.tensor(nearest(n, m)), axis: axis)
-        :linear -> linear(acc, axis, n, m, scale, opts[:align_corners])
+        _ -> interpolate(acc, axis, n, m, scale, opts[:interpolation], opts[:align_corners])
       end
     end)
   end
@@ -90,39 +94,56 @@ defmodule Mx.NN.Upsample do
     end
   end
 
-  # Separable linear interpolation along one axis: (1 - w)·x[floor] + w·x[ceil].
-  defp linear(x, axis, n, m, scale, align_corners) do
-    pos =
-      for i <- 0..(m - 1) do
-        p =
-          if align_corners,
-            do: i * (n - 1) / max(m - 1, 1),
-            else: i / scale - ((m - 1) / scale - n + 1) / 2
-
-        p |> max(0.0) |> min(n - 1.0)
-      end
-
-    lo = Enum.map(pos, &floor/1)
-    hi = Enum.map(pos, &ceil/1)
+  # Interpolation along one axis as a weighted sum of gathered inputs, one term per tap. MLX
+  # takes the product of the per-axis weights over every corner, which is the same sum.
+  defp interpolate(x, axis, n, m, scale, interpolation, align_corners) do
+    wtype = if Mx.Type.float?(Mx.type(x)), do: Mx.type(x), else: :f32
 
     shape =
       x.shape |> Tuple.to_list() |> Enum.with_index(fn _, j -> if j == axis, do: m, else: 1 end)
 
-    w =
-      pos
-      |> Enum.zip_with(lo, &(&1 - &2))
-      |> Mx.tensor(type: Mx.type(x))
-      |> Mx.reshape(List.to_tuple(shape))
+    pos = for i <- 0..(m - 1), do: position(i, n, m, scale, align_corners)
 
-    left = Mx.take(x, Mx.tensor(lo), axis: axis)
-    right = Mx.take(x, Mx.tensor(hi), axis: axis)
-    Mx.add(left, Mx.multiply(Mx.subtract(right, left), w))
+    pos
+    |> Enum.map(&taps(&1, n, interpolation))
+    |> Enum.zip_with(& &1)
+    |> Enum.map(fn tap ->
+      {idx, w} = Enum.unzip(tap)
+      w = w |> Mx.tensor(type: wtype) |> Mx.reshape(List.to_tuple(shape))
+      Mx.multiply(Mx.take(x, Mx.tensor(idx), axis: axis), w)
+    end)
+    |> Enum.reduce(&Mx.add(&2, &1))
+  end
+
+  defp position(i, n, m, _scale, true), do: i * (n - 1) / max(m - 1, 1)
+  defp position(i, n, m, scale, false), do: i / scale - ((m - 1) / scale - n + 1) / 2
+
+  # Linear: the position clamped to the input, the two neighbours weighted by distance.
+  defp taps(p, n, :linear) do
+    p = p |> max(0.0) |> min(n - 1.0)
+    {lo, hi} = {floor(p), ceil(p)}
+    [{lo, 1 - (p - lo)}, {hi, p - lo}]
+  end
+
+  # Cubic: Keys' kernel with a = -0.75 (MLX, PyTorch's bicubic) on the four neighbours of the
+  # unclamped position; taps outside the input read its border.
+  defp taps(p, n, :cubic) do
+    f = floor(p)
+
+    for j <- (f - 1)..(f + 2) do
+      {j |> max(0) |> min(n - 1), keys_cubic(abs(p - j))}
+    end
+  end
+
+  defp keys_cubic(t) do
+    a = -0.75
+    if t <= 1, do: ((a + 2) * t - (a + 3)) * t * t + 1, else: (((t - 5) * t + 8) * t - 4) * a
   end
 
   defp check_mode!(opts, where) do
-    unless opts[:interpolation] in [:nearest, :linear] do
+    unless opts[:interpolation] in [:nearest, :linear, :cubic] do
       raise ArgumentError,
-            "#{where}: interpolation: must be :nearest or :linear (MLX's :cubic is not implemented), got #{inspect(opts[:interpolation])}"
+            "#{where}: interpolation: must be :nearest, :linear or :cubic, got #{inspect(opts[:interpolation])}"
     end
 
     unless is_boolean(opts[:align_corners]) do

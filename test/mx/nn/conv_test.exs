@@ -55,15 +55,15 @@ defmodule Mx.NN.ConvTest do
       )
     end
 
-    test "Upsample (linear, both corner rules; nearest)" do
+    test "Upsample (linear and cubic, both corner rules; nearest)" do
       x = random_f64({1, 3, 2, 2}, 8)
 
-      for align <- [false, true] do
+      for interpolation <- [:linear, :cubic], align <- [false, true] do
         check_grads!(
           fn x ->
             NN.Upsample.apply(%{}, x,
               scale_factor: [2, 1.5],
-              interpolation: :linear,
+              interpolation: interpolation,
               align_corners: align
             )
           end,
@@ -202,11 +202,11 @@ defmodule Mx.NN.ConvTest do
                    end
 
       assert_raise ArgumentError,
-                   ~r/interpolation: must be :nearest or :linear \(MLX's :cubic/,
+                   ~r/Mx.NN.Upsample.apply: interpolation: must be :nearest, :linear or :cubic, got :bicubic/,
                    fn ->
                      NN.Upsample.apply(%{}, Mx.ones({1, 4, 1}),
                        scale_factor: 2,
-                       interpolation: :cubic
+                       interpolation: :bicubic
                      )
                    end
 
