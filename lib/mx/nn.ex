@@ -50,7 +50,11 @@ defmodule Mx.NN do
       `Mx.NN.Dropout3d`, `Mx.NN.RoPE`, `Mx.NN.SinusoidalPositionalEncoding`,
       `Mx.NN.ALiBi`, `Mx.NN.RNN`, `Mx.NN.GRU`, `Mx.NN.LSTM`,
       `Mx.NN.MultiHeadAttention`, `Mx.NN.TransformerEncoderLayer`,
-      `Mx.NN.TransformerDecoderLayer`
+      `Mx.NN.TransformerDecoderLayer`, `Mx.NN.Conv1d`, `Mx.NN.Conv2d`,
+      `Mx.NN.Conv3d`, `Mx.NN.ConvTranspose1d`, `Mx.NN.ConvTranspose2d`,
+      `Mx.NN.ConvTranspose3d`, `Mx.NN.MaxPool1d`, `Mx.NN.MaxPool2d`,
+      `Mx.NN.MaxPool3d`, `Mx.NN.AvgPool1d`, `Mx.NN.AvgPool2d`,
+      `Mx.NN.AvgPool3d`, `Mx.NN.Upsample`
 
   Layouts are MLX's: features (channels) last, sequences batch-first
   (`{batch, length, features}`).

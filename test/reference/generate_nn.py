@@ -397,12 +397,106 @@ def attention():
             KW(num_heads=2, norm_first=norm_first, mask=Atom("causal")))
 
 
+def to_cf(x, d):
+    """A channels-last array (numpy or torch) as a torch channels-first tensor."""
+    return (x if isinstance(x, torch.Tensor) else t(x)).permute(0, d + 1, *range(1, d + 1))
+
+
+def to_cl(y, d):
+    return y.permute(0, *range(2, d + 2), 1)
+
+
+def conv_layers():
+    """Conv, transposed conv, pooling and upsampling: MLX layouts (channels last, weights
+    {out, k..., in / groups}) converted to torch's channels-first ones. A generator of their own
+    leaves the other cases' data unchanged."""
+    global rng
+    shared, rng = rng, np.random.default_rng(20261207 if T == "f32" else 20261208)
+    convs = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+    convts = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+    # (d, x shape, weight shape {out, k..., in/groups}, options)
+    for d, xs, ws, o in [
+        (1, (2, 9, 4), (6, 3, 2), dict(stride=2, padding=1, dilation=2, groups=2)),
+        (1, (2, 6, 3), (2, 2, 3), dict(bias=False)),
+        (2, (2, 7, 6, 4), (3, 3, 2, 4), dict(stride=[2, 1], padding=[1, 0], dilation=[1, 2])),
+        (2, (1, 5, 5, 4), (6, 2, 2, 2), dict(groups=2, padding=1)),
+        (3, (1, 5, 4, 6, 2), (4, 2, 3, 2, 1), dict(groups=2, padding=1, stride=[1, 2, 2])),
+    ]:
+        x, w = R(*xs), R(*ws)
+        b = R(ws[0]) if o.get("bias", True) else None
+        tw = t(w).permute(0, d + 1, *range(1, d + 1))
+        ref = convs[d](to_cf(x, d), tw, None if b is None else t(b), stride=o.get("stride", 1),
+                       padding=o.get("padding", 0), dilation=o.get("dilation", 1), groups=o.get("groups", 1))
+        params = P(weight=w) if b is None else P(weight=w, bias=b)
+        add(f"Conv{d}d {o}", f"Mx.NN.Conv{d}d", "apply", [params, A(x)], to_cl(ref, d), KW(**o))
+
+    for d, xs, ws, o in [
+        (1, (2, 5, 4), (6, 3, 2), dict(stride=2, padding=1, dilation=2, groups=2, output_padding=1)),
+        (1, (2, 4, 3), (2, 2, 3), dict(bias=False)),
+        (2, (2, 4, 3, 3), (2, 3, 2, 3), dict(stride=[2, 3], padding=[1, 0], output_padding=[1, 2])),
+        (2, (1, 3, 3, 2), (2, 2, 2, 2), dict(dilation=2, padding=1)),
+        (3, (1, 3, 2, 3, 2), (3, 2, 2, 2, 2), dict(stride=2)),
+    ]:
+        x, w = R(*xs), R(*ws)
+        b = R(ws[0]) if o.get("bias", True) else None
+        g = o.get("groups", 1)
+        out, cin = ws[0], xs[-1]
+        # {g·out/g, k..., in/g} -> torch's {in, out/g, k...}
+        tw = t(w).reshape(g, out // g, *ws[1:-1], cin // g).permute(0, d + 2, 1, *range(2, d + 2))
+        tw = tw.reshape(cin, out // g, *ws[1:-1])
+        ref = convts[d](to_cf(x, d), tw, None if b is None else t(b), stride=o.get("stride", 1),
+                        padding=o.get("padding", 0), output_padding=o.get("output_padding", 0), groups=g,
+                        dilation=o.get("dilation", 1))
+        params = P(weight=w) if b is None else P(weight=w, bias=b)
+        add(f"ConvTranspose{d}d {o}", f"Mx.NN.ConvTranspose{d}d", "apply", [params, A(x)], to_cl(ref, d),
+            KW(**o))
+
+    maxp = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+    avgp = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+    for d, xs, o in [
+        (1, (2, 7, 3), dict(kernel_size=3, stride=2, padding=1)),
+        (2, (2, 5, 6, 3), dict(kernel_size=[2, 3], stride=[2, 1], padding=[1, 1])),
+        (3, (1, 4, 5, 4, 2), dict(kernel_size=2)),
+    ]:
+        x = R(*xs)
+        args = dict(kernel_size=o["kernel_size"], stride=o.get("stride"), padding=o.get("padding", 0))
+        add(f"MaxPool{d}d {o}", f"Mx.NN.MaxPool{d}d", "apply", [{}, A(x)], to_cl(maxp[d](to_cf(x, d), **args), d),
+            KW(**o))
+        add(f"AvgPool{d}d {o}", f"Mx.NN.AvgPool{d}d", "apply", [{}, A(x)], to_cl(avgp[d](to_cf(x, d), **args), d),
+            KW(**o))
+
+    # Nearest only at integer scales, where MLX's rule and torch's floor(i / scale) agree.
+    for xs, scale, mode, align in [
+        ((2, 3, 2), 3, "nearest", None),
+        ((1, 3, 2, 2), [2, 3], "nearest", None),
+        ((1, 2, 3, 2, 1), 2, "nearest", None),
+        ((2, 4, 3), 2, "linear", False),
+        ((2, 4, 3), 2, "linear", True),
+        ((1, 4, 3, 2), [1.5, 2], "linear", False),
+        ((1, 4, 3, 2), [1.5, 2], "linear", True),
+        ((1, 2, 3, 2, 2), 2, "linear", False),
+        ((1, 4, 3, 2), [1.5, 2], "cubic", False),
+        ((1, 4, 3, 2), [1.5, 2], "cubic", True),
+        ((2, 3, 5, 1), [3, 0.6], "cubic", False),
+    ]:
+        d = len(xs) - 2
+        x = R(*xs)
+        tmode = {"nearest": "nearest", "cubic": "bicubic"}.get(mode) or {1: "linear", 2: "bilinear", 3: "trilinear"}[d]
+        ref = F.interpolate(to_cf(x, d), scale_factor=scale, mode=tmode, align_corners=align)
+        o = KW(scale_factor=scale, interpolation=Atom(mode)) if align is None else \
+            KW(scale_factor=scale, interpolation=Atom(mode), align_corners=align)
+        add(f"Upsample {mode} {d}d scale={scale} align_corners={align}", "Mx.NN.Upsample", "apply", [{}, A(x)],
+            to_cl(ref, d), o)
+    rng = shared
+
+
 def main():
     global T
     for T in ["f32", "f64"]:
         activations()
         losses()
         layers()
+        conv_layers()
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nn", "cases.exs")
     with open(path, "w") as f:
         f.write("# Generated by test/reference/generate_nn.py (PyTorch 1.13, float64); do not edit.\n[\n")

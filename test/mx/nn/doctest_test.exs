@@ -28,7 +28,20 @@ defmodule Mx.NN.DoctestTest do
         Mx.NN.LSTM,
         Mx.NN.MultiHeadAttention,
         Mx.NN.TransformerEncoderLayer,
-        Mx.NN.TransformerDecoderLayer
+        Mx.NN.TransformerDecoderLayer,
+        Mx.NN.Conv1d,
+        Mx.NN.Conv2d,
+        Mx.NN.Conv3d,
+        Mx.NN.ConvTranspose1d,
+        Mx.NN.ConvTranspose2d,
+        Mx.NN.ConvTranspose3d,
+        Mx.NN.MaxPool1d,
+        Mx.NN.MaxPool2d,
+        Mx.NN.MaxPool3d,
+        Mx.NN.AvgPool1d,
+        Mx.NN.AvgPool2d,
+        Mx.NN.AvgPool3d,
+        Mx.NN.Upsample
       ] do
     doctest mod
   end
