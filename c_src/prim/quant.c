@@ -1,0 +1,267 @@
+/* quant.c: MLX's affine quantization kernels (see ops_quant.c for the layout).
+ * quantize follows MLX's CPU kernel (mlx/backend/cpu/quantized.cpp) step by step, in the
+ * weight's precision: scale = max((max - min) / (2^bits - 1), 1e-7), signed so that the edge
+ * of larger magnitude maps to q = 0; q0 = rint(edge / scale); if q0 != 0 the scale becomes
+ * edge / q0 and the bias edge (zero is then exactly q = -q0), else the bias is 0;
+ * q = clamp(rint((w - bias) / scale), 0, 2^bits - 1). rint rounds half to even. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "kernels.h"
+
+typedef struct {
+  const void *w;
+  void *out;
+  int64_t gs, bits, which, f64;
+  _Atomic int64_t bad; /* 1 + the first group with a NaN or infinity */
+} quant_plan;
+
+#define QUANT_GROUPS(T, RINT)                                                             \
+  static void quant_##T(quant_plan *P, int64_t lo, int64_t hi) {                          \
+    T n_bins = (T)((1 << P->bits) - 1);                                                   \
+    int64_t per = 32 / P->bits, words = P->gs / per;                                      \
+    for (int64_t g = lo; g < hi; g++) {                                                   \
+      const T *w = (const T *)P->w + g * P->gs;                                           \
+      T lo_v = w[0], hi_v = w[0];                                                         \
+      int finite = 1;                                                                     \
+      for (int64_t j = 0; j < P->gs; j++) {                                               \
+        finite &= isfinite(w[j]) != 0;                                                    \
+        lo_v = w[j] < lo_v ? w[j] : lo_v;                                                 \
+        hi_v = w[j] > hi_v ? w[j] : hi_v;                                                 \
+      }                                                                                   \
+      if (!finite) {                                                                      \
+        int64_t none = 0;                                                                 \
+        atomic_compare_exchange_strong(&P->bad, &none, g + 1);                            \
+        continue;                                                                         \
+      }                                                                                   \
+      int mask = fabs((double)lo_v) > fabs((double)hi_v);                                 \
+      T scale = (hi_v - lo_v) / n_bins;                                                   \
+      scale = scale > (T)1e-7 ? scale : (T)1e-7;                                          \
+      scale = mask ? scale : -scale;                                                      \
+      T edge = mask ? lo_v : hi_v, q0 = RINT(edge / scale), bias = 0;                     \
+      if (q0 != 0) {                                                                      \
+        scale = edge / q0;                                                                \
+        bias = edge;                                                                      \
+      }                                                                                   \
+      if (P->which == 1) {                                                                \
+        ((T *)P->out)[g] = scale;                                                         \
+      } else if (P->which == 2) {                                                         \
+        ((T *)P->out)[g] = bias;                                                          \
+      } else {                                                                            \
+        uint32_t *o = (uint32_t *)P->out + g * words;                                     \
+        for (int64_t i = 0; i < words; i++) {                                             \
+          uint32_t word = 0;                                                              \
+          for (int64_t k = 0; k < per; k++) {                                             \
+            T q = RINT((w[i * per + k] - bias) / scale);                                  \
+            q = q < 0 ? 0 : q > n_bins ? n_bins : q;                                      \
+            word |= (uint32_t)q << (k * P->bits);                                         \
+          }                                                                               \
+          o[i] = word;                                                                    \
+        }                                                                                 \
+      }                                                                                   \
+    }                                                                                     \
+  }
+QUANT_GROUPS(float, rintf)
+QUANT_GROUPS(double, rint)
+#undef QUANT_GROUPS
+
+static void quant_range(void *ctx, int64_t lo, int64_t hi) {
+  quant_plan *P = ctx;
+  if (P->f64)
+    quant_double(P, lo, hi);
+  else
+    quant_float(P, lo, hi);
+}
+
+static int scheme_ok(const mx_array *out) {
+  return out->params && out->params->nip == 2 && (out->params->ip[0] == 32 || out->params->ip[0] == 64 ||
+                                                   out->params->ip[0] == 128) &&
+         (out->params->ip[1] == 2 || out->params->ip[1] == 4 || out->params->ip[1] == 8);
+}
+
+mx_status mx_k_quantize(mx_array *out, mx_array *const *in) {
+  const mx_array *w = in[0];
+  if (!scheme_ok(out) || (w->dtype != MX_F32 && w->dtype != MX_F64) || w->ndim < 1 ||
+      w->shape[w->ndim - 1] % out->params->ip[0])
+    return mx_error(MX_EINVAL, "[quantize] needs f32/f64 w whose last axis is a multiple of the group size");
+  quant_plan P = {.w = mx_data(w), .out = mx_data(out), .gs = out->params->ip[0], .bits = out->params->ip[1],
+                  .which = out->params->flags, .f64 = w->dtype == MX_F64};
+  int64_t groups = w->size / P.gs;
+  mx_parallel_for(groups, MX_PARALLEL_GRAIN / P.gs > 0 ? MX_PARALLEL_GRAIN / P.gs : 1, quant_range, &P);
+  int64_t bad = atomic_load(&P.bad);
+  if (bad)
+    return mx_error(MX_ECOMPUTE,
+                    "[quantize] group %lld of w (elements %lld..%lld in row-major order) holds a NaN or infinity; "
+                    "quantization needs finite weights",
+                    (long long)(bad - 1), (long long)((bad - 1) * P.gs), (long long)(bad * P.gs - 1));
+  return MX_OK;
+}
+
+/* ---- dequantize: rows of W (one scale row each) into T buffers --------------------------- */
+
+/* Row r of the packed matrix (cols values) as T: scale * q + bias, as MLX computes it. */
+#define DEQ_ROW(T)                                                                                  \
+  static void deq_row_##T(const uint32_t *wq, const T *s, const T *b, int64_t cols, int64_t gs,     \
+                          int64_t bits, T *dst) {                                                   \
+    int64_t per = 32 / bits;                                                                        \
+    uint32_t mask = (uint32_t)((1u << bits) - 1);                                                   \
+    for (int64_t j = 0; j < cols; j += per) {                                                       \
+      uint32_t word = wq[j / per];                                                                  \
+      T sc = s[j / gs], bi = b[j / gs];                                                             \
+      for (int64_t k = 0; k < per; k++) {                                                           \
+        T prod = sc * (T)((word >> (k * bits)) & mask); /* no fused multiply-add: as MLX */         \
+        dst[j + k] = prod + bi;                                                                     \
+      }                                                                                             \
+    }                                                                                               \
+  }
+DEQ_ROW(float)
+DEQ_ROW(double)
+#undef DEQ_ROW
+
+typedef struct {
+  const uint32_t *wq;
+  const void *s, *b;
+  void *dst;
+  int64_t cols, gs, bits, f64, row0;
+} deq_plan;
+
+/* Rows [lo, hi) (relative to row0) of the packed matrix into dst. */
+static void deq_rows(void *ctx, int64_t lo, int64_t hi) {
+  const deq_plan *P = ctx;
+  int64_t pw = P->cols * P->bits / 32, ng = P->cols / P->gs;
+  for (int64_t r = lo; r < hi; r++) {
+    int64_t R = P->row0 + r;
+    if (P->f64)
+      deq_row_double(P->wq + R * pw, (const double *)P->s + R * ng, (const double *)P->b + R * ng, P->cols, P->gs,
+                     P->bits, (double *)P->dst + r * P->cols);
+    else
+      deq_row_float(P->wq + R * pw, (const float *)P->s + R * ng, (const float *)P->b + R * ng, P->cols, P->gs,
+                    P->bits, (float *)P->dst + r * P->cols);
+  }
+}
+
+mx_status mx_k_dequantize(mx_array *out, mx_array *const *in) {
+  const mx_array *s = in[1];
+  if (!scheme_ok(out) || in[0]->dtype != MX_U32 || s->dtype != out->dtype || in[2]->dtype != out->dtype ||
+      out->ndim < 1 || s->size * out->params->ip[0] != out->size || in[0]->size * 32 != out->size * out->params->ip[1])
+    return mx_error(MX_EINVAL, "[dequantize] w_q, scales and biases do not fit the output");
+  int64_t cols = out->shape[out->ndim - 1];
+  if (out->size == 0) return MX_OK;
+  deq_plan P = {.wq = mx_data(in[0]), .s = mx_data(s), .b = mx_data(in[2]), .dst = mx_data(out), .cols = cols,
+                .gs = out->params->ip[0], .bits = out->params->ip[1], .f64 = out->dtype == MX_F64};
+  int64_t grain = MX_PARALLEL_GRAIN / cols;
+  mx_parallel_for(out->size / cols, grain > 0 ? grain : 1, deq_rows, &P);
+  return MX_OK;
+}
+
+/* ---- quantized_matmul ------------------------------------------------------------------- */
+
+/* Batch up to this many rows of x: a direct loop over packed words (w is read once, never
+ * expanded), out[m, n] = sum_g scale * (x . q)_g + bias * (sum x)_g, as MLX's qmv. */
+#define DIRECT_ROWS 8
+/* Rows of W dequantized per BLAS call: a tile of ~2^20 elements in the scratch buffer. */
+#define TILE_ELEMS ((int64_t)1 << 20)
+
+typedef struct {
+  const void *x, *s, *b;
+  const uint32_t *wq;
+  void *out;
+  int64_t m, n, k, gs, bits;
+} qmv_plan;
+
+#define QMV(T)                                                                                    \
+  static void qmv_##T(void *ctx, int64_t lo, int64_t hi) {                                        \
+    const qmv_plan *P = ctx;                                                                      \
+    int64_t per = 32 / P->bits, ng = P->k / P->gs, pw = P->k / per;                               \
+    uint32_t mask = (uint32_t)((1u << P->bits) - 1);                                              \
+    const T *x = P->x;                                                                            \
+    for (int64_t r = lo; r < hi; r++) {                                                           \
+      const uint32_t *wr = P->wq + r * pw;                                                        \
+      const T *s = (const T *)P->s + r * ng, *b = (const T *)P->b + r * ng;                       \
+      for (int64_t i = 0; i < P->m; i++) {                                                        \
+        const T *xi = x + i * P->k;                                                               \
+        T acc = 0;                                                                                \
+        for (int64_t g = 0; g < ng; g++) {                                                        \
+          T dot = 0, xsum = 0;                                                                    \
+          const T *xg = xi + g * P->gs;                                                           \
+          const uint32_t *wg = wr + g * (P->gs / per);                                            \
+          for (int64_t j = 0; j < P->gs; j += per) {                                              \
+            uint32_t word = wg[j / per];                                                          \
+            for (int64_t k = 0; k < per; k++) {                                                   \
+              dot += xg[j + k] * (T)((word >> (k * P->bits)) & mask);                             \
+              xsum += xg[j + k];                                                                  \
+            }                                                                                     \
+          }                                                                                       \
+          acc += s[g] * dot + b[g] * xsum;                                                        \
+        }                                                                                         \
+        ((T *)P->out)[i * P->n + r] = acc;                                                        \
+      }                                                                                           \
+    }                                                                                             \
+  }
+QMV(float)
+QMV(double)
+#undef QMV
+
+mx_status mx_k_quantized_matmul(mx_array *out, mx_array *const *in) {
+  const mx_array *x = in[0], *wq = in[1], *s = in[2];
+  if (!scheme_ok(out) || wq->dtype != MX_U32 || wq->ndim != 2 || s->ndim != 2 || x->dtype != out->dtype ||
+      s->dtype != out->dtype || in[3]->dtype != out->dtype || (out->dtype != MX_F32 && out->dtype != MX_F64) ||
+      x->ndim < 1 || out->ndim != x->ndim)
+    return mx_error(MX_EINVAL, "[quantized_matmul] inputs do not fit the output");
+  int transpose = out->params->flags & 1;
+  int64_t gs = out->params->ip[0], bits = out->params->ip[1];
+  int64_t rows = wq->shape[0], cols = s->shape[1] * gs; /* W is rows x cols */
+  int64_t k = x->shape[x->ndim - 1], n = out->shape[out->ndim - 1], m = k > 0 ? x->size / k : out->size / (n ? n : 1);
+  if (k != (transpose ? cols : rows) || n != (transpose ? rows : cols) || wq->shape[1] * 32 != cols * bits)
+    return mx_error(MX_EINVAL, "[quantized_matmul] x [..., %lld] does not fit w [%lld, %lld]", (long long)k,
+                    (long long)rows, (long long)cols);
+  if (out->size == 0) return MX_OK;
+  int f64 = out->dtype == MX_F64;
+  size_t es = f64 ? 8 : 4;
+  if (k == 0) {
+    memset(mx_data(out), 0, mx_nbytes(out));
+    return MX_OK;
+  }
+  if (transpose && m <= DIRECT_ROWS) {
+    qmv_plan P = {.x = mx_data(x), .s = mx_data(s), .b = mx_data(in[3]), .wq = mx_data(wq), .out = mx_data(out),
+                  .m = m, .n = n, .k = k, .gs = gs, .bits = bits};
+    int64_t grain = MX_PARALLEL_GRAIN / (k * m);
+    mx_parallel_for(n, grain > 0 ? grain : 1, f64 ? qmv_double : qmv_float, &P);
+    return MX_OK;
+  }
+  if (!mx_blas_fits(m) || !mx_blas_fits(n) || !mx_blas_fits(k))
+    return mx_error(MX_EINVAL, "[quantized_matmul] dims m=%lld, n=%lld, k=%lld exceed BLAS's integer range",
+                    (long long)m, (long long)n, (long long)k);
+  /* Tiles of whole rows of W: with transpose a tile is out's columns [r0, r0 + t) (x @ tile^T);
+   * without, it is rows [r0, r0 + t) of the contraction, accumulated into out (beta 1 after the first). */
+  int64_t tile = TILE_ELEMS / cols;
+  tile = tile < 1 ? 1 : tile > rows ? rows : tile;
+  void *scratch = malloc((size_t)(tile * cols) * es);
+  if (!scratch) return mx_error(MX_ENOMEM, "[quantized_matmul] out of memory for a %lld x %lld tile", (long long)tile,
+                                (long long)cols);
+  deq_plan D = {.wq = mx_data(wq), .s = mx_data(s), .b = mx_data(in[3]), .dst = scratch, .cols = cols, .gs = gs,
+                .bits = bits, .f64 = f64};
+  const char *xd = mx_data(x);
+  char *od = mx_data(out);
+  for (int64_t r0 = 0; r0 < rows && !mx_cancelled(); r0 += tile) {
+    int64_t t = r0 + tile < rows ? tile : rows - r0, grain = MX_PARALLEL_GRAIN / cols;
+    D.row0 = r0;
+    mx_parallel_for(t, grain > 0 ? grain : 1, deq_rows, &D);
+    if (transpose) {
+      if (f64)
+        mx_dgemm(0, 1, m, t, k, 1, (const double *)xd, k, scratch, cols, 0, (double *)od + r0, n);
+      else
+        mx_sgemm(0, 1, m, t, k, 1, (const float *)xd, k, scratch, cols, 0, (float *)od + r0, n);
+    } else {
+      if (f64)
+        mx_dgemm(0, 0, m, n, t, 1, (const double *)xd + r0, k, scratch, cols, r0 ? 1 : 0, (double *)od, n);
+      else
+        mx_sgemm(0, 0, m, n, t, 1, (const float *)xd + r0, k, scratch, cols, r0 ? 1 : 0, (float *)od, n);
+    }
+  }
+  free(scratch);
+  return MX_OK;
+}
