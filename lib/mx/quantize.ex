@@ -53,7 +53,7 @@ defmodule Mx.Quantize do
       "89ABCDEF"
 
       iex> Mx.quantize(Mx.ones({2, 48}), group_size: 32)
-      ** (Mx.Error) [quantize] the last axis of w f32[2, 48] must be a multiple of group_size 32; pad it or pick a group_size that divides it
+      ** (Mx.Error) [quantize] the last axis of w f32[2][48] must be a multiple of group_size 32; pad it or pick a group_size that divides it
   """
   @spec quantize(Mx.tensor_like(), keyword()) :: {Mx.t(), Mx.t(), Mx.t()}
   def quantize(w, opts \\ []) do
@@ -73,17 +73,19 @@ defmodule Mx.Quantize do
       iex> w = Mx.remainder(Mx.iota({1, 32}, type: :f32), 16.0)
       iex> {w_q, s, b} = Mx.quantize(w, group_size: 32, bits: 4)
       iex> Mx.dequantize(w_q, s, b, group_size: 32, bits: 4) |> Mx.equal(w) |> Mx.all() |> Mx.to_number()
-      1
+      true
 
       iex> {w_q, s, b} = Mx.quantize(Mx.ones({1, 64}))
       iex> Mx.dequantize(w_q, s, b, bits: 8)
-      ** (Mx.Error) [dequantize] w_q u32[1, 8], scales f32[1, 1] and biases f32[1, 1] do not fit group_size 64 and bits 8: w_q's last axis must be K*bits/32 and the scales' K/group_size, other axes equal; pass the group_size and bits quantize used
+      ** (Mx.Error) [dequantize] w_q u32[1][8], scales f32[1][1] and biases f32[1][1] do not fit group_size 64 and bits 8: w_q's last axis must be K*bits/32 and the scales' K/group_size, other axes equal; pass the group_size and bits quantize used
   """
   @spec dequantize(Mx.t(), Mx.t(), Mx.t(), keyword()) :: Mx.t()
   def dequantize(w_q, scales, biases, opts \\ []) do
     opts = Mx.Opts.validate!(opts, @scheme_opts, "Mx.dequantize")
     {gs, bits} = scheme!(opts, "Mx.dequantize")
-    NIF.dequantize(to_array(w_q).ref, to_array(scales).ref, to_array(biases).ref, gs, bits) |> Array.wrap()
+
+    NIF.dequantize(to_array(w_q).ref, to_array(scales).ref, to_array(biases).ref, gs, bits)
+    |> Array.wrap()
   end
 
   @doc """
@@ -103,7 +105,7 @@ defmodule Mx.Quantize do
 
       iex> {w_q, s, b} = Mx.quantize(Mx.ones({4, 64}))
       iex> Mx.quantized_matmul(Mx.ones({2, 32}), w_q, s, b)
-      ** (Mx.Error) [quantized_matmul] x f32[2, 32] needs a last axis of 64 to match w (u32[4, 8], transpose: true); check transpose
+      ** (Mx.Error) [quantized_matmul] x f32[2][32] needs a last axis of 64 to match w (u32[4][8], transpose: true); check transpose
   """
   @spec quantized_matmul(Mx.tensor_like(), Mx.t(), Mx.t(), Mx.t(), keyword()) :: Mx.t()
   def quantized_matmul(x, w_q, scales, biases, opts \\ []) do
@@ -111,11 +113,14 @@ defmodule Mx.Quantize do
     {gs, bits} = scheme!(opts, "Mx.quantized_matmul")
 
     unless is_boolean(opts[:transpose]) do
-      raise ArgumentError, "Mx.quantized_matmul: :transpose must be true or false, got #{inspect(opts[:transpose])}"
+      raise ArgumentError,
+            "Mx.quantized_matmul: :transpose must be true or false, got #{inspect(opts[:transpose])}"
     end
 
     [x, w_q, scales, biases] = Enum.map([x, w_q, scales, biases], &to_array/1)
-    NIF.quantized_matmul(x.ref, w_q.ref, scales.ref, biases.ref, opts[:transpose], gs, bits) |> Array.wrap()
+
+    NIF.quantized_matmul(x.ref, w_q.ref, scales.ref, biases.ref, opts[:transpose], gs, bits)
+    |> Array.wrap()
   end
 
   defp scheme!(opts, where) do
