@@ -130,7 +130,15 @@ mx_status mx_vmap_quant(mx_array *node, mx_array *const *in, const int *batched,
                         int *handled) {
   *handled = node->op == MX_OP_QUANTIZED_MATMUL && batched[0] && !batched[1] && !batched[2] && !batched[3];
   if (!*handled) return MX_OK; /* batched weights: vmap runs per example */
-  (void)B;
   const mx_params *p = node->params;
-  return mx_quantized_matmul_node(in[0], in[1], in[2], in[3], p->flags & 1, p->ip[0], p->ip[1], out);
+  if (node->ndim > 1) return mx_quantized_matmul_node(in[0], in[1], in[2], in[3], p->flags & 1, p->ip[0], p->ip[1], out);
+  /* a vector x stays one row per example ([B, 1, K]), so the kernel picks the same path */
+  int64_t k = in[0]->shape[1], s3[3] = {B, 1, k}, s2[2] = {B, node->shape[0]};
+  mx_array *x3 = NULL, *o3 = NULL;
+  mx_status st = mx_reshape(in[0], 3, s3, &x3);
+  if (!st) st = mx_quantized_matmul_node(x3, in[1], in[2], in[3], p->flags & 1, p->ip[0], p->ip[1], &o3);
+  if (!st) st = mx_reshape(o3, 2, s2, out);
+  mx_release(x3);
+  mx_release(o3);
+  return st;
 }

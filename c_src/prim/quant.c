@@ -159,8 +159,9 @@ mx_status mx_k_dequantize(mx_array *out, mx_array *const *in) {
 
 /* ---- quantized_matmul ------------------------------------------------------------------- */
 
-/* Batch up to this many rows of x: a direct loop over packed words (w is read once, never
- * expanded), out[m, n] = sum_g scale * (x . q)_g + bias * (sum x)_g, as MLX's qmv. */
+/* x's matrices of up to this many rows (its second-to-last axis, as MLX's qmv/qmm choice):
+ * a direct loop over packed words (w is never expanded), out[m, n] = sum_g scale * (x . q)_g +
+ * bias * (sum x)_g. Leading axes never change the path, so vmap over x matches a loop bit for bit. */
 #define DIRECT_ROWS 8
 /* Rows of W dequantized per BLAS call: a tile of ~2^20 elements in the scratch buffer. */
 #define TILE_ELEMS ((int64_t)1 << 20)
@@ -225,7 +226,8 @@ mx_status mx_k_quantized_matmul(mx_array *out, mx_array *const *in) {
     memset(mx_data(out), 0, mx_nbytes(out));
     return MX_OK;
   }
-  if (transpose && m <= DIRECT_ROWS) {
+  int64_t matrix_rows = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1;
+  if (transpose && matrix_rows <= DIRECT_ROWS) {
     qmv_plan P = {.x = mx_data(x), .s = mx_data(s), .b = mx_data(in[3]), .wq = mx_data(wq), .out = mx_data(out),
                   .m = m, .n = n, .k = k, .gs = gs, .bits = bits};
     int64_t grain = MX_PARALLEL_GRAIN / (k * m);

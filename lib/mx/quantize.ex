@@ -25,9 +25,12 @@ defmodule Mx.Quantize do
   `|dequantize(quantize(w)) - w| <= |scale| / 2` plus rounding. A group holding a NaN
   or infinity raises when evaluated (MLX has no defined result for it).
 
-  `quantized_matmul/5` is a primitive: one to 8 rows of `x` run a direct loop over
-  the packed words (the weight is never expanded); more rows dequantize a tile of
-  the weight at a time into a scratch buffer and call BLAS gemm, on engine threads.
+  `quantized_matmul/5` is a primitive. With `transpose: true` and at most 8 rows in
+  `x`'s second-to-last axis (a vector counts as one), a direct loop runs over the
+  packed words (the weight is never expanded); otherwise a tile of the weight at a
+  time is dequantized into a scratch buffer for BLAS gemm, on engine threads. The
+  two paths round differently (within the bound of a matmul); leading axes never
+  change the path.
   Its gradient with respect to `x` is a `quantized_matmul` with the transpose
   flipped; the packed weights, scales and biases have none (differentiating them
   raises). `Mx.vmap/3` over `x` is one call on the larger `x`.

@@ -154,6 +154,9 @@ defmodule Mx.QuantTest do
       f = &Mx.quantized_matmul(&1, ctx.q, ctx.s, ctx.b, group_size: 32, bits: 4)
       loop = Mx.stack(for i <- 0..2, do: f.(xs[i]))
       assert max_diff(Mx.vmap(f).(xs), loop) == 0.0
+      # vectors: 12 examples stay 12 one-row products (the direct path), not one 12-row product
+      vs = GradCheck.random_f64({12, 64}, 16)
+      assert max_diff(Mx.vmap(f).(vs), Mx.stack(for i <- 0..11, do: f.(vs[i]))) == 0.0
 
       ss = Mx.stack([ctx.s, Mx.multiply(ctx.s, 2.0)])
       x = GradCheck.random_f64({2, 64}, 14)
