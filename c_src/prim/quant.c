@@ -102,24 +102,43 @@ mx_status mx_k_quantize(mx_array *out, mx_array *const *in) {
 
 /* ---- dequantize: rows of W (one scale row each) into T buffers --------------------------- */
 
-/* Row r of the packed matrix (cols values) as T: scale * q + bias, as MLX computes it. */
-#define DEQ_ROW(T)                                                                                  \
-  static void deq_row_##T(const uint32_t *wq, const T *s, const T *b, int64_t cols, int64_t gs,     \
-                          int64_t bits, T *dst) {                                                   \
-    int64_t per = 32 / bits;                                                                        \
-    uint32_t mask = (uint32_t)((1u << bits) - 1);                                                   \
-    for (int64_t j = 0; j < cols; j += per) {                                                       \
-      uint32_t word = wq[j / per];                                                                  \
-      T sc = s[j / gs], bi = b[j / gs];                                                             \
-      for (int64_t k = 0; k < per; k++) {                                                           \
-        T prod = sc * (T)((word >> (k * bits)) & mask); /* no fused multiply-add: as MLX */         \
-        dst[j + k] = prod + bi;                                                                     \
+/* Row r of the packed matrix (cols values) as T: scale * q + bias, as MLX computes it (no fused
+ * multiply-add on x86-64-v2). One function per bits, so the shifts are constants and unroll. */
+#define DEQ_ROW(T, BITS)                                                                            \
+  static void deq_row_##T##_##BITS(const uint32_t *wq, const T *s, const T *b, int64_t cols, int64_t gs, \
+                                   T *dst) {                                                        \
+    enum { PER = 32 / BITS };                                                                       \
+    const uint32_t mask = (1u << BITS) - 1;                                                         \
+    for (int64_t g = 0; g < cols / gs; g++) {                                                       \
+      T sc = s[g], bi = b[g], *d = dst + g * gs;                                                    \
+      const uint32_t *wg = wq + g * (gs / PER);                                                     \
+      for (int64_t i = 0; i < gs / PER; i++) {                                                      \
+        uint32_t word = wg[i];                                                                      \
+        for (int k = 0; k < PER; k++) d[i * PER + k] = sc * (T)((word >> (k * BITS)) & mask) + bi;  \
       }                                                                                             \
     }                                                                                               \
   }
-DEQ_ROW(float)
-DEQ_ROW(double)
+DEQ_ROW(float, 2)
+DEQ_ROW(float, 4)
+DEQ_ROW(float, 8)
+DEQ_ROW(double, 2)
+DEQ_ROW(double, 4)
+DEQ_ROW(double, 8)
 #undef DEQ_ROW
+
+#define DEQ_DISPATCH(T)                                                                             \
+  static void deq_row_##T(const uint32_t *wq, const T *s, const T *b, int64_t cols, int64_t gs,     \
+                          int64_t bits, T *dst) {                                                   \
+    if (bits == 2)                                                                                  \
+      deq_row_##T##_2(wq, s, b, cols, gs, dst);                                                     \
+    else if (bits == 4)                                                                             \
+      deq_row_##T##_4(wq, s, b, cols, gs, dst);                                                     \
+    else                                                                                            \
+      deq_row_##T##_8(wq, s, b, cols, gs, dst);                                                     \
+  }
+DEQ_DISPATCH(float)
+DEQ_DISPATCH(double)
+#undef DEQ_DISPATCH
 
 typedef struct {
   const uint32_t *wq;
@@ -167,38 +186,34 @@ mx_status mx_k_dequantize(mx_array *out, mx_array *const *in) {
 #define TILE_ELEMS ((int64_t)1 << 20)
 
 typedef struct {
-  const void *x, *s, *b;
+  const void *x, *s, *b, *xsum; /* xsum [m, k / gs]: each group's sum of x */
   const uint32_t *wq;
   void *out;
   int64_t m, n, k, gs, bits;
 } qmv_plan;
 
+/* Rows [lo, hi) of W: each group's levels decoded once (deq with scale 1, bias 0), then dotted
+ * with every row of x in 8 running sums (a fixed order whatever m is). */
 #define QMV(T)                                                                                    \
   static void qmv_##T(void *ctx, int64_t lo, int64_t hi) {                                        \
     const qmv_plan *P = ctx;                                                                      \
-    int64_t per = 32 / P->bits, ng = P->k / P->gs, pw = P->k / per;                               \
-    uint32_t mask = (uint32_t)((1u << P->bits) - 1);                                              \
-    const T *x = P->x;                                                                            \
+    int64_t ng = P->k / P->gs, pw = P->k * P->bits / 32;                                          \
+    T levels[128], one = 1, zero = 0;                                                             \
+    const T *x = P->x, *xsum = P->xsum;                                                           \
     for (int64_t r = lo; r < hi; r++) {                                                           \
-      const uint32_t *wr = P->wq + r * pw;                                                        \
       const T *s = (const T *)P->s + r * ng, *b = (const T *)P->b + r * ng;                       \
-      for (int64_t i = 0; i < P->m; i++) {                                                        \
-        const T *xi = x + i * P->k;                                                               \
-        T acc = 0;                                                                                \
-        for (int64_t g = 0; g < ng; g++) {                                                        \
-          T dot = 0, xsum = 0;                                                                    \
-          const T *xg = xi + g * P->gs;                                                           \
-          const uint32_t *wg = wr + g * (P->gs / per);                                            \
-          for (int64_t j = 0; j < P->gs; j += per) {                                              \
-            uint32_t word = wg[j / per];                                                          \
-            for (int64_t k = 0; k < per; k++) {                                                   \
-              dot += xg[j + k] * (T)((word >> (k * P->bits)) & mask);                             \
-              xsum += xg[j + k];                                                                  \
-            }                                                                                     \
-          }                                                                                       \
-          acc += s[g] * dot + b[g] * xsum;                                                        \
+      T *o = (T *)P->out + r;                                                                     \
+      for (int64_t i = 0; i < P->m; i++) o[i * P->n] = 0;                                         \
+      for (int64_t g = 0; g < ng; g++) {                                                          \
+        deq_row_##T(P->wq + r * pw + g * P->gs * P->bits / 32, &one, &zero, P->gs, P->gs, P->bits, levels); \
+        for (int64_t i = 0; i < P->m; i++) {                                                      \
+          const T *xg = x + i * P->k + g * P->gs;                                                 \
+          T acc[8] = {0};                                                                         \
+          for (int64_t j = 0; j < P->gs; j += 8)                                                  \
+            for (int u = 0; u < 8; u++) acc[u] += xg[j + u] * levels[j + u];                      \
+          T dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
+          o[i * P->n] += s[g] * dot + b[g] * xsum[i * ng + g];                                    \
         }                                                                                         \
-        ((T *)P->out)[i * P->n + r] = acc;                                                        \
       }                                                                                           \
     }                                                                                             \
   }
@@ -228,10 +243,24 @@ mx_status mx_k_quantized_matmul(mx_array *out, mx_array *const *in) {
   }
   int64_t matrix_rows = x->ndim >= 2 ? x->shape[x->ndim - 2] : 1;
   if (transpose && matrix_rows <= DIRECT_ROWS) {
-    qmv_plan P = {.x = mx_data(x), .s = mx_data(s), .b = mx_data(in[3]), .wq = mx_data(wq), .out = mx_data(out),
-                  .m = m, .n = n, .k = k, .gs = gs, .bits = bits};
+    int64_t ng = k / gs;
+    void *xsum = malloc((size_t)(m * ng) * es);
+    if (!xsum) return mx_error(MX_ENOMEM, "[quantized_matmul] out of memory for x's group sums");
+    for (int64_t i = 0; i < m * ng; i++) { /* in order, as the reference's rounding analysis assumes */
+      double sd = 0;
+      float sf = 0;
+      for (int64_t j = 0; j < gs; j++) {
+        if (f64) sd += ((const double *)mx_data(x))[i * gs + j];
+        else sf += ((const float *)mx_data(x))[i * gs + j];
+      }
+      if (f64) ((double *)xsum)[i] = sd;
+      else ((float *)xsum)[i] = sf;
+    }
+    qmv_plan P = {.x = mx_data(x), .s = mx_data(s), .b = mx_data(in[3]), .xsum = xsum, .wq = mx_data(wq),
+                  .out = mx_data(out), .m = m, .n = n, .k = k, .gs = gs, .bits = bits};
     int64_t grain = MX_PARALLEL_GRAIN / (k * m);
     mx_parallel_for(n, grain > 0 ? grain : 1, f64 ? qmv_double : qmv_float, &P);
+    free(xsum);
     return MX_OK;
   }
   if (!mx_blas_fits(m) || !mx_blas_fits(n) || !mx_blas_fits(k))
