@@ -192,28 +192,32 @@ typedef struct {
   int64_t m, n, k, gs, bits;
 } qmv_plan;
 
-/* Rows [lo, hi) of W: each group's levels decoded once (deq with scale 1, bias 0), then dotted
- * with every row of x in 8 running sums (a fixed order whatever m is). */
+/* Rows [lo, hi) of W: up to 4096 levels decoded at a time (deq with scale 1, bias 0), then each
+ * group dotted with every row of x in 8 running sums (a fixed order whatever m is). */
+#define QMV_LEVELS 4096
 #define QMV(T)                                                                                    \
   static void qmv_##T(void *ctx, int64_t lo, int64_t hi) {                                        \
     const qmv_plan *P = ctx;                                                                      \
-    int64_t ng = P->k / P->gs, pw = P->k * P->bits / 32;                                          \
-    T levels[128], one = 1, zero = 0;                                                             \
+    int64_t ng = P->k / P->gs, pw = P->k * P->bits / 32, block = QMV_LEVELS / P->gs;              \
+    T levels[QMV_LEVELS], ones[QMV_LEVELS / 32], zeros[QMV_LEVELS / 32];                          \
+    for (int i = 0; i < QMV_LEVELS / 32; i++) ones[i] = 1, zeros[i] = 0;                          \
     const T *x = P->x, *xsum = P->xsum;                                                           \
     for (int64_t r = lo; r < hi; r++) {                                                           \
       const T *s = (const T *)P->s + r * ng, *b = (const T *)P->b + r * ng;                       \
       T *o = (T *)P->out + r;                                                                     \
       for (int64_t i = 0; i < P->m; i++) o[i * P->n] = 0;                                         \
-      for (int64_t g = 0; g < ng; g++) {                                                          \
-        deq_row_##T(P->wq + r * pw + g * P->gs * P->bits / 32, &one, &zero, P->gs, P->gs, P->bits, levels); \
-        for (int64_t i = 0; i < P->m; i++) {                                                      \
-          const T *xg = x + i * P->k + g * P->gs;                                                 \
-          T acc[8] = {0};                                                                         \
-          for (int64_t j = 0; j < P->gs; j += 8)                                                  \
-            for (int u = 0; u < 8; u++) acc[u] += xg[j + u] * levels[j + u];                      \
-          T dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
-          o[i * P->n] += s[g] * dot + b[g] * xsum[i * ng + g];                                    \
-        }                                                                                         \
+      for (int64_t g0 = 0; g0 < ng; g0 += block) {                                                \
+        int64_t gn = g0 + block < ng ? block : ng - g0;                                           \
+        deq_row_##T(P->wq + r * pw + g0 * P->gs * P->bits / 32, ones, zeros, gn * P->gs, P->gs, P->bits, levels); \
+        for (int64_t i = 0; i < P->m; i++)                                                        \
+          for (int64_t g = g0; g < g0 + gn; g++) {                                                \
+            const T *xg = x + i * P->k + g * P->gs, *lv = levels + (g - g0) * P->gs;              \
+            T acc[8] = {0};                                                                       \
+            for (int64_t j = 0; j < P->gs; j += 8)                                                \
+              for (int u = 0; u < 8; u++) acc[u] += xg[j + u] * lv[j + u];                        \
+            T dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
+            o[i * P->n] += s[g] * dot + b[g] * xsum[i * ng + g];                                  \
+          }                                                                                       \
       }                                                                                           \
     }                                                                                             \
   }
