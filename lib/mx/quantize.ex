@@ -21,8 +21,10 @@ defmodule Mx.Quantize do
   `w_q` is u32 with `32 / bits` values a word along the last axis, the first in the
   lowest bits (MLX's packing): `{..., k}` becomes `{..., k * bits / 32}`, and
   `scales` and `biases` are `{..., k / group_size}` in `w`'s type. Dequantizing
-  computes `scale * q + bias` (rounded after the product, as MLX), so
-  `|dequantize(quantize(w)) - w| <= |scale| / 2` plus rounding. A group holding a NaN
+  computes `scale * q + bias` (rounded after the product, as MLX). An element inside its
+  group's range `[bias, bias + n * scale]` comes back within `|scale| / 2` (plus rounding);
+  the rescale to `edge / q0` can shrink that range below `[min, max]`, and an element beyond
+  it is clamped to the range's end (MLX does the same). A group holding a NaN
   or infinity raises when evaluated (MLX has no defined result for it).
 
   `quantized_matmul/5` is a primitive. With `transpose: true` and at most 8 rows in
