@@ -18,7 +18,10 @@ wt = Mx.transpose(w) |> Mx.eval()
 {q, s, b} = Mx.quantize(w, group_size: 64, bits: 4)
 [q, s, b] = Enum.map([q, s, b], &Mx.eval/1)
 
-IO.puts("quantized_matmul, 4096 x 4096 weight, 4 bits, group 64, f32; ms per call, median of #{batches} batches x #{n} calls")
+IO.puts(
+  "quantized_matmul, 4096 x 4096 weight, 4 bits, group 64, f32; ms per call, median of #{batches} batches x #{n} calls"
+)
+
 IO.puts("| batch | quantized_matmul ms | dequantize + matmul ms | f32 matmul ms | load (1 min) |")
 IO.puts("|---:|---:|---:|---:|---:|")
 
@@ -27,7 +30,9 @@ for m <- [1, 32] do
 
   cases = [
     fn -> Mx.quantized_matmul(x, q, s, b, group_size: 64, bits: 4) |> Mx.eval() end,
-    fn -> Mx.matmul(x, Mx.transpose(Mx.dequantize(q, s, b, group_size: 64, bits: 4))) |> Mx.eval() end,
+    fn ->
+      Mx.matmul(x, Mx.transpose(Mx.dequantize(q, s, b, group_size: 64, bits: 4))) |> Mx.eval()
+    end,
     fn -> Mx.matmul(x, wt) |> Mx.eval() end
   ]
 
@@ -42,5 +47,8 @@ for m <- [1, 32] do
 
   [a, c, d] = Enum.map(times, &(Bench.median(&1) / 1.0e6))
   f = &:erlang.float_to_binary(&1, decimals: 2)
-  IO.puts("| #{m} | #{f.(a)} | #{f.(c)} | #{f.(d)} | #{f.(Enum.min(loads))}-#{f.(Enum.max(loads))} |")
+
+  IO.puts(
+    "| #{m} | #{f.(a)} | #{f.(c)} | #{f.(d)} | #{f.(Enum.min(loads))}-#{f.(Enum.max(loads))} |"
+  )
 end
