@@ -1213,3 +1213,21 @@ static mx_status window_scatter_vjp(mx_array *node, mx_array *const *in, mx_arra
 }
 RULE(WINDOW_SCATTER_MAX) { return window_scatter_vjp(node, in, g, gin); }
 RULE(WINDOW_SCATTER_MIN) { return window_scatter_vjp(node, in, g, gin); }
+
+/* ---- quantization (ops_quant.c) ---------------------------------------------------------- */
+#include "ops_quant.h"
+
+/* x's cotangent is g against the same quantized w with the transpose flipped; the packed
+ * weights, scales and biases have none (raises: differentiating them is not supported). */
+RULE(QUANTIZED_MATMUL) {
+  if (vjp_needs & ~1u)
+    return mx_error(MX_EINVAL,
+                    "[quantized_matmul] has no gradient with respect to w_q, scales or biases, only x; wrap them in "
+                    "Mx.stop_gradient/1, or differentiate Mx.matmul against Mx.dequantize's result");
+  BEGIN;
+  const mx_params *p = node->params;
+  mx_array *gx = NULL;
+  if (!b->st) gx = keep(b, mx_quantized_matmul_node(g, in[1], in[2], in[3], !(p->flags & 1), p->ip[0], p->ip[1], &gx), &gx);
+  gin[0] = out(b, gx);
+  END;
+}

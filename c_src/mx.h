@@ -570,3 +570,15 @@ mx_status mx_window_scatter(mx_op op, mx_array *x, mx_array *source, mx_array *i
 mx_status mx_from_file(const char *path, uint64_t offset, mx_dtype dtype, int ndim, const int64_t *shape, mx_array **out);
 
 #endif
+
+/* ---- quantization as MLX does it (ops_quant.c, prim/quant.c) ---- */
+/* MLX's affine quantization of f32/f64 w [..., K] in groups of group_size (32, 64, 128) along the last
+ * axis, bits 2, 4 or 8: w_q u32 [..., K*bits/32] (32/bits values a word, the first in the low bits),
+ * scales and biases [..., K/group_size] in w's dtype; w ~ scale * q + bias. */
+mx_status mx_quantize(mx_array *w, int64_t group_size, int64_t bits, mx_array **w_q, mx_array **scales,
+                      mx_array **biases);
+mx_status mx_dequantize(mx_array *w_q, mx_array *scales, mx_array *biases, int64_t group_size, int64_t bits,
+                        mx_array **out);
+/* x [..., K] against the quantized w: [N, K] with transpose (x @ w^T), [K, N] without -> [..., N]. */
+mx_status mx_quantized_matmul(mx_array *x, mx_array *w_q, mx_array *scales, mx_array *biases, int transpose,
+                              int64_t group_size, int64_t bits, mx_array **out);

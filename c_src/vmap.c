@@ -9,6 +9,7 @@
 
 #include "ops_internal.h"
 #include "ops_conv.h"
+#include "ops_quant.h"
 
 /* x (batched at 0, per-example rank r) with unit axes after the batch axis so
  * that its per-example rank becomes `rank`: aligns it for broadcasting. */
@@ -98,6 +99,8 @@ static mx_status batch_node(mx_array *node, mx_array *const *in, const int *batc
   int handled = 0; /* convolution and window reductions: ops_conv.c */
   mx_status conv_st = mx_vmap_conv_window(node, in, batched, B, out, &handled);
   if (handled) return conv_st;
+  mx_status quant_st = mx_vmap_quant(node, in, batched, B, out, &handled); /* ops_quant.c */
+  if (handled) return quant_st;
   const mx_op_info *info = &mx_ops[op];
   int n = node->n_in, r = node->ndim;
   mx_array *local[8] = {0}, **x = n <= 8 ? local : calloc((size_t)n, sizeof *x);

@@ -2022,4 +2022,18 @@ defmodule Mx do
   @doc "See `Mx.Conv.window_scatter_min/5`."
   @spec window_scatter_min(tensor_like(), tensor_like(), tensor_like(), tuple(), keyword()) :: t()
   defdelegate window_scatter_min(t, source, init_value, window_dimensions, opts \\ []), to: Mx.Conv
+
+  # ---- quantization as MLX does it (Mx.Quantize) ------------------------------------------
+
+  @doc "See `Mx.Quantize.quantize/2`."
+  @spec quantize(tensor_like(), keyword()) :: {t(), t(), t()}
+  defdelegate quantize(w, opts \\ []), to: Mx.Quantize
+
+  @doc "See `Mx.Quantize.dequantize/4`."
+  @spec dequantize(t(), t(), t(), keyword()) :: t()
+  defdelegate dequantize(w_q, scales, biases, opts \\ []), to: Mx.Quantize
+
+  @doc "See `Mx.Quantize.quantized_matmul/5`."
+  @spec quantized_matmul(tensor_like(), t(), t(), t(), keyword()) :: t()
+  defdelegate quantized_matmul(x, w_q, scales, biases, opts \\ []), to: Mx.Quantize
 end

@@ -1853,6 +1853,54 @@ static ERL_NIF_TERM window_scatter(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
   return result(env, mx_window_scatter(op, x, source, init, win, str, lo, hi, &out), &out);
 }
 
+/* ---- quantization as MLX does it (ops_quant.c) ------------------------------------------- */
+
+static int get_scheme(ErlNifEnv *env, const ERL_NIF_TERM *argv, ErlNifSInt64 *gs, ErlNifSInt64 *bits) {
+  return enif_get_int64(env, argv[0], gs) && enif_get_int64(env, argv[1], bits);
+}
+
+static ERL_NIF_TERM quantize(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, w, "quantize");
+  ErlNifSInt64 gs, bits;
+  if (!get_scheme(env, argv + 1, &gs, &bits)) return badarg(env, "[quantize] group_size and bits must be integers");
+  mx_array *o[3];
+  if (mx_quantize(w, gs, bits, &o[0], &o[1], &o[2])) return raise_mx(env);
+  ERL_NIF_TERM t[3];
+  for (int i = 0; i < 3; i++) {
+    t[i] = wrap(env, o[i]); /* takes o[i]; a failed wrap is an exception term to return as is */
+    if (enif_is_exception(env, t[i])) {
+      for (int j = i + 1; j < 3; j++) mx_release(o[j]);
+      return t[i];
+    }
+  }
+  return enif_make_tuple_from_array(env, t, 3);
+}
+
+static ERL_NIF_TERM dequantize(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, wq, "dequantize");
+  ARG_ARRAY(1, s, "dequantize");
+  ARG_ARRAY(2, b, "dequantize");
+  ErlNifSInt64 gs, bits;
+  if (!get_scheme(env, argv + 3, &gs, &bits)) return badarg(env, "[dequantize] group_size and bits must be integers");
+  mx_array *out;
+  return result(env, mx_dequantize(wq, s, b, gs, bits, &out), &out);
+}
+
+static ERL_NIF_TERM quantized_matmul(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, x, "quantized_matmul");
+  ARG_ARRAY(1, wq, "quantized_matmul");
+  ARG_ARRAY(2, s, "quantized_matmul");
+  ARG_ARRAY(3, b, "quantized_matmul");
+  ErlNifSInt64 gs, bits;
+  if (!get_scheme(env, argv + 5, &gs, &bits) || !(enif_is_identical(argv[4], atom_true) || enif_is_identical(argv[4], atom_false)))
+    return badarg(env, "[quantized_matmul] transpose must be a boolean, group_size and bits integers");
+  mx_array *out;
+  return result(env, mx_quantized_matmul(x, wq, s, b, enif_is_identical(argv[4], atom_true), gs, bits, &out), &out);
+}
+
 #define PROBED(fn)                                                                          \
   static ERL_NIF_TERM fn##_probed(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {    \
     if (!atomic_load_explicit(&probe_on, memory_order_relaxed)) return fn(env, argc, argv); \
@@ -1862,6 +1910,9 @@ static ERL_NIF_TERM window_scatter(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     return r;                                                                               \
   }
 PROBED(conv)
+PROBED(quantize)
+PROBED(dequantize)
+PROBED(quantized_matmul)
 PROBED(window)
 PROBED(window_scatter)
 PROBED(from_binary)
@@ -2602,6 +2653,10 @@ static ErlNifFunc funcs[] = {
     {"conv", 9, conv_probed, 0},
     {"window", 7, window_probed, 0},
     {"window_scatter", 8, window_scatter_probed, 0},
+    /* quantization as MLX does it: graph building */
+    {"quantize", 3, quantize_probed, 0},
+    {"dequantize", 5, dequantize_probed, 0},
+    {"quantized_matmul", 7, quantized_matmul_probed, 0},
     /* io (Mx.IO) */
     {"from_file", 4, from_file, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"compile_clear", 1, compile_clear, 0},

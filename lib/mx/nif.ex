@@ -101,4 +101,9 @@ defmodule Mx.NIF do
   @doc false
   def from_file(_path, _offset, _type, _shape), do: nif_not_loaded()
   def compile_clear(_cache), do: nif_not_loaded()
+
+  # quantization as MLX does it (c_src/ops_quant.c)
+  def quantize(_w, _group_size, _bits), do: nif_not_loaded()
+  def dequantize(_w_q, _scales, _biases, _group_size, _bits), do: nif_not_loaded()
+  def quantized_matmul(_x, _w_q, _scales, _biases, _transpose, _group_size, _bits), do: nif_not_loaded()
 end

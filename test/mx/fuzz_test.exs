@@ -609,6 +609,10 @@ defmodule Mx.FuzzTest do
       :conv -> [a, arr(pool), per_axis(r - 2), per_axis(r - 2, -2), per_axis(r - 2, -2), per_axis(r - 2), per_axis(r - 2), small(3), small(3)]
       :window -> [op([:window_sum, :window_product, :window_max, :window_min]), a, per_axis(r), per_axis(r), per_axis(r, -2), per_axis(r, -2), per_axis(r)]
       :window_scatter -> [op([:window_scatter_max, :window_scatter_min]), a, arr(pool), arr(pool), per_axis(r), per_axis(r), per_axis(r, -2), per_axis(r, -2)]
+      # quantization: MLX's schemes, mostly valid group sizes and bits
+      :quantize -> [a, pick([32, 64, 128, 16, 0, -1, :x]), pick([2, 4, 8, 3, 0, :x])]
+      :dequantize -> [a, arr(pool), arr(pool), pick([32, 64, 128, 16, 0]), pick([2, 4, 8, 3, 0])]
+      :quantized_matmul -> [a, arr(pool), arr(pool), arr(pool), pick([true, false, nil]), pick([32, 64, 128, 0]), pick([2, 4, 8, 5])]
       zero when zero in [:memory_report, :reset_peak, :clear_cache, :op_names, :op_grads, :noop, :noop_dirty, :load] -> []
     end
   end

@@ -101,7 +101,7 @@ defmodule Mx.OpCases do
                           [spd({3, 3}, 81), r({2, 3}, 82)]}],
       eigh: [{"values and vectors", fn a -> {w, v} = Mx.Linalg.eigh(a); Mx.concatenate([Mx.new_axis(w, 0), Mx.multiply(v, Mx.sign(v[0]))]) end, [spd({3, 3}, 83)]},
              {"values only", &Mx.Linalg.eigvalsh/1, [spd({2, 3, 3}, 84)]}]
-    ] ++ complex_cases() ++ everyday_cases() ++ conv_cases()
+    ] ++ complex_cases() ++ everyday_cases() ++ conv_cases() ++ quant_cases()
   end
 
   # The everyday unary rows (asinh, acosh, atanh, log2, log10), and LU through Mx.Linalg.lu's factors.
@@ -160,6 +160,18 @@ defmodule Mx.OpCases do
       window_scatter_max: [{"source, overlapping windows and padding",
                             &Mx.window_scatter_max(x, &1, 0.5, {2, 2}, strides: [1, 2], padding: [{0, 1}, {1, 0}]), [r({3, 3}, 139)]}],
       window_scatter_min: [{"source", &Mx.window_scatter_min(x, &1, 0.0, {2, 3}, strides: [1, 1]), [r({2, 3}, 140)]}]
+    ]
+  end
+
+  # quantized_matmul (c_src/ops_quant.c): x only; the packed f64 weights are closed over.
+  defp quant_cases do
+    {wq, s, b} = Mx.quantize(r({5, 64}, 140), group_size: 32, bits: 4)
+    {vq, vs, vb} = Mx.quantize(r({8, 64}, 141), group_size: 64, bits: 2)
+
+    [
+      quantized_matmul: [{"transpose, 4 bits", &Mx.quantized_matmul(&1, wq, s, b, group_size: 32, bits: 4), [r({3, 64}, 142)]},
+                         {"no transpose, 2 bits, rank 3",
+                          &Mx.quantized_matmul(&1, vq, vs, vb, transpose: false, group_size: 64, bits: 2), [r({2, 3, 8}, 143)]}]
     ]
   end
 end
