@@ -1,5 +1,6 @@
 defmodule Mx.OptimTest do
-  use ExUnit.Case, async: true
+  # Not async: the flat-memory test reads the engine's global memory report.
+  use ExUnit.Case, async: false
   alias Mx.Optim
 
   doctest Mx.Optim
