@@ -398,7 +398,10 @@ defmodule GenMX.OptionsTest do
                 Mx.NN.MultiHeadAttention,
                 Mx.NN.TransformerEncoderLayer,
                 Mx.NN.TransformerDecoderLayer
-              ],
+              ] ++
+              [Mx.NN.Conv1d, Mx.NN.Conv2d, Mx.NN.Conv3d, Mx.NN.ConvTranspose1d, Mx.NN.ConvTranspose2d] ++
+              [Mx.NN.ConvTranspose3d, Mx.NN.MaxPool1d, Mx.NN.MaxPool2d, Mx.NN.MaxPool3d, Mx.NN.AvgPool1d] ++
+              [Mx.NN.AvgPool2d, Mx.NN.AvgPool3d, Mx.NN.Upsample],
           f <- [:init, :apply],
           into: %{},
           do: {{m, f, if(f == :init, do: 2, else: 3)}, if(f == :init, do: [key], else: [%{}, a])}
@@ -413,6 +416,22 @@ defmodule GenMX.OptionsTest do
       {Mx.NN, :count_params, 2} => [%{a: a}],
       {Mx.NN, :scaled_dot_product_attention, 4} => [a, a, a]
     })
+    |> Map.merge(quant_examples())
+  end
+
+  defp quant_examples do
+    w = Mx.ones({2, 32})
+    {w_q, scales, biases} = Mx.quantize(w, group_size: 32, bits: 4)
+
+    Map.new(
+      for m <- [Mx, Mx.Quantize],
+          example <- [
+            {{m, :quantize, 2}, [w]},
+            {{m, :dequantize, 4}, [w_q, scales, biases]},
+            {{m, :quantized_matmul, 5}, [Mx.ones({1, 32}), w_q, scales, biases]}
+          ],
+          do: example
+    )
   end
 
   # ---- the walk ---------------------------------------------------------------------------

@@ -44,7 +44,7 @@ defmodule Mx.Quantize do
 
   @doc """
   Quantizes `w` (f32 or f64, last axis a multiple of `:group_size`) with MLX's affine
-  scheme (see the module doc): returns `{w_q, scales, biases}`.
+  scheme (see the module doc): returns `{w_q, scales, biases}`. `Mx.quantize/2` delegates here.
 
   Options: `:group_size` (32, 64 or 128; default 64), `:bits` (2, 4 or 8; default 4).
 
@@ -69,7 +69,7 @@ defmodule Mx.Quantize do
   end
 
   @doc """
-  The weights `quantize/2` packed: `scale * q + bias` per element, `{..., k}` from
+  The weights `quantize/2` packed (`Mx.dequantize/4` delegates here): `scale * q + bias` per element, `{..., k}` from
   `w_q` `{..., k * bits / 32}` and `scales`, `biases` `{..., k / group_size}`.
   Pass the `:group_size` and `:bits` that quantized them (defaults 64 and 4).
 
@@ -94,7 +94,7 @@ defmodule Mx.Quantize do
   end
 
   @doc """
-  `x @ w^T` (`transpose: true`, the default, as for MLX's `nn.QuantizedLinear`:
+  `x @ w^T` (`Mx.quantized_matmul/5` delegates here; `transpose: true`, the default, as for MLX's `nn.QuantizedLinear`:
   `w` is `{n, k}`) or `x @ w` (`transpose: false`: `w` is `{k, n}`) against the
   weight `quantize/2` packed, without expanding it: `x` `{..., k}` gives `{..., n}`.
   `x` must have the scales' type (f32 or f64).
