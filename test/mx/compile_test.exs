@@ -320,33 +320,20 @@ defmodule Mx.CompileTest do
 
   # ---- memory -------------------------------------------------------------------------
 
-  defp settled(base, tries \\ 200) do
-    for pid <- Process.list(), do: :erlang.garbage_collect(pid)
-    now = Mx.Memory.report()
-
-    if tries == 0 or
-         (now.live_arrays <= base.live_arrays and now.active_bytes <= base.active_bytes) do
-      now
-    else
-      Process.sleep(25)
-      settled(base, tries - 1)
-    end
-  end
-
   @tag :slow
   test "memory stays flat over 10^5 replays; dropping the compiled function frees its tapes" do
     ys = Mx.Random.normal(Mx.Random.key(5), shape: {50}, type: :f64)
     vg = Mx.compile(Mx.value_and_grad(log_density(ys)))
     x = %{mu: Mx.tensor(0.3, type: :f64), log_sigma: Mx.tensor(0.1, type: :f64)}
     {_, _} = vg.(x)
-    base = settled(Mx.Memory.report())
+    base = Mx.MemoryCheck.settled(Mx.Memory.report())
 
     Enum.each(1..100_000, fn _ ->
       {v, _g} = vg.(x)
       v
     end)
 
-    after_loop = settled(base)
+    after_loop = Mx.MemoryCheck.settled(base)
     assert after_loop.live_arrays <= base.live_arrays
     assert after_loop.active_bytes <= base.active_bytes
     assert after_loop.tapes == base.tapes
@@ -362,7 +349,7 @@ defmodule Mx.CompileTest do
     end)
     |> Task.await()
 
-    assert settled(base).tapes == tapes
+    assert Mx.MemoryCheck.settled(base).tapes == tapes
     assert Mx.compile_stats(vg).tapes == 1
   end
 
@@ -377,7 +364,7 @@ defmodule Mx.CompileTest do
     x = Mx.full({1 <<< 21}, 0.5)
     Mx.eval(x)
     _ = f.(x)
-    base = settled(Mx.Memory.report())
+    base = Mx.MemoryCheck.settled(Mx.Memory.report())
 
     for _ <- 1..3 do
       pid = spawn(fn -> f.(x) end)
@@ -385,7 +372,7 @@ defmodule Mx.CompileTest do
       Process.exit(pid, :kill)
     end
 
-    after_kill = settled(base)
+    after_kill = Mx.MemoryCheck.settled(base)
     assert after_kill.active_bytes <= base.active_bytes
     assert after_kill.live_arrays <= base.live_arrays
     # The engine still works.

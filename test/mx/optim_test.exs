@@ -191,19 +191,6 @@ defmodule Mx.OptimTest do
     assert hd(la) < List.last(la) / 3
   end
 
-  defp settled(base, tries \\ 200) do
-    for pid <- Process.list(), do: :erlang.garbage_collect(pid)
-    now = Mx.Memory.report()
-
-    if tries == 0 or
-         (now.live_arrays <= base.live_arrays and now.active_bytes <= base.active_bytes) do
-      now
-    else
-      Process.sleep(25)
-      settled(base, tries - 1)
-    end
-  end
-
   @tag :slow
   @tag timeout: 600_000
   test "memory stays flat over 10^4 training steps, compiled and not" do
@@ -216,7 +203,7 @@ defmodule Mx.OptimTest do
         ] do
       step = if compile?, do: Mx.compile(step_fun(opt), jit: false), else: step_fun(opt)
       {p, st, _} = train(step, p0, Optim.init(opt, p0), x, y, 100)
-      base = settled(Mx.Memory.report())
+      base = Mx.MemoryCheck.settled(Mx.Memory.report())
 
       {p, st} =
         Enum.reduce(1..10_000, {p, st}, fn _, {p, st} ->
@@ -225,7 +212,7 @@ defmodule Mx.OptimTest do
           {p, st}
         end)
 
-      after_loop = settled(base)
+      after_loop = Mx.MemoryCheck.settled(base)
       assert Mx.to_number(st.step) == 10_100
 
       assert after_loop.live_arrays <= base.live_arrays,
