@@ -7,74 +7,59 @@
 #include "../prim/kernels.h"
 #include "test_util.h"
 
-static mx_array *bin(mx_op op, mx_array *a, mx_array *b) {
-  mx_array *out = NULL;
-  mx_status st = mx_binary(op, a, b, &out);
-  mx_release(a);
-  mx_release(b);
-  return run_check(st, &out, mx_ops[op].name);
-}
-
-static mx_array *un(mx_op op, mx_array *a) {
-  mx_array *out = NULL;
-  mx_status st = mx_unary(op, a, &out);
-  mx_release(a);
-  return run_check(st, &out, mx_ops[op].name);
-}
-
 #define V(n) (int64_t[]){n}
 
 static void test_shifts(void) {
   int8_t a[] = {1, -16, -16, 1, -1, 127}, b[] = {7, 2, 8, -1, 100, 1};
-  check_bytes("s8 left_shift", bin(MX_OP_LEFT_SHIFT, arr(MX_S8, 1, V(6), a), arr(MX_S8, 1, V(6), b)), MX_S8,
+  check_bytes("s8 left_shift", eval_binary(MX_OP_LEFT_SHIFT, arr(MX_S8, 1, V(6), a), arr(MX_S8, 1, V(6), b)), MX_S8,
               (int8_t[]){-128, -64, 0, 0, 0, -2}, 6);
   check_bytes("s8 right_shift (arithmetic; past the width: sign)",
-              bin(MX_OP_RIGHT_SHIFT, arr(MX_S8, 1, V(6), a), arr(MX_S8, 1, V(6), b)), MX_S8,
+              eval_binary(MX_OP_RIGHT_SHIFT, arr(MX_S8, 1, V(6), a), arr(MX_S8, 1, V(6), b)), MX_S8,
               (int8_t[]){0, -4, -1, 0, -1, 63}, 6);
   uint64_t u[] = {UINT64_MAX, UINT64_MAX, 1, UINT64_MAX}, c[] = {63, 64, 63, UINT64_MAX};
-  check_bytes("u64 right_shift (logical)", bin(MX_OP_RIGHT_SHIFT, arr(MX_U64, 1, V(4), u), arr(MX_U64, 1, V(4), c)),
+  check_bytes("u64 right_shift (logical)", eval_binary(MX_OP_RIGHT_SHIFT, arr(MX_U64, 1, V(4), u), arr(MX_U64, 1, V(4), c)),
               MX_U64, (uint64_t[]){1, 0, 0, 0}, 4);
-  check_bytes("u64 left_shift", bin(MX_OP_LEFT_SHIFT, arr(MX_U64, 1, V(4), u), arr(MX_U64, 1, V(4), c)), MX_U64,
+  check_bytes("u64 left_shift", eval_binary(MX_OP_LEFT_SHIFT, arr(MX_U64, 1, V(4), u), arr(MX_U64, 1, V(4), c)), MX_U64,
               (uint64_t[]){(uint64_t)1 << 63, 0, (uint64_t)1 << 63, 0}, 4);
   int64_t s[] = {INT64_MIN, -5}, k[] = {63, 1};
-  check_bytes("s64 right_shift", bin(MX_OP_RIGHT_SHIFT, arr(MX_S64, 1, V(2), s), arr(MX_S64, 1, V(2), k)), MX_S64,
+  check_bytes("s64 right_shift", eval_binary(MX_OP_RIGHT_SHIFT, arr(MX_S64, 1, V(2), s), arr(MX_S64, 1, V(2), k)), MX_S64,
               (int64_t[]){-1, -3}, 2);
 }
 
 static void test_bits(void) {
   uint16_t u[] = {0, 1, 0x8000, 0xFFFF, 0x00F0};
-  check_bytes("u16 count_leading_zeros", un(MX_OP_COUNT_LEADING_ZEROS, arr(MX_U16, 1, V(5), u)), MX_U16,
+  check_bytes("u16 count_leading_zeros", eval_unary(MX_OP_COUNT_LEADING_ZEROS, arr(MX_U16, 1, V(5), u)), MX_U16,
               (uint16_t[]){16, 15, 0, 0, 8}, 5);
-  check_bytes("u16 population_count", un(MX_OP_POPULATION_COUNT, arr(MX_U16, 1, V(5), u)), MX_U16,
+  check_bytes("u16 population_count", eval_unary(MX_OP_POPULATION_COUNT, arr(MX_U16, 1, V(5), u)), MX_U16,
               (uint16_t[]){0, 1, 1, 16, 4}, 5);
   int64_t s[] = {-1, INT64_MIN, 0, 1};
-  check_bytes("s64 count_leading_zeros", un(MX_OP_COUNT_LEADING_ZEROS, arr(MX_S64, 1, V(4), s)), MX_S64,
+  check_bytes("s64 count_leading_zeros", eval_unary(MX_OP_COUNT_LEADING_ZEROS, arr(MX_S64, 1, V(4), s)), MX_S64,
               (int64_t[]){0, 0, 64, 63}, 4);
-  check_bytes("s64 population_count", un(MX_OP_POPULATION_COUNT, arr(MX_S64, 1, V(4), s)), MX_S64,
+  check_bytes("s64 population_count", eval_unary(MX_OP_POPULATION_COUNT, arr(MX_S64, 1, V(4), s)), MX_S64,
               (int64_t[]){64, 1, 0, 1}, 4);
-  check_bytes("s64 bitwise_not", un(MX_OP_BITWISE_NOT, arr(MX_S64, 1, V(4), s)), MX_S64,
+  check_bytes("s64 bitwise_not", eval_unary(MX_OP_BITWISE_NOT, arr(MX_S64, 1, V(4), s)), MX_S64,
               (int64_t[]){0, INT64_MAX, -1, -2}, 4);
   uint8_t p[] = {1, 0, 1, 0}, q[] = {1, 1, 0, 0};
-  check_bytes("bool bitwise_not", un(MX_OP_BITWISE_NOT, arr(MX_BOOL, 1, V(4), p)), MX_BOOL, (uint8_t[]){0, 1, 0, 1}, 4);
-  check_bytes("bool bitwise_xor", bin(MX_OP_BITWISE_XOR, arr(MX_BOOL, 1, V(4), p), arr(MX_BOOL, 1, V(4), q)), MX_BOOL,
+  check_bytes("bool bitwise_not", eval_unary(MX_OP_BITWISE_NOT, arr(MX_BOOL, 1, V(4), p)), MX_BOOL, (uint8_t[]){0, 1, 0, 1}, 4);
+  check_bytes("bool bitwise_xor", eval_binary(MX_OP_BITWISE_XOR, arr(MX_BOOL, 1, V(4), p), arr(MX_BOOL, 1, V(4), q)), MX_BOOL,
               (uint8_t[]){0, 1, 1, 0}, 4);
   check_bytes("bool left_shift reads bool as u8",
-              bin(MX_OP_LEFT_SHIFT, arr(MX_BOOL, 1, V(4), p), arr(MX_BOOL, 1, V(4), q)), MX_U8, (uint8_t[]){2, 0, 1, 0}, 4);
+              eval_binary(MX_OP_LEFT_SHIFT, arr(MX_BOOL, 1, V(4), p), arr(MX_BOOL, 1, V(4), q)), MX_U8, (uint8_t[]){2, 0, 1, 0}, 4);
   uint64_t m = UINT64_MAX, x[] = {0x0123456789ABCDEF, 0};
-  check_bytes("u64 bitwise_and by a scalar", bin(MX_OP_BITWISE_AND, arr(MX_U64, 1, V(2), x), arr(MX_U64, 0, NULL, &m)),
+  check_bytes("u64 bitwise_and by a scalar", eval_binary(MX_OP_BITWISE_AND, arr(MX_U64, 1, V(2), x), arr(MX_U64, 0, NULL, &m)),
               MX_U64, x, 2);
 }
 
 static void test_quotient(void) {
   int8_t a[] = {-128, 7, -7, 7, -7, 0}, b[] = {-1, 2, 2, -2, 0, 0};
   check_bytes("s8 quotient (truncates; MIN / -1 wraps; by 0 is 0)",
-              bin(MX_OP_QUOTIENT, arr(MX_S8, 1, V(6), a), arr(MX_S8, 1, V(6), b)), MX_S8, (int8_t[]){-128, 3, -3, -3, 0, 0},
+              eval_binary(MX_OP_QUOTIENT, arr(MX_S8, 1, V(6), a), arr(MX_S8, 1, V(6), b)), MX_S8, (int8_t[]){-128, 3, -3, -3, 0, 0},
               6);
   int64_t c[] = {INT64_MIN, INT64_MAX}, d[] = {-1, 0};
-  check_bytes("s64 quotient", bin(MX_OP_QUOTIENT, arr(MX_S64, 1, V(2), c), arr(MX_S64, 1, V(2), d)), MX_S64,
+  check_bytes("s64 quotient", eval_binary(MX_OP_QUOTIENT, arr(MX_S64, 1, V(2), c), arr(MX_S64, 1, V(2), d)), MX_S64,
               (int64_t[]){INT64_MIN, 0}, 2);
   uint64_t u[] = {UINT64_MAX, UINT64_MAX}, v[] = {2, 0};
-  check_bytes("u64 quotient", bin(MX_OP_QUOTIENT, arr(MX_U64, 1, V(2), u), arr(MX_U64, 1, V(2), v)), MX_U64,
+  check_bytes("u64 quotient", eval_binary(MX_OP_QUOTIENT, arr(MX_U64, 1, V(2), u), arr(MX_U64, 1, V(2), v)), MX_U64,
               (uint64_t[]){UINT64_MAX / 2, 0}, 2);
 }
 

@@ -100,21 +100,6 @@ static void test_conversions(void) {
   check_close("full c128", run_check(st, &f, "full"), MX_C128, wf, 3, 0, 0);
 }
 
-static mx_array *bin(mx_op op, mx_array *a, mx_array *b) {
-  mx_array *out = NULL;
-  mx_status st = mx_binary(op, a, b, &out);
-  mx_release(a);
-  mx_release(b);
-  return run_check(st, &out, mx_ops[op].name);
-}
-
-static mx_array *un(mx_op op, mx_array *a) {
-  mx_array *out = NULL;
-  mx_status st = mx_unary(op, a, &out);
-  mx_release(a);
-  return run_check(st, &out, mx_ops[op].name);
-}
-
 static void test_arithmetic(void) {
   uint64_t s = 17;
   enum { R = 37, C = 41 };
@@ -127,23 +112,23 @@ static void test_arithmetic(void) {
     for (int j = 0; j < C; j++) br[j] = t == MX_C64 ? (lcx)(float _Complex)(double _Complex)b[j] : (lcx)(double _Complex)b[j];
     for (int i = 0; i < R * C; i++) prod[i] = ar[i] * br[i % C], quot[i] = ar[i] / br[i % C];
     int64_t sa[2] = {R, C}, sb[1] = {C};
-    check_close("multiply [R,C]*[C]", bin(MX_OP_MULTIPLY, cx(t, 2, sa, ar), cx(t, 1, sb, br)), t, prod, R * C, 5, 0);
-    check_close("divide [R,C]/[C]", bin(MX_OP_DIVIDE, cx(t, 2, sa, ar), cx(t, 1, sb, br)), t, quot, R * C, 14, 0);
+    check_close("multiply [R,C]*[C]", eval_binary(MX_OP_MULTIPLY, cx(t, 2, sa, ar), cx(t, 1, sb, br)), t, prod, R * C, 5, 0);
+    check_close("divide [R,C]/[C]", eval_binary(MX_OP_DIVIDE, cx(t, 2, sa, ar), cx(t, 1, sb, br)), t, quot, R * C, 14, 0);
     lcx e[R * C];
     for (int i = 0; i < R * C; i++) e[i] = cexpl(ar[i]);
-    check_close("exp", un(MX_OP_EXP, cx(t, 2, sa, ar)), t, e, R * C, 8, 0);
+    check_close("exp", eval_unary(MX_OP_EXP, cx(t, 2, sa, ar)), t, e, R * C, 8, 0);
   }
   /* Smith's division where |b|^2 overflows. */
   lcx big[2] = {1e300L + 1e300L * I, -3e307L + 1e307L * I}, one[2] = {1, 1};
   mx_array *x = cx(MX_C128, 1, (int64_t[]){2}, big);
   mx_retain(x);
-  check_close("big / big", bin(MX_OP_DIVIDE, x, x), MX_C128, one, 2, 14, 0);
+  check_close("big / big", eval_binary(MX_OP_DIVIDE, x, x), MX_C128, one, 2, 14, 0);
   /* a complex op with a real operand promotes; abs gives the parts' float dtype */
   double h = 0.5;
-  mx_array *y = bin(MX_OP_ADD, cx(MX_C64, 1, (int64_t[]){2}, big), arr(MX_F64, 0, (int64_t[]){1}, &h));
+  mx_array *y = eval_binary(MX_OP_ADD, cx(MX_C64, 1, (int64_t[]){2}, big), arr(MX_F64, 0, (int64_t[]){1}, &h));
   CHECK(y && y->dtype == MX_C128, "c64 + f64 is c128");
   mx_release(y);
-  mx_array *m = un(MX_OP_ABS, cx(MX_C64, 1, (int64_t[]){1}, (lcx[]){3 + 4 * I}));
+  mx_array *m = eval_unary(MX_OP_ABS, cx(MX_C64, 1, (int64_t[]){1}, (lcx[]){3 + 4 * I}));
   CHECK(m && m->dtype == MX_F32 && ((float *)mx_data(m))[0] == 5.0f, "abs c64 is f32");
   mx_release(m);
 }

@@ -108,6 +108,22 @@ static inline mx_array *run_check(mx_status st, mx_array **xp, const char *what)
   return x;
 }
 
+/* One binary / unary op on operands it consumes, evaluated; counts as a passed check. */
+static inline mx_array *eval_binary(mx_op op, mx_array *a, mx_array *b) {
+  mx_array *out = NULL;
+  mx_status st = mx_binary(op, a, b, &out);
+  mx_release(a);
+  mx_release(b);
+  return run_check(st, &out, mx_ops[op].name);
+}
+
+static inline mx_array *eval_unary(mx_op op, mx_array *a) {
+  mx_array *out = NULL;
+  mx_status st = mx_unary(op, a, &out);
+  mx_release(a);
+  return run_check(st, &out, mx_ops[op].name);
+}
+
 /* Bytes equal to want (so NaN patterns and signed zeros count); releases x. */
 static inline void check_bytes(const char *what, mx_array *x, mx_dtype t, const void *want, int64_t n) {
   if (!x) return;
