@@ -16,22 +16,7 @@ Code.require_file("bench_helper.exs", __DIR__)
     [] -> [20, 9]
   end
 
-defmodule Bench.NxDefns do
-  import Nx.Defn
-
-  defn predict({w1, b1, w2, b2}, x) do
-    Nx.dot(Nx.tanh(Nx.dot(x, w1) + b1), w2) + b2
-  end
-
-  defn loss(params, x, y) do
-    Nx.mean((predict(params, x) - y) ** 2)
-  end
-
-  defn step({w1, b1, w2, b2} = params, x, y) do
-    {g1, gb1, g2, gb2} = grad(params, &loss(&1, x, y))
-    {w1 - 0.1 * g1, b1 - 0.1 * gb1, w2 - 0.1 * g2, b2 - 0.1 * gb2}
-  end
-end
+Code.require_file("../test/support/nx_mlp.ex", __DIR__)
 
 on = fn backend, fun -> Nx.with_default_backend(backend, fun) end
 mx_eval = fn t -> Mx.eval(Mx.from_nx(t)) end
@@ -77,8 +62,8 @@ end
 
 {pm, xm, ym} = data.(Mx.Nx.Backend)
 {pb, xb, yb} = data.(Nx.BinaryBackend)
-compiled = Nx.Defn.jit(&Bench.NxDefns.step/3, compiler: Mx.Nx.Compiler)
-evaluated = Nx.Defn.jit(&Bench.NxDefns.step/3, compiler: Nx.Defn.Evaluator)
+compiled = Nx.Defn.jit(&Mx.NxMLP.step/3, compiler: Mx.Nx.Compiler)
+evaluated = Nx.Defn.jit(&Mx.NxMLP.step/3, compiler: Nx.Defn.Evaluator)
 
 # The three give the same step (to f32 rounding).
 [c, e] = Enum.map([compiled.(pm, xm, ym), evaluated.(pb, xb, yb)], &elem(&1, 0))

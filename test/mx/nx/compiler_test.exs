@@ -26,20 +26,6 @@ if Code.ensure_loaded?(Mx.Nx.Compiler) do
     defn window(x, i) do
       Nx.slice(x, [i], [2]) * 2
     end
-
-    # A two-layer perceptron: tanh hidden layer, squared loss; one gradient step.
-    defn predict({w1, b1, w2, b2}, x) do
-      Nx.dot(Nx.tanh(Nx.dot(x, w1) + b1), w2) + b2
-    end
-
-    defn loss(params, x, y) do
-      Nx.mean((predict(params, x) - y) ** 2)
-    end
-
-    defn step({w1, b1, w2, b2} = params, x, y) do
-      {g1, gb1, g2, gb2} = grad(params, &loss(&1, x, y))
-      {w1 - 0.1 * g1, b1 - 0.1 * gb1, w2 - 0.1 * g2, b2 - 0.1 * gb2}
-    end
   end
 
   defmodule Mx.Nx.CompilerTest do
@@ -166,7 +152,7 @@ if Code.ensure_loaded?(Mx.Nx.Compiler) do
         {Nx.broadcast(0.5, {1, 4}), Nx.broadcast(0.0, {4}), Nx.broadcast(0.1, {4, 1}),
          Nx.tensor([0.0])}
 
-      step = jit(&Defns.step/3)
+      step = jit(&Mx.NxMLP.step/3)
       train = fn p, n -> Enum.reduce(1..n, p, fn _, p -> step.(p, x, y) end) end
       # Backend ops outside defn, read every iteration as eager Nx code does.
       decay = fn t, n ->
@@ -213,13 +199,13 @@ if Code.ensure_loaded?(Mx.Nx.Compiler) do
 
       expected =
         Nx.with_default_backend(Nx.BinaryBackend, fn ->
-          train.(Nx.Defn.jit(&Defns.step/3, compiler: Nx.Defn.Evaluator), params, x, y)
+          train.(Nx.Defn.jit(&Mx.NxMLP.step/3, compiler: Nx.Defn.Evaluator), params, x, y)
         end)
 
-      got = train.(jit(&Defns.step/3), params, x, y)
+      got = train.(jit(&Mx.NxMLP.step/3), params, x, y)
 
-      loss0 = Defns.loss(params, x, y) |> Nx.to_number()
-      loss30 = jit(&Defns.loss/3).(got, x, y) |> Nx.to_number()
+      loss0 = Mx.NxMLP.loss(params, x, y) |> Nx.to_number()
+      loss30 = jit(&Mx.NxMLP.loss/3).(got, x, y) |> Nx.to_number()
       assert loss30 < loss0
 
       # f64 throughout: the two runs differ only by rounding (~1e-16 per op), far below 1e-10.
