@@ -226,7 +226,10 @@ defmodule Mx.NN.Llama do
     if b = p[:bias], do: Mx.add(y, b), else: y
   end
 
-  defp linear(x, p, _c), do: Mx.NN.Linear.apply(p, x)
+  defp linear(x, %{weight_t: wt} = p, _c) do
+    y = Mx.matmul(x, wt)
+    if b = p[:bias], do: Mx.add(y, b), else: y
+  end
 
   defp embed(%{scales: s, biases: b, weight: w}, tokens, c) do
     take = &Mx.take(&1, tokens, axis: 0)
@@ -235,12 +238,7 @@ defmodule Mx.NN.Llama do
 
   defp embed(p, tokens, _c), do: Mx.NN.Embedding.apply(p, tokens)
 
-  defp output(%{config: c, params: p}, x) do
-    case p.lm_head do
-      :tied -> linear(x, p.embed, c)
-      head -> linear(x, head, c)
-    end
-  end
+  defp output(%{config: c, params: p}, x), do: linear(x, p.lm_head, c)
 
   defp tokens!(tokens, c, cache) when is_list(tokens) do
     unless tokens != [] and Enum.all?(tokens, &is_integer/1) do
@@ -440,9 +438,9 @@ defmodule Mx.NN.Llama do
       {%{}, MapSet.new()}
       |> take_linear(weights, c, :embed, "model.embed_tokens", c.vocab, c.hidden, false)
       |> take_vector(weights, :norm, "model.norm.weight", c.hidden)
-      |> then(fn acc ->
+      |> then(fn {params, _} = acc ->
         if c.tied,
-          do: put_param(acc, :lm_head, :tied),
+          do: put_param(acc, :lm_head, tied_head(params.embed)),
           else: take_linear(acc, weights, c, :lm_head, "lm_head", c.vocab, c.hidden, false)
       end)
 
@@ -508,8 +506,20 @@ defmodule Mx.NN.Llama do
         else: layer
 
     names = layer |> Map.keys() |> Enum.map(&"#{name}.#{&1}")
-    {Map.put(params, key, layer), MapSet.union(used, MapSet.new(names))}
+    {Map.put(params, key, dense_layout(key, layer)), MapSet.union(used, MapSet.new(names))}
   end
+
+  # Dense layers multiply by the stored transpose (a matmul against a transposed view is far
+  # slower); the embedding keeps its rows for the lookup.
+  defp dense_layout(:embed, layer), do: layer
+  defp dense_layout(_key, %{scales: _} = layer), do: layer
+
+  defp dense_layout(_key, %{weight: w} = layer),
+    do: layer |> Map.delete(:weight) |> Map.put(:weight_t, Mx.transpose(w))
+
+  # The embedding as the output layer: the same quantized arrays, or the rows transposed.
+  defp tied_head(%{scales: _} = embed), do: embed
+  defp tied_head(%{weight: w}), do: %{weight_t: Mx.transpose(w)}
 
   defp take_vector({params, used}, w, key, name, n),
     do: {Map.put(params, key, tensor!(w, name, {n}, :float)), MapSet.put(used, name)}

@@ -83,7 +83,8 @@ defmodule Mx.NN.LlamaTest do
     {f16, _} = fixture("f16")
     assert f16.params.embed.weight.type == :f32
     {q4, _} = fixture("q4")
-    assert q4.params.lm_head == :tied
+    # Tied: the output layer is the quantized embedding itself, not a copy.
+    assert q4.params.lm_head == q4.params.embed
 
     assert %{weight: %{type: :u32, shape: {32, 4}}, scales: %{type: :f32}} =
              hd(q4.params.layers).q
