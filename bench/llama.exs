@@ -153,11 +153,16 @@ rows =
   end
 
 [mp, md, tp, td, qp, qd] = for i <- 0..5, do: Bench.median(Enum.map(rows, &elem(&1, i)))
+# Each round's ratio pairs figures taken back to back, under the same load.
+ratio = fn i, j ->
+  Bench.median(Enum.map(rows, &(elem(&1, i) / elem(&1, j)))) |> Float.round(2)
+end
 
 IO.puts(
   "medians: prefill Mx #{Bench.fmt(mp)} / torch #{Bench.fmt(tp)} tok/s = #{Float.round(mp / tp, 2)}; " <>
     "decode Mx #{Bench.fmt(md)} / torch #{Bench.fmt(td)} tok/s = #{Float.round(md / td, 2)}; " <>
-    "Mx q4: prefill #{Bench.fmt(qp)}, decode #{Bench.fmt(qd)} tok/s"
+    "Mx q4: prefill #{Bench.fmt(qp)}, decode #{Bench.fmt(qd)} tok/s; " <>
+    "median of the rounds' Mx/torch: prefill #{ratio.(0, 2)}, decode #{ratio.(1, 3)}"
 )
 
 File.rm_rf!(tmp)
