@@ -17,7 +17,10 @@ defmodule Mx.NN.Llama do
   packed u32, `scales`, `biases`); those run through
   `Mx.Quantize.quantized_matmul/5` and a quantized embedding lookup (rows
   dequantized as they are taken), with scales and biases in f32. A layer
-  without `scales` stays dense, as in mlx-lm.
+  without `scales` stays dense, as in mlx-lm. Dense layers keep their weight
+  transposed (`{in, out}`, so the matmul reads it in order; a tied dense
+  embedding is held twice, rows for the lookup and the transpose for the
+  output).
 
       iex> model = Mx.NN.Llama.load("test/fixtures/llama_tiny/f32")
       iex> {logits, cache} = Mx.NN.Llama.forward(model, [1, 17, 42])
@@ -64,8 +67,9 @@ defmodule Mx.NN.Llama do
   other than `"linear"`, sliding-window layers, an activation other than
   silu, a quantization mode other than affine) raises, as does a missing,
   mis-shaped, mistyped or unexpected tensor (naming it and the expected
-  shape). As mlx-lm does, `tie_word_embeddings` defaults to true, and
-  `lm_head.weight` and `rotary_emb.inv_freq` tensors are dropped when unused.
+  shape). As mlx-lm does, `model_type` may be `"llama"` or `"mistral"`,
+  `tie_word_embeddings` defaults to true, and `lm_head.weight` and
+  `rotary_emb.inv_freq` tensors are dropped when unused.
 
       iex> Mx.NN.Llama.load("test/fixtures/llama_tiny/q4").config.quantization
       %{bits: 4, group_size: 32}
@@ -121,6 +125,11 @@ defmodule Mx.NN.Llama do
   def generate(%__MODULE__{} = model, prompt, opts) do
     opts = Mx.Opts.validate!(opts, [:max_tokens, stop_tokens: []], "Mx.NN.Llama.generate")
     max = Mx.NN.required!(opts, :max_tokens, "Mx.NN.Llama.generate")
+
+    unless is_list(opts[:stop_tokens]) and Enum.all?(opts[:stop_tokens], &is_integer/1) do
+      raise ArgumentError,
+            "Mx.NN.Llama.generate: stop_tokens: must be a list of token ids, got #{inspect(opts[:stop_tokens])}"
+    end
 
     unless is_list(prompt) and prompt != [] do
       raise ArgumentError,
@@ -368,11 +377,10 @@ defmodule Mx.NN.Llama do
     get.("layer_types", nil, &(is_nil(&1) or Enum.all?(&1, fn t -> t == "full_attention" end)))
     get.("sliding_window", nil, &is_nil/1)
 
-    get.(
-      "quantization_config",
-      nil,
-      &(is_nil(&1) or &1 == json["quantization"] or Map.has_key?(json, "quantization"))
-    )
+    if json["quantization_config"] && !json["quantization"] do
+      raise ArgumentError,
+            "Mx.NN.Llama.load: config.json has a quantization_config but no quantization: only MLX's affine quantization (\"quantization\": {\"group_size\", \"bits\"}) is supported"
+    end
 
     %{
       model_type: model_type,

@@ -139,6 +139,11 @@ defmodule Mx.NN.LlamaTest do
          ), ~r/quantization .* is not supported/},
         {edit(config, ~s("rope_theta"), ~s("rope_type_x": 1,\n  "rope_theta")),
          ~r/keys this loader does not know, which may change the model's math: \["rope_type_x"\]/},
+        {edit(
+           config,
+           ~s("rope_theta"),
+           ~s("quantization_config": {"bits": 4, "quant_method": "gptq"},\n  "rope_theta")
+         ), ~r/quantization_config but no quantization/},
         {"{\"hidden_size\": ", ~r/config.json is not valid JSON/},
         {"[1]", ~r/must hold a JSON object/}
       ]
@@ -225,6 +230,10 @@ defmodule Mx.NN.LlamaTest do
 
     assert_raise ArgumentError, ~r/prompt must be a non-empty list/, fn ->
       Llama.generate(model, [], max_tokens: 2)
+    end
+
+    assert_raise ArgumentError, ~r/stop_tokens: must be a list of token ids/, fn ->
+      Llama.generate(model, [1], max_tokens: 2, stop_tokens: 5)
     end
 
     assert_raise ArgumentError, ~r/unknown option/i, fn ->
