@@ -2,7 +2,8 @@
 # random f32 checkpoint, written here in MLX's format; rounds alternate Mx and torch in one run.
 # Prefill: one forward over a 128-token prompt (logits at every position). Decode: 64 steps of one
 # token each with the KV cache after that prompt (the argmax fed back). Also Mx on the same
-# weights quantized to 4 bits (groups of 64), which torch has no counterpart for here.
+# weights quantized to 4 bits (groups of 64), which torch has no counterpart for here. Torch runs
+# twice a round: with its default threads and with one (the shared machine punishes oversubscription).
 # Usage: mix run bench/llama.exs [ROUNDS]
 Code.require_file("bench_helper.exs", __DIR__)
 alias Mx.NN.Llama
@@ -125,20 +126,24 @@ rows =
     mx = for _ <- 1..reps, do: LlamaBench.run(model, prompt, steps)
     mq = for _ <- 1..reps, do: LlamaBench.run(q4, prompt, steps)
 
-    {out, 0} =
-      System.cmd("/usr/bin/python3", [
-        Path.join(__DIR__, "llama_torch.py"),
-        f32_dir,
-        "#{plen}",
-        "#{steps}",
-        "#{reps}"
-      ])
+    torch = fn threads ->
+      {out, 0} =
+        System.cmd(
+          "/usr/bin/python3",
+          [Path.join(__DIR__, "llama_torch.py"), f32_dir, "#{plen}", "#{steps}", "#{reps}"] ++
+            threads
+        )
 
-    [times, torch_ids] = String.split(out, "\n", trim: true)
-    [tp, td] = times |> String.split() |> Enum.map(&String.to_float/1)
+      [times, torch_ids] = String.split(out, "\n", trim: true)
 
-    if Enum.map(String.split(torch_ids), &String.to_integer/1) != ids,
-      do: IO.puts("note: torch's greedy ids differ from Mx's (near-ties in f32)")
+      if Enum.map(String.split(torch_ids), &String.to_integer/1) != ids,
+        do: IO.puts("note: torch's greedy ids differ from Mx's (near-ties in f32)")
+
+      times |> String.split() |> Enum.map(&String.to_float/1)
+    end
+
+    [tp, td] = torch.([])
+    [tp1, td1] = torch.(["1"])
 
     med = fn rs, i -> Bench.median(Enum.map(rs, &elem(&1, i))) end
     {mp, md, qp, qd} = {med.(mx, 0), med.(mx, 1), med.(mq, 0), med.(mq, 1)}
@@ -146,13 +151,14 @@ rows =
     IO.puts(
       "round #{round}: prefill Mx #{Bench.fmt(mp)} torch #{Bench.fmt(tp)} tok/s (Mx/torch #{Float.round(mp / tp, 2)}); " <>
         "decode Mx #{Bench.fmt(md)} torch #{Bench.fmt(td)} tok/s (Mx/torch #{Float.round(md / td, 2)}); " <>
+        "torch 1 thread #{Bench.fmt(tp1)} / #{Bench.fmt(td1)}; " <>
         "q4 prefill #{Bench.fmt(qp)} decode #{Bench.fmt(qd)} (load #{Bench.load()})"
     )
 
-    {mp, md, tp, td, qp, qd}
+    {mp, md, tp, td, qp, qd, tp1, td1}
   end
 
-[mp, md, tp, td, qp, qd] = for i <- 0..5, do: Bench.median(Enum.map(rows, &elem(&1, i)))
+[mp, md, tp, td, qp, qd, tp1, td1] = for i <- 0..7, do: Bench.median(Enum.map(rows, &elem(&1, i)))
 # Each round's ratio pairs figures taken back to back, under the same load.
 ratio = fn i, j ->
   Bench.median(Enum.map(rows, &(elem(&1, i) / elem(&1, j)))) |> Float.round(2)
@@ -162,7 +168,8 @@ IO.puts(
   "medians: prefill Mx #{Bench.fmt(mp)} / torch #{Bench.fmt(tp)} tok/s = #{Float.round(mp / tp, 2)}; " <>
     "decode Mx #{Bench.fmt(md)} / torch #{Bench.fmt(td)} tok/s = #{Float.round(md / td, 2)}; " <>
     "Mx q4: prefill #{Bench.fmt(qp)}, decode #{Bench.fmt(qd)} tok/s; " <>
-    "median of the rounds' Mx/torch: prefill #{ratio.(0, 2)}, decode #{ratio.(1, 3)}"
+    "median of the rounds' Mx/torch: prefill #{ratio.(0, 2)}, decode #{ratio.(1, 3)}; " <>
+    "torch 1 thread: prefill #{Bench.fmt(tp1)}, decode #{Bench.fmt(td1)} tok/s, Mx/torch #{ratio.(0, 6)} and #{ratio.(1, 7)}"
 )
 
 File.rm_rf!(tmp)

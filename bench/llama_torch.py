@@ -1,7 +1,7 @@
 """PyTorch 1.13 CPU side of bench/llama.exs: the same Llama checkpoint, prefill and cached decoding.
 
-Usage: /usr/bin/python3 bench/llama_torch.py DIR PROMPT_LEN DECODE_STEPS REPS
-prints "prefill_tokens_per_s decode_tokens_per_s" (medians over REPS) and the greedy ids.
+Usage: /usr/bin/python3 bench/llama_torch.py DIR PROMPT_LEN DECODE_STEPS REPS [THREADS]
+(THREADS: torch.set_num_threads, default torch's own) prints "prefill_tokens_per_s decode_tokens_per_s" (medians over REPS) and the greedy ids.
 The forward is written by hand (as test/reference/llama_torch.py, in f32 here, with the RoPE
 tables built once), the KV cache concatenates like Mx.NN.Llama's.
 """
@@ -86,6 +86,8 @@ class Llama:
 
 def main():
     d, plen, steps, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    if len(sys.argv) > 5:
+        torch.set_num_threads(int(sys.argv[5]))
     m = Llama(d)
     n = m.cfg["num_hidden_layers"]
     prompt = torch.tensor([(7 * i + 1) % m.cfg["vocab_size"] for i in range(plen)])
