@@ -187,6 +187,46 @@ defmodule Mx.NN.LlamaTest do
       assert_raise ArgumentError, ~r/no model\*.safetensors file/, fn -> Llama.load(dir) end
     end
 
+    test "shards load together; a tensor in two shards raises", %{
+      dir: dir,
+      config: config,
+      weights: w
+    } do
+      with_config(dir, config)
+      File.rm!(Path.join(dir, "model.safetensors"))
+      {first, second} = w |> Enum.sort() |> Enum.split(10)
+      shard = &Path.join(dir, "model-0000#{&1}-of-00002.safetensors")
+      :ok = Mx.IO.save_safetensors(shard.(1), Map.new(first))
+      :ok = Mx.IO.save_safetensors(shard.(2), Map.new(second))
+      {logits, _} = Llama.forward(Llama.load(dir), [1, 2, 3])
+      {expected, _} = Llama.forward(Llama.load(Path.join(@fixtures, "f32")), [1, 2, 3])
+      assert max_diff(logits, expected) == 0.0
+
+      :ok = Mx.IO.save_safetensors(shard.(2), Map.new([hd(first) | second]))
+
+      assert_raise ArgumentError,
+                   ~r/tensor #{inspect(elem(hd(first), 0))} is in more than one file/,
+                   fn -> Llama.load(dir) end
+    end
+
+    test "as mlx-lm, a tied model drops lm_head.weight and rotary_emb.inv_freq", %{
+      dir: dir,
+      config: config,
+      weights: w
+    } do
+      with_config(
+        dir,
+        edit(config, ~s("tie_word_embeddings": false), ~s("tie_word_embeddings": true))
+      )
+
+      extra = %{"model.layers.0.self_attn.rotary_emb.inv_freq" => Mx.ones({4})}
+      :ok = Mx.IO.save_safetensors(Path.join(dir, "model.safetensors"), Map.merge(w, extra))
+      model = Llama.load(dir)
+      # The output layer is now the embedding.
+      assert Mx.to_list(model.params.lm_head.weight_t) ==
+               Mx.to_list(Mx.transpose(w["model.embed_tokens.weight"]))
+    end
+
     test "a quantized layer's packed weight must be u32 of the packed shape", %{dir: dir} do
       src = Path.join(@fixtures, "q4")
       with_config(dir, File.read!(Path.join(src, "config.json")))
