@@ -162,14 +162,13 @@ defmodule Mx.NN.Llama do
     past = if cache, do: cache.layers, else: List.duplicate(nil, c.layers)
     x = embed(p.embed, tokens, c)
 
-    {x, layers} =
+    {layers, x} =
       p.layers
       |> Enum.zip(past)
       |> Enum.map_reduce(x, fn {layer, kv}, x ->
         {x, kv} = block(layer, x, kv, offset, c)
         {kv, x}
       end)
-      |> then(fn {kvs, x} -> {x, kvs} end)
 
     layers = Mx.eval(layers)
 
