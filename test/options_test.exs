@@ -417,6 +417,17 @@ defmodule GenMX.OptionsTest do
       {Mx.NN, :scaled_dot_product_attention, 4} => [a, a, a]
     })
     |> Map.merge(quant_examples())
+    |> Map.merge(llama_examples())
+  end
+
+  # Mx.NN.Llama (issue 13), on the committed tiny checkpoint.
+  defp llama_examples do
+    dir = Path.expand("fixtures/llama_tiny/f32", __DIR__)
+
+    %{
+      {Mx.NN.Llama, :load, 2} => [dir],
+      {Mx.NN.Llama, :generate, 3} => [Mx.NN.Llama.load(dir), [1]]
+    }
   end
 
   defp quant_examples do
