@@ -261,7 +261,8 @@ mx_status mx_k_dequantize(mx_array *out, mx_array *const *in) {
 /* The AVX2 f32 loop beats dequantizing tiles for sgemm up to about 32-48 rows (bench/quant.exs). */
 #define DIRECT_ROWS_AVX2 32
 /* Rows of W dequantized per BLAS call: a tile of about 2^18 elements (1 MiB of f32), the size of
- * a core's L2, so gemm reads the tile back from cache. */
+ * a core's L2, so gemm reads the tile back from cache; at least x's rows, since each gemm call
+ * re-packs all of x (that costs about 1 / (2 tile rows) of the call's multiply-adds). */
 #define TILE_ELEMS ((int64_t)1 << 18)
 
 typedef struct {
@@ -501,7 +502,7 @@ mx_status mx_k_quantized_matmul(mx_array *out, mx_array *const *in) {
     if (!mx_blas_fits(m) || !mx_blas_fits(n) || !mx_blas_fits(k))
       return mx_error(MX_EINVAL, "[quantized_matmul] dims m=%lld, n=%lld, k=%lld exceed BLAS's integer range",
                       (long long)m, (long long)n, (long long)k);
-    A.tile = TILE_ELEMS / cols;
+    A.tile = TILE_ELEMS / cols > m ? TILE_ELEMS / cols : m; /* gemm re-packs x each call: >= m rows keeps that small */
     A.tile = A.tile < 1 ? 1 : A.tile > rows ? rows : A.tile;
     A.scratch = malloc((size_t)(A.tile * cols) * es);
     if (!A.scratch)
