@@ -53,8 +53,7 @@ defmodule Mx.IO do
       iex> Mx.IO.load("weights.bin")
       ** (ArgumentError) Mx.IO.load: cannot tell the format of "weights.bin" from its extension; use .safetensors, .npy, .npz or .gguf, or call a load_* function
   """
-  @spec load(Path.t(), keyword()) ::
-          Mx.t() | %{String.t() => Mx.t()} | {%{String.t() => Mx.t()}, map()}
+  @spec load(Path.t(), keyword()) :: Mx.t() | %{String.t() => Mx.t()} | {%{String.t() => Mx.t()}, map()}
   def load(path, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [metadata: false], "Mx.IO.load")
 
@@ -93,8 +92,7 @@ defmodule Mx.IO do
       iex> {Mx.type(x), Mx.to_list(x)}
       {:bf16, [1.5, -2.0]}
   """
-  @spec load_safetensors(Path.t(), keyword()) ::
-          %{String.t() => Mx.t()} | {%{String.t() => Mx.t()}, %{String.t() => String.t()}}
+  @spec load_safetensors(Path.t(), keyword()) :: %{String.t() => Mx.t()} | {%{String.t() => Mx.t()}, %{String.t() => String.t()}}
   def load_safetensors(path, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [metadata: false], "Mx.IO.load_safetensors")
     Safetensors.load(path, metadata!(opts, "Mx.IO.load_safetensors"))
@@ -165,11 +163,7 @@ defmodule Mx.IO do
     opts = Mx.Opts.validate!(opts, [compressed: false], "Mx.IO.savez")
 
     unless is_boolean(opts[:compressed]),
-      do:
-        raise(
-          ArgumentError,
-          "Mx.IO.savez: compressed: must be true or false, got #{inspect(opts[:compressed])}"
-        )
+      do: raise(ArgumentError, "Mx.IO.savez: compressed: must be true or false, got #{inspect(opts[:compressed])}")
 
     Npy.savez(path, arrays, opts[:compressed])
   end
@@ -188,8 +182,7 @@ defmodule Mx.IO do
       iex> {Mx.shape(t), Mx.type(t), meta["general.name"], meta["n"], meta["general.alignment"]}
       {{1, 3}, :f16, "tiny", 3, 32}
   """
-  @spec load_gguf(Path.t(), keyword()) ::
-          %{String.t() => Mx.t()} | {%{String.t() => Mx.t()}, map()}
+  @spec load_gguf(Path.t(), keyword()) :: %{String.t() => Mx.t()} | {%{String.t() => Mx.t()}, map()}
   def load_gguf(path, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [metadata: false], "Mx.IO.load_gguf")
     GGUF.load(path, metadata!(opts, "Mx.IO.load_gguf"))
@@ -235,11 +228,8 @@ defmodule Mx.IO do
 
   defp metadata!(opts, fun) do
     case opts[:metadata] do
-      b when is_boolean(b) ->
-        b
-
-      other ->
-        raise ArgumentError, "#{fun}: metadata: must be true or false, got #{inspect(other)}"
+      b when is_boolean(b) -> b
+      other -> raise ArgumentError, "#{fun}: metadata: must be true or false, got #{inspect(other)}"
     end
   end
 end

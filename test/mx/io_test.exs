@@ -9,9 +9,7 @@ defmodule Mx.IOTest do
   defp fixture(name), do: Path.join(@fixtures, name)
 
   defp tmp(ctx, name) do
-    dir =
-      Path.join(System.tmp_dir!(), "mx_io_test_#{System.unique_integer([:positive])}_#{ctx.line}")
-
+    dir = Path.join(System.tmp_dir!(), "mx_io_test_#{System.unique_integer([:positive])}_#{ctx.line}")
     File.mkdir_p!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)
     Path.join(dir, name)
@@ -35,11 +33,8 @@ defmodule Mx.IOTest do
     end
 
     test "each file holds exactly the expected tensors" do
-      for {file, entries} <- Enum.group_by(@expected, &elem(&1, 0)),
-          not String.ends_with?(file, ".npy") do
-        assert Map.keys(Mx.IO.load(fixture(file))) |> Enum.sort() ==
-                 entries |> Enum.map(&elem(&1, 1)) |> Enum.sort(),
-               file
+      for {file, entries} <- Enum.group_by(@expected, &elem(&1, 0)), not String.ends_with?(file, ".npy") do
+        assert Map.keys(Mx.IO.load(fixture(file))) |> Enum.sort() == entries |> Enum.map(&elem(&1, 1)) |> Enum.sort(), file
       end
     end
   end
@@ -147,9 +142,7 @@ defmodule Mx.IOTest do
       out = tmp(ctx, "rt.gguf")
 
       :ok =
-        Mx.IO.save_gguf(out, %{"a" => x, "b" => x, "c" => Mx.as_type(x, :f16)},
-          types: %{"a" => :q8_0, "b" => :q4_0, "c" => :q8_0}
-        )
+        Mx.IO.save_gguf(out, %{"a" => x, "b" => x, "c" => Mx.as_type(x, :f16)}, types: %{"a" => :q8_0, "b" => :q4_0, "c" => :q8_0})
 
       back = Mx.IO.load_gguf(out)
 
@@ -180,18 +173,14 @@ defmodule Mx.IOTest do
       w = Mx.ones({2, 32})
 
       for {arrays, types, msg} <- [
-            {%{"w" => w}, %{"w" => :q5_1},
-             ~r/types: "w" => :q5_1 is not a type Mx writes; use :q8_0 or :q4_0/},
+            {%{"w" => w}, %{"w" => :q5_1}, ~r/types: "w" => :q5_1 is not a type Mx writes; use :q8_0 or :q4_0/},
             {%{"w" => w}, %{"v" => :q8_0}, ~r/types: no tensor named "v" among the arrays/},
             {%{"w" => w}, [w: :q8_0], ~r/types: must be a map of tensor names/},
-            {%{"w" => Mx.ones({2, 32}, type: :s32)}, %{"w" => :q8_0},
-             ~r/tensor "w" is s32; q8_0 quantizes floating-point/},
+            {%{"w" => Mx.ones({2, 32}, type: :s32)}, %{"w" => :q8_0}, ~r/tensor "w" is s32; q8_0 quantizes floating-point/},
             {%{"w" => Mx.ones({32, 48})}, %{"w" => :q4_0},
              ~r/its last axis \(ggml's rows\) must be a multiple of the block size 32/},
-            {%{"w" => Mx.divide(Mx.ones({1, 32}), 0.0)}, %{"w" => :q8_0},
-             ~r/tensor "w" holds a NaN or infinity/},
-            {%{"w" => Mx.multiply(Mx.ones({1, 32}), 1.0e7)}, %{"w" => :q8_0},
-             ~r/scale exceeds f16's range/}
+            {%{"w" => Mx.divide(Mx.ones({1, 32}), 0.0)}, %{"w" => :q8_0}, ~r/tensor "w" holds a NaN or infinity/},
+            {%{"w" => Mx.multiply(Mx.ones({1, 32}), 1.0e7)}, %{"w" => :q8_0}, ~r/scale exceeds f16's range/}
           ] do
         assert_raise ArgumentError, msg, fn -> Mx.IO.save_gguf(path, arrays, types: types) end
       end
@@ -236,17 +225,11 @@ defmodule Mx.IOTest do
           Mx.Random.bernoulli(key, 0.5, shape: shape)
 
         t when t in [:c64, :c128] ->
-          Mx.complex(
-            Mx.Random.normal(key, shape: shape),
-            Mx.Random.normal(Mx.Random.key(8), shape: shape)
-          )
+          Mx.complex(Mx.Random.normal(key, shape: shape), Mx.Random.normal(Mx.Random.key(8), shape: shape))
           |> Mx.as_type(t)
 
         t ->
-          Mx.Random.uniform(key, shape: shape, type: :f64)
-          |> Mx.multiply(100)
-          |> Mx.subtract(50)
-          |> Mx.as_type(t)
+          Mx.Random.uniform(key, shape: shape, type: :f64) |> Mx.multiply(100) |> Mx.subtract(50) |> Mx.as_type(t)
       end
     end
 
@@ -265,18 +248,10 @@ defmodule Mx.IOTest do
 
         back =
           case fmt do
-            :safetensors ->
-              (:ok = Mx.IO.save_safetensors(path, %{"a" => a})) && Mx.IO.load(path)["a"]
-
-            :npy ->
-              (:ok = Mx.IO.save_npy(path, a)) && Mx.IO.load(path)
-
-            :npz ->
-              (:ok = Mx.IO.savez(path, %{a: a}, compressed: type == :f32)) &&
-                Mx.IO.load(path)["a"]
-
-            :gguf ->
-              (:ok = Mx.IO.save_gguf(path, %{"a" => a})) && Mx.IO.load(path)["a"]
+            :safetensors -> (:ok = Mx.IO.save_safetensors(path, %{"a" => a})) && Mx.IO.load(path)["a"]
+            :npy -> (:ok = Mx.IO.save_npy(path, a)) && Mx.IO.load(path)
+            :npz -> (:ok = Mx.IO.savez(path, %{a: a}, compressed: type == :f32)) && Mx.IO.load(path)["a"]
+            :gguf -> (:ok = Mx.IO.save_gguf(path, %{"a" => a})) && Mx.IO.load(path)["a"]
           end
 
         assert {back.type, back.shape} == {a.type, a.shape}, "#{fmt} #{type}"
@@ -286,10 +261,7 @@ defmodule Mx.IOTest do
 
     test "nested parameters through Mx.Tree, and scalars and empty arrays", ctx do
       params = %{
-        "layers" => [
-          %{"w" => Mx.tensor([[1.0, 2.0]]), "b" => Mx.tensor(0.5)},
-          %{"w" => Mx.zeros({0, 2}), "b" => Mx.tensor(1.5)}
-        ]
+        "layers" => [%{"w" => Mx.tensor([[1.0, 2.0]]), "b" => Mx.tensor(0.5)}, %{"w" => Mx.zeros({0, 2}), "b" => Mx.tensor(1.5)}]
       }
 
       for ext <- ~w(safetensors npz gguf) do
@@ -305,8 +277,7 @@ defmodule Mx.IOTest do
         back = Mx.IO.load(path) |> Mx.Tree.unflatten()
 
         assert Mx.Tree.flatten(back) |> Enum.map(fn {p, a} -> {p, a.shape, Mx.to_binary(a)} end) ==
-                 Mx.Tree.flatten(params)
-                 |> Enum.map(fn {p, a} -> {p, a.shape, Mx.to_binary(a)} end),
+                 Mx.Tree.flatten(params) |> Enum.map(fn {p, a} -> {p, a.shape, Mx.to_binary(a)} end),
                ext
       end
     end
@@ -315,24 +286,16 @@ defmodule Mx.IOTest do
   describe "argument errors" do
     test "unknown options, formats and values", ctx do
       path = tmp(ctx, "x.safetensors")
-
-      assert_raise ArgumentError, ~r/Mx.IO.load: unknown option meta:/, fn ->
-        Mx.IO.load(path, meta: true)
-      end
-
-      assert_raise ArgumentError, ~r/\.npy files carry no metadata/, fn ->
-        Mx.IO.load("a.npy", metadata: true)
-      end
+      assert_raise ArgumentError, ~r/Mx.IO.load: unknown option meta:/, fn -> Mx.IO.load(path, meta: true) end
+      assert_raise ArgumentError, ~r/\.npy files carry no metadata/, fn -> Mx.IO.load("a.npy", metadata: true) end
 
       assert_raise ArgumentError, ~r/metadata: must be a map of strings to strings/, fn ->
         Mx.IO.save_safetensors(path, %{}, metadata: %{"a" => 1})
       end
 
-      assert_raise ArgumentError,
-                   ~r/must hold non-empty string \(or atom\) names and Mx arrays/,
-                   fn ->
-                     Mx.IO.save_safetensors(path, %{"a" => 1})
-                   end
+      assert_raise ArgumentError, ~r/must hold non-empty string \(or atom\) names and Mx arrays/, fn ->
+        Mx.IO.save_safetensors(path, %{"a" => 1})
+      end
 
       assert_raise ArgumentError, ~r/"__metadata__" is reserved/, fn ->
         Mx.IO.save_safetensors(path, %{"__metadata__" => Mx.tensor(1)})
@@ -342,9 +305,7 @@ defmodule Mx.IOTest do
         Mx.IO.save_safetensors(path, %{:a => Mx.tensor(1), "a" => Mx.tensor(2)})
       end
 
-      assert_raise ArgumentError, ~r/compressed: must be true or false/, fn ->
-        Mx.IO.savez(path, %{}, compressed: 1)
-      end
+      assert_raise ArgumentError, ~r/compressed: must be true or false/, fn -> Mx.IO.savez(path, %{}, compressed: 1) end
 
       assert_raise ArgumentError, ~r/alignment: must be a positive multiple of 8/, fn ->
         Mx.IO.save_gguf(path, %{}, alignment: 12)
@@ -358,9 +319,7 @@ defmodule Mx.IOTest do
         Mx.IO.save_gguf(path, %{}, metadata: %{"k" => {:u8, 300}})
       end
 
-      assert_raise ArgumentError, ~r/an empty list needs a type/, fn ->
-        Mx.IO.save_gguf(path, %{}, metadata: %{"k" => []})
-      end
+      assert_raise ArgumentError, ~r/an empty list needs a type/, fn -> Mx.IO.save_gguf(path, %{}, metadata: %{"k" => []}) end
 
       assert_raise ArgumentError, ~r/rank 5; GGUF stores at most 4/, fn ->
         Mx.IO.save_gguf(path, %{"a" => Mx.zeros({1, 1, 1, 1, 1})})
@@ -370,17 +329,13 @@ defmodule Mx.IOTest do
     end
 
     test "a missing file or a directory names the file" do
-      assert_raise Mx.Error,
-                   ~r/Mx.IO.load_safetensors: cannot open \/nonexistent\/m.safetensors: no such file/,
-                   fn ->
-                     Mx.IO.load("/nonexistent/m.safetensors")
-                   end
+      assert_raise Mx.Error, ~r/Mx.IO.load_safetensors: cannot open \/nonexistent\/m.safetensors: no such file/, fn ->
+        Mx.IO.load("/nonexistent/m.safetensors")
+      end
 
-      assert_raise Mx.Error,
-                   ~r/Mx.IO.load_npy: cannot open \/tmp: illegal operation on a directory/,
-                   fn ->
-                     Mx.IO.load_npy("/tmp")
-                   end
+      assert_raise Mx.Error, ~r/Mx.IO.load_npy: cannot open \/tmp: illegal operation on a directory/, fn ->
+        Mx.IO.load_npy("/tmp")
+      end
 
       assert_raise Mx.Error, ~r/Mx.IO.save_npy: cannot write \/nonexistent\/x.npy/, fn ->
         Mx.IO.save_npy("/nonexistent/x.npy", Mx.tensor(1))
@@ -396,26 +351,19 @@ defmodule Mx.IOTest do
     path
   end
 
-  defp entry(dtype, shape, b, e),
-    do: {:object, [{"dtype", dtype}, {"shape", shape}, {"data_offsets", [b, e]}]}
+  defp entry(dtype, shape, b, e), do: {:object, [{"dtype", dtype}, {"shape", shape}, {"data_offsets", [b, e]}]}
 
   describe "malformed safetensors raise Mx.Error naming the file, the tensor and the problem" do
     test "header length", ctx do
       path = tmp(ctx, "short.safetensors")
       File.write!(path, <<1, 2, 3>>)
 
-      assert_raise Mx.Error,
-                   ~r/short.safetensors: the header length needs bytes 0..8 but the file has 3 bytes/,
-                   fn ->
-                     Mx.IO.load(path)
-                   end
+      assert_raise Mx.Error, ~r/short.safetensors: the header length needs bytes 0..8 but the file has 3 bytes/, fn ->
+        Mx.IO.load(path)
+      end
 
       File.write!(path, <<1_000_000::little-64, "{}">>)
-
-      assert_raise Mx.Error,
-                   ~r/the header length 1000000 runs past the end of the file \(10 bytes\)/,
-                   fn -> Mx.IO.load(path) end
-
+      assert_raise Mx.Error, ~r/the header length 1000000 runs past the end of the file \(10 bytes\)/, fn -> Mx.IO.load(path) end
       File.write!(path, <<0xFFFFFFFFFFFFFFFF::little-64, "{}">>)
       assert_raise Mx.Error, ~r/runs past the end/, fn -> Mx.IO.load(path) end
     end
@@ -431,11 +379,9 @@ defmodule Mx.IOTest do
             {String.duplicate("[", 100) <> String.duplicate("]", 100), "nesting deeper than 64"},
             {<<"{\"", 0xFF, "\":1}">>, "not valid UTF-8"}
           ] do
-        assert_raise Mx.Error,
-                     ~r/bad.safetensors: the header is (not valid JSON: .*|JSON but )?#{Regex.escape(why)}/,
-                     fn ->
-                       Mx.IO.load(st(ctx, json, ""))
-                     end
+        assert_raise Mx.Error, ~r/bad.safetensors: the header is (not valid JSON: .*|JSON but )?#{Regex.escape(why)}/, fn ->
+          Mx.IO.load(st(ctx, json, ""))
+        end
       end
     end
 
@@ -443,52 +389,38 @@ defmodule Mx.IOTest do
       cases = [
         {%{"w" => entry("F8_E4M3", [1], 0, 1)}, <<0>>,
          ~r/tensor "w": unknown or unsupported dtype "F8_E4M3"; Mx reads BF16, BOOL/},
-        {%{"w" => entry("F32", [-1], 0, 4)}, <<0::32>>,
-         ~r/tensor "w": the shape \[-1\] is not a list of non-negative integers/},
-        {%{"w" => entry("F32", [1, 1, 1, 1, 1, 1, 1, 1, 1], 0, 4)}, <<0::32>>,
-         ~r/tensor "w": rank 9 is over Mx's limit of 8/},
+        {%{"w" => entry("F32", [-1], 0, 4)}, <<0::32>>, ~r/tensor "w": the shape \[-1\] is not a list of non-negative integers/},
+        {%{"w" => entry("F32", [1, 1, 1, 1, 1, 1, 1, 1, 1], 0, 4)}, <<0::32>>, ~r/tensor "w": rank 9 is over Mx's limit of 8/},
         {%{"w" => entry("F32", [4_294_967_296, 4_294_967_296], 0, 4)}, <<0::32>>,
          ~r/tensor "w": the shape .* needs 73786976294838206464 bytes, an absurd size/},
-        {%{"w" => entry("F32", [2], 0, 4)}, <<0::32>>,
-         ~r/tensor "w": data_offsets \[0, 4\] hold 4 bytes but f32 \[2\] needs 8/},
+        {%{"w" => entry("F32", [2], 0, 4)}, <<0::32>>, ~r/tensor "w": data_offsets \[0, 4\] hold 4 bytes but f32 \[2\] needs 8/},
         {%{"w" => entry("F32", [1], 4, 0)}, <<0::32>>,
          ~r/tensor "w": data_offsets must be \[begin, end\] with 0 <= begin <= end/},
-        {%{"w" => {:object, [{"dtype", "F32"}, {"shape", [1]}]}}, <<0::32>>,
-         ~r/tensor "w": an entry must be/},
-        {%{"__metadata__" => %{"a" => [1]}}, "",
-         ~r/__metadata__ must map strings to strings; "a" holds \[1\]/}
+        {%{"w" => {:object, [{"dtype", "F32"}, {"shape", [1]}]}}, <<0::32>>, ~r/tensor "w": an entry must be/},
+        {%{"__metadata__" => %{"a" => [1]}}, "", ~r/__metadata__ must map strings to strings; "a" holds \[1\]/}
       ]
 
-      for {header, data, re} <- cases,
-          do: assert_raise(Mx.Error, re, fn -> Mx.IO.load(st(ctx, header, data)) end)
+      for {header, data, re} <- cases, do: assert_raise(Mx.Error, re, fn -> Mx.IO.load(st(ctx, header, data)) end)
     end
 
     test "offsets: past the end, overlapping, gaps, short data", ctx do
-      two = fn b1, e1, b2, e2 ->
-        %{"a" => entry("U8", [e1 - b1], b1, e1), "b" => entry("U8", [e2 - b2], b2, e2)}
+      two = fn b1, e1, b2, e2 -> %{"a" => entry("U8", [e1 - b1], b1, e1), "b" => entry("U8", [e2 - b2], b2, e2)} end
+
+      assert_raise Mx.Error, ~r/tensor "b": its bytes end at 8, past the 6 bytes of data; the file is truncated/, fn ->
+        Mx.IO.load(st(ctx, two.(0, 4, 4, 8), <<0::48>>))
       end
 
-      assert_raise Mx.Error,
-                   ~r/tensor "b": its bytes end at 8, past the 6 bytes of data; the file is truncated/,
-                   fn ->
-                     Mx.IO.load(st(ctx, two.(0, 4, 4, 8), <<0::48>>))
-                   end
-
-      assert_raise Mx.Error,
-                   ~r/tensor "b": its bytes \[2, 6\) overlap tensor "a"'s, which end at 4/,
-                   fn ->
-                     Mx.IO.load(st(ctx, two.(0, 4, 2, 6), <<0::48>>))
-                   end
+      assert_raise Mx.Error, ~r/tensor "b": its bytes \[2, 6\) overlap tensor "a"'s, which end at 4/, fn ->
+        Mx.IO.load(st(ctx, two.(0, 4, 2, 6), <<0::48>>))
+      end
 
       assert_raise Mx.Error, ~r/tensor "b": a gap of 1 unclaimed bytes before it at 4/, fn ->
         Mx.IO.load(st(ctx, two.(0, 4, 5, 6), <<0::48>>))
       end
 
-      assert_raise Mx.Error,
-                   ~r/the tensors end at byte 6 of the data but the data has 8 bytes/,
-                   fn ->
-                     Mx.IO.load(st(ctx, two.(0, 4, 4, 6), <<0::64>>))
-                   end
+      assert_raise Mx.Error, ~r/the tensors end at byte 6 of the data but the data has 8 bytes/, fn ->
+        Mx.IO.load(st(ctx, two.(0, 4, 4, 6), <<0::64>>))
+      end
     end
   end
 
@@ -501,10 +433,7 @@ defmodule Mx.IOTest do
     end
 
     test "npy: magic, version, header, dtype, shape, data length", ctx do
-      npy = fn header, data ->
-        <<0x93, "NUMPY", 1, 0, byte_size(header)::little-16>> <> header <> data
-      end
-
+      npy = fn header, data -> <<0x93, "NUMPY", 1, 0, byte_size(header)::little-16>> <> header <> data end
       write = fn bin -> with_bytes(ctx, "f32.npy", fn _ -> bin end) end
 
       cases = [
@@ -515,19 +444,13 @@ defmodule Mx.IOTest do
          ~r/the header promises 8 bytes of f32 \[2\] but 4 follow it/},
         {npy.("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", <<0::96>>),
          ~r/the header promises 8 bytes of f32 \[2\] but 12 follow it/},
-        {npy.("{'descr': '<U4', 'fortran_order': False, 'shape': (1,), }", ""),
-         ~r/dtype "<U4" is not supported/},
-        {npy.("{'descr': '|f4', 'fortran_order': False, 'shape': (1,), }", ""),
-         ~r/dtype "\|f4" gives no byte order/},
+        {npy.("{'descr': '<U4', 'fortran_order': False, 'shape': (1,), }", ""), ~r/dtype "<U4" is not supported/},
+        {npy.("{'descr': '|f4', 'fortran_order': False, 'shape': (1,), }", ""), ~r/dtype "\|f4" gives no byte order/},
         {npy.("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,), }", ""),
          ~r/is not a dict of descr, fortran_order and shape/},
-        {npy.("{'descr': '<f4', 'fortran_order': False, 'shape': (1), }", ""),
-         ~r/the shape \(1\) is not a tuple/},
+        {npy.("{'descr': '<f4', 'fortran_order': False, 'shape': (1), }", ""), ~r/the shape \(1\) is not a tuple/},
         {npy.("{'descr': '<f4', 'descr': '<f4', 'shape': (1,), }", ""), ~r/repeats a key/},
-        {npy.(
-           "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }",
-           ""
-         ), ~r/an absurd size/},
+        {npy.("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }", ""), ~r/an absurd size/},
         {<<0x93, "NUMPY", 1, 0, 0xFF, 0xFF, "{}">>, ~r/the header length 65535 runs past the end/}
       ]
 
@@ -561,15 +484,12 @@ defmodule Mx.IOTest do
       gstr = fn s -> <<byte_size(s)::little-64>> <> s end
 
       head = fn n_t, kvs, infos ->
-        "GGUF" <>
-          <<3::little-32, n_t::little-64, length(kvs)::little-64>> <>
-          Enum.join(kvs) <> Enum.join(infos)
+        "GGUF" <> <<3::little-32, n_t::little-64, length(kvs)::little-64>> <> Enum.join(kvs) <> Enum.join(infos)
       end
 
       info = fn name, dims, type, off ->
         gstr.(name) <>
-          <<length(dims)::little-32>> <>
-          Enum.map_join(dims, &<<&1::little-64>>) <> <<type::little-32, off::little-64>>
+          <<length(dims)::little-32>> <> Enum.map_join(dims, &<<&1::little-64>>) <> <<type::little-32, off::little-64>>
       end
 
       pad = fn bin -> bin <> :binary.copy(<<0>>, rem(32 - rem(byte_size(bin), 32), 32)) end
@@ -579,13 +499,10 @@ defmodule Mx.IOTest do
         {"GGUX" <> <<3::little-32>>, ~r/plain.gguf: not a GGUF file \(magic "GGUX"/},
         {"GGUF" <> <<1::little-32>>, ~r/GGUF version 1 is not supported/},
         {"GGUF" <> <<3::big-32>>, ~r/reads as big-endian/},
-        {"GGUF" <> <<3::little-32, 1::little-64>>,
-         ~r/the metadata count needs 8 bytes at 16 but the file has 16/},
+        {"GGUF" <> <<3::little-32, 1::little-64>>, ~r/the metadata count needs 8 bytes at 16 but the file has 16/},
         {head.(1_000_000, [], []), ~r/the header claims 1000000 tensors and 0 metadata entries/},
-        {head.(0, [gstr.("k") <> <<13::little-32>>], []),
-         ~r/metadata "k": unknown value type 13/},
-        {head.(0, [gstr.("k") <> <<8::little-32, 1_000_000::little-64>>], []),
-         ~r/metadata "k" needs 1000000 bytes/},
+        {head.(0, [gstr.("k") <> <<13::little-32>>], []), ~r/metadata "k": unknown value type 13/},
+        {head.(0, [gstr.("k") <> <<8::little-32, 1_000_000::little-64>>], []), ~r/metadata "k" needs 1000000 bytes/},
         {head.(0, [gstr.("k") <> <<9::little-32, 4::little-32, 1 <<< 40::little-64>>], []),
          ~r/metadata "k"'s 1099511627776 elements needs/},
         {head.(0, [gstr.("k") <> <<7::little-32, 2>>], []), ~r/metadata "k": a bool holds 2/},
@@ -593,25 +510,20 @@ defmodule Mx.IOTest do
          ~r/general.alignment must be a positive multiple of 8, got 12/},
         {head.(0, [gstr.("k") <> <<0::little-32, 1>>, gstr.("k") <> <<0::little-32, 1>>], []),
          ~r/metadata key "k" appears twice/},
-        {pad.(head.(1, [], [info.("t", [4], 3, 0)])),
-         ~r/tensor "t": ggml type Q4_1 is not supported/},
+        {pad.(head.(1, [], [info.("t", [4], 3, 0)])), ~r/tensor "t": ggml type Q4_1 is not supported/},
         {pad.(head.(1, [], [info.("t", [4], 99, 0)])), ~r/tensor "t": unknown ggml type 99/},
-        {pad.(head.(1, [], [info.("t", [1, 1, 1, 1, 1], 0, 0)])),
-         ~r/tensor "t": 5 dimensions, over GGUF's 4/},
-        {pad.(head.(1, [], [info.("t", [], 8, 0)])),
-         ~r/tensor "t": a Q8_0 tensor needs at least one dimension/},
+        {pad.(head.(1, [], [info.("t", [1, 1, 1, 1, 1], 0, 0)])), ~r/tensor "t": 5 dimensions, over GGUF's 4/},
+        {pad.(head.(1, [], [info.("t", [], 8, 0)])), ~r/tensor "t": a Q8_0 tensor needs at least one dimension/},
         {pad.(head.(1, [], [info.("t", [33], 8, 0)])),
          ~r/tensor "t": its innermost dimension 33 is not a multiple of Q8_0's block of 32/},
-        {pad.(head.(1, [], [info.("t", [1 <<< 31, 1 <<< 31], 0, 0)])),
-         ~r/tensor "t": the shape .* an absurd size/},
+        {pad.(head.(1, [], [info.("t", [1 <<< 31, 1 <<< 31], 0, 0)])), ~r/tensor "t": the shape .* an absurd size/},
         {pad.(head.(1, [], [info.("t", [4], 0, 8)])) <> <<0::128>>,
          ~r/tensor "t": offset 8 is not a multiple of the alignment 32/},
         {pad.(head.(1, [], [info.("t", [4], 0, 0)])) <> <<0::64>>,
          ~r/tensor "t": bytes 0..16 of the data run past its end \(8 bytes\); the file is truncated/},
         {pad.(head.(2, [], [info.("t", [16], 0, 0), info.("u", [4], 0, 32)])) <> <<0::8*80>>,
          ~r/tensor "u": its bytes at 32 overlap tensor "t"'s, which end at 64/},
-        {pad.(head.(2, [], [info.("t", [4], 0, 0), info.("t", [4], 0, 32)])) <> <<0::8*64>>,
-         ~r/a tensor name appears twice/}
+        {pad.(head.(2, [], [info.("t", [4], 0, 0), info.("t", [4], 0, 32)])) <> <<0::8*64>>, ~r/a tensor name appears twice/}
       ]
 
       for {bin, re} <- cases, do: assert_raise(Mx.Error, re, fn -> Mx.IO.load(write.(bin)) end)

@@ -66,27 +66,14 @@ defmodule Mx.IO.GGUF do
     Reader.with_file(path, @fun, fn r ->
       c = %{r: r, pos: 0, buf: <<>>, buf_at: 0}
       {magic, c} = take(c, 4, "the magic")
-
-      if magic != "GGUF",
-        do: Reader.fail!(r, "not a GGUF file (magic #{inspect(magic)}, expected \"GGUF\")")
-
+      if magic != "GGUF", do: Reader.fail!(r, "not a GGUF file (magic #{inspect(magic)}, expected \"GGUF\")")
       {version, c} = u32(c, "the version")
 
       cond do
-        version in [2, 3] ->
-          :ok
-
-        version == 1 ->
-          Reader.fail!(r, "GGUF version 1 is not supported (versions 2 and 3 are)")
-
-        version > 0xFFFF ->
-          Reader.fail!(
-            r,
-            "GGUF version #{version} reads as big-endian; only little-endian files are supported"
-          )
-
-        true ->
-          Reader.fail!(r, "GGUF version #{version} is not supported (versions 2 and 3 are)")
+        version in [2, 3] -> :ok
+        version == 1 -> Reader.fail!(r, "GGUF version 1 is not supported (versions 2 and 3 are)")
+        version > 0xFFFF -> Reader.fail!(r, "GGUF version #{version} reads as big-endian; only little-endian files are supported")
+        true -> Reader.fail!(r, "GGUF version #{version} is not supported (versions 2 and 3 are)")
       end
 
       {n_tensors, c} = u64(c, "the tensor count")
@@ -104,39 +91,26 @@ defmodule Mx.IO.GGUF do
           {key, c} = string(c, "a metadata key")
           {type, c} = u32(c, "the type of #{inspect(key)}")
           {v, c} = value(c, type, key, 0)
-
-          if Map.has_key?(acc, key),
-            do: Reader.fail!(r, "metadata key #{inspect(key)} appears twice")
-
+          if Map.has_key?(acc, key), do: Reader.fail!(r, "metadata key #{inspect(key)} appears twice")
           {Map.put(acc, key, v), c}
         end)
 
       alignment =
         case Map.get(meta, "general.alignment", 32) do
-          a when is_integer(a) and a > 0 and rem(a, 8) == 0 ->
-            a
-
-          a ->
-            Reader.fail!(
-              r,
-              "general.alignment must be a positive multiple of 8, got #{inspect(a)}"
-            )
+          a when is_integer(a) and a > 0 and rem(a, 8) == 0 -> a
+          a -> Reader.fail!(r, "general.alignment must be a positive multiple of 8, got #{inspect(a)}")
         end
 
       {infos, c} = Enum.map_reduce(1..n_tensors//1, c, fn _, c -> info(c) end)
       names = Enum.map(infos, &elem(&1, 0))
-
-      if length(Enum.uniq(names)) != length(names),
-        do: Reader.fail!(r, "a tensor name appears twice")
+      if length(Enum.uniq(names)) != length(names), do: Reader.fail!(r, "a tensor name appears twice")
 
       data_start = align(c.pos, alignment)
       data_size = max(r.size - data_start, 0)
       check_layout!(r, infos, alignment, data_size)
 
       arrays =
-        Map.new(infos, fn {name, shape, type_id, off, _bytes} ->
-          {name, tensor!(r, name, shape, type_id, data_start + off)}
-        end)
+        Map.new(infos, fn {name, shape, type_id, off, _bytes} -> {name, tensor!(r, name, shape, type_id, data_start + off)} end)
 
       if metadata?, do: {arrays, meta}, else: arrays
     end)
@@ -148,20 +122,14 @@ defmodule Mx.IO.GGUF do
     r = c.r
     {name, c} = string(c, "a tensor name")
     {nd, c} = u32(c, "tensor #{inspect(name)}'s rank")
-
-    if nd > @max_dims,
-      do: Reader.fail!(r, "tensor #{inspect(name)}: #{nd} dimensions, over GGUF's #{@max_dims}")
-
-    {dims, c} =
-      Enum.map_reduce(1..nd//1, c, fn _, c -> u64(c, "tensor #{inspect(name)}'s dimensions") end)
-
+    if nd > @max_dims, do: Reader.fail!(r, "tensor #{inspect(name)}: #{nd} dimensions, over GGUF's #{@max_dims}")
+    {dims, c} = Enum.map_reduce(1..nd//1, c, fn _, c -> u64(c, "tensor #{inspect(name)}'s dimensions") end)
     {type_id, c} = u32(c, "tensor #{inspect(name)}'s type")
     {off, c} = u64(c, "tensor #{inspect(name)}'s offset")
     shape = Enum.reverse(dims)
 
     {tname, block, block_bytes, mx} =
-      Map.get(@ggml, type_id) ||
-        Reader.fail!(r, "tensor #{inspect(name)}: unknown ggml type #{type_id}")
+      Map.get(@ggml, type_id) || Reader.fail!(r, "tensor #{inspect(name)}: unknown ggml type #{type_id}")
 
     if mx == nil,
       do:
@@ -170,9 +138,7 @@ defmodule Mx.IO.GGUF do
           "tensor #{inspect(name)}: ggml type #{tname} is not supported; Mx reads F32, F16, BF16, F64, I8-I64, Q8_0 and Q4_0"
         )
 
-    if block > 1 and dims == [],
-      do:
-        Reader.fail!(r, "tensor #{inspect(name)}: a #{tname} tensor needs at least one dimension")
+    if block > 1 and dims == [], do: Reader.fail!(r, "tensor #{inspect(name)}: a #{tname} tensor needs at least one dimension")
 
     if dims != [] and rem(hd(dims), block) != 0,
       do:
@@ -184,13 +150,7 @@ defmodule Mx.IO.GGUF do
     elems = Enum.reduce(dims, 1, &(&1 * &2))
     bytes = div(elems, block) * block_bytes
     # Checked as f32, the type a quantized tensor becomes.
-    Reader.check_shape!(
-      r,
-      name,
-      shape,
-      if(is_atom(mx) and mx in [:q8_0, :q4_0], do: :f32, else: mx)
-    )
-
+    Reader.check_shape!(r, name, shape, if(is_atom(mx) and mx in [:q8_0, :q4_0], do: :f32, else: mx))
     {{name, shape, type_id, off, bytes}, c}
   end
 
@@ -200,16 +160,10 @@ defmodule Mx.IO.GGUF do
     |> Enum.reduce({nil, 0}, fn {name, _s, _t, off, bytes}, {prev, pos} ->
       cond do
         rem(off, alignment) != 0 ->
-          Reader.fail!(
-            r,
-            "tensor #{inspect(name)}: offset #{off} is not a multiple of the alignment #{alignment}"
-          )
+          Reader.fail!(r, "tensor #{inspect(name)}: offset #{off} is not a multiple of the alignment #{alignment}")
 
         off < pos ->
-          Reader.fail!(
-            r,
-            "tensor #{inspect(name)}: its bytes at #{off} overlap tensor #{inspect(prev)}'s, which end at #{pos}"
-          )
+          Reader.fail!(r, "tensor #{inspect(name)}: its bytes at #{off} overlap tensor #{inspect(prev)}'s, which end at #{pos}")
 
         off + bytes > data_size ->
           Reader.fail!(
@@ -253,12 +207,7 @@ defmodule Mx.IO.GGUF do
 
   # The f16 scale from its two bytes, decoded arithmetically (Mx has no bit cast): {blocks, 1} f32.
   defp scale(raw) do
-    h =
-      Mx.add(
-        raw[[.., 0..0]] |> Mx.as_type(:f32),
-        Mx.multiply(raw[[.., 1..1]] |> Mx.as_type(:f32), 256.0)
-      )
-
+    h = Mx.add(raw[[.., 0..0]] |> Mx.as_type(:f32), Mx.multiply(raw[[.., 1..1]] |> Mx.as_type(:f32), 256.0))
     sign = Mx.floor(Mx.divide(h, 32768.0))
     rest = Mx.subtract(h, Mx.multiply(sign, 32768.0))
     e = Mx.floor(Mx.divide(rest, 1024.0))
@@ -277,21 +226,14 @@ defmodule Mx.IO.GGUF do
   defp take(c, n, what) do
     if n > c.r.size - c.pos,
       do:
-        Reader.fail!(
-          c.r,
-          "#{what} needs #{n} bytes at #{c.pos} but the file has #{c.r.size}; it is truncated or the header lies"
-        )
+        Reader.fail!(c.r, "#{what} needs #{n} bytes at #{c.pos} but the file has #{c.r.size}; it is truncated or the header lies")
 
     off = c.pos - c.buf_at
 
     c =
       if off + n <= byte_size(c.buf),
         do: c,
-        else: %{
-          c
-          | buf: Reader.pread!(c.r, c.pos, min(max(n, @window), c.r.size - c.pos), what),
-            buf_at: c.pos
-        }
+        else: %{c | buf: Reader.pread!(c.r, c.pos, min(max(n, @window), c.r.size - c.pos), what), buf_at: c.pos}
 
     {binary_part(c.buf, c.pos - c.buf_at, n), %{c | pos: c.pos + n}}
   end
@@ -309,10 +251,7 @@ defmodule Mx.IO.GGUF do
   defp string(c, what) do
     {n, c} = u64(c, "the length of #{what}")
     {s, c} = take(c, n, what)
-
-    if String.valid?(s),
-      do: {s, c},
-      else: Reader.fail!(c.r, "#{what} at #{c.pos - n} is not valid UTF-8")
+    if String.valid?(s), do: {s, c}, else: Reader.fail!(c.r, "#{what} at #{c.pos - n} is not valid UTF-8")
   end
 
   defp value(c, type, key, depth) do
@@ -324,10 +263,7 @@ defmodule Mx.IO.GGUF do
         string(c, "metadata #{inspect(key)}")
 
       {:array, _} ->
-        if depth >= @max_depth,
-          do:
-            Reader.fail!(c.r, "metadata #{inspect(key)}: arrays nested deeper than #{@max_depth}")
-
+        if depth >= @max_depth, do: Reader.fail!(c.r, "metadata #{inspect(key)}: arrays nested deeper than #{@max_depth}")
         {etype, c} = u32(c, "metadata #{inspect(key)}'s element type")
         {n, c} = u64(c, "metadata #{inspect(key)}'s length")
         array(c, etype, n, key, depth + 1)
@@ -350,11 +286,7 @@ defmodule Mx.IO.GGUF do
       {_, nil} ->
         # A string takes at least 8 bytes, an array 12: refuse counts the file cannot hold.
         if n * 8 > c.r.size - c.pos,
-          do:
-            Reader.fail!(
-              c.r,
-              "metadata #{inspect(key)}: #{n} elements cannot fit in the rest of the file"
-            )
+          do: Reader.fail!(c.r, "metadata #{inspect(key)}: #{n} elements cannot fit in the rest of the file")
 
         {items, c} = Enum.map_reduce(1..n//1, c, fn _, c -> value(c, etype, key, depth) end)
         {items, c}
@@ -374,9 +306,7 @@ defmodule Mx.IO.GGUF do
   defp scalar(f, <<_::binary>> = b, _r, _k) when f in [:f32, :f64], do: non_finite(b)
   defp scalar(:bool, <<0>>, _r, _k), do: false
   defp scalar(:bool, <<1>>, _r, _k), do: true
-
-  defp scalar(:bool, <<x>>, r, k),
-    do: Reader.fail!(r, "metadata #{inspect(k)}: a bool holds #{x}, not 0 or 1")
+  defp scalar(:bool, <<x>>, r, k), do: Reader.fail!(r, "metadata #{inspect(k)}: a bool holds #{x}, not 0 or 1")
 
   # Bit patterns Erlang floats cannot hold, named as Mx names them.
   defp non_finite(b) do
@@ -406,18 +336,10 @@ defmodule Mx.IO.GGUF do
     types = check_types!(types, named, fun)
 
     unless is_integer(alignment) and alignment > 0 and rem(alignment, 8) == 0,
-      do:
-        raise(
-          ArgumentError,
-          "#{fun}: alignment: must be a positive multiple of 8, got #{inspect(alignment)}"
-        )
+      do: raise(ArgumentError, "#{fun}: alignment: must be a positive multiple of 8, got #{inspect(alignment)}")
 
     unless is_map(metadata),
-      do:
-        raise(
-          ArgumentError,
-          "#{fun}: metadata: must be a map of string keys to values, got #{inspect(metadata, limit: 5)}"
-        )
+      do: raise(ArgumentError, "#{fun}: metadata: must be a map of string keys to values, got #{inspect(metadata, limit: 5)}")
 
     if Map.has_key?(metadata, "general.alignment"),
       do: raise(ArgumentError, "#{fun}: set general.alignment with the alignment: option")
@@ -446,11 +368,7 @@ defmodule Mx.IO.GGUF do
           end
 
         if Mx.rank(a) > @max_dims,
-          do:
-            raise(
-              ArgumentError,
-              "#{fun}: tensor #{inspect(name)} has rank #{Mx.rank(a)}; GGUF stores at most #{@max_dims}"
-            )
+          do: raise(ArgumentError, "#{fun}: tensor #{inspect(name)} has rank #{Mx.rank(a)}; GGUF stores at most #{@max_dims}")
 
         dims = a.shape |> Tuple.to_list() |> Enum.reverse()
 
@@ -467,8 +385,7 @@ defmodule Mx.IO.GGUF do
 
     header = [
       "GGUF",
-      <<3::unsigned-little-32, length(named)::unsigned-little-64,
-        length(kvs)::unsigned-little-64>>,
+      <<3::unsigned-little-32, length(named)::unsigned-little-64, length(kvs)::unsigned-little-64>>,
       kvs,
       Enum.map(infos, &elem(&1, 0))
     ]
@@ -605,9 +522,7 @@ defmodule Mx.IO.GGUF do
         )
 
     payload = Enum.map(list, fn x -> elem(typed(retag(etype, x), fun, k), 1) end)
-
-    {:array,
-     [<<@vtype_of[etype]::unsigned-little-32, length(list)::unsigned-little-64>>, payload]}
+    {:array, [<<@vtype_of[etype]::unsigned-little-32, length(list)::unsigned-little-64>>, payload]}
   end
 
   defp typed({t, x}, fun, k) when is_atom(t) and t != :array do
@@ -618,26 +533,17 @@ defmodule Mx.IO.GGUF do
         _ in [ArgumentError, FunctionClauseError] -> nil
       end
 
-    bin ||
-      raise ArgumentError,
-            "#{fun}: metadata #{inspect(k)}: #{inspect(x, limit: 5)} cannot be stored as #{inspect(t)}"
-
+    bin || raise ArgumentError, "#{fun}: metadata #{inspect(k)}: #{inspect(x, limit: 5)} cannot be stored as #{inspect(t)}"
     {t, bin}
   end
 
   defp typed(x, fun, k) when is_binary(x), do: typed({:string, x}, fun, k)
   defp typed(x, fun, k) when is_boolean(x), do: typed({:bool, x}, fun, k)
   defp typed(x, fun, k) when is_integer(x), do: typed({:s64, x}, fun, k)
-
-  defp typed(x, fun, k) when is_float(x) or x in [:nan, :infinity, :neg_infinity],
-    do: typed({:f64, x}, fun, k)
+  defp typed(x, fun, k) when is_float(x) or x in [:nan, :infinity, :neg_infinity], do: typed({:f64, x}, fun, k)
 
   defp typed([], fun, k),
-    do:
-      raise(
-        ArgumentError,
-        "#{fun}: metadata #{inspect(k)}: an empty list needs a type: {:array, type, []}"
-      )
+    do: raise(ArgumentError, "#{fun}: metadata #{inspect(k)}: an empty list needs a type: {:array, type, []}")
 
   defp typed([first | _] = list, fun, k) do
     {etype, _} = typed(first, fun, k)
@@ -657,9 +563,7 @@ defmodule Mx.IO.GGUF do
 
   defp scalar_bin(:string, s) when is_binary(s), do: IO.iodata_to_binary(str(s))
   defp scalar_bin(:bool, b) when is_boolean(b), do: if(b, do: <<1>>, else: <<0>>)
-
-  defp scalar_bin(t, x) when t in [:u8, :u16, :u32, :u64] and is_integer(x),
-    do: int_bin(x, 0, 1 <<< bits(t), bits(t), :unsigned)
+  defp scalar_bin(t, x) when t in [:u8, :u16, :u32, :u64] and is_integer(x), do: int_bin(x, 0, 1 <<< bits(t), bits(t), :unsigned)
 
   defp scalar_bin(t, x) when t in [:s8, :s16, :s32, :s64] and is_integer(x),
     do: int_bin(x, -(1 <<< (bits(t) - 1)), 1 <<< (bits(t) - 1), bits(t), :signed)
@@ -667,10 +571,7 @@ defmodule Mx.IO.GGUF do
   defp scalar_bin(:f32, x) when is_number(x), do: <<x::float-little-32>>
 
   defp scalar_bin(:f32, x) when x in [:nan, :infinity, :neg_infinity],
-    do:
-      %{nan: <<0, 0, 192, 127>>, infinity: <<0, 0, 128, 127>>, neg_infinity: <<0, 0, 128, 255>>}[
-        x
-      ]
+    do: %{nan: <<0, 0, 192, 127>>, infinity: <<0, 0, 128, 127>>, neg_infinity: <<0, 0, 128, 255>>}[x]
 
   defp scalar_bin(:f64, x) when x in [:nan, :infinity, :neg_infinity],
     do:
@@ -684,9 +585,7 @@ defmodule Mx.IO.GGUF do
 
   defp bits(t), do: t |> Atom.to_string() |> String.slice(1..-1) |> String.to_integer()
 
-  defp int_bin(x, lo, hi, n, _) when x < lo or x >= hi,
-    do: raise(ArgumentError, "#{x} is out of range for #{n} bits")
-
+  defp int_bin(x, lo, hi, n, _) when x < lo or x >= hi, do: raise(ArgumentError, "#{x} is out of range for #{n} bits")
   defp int_bin(x, _lo, _hi, n, :unsigned), do: <<x::unsigned-little-size(n)>>
   defp int_bin(x, _lo, _hi, n, :signed), do: <<x::signed-little-size(n)>>
 end
