@@ -218,6 +218,10 @@ defmodule Mx.QuantTest do
       x3 = GradCheck.random_f64({4, 2, 64}, 27)
       loop = Mx.stack(for i <- 0..2, do: f.(x3, ctx.q[i], ctx.s[i], ctx.b[i]))
       assert max_diff(Mx.vmap(&f.(x3, &1, &2, &3)).(ctx.q, ctx.s, ctx.b), loop) == 0.0
+      # x batched, the same batched weights for every example
+      x5 = GradCheck.random_f64({2, 5, 64}, 29)
+      loop = Mx.stack(for i <- 0..1, do: f.(x5[i], ctx.q, ctx.s, ctx.b))
+      assert max_diff(Mx.vmap(&f.(&1, ctx.q, ctx.s, ctx.b)).(x5), loop) == 0.0
       # per-example batched weights ([2, 12, 8] each) and a vector x
       q4 = Mx.stack([ctx.q[0..1], ctx.q[1..2]])
       s4 = Mx.stack([ctx.s[0..1], ctx.s[1..2]])
