@@ -1228,6 +1228,6 @@ RULE(QUANTIZED_MATMUL) {
   const mx_params *p = node->params;
   mx_array *gx = NULL;
   if (!b->st) gx = keep(b, mx_quantized_matmul_node(g, in[1], in[2], in[3], !(p->flags & 1), p->ip[0], p->ip[1], &gx), &gx);
-  gin[0] = out(b, gx);
+  gin[0] = out(b, unbroadcast(b, gx, in[0])); /* batched weights may have broadcast x */
   END;
 }

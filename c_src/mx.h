@@ -580,5 +580,7 @@ mx_status mx_quantize(mx_array *w, int64_t group_size, int64_t bits, mx_array **
 mx_status mx_dequantize(mx_array *w_q, mx_array *scales, mx_array *biases, int64_t group_size, int64_t bits,
                         mx_array **out);
 /* x [..., K] against the quantized w: [N, K] with transpose (x @ w^T), [K, N] without -> [..., N]. */
+/* w may have batch axes (w_q [..., N, K/pack], scales/biases [..., N, K/gs]): x [..., M, K] (a vector is one
+ * row) -> [broadcast batch..., M, N], batch axes broadcast as matmul's. */
 mx_status mx_quantized_matmul(mx_array *x, mx_array *w_q, mx_array *scales, mx_array *biases, int transpose,
                               int64_t group_size, int64_t bits, mx_array **out);

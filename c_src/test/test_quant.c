@@ -84,6 +84,57 @@ static void test_qmm(mx_dtype t, int bits, int gs, int transpose, int64_t m, int
   free(xv);
 }
 
+/* Batched weights: w [nw, rows, cols] against x [nx, 1, m, k] -> [nx, nw, m, n], each product
+ * checked as test_qmm does against its dequantized matrix; then x's batch meets w's (broadcast). */
+static void test_qmm_batched(mx_dtype t, int bits, int gs, int transpose, int64_t nx, int64_t nw, int64_t m,
+                             int64_t other, int64_t k) {
+  int64_t rows = transpose ? other : k, cols = transpose ? k : other, n = other;
+  int64_t ws[3] = {nw, rows, cols}, xs[4] = {nx, 1, m, k};
+  double *wv = malloc(sizeof(double) * (size_t)(nw * rows * cols)), *xv = malloc(sizeof(double) * (size_t)(nx * m * k));
+  for (int64_t i = 0; i < nw * rows * cols; i++) wv[i] = uniform();
+  for (int64_t i = 0; i < nx * m * k; i++) xv[i] = uniform();
+  mx_array *w = arr_values(t, 3, ws, wv), *x = arr_values(t, 4, xs, xv), *q = NULL, *s = NULL, *b = NULL, *d = NULL,
+           *y = NULL;
+  char what[112];
+  snprintf(what, sizeof what, "batched quantized_matmul %s bits %d group %d transpose %d m %lld", mx_dtype_name(t),
+           bits, gs, transpose, (long long)m);
+  mx_status st = mx_quantize(w, gs, bits, &q, &s, &b);
+  if (!st) st = mx_dequantize(q, s, b, gs, bits, &d);
+  if (!st) st = mx_quantized_matmul(x, q, s, b, transpose, gs, bits, &y);
+  y = run_check(st, &y, what);
+  if (y && run(MX_OK, &d, what)) {
+    CHECK(y->ndim == 4 && y->shape[0] == nx && y->shape[1] == nw && y->shape[2] == m && y->shape[3] == n,
+          "%s: shape", what);
+    double u = t == MX_F32 ? 0x1p-24 : 0x1p-53, gamma = (k + 5) * u / (1 - (k + 5) * u);
+    int bad = 0;
+    for (int64_t a = 0; a < nx && !bad; a++)
+      for (int64_t c = 0; c < nw && !bad; c++)
+        for (int64_t i = 0; i < m && !bad; i++)
+          for (int64_t j = 0; j < n && !bad; j++) {
+            double sum = 0, mag = 0;
+            for (int64_t p = 0; p < k; p++) {
+              double wd = value_at(d, c * rows * cols + (transpose ? j * k + p : p * n + j));
+              double xd = value_at(x, (a * m + i) * k + p);
+              sum += xd * wd;
+              mag += fabs(xd * wd);
+            }
+            double got = value_at(y, ((a * nw + c) * m + i) * n + j);
+            bad = fabs(got - sum) > gamma * mag * 1.01 + 2 * u * fabs(sum);
+            CHECK(!bad, "%s: out[%lld, %lld, %lld, %lld] %.17g vs %.17g", what, (long long)a, (long long)c,
+                  (long long)i, (long long)j, got, sum);
+          }
+  }
+  mx_release(w);
+  mx_release(x);
+  mx_release(q);
+  mx_release(s);
+  mx_release(b);
+  mx_release(d);
+  mx_release(y);
+  free(wv);
+  free(xv);
+}
+
 static void test_errors(void) {
   int64_t s2[2] = {2, 64}, s96[2] = {2, 96}, x2[2] = {1, 64};
   double v[192] = {0};
@@ -105,6 +156,16 @@ static void test_errors(void) {
         "no transpose: %s", mx_last_error());
   CHECK(mx_quantized_matmul(xf, q, s, b, 1, 32, 4, &y) == MX_EINVAL && strstr(mx_last_error(), "do not fit"),
         "wrong group size: %s", mx_last_error());
+  {
+    static const double zeros[512];
+    int64_t w3s[3] = {2, 4, 64}, x3s[3] = {3, 1, 64};
+    mx_array *w3 = arr_values(MX_F32, 3, w3s, zeros), *x3 = arr_values(MX_F32, 3, x3s, zeros), *q3 = NULL, *s3 = NULL,
+             *b3 = NULL;
+    CHECK(mx_quantize(w3, 64, 4, &q3, &s3, &b3) == MX_OK, "quantize w3: %s", mx_last_error());
+    CHECK(mx_quantized_matmul(x3, q3, s3, b3, 1, 64, 4, &y) == MX_EINVAL && strstr(mx_last_error(), "do not broadcast"),
+          "batches 3 vs 2: %s", mx_last_error());
+    mx_release(w3), mx_release(x3), mx_release(q3), mx_release(s3), mx_release(b3);
+  }
   CHECK(mx_dequantize(s, s, b, 64, 4, &y) == MX_EINVAL && strstr(mx_last_error(), "must be u32"), "f32 w_q: %s",
         mx_last_error());
   /* a NaN raises at eval, naming the group */
@@ -127,6 +188,14 @@ int main(void) {
     test_qmm(MX_F32, widths[j], 128, 1, 30, 20, 256); /* BLAS tiles */
     test_qmm(MX_F64, widths[j], 32, 0, 5, 64, 48);   /* no transpose */
   }
+  for (int j = 0; j < 3; j++)
+    for (int64_t m = 2; m <= 5; m++) test_qmm(MX_F32, widths[j], 32, 1, m, 9, 64); /* 1-4 rows a pass */
+  test_qmm(MX_F32, 8, 64, 1, 32, 12, 128);   /* the AVX2 loop's last row count */
+  test_qmm(MX_F32, 2, 64, 1, 33, 12, 128);   /* tiles from here */
+  test_qmm(MX_F32, 4, 64, 1, 40, 100, 8192); /* tiles of m rows, the last one partial */
+  test_qmm_batched(MX_F32, 4, 32, 1, 3, 2, 2, 10, 64);
+  test_qmm_batched(MX_F32, 8, 64, 1, 2, 3, 40, 6, 128);
+  test_qmm_batched(MX_F64, 2, 32, 0, 2, 2, 3, 64, 16);
   test_qmm(MX_F64, 4, 64, 1, 3, 17, 64);
   test_qmm(MX_F32, 4, 64, 1, 0, 16, 64); /* no rows */
   test_errors();

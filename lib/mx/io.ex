@@ -22,7 +22,7 @@ defmodule Mx.IO do
   |--------|-------|-------|
   | safetensors | all but `c128` (`BOOL U8 I8 U16 I16 U32 I32 U64 I64 F16 BF16 F32 F64 C64`) | string metadata |
   | npy, npz | all but `bf16` (NumPy has none) | versions 1.0-3.0; Fortran order and big-endian read; npz stored or deflated |
-  | gguf | `F32 F16 BF16 F64 I8 I16 I32 I64`; `Q8_0`, `Q4_0` dequantized to f32 on load | versions 2 and 3, typed metadata |
+  | gguf | `F32 F16 BF16 F64 I8 I16 I32 I64`; `Q8_0`, `Q4_0` dequantized to f32 on load, written with `types:` | versions 2 and 3, typed metadata |
 
   Files are little-endian; on a big-endian host every function raises.
   A malformed file (truncated, a header that lies about lengths or offsets,
@@ -196,16 +196,34 @@ defmodule Mx.IO do
   `{:f32, 0.5}`, `{:array, :u8, [1, 2]}`). `alignment:` (default 32) is
   written as `general.alignment`.
 
+  `types:` maps tensor names to a ggml quantized type to store them in:
+  `:q8_0` or `:q4_0` (the ones `load_gguf/2` reads back), blocks of 32 along the
+  last axis (which must be a multiple of 32) with an f16 scale, quantized from
+  the f32 values as ggml's reference `quantize_row_q8_0_ref` / `quantize_row_q4_0_ref`
+  do (Q8_0: `d = amax / 127`, `q = round(x / d)`, halves away from zero; Q4_0:
+  `d = max / -8` with `max` the first value of largest magnitude,
+  `q = min(15, trunc(x / d + 8.5))`). A tensor holding a NaN or infinity, or
+  whose scale overflows f16, raises; an unknown type or tensor name raises.
+
       iex> path = Path.join(System.tmp_dir!(), "mx_io_doc_save.gguf")
       iex> Mx.IO.save_gguf(path, %{"w" => Mx.tensor([1.0])}, metadata: %{"tags" => ["a", "b"]}, alignment: 64)
       :ok
       iex> Mx.IO.save_gguf(path, %{"w" => Mx.tensor([1], type: :u8)})
       ** (ArgumentError) Mx.IO.save_gguf: tensor "w" is u8, which GGUF cannot store; convert it with Mx.as_type/2
+
+      iex> path = Path.join(System.tmp_dir!(), "mx_io_doc_q8.gguf")
+      iex> w = Mx.divide(Mx.iota({1, 32}, type: :f32), 4.0)
+      iex> :ok = Mx.IO.save_gguf(path, %{"w" => w}, types: %{"w" => :q8_0})
+      iex> back = Mx.IO.load_gguf(path)["w"]
+      iex> {Mx.type(back), Mx.to_number(Mx.reduce_max(Mx.abs(Mx.subtract(back, w)))) < 0.02}
+      {:f32, true}
+      iex> Mx.IO.save_gguf(path, %{"w" => w}, types: %{"w" => :q5_k})
+      ** (ArgumentError) Mx.IO.save_gguf: types: "w" => :q5_k is not a type Mx writes; use :q8_0 or :q4_0
   """
   @spec save_gguf(Path.t(), %{(String.t() | atom()) => Mx.t()}, keyword()) :: :ok
   def save_gguf(path, arrays, opts \\ []) do
-    opts = Mx.Opts.validate!(opts, [metadata: %{}, alignment: 32], "Mx.IO.save_gguf")
-    GGUF.save(path, arrays, opts[:metadata], opts[:alignment])
+    opts = Mx.Opts.validate!(opts, [metadata: %{}, alignment: 32, types: %{}], "Mx.IO.save_gguf")
+    GGUF.save(path, arrays, opts[:metadata], opts[:alignment], opts[:types])
   end
 
   defp metadata!(opts, fun) do

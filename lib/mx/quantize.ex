@@ -27,15 +27,20 @@ defmodule Mx.Quantize do
   it is clamped to the range's end (MLX does the same). A group holding a NaN
   or infinity raises when evaluated (MLX has no defined result for it).
 
-  `quantized_matmul/5` is a primitive. With `transpose: true` and at most 8 rows in
+  `quantized_matmul/5` is a primitive. With `transpose: true` and few rows in
   `x`'s second-to-last axis (a vector counts as one), a direct loop runs over the
-  packed words (the weight is never expanded); otherwise a tile of the weight at a
-  time is dequantized into a scratch buffer for BLAS gemm, on engine threads. The
-  two paths round differently (within the bound of a matmul); leading axes never
-  change the path.
+  packed words (the weight is never expanded): up to 32 rows for f32 on a CPU with
+  AVX2 and FMA (16 levels unpacked into registers at a time, up to 4 rows of `x` per
+  pass), else up to 8 rows; past that a tile of the weight (about 1 MiB, the size of
+  a core's L2) at a time is dequantized into a scratch buffer for BLAS gemm, on engine
+  threads. The paths round differently (within the bound of a matmul); leading axes
+  never change the path. The weight may have leading batch axes (`w_q` `{..., n, k * bits / 32}`,
+  `scales` and `biases` `{..., n, k / group_size}`): then `x`'s axes before its last two are a
+  batch too, and both broadcast as `Mx.matmul/2`'s do (a vector `x` is one row).
   Its gradient with respect to `x` is a `quantized_matmul` with the transpose
   flipped; the packed weights, scales and biases have none (differentiating them
-  raises). `Mx.vmap/3` over `x` is one call on the larger `x`.
+  raises). `Mx.vmap/3` over `x` is one call on the larger `x`; over the weights,
+  one call on batched weights.
   """
 
   alias Mx.{Array, NIF}
@@ -97,7 +102,9 @@ defmodule Mx.Quantize do
   `x @ w^T` (`Mx.quantized_matmul/5` delegates here; `transpose: true`, the default, as for MLX's `nn.QuantizedLinear`:
   `w` is `{n, k}`) or `x @ w` (`transpose: false`: `w` is `{k, n}`) against the
   weight `quantize/2` packed, without expanding it: `x` `{..., k}` gives `{..., n}`.
-  `x` must have the scales' type (f32 or f64).
+  `x` must have the scales' type (f32 or f64). A weight with leading batch axes
+  (`{..., n, k}` before packing) multiplies `x` `{..., m, k}` matrix by matrix, the batch
+  axes broadcasting as in `Mx.matmul/2`: `{..., m, n}` (a vector `x` gives `{..., n}`).
 
   Options: `:transpose` (default true), `:group_size` (default 64), `:bits` (default 4).
 
@@ -107,6 +114,11 @@ defmodule Mx.Quantize do
       iex> {w_q, s, b} = Mx.quantize(w, group_size: 32, bits: 4)
       iex> Mx.quantized_matmul(Mx.ones({2, 32}), w_q, s, b, group_size: 32, bits: 4) |> Mx.to_list()
       [[240.0], [240.0]]
+
+      iex> w = Mx.stack([Mx.ones({2, 32}), Mx.multiply(Mx.ones({2, 32}), 2.0)])
+      iex> {w_q, s, b} = Mx.quantize(w, group_size: 32, bits: 4)
+      iex> Mx.quantized_matmul(Mx.ones({1, 32}), w_q, s, b, group_size: 32, bits: 4) |> Mx.to_list()
+      [[[32.0, 32.0]], [[64.0, 64.0]]]
 
       iex> {w_q, s, b} = Mx.quantize(Mx.ones({4, 64}))
       iex> Mx.quantized_matmul(Mx.ones({2, 32}), w_q, s, b)

@@ -120,6 +120,75 @@ defmodule Mx.IOTest do
     assert {:error, _} = Mx.IO.JSON.decode("[01]")
   end
 
+  describe "gguf quantized types" do
+    test "Q8_0 and Q4_0 blocks as ggml's reference quantizers, byte for byte", ctx do
+      src = Mx.IO.load_gguf(fixture("written_quant.gguf"))
+      out = tmp(ctx, "written_quant.gguf")
+
+      arrays = %{
+        "q4" => src["q4.src"],
+        "q4.src" => src["q4.src"],
+        "q8" => src["q8.src"],
+        "q8.src" => src["q8.src"]
+      }
+
+      :ok = Mx.IO.save_gguf(out, arrays, types: %{"q4" => :q4_0, q8: :q8_0})
+      assert File.read!(out) == File.read!(fixture("written_quant.gguf"))
+    end
+
+    test "write then read: within half a step of the source (Q4_0's clamped side: one step)",
+         ctx do
+      x = Mx.Random.normal(Mx.Random.key(3), shape: {4, 3, 64})
+      out = tmp(ctx, "rt.gguf")
+
+      :ok =
+        Mx.IO.save_gguf(out, %{"a" => x, "b" => x, "c" => Mx.as_type(x, :f16)}, types: %{"a" => :q8_0, "b" => :q4_0, "c" => :q8_0})
+
+      back = Mx.IO.load_gguf(out)
+
+      # per block: Q8_0's step is d = amax / 127, error <= d / 2; Q4_0's |d| = amax / 8 and its levels run from
+      # -8d = max to 7d, so values of the other sign past 7|d| clamp: error <= |d|. Plus the f16 scale's rounding.
+      amax =
+        x
+        |> Mx.reshape({div(Mx.size(x), 32), 32})
+        |> Mx.abs()
+        |> Mx.reduce_max(axes: [1], keep_axes: true)
+
+      for {name, max_error, src} <- [
+            {"a", 1 / 254, x},
+            {"b", 1 / 8, x},
+            {"c", 1 / 254, Mx.as_type(Mx.as_type(x, :f16), :f32)}
+          ] do
+        got = back[name]
+        assert {Mx.type(got), Mx.shape(got)} == {:f32, {4, 3, 64}}
+        err = Mx.abs(Mx.subtract(got, src)) |> Mx.reshape({div(Mx.size(x), 32), 32})
+        bound = Mx.multiply(amax, max_error + 2.0e-3)
+        assert Mx.to_number(Mx.all(Mx.less_equal(err, bound))), name
+      end
+    end
+
+    test "unknown types and names, integer tensors, ragged rows, NaN and f16 overflow raise",
+         ctx do
+      path = tmp(ctx, "bad.gguf")
+      w = Mx.ones({2, 32})
+
+      for {arrays, types, msg} <- [
+            {%{"w" => w}, %{"w" => :q5_1}, ~r/types: "w" => :q5_1 is not a type Mx writes; use :q8_0 or :q4_0/},
+            {%{"w" => w}, %{"v" => :q8_0}, ~r/types: no tensor named "v" among the arrays/},
+            {%{"w" => w}, [w: :q8_0], ~r/types: must be a map of tensor names/},
+            {%{"w" => Mx.ones({2, 32}, type: :s32)}, %{"w" => :q8_0}, ~r/tensor "w" is s32; q8_0 quantizes floating-point/},
+            {%{"w" => Mx.ones({32, 48})}, %{"w" => :q4_0},
+             ~r/its last axis \(ggml's rows\) must be a multiple of the block size 32/},
+            {%{"w" => Mx.divide(Mx.ones({1, 32}), 0.0)}, %{"w" => :q8_0}, ~r/tensor "w" holds a NaN or infinity/},
+            {%{"w" => Mx.multiply(Mx.ones({1, 32}), 1.0e7)}, %{"w" => :q8_0}, ~r/scale exceeds f16's range/}
+          ] do
+        assert_raise ArgumentError, msg, fn -> Mx.IO.save_gguf(path, arrays, types: types) end
+      end
+
+      refute File.exists?(path)
+    end
+  end
+
   test "gguf metadata of every value type" do
     {arrays, meta} = Mx.IO.load_gguf(fixture("quant.gguf"), metadata: true)
     assert Map.keys(arrays) |> Enum.sort() == ["bf", "q4", "q8", "vec"]

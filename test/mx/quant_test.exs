@@ -166,6 +166,72 @@ defmodule Mx.QuantTest do
     end
   end
 
+  describe "batched weights" do
+    setup do
+      w = GradCheck.random_f64({3, 12, 64}, 21)
+      {q, s, b} = Mx.quantize(w, group_size: 32, bits: 4)
+      %{q: q, s: s, b: b, deq: Mx.dequantize(q, s, b, group_size: 32, bits: 4)}
+    end
+
+    test "each x matrix meets its weight: a loop over the batch, direct and BLAS paths", ctx do
+      f = &Mx.quantized_matmul(&1, &2, &3, &4, group_size: 32, bits: 4)
+      g = &Mx.quantized_matmul(&1, &2, &3, &4, transpose: false, group_size: 32, bits: 4)
+
+      for m <- [1, 5, 40] do
+        x = GradCheck.random_f64({3, m, 64}, m)
+        loop = Mx.stack(for i <- 0..2, do: f.(x[i], ctx.q[i], ctx.s[i], ctx.b[i]))
+        assert max_diff(f.(x, ctx.q, ctx.s, ctx.b), loop) == 0.0
+        # one x against every weight: x's rows broadcast
+        loop = Mx.stack(for i <- 0..2, do: f.(x[0], ctx.q[i], ctx.s[i], ctx.b[i]))
+        assert max_diff(f.(x[0], ctx.q, ctx.s, ctx.b), loop) == 0.0
+        y = GradCheck.random_f64({m, 12}, m + 3)
+        loop = Mx.stack(for i <- 0..2, do: g.(y, ctx.q[i], ctx.s[i], ctx.b[i]))
+        assert max_diff(g.(y, ctx.q, ctx.s, ctx.b), loop) == 0.0
+      end
+
+      # a vector x is one row, dropped from the result as matmul does
+      v = GradCheck.random_f64({64}, 7)
+      assert Mx.shape(f.(v, ctx.q, ctx.s, ctx.b)) == {3, 12}
+
+      assert max_diff(
+               f.(v, ctx.q, ctx.s, ctx.b),
+               Mx.matmul(v, Mx.transpose(ctx.deq, axes: [0, 2, 1]))
+             ) <= 1.0e-12
+    end
+
+    test "gradient with respect to x, summed over the axes the weights broadcast it along", ctx do
+      f = &Mx.quantized_matmul(&1, ctx.q, ctx.s, ctx.b, group_size: 32, bits: 4)
+      GradCheck.check_grads!(f, [GradCheck.random_f64({2, 64}, 22)])
+      GradCheck.check_grads!(f, [GradCheck.random_f64({3, 2, 64}, 23)])
+      GradCheck.check_vjp_jvp!(f, [GradCheck.random_f64({1, 2, 64}, 24)])
+    end
+
+    test "vmap over the weights, x batched or not, matches a loop bit for bit", ctx do
+      x = GradCheck.random_f64({2, 64}, 25)
+      xs = GradCheck.random_f64({3, 2, 64}, 26)
+      f = &Mx.quantized_matmul(&1, &2, &3, &4, group_size: 32, bits: 4)
+      loop = Mx.stack(for i <- 0..2, do: f.(x, ctx.q[i], ctx.s[i], ctx.b[i]))
+      assert max_diff(Mx.vmap(&f.(x, &1, &2, &3)).(ctx.q, ctx.s, ctx.b), loop) == 0.0
+      loop = Mx.stack(for i <- 0..2, do: f.(xs[i], ctx.q[i], ctx.s[i], ctx.b[i]))
+      assert max_diff(Mx.vmap(f).(xs, ctx.q, ctx.s, ctx.b), loop) == 0.0
+      # per-example x of rank 3 against a per-example matrix: all its rows meet that matrix
+      x3 = GradCheck.random_f64({4, 2, 64}, 27)
+      loop = Mx.stack(for i <- 0..2, do: f.(x3, ctx.q[i], ctx.s[i], ctx.b[i]))
+      assert max_diff(Mx.vmap(&f.(x3, &1, &2, &3)).(ctx.q, ctx.s, ctx.b), loop) == 0.0
+      # x batched, the same batched weights for every example
+      x5 = GradCheck.random_f64({2, 5, 64}, 29)
+      loop = Mx.stack(for i <- 0..1, do: f.(x5[i], ctx.q, ctx.s, ctx.b))
+      assert max_diff(Mx.vmap(&f.(&1, ctx.q, ctx.s, ctx.b)).(x5), loop) == 0.0
+      # per-example batched weights ([2, 12, 8] each) and a vector x
+      q4 = Mx.stack([ctx.q[0..1], ctx.q[1..2]])
+      s4 = Mx.stack([ctx.s[0..1], ctx.s[1..2]])
+      b4 = Mx.stack([ctx.b[0..1], ctx.b[1..2]])
+      v = GradCheck.random_f64({64}, 28)
+      loop = Mx.stack(for i <- 0..1, do: f.(v, q4[i], s4[i], b4[i]))
+      assert max_diff(Mx.vmap(&f.(v, &1, &2, &3)).(q4, s4, b4), loop) == 0.0
+    end
+  end
+
   test "vmap of quantize and dequantize matches a loop over examples" do
     ws = GradCheck.random_f64({3, 2, 64}, 15)
     q = fn w -> Mx.quantize(w, group_size: 32, bits: 2) end
@@ -232,10 +298,20 @@ defmodule Mx.QuantTest do
                      Mx.quantized_matmul(Mx.ones({1, 64}), q, s, b, transpose: false)
                    end
 
-      assert_raise Mx.Error, ~r/\[quantized_matmul\] w_q must be a matrix/, fn ->
-        {q3, s3, b3} = Mx.quantize(Mx.ones({2, 2, 64}))
-        Mx.quantized_matmul(Mx.ones({1, 64}), q3, s3, b3)
-      end
+      # batched weights are allowed now (issue 13); a vector w_q or unbroadcastable batches raise
+      assert_raise Mx.Error,
+                   ~r/\[quantized_matmul\] w_q must be a matrix or a batch of matrices/,
+                   fn ->
+                     {q1, s1, b1} = Mx.quantize(Mx.ones({64}))
+                     Mx.quantized_matmul(Mx.ones({1, 64}), q1, s1, b1)
+                   end
+
+      assert_raise Mx.Error,
+                   ~r/\[quantized_matmul\] the batch axes of x f32\[3\]\[1\]\[64\] and w_q u32\[2\]\[2\]\[8\] do not broadcast/,
+                   fn ->
+                     {q3, s3, b3} = Mx.quantize(Mx.ones({2, 2, 64}))
+                     Mx.quantized_matmul(Mx.ones({3, 1, 64}), q3, s3, b3)
+                   end
 
       assert_raise ArgumentError, ~r/:transpose must be true or false/, fn ->
         Mx.quantized_matmul(Mx.ones({1, 64}), q, s, b, transpose: 1)

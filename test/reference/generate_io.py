@@ -182,7 +182,7 @@ def q8_0(x):
     d = (amax / 127).astype(np.float32)
     idv = np.where(d != 0, np.float32(1) / np.where(d != 0, d, 1), 0).astype(np.float32)
     v = x * idv[:, None]
-    q = (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int8)
+    q = (np.sign(v) * np.floor(np.abs(v).astype(np.float64) + 0.5)).astype(np.int8)  # roundf, exact in f64
     d16 = d.astype(np.float16)
     raw = b"".join(d16[i].tobytes() + q[i].tobytes() for i in range(len(d)))
     deq = d16.astype(np.float32)[:, None] * q.astype(np.float32)
@@ -255,6 +255,32 @@ quant = [("q8", "q8_0", (2, 64), raw8), ("q4", "q4_0", (3, 32), raw4), ("bf", "b
 write_gguf("quant.gguf", [("general.alignment", "u32", 64)] + every_kv, quant, alignment=64)
 expected += [("quant.gguf", "q8", RawArr("f32", deq8.reshape(2, 64))), ("quant.gguf", "q4", RawArr("f32", deq4.reshape(3, 32))),
              ("quant.gguf", "bf", RawArr("bf16", bf)), ("quant.gguf", "vec", RawArr("f32", np.array([1, 2, 3], np.float32)))]
+
+# Mx.IO.save_gguf's quantized types: f32 sources (the ".src" tensors) and their Q8_0 / Q4_0 blocks,
+# tensors by name as Mx writes them: Mx must write this file byte for byte from the sources.
+s8 = rng.standard_normal((3, 64)).astype(np.float32)
+s8[0, :32] = np.arange(32, dtype=np.float32) - np.float32(15.5)  # amax 16.5
+s8[0, 32:] = (np.arange(32) % 8 - 3).astype(np.float32) + np.float32(0.5)  # d = 4.5/127: no exact halves
+s8[1, :32] = 0  # a zero scale: every q 0
+s8[1, 32:] = np.float32(0.49999997)  # roundf of 0.49999997 * id: ties and near-ties away from zero
+s8[1, 32] = np.float32(127)  # d = 1, id = 1
+s8[1, 33:36] = [2.5, -2.5, -0.5]  # halves round away from zero (not to even)
+s8[2, 32:] *= np.float32(3e-6)  # a subnormal f16 scale
+s4 = rng.standard_normal((2, 2, 32)).astype(np.float32)
+s4[0, 0] = -np.abs(s4[0, 0])  # a negative max: positive d
+s4[0, 1, :2] = [-7.0, 7.0]  # equal magnitudes: the first one is max
+s4[0, 1, 2:] = np.clip(s4[0, 1, 2:], -6.9, 6.9)
+s4[1, 0] = 0  # a zero scale: every q 8
+s4[1, 1] = np.linspace(-1, 1, 32, dtype=np.float32)
+wraw8, wdeq8 = q8_0(s8)
+wraw4, wdeq4 = q4_0(s4)
+written = [("q4", "q4_0", s4.shape, wraw4), ("q4.src", "f32", s4.shape, s4.tobytes()),
+           ("q8", "q8_0", s8.shape, wraw8), ("q8.src", "f32", s8.shape, s8.tobytes())]
+write_gguf("written_quant.gguf", [("general.alignment", "u32", 32)], written)
+expected += [("written_quant.gguf", "q4", RawArr("f32", wdeq4.reshape(s4.shape))),
+             ("written_quant.gguf", "q4.src", RawArr("f32", s4)),
+             ("written_quant.gguf", "q8", RawArr("f32", wdeq8.reshape(s8.shape))),
+             ("written_quant.gguf", "q8.src", RawArr("f32", s8))]
 
 # ---- expected values --------------------------------------------------------------------
 # Beside the fixtures, not in test/reference/ (Mx.ReferenceCase reads every .exs there as op cases).

@@ -111,18 +111,29 @@ def main():
           (4, 64, np.float32, (3, 40), 128, False), (8, 32, np.float32, (12, 24), 64, False),
           (4, 32, np.float32, (2, 3, 64), 16, True), (4, 64, np.float64, (4, 128), 16, True),
           (2, 32, np.float64, (9, 32), 64, True), (4, 32, np.float64, (3, 8), 64, False)]
+    # the AVX2 direct loop (f32, up to 32 rows: every bits, 1-4 rows a block) and the tiles past it
+    mm += [(8, 128, np.float32, (8, 256), 40, True), (8, 32, np.float32, (2, 64), 24, True),
+           (2, 32, np.float32, (32, 64), 20, True), (4, 64, np.float32, (33, 128), 24, True),
+           (8, 64, np.float32, (40, 128), 16, True)]
+    # batched weights: leading axes broadcast as matmul's; a vector x is one row
+    mm += [(4, 32, np.float32, (5, 64), (3, 12, 64), True), (4, 64, np.float32, (128,), (2, 16, 128), True),
+           (8, 32, np.float32, (2, 1, 3, 64), (4, 10, 64), True), (2, 32, np.float64, (3, 40, 64), (3, 8, 64), True),
+           (4, 32, np.float32, (2, 3, 24), (2, 24, 64), False), (4, 32, np.float32, (3, 1, 2, 64), (1, 2, 8, 64), True)]
     for bits, gs, dt, xshape, other, transpose in mm:
         k = xshape[-1]
-        wshape = (other, k) if transpose else (k, other)
+        if isinstance(other, tuple):
+            wshape = other
+        else:
+            wshape = (other, k) if transpose else (k, other)
         w = weights(wshape, dt)
         x = rng.standard_normal(xshape).astype(dt)
         wq, s, b, q = quantize(w, gs, bits)
         deq = dequantize(q, s, b, gs)
-        wm = deq.T if transpose else deq  # [K, N]
+        wm = np.swapaxes(deq, -1, -2) if transpose else deq  # [..., K, N]
         exact = np.matmul(x.astype(np.longdouble), wm.astype(np.longdouble))
         sq = np.abs(np.repeat(s, gs, axis=-1)).astype(np.longdouble) * q.astype(np.longdouble)
         mag = sq + np.abs(np.repeat(b, gs, axis=-1)).astype(np.longdouble)
-        mag = mag.T if transpose else mag
+        mag = np.swapaxes(mag, -1, -2) if transpose else mag
         abs_product = np.matmul(np.abs(x).astype(np.longdouble), mag).astype(np.float64)
         t = tname(x)
         name = (f"quantized_matmul {t} x {shape_str(xshape)} w {shape_str(wshape)} transpose {transpose} "

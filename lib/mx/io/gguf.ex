@@ -34,6 +34,8 @@ defmodule Mx.IO.GGUF do
     28 => {"F64", 1, 8, :f64},
     30 => {"BF16", 1, 2, :bf16}
   }
+  # the quantized types save/5 writes: :type => {ggml type id, bytes per block of 32}
+  @quant_ids %{q8_0: {8, 34}, q4_0: {2, 18}}
   @ggml_of Map.new(for({id, {_, 1, _, t}} <- @ggml, do: {t, id}))
 
   # gguf metadata value types: id => {name, fixed byte size or nil}
@@ -327,10 +329,11 @@ defmodule Mx.IO.GGUF do
 
   # ---- writing --------------------------------------------------------------------------
 
-  @spec save(Path.t(), map(), map(), pos_integer()) :: :ok
-  def save(path, arrays, metadata, alignment) do
+  @spec save(Path.t(), map(), map(), pos_integer(), map()) :: :ok
+  def save(path, arrays, metadata, alignment, types \\ %{}) do
     fun = "Mx.IO.save_gguf"
     named = Mx.IO.Safetensors.check_arrays!(arrays, fun)
+    types = check_types!(types, named, fun)
 
     unless is_integer(alignment) and alignment > 0 and rem(alignment, 8) == 0,
       do: raise(ArgumentError, "#{fun}: alignment: must be a positive multiple of 8, got #{inspect(alignment)}")
@@ -350,10 +353,19 @@ defmodule Mx.IO.GGUF do
 
     {infos, _end} =
       Enum.map_reduce(named, 0, fn {name, a}, pos ->
-        id =
-          Map.get(@ggml_of, a.type) ||
-            raise ArgumentError,
-                  "#{fun}: tensor #{inspect(name)} is #{a.type}, which GGUF cannot store; convert it with Mx.as_type/2"
+        {id, bytes} =
+          case types[name] do
+            nil ->
+              {Map.get(@ggml_of, a.type) ||
+                 raise(
+                   ArgumentError,
+                   "#{fun}: tensor #{inspect(name)} is #{a.type}, which GGUF cannot store; convert it with Mx.as_type/2"
+                 ), Mx.size(a) * Mx.Type.byte_size(a.type)}
+
+            q ->
+              {id, block_bytes} = @quant_ids[q]
+              {id, div(Mx.size(a), 32) * block_bytes}
+          end
 
         if Mx.rank(a) > @max_dims,
           do: raise(ArgumentError, "#{fun}: tensor #{inspect(name)} has rank #{Mx.rank(a)}; GGUF stores at most #{@max_dims}")
@@ -368,7 +380,7 @@ defmodule Mx.IO.GGUF do
           <<pos::unsigned-little-64>>
         ]
 
-        {{info, pos}, align(pos + Mx.size(a) * Mx.Type.byte_size(a.type), alignment)}
+        {{info, pos}, align(pos + bytes, alignment)}
       end)
 
     header = [
@@ -386,9 +398,9 @@ defmodule Mx.IO.GGUF do
 
       named
       |> Enum.zip(infos)
-      |> Enum.reduce(0, fn {{_name, a}, {_info, pos}}, at ->
+      |> Enum.reduce(0, fn {{name, a}, {_info, pos}}, at ->
         write.(zeros(pos - at))
-        bin = Mx.to_binary(a)
+        bin = if q = types[name], do: quantize!(q, a, name, fun), else: Mx.to_binary(a)
         write.(bin)
         pos + byte_size(bin)
       end)
@@ -397,6 +409,103 @@ defmodule Mx.IO.GGUF do
 
   defp zeros(n), do: :binary.copy(<<0>>, n)
   defp str(s), do: [<<byte_size(s)::unsigned-little-64>>, s]
+
+  # ---- quantized types (written as the reader reads them) --------------------------------
+
+  # types: tensor name => :q8_0 | :q4_0; the tensor must exist, be floating point and have a last
+  # axis (ggml's rows) that is a multiple of the block size 32.
+  defp check_types!(types, named, fun) do
+    unless is_map(types),
+      do:
+        raise(
+          ArgumentError,
+          "#{fun}: types: must be a map of tensor names to :q8_0 or :q4_0, got #{inspect(types, limit: 5)}"
+        )
+
+    arrays = Map.new(named)
+
+    Map.new(types, fn {name, q} ->
+      key = if is_atom(name), do: Atom.to_string(name), else: name
+
+      a =
+        Map.get(arrays, key) ||
+          raise ArgumentError, "#{fun}: types: no tensor named #{inspect(name)} among the arrays"
+
+      unless Map.has_key?(@quant_ids, q),
+        do:
+          raise(
+            ArgumentError,
+            "#{fun}: types: #{inspect(key)} => #{inspect(q)} is not a type Mx writes; use :q8_0 or :q4_0"
+          )
+
+      unless a.type in [:f16, :bf16, :f32, :f64],
+        do:
+          raise(
+            ArgumentError,
+            "#{fun}: tensor #{inspect(key)} is #{a.type}; #{q} quantizes floating-point tensors"
+          )
+
+      last = if Mx.rank(a) == 0, do: 1, else: elem(a.shape, Mx.rank(a) - 1)
+
+      unless rem(last, 32) == 0,
+        do:
+          raise(
+            ArgumentError,
+            "#{fun}: tensor #{inspect(key)} #{Mx.describe(a)} cannot be #{q}: its last axis (ggml's rows) must be a multiple of the block size 32"
+          )
+
+      {key, q}
+    end)
+  end
+
+  # ggml's reference quantizers (ggml-quants.c quantize_row_q8_0_ref / quantize_row_q4_0_ref), in f32
+  # per block of 32 with the f32 scale d; d is stored as f16 (round to nearest even) before the quants.
+  # Q8_0: d = amax / 127, q = roundf(x / d) (halves away from zero). Q4_0: d = max / -8 with max the
+  # first value of largest magnitude, q = min(15, trunc(x / d + 8.5)), low nibbles the first 16.
+  defp quantize!(q, a, name, fun) do
+    x = a |> Mx.as_type(:f32) |> Mx.reshape({div(Mx.size(a), 32), 32})
+
+    unless finite?(x),
+      do:
+        raise(
+          ArgumentError,
+          "#{fun}: tensor #{inspect(name)} holds a NaN or infinity; #{q} needs finite values"
+        )
+
+    {d, quants} = blocks(q, x)
+    d16 = Mx.as_type(d, :f16)
+
+    unless finite?(d16),
+      do:
+        raise(
+          ArgumentError,
+          "#{fun}: tensor #{inspect(name)}: a block's #{q} scale exceeds f16's range (65504); scale the tensor down or store it as f32"
+        )
+
+    scale_bytes = d16 |> Mx.bitcast(:u16) |> Mx.as_type(:u32)
+    lo = Mx.remainder(scale_bytes, 256) |> Mx.as_type(:u8)
+    hi = Mx.quotient(scale_bytes, 256) |> Mx.as_type(:u8)
+    Mx.concatenate([lo, hi, quants], axis: 1) |> Mx.to_binary()
+  end
+
+  defp blocks(:q8_0, x) do
+    d = Mx.divide(Mx.reduce_max(Mx.abs(x), axes: [1], keep_axes: true), 127.0)
+    q = Mx.round(Mx.multiply(x, inverse(d)))
+    {d, q |> Mx.as_type(:s8) |> Mx.bitcast(:u8)}
+  end
+
+  defp blocks(:q4_0, x) do
+    max = Mx.take_along_axis(x, Mx.argmax(Mx.abs(x), axis: 1, keep_axis: true), axis: 1)
+    d = Mx.divide(max, -8.0)
+    q = Mx.min(Mx.floor(Mx.add(Mx.multiply(x, inverse(d)), 8.5)), 15.0) |> Mx.as_type(:u8)
+    {d, Mx.add(q[[.., 0..15]], Mx.multiply(q[[.., 16..31]], 16))}
+  end
+
+  defp finite?(t),
+    do: not Mx.to_number(Mx.any(Mx.is_nan(t))) and not Mx.to_number(Mx.any(Mx.is_infinity(t)))
+
+  # 1 / d, or 0 where d is 0 (a block of zeros)
+  defp inverse(d), do: Mx.where(Mx.equal(d, 0.0), 0.0, Mx.divide(1.0, d))
 
   # Plain Elixir values take a default type (integer: s64, float: f64); {type, v} sets one.
   defp encode_value(v, fun, k) do
