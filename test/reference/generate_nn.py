@@ -483,8 +483,8 @@ def conv_layers():
         x = R(*xs)
         tmode = {"nearest": "nearest", "cubic": "bicubic"}.get(mode) or {1: "linear", 2: "bilinear", 3: "trilinear"}[d]
         ref = F.interpolate(to_cf(x, d), scale_factor=scale, mode=tmode, align_corners=align)
-        o = KW(scale_factor=scale, mode=Atom(mode)) if align is None else \
-            KW(scale_factor=scale, mode=Atom(mode), align_corners=align)
+        o = KW(scale_factor=scale, interpolation=Atom(mode)) if align is None else \
+            KW(scale_factor=scale, interpolation=Atom(mode), align_corners=align)
         add(f"Upsample {mode} {d}d scale={scale} align_corners={align}", "Mx.NN.Upsample", "apply", [{}, A(x)],
             to_cl(ref, d), o)
     rng = shared

@@ -8,13 +8,11 @@ defmodule Mx.NN.Upsample do
 
     * `scale_factor:` (required) - a positive number for every spatial axis
       or a list with one per axis;
-    * `mode:` - MLX's interpolation mode: `:nearest` (default), `:linear`
-      (bilinear, trilinear... on more axes) or `:cubic` (Keys' cubic kernel
-      with a = -0.75 on the four neighbours, input borders repeated: PyTorch's
-      bicubic on two axes). Every layer's `apply` also takes `mode: :train` or
-      `:eval` (`Mx.NN.Sequential` passes it to each layer); upsampling is the
-      same in both, so those two values are accepted beside the interpolation
-      mode and change nothing. MLX's `antialias:` is not implemented;
+    * `interpolation:` - `:nearest` (default), `:linear` (bilinear,
+      trilinear... on more axes) or `:cubic` (Keys' cubic kernel with
+      a = -0.75 on the four neighbours, input borders repeated: PyTorch's
+      bicubic on two axes); MLX calls it `mode`, a name every layer here
+      takes for `:train`/`:eval`; MLX's `antialias:` is not implemented;
     * `align_corners:` - for `:linear` and `:cubic` (default false): when true the first
       and last output positions sit on the first and last input positions,
       output `i` reads input `i · (n - 1)/(m - 1)`; when false the pixel
@@ -30,23 +28,21 @@ defmodule Mx.NN.Upsample do
       iex> x = Mx.tensor([[[1.0], [3.0]]])
       iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 2) |> Mx.to_list()
       [[[1.0], [1.0], [3.0], [3.0]]]
-      iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 2, mode: :linear) |> Mx.to_list()
+      iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 2, interpolation: :linear) |> Mx.to_list()
       [[[1.0], [1.5], [2.5], [3.0]]]
-      iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 1.5, mode: :linear, align_corners: true) |> Mx.to_list()
+      iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 1.5, interpolation: :linear, align_corners: true) |> Mx.to_list()
       [[[1.0], [2.0], [3.0]]]
-      iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 2, mode: :cubic) |> Mx.to_list()
+      iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 2, interpolation: :cubic) |> Mx.to_list()
       [[[0.7890625], [1.453125], [2.546875], [3.2109375]]]
-      iex> Mx.NN.Upsample.apply(%{}, x, scale_factor: 2, mode: :bilinear)
-      ** (ArgumentError) Mx.NN.Upsample.apply: mode: must be :nearest, :linear or :cubic (or the layer-wide :train or :eval, which change nothing here), got :bilinear
   """
 
-  @keys [:scale_factor, align_corners: false]
-  @interpolations [:nearest, :linear, :cubic]
+  @keys [:scale_factor, interpolation: :nearest, align_corners: false]
 
   @doc "No parameters: `%{}`."
   @spec init(Mx.Random.key(), keyword()) :: map()
   def init(_key, opts) do
-    opts!(opts, "Mx.NN.Upsample.init")
+    opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.Upsample.init")
+    check_mode!(opts, "Mx.NN.Upsample.init")
     %{}
   end
 
@@ -54,7 +50,8 @@ defmodule Mx.NN.Upsample do
   @spec apply(map(), Mx.Array.t(), keyword()) :: Mx.Array.t()
   def apply(_params, x, opts \\ []) do
     where = "Mx.NN.Upsample.apply"
-    {interpolation, opts} = opts!(opts, where)
+    opts = Mx.NN.layer_opts!(opts, @keys, where)
+    check_mode!(opts, where)
     d = tuple_size(x.shape) - 2
 
     if d < 1 do
@@ -74,9 +71,9 @@ defmodule Mx.NN.Upsample do
               "#{where}: scale_factor #{scale} leaves no output on spatial axis #{axis - 1} (size #{n})"
       end
 
-      case interpolation do
+      case opts[:interpolation] do
         :nearest -> Mx.take(acc, Mx.tensor(nearest(n, m)), axis: axis)
-        _ -> interpolate(acc, axis, n, m, scale, interpolation, opts[:align_corners])
+        _ -> interpolate(acc, axis, n, m, scale, opts[:interpolation], opts[:align_corners])
       end
     end)
   end
@@ -143,41 +140,16 @@ defmodule Mx.NN.Upsample do
     if t <= 1, do: ((a + 2) * t - (a + 3)) * t * t + 1, else: (((t - 5) * t + 8) * t - 4) * a
   end
 
-  # {interpolation, the validated options}: mode: values are told apart from the layer-wide
-  # :train/:eval by value (Sequential appends mode: :train or :eval to every layer's options).
-  defp opts!(opts, where) do
-    modes = if is_list(opts), do: for({:mode, m} <- opts, do: m), else: []
-
-    for m <- modes, m not in @interpolations and m not in [:train, :eval] do
+  defp check_mode!(opts, where) do
+    unless opts[:interpolation] in [:nearest, :linear, :cubic] do
       raise ArgumentError,
-            "#{where}: mode: must be :nearest, :linear or :cubic (or the layer-wide :train or :eval, which change nothing here), got #{inspect(m)}"
+            "#{where}: interpolation: must be :nearest, :linear or :cubic, got #{inspect(opts[:interpolation])}"
     end
-
-    interpolation =
-      case Enum.filter(modes, &(&1 in @interpolations)) do
-        [] ->
-          :nearest
-
-        [m] ->
-          m
-
-        many ->
-          raise ArgumentError, "#{where}: mode: given more than once (#{inspect(many)}); pass one"
-      end
-
-    flags =
-      if is_list(opts),
-        do: Enum.reject(opts, &match?({:mode, m} when m in @interpolations, &1)),
-        else: opts
-
-    opts = Mx.NN.layer_opts!(flags, @keys, where)
 
     unless is_boolean(opts[:align_corners]) do
       raise ArgumentError,
             "#{where}: align_corners: must be a boolean, got #{inspect(opts[:align_corners])}"
     end
-
-    {interpolation, opts}
   end
 
   defp scales!(s, d, where) do

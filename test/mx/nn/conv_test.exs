@@ -58,12 +58,12 @@ defmodule Mx.NN.ConvTest do
     test "Upsample (linear and cubic, both corner rules; nearest)" do
       x = random_f64({1, 3, 2, 2}, 8)
 
-      for mode <- [:linear, :cubic], align <- [false, true] do
+      for interpolation <- [:linear, :cubic], align <- [false, true] do
         check_grads!(
           fn x ->
             NN.Upsample.apply(%{}, x,
               scale_factor: [2, 1.5],
-              mode: mode,
+              interpolation: interpolation,
               align_corners: align
             )
           end,
@@ -133,7 +133,7 @@ defmodule Mx.NN.ConvTest do
       {NN.Conv2d, in_channels: 1, out_channels: 4, kernel_size: 3, padding: 1},
       :relu,
       {NN.MaxPool2d, kernel_size: 2},
-      {NN.Upsample, scale_factor: 2, mode: :linear},
+      {NN.Upsample, scale_factor: 2, interpolation: :linear},
       {NN.ConvTranspose2d, in_channels: 4, out_channels: 2, kernel_size: 2, stride: 2}
     ]
 
@@ -142,12 +142,6 @@ defmodule Mx.NN.ConvTest do
 
     assert NN.Sequential.apply(p, Mx.ones({2, 6, 6, 1}), layers: layers) |> Mx.shape() ==
              {2, 12, 12, 2}
-
-    # Sequential appends mode: :train to each layer's options; Upsample keeps its mode: :linear
-    {y, _} = NN.Sequential.apply(p, Mx.ones({2, 6, 6, 1}), layers: layers, mode: :train)
-
-    assert Mx.to_list(y) ==
-             Mx.to_list(NN.Sequential.apply(p, Mx.ones({2, 6, 6, 1}), layers: layers))
   end
 
   describe "errors" do
@@ -208,22 +202,13 @@ defmodule Mx.NN.ConvTest do
                    end
 
       assert_raise ArgumentError,
-                   ~r/Mx.NN.Upsample.apply: mode: must be :nearest, :linear or :cubic .*got :bicubic/,
+                   ~r/Mx.NN.Upsample.apply: interpolation: must be :nearest, :linear or :cubic, got :bicubic/,
                    fn ->
                      NN.Upsample.apply(%{}, Mx.ones({1, 4, 1}),
                        scale_factor: 2,
-                       mode: :bicubic
+                       interpolation: :bicubic
                      )
                    end
-
-      assert_raise ArgumentError, ~r/Mx.NN.Upsample.apply: mode: given more than once/, fn ->
-        NN.Upsample.apply(%{}, Mx.ones({1, 4, 1}), scale_factor: 2, mode: :linear, mode: :cubic)
-      end
-
-      # the old option name is unknown now (MLX calls it mode:)
-      assert_raise ArgumentError, ~r/Mx.NN.Upsample.apply.*interpolation/, fn ->
-        NN.Upsample.apply(%{}, Mx.ones({1, 4, 1}), scale_factor: 2, interpolation: :linear)
-      end
 
       assert_raise ArgumentError,
                    ~r/scale_factor: must be a positive number or a list of 2/,
