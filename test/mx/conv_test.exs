@@ -4,8 +4,9 @@ defmodule Mx.ConvTest do
   doctest Mx.Conv
 
   # Long-double loops checked against torch (conv) and numpy window loops:
-  # test/reference/generate_conv.py. Gradients: Mx.OpCases in transforms_test.exs.
-  for c <- ReferenceCase.load!(["conv", "window"]) do
+  # test/reference/generate_conv.py; conv's gradients against torch.autograd (generate_conv_grad.py,
+  # through Mx.ConvGrad). Finite differences: Mx.OpCases in transforms_test.exs.
+  for c <- ReferenceCase.load!(["conv", "window", "conv_grad"]) do
     @c c
     test c.name, do: ReferenceCase.check!(@c)
   end
