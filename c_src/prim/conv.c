@@ -132,8 +132,8 @@ static mx_status conv_plan_init(const char *op, const mx_array *out, const mx_ar
   if (t != MX_F32 && t != MX_F64 && t != MX_C64 && t != MX_C128)
     return mx_error(MX_EINVAL, "[%s] computes in f32, f64, c64 or c128, got %s; cast with as_type", op,
                     mx_dtype_name(t));
-  if ((mx_dtype)x->dtype != t || (mx_dtype)w->dtype != t || (mx_dtype)y->dtype != t || x->ndim != out->ndim || w->ndim != out->ndim ||
-      y->ndim != out->ndim || x->ndim < 3 || !out->params)
+  if ((mx_dtype)x->dtype != t || (mx_dtype)w->dtype != t || (mx_dtype)y->dtype != t || x->ndim != out->ndim ||
+      w->ndim != out->ndim || y->ndim != out->ndim || x->ndim < 3 || !out->params)
     return mx_error(MX_EINVAL, "[%s] inputs must match the output's dtype and rank (>= 3)", op);
   *P = (conv_plan){.S = x->ndim - 2, .N = x->shape[0], .C = x->shape[1], .O = w->shape[0], .G = out->params->axis,
                    .Cg = w->shape[1], .es = mx_dtype_size(t)};
