@@ -35,7 +35,8 @@ torch_batch = fn {nb, c, h, w, o, k}, threads, reps, mode ->
   Port.command(port, Enum.join([nb, c, h, w, o, k, threads, reps, mode], " ") <> "\n")
 
   receive do
-    {^port, {:data, {:eol, line}}} -> String.to_float(line)
+    {^port, {:data, {:eol, line}}} ->
+      line |> String.split() |> Enum.map(&String.to_float/1) |> List.to_tuple()
   after
     120_000 -> raise "torch did not answer"
   end
@@ -44,14 +45,15 @@ end
 # One table: Mx against torch (2 and 1 threads), batches alternating; mode 0 forward, 1 forward + backward.
 table = fn title, shapes, mx_fun, mode ->
   IO.puts(
-    "\n#{title}, f32, padding :same; ms per call, median of #{batches} batches x #{n} calls (Mx, torch 2 threads, torch 1 thread alternating)"
+    "\n#{title}, f32, padding :same; ms per call, median of #{batches} batches x #{n} calls (Mx, torch 2 threads, torch 1 thread alternating); " <>
+      "CPU: ms of CPU time per call, all of the process's threads (Mx: BEAM, engine and OpenBLAS threads; torch(1): its process)"
   )
 
   IO.puts(
-    "| N C H W -> O, k | Mx ms | torch(2) ms | torch(2) / Mx | torch(1) ms | torch(1) / Mx | load (1 min) |"
+    "| N C H W -> O, k | Mx ms | torch(2) ms | torch(2) / Mx | torch(1) ms | torch(1) / Mx | Mx CPU | torch(1) CPU | load (1 min) |"
   )
 
-  IO.puts("|---|---:|---:|---:|---:|---:|---:|")
+  IO.puts("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 
   for {nb, c, h, w, o, k} = s <- shapes do
     x = Mx.Random.normal(Mx.Random.key(1), shape: {nb, c, h, w}) |> Mx.eval()
@@ -65,17 +67,20 @@ table = fn title, shapes, mx_fun, mode ->
     {mx, t2, t1, loads} =
       Enum.reduce(1..batches, {[], [], [], []}, fn _, {m, a, b, l} ->
         :erlang.garbage_collect()
-        m = [Bench.batch_ns(mx_call, n) | m]
+        cpu0 = Bench.process_cpu_ns()
+        wall = Bench.batch_ns(mx_call, n)
+        m = [{wall, (Bench.process_cpu_ns() - cpu0) / n} | m]
 
         {m, [torch_batch.(s, 2, n, mode) | a], [torch_batch.(s, 1, n, mode) | b],
          [String.to_float(Bench.load()) | l]}
       end)
 
-    [mm, a, b] = Enum.map([mx, t2, t1], &(Bench.median(&1) / 1.0e6))
+    med = fn list, i -> Bench.median(Enum.map(list, &elem(&1, i))) / 1.0e6 end
+    [mm, a, b, mc, bc] = [med.(mx, 0), med.(t2, 0), med.(t1, 0), med.(mx, 1), med.(t1, 1)]
     f = &:erlang.float_to_binary(&1, decimals: 2)
 
     IO.puts(
-      "| #{nb} #{c} #{h} #{w} -> #{o}, #{k} | #{f.(mm)} | #{f.(a)} | #{f.(a / mm)} | #{f.(b)} | #{f.(b / mm)} | #{f.(Enum.min(loads))}-#{f.(Enum.max(loads))} |"
+      "| #{nb} #{c} #{h} #{w} -> #{o}, #{k} | #{f.(mm)} | #{f.(a)} | #{f.(a / mm)} | #{f.(b)} | #{f.(b / mm)} | #{f.(mc)} | #{f.(bc)} | #{f.(Enum.min(loads))}-#{f.(Enum.max(loads))} |"
     )
   end
 end

@@ -1,5 +1,5 @@
 """Torch's side of bench/conv.exs: reads "N C H W O K threads reps mode" lines on stdin, answers
-the mean ns per call (float32, padding K//2) over one batch of reps calls. mode 0: conv2d forward
+the mean wall-clock and CPU ns per call ("wall cpu"; float32, padding K//2) over one batch of reps calls. mode 0: conv2d forward
 (no grad); mode 1: forward and backward, the gradients of sum(conv2d(x, w) * g) w.r.t. x and w.
 Run by bench/conv.exs with Debian's /usr/bin/python3 (python3-torch)."""
 import sys
@@ -28,7 +28,7 @@ for line in sys.stdin:
         F.conv2d(x, wt, padding=k // 2)  # warm-up: oneDNN picks its kernel
         fwd_bwd(*cache[key][2:], k)
     x, wt, xg, wg, g = cache[key]
-    t0 = time.perf_counter_ns()
+    t0, c0 = time.perf_counter_ns(), time.process_time_ns()
     if mode == 0:
         with torch.no_grad():
             for _ in range(reps):
@@ -36,5 +36,5 @@ for line in sys.stdin:
     else:
         for _ in range(reps):
             fwd_bwd(xg, wg, g, k)
-    dt = (time.perf_counter_ns() - t0) / reps
-    print(dt, flush=True)
+    dt, dc = (time.perf_counter_ns() - t0) / reps, (time.process_time_ns() - c0) / reps
+    print(float(dt), float(dc), flush=True)
