@@ -1093,69 +1093,42 @@ mx_status mx_vjp(mx_array *const *outs, mx_array *const *cots, int n_out, mx_arr
 /* ---- convolution and window reductions (ops_conv.c) ------------------------------------ */
 #include "ops_conv.h"
 
-/* Conv's rules are convs (Nx's and XLA's): the input's cotangent is g dilated by the strides,
- * padded by the dilated kernel's span, against the kernel flipped with its channel axes
- * swapped per group; the kernel's is x against g, the strides and dilations changing roles. */
+/* conv is bilinear in (x, w), and so are its two gradients: x's cotangent is conv_input_grad(g, w)
+ * (gemm + col2im), w's is conv_kernel_grad(x, g) (im2col + gemm), each as cheap as the forward conv.
+ * The three rules close over each other: <conv(x, w), g> = <x, input_grad(g, w)> = <w, kernel_grad(x, g)>. */
+static mx_array *conv3(bld *b, mx_op op, mx_array *a1, mx_array *a2, const int64_t *shape, const mx_params *p) {
+  mx_array *o = NULL;
+  if (b->st || !a1 || !a2) return NULL;
+  const int64_t *str = p->ip, *dil = str + (a1->ndim - 2);
+  mx_status st = op == MX_OP_CONV                ? mx_conv_node(a1, a2, str, dil, p->axis, &o)
+                 : op == MX_OP_CONV_INPUT_GRAD ? mx_conv_input_grad_node(a1, a2, shape, str, dil, p->axis, &o)
+                                                 : mx_conv_kernel_grad_node(a1, a2, shape, str, dil, p->axis, &o);
+  return keep(b, st, &o);
+}
+
 RULE(CONV) {
   BEGIN;
   mx_array *x = in[0], *w = in[1];
-  int S = x->ndim - 2, r = x->ndim;
-  const int64_t *str = node->params->ip, *dil = str + S;
-  int64_t G = node->params->axis, N = x->shape[0], C = x->shape[1], O = w->shape[0], Cg = w->shape[1];
-  int empty = 0;
-  for (int d = 0; d < S; d++) empty |= node->shape[2 + d] == 0 || w->shape[2 + d] == 0;
-  int perm[MX_MAX_RANK];
-  int64_t ones[MX_MAX_RANK], shape[MX_MAX_RANK];
-  for (int d = 0; d < MX_MAX_RANK; d++) ones[d] = 1, perm[d] = d;
-  if (vjp_needs & 1) {
-    if (empty) {
-      gin[0] = out(b, zeros_like(b, x));
-    } else {
-      int64_t lo[MX_MAX_RANK] = {0}, hi[MX_MAX_RANK] = {0}, interior[MX_MAX_RANK] = {0};
-      for (int d = 0; d < S; d++) {
-        int64_t span = (w->shape[2 + d] - 1) * dil[d], used = (node->shape[2 + d] - 1) * str[d] + span + 1;
-        lo[2 + d] = span;
-        hi[2 + d] = span + x->shape[2 + d] - used;
-        interior[2 + d] = str[d] - 1;
-      }
-      mx_array *gp = pad(b, g, lo, hi, interior);
-      /* w [O, Cg, k] -> [G, Og, Cg, k] -> [G, Cg, Og, k] -> [C, Og, k], flipped */
-      int64_t s4[MX_MAX_RANK] = {G, O / G, Cg};
-      for (int d = 0; d < S; d++) s4[3 + d] = w->shape[2 + d];
-      int p4[MX_MAX_RANK] = {0, 2, 1};
-      for (int d = 0; d < S; d++) p4[3 + d] = 3 + d;
-      shape[0] = C, shape[1] = O / G;
-      for (int d = 0; d < S; d++) shape[2 + d] = w->shape[2 + d];
-      mx_array *wt = reshape(b, transpose(b, reshape(b, w, r + 1, s4), p4), r, shape);
-      int axes[MX_MAX_RANK];
-      for (int d = 0; d < S; d++) axes[d] = 2 + d;
-      mx_array *wf = NULL, *gx = NULL;
-      if (!b->st && wt) wf = keep(b, mx_reverse(wt, axes, S, &wf), &wf);
-      if (!b->st && gp && wf) gx = keep(b, mx_conv_node(gp, wf, ones, dil, G, &gx), &gx);
-      gin[0] = out(b, gx);
-    }
-  }
-  if (vjp_needs & 2) {
-    if (empty) {
-      gin[1] = out(b, zeros_like(b, w));
-    } else {
-      /* x [N, C, s] -> [N, G, Cg, s] -> [Cg, G, N, s] -> [Cg, G*N, s]; g [N, O, o] -> [O, N, o] */
-      int64_t s4[MX_MAX_RANK] = {N, G, Cg};
-      for (int d = 0; d < S; d++) s4[3 + d] = x->shape[2 + d];
-      int p4[MX_MAX_RANK] = {2, 1, 0};
-      for (int d = 0; d < S; d++) p4[3 + d] = 3 + d;
-      shape[0] = Cg, shape[1] = G * N;
-      for (int d = 0; d < S; d++) shape[2 + d] = x->shape[2 + d];
-      mx_array *xt = reshape(b, transpose(b, reshape(b, x, r + 1, s4), p4), r, shape);
-      perm[0] = 1, perm[1] = 0;
-      mx_array *gt = transpose(b, g, perm), *gw = NULL;
-      if (!b->st && xt && gt) gw = keep(b, mx_conv_node(xt, gt, dil, str, G, &gw), &gw);
-      /* [Cg, O, k' >= k]: the first k taps, then [O, Cg, k] */
-      int64_t start[MX_MAX_RANK] = {0}, stop[MX_MAX_RANK] = {Cg, O};
-      for (int d = 0; d < S; d++) stop[2 + d] = w->shape[2 + d];
-      gin[1] = out(b, transpose(b, slice(b, gw, start, stop, ones), perm));
-    }
-  }
+  if (vjp_needs & 1) gin[0] = out(b, conv3(b, MX_OP_CONV_INPUT_GRAD, g, w, x->shape, node->params));
+  if (vjp_needs & 2) gin[1] = out(b, conv3(b, MX_OP_CONV_KERNEL_GRAD, x, g, w->shape, node->params));
+  END;
+}
+
+/* node = input_grad(gy, w), h x-shaped: <node, h> = <conv(h, w), gy> = <w, kernel_grad(h, gy)>. */
+RULE(CONV_INPUT_GRAD) {
+  BEGIN;
+  mx_array *gy = in[0], *w = in[1];
+  if (vjp_needs & 1) gin[0] = out(b, conv3(b, MX_OP_CONV, g, w, NULL, node->params));
+  if (vjp_needs & 2) gin[1] = out(b, conv3(b, MX_OP_CONV_KERNEL_GRAD, g, gy, w->shape, node->params));
+  END;
+}
+
+/* node = kernel_grad(x, gy), h w-shaped: <node, h> = <conv(x, h), gy> = <x, input_grad(gy, h)>. */
+RULE(CONV_KERNEL_GRAD) {
+  BEGIN;
+  mx_array *x = in[0], *gy = in[1];
+  if (vjp_needs & 1) gin[0] = out(b, conv3(b, MX_OP_CONV_INPUT_GRAD, gy, g, x->shape, node->params));
+  if (vjp_needs & 2) gin[1] = out(b, conv3(b, MX_OP_CONV, x, g, NULL, node->params));
   END;
 }
 

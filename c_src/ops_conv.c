@@ -78,6 +78,62 @@ mx_status mx_conv_node(mx_array *x, mx_array *w, const int64_t *strides, const i
   return MX_OK;
 }
 
+/* The gradient nodes' shapes must be those of a conv of x [N, C, s] with w [O, C/G, k] into y [N, O, o]. */
+static mx_status conv_shapes_agree(const char *op, int r, const int64_t *xs, const int64_t *ws, const int64_t *ys,
+                                   const int64_t *strides, const int64_t *dil, int64_t groups) {
+  int ok = r >= 3 && r <= MX_MAX_RANK && groups >= 1 && xs[1] == ws[1] * groups && ws[0] % groups == 0 &&
+           ys[0] == xs[0] && ys[1] == ws[0];
+  for (int d = 0; ok && d < r - 2; d++) {
+    int64_t k = ws[2 + d], span = k > 0 ? (k - 1) * dil[d] + 1 : 1;
+    ok = strides[d] >= 1 && dil[d] >= 1 && ys[2 + d] == fit(xs[2 + d], span, strides[d]);
+  }
+  if (ok) return MX_OK;
+  char b1[128], b2[128], b3[128];
+  return mx_error(MX_EINVAL, "[%s] input %s, kernel %s and output %s are not those of a conv with %lld groups", op,
+                  mx_describe_shape(r, xs, b1, sizeof b1), mx_describe_shape(r, ws, b2, sizeof b2),
+                  mx_describe_shape(r, ys, b3, sizeof b3), (long long)groups);
+}
+
+/* The gradient nodes: params as conv's; cost as the forward conv's (the same gemm sizes). */
+static mx_status conv_grad_node(mx_op op, mx_array *a, mx_array *b, int r, const int64_t *shape, const int64_t *xs,
+                                const int64_t *ws, const int64_t *ys, const int64_t *strides, const int64_t *dil,
+                                int64_t groups, mx_array **out) {
+  const char *name = mx_ops[op].name;
+  char b1[128], b2[128];
+  if (a->ndim != r || b->ndim != r || a->dtype != b->dtype)
+    return mx_error(MX_EINVAL, "[%s] inputs %s and %s need rank %d and one dtype", name, mx_describe(a, b1, sizeof b1),
+                    mx_describe(b, b2, sizeof b2), r);
+  mx_status st = conv_shapes_agree(name, r, xs, ws, ys, strides, dil, groups);
+  if (st) return st;
+  int S = r - 2;
+  mx_params p = {.nip = 2 * S, .axis = (int32_t)groups};
+  double taps = 1, positions = 1;
+  for (int d = 0; d < S; d++) {
+    p.ip[d] = strides[d];
+    p.ip[S + d] = dil[d];
+    taps *= (double)ws[2 + d];
+    positions *= (double)ys[2 + d];
+  }
+  st = mx_node_new(op, (mx_dtype)a->dtype, r, shape, 2, (mx_array *[]){a, b}, &p, out);
+  if (st) return st;
+  double cost = (double)ys[0] * (double)ys[1] * positions * (double)ws[1] * taps / 4 +
+                (double)ys[0] * (double)xs[1] * taps * positions * 4;
+  (*out)->cost = cost < 4e18 ? (int64_t)cost : (int64_t)4e18;
+  return MX_OK;
+}
+
+mx_status mx_conv_input_grad_node(mx_array *g, mx_array *w, const int64_t *x_shape, const int64_t *strides,
+                                  const int64_t *kernel_dilation, int64_t groups, mx_array **out) {
+  return conv_grad_node(MX_OP_CONV_INPUT_GRAD, g, w, g->ndim, x_shape, x_shape, w->shape, g->shape, strides,
+                        kernel_dilation, groups, out);
+}
+
+mx_status mx_conv_kernel_grad_node(mx_array *x, mx_array *g, const int64_t *w_shape, const int64_t *strides,
+                                   const int64_t *kernel_dilation, int64_t groups, mx_array **out) {
+  return conv_grad_node(MX_OP_CONV_KERNEL_GRAD, x, g, x->ndim, w_shape, x->shape, w_shape, g->shape, strides,
+                        kernel_dilation, groups, out);
+}
+
 static mx_status check_positive(const char *op, const char *what, int n, const int64_t *v) {
   for (int i = 0; i < n; i++)
     if (v[i] < 1 || v[i] > LIMIT)
@@ -330,58 +386,83 @@ static mx_status with_batch(mx_array *x, int batched, int64_t B, mx_array **out)
   return st;
 }
 
-/* conv over a batch: x [B, N, C, s] -> [N, B*C, s] and w [B, O, Cg, k] -> [B*O, Cg, k] with B*G groups
- * (example b's channels form groups b*G .. b*G + G - 1); the output [N, B*O, o] goes back to [B, N, O, o]. */
+/* a [B, N, C, s] -> [N, B*C, s]: example b's channels become the groups b*G .. b*G + G - 1 of B*G. */
+static mx_status fold_channels(mx_array *a, mx_array **out) {
+  int r = a->ndim, perm[MX_MAX_RANK];
+  for (int d = 0; d < r; d++) perm[d] = d;
+  perm[0] = 1, perm[1] = 0;
+  int64_t shape[MX_MAX_RANK] = {a->shape[1], a->shape[0] * a->shape[2]};
+  memcpy(shape + 2, a->shape + 3, sizeof(int64_t) * (size_t)(r - 3));
+  mx_array *t = NULL;
+  mx_status st = mx_transpose(a, perm, &t);
+  if (!st) st = mx_reshape(t, r - 1, shape, out);
+  mx_release(t);
+  return st;
+}
+
+/* y [N, B*C, s] -> [B, N, C, s] (shape = [N, C, s], the unbatched node's). */
+static mx_status unfold_channels(mx_array *y, int64_t B, const int64_t *shape, mx_array **out) {
+  int r = y->ndim + 1, perm[MX_MAX_RANK];
+  for (int d = 0; d < r; d++) perm[d] = d;
+  perm[0] = 1, perm[1] = 0;
+  int64_t s[MX_MAX_RANK] = {shape[0], B};
+  memcpy(s + 2, shape + 1, sizeof(int64_t) * (size_t)(r - 2));
+  mx_array *t = NULL;
+  mx_status st = mx_reshape(y, r, s, &t);
+  if (!st) st = mx_transpose(t, perm, out);
+  mx_release(t);
+  return st;
+}
+
+/* a [B, M, ...] -> [B*M, ...] */
+static mx_status merge_lead(mx_array *a, mx_array **out) {
+  int64_t shape[MX_MAX_RANK] = {a->shape[0] * a->shape[1]};
+  memcpy(shape + 1, a->shape + 2, sizeof(int64_t) * (size_t)(a->ndim - 2));
+  return mx_reshape(a, a->ndim - 1, shape, out);
+}
+
+/* y [B*M, ...] -> [B, M, ...] (shape = [M, ...], the unbatched node's). */
+static mx_status split_lead(mx_array *y, int64_t B, const int64_t *shape, mx_array **out) {
+  int64_t s[MX_MAX_RANK] = {B};
+  memcpy(s + 1, shape, sizeof(int64_t) * (size_t)y->ndim);
+  return mx_reshape(y, y->ndim + 1, s, out);
+}
+
+/* conv and its gradients over a batch. The first input alone (conv, input_grad): the batch folds into N.
+ * Otherwise examples become channel groups: x, g [B, N, C, s] -> [N, B*C, s] and w [B, O, Cg, k] ->
+ * [B*O, Cg, k] with B*G groups, the output unfolded back. */
 static mx_status vmap_conv(mx_array *node, mx_array *const *in, const int *batched, int64_t B, mx_array **out) {
+  mx_op op = (mx_op)node->op;
   const int64_t *p = node->params->ip;
   int S = node->ndim - 2, r = node->ndim;
-  int64_t G = node->params->axis;
-  mx_array *t[8] = {0};
-  int nt = 0;
+  int64_t G = node->params->axis, shape[MX_MAX_RANK];
+  memcpy(shape, node->shape, sizeof(int64_t) * (size_t)r);
+  mx_array *a = NULL, *c = NULL, *y = NULL, *a0 = NULL, *a1 = NULL;
   mx_status st = MX_OK;
-  if (!batched[1]) { /* only x: fold the batch into N */
-    mx_array *x = in[0], *y = NULL;
-    int64_t s1[MX_MAX_RANK], s2[MX_MAX_RANK];
-    s1[0] = B * x->shape[1];
-    memcpy(s1 + 1, x->shape + 2, sizeof(int64_t) * (size_t)(r - 1));
-    st = mx_reshape(x, r, s1, &t[nt++]);
-    if (!st) st = mx_conv_node(t[0], in[1], p, p + S, G, &y);
-    s2[0] = B;
-    if (!st) {
-      memcpy(s2 + 1, node->shape, sizeof(int64_t) * (size_t)r);
-      s2[1] = y->shape[0] / (B ? B : 1);
-      st = mx_reshape(y, r + 1, s2, out);
+  if (op != MX_OP_CONV_KERNEL_GRAD && !batched[1]) {
+    st = merge_lead(in[0], &a);
+    shape[0] *= B;
+    if (!st) st = op == MX_OP_CONV ? mx_conv_node(a, in[1], p, p + S, G, &y)
+                                   : mx_conv_input_grad_node(a, in[1], shape, p, p + S, G, &y);
+    if (!st) st = split_lead(y, B, node->shape, out);
+  } else {
+    st = with_batch(in[0], batched[0], B, &a0);
+    if (!st) st = with_batch(in[1], batched[1], B, &a1);
+    if (!st) st = fold_channels(a0, &a);
+    if (!st) st = op == MX_OP_CONV_KERNEL_GRAD ? fold_channels(a1, &c) : merge_lead(a1, &c);
+    if (op == MX_OP_CONV_KERNEL_GRAD) {
+      shape[0] *= B;
+      if (!st) st = mx_conv_kernel_grad_node(a, c, shape, p, p + S, B * G, &y);
+      if (!st) st = split_lead(y, B, node->shape, out);
+    } else {
+      shape[1] *= B;
+      if (!st) st = op == MX_OP_CONV ? mx_conv_node(a, c, p, p + S, B * G, &y)
+                                     : mx_conv_input_grad_node(a, c, shape, p, p + S, B * G, &y);
+      if (!st) st = unfold_channels(y, B, node->shape, out);
     }
-    mx_release(y);
-    release_all(t, nt);
-    return st;
   }
-  mx_array *x = NULL, *w = in[1], *xt = NULL, *xr = NULL, *wr = NULL, *y = NULL, *yr = NULL;
-  st = with_batch(in[0], batched[0], B, &x);
-  int perm[MX_MAX_RANK];
-  for (int d = 0; d <= r; d++) perm[d] = d;
-  perm[0] = 1, perm[1] = 0;
-  int64_t sx[MX_MAX_RANK], sw[MX_MAX_RANK], sy[MX_MAX_RANK];
-  if (!st) st = mx_transpose(x, perm, &xt); /* [N, B, C, s] */
-  if (!st) {
-    sx[0] = xt->shape[0], sx[1] = B * xt->shape[2];
-    memcpy(sx + 2, xt->shape + 3, sizeof(int64_t) * (size_t)S);
-    st = mx_reshape(xt, r, sx, &xr);
-  }
-  if (!st) {
-    sw[0] = B * w->shape[1];
-    memcpy(sw + 1, w->shape + 2, sizeof(int64_t) * (size_t)(r - 1));
-    st = mx_reshape(w, r, sw, &wr);
-  }
-  if (!st) st = mx_conv_node(xr, wr, p, p + S, B * G, &y);
-  if (!st) { /* [N, B*O, o] -> [N, B, O, o] -> [B, N, O, o] */
-    sy[0] = y->shape[0], sy[1] = B;
-    memcpy(sy + 2, node->shape + 1, sizeof(int64_t) * (size_t)(r - 1));
-    st = mx_reshape(y, r + 1, sy, &yr);
-  }
-  if (!st) st = mx_transpose(yr, perm, out);
-  mx_array *all[7] = {x, xt, xr, wr, y, yr, NULL};
-  release_all(all, 6);
+  mx_array *all[5] = {a, c, y, a0, a1};
+  release_all(all, 5);
   return st;
 }
 
@@ -409,7 +490,8 @@ static mx_status vmap_window(mx_array *node, mx_array *const *in, const int *bat
 mx_status mx_vmap_conv_window(mx_array *node, mx_array *const *in, const int *batched, int64_t B, mx_array **out,
                               int *handled) {
   mx_op op = (mx_op)node->op;
-  *handled = op == MX_OP_CONV || is_window(op) || is_scatter(op);
+  int conv = op == MX_OP_CONV || op == MX_OP_CONV_INPUT_GRAD || op == MX_OP_CONV_KERNEL_GRAD;
+  *handled = conv || is_window(op) || is_scatter(op);
   if (!*handled) return MX_OK;
-  return op == MX_OP_CONV ? vmap_conv(node, in, batched, B, out) : vmap_window(node, in, batched, B, out);
+  return conv ? vmap_conv(node, in, batched, B, out) : vmap_window(node, in, batched, B, out);
 }

@@ -1,4 +1,5 @@
-/* conv.c: convolution (im2col + gemm) and window reductions (Nx.window_*, window_scatter_*).
+/* conv.c: convolution (im2col + gemm), its input and kernel gradients (gemm + col2im, im2col + gemm)
+ * and window reductions (Nx.window_*, window_scatter_*).
  * Padding and input dilation are done before these kernels (ops_conv.c pads the input), so every
  * window here lies inside its input. */
 #include <math.h>
@@ -17,8 +18,10 @@ typedef struct {
   int64_t stride[MX_MAX_RANK], dil[MX_MAX_RANK];
   size_t es;                                                 /* bytes per element */
   const char *x;                                             /* this (n, g)'s first input channel */
+  char *xw;                                                  /* the same, written (col2im) */
   char *col;                                                 /* [Kc, pb] */
-  int64_t p0, pb;
+  int64_t p0, pb, pbmax;                                     /* this block's first column and width; widest */
+  int direct;                                                /* 1x1, unit strides: x is the column matrix */
 } conv_plan;
 
 typedef struct {
@@ -65,93 +68,228 @@ IM2COL(im2col_8, uint64_t)
 IM2COL(im2col_16, bits128)
 #undef IM2COL
 
-/* out[n, g*Og .. , p0 .. p0+pb) = w_g [Og, Kc] @ col [Kc, pb] */
-static void conv_gemm(mx_dtype t, const conv_plan *P, const char *w, const char *col, int64_t ldb, char *c) {
-  int64_t m = P->Og, n = P->pb, k = P->Kc;
+/* Scatter-adds rows [lo * K, hi * K) of the column matrix (channels lo .. hi) back into their input
+ * positions: im2col's transpose. Channels own disjoint planes, so ranges of them run in parallel. */
+#define COL2IM(NAME, T, W)                                                                         \
+  static void NAME(void *ctx, int64_t lo, int64_t hi) {                                            \
+    const conv_plan *P = ctx;                                                                      \
+    int S = P->S;                                                                                  \
+    for (int64_t r = lo * P->K; r < hi * P->K; r++) {                                              \
+      int64_t c = r / P->K, k = r % P->K, tap = 0, o[MX_MAX_RANK];                                 \
+      for (int d = S - 1; d >= 0; d--) {                                                           \
+        tap += (k % P->ks[d]) * P->dil[d] * P->xs[d];                                              \
+        k /= P->ks[d];                                                                             \
+      }                                                                                            \
+      T *dst = (T *)P->xw + (c * P->xsp[0] + tap) * W;                                             \
+      const T *src = (const T *)P->col + r * P->pb * W;                                            \
+      int64_t p = P->p0, off = 0;                                                                  \
+      for (int d = S - 1; d >= 0; d--) {                                                           \
+        o[d] = p % P->os[d];                                                                       \
+        p /= P->os[d];                                                                             \
+        off += o[d] * P->stride[d] * P->xs[d];                                                     \
+      }                                                                                            \
+      int64_t step = P->stride[S - 1] * W, last = P->os[S - 1];                                    \
+      for (int64_t j = 0; j < P->pb;) {                                                            \
+        int64_t run = last - o[S - 1] < P->pb - j ? last - o[S - 1] : P->pb - j;                  \
+        T *d0 = dst + off * W;                                                                     \
+        const T *s0 = src + j * W;                                                                 \
+        for (int64_t t = 0; t < run; t++)                                                          \
+          for (int e = 0; e < W; e++) d0[t * step + e] += s0[t * W + e];                           \
+        j += run;                                                                                  \
+        off = 0;                                                                                   \
+        o[S - 1] = 0;                                                                              \
+        for (int d = S - 2; d >= 0 && ++o[d] == P->os[d]; d--) o[d] = 0;                           \
+        for (int d = 0; d < S; d++) off += o[d] * P->stride[d] * P->xs[d];                         \
+      }                                                                                            \
+    }                                                                                              \
+  }
+COL2IM(col2im_f32, float, 1)
+COL2IM(col2im_f64, double, 1)
+COL2IM(col2im_c64, float, 2)
+COL2IM(col2im_c128, double, 2)
+#undef COL2IM
+
+/* C[m, n] = op(A) @ op(B) (+ C when beta_one) in dtype t; op a plain transpose (complex too). */
+static void gemm(mx_dtype t, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
+                 const void *b, int64_t ldb, int beta_one, void *c, int64_t ldc) {
   switch (t) {
   case MX_F32:
-    mx_sgemm(0, 0, m, n, k, 1, (const float *)w, k, (const float *)col, ldb, 0, (float *)c, P->P);
+    mx_sgemm(ta, tb, m, n, k, 1, a, lda, b, ldb, beta_one ? 1 : 0, c, ldc);
     break;
   case MX_F64:
-    mx_dgemm(0, 0, m, n, k, 1, (const double *)w, k, (const double *)col, ldb, 0, (double *)c, P->P);
+    mx_dgemm(ta, tb, m, n, k, 1, a, lda, b, ldb, beta_one ? 1 : 0, c, ldc);
     break;
   default: /* c64, c128 */
-    mx_cxgemm(t == MX_C128, m, n, k, w, k, col, ldb, c, P->P);
+    mx_cxgemm_tb(t == MX_C128, ta, tb, m, n, k, a, lda, b, ldb, beta_one, c, ldc);
   }
 }
 
-mx_status mx_k_conv(mx_array *out, mx_array *const *in) {
-  const mx_array *x = in[0], *w = in[1];
+/* Checks and plans a conv of x [N, C, s] with w [O, Cg, k] into y [N, O, o], whichever of the
+ * three is the kernel's output (conv: y; conv_input_grad: x; conv_kernel_grad: w). */
+static mx_status conv_plan_init(const char *op, const mx_array *out, const mx_array *x, const mx_array *w,
+                                const mx_array *y, conv_plan *P) {
   mx_dtype t = (mx_dtype)out->dtype;
   if (t != MX_F32 && t != MX_F64 && t != MX_C64 && t != MX_C128)
-    return mx_error(MX_EINVAL, "[conv] computes in f32, f64, c64 or c128, got %s; cast with as_type", mx_dtype_name(t));
-  if (x->dtype != out->dtype || w->dtype != out->dtype || x->ndim != out->ndim || w->ndim != out->ndim ||
-      x->ndim < 3 || !out->params)
-    return mx_error(MX_EINVAL, "[conv] inputs must match the output's dtype and rank (>= 3)");
-  conv_plan P = {.S = x->ndim - 2, .N = x->shape[0], .C = x->shape[1], .O = w->shape[0], .G = out->params->axis,
-                 .Cg = w->shape[1], .es = mx_dtype_size(t)};
-  int S = P.S;
-  if (P.G < 1 || P.C != P.Cg * P.G || P.O % P.G || out->shape[0] != P.N || out->shape[1] != P.O ||
+    return mx_error(MX_EINVAL, "[%s] computes in f32, f64, c64 or c128, got %s; cast with as_type", op,
+                    mx_dtype_name(t));
+  if ((mx_dtype)x->dtype != t || (mx_dtype)w->dtype != t || (mx_dtype)y->dtype != t || x->ndim != out->ndim ||
+      w->ndim != out->ndim || y->ndim != out->ndim || x->ndim < 3 || !out->params)
+    return mx_error(MX_EINVAL, "[%s] inputs must match the output's dtype and rank (>= 3)", op);
+  *P = (conv_plan){.S = x->ndim - 2, .N = x->shape[0], .C = x->shape[1], .O = w->shape[0], .G = out->params->axis,
+                   .Cg = w->shape[1], .es = mx_dtype_size(t)};
+  int S = P->S;
+  if (P->G < 1 || P->C != P->Cg * P->G || P->O % P->G || y->shape[0] != P->N || y->shape[1] != P->O ||
       out->params->nip != 2 * S)
-    return mx_error(MX_EINVAL, "[conv] channels and groups do not agree (C %lld, kernel C %lld, O %lld, groups %lld)",
-                    (long long)P.C, (long long)P.Cg, (long long)P.O, (long long)P.G);
-  P.Og = P.O / P.G;
-  P.K = P.P = 1;
+    return mx_error(MX_EINVAL, "[%s] channels and groups do not agree (C %lld, kernel C %lld, O %lld, groups %lld)",
+                    op, (long long)P->C, (long long)P->Cg, (long long)P->O, (long long)P->G);
+  P->Og = P->O / P->G;
+  P->K = P->P = 1;
   int64_t s = 1;
   for (int d = S - 1; d >= 0; d--) {
-    P.xs[d] = s;
+    P->xs[d] = s;
     s *= x->shape[2 + d];
   }
-  P.xsp[0] = s; /* one input channel */
+  P->xsp[0] = s; /* one input channel */
   for (int d = 0; d < S; d++) {
-    P.ks[d] = w->shape[2 + d];
-    P.os[d] = out->shape[2 + d];
-    P.stride[d] = out->params->ip[d];
-    P.dil[d] = out->params->ip[S + d];
-    if (P.stride[d] < 1 || P.dil[d] < 1 ||
-        (P.os[d] > 0 && (P.os[d] - 1) * P.stride[d] + (P.ks[d] - 1) * P.dil[d] >= x->shape[2 + d]))
-      return mx_error(MX_EINVAL, "[conv] spatial axis %d: the windows do not fit the input", d);
-    P.K *= P.ks[d];
-    P.P *= P.os[d];
+    P->ks[d] = w->shape[2 + d];
+    P->os[d] = y->shape[2 + d];
+    P->stride[d] = out->params->ip[d];
+    P->dil[d] = out->params->ip[S + d];
+    if (P->stride[d] < 1 || P->dil[d] < 1 ||
+        (P->os[d] > 0 && (P->os[d] - 1) * P->stride[d] + (P->ks[d] - 1) * P->dil[d] >= x->shape[2 + d]))
+      return mx_error(MX_EINVAL, "[%s] spatial axis %d: the windows do not fit the input", op, d);
+    P->K *= P->ks[d];
+    P->P *= P->os[d];
   }
-  P.Kc = P.Cg * P.K;
+  P->Kc = P->Cg * P->K;
+  if (!mx_blas_fits(P->Kc) || !mx_blas_fits(P->P) || !mx_blas_fits(P->Og))
+    return mx_error(MX_EINVAL, "[%s] sizes exceed BLAS's integer range", op);
+  /* A 1x1 kernel with unit strides reads (writes) the input as the column matrix itself. */
+  P->direct = P->K == 1;
+  for (int d = 0; d < S; d++) P->direct &= P->stride[d] == 1 && P->os[d] == x->shape[2 + d];
+  /* Column blocks of at most ~8 MB (and at least 256 columns), so memory stays bounded. */
+  int64_t pb = P->Kc > 0 ? ((int64_t)8 << 20) / (P->Kc * (int64_t)P->es) : P->P;
+  pb = pb < 256 ? 256 : pb;
+  P->pbmax = pb > P->P ? P->P : pb;
+  return MX_OK;
+}
+
+/* A column block from the engine's buffer cache: a fresh mapping per call costs more in page faults than the copy. */
+static mx_status column_buffer(const char *op, const conv_plan *P, mx_buffer **buf) {
+  *buf = NULL;
+  if (P->direct || mx_buffer_alloc((size_t)(P->Kc * P->pbmax) * P->es, buf) == MX_OK) return MX_OK;
+  return mx_error(MX_ENOMEM, "[%s] out of memory for a %lld x %lld column block", op, (long long)P->Kc,
+                  (long long)P->pbmax);
+}
+
+/* Fills P->col with the column block at P->p0 (P->pb columns) of P->x's channels. */
+static void fill_columns(conv_plan *P) {
+  mx_range_fn fill = P->es == 4 ? im2col_4 : P->es == 8 ? im2col_8 : im2col_16;
+  int64_t grain = MX_PARALLEL_GRAIN / P->pb;
+  mx_parallel_for(P->Kc, grain > 0 ? grain : 1, fill, P);
+}
+
+/* y[n, g*Og .., p] = w_g [Og, Kc] @ col [Kc, p] for each batch element n and group g. */
+mx_status mx_k_conv(mx_array *out, mx_array *const *in) {
+  conv_plan P;
+  mx_status st = conv_plan_init("conv", out, in[0], in[1], out, &P);
+  if (st) return st;
+  mx_dtype t = (mx_dtype)out->dtype;
   if (out->size == 0) return MX_OK;
   if (P.Kc == 0) {
     memset(mx_data(out), 0, mx_nbytes(out));
     return MX_OK;
   }
-  if (!mx_blas_fits(P.Kc) || !mx_blas_fits(P.P) || !mx_blas_fits(P.Og))
-    return mx_error(MX_EINVAL, "[conv] sizes exceed BLAS's integer range");
-  /* A 1x1 kernel with unit strides reads the input as the column matrix itself. */
-  int direct = P.K == 1;
-  for (int d = 0; d < S; d++) direct &= P.stride[d] == 1 && P.os[d] == x->shape[2 + d];
-  /* Column blocks of at most ~8 MB (and at least 256 columns), so memory stays bounded. */
-  int64_t pb = ((int64_t)8 << 20) / (P.Kc * (int64_t)P.es);
-  pb = pb < 256 ? 256 : pb;
-  pb = pb > P.P ? P.P : pb;
-  /* from the engine's buffer cache: a fresh mapping per call costs more in page faults than the copy */
   mx_buffer *colbuf = NULL;
-  if (!direct && mx_buffer_alloc((size_t)(P.Kc * pb) * P.es, &colbuf) != MX_OK)
-    return mx_error(MX_ENOMEM, "[conv] out of memory for a %lld x %lld column block", (long long)P.Kc, (long long)pb);
-  char *col = colbuf ? colbuf->data : NULL;
-  mx_range_fn fill = P.es == 4 ? im2col_4 : P.es == 8 ? im2col_8 : im2col_16;
-  const char *xd = mx_data(x), *wd = mx_data(w);
+  if ((st = column_buffer("conv", &P, &colbuf))) return st;
+  const char *xd = mx_data(in[0]), *wd = mx_data(in[1]);
   char *od = mx_data(out);
   for (int64_t n = 0; n < P.N && !mx_cancelled(); n++)
     for (int64_t g = 0; g < P.G && !mx_cancelled(); g++) {
-      P.x = xd + (size_t)((n * P.C + g * P.Cg) * s) * P.es;
+      P.x = xd + (size_t)((n * P.C + g * P.Cg) * P.xsp[0]) * P.es;
       const char *wg = wd + (size_t)(g * P.Og * P.Kc) * P.es;
       char *og = od + (size_t)((n * P.O + g * P.Og) * P.P) * P.es;
-      for (P.p0 = 0; P.p0 < P.P && !mx_cancelled(); P.p0 += pb) {
-        P.pb = P.p0 + pb <= P.P ? pb : P.P - P.p0;
-        if (direct) {
-          conv_gemm(t, &P, wg, P.x + (size_t)P.p0 * P.es, P.P, og + (size_t)P.p0 * P.es);
+      for (P.p0 = 0; P.p0 < P.P && !mx_cancelled(); P.p0 += P.pbmax) {
+        P.pb = P.p0 + P.pbmax <= P.P ? P.pbmax : P.P - P.p0;
+        const char *col = P.x + (size_t)P.p0 * P.es;
+        int64_t ld = P.P;
+        if (!P.direct) {
+          P.col = colbuf->data;
+          fill_columns(&P);
+          col = P.col, ld = P.pb;
+        }
+        gemm(t, 0, 0, P.Og, P.pb, P.Kc, wg, P.Kc, col, ld, 0, og + (size_t)P.p0 * P.es, P.P);
+      }
+    }
+  if (colbuf) mx_buffer_release(colbuf);
+  return MX_OK;
+}
+
+/* conv's kernel gradient: gw_g [Og, Kc] = sum over n of g[n, group g] [Og, P] @ col(x[n, group g])^T [P, Kc],
+ * the same columns as the forward conv, so strides, dilations and groups cost nothing extra. */
+mx_status mx_k_conv_kernel_grad(mx_array *out, mx_array *const *in) {
+  conv_plan P;
+  mx_status st = conv_plan_init("conv_kernel_grad", out, in[0], out, in[1], &P);
+  if (st) return st;
+  mx_dtype t = (mx_dtype)out->dtype;
+  if (out->size == 0) return MX_OK;
+  memset(mx_data(out), 0, mx_nbytes(out));
+  if (P.P == 0 || P.N == 0) return MX_OK;
+  mx_buffer *colbuf = NULL;
+  if ((st = column_buffer("conv_kernel_grad", &P, &colbuf))) return st;
+  const char *xd = mx_data(in[0]), *gd = mx_data(in[1]);
+  char *wd = mx_data(out);
+  for (int64_t n = 0; n < P.N && !mx_cancelled(); n++)
+    for (int64_t g = 0; g < P.G && !mx_cancelled(); g++) {
+      P.x = xd + (size_t)((n * P.C + g * P.Cg) * P.xsp[0]) * P.es;
+      char *wg = wd + (size_t)(g * P.Og * P.Kc) * P.es;
+      const char *gg = gd + (size_t)((n * P.O + g * P.Og) * P.P) * P.es;
+      for (P.p0 = 0; P.p0 < P.P && !mx_cancelled(); P.p0 += P.pbmax) {
+        P.pb = P.p0 + P.pbmax <= P.P ? P.pbmax : P.P - P.p0;
+        const char *col = P.x + (size_t)P.p0 * P.es;
+        int64_t ld = P.P;
+        if (!P.direct) {
+          P.col = colbuf->data;
+          fill_columns(&P);
+          col = P.col, ld = P.pb;
+        }
+        gemm(t, 0, 1, P.Og, P.Kc, P.pb, gg + (size_t)P.p0 * P.es, P.P, col, ld, 1, wg, P.Kc);
+      }
+    }
+  if (colbuf) mx_buffer_release(colbuf);
+  return MX_OK;
+}
+
+/* conv's input gradient: col = w_g^T [Kc, Og] @ g[n, group g] [Og, P], scatter-added back into the
+ * windows' positions (col2im); positions no window reads get zero. */
+mx_status mx_k_conv_input_grad(mx_array *out, mx_array *const *in) {
+  conv_plan P;
+  mx_status st = conv_plan_init("conv_input_grad", out, out, in[1], in[0], &P);
+  if (st) return st;
+  mx_dtype t = (mx_dtype)out->dtype;
+  if (out->size == 0) return MX_OK;
+  memset(mx_data(out), 0, mx_nbytes(out));
+  if (P.P == 0 || P.Kc == 0 || P.Og == 0) return MX_OK;
+  mx_buffer *colbuf = NULL;
+  if ((st = column_buffer("conv_input_grad", &P, &colbuf))) return st;
+  mx_range_fn scatter = t == MX_F32 ? col2im_f32 : t == MX_F64 ? col2im_f64 : t == MX_C64 ? col2im_c64 : col2im_c128;
+  const char *gd = mx_data(in[0]), *wd = mx_data(in[1]);
+  char *xd = mx_data(out);
+  for (int64_t n = 0; n < P.N && !mx_cancelled(); n++)
+    for (int64_t g = 0; g < P.G && !mx_cancelled(); g++) {
+      P.xw = xd + (size_t)((n * P.C + g * P.Cg) * P.xsp[0]) * P.es;
+      const char *wg = wd + (size_t)(g * P.Og * P.Kc) * P.es;
+      const char *gg = gd + (size_t)((n * P.O + g * P.Og) * P.P) * P.es;
+      for (P.p0 = 0; P.p0 < P.P && !mx_cancelled(); P.p0 += P.pbmax) {
+        P.pb = P.p0 + P.pbmax <= P.P ? P.pbmax : P.P - P.p0;
+        if (P.direct) { /* the column block is the input's own [Cg, P] slice */
+          gemm(t, 1, 0, P.Kc, P.pb, P.Og, wg, P.Kc, gg + (size_t)P.p0 * P.es, P.P, 0, P.xw + (size_t)P.p0 * P.es, P.P);
           continue;
         }
-        P.col = col;
-        int64_t grain = MX_PARALLEL_GRAIN / P.pb;
-        mx_parallel_for(P.Kc, grain > 0 ? grain : 1, fill, &P);
-        conv_gemm(t, &P, wg, col, P.pb, og + (size_t)P.p0 * P.es);
+        P.col = colbuf->data;
+        gemm(t, 1, 0, P.Kc, P.pb, P.Og, wg, P.Kc, gg + (size_t)P.p0 * P.es, P.P, 0, P.col, P.pb);
+        int64_t grain = MX_PARALLEL_GRAIN / (P.K * P.pb);
+        mx_parallel_for(P.Cg, grain > 0 ? grain : 1, scatter, &P);
       }
     }
   if (colbuf) mx_buffer_release(colbuf);

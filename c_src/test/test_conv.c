@@ -1,21 +1,31 @@
-/* test_conv.c: mx_conv, mx_window and mx_window_scatter end to end (constructor, pad, kernel,
- * eval) against direct double loops over random configurations, and their error paths. */
+/* test_conv.c: mx_conv (and its gradients through mx_vjp), mx_window and mx_window_scatter end to end
+ * (constructor, pad, kernel, eval) against direct double loops over random configurations, and their error paths. */
 #include "test_util.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 static double uniform(void) { return (double)(xorshift64(&rng) >> 11) * 0x1p-53 * 2 - 1; }
 static int64_t pick(int64_t lo, int64_t hi) { return lo + (int64_t)(xorshift64(&rng) % (uint64_t)(hi - lo + 1)); }
 
-/* x [N, C, L0(, L1)] -> the padded, input-dilated value at spatial (i0, i1), or 0 outside. */
-static double xval(const double *x, const int64_t *xs, int S, int64_t n, int64_t c, const int64_t *pos,
-                   const int64_t *lo, const int64_t *idil) {
+/* x [N, C, L0(, L1)]: the offset of the padded, input-dilated position pos, or -1 for padding and holes. */
+static int64_t xoff(const int64_t *xs, int S, int64_t n, int64_t c, const int64_t *pos, const int64_t *lo,
+                    const int64_t *idil) {
   int64_t off = (n * xs[1] + c);
   for (int d = 0; d < S; d++) {
     int64_t p = pos[d] - lo[d];
-    if (p < 0 || p % idil[d] || p / idil[d] >= xs[2 + d]) return 0;
+    if (p < 0 || p % idil[d] || p / idil[d] >= xs[2 + d]) return -1;
     off = off * xs[2 + d] + p / idil[d];
   }
-  return x[off];
+  return off;
+}
+
+/* Largest |a[i] - want[i]| over n elements of a. */
+static double worst_error(const mx_array *a, const double *want, int64_t n) {
+  double worst = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double e = fabs(value_at(a, i) - want[i]);
+    worst = e > worst ? e : worst;
+  }
+  return worst;
 }
 
 static void test_conv_random(int S, int trial) {
@@ -46,7 +56,9 @@ static void test_conv_random(int S, int trial) {
   double *xv = malloc(sizeof(double) * (size_t)nx), *wv = malloc(sizeof(double) * (size_t)nw);
   for (int64_t i = 0; i < nx; i++) xv[i] = uniform();
   for (int64_t i = 0; i < nw; i++) wv[i] = uniform();
-  mx_array *x = arr_values(MX_F64, r, xs, xv), *w = arr_values(MX_F64, r, ws, wv), *y = NULL;
+  mx_array *x0 = arr_values(MX_F64, r, xs, xv), *w0 = arr_values(MX_F64, r, ws, wv), *y = NULL, *x = NULL, *w = NULL;
+  /* traced, so the vjp (conv_input_grad, conv_kernel_grad) is checked against the same loops */
+  CHECK(mx_trace_input(x0, &x) == MX_OK && mx_trace_input(w0, &w) == MX_OK, "trace inputs");
   mx_status st = mx_conv(x, w, str, lo, hi, idil, kdil, fg, bg, &y);
   char what[96];
   snprintf(what, sizeof what, "conv %dd trial %d (fg %lld, bg %lld)", S, trial, (long long)fg, (long long)bg);
@@ -60,29 +72,51 @@ static void test_conv_random(int S, int trial) {
     }
     int64_t want_shape[4] = {Np, O, os[0], os[1]};
     CHECK(same_shape(y, r, want_shape), "%s: shape", what);
-    double worst = 0;
-    for (int64_t n = 0; n < Np && same_shape(y, r, want_shape); n++)
+    double worst = 0, *cv = malloc(sizeof(double) * (size_t)(y->size + 1));
+    double *gxv = calloc((size_t)nx + 1, sizeof(double)), *gwv = calloc((size_t)nw + 1, sizeof(double));
+    CHECK(cv && gxv && gwv, "%s: out of memory", what);
+    for (int64_t i = 0; cv && i < y->size; i++) cv[i] = uniform();
+    for (int64_t n = 0; n < Np && cv && gxv && gwv && same_shape(y, r, want_shape); n++)
       for (int64_t o = 0; o < O; o++)
         for (int64_t p0 = 0; p0 < os[0]; p0++)
           for (int64_t p1 = 0; p1 < (S > 1 ? os[1] : 1); p1++) {
             int64_t src = bg > 1 ? (o / (O / bg)) * Np + n : n, c0 = bg > 1 ? 0 : (o / (O / fg)) * Cg;
             double acc = 0;
+            int64_t i = ((n * O + o) * os[0] + p0) * (S > 1 ? os[1] : 1) + p1;
             for (int64_t c = 0; c < Cg; c++)
               for (int64_t k0 = 0; k0 < ws[2]; k0++)
                 for (int64_t k1 = 0; k1 < (S > 1 ? ws[3] : 1); k1++) {
                   int64_t pos[2] = {p0 * str[0] + k0 * kdil[0], S > 1 ? p1 * str[1] + k1 * kdil[1] : 0};
-                  double wk = wv[((o * Cg + c) * ws[2] + k0) * (S > 1 ? ws[3] : 1) + k1];
-                  acc += wk * xval(xv, xs, S, src, c0 + c, pos, lo, idil);
+                  int64_t wi = ((o * Cg + c) * ws[2] + k0) * (S > 1 ? ws[3] : 1) + k1;
+                  int64_t xi = xoff(xs, S, src, c0 + c, pos, lo, idil);
+                  acc += wv[wi] * (xi < 0 ? 0 : xv[xi]);
+                  /* sum(y * cot)'s gradients: each product's partner times the cotangent */
+                  if (xi >= 0) gxv[xi] += cv[i] * wv[wi], gwv[wi] += cv[i] * xv[xi];
                 }
-            int64_t i = ((n * O + o) * os[0] + p0) * (S > 1 ? os[1] : 1) + p1;
             double e = fabs(value_at(y, i) - acc);
             worst = e > worst ? e : worst;
           }
     CHECK(worst < 1e-12, "%s: max error %g", what, worst);
+    mx_array *cot = cv ? arr_values(MX_F64, r, y->shape, cv) : NULL, *grads[2] = {0};
+    if (cot && gxv && gwv && mx_vjp(&y, &cot, 1, (mx_array *[]){x, w}, 2, grads) == MX_OK &&
+        mx_eval(grads, 2) == MX_OK) {
+      CHECK(same_shape(grads[0], r, xs) && worst_error(grads[0], gxv, nx) < 1e-12, "%s: x's gradient", what);
+      CHECK(same_shape(grads[1], r, ws) && worst_error(grads[1], gwv, nw) < 1e-12, "%s: w's gradient", what);
+    } else {
+      CHECK(0, "%s: vjp failed: %s", what, mx_last_error());
+    }
+    mx_release(grads[0]);
+    mx_release(grads[1]);
+    mx_release(cot);
+    free(cv);
+    free(gxv);
+    free(gwv);
     mx_release(y);
   }
   mx_release(x);
   mx_release(w);
+  mx_release(x0);
+  mx_release(w0);
   free(xv);
   free(wv);
 }

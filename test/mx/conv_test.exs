@@ -4,8 +4,9 @@ defmodule Mx.ConvTest do
   doctest Mx.Conv
 
   # Long-double loops checked against torch (conv) and numpy window loops:
-  # test/reference/generate_conv.py. Gradients: Mx.OpCases in transforms_test.exs.
-  for c <- ReferenceCase.load!(["conv", "window"]) do
+  # test/reference/generate_conv.py; conv's gradients against torch.autograd (generate_conv_grad.py,
+  # through Mx.ConvGrad). Finite differences: Mx.OpCases in transforms_test.exs.
+  for c <- ReferenceCase.load!(["conv", "window", "conv_grad"]) do
     @c c
     test c.name, do: ReferenceCase.check!(@c)
   end
@@ -239,6 +240,96 @@ defmodule Mx.ConvTest do
       for {a, b} <- [{gx, bx}, {gw, bw}] do
         assert Nx.all_close(Nx.backend_copy(a, Nx.BinaryBackend), b, atol: 1.0e-10, rtol: 0)
                |> Nx.to_number() == 1
+      end
+    end
+  end
+
+  # conv's gradient primitives (conv_input_grad: gemm + col2im; conv_kernel_grad: im2col + gemm) beyond the
+  # torch references above: column blocks, complex dtypes, empty outputs, vmap.
+  describe "conv gradients" do
+    alias Mx.ConvGrad
+
+    defp inner(a, b), do: Mx.sum(Mx.multiply(a, b)) |> Mx.to_number()
+    defp gamma(n, eps), do: n * eps / (1 - n * eps)
+
+    test "large inputs: both gradients over several column blocks satisfy <conv(x, w), g> = <x, gx> = <w, gw>" do
+      # 40 channels x 9 taps x 64 x 64 positions in f64: two 8 MB column blocks per example
+      opts = [padding: [{0, 1}, {1, 0}], strides: [1, 1]]
+      [x, w, g] =
+        for {k, s} <- [{7, {2, 40, 66, 66}}, {8, {3, 40, 3, 3}}, {9, {2, 3, 65, 65}}],
+            do: Mx.Random.normal(Mx.Random.key(k), shape: s, type: :f64)
+      y = Mx.conv(x, w, opts)
+      assert Mx.shape(y) == Mx.shape(g)
+      {gx, gw} = {ConvGrad.conv_input_grad(x, w, g, opts), ConvGrad.conv_kernel_grad(x, w, g, opts)}
+      # every side sums the same 360 * 3 * 2 * 65^2 products, in chains of at most 360 + 2 * 3 * 65^2 additions
+      bound = inner(Mx.conv(Mx.abs(x), Mx.abs(w), opts), Mx.abs(g))
+      tol = 2 * gamma(360 + 2 * 3 * 65 * 65, :math.pow(2, -53)) * bound
+      lhs = inner(y, g)
+      assert abs(lhs - inner(x, gx)) <= tol
+      assert abs(lhs - inner(w, gw)) <= tol
+    end
+
+    test "complex: the gradients are the plain transposes (no conjugate), as conv's real parts combine" do
+      opts = [strides: [2, 1], padding: [{1, 0}, {0, 1}], kernel_dilation: [1, 2], feature_group_size: 2]
+      shapes = [{2, 4, 5, 5}, {4, 2, 2, 2}, {2, 4, 3, 4}]
+      rnd = fn k, s -> Mx.Random.normal(Mx.Random.key(k), shape: s, type: :f64) end
+      [xp, wp, gp] = for {s, k} <- Enum.with_index(shapes, 1), do: {rnd.(k, s), rnd.(k + 10, s)}
+      [x, w, g] = for {re, im} <- [xp, wp, gp], do: Mx.complex(re, im)
+      assert Mx.shape(Mx.conv(x, w, opts)) == Mx.shape(g)
+      # (ar + i ai)(br + i bi) through a bilinear f: re f(ar, br) - f(ai, bi), im f(ar, bi) + f(ai, br)
+      combine = fn f, {ar, ai}, {br, bi} -> {Mx.subtract(f.(ar, br), f.(ai, bi)), Mx.add(f.(ar, bi), f.(ai, br))} end
+      abs_sum = fn {re, im} -> Mx.add(Mx.abs(re), Mx.abs(im)) end
+      # x's gradient is bilinear in (g, w) and sums Og * taps = 8 products; w's in (x, g), N * positions = 24
+      grads = [
+        {"x", gp, wp, 8,
+         fn p, q, t -> ConvGrad.conv_input_grad(Mx.as_type(x, t), Mx.as_type(q, t), Mx.as_type(p, t), opts) end},
+        {"w", xp, gp, 24,
+         fn p, q, t -> ConvGrad.conv_kernel_grad(Mx.as_type(p, t), Mx.as_type(w, t), Mx.as_type(q, t), opts) end}
+      ]
+
+      for type <- [:c128, :c64], {name, {pr, pi} = pp, {qr, qi} = qq, k, f} <- grads do
+        {want_re, want_im} = combine.(&f.(&1, &2, :f64), pp, qq)
+        got = f.(Mx.complex(pr, pi), Mx.complex(qr, qi), type)
+        assert Mx.type(got) == type
+        eps = if type == :c128, do: :math.pow(2, -53), else: :math.pow(2, -24)
+        # each part sums 2k real products; rounding the inputs to c64 moves each product by < 2 eps more
+        tol = Mx.multiply(f.(abs_sum.(pp), abs_sum.(qq), :f64), 2 * gamma(2 * k + 4, eps))
+
+        for {part, want} <- [{Mx.real(got), want_re}, {Mx.imag(got), want_im}] do
+          err = Mx.abs(Mx.subtract(Mx.as_type(part, :f64), want))
+          excess = Mx.subtract(err, tol) |> Mx.reduce_max() |> Mx.to_number()
+          assert excess <= 0, "#{type} #{name}: an element is #{excess} beyond its bound"
+        end
+      end
+    end
+
+    test "a window larger than the padded input: zero gradients of the input's and kernel's shapes" do
+      {x, w} = {Mx.ones({2, 1, 2}), Mx.ones({3, 1, 3})}
+      g = Mx.ones({2, 3, 0})
+      assert ConvGrad.conv_input_grad(x, w, g) |> Mx.to_list() == Mx.zeros({2, 1, 2}) |> Mx.to_list()
+      assert ConvGrad.conv_kernel_grad(x, w, g) |> Mx.to_list() == Mx.zeros({3, 1, 3}) |> Mx.to_list()
+    end
+
+    test "vmap batches either gradient's inputs alone or together, as each example's gradient" do
+      opts = [strides: 2, padding: [{1, 1}], feature_group_size: 2]
+      x = Mx.Random.normal(Mx.Random.key(5), shape: {3, 2, 4, 6}, type: :f64)
+      w = Mx.Random.normal(Mx.Random.key(6), shape: {3, 4, 2, 3}, type: :f64)
+      g = Mx.Random.normal(Mx.Random.key(7), shape: {3, 2, 4, 3}, type: :f64)
+      gx = fn g, w -> ConvGrad.conv_input_grad(x[0], w, g, opts) end
+      gw = fn x, g -> ConvGrad.conv_kernel_grad(x, w[0], g, opts) end
+
+      for {f, axes, args, at} <- [
+            {gx, [0, nil], [g, w[0]], fn b -> [g[b], w[0]] end},
+            {gx, [nil, 0], [g[0], w], fn b -> [g[0], w[b]] end},
+            {gx, [0, 0], [g, w], fn b -> [g[b], w[b]] end},
+            {gw, [0, nil], [x, g[0]], fn b -> [x[b], g[0]] end},
+            {gw, [nil, 0], [x[0], g], fn b -> [x[0], g[b]] end},
+            {gw, [0, 0], [x, g], fn b -> [x[b], g[b]] end}
+          ] do
+        batched = apply(Mx.Transforms.vmap(f, axes), args)
+
+        # the same gemms per example (a batch of groups or of N): the same sums in the same order
+        for b <- 0..2, do: assert(Mx.to_list(batched[b]) == Mx.to_list(apply(f, at.(b))), "#{inspect(axes)} example #{b}")
       end
     end
   end

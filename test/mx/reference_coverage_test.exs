@@ -37,7 +37,7 @@ defmodule Mx.ReferenceCoverageTest do
 
   test "every reference file is run by a test module" do
     used = ~w(creation unary binary select_clip as_type reduce reduce_long scan shape index sort matmul linalg special complex fft) ++
-             ~w(bitwise everyday conv window) ++ ~w(quant)
+             ~w(bitwise everyday conv window) ++ ~w(quant) ++ ~w(conv_grad)
     assert Enum.sort(used) == ReferenceCase.files()
   end
 end

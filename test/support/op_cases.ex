@@ -101,7 +101,7 @@ defmodule Mx.OpCases do
                           [spd({3, 3}, 81), r({2, 3}, 82)]}],
       eigh: [{"values and vectors", fn a -> {w, v} = Mx.Linalg.eigh(a); Mx.concatenate([Mx.new_axis(w, 0), Mx.multiply(v, Mx.sign(v[0]))]) end, [spd({3, 3}, 83)]},
              {"values only", &Mx.Linalg.eigvalsh/1, [spd({2, 3, 3}, 84)]}]
-    ] ++ complex_cases() ++ everyday_cases() ++ conv_cases() ++ quant_cases()
+    ] ++ complex_cases() ++ everyday_cases() ++ conv_cases() ++ quant_cases() ++ conv_grad_cases()
   end
 
   # The everyday unary rows (asinh, acosh, atanh, log2, log10), and LU through Mx.Linalg.lu's factors.
@@ -164,6 +164,23 @@ defmodule Mx.OpCases do
   end
 
   # quantized_matmul (c_src/ops_quant.c): x only; the packed f64 weights are closed over.
+  # conv's gradient primitives as functions of their own inputs (second order): x's cotangent of
+  # (g, w), w's of (x, g), through Mx.ConvGrad (Mx.vjp of Mx.conv).
+  defp conv_grad_cases do
+    cases =
+      for {desc, xs, ws, opts, seed} <- [
+            {"2d strides, padding, both dilations, feature groups", {2, 4, 4, 3}, {4, 2, 2, 2},
+             [strides: [2, 1], padding: [{1, 0}, {0, 1}], kernel_dilation: [1, 2], input_dilation: [1, 2], feature_group_size: 2], 150},
+            {"1d batch groups, strides, negative padding", {4, 2, 6}, {4, 2, 2}, [batch_group_size: 2, strides: 2, padding: [{1, -1}]], 153}
+          ] do
+        {x, w} = {r(xs, seed), r(ws, seed + 1)}
+        g = r(Mx.shape(Mx.conv(x, w, opts)), seed + 2)
+        {{desc, &Mx.ConvGrad.conv_input_grad(x, &2, &1, opts), [g, w]}, {desc, &Mx.ConvGrad.conv_kernel_grad(&1, w, &2, opts), [x, g]}}
+      end
+
+    [conv_input_grad: Enum.map(cases, &elem(&1, 0)), conv_kernel_grad: Enum.map(cases, &elem(&1, 1))]
+  end
+
   defp quant_cases do
     {wq, s, b} = Mx.quantize(r({5, 64}, 140), group_size: 32, bits: 4)
     {vq, vs, vb} = Mx.quantize(r({8, 64}, 141), group_size: 64, bits: 2)

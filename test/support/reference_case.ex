@@ -291,6 +291,9 @@ defmodule Mx.ReferenceCase do
   # Convolution (test/reference/generate_conv.py): each output is a dot product of k terms,
   # as matmul's (im2col + gemm, any order, FMA or not): γ(k + 1)·Σ|x||w| per output.
   defp float_tolerance(:conv, type, c), do: float_tolerance(:matmul, type, c)
+  # Its gradients (test/reference/generate_conv_grad.py): x's element sums k = (O / groups)·taps terms
+  # (gemm, then col2im's adds), w's k = N·positions (gemm blocks accumulated): the same bound.
+  defp float_tolerance(fun, type, c) when fun in [:conv_input_grad, :conv_kernel_grad], do: float_tolerance(:matmul, type, c)
   # A window's sum or product is the reduction's over its n elements: the same bounds.
   defp float_tolerance(:window_sum, type, c), do: float_tolerance(:sum, type, c)
   defp float_tolerance(:window_product, type, c), do: float_tolerance(:product, type, c)
