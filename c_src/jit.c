@@ -3,9 +3,11 @@
  * one loop nest (with a trailing full reduction), intermediates that die inside
  * it are loop locals, small arrays are stack locals, small constants literals;
  * instructions with no rule here call back into their kernel (native_call in
- * compile.c). A group with no reduction that the pool would split becomes a
- * chunk function that mxjit_run hands to mx_parallel_for, writing outputs in
- * place (split groups, below). The per-element expressions are prim/elementwise.h's X-macros,
+ * compile.c). A group that the pool would split becomes a chunk function that
+ * mxjit_run hands to mx_parallel_for, writing outputs in place (split groups,
+ * below); its full reductions fold fixed parts into partials, folded in order
+ * after the pool (the bits depend on the tape, not on the threads). Outputs
+ * that a group computes are written in place in any group. The per-element expressions are prim/elementwise.h's X-macros,
  * stringified, and that header's text heads every source, so both tiers compute
  * with the same C.
  *
