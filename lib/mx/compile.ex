@@ -410,20 +410,11 @@ defmodule Mx.Compile do
   defp flatten(tree, acc, leaf), do: Mx.Tree.walk(tree, acc, leaf, &is_struct(&1, Array))
 
   # Puts arrays back where a skeleton has {@leaf, shape, type}.
-  defp fill_leaves(skeleton, arrays),
-    do:
-      Mx.Tree.walk(
-        skeleton,
-        arrays,
-        fn _, [a | rest] -> {a, rest} end,
-        &match?({@leaf, _, _}, &1)
-      )
+  defp fill_leaves(skeleton, arrays), do: Mx.Tree.walk(skeleton, arrays, fn _, [a | rest] -> {a, rest} end, &match?({@leaf, _, _}, &1))
 
   # Puts output refs back where a template has @leaf.
   defp fill(template, refs) do
-    {out, []} =
-      Mx.Tree.walk(template, refs, fn _, [r | rest] -> {Array.wrap(r), rest} end, &(&1 == @leaf))
-
+    {out, []} = Mx.Tree.walk(template, refs, fn _, [r | rest] -> {Array.wrap(r), rest} end, &(&1 == @leaf))
     out
   end
 end
