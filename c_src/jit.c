@@ -3,9 +3,11 @@
  * one loop nest (with a trailing full reduction), intermediates that die inside
  * it are loop locals, small arrays are stack locals, small constants literals;
  * instructions with no rule here call back into their kernel (native_call in
- * compile.c). A group with no reduction that the pool would split becomes a
- * chunk function that mxjit_run hands to mx_parallel_for, writing outputs in
- * place (split groups, below). The per-element expressions are prim/elementwise.h's X-macros,
+ * compile.c). A group that the pool would split becomes a chunk function that
+ * mxjit_run hands to mx_parallel_for, writing outputs in place (split groups,
+ * below); its full reductions fold fixed parts into partials, folded in order
+ * after the pool (the bits depend on the tape, not on the threads). Outputs
+ * that a group computes are written in place in any group. The per-element expressions are prim/elementwise.h's X-macros,
  * stringified, and that header's text heads every source, so both tiers compute
  * with the same C.
  *
@@ -207,6 +209,7 @@ typedef struct {
   int *mark;     /* per slot: the chunk_args call that last listed it */
   int *args;     /* chunk_args' list (n_slots) */
   int64_t *cost, *grain; /* per instruction: a group's summed weighted cost and chunk size (its first) */
+  int64_t *parts;        /* per instruction: a split group's partials per reduction (its first) */
   int stamp;
   size_t scratch;
 } gen;
@@ -217,6 +220,7 @@ enum { S_PTR, S_LOCAL, S_SCRATCH, S_TEMP, S_CONST, S_OUT };
 #define CONST_LITERAL 64   /* constants up to this many elements become literals */
 #define MATMUL_INLINE 4096 /* m * n * k multiply-adds done as plain loops */
 #define CANCEL_CHECK 65536 /* loops this long check for cancellation after them */
+#define MAX_PARTS 64        /* partials of a split group's reduction (stack arrays in mxjit_run) */
 #define MAX_INSTRUCTIONS 4096 /* larger tapes stay on the interpreter: compile time, and the stack their
                                  * loop locals may take on a scheduler thread (8 bytes each) */
 
@@ -334,8 +338,10 @@ static void classify(gen *g) {
       cur = -1;
     }
   }
-  /* Groups without a reduction that the pool would split (at least two chunks of mx_grain of
-   * the members' summed weighted cost, as a kernel splits) run as chunk functions. */
+  /* Groups that the pool would split (at least two chunks of mx_grain of the members' summed
+   * weighted cost, as a kernel splits) run as chunk functions. A group with reductions is cut
+   * into `parts` fixed ranges (from its size and cost only, never the thread count), each
+   * folded serially into a partial; the partials are folded in order after the pool. */
   for (int k = 0; k < v->n_ins; k++)
     if (g->group[k] >= 0) g->cost[g->group[k]] += slot(g, v->ins_slot[k])->cost;
   for (int k = 0; k < v->n_ins; k++)
@@ -343,9 +349,8 @@ static void classify(gen *g) {
       mx_array probe = {.size = loop_shape(g, k)->size, .cost = g->cost[k]};
       g->grain[k] = mx_grain(&probe);
       g->par[k] = probe.size >= 2 * g->grain[k];
+      g->parts[k] = probe.size / g->grain[k] < MAX_PARTS ? probe.size / g->grain[k] : MAX_PARTS;
     }
-  for (int k = 0; k < v->n_ins; k++)
-    if (g->group[k] >= 0 && g->rule[k] == R_RED) g->par[g->group[k]] = 0;
   for (int o = 0; o < v->n_out; o++) g->outside[v->out_slot[o]] = 1;
   for (int k = 0; k < v->n_ins; k++)
     for (int j = 0; j < n_inputs(g, k); j++) {
@@ -362,7 +367,7 @@ static void classify(gen *g) {
     else if (v->is_const[s]) g->storage[s] = real_type((mx_dtype)x->dtype) && x->size <= CONST_LITERAL ? S_CONST : S_PTR;
     else if (k < 0 || g->rule[k] == R_CALL || g->rule[k] == R_ALIAS) g->storage[s] = S_PTR;
     else if (g->rule[k] == R_EW && !g->outside[s]) g->storage[s] = S_TEMP;
-    else if (g->rule[k] == R_EW && g->group[k] >= 0 && g->par[g->group[k]] && (g->soff[s] = output_of(g, s)) >= 0)
+    else if (g->rule[k] == R_EW && g->group[k] >= 0 && (g->soff[s] = output_of(g, s)) >= 0)
       g->storage[s] = S_OUT; /* no copy pass after the loop */
     else if (local + nb <= LOCAL_BYTES) g->storage[s] = S_LOCAL, local += nb;
     else {
@@ -486,8 +491,37 @@ static const char *step_of(mx_op op) {
   }
 }
 
-/* A group: one loop nest over its shape; full reductions accumulate in a<s>
- * (ACC(T) for sum and product, T with a first-element flag f<s> for max and min). */
+/* The accumulator type of reduction slot s: ACC(T) for sum and product, T for max and min. */
+static void put_acc_type(const gen *g, sbuf *b, int s) {
+  mx_op op = (mx_op)slot(g, s)->op;
+  const char *T = ctype[slot(g, s)->dtype];
+  if (op == MX_OP_SUM || op == MX_OP_PRODUCT) put(b, "__typeof__(({ typedef %s T; (%s)0; }))", T, acc_type);
+  else put(b, "%s", T);
+}
+
+/* Reduction member k's accumulator a<s> (with a first-element flag f<s> for max and min). */
+static void emit_acc_init(const gen *g, sbuf *b, int k) {
+  int s = g->v->ins_slot[k];
+  mx_op op = (mx_op)slot(g, s)->op;
+  put(b, "  ");
+  put_acc_type(g, b, s);
+  if (op == MX_OP_SUM || op == MX_OP_PRODUCT) put(b, " a%d = %d;\n", s, op == MX_OP_PRODUCT);
+  else put(b, " a%d = 0; int f%d = 1;\n", s, s);
+}
+
+/* One element into reduction member k's accumulator, inside group grp's loop. */
+static void emit_red_step(const gen *g, sbuf *b, int k, int grp, const mx_array *loop) {
+  int s = g->v->ins_slot[k];
+  mx_op op = (mx_op)slot(g, s)->op;
+  put(b, "    { typedef %s T; const T x = ", ctype[slot(g, s)->dtype]);
+  put_read(g, b, in_slot(g, k, 0), grp, loop);
+  if (op == MX_OP_SUM || op == MX_OP_PRODUCT)
+    put(b, "; const __typeof__(a%d) r = a%d; a%d = %s; }\n", s, s, s, step_of(op));
+  else
+    put(b, "; const T r = a%d; a%d = f%d ? x : %s; f%d = 0; }\n", s, s, s, step_of(op), s);
+}
+
+/* A group: one loop nest over its shape; full reductions accumulate in a<s>. */
 static int emit_group(const gen *g, sbuf *b, int p0) {
   const mx_tape_view *v = g->v;
   const int k0 = g->order[p0];
@@ -495,15 +529,7 @@ static int emit_group(const gen *g, sbuf *b, int p0) {
   int p, k;
 #define MEMBERS for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++)
   MEMBERS
-    if (g->rule[k] == R_RED) {
-      int s = v->ins_slot[k];
-      mx_op op = (mx_op)slot(g, s)->op;
-      const char *T = ctype[slot(g, s)->dtype];
-      if (op == MX_OP_SUM || op == MX_OP_PRODUCT)
-        put(b, "  __typeof__(({ typedef %s T; (%s)0; })) a%d = %d;\n", T, acc_type, s, op == MX_OP_PRODUCT);
-      else
-        put(b, "  %s a%d = 0; int f%d = 1;\n", T, s, s);
-    }
+    if (g->rule[k] == R_RED) emit_acc_init(g, b, k);
   int64_t cst[MX_MAX_RANK];
   mx_contiguous_strides(loop->ndim, loop->shape, cst);
   open_loops(b, loop);
@@ -512,18 +538,12 @@ static int emit_group(const gen *g, sbuf *b, int p0) {
   put(b, "; (void)i;\n");
   MEMBERS {
     int s = v->ins_slot[k];
-    if (g->rule[k] == R_EW) {
-      emit_ew(g, b, k, k0, loop);
-      if (g->storage[s] != S_TEMP) put(b, "    v%d[i] = t%d;\n", s, s);
+    if (g->rule[k] == R_RED) {
+      emit_red_step(g, b, k, k0, loop);
       continue;
     }
-    mx_op op = (mx_op)slot(g, s)->op;
-    put(b, "    { typedef %s T; const T x = ", ctype[slot(g, s)->dtype]);
-    put_read(g, b, in_slot(g, k, 0), k0, loop);
-    if (op == MX_OP_SUM || op == MX_OP_PRODUCT)
-      put(b, "; const __typeof__(a%d) r = a%d; a%d = %s; }\n", s, s, s, step_of(op));
-    else
-      put(b, "; const T r = a%d; a%d = f%d ? x : %s; f%d = 0; }\n", s, s, s, step_of(op), s);
+    emit_ew(g, b, k, k0, loop);
+    if (g->storage[s] != S_TEMP) put(b, "    v%d[i] = t%d;\n", s, s);
   }
   put(b, "  }\n");
   if (loop->size >= CANCEL_CHECK) put(b, "  if (mx_cancelled()) return %d;\n", (int)MX_ECANCELLED);
@@ -559,20 +579,44 @@ static int chunk_args(gen *g, int p0, int *args) {
   return n;
 }
 
+/* Whether group k0 (its first member) has a reduction member. */
+static int group_reduces(const gen *g, int p0) {
+  const int k0 = g->order[p0];
+  int k;
+  for (int p = p0; p < g->v->n_ins && g->group[k = g->order[p]] == k0; p++)
+    if (g->rule[k] == R_RED) return 1;
+  return 0;
+}
+
+/* Whether slot s is a reduction member of group k0: its chunk pointer is the partials pr<s>. */
+static int partial_slot(const gen *g, int s, int k0) {
+  int q = g->prod[s];
+  return q >= 0 && g->group[q] == k0 && g->rule[q] == R_RED;
+}
+
 /* static void mxjit_g<k0>(C, lo, hi): the group's members over flat positions [lo, hi), the
  * innermost long axis as the inner loop (contiguous: gcc vectorizes it; restrict: the
- * outputs are scratch or the call's own output buffers, never an input). */
+ * outputs are scratch or the call's own output buffers, never an input). A group with
+ * reductions takes part numbers [plo, phi) instead: part j covers [j N / P, (j + 1) N / P)
+ * and leaves each reduction's fold of it in pr<s>[j]. */
 static void emit_chunk_fn(gen *g, sbuf *b, int p0) {
   const mx_tape_view *v = g->v;
-  const int k0 = g->order[p0];
+  const int k0 = g->order[p0], reduces = group_reduces(g, p0);
   const mx_array *loop = loop_shape(g, k0);
   int n = chunk_args(g, p0, g->args), last = -1, p, k;
-  put(b, "static void mxjit_g%d(void *C_, int64_t lo, int64_t hi) {\n  void **C = (void **)C_;\n"
-         "  const struct mx_jit_host *H = (const struct mx_jit_host *)C[0]; (void)H;\n", k0);
+  put(b, "static void mxjit_g%d(void *C_, int64_t %s, int64_t %s) {\n  void **C = (void **)C_;\n"
+         "  const struct mx_jit_host *H = (const struct mx_jit_host *)C[0]; (void)H;\n",
+      k0, reduces ? "plo" : "lo", reduces ? "phi" : "hi");
   for (int a = 0; a < n; a++) {
     int s = g->args[a], out = g->prod[s] >= 0 && g->group[g->prod[s]] == k0;
     const char *T = ctype[slot(g, s)->dtype];
-    put(b, "  %s%s *restrict v%d = (%s *)C[%d];\n", out ? "" : "const ", T, s, T, a + 1);
+    if (partial_slot(g, s, k0)) {
+      put(b, "  ");
+      put_acc_type(g, b, s);
+      put(b, " *restrict pr%d = C[%d];\n", s, a + 1);
+    } else {
+      put(b, "  %s%s *restrict v%d = (%s *)C[%d];\n", out ? "" : "const ", T, s, T, a + 1);
+    }
   }
   for (int s = 0; s < v->n_slots; s++)
     if (g->storage[s] == S_CONST) { /* literal constants the members read */
@@ -581,6 +625,12 @@ static void emit_chunk_fn(gen *g, sbuf *b, int p0) {
         for (int j = 0; j < n_inputs(g, k); j++) used |= in_slot(g, k, j) == s;
       if (used) put(b, "  const %s *v%d = c%d;\n", ctype[slot(g, s)->dtype], s, s);
     }
+  if (reduces) {
+    put(b, "  for (int64_t part = plo; part < phi; part++) {\n  const int64_t lo = part * %lld / %lld, hi = (part + 1) * %lld / %lld;\n",
+        (long long)loop->size, (long long)g->parts[k0], (long long)loop->size, (long long)g->parts[k0]);
+    for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++)
+      if (g->rule[k] == R_RED) emit_acc_init(g, b, k);
+  }
   for (int d = 0; d < loop->ndim; d++)
     if (loop->shape[d] > 1) last = d;
   long long nl = (long long)loop->shape[last];
@@ -594,24 +644,54 @@ static void emit_chunk_fn(gen *g, sbuf *b, int p0) {
       last, last, last, last);
   for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++) {
     int s = v->ins_slot[k];
+    if (g->rule[k] == R_RED) {
+      emit_red_step(g, b, k, k0, loop);
+      continue;
+    }
     emit_ew(g, b, k, k0, loop);
     if (g->storage[s] != S_TEMP) put(b, "    v%d[i] = t%d;\n", s, s);
   }
-  put(b, "    }\n    at = base + stop;\n  }\n}\n");
+  put(b, "    }\n    at = base + stop;\n  }\n");
+  if (reduces) {
+    for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++)
+      if (g->rule[k] == R_RED) put(b, "  pr%d[part] = a%d;\n", v->ins_slot[k], v->ins_slot[k]);
+    put(b, "  }\n");
+  }
+  put(b, "}\n");
 }
 
 /* The call in mxjit_run: pointers into C; the pool splits [0, size) in chunks of the group's
- * grain (~100 us each). Returns the position after the group. */
+ * grain (~100 us each), or a group with reductions its parts, whose partials are then folded
+ * in part order (so the bits depend on the tape, not on the threads). Returns the position
+ * after the group. */
 static int emit_split_call(gen *g, sbuf *b, int p0) {
   const mx_tape_view *v = g->v;
-  const int k0 = g->order[p0];
-  int n = chunk_args(g, p0, g->args), p = p0;
-  put(b, "  { void *C[%d] = {(void *)H", n + 1);
-  for (int a = 0; a < n; a++) put(b, ", (void *)v%d", g->args[a]);
-  put(b, "};\n    mx_parallel_for(%lld, %lld, mxjit_g%d, C); }\n", (long long)loop_shape(g, k0)->size,
-      (long long)g->grain[k0], k0);
-  put(b, "  if (mx_cancelled()) return %d;\n", (int)MX_ECANCELLED);
-  while (p < v->n_ins && g->group[g->order[p]] == k0) p++;
+  const int k0 = g->order[p0], reduces = group_reduces(g, p0);
+  const long long P = (long long)g->parts[k0];
+  int n = chunk_args(g, p0, g->args), p = p0, k;
+  put(b, "  {\n");
+  for (int a = 0; a < n; a++)
+    if (partial_slot(g, g->args[a], k0)) {
+      put(b, "    ");
+      put_acc_type(g, b, g->args[a]);
+      put(b, " pr%d[%lld];\n", g->args[a], P);
+    }
+  put(b, "    void *C[%d] = {(void *)H", n + 1);
+  for (int a = 0; a < n; a++) put(b, ", (void *)%s%d", partial_slot(g, g->args[a], k0) ? "pr" : "v", g->args[a]);
+  if (reduces) put(b, "};\n    mx_parallel_for(%lld, 1, mxjit_g%d, C);\n", P, k0);
+  else
+    put(b, "};\n    mx_parallel_for(%lld, %lld, mxjit_g%d, C);\n", (long long)loop_shape(g, k0)->size,
+        (long long)g->grain[k0], k0);
+  put(b, "    if (mx_cancelled()) return %d;\n", (int)MX_ECANCELLED);
+  for (; p < v->n_ins && g->group[k = g->order[p]] == k0; p++)
+    if (g->rule[k] == R_RED) {
+      int s = v->ins_slot[k];
+      put(b, "    { __typeof__(pr%d[0]) a = pr%d[0]; typedef %s T; (void)sizeof(T);\n", s, s, ctype[slot(g, s)->dtype]);
+      put(b, "      for (int64_t j = 1; j < %lld; j++) { const __typeof__(a) r = a, x = pr%d[j]; a = %s; }\n", P, s,
+          step_of((mx_op)slot(g, s)->op));
+      put(b, "      v%d[0] = (T)a; }\n", s);
+    }
+  put(b, "  }\n");
   return p;
 }
 
@@ -732,9 +812,10 @@ mx_status mx_jit_source(const mx_tape *t, char **src, size_t *scratch_bytes) {
   g.args = calloc(ns, sizeof(int));
   g.cost = calloc(ni, sizeof(int64_t));
   g.grain = calloc(ni, sizeof(int64_t));
+  g.parts = calloc(ni, sizeof(int64_t));
   sbuf b = {0};
   mx_status st = MX_OK;
-  if (!g.rule || !g.group || !g.prod || !g.outside || !g.storage || !g.soff || !g.order || !g.done || !g.par || !g.mark || !g.args || !g.cost || !g.grain) {
+  if (!g.rule || !g.group || !g.prod || !g.outside || !g.storage || !g.soff || !g.order || !g.done || !g.par || !g.mark || !g.args || !g.cost || !g.grain || !g.parts) {
     st = mx_error(MX_ENOMEM, "[compile] out of memory generating C");
     goto done;
   }
@@ -829,6 +910,7 @@ done:
   free(g.args);
   free(g.cost);
   free(g.grain);
+  free(g.parts);
   if (st) {
     free(b.s);
     return st;

@@ -2,8 +2,9 @@
  * literals and callbacks where expected, and the native replay equals the interpreter
  * (bit for bit on these tapes: same expressions, same order) for mx_tape_run and
  * mx_tape_run_raw; long groups run split across the pool and equal the interpreter bit for
- * bit (chains, broadcasts over 3 axes, odd sizes, random DAGs); a compile failure leaves the
- * interpreter working. */
+ * bit (chains, broadcasts over 3 axes, odd sizes, random DAGs), and so do groups ending in
+ * reductions (split into fixed parts: sums in that order, within the rounding bound of the
+ * interpreter's); a compile failure leaves the interpreter working. */
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -386,6 +387,83 @@ static void test_long_reduction_and_repeated_output(void) {
   release_made();
 }
 
+/* A long group ending in full reductions below REDUCE_CALL_MIN splits into P parts (a number
+ * in the source, from the group's size and cost): each part folds its range serially, the
+ * partials fold in part order. So the sum equals that order recomputed here bit for bit (the
+ * same in every run, whatever the threads), max and min equal the interpreter's, and the sum
+ * is within the two tiers' rounding bounds of the interpreter's pairwise sum. */
+static void test_split_reduction_shape(int nd, const int64_t *sn) {
+  const int64_t N = nd == 1 ? sn[0] : sn[0] * sn[1];
+  mx_array *x = ph(MX_F64, nd, sn), *y = bin(MX_OP_MULTIPLY, x, scalar(0.5)), *e = un(MX_OP_EXP, y);
+  mx_array *outs[5] = {red(MX_OP_SUM, e, -1, NULL), red(MX_OP_REDUCE_MAX, e, -1, NULL), red(MX_OP_REDUCE_MIN, y, -1, NULL), e,
+                       red(MX_OP_PRODUCT, bin(MX_OP_ADD, scalar(1), bin(MX_OP_MULTIPLY, x, scalar(1e-7))), -1, NULL)};
+  mx_tape *ti = NULL, *tn = NULL;
+  mx_status st = mx_tape_capture(&x, 1, outs, 5, &ti);
+  if (!st) st = mx_tape_capture(&x, 1, outs, 5, &tn);
+  CHECK(st == MX_OK, "capture: %s", mx_last_error());
+  if (st) return;
+  char *src = NULL;
+  size_t scratch = 0;
+  long long P = 0;
+  if (mx_jit_source(tn, &src, &scratch) == MX_OK) {
+    const char *at = strstr(src, "mx_parallel_for(");
+    CHECK(at && sscanf(at, "mx_parallel_for(%lld, 1, mxjit_g", &P) == 1 && P >= 2 && P <= 64, "the reductions' group splits into parts");
+    CHECK(strstr(src, "call(ctx,") == NULL, "no reduction calls its kernel");
+    free(src);
+  }
+  double *xv = malloc(sizeof(double) * (size_t)N);
+  for (int64_t i = 0; i < N; i++) xv[i] = 3 * sin(i * 0.37) + (i % 7) * 0.25;
+  mx_array *in = arr_values(MX_F64, nd, sn, xv), *want[5], *got[5], *again[5];
+  st = mx_tape_run(ti, &in, 1, 0, want);
+  CHECK(st == MX_OK, "interpreter: %s", mx_last_error());
+  mx_tape_jit_start(tn, NULL);
+  CHECK(mx_tape_jit_wait(tn, (int64_t)120 * 1000000000) == MX_TIER_NATIVE, "native");
+  mx_status st2 = mx_tape_run(tn, &in, 1, 0, got);
+  mx_status st3 = mx_tape_run(tn, &in, 1, 0, again);
+  CHECK(st2 == MX_OK && st3 == MX_OK, "native: %s", mx_last_error());
+  if (!st && !st2 && !st3 && P >= 2 && P <= 64) { /* MAX_PARTS */
+    const double *ev = mx_data(want[3]);
+    CHECK(!memcmp(mx_data(got[3]), ev, sizeof(double) * (size_t)N), "the stored member equals the interpreter's");
+    for (int o = 1; o < 3; o++)
+      CHECK(value_at(got[o], 0) == value_at(want[o], 0), "output %d (max/min) equals the interpreter's", o);
+    double parts[64], sum, abs_sum = 0, prod_parts[64], prod;
+    for (long long j = 0; j < P; j++) {
+      parts[j] = 0, prod_parts[j] = 1;
+      for (long long i = j * N / P; i < (j + 1) * N / P; i++) {
+        parts[j] += ev[i], abs_sum += fabs(ev[i]);
+        prod_parts[j] *= 1 + xv[i] * 1e-7;
+      }
+    }
+    sum = parts[0], prod = prod_parts[0];
+    for (long long j = 1; j < P; j++) sum += parts[j], prod *= prod_parts[j];
+    double s = value_at(got[0], 0), p = value_at(got[4], 0);
+    CHECK(!memcmp(&s, &sum, sizeof s) && !memcmp(&p, &prod, sizeof p), "sum and product fold parts in order: %.17g %.17g",
+          s, sum);
+    for (int o = 0; o < 5; o++)
+      CHECK(!memcmp(mx_data(got[o]), mx_data(again[o]), mx_nbytes(got[o])), "output %d: the same bits on a second run", o);
+    /* first-order bounds in units of u sum|e|: N/P + P here (serial parts, then the partials);
+     * 32 + log2 N for the interpreter's (16 lanes of 16 in 256-element leaves, then a pairwise tree) */
+    double bound = ((double)N / (double)P + (double)P + 32 + ceil(log2((double)N))) * 0x1p-53 * abs_sum;
+    CHECK(fabs(s - value_at(want[0], 0)) <= bound, "sum within %g of the interpreter's: %.17g vs %.17g", bound, s,
+          value_at(want[0], 0));
+  }
+  for (int o = 0; o < 5; o++) {
+    if (!st) mx_release(want[o]);
+    if (!st2) mx_release(got[o]);
+    if (!st3) mx_release(again[o]);
+  }
+  mx_release(in);
+  free(xv);
+  mx_tape_release(ti);
+  mx_tape_release(tn);
+  release_made();
+}
+
+static void test_split_reduction(void) {
+  test_split_reduction_shape(1, (int64_t[]){100003});
+  test_split_reduction_shape(2, (int64_t[]){317, 331}); /* parts cut rows: the flat order still */
+}
+
 int main(void) {
   char dir[] = "/tmp/test_jit-XXXXXX";
   if (!mkdtemp(dir)) return 2;
@@ -396,6 +474,7 @@ int main(void) {
   test_split_broadcast();
   test_random_dags_native();
   test_long_reduction_and_repeated_output();
+  test_split_reduction();
   test_compile_failure(dir);
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

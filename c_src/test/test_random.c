@@ -1,6 +1,6 @@
 /* test_random.c: the Threefry-2x32 generator against Random123's known-answer
  * vectors, the counter layout of every random primitive, independence of
- * results from threading, the normal log-CDF and its inverse against scipy,
+ * results from threading, f64 normals against Box-Muller with libm's sin and cos, the normal log-CDF and its inverse against scipy,
  * moments of each sampler within Monte-Carlo standard errors, and the error
  * paths. Prints "N passed, M failed". */
 #include "../prim/kernels.h"
@@ -191,6 +191,29 @@ static void test_normal_moments(void) {
   mx_release(key);
 }
 
+/* f64 pair j is Box-Muller on blocks 2j (radius) and 2j + 1 (angle), element 2j the cosine
+ * side: every element of an odd-length draw split across threads equals the formula with
+ * libm's sin and cos called apart (the kernel calls sincos: 2^21 angles in [0, 2 pi), bit for bit). */
+static void test_normal_f64_layout(void) {
+  uint32_t k0 = 0x9e3779b9u, k1 = 77;
+  mx_array *key = key_of(k0, k1);
+  int64_t n = ((int64_t)1 << 22) + 1, shape[1] = {n}, bad = 0, first_bad = -1;
+  mx_array *z = draw(MX_OP_RANDOM_NORMAL, key, 0, NULL, MX_F64, 0, 1, shape);
+  if (z) {
+    const double *o = mx_data(z);
+    for (int64_t i = 0; i < n; i++) {
+      uint64_t j = (uint64_t)(i / 2), x1 = mx_threefry_u64(k0, k1, 2 * j), x2 = mx_threefry_u64(k0, k1, 2 * j + 1);
+      double r = sqrt(-2.0 * log(((double)(x1 >> 11) + 1.0) * 0x1p-53)), th = 6.283185307179586 * mx_u64_to_unit(x2);
+      double want = i % 2 ? r * sin(th) : r * cos(th);
+      if (memcmp(&want, &o[i], sizeof want) && !bad++) first_bad = i;
+    }
+    CHECK(bad == 0, "normal f64: %lld of %lld elements differ from r cos / r sin, the first at %lld", (long long)bad,
+          (long long)n, (long long)first_bad);
+  }
+  mx_release(z);
+  mx_release(key);
+}
+
 static void test_truncated_normal(void) {
   /* scipy.stats.truncnorm(a, b).mean() and .var() */
   static const double ref[][4] = {
@@ -371,6 +394,7 @@ int main(void) {
   test_prefix();
   test_log_ndtr();
   test_normal_moments();
+  test_normal_f64_layout();
   test_truncated_normal();
   test_gamma_moments();
   test_poisson_moments();

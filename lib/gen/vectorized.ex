@@ -109,6 +109,7 @@ defmodule Gen.Vectorized do
 
   @batch :gen_particle_batch
   @vmap :gen_vmap_particles
+  @spread_log :gen_vmap_spread_log
   @event_ranks :gen_event_ranks
 
   # ---- the particle-batch context -------------------------------------------------
@@ -677,19 +678,40 @@ defmodule Gen.Vectorized do
     must = stripped |> record_leaves() |> MapSet.new()
     over = leaves |> particles_of() |> Enum.zip(leaves) |> Map.new(fn {r, a} -> {a, r} end)
 
+    # One broadcast per shared value, however many places of the result hold it.
+    spread =
+      for {a, {a, false}} <- over, MapSet.member?(must, a) or leads?(a, n), into: %{} do
+        {a, Mx.broadcast(a, List.to_tuple([n | Tuple.to_list(Mx.shape(a))]))}
+      end
+
+    if log = Process.get(@spread_log),
+      do: Process.put(@spread_log, Enum.reduce(spread, log, fn {a, b}, acc -> Map.put(acc, b, a) end))
+
     stripped
     |> map_tree(fn a ->
       case Map.fetch!(over, a) do
-        {b, true} ->
-          b
-
-        {a, false} ->
-          if MapSet.member?(must, a) or leads?(a, n),
-            do: Mx.broadcast(a, List.to_tuple([n | Tuple.to_list(Mx.shape(a))])),
-            else: a
+        {b, true} -> b
+        {a, false} -> Map.get(spread, a, a)
       end
     end)
     |> restore_tops(tops)
+  end
+
+  @doc false
+  # Runs fun and returns {its result, %{broadcast => shared value}}: the broadcasts of shared values
+  # (observations, draws from shared parameters) that vectorized calls made, for callers that rebuild
+  # them instead of storing them (Gen.Inference.Vectorized's compiled tapes).
+  @spec with_spread_log((-> term())) :: {term(), %{Mx.t() => Mx.t()}}
+  def with_spread_log(fun) do
+    outer = Process.put(@spread_log, %{})
+
+    try do
+      result = fun.()
+      {result, Process.get(@spread_log)}
+    after
+      log = Process.delete(@spread_log)
+      if outer, do: Process.put(@spread_log, Map.merge(outer, log || %{}))
+    end
   end
 
   defp strip_tops(%Trace{} = t), do: {%{t | args: [], gen_fn: nil}, {t.args, t.gen_fn}}

@@ -60,8 +60,13 @@ defmodule Mx.Compile do
   interpreter's kernels), builds it with the system C compiler (`$CC`, else the
   compiler the NIF was built with) and swaps it in when loaded; later calls run
   it. Both tiers compute with the same C expressions (`c_src/prim/elementwise.h`);
-  results agree within floating-point rounding: sums may associate differently,
-  and generated code divides by a value constant over a loop by multiplying with
+  results agree within floating-point rounding: sums may associate differently
+  (a full sum fused into a loop long enough to split across cores adds up P
+  fixed ranges in order, then the P partials: P comes from the loop's length
+  and cost, never the thread count, so a tape gives the same bits on any
+  machine; its error bound, (N/P + P) u Σ|x|, is below a serial loop's
+  N u Σ|x| and above the kernels' pairwise sums' tens of u Σ|x|), and
+  generated code divides by a value constant over a loop by multiplying with
   its reciprocal when that is a normal number (within 2 ulps; exact division
   otherwise).
   Built objects are cached per user in `$XDG_CACHE_HOME/genmx` (or

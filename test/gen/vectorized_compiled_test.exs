@@ -106,6 +106,21 @@ defmodule Gen.Inference.VectorizedCompiledTest do
     assert VI.compiled_stats(:importance_sampling).compiles == before.compiles
   end
 
+  test "compiled importance sampling: observed values come back as lazy broadcasts of the observations, not tape outputs" do
+    obs = normal_observations(@ys)
+    {t, _, _} = VI.importance_sampling(normal_model(), [@ys], obs, 30, key: Mx.Random.key(5))
+    [{path, y} | _] = Gen.Choicemap.to_list(obs)
+    value = t |> Gen.get_choices() |> Gen.Choicemap.to_list() |> Map.new() |> Map.fetch!(path)
+    site = t.subtraces[path]
+    # The choicemap's value and the site's record (value, return value) are broadcasts made after
+    # the replay; the draws and scores are the tape's outputs.
+    for a <- [value, site.choices.value, site.retval], do: refute(Mx.evaluated?(a))
+    assert Mx.evaluated?(t[:mu]) and Mx.evaluated?(site.score)
+
+    for a <- [value, site.choices.value, site.retval],
+        do: assert(Mx.shape(a) == {30} and Mx.to_list(a) == List.duplicate(Mx.to_number(y), 30))
+  end
+
   test "compiled vectorized importance sampling falls back for a model that needs a value while tracing, with the same results" do
     # Elixir control flow on an argument array's value: the tape cannot hold it.
     m =

@@ -8,7 +8,8 @@ defmodule Mx.JitTest do
   # order for elementwise work, so those agree bit for bit (but for a division by a
   # loop-invariant divisor, a multiplication by its reciprocal when that is normal: within
   # 2 ulps, test_jit.c checks it on edge cases); reductions and matmul accumulate
-  # sequentially in generated code and pairwise (16 lanes) in the kernels, and two orders of
+  # sequentially in generated code (a split loop's full sums in fixed parts, then the
+  # partials in order) and pairwise (16 lanes) in the kernels, and two orders of
   # an n-term sum differ by at most 2(n - 1) eps sum|x_i|. The reference cases reduce at most a
   # few hundred terms of magnitude ~1, so |native - interpreter| <= 1e3 eps (max(1, |x|))
   # (f64: 2.2e-13, f32: 1.2e-4) bounds it, passed on through the gradients' few later ops.
@@ -271,6 +272,45 @@ defmodule Mx.JitTest do
         assert Mx.to_binary(n) == Mx.to_binary(i), "#{name}: native differs from the interpreter"
       end
     end
+  end
+
+  test "a loop ending in full reductions splits into fixed parts: elementwise results, max and min equal to the interpreter, the sum within both tiers' bounds, the same bits each run" do
+    # N below the reductions' kernel threshold (131072): the sum and max fuse into the loop. The
+    # native sum adds P fixed ranges serially, then the partials (first-order bound (N/P + P) eps
+    # sum|e|); the kernel's pairwise sum over 16 lanes of 256-element leaves, 32 + log2 N.
+    n = 100_003
+
+    f = fn x ->
+      y = Mx.multiply(x, 0.5)
+      e = Mx.exp(y)
+      [Mx.sum(e), Mx.reduce_max(e), Mx.reduce_min(y), e]
+    end
+
+    x = Mx.Random.uniform(Mx.Random.key(11), -6.0, 6.0, shape: {n}, type: :f64)
+    interp = Mx.compile(f, jit: false)
+    native = Mx.compile(f, jit: true)
+    [s_i, max_i, min_i, e_i] = interp.(x)
+    native.(x)
+    native!(native, [x])
+    src = Mx.NIF.tape_jit_source(Mx.Compile.tape!(native, [x]))
+
+    [_, p] =
+      Regex.run(~r/mx_parallel_for\((\d+), 1, mxjit_g/, src) ||
+        flunk("no split reduction:\n#{src}")
+
+    p = String.to_integer(p)
+    assert p >= 2 and not (src =~ "call(ctx,")
+    [s_n, max_n, min_n, e_n] = native.(x)
+    [s_again | _] = native.(x)
+    assert Mx.to_binary(e_n) == Mx.to_binary(e_i)
+
+    assert Mx.to_number(max_n) == Mx.to_number(max_i) and
+             Mx.to_number(min_n) == Mx.to_number(min_i)
+
+    assert Mx.to_binary(s_again) == Mx.to_binary(s_n)
+    abs_sum = e_i |> Mx.sum() |> Mx.to_number()
+    bound = (n / p + p + 32 + :math.ceil(:math.log2(n))) * eps(:f64) / 2 * abs_sum
+    assert abs(Mx.to_number(s_n) - Mx.to_number(s_i)) <= bound
   end
 
   # ---- the disk cache -------------------------------------------------------------------

@@ -71,8 +71,10 @@ defmodule Gen.Inference.Vectorized do
   and shapes of the observations, `n`, the proposal) and replayed on later
   calls with the key, the observed values and the arguments' arrays as
   inputs. The results equal `compile: false`'s within floating-point
-  rounding (the same draws for the same key), and the trace is the same.
-  A model that needs a value while tracing (Elixir control flow on an
+  rounding (the same draws for the same key), and the trace is the same;
+  its observed values broadcast over the particles come back as lazy
+  broadcasts of the values given (the tape neither computes nor stores
+  their `n` copies). A model that needs a value while tracing (Elixir control flow on an
   argument or an observed value) runs uncompiled, remembered per signature.
   A NaN weight re-runs the call uncompiled, whose diagnosis names the site.
 
@@ -143,7 +145,8 @@ defmodule Gen.Inference.Vectorized do
     if Mx.to_number(nan?) do
       uncompiled_is(gf, args, obs, n, keys, proposal)
     else
-      trace = refill(skeleton, List.to_tuple(leaves))
+      given = obs |> Choicemap.to_list() |> Enum.map(&elem(&1, 1))
+      trace = refill(skeleton, List.to_tuple(leaves), List.to_tuple(given))
       {%{trace | gen_fn: gf, args: args}, lnw, lml, log_w}
     end
   end
@@ -174,12 +177,14 @@ defmodule Gen.Inference.Vectorized do
 
   defp is_tape(keys, args, obs_list, q_args, {gf, n, q}) do
     proposal = if q, do: {q, q_args}
-    {trace, lnw, lml, log_w} = is_graph(gf, args, Choicemap.new(obs_list), n, keys, proposal)
+
+    {{trace, lnw, lml, log_w}, spread} =
+      V.with_spread_log(fn -> is_graph(gf, args, Choicemap.new(obs_list), n, keys, proposal) end)
 
     # The vectorized GFI's NaN checks read values, so a replay checks them here: a NaN score or weight
     # makes the sum or the log ML NaN (so may +inf meeting -inf, which only re-runs needlessly).
     nan? = Mx.is_nan(Mx.add(lml, Mx.sum(trace.score)))
-    {skeleton, leaves} = hollow(%{trace | gen_fn: nil, args: []})
+    {skeleton, leaves} = hollow(%{trace | gen_fn: nil, args: []}, Enum.map(obs_list, &elem(&1, 1)), spread)
     {skeleton, leaves, lnw, lml, log_w, nan?}
   end
 
@@ -236,13 +241,27 @@ defmodule Gen.Inference.Vectorized do
 
   @leaf :"$gen_tape_leaf"
   @given :"$gen_tape_given"
+  @spread :"$gen_tape_spread"
 
   # The arrays of a term (through lists, tuples, maps and structs), each once, and the term with
   # each replaced by {@leaf, position}: a trace as a tape's outputs; refill/3 puts them back. An
   # array among `given` (the tape's own inputs) becomes {@given, its position} instead: it comes
-  # back as the very array given, so traces share it as uncompiled ones do.
-  defp hollow(term, given \\ []) do
-    seen = given |> Enum.with_index() |> Map.new(fn {a, i} -> {a, {@given, i}} end)
+  # back as the very array given, so traces share it as uncompiled ones do. A broadcast of a given
+  # array over the particles (`spread`, from Gen.Vectorized.with_spread_log/1) becomes {@spread,
+  # its position, shape}: it comes back as a lazy broadcast of the array given, so the tape neither
+  # computes nor stores its n copies.
+  defp hollow(term, given \\ [], spread \\ %{}) do
+    at = given |> Enum.with_index() |> Map.new()
+    seen = Map.new(at, fn {a, i} -> {a, {@given, i}} end)
+
+    seen =
+      Enum.reduce(spread, seen, fn {b, a}, seen ->
+        case at do
+          %{^a => i} -> Map.put_new(seen, b, {@spread, i, Mx.shape(b)})
+          _ -> seen
+        end
+      end)
+
     {skeleton, {_seen, rev}} = hollow_walk(term, {seen, []})
     {skeleton, Enum.reverse(rev)}
   end
@@ -281,6 +300,7 @@ defmodule Gen.Inference.Vectorized do
   defp refill(term, leaves, given \\ {})
   defp refill({@leaf, i}, leaves, _given), do: elem(leaves, i)
   defp refill({@given, i}, _leaves, given), do: elem(given, i)
+  defp refill({@spread, i, shape}, _leaves, given), do: Mx.broadcast(elem(given, i), shape)
   defp refill([h | t], leaves, given), do: [refill(h, leaves, given) | refill(t, leaves, given)]
 
   defp refill(t, leaves, given) when is_tuple(t),
@@ -689,8 +709,10 @@ defmodule Gen.Inference.Vectorized do
   end
 
   defp generate_tape(key, args, given, gf, n) do
-    {t, w} = V.generate_particles(gf, args, Choicemap.new(given), n, key: key)
-    {skeleton, leaves} = hollow(%{t | gen_fn: nil, args: []}, Enum.map(given, &elem(&1, 1)))
+    {{t, w}, spread} =
+      V.with_spread_log(fn -> V.generate_particles(gf, args, Choicemap.new(given), n, key: key) end)
+
+    {skeleton, leaves} = hollow(%{t | gen_fn: nil, args: []}, Enum.map(given, &elem(&1, 1)), spread)
     {skeleton, leaves, w}
   end
 
