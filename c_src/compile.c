@@ -21,7 +21,9 @@
 #include <time.h>
 
 #include "mx.h"
+#include "prim/elementwise.h"
 #include "prim/kernels.h"
+#include "prim/special.h"
 
 /* ---- placeholders ---------------------------------------------------------------- */
 
@@ -63,6 +65,17 @@ enum { S_INPUT, S_CONST, S_OUT, S_ARENA, S_SCRATCH };
 #define SCRATCH_BYTES (BLOCK * 16) /* one scratch block holds any dtype's block */
 #define CHECK_COST 100000          /* cost units (~10 us) between cancellation and deadline checks */
 
+/* The small-array fast path: an elementwise instruction on f64 (or bool) whose inputs each have
+ * the output's size or one element runs as an inline loop here, switched on its op, instead of
+ * through its prepared kernel's bind and range calls (~3 indirect calls an instruction, which
+ * dominate at the 1-10 elements of a gradient tape). Same expressions (elementwise.h), so the
+ * same bits. cls: FAST_* (0: none); scalar: bit i when input i is one element read for all. */
+enum { FAST_NONE, FAST_F64_UNARY, FAST_F64_BOOL1, FAST_F64_BINARY, FAST_F64_CMP, FAST_BOOL_CMP, FAST_SELECT64 };
+typedef struct {
+  uint8_t cls, scalar;
+  uint16_t op; /* FAST_F64_UNARY and FAST_F64_BOOL1: an index of unary_kernels; others: the mx_op */
+} fast_op;
+
 typedef struct {
   int32_t first, count; /* instructions [first, first + count) */
   int32_t n_scratch;    /* scratch blocks its unstored members need */
@@ -76,6 +89,7 @@ typedef struct {
   int32_t out, in[3];          /* slots */
   int32_t out_scr, in_scr[3];  /* byte offsets of their scratch blocks, -1 when stored */
   int8_t nin, out_esz, in_esz[3];
+  fast_op fast;
 } member;
 
 typedef struct {
@@ -119,6 +133,8 @@ struct mx_tape {
   int64_t arena_bytes;
   int32_t max_scratch;
   mx_ew *ew;          /* per instruction: its prepared loop (range NULL: call the kernel) */
+  fast_op *fast;      /* per instruction: its inline loop (cls FAST_NONE: use ew) */
+  int n_fast;
   size_t ew_bytes;
   int32_t *ins_cost;  /* per instruction: its estimated cost, capped */
   uint8_t *out_owner; /* per output: the first output on an S_OUT root (gets the memory) */
@@ -239,6 +255,7 @@ void mx_tape_release(mx_tape *t) {
   free(t->store);
   free(t->offset);
   free(t->ew);
+  free(t->fast);
   free(t->ins_cost);
   free(t->out_owner);
   free(t->esz);
@@ -254,7 +271,7 @@ void mx_tape_release(mx_tape *t) {
 void mx_tape_info_get(const mx_tape *t, mx_tape_info *info) {
   *info = (mx_tape_info){t->n_in,  t->n_out, t->n_ins,      t->n_const,  t->folded, t->merged,
                          t->deep,  t->cost,  t->bytes,      t->noops,    t->dead,   t->n_groups,
-                         t->fused, t->arena_bytes};
+                         t->fused, t->arena_bytes, t->n_fast};
 }
 
 mx_op mx_tape_instruction_op(const mx_tape *t, int k) {
@@ -262,6 +279,8 @@ mx_op mx_tape_instruction_op(const mx_tape *t, int k) {
 }
 
 int mx_tape_instruction_group(const mx_tape *t, int k) { return k >= 0 && k < t->n_ins ? t->group_of[k] : -1; }
+
+int mx_tape_instruction_fast(const mx_tape *t, int k) { return k >= 0 && k < t->n_ins && t->fast[k].cls != FAST_NONE; }
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -277,6 +296,177 @@ static int same_shape(int nd, const int64_t *a, int nd2, const int64_t *b) {
  * (scratch blocks hold positions [lo, hi) of a whole array); through integers, not
  * pointer arithmetic outside the block. */
 static char *rebase(const void *p, int64_t lo, size_t sz) { return (char *)((uintptr_t)p - (uintptr_t)lo * sz); }
+
+/* ---- the small-array fast path ------------------------------------------------------ */
+
+/* The f64 unary ops the fast path runs: SAME_OPS and FLOAT_UNARY_OPS (float expressions),
+ * then BOOL_OPS (f64 in, bool out); recognised by their kernel. */
+#define FU_SAME(name, ID, T, iexpr, fexpr) FU_##name,
+#define FU_FLOAT(name, f32, f64) FU_##name,
+#define FU_BOOL(name, ID, T, iexpr, fexpr) FB_##name,
+enum { SAME_OPS(FU_SAME, _, _) FLOAT_UNARY_OPS(FU_FLOAT) N_FU, BOOL_OPS(FU_BOOL, _, _) N_FAST_UNARY };
+#undef FU_SAME
+#undef FU_FLOAT
+#undef FU_BOOL
+#define FK_SAME(name, ID, T, iexpr, fexpr) [FU_##name] = mx_k_##name,
+#define FK_FLOAT(name, f32, f64) [FU_##name] = mx_k_##name,
+#define FK_BOOL(name, ID, T, iexpr, fexpr) [FB_##name] = mx_k_##name,
+static mx_status (*const unary_kernels[N_FAST_UNARY])(mx_array *, mx_array *const *) = {
+    SAME_OPS(FK_SAME, _, _) FLOAT_UNARY_OPS(FK_FLOAT) BOOL_OPS(FK_BOOL, _, _)};
+#undef FK_SAME
+#undef FK_FLOAT
+#undef FK_BOOL
+
+/* Instruction k's fast loop, if it has one (its prepared kernel has validated it). */
+static fast_op fast_of(const mx_tape *t, int k) {
+  fast_op f = {FAST_NONE, 0, 0};
+  const mx_array *x = &t->slots[t->ins_slot[k]];
+  int n = t->in_off[k + 1] - t->in_off[k];
+  if (!t->ew[k].range || n < 1 || n > 3) return f;
+  const mx_array *in[3];
+  for (int i = 0; i < n; i++) {
+    in[i] = &t->slots[t->in_idx[t->in_off[k] + i]];
+    if (in[i]->size == x->size) continue;
+    if (in[i]->size != 1) return f;
+    f.scalar |= (uint8_t)(1 << i);
+  }
+  mx_dtype o = (mx_dtype)x->dtype, a = (mx_dtype)in[0]->dtype, b = n > 1 ? (mx_dtype)in[1]->dtype : a;
+  mx_op op = (mx_op)x->op;
+  if (n == 1) {
+    for (int u = 0; u < N_FAST_UNARY; u++)
+      if (u != N_FU && mx_ops[op].kernel == unary_kernels[u] && a == MX_F64 && o == (u < N_FU ? MX_F64 : MX_BOOL))
+        f.cls = u < N_FU ? FAST_F64_UNARY : FAST_F64_BOOL1, f.op = (uint16_t)u;
+    return f;
+  }
+  f.op = (uint16_t)op;
+  switch (op) {
+#define FC_ARITH(OP, name, iexpr, fexpr) case MX_OP_##OP:
+#define FC_FLOAT(OP, name, fexpr) case MX_OP_##OP:
+    ARITH_OPS(FC_ARITH)
+    FLOAT_OPS(FC_FLOAT)
+    if (n == 2 && a == MX_F64 && b == MX_F64 && o == MX_F64) f.cls = FAST_F64_BINARY;
+    break;
+#define FC_CMP(OP, name, expr) case MX_OP_##OP:
+    CMP_OPS(FC_CMP)
+    if (n == 2 && a == b && o == MX_BOOL) f.cls = a == MX_F64 ? FAST_F64_CMP : a == MX_BOOL ? FAST_BOOL_CMP : FAST_NONE;
+    break;
+#undef FC_ARITH
+#undef FC_FLOAT
+#undef FC_CMP
+    case MX_OP_SELECT:
+      if (n == 3 && a == MX_BOOL && mx_dtype_size(o) == 8) f.cls = FAST_SELECT64;
+      break;
+    default: break;
+  }
+  return f;
+}
+
+/* out[i] = EXPR of a = A[i] (or A[0] when input 0 is a scalar) and b likewise, i in [lo, hi). */
+#define FAST_BINARY(TI, TO, EXPR)                                                                      \
+  do {                                                                                                 \
+    const TI *pa = (const TI *)src[0], *pb = (const TI *)src[1];                                       \
+    TO *o = (TO *)dst;                                                                                 \
+    switch (f->scalar) {                                                                               \
+      case 0:                                                                                          \
+        for (int64_t i = lo; i < hi; i++) {                                                            \
+          TI a = pa[i], b = pb[i];                                                                     \
+          o[i] = (TO)(EXPR);                                                                           \
+        }                                                                                              \
+        break;                                                                                         \
+      case 1: {                                                                                        \
+        const TI a = pa[0];                                                                            \
+        for (int64_t i = lo; i < hi; i++) {                                                            \
+          TI b = pb[i];                                                                                \
+          o[i] = (TO)(EXPR);                                                                           \
+        }                                                                                              \
+        break;                                                                                         \
+      }                                                                                                \
+      case 2: {                                                                                        \
+        const TI b = pb[0];                                                                            \
+        for (int64_t i = lo; i < hi; i++) {                                                            \
+          TI a = pa[i];                                                                                \
+          o[i] = (TO)(EXPR);                                                                           \
+        }                                                                                              \
+        break;                                                                                         \
+      }                                                                                                \
+      default: {                                                                                       \
+        const TI a = pa[0], b = pb[0];                                                                 \
+        const TO v = (TO)(EXPR);                                                                       \
+        for (int64_t i = lo; i < hi; i++) o[i] = v;                                                    \
+      }                                                                                                \
+    }                                                                                                  \
+  } while (0)
+
+#define FAST_UNARY(TO, EXPR)                            \
+  do {                                                  \
+    const double *pa = (const double *)src[0];          \
+    TO *o = (TO *)dst;                                  \
+    for (int64_t i = lo; i < hi; i++) {                 \
+      double x = pa[i];                                 \
+      (void)x;                                          \
+      o[i] = (TO)(EXPR);                                \
+    }                                                   \
+  } while (0)
+
+/* Runs f over positions [lo, hi) of dst from src (each indexed by position; scalars at 0). */
+static void fast_run(const fast_op *f, char *dst, const char *const *src, int64_t lo, int64_t hi) {
+  switch (f->cls) {
+    case FAST_F64_UNARY:
+    case FAST_F64_BOOL1:
+      switch (f->op) {
+#define FR_SAME(name, ID, T, iexpr, fexpr) \
+        case FU_##name: FAST_UNARY(double, fexpr); return;
+#define FR_FLOAT(name, f32, f64) \
+        case FU_##name: FAST_UNARY(double, f64); return;
+#define FR_BOOL(name, ID, T, iexpr, fexpr) \
+        case FB_##name: FAST_UNARY(uint8_t, fexpr); return;
+        SAME_OPS(FR_SAME, _, _)
+        FLOAT_UNARY_OPS(FR_FLOAT)
+        BOOL_OPS(FR_BOOL, _, _)
+#undef FR_SAME
+#undef FR_FLOAT
+#undef FR_BOOL
+        default: return;
+      }
+    case FAST_F64_BINARY:
+      switch ((mx_op)f->op) {
+#define FR_ARITH(OP, name, iexpr, fexpr) \
+        case MX_OP_##OP: FAST_BINARY(double, double, fexpr); return;
+#define FR_FLOAT(OP, name, fexpr) \
+        case MX_OP_##OP: FAST_BINARY(double, double, fexpr); return;
+        ARITH_OPS(FR_ARITH)
+        FLOAT_OPS(FR_FLOAT)
+#undef FR_ARITH
+#undef FR_FLOAT
+        default: return;
+      }
+    case FAST_F64_CMP:
+      switch ((mx_op)f->op) {
+#define FR_CMP(OP, name, expr) \
+        case MX_OP_##OP: FAST_BINARY(double, uint8_t, expr); return;
+        CMP_OPS(FR_CMP)
+        default: return;
+      }
+#undef FR_CMP
+    case FAST_BOOL_CMP:
+      switch ((mx_op)f->op) {
+#define FR_CMP(OP, name, expr) \
+        case MX_OP_##OP: FAST_BINARY(uint8_t, uint8_t, expr); return;
+        CMP_OPS(FR_CMP)
+#undef FR_CMP
+        default: return;
+      }
+    case FAST_SELECT64: {
+      const uint8_t *p = (const uint8_t *)src[0];
+      const uint64_t *a = (const uint64_t *)src[1], *b = (const uint64_t *)src[2];
+      uint64_t *o = (uint64_t *)dst;
+      const int64_t sp = !(f->scalar & 1), sa = !(f->scalar & 2), sb = !(f->scalar & 4);
+      for (int64_t i = lo; i < hi; i++) o[i] = SELECT_EXPR(p[i * sp], a[i * sa], b[i * sb]);
+      return;
+    }
+    default: return;
+  }
+}
 
 /* One block range [blo, bhi) of group g: each member over each block, in order. */
 static mx_status group_blocks(const mx_tape *t, const replay_ctx *c, const fgroup *g, void *const *ew, char *scratch,
@@ -301,6 +491,10 @@ static mx_status group_blocks(const mx_tape *t, const replay_ctx *c, const fgrou
       const char *src[3] = {0, 0, 0};
       for (int i = 0; i < d->nin; i++)
         src[i] = d->in_scr[i] >= 0 ? rebase(scratch + d->in_scr[i], lo, (size_t)d->in_esz[i]) : c->data[d->in[i]];
+      if (d->fast.cls) {
+        fast_run(&d->fast, dst, src, lo, hi);
+        continue;
+      }
       d->bind(ew[m], dst, src);
       d->range(ew[m], lo, hi);
     }
@@ -354,6 +548,10 @@ static mx_status run_ew(const mx_tape *t, replay_ctx *c, int k) {
   const int64_t n = t->slots[t->ins_slot[k]].size;
   const char *src[3] = {0, 0, 0};
   for (int i = 0; i < t->in_off[k + 1] - t->in_off[k]; i++) src[i] = c->data[t->in_idx[t->in_off[k] + i]];
+  if (t->fast[k].cls && n < 2 * e->grain) {
+    fast_run(&t->fast[k], c->data[t->ins_slot[k]], src, 0, n);
+    return MX_OK;
+  }
   e->bind(c->ew[k], c->data[t->ins_slot[k]], src);
   if (n >= 2 * e->grain)
     mx_parallel_for(n, e->grain, e->range, c->ew[k]);
@@ -1275,6 +1473,7 @@ static mx_status place(mx_tape *t) {
     int s = t->ins_slot[k];
     d->range = t->ew[k].range;
     d->bind = t->ew[k].bind;
+    d->fast = t->fast[k];
     d->out = s;
     d->out_esz = t->esz[s];
     d->out_scr = t->scratch_of[s] >= 0 ? t->scratch_of[s] * SCRATCH_BYTES : -1;
@@ -1300,6 +1499,7 @@ static mx_status plan(mx_tape *t) {
   t->store = calloc(ns, 1);
   t->offset = calloc(ns, sizeof(int64_t));
   t->ew = calloc(ni, sizeof(mx_ew));
+  t->fast = calloc(ni, sizeof(fast_op));
   t->ins_cost = calloc(ni, sizeof(int32_t));
   t->out_owner = calloc((size_t)(t->n_out ? t->n_out : 1), 1);
   t->esz = calloc(ns, 1);
@@ -1308,7 +1508,7 @@ static mx_status plan(mx_tape *t) {
   t->steps = calloc(ni, sizeof(int32_t));
   t->step_cost = calloc(ni, sizeof(int32_t));
   int32_t *ins_of = malloc(sizeof(int32_t) * ns);
-  if (!t->kind || !t->group_of || !t->groups || !t->scratch_of || !t->root || !t->store || !t->offset || !t->ew ||
+  if (!t->kind || !t->group_of || !t->groups || !t->scratch_of || !t->root || !t->store || !t->offset || !t->ew || !t->fast ||
       !t->ins_cost || !t->out_owner || !t->esz || !t->io || !t->members || !t->steps || !t->step_cost || !ins_of) {
     free(ins_of);
     return mx_error(MX_ENOMEM, "[compile] out of memory");
@@ -1317,6 +1517,7 @@ static mx_status plan(mx_tape *t) {
   for (int k = 0; k < t->n_ins; k++) t->group_of[k] = -1, ins_of[t->ins_slot[k]] = k;
   mx_status st = MX_OK;
   for (int k = 0; k < t->n_ins && !st; k++) st = prepare_ew(t, k);
+  for (int k = 0; k < t->n_ins && !st; k++) t->n_fast += (t->fast[k] = fast_of(t, k)).cls != FAST_NONE;
   if (!st) st = group(t, ins_of);
   if (!st) st = place(t);
   free(ins_of);
@@ -1385,7 +1586,7 @@ mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *o
   if (t) {
     /* Counted before any release, which subtracts them. */
     t->bytes = (int64_t)(sizeof *t + (size_t)t->n_slots * (sizeof(mx_array) + sizeof(mx_params) + 2 + 3 * sizeof(int32_t)) +
-                         (size_t)t->n_ins * (3 * sizeof(int32_t) + sizeof(mx_ew) + sizeof(fgroup) + 1) + t->ew_bytes +
+                         (size_t)t->n_ins * (3 * sizeof(int32_t) + sizeof(mx_ew) + sizeof(fast_op) + sizeof(fgroup) + 1) + t->ew_bytes +
                          sizeof(int32_t) * (size_t)(t->n_out + 3 + (t->in_off ? t->in_off[t->n_ins] : 0)));
     for (int s = 0; s < t->n_slots; s++)
       if (t->is_const[s]) t->bytes += (int64_t)t->slots[s].buf->capacity;
