@@ -460,8 +460,16 @@ static void fast_run(const fast_op *f, char *dst, const char *const *src, int64_
       const uint8_t *p = (const uint8_t *)src[0];
       const uint64_t *a = (const uint64_t *)src[1], *b = (const uint64_t *)src[2];
       uint64_t *o = (uint64_t *)dst;
-      const int64_t sp = !(f->scalar & 1), sa = !(f->scalar & 2), sb = !(f->scalar & 4);
-      for (int64_t i = lo; i < hi; i++) o[i] = SELECT_EXPR(p[i * sp], a[i * sa], b[i * sb]);
+      const int64_t sa = !(f->scalar & 2), sb = !(f->scalar & 4);
+      if (f->scalar & 1) { /* one predicate: a copy (or fill) of the branch it picks */
+        const uint64_t *v = SELECT_EXPR(p[0], a, b);
+        if (SELECT_EXPR(p[0], sa, sb))
+          memcpy(o + lo, v + lo, sizeof *o * (size_t)(hi - lo));
+        else
+          for (int64_t i = lo; i < hi; i++) o[i] = v[0];
+        return;
+      }
+      for (int64_t i = lo; i < hi; i++) o[i] = SELECT_EXPR(p[i], a[i * sa], b[i * sb]);
       return;
     }
     default: return;
