@@ -69,8 +69,9 @@ enum { S_INPUT, S_CONST, S_OUT, S_ARENA, S_SCRATCH };
  * the output's size or one element runs as an inline loop here, switched on its op, instead of
  * through its prepared kernel's bind and range calls (~3 indirect calls an instruction, which
  * dominate at the 1-10 elements of a gradient tape). Same expressions (elementwise.h), so the
- * same bits. cls: FAST_* (0: none); scalar: bit i when input i is one element read for all. */
-enum { FAST_NONE, FAST_F64_UNARY, FAST_F64_BOOL1, FAST_F64_BINARY, FAST_F64_CMP, FAST_BOOL_CMP, FAST_SELECT64 };
+ * same bits. cls: FAST_* (0: none); scalar: bit i when input i is one element read for all.
+ * FAST_SUM: a sum of a whole f64 array to one element, by reduce.c's fold without its dispatch. */
+enum { FAST_NONE, FAST_F64_UNARY, FAST_F64_BOOL1, FAST_F64_BINARY, FAST_F64_CMP, FAST_BOOL_CMP, FAST_SELECT64, FAST_SUM };
 typedef struct {
   uint8_t cls, scalar;
   uint16_t op; /* FAST_F64_UNARY and FAST_F64_BOOL1: an index of unary_kernels; others: the mx_op */
@@ -322,6 +323,11 @@ static fast_op fast_of(const mx_tape *t, int k) {
   fast_op f = {FAST_NONE, 0, 0};
   const mx_array *x = &t->slots[t->ins_slot[k]];
   int n = t->in_off[k + 1] - t->in_off[k];
+  if (x->op == MX_OP_SUM && n == 1) { /* out of one element: every kept axis has length 1 */
+    const mx_array *a = &t->slots[t->in_idx[t->in_off[k]]];
+    if (a->dtype == MX_F64 && x->dtype == MX_F64 && x->size == 1 && a->size >= 1 && a->size <= BLOCK) f.cls = FAST_SUM;
+    return f;
+  }
   if (!t->ew[k].range || n < 1 || n > 3) return f;
   const mx_array *in[3];
   for (int i = 0; i < n; i++) {
@@ -408,8 +414,10 @@ static fast_op fast_of(const mx_tape *t, int k) {
     }                                                   \
   } while (0)
 
-/* Runs f over positions [lo, hi) of dst from src (each indexed by position; scalars at 0). */
-static void fast_run(const fast_op *f, char *dst, const char *const *src, int64_t lo, int64_t hi) {
+/* Runs f over positions [lo, hi) of dst from src (each indexed by position; scalars at 0).
+ * An AVX2 clone where the CPU has it (4 doubles a vector; no FMA, so no contraction: each
+ * expression is one correctly rounded operation or the same libm call, the same bits). */
+__attribute__((target_clones("avx2", "default"))) static void fast_run(const fast_op *f, char *dst, const char *const *src, int64_t lo, int64_t hi) {
   switch (f->cls) {
     case FAST_F64_UNARY:
     case FAST_F64_BOOL1:
@@ -487,6 +495,11 @@ static mx_status group_blocks(const mx_tape *t, const replay_ctx *c, const fgrou
     for (int m = 0; m < g->count; m++) {
       const member *d = &ms[m];
       mx_array *o = &c->slots[d->out];
+      if (d->fast.cls == FAST_SUM) {
+        const char *a = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]];
+        *(double *)c->data[d->out] = mx_sum_f64((const double *)a, c->slots[d->in[0]].size);
+        continue;
+      }
       if (!d->range) { /* the trailing reduction: the group is one block, its input in scratch */
         mx_array view = c->slots[d->in[0]], *vp = &view;
         mx_buffer hb = {.data = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]]};
@@ -577,7 +590,12 @@ static mx_status replay(const mx_tape *t, replay_ctx *c, int64_t deadline) {
     switch (t->kind[k]) {
       case K_EW: st = run_ew(t, c, k); break;
       case K_GROUP: st = run_group(t, c, &t->groups[t->group_of[k]]); break;
-      default: st = mx_ops[t->slots[t->ins_slot[k]].op].kernel(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
+      default:
+        if (t->fast[k].cls == FAST_SUM) {
+          int a = t->in_idx[t->in_off[k]];
+          *(double *)c->data[t->ins_slot[k]] = mx_sum_f64((const double *)c->data[a], c->slots[a].size);
+          break;
+        } st = mx_ops[t->slots[t->ins_slot[k]].op].kernel(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
     }
     if ((since += t->step_cost[i]) > CHECK_COST) {
       since = 0;

@@ -481,6 +481,7 @@ static mx_status reduce(const char *name, const reducer *tab, int out_t, double 
 }
 
 mx_status mx_k_sum(mx_array *out, mx_array *const *in) { return reduce("sum", sum_tab, -1, 0.0, 0, out, in); }
+double mx_sum_f64(const double *x, int64_t n) { return sum_fold_F64(x, n); }
 mx_status mx_k_product(mx_array *out, mx_array *const *in) { return reduce("product", prod_tab, -1, 1.0, 0, out, in); }
 mx_status mx_k_reduce_max(mx_array *out, mx_array *const *in) {
   return reduce("reduce_max", max_tab, -1, NAN, 0, out, in);
