@@ -204,6 +204,30 @@ defmodule Mx.CompileTest do
     end
   end
 
+  test "the small-array fast path: f64 ops with scalar sides, one-element predicates and whole sums equal uncompiled bit for bit" do
+    f = fn x, s ->
+      a = Mx.divide(x, s)
+      neg = Mx.less(s, 0.0)
+      p = Mx.logical_and(Mx.greater_equal(x, s), neg)
+      r = Mx.select(neg, Mx.select(p, Mx.exp(a), Mx.subtract(s, x)), x)
+      {Mx.sum(r), r, Mx.is_nan(a)}
+    end
+
+    c = Mx.compile(f, jit: false)
+
+    for type <- [:f64, :f32], sv <- [-0.75, 0.25] do
+      x = Mx.tensor([-1.0, 0.5, -0.0, 2.0, 3.5, -4.0], type: type)
+      s = Mx.tensor(sv, type: type)
+      info = Mx.Compile.tape_info(c, [x, s])
+      # divide, <, >=, and, exp, subtract, two selects, sum, is_nan; none for f32
+      assert info.instructions == 10
+      assert info.fast == if(type == :f64, do: 10, else: 0)
+      got = c.(x, s) |> Tuple.to_list() |> Enum.map(&Mx.to_binary/1)
+      want = f.(x, s) |> Tuple.to_list() |> Enum.map(&Mx.to_binary/1)
+      assert got == want
+    end
+  end
+
   test "a value needed while tracing raises a clear Mx.Error; fallback runs the function uncompiled" do
     branchy = fn x -> if Mx.to_number(Mx.sum(x)) > 0, do: x, else: Mx.negate(x) end
 
