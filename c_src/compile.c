@@ -415,9 +415,9 @@ static fast_op fast_of(const mx_tape *t, int k) {
   } while (0)
 
 /* Runs f over positions [lo, hi) of dst from src (each indexed by position; scalars at 0).
- * An AVX2 clone where the CPU has it (4 doubles a vector; no FMA, so no contraction: each
- * expression is one correctly rounded operation or the same libm call, the same bits). */
-__attribute__((target_clones("avx2", "default"))) static void fast_run(const fast_op *f, char *dst, const char *const *src, int64_t lo, int64_t hi) {
+ * Built for the kernels' target: an AVX2 clone was faster but gave other NaN bits where both
+ * operands of a commutative op are NaN (VEX code may swap them), unlike the kernels. */
+static void fast_run(const fast_op *f, char *dst, const char *const *src, int64_t lo, int64_t hi) {
   switch (f->cls) {
     case FAST_F64_UNARY:
     case FAST_F64_BOOL1:
