@@ -66,15 +66,17 @@ enum { S_INPUT, S_CONST, S_OUT, S_ARENA, S_SCRATCH };
 #define CHECK_COST 100000          /* cost units (~10 us) between cancellation and deadline checks */
 
 /* The small-array fast path: an elementwise instruction on f64 (or bool) whose inputs each have
- * the output's size or one element runs as an inline loop here, switched on its op, instead of
- * through its prepared kernel's bind and range calls (~3 indirect calls an instruction, which
- * dominate at the 1-10 elements of a gradient tape). Same expressions (elementwise.h), so the
- * same bits. cls: FAST_* (0: none); scalar: bit i when input i is one element read for all.
- * FAST_SUM: a sum of a whole f64 array to one element, by reduce.c's fold without its dispatch. */
+ * the output's size or one element runs a loop of its own here, chosen at capture for its op and
+ * which inputs are one element, instead of its prepared kernel's bind and range calls (~3
+ * indirect calls and the kernel's dispatch an instruction, which dominate at the 1-10 elements
+ * of a gradient tape). Same expressions (elementwise.h), so the same bits. cls: FAST_* (0:
+ * none). FAST_SUM: a sum of a whole f64 array to one element, by reduce.c's fold itself. */
 enum { FAST_NONE, FAST_F64_UNARY, FAST_F64_BOOL1, FAST_F64_BINARY, FAST_F64_CMP, FAST_BOOL_CMP, FAST_SELECT64, FAST_SUM };
+/* Computes positions [lo, hi) of dst from src (each indexed by position; one-element inputs at 0). */
+typedef void (*fast_fn)(char *dst, const char *const *src, int64_t lo, int64_t hi);
 typedef struct {
-  uint8_t cls, scalar;
-  uint16_t op; /* FAST_F64_UNARY and FAST_F64_BOOL1: an index of unary_kernels; others: the mx_op */
+  fast_fn fn; /* NULL for FAST_SUM */
+  uint8_t cls;
 } fast_op;
 
 typedef struct {
@@ -318,9 +320,120 @@ static mx_status (*const unary_kernels[N_FAST_UNARY])(mx_array *, mx_array *cons
 #undef FK_FLOAT
 #undef FK_BOOL
 
+/* The loops: one function per op and pattern of one-element inputs (bit i: input i), so a
+ * replay makes one call an instruction and each loop is as simple as the kernels' rows. */
+#define FAST_BIN_FNS(NAME, TI, TO, EXPR)                                                               \
+  static void NAME##_0(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
+    const TI *pa = (const TI *)src[0], *pb = (const TI *)src[1];                                       \
+    TO *o = (TO *)dst;                                                                                 \
+    for (int64_t i = lo; i < hi; i++) {                                                                \
+      TI a = pa[i], b = pb[i];                                                                         \
+      o[i] = (TO)(EXPR);                                                                               \
+    }                                                                                                  \
+  }                                                                                                    \
+  static void NAME##_1(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
+    const TI a = *(const TI *)src[0], *pb = (const TI *)src[1];                                        \
+    TO *o = (TO *)dst;                                                                                 \
+    for (int64_t i = lo; i < hi; i++) {                                                                \
+      TI b = pb[i];                                                                                    \
+      o[i] = (TO)(EXPR);                                                                               \
+    }                                                                                                  \
+  }                                                                                                    \
+  static void NAME##_2(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
+    const TI *pa = (const TI *)src[0], b = *(const TI *)src[1];                                        \
+    TO *o = (TO *)dst;                                                                                 \
+    for (int64_t i = lo; i < hi; i++) {                                                                \
+      TI a = pa[i];                                                                                    \
+      o[i] = (TO)(EXPR);                                                                               \
+    }                                                                                                  \
+  }                                                                                                    \
+  static void NAME##_3(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
+    const TI a = *(const TI *)src[0], b = *(const TI *)src[1];                                         \
+    const TO v = (TO)(EXPR);                                                                           \
+    for (int64_t i = lo; i < hi; i++) ((TO *)dst)[i] = v;                                              \
+  }
+#define FAST_BIN_ROW(NAME) {NAME##_0, NAME##_1, NAME##_2, NAME##_3}
+
+#define FL_ARITH(OP, name, iexpr, fexpr) FAST_BIN_FNS(fb_##name, double, double, fexpr)
+#define FL_FLOAT(OP, name, fexpr) FAST_BIN_FNS(fb_##name, double, double, fexpr)
+#define FL_CMP(OP, name, expr) FAST_BIN_FNS(fc_##name, double, uint8_t, expr) FAST_BIN_FNS(fcb_##name, uint8_t, uint8_t, expr)
+ARITH_OPS(FL_ARITH)
+FLOAT_OPS(FL_FLOAT)
+CMP_OPS(FL_CMP)
+#undef FL_ARITH
+#undef FL_FLOAT
+#undef FL_CMP
+#define FT_ARITH(OP, name, iexpr, fexpr) [MX_OP_##OP] = FAST_BIN_ROW(fb_##name),
+#define FT_FLOAT(OP, name, fexpr) [MX_OP_##OP] = FAST_BIN_ROW(fb_##name),
+static const fast_fn f64_binary_fns[MX_OP_COUNT][4] = {ARITH_OPS(FT_ARITH) FLOAT_OPS(FT_FLOAT)};
+#undef FT_ARITH
+#undef FT_FLOAT
+#define FT_CMP(OP, name, expr) [MX_OP_##OP] = FAST_BIN_ROW(fc_##name),
+static const fast_fn f64_cmp_fns[MX_OP_COUNT][4] = {CMP_OPS(FT_CMP)};
+#undef FT_CMP
+#define FT_CMP(OP, name, expr) [MX_OP_##OP] = FAST_BIN_ROW(fcb_##name),
+static const fast_fn bool_cmp_fns[MX_OP_COUNT][4] = {CMP_OPS(FT_CMP)};
+#undef FT_CMP
+
+#define FAST_UN_FN(NAME, TO, EXPR)                                                  \
+  static void NAME(char *dst, const char *const *src, int64_t lo, int64_t hi) {    \
+    const double *pa = (const double *)src[0];                                      \
+    TO *o = (TO *)dst;                                                              \
+    for (int64_t i = lo; i < hi; i++) {                                             \
+      double x = pa[i];                                                             \
+      (void)x;                                                                      \
+      o[i] = (TO)(EXPR);                                                            \
+    }                                                                               \
+  }
+#define FL_SAME(name, ID, T, iexpr, fexpr) FAST_UN_FN(fu_##name, double, fexpr)
+#define FL_UFLOAT(name, f32, f64) FAST_UN_FN(fu_##name, double, f64)
+#define FL_BOOL(name, ID, T, iexpr, fexpr) FAST_UN_FN(fu_##name, uint8_t, fexpr)
+SAME_OPS(FL_SAME, _, _)
+FLOAT_UNARY_OPS(FL_UFLOAT)
+BOOL_OPS(FL_BOOL, _, _)
+#undef FL_SAME
+#undef FL_UFLOAT
+#undef FL_BOOL
+#define FT_SAME(name, ID, T, iexpr, fexpr) [FU_##name] = fu_##name,
+#define FT_UFLOAT(name, f32, f64) [FU_##name] = fu_##name,
+#define FT_BOOL(name, ID, T, iexpr, fexpr) [FB_##name] = fu_##name,
+static const fast_fn unary_fns[N_FAST_UNARY] = {SAME_OPS(FT_SAME, _, _) FLOAT_UNARY_OPS(FT_UFLOAT) BOOL_OPS(FT_BOOL, _, _)};
+#undef FT_SAME
+#undef FT_UFLOAT
+#undef FT_BOOL
+
+/* select on bool, 8-byte values copied as bits. An elementwise predicate (SP 1) reads each
+ * position; one predicate (SP 0) copies, or fills from, the branch it picks. */
+#define FAST_SEL_FN(SP, SA, SB)                                                                       \
+  static void fs_##SP##SA##SB(char *dst, const char *const *src, int64_t lo, int64_t hi) {           \
+    const uint8_t *p = (const uint8_t *)src[0];                                                        \
+    const uint64_t *a = (const uint64_t *)src[1], *b = (const uint64_t *)src[2];                       \
+    uint64_t *o = (uint64_t *)dst;                                                                     \
+    if (!SP) {                                                                                         \
+      const uint64_t *v = SELECT_EXPR(p[0], a, b);                                                     \
+      if (SELECT_EXPR(p[0], SA, SB))                                                                   \
+        memcpy(o + lo, v + lo, sizeof *o * (size_t)(hi - lo));                                         \
+      else                                                                                             \
+        for (int64_t i = lo; i < hi; i++) o[i] = v[0];                                                 \
+      return;                                                                                          \
+    }                                                                                                  \
+    for (int64_t i = lo; i < hi; i++) o[i] = SELECT_EXPR(p[i], a[i * SA], b[i * SB]);                  \
+  }
+FAST_SEL_FN(0, 0, 0)
+FAST_SEL_FN(0, 0, 1)
+FAST_SEL_FN(0, 1, 0)
+FAST_SEL_FN(0, 1, 1)
+FAST_SEL_FN(1, 0, 0)
+FAST_SEL_FN(1, 0, 1)
+FAST_SEL_FN(1, 1, 0)
+FAST_SEL_FN(1, 1, 1)
+/* indexed by the one-element bits (1: predicate, 2: a, 4: b) */
+static const fast_fn select_fns[8] = {fs_111, fs_011, fs_101, fs_001, fs_110, fs_010, fs_100, fs_000};
+
 /* Instruction k's fast loop, if it has one (its prepared kernel has validated it). */
 static fast_op fast_of(const mx_tape *t, int k) {
-  fast_op f = {FAST_NONE, 0, 0};
+  fast_op f = {NULL, FAST_NONE};
+  int scalar = 0; /* bit i: input i is one element read for every position */
   const mx_array *x = &t->slots[t->ins_slot[k]];
   int n = t->in_off[k + 1] - t->in_off[k];
   if (x->op == MX_OP_SUM && n == 1) { /* out of one element: every kept axis has length 1 */
@@ -334,154 +447,39 @@ static fast_op fast_of(const mx_tape *t, int k) {
     in[i] = &t->slots[t->in_idx[t->in_off[k] + i]];
     if (in[i]->size == x->size) continue;
     if (in[i]->size != 1) return f;
-    f.scalar |= (uint8_t)(1 << i);
+    scalar |= 1 << i;
   }
   mx_dtype o = (mx_dtype)x->dtype, a = (mx_dtype)in[0]->dtype, b = n > 1 ? (mx_dtype)in[1]->dtype : a;
   mx_op op = (mx_op)x->op;
   if (n == 1) {
     for (int u = 0; u < N_FAST_UNARY; u++)
       if (u != N_FU && mx_ops[op].kernel == unary_kernels[u] && a == MX_F64 && o == (u < N_FU ? MX_F64 : MX_BOOL))
-        f.cls = u < N_FU ? FAST_F64_UNARY : FAST_F64_BOOL1, f.op = (uint16_t)u;
+        f.cls = u < N_FU ? FAST_F64_UNARY : FAST_F64_BOOL1, f.fn = unary_fns[u];
     return f;
   }
-  f.op = (uint16_t)op;
   switch (op) {
 #define FC_ARITH(OP, name, iexpr, fexpr) case MX_OP_##OP:
 #define FC_FLOAT(OP, name, fexpr) case MX_OP_##OP:
     ARITH_OPS(FC_ARITH)
     FLOAT_OPS(FC_FLOAT)
-    if (n == 2 && a == MX_F64 && b == MX_F64 && o == MX_F64) f.cls = FAST_F64_BINARY;
+    if (n == 2 && a == MX_F64 && b == MX_F64 && o == MX_F64) f.cls = FAST_F64_BINARY, f.fn = f64_binary_fns[op][scalar];
     break;
 #define FC_CMP(OP, name, expr) case MX_OP_##OP:
     CMP_OPS(FC_CMP)
-    if (n == 2 && a == b && o == MX_BOOL) f.cls = a == MX_F64 ? FAST_F64_CMP : a == MX_BOOL ? FAST_BOOL_CMP : FAST_NONE;
+    if (n == 2 && a == b && o == MX_BOOL && (a == MX_F64 || a == MX_BOOL)) {
+      f.cls = a == MX_F64 ? FAST_F64_CMP : FAST_BOOL_CMP;
+      f.fn = a == MX_F64 ? f64_cmp_fns[op][scalar] : bool_cmp_fns[op][scalar];
+    }
     break;
 #undef FC_ARITH
 #undef FC_FLOAT
 #undef FC_CMP
     case MX_OP_SELECT:
-      if (n == 3 && a == MX_BOOL && mx_dtype_size(o) == 8) f.cls = FAST_SELECT64;
+      if (n == 3 && a == MX_BOOL && mx_dtype_size(o) == 8) f.cls = FAST_SELECT64, f.fn = select_fns[scalar];
       break;
     default: break;
   }
   return f;
-}
-
-/* out[i] = EXPR of a = A[i] (or A[0] when input 0 is a scalar) and b likewise, i in [lo, hi). */
-#define FAST_BINARY(TI, TO, EXPR)                                                                      \
-  do {                                                                                                 \
-    const TI *pa = (const TI *)src[0], *pb = (const TI *)src[1];                                       \
-    TO *o = (TO *)dst;                                                                                 \
-    switch (f->scalar) {                                                                               \
-      case 0:                                                                                          \
-        for (int64_t i = lo; i < hi; i++) {                                                            \
-          TI a = pa[i], b = pb[i];                                                                     \
-          o[i] = (TO)(EXPR);                                                                           \
-        }                                                                                              \
-        break;                                                                                         \
-      case 1: {                                                                                        \
-        const TI a = pa[0];                                                                            \
-        for (int64_t i = lo; i < hi; i++) {                                                            \
-          TI b = pb[i];                                                                                \
-          o[i] = (TO)(EXPR);                                                                           \
-        }                                                                                              \
-        break;                                                                                         \
-      }                                                                                                \
-      case 2: {                                                                                        \
-        const TI b = pb[0];                                                                            \
-        for (int64_t i = lo; i < hi; i++) {                                                            \
-          TI a = pa[i];                                                                                \
-          o[i] = (TO)(EXPR);                                                                           \
-        }                                                                                              \
-        break;                                                                                         \
-      }                                                                                                \
-      default: {                                                                                       \
-        const TI a = pa[0], b = pb[0];                                                                 \
-        const TO v = (TO)(EXPR);                                                                       \
-        for (int64_t i = lo; i < hi; i++) o[i] = v;                                                    \
-      }                                                                                                \
-    }                                                                                                  \
-  } while (0)
-
-#define FAST_UNARY(TO, EXPR)                            \
-  do {                                                  \
-    const double *pa = (const double *)src[0];          \
-    TO *o = (TO *)dst;                                  \
-    for (int64_t i = lo; i < hi; i++) {                 \
-      double x = pa[i];                                 \
-      (void)x;                                          \
-      o[i] = (TO)(EXPR);                                \
-    }                                                   \
-  } while (0)
-
-/* Runs f over positions [lo, hi) of dst from src (each indexed by position; scalars at 0).
- * Built for the kernels' target: an AVX2 clone was faster but gave other NaN bits where both
- * operands of a commutative op are NaN (VEX code may swap them), unlike the kernels. */
-static void fast_run(const fast_op *f, char *dst, const char *const *src, int64_t lo, int64_t hi) {
-  switch (f->cls) {
-    case FAST_F64_UNARY:
-    case FAST_F64_BOOL1:
-      switch (f->op) {
-#define FR_SAME(name, ID, T, iexpr, fexpr) \
-        case FU_##name: FAST_UNARY(double, fexpr); return;
-#define FR_FLOAT(name, f32, f64) \
-        case FU_##name: FAST_UNARY(double, f64); return;
-#define FR_BOOL(name, ID, T, iexpr, fexpr) \
-        case FB_##name: FAST_UNARY(uint8_t, fexpr); return;
-        SAME_OPS(FR_SAME, _, _)
-        FLOAT_UNARY_OPS(FR_FLOAT)
-        BOOL_OPS(FR_BOOL, _, _)
-#undef FR_SAME
-#undef FR_FLOAT
-#undef FR_BOOL
-        default: return;
-      }
-    case FAST_F64_BINARY:
-      switch ((mx_op)f->op) {
-#define FR_ARITH(OP, name, iexpr, fexpr) \
-        case MX_OP_##OP: FAST_BINARY(double, double, fexpr); return;
-#define FR_FLOAT(OP, name, fexpr) \
-        case MX_OP_##OP: FAST_BINARY(double, double, fexpr); return;
-        ARITH_OPS(FR_ARITH)
-        FLOAT_OPS(FR_FLOAT)
-#undef FR_ARITH
-#undef FR_FLOAT
-        default: return;
-      }
-    case FAST_F64_CMP:
-      switch ((mx_op)f->op) {
-#define FR_CMP(OP, name, expr) \
-        case MX_OP_##OP: FAST_BINARY(double, uint8_t, expr); return;
-        CMP_OPS(FR_CMP)
-        default: return;
-      }
-#undef FR_CMP
-    case FAST_BOOL_CMP:
-      switch ((mx_op)f->op) {
-#define FR_CMP(OP, name, expr) \
-        case MX_OP_##OP: FAST_BINARY(uint8_t, uint8_t, expr); return;
-        CMP_OPS(FR_CMP)
-#undef FR_CMP
-        default: return;
-      }
-    case FAST_SELECT64: {
-      const uint8_t *p = (const uint8_t *)src[0];
-      const uint64_t *a = (const uint64_t *)src[1], *b = (const uint64_t *)src[2];
-      uint64_t *o = (uint64_t *)dst;
-      const int64_t sa = !(f->scalar & 2), sb = !(f->scalar & 4);
-      if (f->scalar & 1) { /* one predicate: a copy (or fill) of the branch it picks */
-        const uint64_t *v = SELECT_EXPR(p[0], a, b);
-        if (SELECT_EXPR(p[0], sa, sb))
-          memcpy(o + lo, v + lo, sizeof *o * (size_t)(hi - lo));
-        else
-          for (int64_t i = lo; i < hi; i++) o[i] = v[0];
-        return;
-      }
-      for (int64_t i = lo; i < hi; i++) o[i] = SELECT_EXPR(p[i], a[i * sa], b[i * sb]);
-      return;
-    }
-    default: return;
-  }
 }
 
 /* One block range [blo, bhi) of group g: each member over each block, in order. */
@@ -512,8 +510,8 @@ static mx_status group_blocks(const mx_tape *t, const replay_ctx *c, const fgrou
       const char *src[3] = {0, 0, 0};
       for (int i = 0; i < d->nin; i++)
         src[i] = d->in_scr[i] >= 0 ? rebase(scratch + d->in_scr[i], lo, (size_t)d->in_esz[i]) : c->data[d->in[i]];
-      if (d->fast.cls) {
-        fast_run(&d->fast, dst, src, lo, hi);
+      if (d->fast.fn) {
+        d->fast.fn(dst, src, lo, hi);
         continue;
       }
       d->bind(ew[m], dst, src);
@@ -569,8 +567,8 @@ static mx_status run_ew(const mx_tape *t, replay_ctx *c, int k) {
   const int64_t n = t->slots[t->ins_slot[k]].size;
   const char *src[3] = {0, 0, 0};
   for (int i = 0; i < t->in_off[k + 1] - t->in_off[k]; i++) src[i] = c->data[t->in_idx[t->in_off[k] + i]];
-  if (t->fast[k].cls && n < 2 * e->grain) {
-    fast_run(&t->fast[k], c->data[t->ins_slot[k]], src, 0, n);
+  if (t->fast[k].fn && n < 2 * e->grain) {
+    t->fast[k].fn(c->data[t->ins_slot[k]], src, 0, n);
     return MX_OK;
   }
   e->bind(c->ew[k], c->data[t->ins_slot[k]], src);
