@@ -12,7 +12,8 @@
  * intermediate gets an offset in one arena per replay context (reused after its
  * last reader, in place where an elementwise result can take a dying input's
  * memory); elementwise kernels are prepared (kernels.h mx_ew) so a replay calls
- * their loops directly. A replay binds the call's inputs and outputs and runs:
+ * their loops directly, and f64/bool ones over arrays and one-element inputs (a gradient's
+ * scalars and short vectors) run loops of their own, one call each (the fast path). A replay binds the call's inputs and outputs and runs:
  * no allocation but the outputs handed back, no lock, no refcounting. */
 #include <math.h>
 #include <stdio.h>
@@ -412,7 +413,7 @@ static const fast_fn unary_fns[N_FAST_UNARY] = {SAME_OPS(FT_SAME, _, _) FLOAT_UN
     if (!SP) {                                                                                         \
       const uint64_t *v = SELECT_EXPR(p[0], a, b);                                                     \
       if (SELECT_EXPR(p[0], SA, SB))                                                                   \
-        memcpy(o + lo, v + lo, sizeof *o * (size_t)(hi - lo));                                         \
+        memmove(o + lo, v + lo, sizeof *o * (size_t)(hi - lo)); /* o may be v (in place) */             \
       else                                                                                             \
         for (int64_t i = lo; i < hi; i++) o[i] = v[0];                                                 \
       return;                                                                                          \
