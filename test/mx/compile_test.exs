@@ -228,6 +228,27 @@ defmodule Mx.CompileTest do
     end
   end
 
+  test "the fast path gives the kernels' NaN where both operands are NaN, for every pattern of one-element inputs" do
+    pos = <<0, 0, 0, 0, 0, 0, 0xF8, 0x7F>>
+    neg = <<0, 0, 0, 0, 0, 0, 0xF8, 0xFF>>
+
+    nans = fn
+      bits, 0 -> Mx.from_binary(bits, :f64, shape: {})
+      bits, n -> Mx.from_binary(:binary.copy(bits, n), :f64, shape: {n})
+    end
+
+    for op <- [:add, :multiply, :subtract, :divide, :max, :min],
+        n <- [2, 3, 55],
+        {na, nb} <- [{n, n}, {0, n}, {n, 0}, {0, 0}],
+        {x, y} <- [{pos, neg}, {neg, pos}] do
+      f = fn a, b -> apply(Mx, op, [a, b]) end
+      c = Mx.compile(f, jit: false)
+      {a, b} = {nans.(x, na), nans.(y, nb)}
+      assert Mx.Compile.tape_info(c, [a, b]).fast == 1
+      assert Mx.to_binary(c.(a, b)) == Mx.to_binary(f.(a, b)), "#{op} #{na} #{nb}"
+    end
+  end
+
   test "a value needed while tracing raises a clear Mx.Error; fallback runs the function uncompiled" do
     branchy = fn x -> if Mx.to_number(Mx.sum(x)) > 0, do: x, else: Mx.negate(x) end
 
