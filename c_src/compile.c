@@ -323,19 +323,51 @@ static mx_status (*const unary_kernels[N_FAST_UNARY])(mx_array *, mx_array *cons
 
 /* The loops: one function per op and pattern of one-element inputs (bit i: input i), so a
  * replay makes one call an instruction and each loop is as simple as the kernels' rows.
- * EXPR0 is the expression of the loop over two arrays. Where both operands of add or multiply
- * are NaN, x86 returns the one gcc happens to put first, which it chooses per loop; binary.c's
- * rows over two arrays give b's, so these loops say so (b op b quiets b) instead of leaving it
- * to gcc (compile_test checks the NaN bits of every op and pattern against the kernels). */
-#define FAST_BIN_FNS(NAME, TI, TO, EXPR, EXPR0)                                                        \
+ * ZERO makes the loop over two arrays. Where both operands of add or multiply are NaN, x86
+ * returns the one gcc happens to put first, which it chooses per loop; binary.c's rows over two
+ * arrays give b's, so these loops say so (b op b quiets b) instead of leaving it to gcc
+ * (compile_test checks the NaN bits of every op and pattern against the kernels). */
+#define FAST_ZERO_PLAIN(NAME, TI, TO, EXPR)                                                            \
   static void NAME##_0(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
     const TI *pa = (const TI *)src[0], *pb = (const TI *)src[1];                                       \
     TO *o = (TO *)dst;                                                                                 \
     for (int64_t i = lo; i < hi; i++) {                                                                \
       TI a = pa[i], b = pb[i];                                                                         \
-      o[i] = (TO)(EXPR0);                                                                              \
+      o[i] = (TO)(EXPR);                                                                               \
     }                                                                                                  \
-  }                                                                                                    \
+  }
+/* f64 add and multiply over two arrays: b op b (b quieted) where b is NaN, else a op b; two
+ * elements at a time on gcc vectors with a bit mask, as gcc will not vectorize the select. */
+typedef double fast_v2d __attribute__((vector_size(16)));
+typedef long long fast_v2l __attribute__((vector_size(16)));
+#define FAST_ZERO_NAN_B(NAME, TI, TO, EXPR)                                                            \
+  static void NAME##_0(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
+    const double *pa = (const double *)src[0], *pb = (const double *)src[1];                           \
+    double *o = (double *)dst;                                                                         \
+    int64_t i = lo;                                                                                    \
+    for (; i + 2 <= hi; i += 2) {                                                                      \
+      fast_v2d a, b, r, q;                                                                             \
+      memcpy(&a, pa + i, sizeof a);                                                                    \
+      memcpy(&b, pb + i, sizeof b);                                                                    \
+      r = (EXPR);                                                                                      \
+      {                                                                                                \
+        fast_v2d a = b; /* EXPR of (b, b) */                                                           \
+        q = (EXPR);                                                                                    \
+      }                                                                                                \
+      fast_v2l nan_b = (fast_v2l)(b != b), bits = (nan_b & (fast_v2l)q) | (~nan_b & (fast_v2l)r);      \
+      memcpy(o + i, &bits, sizeof bits);                                                               \
+    }                                                                                                  \
+    for (; i < hi; i++) {                                                                              \
+      double a = pa[i], b = pb[i], r = (EXPR);                                                         \
+      if (b != b) {                                                                                    \
+        double a = b;                                                                                  \
+        r = (EXPR);                                                                                    \
+      }                                                                                                \
+      o[i] = r;                                                                                        \
+    }                                                                                                  \
+  }
+#define FAST_BIN_FNS(NAME, TI, TO, EXPR, ZERO)                                                         \
+  ZERO(NAME, TI, TO, EXPR)                                                                             \
   static void NAME##_1(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
     const TI a = *(const TI *)src[0], *pb = (const TI *)src[1];                                        \
     TO *o = (TO *)dst;                                                                                 \
@@ -359,18 +391,19 @@ static mx_status (*const unary_kernels[N_FAST_UNARY])(mx_array *, mx_array *cons
   }
 #define FAST_BIN_ROW(NAME) {NAME##_0, NAME##_1, NAME##_2, NAME##_3}
 
-#define EXPR0_ADD(e) (b != b ? b + b : a + b)
-#define EXPR0_MULTIPLY(e) (b != b ? b * b : a * b)
-#define EXPR0_SUBTRACT(e) e
-#define EXPR0_DIVIDE(e) e
-#define EXPR0_POW(e) e
-#define EXPR0_MAX(e) e
-#define EXPR0_MIN(e) e
-#define EXPR0_REMAINDER(e) e
-#define FL_ARITH(OP, name, iexpr, fexpr) FAST_BIN_FNS(fb_##name, double, double, fexpr, EXPR0_##OP(fexpr))
-#define FL_FLOAT(OP, name, fexpr) FAST_BIN_FNS(fb_##name, double, double, fexpr, fexpr)
-#define FL_CMP(OP, name, expr) \
-  FAST_BIN_FNS(fc_##name, double, uint8_t, expr, expr) FAST_BIN_FNS(fcb_##name, uint8_t, uint8_t, expr, expr)
+#define ZERO_ADD FAST_ZERO_NAN_B
+#define ZERO_MULTIPLY FAST_ZERO_NAN_B
+#define ZERO_SUBTRACT FAST_ZERO_PLAIN
+#define ZERO_DIVIDE FAST_ZERO_PLAIN
+#define ZERO_POW FAST_ZERO_PLAIN
+#define ZERO_MAX FAST_ZERO_PLAIN
+#define ZERO_MIN FAST_ZERO_PLAIN
+#define ZERO_REMAINDER FAST_ZERO_PLAIN
+#define FL_ARITH(OP, name, iexpr, fexpr) FAST_BIN_FNS(fb_##name, double, double, fexpr, ZERO_##OP)
+#define FL_FLOAT(OP, name, fexpr) FAST_BIN_FNS(fb_##name, double, double, fexpr, FAST_ZERO_PLAIN)
+#define FL_CMP(OP, name, expr)                                                     \
+  FAST_BIN_FNS(fc_##name, double, uint8_t, expr, FAST_ZERO_PLAIN)                  \
+  FAST_BIN_FNS(fcb_##name, uint8_t, uint8_t, expr, FAST_ZERO_PLAIN)
 ARITH_OPS(FL_ARITH)
 FLOAT_OPS(FL_FLOAT)
 CMP_OPS(FL_CMP)
@@ -497,41 +530,66 @@ static fast_op fast_of(const mx_tape *t, int k) {
   return f;
 }
 
+/* Member m of group g over positions [lo, hi) of a block (ew: the group's loop copies). */
+static mx_status group_members(const mx_tape *t, const replay_ctx *c, const fgroup *g, int m, void *const *ew,
+                               char *scratch, int64_t lo, int64_t hi) {
+  const member *d = &t->members[g->first + m];
+  mx_array *o = &c->slots[d->out];
+  if (d->fast.cls == FAST_SUM) {
+    const char *a = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]];
+    *(double *)c->data[d->out] = mx_sum_f64((const double *)a, c->slots[d->in[0]].size);
+    return MX_OK;
+  }
+  if (!d->range) { /* the trailing reduction: the group is one block, its input in scratch */
+    mx_array view = c->slots[d->in[0]], *vp = &view;
+    mx_buffer hb = {.data = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]]};
+    view.buf = &hb;
+    return mx_ops[o->op].kernel(o, &vp);
+  }
+  char *dst = d->out_scr >= 0 ? rebase(scratch + d->out_scr, lo, (size_t)d->out_esz) : c->data[d->out];
+  const char *src[3] = {0, 0, 0};
+  for (int i = 0; i < d->nin; i++)
+    src[i] = d->in_scr[i] >= 0 ? rebase(scratch + d->in_scr[i], lo, (size_t)d->in_esz[i]) : c->data[d->in[i]];
+  if (d->fast.fn) {
+    d->fast.fn(dst, src, lo, hi);
+    return MX_OK;
+  }
+  d->bind(ew[m], dst, src);
+  d->range(ew[m], lo, hi);
+  return MX_OK;
+}
+
 /* One block range [blo, bhi) of group g: each member over each block, in order. */
 static mx_status group_blocks(const mx_tape *t, const replay_ctx *c, const fgroup *g, void *const *ew, char *scratch,
                               int64_t blo, int64_t bhi, int check) {
-  const member *ms = t->members + g->first;
-  const int64_t n = c->slots[ms[0].out].size;
+  const int64_t n = c->slots[t->members[g->first].out].size;
   for (int64_t b = blo; b < bhi; b++) {
     if (check && (b & 15) == 15 && mx_cancelled()) return MX_OK; /* the replay reports it */
     int64_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n;
     for (int m = 0; m < g->count; m++) {
-      const member *d = &ms[m];
-      mx_array *o = &c->slots[d->out];
-      if (d->fast.cls == FAST_SUM) {
-        const char *a = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]];
-        *(double *)c->data[d->out] = mx_sum_f64((const double *)a, c->slots[d->in[0]].size);
-        continue;
-      }
-      if (!d->range) { /* the trailing reduction: the group is one block, its input in scratch */
-        mx_array view = c->slots[d->in[0]], *vp = &view;
-        mx_buffer hb = {.data = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]]};
-        view.buf = &hb;
-        mx_status st = mx_ops[o->op].kernel(o, &vp);
-        if (st) return st;
-        continue;
-      }
-      char *dst = d->out_scr >= 0 ? rebase(scratch + d->out_scr, lo, (size_t)d->out_esz) : c->data[d->out];
-      const char *src[3] = {0, 0, 0};
-      for (int i = 0; i < d->nin; i++)
-        src[i] = d->in_scr[i] >= 0 ? rebase(scratch + d->in_scr[i], lo, (size_t)d->in_esz[i]) : c->data[d->in[i]];
-      if (d->fast.fn) {
-        d->fast.fn(dst, src, lo, hi);
-        continue;
-      }
-      d->bind(ew[m], dst, src);
-      d->range(ew[m], lo, hi);
+      mx_status st = group_members(t, c, g, m, ew, scratch, lo, hi);
+      if (st) return st;
     }
+  }
+  return MX_OK;
+}
+
+/* A one-block group (a gradient's scalars and short vectors): its fast members without the
+ * block loop's rebasing; the others as group_blocks runs them. */
+static mx_status group_one(const mx_tape *t, const replay_ctx *c, const fgroup *g) {
+  const member *ms = t->members + g->first;
+  const int64_t n = c->slots[ms[0].out].size;
+  char *scratch = c->scratch;
+  for (int m = 0; m < g->count; m++) {
+    const member *d = &ms[m];
+    if (!d->fast.fn) {
+      mx_status st = group_members(t, c, g, m, c->ew + g->first, scratch, 0, n);
+      if (st) return st;
+      continue;
+    }
+    const char *src[3] = {0, 0, 0};
+    for (int i = 0; i < d->nin; i++) src[i] = d->in_scr[i] >= 0 ? scratch + d->in_scr[i] : c->data[d->in[i]];
+    d->fast.fn(d->out_scr >= 0 ? scratch + d->out_scr : c->data[d->out], src, 0, n);
   }
   return MX_OK;
 }
@@ -568,6 +626,7 @@ static void group_chunk(void *vjob, int64_t blo, int64_t bhi) {
 }
 
 static mx_status run_group(const mx_tape *t, replay_ctx *c, const fgroup *g) {
+  if (g->n_blocks == 1) return group_one(t, c, g);
   if (g->n_blocks >= 2 * g->grain && mx_num_threads() > 1) {
     group_job j = {t, c, g, 0};
     mx_parallel_for(g->n_blocks, g->grain, group_chunk, &j);
