@@ -12,7 +12,8 @@
  * intermediate gets an offset in one arena per replay context (reused after its
  * last reader, in place where an elementwise result can take a dying input's
  * memory); elementwise kernels are prepared (kernels.h mx_ew) so a replay calls
- * their loops directly. A replay binds the call's inputs and outputs and runs:
+ * their loops directly, and f64/bool ones over arrays and one-element inputs (a gradient's
+ * scalars and short vectors) run loops of their own, one call each (the fast path). A replay binds the call's inputs and outputs and runs:
  * no allocation but the outputs handed back, no lock, no refcounting. */
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +22,9 @@
 #include <time.h>
 
 #include "mx.h"
+#include "prim/elementwise.h"
 #include "prim/kernels.h"
+#include "prim/special.h"
 
 /* ---- placeholders ---------------------------------------------------------------- */
 
@@ -63,6 +66,20 @@ enum { S_INPUT, S_CONST, S_OUT, S_ARENA, S_SCRATCH };
 #define SCRATCH_BYTES (BLOCK * 16) /* one scratch block holds any dtype's block */
 #define CHECK_COST 100000          /* cost units (~10 us) between cancellation and deadline checks */
 
+/* The small-array fast path: an elementwise instruction on f64 (or bool) whose inputs each have
+ * the output's size or one element runs a loop of its own here, chosen at capture for its op and
+ * which inputs are one element, instead of its prepared kernel's bind and range calls (~3
+ * indirect calls and the kernel's dispatch an instruction, which dominate at the 1-10 elements
+ * of a gradient tape). Same expressions (elementwise.h), so the same bits. cls: FAST_* (0:
+ * none). FAST_SUM: a sum of a whole f64 array to one element, by reduce.c's fold itself. */
+enum { FAST_NONE, FAST_F64_UNARY, FAST_F64_BOOL1, FAST_F64_BINARY, FAST_F64_CMP, FAST_BOOL_CMP, FAST_SELECT64, FAST_SUM };
+/* Computes positions [lo, hi) of dst from src (each indexed by position; one-element inputs at 0). */
+typedef void (*fast_fn)(char *dst, const char *const *src, int64_t lo, int64_t hi);
+typedef struct {
+  fast_fn fn; /* NULL for FAST_SUM */
+  uint8_t cls;
+} fast_op;
+
 typedef struct {
   int32_t first, count; /* instructions [first, first + count) */
   int32_t n_scratch;    /* scratch blocks its unstored members need */
@@ -76,6 +93,7 @@ typedef struct {
   int32_t out, in[3];          /* slots */
   int32_t out_scr, in_scr[3];  /* byte offsets of their scratch blocks, -1 when stored */
   int8_t nin, out_esz, in_esz[3];
+  fast_op fast;
 } member;
 
 typedef struct {
@@ -119,6 +137,8 @@ struct mx_tape {
   int64_t arena_bytes;
   int32_t max_scratch;
   mx_ew *ew;          /* per instruction: its prepared loop (range NULL: call the kernel) */
+  fast_op *fast;      /* per instruction: its inline loop (cls FAST_NONE: use ew) */
+  int n_fast;
   size_t ew_bytes;
   int32_t *ins_cost;  /* per instruction: its estimated cost, capped */
   uint8_t *out_owner; /* per output: the first output on an S_OUT root (gets the memory) */
@@ -239,6 +259,7 @@ void mx_tape_release(mx_tape *t) {
   free(t->store);
   free(t->offset);
   free(t->ew);
+  free(t->fast);
   free(t->ins_cost);
   free(t->out_owner);
   free(t->esz);
@@ -254,7 +275,7 @@ void mx_tape_release(mx_tape *t) {
 void mx_tape_info_get(const mx_tape *t, mx_tape_info *info) {
   *info = (mx_tape_info){t->n_in,  t->n_out, t->n_ins,      t->n_const,  t->folded, t->merged,
                          t->deep,  t->cost,  t->bytes,      t->noops,    t->dead,   t->n_groups,
-                         t->fused, t->arena_bytes};
+                         t->fused, t->arena_bytes, t->n_fast};
 }
 
 mx_op mx_tape_instruction_op(const mx_tape *t, int k) {
@@ -262,6 +283,8 @@ mx_op mx_tape_instruction_op(const mx_tape *t, int k) {
 }
 
 int mx_tape_instruction_group(const mx_tape *t, int k) { return k >= 0 && k < t->n_ins ? t->group_of[k] : -1; }
+
+int mx_tape_instruction_fast(const mx_tape *t, int k) { return k >= 0 && k < t->n_ins && t->fast[k].cls != FAST_NONE; }
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -278,32 +301,295 @@ static int same_shape(int nd, const int64_t *a, int nd2, const int64_t *b) {
  * pointer arithmetic outside the block. */
 static char *rebase(const void *p, int64_t lo, size_t sz) { return (char *)((uintptr_t)p - (uintptr_t)lo * sz); }
 
+/* ---- the small-array fast path ------------------------------------------------------ */
+
+/* The f64 unary ops the fast path runs: SAME_OPS and FLOAT_UNARY_OPS (float expressions),
+ * then BOOL_OPS (f64 in, bool out); recognised by their kernel. */
+#define FU_SAME(name, ID, T, iexpr, fexpr) FU_##name,
+#define FU_FLOAT(name, f32, f64) FU_##name,
+#define FU_BOOL(name, ID, T, iexpr, fexpr) FB_##name,
+enum { SAME_OPS(FU_SAME, _, _) FLOAT_UNARY_OPS(FU_FLOAT) N_FU, BOOL_OPS(FU_BOOL, _, _) N_FAST_UNARY };
+#undef FU_SAME
+#undef FU_FLOAT
+#undef FU_BOOL
+#define FK_SAME(name, ID, T, iexpr, fexpr) [FU_##name] = mx_k_##name,
+#define FK_FLOAT(name, f32, f64) [FU_##name] = mx_k_##name,
+#define FK_BOOL(name, ID, T, iexpr, fexpr) [FB_##name] = mx_k_##name,
+static mx_status (*const unary_kernels[N_FAST_UNARY])(mx_array *, mx_array *const *) = {
+    SAME_OPS(FK_SAME, _, _) FLOAT_UNARY_OPS(FK_FLOAT) BOOL_OPS(FK_BOOL, _, _)};
+#undef FK_SAME
+#undef FK_FLOAT
+#undef FK_BOOL
+
+/* The loops: one function per op and pattern of one-element inputs (bit i: input i), so a
+ * replay makes one call an instruction and each loop is as simple as the kernels' rows.
+ * ZERO makes the loop over two arrays. Where both operands of add or multiply are NaN, x86
+ * returns the one gcc happens to put first, which it chooses per loop; binary.c's rows over two
+ * arrays give b's, so these loops say so (b op b quiets b) instead of leaving it to gcc
+ * (compile_test checks the NaN bits of every op and pattern against the kernels). */
+#define FAST_ZERO_PLAIN(NAME, TI, TO, EXPR)                                                            \
+  static void NAME##_0(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
+    const TI *pa = (const TI *)src[0], *pb = (const TI *)src[1];                                       \
+    TO *o = (TO *)dst;                                                                                 \
+    for (int64_t i = lo; i < hi; i++) {                                                                \
+      TI a = pa[i], b = pb[i];                                                                         \
+      o[i] = (TO)(EXPR);                                                                               \
+    }                                                                                                  \
+  }
+/* f64 add and multiply over two arrays: b op b (b quieted) where b is NaN, else a op b; two
+ * elements at a time on gcc vectors with a bit mask, as gcc will not vectorize the select. */
+typedef double fast_v2d __attribute__((vector_size(16)));
+typedef long long fast_v2l __attribute__((vector_size(16)));
+#define FAST_ZERO_NAN_B(NAME, TI, TO, EXPR)                                                            \
+  static void NAME##_0(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
+    const double *pa = (const double *)src[0], *pb = (const double *)src[1];                           \
+    double *o = (double *)dst;                                                                         \
+    int64_t i = lo;                                                                                    \
+    for (; i + 2 <= hi; i += 2) {                                                                      \
+      fast_v2d a, b, r, q;                                                                             \
+      memcpy(&a, pa + i, sizeof a);                                                                    \
+      memcpy(&b, pb + i, sizeof b);                                                                    \
+      r = (EXPR);                                                                                      \
+      {                                                                                                \
+        fast_v2d a = b; /* EXPR of (b, b) */                                                           \
+        q = (EXPR);                                                                                    \
+      }                                                                                                \
+      fast_v2l nan_b = (fast_v2l)(b != b), bits = (nan_b & (fast_v2l)q) | (~nan_b & (fast_v2l)r);      \
+      memcpy(o + i, &bits, sizeof bits);                                                               \
+    }                                                                                                  \
+    for (; i < hi; i++) {                                                                              \
+      double a = pa[i], b = pb[i], r = (EXPR);                                                         \
+      if (b != b) {                                                                                    \
+        double a = b;                                                                                  \
+        r = (EXPR);                                                                                    \
+      }                                                                                                \
+      o[i] = r;                                                                                        \
+    }                                                                                                  \
+  }
+#define FAST_BIN_FNS(NAME, TI, TO, EXPR, ZERO)                                                         \
+  ZERO(NAME, TI, TO, EXPR)                                                                             \
+  static void NAME##_1(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
+    const TI a = *(const TI *)src[0], *pb = (const TI *)src[1];                                        \
+    TO *o = (TO *)dst;                                                                                 \
+    for (int64_t i = lo; i < hi; i++) {                                                                \
+      TI b = pb[i];                                                                                    \
+      o[i] = (TO)(EXPR);                                                                               \
+    }                                                                                                  \
+  }                                                                                                    \
+  static void NAME##_2(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
+    const TI *pa = (const TI *)src[0], b = *(const TI *)src[1];                                        \
+    TO *o = (TO *)dst;                                                                                 \
+    for (int64_t i = lo; i < hi; i++) {                                                                \
+      TI a = pa[i];                                                                                    \
+      o[i] = (TO)(EXPR);                                                                               \
+    }                                                                                                  \
+  }                                                                                                    \
+  static void NAME##_3(char *dst, const char *const *src, int64_t lo, int64_t hi) {                  \
+    const TI a = *(const TI *)src[0], b = *(const TI *)src[1];                                         \
+    const TO v = (TO)(EXPR);                                                                           \
+    for (int64_t i = lo; i < hi; i++) ((TO *)dst)[i] = v;                                              \
+  }
+#define FAST_BIN_ROW(NAME) {NAME##_0, NAME##_1, NAME##_2, NAME##_3}
+
+#define ZERO_ADD FAST_ZERO_NAN_B
+#define ZERO_MULTIPLY FAST_ZERO_NAN_B
+#define ZERO_SUBTRACT FAST_ZERO_PLAIN
+#define ZERO_DIVIDE FAST_ZERO_PLAIN
+#define ZERO_POW FAST_ZERO_PLAIN
+#define ZERO_MAX FAST_ZERO_PLAIN
+#define ZERO_MIN FAST_ZERO_PLAIN
+#define ZERO_REMAINDER FAST_ZERO_PLAIN
+#define FL_ARITH(OP, name, iexpr, fexpr) FAST_BIN_FNS(fb_##name, double, double, fexpr, ZERO_##OP)
+#define FL_FLOAT(OP, name, fexpr) FAST_BIN_FNS(fb_##name, double, double, fexpr, FAST_ZERO_PLAIN)
+#define FL_CMP(OP, name, expr)                                                     \
+  FAST_BIN_FNS(fc_##name, double, uint8_t, expr, FAST_ZERO_PLAIN)                  \
+  FAST_BIN_FNS(fcb_##name, uint8_t, uint8_t, expr, FAST_ZERO_PLAIN)
+ARITH_OPS(FL_ARITH)
+FLOAT_OPS(FL_FLOAT)
+CMP_OPS(FL_CMP)
+#undef FL_ARITH
+#undef FL_FLOAT
+#undef FL_CMP
+#define FT_ARITH(OP, name, iexpr, fexpr) [MX_OP_##OP] = FAST_BIN_ROW(fb_##name),
+#define FT_FLOAT(OP, name, fexpr) [MX_OP_##OP] = FAST_BIN_ROW(fb_##name),
+static const fast_fn f64_binary_fns[MX_OP_COUNT][4] = {ARITH_OPS(FT_ARITH) FLOAT_OPS(FT_FLOAT)};
+#undef FT_ARITH
+#undef FT_FLOAT
+#define FT_CMP(OP, name, expr) [MX_OP_##OP] = FAST_BIN_ROW(fc_##name),
+static const fast_fn f64_cmp_fns[MX_OP_COUNT][4] = {CMP_OPS(FT_CMP)};
+#undef FT_CMP
+#define FT_CMP(OP, name, expr) [MX_OP_##OP] = FAST_BIN_ROW(fcb_##name),
+static const fast_fn bool_cmp_fns[MX_OP_COUNT][4] = {CMP_OPS(FT_CMP)};
+#undef FT_CMP
+
+#define FAST_UN_FN(NAME, TO, EXPR)                                                  \
+  static void NAME(char *dst, const char *const *src, int64_t lo, int64_t hi) {    \
+    const double *pa = (const double *)src[0];                                      \
+    TO *o = (TO *)dst;                                                              \
+    for (int64_t i = lo; i < hi; i++) {                                             \
+      double x = pa[i];                                                             \
+      (void)x;                                                                      \
+      o[i] = (TO)(EXPR);                                                            \
+    }                                                                               \
+  }
+#define FL_SAME(name, ID, T, iexpr, fexpr) FAST_UN_FN(fu_##name, double, fexpr)
+#define FL_UFLOAT(name, f32, f64) FAST_UN_FN(fu_##name, double, f64)
+#define FL_BOOL(name, ID, T, iexpr, fexpr) FAST_UN_FN(fu_##name, uint8_t, fexpr)
+SAME_OPS(FL_SAME, _, _)
+FLOAT_UNARY_OPS(FL_UFLOAT)
+BOOL_OPS(FL_BOOL, _, _)
+#undef FL_SAME
+#undef FL_UFLOAT
+#undef FL_BOOL
+#define FT_SAME(name, ID, T, iexpr, fexpr) [FU_##name] = fu_##name,
+#define FT_UFLOAT(name, f32, f64) [FU_##name] = fu_##name,
+#define FT_BOOL(name, ID, T, iexpr, fexpr) [FB_##name] = fu_##name,
+static const fast_fn unary_fns[N_FAST_UNARY] = {SAME_OPS(FT_SAME, _, _) FLOAT_UNARY_OPS(FT_UFLOAT) BOOL_OPS(FT_BOOL, _, _)};
+#undef FT_SAME
+#undef FT_UFLOAT
+#undef FT_BOOL
+
+/* select on bool, 8-byte values copied as bits. An elementwise predicate (SP 1) reads each
+ * position; one predicate (SP 0) copies, or fills from, the branch it picks. */
+#define FAST_SEL_FN(SP, SA, SB)                                                                       \
+  static void fs_##SP##SA##SB(char *dst, const char *const *src, int64_t lo, int64_t hi) {           \
+    const uint8_t *p = (const uint8_t *)src[0];                                                        \
+    const uint64_t *a = (const uint64_t *)src[1], *b = (const uint64_t *)src[2];                       \
+    uint64_t *o = (uint64_t *)dst;                                                                     \
+    if (!SP) {                                                                                         \
+      const uint64_t *v = SELECT_EXPR(p[0], a, b);                                                     \
+      if (SELECT_EXPR(p[0], SA, SB))                                                                   \
+        memmove(o + lo, v + lo, sizeof *o * (size_t)(hi - lo)); /* o may be v (in place) */             \
+      else                                                                                             \
+        for (int64_t i = lo; i < hi; i++) o[i] = v[0];                                                 \
+      return;                                                                                          \
+    }                                                                                                  \
+    for (int64_t i = lo; i < hi; i++) o[i] = SELECT_EXPR(p[i], a[i * SA], b[i * SB]);                  \
+  }
+FAST_SEL_FN(0, 0, 0)
+FAST_SEL_FN(0, 0, 1)
+FAST_SEL_FN(0, 1, 0)
+FAST_SEL_FN(0, 1, 1)
+FAST_SEL_FN(1, 0, 0)
+FAST_SEL_FN(1, 0, 1)
+FAST_SEL_FN(1, 1, 0)
+FAST_SEL_FN(1, 1, 1)
+/* indexed by the one-element bits (1: predicate, 2: a, 4: b) */
+static const fast_fn select_fns[8] = {fs_111, fs_011, fs_101, fs_001, fs_110, fs_010, fs_100, fs_000};
+
+/* Instruction k's fast loop, if it has one (its prepared kernel has validated it). */
+static fast_op fast_of(const mx_tape *t, int k) {
+  fast_op f = {NULL, FAST_NONE};
+  int scalar = 0; /* bit i: input i is one element read for every position */
+  const mx_array *x = &t->slots[t->ins_slot[k]];
+  int n = t->in_off[k + 1] - t->in_off[k];
+  if (x->op == MX_OP_SUM && n == 1) { /* out of one element: every kept axis has length 1 */
+    const mx_array *a = &t->slots[t->in_idx[t->in_off[k]]];
+    if (a->dtype == MX_F64 && x->dtype == MX_F64 && x->size == 1 && a->size >= 1 && a->size <= BLOCK) f.cls = FAST_SUM;
+    return f;
+  }
+  if (!t->ew[k].range || n < 1 || n > 3) return f;
+  const mx_array *in[3];
+  for (int i = 0; i < n; i++) {
+    in[i] = &t->slots[t->in_idx[t->in_off[k] + i]];
+    if (in[i]->size == x->size) continue;
+    if (in[i]->size != 1) return f;
+    scalar |= 1 << i;
+  }
+  if (x->size == 1) scalar = (1 << n) - 1; /* binary.c computes one element apart (its NaN order too) */
+  mx_dtype o = (mx_dtype)x->dtype, a = (mx_dtype)in[0]->dtype, b = n > 1 ? (mx_dtype)in[1]->dtype : a;
+  mx_op op = (mx_op)x->op;
+  if (n == 1) {
+    for (int u = 0; u < N_FAST_UNARY; u++)
+      if (u != N_FU && mx_ops[op].kernel == unary_kernels[u] && a == MX_F64 && o == (u < N_FU ? MX_F64 : MX_BOOL))
+        f.cls = u < N_FU ? FAST_F64_UNARY : FAST_F64_BOOL1, f.fn = unary_fns[u];
+    return f;
+  }
+  switch (op) {
+#define FC_ARITH(OP, name, iexpr, fexpr) case MX_OP_##OP:
+#define FC_FLOAT(OP, name, fexpr) case MX_OP_##OP:
+    ARITH_OPS(FC_ARITH)
+    FLOAT_OPS(FC_FLOAT)
+    if (n == 2 && a == MX_F64 && b == MX_F64 && o == MX_F64) f.cls = FAST_F64_BINARY, f.fn = f64_binary_fns[op][scalar];
+    break;
+#define FC_CMP(OP, name, expr) case MX_OP_##OP:
+    CMP_OPS(FC_CMP)
+    if (n == 2 && a == b && o == MX_BOOL && (a == MX_F64 || a == MX_BOOL)) {
+      f.cls = a == MX_F64 ? FAST_F64_CMP : FAST_BOOL_CMP;
+      f.fn = a == MX_F64 ? f64_cmp_fns[op][scalar] : bool_cmp_fns[op][scalar];
+    }
+    break;
+#undef FC_ARITH
+#undef FC_FLOAT
+#undef FC_CMP
+    case MX_OP_SELECT:
+      if (n == 3 && a == MX_BOOL && mx_dtype_size(o) == 8) f.cls = FAST_SELECT64, f.fn = select_fns[scalar];
+      break;
+    default: break;
+  }
+  return f;
+}
+
+/* Member m of group g over positions [lo, hi) of a block (ew: the group's loop copies). */
+static mx_status group_members(const mx_tape *t, const replay_ctx *c, const fgroup *g, int m, void *const *ew,
+                               char *scratch, int64_t lo, int64_t hi) {
+  const member *d = &t->members[g->first + m];
+  mx_array *o = &c->slots[d->out];
+  if (d->fast.cls == FAST_SUM) {
+    const char *a = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]];
+    *(double *)c->data[d->out] = mx_sum_f64((const double *)a, c->slots[d->in[0]].size);
+    return MX_OK;
+  }
+  if (!d->range) { /* the trailing reduction: the group is one block, its input in scratch */
+    mx_array view = c->slots[d->in[0]], *vp = &view;
+    mx_buffer hb = {.data = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]]};
+    view.buf = &hb;
+    return mx_ops[o->op].kernel(o, &vp);
+  }
+  char *dst = d->out_scr >= 0 ? rebase(scratch + d->out_scr, lo, (size_t)d->out_esz) : c->data[d->out];
+  const char *src[3] = {0, 0, 0};
+  for (int i = 0; i < d->nin; i++)
+    src[i] = d->in_scr[i] >= 0 ? rebase(scratch + d->in_scr[i], lo, (size_t)d->in_esz[i]) : c->data[d->in[i]];
+  if (d->fast.fn) {
+    d->fast.fn(dst, src, lo, hi);
+    return MX_OK;
+  }
+  d->bind(ew[m], dst, src);
+  d->range(ew[m], lo, hi);
+  return MX_OK;
+}
+
 /* One block range [blo, bhi) of group g: each member over each block, in order. */
 static mx_status group_blocks(const mx_tape *t, const replay_ctx *c, const fgroup *g, void *const *ew, char *scratch,
                               int64_t blo, int64_t bhi, int check) {
-  const member *ms = t->members + g->first;
-  const int64_t n = c->slots[ms[0].out].size;
+  const int64_t n = c->slots[t->members[g->first].out].size;
   for (int64_t b = blo; b < bhi; b++) {
     if (check && (b & 15) == 15 && mx_cancelled()) return MX_OK; /* the replay reports it */
     int64_t lo = b * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n;
     for (int m = 0; m < g->count; m++) {
-      const member *d = &ms[m];
-      mx_array *o = &c->slots[d->out];
-      if (!d->range) { /* the trailing reduction: the group is one block, its input in scratch */
-        mx_array view = c->slots[d->in[0]], *vp = &view;
-        mx_buffer hb = {.data = d->in_scr[0] >= 0 ? scratch + d->in_scr[0] : c->data[d->in[0]]};
-        view.buf = &hb;
-        mx_status st = mx_ops[o->op].kernel(o, &vp);
-        if (st) return st;
-        continue;
-      }
-      char *dst = d->out_scr >= 0 ? rebase(scratch + d->out_scr, lo, (size_t)d->out_esz) : c->data[d->out];
-      const char *src[3] = {0, 0, 0};
-      for (int i = 0; i < d->nin; i++)
-        src[i] = d->in_scr[i] >= 0 ? rebase(scratch + d->in_scr[i], lo, (size_t)d->in_esz[i]) : c->data[d->in[i]];
-      d->bind(ew[m], dst, src);
-      d->range(ew[m], lo, hi);
+      mx_status st = group_members(t, c, g, m, ew, scratch, lo, hi);
+      if (st) return st;
     }
+  }
+  return MX_OK;
+}
+
+/* A one-block group (a gradient's scalars and short vectors): its fast members without the
+ * block loop's rebasing; the others as group_blocks runs them. */
+static mx_status group_one(const mx_tape *t, const replay_ctx *c, const fgroup *g) {
+  const member *ms = t->members + g->first;
+  const int64_t n = c->slots[ms[0].out].size;
+  char *scratch = c->scratch;
+  for (int m = 0; m < g->count; m++) {
+    const member *d = &ms[m];
+    if (!d->fast.fn) {
+      mx_status st = group_members(t, c, g, m, c->ew + g->first, scratch, 0, n);
+      if (st) return st;
+      continue;
+    }
+    const char *src[3] = {0, 0, 0};
+    for (int i = 0; i < d->nin; i++) src[i] = d->in_scr[i] >= 0 ? scratch + d->in_scr[i] : c->data[d->in[i]];
+    d->fast.fn(d->out_scr >= 0 ? scratch + d->out_scr : c->data[d->out], src, 0, n);
   }
   return MX_OK;
 }
@@ -340,6 +626,7 @@ static void group_chunk(void *vjob, int64_t blo, int64_t bhi) {
 }
 
 static mx_status run_group(const mx_tape *t, replay_ctx *c, const fgroup *g) {
+  if (g->n_blocks == 1) return group_one(t, c, g);
   if (g->n_blocks >= 2 * g->grain && mx_num_threads() > 1) {
     group_job j = {t, c, g, 0};
     mx_parallel_for(g->n_blocks, g->grain, group_chunk, &j);
@@ -354,6 +641,10 @@ static mx_status run_ew(const mx_tape *t, replay_ctx *c, int k) {
   const int64_t n = t->slots[t->ins_slot[k]].size;
   const char *src[3] = {0, 0, 0};
   for (int i = 0; i < t->in_off[k + 1] - t->in_off[k]; i++) src[i] = c->data[t->in_idx[t->in_off[k] + i]];
+  if (t->fast[k].fn && n < 2 * e->grain) {
+    t->fast[k].fn(c->data[t->ins_slot[k]], src, 0, n);
+    return MX_OK;
+  }
   e->bind(c->ew[k], c->data[t->ins_slot[k]], src);
   if (n >= 2 * e->grain)
     mx_parallel_for(n, e->grain, e->range, c->ew[k]);
@@ -371,7 +662,12 @@ static mx_status replay(const mx_tape *t, replay_ctx *c, int64_t deadline) {
     switch (t->kind[k]) {
       case K_EW: st = run_ew(t, c, k); break;
       case K_GROUP: st = run_group(t, c, &t->groups[t->group_of[k]]); break;
-      default: st = mx_ops[t->slots[t->ins_slot[k]].op].kernel(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
+      default:
+        if (t->fast[k].cls == FAST_SUM) {
+          int a = t->in_idx[t->in_off[k]];
+          *(double *)c->data[t->ins_slot[k]] = mx_sum_f64((const double *)c->data[a], c->slots[a].size);
+          break;
+        } st = mx_ops[t->slots[t->ins_slot[k]].op].kernel(&c->slots[t->ins_slot[k]], c->ptrs + t->in_off[k]);
     }
     if ((since += t->step_cost[i]) > CHECK_COST) {
       since = 0;
@@ -1275,6 +1571,7 @@ static mx_status place(mx_tape *t) {
     int s = t->ins_slot[k];
     d->range = t->ew[k].range;
     d->bind = t->ew[k].bind;
+    d->fast = t->fast[k];
     d->out = s;
     d->out_esz = t->esz[s];
     d->out_scr = t->scratch_of[s] >= 0 ? t->scratch_of[s] * SCRATCH_BYTES : -1;
@@ -1300,6 +1597,7 @@ static mx_status plan(mx_tape *t) {
   t->store = calloc(ns, 1);
   t->offset = calloc(ns, sizeof(int64_t));
   t->ew = calloc(ni, sizeof(mx_ew));
+  t->fast = calloc(ni, sizeof(fast_op));
   t->ins_cost = calloc(ni, sizeof(int32_t));
   t->out_owner = calloc((size_t)(t->n_out ? t->n_out : 1), 1);
   t->esz = calloc(ns, 1);
@@ -1308,7 +1606,7 @@ static mx_status plan(mx_tape *t) {
   t->steps = calloc(ni, sizeof(int32_t));
   t->step_cost = calloc(ni, sizeof(int32_t));
   int32_t *ins_of = malloc(sizeof(int32_t) * ns);
-  if (!t->kind || !t->group_of || !t->groups || !t->scratch_of || !t->root || !t->store || !t->offset || !t->ew ||
+  if (!t->kind || !t->group_of || !t->groups || !t->scratch_of || !t->root || !t->store || !t->offset || !t->ew || !t->fast ||
       !t->ins_cost || !t->out_owner || !t->esz || !t->io || !t->members || !t->steps || !t->step_cost || !ins_of) {
     free(ins_of);
     return mx_error(MX_ENOMEM, "[compile] out of memory");
@@ -1317,6 +1615,7 @@ static mx_status plan(mx_tape *t) {
   for (int k = 0; k < t->n_ins; k++) t->group_of[k] = -1, ins_of[t->ins_slot[k]] = k;
   mx_status st = MX_OK;
   for (int k = 0; k < t->n_ins && !st; k++) st = prepare_ew(t, k);
+  for (int k = 0; k < t->n_ins && !st; k++) t->n_fast += (t->fast[k] = fast_of(t, k)).cls != FAST_NONE;
   if (!st) st = group(t, ins_of);
   if (!st) st = place(t);
   free(ins_of);
@@ -1385,7 +1684,7 @@ mx_status mx_tape_capture(mx_array *const *holders, int n_in, mx_array *const *o
   if (t) {
     /* Counted before any release, which subtracts them. */
     t->bytes = (int64_t)(sizeof *t + (size_t)t->n_slots * (sizeof(mx_array) + sizeof(mx_params) + 2 + 3 * sizeof(int32_t)) +
-                         (size_t)t->n_ins * (3 * sizeof(int32_t) + sizeof(mx_ew) + sizeof(fgroup) + 1) + t->ew_bytes +
+                         (size_t)t->n_ins * (3 * sizeof(int32_t) + sizeof(mx_ew) + sizeof(fast_op) + sizeof(fgroup) + 1) + t->ew_bytes +
                          sizeof(int32_t) * (size_t)(t->n_out + 3 + (t->in_off ? t->in_off[t->n_ins] : 0)));
     for (int s = 0; s < t->n_slots; s++)
       if (t->is_const[s]) t->bytes += (int64_t)t->slots[s].buf->capacity;

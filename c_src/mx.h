@@ -378,11 +378,14 @@ typedef struct {
   int groups;    /* fused groups: runs of elementwise instructions replayed block by block */
   int fused;     /* instructions inside those groups */
   int64_t arena_bytes; /* one replay context's planned intermediates */
+  int fast;            /* instructions on the small-array fast path (inline f64/bool loops) */
 } mx_tape_info;
 void mx_tape_info_get(const mx_tape *t, mx_tape_info *info);
 mx_op mx_tape_instruction_op(const mx_tape *t, int k);
 /* The fused group instruction k belongs to (groups are runs of consecutive instructions), -1 if none. */
 int mx_tape_instruction_group(const mx_tape *t, int k);
+/* Whether instruction k runs on the small-array fast path (an inline f64/bool loop, compile.c). */
+int mx_tape_instruction_fast(const mx_tape *t, int k);
 /* All live tapes: how many, and their bytes (as mx_tape_info.bytes). */
 void mx_tape_totals(int64_t *count, int64_t *bytes);
 

@@ -1651,9 +1651,9 @@ static ERL_NIF_TERM tape_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
   enif_make_map_put(env, map, enif_make_atom(env, "ops"), ops, &map);
   enif_make_map_put(env, map, enif_make_atom(env, "deep"), info.deep ? atom_true : atom_false, &map);
   /* lowering and the replay plan: no-ops removed, dead instructions, fused groups (their ops), arena bytes */
-  const char *plan_names[] = {"noops", "dead", "groups", "fused", "arena_bytes"};
-  int64_t plan_vals[] = {info.noops, info.dead, info.groups, info.fused, info.arena_bytes};
-  for (int i = 0; i < 5; i++)
+  const char *plan_names[] = {"noops", "dead", "groups", "fused", "arena_bytes", "fast"};
+  int64_t plan_vals[] = {info.noops, info.dead, info.groups, info.fused, info.arena_bytes, info.fast};
+  for (int i = 0; i < 6; i++)
     enif_make_map_put(env, map, enif_make_atom(env, plan_names[i]), enif_make_int64(env, plan_vals[i]), &map);
   ERL_NIF_TERM fusion = enif_make_list(env, 0), group_ops = enif_make_list(env, 0);
   for (int k = info.n_instructions; k-- > 0;) {

@@ -95,6 +95,8 @@ typedef struct {
   int64_t grain;     /* the kernel's chunk size across cores */
 } mx_ew;
 extern _Thread_local mx_ew *mx_ew_capture;
+/* The sum of n >= 1 contiguous f64 as mx_k_sum folds a whole array (reduce.c): the same bits. */
+double mx_sum_f64(const double *x, int64_t n);
 /* Copies the driver's ctx into mx_ew_capture; MX_ENOMEM if it can't. */
 mx_status mx_ew_keep(const void *ctx, size_t size, mx_range_fn range, void (*bind)(void *, char *, const char *const *),
                      int64_t grain);

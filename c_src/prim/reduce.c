@@ -62,9 +62,17 @@ typedef struct {
 } reducer;
 
 /* Leaf of a row fold (n <= BLOCK) for sum and product: LANES accumulators of
- * type A, which gcc turns into vector adds. */
+ * type A, which gcc turns into vector adds. Rows shorter than LANES (gradient tapes' 1-10
+ * elements) skip the lanes: their combined INITs are a constant gcc folds, so the same
+ * steps in the same order give the same bits without LANES - 1 dependent adds. */
 #define LANES_LEAF(OP, ID, T, A, INIT, STEP)                                                       \
   static A OP##_leaf_##ID(const T *x, int64_t n) {                                                 \
+    if (n < LANES) {                                                                               \
+      A r = (A)(INIT);                                                                             \
+      for (int j = 1; j < LANES; j++) r = STEP(r, (A)(INIT));                                      \
+      for (int64_t i = 0; i < n; i++) r = STEP(r, (A)x[i]);                                        \
+      return r;                                                                                    \
+    }                                                                                              \
     A acc[LANES];                                                                                  \
     for (int j = 0; j < LANES; j++) acc[j] = (A)(INIT);                                            \
     int64_t i = 0;                                                                                 \
@@ -473,6 +481,7 @@ static mx_status reduce(const char *name, const reducer *tab, int out_t, double 
 }
 
 mx_status mx_k_sum(mx_array *out, mx_array *const *in) { return reduce("sum", sum_tab, -1, 0.0, 0, out, in); }
+double mx_sum_f64(const double *x, int64_t n) { return sum_fold_F64(x, n); }
 mx_status mx_k_product(mx_array *out, mx_array *const *in) { return reduce("product", prod_tab, -1, 1.0, 0, out, in); }
 mx_status mx_k_reduce_max(mx_array *out, mx_array *const *in) {
   return reduce("reduce_max", max_tab, -1, NAN, 0, out, in);

@@ -504,6 +504,79 @@ static void test_trailing_reduction(void) {
   }
 }
 
+/* f64/bool ops on arrays, scalars broadcast to them and one-element predicates, and whole-array
+ * sums: the small-array fast path. Outputs: the selects' result, its sum, is_nan, the mask. */
+static void build_fast(mx_array *x, mx_array *sc, mx_array *zero, mx_array **outs) {
+  mx_array *a = bin(MX_OP_DIVIDE, x, sc), *e = un(MX_OP_EXP, a), *c = bin(MX_OP_SUBTRACT, sc, x);
+  mx_array *p = bin(MX_OP_GREATER_EQUAL, x, sc), *q = bin(MX_OP_LESS, sc, zero), *pq = bin(MX_OP_LOGICAL_AND, p, q);
+  mx_array *r1 = NULL, *r2 = NULL, *r3 = NULL;
+  must_call(mx_select(pq, e, c, &r1), &r1, "select");  /* elementwise predicate */
+  must_call(mx_select(q, r1, x, &r2), &r2, "select");  /* one predicate: copies a branch */
+  must_call(mx_select(q, sc, r2, &r3), &r3, "select"); /* one predicate: fills or copies */
+  outs[0] = r3, outs[1] = red(MX_OP_SUM, r3, -1, NULL), outs[2] = un(MX_OP_IS_NAN, a), outs[3] = pq;
+}
+
+static void test_fast_path(void) {
+  track_made = 1;
+  int64_t s[1] = {6};
+  mx_array *x = ph(MX_F64, 1, s), *sc = ph(MX_F64, 0, NULL), *zero = scalar(0), *outs[4];
+  build_fast(x, sc, zero, outs);
+  mx_array *holders[2] = {x, sc};
+  mx_tape *t = NULL;
+  mx_status st = mx_tape_capture(holders, 2, outs, 4, &t);
+  CHECK(st == MX_OK, "capture: %s", mx_last_error());
+  if (st) return;
+  mx_tape_info info;
+  mx_tape_info_get(t, &info);
+  /* divide, exp, subtract, >=, <, and, three selects, sum, is_nan: all on the fast path */
+  CHECK(info.n_instructions == 11 && info.fast == 11, "instructions %d, fast %d", info.n_instructions, info.fast);
+  for (int k = 0; k < info.n_instructions; k++) CHECK(mx_tape_instruction_fast(t, k), "instruction %d fast", k);
+  for (int v = 0; v < 2; v++) { /* scalar < 0 and >= 0: both sides of every select */
+    double xv[6] = {-1, 0.5, -0.0, 2, 3.5, -4}, sv = v ? 0.25 : -0.75, o0[6], o1;
+    uint8_t o2[6], o3b[6];
+    mx_array *xa = arr_values(MX_F64, 1, s, xv), *sa = arr_values(MX_F64, 0, NULL, &sv), *want[4];
+    build_fast(xa, sa, zero, want);
+    mx_eval(want, 4);
+    const void *in[2] = {xv, &sv};
+    void *out[4] = {o0, &o1, o2, o3b};
+    st = mx_tape_run_raw(t, in, out);
+    CHECK(st == MX_OK, "run: %s", mx_last_error());
+    CHECK(!memcmp(o0, mx_data(want[0]), sizeof o0) && !memcmp(&o1, mx_data(want[1]), sizeof o1) &&
+              !memcmp(o2, mx_data(want[2]), sizeof o2) && !memcmp(o3b, mx_data(want[3]), sizeof o3b),
+          "fast path %d equals eval bit for bit", v);
+    mx_release(xa), mx_release(sa);
+  }
+  mx_tape_release(t);
+  /* not on the fast path: inputs neither the output's size nor one element, f32, and sums
+   * keeping an axis; the same bits as eval too */
+  int64_t sr[2] = {3, 1}, scl[2] = {1, 4};
+  mx_array *xr = ph(MX_F64, 2, sr), *xc = ph(MX_F32, 2, scl), *xc64 = ph(MX_F64, 2, scl);
+  mx_array *m = bin(MX_OP_MULTIPLY, xr, xc64), *f = un(MX_OP_EXP, xc), *k = red(MX_OP_SUM, m, 1, (int[]){0});
+  mx_array *h2[3] = {xr, xc, xc64}, *o2[3] = {m, f, k};
+  st = mx_tape_capture(h2, 3, o2, 3, &t);
+  CHECK(st == MX_OK, "capture: %s", mx_last_error());
+  if (!st) {
+    mx_tape_info_get(t, &info);
+    CHECK(info.n_instructions == 3 && info.fast == 0, "instructions %d, fast %d", info.n_instructions, info.fast);
+    double rv[3] = {1, -2, 0.5}, cv64[4] = {0.25, 3, -1, 7}, om[12], ok_[4];
+    float cv[4] = {0.5f, -1, 2, 0}, of[4];
+    mx_array *ra = arr_values(MX_F64, 2, sr, rv), *ca = arr_values(MX_F64, 2, scl, cv64), *cf = arr(MX_F32, 2, scl, cv);
+    mx_array *wm = bin(MX_OP_MULTIPLY, ra, ca), *wf = un(MX_OP_EXP, cf), *wk = red(MX_OP_SUM, wm, 1, (int[]){0});
+    mx_array *w[3] = {wm, wf, wk};
+    mx_eval(w, 3);
+    const void *in[3] = {rv, cv, cv64};
+    void *out[3] = {om, of, ok_};
+    st = mx_tape_run_raw(t, in, out);
+    CHECK(st == MX_OK && !memcmp(om, mx_data(wm), sizeof om) && !memcmp(of, mx_data(wf), sizeof of) &&
+              !memcmp(ok_, mx_data(wk), sizeof ok_),
+          "general kernels equal eval: %s", mx_last_error());
+    mx_release(ra), mx_release(ca), mx_release(cf);
+    mx_tape_release(t);
+  }
+  release_made();
+  track_made = 0;
+}
+
 int main(void) {
   test_replay_equals_eval();
   test_placeholder_refuses_eval();
@@ -515,6 +588,7 @@ int main(void) {
   test_fusion_groups();
   test_arena_plan();
   test_trailing_reduction();
+  test_fast_path();
   test_cancel();
   return test_summary("test_compile: ");
 }

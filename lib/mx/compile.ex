@@ -181,7 +181,10 @@ defmodule Mx.Compile do
   selects on a constant predicate) and `dead:` (instructions nothing reads);
   the replay plan adds `groups:`, `fused:` and `fusion:` (the ops of each
   group of elementwise instructions replayed together block by block) and
-  `arena_bytes:` (the intermediates' memory, allocated once per replay context). It
+  `arena_bytes:` (the intermediates' memory, allocated once per replay context) and
+  `fast:` (elementwise f64 and bool instructions whose inputs have the output's size
+  or one element, and whole-array f64 sums: a replay runs them as inline loops, with
+  the same bits as their kernels). It
   also gives the new tape's execution tier (see `await_native/3` for the keys):
   `:compiling` right after tracing when `jit: true`.
 
@@ -410,11 +413,20 @@ defmodule Mx.Compile do
   defp flatten(tree, acc, leaf), do: Mx.Tree.walk(tree, acc, leaf, &is_struct(&1, Array))
 
   # Puts arrays back where a skeleton has {@leaf, shape, type}.
-  defp fill_leaves(skeleton, arrays), do: Mx.Tree.walk(skeleton, arrays, fn _, [a | rest] -> {a, rest} end, &match?({@leaf, _, _}, &1))
+  defp fill_leaves(skeleton, arrays),
+    do:
+      Mx.Tree.walk(
+        skeleton,
+        arrays,
+        fn _, [a | rest] -> {a, rest} end,
+        &match?({@leaf, _, _}, &1)
+      )
 
   # Puts output refs back where a template has @leaf.
   defp fill(template, refs) do
-    {out, []} = Mx.Tree.walk(template, refs, fn _, [r | rest] -> {Array.wrap(r), rest} end, &(&1 == @leaf))
+    {out, []} =
+      Mx.Tree.walk(template, refs, fn _, [r | rest] -> {Array.wrap(r), rest} end, &(&1 == @leaf))
+
     out
   end
 end

@@ -204,6 +204,51 @@ defmodule Mx.CompileTest do
     end
   end
 
+  test "the small-array fast path: f64 ops with scalar sides, one-element predicates and whole sums equal uncompiled bit for bit" do
+    f = fn x, s ->
+      a = Mx.divide(x, s)
+      neg = Mx.less(s, 0.0)
+      p = Mx.logical_and(Mx.greater_equal(x, s), neg)
+      r = Mx.select(neg, Mx.select(p, Mx.exp(a), Mx.subtract(s, x)), x)
+      {Mx.sum(r), r, Mx.is_nan(a)}
+    end
+
+    c = Mx.compile(f, jit: false)
+
+    for type <- [:f64, :f32], sv <- [-0.75, 0.25] do
+      x = Mx.tensor([-1.0, 0.5, -0.0, 2.0, 3.5, -4.0], type: type)
+      s = Mx.tensor(sv, type: type)
+      info = Mx.Compile.tape_info(c, [x, s])
+      # divide, <, >=, and, exp, subtract, two selects, sum, is_nan; for f32 only the bool and
+      assert info.instructions == 10
+      assert info.fast == if(type == :f64, do: 10, else: 1)
+      got = c.(x, s) |> Tuple.to_list() |> Enum.map(&Mx.to_binary/1)
+      want = f.(x, s) |> Tuple.to_list() |> Enum.map(&Mx.to_binary/1)
+      assert got == want
+    end
+  end
+
+  test "the fast path gives the kernels' NaN where both operands are NaN, for every pattern of one-element inputs" do
+    pos = <<0, 0, 0, 0, 0, 0, 0xF8, 0x7F>>
+    neg = <<0, 0, 0, 0, 0, 0, 0xF8, 0xFF>>
+
+    nans = fn
+      bits, 0 -> Mx.from_binary(bits, :f64, shape: {})
+      bits, n -> Mx.from_binary(:binary.copy(bits, n), :f64, shape: {n})
+    end
+
+    for op <- [:add, :multiply, :subtract, :divide, :max, :min],
+        n <- [2, 3, 55],
+        {na, nb} <- [{n, n}, {0, n}, {n, 0}, {0, 0}],
+        {x, y} <- [{pos, neg}, {neg, pos}] do
+      f = fn a, b -> apply(Mx, op, [a, b]) end
+      c = Mx.compile(f, jit: false)
+      {a, b} = {nans.(x, na), nans.(y, nb)}
+      assert Mx.Compile.tape_info(c, [a, b]).fast == 1
+      assert Mx.to_binary(c.(a, b)) == Mx.to_binary(f.(a, b)), "#{op} #{na} #{nb}"
+    end
+  end
+
   test "a value needed while tracing raises a clear Mx.Error; fallback runs the function uncompiled" do
     branchy = fn x -> if Mx.to_number(Mx.sum(x)) > 0, do: x, else: Mx.negate(x) end
 
