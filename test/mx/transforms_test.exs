@@ -5,93 +5,17 @@ defmodule Mx.TransformsTest do
   import Mx.OpCases, only: [cases: 0]
 
   for {op, list} <- [
-        as_type: 1,
-        negate: 1,
-        abs: 2,
-        square: 1,
-        exp: 1,
-        expm1: 1,
-        log: 1,
-        log1p: 1,
-        sqrt: 1,
-        rsqrt: 1,
-        reciprocal: 1,
-        sin: 1,
-        cos: 1,
-        tan: 1,
-        asin: 1,
-        acos: 1,
-        atan: 1,
-        sinh: 1,
-        cosh: 1,
-        tanh: 1,
-        sigmoid: 1,
-        erf: 1,
-        erf_inv: 1,
-        lgamma: 1,
-        digamma: 1,
-        erfc: 1,
-        log_ndtr: 1,
-        ndtri: 1,
-        igamma: 1,
-        igammac: 1,
-        betainc: 1,
-        add: 1,
-        subtract: 1,
-        multiply: 1,
-        divide: 1,
-        pow: 1,
-        max: 1,
-        min: 1,
-        remainder: 1,
-        atan2: 1,
-        logaddexp: 1,
-        select: 1,
-        sum: 2,
-        product: 1,
-        reduce_max: 1,
-        reduce_min: 1,
-        cumulative_sum: 2,
-        cumulative_product: 1,
-        reshape: 1,
-        transpose: 1,
-        broadcast: 1,
-        concatenate: 1,
-        slice: 1,
-        pad: 1,
-        reverse: 1,
-        take: 1,
-        take_along_axis: 1,
-        gather: 1,
-        indexed_add: 1,
-        indexed_put: 1,
-        sort: 1,
-        matmul: 4,
-        complex: 1,
-        real: 1,
-        imag: 1,
-        conjugate: 1,
-        angle: 1,
-        fft: 2,
-        rfft: 2,
-        irfft: 2,
-        abs_complex: 2,
-        cholesky: 1,
-        lu: 3,
-        solve: 2,
-        triangular_solve: 2,
-        eigh: 2,
-        asinh: 1,
-        acosh: 1,
-        atanh: 1,
-        log2: 1,
-        log10: 1,
-        conv: 3,
-        window_sum: 1,
-        window_max: 1,
-        window_min: 1,
-        window_scatter_max: 1,
-        window_scatter_min: 1
+        as_type: 1, negate: 1, abs: 2, square: 1, exp: 1, expm1: 1, log: 1, log1p: 1, sqrt: 1, rsqrt: 1,
+        reciprocal: 1, sin: 1, cos: 1, tan: 1, asin: 1, acos: 1, atan: 1, sinh: 1, cosh: 1, tanh: 1, sigmoid: 1,
+        erf: 1, erf_inv: 1, lgamma: 1, digamma: 1, erfc: 1, log_ndtr: 1, ndtri: 1, igamma: 1, igammac: 1,
+        betainc: 1, add: 1, subtract: 1, multiply: 1, divide: 1, pow: 1, max: 1, min: 1,
+        remainder: 1, atan2: 1, logaddexp: 1, select: 1, sum: 2, product: 1, reduce_max: 1, reduce_min: 1,
+        cumulative_sum: 2, cumulative_product: 1, reshape: 1, transpose: 1, broadcast: 1, concatenate: 1,
+        slice: 1, pad: 1, reverse: 1, take: 1, take_along_axis: 1, gather: 1, indexed_add: 1, indexed_put: 1,
+        sort: 1, matmul: 4, complex: 1, real: 1, imag: 1, conjugate: 1, angle: 1, fft: 2, rfft: 2, irfft: 2,
+        abs_complex: 2, cholesky: 1, lu: 3, solve: 2, triangular_solve: 2, eigh: 2,
+        asinh: 1, acosh: 1, atanh: 1, log2: 1, log10: 1,
+        conv: 3, window_sum: 1, window_max: 1, window_min: 1, window_scatter_max: 1, window_scatter_min: 1
       ],
       i <- 0..(list - 1) do
     test "#{op} gradient matches finite differences (case #{i})" do
@@ -134,14 +58,11 @@ defmodule Mx.TransformsTest do
   end
 
   test "an input the output does not depend on gets a zero gradient" do
-    assert Mx.grad(fn _x, y -> Mx.sum(y) end, 0).(Mx.tensor([1.0, 2.0]), Mx.tensor([1.0]))
-           |> Mx.to_list() == [0.0, 0.0]
+    assert Mx.grad(fn _x, y -> Mx.sum(y) end, 0).(Mx.tensor([1.0, 2.0]), Mx.tensor([1.0])) |> Mx.to_list() == [0.0, 0.0]
   end
 
   test "grad needs a one-element output" do
-    assert_raise ArgumentError, ~r/one-element array.*Mx.sum/, fn ->
-      Mx.grad(&Mx.exp/1).(Mx.tensor([1.0, 2.0]))
-    end
+    assert_raise ArgumentError, ~r/one-element array.*Mx.sum/, fn -> Mx.grad(&Mx.exp/1).(Mx.tensor([1.0, 2.0])) end
   end
 
   test "ops without a gradient raise naming the op" do
