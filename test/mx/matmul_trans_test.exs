@@ -73,7 +73,10 @@ defmodule Mx.MatmulTransTest do
         {"broadcast both", {2, 1, 4, 6}, {3, 6, 1}}
       ] do
     test "#{type} #{desc}: a#{if ta, do: "ᵀ"} @ b#{if tb, do: "ᵀ"} equals the copy path" do
-      {type, ta, tb, sa, sb} = {unquote(type), unquote(ta), unquote(tb), unquote(sa), unquote(sb)}
+      {type, ta, tb, sa, sb} =
+        {unquote(type), unquote(ta), unquote(tb), unquote(Macro.escape(sa)),
+         unquote(Macro.escape(sb))}
+
       # stored operands: transposed where the product reads them transposed
       a = operand(if(ta, do: swap_shape(sa), else: sa), 1, type)
       b = operand(if(tb, do: swap_shape(sb), else: sb), 2, type)
@@ -149,7 +152,7 @@ defmodule Mx.MatmulTransTest do
   test "vmap over either operand equals the per-example products" do
     xs = rand({3, 2, 4}, 15)
     w = rand({5, 4}, 16)
-    ws = rand({3, 5, 4}, 17)
+    ws = rand({3, 4, 5}, 17)
     batched = Mx.vmap(fn x -> Mx.matmul(x, swap(w)) end).(xs)
     both = Mx.vmap(fn x, v -> Mx.matmul(swap(v), swap(x)) end).(xs, ws)
 
@@ -171,7 +174,7 @@ defmodule Mx.MatmulTransTest do
         Mx.matmul(swap_copy(v), swap_copy(x)),
         swap_copy(Mx.abs(v)),
         swap_copy(Mx.abs(x)),
-        2,
+        4,
         :f64
       )
     end
@@ -192,6 +195,7 @@ defmodule Mx.MatmulTransTest do
              Enum.map(Tuple.to_list(eager), &Mx.to_list/1)
 
     native = Mx.compile(fn [x, w, v] -> f.(x, w, v) end, jit: true, cache_size: 1)
+    native.(args)
     assert Mx.Compile.await_native(native, [args], 300_000).tier == :native
 
     # flagged matmuls call the kernel; exp is generated code (within 2 ulps of the kernel's, jit_test.exs)
