@@ -17,6 +17,7 @@ for rows <- [1, 128] do
 
   cases = [
     {"Linear.apply", fn -> Mx.NN.Linear.apply(p, x) |> Mx.eval() end},
+    {"matmul(x, transpose(w))", fn -> Mx.matmul(x, Mx.transpose(w)) |> Mx.eval() end},
     {"copied transpose",
      fn -> Mx.matmul(x, w |> Mx.transpose() |> Mx.reshape({256, 704})) |> Mx.eval() end},
     {"stored transpose", fn -> Mx.matmul(x, wt) |> Mx.eval() end}
