@@ -139,8 +139,8 @@ static void check_case(mx_dtype t, int ta, int tb, int ra, const int64_t *sa, in
 static void shapes(int ta, int tb, int64_t m, int64_t k, int64_t n, int nba, const int64_t *ba, int nbb,
                    const int64_t *bb, mx_dtype t) {
   int64_t sa[MX_MAX_RANK], sb[MX_MAX_RANK];
-  memcpy(sa, ba, sizeof(int64_t) * (size_t)nba);
-  memcpy(sb, bb, sizeof(int64_t) * (size_t)nbb);
+  if (nba) memcpy(sa, ba, sizeof(int64_t) * (size_t)nba);
+  if (nbb) memcpy(sb, bb, sizeof(int64_t) * (size_t)nbb);
   sa[nba] = ta ? k : m, sa[nba + 1] = ta ? m : k;
   sb[nbb] = tb ? n : k, sb[nbb + 1] = tb ? k : n;
   check_case(t, ta, tb, nba + 2, sa, nbb + 2, sb);
