@@ -621,10 +621,18 @@ static mx_array *matmul(bld *b, mx_array *x, mx_array *y) {
   if (b->st || !x || !y) return NULL;
   return keep(b, mx_matmul(x, y, &o), &o);
 }
+/* C = op(A) op(B): dop(A) = G op(B)^T and dop(B) = op(A)^T G, transposed back for a stored
+ * transpose (dA = op(B) G^T, dB = G^T op(A)); the swaps below become matmul flags, not copies. */
 RULE(MATMUL) {
   BEGIN;
-  gin[0] = out(b, unbroadcast(b, matmul(b, g, swap_last(b, in[1])), in[0]));
-  gin[1] = out(b, unbroadcast(b, matmul(b, swap_last(b, in[0]), g), in[1]));
+  int flags = node->params ? node->params->flags : 0;
+  int ta = !!(flags & MX_MATMUL_TRANS_A), tb = !!(flags & MX_MATMUL_TRANS_B);
+  mx_array *ga = ta ? matmul(b, tb ? swap_last(b, in[1]) : in[1], swap_last(b, g))
+                    : matmul(b, g, tb ? in[1] : swap_last(b, in[1]));
+  mx_array *gb = tb ? matmul(b, swap_last(b, g), ta ? swap_last(b, in[0]) : in[0])
+                    : matmul(b, ta ? in[0] : swap_last(b, in[0]), g);
+  gin[0] = out(b, unbroadcast(b, ga, in[0]));
+  gin[1] = out(b, unbroadcast(b, gb, in[1]));
   END;
 }
 

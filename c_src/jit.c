@@ -260,7 +260,8 @@ static int rule_of(const gen *g, int k) {
     case MX_OP_PAD: return x->params && x->params->nip >= 3 * x->ndim && slot(g, in_slot(g, k, 0))->ndim == x->ndim ? R_PAD : R_CALL;
     case MX_OP_MATMUL: {
       const mx_array *a = slot(g, in_slot(g, k, 0)), *b = slot(g, in_slot(g, k, 1));
-      return is_flt(ot) && a->ndim == 2 && b->ndim == 2 && a->size * b->shape[1] <= MATMUL_INLINE ? R_MATMUL : R_CALL;
+      /* a flagged (stored-transposed) operand goes to the kernel */
+      return is_flt(ot) && !x->params && a->ndim == 2 && b->ndim == 2 && a->size * b->shape[1] <= MATMUL_INLINE ? R_MATMUL : R_CALL;
     }
     default: break;
   }

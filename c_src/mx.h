@@ -324,6 +324,9 @@ mx_status mx_reverse(mx_array *a, const int *axes, int naxes, mx_array **out);
 mx_status mx_sort(mx_array *a, int axis, int descending, mx_array **out);
 mx_status mx_argsort(mx_array *a, int axis, int descending, mx_array **out);
 mx_status mx_matmul(mx_array *a, mx_array *b, mx_array **out);
+/* MATMUL params flags: in[0] is stored [..., k, m] (TRANS_A) or in[1] [..., n, k] (TRANS_B); mx_matmul
+ * sets them for an operand that is a pending transpose of the last two axes, so no copy is made. */
+enum { MX_MATMUL_TRANS_A = 1, MX_MATMUL_TRANS_B = 2 };
 
 /* ---- transforms (autodiff.c) ---- */
 /* A traced alias of a: the variable a gradient is taken with respect to. */

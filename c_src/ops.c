@@ -452,6 +452,22 @@ mx_status mx_argsort(mx_array *a, int axis, int descending, mx_array **out) {
 
 /* ---- matmul -------------------------------------------------------------------- */
 
+/* The input of x, retained, when x is a pending transpose of its last two axes only (the
+ * matmul reads that input with a BLAS transpose flag instead of the copy); else NULL. */
+static mx_array *swapped_input(mx_array *x) {
+  int r = x->ndim;
+  if (x->op != MX_OP_TRANSPOSE || r < 2 || !x->params || x->params->ip[r - 2] != r - 1 ||
+      x->params->ip[r - 1] != r - 2)
+    return NULL;
+  for (int d = 0; d < r - 2; d++)
+    if (x->params->ip[d] != d) return NULL;
+  mx_array *in = NULL;
+  mx_graph_lock(); /* an eval on another thread detaches the inputs of what it computes */
+  if (atomic_load(&x->state) == MX_PENDING && x->in && x->n_in == 1) mx_retain(in = x->in[0]);
+  mx_graph_unlock();
+  return in;
+}
+
 /* numpy matmul: 1-d operands gain a unit axis that is dropped afterwards;
  * batch axes broadcast. */
 mx_status mx_matmul(mx_array *a, mx_array *b, mx_array **out) {
@@ -506,11 +522,14 @@ mx_status mx_matmul(mx_array *a, mx_array *b, mx_array **out) {
   mx_dtype storage = mx_promote((mx_dtype)a->dtype, (mx_dtype)b->dtype);
   if (storage == MX_BOOL) storage = MX_U8;
   mx_dtype compute = mx_compute_type(storage);
-  mx_array *cx = NULL, *cy = NULL;
-  st = mx_cast(x, compute, &cx);
-  if (!st) st = mx_cast(y, compute, &cy);
+  mx_array *cx = NULL, *cy = NULL, *sx = swapped_input(x), *sy = swapped_input(y);
+  mx_params p = {.flags = (sx ? MX_MATMUL_TRANS_A : 0) | (sy ? MX_MATMUL_TRANS_B : 0)};
+  st = mx_cast(sx ? sx : x, compute, &cx);
+  if (!st) st = mx_cast(sy ? sy : y, compute, &cy);
   mx_array *in[2] = {cx, cy};
-  if (!st) st = mx_node_new(MX_OP_MATMUL, compute, nb + 2, shape, 2, in, NULL, &node);
+  if (!st) st = mx_node_new(MX_OP_MATMUL, compute, nb + 2, shape, 2, in, p.flags ? &p : NULL, &node);
+  mx_release(sx);
+  mx_release(sy);
   mx_release(cx);
   mx_release(cy);
   if (st) goto done;

@@ -227,7 +227,7 @@ static mx_status batch_node(mx_array *node, mx_array *const *in, const int *batc
       if (!st) {
         shape[0] = B;
         memcpy(shape + 1, node->shape, sizeof(int64_t) * (size_t)r);
-        st = mx_node_new(op, (mx_dtype)node->dtype, r + 1, shape, n, x, NULL, out);
+        st = mx_node_new(op, (mx_dtype)node->dtype, r + 1, shape, n, x, node->params, out); /* trans flags */
         if (!st) (*out)->cost = node->cost * (B ? B : 1);
       }
     } else if (n == 1 && (op == MX_OP_CHOLESKY || op == MX_OP_LU || op == MX_OP_QR || op == MX_OP_SVD || op == MX_OP_EIGH ||

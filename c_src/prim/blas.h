@@ -40,23 +40,10 @@ static inline void mx_dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int6
               /* ldc = */ (mx_blas_int)ldc);
 }
 
-/* Complex C[m, n] = A[m, k] @ B[k, n] (no transposes, alpha 1, beta 0) on interleaved
- * (re, im) floats (c64, cgemm) or doubles (c128, zgemm); CBLAS takes alpha and beta by address. */
-static inline void mx_cxgemm(int f64, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda, const void *b,
-                             int64_t ldb, void *c, int64_t ldc) {
-  static const float one_f[2] = {1, 0}, zero_f[2] = {0, 0};
-  static const double one_d[2] = {1, 0}, zero_d[2] = {0, 0};
-  (f64 ? cblas_zgemm : cblas_cgemm)(/* layout = */ CblasRowMajor, /* transa = */ CblasNoTrans,
-                                    /* transb = */ CblasNoTrans, /* m = */ (mx_blas_int)m, /* n = */ (mx_blas_int)n,
-                                    /* k = */ (mx_blas_int)k, /* alpha = */ f64 ? (const void *)one_d : one_f,
-                                    /* a = */ a, /* lda = */ (mx_blas_int)lda, /* b = */ b, /* ldb = */ (mx_blas_int)ldb,
-                                    /* beta = */ f64 ? (const void *)zero_d : zero_f, /* c = */ c,
-                                    /* ldc = */ (mx_blas_int)ldc);
-}
-
-/* Complex C[m, n] = op(A) @ op(B) + beta * C, op a plain transpose (no conjugate), beta 0 or 1. */
-static inline void mx_cxgemm_tb(int f64, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const void *a,
-                                int64_t lda, const void *b, int64_t ldb, int beta_one, void *c, int64_t ldc) {
+/* Complex C[m, n] = op(A) @ op(B) + beta * C, op a plain transpose (no conjugate), beta 0 or 1, on
+ * interleaved (re, im) floats (c64, cgemm) or doubles (c128, zgemm); CBLAS takes alpha and beta by address. */
+static inline void mx_cxgemm(int f64, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const void *a,
+                             int64_t lda, const void *b, int64_t ldb, int beta_one, void *c, int64_t ldc) {
   static const float one_f[2] = {1, 0}, zero_f[2] = {0, 0};
   static const double one_d[2] = {1, 0}, zero_d[2] = {0, 0};
   const void *beta = f64 ? (beta_one ? (const void *)one_d : zero_d) : (beta_one ? (const void *)one_f : zero_f);

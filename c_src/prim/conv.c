@@ -120,7 +120,7 @@ static void gemm(mx_dtype t, int ta, int tb, int64_t m, int64_t n, int64_t k, co
     mx_dgemm(ta, tb, m, n, k, 1, a, lda, b, ldb, beta_one ? 1 : 0, c, ldc);
     break;
   default: /* c64, c128 */
-    mx_cxgemm_tb(t == MX_C128, ta, tb, m, n, k, a, lda, b, ldb, beta_one, c, ldc);
+    mx_cxgemm(t == MX_C128, ta, tb, m, n, k, a, lda, b, ldb, beta_one, c, ldc);
   }
 }
 

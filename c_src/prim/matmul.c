@@ -1,6 +1,8 @@
 /* matmul.c: numpy matmul. in[0] [..., m, k] @ in[1] [..., k, n] -> [..., m, n]
- * with the batch dims right-aligned and broadcast. f32/f64 go to BLAS on the
- * caller's buffers (no copies), c64/c128 to cgemm/zgemm; integers and bool use a plain loop. */
+ * with the batch dims right-aligned and broadcast; with MX_MATMUL_TRANS_A/B in the params
+ * in[0] is stored [..., k, m] or in[1] [..., n, k] and read transposed (BLAS trans flags).
+ * f32/f64 go to BLAS on the caller's buffers (no copies), c64/c128 to cgemm/zgemm;
+ * integers and bool use a plain loop. */
 #include <string.h>
 
 #include "blas.h"
@@ -10,6 +12,8 @@
 typedef struct {
   mx_batch2 bt; /* out's batch axes, with a's and b's strides */
   int64_t m, k, n;
+  int ta, tb;                /* operands stored transposed */
+  int64_t a_si, a_sp, b_sp, b_sj; /* element strides of a[i, p] and b[p, j] */
   const void *a, *b;
   void *c;
 } mm_plan;
@@ -24,15 +28,16 @@ typedef struct {
     for (int64_t u = lo; u < hi; u++) {                                                  \
       int64_t t = u / P->m, i = u % P->m, ao, bo;                                        \
       mx_batch2_offsets(&P->bt, t, &ao, &bo);                                            \
-      const T *ar = (const T *)P->a + ao * P->m * P->k + i * P->k;                       \
+      const T *ar = (const T *)P->a + ao * P->m * P->k + i * P->a_si;                    \
       const T *bm = (const T *)P->b + bo * P->k * P->n;                                  \
       T *cr = (T *)P->c + u * P->n;                                                      \
       memset(cr, 0, sizeof(T) * (size_t)P->n);                                           \
       for (int64_t p = 0; p < P->k; p++) {                                               \
-        uint64_t av = (uint64_t)ar[p];                                                   \
+        uint64_t av = (uint64_t)ar[p * P->a_sp];                                         \
         if (av == 0) continue;                                                           \
-        const T *br = bm + p * P->n;                                                     \
-        for (int64_t j = 0; j < P->n; j++) cr[j] = (T)((uint64_t)cr[j] + av * (uint64_t)br[j]); \
+        const T *br = bm + p * P->b_sp;                                                  \
+        for (int64_t j = 0; j < P->n; j++)                                               \
+          cr[j] = (T)((uint64_t)cr[j] + av * (uint64_t)br[j * P->b_sj]);                 \
       }                                                                                  \
     }                                                                                    \
   }
@@ -45,14 +50,14 @@ static void mm_rows_BOOL(void *ctx, int64_t lo, int64_t hi) {
   for (int64_t u = lo; u < hi; u++) {
     int64_t t = u / P->m, i = u % P->m, ao, bo;
     mx_batch2_offsets(&P->bt, t, &ao, &bo);
-    const uint8_t *ar = (const uint8_t *)P->a + ao * P->m * P->k + i * P->k;
+    const uint8_t *ar = (const uint8_t *)P->a + ao * P->m * P->k + i * P->a_si;
     const uint8_t *bm = (const uint8_t *)P->b + bo * P->k * P->n;
     uint8_t *cr = (uint8_t *)P->c + u * P->n;
     memset(cr, 0, (size_t)P->n);
     for (int64_t p = 0; p < P->k; p++) {
-      if (!ar[p]) continue;
-      const uint8_t *br = bm + p * P->n;
-      for (int64_t j = 0; j < P->n; j++) cr[j] |= br[j] != 0;
+      if (!ar[p * P->a_sp]) continue;
+      const uint8_t *br = bm + p * P->b_sp;
+      for (int64_t j = 0; j < P->n; j++) cr[j] |= br[j * P->b_sj] != 0;
     }
   }
 }
@@ -67,25 +72,26 @@ static int64_t mm_block_rows(int64_t m, int64_t n, int64_t k) {
   return rows < 128 ? 128 : rows > m ? m : rows;
 }
 
-/* One product C[m, n] = A[m, k] @ B[k, n]; matrix-vector shapes go to gemv. */
-#define MM_BLAS(T, gemm, gemv)                                                             \
-  static void mm_one_##T(int64_t m, int64_t n, int64_t k, const T *a, const T *b, T *c) {  \
-    if (n == 1)                                                                            \
-      gemv(/* trans_a = */ 0, m, k, 1, a, k, b, 1, 0, c, 1);                               \
-    else if (m == 1)                                                                       \
-      gemv(/* trans_a = */ 1, k, n, 1, b, n, a, 1, 0, c, 1);                               \
-    else                                                                                   \
-      for (int64_t r = 0, mb = mm_block_rows(m, n, k); r < m && !mx_cancelled(); r += mb)  \
-        gemm(/* trans_a = */ 0, /* trans_b = */ 0, r + mb < m ? mb : m - r, n, k, 1,       \
-             a + r * k, k, b, n, 0, c + r * n, n);                                         \
-  }                                                                                        \
-  static void mm_blas_##T(const mm_plan *P) {                                              \
-    for (int64_t t = 0; t < P->bt.batch && !mx_cancelled(); t++) {                        \
-      int64_t ao, bo;                                                                      \
-      mx_batch2_offsets(&P->bt, t, &ao, &bo);                                              \
-      mm_one_##T(P->m, P->n, P->k, (const T *)P->a + ao * P->m * P->k,                     \
-                 (const T *)P->b + bo * P->k * P->n, (T *)P->c + t * P->m * P->n);         \
-    }                                                                                      \
+/* One product C[m, n] = op(A)[m, k] @ op(B)[k, n], A stored [k, m] when ta, B [n, k] when tb;
+ * matrix-vector shapes go to gemv (a one-row or one-column operand is contiguous either way). */
+#define MM_BLAS(T, gemm, gemv)                                                                      \
+  static void mm_one_##T(int ta, int tb, int64_t m, int64_t n, int64_t k, const T *a, const T *b, T *c) { \
+    int64_t lda = ta ? m : k, ldb = tb ? k : n;                                                     \
+    if (n == 1)                                                                                     \
+      gemv(ta, ta ? k : m, ta ? m : k, 1, a, lda, b, 1, 0, c, 1);                                   \
+    else if (m == 1)                                                                                \
+      gemv(!tb, tb ? n : k, tb ? k : n, 1, b, ldb, a, 1, 0, c, 1);                                  \
+    else                                                                                            \
+      for (int64_t r = 0, mb = mm_block_rows(m, n, k); r < m && !mx_cancelled(); r += mb)           \
+        gemm(ta, tb, r + mb < m ? mb : m - r, n, k, 1, a + r * (ta ? 1 : k), lda, b, ldb, 0, c + r * n, n); \
+  }                                                                                                 \
+  static void mm_blas_##T(const mm_plan *P) {                                                       \
+    for (int64_t t = 0; t < P->bt.batch && !mx_cancelled(); t++) {                                 \
+      int64_t ao, bo;                                                                               \
+      mx_batch2_offsets(&P->bt, t, &ao, &bo);                                                       \
+      mm_one_##T(P->ta, P->tb, P->m, P->n, P->k, (const T *)P->a + ao * P->m * P->k,                \
+                 (const T *)P->b + bo * P->k * P->n, (T *)P->c + t * P->m * P->n);                  \
+    }                                                                                               \
   }
 MM_BLAS(float, mx_sgemm, mx_sgemv)
 MM_BLAS(double, mx_dgemm, mx_dgemv)
@@ -97,9 +103,9 @@ static void mm_blas_complex(const mm_plan *P, int f64) {
   for (int64_t t = 0; t < P->bt.batch && !mx_cancelled(); t++) {
     int64_t ao, bo;
     mx_batch2_offsets(&P->bt, t, &ao, &bo);
-    mx_cxgemm(f64, P->m, P->n, P->k, (const char *)P->a + (size_t)(ao * P->m * P->k) * es, P->k,
-              (const char *)P->b + (size_t)(bo * P->k * P->n) * es, P->n, (char *)P->c + (size_t)(t * P->m * P->n) * es,
-              P->n);
+    mx_cxgemm(f64, P->ta, P->tb, P->m, P->n, P->k, (const char *)P->a + (size_t)(ao * P->m * P->k) * es,
+              P->ta ? P->m : P->k, (const char *)P->b + (size_t)(bo * P->k * P->n) * es, P->tb ? P->k : P->n,
+              /* beta_one = */ 0, (char *)P->c + (size_t)(t * P->m * P->n) * es, P->n);
   }
 }
 
@@ -112,13 +118,15 @@ mx_status mx_k_matmul(mx_array *out, mx_array *const *in) {
     return mx_error(MX_EINVAL, "[matmul] input dtypes %s and %s must equal the output dtype %s; cast with as_type",
                     mx_dtype_name((mx_dtype)a->dtype), mx_dtype_name((mx_dtype)b->dtype),
                     mx_dtype_name((mx_dtype)out->dtype));
-  int nb = out->ndim - 2;
-  mm_plan P = {.m = a->shape[a->ndim - 2], .k = a->shape[a->ndim - 1], .n = b->shape[b->ndim - 1],
-               .a = mx_data(a), .b = mx_data(b), .c = mx_data(out)};
-  if (b->shape[b->ndim - 2] != P.k || out->shape[nb] != P.m || out->shape[nb + 1] != P.n ||
+  int nb = out->ndim - 2, flags = out->params ? out->params->flags : 0;
+  int ta = !!(flags & MX_MATMUL_TRANS_A), tb = !!(flags & MX_MATMUL_TRANS_B);
+  mm_plan P = {.m = a->shape[a->ndim - 2 + ta], .k = a->shape[a->ndim - 1 - ta], .n = b->shape[b->ndim - 1 - tb],
+               .ta = ta, .tb = tb, .a = mx_data(a), .b = mx_data(b), .c = mx_data(out)};
+  P.a_si = ta ? 1 : P.k, P.a_sp = ta ? P.m : 1, P.b_sp = tb ? 1 : P.n, P.b_sj = tb ? P.k : 1;
+  if (b->shape[b->ndim - 2 + tb] != P.k || out->shape[nb] != P.m || out->shape[nb + 1] != P.n ||
       a->ndim > out->ndim || b->ndim > out->ndim)
-    return mx_error(MX_EINVAL, "[matmul] shapes do not chain: a [..., %lld, %lld], b [..., %lld, %lld], out [..., %lld, %lld]",
-                    (long long)P.m, (long long)P.k, (long long)b->shape[b->ndim - 2], (long long)P.n,
+    return mx_error(MX_EINVAL, "[matmul] shapes do not chain: op(a) [..., %lld, %lld], op(b) [..., %lld, %lld], out [..., %lld, %lld]",
+                    (long long)P.m, (long long)P.k, (long long)b->shape[b->ndim - 2 + tb], (long long)P.n,
                     (long long)out->shape[nb], (long long)out->shape[nb + 1]);
   int bad = mx_batch2_plan(out, a, b, &P.bt);
   if (bad >= 0)
@@ -136,7 +144,7 @@ mx_status mx_k_matmul(mx_array *out, mx_array *const *in) {
   case MX_C64:
   case MX_C128:
     /* a full stack of A against one B is a single [batch * m, k] @ [k, n] product */
-    if (P.bt.bcount == 1 && P.bt.acount == P.bt.batch) {
+    if (!ta && P.bt.bcount == 1 && P.bt.acount == P.bt.batch) {
       P.m *= P.bt.batch;
       P.bt.batch = 1;
       P.bt.nb = 0;

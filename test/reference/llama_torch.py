@@ -1,6 +1,7 @@
 """Tiny Llama checkpoints in MLX's format and their expected outputs, for test/mx/nn/llama_test.exs.
 
-Run with /usr/bin/python3 (Debian's torch and numpy). For each variant it writes
+Run with /usr/bin/python3 (Debian's torch and numpy), optionally naming the variants to write.
+For each variant it writes
 test/fixtures/llama_tiny/<variant>/{config.json, model.safetensors, expected.safetensors}:
 random weights under the Hugging Face / mlx-lm names (quantized ones packed with MLX's affine
 scheme), and from a Llama forward written here by hand in torch, in float64 from the stored
@@ -11,6 +12,7 @@ checked to be far above float32 rounding, so argmax cannot flip).
 import json
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
@@ -44,6 +46,12 @@ VARIANTS = {
     # Tied quantized embedding: looked up by rows and used as the output layer.
     "q4": ({"tie_word_embeddings": True}, "f32", {"group_size": 32, "bits": 4}, "f16"),
     "q8": ({"num_key_value_heads": 1}, "f32", {"group_size": 32, "bits": 8}, "f32"),
+    # Llama 3.1's RoPE scaling, with a short original context so that at head_dim 8 the four
+    # wavelengths 2π·10000^(2i/8) (6.3, 63, 628, 6283) fall in all three bands (kept below
+    # 64/4 = 16, interpolated between, scaled beyond 64); tied dense embedding.
+    "llama3": ({"rope_scaling": {"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0,
+                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+                "tie_word_embeddings": True}, "f32", None, None),
 }
 
 PROMPT = [1, 17, 42, 5, 88, 23, 64, 9, 31]
@@ -178,13 +186,29 @@ def rms_norm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
+def llama3_inv_freq(inv_freq, s):
+    """HF's _compute_llama3_parameters (modeling_rope_utils.py), in float64."""
+    factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+    old = s["original_max_position_embeddings"]
+    wavelen = 2 * torch.pi / inv_freq
+    inv_l = torch.where(wavelen > old / low, inv_freq / factor, inv_freq)
+    smooth = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * inv_l / factor + smooth * inv_l
+    medium = ~(wavelen < old / high) & ~(wavelen > old / low)
+    return torch.where(medium, smoothed, inv_l)
+
+
 def rope(x, offset, cfg):
     """HF's rotate-half convention, or adjacent pairs with rope_traditional; linear scaling
-    divides positions by the factor."""
+    divides positions by the factor, llama3 rescales the frequencies."""
     d = x.shape[-1]
-    factor = (cfg.get("rope_scaling") or {}).get("factor", 1.0)
+    scaling = cfg.get("rope_scaling") or {}
+    llama3 = scaling.get("rope_type") == "llama3"
+    factor = 1.0 if llama3 else scaling.get("factor", 1.0)
     pos = (offset + torch.arange(x.shape[-2], dtype=torch.float64)) / factor
     inv_freq = 1.0 / cfg["rope_theta"] ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+    if llama3:
+        inv_freq = llama3_inv_freq(inv_freq, scaling)
     ang = pos[:, None] * inv_freq[None, :]
     if cfg.get("rope_traditional"):
         x1, x2 = x[..., 0::2], x[..., 1::2]
@@ -233,8 +257,10 @@ def forward(w, cfg, tokens, cache):
     return x @ out.T
 
 
-def main():
+def main(only):
     for i, (name, (changes, wtype, quant, stype)) in enumerate(VARIANTS.items()):
+        if only and name not in only:
+            continue
         cfg = dict(BASE, **changes)
         if quant:
             cfg["quantization"] = dict(quant)
@@ -277,4 +303,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    # Variant names to (re)generate only those (each keeps its seed); none: all of them.
+    main(sys.argv[1:])

@@ -89,7 +89,10 @@ defmodule Mx.OpCases do
       indexed_put: [{"", &Mx.indexed_put(&1, idx([[1], [2]]), &2), [r({3, 2}, 67), r({2, 2}, 68)]}],
       sort: [{"desc", &Mx.sort(&1, axis: 1, direction: :desc), [r({2, 4}, 69)]}],
       matmul: [{"batched, broadcast", &Mx.matmul/2, [r({2, 2, 3}, 70), r({3, 4}, 71)]},
-               {"vector", &Mx.matmul/2, [r({3}, 72), r({3, 2}, 73)]}],
+               {"vector", &Mx.matmul/2, [r({3}, 72), r({3, 2}, 73)]},
+               # a transpose of the last two axes becomes a flag of the matmul (no copy)
+               {"a @ bᵀ, batched", &Mx.matmul(&1, Mx.transpose(&2)), [r({2, 2, 3}, 150), r({4, 3}, 151)]},
+               {"aᵀ @ bᵀ", &Mx.matmul(Mx.transpose(&1), Mx.transpose(&2)), [r({3, 2}, 152), r({4, 3}, 153)]}],
       cholesky: [{"batched", &Mx.Linalg.cholesky/1, [spd({2, 3, 3}, 74)]}],
       lu: [{"det, pivoting", &Mx.Linalg.det/1, [r({2, 4, 4}, 85)]},
            {"slogdet", fn a -> elem(Mx.Linalg.slogdet(a), 1) end, [r({3, 3}, 86)]},

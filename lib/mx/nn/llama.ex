@@ -17,10 +17,9 @@ defmodule Mx.NN.Llama do
   packed u32, `scales`, `biases`); those run through
   `Mx.Quantize.quantized_matmul/5` and a quantized embedding lookup (rows
   dequantized as they are taken), with scales and biases in f32. A layer
-  without `scales` stays dense, as in mlx-lm. Dense layers keep their weight
-  transposed (`{in, out}`, so the matmul reads it in order; a tied dense
-  embedding is held twice, rows for the lookup and the transpose for the
-  output).
+  without `scales` stays dense, as in mlx-lm. Weights keep the checkpoint's
+  `{out, in}` layout (the matmul reads their transpose through a BLAS flag,
+  no copy), so a tied embedding is held once.
 
       iex> model = Mx.NN.Llama.load("test/fixtures/llama_tiny/f32")
       iex> {logits, cache} = Mx.NN.Llama.forward(model, [1, 17, 42])
@@ -64,7 +63,7 @@ defmodule Mx.NN.Llama do
   module does not know raises, since it might change the math).
 
   A config that asks for what is not implemented (a `rope_scaling` type
-  other than `"linear"`, sliding-window layers, an activation other than
+  other than `"linear"` or `"llama3"`, sliding-window layers, an activation other than
   silu, a quantization mode other than affine) raises, as does a missing,
   mis-shaped, mistyped or unexpected tensor (naming it and the expected
   shape). As mlx-lm does, `model_type` may be `"llama"` or `"mistral"`,
@@ -208,12 +207,10 @@ defmodule Mx.NN.Llama do
 
   defp rope(x, offset, c),
     do:
-      RoPE.apply(%{}, x,
-        dims: c.head_dim,
-        traditional: c.rope_traditional,
-        base: c.rope_theta,
-        scale: c.rope_scale,
-        offset: offset
+      RoPE.apply(
+        %{},
+        x,
+        [dims: c.head_dim, traditional: c.rope_traditional, offset: offset] ++ c.rope
       )
 
   # GQA: each key/value head serves `rep` consecutive query heads (HF's repeat_kv).
@@ -234,10 +231,7 @@ defmodule Mx.NN.Llama do
     if b = p[:bias], do: Mx.add(y, b), else: y
   end
 
-  defp linear(x, %{weight_t: wt} = p, _c) do
-    y = Mx.matmul(x, wt)
-    if b = p[:bias], do: Mx.add(y, b), else: y
-  end
+  defp linear(x, p, _c), do: Mx.NN.Linear.apply(p, x)
 
   defp embed(%{scales: s, biases: b, weight: w}, tokens, c) do
     take = &Mx.take(&1, tokens, axis: 0)
@@ -391,9 +385,14 @@ defmodule Mx.NN.Llama do
       head_dim: head_dim,
       vocab: required.("vocab_size"),
       eps: get.("rms_norm_eps", nil, &(is_number(&1) and &1 >= 0)) * 1.0,
-      rope_theta: get.("rope_theta", 10_000, &(is_number(&1) and &1 > 0)) * 1.0,
       rope_traditional: get.("rope_traditional", false, &is_boolean/1),
-      rope_scale: rope_scale!(get.("rope_scaling", nil, &(is_nil(&1) or is_map(&1)))),
+      # RoPE.apply's options for base, scale and freqs
+      rope:
+        rope_opts!(
+          get.("rope_scaling", nil, &(is_nil(&1) or is_map(&1))),
+          get.("rope_theta", 10_000, &(is_number(&1) and &1 > 0)) * 1.0,
+          head_dim
+        ),
       tied: get.("tie_word_embeddings", true, &is_boolean/1),
       attention_bias: get.("attention_bias", false, &is_boolean/1),
       mlp_bias: get.("mlp_bias", false, &is_boolean/1),
@@ -401,22 +400,70 @@ defmodule Mx.NN.Llama do
     }
   end
 
-  # mlx-lm's initialize_rope: "default" is plain RoPE, "linear" divides positions by the factor.
-  defp rope_scale!(nil), do: 1.0
+  # mlx-lm's initialize_rope as RoPE options: "default" is plain RoPE, "linear" divides positions
+  # by the factor, "llama3" (Llama3RoPE) rescales the periods base^(2i/dims) by wavelength.
+  defp rope_opts!(nil, theta, _dims), do: [base: theta]
 
-  defp rope_scale!(s) do
-    case {s["type"] || s["rope_type"], s["factor"],
-          Map.keys(s) -- ["type", "rope_type", "factor"]} do
-      {"default", _, []} ->
-        1.0
+  defp rope_opts!(s, theta, dims) do
+    llama3_keys = ~w(low_freq_factor high_freq_factor original_max_position_embeddings)
+    type = s["type"] || s["rope_type"]
 
-      {"linear", f, []} when is_number(f) and f > 0 ->
-        1.0 / f
+    extra =
+      Map.keys(s) --
+        ["type", "rope_type", "factor" | if(type == "llama3", do: llama3_keys, else: [])]
+
+    f = s["factor"]
+
+    case {type, extra} do
+      {"default", []} ->
+        [base: theta]
+
+      {"linear", []} when is_number(f) and f > 0 ->
+        [base: theta, scale: 1.0 / f]
+
+      {"llama3", []} when is_number(f) and f > 0 ->
+        [freqs: llama3_periods(s, f, theta, dims)]
 
       _ ->
         raise ArgumentError,
-              "Mx.NN.Llama.load: rope_scaling #{inspect(s)} is not supported (only \"linear\" with a positive factor, or \"default\")"
+              "Mx.NN.Llama.load: rope_scaling #{inspect(s)} is not supported (only \"linear\" or \"llama3\" with a positive factor, or \"default\")"
     end
+  end
+
+  # Llama3RoPE: periods beyond old/low_freq_factor are scaled by the factor, those below
+  # old/high_freq_factor kept, those between interpolated smoothly (mlx-lm's defaults).
+  defp llama3_periods(s, factor, theta, dims) do
+    {low, high, old} =
+      {Map.get(s, "low_freq_factor", 1.0), Map.get(s, "high_freq_factor", 4.0),
+       Map.get(s, "original_max_position_embeddings", 8192)}
+
+    unless is_number(low) and is_number(high) and is_number(old) and 0 < low and low < high and
+             old > 0 do
+      raise ArgumentError,
+            "Mx.NN.Llama.load: rope_scaling #{inspect(s)} needs 0 < low_freq_factor < high_freq_factor and a positive original_max_position_embeddings"
+    end
+
+    {low_wavelen, high_wavelen} = {old / low, old / high}
+
+    periods =
+      for i <- 0..(div(dims, 2) - 1) do
+        period = :math.pow(theta, 2 * i / dims)
+        wavelen = 2 * :math.pi() * period
+
+        cond do
+          wavelen > low_wavelen ->
+            period * factor
+
+          wavelen > high_wavelen and wavelen < low_wavelen ->
+            smooth = (old / wavelen - low) / (high - low)
+            period / ((1 - smooth) / factor + smooth)
+
+          true ->
+            period
+        end
+      end
+
+    Mx.tensor(periods, type: :f64) |> Mx.eval()
   end
 
   defp quantization!(nil), do: nil
@@ -447,7 +494,7 @@ defmodule Mx.NN.Llama do
       |> take_vector(weights, :norm, "model.norm.weight", c.hidden)
       |> then(fn {params, _} = acc ->
         if c.tied,
-          do: put_param(acc, :lm_head, tied_head(params.embed)),
+          do: put_param(acc, :lm_head, params.embed),
           else: take_linear(acc, weights, c, :lm_head, "lm_head", c.vocab, c.hidden, false)
       end)
 
@@ -513,20 +560,8 @@ defmodule Mx.NN.Llama do
         else: layer
 
     names = layer |> Map.keys() |> Enum.map(&"#{name}.#{&1}")
-    {Map.put(params, key, dense_layout(key, layer)), MapSet.union(used, MapSet.new(names))}
+    {Map.put(params, key, layer), MapSet.union(used, MapSet.new(names))}
   end
-
-  # Dense layers multiply by the stored transpose (a matmul against a transposed view is far
-  # slower); the embedding keeps its rows for the lookup.
-  defp dense_layout(:embed, layer), do: layer
-  defp dense_layout(_key, %{scales: _} = layer), do: layer
-
-  defp dense_layout(_key, %{weight: w} = layer),
-    do: layer |> Map.delete(:weight) |> Map.put(:weight_t, Mx.transpose(w))
-
-  # The embedding as the output layer: the same quantized arrays, or the rows transposed.
-  defp tied_head(%{scales: _} = embed), do: embed
-  defp tied_head(%{weight: w}), do: %{weight_t: Mx.transpose(w)}
 
   defp take_vector({params, used}, w, key, name, n),
     do: {Map.put(params, key, tensor!(w, name, {n}, :float)), MapSet.put(used, name)}

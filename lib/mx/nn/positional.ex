@@ -6,15 +6,23 @@ defmodule Mx.NN.RoPE do
   scale`; the rest pass through. `traditional: true` rotates adjacent pairs
   `(x[2i], x[2i+1])`; the default rotates `(x[i], x[i + dims/2])` (the
   halves layout of Llama checkpoints). Options: `dims:` (required, even),
-  `traditional:` (false), `base:` (10000), `scale:` (1.0), `offset:` (0). No
-  parameters.
+  `traditional:` (false), `base:` (10000), `scale:` (1.0), `offset:` (0),
+  `freqs:` (nil). No parameters.
+
+  `freqs:` (as in MLX's `mx.fast.rope`) replaces the base: an array of
+  `dims/2` positive periods, the angles being `position / freqs[i]`
+  (`base^(2i/dims)` is the default's period); mlx-lm's Llama 3 scaling
+  (`Mx.NN.Llama`) passes its rescaled periods this way. Give `base:` or
+  `freqs:`, not both.
 
       iex> x = Mx.tensor([[1.0, 0.0], [1.0, 0.0]])
       iex> Mx.NN.RoPE.apply(%{}, x, dims: 2) |> Mx.to_list() |> Enum.map(fn r -> Enum.map(r, &Float.round(&1, 4)) end)
       [[1.0, 0.0], [0.5403, 0.8415]]
+      iex> Mx.NN.RoPE.apply(%{}, x, dims: 2, freqs: Mx.tensor([2.0])) |> Mx.to_list() |> Enum.map(fn r -> Enum.map(r, &Float.round(&1, 4)) end)
+      [[1.0, 0.0], [0.8776, 0.4794]]
   """
 
-  @keys [:dims, traditional: false, base: 10_000.0, scale: 1.0, offset: 0]
+  @keys [:dims, traditional: false, base: 10_000.0, scale: 1.0, offset: 0, freqs: nil]
 
   @doc "No parameters: `%{}`."
   @spec init(Mx.Random.key(), keyword()) :: map()
@@ -26,6 +34,11 @@ defmodule Mx.NN.RoPE do
   @doc "Rotates `x` (see the module doc)."
   @spec apply(map(), Mx.Array.t(), keyword()) :: Mx.Array.t()
   def apply(_params, x, opts \\ []) do
+    if Keyword.has_key?(opts, :base) and opts[:freqs] != nil do
+      raise ArgumentError,
+            "Mx.NN.RoPE.apply: give base: or freqs:, not both (freqs: replaces the base's periods)"
+    end
+
     opts = Mx.NN.layer_opts!(opts, @keys, "Mx.NN.RoPE.apply")
     dims = Mx.NN.required!(opts, :dims, "Mx.NN.RoPE.apply")
     r = Mx.rank(x)
@@ -39,10 +52,7 @@ defmodule Mx.NN.RoPE do
     half = div(dims, 2)
     type = if Mx.Type.float?(x.type), do: x.type, else: :f32
 
-    freqs =
-      Mx.arange(0, half, 1, type: :f64)
-      |> Mx.multiply(-2.0 / dims * :math.log(opts[:base]))
-      |> Mx.exp()
+    freqs = inverse_periods(opts[:freqs], half, dims, opts[:base])
 
     pos =
       Mx.arange(0, len, 1, type: :f64) |> Mx.add(opts[:offset]) |> Mx.multiply(opts[:scale] * 1.0)
@@ -70,6 +80,23 @@ defmodule Mx.NN.RoPE do
       do: rotated,
       else: Mx.concatenate([rotated, Mx.slice_axis(x, dims, feats - dims, r - 1)], axis: r - 1)
   end
+
+  # The angle per position of each rotated pair, in f64: base^(-2i/dims), or 1 / freqs[i].
+  defp inverse_periods(nil, half, dims, base),
+    do:
+      Mx.arange(0, half, 1, type: :f64) |> Mx.multiply(-2.0 / dims * :math.log(base)) |> Mx.exp()
+
+  defp inverse_periods(%Mx.Array{shape: {half}, type: t} = freqs, half, _dims, _base)
+       when t in [:f16, :bf16, :f32, :f64],
+       do: Mx.divide(1.0, Mx.as_type(freqs, :f64))
+
+  defp inverse_periods(freqs, half, dims, _base) do
+    raise ArgumentError,
+          "Mx.NN.RoPE.apply: freqs: must be a float array of shape {#{half}} (dims #{dims} / 2), got #{describe(freqs)}"
+  end
+
+  defp describe(%Mx.Array{} = a), do: Mx.describe(a)
+  defp describe(other), do: inspect(other)
 end
 
 defmodule Mx.NN.SinusoidalPositionalEncoding do

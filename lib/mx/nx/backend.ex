@@ -579,19 +579,18 @@ if Code.ensure_loaded?(Nx.Backend) do
       dims = fn t, axes -> Enum.reduce(axes, 1, &(elem(t.shape, &1) * &2)) end
       {b, m, k, n} = {dims.(l, l_batch), dims.(l, l_free), dims.(l, l_contract), dims.(r, r_free)}
 
-      a =
-        l
-        |> arr(type)
-        |> Mx.transpose(axes: l_batch ++ l_free ++ l_contract)
-        |> Mx.reshape({b, m, k})
-
-      c =
-        r
-        |> arr(type)
-        |> Mx.transpose(axes: r_batch ++ r_contract ++ r_free)
-        |> Mx.reshape({b, k, n})
-
+      a = dot_operand(arr(l, type), Nx.axes(l), l_batch, l_free, l_contract, {b, m, k})
+      c = dot_operand(arr(r, type), Nx.axes(r), r_batch, r_contract, r_free, {b, k, n})
       wrap(out, Mx.matmul(a, c) |> Mx.reshape(shape))
+    end
+
+    # x as {b, rows, cols} from its axes batch ++ rows ++ cols. Stored as batch ++ cols ++ rows
+    # (a weight {out, in} contracted on in), it is reshaped and its last two axes swapped, which
+    # the matmul reads with a transpose flag instead of a copy.
+    defp dot_operand(x, axes, batch, rows, cols, {b, r, c}) do
+      if batch ++ cols ++ rows == axes and batch ++ rows ++ cols != axes,
+        do: x |> Mx.reshape({b, c, r}) |> Mx.transpose(axes: [0, 2, 1]),
+        else: x |> Mx.transpose(axes: batch ++ rows ++ cols) |> Mx.reshape({b, r, c})
     end
 
     # ---- linear algebra ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ defmodule Mx.NN.LlamaTest do
   doctest Mx.NN.Llama
 
   @fixtures Path.expand("../../fixtures/llama_tiny", __DIR__)
-  @variants ~w(f32 bf16 f16 q4 q8)
+  @variants ~w(f32 bf16 f16 q4 q8 llama3)
 
   # The reference is float64 from the same stored (or dequantized) weights, so the gap is our
   # f32 rounding: about depth · γ(K) · magnitude, with K = 64 the longest inner product, depth
@@ -79,6 +79,74 @@ defmodule Mx.NN.LlamaTest do
     end
   end
 
+  describe "Llama 3 RoPE scaling" do
+    test "without it the llama3 fixture's logits are far off (the fixture tests the scaling)" do
+      dir = Path.join(System.tmp_dir!(), "mx_llama3_test_#{System.unique_integer([:positive])}")
+      File.mkdir_p!(dir)
+      src = Path.join(@fixtures, "llama3")
+      File.cp!(Path.join(src, "model.safetensors"), Path.join(dir, "model.safetensors"))
+      config = File.read!(Path.join(src, "config.json"))
+      plain_config = String.replace(config, ~r/\n  "rope_scaling": \{[^}]*\},/, "")
+      assert plain_config != config
+      File.write!(Path.join(dir, "config.json"), plain_config)
+      e = Mx.IO.load(Path.join(src, "expected.safetensors"))
+      {plain, _} = Llama.forward(Llama.load(dir), Mx.to_list(e["prompt"]))
+      File.rm_rf!(dir)
+      assert max_diff(plain, e["logits"]) > 100 * tolerance(e["logits"])
+    end
+
+    test "mlx-lm's defaults: a bare factor means low 1, high 4, original context 8192" do
+      {:ok, json} =
+        @fixtures |> Path.join("f32/config.json") |> File.read!() |> Mx.IO.JSON.decode()
+
+      bare = Map.put(json, "rope_scaling", %{"rope_type" => "llama3", "factor" => 8.0})
+
+      full =
+        Map.put(json, "rope_scaling", %{
+          "type" => "llama3",
+          "factor" => 8.0,
+          "low_freq_factor" => 1.0,
+          "high_freq_factor" => 4.0,
+          "original_max_position_embeddings" => 8192
+        })
+
+      [freqs: a] = Llama.config!(bare).rope
+      [freqs: b] = Llama.config!(full).rope
+      assert Mx.to_list(a) == Mx.to_list(b)
+      # head_dim 8, base 10000: periods 10000^(i/4) have wavelengths 6.3, 63, 628 and 6283, all
+      # below 8192 / 4 = 2048 but the last, which lies between 2048 and 8192: interpolated.
+      [p0, p1, p2, p3] = Mx.to_list(a)
+      assert {p0, p1, p2} == {1.0, :math.pow(10_000, 0.25), :math.pow(10_000, 0.5)}
+      smooth = (8192 / (2 * :math.pi() * 1000) - 1) / 3
+      assert_in_delta p3, 1000 / ((1 - smooth) / 8 + smooth), 1.0e-9
+    end
+
+    test "RoPE's freqs: the base's own periods give the base's result; bad freqs raise" do
+      x = Mx.Random.normal(Mx.Random.key(3), shape: {1, 2, 5, 8}, type: :f64)
+      periods = Mx.tensor(for(i <- 0..3, do: :math.pow(500.0, 2 * i / 8)), type: :f64)
+      by_base = Mx.NN.RoPE.apply(%{}, x, dims: 8, base: 500.0, offset: 3)
+      by_freqs = Mx.NN.RoPE.apply(%{}, x, dims: 8, freqs: periods, offset: 3)
+      assert max_diff(by_base, by_freqs) <= 1.0e-14
+
+      assert_raise ArgumentError, ~r/give base: or freqs:, not both/, fn ->
+        Mx.NN.RoPE.apply(%{}, x, dims: 8, base: 500.0, freqs: periods)
+      end
+
+      assert_raise ArgumentError,
+                   ~r/freqs: must be a float array of shape \{4\}.*got f64\[3\]/,
+                   fn ->
+                     Mx.NN.RoPE.apply(%{}, x,
+                       dims: 8,
+                       freqs: Mx.tensor([1.0, 2.0, 3.0], type: :f64)
+                     )
+                   end
+
+      assert_raise ArgumentError, ~r/freqs: must be a float array/, fn ->
+        Mx.NN.RoPE.apply(%{}, x, dims: 8, freqs: [1.0, 2.0, 3.0, 4.0])
+      end
+    end
+  end
+
   test "the loaded model computes in f32 and keeps quantized weights packed" do
     {f16, _} = fixture("f16")
     assert f16.params.embed.weight.type == :f32
@@ -128,8 +196,18 @@ defmodule Mx.NN.LlamaTest do
         {edit(
            config,
            ~s("rope_theta"),
-           ~s("rope_scaling": {"type": "llama3", "factor": 8.0},\n  "rope_theta")
-         ), ~r/rope_scaling .* is not supported \(only "linear"/},
+           ~s("rope_scaling": {"type": "yarn", "factor": 8.0},\n  "rope_theta")
+         ), ~r/rope_scaling .* is not supported \(only "linear" or "llama3"/},
+        {edit(
+           config,
+           ~s("rope_theta"),
+           ~s("rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0},\n  "rope_theta")
+         ), ~r/needs 0 < low_freq_factor < high_freq_factor/},
+        {edit(
+           config,
+           ~s("rope_theta"),
+           ~s("rope_scaling": {"rope_type": "llama3", "factor": 8.0, "beta_fast": 32},\n  "rope_theta")
+         ), ~r/rope_scaling .* is not supported/},
         {edit(config, ~s("rope_theta"), ~s("sliding_window": 4096,\n  "rope_theta")),
          ~r/sliding_window is 4096/},
         {edit(
@@ -222,9 +300,9 @@ defmodule Mx.NN.LlamaTest do
       extra = %{"model.layers.0.self_attn.rotary_emb.inv_freq" => Mx.ones({4})}
       :ok = Mx.IO.save_safetensors(Path.join(dir, "model.safetensors"), Map.merge(w, extra))
       model = Llama.load(dir)
-      # The output layer is now the embedding.
-      assert Mx.to_list(model.params.lm_head.weight_t) ==
-               Mx.to_list(Mx.transpose(w["model.embed_tokens.weight"]))
+      # The output layer is now the embedding, the same {vocab, hidden} array (held once).
+      assert model.params.lm_head == model.params.embed
+      assert Mx.to_list(model.params.lm_head.weight) == Mx.to_list(w["model.embed_tokens.weight"])
     end
 
     test "a quantized layer's packed weight must be u32 of the packed shape", %{dir: dir} do

@@ -122,6 +122,16 @@ if Code.ensure_loaded?(Mx.Nx.Backend) do
         same_as_binary([Nx.iota({3}, backend: Nx.BinaryBackend)], fn [v] -> Nx.dot(v, v) end)
       end
 
+      test "dot with operands stored transposed (read through matmul's transpose flags)" do
+        x = Nx.iota({2, 3, 4}, backend: Nx.BinaryBackend)
+        w = Nx.iota({2, 5, 4}, backend: Nx.BinaryBackend)
+        v = Nx.iota({2, 4, 3}, backend: Nx.BinaryBackend)
+        same_as_binary([x, w], fn [x, w] -> Nx.dot(x, [2], [0], w, [2], [0]) end)
+        same_as_binary([v, w], fn [v, w] -> Nx.dot(v, [1], [0], w, [2], [0]) end)
+        same_as_binary([x, w], fn [x, w] -> Nx.dot(Nx.as_type(x, :f64), [2], [0], Nx.as_type(w, :f64), [2], [0]) end)
+        same_as_binary([x, Nx.iota({5, 4}, backend: Nx.BinaryBackend)], fn [x, w] -> Nx.dot(x, [2], w, [1]) end)
+      end
+
       test "put_slice and slice with tensor starts, in range and clamped as Nx does", %{a: a} do
         upd = Nx.iota({1, 2, 3}, backend: Nx.BinaryBackend) |> Nx.negate()
 
