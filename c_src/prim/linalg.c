@@ -262,27 +262,40 @@ typedef struct {
 static void chol_range(void *ctx, int64_t lo, int64_t hi) {
   square_job *J = ctx;
   int64_t n = J->n, nn = n * n;
-  size_t es = J->f64 ? 8 : 4;
+  size_t es = J->f64 ? 8 : 4, bytes = ((size_t)nn * es + 63) & ~(size_t)63;
+  /* OpenBLAS's kernels on some CPUs sum in an order set by the data's alignment: a matrix not on a
+   * 64-byte boundary is factored in an aligned scratch, so its result does not depend on its batch index. */
+  void *scratch = NULL;
   for (int64_t t = lo; t < hi; t++) {
-    void *o = at(J->f64, J->out, t * nn);
+    void *o = at(J->f64, J->out, t * nn), *w = o;
+    if ((uintptr_t)o % 64) {
+      if (!scratch && !(scratch = aligned_alloc(64, bytes))) {
+        fail_at(&J->fail, t, t, INFO_NOMEM, (int64_t)bytes);
+        return;
+      }
+      w = scratch;
+    }
     /* The lower triangle (all potrf reads and writes) and zeros above it, in one pass. */
     int ok = 1;
     for (int64_t i = 0; i < n; i++) {
-      memcpy(at(J->f64, o, i * n), at(J->f64, J->a, t * nn + i * n), (size_t)(i + 1) * es);
-      memset(at(J->f64, o, i * n + i + 1), 0, (size_t)(n - i - 1) * es);
-      ok &= finite_run(J->f64, at(J->f64, o, i * n), i + 1);
+      memcpy(at(J->f64, w, i * n), at(J->f64, J->a, t * nn + i * n), (size_t)(i + 1) * es);
+      memset(at(J->f64, w, i * n + i + 1), 0, (size_t)(n - i - 1) * es);
+      ok &= finite_run(J->f64, at(J->f64, w, i * n), i + 1);
     }
     if (!ok) {
       fill_nan(J->f64, o, nn);
       continue;
     }
     /* Column-major upper is row-major lower: U with A = U^T U, read row-major, is L. */
-    int64_t info = mx_potrf(J->f64, /* upper = */ 1, n, o, n);
+    int64_t info = mx_potrf(J->f64, /* upper = */ 1, n, w, n);
     if (info != 0) {
       fail_at(&J->fail, t, t, info, 0);
+      free(scratch);
       return;
     }
+    if (w != o) memcpy(o, w, (size_t)nn * es);
   }
+  free(scratch);
 }
 
 mx_status mx_k_cholesky(mx_array *out, mx_array *const *in) {
