@@ -5,7 +5,8 @@
  * The backward recomputes the tiles: pass 1 per query block (logsumexp, rowsum(g o), dq), pass 2
  * per key block (dk, dv summed over the query heads that share the kv head, so no two units
  * write the same row). A row that sees no key (mask or causal) gives NaN, as softmax over
- * nothing but -inf does; with no keys at all (Lk = 0) the output is the empty sum, 0. */
+ * nothing but -inf does, and so do its dq row and its kv head's dk and dv (as the reference
+ * formula's autograd); with no keys at all (Lk = 0) the output is the empty sum, 0. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -156,6 +157,9 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
           }                                                                                              \
         gemm_##T(0, 0, nq, P->D, nk, (T)P->scale, dP, nk, K + j0 * P->D, P->D, 1, dQ, P->D);             \
       }                                                                                                  \
+      for (int64_t i = 0; i < nq; i++) /* a row that saw no key: NaN, as its output */                   \
+        if (l[i] == 0)                                                                                   \
+          for (int64_t d = 0; d < P->D; d++) dQ[i * P->D + d] = NAN;                                     \
     }                                                                                                    \
     free(S);                                                                                             \
   }                                                                                                      \
@@ -176,8 +180,9 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
       T *dK = (T *)P->dk + krow0 * P->D, *dV = (T *)P->dv + krow0 * P->Dv;                               \
       memset(dK, 0, sizeof(T) * (size_t)(nk * P->D));                                                    \
       memset(dV, 0, sizeof(T) * (size_t)(nk * P->Dv));                                                   \
-      /* under the causal mask, query i sees key j0 once i + Lk - Lq >= j0 */                            \
-      int64_t istart = P->causal ? j0 - (P->Lk - P->Lq) : 0;                                             \
+      /* under the causal mask, query i sees key j0 once i + Lk - Lq >= j0; with Lq > Lk the first rows  \
+       * see no key and are visited anyway, so their NaN reaches dk and dv as the reference's does */     \
+      int64_t istart = P->causal && P->Lk >= P->Lq ? j0 - (P->Lk - P->Lq) : 0;                           \
       istart = istart < 0 ? 0 : istart;                                                                  \
       for (int64_t h = kvh * P->group; h < (kvh + 1) * P->group; h++)                                    \
         for (int64_t i0 = istart; i0 < P->Lq; i0 += BQ) {                                                \
