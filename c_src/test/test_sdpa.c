@@ -1,0 +1,226 @@
+/* test_sdpa.c: mx_scaled_dot_product_attention and its vjp end to end against a long double
+ * loop, at the kernel's tile edges (64 queries, 128 keys a tile: sizes just below, at and past
+ * them), with grouped-query heads, the causal mask (Lq < Lk and Lq > Lk, whose first rows see
+ * nothing and are NaN), additive masks broadcast on each axis, f32 and f64; and the error paths. */
+#include <math.h>
+
+#include "test_util.h"
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static double uniform(void) { return (double)(xorshift64(&rng) >> 11) * 0x1p-53 * 2 - 1; }
+
+typedef struct {
+  int64_t B, Hq, Hkv, Lq, Lk, D, Dv;
+  int causal;
+  int64_t mshape[4]; /* additive mask shape, all 0 for none */
+} spec;
+
+/* The reference: out, dq, dk, dv (for cotangent g) in long double, and for each the sum of the
+ * absolute values of its terms times the row's largest |score| scale (for the bound). */
+static void reference(const spec *s, const double *q, const double *k, const double *v, const double *m,
+                      const int64_t *ms, double scale, const double *g, long double *out, long double *dq,
+                      long double *dk, long double *dv, double *abs_out, double *A) {
+  int64_t G = s->Hq / s->Hkv;
+  long double *p = malloc(sizeof(long double) * (size_t)s->Lk);
+  double *pa = malloc(sizeof(double) * (size_t)s->Lk);
+  memset(dk, 0, sizeof(long double) * (size_t)(s->B * s->Hkv * s->Lk * s->D));
+  memset(dv, 0, sizeof(long double) * (size_t)(s->B * s->Hkv * s->Lk * s->Dv));
+  for (int64_t b = 0; b < s->B; b++)
+    for (int64_t h = 0; h < s->Hq; h++)
+      for (int64_t i = 0; i < s->Lq; i++) {
+        int64_t row = (b * s->Hq + h) * s->Lq + i, kv = b * s->Hkv + h / G;
+        const double *qi = q + row * s->D;
+        long double mx = -INFINITY, sum = 0;
+        A[row] = 0;
+        for (int64_t j = 0; j < s->Lk; j++) {
+          const double *kj = k + (kv * s->Lk + j) * s->D;
+          long double sc = 0;
+          double sa = 0;
+          for (int64_t d = 0; d < s->D; d++) sc += (long double)qi[d] * kj[d], sa += fabs(qi[d] * kj[d]);
+          sc *= scale;
+          sa *= fabs(scale);
+          if (m) {
+            double mv = m[b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3]];
+            sc += mv;
+            sa += isfinite(mv) ? fabs(mv) : 0;
+          }
+          if (s->causal && j > i + s->Lk - s->Lq) sc = -INFINITY;
+          p[j] = sc;
+          if (sc != -INFINITY) A[row] = fmax(A[row], sa);
+          mx = sc > mx ? sc : mx;
+        }
+        for (int64_t j = 0; j < s->Lk; j++) sum += p[j] = mx == -INFINITY ? NAN : expl(p[j] - mx);
+        for (int64_t j = 0; j < s->Lk; j++) p[j] /= sum, pa[j] = (double)p[j];
+        long double delta = 0;
+        for (int64_t d = 0; d < s->Dv; d++) {
+          long double o = 0;
+          double oa = 0;
+          for (int64_t j = 0; j < s->Lk; j++) {
+            double vj = v[(kv * s->Lk + j) * s->Dv + d];
+            o += p[j] * vj, oa += pa[j] * fabs(vj);
+          }
+          out[row * s->Dv + d] = o, abs_out[row * s->Dv + d] = oa;
+          delta += o * g[row * s->Dv + d];
+        }
+        for (int64_t d = 0; d < s->D; d++) dq[row * s->D + d] = 0;
+        for (int64_t j = 0; j < s->Lk; j++) {
+          long double dp = 0;
+          for (int64_t d = 0; d < s->Dv; d++) {
+            dp += (long double)g[row * s->Dv + d] * v[(kv * s->Lk + j) * s->Dv + d];
+            dv[(kv * s->Lk + j) * s->Dv + d] += p[j] * g[row * s->Dv + d];
+          }
+          long double ds = p[j] * (dp - delta) * scale;
+          for (int64_t d = 0; d < s->D; d++) {
+            dq[row * s->D + d] += ds * k[(kv * s->Lk + j) * s->D + d];
+            dk[(kv * s->Lk + j) * s->D + d] += ds * qi[d];
+          }
+        }
+      }
+  free(p);
+  free(pa);
+}
+
+static double *randoms(int64_t n) {
+  double *x = malloc(sizeof(double) * (size_t)(n ? n : 1));
+  for (int64_t i = 0; i < n; i++) x[i] = 1.5 * uniform();
+  return x;
+}
+
+/* Compares got with want elementwise: NaN where want is NaN, else within bound(i). */
+static int close_all(const char *what, const mx_array *got, const long double *want, int64_t n, double rel,
+                     const double *scale_of) {
+  int bad = 0;
+  for (int64_t i = 0; i < n && !bad; i++) {
+    double x = value_at(got, i), w = (double)want[i];
+    if (isnan(w)) {
+      bad = !isnan(x);
+      CHECK(!bad, "%s: element %lld is %.17g, the reference NaN", what, (long long)i, x);
+    } else {
+      double bound = rel * (scale_of ? scale_of[i] : 1) + 1e-300;
+      bad = !(fabs(x - w) <= bound);
+      CHECK(!bad, "%s: element %lld is %.17g, the reference %.17g (bound %.3g)", what, (long long)i, x, w, bound);
+    }
+  }
+  return !bad;
+}
+
+static double gamma_n(double n, mx_dtype t) {
+  double u = t == MX_F64 ? 0x1p-53 : 0x1p-24;
+  return n * u / (1 - n * u);
+}
+
+static void test_case(mx_dtype t, spec s, double scale) {
+  char what[160];
+  snprintf(what, sizeof what, "sdpa %s B%lld Hq%lld Hkv%lld Lq%lld Lk%lld D%lld Dv%lld causal %d mask [%lld %lld %lld %lld]",
+           mx_dtype_name(t), (long long)s.B, (long long)s.Hq, (long long)s.Hkv, (long long)s.Lq, (long long)s.Lk,
+           (long long)s.D, (long long)s.Dv, s.causal, (long long)s.mshape[0], (long long)s.mshape[1],
+           (long long)s.mshape[2], (long long)s.mshape[3]);
+  int64_t qs[4] = {s.B, s.Hq, s.Lq, s.D}, ks[4] = {s.B, s.Hkv, s.Lk, s.D}, vs[4] = {s.B, s.Hkv, s.Lk, s.Dv};
+  int64_t os[4] = {s.B, s.Hq, s.Lq, s.Dv}, nq = numel(4, qs), nk = numel(4, ks), nv = numel(4, vs), no = numel(4, os);
+  int has_mask = s.mshape[0] > 0;
+  double *q = randoms(nq), *k = randoms(nk), *v = randoms(nv), *g = randoms(no), *m = NULL;
+  int64_t ms[4] = {0};
+  if (has_mask) {
+    int64_t n = numel(4, s.mshape), st = 1;
+    m = randoms(n);
+    for (int64_t i = 0; s.mshape[3] > 1 && i < n; i += 7) m[i] = -INFINITY; /* some keys hidden */
+    for (int d = 3; d >= 0; d--) ms[d] = s.mshape[d] == 1 ? 0 : st, st *= s.mshape[d];
+  }
+  /* the inputs as stored (f32 rounds them), so the reference sees the same values */
+  mx_array *qa = arr_values(t, 4, qs, q), *ka = arr_values(t, 4, ks, k), *va = arr_values(t, 4, vs, v);
+  mx_array *ga = arr_values(t, 4, os, g), *ma = has_mask ? arr_values(t, 4, s.mshape, m) : NULL;
+  for (int64_t i = 0; i < nq; i++) q[i] = t == MX_F32 ? (float)q[i] : q[i];
+  for (int64_t i = 0; i < nk; i++) k[i] = t == MX_F32 ? (float)k[i] : k[i];
+  for (int64_t i = 0; i < nv; i++) v[i] = t == MX_F32 ? (float)v[i] : v[i];
+  for (int64_t i = 0; i < no; i++) g[i] = t == MX_F32 ? (float)g[i] : g[i];
+  for (int64_t i = 0; m && i < numel(4, s.mshape); i++) m[i] = t == MX_F32 ? (float)m[i] : m[i];
+  long double *out = malloc(sizeof(long double) * (size_t)(no + nq + nk + nv + 1));
+  long double *dq = out + no, *dk = dq + nq, *dv = dk + nk;
+  double *abs_out = malloc(sizeof(double) * (size_t)(no + 1)), *A = malloc(sizeof(double) * (size_t)(s.B * s.Hq * s.Lq + 1));
+  reference(&s, q, k, v, m, ms, scale, g, out, dq, dk, dv, abs_out, A);
+
+  mx_array *tq = NULL, *tk = NULL, *tv = NULL, *o = NULL, *grads[3] = {0};
+  mx_status st = mx_trace_input(qa, &tq);
+  if (!st) st = mx_trace_input(ka, &tk);
+  if (!st) st = mx_trace_input(va, &tv);
+  if (!st) st = mx_scaled_dot_product_attention(tq, tk, tv, ma, scale, s.causal, &o);
+  mx_array *wrt[3] = {tq, tk, tv};
+  if (!st) st = mx_vjp(&o, &ga, 1, wrt, 3, grads);
+  if (!st) st = mx_eval(grads, 3);
+  o = run_check(st, &o, what);
+  if (o) {
+    /* the forward bound of generate_sdpa.py: (4 g(D + 2) A + g(2 Lk + 8)) sum_j p |v| */
+    double *sc = malloc(sizeof(double) * (size_t)(no + 1)), amax = 0;
+    for (int64_t r = 0; r < s.B * s.Hq * s.Lq; r++) {
+      amax = fmax(amax, A[r]);
+      for (int64_t d = 0; d < s.Dv; d++)
+        sc[r * s.Dv + d] = (4 * gamma_n((double)s.D + 2, t) * A[r] + gamma_n(2.0 * (double)s.Lk + 8, t)) * abs_out[r * s.Dv + d];
+    }
+    close_all(what, o, out, no, 1, sc);
+    free(sc);
+    /* gradients: a coarse bound (the Elixir tests against torch have per-element ones): the
+     * relative factor above times the number of terms times the largest gradient entry */
+    long double *want[3] = {dq, dk, dv};
+    int64_t n[3] = {nq, nk, nv};
+    const char *name[3] = {"dq", "dk", "dv"};
+    double rel = 8 * gamma_n((double)s.D + 2, t) * amax +
+                 gamma_n(2.0 * (double)(s.Lk + s.Lq * (s.Hq / s.Hkv) + s.D + s.Dv) + 16, t);
+    for (int i = 0; i < 3; i++) {
+      double big = 0;
+      for (int64_t j = 0; j < n[i]; j++)
+        if (!isnan((double)want[i][j])) big = fmax(big, fabs((double)want[i][j]));
+      char w2[200];
+      snprintf(w2, sizeof w2, "%s %s", what, name[i]);
+      /* each entry is a sum of at most max(Lk, G Lq) terms no larger than the largest entry's scale */
+      double terms = (double)(s.Lk > s.Lq * (s.Hq / s.Hkv) ? s.Lk : s.Lq * (s.Hq / s.Hkv));
+      close_all(w2, grads[i], want[i], n[i], rel * terms * (big + 1), NULL);
+    }
+  }
+  mx_release(o);
+  for (int i = 0; i < 3; i++) mx_release(grads[i]);
+  mx_release(tq), mx_release(tk), mx_release(tv);
+  mx_release(qa), mx_release(ka), mx_release(va), mx_release(ga), mx_release(ma);
+  free(q), free(k), free(v), free(g), free(m), free(out), free(abs_out), free(A);
+}
+
+static void test_errors(void) {
+  int64_t s4[4] = {1, 2, 3, 4}, s3[4] = {1, 3, 3, 4}, s1[1] = {4}, s33[2] = {3, 3};
+  mx_array *a = NULL, *b = NULL, *c = NULL, *i32 = NULL, *one = NULL, *o = NULL;
+  mx_full(MX_F32, 4, s4, 1, &a);
+  mx_full(MX_F64, 4, s4, 1, &b);
+  mx_full(MX_F32, 4, s3, 1, &c);
+  mx_full(MX_S32, 2, s33, 1, &i32);
+  mx_full(MX_F32, 1, s1, 1, &one);
+  CHECK(mx_scaled_dot_product_attention(a, b, a, NULL, 0.5, 0, &o) == MX_EINVAL &&
+            strstr(mx_last_error(), "[scaled_dot_product_attention] q f32[1][2][3][4], k f64[1][2][3][4]"),
+        "mixed dtypes: %s", mx_last_error());
+  CHECK(mx_scaled_dot_product_attention(c, a, a, NULL, 0.5, 0, &o) == MX_EINVAL &&
+            strstr(mx_last_error(), "Hq a multiple of Hkv"),
+        "heads: %s", mx_last_error());
+  CHECK(mx_scaled_dot_product_attention(one, one, one, NULL, 0.5, 0, &o) == MX_EINVAL &&
+            strstr(mx_last_error(), "rank >= 2"),
+        "rank 1: %s", mx_last_error());
+  CHECK(mx_scaled_dot_product_attention(a, a, a, i32, 0.5, 0, &o) == MX_EINVAL && strstr(mx_last_error(), "mask s32[3][3] must be boolean"),
+        "int mask: %s", mx_last_error());
+  CHECK(mx_scaled_dot_product_attention(a, a, a, a, 0.5, 1, &o) == MX_EINVAL && strstr(mx_last_error(), "not both"),
+        "causal and a mask: %s", mx_last_error());
+  CHECK(mx_scaled_dot_product_attention(a, a, a, NULL, NAN, 0, &o) == MX_EINVAL && strstr(mx_last_error(), "finite"),
+        "NaN scale: %s", mx_last_error());
+  mx_release(a), mx_release(b), mx_release(c), mx_release(i32), mx_release(one);
+}
+
+int main(void) {
+  mx_dtype types[2] = {MX_F64, MX_F32};
+  for (int ti = 0; ti < 2; ti++) {
+    mx_dtype t = types[ti];
+    test_case(t, (spec){1, 1, 1, 1, 1, 3, 2, 0, {0}}, 0.5);
+    test_case(t, (spec){1, 2, 2, 64, 128, 4, 4, 0, {0}}, 0.5);            /* exactly one tile each */
+    test_case(t, (spec){2, 4, 2, 65, 129, 3, 5, 1, {0}}, 0.4);            /* one past, GQA, causal Lq < Lk */
+    test_case(t, (spec){1, 2, 1, 130, 70, 2, 3, 1, {0}}, 0.6);            /* causal Lq > Lk: NaN rows */
+    test_case(t, (spec){2, 3, 3, 63, 300, 4, 2, 0, {2, 1, 63, 300}}, 0.5); /* mask per batch */
+    test_case(t, (spec){1, 4, 1, 70, 140, 2, 2, 0, {1, 4, 1, 140}}, 0.7);  /* mask per head and key */
+    test_case(t, (spec){1, 2, 2, 5, 260, 1, 1, 0, {1, 1, 5, 1}}, 1.0);     /* D = Dv = 1, mask per query */
+  }
+  test_errors();
+  return test_summary("test_sdpa: ");
+}
