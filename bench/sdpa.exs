@@ -61,7 +61,7 @@ for l <- [128, 512, 2048], mode <- ["fwd", "fwdbwd"] do
       fn -> attn.(q, k, v) |> Mx.eval() end
     else
       grad = Mx.grad(fn q, k, v -> Mx.sum(Mx.multiply(attn.(q, k, v), w)) end, [0, 1, 2])
-      fn -> grad.(q, k, v) |> Tuple.to_list() |> Mx.eval() end
+      fn -> grad.(q, k, v) |> Mx.eval() end
     end
   end
 

@@ -1,6 +1,6 @@
 /* sdpa.c: fused scaled-dot-product attention (ops_sdpa.c builds the nodes). One unit of work is
- * a (batch, head, block of BQ queries): score tiles S = scale Q K^T + mask of BQ x BK keys through
- * BLAS, an online softmax (a running max m and sum l per query row; the output rows are rescaled
+ * a (batch, head, block of BQ queries) on the pool: score tiles S = scale Q K^T + mask of BQ x BK
+ * keys through BLAS, an online softmax (a running max m and sum l per query row; the output rows are rescaled
  * when m grows) and O += P V, so the Lq x Lk score matrix never exists. Units run on the pool.
  * The backward recomputes the tiles: pass 1 per query block (logsumexp, rowsum(g o), dq), pass 2
  * per key block (dk, dv summed over the query heads that share the kv head, so no two units
@@ -15,14 +15,18 @@
 #include "blas.h"
 #include "kernels.h"
 
-#define BQ 64  /* queries per unit */
-#define BK 128 /* keys per score tile */
+/* Tiles small enough that OpenBLAS runs each product on the calling pool thread: it threads a
+ * gemm only past m n k = 65536 * GEMM_MULTITHREAD_THRESHOLD (4, Debian's build), and its threads
+ * started from inside our pool were measured 20-100x slower on this 2-core machine. */
+#define BQ 32                 /* queries per unit */
+#define TILE_MNK ((int64_t)1 << 18) /* BQ x keys x max(D, Dv) per tile */
+#define BK_MAX 512
 
 typedef struct {
   const void *q, *k, *v, *mask, *o, *g;
   void *out, *dq, *dk, *dv;
   void *lse, *delta; /* backward: per query row, the logsumexp of its scores and rowsum(g o) */
-  int64_t B, Hq, Hkv, Lq, Lk, D, Dv, group, nqb, nkb;
+  int64_t B, Hq, Hkv, Lq, Lk, D, Dv, group, nqb, nkb, bk; /* bk: keys per tile */
   int64_t ms[4]; /* the mask's element strides, 0 on broadcast axes */
   double scale;
   int causal;
@@ -35,6 +39,7 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
   return e < 0 ? 0 : e > P->Lk ? P->Lk : e;
 }
 
+#define BK (P->bk)
 #define SDPA_KERNELS(T, GEMM, EXP, LOG)                                                                  \
   /* C = alpha op(A) op(B) + beta C, where BLAS would reject an empty dimension. */                       \
   static void gemm_##T(int ta, int tb, int64_t m, int64_t n, int64_t k, T alpha, const T *a, int64_t lda, \
@@ -204,6 +209,7 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
 SDPA_KERNELS(float, mx_sgemm, expf, logf)
 SDPA_KERNELS(double, mx_dgemm, exp, log)
 #undef SDPA_KERNELS
+#undef BK
 
 /* Reads the sizes from q, k, v (and the mask) and checks them against out_rows x out_cols; the
  * op constructor has validated them, so a mismatch here is an internal error. */
@@ -219,7 +225,10 @@ static mx_status plan_sdpa(const char *op, mx_array *const *in, int n_in, const 
          v->shape[2] == P->Lk && (P->Hkv > 0 ? P->Hq % P->Hkv == 0 : P->Hq == 0);
     P->group = P->Hkv > 0 ? P->Hq / P->Hkv : 1;
     P->nqb = (P->Lq + BQ - 1) / BQ;
-    P->nkb = (P->Lk + BK - 1) / BK;
+    int64_t wide = P->D > P->Dv ? P->D : P->Dv;
+    P->bk = TILE_MNK / BQ / (wide > 0 ? wide : 1);
+    P->bk = P->bk < 8 ? 8 : P->bk > BK_MAX ? BK_MAX : P->bk;
+    P->nkb = (P->Lk + P->bk - 1) / P->bk;
   }
   if (ok && mask) {
     int64_t full[4] = {P->B, P->Hq, P->Lq, P->Lk}, s = 1;
@@ -287,7 +296,7 @@ mx_status mx_k_sdpa_vjp(mx_array *out, mx_array *const *in) {
   int f64 = out->dtype == MX_F64;
   mx_parallel_for(P.B * P.Hq * P.nqb, unit_grain(&P, BQ, 2 * P.Lk), f64 ? bwd_q_double : bwd_q_float, &P);
   if (!atomic_load(&P.failed) && !mx_cancelled())
-    mx_parallel_for(P.B * P.Hkv * P.nkb, unit_grain(&P, BK, P.group * P.Lq), f64 ? bwd_kv_double : bwd_kv_float, &P);
+    mx_parallel_for(P.B * P.Hkv * P.nkb, unit_grain(&P, P.bk, P.group * P.Lq), f64 ? bwd_kv_double : bwd_kv_float, &P);
   free(scratch);
   if (atomic_load(&P.failed)) return mx_error(MX_ENOMEM, "[%s] out of memory for a score tile", op);
   return MX_OK;

@@ -1,6 +1,6 @@
 /* test_sdpa.c: mx_scaled_dot_product_attention and its vjp end to end against a long double
- * loop, at the kernel's tile edges (64 queries, 128 keys a tile: sizes just below, at and past
- * them), with grouped-query heads, the causal mask (Lq < Lk and Lq > Lk, whose first rows see
+ * loop, at the kernel's tile edges (32 queries, 512 keys a tile or 128 for D = 64: sizes just
+ * below, at and past them), with grouped-query heads, the causal mask (Lq < Lk and Lq > Lk, whose first rows see
  * nothing and are NaN), additive masks broadcast on each axis, f32 and f64; and the error paths. */
 #include <math.h>
 
@@ -214,12 +214,13 @@ int main(void) {
   for (int ti = 0; ti < 2; ti++) {
     mx_dtype t = types[ti];
     test_case(t, (spec){1, 1, 1, 1, 1, 3, 2, 0, {0}}, 0.5);
-    test_case(t, (spec){1, 2, 2, 64, 128, 4, 4, 0, {0}}, 0.5);            /* exactly one tile each */
-    test_case(t, (spec){2, 4, 2, 65, 129, 3, 5, 1, {0}}, 0.4);            /* one past, GQA, causal Lq < Lk */
-    test_case(t, (spec){1, 2, 1, 130, 70, 2, 3, 1, {0}}, 0.6);            /* causal Lq > Lk: NaN rows */
-    test_case(t, (spec){2, 3, 3, 63, 300, 4, 2, 0, {2, 1, 63, 300}}, 0.5); /* mask per batch */
-    test_case(t, (spec){1, 4, 1, 70, 140, 2, 2, 0, {1, 4, 1, 140}}, 0.7);  /* mask per head and key */
-    test_case(t, (spec){1, 2, 2, 5, 260, 1, 1, 0, {1, 1, 5, 1}}, 1.0);     /* D = Dv = 1, mask per query */
+    test_case(t, (spec){1, 2, 2, 256, 512, 4, 4, 0, {0}}, 0.5);           /* exactly one tile each */
+    test_case(t, (spec){2, 4, 2, 257, 513, 3, 5, 1, {0}}, 0.4);           /* one past, GQA, causal Lq < Lk */
+    test_case(t, (spec){1, 2, 1, 300, 70, 2, 3, 1, {0}}, 0.6);            /* causal Lq > Lk: NaN rows */
+    test_case(t, (spec){2, 3, 3, 255, 600, 4, 2, 0, {2, 1, 255, 600}}, 0.5); /* mask per batch */
+    test_case(t, (spec){1, 4, 1, 70, 1100, 2, 2, 0, {1, 4, 1, 1100}}, 0.7); /* mask per head and key */
+    test_case(t, (spec){1, 2, 2, 5, 520, 1, 1, 0, {1, 1, 5, 1}}, 1.0);     /* D = Dv = 1, mask per query */
+    test_case(t, (spec){1, 2, 1, 33, 257, 64, 64, 1, {0}}, 0.125);        /* D = 64: 128-key tiles */
   }
   test_errors();
   return test_summary("test_sdpa: ");
