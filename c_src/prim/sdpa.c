@@ -1,12 +1,12 @@
 /* sdpa.c: fused scaled-dot-product attention (ops_sdpa.c builds the nodes). One unit of work is
  * a (batch, head, block of BQ queries) on the pool: score tiles S = scale Q K^T + mask of BQ x BK
- * keys through BLAS, an online softmax (a running max m and sum l per query row; the output rows are rescaled
- * when m grows) and O += P V, so the Lq x Lk score matrix never exists. Units run on the pool.
- * The backward recomputes the tiles: pass 1 per query block (logsumexp, rowsum(g o), dq), pass 2
- * per key block (dk, dv summed over the query heads that share the kv head, so no two units
- * write the same row). A row that sees no key (mask or causal) gives NaN, as softmax over
- * nothing but -inf does, and so do its dq row and its kv head's dk and dv (as the reference
- * formula's autograd); with no keys at all (Lk = 0) the output is the empty sum, 0. */
+ * keys through BLAS, an online softmax (a running max m and sum l per query row; the output rows
+ * are rescaled when m grows) and O += P V, so the Lq x Lk score matrix never exists. The backward
+ * recomputes the tiles: pass 1 per query block (logsumexp, rowsum(g o), dq), pass 2 per key block
+ * (dk, dv summed over the query heads that share the kv head, so no two units write the same row).
+ * A row that sees no key (mask or causal) gives NaN, as softmax over nothing but -inf does, and so
+ * do its dq row and its kv head's dk and dv (as the reference formula's autograd); with no keys at
+ * all (Lk = 0) the output is the empty sum, 0. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
