@@ -171,21 +171,27 @@ mx_status mx_sdpa_vjp(mx_array *node, mx_array *const *in, mx_array *g, mx_array
   return st;
 }
 
-/* vmap: batched inputs carry the batch axis first; unbatched ones get a unit axis there, and the
- * constructor broadcasts and folds the extra axis into B. */
+/* vmap: batched inputs carry the batch axis first; unbatched k, v and mask get a unit axis there
+ * (the constructor broadcasts it and folds the extra axis into B); an unbatched q is broadcast to
+ * the batch, so the output always carries it, whichever inputs do. */
 mx_status mx_vmap_sdpa(mx_array *node, mx_array *const *in, const int *batched, int64_t B, mx_array **out,
                        int *handled) {
-  (void)B;
   *handled = node->op == MX_OP_SDPA;
   if (!*handled) return MX_OK;
-  mx_array *lifted[4] = {0};
+  mx_array *lifted[4] = {0}, *unit = NULL;
   mx_status st = MX_OK;
   for (int i = 0; i < node->n_in && !st; i++) {
     if (batched[i]) {
       mx_retain(in[i]);
       lifted[i] = in[i];
-    } else {
+    } else if (i > 0) {
       st = mx_new_axis(in[i], 0, &lifted[i]);
+    } else {
+      int64_t shape[MX_MAX_RANK] = {B};
+      memcpy(shape + 1, in[0]->shape, sizeof(int64_t) * (size_t)in[0]->ndim);
+      st = mx_new_axis(in[0], 0, &unit);
+      if (!st) st = mx_broadcast_to(unit, in[0]->ndim + 1, shape, &lifted[0]);
+      mx_release(unit);
     }
   }
   if (!st)

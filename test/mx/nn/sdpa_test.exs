@@ -153,6 +153,14 @@ defmodule Mx.NN.SdpaTest do
     assert got == for(i <- 0..2, do: Mx.to_list(f.(q[i], k, v)))
   end
 
+  test "vmap over the mask alone matches a loop" do
+    [q, k, v] = qkv([{2, 4, 2}, {2, 5, 2}, {2, 5, 3}], 55)
+    masks = Mx.less(random_f64({3, 4, 5}, 57), 0.7)
+    f = fn m, q, k, v -> NN.scaled_dot_product_attention(q, k, v, mask: m) end
+    got = Mx.vmap(f, [0, nil, nil, nil]).(masks, q, k, v) |> Mx.to_list()
+    assert got == for(i <- 0..2, do: Mx.to_list(f.(masks[i], q, k, v)))
+  end
+
   describe "errors name the op and the shapes" do
     test "mismatched shapes" do
       a = Mx.ones({1, 2, 3, 4})
