@@ -88,6 +88,9 @@ mx_status mx_sdpa_node(mx_array *q, mx_array *k, mx_array *v, mx_array *mask, do
   return MX_OK;
 }
 
+static mx_status sdpa_ranked(mx_array *q, mx_array *k, mx_array *v, mx_array *mask, double scale, int causal,
+                             mx_array **out);
+
 mx_status mx_scaled_dot_product_attention(mx_array *q, mx_array *k, mx_array *v, mx_array *mask, double scale,
                                           int causal, mx_array **out) {
   char b1[128], b2[128], b3[128];
@@ -103,10 +106,32 @@ mx_status mx_scaled_dot_product_attention(mx_array *q, mx_array *k, mx_array *v,
     return mx_error(MX_EINVAL, "[" OP "] q %s, k %s and v %s must share one float dtype (f16, bf16, f32 or f64); "
                                "cast with as_type",
                     mx_describe(q, b1, sizeof b1), mx_describe(k, b2, sizeof b2), mx_describe(v, b3, sizeof b3));
-  int r = q->ndim;
-  if (r < 2 || k->ndim != r || v->ndim != r)
-    return mx_error(MX_EINVAL, "[" OP "] q %s, k %s and v %s must have one rank >= 2 ([..., heads, length, dim])",
+  int r = q->ndim > k->ndim ? q->ndim : k->ndim;
+  r = r > v->ndim ? r : v->ndim;
+  if (q->ndim < 2 || k->ndim < 2 || v->ndim < 2)
+    return mx_error(MX_EINVAL, "[" OP "] q %s, k %s and v %s must have rank >= 2 ([..., heads, length, dim])",
                     mx_describe(q, b1, sizeof b1), mx_describe(k, b2, sizeof b2), mx_describe(v, b3, sizeof b3));
+  /* lower ranks get leading unit axes (numpy broadcasting; a missing heads axis is one kv head) */
+  mx_array *full[3] = {0};
+  for (int i = 0; i < 3 && !st; i++) {
+    int64_t sh[MX_MAX_RANK];
+    int pad = r - qkv[i]->ndim;
+    for (int d = 0; d < r; d++) sh[d] = d < pad ? 1 : qkv[i]->shape[d - pad];
+    st = mx_reshape(qkv[i], r, sh, &full[i]);
+  }
+  if (!st) st = sdpa_ranked(full[0], full[1], full[2], mask, scale, causal, out);
+  release_all(full, 3);
+  return st;
+}
+
+/* As mx_scaled_dot_product_attention, on q, k and v of one rank r >= 2 and one float dtype. */
+static mx_status sdpa_ranked(mx_array *q, mx_array *k, mx_array *v, mx_array *mask, double scale, int causal,
+                             mx_array **out) {
+  char b1[128], b2[128], b3[128];
+  mx_array *qkv[3] = {q, k, v};
+  mx_status st = MX_OK;
+  mx_dtype t = (mx_dtype)q->dtype;
+  int r = q->ndim;
   int64_t Hq = r >= 3 ? q->shape[r - 3] : 1, Hkv = r >= 3 ? k->shape[r - 3] : 1;
   int ok = k->shape[r - 1] == q->shape[r - 1] && v->shape[r - 2] == k->shape[r - 2] &&
            (r < 3 || v->shape[r - 3] == Hkv) && (Hkv > 0 ? Hq % Hkv == 0 : Hq == 0);

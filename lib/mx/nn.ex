@@ -128,8 +128,9 @@ defmodule Mx.NN do
   Attention `softmax(q kᵀ · scale + mask) v` over the last two axes, as
   MLX's `mx.fast.scaled_dot_product_attention`: `q` is `{..., hq, lq, d}`,
   `k` `{..., hkv, lk, d}` and `v` `{..., hkv, lk, dv}`, all of one float
-  type, with leading axes that broadcast. `hq` may be a multiple of `hkv`
-  (grouped-query attention, as Llama's: query head `h` reads key/value head
+  type, with leading axes that broadcast (numpy's rules: a lower rank gets
+  leading axes of size 1). `hq` may be a multiple of `hkv` (grouped-query
+  attention, as Llama's: query head `h` reads key/value head
   `div(h, div(hq, hkv))`, and nothing is repeated in memory); rank 2 inputs
   are one head.
 

@@ -132,6 +132,19 @@ defmodule Mx.NN.SdpaTest do
           )
   end
 
+  test "lower-rank k and v get leading unit axes (one kv head shared by every query head)" do
+    [q, k, v] = qkv([{2, 3, 4, 2}, {5, 2}, {5, 3}], 35)
+    out = NN.scaled_dot_product_attention(q, k, v, mask: :causal)
+
+    want =
+      NN.scaled_dot_product_attention(q, Mx.reshape(k, {1, 1, 5, 2}), Mx.reshape(v, {1, 1, 5, 3}),
+        mask: :causal
+      )
+
+    assert Mx.shape(out) == {2, 3, 4, 3}
+    assert Mx.to_list(out) == Mx.to_list(want)
+  end
+
   test "Mx.compile gives the uncompiled results, forward and gradient" do
     [q, k, v] = qkv([{1, 4, 9, 4}, {1, 2, 11, 4}, {1, 2, 11, 3}], 40)
     mask = Mx.less(random_f64({9, 11}, 44), 0.6)
@@ -179,9 +192,11 @@ defmodule Mx.NN.SdpaTest do
         NN.scaled_dot_product_attention(a, a, Mx.ones({1, 2, 4, 4}))
       end
 
-      assert_raise Mx.Error, ~r/must have one rank >= 2/, fn ->
-        NN.scaled_dot_product_attention(a, Mx.ones({2, 3, 4}), a)
-      end
+      assert_raise Mx.Error,
+                   ~r/k f32\[4\] and v f32\[1\]\[2\]\[3\]\[4\] must have rank >= 2/,
+                   fn ->
+                     NN.scaled_dot_product_attention(a, Mx.ones({4}), a)
+                   end
 
       assert_raise Mx.Error,
                    ~r/mask bool\[2\]\[2\] does not broadcast to the scores' shape \[1\]\[2\]\[3\]\[3\]/,
