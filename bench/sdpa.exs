@@ -3,7 +3,8 @@
 # the Lq x Lk scores materialized) vs torch 1.13 CPU (its documented composition; 1.13 has no fused
 # op), B = 1, H = 8, D = 64, f32, L = 128 / 512 / 2048, forward and forward + backward (the loss
 # sum(out * w), gradients for q, k and v). Cases alternate batch by batch (round-robin); medians,
-# the load beside each row. torch runs with 2 threads (a persistent /usr/bin/python3 process).
+# the load beside each row. torch runs with 2 threads and with 1 (a persistent /usr/bin/python3
+# process): its OpenMP threads spin, which on this shared 2-core VM can cost more than they bring.
 #
 #   mix run bench/sdpa.exs [calls per batch] [batches]
 Code.require_file("bench_helper.exs", __DIR__)
@@ -21,8 +22,8 @@ port =
     args: [Path.join(__DIR__, "sdpa_torch.py")]
   ])
 
-torch_batch = fn {b, h, l, d}, mode, reps ->
-  Port.command(port, Enum.join([b, h, l, d, mode, 2, reps], " ") <> "\n")
+torch_batch = fn {b, h, l, d}, mode, threads, reps ->
+  Port.command(port, Enum.join([b, h, l, d, mode, threads, reps], " ") <> "\n")
 
   receive do
     {^port, {:data, {:eol, line}}} -> String.to_float(line)
@@ -47,10 +48,10 @@ IO.puts(
 )
 
 IO.puts(
-  "| L | pass | fused ms | composed ms | composed / fused | torch(2) ms | torch / fused | load (1 min) |"
+  "| L | pass | fused ms | composed ms | composed / fused | torch(2) ms | torch(2) / fused | torch(1) ms | torch(1) / fused | load (1 min) |"
 )
 
-IO.puts("|---:|---|---:|---:|---:|---:|---:|---:|")
+IO.puts("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 
 for l <- [128, 512, 2048], mode <- ["fwd", "fwdbwd"] do
   shape = {1, 8, l, 64}
@@ -68,20 +69,23 @@ for l <- [128, 512, 2048], mode <- ["fwd", "fwdbwd"] do
   cases = [run.(fused), run.(composed)]
   reps = if l == 2048, do: 1, else: n
   Enum.each(cases, &Bench.batch_ns(&1, 1))
-  torch_batch.(shape, mode, 1)
+  torch_batch.(shape, mode, 2, 1)
+  torch_batch.(shape, mode, 1, 1)
 
-  {times, tt, loads} =
-    Enum.reduce(1..batches, {[[], []], [], []}, fn _, {ts, t, ld} ->
+  {times, t2s, t1s, loads} =
+    Enum.reduce(1..batches, {[[], []], [], [], []}, fn _, {ts, t2, t1, ld} ->
       :erlang.garbage_collect()
       ts = Enum.zip_with(cases, ts, fn c, acc -> [Bench.batch_ns(c, reps) | acc] end)
-      {ts, [torch_batch.(shape, mode, reps) | t], [String.to_float(Bench.load()) | ld]}
+      t2 = [torch_batch.(shape, mode, 2, reps) | t2]
+      t1 = [torch_batch.(shape, mode, 1, reps) | t1]
+      {ts, t2, t1, [String.to_float(Bench.load()) | ld]}
     end)
 
   [a, c] = Enum.map(times, &(Bench.median(&1) / 1.0e6))
-  t = Bench.median(tt) / 1.0e6
+  [t2, t1] = Enum.map([t2s, t1s], &(Bench.median(&1) / 1.0e6))
 
   IO.puts(
-    "| #{l} | #{mode} | #{f.(a)} | #{f.(c)} | #{f.(c / a)} | #{f.(t)} | #{f.(t / a)} | #{f.(Enum.min(loads))}-#{f.(Enum.max(loads))} |"
+    "| #{l} | #{mode} | #{f.(a)} | #{f.(c)} | #{f.(c / a)} | #{f.(t2)} | #{f.(t2 / a)} | #{f.(t1)} | #{f.(t1 / a)} | #{f.(Enum.min(loads))}-#{f.(Enum.max(loads))} |"
   )
 end
 
