@@ -1248,3 +1248,12 @@ RULE(SDPA) {
   gin[0] = gq, gin[1] = gk, gin[2] = gv;
   END;
 }
+
+/* Only with respect to the cotangent input (which makes jvp work); second derivatives in q, k, v
+ * raise. */
+RULE(SDPA_VJP) {
+  if (vjp_needs & ~16u)
+    return mx_error(MX_EINVAL, "[scaled_dot_product_attention_vjp] has no second derivatives with respect to q, k or "
+                               "v (jvp and first-order gradients work); compose the attention from Mx ops for those");
+  return mx_sdpa_vjp_vjp(node, in, g, &gin[4]);
+}

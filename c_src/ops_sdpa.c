@@ -225,3 +225,96 @@ mx_status mx_vmap_sdpa(mx_array *node, mx_array *const *in, const int *batched, 
   release_all(lifted, 4);
   return st;
 }
+
+/* ---- sdpa_vjp's own vjp, for its cotangent only: jvp (= the vjp of the vjp) ---------------- */
+
+/* A chain of ops with a sticky status; every result is kept in t[] and released at the end. */
+typedef struct {
+  mx_status st;
+  int n;
+  mx_array *t[64];
+} chain;
+
+/* Takes &result so the status is computed before the result is read. */
+static mx_array *kept(chain *c, mx_status st, mx_array **ap) {
+  mx_array *a = *ap;
+  if (c->st) return NULL;
+  if (st || c->n == 64) {
+    mx_release(a);
+    c->st = st ? st : mx_error(MX_ENOMEM, "[" OP "_vjp] its jvp built too many temporaries");
+    return NULL;
+  }
+  return c->t[c->n++] = a;
+}
+#define STEP(c, call) (c->st ? NULL : (o = NULL, kept(c, call, &o)))
+
+/* [B, Hkv, L, d] -> [B, Hq, L, d], kv head h / G for query head h (only inside this rule, where
+ * the composed form materializes the scores anyway). */
+static mx_array *expand_heads(chain *c, mx_array *x, int64_t G) {
+  mx_array *o = NULL;
+  if (c->st || G == 1) return x;
+  int64_t B = x->shape[0], H = x->shape[1], L = x->shape[2], d = x->shape[3];
+  int64_t s5[5] = {B, H, 1, L, d}, b5[5] = {B, H, G, L, d}, s4[4] = {B, H * G, L, d};
+  mx_array *r = STEP(c, mx_reshape(x, 5, s5, &o));
+  mx_array *e = r ? STEP(c, mx_broadcast_to(r, 5, b5, &o)) : NULL;
+  return e ? STEP(c, mx_reshape(e, 4, s4, &o)) : NULL;
+}
+
+static mx_array *matmul_t(chain *c, mx_array *a, mx_array *b, int transpose_b) {
+  mx_array *o = NULL;
+  static const int perm[4] = {0, 1, 3, 2};
+  if (c->st || !a || !b) return NULL;
+  if (transpose_b && !(b = STEP(c, mx_transpose(b, perm, &o)))) return NULL;
+  return STEP(c, mx_matmul(a, b, &o));
+}
+
+static mx_array *bin2(chain *c, mx_op op, mx_array *a, mx_array *b) {
+  mx_array *o = NULL;
+  return c->st || !a || !b ? NULL : STEP(c, mx_binary(op, a, b, &o));
+}
+
+/* The tangent of the attention output for tangents cq, ck, cv of q, k, v (packed in cot):
+ * P = softmax(S), dS = scale (cq k^T + q ck^T), t = (P (dS - rowsum(P dS))) v + P cv. Linear
+ * in cot, so it is the vjp of sdpa_vjp with respect to its cotangent input. */
+mx_status mx_sdpa_vjp_vjp(mx_array *node, mx_array *const *in, mx_array *cot, mx_array **g_cot) {
+  chain cc = {0}, *c = &cc;
+  mx_array *o = NULL, *q = in[0], *k = in[1], *v = in[2], *mask = node->n_in > 5 ? in[5] : NULL;
+  const mx_params *p = node->params;
+  mx_dtype t = (mx_dtype)node->dtype;
+  int64_t G = k->shape[1] > 0 ? q->shape[1] / k->shape[1] : 1, start = 0, one = 1;
+  mx_array *tan[3], *like[3] = {q, k, v};
+  for (int i = 0; i < 3; i++) {
+    int64_t stop = start + like[i]->size;
+    mx_array *flat = STEP(c, mx_slice(cot, &start, &stop, &one, &o));
+    tan[i] = flat ? STEP(c, mx_reshape(flat, 4, like[i]->shape, &o)) : NULL;
+    start = stop;
+  }
+  mx_array *ke = expand_heads(c, k, G), *ve = expand_heads(c, v, G);
+  mx_array *cke = expand_heads(c, tan[1], G), *cve = expand_heads(c, tan[2], G);
+  mx_array *scale = STEP(c, mx_full(t, 0, NULL, p->f[0], &o));
+  mx_array *S = bin2(c, MX_OP_MULTIPLY, matmul_t(c, q, ke, 1), scale);
+  if (mask) S = bin2(c, MX_OP_ADD, S, mask);
+  if (p->flags & 1 && !c->st) { /* key j visible to query i when j <= i + Lk - Lq */
+    int64_t Lq = q->shape[2], Lk = k->shape[2], si[2] = {Lq, 1}, sj[2] = {1, Lk};
+    mx_array *i = STEP(c, mx_iota(MX_S64, 2, si, 0, &o)), *j = STEP(c, mx_iota(MX_S64, 2, sj, 1, &o));
+    mx_array *off = STEP(c, mx_full(MX_S64, 0, NULL, (double)(Lk - Lq), &o));
+    mx_array *seen = bin2(c, MX_OP_LESS_EQUAL, j, bin2(c, MX_OP_ADD, i, off));
+    mx_array *ninf = STEP(c, mx_full(t, 0, NULL, -INFINITY, &o));
+    S = seen && S && ninf ? STEP(c, mx_select(seen, S, ninf, &o)) : NULL;
+  }
+  int last = 3;
+  mx_array *mx = S ? STEP(c, mx_reduce(MX_OP_REDUCE_MAX, S, &last, 1, 1, &o)) : NULL;
+  mx_array *e = bin2(c, MX_OP_SUBTRACT, S, mx);
+  e = e ? STEP(c, mx_unary(MX_OP_EXP, e, &o)) : NULL;
+  mx_array *z = e ? STEP(c, mx_reduce(MX_OP_SUM, e, &last, 1, 1, &o)) : NULL;
+  mx_array *P = bin2(c, MX_OP_DIVIDE, e, z);
+  mx_array *dS = bin2(c, MX_OP_MULTIPLY, bin2(c, MX_OP_ADD, matmul_t(c, tan[0], ke, 1), matmul_t(c, q, cke, 1)), scale);
+  mx_array *PdS = bin2(c, MX_OP_MULTIPLY, P, dS);
+  mx_array *rs = PdS ? STEP(c, mx_reduce(MX_OP_SUM, PdS, &last, 1, 1, &o)) : NULL;
+  mx_array *dP = bin2(c, MX_OP_MULTIPLY, P, bin2(c, MX_OP_SUBTRACT, dS, rs));
+  mx_array *res = bin2(c, MX_OP_ADD, matmul_t(c, dP, ve, 0), matmul_t(c, P, cve, 0));
+  if (!c->st && res) mx_retain(res);
+  *g_cot = c->st ? NULL : res;
+  for (int i = 0; i < c->n; i++) mx_release(c->t[i]);
+  return c->st;
+}

@@ -2,8 +2,9 @@
  * a (batch, head, block of BQ queries) on the pool: score tiles S = scale Q K^T + mask of BQ x BK
  * keys through BLAS, an online softmax (a running max m and sum l per query row; the output rows
  * are rescaled when m grows) and O += P V, so the Lq x Lk score matrix never exists. The backward
- * recomputes the tiles: pass 1 per query block (logsumexp, rowsum(g o), dq), pass 2 per key block
- * (dk, dv summed over the query heads that share the kv head, so no two units write the same row).
+ * recomputes the tiles: pass 1 per query block (logsumexp, rowsum(g o)), pass 2 per (batch, kv
+ * head) (dk, dv and the dq rows of the query heads that share the kv head: no two units write the
+ * same row).
  * A row that sees no key (mask or causal) gives NaN, as softmax over nothing but -inf does, and so
  * do its dq row and its kv head's dk and dv (as the reference formula's autograd); with no keys at
  * all (Lk = 0) the output is the empty sum, 0. */
@@ -122,11 +123,11 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
     free(S);                                                                                             \
   }                                                                                                      \
                                                                                                          \
-  /* Backward pass 1, per query block: lse and delta for its rows, then                                 \
-   * dq = scale sum_j dS K with P = exp(S - lse), dP = g V^T, dS = P (dP - delta). */                    \
-  static void bwd_q_##T(void *ctx, int64_t lo, int64_t hi) {                                             \
+  /* Backward pass 1, per query block: delta = rowsum(g o) and the logsumexp of each row's scores;    \
+   * dq starts at 0, or NaN for a row that saw no key (as its output). */                               \
+  static void bwd_stats_##T(void *ctx, int64_t lo, int64_t hi) {                                         \
     sdpa_plan *P = ctx;                                                                                  \
-    T *S = malloc(sizeof(T) * (2 * BQ * BK + 2 * BQ)), *dP = S + BQ * BK, *m = dP + BQ * BK, *l = m + BQ; \
+    T *S = malloc(sizeof(T) * (BQ * BK + 2 * BQ)), *m = S + BQ * BK, *l = m + BQ;                        \
     if (!S) {                                                                                            \
       atomic_store(&P->failed, 1);                                                                       \
       return;                                                                                            \
@@ -136,8 +137,6 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
       int64_t nq = P->Lq - i0 < BQ ? P->Lq - i0 : BQ, jend = P->causal ? causal_end(P, i0 + nq - 1) : P->Lk; \
       int64_t row0 = (b * P->Hq + h) * P->Lq + i0;                                                       \
       const T *G = (const T *)P->g + row0 * P->Dv, *O = (const T *)P->o + row0 * P->Dv;                  \
-      const T *K = (const T *)P->k + (b * P->Hkv + h / P->group) * P->Lk * P->D;                         \
-      const T *V = (const T *)P->v + (b * P->Hkv + h / P->group) * P->Lk * P->Dv;                        \
       T *lse = (T *)P->lse + row0, *delta = (T *)P->delta + row0, *dQ = (T *)P->dq + row0 * P->D;        \
       for (int64_t i = 0; i < nq; i++) {                                                                 \
         T s = 0;                                                                                         \
@@ -149,28 +148,17 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
         scores_##T(P, b, h, i0, nq, j0, nk, S);                                                          \
         for (int64_t i = 0; i < nq; i++) online_row_##T(S + i * nk, nk, &m[i], &l[i]);                   \
       }                                                                                                  \
-      for (int64_t i = 0; i < nq; i++) lse[i] = m[i] + LOG(l[i]);                                        \
-      memset(dQ, 0, sizeof(T) * (size_t)(nq * P->D));                                                   \
-      for (int64_t j0 = 0; j0 < jend; j0 += BK) {                                                        \
-        int64_t nk = jend - j0 < BK ? jend - j0 : BK;                                                    \
-        scores_##T(P, b, h, i0, nq, j0, nk, S);                                                          \
-        gemm_##T(0, 1, nq, nk, P->Dv, 1, G, P->Dv, V + j0 * P->Dv, P->Dv, 0, dP, nk);                    \
-        for (int64_t i = 0; i < nq; i++)                                                                 \
-          for (int64_t j = 0; j < nk; j++) {                                                             \
-            T p = EXP(S[i * nk + j] - lse[i]);                                                           \
-            dP[i * nk + j] = p * (dP[i * nk + j] - delta[i]);                                            \
-          }                                                                                              \
-        gemm_##T(0, 0, nq, P->D, nk, (T)P->scale, dP, nk, K + j0 * P->D, P->D, 1, dQ, P->D);             \
+      for (int64_t i = 0; i < nq; i++) {                                                                 \
+        lse[i] = m[i] + LOG(l[i]);                                                                       \
+        for (int64_t d = 0; d < P->D; d++) dQ[i * P->D + d] = l[i] == 0 ? (T)NAN : 0;                    \
       }                                                                                                  \
-      for (int64_t i = 0; i < nq; i++) /* a row that saw no key: NaN, as its output */                   \
-        if (l[i] == 0)                                                                                   \
-          for (int64_t d = 0; d < P->D; d++) dQ[i * P->D + d] = NAN;                                     \
     }                                                                                                    \
     free(S);                                                                                             \
   }                                                                                                      \
                                                                                                          \
-  /* Backward pass 2, per key block of one kv head: dv = sum P^T g, dk = scale sum dS^T Q over every    \
-   * query head of its group and every query that sees the block. */                                   \
+  /* Backward pass 2, per (batch, kv head), key tile by key tile over every query head of its group    \
+   * and every query that sees the tile: P = exp(S - lse), dP = g V^T, dS = P (dP - delta), then        \
+   * dv += P^T g, dk += scale dS^T Q and dq += scale dS K (this unit's heads' rows only). */             \
   static void bwd_kv_##T(void *ctx, int64_t lo, int64_t hi) {                                            \
     sdpa_plan *P = ctx;                                                                                  \
     T *S = malloc(sizeof(T) * (2 * BQ * BK)), *dP = S + BQ * BK;                                          \
@@ -178,32 +166,34 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
       atomic_store(&P->failed, 1);                                                                       \
       return;                                                                                            \
     }                                                                                                    \
-    for (int64_t u = lo; u < hi && !mx_cancelled(); u++) {                                               \
-      int64_t b = u / (P->Hkv * P->nkb), kvh = u / P->nkb % P->Hkv, j0 = u % P->nkb * BK;                \
-      int64_t nk = P->Lk - j0 < BK ? P->Lk - j0 : BK, krow0 = (b * P->Hkv + kvh) * P->Lk + j0;           \
-      const T *V = (const T *)P->v + krow0 * P->Dv;                                                      \
-      T *dK = (T *)P->dk + krow0 * P->D, *dV = (T *)P->dv + krow0 * P->Dv;                               \
-      memset(dK, 0, sizeof(T) * (size_t)(nk * P->D));                                                    \
-      memset(dV, 0, sizeof(T) * (size_t)(nk * P->Dv));                                                   \
-      /* under the causal mask, query i sees key j0 once i + Lk - Lq >= j0; with Lq > Lk the first rows  \
-       * see no key and are visited anyway, so their NaN reaches dk and dv as the reference's does */     \
-      int64_t istart = P->causal && P->Lk >= P->Lq ? j0 - (P->Lk - P->Lq) : 0;                           \
-      istart = istart < 0 ? 0 : istart;                                                                  \
-      for (int64_t h = kvh * P->group; h < (kvh + 1) * P->group; h++)                                    \
-        for (int64_t i0 = istart; i0 < P->Lq; i0 += BQ) {                                                \
-          int64_t nq = P->Lq - i0 < BQ ? P->Lq - i0 : BQ, row0 = (b * P->Hq + h) * P->Lq + i0;           \
-          const T *G = (const T *)P->g + row0 * P->Dv, *Q = (const T *)P->q + row0 * P->D;               \
-          const T *lse = (const T *)P->lse + row0, *delta = (const T *)P->delta + row0;                  \
-          scores_##T(P, b, h, i0, nq, j0, nk, S);                                                        \
-          for (int64_t i = 0; i < nq; i++)                                                               \
-            for (int64_t j = 0; j < nk; j++) S[i * nk + j] = EXP(S[i * nk + j] - lse[i]);                 \
-          gemm_##T(1, 0, nk, P->Dv, nq, 1, S, nk, G, P->Dv, 1, dV, P->Dv);                               \
-          gemm_##T(0, 1, nq, nk, P->Dv, 1, G, P->Dv, V, P->Dv, 0, dP, nk);                               \
-          for (int64_t i = 0; i < nq; i++)                                                               \
-            for (int64_t j = 0; j < nk; j++) dP[i * nk + j] = S[i * nk + j] * (dP[i * nk + j] - delta[i]); \
-          gemm_##T(1, 0, nk, P->D, nq, (T)P->scale, dP, nk, Q, P->D, 1, dK, P->D);                       \
-        }                                                                                                \
-    }                                                                                                    \
+    for (int64_t u = lo; u < hi; u++)                                                                    \
+      for (int64_t j0 = 0; j0 < P->Lk && !mx_cancelled(); j0 += BK) {                                    \
+        int64_t b = u / P->Hkv, kvh = u % P->Hkv, nk = P->Lk - j0 < BK ? P->Lk - j0 : BK;                \
+        int64_t krow0 = u * P->Lk + j0;                                                                  \
+        const T *V = (const T *)P->v + krow0 * P->Dv, *K = (const T *)P->k + krow0 * P->D;               \
+        T *dK = (T *)P->dk + krow0 * P->D, *dV = (T *)P->dv + krow0 * P->Dv;                             \
+        /* under the causal mask, query i sees key j0 once i + Lk - Lq >= j0; with Lq > Lk the first    \
+         * rows see no key and are visited anyway, so their NaN reaches dk and dv as the reference's */ \
+        int64_t istart = P->causal && P->Lk >= P->Lq ? j0 - (P->Lk - P->Lq) : 0;                         \
+        istart = istart < 0 ? 0 : istart;                                                                \
+        for (int64_t h = kvh * P->group; h < (kvh + 1) * P->group; h++)                                  \
+          for (int64_t i0 = istart; i0 < P->Lq; i0 += BQ) {                                              \
+            int64_t nq = P->Lq - i0 < BQ ? P->Lq - i0 : BQ, row0 = (b * P->Hq + h) * P->Lq + i0;         \
+            const T *G = (const T *)P->g + row0 * P->Dv, *Q = (const T *)P->q + row0 * P->D;             \
+            const T *lse = (const T *)P->lse + row0, *delta = (const T *)P->delta + row0;                \
+            T *dQ = (T *)P->dq + row0 * P->D;                                                            \
+            scores_##T(P, b, h, i0, nq, j0, nk, S);                                                      \
+            gemm_##T(0, 1, nq, nk, P->Dv, 1, G, P->Dv, V, P->Dv, 0, dP, nk);                             \
+            for (int64_t i = 0; i < nq; i++)                                                             \
+              for (int64_t j = 0; j < nk; j++) {                                                         \
+                T p = S[i * nk + j] = EXP(S[i * nk + j] - lse[i]);                                       \
+                dP[i * nk + j] = p * (dP[i * nk + j] - delta[i]);                                        \
+              }                                                                                          \
+            gemm_##T(1, 0, nk, P->Dv, nq, 1, S, nk, G, P->Dv, 1, dV, P->Dv);                             \
+            gemm_##T(1, 0, nk, P->D, nq, (T)P->scale, dP, nk, Q, P->D, 1, dK, P->D);                     \
+            gemm_##T(0, 0, nq, P->D, nk, (T)P->scale, dP, nk, K, P->D, 1, dQ, P->D);                     \
+          }                                                                                              \
+      }                                                                                                  \
     free(S);                                                                                             \
   }
 SDPA_KERNELS(float, mx_sgemm, expf, logf)
@@ -294,9 +284,9 @@ mx_status mx_k_sdpa_vjp(mx_array *out, mx_array *const *in) {
   if (!scratch) return mx_error(MX_ENOMEM, "[%s] out of memory for %lld row statistics", op, (long long)(2 * nq));
   P.lse = scratch, P.delta = (char *)scratch + (size_t)nq * es;
   int f64 = out->dtype == MX_F64;
-  mx_parallel_for(P.B * P.Hq * P.nqb, unit_grain(&P, BQ, 2 * P.Lk), f64 ? bwd_q_double : bwd_q_float, &P);
+  mx_parallel_for(P.B * P.Hq * P.nqb, unit_grain(&P, BQ, P.Lk), f64 ? bwd_stats_double : bwd_stats_float, &P);
   if (!atomic_load(&P.failed) && !mx_cancelled())
-    mx_parallel_for(P.B * P.Hkv * P.nkb, unit_grain(&P, P.bk, P.group * P.Lq), f64 ? bwd_kv_double : bwd_kv_float, &P);
+    mx_parallel_for(P.B * P.Hkv, unit_grain(&P, P.Lk, P.group * P.Lq), f64 ? bwd_kv_double : bwd_kv_float, &P);
   free(scratch);
   if (atomic_load(&P.failed)) return mx_error(MX_ENOMEM, "[%s] out of memory for a score tile", op);
   return MX_OK;

@@ -178,6 +178,7 @@ defmodule Mx.OpCases do
   # scaled_dot_product_attention (c_src/ops_sdpa.c): q, k and v; the masks are constants.
   defp sdpa_cases do
     m = Mx.tensor([[0.5, -1.0, 0.0, 2.0], [0.0, -0.5, 1.0, -2.0], [1.0, 0.0, 0.0, -1.0]], type: :f64)
+    [sq, sk, sv] = [r({1, 4, 3, 2}, 156), r({1, 2, 5, 2}, 157), r({1, 2, 5, 3}, 158)]
 
     [
       scaled_dot_product_attention: [
@@ -185,7 +186,17 @@ defmodule Mx.OpCases do
          [r({1, 4, 3, 2}, 150), r({1, 2, 5, 2}, 151), r({1, 2, 5, 3}, 152)]},
         {"additive mask, scale, rank 3", &Mx.NN.scaled_dot_product_attention(&1, &2, &3, mask: m, scale: 0.7),
          [r({2, 3, 2}, 153), r({2, 4, 2}, 154), r({2, 4, 2}, 155)]}
+      ],
+      # its backward primitive, differentiated in the cotangent (what jvp needs); q, k, v closed over
+      scaled_dot_product_attention_vjp: [
+        {"GQA, causal: the cotangents of q, k, v as one vector", &sdpa_vjp_flat(&1, sq, sk, sv), [r({1, 4, 3, 3}, 159)]}
       ]
     ]
+  end
+
+  defp sdpa_vjp_flat(g, q, k, v) do
+    f = &Mx.NN.scaled_dot_product_attention(&1, &2, &3, mask: :causal)
+    {_, grads} = Mx.vjp(f, [q, k, v], g)
+    grads |> Enum.map(&Mx.reshape(&1, {Mx.size(&1)})) |> Mx.concatenate()
   end
 end
