@@ -144,8 +144,9 @@ defmodule Mx.NN do
   One fused primitive (c_src/ops_sdpa.c): tiles of queries and keys with a
   streaming softmax on the engine's threads, so the `lq × lk` score matrix
   is never built; f16/bf16 compute in f32. Its gradient covers `q`, `k` and
-  `v` (a backward kernel that recomputes the tiles); a mask has none
-  (differentiating through it raises: wrap it in `Mx.stop_gradient/1`).
+  `v` (a backward kernel that recomputes the tiles), and `Mx.jvp/3` works;
+  a mask has no gradient and second derivatives in `q`, `k`, `v` are not
+  implemented (both raise; wrap a mask in `Mx.stop_gradient/1`).
 
       iex> q = Mx.tensor([[[1.0, 0.0]]])
       iex> kv = Mx.tensor([[[1.0, 0.0], [0.0, 1.0]]])
