@@ -94,19 +94,7 @@ defmodule Mx.NIF do
   @doc false
   def tape_time_raw(_tape, _inputs, _reps), do: nif_not_loaded()
   # convolution and window reductions (c_src/ops_conv.c)
-  def conv(
-        _x,
-        _w,
-        _strides,
-        _lo,
-        _hi,
-        _input_dilation,
-        _kernel_dilation,
-        _feature_groups,
-        _batch_groups
-      ),
-      do: nif_not_loaded()
-
+  def conv(_x, _w, _strides, _lo, _hi, _input_dilation, _kernel_dilation, _feature_groups, _batch_groups), do: nif_not_loaded()
   def window(_op, _x, _window, _strides, _lo, _hi, _dilations), do: nif_not_loaded()
   def window_scatter(_op, _x, _source, _init, _window, _strides, _lo, _hi), do: nif_not_loaded()
   # io (Mx.IO)
@@ -117,10 +105,7 @@ defmodule Mx.NIF do
   # quantization as MLX does it (c_src/ops_quant.c)
   def quantize(_w, _group_size, _bits), do: nif_not_loaded()
   def dequantize(_w_q, _scales, _biases, _group_size, _bits), do: nif_not_loaded()
-
-  def quantized_matmul(_x, _w_q, _scales, _biases, _transpose, _group_size, _bits),
-    do: nif_not_loaded()
-
+  def quantized_matmul(_x, _w_q, _scales, _biases, _transpose, _group_size, _bits), do: nif_not_loaded()
   # fused scaled-dot-product attention (c_src/ops_sdpa.c)
   def scaled_dot_product_attention(_q, _k, _v, _mask, _scale), do: nif_not_loaded()
 end
