@@ -1212,3 +1212,29 @@ RULE(QUANTIZED_MATMUL) {
   gin[0] = out(b, unbroadcast(b, gx, in[0])); /* batched weights may have broadcast x */
   END;
 }
+
+/* ---- fused scaled-dot-product attention (ops_sdpa.c) ------------------------------------ */
+#include "ops_sdpa.h"
+
+/* q, k and v from one backward kernel that recomputes the score tiles (prim/sdpa.c); the mask
+ * (in[3]) has none: differentiating through it raises rather than silently giving zero. */
+RULE(SDPA) {
+  if (vjp_needs & 8)
+    return mx_error(MX_EINVAL, "[scaled_dot_product_attention] has no gradient with respect to the mask, only q, k "
+                               "and v; wrap the mask in Mx.stop_gradient/1, or compose the attention from Mx ops");
+  BEGIN;
+  mx_array *gq = NULL, *gk = NULL, *gv = NULL;
+  mx_status st = mx_sdpa_vjp(node, in, g, &gq, &gk, &gv);
+  if (st) b->st = st;
+  gin[0] = gq, gin[1] = gk, gin[2] = gv;
+  END;
+}
+
+/* Only with respect to the cotangent input (which makes jvp work); second derivatives in q, k, v
+ * raise. */
+RULE(SDPA_VJP) {
+  if (vjp_needs & ~16u)
+    return mx_error(MX_EINVAL, "[scaled_dot_product_attention_vjp] has no second derivatives with respect to q, k or "
+                               "v (jvp and first-order gradients work); compose the attention from Mx ops for those");
+  return mx_sdpa_vjp_vjp(node, in, g, &gin[4]);
+}

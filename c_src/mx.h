@@ -590,3 +590,12 @@ mx_status mx_dequantize(mx_array *w_q, mx_array *scales, mx_array *biases, int64
  * row) -> [broadcast batch..., M, N], batch axes broadcast as matmul's. */
 mx_status mx_quantized_matmul(mx_array *x, mx_array *w_q, mx_array *scales, mx_array *biases, int transpose,
                               int64_t group_size, int64_t bits, mx_array **out);
+
+/* ---- fused scaled-dot-product attention (ops_sdpa.c, prim/sdpa.c) ---- */
+/* softmax(scale q k^T + mask) v: q [..., Hq, Lq, D], k [..., Hkv, Lk, D], v [..., Hkv, Lk, Dv] of one float
+ * dtype, Hq a multiple of Hkv (grouped-query attention), leading axes broadcast (a lower rank gets leading
+ * unit axes); mask NULL, or bool (true
+ * where allowed) or float (added), broadcastable to [..., Hq, Lq, Lk]; causal: query i sees keys j <= i + Lk - Lq.
+ * A query that sees no key gets NaN. -> [..., Hq, Lq, Dv]. */
+mx_status mx_scaled_dot_product_attention(mx_array *q, mx_array *k, mx_array *v, mx_array *mask, double scale,
+                                          int causal, mx_array **out);

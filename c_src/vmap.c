@@ -10,6 +10,7 @@
 #include "ops_internal.h"
 #include "ops_conv.h"
 #include "ops_quant.h"
+#include "ops_sdpa.h"
 
 /* x (batched at 0, per-example rank r) with unit axes after the batch axis so
  * that its per-example rank becomes `rank`: aligns it for broadcasting. */
@@ -101,6 +102,8 @@ static mx_status batch_node(mx_array *node, mx_array *const *in, const int *batc
   if (handled) return conv_st;
   mx_status quant_st = mx_vmap_quant(node, in, batched, B, out, &handled); /* ops_quant.c */
   if (handled) return quant_st;
+  mx_status sdpa_st = mx_vmap_sdpa(node, in, batched, B, out, &handled); /* ops_sdpa.c */
+  if (handled) return sdpa_st;
   const mx_op_info *info = &mx_ops[op];
   int n = node->n_in, r = node->ndim;
   mx_array *local[8] = {0}, **x = n <= 8 ? local : calloc((size_t)n, sizeof *x);

@@ -1975,6 +1975,26 @@ PROBED(compile_run)
 PROBED(compile_stats)
 PROBED(tape_info)
 
+/* ---- fused scaled-dot-product attention (ops_sdpa.c): graph building ---------------------- */
+
+/* q, k, v, mask (nil, :causal or an array), scale (a number). */
+static ERL_NIF_TERM scaled_dot_product_attention(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+  (void)argc;
+  ARG_ARRAY(0, q, "scaled_dot_product_attention");
+  ARG_ARRAY(1, k, "scaled_dot_product_attention");
+  ARG_ARRAY(2, v, "scaled_dot_product_attention");
+  mx_array *mask = NULL;
+  char name[16];
+  int causal = enif_get_atom(env, argv[3], name, sizeof name, ERL_NIF_LATIN1) && strcmp(name, "causal") == 0;
+  if (!causal && !enif_is_identical(argv[3], atom_nil) && !get_array(env, argv[3], &mask))
+    return badarg(env, "[scaled_dot_product_attention] mask must be nil, :causal or an Mx array");
+  double scale;
+  if (!get_number(env, argv[4], &scale)) return badarg(env, "[scaled_dot_product_attention] scale must be a number");
+  mx_array *out;
+  return result(env, mx_scaled_dot_product_attention(q, k, v, mask, scale, causal, &out), &out);
+}
+PROBED(scaled_dot_product_attention)
+
 /* ---- samplers (sampler.c): a run on an engine thread, talking to its owner by messages ------
  * sampler_start returns {handle, ref}; the run sends the owner {:mx_sampler, ref, ...}:
  * :iteration (report_every 0) or :progress messages, :grad requests (dynamic targets: the
@@ -2657,6 +2677,8 @@ static ErlNifFunc funcs[] = {
     {"quantize", 3, quantize_probed, 0},
     {"dequantize", 5, dequantize_probed, 0},
     {"quantized_matmul", 7, quantized_matmul_probed, 0},
+    /* fused scaled-dot-product attention: graph building */
+    {"scaled_dot_product_attention", 5, scaled_dot_product_attention_probed, 0},
     /* io (Mx.IO) */
     {"from_file", 4, from_file, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"compile_clear", 1, compile_clear, 0},

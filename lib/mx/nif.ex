@@ -106,4 +106,6 @@ defmodule Mx.NIF do
   def quantize(_w, _group_size, _bits), do: nif_not_loaded()
   def dequantize(_w_q, _scales, _biases, _group_size, _bits), do: nif_not_loaded()
   def quantized_matmul(_x, _w_q, _scales, _biases, _transpose, _group_size, _bits), do: nif_not_loaded()
+  # fused scaled-dot-product attention (c_src/ops_sdpa.c)
+  def scaled_dot_product_attention(_q, _k, _v, _mask, _scale), do: nif_not_loaded()
 end

@@ -125,51 +125,71 @@ defmodule Mx.NN do
   end
 
   @doc """
-  Attention `softmax(q kᵀ · scale + mask) v` over the last two axes
-  (`q`: `{..., Lq, d}`, `k`: `{..., Lk, d}`, `v`: `{..., Lk, dv}`).
+  Attention `softmax(q kᵀ · scale + mask) v` over the last two axes, as
+  MLX's `mx.fast.scaled_dot_product_attention`: `q` is `{..., hq, lq, d}`,
+  `k` `{..., hkv, lk, d}` and `v` `{..., hkv, lk, dv}`, all of one float
+  type, with leading axes that broadcast (numpy's rules: a lower rank gets
+  leading axes of size 1). `hq` may be a multiple of `hkv` (grouped-query
+  attention, as Llama's: query head `h` reads key/value head
+  `div(h, div(hq, hkv))`, and nothing is repeated in memory); rank 2 inputs
+  are one head.
+
   `scale:` defaults to `1/sqrt(d)`. `mask:` is `nil`, `:causal` (query `i`
-  sees keys up to `i + Lk - Lq`), a boolean array (`true` where attention
+  sees keys up to `i + lk - lq`), a boolean array (`true` where attention
   is allowed) or a float array added to the scores; it broadcasts against
-  `{..., Lq, Lk}`; a query allowed no key at all gets NaN. Composed of Mx
-  ops (matmul, logsumexp, exp): a fused primitive is future work.
+  `{..., hq, lq, lk}`. A query allowed no key at all gets NaN (as softmax
+  over nothing but `-inf` gives, and as PyTorch's reference formula does);
+  with no keys at all (`lk = 0`) the result is 0, the empty sum.
+
+  One fused primitive (c_src/ops_sdpa.c): tiles of queries and keys with a
+  streaming softmax on the engine's threads, so the `lq × lk` score matrix
+  is never built; f16/bf16 compute in f32. Its gradient covers `q`, `k` and
+  `v` (a backward kernel that recomputes the tiles), and `Mx.jvp/3` works;
+  a mask has no gradient and second derivatives in `q`, `k`, `v` are not
+  implemented (both raise; wrap a mask in `Mx.stop_gradient/1`).
 
       iex> q = Mx.tensor([[[1.0, 0.0]]])
       iex> kv = Mx.tensor([[[1.0, 0.0], [0.0, 1.0]]])
       iex> Mx.NN.scaled_dot_product_attention(q, kv, kv, mask: Mx.tensor([[true, false]])) |> Mx.to_list()
       [[[1.0, 0.0]]]
+      iex> q = Mx.ones({1, 4, 3, 8})
+      iex> kv = Mx.ones({1, 2, 5, 8})
+      iex> Mx.NN.scaled_dot_product_attention(q, kv, kv, mask: :causal) |> Mx.shape()
+      {1, 4, 3, 8}
   """
   @spec scaled_dot_product_attention(Array.t(), Array.t(), Array.t(), keyword()) :: Array.t()
   def scaled_dot_product_attention(q, k, v, opts \\ []) do
     opts = Mx.Opts.validate!(opts, [:mask, :scale], "Mx.NN.scaled_dot_product_attention")
-    d = elem(q.shape, tuple_size(q.shape) - 1)
+    [q, k, v] = Enum.map([q, k, v], &as_array/1)
+    d = if tuple_size(q.shape) > 0, do: elem(q.shape, tuple_size(q.shape) - 1), else: 0
     scale = opts[:scale] || 1.0 / :math.sqrt(d)
-    scores = q |> Mx.matmul(swap_last2(k)) |> Mx.multiply(scale)
-    scores = add_mask(scores, opts[:mask])
-    scores |> Mx.NN.Activations.softmax(axis: -1) |> Mx.matmul(v)
+
+    unless is_number(scale) do
+      raise ArgumentError,
+            "Mx.NN.scaled_dot_product_attention: scale must be a number, got #{inspect(scale)}"
+    end
+
+    mask =
+      case opts[:mask] do
+        nil ->
+          nil
+
+        :causal ->
+          :causal
+
+        %Array{} = m ->
+          m.ref
+
+        other ->
+          raise ArgumentError,
+                "Mx.NN.scaled_dot_product_attention: mask must be nil, :causal, a boolean array or a float array, got #{inspect(other)}"
+      end
+
+    Mx.NIF.scaled_dot_product_attention(q.ref, k.ref, v.ref, mask, scale * 1.0) |> Array.wrap()
   end
 
-  defp add_mask(scores, nil), do: scores
-
-  defp add_mask(scores, :causal) do
-    r = tuple_size(scores.shape)
-    {lq, lk} = {elem(scores.shape, r - 2), elem(scores.shape, r - 1)}
-
-    allowed =
-      Mx.greater_equal(
-        Mx.add(Mx.reshape(Mx.iota({lq}), {lq, 1}), lk - lq),
-        Mx.reshape(Mx.iota({lk}), {1, lk})
-      )
-
-    Mx.select(allowed, scores, :neg_infinity)
-  end
-
-  defp add_mask(scores, %Array{type: :bool} = mask), do: Mx.select(mask, scores, :neg_infinity)
-  defp add_mask(scores, %Array{} = mask), do: Mx.add(scores, mask)
-
-  defp add_mask(_scores, other) do
-    raise ArgumentError,
-          "Mx.NN.scaled_dot_product_attention: mask must be nil, :causal, a boolean array or a float array, got #{inspect(other)}"
-  end
+  defp as_array(%Array{} = a), do: a
+  defp as_array(x), do: Mx.tensor(x)
 
   @doc false
   # Swaps the last two axes (a batched matrix transpose).

@@ -32,7 +32,7 @@ defmodule Mx.CompileTest do
     end
   end
 
-  # Random draws of a key input, and the LU gradient (lu_permutation): no reference cases.
+  # Random draws of a key input, the LU gradient (lu_permutation) and attention's backward: no reference cases.
   defp extra_cases do
     key = Mx.Random.key(11)
     m = Mx.tensor([[2.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.1, 0.4, 4.0]], type: :f64)
@@ -45,7 +45,10 @@ defmodule Mx.CompileTest do
       {"random gamma", fn [k] -> Mx.Random.gamma(k, 2.0, 1.5, shape: {4}) end, [key]},
       {"random poisson", fn [k] -> Mx.Random.poisson(k, 3.0, shape: {4}) end, [key]},
       {"random randint", fn [k] -> Mx.Random.randint(k, 0, 10, shape: {4}) end, [key]},
-      {"grad of det (lu, lu_permutation)", fn [a] -> Mx.grad(&Mx.Linalg.det/1).(a) end, [m]}
+      {"grad of det (lu, lu_permutation)", fn [a] -> Mx.grad(&Mx.Linalg.det/1).(a) end, [m]},
+      {"grad of scaled_dot_product_attention (its vjp)",
+       fn [q] -> Mx.grad(&Mx.sum(Mx.NN.scaled_dot_product_attention(&1, q, q, mask: :causal))).(q) end,
+       [Mx.reshape(m, {1, 1, 3, 3})]}
     ]
   end
 

@@ -613,6 +613,8 @@ defmodule Mx.FuzzTest do
       :quantize -> [a, pick([32, 64, 128, 16, 0, -1, :x]), pick([2, 4, 8, 3, 0, :x])]
       :dequantize -> [a, arr(pool), arr(pool), pick([32, 64, 128, 16, 0]), pick([2, 4, 8, 3, 0])]
       :quantized_matmul -> [a, arr(pool), arr(pool), arr(pool), pick([true, false, nil]), pick([32, 64, 128, 0]), pick([2, 4, 8, 5])]
+      # fused attention: q, k, v, mask (nil, :causal or an array), scale
+      :scaled_dot_product_attention -> [a, arr(pool), arr(pool), pick([nil, :causal, arr(pool), :bogus]), pick([0.5, 1, -2.0, :nan, :x])]
       zero when zero in [:memory_report, :reset_peak, :clear_cache, :op_names, :op_grads, :noop, :noop_dirty, :load] -> []
     end
   end

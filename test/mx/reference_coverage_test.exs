@@ -16,7 +16,9 @@ defmodule Mx.ReferenceCoverageTest do
     # Internal to the LU gradient (the pivots as a permutation): checked by the det/slogdet gradient checks.
     lu_permutation: "transforms tests",
     # A compiled function's traced input (Mx.compile): it has no value to compare.
-    placeholder: "compile tests"
+    placeholder: "compile tests",
+    # Internal to scaled_dot_product_attention's gradient: checked against torch autograd in nn/sdpa_test.exs.
+    scaled_dot_product_attention_vjp: "sdpa gradient tests"
   }
 
   test "every primitive in the engine's op table has reference cases" do
@@ -37,7 +39,7 @@ defmodule Mx.ReferenceCoverageTest do
 
   test "every reference file is run by a test module" do
     used = ~w(creation unary binary select_clip as_type reduce reduce_long scan shape index sort matmul linalg special complex fft) ++
-             ~w(bitwise everyday conv window) ++ ~w(quant) ++ ~w(conv_grad)
+             ~w(bitwise everyday conv window) ++ ~w(quant) ++ ~w(conv_grad) ++ ~w(sdpa)
     assert Enum.sort(used) == ReferenceCase.files()
   end
 end

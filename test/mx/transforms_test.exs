@@ -16,7 +16,8 @@ defmodule Mx.TransformsTest do
         abs_complex: 2, cholesky: 1, lu: 3, solve: 2, triangular_solve: 2, eigh: 2,
         asinh: 1, acosh: 1, atanh: 1, log2: 1, log10: 1,
         conv: 3, window_sum: 1, window_max: 1, window_min: 1, window_scatter_max: 1, window_scatter_min: 1,
-        conv_input_grad: 2, conv_kernel_grad: 2
+        conv_input_grad: 2, conv_kernel_grad: 2,
+        scaled_dot_product_attention: 2, scaled_dot_product_attention_vjp: 1
       ],
       i <- 0..(list - 1) do
     test "#{op} gradient matches finite differences (case #{i})" do

@@ -104,7 +104,8 @@ defmodule Mx.OpCases do
                           [spd({3, 3}, 81), r({2, 3}, 82)]}],
       eigh: [{"values and vectors", fn a -> {w, v} = Mx.Linalg.eigh(a); Mx.concatenate([Mx.new_axis(w, 0), Mx.multiply(v, Mx.sign(v[0]))]) end, [spd({3, 3}, 83)]},
              {"values only", &Mx.Linalg.eigvalsh/1, [spd({2, 3, 3}, 84)]}]
-    ] ++ complex_cases() ++ everyday_cases() ++ conv_cases() ++ quant_cases() ++ conv_grad_cases()
+    ] ++ complex_cases() ++ everyday_cases() ++ conv_cases() ++ quant_cases() ++ conv_grad_cases() ++
+        sdpa_cases()
   end
 
   # The everyday unary rows (asinh, acosh, atanh, log2, log10), and LU through Mx.Linalg.lu's factors.
@@ -193,5 +194,30 @@ defmodule Mx.OpCases do
                          {"no transpose, 2 bits, rank 3",
                           &Mx.quantized_matmul(&1, vq, vs, vb, transpose: false, group_size: 64, bits: 2), [r({2, 3, 8}, 143)]}]
     ]
+  end
+
+  # scaled_dot_product_attention (c_src/ops_sdpa.c): q, k and v; the masks are constants.
+  defp sdpa_cases do
+    m = Mx.tensor([[0.5, -1.0, 0.0, 2.0], [0.0, -0.5, 1.0, -2.0], [1.0, 0.0, 0.0, -1.0]], type: :f64)
+    [sq, sk, sv] = [r({1, 4, 3, 2}, 156), r({1, 2, 5, 2}, 157), r({1, 2, 5, 3}, 158)]
+
+    [
+      scaled_dot_product_attention: [
+        {"GQA, causal, Lq < Lk, Dv != D", &Mx.NN.scaled_dot_product_attention(&1, &2, &3, mask: :causal),
+         [r({1, 4, 3, 2}, 150), r({1, 2, 5, 2}, 151), r({1, 2, 5, 3}, 152)]},
+        {"additive mask, scale, rank 3", &Mx.NN.scaled_dot_product_attention(&1, &2, &3, mask: m, scale: 0.7),
+         [r({2, 3, 2}, 153), r({2, 4, 2}, 154), r({2, 4, 2}, 155)]}
+      ],
+      # its backward primitive, differentiated in the cotangent (what jvp needs); q, k, v closed over
+      scaled_dot_product_attention_vjp: [
+        {"GQA, causal: the cotangents of q, k, v as one vector", &sdpa_vjp_flat(&1, sq, sk, sv), [r({1, 4, 3, 3}, 159)]}
+      ]
+    ]
+  end
+
+  defp sdpa_vjp_flat(g, q, k, v) do
+    f = &Mx.NN.scaled_dot_product_attention(&1, &2, &3, mask: :causal)
+    {_, grads} = Mx.vjp(f, [q, k, v], g)
+    grads |> Enum.map(&Mx.reshape(&1, {Mx.size(&1)})) |> Mx.concatenate()
   end
 end

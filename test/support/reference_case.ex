@@ -59,7 +59,8 @@ defmodule Mx.ReferenceCase do
   """
   def as_function(file, c) do
     module = Map.get(c, :module, if(file == "linalg", do: Mx.Linalg, else: Mx))
-    opts = if c.opts == [], do: [], else: [c.opts]
+    # an array option (an attention mask) is a constant of the function
+    opts = if c.opts == [], do: [], else: [Enum.map(c.opts, fn {k, v} -> {k, decode(v)} end)]
     args = Enum.map(c.args, &decode/1)
 
     arrays? = fn a ->
