@@ -188,11 +188,10 @@ defmodule Mx.NN.Llama do
         {pk, pv} -> {Mx.concatenate([pk, k], axis: 2), Mx.concatenate([pv, v], axis: 2)}
       end
 
-    rep = div(c.heads, c.kv_heads)
     mask = if l > 1, do: :causal
 
     att =
-      Mx.NN.scaled_dot_product_attention(q, repeat_kv(k, rep), repeat_kv(v, rep), mask: mask)
+      Mx.NN.scaled_dot_product_attention(q, k, v, mask: mask)
       |> Mx.transpose(axes: [0, 2, 1, 3])
       |> Mx.reshape({b, l, c.heads * c.head_dim})
 
@@ -212,19 +211,6 @@ defmodule Mx.NN.Llama do
         x,
         [dims: c.head_dim, traditional: c.rope_traditional, offset: offset] ++ c.rope
       )
-
-  # GQA: each key/value head serves `rep` consecutive query heads (HF's repeat_kv).
-  # To drop once scaled_dot_product_attention takes fewer kv heads itself.
-  defp repeat_kv(x, 1), do: x
-
-  defp repeat_kv(x, rep) do
-    {b, n, s, d} = x.shape
-
-    x
-    |> Mx.reshape({b, n, 1, s, d})
-    |> Mx.broadcast({b, n, rep, s, d})
-    |> Mx.reshape({b, n * rep, s, d})
-  end
 
   defp linear(x, %{scales: s, biases: q_b, weight: w} = p, c) do
     y = Mx.Quantize.quantized_matmul(x, w, s, q_b, Map.to_list(c.quantization))
