@@ -66,6 +66,7 @@ test: deps test-c test-elixir
 demo: deps nif elixir-deps
 	mix run examples/demo.exs
 	mix run examples/inference.exs
+	mix run examples/llama.exs
 
 # The engine and NIF under AddressSanitizer + UBSan: the C tests, then the Elixir suite.
 asan: deps

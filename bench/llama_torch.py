@@ -2,7 +2,7 @@
 
 Usage: /usr/bin/python3 bench/llama_torch.py DIR PROMPT_LEN DECODE_STEPS REPS [THREADS]
 (THREADS: torch.set_num_threads, default torch's own) prints "prefill_tokens_per_s decode_tokens_per_s" (medians over REPS) and the greedy ids.
-The forward is written by hand (as test/reference/llama_torch.py, in f32 here, with the RoPE
+The forward is written by hand (as test/reference/generate_llama.py, in f32 here, with the RoPE
 tables built once), the KV cache concatenates like Mx.NN.Llama's.
 """
 import json

@@ -1,6 +1,6 @@
 # A tiny Llama in MLX's format (config.json + model.safetensors, as mlx-lm writes them), loaded
 # with Mx.NN.Llama and decoded greedily with a KV cache. The checkpoints are the committed test
-# fixtures (random weights, vocabulary of 97 ids, written by test/reference/llama_torch.py), so
+# fixtures (random weights, vocabulary of 97 ids, written by test/reference/generate_llama.py), so
 # no Python runs here. Usage: mix run examples/llama.exs
 prompt = [1, 17, 42, 5, 88, 23, 64, 9, 31]
 n = 64

@@ -1,6 +1,6 @@
 defmodule Mx.NN.LlamaTest do
   # Tiny Llama checkpoints in MLX's format against a float64 torch forward written by hand
-  # (test/reference/llama_torch.py writes test/fixtures/llama_tiny/<variant>/).
+  # (test/reference/generate_llama.py writes test/fixtures/llama_tiny/<variant>/).
   use ExUnit.Case, async: false
 
   alias Mx.NN.Llama
