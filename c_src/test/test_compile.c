@@ -209,8 +209,11 @@ typedef struct {
   mx_status st;
 } job;
 
+static _Atomic int job_started;
+
 static mx_status job_run(void *ctx) {
   job *j = ctx;
+  atomic_store(&job_started, 1);
   return j->st = mx_tape_run(j->t, &j->in, 1, 0, &j->res);
 }
 
@@ -252,7 +255,9 @@ static void test_cancel(void) {
   CHECK(st == MX_OK, "task start");
   if (st) return;
   mx_tape_retain(t); /* for tape_info after the job is gone */
-  mx_task_wait(task, 2000000); /* let it start */
+  /* Abandon only once the replay runs (a loaded machine may start the task late), then 2 ms into it. */
+  for (int i = 0; i < 10000 && !atomic_load(&job_started); i++) nanosleep(&(struct timespec){0, 1000000}, NULL);
+  mx_task_wait(task, 2000000);
   mx_task_abandon(task);
   for (int i = 0; i < 2000; i++) { /* job_free runs when the cancelled task ends */
     mx_memory_stats_get(&s1);

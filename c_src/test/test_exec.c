@@ -32,12 +32,13 @@ static void test_tasks(void) {
 
 typedef struct {
   mx_array *root;
-  _Atomic int done;
+  _Atomic int started, done;
   mx_status st;
 } eval_ctx;
 
 static mx_status eval_root(void *ctx) {
   eval_ctx *c = ctx;
+  atomic_store(&c->started, 1);
   c->st = mx_eval(&c->root, 1);
   atomic_store(&c->done, 1);
   return c->st;
@@ -62,6 +63,8 @@ static void test_cancel_between_nodes(void) {
   c->root = chain(2000000);
   mx_task *t;
   CHECK(mx_task_start(eval_root, c, NULL, &t) == MX_OK, "task starts");
+  /* Abandon only once the eval runs (a loaded machine may start the task late), then 20 ms into it. */
+  for (int i = 0; i < 10000 && !atomic_load(&c->started); i++) usleep(1000);
   usleep(20000);
   mx_task_abandon(t);
   for (int i = 0; i < 2000 && !atomic_load(&c->done); i++) usleep(1000);
@@ -83,6 +86,7 @@ static void test_cancel_inside_a_kernel(void) {
   c->root = m;
   mx_task *t;
   mx_task_start(eval_root, c, NULL, &t);
+  for (int i = 0; i < 10000 && !atomic_load(&c->started); i++) usleep(1000);
   usleep(50000);
   mx_task_abandon(t);
   int waited = 0;
