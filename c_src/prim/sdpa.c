@@ -101,8 +101,10 @@ static inline float exp_f32(float x) {
                                                                                                          \
   /* Online softmax step for a tile row: folds row into (m, l), leaves exp(row - m_new) in row and      \
    * returns the factor by which earlier sums (and output rows) shrink. Max, exp and sum are separate   \
-   * loops (8 running lanes each) that the compiler vectorizes. */                                     \
-  static T online_row_##T(T *row, int64_t nk, T *m, T *l) {                                              \
+   * loops (8 running lanes each) that the compiler vectorizes, for AVX2 too where the CPU has it (no   \
+   * FMA: the same roundings either way). */                                                            \
+  __attribute__((target_clones("avx2", "default"))) static T online_row_##T(T *row, int64_t nk, T *m,   \
+                                                                            T *l) {                     \
     T mxs[8], sums[8];                                                                                   \
     int nans[8];                                                                                         \
     for (int u = 0; u < 8; u++) mxs[u] = -INFINITY, sums[u] = 0, nans[u] = 0;                            \
