@@ -47,11 +47,11 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
 #define BK (P->bk)
 
 /* e^x in f32 without a call, so the softmax's exp loop vectorizes: Cephes's expf (x = n ln 2 + r,
- * |r| <= ln 2 / 2, a polynomial for e^r, times 2^n as two halves so neither overflows), within 2 ulp
- * of e^x; 0 below the log of the smallest normal (a softmax sum >= 1 cannot see such terms), +inf
- * above the largest finite f32's log, NaN for NaN. */
+ * |r| <= ln 2 / 2, a polynomial for e^r, times 2^n as two halves so neither overflows nor is
+ * subnormal), within 2 ulp of e^x, subnormal results included; 0 below -104 (under half the smallest
+ * subnormal) and for -inf without touching subnormal arithmetic, +inf past f32's range, NaN for NaN. */
 static inline float exp_f32(float x) {
-  float xc = x > -87.33f ? (x < 89.0f ? x : 89.0f) : -87.33f; /* NaN takes the low clamp, fixed below */
+  float xc = x >= -104.0f ? (x < 89.0f ? x : 89.0f) : 0.0f; /* NaN and -inf compute e^0, replaced below */
   float n = rintf(xc * 1.44269504088896341f);
   float r = xc - n * 0.693359375f - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -67,7 +67,7 @@ static inline float exp_f32(float x) {
     float f;
   } s1 = {.u = (uint32_t)(n1 + 127) << 23}, s2 = {.u = (uint32_t)(n2 + 127) << 23};
   float y = p * s1.f * s2.f;
-  return x > -87.33f ? y : x != x ? x : 0.0f;
+  return x >= -104.0f ? y : x != x ? x : 0.0f;
 }
 #define SDPA_KERNELS(T, GEMM, EXP, LOG)                                                                  \
   /* C = alpha op(A) op(B) + beta C, where BLAS would reject an empty dimension. */                       \
