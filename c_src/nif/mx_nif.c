@@ -2715,8 +2715,10 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
 #ifdef M_MMAP_THRESHOLD
   /* ERTS sets malloc's trim threshold (+MYtt), which freezes glibc's mmap threshold at 128 KiB: each
    * larger malloc (OpenBLAS's 516 KiB job table in every threaded gemm) was an mmap whose pages
-   * faulted in and an munmap that flushed TLBs. 32 MiB is where glibc's own dynamic threshold stops. */
+   * faulted in and an munmap that flushed TLBs. 32 MiB is where glibc's own dynamic threshold stops;
+   * the trim threshold goes with it, or each such free handed the pages back with madvise. */
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
 #endif
   return 0;
 }
