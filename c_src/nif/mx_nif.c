@@ -9,6 +9,7 @@
  * memory (DESIGN.md decision 3). The binary's bytes are a shared read-only
  * zero page mapping: the data itself lives in the engine's buffers. */
 #include <erl_nif.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -2711,6 +2712,14 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info) {
     zero_region = z;
     zero_region_bytes = ZERO_REGION_BYTES;
   }
+#ifdef M_MMAP_THRESHOLD
+  /* ERTS sets malloc's trim threshold (+MYtt), which freezes glibc's mmap threshold at 128 KiB: each
+   * larger malloc (OpenBLAS's 516 KiB job table in every threaded gemm) was an mmap whose pages
+   * faulted in and an munmap that flushed TLBs. 32 MiB is where glibc's own dynamic threshold stops;
+   * the trim threshold goes with it, or each such free handed the pages back with madvise. */
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
   return 0;
 }
 

@@ -6,6 +6,7 @@
  * q = clamp(rint((w - bias) / scale), 0, 2^bits - 1). rint rounds half to even. */
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -461,6 +462,13 @@ static int batch_fits(const mx_array *a, const int64_t *ob, int nb) {
   return 1;
 }
 
+/* The allocator's reason (out of memory, or the memory limit) under this op's name. */
+static mx_status scratch_error(const char *what) {
+  char why[256];
+  snprintf(why, sizeof why, "%s", mx_last_error());
+  return mx_error(MX_ENOMEM, "[quantized_matmul] scratch for %s: %s", what, why);
+}
+
 mx_status mx_k_quantized_matmul(mx_array *out, mx_array *const *in) {
   const mx_array *x = in[0], *wq = in[1], *s = in[2], *bi = in[3];
   if (!scheme_ok(out) || wq->dtype != MX_U32 || wq->ndim < 2 || s->ndim < 2 || bi->ndim < 2 ||
@@ -495,19 +503,21 @@ mx_status mx_k_quantized_matmul(mx_array *out, mx_array *const *in) {
   int64_t matrix_rows = batched ? m : x->ndim >= 2 ? x->shape[x->ndim - 2] : 1;
   qmm_args A = {.m = m, .n = n, .k = k, .rows = rows, .cols = cols, .gs = gs, .bits = bits, .transpose = transpose,
                 .f64 = f64, .direct = transpose && matrix_rows <= direct_rows};
+  /* Scratch from the engine's buffer cache: the same shapes call after call reuse warm pages
+   * (a fresh malloc of a tile is an mmap whose first touch faulted on every call). */
+  mx_buffer *scratch = NULL;
   if (A.direct) {
-    A.xsum = malloc((size_t)(m * (k / gs)) * es);
-    if (!A.xsum) return mx_error(MX_ENOMEM, "[quantized_matmul] out of memory for x's group sums");
+    if (mx_buffer_alloc((size_t)(m * (k / gs)) * es, &scratch) != MX_OK)
+      return scratch_error("x's group sums");
+    A.xsum = scratch->data;
   } else {
     if (!mx_blas_fits(m) || !mx_blas_fits(n) || !mx_blas_fits(k))
       return mx_error(MX_EINVAL, "[quantized_matmul] dims m=%lld, n=%lld, k=%lld exceed BLAS's integer range",
                       (long long)m, (long long)n, (long long)k);
     A.tile = TILE_ELEMS / cols > m ? TILE_ELEMS / cols : m; /* gemm re-packs x each call: >= m rows keeps that small */
     A.tile = A.tile < 1 ? 1 : A.tile > rows ? rows : A.tile;
-    A.scratch = malloc((size_t)(A.tile * cols) * es);
-    if (!A.scratch)
-      return mx_error(MX_ENOMEM, "[quantized_matmul] out of memory for a %lld x %lld tile", (long long)A.tile,
-                      (long long)cols);
+    if (mx_buffer_alloc((size_t)(A.tile * cols) * es, &scratch) != MX_OK) return scratch_error("a dequantized tile");
+    A.scratch = scratch->data;
   }
   int64_t ob[MX_MAX_RANK];
   memcpy(ob, out->shape, sizeof(int64_t) * (size_t)nb);
@@ -523,7 +533,6 @@ mx_status mx_k_quantized_matmul(mx_array *out, mx_array *const *in) {
     else
       qmm_blas(&A);
   }
-  free(A.xsum);
-  free(A.scratch);
+  mx_buffer_release(scratch);
   return MX_OK;
 }

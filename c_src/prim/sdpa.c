@@ -16,6 +16,10 @@
 #include "blas.h"
 #include "kernels.h"
 
+/* The softmax loops vectorize only without trapping math (their selects would be control flow);
+ * nothing here reads the floating-point exception flags. */
+#pragma GCC optimize("no-trapping-math")
+
 /* Tiles small enough that OpenBLAS runs each product on the calling pool thread: it threads a
  * gemm only past m n k = 65536 * GEMM_MULTITHREAD_THRESHOLD (4, Debian's build), and its threads
  * started from inside our pool were measured 20-100x slower on this 2-core machine. */
@@ -41,6 +45,30 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
 }
 
 #define BK (P->bk)
+
+/* e^x in f32 without a call, so the softmax's exp loop vectorizes: Cephes's expf (x = n ln 2 + r,
+ * |r| <= ln 2 / 2, a polynomial for e^r, times 2^n as two halves so neither overflows nor is
+ * subnormal), within 2 ulp of e^x, subnormal results included; 0 below -104 (under half the smallest
+ * subnormal) and for -inf without touching subnormal arithmetic, +inf past f32's range, NaN for NaN. */
+static inline float exp_f32(float x) {
+  float xc = x >= -104.0f ? (x < 89.0f ? x : 89.0f) : 0.0f; /* NaN and -inf compute e^0, replaced below */
+  float n = rintf(xc * 1.44269504088896341f);
+  float r = xc - n * 0.693359375f - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t n1 = (int32_t)n / 2, n2 = (int32_t)n - n1;
+  union {
+    uint32_t u;
+    float f;
+  } s1 = {.u = (uint32_t)(n1 + 127) << 23}, s2 = {.u = (uint32_t)(n2 + 127) << 23};
+  float y = p * s1.f * s2.f;
+  return x >= -104.0f ? y : x != x ? x : 0.0f;
+}
 #define SDPA_KERNELS(T, GEMM, EXP, LOG)                                                                  \
   /* C = alpha op(A) op(B) + beta C, where BLAS would reject an empty dimension. */                       \
   static void gemm_##T(int ta, int tb, int64_t m, int64_t n, int64_t k, T alpha, const T *a, int64_t lda, \
@@ -72,22 +100,40 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
   }                                                                                                      \
                                                                                                          \
   /* Online softmax step for a tile row: folds row into (m, l), leaves exp(row - m_new) in row and      \
-   * returns the factor by which earlier sums (and output rows) shrink. */                              \
-  static T online_row_##T(T *row, int64_t nk, T *m, T *l) {                                              \
-    T mx = -INFINITY;                                                                                    \
-    int nan = 0;                                                                                         \
-    for (int64_t j = 0; j < nk; j++) {                                                                   \
-      mx = row[j] > mx ? row[j] : mx;                                                                    \
-      nan |= row[j] != row[j];                                                                           \
+   * returns the factor by which earlier sums (and output rows) shrink. Max, exp and sum are separate   \
+   * loops (8 running lanes each) that the compiler vectorizes, for AVX2 too where the CPU has it (no   \
+   * FMA: the same roundings either way). */                                                            \
+  __attribute__((target_clones("avx2", "default"))) static T online_row_##T(T *row, int64_t nk, T *m,   \
+                                                                            T *l) {                     \
+    T mxs[8], sums[8];                                                                                   \
+    int nans[8];                                                                                         \
+    for (int u = 0; u < 8; u++) mxs[u] = -INFINITY, sums[u] = 0, nans[u] = 0;                            \
+    int64_t n8 = nk - nk % 8;                                                                            \
+    for (int64_t j = 0; j < n8; j += 8)                                                                  \
+      for (int u = 0; u < 8; u++) {                                                                      \
+        T r = row[j + u];                                                                                \
+        mxs[u] = r > mxs[u] ? r : mxs[u];                                                                \
+        nans[u] |= r != r;                                                                               \
+      }                                                                                                  \
+    for (int64_t j = n8; j < nk; j++) {                                                                  \
+      mxs[0] = row[j] > mxs[0] ? row[j] : mxs[0];                                                        \
+      nans[0] |= row[j] != row[j];                                                                       \
     }                                                                                                    \
+    T mx = mxs[0];                                                                                       \
+    int nan = nans[0];                                                                                   \
+    for (int u = 1; u < 8; u++) mx = mxs[u] > mx ? mxs[u] : mx, nan |= nans[u];                          \
     T mn = *m > mx ? *m : mx;                                                                            \
     if (mn == -INFINITY) { /* no key visible yet: the tile adds nothing (a NaN score poisons the row) */ \
       memset(row, 0, sizeof(T) * (size_t)nk);                                                            \
       if (nan) *l = NAN;                                                                                 \
       return 1;                                                                                          \
     }                                                                                                    \
-    T alpha = EXP(*m - mn), sum = 0;                                                                     \
-    for (int64_t j = 0; j < nk; j++) sum += row[j] = EXP(row[j] - mn);                                   \
+    for (int64_t j = 0; j < nk; j++) row[j] = EXP(row[j] - mn);                                          \
+    for (int64_t j = 0; j < n8; j += 8)                                                                  \
+      for (int u = 0; u < 8; u++) sums[u] += row[j + u];                                                 \
+    for (int64_t j = n8; j < nk; j++) sums[0] += row[j];                                                 \
+    T sum = ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]));    \
+    T alpha = EXP(*m - mn);                                                                              \
     *l = *l * alpha + sum;                                                                               \
     *m = mn;                                                                                             \
     return alpha;                                                                                        \
@@ -196,7 +242,7 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
       }                                                                                                  \
     free(S);                                                                                             \
   }
-SDPA_KERNELS(float, mx_sgemm, expf, logf)
+SDPA_KERNELS(float, mx_sgemm, exp_f32, logf)
 SDPA_KERNELS(double, mx_dgemm, exp, log)
 #undef SDPA_KERNELS
 #undef BK

@@ -178,6 +178,30 @@ static void test_errors(void) {
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) mx_release(all[i]);
 }
 
+/* The BLAS path's dequantized tile is engine scratch: over the memory limit it fails cleanly,
+ * naming the op and the allocator's reason. */
+static void test_scratch_limit(void) {
+  int64_t ws[2] = {512, 256}, xs[2] = {64, 256};
+  double *v = malloc(sizeof(double) * 512 * 256);
+  for (int64_t i = 0; i < 512 * 256; i++) v[i] = uniform();
+  mx_array *w = arr_values(MX_F32, 2, ws, v), *x = arr_values(MX_F32, 2, xs, v), *q = NULL, *s = NULL, *b = NULL,
+           *y = NULL;
+  CHECK(mx_quantize(w, 64, 4, &q, &s, &b) == MX_OK, "quantize: %s", mx_last_error());
+  mx_array *in[3] = {q, s, b};
+  CHECK(mx_eval(in, 3) == MX_OK, "eval quantize: %s", mx_last_error());
+  CHECK(mx_quantized_matmul(x, q, s, b, 1, 64, 4, &y) == MX_OK, "build: %s", mx_last_error());
+  mx_memory_stats st;
+  mx_memory_stats_get(&st);
+  mx_memory_set_memory_limit(st.active_bytes + (256 << 10)); /* the 128 KiB output fits, the 512 KiB tile not */
+  CHECK(mx_eval(&y, 1) == MX_ENOMEM && strstr(mx_last_error(), "[quantized_matmul] scratch for a dequantized tile") &&
+            strstr(mx_last_error(), "memory limit"),
+        "tile over the limit: %s", mx_last_error());
+  mx_memory_set_memory_limit(-1);
+  mx_array *all[] = {w, x, q, s, b, y};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) mx_release(all[i]);
+  free(v);
+}
+
 int main(void) {
   int sizes[3] = {32, 64, 128}, widths[3] = {2, 4, 8};
   for (int i = 0; i < 3; i++)
@@ -198,6 +222,7 @@ int main(void) {
   test_qmm_batched(MX_F64, 2, 32, 0, 2, 2, 3, 64, 16);
   test_qmm(MX_F64, 4, 64, 1, 3, 17, 64);
   test_qmm(MX_F32, 4, 64, 1, 0, 16, 64); /* no rows */
+  test_scratch_limit();
   test_errors();
   return test_summary("test_quant: ");
 }
