@@ -54,7 +54,8 @@ defmodule Mx.NN do
       `Mx.NN.Conv3d`, `Mx.NN.ConvTranspose1d`, `Mx.NN.ConvTranspose2d`,
       `Mx.NN.ConvTranspose3d`, `Mx.NN.MaxPool1d`, `Mx.NN.MaxPool2d`,
       `Mx.NN.MaxPool3d`, `Mx.NN.AvgPool1d`, `Mx.NN.AvgPool2d`,
-      `Mx.NN.AvgPool3d`, `Mx.NN.Upsample`
+      `Mx.NN.AvgPool3d`, `Mx.NN.Upsample`, `Mx.NN.QuantizedLinear`,
+      `Mx.NN.QuantizedEmbedding` (and `quantize/3`, MLX's `nn.quantize`)
 
   Layouts are MLX's: features (channels) last, sequences batch-first
   (`{batch, length, features}`).
@@ -75,6 +76,16 @@ defmodule Mx.NN do
       12
       iex> Mx.NN.count_params(p, frozen: [[:linear]])
       3
+
+  Quantized layers count their arrays as stored, as summing the sizes of
+  MLX's `tree_flatten(model.parameters())` does: each packed u32 word counts
+  once (it holds `32 / bits` weights), plus the scales and biases. A
+  `{64, 64}` weight at 4 bits is `64 * 8 + 2 * 64 * 1 = 640` at group size
+  64, where the dense weight was 4096.
+
+      iex> q = Mx.NN.QuantizedLinear.from_linear(%{weight: Mx.ones({64, 64})}, group_size: 64, bits: 4)
+      iex> Mx.NN.count_params(q)
+      640
   """
   @spec count_params(params(), keyword()) :: non_neg_integer()
   def count_params(params, opts \\ []) do
@@ -85,6 +96,86 @@ defmodule Mx.NN do
     |> Mx.Tree.flatten()
     |> Enum.reduce(0, fn {path, a}, n -> if frozen?.(path), do: n, else: n + Mx.size(a) end)
   end
+
+  @doc """
+  Quantizes a `Mx.NN.Sequential` model (MLX's `nn.quantize(model, group_size,
+  bits, class_predicate)`): returns `{params, layers}` with each selected
+  `Mx.NN.Linear` replaced by `Mx.NN.QuantizedLinear` and each selected
+  `Mx.NN.Embedding` by `Mx.NN.QuantizedEmbedding` (parameters through
+  `Mx.NN.QuantizedLinear.from_linear/2` or
+  `Mx.NN.QuantizedEmbedding.from_embedding/2`, spec options extended with
+  `group_size:` and `bits:`); other layers are kept as they are. Run the
+  result with `Mx.NN.Sequential.apply(params, x, layers: layers)`.
+
+  Options: `group_size:` (default 64), `bits:` (default 4), and
+  `class_predicate:`, a function `(path, layer_params)` of the layer's path
+  in the parameter list (`[i]`) and its parameters, called for Linear and
+  Embedding layers only: `true` quantizes with `group_size`/`bits`, `false`
+  leaves the layer dense, and a keyword list `[group_size: g, bits: b]`
+  quantizes that layer with its own scheme (as MLX's predicate returning a
+  dict). By default every Linear and Embedding is quantized; one whose
+  input dims are not a multiple of its group size raises, naming it.
+
+      iex> layers = [{Mx.NN.Linear, input_dims: 64, output_dims: 8}, :relu, {Mx.NN.Linear, input_dims: 8, output_dims: 1}]
+      iex> params = Mx.NN.Sequential.init(Mx.Random.key(0), layers: layers)
+      iex> {qp, ql} = Mx.NN.quantize(params, layers, class_predicate: fn _path, p -> elem(p.weight.shape, 1) >= 64 end)
+      iex> Enum.map(ql, fn {m, _} -> m; a -> a end)
+      [Mx.NN.QuantizedLinear, :relu, Mx.NN.Linear]
+      iex> Mx.NN.Sequential.apply(qp, Mx.ones({2, 64}), layers: ql) |> Mx.shape()
+      {2, 1}
+      iex> Mx.NN.quantize(params, layers, group_size: 32)
+      ** (ArgumentError) Mx.NN.quantize: layer [2] (Mx.NN.Linear): input_dims 8 (the weight {1, 8}) is not a multiple of group_size 32; pick a group_size that divides it or leave this layer dense
+  """
+  @spec quantize([map()], list(), keyword()) :: {[map()], list()}
+  def quantize(params, layers, opts \\ []) do
+    opts = Mx.Opts.validate!(opts, [group_size: 64, bits: 4, class_predicate: nil], "Mx.NN.quantize")
+    predicate = opts[:class_predicate] || fn _path, _params -> true end
+
+    unless is_function(predicate, 2) do
+      raise ArgumentError,
+            "Mx.NN.quantize: class_predicate must be a function of (path, layer_params), got #{inspect(predicate)}"
+    end
+
+    unless is_list(params) and is_list(layers) and length(params) == length(layers) do
+      raise ArgumentError,
+            "Mx.NN.quantize: expected a Sequential's params (a list) and its layer specs (a list of the same length)"
+    end
+
+    [params, layers, Enum.to_list(0..(length(layers) - 1)//1)]
+    |> Enum.zip_with(fn [p, spec, i] -> quantize_layer(p, spec, [i], predicate, opts) end)
+    |> Enum.unzip()
+  end
+
+  @quantized %{Mx.NN.Linear => Mx.NN.QuantizedLinear, Mx.NN.Embedding => Mx.NN.QuantizedEmbedding}
+
+  defp quantize_layer(p, {module, lopts} = spec, path, predicate, opts)
+       when is_map_key(@quantized, module) do
+    where = "Mx.NN.quantize: layer #{inspect(path)} (#{inspect(module)})"
+
+    scheme =
+      case predicate.(path, p) do
+        false ->
+          nil
+
+        true ->
+          Keyword.take(opts, [:group_size, :bits])
+
+        kw when is_list(kw) ->
+          Keyword.merge(Keyword.take(opts, [:group_size, :bits]), Mx.Opts.validate!(kw, [:group_size, :bits], where))
+
+        other ->
+          raise ArgumentError,
+                "#{where}: class_predicate must return true, false or [group_size: g, bits: b], got #{inspect(other)}"
+      end
+
+    if scheme,
+      do:
+        {Mx.NN.QuantizedLinear.quantize_weight(p, scheme, where),
+         {@quantized[module], lopts ++ scheme}},
+      else: {p, spec}
+  end
+
+  defp quantize_layer(p, spec, _path, _predicate, _opts), do: {p, spec}
 
   @doc """
   Zeroes the gradients of frozen parameters, so a gradient step leaves them

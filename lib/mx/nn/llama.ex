@@ -15,7 +15,7 @@ defmodule Mx.NN.Llama do
   computes in f32. A checkpoint with a `"quantization": {"group_size",
   "bits"}` config holds each quantized layer as MLX writes it (`weight`
   packed u32, `scales`, `biases`); those run through
-  `Mx.Quantize.quantized_matmul/5` and a quantized embedding lookup (rows
+  `Mx.NN.QuantizedLinear` and `Mx.NN.QuantizedEmbedding` (rows
   dequantized as they are taken), with scales and biases in f32. A layer
   without `scales` stays dense, as in mlx-lm. Weights keep the checkpoint's
   `{out, in}` layout (the matmul reads their transpose through a BLAS flag,
@@ -212,17 +212,13 @@ defmodule Mx.NN.Llama do
         [dims: c.head_dim, traditional: c.rope_traditional, offset: offset] ++ c.rope
       )
 
-  defp linear(x, %{scales: s, biases: q_b, weight: w} = p, c) do
-    y = Mx.Quantize.quantized_matmul(x, w, s, q_b, Map.to_list(c.quantization))
-    if b = p[:bias], do: Mx.add(y, b), else: y
-  end
+  defp linear(x, %{scales: _} = p, c),
+    do: Mx.NN.QuantizedLinear.apply(p, x, Map.to_list(c.quantization))
 
   defp linear(x, p, _c), do: Mx.NN.Linear.apply(p, x)
 
-  defp embed(%{scales: s, biases: b, weight: w}, tokens, c) do
-    take = &Mx.take(&1, tokens, axis: 0)
-    Mx.Quantize.dequantize(take.(w), take.(s), take.(b), Map.to_list(c.quantization))
-  end
+  defp embed(%{scales: _} = p, tokens, c),
+    do: Mx.NN.QuantizedEmbedding.apply(p, tokens, Map.to_list(c.quantization))
 
   defp embed(p, tokens, _c), do: Mx.NN.Embedding.apply(p, tokens)
 
