@@ -417,7 +417,24 @@ defmodule GenMX.OptionsTest do
       {Mx.NN, :scaled_dot_product_attention, 4} => [a, a, a]
     })
     |> Map.merge(quant_examples())
+    |> Map.merge(quantized_layer_examples(key))
     |> Map.merge(llama_examples())
+  end
+
+  # Mx.NN.QuantizedLinear, Mx.NN.QuantizedEmbedding, Mx.NN.quantize (issue 13).
+  defp quantized_layer_examples(key) do
+    w = %{weight: Mx.ones({2, 64})}
+
+    %{
+      {Mx.NN.QuantizedLinear, :init, 2} => [key],
+      {Mx.NN.QuantizedLinear, :apply, 3} => [%{}, Mx.ones({1, 64})],
+      {Mx.NN.QuantizedLinear, :from_linear, 2} => [w],
+      {Mx.NN.QuantizedEmbedding, :init, 2} => [key],
+      {Mx.NN.QuantizedEmbedding, :apply, 3} => [%{}, Mx.tensor([0])],
+      {Mx.NN.QuantizedEmbedding, :from_embedding, 2} => [w],
+      {Mx.NN.QuantizedEmbedding, :as_linear, 3} => [%{}, Mx.ones({1, 64})],
+      {Mx.NN, :quantize, 3} => [[w], [{Mx.NN.Linear, input_dims: 64, output_dims: 2}]]
+    }
   end
 
   # Mx.NN.Llama (issue 13), on the committed tiny checkpoint.

@@ -128,7 +128,9 @@ defmodule Mx.NN do
   """
   @spec quantize([map()], list(), keyword()) :: {[map()], list()}
   def quantize(params, layers, opts \\ []) do
-    opts = Mx.Opts.validate!(opts, [group_size: 64, bits: 4, class_predicate: nil], "Mx.NN.quantize")
+    opts =
+      Mx.Opts.validate!(opts, [group_size: 64, bits: 4, class_predicate: nil], "Mx.NN.quantize")
+
     predicate = opts[:class_predicate] || fn _path, _params -> true end
 
     unless is_function(predicate, 2) do
@@ -158,10 +160,11 @@ defmodule Mx.NN do
           nil
 
         true ->
-          Keyword.take(opts, [:group_size, :bits])
+          [group_size: opts[:group_size], bits: opts[:bits]]
 
         kw when is_list(kw) ->
-          Keyword.merge(Keyword.take(opts, [:group_size, :bits]), Mx.Opts.validate!(kw, [:group_size, :bits], where))
+          kw = Mx.Opts.validate!(kw, Keyword.take(opts, [:group_size, :bits]), where)
+          [group_size: kw[:group_size], bits: kw[:bits]]
 
         other ->
           raise ArgumentError,
