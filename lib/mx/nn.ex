@@ -124,7 +124,7 @@ defmodule Mx.NN do
       iex> Mx.NN.Sequential.apply(qp, Mx.ones({2, 64}), layers: ql) |> Mx.shape()
       {2, 1}
       iex> Mx.NN.quantize(params, layers, group_size: 32)
-      ** (ArgumentError) Mx.NN.quantize: layer [2] (Mx.NN.Linear): input_dims 8 (the weight {1, 8}) is not a multiple of group_size 32; pick a group_size that divides it or leave this layer dense
+      ** (ArgumentError) Mx.NN.quantize: layer [2] (Mx.NN.Linear): the weight {1, 8}'s last axis (8) is not a multiple of group_size 32; pick a group_size that divides it or leave this layer dense
   """
   @spec quantize([map()], list(), keyword()) :: {[map()], list()}
   def quantize(params, layers, opts \\ []) do

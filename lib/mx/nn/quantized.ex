@@ -32,7 +32,7 @@ defmodule Mx.NN.QuantizedLinear do
   `group_size:`, `bits:`. The input dims must be a multiple of `group_size`.
 
       iex> Mx.NN.QuantizedLinear.from_linear(%{weight: Mx.ones({2, 48})}, group_size: 32)
-      ** (ArgumentError) Mx.NN.QuantizedLinear.from_linear: input_dims 48 (the weight {2, 48}) is not a multiple of group_size 32; pick a group_size that divides it or leave this layer dense
+      ** (ArgumentError) Mx.NN.QuantizedLinear.from_linear: the weight {2, 48}'s last axis (48) is not a multiple of group_size 32; pick a group_size that divides it or leave this layer dense
   """
   @spec from_linear(map(), keyword()) :: map()
   def from_linear(params, opts \\ []) do
@@ -42,21 +42,28 @@ defmodule Mx.NN.QuantizedLinear do
 
   @doc false
   # Quantizes `params.weight` along its last axis, checking the group first so the error names the layer.
-  def quantize_weight(%{weight: w} = params, scheme, where) do
-    gs = scheme[:group_size]
+  def quantize_weight(%{weight: %Mx.Array{shape: shape}} = params, scheme, where)
+      when tuple_size(shape) > 0 do
+    {gs, k} = {scheme[:group_size], elem(shape, tuple_size(shape) - 1)}
 
-    unless is_integer(gs) and gs > 0 and rem(elem(w.shape, tuple_size(w.shape) - 1), gs) == 0 do
+    # A non-integer group_size is left to Mx.Quantize.quantize/2, which says what it must be.
+    if is_integer(gs) and gs > 0 and rem(k, gs) != 0 do
       raise ArgumentError,
-            "#{where}: input_dims #{elem(w.shape, tuple_size(w.shape) - 1)} (the weight #{inspect(w.shape)}) is not a multiple of group_size #{inspect(gs)}; pick a group_size that divides it or leave this layer dense"
+            "#{where}: the weight #{inspect(shape)}'s last axis (#{k}) is not a multiple of group_size #{gs}; pick a group_size that divides it or leave this layer dense"
     end
 
-    {w_q, scales, biases} = Mx.Quantize.quantize(w, Keyword.take(scheme, [:group_size, :bits]))
+    {w_q, scales, biases} =
+      Mx.Quantize.quantize(params.weight, Keyword.take(scheme, [:group_size, :bits]))
+
     Map.merge(params, %{weight: w_q, scales: scales, biases: biases})
   end
 
   def quantize_weight(params, _scheme, where) do
+    got =
+      if is_map(params), do: "keys #{inspect(Map.keys(params))}", else: inspect(params, limit: 5)
+
     raise ArgumentError,
-          "#{where}: expected a parameter map with a :weight, got keys #{inspect(Map.keys(params))}"
+          "#{where}: expected a parameter map with a :weight array of rank 1 or more, got #{got}"
   end
 
   @doc "Applies the layer to `x` of shape `{..., input_dims}` (pass the `group_size:` and `bits:` it was quantized with)."
@@ -110,7 +117,7 @@ defmodule Mx.NN.QuantizedEmbedding do
   `QuantizedEmbedding.from_embedding`). Options: `group_size:`, `bits:`.
 
       iex> Mx.NN.QuantizedEmbedding.from_embedding(%{weight: Mx.ones({4, 40})}, group_size: 32)
-      ** (ArgumentError) Mx.NN.QuantizedEmbedding.from_embedding: input_dims 40 (the weight {4, 40}) is not a multiple of group_size 32; pick a group_size that divides it or leave this layer dense
+      ** (ArgumentError) Mx.NN.QuantizedEmbedding.from_embedding: the weight {4, 40}'s last axis (40) is not a multiple of group_size 32; pick a group_size that divides it or leave this layer dense
   """
   @spec from_embedding(map(), keyword()) :: map()
   def from_embedding(params, opts \\ []) do

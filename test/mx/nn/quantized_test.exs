@@ -112,17 +112,17 @@ defmodule Mx.NN.QuantizedTest do
 
   test "errors name the layer: group size, missing weight, unknown options" do
     assert_raise ArgumentError,
-                 ~r/^Mx.NN.QuantizedLinear.from_linear: input_dims 96 .* not a multiple of group_size 64/,
+                 ~r/^Mx.NN.QuantizedLinear.from_linear: the weight \{4, 96\}'s last axis \(96\) is not a multiple of group_size 64/,
                  fn -> QuantizedLinear.from_linear(%{weight: Mx.ones({4, 96})}) end
 
     assert_raise ArgumentError,
-                 ~r/^Mx.NN.QuantizedLinear.init: input_dims 20 .* group_size 64/,
+                 ~r/^Mx.NN.QuantizedLinear.init: the weight \{2, 20\}'s last axis \(20\) is not a multiple of group_size 64/,
                  fn ->
                    QuantizedLinear.init(Mx.Random.key(0), input_dims: 20, output_dims: 2)
                  end
 
     assert_raise ArgumentError,
-                 ~r/^Mx.NN.QuantizedEmbedding.init: input_dims 10 .* group_size 32/,
+                 ~r/^Mx.NN.QuantizedEmbedding.init: the weight \{4, 10\}'s last axis \(10\) is not a multiple of group_size 32/,
                  fn ->
                    QuantizedEmbedding.init(Mx.Random.key(0),
                      num_embeddings: 4,
@@ -154,6 +154,15 @@ defmodule Mx.NN.QuantizedTest do
            ~r/^Mx.NN.quantize: unknown option predicate:/}
         ],
         do: assert_raise(ArgumentError, msg, fun)
+
+    # group_size and bits outside MLX's sets: the primitive's check, naming its values.
+    assert_raise Mx.Error, "[quantize] group_size must be 32, 64 or 128 (MLX's), got 48", fn ->
+      QuantizedLinear.from_linear(%{weight: Mx.ones({2, 96})}, group_size: 48)
+    end
+
+    assert_raise Mx.Error, "[quantize] bits must be 2, 4 or 8, got 3", fn ->
+      QuantizedEmbedding.from_embedding(%{weight: Mx.ones({2, 64})}, bits: 3)
+    end
 
     # bits the packed weight was not made with: the primitive's shape check, naming it.
     assert_raise Mx.Error, ~r/\[quantized_matmul\]/, fn ->
@@ -232,7 +241,7 @@ defmodule Mx.NN.QuantizedTest do
     assert Enum.at(qp, 1).weight.shape == {32, 4}
 
     assert_raise ArgumentError,
-                 ~r/^Mx.NN.quantize: layer \[3\] \(Mx.NN.Linear\): input_dims 32 .* not a multiple of group_size 64/,
+                 ~r/^Mx.NN.quantize: layer \[3\] \(Mx.NN.Linear\): the weight \{3, 32\}'s last axis \(32\) is not a multiple of group_size 64/,
                  fn -> NN.quantize(params, layers) end
 
     assert_raise ArgumentError,
