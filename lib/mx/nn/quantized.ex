@@ -7,7 +7,10 @@ defmodule Mx.NN.QuantizedLinear do
   packed shapes do not determine both). Parameters `%{weight: u32 {output_dims,
   input_dims * bits / 32}, scales: {output_dims, input_dims / group_size},
   biases: {output_dims, input_dims / group_size}, bias: {output_dims}}` (`bias`
-  optional), as MLX checkpoints store them.
+  optional), as MLX checkpoints store them. The quantized arrays are frozen,
+  as MLX freezes them: a gradient with respect to them raises, so
+  differentiate the other parameters only (the bias, other layers), with
+  the quantized ones closed over. The gradient with respect to `x` flows.
 
       iex> lin = %{weight: Mx.remainder(Mx.iota({1, 32}, type: :f32), 4.0), bias: Mx.tensor([0.5])}
       iex> q = Mx.NN.QuantizedLinear.from_linear(lin, group_size: 32, bits: 2)

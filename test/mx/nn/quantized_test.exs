@@ -267,6 +267,28 @@ defmodule Mx.NN.QuantizedTest do
     end
   end
 
+  test "gradients flow to x and the bias; the quantized arrays are frozen (raise)" do
+    lin = NN.Linear.init(Mx.Random.key(4), input_dims: 64, output_dims: 3)
+    q = QuantizedLinear.from_linear(lin)
+    x = Mx.Random.normal(Mx.Random.key(5), 0.0, 1.0, shape: {2, 64})
+    frozen = Map.take(q, [:weight, :scales, :biases])
+    f = fn bias, x -> QuantizedLinear.apply(Map.put(frozen, :bias, bias), x) |> Mx.sum() end
+
+    # d/dbias of the sum over 2 rows is 2 per output; d/dx is the column sums of Ŵ, per row.
+    [db, dx] = Mx.grad(f, [0, 1]).(q.bias, x)
+    assert Mx.to_list(db) == [2.0, 2.0, 2.0]
+    w = Mx.dequantize(q.weight, q.scales, q.biases)
+    col = Mx.sum(w, axes: [0]) |> Mx.broadcast({2, 64})
+    gap = Mx.subtract(dx, col) |> Mx.abs() |> max_of()
+    # 3 terms each way, plus the dequantized weight's rounding, over the magnitudes |s|·q + |b|.
+    a = Mx.dequantize(q.weight, Mx.abs(q.scales), Mx.abs(q.biases))
+    assert gap <= 2 * gamma(3 + 2) * (a |> Mx.sum(axes: [0]) |> max_of())
+
+    assert_raise Mx.Error, ~r/\[quantized_matmul\] has no gradient with respect to w_q/, fn ->
+      Mx.grad(fn p -> QuantizedLinear.apply(p, x) |> Mx.sum() end).(q)
+    end
+  end
+
   test "count_params counts the stored arrays: packed words, scales and biases" do
     lin = NN.Linear.init(Mx.Random.key(0), input_dims: 128, output_dims: 16)
     assert NN.count_params(lin) == 16 * 128 + 16
