@@ -238,7 +238,7 @@ defmodule Gen.CombinatorsVSwitchTest do
       xs = [0.5, 1.5, -1.0, 2.0]
       ys = [9.0, 1.0, 0.0, 9.0]
       cm = Gen.choicemap([{:k, idx(ks)}, {[:v, :x], vec(xs)}, {[:v, :y], vec(ys)}])
-      {t, w} = Gen.Vectorized.with_batch(4, fn -> Gen.generate(m, [vec(@mu)], cm) end)
+      {_t, w} = Gen.Vectorized.with_batch(4, fn -> Gen.generate(m, [vec(@mu)], cm) end)
       assert_all_close(w, Enum.zip_with(lk(ks), lp(ks, xs, ys), &(&1 + &2)))
 
       # The vectorized GFI (one particle's model, shared arguments: mu = 0 for all, issue 10 item 11)

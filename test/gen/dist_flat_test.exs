@@ -80,7 +80,7 @@ defmodule Gen.DistFlatTest do
         trace(:y, Gen.Dist.normal(0.0, s))
       end)
 
-    {t, w} = generate(m, [], %{sigma: 2.0, y: 1.0})
+    {_t, w} = generate(m, [], %{sigma: 2.0, y: 1.0})
     assert_close(num(w), ln_normal(1.0, 0.0, 2.0))
 
     m2 =

@@ -250,7 +250,7 @@ defmodule Gen.Inference.Vectorized do
   # array over the particles (`spread`, from Gen.Vectorized.with_spread_log/1) becomes {@spread,
   # its position, shape}: it comes back as a lazy broadcast of the array given, so the tape neither
   # computes nor stores its n copies.
-  defp hollow(term, given \\ [], spread \\ %{}) do
+  defp hollow(term, given, spread) do
     at = given |> Enum.with_index() |> Map.new()
     seen = Map.new(at, fn {a, i} -> {a, {@given, i}} end)
 
@@ -297,7 +297,6 @@ defmodule Gen.Inference.Vectorized do
 
   defp hollow_walk(other, acc), do: {other, acc}
 
-  defp refill(term, leaves, given \\ {})
   defp refill({@leaf, i}, leaves, _given), do: elem(leaves, i)
   defp refill({@given, i}, _leaves, given), do: elem(given, i)
   defp refill({@spread, i, shape}, _leaves, given), do: Mx.broadcast(elem(given, i), shape)
