@@ -189,6 +189,48 @@ static void fill_columns(conv_plan *P) {
   mx_parallel_for(P->Kc, grain > 0 ? grain : 1, fill, P);
 }
 
+/* Calls block for each column block of x[n, group g] (built in colbuf unless P is direct): col [Kc, P->pb]
+ * with row stride ld, at columns P->p0.. of the output positions. The forward and the kernel gradient share it. */
+typedef void (*block_fn)(const conv_plan *P, int64_t n, int64_t g, const char *col, int64_t ld, void *ctx);
+
+static void each_column_block(conv_plan *P, const char *xd, mx_buffer *colbuf, block_fn block, void *ctx) {
+  for (int64_t n = 0; n < P->N && !mx_cancelled(); n++)
+    for (int64_t g = 0; g < P->G && !mx_cancelled(); g++) {
+      P->x = xd + (size_t)((n * P->C + g * P->Cg) * P->xsp[0]) * P->es;
+      for (P->p0 = 0; P->p0 < P->P && !mx_cancelled(); P->p0 += P->pbmax) {
+        P->pb = P->p0 + P->pbmax <= P->P ? P->pbmax : P->P - P->p0;
+        const char *col = P->x + (size_t)P->p0 * P->es;
+        int64_t ld = P->P;
+        if (!P->direct) {
+          P->col = colbuf->data;
+          fill_columns(P);
+          col = P->col, ld = P->pb;
+        }
+        block(P, n, g, col, ld, ctx);
+      }
+    }
+}
+
+/* w: the kernel [O, Kc]; y: conv's output [N, O, P] (read as the cotangent by the kernel gradient). */
+typedef struct {
+  mx_dtype t;
+  char *w, *y;
+} gemm_args;
+
+/* y[n, group g][:, block] = w_g [Og, Kc] @ col */
+static void conv_block(const conv_plan *P, int64_t n, int64_t g, const char *col, int64_t ld, void *ctx) {
+  gemm_args *a = ctx;
+  gemm(a->t, 0, 0, P->Og, P->pb, P->Kc, a->w + (size_t)(g * P->Og * P->Kc) * P->es, P->Kc, col, ld, 0,
+       a->y + (size_t)((n * P->O + g * P->Og) * P->P + P->p0) * P->es, P->P);
+}
+
+/* gw_g [Og, Kc] += g[n, group g][:, block] @ col^T */
+static void kernel_grad_block(const conv_plan *P, int64_t n, int64_t g, const char *col, int64_t ld, void *ctx) {
+  gemm_args *a = ctx;
+  gemm(a->t, 0, 1, P->Og, P->Kc, P->pb, a->y + (size_t)((n * P->O + g * P->Og) * P->P + P->p0) * P->es, P->P, col,
+       ld, 1, a->w + (size_t)(g * P->Og * P->Kc) * P->es, P->Kc);
+}
+
 /* y[n, g*Og .., p] = w_g [Og, Kc] @ col [Kc, p] for each batch element n and group g. */
 mx_status mx_k_conv(mx_array *out, mx_array *const *in) {
   conv_plan P;
@@ -202,25 +244,8 @@ mx_status mx_k_conv(mx_array *out, mx_array *const *in) {
   }
   mx_buffer *colbuf = NULL;
   if ((st = column_buffer("conv", &P, &colbuf))) return st;
-  const char *xd = mx_data(in[0]), *wd = mx_data(in[1]);
-  char *od = mx_data(out);
-  for (int64_t n = 0; n < P.N && !mx_cancelled(); n++)
-    for (int64_t g = 0; g < P.G && !mx_cancelled(); g++) {
-      P.x = xd + (size_t)((n * P.C + g * P.Cg) * P.xsp[0]) * P.es;
-      const char *wg = wd + (size_t)(g * P.Og * P.Kc) * P.es;
-      char *og = od + (size_t)((n * P.O + g * P.Og) * P.P) * P.es;
-      for (P.p0 = 0; P.p0 < P.P && !mx_cancelled(); P.p0 += P.pbmax) {
-        P.pb = P.p0 + P.pbmax <= P.P ? P.pbmax : P.P - P.p0;
-        const char *col = P.x + (size_t)P.p0 * P.es;
-        int64_t ld = P.P;
-        if (!P.direct) {
-          P.col = colbuf->data;
-          fill_columns(&P);
-          col = P.col, ld = P.pb;
-        }
-        gemm(t, 0, 0, P.Og, P.pb, P.Kc, wg, P.Kc, col, ld, 0, og + (size_t)P.p0 * P.es, P.P);
-      }
-    }
+  gemm_args a = {.t = t, .w = mx_data(in[1]), .y = mx_data(out)};
+  each_column_block(&P, mx_data(in[0]), colbuf, conv_block, &a);
   if (colbuf) mx_buffer_release(colbuf);
   return MX_OK;
 }
@@ -237,25 +262,8 @@ mx_status mx_k_conv_kernel_grad(mx_array *out, mx_array *const *in) {
   if (P.P == 0 || P.N == 0) return MX_OK;
   mx_buffer *colbuf = NULL;
   if ((st = column_buffer("conv_kernel_grad", &P, &colbuf))) return st;
-  const char *xd = mx_data(in[0]), *gd = mx_data(in[1]);
-  char *wd = mx_data(out);
-  for (int64_t n = 0; n < P.N && !mx_cancelled(); n++)
-    for (int64_t g = 0; g < P.G && !mx_cancelled(); g++) {
-      P.x = xd + (size_t)((n * P.C + g * P.Cg) * P.xsp[0]) * P.es;
-      char *wg = wd + (size_t)(g * P.Og * P.Kc) * P.es;
-      const char *gg = gd + (size_t)((n * P.O + g * P.Og) * P.P) * P.es;
-      for (P.p0 = 0; P.p0 < P.P && !mx_cancelled(); P.p0 += P.pbmax) {
-        P.pb = P.p0 + P.pbmax <= P.P ? P.pbmax : P.P - P.p0;
-        const char *col = P.x + (size_t)P.p0 * P.es;
-        int64_t ld = P.P;
-        if (!P.direct) {
-          P.col = colbuf->data;
-          fill_columns(&P);
-          col = P.col, ld = P.pb;
-        }
-        gemm(t, 0, 1, P.Og, P.Kc, P.pb, gg + (size_t)P.p0 * P.es, P.P, col, ld, 1, wg, P.Kc);
-      }
-    }
+  gemm_args a = {.t = t, .w = mx_data(out), .y = mx_data(in[1])};
+  each_column_block(&P, mx_data(in[0]), colbuf, kernel_grad_block, &a);
   if (colbuf) mx_buffer_release(colbuf);
   return MX_OK;
 }
