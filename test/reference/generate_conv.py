@@ -104,6 +104,26 @@ def conv_torch(x, w, strides, pads, idil, kdil, fg, bg):
     return torch.cat(parts, dim=1).numpy()
 
 
+def conv_opts(S, strides, pads, idil, kdil, fg, bg, same=False):
+    """Mx.conv's options for a case, leaving out those at their defaults."""
+    opts = {}
+    if strides != [1] * S:
+        opts["strides"] = strides
+    if same:
+        opts["padding"] = Atom("same")
+    elif pads != [(0, 0)] * S:
+        opts["padding"] = [tuple(p) for p in pads]
+    if idil != [1] * S:
+        opts["input_dilation"] = idil
+    if kdil != [1] * S:
+        opts["kernel_dilation"] = kdil
+    if fg != 1:
+        opts["feature_group_size"] = fg
+    if bg != 1:
+        opts["batch_group_size"] = bg
+    return opts
+
+
 def add_conv(cf, rng, t, xs, ws, name, strides=None, pads=None, idil=None, kdil=None, fg=1, bg=1, padding=None,
              x=None, w=None, check=None, extra=None):
     S = len(xs) - 2
@@ -122,21 +142,7 @@ def add_conv(cf, rng, t, xs, ws, name, strides=None, pads=None, idil=None, kdil=
     theirs = check() if check else conv_torch(xf, wf, strides, pads, idil, kdil, fg, bg)
     assert theirs.shape == ref.shape, (name, theirs.shape, ref.shape)
     assert np.allclose(theirs, ref.astype(np.float64), rtol=1e-12, atol=1e-12 * max(bound.max(initial=0), 1)), name
-    opts = {}
-    if strides != [1] * S:
-        opts["strides"] = strides
-    if padding == "same":
-        opts["padding"] = Atom("same")
-    elif pads != [(0, 0)] * S:
-        opts["padding"] = [tuple(p) for p in pads]
-    if idil != [1] * S:
-        opts["input_dilation"] = idil
-    if kdil != [1] * S:
-        opts["kernel_dilation"] = kdil
-    if fg != 1:
-        opts["feature_group_size"] = fg
-    if bg != 1:
-        opts["batch_group_size"] = bg
+    opts = conv_opts(S, strides, pads, idil, kdil, fg, bg, same=padding == "same")
     out_t = t if t in ("f32", "f64") else "f32"
     args = [A(t, x), A("f32" if t != "f64" else "f64", w)]
     expected, aux_bound = ref, bound

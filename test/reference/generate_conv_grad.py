@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from generate_conv import conv_opts  # noqa: E402
 from refdata import KW, Arr, Atom, CaseFile  # noqa: E402
 
 MODULE = Atom('"Elixir.Mx.ConvGrad"')
@@ -50,19 +51,7 @@ def add(cf, rng, name, xs, ws, strides=None, pads=None, idil=None, kdil=None, fg
     g = rng.normal(0, 1, ys).astype(np.float32).astype(np.float64)
     gx, gw = grads(x, w, g, conv)
     bx, bw = grads(np.abs(x), np.abs(w), np.abs(g), conv)
-    opts = {}
-    if strides != [1] * S:
-        opts["strides"] = strides
-    if pads != [(0, 0)] * S:
-        opts["padding"] = [tuple(p) for p in pads]
-    if idil != [1] * S:
-        opts["input_dilation"] = idil
-    if kdil != [1] * S:
-        opts["kernel_dilation"] = kdil
-    if fg != 1:
-        opts["feature_group_size"] = fg
-    if bg != 1:
-        opts["batch_group_size"] = bg
+    opts = conv_opts(S, strides, pads, idil, kdil, fg, bg)
     args = [Arr("f32", x.astype(np.float32)), Arr("f32", w.astype(np.float32)), Arr("f32", g.astype(np.float32))]
     # terms per element: x's sums over its group's outputs and the taps, w's over the batch and positions
     k_x, k_w = ws[0] // (fg * bg) * int(np.prod(ws[2:])), xs[0] // bg * int(np.prod(ys[2:]))
