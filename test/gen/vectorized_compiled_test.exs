@@ -4,23 +4,11 @@ defmodule Gen.Inference.VectorizedCompiledTest do
   use ExUnit.Case, async: false
   import Gen
   import Gen.ChainCheck, only: [normal_model: 0, normal_observations: 1]
+  import Gen.TestModels, only: [small_model: 0]
   alias Gen.Inference.Vectorized, as: VI
 
   @ys Gen.ChainCheck.normal_ys()
   @post_mean Gen.ChainCheck.normal_posterior().mean
-
-  # A scalar site, a shared batched site, a per-particle site with an event axis, a per-particle
-  # discrete site, and an observed site depending on an argument (as in vectorized_test.exs).
-  defp small_model do
-    gen(fn c ->
-      mu = trace(:mu, Gen.Dist.normal(0.0, 1.0))
-      _zs = trace(:zs, Gen.Dist.normal(Mx.zeros({3}, type: :f64), 2.0))
-      mean = Mx.multiply(Mx.new_axis(mu, -1), Mx.tensor([1.0, -1.0], type: :f64))
-      _v = trace(:v, Gen.Dist.multivariate_normal(mean, Mx.eye(2, type: :f64)))
-      _b = trace(:b, Gen.Dist.bernoulli(Mx.sigmoid(mu)))
-      trace(:y, Gen.Dist.normal(Mx.add(mu, c), 0.5))
-    end)
-  end
 
   # Two terms alike: the same structure and plain terms, arrays of one shape and type whose
   # elements agree within rounding (the compiled tape may fuse and associate differently).

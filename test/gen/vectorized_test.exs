@@ -3,26 +3,14 @@ defmodule Gen.VectorizedTest do
   import Gen
   import Gen.TestHelpers, only: [ln_normal: 3, ln_bernoulli: 2]
   import Gen.Kalman, only: [ssm: 0]
+  import Gen.TestModels, only: [small_model: 0]
   import Gen.ChainCheck, only: [normal_model: 0, normal_observations: 1, normal_log_ml: 1]
   alias Gen.Inference.Vectorized, as: VI
 
   doctest Gen.Vectorized
   doctest Gen.Inference.Vectorized
 
-  # ---- shapes and weights against hand-computed log-densities -----------------------------
-  # A scalar site, a shared batched site, a per-particle site with an event axis, a
-  # per-particle discrete site, and an observed site depending on an argument.
-
-  defp small_model do
-    gen(fn c ->
-      mu = trace(:mu, Gen.Dist.normal(0.0, 1.0))
-      _zs = trace(:zs, Gen.Dist.normal(Mx.zeros({3}, type: :f64), 2.0))
-      mean = Mx.multiply(Mx.new_axis(mu, -1), Mx.tensor([1.0, -1.0], type: :f64))
-      _v = trace(:v, Gen.Dist.multivariate_normal(mean, Mx.eye(2, type: :f64)))
-      _b = trace(:b, Gen.Dist.bernoulli(Mx.sigmoid(mu)))
-      trace(:y, Gen.Dist.normal(Mx.add(mu, c), 0.5))
-    end)
-  end
+  # ---- shapes and weights against hand-computed log-densities (Gen.TestModels.small_model) ----
 
   defp sigmoid(x), do: 1.0 / (1.0 + :math.exp(-x))
 
