@@ -22,14 +22,7 @@ defmodule Mx.JitTest do
 
   # Objects go to a private cache of this test run, not the user's ~/.cache/genmx.
   setup_all do
-    dir = Path.join(System.tmp_dir!(), "jit_test_cache-#{System.unique_integer([:positive])}")
-    old = System.get_env("XDG_CACHE_HOME")
-    System.put_env("XDG_CACHE_HOME", dir)
-
-    on_exit(fn ->
-      if old, do: System.put_env("XDG_CACHE_HOME", old), else: System.delete_env("XDG_CACHE_HOME")
-      File.rm_rf!(dir)
-    end)
+    Mx.PrivateJitCache.setup("jit_test_cache")
   end
 
   defp eps(:f64), do: 2.220446049250313e-16

@@ -8,16 +8,9 @@ defmodule Mx.MatmulTransTest do
   use ExUnit.Case, async: false
   import Mx.GradCheck
 
-  # generated-C objects go to a private cache of this run (as in jit_test.exs)
+  # generated-C objects go to a private cache of this run
   setup_all do
-    dir = Path.join(System.tmp_dir!(), "matmul_trans_cache-#{System.unique_integer([:positive])}")
-    old = System.get_env("XDG_CACHE_HOME")
-    System.put_env("XDG_CACHE_HOME", dir)
-
-    on_exit(fn ->
-      if old, do: System.put_env("XDG_CACHE_HOME", old), else: System.delete_env("XDG_CACHE_HOME")
-      File.rm_rf!(dir)
-    end)
+    Mx.PrivateJitCache.setup("matmul_trans_cache")
   end
 
   defp rand(shape, seed, type \\ :f64),
