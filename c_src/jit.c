@@ -522,6 +522,21 @@ static void emit_red_step(const gen *g, sbuf *b, int k, int grp, const mx_array 
     put(b, "; const T r = a%d; a%d = f%d ? x : %s; f%d = 0; }\n", s, s, s, step_of(op), s);
 }
 
+/* The loop body of the group starting at p0, for element i: each member's value or reduction step. */
+static void emit_body(const gen *g, sbuf *b, int p0, const mx_array *loop) {
+  const mx_tape_view *v = g->v;
+  const int k0 = g->order[p0];
+  for (int p = p0, k; p < v->n_ins && g->group[k = g->order[p]] == k0; p++) {
+    int s = v->ins_slot[k];
+    if (g->rule[k] == R_RED) {
+      emit_red_step(g, b, k, k0, loop);
+      continue;
+    }
+    emit_ew(g, b, k, k0, loop);
+    if (g->storage[s] != S_TEMP) put(b, "    v%d[i] = t%d;\n", s, s);
+  }
+}
+
 /* A group: one loop nest over its shape; full reductions accumulate in a<s>. */
 static int emit_group(const gen *g, sbuf *b, int p0) {
   const mx_tape_view *v = g->v;
@@ -537,15 +552,7 @@ static int emit_group(const gen *g, sbuf *b, int p0) {
   put(b, "    const int64_t i = ");
   put_offset(b, loop, cst);
   put(b, "; (void)i;\n");
-  MEMBERS {
-    int s = v->ins_slot[k];
-    if (g->rule[k] == R_RED) {
-      emit_red_step(g, b, k, k0, loop);
-      continue;
-    }
-    emit_ew(g, b, k, k0, loop);
-    if (g->storage[s] != S_TEMP) put(b, "    v%d[i] = t%d;\n", s, s);
-  }
+  emit_body(g, b, p0, loop);
   put(b, "  }\n");
   if (loop->size >= CANCEL_CHECK) put(b, "  if (mx_cancelled()) return %d;\n", (int)MX_ECANCELLED);
   MEMBERS
@@ -643,15 +650,7 @@ static void emit_chunk_fn(gen *g, sbuf *b, int p0) {
       put(b, "    const int64_t i%d = q %% %lld; q /= %lld;\n", d, (long long)loop->shape[d], (long long)loop->shape[d]);
   put(b, "    (void)q;\n    for (int64_t i%d = i%d_0; i%d < stop; i%d++) {\n    const int64_t i = base + i%d; (void)i;\n", last,
       last, last, last, last);
-  for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++) {
-    int s = v->ins_slot[k];
-    if (g->rule[k] == R_RED) {
-      emit_red_step(g, b, k, k0, loop);
-      continue;
-    }
-    emit_ew(g, b, k, k0, loop);
-    if (g->storage[s] != S_TEMP) put(b, "    v%d[i] = t%d;\n", s, s);
-  }
+  emit_body(g, b, p0, loop);
   put(b, "    }\n    at = base + stop;\n  }\n");
   if (reduces) {
     for (p = p0; p < v->n_ins && g->group[k = g->order[p]] == k0; p++)
