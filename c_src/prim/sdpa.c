@@ -44,6 +44,14 @@ static inline int64_t causal_end(const sdpa_plan *P, int64_t i) {
   return e < 0 ? 0 : e > P->Lk ? P->Lk : e;
 }
 
+/* Work unit u of a pass over query blocks: batch b, query head h, rows i0 .. i0 + nq, keys [0, jend). */
+static inline void query_block(const sdpa_plan *P, int64_t u, int64_t *b, int64_t *h, int64_t *i0, int64_t *nq,
+                               int64_t *jend) {
+  *b = u / (P->Hq * P->nqb), *h = u / P->nqb % P->Hq, *i0 = u % P->nqb * BQ;
+  *nq = P->Lq - *i0 < BQ ? P->Lq - *i0 : BQ;
+  *jend = P->causal ? causal_end(P, *i0 + *nq - 1) : P->Lk;
+}
+
 #define BK (P->bk)
 
 /* e^x in f32 without a call, so the softmax's exp loop vectorizes: Cephes's expf (x = n ln 2 + r,
@@ -147,8 +155,8 @@ static inline float exp_f32(float x) {
       return;                                                                                            \
     }                                                                                                    \
     for (int64_t u = lo; u < hi && !mx_cancelled(); u++) {                                               \
-      int64_t b = u / (P->Hq * P->nqb), h = u / P->nqb % P->Hq, i0 = u % P->nqb * BQ;                    \
-      int64_t nq = P->Lq - i0 < BQ ? P->Lq - i0 : BQ, jend = P->causal ? causal_end(P, i0 + nq - 1) : P->Lk; \
+      int64_t b, h, i0, nq, jend;                                                                        \
+      query_block(P, u, &b, &h, &i0, &nq, &jend);                                                        \
       T *O = (T *)P->out + ((b * P->Hq + h) * P->Lq + i0) * P->Dv;                                       \
       const T *V = (const T *)P->v + (b * P->Hkv + h / P->group) * P->Lk * P->Dv;                        \
       memset(O, 0, sizeof(T) * (size_t)(nq * P->Dv));                                                    \
@@ -179,8 +187,8 @@ static inline float exp_f32(float x) {
       return;                                                                                            \
     }                                                                                                    \
     for (int64_t u = lo; u < hi && !mx_cancelled(); u++) {                                               \
-      int64_t b = u / (P->Hq * P->nqb), h = u / P->nqb % P->Hq, i0 = u % P->nqb * BQ;                    \
-      int64_t nq = P->Lq - i0 < BQ ? P->Lq - i0 : BQ, jend = P->causal ? causal_end(P, i0 + nq - 1) : P->Lk; \
+      int64_t b, h, i0, nq, jend;                                                                        \
+      query_block(P, u, &b, &h, &i0, &nq, &jend);                                                        \
       int64_t row0 = (b * P->Hq + h) * P->Lq + i0;                                                       \
       const T *G = (const T *)P->g + row0 * P->Dv, *O = (const T *)P->o + row0 * P->Dv;                  \
       T *lse = (T *)P->lse + row0, *delta = (T *)P->delta + row0, *dQ = (T *)P->dq + row0 * P->D;        \
